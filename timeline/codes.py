@@ -1,0 +1,106 @@
+"""Codes the store understands, with their canonical units and plausible ranges.
+
+Labs and vital signs are identified by LOINC and measured in UCUM units; every value
+is converted on ingest to its code's canonical unit (the original value and unit are
+kept). Findings and assessments use short local codes. See ``DOMAIN.md`` for sources.
+Adding a code is adding a row here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str
+    name: str
+    unit: str  # canonical UCUM unit; "1" for unitless scores
+    low: float | None = 0.0  # plausible range in the canonical unit (inclusive)
+    high: float | None = None
+    molar_mass: float | None = None  # g/mol, lets mmol/L convert to mass units
+    validity_days: int = 30  # how long a measurement stays valid by default
+
+
+LABS: dict[str, Code] = {
+    c.code: c
+    for c in [
+        Code("4537-7", "ESR (Westergren)", "mm/h", 0, 200),
+        Code("1988-5", "CRP", "mg/L", 0, 1000),
+        Code("30522-7", "hs-CRP", "mg/L", 0, 1000),
+        Code("2276-4", "ferritin", "ng/mL", 0, 500000),
+        Code("777-3", "platelets", "10*9/L", 0, 5000),
+        Code("1920-8", "AST", "U/L", 0, 50000),
+        Code("1742-6", "ALT", "U/L", 0, 50000),
+        Code("2571-8", "triglycerides", "mg/dL", 0, 20000, molar_mass=885.7),
+        Code("3255-7", "fibrinogen", "mg/dL", 0, 2000),
+        Code("718-7", "haemoglobin", "g/dL", 0, 30),
+        Code("6690-2", "WBC", "10*9/L", 0, 1000),
+        Code("751-8", "neutrophils", "10*9/L", 0, 1000),
+        Code("2532-0", "LDH", "U/L", 0, 100000),
+    ]
+}
+
+# Vital signs have a kind of their own; the kind implies the LOINC code.
+VITALS: dict[str, Code] = {
+    "weight": Code("29463-7", "body weight", "kg", 0.2, 300, validity_days=183),
+    "height": Code("8302-2", "body height", "cm", 20, 250, validity_days=365),
+    "body_temperature": Code("8310-5", "body temperature", "Cel", 25, 45, validity_days=1),
+}
+
+ASSESSMENTS: dict[str, Code] = {
+    c.code: c
+    for c in [
+        Code("physician_global", "physician global assessment (VAS 0-10)", "{score}", 0, 10, validity_days=90),
+        Code("parent_global", "parent/patient global assessment (VAS 0-10)", "{score}", 0, 10, validity_days=90),
+        Code("pain", "pain (VAS 0-10)", "{score}", 0, 10, validity_days=90),
+        Code("chaq", "Childhood Health Assessment Questionnaire (0-3)", "{score}", 0, 3, validity_days=90),
+        Code("morning_stiffness", "morning stiffness duration", "min", 0, 1440, validity_days=90),
+    ]
+}  # fmt: skip
+
+FINDINGS: dict[str, str] = {
+    "fever": "recorded fever",
+    "rash": "evanescent erythematous rash",
+    "serositis": "serositis",
+    "lymphadenopathy": "generalised lymphadenopathy",
+    "hepatomegaly": "hepatomegaly",
+    "splenomegaly": "splenomegaly",
+    "organomegaly": "hepato- and/or splenomegaly",
+    "arthralgia": "arthralgia",
+    "uveitis": "active uveitis",
+    "cns_involvement": "central nervous system involvement",
+    "haemorrhage": "haemorrhagic manifestations",
+}
+
+SEXES = ("female", "male", "other", "unknown")
+ROUTES = ("sc", "iv", "oral", "im", "topical", "other")
+AE_ACTIONS = ("none", "dose_reduced", "drug_interrupted", "drug_withdrawn")
+
+# doses per day for each accepted frequency code
+FREQUENCIES: dict[str, float] = {
+    "once": 0.0,
+    "daily": 1.0,
+    "bid": 2.0,
+    "tid": 3.0,
+    "qid": 4.0,
+    "every_other_day": 0.5,
+    "twice_weekly": 2.0 / 7.0,
+    "weekly": 1.0 / 7.0,
+    "every_2_weeks": 1.0 / 14.0,
+    "every_4_weeks": 1.0 / 28.0,
+    "monthly": 12.0 / 365.25,
+}
+
+DOSE_UNITS = ("mg", "mg/kg")  # canonical; any mass unit converts to mg
+
+
+def measured_code(kind: str, code: str | None) -> Code | None:
+    """The code table row for a measurement event, or None if it has none."""
+    if kind in VITALS:
+        return VITALS[kind]
+    if kind == "lab" and code is not None:
+        return LABS.get(code)
+    if kind == "assessment" and code is not None:
+        return ASSESSMENTS.get(code)
+    return None

@@ -1,0 +1,91 @@
+"""One root exception for everything the library reports to a user.
+
+The CLI turns any ``TimelineError`` into a one-line message (plus details) and a
+non-zero exit code; anything else reaching the user is a bug.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class TimelineError(Exception):
+    """Root of every error the library raises on purpose."""
+
+    exit_code = 1
+
+    def details(self) -> list[str]:
+        """Extra lines shown under the one-line message."""
+        return []
+
+
+class UsageError(TimelineError):
+    """A command-line value or library argument is wrong."""
+
+    exit_code = 2
+
+
+class StoreError(TimelineError):
+    """The store file is missing, foreign or damaged."""
+
+    exit_code = 3
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the store's write lock."""
+
+    exit_code = 4
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        who = f"process {pid}" if pid is not None else "another process"
+        super().__init__(f"store is in use by {who}: {path} (retry with --wait SECONDS)")
+        self.path = path
+        self.pid = pid
+
+
+class UnknownEventError(TimelineError):
+    """An event id that the store does not hold (as known at the given moment)."""
+
+    exit_code = 5
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One problem with one row of an input file."""
+
+    row: int | None
+    field: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.field:
+            where.append(f"field {self.field}")
+        return f"{', '.join(where) or 'file'}: {self.reason}"
+
+
+@dataclass
+class IngestError(TimelineError):
+    """A batch was rejected; nothing was written. Carries every problem found."""
+
+    source: str
+    errors: list[RowError] = field(default_factory=list)
+    exit_code = 6
+
+    def __post_init__(self) -> None:
+        super().__init__(self.summary())
+
+    def summary(self) -> str:
+        n = len(self.errors)
+        return f"{self.source}: batch rejected, nothing written ({n} error{'s' if n != 1 else ''})"
+
+    def details(self) -> list[str]:
+        return [f"{self.source}: {e}" for e in self.errors]
+
+
+class IntegrityError(TimelineError):
+    """``verify`` found a broken link in the hash chain."""
+
+    exit_code = 7

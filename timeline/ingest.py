@@ -1,0 +1,836 @@
+"""Writing to the store: ingest a file, append events, correct, retract.
+
+Every write goes through one pipeline, :func:`_write_batch`, in bulk SQL:
+
+1. DuckDB reads the source into a raw table (every native column as text, plus the
+   row number the user sees).
+2. The raw table is cast into a typed stage; every check runs as one set-based query
+   that yields ``(row, field, reason)``. Any error rejects the whole batch.
+3. Units are converted to each code's canonical unit by a join with a small table of
+   conversions computed once per distinct (code, unit) pair.
+4. One transaction inserts the new rows with their hashes and seals the batch.
+
+Nothing in this module updates or deletes a row of ``events`` or ``batches``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import difflib
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+
+from timeline import codes, events
+from timeline.errors import IngestError, RowError, UsageError
+from timeline.integrity import row_hash_sql, seal_batch
+from timeline.store import EVENT_COLUMNS, Store, _quote
+from timeline.units import UnitError, conversion
+
+Progress = Callable[[str, float], None]
+"""Called with (stage, percent 0-100) while a long batch is written."""
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+MAX_REPORTED = 1000
+MEASURED_KINDS = ("weight", "height", "body_temperature", "lab", "assessment")
+_DATE = r"^\d{4}-\d{2}-\d{2}$"
+_DATETIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$"
+_OFFSET = r"(Z|[+-]\d{2}:?\d{2})$"
+_TRUE = ("true", "t", "yes", "y", "1")
+_FALSE = ("false", "f", "no", "n", "0")
+_LOWERED = ("kind", "sex", "drug", "route", "frequency", "action", "dose_unit")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    source: str
+    batch_id: int | None
+    added: int
+    duplicates: int
+    high_water: int
+    seconds: float
+
+    def message(self) -> str:
+        head = f"{self.source}: {self.added} event{'s' if self.added != 1 else ''} added"
+        if self.batch_id is not None:
+            head += f" as batch {self.batch_id}"
+        return f"{head}, {self.duplicates} duplicates skipped (high-water seq {self.high_water})"
+
+
+# ---- public API --------------------------------------------------------------------
+
+
+def ingest_file(
+    store: Store,
+    path: str | Path,
+    *,
+    author: str,
+    fmt: str | None = None,
+    progress: Progress | None = None,
+) -> IngestResult:
+    """Ingest one file of native events as one atomic batch."""
+    source = Path(path)
+    fmt = _detect_format(source, fmt)
+    started = time.perf_counter()
+    con = store.con
+    try:
+        _load_raw(con, source, fmt)
+        digest = _file_sha256(source)
+        return _write_batch(
+            store,
+            source=str(source),
+            author=author,
+            op="ingest",
+            source_sha256=digest,
+            progress=progress,
+            started=started,
+        )
+    finally:
+        _drop_temps(con)
+
+
+def append_events(
+    store: Store, items: Sequence[events.EventBase], *, author: str, source: str = "api"
+) -> IngestResult:
+    """Append events built in Python as one atomic batch (same checks as a file)."""
+    rows = [events.to_native_row(e) for e in items]
+    return _write_rows(store, rows, author=author, source=source, op="ingest")
+
+
+def append_rows(
+    store: Store, rows: Sequence[dict[str, Any]], *, author: str, source: str = "api"
+) -> IngestResult:
+    """Append native rows given as dicts (values as text or Python values)."""
+    return _write_rows(store, rows, author=author, source=source, op="ingest")
+
+
+def correct(
+    store: Store, event_id: str, changes: dict[str, str], *, reason: str, author: str
+) -> IngestResult:
+    """Append a corrected version of an event. ``changes`` maps native fields to new
+    values (text, as in a file; an empty string clears a field)."""
+    _require_text(reason, "reason")
+    _require_text(author, "author")
+    if not changes:
+        raise UsageError("nothing to correct: give at least one --set FIELD=VALUE")
+    for name in changes:
+        if name not in events.NATIVE_COLUMNS:
+            raise UsageError(f"unknown field {name!r}{_did_you_mean(name, events.NATIVE_COLUMNS)}")
+        if name in ("event_id", "patient_id", "kind"):
+            raise UsageError(f"{name} cannot be corrected: retract the event and ingest it again")
+    current = store.current_version(event_id)
+    row = _native_from_stored(current)
+    before = dict(row)
+    for name, value in changes.items():
+        row[name] = value if value != "" else None
+    if _same_native(before, row):
+        raise UsageError(f"the correction changes nothing in event {event_id!r}")
+    return _write_rows(store, [row], author=author, source="correction", op="correct", reason=reason)
+
+
+def retract(store: Store, event_id: str, *, reason: str, author: str) -> IngestResult:
+    """Append a retraction: from now on the event is no longer part of the timeline."""
+    _require_text(reason, "reason")
+    _require_text(author, "author")
+    current = store.current_version(event_id)
+    started = time.perf_counter()
+    con = store.con
+    with store.transaction():
+        hw, batch_id, recorded_at = _next_ids(store)
+        values = {k: current[k] for k in EVENT_COLUMNS if k not in ("row_hash",)}
+        values.update(
+            seq=hw + 1, batch_id=batch_id, op="retract", recorded_at=recorded_at,
+            author=author, source_file=None, source_row=None, change_reason=reason,
+        )  # fmt: skip
+        cols = [c for c in EVENT_COLUMNS if c != "row_hash"]
+        placeholders = ", ".join(f"?::{EVENT_COLUMNS[c].split()[0]} AS {c}" for c in cols)
+        con.execute(
+            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+            f"SELECT *, {row_hash_sql()} FROM (SELECT {placeholders})",
+            [values[c] for c in cols],
+        )
+        seal_batch(
+            con, batch_id=batch_id, op="retract", first_seq=hw + 1, last_seq=hw + 1,
+            recorded_at=recorded_at, author=author, source_file=None,
+            source_sha256=None, reason=reason,
+        )  # fmt: skip
+    return IngestResult(f"retraction of {event_id}", batch_id, 1, 0, hw + 1, time.perf_counter() - started)
+
+
+# ---- reading sources into the raw table -----------------------------------------------
+
+
+def _detect_format(path: Path, fmt: str | None) -> str:
+    if not path.exists():
+        raise IngestError(str(path), [RowError(None, None, "no such file")])
+    if path.is_dir():
+        raise IngestError(str(path), [RowError(None, None, "is a directory, not a file")])
+    if fmt is not None:
+        if fmt not in ("csv", "jsonl", "parquet"):
+            raise UsageError(f"unknown format {fmt!r} (use csv, jsonl or parquet)")
+        return fmt
+    found = FORMATS.get(path.suffix.lower())
+    if found is None:
+        raise IngestError(
+            str(path),
+            [RowError(None, None, f"unsupported file type {path.suffix or '(none)'!r}: use .csv, .jsonl/.ndjson or .parquet, or --format")],
+        )
+    return found
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_utf8(path: Path) -> None:
+    """Reject a file that is not UTF-8, naming the line of the first bad byte."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise IngestError(str(path), [RowError(None, None, "file is UTF-16 encoded: save it as UTF-8")])
+        fh.seek(0)
+        dec = codecs.getincrementaldecoder("utf-8")()
+        line = 1
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            try:
+                dec.decode(chunk)
+            except UnicodeDecodeError as exc:
+                line += chunk[: exc.start].count(b"\n")
+                raise IngestError(
+                    str(path),
+                    [RowError(None, None, f"line {line}: not valid UTF-8 (byte 0x{chunk[exc.start]:02x}); save the file as UTF-8")],
+                ) from exc
+            line += chunk.count(b"\n")
+        try:
+            dec.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            raise IngestError(str(path), [RowError(None, None, f"line {line}: file ends inside a UTF-8 character")]) from exc
+
+
+def _check_columns(source: str, found: Sequence[str]) -> list[str]:
+    errors: list[RowError] = []
+    seen: set[str] = set()
+    for name in found:
+        if name in seen:
+            errors.append(RowError(None, name, "column appears more than once"))
+        seen.add(name)
+        if name not in events.NATIVE_COLUMNS:
+            errors.append(RowError(None, name, f"unknown column{_did_you_mean(name, events.NATIVE_COLUMNS)}"))
+    for name in events.CORE_COLUMNS:
+        if name not in seen:
+            errors.append(RowError(None, name, "required column is missing"))
+    if errors:
+        raise IngestError(source, errors)
+    return [c for c in events.NATIVE_COLUMNS if c in seen]
+
+
+def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> None:
+    if fmt == "csv":
+        _load_csv(con, path)
+    elif fmt == "jsonl":
+        _load_jsonl(con, path)
+    else:
+        _load_parquet(con, path)
+
+
+def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    _check_utf8(path)
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        try:
+            header = next(csv.reader(fh), None)
+        except csv.Error as exc:
+            raise IngestError(str(path), [RowError(None, None, f"header line is not valid CSV: {exc}")]) from exc
+    if not header or all(not h.strip() for h in header):
+        raise IngestError(str(path), [RowError(None, None, "empty file: the first line must name the columns")])
+    names = [h.strip() for h in header]
+    present = _check_columns(str(path), names)
+    spec = "{" + ", ".join(f"{_quote(n)}: 'VARCHAR'" for n in names) + "}"
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE tl_raw AS
+            SELECT row_number() OVER () AS __row, {", ".join(present)}
+            FROM read_csv({_quote(str(path))}, header = true, columns = {spec},
+                auto_detect = false, delim = ',', quote = '"', escape = '"',
+                strict_mode = true, null_padding = false, encoding = 'utf-8')"""
+        )
+    except duckdb.Error as exc:
+        raise IngestError(str(path), [_csv_error(str(exc))]) from exc
+
+
+def _csv_error(message: str) -> RowError:
+    m = re.search(r"CSV Error on Line: (\d+)", message)
+    lines = message.splitlines()
+    detail = next((ln.strip() for ln in lines[2:] if ln.strip() and "Possible" not in ln), "")
+    if "Expected Number of Columns" in message:
+        detail = re.sub(r"Expected Number of Columns: (\d+) Found: (\d+)", r"expected \1 fields, found \2", detail)
+    if m:
+        line = int(m.group(1))
+        return RowError(line - 1, None, f"line {line} is not valid CSV: {detail or lines[0]}")
+    return RowError(None, None, f"not valid CSV: {lines[0]}")
+
+
+def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    _check_utf8(path)
+    # Read line by line so that row numbers are line numbers, blank lines included.
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE tl_lines AS
+            SELECT row_number() OVER () AS __row, line FROM read_csv({_quote(str(path))},
+                header = false, columns = {{'line': 'VARCHAR'}}, auto_detect = false,
+                delim = '\x01', quote = '', escape = '', strict_mode = false,
+                null_padding = false, encoding = 'utf-8')"""
+        )
+    except duckdb.Error as exc:
+        raise IngestError(str(path), [RowError(None, None, f"cannot read as JSON Lines: {str(exc).splitlines()[0]}")]) from exc
+    bad = con.execute(
+        """SELECT __row, CASE WHEN NOT json_valid(line) THEN 'not valid JSON'
+                              ELSE 'not a JSON object (got ' || lower(json_type(line::JSON)) || ')' END
+           FROM tl_lines WHERE trim(line) <> '' AND (NOT json_valid(line) OR json_type(line::JSON) <> 'OBJECT')
+           ORDER BY __row LIMIT 1001"""
+    ).fetchall()
+    if bad:
+        raise IngestError(str(path), [RowError(int(r), None, str(m)) for r, m in bad])
+    keys = [
+        str(k)
+        for (k,) in con.execute(
+            "SELECT DISTINCT unnest(json_keys(line::JSON)) FROM tl_lines WHERE trim(line) <> ''"
+        ).fetchall()
+    ]
+    unknown = sorted(k for k in keys if k not in events.NATIVE_COLUMNS)
+    if unknown:
+        rows = con.execute(
+            "SELECT k, min(__row) FROM (SELECT __row, unnest(json_keys(line::JSON)) AS k FROM tl_lines "
+            "WHERE trim(line) <> '') WHERE k IN (" + ", ".join(_quote(k) for k in unknown) + ") GROUP BY k ORDER BY 2"
+        ).fetchall()
+        raise IngestError(
+            str(path),
+            [RowError(int(r), str(k), f"unknown field{_did_you_mean(str(k), events.NATIVE_COLUMNS)}") for k, r in rows],
+        )
+    present = [c for c in events.NATIVE_COLUMNS if c in keys]
+    for name in events.CORE_COLUMNS:
+        if name not in present:
+            present.append(name)
+    cols = ", ".join(
+        f"json_extract_string(line::JSON, '$.{c}') AS {c}" for c in events.NATIVE_COLUMNS if c in present
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE tl_raw AS SELECT __row, {cols} FROM tl_lines WHERE trim(line) <> ''"
+    )
+
+
+def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    try:
+        described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_quote(str(path))})").fetchall()
+    except duckdb.Error as exc:
+        raise IngestError(str(path), [RowError(None, None, f"not a readable Parquet file: {str(exc).splitlines()[0]}")]) from exc
+    names = [str(r[0]) for r in described]
+    present = _check_columns(str(path), names)
+    cols = ", ".join(f"{c}::VARCHAR AS {c}" for c in present)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE tl_raw AS
+        SELECT file_row_number + 1 AS __row, {cols}
+        FROM read_parquet({_quote(str(path))}, file_row_number = true)"""
+    )
+
+
+def _write_rows(
+    store: Store,
+    rows: Sequence[dict[str, Any]],
+    *,
+    author: str,
+    source: str,
+    op: str,
+    reason: str | None = None,
+) -> IngestResult:
+    started = time.perf_counter()
+    con = store.con
+    names = list(events.NATIVE_COLUMNS)
+    for i, row in enumerate(rows, start=1):
+        for key in row:
+            if key not in events.NATIVE_COLUMNS:
+                raise IngestError(source, [RowError(i, key, f"unknown field{_did_you_mean(key, names)}")])
+    try:
+        cols = ", ".join(f"{n} VARCHAR" for n in names)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE tl_raw (__row BIGINT, {cols})")
+        if rows:
+            con.executemany(
+                f"INSERT INTO tl_raw VALUES ({', '.join('?' for _ in range(len(names) + 1))})",
+                [[i, *(_as_text(r.get(n)) for n in names)] for i, r in enumerate(rows, start=1)],
+            )
+        return _write_batch(store, source=source, author=author, op=op, reason=reason, started=started)
+    finally:
+        _drop_temps(con)
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return repr(value)
+    return str(value)
+
+
+# ---- staging and checks ---------------------------------------------------------------
+
+
+def _typed(col: str) -> str:
+    """SQL that casts raw text column ``col`` to its native type (NULL when it cannot)."""
+    kind = events.COLUMN_TYPES[col]
+    text = f"nullif(trim(r.{col}), '')"
+    if col in _LOWERED:
+        text = f"lower({text})"
+    if kind == "DOUBLE":
+        return f"CASE WHEN isfinite(TRY_CAST({text} AS DOUBLE)) THEN TRY_CAST({text} AS DOUBLE) END"
+    if kind == "INTEGER":
+        d = f"TRY_CAST({text} AS DOUBLE)"
+        return f"CASE WHEN {d} = floor({d}) AND abs({d}) < 2e9 THEN {d}::INTEGER END"
+    if kind == "BOOLEAN":
+        t = ", ".join(_quote(x) for x in _TRUE)
+        f = ", ".join(_quote(x) for x in _FALSE)
+        return f"CASE WHEN lower({text}) IN ({t}) THEN true WHEN lower({text}) IN ({f}) THEN false END"
+    return text
+
+
+_TYPE_NAMES = {"DOUBLE": "a number", "INTEGER": "a whole number", "BOOLEAN": "true or false"}
+
+
+def _when_sql(col: str, tz: str) -> tuple[str, str]:
+    """(timestamp, precision) SQL for a date/date-time text column of the stage."""
+    s = f"s.{col}"
+    ts = f"""CASE
+        WHEN regexp_full_match({s}, '{_DATE[1:-1]}') THEN try_strptime({s}, '%Y-%m-%d')
+        WHEN regexp_full_match({s}, '{_DATETIME[1:-1]}') THEN
+            CASE WHEN regexp_matches({s}, '{_OFFSET}')
+                 THEN timezone({_quote(tz)}, TRY_CAST({s} AS TIMESTAMPTZ))
+                 ELSE TRY_CAST(replace({s}, 'T', ' ') AS TIMESTAMP) END
+        END"""
+    precision = f"""CASE WHEN regexp_full_match({s}, '{_DATE[1:-1]}') THEN 'day'
+        WHEN substr({s}, 17, 1) = ':' THEN 'second' ELSE 'minute' END"""
+    return ts, precision
+
+
+def _stage(con: duckdb.DuckDBPyConnection, tz: str) -> None:
+    con.execute("CREATE OR REPLACE TEMP MACRO tl_quote(x) AS chr(39) || x || chr(39)")
+    con.execute("CREATE OR REPLACE TEMP MACRO tl_num(x) AS regexp_replace(x::VARCHAR, '\\.0$', '')")
+    present = {
+        str(r[0]) for r in con.execute("DESCRIBE tl_raw").fetchall()
+    }
+    select = []
+    for col in events.NATIVE_COLUMNS:
+        if col in present:
+            select.append(f"{_typed(col)} AS {col}")
+            if events.COLUMN_TYPES[col] != "VARCHAR":
+                select.append(f"(nullif(trim(r.{col}), '') IS NOT NULL AND {_typed(col)} IS NULL) AS bad_{col}")
+                select.append(f"r.{col} AS raw_{col}")
+        else:
+            select.append(f"NULL::{events.COLUMN_TYPES[col]} AS {col}")
+            if events.COLUMN_TYPES[col] != "VARCHAR":
+                select.append(f"false AS bad_{col}")
+                select.append(f"NULL::VARCHAR AS raw_{col}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE tl_typed AS SELECT r.__row, {', '.join(select)} FROM tl_raw r")
+    occ, occ_p = _when_sql("occurred_at", tz)
+    end, end_p = _when_sql("ended_at", tz)
+    content = ", ".join(f"{c} := s.{c}" for c in events.NATIVE_COLUMNS if c != "event_id")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE tl_stage AS
+        SELECT s.*, {occ} AS occ_ts, {occ_p} AS occ_precision,
+               {end} AS end_ts, CASE WHEN s.ended_at IS NOT NULL THEN {end_p} END AS end_precision,
+               sha256(to_json(struct_pack({content}))) AS content_hash
+        FROM tl_typed s"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE tl_ids AS
+        SELECT __row, coalesce(event_id, 'ev-' || left(content_hash, 20)) AS eid FROM tl_stage"""
+    )
+
+
+def _conversions(con: duckdb.DuckDBPyConnection) -> None:
+    """Build ``tl_conv``: the linear map (or the reason it fails) per (kind, code, unit),
+    and ``tl_dose``: the same for dose units."""
+    pairs = con.execute(
+        f"""SELECT DISTINCT kind, code, unit FROM tl_stage
+            WHERE kind IN ({", ".join(_quote(k) for k in MEASURED_KINDS)}) AND unit IS NOT NULL"""
+    ).fetchall()
+    rows: list[tuple[Any, ...]] = []
+    for kind, code, unit in pairs:
+        target = codes.measured_code(kind, code)
+        if target is None:
+            continue  # the unknown code is reported by its own check
+        try:
+            conv = conversion(unit, target.unit, target.molar_mass)
+            rows.append((kind, code, unit, target.code, target.unit, conv.scale, conv.offset, None))
+        except UnitError as exc:
+            reason = f"unit {unit!r} cannot be converted to {target.unit!r} for {target.name}: {exc}"
+            rows.append((kind, code, unit, target.code, target.unit, None, None, reason))
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE tl_conv (kind VARCHAR, code VARCHAR, unit VARCHAR,
+           canon_code VARCHAR, canon_unit VARCHAR, scale DOUBLE, "offset" DOUBLE, error VARCHAR)"""
+    )
+    if rows:
+        con.executemany("INSERT INTO tl_conv VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    dose_rows: list[tuple[Any, ...]] = []
+    for (unit,) in con.execute("SELECT DISTINCT dose_unit FROM tl_stage WHERE dose_unit IS NOT NULL").fetchall():
+        for canon in codes.DOSE_UNITS:
+            try:
+                dose_rows.append((unit, canon, conversion(unit, canon).scale, None))
+                break
+            except UnitError:
+                continue
+        else:
+            dose_rows.append((unit, None, None, f"dose_unit {unit!r} is not a mass per dose (mg) or per kg (mg/kg); give the schedule in frequency"))
+    con.execute("CREATE OR REPLACE TEMP TABLE tl_dose (unit VARCHAR, canon VARCHAR, scale DOUBLE, error VARCHAR)")
+    if dose_rows:
+        con.executemany("INSERT INTO tl_dose VALUES (?, ?, ?, ?)", dose_rows)
+
+
+def _in(values: Iterable[str]) -> str:
+    return "(" + ", ".join(_quote(v) for v in values) + ")"
+
+
+def _checks(store: Store, op: str, now_local: datetime) -> list[str]:
+    """SQL queries each yielding (row, field, reason) for one kind of problem."""
+    kinds = list(events.KINDS)
+    q: list[str] = []
+
+    def add(field: str, cond: str, reason: str) -> None:
+        q.append(f"SELECT s.__row AS row, {_quote(field)} AS field, {reason} AS reason FROM tl_stage s WHERE {cond}")
+
+    for col in events.CORE_COLUMNS:
+        add(col, f"s.{col} IS NULL", "'missing value'")
+    add("kind", f"s.kind IS NOT NULL AND s.kind NOT IN {_in(kinds)}", "'unknown kind ' || tl_quote(s.kind)")
+    for col, typ in events.COLUMN_TYPES.items():
+        if typ != "VARCHAR":
+            add(col, f"s.bad_{col}", f"'not {_TYPE_NAMES[typ]}: ' || tl_quote(s.raw_{col})")
+    # which kinds require / allow each column
+    for col in events.NATIVE_COLUMNS:
+        if col in ("event_id", "patient_id", "kind", "occurred_at", "note"):
+            continue
+        requiring = [k for k in kinds if col in events.kind_fields(k)[0]]
+        refusing = [k for k in kinds if col not in events.kind_fields(k)[1]]
+        bad = f" AND NOT s.bad_{col}" if events.COLUMN_TYPES[col] != "VARCHAR" else ""
+        if requiring:
+            add(col, f"s.{col} IS NULL{bad} AND s.kind IN {_in(requiring)}", "'required for kind ' || s.kind")
+        nonnull = f"(s.{col} IS NOT NULL OR s.bad_{col})" if bad else f"s.{col} IS NOT NULL"
+        add(col, f"{nonnull} AND s.kind IN {_in(refusing)}", "'does not apply to kind ' || s.kind")
+    # dates
+    for col, ts in (("occurred_at", "occ_ts"), ("ended_at", "end_ts")):
+        add(col, f"s.{col} IS NOT NULL AND s.{ts} IS NULL", "'not a valid date or date-time (YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM]): ' || tl_quote(s." + col + ")")
+        add(col, f"s.{ts} > {_quote(now_local.isoformat(sep=' '))}::TIMESTAMP", "'is in the future: ' || s." + col)
+        add(col, f"s.{ts} < TIMESTAMP '1900-01-01'", "'is before 1900: ' || s." + col)
+    add("ended_at", "s.end_ts < s.occ_ts", "'ends (' || s.ended_at || ') before it starts (' || s.occurred_at || ')'")
+    # enumerations
+    enums = {
+        "sex": codes.SEXES, "route": codes.ROUTES, "action": codes.AE_ACTIONS,
+        "frequency": tuple(codes.FREQUENCIES),
+    }  # fmt: skip
+    for col, allowed in enums.items():
+        add(col, f"s.{col} IS NOT NULL AND s.{col} NOT IN {_in(allowed)}", f"'unknown {col} ' || tl_quote(s.{col}) || ' (allowed: {', '.join(allowed)})'")
+    add("code", f"s.kind = 'lab' AND s.code IS NOT NULL AND s.code NOT IN {_in(codes.LABS)}", "'unknown LOINC code ' || tl_quote(s.code) || ' for kind lab'")
+    add("code", f"s.kind = 'finding' AND s.code IS NOT NULL AND s.code NOT IN {_in(codes.FINDINGS)}", "'unknown finding ' || tl_quote(s.code)")
+    add("code", f"s.kind = 'assessment' AND s.code IS NOT NULL AND s.code NOT IN {_in(codes.ASSESSMENTS)}", "'unknown assessment ' || tl_quote(s.code)")
+    # numbers
+    add("dose", "s.dose < 0", "'must not be negative: ' || s.raw_dose")
+    add("active_joints", "s.active_joints < 0 OR s.active_joints > 75", "'must be a joint count from 0 to 75: ' || s.raw_active_joints")
+    add("limited_joints", "s.limited_joints < 0 OR s.limited_joints > 75", "'must be a joint count from 0 to 75: ' || s.raw_limited_joints")
+    add("grade", "s.grade NOT BETWEEN 1 AND 5", "'CTCAE grade must be 1 to 5: ' || s.raw_grade")
+    add("ref_high", "s.ref_low > s.ref_high", "'reference range is inverted: ' || s.raw_ref_low || ' > ' || s.raw_ref_high")
+    # units and plausibility (after conversion)
+    q.append(
+        """SELECT s.__row, 'unit', c.error FROM tl_stage s JOIN tl_conv c
+           ON s.kind = c.kind AND s.code IS NOT DISTINCT FROM c.code AND s.unit = c.unit WHERE c.error IS NOT NULL"""
+    )
+    q.append(
+        """SELECT s.__row, 'dose_unit', d.error FROM tl_stage s JOIN tl_dose d ON s.dose_unit = d.unit
+           WHERE d.error IS NOT NULL"""
+    )
+    ranges = []
+    for table in (codes.LABS, codes.ASSESSMENTS):
+        ranges.extend(table.values())
+    ranges.extend(codes.VITALS.values())
+    rng = ", ".join(f"({_quote(c.code)}, {c.low if c.low is not None else 'NULL'}, {c.high if c.high is not None else 'NULL'}, {_quote(c.name)})" for c in ranges)
+    q.append(
+        f"""SELECT s.__row, 'value',
+                'value ' || s.raw_value || ' ' || s.unit || ' is outside the plausible range '
+                || tl_num(rg.lo) || '–' || tl_num(rg.hi) || ' ' || c.canon_unit || ' for ' || rg.name
+           FROM tl_stage s JOIN tl_conv c ON s.kind = c.kind AND s.code IS NOT DISTINCT FROM c.code AND s.unit = c.unit
+           JOIN (VALUES {rng}) rg(code, lo, hi, name) ON rg.code = c.canon_code
+           WHERE c.error IS NULL AND s.value IS NOT NULL
+             AND (round(s.value * c.scale + c."offset", 9) < rg.lo OR round(s.value * c.scale + c."offset", 9) > rg.hi)"""
+    )
+    # event ids: conflicts inside the batch and with the store
+    q.append(
+        """SELECT i.__row, 'event_id', 'event id ' || tl_quote(i.eid) || ' appears in rows '
+               || string_agg(i2.__row::VARCHAR, ', ' ORDER BY i2.__row) || ' with different content'
+           FROM tl_ids i JOIN tl_stage s USING (__row)
+           JOIN (SELECT i.eid, i.__row, s.content_hash FROM tl_ids i JOIN tl_stage s USING (__row)) i2
+             ON i2.eid = i.eid AND i2.content_hash <> s.content_hash
+           GROUP BY i.__row, i.eid"""
+    )
+    if op == "ingest":
+        q.append(
+            """SELECT i.__row, 'event_id', 'event id ' || tl_quote(i.eid) || ' is already in the store (seq '
+                   || e.seq || ') with different content; use `timeline correct` to change it'
+               FROM tl_ids i JOIN tl_stage s USING (__row)
+               JOIN events e ON e.event_id = i.eid AND e.op = 'assert' AND e.content_hash <> s.content_hash"""
+        )
+    # birth: one per patient; nothing before it
+    hw = store.high_water()
+    q.append(
+        f"""SELECT s.__row, 'occurred_at', 'patient ' || tl_quote(s.patient_id) || ' already has birth date '
+               || strftime(b.occurred_at, '%Y-%m-%d')
+           FROM tl_stage s JOIN ({store.current_sql(hw)}) b
+             ON b.kind = 'birth' AND b.patient_id = s.patient_id
+           JOIN tl_ids i USING (__row)
+           WHERE s.kind = 'birth' AND b.occurred_at <> s.occ_ts AND b.event_id <> i.eid"""
+    )
+    q.append(
+        """SELECT s.__row, 'occurred_at', 'patient ' || tl_quote(s.patient_id) || ' has more than one birth date in this file'
+           FROM tl_stage s WHERE s.kind = 'birth' AND s.patient_id IN (
+               SELECT patient_id FROM tl_stage WHERE kind = 'birth' GROUP BY 1 HAVING count(DISTINCT occ_ts) > 1)"""
+    )
+    q.append(
+        f"""WITH births AS (
+               SELECT patient_id, min(occurred_at) AS born FROM ({store.current_sql(hw)}) WHERE kind = 'birth' GROUP BY 1
+               UNION ALL SELECT patient_id, min(occ_ts) FROM tl_stage WHERE kind = 'birth' GROUP BY 1)
+           SELECT s.__row, 'occurred_at', 'is before the patient''s birth (' || strftime(b.born, '%Y-%m-%d') || '): '
+               || s.occurred_at
+           FROM tl_stage s JOIN (SELECT patient_id, min(born) AS born FROM births GROUP BY 1) b USING (patient_id)
+           WHERE s.occ_ts < b.born AND s.kind <> 'birth'"""
+    )
+    return q
+
+
+def _collect_errors(con: duckdb.DuckDBPyConnection, checks: list[str]) -> tuple[list[RowError], int]:
+    union = " UNION ALL ".join(f"({c})" for c in checks)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE tl_errors AS SELECT DISTINCT * FROM ({union})")
+    total_row = con.execute("SELECT count(*) FROM tl_errors").fetchone()
+    total = int(total_row[0]) if total_row else 0
+    rows = con.execute(
+        f"SELECT row, field, reason FROM tl_errors ORDER BY row NULLS FIRST, field, reason LIMIT {MAX_REPORTED}"
+    ).fetchall()
+    return [_suggest(RowError(r, f, str(m))) for r, f, m in rows], total
+
+
+def _suggest(err: RowError) -> RowError:
+    m = re.match(r"unknown (kind|LOINC code|finding|assessment) '([^']*)'", err.reason)
+    if not m:
+        return err
+    pool: Iterable[str] = {
+        "kind": events.KINDS, "LOINC code": codes.LABS, "finding": codes.FINDINGS,
+        "assessment": codes.ASSESSMENTS,
+    }[m.group(1)]  # fmt: skip
+    return RowError(err.row, err.field, err.reason + _did_you_mean(m.group(2), list(pool)))
+
+
+def _did_you_mean(word: str, pool: Sequence[str] | Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(pool), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# ---- writing --------------------------------------------------------------------------
+
+
+def _next_ids(store: Store) -> tuple[int, int, datetime]:
+    row = store.con.execute(
+        "SELECT coalesce(max(last_seq), 0), coalesce(max(batch_id), 0) FROM batches"
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]) + 1, store.next_recorded_at()
+
+
+def _write_batch(
+    store: Store,
+    *,
+    source: str,
+    author: str,
+    op: str,
+    reason: str | None = None,
+    source_sha256: str | None = None,
+    progress: Progress | None = None,
+    started: float,
+) -> IngestResult:
+    _require_text(author, "author")
+    con = store.con
+    run = _Runner(con, progress)
+    run("checking", lambda: _stage(con, store.timezone))
+    _conversions(con)
+    now_local = datetime.now(UTC).astimezone(ZoneInfo(store.timezone)).replace(tzinfo=None)
+    errors, total = run("checking", lambda: _collect_errors(con, _checks(store, op, now_local)))
+    if errors:
+        exc = IngestError(source, errors)
+        if total > len(errors):
+            exc.errors.append(RowError(None, None, f"… and {total - len(errors)} more errors"))
+        raise exc
+
+    # Rows to insert: first occurrence of each event id, not already in the store.
+    store_join = (
+        "LEFT JOIN (SELECT DISTINCT event_id FROM events WHERE op = 'assert') e ON e.event_id = i.eid"
+        if op == "ingest"
+        else "LEFT JOIN (SELECT NULL::VARCHAR AS event_id) e ON false"
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE tl_new AS
+        SELECT i.__row, i.eid FROM tl_ids i {store_join}
+        WHERE e.event_id IS NULL
+        QUALIFY row_number() OVER (PARTITION BY i.eid ORDER BY i.__row) = 1"""
+    )
+    counts = con.execute("SELECT (SELECT count(*) FROM tl_stage), (SELECT count(*) FROM tl_new)").fetchone()
+    assert counts is not None
+    n_rows, n_new = int(counts[0]), int(counts[1])
+    duplicates = n_rows - n_new
+    if n_new == 0:
+        return IngestResult(source, None, 0, duplicates, store.high_water(), time.perf_counter() - started)
+
+    if not store.writable:
+        raise UsageError("store was opened read-only")
+    with store.transaction():
+        hw, batch_id, recorded_at = _next_ids(store)
+        select = _insert_select(op, hw, batch_id, recorded_at, author, source, reason)
+        run("writing", lambda: con.execute(
+            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT *, {row_hash_sql()} FROM ({select})"
+        ))  # fmt: skip
+        run("sealing", lambda: seal_batch(
+            con, batch_id=batch_id, op=op, first_seq=hw + 1, last_seq=hw + n_new,
+            recorded_at=recorded_at, author=author,
+            source_file=source if op == "ingest" else None,
+            source_sha256=source_sha256, reason=reason,
+        ))  # fmt: skip
+    return IngestResult(source, batch_id, n_new, duplicates, hw + n_new, time.perf_counter() - started)
+
+
+def _insert_select(
+    op: str, hw: int, batch_id: int, recorded_at: datetime, author: str, source: str, reason: str | None
+) -> str:
+    value = 'CASE WHEN c.scale IS NOT NULL THEN round(s.value * c.scale + c."offset", 9) ELSE s.value END'
+    ref = 'CASE WHEN c.scale IS NOT NULL THEN round(s.{0} * c.scale + c."offset", 9) ELSE s.{0} END'
+    expr: dict[str, str] = {
+        "seq": f"{hw} + row_number() OVER (ORDER BY s.__row)",
+        "batch_id": str(batch_id),
+        "op": _quote("assert" if op == "ingest" else op),
+        "event_id": "n.eid",
+        "occurred_at": "s.occ_ts",
+        "occurred_precision": "s.occ_precision",
+        "ended_at": "s.end_ts",
+        "ended_precision": "s.end_precision",
+        "code": "coalesce(c.canon_code, s.code)",
+        "value": value,
+        "unit": "coalesce(c.canon_unit, s.unit)",
+        "ref_low": ref.format("ref_low"),
+        "ref_high": ref.format("ref_high"),
+        "orig_value": "s.value",
+        "orig_unit": "s.unit",
+        "orig_ref_low": "s.ref_low",
+        "orig_ref_high": "s.ref_high",
+        "dose": "round(s.dose * d.scale, 9)",
+        "dose_unit": "d.canon",
+        "orig_dose": "s.dose",
+        "orig_dose_unit": "s.dose_unit",
+        "recorded_at": f"{_quote(recorded_at.isoformat(sep=' '))}::TIMESTAMP",
+        "author": _quote(author),
+        "source_file": _quote(source) if op == "ingest" else "NULL",
+        "source_row": "s.__row" if op == "ingest" else "NULL",
+        "change_reason": _quote(reason) if reason is not None else "NULL",
+        "content_hash": "s.content_hash",
+    }
+    cols = []
+    for col, typ in EVENT_COLUMNS.items():
+        if col == "row_hash":
+            continue
+        sql_type = typ.split()[0]
+        cols.append(f"({expr.get(col, 's.' + col)})::{sql_type} AS {col}")
+    return f"""SELECT {", ".join(cols)} FROM tl_new n JOIN tl_stage s ON s.__row = n.__row
+        LEFT JOIN tl_conv c ON s.kind = c.kind AND s.code IS NOT DISTINCT FROM c.code AND s.unit = c.unit
+        LEFT JOIN tl_dose d ON s.dose_unit = d.unit"""
+
+
+class _Runner:
+    """Runs a step; with a progress callback, polls DuckDB's query progress meanwhile."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, progress: Progress | None) -> None:
+        self.con = con
+        self.progress = progress
+        if progress is not None:
+            con.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
+
+    def __call__(self, stage: str, step: Callable[[], Any]) -> Any:
+        if self.progress is None:
+            return step()
+        result: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                result["value"] = step()
+            except BaseException as exc:  # re-raised in the calling thread
+                result["error"] = exc
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        while thread.is_alive():
+            pct = self.con.query_progress()
+            self.progress(stage, max(pct, 0.0))
+            thread.join(0.1)
+        self.progress(stage, 100.0)
+        if "error" in result:
+            raise result["error"]
+        return result.get("value")
+
+
+# ---- corrections ----------------------------------------------------------------------
+
+
+def _native_from_stored(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored version turned back into a native row (original values and units)."""
+    native: dict[str, Any] = {c: row.get(c) for c in events.NATIVE_COLUMNS}
+    native["occurred_at"] = _when_text(row["occurred_at"], row["occurred_precision"])
+    native["ended_at"] = _when_text(row["ended_at"], row["ended_precision"]) if row["ended_at"] else None
+    native["value"], native["unit"] = row["orig_value"], row["orig_unit"]
+    native["ref_low"], native["ref_high"] = row["orig_ref_low"], row["orig_ref_high"]
+    native["dose"], native["dose_unit"] = row["orig_dose"], row["orig_dose_unit"]
+    if row["kind"] in events.KINDS and "code" not in events.kind_fields(row["kind"])[1]:
+        native["code"] = None  # vital signs: the code is implied by the kind
+    return native
+
+
+def _when_text(ts: datetime, precision: str) -> str:
+    if precision == "day":
+        return ts.strftime("%Y-%m-%d")
+    if precision == "minute":
+        return ts.strftime("%Y-%m-%dT%H:%M")
+    return ts.isoformat()
+
+
+def _same_native(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return all(_as_text(a.get(k)) == _as_text(b.get(k)) for k in events.NATIVE_COLUMNS)
+
+
+def _require_text(value: str | None, name: str) -> None:
+    if value is None or not value.strip():
+        raise UsageError(f"{name} is required and must not be empty")
+
+
+def _drop_temps(con: duckdb.DuckDBPyConnection) -> None:
+    for name in ("tl_raw", "tl_lines", "tl_typed", "tl_stage", "tl_ids", "tl_conv", "tl_dose", "tl_errors", "tl_new"):
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def describe_rows(rows: Sequence[dict[str, Any]]) -> str:
+    """A short JSON rendering of rows for messages (used by tests and the CLI)."""
+    return json.dumps(rows, default=str)

@@ -1,0 +1,159 @@
+"""Tamper evidence: a hash on every row, a digest per batch, batches chained by hash.
+
+``row_hash = sha256(json of every other column of the row)``. A batch's
+``events_digest`` is a two-level tree over its rows' hashes in seq order (chunks of
+65,536 rows, so no string grows with the batch), and
+``batch_hash = sha256(prev_hash | batch metadata | events_digest)``. ``verify``
+recomputes all of it and names the first broken link. Anchor the head hash it prints
+somewhere outside the store to detect a rewrite of the whole chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+from timeline.store import BATCH_COLUMNS, EVENT_COLUMNS, GENESIS_HASH, Store
+
+CHUNK = 65536
+
+
+def row_hash_sql(alias: str = "") -> str:
+    """SQL expression computing a row's hash from its other columns."""
+    p = f"{alias}." if alias else ""
+    parts = ", ".join(f"{c} := {p}{c}" for c in EVENT_COLUMNS if c != "row_hash")
+    return f"sha256(to_json(struct_pack({parts})))"
+
+
+def events_digest_sql(where: str) -> str:
+    """SQL computing the digest of the rows matching ``where`` (over ``events``)."""
+    return f"""
+        SELECT coalesce(sha256(string_agg(h, '' ORDER BY chunk)), sha256('')) FROM (
+            SELECT seq // {CHUNK} AS chunk, sha256(string_agg(row_hash, '' ORDER BY seq)) AS h
+            FROM events WHERE {where} GROUP BY 1
+        )
+    """
+
+
+def batch_hash_sql() -> str:
+    """SQL expression for a batch row's hash (columns named as in ``batches``)."""
+    meta = ", ".join(
+        f"{c} := {c}" for c in BATCH_COLUMNS if c not in ("batch_hash", "prev_hash", "events_digest")
+    )
+    return f"sha256(prev_hash || '|' || to_json(struct_pack({meta})) || '|' || events_digest)"
+
+
+def seal_batch(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    batch_id: int,
+    op: str,
+    first_seq: int,
+    last_seq: int,
+    recorded_at: object,
+    author: str,
+    source_file: str | None,
+    source_sha256: str | None,
+    reason: str | None,
+) -> str:
+    """Insert the batch row for events already inserted in this transaction."""
+    prev = con.execute(
+        "SELECT batch_hash FROM batches ORDER BY batch_id DESC LIMIT 1"
+    ).fetchone()
+    prev_hash = prev[0] if prev else GENESIS_HASH
+    digest_row = con.execute(
+        events_digest_sql(f"seq BETWEEN {first_seq} AND {last_seq}")
+    ).fetchone()
+    assert digest_row is not None
+    con.execute(
+        f"""
+        INSERT INTO batches
+        SELECT *, {batch_hash_sql()} AS batch_hash FROM (
+            SELECT ?::BIGINT AS batch_id, ?::VARCHAR AS op, ?::BIGINT AS first_seq,
+                   ?::BIGINT AS last_seq, ?::BIGINT AS n_events, ?::TIMESTAMP AS recorded_at,
+                   ?::VARCHAR AS author, ?::VARCHAR AS source_file,
+                   ?::VARCHAR AS source_sha256, ?::VARCHAR AS reason,
+                   ?::VARCHAR AS events_digest, ?::VARCHAR AS prev_hash
+        )
+        """,
+        [
+            batch_id, op, first_seq, last_seq, last_seq - first_seq + 1, recorded_at,
+            author, source_file, source_sha256, reason, digest_row[0], prev_hash,
+        ],  # fmt: skip
+    )
+    row = con.execute("SELECT batch_hash FROM batches WHERE batch_id = ?", [batch_id]).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+@dataclass
+class VerifyReport:
+    events: int = 0
+    batches: int = 0
+    head_hash: str = GENESIS_HASH
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_broken_link(self) -> str | None:
+        return self.problems[0] if self.problems else None
+
+
+def verify(store: Store) -> VerifyReport:
+    """Recompute every hash and link. Problems come in order: earliest seq/batch first."""
+    con = store.con
+    report = VerifyReport()
+    counts = con.execute("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM batches)").fetchone()
+    assert counts is not None
+    report.events, report.batches = int(counts[0]), int(counts[1])
+    found: list[tuple[int, int, str]] = []  # (seq or batch position, tie, message)
+
+    for seq, event_id in con.execute(
+        f"SELECT seq, event_id FROM events WHERE row_hash IS DISTINCT FROM {row_hash_sql()} ORDER BY seq LIMIT 20"
+    ).fetchall():
+        found.append((seq, 0, f"event seq {seq} ({event_id}) was altered: its content no longer matches its hash"))
+
+    for seq, n in con.execute(
+        "SELECT seq, count(*) FROM events GROUP BY seq HAVING count(*) > 1 ORDER BY seq LIMIT 20"
+    ).fetchall():
+        found.append((seq, 1, f"event seq {seq} appears {n} times: rows were inserted outside the API"))
+
+    for seq, in con.execute(
+        """SELECT e.seq FROM events e ANTI JOIN batches b
+           ON e.seq BETWEEN b.first_seq AND b.last_seq AND e.batch_id = b.batch_id
+           ORDER BY e.seq LIMIT 20"""
+    ).fetchall():
+        found.append((seq, 2, f"event seq {seq} belongs to no sealed batch: it was inserted outside the API"))
+
+    prev_hash, prev_last, position = GENESIS_HASH, 0, 0
+    batches = con.execute(
+        f"""SELECT batch_id, first_seq, last_seq, n_events, prev_hash, batch_hash,
+                   {batch_hash_sql()} AS recomputed, events_digest
+            FROM batches ORDER BY first_seq, batch_id"""
+    ).fetchall()
+    for batch_id, first_seq, last_seq, n_events, stored_prev, stored_hash, recomputed, digest in batches:
+        position += 1
+        anchor = first_seq
+        if batch_id != position or first_seq != prev_last + 1 or stored_prev != prev_hash:
+            found.append((anchor, 3, f"batch {batch_id} is out of order: the chain breaks before it (expected batch {position} starting at seq {prev_last + 1}, linked to {prev_hash[:12]}…)"))
+        if stored_hash != recomputed:
+            found.append((anchor, 4, f"batch {batch_id} was altered: its metadata no longer matches its hash"))
+        actual = con.execute(
+            f"SELECT count(*) FROM events WHERE seq BETWEEN {first_seq} AND {last_seq}"
+        ).fetchone()
+        assert actual is not None
+        if actual[0] != n_events:
+            found.append((anchor, 5, f"batch {batch_id} should hold {n_events} events (seq {first_seq}–{last_seq}) but holds {actual[0]}: events were deleted or inserted"))
+        else:
+            d = con.execute(events_digest_sql(f"seq BETWEEN {first_seq} AND {last_seq}")).fetchone()
+            if d is None or d[0] != digest:
+                found.append((anchor, 6, f"batch {batch_id}'s events no longer match its digest"))
+        prev_hash, prev_last = stored_hash, last_seq
+    report.head_hash = prev_hash
+    found.sort()
+    report.problems = [m for _, _, m in found]
+    return report

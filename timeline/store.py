@@ -1,0 +1,394 @@
+"""The immutable event log in one DuckDB file.
+
+The store is append-only: the only statements that touch ``events`` and ``batches`` are
+``CREATE TABLE`` and ``INSERT``. A correction or retraction appends a new version of the
+event, which carries the same ``event_id``; the version a reader sees is the latest one
+whose ``seq`` is at or below the high-water mark of its ``as_known_at`` moment.
+
+Every row carries a hash of its whole content; every batch a digest of its rows chained
+to the previous batch (see :mod:`timeline.integrity`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from timeline import __version__
+from timeline.errors import StoreError, StoreLockedError, UnknownEventError, UsageError
+
+STORE_FORMAT = "timeline-store"
+SCHEMA_VERSION = "1"
+DEFAULT_STORE = "timeline.duckdb"
+
+# Stored columns of ``events`` in order. The native columns keep their names; the
+# measured value/unit/dose/reference range are canonical, their originals kept beside.
+EVENT_COLUMNS: dict[str, str] = {
+    "seq": "BIGINT NOT NULL",
+    "batch_id": "BIGINT NOT NULL",
+    "op": "VARCHAR NOT NULL",  # assert | correct | retract
+    "event_id": "VARCHAR NOT NULL",
+    "patient_id": "VARCHAR NOT NULL",
+    "kind": "VARCHAR NOT NULL",
+    "occurred_at": "TIMESTAMP NOT NULL",
+    "occurred_precision": "VARCHAR NOT NULL",
+    "ended_at": "TIMESTAMP",
+    "ended_precision": "VARCHAR",
+    "code": "VARCHAR",
+    "value": "DOUBLE",
+    "unit": "VARCHAR",
+    "ref_low": "DOUBLE",
+    "ref_high": "DOUBLE",
+    "orig_value": "DOUBLE",
+    "orig_unit": "VARCHAR",
+    "orig_ref_low": "DOUBLE",
+    "orig_ref_high": "DOUBLE",
+    "present": "BOOLEAN",
+    "sex": "VARCHAR",
+    "drug": "VARCHAR",
+    "dose": "DOUBLE",
+    "dose_unit": "VARCHAR",
+    "orig_dose": "DOUBLE",
+    "orig_dose_unit": "VARCHAR",
+    "route": "VARCHAR",
+    "frequency": "VARCHAR",
+    "active_joints": "INTEGER",
+    "limited_joints": "INTEGER",
+    "term": "VARCHAR",
+    "grade": "INTEGER",
+    "serious": "BOOLEAN",
+    "action": "VARCHAR",
+    "reason": "VARCHAR",
+    "note": "VARCHAR",
+    "recorded_at": "TIMESTAMP NOT NULL",
+    "author": "VARCHAR NOT NULL",
+    "source_file": "VARCHAR",
+    "source_row": "BIGINT",
+    "change_reason": "VARCHAR",
+    "content_hash": "VARCHAR NOT NULL",
+    "row_hash": "VARCHAR NOT NULL",
+}
+
+BATCH_COLUMNS: dict[str, str] = {
+    "batch_id": "BIGINT NOT NULL",
+    "op": "VARCHAR NOT NULL",  # ingest | correct | retract
+    "first_seq": "BIGINT NOT NULL",
+    "last_seq": "BIGINT NOT NULL",
+    "n_events": "BIGINT NOT NULL",
+    "recorded_at": "TIMESTAMP NOT NULL",
+    "author": "VARCHAR NOT NULL",
+    "source_file": "VARCHAR",
+    "source_sha256": "VARCHAR",
+    "reason": "VARCHAR",
+    "events_digest": "VARCHAR NOT NULL",
+    "prev_hash": "VARCHAR NOT NULL",
+    "batch_hash": "VARCHAR NOT NULL",
+}
+
+GENESIS_HASH = "0" * 64
+_LOCK_RE = re.compile(r"\(PID (\d+)\)")
+
+
+def resolve_store_path(path: str | os.PathLike[str] | None) -> Path:
+    """--store beats $TIMELINE_STORE beats ./timeline.duckdb."""
+    if path is not None:
+        return Path(path)
+    return Path(os.environ.get("TIMELINE_STORE") or DEFAULT_STORE)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def parse_moment(text: str) -> datetime:
+    """A user's ``as_known_at``: a date (end of that day, UTC) or an ISO date-time (UTC
+    unless it carries an offset)."""
+    s = text.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
+            return datetime.fromisoformat(s) + timedelta(days=1) - timedelta(microseconds=1)
+        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UsageError(f"as-known-at {text!r} is not a date or ISO date-time") from exc
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    path: str
+    timezone: str
+    created_at: str
+    events: int
+    batches: int
+    high_water: int
+    patients: int
+
+
+class Store:
+    """An open store. Use :meth:`open` or :meth:`create`; close with :meth:`close`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, writable: bool) -> None:
+        self.con = con
+        self.path = path
+        self.writable = writable
+        self.timezone = self._meta("timezone") or "UTC"
+
+    # ---- opening -----------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike[str] | None = None, timezone: str = "UTC") -> Store:
+        target = resolve_store_path(path)
+        if target.exists():
+            raise StoreError(f"{target} already exists; not overwriting it")
+        if not target.parent.exists():
+            raise StoreError(f"directory {target.parent} does not exist")
+        _check_timezone(timezone)
+        con = _connect(target, read_only=False, wait=0)
+        try:
+            con.execute("BEGIN")
+            cols = ", ".join(f"{k} {v}" for k, v in EVENT_COLUMNS.items())
+            con.execute(f"CREATE TABLE events ({cols})")
+            bcols = ", ".join(f"{k} {v}" for k, v in BATCH_COLUMNS.items())
+            con.execute(f"CREATE TABLE batches ({bcols})")
+            con.execute("CREATE TABLE meta (key VARCHAR NOT NULL, value VARCHAR)")
+            con.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [
+                    ("format", STORE_FORMAT),
+                    ("schema_version", SCHEMA_VERSION),
+                    ("created_at", utc_now().isoformat()),
+                    ("created_by", f"timeline {__version__}"),
+                    ("timezone", timezone),
+                ],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.close()
+            target.unlink(missing_ok=True)
+            raise
+        return cls(con, target, writable=True)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        write: bool = False,
+        wait: float = 0,
+    ) -> Store:
+        target = resolve_store_path(path)
+        if not target.exists():
+            raise StoreError(f"no store at {target} (create one with `timeline init`)")
+        if target.is_dir():
+            raise StoreError(f"{target} is a directory, not a store file")
+        con = _connect(target, read_only=not write, wait=wait)
+        try:
+            fmt = con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        except duckdb.Error:
+            fmt = None
+        if fmt is None or fmt[0] != STORE_FORMAT:
+            con.close()
+            raise StoreError(f"{target} is a DuckDB file but not a timeline store")
+        return cls(con, target, writable=write)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _meta(self, key: str) -> str | None:
+        row = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else str(row[0])
+
+    # ---- system time -------------------------------------------------------------
+    def high_water(self, as_known_at: datetime | None = None) -> int:
+        """The last sequence number visible at ``as_known_at`` (default: now)."""
+        if as_known_at is None:
+            row = self.con.execute("SELECT coalesce(max(last_seq), 0) FROM batches").fetchone()
+        else:
+            row = self.con.execute(
+                "SELECT coalesce(max(last_seq), 0) FROM batches WHERE recorded_at <= ?",
+                [as_known_at],
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def next_recorded_at(self) -> datetime:
+        """Now in UTC, but never earlier than (or equal to) the last batch's time."""
+        now = utc_now()
+        row = self.con.execute("SELECT max(recorded_at) FROM batches").fetchone()
+        last = row[0] if row else None
+        if last is not None and now <= last:
+            now = last + timedelta(microseconds=1)
+        return now
+
+    def info(self) -> StoreInfo:
+        row = self.con.execute(
+            "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM batches),"
+            " (SELECT coalesce(max(last_seq), 0) FROM batches),"
+            " (SELECT count(DISTINCT patient_id) FROM events)"
+        ).fetchone()
+        assert row is not None
+        return StoreInfo(
+            path=str(self.path),
+            timezone=self.timezone,
+            created_at=self._meta("created_at") or "",
+            events=int(row[0]),
+            batches=int(row[1]),
+            high_water=int(row[2]),
+            patients=int(row[3]),
+        )
+
+    # ---- reading -----------------------------------------------------------------
+    def versions_sql(self, high_water: int) -> str:
+        """SQL for every stored version visible at ``high_water``, each with its status."""
+        return f"""
+            SELECT e.*,
+                   row_number() OVER (PARTITION BY e.event_id ORDER BY e.seq DESC) = 1
+                       AS is_latest
+            FROM events e WHERE e.seq <= {int(high_water)}
+        """
+
+    def current_sql(self, high_water: int, patient_ids: Sequence[str] | None = None) -> str:
+        """SQL for the current timeline at ``high_water``: the latest version of every
+        event that is not retracted. Patient pruning happens before the window."""
+        where = f"seq <= {int(high_water)}"
+        if patient_ids is not None:
+            where += " AND patient_id IN (" + ", ".join(_quote(p) for p in patient_ids) + ")"
+        return f"""
+            SELECT * EXCLUDE (rn) FROM (
+                SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY seq DESC) AS rn
+                FROM events WHERE {where}
+            ) WHERE rn = 1 AND op <> 'retract'
+        """
+
+    def events(
+        self,
+        patient_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        kinds: Sequence[str] | None = None,
+        as_known_at: datetime | None = None,
+        history: bool = False,
+    ) -> list[dict[str, Any]]:
+        """A patient's events ordered by (occurred_at, seq). With ``history``, every
+        version visible at ``as_known_at``, each marked current, superseded or retracted."""
+        hw = self.high_water(as_known_at)
+        params: list[Any] = [patient_id]
+        cond = "patient_id = ?"
+        if start is not None:
+            cond += " AND occurred_at >= ?"
+            params.append(start)
+        if end is not None:
+            cond += " AND occurred_at <= ?"
+            params.append(end)
+        if kinds:
+            cond += " AND kind IN (" + ", ".join("?" for _ in kinds) + ")"
+            params.extend(kinds)
+        if history:
+            sql = f"""
+                WITH v AS (
+                    SELECT *,
+                        row_number() OVER (PARTITION BY event_id ORDER BY seq DESC) AS rn,
+                        first_value(op) OVER (PARTITION BY event_id ORDER BY seq DESC) AS last_op
+                    FROM events WHERE seq <= {hw} AND patient_id = ?
+                )
+                SELECT * EXCLUDE (rn, last_op),
+                    CASE WHEN last_op = 'retract' THEN 'retracted'
+                         WHEN rn = 1 THEN 'current' ELSE 'superseded' END AS status
+                FROM v WHERE {cond.replace("patient_id = ?", "TRUE", 1)}
+                ORDER BY occurred_at, event_id, seq
+            """
+        else:
+            sql = f"""
+                SELECT *, 'current' AS status FROM ({self.current_sql(hw, [patient_id])})
+                WHERE {cond} ORDER BY occurred_at, seq
+            """
+        return _dicts(self.con.execute(sql, params))
+
+    def patients(self, as_known_at: datetime | None = None) -> list[dict[str, Any]]:
+        hw = self.high_water(as_known_at)
+        sql = f"""
+            SELECT patient_id, count(*) AS events,
+                   min(occurred_at) AS first_event, max(occurred_at) AS last_event
+            FROM ({self.current_sql(hw)}) GROUP BY patient_id ORDER BY patient_id
+        """
+        return _dicts(self.con.execute(sql))
+
+    def current_version(self, event_id: str, as_known_at: datetime | None = None) -> dict[str, Any]:
+        hw = self.high_water(as_known_at)
+        rows = _dicts(
+            self.con.execute(
+                f"SELECT * FROM events WHERE event_id = ? AND seq <= {hw} ORDER BY seq DESC LIMIT 1",
+                [event_id],
+            )
+        )
+        if not rows:
+            raise UnknownEventError(f"no event with id {event_id!r} in {self.path}")
+        if rows[0]["op"] == "retract":
+            raise UnknownEventError(f"event {event_id!r} was retracted (seq {rows[0]['seq']})")
+        return rows[0]
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if not self.writable:
+            raise StoreError("store was opened read-only")
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _check_timezone(tz: str) -> None:
+    try:
+        duckdb.sql("SELECT timezone(?, TIMESTAMPTZ '2000-01-01 00:00:00+00')", params=[tz]).fetchall()
+    except duckdb.Error as exc:
+        raise UsageError(f"unknown time zone {tz!r} (use an IANA name such as Europe/Madrid)") from exc
+
+
+def _connect(path: Path, *, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + max(wait, 0)
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            con.execute("SET TimeZone = 'UTC'")
+            return con
+        except duckdb.IOException as exc:
+            msg = str(exc)
+            if "lock" not in msg.lower():
+                if "not a valid DuckDB database file" in msg or "database file" in msg.lower():
+                    raise StoreError(f"{path} is not a timeline store (not a DuckDB file)") from exc
+                raise StoreError(f"cannot open {path}: {msg.splitlines()[0]}") from exc
+            if time.monotonic() >= deadline:
+                m = _LOCK_RE.search(msg)
+                raise StoreLockedError(str(path), int(m.group(1)) if m else None) from exc
+            time.sleep(0.2)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from exc

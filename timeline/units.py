@@ -1,0 +1,218 @@
+"""A small, exact subset of UCUM: enough for the units clinical labs report.
+
+A unit string such as ``mg/dL``, ``10*9/L``, ``10*3/uL``, ``mmol/L``, ``[degF]`` or
+``{score}`` is parsed into a scale factor and a dimension vector. Two units convert
+when their dimensions match; amount of substance converts to mass when the analyte's
+molar mass is known. Temperatures convert affinely. The result is a linear map
+``canonical = value * scale + offset`` so conversions run vectorised in SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+# Dimension order: mass, length, time, amount, enzyme activity, temperature.
+Dim = tuple[int, int, int, int, int, int]
+_ZERO: Dim = (0, 0, 0, 0, 0, 0)
+
+_PREFIXES: dict[str, float] = {
+    "Y": 1e24, "Z": 1e21, "E": 1e18, "P": 1e15, "T": 1e12, "G": 1e9, "M": 1e6,
+    "k": 1e3, "h": 1e2, "da": 1e1, "d": 1e-1, "c": 1e-2, "m": 1e-3, "u": 1e-6,
+    "n": 1e-9, "p": 1e-12, "f": 1e-15, "a": 1e-18,
+}  # fmt: skip
+
+# atom -> (factor to the base unit, dimension, may take a prefix)
+_ATOMS: dict[str, tuple[float, Dim, bool]] = {
+    "g": (1.0, (1, 0, 0, 0, 0, 0), True),
+    "m": (1.0, (0, 1, 0, 0, 0, 0), True),
+    "L": (1e-3, (0, 3, 0, 0, 0, 0), True),
+    "l": (1e-3, (0, 3, 0, 0, 0, 0), True),
+    "s": (1.0, (0, 0, 1, 0, 0, 0), True),
+    "min": (60.0, (0, 0, 1, 0, 0, 0), False),
+    "h": (3600.0, (0, 0, 1, 0, 0, 0), False),
+    "d": (86400.0, (0, 0, 1, 0, 0, 0), False),
+    "wk": (604800.0, (0, 0, 1, 0, 0, 0), False),
+    "mol": (1.0, (0, 0, 0, 1, 0, 0), True),
+    "U": (1.0, (0, 0, 0, 0, 1, 0), True),
+    "[IU]": (1.0, (0, 0, 0, 0, 1, 0), True),
+    "K": (1.0, (0, 0, 0, 0, 0, 1), False),
+    "[lb_av]": (453.59237, (1, 0, 0, 0, 0, 0), False),
+    "[oz_av]": (28.349523125, (1, 0, 0, 0, 0, 0), False),
+    "[in_i]": (0.0254, (0, 1, 0, 0, 0, 0), False),
+    "[ft_i]": (0.3048, (0, 1, 0, 0, 0, 0), False),
+    "%": (0.01, _ZERO, False),
+    "1": (1.0, _ZERO, False),
+}
+
+# Units with an offset are only allowed on their own, never in a product.
+_AFFINE: dict[str, tuple[float, float]] = {  # unit -> (scale, offset) to kelvin
+    "K": (1.0, 0.0),
+    "Cel": (1.0, 273.15),
+    "[degF]": (5.0 / 9.0, 273.15 - 32.0 * 5.0 / 9.0),
+}
+
+_TOKEN = re.compile(r"\{[^{}]*\}|10[*^][+-]?\d+|\[[^\]]+\]|[A-Za-z%]+|\d+|[./()+-]")
+
+
+class UnitError(ValueError):
+    """A unit string is not valid UCUM (in the subset this tool understands)."""
+
+
+@dataclass(frozen=True)
+class ParsedUnit:
+    factor: float
+    dim: Dim
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """``to_value = from_value * scale + offset``."""
+
+    scale: float
+    offset: float = 0.0
+
+    def apply(self, value: float) -> float:
+        return value * self.scale + self.offset
+
+
+def _atom(sym: str) -> tuple[float, Dim]:
+    if sym in _ATOMS:
+        f, d, _ = _ATOMS[sym]
+        return f, d
+    for plen in (2, 1):
+        prefix, rest = sym[:plen], sym[plen:]
+        if prefix in _PREFIXES and rest in _ATOMS and _ATOMS[rest][2]:
+            f, d, _ = _ATOMS[rest]
+            return _PREFIXES[prefix] * f, d
+    raise UnitError(f"unknown unit symbol {sym!r}")
+
+
+def _mul(a: ParsedUnit, b: ParsedUnit, sign: int) -> ParsedUnit:
+    factor = a.factor * (b.factor if sign > 0 else 1.0 / b.factor)
+    dim = tuple(x + sign * y for x, y in zip(a.dim, b.dim, strict=True))
+    return ParsedUnit(factor, dim)  # type: ignore[arg-type]
+
+
+def _pow(u: ParsedUnit, n: int) -> ParsedUnit:
+    return ParsedUnit(u.factor**n, tuple(x * n for x in u.dim))  # type: ignore[arg-type]
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _TOKEN.findall(text)
+        if "".join(self.tokens) != text:
+            raise UnitError(f"{text!r} is not a UCUM unit")
+        self.i = 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self) -> str:
+        tok = self.tokens[self.i]
+        self.i += 1
+        return tok
+
+    def term(self) -> ParsedUnit:
+        if self.peek() == "/":
+            self.take()
+            result = _mul(ParsedUnit(1.0, _ZERO), self.component(), -1)
+        else:
+            result = self.component()
+        while self.peek() in (".", "/"):
+            op = self.take()
+            result = _mul(result, self.component(), 1 if op == "." else -1)
+        return result
+
+    def component(self) -> ParsedUnit:
+        tok = self.peek()
+        if tok is None:
+            raise UnitError(f"{self.text!r} ends too early")
+        self.take()
+        if tok == "(":
+            inner = self.term()
+            if self.peek() != ")":
+                raise UnitError(f"{self.text!r} has an unclosed parenthesis")
+            self.take()
+            return inner
+        if tok.startswith("{"):
+            return ParsedUnit(1.0, _ZERO)
+        if tok[:3] in ("10*", "10^"):
+            return ParsedUnit(10.0 ** int(tok[3:]), _ZERO)
+        if tok.isdigit():
+            return ParsedUnit(float(tok), _ZERO)
+        factor, dim = _atom(tok)
+        unit = ParsedUnit(factor, dim)
+        # an annotation may follow an atom: mg{total}
+        if self.peek() is not None and self.peek().startswith("{"):  # type: ignore[union-attr]
+            self.take()
+        exp = self._exponent()
+        return _pow(unit, exp) if exp != 1 else unit
+
+    def _exponent(self) -> int:
+        sign = 1
+        if self.peek() in ("+", "-") and self.i + 1 < len(self.tokens):
+            if self.tokens[self.i + 1].isdigit():
+                sign = -1 if self.take() == "-" else 1
+        if self.peek() is not None and self.peek().isdigit():  # type: ignore[union-attr]
+            return sign * int(self.take())
+        return 1
+
+
+@lru_cache(maxsize=1024)
+def parse(unit: str) -> ParsedUnit:
+    """Parse a UCUM unit (without offset units) into factor and dimension."""
+    text = unit.strip()
+    if not text:
+        raise UnitError("empty unit")
+    if text in _AFFINE:
+        raise UnitError(f"{text!r} has an offset and cannot be combined")
+    parser = _Parser(text)
+    result = parser.term()
+    if parser.peek() is not None:
+        raise UnitError(f"{text!r} is not a UCUM unit (unexpected {parser.peek()!r})")
+    return result
+
+
+@lru_cache(maxsize=1024)
+def conversion(from_unit: str, to_unit: str, molar_mass: float | None = None) -> Conversion:
+    """The linear map from one unit to another, or ``UnitError`` if they do not convert.
+
+    ``molar_mass`` (g/mol) lets amount of substance convert to mass (mmol/L -> mg/dL).
+    """
+    src, dst = from_unit.strip(), to_unit.strip()
+    if src == dst:
+        return Conversion(1.0)
+    if src in _AFFINE or dst in _AFFINE:
+        if src in _AFFINE and dst in _AFFINE:
+            s1, o1 = _AFFINE[src]
+            s2, o2 = _AFFINE[dst]
+            return Conversion(s1 / s2, (o1 - o2) / s2)
+        raise UnitError(f"cannot convert {src!r} to {dst!r}")
+    a, b = parse(src), parse(dst)
+    if a.dim != b.dim and molar_mass is not None:
+        amount = a.dim[3]
+        moved = list(a.dim)
+        moved[0] += amount
+        moved[3] = 0
+        if tuple(moved) == b.dim and amount != 0:
+            a = ParsedUnit(a.factor * molar_mass**amount, b.dim)
+    if a.dim != b.dim:
+        raise UnitError(f"cannot convert {src!r} to {dst!r} (different dimensions)")
+    return Conversion(_tidy(a.factor / b.factor))
+
+
+def _tidy(x: float) -> float:
+    """Round away binary noise (10*3/uL -> 10*9/L must be exactly 1, not 0.999...)."""
+    return float(f"{x:.12g}")
+
+
+def is_valid(unit: str) -> bool:
+    try:
+        if unit.strip() not in _AFFINE:
+            parse(unit)
+    except UnitError:
+        return False
+    return True
