@@ -13,7 +13,7 @@ event format table. A new column name also needs an entry in ``COLUMN_TYPES``.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
@@ -21,9 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from timeline import codes
 
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-DATETIME_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$"
-)
+DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 Precision = Literal["day", "minute", "second"]
 
@@ -40,7 +38,7 @@ def parse_when(text: str) -> tuple[datetime, Precision, bool]:
         dt = datetime.fromisoformat(s.replace(" ", "T").replace("Z", "+00:00"))
         precision: Precision = "second" if s[16:17] == ":" else "minute"
         if dt.tzinfo is not None:
-            return dt.astimezone(timezone.utc).replace(tzinfo=None), precision, True
+            return dt.astimezone(UTC).replace(tzinfo=None), precision, True
         return dt, precision, False
     raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM])")
 
@@ -222,10 +220,24 @@ EVENT_MODELS: tuple[type[EventBase], ...] = (
 
 Event = Annotated[
     Union[  # noqa: UP007 - a runtime union of the classes above
-        Birth, Diagnosis, MedicationStart, MedicationDoseChange, MedicationStop, Weight, Height,
-        BodyTemperature, Finding, JointExam, Assessment, Lab, MasEpisode, AdverseEvent,
-        Discontinuation, EndOfFollowUp, Death,
-    ],  # fmt: skip
+        Birth,
+        Diagnosis,
+        MedicationStart,
+        MedicationDoseChange,
+        MedicationStop,
+        Weight,
+        Height,
+        BodyTemperature,
+        Finding,
+        JointExam,
+        Assessment,
+        Lab,
+        MasEpisode,
+        AdverseEvent,
+        Discontinuation,
+        EndOfFollowUp,
+        Death,
+    ],
     Field(discriminator="kind"),
 ]
 EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)

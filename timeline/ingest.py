@@ -184,7 +184,13 @@ def _detect_format(path: Path, fmt: str | None) -> str:
     if found is None:
         raise IngestError(
             str(path),
-            [RowError(None, None, f"unsupported file type {path.suffix or '(none)'!r}: use .csv, .jsonl/.ndjson or .parquet, or --format")],
+            [
+                RowError(
+                    None,
+                    None,
+                    f"unsupported file type {path.suffix or '(none)'!r}: use .csv, .jsonl/.ndjson or .parquet, or --format",
+                )
+            ],
         )
     return found
 
@@ -213,13 +219,21 @@ def _check_utf8(path: Path) -> None:
                 line += chunk[: exc.start].count(b"\n")
                 raise IngestError(
                     str(path),
-                    [RowError(None, None, f"line {line}: not valid UTF-8 (byte 0x{chunk[exc.start]:02x}); save the file as UTF-8")],
+                    [
+                        RowError(
+                            None,
+                            None,
+                            f"line {line}: not valid UTF-8 (byte 0x{chunk[exc.start]:02x}); save the file as UTF-8",
+                        )
+                    ],
                 ) from exc
             line += chunk.count(b"\n")
         try:
             dec.decode(b"", final=True)
         except UnicodeDecodeError as exc:
-            raise IngestError(str(path), [RowError(None, None, f"line {line}: file ends inside a UTF-8 character")]) from exc
+            raise IngestError(
+                str(path), [RowError(None, None, f"line {line}: file ends inside a UTF-8 character")]
+            ) from exc
 
 
 def _check_columns(source: str, found: Sequence[str]) -> list[str]:
@@ -254,9 +268,13 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         try:
             header = next(csv.reader(fh), None)
         except csv.Error as exc:
-            raise IngestError(str(path), [RowError(None, None, f"header line is not valid CSV: {exc}")]) from exc
+            raise IngestError(
+                str(path), [RowError(None, None, f"header line is not valid CSV: {exc}")]
+            ) from exc
     if not header or all(not h.strip() for h in header):
-        raise IngestError(str(path), [RowError(None, None, "empty file: the first line must name the columns")])
+        raise IngestError(
+            str(path), [RowError(None, None, "empty file: the first line must name the columns")]
+        )
     names = [h.strip() for h in header]
     present = _check_columns(str(path), names)
     spec = "{" + ", ".join(f"{_quote(n)}: 'VARCHAR'" for n in names) + "}"
@@ -277,7 +295,9 @@ def _csv_error(message: str) -> RowError:
     lines = message.splitlines()
     detail = next((ln.strip() for ln in lines[2:] if ln.strip() and "Possible" not in ln), "")
     if "Expected Number of Columns" in message:
-        detail = re.sub(r"Expected Number of Columns: (\d+) Found: (\d+)", r"expected \1 fields, found \2", detail)
+        detail = re.sub(
+            r"Expected Number of Columns: (\d+) Found: (\d+)", r"expected \1 fields, found \2", detail
+        )
     if m:
         line = int(m.group(1))
         return RowError(line - 1, None, f"line {line} is not valid CSV: {detail or lines[0]}")
@@ -296,7 +316,9 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> None:
                 null_padding = false, encoding = 'utf-8')"""
         )
     except duckdb.Error as exc:
-        raise IngestError(str(path), [RowError(None, None, f"cannot read as JSON Lines: {str(exc).splitlines()[0]}")]) from exc
+        raise IngestError(
+            str(path), [RowError(None, None, f"cannot read as JSON Lines: {str(exc).splitlines()[0]}")]
+        ) from exc
     bad = con.execute(
         """SELECT __row, CASE WHEN NOT json_valid(line) THEN 'not valid JSON'
                               ELSE 'not a JSON object (got ' || lower(json_type(line::JSON)) || ')' END
@@ -315,11 +337,16 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     if unknown:
         rows = con.execute(
             "SELECT k, min(__row) FROM (SELECT __row, unnest(json_keys(line::JSON)) AS k FROM tl_lines "
-            "WHERE trim(line) <> '') WHERE k IN (" + ", ".join(_quote(k) for k in unknown) + ") GROUP BY k ORDER BY 2"
+            "WHERE trim(line) <> '') WHERE k IN ("
+            + ", ".join(_quote(k) for k in unknown)
+            + ") GROUP BY k ORDER BY 2"
         ).fetchall()
         raise IngestError(
             str(path),
-            [RowError(int(r), str(k), f"unknown field{_did_you_mean(str(k), events.NATIVE_COLUMNS)}") for k, r in rows],
+            [
+                RowError(int(r), str(k), f"unknown field{_did_you_mean(str(k), events.NATIVE_COLUMNS)}")
+                for k, r in rows
+            ],
         )
     present = [c for c in events.NATIVE_COLUMNS if c in keys]
     for name in events.CORE_COLUMNS:
@@ -337,7 +364,9 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     try:
         described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_quote(str(path))})").fetchall()
     except duckdb.Error as exc:
-        raise IngestError(str(path), [RowError(None, None, f"not a readable Parquet file: {str(exc).splitlines()[0]}")]) from exc
+        raise IngestError(
+            str(path), [RowError(None, None, f"not a readable Parquet file: {str(exc).splitlines()[0]}")]
+        ) from exc
     names = [str(r[0]) for r in described]
     present = _check_columns(str(path), names)
     cols = ", ".join(f"{c}::VARCHAR AS {c}" for c in present)
@@ -429,15 +458,15 @@ def _when_sql(col: str, tz: str) -> tuple[str, str]:
 def _stage(con: duckdb.DuckDBPyConnection, tz: str) -> None:
     con.execute("CREATE OR REPLACE TEMP MACRO tl_quote(x) AS chr(39) || x || chr(39)")
     con.execute("CREATE OR REPLACE TEMP MACRO tl_num(x) AS regexp_replace(x::VARCHAR, '\\.0$', '')")
-    present = {
-        str(r[0]) for r in con.execute("DESCRIBE tl_raw").fetchall()
-    }
+    present = {str(r[0]) for r in con.execute("DESCRIBE tl_raw").fetchall()}
     select = []
     for col in events.NATIVE_COLUMNS:
         if col in present:
             select.append(f"{_typed(col)} AS {col}")
             if events.COLUMN_TYPES[col] != "VARCHAR":
-                select.append(f"(nullif(trim(r.{col}), '') IS NOT NULL AND {_typed(col)} IS NULL) AS bad_{col}")
+                select.append(
+                    f"(nullif(trim(r.{col}), '') IS NOT NULL AND {_typed(col)} IS NULL) AS bad_{col}"
+                )
                 select.append(f"r.{col} AS raw_{col}")
         else:
             select.append(f"NULL::{events.COLUMN_TYPES[col]} AS {col}")
@@ -487,7 +516,9 @@ def _conversions(con: duckdb.DuckDBPyConnection) -> None:
         con.executemany("INSERT INTO tl_conv VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     dose_rows: list[tuple[Any, ...]] = []
-    for (unit,) in con.execute("SELECT DISTINCT dose_unit FROM tl_stage WHERE dose_unit IS NOT NULL").fetchall():
+    for (unit,) in con.execute(
+        "SELECT DISTINCT dose_unit FROM tl_stage WHERE dose_unit IS NOT NULL"
+    ).fetchall():
         for canon in codes.DOSE_UNITS:
             try:
                 dose_rows.append((unit, canon, conversion(unit, canon).scale, None))
@@ -495,8 +526,17 @@ def _conversions(con: duckdb.DuckDBPyConnection) -> None:
             except UnitError:
                 continue
         else:
-            dose_rows.append((unit, None, None, f"dose_unit {unit!r} is not a mass per dose (mg) or per kg (mg/kg); give the schedule in frequency"))
-    con.execute("CREATE OR REPLACE TEMP TABLE tl_dose (unit VARCHAR, canon VARCHAR, scale DOUBLE, error VARCHAR)")
+            dose_rows.append(
+                (
+                    unit,
+                    None,
+                    None,
+                    f"dose_unit {unit!r} is not a mass per dose (mg) or per kg (mg/kg); give the schedule in frequency",
+                )
+            )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE tl_dose (unit VARCHAR, canon VARCHAR, scale DOUBLE, error VARCHAR)"
+    )
     if dose_rows:
         con.executemany("INSERT INTO tl_dose VALUES (?, ?, ?, ?)", dose_rows)
 
@@ -511,7 +551,9 @@ def _checks(store: Store, op: str, now_local: datetime) -> list[str]:
     q: list[str] = []
 
     def add(field: str, cond: str, reason: str) -> None:
-        q.append(f"SELECT s.__row AS row, {_quote(field)} AS field, {reason} AS reason FROM tl_stage s WHERE {cond}")
+        q.append(
+            f"SELECT s.__row AS row, {_quote(field)} AS field, {reason} AS reason FROM tl_stage s WHERE {cond}"
+        )
 
     for col in events.CORE_COLUMNS:
         add(col, f"s.{col} IS NULL", "'missing value'")
@@ -532,26 +574,68 @@ def _checks(store: Store, op: str, now_local: datetime) -> list[str]:
         add(col, f"{nonnull} AND s.kind IN {_in(refusing)}", "'does not apply to kind ' || s.kind")
     # dates
     for col, ts in (("occurred_at", "occ_ts"), ("ended_at", "end_ts")):
-        add(col, f"s.{col} IS NOT NULL AND s.{ts} IS NULL", "'not a valid date or date-time (YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM]): ' || tl_quote(s." + col + ")")
-        add(col, f"s.{ts} > {_quote(now_local.isoformat(sep=' '))}::TIMESTAMP", "'is in the future: ' || s." + col)
+        add(
+            col,
+            f"s.{col} IS NOT NULL AND s.{ts} IS NULL",
+            "'not a valid date or date-time (YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM]): ' || tl_quote(s."
+            + col
+            + ")",
+        )
+        add(
+            col,
+            f"s.{ts} > {_quote(now_local.isoformat(sep=' '))}::TIMESTAMP",
+            "'is in the future: ' || s." + col,
+        )
         add(col, f"s.{ts} < TIMESTAMP '1900-01-01'", "'is before 1900: ' || s." + col)
-    add("ended_at", "s.end_ts < s.occ_ts", "'ends (' || s.ended_at || ') before it starts (' || s.occurred_at || ')'")
+    add(
+        "ended_at",
+        "s.end_ts < s.occ_ts",
+        "'ends (' || s.ended_at || ') before it starts (' || s.occurred_at || ')'",
+    )
     # enumerations
     enums = {
         "sex": codes.SEXES, "route": codes.ROUTES, "action": codes.AE_ACTIONS,
         "frequency": tuple(codes.FREQUENCIES),
     }  # fmt: skip
     for col, allowed in enums.items():
-        add(col, f"s.{col} IS NOT NULL AND s.{col} NOT IN {_in(allowed)}", f"'unknown {col} ' || tl_quote(s.{col}) || ' (allowed: {', '.join(allowed)})'")
-    add("code", f"s.kind = 'lab' AND s.code IS NOT NULL AND s.code NOT IN {_in(codes.LABS)}", "'unknown LOINC code ' || tl_quote(s.code) || ' for kind lab'")
-    add("code", f"s.kind = 'finding' AND s.code IS NOT NULL AND s.code NOT IN {_in(codes.FINDINGS)}", "'unknown finding ' || tl_quote(s.code)")
-    add("code", f"s.kind = 'assessment' AND s.code IS NOT NULL AND s.code NOT IN {_in(codes.ASSESSMENTS)}", "'unknown assessment ' || tl_quote(s.code)")
+        add(
+            col,
+            f"s.{col} IS NOT NULL AND s.{col} NOT IN {_in(allowed)}",
+            f"'unknown {col} ' || tl_quote(s.{col}) || ' (allowed: {', '.join(allowed)})'",
+        )
+    add(
+        "code",
+        f"s.kind = 'lab' AND s.code IS NOT NULL AND s.code NOT IN {_in(codes.LABS)}",
+        "'unknown LOINC code ' || tl_quote(s.code) || ' for kind lab'",
+    )
+    add(
+        "code",
+        f"s.kind = 'finding' AND s.code IS NOT NULL AND s.code NOT IN {_in(codes.FINDINGS)}",
+        "'unknown finding ' || tl_quote(s.code)",
+    )
+    add(
+        "code",
+        f"s.kind = 'assessment' AND s.code IS NOT NULL AND s.code NOT IN {_in(codes.ASSESSMENTS)}",
+        "'unknown assessment ' || tl_quote(s.code)",
+    )
     # numbers
     add("dose", "s.dose < 0", "'must not be negative: ' || s.raw_dose")
-    add("active_joints", "s.active_joints < 0 OR s.active_joints > 75", "'must be a joint count from 0 to 75: ' || s.raw_active_joints")
-    add("limited_joints", "s.limited_joints < 0 OR s.limited_joints > 75", "'must be a joint count from 0 to 75: ' || s.raw_limited_joints")
+    add(
+        "active_joints",
+        "s.active_joints < 0 OR s.active_joints > 75",
+        "'must be a joint count from 0 to 75: ' || s.raw_active_joints",
+    )
+    add(
+        "limited_joints",
+        "s.limited_joints < 0 OR s.limited_joints > 75",
+        "'must be a joint count from 0 to 75: ' || s.raw_limited_joints",
+    )
     add("grade", "s.grade NOT BETWEEN 1 AND 5", "'CTCAE grade must be 1 to 5: ' || s.raw_grade")
-    add("ref_high", "s.ref_low > s.ref_high", "'reference range is inverted: ' || s.raw_ref_low || ' > ' || s.raw_ref_high")
+    add(
+        "ref_high",
+        "s.ref_low > s.ref_high",
+        "'reference range is inverted: ' || s.raw_ref_low || ' > ' || s.raw_ref_high",
+    )
     # units and plausibility (after conversion)
     q.append(
         """SELECT s.__row, 'unit', c.error FROM tl_stage s JOIN tl_conv c
@@ -561,11 +645,14 @@ def _checks(store: Store, op: str, now_local: datetime) -> list[str]:
         """SELECT s.__row, 'dose_unit', d.error FROM tl_stage s JOIN tl_dose d ON s.dose_unit = d.unit
            WHERE d.error IS NOT NULL"""
     )
-    ranges = []
+    ranges: list[codes.Code] = []
     for table in (codes.LABS, codes.ASSESSMENTS):
         ranges.extend(table.values())
     ranges.extend(codes.VITALS.values())
-    rng = ", ".join(f"({_quote(c.code)}, {c.low if c.low is not None else 'NULL'}, {c.high if c.high is not None else 'NULL'}, {_quote(c.name)})" for c in ranges)
+    rng = ", ".join(
+        f"({_quote(c.code)}, {c.low if c.low is not None else 'NULL'}, {c.high if c.high is not None else 'NULL'}, {_quote(c.name)})"
+        for c in ranges
+    )
     q.append(
         f"""SELECT s.__row, 'value',
                 'value ' || s.raw_value || ' ' || s.unit || ' is outside the plausible range '
@@ -633,11 +720,13 @@ def _suggest(err: RowError) -> RowError:
     m = re.match(r"unknown (kind|LOINC code|finding|assessment) '([^']*)'", err.reason)
     if not m:
         return err
-    pool: Iterable[str] = {
-        "kind": events.KINDS, "LOINC code": codes.LABS, "finding": codes.FINDINGS,
-        "assessment": codes.ASSESSMENTS,
-    }[m.group(1)]  # fmt: skip
-    return RowError(err.row, err.field, err.reason + _did_you_mean(m.group(2), list(pool)))
+    pools: dict[str, list[str]] = {
+        "kind": list(events.KINDS),
+        "LOINC code": list(codes.LABS),
+        "finding": list(codes.FINDINGS),
+        "assessment": list(codes.ASSESSMENTS),
+    }
+    return RowError(err.row, err.field, err.reason + _did_you_mean(m.group(2), pools[m.group(1)]))
 
 
 def _did_you_mean(word: str, pool: Sequence[str] | Iterable[str]) -> str:
@@ -827,7 +916,17 @@ def _require_text(value: str | None, name: str) -> None:
 
 
 def _drop_temps(con: duckdb.DuckDBPyConnection) -> None:
-    for name in ("tl_raw", "tl_lines", "tl_typed", "tl_stage", "tl_ids", "tl_conv", "tl_dose", "tl_errors", "tl_new"):
+    for name in (
+        "tl_raw",
+        "tl_lines",
+        "tl_typed",
+        "tl_stage",
+        "tl_ids",
+        "tl_conv",
+        "tl_dose",
+        "tl_errors",
+        "tl_new",
+    ):
         con.execute(f"DROP TABLE IF EXISTS {name}")
 
 

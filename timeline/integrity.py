@@ -58,13 +58,9 @@ def seal_batch(
     reason: str | None,
 ) -> str:
     """Insert the batch row for events already inserted in this transaction."""
-    prev = con.execute(
-        "SELECT batch_hash FROM batches ORDER BY batch_id DESC LIMIT 1"
-    ).fetchone()
+    prev = con.execute("SELECT batch_hash FROM batches ORDER BY batch_id DESC LIMIT 1").fetchone()
     prev_hash = prev[0] if prev else GENESIS_HASH
-    digest_row = con.execute(
-        events_digest_sql(f"seq BETWEEN {first_seq} AND {last_seq}")
-    ).fetchone()
+    digest_row = con.execute(events_digest_sql(f"seq BETWEEN {first_seq} AND {last_seq}")).fetchone()
     assert digest_row is not None
     con.execute(
         f"""
@@ -78,9 +74,19 @@ def seal_batch(
         )
         """,
         [
-            batch_id, op, first_seq, last_seq, last_seq - first_seq + 1, recorded_at,
-            author, source_file, source_sha256, reason, digest_row[0], prev_hash,
-        ],  # fmt: skip
+            batch_id,
+            op,
+            first_seq,
+            last_seq,
+            last_seq - first_seq + 1,
+            recorded_at,
+            author,
+            source_file,
+            source_sha256,
+            reason,
+            digest_row[0],
+            prev_hash,
+        ],
     )
     row = con.execute("SELECT batch_hash FROM batches WHERE batch_id = ?", [batch_id]).fetchone()
     assert row is not None
@@ -115,39 +121,63 @@ def verify(store: Store) -> VerifyReport:
     for seq, event_id in con.execute(
         f"SELECT seq, event_id FROM events WHERE row_hash IS DISTINCT FROM {row_hash_sql()} ORDER BY seq LIMIT 20"
     ).fetchall():
-        found.append((seq, 0, f"event seq {seq} ({event_id}) was altered: its content no longer matches its hash"))
+        found.append(
+            (seq, 0, f"event seq {seq} ({event_id}) was altered: its content no longer matches its hash")
+        )
 
     for seq, n in con.execute(
         "SELECT seq, count(*) FROM events GROUP BY seq HAVING count(*) > 1 ORDER BY seq LIMIT 20"
     ).fetchall():
         found.append((seq, 1, f"event seq {seq} appears {n} times: rows were inserted outside the API"))
 
-    for seq, in con.execute(
+    for (seq,) in con.execute(
         """SELECT e.seq FROM events e ANTI JOIN batches b
            ON e.seq BETWEEN b.first_seq AND b.last_seq AND e.batch_id = b.batch_id
            ORDER BY e.seq LIMIT 20"""
     ).fetchall():
         found.append((seq, 2, f"event seq {seq} belongs to no sealed batch: it was inserted outside the API"))
 
-    prev_hash, prev_last, position = GENESIS_HASH, 0, 0
+    prev_hash, prev_last = GENESIS_HASH, 0
     batches = con.execute(
         f"""SELECT batch_id, first_seq, last_seq, n_events, prev_hash, batch_hash,
                    {batch_hash_sql()} AS recomputed, events_digest
             FROM batches ORDER BY first_seq, batch_id"""
     ).fetchall()
-    for batch_id, first_seq, last_seq, n_events, stored_prev, stored_hash, recomputed, digest in batches:
-        position += 1
+    for position, (
+        batch_id,
+        first_seq,
+        last_seq,
+        n_events,
+        stored_prev,
+        stored_hash,
+        recomputed,
+        digest,
+    ) in enumerate(batches, start=1):
         anchor = first_seq
         if batch_id != position or first_seq != prev_last + 1 or stored_prev != prev_hash:
-            found.append((anchor, 3, f"batch {batch_id} is out of order: the chain breaks before it (expected batch {position} starting at seq {prev_last + 1}, linked to {prev_hash[:12]}…)"))
+            found.append(
+                (
+                    anchor,
+                    3,
+                    f"batch {batch_id} is out of order: the chain breaks before it (expected batch {position} starting at seq {prev_last + 1}, linked to {prev_hash[:12]}…)",
+                )
+            )
         if stored_hash != recomputed:
-            found.append((anchor, 4, f"batch {batch_id} was altered: its metadata no longer matches its hash"))
+            found.append(
+                (anchor, 4, f"batch {batch_id} was altered: its metadata no longer matches its hash")
+            )
         actual = con.execute(
             f"SELECT count(*) FROM events WHERE seq BETWEEN {first_seq} AND {last_seq}"
         ).fetchone()
         assert actual is not None
         if actual[0] != n_events:
-            found.append((anchor, 5, f"batch {batch_id} should hold {n_events} events (seq {first_seq}–{last_seq}) but holds {actual[0]}: events were deleted or inserted"))
+            found.append(
+                (
+                    anchor,
+                    5,
+                    f"batch {batch_id} should hold {n_events} events (seq {first_seq}–{last_seq}) but holds {actual[0]}: events were deleted or inserted",
+                )
+            )
         else:
             d = con.execute(events_digest_sql(f"seq BETWEEN {first_seq} AND {last_seq}")).fetchone()
             if d is None or d[0] != digest:

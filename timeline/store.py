@@ -368,7 +368,7 @@ def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 def _check_timezone(tz: str) -> None:
     try:
-        duckdb.sql("SELECT timezone(?, TIMESTAMPTZ '2000-01-01 00:00:00+00')", params=[tz]).fetchall()
+        duckdb.execute("SELECT timezone(?, TIMESTAMPTZ '2000-01-01 00:00:00+00')", [tz]).fetchall()
     except duckdb.Error as exc:
         raise UsageError(f"unknown time zone {tz!r} (use an IANA name such as Europe/Madrid)") from exc
 

@@ -102,7 +102,7 @@ def _pow(u: ParsedUnit, n: int) -> ParsedUnit:
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
-        self.tokens = _TOKEN.findall(text)
+        self.tokens: list[str] = _TOKEN.findall(text)
         if "".join(self.tokens) != text:
             raise UnitError(f"{text!r} is not a UCUM unit")
         self.i = 0
@@ -111,7 +111,7 @@ class _Parser:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
 
     def take(self) -> str:
-        tok = self.tokens[self.i]
+        tok: str = self.tokens[self.i]
         self.i += 1
         return tok
 
@@ -153,9 +153,8 @@ class _Parser:
 
     def _exponent(self) -> int:
         sign = 1
-        if self.peek() in ("+", "-") and self.i + 1 < len(self.tokens):
-            if self.tokens[self.i + 1].isdigit():
-                sign = -1 if self.take() == "-" else 1
+        if self.peek() in ("+", "-") and self.i + 1 < len(self.tokens) and self.tokens[self.i + 1].isdigit():
+            sign = -1 if self.take() == "-" else 1
         if self.peek() is not None and self.peek().isdigit():  # type: ignore[union-attr]
             return sign * int(self.take())
         return 1

@@ -1,0 +1,473 @@
+"""The `timeline` command line: open the store, make one library call, render.
+
+Library modules are imported inside each command so that start-up stays close to a
+bare ``import duckdb``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from cli.output import cell, console, dump_json, error
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from timeline.store import Store
+
+app = typer.Typer(
+    name="timeline",
+    help="Event-sourced longitudinal patient timelines: immutable clinical events in DuckDB.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        "-s",
+        help="Store file. Default: $TIMELINE_STORE, else ./timeline.duckdb.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait", metavar="SECONDS", help="If another process writes to the store, retry this long."
+    ),
+]
+AsKnownOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as-known-at",
+        metavar="T",
+        help="Show the record as it stood at this moment (UTC date or ISO date-time). Default: now.",
+    ),
+]
+
+
+class Exit(Exception):
+    """Leave with an exit code after output was already printed."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _open(store: Path | None, *, write: bool = False, wait: float = 0) -> Store:
+    from timeline.store import Store
+
+    return Store.open(store, write=write, wait=wait)
+
+
+def _moment(value: str | None) -> datetime | None:
+    from timeline.store import parse_moment
+
+    return None if value is None else parse_moment(value)
+
+
+def _date_bound(value: str | None, option: str, end: bool) -> datetime | None:
+    if value is None:
+        return None
+    from datetime import datetime, timedelta
+
+    from timeline.errors import UsageError
+
+    try:
+        if len(value.strip()) == 10:
+            day = datetime.fromisoformat(value.strip())
+            return day + timedelta(days=1, microseconds=-1) if end else day
+        return datetime.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise UsageError(f"{option} {value!r} is not a date (YYYY-MM-DD) or date-time") from exc
+
+
+def _author(value: str | None, required: bool) -> str:
+    from timeline.errors import UsageError
+
+    author = value or os.environ.get("TIMELINE_AUTHOR")
+    if author:
+        return author
+    if required:
+        raise UsageError("--author is required (or set TIMELINE_AUTHOR)")
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name on this system
+        return "unknown"
+
+
+# ---- store commands -------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    store: StoreOpt = None,
+    timezone: Annotated[
+        str, typer.Option(help="IANA time zone of clinical times that carry no offset.")
+    ] = "UTC",
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a new, empty store (a single DuckDB file).
+
+    Example:
+
+        timeline init --store study.duckdb --timezone Europe/Madrid
+    """
+    from timeline.store import Store
+
+    with Store.create(store, timezone=timezone) as s:
+        info = s.info()
+    if json_out:
+        dump_json({"store": info.path, "timezone": info.timezone, "created_at": info.created_at})
+    else:
+        console().print(f"created store {info.path} (time zone {info.timezone})")
+
+
+@app.command()
+def ingest(
+    files: Annotated[
+        list[Path], typer.Argument(help="CSV, JSON Lines or Parquet files in the native format.")
+    ],
+    store: StoreOpt = None,
+    author: Annotated[
+        str | None,
+        typer.Option(help="Who adds these events. Default: $TIMELINE_AUTHOR, else your user name."),
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv, jsonl or parquet (default: from the extension).")
+    ] = None,
+    wait: WaitOpt = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add the events of each file to the store, one atomic batch per file.
+
+    Any invalid row rejects the whole file with every error listed (row, field, reason)
+    and nothing written. Events already in the store are skipped as duplicates.
+
+    Example:
+
+        timeline ingest examples/events.csv --author "Dr. Ruiz"
+    """
+    from timeline.errors import IngestError
+    from timeline.ingest import ingest_file
+
+    who = _author(author, required=False)
+    results = []
+    failed: IngestError | None = None
+    with _open(store, write=True, wait=wait) as s:
+        for path in files:
+            try:
+                with _progress(path) as bar:
+                    result = ingest_file(s, path, author=who, fmt=fmt, progress=bar)
+            except IngestError as exc:
+                failed = exc
+                break
+            results.append(result)
+            if not json_out:
+                console().print(result.message())
+    if json_out:
+        payload: dict[str, Any] = {"batches": [r.__dict__ for r in results]}
+        if failed is not None:
+            payload["rejected"] = {
+                "source": failed.source,
+                "errors": [e.__dict__ for e in failed.errors],
+            }
+        dump_json(payload)
+    if failed is not None:
+        if not json_out:
+            error(failed.summary(), failed.details())
+        raise Exit(failed.exit_code)
+
+
+class _progress:
+    """A rich progress bar on stderr for files over 5 MB, when stderr is a terminal."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> Any:
+        try:
+            big = self.path.stat().st_size > 5_000_000
+        except OSError:
+            big = False
+        if not (big and sys.stderr.isatty()):
+            return None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(), console=console(stderr=True), transient=True,
+        )  # fmt: skip
+        self.bar.start()
+        self.task = self.bar.add_task(f"{self.path.name}: reading", total=100)
+
+        def update(stage: str, pct: float) -> None:
+            self.bar.update(self.task, description=f"{self.path.name}: {stage}", completed=pct)
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@app.command()
+def correct(
+    event_id: Annotated[str, typer.Argument(help="Id of the event to correct.")],
+    set_: Annotated[
+        list[str], typer.Option("--set", metavar="FIELD=VALUE", help="New value of a field (repeatable).")
+    ],
+    reason: Annotated[str, typer.Option(help="Why the event is corrected (required).")],
+    author: Annotated[
+        str | None, typer.Option(help="Who corrects it (required; or $TIMELINE_AUTHOR).")
+    ] = None,
+    store: StoreOpt = None,
+    wait: WaitOpt = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Append a corrected version of an event; the original stays in the history.
+
+    Values are given as in a file, in the same units; an empty value clears a field.
+
+    Example:
+
+        timeline correct p1-crp2 --set value=5 --set unit=mg/L --reason "transcription error" --author "Dr. Ruiz"
+    """
+    from timeline.errors import UsageError
+    from timeline.ingest import correct as do_correct
+
+    changes: dict[str, str] = {}
+    for item in set_:
+        if "=" not in item:
+            raise UsageError(f"--set {item!r} must be FIELD=VALUE")
+        name, value = item.split("=", 1)
+        changes[name.strip()] = value.strip()
+    who = _author(author, required=True)
+    with _open(store, write=True, wait=wait) as s:
+        result = do_correct(s, event_id, changes, reason=reason, author=who)
+    if json_out:
+        dump_json(result.__dict__)
+    else:
+        console().print(f"corrected {event_id}: seq {result.high_water} (batch {result.batch_id})")
+
+
+@app.command()
+def retract(
+    event_id: Annotated[str, typer.Argument(help="Id of the event to retract.")],
+    reason: Annotated[str, typer.Option(help="Why the event is withdrawn (required).")],
+    author: Annotated[
+        str | None, typer.Option(help="Who retracts it (required; or $TIMELINE_AUTHOR).")
+    ] = None,
+    store: StoreOpt = None,
+    wait: WaitOpt = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Append a retraction: the event leaves the current timeline but stays in the history.
+
+    Example:
+
+        timeline retract p1-rash1 --reason "entered for the wrong patient" --author "Dr. Ruiz"
+    """
+    from timeline.ingest import retract as do_retract
+
+    who = _author(author, required=True)
+    with _open(store, write=True, wait=wait) as s:
+        result = do_retract(s, event_id, reason=reason, author=who)
+    if json_out:
+        dump_json(result.__dict__)
+    else:
+        console().print(f"retracted {event_id}: seq {result.high_water} (batch {result.batch_id})")
+
+
+@app.command()
+def events(
+    patient: Annotated[str, typer.Argument(help="Patient id.")],
+    start: Annotated[str | None, typer.Option("--from", help="First date (inclusive).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last date (inclusive, the whole day).")] = None,
+    kind: Annotated[list[str] | None, typer.Option("--kind", help="Only this kind (repeatable).")] = None,
+    as_known_at: AsKnownOpt = None,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history", help="Also show superseded and retracted versions, who changed them and why."
+        ),
+    ] = False,
+    store: StoreOpt = None,
+    wait: WaitOpt = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """A patient's timeline, ordered by when things happened.
+
+    Example:
+
+        timeline events P001 --from 2008-01-01 --to 2008-12-31 --kind lab
+        timeline events P001 --as-known-at 2024-05-01 --history --json
+    """
+    from timeline import events as ev
+    from timeline.errors import UsageError
+
+    for k in kind or []:
+        if k not in ev.KINDS:
+            raise UsageError(f"--kind {k!r} is not a kind (kinds: {', '.join(ev.KINDS)})")
+    with _open(store, wait=wait) as s:
+        rows = s.events(
+            patient,
+            start=_date_bound(start, "--from", end=False),
+            end=_date_bound(end, "--to", end=True),
+            kinds=kind,
+            as_known_at=_moment(as_known_at),
+            history=history,
+        )
+        hw = s.high_water(_moment(as_known_at))
+    if json_out:
+        dump_json({"patient_id": patient, "high_water": hw, "as_known_at": as_known_at, "events": rows})
+        return
+    from rich.table import Table
+
+    from timeline.summary import describe, when
+
+    table = Table(title=f"{patient}: {len(rows)} events (as known at seq {hw})", title_justify="left")
+    for col in ("occurred", "kind", "event", "event id", "seq", "recorded (UTC)", "author"):
+        table.add_column(col)
+    if history:
+        table.add_column("status")
+        table.add_column("why")
+    for r in rows:
+        cells = [
+            when(r["occurred_at"], r["occurred_precision"]),
+            r["kind"],
+            describe(r),
+            r["event_id"],
+            str(r["seq"]),
+            r["recorded_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            r["author"],
+        ]
+        if history:
+            status = r["status"] if r["op"] != "retract" else "retraction"
+            if r["op"] == "correct":
+                status += " (correction)"
+            cells += [status, r.get("change_reason") or ""]
+        table.add_row(*(cell(c) for c in cells), style="dim" if r["status"] != "current" else None)
+    console().print(table)
+
+
+@app.command()
+def patients(
+    as_known_at: AsKnownOpt = None,
+    store: StoreOpt = None,
+    wait: WaitOpt = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """List patients with their event counts and date spans.
+
+    Example:
+
+        timeline patients --json
+    """
+    with _open(store, wait=wait) as s:
+        rows = s.patients(_moment(as_known_at))
+    if json_out:
+        dump_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} patients", title_justify="left")
+    for col in ("patient", "events", "first", "last"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            cell(r["patient_id"]),
+            str(r["events"]),
+            r["first_event"].strftime("%Y-%m-%d"),
+            r["last_event"].strftime("%Y-%m-%d"),
+        )
+    console().print(table)
+
+
+@app.command()
+def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False) -> None:
+    """Recompute every event hash and the batch hash chain; name the first broken link.
+
+    Exit code 0 when intact, 7 when anything was altered, deleted, inserted or reordered
+    outside the API. Keep the printed head hash somewhere else to detect a rewrite of the
+    whole chain.
+
+    Example:
+
+        timeline verify --store study.duckdb
+    """
+    from timeline.integrity import verify as do_verify
+
+    with _open(store, wait=wait) as s:
+        report = do_verify(s)
+    if json_out:
+        dump_json(
+            {"ok": report.ok, "events": report.events, "batches": report.batches,
+             "head_hash": report.head_hash, "first_broken_link": report.first_broken_link,
+             "problems": report.problems}
+        )  # fmt: skip
+    elif report.ok:
+        console().print(
+            f"ok: {report.events} events in {report.batches} batches; head hash {report.head_hash}"
+        )
+    else:
+        error(f"store integrity broken: {report.first_broken_link}", report.problems[1:])
+    if not report.ok:
+        raise Exit(7)
+
+
+@app.command()
+def info(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False) -> None:
+    """Show the store's file, time zone, size and high-water sequence.
+
+    Example:
+
+        timeline info
+    """
+    with _open(store, wait=wait) as s:
+        data = s.info()
+    if json_out:
+        dump_json(data.__dict__)
+    else:
+        c = console()
+        for k, v in data.__dict__.items():
+            c.print(f"{k:>11}: {v}")
+
+
+def main() -> NoReturn:
+    """Entry point: run the app; turn library errors into one clean message."""
+    from timeline.errors import TimelineError
+
+    try:
+        app()  # click handles its own usage errors (exit 2) and --help
+    except Exit as done:
+        sys.exit(done.code)
+    except TimelineError as exc:
+        error(str(exc), exc.details())
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        error("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # a bug: still no traceback unless asked for
+        if os.environ.get("TIMELINE_DEBUG"):
+            raise
+        error(f"internal error: {type(exc).__name__}: {exc}", ["set TIMELINE_DEBUG=1 to see the traceback"])
+        sys.exit(70)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Rendering helpers: colour only on a terminal, JSON for scripts, errors on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def dump_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, default=_default, indent=2, ensure_ascii=False) + "\n")
+
+
+def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    no_color = bool(os.environ.get("NO_COLOR"))
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output is read by people too: do not squeeze it into 80 columns.
+    width = None if stream.isatty() else 200
+    return Console(stderr=stderr, no_color=no_color, highlight=False, soft_wrap=False, width=width)
+
+
+def cell(text: object) -> Text:
+    """Table cell text, never read as markup (units like [degF] contain brackets)."""
+    from rich.text import Text
+
+    return Text("" if text is None else str(text))
+
+
+def error(message: str, details: list[str] | None = None) -> None:
+    err = console(stderr=True)
+    err.print(f"[bold red]error:[/] {_escape(message)}")
+    shown = details or []
+    for line in shown[:50]:
+        err.print(f"  {_escape(line)}")
+    if len(shown) > 50:
+        err.print(f"  … {len(shown) - 50} more (use --json for all)")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from timeline.units import UnitError, conversion
+
+
+def test_crp_mg_per_dl_converts_to_mg_per_l_by_ten() -> None:
+    assert conversion("mg/dL", "mg/L").apply(0.5) == 5.0
+
+
+def test_platelets_per_microlitre_equal_per_nanolitre_exactly() -> None:
+    assert conversion("10*3/uL", "10*9/L").scale == 1.0
+
+
+def test_triglycerides_mmol_per_l_convert_with_molar_mass() -> None:
+    assert round(conversion("mmol/L", "mg/dL", 885.7).apply(1.76)) == 156
+
+
+def test_fahrenheit_converts_affinely_to_celsius() -> None:
+    assert round(conversion("[degF]", "Cel").apply(100.4), 9) == 38.0
+
+
+def test_incompatible_dimensions_refuse_to_convert() -> None:
+    with pytest.raises(UnitError, match="different dimensions"):
+        conversion("mg/L", "U/L")
+
+
+def test_unknown_symbol_is_reported_by_name() -> None:
+    with pytest.raises(UnitError, match="'foo'"):
+        conversion("foo/L", "mg/L")
+
+
+@given(
+    st.floats(min_value=0, max_value=1e6, allow_nan=False), st.sampled_from(["mg/L", "mg/dL", "g/L", "ug/mL"])
+)
+def test_conversion_round_trips(value: float, unit: str) -> None:
+    there = conversion(unit, "mg/L").apply(value)
+    back = conversion("mg/L", unit).apply(there)
+    assert back == pytest.approx(value, rel=1e-9, abs=1e-12)
