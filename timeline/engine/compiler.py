@@ -1,0 +1,755 @@
+"""Rule trees → DuckDB SQL evaluated for many (patient, moment) points at once.
+
+Every node compiles, for a given *points* relation ``(patient_id, q)``, to a CTE with the
+uniform columns::
+
+    patient_id, q, b BOOLEAN, x DOUBLE, why VARCHAR, ev BIGINT[], lo TIMESTAMP, hi TIMESTAMP, note VARCHAR
+
+``b`` (booleans) or ``x`` (numbers) is the value, NULL meaning unknown; ``why`` says why it is
+unknown; ``ev`` lists the sequence numbers of the exact event versions used; ``lo``/``hi`` are
+the bounds of the window searched; ``note`` is a short human account of the comparison made.
+``q`` is an instant: events with ``occurred_at <= q`` are visible. A query for a date uses the
+last microsecond of that day.
+
+Nodes that need the value of a subtree at other moments (baselines, persistence, episodes)
+compile that subtree over a derived points relation. Each node also compiles to the set of its
+*change points* per patient — the only instants at which its value can change — from which
+``held_for`` and ``timeline history`` evaluate exactly, never by sampling days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from timeline import codes
+from timeline.errors import TimelineError
+from timeline.language import ast
+from timeline.language.durations import Duration
+from timeline.language.loader import RuleSet, field_unit
+from timeline.units import conversion
+
+COLUMNS = "patient_id, q, b, x, why, ev, lo, hi, note"
+EMPTY = "[]::BIGINT[]"
+_OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "=", "ne": "<>"}
+_MED_KINDS = ("medication_start", "medication_dose_change", "medication_stop", "discontinuation")
+_EPS = "INTERVAL 1 MICROSECOND"
+FAR = "TIMESTAMP '9999-12-31 00:00:00'"
+
+
+class Unsupported(TimelineError):
+    """A construct the compiler cannot translate (reported by name, never silently)."""
+
+
+def q_(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _num(value: float) -> str:
+    return repr(float(value)) if value == value else "'nan'::DOUBLE"
+
+
+@dataclass
+class Compiled:
+    """CTEs in dependency order and the CTE name of every (node, points) compiled."""
+
+    ctes: list[tuple[str, str]] = field(default_factory=list)
+    names: dict[tuple[int, str], str] = field(default_factory=dict)
+    cp_names: dict[int, str] = field(default_factory=dict)
+
+    def with_sql(self) -> str:
+        return "WITH " + ",\n".join(f"{n} AS MATERIALIZED ({s})" if n.startswith("ev") else f"{n} AS ({s})" for n, s in self.ctes)
+
+
+class Compiler:
+    """Compiles rules of a :class:`RuleSet` over the base points relation ``pts``."""
+
+    def __init__(self, rules: RuleSet, events_sql: str) -> None:
+        self.rules = rules
+        self.out = Compiled()
+        self.counter = 0
+        self.selectors: dict[str, str] = {}
+        # (node id, points) → (anchor CTE, offset) / derived points CTE, for explanations
+        self.anchored: dict[tuple[int, str], tuple[str, Duration]] = {}
+        self.held: dict[tuple[int, str], tuple[str, str]] = {}
+        self.add("ev", events_sql)
+
+    # ---- plumbing
+    def add(self, name: str, sql: str) -> str:
+        self.out.ctes.append((name, sql))
+        return name
+
+    def fresh(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def rule(self, rule_id: str, points: str = "pts") -> str:
+        return self.node(self.rules.rules[rule_id].define, points)
+
+    def node(self, node: ast.Node, points: str) -> str:
+        key = (node.nid, points)
+        if key in self.out.names:
+            return self.out.names[key]
+        method: Callable[[Any, str], str] | None = getattr(self, "_" + type(node).__name__, None)
+        if method is None:
+            raise Unsupported(f"the engine cannot compile {type(node).__name__} nodes")
+        sql = method(node, points)
+        name = self.add(self.fresh("n"), sql)
+        self.out.names[key] = name
+        return name
+
+    def type(self, node: ast.Node) -> ast.Type:
+        return self.rules.types[node.nid]
+
+    # ---- values known at compile time
+    def literal(self, node: ast.Node) -> tuple[float | bool, str | None] | None:
+        if isinstance(node, ast.Const):
+            return node.value, node.unit
+        if isinstance(node, ast.Param):
+            spec = self.rules.rules[node.rule].param(node.name)
+            value = spec.effective
+            if isinstance(value, Duration):
+                raise Unsupported(f"parameter {node.name!r} is a duration, not a value")
+            return value, spec.unit
+        return None
+
+    def duration(self, ref: ast.DurationRef) -> Duration:
+        if ref.value is not None:
+            return ref.value
+        assert ref.param is not None
+        value = self.rules.rules[ref.param[0]].param(ref.param[1]).effective
+        assert isinstance(value, Duration)
+        return value.negate() if ref.negate else value
+
+    def scaled(self, value: float, unit: str | None, target: str | None) -> float:
+        if unit is None or target is None or unit == target:
+            return value
+        return conversion(unit, target).apply(value)
+
+    def threshold(self, node: ast.Const | ast.Param, target: str | None) -> str:
+        lit = self.literal(node)
+        assert lit is not None
+        value, unit = lit
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return _num(round(self.scaled(value, unit, target), 9))
+
+    # ---- selectors
+    def predicate(self, sel: ast.Selector) -> str:
+        parts: list[str] = []
+        if sel.kinds:
+            parts.append(f"kind IN ({', '.join(q_(k) for k in sel.kinds)})")
+        if sel.codes:
+            vitals = {v.code: k for k, v in codes.VITALS.items()}
+            parts.append(f"code IN ({', '.join(q_(c) for c in sel.codes)})")
+            if all(c in vitals for c in sel.codes) and not sel.kinds:
+                parts[-1] = f"({parts[-1]} AND kind IN ({', '.join(q_(vitals[c]) for c in sel.codes)}))"
+        if sel.drugs:
+            parts.append(f"drug IN ({', '.join(q_(d) for d in sel.drugs)})")
+        if sel.present is not None:
+            parts.append(f"coalesce(present, true) = {'true' if sel.present else 'false'}")
+        for cond in sel.where:
+            unit = field_unit(sel, cond.field)
+            parts.append(f"round({cond.field}, 9) {_OPS[cond.op]} {self.threshold(cond.value, unit)}")
+        if sel.any_of:
+            parts.append("(" + " OR ".join(self.predicate(s) for s in sel.any_of) + ")")
+        return " AND ".join(parts) if parts else "true"
+
+    def select(self, sel: ast.Selector) -> str:
+        pred = self.predicate(sel)
+        if pred not in self.selectors:
+            self.selectors[pred] = self.add(self.fresh("s"), f"SELECT *, occurred_at AS t FROM ev WHERE {pred}")
+        return self.selectors[pred]
+
+    def latest_of(self, sel: ast.Selector, fld: str) -> str:
+        """One row per (patient, instant): the latest recorded version wins a tie."""
+        src = self.select(sel)
+        return self.add(
+            self.fresh("l"),
+            f"""SELECT patient_id, t, seq, {fld} AS val, ref_low, ref_high, unit, orig_value, orig_unit
+                FROM {src} WHERE {fld} IS NOT NULL
+                QUALIFY row_number() OVER (PARTITION BY patient_id, t ORDER BY seq DESC) = 1""",
+        )
+
+    def anchor(self, anchor: ast.Anchor, points: str) -> str:
+        """(patient_id, q, ta, aseq): the anchor event at or before each point."""
+        src = self.select(anchor.select)
+        if anchor.which == "first":
+            first = self.add(
+                self.fresh("f"),
+                f"""SELECT patient_id, t, seq FROM {src}
+                    QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY t, seq) = 1""",
+            )
+            sql = f"""SELECT p.patient_id, p.q, CASE WHEN f.t <= p.q THEN f.t END AS ta,
+                             CASE WHEN f.t <= p.q THEN f.seq END AS aseq
+                      FROM {points} p LEFT JOIN {first} f ON f.patient_id = p.patient_id"""
+        else:
+            last = self.add(
+                self.fresh("f"),
+                f"""SELECT patient_id, t, seq FROM {src}
+                    QUALIFY row_number() OVER (PARTITION BY patient_id, t ORDER BY seq DESC) = 1""",
+            )
+            sql = f"""SELECT p.patient_id, p.q, f.t AS ta, f.seq AS aseq
+                      FROM {points} p ASOF LEFT JOIN {last} f ON f.patient_id = p.patient_id AND f.t <= p.q"""
+        return self.add(self.fresh("a"), sql)
+
+    # ---- leaves
+    def _Const(self, node: ast.Const, points: str) -> str:
+        if isinstance(node.value, bool):
+            return f"SELECT patient_id, q, {str(node.value).lower()} AS b, NULL::DOUBLE AS x, NULL AS why, {EMPTY} AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, NULL AS note FROM {points}"
+        return f"SELECT patient_id, q, NULL::BOOLEAN AS b, {_num(node.value)} AS x, NULL AS why, {EMPTY} AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, NULL AS note FROM {points}"
+
+    def _Param(self, node: ast.Param, points: str) -> str:
+        lit = self.literal(node)
+        assert lit is not None
+        value, unit = lit
+        note = q_(f"parameter {node.name} = {value:g} {unit or ''}".strip()) if not isinstance(value, bool) else q_(f"parameter {node.name} = {value}")
+        if isinstance(value, bool):
+            return f"SELECT patient_id, q, {str(value).lower()} AS b, NULL::DOUBLE AS x, NULL AS why, {EMPTY} AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, {note} AS note FROM {points}"
+        return f"SELECT patient_id, q, NULL::BOOLEAN AS b, {_num(value)} AS x, NULL AS why, {EMPTY} AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, {note} AS note FROM {points}"
+
+    def _RuleRef(self, node: ast.RuleRef, points: str) -> str:
+        inner = self.rule(node.rule, points)
+        return f"SELECT {COLUMNS} FROM {inner}"
+
+    # ---- event-derived
+    def _Latest(self, node: ast.Latest, points: str) -> str:
+        src = self.latest_of(node.select, node.field)
+        v = self.duration(node.within)
+        name = node.select.name
+        return f"""SELECT p.patient_id, p.q, NULL::BOOLEAN AS b,
+                CASE WHEN s.t > p.q - {v.sql()} THEN s.val END AS x,
+                CASE WHEN s.seq IS NULL THEN {q_(f"no {name} recorded up to the date")}
+                     WHEN s.t <= p.q - {v.sql()} THEN {q_(f"no {name} within {v}: the latest, on ")} || strftime(s.t, '%Y-%m-%d') || ', is too old'
+                END AS why,
+                CASE WHEN s.seq IS NULL THEN {EMPTY} ELSE [s.seq] END AS ev,
+                p.q - {v.sql()} AS lo, p.q AS hi,
+                CASE WHEN s.seq IS NOT NULL THEN {q_(name + " ")} || tl_fmt(s.val) || ' ' || coalesce(s.unit, '') || ' on ' || strftime(s.t, '%Y-%m-%d') END AS note
+            FROM {points} p ASOF LEFT JOIN {src} s ON s.patient_id = p.patient_id AND s.t <= p.q"""
+
+    def bounds(self, window: ast.Window, ref: str) -> tuple[str, str, str]:
+        """(lo, hi, condition on s.t) of a window relative to the instant ``ref``."""
+        start, end = self.duration(window.start), self.duration(window.end)
+        lo, hi = f"({ref} + {start.sql()})", f"({ref} + {end.sql()})"
+        cond = f"s.t {'>=' if window.start_inclusive else '>'} {lo} AND s.t {'<=' if window.end_inclusive else '<'} {hi}"
+        return lo, hi, cond
+
+    def _Aggregate(self, node: ast.Aggregate, points: str) -> str:
+        src = self.select(node.select)
+        name = node.select.name
+        base = points
+        ref = "p.q"
+        anchor_cols = ""
+        if node.window.anchor is not None:
+            base = self.anchor(node.window.anchor, points)
+            ref = "p.ta"
+            anchor_cols = ", p.ta, p.aseq"
+        lo, hi, cond = self.bounds(node.window, ref)
+        fld = "s." + node.field
+        agg = {
+            "count": "count(s.seq)::DOUBLE",
+            "min": f"min({fld})",
+            "max": f"max({fld})",
+            "mean": f"avg({fld})",
+            "sum": f"sum({fld})",
+            "first": f"arg_min({fld}, (s.t, -s.seq))",
+            "last": f"arg_max({fld}, (s.t, s.seq))",
+            "exists": "count(s.seq)",
+        }[node.fn]
+        grouped = f"""SELECT p.patient_id, p.q{anchor_cols}, {lo} AS lo, {hi} AS hi, {agg} AS agg, count(s.seq) AS n,
+                list(s.seq ORDER BY s.t, s.seq) FILTER (WHERE s.seq IS NOT NULL) AS evs
+            FROM {base} p LEFT JOIN {src} s ON s.patient_id = p.patient_id AND {cond} AND s.t <= p.q
+                {"AND " + fld + " IS NOT NULL" if node.fn not in ("count", "exists") else ""}
+            GROUP BY ALL"""
+        g = self.add(self.fresh("g"), grouped)
+        no_anchor = (
+            f"WHEN g.ta IS NULL THEN {q_('no ' + node.window.anchor.select.name + ' up to the date')}"
+            if node.window.anchor is not None
+            else ""
+        )
+        incomplete = "g.hi > g.q"
+        if node.fn == "exists":
+            value = f"CASE WHEN g.n > 0 THEN true WHEN {incomplete} THEN NULL WHEN g.lo IS NULL THEN NULL ELSE false END"
+            why = f"""CASE WHEN g.n > 0 THEN NULL {no_anchor}
+                 WHEN {incomplete} THEN {q_(f"no {name} so far, but the window ends after the date")} END"""
+            cols = f"{value} AS b, NULL::DOUBLE AS x"
+        elif node.fn == "count":
+            value = f"CASE WHEN {incomplete} OR g.lo IS NULL THEN NULL ELSE g.agg END"
+            why = f"""CASE WHEN FALSE THEN NULL {no_anchor}
+                 WHEN {incomplete} THEN {q_("the window ends after the date")} END"""
+            cols = f"NULL::BOOLEAN AS b, {value} AS x"
+        else:
+            value = "CASE WHEN g.n > 0 THEN g.agg END"
+            why = f"""CASE WHEN g.n > 0 THEN NULL {no_anchor}
+                 ELSE {q_(f"no {name} in the window")} END"""
+            cols = f"NULL::BOOLEAN AS b, {value} AS x"
+        evs = "coalesce(g.evs, []::BIGINT[])"
+        if node.window.anchor is not None:
+            evs = f"list_concat(CASE WHEN g.aseq IS NULL THEN {EMPTY} ELSE [g.aseq] END, {evs})"
+        note = f"{q_(f'{node.fn} of {name}: ')} || g.n || ' event(s) in the window'"
+        return f"""SELECT g.patient_id, g.q, {cols}, {why} AS why, {evs} AS ev, g.lo, least(g.hi, g.q) AS hi, {note} AS note FROM {g} g"""
+
+    def _Normal(self, node: ast.Normal, points: str) -> str:
+        src = self.latest_of(node.select, "value")
+        v = self.duration(node.within)
+        unit = field_unit(node.select, "value")
+        upper = self.threshold(node.upper, unit) if node.upper is not None else "NULL"
+        lower = self.threshold(node.lower, unit) if node.lower is not None else "NULL"
+        name = node.select.name
+        return f"""SELECT p.patient_id, p.q,
+                CASE WHEN s.t > p.q - {v.sql()} THEN
+                    (coalesce(s.ref_high, {upper}) IS NULL OR s.val <= coalesce(s.ref_high, {upper}))
+                    AND (coalesce(s.ref_low, {lower}) IS NULL OR s.val >= coalesce(s.ref_low, {lower}))
+                END AS b, NULL::DOUBLE AS x,
+                CASE WHEN s.seq IS NULL THEN {q_(f"no {name} recorded up to the date")}
+                     WHEN s.t <= p.q - {v.sql()} THEN {q_(f"no {name} within {v}: the latest, on ")} || strftime(s.t, '%Y-%m-%d') || ', is too old'
+                END AS why,
+                CASE WHEN s.seq IS NULL THEN {EMPTY} ELSE [s.seq] END AS ev,
+                p.q - {v.sql()} AS lo, p.q AS hi,
+                CASE WHEN s.seq IS NOT NULL THEN {q_(name + " ")} || tl_fmt(s.val) || ' {unit}' ||
+                    CASE WHEN s.ref_high IS NOT NULL OR s.ref_low IS NOT NULL
+                         THEN ' vs the lab''s reference range ' || coalesce(tl_fmt(s.ref_low), '–') || '–' || coalesce(tl_fmt(s.ref_high), '')
+                         ELSE ' vs the default limit ' || coalesce('≥ ' || tl_fmt({lower}) || ' ', '') || coalesce('≤ ' || tl_fmt({upper}), '') END
+                END AS note
+            FROM {points} p ASOF LEFT JOIN {src} s ON s.patient_id = p.patient_id AND s.t <= p.q"""
+
+    def medications(self, drugs: tuple[str, ...]) -> str:
+        key = "med:" + ",".join(drugs)
+        if key not in self.selectors:
+            self.selectors[key] = self.add(
+                self.fresh("m"),
+                f"""SELECT patient_id, occurred_at AS t, seq, kind, drug, dose, dose_unit, frequency FROM ev
+                    WHERE kind IN ({", ".join(q_(k) for k in _MED_KINDS)}) AND drug IN ({", ".join(q_(d) for d in drugs)})
+                    QUALIFY row_number() OVER (PARTITION BY patient_id, drug, occurred_at ORDER BY seq DESC) = 1""",
+            )
+        return self.selectors[key]
+
+    def _OnDrug(self, node: ast.OnDrug, points: str) -> str:
+        meds = self.medications(node.drugs)
+        drugs = ", ".join(f"({q_(d)})" for d in node.drugs)
+        per = self.add(
+            self.fresh("d"),
+            f"""SELECT p.patient_id, p.q, d.drug, m.kind, m.seq, m.t
+                FROM (SELECT * FROM {points} CROSS JOIN (VALUES {drugs}) d(drug)) p
+                ASOF LEFT JOIN {meds} m ON m.patient_id = p.patient_id AND m.drug = p.drug AND m.t <= p.q
+                ORDER BY ALL""".replace("d.drug", "p.drug"),
+        )
+        on = "kind IN ('medication_start', 'medication_dose_change')"
+        return f"""SELECT patient_id, q, coalesce(bool_or({on}), false) AS b, NULL::DOUBLE AS x, NULL AS why,
+                coalesce(list(seq ORDER BY t) FILTER (WHERE seq IS NOT NULL), []::BIGINT[]) AS ev,
+                NULL::TIMESTAMP AS lo, q AS hi,
+                coalesce(string_agg(drug || ': ' || replace(kind, '_', ' ') || ' on ' || strftime(t, '%Y-%m-%d'), '; ' ORDER BY drug) FILTER (WHERE seq IS NOT NULL),
+                         'none of {", ".join(node.drugs)} recorded up to the date') AS note
+            FROM {per} GROUP BY patient_id, q"""
+
+    def _DailyDose(self, node: ast.DailyDose, points: str) -> str:
+        meds = self.medications((node.drug,))
+        weight = self.latest_of(ast.Selector(name="weight", kinds=("weight",)), "value")
+        v = self.duration(node.weight_within)
+        freq = ", ".join(f"({q_(k)}, {_num(f)})" for k, f in codes.FREQUENCIES.items())
+        needs_weight = "(m.dose_unit = 'mg')" if node.per_kg else "(m.dose_unit = 'mg/kg')"
+        per_day = "m.dose * fq.per_day"
+        value = (
+            f"CASE WHEN m.dose_unit = 'mg/kg' THEN {per_day} ELSE {per_day} / w.val END"
+            if node.per_kg
+            else f"CASE WHEN m.dose_unit = 'mg' THEN {per_day} ELSE {per_day} * w.val END"
+        )
+        unit = "mg/kg/day" if node.per_kg else "mg/day"
+        return f"""SELECT p.patient_id, p.q, NULL::BOOLEAN AS b,
+                CASE WHEN m.seq IS NULL OR m.kind IN ('medication_stop', 'discontinuation') THEN 0.0
+                     WHEN fq.per_day IS NULL THEN NULL
+                     WHEN {needs_weight} AND NOT (w.t > p.q - {v.sql()}) THEN NULL
+                     WHEN {needs_weight} AND w.seq IS NULL THEN NULL
+                     ELSE round({value}, 6) END AS x,
+                CASE WHEN m.seq IS NULL OR m.kind IN ('medication_stop', 'discontinuation') THEN NULL
+                     WHEN fq.per_day IS NULL THEN 'frequency of the {node.drug} dose not recorded'
+                     WHEN {needs_weight} AND w.seq IS NULL THEN 'no weight recorded up to the date'
+                     WHEN {needs_weight} AND NOT (w.t > p.q - {v.sql()}) THEN 'no weight within {v}: the latest, on ' || strftime(w.t, '%Y-%m-%d') || ', is too old'
+                END AS why,
+                list_concat(CASE WHEN m.seq IS NULL THEN {EMPTY} ELSE [m.seq] END,
+                            CASE WHEN {needs_weight} AND w.seq IS NOT NULL THEN [w.seq] ELSE {EMPTY} END) AS ev,
+                p.q - {v.sql()} AS lo, p.q AS hi,
+                CASE WHEN m.seq IS NULL THEN 'no {node.drug} recorded: 0 {unit}'
+                     WHEN m.kind IN ('medication_stop', 'discontinuation') THEN '{node.drug} stopped on ' || strftime(m.t, '%Y-%m-%d') || ': 0 {unit}'
+                     ELSE '{node.drug} ' || tl_fmt(m.dose) || ' ' || m.dose_unit || ' ' || coalesce(m.frequency, '(no frequency)')
+                          || CASE WHEN {needs_weight} AND w.seq IS NOT NULL THEN ', weight ' || tl_fmt(w.val) || ' kg on ' || strftime(w.t, '%Y-%m-%d') ELSE '' END
+                END AS note
+            FROM {points} p
+            ASOF LEFT JOIN {meds} m ON m.patient_id = p.patient_id AND m.t <= p.q
+            LEFT JOIN (VALUES {freq}) fq(code, per_day) ON fq.code = m.frequency
+            ASOF LEFT JOIN {weight} w ON w.patient_id = p.patient_id AND w.t <= p.q"""
+
+    def _Age(self, node: ast.Age, points: str) -> str:
+        anchor = ast.Anchor(select=ast.Selector(name="birth", kinds=("birth",)), which="first")
+        return self._since(anchor, node.unit, points, "birth date")
+
+    def _TimeSince(self, node: ast.TimeSince, points: str) -> str:
+        return self._since(node.anchor, node.unit, points, node.anchor.select.name)
+
+    def _since(self, anchor: ast.Anchor, unit: str, points: str, label: str) -> str:
+        a = self.anchor(anchor, points)
+        div = {"years": "365.25", "months": "30.4375", "days": "1.0"}[unit]
+        return f"""SELECT patient_id, q, NULL::BOOLEAN AS b,
+                CASE WHEN ta IS NOT NULL THEN round(date_diff('day', ta::DATE, q::DATE) / {div}, 6) END AS x,
+                CASE WHEN ta IS NULL THEN {q_(f"no {label} recorded up to the date")} END AS why,
+                CASE WHEN aseq IS NULL THEN {EMPTY} ELSE [aseq] END AS ev, ta AS lo, q AS hi,
+                CASE WHEN ta IS NOT NULL THEN {q_(label + " on ")} || strftime(ta, '%Y-%m-%d') END AS note
+            FROM {a}"""
+
+    # ---- combinations
+    def union(self, items: tuple[ast.Node, ...] | list[ast.Node], points: str, scales: list[tuple[float, float]] | None = None) -> str:
+        parts = []
+        for i, item in enumerate(items):
+            child = self.node(item, points)
+            x = "x"
+            if scales is not None and scales[i] != (1.0, 0.0):
+                x = f"x * {_num(scales[i][0])} + {_num(scales[i][1])}"
+            parts.append(f"SELECT patient_id, q, {i} AS i, b, {x} AS x, why, ev, note FROM {child}")
+        return " UNION ALL ".join(parts)
+
+    def _Compare(self, node: ast.Compare, points: str) -> str:
+        left_t = self.type(node.left)
+        left = self.node(node.left, points)
+        sym = _OPS[node.op]
+        if left_t.kind == "bool":
+            right = self.node(node.right, points)
+            return f"""SELECT l.patient_id, l.q, l.b {sym} r.b AS b, NULL::DOUBLE AS x,
+                    nullif(concat_ws('; ', l.why, r.why), '') AS why, list_concat(l.ev, r.ev) AS ev,
+                    coalesce(l.lo, r.lo) AS lo, coalesce(l.hi, r.hi) AS hi, NULL AS note
+                FROM {left} l JOIN {right} r USING (patient_id, q)"""
+        unit = left_t.unit
+        lit = self.literal(node.right)
+        shown = f" {unit}" if unit not in (None, "1", "?") else ""
+        if lit is not None:
+            rhs = self.threshold(node.right, unit)  # type: ignore[arg-type]
+            return f"""SELECT l.patient_id, l.q, round(l.x, 9) {sym} {rhs} AS b, NULL::DOUBLE AS x, l.why, l.ev, l.lo, l.hi,
+                    CASE WHEN l.x IS NOT NULL THEN tl_fmt(l.x) || ' {sym} ' || tl_fmt({rhs}) || {q_(shown)} END AS note
+                FROM {left} l"""
+        right_t = self.type(node.right)
+        scale = (1.0, 0.0)
+        if right_t.unit not in (None, "?") and unit not in (None, "?") and right_t.unit != unit:
+            c = conversion(right_t.unit, unit)  # type: ignore[arg-type]
+            scale = (c.scale, c.offset)
+        right = self.node(node.right, points)
+        rx = f"(r.x * {_num(scale[0])} + {_num(scale[1])})" if scale != (1.0, 0.0) else "r.x"
+        return f"""SELECT l.patient_id, l.q, round(l.x, 9) {sym} round({rx}, 9) AS b, NULL::DOUBLE AS x,
+                nullif(concat_ws('; ', l.why, r.why), '') AS why, list_concat(l.ev, r.ev) AS ev,
+                coalesce(l.lo, r.lo) AS lo, coalesce(l.hi, r.hi) AS hi,
+                CASE WHEN l.x IS NOT NULL AND r.x IS NOT NULL THEN tl_fmt(l.x) || ' {sym} ' || tl_fmt({rx}) || {q_(shown)} END AS note
+            FROM {left} l JOIN {right} r USING (patient_id, q)"""
+
+    def _Logic(self, node: ast.Logic, points: str) -> str:
+        u = self.union(node.items, points)
+        if node.op == "all":
+            value = "CASE WHEN count_if(b = false) > 0 THEN false WHEN count_if(b IS NULL) > 0 THEN NULL ELSE true END"
+            evs = "CASE WHEN count_if(b = false) > 0 THEN flatten(list(ev ORDER BY i) FILTER (WHERE b = false)) ELSE flatten(list(ev ORDER BY i)) END"
+            why = "CASE WHEN count_if(b = false) = 0 THEN string_agg(why, '; ' ORDER BY i) FILTER (WHERE b IS NULL) END"
+        else:
+            value = "CASE WHEN count_if(b) > 0 THEN true WHEN count_if(b IS NULL) > 0 THEN NULL ELSE false END"
+            evs = "CASE WHEN count_if(b) > 0 THEN flatten(list(ev ORDER BY i) FILTER (WHERE b)) ELSE flatten(list(ev ORDER BY i)) END"
+            why = "CASE WHEN count_if(b) = 0 THEN string_agg(why, '; ' ORDER BY i) FILTER (WHERE b IS NULL) END"
+        return f"""SELECT patient_id, q, {value} AS b, NULL::DOUBLE AS x, {why} AS why, {evs} AS ev,
+                NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
+                count_if(b) || ' of ' || count(*) || ' true' || CASE WHEN count_if(b IS NULL) > 0 THEN ', ' || count_if(b IS NULL) || ' unknown' ELSE '' END AS note
+            FROM ({u}) GROUP BY patient_id, q"""
+
+    def _AtLeast(self, node: ast.AtLeast, points: str) -> str:
+        u = self.union(node.items, points)
+        n = node.n
+        return f"""SELECT patient_id, q,
+                CASE WHEN count_if(b) >= {n} THEN true WHEN count_if(b) + count_if(b IS NULL) < {n} THEN false END AS b,
+                NULL::DOUBLE AS x,
+                CASE WHEN count_if(b) < {n} AND count_if(b) + count_if(b IS NULL) >= {n}
+                     THEN string_agg(why, '; ' ORDER BY i) FILTER (WHERE b IS NULL) END AS why,
+                flatten(list(ev ORDER BY i) FILTER (WHERE b)) AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
+                count_if(b) || ' of ' || count(*) || ' true (need {n})' || CASE WHEN count_if(b IS NULL) > 0 THEN ', ' || count_if(b IS NULL) || ' unknown' ELSE '' END AS note
+            FROM ({u}) GROUP BY patient_id, q"""
+
+    def _CountTrue(self, node: ast.CountTrue, points: str) -> str:
+        u = self.union(node.items, points)
+        return f"""SELECT patient_id, q, NULL::BOOLEAN AS b, count_if(b)::DOUBLE AS x, NULL AS why,
+                flatten(list(ev ORDER BY i) FILTER (WHERE b)) AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
+                count_if(b) || ' of ' || count(*) || ' true' || CASE WHEN count_if(b IS NULL) > 0 THEN ', ' || count_if(b IS NULL) || ' unknown (not counted)' ELSE '' END AS note
+            FROM ({u}) GROUP BY patient_id, q"""
+
+    def _Not(self, node: ast.Not, points: str) -> str:
+        child = self.node(node.item, points)
+        return f"SELECT patient_id, q, NOT b AS b, NULL::DOUBLE AS x, why, ev, lo, hi, NULL AS note FROM {child}"
+
+    def _scales(self, items: tuple[ast.Node, ...], unit: str | None) -> list[tuple[float, float]]:
+        out = []
+        for item in items:
+            t = self.type(item)
+            if t.unit in (None, "?") or unit in (None, "?") or t.unit == unit:
+                out.append((1.0, 0.0))
+            else:
+                c = conversion(t.unit, unit)  # type: ignore[arg-type]
+                out.append((c.scale, c.offset))
+        return out
+
+    def _Arith(self, node: ast.Arith, points: str) -> str:
+        unit = self.type(node.items[0]).unit
+        scales = self._scales(node.items, unit) if node.op in ("add", "sub", "min", "max") else None
+        u = self.union(node.items, points, scales)
+        xs = "list(x ORDER BY i)"
+        expr = {
+            "add": "sum(x)",
+            "sub": f"{xs}[1] - coalesce(list_sum({xs}[2:]), 0)",
+            "mul": f"list_reduce({xs}, lambda a, c: a * c)",
+            "div": f"CASE WHEN {xs}[2] = 0 THEN NULL ELSE {xs}[1] / {xs}[2] END",
+            "min": "min(x)",
+            "max": "max(x)",
+        }[node.op]
+        why = "string_agg(why, '; ' ORDER BY i) FILTER (WHERE x IS NULL)"
+        if node.op == "div":
+            why = f"coalesce({why}, CASE WHEN {xs}[2] = 0 THEN 'division by zero' END)"
+        return f"""SELECT patient_id, q, NULL::BOOLEAN AS b,
+                CASE WHEN count_if(x IS NULL) > 0 THEN NULL ELSE round({expr}, 9) END AS x,
+                {why} AS why, flatten(list(ev ORDER BY i)) AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
+                {node.op!r} || '(' || string_agg(coalesce(tl_fmt(x), '?'), ', ' ORDER BY i) || ')' AS note
+            FROM ({u}) GROUP BY patient_id, q"""
+
+    def _Clip(self, node: ast.Clip, points: str) -> str:
+        child = self.node(node.item, points)
+        x = "x"
+        if node.high is not None:
+            x = f"least({x}, {_num(node.high)})"
+        if node.low is not None:
+            x = f"greatest({x}, {_num(node.low)})"
+        return f"SELECT patient_id, q, NULL::BOOLEAN AS b, {x} AS x, why, ev, lo, hi, CASE WHEN x IS NOT NULL AND {x} <> x THEN 'clipped from ' || tl_fmt(x) END AS note FROM {child}"
+
+    def _Coalesce(self, node: ast.Coalesce, points: str) -> str:
+        u = self.union(node.items, points)
+        return f"""SELECT patient_id, q, arg_min(b, i) FILTER (WHERE b IS NOT NULL) AS b,
+                arg_min(x, i) FILTER (WHERE x IS NOT NULL) AS x,
+                CASE WHEN count_if(b IS NOT NULL OR x IS NOT NULL) = 0 THEN string_agg(why, '; ' ORDER BY i) END AS why,
+                coalesce(arg_min(ev, i) FILTER (WHERE b IS NOT NULL OR x IS NOT NULL), {EMPTY}) AS ev,
+                NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, NULL AS note
+            FROM ({u}) GROUP BY patient_id, q"""
+
+    def _UnknownUnless(self, node: ast.UnknownUnless, points: str) -> str:
+        value = self.node(node.value, points)
+        cond = self.node(node.condition, points)
+        return f"""SELECT v.patient_id, v.q, CASE WHEN c.b THEN v.b END AS b, CASE WHEN c.b THEN v.x END AS x,
+                CASE WHEN c.b THEN v.why WHEN c.b IS NULL THEN nullif(concat_ws('; ', {q_(node.reason)}, c.why), '')
+                     ELSE {q_(node.reason)} END AS why,
+                CASE WHEN c.b THEN v.ev ELSE list_concat(v.ev, c.ev) END AS ev, v.lo, v.hi, v.note
+            FROM {value} v JOIN {cond} c USING (patient_id, q)"""
+
+    def _PctChange(self, node: ast.PctChange, points: str) -> str:
+        value = self.node(node.value, points)
+        base = self.node(node.baseline, points)
+        scale = self._scales((node.baseline,), self.type(node.value).unit)[0]
+        bx = f"(b.x * {_num(scale[0])} + {_num(scale[1])})" if scale != (1.0, 0.0) else "b.x"
+        return f"""SELECT v.patient_id, v.q, NULL::BOOLEAN AS b,
+                CASE WHEN v.x IS NULL OR b.x IS NULL THEN NULL
+                     WHEN {bx} = 0 THEN CASE WHEN v.x > 0 THEN 'infinity'::DOUBLE WHEN v.x < 0 THEN '-infinity'::DOUBLE ELSE 0 END
+                     ELSE round((v.x - {bx}) / abs({bx}) * 100, 6) END AS x,
+                nullif(concat_ws('; ', v.why, b.why), '') AS why, list_concat(b.ev, v.ev) AS ev,
+                NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
+                CASE WHEN v.x IS NOT NULL AND b.x IS NOT NULL THEN 'from ' || tl_fmt({bx}) || ' to ' || tl_fmt(v.x)
+                     || CASE WHEN {bx} = 0 THEN ' (baseline 0)' ELSE '' END END AS note
+            FROM {value} v JOIN {base} b USING (patient_id, q)"""
+
+    def _AtAnchor(self, node: ast.AtAnchor, points: str) -> str:
+        a = self.anchor(node.anchor, points)
+        off = self.duration(node.offset)
+        pts2 = self.add(self.fresh("p"), f"SELECT DISTINCT patient_id, ta + {off.sql()} AS q FROM {a} WHERE ta IS NOT NULL")
+        inner = self.node(node.expr, pts2)
+        self.anchored[(node.nid, points)] = (a, off)
+        name = node.anchor.select.name
+        shifted = f" + {off}" if not off.is_zero else ""
+        return f"""SELECT a.patient_id, a.q,
+                CASE WHEN a.ta + {off.sql()} <= a.q THEN e.b END AS b,
+                CASE WHEN a.ta + {off.sql()} <= a.q THEN e.x END AS x,
+                CASE WHEN a.ta IS NULL THEN {q_(f"no {name} up to the date")}
+                     WHEN a.ta + {off.sql()} > a.q THEN {q_(f"{off} after the {name} is after the date")}
+                     ELSE e.why END AS why,
+                CASE WHEN a.aseq IS NULL THEN {EMPTY} ELSE list_concat([a.aseq], coalesce(e.ev, {EMPTY})) END AS ev,
+                e.lo, e.hi,
+                CASE WHEN a.ta IS NOT NULL THEN {q_(f"at the {name}{shifted} (")} || strftime(a.ta + {off.sql()}, '%Y-%m-%d') || ')' END AS note
+            FROM {a} a LEFT JOIN {inner} e ON e.patient_id = a.patient_id AND e.q = a.ta + {off.sql()}"""
+
+    def _HeldFor(self, node: ast.HeldFor, points: str) -> str:
+        d = self.duration(node.duration)
+        cp = self.change_points(node.expr)
+        pts2 = self.add(
+            self.fresh("p"),
+            f"""SELECT DISTINCT p.patient_id, p.q AS q0, c.q FROM {points} p
+                JOIN (SELECT patient_id, c AS q FROM {cp}) c ON c.patient_id = p.patient_id
+                  AND c.q > p.q - {d.sql()} AND c.q <= p.q
+                UNION SELECT patient_id, q AS q0, q - {d.sql()} AS q FROM {points}""",
+        )
+        inner_pts = self.add(self.fresh("p"), f"SELECT DISTINCT patient_id, q FROM {pts2}")
+        inner = self.node(node.expr, inner_pts)
+        self.held[(node.nid, points)] = (pts2, inner_pts)
+        return f"""SELECT p.patient_id, p.q0 AS q,
+                CASE WHEN count_if(e.b = false) > 0 THEN false WHEN count_if(e.b IS NULL) > 0 THEN NULL ELSE true END AS b,
+                NULL::DOUBLE AS x,
+                CASE WHEN count_if(e.b = false) = 0 AND count_if(e.b IS NULL) > 0
+                     THEN 'not known at every moment of the last {d}: ' || string_agg(DISTINCT e.why, '; ') FILTER (WHERE e.b IS NULL) END AS why,
+                list_distinct(flatten(list(e.ev))) AS ev, min(p.q) AS lo, p.q0 AS hi,
+                CASE WHEN count_if(e.b = false) > 0
+                     THEN 'not true on ' || strftime(min(p.q) FILTER (WHERE e.b = false), '%Y-%m-%d') || ' (within the last {d})'
+                     ELSE 'checked at ' || count(*) || ' change point(s) over the last {d}' END AS note
+            FROM {pts2} p JOIN {inner} e ON e.patient_id = p.patient_id AND e.q = p.q
+            GROUP BY p.patient_id, p.q0"""
+
+    # ---- episodes
+    def episodes(self, spec: ast.Episodes) -> str:
+        """(patient_id, s, e, ev): merged episodes; ``e`` is FAR for an open episode."""
+        gap = self.duration(spec.merge_gap)
+        if spec.select is not None:
+            src = self.select(spec.select)
+            raw = f"SELECT patient_id, t AS s, coalesce(ended_at, {FAR}) AS e, [seq] AS ev, seq FROM {src}"
+        else:
+            assert spec.when is not None
+            raw = self.condition_intervals(spec.when)
+        raw_name = self.add(self.fresh("r"), raw)
+        marked = self.add(
+            self.fresh("k"),
+            f"""SELECT *, CASE WHEN s <= max(e) OVER (PARTITION BY patient_id ORDER BY s, seq
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) + {gap.sql()} THEN 0 ELSE 1 END AS new
+                FROM {raw_name}""",
+        )
+        return self.add(
+            self.fresh("e"),
+            f"""SELECT patient_id, min(s) AS s, max(e) AS e, flatten(list(ev ORDER BY s)) AS ev FROM (
+                    SELECT *, sum(new) OVER (PARTITION BY patient_id ORDER BY s, seq) AS grp FROM {marked})
+                GROUP BY patient_id, grp""",
+        )
+
+    def condition_intervals(self, cond: ast.Node) -> str:
+        """Intervals over which a boolean holds, from its value at each of its change points."""
+        cp = self.change_points(cond)
+        pts2 = self.add(self.fresh("p"), f"SELECT DISTINCT patient_id, c AS q FROM {cp}")
+        inner = self.node(cond, pts2)
+        runs = self.add(
+            self.fresh("u"),
+            f"""SELECT patient_id, q, b, ev,
+                    lead(q) OVER (PARTITION BY patient_id ORDER BY q) AS nxt,
+                    CASE WHEN b IS NOT DISTINCT FROM lag(b) OVER (PARTITION BY patient_id ORDER BY q) THEN 0 ELSE 1 END AS chg
+                FROM {inner}""",
+        )
+        return f"""SELECT patient_id, min(q) AS s, coalesce(max(nxt) FILTER (WHERE TRUE), {FAR}) AS e,
+                    list_distinct(flatten(list(ev))) AS ev, min(q)::VARCHAR AS seq0, 0 AS seq FROM (
+                SELECT *, sum(chg) OVER (PARTITION BY patient_id ORDER BY q) AS grp FROM {runs})
+            WHERE b GROUP BY patient_id, grp"""
+
+    def _InEpisode(self, node: ast.InEpisode, points: str) -> str:
+        eps = self.episodes(node.episodes)
+        return f"""SELECT p.patient_id, p.q, count(e.s) > 0 AS b, NULL::DOUBLE AS x, NULL AS why,
+                coalesce(flatten(list(e.ev)) FILTER (WHERE e.s IS NOT NULL), {EMPTY}) AS ev,
+                min(e.s) AS lo, CASE WHEN max(e.e) = {FAR} THEN NULL ELSE max(e.e) END AS hi,
+                CASE WHEN count(e.s) > 0 THEN 'episode from ' || strftime(min(e.s), '%Y-%m-%d')
+                     || CASE WHEN max(e.e) = {FAR} THEN ' (open)' ELSE ' to ' || strftime(max(e.e), '%Y-%m-%d') END END AS note
+            FROM {points} p LEFT JOIN {eps} e ON e.patient_id = p.patient_id AND e.s <= p.q AND p.q <= e.e
+            GROUP BY p.patient_id, p.q"""
+
+    def _EpisodeCount(self, node: ast.EpisodeCount, points: str) -> str:
+        eps = self.episodes(node.episodes)
+        base, ref, anchor_cols = points, "p.q", ""
+        if node.window.anchor is not None:
+            base = self.anchor(node.window.anchor, points)
+            ref, anchor_cols = "p.ta", ", p.ta"
+        lo, hi, cond = self.bounds(node.window, ref)
+        cond = cond.replace("s.t", "e.s")
+        starts = self.add(
+            self.fresh("c"),
+            f"""SELECT p.patient_id, p.q{anchor_cols}, {lo} AS lo, {hi} AS hi, e.s, e.ev
+                FROM {base} p LEFT JOIN {eps} e ON e.patient_id = p.patient_id AND {cond} AND e.s <= p.q""",
+        )
+        keep = "TRUE"
+        join = ""
+        if node.starting_when is not None:
+            spts = self.add(self.fresh("p"), f"SELECT DISTINCT patient_id, s AS q FROM {starts} WHERE s IS NOT NULL")
+            inner = self.node(node.starting_when, spts)
+            join = f"LEFT JOIN {inner} w ON w.patient_id = c.patient_id AND w.q = c.s"
+            keep = "w.b"
+        return f"""SELECT c.patient_id, c.q, NULL::BOOLEAN AS b,
+                CASE WHEN max(c.hi) > c.q THEN NULL ELSE count(c.s) FILTER (WHERE {keep})::DOUBLE END AS x,
+                CASE WHEN max(c.hi) > c.q THEN 'the window ends after the date' END AS why,
+                coalesce(flatten(list(c.ev) FILTER (WHERE c.s IS NOT NULL AND {keep})), {EMPTY}) AS ev,
+                min(c.lo) AS lo, least(max(c.hi), c.q) AS hi,
+                count(c.s) FILTER (WHERE {keep}) || ' episode(s) starting in the window' AS note
+            FROM {starts} c {join} GROUP BY c.patient_id, c.q"""
+
+    # ---- change points
+    def change_points(self, node: ast.Node) -> str:
+        """CTE (patient_id, c) of the instants at which ``node``'s value can change."""
+        if node.nid in self.out.cp_names:
+            return self.out.cp_names[node.nid]
+        parts = self._cp(node)
+        sql = " UNION ".join(parts) if parts else "SELECT NULL::VARCHAR AS patient_id, NULL::TIMESTAMP AS c WHERE false"
+        name = self.add(self.fresh("cp"), sql)
+        self.out.cp_names[node.nid] = name
+        return name
+
+    def _shifted(self, src: str, offsets: list[str], col: str = "t") -> list[str]:
+        return [f"SELECT patient_id, {col} + {o} AS c FROM {src}" if o else f"SELECT patient_id, {col} AS c FROM {src}" for o in offsets]
+
+    def _window_offsets(self, window: ast.Window) -> list[str]:
+        start, end = self.duration(window.start), self.duration(window.end)
+        # an event at t is inside [q+start, q+end] while q runs from t-end to t-start
+        enter = f"- {end.sql()}" + ("" if window.end_inclusive else f" + {_EPS}")
+        leave = f"- {start.sql()}" + (f" + {_EPS}" if window.start_inclusive else "")
+        return ["", enter, leave]
+
+    def _cp(self, node: ast.Node) -> list[str]:  # noqa: C901 - one branch per node kind
+        if isinstance(node, ast.Const | ast.Param):
+            return []
+        if isinstance(node, ast.RuleRef):
+            return [f"SELECT * FROM {self.change_points(self.rules.rules[node.rule].define)}"]
+        if isinstance(node, ast.Latest | ast.Normal):
+            src = self.latest_of(node.select, node.field if isinstance(node, ast.Latest) else "value")
+            return self._shifted(src, ["", f"+ {self.duration(node.within).sql()}"])
+        if isinstance(node, ast.Aggregate | ast.EpisodeCount):
+            window = node.window
+            if isinstance(node, ast.Aggregate):
+                src, col = self.select(node.select), "t"
+            else:
+                src, col = self.episodes(node.episodes), "s"
+            out: list[str] = []
+            if window.anchor is not None:
+                asrc = self.select(window.anchor.select)
+                start, end = self.duration(window.start), self.duration(window.end)
+                out += self._shifted(asrc, ["", f"+ {start.sql()}", f"+ {end.sql()}", f"+ {end.sql()} + {_EPS}"])
+                out += self._shifted(src, ["", f"+ {_EPS}"], col)
+            else:
+                out += self._shifted(src, self._window_offsets(window), col)
+            if isinstance(node, ast.EpisodeCount) and node.starting_when is not None:
+                out.append(f"SELECT * FROM {self.change_points(node.starting_when)}")
+            return out
+        if isinstance(node, ast.OnDrug):
+            return self._shifted(self.medications(node.drugs), [""])
+        if isinstance(node, ast.DailyDose):
+            weight = self.latest_of(ast.Selector(name="weight", kinds=("weight",)), "value")
+            v = self.duration(node.weight_within)
+            return self._shifted(self.medications((node.drug,)), [""]) + self._shifted(weight, ["", f"+ {v.sql()}"])
+        if isinstance(node, ast.Age | ast.TimeSince):
+            return []  # numbers that change continuously: no discrete change points
+        if isinstance(node, ast.AtAnchor):
+            off = self.duration(node.offset)
+            src = self.select(node.anchor.select)
+            return self._shifted(src, ["", f"+ {off.sql()}"])
+        if isinstance(node, ast.HeldFor):
+            inner = self.change_points(node.expr)
+            d = self.duration(node.duration)
+            return [f"SELECT * FROM {inner}", f"SELECT patient_id, c + {d.sql()} AS c FROM {inner}"]
+        if isinstance(node, ast.InEpisode):
+            eps = self.episodes(node.episodes)
+            return [f"SELECT patient_id, s AS c FROM {eps}", f"SELECT patient_id, e + {_EPS} AS c FROM {eps} WHERE e < {FAR}"]
+        children = [c for c in _node_children(node)]
+        return [f"SELECT * FROM {self.change_points(c)}" for c in children]
+
+
+def _node_children(node: ast.Node) -> list[ast.Node]:
+    out: list[ast.Node] = []
+    for name in type(node).model_fields:
+        value = getattr(node, name)
+        if isinstance(value, ast.Node):
+            out.append(value)
+        elif isinstance(value, tuple):
+            out.extend(v for v in value if isinstance(v, ast.Node))
+    return out

@@ -1,0 +1,420 @@
+"""Evaluate rules over a store: states at dates, explanations, and state histories.
+
+All three run the SQL the compiler generates; an explanation is built from the very
+intermediate relations that produced the answer, so it cannot disagree with it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from timeline import __version__
+from timeline.engine.compiler import COLUMNS, Compiler, q_
+from timeline.errors import UsageError
+from timeline.language import ast
+from timeline.language.loader import RuleSet
+from timeline.store import Store
+
+MACROS = [
+    "CREATE OR REPLACE TEMP MACRO tl_fmt(v) AS "
+    "CASE WHEN v IS NULL THEN NULL WHEN isinf(v) THEN CASE WHEN v > 0 THEN '∞' ELSE '-∞' END "
+    "ELSE regexp_replace(regexp_replace(printf('%.4f', v), '0+$', ''), '\\.$', '') END",
+]
+
+
+def parse_at(text: str) -> tuple[datetime, str]:
+    """A query date or date-time → (instant q, label). A date means the whole day: the last
+    microsecond of it, so every event on that date is visible."""
+    s = text.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
+            day = datetime.fromisoformat(s)
+            return day + timedelta(days=1, microseconds=-1), s
+        dt = datetime.fromisoformat(s)
+    except ValueError as exc:
+        raise UsageError(f"--at {text!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)") from exc
+    if dt.tzinfo is not None:
+        raise UsageError(f"--at {text!r}: give clinical times without an offset (they are in the store's time zone)")
+    return dt, s
+
+
+@dataclass
+class Result:
+    rule_id: str
+    patient_id: str
+    at: str
+    q: datetime
+    type: str  # bool | num
+    value: bool | float | None
+    unit: str | None
+    why: str | None
+    evidence: list[int]
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        value: Any = self.value
+        if isinstance(value, float) and value in (float("inf"), float("-inf")):
+            value = "Infinity" if value > 0 else "-Infinity"
+        return {
+            "rule": self.rule_id, "patient_id": self.patient_id, "at": self.at,
+            "value": value if value is not None else "unknown", "known": self.value is not None,
+            "unit": self.unit, "reason": self.why, "note": self.note, "evidence": self.evidence,
+        }  # fmt: skip
+
+
+def manifest(store: Store, rules: RuleSet, high_water: int, as_known_at: datetime | None) -> dict[str, Any]:
+    return {
+        "engine": f"timeline {__version__}",
+        "store": str(store.path),
+        "high_water": high_water,
+        "as_known_at": as_known_at.isoformat() if as_known_at else None,
+        **rules.manifest(),
+    }
+
+
+class Session:
+    """A store, a rule set and an as-known-at moment: what every evaluation needs."""
+
+    def __init__(self, store: Store, rules: RuleSet, as_known_at: datetime | None = None) -> None:
+        self.store = store
+        self.rules = rules
+        self.as_known_at = as_known_at
+        self.high_water = store.high_water(as_known_at)
+        self.con = store.con
+        for macro in MACROS:
+            self.con.execute(macro)
+
+    def manifest(self) -> dict[str, Any]:
+        return manifest(self.store, self.rules, self.high_water, self.as_known_at)
+
+    def _compiler(self, patients: Sequence[str] | None) -> Compiler:
+        events_sql = self.store.current_sql(self.high_water, patients)
+        if patients is None:
+            events_sql = f"SELECT * FROM ({events_sql}) WHERE patient_id IN (SELECT patient_id FROM tl_pts)"
+        return Compiler(self.rules, events_sql)
+
+    def _points(self, points: Sequence[tuple[str, datetime]]) -> None:
+        self.con.execute("CREATE OR REPLACE TEMP TABLE tl_pts (patient_id VARCHAR, q TIMESTAMP)")
+        self.con.executemany("INSERT INTO tl_pts VALUES (?, ?)", [list(p) for p in points])
+
+    def rule_ids(self, wanted: Sequence[str] | None) -> list[str]:
+        if not wanted:
+            return list(self.rules.order)
+        for rid in wanted:
+            self.rules.get(rid)
+        return list(wanted)
+
+    # ---- states
+    def evaluate(
+        self,
+        points: Sequence[tuple[str, datetime]] | None,
+        rule_ids: Sequence[str] | None = None,
+        labels: dict[datetime, str] | None = None,
+        points_sql: str | None = None,
+    ) -> list[Result]:
+        """Every requested rule at every (patient, instant) point."""
+        ids = self.rule_ids(rule_ids)
+        if points_sql is not None:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE tl_pts AS {points_sql}")
+            patients = None
+        else:
+            assert points is not None
+            self._points(points)
+            distinct = sorted({p for p, _ in points})
+            patients = distinct if len(distinct) <= 50 else None
+        comp = self._compiler(patients)
+        comp.add("pts", "SELECT DISTINCT patient_id, q FROM tl_pts")
+        roots = {rid: comp.rule(rid) for rid in ids}
+        union = " UNION ALL ".join(
+            f"SELECT {q_(rid)} AS rule_id, patient_id, q, b, x, why, list_distinct(ev) AS ev, note FROM {name}"
+            for rid, name in roots.items()
+        )
+        sql = f"{comp.out.with_sql()}\n{union}"
+        rows = self.con.execute(sql).fetchall()
+        order = {rid: i for i, rid in enumerate(ids)}
+        results = []
+        for rid, pid, q, b, x, why, ev, note in rows:
+            rule = self.rules.rules[rid]
+            value = b if rule.type.kind == "bool" else x
+            results.append(
+                Result(
+                    rule_id=rid, patient_id=pid, at=(labels or {}).get(q, q.isoformat(sep=" ")), q=q,
+                    type=rule.type.kind, value=value, unit=rule.unit or rule.type.unit if rule.type.kind == "num" else None,
+                    why=why if value is None else None, evidence=sorted(ev or []), note=note,
+                )  # fmt: skip
+            )
+        results.sort(key=lambda r: (r.patient_id, r.q, order[r.rule_id]))
+        return results
+
+    def state(self, patient: str, at: str, rule_ids: Sequence[str] | None = None) -> list[Result]:
+        q, label = parse_at(at)
+        return self.evaluate([(patient, q)], rule_ids, labels={q: label})
+
+    # ---- explanations
+    def explain(self, patient: str, rule_id: str, at: str) -> dict[str, Any]:
+        """The derivation tree of one rule for one patient at one moment, as data."""
+        q, label = parse_at(at)
+        self.rules.get(rule_id)
+        self._points([(patient, q)])
+        comp = self._compiler([patient])
+        comp.add("pts", "SELECT DISTINCT patient_id, q FROM tl_pts")
+        comp.rule(rule_id)
+        for name, sql in comp.out.ctes:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        try:
+            builder = _Explainer(self, comp, patient)
+            tree = builder.rule(rule_id, "pts", q)
+            seqs = sorted(builder.seqs)
+            used = self._events(seqs)
+        finally:
+            for name, _ in comp.out.ctes:
+                self.con.execute(f"DROP TABLE IF EXISTS {name}")
+        return {
+            "patient_id": patient,
+            "at": label,
+            "instant": q.isoformat(sep=" "),
+            "manifest": self.manifest(),
+            "tree": tree,
+            "events": used,
+        }
+
+    def _events(self, seqs: list[int]) -> list[dict[str, Any]]:
+        if not seqs:
+            return []
+        from timeline.summary import describe, when
+
+        rows = self.con.execute(
+            f"""SELECT seq, event_id, op, patient_id, kind, occurred_at, occurred_precision, recorded_at, author,
+                       code, value, unit, orig_value, orig_unit, ref_low, ref_high, drug, dose, dose_unit, frequency,
+                       route, active_joints, limited_joints, present, term, grade, serious, action, reason, ended_at,
+                       ended_precision, sex, change_reason, source_file, source_row
+                FROM events WHERE seq IN ({", ".join(str(s) for s in seqs)}) ORDER BY occurred_at, seq"""
+        )
+        names = [d[0] for d in self.con.description or []]
+        out = []
+        for row in rows.fetchall():
+            e = dict(zip(names, row, strict=True))
+            out.append(
+                {
+                    "seq": e["seq"], "event_id": e["event_id"], "version": e["op"], "kind": e["kind"],
+                    "occurred_at": when(e["occurred_at"], e["occurred_precision"]),
+                    "recorded_at": e["recorded_at"].isoformat(sep=" ") + " UTC", "author": e["author"],
+                    "value": e["value"], "unit": e["unit"], "original_value": e["orig_value"],
+                    "original_unit": e["orig_unit"], "description": describe(e),
+                    "source": f"{e['source_file']}:{e['source_row']}" if e["source_file"] else e["change_reason"],
+                }  # fmt: skip
+            )
+        return out
+
+    # ---- histories
+    def history(
+        self,
+        patient: str,
+        rule_ids: Sequence[str] | None = None,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Intervals [start, end) over which each rule's value held, exact at change points."""
+        ids = self.rule_ids(rule_ids)
+        lo = parse_at(start)[0] - timedelta(days=1) + timedelta(microseconds=1) if start else None
+        hi = parse_at(end)[0] if end else None
+        out: list[dict[str, Any]] = []
+        for rid in ids:
+            comp = self._compiler([patient])
+            cp = comp.change_points(self.rules.rules[rid].define)
+            first = self.con.execute(
+                f"SELECT min(occurred_at) FROM ({self.store.current_sql(self.high_water, [patient])})"
+            ).fetchone()
+            origin = lo or (first[0] if first and first[0] else None)
+            if origin is None:
+                continue
+            bounds = f"c >= {_ts(origin)}" + (f" AND c <= {_ts(hi)}" if hi else "")
+            comp.add(
+                "pts",
+                f"SELECT DISTINCT patient_id, c AS q FROM {cp} WHERE patient_id = {q_(patient)} AND {bounds} "
+                f"UNION SELECT {q_(patient)}, {_ts(origin)}",
+            )
+            root = comp.rule(rid)
+            rows = self.con.execute(
+                f"{comp.out.with_sql()}\nSELECT q, b, x, why FROM {root} ORDER BY q"
+            ).fetchall()
+            rule = self.rules.rules[rid]
+            out.extend(_intervals(rid, rule, rows, hi))
+        return out
+
+
+def _ts(value: datetime) -> str:
+    return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+
+
+def _intervals(rid: str, rule: ast.Rule, rows: list[tuple[Any, ...]], end: datetime | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for q, b, x, why in rows:
+        value = b if rule.type.kind == "bool" else x
+        key = (value, why if value is None else None)
+        if current is not None and current["_key"] == key:
+            continue
+        if current is not None:
+            current["end"] = q
+            out.append(current)
+        current = {
+            "rule": rid, "start": q, "end": None, "_key": key,
+            "value": "unknown" if value is None else value, "reason": why if value is None else None,
+        }  # fmt: skip
+    if current is not None:
+        current["end"] = end
+        out.append(current)
+    for item in out:
+        item.pop("_key")
+    return out
+
+
+@dataclass
+class _Explainer:
+    session: Session
+    comp: Compiler
+    patient: str
+    seqs: set[int] = field(default_factory=set)
+
+    def row(self, table: str, q: datetime) -> dict[str, Any] | None:
+        cur = self.session.con.execute(
+            f"SELECT {COLUMNS} FROM {table} WHERE patient_id = ? AND q = ?", [self.patient, q]
+        )
+        names = [d[0] for d in cur.description or []]
+        found = cur.fetchone()
+        return dict(zip(names, found, strict=True)) if found else None
+
+    def rule(self, rule_id: str, points: str, q: datetime) -> dict[str, Any]:
+        rule = self.session.rules.rules[rule_id]
+        tree = self.node(rule.define, points, q)
+        unit = rule.unit or rule.type.unit if rule.type.kind == "num" else None
+        return {
+            "rule": f"{rule.id}@{rule.version}",
+            "description": rule.description,
+            "citation": rule.citation,
+            "status": rule.status,
+            "source": rule.source + (f" (overrides {rule.overrides})" if rule.overrides else ""),
+            "parameters": {p.name: _param_text(p) for p in rule.params},
+            "value": tree["value"],
+            "unit": unit,
+            "reason": tree.get("reason"),
+            "derivation": tree,
+        }
+
+    def node(self, node: ast.Node, points: str, q: datetime) -> dict[str, Any]:
+        table = self.comp.out.names[(node.nid, points)]
+        row = self.row(table, q) or {}
+        t = self.session.rules.types[node.nid]
+        value = row.get("b") if t.kind == "bool" else row.get("x")
+        ev = [int(s) for s in row.get("ev") or []]
+        self.seqs.update(ev)
+        out: dict[str, Any] = {
+            "op": _op_name(node),
+            "path": node.path,
+            "value": "unknown" if value is None else value,
+        }
+        if t.kind == "num" and t.unit not in (None, "1", "?"):
+            out["unit"] = t.unit
+        if value is None and row.get("why"):
+            out["reason"] = row["why"]
+        if row.get("note"):
+            out["detail"] = row["note"]
+        if row.get("lo") is not None or row.get("hi") is not None:
+            out["window"] = {
+                "from": row["lo"].isoformat(sep=" ") if row.get("lo") else None,
+                "to": row["hi"].isoformat(sep=" ") if row.get("hi") else None,
+            }
+        if ev:
+            out["events"] = ev
+        children: list[dict[str, Any]] = []
+        if isinstance(node, ast.RuleRef):
+            children.append(self.rule(node.rule, points, q))
+        elif isinstance(node, ast.AtAnchor):
+            anchor, off = self.comp.anchored[(node.nid, points)]
+            found = self.session.con.execute(
+                f"SELECT ta + {off.sql()} FROM {anchor} WHERE patient_id = ? AND q = ?", [self.patient, q]
+            ).fetchone()
+            if found and found[0] is not None:
+                inner_points = self._points_name(node.expr)
+                if inner_points:
+                    children.append(self.node(node.expr, inner_points, found[0]))
+        elif isinstance(node, ast.HeldFor):
+            pts2, inner_pts = self.comp.held[(node.nid, points)]
+            moments = [
+                r[0]
+                for r in self.session.con.execute(
+                    f"SELECT q FROM {pts2} WHERE patient_id = ? AND q0 = ? ORDER BY q", [self.patient, q]
+                ).fetchall()
+            ]
+            checks = []
+            for m in moments[:40]:
+                child = self.node(node.expr, inner_pts, m)
+                checks.append({"at": m.isoformat(sep=" "), "value": child["value"], "reason": child.get("reason")})
+            out["checked"] = checks
+            if moments:
+                out["children"] = [self.node(node.expr, inner_pts, moments[-1])]
+            return out
+        else:
+            for child in _explain_children(node):
+                key = (child.nid, points)
+                if key in self.comp.out.names:
+                    children.append(self.node(child, points, q))
+        if children:
+            out["children"] = children
+        return out
+
+    def _points_name(self, node: ast.Node) -> str | None:
+        for (nid, pts), _ in self.comp.out.names.items():
+            if nid == node.nid and pts != "pts":
+                return pts
+        return None
+
+
+def _param_text(p: ast.ParamSpec) -> str:
+    value = p.effective
+    text = str(value) if not isinstance(value, float) else f"{value:g}"
+    if p.unit:
+        text += f" {p.unit}"
+    if p.value is not None:
+        text += f" (site override; default {p.default})"
+    return text
+
+
+def _op_name(node: ast.Node) -> str:
+    names = {
+        ast.Logic: lambda n: n.op, ast.Compare: lambda n: n.op, ast.Aggregate: lambda n: n.fn,
+        ast.Arith: lambda n: n.op,
+    }  # fmt: skip
+    for cls, fn in names.items():
+        if isinstance(node, cls):
+            return str(fn(node))
+    if isinstance(node, ast.RuleRef):
+        return f"rule {node.rule}"
+    if isinstance(node, ast.Param):
+        return f"param {node.name}"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(node).__name__).lower()
+
+
+def _explain_children(node: ast.Node) -> list[ast.Node]:
+    from timeline.engine.compiler import _node_children
+
+    return _node_children(node)
+
+
+def open_session(
+    store: Store, rule_dirs: Sequence[str] | None = None, as_known_at: datetime | None = None
+) -> Session:
+    from timeline.language.loader import load_rules, rule_dirs as default_dirs
+
+    rules = load_rules(default_dirs(rule_dirs or []))
+    return Session(store, rules, as_known_at)
+
+
+__all__ = ["Result", "Session", "duckdb", "open_session", "parse_at"]

@@ -1,0 +1,318 @@
+"""The rule language's syntax tree: small frozen models, one class per node kind.
+
+A rule file is parsed by :mod:`timeline.language.loader` into a :class:`Rule` whose
+``define`` is a tree of :class:`Node`. Each node has a load-time type (boolean or a number
+with a unit, see :class:`Type`) and is compiled by :mod:`timeline.engine.compiler` into a
+relation ``(patient_id, q, b, x, why, ev, lo, hi)`` over many evaluation points at once.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from timeline.language.durations import Duration
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+
+class Type(Frozen):
+    """``bool``, or ``num`` with a UCUM unit ("1" when dimensionless)."""
+
+    kind: Literal["bool", "num"]
+    unit: str | None = None
+
+    def __str__(self) -> str:
+        return "boolean" if self.kind == "bool" else f"number [{self.unit or '1'}]"
+
+
+BOOL = Type(kind="bool")
+
+
+class Node(Frozen):
+    """Base of every expression node. ``nid`` is unique within a loaded rule set."""
+
+    nid: int
+    path: str  # where in the rule file, e.g. "define.all[2].gt[0]"
+
+
+# ---- leaves --------------------------------------------------------------------------
+
+
+class Const(Node):
+    value: float | bool
+    unit: str | None = None
+
+
+class Param(Node):
+    rule: str
+    name: str
+
+
+class RuleRef(Node):
+    rule: str
+
+
+# ---- event selection -----------------------------------------------------------------
+
+
+class FieldCondition(Frozen):
+    field: str
+    op: Literal["gt", "ge", "lt", "le", "eq", "ne"]
+    value: Const | Param
+
+
+class Selector(Frozen):
+    """Which events: kinds, codes, drugs, a finding's presence, field conditions."""
+
+    name: str  # the rule's name for it, or a description of an inline selector
+    kinds: tuple[str, ...] = ()
+    codes: tuple[str, ...] = ()
+    drugs: tuple[str, ...] = ()
+    present: bool | None = None
+    where: tuple[FieldCondition, ...] = ()
+    any_of: tuple[Selector, ...] = ()  # union of other selectors
+
+
+class DurationRef(Frozen):
+    """A duration given literally or by a parameter."""
+
+    value: Duration | None = None
+    param: tuple[str, str] | None = None  # (rule id, parameter name)
+    negate: bool = False  # the window start of "the last D": -D
+
+
+class Anchor(Frozen):
+    """The first or last event of a selector at or before the evaluation point."""
+
+    select: Selector
+    which: Literal["first", "last"] = "first"
+
+
+class Window(Frozen):
+    """Bounds relative to the evaluation point (or to an anchor event), each inclusive or not.
+
+    ``start`` and ``end`` are signed offsets: ``-7 days`` .. ``0 days`` is the week up to the
+    point. Defaults: start exclusive, end inclusive, so an N-day window ending at a date covers
+    exactly N calendar days.
+    """
+
+    start: DurationRef
+    end: DurationRef
+    start_inclusive: bool = False
+    end_inclusive: bool = True
+    anchor: Anchor | None = None
+
+
+# ---- event-derived values ----------------------------------------------------------------
+
+
+class Latest(Node):
+    """The value of the latest matching event at or before the point, if not older than
+    ``within``; ties at the same instant go to the highest sequence (latest recorded)."""
+
+    select: Selector
+    field: str = "value"
+    within: DurationRef
+
+
+class Aggregate(Node):
+    fn: Literal["count", "exists", "min", "max", "mean", "sum", "first", "last"]
+    select: Selector
+    field: str = "value"
+    window: Window
+
+
+class Normal(Node):
+    """The latest value within ``within`` lies in the lab's own reference range when the
+    result carries one, otherwise at or below ``upper`` (and at or above ``lower``)."""
+
+    select: Selector
+    within: DurationRef
+    upper: Const | Param | None = None
+    lower: Const | Param | None = None
+
+
+class OnDrug(Node):
+    """True while the latest start/dose change/stop/discontinuation of any of the drugs at or
+    before the point is a start or dose change."""
+
+    drugs: tuple[str, ...]
+
+
+class DailyDose(Node):
+    """Current daily dose of a drug (dose × doses per day), per kg of the latest valid
+    weight when ``per_kg``."""
+
+    drug: str
+    per_kg: bool = True
+    weight_within: DurationRef
+
+
+class Age(Node):
+    unit: Literal["years", "months", "days"] = "years"
+
+
+class TimeSince(Node):
+    """Time since the first (or last) matching event at or before the point."""
+
+    anchor: Anchor
+    unit: Literal["years", "months", "days"] = "years"
+
+
+# ---- combinations ----------------------------------------------------------------------
+
+
+class Compare(Node):
+    op: Literal["gt", "ge", "lt", "le", "eq", "ne"]
+    left: Node
+    right: Node
+
+
+class Logic(Node):
+    op: Literal["all", "any"]
+    items: tuple[Node, ...]
+
+
+class Not(Node):
+    item: Node
+
+
+class AtLeast(Node):
+    n: int
+    items: tuple[Node, ...]
+
+
+class Arith(Node):
+    op: Literal["add", "sub", "mul", "div", "min", "max"]
+    items: tuple[Node, ...]
+
+
+class Clip(Node):
+    item: Node
+    low: float | None = None
+    high: float | None = None
+
+
+class Coalesce(Node):
+    items: tuple[Node, ...]
+
+
+class CountTrue(Node):
+    """How many of the items are true (unknown items are not counted)."""
+
+    items: tuple[Node, ...]
+
+
+class UnknownUnless(Node):
+    """``value`` when ``condition`` is true; otherwise unknown, with ``reason`` — how a rule
+    says that too little was recorded to answer."""
+
+    value: Node
+    condition: Node
+    reason: str
+
+
+class PctChange(Node):
+    """Percent change from ``baseline`` to ``value``. A baseline of 0 gives 0 when the value
+    is 0 too (not improved, not worsened) and +infinity when it rose (worsened)."""
+
+    value: Node
+    baseline: Node
+
+
+class AtAnchor(Node):
+    """``expr`` evaluated at the anchor event's time (+ offset): a baseline."""
+
+    expr: Node
+    anchor: Anchor
+    offset: DurationRef
+
+
+class HeldFor(Node):
+    """``expr`` has been true at every moment of the last ``duration`` up to the point."""
+
+    expr: Node
+    duration: DurationRef
+
+
+class Episodes(Frozen):
+    """Intervals from events (start at occurred_at, end at ended_at or open) or from the
+    times a condition holds; intervals separated by no more than ``merge_gap`` merge."""
+
+    select: Selector | None = None
+    when: Node | None = None
+    merge_gap: DurationRef
+
+
+class InEpisode(Node):
+    episodes: Episodes
+
+
+class EpisodeCount(Node):
+    """Episodes whose start lies in the window (optionally where ``starting_when`` holds at
+    the start of the episode)."""
+
+    episodes: Episodes
+    window: Window
+    starting_when: Node | None = None
+
+
+NODE_CLASSES: tuple[type[Node], ...] = (
+    Const, Param, RuleRef, Latest, Aggregate, Normal, OnDrug, DailyDose, Age, TimeSince,
+    Compare, Logic, Not, AtLeast, Arith, Clip, Coalesce, CountTrue, UnknownUnless, PctChange, AtAnchor,
+    HeldFor, InEpisode, EpisodeCount,
+)  # fmt: skip
+
+
+# ---- rule files -------------------------------------------------------------------------
+
+
+class ParamSpec(Frozen):
+    name: str
+    default: float | bool | Duration
+    unit: str | None = None
+    description: str = ""
+    value: float | bool | Duration | None = None  # a site's override, when given
+
+    @property
+    def effective(self) -> float | bool | Duration:
+        return self.default if self.value is None else self.value
+
+
+class Expectation(Frozen):
+    at: str
+    value: bool | float | None  # None = unknown
+    reason_contains: str | None = None
+    patient_id: str | None = None
+
+
+class Example(Frozen):
+    name: str
+    events: tuple[dict[str, object], ...]
+    expect: tuple[Expectation, ...]
+    params: tuple[tuple[str, float | bool | str], ...] = ()
+
+
+class Rule(Frozen):
+    id: str
+    version: str
+    description: str
+    citation: str
+    status: Literal["checked", "conflict", "working_definition"] = "checked"
+    unit: str | None = None
+    params: tuple[ParamSpec, ...] = ()
+    define: Node
+    examples: tuple[Example, ...] = ()
+    source: str  # file path
+    overrides: str | None = None  # the file of the built-in rule this one replaces
+    type: Type = BOOL
+
+    def param(self, name: str) -> ParamSpec:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)

@@ -1,0 +1,58 @@
+"""Durations in rule files: ``12 hours``, ``7 days``, ``2 weeks``, ``3 months``, ``1 year``.
+
+Months and years are calendar units (DuckDB interval arithmetic: 31 January + 1 month is
+28/29 February); hours, days and weeks are exact.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_UNITS = {
+    "hour": "hour", "hours": "hour", "h": "hour",
+    "day": "day", "days": "day", "d": "day",
+    "week": "week", "weeks": "week", "wk": "week",
+    "month": "month", "months": "month", "mo": "month",
+    "year": "year", "years": "year", "y": "year", "a": "year",
+}  # fmt: skip
+_RE = re.compile(r"^\s*(-?\d+)\s*([A-Za-z]+)\s*$")
+
+
+class DurationError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, order=True)
+class Duration:
+    amount: int
+    unit: str  # hour | day | week | month | year
+
+    @classmethod
+    def parse(cls, text: object) -> Duration:
+        if isinstance(text, Duration):
+            return text
+        m = _RE.match(str(text))
+        if not m or m.group(2).lower() not in _UNITS:
+            raise DurationError(
+                f"{text!r} is not a duration (e.g. '12 hours', '7 days', '2 weeks', '3 months', '1 year')"
+            )
+        return cls(int(m.group(1)), _UNITS[m.group(2).lower()])
+
+    def sql(self) -> str:
+        """A DuckDB interval literal."""
+        if self.unit == "week":
+            return f"INTERVAL '{7 * self.amount} day'"
+        return f"INTERVAL '{self.amount} {self.unit}'"
+
+    def negate(self) -> Duration:
+        return Duration(-self.amount, self.unit)
+
+    @property
+    def is_zero(self) -> bool:
+        return self.amount == 0
+
+    def __str__(self) -> str:
+        n = abs(self.amount)
+        word = self.unit if n == 1 else self.unit + "s"
+        return f"{'-' if self.amount < 0 else ''}{n} {word}"

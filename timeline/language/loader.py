@@ -1,0 +1,1012 @@
+"""Rule files (YAML) → checked syntax trees, with every problem reported at once.
+
+Loading never executes anything from a rule file. Problems carry ``file:line:column``:
+YAML syntax, unknown operators, rules, codes, kinds or parameters (with a did-you-mean),
+cycles between rules, type errors (a boolean compared with a number) and units that do not
+convert (ferritin compared with U/L).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from timeline import codes, events
+from timeline.errors import TimelineError
+from timeline.language import ast
+from timeline.language.durations import Duration, DurationError
+from timeline.units import UnitError, conversion, is_valid
+
+Path_ = tuple[str | int, ...]
+ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent.parent / "rules"
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+@dataclass
+class RuleError(TimelineError):
+    """Rule files failed to load; carries every problem found."""
+
+    problems: list[Problem] = field(default_factory=list)
+    exit_code = 8
+
+    def __post_init__(self) -> None:
+        super().__init__(self.summary())
+
+    def summary(self) -> str:
+        n = len(self.problems)
+        return f"rule files have {n} problem{'s' if n != 1 else ''}"
+
+    def details(self) -> list[str]:
+        return [str(p) for p in self.problems]
+
+
+# ---- YAML with positions ------------------------------------------------------------------
+
+
+class _Doc:
+    """A parsed YAML document and the line/column of every value in it."""
+
+    def __init__(self, file: str, text: str, problems: list[Problem]) -> None:
+        self.file = file
+        self.marks: dict[Path_, tuple[int, int]] = {(): (1, 1)}
+        self.problems = problems
+        self.data: Any = None
+        try:
+            loader = yaml.SafeLoader(text)
+            try:
+                node = loader.get_single_node()
+                if node is not None:
+                    self.data = self._walk(node, (), loader)
+            finally:
+                loader.dispose()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            problems.append(Problem(file, line, col, f"YAML syntax error: {exc.problem or exc}"))
+        except yaml.YAMLError as exc:
+            problems.append(Problem(file, 1, 1, f"YAML error: {exc}"))
+
+    def _walk(self, node: yaml.Node, path: Path_, loader: yaml.SafeLoader) -> Any:
+        self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = str(loader.construct_object(key_node))
+                if key in out:
+                    self.problems.append(
+                        Problem(self.file, key_node.start_mark.line + 1, key_node.start_mark.column + 1, f"duplicate key {key!r}")
+                    )
+                out[key] = self._walk(value_node, (*path, key), loader)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self._walk(v, (*path, i), loader) for i, v in enumerate(node.value)]
+        value = loader.construct_object(node)
+        if isinstance(value, datetime | date):
+            return value.isoformat()
+        return value
+
+    def where(self, path: Path_) -> tuple[int, int]:
+        p = tuple(path)
+        while p and p not in self.marks:
+            p = p[:-1]
+        return self.marks.get(p, (1, 1))
+
+
+def _fmt(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def did_you_mean(word: str, pool: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(pool), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Fail(Exception):
+    """Abandon parsing of one subtree; the problem is already recorded."""
+
+
+# ---- operators -----------------------------------------------------------------------------
+
+AGGREGATES = ("count", "exists", "min", "max", "mean", "sum", "first", "last")
+COMPARISONS = ("gt", "ge", "lt", "le", "eq", "ne")
+ARITH = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "min_of": "min", "max_of": "max"}
+OPERATORS = (
+    "const", "param", "rule", "latest", *AGGREGATES, "normal", "on_drug", "daily_dose", "age",
+    "time_since", *COMPARISONS, "all", "any", "not", "at_least", "count_true", *ARITH, "clip",
+    "coalesce", "unknown_unless", "pct_change", "at_anchor", "held_for", "in_episode", "episode_count",
+)  # fmt: skip
+SELECTOR_KEYS = ("kind", "code", "drug", "present", "where", "any_of")
+RULE_KEYS = ("id", "version", "description", "citation", "status", "unit", "params", "events", "define", "examples")
+NUMERIC_FIELDS = ("value", "ref_low", "ref_high", "dose", "active_joints", "limited_joints", "grade")
+_QUANTITY = re.compile(r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s+(\S+)\s*$")
+
+
+class _RuleParser:
+    """Turns one rule document into a :class:`ast.Rule`, recording problems."""
+
+    def __init__(self, doc: _Doc, next_id: list[int]) -> None:
+        self.doc = doc
+        self.next_id = next_id
+        self.rule_id = "?"
+        self.params: dict[str, ast.ParamSpec] = {}
+        self.selectors: dict[str, ast.Selector] = {}
+        self.refs: list[tuple[str, Path_]] = []
+
+    # -- problems
+    def fail(self, path: Path_, message: str) -> _Fail:
+        line, col = self.doc.where(path)
+        self.doc.problems.append(Problem(self.doc.file, line, col, message))
+        return _Fail()
+
+    def nid(self) -> int:
+        self.next_id[0] += 1
+        return self.next_id[0]
+
+    # -- the rule
+    def rule(self, data: Any, source: str) -> ast.Rule | None:
+        if not isinstance(data, dict):
+            self.fail((), "a rule file must be a mapping with id, version, description, citation, define")
+            return None
+        for key in data:
+            if key not in RULE_KEYS:
+                self.fail((key,), f"unknown key {key!r}{did_you_mean(key, RULE_KEYS)}")
+        missing = [k for k in ("id", "version", "description", "citation", "define") if k not in data]
+        for key in missing:
+            self.fail((), f"missing required key {key!r}")
+        rid = str(data.get("id", "?"))
+        self.rule_id = rid
+        if "id" in data and not ID_RE.match(rid):
+            self.fail(("id",), f"rule id {rid!r} must be lower_snake_case")
+        status = data.get("status", "checked")
+        if status not in ("checked", "conflict", "working_definition"):
+            self.fail(("status",), f"status must be checked, conflict or working_definition, not {status!r}")
+            status = "checked"
+        unit = data.get("unit")
+        if unit is not None and not is_valid(str(unit)):
+            self.fail(("unit",), f"unit {unit!r} is not a UCUM unit")
+        self._params(data.get("params") or {})
+        self._selectors(data.get("events") or {})
+        define: ast.Node | None = None
+        if "define" in data:
+            try:
+                define = self.expr(data["define"], ("define",))
+            except _Fail:
+                define = None
+        examples = self._examples(data.get("examples") or [])
+        if missing or define is None:
+            return None
+        return ast.Rule(
+            id=rid,
+            version=str(data["version"]),
+            description=str(data["description"]).strip(),
+            citation=str(data["citation"]).strip(),
+            status=status,
+            unit=str(unit) if unit is not None else None,
+            params=tuple(self.params.values()),
+            define=define,
+            examples=tuple(examples),
+            source=source,
+        )
+
+    def _params(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            self.fail(("params",), "params must be a mapping of name → {default, unit, description}")
+            return
+        for name, spec in data.items():
+            path: Path_ = ("params", name)
+            if not ID_RE.match(name):
+                self.fail(path, f"parameter name {name!r} must be lower_snake_case")
+            if not isinstance(spec, dict):
+                spec = {"default": spec}
+            if "default" not in spec:
+                self.fail(path, f"parameter {name!r} needs a default")
+                continue
+            try:
+                default, unit = parse_param_value(spec["default"], spec.get("unit"))
+            except ValueError as exc:
+                self.fail((*path, "default"), str(exc))
+                continue
+            self.params[name] = ast.ParamSpec(
+                name=name, default=default, unit=unit, description=str(spec.get("description", ""))
+            )
+
+    def _selectors(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            self.fail(("events",), "events must be a mapping of name → selector")
+            return
+        for name, spec in data.items():
+            try:
+                self.selectors[name] = self.selector(spec, ("events", name), name=name)
+            except _Fail:
+                pass
+
+    def _examples(self, data: Any) -> list[ast.Example]:
+        out: list[ast.Example] = []
+        if not isinstance(data, list):
+            self.fail(("examples",), "examples must be a list")
+            return out
+        for i, ex in enumerate(data):
+            path: Path_ = ("examples", i)
+            if not isinstance(ex, dict) or "events" not in ex or "expect" not in ex:
+                self.fail(path, "an example needs name, events and expect")
+                continue
+            evs = ex["events"] or []
+            if not isinstance(evs, list) or not all(isinstance(e, dict) for e in evs):
+                self.fail((*path, "events"), "events must be a list of native event rows")
+                continue
+            for j, e in enumerate(evs):
+                for key in e:
+                    if key not in events.NATIVE_COLUMNS:
+                        self.fail((*path, "events", j, key), f"unknown event field {key!r}{did_you_mean(key, events.NATIVE_COLUMNS)}")
+            expects: list[ast.Expectation] = []
+            for j, exp in enumerate(ex["expect"] or []):
+                if not isinstance(exp, dict) or "at" not in exp or "value" not in exp:
+                    self.fail((*path, "expect", j), "an expectation needs at and value (true, false, a number or unknown)")
+                    continue
+                value = exp["value"]
+                if value == "unknown":
+                    value = None
+                elif not isinstance(value, bool | int | float):
+                    self.fail((*path, "expect", j, "value"), f"expected value must be true, false, a number or unknown, not {value!r}")
+                    continue
+                expects.append(
+                    ast.Expectation(
+                        at=str(exp["at"]),
+                        value=value,
+                        reason_contains=exp.get("reason_contains"),
+                        patient_id=exp.get("patient_id"),
+                    )
+                )
+            params = ex.get("params") or {}
+            out.append(
+                ast.Example(
+                    name=str(ex.get("name", f"example {i + 1}")),
+                    events=tuple(evs),
+                    expect=tuple(expects),
+                    params=tuple((str(k), v) for k, v in params.items()),
+                )
+            )
+        return out
+
+    # -- durations, quantities, selectors
+    def duration(self, data: Any, path: Path_) -> ast.DurationRef:
+        if isinstance(data, dict) and set(data) == {"param"}:
+            name = str(data["param"])
+            spec = self.params.get(name)
+            if spec is None:
+                raise self.fail((*path, "param"), f"unknown parameter {name!r}{did_you_mean(name, self.params)}")
+            if not isinstance(spec.default, Duration):
+                raise self.fail((*path, "param"), f"parameter {name!r} is not a duration")
+            return ast.DurationRef(param=(self.rule_id, name))
+        try:
+            return ast.DurationRef(value=Duration.parse(data))
+        except DurationError as exc:
+            raise self.fail(path, str(exc)) from None
+
+    def quantity(self, data: Any, path: Path_) -> ast.Const | ast.Param:
+        node = self.expr(data, path)
+        if not isinstance(node, ast.Const | ast.Param):
+            raise self.fail(path, "expected a constant (e.g. 6 mg/L) or {param: name}")
+        return node
+
+    def selector(self, data: Any, path: Path_, name: str | None = None) -> ast.Selector:
+        if isinstance(data, str):
+            if data in self.selectors:
+                return self.selectors[data]
+            raise self.fail(path, f"unknown event selector {data!r}{did_you_mean(data, self.selectors)}")
+        if not isinstance(data, dict):
+            raise self.fail(path, "a selector is a name from events: or a mapping with kind, code, drug, present, where")
+        for key in data:
+            if key not in SELECTOR_KEYS:
+                raise self.fail((*path, key), f"unknown selector key {key!r}{did_you_mean(key, SELECTOR_KEYS)}")
+
+        def many(key: str) -> tuple[str, ...]:
+            value = data.get(key)
+            if value is None:
+                return ()
+            items = value if isinstance(value, list) else [value]
+            return tuple(str(v).lower() if key in ("kind", "drug") else str(v) for v in items)
+
+        kinds, code_list, drugs = many("kind"), many("code"), many("drug")
+        for k in kinds:
+            if k not in events.KINDS:
+                raise self.fail((*path, "kind"), f"unknown kind {k!r}{did_you_mean(k, events.KINDS)}")
+        known = set(codes.LABS) | set(codes.FINDINGS) | set(codes.ASSESSMENTS) | {c.code for c in codes.VITALS.values()}
+        for c in code_list:
+            if c not in known and not (kinds == ("diagnosis",)):
+                raise self.fail((*path, "code"), f"unknown code {c!r}{did_you_mean(c, known)}")
+        where: list[ast.FieldCondition] = []
+        for fname, cond in (data.get("where") or {}).items():
+            fpath: Path_ = (*path, "where", fname)
+            if fname not in NUMERIC_FIELDS:
+                raise self.fail(fpath, f"where: {fname!r} is not a numeric event field{did_you_mean(fname, NUMERIC_FIELDS)}")
+            if not isinstance(cond, dict) or len(cond) != 1 or next(iter(cond)) not in COMPARISONS:
+                raise self.fail(fpath, f"where: {fname} takes one comparison, e.g. {{ge: 38 Cel}}")
+            op, value = next(iter(cond.items()))
+            where.append(ast.FieldCondition(field=fname, op=op, value=self.quantity(value, (*fpath, op))))
+        any_of = tuple(self.selector(s, (*path, "any_of", i)) for i, s in enumerate(data.get("any_of") or []))
+        present = data.get("present")
+        if present is not None and not isinstance(present, bool):
+            raise self.fail((*path, "present"), "present must be true or false")
+        label = name or _describe_selector(kinds, code_list, drugs, present)
+        return ast.Selector(
+            name=label, kinds=kinds, codes=code_list, drugs=drugs, present=present, where=tuple(where), any_of=any_of
+        )
+
+    def anchor(self, data: Any, path: Path_) -> ast.Anchor:
+        if not isinstance(data, dict) or len(data) != 1 or next(iter(data)) not in ("first", "last"):
+            raise self.fail(path, "an anchor is {first: SELECTOR} or {last: SELECTOR}")
+        which, sel = next(iter(data.items()))
+        return ast.Anchor(select=self.selector(sel, (*path, which)), which=which)
+
+    def window(self, data: Any, path: Path_) -> ast.Window:
+        if isinstance(data, str) or (isinstance(data, dict) and set(data) == {"param"}):
+            d = self.duration(data, path)
+            start = ast.DurationRef(value=d.value.negate()) if d.value is not None else d.model_copy(update={"negate": True})
+            return ast.Window(start=start, end=ast.DurationRef(value=Duration(0, "day")))
+        if not isinstance(data, dict):
+            raise self.fail(path, "a window is a duration ('7 days') or {start, end, start_inclusive, end_inclusive, anchor}")
+        allowed = ("start", "end", "start_inclusive", "end_inclusive", "anchor")
+        for key in data:
+            if key not in allowed:
+                raise self.fail((*path, key), f"unknown window key {key!r}{did_you_mean(key, allowed)}")
+        if "start" not in data or "end" not in data:
+            raise self.fail(path, "a window needs start and end (signed durations, e.g. -7 days and 0 days)")
+        anchor = self.anchor(data["anchor"], (*path, "anchor")) if "anchor" in data else None
+        return ast.Window(
+            start=self.duration(data["start"], (*path, "start")),
+            end=self.duration(data["end"], (*path, "end")),
+            start_inclusive=bool(data.get("start_inclusive", False)),
+            end_inclusive=bool(data.get("end_inclusive", True)),
+            anchor=anchor,
+        )
+
+    def episodes(self, data: Any, path: Path_) -> ast.Episodes:
+        if not isinstance(data, dict) or ("select" in data) == ("when" in data):
+            raise self.fail(path, "episodes are {select: SELECTOR, merge_gap: D} or {when: CONDITION, merge_gap: D}")
+        gap = self.duration(data.get("merge_gap", "0 days"), (*path, "merge_gap"))
+        if "select" in data:
+            return ast.Episodes(select=self.selector(data["select"], (*path, "select")), merge_gap=gap)
+        return ast.Episodes(when=self.expr(data["when"], (*path, "when")), merge_gap=gap)
+
+    # -- expressions
+    def expr(self, data: Any, path: Path_) -> ast.Node:
+        p = _fmt(path)
+        if isinstance(data, bool):
+            return ast.Const(nid=self.nid(), path=p, value=data)
+        if isinstance(data, int | float):
+            return ast.Const(nid=self.nid(), path=p, value=float(data))
+        if isinstance(data, str):
+            m = _QUANTITY.match(data)
+            if m:
+                unit = m.group(2)
+                if not is_valid(unit):
+                    raise self.fail(path, f"{unit!r} is not a UCUM unit")
+                return ast.Const(nid=self.nid(), path=p, value=float(m.group(1)), unit=unit)
+            raise self.fail(path, f"{data!r} is not an expression (a number, '6 mg/L', true/false or {{operator: ...}})")
+        if not isinstance(data, dict) or len(data) != 1:
+            raise self.fail(path, "an expression is a mapping with exactly one operator, e.g. {latest: {...}}")
+        op, arg = next(iter(data.items()))
+        sub: Path_ = (*path, op)
+        nid, sp = self.nid(), _fmt(sub)
+        if op not in OPERATORS:
+            raise self.fail(sub, f"unknown operator {op!r}{did_you_mean(op, OPERATORS)}")
+
+        def items(min_n: int = 1) -> tuple[ast.Node, ...]:
+            if not isinstance(arg, list) or len(arg) < min_n:
+                raise self.fail(sub, f"{op} takes a list of at least {min_n} expressions")
+            return tuple(self.expr(x, (*sub, i)) for i, x in enumerate(arg))
+
+        def keys(required: Sequence[str], optional: Sequence[str] = ()) -> dict[str, Any]:
+            if not isinstance(arg, dict):
+                raise self.fail(sub, f"{op} takes a mapping with {', '.join(required)}")
+            for key in arg:
+                if key not in (*required, *optional):
+                    raise self.fail((*sub, key), f"unknown key {key!r} for {op}{did_you_mean(key, (*required, *optional))}")
+            for key in required:
+                if key not in arg:
+                    raise self.fail(sub, f"{op} needs {key!r}")
+            return arg
+
+        if op == "const":
+            a = keys(["value"], ["unit"])
+            return ast.Const(nid=nid, path=sp, value=a["value"], unit=a.get("unit"))
+        if op == "param":
+            name = str(arg)
+            if name not in self.params:
+                raise self.fail(sub, f"unknown parameter {name!r}{did_you_mean(name, self.params)}")
+            return ast.Param(nid=nid, path=sp, rule=self.rule_id, name=name)
+        if op == "rule":
+            self.refs.append((str(arg), sub))
+            return ast.RuleRef(nid=nid, path=sp, rule=str(arg))
+        if op == "latest":
+            a = keys(["select", "within"], ["field"])
+            return ast.Latest(
+                nid=nid, path=sp, select=self.selector(a["select"], (*sub, "select")),
+                field=self._field(a.get("field", "value"), (*sub, "field")),
+                within=self.duration(a["within"], (*sub, "within")),
+            )  # fmt: skip
+        if op in AGGREGATES:
+            a = keys(["select", "window"], ["field"])
+            return ast.Aggregate(
+                nid=nid, path=sp, fn=op, select=self.selector(a["select"], (*sub, "select")),
+                field=self._field(a.get("field", "value"), (*sub, "field")),
+                window=self.window(a["window"], (*sub, "window")),
+            )  # fmt: skip
+        if op == "normal":
+            a = keys(["select", "within"], ["upper", "lower"])
+            return ast.Normal(
+                nid=nid, path=sp, select=self.selector(a["select"], (*sub, "select")),
+                within=self.duration(a["within"], (*sub, "within")),
+                upper=self.quantity(a["upper"], (*sub, "upper")) if "upper" in a else None,
+                lower=self.quantity(a["lower"], (*sub, "lower")) if "lower" in a else None,
+            )  # fmt: skip
+        if op == "on_drug":
+            names = arg if isinstance(arg, list) else [arg]
+            return ast.OnDrug(nid=nid, path=sp, drugs=tuple(str(n).lower() for n in names))
+        if op == "daily_dose":
+            a = keys(["drug"], ["per_kg", "weight_within"])
+            return ast.DailyDose(
+                nid=nid, path=sp, drug=str(a["drug"]).lower(), per_kg=bool(a.get("per_kg", True)),
+                weight_within=self.duration(a.get("weight_within", "183 days"), (*sub, "weight_within")),
+            )  # fmt: skip
+        if op == "age":
+            unit = arg if isinstance(arg, str) else (arg or {}).get("unit", "years")
+            if unit not in ("years", "months", "days"):
+                raise self.fail(sub, "age is measured in years, months or days")
+            return ast.Age(nid=nid, path=sp, unit=unit)
+        if op == "time_since":
+            a = keys([], ["first", "last", "unit"])
+            which = [k for k in ("first", "last") if k in a]
+            if len(which) != 1:
+                raise self.fail(sub, "time_since needs first: SELECTOR or last: SELECTOR")
+            unit = a.get("unit", "years")
+            if unit not in ("years", "months", "days"):
+                raise self.fail((*sub, "unit"), "time_since is measured in years, months or days")
+            anchor = ast.Anchor(select=self.selector(a[which[0]], (*sub, which[0])), which=which[0])
+            return ast.TimeSince(nid=nid, path=sp, anchor=anchor, unit=unit)
+        if op in COMPARISONS:
+            if not isinstance(arg, list) or len(arg) != 2:
+                raise self.fail(sub, f"{op} compares exactly two expressions: [left, right]")
+            return ast.Compare(
+                nid=nid, path=sp, op=op, left=self.expr(arg[0], (*sub, 0)), right=self.expr(arg[1], (*sub, 1))
+            )
+        if op in ("all", "any"):
+            return ast.Logic(nid=nid, path=sp, op=op, items=items())
+        if op == "not":
+            return ast.Not(nid=nid, path=sp, item=self.expr(arg, sub))
+        if op == "at_least":
+            a = keys(["n", "of"])
+            if not isinstance(a["n"], int) or a["n"] < 1:
+                raise self.fail((*sub, "n"), "n must be a whole number ≥ 1")
+            of = a["of"]
+            if not isinstance(of, list) or len(of) < a["n"]:
+                raise self.fail((*sub, "of"), f"at_least n={a['n']} needs at least {a['n']} expressions in of")
+            return ast.AtLeast(nid=nid, path=sp, n=a["n"], items=tuple(self.expr(x, (*sub, "of", i)) for i, x in enumerate(of)))
+        if op == "count_true":
+            return ast.CountTrue(nid=nid, path=sp, items=items())
+        if op in ARITH:
+            return ast.Arith(nid=nid, path=sp, op=ARITH[op], items=items(2))
+        if op == "clip":
+            a = keys(["value"], ["low", "high"])
+            return ast.Clip(nid=nid, path=sp, item=self.expr(a["value"], (*sub, "value")), low=a.get("low"), high=a.get("high"))
+        if op == "coalesce":
+            return ast.Coalesce(nid=nid, path=sp, items=items(2))
+        if op == "unknown_unless":
+            a = keys(["value", "condition", "reason"])
+            return ast.UnknownUnless(
+                nid=nid, path=sp, value=self.expr(a["value"], (*sub, "value")),
+                condition=self.expr(a["condition"], (*sub, "condition")), reason=str(a["reason"]),
+            )  # fmt: skip
+        if op == "pct_change":
+            a = keys(["value", "baseline"])
+            return ast.PctChange(
+                nid=nid, path=sp, value=self.expr(a["value"], (*sub, "value")),
+                baseline=self.expr(a["baseline"], (*sub, "baseline")),
+            )  # fmt: skip
+        if op == "at_anchor":
+            a = keys(["expr", "anchor"], ["offset"])
+            return ast.AtAnchor(
+                nid=nid, path=sp, expr=self.expr(a["expr"], (*sub, "expr")),
+                anchor=self.anchor(a["anchor"], (*sub, "anchor")),
+                offset=self.duration(a.get("offset", "0 days"), (*sub, "offset")),
+            )  # fmt: skip
+        if op == "held_for":
+            a = keys(["expr", "duration"])
+            return ast.HeldFor(
+                nid=nid, path=sp, expr=self.expr(a["expr"], (*sub, "expr")),
+                duration=self.duration(a["duration"], (*sub, "duration")),
+            )  # fmt: skip
+        if op == "in_episode":
+            return ast.InEpisode(nid=nid, path=sp, episodes=self.episodes(arg, sub))
+        if op == "episode_count":
+            a = keys(["episodes", "window"], ["starting_when"])
+            return ast.EpisodeCount(
+                nid=nid, path=sp, episodes=self.episodes(a["episodes"], (*sub, "episodes")),
+                window=self.window(a["window"], (*sub, "window")),
+                starting_when=self.expr(a["starting_when"], (*sub, "starting_when")) if "starting_when" in a else None,
+            )  # fmt: skip
+        raise self.fail(sub, f"operator {op!r} is not supported")  # pragma: no cover
+
+    def _field(self, name: Any, path: Path_) -> str:
+        if name not in NUMERIC_FIELDS:
+            raise self.fail(path, f"{name!r} is not a numeric event field{did_you_mean(str(name), NUMERIC_FIELDS)}")
+        return str(name)
+
+
+def _describe_selector(kinds: Sequence[str], code_list: Sequence[str], drugs: Sequence[str], present: bool | None) -> str:
+    parts: list[str] = []
+    for c in code_list:
+        parts.append(codes.LABS[c].name if c in codes.LABS else c)
+    parts += list(drugs)
+    if not parts:
+        parts = [k.replace("_", " ") for k in kinds]
+    text = " or ".join(parts) or "event"
+    if present is False:
+        text = f"no {text} (recorded absent)"
+    return text
+
+
+def parse_param_value(value: Any, unit: Any = None) -> tuple[float | bool | Duration, str | None]:
+    """A parameter value: a duration ('30 days'), a quantity ('6 mg/L'), a number or a boolean."""
+    if isinstance(value, bool):
+        return value, None
+    if isinstance(value, int | float):
+        if unit is not None and not is_valid(str(unit)):
+            raise ValueError(f"{unit!r} is not a UCUM unit")
+        return float(value), str(unit) if unit is not None else None
+    text = str(value)
+    try:
+        return Duration.parse(text), None
+    except DurationError:
+        pass
+    m = _QUANTITY.match(text)
+    if m and is_valid(m.group(2)):
+        return float(m.group(1)), m.group(2)
+    try:
+        return float(text), None
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number, a quantity ('6 mg/L') or a duration ('30 days')") from None
+
+
+# ---- rule sets ----------------------------------------------------------------------------
+
+
+@dataclass
+class RuleSet:
+    """Loaded, checked rules by id, in dependency order (a rule after those it uses)."""
+
+    rules: dict[str, ast.Rule]
+    order: list[str]
+    types: dict[int, ast.Type]  # node id → type
+    sources: list[str]
+    digest: str
+
+    def get(self, rule_id: str) -> ast.Rule:
+        if rule_id not in self.rules:
+            raise RuleError([Problem("--rule", 0, 0, f"unknown rule {rule_id!r}{did_you_mean(rule_id, self.rules)}")])
+        return self.rules[rule_id]
+
+    def dependencies(self, rule_id: str) -> list[str]:
+        """The rule and every rule it uses, in evaluation order."""
+        needed: set[str] = set()
+
+        def visit(rid: str) -> None:
+            if rid in needed:
+                return
+            needed.add(rid)
+            for ref in _rule_refs(self.rules[rid].define):
+                visit(ref)
+
+        visit(rule_id)
+        return [r for r in self.order if r in needed]
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "rules_digest": self.digest,
+            "rules": {rid: self.rules[rid].version for rid in self.order},
+            "overrides": {rid: r.source for rid, r in self.rules.items() if r.overrides},
+        }
+
+
+def _children(node: Any) -> Iterable[Any]:
+    if isinstance(node, ast.Frozen):
+        for name in type(node).model_fields:
+            yield from _flatten(getattr(node, name))
+
+
+def _flatten(value: Any) -> Iterable[Any]:
+    if isinstance(value, ast.Frozen):
+        yield value
+    elif isinstance(value, tuple):
+        for v in value:
+            yield from _flatten(v)
+
+
+def walk(node: Any) -> Iterable[Any]:
+    """Every model reachable from ``node`` (nodes, selectors, windows...), depth first."""
+    yield node
+    for child in _children(node):
+        yield from walk(child)
+
+
+def _rule_refs(node: ast.Node) -> list[str]:
+    return [n.rule for n in walk(node) if isinstance(n, ast.RuleRef)]
+
+
+def rule_dirs(extra: Sequence[str | os.PathLike[str]] = (), builtin: bool = True) -> list[Path]:
+    """The built-in pack, then $TIMELINE_RULES (os.pathsep-separated), then ``extra``."""
+    dirs: list[Path] = []
+    if builtin:
+        dirs.append(BUILTIN_DIR / "sjia")
+    env = os.environ.get("TIMELINE_RULES")
+    if env:
+        dirs.extend(Path(p) for p in env.split(os.pathsep) if p)
+    dirs.extend(Path(d) for d in extra)
+    return dirs
+
+
+def load_rules(
+    dirs: Sequence[str | os.PathLike[str]] | None = None,
+    *,
+    params: dict[str, dict[str, Any]] | None = None,
+) -> RuleSet:
+    """Load and check every ``*.yaml`` rule file of the directories (later ones override
+    earlier ones by id), plus ``params.yaml`` site overrides found in them."""
+    problems: list[Problem] = []
+    next_id = [0]
+    rules: dict[str, ast.Rule] = {}
+    refs: dict[str, list[tuple[str, Path_, _Doc]]] = {}
+    docs: dict[str, _Doc] = {}
+    site: dict[str, dict[str, Any]] = {}
+    sources: list[str] = []
+    hasher = hashlib.sha256()
+    for d in dirs if dirs is not None else rule_dirs():
+        directory = Path(d)
+        if not directory.is_dir():
+            problems.append(Problem(str(directory), 0, 0, "rule directory does not exist"))
+            continue
+        for path in sorted(directory.rglob("*.yaml")) + sorted(directory.rglob("*.yml")):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            hasher.update(path.name.encode() + b"\0" + text.encode() + b"\0")
+            doc = _Doc(str(path), text, problems)
+            if path.stem == "params":
+                _site_params(doc, site)
+                continue
+            sources.append(str(path))
+            parser = _RuleParser(doc, next_id)
+            rule = parser.rule(doc.data, str(path)) if doc.data is not None else None
+            if doc.data is None and not any(p.file == str(path) for p in problems):
+                problems.append(Problem(str(path), 1, 1, "empty rule file"))
+            if rule is None:
+                continue
+            if rule.id in rules:
+                previous = rules[rule.id]
+                if Path(previous.source).parent == path.parent:
+                    line, col = doc.where(("id",))
+                    problems.append(Problem(str(path), line, col, f"rule id {rule.id!r} is also defined in {previous.source}"))
+                    continue
+                rule = rule.model_copy(update={"overrides": previous.source})
+            rules[rule.id] = rule
+            refs[rule.id] = [(r, p, doc) for r, p in parser.refs]
+            docs[rule.id] = doc
+    for rid, overrides in (params or {}).items():
+        site.setdefault(rid, {}).update(overrides)
+    rules = _apply_site_params(rules, site, problems)
+    for rid, items in refs.items():
+        for target, path, doc in items:
+            if target not in rules:
+                line, col = doc.where(path)
+                problems.append(Problem(doc.file, line, col, f"unknown rule {target!r}{did_you_mean(target, rules)}"))
+    order = _toposort(rules, docs, problems)
+    types: dict[int, ast.Type] = {}
+    if not problems:
+        checker = _TypeChecker(rules, docs, types, problems)
+        for rid in order:
+            checker.check_rule(rules[rid])
+    if problems:
+        raise RuleError(problems)
+    for rid in order:
+        rules[rid] = rules[rid].model_copy(update={"type": types[rules[rid].define.nid]})
+    hasher.update(json.dumps(site, sort_keys=True, default=str).encode())
+    return RuleSet(rules=rules, order=order, types=types, sources=sources, digest=hasher.hexdigest())
+
+
+def _site_params(doc: _Doc, site: dict[str, dict[str, Any]]) -> None:
+    if doc.data is None:
+        return
+    if not isinstance(doc.data, dict) or not all(isinstance(v, dict) for v in doc.data.values()):
+        line, col = doc.where(())
+        doc.problems.append(Problem(doc.file, line, col, "params.yaml maps rule id → {parameter: value}"))
+        return
+    for rid, values in doc.data.items():
+        site.setdefault(rid, {}).update(values)
+
+
+def _apply_site_params(
+    rules: dict[str, ast.Rule], site: dict[str, dict[str, Any]], problems: list[Problem]
+) -> dict[str, ast.Rule]:
+    out = dict(rules)
+    for rid, values in site.items():
+        if rid not in rules:
+            problems.append(Problem("params", 0, 0, f"parameter override for unknown rule {rid!r}{did_you_mean(rid, rules)}"))
+            continue
+        rule = rules[rid]
+        specs = {p.name: p for p in rule.params}
+        for name, raw in values.items():
+            if name not in specs:
+                problems.append(Problem("params", 0, 0, f"rule {rid!r} has no parameter {name!r}{did_you_mean(name, specs)}"))
+                continue
+            try:
+                value, unit = parse_param_value(raw)
+            except ValueError as exc:
+                problems.append(Problem("params", 0, 0, f"{rid}.{name}: {exc}"))
+                continue
+            spec = specs[name]
+            if type(value) is not type(spec.default):
+                problems.append(Problem("params", 0, 0, f"{rid}.{name}: {raw!r} is not the same kind of value as the default {spec.default}"))
+                continue
+            if unit is not None and spec.unit is not None and unit != spec.unit:
+                try:
+                    value = conversion(unit, spec.unit).apply(float(value))  # type: ignore[arg-type]
+                except UnitError as exc:
+                    problems.append(Problem("params", 0, 0, f"{rid}.{name}: {exc}"))
+                    continue
+            specs[name] = spec.model_copy(update={"value": value})
+        out[rid] = rule.model_copy(update={"params": tuple(specs.values())})
+    return out
+
+
+def _toposort(rules: dict[str, ast.Rule], docs: dict[str, _Doc], problems: list[Problem]) -> list[str]:
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(rid: str, stack: list[str]) -> None:
+        if state.get(rid) == 2 or rid not in rules:
+            return
+        if state.get(rid) == 1:
+            cycle = [*stack[stack.index(rid) :], rid]
+            doc = docs[rid]
+            line, col = doc.where(("define",))
+            problems.append(Problem(doc.file, line, col, f"rules form a cycle: {' → '.join(cycle)}"))
+            return
+        state[rid] = 1
+        for ref in _rule_refs(rules[rid].define):
+            visit(ref, [*stack, rid])
+        state[rid] = 2
+        order.append(rid)
+
+    for rid in sorted(rules):
+        visit(rid, [])
+    return order
+
+
+# ---- types and units ------------------------------------------------------------------------
+
+
+def field_unit(select: ast.Selector, field_name: str) -> str | None:
+    """The canonical unit of a numeric field of the selected events, or None if they mix."""
+    if field_name in ("active_joints", "limited_joints"):
+        return "{joints}"
+    if field_name == "grade":
+        return "1"
+    if field_name == "dose":
+        return "mg"
+    units: set[str] = set()
+    for sel in (select, *select.any_of):
+        found = False
+        for c in sel.codes:
+            for table in (codes.LABS, codes.ASSESSMENTS):
+                if c in table:
+                    units.add(table[c].unit)
+                    found = True
+            for vital in codes.VITALS.values():
+                if vital.code == c:
+                    units.add(vital.unit)
+                    found = True
+        for k in sel.kinds:
+            if k in codes.VITALS:
+                units.add(codes.VITALS[k].unit)
+                found = True
+        if not found and sel is not select:
+            units.add("?")
+    units.discard("?")
+    return units.pop() if len(units) == 1 else None
+
+
+class _TypeChecker:
+    def __init__(
+        self,
+        rules: dict[str, ast.Rule],
+        docs: dict[str, _Doc],
+        types: dict[int, ast.Type],
+        problems: list[Problem],
+    ) -> None:
+        self.rules = rules
+        self.docs = docs
+        self.types = types
+        self.problems = problems
+        self.rule: ast.Rule | None = None
+
+    def fail(self, node: ast.Node, message: str) -> ast.Type:
+        assert self.rule is not None
+        doc = self.docs[self.rule.id]
+        path = tuple(int(x) if x.isdigit() else x for x in re.findall(r"[^.\[\]]+", node.path))
+        line, col = doc.where(path)
+        self.problems.append(Problem(doc.file, line, col, message))
+        return ast.Type(kind="num", unit="?")
+
+    def check_rule(self, rule: ast.Rule) -> None:
+        self.rule = rule
+        result = self.check(rule.define)
+        if rule.unit is not None and result.kind == "num" and result.unit not in (None, "?", rule.unit):
+            try:
+                conversion(result.unit or "1", rule.unit)
+            except UnitError:
+                self.fail(rule.define, f"rule declares unit {rule.unit!r} but its value is in {result.unit!r}")
+        for node in walk(rule.define):
+            if isinstance(node, ast.Selector):
+                for cond in node.where:
+                    unit = field_unit(node, cond.field)
+                    self._unit_of_threshold(cond.value, unit)
+
+    def _unit_of_threshold(self, value: ast.Const | ast.Param, unit: str | None) -> None:
+        t = self.check(value)
+        if t.unit not in (None, "1") and unit not in (None, "1") and t.kind == "num":
+            try:
+                conversion(t.unit or "1", unit or "1")
+            except UnitError:
+                self.fail(value, f"units do not convert: {t.unit} vs {unit}")
+
+    def check(self, node: ast.Node) -> ast.Type:
+        t = self._check(node)
+        self.types[node.nid] = t
+        return t
+
+    def want_bool(self, node: ast.Node, context: str) -> None:
+        t = self.check(node)
+        if t.kind != "bool":
+            self.fail(node, f"{context} needs a boolean, but this is a {t}")
+
+    def want_num(self, node: ast.Node, context: str) -> ast.Type:
+        t = self.check(node)
+        if t.kind != "num":
+            self.fail(node, f"{context} needs a number, but this is a boolean")
+        return t
+
+    def _check(self, node: ast.Node) -> ast.Type:  # noqa: C901 - one branch per node kind
+        num = ast.Type
+        if isinstance(node, ast.Const):
+            return ast.BOOL if isinstance(node.value, bool) else num(kind="num", unit=node.unit)
+        if isinstance(node, ast.Param):
+            spec = self.rules[node.rule].param(node.name)
+            if isinstance(spec.default, bool):
+                return ast.BOOL
+            if isinstance(spec.default, Duration):
+                return self.fail(node, f"parameter {node.name!r} is a duration and cannot be used as a value")
+            return num(kind="num", unit=spec.unit)
+        if isinstance(node, ast.RuleRef):
+            target = self.rules[node.rule]
+            t = self.types.get(target.define.nid)
+            if t is None:  # pragma: no cover - toposort guarantees order
+                return self.fail(node, f"rule {node.rule!r} is not checked yet")
+            return t
+        if isinstance(node, ast.Latest):
+            unit = field_unit(node.select, node.field)
+            if unit is None and node.field == "value":
+                return self.fail(node, f"the events selected by {node.select.name!r} have no single unit: select one code")
+            return num(kind="num", unit=unit)
+        if isinstance(node, ast.Aggregate):
+            if node.fn == "exists":
+                return ast.BOOL
+            if node.fn == "count":
+                return num(kind="num", unit="1")
+            unit = field_unit(node.select, node.field)
+            if unit is None:
+                return self.fail(node, f"the events selected by {node.select.name!r} have no single unit: select one code")
+            return num(kind="num", unit=unit)
+        if isinstance(node, ast.Normal):
+            unit = field_unit(node.select, "value")
+            if unit is None:
+                return self.fail(node, "normal needs a selector of one lab code")
+            for bound in (node.upper, node.lower):
+                if bound is not None:
+                    self._compatible(bound, self.check(bound), unit)
+            return ast.BOOL
+        if isinstance(node, ast.OnDrug):
+            return ast.BOOL
+        if isinstance(node, ast.DailyDose):
+            return num(kind="num", unit="mg/kg/d" if node.per_kg else "mg/d")
+        if isinstance(node, ast.Age | ast.TimeSince):
+            return num(kind="num", unit={"years": "a", "months": "mo", "days": "d"}[node.unit])
+        if isinstance(node, ast.Compare):
+            left, right = self.check(node.left), self.check(node.right)
+            if left.kind != right.kind:
+                return self.fail(node, f"{node.op} compares a {left} with a {right}")
+            if left.kind == "bool" and node.op not in ("eq", "ne"):
+                return self.fail(node, f"{node.op} cannot order booleans")
+            if left.kind == "num":
+                self._compatible(node.right, right, left.unit)
+            return ast.BOOL
+        if isinstance(node, ast.Logic | ast.AtLeast):
+            for item in node.items:
+                self.want_bool(item, node.op if isinstance(node, ast.Logic) else "at_least")
+            return ast.BOOL
+        if isinstance(node, ast.Not):
+            self.want_bool(node.item, "not")
+            return ast.BOOL
+        if isinstance(node, ast.CountTrue):
+            for item in node.items:
+                self.want_bool(item, "count_true")
+            return num(kind="num", unit="1")
+        if isinstance(node, ast.Arith):
+            ts = [self.want_num(i, node.op) for i in node.items]
+            if node.op in ("add", "sub", "min", "max"):
+                for item, t in zip(node.items[1:], ts[1:], strict=True):
+                    self._compatible(item, t, ts[0].unit)
+                return ts[0]
+            units = [t.unit or "1" for t in ts]
+            joiner = "." if node.op == "mul" else "/"
+            return num(kind="num", unit=joiner.join(f"({u})" for u in units))
+        if isinstance(node, ast.Clip):
+            return self.want_num(node.item, "clip")
+        if isinstance(node, ast.Coalesce):
+            ts = [self.check(i) for i in node.items]
+            if len({t.kind for t in ts}) > 1:
+                return self.fail(node, "coalesce mixes booleans and numbers")
+            return ts[0]
+        if isinstance(node, ast.UnknownUnless):
+            self.want_bool(node.condition, "unknown_unless condition")
+            return self.check(node.value)
+        if isinstance(node, ast.PctChange):
+            a = self.want_num(node.value, "pct_change")
+            b = self.want_num(node.baseline, "pct_change")
+            self._compatible(node.baseline, b, a.unit)
+            return num(kind="num", unit="%")
+        if isinstance(node, ast.AtAnchor):
+            return self.check(node.expr)
+        if isinstance(node, ast.HeldFor):
+            self.want_bool(node.expr, "held_for")
+            return ast.BOOL
+        if isinstance(node, ast.InEpisode | ast.EpisodeCount):
+            if node.episodes.when is not None:
+                self.want_bool(node.episodes.when, "episodes when")
+            if isinstance(node, ast.EpisodeCount):
+                if node.starting_when is not None:
+                    self.want_bool(node.starting_when, "starting_when")
+                return num(kind="num", unit="1")
+            return ast.BOOL
+        return self.fail(node, f"cannot type {type(node).__name__}")  # pragma: no cover
+
+    def _compatible(self, node: ast.Node, t: ast.Type, unit: str | None) -> None:
+        if t.kind != "num" or t.unit in (None, "?") or unit in (None, "?"):
+            return
+        try:
+            conversion(t.unit, unit)
+        except UnitError:
+            self.fail(node, f"units do not convert: {t.unit} vs {unit}")
