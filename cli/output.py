@@ -49,12 +49,13 @@ def cell(text: object) -> Text:
 
 def error(message: str, details: list[str] | None = None) -> None:
     err = console(stderr=True)
-    err.print(f"[bold red]error:[/] {_escape(message)}")
+    # One line per error, never wrapped: scripts grep these lines, and a terminal wraps anyway.
+    err.print(f"[bold red]error:[/] {_escape(message)}", soft_wrap=True)
     shown = details or []
     for line in shown[:50]:
-        err.print(f"  {_escape(line)}")
+        err.print(f"  {_escape(line)}", soft_wrap=True)
     if len(shown) > 50:
-        err.print(f"  … {len(shown) - 50} more (use --json for all)")
+        err.print(f"  … {len(shown) - 50} more (use --json for all)", soft_wrap=True)
 
 
 def _escape(text: str) -> str:

@@ -327,6 +327,9 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     ).fetchall()
     if bad:
         raise IngestError(str(path), [RowError(int(r), None, str(m)) for r, m in bad])
+    nonblank = con.execute("SELECT count(*) FROM tl_lines WHERE trim(line) <> ''").fetchone()
+    if nonblank is None or nonblank[0] == 0:
+        raise IngestError(str(path), [RowError(None, None, "empty file: expected one JSON object per line")])
     keys = [
         str(k)
         for (k,) in con.execute(
@@ -664,7 +667,8 @@ def _checks(store: Store, op: str, now_local: datetime) -> list[str]:
     )
     # event ids: conflicts inside the batch and with the store
     q.append(
-        """SELECT i.__row, 'event_id', 'event id ' || tl_quote(i.eid) || ' appears in rows '
+        """SELECT i.__row, 'event_id', 'event id ' || tl_quote(i.eid) || ' also appears in row'
+               || CASE WHEN count(*) > 1 THEN 's ' ELSE ' ' END
                || string_agg(i2.__row::VARCHAR, ', ' ORDER BY i2.__row) || ' with different content'
            FROM tl_ids i JOIN tl_stage s USING (__row)
            JOIN (SELECT i.eid, i.__row, s.content_hash FROM tl_ids i JOIN tl_stage s USING (__row)) i2

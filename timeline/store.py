@@ -194,7 +194,10 @@ class Store:
         con = _connect(target, read_only=not write, wait=wait)
         try:
             fmt = con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-        except duckdb.Error:
+        except duckdb.Error as exc:
+            if is_damage(exc):
+                con.close()
+                raise StoreError(damage_message(target, exc)) from exc
             fmt = None
         if fmt is None or fmt[0] != STORE_FORMAT:
             con.close()
@@ -355,6 +358,15 @@ class Store:
             self.con.execute("ROLLBACK")
             raise
         self.con.execute("COMMIT")
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether DuckDB found bytes in the file that it did not write (a failed checksum)."""
+    return isinstance(exc, duckdb.Error) and "Corrupt database file" in str(exc)
+
+
+def damage_message(path: Path | str, exc: BaseException) -> str:
+    return f"{path} is damaged and cannot be read ({str(exc).splitlines()[0]}); restore it from a backup"
 
 
 def _quote(value: str) -> str:

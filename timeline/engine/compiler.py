@@ -59,7 +59,9 @@ class Compiled:
     cp_names: dict[int, str] = field(default_factory=dict)
 
     def with_sql(self) -> str:
-        return "WITH " + ",\n".join(f"{n} AS MATERIALIZED ({s})" if n.startswith("ev") else f"{n} AS ({s})" for n, s in self.ctes)
+        return "WITH " + ",\n".join(
+            f"{n} AS MATERIALIZED ({s})" if n.startswith("ev") else f"{n} AS ({s})" for n, s in self.ctes
+        )
 
 
 class Compiler:
@@ -159,7 +161,9 @@ class Compiler:
     def select(self, sel: ast.Selector) -> str:
         pred = self.predicate(sel)
         if pred not in self.selectors:
-            self.selectors[pred] = self.add(self.fresh("s"), f"SELECT *, occurred_at AS t FROM ev WHERE {pred}")
+            self.selectors[pred] = self.add(
+                self.fresh("s"), f"SELECT *, occurred_at AS t FROM ev WHERE {pred}"
+            )
         return self.selectors[pred]
 
     def latest_of(self, sel: ast.Selector, fld: str) -> str:
@@ -204,7 +208,11 @@ class Compiler:
         lit = self.literal(node)
         assert lit is not None
         value, unit = lit
-        note = q_(f"parameter {node.name} = {value:g} {unit or ''}".strip()) if not isinstance(value, bool) else q_(f"parameter {node.name} = {value}")
+        note = (
+            q_(f"parameter {node.name} = {value:g} {unit or ''}".strip())
+            if not isinstance(value, bool)
+            else q_(f"parameter {node.name} = {value}")
+        )
         if isinstance(value, bool):
             return f"SELECT patient_id, q, {str(value).lower()} AS b, NULL::DOUBLE AS x, NULL AS why, {EMPTY} AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, {note} AS note FROM {points}"
         return f"SELECT patient_id, q, NULL::BOOLEAN AS b, {_num(value)} AS x, NULL AS why, {EMPTY} AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, {note} AS note FROM {points}"
@@ -398,7 +406,12 @@ class Compiler:
             FROM {a}"""
 
     # ---- combinations
-    def union(self, items: tuple[ast.Node, ...] | list[ast.Node], points: str, scales: list[tuple[float, float]] | None = None) -> str:
+    def union(
+        self,
+        items: tuple[ast.Node, ...] | list[ast.Node],
+        points: str,
+        scales: list[tuple[float, float]] | None = None,
+    ) -> str:
         parts = []
         for i, item in enumerate(items):
             child = self.node(item, points)
@@ -446,9 +459,13 @@ class Compiler:
             evs = "CASE WHEN count_if(b = false) > 0 THEN flatten(list(ev ORDER BY i) FILTER (WHERE b = false)) ELSE flatten(list(ev ORDER BY i)) END"
             why = "CASE WHEN count_if(b = false) = 0 THEN string_agg(why, '; ' ORDER BY i) FILTER (WHERE b IS NULL) END"
         else:
-            value = "CASE WHEN count_if(b) > 0 THEN true WHEN count_if(b IS NULL) > 0 THEN NULL ELSE false END"
+            value = (
+                "CASE WHEN count_if(b) > 0 THEN true WHEN count_if(b IS NULL) > 0 THEN NULL ELSE false END"
+            )
             evs = "CASE WHEN count_if(b) > 0 THEN flatten(list(ev ORDER BY i) FILTER (WHERE b)) ELSE flatten(list(ev ORDER BY i)) END"
-            why = "CASE WHEN count_if(b) = 0 THEN string_agg(why, '; ' ORDER BY i) FILTER (WHERE b IS NULL) END"
+            why = (
+                "CASE WHEN count_if(b) = 0 THEN string_agg(why, '; ' ORDER BY i) FILTER (WHERE b IS NULL) END"
+            )
         return f"""SELECT patient_id, q, {value} AS b, NULL::DOUBLE AS x, {why} AS why, {evs} AS ev,
                 NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
                 count_if(b) || ' of ' || count(*) || ' true' || CASE WHEN count_if(b IS NULL) > 0 THEN ', ' || count_if(b IS NULL) || ' unknown' ELSE '' END AS note
@@ -475,7 +492,9 @@ class Compiler:
 
     def _Not(self, node: ast.Not, points: str) -> str:
         child = self.node(node.item, points)
-        return f"SELECT patient_id, q, NOT b AS b, NULL::DOUBLE AS x, why, ev, lo, hi, NULL AS note FROM {child}"
+        return (
+            f"SELECT patient_id, q, NOT b AS b, NULL::DOUBLE AS x, why, ev, lo, hi, NULL AS note FROM {child}"
+        )
 
     def _scales(self, items: tuple[ast.Node, ...], unit: str | None) -> list[tuple[float, float]]:
         out = []
@@ -555,7 +574,10 @@ class Compiler:
     def _AtAnchor(self, node: ast.AtAnchor, points: str) -> str:
         a = self.anchor(node.anchor, points)
         off = self.duration(node.offset)
-        pts2 = self.add(self.fresh("p"), f"SELECT DISTINCT patient_id, ta + {off.sql()} AS q FROM {a} WHERE ta IS NOT NULL")
+        pts2 = self.add(
+            self.fresh("p"),
+            f"SELECT DISTINCT patient_id, ta + {off.sql()} AS q FROM {a} WHERE ta IS NOT NULL",
+        )
         inner = self.node(node.expr, pts2)
         self.anchored[(node.nid, points)] = (a, off)
         name = node.anchor.select.name
@@ -663,7 +685,9 @@ class Compiler:
         keep = "TRUE"
         join = ""
         if node.starting_when is not None:
-            spts = self.add(self.fresh("p"), f"SELECT DISTINCT patient_id, s AS q FROM {starts} WHERE s IS NOT NULL")
+            spts = self.add(
+                self.fresh("p"), f"SELECT DISTINCT patient_id, s AS q FROM {starts} WHERE s IS NOT NULL"
+            )
             inner = self.node(node.starting_when, spts)
             join = f"LEFT JOIN {inner} w ON w.patient_id = c.patient_id AND w.q = c.s"
             keep = "w.b"
@@ -681,13 +705,22 @@ class Compiler:
         if node.nid in self.out.cp_names:
             return self.out.cp_names[node.nid]
         parts = self._cp(node)
-        sql = " UNION ".join(parts) if parts else "SELECT NULL::VARCHAR AS patient_id, NULL::TIMESTAMP AS c WHERE false"
+        sql = (
+            " UNION ".join(parts)
+            if parts
+            else "SELECT NULL::VARCHAR AS patient_id, NULL::TIMESTAMP AS c WHERE false"
+        )
         name = self.add(self.fresh("cp"), sql)
         self.out.cp_names[node.nid] = name
         return name
 
     def _shifted(self, src: str, offsets: list[str], col: str = "t") -> list[str]:
-        return [f"SELECT patient_id, {col} + {o} AS c FROM {src}" if o else f"SELECT patient_id, {col} AS c FROM {src}" for o in offsets]
+        return [
+            f"SELECT patient_id, {col} + {o} AS c FROM {src}"
+            if o
+            else f"SELECT patient_id, {col} AS c FROM {src}"
+            for o in offsets
+        ]
 
     def _window_offsets(self, window: ast.Window) -> list[str]:
         start, end = self.duration(window.start), self.duration(window.end)
@@ -696,7 +729,7 @@ class Compiler:
         leave = f"- {start.sql()}" + (f" + {_EPS}" if window.start_inclusive else "")
         return ["", enter, leave]
 
-    def _cp(self, node: ast.Node) -> list[str]:  # noqa: C901 - one branch per node kind
+    def _cp(self, node: ast.Node) -> list[str]:
         if isinstance(node, ast.Const | ast.Param):
             return []
         if isinstance(node, ast.RuleRef):
@@ -714,7 +747,9 @@ class Compiler:
             if window.anchor is not None:
                 asrc = self.select(window.anchor.select)
                 start, end = self.duration(window.start), self.duration(window.end)
-                out += self._shifted(asrc, ["", f"+ {start.sql()}", f"+ {end.sql()}", f"+ {end.sql()} + {_EPS}"])
+                out += self._shifted(
+                    asrc, ["", f"+ {start.sql()}", f"+ {end.sql()}", f"+ {end.sql()} + {_EPS}"]
+                )
                 out += self._shifted(src, ["", f"+ {_EPS}"], col)
             else:
                 out += self._shifted(src, self._window_offsets(window), col)
@@ -726,7 +761,9 @@ class Compiler:
         if isinstance(node, ast.DailyDose):
             weight = self.latest_of(ast.Selector(name="weight", kinds=("weight",)), "value")
             v = self.duration(node.weight_within)
-            return self._shifted(self.medications((node.drug,)), [""]) + self._shifted(weight, ["", f"+ {v.sql()}"])
+            return self._shifted(self.medications((node.drug,)), [""]) + self._shifted(
+                weight, ["", f"+ {v.sql()}"]
+            )
         if isinstance(node, ast.Age | ast.TimeSince):
             return []  # numbers that change continuously: no discrete change points
         if isinstance(node, ast.AtAnchor):
@@ -739,7 +776,10 @@ class Compiler:
             return [f"SELECT * FROM {inner}", f"SELECT patient_id, c + {d.sql()} AS c FROM {inner}"]
         if isinstance(node, ast.InEpisode):
             eps = self.episodes(node.episodes)
-            return [f"SELECT patient_id, s AS c FROM {eps}", f"SELECT patient_id, e + {_EPS} AS c FROM {eps} WHERE e < {FAR}"]
+            return [
+                f"SELECT patient_id, s AS c FROM {eps}",
+                f"SELECT patient_id, e + {_EPS} AS c FROM {eps} WHERE e < {FAR}",
+            ]
         children = [c for c in _node_children(node)]
         return [f"SELECT * FROM {self.change_points(c)}" for c in children]
 

@@ -40,7 +40,9 @@ def parse_at(text: str) -> tuple[datetime, str]:
     except ValueError as exc:
         raise UsageError(f"--at {text!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)") from exc
     if dt.tzinfo is not None:
-        raise UsageError(f"--at {text!r}: give clinical times without an offset (they are in the store's time zone)")
+        raise UsageError(
+            f"--at {text!r}: give clinical times without an offset (they are in the store's time zone)"
+        )
     return dt, s
 
 
@@ -144,9 +146,16 @@ class Session:
             value = b if rule.type.kind == "bool" else x
             results.append(
                 Result(
-                    rule_id=rid, patient_id=pid, at=(labels or {}).get(q, q.isoformat(sep=" ")), q=q,
-                    type=rule.type.kind, value=value, unit=rule.unit or rule.type.unit if rule.type.kind == "num" else None,
-                    why=why if value is None else None, evidence=sorted(ev or []), note=note,
+                    rule_id=rid,
+                    patient_id=pid,
+                    at=(labels or {}).get(q, q.isoformat(sep=" ")),
+                    q=q,
+                    type=rule.type.kind,
+                    value=value,
+                    unit=rule.unit or rule.type.unit if rule.type.kind == "num" else None,
+                    why=why if value is None else None,
+                    evidence=sorted(ev or []),
+                    note=note,
                 )  # fmt: skip
             )
         results.sort(key=lambda r: (r.patient_id, r.q, order[r.rule_id]))
@@ -202,12 +211,21 @@ class Session:
             e = dict(zip(names, row, strict=True))
             out.append(
                 {
-                    "seq": e["seq"], "event_id": e["event_id"], "version": e["op"], "kind": e["kind"],
+                    "seq": e["seq"],
+                    "event_id": e["event_id"],
+                    "version": e["op"],
+                    "kind": e["kind"],
                     "occurred_at": when(e["occurred_at"], e["occurred_precision"]),
-                    "recorded_at": e["recorded_at"].isoformat(sep=" ") + " UTC", "author": e["author"],
-                    "value": e["value"], "unit": e["unit"], "original_value": e["orig_value"],
-                    "original_unit": e["orig_unit"], "description": describe(e),
-                    "source": f"{e['source_file']}:{e['source_row']}" if e["source_file"] else e["change_reason"],
+                    "recorded_at": e["recorded_at"].isoformat(sep=" ") + " UTC",
+                    "author": e["author"],
+                    "value": e["value"],
+                    "unit": e["unit"],
+                    "original_value": e["orig_value"],
+                    "original_unit": e["orig_unit"],
+                    "description": describe(e),
+                    "source": f"{e['source_file']}:{e['source_row']}"
+                    if e["source_file"]
+                    else e["change_reason"],
                 }  # fmt: skip
             )
         return out
@@ -224,17 +242,20 @@ class Session:
         ids = self.rule_ids(rule_ids)
         lo = parse_at(start)[0] - timedelta(days=1) + timedelta(microseconds=1) if start else None
         hi = parse_at(end)[0] if end else None
+        span = self.con.execute(
+            f"""SELECT min(occurred_at) FILTER (WHERE kind <> 'birth'), max(occurred_at)
+                FROM ({self.store.current_sql(self.high_water, [patient])})"""
+        ).fetchone()
+        if span is None or span[1] is None:
+            return []
+        # By default: from the first clinical event to the end of the day of the last one.
+        origin = lo or span[0] or span[1]
+        hi = hi or datetime.combine(span[1].date(), datetime.max.time())
         out: list[dict[str, Any]] = []
         for rid in ids:
             comp = self._compiler([patient])
             cp = comp.change_points(self.rules.rules[rid].define)
-            first = self.con.execute(
-                f"SELECT min(occurred_at) FROM ({self.store.current_sql(self.high_water, [patient])})"
-            ).fetchone()
-            origin = lo or (first[0] if first and first[0] else None)
-            if origin is None:
-                continue
-            bounds = f"c >= {_ts(origin)}" + (f" AND c <= {_ts(hi)}" if hi else "")
+            bounds = f"c >= {_ts(origin)} AND c <= {_ts(hi)}"
             comp.add(
                 "pts",
                 f"SELECT DISTINCT patient_id, c AS q FROM {cp} WHERE patient_id = {q_(patient)} AND {bounds} "
@@ -253,7 +274,9 @@ def _ts(value: datetime) -> str:
     return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
 
 
-def _intervals(rid: str, rule: ast.Rule, rows: list[tuple[Any, ...]], end: datetime | None) -> list[dict[str, Any]]:
+def _intervals(
+    rid: str, rule: ast.Rule, rows: list[tuple[Any, ...]], end: datetime | None
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
     for q, b, x, why in rows:
@@ -356,7 +379,9 @@ class _Explainer:
             checks = []
             for m in moments[:40]:
                 child = self.node(node.expr, inner_pts, m)
-                checks.append({"at": m.isoformat(sep=" "), "value": child["value"], "reason": child.get("reason")})
+                checks.append(
+                    {"at": m.isoformat(sep=" "), "value": child["value"], "reason": child.get("reason")}
+                )
             out["checked"] = checks
             if moments:
                 out["children"] = [self.node(node.expr, inner_pts, moments[-1])]
@@ -411,7 +436,8 @@ def _explain_children(node: ast.Node) -> list[ast.Node]:
 def open_session(
     store: Store, rule_dirs: Sequence[str] | None = None, as_known_at: datetime | None = None
 ) -> Session:
-    from timeline.language.loader import load_rules, rule_dirs as default_dirs
+    from timeline.language.loader import load_rules
+    from timeline.language.loader import rule_dirs as default_dirs
 
     rules = load_rules(default_dirs(rule_dirs or []))
     return Session(store, rules, as_known_at)

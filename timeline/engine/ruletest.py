@@ -49,10 +49,19 @@ def run_examples(rules: RuleSet, dirs: list[Path], rule_ids: list[str] | None = 
                 try:
                     with Store.create(path) as store:
                         if ex.events:
-                            append_rows(store, [dict(e) for e in ex.events], author="rules test", source=f"{rid} example {ex.name!r}")
+                            append_rows(
+                                store,
+                                [dict(e) for e in ex.events],
+                                author="rules test",
+                                source=f"{rid} example {ex.name!r}",
+                            )
                         session = Session(store, ruleset)
                         for exp in ex.expect:
-                            patient = exp.patient_id or str(ex.events[0].get("patient_id", "X")) if ex.events else "X"
+                            patient = (
+                                exp.patient_id or str(ex.events[0].get("patient_id", "X"))
+                                if ex.events
+                                else "X"
+                            )
                             got = session.state(patient, exp.at, [rid])[0]
                             ok = _matches(exp.value, got.value)
                             if ok and exp.reason_contains and exp.reason_contains not in (got.why or ""):

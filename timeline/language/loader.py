@@ -96,7 +96,12 @@ class _Doc:
                 key = str(loader.construct_object(key_node))
                 if key in out:
                     self.problems.append(
-                        Problem(self.file, key_node.start_mark.line + 1, key_node.start_mark.column + 1, f"duplicate key {key!r}")
+                        Problem(
+                            self.file,
+                            key_node.start_mark.line + 1,
+                            key_node.start_mark.column + 1,
+                            f"duplicate key {key!r}",
+                        )
                     )
                 out[key] = self._walk(value_node, (*path, key), loader)
             return out
@@ -141,7 +146,18 @@ OPERATORS = (
     "coalesce", "unknown_unless", "pct_change", "at_anchor", "held_for", "in_episode", "episode_count",
 )  # fmt: skip
 SELECTOR_KEYS = ("kind", "code", "drug", "present", "where", "any_of")
-RULE_KEYS = ("id", "version", "description", "citation", "status", "unit", "params", "events", "define", "examples")
+RULE_KEYS = (
+    "id",
+    "version",
+    "description",
+    "citation",
+    "status",
+    "unit",
+    "params",
+    "events",
+    "define",
+    "examples",
+)
 NUMERIC_FIELDS = ("value", "ref_low", "ref_high", "dose", "active_joints", "limited_joints", "grade")
 _QUANTITY = re.compile(r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s+(\S+)\s*$")
 
@@ -262,17 +278,26 @@ class _RuleParser:
             for j, e in enumerate(evs):
                 for key in e:
                     if key not in events.NATIVE_COLUMNS:
-                        self.fail((*path, "events", j, key), f"unknown event field {key!r}{did_you_mean(key, events.NATIVE_COLUMNS)}")
+                        self.fail(
+                            (*path, "events", j, key),
+                            f"unknown event field {key!r}{did_you_mean(key, events.NATIVE_COLUMNS)}",
+                        )
             expects: list[ast.Expectation] = []
             for j, exp in enumerate(ex["expect"] or []):
                 if not isinstance(exp, dict) or "at" not in exp or "value" not in exp:
-                    self.fail((*path, "expect", j), "an expectation needs at and value (true, false, a number or unknown)")
+                    self.fail(
+                        (*path, "expect", j),
+                        "an expectation needs at and value (true, false, a number or unknown)",
+                    )
                     continue
                 value = exp["value"]
                 if value == "unknown":
                     value = None
                 elif not isinstance(value, bool | int | float):
-                    self.fail((*path, "expect", j, "value"), f"expected value must be true, false, a number or unknown, not {value!r}")
+                    self.fail(
+                        (*path, "expect", j, "value"),
+                        f"expected value must be true, false, a number or unknown, not {value!r}",
+                    )
                     continue
                 expects.append(
                     ast.Expectation(
@@ -299,7 +324,9 @@ class _RuleParser:
             name = str(data["param"])
             spec = self.params.get(name)
             if spec is None:
-                raise self.fail((*path, "param"), f"unknown parameter {name!r}{did_you_mean(name, self.params)}")
+                raise self.fail(
+                    (*path, "param"), f"unknown parameter {name!r}{did_you_mean(name, self.params)}"
+                )
             if not isinstance(spec.default, Duration):
                 raise self.fail((*path, "param"), f"parameter {name!r} is not a duration")
             return ast.DurationRef(param=(self.rule_id, name))
@@ -320,10 +347,14 @@ class _RuleParser:
                 return self.selectors[data]
             raise self.fail(path, f"unknown event selector {data!r}{did_you_mean(data, self.selectors)}")
         if not isinstance(data, dict):
-            raise self.fail(path, "a selector is a name from events: or a mapping with kind, code, drug, present, where")
+            raise self.fail(
+                path, "a selector is a name from events: or a mapping with kind, code, drug, present, where"
+            )
         for key in data:
             if key not in SELECTOR_KEYS:
-                raise self.fail((*path, key), f"unknown selector key {key!r}{did_you_mean(key, SELECTOR_KEYS)}")
+                raise self.fail(
+                    (*path, key), f"unknown selector key {key!r}{did_you_mean(key, SELECTOR_KEYS)}"
+                )
 
         def many(key: str) -> tuple[str, ...]:
             value = data.get(key)
@@ -336,7 +367,12 @@ class _RuleParser:
         for k in kinds:
             if k not in events.KINDS:
                 raise self.fail((*path, "kind"), f"unknown kind {k!r}{did_you_mean(k, events.KINDS)}")
-        known = set(codes.LABS) | set(codes.FINDINGS) | set(codes.ASSESSMENTS) | {c.code for c in codes.VITALS.values()}
+        known = (
+            set(codes.LABS)
+            | set(codes.FINDINGS)
+            | set(codes.ASSESSMENTS)
+            | {c.code for c in codes.VITALS.values()}
+        )
         for c in code_list:
             if c not in known and not (kinds == ("diagnosis",)):
                 raise self.fail((*path, "code"), f"unknown code {c!r}{did_you_mean(c, known)}")
@@ -344,7 +380,10 @@ class _RuleParser:
         for fname, cond in (data.get("where") or {}).items():
             fpath: Path_ = (*path, "where", fname)
             if fname not in NUMERIC_FIELDS:
-                raise self.fail(fpath, f"where: {fname!r} is not a numeric event field{did_you_mean(fname, NUMERIC_FIELDS)}")
+                raise self.fail(
+                    fpath,
+                    f"where: {fname!r} is not a numeric event field{did_you_mean(fname, NUMERIC_FIELDS)}",
+                )
             if not isinstance(cond, dict) or len(cond) != 1 or next(iter(cond)) not in COMPARISONS:
                 raise self.fail(fpath, f"where: {fname} takes one comparison, e.g. {{ge: 38 Cel}}")
             op, value = next(iter(cond.items()))
@@ -355,7 +394,13 @@ class _RuleParser:
             raise self.fail((*path, "present"), "present must be true or false")
         label = name or _describe_selector(kinds, code_list, drugs, present)
         return ast.Selector(
-            name=label, kinds=kinds, codes=code_list, drugs=drugs, present=present, where=tuple(where), any_of=any_of
+            name=label,
+            kinds=kinds,
+            codes=code_list,
+            drugs=drugs,
+            present=present,
+            where=tuple(where),
+            any_of=any_of,
         )
 
     def anchor(self, data: Any, path: Path_) -> ast.Anchor:
@@ -367,10 +412,17 @@ class _RuleParser:
     def window(self, data: Any, path: Path_) -> ast.Window:
         if isinstance(data, str) or (isinstance(data, dict) and set(data) == {"param"}):
             d = self.duration(data, path)
-            start = ast.DurationRef(value=d.value.negate()) if d.value is not None else d.model_copy(update={"negate": True})
+            start = (
+                ast.DurationRef(value=d.value.negate())
+                if d.value is not None
+                else d.model_copy(update={"negate": True})
+            )
             return ast.Window(start=start, end=ast.DurationRef(value=Duration(0, "day")))
         if not isinstance(data, dict):
-            raise self.fail(path, "a window is a duration ('7 days') or {start, end, start_inclusive, end_inclusive, anchor}")
+            raise self.fail(
+                path,
+                "a window is a duration ('7 days') or {start, end, start_inclusive, end_inclusive, anchor}",
+            )
         allowed = ("start", "end", "start_inclusive", "end_inclusive", "anchor")
         for key in data:
             if key not in allowed:
@@ -388,7 +440,9 @@ class _RuleParser:
 
     def episodes(self, data: Any, path: Path_) -> ast.Episodes:
         if not isinstance(data, dict) or ("select" in data) == ("when" in data):
-            raise self.fail(path, "episodes are {select: SELECTOR, merge_gap: D} or {when: CONDITION, merge_gap: D}")
+            raise self.fail(
+                path, "episodes are {select: SELECTOR, merge_gap: D} or {when: CONDITION, merge_gap: D}"
+            )
         gap = self.duration(data.get("merge_gap", "0 days"), (*path, "merge_gap"))
         if "select" in data:
             return ast.Episodes(select=self.selector(data["select"], (*path, "select")), merge_gap=gap)
@@ -408,9 +462,13 @@ class _RuleParser:
                 if not is_valid(unit):
                     raise self.fail(path, f"{unit!r} is not a UCUM unit")
                 return ast.Const(nid=self.nid(), path=p, value=float(m.group(1)), unit=unit)
-            raise self.fail(path, f"{data!r} is not an expression (a number, '6 mg/L', true/false or {{operator: ...}})")
+            raise self.fail(
+                path, f"{data!r} is not an expression (a number, '6 mg/L', true/false or {{operator: ...}})"
+            )
         if not isinstance(data, dict) or len(data) != 1:
-            raise self.fail(path, "an expression is a mapping with exactly one operator, e.g. {latest: {...}}")
+            raise self.fail(
+                path, "an expression is a mapping with exactly one operator, e.g. {latest: {...}}"
+            )
         op, arg = next(iter(data.items()))
         sub: Path_ = (*path, op)
         nid, sp = self.nid(), _fmt(sub)
@@ -427,7 +485,10 @@ class _RuleParser:
                 raise self.fail(sub, f"{op} takes a mapping with {', '.join(required)}")
             for key in arg:
                 if key not in (*required, *optional):
-                    raise self.fail((*sub, key), f"unknown key {key!r} for {op}{did_you_mean(key, (*required, *optional))}")
+                    raise self.fail(
+                        (*sub, key),
+                        f"unknown key {key!r} for {op}{did_you_mean(key, (*required, *optional))}",
+                    )
             for key in required:
                 if key not in arg:
                     raise self.fail(sub, f"{op} needs {key!r}")
@@ -506,15 +567,28 @@ class _RuleParser:
                 raise self.fail((*sub, "n"), "n must be a whole number ≥ 1")
             of = a["of"]
             if not isinstance(of, list) or len(of) < a["n"]:
-                raise self.fail((*sub, "of"), f"at_least n={a['n']} needs at least {a['n']} expressions in of")
-            return ast.AtLeast(nid=nid, path=sp, n=a["n"], items=tuple(self.expr(x, (*sub, "of", i)) for i, x in enumerate(of)))
+                raise self.fail(
+                    (*sub, "of"), f"at_least n={a['n']} needs at least {a['n']} expressions in of"
+                )
+            return ast.AtLeast(
+                nid=nid,
+                path=sp,
+                n=a["n"],
+                items=tuple(self.expr(x, (*sub, "of", i)) for i, x in enumerate(of)),
+            )
         if op == "count_true":
             return ast.CountTrue(nid=nid, path=sp, items=items())
         if op in ARITH:
             return ast.Arith(nid=nid, path=sp, op=ARITH[op], items=items(2))
         if op == "clip":
             a = keys(["value"], ["low", "high"])
-            return ast.Clip(nid=nid, path=sp, item=self.expr(a["value"], (*sub, "value")), low=a.get("low"), high=a.get("high"))
+            return ast.Clip(
+                nid=nid,
+                path=sp,
+                item=self.expr(a["value"], (*sub, "value")),
+                low=a.get("low"),
+                high=a.get("high"),
+            )
         if op == "coalesce":
             return ast.Coalesce(nid=nid, path=sp, items=items(2))
         if op == "unknown_unless":
@@ -555,11 +629,15 @@ class _RuleParser:
 
     def _field(self, name: Any, path: Path_) -> str:
         if name not in NUMERIC_FIELDS:
-            raise self.fail(path, f"{name!r} is not a numeric event field{did_you_mean(str(name), NUMERIC_FIELDS)}")
+            raise self.fail(
+                path, f"{name!r} is not a numeric event field{did_you_mean(str(name), NUMERIC_FIELDS)}"
+            )
         return str(name)
 
 
-def _describe_selector(kinds: Sequence[str], code_list: Sequence[str], drugs: Sequence[str], present: bool | None) -> str:
+def _describe_selector(
+    kinds: Sequence[str], code_list: Sequence[str], drugs: Sequence[str], present: bool | None
+) -> str:
     parts: list[str] = []
     for c in code_list:
         parts.append(codes.LABS[c].name if c in codes.LABS else c)
@@ -591,7 +669,9 @@ def parse_param_value(value: Any, unit: Any = None) -> tuple[float | bool | Dura
     try:
         return float(text), None
     except ValueError:
-        raise ValueError(f"{value!r} is not a number, a quantity ('6 mg/L') or a duration ('30 days')") from None
+        raise ValueError(
+            f"{value!r} is not a number, a quantity ('6 mg/L') or a duration ('30 days')"
+        ) from None
 
 
 # ---- rule sets ----------------------------------------------------------------------------
@@ -609,7 +689,9 @@ class RuleSet:
 
     def get(self, rule_id: str) -> ast.Rule:
         if rule_id not in self.rules:
-            raise RuleError([Problem("--rule", 0, 0, f"unknown rule {rule_id!r}{did_you_mean(rule_id, self.rules)}")])
+            raise RuleError(
+                [Problem("--rule", 0, 0, f"unknown rule {rule_id!r}{did_you_mean(rule_id, self.rules)}")]
+            )
         return self.rules[rule_id]
 
     def dependencies(self, rule_id: str) -> list[str]:
@@ -709,7 +791,11 @@ def load_rules(
                 previous = rules[rule.id]
                 if Path(previous.source).parent == path.parent:
                     line, col = doc.where(("id",))
-                    problems.append(Problem(str(path), line, col, f"rule id {rule.id!r} is also defined in {previous.source}"))
+                    problems.append(
+                        Problem(
+                            str(path), line, col, f"rule id {rule.id!r} is also defined in {previous.source}"
+                        )
+                    )
                     continue
                 rule = rule.model_copy(update={"overrides": previous.source})
             rules[rule.id] = rule
@@ -722,7 +808,9 @@ def load_rules(
         for target, path, doc in items:
             if target not in rules:
                 line, col = doc.where(path)
-                problems.append(Problem(doc.file, line, col, f"unknown rule {target!r}{did_you_mean(target, rules)}"))
+                problems.append(
+                    Problem(doc.file, line, col, f"unknown rule {target!r}{did_you_mean(target, rules)}")
+                )
     order = _toposort(rules, docs, problems)
     types: dict[int, ast.Type] = {}
     if not problems:
@@ -754,13 +842,21 @@ def _apply_site_params(
     out = dict(rules)
     for rid, values in site.items():
         if rid not in rules:
-            problems.append(Problem("params", 0, 0, f"parameter override for unknown rule {rid!r}{did_you_mean(rid, rules)}"))
+            problems.append(
+                Problem(
+                    "params", 0, 0, f"parameter override for unknown rule {rid!r}{did_you_mean(rid, rules)}"
+                )
+            )
             continue
         rule = rules[rid]
         specs = {p.name: p for p in rule.params}
         for name, raw in values.items():
             if name not in specs:
-                problems.append(Problem("params", 0, 0, f"rule {rid!r} has no parameter {name!r}{did_you_mean(name, specs)}"))
+                problems.append(
+                    Problem(
+                        "params", 0, 0, f"rule {rid!r} has no parameter {name!r}{did_you_mean(name, specs)}"
+                    )
+                )
                 continue
             try:
                 value, unit = parse_param_value(raw)
@@ -769,7 +865,14 @@ def _apply_site_params(
                 continue
             spec = specs[name]
             if type(value) is not type(spec.default):
-                problems.append(Problem("params", 0, 0, f"{rid}.{name}: {raw!r} is not the same kind of value as the default {spec.default}"))
+                problems.append(
+                    Problem(
+                        "params",
+                        0,
+                        0,
+                        f"{rid}.{name}: {raw!r} is not the same kind of value as the default {spec.default}",
+                    )
+                )
                 continue
             if unit is not None and spec.unit is not None and unit != spec.unit:
                 try:
@@ -868,7 +971,9 @@ class _TypeChecker:
             try:
                 conversion(result.unit or "1", rule.unit)
             except UnitError:
-                self.fail(rule.define, f"rule declares unit {rule.unit!r} but its value is in {result.unit!r}")
+                self.fail(
+                    rule.define, f"rule declares unit {rule.unit!r} but its value is in {result.unit!r}"
+                )
         for node in walk(rule.define):
             if isinstance(node, ast.Selector):
                 for cond in node.where:
@@ -899,7 +1004,7 @@ class _TypeChecker:
             self.fail(node, f"{context} needs a number, but this is a boolean")
         return t
 
-    def _check(self, node: ast.Node) -> ast.Type:  # noqa: C901 - one branch per node kind
+    def _check(self, node: ast.Node) -> ast.Type:
         num = ast.Type
         if isinstance(node, ast.Const):
             return ast.BOOL if isinstance(node.value, bool) else num(kind="num", unit=node.unit)
@@ -919,7 +1024,9 @@ class _TypeChecker:
         if isinstance(node, ast.Latest):
             unit = field_unit(node.select, node.field)
             if unit is None and node.field == "value":
-                return self.fail(node, f"the events selected by {node.select.name!r} have no single unit: select one code")
+                return self.fail(
+                    node, f"the events selected by {node.select.name!r} have no single unit: select one code"
+                )
             return num(kind="num", unit=unit)
         if isinstance(node, ast.Aggregate):
             if node.fn == "exists":
@@ -928,7 +1035,9 @@ class _TypeChecker:
                 return num(kind="num", unit="1")
             unit = field_unit(node.select, node.field)
             if unit is None:
-                return self.fail(node, f"the events selected by {node.select.name!r} have no single unit: select one code")
+                return self.fail(
+                    node, f"the events selected by {node.select.name!r} have no single unit: select one code"
+                )
             return num(kind="num", unit=unit)
         if isinstance(node, ast.Normal):
             unit = field_unit(node.select, "value")

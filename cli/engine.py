@@ -1,0 +1,537 @@
+"""Commands that evaluate rules: state, explain, history, and the `rules` group."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cli.output import cell, console, dump_json, error
+
+if TYPE_CHECKING:
+    from timeline.engine.evaluate import Result, Session
+    from timeline.language.loader import RuleSet
+
+RulesOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--rules",
+        metavar="DIR",
+        help="Extra rule directory, after the built-in pack and $TIMELINE_RULES; overrides rules by id (repeatable).",
+    ),
+]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        metavar="RULE.NAME=VALUE",
+        help="Override a rule parameter, e.g. crp_normal.upper=10 mg/L (repeatable).",
+    ),
+]
+RuleIdOpt = Annotated[
+    list[str] | None, typer.Option("--rule", metavar="ID", help="Only this rule (repeatable).")
+]
+
+
+class Exit(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _params(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    from timeline.errors import UsageError
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise UsageError(f"--param {item!r} must be RULE.NAME=VALUE")
+        key, value = item.split("=", 1)
+        rid, name = key.split(".", 1)
+        out.setdefault(rid.strip(), {})[name.strip()] = value.strip()
+    return out
+
+
+def load(rules: list[Path] | None, params: list[str] | None = None) -> RuleSet:
+    from timeline.language.loader import load_rules, rule_dirs
+
+    return load_rules(rule_dirs([str(p) for p in rules or []]), params=_params(params))
+
+
+def session(
+    store: Path | None,
+    rules: list[Path] | None,
+    params: list[str] | None,
+    as_known_at: str | None,
+    wait: float,
+) -> Session:
+    from timeline.engine.evaluate import Session
+    from timeline.store import Store, parse_moment
+
+    ruleset = load(rules, params)
+    s = Store.open(store, wait=wait)
+    return Session(s, ruleset, parse_moment(as_known_at) if as_known_at else None)
+
+
+def _value_text(r: Result, markup: bool = True) -> str:
+    if r.value is None:
+        return "[yellow]unknown[/]" if markup else "unknown"
+    if isinstance(r.value, bool):
+        if not markup:
+            return "true" if r.value else "false"
+        return "[green]true[/]" if r.value else "[red]false[/]"
+    text = "∞" if r.value == float("inf") else f"{r.value:.4g}" if abs(r.value) < 1e6 else f"{r.value:.6g}"
+    return f"{text} {r.unit}" if r.unit and r.unit not in ("1", "{score}") else text
+
+
+def state(
+    patient: Annotated[str, typer.Argument(help="Patient id.")],
+    at: Annotated[str, typer.Option("--at", help="Date (the whole day) or date-time to evaluate at.")],
+    rule: RuleIdOpt = None,
+    as_known_at: Annotated[
+        str | None, typer.Option("--as-known-at", metavar="T", help="Use the record as it stood at T (UTC).")
+    ] = None,
+    rules: RulesOpt = None,
+    param: ParamOpt = None,
+    store: Annotated[Path | None, typer.Option("--store", "-s", help="Store file.")] = None,
+    wait: Annotated[
+        float, typer.Option("--wait", metavar="SECONDS", help="Retry this long if the store is busy.")
+    ] = 0,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON with a reproducibility manifest.")
+    ] = False,
+) -> None:
+    """Every derived state of a patient at a date: true, false, unknown (with the reason) or a number.
+
+    `--at 2009-03-01` sees every event that occurred on or before 1 March 2009 (the whole
+    day); `--at 2009-03-01T10:00` sees events up to that minute.
+
+    Example:
+
+        timeline state P001 --at 2008-02-10
+        timeline state P001 --at 2008-02-10 --rule fever_free --rule crp_normal --json
+    """
+    sess = session(store, rules, param, as_known_at, wait)
+    with sess.store:
+        results = sess.state(patient, at, rule)
+        if json_out:
+            dump_json(
+                {
+                    "manifest": sess.manifest(),
+                    "patient_id": patient,
+                    "at": at,
+                    "states": [r.to_json() for r in results],
+                }
+            )
+            return
+    from rich.table import Table
+
+    table = Table(title=f"{patient} at {at} (as known at seq {sess.high_water})", title_justify="left")
+    table.add_column("rule")
+    table.add_column("value")
+    table.add_column("reason / detail")
+    for r in results:
+        table.add_row(cell(r.rule_id), _value_text(r), cell(r.why or r.note or ""))
+    console().print(table)
+
+
+def explain(
+    patient: Annotated[str, typer.Argument(help="Patient id.")],
+    rule_id: Annotated[str, typer.Argument(metavar="RULE", help="Rule id.")],
+    at: Annotated[str, typer.Option("--at", help="Date (the whole day) or date-time.")],
+    as_known_at: Annotated[
+        str | None, typer.Option("--as-known-at", metavar="T", help="Use the record as it stood at T (UTC).")
+    ] = None,
+    rules: RulesOpt = None,
+    param: ParamOpt = None,
+    store: Annotated[Path | None, typer.Option("--store", "-s", help="Store file.")] = None,
+    wait: Annotated[
+        float, typer.Option("--wait", metavar="SECONDS", help="Retry this long if the store is busy.")
+    ] = 0,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the derivation as JSON (for audit files).")
+    ] = False,
+) -> None:
+    """How a state was derived: rule and citation, each clause with the values compared, the
+    windows searched, and the exact events used.
+
+    Example:
+
+        timeline explain P001 fever_free --at 2008-02-10
+        timeline explain P001 crp_normal --at 2008-02-10 --json > audit.json
+    """
+    sess = session(store, rules, param, as_known_at, wait)
+    with sess.store:
+        data = sess.explain(patient, rule_id, at)
+    if json_out:
+        dump_json(data)
+        return
+    from rich.tree import Tree
+
+    tree = Tree(_label(data["tree"], top=True))
+    _grow(tree, data["tree"]["derivation"])
+    c = console()
+    c.print(f"[bold]{patient}[/] at {data['at']} (as known at seq {data['manifest']['high_water']})")
+    c.print(tree)
+    if data["events"]:
+        from rich.table import Table
+
+        table = Table(title="events used", title_justify="left")
+        for col in ("seq", "event id", "occurred", "recorded (UTC)", "event", "source"):
+            table.add_column(col)
+        for e in data["events"]:
+            table.add_row(
+                *(
+                    cell(x)
+                    for x in (
+                        e["seq"],
+                        e["event_id"],
+                        e["occurred_at"],
+                        e["recorded_at"],
+                        e["description"],
+                        e["source"],
+                    )
+                )
+            )
+        c.print(table)
+    else:
+        c.print("no events were used")
+
+
+def _fmt_value(value: Any, unit: str | None = None) -> str:
+    from rich.markup import escape
+
+    if value == "unknown":
+        return "[yellow]unknown[/]"
+    if value is True:
+        return "[green]true[/]"
+    if value is False:
+        return "[red]false[/]"
+    if isinstance(value, float):
+        text = "∞" if value == float("inf") else f"{value:.4g}"
+        return text + (f" {escape(unit)}" if unit else "")
+    return escape(str(value))
+
+
+def _label(node: dict[str, Any], top: bool = False) -> str:
+    from rich.markup import escape
+
+    if "rule" in node and "derivation" in node:
+        text = f"[bold]{escape(node['rule'])}[/] = {_fmt_value(node['value'], node.get('unit'))}"
+        if node.get("reason"):
+            text += f" — {escape(node['reason'])}"
+        text += f"\n[dim]{escape(node['citation'])}[/]"
+        if node.get("parameters"):
+            text += (
+                "\n[dim]parameters: "
+                + escape(", ".join(f"{k}={v}" for k, v in node["parameters"].items()))
+                + "[/]"
+            )
+        return text
+    text = f"{escape(node['op'])} = {_fmt_value(node['value'], node.get('unit'))}"
+    if node.get("detail"):
+        text += f"  [cyan]{escape(str(node['detail']))}[/]"
+    if node.get("reason"):
+        text += f"  [yellow]({escape(node['reason'])})[/]"
+    if node.get("window"):
+        w = node["window"]
+        text += f"  [dim]window {escape(str(w.get('from')))} → {escape(str(w.get('to')))}[/]"
+    if node.get("events"):
+        text += f"  [dim]events seq {', '.join(str(s) for s in node['events'][:12])}{'…' if len(node['events']) > 12 else ''}[/]"
+    return text
+
+
+def _grow(tree: Any, node: dict[str, Any]) -> None:
+    branch = tree.add(_label(node))
+    if "checked" in node:
+        for check in node["checked"][:12]:
+            branch.add(
+                f"[dim]at {check['at']}:[/] {_fmt_value(check['value'])}"
+                + (f" ({check['reason']})" if check.get("reason") else "")
+            )
+    for child in node.get("children", []):
+        if "derivation" in child:
+            sub = branch.add(_label(child))
+            _grow(sub, child["derivation"])
+        else:
+            _grow(branch, child)
+
+
+def history(
+    patient: Annotated[str, typer.Argument(help="Patient id.")],
+    rule: RuleIdOpt = None,
+    start: Annotated[str | None, typer.Option("--from", help="First date.")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last date.")] = None,
+    as_known_at: Annotated[
+        str | None, typer.Option("--as-known-at", metavar="T", help="Use the record as it stood at T (UTC).")
+    ] = None,
+    rules: RulesOpt = None,
+    param: ParamOpt = None,
+    store: Annotated[Path | None, typer.Option("--store", "-s", help="Store file.")] = None,
+    wait: Annotated[
+        float, typer.Option("--wait", metavar="SECONDS", help="Retry this long if the store is busy.")
+    ] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print intervals as JSON.")] = False,
+    csv_out: Annotated[bool, typer.Option("--csv", help="Print intervals as CSV.")] = False,
+) -> None:
+    """The intervals over which each state held (true / false / unknown), exact at the
+    moments where it changed — event times and the ends of windows and validity periods.
+
+    Each interval runs from its start (inclusive) to the next interval's start (exclusive).
+
+    Example:
+
+        timeline history P001 --rule fever_free --rule crp_normal --from 2008-01-01 --to 2008-12-31
+        timeline history P001 --csv > p001.csv
+    """
+    sess = session(store, rules, param, as_known_at, wait)
+    with sess.store:
+        rows = sess.history(patient, rule, start, end)
+        manifest = sess.manifest()
+    if json_out:
+        dump_json({"manifest": manifest, "patient_id": patient, "intervals": rows})
+        return
+    if csv_out:
+        import csv
+        import sys
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["rule", "start", "end", "value", "reason"])
+        for r in rows:
+            writer.writerow([r["rule"], r["start"], r["end"] or "", r["value"], r["reason"] or ""])
+        return
+    _swimlanes(patient, rows)
+
+
+def _swimlanes(patient: str, rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    c = console()
+    if not rows:
+        c.print(f"{patient}: no events, no history")
+        return
+    starts = [r["start"] for r in rows]
+    ends = [r["end"] for r in rows if r["end"] is not None]
+    t0, t1 = min(starts), max(ends + starts)
+    span = max((t1 - t0).total_seconds(), 1.0)
+    width = 60
+    lanes: dict[str, list[str]] = {}
+    for r in rows:
+        lane = lanes.setdefault(r["rule"], [" "] * width)
+        a = int((r["start"] - t0).total_seconds() / span * (width - 1))
+        b = int(((r["end"] or t1) - t0).total_seconds() / span * (width - 1))
+        ch = (
+            {True: "[green]█[/]", False: "[red]░[/]"}.get(r["value"], "[yellow]?[/]")
+            if isinstance(r["value"], bool) or r["value"] == "unknown"
+            else "[blue]▒[/]"
+        )
+        for i in range(a, max(b, a + 1)):
+            lane[min(i, width - 1)] = ch
+    c.print(
+        f"[bold]{patient}[/]  {t0:%Y-%m-%d} … {t1:%Y-%m-%d}   [green]█ true[/] [red]░ false[/] [yellow]? unknown[/] [blue]▒ number[/]"
+    )
+    for rid, lane in lanes.items():
+        c.print(f"{rid:>34} │{''.join(lane)}│")
+    table = Table(title="intervals", title_justify="left")
+    for col in ("rule", "from", "until", "value", "reason"):
+        table.add_column(col)
+    for r in rows:
+        value = str(r["value"]).lower() if isinstance(r["value"], bool) else r["value"]
+        table.add_row(
+            cell(r["rule"]),
+            cell(_when(r["start"])),
+            cell(_when(r["end"]) if r["end"] else "…"),
+            cell(value),
+            cell(r["reason"] or ""),
+        )
+    c.print(table)
+
+
+def _when(ts: Any) -> str:
+    if ts.hour == 0 and ts.minute == 0 and ts.second == 0 and ts.microsecond == 0:
+        return str(ts.date())
+    return ts.isoformat(sep=" ")
+
+
+# ---- rules group ---------------------------------------------------------------------------
+
+rules_app = typer.Typer(
+    help="List, show, check, test rule files; print their JSON Schema.", no_args_is_help=True
+)
+
+
+@rules_app.command("list")
+def rules_list(
+    rules: RulesOpt = None, json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+) -> None:
+    """List rules with id, version, status, description and citation.
+
+    Example:
+
+        timeline rules list --rules site_rules/
+    """
+    rs = load(rules)
+    items = [
+        {"id": r.id, "version": r.version, "status": r.status, "type": str(r.type), "description": r.description,
+         "citation": r.citation, "source": r.source, "overrides": r.overrides}
+        for r in (rs.rules[i] for i in sorted(rs.rules))
+    ]  # fmt: skip
+    if json_out:
+        dump_json({"rules_digest": rs.digest, "rules": items})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(items)} rules (digest {rs.digest[:12]})", title_justify="left")
+    for col in ("id", "version", "status", "value", "description", "citation"):
+        table.add_column(col)
+    for r in items:
+        rid = r["id"] + (" (override)" if r["overrides"] else "")
+        table.add_row(
+            cell(rid),
+            cell(r["version"]),
+            cell(r["status"]),
+            cell(r["type"]),
+            cell(r["description"][:90]),
+            cell(r["citation"][:70]),
+        )
+    console().print(table)
+
+
+@rules_app.command("show")
+def rules_show(
+    rule_id: Annotated[str, typer.Argument(metavar="ID")],
+    rules: RulesOpt = None,
+    param: ParamOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show one rule: its file, parameters (with site overrides) and definition.
+
+    Example:
+
+        timeline rules show mas_2016
+    """
+    rs = load(rules, param)
+    r = rs.get(rule_id)
+    if json_out:
+        dump_json(
+            {"id": r.id, "version": r.version, "status": r.status, "description": r.description, "citation": r.citation,
+             "source": r.source, "overrides": r.overrides, "type": str(r.type),
+             "parameters": {p.name: {"value": str(p.effective), "default": str(p.default), "unit": p.unit, "description": p.description} for p in r.params},
+             "uses": [d for d in rs.dependencies(r.id) if d != r.id]}
+        )  # fmt: skip
+        return
+    c = console()
+    c.print(f"[bold]{r.id}@{r.version}[/] ({r.status}) — {r.type}")
+    c.print(f"file: {r.source}" + (f"  [yellow]overrides {r.overrides}[/]" if r.overrides else ""))
+    c.print(cell(r.description))
+    c.print(cell(f"citation: {r.citation}"))
+    for p in r.params:
+        c.print(
+            cell(
+                f"  param {p.name} = {p.effective}{' ' + p.unit if p.unit else ''}"
+                + (f" (default {p.default})" if p.value is not None else "")
+                + (f" — {p.description}" if p.description else "")
+            )
+        )
+    uses = [d for d in rs.dependencies(r.id) if d != r.id]
+    if uses:
+        c.print(f"uses rules: {', '.join(uses)}")
+    c.print(cell(Path(r.source).read_text(encoding="utf-8")))
+
+
+@rules_app.command("check")
+def rules_check(
+    directory: Annotated[
+        list[Path] | None,
+        typer.Argument(metavar="[DIR]...", help="Rule directories to check (with the built-in pack)."),
+    ] = None,
+    rules: RulesOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Validate every rule file before any data is touched: YAML syntax, unknown operators,
+    rules, codes and parameters (with did-you-mean), cycles, type and unit errors — all at once.
+
+    Exit code 0 when all files are valid, 8 otherwise.
+
+    Example:
+
+        timeline rules check site_rules/
+    """
+    from timeline.language.loader import RuleError
+
+    try:
+        rs = load([*(rules or []), *(directory or [])])
+    except RuleError as exc:
+        if json_out:
+            dump_json({"ok": False, "problems": [p.__dict__ for p in exc.problems]})
+        else:
+            error(exc.summary(), exc.details())
+        raise Exit(exc.exit_code) from None
+    if json_out:
+        dump_json({"ok": True, "rules": len(rs.rules), "rules_digest": rs.digest})
+    else:
+        console().print(f"ok: {len(rs.rules)} rules in {len(rs.sources)} files (digest {rs.digest[:12]})")
+
+
+@rules_app.command("test")
+def rules_test(
+    directory: Annotated[
+        list[Path] | None,
+        typer.Argument(metavar="[DIR]...", help="Rule directories (with the built-in pack)."),
+    ] = None,
+    rule: RuleIdOpt = None,
+    rules: RulesOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Run the examples every rule file carries and report pass/fail per example.
+
+    Exit code 0 when all pass, 9 when any fails.
+
+    Example:
+
+        timeline rules test
+        timeline rules test site_rules/ --rule complete_response
+    """
+    from timeline.engine.ruletest import run_examples
+    from timeline.language.loader import rule_dirs
+
+    extra = [*(rules or []), *(directory or [])]
+    rs = load(extra)
+    dirs = [Path(d) for d in rule_dirs([str(p) for p in extra])]
+    results = run_examples(rs, dirs, rule)
+    failed = [r for r in results if not r.passed]
+    if json_out:
+        dump_json(
+            {
+                "passed": len(results) - len(failed),
+                "failed": len(failed),
+                "examples": [r.__dict__ for r in results],
+            }
+        )
+    else:
+        c = console()
+        for r in results:
+            mark = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
+            c.print(f"{mark} {cell(r.rule)}: {cell(r.example)}")
+            for f in r.failures:
+                c.print(cell(f"     {f}"))
+        c.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise Exit(9)
+
+
+@rules_app.command("schema")
+def rules_schema() -> None:
+    """Print the JSON Schema of rule files, for editors that validate YAML as you type.
+
+    Example:
+
+        timeline rules schema > rule.schema.json
+    """
+    from timeline.language.schema import rule_schema
+
+    dump_json(rule_schema())
+
+
+__all__ = ["Exit", "explain", "history", "os", "rules_app", "state"]
