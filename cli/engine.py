@@ -351,7 +351,7 @@ def _swimlanes(patient: str, rows: list[dict[str, Any]]) -> None:
 def _when(ts: Any) -> str:
     if ts.hour == 0 and ts.minute == 0 and ts.second == 0 and ts.microsecond == 0:
         return str(ts.date())
-    return ts.isoformat(sep=" ")
+    return str(ts.isoformat(sep=" "))
 
 
 # ---- rules group ---------------------------------------------------------------------------
@@ -372,7 +372,7 @@ def rules_list(
         timeline rules list --rules site_rules/
     """
     rs = load(rules)
-    items = [
+    items: list[dict[str, Any]] = [
         {"id": r.id, "version": r.version, "status": r.status, "type": str(r.type), "description": r.description,
          "citation": r.citation, "source": r.source, "overrides": r.overrides}
         for r in (rs.rules[i] for i in sorted(rs.rules))

@@ -435,14 +435,15 @@ class Compiler:
         lit = self.literal(node.right)
         shown = f" {unit}" if unit not in (None, "1", "?") else ""
         if lit is not None:
-            rhs = self.threshold(node.right, unit)  # type: ignore[arg-type]
+            assert isinstance(node.right, ast.Const | ast.Param)
+            rhs = self.threshold(node.right, unit)
             return f"""SELECT l.patient_id, l.q, round(l.x, 9) {sym} {rhs} AS b, NULL::DOUBLE AS x, l.why, l.ev, l.lo, l.hi,
                     CASE WHEN l.x IS NOT NULL THEN tl_fmt(l.x) || ' {sym} ' || tl_fmt({rhs}) || {q_(shown)} END AS note
                 FROM {left} l"""
         right_t = self.type(node.right)
         scale = (1.0, 0.0)
         if right_t.unit not in (None, "?") and unit not in (None, "?") and right_t.unit != unit:
-            c = conversion(right_t.unit, unit)  # type: ignore[arg-type]
+            c = conversion(right_t.unit, unit)
             scale = (c.scale, c.offset)
         right = self.node(node.right, points)
         rx = f"(r.x * {_num(scale[0])} + {_num(scale[1])})" if scale != (1.0, 0.0) else "r.x"
@@ -503,7 +504,7 @@ class Compiler:
             if t.unit in (None, "?") or unit in (None, "?") or t.unit == unit:
                 out.append((1.0, 0.0))
             else:
-                c = conversion(t.unit, unit)  # type: ignore[arg-type]
+                c = conversion(t.unit, unit)
                 out.append((c.scale, c.offset))
         return out
 

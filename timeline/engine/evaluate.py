@@ -156,7 +156,7 @@ class Session:
                     why=why if value is None else None,
                     evidence=sorted(ev or []),
                     note=note,
-                )  # fmt: skip
+                )
             )
         results.sort(key=lambda r: (r.patient_id, r.q, order[r.rule_id]))
         return results
@@ -226,7 +226,7 @@ class Session:
                     "source": f"{e['source_file']}:{e['source_row']}"
                     if e["source_file"]
                     else e["change_reason"],
-                }  # fmt: skip
+                }
             )
         return out
 
@@ -387,10 +387,9 @@ class _Explainer:
                 out["children"] = [self.node(node.expr, inner_pts, moments[-1])]
             return out
         else:
-            for child in _explain_children(node):
-                key = (child.nid, points)
-                if key in self.comp.out.names:
-                    children.append(self.node(child, points, q))
+            for sub in _explain_children(node):
+                if (sub.nid, points) in self.comp.out.names:
+                    children.append(self.node(sub, points, q))
         if children:
             out["children"] = children
         return out

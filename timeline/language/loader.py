@@ -8,6 +8,7 @@ convert (ferritin compared with U/L).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
@@ -139,7 +140,14 @@ class _Fail(Exception):
 
 AGGREGATES = ("count", "exists", "min", "max", "mean", "sum", "first", "last")
 COMPARISONS = ("gt", "ge", "lt", "le", "eq", "ne")
-ARITH = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "min_of": "min", "max_of": "max"}
+ARITH: dict[str, Any] = {
+    "add": "add",
+    "sub": "sub",
+    "mul": "mul",
+    "div": "div",
+    "min_of": "min",
+    "max_of": "max",
+}
 OPERATORS = (
     "const", "param", "rule", "latest", *AGGREGATES, "normal", "on_drug", "daily_dose", "age",
     "time_since", *COMPARISONS, "all", "any", "not", "at_least", "count_true", *ARITH, "clip",
@@ -256,10 +264,8 @@ class _RuleParser:
             self.fail(("events",), "events must be a mapping of name → selector")
             return
         for name, spec in data.items():
-            try:
+            with contextlib.suppress(_Fail):
                 self.selectors[name] = self.selector(spec, ("events", name), name=name)
-            except _Fail:
-                pass
 
     def _examples(self, data: Any) -> list[ast.Example]:
         out: list[ast.Example] = []
@@ -540,7 +546,7 @@ class _RuleParser:
             unit = arg if isinstance(arg, str) else (arg or {}).get("unit", "years")
             if unit not in ("years", "months", "days"):
                 raise self.fail(sub, "age is measured in years, months or days")
-            return ast.Age(nid=nid, path=sp, unit=unit)
+            return ast.Age(nid=nid, path=sp, unit=str(unit))  # type: ignore[arg-type]
         if op == "time_since":
             a = keys([], ["first", "last", "unit"])
             which = [k for k in ("first", "last") if k in a]
@@ -804,10 +810,10 @@ def load_rules(
     for rid, overrides in (params or {}).items():
         site.setdefault(rid, {}).update(overrides)
     rules = _apply_site_params(rules, site, problems)
-    for rid, items in refs.items():
-        for target, path, doc in items:
+    for items in refs.values():
+        for target, ref_path, doc in items:
             if target not in rules:
-                line, col = doc.where(path)
+                line, col = doc.where(ref_path)
                 problems.append(
                     Problem(doc.file, line, col, f"unknown rule {target!r}{did_you_mean(target, rules)}")
                 )

@@ -33,6 +33,10 @@ def _mapping(required: list[str], props: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
 
 
+def one_or_many(values: list[str]) -> dict[str, Any]:
+    return {"oneOf": [{"enum": values}, {"type": "array", "items": {"enum": values}}]}
+
+
 def rule_schema() -> dict[str, Any]:
     expr = {"$ref": "#/$defs/expr"}
     exprs = {"type": "array", "items": expr, "minItems": 1}
@@ -95,7 +99,6 @@ def rule_schema() -> dict[str, Any]:
         | set(codes.ASSESSMENTS)
         | {v.code for v in codes.VITALS.values()}
     )
-    one_or_many = lambda values: {"oneOf": [{"enum": values}, {"type": "array", "items": {"enum": values}}]}  # noqa: E731
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "timeline rule file",
