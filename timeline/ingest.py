@@ -134,7 +134,7 @@ def correct(
     before = dict(row)
     for name, value in changes.items():
         row[name] = value if value != "" else None
-    if _same_native(before, row):
+    if _same_native(store.con, before, row):
         raise UsageError(f"the correction changes nothing in event {event_id!r}")
     return _write_rows(store, [row], author=author, source="correction", op="correct", reason=reason)
 
@@ -910,8 +910,14 @@ def _when_text(ts: datetime, precision: str) -> str:
     return ts.isoformat()
 
 
-def _same_native(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return all(_as_text(a.get(k)) == _as_text(b.get(k)) for k in events.NATIVE_COLUMNS)
+def _same_native(con: duckdb.DuckDBPyConnection, a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two native rows say the same once typed as ingest types them (4 and 4.0,
+    ANAKINRA and anakinra, a blank and nothing), so that a no-op correction is refused."""
+    cols = events.NATIVE_COLUMNS
+    sql = f"SELECT {', '.join(_typed(c) for c in cols)} FROM (SELECT {', '.join(f'?::VARCHAR AS {c}' for c in cols)}) r"
+    typed_a = con.execute(sql, [_as_text(a.get(c)) for c in cols]).fetchone()
+    typed_b = con.execute(sql, [_as_text(b.get(c)) for c in cols]).fetchone()
+    return typed_a == typed_b
 
 
 def _require_text(value: str | None, name: str) -> None:
