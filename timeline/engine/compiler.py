@@ -238,8 +238,12 @@ class Compiler:
 
     def bounds(self, window: ast.Window, ref: str) -> tuple[str, str, str]:
         """(lo, hi, condition on s.t) of a window relative to the instant ``ref``."""
-        start, end = self.duration(window.start), self.duration(window.end)
-        lo, hi = f"({ref} + {start.sql()})", f"({ref} + {end.sql()})"
+        start = self.duration(window.start)
+        lo = f"({ref} + {start.sql()})"
+        if window.end is None:  # up to the evaluation point
+            return lo, "p.q", f"s.t {'>=' if window.start_inclusive else '>'} {lo}"
+        end = self.duration(window.end)
+        hi = f"({ref} + {end.sql()})"
         cond = f"s.t {'>=' if window.start_inclusive else '>'} {lo} AND s.t {'<=' if window.end_inclusive else '<'} {hi}"
         return lo, hi, cond
 
@@ -724,7 +728,8 @@ class Compiler:
         ]
 
     def _window_offsets(self, window: ast.Window) -> list[str]:
-        start, end = self.duration(window.start), self.duration(window.end)
+        start = self.duration(window.start)
+        end = self.duration(window.end) if window.end is not None else Duration(0, "day")
         # an event at t is inside [q+start, q+end] while q runs from t-end to t-start
         enter = f"- {end.sql()}" + ("" if window.end_inclusive else f" + {_EPS}")
         leave = f"- {start.sql()}" + (f" + {_EPS}" if window.start_inclusive else "")
@@ -747,10 +752,12 @@ class Compiler:
             out: list[str] = []
             if window.anchor is not None:
                 asrc = self.select(window.anchor.select)
-                start, end = self.duration(window.start), self.duration(window.end)
-                out += self._shifted(
-                    asrc, ["", f"+ {start.sql()}", f"+ {end.sql()}", f"+ {end.sql()} + {_EPS}"]
-                )
+                start = self.duration(window.start)
+                offsets = ["", f"+ {start.sql()}", f"+ {start.sql()} + {_EPS}"]
+                if window.end is not None:
+                    end = self.duration(window.end)
+                    offsets += [f"+ {end.sql()}", f"+ {end.sql()} + {_EPS}"]
+                out += self._shifted(asrc, offsets)
                 out += self._shifted(src, ["", f"+ {_EPS}"], col)
             else:
                 out += self._shifted(src, self._window_offsets(window), col)

@@ -23,8 +23,8 @@ from timeline.store import Store
 
 MACROS = [
     "CREATE OR REPLACE TEMP MACRO tl_fmt(v) AS "
-    "CASE WHEN v IS NULL THEN NULL WHEN isinf(v) THEN CASE WHEN v > 0 THEN '∞' ELSE '-∞' END "
-    "ELSE regexp_replace(regexp_replace(printf('%.4f', v), '0+$', ''), '\\.$', '') END",
+    "CASE WHEN v IS NULL THEN NULL WHEN isinf(v::DOUBLE) THEN CASE WHEN v > 0 THEN '∞' ELSE '-∞' END "
+    "ELSE regexp_replace(regexp_replace(printf('%.4f', v::DOUBLE), '0+$', ''), '[.]$', '') END",
 ]
 
 

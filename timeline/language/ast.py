@@ -101,7 +101,7 @@ class Window(Frozen):
     """
 
     start: DurationRef
-    end: DurationRef
+    end: DurationRef | None = None  # None: up to the evaluation point itself
     start_inclusive: bool = False
     end_inclusive: bool = True
     anchor: Anchor | None = None

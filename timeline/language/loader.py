@@ -433,12 +433,12 @@ class _RuleParser:
         for key in data:
             if key not in allowed:
                 raise self.fail((*path, key), f"unknown window key {key!r}{did_you_mean(key, allowed)}")
-        if "start" not in data or "end" not in data:
+        if "start" not in data or ("end" not in data and "anchor" not in data):
             raise self.fail(path, "a window needs start and end (signed durations, e.g. -7 days and 0 days)")
         anchor = self.anchor(data["anchor"], (*path, "anchor")) if "anchor" in data else None
         return ast.Window(
             start=self.duration(data["start"], (*path, "start")),
-            end=self.duration(data["end"], (*path, "end")),
+            end=self.duration(data["end"], (*path, "end")) if "end" in data else None,
             start_inclusive=bool(data.get("start_inclusive", False)),
             end_inclusive=bool(data.get("end_inclusive", True)),
             anchor=anchor,
