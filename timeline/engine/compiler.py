@@ -460,39 +460,35 @@ class Compiler:
     def _Logic(self, node: ast.Logic, points: str) -> str:
         u = self.union(node.items, points)
         if node.op == "all":
-            value = "CASE WHEN count_if(b = false) > 0 THEN false WHEN count_if(b IS NULL) > 0 THEN NULL ELSE true END"
-            evs = "CASE WHEN count_if(b = false) > 0 THEN flatten(list(ev ORDER BY i) FILTER (WHERE b = false)) ELSE flatten(list(ev ORDER BY i)) END"
-            why = "CASE WHEN count_if(b = false) = 0 THEN string_agg(why, '; ' ORDER BY i) FILTER (WHERE b IS NULL) END"
+            value = "CASE WHEN count(*) FILTER (WHERE b = false) > 0 THEN false WHEN count(*) FILTER (WHERE b IS NULL) > 0 THEN NULL ELSE true END"
+            evs = "CASE WHEN count(*) FILTER (WHERE b = false) > 0 THEN flatten(list(ev ORDER BY i) FILTER (WHERE b = false)) ELSE flatten(list(ev ORDER BY i)) END"
+            why = "CASE WHEN count(*) FILTER (WHERE b = false) = 0 THEN string_agg(why, '; ' ORDER BY i) FILTER (WHERE b IS NULL) END"
         else:
-            value = (
-                "CASE WHEN count_if(b) > 0 THEN true WHEN count_if(b IS NULL) > 0 THEN NULL ELSE false END"
-            )
-            evs = "CASE WHEN count_if(b) > 0 THEN flatten(list(ev ORDER BY i) FILTER (WHERE b)) ELSE flatten(list(ev ORDER BY i)) END"
-            why = (
-                "CASE WHEN count_if(b) = 0 THEN string_agg(why, '; ' ORDER BY i) FILTER (WHERE b IS NULL) END"
-            )
+            value = "CASE WHEN count(*) FILTER (WHERE b) > 0 THEN true WHEN count(*) FILTER (WHERE b IS NULL) > 0 THEN NULL ELSE false END"
+            evs = "CASE WHEN count(*) FILTER (WHERE b) > 0 THEN flatten(list(ev ORDER BY i) FILTER (WHERE b)) ELSE flatten(list(ev ORDER BY i)) END"
+            why = "CASE WHEN count(*) FILTER (WHERE b) = 0 THEN string_agg(why, '; ' ORDER BY i) FILTER (WHERE b IS NULL) END"
         return f"""SELECT patient_id, q, {value} AS b, NULL::DOUBLE AS x, {why} AS why, {evs} AS ev,
                 NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
-                count_if(b) || ' of ' || count(*) || ' true' || CASE WHEN count_if(b IS NULL) > 0 THEN ', ' || count_if(b IS NULL) || ' unknown' ELSE '' END AS note
+                count(*) FILTER (WHERE b) || ' of ' || count(*) || ' true' || CASE WHEN count(*) FILTER (WHERE b IS NULL) > 0 THEN ', ' || count(*) FILTER (WHERE b IS NULL) || ' unknown' ELSE '' END AS note
             FROM ({u}) GROUP BY patient_id, q"""
 
     def _AtLeast(self, node: ast.AtLeast, points: str) -> str:
         u = self.union(node.items, points)
         n = node.n
         return f"""SELECT patient_id, q,
-                CASE WHEN count_if(b) >= {n} THEN true WHEN count_if(b) + count_if(b IS NULL) < {n} THEN false END AS b,
+                CASE WHEN count(*) FILTER (WHERE b) >= {n} THEN true WHEN count(*) FILTER (WHERE b) + count(*) FILTER (WHERE b IS NULL) < {n} THEN false END AS b,
                 NULL::DOUBLE AS x,
-                CASE WHEN count_if(b) < {n} AND count_if(b) + count_if(b IS NULL) >= {n}
+                CASE WHEN count(*) FILTER (WHERE b) < {n} AND count(*) FILTER (WHERE b) + count(*) FILTER (WHERE b IS NULL) >= {n}
                      THEN string_agg(why, '; ' ORDER BY i) FILTER (WHERE b IS NULL) END AS why,
                 flatten(list(ev ORDER BY i) FILTER (WHERE b)) AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
-                count_if(b) || ' of ' || count(*) || ' true (need {n})' || CASE WHEN count_if(b IS NULL) > 0 THEN ', ' || count_if(b IS NULL) || ' unknown' ELSE '' END AS note
+                count(*) FILTER (WHERE b) || ' of ' || count(*) || ' true (need {n})' || CASE WHEN count(*) FILTER (WHERE b IS NULL) > 0 THEN ', ' || count(*) FILTER (WHERE b IS NULL) || ' unknown' ELSE '' END AS note
             FROM ({u}) GROUP BY patient_id, q"""
 
     def _CountTrue(self, node: ast.CountTrue, points: str) -> str:
         u = self.union(node.items, points)
-        return f"""SELECT patient_id, q, NULL::BOOLEAN AS b, count_if(b)::DOUBLE AS x, NULL AS why,
+        return f"""SELECT patient_id, q, NULL::BOOLEAN AS b, count(*) FILTER (WHERE b)::DOUBLE AS x, NULL AS why,
                 flatten(list(ev ORDER BY i) FILTER (WHERE b)) AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
-                count_if(b) || ' of ' || count(*) || ' true' || CASE WHEN count_if(b IS NULL) > 0 THEN ', ' || count_if(b IS NULL) || ' unknown (not counted)' ELSE '' END AS note
+                count(*) FILTER (WHERE b) || ' of ' || count(*) || ' true' || CASE WHEN count(*) FILTER (WHERE b IS NULL) > 0 THEN ', ' || count(*) FILTER (WHERE b IS NULL) || ' unknown (not counted)' ELSE '' END AS note
             FROM ({u}) GROUP BY patient_id, q"""
 
     def _Not(self, node: ast.Not, points: str) -> str:
@@ -529,7 +525,7 @@ class Compiler:
         if node.op == "div":
             why = f"coalesce({why}, CASE WHEN {xs}[2] = 0 THEN 'division by zero' END)"
         return f"""SELECT patient_id, q, NULL::BOOLEAN AS b,
-                CASE WHEN count_if(x IS NULL) > 0 THEN NULL ELSE round({expr}, 9) END AS x,
+                CASE WHEN count(*) FILTER (WHERE x IS NULL) > 0 THEN NULL ELSE round({expr}, 9) END AS x,
                 {why} AS why, flatten(list(ev ORDER BY i)) AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
                 {node.op!r} || '(' || string_agg(coalesce(tl_fmt(x), '?'), ', ' ORDER BY i) || ')' AS note
             FROM ({u}) GROUP BY patient_id, q"""
@@ -547,7 +543,7 @@ class Compiler:
         u = self.union(node.items, points)
         return f"""SELECT patient_id, q, arg_min(b, i) FILTER (WHERE b IS NOT NULL) AS b,
                 arg_min(x, i) FILTER (WHERE x IS NOT NULL) AS x,
-                CASE WHEN count_if(b IS NOT NULL OR x IS NOT NULL) = 0 THEN string_agg(why, '; ' ORDER BY i) END AS why,
+                CASE WHEN count(*) FILTER (WHERE b IS NOT NULL OR x IS NOT NULL) = 0 THEN string_agg(why, '; ' ORDER BY i) END AS why,
                 coalesce(arg_min(ev, i) FILTER (WHERE b IS NOT NULL OR x IS NOT NULL), {EMPTY}) AS ev,
                 NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, NULL AS note
             FROM ({u}) GROUP BY patient_id, q"""
@@ -612,12 +608,12 @@ class Compiler:
         inner = self.node(node.expr, inner_pts)
         self.held[(node.nid, points)] = (pts2, inner_pts)
         return f"""SELECT p.patient_id, p.q0 AS q,
-                CASE WHEN count_if(e.b = false) > 0 THEN false WHEN count_if(e.b IS NULL) > 0 THEN NULL ELSE true END AS b,
+                CASE WHEN count(*) FILTER (WHERE e.b = false) > 0 THEN false WHEN count(*) FILTER (WHERE e.b IS NULL) > 0 THEN NULL ELSE true END AS b,
                 NULL::DOUBLE AS x,
-                CASE WHEN count_if(e.b = false) = 0 AND count_if(e.b IS NULL) > 0
+                CASE WHEN count(*) FILTER (WHERE e.b = false) = 0 AND count(*) FILTER (WHERE e.b IS NULL) > 0
                      THEN 'not known at every moment of the last {d}: ' || string_agg(DISTINCT e.why, '; ') FILTER (WHERE e.b IS NULL) END AS why,
                 list_distinct(flatten(list(e.ev))) AS ev, min(p.q) AS lo, p.q0 AS hi,
-                CASE WHEN count_if(e.b = false) > 0
+                CASE WHEN count(*) FILTER (WHERE e.b = false) > 0
                      THEN 'not true on ' || strftime(min(p.q) FILTER (WHERE e.b = false), '%Y-%m-%d') || ' (within the last {d})'
                      ELSE 'checked at ' || count(*) || ' change point(s) over the last {d}' END AS note
             FROM {pts2} p JOIN {inner} e ON e.patient_id = p.patient_id AND e.q = p.q
@@ -629,7 +625,9 @@ class Compiler:
         gap = self.duration(spec.merge_gap)
         if spec.select is not None:
             src = self.select(spec.select)
-            raw = f"SELECT patient_id, t AS s, coalesce(ended_at, {FAR}) AS e, [seq] AS ev, seq FROM {src}"
+            # a date-only end covers that whole day
+            end = f"CASE WHEN ended_precision = 'day' THEN ended_at + INTERVAL '1 day' - {_EPS} ELSE ended_at END"
+            raw = f"SELECT patient_id, t AS s, coalesce({end}, {FAR}) AS e, [seq] AS ev, seq FROM {src}"
         else:
             assert spec.when is not None
             raw = self.condition_intervals(spec.when)
@@ -667,7 +665,7 @@ class Compiler:
     def _InEpisode(self, node: ast.InEpisode, points: str) -> str:
         eps = self.episodes(node.episodes)
         return f"""SELECT p.patient_id, p.q, count(e.s) > 0 AS b, NULL::DOUBLE AS x, NULL AS why,
-                coalesce(flatten(list(e.ev)) FILTER (WHERE e.s IS NOT NULL), {EMPTY}) AS ev,
+                coalesce(flatten(list(e.ev) FILTER (WHERE e.s IS NOT NULL)), {EMPTY}) AS ev,
                 min(e.s) AS lo, CASE WHEN max(e.e) = {FAR} THEN NULL ELSE max(e.e) END AS hi,
                 CASE WHEN count(e.s) > 0 THEN 'episode from ' || strftime(min(e.s), '%Y-%m-%d')
                      || CASE WHEN max(e.e) = {FAR} THEN ' (open)' ELSE ' to ' || strftime(max(e.e), '%Y-%m-%d') END END AS note
@@ -721,7 +719,7 @@ class Compiler:
 
     def _shifted(self, src: str, offsets: list[str], col: str = "t") -> list[str]:
         return [
-            f"SELECT patient_id, {col} + {o} AS c FROM {src}"
+            f"SELECT patient_id, {col} {o} AS c FROM {src}"
             if o
             else f"SELECT patient_id, {col} AS c FROM {src}"
             for o in offsets
