@@ -1,0 +1,253 @@
+"""Ingest benchmark: `timeline ingest` against DuckDB's bare load of the same file.
+
+For CSV and Parquet files of N generated events (see :mod:`benchmarks.gen`) it measures
+
+* **anchor**: a fresh DuckDB file, ``CREATE TABLE t AS SELECT * FROM read_csv(file)``
+  (or ``read_parquet``), connect to close;
+* **ours**: a fresh store (``Store.create``), ``ingest_file``, connect to close;
+
+alternating them run by run so both see the same machine noise, and prints the median
+events/s of each and the median of the per-run ratios ours' time / anchor's time (goal ≤ 3).
+It then runs each once more on a file of ``--rss-events`` events in a child process and
+reports the child's peak resident set size (goal < 1 GiB for ours at 10M events). The exit
+status is 1 when a goal is missed (never with ``--quick``).
+
+    python -m benchmarks.ingest --events 1000000 --runs 3        # the recorded figures
+    python -m benchmarks.ingest --quick                          # tiny smoke run
+    python -m benchmarks.ingest --events 1000000 --runs 1 --profile --rss-events 0
+        # time every SQL statement of one ingest (slowest first)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from benchmarks import gen
+
+GOAL_RATIO = 3.0
+GOAL_RSS_MIB = 1024.0
+FORMATS = ("csv", "parquet")
+
+
+# ---- the two jobs ----------------------------------------------------------------------
+
+
+def bare_load(file: Path, fmt: str, db: Path) -> None:
+    """The anchor: DuckDB loading the file into a plain table of a fresh database file."""
+    reader = "read_csv" if fmt == "csv" else "read_parquet"
+    con = duckdb.connect(str(db))
+    try:
+        con.execute(f"CREATE TABLE t AS SELECT * FROM {reader}('{file}')")
+    finally:
+        con.close()
+
+
+def our_ingest(file: Path, fmt: str, db: Path, profile: list[tuple[float, str]] | None = None) -> int:
+    """Ours: `timeline ingest` of the file into a fresh store, through the library."""
+    from timeline.ingest import ingest_file
+    from timeline.store import Store
+
+    store = Store.create(db)
+    try:
+        if profile is not None:
+            store.con = _TimedConnection(store.con, profile)  # type: ignore[assignment]
+        result = ingest_file(store, file, author="benchmark")
+        return result.added
+    finally:
+        store.close()
+
+
+class _TimedConnection:
+    """Wraps a DuckDB connection and records the time of every statement it runs."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, log: list[tuple[float, str]]) -> None:
+        self._con = con
+        self._log = log
+
+    def _timed(self, fn: Callable[..., Any], sql: str, *args: Any) -> Any:
+        t0 = time.perf_counter()
+        fn(sql, *args)
+        self._log.append((time.perf_counter() - t0, " ".join(sql.split())[:150]))
+        return self
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        return self._timed(self._con.execute, sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> Any:
+        return self._timed(self._con.executemany, sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+def _timed_run(job: Callable[[Path], Any], workdir: Path) -> float:
+    db = workdir / f"run-{time.monotonic_ns()}.duckdb"
+    t0 = time.perf_counter()
+    job(db)
+    elapsed = time.perf_counter() - t0
+    for p in workdir.glob(db.name + "*"):
+        p.unlink()
+    return elapsed
+
+
+# ---- peak memory in a child process ------------------------------------------------------
+
+
+def peak_rss_mib(job: str, file: Path, fmt: str, workdir: Path) -> float:
+    """Run one job in a fresh interpreter; return its peak RSS in MiB (ru_maxrss)."""
+    db = workdir / f"rss-{job}-{time.monotonic_ns()}.duckdb"
+    cmd = [sys.executable, "-m", "benchmarks.ingest", "--child", job, "--file", str(file), "--fmt", fmt]
+    cmd += ["--db", str(db)]
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    for p in workdir.glob(db.name + "*"):
+        if p.is_file():
+            p.unlink()
+    if proc.returncode != 0:
+        raise SystemExit(f"child {job} on {file} failed with exit code {proc.returncode}")
+    return usage.ru_maxrss / 1024.0  # KiB on Linux
+
+
+# ---- report --------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores{mem}; Python {platform.python_version()}, DuckDB {duckdb.__version__}"
+    )
+
+
+def _row(cells: list[str]) -> str:
+    widths = [40, 12, 12, 7, 8, 5]
+    return "  ".join(
+        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )
+
+
+def run(events: int, runs: int, rss_events: int, formats: tuple[str, ...], profile: bool) -> int:
+    print(f"machine: {machine()}")
+    print(f"events: {events:,}, runs: {runs} (medians), peak RSS at {rss_events:,} events")
+    gen.DATA.mkdir(parents=True, exist_ok=True)
+    ok = True
+    lines: list[str] = [_row(["figure", "ours", "anchor", "ratio", "goal", "met?"])]
+    with tempfile.TemporaryDirectory(dir=gen.DATA, prefix="bench-") as tmp:
+        work = Path(tmp)
+        for fmt in formats:
+            file = gen.generate(events, fmt)
+            size = file.stat().st_size / 1e6
+            ours_t: list[float] = []
+            anchor_t: list[float] = []
+            for i in range(runs):
+                anchor_t.append(_timed_run(lambda db, f=file, m=fmt: bare_load(f, m, db), work))
+                log: list[tuple[float, str]] | None = [] if profile and i == 0 else None
+                ours_t.append(_timed_run(lambda db, f=file, m=fmt, lg=log: our_ingest(f, m, db, lg), work))
+                print(
+                    f"  {fmt} run {i + 1}: ours {ours_t[-1]:.3f} s, anchor {anchor_t[-1]:.3f} s, "
+                    f"ratio {ours_t[-1] / anchor_t[-1]:.2f}",
+                    flush=True,
+                )
+                if log is not None:
+                    total = sum(t for t, _ in log)
+                    print(f"  profile of run 1 ({total:.3f} s in SQL), slowest statements first:")
+                    for t, sql in sorted(log, reverse=True)[:25]:
+                        print(f"    {t:8.3f} s  {sql}")
+            ours, anchor = statistics.median(ours_t), statistics.median(anchor_t)
+            ratio = statistics.median(o / a for o, a in zip(ours_t, anchor_t, strict=True))
+            met = ratio <= GOAL_RATIO
+            ok &= met
+            lines.append(
+                _row(
+                    [
+                        f"{fmt} ingest {events:,} ev ({size:.0f} MB), ev/s",
+                        f"{events / ours:,.0f}",
+                        f"{events / anchor:,.0f}",
+                        f"{ratio:.2f}×",
+                        f"≤ {GOAL_RATIO:g}×",
+                        "yes" if met else "NO",
+                    ]
+                )
+            )
+            lines.append(
+                _row([f"  median seconds ({runs} runs)", f"{ours:.3f}", f"{anchor:.3f}", "", "", ""])
+            )
+        if rss_events:
+            for fmt in formats:
+                file = gen.generate(rss_events, fmt)
+                ours_rss = peak_rss_mib("ours", file, fmt, work)
+                anchor_rss = peak_rss_mib("anchor", file, fmt, work)
+                met = ours_rss < GOAL_RSS_MIB
+                ok &= met
+                lines.append(
+                    _row(
+                        [
+                            f"{fmt} {rss_events:,} ev peak RSS, MiB",
+                            f"{ours_rss:,.0f}",
+                            f"{anchor_rss:,.0f}",
+                            f"{ours_rss / anchor_rss:.2f}×",
+                            f"< {GOAL_RSS_MIB:g}",
+                            "yes" if met else "NO",
+                        ]
+                    )
+                )
+    print()
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=1_000_000, help="events per timed file (default 1M)")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per format; medians are reported")
+    ap.add_argument(
+        "--rss-events", type=int, default=10_000_000, help="events in the peak-memory file (0: skip)"
+    )
+    ap.add_argument("--format", choices=[*FORMATS, "both"], default="both")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, one run (smoke test)")
+    ap.add_argument("--profile", action="store_true", help="time each SQL statement of the first run")
+    ap.add_argument("--child", choices=["ours", "anchor"], help=argparse.SUPPRESS)
+    ap.add_argument("--file", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--fmt", choices=FORMATS, help=argparse.SUPPRESS)
+    ap.add_argument("--db", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        if args.child == "ours":
+            our_ingest(args.file, args.fmt, args.db)
+        else:
+            bare_load(args.file, args.fmt, args.db)
+        return 0
+    if args.quick:
+        args.events, args.runs, args.rss_events = 2000, 1, 2000
+    formats = FORMATS if args.format == "both" else (args.format,)
+    status = run(args.events, args.runs, args.rss_events, formats, args.profile)
+    return 0 if args.quick else status  # goals mean nothing at the tiny size
+
+
+if __name__ == "__main__":
+    sys.exit(main())
