@@ -130,12 +130,25 @@ def verify(store: Store) -> VerifyReport:
     ).fetchall():
         found.append((seq, 1, f"event seq {seq} appears {n} times: rows were inserted outside the API"))
 
-    for (seq,) in con.execute(
-        """SELECT e.seq FROM events e ANTI JOIN batches b
+    for seq, recorded, covering in con.execute(
+        """SELECT e.seq, e.batch_id,
+                  (SELECT min(c.batch_id) FROM batches c WHERE e.seq BETWEEN c.first_seq AND c.last_seq)
+           FROM events e ANTI JOIN batches b
            ON e.seq BETWEEN b.first_seq AND b.last_seq AND e.batch_id = b.batch_id
            ORDER BY e.seq LIMIT 20"""
     ).fetchall():
-        found.append((seq, 2, f"event seq {seq} belongs to no sealed batch: it was inserted outside the API"))
+        if covering is None:
+            found.append(
+                (seq, 2, f"event seq {seq} belongs to no sealed batch: it was inserted outside the API")
+            )
+        else:  # a consequence of renumbered batches: reported after the batch's own problem
+            found.append(
+                (
+                    seq,
+                    7,
+                    f"event seq {seq} records batch {recorded} but lies in batch {covering}'s range: batches were renumbered or reordered",
+                )
+            )
 
     prev_hash, prev_last = GENESIS_HASH, 0
     batches = con.execute(
@@ -155,11 +168,13 @@ def verify(store: Store) -> VerifyReport:
     ) in enumerate(batches, start=1):
         anchor = first_seq
         if batch_id != position or first_seq != prev_last + 1 or stored_prev != prev_hash:
+            in_place = batch_id == position and first_seq == prev_last + 1
+            what = "does not link to the batch before it" if in_place else "is out of order"
             found.append(
                 (
                     anchor,
                     3,
-                    f"batch {batch_id} is out of order: the chain breaks before it (expected batch {position} starting at seq {prev_last + 1}, linked to {prev_hash[:12]}…)",
+                    f"batch {batch_id} {what}: the chain breaks before it (expected batch {position} starting at seq {prev_last + 1}, linked to {prev_hash[:12]}…)",
                 )
             )
         if stored_hash != recomputed:
