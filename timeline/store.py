@@ -394,6 +394,8 @@ def _connect(path: Path, *, read_only: bool, wait: float) -> duckdb.DuckDBPyConn
             return con
         except duckdb.IOException as exc:
             msg = str(exc)
+            if is_damage(exc):
+                raise StoreError(damage_message(path, exc)) from exc
             if "lock" not in msg.lower():
                 if "not a valid DuckDB database file" in msg or "database file" in msg.lower():
                     raise StoreError(f"{path} is not a timeline store (not a DuckDB file)") from exc
@@ -403,4 +405,6 @@ def _connect(path: Path, *, read_only: bool, wait: float) -> duckdb.DuckDBPyConn
                 raise StoreLockedError(str(path), int(m.group(1)) if m else None) from exc
             time.sleep(0.2)
         except duckdb.Error as exc:
+            if is_damage(exc):
+                raise StoreError(damage_message(path, exc)) from exc
             raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from exc
