@@ -1,16 +1,24 @@
-"""Shared fixtures: a fresh store per test, example files, a CLI runner."""
+"""Shared fixtures: a fresh store per test, a store holding the example events, a clean
+environment for the CLI."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support import EXAMPLE_CSV
+from timeline.ingest import ingest_file
 from timeline.store import Store
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No store, author, debug flag or forced colour from the developer's shell."""
+    for name in ("TIMELINE_STORE", "TIMELINE_AUTHOR", "TIMELINE_DEBUG", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -23,3 +31,20 @@ def store(store_path: Path) -> Iterator[Store]:
     s = Store.create(store_path)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def example_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding examples/events.csv as batch 1 (built once; copy it before use)."""
+    path = tmp_path_factory.mktemp("template") / "example.duckdb"
+    with Store.create(path) as s:
+        ingest_file(s, EXAMPLE_CSV, author="baseline")
+    return path
+
+
+@pytest.fixture
+def example_store(example_store_template: Path, tmp_path: Path) -> Path:
+    """A private copy of a store holding the 14 example events."""
+    path = tmp_path / "example.duckdb"
+    shutil.copy(example_store_template, path)
+    return path

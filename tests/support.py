@@ -1,0 +1,93 @@
+"""Helpers shared by the tests: run the CLI in-process, snapshot a store's content."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import duckdb
+
+from cli.main import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+EXAMPLE_CSV = EXAMPLES / "events.csv"
+EXAMPLE_EVENTS = 14
+
+# Columns that record how and when an event reached the store, not what it says.
+PROVENANCE = ("seq", "batch_id", "recorded_at", "row_hash", "source_row", "source_file", "author")
+
+
+@dataclass(frozen=True)
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_cli(*args: str | os.PathLike[str]) -> CliResult:
+    """Run ``timeline ARGS...`` in this process through the real entry point."""
+    out, err = io.StringIO(), io.StringIO()
+    code: Any = 0
+    argv = ["timeline", *(str(a) for a in args)]
+    with (
+        mock.patch.object(sys, "argv", argv),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code
+    if code is None:
+        code = 0
+    assert isinstance(code, int), f"exit with a non-integer code {code!r}"
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a child `timeline` process: no store or author leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIMELINE_") and k != "FORCE_COLOR"}
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def raw_connection(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A plain DuckDB connection, bypassing the library (tests may tamper; the library may not)."""
+    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def snapshot(path: Path) -> dict[str, Any]:
+    """Everything a reader could see in a store: its tables, every row, the high-water seq."""
+    with raw_connection(path, read_only=True) as con:
+        return {
+            "tables": con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY 1"
+            ).fetchall(),
+            "events": con.execute("SELECT * FROM events ORDER BY seq").fetchall(),
+            "batches": con.execute("SELECT * FROM batches ORDER BY batch_id").fetchall(),
+            "meta": con.execute("SELECT * FROM meta ORDER BY key").fetchall(),
+            "high_water": con.execute("SELECT coalesce(max(last_seq), 0) FROM batches").fetchone(),
+        }
+
+
+def rows_without(rows: Sequence[dict[str, Any]], columns: Sequence[str] = PROVENANCE) -> list[dict[str, Any]]:
+    """Rows with the given columns dropped, ordered by event id (for order-free comparison)."""
+    kept = [{k: v for k, v in r.items() if k not in columns} for r in rows]
+    return sorted(kept, key=lambda r: (str(r["event_id"]), str(r.get("op"))))

@@ -1,0 +1,137 @@
+"""Creating and opening stores from the command line: what exists, what is ours, where it is."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.support import raw_connection, run_cli
+
+
+def test_init_creates_the_store_file(store_path: Path) -> None:
+    result = run_cli("init", "--store", store_path)
+    assert (result.exit_code, result.stdout, store_path.is_file()) == (
+        0,
+        f"created store {store_path} (time zone UTC)\n",
+        True,
+    )
+
+
+def test_init_refuses_to_overwrite_an_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "precious.duckdb"
+    path.write_bytes(b"do not touch")
+    result = run_cli("init", "--store", path)
+    assert (result.exit_code, result.stderr) == (3, f"error: {path} already exists; not overwriting it\n")
+    assert path.read_bytes() == b"do not touch"
+
+
+def test_init_refuses_an_unknown_time_zone(store_path: Path) -> None:
+    result = run_cli("init", "--store", store_path, "--timezone", "Mars/Olympus")
+    assert result.exit_code == 2
+    assert (
+        result.stderr == "error: unknown time zone 'Mars/Olympus' (use an IANA name such as Europe/Madrid)\n"
+    )
+    assert not store_path.exists()
+
+
+def test_init_records_the_time_zone(store_path: Path) -> None:
+    run_cli("init", "--store", store_path, "--timezone", "Europe/Madrid")
+    info = json.loads(run_cli("info", "--store", store_path, "--json").stdout)
+    assert info["timezone"] == "Europe/Madrid"
+
+
+def test_missing_store_exits_3_and_says_how_to_create_one(tmp_path: Path) -> None:
+    path = tmp_path / "nothing.duckdb"
+    result = run_cli("info", "--store", path)
+    assert (result.exit_code, result.stderr) == (
+        3,
+        f"error: no store at {path} (create one with `timeline init`)\n",
+    )
+
+
+def test_ingest_into_a_missing_store_does_not_create_it(tmp_path: Path) -> None:
+    path = tmp_path / "nothing.duckdb"
+    result = run_cli("ingest", tmp_path / "whatever.csv", "--store", path, "--author", "t")
+    assert (result.exit_code, path.exists()) == (3, False)
+
+
+def test_foreign_file_is_not_a_timeline_store(tmp_path: Path) -> None:
+    path = tmp_path / "notes.duckdb"
+    path.write_text("shopping list\n")
+    result = run_cli("info", "--store", path)
+    assert (result.exit_code, result.stderr) == (
+        3,
+        f"error: {path} is not a timeline store (not a DuckDB file)\n",
+    )
+
+
+def test_duckdb_file_without_our_meta_table_is_not_a_timeline_store(tmp_path: Path) -> None:
+    path = tmp_path / "other.duckdb"
+    with raw_connection(path) as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+    result = run_cli("info", "--store", path)
+    assert (result.exit_code, result.stderr) == (
+        3,
+        f"error: {path} is a DuckDB file but not a timeline store\n",
+    )
+
+
+def test_directory_is_not_a_store(tmp_path: Path) -> None:
+    result = run_cli("info", "--store", tmp_path)
+    assert (result.exit_code, result.stderr) == (3, f"error: {tmp_path} is a directory, not a store file\n")
+
+
+def test_timeline_store_environment_variable_names_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "from-env.duckdb"
+    monkeypatch.setenv("TIMELINE_STORE", str(path))
+    run_cli("init")
+    result = run_cli("info", "--json")
+    assert (result.exit_code, json.loads(result.stdout)["path"]) == (0, str(path))
+
+
+def test_store_option_beats_the_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIMELINE_STORE", str(tmp_path / "env.duckdb"))
+    run_cli("init", "--store", tmp_path / "option.duckdb")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["option.duckdb"]
+
+
+def test_default_store_is_timeline_duckdb_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run_cli("init")
+    assert (tmp_path / "timeline.duckdb").is_file()
+
+
+def test_info_reports_counts_and_high_water(example_store: Path) -> None:
+    info = json.loads(run_cli("info", "--store", example_store, "--json").stdout)
+    assert (info["events"], info["batches"], info["high_water"], info["patients"]) == (14, 1, 14, 1)
+
+
+def test_damaged_store_exits_3_never_with_an_internal_error(example_store: Path, tmp_path: Path) -> None:
+    """Overwrite the start of each 256 KiB block in turn (where DuckDB keeps its checksum):
+    every read either still works, or says the store is damaged. Never a crash."""
+    outcomes = set()
+    size = example_store.stat().st_size
+    for offset in range(12288, size, 262144):
+        path = tmp_path / f"damaged-{offset}.duckdb"
+        shutil.copy(example_store, path)
+        with path.open("r+b") as fh:
+            fh.seek(offset)
+            fh.write(b"\xff" * 64)
+        for command in ("verify", "info"):
+            result = run_cli(command, "--store", path)
+            assert result.exit_code in (0, 3), result.output
+            assert "internal error" not in result.output
+            if result.exit_code == 3:
+                assert result.stderr.startswith(
+                    f"error: {path} is damaged and cannot be read (Corrupt database"
+                )
+                assert result.stderr.endswith("); restore it from a backup\n")
+            outcomes.add(result.exit_code)
+    assert 3 in outcomes  # at least one block that matters was hit
