@@ -38,7 +38,7 @@ class Rejection:
 
 def materialise(case: dict[str, Any], directory: Path) -> Path:
     """Put the case's file in ``directory`` (copy it, or write the Parquet it describes)."""
-    target = directory / case["file"]
+    target = directory / str(case["file"])
     if "parquet_sql" in case:
         con = duckdb.connect()
         try:

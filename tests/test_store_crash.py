@@ -38,7 +38,7 @@ print("done", flush=True)
 """
 
 # (stage, seconds after it starts): inside the insert, and around the commit.
-KILL_POINTS = [("writing", 0.1), ("sealing", 0.0), ("sealing", 0.2)]
+KILL_POINTS = [("writing", 0.1), ("sealing", 0.1)]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from timeline.store import Store, _dicts
 
 # Each example writes a few batches (tens of milliseconds each): keep the counts modest.
 FAST = settings(max_examples=25, deadline=None)
-SLOW = settings(max_examples=20, deadline=None)
+SLOW = settings(max_examples=15, deadline=None)
 
 PATIENTS = ("A", "B")
 BIRTHS = [

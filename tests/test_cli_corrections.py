@@ -1,0 +1,242 @@
+"""Corrections and retractions from the command line: who and why are required, what can be
+changed, and how the history and earlier states of the record are shown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import raw_connection, run_cli, snapshot
+
+AUTHOR = ("--author", "Dr. Ruiz")
+
+
+def versions(store: Path, *extra: str) -> list[dict[str, Any]]:
+    result = run_cli("events", "P001", "--store", store, "--json", *extra)
+    assert result.exit_code == 0, result.output
+    rows: list[dict[str, Any]] = json.loads(result.stdout)["events"]
+    return rows
+
+
+def current(store: Path, event_id: str, *extra: str) -> dict[str, Any] | None:
+    found = [r for r in versions(store, *extra) if r["event_id"] == event_id]
+    return found[0] if found else None
+
+
+def batch_recorded_at(store: Path, batch_id: int) -> str:
+    with raw_connection(store, read_only=True) as con:
+        row = con.execute("SELECT recorded_at FROM batches WHERE batch_id = ?", [batch_id]).fetchone()
+    assert row is not None
+    return str(row[0].isoformat())
+
+
+@pytest.fixture
+def corrected_store(example_store: Path) -> Path:
+    """The example store after p1-crp2 was corrected (batch 2) and p1-rash1 retracted (batch 3)."""
+    run_cli(
+        "correct",
+        "p1-crp2",
+        "--set",
+        "value=5",
+        "--reason",
+        "transcription error",
+        *AUTHOR,
+        "--store",
+        example_store,
+    )
+    run_cli("retract", "p1-rash1", "--reason", "wrong patient", *AUTHOR, "--store", example_store)
+    return example_store
+
+
+def test_correct_appends_a_new_version_with_the_same_id(example_store: Path) -> None:
+    result = run_cli(
+        "correct", "p1-crp2", "--set", "value=5", "--reason", "typo", *AUTHOR, "--store", example_store
+    )
+    assert (result.exit_code, result.stdout) == (0, "corrected p1-crp2: seq 15 (batch 2)\n")
+
+
+def test_corrected_value_is_the_current_one(corrected_store: Path) -> None:
+    crp = current(corrected_store, "p1-crp2")
+    assert crp is not None and (crp["value"], crp["op"], crp["change_reason"]) == (
+        5.0,
+        "correct",
+        "transcription error",
+    )
+
+
+def test_retracted_event_leaves_the_current_timeline(corrected_store: Path) -> None:
+    assert current(corrected_store, "p1-rash1") is None
+
+
+def test_correct_requires_an_author(example_store: Path) -> None:
+    result = run_cli("correct", "p1-crp2", "--set", "value=5", "--reason", "typo", "--store", example_store)
+    assert (result.exit_code, result.stderr) == (2, "error: --author is required (or set TIMELINE_AUTHOR)\n")
+
+
+def test_correct_takes_the_author_from_the_environment(
+    example_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIMELINE_AUTHOR", "Dr. Env")
+    run_cli("correct", "p1-crp2", "--set", "value=5", "--reason", "typo", "--store", example_store)
+    crp = current(example_store, "p1-crp2")
+    assert crp is not None and crp["author"] == "Dr. Env"
+
+
+def test_correct_requires_a_reason(example_store: Path) -> None:
+    result = run_cli("correct", "p1-crp2", "--set", "value=5", *AUTHOR, "--store", example_store)
+    assert result.exit_code == 2
+    assert "Missing option '--reason'" in result.stderr
+
+
+def test_correct_refuses_a_blank_reason(example_store: Path) -> None:
+    result = run_cli(
+        "correct", "p1-crp2", "--set", "value=5", "--reason", "  ", *AUTHOR, "--store", example_store
+    )
+    assert (result.exit_code, result.stderr) == (2, "error: reason is required and must not be empty\n")
+
+
+def test_retract_requires_an_author(example_store: Path) -> None:
+    result = run_cli("retract", "p1-rash1", "--reason", "wrong patient", "--store", example_store)
+    assert (result.exit_code, result.stderr) == (2, "error: --author is required (or set TIMELINE_AUTHOR)\n")
+
+
+def test_retract_requires_a_reason(example_store: Path) -> None:
+    result = run_cli("retract", "p1-rash1", *AUTHOR, "--store", example_store)
+    assert result.exit_code == 2
+    assert "Missing option '--reason'" in result.stderr
+
+
+def test_correcting_an_unknown_event_exits_5(example_store: Path) -> None:
+    result = run_cli(
+        "correct", "nope", "--set", "value=5", "--reason", "r", *AUTHOR, "--store", example_store
+    )
+    assert (result.exit_code, result.stderr) == (5, f"error: no event with id 'nope' in {example_store}\n")
+
+
+def test_retracting_an_unknown_event_exits_5(example_store: Path) -> None:
+    result = run_cli("retract", "nope", "--reason", "r", *AUTHOR, "--store", example_store)
+    assert (result.exit_code, result.stderr) == (5, f"error: no event with id 'nope' in {example_store}\n")
+
+
+def test_correcting_a_retracted_event_exits_5(corrected_store: Path) -> None:
+    result = run_cli(
+        "correct", "p1-rash1", "--set", "note=x", "--reason", "r", *AUTHOR, "--store", corrected_store
+    )
+    assert (result.exit_code, result.stderr) == (5, "error: event 'p1-rash1' was retracted (seq 16)\n")
+
+
+@pytest.mark.parametrize("field", ["patient_id", "kind", "event_id"])
+def test_identity_fields_cannot_be_corrected(example_store: Path, field: str) -> None:
+    before = snapshot(example_store)
+    result = run_cli(
+        "correct", "p1-crp2", "--set", f"{field}=X", "--reason", "r", *AUTHOR, "--store", example_store
+    )
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"error: {field} cannot be corrected: retract the event and ingest it again\n",
+    )
+    assert snapshot(example_store) == before
+
+
+def test_correcting_an_unknown_field_suggests_the_right_one(example_store: Path) -> None:
+    result = run_cli(
+        "correct", "p1-crp2", "--set", "valeu=5", "--reason", "r", *AUTHOR, "--store", example_store
+    )
+    assert (result.exit_code, result.stderr) == (2, "error: unknown field 'valeu' (did you mean 'value'?)\n")
+
+
+@pytest.mark.parametrize("change", ["value=4", "value=4.0", "unit=mg/L", "note="])
+def test_a_correction_that_changes_nothing_is_refused(example_store: Path, change: str) -> None:
+    """p1-crp2 is 4 mg/L without a note: the same value written differently is no change."""
+    before = snapshot(example_store)
+    result = run_cli(
+        "correct", "p1-crp2", "--set", change, "--reason", "r", *AUTHOR, "--store", example_store
+    )
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: the correction changes nothing in event 'p1-crp2'\n",
+    )
+    assert snapshot(example_store) == before
+
+
+def test_a_correction_is_validated_like_a_file_row(example_store: Path) -> None:
+    result = run_cli(
+        "correct", "p1-crp2", "--set", "value=abc", "--reason", "r", *AUTHOR, "--store", example_store
+    )
+    assert (result.exit_code, result.stderr.splitlines()) == (
+        6,
+        [
+            "error: correction: batch rejected, nothing written (1 error)",
+            "  correction: row 1, field value: not a number: 'abc'",
+        ],
+    )
+
+
+def test_a_correction_is_given_in_the_original_unit(example_store: Path) -> None:
+    """p1-crp1 was given as 8.4 mg/dL: a correction to 0.5 means 0.5 mg/dL, stored as 5 mg/L."""
+    run_cli("correct", "p1-crp1", "--set", "value=0.5", "--reason", "r", *AUTHOR, "--store", example_store)
+    crp = current(example_store, "p1-crp1")
+    assert crp is not None and (crp["value"], crp["orig_value"], crp["orig_unit"]) == (5.0, 0.5, "mg/dL")
+
+
+def test_history_marks_superseded_current_retracted_versions(corrected_store: Path) -> None:
+    rows = [r for r in versions(corrected_store, "--history") if r["event_id"] in ("p1-crp2", "p1-rash1")]
+    assert [(r["event_id"], r["seq"], r["op"], r["status"], r["change_reason"]) for r in rows] == [
+        ("p1-rash1", 7, "assert", "retracted", None),
+        ("p1-rash1", 16, "retract", "retracted", "wrong patient"),
+        ("p1-crp2", 12, "assert", "superseded", None),
+        ("p1-crp2", 15, "correct", "current", "transcription error"),
+    ]
+
+
+def test_history_table_shows_status_and_reason(corrected_store: Path) -> None:
+    result = run_cli("events", "P001", "--history", "--store", corrected_store)
+    lines = result.stdout.splitlines()
+    rash = [ln for ln in lines if "p1-rash1" in ln]
+    crp2 = [ln for ln in lines if "p1-crp2" in ln]
+    assert "retracted" in rash[0] and "retraction" in rash[1] and "wrong patient" in rash[1]
+    assert "superseded" in crp2[0] and "current (correction)" in crp2[1] and "transcription error" in crp2[1]
+
+
+def test_without_history_only_current_versions_are_shown(corrected_store: Path) -> None:
+    rows = versions(corrected_store)
+    assert (len(rows), {r["status"] for r in rows}) == (13, {"current"})
+
+
+def test_as_known_at_shows_the_record_before_a_correction(corrected_store: Path) -> None:
+    before_correction = batch_recorded_at(corrected_store, 1)
+    crp = current(corrected_store, "p1-crp2", "--as-known-at", before_correction)
+    assert crp is not None and (crp["value"], crp["seq"]) == (4.0, 12)
+
+
+def test_as_known_at_shows_a_retracted_event_before_its_retraction(corrected_store: Path) -> None:
+    before_retraction = batch_recorded_at(corrected_store, 2)
+    assert current(corrected_store, "p1-rash1", "--as-known-at", before_retraction) is not None
+
+
+def test_as_known_at_reports_the_high_water_of_that_moment(corrected_store: Path) -> None:
+    result = run_cli(
+        "events",
+        "P001",
+        "--store",
+        corrected_store,
+        "--json",
+        "--as-known-at",
+        batch_recorded_at(corrected_store, 2),
+    )
+    assert json.loads(result.stdout)["high_water"] == 15
+
+
+def test_as_known_at_before_anything_was_recorded_shows_nothing(corrected_store: Path) -> None:
+    assert versions(corrected_store, "--as-known-at", "2000-01-01") == []
+
+
+def test_as_known_at_that_is_not_a_moment_exits_2(corrected_store: Path) -> None:
+    result = run_cli("events", "P001", "--store", corrected_store, "--as-known-at", "yesterday")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: as-known-at 'yesterday' is not a date or ISO date-time\n",
+    )

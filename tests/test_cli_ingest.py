@@ -1,0 +1,193 @@
+"""Ingesting files from the command line: what is added, what is skipped, how values are
+stored, and that CSV, JSON Lines and Parquet mean the same thing."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from tests.support import EXAMPLE_CSV, rows_without, run_cli, snapshot
+from timeline import events as ev
+from timeline.store import Store, _dicts
+
+
+def current_timeline(store: Path) -> list[dict[str, Any]]:
+    with Store.open(store) as s:
+        rows = _dicts(s.con.execute(s.current_sql(s.high_water())))
+    return rows_without(rows)
+
+
+def event(store: Path, event_id: str) -> dict[str, Any]:
+    result = run_cli("events", "P001", "--store", store, "--json")
+    return next(e for e in json.loads(result.stdout)["events"] if e["event_id"] == event_id)
+
+
+def typed(column: str, text: str) -> Any:
+    """A CSV cell as the JSON value a producer would write for its column's type."""
+    kind = ev.COLUMN_TYPES[column]
+    if kind == "DOUBLE":
+        return float(text)
+    if kind == "INTEGER":
+        return int(text)
+    if kind == "BOOLEAN":
+        return text == "true"
+    return text
+
+
+@pytest.fixture
+def example_jsonl(tmp_path: Path) -> Path:
+    """examples/events.csv as JSON Lines: typed values, empty cells left out."""
+    path = tmp_path / "events.jsonl"
+    with EXAMPLE_CSV.open(encoding="utf-8") as fh:
+        rows = [{k: typed(k, v) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def example_parquet(tmp_path: Path) -> Path:
+    """examples/events.csv as Parquet, each column of its native type (dates as text)."""
+    path = tmp_path / "events.parquet"
+    cols = ", ".join(f"TRY_CAST({c} AS {t}) AS {c}" for c, t in ev.COLUMN_TYPES.items())
+    con = duckdb.connect()
+    try:
+        con.execute(
+            f"COPY (SELECT {cols} FROM read_csv('{EXAMPLE_CSV}', all_varchar = true, header = true))"
+            f" TO '{path}' (FORMAT parquet)"
+        )
+    finally:
+        con.close()
+    return path
+
+
+@pytest.fixture
+def empty_store(store_path: Path) -> Path:
+    run_cli("init", "--store", store_path)
+    return store_path
+
+
+def test_ingest_reports_events_added_as_one_batch(empty_store: Path) -> None:
+    result = run_cli("ingest", EXAMPLE_CSV, "--store", empty_store, "--author", "t")
+    assert (result.exit_code, result.stdout) == (
+        0,
+        f"{EXAMPLE_CSV}: 14 events added as batch 1, 0 duplicates skipped (high-water seq 14)\n",
+    )
+
+
+def test_ingesting_the_same_file_twice_says_14_duplicates_skipped(example_store: Path) -> None:
+    result = run_cli("ingest", EXAMPLE_CSV, "--store", example_store, "--author", "t")
+    assert (result.exit_code, result.stdout) == (
+        0,
+        f"{EXAMPLE_CSV}: 0 events added, 14 duplicates skipped (high-water seq 14)\n",
+    )
+
+
+def test_ingesting_the_same_file_twice_writes_nothing(example_store: Path) -> None:
+    before = snapshot(example_store)
+    run_cli("ingest", EXAMPLE_CSV, "--store", example_store, "--author", "t")
+    assert snapshot(example_store) == before
+
+
+def test_rows_without_event_ids_are_recognised_when_ingested_again(empty_store: Path, tmp_path: Path) -> None:
+    path = tmp_path / "no-ids.csv"
+    path.write_text(
+        "patient_id,kind,occurred_at,code,value,unit\nP9,lab,2009-03-01,1988-5,4,mg/L\nP9,lab,2009-03-02,1988-5,5,mg/L\n"
+    )
+    run_cli("ingest", path, "--store", empty_store, "--author", "t")
+    again = run_cli("ingest", path, "--store", empty_store, "--author", "t")
+    assert again.stdout == f"{path}: 0 events added, 2 duplicates skipped (high-water seq 2)\n"
+
+
+def test_each_file_is_its_own_batch(empty_store: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.csv"
+    other.write_text("event_id,patient_id,kind,occurred_at,code\nq-1,P002,diagnosis,2009-03-01,sJIA\n")
+    result = run_cli("ingest", EXAMPLE_CSV, other, "--store", empty_store, "--author", "t")
+    assert result.stdout.splitlines() == [
+        f"{EXAMPLE_CSV}: 14 events added as batch 1, 0 duplicates skipped (high-water seq 14)",
+        f"{other}: 1 event added as batch 2, 0 duplicates skipped (high-water seq 15)",
+    ]
+
+
+def test_ingest_stops_at_the_first_rejected_file_keeping_earlier_ones(
+    empty_store: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("event_id,patient_id,kind,occurred_at\nz-1,P002,labb,2009-03-01\n")
+    later = tmp_path / "later.csv"
+    later.write_text("event_id,patient_id,kind,occurred_at,code\nq-1,P002,diagnosis,2009-03-01,sJIA\n")
+    result = run_cli("ingest", EXAMPLE_CSV, bad, later, "--store", empty_store, "--author", "t")
+    with Store.open(empty_store) as s:
+        info = s.info()
+    assert (result.exit_code, info.batches, info.events) == (6, 1, 14)
+
+
+def test_author_defaults_to_the_timeline_author_variable(
+    empty_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIMELINE_AUTHOR", "Dr. Ruiz")
+    run_cli("ingest", EXAMPLE_CSV, "--store", empty_store)
+    assert event(empty_store, "p1-crp1")["author"] == "Dr. Ruiz"
+
+
+def test_lab_value_is_stored_in_the_canonical_unit(example_store: Path) -> None:
+    crp = event(example_store, "p1-crp1")
+    assert (crp["value"], crp["unit"], crp["ref_low"], crp["ref_high"]) == (84.0, "mg/L", 0.0, 5.0)
+
+
+def test_lab_value_keeps_its_original_value_and_unit(example_store: Path) -> None:
+    crp = event(example_store, "p1-crp1")
+    assert (crp["orig_value"], crp["orig_unit"], crp["orig_ref_low"], crp["orig_ref_high"]) == (
+        8.4,
+        "mg/dL",
+        0.0,
+        0.5,
+    )
+
+
+def test_fahrenheit_temperature_is_stored_in_celsius(example_store: Path) -> None:
+    t = event(example_store, "p1-t2")
+    assert (t["value"], t["unit"], t["orig_value"], t["orig_unit"]) == (37.0, "Cel", 98.6, "[degF]")
+
+
+def test_time_with_an_offset_is_converted_into_the_store_time_zone(tmp_path: Path) -> None:
+    store = tmp_path / "madrid.duckdb"
+    run_cli("init", "--store", store, "--timezone", "Europe/Madrid")
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "event_id,patient_id,kind,occurred_at,value,unit\nt-1,P001,body_temperature,2009-03-01T10:00+02:00,38,Cel\n"
+    )
+    run_cli("ingest", path, "--store", store, "--author", "t")
+    assert (
+        run_cli("events", "P001", "--store", store, "--json").stdout.count(
+            '"occurred_at": "2009-03-01T09:00:00"'
+        )
+        == 1
+    )
+
+
+def test_jsonl_gives_the_same_timeline_as_csv(
+    example_store: Path, empty_store: Path, example_jsonl: Path
+) -> None:
+    result = run_cli("ingest", example_jsonl, "--store", empty_store, "--author", "t")
+    assert result.exit_code == 0, result.output
+    assert current_timeline(empty_store) == current_timeline(example_store)
+
+
+def test_parquet_gives_the_same_timeline_as_csv(
+    example_store: Path, empty_store: Path, example_parquet: Path
+) -> None:
+    result = run_cli("ingest", example_parquet, "--store", empty_store, "--author", "t")
+    assert result.exit_code == 0, result.output
+    assert current_timeline(empty_store) == current_timeline(example_store)
+
+
+def test_jsonl_of_events_already_stored_from_csv_adds_nothing(
+    example_store: Path, example_jsonl: Path
+) -> None:
+    result = run_cli("ingest", example_jsonl, "--store", example_store, "--author", "t")
+    assert result.stdout == f"{example_jsonl}: 0 events added, 14 duplicates skipped (high-water seq 14)\n"

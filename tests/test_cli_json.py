@@ -1,0 +1,95 @@
+"""--json output parses, and carries what a script needs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.support import EXAMPLE_CSV, run_cli
+
+
+def test_events_json_lists_every_current_event_with_the_high_water(example_store: Path) -> None:
+    data = json.loads(run_cli("events", "P001", "--store", example_store, "--json").stdout)
+    assert (data["patient_id"], data["high_water"], len(data["events"])) == ("P001", 14, 14)
+
+
+def test_events_json_is_ordered_by_occurrence(example_store: Path) -> None:
+    data = json.loads(run_cli("events", "P001", "--store", example_store, "--json").stdout)
+    times = [e["occurred_at"] for e in data["events"]]
+    assert times == sorted(times)
+
+
+def test_events_json_filters_by_kind_and_dates(example_store: Path) -> None:
+    result = run_cli(
+        "events",
+        "P001",
+        "--store",
+        example_store,
+        "--json",
+        "--kind",
+        "lab",
+        "--from",
+        "2008-02-01",
+        "--to",
+        "2008-02-10",
+    )
+    assert [e["event_id"] for e in json.loads(result.stdout)["events"]] == ["p1-crp2"]
+
+
+def test_unknown_kind_filter_exits_2(example_store: Path) -> None:
+    result = run_cli("events", "P001", "--store", example_store, "--kind", "labs")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --kind 'labs' is not a kind (kinds: birth, diagnosis, ")
+
+
+def test_patients_json_counts_events_and_spans(example_store: Path) -> None:
+    data = json.loads(run_cli("patients", "--store", example_store, "--json").stdout)
+    assert data == [
+        {
+            "patient_id": "P001",
+            "events": 14,
+            "first_event": "2001-04-12T00:00:00",
+            "last_event": "2008-02-10T00:00:00",
+        }
+    ]
+
+
+def test_ingest_json_describes_each_batch(store_path: Path) -> None:
+    run_cli("init", "--store", store_path)
+    result = run_cli("ingest", EXAMPLE_CSV, "--store", store_path, "--author", "t", "--json")
+    batch = json.loads(result.stdout)["batches"][0]
+    assert (batch["batch_id"], batch["added"], batch["duplicates"], batch["high_water"]) == (1, 14, 0, 14)
+
+
+def test_verify_json_reports_ok_and_the_head_hash(example_store: Path) -> None:
+    data = json.loads(run_cli("verify", "--store", example_store, "--json").stdout)
+    assert (data["ok"], data["events"], data["batches"], len(data["head_hash"]), data["problems"]) == (
+        True,
+        14,
+        1,
+        64,
+        [],
+    )
+
+
+def test_correct_json_reports_the_new_seq(example_store: Path) -> None:
+    result = run_cli(
+        "correct",
+        "p1-crp2",
+        "--set",
+        "value=5",
+        "--reason",
+        "r",
+        "--author",
+        "a",
+        "--store",
+        example_store,
+        "--json",
+    )
+    data = json.loads(result.stdout)
+    assert (data["batch_id"], data["added"], data["high_water"]) == (2, 1, 15)
+
+
+def test_piped_output_carries_no_colour_codes(example_store: Path) -> None:
+    result = run_cli("events", "P001", "--store", example_store)
+    assert "\x1b[" not in result.output
