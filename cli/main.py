@@ -454,6 +454,11 @@ app.command()(_engine.explain)
 app.command()(_engine.history)
 app.add_typer(_engine.rules_app, name="rules")
 
+from cli import cohort as _cohort  # noqa: E402 - registers the cohort commands and `plot`
+
+app.command()(_cohort.plot)
+app.add_typer(_cohort.cohort_app, name="cohort")
+
 
 def main() -> NoReturn:
     """Entry point: run the app; turn library errors into one clean message."""

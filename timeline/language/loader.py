@@ -1125,3 +1125,10 @@ class _TypeChecker:
             conversion(t.unit, unit)
         except UnitError:
             self.fail(node, f"units do not convert: {t.unit} vs {unit}")
+
+
+# Public names for other YAML formats that reuse this machinery (cohort files): a document
+# with the position of every value, the selector parser, and its "problem already recorded".
+YamlDoc = _Doc
+RuleParser = _RuleParser
+ParseFailure = _Fail

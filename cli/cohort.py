@@ -1,0 +1,594 @@
+"""The `cohort` command group (check, run, explain, patients, plot) and `timeline plot`.
+
+Exit codes: 0 success; 2 bad command line (an unknown cell or group, a wrong --out
+extension); 3 store missing or damaged; 8 the cohort file or a rule file has problems.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cli.engine import Exit, ParamOpt, RulesOpt, load, session
+from cli.output import cell, console, dump_json, error
+
+if TYPE_CHECKING:
+    from timeline.cohort.report import Report
+    from timeline.cohort.spec import CohortSpec
+    from timeline.engine.evaluate import Session
+
+cohort_app = typer.Typer(
+    help="Cohort reports from a cohort file: check it, run the n/N table, explain a patient, list a cell's patients, plot.",
+    no_args_is_help=True,
+)
+
+FileArg = Annotated[Path, typer.Argument(metavar="FILE", help="Cohort file (YAML).")]
+StoreOpt = Annotated[Path | None, typer.Option("--store", "-s", help="Store file.")]
+WaitOpt = Annotated[
+    float, typer.Option("--wait", metavar="SECONDS", help="Retry this long if the store is busy.")
+]
+AsKnownOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as-known-at", metavar="T", help="Use the record as it stood at T (UTC date or date-time)."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON with a reproducibility manifest.")]
+
+
+def _spec(file: Path, rules: list[Path] | None, param: list[str] | None) -> CohortSpec:
+    from timeline.cohort.spec import load_cohort
+
+    return load_cohort(file, load(rules, param))
+
+
+def _session(
+    file: Path,
+    store: Path | None,
+    rules: list[Path] | None,
+    param: list[str] | None,
+    as_known_at: str | None,
+    wait: float,
+) -> tuple[Session, CohortSpec]:
+    from timeline.cohort.spec import load_cohort
+
+    sess = session(store, rules, param, as_known_at, wait)
+    try:
+        return sess, load_cohort(file, sess.rules)
+    except BaseException:
+        sess.store.close()
+        raise
+
+
+class _Bar:
+    """A transient progress bar on stderr, only on a terminal."""
+
+    def __enter__(self) -> Any:
+        if not sys.stderr.isatty():
+            return None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar: Any = Progress(
+            TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+            console=console(stderr=True), transient=True,
+        )  # fmt: skip
+        self.bar.start()
+        self.task = self.bar.add_task("cohort", total=1.0)
+
+        def update(stage: str, frac: float) -> None:
+            self.bar.update(self.task, description=stage, completed=frac)
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if getattr(self, "bar", None) is not None:
+            self.bar.stop()
+
+
+def _report(sess: Session, spec: CohortSpec) -> Report:
+    from timeline.cohort.report import run_cohort
+
+    with _Bar() as progress:
+        return run_cohort(sess, spec, progress=progress)
+
+
+# ---- check --------------------------------------------------------------------------------
+
+
+@cohort_app.command("check")
+def check(
+    file: FileArg,
+    rules: RulesOpt = None,
+    param: ParamOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Validate a cohort file against the rules, before any data is touched: YAML syntax,
+    unknown keys and rule ids (with did-you-mean), rules of the wrong type, durations,
+    selectors and denominator policies — every problem at once, as file:line:column.
+
+    Exit code 0 when the file is valid, 8 otherwise.
+
+    Example:
+
+        timeline cohort check examples/valencia/cohort.yaml
+        timeline cohort check my_cohort.yaml --rules site_rules/
+    """
+    from timeline.cohort.spec import CohortError
+    from timeline.language.loader import RuleError
+
+    try:
+        spec = _spec(file, rules, param)
+    except (CohortError, RuleError) as exc:
+        if json_out:
+            dump_json({"ok": False, "problems": [p.__dict__ for p in exc.problems]})
+        else:
+            error(exc.summary(), exc.details())
+        raise Exit(exc.exit_code) from None
+    summary: dict[str, Any] = {
+        "ok": True, "cohort": spec.id, "version": spec.version, "sha256": spec.digest,
+        "rules": spec.rule_ids(), "time_points": [t.label for t in spec.time_points],
+        "outcomes": [o.id for o in spec.outcomes], "time_to_event": [t.id for t in spec.time_to_event],
+        "subgroups": [g.id for g in spec.subgroups],
+    }  # fmt: skip
+    if json_out:
+        dump_json(summary)
+        return
+    console().print(
+        f"ok: cohort {spec.id} v{spec.version} uses {len(summary['rules'])} rules; "
+        f"{len(spec.outcomes)} outcomes at {len(spec.time_points)} time points, "
+        f"{len(spec.time_to_event)} time-to-event outcomes, {len(spec.subgroups)} sub-groups"
+    )
+
+
+# ---- run ----------------------------------------------------------------------------------
+
+
+@cohort_app.command("run")
+def run(
+    file: FileArg,
+    as_known_at: AsKnownOpt = None,
+    json_out: JsonOpt = False,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", metavar="OUT", help="Write every cell as a CSV row to OUT.")
+    ] = None,
+    parquet_out: Annotated[
+        Path | None,
+        typer.Option("--parquet", metavar="OUT", help="Write every cell as a Parquet row to OUT."),
+    ] = None,
+    ids: Annotated[
+        bool, typer.Option("--ids/--no-ids", help="Include each cell's patient ids in JSON output.")
+    ] = True,
+    rules: RulesOpt = None,
+    param: ParamOpt = None,
+    store: StoreOpt = None,
+    wait: WaitOpt = 0,
+) -> None:
+    """The cohort table: population flow, baseline characteristics, outcomes at each time
+    point, time-to-event outcomes (Kaplan–Meier), adverse events by term and grade,
+    discontinuations by reason, MAS episodes — every cell n/N (%) with its denominator
+    defined, unknowns counted separately (never as "no").
+
+    `--csv` and `--parquet` write one row per cell (with the patient ids behind it) and
+    the manifest (CSV: `#` lines at the top; Parquet: file metadata).
+
+    Example:
+
+        timeline cohort run examples/valencia/cohort.yaml
+        timeline cohort run examples/valencia/cohort.yaml --as-known-at 2011-01-31 --json > report.json
+        timeline cohort run examples/valencia/cohort.yaml --csv cells.csv
+    """
+    sess, spec = _session(file, store, rules, param, as_known_at, wait)
+    with sess.store:
+        report = _report(sess, spec)
+        if parquet_out is not None:
+            _parquet(report, parquet_out, sess)
+    if csv_out is not None:
+        _csv(report, csv_out)
+    if json_out:
+        dump_json(report.to_json(ids))
+    elif csv_out is None and parquet_out is None:
+        render(report)
+    else:
+        written = ", ".join(str(p) for p in (csv_out, parquet_out) if p is not None)
+        console(stderr=True).print(f"wrote {len(report.cells)} cells to {written}")
+
+
+def _rows(report: Report) -> list[dict[str, Any]]:
+    import json
+
+    return [
+        {"cell": c.id, "section": c.section, "row": c.row, "column": c.column, "group": c.group, "label": c.label,
+         "n": c.n, "N": c.N, "unknown": c.unknown, "pct": c.pct, "text": c.text(), "denominator": c.denominator,
+         "stats": json.dumps(c.stats, default=str), "numerator_ids": " ".join(c.numerator_ids),
+         "unknown_ids": " ".join(c.unknown_ids), "denominator_ids": " ".join(c.denominator_ids)}
+        for c in report.cells
+    ]  # fmt: skip
+
+
+def _csv(report: Report, out: Path) -> None:
+    import csv
+    import json
+
+    rows = _rows(report)
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        for key, value in report.manifest.items():
+            fh.write(f"# {key}: {json.dumps(value, default=str)}\n")
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["cell"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _parquet(report: Report, out: Path, sess: Session) -> None:
+    import json
+
+    rows = _rows(report)
+    con = sess.con
+    cols = list(rows[0]) if rows else ["cell"]
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE tl_c_out AS SELECT * FROM (SELECT "
+        + ", ".join(f"unnest(?::{'INTEGER' if k in ('n', 'N', 'unknown') else 'DOUBLE' if k == 'pct' else 'VARCHAR'}[]) AS \"{k}\"" for k in cols)
+        + ")",
+        [[r[k] for r in rows] for k in cols],
+    )  # fmt: skip
+    meta = json.dumps(report.manifest, default=str).replace("'", "''")
+    target = str(out).replace("'", "''")
+    con.execute(f"COPY tl_c_out TO '{target}' (FORMAT parquet, KV_METADATA {{manifest: '{meta}'}})")
+
+
+def render(report: Report) -> None:
+    """The report as rich tables, each with its denominator stated."""
+    from rich.table import Table
+
+    c = console()
+    spec, m = report.spec, report.manifest
+    c.print(f"[bold]{cell(spec.title)}[/]  (cohort {spec.id} v{spec.version})")
+    c.print(
+        cell(f"store {m['store']} · high-water seq {m['high_water']} · as known at {m['as_known_at'] or 'now'} · "
+             f"rules {m['rules_digest'][:12]} · {m['engine']} · {report.seconds:g} s")
+    )  # fmt: skip
+    groups = list(report.groups.items())
+    by_id = {x.id: x for x in report.cells}
+
+    def row_cells(prefix: str) -> list[str]:
+        return [_cell_text(by_id.get(prefix + ("" if g == "all" else f"@{g}"))) for g, _ in groups]
+
+    t = Table(title="Population", title_justify="left")
+    for col in ("", "n/N (%)", "denominator"):
+        t.add_column(col)
+    for x in report.cells:
+        if x.section in ("population", "subgroup"):
+            t.add_row(cell(x.label), cell(x.text()), cell(x.denominator))
+    c.print(t)
+
+    heads = [f"{label} (N={len(ids)})" for _, (label, ids) in groups]
+    t = Table(title="Baseline characteristics (at the index)", title_justify="left")
+    t.add_column("")
+    for h in heads:
+        t.add_column(h)
+    for b in [*spec.baseline, None]:
+        bid = b.id if b else "follow_up"
+        label = b.label if b else "follow-up (months)"
+        t.add_row(cell(label), *(cell(s) for s in row_cells(f"baseline.{bid}")))
+    c.print(t)
+
+    if spec.outcomes:
+        t = Table(title="Outcomes at time points: n/N (%), unknowns shown apart", title_justify="left")
+        for col in ("outcome", "at", *heads, "denominator"):
+            t.add_column(col)
+        for o in spec.outcomes:
+            for tp in spec.time_points:
+                if tp.slug in o.time_points:
+                    t.add_row(cell(o.label), cell(tp.label), *(cell(s) for s in row_cells(f"outcome.{o.id}.{tp.slug}")),
+                              cell(o.denominator))  # fmt: skip
+        c.print(t)
+        c.print("[bold]Denominators[/]")
+        for policy in sorted({o.denominator for o in spec.outcomes}):
+            c.print(cell(f"  {policy}: {report.policies[policy]}"))
+
+    if spec.time_to_event:
+        t = Table(title="Time to event (from the index; Kaplan–Meier)", title_justify="left")
+        t.add_column("outcome")
+        for h in heads:
+            t.add_column(h)
+        t.add_column("censoring")
+        for tte in spec.time_to_event:
+            texts = []
+            for g, _ in groups:
+                texts.append(_tte_text(by_id.get(f"tte.{tte.id}" + ("" if g == "all" else f"@{g}"))))
+            t.add_row(
+                cell(f"{tte.label} within {tte.window}"),
+                *(cell(s) for s in texts),
+                cell(", ".join(tte.censor)),
+            )
+        c.print(t)
+
+    for section, title in (("adverse_event", "Adverse events from the index to the end of follow-up: patients n/N (events)"),
+                           ("discontinuation", f"Discontinuations of {spec.drug}: n/N (%)"),
+                           ("mas", "MAS episodes: patients n/N (episodes)")):  # fmt: skip
+        rows = [x for x in report.cells if x.section == section and x.group == "all"]
+        if not rows:
+            continue
+        t = Table(title=title, title_justify="left")
+        t.add_column("")
+        for h in heads:
+            t.add_column(h)
+        for x in rows:
+            base = x.id
+            t.add_row(cell(x.label), *(cell(s) for s in row_cells(base)))
+        c.print(t)
+    c.print("[dim]cell ids: --json; patients behind a cell: timeline cohort patients FILE --cell ID[/]")
+
+
+def _cell_text(x: Any) -> str:
+    if x is None:
+        return "—"
+    text: str = x.text()
+    st = x.stats
+    if "mean" in st:
+        if st["mean"] is None:
+            return f"no values (n {x.n}/{x.N})"
+        unit = {"a": "y", "mo": "mo"}.get(st.get("unit") or "", st.get("unit") or "")
+        return f"mean {st['mean']:g}, median {st['median']:g}, range {st['min']:g}–{st['max']:g} {unit} (n {x.n}/{x.N}{f', {x.unknown} unknown' if x.unknown else ''})"
+    for key in ("events", "episodes"):
+        if key in st:
+            return f"{text} ({st[key]})"
+    return text
+
+
+def _tte_text(x: Any) -> str:
+    if x is None:
+        return "—"
+    st = x.stats
+    km = st.get("km_reached_by_window_end")
+    med = st.get("km_median_days")
+    parts = [f"{x.n}/{x.N} reached" + (f" ({x.unknown} unknown on the way)" if x.unknown else "")]
+    if km is not None:
+        parts.append(f"KM {100 * km:.1f}% by the window end")
+    parts.append(f"median {med:g} days" if med is not None else "median not reached")
+    return "; ".join(parts)
+
+
+# ---- explain ------------------------------------------------------------------------------
+
+
+@cohort_app.command("explain")
+def explain(
+    file: FileArg,
+    patient: Annotated[str, typer.Argument(help="Patient id.")],
+    cell_id: Annotated[
+        str | None,
+        typer.Argument(metavar="[CELL]", help="A cell id, e.g. outcome.active_arthritis.3_months."),
+    ] = None,
+    as_known_at: AsKnownOpt = None,
+    json_out: JsonOpt = False,
+    rules: RulesOpt = None,
+    param: ParamOpt = None,
+    store: StoreOpt = None,
+    wait: WaitOpt = 0,
+) -> None:
+    """Why a patient is or is not in the population, a sub-group, a numerator or a
+    denominator. With CELL, the derivation of that cell's rule for this patient at the
+    instant the report used, down to the events.
+
+    Example:
+
+        timeline cohort explain examples/valencia/cohort.yaml V07
+        timeline cohort explain examples/valencia/cohort.yaml V07 outcome.active_arthritis.3_months
+        timeline cohort explain examples/valencia/cohort.yaml V07 population.included --json
+    """
+    from timeline.cohort.explain import explain_patient
+
+    sess, spec = _session(file, store, rules, param, as_known_at, wait)
+    with sess.store:
+        data = explain_patient(sess, spec, patient, cell_id)
+    if json_out:
+        dump_json(data)
+        return
+    from rich.tree import Tree
+
+    from cli.engine import _grow, _label
+
+    c = console()
+    pop = data["population"]
+    idx = data["index"]
+    c.print(f"[bold]{cell(patient)}[/] in cohort {spec.id}: [bold]{pop['status'].replace('_', ' ')}[/]")
+    c.print(
+        cell(
+            f"  index: {idx['event_id']} on {idx['date']}"
+            if idx
+            else f"  index: none ({spec.index.name} not recorded)"
+        )
+    )
+    for r in pop["rules"]:
+        c.print(cell(f"  {r['role']} {r['rule']} at {pop['evaluated_at']}: {_plain(r['value'])}"
+                     + (f" — {r['reason']}" if r["reason"] else "") + (f" [{r['detail']}]" if r["detail"] else "")))  # fmt: skip
+    for g in data["subgroups"]:
+        c.print(cell(f"  sub-group {g['id']}: {'member' if g['member'] else 'not a member'} ({g['why']})"))
+    fu = data["follow_up"]
+    if idx:
+        stop = (
+            f"; {spec.drug} stopped {fu['discontinued']} ({fu['discontinuation_reason'] or 'no reason recorded'})"
+            if fu["discontinued"]
+            else ""
+        )
+        c.print(cell(f"  follow-up to {fu['end']} ({fu['why']}){stop}"))
+    for tp in data["time_points"]:
+        vals = ", ".join(f"{k} {_plain(v)}" for k, v in tp["values"].items())
+        c.print(cell(f"  at {tp['time_point']} ({tp['date']}): {vals}"))
+    for tid, t in data["time_to_event"].items():
+        what = (
+            f"reached after {t['days']:g} days"
+            if t["reached"]
+            else f"not reached; censored by {t['censored_by']} after {t['days']:g} days"
+        )
+        c.print(cell(f"  time to {tid}: {what}"))
+    if "cell" not in data:
+        from rich.table import Table
+
+        t = Table(title="cells", title_justify="left")
+        for col in ("cell", "role"):
+            t.add_column(col)
+        for x in data["cells"]:
+            t.add_row(cell(x["cell"]), cell(x["role"]))
+        c.print(t)
+        return
+    x = data["cell"]
+    c.print(f"\n[bold]{cell(x['cell'])}[/]: {cell(x['role'])}")
+    for key in ("denominator", "denominator_detail", "detail"):
+        if x.get(key):
+            c.print(cell(f"  {key.replace('_', ' ')}: {x[key]}"))
+    for key in ("events", "episodes"):
+        for item in x.get(key) or []:
+            c.print(cell(f"  {item}"))
+    for e in x["explanations"]:
+        c.print(cell(f"\n{e['rule']} — {e['why']}"))
+        if e["explanation"] is None:
+            c.print(cell(f"  {e.get('note')}"))
+            continue
+        tree = Tree(_label(e["explanation"]["tree"], top=True))
+        _grow(tree, e["explanation"]["tree"]["derivation"])
+        c.print(tree)
+        for ev in e["explanation"]["events"]:
+            c.print(cell(f"  seq {ev['seq']} {ev['event_id']} {ev['occurred_at']}: {ev['description']}"))
+
+
+def _plain(value: Any) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return str(value)
+
+
+# ---- patients -----------------------------------------------------------------------------
+
+
+@cohort_app.command("patients")
+def patients(
+    file: FileArg,
+    cell_id: Annotated[
+        str, typer.Option("--cell", metavar="CELL", help="Cell id (see `cohort run --json`).")
+    ],
+    as_known_at: AsKnownOpt = None,
+    json_out: JsonOpt = False,
+    rules: RulesOpt = None,
+    param: ParamOpt = None,
+    store: StoreOpt = None,
+    wait: WaitOpt = 0,
+) -> None:
+    """Which patients make up a cell: the numerator, the unknowns, and the rest of the
+    denominator.
+
+    Example:
+
+        timeline cohort patients examples/valencia/cohort.yaml --cell outcome.active_arthritis.3_months
+        timeline cohort patients examples/valencia/cohort.yaml --cell subgroup.first_line --json
+    """
+    sess, spec = _session(file, store, rules, param, as_known_at, wait)
+    with sess.store:
+        report = _report(sess, spec)
+    x = report.cell(cell_id)
+    rest = sorted(set(x.denominator_ids) - set(x.numerator_ids) - set(x.unknown_ids))
+    if json_out:
+        dump_json(
+            {"manifest": report.manifest, "cell": x.id, "label": x.label, "text": x.text(),
+             "denominator": x.denominator, "numerator_ids": x.numerator_ids, "unknown_ids": x.unknown_ids,
+             "other_ids": rest, "denominator_ids": x.denominator_ids}
+        )  # fmt: skip
+        return
+    c = console()
+    c.print(f"[bold]{cell(x.id)}[/]: {cell(x.label)} {cell(x.column)} — {cell(x.text())}")
+    c.print(cell(f"denominator (N={x.N}): {x.denominator}"))
+    for title, ids in (
+        ("numerator", x.numerator_ids),
+        ("unknown", x.unknown_ids),
+        ("denominator, not in the numerator", rest),
+    ):
+        c.print(cell(f"{title} ({len(ids)}): {' '.join(ids) or '—'}"))
+
+
+# ---- plots --------------------------------------------------------------------------------
+
+
+@cohort_app.command("plot")
+def plot_cohort(
+    file: FileArg,
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Image to write: .png or .svg.")],
+    group: Annotated[
+        str, typer.Option("--group", help="Group for the outcome proportions (a sub-group id).")
+    ] = "all",
+    as_known_at: AsKnownOpt = None,
+    rules: RulesOpt = None,
+    param: ParamOpt = None,
+    store: StoreOpt = None,
+    wait: WaitOpt = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Kaplan–Meier curves of the time-to-event outcomes (every group, censorings ticked,
+    numbers at risk) and each outcome's proportion at each time point, labelled n/N.
+
+    Example:
+
+        timeline cohort plot examples/valencia/cohort.yaml --out valencia.png
+        timeline cohort plot examples/valencia/cohort.yaml --out first_line.svg --group first_line
+    """
+    from timeline.plots import check_out, cohort_plot
+
+    check_out(out)
+    sess, spec = _session(file, store, rules, param, as_known_at, wait)
+    with sess.store:
+        report = _report(sess, spec)
+    drawn = cohort_plot(report, out, group)
+    if json_out:
+        dump_json({"manifest": report.manifest, **drawn})
+    else:
+        console().print(f"wrote {out}")
+
+
+def plot(
+    patient: Annotated[str, typer.Argument(help="Patient id.")],
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Image to write: .png or .svg.")],
+    lane: Annotated[
+        list[str] | None,
+        typer.Option("--lane", metavar="RULE", help="A boolean rule to draw as a swimlane (repeatable)."),
+    ] = None,
+    drug: Annotated[
+        str, typer.Option("--drug", help="The drug whose dose and starts/stops are drawn.")
+    ] = "anakinra",
+    dose_rule: Annotated[
+        str, typer.Option("--dose-rule", metavar="RULE", help="Numeric rule for the dose panel.")
+    ] = "anakinra_dose_mg_kg_day",
+    as_known_at: AsKnownOpt = None,
+    rules: RulesOpt = None,
+    param: ParamOpt = None,
+    store: StoreOpt = None,
+    wait: WaitOpt = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """A clinician's view of one patient (PNG or SVG): state swimlanes (fever, rash, active
+    arthritis, MAS episodes, inactive disease, complete response — those of the loaded rules,
+    or --lane), the drug's dose in mg/kg/day, CRP / ESR / ferritin with their limits, and
+    adverse events as markers.
+
+    Example:
+
+        timeline plot P001 --out p001.png
+        timeline plot P001 --out p001.svg --lane fever --lane crp_normal
+    """
+    from timeline.plots import check_out, patient_plot
+
+    check_out(out)
+    sess = session(store, rules, param, as_known_at, wait)
+    with sess.store:
+        drawn = patient_plot(sess, patient, out, lane, drug=drug, dose_rule=dose_rule)
+        manifest = sess.manifest()
+    if json_out:
+        dump_json({"manifest": manifest, **drawn})
+    else:
+        console().print(f"wrote {out}")
+
+
+__all__ = ["cohort_app", "plot", "render"]

@@ -1,0 +1,213 @@
+"""Why one patient is or is not in the population, a sub-group, a numerator or a denominator.
+
+The report is re-run for that patient alone (every cell is a per-patient decision, so the
+answer is the same as in the full run), and the rule behind the asked cell is explained
+with :meth:`Session.explain` at the instant the report used.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from timeline.cohort.report import Cell, PatientFacts, Report, end_of, run_cohort
+from timeline.cohort.spec import CohortSpec
+from timeline.engine.evaluate import Result, Session
+from timeline.errors import UsageError
+
+_DYNAMIC = ("ae", "discontinuation", "mas")  # rows that exist only where a patient has events
+
+
+def _value(r: Result | None) -> Any:
+    if r is None or r.value is None:
+        return "unknown"
+    return r.value
+
+
+def _at(t: datetime) -> str:
+    """An instant as `--at` text: a date when it is the end of a day (as the report uses)."""
+    if t == end_of(t.date()):
+        return t.date().isoformat()
+    return t.isoformat()
+
+
+def role(cell: Cell, patient: str) -> str:
+    if patient in cell.numerator_ids:
+        return "numerator"
+    if patient in cell.unknown_ids:
+        return "unknown (in the denominator, not in the numerator)"
+    if patient in cell.denominator_ids:
+        return "denominator only"
+    return "not in the denominator"
+
+
+def explain_patient(
+    session: Session, spec: CohortSpec, patient: str, cell_id: str | None = None
+) -> dict[str, Any]:
+    """The patient's path through the report as data; with ``cell_id``, the derivation of
+    that cell's rule for this patient down to the events used."""
+    report = run_cohort(session, spec, patients=[patient])
+    f = report.patients[patient]
+    out: dict[str, Any] = {
+        "manifest": report.manifest,
+        "patient_id": patient,
+        "index": _index(f),
+        "population": _population(spec, f),
+        "subgroups": [
+            {"id": g.id, "label": g.label, "member": g.id in f.groups, "why": f.subgroup_detail.get(g.id)}
+            for g in spec.subgroups
+        ],
+        "follow_up": {
+            "end": f.fu_end,
+            "why": f.fu_end_reason,
+            "death": f.death,
+            "discontinued": f.disc_date,
+            "discontinuation_reason": f.disc_reason,
+            "discontinuation_events": f.disc_events,
+        },
+        "time_points": [
+            {
+                "time_point": tp.label,
+                "date": f.tp_dates.get(tp.slug),
+                "values": {o.rule: _value(f.values.get((o.rule, tp.slug))) for o in spec.outcomes},
+            }
+            for tp in spec.time_points
+            if tp.slug in f.tp_dates
+        ],
+        "time_to_event": {
+            tid: {
+                "reached": t.event,
+                "at": t.at,
+                "days": t.days,
+                "censored_by": t.censored_by,
+                "unknown_on_the_way": t.unknown,
+            }
+            for tid, t in f.tte.items()
+        },
+        "cells": [
+            {"cell": c.id, "role": role(c, patient), "label": c.label, "column": c.column}
+            for c in report.cells
+            if c.group == "all" or c.group in f.groups
+        ],
+    }
+    if cell_id is not None:
+        out["cell"] = _cell(session, spec, report, f, cell_id)
+    return out
+
+
+def _index(f: PatientFacts) -> dict[str, Any] | None:
+    if f.t_index is None:
+        return None
+    return {"event_id": f.index_event, "seq": f.index_seq, "occurred_at": f.t_index, "date": f.index_date}
+
+
+def _population(spec: CohortSpec, f: PatientFacts) -> dict[str, Any]:
+    rules = []
+    for kind, ids in (("include", spec.include), ("exclude", spec.exclude)):
+        for rid in ids:
+            r = f.values.get((rid, "population"))
+            rules.append(
+                {"rule": rid, "role": kind, "value": _value(r), "reason": r.why if r else None,
+                 "detail": r.note if r else None}
+            )  # fmt: skip
+    return {
+        "status": f.status,
+        "reasons": f.reasons,
+        "evaluated_at": _at(f.q_population) if f.q_population else None,
+        "rules": rules,
+    }
+
+
+def _cell(
+    session: Session, spec: CohortSpec, report: Report, f: PatientFacts, cell_id: str
+) -> dict[str, Any]:
+    base = cell_id.split("@", 1)[0]
+    section, _, rest = base.partition(".")
+    try:
+        cell = report.cell(cell_id)
+    except UsageError:
+        if section not in _DYNAMIC:
+            raise
+        return {"cell": cell_id, "role": "not counted: the patient has no such events", "explanations": []}
+    out: dict[str, Any] = {"cell": cell_id, "label": cell.label, "role": role(cell, f.patient_id),
+                           "denominator": cell.denominator, "explanations": []}  # fmt: skip
+    ex: list[dict[str, Any]] = out["explanations"]
+
+    def explain(rule_id: str, at: datetime | None, why: str) -> None:
+        if at is None:
+            ex.append(
+                {"rule": rule_id, "why": why, "explanation": None, "note": "no instant: no index event"}
+            )
+            return
+        tree = session.explain(f.patient_id, rule_id, _at(at))
+        tree.pop("manifest", None)  # the same as the report's
+        ex.append({"rule": rule_id, "why": why, "explanation": tree})
+
+    if section == "population":
+        for kind, ids in (("include", spec.include), ("exclude", spec.exclude)):
+            for rid in ids:
+                if rest == "included" or rest == f"{kind}.{rid}":
+                    explain(rid, f.q_population, f"{kind} rule at the {spec.evaluate_at.replace('_', ' ')}")
+        if f.t_index is None:
+            out["detail"] = f"no index event: no {spec.index.name} recorded"
+    elif section == "subgroup":
+        g = next(g for g in spec.subgroups if g.id == rest)
+        out["detail"] = f.subgroup_detail.get(g.id)
+        if g.rule:
+            explain(g.rule, end_of(f.t_index.date()) if f.t_index else None, "sub-group rule at the index")
+    elif section == "baseline":
+        b = next((b for b in spec.baseline if b.id == rest), None)
+        if b is not None:
+            explain(b.rule, end_of(f.t_index.date()) if f.t_index else None, "baseline value at the index")
+        else:
+            out["detail"] = f"follow-up from {f.index_date} to {f.fu_end} ({f.fu_end_reason})"
+    elif section == "outcome":
+        oid, _, tp = rest.rpartition(".")
+        o = next(o for o in spec.outcomes if o.id == oid)
+        day = f.tp_dates.get(tp)
+        out["denominator_detail"] = _denominator(spec, f, o.denominator, day)
+        if day is not None:
+            explain(o.rule, end_of(day), f"outcome at {tp.replace('_', ' ')} ({day})")
+            if o.denominator == "on_drug" and spec.on_drug_rule:
+                explain(spec.on_drug_rule, end_of(day), "on the drug (on_drug denominator)")
+    elif section == "tte":
+        t = next(t for t in spec.time_to_event if t.id == rest)
+        facts = f.tte.get(t.id)
+        if facts is not None:
+            out["detail"] = (
+                f"reached {facts.days:g} days after the index ({_at(facts.at)})"
+                if facts.event
+                else f"not reached; censored by {facts.censored_by} at {_at(facts.at)} ({facts.days:g} days)"
+            )
+            explain(
+                t.rule,
+                facts.at,
+                "first instant the outcome held" if facts.event else "value at the censoring",
+            )
+    elif section == "ae":
+        out["events"] = f.adverse_events
+    elif section == "discontinuation":
+        out["detail"] = {"date": f.disc_date, "reason": f.disc_reason, "events": f.disc_events}
+    elif section == "mas":
+        out["episodes"] = f.mas
+    return out
+
+
+def _denominator(spec: CohortSpec, f: PatientFacts, policy: str, day: Any) -> str:
+    if day is None:
+        return "no time point: the patient is not in the population"
+    if policy == "all":
+        return "policy all: every patient of the group"
+    followed = f.fu_end is not None and f.fu_end >= day
+    text = f"follow-up ends {f.fu_end} ({f.fu_end_reason}): {'on or after' if followed else 'before'} {day}"
+    if policy == "followed":
+        return f"policy followed: {text}"
+    if spec.on_drug_rule:
+        return f"policy on_drug: {text}; and rule {spec.on_drug_rule} at {day} (see its explanation)"
+    stop = (
+        f"stopped {f.disc_date} ({f.disc_reason or 'no reason recorded'})" if f.disc_date else "never stopped"
+    )
+    return f"policy on_drug: {text}; {spec.drug} {stop}"
+
+
+__all__ = ["explain_patient", "role"]

@@ -1,0 +1,80 @@
+"""Kaplan–Meier product-limit estimates: survival steps, number at risk, median.
+
+Times are in days from the index. At a time with both events and censorings, the events
+come first (the usual convention: a patient censored at t was still at risk at t).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Step:
+    time: float
+    at_risk: int  # patients still at risk just before ``time``
+    events: int
+    censored: int
+    survival: float  # S(t): probability of not having reached the outcome by ``time``
+
+
+@dataclass(frozen=True)
+class Curve:
+    steps: tuple[Step, ...]
+    n: int
+
+    def survival_at(self, t: float) -> float:
+        """S(t), right-continuous: steps at exactly ``t`` count."""
+        s = 1.0
+        for step in self.steps:
+            if step.time > t:
+                break
+            s = step.survival
+        return s
+
+    def reached_by(self, t: float) -> float:
+        """1 − S(t): the estimated proportion reaching the outcome by ``t``."""
+        return 1.0 - self.survival_at(t)
+
+    def at_risk(self, t: float) -> int:
+        """Number still at risk at ``t`` (not yet reached, not censored before ``t``)."""
+        gone = sum(st.events + st.censored for st in self.steps if st.time < t)
+        return self.n - gone
+
+    def median(self) -> float | None:
+        """The first time at which S(t) ≤ 0.5; None when the curve never gets there."""
+        for step in self.steps:
+            if step.survival <= 0.5 + 1e-12:
+                return step.time
+        return None
+
+
+def kaplan_meier(times: Sequence[float], events: Sequence[bool]) -> Curve:
+    """The product-limit estimate from each patient's time and whether it was an event
+    (True) or a censoring (False)."""
+    if len(times) != len(events):
+        raise ValueError("times and events differ in length")
+    pairs = sorted(zip(times, events, strict=True))
+    n = len(pairs)
+    at_risk = n
+    s = 1.0
+    steps: list[Step] = []
+    i = 0
+    while i < n:
+        t = pairs[i][0]
+        d = c = 0
+        while i < n and pairs[i][0] == t:
+            if pairs[i][1]:
+                d += 1
+            else:
+                c += 1
+            i += 1
+        if d:
+            s *= 1.0 - d / at_risk
+        steps.append(Step(time=t, at_risk=at_risk, events=d, censored=c, survival=s))
+        at_risk -= d + c
+    return Curve(steps=tuple(steps), n=n)
+
+
+__all__ = ["Curve", "Step", "kaplan_meier"]

@@ -1,0 +1,774 @@
+"""Run a cohort over a store: population, index, sub-groups, time points, outcomes, time to
+event, adverse events, discontinuations and MAS episodes — every cell an n/N with its
+denominator defined and the patient ids behind it.
+
+Rules are evaluated set-based: one :meth:`Session.evaluate` call for every rule the
+population needs at every patient's index, one for every outcome at every (patient, time
+point), and one compiled query per time-to-event outcome over the rule's change points.
+Python only aggregates the per-patient answers into cells.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from timeline.cohort.km import Curve, kaplan_meier
+from timeline.cohort.spec import CohortSpec, TimeToEvent, slug
+from timeline.engine.compiler import Compiler, q_
+from timeline.engine.evaluate import Result, Session
+from timeline.errors import UsageError
+from timeline.language import ast
+from timeline.language.loader import did_you_mean
+
+Progress = Callable[[str, float], None]
+DAY = timedelta(days=1)
+EPS = timedelta(microseconds=1)
+_ON = "('medication_start', 'medication_dose_change')"
+_OFF = "('discontinuation', 'medication_stop')"
+
+
+def end_of(day: date) -> datetime:
+    """The last microsecond of a date: the instant `timeline state --at DATE` uses."""
+    return datetime.combine(day, datetime.min.time()) + DAY - EPS
+
+
+@dataclass
+class Cell:
+    """One number of the report: ``n`` of ``N`` (``unknown`` of the N could not be told)."""
+
+    id: str
+    section: str
+    row: str
+    column: str
+    group: str
+    label: str
+    denominator: str  # what N is, in words
+    n: int
+    N: int
+    unknown: int = 0
+    numerator_ids: list[str] = field(default_factory=list)
+    denominator_ids: list[str] = field(default_factory=list)
+    unknown_ids: list[str] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pct(self) -> float | None:
+        return round(100.0 * self.n / self.N, 1) if self.N else None
+
+    def text(self) -> str:
+        pct = f" ({self.pct:g}%)" if self.pct is not None else ""
+        out = f"{self.n}/{self.N}{pct}"
+        return out + (f", {self.unknown} unknown" if self.unknown else "")
+
+    def to_json(self, ids: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "cell": self.id, "section": self.section, "row": self.row, "column": self.column,
+            "group": self.group, "label": self.label, "n": self.n, "N": self.N, "unknown": self.unknown,
+            "pct": self.pct, "text": self.text(), "denominator": self.denominator, "stats": self.stats,
+        }  # fmt: skip
+        if ids:
+            out["numerator_ids"] = self.numerator_ids
+            out["denominator_ids"] = self.denominator_ids
+            out["unknown_ids"] = self.unknown_ids
+        return out
+
+
+@dataclass
+class TteFacts:
+    days: float  # time from the index to the event or the censoring
+    event: bool
+    at: datetime  # the event instant, or the censoring instant
+    censored_by: str | None  # window | end_of_follow_up | death | discontinuation
+    unknown: bool  # not reached, and unknown at some moment checked
+    window_days: float  # the whole window, from the index to the end of its last day
+
+
+@dataclass
+class PatientFacts:
+    """Everything the report knows about one patient (what `cohort explain` shows)."""
+
+    patient_id: str
+    index_event: str | None = None
+    index_seq: int | None = None
+    t_index: datetime | None = None
+    index_date: date | None = None
+    q_population: datetime | None = None
+    status: str = "no_index"  # included | not_included | no_index
+    reasons: list[str] = field(default_factory=list)
+    values: dict[tuple[str, str], Result] = field(default_factory=dict)  # (rule, "index"|"population"|slug)
+    groups: list[str] = field(default_factory=list)
+    subgroup_detail: dict[str, str] = field(default_factory=dict)
+    fu_end: date | None = None
+    fu_end_reason: str | None = None
+    death: date | None = None
+    disc_date: date | None = None
+    disc_reason: str | None = None
+    disc_events: list[str] = field(default_factory=list)
+    tp_dates: dict[str, date] = field(default_factory=dict)
+    tte: dict[str, TteFacts] = field(default_factory=dict)
+    mas: list[dict[str, Any]] = field(default_factory=list)
+    adverse_events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def included(self) -> bool:
+        return self.status == "included"
+
+
+@dataclass
+class Report:
+    spec: CohortSpec
+    manifest: dict[str, Any]
+    groups: dict[str, tuple[str, list[str]]]  # id → (label, patient ids)
+    cells: list[Cell]
+    curves: dict[tuple[str, str], Curve]  # (time-to-event id, group) → KM curve
+    patients: dict[str, PatientFacts]
+    policies: dict[str, str]  # denominator policy → its definition
+    seconds: float = 0.0
+
+    def cell(self, cell_id: str) -> Cell:
+        for c in self.cells:
+            if c.id == cell_id:
+                return c
+        ids = [c.id for c in self.cells]
+        raise UsageError(
+            f"no cell {cell_id!r} in this report{did_you_mean(cell_id, ids)} (list them with --json)"
+        )
+
+    def to_json(self, ids: bool = True) -> dict[str, Any]:
+        return {
+            "manifest": self.manifest,
+            "cohort": {"id": self.spec.id, "title": self.spec.title, "version": self.spec.version},
+            "groups": {g: {"label": label, "n": len(p)} for g, (label, p) in self.groups.items()},
+            "time_points": [tp.label for tp in self.spec.time_points],
+            "denominator_policies": self.policies,
+            "cells": [c.to_json(ids) for c in self.cells],
+            "kaplan_meier": {
+                f"{tid}@{g}" if g != "all" else tid: [
+                    {
+                        "days": s.time,
+                        "at_risk": s.at_risk,
+                        "events": s.events,
+                        "censored": s.censored,
+                        "survival": round(s.survival, 6),
+                    }
+                    for s in curve.steps
+                ]
+                for (tid, g), curve in self.curves.items()
+            },
+        }
+
+
+def run_cohort(
+    session: Session,
+    spec: CohortSpec,
+    patients: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> Report:
+    """The report for every patient of the store (or only ``patients``)."""
+    import time
+
+    started = time.perf_counter()
+    run = _Run(session, spec, progress or (lambda stage, frac: None))
+    run.load(patients)
+    report = run.report()
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+class _Run:
+    def __init__(self, session: Session, spec: CohortSpec, progress: Progress) -> None:
+        self.s = session
+        self.con = session.con
+        self.spec = spec
+        self.progress = progress
+        self.facts: dict[str, PatientFacts] = {}
+        self.pop: list[str] = []
+        self.comp0 = Compiler(session.rules, "SELECT 1")
+
+    def sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.con.execute(query, list(params)).fetchall()
+
+    # ---- per-patient facts
+    def load(self, patients: Sequence[str] | None) -> None:
+        spec = self.spec
+        self.progress("index events", 0.05)
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE tl_c_ev AS {self.s.store.current_sql(self.s.high_water, patients)}"
+        )
+        for (pid,) in self.sql("SELECT DISTINCT patient_id FROM tl_c_ev ORDER BY 1"):
+            self.facts[pid] = PatientFacts(pid)
+        for pid in patients or []:
+            self.facts.setdefault(pid, PatientFacts(pid))
+        pred = self.comp0.predicate(spec.index)
+        self.con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE tl_c_idx AS
+                SELECT patient_id, event_id AS index_event, seq AS index_seq, occurred_at AS t_index,
+                       occurred_at::DATE AS index_date,
+                       occurred_at::DATE + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND AS q_index
+                FROM tl_c_ev WHERE {pred}
+                QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY occurred_at, seq) = 1"""
+        )
+        for pid, eid, seq, t, d, q in self.sql("SELECT * FROM tl_c_idx"):
+            f = self.facts[pid]
+            f.index_event, f.index_seq, f.t_index, f.index_date, f.q_population = eid, seq, t, d, q
+            f.status = "not_included"
+        self._follow_up()
+        self._discontinuation()
+        self.progress("population", 0.15)
+        self._population()
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE tl_c_pop AS SELECT unnest(?::VARCHAR[]) AS patient_id", [self.pop]
+        )
+        self._subgroups()
+        self.progress("outcomes at time points", 0.3)
+        self._time_points()
+        for i, tte in enumerate(spec.time_to_event):
+            self.progress(f"time to {tte.label}", 0.5 + 0.3 * i / max(len(spec.time_to_event), 1))
+            self._time_to_event(tte)
+        self.progress("adverse events, MAS episodes", 0.85)
+        if spec.adverse_events:
+            self._adverse_events()
+        if spec.mas is not None:
+            self._mas()
+
+    def _follow_up(self) -> None:
+        spec = self.spec
+        ends = [f"{k}_date" for k in ("end_of_follow_up", "death") if k in spec.end_kinds]
+        bound = f"least({', '.join(ends)})" if ends else "NULL::DATE"
+        if spec.otherwise == "open":
+            asof = (self.s.as_known_at or datetime.now()).date()
+            fallback, why = f"DATE '{asof.isoformat()}'", f"open: still followed as known at {asof}"
+        else:
+            fallback, why = "last_date", "last recorded event"
+        rows = self.sql(
+            f"""WITH f AS (
+                    SELECT i.patient_id,
+                        min(e.occurred_at::DATE) FILTER (WHERE e.kind = 'end_of_follow_up' AND e.occurred_at >= i.index_date) AS end_of_follow_up_date,
+                        arg_min(e.reason, e.occurred_at) FILTER (WHERE e.kind = 'end_of_follow_up' AND e.occurred_at >= i.index_date) AS eofu_reason,
+                        min(e.occurred_at::DATE) FILTER (WHERE e.kind = 'death') AS death_date,
+                        max(e.occurred_at::DATE) AS last_date
+                    FROM tl_c_idx i JOIN tl_c_ev e USING (patient_id) GROUP BY i.patient_id)
+                SELECT patient_id, coalesce({bound}, {fallback}) AS fu_end,
+                    CASE WHEN {bound} IS NULL THEN {q_(why)}
+                         WHEN {bound} = death_date AND {"true" if "death" in spec.end_kinds else "false"} THEN 'death'
+                         ELSE 'end of follow-up' || coalesce(' (' || eofu_reason || ')', '') END AS why,
+                    death_date
+                FROM f"""
+        )
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE tl_c_fu (patient_id VARCHAR, fu_end DATE, why VARCHAR, death DATE)"
+        )
+        if rows:
+            self.con.executemany("INSERT INTO tl_c_fu VALUES (?, ?, ?, ?)", [list(r) for r in rows])
+        for pid, end, why_, death in rows:
+            f = self.facts[pid]
+            f.fu_end, f.fu_end_reason, f.death = end, why_, death
+
+    def _discontinuation(self) -> None:
+        drug = self.spec.drug
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE tl_c_disc (patient_id VARCHAR, t_disc TIMESTAMP, disc_date DATE, reason VARCHAR, events VARCHAR[])"
+        )
+        if drug is None:
+            return
+        # The stop that begins the final off-drug period after the index: a stop followed by a
+        # restart (or a dose change) was an interruption, not a discontinuation.
+        self.con.execute(
+            f"""INSERT INTO tl_c_disc
+                WITH lo AS (SELECT patient_id, max(occurred_at) AS last_on FROM tl_c_ev
+                            WHERE drug = {q_(drug)} AND kind IN {_ON} GROUP BY patient_id)
+                SELECT s.patient_id, min(s.occurred_at), min(s.occurred_at)::DATE,
+                       arg_min(s.reason, s.occurred_at) FILTER (WHERE s.reason IS NOT NULL),
+                       list(s.event_id ORDER BY s.occurred_at, s.seq)
+                FROM tl_c_ev s JOIN tl_c_idx i USING (patient_id) LEFT JOIN lo USING (patient_id)
+                WHERE s.drug = {q_(drug)} AND s.kind IN {_OFF} AND s.occurred_at >= i.t_index
+                  AND s.occurred_at >= coalesce(lo.last_on, i.t_index)
+                GROUP BY s.patient_id"""
+        )
+        for pid, _t, d, reason, evs in self.sql("SELECT * FROM tl_c_disc"):
+            f = self.facts[pid]
+            f.disc_date, f.disc_reason, f.disc_events = d, reason, list(evs)
+
+    def _evaluate(self, rule_ids: Iterable[str], points_sql: str) -> list[Result]:
+        ids = list(dict.fromkeys(rule_ids))
+        if not ids:
+            return []
+        return self.s.evaluate(None, ids, points_sql=points_sql)
+
+    def _population(self) -> None:
+        spec = self.spec
+        at_index = [*[g.rule for g in spec.subgroups if g.rule], *[b.rule for b in spec.baseline]]
+        pop_rules = [*spec.include, *spec.exclude]
+        points = "SELECT patient_id, q_index AS q FROM tl_c_idx"
+        if spec.evaluate_at == "end_of_follow_up":
+            points += (
+                """ UNION SELECT patient_id, fu_end + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND FROM tl_c_fu"""
+            )
+            for f in self.facts.values():
+                if f.fu_end is not None:
+                    f.q_population = end_of(f.fu_end)
+        results = self._evaluate([*pop_rules, *at_index], points)
+        for r in results:
+            f = self.facts[r.patient_id]
+            if f.t_index is None:
+                continue
+            if end_of(f.t_index.date()) == r.q:
+                f.values[(r.rule_id, "index")] = r
+            if f.q_population == r.q:
+                f.values[(r.rule_id, "population")] = r
+        for f in self.facts.values():
+            if f.t_index is None:
+                f.reasons.append(f"no index event ({spec.index.name}) recorded")
+                continue
+            for rid in spec.include:
+                res = f.values.get((rid, "population"))
+                if res is None or res.value is None:
+                    f.reasons.append(f"inclusion {rid} unknown" + (f": {res.why}" if res and res.why else ""))
+                elif not res.value:
+                    f.reasons.append(f"inclusion {rid} false")
+            for rid in spec.exclude:
+                res = f.values.get((rid, "population"))
+                if res is None or res.value is None:
+                    f.reasons.append(f"exclusion {rid} unknown" + (f": {res.why}" if res and res.why else ""))
+                elif res.value:
+                    f.reasons.append(f"exclusion {rid} true")
+            if not f.reasons:
+                f.status = "included"
+                self.pop.append(f.patient_id)
+
+    def _subgroups(self) -> None:
+        for g in self.spec.subgroups:
+            if g.rule is not None:
+                for pid in self.pop:
+                    f = self.facts[pid]
+                    r = f.values.get((g.rule, "index"))
+                    if r is not None and r.value:
+                        f.groups.append(g.id)
+                        f.subgroup_detail[g.id] = f"{g.rule} true at the index"
+                    else:
+                        state = "unknown" if r is None or r.value is None else "false"
+                        f.subgroup_detail[g.id] = f"{g.rule} {state} at the index" + (
+                            f": {r.why}" if r is not None and r.why else ""
+                        )
+                continue
+            sel = g.none_before_index or g.any_before_index
+            assert sel is not None
+            pred = self.comp0.predicate(sel)
+            found = {
+                pid: evs
+                for pid, evs in self.sql(
+                    f"""SELECT e.patient_id, list(e.event_id || ' (' || strftime(e.occurred_at, '%Y-%m-%d') || ')' ORDER BY e.occurred_at)
+                        FROM tl_c_ev e JOIN tl_c_idx i USING (patient_id)
+                        WHERE ({pred}) AND e.occurred_at < i.t_index
+                          AND e.patient_id IN (SELECT patient_id FROM tl_c_pop)
+                        GROUP BY e.patient_id"""
+                )
+            }
+            for pid in self.pop:
+                f = self.facts[pid]
+                evs = found.get(pid)
+                member = (evs is None) if g.none_before_index is not None else (evs is not None)
+                if member:
+                    f.groups.append(g.id)
+                what = f"{sel.name} before the index"
+                f.subgroup_detail[g.id] = (
+                    f"{what}: {', '.join(evs[:5])}{' …' if len(evs) > 5 else ''}" if evs else f"no {what}"
+                )
+
+    def _time_points(self) -> None:
+        spec = self.spec
+        parts = [
+            f"""SELECT patient_id, {q_(tp.slug)} AS tp, (index_date + {tp.offset.sql()})::DATE AS tp_date
+                FROM tl_c_idx WHERE patient_id IN (SELECT patient_id FROM tl_c_pop)"""
+            for tp in spec.time_points
+        ]
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE tl_c_tp AS "
+            + (
+                f"SELECT *, tp_date + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND AS q FROM ({' UNION ALL '.join(parts)})"
+                if parts
+                else "SELECT NULL::VARCHAR AS patient_id, NULL::VARCHAR AS tp, NULL::DATE AS tp_date, NULL::TIMESTAMP AS q WHERE false"
+            )
+        )
+        by_q: dict[tuple[str, datetime], list[str]] = {}
+        for pid, tp, d, q in self.sql("SELECT patient_id, tp, tp_date, q FROM tl_c_tp"):
+            self.facts[pid].tp_dates[tp] = d
+            by_q.setdefault((pid, q), []).append(tp)
+        rules = [o.rule for o in spec.outcomes] + ([spec.on_drug_rule] if spec.on_drug_rule else [])
+        for r in self._evaluate(rules, "SELECT patient_id, q FROM tl_c_tp"):
+            for tp in by_q.get((r.patient_id, r.q), []):
+                self.facts[r.patient_id].values[(r.rule_id, tp)] = r
+
+    def _time_to_event(self, tte: TimeToEvent) -> None:
+        censor = []  # the first matching name is given as the reason when dates tie
+        if "death" in tte.censor:
+            censor.append(("death", "death"))
+        if "discontinuation" in tte.censor:
+            censor.append(("disc_date", "discontinuation"))
+        if "end_of_follow_up" in tte.censor:
+            censor.append(("fu_end", "end_of_follow_up"))
+        window_end = f"(i.index_date + {tte.window.sql()})::DATE"
+        ends = ", ".join([window_end, *(c for c, _ in censor)])
+        reason = " ".join(f"WHEN end_date = {c} THEN '{name}'" for c, name in censor)
+        self.con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE tl_c_tb AS
+                SELECT *, greatest(end_date + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND, t0) AS t_end,
+                       CASE WHEN end_date = w_date THEN 'window' {reason} END AS why FROM (
+                    SELECT i.patient_id, i.t_index AS t0, {window_end} AS w_date,
+                           {window_end} + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND - i.t_index AS w_span,
+                           f.fu_end, f.death, d.disc_date, least({ends}) AS end_date
+                    FROM tl_c_idx i JOIN tl_c_fu f USING (patient_id) LEFT JOIN tl_c_disc d USING (patient_id)
+                    WHERE i.patient_id IN (SELECT patient_id FROM tl_c_pop))"""
+        )
+        comp = Compiler(
+            self.s.rules, "SELECT * FROM tl_c_ev WHERE patient_id IN (SELECT patient_id FROM tl_c_pop)"
+        )
+        cp = comp.change_points(self.s.rules.rules[tte.rule].define)
+        comp.add(
+            "tte_pts",
+            f"""SELECT DISTINCT c.patient_id, c.c AS q FROM {cp} c JOIN tl_c_tb b
+                    ON b.patient_id = c.patient_id AND c.c > b.t0 AND c.c <= b.t_end
+                UNION SELECT patient_id, t0 FROM tl_c_tb""",
+        )
+        root = comp.rule(tte.rule, "tte_pts")
+        rows = self.sql(
+            f"""{comp.out.with_sql()}
+                SELECT b.patient_id, b.t0, b.t_end, b.why, h.hit, coalesce(h.unk, 0), b.w_span FROM tl_c_tb b LEFT JOIN (
+                    SELECT patient_id, hit, count_if(b IS NULL AND (hit IS NULL OR q < hit)) AS unk FROM (
+                        SELECT patient_id, q, b, min(q) FILTER (WHERE b) OVER (PARTITION BY patient_id) AS hit
+                        FROM {root})
+                    GROUP BY patient_id, hit) h USING (patient_id)"""
+        )
+        for pid, t0, t_end, why, hit, unk, span in rows:
+            at = hit if hit is not None else t_end
+            self.facts[pid].tte[tte.id] = TteFacts(
+                days=_days(at - t0), event=hit is not None, at=at, censored_by=None if hit else why,
+                unknown=hit is None and unk > 0, window_days=_days(span),
+            )  # fmt: skip
+
+    def _adverse_events(self) -> None:
+        rows = self.sql(
+            """SELECT e.patient_id, lower(e.term), e.grade, e.event_id, e.occurred_at, e.serious, e.action
+               FROM tl_c_ev e JOIN tl_c_idx i USING (patient_id) JOIN tl_c_fu f USING (patient_id)
+               WHERE e.kind = 'adverse_event' AND e.occurred_at >= i.t_index AND e.occurred_at::DATE <= f.fu_end
+                 AND e.patient_id IN (SELECT patient_id FROM tl_c_pop)
+               ORDER BY e.patient_id, e.occurred_at"""
+        )
+        for pid, term, grade, eid, t, serious, action in rows:
+            self.facts[pid].adverse_events.append(
+                {"term": term, "grade": grade, "event_id": eid, "occurred_at": t, "serious": serious, "action": action}
+            )  # fmt: skip
+
+    def _mas(self) -> None:
+        mas = self.spec.mas
+        assert mas is not None
+        comp = Compiler(
+            self.s.rules, "SELECT * FROM tl_c_ev WHERE patient_id IN (SELECT patient_id FROM tl_c_pop)"
+        )
+        when = self.s.rules.rules[mas.rule].define if mas.rule else None
+        eps = comp.episodes(
+            ast.Episodes(select=mas.select, when=when, merge_gap=ast.DurationRef(value=mas.merge_gap))
+        )
+        rows = self.sql(
+            f"{comp.out.with_sql()}\nSELECT patient_id, s, e, ev FROM {eps} ORDER BY patient_id, s"
+        )
+        rule = mas.on_drug_rule or self.spec.on_drug_rule
+        on: dict[tuple[str, datetime], bool | None] = {}
+        if rule is not None and rows:
+            self.con.execute(
+                "CREATE OR REPLACE TEMP TABLE tl_c_mas AS SELECT unnest(?::VARCHAR[]) AS patient_id, unnest(?::TIMESTAMP[]) AS q",
+                [[r[0] for r in rows], [r[1] for r in rows]],
+            )
+            for r in self._evaluate([rule], "SELECT DISTINCT patient_id, q FROM tl_c_mas"):
+                on[(r.patient_id, r.q)] = r.value  # type: ignore[assignment]
+        far = datetime(9999, 1, 1)
+        for pid, s, e, ev in rows:
+            f = self.facts[pid]
+            assert f.t_index is not None and f.fu_end is not None
+            if s.date() > f.fu_end:
+                continue  # after follow-up: outside the study
+            if s < f.t_index:
+                where = "before_index"
+            elif rule is not None:
+                v = on.get((pid, s))
+                where = "on_drug" if v else "unknown_drug_status" if v is None else "off_drug"
+            else:
+                stopped = f.disc_date is not None and s.date() >= f.disc_date
+                where = "off_drug" if stopped else "on_drug"
+            f.mas.append(
+                {"start": s, "end": None if e >= far else e, "relation": where, "evidence": list(ev or [])}
+            )
+
+    # ---- cells
+    def report(self) -> Report:
+        spec = self.spec
+        self.progress("tables", 0.95)
+        groups: dict[str, tuple[str, list[str]]] = {"all": ("all patients", list(self.pop))}
+        for g in spec.subgroups:
+            groups[g.id] = (g.label, [p for p in self.pop if g.id in self.facts[p].groups])
+        cells: list[Cell] = []
+        cells += self._flow()
+        curves: dict[tuple[str, str], Curve] = {}
+        # every group gets the rows the whole population has, zeros included
+        everyone = [self.facts[p] for p in self.pop]
+        ae_rows = {key for f in everyone for ae in f.adverse_events for key in _ae_keys(ae)}
+        reasons = {f.disc_reason or "no reason recorded" for f in everyone if f.disc_date is not None}
+        for gid, (_label, ids) in groups.items():
+            suffix = "" if gid == "all" else f"@{gid}"
+            members = [self.facts[p] for p in ids]
+            cells += self._baseline(gid, suffix, members)
+            cells += self._outcomes(gid, suffix, members)
+            for tte in spec.time_to_event:
+                cell, curve = self._tte_cell(tte, gid, suffix, members)
+                cells.append(cell)
+                curves[(tte.id, gid)] = curve
+            if spec.adverse_events:
+                cells += self._ae_cells(gid, suffix, members, ae_rows)
+            if spec.discontinuations and spec.drug:
+                cells += self._disc_cells(gid, suffix, members, reasons)
+            if spec.mas is not None:
+                cells += self._mas_cells(gid, suffix, members)
+        manifest = {**self.s.manifest(), "cohort": spec.manifest()}
+        return Report(
+            spec=spec, manifest=manifest, groups=groups, cells=cells, curves=curves,
+            patients=self.facts, policies=policies(spec),
+        )  # fmt: skip
+
+    def _flow(self) -> list[Cell]:
+        spec = self.spec
+        everyone = sorted(self.facts)
+        indexed = [p for p in everyone if self.facts[p].t_index is not None]
+        out = [
+            _cell("population.index", "population", "index", "", "all",
+                  f"index event: first {spec.index.name}", "patients in the store", indexed, everyone),
+            _cell("population.included", "population", "included", "", "all", "in the population",
+                  "patients with an index event", self.pop, indexed),
+        ]  # fmt: skip
+        for kind, rids in (("include", spec.include), ("exclude", spec.exclude)):
+            for rid in rids:
+                vals = {p: self.facts[p].values.get((rid, "population")) for p in indexed}
+                yes = [p for p in indexed if (r := vals[p]) is not None and r.value is True]
+                unk = [p for p in indexed if (r := vals[p]) is None or r.value is None]
+                out.append(
+                    _cell(f"population.{kind}.{rid}", "population", f"{kind}: {rid}", "", "all",
+                          f"{'inclusion' if kind == 'include' else 'exclusion'} {rid} true at the "
+                          f"{'index' if spec.evaluate_at == 'index' else 'end of follow-up'}",
+                          "patients with an index event", yes, indexed, unk)
+                )  # fmt: skip
+        for g in spec.subgroups:
+            members = [p for p in self.pop if g.id in self.facts[p].groups]
+            unk = []
+            if g.rule:
+                unk = [
+                    p
+                    for p in self.pop
+                    if (r := self.facts[p].values.get((g.rule, "index"))) is None or r.value is None
+                ]
+            out.append(
+                _cell(f"subgroup.{g.id}", "subgroup", g.id, "", "all", g.label, "the population", members, self.pop, unk)
+            )  # fmt: skip
+        return out
+
+    def _baseline(self, gid: str, suffix: str, members: list[PatientFacts]) -> list[Cell]:
+        out: list[Cell] = []
+        ids = [f.patient_id for f in members]
+        for b in self.spec.baseline:
+            rule = self.s.rules.rules[b.rule]
+            vals = {f.patient_id: f.values.get((b.rule, "index")) for f in members}
+            unk = [p for p, r in vals.items() if r is None or r.value is None]
+            if rule.type.kind == "bool":
+                yes = [p for p, r in vals.items() if r is not None and r.value is True]
+                out.append(_cell(f"baseline.{b.id}{suffix}", "baseline", b.id, "", gid, b.label,
+                                 "the group, at the index", yes, ids, unk))  # fmt: skip
+                continue
+            known = {p: float(r.value) for p, r in vals.items() if r is not None and r.value is not None}
+            unit = rule.unit or rule.type.unit
+            c = _cell(f"baseline.{b.id}{suffix}", "baseline", b.id, "", gid, b.label,
+                      "the group, at the index (n: value known)", list(known), ids, unk)  # fmt: skip
+            c.stats = {**_summary(list(known.values())), "unit": unit}
+            out.append(c)
+        months = {
+            f.patient_id: round((f.fu_end - f.index_date).days / 30.4375, 2)
+            for f in members
+            if f.fu_end is not None and f.index_date is not None
+        }
+        c = _cell(f"baseline.follow_up{suffix}", "baseline", "follow_up", "", gid,
+                  "follow-up from the index (months)", "the group", list(months), ids)  # fmt: skip
+        c.stats = {**_summary(list(months.values())), "unit": "mo"}
+        out.append(c)
+        return out
+
+    def _in_denominator(self, f: PatientFacts, policy: str, tp: str) -> bool:
+        d = f.tp_dates.get(tp)
+        if d is None:
+            return False
+        if policy == "all":
+            return True
+        followed = f.fu_end is not None and f.fu_end >= d
+        if policy == "followed" or not followed:
+            return followed
+        if self.spec.on_drug_rule:
+            r = f.values.get((self.spec.on_drug_rule, tp))
+            return r is not None and r.value is True
+        return f.disc_date is None or f.disc_date > d
+
+    def _outcomes(self, gid: str, suffix: str, members: list[PatientFacts]) -> list[Cell]:
+        out: list[Cell] = []
+        for o in self.spec.outcomes:
+            for tp in self.spec.time_points:
+                if tp.slug not in o.time_points:
+                    continue
+                den = [f for f in members if self._in_denominator(f, o.denominator, tp.slug)]
+                vals = {f.patient_id: f.values.get((o.rule, tp.slug)) for f in den}
+                yes = [p for p, r in vals.items() if r is not None and r.value is True]
+                unk = [p for p, r in vals.items() if r is None or r.value is None]
+                out.append(
+                    _cell(f"outcome.{o.id}.{tp.slug}{suffix}", "outcome", o.id, tp.label, gid, o.label,
+                          f"{o.denominator}: {POLICY_TEXT[o.denominator]} at {tp.label}",
+                          yes, [f.patient_id for f in den], unk)
+                )  # fmt: skip
+        return out
+
+    def _tte_cell(
+        self, tte: TimeToEvent, gid: str, suffix: str, members: list[PatientFacts]
+    ) -> tuple[Cell, Curve]:
+        facts = [(f.patient_id, f.tte[tte.id]) for f in members if tte.id in f.tte]
+        curve = kaplan_meier([t.days for _, t in facts], [t.event for _, t in facts])
+        hit = [p for p, t in facts if t.event]
+        unk = [p for p, t in facts if t.unknown]
+        censored: dict[str, int] = {}
+        for _, t in facts:
+            if not t.event and t.censored_by:
+                censored[t.censored_by] = censored.get(t.censored_by, 0) + 1
+        c = _cell(f"tte.{tte.id}{suffix}", "time_to_event", tte.id, f"within {tte.window}", gid, tte.label,
+                  f"the group; censored at {', '.join(tte.censor) or 'the window end only'}",
+                  hit, [p for p, _ in facts], unk)  # fmt: skip
+        horizon = max((t.window_days for _, t in facts), default=0.0)
+        median = curve.median()
+        c.stats = {
+            "window": str(tte.window),
+            "km_median_days": median,
+            "km_reached_by_window_end": round(curve.reached_by(horizon), 4) if facts else None,
+            "observed_median_days": statistics.median([t.days for _, t in facts if t.event]) if hit else None,
+            "censored": censored,
+        }
+        return c, curve
+
+    def _ae_cells(
+        self, gid: str, suffix: str, members: list[PatientFacts], rows: set[tuple[str, str]]
+    ) -> list[Cell]:
+        ids = [f.patient_id for f in members]
+        by: dict[tuple[str, str], dict[str, int]] = {key: {} for key in rows}
+        for f in members:
+            for ae in f.adverse_events:
+                for key in _ae_keys(ae):
+                    by[key][f.patient_id] = by[key].get(f.patient_id, 0) + 1
+        out = []
+        for (term, grade), pts in sorted(
+            by.items(), key=lambda kv: (kv[0][0] != "any", kv[0][0], kv[0][1] != "any grade", kv[0][1])
+        ):
+            label = "any adverse event" if term == "any" else f"{term}, {grade}"
+            c = _cell(f"ae.{slug(term)}.{slug(grade)}{suffix}", "adverse_event", term, grade, gid, label,
+                      "the group (events from the index to the end of follow-up)", sorted(pts), ids)  # fmt: skip
+            c.stats = {"events": sum(pts.values())}
+            out.append(c)
+        return out
+
+    def _disc_cells(
+        self, gid: str, suffix: str, members: list[PatientFacts], all_reasons: set[str]
+    ) -> list[Cell]:
+        ids = [f.patient_id for f in members]
+        stopped = [f for f in members if f.disc_date is not None]
+        out = [
+            _cell(f"discontinuation.any{suffix}", "discontinuation", "any", "", gid,
+                  f"{self.spec.drug} discontinued", "the group", [f.patient_id for f in stopped], ids)
+        ]  # fmt: skip
+        reasons: dict[str, list[str]] = {r: [] for r in all_reasons}
+        for f in stopped:
+            reasons.setdefault(f.disc_reason or "no reason recorded", []).append(f.patient_id)
+        for reason, pts in sorted(reasons.items()):
+            out.append(
+                _cell(f"discontinuation.{slug(reason)}{suffix}", "discontinuation", reason, "", gid,
+                      f"discontinued: {reason}", "the group", pts, ids)
+            )  # fmt: skip
+        return out
+
+    def _mas_cells(self, gid: str, suffix: str, members: list[PatientFacts]) -> list[Cell]:
+        ids = [f.patient_id for f in members]
+        labels = {
+            "any": "MAS episodes (any)",
+            "before_index": "MAS episodes starting before the index",
+            "on_drug": "MAS episodes starting after the index while on the drug",
+            "off_drug": "MAS episodes starting after the index, off the drug",
+            "unknown_drug_status": "MAS episodes after the index, drug status unknown",
+        }
+        out = []
+        for rel, label in labels.items():
+            pts = [f for f in members if any(rel in ("any", e["relation"]) for e in f.mas)]
+            if rel == "unknown_drug_status" and not pts:
+                continue
+            c = _cell(f"mas.{rel}{suffix}", "mas", rel, "", gid, label,
+                      "the group (patients with ≥ 1 such episode)", [f.patient_id for f in pts], ids)  # fmt: skip
+            c.stats = {"episodes": sum(1 for f in members for e in f.mas if rel in ("any", e["relation"]))}
+            out.append(c)
+        return out
+
+
+POLICY_TEXT = {
+    "all": "every patient of the group",
+    "followed": "patients still followed (follow-up end and death on or after the time point date)",
+    "on_drug": "patients still followed and still on the drug at the time point",
+}
+
+
+def policies(spec: CohortSpec) -> dict[str, str]:
+    """Each denominator policy the report uses, defined in words for this cohort."""
+    ends = " or ".join(spec.end_kinds) or "no event"
+    otherwise = "the last recorded event" if spec.otherwise == "last_event" else "the as-known-at date (open)"
+    on = (
+        f"rule {spec.on_drug_rule} true at the time point"
+        if spec.on_drug_rule
+        else f"no permanent stop of {spec.drug} on or before the time point date"
+    )
+    return {
+        "all": "every patient of the group, whatever their follow-up",
+        "followed": f"follow-up end on or after the time point date; follow-up ends at the first {ends}, else at {otherwise}",
+        "on_drug": f"followed (as above) and on the drug: {on}",
+    }
+
+
+def _cell(
+    cid: str, section: str, row: str, column: str, group: str, label: str, den: str,
+    numerator: Iterable[str], denominator: Iterable[str], unknown: Iterable[str] = (),
+) -> Cell:  # fmt: skip
+    num, dn, unk = sorted(numerator), sorted(denominator), sorted(unknown)
+    return Cell(id=cid, section=section, row=row, column=column, group=group, label=label, denominator=den,
+                n=len(num), N=len(dn), unknown=len(unk), numerator_ids=num, denominator_ids=dn,
+                unknown_ids=unk)  # fmt: skip
+
+
+def _ae_keys(ae: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(ae["term"], f"grade {ae['grade']}"), (ae["term"], "any grade"), ("any", "any grade")]
+
+
+def _days(span: timedelta) -> float:
+    """A time span in days, rounded so that the end of a day counts as the whole day."""
+    return round(span.total_seconds() / 86400, 4)
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"mean": None, "median": None, "min": None, "max": None}
+    return {
+        "mean": round(statistics.fmean(values), 2),
+        "median": round(statistics.median(values), 2),
+        "min": round(min(values), 2),
+        "max": round(max(values), 2),
+    }
+
+
+__all__ = ["Cell", "PatientFacts", "Report", "end_of", "policies", "run_cohort"]

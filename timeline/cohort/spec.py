@@ -1,0 +1,585 @@
+"""Cohort files (YAML) → a checked :class:`CohortSpec`, with every problem reported at once.
+
+A cohort file names rules by id; it is checked against a loaded :class:`RuleSet`: unknown
+ids get a did-you-mean, a rule used as an outcome must be a boolean, durations must parse,
+selectors use the rule language's selector syntax. Problems carry ``file:line:column``
+exactly like rule files (and the same exit code, 8). See ``docs/cohorts.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from timeline.errors import TimelineError
+from timeline.language import ast
+from timeline.language.durations import Duration, DurationError
+from timeline.language.loader import (
+    ParseFailure,
+    Problem,
+    RuleParser,
+    RuleSet,
+    YamlDoc,
+    did_you_mean,
+)
+
+Path_ = tuple[str | int, ...]
+ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+POLICIES = ("all", "followed", "on_drug")
+CENSORS = ("end_of_follow_up", "death", "discontinuation")
+END_KINDS = ("end_of_follow_up", "death")
+TOP_KEYS = (
+    "cohort", "version", "title", "description", "index", "drug", "population", "subgroups",
+    "follow_up", "baseline", "time_points", "denominator", "outcomes", "time_to_event",
+    "adverse_events", "discontinuations", "mas",
+)  # fmt: skip
+
+
+@dataclass
+class CohortError(TimelineError):
+    """A cohort file failed to load; carries every problem found."""
+
+    problems: list[Problem] = field(default_factory=list)
+    exit_code = 8
+
+    def __post_init__(self) -> None:
+        super().__init__(self.summary())
+
+    def summary(self) -> str:
+        n = len(self.problems)
+        return f"cohort file has {n} problem{'s' if n != 1 else ''}"
+
+    def details(self) -> list[str]:
+        return [str(p) for p in self.problems]
+
+
+@dataclass(frozen=True)
+class TimePoint:
+    label: str  # "3 months"
+    slug: str  # "3_months": used in cell ids
+    offset: Duration
+
+
+@dataclass(frozen=True)
+class Subgroup:
+    id: str
+    label: str
+    rule: str | None = None  # true at the index instant
+    none_before_index: ast.Selector | None = None  # no such event before the index event
+    any_before_index: ast.Selector | None = None  # at least one such event before it
+
+
+@dataclass(frozen=True)
+class Baseline:
+    id: str
+    rule: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    id: str
+    rule: str
+    label: str
+    denominator: str  # all | followed | on_drug
+    time_points: tuple[str, ...]  # slugs
+
+
+@dataclass(frozen=True)
+class TimeToEvent:
+    id: str
+    rule: str
+    label: str
+    window: Duration
+    censor: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MasSpec:
+    select: ast.Selector | None
+    rule: str | None
+    merge_gap: Duration
+    on_drug_rule: str | None
+
+
+@dataclass(frozen=True)
+class CohortSpec:
+    id: str
+    version: str
+    title: str
+    description: str
+    source: str
+    digest: str
+    index: ast.Selector
+    drug: str | None
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    evaluate_at: str  # index | end_of_follow_up
+    subgroups: tuple[Subgroup, ...]
+    end_kinds: tuple[str, ...]
+    otherwise: str  # last_event | open
+    on_drug_rule: str | None
+    baseline: tuple[Baseline, ...]
+    time_points: tuple[TimePoint, ...]
+    outcomes: tuple[Outcome, ...]
+    time_to_event: tuple[TimeToEvent, ...]
+    adverse_events: bool
+    discontinuations: bool
+    mas: MasSpec | None
+
+    def rule_ids(self) -> list[str]:
+        """Every rule the cohort uses, once, in file order."""
+        ids = [*self.include, *self.exclude]
+        ids += [g.rule for g in self.subgroups if g.rule]
+        ids += [self.on_drug_rule] if self.on_drug_rule else []
+        ids += [b.rule for b in self.baseline] + [o.rule for o in self.outcomes]
+        ids += [t.rule for t in self.time_to_event]
+        if self.mas is not None:
+            ids += [r for r in (self.mas.rule, self.mas.on_drug_rule) if r]
+        return list(dict.fromkeys(ids))
+
+    def manifest(self) -> dict[str, Any]:
+        return {"file": self.source, "id": self.id, "version": self.version, "sha256": self.digest}
+
+
+def slug(text: str) -> str:
+    """A cell-id fragment: lower case, runs of anything else → ``_``."""
+    s = re.sub(r"[^a-z0-9]+", "_", text.strip().lower()).strip("_")
+    return s or "none"
+
+
+class _Parser:
+    def __init__(self, doc: YamlDoc, rules: RuleSet) -> None:
+        self.doc = doc
+        self.rules = rules
+        self.selectors = RuleParser(doc, [0])
+
+    def fail(self, path: Path_, message: str) -> None:
+        line, col = self.doc.where(path)
+        self.doc.problems.append(Problem(self.doc.file, line, col, message))
+
+    # -- small values
+    def mapping(self, data: Any, path: Path_, allowed: Sequence[str], what: str) -> dict[str, Any]:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            self.fail(path, f"{what} must be a mapping with {', '.join(allowed)}")
+            return {}
+        for key in data:
+            if key not in allowed:
+                self.fail((*path, key), f"unknown key {key!r} in {what}{did_you_mean(key, allowed)}")
+        return data
+
+    def text(self, data: Any, path: Path_, default: str = "") -> str:
+        if data is None:
+            return default
+        if not isinstance(data, str | int | float) or isinstance(data, bool):
+            self.fail(path, f"expected text, not {type(data).__name__}")
+            return default
+        return str(data).strip()
+
+    def ident(self, data: Any, path: Path_, what: str) -> str | None:
+        if not isinstance(data, str) or not ID_RE.match(data):
+            self.fail(path, f"{what} {data!r} must be lower_snake_case")
+            return None
+        return data
+
+    def choice(self, data: Any, path: Path_, options: Sequence[str], what: str, default: str) -> str:
+        if data is None:
+            return default
+        if data not in options:
+            self.fail(
+                path,
+                f"{what} must be one of {', '.join(options)}, not {data!r}{did_you_mean(str(data), options)}",
+            )
+            return default
+        return str(data)
+
+    def flag(self, data: Any, path: Path_, default: bool) -> bool:
+        if data is None:
+            return default
+        if not isinstance(data, bool):
+            self.fail(path, f"expected true or false, not {data!r}")
+            return default
+        return data
+
+    def duration(self, data: Any, path: Path_, what: str) -> Duration | None:
+        try:
+            d = Duration.parse(data)
+        except DurationError as exc:
+            self.fail(path, f"{what}: {exc}")
+            return None
+        if d.amount <= 0:
+            self.fail(path, f"{what} must be after the index (a positive duration), not {data!r}")
+            return None
+        return d
+
+    def rule(self, data: Any, path: Path_, want: str | None = "bool", what: str = "rule") -> str | None:
+        if not isinstance(data, str):
+            self.fail(path, f"{what} must be a rule id, not {data!r}")
+            return None
+        if data not in self.rules.rules:
+            self.fail(path, f"unknown rule {data!r}{did_you_mean(data, self.rules.rules)}")
+            return None
+        kind = self.rules.rules[data].type.kind
+        if want is not None and kind != want:
+            need = "a boolean (true/false/unknown)" if want == "bool" else "a number"
+            self.fail(path, f"{what} {data!r} is {self.rules.rules[data].type}; it must be {need}")
+            return None
+        return data
+
+    def rule_list(self, data: Any, path: Path_, what: str) -> tuple[str, ...]:
+        if data is None:
+            return ()
+        items = data if isinstance(data, list) else [data]
+        out = []
+        for i, item in enumerate(items):
+            rid = self.rule(item, (*path, i) if isinstance(data, list) else path, what=what)
+            if rid:
+                out.append(rid)
+        return tuple(out)
+
+    def selector(self, data: Any, path: Path_) -> ast.Selector | None:
+        try:
+            return self.selectors.selector(data, path)
+        except ParseFailure:
+            return None
+
+    def items(self, data: Any, path: Path_, what: str) -> list[tuple[Path_, dict[str, Any]]]:
+        """A list of mappings, or a mapping of id → mapping (the id becomes ``id``)."""
+        if data is None:
+            return []
+        out: list[tuple[Path_, dict[str, Any]]] = []
+        if isinstance(data, dict):
+            for key, value in data.items():
+                p: Path_ = (*path, key)
+                if isinstance(value, str):
+                    value = {"rule": value}
+                if not isinstance(value, dict):
+                    self.fail(p, f"each entry of {what} must be a mapping")
+                    continue
+                out.append((p, {"id": key, **value}))
+        elif isinstance(data, list):
+            for i, value in enumerate(data):
+                p = (*path, i)
+                if isinstance(value, str):
+                    value = {"rule": value}
+                if not isinstance(value, dict):
+                    self.fail(p, f"each entry of {what} must be a mapping or a rule id")
+                    continue
+                out.append((p, value))
+        else:
+            self.fail(path, f"{what} must be a list (or a mapping of id → entry)")
+        return out
+
+    def unique(self, seen: set[str], ident: str, path: Path_, what: str) -> None:
+        if ident in seen:
+            self.fail(path, f"{what} id {ident!r} is used twice")
+        seen.add(ident)
+
+    # -- the file
+    def parse(self, data: Any, digest: str) -> CohortSpec | None:
+        if not isinstance(data, dict):
+            self.fail((), "a cohort file must be a mapping with cohort, version, index, population, …")
+            return None
+        for key in data:
+            if key not in TOP_KEYS:
+                self.fail((key,), f"unknown key {key!r}{did_you_mean(key, TOP_KEYS)}")
+        for key in ("cohort", "version", "index"):
+            if key not in data:
+                self.fail((), f"missing required key {key!r}")
+        cid = self.ident(data.get("cohort", "cohort"), ("cohort",), "cohort id") or "cohort"
+        index = self._index(data.get("index"), ("index",))
+        drug = self._drug(data.get("drug"), index)
+        pop = self.mapping(
+            data.get("population"), ("population",), ("include", "exclude", "evaluate_at"), "population"
+        )
+        fu = self.mapping(
+            data.get("follow_up"), ("follow_up",), ("end", "otherwise", "on_drug_rule"), "follow_up"
+        )
+        end_kinds = self._end_kinds(fu.get("end"), ("follow_up", "end"))
+        on_drug_rule = (
+            self.rule(fu["on_drug_rule"], ("follow_up", "on_drug_rule"), what="on_drug_rule")
+            if fu.get("on_drug_rule") is not None
+            else None
+        )
+        time_points = self._time_points(data.get("time_points"), ("time_points",))
+        default_policy = self.choice(
+            data.get("denominator"), ("denominator",), POLICIES, "denominator", "all"
+        )
+        outcomes = self._outcomes(data.get("outcomes"), ("outcomes",), time_points, default_policy)
+        needs_drug = default_policy == "on_drug" or any(o.denominator == "on_drug" for o in outcomes)
+        if needs_drug and drug is None and on_drug_rule is None:
+            self.fail(("denominator",) if default_policy == "on_drug" else ("outcomes",),
+                      "the on_drug denominator needs the study drug (drug: NAME) or follow_up.on_drug_rule")  # fmt: skip
+        ae = self.flag(data.get("adverse_events"), ("adverse_events",), True)
+        disc = self.flag(data.get("discontinuations"), ("discontinuations",), True)
+        spec = CohortSpec(
+            id=cid,
+            version=self.text(data.get("version"), ("version",), "1"),
+            title=self.text(data.get("title"), ("title",), cid),
+            description=self.text(data.get("description"), ("description",)),
+            source=self.doc.file,
+            digest=digest,
+            index=index or ast.Selector(name="index"),
+            drug=drug,
+            include=self.rule_list(pop.get("include"), ("population", "include"), "inclusion rule"),
+            exclude=self.rule_list(pop.get("exclude"), ("population", "exclude"), "exclusion rule"),
+            evaluate_at=self.choice(
+                pop.get("evaluate_at"),
+                ("population", "evaluate_at"),
+                ("index", "end_of_follow_up"),
+                "population.evaluate_at",
+                "index",
+            ),
+            subgroups=self._subgroups(data.get("subgroups"), ("subgroups",)),
+            end_kinds=end_kinds,
+            otherwise=self.choice(
+                fu.get("otherwise"),
+                ("follow_up", "otherwise"),
+                ("last_event", "open"),
+                "follow_up.otherwise",
+                "last_event",
+            ),
+            on_drug_rule=on_drug_rule,
+            baseline=self._baseline(data.get("baseline"), ("baseline",)),
+            time_points=time_points,
+            outcomes=outcomes,
+            time_to_event=self._tte(data.get("time_to_event"), ("time_to_event",), drug or on_drug_rule),
+            adverse_events=ae,
+            discontinuations=disc,
+            mas=self._mas(data.get("mas"), ("mas",)),
+        )
+        return spec
+
+    def _index(self, data: Any, path: Path_) -> ast.Selector | None:
+        if data is None:
+            return None
+        if not isinstance(data, dict) or set(data) != {"first"}:
+            self.fail(
+                path, "index is {first: SELECTOR}, e.g. {first: {kind: medication_start, drug: anakinra}}"
+            )
+            return None
+        return self.selector(data["first"], (*path, "first"))
+
+    def _drug(self, data: Any, index: ast.Selector | None) -> str | None:
+        if data is not None:
+            return self.text(data, ("drug",)).lower() or None
+        if index is not None and len(index.drugs) == 1:
+            return index.drugs[0]
+        return None
+
+    def _end_kinds(self, data: Any, path: Path_) -> tuple[str, ...]:
+        if data is None:
+            return END_KINDS
+        items = data if isinstance(data, list) else [data]
+        out = []
+        for i, k in enumerate(items):
+            p = (*path, i) if isinstance(data, list) else path
+            if k not in END_KINDS:
+                self.fail(
+                    p,
+                    f"follow-up ends with end_of_follow_up or death, not {k!r}{did_you_mean(str(k), END_KINDS)}",
+                )
+            else:
+                out.append(str(k))
+        return tuple(out)
+
+    def _time_points(self, data: Any, path: Path_) -> tuple[TimePoint, ...]:
+        if data is None:
+            return ()
+        if not isinstance(data, list):
+            self.fail(path, "time_points is a list of durations after the index, e.g. [3 months, 6 months]")
+            return ()
+        out: list[TimePoint] = []
+        seen: set[str] = set()
+        for i, item in enumerate(data):
+            d = self.duration(item, (*path, i), "time point")
+            if d is None:
+                continue
+            tp = TimePoint(label=str(d), slug=slug(str(d)), offset=d)
+            self.unique(seen, tp.slug, (*path, i), "time point")
+            out.append(tp)
+        return tuple(out)
+
+    def _subgroups(self, data: Any, path: Path_) -> tuple[Subgroup, ...]:
+        out: list[Subgroup] = []
+        seen: set[str] = {"all"}
+        allowed = ("id", "label", "rule", "none_before_index", "any_before_index")
+        for p, item in self.items(data, path, "subgroups"):
+            self.mapping(item, p, allowed, "a subgroup")
+            gid = self.ident(item.get("id"), p, "subgroup id")
+            if gid is None:
+                continue
+            self.unique(seen, gid, p, "subgroup")
+            given = [k for k in ("rule", "none_before_index", "any_before_index") if k in item]
+            if len(given) != 1:
+                self.fail(
+                    p, "a subgroup is defined by exactly one of rule, none_before_index, any_before_index"
+                )
+                continue
+            how = given[0]
+            sub = Subgroup(id=gid, label=self.text(item.get("label"), (*p, "label"), gid))
+            if how == "rule":
+                rid = self.rule(item["rule"], (*p, "rule"), what="subgroup rule")
+                if rid:
+                    out.append(Subgroup(id=gid, label=sub.label, rule=rid))
+                continue
+            sel = self.selector(item[how], (*p, how))
+            if sel is not None:
+                none = sel if how == "none_before_index" else None
+                out.append(
+                    Subgroup(
+                        id=gid,
+                        label=sub.label,
+                        none_before_index=none,
+                        any_before_index=sel if none is None else None,
+                    )
+                )
+        return tuple(out)
+
+    def _baseline(self, data: Any, path: Path_) -> tuple[Baseline, ...]:
+        out: list[Baseline] = []
+        seen: set[str] = set()
+        for p, item in self.items(data, path, "baseline"):
+            self.mapping(item, p, ("id", "rule", "label"), "a baseline entry")
+            rid = self.rule(item.get("rule"), (*p, "rule"), want=None, what="baseline rule")
+            if rid is None:
+                continue
+            bid = self.ident(item.get("id", rid), p, "baseline id") or rid
+            self.unique(seen, bid, p, "baseline")
+            out.append(Baseline(id=bid, rule=rid, label=self.text(item.get("label"), (*p, "label"), rid)))
+        return tuple(out)
+
+    def _outcomes(
+        self, data: Any, path: Path_, tps: tuple[TimePoint, ...], default: str
+    ) -> tuple[Outcome, ...]:
+        out: list[Outcome] = []
+        seen: set[str] = set()
+        slugs = {tp.slug: tp for tp in tps}
+        for p, item in self.items(data, path, "outcomes"):
+            self.mapping(item, p, ("id", "rule", "label", "denominator", "at"), "an outcome")
+            rid = self.rule(item.get("rule"), (*p, "rule"), what="outcome rule")
+            if rid is None:
+                continue
+            oid = self.ident(item.get("id", rid), p, "outcome id") or rid
+            self.unique(seen, oid, p, "outcome")
+            at: list[str] = []
+            for i, raw in enumerate(item.get("at") or []):
+                d = self.duration(raw, (*p, "at", i), "outcome time point")
+                if d is not None and slug(str(d)) not in slugs:
+                    self.fail(
+                        (*p, "at", i),
+                        f"{raw!r} is not one of the time_points ({', '.join(t.label for t in tps)})",
+                    )
+                elif d is not None:
+                    at.append(slug(str(d)))
+            if not tps:
+                self.fail(p, "outcomes are reported at time_points: add time_points: [3 months, …]")
+            out.append(
+                Outcome(
+                    id=oid, rule=rid, label=self.text(item.get("label"), (*p, "label"), rid),
+                    denominator=self.choice(item.get("denominator"), (*p, "denominator"), POLICIES, "denominator", default),
+                    time_points=tuple(at) or tuple(slugs),
+                )
+            )  # fmt: skip
+        return tuple(out)
+
+    def _tte(self, data: Any, path: Path_, drug: str | None) -> tuple[TimeToEvent, ...]:
+        out: list[TimeToEvent] = []
+        seen: set[str] = set()
+        for p, item in self.items(data, path, "time_to_event"):
+            self.mapping(item, p, ("id", "rule", "label", "window", "censor"), "a time-to-event outcome")
+            rid = self.rule(item.get("rule"), (*p, "rule"), what="time-to-event rule")
+            if "window" not in item:
+                self.fail(p, "a time-to-event outcome needs a window (e.g. window: 3 months)")
+            window = self.duration(item.get("window"), (*p, "window"), "window") if "window" in item else None
+            raw = item.get("censor", list(CENSORS))
+            raw = raw if isinstance(raw, list) else [raw]
+            censor: list[str] = []
+            for i, c in enumerate(raw):
+                if c not in CENSORS:
+                    self.fail(
+                        (*p, "censor", i),
+                        f"censor at end_of_follow_up, death or discontinuation, not {c!r}{did_you_mean(str(c), CENSORS)}",
+                    )
+                elif c == "discontinuation" and drug is None and "censor" in item:
+                    self.fail(
+                        (*p, "censor", i), "censoring at discontinuation needs the study drug (drug: NAME)"
+                    )
+                else:
+                    censor.append(str(c))
+            if rid is None or window is None:
+                continue
+            tid = self.ident(item.get("id", rid), p, "time-to-event id") or rid
+            self.unique(seen, tid, p, "time-to-event")
+            out.append(
+                TimeToEvent(id=tid, rule=rid, label=self.text(item.get("label"), (*p, "label"), rid),
+                            window=window, censor=tuple(censor))
+            )  # fmt: skip
+        return tuple(out)
+
+    def _mas(self, data: Any, path: Path_) -> MasSpec | None:
+        if data is None or data is False:
+            return None
+        m = self.mapping(data, path, ("episodes", "merge_gap", "on_drug_rule"), "mas")
+        eps = m.get("episodes", {"select": {"kind": "mas_episode"}})
+        if not isinstance(eps, dict) or len(eps) != 1 or next(iter(eps)) not in ("select", "rule"):
+            self.fail(
+                (*path, "episodes"), "mas.episodes is {select: SELECTOR} (recorded) or {rule: ID} (derived)"
+            )
+            return None
+        select = self.selector(eps["select"], (*path, "episodes", "select")) if "select" in eps else None
+        rule = (
+            self.rule(eps["rule"], (*path, "episodes", "rule"), what="episode rule")
+            if "rule" in eps
+            else None
+        )
+        gap_raw = m.get("merge_gap", "0 days")
+        try:
+            gap = Duration.parse(gap_raw)
+        except DurationError as exc:
+            self.fail((*path, "merge_gap"), str(exc))
+            gap = Duration(0, "day")
+        on_drug = (
+            self.rule(m["on_drug_rule"], (*path, "on_drug_rule"), what="on_drug_rule")
+            if m.get("on_drug_rule")
+            else None
+        )
+        if select is None and rule is None:
+            return None
+        return MasSpec(select=select, rule=rule, merge_gap=gap, on_drug_rule=on_drug)
+
+
+def load_cohort(path: str | Path, rules: RuleSet) -> CohortSpec:
+    """Read and check a cohort file against ``rules``; raise :class:`CohortError` listing
+    every problem (file:line:column) when anything is wrong."""
+    p = Path(path)
+    problems: list[Problem] = []
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise CohortError(
+            [Problem(str(p), 0, 0, f"cannot read the cohort file: {exc.strerror or exc}")]
+        ) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise CohortError([Problem(str(p), line, 1, "the cohort file is not UTF-8 text")]) from exc
+    doc = YamlDoc(str(p), text, problems)
+    spec = None
+    if doc.data is None and not problems:
+        problems.append(Problem(str(p), 1, 1, "empty cohort file"))
+    elif doc.data is not None:
+        spec = _Parser(doc, rules).parse(doc.data, hashlib.sha256(raw).hexdigest())
+    if problems or spec is None:
+        raise CohortError(problems or [Problem(str(p), 1, 1, "not a cohort file")])
+    return spec
+
+
+__all__ = ["CohortError", "CohortSpec", "load_cohort", "slug"]

@@ -1,0 +1,295 @@
+"""Figures for clinicians: one patient's course, and a cohort's curves (PNG or SVG).
+
+matplotlib is imported inside each function (never at module import), with the Agg backend,
+so the command line starts fast and nothing needs a display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from timeline.errors import UsageError
+
+if TYPE_CHECKING:
+    from timeline.cohort.report import Report
+    from timeline.engine.evaluate import Session
+
+DEFAULT_LANES = (
+    "fever",
+    "rash_free",
+    "active_arthritis",
+    "in_mas_episode",
+    "inactive_disease",
+    "complete_response",
+)
+LABS = (  # (LOINC, label, unit, rule.param giving the limit, default limit, log scale)
+    ("1988-5", "CRP", "mg/L", ("crp_normal", "upper"), 6.0, False),
+    ("4537-7", "ESR", "mm/h", ("esr_normal", "upper"), 10.0, False),
+    ("2276-4", "Ferritin", "ng/mL", ("mas", "ferritin_above"), 684.0, True),
+)
+FORMATS = (".png", ".svg")
+_TRUE, _FALSE, _UNKNOWN = "#b2182b", "#d9d9d9", "#fee08b"
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
+    return plt
+
+
+def check_out(out: Path) -> None:
+    if out.suffix.lower() not in FORMATS:
+        raise UsageError(f"--out {out}: give a .png or .svg file name")
+    if not out.parent.exists():
+        raise UsageError(f"--out {out}: directory {out.parent} does not exist")
+
+
+def _footer(fig: Any, manifest: dict[str, Any]) -> None:
+    text = (
+        f"{manifest.get('engine')} · store {Path(str(manifest.get('store'))).name} seq {manifest.get('high_water')}"
+        f" · as known at {manifest.get('as_known_at') or 'now'} · rules {str(manifest.get('rules_digest'))[:12]}"
+    )
+    if "cohort" in manifest:
+        c = manifest["cohort"]
+        text += f" · cohort {c['id']} v{c['version']} ({c['sha256'][:12]})"
+    fig.text(0.01, 0.005, text, fontsize=6.5, color="#666666", ha="left", va="bottom")
+
+
+def _param(session: Session, ref: tuple[str, str], default: float) -> float:
+    rule = session.rules.rules.get(ref[0])
+    if rule is None:
+        return default
+    for p in rule.params:
+        if p.name == ref[1] and isinstance(p.effective, int | float) and not isinstance(p.effective, bool):
+            return float(p.effective)
+    return default
+
+
+def patient_plot(
+    session: Session,
+    patient: str,
+    out: Path,
+    lanes: Sequence[str] | None = None,
+    drug: str = "anakinra",
+    dose_rule: str = "anakinra_dose_mg_kg_day",
+) -> dict[str, Any]:
+    """A clinician's view of one patient: state swimlanes, the drug's dose, CRP/ESR/ferritin
+    against their limits, adverse events and recorded MAS episodes. Returns what was drawn."""
+    check_out(out)
+    events = session.store.events(patient, as_known_at=session.as_known_at)
+    if not events:
+        raise UsageError(f"patient {patient!r} has no events in {session.store.path}")
+    wanted = list(lanes) if lanes else [r for r in DEFAULT_LANES if r in session.rules.rules]
+    for rid in wanted:
+        rule = session.rules.get(rid)
+        if rule.type.kind != "bool":
+            raise UsageError(f"--lane {rid}: a swimlane needs a boolean rule; {rid} is {rule.type}")
+    intervals = session.history(patient, wanted) if wanted else []
+    dose_rows = session.history(patient, [dose_rule]) if dose_rule in session.rules.rules else []
+    t0 = min(e["occurred_at"] for e in events if e["kind"] != "birth")
+    t1 = max(e["occurred_at"] for e in events)
+    pad = (t1 - t0) * 0.02 or (t1 - t0) + (datetime(2000, 1, 2) - datetime(2000, 1, 1))
+
+    plt = _pyplot()
+    import matplotlib.dates
+
+    mdates: Any = matplotlib.dates  # untyped
+
+    heights = [max(len(wanted) + 2, 3), 1.3, 1.1, 1.1, 1.1]
+    fig, axes = plt.subplots(5, 1, figsize=(11, 8.5), sharex=True, gridspec_kw={"height_ratios": heights})
+    birth = next((e for e in events if e["kind"] == "birth"), None)
+    title = f"Patient {patient}"
+    if birth:
+        title += f" — {birth.get('sex')}, born {birth['occurred_at']:%Y-%m-%d}"
+    fig.suptitle(title, x=0.01, ha="left", fontsize=12, fontweight="bold")
+
+    # swimlanes: states from the rules, then recorded rash findings, MAS episodes and AEs
+    ax = axes[0]
+    names = [*wanted, "rash (recorded)", "MAS episode (recorded)", "adverse events"]
+    for i, rid in enumerate(wanted):
+        y = len(names) - 1 - i
+        for iv in (iv for iv in intervals if iv["rule"] == rid):
+            end = iv["end"] or t1
+            v = iv["value"]
+            color = _TRUE if v is True else _FALSE if v is False else _UNKNOWN
+            ax.barh(y, mdates.date2num(end) - mdates.date2num(iv["start"]), left=mdates.date2num(iv["start"]),
+                    height=0.6, color=color, hatch="//" if v not in (True, False) else None,
+                    edgecolor="#bbbbbb" if v not in (True, False) else color, linewidth=0.3)  # fmt: skip
+    y_rash, y_mas, y_ae = 2, 1, 0
+    for e in events:
+        if e["kind"] == "finding" and e.get("code") == "rash":
+            present = e.get("present") is not False
+            ax.plot(e["occurred_at"], y_rash, "o", ms=5, mfc=_TRUE if present else "white", mec=_TRUE)
+        elif e["kind"] == "mas_episode":
+            end = e.get("ended_at") or t1
+            ax.barh(y_mas, mdates.date2num(end) - mdates.date2num(e["occurred_at"]),
+                    left=mdates.date2num(e["occurred_at"]), height=0.6, color="#762a83")  # fmt: skip
+        elif e["kind"] == "adverse_event":
+            g = int(e.get("grade") or 1)
+            ax.plot(
+                e["occurred_at"], y_ae, marker="v", ms=5 + 1.5 * g, color="#d73027" if g >= 3 else "#f46d43"
+            )
+            ax.annotate(f"{e.get('term')} (G{g})", (mdates.date2num(e["occurred_at"]), y_ae), xytext=(4, 4),
+                        textcoords="offset points", fontsize=7)  # fmt: skip
+    ax.set_yticks(range(len(names)), [n.replace("_", " ") for n in reversed(names)])
+    ax.set_ylim(-0.7, len(names) - 0.3)
+    from matplotlib.patches import Patch
+
+    ax.legend(
+        handles=[Patch(color=_TRUE, label="true"), Patch(color=_FALSE, label="false"),
+                 Patch(facecolor=_UNKNOWN, hatch="//", edgecolor="#bbbbbb", label="unknown")],
+        loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False,
+    )  # fmt: skip
+
+    # drug dose
+    ax = axes[1]
+    known_dose = [iv for iv in dose_rows if isinstance(iv["value"], int | float) and iv["value"]]
+    if known_dose:
+        xs, ys = [], []
+        for iv in dose_rows:
+            v = (
+                iv["value"]
+                if isinstance(iv["value"], int | float) and not isinstance(iv["value"], bool)
+                else None
+            )
+            xs += [iv["start"], iv["end"] or t1]
+            ys += [v, v]
+        ax.plot(xs, [float("nan") if v is None else v for v in ys], color="#2166ac", lw=1.8)
+        ax.set_ylabel(f"{drug}\nmg/kg/day")
+    else:
+        meds = [e for e in events if e.get("drug") == drug and e["kind"].startswith("medication")]
+        for e in meds:
+            ax.plot(e["occurred_at"], e.get("dose") or 0, "s", color="#2166ac")
+        if meds and dose_rows:
+            ax.text(0.5, 0.75, f"{dose_rule} unknown (e.g. no recent weight): doses as recorded",
+                    transform=ax.transAxes, ha="center", fontsize=7, color="#888888")  # fmt: skip
+        ax.set_ylabel(f"{drug}\ndose ({meds[0].get('dose_unit') if meds else 'mg'})")
+    for e in events:
+        if e.get("drug") == drug and e["kind"] in ("medication_start", "medication_stop", "discontinuation"):
+            style = "-" if e["kind"] == "medication_start" else "--"
+            for a in axes:
+                a.axvline(e["occurred_at"], color="#2166ac", ls=style, lw=0.7, alpha=0.6)
+            label = (
+                "start" if e["kind"] == "medication_start" else f"stop: {e.get('reason') or ''}".strip(": ")
+            )
+            ax.annotate(label, (mdates.date2num(e["occurred_at"]), 1), xycoords=("data", "axes fraction"),
+                        xytext=(2, -10), textcoords="offset points", fontsize=7, color="#2166ac")  # fmt: skip
+    ax.set_ylim(bottom=0)
+
+    # labs with their limits
+    for ax, (code, label, unit, ref, default, log) in zip(axes[2:], LABS, strict=True):
+        limit = _param(session, ref, default)
+        pts = [e for e in events if e["kind"] == "lab" and e.get("code") == code]
+        if pts:
+            xs = [e["occurred_at"] for e in pts]
+            vals = [float(e["value"]) for e in pts]
+            ax.plot(xs, vals, "-o", ms=3.5, lw=1, color="#333333")
+            high = [(x, y) for x, y in zip(xs, vals, strict=True) if y > limit]
+            if high:
+                ax.plot(*zip(*high, strict=True), "o", ms=4, color=_TRUE)
+        else:
+            ax.text(0.5, 0.2, f"no {label} recorded", transform=ax.transAxes, ha="center", color="#888888")
+        ax.axhline(limit, color=_TRUE, ls=":", lw=1)
+        ax.annotate(f"{'>' if code == '2276-4' else '≤'} {limit:g}", (1.0, limit), xycoords=("axes fraction", "data"),
+                    xytext=(3, 0), textcoords="offset points", fontsize=7, color=_TRUE, va="center")  # fmt: skip
+        if log and pts and min(float(e["value"]) for e in pts) > 0:
+            ax.set_yscale("log")
+        ax.set_ylabel(f"{label}\n{unit}")
+    axes[-1].set_xlim(t0 - pad, t1 + pad)
+    axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(axes[-1].xaxis.get_major_locator()))
+    _footer(fig, session.manifest())
+    fig.tight_layout(rect=(0, 0.02, 1, 0.97))
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return {
+        "file": str(out),
+        "lanes": wanted,
+        "dose_rule": dose_rule if known_dose else None,
+        "events": len(events),
+    }
+
+
+def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]:
+    """Kaplan–Meier curves of the time-to-event outcomes (every group) and the proportion of
+    each outcome at each time point with its n/N."""
+    check_out(out)
+    spec = report.spec
+    if group not in report.groups:
+        raise UsageError(f"no group {group!r} (groups: {', '.join(report.groups)})")
+    plt = _pyplot()
+    n_km = max(len(spec.time_to_event), 1)
+    fig, axes = plt.subplots(1, n_km + 1, figsize=(5.2 * (n_km + 1), 4.8), squeeze=False)
+    colors = ["#2166ac", "#b2182b", "#1b7837", "#762a83", "#e08214"]
+    for k, tte in enumerate(spec.time_to_event):
+        ax = axes[0][k]
+        for i, (gid, (label, _ids)) in enumerate(report.groups.items()):
+            curve = report.curves[(tte.id, gid)]
+            xs, ys = [0.0], [0.0]
+            for st in curve.steps:
+                xs += [st.time, st.time]
+                ys += [ys[-1], 100 * (1 - st.survival)]
+            horizon = max((s.time for s in curve.steps), default=0.0)
+            xs.append(horizon)
+            ys.append(ys[-1])
+            c = colors[i % len(colors)]
+            ax.plot(xs, ys, drawstyle="default", color=c, lw=1.8, label=f"{label} (N={curve.n})")
+            cens = [st for st in curve.steps if st.censored]
+            ax.plot([st.time for st in cens], [100 * (1 - st.survival) for st in cens], "|", ms=9, color=c)
+        window = max(
+            (f.tte[tte.id].window_days for f in report.patients.values() if tte.id in f.tte), default=0
+        )
+        if window:
+            ax.set_xlim(-window * 0.02, window * 1.02)
+        ax.set_title(f"{tte.label}\n(time to first; Kaplan–Meier, within {tte.window})", fontsize=10)
+        ax.set_xlabel("days after the index")
+        ax.set_ylabel("% reached (1 − KM survival)")
+        ax.set_ylim(0, 100)
+        ax.legend(fontsize=7, loc="lower right", frameon=False)
+        ticks = [t for t in ax.get_xticks() if t >= 0]
+        curve = report.curves[(tte.id, group)]
+        ax.text(0.0, -0.28, f"at risk ({report.groups[group][0]}): " + "  ".join(f"{t:g}d: {curve.at_risk(t)}" for t in ticks[:7]),
+                transform=ax.transAxes, fontsize=7, color="#444444")  # fmt: skip
+    if not spec.time_to_event:
+        axes[0][0].text(0.5, 0.5, "no time-to-event outcomes", ha="center", transform=axes[0][0].transAxes)
+        axes[0][0].set_axis_off()
+    ax = axes[0][n_km]
+    suffix = "" if group == "all" else f"@{group}"
+    xs = list(range(len(spec.time_points)))
+    for i, o in enumerate(spec.outcomes):
+        cells = [
+            next((oc for oc in report.cells if oc.id == f"outcome.{o.id}.{tp.slug}{suffix}"), None)
+            for tp in spec.time_points
+        ]
+        ys = [oc.pct if oc is not None and oc.pct is not None else float("nan") for oc in cells]
+        col = colors[i % len(colors)]
+        shift = (i - (len(spec.outcomes) - 1) / 2) * 0.05  # series that coincide stay apart
+        jx = [x + shift for x in xs]
+        ax.plot(jx, ys, "-o", color=col, label=f"{o.label} [{o.denominator}]")
+        for x, oc in zip(jx, cells, strict=True):
+            if oc is not None and oc.pct is not None:
+                note = f"{oc.n}/{oc.N}" + (f" (+{oc.unknown}?)" if oc.unknown else "")
+                ax.annotate(note, (x, oc.pct), xytext=(5, -3 + 9 * (i % 3)), textcoords="offset points",
+                            fontsize=7, color=col)  # fmt: skip
+    ax.set_xticks(xs, [tp.label for tp in spec.time_points])
+    ax.set_xlim(-0.4, max(len(xs) - 0.4, 0.6))
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("% of the denominator (n/N; ? = unknown)")
+    label = report.groups[group][0]
+    ax.set_title(f"Outcomes at time points — {label}", fontsize=10)
+    ax.legend(fontsize=7, loc="upper right", frameon=False)
+    fig.suptitle(spec.title, x=0.01, ha="left", fontsize=12, fontweight="bold")
+    _footer(fig, report.manifest)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return {"file": str(out), "time_to_event": [t.id for t in spec.time_to_event], "group": group}
+
+
+__all__ = ["check_out", "cohort_plot", "patient_plot"]
