@@ -157,7 +157,7 @@ def retract(store: Store, event_id: str, *, reason: str, author: str) -> IngestR
         placeholders = ", ".join(f"?::{EVENT_COLUMNS[c].split()[0]} AS {c}" for c in cols)
         con.execute(
             f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
-            f"SELECT *, {row_hash_sql()} FROM (SELECT {placeholders})",
+            f"SELECT *, {row_hash_sql(schema=store.schema_version)} FROM (SELECT {placeholders})",
             [values[c] for c in cols],
         )
         seal_batch(
@@ -458,7 +458,16 @@ def _when_sql(col: str, tz: str) -> tuple[str, str]:
     return ts, precision
 
 
-def _stage(con: duckdb.DuckDBPyConnection, tz: str) -> None:
+def content_hash_sql(schema: str) -> str:
+    """SQL for an event's content hash over the stage ``s`` (native columns but the id):
+    sha256 of the JSON array of their typed values (schema 1: of a JSON object)."""
+    cols = [c for c in events.NATIVE_COLUMNS if c != "event_id"]
+    if schema == "1":
+        return f"sha256(to_json(struct_pack({', '.join(f'{c} := s.{c}' for c in cols)})))"
+    return f"sha256(json_array({', '.join('s.' + c for c in cols)})::VARCHAR)"
+
+
+def _stage(con: duckdb.DuckDBPyConnection, tz: str, schema: str) -> None:
     con.execute("CREATE OR REPLACE TEMP MACRO tl_quote(x) AS chr(39) || x || chr(39)")
     con.execute("CREATE OR REPLACE TEMP MACRO tl_num(x) AS regexp_replace(x::VARCHAR, '\\.0$', '')")
     present = {str(r[0]) for r in con.execute("DESCRIBE tl_raw").fetchall()}
@@ -479,12 +488,11 @@ def _stage(con: duckdb.DuckDBPyConnection, tz: str) -> None:
     con.execute(f"CREATE OR REPLACE TEMP TABLE tl_typed AS SELECT r.__row, {', '.join(select)} FROM tl_raw r")
     occ, occ_p = _when_sql("occurred_at", tz)
     end, end_p = _when_sql("ended_at", tz)
-    content = ", ".join(f"{c} := s.{c}" for c in events.NATIVE_COLUMNS if c != "event_id")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE tl_stage AS
         SELECT s.*, {occ} AS occ_ts, {occ_p} AS occ_precision,
                {end} AS end_ts, CASE WHEN s.ended_at IS NOT NULL THEN {end_p} END AS end_precision,
-               sha256(to_json(struct_pack({content}))) AS content_hash
+               {content_hash_sql(schema)} AS content_hash
         FROM tl_typed s"""
     )
     con.execute(
@@ -763,7 +771,7 @@ def _write_batch(
     _require_text(author, "author")
     con = store.con
     run = _Runner(con, progress)
-    run("checking", lambda: _stage(con, store.timezone))
+    run("checking", lambda: _stage(con, store.timezone, store.schema_version))
     _conversions(con)
     now_local = datetime.now(UTC).astimezone(ZoneInfo(store.timezone)).replace(tzinfo=None)
     errors, total = run("checking", lambda: _collect_errors(con, _checks(store, op, now_local)))
@@ -798,7 +806,7 @@ def _write_batch(
         hw, batch_id, recorded_at = _next_ids(store)
         select = _insert_select(op, hw, batch_id, recorded_at, author, source, reason)
         run("writing", lambda: con.execute(
-            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT *, {row_hash_sql()} FROM ({select})"
+            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT *, {row_hash_sql(schema=store.schema_version)} FROM ({select})"
         ))  # fmt: skip
         run("sealing", lambda: seal_batch(
             con, batch_id=batch_id, op=op, first_seq=hw + 1, last_seq=hw + n_new,

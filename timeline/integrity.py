@@ -1,6 +1,6 @@
 """Tamper evidence: a hash on every row, a digest per batch, batches chained by hash.
 
-``row_hash = sha256(json of every other column of the row)``. A batch's
+``row_hash = sha256(JSON array of every other column's value, in column order)``. A batch's
 ``events_digest`` is a two-level tree over its rows' hashes in seq order (chunks of
 65,536 rows, so no string grows with the batch), and
 ``batch_hash = sha256(prev_hash | batch metadata | events_digest)``. ``verify``
@@ -14,16 +14,23 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from timeline.store import BATCH_COLUMNS, EVENT_COLUMNS, GENESIS_HASH, Store
+from timeline.store import BATCH_COLUMNS, EVENT_COLUMNS, GENESIS_HASH, SCHEMA_VERSION, Store
 
 CHUNK = 65536
 
 
-def row_hash_sql(alias: str = "") -> str:
-    """SQL expression computing a row's hash from its other columns."""
+def row_hash_sql(alias: str = "", schema: str = SCHEMA_VERSION) -> str:
+    """SQL expression computing a row's hash from its other columns.
+
+    The values are serialised as a JSON array in column order (injective: strings are
+    quoted and escaped, NULL is ``null``). Stores of schema 1 serialised a JSON object,
+    column names included, which is twice the bytes to hash; they keep doing so."""
     p = f"{alias}." if alias else ""
-    parts = ", ".join(f"{c} := {p}{c}" for c in EVENT_COLUMNS if c != "row_hash")
-    return f"sha256(to_json(struct_pack({parts})))"
+    cols = [c for c in EVENT_COLUMNS if c != "row_hash"]
+    if schema == "1":
+        parts = ", ".join(f"{c} := {p}{c}" for c in cols)
+        return f"sha256(to_json(struct_pack({parts})))"
+    return f"sha256(json_array({', '.join(p + c for c in cols)})::VARCHAR)"
 
 
 def events_digest_sql(where: str) -> str:
@@ -119,7 +126,7 @@ def verify(store: Store) -> VerifyReport:
     found: list[tuple[int, int, str]] = []  # (seq or batch position, tie, message)
 
     for seq, event_id in con.execute(
-        f"SELECT seq, event_id FROM events WHERE row_hash IS DISTINCT FROM {row_hash_sql()} ORDER BY seq LIMIT 20"
+        f"SELECT seq, event_id FROM events WHERE row_hash IS DISTINCT FROM {row_hash_sql(schema=store.schema_version)} ORDER BY seq LIMIT 20"
     ).fetchall():
         found.append(
             (seq, 0, f"event seq {seq} ({event_id}) was altered: its content no longer matches its hash")

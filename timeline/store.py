@@ -27,7 +27,7 @@ from timeline import __version__
 from timeline.errors import StoreError, StoreLockedError, UnknownEventError, UsageError
 
 STORE_FORMAT = "timeline-store"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: row and content hashes serialise a JSON array (1: a JSON object)
 DEFAULT_STORE = "timeline.duckdb"
 
 # Stored columns of ``events`` in order. The native columns keep their names; the
@@ -143,6 +143,7 @@ class Store:
         self.path = path
         self.writable = writable
         self.timezone = self._meta("timezone") or "UTC"
+        self.schema_version = self._meta("schema_version") or "1"
 
     # ---- opening -----------------------------------------------------------------
     @classmethod

@@ -72,6 +72,7 @@ class Compiler:
         self.out = Compiled()
         self.counter = 0
         self.selectors: dict[str, str] = {}
+        self.seen: dict[str, str] = {}
         # (node id, points) → (anchor CTE, offset) / derived points CTE, for explanations
         self.anchored: dict[tuple[int, str], tuple[str, Duration]] = {}
         self.held: dict[tuple[int, str], tuple[str, str]] = {}
@@ -79,6 +80,12 @@ class Compiler:
 
     # ---- plumbing
     def add(self, name: str, sql: str) -> str:
+        """Add a CTE, or reuse an identical one: identical children make identical parents,
+        so shared subtrees (a rule used by several others) are computed once."""
+        key = " ".join(sql.split())
+        if key in self.seen:
+            return self.seen[key]
+        self.seen[key] = name
         self.out.ctes.append((name, sql))
         return name
 
@@ -462,11 +469,11 @@ class Compiler:
         if node.op == "all":
             value = "CASE WHEN count(*) FILTER (WHERE b = false) > 0 THEN false WHEN count(*) FILTER (WHERE b IS NULL) > 0 THEN NULL ELSE true END"
             evs = "CASE WHEN count(*) FILTER (WHERE b = false) > 0 THEN flatten(list(ev ORDER BY i) FILTER (WHERE b = false)) ELSE flatten(list(ev ORDER BY i)) END"
-            why = "CASE WHEN count(*) FILTER (WHERE b = false) = 0 THEN string_agg(why, '; ' ORDER BY i) FILTER (WHERE b IS NULL) END"
+            why = "CASE WHEN count(*) FILTER (WHERE b = false) = 0 THEN string_agg(DISTINCT why, '; ' ORDER BY why) FILTER (WHERE b IS NULL) END"
         else:
             value = "CASE WHEN count(*) FILTER (WHERE b) > 0 THEN true WHEN count(*) FILTER (WHERE b IS NULL) > 0 THEN NULL ELSE false END"
             evs = "CASE WHEN count(*) FILTER (WHERE b) > 0 THEN flatten(list(ev ORDER BY i) FILTER (WHERE b)) ELSE flatten(list(ev ORDER BY i)) END"
-            why = "CASE WHEN count(*) FILTER (WHERE b) = 0 THEN string_agg(why, '; ' ORDER BY i) FILTER (WHERE b IS NULL) END"
+            why = "CASE WHEN count(*) FILTER (WHERE b) = 0 THEN string_agg(DISTINCT why, '; ' ORDER BY why) FILTER (WHERE b IS NULL) END"
         return f"""SELECT patient_id, q, {value} AS b, NULL::DOUBLE AS x, {why} AS why, {evs} AS ev,
                 NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
                 count(*) FILTER (WHERE b) || ' of ' || count(*) || ' true' || CASE WHEN count(*) FILTER (WHERE b IS NULL) > 0 THEN ', ' || count(*) FILTER (WHERE b IS NULL) || ' unknown' ELSE '' END AS note
@@ -479,7 +486,7 @@ class Compiler:
                 CASE WHEN count(*) FILTER (WHERE b) >= {n} THEN true WHEN count(*) FILTER (WHERE b) + count(*) FILTER (WHERE b IS NULL) < {n} THEN false END AS b,
                 NULL::DOUBLE AS x,
                 CASE WHEN count(*) FILTER (WHERE b) < {n} AND count(*) FILTER (WHERE b) + count(*) FILTER (WHERE b IS NULL) >= {n}
-                     THEN string_agg(why, '; ' ORDER BY i) FILTER (WHERE b IS NULL) END AS why,
+                     THEN string_agg(DISTINCT why, '; ' ORDER BY why) FILTER (WHERE b IS NULL) END AS why,
                 flatten(list(ev ORDER BY i) FILTER (WHERE b)) AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
                 count(*) FILTER (WHERE b) || ' of ' || count(*) || ' true (need {n})' || CASE WHEN count(*) FILTER (WHERE b IS NULL) > 0 THEN ', ' || count(*) FILTER (WHERE b IS NULL) || ' unknown' ELSE '' END AS note
             FROM ({u}) GROUP BY patient_id, q"""
