@@ -145,7 +145,7 @@ def rule_schema() -> dict[str, Any]:
                 "oneOf": [
                     {"type": "string", "description": "a name from this rule's events"},
                     _mapping([], {
-                        "kind": one_or_many(list(events.KINDS)), "code": one_or_many(all_codes),
+                        "kind": one_or_many(list(events.KINDS)), "code": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}], "examples": all_codes},
                         "drug": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
                         "present": {"type": "boolean"},
                         "where": {"type": "object", "propertyNames": {"enum": list(NUMERIC_FIELDS)},
@@ -158,7 +158,7 @@ def rule_schema() -> dict[str, Any]:
             "window": {
                 "oneOf": [
                     DURATION,
-                    _mapping(["start", "end"], {"start": DURATION, "end": DURATION, "start_inclusive": {"type": "boolean"},
+                    _mapping(["start"], {"start": DURATION, "end": DURATION, "start_inclusive": {"type": "boolean"},
                                                 "end_inclusive": {"type": "boolean"}, "anchor": anchor}),
                 ]
             },
