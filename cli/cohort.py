@@ -171,8 +171,9 @@ def run(
     discontinuations by reason, MAS episodes — every cell n/N (%) with its denominator
     defined, unknowns counted separately (never as "no").
 
-    `--csv` and `--parquet` write one row per cell (with the patient ids behind it) and
-    the manifest (CSV: `#` lines at the top; Parquet: file metadata).
+    `--csv` and `--parquet` write one row per cell — n, n_denominator, n_unknown, pct, the
+    denominator's definition, the patient ids behind it — and the manifest (CSV: `#` lines at
+    the top; Parquet: file metadata under the key `manifest`).
 
     Example:
 
@@ -201,7 +202,8 @@ def _rows(report: Report) -> list[dict[str, Any]]:
 
     return [
         {"cell": c.id, "section": c.section, "row": c.row, "column": c.column, "group": c.group, "label": c.label,
-         "n": c.n, "N": c.N, "unknown": c.unknown, "pct": c.pct, "text": c.text(), "denominator": c.denominator,
+         "n": c.n, "n_denominator": c.N, "n_unknown": c.unknown, "pct": c.pct, "text": c.text(),
+         "denominator": c.denominator,
          "stats": json.dumps(c.stats, default=str), "numerator_ids": " ".join(c.numerator_ids),
          "unknown_ids": " ".join(c.unknown_ids), "denominator_ids": " ".join(c.denominator_ids)}
         for c in report.cells
@@ -229,7 +231,7 @@ def _parquet(report: Report, out: Path, sess: Session) -> None:
     cols = list(rows[0]) if rows else ["cell"]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE tl_c_out AS SELECT * FROM (SELECT "
-        + ", ".join(f"unnest(?::{'INTEGER' if k in ('n', 'N', 'unknown') else 'DOUBLE' if k == 'pct' else 'VARCHAR'}[]) AS \"{k}\"" for k in cols)
+        + ", ".join(f"unnest(?::{'INTEGER' if k in ('n', 'n_denominator', 'n_unknown') else 'DOUBLE' if k == 'pct' else 'VARCHAR'}[]) AS \"{k}\"" for k in cols)
         + ")",
         [[r[k] for r in rows] for k in cols],
     )  # fmt: skip

@@ -282,7 +282,7 @@ class _Run:
                 WITH lo AS (SELECT patient_id, max(occurred_at) AS last_on FROM tl_c_ev
                             WHERE drug = {q_(drug)} AND kind IN {_ON} GROUP BY patient_id)
                 SELECT s.patient_id, min(s.occurred_at), min(s.occurred_at)::DATE,
-                       arg_min(s.reason, s.occurred_at) FILTER (WHERE s.reason IS NOT NULL),
+                       arg_min(s.reason, (s.occurred_at, s.kind <> 'discontinuation', s.seq)) FILTER (WHERE s.reason IS NOT NULL),
                        list(s.event_id ORDER BY s.occurred_at, s.seq)
                 FROM tl_c_ev s JOIN tl_c_idx i USING (patient_id) LEFT JOIN lo USING (patient_id)
                 WHERE s.drug = {q_(drug)} AND s.kind IN {_OFF} AND s.occurred_at >= i.t_index

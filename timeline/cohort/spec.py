@@ -578,6 +578,7 @@ def load_cohort(path: str | Path, rules: RuleSet) -> CohortSpec:
     elif doc.data is not None:
         spec = _Parser(doc, rules).parse(doc.data, hashlib.sha256(raw).hexdigest())
     if problems or spec is None:
+        problems.sort(key=lambda p: (p.file, p.line, p.column))
         raise CohortError(problems or [Problem(str(p), 1, 1, "not a cohort file")])
     return spec
 

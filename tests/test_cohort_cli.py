@@ -1,0 +1,151 @@
+"""The cohort commands and `timeline plot`, through the real entry point."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.cohort_support import COHORT, RULES, build_store
+from tests.support import run_cli
+
+
+@pytest.fixture(scope="module")
+def cohort_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_store(tmp_path_factory.mktemp("cohort-cli") / "cohort.duckdb")
+
+
+def cohort(*args: object, store: Path) -> tuple[int, str, str]:
+    result = run_cli("cohort", *args, "--store", store, "--rules", RULES)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_run_prints_n_over_n_and_the_denominator_policies(cohort_store: Path) -> None:
+    code, out, err = cohort("run", COHORT, store=cohort_store)
+    assert code == 0, err
+    assert "2/4 (50%), 1 unknown" in out
+    assert "followed: follow-up end on or after the time point date" in out
+    assert "high-water seq 55" in out
+
+
+def test_run_json_carries_the_manifest_and_every_cell(cohort_store: Path) -> None:
+    code, out, err = cohort("run", COHORT, "--json", store=cohort_store)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["manifest"]["cohort"]["sha256"]
+    assert data["manifest"]["rules"]["arthritis"] == "1"
+    cells = {c["cell"]: c for c in data["cells"]}
+    assert cells["outcome.arthritis_followed.3_months"]["numerator_ids"] == ["P2", "P7"]
+    assert data["kaplan_meier"]["afebrile"][0] == {
+        "days": 0.0,
+        "at_risk": 4,
+        "events": 1,
+        "censored": 0,
+        "survival": 0.75,
+    }
+
+
+def test_run_writes_csv_with_the_manifest_on_top(cohort_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cells.csv"
+    code, _, err = cohort("run", COHORT, "--csv", out, store=cohort_store)
+    assert code == 0, err
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("# engine: ")
+    rows = {r["cell"]: r for r in csv.DictReader(line for line in lines if not line.startswith("#"))}
+    row = rows["outcome.arthritis_all.6_months"]
+    assert (row["n"], row["n_denominator"], row["n_unknown"], row["unknown_ids"]) == ("1", "4", "2", "P3 P7")
+
+
+def test_run_writes_parquet_with_the_manifest_as_metadata(cohort_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cells.parquet"
+    code, _, err = cohort("run", COHORT, "--parquet", out, store=cohort_store)
+    assert code == 0, err
+    row = duckdb.execute(f"SELECT n, n_denominator, text FROM '{out}' WHERE cell = 'tte.afebrile'").fetchone()
+    assert row == (3, 4, "3/4 (75%), 1 unknown")
+    meta = duckdb.execute(f"SELECT value FROM parquet_kv_metadata('{out}') WHERE key = 'manifest'").fetchone()
+    assert meta is not None and json.loads(meta[0])["high_water"] == 55
+
+
+def test_patients_lists_the_ids_behind_a_cell(cohort_store: Path) -> None:
+    code, out, err = cohort(
+        "patients", COHORT, "--cell", "outcome.arthritis_all.6_months", "--json", store=cohort_store
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["numerator_ids"], data["unknown_ids"], data["other_ids"]) == (["P1"], ["P3", "P7"], ["P2"])
+
+
+def test_patients_of_an_unknown_cell_suggests_one(cohort_store: Path) -> None:
+    code, _, err = cohort("patients", COHORT, "--cell", "outcome.arthritis_all.3_month", store=cohort_store)
+    assert code == 2
+    assert "did you mean 'outcome.arthritis_all.3_months'" in err
+
+
+def test_explain_says_why_a_patient_is_not_in_the_population(cohort_store: Path) -> None:
+    code, out, err = cohort("explain", COHORT, "P5", store=cohort_store)
+    assert code == 0, err
+    assert "P5 in cohort synthetic_anakinra: not included" in out
+    assert "exclude cns_ever at 2009-01-15: true" in out
+
+
+def test_explain_a_cell_names_the_rule_explanation(cohort_store: Path) -> None:
+    code, out, err = cohort(
+        "explain", COHORT, "P7", "outcome.arthritis_all.6_months", "--json", store=cohort_store
+    )
+    assert code == 0, err
+    cell = json.loads(out)["cell"]
+    assert cell["role"].startswith("unknown")
+    tree = cell["explanations"][0]["explanation"]["tree"]
+    assert tree["rule"] == "arthritis@1"
+    assert "too old" in tree["reason"]
+    assert cell["explanations"][0]["explanation"]["instant"] == "2010-07-01 23:59:59.999999"
+
+
+def test_explain_a_denominator_gives_the_policy_detail(cohort_store: Path) -> None:
+    code, out, err = cohort(
+        "explain", COHORT, "P2", "outcome.arthritis_on_drug.12_months", store=cohort_store
+    )
+    assert code == 0, err
+    assert "not in the denominator" in out
+    assert "anakinra stopped 2009-10-15 (severe skin reaction)" in out
+
+
+def test_explain_time_to_event_at_the_first_instant(cohort_store: Path) -> None:
+    code, out, err = cohort("explain", COHORT, "P1", "tte.afebrile", "--json", store=cohort_store)
+    assert code == 0, err
+    cell = json.loads(out)["cell"]
+    assert cell["detail"].startswith("reached 19 days after the index (2009-01-20T00:00:00)")
+    assert cell["explanations"][0]["explanation"]["tree"]["value"] is True
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_cohort_plot_writes_a_non_empty_image(cohort_store: Path, tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"cohort{suffix}"
+    code, _, err = cohort("plot", COHORT, "--out", out, store=cohort_store)
+    assert code == 0, err
+    assert out.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_patient_plot_writes_a_non_empty_image(cohort_store: Path, tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"p2{suffix}"
+    result = run_cli("plot", "P2", "--out", out, "--store", cohort_store, "--rules", RULES,
+                     "--lane", "afebrile_week", "--lane", "arthritis", "--lane", "on_study_drug")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 10_000
+
+
+def test_plot_refuses_an_unknown_image_format(cohort_store: Path, tmp_path: Path) -> None:
+    result = run_cli("plot", "P2", "--out", tmp_path / "p2.pdf", "--store", cohort_store, "--rules", RULES)
+    assert result.exit_code == 2
+    assert "give a .png or .svg file name" in result.stderr
+
+
+def test_plot_lane_must_be_a_boolean_rule(cohort_store: Path, tmp_path: Path) -> None:
+    result = run_cli("plot", "P2", "--out", tmp_path / "p.png", "--store", cohort_store, "--rules", RULES,
+                     "--lane", "age_at")  # fmt: skip
+    assert result.exit_code == 2
+    assert "a swimlane needs a boolean rule" in result.stderr

@@ -1,0 +1,50 @@
+"""Kaplan–Meier product-limit estimates against a hand-computed example with censoring."""
+
+from __future__ import annotations
+
+import pytest
+
+from timeline.cohort.km import kaplan_meier
+
+# Six patients: events at 1, 3, 3 and 5; censored at 2 and 4 (and one censoring tied with
+# the events at 3 in the second example).
+TIMES = [1.0, 2.0, 3.0, 3.0, 4.0, 5.0]
+EVENTS = [True, False, True, True, False, True]
+
+
+def test_survival_is_the_product_of_the_conditional_probabilities() -> None:
+    curve = kaplan_meier(TIMES, EVENTS)
+    s = {step.time: step.survival for step in curve.steps}
+    assert s[1.0] == pytest.approx(5 / 6)
+    assert s[2.0] == pytest.approx(5 / 6)  # a censoring does not move the curve
+    assert s[3.0] == pytest.approx(5 / 6 * 2 / 4)
+    assert s[5.0] == pytest.approx(0.0)
+
+
+def test_number_at_risk_drops_by_events_and_censorings_before_the_time() -> None:
+    curve = kaplan_meier(TIMES, EVENTS)
+    assert [step.at_risk for step in curve.steps] == [6, 5, 4, 2, 1]
+    assert curve.at_risk(3.0) == 4
+    assert curve.at_risk(3.5) == 2
+
+
+def test_median_is_the_first_time_survival_reaches_one_half() -> None:
+    assert kaplan_meier(TIMES, EVENTS).median() == 3.0
+
+
+def test_median_is_none_when_the_curve_stays_above_one_half() -> None:
+    assert kaplan_meier([1.0, 2.0, 3.0], [True, False, False]).median() is None
+
+
+def test_a_censoring_tied_with_events_still_counts_at_risk_at_that_time() -> None:
+    curve = kaplan_meier([1.0, 1.0, 2.0], [True, False, True])
+    first = curve.steps[0]
+    assert (first.at_risk, first.events, first.censored) == (3, 1, 1)
+    assert first.survival == pytest.approx(2 / 3)
+    assert curve.steps[1].survival == pytest.approx(0.0)
+
+
+def test_reached_by_is_one_minus_survival_at_that_time() -> None:
+    curve = kaplan_meier(TIMES, EVENTS)
+    assert curve.reached_by(0.5) == 0.0
+    assert curve.reached_by(3.0) == pytest.approx(1 - 5 / 12)

@@ -1,0 +1,190 @@
+"""n/N counts on the synthetic cohort of tests/fixtures/cohort, worked out by hand.
+
+The seven patients (events.csv):
+  P1  sJIA, anakinra 2009-01-01 first line; afebrile from 01-20; joints 0 (03-25), 1 (06-20),
+      0 (2010-01-01); injection-site reaction G1; MAS before the index (and one after follow-up);
+      end of follow-up 2010-06-01.
+  P2  sJIA, methotrexate 2009-02-01 then anakinra 2009-03-01; afebrile from 04-15; joints 2
+      (05-20), 0 (09-01); MAS on anakinra; skin reaction G3; anakinra discontinued 2009-10-15
+      (severe skin reaction); end of follow-up 2010-12-31.
+  P3  sJIA, anakinra 2009-06-01 first line; febrile throughout; one joint exam at the index;
+      MAS on anakinra; died 2009-08-01.
+  P4  anakinra without sJIA (not included); P5 sJIA with CNS involvement (excluded);
+  P6  sJIA, never on anakinra (no index event).
+  P7  sJIA, anakinra 2010-01-01 first line, afebrile at the index; joints 0, 1 (03-20),
+      0 (08-01, the last event); anakinra stopped 05-01 and restarted 06-01 (an interruption).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cohort_support import COHORT, build_store, rules, run, write
+from timeline.cohort.report import Report, run_cohort
+from timeline.cohort.spec import load_cohort
+from timeline.engine.evaluate import Session
+from timeline.ingest import append_rows
+from timeline.store import Store
+
+
+@pytest.fixture(scope="module")
+def cohort_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_store(tmp_path_factory.mktemp("cohort") / "cohort.duckdb")
+
+
+@pytest.fixture(scope="module")
+def report(cohort_store: Path) -> Report:
+    return run(cohort_store)
+
+
+def nN(report: Report, cell: str) -> tuple[int, int, int]:
+    c = report.cell(cell)
+    return c.n, c.N, c.unknown
+
+
+def test_population_needs_an_index_event_every_inclusion_and_no_exclusion(report: Report) -> None:
+    assert nN(report, "population.index") == (6, 7, 0)
+    assert report.cell("population.included").numerator_ids == ["P1", "P2", "P3", "P7"]
+    assert nN(report, "population.included") == (4, 6, 0)
+    assert report.cell("population.exclude.cns_ever").numerator_ids == ["P5"]
+    assert report.patients["P4"].reasons == ["inclusion has_sjia false"]
+    assert report.patients["P6"].status == "no_index"
+
+
+def test_subgroup_by_no_dmard_before_the_index(report: Report) -> None:
+    assert report.cell("subgroup.first_line").numerator_ids == ["P1", "P3", "P7"]
+    assert report.groups["first_line"][1] == ["P1", "P3", "P7"]
+
+
+def test_unknown_outcomes_are_counted_apart_never_as_no(report: Report) -> None:
+    c = report.cell("outcome.arthritis_all.6_months")
+    assert (c.n, c.N, c.unknown) == (1, 4, 2)
+    assert c.numerator_ids == ["P1"]
+    assert c.unknown_ids == ["P3", "P7"]  # P3: exam too old; P7: exam 103 days old
+    assert c.text() == "1/4 (25%), 2 unknown"
+
+
+def test_denominator_all_keeps_every_patient(report: Report) -> None:
+    assert [nN(report, f"outcome.arthritis_all.{tp}") for tp in ("3_months", "6_months", "12_months")] == [
+        (2, 4, 1),
+        (1, 4, 2),
+        (0, 4, 3),
+    ]
+
+
+def test_denominator_followed_drops_patients_whose_follow_up_ended(report: Report) -> None:
+    # P3 died before 3 months; P7's last event (2010-08-01) is before its 12-month date.
+    assert report.cell("outcome.arthritis_followed.3_months").denominator_ids == ["P1", "P2", "P7"]
+    assert nN(report, "outcome.arthritis_followed.12_months") == (0, 2, 1)
+    assert report.cell("outcome.arthritis_followed.12_months").denominator_ids == ["P1", "P2"]
+
+
+def test_denominator_on_drug_drops_discontinued_patients_but_not_interruptions(report: Report) -> None:
+    # P2 discontinued 2009-10-15 (before its 12-month date 2010-03-01); P7's stop was followed
+    # by a restart, so P7 stays on the drug at 6 months.
+    assert report.cell("outcome.arthritis_on_drug.6_months").denominator_ids == ["P1", "P2", "P7"]
+    assert report.cell("outcome.arthritis_on_drug.12_months").denominator_ids == ["P1"]
+
+
+def test_policies_are_defined_in_words_with_the_report(report: Report) -> None:
+    assert "follow-up ends at the first end_of_follow_up or death" in report.policies["followed"]
+    assert "no permanent stop of anakinra" in report.policies["on_drug"]
+    assert report.cell("outcome.arthritis_on_drug.3_months").denominator.startswith("on_drug:")
+
+
+def test_subgroup_cells_use_the_subgroup_as_denominator(report: Report) -> None:
+    assert nN(report, "outcome.arthritis_all.3_months@first_line") == (1, 3, 1)
+
+
+def test_time_to_event_counts_the_first_instant_the_rule_holds(report: Report) -> None:
+    c = report.cell("tte.afebrile")
+    assert (c.n, c.N, c.unknown) == (3, 4, 1)
+    days = {p: report.patients[p].tte["afebrile"].days for p in ("P1", "P2", "P3", "P7")}
+    assert days == {"P1": 19.0, "P2": 45.0, "P3": 62.0, "P7": 0.0}
+
+
+def test_time_to_event_censors_at_death(report: Report) -> None:
+    p3 = report.patients["P3"].tte["afebrile"]
+    assert (p3.event, p3.censored_by) == (False, "death")
+
+
+def test_kaplan_meier_of_the_cohort(report: Report) -> None:
+    # events at 0, 19, 45 days; P3 censored at 62: S = 3/4, then 3/4·2/3 = 1/2, then 1/4
+    c = report.cell("tte.afebrile")
+    assert c.stats["km_median_days"] == 19.0
+    assert c.stats["km_reached_by_window_end"] == pytest.approx(0.75)
+    steps = report.curves[("afebrile", "all")].steps
+    assert [round(s.survival, 4) for s in steps] == [0.75, 0.5, 0.25, 0.25]
+
+
+def test_baseline_numbers_at_the_index(report: Report) -> None:
+    c = report.cell("baseline.age_at")
+    days = [3288, 1447, 2162, 1461]  # index − birth, in days (2000, 2004, 2008 are leap years)
+    ages = [round(d / 365.25, 6) for d in days]
+    assert c.stats["mean"] == round(sum(ages) / 4, 2)
+    assert (c.stats["min"], c.stats["max"]) == (round(min(ages), 2), round(max(ages), 2))
+    fu = report.cell("baseline.follow_up").stats
+    assert (fu["min"], fu["max"]) == (round(61 / 30.4375, 2), round(670 / 30.4375, 2))
+
+
+def test_adverse_events_by_term_and_grade_from_the_index(report: Report) -> None:
+    # P2's nausea (before the index) and P4's headache (not in the population) are not counted
+    assert nN(report, "ae.any.any_grade") == (2, 4, 0)
+    assert report.cell("ae.skin_reaction.grade_3").numerator_ids == ["P2"]
+    assert report.cell("ae.injection_site_reaction.grade_1").stats == {"events": 1}
+    with pytest.raises(Exception, match="no cell"):
+        report.cell("ae.nausea.any_grade")
+
+
+def test_discontinuations_by_reason(report: Report) -> None:
+    assert nN(report, "discontinuation.any") == (1, 4, 0)
+    assert report.cell("discontinuation.severe_skin_reaction").numerator_ids == ["P2"]
+    assert nN(report, "discontinuation.severe_skin_reaction@first_line") == (0, 3, 0)
+
+
+def test_mas_episodes_before_the_index_and_on_the_drug(report: Report) -> None:
+    # P1's episode after the end of follow-up is outside the study
+    assert (report.cell("mas.any").n, report.cell("mas.any").stats["episodes"]) == (3, 3)
+    assert report.cell("mas.before_index").numerator_ids == ["P1"]
+    assert report.cell("mas.on_drug").numerator_ids == ["P2", "P3"]
+    assert report.cell("mas.off_drug").n == 0
+
+
+def test_every_cell_carries_the_manifest_and_patient_ids(report: Report) -> None:
+    data = report.to_json()
+    assert data["manifest"]["high_water"] == 55
+    assert data["manifest"]["cohort"]["id"] == "synthetic_anakinra"
+    assert all({"n", "N", "unknown", "numerator_ids", "denominator"} <= set(c) for c in data["cells"])
+
+
+def test_as_known_at_reads_the_record_before_later_batches(tmp_path: Path) -> None:
+    path = build_store(tmp_path / "s.duckdb")
+    with Store.open(path, write=True) as s:
+        before = s.con.execute("SELECT max(recorded_at) FROM batches").fetchone()[0]  # type: ignore[index]
+        append_rows(
+            s,
+            [{"patient_id": "P1", "kind": "discontinuation", "occurred_at": "2009-05-01", "drug": "anakinra",
+              "reason": "remission"}],
+            author="later", source="test",
+        )  # fmt: skip
+    rs = rules()
+    spec = load_cohort(COHORT, rs)
+    with Store.open(path) as s:
+        now = run_cohort(Session(s, rs), spec)
+        then = run_cohort(Session(s, rs, as_known_at=before), spec)
+    assert now.cell("discontinuation.any").numerator_ids == ["P1", "P2"]
+    assert then.cell("discontinuation.any").numerator_ids == ["P2"]
+    assert then.manifest["high_water"] == 55
+
+
+def test_follow_up_may_stay_open_to_the_as_known_at_date(cohort_store: Path, tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "  end: [end_of_follow_up, death]", "  end: [end_of_follow_up, death]\n  otherwise: open"
+    )
+    rep = run(cohort_store, write(tmp_path, text))
+    assert rep.patients["P7"].fu_end_reason is not None and rep.patients["P7"].fu_end_reason.startswith(
+        "open"
+    )
+    assert "P7" in rep.cell("outcome.arthritis_followed.12_months").denominator_ids

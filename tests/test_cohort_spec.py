@@ -1,0 +1,125 @@
+"""Cohort files are checked before any data is touched; every problem has file:line:column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cohort_support import COHORT, RULES, rules, write
+from tests.support import run_cli
+from timeline.cohort.spec import CohortError, load_cohort
+from timeline.language.durations import Duration
+
+BAD = """\
+cohort: bad
+version: "1"
+index:
+  first: {kind: medication_start, drug: anakinra}
+population:
+  include: [has_sjai]
+time_points: [3 months, 6 mnths]
+outcomes:
+  - {rule: age_at}
+  - {rule: arthritis, denominator: treated}
+time_to_event:
+  - {rule: afebrile_week}
+unknown_key: 1
+"""
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    path = write(tmp_path, text)
+    with pytest.raises(CohortError) as info:
+        load_cohort(path, rules())
+    assert info.value.exit_code == 8
+    return [str(p).replace(str(path), "FILE") for p in info.value.problems]
+
+
+def test_the_fixture_cohort_loads() -> None:
+    spec = load_cohort(COHORT, rules())
+    assert spec.id == "synthetic_anakinra"
+    assert [tp.offset for tp in spec.time_points] == [
+        Duration(3, "month"),
+        Duration(6, "month"),
+        Duration(12, "month"),
+    ]
+    assert spec.drug == "anakinra"  # from the index selector
+    assert [o.denominator for o in spec.outcomes] == ["all", "followed", "on_drug"]
+
+
+def test_unknown_rule_id_is_reported_at_its_position_with_a_suggestion(tmp_path: Path) -> None:
+    assert "FILE:6:13: unknown rule 'has_sjai' (did you mean 'has_sjia'?)" in problems(tmp_path, BAD)
+
+
+def test_a_malformed_duration_is_reported_at_its_position(tmp_path: Path) -> None:
+    found = [p for p in problems(tmp_path, BAD) if p.startswith("FILE:7:25:")]
+    assert found and "is not a duration" in found[0]
+
+
+def test_a_numeric_rule_cannot_be_an_outcome(tmp_path: Path) -> None:
+    assert (
+        "FILE:9:12: outcome rule 'age_at' is number [a]; it must be a boolean (true/false/unknown)"
+        in problems(tmp_path, BAD)
+    )
+
+
+def test_an_unknown_denominator_policy_names_the_policies(tmp_path: Path) -> None:
+    assert "FILE:10:36: denominator must be one of all, followed, on_drug, not 'treated'" in problems(
+        tmp_path, BAD
+    )
+
+
+def test_a_time_to_event_outcome_needs_a_window(tmp_path: Path) -> None:
+    assert "FILE:12:5: a time-to-event outcome needs a window (e.g. window: 3 months)" in problems(
+        tmp_path, BAD
+    )
+
+
+def test_an_unknown_top_level_key_is_reported(tmp_path: Path) -> None:
+    assert "FILE:13:14: unknown key 'unknown_key'" in problems(tmp_path, BAD)
+
+
+def test_every_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None:
+    lines = [int(p.split(":")[1]) for p in problems(tmp_path, BAD)]
+    assert lines == [6, 7, 9, 10, 12, 13]
+
+
+def test_yaml_syntax_errors_carry_line_and_column(tmp_path: Path) -> None:
+    found = problems(tmp_path, "cohort: x\nindex: {first: [\n")
+    assert len(found) == 1 and found[0].startswith("FILE:3:1: YAML syntax error")
+
+
+def test_selector_problems_use_the_rule_language_messages(tmp_path: Path) -> None:
+    text = "cohort: x\nversion: '1'\nindex:\n  first: {kind: medication_strat}\n"
+    assert "FILE:4:17: unknown kind 'medication_strat' (did you mean 'medication_start'?)" in problems(
+        tmp_path, text
+    )
+
+
+def test_the_on_drug_denominator_needs_a_drug(tmp_path: Path) -> None:
+    text = (
+        "cohort: x\nversion: '1'\nindex:\n  first: {kind: diagnosis, code: sJIA}\n"
+        "time_points: [3 months]\noutcomes:\n  - {rule: arthritis, denominator: on_drug}\n"
+    )
+    assert any("the on_drug denominator needs the study drug" in p for p in problems(tmp_path, text))
+
+
+def test_cohort_check_exits_8_and_prints_each_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, BAD)
+    result = run_cli("cohort", "check", path, "--rules", RULES)
+    assert result.exit_code == 8
+    assert "cohort file has 6 problems" in result.stderr
+    assert f"{path}:6:13: unknown rule 'has_sjai'" in result.stderr
+
+
+def test_cohort_check_accepts_a_valid_file() -> None:
+    result = run_cli("cohort", "check", COHORT, "--rules", RULES)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("ok: cohort synthetic_anakinra v1")
+
+
+def test_cohort_check_reports_a_missing_file_cleanly(tmp_path: Path) -> None:
+    result = run_cli("cohort", "check", tmp_path / "nope.yaml", "--rules", RULES)
+    assert result.exit_code == 8
+    assert "cannot read the cohort file" in result.stderr

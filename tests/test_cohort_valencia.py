@@ -1,0 +1,106 @@
+"""The Valencia cohort file on the synthetic Valencia data reproduces every poster figure
+(examples/valencia/ground_truth.json), with the built-in sJIA rule pack."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import EXAMPLES
+from timeline.cohort.report import Report, run_cohort
+from timeline.cohort.spec import load_cohort
+from timeline.engine.evaluate import Session
+from timeline.language.loader import load_rules
+from timeline.store import Store
+
+VALENCIA = EXAMPLES / "valencia"
+
+
+@pytest.fixture(scope="module")
+def truth() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((VALENCIA / "ground_truth.json").read_text(encoding="utf-8"))
+    return data["cohort"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    spec_ = importlib.util.spec_from_file_location("valencia_load_for_cohort", VALENCIA / "load.py")
+    assert spec_ is not None and spec_.loader is not None
+    module = importlib.util.module_from_spec(spec_)
+    sys.modules[spec_.name] = module
+    spec_.loader.exec_module(module)
+    path: Path = tmp_path_factory.mktemp("valencia-cohort") / "valencia.duckdb"
+    module.load(path)
+    rules = load_rules()
+    cohort = load_cohort(VALENCIA / "cohort.yaml", rules)
+    with Store.open(path) as store:
+        return run_cohort(Session(store, rules), cohort)
+
+
+def nN(report: Report, cell: str) -> tuple[int, int]:
+    c = report.cell(cell)
+    return c.n, c.N
+
+
+def test_population_and_baseline(report: Report, truth: dict[str, Any]) -> None:
+    assert nN(report, "population.included") == (truth["patients"], truth["patients"])
+    age = report.cell("baseline.age_years").stats
+    assert (round(age["mean"], 1), age["min"], age["max"]) == (8.6, 1.8, 15.6)
+    dur = report.cell("baseline.disease_duration_years").stats
+    assert (round(dur["mean"], 1), round(dur["max"], 1)) == (2.4, 10.2)
+    fu = report.cell("baseline.follow_up").stats
+    assert (fu["min"], fu["max"]) == (
+        truth["follow_up_months"]["min_exact"],
+        truth["follow_up_months"]["max_exact"],
+    )
+
+
+def test_fever_and_rash_resolved_at_3_months(report: Report, truth: dict[str, Any]) -> None:
+    c = report.cell("outcome.fever_and_rash_resolved.3_months")
+    expected = truth["fever_rash_resolved_within_3m"]
+    assert (c.n, c.N) == (expected["n"], expected["N"])
+    assert sorted(set(c.denominator_ids) - set(c.numerator_ids)) == expected["not_resolved"]
+
+
+@pytest.mark.parametrize("months", [3, 6, 12])
+def test_active_arthritis_on_the_as_treated_denominator(
+    report: Report, truth: dict[str, Any], months: int
+) -> None:
+    c = report.cell(f"outcome.active_arthritis.{months}_months")
+    expected = truth["active_arthritis"][str(months)]
+    assert (c.n, c.N, c.unknown) == (expected["n"], expected["N"], 0)
+    assert c.numerator_ids == expected["patients"]
+
+
+def test_complete_response_overall_and_first_line(report: Report, truth: dict[str, Any]) -> None:
+    expected = truth["complete_response"]
+    c = report.cell("outcome.complete_response.6_months")
+    assert (c.n, c.N) == (expected["n"], expected["N"])
+    assert c.numerator_ids == expected["patients"]
+    assert report.groups["first_line"][1] == expected["first_line_patients"]
+    assert nN(report, "outcome.complete_response.6_months@first_line") == (
+        expected["first_line_n"],
+        expected["first_line_N"],
+    )
+    assert report.cell("tte.complete_response").n == expected["n"]
+
+
+def test_discontinuations_with_their_reasons(report: Report, truth: dict[str, Any]) -> None:
+    expected = truth["anakinra_discontinued"]
+    assert report.cell("discontinuation.any").n == expected["n"]
+    assert {
+        p: report.patients[p].disc_reason for p in report.cell("discontinuation.any").numerator_ids
+    } == expected["reasons"]
+
+
+def test_mas_episodes_at_diagnosis_and_on_anakinra(report: Report, truth: dict[str, Any]) -> None:
+    expected = truth["mas"]
+    assert report.cell("mas.any").stats["episodes"] == expected["episodes"]
+    assert report.cell("mas.any").numerator_ids == expected["patients_list"]
+    assert report.cell("mas.before_index").stats["episodes"] == expected["at_diagnosis"]
+    assert report.cell("mas.on_drug").stats["episodes"] == expected["on_anakinra"]
