@@ -32,6 +32,8 @@ LABS = (  # (LOINC, label, unit, rule.param giving the limit, default limit, log
 )
 FORMATS = (".png", ".svg")
 _TRUE, _FALSE, _UNKNOWN = "#b2182b", "#d9d9d9", "#fee08b"
+_GOOD = "#1a9850"  # a state that is good news when true (fever-free, inactive, response)
+_GOOD_WORDS = ("free", "inactive", "response", "remission", "normal")
 
 
 def _pyplot() -> Any:
@@ -118,7 +120,8 @@ def patient_plot(
         for iv in (iv for iv in intervals if iv["rule"] == rid):
             end = iv["end"] or t1
             v = iv["value"]
-            color = _TRUE if v is True else _FALSE if v is False else _UNKNOWN
+            good = any(w in rid for w in _GOOD_WORDS)
+            color = (_GOOD if good else _TRUE) if v is True else _FALSE if v is False else _UNKNOWN
             ax.barh(y, mdates.date2num(end) - mdates.date2num(iv["start"]), left=mdates.date2num(iv["start"]),
                     height=0.6, color=color, hatch="//" if v not in (True, False) else None,
                     edgecolor="#bbbbbb" if v not in (True, False) else color, linewidth=0.3)  # fmt: skip
@@ -143,7 +146,8 @@ def patient_plot(
     from matplotlib.patches import Patch
 
     ax.legend(
-        handles=[Patch(color=_TRUE, label="true"), Patch(color=_FALSE, label="false"),
+        handles=[Patch(color=_TRUE, label="true (disease active)"), Patch(color=_GOOD, label="true (good state)"),
+                 Patch(color=_FALSE, label="false"),
                  Patch(facecolor=_UNKNOWN, hatch="//", edgecolor="#bbbbbb", label="unknown")],
         loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False,
     )  # fmt: skip
@@ -252,7 +256,7 @@ def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]
         ax.set_ylabel("% reached (1 − KM survival)")
         ax.set_ylim(0, 100)
         ax.legend(fontsize=7, loc="lower right", frameon=False)
-        ticks = [t for t in ax.get_xticks() if t >= 0]
+        ticks = [t for t in ax.get_xticks() if 0 <= t <= (window or float("inf"))]
         curve = report.curves[(tte.id, group)]
         ax.text(0.0, -0.28, f"at risk ({report.groups[group][0]}): " + "  ".join(f"{t:g}d: {curve.at_risk(t)}" for t in ticks[:7]),
                 transform=ax.transAxes, fontsize=7, color="#444444")  # fmt: skip
@@ -283,7 +287,7 @@ def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]
     ax.set_ylabel("% of the denominator (n/N; ? = unknown)")
     label = report.groups[group][0]
     ax.set_title(f"Outcomes at time points — {label}", fontsize=10)
-    ax.legend(fontsize=7, loc="upper right", frameon=False)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     fig.suptitle(spec.title, x=0.01, ha="left", fontsize=12, fontweight="bold")
     _footer(fig, report.manifest)
     fig.tight_layout(rect=(0, 0.04, 1, 0.95))

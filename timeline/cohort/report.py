@@ -374,7 +374,8 @@ class _Run:
                 member = (evs is None) if g.none_before_index is not None else (evs is not None)
                 if member:
                     f.groups.append(g.id)
-                what = f"{sel.name} before the index"
+                name = sel.name if len(sel.name) <= 60 else f"{sel.name[:57]}…"
+                what = f"{name} before the index"
                 f.subgroup_detail[g.id] = (
                     f"{what}: {', '.join(evs[:5])}{' …' if len(evs) > 5 else ''}" if evs else f"no {what}"
                 )
