@@ -104,3 +104,52 @@ def test_mas_episodes_at_diagnosis_and_on_anakinra(report: Report, truth: dict[s
     assert report.cell("mas.any").numerator_ids == expected["patients_list"]
     assert report.cell("mas.before_index").stats["episodes"] == expected["at_diagnosis"]
     assert report.cell("mas.on_drug").stats["episodes"] == expected["on_anakinra"]
+
+
+@pytest.fixture(scope="module")
+def before(tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, dict[str, Any]]:
+    """The same cohort, on the record as it stood before the corrections and the retraction."""
+    spec_ = importlib.util.spec_from_file_location("valencia_load_for_before", VALENCIA / "load.py")
+    assert spec_ is not None and spec_.loader is not None
+    module = importlib.util.module_from_spec(spec_)
+    sys.modules[spec_.name] = module
+    spec_.loader.exec_module(module)
+    path: Path = tmp_path_factory.mktemp("valencia-before") / "valencia.duckdb"
+    loaded = module.load(path)
+    rules = load_rules()
+    cohort = load_cohort(VALENCIA / "cohort.yaml", rules)
+    truth_before = json.loads((VALENCIA / "ground_truth.json").read_text(encoding="utf-8"))[
+        "before_amendments"
+    ]
+    differences = {d["path"]: d["before_amendments"] for d in truth_before["cohort_differences"]}
+    with Store.open(path) as store:
+        return run_cohort(Session(store, rules, as_known_at=loaded.ingested_at), cohort), differences
+
+
+def test_before_the_retraction_fever_and_rash_resolved_in_one_fewer(
+    before: tuple[Report, dict[str, Any]],
+) -> None:
+    report, differences = before
+    c = report.cell("outcome.fever_and_rash_resolved.3_months")
+    assert c.n == differences["fever_rash_resolved_within_3m.n"]
+    assert (
+        sorted(set(c.denominator_ids) - set(c.numerator_ids))
+        == differences["fever_rash_resolved_within_3m.not_resolved"]
+    )
+
+
+def test_before_the_joint_count_correction_v09_had_active_arthritis_at_6_months(
+    before: tuple[Report, dict[str, Any]],
+) -> None:
+    report, differences = before
+    c = report.cell("outcome.active_arthritis.6_months")
+    assert c.numerator_ids == differences["active_arthritis.6.patients"]
+
+
+def test_before_the_corrections_one_fewer_complete_responder_at_6_months(
+    before: tuple[Report, dict[str, Any]],
+) -> None:
+    report, differences = before
+    assert (
+        report.cell("outcome.complete_response.6_months").n == differences["complete_response.state_at_6m_n"]
+    )
