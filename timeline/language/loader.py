@@ -66,6 +66,11 @@ class RuleError(TimelineError):
 # ---- YAML with positions ------------------------------------------------------------------
 
 
+# libyaml's parser (shipped in PyYAML's wheels) is ~10× faster than the pure-Python one and
+# keeps line/column marks; fall back when PyYAML was built without it.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class _Doc:
     """A parsed YAML document and the line/column of every value in it."""
 
@@ -75,7 +80,7 @@ class _Doc:
         self.problems = problems
         self.data: Any = None
         try:
-            loader = yaml.SafeLoader(text)
+            loader = _Loader(text)
             try:
                 node = loader.get_single_node()
                 if node is not None:
@@ -89,7 +94,7 @@ class _Doc:
         except yaml.YAMLError as exc:
             problems.append(Problem(file, 1, 1, f"YAML error: {exc}"))
 
-    def _walk(self, node: yaml.Node, path: Path_, loader: yaml.SafeLoader) -> Any:
+    def _walk(self, node: yaml.Node, path: Path_, loader: Any) -> Any:
         self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
