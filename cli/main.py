@@ -145,7 +145,11 @@ def ingest(
         typer.Option(help="Who adds these events. Default: $TIMELINE_AUTHOR, else your user name."),
     ] = None,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="csv, jsonl or parquet (default: from the extension).")
+        str | None,
+        typer.Option(
+            "--format",
+            help="csv, jsonl, parquet or meds (a MEDS directory from `timeline export`; default: from the extension).",
+        ),
     ] = None,
     wait: WaitOpt = 0,
     json_out: JsonOpt = False,
@@ -458,6 +462,10 @@ from cli import cohort as _cohort  # noqa: E402 - registers the cohort commands 
 
 app.command()(_cohort.plot)
 app.add_typer(_cohort.cohort_app, name="cohort")
+
+from cli import export as _export  # noqa: E402 - registers `export`
+
+app.command()(_export.export)
 
 
 def main() -> NoReturn:

@@ -1,0 +1,348 @@
+"""MEDS export and import: round trip, as-known-at, schema, shard bounds, bad input.
+
+The Valencia example carries corrections (a unit, joint counts, a weight, a dose) and a
+retraction in the Europe/Madrid time zone; the generated benchmark file carries date-times
+with offsets, seconds and every unit the ingest converts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from benchmarks import gen
+from tests.support import run_cli, snapshot
+from timeline.errors import IngestError, UsageError
+from timeline.ingest import ingest_file
+from timeline.meds import ARROW_SCHEMA, DATA_COLUMNS, export_meds, subject_id_sql
+from timeline.store import EVENT_COLUMNS, Store
+
+VALENCIA = Path(__file__).resolve().parent.parent / "examples" / "valencia"
+# How and when an event reached a store, not what it says (a round trip appends new batches).
+NOT_CONTENT = {
+    "seq", "batch_id", "op", "recorded_at", "author", "source_file", "source_row", "change_reason",
+    "row_hash", "content_hash",
+}  # fmt: skip
+CONTENT = [c for c in EVENT_COLUMNS if c not in NOT_CONTENT]
+
+
+def current(store: Store, as_known_at: Any = None) -> list[tuple[Any, ...]]:
+    hw = store.high_water(as_known_at)
+    return store.con.execute(
+        f"SELECT {', '.join(CONTENT)} FROM ({store.current_sql(hw)}) ORDER BY event_id"
+    ).fetchall()
+
+
+@pytest.fixture(scope="module")
+def valencia(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """The Valencia store (amended) and the moment before its amendments."""
+    spec = importlib.util.spec_from_file_location("valencia_load_for_meds", VALENCIA / "load.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    path: Path = tmp_path_factory.mktemp("valencia-meds") / "valencia.duckdb"
+    loaded = module.load(path)
+    return path, loaded.ingested_at
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store of 6,000 generated events (30 patients): offsets, seconds, unit conversions."""
+    base = tmp_path_factory.mktemp("generated-meds")
+    file = gen.generate(6000, "parquet", base / "events.parquet")
+    path = base / "generated.duckdb"
+    with Store.create(path) as s:
+        ingest_file(s, file, author="gen")
+    return path
+
+
+def round_trip(src: Path, out: Path, tz: str, **kw: Any) -> tuple[list[Any], list[Any]]:
+    with Store.open(src) as s:
+        export_meds(s, out, **kw)
+        before = current(s, kw.get("as_known_at"))
+    with Store.create(out.parent / (out.name + ".duckdb"), timezone=tz) as d:
+        result = ingest_file(d, out, author="meds import")
+        assert result.added == len(before)
+        after = current(d)
+    return before, after
+
+
+def test_round_trip_restores_the_current_timeline(valencia: tuple[Path, Any], tmp_path: Path) -> None:
+    before, after = round_trip(valencia[0], tmp_path / "meds", "Europe/Madrid")
+    assert after == before
+    data = duckdb.sql(f"SELECT * FROM read_parquet('{tmp_path}/meds/data/*.parquet')").fetchall()
+    ids = {r[5] for r in data}
+    with Store.open(valencia[0]) as s:
+        retracted = [
+            r[0] for r in s.con.execute("SELECT event_id FROM events WHERE op = 'retract'").fetchall()
+        ]
+        corrected = s.current_version("V16-0071")
+    assert retracted and not set(retracted) & ids  # retractions are absent
+    # the corrected CRP (3.2 mg/L, not 3.2 mg/dL = 32 mg/L) is what the export says
+    crp = [r for r in data if r[5] == "V16-0071"]
+    assert [(r[2], r[3]) for r in crp] == [("LAB//1988-5//mg/L", pytest.approx(3.2))]
+    assert json.loads(crp[0][6])["unit"] == "mg/L" == corrected["orig_unit"]
+
+
+def test_round_trip_of_offsets_seconds_and_converted_units(generated: Path, tmp_path: Path) -> None:
+    before, after = round_trip(generated, tmp_path / "meds", "UTC", shard_rows=1500)
+    assert after == before
+    # ingesting the same dataset again adds nothing
+    with Store.open(tmp_path / "meds.duckdb", write=True) as d:
+        again = ingest_file(d, tmp_path / "meds", author="meds import")
+    assert (again.added, again.duplicates) == (0, 6000)
+
+
+def test_cli_export_and_ingest(example_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "meds"
+    result = run_cli("export", "--store", example_store, "--format", "meds", out, "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert (payload["events"], payload["subjects"], payload["rows"]) == (14, 1, 18)
+    assert run_cli("init", "--store", tmp_path / "new.duckdb").exit_code == 0
+    result = run_cli("ingest", "--store", tmp_path / "new.duckdb", out)
+    assert result.exit_code == 0, result.output
+    assert "14 events added" in result.stdout
+    with Store.open(example_store) as a, Store.open(tmp_path / "new.duckdb") as b:
+        assert current(a) == current(b)
+    # an existing, non-empty directory is never overwritten
+    again = run_cli("export", "--store", example_store, "--format", "meds", out)
+    assert again.exit_code == 2 and "not overwriting" in again.stderr
+    assert run_cli("export", "--store", example_store, "--format", "csv", tmp_path / "x").exit_code == 2
+
+
+def test_as_known_at_export(valencia: tuple[Path, Any], tmp_path: Path) -> None:
+    path, ingested_at = valencia
+    before, after = round_trip(path, tmp_path / "then", "Europe/Madrid", as_known_at=ingested_at)
+    assert after == before
+    with Store.open(path) as s:
+        assert before == current(s, ingested_at) != current(s)
+    meta = json.loads((tmp_path / "then" / "metadata" / "dataset.json").read_text())
+    assert meta["timeline"]["as_known_at"] == ingested_at.isoformat()
+    # before the amendments the CRP still had its wrong unit: 3.2 mg/dL = 32 mg/L
+    row = duckdb.sql(
+        f"SELECT code, numeric_value FROM read_parquet('{tmp_path}/then/data/*.parquet') WHERE event_id = 'V16-0071'"
+    ).fetchall()
+    assert row == [("LAB//1988-5//mg/L", pytest.approx(32.0))]
+
+
+def test_output_schema(example_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "meds"
+    with Store.open(example_store) as s:
+        export_meds(s, out)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "data/0.parquet",
+        "metadata/codes.parquet",
+        "metadata/dataset.json",
+        "metadata/subject_ids.parquet",
+        "metadata/subject_splits.parquet",
+    ]
+    con = duckdb.connect()
+    shard = str(out / "data" / "0.parquet")
+    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{shard}')").fetchall()
+    assert [(r[0], r[1]) for r in described] == list(DATA_COLUMNS.items())
+    physical = {
+        r[0]: (r[1], r[2])
+        for r in con.execute(
+            f"SELECT name, type, logical_type FROM parquet_schema('{shard}') WHERE name <> 'duckdb_schema'"
+        ).fetchall()
+    }
+    assert physical["subject_id"][0] == "INT64"
+    assert physical["time"][0] == "INT64" and "MICROS" in str(physical["time"][1])
+    assert physical["numeric_value"][0] == "FLOAT"
+    kv = dict(
+        con.execute(f"SELECT key::VARCHAR, value::VARCHAR FROM parquet_kv_metadata('{shard}')").fetchall()
+    )
+    assert kv["ARROW:schema"] == ARROW_SCHEMA
+    meta = json.loads((out / "metadata" / "dataset.json").read_text())
+    assert meta["meds_version"].startswith("0.4")
+    assert meta["raw_source_id_columns"] == ["event_id"]
+    codes = dict(con.execute(f"SELECT code, description FROM '{out}/metadata/codes.parquet'").fetchall())
+    assert set(codes) == {r[0] for r in con.execute(f"SELECT DISTINCT code FROM '{shard}'").fetchall()}
+    assert codes["LAB//1988-5//mg/L"] == "CRP (LOINC 1988-5) in mg/L"
+    # static rows (time null) first, then by time
+    rows = con.execute(f"SELECT time, code FROM '{shard}'").fetchall()
+    assert rows[0] == (None, "SEX//female")
+    assert [r[0] for r in rows[1:]] == sorted(r[0] for r in rows[1:])
+    assert {r[1] for r in rows} >= {"MEDS_BIRTH", "DIAGNOSIS//sJIA", "MEDICATION_START//anakinra//mg"}
+
+
+def test_output_validates_against_the_meds_package(example_store: Path, tmp_path: Path) -> None:
+    meds = pytest.importorskip("meds")
+    pq = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "meds"
+    with Store.open(example_store) as s:
+        export_meds(s, out)
+    meds.DataSchema.validate(pq.read_table(out / "data" / "0.parquet"))
+    meds.CodeMetadataSchema.validate(pq.read_table(out / "metadata" / "codes.parquet"))
+    meds.SubjectSplitSchema.validate(pq.read_table(out / "metadata" / "subject_splits.parquet"))
+    meds.DatasetMetadataSchema.validate(json.loads((out / "metadata" / "dataset.json").read_text()))
+
+
+def test_shards_are_bounded_and_keep_each_subject_whole(generated: Path, tmp_path: Path) -> None:
+    out = tmp_path / "meds"
+    with Store.open(generated) as s:
+        result = export_meds(s, out, shard_rows=1000)
+    con = duckdb.connect()
+    files = sorted((out / "data").glob("*.parquet"), key=lambda p: int(p.stem))
+    assert len(files) == len(result.shards) > 4
+    largest = con.execute(
+        f"SELECT max(n) FROM (SELECT count(*) AS n FROM read_parquet('{out}/data/*.parquet') GROUP BY subject_id)"
+    ).fetchone()
+    assert largest is not None
+    seen: set[int] = set()
+    total = 0
+    for f in files:
+        rows = con.execute(f"SELECT subject_id, time FROM '{f}'").fetchall()
+        total += len(rows)
+        assert len(rows) < 1000 + largest[0]  # the limit plus at most the rest of one subject
+        subjects = {r[0] for r in rows}
+        assert not subjects & seen  # a subject is in one shard only
+        seen |= subjects
+        # each subject's rows contiguous, sorted by time with static rows first
+        key = [(r[0], r[1] is not None, r[1]) for r in rows]
+        firsts = [i for i in range(len(rows)) if i == 0 or rows[i][0] != rows[i - 1][0]]
+        assert len(firsts) == len(subjects)
+        for i in range(1, len(key)):
+            if key[i][0] == key[i - 1][0]:
+                assert key[i][1:] >= key[i - 1][1:] if key[i][1] == key[i - 1][1] else key[i][1]
+    assert total == result.rows
+
+
+def test_subject_ids_are_stable_and_map_back(generated: Path, tmp_path: Path) -> None:
+    with Store.open(generated) as s:
+        export_meds(s, tmp_path / "a")
+        export_meds(s, tmp_path / "b", shard_rows=777)
+        patients = [r[0] for r in s.con.execute("SELECT DISTINCT patient_id FROM events").fetchall()]
+    con = duckdb.connect()
+    a = con.execute(f"SELECT * FROM '{tmp_path}/a/metadata/subject_ids.parquet' ORDER BY 1").fetchall()
+    b = con.execute(f"SELECT * FROM '{tmp_path}/b/metadata/subject_ids.parquet' ORDER BY 1").fetchall()
+    assert a == b and len(a) == len(patients)
+    expected = {p: con.execute(f"SELECT {subject_id_sql('?')}", [p]).fetchone() for p in patients}
+    assert {pid: (sid,) for sid, pid in a} == expected
+
+
+# ---- bad input -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def exported(example_store: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "meds"
+    with Store.open(example_store) as s:
+        export_meds(s, out)
+    return out
+
+
+def rewrite(out: Path, select: str) -> None:
+    """Replace data/0.parquet by ``select`` over its rows (table ``d``)."""
+    shard = out / "data" / "0.parquet"
+    tmp = out / "new.parquet"
+    duckdb.sql(f"COPY (WITH d AS (SELECT * FROM '{shard}') {select}) TO '{tmp}' (FORMAT parquet)")
+    tmp.replace(shard)
+
+
+def reject(tmp_path: Path, source: Path, *fragments: str) -> str:
+    """Ingest ``source`` through the CLI into a store with one batch; assert exit 6 with
+    the fragments in the message and the store unchanged."""
+    store = tmp_path / "target.duckdb"
+    if not store.exists():
+        with Store.create(store) as s:
+            ingest_file(s, Path(__file__).resolve().parent.parent / "examples" / "events.csv", author="x")
+    before = snapshot(store)
+    result = run_cli("ingest", "--store", store, "--format", "meds", source)
+    assert result.exit_code == 6, result.output
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+    assert snapshot(store) == before
+    return result.stderr
+
+
+def test_not_a_meds_directory(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    reject(tmp_path, tmp_path / "empty", "no MEDS data files: expected data/*.parquet")
+    (tmp_path / "file.parquet").write_bytes(b"PAR1")
+    reject(tmp_path, tmp_path / "file.parquet", "a MEDS dataset is a directory")
+    garbage = tmp_path / "garbage"
+    (garbage / "data").mkdir(parents=True)
+    (garbage / "data" / "0.parquet").write_bytes(b"not parquet at all")
+    reject(tmp_path, garbage, "not readable as Parquet")
+
+
+def test_foreign_meds_without_the_native_record(exported: Path, tmp_path: Path) -> None:
+    rewrite(exported, "SELECT subject_id, time, code, numeric_value FROM d")
+    reject(tmp_path, exported, "field event_id: required MEDS column is missing", "field native")
+
+
+def test_missing_subject_map(exported: Path, tmp_path: Path) -> None:
+    (exported / "metadata" / "subject_ids.parquet").unlink()
+    reject(tmp_path, exported, "metadata/subject_ids.parquet is missing")
+
+
+def test_row_level_problems_are_all_reported(exported: Path, tmp_path: Path) -> None:
+    rewrite(
+        exported,
+        """SELECT CASE WHEN event_id = 'p1-dx' THEN 42 ELSE subject_id END AS subject_id, time,
+                  CASE WHEN event_id = 'p1-wt1' THEN 'WIEGHT//kg' ELSE code END AS code,
+                  numeric_value, text_value, event_id,
+                  CASE WHEN event_id = 'p1-crp1' THEN '{"occurred_at": ' WHEN event_id = 'p1-esr1'
+                       THEN '{"occurred_at": "2008-01-10", "valu": 3}' ELSE native END AS native
+           FROM d""",
+    )
+    err = reject(
+        tmp_path,
+        exported,
+        "field subject_id: subject_id 42 is not in metadata/subject_ids.parquet",
+        "field code: code 'WIEGHT//kg' does not name a timeline event kind",
+        "field native: not a JSON object",
+        "field native: unknown field 'valu'",
+    )
+    assert "row 3, field subject_id" in err  # rows are the data file's rows, from 1
+
+
+def test_invalid_native_values_go_through_the_usual_checks(generated: Path, tmp_path: Path) -> None:
+    out = tmp_path / "meds"
+    with Store.open(generated) as s:
+        export_meds(s, out, shard_rows=2000)
+    files = sorted((out / "data").glob("*.parquet"), key=lambda p: int(p.stem))
+    last = files[-1]
+    con = duckdb.connect()
+    victim = con.execute(
+        f"SELECT event_id, file_row_number + 1 FROM read_parquet('{last}', file_row_number = true) "
+        "WHERE code LIKE 'LAB//%' LIMIT 1"
+    ).fetchone()
+    assert victim is not None
+    con.execute(
+        f"""COPY (SELECT * REPLACE (CASE WHEN event_id = '{victim[0]}' AND native IS NOT NULL
+                 THEN json_merge_patch(native, '{{"value": "lots"}}') ELSE native END AS native)
+                 FROM '{last}') TO '{tmp_path}/x.parquet' (FORMAT parquet)"""
+    )
+    Path(f"{tmp_path}/x.parquet").replace(last)
+    reject(tmp_path, out, f"field value: not a number: 'lots' (data/{last.name} row {victim[1]})")
+
+
+def test_export_refuses_a_bad_target(example_store: Path, tmp_path: Path) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("keep me")
+    with Store.open(example_store) as s:
+        with pytest.raises(UsageError, match="not overwriting"):
+            export_meds(s, tmp_path / "full")
+        with pytest.raises(UsageError, match="does not exist"):
+            export_meds(s, tmp_path / "no" / "such" / "dir")
+        export_meds(s, tmp_path / "empty-ok")  # a new directory
+    assert (tmp_path / "full" / "x").read_text() == "keep me"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no half-written leftovers
+
+
+def test_ingest_error_type_for_library_callers(exported: Path, tmp_path: Path) -> None:
+    shutil.rmtree(exported / "data")
+    (exported / "data").mkdir()
+    with Store.create(tmp_path / "lib.duckdb") as s, pytest.raises(IngestError, match="batch rejected"):
+        ingest_file(s, exported, author="x", fmt="meds")

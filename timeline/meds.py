@@ -1,0 +1,554 @@
+"""MEDS (Medical Event Data Standard) export and import of the current timeline.
+
+A MEDS dataset is a directory::
+
+    data/0.parquet, data/1.parquet, ...   subject_id, time, code, numeric_value, text_value,
+                                          + event_id and native (extension columns)
+    metadata/dataset.json                 MEDS dataset metadata (+ a "timeline" object)
+    metadata/codes.parquet                every code with a description and parent codes
+    metadata/subject_splits.parquet       every subject in the split "train"
+    metadata/subject_ids.parquet          subject_id ↔ patient_id (our ids are text)
+
+Every event becomes one *primary* row (at ``occurred_at``; its code names the kind, see
+docs/meds.md) and, for some kinds, secondary rows (an ``//END`` row at ``ended_at``, a
+static ``SEX//…`` row, a ``JOINT_EXAM//limited_joints`` row). ``numeric_value`` holds the
+canonical value (float32, as MEDS requires) and ``code`` its canonical unit: that is the
+analytic view. The primary row's ``native`` column holds the event exactly as ``timeline
+ingest`` reads it (original value and unit, the precision of its times, every field) as a
+JSON object, so that ``timeline ingest --format meds DIR`` restores the same current timeline:
+same event ids, same contents. The kind is decoded from the primary row's code, the patient
+from the subject map.
+
+Export is a handful of DuckDB statements: the MEDS rows of the current timeline are built
+once (set-based, spilled to disk by DuckDB past its memory limit), then each shard is written
+by ``COPY … TO``. A subject's rows stay in one shard, sorted by time (static rows first); a
+shard holds at most ``shard_rows`` rows plus the rest of the subject that crosses the limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from timeline import __version__, codes, events
+from timeline.errors import IngestError, RowError, UsageError
+from timeline.store import Store, _quote, utc_now
+
+MEDS_VERSION = "0.4.1"  # the schema followed: the `meds` package, 0.4.x
+DATA_DIR = "data"
+DATASET_JSON = "metadata/dataset.json"
+CODES_PARQUET = "metadata/codes.parquet"
+SPLITS_PARQUET = "metadata/subject_splits.parquet"
+SUBJECTS_PARQUET = "metadata/subject_ids.parquet"
+DEFAULT_SHARD_ROWS = 1_000_000
+
+# The data columns in file order, with their DuckDB types (Parquet: INT64, TIMESTAMP(us),
+# UTF8, FLOAT, UTF8, UTF8, UTF8).
+DATA_COLUMNS: dict[str, str] = {
+    "subject_id": "BIGINT",
+    "time": "TIMESTAMP",
+    "code": "VARCHAR",
+    "numeric_value": "FLOAT",
+    "text_value": "VARCHAR",
+    "event_id": "VARCHAR",
+    "native": "VARCHAR",
+}
+# Arrow's schema of the data files, stored in each file's key-value metadata as pyarrow does
+# ("ARROW:schema": base64 of the IPC schema message), so that Arrow readers see text_value as
+# large_string as meds 0.4 requires (Parquet itself has one string type). Made with pyarrow:
+# base64.b64encode(pa.schema([("subject_id", pa.int64(), False), ("time", pa.timestamp("us")),
+#   ("code", pa.string(), False), ("numeric_value", pa.float32()), ("text_value", pa.large_string()),
+#   ("event_id", pa.string()), ("native", pa.string())]).serialize().to_pybytes())
+ARROW_SCHEMA = (
+    "/////7gBAAAQAAAAAAAKAAwABgAFAAgACgAAAAABBAAMAAAACAAIAAAABAAIAAAABAAAAAcAAABMAQAACAEAAMgAAACQAAAAYAAAADAAAAAE"
+    "AAAAIP///wAAAQUQAAAAGAAAAAQAAAAAAAAABgAAAG5hdGl2ZQAATP///0j///8AAAEFEAAAABwAAAAEAAAAAAAAAAgAAABldmVudF9pZAAA"
+    "AAB4////dP///wAAARQQAAAAHAAAAAQAAAAAAAAACgAAAHRleHRfdmFsdWUAAKT///+g////AAABAxAAAAAgAAAABAAAAAAAAAANAAAAbnVt"
+    "ZXJpY192YWx1ZQAAAJr///8AAAEAlP///wAAAAUQAAAAHAAAAAQAAAAAAAAABAAAAGNvZGUAAAAABAAEAAQAAAAQABQACAAGAAcADAAAABAA"
+    "EAAAAAAAAQoQAAAAHAAAAAQAAAAAAAAABAAAAHRpbWUAAAYACAAGAAYAAAAAAAIAEAAUAAgAAAAHAAwAAAAQABAAAAAAAAACEAAAACQAAAAE"
+    "AAAAAAAAAAoAAABzdWJqZWN0X2lkAAAIAAwACAAHAAgAAAAAAAABQAAAAA=="
+)
+NATIVE_FIELDS = tuple(c for c in events.NATIVE_COLUMNS if c not in ("event_id", "patient_id", "kind"))
+_VITALS = tuple(codes.VITALS)
+_SPECIAL_KIND_CODES = {"birth": "MEDS_BIRTH", "death": "MEDS_DEATH"}
+_INTERVAL_KINDS = ("finding", "mas_episode", "adverse_event")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out_dir: str
+    events: int
+    rows: int
+    subjects: int
+    shards: list[dict[str, Any]] = field(default_factory=list)
+    high_water: int = 0
+    as_known_at: str | None = None
+    seconds: float = 0.0
+
+    def message(self) -> str:
+        known = f" as known at {self.as_known_at}" if self.as_known_at else ""
+        return (
+            f"{self.out_dir}: {self.events} events of {self.subjects} patients{known} as {self.rows} MEDS rows "
+            f"in {len(self.shards)} shard{'s' if len(self.shards) != 1 else ''} (high-water seq {self.high_water})"
+        )
+
+
+# ---- export ------------------------------------------------------------------------------
+
+
+def _when_text(ts: str, precision: str) -> str:
+    """SQL rendering a stored time back as the native text ``timeline correct`` uses."""
+    second = f"regexp_replace(strftime({ts}, '%Y-%m-%dT%H:%M:%S.%f'), '\\.000000$', '')"
+    return f"""CASE {precision} WHEN 'day' THEN strftime({ts}, '%Y-%m-%d')
+        WHEN 'minute' THEN strftime({ts}, '%Y-%m-%dT%H:%M') ELSE {second} END"""
+
+
+def _native_json() -> str:
+    """SQL for the ``native`` JSON object of a stored event ``e`` (absent fields left out)."""
+    expr: dict[str, str] = {c: f"e.{c}" for c in NATIVE_FIELDS}
+    expr["occurred_at"] = _when_text("e.occurred_at", "e.occurred_precision")
+    expr["ended_at"] = _when_text("e.ended_at", "e.ended_precision")
+    expr["value"], expr["unit"] = "e.orig_value", "e.orig_unit"
+    expr["ref_low"], expr["ref_high"] = "e.orig_ref_low", "e.orig_ref_high"
+    expr["dose"], expr["dose_unit"] = "e.orig_dose", "e.orig_dose_unit"
+    expr["code"] = f"CASE WHEN e.kind IN {_in(_VITALS)} THEN NULL ELSE e.code END"  # implied by the kind
+    entries = ", ".join(f"({_quote(c)}, to_json({expr[c]}))" for c in NATIVE_FIELDS)
+    return f"to_json(map_from_entries(list_filter([{entries}], lambda x: x[2] IS NOT NULL)))"
+
+
+def _primary_code() -> str:
+    return f"""CASE e.kind
+        WHEN 'birth' THEN 'MEDS_BIRTH'
+        WHEN 'death' THEN 'MEDS_DEATH'
+        WHEN 'diagnosis' THEN 'DIAGNOSIS//' || e.code
+        WHEN 'medication_start' THEN 'MEDICATION_START//' || e.drug || '//' || e.dose_unit
+        WHEN 'medication_dose_change' THEN 'MEDICATION_DOSE_CHANGE//' || e.drug || '//' || e.dose_unit
+        WHEN 'medication_stop' THEN 'MEDICATION_STOP//' || e.drug
+        WHEN 'discontinuation' THEN 'DISCONTINUATION//' || e.drug
+        WHEN 'lab' THEN 'LAB//' || e.code || '//' || e.unit
+        WHEN 'assessment' THEN 'ASSESSMENT//' || e.code || '//' || e.unit
+        WHEN 'finding' THEN 'FINDING//' || e.code || '//' || CASE WHEN e.present IS FALSE THEN 'absent' ELSE 'present' END
+        WHEN 'joint_exam' THEN 'JOINT_EXAM//active_joints'
+        WHEN 'mas_episode' THEN 'MAS_EPISODE//START'
+        WHEN 'adverse_event' THEN 'ADVERSE_EVENT//' || e.term || '//grade_' || e.grade
+        ELSE CASE WHEN e.kind IN {_in(_VITALS)} THEN upper(e.kind) || '//' || e.unit ELSE upper(e.kind) END
+    END"""
+
+
+def _end_code() -> str:
+    return """CASE e.kind WHEN 'finding' THEN 'FINDING//' || e.code || '//END'
+        WHEN 'mas_episode' THEN 'MAS_EPISODE//END'
+        ELSE 'ADVERSE_EVENT//' || e.term || '//END' END"""
+
+
+def _rows_list() -> str:
+    """SQL: the MEDS rows of event ``e`` as a list of structs (part 0 is the primary row)."""
+    numeric = f"""CASE WHEN e.kind IN {_in(("lab", "assessment", *_VITALS))} THEN e.value
+        WHEN e.kind IN ('medication_start', 'medication_dose_change') THEN e.dose
+        WHEN e.kind = 'joint_exam' THEN e.active_joints
+        WHEN e.kind = 'adverse_event' THEN e.grade END"""
+    text = """CASE WHEN e.kind IN ('medication_start', 'medication_dose_change') THEN e.frequency
+        WHEN e.kind IN ('medication_stop', 'discontinuation', 'end_of_follow_up', 'death') THEN e.reason
+        WHEN e.kind = 'adverse_event' THEN e.action END"""
+
+    def row(part: int, when: str, code: str, num: str = "NULL", txt: str = "NULL") -> str:
+        return (
+            f"{{'part': {part}, 'time': {when}, 'code': {code}, "
+            f"'numeric_value': ({num})::DOUBLE, 'text_value': ({txt})::VARCHAR}}"
+        )
+
+    items = [
+        row(0, "e.occurred_at", _primary_code(), numeric, text),
+        f"CASE WHEN e.ended_at IS NOT NULL AND e.kind IN {_in(_INTERVAL_KINDS)} "
+        f"THEN {row(1, 'e.ended_at', _end_code())} END",
+        f"CASE WHEN e.kind = 'birth' THEN {row(2, 'NULL::TIMESTAMP', chr(39) + 'SEX//' + chr(39) + ' || e.sex')} END",
+        "CASE WHEN e.kind = 'joint_exam' AND e.limited_joints IS NOT NULL THEN "
+        f"{row(3, 'e.occurred_at', chr(39) + 'JOINT_EXAM//limited_joints' + chr(39), 'e.limited_joints')} END",
+    ]
+    return f"list_filter([{', '.join(items)}], lambda x: x IS NOT NULL)"
+
+
+def subject_id_sql(patient: str) -> str:
+    """SQL for the subject_id of a patient id: the first 63 bits of its SHA-256, so the same
+    patient gets the same subject_id in every export, whatever else the store holds."""
+    return f"(('0x' || left(sha256({patient}), 16))::UBIGINT >> 1)::BIGINT"
+
+
+def export_meds(
+    store: Store,
+    out_dir: str | os.PathLike[str],
+    *,
+    as_known_at: datetime | None = None,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+) -> ExportResult:
+    """Write the current timeline (as known at ``as_known_at``) as a MEDS dataset in
+    ``out_dir``, which must not exist or be empty. The directory appears complete or not at all."""
+    started = time.perf_counter()
+    if shard_rows < 1:
+        raise UsageError("--shard-rows must be at least 1")
+    target = Path(out_dir)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise UsageError(f"{target} already exists and is not an empty directory; not overwriting it")
+    if not target.parent.exists():
+        raise UsageError(f"directory {target.parent} does not exist")
+    hw = store.high_water(as_known_at)
+    con = store.con
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        (work / DATA_DIR).mkdir()
+        (work / "metadata").mkdir()
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE tl_meds_events AS
+            SELECT e.patient_id, e.seq, e.event_id, {_rows_list()} AS rows,
+                   {_native_json()} AS native
+            FROM ({store.current_sql(hw)}) e"""
+        )
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE tl_meds_subjects AS
+            WITH c AS (SELECT patient_id, count(*) AS n_events, sum(len(rows)) AS n_rows
+                       FROM tl_meds_events GROUP BY patient_id),
+                 s AS (SELECT *, {subject_id_sql("patient_id")} AS subject_id FROM c)
+            SELECT *, (sum(n_rows) OVER (ORDER BY subject_id ROWS UNBOUNDED PRECEDING) - n_rows)
+                      // {int(shard_rows)} AS shard
+            FROM s"""
+        )
+        clash = con.execute(
+            "SELECT subject_id, string_agg(patient_id, ', ') FROM tl_meds_subjects "
+            "GROUP BY subject_id HAVING count(*) > 1 LIMIT 1"
+        ).fetchone()
+        if clash is not None:  # pragma: no cover - a 63-bit hash collision
+            raise UsageError(f"patients {clash[1]} map to the same subject_id {clash[0]}")
+        shard_numbers = [
+            int(r[0])
+            for r in con.execute("SELECT DISTINCT shard FROM tl_meds_subjects ORDER BY 1").fetchall()
+        ]
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE tl_meds_rows AS
+            SELECT s.shard, s.subject_id, r.time, r.code, r.numeric_value::FLOAT AS numeric_value,
+                   r.text_value, e.event_id, CASE WHEN r.part = 0 THEN e.native::VARCHAR END AS native,
+                   e.seq, r.part
+            FROM (SELECT patient_id, seq, event_id, native, unnest(rows) AS r FROM tl_meds_events) e
+            JOIN tl_meds_subjects s USING (patient_id)
+            ORDER BY s.shard, s.subject_id, r.time NULLS FIRST, e.seq, r.part"""
+        )
+        con.execute("DROP TABLE tl_meds_events")
+        shards: list[dict[str, Any]] = []
+        cols = ", ".join(DATA_COLUMNS)
+        for number in shard_numbers or [0]:
+            name = f"{DATA_DIR}/{len(shards)}.parquet"
+            con.execute(
+                f"""COPY (SELECT {cols} FROM tl_meds_rows WHERE shard = {number}
+                         ORDER BY subject_id, time NULLS FIRST, seq, part)
+                    TO {_quote(str(work / name))} (FORMAT parquet, COMPRESSION zstd,
+                        KV_METADATA {{'ARROW:schema': {_quote(ARROW_SCHEMA)}}})"""
+            )
+            n = con.execute(f"SELECT count(*) FROM tl_meds_rows WHERE shard = {number}").fetchone()
+            shards.append({"file": name, "rows": int(n[0]) if n else 0})
+        _write_metadata(store, con, work, hw, as_known_at, shards)
+        totals = con.execute(
+            "SELECT coalesce(sum(n_events), 0), coalesce(sum(n_rows), 0), count(*) FROM tl_meds_subjects"
+        ).fetchone()
+        assert totals is not None
+        if target.exists():
+            target.rmdir()
+        os.replace(work, target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    finally:
+        for name in ("tl_meds_events", "tl_meds_subjects", "tl_meds_rows", "tl_meds_codes"):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+    return ExportResult(
+        out_dir=str(target),
+        events=int(totals[0]),
+        rows=int(totals[1]),
+        subjects=int(totals[2]),
+        shards=shards,
+        high_water=hw,
+        as_known_at=as_known_at.isoformat() if as_known_at else None,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _write_metadata(
+    store: Store,
+    con: duckdb.DuckDBPyConnection,
+    work: Path,
+    hw: int,
+    as_known_at: datetime | None,
+    shards: list[dict[str, Any]],
+) -> None:
+    con.execute(
+        f"""COPY (SELECT subject_id, patient_id FROM tl_meds_subjects ORDER BY subject_id)
+            TO {_quote(str(work / SUBJECTS_PARQUET))} (FORMAT parquet)"""
+    )
+    con.execute(
+        f"""COPY (SELECT subject_id, 'train' AS split FROM tl_meds_subjects ORDER BY subject_id)
+            TO {_quote(str(work / SPLITS_PARQUET))} (FORMAT parquet)"""
+    )
+    found = [str(r[0]) for r in con.execute("SELECT DISTINCT code FROM tl_meds_rows ORDER BY 1").fetchall()]
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE tl_meds_codes (code VARCHAR, description VARCHAR, parent_codes VARCHAR[])"
+    )
+    if found:
+        con.executemany("INSERT INTO tl_meds_codes VALUES (?, ?, ?)", [describe_code(c) for c in found])
+    con.execute(f"COPY tl_meds_codes TO {_quote(str(work / CODES_PARQUET))} (FORMAT parquet)")
+    meta = {
+        "dataset_name": store.path.stem,
+        "dataset_version": f"seq {hw}",
+        "etl_name": "timeline export --format meds",
+        "etl_version": __version__,
+        "meds_version": MEDS_VERSION,
+        "created_at": utc_now().isoformat() + "Z",
+        "raw_source_id_columns": ["event_id"],
+        "other_extension_columns": ["native"],
+        "timeline": {
+            "store": str(store.path),
+            "timezone": store.timezone,
+            "high_water": hw,
+            "as_known_at": as_known_at.isoformat() if as_known_at else None,
+            "subject_map": SUBJECTS_PARQUET,
+            "shards": shards,
+            "time": "wall-clock time in the store's time zone (no offset)",
+            "native": "primary row of each event: the native event as JSON; import reads it",
+        },
+    }
+    (work / DATASET_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def describe_code(code: str) -> tuple[str, str, list[str]]:
+    """(code, description, parent codes) for metadata/codes.parquet."""
+    parts = code.split("//")
+    head = parts[0]
+    parents: list[str] = []
+    text = code
+    if head == "LAB" and len(parts) >= 3:
+        lab = codes.LABS.get(parts[1])
+        text = f"{lab.name if lab else 'lab'} (LOINC {parts[1]}) in {parts[2]}"
+        parents = [f"LOINC/{parts[1]}"]
+    elif head.lower() in codes.VITALS:
+        vital = codes.VITALS[head.lower()]
+        text = f"{vital.name} (LOINC {vital.code}) in {parts[-1]}"
+        parents = [f"LOINC/{vital.code}"]
+    elif head == "ASSESSMENT" and len(parts) >= 3:
+        a = codes.ASSESSMENTS.get(parts[1])
+        text = f"{a.name if a else parts[1]} in {parts[2]}"
+    elif head == "FINDING" and len(parts) >= 3:
+        name = codes.FINDINGS.get(parts[1], parts[1])
+        text = f"{name}: {'end' if parts[2] == 'END' else parts[2]}"
+    elif head in ("MEDICATION_START", "MEDICATION_DOSE_CHANGE") and len(parts) >= 3:
+        what = "first dose" if head == "MEDICATION_START" else "dose change"
+        text = f"{parts[1]}: {what}, dose in {parts[2]} (numeric_value)"
+    elif head in ("MEDICATION_STOP", "DISCONTINUATION") and len(parts) >= 2:
+        text = f"{parts[1]}: {'last dose' if head == 'MEDICATION_STOP' else 'discontinued'} (reason in text_value)"
+    elif head == "ADVERSE_EVENT" and len(parts) >= 3:
+        text = f"adverse event {parts[1]}: " + (
+            "end" if parts[2] == "END" else f"CTCAE {parts[2].replace('_', ' ')}"
+        )
+    elif head == "MAS_EPISODE":
+        text = f"macrophage activation syndrome episode {parts[-1].lower()}"
+    elif head == "JOINT_EXAM":
+        text = f"joint examination: {parts[-1].replace('_', ' ')} (numeric_value)"
+    elif head == "DIAGNOSIS" and len(parts) >= 2:
+        text = f"diagnosis {parts[1]} (onset)"
+    elif head == "SEX":
+        text = f"sex {parts[-1]} (static)"
+    elif head == "MEDS_BIRTH":
+        text = "birth"
+    elif head == "MEDS_DEATH":
+        text = "death"
+    elif head == "END_OF_FOLLOW_UP":
+        text = "end of follow-up (reason in text_value)"
+    return code, text, parents
+
+
+# ---- import ------------------------------------------------------------------------------
+
+
+def is_meds_dir(path: Path) -> bool:
+    """Whether ``path`` looks like a MEDS dataset (a directory with ``data/``)."""
+    return path.is_dir() and (path / DATA_DIR).is_dir()
+
+
+def data_files(path: Path) -> list[Path]:
+    return sorted((path / DATA_DIR).rglob("*.parquet"), key=lambda p: p.relative_to(path).as_posix())
+
+
+def dataset_digest(path: Path) -> str:
+    """SHA-256 over the data files and the subject map (names and contents), in name order."""
+    h = hashlib.sha256()
+    for file in [*data_files(path), path / SUBJECTS_PARQUET]:
+        if not file.exists():
+            continue
+        h.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with file.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _fail(source: Path, reason: str, row: int | None = None, field: str | None = None) -> IngestError:
+    return IngestError(str(source), [RowError(row, field, reason)])
+
+
+def _types(con: duckdb.DuckDBPyConnection, files: list[Path], source: Path) -> dict[str, str]:
+    try:
+        described = con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet([{', '.join(_quote(str(f)) for f in files)}], union_by_name = true)"
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise _fail(source, f"not readable as Parquet: {str(exc).splitlines()[0]}") from exc
+    return {str(r[0]): str(r[1]) for r in described}
+
+
+def load_raw(con: duckdb.DuckDBPyConnection, source: Path) -> None:
+    """Build ingest's raw table ``tl_raw`` (native columns as text, ``__row``) from a MEDS
+    dataset written by :func:`export_meds`. Rows are numbered from 1 across the data files
+    in name order; :func:`locate` turns those numbers back into file and row."""
+    files = data_files(source)
+    if not files:
+        raise _fail(source, f"no MEDS data files: expected {DATA_DIR}/*.parquet")
+    found = _types(con, files, source)
+    problems: list[RowError] = []
+    need = {"subject_id": ("BIGINT", "INTEGER", "HUGEINT", "UBIGINT", "UINTEGER"), "code": ("VARCHAR",)}
+    for name in ("subject_id", "time", "code", "event_id", "native"):
+        if name not in found:
+            hint = (
+                " (only MEDS data exported by `timeline export --format meds` can be ingested: it keeps "
+                "each event's id and native record beside the MEDS columns)"
+                if name in ("event_id", "native")
+                else ""
+            )
+            problems.append(RowError(None, name, f"required MEDS column is missing{hint}"))
+        elif name in need and found[name] not in need[name]:
+            problems.append(RowError(None, name, f"must be {need[name][0]}, not {found[name]}"))
+        elif name in ("event_id", "native") and found[name] not in ("VARCHAR", "JSON"):
+            problems.append(RowError(None, name, f"must be VARCHAR, not {found[name]}"))
+    subjects = source / SUBJECTS_PARQUET
+    if not subjects.exists():
+        problems.append(
+            RowError(None, None, f"{SUBJECTS_PARQUET} is missing: it maps each subject_id to a patient id")
+        )
+    if problems:
+        raise IngestError(str(source), problems)
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE tl_meds_map AS
+            SELECT subject_id::BIGINT AS subject_id, patient_id::VARCHAR AS patient_id
+            FROM read_parquet({_quote(str(subjects))})"""
+        )
+    except duckdb.Error as exc:
+        raise _fail(
+            source,
+            f"{SUBJECTS_PARQUET} must have columns subject_id (integer) and patient_id (text): "
+            f"{str(exc).splitlines()[0]}",
+        ) from exc
+    dup = con.execute(
+        """SELECT 'subject_id ' || subject_id || ' appears more than once' FROM tl_meds_map
+           GROUP BY subject_id HAVING count(*) > 1
+           UNION ALL SELECT 'patient id ' || chr(39) || patient_id || chr(39) || ' appears more than once'
+           FROM tl_meds_map GROUP BY patient_id HAVING count(*) > 1
+           UNION ALL SELECT 'a row has no subject_id or no patient_id' FROM tl_meds_map
+           WHERE subject_id IS NULL OR patient_id IS NULL
+           LIMIT 10"""
+    ).fetchall()
+    if dup:
+        raise IngestError(str(source), [RowError(None, None, f"{SUBJECTS_PARQUET}: {r[0]}") for r in dup])
+
+    # Row numbers across the files: each file's rows follow the previous files' rows.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE tl_meds_files (file VARCHAR, path VARCHAR, n BIGINT, first BIGINT)"
+    )
+    offset = 0
+    for f in files:
+        row = con.execute(f"SELECT count(*) FROM read_parquet({_quote(str(f))})").fetchone()
+        n = int(row[0]) if row else 0
+        con.execute(
+            "INSERT INTO tl_meds_files VALUES (?, ?, ?, ?)",
+            [f.relative_to(source).as_posix(), str(f), n, offset],
+        )
+        offset += n
+    file_list = ", ".join(_quote(str(f)) for f in files)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE tl_meds_primary AS
+        SELECT fl.first + d.file_row_number + 1 AS __row, d.subject_id::BIGINT AS subject_id,
+               d.code, d.event_id::VARCHAR AS event_id, d.native::VARCHAR AS native, m.patient_id,
+               CASE WHEN json_valid(d.native::VARCHAR) THEN json_type(d.native::VARCHAR) = 'OBJECT'
+                    ELSE false END AS is_object
+        FROM read_parquet([{file_list}], filename = true, file_row_number = true, union_by_name = true) d
+        JOIN tl_meds_files fl ON fl.path = d.filename
+        LEFT JOIN tl_meds_map m ON m.subject_id = d.subject_id::BIGINT
+        WHERE d.native IS NOT NULL"""
+    )
+    kinds = ", ".join(f"({_quote(_SPECIAL_KIND_CODES.get(k, k.upper()))}, {_quote(k)})" for k in events.KINDS)
+    con.execute("CREATE OR REPLACE TEMP TABLE tl_meds_kinds (prefix VARCHAR, kind VARCHAR)")
+    con.execute(f"INSERT INTO tl_meds_kinds VALUES {kinds}")
+    allowed = ", ".join(_quote(c) for c in NATIVE_FIELDS)
+    errors = con.execute(
+        f"""SELECT __row, field, reason FROM (
+            SELECT __row, 'subject_id' AS field,
+                   'subject_id ' || subject_id || ' is not in {SUBJECTS_PARQUET}' AS reason
+            FROM tl_meds_primary WHERE patient_id IS NULL AND subject_id IS NOT NULL
+            UNION ALL SELECT __row, 'subject_id', 'missing value' FROM tl_meds_primary WHERE subject_id IS NULL
+            UNION ALL SELECT __row, 'code', 'missing value' FROM tl_meds_primary WHERE code IS NULL
+            UNION ALL SELECT p.__row, 'code', 'code ' || chr(39) || p.code || chr(39)
+                   || ' does not name a timeline event kind (e.g. LAB//, FINDING//, MEDS_BIRTH)'
+            FROM tl_meds_primary p LEFT JOIN tl_meds_kinds k ON k.prefix = split_part(p.code, '//', 1)
+            WHERE p.code IS NOT NULL AND k.kind IS NULL
+            UNION ALL SELECT __row, 'native', 'not a JSON object: ' || left(native, 60)
+            FROM tl_meds_primary WHERE NOT is_object
+            UNION ALL SELECT __row, 'native', 'unknown field ' || chr(39) || k || chr(39) FROM (
+                SELECT __row, unnest(json_keys(CASE WHEN is_object THEN native ELSE '{{}}' END)) AS k
+                FROM tl_meds_primary) WHERE k NOT IN ({allowed})
+        ) ORDER BY __row, field LIMIT 1001"""
+    ).fetchall()
+    if errors:
+        raise locate(con, IngestError(str(source), [RowError(int(r), f, str(m)) for r, f, m in errors]))
+    n_primary = con.execute("SELECT count(*) FROM tl_meds_primary").fetchone()
+    if n_primary is None or n_primary[0] == 0:
+        raise _fail(source, "no events: no data row carries a native record")
+    cols = ", ".join(f"json_extract_string(p.native, {_quote('$.' + c)}) AS {c}" for c in NATIVE_FIELDS)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE tl_raw AS
+        SELECT p.__row, p.event_id, p.patient_id, k.kind, {cols}
+        FROM tl_meds_primary p JOIN tl_meds_kinds k ON k.prefix = split_part(p.code, '//', 1)"""
+    )
+    con.execute("DROP TABLE tl_meds_primary")
+
+
+def locate(con: duckdb.DuckDBPyConnection, exc: IngestError) -> IngestError:
+    """Name the data file and its own row number beside each row number of ``exc``."""
+    try:
+        files = con.execute("SELECT file, first, n FROM tl_meds_files ORDER BY first").fetchall()
+    except duckdb.Error:
+        return exc
+    if len(files) < 1:
+        return exc
+    located: list[RowError] = []
+    for err in exc.errors:
+        where = ""
+        if err.row is not None:
+            for name, first, n in files:
+                if first < err.row <= first + n:
+                    where = f" ({name} row {err.row - first})" if len(files) > 1 else ""
+                    break
+        located.append(RowError(err.row, err.field, err.reason + where))
+    return IngestError(exc.source, located)
+
+
+def drop_temps(con: duckdb.DuckDBPyConnection) -> None:
+    for name in ("tl_meds_map", "tl_meds_files", "tl_meds_primary", "tl_meds_kinds"):
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(_quote(v) for v in values) + ")"
