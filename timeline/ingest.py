@@ -100,6 +100,10 @@ def ingest_file(
         if fmt == "meds":  # name the data file and its row beside the dataset-wide row number
             raise meds.locate(con, exc) from None
         raise
+    except duckdb.Error as exc:
+        if fmt == "csv" and "CSV Error" in str(exc):  # found while _stage parsed the file
+            raise IngestError(str(source), [_csv_error(str(exc))]) from exc
+        raise
     finally:
         _drop_temps(con)
         if fmt == "meds":
@@ -292,9 +296,11 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     names = [h.strip() for h in header]
     present = _check_columns(str(path), names)
     spec = "{" + ", ".join(f"{_quote(n)}: 'VARCHAR'" for n in names) + "}"
+    # A view: the file is parsed once, by _stage. A CSV error found then is reported by
+    # ingest_file as it would be here.
     try:
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE tl_raw AS
+            f"""CREATE OR REPLACE TEMP VIEW tl_raw AS
             SELECT row_number() OVER () AS __row, {", ".join(present)}
             FROM read_csv({_quote(str(path))}, header = true, columns = {spec},
                 auto_detect = false, delim = ',', quote = '"', escape = '"',
@@ -387,8 +393,8 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     names = [str(r[0]) for r in described]
     present = _check_columns(str(path), names)
     cols = ", ".join(f"{c}::VARCHAR AS {c}" for c in present)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE tl_raw AS
+    con.execute(  # a view: the file is read once, by _stage
+        f"""CREATE OR REPLACE TEMP VIEW tl_raw AS
         SELECT file_row_number + 1 AS __row, {cols}
         FROM read_parquet({_quote(str(path))}, file_row_number = true)"""
     )
@@ -482,36 +488,33 @@ def content_hash_sql(schema: str) -> str:
 
 
 def _stage(con: duckdb.DuckDBPyConnection, tz: str, schema: str) -> None:
+    """Build ``tl_stage`` from ``tl_raw`` in one statement: typed values, ``bad_*`` flags
+    and ``raw_*`` text of the non-text columns, parsed times, content hash and event id."""
     con.execute("CREATE OR REPLACE TEMP MACRO tl_quote(x) AS chr(39) || x || chr(39)")
     con.execute("CREATE OR REPLACE TEMP MACRO tl_num(x) AS regexp_replace(x::VARCHAR, '\\.0$', '')")
     present = {str(r[0]) for r in con.execute("DESCRIBE tl_raw").fetchall()}
-    select = []
+    select, flags = [], []
     for col in events.NATIVE_COLUMNS:
+        typed = events.COLUMN_TYPES[col] != "VARCHAR"
         if col in present:
             select.append(f"{_typed(col)} AS {col}")
-            if events.COLUMN_TYPES[col] != "VARCHAR":
-                select.append(
-                    f"(nullif(trim(r.{col}), '') IS NOT NULL AND {_typed(col)} IS NULL) AS bad_{col}"
-                )
+            if typed:
                 select.append(f"r.{col} AS raw_{col}")
+                flags.append(f"(nullif(trim(s.raw_{col}), '') IS NOT NULL AND s.{col} IS NULL) AS bad_{col}")
         else:
             select.append(f"NULL::{events.COLUMN_TYPES[col]} AS {col}")
-            if events.COLUMN_TYPES[col] != "VARCHAR":
-                select.append(f"false AS bad_{col}")
+            if typed:
                 select.append(f"NULL::VARCHAR AS raw_{col}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE tl_typed AS SELECT r.__row, {', '.join(select)} FROM tl_raw r")
+                flags.append(f"false AS bad_{col}")
     occ, occ_p = _when_sql("occurred_at", tz)
     end, end_p = _when_sql("ended_at", tz)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE tl_stage AS
-        SELECT s.*, {occ} AS occ_ts, {occ_p} AS occ_precision,
-               {end} AS end_ts, CASE WHEN s.ended_at IS NOT NULL THEN {end_p} END AS end_precision,
-               {content_hash_sql(schema)} AS content_hash
-        FROM tl_typed s"""
-    )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE tl_ids AS
-        SELECT __row, coalesce(event_id, 'ev-' || left(content_hash, 20)) AS eid FROM tl_stage"""
+        SELECT *, coalesce(event_id, 'ev-' || left(content_hash, 20)) AS eid FROM (
+            SELECT s.*, {", ".join(flags)}, {occ} AS occ_ts, {occ_p} AS occ_precision,
+                   {end} AS end_ts, CASE WHEN s.ended_at IS NOT NULL THEN {end_p} END AS end_precision,
+                   {content_hash_sql(schema)} AS content_hash
+            FROM (SELECT r.__row, {", ".join(select)} FROM tl_raw r) s)"""
     )
 
 
@@ -574,6 +577,7 @@ def _checks(store: Store, op: str, now_local: datetime) -> list[str]:
     """SQL queries each yielding (row, field, reason) for one kind of problem."""
     kinds = list(events.KINDS)
     q: list[str] = []
+    simple: list[tuple[str, str, str]] = []  # (field, condition, reason) over one stage row
 
     def add(field: str, cond: str, reason: str) -> None:
         q.append(
@@ -689,20 +693,18 @@ def _checks(store: Store, op: str, now_local: datetime) -> list[str]:
     )
     # event ids: conflicts inside the batch and with the store
     q.append(
-        """SELECT i.__row, 'event_id', 'event id ' || tl_quote(i.eid) || ' also appears in row'
+        """SELECT s.__row, 'event_id', 'event id ' || tl_quote(s.eid) || ' also appears in row'
                || CASE WHEN count(*) > 1 THEN 's ' ELSE ' ' END
-               || string_agg(i2.__row::VARCHAR, ', ' ORDER BY i2.__row) || ' with different content'
-           FROM tl_ids i JOIN tl_stage s USING (__row)
-           JOIN (SELECT i.eid, i.__row, s.content_hash FROM tl_ids i JOIN tl_stage s USING (__row)) i2
-             ON i2.eid = i.eid AND i2.content_hash <> s.content_hash
-           GROUP BY i.__row, i.eid"""
+               || string_agg(s2.__row::VARCHAR, ', ' ORDER BY s2.__row) || ' with different content'
+           FROM tl_stage s JOIN tl_stage s2 ON s2.eid = s.eid AND s2.content_hash <> s.content_hash
+           GROUP BY s.__row, s.eid"""
     )
     if op == "ingest":
         q.append(
-            """SELECT i.__row, 'event_id', 'event id ' || tl_quote(i.eid) || ' is already in the store (seq '
+            """SELECT s.__row, 'event_id', 'event id ' || tl_quote(s.eid) || ' is already in the store (seq '
                    || e.seq || ') with different content; use `timeline correct` to change it'
-               FROM tl_ids i JOIN tl_stage s USING (__row)
-               JOIN events e ON e.event_id = i.eid AND e.op = 'assert' AND e.content_hash <> s.content_hash"""
+               FROM tl_stage s
+               JOIN events e ON e.event_id = s.eid AND e.op = 'assert' AND e.content_hash <> s.content_hash"""
         )
     # birth: one per patient; nothing before it
     hw = store.high_water()
@@ -711,8 +713,7 @@ def _checks(store: Store, op: str, now_local: datetime) -> list[str]:
                || strftime(b.occurred_at, '%Y-%m-%d')
            FROM tl_stage s JOIN ({store.current_sql(hw)}) b
              ON b.kind = 'birth' AND b.patient_id = s.patient_id
-           JOIN tl_ids i USING (__row)
-           WHERE s.kind = 'birth' AND b.occurred_at <> s.occ_ts AND b.event_id <> i.eid"""
+           WHERE s.kind = 'birth' AND b.occurred_at <> s.occ_ts AND b.event_id <> s.eid"""
     )
     q.append(
         """SELECT s.__row, 'occurred_at', 'patient ' || tl_quote(s.patient_id) || ' has more than one birth date in this file'
@@ -806,7 +807,7 @@ def _write_batch(
         # numbering them here sorts three narrow columns instead of whole rows at insert.
         f"""CREATE OR REPLACE TEMP TABLE tl_new AS
         SELECT __row, eid, row_number() OVER (ORDER BY __row) AS ord FROM (
-            SELECT i.__row, i.eid FROM tl_ids i {store_join}
+            SELECT i.__row, i.eid FROM tl_stage i {store_join}
             WHERE e.event_id IS NULL
             QUALIFY row_number() OVER (PARTITION BY i.eid ORDER BY i.__row) = 1)"""
     )
@@ -951,6 +952,9 @@ def _require_text(value: str | None, name: str) -> None:
 
 
 def _drop_temps(con: duckdb.DuckDBPyConnection) -> None:
+    views = {
+        str(r[0]) for r in con.execute("SELECT view_name FROM duckdb_views() WHERE temporary").fetchall()
+    }
     for name in (
         "tl_raw",
         "tl_lines",
@@ -962,7 +966,7 @@ def _drop_temps(con: duckdb.DuckDBPyConnection) -> None:
         "tl_errors",
         "tl_new",
     ):
-        con.execute(f"DROP TABLE IF EXISTS {name}")
+        con.execute(f"DROP {'VIEW' if name in views else 'TABLE'} IF EXISTS {name}")
 
 
 def describe_rows(rows: Sequence[dict[str, Any]]) -> str:
