@@ -580,9 +580,7 @@ def _checks(store: Store, op: str, now_local: datetime) -> list[str]:
     simple: list[tuple[str, str, str]] = []  # (field, condition, reason) over one stage row
 
     def add(field: str, cond: str, reason: str) -> None:
-        q.append(
-            f"SELECT s.__row AS row, {_quote(field)} AS field, {reason} AS reason FROM tl_stage s WHERE {cond}"
-        )
+        simple.append((field, cond, reason))
 
     for col in events.CORE_COLUMNS:
         add(col, f"s.{col} IS NULL", "'missing value'")
@@ -728,6 +726,19 @@ def _checks(store: Store, op: str, now_local: datetime) -> list[str]:
                || s.occurred_at
            FROM tl_stage s JOIN (SELECT patient_id, min(born) AS born FROM births GROUP BY 1) b USING (patient_id)
            WHERE s.occ_ts < b.born AND s.kind <> 'birth'"""
+    )
+    # The single-row checks run as one scan: each row that fails any of them yields a list
+    # with one (field, reason) per failed check, unnested.
+    items = ", ".join(
+        f"CASE WHEN {cond} THEN {{'field': {_quote(field)}, 'reason': {reason}}} END"
+        for field, cond, reason in simple
+    )
+    q.insert(
+        0,
+        f"""SELECT row, e.field AS field, e.reason AS reason FROM (
+            SELECT s.__row AS row, unnest([{items}]) AS e FROM tl_stage s
+            WHERE {" OR ".join(f"({cond})" for _, cond, _ in simple)})
+        WHERE e IS NOT NULL""",
     )
     return q
 
