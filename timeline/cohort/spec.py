@@ -11,16 +11,16 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from timeline.errors import TimelineError
 from timeline.language import ast
 from timeline.language.durations import Duration, DurationError
 from timeline.language.loader import (
     ParseFailure,
     Problem,
+    RuleError,
     RuleParser,
     RuleSet,
     YamlDoc,
@@ -39,22 +39,10 @@ TOP_KEYS = (
 )  # fmt: skip
 
 
-@dataclass
-class CohortError(TimelineError):
-    """A cohort file failed to load; carries every problem found."""
+class CohortError(RuleError):
+    """A cohort file failed to load; carries every problem found (same shape as rule files)."""
 
-    problems: list[Problem] = field(default_factory=list)
-    exit_code = 8
-
-    def __post_init__(self) -> None:
-        super().__init__(self.summary())
-
-    def summary(self) -> str:
-        n = len(self.problems)
-        return f"cohort file has {n} problem{'s' if n != 1 else ''}"
-
-    def details(self) -> list[str]:
-        return [str(p) for p in self.problems]
+    subject = "cohort file has"
 
 
 @dataclass(frozen=True)

@@ -51,13 +51,14 @@ class RuleError(TimelineError):
 
     problems: list[Problem] = field(default_factory=list)
     exit_code = 8
+    subject = "rule files have"
 
     def __post_init__(self) -> None:
         super().__init__(self.summary())
 
     def summary(self) -> str:
         n = len(self.problems)
-        return f"rule files have {n} problem{'s' if n != 1 else ''}"
+        return f"{self.subject} {n} problem{'s' if n != 1 else ''}"
 
     def details(self) -> list[str]:
         return [str(p) for p in self.problems]
