@@ -524,13 +524,13 @@ class Compiler:
             "add": "sum(x)",
             "sub": f"{xs}[1] - coalesce(list_sum({xs}[2:]), 0)",
             "mul": f"list_reduce({xs}, lambda a, c: a * c)",
-            "div": f"CASE WHEN {xs}[2] = 0 THEN NULL ELSE {xs}[1] / {xs}[2] END",
+            "div": f"CASE WHEN list_contains({xs}[2:], 0) THEN NULL ELSE list_reduce({xs}, lambda a, c: a / c) END",
             "min": "min(x)",
             "max": "max(x)",
         }[node.op]
         why = "string_agg(why, '; ' ORDER BY i) FILTER (WHERE x IS NULL)"
         if node.op == "div":
-            why = f"coalesce({why}, CASE WHEN {xs}[2] = 0 THEN 'division by zero' END)"
+            why = f"coalesce({why}, CASE WHEN list_contains({xs}[2:], 0) THEN 'division by zero' END)"
         return f"""SELECT patient_id, q, NULL::BOOLEAN AS b,
                 CASE WHEN count(*) FILTER (WHERE x IS NULL) > 0 THEN NULL ELSE round({expr}, 9) END AS x,
                 {why} AS why, flatten(list(ev ORDER BY i)) AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
@@ -544,6 +544,8 @@ class Compiler:
             x = f"least({x}, {_num(node.high)})"
         if node.low is not None:
             x = f"greatest({x}, {_num(node.low)})"
+        # least/greatest skip NULLs: without the guard an unknown value would clip to a bound
+        x = f"CASE WHEN x IS NOT NULL THEN {x} END"
         return f"SELECT patient_id, q, NULL::BOOLEAN AS b, {x} AS x, why, ev, lo, hi, CASE WHEN x IS NOT NULL AND {x} <> x THEN 'clipped from ' || tl_fmt(x) END AS note FROM {child}"
 
     def _Coalesce(self, node: ast.Coalesce, points: str) -> str:
@@ -664,7 +666,8 @@ class Compiler:
                     CASE WHEN b IS NOT DISTINCT FROM lag(b) OVER (PARTITION BY patient_id ORDER BY q) THEN 0 ELSE 1 END AS chg
                 FROM {inner}""",
         )
-        return f"""SELECT patient_id, min(q) AS s, coalesce(max(nxt) FILTER (WHERE TRUE), {FAR}) AS e,
+        return f"""SELECT patient_id, min(q) AS s,
+                    CASE WHEN count(nxt) < count(*) THEN {FAR} ELSE max(nxt) - {_EPS} END AS e,
                     list_distinct(flatten(list(ev))) AS ev, min(q)::VARCHAR AS seq0, 0 AS seq FROM (
                 SELECT *, sum(chg) OVER (PARTITION BY patient_id ORDER BY q) AS grp FROM {runs})
             WHERE b GROUP BY patient_id, grp"""
@@ -682,9 +685,14 @@ class Compiler:
     def _EpisodeCount(self, node: ast.EpisodeCount, points: str) -> str:
         eps = self.episodes(node.episodes)
         base, ref, anchor_cols = points, "p.q", ""
+        # like an anchored aggregate: unknown without the anchor, which is part of the evidence
+        no_anchor, no_anchor_why, anchor_ev = "", "", EMPTY
         if node.window.anchor is not None:
             base = self.anchor(node.window.anchor, points)
-            ref, anchor_cols = "p.ta", ", p.ta"
+            ref, anchor_cols = "p.ta", ", p.ta, p.aseq"
+            no_anchor = "WHEN max(c.ta) IS NULL THEN NULL"
+            no_anchor_why = f"WHEN max(c.ta) IS NULL THEN {q_('no ' + node.window.anchor.select.name + ' up to the date')}"
+            anchor_ev = f"CASE WHEN max(c.aseq) IS NULL THEN {EMPTY} ELSE [max(c.aseq)] END"
         lo, hi, cond = self.bounds(node.window, ref)
         cond = cond.replace("s.t", "e.s")
         starts = self.add(
@@ -702,9 +710,9 @@ class Compiler:
             join = f"LEFT JOIN {inner} w ON w.patient_id = c.patient_id AND w.q = c.s"
             keep = "w.b"
         return f"""SELECT c.patient_id, c.q, NULL::BOOLEAN AS b,
-                CASE WHEN max(c.hi) > c.q THEN NULL ELSE count(c.s) FILTER (WHERE {keep})::DOUBLE END AS x,
-                CASE WHEN max(c.hi) > c.q THEN 'the window ends after the date' END AS why,
-                coalesce(flatten(list(c.ev) FILTER (WHERE c.s IS NOT NULL AND {keep})), {EMPTY}) AS ev,
+                CASE {no_anchor} WHEN max(c.hi) > c.q THEN NULL ELSE count(c.s) FILTER (WHERE {keep})::DOUBLE END AS x,
+                CASE {no_anchor_why} WHEN max(c.hi) > c.q THEN 'the window ends after the date' END AS why,
+                list_concat({anchor_ev}, coalesce(flatten(list(c.ev) FILTER (WHERE c.s IS NOT NULL AND {keep})), {EMPTY})) AS ev,
                 min(c.lo) AS lo, least(max(c.hi), c.q) AS hi,
                 count(c.s) FILTER (WHERE {keep}) || ' episode(s) starting in the window' AS note
             FROM {starts} c {join} GROUP BY c.patient_id, c.q"""
@@ -725,12 +733,26 @@ class Compiler:
         return name
 
     def _shifted(self, src: str, offsets: list[str], col: str = "t") -> list[str]:
-        return [
+        out = [
             f"SELECT patient_id, {col} {o} AS c FROM {src}"
             if o
             else f"SELECT patient_id, {col} AS c FROM {src}"
             for o in offsets
         ]
+        for o in offsets:
+            if "month" in o or "year" in o:
+                out.append(self._calendar_edges(src, o, col))
+        return out
+
+    def _calendar_edges(self, src: str, offset: str, col: str) -> str:
+        """Extra change points of ``t vs q ± months``: q − 1 month clips the day of the month,
+        so near a month end it runs backwards at midnight (28 Mar 10:00 − 1 month is 28 Feb
+        10:00, 29 Mar 00:00 − 1 month is 28 Feb 00:00). For an instant on day 28 or later the
+        comparison can flip at midnight and at the instant's time of day on every day from
+        t ± months to the end of that month, and at the first instant of the next month."""
+        return f"""SELECT patient_id, unnest([d, d + (y - date_trunc('day', y)), date_trunc('month', y) + INTERVAL 1 MONTH]) AS c
+            FROM (SELECT patient_id, y, unnest(generate_series(date_trunc('day', y), last_day(y)::TIMESTAMP, INTERVAL 1 DAY)) AS d
+                  FROM (SELECT patient_id, {col} {offset} AS y FROM {src} WHERE day({col}) >= 28))"""
 
     def _window_offsets(self, window: ast.Window) -> list[str]:
         start = self.duration(window.start)
@@ -786,7 +808,7 @@ class Compiler:
         if isinstance(node, ast.HeldFor):
             inner = self.change_points(node.expr)
             d = self.duration(node.duration)
-            return [f"SELECT * FROM {inner}", f"SELECT patient_id, c + {d.sql()} AS c FROM {inner}"]
+            return self._shifted(inner, ["", f"+ {d.sql()}"], "c")
         if isinstance(node, ast.InEpisode):
             eps = self.episodes(node.episodes)
             return [
