@@ -190,7 +190,7 @@ class Compiler:
             first = self.add(
                 self.fresh("f"),
                 f"""SELECT patient_id, t, seq FROM {src}
-                    QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY t, seq) = 1""",
+                    QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY t, seq DESC) = 1""",
             )
             sql = f"""SELECT p.patient_id, p.q, CASE WHEN f.t <= p.q THEN f.t END AS ta,
                              CASE WHEN f.t <= p.q THEN f.seq END AS aseq
@@ -487,7 +487,9 @@ class Compiler:
                 NULL::DOUBLE AS x,
                 CASE WHEN count(*) FILTER (WHERE b) < {n} AND count(*) FILTER (WHERE b) + count(*) FILTER (WHERE b IS NULL) >= {n}
                      THEN string_agg(DISTINCT why, '; ' ORDER BY why) FILTER (WHERE b IS NULL) END AS why,
-                flatten(list(ev ORDER BY i) FILTER (WHERE b)) AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
+                CASE WHEN count(*) FILTER (WHERE b) >= {n} THEN flatten(list(ev ORDER BY i) FILTER (WHERE b))
+                     WHEN count(*) FILTER (WHERE b) + count(*) FILTER (WHERE b IS NULL) < {n} THEN flatten(list(ev ORDER BY i) FILTER (WHERE b = false))
+                     ELSE flatten(list(ev ORDER BY i)) END AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
                 count(*) FILTER (WHERE b) || ' of ' || count(*) || ' true (need {n})' || CASE WHEN count(*) FILTER (WHERE b IS NULL) > 0 THEN ', ' || count(*) FILTER (WHERE b IS NULL) || ' unknown' ELSE '' END AS note
             FROM ({u}) GROUP BY patient_id, q"""
 
@@ -598,7 +600,8 @@ class Compiler:
                 CASE WHEN a.ta IS NULL THEN {q_(f"no {name} up to the date")}
                      WHEN a.ta + {off.sql()} > a.q THEN {q_(f"{off} after the {name} is after the date")}
                      ELSE e.why END AS why,
-                CASE WHEN a.aseq IS NULL THEN {EMPTY} ELSE list_concat([a.aseq], coalesce(e.ev, {EMPTY})) END AS ev,
+                CASE WHEN a.aseq IS NULL THEN {EMPTY} WHEN a.ta + {off.sql()} > a.q THEN [a.aseq]
+                     ELSE list_concat([a.aseq], coalesce(e.ev, {EMPTY})) END AS ev,
                 e.lo, e.hi,
                 CASE WHEN a.ta IS NOT NULL THEN {q_(f"at the {name}{shifted} (")} || strftime(a.ta + {off.sql()}, '%Y-%m-%d') || ')' END AS note
             FROM {a} a LEFT JOIN {inner} e ON e.patient_id = a.patient_id AND e.q = a.ta + {off.sql()}"""
