@@ -623,7 +623,7 @@ class Compiler:
                 CASE WHEN count(*) FILTER (WHERE e.b = false) > 0 THEN false WHEN count(*) FILTER (WHERE e.b IS NULL) > 0 THEN NULL ELSE true END AS b,
                 NULL::DOUBLE AS x,
                 CASE WHEN count(*) FILTER (WHERE e.b = false) = 0 AND count(*) FILTER (WHERE e.b IS NULL) > 0
-                     THEN 'not known at every moment of the last {d}: ' || string_agg(DISTINCT e.why, '; ') FILTER (WHERE e.b IS NULL) END AS why,
+                     THEN 'not known at every moment of the last {d}: ' || string_agg(DISTINCT e.why, '; ' ORDER BY e.why) FILTER (WHERE e.b IS NULL) END AS why,
                 list_distinct(flatten(list(e.ev))) AS ev, min(p.q) AS lo, p.q0 AS hi,
                 CASE WHEN count(*) FILTER (WHERE e.b = false) > 0
                      THEN 'not true on ' || strftime(min(p.q) FILTER (WHERE e.b = false), '%Y-%m-%d') || ' (within the last {d})'
@@ -647,7 +647,7 @@ class Compiler:
         marked = self.add(
             self.fresh("k"),
             f"""SELECT *, CASE WHEN s <= max(e) OVER (PARTITION BY patient_id ORDER BY s, seq
-                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) + {gap.sql()} THEN 0 ELSE 1 END AS new
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) + {_EPS} + {gap.sql()} THEN 0 ELSE 1 END AS new
                 FROM {raw_name}""",
         )
         return self.add(
