@@ -490,7 +490,7 @@ class _RuleParser:
         def items(min_n: int = 1) -> tuple[ast.Node, ...]:
             if not isinstance(arg, list) or len(arg) < min_n:
                 raise self.fail(sub, f"{op} takes a list of at least {min_n} expressions")
-            return tuple(self.expr(x, (*sub, i)) for i, x in enumerate(arg))
+            return self.exprs((x, (*sub, i)) for i, x in enumerate(arg))
 
         def keys(required: Sequence[str], optional: Sequence[str] = ()) -> dict[str, Any]:
             if not isinstance(arg, dict):
@@ -586,7 +586,7 @@ class _RuleParser:
                 nid=nid,
                 path=sp,
                 n=a["n"],
-                items=tuple(self.expr(x, (*sub, "of", i)) for i, x in enumerate(of)),
+                items=self.exprs((x, (*sub, "of", i)) for i, x in enumerate(of)),
             )
         if op == "count_true":
             return ast.CountTrue(nid=nid, path=sp, items=items())
@@ -638,6 +638,19 @@ class _RuleParser:
                 starting_when=self.expr(a["starting_when"], (*sub, "starting_when")) if "starting_when" in a else None,
             )  # fmt: skip
         raise self.fail(sub, f"operator {op!r} is not supported")  # pragma: no cover
+
+    def exprs(self, parts: Iterable[tuple[Any, Path_]]) -> tuple[ast.Node, ...]:
+        """Every item of a list, so that a problem in one does not hide those in the others."""
+        out: list[ast.Node] = []
+        failed = False
+        for data, path in parts:
+            try:
+                out.append(self.expr(data, path))
+            except _Fail:
+                failed = True
+        if failed:
+            raise _Fail()
+        return tuple(out)
 
     def _field(self, name: Any, path: Path_) -> str:
         if name not in NUMERIC_FIELDS:
@@ -779,6 +792,7 @@ def load_rules(
     docs: dict[str, _Doc] = {}
     site: dict[str, dict[str, Any]] = {}
     sources: list[str] = []
+    failed: set[str] = set()  # ids of rule files that did not load
     hasher = hashlib.sha256()
     for d in dirs if dirs is not None else rule_dirs():
         directory = Path(d)
@@ -798,6 +812,7 @@ def load_rules(
             if doc.data is None and not any(p.file == str(path) for p in problems):
                 problems.append(Problem(str(path), 1, 1, "empty rule file"))
             if rule is None:
+                failed.add(parser.rule_id)
                 continue
             if rule.id in rules:
                 previous = rules[rule.id]
@@ -818,16 +833,17 @@ def load_rules(
     rules = _apply_site_params(rules, site, problems)
     for items in refs.values():
         for target, ref_path, doc in items:
-            if target not in rules:
+            if target not in rules and target not in failed:
                 line, col = doc.where(ref_path)
                 problems.append(
                     Problem(doc.file, line, col, f"unknown rule {target!r}{did_you_mean(target, rules)}")
                 )
     order = _toposort(rules, docs, problems)
     types: dict[int, ast.Type] = {}
-    if not problems:
-        checker = _TypeChecker(rules, docs, types, problems)
-        for rid in order:
+    checker = _TypeChecker(rules, docs, types, problems)
+    checkable = _checkable(rules)
+    for rid in order:
+        if rid in checkable:
             checker.check_rule(rules[rid])
     if problems:
         raise RuleError(problems)
@@ -895,6 +911,22 @@ def _apply_site_params(
             specs[name] = spec.model_copy(update={"value": value})
         out[rid] = rule.model_copy(update={"params": tuple(specs.values())})
     return out
+
+
+def _checkable(rules: dict[str, ast.Rule]) -> set[str]:
+    """Rules whose every dependency loaded and that lie on no cycle: safe to type-check
+    while other files have problems."""
+    memo: dict[str, bool] = {}
+
+    def ok(rid: str, stack: frozenset[str]) -> bool:
+        if rid in memo:
+            return memo[rid]
+        if rid not in rules or rid in stack:
+            return False
+        memo[rid] = all([ok(ref, stack | {rid}) for ref in _rule_refs(rules[rid].define)])
+        return memo[rid]
+
+    return {rid for rid in rules if ok(rid, frozenset())}
 
 
 def _toposort(rules: dict[str, ast.Rule], docs: dict[str, _Doc], problems: list[Problem]) -> list[str]:
