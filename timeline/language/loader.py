@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from timeline import codes, events
-from timeline.errors import TimelineError
+from timeline.errors import TimelineError, UsageError
 from timeline.language import ast
 from timeline.language.durations import Duration, DurationError
 from timeline.units import UnitError, conversion, is_valid
@@ -714,9 +714,8 @@ class RuleSet:
 
     def get(self, rule_id: str) -> ast.Rule:
         if rule_id not in self.rules:
-            raise RuleError(
-                [Problem("--rule", 0, 0, f"unknown rule {rule_id!r}{did_you_mean(rule_id, self.rules)}")]
-            )
+            # a mistyped id on the command line (exit 2), not a problem in the rule files
+            raise UsageError(f"unknown rule {rule_id!r}{did_you_mean(rule_id, self.rules)}")
         return self.rules[rule_id]
 
     def dependencies(self, rule_id: str) -> list[str]:
