@@ -27,8 +27,9 @@ equal to T.
     python -m benchmarks.aces_compare --patients 200 --runs 1      # quick
 
 Data: ``benchmarks.gen`` writes ``200 × N`` events (a deterministic mix of labs, temperatures,
-findings, medications, ...); they are ingested into ``benchmarks/data/aces-N/store.duckdb`` and
-exported to ``meds/`` beside it (both reused on later runs). Needs the ``bench`` extra:
+findings, medications, ...), or with ``--source synth`` ``timeline.synth`` writes N synthetic
+sJIA patients (seed 1); they are ingested into ``benchmarks/data/aces-v1-[synth-]N/store.duckdb``
+and exported to ``meds/`` beside it (both reused on later runs). Needs the ``bench`` extra:
 ``pip install -e '.[bench]'``.
 """
 
@@ -103,13 +104,22 @@ CORE_COLUMNS = ("subject_id", "time", "code", "numeric_value", "text_value")
 # ---- data ------------------------------------------------------------------------------
 
 
-def prepare(patients: int, base: Path | None = None, shard_rows: int = 1_000_000) -> dict[str, Any]:
-    """Build (or reuse) the store, its MEDS export and the core-column copy for ACES."""
+def data_root(patients: int, source: str, base: Path | None) -> Path:
+    tag = "" if source == "gen" else f"{source}-"
+    return base or gen.DATA / f"aces-v{DATA_VERSION}-{tag}{patients}"
+
+
+def prepare(
+    patients: int, base: Path | None = None, shard_rows: int = 1_000_000, source: str = "gen"
+) -> dict[str, Any]:
+    """Build (or reuse) the store, its MEDS export and the core-column copy for ACES. The
+    events come from ``benchmarks.gen`` or, with ``source="synth"``, from
+    ``timeline.synth.synthesize`` (clinic visits, anakinra courses, flares)."""
     from timeline.ingest import ingest_file
     from timeline.meds import export_meds
     from timeline.store import Store
 
-    root = base or gen.DATA / f"aces-v{DATA_VERSION}-{patients}"
+    root = data_root(patients, source, base)
     root.mkdir(parents=True, exist_ok=True)
     store, meds, core = root / "store.duckdb", root / "meds", root / "meds-core"
     info_file = root / "prepared.json"
@@ -121,7 +131,14 @@ def prepare(patients: int, base: Path | None = None, shard_rows: int = 1_000_000
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
-    events = gen.generate(patients * 200, "parquet", None if base is None else root / "events.parquet")
+    if source == "synth":
+        from timeline.synth import synthesize
+
+        events = root / "events.parquet"
+        if not events.exists():
+            synthesize(patients=patients, seed=1, out=events)
+    else:
+        events = gen.generate(patients * 200, "parquet", None if base is None else root / "events.parquet")
     t0 = time.perf_counter()
     with Store.create(store) as s:
         added = ingest_file(s, events, author="aces benchmark").added
@@ -139,6 +156,7 @@ def prepare(patients: int, base: Path | None = None, shard_rows: int = 1_000_000
         )
     con.close()
     info = {
+        "source": source,
         "patients": patients,
         "events": added,
         "meds_rows": exported.rows,
@@ -301,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shard-rows", type=int, default=1_000_000, help="MEDS shard size (rows) of the export")
     ap.add_argument("--data", type=Path, default=None, help="directory for the store and exports")
     ap.add_argument(
+        "--source",
+        choices=["gen", "synth"],
+        default="gen",
+        help="event generator: benchmarks.gen or timeline.synth",
+    )
+    ap.add_argument(
         "--timeline-memory-limit",
         metavar="SIZE",
         help="DuckDB memory_limit for the timeline side, e.g. 800MB (default: DuckDB's, 80%% of RAM)",
@@ -317,9 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.prepare_only:
-        prepare(args.patients, args.data, args.shard_rows)
+        prepare(args.patients, args.data, args.shard_rows, args.source)
         return 0
-    root = args.data or gen.DATA / f"aces-v{DATA_VERSION}-{args.patients}"
+    root = data_root(args.patients, args.source, args.data)
     # Build the data in a child process: the parent stays small, so that nothing of the
     # ingest's memory is counted in the children measured after it.
     prep = [
@@ -330,13 +354,14 @@ def main(argv: list[str] | None = None) -> int:
         "--patients",
         str(args.patients),
     ]
-    prep += ["--shard-rows", str(args.shard_rows)] + (["--data", str(args.data)] if args.data else [])
+    prep += ["--shard-rows", str(args.shard_rows), "--source", args.source]
+    prep += ["--data", str(args.data)] if args.data else []
     subprocess.run(prep, check=True, cwd=HERE.parent)
-    info = prepare(args.patients, args.data, args.shard_rows)  # reads prepared.json
+    info = prepare(args.patients, args.data, args.shard_rows, args.source)  # reads prepared.json
     task = root / "aces_task.yaml"
     task.write_text(ACES_TASK)
     print(
-        f"data: {info['patients']:,} patients, {info['events']:,} events, {info['meds_rows']:,} MEDS rows "
+        f"data ({info.get('source', 'gen')}): {info['patients']:,} patients, {info['events']:,} events, {info['meds_rows']:,} MEDS rows "
         f"in {info['shards']} shard(s) ({info['core_mib']} MiB core columns, {info['meds_mib']} MiB with native); "
         f"ingest {info['ingest_seconds']} s, export {info['export_seconds']} s"
     )
