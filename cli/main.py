@@ -467,6 +467,10 @@ from cli import export as _export  # noqa: E402 - registers `export`
 
 app.command()(_export.export)
 
+from cli import synth as _synth  # noqa: E402 - registers `synth`
+
+app.command()(_synth.synth)
+
 
 def main() -> NoReturn:
     """Entry point: run the app; turn library errors into one clean message."""
