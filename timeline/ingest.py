@@ -704,12 +704,15 @@ def _checks(store: Store, op: str, now_local: datetime) -> list[str]:
                FROM tl_stage s
                JOIN events e ON e.event_id = s.eid AND e.op = 'assert' AND e.content_hash <> s.content_hash"""
         )
-    # birth: one per patient; nothing before it
+    # birth: one per patient; nothing before it. Only this batch's patients' births are read.
     hw = store.high_water()
+    births_sql = store.current_sql(
+        hw, patients_sql="SELECT DISTINCT patient_id FROM tl_stage", kinds=["birth"]
+    )
     q.append(
         f"""SELECT s.__row, 'occurred_at', 'patient ' || tl_quote(s.patient_id) || ' already has birth date '
                || strftime(b.occurred_at, '%Y-%m-%d')
-           FROM tl_stage s JOIN ({store.current_sql(hw)}) b
+           FROM tl_stage s JOIN ({births_sql}) b
              ON b.kind = 'birth' AND b.patient_id = s.patient_id
            WHERE s.kind = 'birth' AND b.occurred_at <> s.occ_ts AND b.event_id <> s.eid"""
     )
@@ -720,7 +723,7 @@ def _checks(store: Store, op: str, now_local: datetime) -> list[str]:
     )
     q.append(
         f"""WITH births AS (
-               SELECT patient_id, min(occurred_at) AS born FROM ({store.current_sql(hw)}) WHERE kind = 'birth' GROUP BY 1
+               SELECT patient_id, min(occurred_at) AS born FROM ({births_sql}) WHERE kind = 'birth' GROUP BY 1
                UNION ALL SELECT patient_id, min(occ_ts) FROM tl_stage WHERE kind = 'birth' GROUP BY 1)
            SELECT s.__row, 'occurred_at', 'is before the patient''s birth (' || strftime(b.born, '%Y-%m-%d') || '): '
                || s.occurred_at

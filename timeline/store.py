@@ -267,12 +267,25 @@ class Store:
             FROM events e WHERE e.seq <= {int(high_water)}
         """
 
-    def current_sql(self, high_water: int, patient_ids: Sequence[str] | None = None) -> str:
+    def current_sql(
+        self,
+        high_water: int,
+        patient_ids: Sequence[str] | None = None,
+        *,
+        patients_sql: str | None = None,
+        kinds: Sequence[str] | None = None,
+    ) -> str:
         """SQL for the current timeline at ``high_water``: the latest version of every
-        event that is not retracted. Patient pruning happens before the window."""
+        event that is not retracted. Pruning by patient (a list, or a subquery yielding
+        patient_id) and by kind happens before the window: no correction can change an
+        event's patient or kind, so every version of an event shares them."""
         where = f"seq <= {int(high_water)}"
         if patient_ids is not None:
             where += " AND patient_id IN (" + ", ".join(_quote(p) for p in patient_ids) + ")"
+        if patients_sql is not None:
+            where += f" AND patient_id IN ({patients_sql})"
+        if kinds is not None:
+            where += " AND kind IN (" + ", ".join(_quote(k) for k in kinds) + ")"
         return f"""
             SELECT * EXCLUDE (rn) FROM (
                 SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY seq DESC) AS rn

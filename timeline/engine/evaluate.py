@@ -97,9 +97,10 @@ class Session:
         return manifest(self.store, self.rules, self.high_water, self.as_known_at)
 
     def _compiler(self, patients: Sequence[str] | None) -> Compiler:
-        events_sql = self.store.current_sql(self.high_water, patients)
         if patients is None:
-            events_sql = f"SELECT * FROM ({events_sql}) WHERE patient_id IN (SELECT patient_id FROM tl_pts)"
+            events_sql = self.store.current_sql(self.high_water, patients_sql="SELECT patient_id FROM tl_pts")
+        else:
+            events_sql = self.store.current_sql(self.high_water, patients)
         return Compiler(self.rules, events_sql)
 
     def _points(self, points: Sequence[tuple[str, datetime]]) -> None:
