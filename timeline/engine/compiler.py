@@ -496,7 +496,7 @@ class Compiler:
     def _CountTrue(self, node: ast.CountTrue, points: str) -> str:
         u = self.union(node.items, points)
         return f"""SELECT patient_id, q, NULL::BOOLEAN AS b, count(*) FILTER (WHERE b)::DOUBLE AS x, NULL AS why,
-                flatten(list(ev ORDER BY i) FILTER (WHERE b)) AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
+                coalesce(flatten(list(ev ORDER BY i) FILTER (WHERE b)), {EMPTY}) AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
                 count(*) FILTER (WHERE b) || ' of ' || count(*) || ' true' || CASE WHEN count(*) FILTER (WHERE b IS NULL) > 0 THEN ', ' || count(*) FILTER (WHERE b IS NULL) || ' unknown (not counted)' ELSE '' END AS note
             FROM ({u}) GROUP BY patient_id, q"""
 
@@ -555,7 +555,7 @@ class Compiler:
         return f"""SELECT patient_id, q, arg_min(b, i) FILTER (WHERE b IS NOT NULL) AS b,
                 arg_min(x, i) FILTER (WHERE x IS NOT NULL) AS x,
                 CASE WHEN count(*) FILTER (WHERE b IS NOT NULL OR x IS NOT NULL) = 0 THEN string_agg(why, '; ' ORDER BY i) END AS why,
-                coalesce(arg_min(ev, i) FILTER (WHERE b IS NOT NULL OR x IS NOT NULL), {EMPTY}) AS ev,
+                coalesce(arg_min(coalesce(ev, {EMPTY}), i) FILTER (WHERE b IS NOT NULL OR x IS NOT NULL), {EMPTY}) AS ev,
                 NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, NULL AS note
             FROM ({u}) GROUP BY patient_id, q"""
 
