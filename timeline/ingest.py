@@ -43,6 +43,9 @@ Progress = Callable[[str, float], None]
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 MAX_REPORTED = 1000
+# DuckDB's memory limit while a file is ingested. Past it the stage spills to the store's
+# temporary directory (``<store>.tmp``), so a 10M-event file peaks under 1 GB of RSS.
+INGEST_MEMORY_LIMIT = "512MB"
 MEASURED_KINDS = ("weight", "height", "body_temperature", "lab", "assessment")
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 _DATETIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$"
@@ -84,6 +87,7 @@ def ingest_file(
     fmt = _detect_format(source, fmt)
     started = time.perf_counter()
     con = store.con
+    con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
     try:
         _load_raw(con, source, fmt)
         digest = meds.dataset_digest(source) if fmt == "meds" else _file_sha256(source)
@@ -108,6 +112,7 @@ def ingest_file(
         _drop_temps(con)
         if fmt == "meds":
             meds.drop_temps(con)
+        con.execute("RESET memory_limit")
 
 
 def append_events(

@@ -10,6 +10,7 @@ somewhere outside the store to detect a rewrite of the whole chain.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import duckdb
@@ -43,6 +44,21 @@ def events_digest_sql(where: str) -> str:
     """
 
 
+def events_digest(con: duckdb.DuckDBPyConnection, first_seq: int, last_seq: int) -> str:
+    """The digest :func:`events_digest_sql` computes over ``seq BETWEEN first_seq AND
+    last_seq``, one chunk per query, so memory does not grow with the batch (an ordered
+    ``string_agg`` holds its whole input)."""
+    hashes: list[str] = []
+    for chunk in range(first_seq // CHUNK, last_seq // CHUNK + 1):
+        lo, hi = max(first_seq, chunk * CHUNK), min(last_seq, chunk * CHUNK + CHUNK - 1)
+        row = con.execute(
+            f"SELECT sha256(string_agg(row_hash, '' ORDER BY seq)) FROM events WHERE seq BETWEEN {lo} AND {hi}"
+        ).fetchone()
+        if row is not None and row[0] is not None:
+            hashes.append(str(row[0]))
+    return hashlib.sha256("".join(hashes).encode()).hexdigest()
+
+
 def batch_hash_sql() -> str:
     """SQL expression for a batch row's hash (columns named as in ``batches``)."""
     meta = ", ".join(
@@ -67,8 +83,7 @@ def seal_batch(
     """Insert the batch row for events already inserted in this transaction."""
     prev = con.execute("SELECT batch_hash FROM batches ORDER BY batch_id DESC LIMIT 1").fetchone()
     prev_hash = prev[0] if prev else GENESIS_HASH
-    digest_row = con.execute(events_digest_sql(f"seq BETWEEN {first_seq} AND {last_seq}")).fetchone()
-    assert digest_row is not None
+    digest = events_digest(con, first_seq, last_seq)
     con.execute(
         f"""
         INSERT INTO batches
@@ -91,7 +106,7 @@ def seal_batch(
             source_file,
             source_sha256,
             reason,
-            digest_row[0],
+            digest,
             prev_hash,
         ],
     )
@@ -201,8 +216,7 @@ def verify(store: Store) -> VerifyReport:
                 )
             )
         else:
-            d = con.execute(events_digest_sql(f"seq BETWEEN {first_seq} AND {last_seq}")).fetchone()
-            if d is None or d[0] != digest:
+            if events_digest(con, first_seq, last_seq) != digest:
                 found.append((anchor, 6, f"batch {batch_id}'s events no longer match its digest"))
         prev_hash, prev_last = stored_hash, last_seq
     report.head_hash = prev_hash
