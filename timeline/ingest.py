@@ -397,7 +397,8 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         ) from exc
     names = [str(r[0]) for r in described]
     present = _check_columns(str(path), names)
-    cols = ", ".join(f"{c}::VARCHAR AS {c}" for c in present)
+    types = {str(r[0]): str(r[1]) for r in described}
+    cols = ", ".join(c if _passthrough(c, types[c]) else f"{c}::VARCHAR AS {c}" for c in present)
     con.execute(  # a view: the file is read once, by _stage
         f"""CREATE OR REPLACE TEMP VIEW tl_raw AS
         SELECT file_row_number + 1 AS __row, {cols}
@@ -447,9 +448,31 @@ def _as_text(value: Any) -> str | None:
 # ---- staging and checks ---------------------------------------------------------------
 
 
-def _typed(col: str) -> str:
-    """SQL that casts raw text column ``col`` to its native type (NULL when it cannot)."""
+_INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT")
+
+
+def _passthrough(col: str, raw_type: str) -> bool:
+    """Whether a source column of ``raw_type`` (a typed Parquet column) is read as it is
+    rather than as text: exactly when its value converts as its text would."""
     kind = events.COLUMN_TYPES[col]
+    return (kind, raw_type) in (("DOUBLE", "DOUBLE"), ("INTEGER", "DOUBLE"), ("BOOLEAN", "BOOLEAN")) or (
+        kind == "INTEGER" and raw_type in _INTEGERS
+    )
+
+
+def _typed(col: str, raw_type: str = "VARCHAR") -> str:
+    """SQL that casts raw column ``col`` (text, or a typed column that passes through) to
+    its native type (NULL when it cannot)."""
+    kind = events.COLUMN_TYPES[col]
+    if _passthrough(col, raw_type):
+        r = f"r.{col}"
+        if kind == "BOOLEAN":
+            return r
+        if raw_type in _INTEGERS:  # |x| < 2e9, as the text's double would be checked
+            return f"CASE WHEN {r} BETWEEN -1999999999 AND 1999999999 THEN {r}::INTEGER END"
+        if kind == "DOUBLE":
+            return f"CASE WHEN isfinite({r}) THEN {r} END"
+        return f"CASE WHEN {r} = floor({r}) AND abs({r}) < 2e9 THEN {r}::INTEGER END"
     text = f"nullif(trim(r.{col}), '')"
     if col in _LOWERED:
         text = f"lower({text})"
@@ -466,6 +489,12 @@ def _typed(col: str) -> str:
 
 
 _TYPE_NAMES = {"DOUBLE": "a number", "INTEGER": "a whole number", "BOOLEAN": "true or false"}
+
+
+def _raw(col: str) -> str:
+    """SQL for a non-text column's value as the source wrote it (for messages): its text,
+    or for a typed column that passed through, the value cast to text."""
+    return f"coalesce(s.raw_{col}, s.{col}::VARCHAR)"
 
 
 def _when_sql(col: str, tz: str) -> tuple[str, str]:
@@ -497,14 +526,23 @@ def _stage(con: duckdb.DuckDBPyConnection, tz: str, schema: str) -> None:
     and ``raw_*`` text of the non-text columns, parsed times, content hash and event id."""
     con.execute("CREATE OR REPLACE TEMP MACRO tl_quote(x) AS chr(39) || x || chr(39)")
     con.execute("CREATE OR REPLACE TEMP MACRO tl_num(x) AS regexp_replace(x::VARCHAR, '\\.0$', '')")
-    present = {str(r[0]) for r in con.execute("DESCRIBE tl_raw").fetchall()}
+    present = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE tl_raw").fetchall()}
     select, flags = [], []
     for col in events.NATIVE_COLUMNS:
         typed = events.COLUMN_TYPES[col] != "VARCHAR"
         if col in present:
-            select.append(f"{_typed(col)} AS {col}")
+            value = _typed(col, present[col])
+            select.append(f"{value} AS {col}")
             if typed:
-                select.append(f"r.{col} AS raw_{col}")
+                # A column whose value reads back as its text keeps the text only where the
+                # value is rejected (see _raw); 3.0 in a column of whole numbers keeps "3.0".
+                if not _passthrough(col, present[col]):
+                    raw = f"r.{col}"
+                elif events.COLUMN_TYPES[col] == "INTEGER" and present[col] == "DOUBLE":
+                    raw = f"r.{col}::VARCHAR"
+                else:
+                    raw = f"CASE WHEN {value} IS NULL THEN r.{col}::VARCHAR END"
+                select.append(f"{raw} AS raw_{col}")
                 flags.append(f"(nullif(trim(s.raw_{col}), '') IS NOT NULL AND s.{col} IS NULL) AS bad_{col}")
         else:
             select.append(f"NULL::{events.COLUMN_TYPES[col]} AS {col}")
@@ -651,22 +689,22 @@ def _checks(store: Store, op: str, now_local: datetime) -> list[str]:
         "'unknown assessment ' || tl_quote(s.code)",
     )
     # numbers
-    add("dose", "s.dose < 0", "'must not be negative: ' || s.raw_dose")
+    add("dose", "s.dose < 0", "'must not be negative: ' || " + _raw("dose"))
     add(
         "active_joints",
         "s.active_joints < 0 OR s.active_joints > 75",
-        "'must be a joint count from 0 to 75: ' || s.raw_active_joints",
+        "'must be a joint count from 0 to 75: ' || " + _raw("active_joints"),
     )
     add(
         "limited_joints",
         "s.limited_joints < 0 OR s.limited_joints > 75",
-        "'must be a joint count from 0 to 75: ' || s.raw_limited_joints",
+        "'must be a joint count from 0 to 75: ' || " + _raw("limited_joints"),
     )
-    add("grade", "s.grade NOT BETWEEN 1 AND 5", "'CTCAE grade must be 1 to 5: ' || s.raw_grade")
+    add("grade", "s.grade NOT BETWEEN 1 AND 5", "'CTCAE grade must be 1 to 5: ' || " + _raw("grade"))
     add(
         "ref_high",
         "s.ref_low > s.ref_high",
-        "'reference range is inverted: ' || s.raw_ref_low || ' > ' || s.raw_ref_high",
+        f"'reference range is inverted: ' || {_raw('ref_low')} || ' > ' || {_raw('ref_high')}",
     )
     # units and plausibility (after conversion)
     q.append(
@@ -687,7 +725,7 @@ def _checks(store: Store, op: str, now_local: datetime) -> list[str]:
     )
     q.append(
         f"""SELECT s.__row, 'value',
-                'value ' || s.raw_value || ' ' || s.unit || ' is outside the plausible range '
+                'value ' || {_raw("value")} || ' ' || s.unit || ' is outside the plausible range '
                 || tl_num(rg.lo) || '–' || tl_num(rg.hi) || ' ' || c.canon_unit || ' for ' || rg.name
            FROM tl_stage s JOIN tl_conv c ON s.kind = c.kind AND s.code IS NOT DISTINCT FROM c.code AND s.unit = c.unit
            JOIN (VALUES {rng}) rg(code, lo, hi, name) ON rg.code = c.canon_code
