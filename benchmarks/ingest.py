@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -92,14 +93,22 @@ class _TimedConnection:
         return getattr(self._con, name)
 
 
-def _timed_run(job: Callable[[Path], Any], workdir: Path) -> float:
+def _timed_run(job: Callable[[Path], Any], workdir: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, DuckDB's threads included)."""
     db = workdir / f"run-{time.monotonic_ns()}.duckdb"
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     job(db)
-    elapsed = time.perf_counter() - t0
-    for p in workdir.glob(db.name + "*"):
-        p.unlink()
+    elapsed = time.perf_counter() - t0, time.process_time() - c0
+    _remove(workdir, db.name)
     return elapsed
+
+
+def _remove(workdir: Path, name: str) -> None:
+    for p in workdir.glob(name + "*"):
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 # ---- peak memory in a child process ------------------------------------------------------
@@ -113,9 +122,7 @@ def peak_rss_mib(job: str, file: Path, fmt: str, workdir: Path) -> float:
     proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    for p in workdir.glob(db.name + "*"):
-        if p.is_file():
-            p.unlink()
+    _remove(workdir, db.name)
     if proc.returncode != 0:
         raise SystemExit(f"child {job} on {file} failed with exit code {proc.returncode}")
     return usage.ru_maxrss / 1024.0  # KiB on Linux
@@ -164,12 +171,19 @@ def run(events: int, runs: int, rss_events: int, formats: tuple[str, ...], profi
             size = file.stat().st_size / 1e6
             ours_t: list[float] = []
             anchor_t: list[float] = []
+            ours_c: list[float] = []
+            anchor_c: list[float] = []
             for i in range(runs):
-                anchor_t.append(_timed_run(lambda db, f=file, m=fmt: bare_load(f, m, db), work))
+                wall, cpu = _timed_run(lambda db, f=file, m=fmt: bare_load(f, m, db), work)
+                anchor_t.append(wall)
+                anchor_c.append(cpu)
                 log: list[tuple[float, str]] | None = [] if profile and i == 0 else None
-                ours_t.append(_timed_run(lambda db, f=file, m=fmt, lg=log: our_ingest(f, m, db, lg), work))
+                wall, cpu = _timed_run(lambda db, f=file, m=fmt, lg=log: our_ingest(f, m, db, lg), work)
+                ours_t.append(wall)
+                ours_c.append(cpu)
                 print(
-                    f"  {fmt} run {i + 1}: ours {ours_t[-1]:.3f} s, anchor {anchor_t[-1]:.3f} s, "
+                    f"  {fmt} run {i + 1}: ours {ours_t[-1]:.3f} s ({ours_c[-1]:.2f} s CPU), "
+                    f"anchor {anchor_t[-1]:.3f} s ({anchor_c[-1]:.2f} s CPU), "
                     f"ratio {ours_t[-1] / anchor_t[-1]:.2f}",
                     flush=True,
                 )
@@ -194,8 +208,11 @@ def run(events: int, runs: int, rss_events: int, formats: tuple[str, ...], profi
                     ]
                 )
             )
+            lines.append(_row([f"  median wall s ({runs} runs)", f"{ours:.3f}", f"{anchor:.3f}", "", "", ""]))
+            cpu_ratio = statistics.median(o / a for o, a in zip(ours_c, anchor_c, strict=True))
+            ours_cpu, anchor_cpu = statistics.median(ours_c), statistics.median(anchor_c)
             lines.append(
-                _row([f"  median seconds ({runs} runs)", f"{ours:.3f}", f"{anchor:.3f}", "", "", ""])
+                _row(["  median CPU s", f"{ours_cpu:.3f}", f"{anchor_cpu:.3f}", f"{cpu_ratio:.2f}×", "", ""])
             )
         if rss_events:
             for fmt in formats:
