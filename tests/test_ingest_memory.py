@@ -1,17 +1,19 @@
 """Bounded memory while ingesting: the batch digest is computed chunk by chunk (same value
-as the single SQL query), and the ingest memory limit is lifted afterwards."""
+as the single SQL query), and DuckDB's memory limit is lowered for the ingest only."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from timeline import integrity
+from timeline import ingest, integrity
 from timeline.ingest import ingest_file
 from timeline.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "examples" / "events.csv"
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 4, 65536])
@@ -20,7 +22,7 @@ def test_chunked_digest_equals_the_sql_digest(
 ) -> None:
     monkeypatch.setattr(integrity, "CHUNK", chunk)
     with Store.create(tmp_path / "s.duckdb") as store:
-        ingest_file(store, ROOT / "examples" / "events.csv", author="t")
+        ingest_file(store, EVENTS, author="t")
         last = store.high_water()
         assert last > 8
         for first, end in [(1, last), (2, 7), (3, 3), (5, 4), (last + 1, last + 9)]:
@@ -30,9 +32,35 @@ def test_chunked_digest_equals_the_sql_digest(
         assert integrity.verify(store).ok
 
 
-def test_memory_limit_is_lifted_after_ingest(tmp_path: Path) -> None:
+def _limit(store: Store) -> str:
+    row = store.con.execute("SELECT current_setting('memory_limit')").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+@pytest.mark.parametrize(
+    ("preset", "during"), [(None, "488.2 MiB"), ("2GB", "488.2 MiB"), ("300MB", "286.1 MiB")]
+)
+def test_memory_limit_lowered_for_the_ingest_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preset: str | None, during: str
+) -> None:
+    seen: list[str] = []
+    stage = ingest._stage
+
+    def spy(con: Any, *args: Any) -> None:
+        seen.append(str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0]))
+        stage(con, *args)
+
+    monkeypatch.setattr(ingest, "_stage", spy)
     with Store.create(tmp_path / "s.duckdb") as store:
-        before = store.con.execute("SELECT current_setting('memory_limit')").fetchone()
-        ingest_file(store, ROOT / "examples" / "events.csv", author="t")
-        after = store.con.execute("SELECT current_setting('memory_limit')").fetchone()
-        assert after == before
+        if preset:
+            store.con.execute(f"SET memory_limit = '{preset}'")
+        before = _limit(store)
+        ingest_file(store, EVENTS, author="t")
+        assert seen == [during]
+        after = _limit(store)
+        if preset is None:
+            assert after == before  # DuckDB's default, exactly
+        else:
+            assert abs(float(after.split()[0]) - float(before.split()[0])) < 0.2
+            assert after.split()[1] == before.split()[1]
