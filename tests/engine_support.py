@@ -1,0 +1,64 @@
+"""Helpers for the rule-engine tests: rule files from dicts, stores from native rows, and the
+comparison of an engine result with the reference evaluator's."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.reference import Val
+from timeline.engine.evaluate import Result
+from timeline.ingest import append_rows
+from timeline.store import Store
+
+HEADER = {"version": "1", "description": "a test rule", "citation": "the tests"}
+
+
+def write_rule(directory: Path, rule_id: str, define: Any, **extra: Any) -> Path:
+    """Write ``rule_id.yaml`` with the given ``define`` (and params, events, examples...)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{rule_id}.yaml"
+    doc = {"id": rule_id, **HEADER, **extra, "define": define}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def store_with(path: Path, *batches: Sequence[dict[str, Any]]) -> Store:
+    """A new store at ``path`` holding each list of native rows as one batch."""
+    store = Store.create(path)
+    for rows in batches:
+        if rows:
+            append_rows(store, list(rows), author="tests", source="tests")
+    return store
+
+
+def same_number(a: float, b: float) -> bool:
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-7)
+
+
+def disagreement(got: Result, want: Val) -> str | None:
+    """How the engine's result differs from the reference's, or None when they agree."""
+    if want.value is None or got.value is None:
+        if want.value is not None or got.value is not None:
+            return f"value: engine {got.value!r}, reference {want.value!r} ({want.why or got.why})"
+        if got.why != want.why:
+            return f"reason: engine {got.why!r}, reference {want.why!r}"
+    elif isinstance(want.value, bool) or isinstance(got.value, bool):
+        if got.value is not want.value:
+            return f"value: engine {got.value!r}, reference {want.value!r}"
+    elif not same_number(float(got.value), float(want.value)):
+        return f"value: engine {got.value!r}, reference {want.value!r}"
+    if set(got.evidence) != set(want.ev):
+        return f"evidence: engine {sorted(got.evidence)}, reference {sorted(set(want.ev))}"
+    return None
+
+
+def moment(text: str) -> datetime:
+    return datetime.fromisoformat(text)

@@ -1,0 +1,361 @@
+"""`timeline state`, `explain` and `history` on the example store: tables, JSON with a
+reproducibility manifest, CSV, and clean errors (never a traceback)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.engine_support import write_rule
+from tests.support import raw_connection, run_cli
+
+CRP = {"kind": "lab", "code": "1988-5"}
+NO_TRACEBACK = "Traceback"
+
+
+def state_json(store: Path, *args: str | Path) -> dict:
+    result = run_cli("state", "P001", "--store", store, "--json", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def by_rule(data: dict) -> dict[str, dict]:
+    return {s["rule"]: s for s in data["states"]}
+
+
+# ---- state ----------------------------------------------------------------------------------------
+
+
+def test_state_table_shows_each_rule_with_its_value_and_detail(example_store: Path) -> None:
+    result = run_cli(
+        "state",
+        "P001",
+        "--at",
+        "2008-02-10",
+        "--rule",
+        "crp_normal",
+        "--rule",
+        "on_anakinra",
+        "--store",
+        example_store,
+    )
+    assert result.exit_code == 0, result.output
+    assert "P001 at 2008-02-10 (as known at seq 14)" in result.stdout
+    assert re.search(r"crp_normal\s*│\s*true\s*│\s*CRP 4 mg/L vs the default limit ≤ 6", result.stdout)
+    assert re.search(r"on_anakinra\s*│\s*true", result.stdout)
+
+
+def test_state_table_shows_the_reason_of_an_unknown(example_store: Path) -> None:
+    result = run_cli("state", "P001", "--at", "2008-03-11", "--rule", "crp_normal", "--store", example_store)
+    assert result.exit_code == 0, result.output
+    assert re.search(
+        r"unknown\s*│\s*no CRP within 30 days: the latest, on 2008-02-10, is too old", result.stdout
+    )
+
+
+def test_state_json_gives_values_reasons_and_evidence(example_store: Path) -> None:
+    data = state_json(example_store, "--at", "2008-03-11", "--rule", "crp_normal", "--rule", "on_anakinra")
+    assert (data["patient_id"], data["at"]) == ("P001", "2008-03-11")
+    states = by_rule(data)
+    assert states["crp_normal"] == {
+        "rule": "crp_normal",
+        "patient_id": "P001",
+        "at": "2008-03-11",
+        "value": "unknown",
+        "known": False,
+        "unit": None,
+        "reason": "no CRP within 30 days: the latest, on 2008-02-10, is too old",
+        "note": states["crp_normal"]["note"],
+        "evidence": [12],
+    }
+    assert states["on_anakinra"]["value"] is True
+    assert states["on_anakinra"]["evidence"] == [10]
+
+
+def test_state_json_gives_a_number_with_its_unit(example_store: Path) -> None:
+    states = by_rule(state_json(example_store, "--at", "2008-02-10", "--rule", "anakinra_dose_mg_kg_day"))
+    dose = states["anakinra_dose_mg_kg_day"]
+    assert dose["value"] == pytest.approx(50 / 24.5, rel=1e-6)
+    assert dose["unit"] == "mg/kg/d"
+    assert dose["evidence"] == [3, 10]
+
+
+def test_state_json_carries_a_reproducibility_manifest(example_store: Path) -> None:
+    manifest = state_json(example_store, "--at", "2008-02-10", "--rule", "crp_normal")["manifest"]
+    assert manifest["engine"].startswith("timeline ")
+    assert re.fullmatch(r"[0-9a-f]{64}", manifest["rules_digest"])
+    assert manifest["rules"]["crp_normal"] == "1"
+    assert manifest["high_water"] == 14
+    assert manifest["as_known_at"] is None
+
+
+def test_state_as_known_at_ignores_a_later_correction_and_says_so(example_store: Path) -> None:
+    with raw_connection(example_store, read_only=True) as con:
+        (before,) = con.execute("SELECT max(recorded_at) FROM batches").fetchone()
+    fixed = run_cli(
+        "correct",
+        "p1-crp2",
+        "--set",
+        "value=40",
+        "--reason",
+        "wrong unit",
+        "--author",
+        "tests",
+        "--store",
+        example_store,
+    )
+    assert fixed.exit_code == 0, fixed.output
+    now = state_json(example_store, "--at", "2008-02-10", "--rule", "crp_normal")
+    then = state_json(
+        example_store, "--at", "2008-02-10", "--rule", "crp_normal", "--as-known-at", before.isoformat()
+    )
+    assert (by_rule(then)["crp_normal"]["value"], by_rule(now)["crp_normal"]["value"]) == (True, False)
+    assert (then["manifest"]["high_water"], now["manifest"]["high_water"]) == (14, 15)
+    assert then["manifest"]["as_known_at"] == before.isoformat()
+    assert by_rule(then)["crp_normal"]["evidence"] == [12]
+    assert by_rule(now)["crp_normal"]["evidence"] == [15]
+
+
+def test_state_at_a_date_time_sees_only_events_up_to_that_minute(example_store: Path) -> None:
+    write_rule(
+        example_store.parent / "site",
+        "hot",
+        {"exists": {"select": {"kind": "body_temperature"}, "window": "1 day"}},
+    )
+    args = ("--rules", example_store.parent / "site", "--rule", "hot")
+    assert by_rule(state_json(example_store, "--at", "2008-01-10T09:29", *args))["hot"]["value"] is False
+    assert by_rule(state_json(example_store, "--at", "2008-01-10T09:30", *args))["hot"]["value"] is True
+
+
+# ---- explain ----------------------------------------------------------------------------------------
+
+
+def test_explain_json_gives_the_rule_its_citation_and_the_events_used(example_store: Path) -> None:
+    result = run_cli(
+        "explain", "P001", "crp_normal", "--at", "2008-01-10", "--store", example_store, "--json"
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    tree = data["tree"]
+    assert tree["rule"] == "crp_normal@1"
+    assert "Quartier 2011" in tree["citation"]
+    assert tree["value"] is False
+    assert tree["parameters"] == {"upper": "6 mg/L", "validity": "30 days"}
+    assert tree["derivation"]["op"] == "normal"
+    assert tree["derivation"]["detail"] == "CRP 84 mg/L vs the lab's reference range 0–5"
+    assert tree["derivation"]["events"] == [5]
+    (event,) = data["events"]
+    assert event["seq"] == 5
+    assert event["event_id"] == "p1-crp1"
+    assert event["occurred_at"] == "2008-01-10"
+    assert event["recorded_at"].endswith(" UTC")
+    assert (event["value"], event["unit"]) == (84, "mg/L")
+    assert (event["original_value"], event["original_unit"]) == (8.4, "mg/dL")
+    assert event["source"].endswith("events.csv:5")
+    assert data["manifest"]["high_water"] == 14
+
+
+def test_explain_json_shows_each_clause_with_its_value(example_store: Path) -> None:
+    site = example_store.parent / "site"
+    write_rule(
+        site,
+        "calm",
+        {
+            "all": [
+                {"rule": "crp_normal"},
+                {"not": {"exists": {"select": {"kind": "finding", "code": "rash"}, "window": "7 days"}}},
+            ]
+        },
+    )
+    result = run_cli(
+        "explain", "P001", "calm", "--at", "2008-01-12", "--rules", site, "--store", example_store, "--json"
+    )
+    assert result.exit_code == 0, result.output
+    tree = json.loads(result.stdout)["tree"]
+    assert (tree["rule"], tree["value"]) == ("calm@1", False)
+    top = tree["derivation"]
+    assert top["op"] == "all"
+    first, second = top["children"]
+    assert first["op"] == "rule crp_normal"
+    assert first["children"][0]["rule"] == "crp_normal@1"
+    assert first["children"][0]["value"] is False
+    assert (second["op"], second["value"]) == ("not", False)
+    exists = second["children"][0]
+    assert (exists["op"], exists["value"], exists["events"]) == ("exists", True, [7])
+    assert exists["window"] == {"from": "2008-01-05 23:59:59.999999", "to": "2008-01-12 23:59:59.999999"}
+
+
+def test_explain_of_an_unknown_names_the_reason(example_store: Path) -> None:
+    result = run_cli(
+        "explain", "P001", "crp_normal", "--at", "2007-12-01", "--store", example_store, "--json"
+    )
+    data = json.loads(result.stdout)
+    assert data["tree"]["value"] == "unknown"
+    assert data["tree"]["reason"] == "no CRP recorded up to the date"
+    assert data["events"] == []
+
+
+def test_explain_renders_a_tree_and_the_events_used(example_store: Path) -> None:
+    result = run_cli("explain", "P001", "crp_normal", "--at", "2008-01-10", "--store", example_store)
+    assert result.exit_code == 0, result.output
+    assert "crp_normal@1 = false" in result.stdout
+    assert "events used" in result.stdout
+    assert "p1-crp1" in result.stdout
+    assert "CRP 84 mg/L (as given: 8.4 mg/dL)" in result.stdout
+
+
+# ---- history -----------------------------------------------------------------------------------------
+
+CRP_INTERVALS = [
+    ("2007-06-01T00:00:00", "2008-01-10T00:00:00", "unknown", "no CRP recorded up to the date"),
+    ("2008-01-10T00:00:00", "2008-02-09T00:00:00", False, None),
+    (
+        "2008-02-09T00:00:00",
+        "2008-02-10T00:00:00",
+        "unknown",
+        "no CRP within 30 days: the latest, on 2008-01-10, is too old",
+    ),
+    ("2008-02-10T00:00:00", "2008-03-11T00:00:00", True, None),
+    (
+        "2008-03-11T00:00:00",
+        "2008-04-01T23:59:59.999999",
+        "unknown",
+        "no CRP within 30 days: the latest, on 2008-02-10, is too old",
+    ),
+]
+
+
+def test_history_json_gives_the_intervals_exact_at_change_points(example_store: Path) -> None:
+    result = run_cli(
+        "history", "P001", "--rule", "crp_normal", "--to", "2008-04-01", "--store", example_store, "--json"
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    got = [(i["start"], i["end"], i["value"], i["reason"]) for i in data["intervals"]]
+    assert got == CRP_INTERVALS
+    assert {i["rule"] for i in data["intervals"]} == {"crp_normal"}
+    assert data["manifest"]["high_water"] == 14
+
+
+def test_history_from_starts_at_the_beginning_of_that_day(example_store: Path) -> None:
+    result = run_cli(
+        "history",
+        "P001",
+        "--rule",
+        "crp_normal",
+        "--from",
+        "2008-02-01",
+        "--to",
+        "2008-02-20",
+        "--store",
+        example_store,
+        "--json",
+    )
+    got = [(i["start"], i["value"]) for i in json.loads(result.stdout)["intervals"]]
+    assert got == [
+        ("2008-02-01T00:00:00", False),
+        ("2008-02-09T00:00:00", "unknown"),
+        ("2008-02-10T00:00:00", True),
+    ]
+
+
+def test_history_csv_has_one_row_per_interval(example_store: Path) -> None:
+    result = run_cli(
+        "history", "P001", "--rule", "crp_normal", "--to", "2008-04-01", "--store", example_store, "--csv"
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(rows[0]) == ["rule", "start", "end", "value", "reason"]
+    assert [(r["start"], r["value"], r["reason"]) for r in rows][:2] == [
+        ("2007-06-01 00:00:00", "unknown", "no CRP recorded up to the date"),
+        ("2008-01-10 00:00:00", "False", ""),
+    ]
+    assert len(rows) == len(CRP_INTERVALS)
+
+
+def test_history_renders_swimlanes_and_a_table(example_store: Path) -> None:
+    result = run_cli("history", "P001", "--rule", "crp_normal", "--store", example_store)
+    assert result.exit_code == 0, result.output
+    assert "crp_normal │" in result.stdout
+    assert "intervals" in result.stdout
+
+
+def test_history_of_a_patient_without_events_says_so(example_store: Path) -> None:
+    result = run_cli("history", "NOBODY", "--store", example_store)
+    assert result.exit_code == 0, result.output
+    assert "NOBODY: no events, no history" in result.stdout
+
+
+# ---- errors: one clean line, the right exit code, no traceback ------------------------------------------
+
+
+@pytest.mark.parametrize("at", ["2009-13-01", "01/03/2009", "yesterday", ""])
+def test_a_bad_at_value_is_a_usage_error(example_store: Path, at: str) -> None:
+    result = run_cli("state", "P001", "--at", at, "--store", example_store)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: --at {at!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"
+    )
+    assert NO_TRACEBACK not in result.output
+
+
+def test_an_at_value_with_a_time_zone_offset_is_refused(example_store: Path) -> None:
+    result = run_cli(
+        "explain", "P001", "crp_normal", "--at", "2009-03-01T10:00+02:00", "--store", example_store
+    )
+    assert result.exit_code == 2
+    assert "give clinical times without an offset" in result.stderr
+    assert NO_TRACEBACK not in result.output
+
+
+def test_a_missing_at_option_is_a_usage_error(example_store: Path) -> None:
+    result = run_cli("state", "P001", "--store", example_store)
+    assert result.exit_code == 2
+    assert "--at" in result.stderr
+    assert NO_TRACEBACK not in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("state", "P001", "--at", "2008-02-10", "--rule", "crp_norml"),
+        ("explain", "P001", "crp_norml", "--at", "2008-02-10"),
+        ("history", "P001", "--rule", "crp_norml"),
+    ],
+    ids=["state", "explain", "history"],
+)
+def test_an_unknown_rule_is_named_with_a_suggestion(example_store: Path, args: tuple[str, ...]) -> None:
+    result = run_cli(*args, "--store", example_store)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: unknown rule 'crp_norml' (did you mean 'crp_normal'?)"
+    assert NO_TRACEBACK not in result.output
+
+
+def test_a_bad_as_known_at_value_is_a_usage_error(example_store: Path) -> None:
+    result = run_cli("state", "P001", "--at", "2008-02-10", "--as-known-at", "soon", "--store", example_store)
+    assert result.exit_code == 2
+    assert "soon" in result.stderr
+    assert NO_TRACEBACK not in result.output
+
+
+def test_a_missing_store_is_reported_without_a_traceback(tmp_path: Path) -> None:
+    result = run_cli("state", "P001", "--at", "2008-02-10", "--store", tmp_path / "none.duckdb")
+    assert result.exit_code == 3
+    assert NO_TRACEBACK not in result.output
+
+
+def test_a_broken_rule_directory_stops_state_with_exit_8(example_store: Path) -> None:
+    site = example_store.parent / "site"
+    site.mkdir()
+    (site / "bad.yaml").write_text(
+        "id: bad\nversion: '1'\ndescription: x\ncitation: x\ndefine: {al: [true]}\n"
+    )
+    result = run_cli("state", "P001", "--at", "2008-02-10", "--rules", site, "--store", example_store)
+    assert result.exit_code == 8
+    assert f"{site / 'bad.yaml'}:5:" in result.stderr
+    assert NO_TRACEBACK not in result.output

@@ -1,0 +1,680 @@
+"""The engine agrees with the plain-Python reference evaluator (tests/reference.py) on random
+timelines and random rules — values, unknown reasons and evidence — for every rule, every
+node of every rule (each compiled on its own, so a wrong inner value cannot hide behind the
+root) and every clause of an explanation; and a patient's history intervals agree with the
+states at the end of every day and at every event time and window edge.
+
+Timelines sit around month ends and near the thresholds the rules use (CRP 6 mg/L written as
+0.6 mg/dL, 38.0 °C written as 100.4 °F, ferritin 684), with date-only and minute-precision
+times, several events at one instant, batches recorded out of order, corrections, and
+anakinra starts, dose changes and stops with weights. Rules are drawn from a typed grammar
+of the operators with thresholds in several units, windows in hours, days, weeks and
+months with either bound inclusive, anchored windows and site parameter overrides.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+from tests.engine_support import disagreement, store_with, write_rule
+from tests.reference import EPS, Reference, add_months, children, end_of_day, shift
+from timeline.engine.compiler import Compiler
+from timeline.engine.evaluate import Result, Session
+from timeline.ingest import correct
+from timeline.language import ast
+from timeline.language.loader import RuleSet, load_rules, walk
+from timeline.store import Store
+
+# Each example builds a store and compiles a few rules (a fraction of a second on 2 cores).
+PROPERTY = settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+HISTORY = settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+# ---- timelines -------------------------------------------------------------------------------
+
+ORIGIN = date(2009, 1, 24)  # the timelines span the end of January and of February
+DAYS = 42
+CLOCK = [None, None, "00:00", "08:00", "23:59"]  # None: a date-only event
+HOT_DAYS = [4, 5, 6, 7, 34, 35, 36, 37]  # 28-31 January, 27 February-2 March
+
+CRP = [(5.9, "mg/L"), (6, "mg/L"), (6.1, "mg/L"), (0.6, "mg/dL"), (0.61, "mg/dL"), (12, "mg/L"), (0, "mg/L")]
+ESR = [(19, "mm/h"), (20, "mm/h"), (21, "mm/h")]
+FERRITIN = [(683, "ng/mL"), (684, "ng/mL"), (685, "ng/mL"), (684, "ug/L")]
+TEMPERATURE = [(37.9, "Cel"), (38.0, "Cel"), (38.1, "Cel"), (100.4, "[degF]")]
+DOSES = [(50, "mg"), (100, "mg"), (2, "mg/kg")]
+
+
+def when(day: int, clock: str | None) -> str:
+    d = (ORIGIN + timedelta(days=day)).isoformat()
+    return d if clock is None else f"{d}T{clock}"
+
+
+@st.composite
+def event(draw: st.DrawFn, patient: str) -> dict[str, Any]:
+    day = draw(st.one_of(st.integers(0, DAYS), st.sampled_from(HOT_DAYS)))
+    row: dict[str, Any] = {"patient_id": patient, "occurred_at": when(day, draw(st.sampled_from(CLOCK)))}
+    kind = draw(
+        st.sampled_from(
+            [
+                "crp",
+                "crp",
+                "esr",
+                "ferritin",
+                "temperature",
+                "temperature",
+                "finding",
+                "joints",
+                "drug",
+                "weight",
+                "mas",
+            ]
+        )
+    )
+    if kind in ("crp", "esr", "ferritin"):
+        code = {"crp": "1988-5", "esr": "4537-7", "ferritin": "2276-4"}[kind]
+        value, unit = draw(st.sampled_from({"crp": CRP, "esr": ESR, "ferritin": FERRITIN}[kind]))
+        row.update(kind="lab", code=code, value=value, unit=unit)
+        if kind == "crp" and draw(st.booleans()):
+            row.update(ref_low=0, ref_high=10 if unit == "mg/L" else 1)
+    elif kind == "temperature":
+        value, unit = draw(st.sampled_from(TEMPERATURE))
+        row.update(kind="body_temperature", value=value, unit=unit)
+    elif kind == "finding":
+        row.update(kind="finding", code=draw(st.sampled_from(["fever", "fever", "rash"])))
+        present = draw(st.sampled_from([None, True, False]))
+        if present is not None:
+            row["present"] = present
+    elif kind == "joints":
+        row.update(kind="joint_exam", active_joints=draw(st.integers(0, 3)))
+    elif kind == "drug":
+        which = draw(
+            st.sampled_from(
+                ["medication_start", "medication_start", "medication_dose_change", "medication_stop"]
+            )
+        )
+        row.update(kind=which, drug="anakinra")
+        if which != "medication_stop":
+            dose, unit = draw(st.sampled_from(DOSES))
+            row.update(dose=dose, dose_unit=unit)
+            frequency = draw(st.sampled_from(["daily", "daily", "bid", None]))
+            if frequency:
+                row["frequency"] = frequency
+    elif kind == "weight":
+        row.update(kind="weight", value=draw(st.sampled_from([20, 25])), unit="kg")
+    else:
+        row["kind"] = "mas_episode"
+        length = draw(st.sampled_from([None, 0, 1, 3, 10]))
+        if length is not None:
+            row["ended_at"] = when(day + length, draw(st.sampled_from([None, "12:00"])))
+            if row["ended_at"] < row["occurred_at"]:
+                row["ended_at"] = row["occurred_at"]
+    return row
+
+
+@dataclass
+class Timeline:
+    batches: list[list[dict[str, Any]]]
+    corrections: list[tuple[str, dict[str, str]]]
+    patients: list[str]
+
+
+@st.composite
+def timelines(draw: st.DrawFn) -> Timeline:
+    patients = ["P1", "P2", "P3"][: draw(st.integers(1, 3))]
+    rows: list[dict[str, Any]] = []
+    for p in patients:
+        rows += draw(st.lists(event(p), min_size=2, max_size=18))
+        if draw(st.booleans()) and rows:  # several events at one instant
+            twin = dict(draw(st.sampled_from([r for r in rows if r["patient_id"] == p])))
+            if twin["kind"] in ("lab", "body_temperature"):
+                twin["value"] = 39.0 if twin["kind"] == "body_temperature" else 5
+                if twin["kind"] == "body_temperature":
+                    twin["unit"] = "Cel"
+                rows.append(twin)
+        if draw(st.integers(0, 3)) == 0:  # two anakinra starts at one instant
+            at = when(draw(st.sampled_from(HOT_DAYS)), draw(st.sampled_from(CLOCK)))
+            for dose in (50, 100):
+                rows.append(
+                    {
+                        "patient_id": p,
+                        "occurred_at": at,
+                        "kind": "medication_start",
+                        "drug": "anakinra",
+                        "dose": dose,
+                        "dose_unit": "mg",
+                        "frequency": "daily",
+                    }
+                )
+    for i, r in enumerate(rows):
+        r["event_id"] = f"e{i}"
+    order = draw(st.permutations(range(len(rows))))
+    cut = draw(st.integers(0, len(rows)))
+    batches = [[rows[i] for i in order[:cut]], [rows[i] for i in order[cut:]]]
+    corrections = []
+    labs = [r for r in rows if r["kind"] == "lab" and r["code"] == "1988-5"]
+    if labs and draw(st.booleans()):
+        target = draw(st.sampled_from(labs))
+        value = draw(st.sampled_from([v for v in (1, 6, 60) if v != target["value"]]))
+        corrections.append((target["event_id"], {"value": str(value)}))
+    return Timeline(batches, corrections, patients)
+
+
+def build_store(path: Path, tl: Timeline) -> Store:
+    store = store_with(path, *tl.batches)
+    for event_id, changes in tl.corrections:
+        correct(store, event_id, changes, reason="typo", author="tests")
+    return store
+
+
+# ---- rules ------------------------------------------------------------------------------------
+
+SELECTORS: dict[str, Any] = {
+    "crp": {"kind": "lab", "code": "1988-5"},
+    "esr": {"kind": "lab", "code": "4537-7"},
+    "ferritin": {"kind": "lab", "code": "2276-4"},
+    "temperature": {"kind": "body_temperature"},
+    "febrile": {"kind": "body_temperature", "where": {"value": {"ge": {"param": "fever"}}}},
+    "fever_finding": {"kind": "finding", "code": "fever", "present": True},
+    "afebrile": {"kind": "finding", "code": "fever", "present": False},
+    "fever_event": {"any_of": ["febrile", "fever_finding"]},
+    "temperature_record": {"any_of": [{"kind": "body_temperature"}, {"kind": "finding", "code": "fever"}]},
+    "rash": {"kind": "finding", "code": "rash"},
+    "high_crp": {"kind": "lab", "code": "1988-5", "where": {"value": {"gt": "0.6 mg/dL"}}},
+    "joints": {"kind": "joint_exam"},
+    "anakinra_start": {"kind": "medication_start", "drug": "anakinra"},
+    "anakinra_event": {
+        "kind": ["medication_start", "medication_dose_change", "medication_stop"],
+        "drug": "anakinra",
+    },
+    "mas": {"kind": "mas_episode"},
+}
+PARAMS: dict[str, Any] = {
+    "fever": {"default": "38.0 Cel"},
+    "crp_upper": {"default": "6 mg/L"},
+    "validity": {"default": "7 days"},
+    "flag": {"default": True},
+}
+DURATIONS = [
+    "12 hours",
+    "1 day",
+    "2 days",
+    "7 days",
+    "1 week",
+    "2 weeks",
+    "30 days",
+    "1 month",
+    {"param": "validity"},
+]
+THRESHOLDS: dict[str, list[Any]] = {
+    "crp": ["6 mg/L", "0.6 mg/dL", "5.9 mg/L", "6.1 mg/L", "10 mg/L", {"param": "crp_upper"}],
+    "esr": ["20 mm/h", "19 mm/h"],
+    "ferritin": ["684 ng/mL", "684 ug/L", "683 ng/mL"],
+    "temperature": ["38.0 Cel", "100.4 [degF]", "37.9 Cel", {"param": "fever"}],
+    "joints": [0, 1, 2],
+    "count": [0, 1, 2],
+    "dose_kg": [0, 2, 4, 5],
+    "dose_day": [0, 50, 100, 200],
+    "pct": [-30, 0, 30],
+    "ratio": [0, 0.5, 1],
+}
+MEASURED = {"crp": "crp", "esr": "esr", "ferritin": "ferritin", "temperature": "temperature"}
+
+
+@st.composite
+def window(draw: st.DrawFn) -> Any:
+    shape = draw(st.sampled_from(["duration", "duration", "explicit", "anchored"]))
+    if shape == "duration":
+        return draw(st.sampled_from(DURATIONS))
+    if shape == "explicit":
+        return {
+            "start": draw(st.sampled_from(["-7 days", "-1 month", "-2 days", "-36 hours"])),
+            "end": draw(st.sampled_from(["0 days", "0 days", "-1 days", "1 day", "2 days"])),
+            "start_inclusive": draw(st.booleans()),
+            "end_inclusive": draw(st.booleans()),
+        }
+    w: dict[str, Any] = {
+        "start": draw(st.sampled_from(["0 days", "-1 days", "1 day"])),
+        "start_inclusive": draw(st.booleans()),
+        "anchor": {draw(st.sampled_from(["first", "last"])): "anakinra_start"},
+    }
+    end = draw(st.sampled_from([None, "14 days", "1 month", "3 days"]))
+    if end is not None:
+        w.update(end=end, end_inclusive=draw(st.booleans()))
+    return w
+
+
+class Grammar:
+    """Random, well-typed expressions. Numbers carry a unit class (see THRESHOLDS)."""
+
+    def __init__(self, draw: st.DrawFn, earlier: dict[str, str]) -> None:
+        self.draw = draw
+        self.earlier = earlier  # rule id -> "bool" or a unit class
+
+    def pick(self, options: list[Any]) -> Any:
+        return self.draw(st.sampled_from(options))
+
+    def num(self, depth: int, cls: str | None = None) -> tuple[Any, str]:
+        d = self.draw
+        if cls is None:
+            cls = self.pick(
+                [
+                    "crp",
+                    "crp",
+                    "temperature",
+                    "esr",
+                    "ferritin",
+                    "joints",
+                    "count",
+                    "dose_kg",
+                    "dose_day",
+                    "pct",
+                    "ratio",
+                ]
+            )
+        refs = [r for r, c in self.earlier.items() if c == cls]
+        if refs and d(st.integers(0, 5)) == 0:
+            return {"rule": self.pick(refs)}, cls
+        if depth > 0 and cls not in ("pct", "ratio") and d(st.booleans()):
+            op = self.pick(
+                ["add", "sub", "min_of", "max_of", "clip", "clip", "coalesce", "unknown_unless", "at_anchor"]
+            )
+            if op in ("add", "sub", "min_of", "max_of", "coalesce"):
+                return {op: [self.num(depth - 1, cls)[0], self.num(depth - 1, cls)[0]]}, cls
+            if op == "clip":
+                return {"clip": {"value": self.num(depth - 1, cls)[0], "low": 1, "high": 10}}, cls
+            if op == "unknown_unless":
+                return {
+                    "unknown_unless": {
+                        "value": self.num(depth - 1, cls)[0],
+                        "condition": self.bool(depth - 1),
+                        "reason": "too little recorded",
+                    }
+                }, cls
+            return {"at_anchor": self.anchored(self.num(depth - 1, cls)[0])}, cls
+        if cls in MEASURED:
+            sel = MEASURED[cls]
+            how = self.pick(["latest", "latest", "aggregate"])
+            if how == "latest":
+                return {"latest": {"select": sel, "within": self.pick(DURATIONS)}}, cls
+            fn = self.pick(["min", "max", "mean", "sum", "first", "last"])
+            return {fn: {"select": sel, "window": d(window())}}, cls
+        if cls == "joints":
+            fn = self.pick(["latest", "max", "sum", "last"])
+            if fn == "latest":
+                return {
+                    "latest": {"select": "joints", "within": self.pick(DURATIONS), "field": "active_joints"}
+                }, cls
+            return {fn: {"select": "joints", "window": d(window()), "field": "active_joints"}}, cls
+        if cls == "count":
+            how = self.pick(["count", "count", "count_true", "episode_count"])
+            if how == "count":
+                sel = self.pick(["fever_event", "temperature_record", "crp", "high_crp", "afebrile", "rash"])
+                return {"count": {"select": sel, "window": d(window())}}, cls
+            if how == "count_true" and depth > 0:
+                return {"count_true": [self.bool(depth - 1) for _ in range(d(st.integers(1, 3)))]}, cls
+            spec: dict[str, Any] = {"episodes": self.episodes(depth), "window": d(window())}
+            if depth > 0 and d(st.booleans()):
+                spec["starting_when"] = self.bool(depth - 1)
+            return {"episode_count": spec}, cls
+        if cls in ("dose_kg", "dose_day"):
+            per_kg = cls == "dose_kg"
+            return {
+                "daily_dose": {
+                    "drug": "anakinra",
+                    "per_kg": per_kg,
+                    "weight_within": self.pick(["7 days", "1 month"]),
+                }
+            }, cls
+        if cls == "ratio":
+            divisor = self.pick([2, 0, {"count": {"select": "crp", "window": "7 days"}}])
+            return {self.pick(["div", "mul"]): [self.num(max(depth - 1, 0), "count")[0], divisor]}, cls
+        # pct
+        value = {"latest": {"select": "crp", "within": self.pick(DURATIONS)}}
+        baseline = self.pick(
+            [
+                {"at_anchor": self.anchored({"latest": {"select": "crp", "within": self.pick(DURATIONS)}})},
+                {"latest": {"select": "crp", "within": "1 month"}},
+                {"min": {"select": "crp", "window": "30 days"}},
+            ]
+        )
+        return {"pct_change": {"value": value, "baseline": baseline}}, cls
+
+    def anchored(self, expr: Any) -> dict[str, Any]:
+        spec = {"expr": expr, "anchor": {self.pick(["first", "last"]): "anakinra_start"}}
+        offset = self.pick([None, "0 days", "7 days", "-1 days", "1 month"])
+        if offset is not None:
+            spec["offset"] = offset
+        return spec
+
+    def episodes(self, depth: int) -> dict[str, Any]:
+        gap = self.pick(["0 days", "3 days", "14 days", "12 hours"])
+        if depth > 0 and self.draw(st.integers(0, 2)) == 0:
+            return {"when": self.bool(depth - 1), "merge_gap": gap}
+        return {"select": "mas", "merge_gap": gap}
+
+    def bool(self, depth: int) -> Any:
+        d = self.draw
+        refs = [r for r, c in self.earlier.items() if c == "bool"]
+        if refs and d(st.integers(0, 4)) == 0:
+            return {"rule": self.pick(refs)}
+        if depth > 0 and d(st.integers(0, 2)) > 0:
+            op = self.pick(
+                [
+                    "all",
+                    "any",
+                    "not",
+                    "at_least",
+                    "held_for",
+                    "unknown_unless",
+                    "at_anchor",
+                    "coalesce",
+                    "eq",
+                    "in_episode",
+                ]
+            )
+            if op in ("all", "any"):
+                return {op: [self.bool(depth - 1) for _ in range(d(st.integers(1, 3)))]}
+            if op == "not":
+                return {"not": self.bool(depth - 1)}
+            if op == "at_least":
+                items = [self.bool(depth - 1) for _ in range(d(st.integers(1, 4)))]
+                return {"at_least": {"n": d(st.integers(1, len(items))), "of": items}}
+            if op == "held_for":
+                return {
+                    "held_for": {
+                        "expr": self.bool(depth - 1),
+                        "duration": self.pick(["12 hours", "1 day", "2 days", "7 days", "1 month"]),
+                    }
+                }
+            if op == "unknown_unless":
+                return {
+                    "unknown_unless": {
+                        "value": self.bool(depth - 1),
+                        "condition": self.bool(depth - 1),
+                        "reason": "not enough data",
+                    }
+                }
+            if op == "at_anchor":
+                return {"at_anchor": self.anchored(self.bool(depth - 1))}
+            if op == "coalesce":
+                return {"coalesce": [self.bool(depth - 1), self.bool(depth - 1)]}
+            if op == "eq":
+                return {self.pick(["eq", "ne"]): [self.bool(depth - 1), self.bool(depth - 1)]}
+            return {"in_episode": self.episodes(depth)}
+        leaf = self.pick(
+            [
+                "compare",
+                "compare",
+                "compare",
+                "compare2",
+                "exists",
+                "exists",
+                "normal",
+                "on_drug",
+                "in_episode",
+                "const",
+            ]
+        )
+        if leaf == "compare":
+            value, cls = self.num(depth)
+            return {self.pick(["gt", "ge", "lt", "le", "eq", "ne"]): [value, self.pick(THRESHOLDS[cls])]}
+        if leaf == "compare2":
+            cls = self.pick(["crp", "temperature", "count"])
+            return {self.pick(["gt", "ge", "le", "eq"]): [self.num(depth, cls)[0], self.num(depth, cls)[0]]}
+        if leaf == "exists":
+            sel = self.pick(
+                ["fever_event", "temperature_record", "afebrile", "rash", "high_crp", "mas", "anakinra_event"]
+            )
+            return {"exists": {"select": sel, "window": d(window())}}
+        if leaf == "normal":
+            spec: dict[str, Any] = {"select": "crp", "within": self.pick(DURATIONS)}
+            if d(st.booleans()):
+                spec["upper"] = self.pick(THRESHOLDS["crp"])
+            if d(st.booleans()):
+                spec["lower"] = self.pick(["1 mg/L", "0.6 mg/dL"])
+            return {"normal": spec}
+        if leaf == "on_drug":
+            return {"on_drug": self.pick(["anakinra", ["anakinra", "canakinumab"]])}
+        if leaf == "in_episode":
+            return {"in_episode": self.episodes(0)}
+        return self.pick([True, False, {"param": "flag"}])
+
+
+@dataclass
+class Rules:
+    ids: list[str]
+    files: dict[str, dict[str, Any]]
+    params: dict[str, dict[str, Any]]
+
+
+@st.composite
+def rule_sets(draw: st.DrawFn) -> Rules:
+    earlier: dict[str, str] = {}
+    files: dict[str, dict[str, Any]] = {}
+    for i in range(draw(st.integers(2, 5))):
+        rid = f"r{i}"
+        g = Grammar(draw, earlier)
+        if draw(st.integers(0, 2)) == 0:
+            define, cls = g.num(draw(st.integers(0, 2)))
+        else:
+            define, cls = g.bool(draw(st.integers(1, 3))), "bool"
+        files[rid] = define
+        earlier[rid] = cls
+    params: dict[str, dict[str, Any]] = {}
+    if draw(st.booleans()):
+        rid = draw(st.sampled_from(sorted(files)))
+        name, value = draw(
+            st.sampled_from(
+                [
+                    ("fever", "100.2 [degF]"),
+                    ("crp_upper", "0.5 mg/dL"),
+                    ("validity", "2 days"),
+                    ("flag", False),
+                ]
+            )
+        )
+        params[rid] = {name: value}
+    return Rules(list(files), files, params)
+
+
+def load(directory: Path, rules: Rules) -> RuleSet:
+    for rid, define in rules.files.items():
+        write_rule(directory, rid, define, params=PARAMS, events=SELECTORS)
+    return load_rules([directory], params=rules.params)
+
+
+# ---- query instants ----------------------------------------------------------------------------
+
+# every window, validity and persistence length the grammar uses, both ways
+SHIFTS = [
+    timedelta(hours=h) * sign
+    for h in (0, 12, 24, 36, 48, 72, 7 * 24, 14 * 24, 30 * 24)
+    for sign in ((1, -1) if h else (1,))
+]
+
+
+def instants(rows: list[dict[str, Any]]) -> list[datetime]:
+    """End-of-day instants near the events, and exact instants at event times and window edges
+    (evaluating at all of them costs little: the engine answers every point in one query)."""
+    times = sorted(
+        {datetime.fromisoformat(r[k]) for r in rows for k in ("occurred_at", "ended_at") if r.get(k)}
+    )
+    days: set[datetime] = {end_of_day(date(2009, 2, 28)), end_of_day(date(2009, 3, 1))}
+    exact: set[datetime] = set()
+    for t in times:
+        days.update(
+            end_of_day(t.date() + timedelta(days=k)) for k in (-1, 0, 1, 2, 3, 6, 7, 8, 14, 15, 29, 30, 31)
+        )
+        for k in SHIFTS:
+            exact.update({t + k, t + k + EPS, t + k - EPS})
+        exact.update({add_months(t, 1), add_months(t, -1), add_months(t, 1) + EPS})
+    return sorted(days | exact)
+
+
+def values(points: list[tuple[str, datetime]]) -> str:
+    """The points as a SQL relation (much faster than inserting them one by one)."""
+    rows = ", ".join(f"('{p}', TIMESTAMP '{q.isoformat(sep=' ')}')" for p, q in points)
+    return f"SELECT * FROM (VALUES {rows}) v(patient_id, q)"
+
+
+# ---- properties ------------------------------------------------------------------------------
+
+
+def every_node(
+    session: Session, ruleset: RuleSet, rule_ids: list[str], points_sql: str
+) -> list[tuple[Any, ...]]:
+    """(node, patient, q, value, why, evidence) of every node of the rules at every point: the
+    compiler's per-node relations, so a wrong inner value is caught even when the root hides it."""
+    nodes = {n.nid: n for rid in rule_ids for n in walk(ruleset.rules[rid].define) if isinstance(n, ast.Node)}
+    session.con.execute(f"CREATE OR REPLACE TEMP TABLE tl_nodes AS {points_sql}")
+    comp = Compiler(ruleset, session.store.current_sql(session.high_water))
+    comp.add("pts", "SELECT DISTINCT patient_id, q FROM tl_nodes")
+    parts = [
+        f"SELECT {nid} AS nid, patient_id, q, b, x, why, list_distinct(ev) FROM {comp.node(node, 'pts')}"
+        for nid, node in nodes.items()
+    ]
+    rows = session.con.execute(f"{comp.out.with_sql()}\n{' UNION ALL '.join(parts)}").fetchall()
+    out = []
+    for nid, patient, q, b, x, why, ev in rows:
+        node = nodes[nid]
+        value = b if ruleset.types[nid].kind == "bool" else x
+        out.append((node, patient, q, value, why if value is None else None, ev or []))
+    return out
+
+
+def tree_nodes(tree: dict[str, Any]) -> list[dict[str, Any]]:
+    out = [tree]
+    for child in [tree["derivation"]] if "derivation" in tree else tree.get("children", []):
+        out += tree_nodes(child)
+    return out
+
+
+def explained_children(ref: Reference, node: ast.Node) -> list[ast.Node]:
+    """The sub-nodes an explanation shows at the same moment (a literal threshold is not one)."""
+    numeric = isinstance(node, ast.Compare) and ref.type(node.left).kind == "num"
+    if isinstance(node, ast.Compare) and numeric and isinstance(node.right, ast.Const | ast.Param):
+        return [node.left]
+    if isinstance(node, ast.EpisodeCount | ast.Normal):
+        return []  # starting_when is evaluated at each episode's start; limits are literals
+    return children(node)
+
+
+def assert_explanation(ref: Reference, node: ast.Node, tree: dict[str, Any], q: datetime) -> None:
+    """Every clause of an explanation has the reference's value, reason and events."""
+    value = None if tree["value"] == "unknown" else tree["value"]
+    got = Result(node.path, "", "", q, "", value, None, tree.get("reason"), tree.get("events", []))
+    problem = disagreement(got, ref.evaluate(node, q))
+    assert problem is None, f"explanation of {node.path} ({type(node).__name__}) at {q}: {problem}"
+    kids = tree.get("children", [])
+    if isinstance(node, ast.RuleRef):
+        (rule,) = kids
+        assert_explanation(ref, ref.rules.rules[node.rule].define, rule["derivation"], q)
+    elif isinstance(node, ast.AtAnchor):
+        a = ref.anchor(node.anchor, q)
+        if kids:
+            assert a is not None
+            assert_explanation(ref, node.expr, kids[0], shift(a["occurred_at"], ref.duration(node.offset)))
+    elif isinstance(node, ast.HeldFor):
+        for check in tree["checked"]:
+            at = datetime.fromisoformat(check["at"])
+            want = ref.evaluate(node.expr, at)
+            assert (check["value"], check["reason"]) == (
+                "unknown" if want.value is None else want.value,
+                want.why,
+            )
+        if kids:
+            assert_explanation(ref, node.expr, kids[0], datetime.fromisoformat(tree["checked"][-1]["at"]))
+    else:
+        subs = explained_children(ref, node)
+        assert len(subs) == len(kids), f"{node.path}: {len(kids)} clauses shown for {len(subs)}"
+        for sub, kid in zip(subs, kids, strict=True):
+            assert_explanation(ref, sub, kid, q)
+
+
+@PROPERTY
+@given(data=st.data(), tl=timelines(), rules=rule_sets())
+def test_engine_agrees_with_the_reference_evaluator(data: st.DataObject, tl: Timeline, rules: Rules) -> None:
+    note(f"rules: {rules.files} params: {rules.params}")
+    with tempfile.TemporaryDirectory() as tmp:
+        ruleset = load(Path(tmp) / "rules", rules)
+        with build_store(Path(tmp) / "store.duckdb", tl) as store:
+            as_known_at = None
+            if tl.corrections and data.draw(st.booleans(), label="before the correction"):
+                as_known_at = store.con.execute(
+                    "SELECT max(recorded_at) FROM batches WHERE op = 'ingest'"
+                ).fetchone()[0]
+            session = Session(store, ruleset, as_known_at)
+            points: list[tuple[str, datetime]] = []
+            for p in tl.patients:
+                rows = [r for b in tl.batches for r in b if r["patient_id"] == p]
+                points += [(p, q) for q in instants(rows)]
+            refs = {p: Reference(ruleset, store.events(p, as_known_at=as_known_at)) for p in tl.patients}
+            results = session.evaluate(None, rules.ids, points_sql=values(points))
+            assert len(results) == len(points) * len(rules.ids)
+            for got in results:
+                problem = disagreement(got, refs[got.patient_id].rule(got.rule_id, got.q))
+                assert problem is None, f"{got.rule_id} for {got.patient_id} at {got.q}: {problem}"
+            for node, patient, q, value, why, ev in every_node(session, ruleset, rules.ids, values(points)):
+                got = Result(node.path, patient, "", q, "", value, None, why, ev)
+                problem = disagreement(got, refs[patient].evaluate(node, q))
+                assert problem is None, f"{node.path} ({type(node).__name__}) for {patient} at {q}: {problem}"
+            patient, q = data.draw(st.sampled_from(points), label="explained point")
+            rid = data.draw(st.sampled_from(rules.ids), label="explained rule")
+            explanation = session.explain(patient, rid, q.isoformat())
+            assert_explanation(refs[patient], ruleset.rules[rid].define, explanation["tree"]["derivation"], q)
+            used = {e["seq"] for e in explanation["events"]}
+            assert used >= set().union(*(set(n.get("events", [])) for n in tree_nodes(explanation["tree"])))
+
+
+@HISTORY
+@given(data=st.data(), tl=timelines(), rules=rule_sets())
+def test_history_intervals_agree_with_the_state_at_every_day_end_and_every_edge(
+    data: st.DataObject, tl: Timeline, rules: Rules
+) -> None:
+    note(f"rules: {rules.files} params: {rules.params}")
+    with tempfile.TemporaryDirectory() as tmp:
+        ruleset = load(Path(tmp) / "rules", rules)
+        with build_store(Path(tmp) / "store.duckdb", tl) as store:
+            session = Session(store, ruleset)
+            patient = data.draw(st.sampled_from(tl.patients), label="patient")
+            intervals = session.history(patient, rules.ids)
+            if not intervals:
+                return
+            start = min(i["start"] for i in intervals)
+            end = max(i["end"] for i in intervals)
+            moments = {end_of_day(start.date() + timedelta(days=k)) for k in range((end - start).days + 1)}
+            rows = [r for b in tl.batches for r in b if r["patient_id"] == patient]
+            moments |= {q for q in instants(rows) if start <= q <= end}
+            states = session.evaluate(
+                None, rules.ids, points_sql=values([(patient, q) for q in sorted(moments)])
+            )
+            for got in states:
+                lane = [i for i in intervals if i["rule"] == got.rule_id]
+                covering = [
+                    i
+                    for i in lane
+                    if i["start"] <= got.q and (got.q < i["end"] or (got.q == i["end"] and i is lane[-1]))
+                ]
+                assert len(covering) == 1, f"{got.rule_id} at {got.q}: {len(covering)} intervals cover it"
+                interval = covering[0]
+                want = "unknown" if got.value is None else got.value
+                assert interval["value"] == want, (
+                    f"{got.rule_id} at {got.q}: history {interval}, state {want}"
+                )
+                assert interval["reason"] == got.why, (
+                    f"{got.rule_id} at {got.q}: history {interval}, state {got.why}"
+                )

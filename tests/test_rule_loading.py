@@ -1,0 +1,395 @@
+"""Rule files that do not load say exactly where and why (file:line:column, did-you-mean),
+all at once; the `rules` commands report them with their exit codes; user directories
+override built-in rules by id; parameters change thresholds; the JSON Schema accepts the
+built-in pack."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.engine_support import write_rule
+from tests.support import run_cli
+from timeline.language.loader import BUILTIN_DIR, Problem, RuleError, load_rules
+from timeline.language.schema import rule_schema
+
+HEAD = "id: {id}\nversion: '1'\ndescription: a test rule\ncitation: the tests\n"
+
+
+def rule_file(directory: Path, rule_id: str, body: str) -> Path:
+    """A rule file whose lines after the 4-line header are ``body`` (line 5 onwards)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{rule_id}.yaml"
+    path.write_text(HEAD.format(id=rule_id) + textwrap.dedent(body).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def problems(directory: Path) -> list[Problem]:
+    with pytest.raises(RuleError) as caught:
+        load_rules([directory])
+    return caught.value.problems
+
+
+def only(directory: Path) -> Problem:
+    found = problems(directory)
+    assert len(found) == 1, [str(p) for p in found]
+    return found[0]
+
+
+def located(p: Problem, path: Path, line: int, message: str) -> None:
+    """``p`` is ``path:line:column: message`` with a real column."""
+    assert p.column >= 1
+    assert str(p) == f"{path}:{line}:{p.column}: {message}"
+
+
+# ---- one problem each -------------------------------------------------------------------------
+
+
+def test_a_yaml_syntax_error_is_reported_at_its_line_and_column(tmp_path: Path) -> None:
+    path = rule_file(tmp_path, "r", "define:\n  all: [true, false\n")
+    p = only(tmp_path)
+    assert (p.file, p.line) == (str(path), 7)
+    assert p.message.startswith("YAML syntax error")
+    assert str(p).startswith(f"{path}:7:")
+
+
+def test_an_unknown_operator_suggests_the_closest_one(tmp_path: Path) -> None:
+    path = rule_file(tmp_path, "r", "define:\n  al: [true, false]\n")
+    located(only(tmp_path), path, 6, "unknown operator 'al' (did you mean 'all'?)")
+
+
+def test_an_unknown_rule_reference_suggests_the_closest_rule(tmp_path: Path) -> None:
+    rule_file(tmp_path, "fever", "define: true\n")
+    path = rule_file(tmp_path, "r", "define:\n  not: {rule: fevr}\n")
+    located(only(tmp_path), path, 6, "unknown rule 'fevr' (did you mean 'fever'?)")
+
+
+def test_an_unknown_event_selector_name_suggests_the_closest_name(tmp_path: Path) -> None:
+    path = rule_file(
+        tmp_path,
+        "r",
+        """
+        events:
+          fever_event: {kind: finding, code: fever}
+        define:
+          exists: {select: fevr_event, window: 7 days}
+        """,
+    )
+    located(only(tmp_path), path, 8, "unknown event selector 'fevr_event' (did you mean 'fever_event'?)")
+
+
+def test_an_unknown_code_suggests_the_closest_code(tmp_path: Path) -> None:
+    path = rule_file(
+        tmp_path, "r", "define:\n  exists: {select: {kind: lab, code: 1988-6}, window: 7 days}\n"
+    )
+    located(only(tmp_path), path, 6, "unknown code '1988-6' (did you mean '1988-5'?)")
+
+
+def test_an_unknown_kind_suggests_the_closest_kind(tmp_path: Path) -> None:
+    path = rule_file(tmp_path, "r", "define:\n  exists: {select: {kind: labs}, window: 7 days}\n")
+    located(only(tmp_path), path, 6, "unknown kind 'labs' (did you mean 'lab'?)")
+
+
+def test_a_cycle_between_two_rules_is_named(tmp_path: Path) -> None:
+    rule_file(tmp_path, "a", "define:\n  not: {rule: b}\n")
+    rule_file(tmp_path, "b", "define:\n  not: {rule: a}\n")
+    p = only(tmp_path)
+    assert p.message in ("rules form a cycle: a → b → a", "rules form a cycle: b → a → b")
+    assert p.line == 6
+
+
+def test_a_rule_that_uses_itself_is_a_cycle(tmp_path: Path) -> None:
+    rule_file(tmp_path, "a", "define:\n  not: {rule: a}\n")
+    assert only(tmp_path).message == "rules form a cycle: a → a"
+
+
+def test_comparing_a_boolean_with_a_number_is_a_type_error(tmp_path: Path) -> None:
+    path = rule_file(tmp_path, "r", "define:\n  gt: [{on_drug: anakinra}, 5]\n")
+    located(only(tmp_path), path, 6, "gt compares a boolean with a number [1]")
+
+
+def test_ordering_booleans_is_a_type_error(tmp_path: Path) -> None:
+    rule_file(tmp_path, "r", "define:\n  lt: [{on_drug: anakinra}, true]\n")
+    assert only(tmp_path).message == "lt cannot order booleans"
+
+
+def test_a_threshold_in_a_unit_that_does_not_convert_is_an_error(tmp_path: Path) -> None:
+    path = rule_file(
+        tmp_path,
+        "r",
+        'define:\n  gt: [{latest: {select: {kind: lab, code: 2276-4}, within: 7 days}}, "48 U/L"]\n',
+    )
+    located(only(tmp_path), path, 6, "units do not convert: U/L vs ng/mL")
+
+
+def test_an_unknown_parameter_suggests_the_closest_parameter(tmp_path: Path) -> None:
+    path = rule_file(
+        tmp_path,
+        "r",
+        """
+        params:
+          threshold: {default: 38.0 Cel}
+        define:
+          ge: [{latest: {select: {kind: body_temperature}, within: 1 day}}, {param: thresold}]
+        """,
+    )
+    located(only(tmp_path), path, 8, "unknown parameter 'thresold' (did you mean 'threshold'?)")
+
+
+def test_an_unknown_window_key_suggests_the_closest_key(tmp_path: Path) -> None:
+    rule_file(
+        tmp_path, "r", "define:\n  exists: {select: {kind: finding}, window: {start: -7 days, ned: 0 days}}\n"
+    )
+    assert only(tmp_path).message == "unknown window key 'ned' (did you mean 'end'?)"
+
+
+def test_a_rule_file_without_required_keys_names_them(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("id: r\ndefine: true\n", encoding="utf-8")
+    messages = sorted(p.message for p in problems(tmp_path))
+    assert messages == [
+        "missing required key 'citation'",
+        "missing required key 'description'",
+        "missing required key 'version'",
+    ]
+
+
+# ---- all at once --------------------------------------------------------------------------------
+
+
+def test_problems_in_several_files_are_reported_together(tmp_path: Path) -> None:
+    a = rule_file(tmp_path, "a", "define:\n  al: [true]\n")
+    b = rule_file(tmp_path, "b", "define:\n  gt: [true, 5]\n")
+    c = rule_file(tmp_path, "c", "define:\n  exists: {select: {kind: labs}, window: 7 days}\n")
+    found = problems(tmp_path)
+    assert sorted(p.file for p in found) == sorted(str(x) for x in (a, b, c))
+
+
+def test_a_reference_to_a_rule_whose_file_has_problems_is_not_also_unknown(tmp_path: Path) -> None:
+    broken = rule_file(tmp_path, "a", "define:\n  al: [true]\n")
+    rule_file(tmp_path, "b", "define:\n  not: {rule: a}\n")
+    assert [p.file for p in problems(tmp_path)] == [str(broken)]
+
+
+def test_type_errors_are_reported_beside_problems_in_other_files(tmp_path: Path) -> None:
+    rule_file(tmp_path, "a", "define:\n  al: [true]\n")
+    b = rule_file(
+        tmp_path,
+        "b",
+        "define:\n  gt: [{latest: {select: {kind: lab, code: 2276-4}, within: 7 days}}, 48 U/L]\n",
+    )
+    found = problems(tmp_path)
+    located(found[-1], b, 6, "units do not convert: U/L vs ng/mL")
+
+
+def test_several_problems_in_one_file_are_reported_together(tmp_path: Path) -> None:
+    rule_file(
+        tmp_path,
+        "r",
+        """
+        statuss: checked
+        define:
+          all:
+            - al: [true]
+            - exists: {select: {kind: labs}, window: 7 days}
+        """,
+    )
+    assert len(problems(tmp_path)) == 3
+
+
+# ---- the rules commands --------------------------------------------------------------------------
+
+
+def test_rules_check_exits_8_and_prints_every_problem(tmp_path: Path) -> None:
+    a = rule_file(tmp_path, "a_bad", "define:\n  al: [true]\n")
+    b = rule_file(tmp_path, "b_bad", "define:\n  gt: [true, 5]\n")
+    result = run_cli("rules", "check", tmp_path)
+    assert result.exit_code == 8
+    assert "error: rule files have 2 problems" in result.stderr
+    assert f"{a}:6:7: unknown operator 'al' (did you mean 'all'?)" in result.stderr
+    assert f"{b}:6:7: gt compares a boolean with a number [1]" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_rules_check_json_lists_the_problems(tmp_path: Path) -> None:
+    rule_file(tmp_path, "a_bad", "define:\n  al: [true]\n")
+    result = run_cli("rules", "check", tmp_path, "--json")
+    assert result.exit_code == 8
+    data = json.loads(result.stdout)
+    assert data["ok"] is False
+    assert [(p["line"], p["column"]) for p in data["problems"]] == [(6, 7)]
+
+
+def test_rules_check_exits_0_on_valid_files(tmp_path: Path) -> None:
+    rule_file(tmp_path, "mine", "define: true\n")
+    result = run_cli("rules", "check", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("ok: ")
+
+
+def _example_rule(directory: Path, expected: str) -> None:
+    write_rule(
+        directory,
+        "high_crp",
+        {"gt": [{"latest": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days"}}, "6 mg/L"]},
+        examples=[
+            {
+                "name": "0.61 mg/dL is above 6 mg/L",
+                "events": [
+                    {
+                        "patient_id": "X",
+                        "kind": "lab",
+                        "code": "1988-5",
+                        "occurred_at": "2009-03-01",
+                        "value": 0.61,
+                        "unit": "mg/dL",
+                    }
+                ],
+                "expect": [{"at": "2009-03-01", "value": yaml.safe_load(expected)}],
+            }
+        ],
+    )
+
+
+def test_rules_test_exits_9_when_an_example_fails(tmp_path: Path) -> None:
+    _example_rule(tmp_path, "false")
+    result = run_cli("rules", "test", tmp_path, "--rule", "high_crp")
+    assert result.exit_code == 9, result.output
+    assert "FAIL high_crp@1: 0.61 mg/dL is above 6 mg/L" in result.stdout
+    assert "at 2009-03-01: expected False, got True" in result.stdout
+    assert "0 passed, 1 failed" in result.stdout
+
+
+def test_rules_test_exits_0_when_every_example_passes(tmp_path: Path) -> None:
+    _example_rule(tmp_path, "true")
+    result = run_cli("rules", "test", tmp_path, "--rule", "high_crp")
+    assert result.exit_code == 0, result.output
+    assert "1 passed, 0 failed" in result.stdout
+
+
+# ---- overrides and parameters ----------------------------------------------------------------------
+
+CRP_NORMAL = {
+    "normal": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days", "upper": {"param": "upper"}}
+}
+CRP_PARAMS = {"upper": {"default": "6 mg/L"}}
+
+
+def _store_with_crp(tmp_path: Path, value: float) -> Path:
+    store = tmp_path / "store.duckdb"
+    csv = tmp_path / "crp.csv"
+    csv.write_text(f"patient_id,kind,occurred_at,code,value,unit\nX,lab,2009-03-01,1988-5,{value},mg/L\n")
+    assert run_cli("init", "--store", store).exit_code == 0
+    assert run_cli("ingest", csv, "--store", store, "--author", "tests").exit_code == 0
+    return store
+
+
+def test_a_user_rule_with_a_built_in_id_overrides_it_and_is_marked(tmp_path: Path) -> None:
+    builtin = BUILTIN_DIR / "sjia" / "crp_normal.yaml"
+    assert builtin.exists()
+    mine = write_rule(tmp_path / "site", "crp_normal", CRP_NORMAL, params={"upper": {"default": "10 mg/L"}})
+    result = run_cli("rules", "list", "--rules", tmp_path / "site", "--json")
+    assert result.exit_code == 0, result.output
+    listed = {r["id"]: r for r in json.loads(result.stdout)["rules"]}
+    assert listed["crp_normal"]["source"] == str(mine)
+    assert listed["crp_normal"]["overrides"] == str(builtin)
+    assert all(r["overrides"] is None for rid, r in listed.items() if rid != "crp_normal")
+
+
+def test_the_override_is_the_rule_that_is_evaluated(tmp_path: Path) -> None:
+    store = _store_with_crp(tmp_path, 8)
+    write_rule(tmp_path / "site", "crp_normal", CRP_NORMAL, params={"upper": {"default": "10 mg/L"}})
+    args = ("state", "X", "--at", "2009-03-01", "--rule", "crp_normal", "--store", store, "--json")
+    assert json.loads(run_cli(*args).stdout)["states"][0]["value"] is False
+    data = json.loads(run_cli(*args, "--rules", tmp_path / "site").stdout)
+    assert data["states"][0]["value"] is True
+    assert data["manifest"]["overrides"] == {"crp_normal": str(tmp_path / "site" / "crp_normal.yaml")}
+
+
+def test_a_param_option_changes_a_threshold(tmp_path: Path) -> None:
+    store = _store_with_crp(tmp_path, 8)
+    write_rule(tmp_path / "site", "my_crp", CRP_NORMAL, params=CRP_PARAMS)
+    args = (
+        "state",
+        "X",
+        "--at",
+        "2009-03-01",
+        "--rule",
+        "my_crp",
+        "--rules",
+        tmp_path / "site",
+        "--store",
+        store,
+    )
+    assert json.loads(run_cli(*args, "--json").stdout)["states"][0]["value"] is False
+    changed = run_cli(*args, "--param", "my_crp.upper=10 mg/L", "--json")
+    assert changed.exit_code == 0, changed.output
+    assert json.loads(changed.stdout)["states"][0]["value"] is True
+
+
+def test_a_params_file_changes_a_threshold_and_the_rules_digest(tmp_path: Path) -> None:
+    store = _store_with_crp(tmp_path, 8)
+    write_rule(tmp_path / "site", "my_crp", CRP_NORMAL, params=CRP_PARAMS)
+    args = (
+        "state",
+        "X",
+        "--at",
+        "2009-03-01",
+        "--rule",
+        "my_crp",
+        "--rules",
+        tmp_path / "site",
+        "--store",
+        store,
+        "--json",
+    )
+    before = json.loads(run_cli(*args).stdout)
+    (tmp_path / "site" / "params.yaml").write_text("my_crp: {upper: 1 mg/dL}\n", encoding="utf-8")
+    after = json.loads(run_cli(*args).stdout)
+    assert (before["states"][0]["value"], after["states"][0]["value"]) == (False, True)
+    assert before["manifest"]["rules_digest"] != after["manifest"]["rules_digest"]
+
+
+def test_a_param_for_an_unknown_parameter_is_an_error(tmp_path: Path) -> None:
+    write_rule(tmp_path / "site", "my_crp", CRP_NORMAL, params=CRP_PARAMS)
+    with pytest.raises(RuleError) as caught:
+        load_rules([tmp_path / "site"], params={"my_crp": {"uper": "10 mg/L"}})
+    assert [p.message for p in caught.value.problems] == [
+        "rule 'my_crp' has no parameter 'uper' (did you mean 'upper'?)"
+    ]
+
+
+def test_a_param_in_a_unit_that_does_not_convert_is_an_error(tmp_path: Path) -> None:
+    write_rule(tmp_path / "site", "my_crp", CRP_NORMAL, params=CRP_PARAMS)
+    result = run_cli(
+        "rules", "show", "my_crp", "--rules", tmp_path / "site", "--param", "my_crp.upper=10 U/L"
+    )
+    assert result.exit_code == 8
+    assert "my_crp.upper" in result.stderr
+    assert "Traceback" not in result.output
+
+
+# ---- the JSON Schema ---------------------------------------------------------------------------------
+
+
+def test_rules_schema_prints_a_json_schema() -> None:
+    result = run_cli("rules", "schema")
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+
+@pytest.mark.parametrize("path", sorted((BUILTIN_DIR / "sjia").glob("*.yaml")), ids=lambda p: p.stem)
+def test_the_schema_accepts_every_built_in_rule_file(path: Path) -> None:
+    if path.stem == "params":
+        pytest.skip("site parameters, not a rule")
+    validator = jsonschema.Draft202012Validator(rule_schema())
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(yaml.safe_load(path.read_text()))
+    ]
+    assert errors == []
