@@ -29,9 +29,8 @@ numbers of the event versions used. The evidence contract (what the engine must 
 - comparisons, arithmetic, ``not``, ``clip``, ``pct_change``, rule references: the union of
   their operands'.
 
-Episodes are the one place where events after ``q`` matter: episodes are formed from the
-whole record and then merged across gaps (the engine's reading; see the xfail test
-``test_in_episode_ignores_an_episode_that_starts_after_the_date``).
+``in_episode`` tests the raw intervals (no look-ahead: bridging a gap needs the next episode,
+which lies after ``q``); ``episode_count`` counts episodes merged across gaps ≤ merge_gap.
 """
 
 from __future__ import annotations
@@ -140,7 +139,7 @@ class Reference:
     events: Sequence[dict[str, Any]]
     memo: dict[tuple[int, datetime], Val] = field(default_factory=dict)
     cp_memo: dict[int, list[datetime]] = field(default_factory=dict)
-    ep_memo: dict[int, list[Episode]] = field(default_factory=dict)
+    ep_memo: dict[tuple[int, bool], list[Episode]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.events = sorted(self.events, key=lambda e: (e["occurred_at"], e["seq"]))
@@ -512,9 +511,9 @@ class Reference:
         return Val(True, None, ev)
 
     # ---- episodes
-    def episodes(self, spec: ast.Episodes) -> list[Episode]:
-        """Merged episodes over the whole record (an open episode ends at FAR)."""
-        key = id(spec)
+    def episodes(self, spec: ast.Episodes, merged_across_gaps: bool = True) -> list[Episode]:
+        """Episodes over the whole record, merged across gaps or raw (an open episode ends at FAR)."""
+        key = (id(spec), merged_across_gaps)
         if key in self.ep_memo:
             return self.ep_memo[key]
         raw: list[tuple[datetime, int, datetime, tuple[int, ...]]] = []
@@ -543,6 +542,10 @@ class Reference:
                 raw.append((moments[i], 0, end, ev))
                 i = j + 1
         raw.sort(key=lambda r: (r[0], r[1]))
+        if not merged_across_gaps:
+            episodes = [Episode(s, e, ev) for s, _, e, ev in raw]
+            self.ep_memo[key] = episodes
+            return episodes
         gap = self.duration(spec.merge_gap)
         merged: list[Episode] = []
         for s, _, e, ev in raw:
@@ -556,7 +559,8 @@ class Reference:
         return merged
 
     def _InEpisode(self, node: ast.InEpisode, q: datetime) -> Val:
-        inside = [ep for ep in self.episodes(node.episodes) if ep.s <= q <= ep.e]
+        # raw intervals: bridging a gap would need the next episode, after q
+        inside = [ep for ep in self.episodes(node.episodes, merged_across_gaps=False) if ep.s <= q <= ep.e]
         return Val(bool(inside), None, tuple(s for ep in inside for s in ep.ev))
 
     def _EpisodeCount(self, node: ast.EpisodeCount, q: datetime) -> Val:
@@ -642,7 +646,7 @@ class Reference:
             inner = self.candidates(node.expr)
             return self._around(inner, [None, self.duration(node.duration)])
         if isinstance(node, ast.InEpisode):
-            eps = self.episodes(node.episodes)
+            eps = self.episodes(node.episodes, merged_across_gaps=False)
             out = self._around([ep.s for ep in eps] + [ep.e for ep in eps], [None])
             if node.episodes.when is not None:
                 out |= set(self.candidates(node.episodes.when))

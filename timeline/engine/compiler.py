@@ -632,8 +632,9 @@ class Compiler:
             GROUP BY p.patient_id, p.q0"""
 
     # ---- episodes
-    def episodes(self, spec: ast.Episodes) -> str:
-        """(patient_id, s, e, ev): merged episodes; ``e`` is FAR for an open episode."""
+    def episodes(self, spec: ast.Episodes, merged: bool = True) -> str:
+        """(patient_id, s, e, ev): episodes (merged across gaps ≤ merge_gap, or the raw
+        intervals); ``e`` is FAR for an open episode."""
         gap = self.duration(spec.merge_gap)
         if spec.select is not None:
             src = self.select(spec.select)
@@ -644,6 +645,8 @@ class Compiler:
             assert spec.when is not None
             raw = self.condition_intervals(spec.when)
         raw_name = self.add(self.fresh("r"), raw)
+        if not merged:
+            return raw_name
         marked = self.add(
             self.fresh("k"),
             f"""SELECT *, CASE WHEN s <= max(e) OVER (PARTITION BY patient_id ORDER BY s, seq
@@ -676,7 +679,10 @@ class Compiler:
             WHERE b GROUP BY patient_id, grp"""
 
     def _InEpisode(self, node: ast.InEpisode, points: str) -> str:
-        eps = self.episodes(node.episodes)
+        # Inside a recorded (or condition) interval. Gaps are not bridged here: bridging a gap
+        # needs the next episode, which has not happened yet at a moment inside the gap.
+        # Merging across gaps counts episodes (episode_count).
+        eps = self.episodes(node.episodes, merged=False)
         return f"""SELECT p.patient_id, p.q, count(e.s) > 0 AS b, NULL::DOUBLE AS x, NULL AS why,
                 coalesce(flatten(list(e.ev) FILTER (WHERE e.s IS NOT NULL)), {EMPTY}) AS ev,
                 min(e.s) AS lo, CASE WHEN max(e.e) = {FAR} THEN NULL ELSE max(e.e) END AS hi,
@@ -813,7 +819,7 @@ class Compiler:
             d = self.duration(node.duration)
             return self._shifted(inner, ["", f"+ {d.sql()}"], "c")
         if isinstance(node, ast.InEpisode):
-            eps = self.episodes(node.episodes)
+            eps = self.episodes(node.episodes, merged=False)
             return [
                 f"SELECT patient_id, s AS c FROM {eps}",
                 f"SELECT patient_id, e + {_EPS} AS c FROM {eps} WHERE e < {FAR}",
