@@ -101,6 +101,7 @@ def ingest_file(
             source_sha256=digest,
             progress=progress,
             started=started,
+            ordered_rows=fmt == "csv",
         )
     except IngestError as exc:
         if fmt == "meds":  # name the data file and its row beside the dataset-wide row number
@@ -545,9 +546,14 @@ def content_hash_sql(schema: str) -> str:
     return f"sha256(json_array({', '.join('s.' + c for c in cols)})::VARCHAR)"
 
 
-def _stage(con: duckdb.DuckDBPyConnection, tz: str, schema: str) -> None:
+def _stage(con: duckdb.DuckDBPyConnection, tz: str, schema: str, ordered_rows: bool = True) -> None:
     """Build ``tl_stage`` from ``tl_raw`` in one statement: typed values, ``bad_*`` flags
-    and ``raw_*`` text of the non-text columns, parsed times, content hash and event id."""
+    and ``raw_*`` text of the non-text columns, parsed times, content hash and event id.
+
+    ``ordered_rows``: tl_raw numbers its rows in the order it reads them (a CSV view's
+    ``row_number() OVER ()``), so insertion order must be kept. Otherwise (``__row`` is
+    explicit) the stage is built without it, which lets DuckDB build it on every thread
+    under the ingest memory limit (it falls back to one thread to keep order)."""
     con.execute("CREATE OR REPLACE TEMP MACRO tl_quote(x) AS chr(39) || x || chr(39)")
     con.execute("CREATE OR REPLACE TEMP MACRO tl_num(x) AS regexp_replace(x::VARCHAR, '\\.0$', '')")
     present = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE tl_raw").fetchall()}
@@ -575,14 +581,20 @@ def _stage(con: duckdb.DuckDBPyConnection, tz: str, schema: str) -> None:
                 flags.append(f"false AS bad_{col}")
     occ, occ_p = _when_sql("occurred_at", tz)
     end, end_p = _when_sql("ended_at", tz)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE tl_stage AS
-        SELECT *, coalesce(event_id, 'ev-' || left(content_hash, 20)) AS eid FROM (
-            SELECT s.*, {", ".join(flags)}, {occ} AS occ_ts, {occ_p} AS occ_precision,
-                   {end} AS end_ts, CASE WHEN s.ended_at IS NOT NULL THEN {end_p} END AS end_precision,
-                   {content_hash_sql(schema)} AS content_hash
-            FROM (SELECT r.__row, {", ".join(select)} FROM tl_raw r) s)"""
-    )
+    row = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    keep = bool(row[0]) if row else True
+    con.execute(f"SET preserve_insertion_order = {str(keep and ordered_rows).lower()}")
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE tl_stage AS
+            SELECT *, coalesce(event_id, 'ev-' || left(content_hash, 20)) AS eid FROM (
+                SELECT s.*, {", ".join(flags)}, {occ} AS occ_ts, {occ_p} AS occ_precision,
+                       {end} AS end_ts, CASE WHEN s.ended_at IS NOT NULL THEN {end_p} END AS end_precision,
+                       {content_hash_sql(schema)} AS content_hash
+                FROM (SELECT r.__row, {", ".join(select)} FROM tl_raw r) s)"""
+        )
+    finally:
+        con.execute(f"SET preserve_insertion_order = {str(keep).lower()}")
 
 
 def _conversions(con: duckdb.DuckDBPyConnection) -> None:
@@ -863,11 +875,12 @@ def _write_batch(
     source_sha256: str | None = None,
     progress: Progress | None = None,
     started: float,
+    ordered_rows: bool = True,
 ) -> IngestResult:
     _require_text(author, "author")
     con = store.con
     run = _Runner(con, progress)
-    run("checking", lambda: _stage(con, store.timezone, store.schema_version))
+    run("checking", lambda: _stage(con, store.timezone, store.schema_version, ordered_rows))
     _conversions(con)
     now_local = datetime.now(UTC).astimezone(ZoneInfo(store.timezone)).replace(tzinfo=None)
     errors, total = run("checking", lambda: _collect_errors(con, _checks(store, op, now_local)))
