@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.engine import Exit, ParamOpt, RulesOpt, load, session
+from cli.options import AsKnownOpt, StoreOpt, WaitOpt
 from cli.output import cell, console, dump_json, error
 
 if TYPE_CHECKING:
@@ -26,16 +27,6 @@ cohort_app = typer.Typer(
 )
 
 FileArg = Annotated[Path, typer.Argument(metavar="FILE", help="Cohort file (YAML).")]
-StoreOpt = Annotated[Path | None, typer.Option("--store", "-s", help="Store file.")]
-WaitOpt = Annotated[
-    float, typer.Option("--wait", metavar="SECONDS", help="Retry this long if the store is busy.")
-]
-AsKnownOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--as-known-at", metavar="T", help="Use the record as it stood at T (UTC date or date-time)."
-    ),
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON with a reproducibility manifest.")]
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli.options import AsKnownOpt, StoreOpt, WaitOpt
 from cli.output import cell, console, dump_json, error
 
 if TYPE_CHECKING:
@@ -89,15 +90,11 @@ def state(
     patient: Annotated[str, typer.Argument(help="Patient id.")],
     at: Annotated[str, typer.Option("--at", help="Date (the whole day) or date-time to evaluate at.")],
     rule: RuleIdOpt = None,
-    as_known_at: Annotated[
-        str | None, typer.Option("--as-known-at", metavar="T", help="Use the record as it stood at T (UTC).")
-    ] = None,
+    as_known_at: AsKnownOpt = None,
     rules: RulesOpt = None,
     param: ParamOpt = None,
-    store: Annotated[Path | None, typer.Option("--store", "-s", help="Store file.")] = None,
-    wait: Annotated[
-        float, typer.Option("--wait", metavar="SECONDS", help="Retry this long if the store is busy.")
-    ] = 0,
+    store: StoreOpt = None,
+    wait: WaitOpt = 0,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print JSON with a reproducibility manifest.")
     ] = False,
@@ -140,15 +137,11 @@ def explain(
     patient: Annotated[str, typer.Argument(help="Patient id.")],
     rule_id: Annotated[str, typer.Argument(metavar="RULE", help="Rule id.")],
     at: Annotated[str, typer.Option("--at", help="Date (the whole day) or date-time.")],
-    as_known_at: Annotated[
-        str | None, typer.Option("--as-known-at", metavar="T", help="Use the record as it stood at T (UTC).")
-    ] = None,
+    as_known_at: AsKnownOpt = None,
     rules: RulesOpt = None,
     param: ParamOpt = None,
-    store: Annotated[Path | None, typer.Option("--store", "-s", help="Store file.")] = None,
-    wait: Annotated[
-        float, typer.Option("--wait", metavar="SECONDS", help="Retry this long if the store is busy.")
-    ] = 0,
+    store: StoreOpt = None,
+    wait: WaitOpt = 0,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the derivation as JSON (for audit files).")
     ] = False,
@@ -263,15 +256,11 @@ def history(
     rule: RuleIdOpt = None,
     start: Annotated[str | None, typer.Option("--from", help="First date.")] = None,
     end: Annotated[str | None, typer.Option("--to", help="Last date.")] = None,
-    as_known_at: Annotated[
-        str | None, typer.Option("--as-known-at", metavar="T", help="Use the record as it stood at T (UTC).")
-    ] = None,
+    as_known_at: AsKnownOpt = None,
     rules: RulesOpt = None,
     param: ParamOpt = None,
-    store: Annotated[Path | None, typer.Option("--store", "-s", help="Store file.")] = None,
-    wait: Annotated[
-        float, typer.Option("--wait", metavar="SECONDS", help="Retry this long if the store is busy.")
-    ] = 0,
+    store: StoreOpt = None,
+    wait: WaitOpt = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print intervals as JSON.")] = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print intervals as CSV.")] = False,
 ) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from cli.options import AsKnownOpt, JsonOpt, StoreOpt, WaitOpt
 from cli.output import cell, console, dump_json, error
 
 if TYPE_CHECKING:
@@ -29,31 +30,6 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-StoreOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--store",
-        "-s",
-        help="Store file. Default: $TIMELINE_STORE, else ./timeline.duckdb.",
-        show_default=False,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
-WaitOpt = Annotated[
-    float,
-    typer.Option(
-        "--wait", metavar="SECONDS", help="If another process writes to the store, retry this long."
-    ),
-]
-AsKnownOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--as-known-at",
-        metavar="T",
-        help="Show the record as it stood at this moment (UTC date or ISO date-time). Default: now.",
-    ),
-]
 
 
 class Exit(Exception):

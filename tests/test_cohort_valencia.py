@@ -21,6 +21,16 @@ from timeline.store import Store
 VALENCIA = EXAMPLES / "valencia"
 
 
+def _load_valencia(path: Path) -> Any:
+    """Build a store of the Valencia example with examples/valencia/load.py (not a package)."""
+    spec_ = importlib.util.spec_from_file_location("valencia_load", VALENCIA / "load.py")
+    assert spec_ is not None and spec_.loader is not None
+    module = importlib.util.module_from_spec(spec_)
+    sys.modules[spec_.name] = module
+    spec_.loader.exec_module(module)
+    return module.load(path)
+
+
 @pytest.fixture(scope="module")
 def truth() -> dict[str, Any]:
     data: dict[str, Any] = json.loads((VALENCIA / "ground_truth.json").read_text(encoding="utf-8"))
@@ -29,13 +39,8 @@ def truth() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Report:
-    spec_ = importlib.util.spec_from_file_location("valencia_load_for_cohort", VALENCIA / "load.py")
-    assert spec_ is not None and spec_.loader is not None
-    module = importlib.util.module_from_spec(spec_)
-    sys.modules[spec_.name] = module
-    spec_.loader.exec_module(module)
     path: Path = tmp_path_factory.mktemp("valencia-cohort") / "valencia.duckdb"
-    module.load(path)
+    _load_valencia(path)
     rules = load_rules()
     cohort = load_cohort(VALENCIA / "cohort.yaml", rules)
     with Store.open(path) as store:
@@ -109,13 +114,8 @@ def test_mas_episodes_at_diagnosis_and_on_anakinra(report: Report, truth: dict[s
 @pytest.fixture(scope="module")
 def before(tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, dict[str, Any]]:
     """The same cohort, on the record as it stood before the corrections and the retraction."""
-    spec_ = importlib.util.spec_from_file_location("valencia_load_for_before", VALENCIA / "load.py")
-    assert spec_ is not None and spec_.loader is not None
-    module = importlib.util.module_from_spec(spec_)
-    sys.modules[spec_.name] = module
-    spec_.loader.exec_module(module)
     path: Path = tmp_path_factory.mktemp("valencia-before") / "valencia.duckdb"
-    loaded = module.load(path)
+    loaded = _load_valencia(path)
     rules = load_rules()
     cohort = load_cohort(VALENCIA / "cohort.yaml", rules)
     truth_before = json.loads((VALENCIA / "ground_truth.json").read_text(encoding="utf-8"))[
