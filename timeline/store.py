@@ -274,11 +274,19 @@ class Store:
         *,
         patients_sql: str | None = None,
         kinds: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> str:
         """SQL for the current timeline at ``high_water``: the latest version of every
         event that is not retracted. Pruning by patient (a list, or a subquery yielding
-        patient_id) and by kind happens before the window: no correction can change an
-        event's patient or kind, so every version of an event shares them."""
+        patient_id) and by kind happens first: no correction can change an event's patient
+        or kind, so every version of an event shares them. ``columns`` narrows the output
+        (the rule engine reads 25 of the 43 columns; copying the rest cost half its time).
+
+        A version is current when no later version of its event exists at ``high_water``.
+        Every later version is a correction or a retraction (a second assertion of an event
+        id is a duplicate or a conflict, never stored), so the test is an anti-join against
+        the few correction rows rather than a window over every row (2M events: 1.24 s →
+        0.64 s with the engine's columns)."""
         where = f"seq <= {int(high_water)}"
         if patient_ids is not None:
             where += " AND patient_id IN (" + ", ".join(_quote(p) for p in patient_ids) + ")"
@@ -286,11 +294,11 @@ class Store:
             where += f" AND patient_id IN ({patients_sql})"
         if kinds is not None:
             where += " AND kind IN (" + ", ".join(_quote(k) for k in kinds) + ")"
+        cols = ", ".join(columns) if columns else "*"
         return f"""
-            SELECT * EXCLUDE (rn) FROM (
-                SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY seq DESC) AS rn
-                FROM events WHERE {where}
-            ) WHERE rn = 1 AND op <> 'retract'
+            SELECT {cols} FROM events e WHERE {where} AND op <> 'retract'
+              AND NOT EXISTS (SELECT 1 FROM events l WHERE l.op <> 'assert' AND l.seq <= {int(high_water)}
+                              AND l.event_id = e.event_id AND l.seq > e.seq)
         """
 
     def events(

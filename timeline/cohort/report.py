@@ -173,6 +173,7 @@ def run_cohort(
 
     started = time.perf_counter()
     run = _Run(session, spec, progress or (lambda stage, frac: None))
+    run.evidence = patients is not None  # a whole cohort counts; explaining one patient shows why
     run.load(patients)
     report = run.report()
     report.seconds = round(time.perf_counter() - started, 3)
@@ -188,6 +189,7 @@ class _Run:
         self.facts: dict[str, PatientFacts] = {}
         self.pop: list[str] = []
         self.comp0 = Compiler(session.rules, "SELECT 1")
+        self.evidence = True
 
     def sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.con.execute(query, list(params)).fetchall()
@@ -297,7 +299,7 @@ class _Run:
         ids = list(dict.fromkeys(rule_ids))
         if not ids:
             return []
-        return self.s.evaluate(None, ids, points_sql=points_sql)
+        return self.s.evaluate(None, ids, points_sql=points_sql, evidence=self.evidence)
 
     def _population(self) -> None:
         spec = self.spec

@@ -36,6 +36,13 @@ _OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "=", "ne": "<>"}
 _MED_KINDS = ("medication_start", "medication_dose_change", "medication_stop", "discontinuation")
 _EPS = "INTERVAL 1 MICROSECOND"
 FAR = "TIMESTAMP '9999-12-31 00:00:00'"
+# The event columns rules can read (selectors, fields, units, episodes): the engine's copy of
+# the current timeline carries these and leaves hashes, provenance and notes behind.
+ENGINE_COLUMNS = (
+    "patient_id", "seq", "kind", "occurred_at", "ended_at", "ended_precision", "code", "value", "unit",
+    "ref_low", "ref_high", "orig_value", "orig_unit", "present", "drug", "dose", "dose_unit", "frequency",
+    "active_joints", "limited_joints", "grade",
+)  # fmt: skip
 
 
 class Unsupported(TimelineError):
@@ -664,7 +671,23 @@ class Compiler:
         """Intervals over which a boolean holds, from its value at each of its change points."""
         cp = self.change_points(cond)
         pts2 = self.add(self.fresh("p"), f"SELECT DISTINCT patient_id, c AS q FROM {cp}")
-        inner = self.node(cond, pts2)
+        guard = self.guard(cond)
+        if guard is None:
+            inner = self.node(cond, pts2)
+        else:
+            # Only where the condition holds matters here. An `all` holds only where each of
+            # its items does, so the cheapest item, evaluated at every change point, picks the
+            # few points worth evaluating the whole condition at (MAS: ferritin > 684 at 431k
+            # change points → the criteria at ~5k; 10k patients, 6.0 s → 0.5 s). Elsewhere
+            # the value is left NULL: not true, which is all the runs below distinguish.
+            g = self.node(guard, pts2)
+            pts3 = self.add(self.fresh("p"), f"SELECT patient_id, q FROM {g} WHERE b")
+            full = self.node(cond, pts3)
+            inner = self.add(
+                self.fresh("n"),
+                f"""SELECT p.patient_id, p.q, f.b, f.ev FROM {pts2} p
+                    LEFT JOIN {full} f ON f.patient_id = p.patient_id AND f.q = p.q""",
+            )
         runs = self.add(
             self.fresh("u"),
             f"""SELECT patient_id, q, b, ev,
@@ -677,6 +700,21 @@ class Compiler:
                     list_distinct(flatten(list(ev))) AS ev, min(q)::VARCHAR AS seq0, 0 AS seq FROM (
                 SELECT *, sum(chg) OVER (PARTITION BY patient_id ORDER BY q) AS grp FROM {runs})
             WHERE b GROUP BY patient_id, grp"""
+
+    def guard(self, cond: ast.Node) -> ast.Node | None:
+        """An item that must be true wherever ``cond`` is (the smallest item of an ``all``),
+        or None."""
+        while isinstance(cond, ast.RuleRef):
+            cond = self.rules.rules[cond.rule].define
+        if not isinstance(cond, ast.Logic) or cond.op != "all" or len(cond.items) < 2:
+            return None
+        return min(cond.items, key=self.size)
+
+    def size(self, node: ast.Node) -> int:
+        """Nodes in a tree, referenced rules included: a cost estimate."""
+        if isinstance(node, ast.RuleRef):
+            return 1 + self.size(self.rules.rules[node.rule].define)
+        return 1 + sum(self.size(c) for c in _node_children(node))
 
     def _InEpisode(self, node: ast.InEpisode, points: str) -> str:
         # Inside a recorded (or condition) interval. Gaps are not bridged here: bridging a gap
