@@ -243,6 +243,23 @@ class Reference:
         return hi is None or (t <= hi if w.end_inclusive else t < hi)
 
     # ---- leaves
+    def _Age(self, node: ast.Age, q: datetime) -> Val:
+        birth = ast.Anchor(select=ast.Selector(name="birth", kinds=("birth",)), which="first")
+        return self.since(birth, node.unit, q, "birth date")
+
+    def _TimeSince(self, node: ast.TimeSince, q: datetime) -> Val:
+        return self.since(node.anchor, node.unit, q, node.anchor.select.name)
+
+    def since(self, anchor: ast.Anchor, unit: str, q: datetime, label: str) -> Val:
+        """Whole calendar days from the anchor's date to the date of q, in days, or divided by
+        the mean month (30.4375 days) or year (365.25 days)."""
+        found = self.anchor(anchor, q)
+        if found is None:
+            return Val(None, f"no {label} recorded up to the date")
+        days = (q.date() - found["occurred_at"].date()).days
+        per = {"years": 365.25, "months": 30.4375, "days": 1.0}[unit]
+        return Val(rnd(days / per, 6), None, (found["seq"],))
+
     def _Const(self, node: ast.Const, q: datetime) -> Val:
         return Val(node.value)
 
