@@ -33,3 +33,67 @@ def test_ingest_benchmark_quick(
         assert f"{fmt} ingest 2,000 ev" in out
         assert f"{fmt} 2,000 ev peak RSS, MiB" in out
     assert "ratio" in out and "machine:" in out
+
+
+def test_suite_runs_every_engine_figure_at_a_tiny_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import suite
+
+    monkeypatch.setattr(suite, "DATA", tmp_path)
+    argv = [
+        "--size",
+        "20",
+        "--runs",
+        "1",
+        "--no-write",
+        "--only",
+        "ingest,pack,history,naive",
+        "--sample",
+        "2",
+    ]
+    assert suite.main(argv) == 0
+    out = capsys.readouterr().out
+    for figure in (
+        "ingest (parquet)",
+        "ingest (csv)",
+        "whole sJIA pack",
+        "history intervals",
+        "naive per-patient",
+    ):
+        assert f"| {figure}" in out
+    assert "0 of 216 answers differ" in out  # 2 patients × 3 points × 36 rules, engine = replay
+
+
+def test_suite_readme_section_shows_growth_between_sizes() -> None:
+    from benchmarks import suite
+
+    def result(n: int, seconds: float) -> dict[str, object]:
+        figure = {
+            "figure": "whole sJIA pack",
+            "ours_s": seconds,
+            "anchor": "a",
+            "anchor_s": 1.0,
+            "ratio": seconds,
+            "goal": "≤ 10×",
+        }
+        return {
+            "size": n,
+            "patients": n,
+            "events": 200 * n,
+            "runs": 3,
+            "date": "2026-11-24",
+            "machine": "m",
+            "figures": [figure],
+        }
+
+    text = suite.render([result(100_000, 40.0), result(10_000, 5.0)])
+    assert text.index("### 10k patients") < text.index("### 100k patients")
+    assert "| whole sJIA pack | 0.500 | 0.400 |" in text  # seconds per 1,000 patients at each size
+
+
+def test_suite_rejects_an_unknown_size() -> None:
+    from benchmarks import suite
+
+    with pytest.raises(SystemExit, match="give 10k, 100k, 1M or a number of patients"):
+        suite.size_of("huge")

@@ -74,8 +74,12 @@ class Compiled:
 class Compiler:
     """Compiles rules of a :class:`RuleSet` over the base points relation ``pts``."""
 
-    def __init__(self, rules: RuleSet, events_sql: str) -> None:
+    def __init__(self, rules: RuleSet, events_sql: str, evidence: bool = True) -> None:
+        """``evidence=False`` compiles for values and unknown reasons only (cohort runs,
+        histories): nodes whose evidence costs more than their value (``held_for``) then
+        take a cheaper plan, and leave ``ev`` empty and ``note`` NULL."""
         self.rules = rules
+        self.evidence = evidence
         self.out = Compiled()
         self.counter = 0
         self.selectors: dict[str, str] = {}
@@ -614,6 +618,8 @@ class Compiler:
             FROM {a} a LEFT JOIN {inner} e ON e.patient_id = a.patient_id AND e.q = a.ta + {off.sql()}"""
 
     def _HeldFor(self, node: ast.HeldFor, points: str) -> str:
+        if not self.evidence:
+            return self._held_for_values(node, points)
         d = self.duration(node.duration)
         cp = self.change_points(node.expr)
         pts2 = self.add(
@@ -637,6 +643,52 @@ class Compiler:
                      ELSE 'checked at ' || count(*) || ' change point(s) over the last {d}' END AS note
             FROM {pts2} p JOIN {inner} e ON e.patient_id = p.patient_id AND e.q = p.q
             GROUP BY p.patient_id, p.q0"""
+
+    def _held_for_values(self, node: ast.HeldFor, points: str) -> str:
+        """``held_for`` without evidence, in O(n log n) instead of a join of every point with
+        every change point of its window (quadratic for the dense points of a history).
+
+        The expression is sampled at its change points (those that can matter: from the
+        earliest window start to the latest point of each patient) and at each window start
+        q − d. A sample's value holds until the next change point, so the value held over the
+        whole of [q − d, q] exactly when no sample in [q − d, q] is false (or unknown). A
+        running maximum of the times of false (unknown) samples, looked up as of q, answers
+        that for every point at once; only points left unknown join their window's unknown
+        samples, for the reasons."""
+        d = self.duration(node.duration)
+        cp = self.change_points(node.expr)
+        span = self.add(
+            self.fresh("p"),
+            f"SELECT patient_id, min(q) - {d.sql()} AS lo, max(q) AS hi FROM {points} GROUP BY patient_id",
+        )
+        samples = self.add(
+            self.fresh("p"),
+            f"""SELECT DISTINCT c.patient_id, c.c AS q FROM {cp} c JOIN {span} s ON s.patient_id = c.patient_id
+                    AND c.c > s.lo AND c.c <= s.hi
+                UNION SELECT patient_id, q - {d.sql()} FROM {points}""",
+        )
+        inner = self.node(node.expr, samples)
+        runs = self.add(
+            self.fresh("u"),
+            f"""SELECT patient_id, q AS t,
+                    max(CASE WHEN b = false THEN q END) OVER w AS last_false,
+                    max(CASE WHEN b IS NULL THEN q END) OVER w AS last_unknown
+                FROM {inner} WINDOW w AS (PARTITION BY patient_id ORDER BY q ROWS UNBOUNDED PRECEDING)""",
+        )
+        held = self.add(
+            self.fresh("n"),
+            f"""SELECT p.patient_id, p.q,
+                    CASE WHEN r.last_false >= p.q - {d.sql()} THEN false
+                         WHEN r.last_unknown >= p.q - {d.sql()} THEN NULL ELSE true END AS b
+                FROM {points} p ASOF LEFT JOIN {runs} r ON r.patient_id = p.patient_id AND r.t <= p.q""",
+        )
+        return f"""SELECT h.patient_id, h.q, h.b, NULL::DOUBLE AS x,
+                CASE WHEN h.b IS NULL THEN 'not known at every moment of the last {d}: '
+                     || string_agg(DISTINCT e.why, '; ' ORDER BY e.why) END AS why,
+                {EMPTY} AS ev, h.q - {d.sql()} AS lo, h.q AS hi, NULL AS note
+            FROM {held} h LEFT JOIN {inner} e ON h.b IS NULL AND e.b IS NULL AND e.patient_id = h.patient_id
+                AND e.q >= h.q - {d.sql()} AND e.q <= h.q
+            GROUP BY h.patient_id, h.q, h.b"""
 
     # ---- episodes
     def episodes(self, spec: ast.Episodes, merged: bool = True) -> str:

@@ -97,14 +97,14 @@ class Session:
     def manifest(self) -> dict[str, Any]:
         return manifest(self.store, self.rules, self.high_water, self.as_known_at)
 
-    def _compiler(self, patients: Sequence[str] | None) -> Compiler:
+    def _compiler(self, patients: Sequence[str] | None, evidence: bool = True) -> Compiler:
         if patients is None:
             events_sql = self.store.current_sql(
                 self.high_water, patients_sql="SELECT patient_id FROM tl_pts", columns=ENGINE_COLUMNS
             )
         else:
             events_sql = self.store.current_sql(self.high_water, patients, columns=ENGINE_COLUMNS)
-        return Compiler(self.rules, events_sql)
+        return Compiler(self.rules, events_sql, evidence)
 
     def _points(self, points: Sequence[tuple[str, datetime]]) -> None:
         self.con.execute("CREATE OR REPLACE TEMP TABLE tl_pts (patient_id VARCHAR, q TIMESTAMP)")
@@ -138,7 +138,7 @@ class Session:
             self._points(points)
             distinct = sorted({p for p, _ in points})
             patients = distinct if len(distinct) <= 50 else None
-        comp = self._compiler(patients)
+        comp = self._compiler(patients, evidence)
         comp.add("pts", "SELECT DISTINCT patient_id, q FROM tl_pts")
         roots = {rid: comp.rule(rid) for rid in ids}
         ev = "list_distinct(ev)" if evidence else "[]::BIGINT[]"
@@ -294,7 +294,7 @@ class Session:
             f"CREATE OR REPLACE TEMP TABLE tl_pts AS SELECT DISTINCT patient_id, NULL::TIMESTAMP AS q "
             f"FROM ({self.store.current_sql(self.high_water, columns=['patient_id'])})"
         )
-        comp = self._compiler(None)
+        comp = self._compiler(None, evidence=False)
         span = comp.add(
             "hspan",
             """SELECT patient_id, coalesce(min(occurred_at) FILTER (WHERE kind <> 'birth'), max(occurred_at)) AS origin,
