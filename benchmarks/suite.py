@@ -405,6 +405,22 @@ def naive_figure(
     }  # fmt: skip
 
 
+def _ordered(figures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Figures in the order of the suite's jobs."""
+    keys = (
+        "ingest",
+        "whole sJIA pack",
+        "history",
+        "`timeline state",
+        "`timeline explain",
+        "naive",
+        "window task",
+    )
+    return sorted(
+        figures, key=lambda f: next((i for i, k in enumerate(keys) if f["figure"].startswith(k)), len(keys))
+    )
+
+
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float) and a != b:
         return abs(a - b) <= 1e-6 * max(1.0, abs(a))
@@ -576,7 +592,14 @@ def main(argv: list[str] | None = None) -> int:
     print(render([result]))
     if not args.no_write:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / f"suite-{n}.json").write_text(json.dumps(result, indent=2, default=str))
+        saved = RESULTS / f"suite-{n}.json"
+        if saved.exists() and only != set(JOBS):  # a partial run replaces only its own figures
+            old = json.loads(saved.read_text())
+            mine = {f["figure"] for f in result["figures"]}
+            kept = [f for f in old["figures"] if f["figure"] not in mine]
+            result["figures"] = _ordered(kept + result["figures"])
+            result["partial"] = sorted({*old.get("partial", []), *only})
+        saved.write_text(json.dumps(result, indent=2, default=str))
         write_readme([json.loads(p.read_text()) for p in sorted(RESULTS.glob("suite-*.json"))])
         log(f"results saved to {RESULTS / f'suite-{n}.json'} and {README}")
     return 0

@@ -35,7 +35,7 @@ import duckdb
 from timeline import codes, events, meds
 from timeline.errors import IngestError, RowError, UsageError
 from timeline.integrity import row_hash_sql, seal_batch
-from timeline.store import EVENT_COLUMNS, Store, _quote
+from timeline.store import EVENT_COLUMNS, Store, _quote, lower_memory_limit
 from timeline.units import UnitError, conversion
 
 Progress = Callable[[str, float], None]
@@ -47,7 +47,6 @@ MAX_REPORTED = 1000
 # the connection is kept). Past it the stage spills to the store's temporary directory
 # (``<store>.tmp``), so a 10M-event file peaks under 1 GB of RSS.
 INGEST_MEMORY_LIMIT = 512 * 10**6
-_SIZE_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50}
 MEASURED_KINDS = ("weight", "height", "body_temperature", "lab", "assessment")
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 _DATETIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$"
@@ -89,7 +88,7 @@ def ingest_file(
     fmt = _detect_format(source, fmt)
     started = time.perf_counter()
     con = store.con
-    restore = _lower_memory_limit(con)
+    restore = lower_memory_limit(con, INGEST_MEMORY_LIMIT)
     try:
         _load_raw(con, source, fmt)
         digest = meds.dataset_digest(source) if fmt == "meds" else _file_sha256(source)
@@ -116,28 +115,6 @@ def ingest_file(
         if fmt == "meds":
             meds.drop_temps(con)
         con.execute(restore)
-
-
-def _lower_memory_limit(con: duckdb.DuckDBPyConnection) -> str:
-    """Lower DuckDB's memory limit to INGEST_MEMORY_LIMIT (never raise it); return the
-    statement that puts the previous setting back."""
-
-    def current() -> str:
-        row = con.execute("SELECT current_setting('memory_limit')").fetchone()
-        return str(row[0]) if row else ""
-
-    before = current()
-    number, _, unit = before.partition(" ")
-    try:
-        size = float(number) * _SIZE_UNITS[unit]
-    except (ValueError, KeyError):
-        size = float("inf")
-    if size <= INGEST_MEMORY_LIMIT:
-        return "SELECT 1"
-    con.execute("RESET memory_limit")
-    restore = "RESET memory_limit" if current() == before else f"SET memory_limit = {_quote(before)}"
-    con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}B'")
-    return restore
 
 
 def append_events(

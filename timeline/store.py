@@ -430,3 +430,28 @@ def _connect(path: Path, *, read_only: bool, wait: float) -> duckdb.DuckDBPyConn
             if is_damage(exc):
                 raise StoreError(damage_message(path, exc)) from exc
             raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from exc
+
+
+_SIZE_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50}
+
+
+def lower_memory_limit(con: duckdb.DuckDBPyConnection, limit: int) -> str:
+    """Lower DuckDB's memory limit to ``limit`` bytes (never raise it); return the statement
+    that puts the previous setting back. Past the limit DuckDB spills to its temp directory."""
+
+    def current() -> str:
+        row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+        return str(row[0]) if row else ""
+
+    before = current()
+    number, _, unit = before.partition(" ")
+    try:
+        size = float(number) * _SIZE_UNITS[unit]
+    except (ValueError, KeyError):
+        size = float("inf")
+    if size <= limit:
+        return "SELECT 1"
+    con.execute("RESET memory_limit")
+    restore = "RESET memory_limit" if current() == before else f"SET memory_limit = {_quote(before)}"
+    con.execute(f"SET memory_limit = '{int(limit)}B'")
+    return restore

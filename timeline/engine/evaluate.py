@@ -21,7 +21,7 @@ from timeline.engine.compiler import COLUMNS, ENGINE_COLUMNS, Compiler, q_
 from timeline.errors import UsageError
 from timeline.language import ast
 from timeline.language.loader import RuleSet
-from timeline.store import Store
+from timeline.store import Store, lower_memory_limit
 
 MACROS = [
     "CREATE OR REPLACE TEMP MACRO tl_fmt(v) AS "
@@ -333,6 +333,9 @@ class Session:
 
 
 _NAME = re.compile(r"\b[a-z]+[0-9]*\b")
+# DuckDB's memory during a staged run: past it, temp tables spill to disk. Its default (80% of
+# RAM) let a 10k-patient cohort run reach 4.4 GB of RSS holding relations it would read once.
+ENGINE_MEMORY_LIMIT = 2 * 2**30
 # Set to a list to collect (seconds, relation, SQL) for each staged statement (benchmarks --profile).
 PROFILE: list[tuple[float, str, str]] | None = None
 
@@ -369,6 +372,7 @@ def _staged(con: duckdb.DuckDBPyConnection, comp: Compiler, keep: set[str], fina
             for d in deps[name]:
                 release(d)
 
+    restore = lower_memory_limit(con, ENGINE_MEMORY_LIMIT)
     try:
         for name, sql in comp.out.ctes:
             live.append(name)
@@ -386,6 +390,7 @@ def _staged(con: duckdb.DuckDBPyConnection, comp: Compiler, keep: set[str], fina
     finally:
         for name in reversed(live):
             drop(name)
+        con.execute(restore)
 
 
 @contextmanager
