@@ -103,7 +103,15 @@ class Session:
                 self.high_water, patients_sql="SELECT patient_id FROM tl_pts", columns=ENGINE_COLUMNS
             )
         else:
-            events_sql = self.store.current_sql(self.high_water, patients, columns=ENGINE_COLUMNS)
+            # A few patients: their events are fetched first, by a statement the optimizer
+            # plans (filter and projection pushed into the scan), because the rule query that
+            # follows runs with the optimizer off and would otherwise scan every column of
+            # every event (one patient, 2M-event store: `timeline state` 1.8 s → see README).
+            self.con.execute(
+                "CREATE OR REPLACE TEMP TABLE tl_ev AS "
+                + self.store.current_sql(self.high_water, patients, columns=ENGINE_COLUMNS)
+            )
+            events_sql = "SELECT * FROM tl_ev"
         return Compiler(self.rules, events_sql, evidence)
 
     def _points(self, points: Sequence[tuple[str, datetime]]) -> None:
