@@ -109,5 +109,6 @@ def test_staged_run_leaves_no_scratch_relations(session: Session) -> None:
     assert set(session.con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()) <= (
         before | {("tl_pts",)}
     )
-    assert set(session.con.execute("SELECT view_name FROM duckdb_views() WHERE temporary").fetchall()) == views
-
+    assert (
+        set(session.con.execute("SELECT view_name FROM duckdb_views() WHERE temporary").fetchall()) == views
+    )

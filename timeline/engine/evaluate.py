@@ -176,7 +176,18 @@ class Session:
             if at is None:
                 at = shown[q] = q.isoformat(sep=" ")
             results.append(
-                Result(rid, pid, at, q, kind, value, unit, why if value is None else None, sorted(ev) if ev else [], note)
+                Result(
+                    rid,
+                    pid,
+                    at,
+                    q,
+                    kind,
+                    value,
+                    unit,
+                    why if value is None else None,
+                    sorted(ev) if ev else [],
+                    note,
+                )
             )
         return results
 
@@ -290,7 +301,6 @@ class Session:
             out.extend(_intervals(rid, rule, rows, hi))
         return out
 
-
     def histories(self, rule_ids: Sequence[str] | None = None, name: str = "tl_history") -> int:
         """Every patient's history of every requested rule, set-based: the same intervals as
         :meth:`history` (from each patient's first clinical event to the end of the day of the
@@ -348,7 +358,9 @@ ENGINE_MEMORY_LIMIT = 2 * 2**30
 PROFILE: list[tuple[float, str, str]] | None = None
 
 
-def _staged(con: duckdb.DuckDBPyConnection, comp: Compiler, keep: set[str], final: str) -> list[tuple[Any, ...]]:
+def _staged(
+    con: duckdb.DuckDBPyConnection, comp: Compiler, keep: set[str], final: str
+) -> list[tuple[Any, ...]]:
     """Run a compiled rule set one relation per statement, then ``final`` over the roots.
 
     One WITH query of ~400 CTEs is what DuckDB plans worst at scale (whole sJIA pack, 10k
