@@ -490,7 +490,9 @@ def render(results: list[dict[str, Any]]) -> str:
     lines = [BEGIN, "", "_Written by `python -m benchmarks`; do not edit by hand._", ""]
     for res in sorted(results, key=lambda r: r["patients"]):
         lines += [
-            f"### {label(res['size'])} patients ({res['patients']:,} patients, {res['events']:,} events; {res['runs']} run(s), medians; {res['date']})",
+            f"### {label(res['size'])} patients ({res['patients']:,} patients, {res['events']:,} events; {res['runs']} run(s)"
+            + "".join(f", {job}: {k}" for job, k in res.get("runs_by_job", {}).items() if k != res["runs"])
+            + f", medians; {res['date']})",
             "",
             f"Machine: {res['machine']}.",
             "",
@@ -599,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
             kept = [f for f in old["figures"] if f["figure"] not in mine]
             result["figures"] = _ordered(kept + result["figures"])
             result["partial"] = sorted({*old.get("partial", []), *only})
+            result["runs_by_job"] = {**old.get("runs_by_job", {}), **dict.fromkeys(only, args.runs)}
+            result["runs"] = old["runs"]
         saved.write_text(json.dumps(result, indent=2, default=str))
         write_readme([json.loads(p.read_text()) for p in sorted(RESULTS.glob("suite-*.json"))])
         log(f"results saved to {RESULTS / f'suite-{n}.json'} and {README}")
