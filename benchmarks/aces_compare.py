@@ -238,10 +238,10 @@ def child(args: argparse.Namespace) -> None:
         answers = aces_answers(Path(args.meds), Path(args.task))
     seconds = time.perf_counter() - t0
     Path(args.out).write_text(json.dumps(answers))
-    print(json.dumps({"seconds": seconds, "answers": len(answers), "hwm_mib": _vm_hwm_mib()}))
+    print(json.dumps({"seconds": seconds, "answers": len(answers), "hwm_mib": vm_hwm_mib()}))
 
 
-def _vm_hwm_mib() -> float | None:
+def vm_hwm_mib() -> float | None:
     """This process's peak resident set since exec (Linux). Unlike ru_maxrss, it does not
     start from the RSS of the parent at fork time."""
     try:

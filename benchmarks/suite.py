@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -42,6 +41,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from benchmarks import ingest
+from benchmarks.aces_compare import vm_hwm_mib
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -85,16 +87,6 @@ def label(n: int) -> str:
 # ---- child processes ----------------------------------------------------------------------
 
 
-def _hwm_mib() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
 def child(job: str, args: argparse.Namespace) -> dict[str, Any]:
     """One measured job, in this (fresh) process. Returns what it found and its seconds."""
     import duckdb
@@ -102,16 +94,9 @@ def child(job: str, args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     out: dict[str, Any] = {}
     if job == "bare-load":
-        con = duckdb.connect(args.db)
-        reader = "read_parquet" if args.fmt == "parquet" else "read_csv"
-        con.execute(f"CREATE TABLE t AS SELECT * FROM {reader}('{args.file}')")
-        con.close()
+        ingest.bare_load(Path(args.file), args.fmt, Path(args.db))
     elif job == "ingest":
-        from timeline.ingest import ingest_file
-        from timeline.store import Store
-
-        with Store.create(args.db) as s:
-            out["added"] = ingest_file(s, Path(args.file), author="benchmark").added
+        out["added"] = ingest.our_ingest(Path(args.file), args.fmt, Path(args.db))
     elif job == "anchor":
         con = duckdb.connect(args.db, read_only=True)
         found = con.execute(ANCHOR).fetchone()
@@ -131,7 +116,7 @@ def child(job: str, args: argparse.Namespace) -> dict[str, Any]:
             else:
                 out["intervals"] = session.histories()
     out["seconds"] = time.perf_counter() - started
-    out["hwm_mib"] = _hwm_mib()
+    out["hwm_mib"] = vm_hwm_mib()
     return out
 
 
@@ -239,21 +224,16 @@ def measure(n: int, runs: int, only: set[str], sample: int, log: Callable[[str],
         for fmt in ("parquet", "csv"):
             log(f"ingest, {fmt}")
 
-            def ours(fmt: str = fmt, db: Path = root / "scratch.duckdb") -> dict[str, Any]:
+            def scratch(job: str, fmt: str = fmt, db: Path = root / "scratch.duckdb") -> dict[str, Any]:
                 _remove(db)
                 try:
-                    return run_child("ingest", db=db, file=files[fmt], fmt=fmt)
+                    return run_child(job, db=db, file=files[fmt], fmt=fmt)
                 finally:
                     _remove(db)
 
-            def bare(fmt: str = fmt, db: Path = root / "scratch.duckdb") -> dict[str, Any]:
-                _remove(db)
-                try:
-                    return run_child("bare-load", db=db, file=files[fmt], fmt=fmt)
-                finally:
-                    _remove(db)
-
-            got = alternate(runs, {"timeline": ours, "bare load": bare}, log)
+            got = alternate(
+                runs, {"timeline": lambda: scratch("ingest"), "bare load": lambda: scratch("bare-load")}, log
+            )
             f = figure(
                 f"ingest ({fmt})",
                 got["timeline"],
@@ -460,20 +440,8 @@ def aces_figure(n: int, runs: int, root: Path, log: Callable[[str], None]) -> di
 
 
 def machine() -> str:
-    import duckdb
-
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f"{kb / 2**20:.0f} GiB"
-    except (OSError, ValueError, IndexError):
-        mem = "? GiB"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, {mem}, {platform.machine()}; Python {platform.python_version()}, DuckDB {duckdb.__version__}; load average {load:.1f} at the end"
+    return f"{ingest.machine()}; load average {load:.1f} at the end"
 
 
 def _s(x: float | None) -> str:
@@ -578,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args.child, args), default=str))
         return 0
+    if args.runs < 1 or args.sample < 1:
+        ap.error("--runs and --sample must be at least 1")
     n = size_of(args.size)
     only = {j.strip() for j in args.only.split(",") if j.strip()}
     if unknown := only - set(JOBS):

@@ -7,7 +7,6 @@ intermediate relations that produced the answer, so it cannot disagree with it.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -98,21 +97,23 @@ class Session:
         return manifest(self.store, self.rules, self.high_water, self.as_known_at)
 
     def _compiler(self, patients: Sequence[str] | None, evidence: bool = True) -> Compiler:
+        return Compiler(self.rules, self._events_sql(patients), evidence)
+
+    def _events_sql(self, patients: Sequence[str] | None) -> str:
+        """The current events the rules read: of the patients in tl_pts, or of ``patients``."""
         if patients is None:
-            events_sql = self.store.current_sql(
+            return self.store.current_sql(
                 self.high_water, patients_sql="SELECT patient_id FROM tl_pts", columns=ENGINE_COLUMNS
             )
-        else:
-            # A few patients: their events are fetched first, by a statement the optimizer
-            # plans (filter and projection pushed into the scan), because the rule query that
-            # follows runs with the optimizer off and would otherwise scan every column of
-            # every event (one patient, 2M-event store: `timeline state` 1.8 s → see README).
-            self.con.execute(
-                "CREATE OR REPLACE TEMP TABLE tl_ev AS "
-                + self.store.current_sql(self.high_water, patients, columns=ENGINE_COLUMNS)
-            )
-            events_sql = "SELECT * FROM tl_ev"
-        return Compiler(self.rules, events_sql, evidence)
+        # A few patients: their events are fetched first, by a statement the optimizer
+        # plans (filter and projection pushed into the scan), because the rule query that
+        # follows runs with the optimizer off and would otherwise scan every column of
+        # every event (one patient, 2M-event store: `timeline state` 1.8 s → see README).
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE tl_ev AS "
+            + self.store.current_sql(self.high_water, patients, columns=ENGINE_COLUMNS)
+        )
+        return "SELECT * FROM tl_ev"
 
     def _points(self, points: Sequence[tuple[str, datetime]]) -> None:
         self.con.execute("CREATE OR REPLACE TEMP TABLE tl_pts (patient_id VARCHAR, q TIMESTAMP)")
@@ -273,9 +274,9 @@ class Session:
         ids = self.rule_ids(rule_ids)
         lo = parse_at(start)[0] - timedelta(days=1) + timedelta(microseconds=1) if start else None
         hi = parse_at(end)[0] if end else None
+        events_sql = self._events_sql([patient])  # fetched once, read by every rule below
         span = self.con.execute(
-            f"""SELECT min(occurred_at) FILTER (WHERE kind <> 'birth'), max(occurred_at)
-                FROM ({self.store.current_sql(self.high_water, [patient])})"""
+            f"SELECT min(occurred_at) FILTER (WHERE kind <> 'birth'), max(occurred_at) FROM ({events_sql})"
         ).fetchone()
         if span is None or span[1] is None:
             return []
@@ -284,7 +285,7 @@ class Session:
         hi = hi or datetime.combine(span[1].date(), datetime.max.time())
         out: list[dict[str, Any]] = []
         for rid in ids:
-            comp = self._compiler([patient])
+            comp = Compiler(self.rules, events_sql)
             cp = comp.change_points(self.rules.rules[rid].define)
             bounds = f"c >= {_ts(origin)} AND c <= {_ts(hi)}"
             comp.add(
@@ -354,8 +355,6 @@ _NAME = re.compile(r"\b[a-z]+[0-9]*\b")
 # DuckDB's memory during a staged run: past it, temp tables spill to disk. Its default (80% of
 # RAM) let a 10k-patient cohort run reach 4.4 GB of RSS holding relations it would read once.
 ENGINE_MEMORY_LIMIT = 2 * 2**30
-# Set to a list to collect (seconds, relation, SQL) for each staged statement (benchmarks --profile).
-PROFILE: list[tuple[float, str, str]] | None = None
 
 
 def _staged(
@@ -400,10 +399,7 @@ def _staged(
                 views.add(name)
                 con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
                 continue
-            started = time.perf_counter()
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
-            if PROFILE is not None:
-                PROFILE.append((time.perf_counter() - started, name, sql))
             for d in deps[name]:
                 release(d)
         return con.execute(final).fetchall()
