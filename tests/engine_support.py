@@ -43,8 +43,9 @@ def same_number(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-7)
 
 
-def disagreement(got: Result, want: Val) -> str | None:
-    """How the engine's result differs from the reference's, or None when they agree."""
+def disagreement(got: Result, want: Val, evidence: bool = True) -> str | None:
+    """How the engine's result differs from the reference's, or None when they agree (in
+    value and reason only, without ``evidence``)."""
     if want.value is None or got.value is None:
         if want.value is not None or got.value is not None:
             return f"value: engine {got.value!r}, reference {want.value!r} ({want.why or got.why})"
@@ -55,7 +56,7 @@ def disagreement(got: Result, want: Val) -> str | None:
             return f"value: engine {got.value!r}, reference {want.value!r}"
     elif not same_number(float(got.value), float(want.value)):
         return f"value: engine {got.value!r}, reference {want.value!r}"
-    if set(got.evidence) != set(want.ev):
+    if evidence and set(got.evidence) != set(want.ev):
         return f"evidence: engine {sorted(got.evidence)}, reference {sorted(set(want.ev))}"
     return None
 

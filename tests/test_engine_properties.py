@@ -535,13 +535,13 @@ def values(points: list[tuple[str, datetime]]) -> str:
 
 
 def every_node(
-    session: Session, ruleset: RuleSet, rule_ids: list[str], points_sql: str
+    session: Session, ruleset: RuleSet, rule_ids: list[str], points_sql: str, evidence: bool = True
 ) -> list[tuple[Any, ...]]:
     """(node, patient, q, value, why, evidence) of every node of the rules at every point: the
     compiler's per-node relations, so a wrong inner value is caught even when the root hides it."""
     nodes = {n.nid: n for rid in rule_ids for n in walk(ruleset.rules[rid].define) if isinstance(n, ast.Node)}
     session.con.execute(f"CREATE OR REPLACE TEMP TABLE tl_nodes AS {points_sql}")
-    comp = Compiler(ruleset, session.store.current_sql(session.high_water))
+    comp = Compiler(ruleset, session.store.current_sql(session.high_water), evidence)
     comp.add("pts", "SELECT DISTINCT patient_id, q FROM tl_nodes")
     parts = [
         f"SELECT {nid} AS nid, patient_id, q, b, x, why, list_distinct(ev) FROM {comp.node(node, 'pts')}"
@@ -638,6 +638,34 @@ def test_engine_agrees_with_the_reference_evaluator(data: st.DataObject, tl: Tim
             assert_explanation(refs[patient], ruleset.rules[rid].define, explanation["tree"]["derivation"], q)
             used = {e["seq"] for e in explanation["events"]}
             assert used >= set().union(*(set(n.get("events", [])) for n in tree_nodes(explanation["tree"])))
+
+
+@PROPERTY
+@given(tl=timelines(), rules=rule_sets())
+def test_engine_without_evidence_has_the_reference_values_and_reasons(tl: Timeline, rules: Rules) -> None:
+    """Cohort runs and histories compile for values only (combinators as joins, no evidence or
+    notes): every node must still give the reference's value and reason."""
+    note(f"rules: {rules.files} params: {rules.params}")
+    with tempfile.TemporaryDirectory() as tmp:
+        ruleset = load(Path(tmp) / "rules", rules)
+        with build_store(Path(tmp) / "store.duckdb", tl) as store:
+            session = Session(store, ruleset)
+            points: list[tuple[str, datetime]] = []
+            for p in tl.patients:
+                rows = [r for b in tl.batches for r in b if r["patient_id"] == p]
+                points += [(p, q) for q in instants(rows)]
+            refs = {p: Reference(ruleset, store.events(p)) for p in tl.patients}
+            results = session.evaluate(None, rules.ids, points_sql=values(points), evidence=False)
+            assert len(results) == len(points) * len(rules.ids)
+            for got in results:
+                problem = disagreement(got, refs[got.patient_id].rule(got.rule_id, got.q), evidence=False)
+                assert problem is None, f"{got.rule_id} for {got.patient_id} at {got.q}: {problem}"
+            for node, patient, q, value, why, _ in every_node(
+                session, ruleset, rules.ids, values(points), evidence=False
+            ):
+                got = Result(node.path, patient, "", q, "", value, None, why, [])
+                problem = disagreement(got, refs[patient].evaluate(node, q), evidence=False)
+                assert problem is None, f"{node.path} ({type(node).__name__}) for {patient} at {q}: {problem}"
 
 
 @HISTORY
