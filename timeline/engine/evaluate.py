@@ -147,49 +147,68 @@ class Session:
             self._points(points)
             distinct = sorted({p for p, _ in points})
             patients = distinct if len(distinct) <= 50 else None
+        # the points, numbered: rows come back with a point's number, so each patient id and
+        # instant becomes a Python object once per point, not once per rule and point (1.08M
+        # results of 30k points: ~1.5 s of conversion saved)
+        self.con.execute(
+            """CREATE OR REPLACE TEMP TABLE tl_pn AS SELECT (row_number() OVER (ORDER BY patient_id, q))::INTEGER - 1 AS pi,
+                   patient_id, q FROM (SELECT DISTINCT patient_id, q FROM tl_pts)"""
+        )
         comp = self._compiler(patients, evidence)
-        comp.add("pts", "SELECT DISTINCT patient_id, q FROM tl_pts")
+        comp.add("pts", "SELECT patient_id, q FROM tl_pn")
         roots = {rid: comp.rule(rid) for rid in ids}
-        ev = "list_distinct(ev)" if evidence else "[]::BIGINT[]"
-        note = "note" if evidence else "NULL"
+        inner, outer = (", list_distinct(ev) AS ev, note", ", u.ev, u.note") if evidence else ("", "")
         union = " UNION ALL ".join(
-            f"SELECT {i} AS k, patient_id, q, b, x, why, {ev} AS ev, {note} AS note FROM {name}"
+            f"SELECT {i} AS k, patient_id, q, b, x, why{inner} FROM {name}"
             for i, name in enumerate(roots.values())
         )
-        union = f"SELECT * FROM ({union}) ORDER BY patient_id, q, k"
-        if patients is not None:
-            with _small(self.con, True):
-                rows = self.con.execute(f"{comp.out.with_sql()}\n{union}").fetchall()
-        else:
-            rows = _staged(self.con, comp, set(roots.values()), union)
-        # per rule: (id, bool?, unit); per instant: its label — computed once, not per row
+        final = f"""SELECT u.k, p.pi, u.b, u.x, u.why{outer}
+            FROM ({union}) u JOIN tl_pn p USING (patient_id, q) ORDER BY p.pi, u.k"""
+        try:
+            if patients is not None:
+                with _small(self.con, True):
+                    rows = self.con.execute(f"{comp.out.with_sql()}\n{final}").fetchall()
+            else:
+                rows = _staged(self.con, comp, set(roots.values()), final)
+            pts = self.con.execute("SELECT patient_id, q FROM tl_pn ORDER BY pi").fetchall()
+        finally:
+            self.con.execute("DROP TABLE IF EXISTS tl_pn")
+        # per rule: (id, bool?, unit); per point: its label — computed once, not per row
         meta = []
         for rid in roots:
             rule = self.rules.rules[rid]
             num = rule.type.kind == "num"
             meta.append((rid, rule.type.kind, not num, rule.unit or rule.type.unit if num else None))
-        shown: dict[datetime, str] = dict(labels or {})
+        shown = labels or {}
+        at = [shown.get(q) or q.isoformat(sep=" ") for _, q in pts]
         results = []
-        for k, pid, q, b, x, why, ev, note in rows:
-            rid, kind, is_bool, unit = meta[k]
-            value = b if is_bool else x
-            at = shown.get(q)
-            if at is None:
-                at = shown[q] = q.isoformat(sep=" ")
-            results.append(
-                Result(
-                    rid,
-                    pid,
-                    at,
-                    q,
-                    kind,
-                    value,
-                    unit,
-                    why if value is None else None,
-                    sorted(ev) if ev else [],
-                    note,
+        if evidence:
+            for k, pi, b, x, why, ev, note in rows:
+                rid, kind, is_bool, unit = meta[k]
+                value = b if is_bool else x
+                pid, q = pts[pi]
+                results.append(
+                    Result(
+                        rid,
+                        pid,
+                        at[pi],
+                        q,
+                        kind,
+                        value,
+                        unit,
+                        why if value is None else None,
+                        sorted(ev) if ev else [],
+                        note,
+                    )
                 )
-            )
+        else:
+            for k, pi, b, x, why in rows:
+                rid, kind, is_bool, unit = meta[k]
+                value = b if is_bool else x
+                pid, q = pts[pi]
+                results.append(
+                    Result(rid, pid, at[pi], q, kind, value, unit, why if value is None else None, [])
+                )
         return results
 
     def state(self, patient: str, at: str, rule_ids: Sequence[str] | None = None) -> list[Result]:
