@@ -192,7 +192,8 @@ def timeline_answers(store_path: Path, memory_limit: str | None = None) -> list[
         points = f"""SELECT patient_id, min(occurred_at) + INTERVAL {FOLLOW_UP_DAYS} DAY AS q
             FROM ({store.current_sql(sess.high_water)})
             WHERE kind = 'medication_start' AND drug = 'anakinra' GROUP BY patient_id"""
-        results = sess.evaluate(None, [RULE_ID], points_sql=points)
+        # values only, like ACES: evidence is for explaining one patient, not for a cohort
+        results = sess.evaluate(None, [RULE_ID], points_sql=points, evidence=False)
     return [
         {
             "patient_id": r.patient_id,
