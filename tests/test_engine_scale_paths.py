@@ -69,6 +69,18 @@ def test_without_evidence_values_and_reasons_are_unchanged(session: Session) -> 
     assert all(r.evidence == [] and r.note is None for r in bare)
 
 
+def test_states_table_holds_the_values_and_reasons_of_a_cohort_run(session: Session) -> None:
+    points = _points(session)
+    listed = session.evaluate(points, evidence=False)
+    rows = ", ".join(f"('{p}', TIMESTAMP '{q.isoformat(sep=' ')}')" for p, q in points)
+    count = session.states(f"SELECT * FROM (VALUES {rows}) v(patient_id, q)")
+    kinds = {rid: session.rules.rules[rid].type.kind for rid in session.rules.order}
+    table = session.con.execute("SELECT rule_id, patient_id, q, b, x, why FROM tl_states").fetchall()
+    assert count == len(table) == len(listed)
+    got = {(rid, p, q): (b if kinds[rid] == "bool" else x, why) for rid, p, q, b, x, why in table}
+    assert got == {(r.rule_id, r.patient_id, r.q): (r.value, r.why) for r in listed}
+
+
 def test_the_condition_episode_guard_changes_no_answer(
     session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
