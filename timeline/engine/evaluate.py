@@ -251,6 +251,8 @@ class Session:
         }
 
     def _events(self, seqs: list[int]) -> list[dict[str, Any]]:
+        """The events used, in full. The seq range lets DuckDB skip every row group outside it
+        (an IN list alone scanned all 35 columns of the store: 0.9 s at 20M events)."""
         if not seqs:
             return []
         from timeline.summary import describe, when
@@ -260,7 +262,8 @@ class Session:
                        code, value, unit, orig_value, orig_unit, ref_low, ref_high, drug, dose, dose_unit, frequency,
                        route, active_joints, limited_joints, present, term, grade, serious, action, reason, ended_at,
                        ended_precision, sex, change_reason, source_file, source_row
-                FROM events WHERE seq IN ({", ".join(str(s) for s in seqs)}) ORDER BY occurred_at, seq"""
+                FROM events WHERE seq BETWEEN {min(seqs)} AND {max(seqs)} AND seq IN ({", ".join(str(s) for s in seqs)})
+                ORDER BY occurred_at, seq"""
         )
         names = [d[0] for d in self.con.description or []]
         out = []
