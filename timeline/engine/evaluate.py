@@ -417,7 +417,7 @@ def _staged(
     One WITH query of ~400 CTEs is what DuckDB plans worst at scale (whole sJIA pack, 10k
     patients × 3 points: 115 s as one query, 20 s staged). A relation read by several others
     becomes a temp table, computed once; a relation read once becomes a view, inlined where
-    it is read. Each table is dropped as soon as its last reader has been computed, so memory
+    it is read, and so does the events relation ``ev``. Each table is dropped as soon as its last reader has been computed, so memory
     holds the live frontier of the rule graph rather than all of it."""
     names = {n for n, _ in comp.out.ctes}
     deps = {n: sorted(set(_NAME.findall(sql)) & names - {n}) for n, sql in comp.out.ctes}
@@ -447,7 +447,11 @@ def _staged(
     try:
         for name, sql in comp.out.ctes:
             live.append(name)
-            if readers[name] == 1 and name not in keep:
+            # `ev`, the current events, stays a view however many read it: each selector's
+            # filter then reaches the store's own scan (zone maps, a few columns), where a
+            # temp table held every event of the cohort (one-rule ACES task, 10k patients:
+            # 1.7 s and 960 MB → 0.6 s and 190 MB; the whole pack: 1.75 → 1.38 GB)
+            if (readers[name] == 1 or name == "ev") and name not in keep:
                 views.add(name)
                 con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
                 continue
