@@ -484,11 +484,12 @@ class Compiler:
             return f"nullif(concat_ws('; ', {', '.join(picked)}), '')"
         return f"nullif(array_to_string(list_sort(list_distinct([{', '.join(picked)}])), '; '), '')"
 
-    def _items_evidence(self, n: int, keep: str) -> str:
-        """The concatenated evidence of the items for which ``keep`` (on b{i}) holds."""
+    def _items_evidence(self, n: int, false: bool) -> str:
+        """The concatenated evidence of the items that are true (or, with ``false``, false)."""
+        test = " = false" if false else ""
         return self.evs(
             "flatten(["
-            + ", ".join(f"CASE WHEN {keep.format(b=f'b{i}')} THEN ev{i} ELSE {EMPTY} END" for i in range(n))
+            + ", ".join(f"CASE WHEN b{i}{test} THEN ev{i} ELSE {EMPTY} END" for i in range(n))
             + "])"
         )
 
@@ -507,17 +508,18 @@ class Compiler:
         unknown = "CASE WHEN nn > 0 THEN ', ' || nn || ' unknown' ELSE '' END"
         if isinstance(node, ast.CountTrue):
             note = f"{counted} || CASE WHEN nn > 0 THEN ', ' || nn || ' unknown (not counted)' ELSE '' END"
-            return f"""SELECT patient_id, q, NULL::BOOLEAN AS b, nt::DOUBLE AS x, NULL AS why, {self._items_evidence(k, "{b}")} AS ev,
+            return f"""SELECT patient_id, q, NULL::BOOLEAN AS b, nt::DOUBLE AS x, NULL AS why, {self._items_evidence(k, false=False)} AS ev,
                     NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, {self.note(note)} AS note
                 FROM (SELECT *, {true} AS nt, {null} AS nn FROM ({src}))"""
         if isinstance(node, ast.AtLeast):
             value = f"CASE WHEN nt >= {node.n} THEN true WHEN nt + nn < {node.n} THEN false END"
-            ev = f"CASE WHEN b THEN {self._items_evidence(k, '{b}')} WHEN NOT b THEN {self._items_evidence(k, '{b} = false')} ELSE {every} END"
+            ev = f"CASE WHEN b THEN {self._items_evidence(k, False)} WHEN NOT b THEN {self._items_evidence(k, True)} ELSE {every} END"
             note = f"{counted} || ' (need {node.n})' || {unknown}"
         else:
             value = f" {'AND' if node.op == 'all' else 'OR'} ".join(f"b{i}" for i in n)
-            decided = ("b = false", "{b} = false") if node.op == "all" else ("b", "{b}")
-            ev = f"CASE WHEN {decided[0]} THEN {self._items_evidence(k, decided[1])} ELSE {every} END"
+            # decided by its false items (all) or its true items (any)
+            false = node.op == "all"
+            ev = f"CASE WHEN b{' = false' if false else ''} THEN {self._items_evidence(k, false)} ELSE {every} END"
             note = f"{counted} || {unknown}"
         why = self.reasons([f"CASE WHEN b{i} IS NULL THEN why{i} END" for i in n])
         return f"""SELECT patient_id, q, b, NULL::DOUBLE AS x, CASE WHEN b IS NULL THEN {why} END AS why,

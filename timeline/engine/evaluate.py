@@ -162,8 +162,6 @@ class Session:
             f"SELECT {i} AS k, patient_id, q, b, x, why{inner} FROM {name}"
             for i, name in enumerate(roots.values())
         )
-        final = f"""SELECT u.k, p.pi, u.b, u.x, u.why{outer}
-            FROM ({union}) u JOIN tl_pn p USING (patient_id, q) ORDER BY p.pi, u.k"""
         try:
             pts = self.con.execute("SELECT patient_id, q FROM tl_pn ORDER BY pi").fetchall()
             if patients is not None:
@@ -176,6 +174,8 @@ class Session:
                     ).fetchall()
                 rows = [(k, number[(pid, q)], *rest) for k, pid, q, *rest in found]
             else:
+                final = f"""SELECT u.k, p.pi, u.b, u.x, u.why{outer}
+                    FROM ({union}) u JOIN tl_pn p USING (patient_id, q) ORDER BY p.pi, u.k"""
                 rows = _staged(self.con, comp, set(roots.values()), final)
         finally:
             self.con.execute("DROP TABLE IF EXISTS tl_pn")
@@ -188,33 +188,25 @@ class Session:
         shown = labels or {}
         at = [shown.get(q) or q.isoformat(sep=" ") for _, q in pts]
         results = []
-        if evidence:
-            for k, pi, b, x, why, ev, note in rows:
-                rid, kind, is_bool, unit = meta[k]
-                value = b if is_bool else x
-                pid, q = pts[pi]
-                results.append(
-                    Result(
-                        rid,
-                        pid,
-                        at[pi],
-                        q,
-                        kind,
-                        value,
-                        unit,
-                        why if value is None else None,
-                        sorted(ev) if ev else [],
-                        note,
-                    )
+        for k, pi, b, x, why, *extra in rows:  # extra: evidence and note, when asked for
+            rid, kind, is_bool, unit = meta[k]
+            value = b if is_bool else x
+            pid, q = pts[pi]
+            ev, note = extra if extra else (None, None)
+            results.append(
+                Result(
+                    rid,
+                    pid,
+                    at[pi],
+                    q,
+                    kind,
+                    value,
+                    unit,
+                    why if value is None else None,
+                    sorted(ev) if ev else [],
+                    note,
                 )
-        else:
-            for k, pi, b, x, why in rows:
-                rid, kind, is_bool, unit = meta[k]
-                value = b if is_bool else x
-                pid, q = pts[pi]
-                results.append(
-                    Result(rid, pid, at[pi], q, kind, value, unit, why if value is None else None, [])
-                )
+            )
         return results
 
     def state(self, patient: str, at: str, rule_ids: Sequence[str] | None = None) -> list[Result]:
@@ -417,8 +409,9 @@ def _staged(
     One WITH query of ~400 CTEs is what DuckDB plans worst at scale (whole sJIA pack, 10k
     patients × 3 points: 115 s as one query, 20 s staged). A relation read by several others
     becomes a temp table, computed once; a relation read once becomes a view, inlined where
-    it is read, and so does the events relation ``ev``. Each table is dropped as soon as its last reader has been computed, so memory
-    holds the live frontier of the rule graph rather than all of it."""
+    it is read, and so does the events relation ``ev``. Each table is dropped as soon as its
+    last reader has been computed, so memory holds the live frontier of the rule graph rather
+    than all of it."""
     names = {n for n, _ in comp.out.ctes}
     deps = {n: sorted(set(_NAME.findall(sql)) & names - {n}) for n, sql in comp.out.ctes}
     readers = {n: 0 for n in names}
