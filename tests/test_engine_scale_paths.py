@@ -124,3 +124,61 @@ def test_staged_run_leaves_no_scratch_relations(session: Session) -> None:
     assert (
         set(session.con.execute("SELECT view_name FROM duckdb_views() WHERE temporary").fetchall()) == views
     )
+
+
+def _batched(session: Session, patients: int) -> Session:
+    return Session(session.store, session.rules, batch_patients=patients)
+
+
+def _points_sql(points: list[tuple[str, datetime]]) -> str:
+    rows = ", ".join(f"('{p}', TIMESTAMP '{q.isoformat(sep=' ')}')" for p, q in points)
+    return f"SELECT * FROM (VALUES {rows}) v(patient_id, q)"
+
+
+def test_cohort_run_in_batches_equals_one_batch(session: Session) -> None:
+    points = _points(session)
+    whole = session.evaluate(points, evidence=False)
+    batched = _batched(session, 7).evaluate(points, evidence=False)  # 60 patients: 9 batches
+    assert _key(batched) == _key(whole)
+
+
+def test_states_in_batches_equal_one_batch(session: Session) -> None:
+    sql = _points_sql(_points(session))
+    query = "SELECT * FROM tl_states ORDER BY ALL"
+    whole_count = session.states(sql)
+    whole = session.con.execute(query).fetchall()
+    assert _batched(session, 11).states(sql) == whole_count
+    assert session.con.execute(query).fetchall() == whole
+
+
+def test_histories_in_batches_equal_one_batch(session: Session) -> None:
+    query = "SELECT * FROM tl_history ORDER BY ALL"
+    whole_count = session.histories()
+    whole = session.con.execute(query).fetchall()
+    assert _batched(session, 13).histories() == whole_count
+    assert session.con.execute(query).fetchall() == whole
+
+
+def test_states_of_no_points_is_an_empty_table(session: Session) -> None:
+    count = _batched(session, 5).states(_points_sql(_points(session)) + " WHERE false")
+    assert count == 0
+    assert session.con.execute("SELECT count(*) FROM tl_states").fetchone() == (0,)
+
+
+def test_running_out_of_memory_names_the_relation_and_its_rule(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from timeline.engine import evaluate
+    from timeline.errors import EngineError
+
+    events = session.con.execute("SELECT count(*), max(seq) FROM events").fetchone()
+    for (table,) in session.con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall():
+        session.con.execute(f"DROP TABLE {table}")  # earlier tests' results, which could not spill either
+    monkeypatch.setattr(evaluate, "ENGINE_MEMORY_LIMIT", 2**20)
+    session.con.execute("SET max_temp_directory_size = '1MB'")  # no room to spill either
+    try:
+        with pytest.raises(EngineError, match=r"evaluation stopped at relation \w+ \(\d+ of \d+, rule \w+"):
+            session.histories()
+    finally:
+        session.con.execute("RESET max_temp_directory_size")
+    assert session.con.execute("SELECT count(*), max(seq) FROM events").fetchone() == events

@@ -89,3 +89,9 @@ class IntegrityError(TimelineError):
     """``verify`` found a broken link in the hash chain."""
 
     exit_code = 7
+
+
+class EngineError(TimelineError):
+    """An evaluation could not finish (out of memory or temp disk): nothing was stored."""
+
+    exit_code = 10

@@ -275,12 +275,15 @@ class Store:
         patients_sql: str | None = None,
         kinds: Sequence[str] | None = None,
         columns: Sequence[str] | None = None,
+        seq_range: tuple[int, int] | None = None,
     ) -> str:
         """SQL for the current timeline at ``high_water``: the latest version of every
         event that is not retracted. Pruning by patient (a list, or a subquery yielding
         patient_id) and by kind happens first: no correction can change an event's patient
         or kind, so every version of an event shares them. ``columns`` narrows the output
         (the rule engine reads 25 of the 43 columns; copying the rest cost half its time).
+        ``seq_range`` (lowest, highest) bounds the versions read: a batch of patients whose
+        events lie in that range reads only the row groups holding it.
 
         A version is current when no later version of its event exists at ``high_water``.
         Every later version is a correction or a retraction (a second assertion of an event
@@ -292,6 +295,8 @@ class Store:
             where += " AND patient_id IN (" + ", ".join(_quote(p) for p in patient_ids) + ")"
         if patients_sql is not None:
             where += f" AND patient_id IN ({patients_sql})"
+        if seq_range is not None:
+            where += f" AND seq BETWEEN {int(seq_range[0])} AND {int(seq_range[1])}"
         if kinds is not None:
             where += " AND kind IN (" + ", ".join(_quote(k) for k in kinds) + ")"
         cols = ", ".join(columns) if columns else "*"

@@ -17,7 +17,7 @@ import duckdb
 
 from timeline import __version__
 from timeline.engine.compiler import COLUMNS, ENGINE_COLUMNS, Compiler, q_
-from timeline.errors import UsageError
+from timeline.errors import EngineError, UsageError
 from timeline.language import ast
 from timeline.language.loader import RuleSet
 from timeline.store import Store, lower_memory_limit
@@ -84,10 +84,18 @@ def manifest(store: Store, rules: RuleSet, high_water: int, as_known_at: datetim
 class Session:
     """A store, a rule set and an as-known-at moment: what every evaluation needs."""
 
-    def __init__(self, store: Store, rules: RuleSet, as_known_at: datetime | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        rules: RuleSet,
+        as_known_at: datetime | None = None,
+        batch_patients: int | None = None,
+    ) -> None:
         self.store = store
         self.rules = rules
         self.as_known_at = as_known_at
+        # patients per staged run of a cohort run or of histories (see _batches)
+        self.batch_patients = batch_patients or BATCH_PATIENTS
         self.high_water = store.high_water(as_known_at)
         self.con = store.con
         for macro in MACROS:
@@ -100,11 +108,10 @@ class Session:
         return Compiler(self.rules, self._events_sql(patients), evidence)
 
     def _events_sql(self, patients: Sequence[str] | None) -> str:
-        """The current events the rules read: of the patients in tl_pts, or of ``patients``."""
+        """The current events the rules read: of the batch's patients (the view tl_bev, see
+        :meth:`_batches`), or of ``patients``."""
         if patients is None:
-            return self.store.current_sql(
-                self.high_water, patients_sql="SELECT patient_id FROM tl_pts", columns=ENGINE_COLUMNS
-            )
+            return "SELECT * FROM tl_bev"
         # A few patients: their events are fetched first, by a statement the optimizer
         # plans (filter and projection pushed into the scan), because the rule query that
         # follows runs with the optimizer off and would otherwise scan every column of
@@ -115,9 +122,52 @@ class Session:
         )
         return "SELECT * FROM tl_ev"
 
-    def _points(self, points: Sequence[tuple[str, datetime]]) -> None:
-        self.con.execute("CREATE OR REPLACE TEMP TABLE tl_pts (patient_id VARCHAR, q TIMESTAMP)")
-        self.con.executemany("INSERT INTO tl_pts VALUES (?, ?)", [list(p) for p in points])
+    def _points(self, points: Sequence[tuple[str, datetime]], name: str = "tl_pts") -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (patient_id VARCHAR, q TIMESTAMP)")
+        self.con.executemany(f"INSERT INTO {name} VALUES (?, ?)", [list(p) for p in points])
+
+    def _batches(self, points_sql: str) -> Iterator[int]:
+        """The points of ``points_sql`` (patient_id, q), in batches of ``batch_patients``
+        patients, each to be evaluated by one staged run. For each batch, tl_pts holds its
+        points and the view tl_bev its patients' current events, read only within the seq
+        range of their versions; yields the batch's number.
+
+        A staged run holds the rule graph's live relations for every patient it evaluates, so
+        memory grows with the cohort: every patient's history at 100k patients ran out of
+        memory inside the engine's 2 GiB after 18 minutes, 26 GB spilled. In batches it stays
+        that of one batch. The seq range makes a batch read only the row groups holding its
+        patients' events when the store keeps a patient's events together, as an ingest of
+        patient-ordered files does; otherwise it costs nothing and prunes nothing."""
+        hw = self.high_water
+        self.con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE tl_all AS SELECT patient_id, q,
+                   (dense_rank() OVER (ORDER BY patient_id) - 1) // {int(self.batch_patients)} AS b
+                FROM ({points_sql})"""
+        )
+        try:
+            ranges = self.con.execute(
+                f"""SELECT p.b, coalesce(min(e.seq), 0), coalesce(max(e.seq), -1)
+                    FROM (SELECT DISTINCT patient_id, b FROM tl_all) p
+                    LEFT JOIN events e ON e.patient_id = p.patient_id AND e.seq <= {int(hw)}
+                    GROUP BY p.b ORDER BY p.b"""
+            ).fetchall()
+            for b, lo, hi in ranges or [(0, 0, -1)]:  # no points: one empty batch, an empty result
+                self.con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE tl_pts AS SELECT patient_id, q FROM tl_all WHERE b = {b}"
+                )
+                self.con.execute(
+                    "CREATE OR REPLACE TEMP VIEW tl_bev AS "
+                    + self.store.current_sql(
+                        hw,
+                        patients_sql="SELECT patient_id FROM tl_pts",
+                        columns=ENGINE_COLUMNS,
+                        seq_range=(lo, hi),
+                    )
+                )
+                yield b
+        finally:
+            self.con.execute("DROP VIEW IF EXISTS tl_bev")
+            self.con.execute("DROP TABLE IF EXISTS tl_all")
 
     def rule_ids(self, wanted: Sequence[str] | None) -> list[str]:
         if not wanted:
@@ -140,11 +190,11 @@ class Session:
         patient at a time)."""
         ids = self.rule_ids(rule_ids)
         if points_sql is not None:
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE tl_pts AS {points_sql}")
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE tl_given AS {points_sql}")
             patients = None
         else:
             assert points is not None
-            self._points(points)
+            self._points(points, "tl_given")
             distinct = sorted({p for p, _ in points})
             patients = distinct if len(distinct) <= 50 else None
         # the points, numbered: rows come back with a point's number, so each patient id and
@@ -152,10 +202,14 @@ class Session:
         # results of 30k points: ~1.5 s of conversion saved)
         self.con.execute(
             """CREATE OR REPLACE TEMP TABLE tl_pn AS SELECT (row_number() OVER (ORDER BY patient_id, q))::INTEGER - 1 AS pi,
-                   patient_id, q FROM (SELECT DISTINCT patient_id, q FROM tl_pts)"""
+                   patient_id, q FROM (SELECT DISTINCT patient_id, q FROM tl_given)"""
         )
         comp = self._compiler(patients, evidence)
-        comp.add("pts", "SELECT patient_id, q FROM tl_pn")
+        # a few patients: all their points at once; else each batch's (see _batches)
+        comp.add(
+            "pts",
+            "SELECT patient_id, q FROM tl_pn" if patients else "SELECT DISTINCT patient_id, q FROM tl_pts",
+        )
         roots = {rid: comp.rule(rid) for rid in ids}
         inner, outer = (", list_distinct(ev) AS ev, note", ", u.ev, u.note") if evidence else ("", "")
         union = " UNION ALL ".join(
@@ -176,9 +230,13 @@ class Session:
             else:
                 final = f"""SELECT u.k, p.pi, u.b, u.x, u.why{outer}
                     FROM ({union}) u JOIN tl_pn p USING (patient_id, q) ORDER BY p.pi, u.k"""
-                rows = _staged(self.con, comp, set(roots.values()), final)
+                # batches are in patient order, so their rows follow each other in point order
+                rows = []
+                for _ in self._batches("SELECT * FROM tl_given"):
+                    rows += _staged(self.con, comp, roots, final)
         finally:
             self.con.execute("DROP TABLE IF EXISTS tl_pn")
+            self.con.execute("DROP TABLE IF EXISTS tl_given")
         # per rule: (id, bool?, unit); per point: its label — computed once, not per row
         meta = []
         for rid in roots:
@@ -331,7 +389,6 @@ class Session:
         ids = self.rule_ids(rule_ids)
         if not name.startswith("tl_"):
             raise UsageError(f"states table {name!r}: scratch tables are named tl_*")
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE tl_pts AS {points_sql}")
         comp = self._compiler(None, evidence=False)
         comp.add("pts", "SELECT DISTINCT patient_id, q FROM tl_pts")
         roots = {rid: comp.rule(rid) for rid in ids}
@@ -341,22 +398,17 @@ class Session:
             parts.append(
                 f"SELECT {q_(rid)} AS rule_id, patient_id, q, b, x, CASE WHEN {value} IS NULL THEN why END AS why FROM {root}"
             )
-        final = f"CREATE OR REPLACE TEMP TABLE {name} AS " + " UNION ALL ".join(parts)
-        _staged(self.con, comp, set(roots.values()), final)
-        found = self.con.execute(f"SELECT count(*) FROM {name}").fetchone()
-        return int(found[0]) if found else 0
+        return self._into(name, points_sql, comp, roots, " UNION ALL ".join(parts))
 
     def histories(self, rule_ids: Sequence[str] | None = None, name: str = "tl_history") -> int:
         """Every patient's history of every requested rule, set-based: the same intervals as
         :meth:`history` (from each patient's first clinical event to the end of the day of the
-        last event), written to the temp table ``table`` (rule_id, patient_id, start, end,
+        last event), written to the temp table ``name`` (rule_id, patient_id, start, end,
         b, x, why); returns the number of intervals. Each rule is evaluated at its own change
-        points, for all patients at once, in one staged run."""
+        points, for a batch of patients at a time (see :meth:`_batches`)."""
         ids = self.rule_ids(rule_ids)
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE tl_pts AS SELECT DISTINCT patient_id, NULL::TIMESTAMP AS q "
-            f"FROM ({self.store.current_sql(self.high_water, columns=['patient_id'])})"
-        )
+        if not name.startswith("tl_"):
+            raise UsageError(f"history table {name!r}: scratch tables are named tl_*")
         comp = self._compiler(None, evidence=False)
         span = comp.add(
             "hspan",
@@ -365,7 +417,7 @@ class Session:
                FROM ev GROUP BY patient_id""",
         )
         parts = []
-        keep = {span}
+        roots = {}
         for rid in ids:
             cp = comp.change_points(self.rules.rules[rid].define)
             pts = comp.add(
@@ -374,8 +426,7 @@ class Session:
                        AND c.c >= s.origin AND c.c <= s.hi
                     UNION SELECT patient_id, origin FROM {span}""",
             )
-            root = comp.rule(rid, pts)
-            keep.add(root)
+            root = roots[rid] = comp.rule(rid, pts)
             rule = self.rules.rules[rid]
             value = "b" if rule.type.kind == "bool" else "x"
             key = f"{value}, CASE WHEN {value} IS NULL THEN why END"
@@ -387,10 +438,26 @@ class Session:
                           FROM {root} r JOIN {span} s ON s.patient_id = r.patient_id)
                     WHERE NOT same"""
             )
-        if not name.startswith("tl_"):
-            raise UsageError(f"history table {name!r}: scratch tables are named tl_*")
-        final = f"CREATE OR REPLACE TEMP TABLE {name} AS " + " UNION ALL ".join(parts)
-        _staged(self.con, comp, keep, final)
+        patients = (
+            "SELECT DISTINCT patient_id, NULL::TIMESTAMP AS q "
+            f"FROM ({self.store.current_sql(self.high_water, columns=['patient_id'])})"
+        )
+        return self._into(name, patients, comp, roots, " UNION ALL ".join(parts), keep={span})
+
+    def _into(
+        self,
+        name: str,
+        points_sql: str,
+        comp: Compiler,
+        roots: dict[str, str],
+        select: str,
+        keep: set[str] | None = None,
+    ) -> int:
+        """``select`` over the compiled ``roots`` for every batch of the points, into the temp
+        table ``name``; returns its number of rows."""
+        for b in self._batches(points_sql):
+            head = f"CREATE OR REPLACE TEMP TABLE {name} AS " if b == 0 else f"INSERT INTO {name} "
+            _staged(self.con, comp, roots, head + select, keep)
         found = self.con.execute(f"SELECT count(*) FROM {name}").fetchone()
         return int(found[0]) if found else 0
 
@@ -399,19 +466,28 @@ _NAME = re.compile(r"\b[a-z]+[0-9]*\b")
 # DuckDB's memory during a staged run: past it, temp tables spill to disk. Its default (80% of
 # RAM) let a 10k-patient cohort run reach 4.4 GB of RSS holding relations it would read once.
 ENGINE_MEMORY_LIMIT = 2 * 2**30
+# Patients per staged run (Session.batch_patients): see Session._batches.
+BATCH_PATIENTS = 20_000
 
 
 def _staged(
-    con: duckdb.DuckDBPyConnection, comp: Compiler, keep: set[str], final: str
+    con: duckdb.DuckDBPyConnection,
+    comp: Compiler,
+    roots: dict[str, str],
+    final: str,
+    keep: set[str] | None = None,
 ) -> list[tuple[Any, ...]]:
-    """Run a compiled rule set one relation per statement, then ``final`` over the roots.
+    """Run a compiled rule set one relation per statement, then ``final`` over the roots
+    (``roots``: rule id → its relation; ``keep``: other relations ``final`` reads).
 
     One WITH query of ~400 CTEs is what DuckDB plans worst at scale (whole sJIA pack, 10k
     patients × 3 points: 115 s as one query, 20 s staged). A relation read by several others
     becomes a temp table, computed once; a relation read once becomes a view, inlined where
     it is read, and so does the events relation ``ev``. Each table is dropped as soon as its
     last reader has been computed, so memory holds the live frontier of the rule graph rather
-    than all of it."""
+    than all of it. Running out of memory or temp disk raises :class:`EngineError` naming the
+    relation and the rule it belongs to."""
+    keep = set(roots.values()) | (keep or set())
     names = {n for n, _ in comp.out.ctes}
     deps = {n: sorted(set(_NAME.findall(sql)) & names - {n}) for n, sql in comp.out.ctes}
     readers = {n: 0 for n in names}
@@ -437,6 +513,7 @@ def _staged(
                 release(d)
 
     restore = lower_memory_limit(con, ENGINE_MEMORY_LIMIT)
+    step = "the final statement"
     try:
         for name, sql in comp.out.ctes:
             live.append(name)
@@ -448,14 +525,43 @@ def _staged(
                 views.add(name)
                 con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
                 continue
+            step = name
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
             for d in deps[name]:
                 release(d)
+        step = "the final statement"
         return con.execute(final).fetchall()
+    except (duckdb.OutOfMemoryException, duckdb.IOException) as exc:
+        what = str(exc).splitlines()[0]
+        if step in deps:
+            order = [n for n, _ in comp.out.ctes].index(step) + 1
+            step = f"relation {step} ({order} of {len(deps)}, {_owner(step, roots, deps)})"
+        raise EngineError(
+            f"evaluation stopped at {step}: {what} — the store is unchanged; evaluate fewer patients "
+            "at a time (Session(batch_patients=...)) or free temp disk space"
+        ) from exc
     finally:
         for name in reversed(live):
             drop(name)
         con.execute(restore)
+
+
+def _owner(name: str, roots: dict[str, str], deps: dict[str, list[str]]) -> str:
+    """The rules whose relations include ``name``, for an error message."""
+    owners = []
+    for rid, root in roots.items():
+        seen, todo = set(), [root]
+        while todo:
+            n = todo.pop()
+            if n == name:
+                owners.append(rid)
+                break
+            if n not in seen:
+                seen.add(n)
+                todo += deps.get(n, [])
+    if not owners:
+        return "read by no rule"
+    return f"rule {owners[0]}" + (f" and {len(owners) - 1} more" if len(owners) > 1 else "")
 
 
 @contextmanager
