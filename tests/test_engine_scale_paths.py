@@ -169,7 +169,7 @@ def test_running_out_of_memory_names_the_relation_and_its_rule(
     session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from timeline.engine import evaluate
-    from timeline.errors import EngineError
+    from timeline.errors import ResourceError
 
     events = session.con.execute("SELECT count(*), max(seq) FROM events").fetchone()
     for (table,) in session.con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall():
@@ -177,7 +177,7 @@ def test_running_out_of_memory_names_the_relation_and_its_rule(
     monkeypatch.setattr(evaluate, "ENGINE_MEMORY_LIMIT", 2**20)
     session.con.execute("SET max_temp_directory_size = '1MB'")  # no room to spill either
     try:
-        with pytest.raises(EngineError, match=r"evaluation stopped at relation \w+ \(\d+ of \d+, rule \w+"):
+        with pytest.raises(ResourceError, match=r"evaluation stopped at relation \w+ \(\d+ of \d+, rule \w+"):
             session.histories()
     finally:
         session.con.execute("RESET max_temp_directory_size")

@@ -64,3 +64,20 @@ def test_memory_limit_lowered_for_the_ingest_only(
         else:
             assert abs(float(after.split()[0]) - float(before.split()[0])) < 0.2
             assert after.split()[1] == before.split()[1]
+
+
+def test_running_out_of_memory_names_the_step_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from timeline.errors import ResourceError
+
+    with Store.create(tmp_path / "s.duckdb") as store:
+        ingest_file(store, EVENTS, author="t")
+        before = store.con.execute("SELECT count(*), max(seq) FROM events").fetchone()
+        monkeypatch.setattr(ingest, "INGEST_MEMORY_LIMIT", 2**18)
+        store.con.execute("SET max_temp_directory_size = '256KB'")  # no room to spill either
+        with pytest.raises(ResourceError, match=r"events\.csv: ingest stopped while checking: Out of Memory"):
+            ingest_file(store, ROOT / "examples" / "valencia" / "events.csv", author="t")
+        store.con.execute("RESET max_temp_directory_size")
+        assert store.con.execute("SELECT count(*), max(seq) FROM events").fetchone() == before
+        assert integrity.verify(store).ok

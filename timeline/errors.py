@@ -91,7 +91,8 @@ class IntegrityError(TimelineError):
     exit_code = 7
 
 
-class EngineError(TimelineError):
-    """An evaluation could not finish (out of memory or temp disk): nothing was stored."""
+class ResourceError(TimelineError):
+    """DuckDB ran out of memory or temp disk during an evaluation or an ingest; the store is
+    as it was."""
 
     exit_code = 10

@@ -33,9 +33,9 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from timeline import codes, events, meds
-from timeline.errors import IngestError, RowError, UsageError
+from timeline.errors import IngestError, ResourceError, RowError, UsageError
 from timeline.integrity import row_hash_sql, seal_batch
-from timeline.store import EVENT_COLUMNS, Store, _quote, lower_memory_limit
+from timeline.store import EVENT_COLUMNS, Store, _quote, lower_memory_limit, out_of_room
 from timeline.units import UnitError, conversion
 
 Progress = Callable[[str, float], None]
@@ -109,12 +109,14 @@ def ingest_file(
     except duckdb.Error as exc:
         if fmt == "csv" and "CSV Error" in str(exc):  # found while _stage parsed the file
             raise IngestError(str(source), [_csv_error(str(exc))]) from exc
+        if out_of_room(exc):
+            raise _out_of_room(str(source), "reading", exc) from exc
         raise
     finally:
+        con.execute(restore)  # first: the clean-up may need more than the ingest's limit
         _drop_temps(con)
         if fmt == "meds":
             meds.drop_temps(con)
-        con.execute(restore)
 
 
 def append_events(
@@ -855,8 +857,34 @@ def _write_batch(
     ordered_rows: bool = True,
 ) -> IngestResult:
     _require_text(author, "author")
+    run = _Runner(store.con, progress)
+    try:
+        return _write(store, run, source, author, op, reason, source_sha256, started, ordered_rows)
+    except duckdb.Error as exc:
+        if out_of_room(exc):
+            raise _out_of_room(source, run.stage, exc) from exc
+        raise
+
+
+def _out_of_room(source: str, stage: str, exc: duckdb.Error) -> ResourceError:
+    return ResourceError(
+        f"{source}: ingest stopped while {stage}: {str(exc).splitlines()[0]} — nothing was written; "
+        "ingest the file in parts, or free temp disk space"
+    )
+
+
+def _write(
+    store: Store,
+    run: _Runner,
+    source: str,
+    author: str,
+    op: str,
+    reason: str | None,
+    source_sha256: str | None,
+    started: float,
+    ordered_rows: bool,
+) -> IngestResult:
     con = store.con
-    run = _Runner(con, progress)
     run("checking", lambda: _stage(con, store.timezone, store.schema_version, ordered_rows))
     _conversions(con)
     now_local = datetime.now(UTC).astimezone(ZoneInfo(store.timezone)).replace(tzinfo=None)
@@ -957,10 +985,12 @@ class _Runner:
     def __init__(self, con: duckdb.DuckDBPyConnection, progress: Progress | None) -> None:
         self.con = con
         self.progress = progress
+        self.stage = "checking"  # the step under way, for an error message
         if progress is not None:
             con.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
 
     def __call__(self, stage: str, step: Callable[[], Any]) -> Any:
+        self.stage = stage
         if self.progress is None:
             return step()
         result: dict[str, Any] = {}

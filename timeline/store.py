@@ -440,6 +440,16 @@ def _connect(path: Path, *, read_only: bool, wait: float) -> duckdb.DuckDBPyConn
 _SIZE_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50}
 
 
+def out_of_room(exc: BaseException) -> bool:
+    """Whether a DuckDB error is running out of memory or of temp disk (not a bad input)."""
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return True
+    text = str(exc)
+    return isinstance(exc, duckdb.IOException) and (
+        "No space left on device" in text or "max_temp_directory_size" in text
+    )
+
+
 def lower_memory_limit(con: duckdb.DuckDBPyConnection, limit: int) -> str:
     """Lower DuckDB's memory limit to ``limit`` bytes (never raise it); return the statement
     that puts the previous setting back. Past the limit DuckDB spills to its temp directory."""

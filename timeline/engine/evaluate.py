@@ -17,10 +17,10 @@ import duckdb
 
 from timeline import __version__
 from timeline.engine.compiler import COLUMNS, ENGINE_COLUMNS, Compiler, q_
-from timeline.errors import EngineError, UsageError
+from timeline.errors import ResourceError, UsageError
 from timeline.language import ast
 from timeline.language.loader import RuleSet
-from timeline.store import Store, lower_memory_limit
+from timeline.store import Store, lower_memory_limit, out_of_room
 
 MACROS = [
     "CREATE OR REPLACE TEMP MACRO tl_fmt(v) AS "
@@ -485,7 +485,7 @@ def _staged(
     becomes a temp table, computed once; a relation read once becomes a view, inlined where
     it is read, and so does the events relation ``ev``. Each table is dropped as soon as its
     last reader has been computed, so memory holds the live frontier of the rule graph rather
-    than all of it. Running out of memory or temp disk raises :class:`EngineError` naming the
+    than all of it. Running out of memory or temp disk raises :class:`ResourceError` naming the
     relation and the rule it belongs to."""
     keep = set(roots.values()) | (keep or set())
     names = {n for n, _ in comp.out.ctes}
@@ -531,12 +531,14 @@ def _staged(
                 release(d)
         step = "the final statement"
         return con.execute(final).fetchall()
-    except (duckdb.OutOfMemoryException, duckdb.IOException) as exc:
+    except duckdb.Error as exc:
+        if not out_of_room(exc):
+            raise
         what = str(exc).splitlines()[0]
         if step in deps:
             order = [n for n, _ in comp.out.ctes].index(step) + 1
             step = f"relation {step} ({order} of {len(deps)}, {_owner(step, roots, deps)})"
-        raise EngineError(
+        raise ResourceError(
             f"evaluation stopped at {step}: {what} — the store is unchanged; evaluate fewer patients "
             "at a time (Session(batch_patients=...)) or free temp disk space"
         ) from exc
