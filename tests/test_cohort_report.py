@@ -188,3 +188,28 @@ def test_follow_up_may_stay_open_to_the_as_known_at_date(cohort_store: Path, tmp
         "open"
     )
     assert "P7" in rep.cell("outcome.arthritis_followed.12_months").denominator_ids
+
+
+def _in_batches(cohort_store: Path, progress: list[str] | None = None) -> Report:
+    rs = rules()
+    with Store.open(cohort_store) as s:
+        session = Session(s, rs, batch_patients=2)
+        return run_cohort(
+            session,
+            load_cohort(COHORT, rs),
+            progress=(lambda stage, frac: progress.append(stage)) if progress is not None else None,
+        )
+
+
+def test_cohort_run_in_batches_of_patients_gives_the_same_table(cohort_store: Path, report: Report) -> None:
+    batched = _in_batches(cohort_store)
+    assert batched.to_json()["cells"] == report.to_json()["cells"]
+
+
+def test_cohort_run_shows_its_progress_batch_by_batch(cohort_store: Path) -> None:
+    seen: list[str] = []
+    _in_batches(cohort_store, seen)
+    batches = [s for s in seen if ": patients, batch " in s]
+    assert "population: patients, batch 1 of " in batches[0]
+    n = int(batches[0].rsplit(" of ", 1)[1])
+    assert n > 1 and f"population: patients, batch {n} of {n}" in batches

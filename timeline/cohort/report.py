@@ -185,7 +185,19 @@ class _Run:
         self.s = session
         self.con = session.con
         self.spec = spec
-        self.progress = progress
+        stage: list[tuple[str, float]] = [("", 0.0)]
+
+        def step(name: str, frac: float) -> None:
+            stage[0] = (name, frac)
+            progress(name, frac)
+
+        def batch(i: int, n: int) -> None:  # a large cohort's rules run in batches of patients
+            if n > 1:
+                name, frac = stage[0]
+                progress(f"{name}: patients, batch {i + 1} of {n}", frac)
+
+        self.progress = step
+        session.progress = batch
         self.facts: dict[str, PatientFacts] = {}
         self.pop: list[str] = []
         self.comp0 = Compiler(session.rules, "SELECT 1")

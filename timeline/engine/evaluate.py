@@ -7,7 +7,7 @@ intermediate relations that produced the answer, so it cannot disagree with it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -96,6 +96,8 @@ class Session:
         self.as_known_at = as_known_at
         # patients per staged run of a cohort run or of histories (see _batches)
         self.batch_patients = batch_patients or BATCH_PATIENTS
+        # called with (batch, batches) before each batch of a cohort run or of histories
+        self.progress: Callable[[int, int], None] | None = None
         self.high_water = store.high_water(as_known_at)
         self.con = store.con
         for macro in MACROS:
@@ -151,7 +153,10 @@ class Session:
                     LEFT JOIN events e ON e.patient_id = p.patient_id AND e.seq <= {int(hw)}
                     GROUP BY p.b ORDER BY p.b"""
             ).fetchall()
-            for b, lo, hi in ranges or [(0, 0, -1)]:  # no points: one empty batch, an empty result
+            ranges = ranges or [(0, 0, -1)]  # no points: one empty batch, an empty result
+            for b, lo, hi in ranges:
+                if self.progress is not None:
+                    self.progress(b, len(ranges))
                 self.con.execute(
                     f"CREATE OR REPLACE TEMP TABLE tl_pts AS SELECT patient_id, q FROM tl_all WHERE b = {b}"
                 )
