@@ -97,3 +97,28 @@ def test_suite_rejects_an_unknown_size() -> None:
 
     with pytest.raises(SystemExit, match="give 10k, 100k, 1M or a number of patients"):
         suite.size_of("huge")
+
+
+def test_suite_builds_a_large_store_in_parts_in_patient_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+
+    from benchmarks import suite
+    from timeline.synth import synthesize
+
+    synthesize(patients=12, seed=3, out=tmp_path / "events.parquet")
+    monkeypatch.setattr(suite, "PART_PATIENTS", 5)  # 12 patients: parts of 5, 5 and 2
+    logged: list[str] = []
+    suite.build_store(tmp_path / "events.parquet", tmp_path / "store.duckdb", logged.append)
+    assert [line.split(",")[0] for line in logged] == [
+        f"building the store: part {i} of 3" for i in (1, 2, 3)
+    ]
+    with duckdb.connect(str(tmp_path / "store.duckdb"), read_only=True) as con:
+        stored = con.execute("SELECT patient_id, event_id FROM events ORDER BY seq").fetchall()
+        given = con.execute(
+            f"SELECT patient_id, event_id FROM read_parquet('{tmp_path / 'events.parquet'}')"
+        ).fetchall()
+    assert sorted(stored) == sorted(given)
+    assert [p for p, _ in stored] == sorted(p for p, _ in stored)
+    assert not (tmp_path / "part.parquet").exists()
