@@ -213,3 +213,11 @@ def test_cohort_run_shows_its_progress_batch_by_batch(cohort_store: Path) -> Non
     assert "population: patients, batch 1 of " in batches[0]
     n = int(batches[0].rsplit(" of ", 1)[1])
     assert n > 1 and f"population: patients, batch {n} of {n}" in batches
+
+
+def test_cohort_run_leaves_no_progress_hook_on_the_session(cohort_store: Path) -> None:
+    rs = rules()
+    with Store.open(cohort_store) as s:
+        session = Session(s, rs, batch_patients=2)
+        run_cohort(session, load_cohort(COHORT, rs), progress=lambda stage, frac: None)
+        assert session.progress is None

@@ -23,7 +23,8 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,7 +91,8 @@ def ingest_file(
     con = store.con
     restore = lower_memory_limit(con, INGEST_MEMORY_LIMIT)
     try:
-        _load_raw(con, source, fmt)
+        with _out_of_room(str(source), lambda: "reading"):
+            _load_raw(con, source, fmt)
         digest = meds.dataset_digest(source) if fmt == "meds" else _file_sha256(source)
         return _write_batch(
             store,
@@ -109,8 +111,6 @@ def ingest_file(
     except duckdb.Error as exc:
         if fmt == "csv" and "CSV Error" in str(exc):  # found while _stage parsed the file
             raise IngestError(str(source), [_csv_error(str(exc))]) from exc
-        if out_of_room(exc):
-            raise _out_of_room(str(source), "reading", exc) from exc
         raise
     finally:
         con.execute(restore)  # first: the clean-up may need more than the ingest's limit
@@ -858,80 +858,73 @@ def _write_batch(
 ) -> IngestResult:
     _require_text(author, "author")
     run = _Runner(store.con, progress)
+    with _out_of_room(source, lambda: run.stage):
+        con = store.con
+        run("checking", lambda: _stage(con, store.timezone, store.schema_version, ordered_rows))
+        _conversions(con)
+        now_local = datetime.now(UTC).astimezone(ZoneInfo(store.timezone)).replace(tzinfo=None)
+        errors, total = run("checking", lambda: _collect_errors(con, _checks(store, op, now_local)))
+        if errors:
+            exc = IngestError(source, errors)
+            if total > len(errors):
+                exc.errors.append(RowError(None, None, f"… and {total - len(errors)} more errors"))
+            raise exc
+
+        # Rows to insert: first occurrence of each event id, not already in the store.
+        store_join = (
+            "LEFT JOIN (SELECT DISTINCT event_id FROM events WHERE op = 'assert') e ON e.event_id = i.eid"
+            if op == "ingest"
+            else "LEFT JOIN (SELECT NULL::VARCHAR AS event_id) e ON false"
+        )
+        con.execute(
+            # ``ord`` numbers the new rows in file order (their seq less the high-water mark);
+            # numbering them here sorts three narrow columns instead of whole rows at insert.
+            f"""CREATE OR REPLACE TEMP TABLE tl_new AS
+            SELECT __row, eid, row_number() OVER (ORDER BY __row) AS ord FROM (
+                SELECT i.__row, i.eid FROM tl_stage i {store_join}
+                WHERE e.event_id IS NULL
+                QUALIFY row_number() OVER (PARTITION BY i.eid ORDER BY i.__row) = 1)"""
+        )
+        counts = con.execute(
+            "SELECT (SELECT count(*) FROM tl_stage), (SELECT count(*) FROM tl_new)"
+        ).fetchone()
+        assert counts is not None
+        n_rows, n_new = int(counts[0]), int(counts[1])
+        duplicates = n_rows - n_new
+        if n_new == 0:
+            return IngestResult(
+                source, None, 0, duplicates, store.high_water(), time.perf_counter() - started
+            )
+
+        if not store.writable:
+            raise UsageError("store was opened read-only")
+        with store.transaction():
+            hw, batch_id, recorded_at = _next_ids(store)
+            select = _insert_select(op, hw, batch_id, recorded_at, author, source, reason)
+            run("writing", lambda: con.execute(
+                f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT *, {row_hash_sql(schema=store.schema_version)} FROM ({select})"
+            ))  # fmt: skip
+            run("sealing", lambda: seal_batch(
+                con, batch_id=batch_id, op=op, first_seq=hw + 1, last_seq=hw + n_new,
+                recorded_at=recorded_at, author=author,
+                source_file=source if op == "ingest" else None,
+                source_sha256=source_sha256, reason=reason,
+            ))  # fmt: skip
+        return IngestResult(source, batch_id, n_new, duplicates, hw + n_new, time.perf_counter() - started)
+
+
+@contextmanager
+def _out_of_room(source: str, stage: Callable[[], str]) -> Iterator[None]:
+    """DuckDB running out of memory or temp disk, as a ResourceError naming the step."""
     try:
-        return _write(store, run, source, author, op, reason, source_sha256, started, ordered_rows)
+        yield
     except duckdb.Error as exc:
-        if out_of_room(exc):
-            raise _out_of_room(source, run.stage, exc) from exc
-        raise
-
-
-def _out_of_room(source: str, stage: str, exc: duckdb.Error) -> ResourceError:
-    return ResourceError(
-        f"{source}: ingest stopped while {stage}: {str(exc).splitlines()[0]} — nothing was written; "
-        "ingest the file in parts, or free temp disk space"
-    )
-
-
-def _write(
-    store: Store,
-    run: _Runner,
-    source: str,
-    author: str,
-    op: str,
-    reason: str | None,
-    source_sha256: str | None,
-    started: float,
-    ordered_rows: bool,
-) -> IngestResult:
-    con = store.con
-    run("checking", lambda: _stage(con, store.timezone, store.schema_version, ordered_rows))
-    _conversions(con)
-    now_local = datetime.now(UTC).astimezone(ZoneInfo(store.timezone)).replace(tzinfo=None)
-    errors, total = run("checking", lambda: _collect_errors(con, _checks(store, op, now_local)))
-    if errors:
-        exc = IngestError(source, errors)
-        if total > len(errors):
-            exc.errors.append(RowError(None, None, f"… and {total - len(errors)} more errors"))
-        raise exc
-
-    # Rows to insert: first occurrence of each event id, not already in the store.
-    store_join = (
-        "LEFT JOIN (SELECT DISTINCT event_id FROM events WHERE op = 'assert') e ON e.event_id = i.eid"
-        if op == "ingest"
-        else "LEFT JOIN (SELECT NULL::VARCHAR AS event_id) e ON false"
-    )
-    con.execute(
-        # ``ord`` numbers the new rows in file order (their seq less the high-water mark);
-        # numbering them here sorts three narrow columns instead of whole rows at insert.
-        f"""CREATE OR REPLACE TEMP TABLE tl_new AS
-        SELECT __row, eid, row_number() OVER (ORDER BY __row) AS ord FROM (
-            SELECT i.__row, i.eid FROM tl_stage i {store_join}
-            WHERE e.event_id IS NULL
-            QUALIFY row_number() OVER (PARTITION BY i.eid ORDER BY i.__row) = 1)"""
-    )
-    counts = con.execute("SELECT (SELECT count(*) FROM tl_stage), (SELECT count(*) FROM tl_new)").fetchone()
-    assert counts is not None
-    n_rows, n_new = int(counts[0]), int(counts[1])
-    duplicates = n_rows - n_new
-    if n_new == 0:
-        return IngestResult(source, None, 0, duplicates, store.high_water(), time.perf_counter() - started)
-
-    if not store.writable:
-        raise UsageError("store was opened read-only")
-    with store.transaction():
-        hw, batch_id, recorded_at = _next_ids(store)
-        select = _insert_select(op, hw, batch_id, recorded_at, author, source, reason)
-        run("writing", lambda: con.execute(
-            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT *, {row_hash_sql(schema=store.schema_version)} FROM ({select})"
-        ))  # fmt: skip
-        run("sealing", lambda: seal_batch(
-            con, batch_id=batch_id, op=op, first_seq=hw + 1, last_seq=hw + n_new,
-            recorded_at=recorded_at, author=author,
-            source_file=source if op == "ingest" else None,
-            source_sha256=source_sha256, reason=reason,
-        ))  # fmt: skip
-    return IngestResult(source, batch_id, n_new, duplicates, hw + n_new, time.perf_counter() - started)
+        if not out_of_room(exc):
+            raise
+        raise ResourceError(
+            f"{source}: ingest stopped while {stage()}: {str(exc).splitlines()[0]} — nothing was written; "
+            "ingest the file in parts, or free temp disk space"
+        ) from exc
 
 
 def _insert_select(

@@ -174,7 +174,11 @@ def run_cohort(
     started = time.perf_counter()
     run = _Run(session, spec, progress or (lambda stage, frac: None))
     run.evidence = patients is not None  # a whole cohort counts; explaining one patient shows why
-    run.load(patients)
+    session.progress = run.batch
+    try:
+        run.load(patients)
+    finally:
+        session.progress = None
     report = run.report()
     report.seconds = round(time.perf_counter() - started, 3)
     return report
@@ -185,23 +189,22 @@ class _Run:
         self.s = session
         self.con = session.con
         self.spec = spec
-        stage: list[tuple[str, float]] = [("", 0.0)]
-
-        def step(name: str, frac: float) -> None:
-            stage[0] = (name, frac)
-            progress(name, frac)
-
-        def batch(i: int, n: int) -> None:  # a large cohort's rules run in batches of patients
-            if n > 1:
-                name, frac = stage[0]
-                progress(f"{name}: patients, batch {i + 1} of {n}", frac)
-
-        self.progress = step
-        session.progress = batch
+        self._progress = progress
+        self.stage = ("", 0.0)
         self.facts: dict[str, PatientFacts] = {}
         self.pop: list[str] = []
         self.comp0 = Compiler(session.rules, "SELECT 1")
         self.evidence = True
+
+    def progress(self, stage: str, frac: float) -> None:
+        self.stage = (stage, frac)
+        self._progress(stage, frac)
+
+    def batch(self, i: int, n: int) -> None:
+        """Session.progress while the cohort's rules run in batches of patients."""
+        if n > 1:
+            stage, frac = self.stage
+            self._progress(f"{stage}: patients, batch {i + 1} of {n}", frac)
 
     def sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.con.execute(query, list(params)).fetchall()
