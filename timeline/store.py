@@ -287,23 +287,28 @@ class Store:
 
         A version is current when no later version of its event exists at ``high_water``.
         Every later version is a correction or a retraction (a second assertion of an event
-        id is a duplicate or a conflict, never stored), so the test is an anti-join against
-        the few correction rows rather than a window over every row (2M events: 1.24 s →
-        0.64 s with the engine's columns)."""
-        where = f"seq <= {int(high_water)}"
+        id is a duplicate or a conflict, never stored), so the test is a join against the
+        last correction or retraction of each corrected event — few rows, the only ones
+        hashed — rather than a window over every row (2M events: 1.24 s → 0.64 s with the
+        engine's columns). A correlated ``NOT EXISTS`` gave the same rows, but DuckDB
+        decorrelates it by hashing every row's (event_id, seq) first: the whole current
+        timeline of 20.7M events took 2.3–2.7 s and 2.6 GB, against 0.25 s and 0.4 GB so."""
+        where = f"e.seq <= {int(high_water)}"
         if patient_ids is not None:
-            where += " AND patient_id IN (" + ", ".join(_quote(p) for p in patient_ids) + ")"
+            where += " AND e.patient_id IN (" + ", ".join(_quote(p) for p in patient_ids) + ")"
         if patients_sql is not None:
-            where += f" AND patient_id IN ({patients_sql})"
+            where += f" AND e.patient_id IN ({patients_sql})"
         if seq_range is not None:
-            where += f" AND seq BETWEEN {int(seq_range[0])} AND {int(seq_range[1])}"
+            where += f" AND e.seq BETWEEN {int(seq_range[0])} AND {int(seq_range[1])}"
         if kinds is not None:
-            where += " AND kind IN (" + ", ".join(_quote(k) for k in kinds) + ")"
-        cols = ", ".join(columns) if columns else "*"
+            where += " AND e.kind IN (" + ", ".join(_quote(k) for k in kinds) + ")"
+        cols = ", ".join(f"e.{c}" for c in columns) if columns else "e.*"
         return f"""
-            SELECT {cols} FROM events e WHERE {where} AND op <> 'retract'
-              AND NOT EXISTS (SELECT 1 FROM events l WHERE l.op <> 'assert' AND l.seq <= {int(high_water)}
-                              AND l.event_id = e.event_id AND l.seq > e.seq)
+            SELECT {cols} FROM events e
+            LEFT JOIN (SELECT event_id, max(seq) AS last_seq FROM events
+                       WHERE op <> 'assert' AND seq <= {int(high_water)} GROUP BY event_id) l
+              ON l.event_id = e.event_id
+            WHERE {where} AND e.op <> 'retract' AND (l.last_seq IS NULL OR l.last_seq <= e.seq)
         """
 
     def events(
