@@ -190,8 +190,8 @@ def timeline_answers(store_path: Path, memory_limit: str | None = None) -> list[
             store.con.execute(f"SET memory_limit = '{memory_limit}'")
         sess = Session(store, rules)
         points = f"""SELECT patient_id, min(occurred_at) + INTERVAL {FOLLOW_UP_DAYS} DAY AS q
-            FROM ({store.current_sql(sess.high_water)})
-            WHERE kind = 'medication_start' AND drug = 'anakinra' GROUP BY patient_id"""
+            FROM ({store.current_sql(sess.high_water, kinds=["medication_start"], columns=["patient_id", "occurred_at", "drug"])})
+            WHERE drug = 'anakinra' GROUP BY patient_id"""
         # values only, like ACES: evidence is for explaining one patient, not for a cohort
         results = sess.evaluate(None, [RULE_ID], points_sql=points, evidence=False)
     return [
