@@ -106,8 +106,10 @@ class Session:
     def manifest(self) -> dict[str, Any]:
         return manifest(self.store, self.rules, self.high_water, self.as_known_at)
 
-    def _compiler(self, patients: Sequence[str] | None, evidence: bool = True) -> Compiler:
-        return Compiler(self.rules, self._events_sql(patients), evidence)
+    def _compiler(
+        self, patients: Sequence[str] | None, evidence: bool = True, dense: bool = False
+    ) -> Compiler:
+        return Compiler(self.rules, self._events_sql(patients), evidence, dense)
 
     def _events_sql(self, patients: Sequence[str] | None) -> str:
         """The current events the rules read: of the batch's patients (the view tl_bev, see
@@ -414,7 +416,7 @@ class Session:
         ids = self.rule_ids(rule_ids)
         if not name.startswith("tl_"):
             raise UsageError(f"history table {name!r}: scratch tables are named tl_*")
-        comp = self._compiler(None, evidence=False)
+        comp = self._compiler(None, evidence=False, dense=True)
         span = comp.add(
             "hspan",
             """SELECT patient_id, coalesce(min(occurred_at) FILTER (WHERE kind <> 'birth'), max(occurred_at)) AS origin,
