@@ -706,3 +706,41 @@ def test_history_intervals_agree_with_the_state_at_every_day_end_and_every_edge(
                 assert interval["reason"] == got.why, (
                     f"{got.rule_id} at {got.q}: history {interval}, state {got.why}"
                 )
+
+
+@HISTORY
+@given(tl=timelines(), rules=rule_sets())
+def test_every_patients_history_at_once_equals_each_patients_history(tl: Timeline, rules: Rules) -> None:
+    """Session.histories reads a rule that other rules use from its values at its own change
+    points (an as-of lookup) instead of evaluating it again at theirs: the intervals must be
+    those of each patient's own history, which evaluates every rule's whole tree."""
+    note(f"rules: {rules.files} params: {rules.params}")
+    with tempfile.TemporaryDirectory() as tmp:
+        ruleset = load(Path(tmp) / "rules", rules)
+        with build_store(Path(tmp) / "store.duckdb", tl) as store:
+            session = Session(store, ruleset)
+            session.histories(rules.ids)
+            rows = session.con.execute(
+                'SELECT rule_id, patient_id, start, "end", b, x, why FROM tl_history'
+            ).fetchall()
+            kinds = {rid: ruleset.rules[rid].type.kind for rid in rules.ids}
+            for patient in tl.patients:
+                want = sorted(
+                    (
+                        i["rule"],
+                        i["start"],
+                        i["end"],
+                        None if i["value"] == "unknown" else i["value"],
+                        i["reason"],
+                    )
+                    for i in session.history(patient, rules.ids)
+                )
+                got = sorted(
+                    (
+                        (rid, start, end, b if kinds[rid] == "bool" else x, why)
+                        for rid, p, start, end, b, x, why in rows
+                        if p == patient
+                    ),
+                    key=repr,
+                )
+                assert got == want, patient

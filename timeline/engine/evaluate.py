@@ -412,7 +412,8 @@ class Session:
         :meth:`history` (from each patient's first clinical event to the end of the day of the
         last event), written to the temp table ``name`` (rule_id, patient_id, start, end,
         b, x, why); returns the number of intervals. Each rule is evaluated at its own change
-        points, for a batch of patients at a time (see :meth:`_batches`)."""
+        points, for a batch of patients at a time (see :meth:`_batches`); a rule that others
+        read, once (see :meth:`Compiler.steps`)."""
         ids = self.rule_ids(rule_ids)
         if not name.startswith("tl_"):
             raise UsageError(f"history table {name!r}: scratch tables are named tl_*")
@@ -425,6 +426,7 @@ class Session:
         )
         parts = []
         roots = {}
+        used = self.rules.referenced(ids)
         for rid in ids:
             cp = comp.change_points(self.rules.rules[rid].define)
             pts = comp.add(
@@ -433,7 +435,9 @@ class Session:
                        AND c.c >= s.origin AND c.c <= s.hi
                     UNION SELECT patient_id, origin FROM {span}""",
             )
-            root = roots[rid] = comp.rule(rid, pts)
+            # a rule other rules read is evaluated once, at its own change points, and read
+            # from there (Compiler.steps); the others are evaluated at their points directly
+            root = roots[rid] = comp.rule_at(rid, pts) if rid in used else comp.rule(rid, pts)
             rule = self.rules.rules[rid]
             value = "b" if rule.type.kind == "bool" else "x"
             key = f"{value}, CASE WHEN {value} IS NULL THEN why END"

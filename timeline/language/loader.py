@@ -732,6 +732,10 @@ class RuleSet:
         visit(rule_id)
         return [r for r in self.order if r in needed]
 
+    def referenced(self, rule_ids: Iterable[str]) -> set[str]:
+        """The rules that the given rules use, directly or through others."""
+        return {dep for rid in rule_ids for dep in self.dependencies(rid) if dep != rid}
+
     def manifest(self) -> dict[str, Any]:
         return {
             "rules_digest": self.digest,
