@@ -340,6 +340,54 @@ def test_the_history_of_a_one_month_validity_changes_where_the_state_does(bench:
     ]
 
 
+def _histories(session: Session, rule_ids: list[str]) -> list[tuple[Any, ...]]:
+    """Session.histories' intervals of patient X: (rule, start, value)."""
+    session.histories(rule_ids)
+    kinds = {rid: session.rules.rules[rid].type.kind for rid in rule_ids}
+    rows = session.con.execute(
+        "SELECT rule_id, start, b, x, why FROM tl_history ORDER BY rule_id, start"
+    ).fetchall()
+    return [(rid, start, b if kinds[rid] == "bool" else x, why) for rid, start, b, x, why in rows]
+
+
+def _history(session: Session, rule_ids: list[str]) -> list[tuple[Any, ...]]:
+    """Session.history's intervals of patient X, in the same form."""
+    out = [
+        (i["rule"], i["start"], None if i["value"] == "unknown" else i["value"], i["reason"])
+        for i in session.history("X", rule_ids)
+    ]
+    return sorted(out, key=lambda r: r[:2])
+
+
+def test_a_rule_over_age_has_the_same_history_at_once_as_for_one_patient(bench: Bench) -> None:
+    # age changes continuously: a rule that reads it cannot be looked up at its change points
+    bench.rule("years", {"age": "years"})
+    bench.rule("over_two", {"ge": [{"rule": "years"}, 2]})
+    bench.events(
+        [
+            {"patient_id": "X", "kind": "birth", "occurred_at": "2007-03-01", "sex": "female"},
+            crp("2009-02-01", 4),
+            crp("2009-03-10", 5),
+        ]
+    )
+    session = bench.session()
+    got = _histories(session, ["years", "over_two"])
+    assert got == _history(session, ["years", "over_two"])
+    assert ("over_two", datetime(2009, 2, 1), False, None) in got
+
+
+def test_a_rule_read_before_its_first_change_point_has_its_value_before_any_event(bench: Bench) -> None:
+    # held_for samples the CRP rule 30 days before the first CRP, before its first change point
+    bench.rule("crp_low", {"le": [{"latest": {"select": CRP, "within": "30 days"}}, "10 mg/L"]})
+    bench.rule("held", {"held_for": {"expr": {"rule": "crp_low"}, "duration": "30 days"}})
+    bench.events([crp("2009-03-01", 4), crp("2009-03-20", 5), crp("2009-04-15", 6)])
+    session = bench.session()
+    got = _histories(session, ["crp_low", "held"])
+    assert got == _history(session, ["crp_low", "held"])
+    assert got[0][:3] == ("crp_low", datetime(2009, 3, 1), True)
+    assert ("held", datetime(2009, 3, 31), True, None) in got
+
+
 # ---- comparisons, units, arithmetic ----------------------------------------------------------------
 
 

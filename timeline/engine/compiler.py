@@ -887,9 +887,11 @@ class Compiler:
         inner = self.node(node.expr, samples)
         runs = self.add(
             self.fresh("u"),
-            f"""SELECT patient_id, q AS t,
+            f"""SELECT patient_id, q AS t, b, why,
                     max(CASE WHEN b = false THEN q END) OVER w AS last_false,
-                    max(CASE WHEN b IS NULL THEN q END) OVER w AS last_unknown
+                    max(CASE WHEN b IS NULL THEN q END) OVER w AS last_unknown,
+                    CASE WHEN b IS NULL AND lag(b IS NULL) OVER w AND why IS NOT DISTINCT FROM lag(why) OVER w
+                         THEN 0 ELSE 1 END AS new
                 FROM {inner} WINDOW w AS (PARTITION BY patient_id ORDER BY q ROWS UNBOUNDED PRECEDING)""",
         )
         closed = "" if at_q is None else "WHEN a.b = false THEN false"
@@ -905,13 +907,27 @@ class Compiler:
                          WHEN r.last_unknown >= p.q - {d.sql()} THEN NULL ELSE true END AS b
                 FROM {src} ASOF LEFT JOIN {runs} r ON r.patient_id = p.patient_id AND r.t <= p.q""",
         )
+        # The reasons of an unknown point: those of the unknown samples in its window. Each
+        # run of consecutive unknown samples with one reason is one row [s, e]; a window
+        # starts at a sample, so it holds a sample of a run exactly when it overlaps the run
+        # (a history's dense points joined every sample of their window: 7.7 s of 48 s at 10k
+        # patients).
+        unknown = self.add(
+            self.fresh("u"),
+            f"""SELECT patient_id, why, min(t) AS s, max(t) AS e FROM (
+                    SELECT *, sum(new) OVER (PARTITION BY patient_id ORDER BY t ROWS UNBOUNDED PRECEDING) AS run FROM {runs})
+                WHERE b IS NULL GROUP BY patient_id, run, why""",
+        )
+        reasons = self.add(
+            self.fresh("w"),
+            f"""SELECT h.patient_id, h.q, string_agg(DISTINCT u.why, '; ' ORDER BY u.why) AS why
+                FROM {held} h JOIN {unknown} u ON u.patient_id = h.patient_id AND u.s <= h.q AND u.e >= h.q - {d.sql()}
+                WHERE h.b IS NULL GROUP BY h.patient_id, h.q""",
+        )
         return f"""SELECT h.patient_id, h.q, h.b, NULL::DOUBLE AS x,
-                CASE WHEN h.b IS NULL THEN 'not known at every moment of the last {d}: '
-                     || string_agg(DISTINCT e.why, '; ' ORDER BY e.why) END AS why,
+                CASE WHEN h.b IS NULL THEN 'not known at every moment of the last {d}: ' || r.why END AS why,
                 {EMPTY} AS ev, h.q - {d.sql()} AS lo, h.q AS hi, NULL AS note
-            FROM {held} h LEFT JOIN {inner} e ON h.b IS NULL AND e.b IS NULL AND e.patient_id = h.patient_id
-                AND e.q >= h.q - {d.sql()} AND e.q <= h.q
-            GROUP BY h.patient_id, h.q, h.b"""
+            FROM {held} h LEFT JOIN {reasons} r ON r.patient_id = h.patient_id AND r.q = h.q"""
 
     # ---- episodes
     def episodes(self, spec: ast.Episodes, merged: bool = True) -> str:
