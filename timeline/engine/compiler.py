@@ -69,6 +69,12 @@ class Compiled:
     names: dict[tuple[int, str], str] = field(default_factory=dict)
     cp_names: dict[int, str] = field(default_factory=dict)
 
+    def replace(self, name: str, sql: str) -> None:
+        """A relation's SQL, changed before anything was run (a selector learning the columns
+        of a new reader)."""
+        i = next(i for i, (n, _) in enumerate(self.ctes) if n == name)
+        self.ctes[i] = (name, sql)
+
     def with_sql(self) -> str:
         return "WITH " + ",\n".join(
             f"{n} AS MATERIALIZED ({s})" if n.startswith("ev") else f"{n} AS ({s})" for n, s in self.ctes
@@ -95,6 +101,7 @@ class Compiler:
         self.anchored: dict[tuple[int, str], tuple[str, Duration]] = {}
         self.held: dict[tuple[int, str], tuple[str, str]] = {}
         self._cp_memo: dict[int, list[str]] = {}
+        self.fields: dict[str, set[str]] = {}
         self._stepwise: dict[str, bool] = {}
         self.steps_points: dict[str, str] = {}
         self.add("ev", events_sql)
@@ -279,17 +286,27 @@ class Compiler:
             parts.append("(" + " OR ".join(self.predicate(s) for s in sel.any_of) + ")")
         return " AND ".join(parts) if parts else "true"
 
-    def select(self, sel: ast.Selector) -> str:
+    def select(self, sel: ast.Selector, fields: tuple[str, ...] = ()) -> str:
+        """The events a selector matches: patient_id, seq, t (occurred_at) and the ``fields``
+        its readers use, gathered over every reader. A selector read twice is a temp table in
+        a cohort run, and all 21 engine columns of every fever or CRP of 20k patients cost
+        most of a small rule set's memory."""
         pred = self.predicate(sel)
-        if pred not in self.selectors:
-            self.selectors[pred] = self.add(
-                self.fresh("s"), f"SELECT *, occurred_at AS t FROM ev WHERE {pred}"
-            )
-        return self.selectors[pred]
+        name = self.selectors.get(pred)
+        if name is None:
+            name = self.selectors[pred] = self.fresh("s")
+            self.fields[name] = set()
+            self.out.ctes.append((name, ""))
+        need = self.fields[name]
+        if not need or not need.issuperset(fields):
+            need.update(("patient_id", "seq", *fields))
+            cols = ", ".join(c for c in ENGINE_COLUMNS if c in need)
+            self.out.replace(name, f"SELECT {cols}, occurred_at AS t FROM ev WHERE {pred}")
+        return name
 
     def latest_of(self, sel: ast.Selector, fld: str) -> str:
         """One row per (patient, instant): the latest recorded version wins a tie."""
-        src = self.select(sel)
+        src = self.select(sel, (fld, "ref_low", "ref_high", "unit", "orig_value", "orig_unit"))
         return self.add(
             self.fresh("l"),
             f"""SELECT patient_id, t, seq, {fld} AS val, ref_low, ref_high, unit, orig_value, orig_unit
@@ -366,7 +383,7 @@ class Compiler:
         return lo, hi, cond
 
     def _Aggregate(self, node: ast.Aggregate, points: str) -> str:
-        src = self.select(node.select)
+        src = self.select(node.select, (node.field,))
         name = node.select.name
         base = points
         ref = "p.q"
@@ -935,7 +952,7 @@ class Compiler:
         intervals); ``e`` is FAR for an open episode."""
         gap = self.duration(spec.merge_gap)
         if spec.select is not None:
-            src = self.select(spec.select)
+            src = self.select(spec.select, ("ended_at", "ended_precision"))
             # a date-only end covers that whole day
             end = f"CASE WHEN ended_precision = 'day' THEN ended_at + INTERVAL '1 day' - {_EPS} ELSE ended_at END"
             raw = f"SELECT patient_id, t AS s, coalesce({end}, {FAR}) AS e, {self.evs('[seq]')} AS ev, seq FROM {src}"
