@@ -103,6 +103,51 @@ def test_rows_without_event_ids_are_recognised_when_ingested_again(empty_store: 
     assert again.stdout == f"{path}: 0 events added, 2 duplicates skipped (high-water seq 2)\n"
 
 
+def _seqs(store: Path) -> list[tuple[str, int]]:
+    with Store.open(store) as s:
+        return [
+            (str(e), int(q))
+            for e, q in s.con.execute("SELECT event_id, seq FROM events ORDER BY seq").fetchall()
+        ]
+
+
+def test_a_file_of_new_events_takes_the_next_seqs_in_file_order(empty_store: Path, tmp_path: Path) -> None:
+    path = tmp_path / "new.csv"
+    path.write_text(
+        "event_id,patient_id,kind,occurred_at,code\nb,P9,diagnosis,2009-03-01,sJIA\na,P9,diagnosis,2009-03-02,sJIA\n"
+    )
+    run_cli("ingest", path, "--store", empty_store, "--author", "t")
+    assert _seqs(empty_store) == [("b", 1), ("a", 2)]
+
+
+def test_a_blank_line_in_json_lines_leaves_no_gap_in_the_seqs(empty_store: Path, tmp_path: Path) -> None:
+    path = tmp_path / "gap.jsonl"
+    row = {"patient_id": "P9", "kind": "diagnosis", "code": "sJIA"}
+    path.write_text(
+        json.dumps({**row, "event_id": "b", "occurred_at": "2009-03-01"})
+        + "\n\n"
+        + json.dumps({**row, "event_id": "a", "occurred_at": "2009-03-02"})
+        + "\n"
+    )
+    run_cli("ingest", path, "--store", empty_store, "--author", "t")
+    assert _seqs(empty_store) == [("b", 1), ("a", 2)]
+
+
+def test_new_events_among_duplicates_take_the_next_seqs_in_file_order(
+    empty_store: Path, tmp_path: Path
+) -> None:
+    first = tmp_path / "first.csv"
+    first.write_text("event_id,patient_id,kind,occurred_at,code\nx,P9,diagnosis,2009-03-01,sJIA\n")
+    second = tmp_path / "second.csv"
+    second.write_text(
+        "event_id,patient_id,kind,occurred_at,code\n"
+        "x,P9,diagnosis,2009-03-01,sJIA\nz,P9,diagnosis,2009-03-03,sJIA\n"
+        "z,P9,diagnosis,2009-03-03,sJIA\ny,P9,diagnosis,2009-03-02,sJIA\n"
+    )
+    run_cli("ingest", first, second, "--store", empty_store, "--author", "t")
+    assert _seqs(empty_store) == [("x", 1), ("z", 2), ("y", 3)]
+
+
 def test_each_file_is_its_own_batch(empty_store: Path, tmp_path: Path) -> None:
     other = tmp_path / "other.csv"
     other.write_text("event_id,patient_id,kind,occurred_at,code\nq-1,P002,diagnosis,2009-03-01,sJIA\n")

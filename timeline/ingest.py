@@ -886,10 +886,16 @@ def _write_batch(
                 QUALIFY row_number() OVER (PARTITION BY i.eid ORDER BY i.__row) = 1)"""
         )
         counts = con.execute(
-            "SELECT (SELECT count(*) FROM tl_stage), (SELECT count(*) FROM tl_new)"
+            """SELECT count(*), coalesce(min(__row), 0), coalesce(max(__row), -1),
+                      (SELECT count(*) FROM tl_new) FROM tl_stage"""
         ).fetchone()
         assert counts is not None
-        n_rows, n_new = int(counts[0]), int(counts[1])
+        n_rows, first_row, last_row, n_new = (int(c) for c in counts)
+        # Every row is new and the rows are numbered without gaps (a file of new events):
+        # a row's place among the new rows is its own number, so the insert reads the stage
+        # alone instead of joining it to tl_new (20.7M events: a join of two 20.7M-row
+        # relations, the stage spilled under the ingest's memory limit)
+        dense = n_new == n_rows == last_row - first_row + 1
         duplicates = n_rows - n_new
         if n_new == 0:
             return IngestResult(
@@ -900,7 +906,9 @@ def _write_batch(
             raise UsageError("store was opened read-only")
         with store.transaction():
             hw, batch_id, recorded_at = _next_ids(store)
-            select = _insert_select(op, hw, batch_id, recorded_at, author, source, reason)
+            select = _insert_select(
+                op, hw, batch_id, recorded_at, author, source, reason, first_row if dense else None
+            )
             run("writing", lambda: con.execute(
                 f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT *, {row_hash_sql(schema=store.schema_version)} FROM ({select})"
             ))  # fmt: skip
@@ -928,8 +936,18 @@ def _out_of_room(source: str, stage: Callable[[], str]) -> Iterator[None]:
 
 
 def _insert_select(
-    op: str, hw: int, batch_id: int, recorded_at: datetime, author: str, source: str, reason: str | None
+    op: str,
+    hw: int,
+    batch_id: int,
+    recorded_at: datetime,
+    author: str,
+    source: str,
+    reason: str | None,
+    first_row: int | None = None,
 ) -> str:
+    """The rows to insert: tl_new's rows of the stage, numbered by ``ord``; or, given
+    ``first_row`` (every staged row is new, numbered without gaps from it), every row of the
+    stage, numbered by its own row number."""
     value = 'CASE WHEN c.scale IS NOT NULL THEN round(s.value * c.scale + c."offset", 9) ELSE s.value END'
     ref = 'CASE WHEN c.scale IS NOT NULL THEN round(s.{0} * c.scale + c."offset", 9) ELSE s.{0} END'
     expr: dict[str, str] = {
@@ -961,13 +979,18 @@ def _insert_select(
         "change_reason": _quote(reason) if reason is not None else "NULL",
         "content_hash": "s.content_hash",
     }
+    rows = "tl_new n JOIN tl_stage s ON s.__row = n.__row"
+    if first_row is not None:
+        rows = "tl_stage s"
+        expr["seq"] = f"{hw} + s.__row - {int(first_row) - 1}"
+        expr["event_id"] = "s.eid"
     cols = []
     for col, typ in EVENT_COLUMNS.items():
         if col == "row_hash":
             continue
         sql_type = typ.split()[0]
         cols.append(f"({expr.get(col, 's.' + col)})::{sql_type} AS {col}")
-    return f"""SELECT {", ".join(cols)} FROM tl_new n JOIN tl_stage s ON s.__row = n.__row
+    return f"""SELECT {", ".join(cols)} FROM {rows}
         LEFT JOIN tl_conv c ON s.kind = c.kind AND s.code IS NOT DISTINCT FROM c.code AND s.unit = c.unit
         LEFT JOIN tl_dose d ON s.dose_unit = d.unit"""
 
