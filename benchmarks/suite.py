@@ -540,8 +540,15 @@ def render(results: list[dict[str, Any]]) -> str:
                 ratio = f"{f['naive_total_s'] / f['ours_s']:.0f}× faster; {f['answers_differ']} of {f['answers_compared']:,} answers differ"
             if "agree" in f:
                 ratio += ", answers agree" if f["agree"] else ", ANSWERS DISAGREE"
+            name = f["figure"]
+            if f.get("measured", res["date"]) != res["date"]:  # kept from an earlier partial run
+                name += (
+                    f" (measured {f['measured']}"
+                    + (f" on {f['measured_on']}" if f.get("measured_on") else "")
+                    + ")"
+                )
             lines.append(
-                f"| {f['figure']} | {ours} | {_mib(f.get('ours_rss_mib'))} | {f['anchor']} | {anchor_t} | {_mib(f.get('anchor_rss_mib'))} | {ratio} | {f['goal']} |"
+                f"| {name} | {ours} | {_mib(f.get('ours_rss_mib'))} | {f['anchor']} | {anchor_t} | {_mib(f.get('anchor_rss_mib'))} | {ratio} | {f['goal']} |"
             )
         lines.append("")
     if len(results) > 1:
@@ -618,6 +625,8 @@ def main(argv: list[str] | None = None) -> int:
         if f.get("figure", "").startswith("naive"):
             f["naive_total_s"] = f["naive_per_patient_s"] * result["patients"]
     result.update(size=n, machine=machine(), date=time.strftime("%Y-%m-%d"))
+    for f in result["figures"]:
+        f["measured"] = result["date"]
     print(render([result]))
     # the single-patient commands are timed at least 5 times, whatever --runs says
     result["runs_by_job"] = {job: max(args.runs, 5) if job == "cli" else args.runs for job in sorted(only)}
@@ -628,6 +637,10 @@ def main(argv: list[str] | None = None) -> int:
             old = json.loads(saved.read_text())
             mine = {f["figure"] for f in result["figures"]}
             kept = [f for f in old["figures"] if f["figure"] not in mine]
+            for f in kept:  # figures of an earlier run keep the date and machine they were measured on
+                f.setdefault("measured", old["date"])
+                if old["machine"].split(";")[0] != result["machine"].split(";")[0]:
+                    f.setdefault("measured_on", old["machine"].split(";")[0])
             result["figures"] = _ordered(kept + result["figures"])
             result["partial"] = sorted({*old.get("partial", []), *only})
             result["runs_by_job"] = {**old.get("runs_by_job", {}), **result["runs_by_job"]}

@@ -92,6 +92,24 @@ def test_suite_readme_section_shows_growth_between_sizes() -> None:
     assert "| whole sJIA pack | 0.500 | 0.400 |" in text  # seconds per 1,000 patients at each size
 
 
+def test_suite_readme_marks_a_figure_kept_from_an_earlier_run() -> None:
+    from benchmarks import suite
+
+    kept = {"figure": "ingest (csv)", "ours_s": 9.0, "anchor": "a", "goal": "≤ 3×", "measured": "2026-11-25"}
+    kept["measured_on"] = "AMD EPYC"
+    fresh = {
+        "figure": "whole sJIA pack",
+        "ours_s": 5.0,
+        "anchor": "a",
+        "goal": "≤ 10×",
+        "measured": "2026-12-04",
+    }
+    res = {"size": 10, "patients": 10, "events": 2000, "runs": 3, "date": "2026-12-04", "machine": "m"}
+    text = suite.render([{**res, "figures": [kept, fresh]}])
+    assert "| ingest (csv) (measured 2026-11-25 on AMD EPYC) |" in text
+    assert "| whole sJIA pack |" in text
+
+
 def test_suite_rejects_an_unknown_size() -> None:
     from benchmarks import suite
 
