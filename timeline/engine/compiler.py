@@ -990,6 +990,10 @@ class Compiler:
             # the value is left NULL: not true, which is all the runs below distinguish.
             g = self.node(guard, pts2)
             pts3 = self.add(self.fresh("p"), f"SELECT patient_id, q FROM {g} WHERE b")
+            # the condition's own tree at these few points: a rule reference would be looked
+            # up in a history (see rule_at), which evaluates the rule at all its change points
+            while isinstance(cond, ast.RuleRef):
+                cond = self.rules.rules[cond.rule].define
             full = self.node(cond, pts3)
             inner = self.add(
                 self.fresh("n"),
