@@ -219,3 +219,20 @@ def test_as_known_at_just_before_a_change_shows_the_record_without_it(
             assert [r["seq"] for r in versions(store, c.event_id, c.recorded_at)] == [
                 r["seq"] for r in versions(store, c.event_id, c.seq)
             ]
+
+
+texts = st.one_of(st.none(), st.text(max_size=12))
+instants = st.one_of(st.none(), st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1)))
+
+
+@FAST
+@given(st.lists(st.tuples(st.one_of(st.none(), st.integers(-(2**62), 2**62)), texts, instants), max_size=40))
+def test_rows_inserted_at_once_read_back_exactly_and_in_order(rows: list[tuple[Any, ...]]) -> None:
+    import duckdb
+
+    from timeline.store import insert_rows
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (n BIGINT, s VARCHAR, q TIMESTAMP)")
+    insert_rows(con, "t", ("BIGINT", "VARCHAR", "TIMESTAMP"), rows)
+    assert con.execute("SELECT * FROM t").fetchall() == rows

