@@ -148,6 +148,21 @@ def test_new_events_among_duplicates_take_the_next_seqs_in_file_order(
     assert _seqs(empty_store) == [("x", 1), ("z", 2), ("y", 3)]
 
 
+def test_an_event_already_stored_is_skipped_in_a_file_whose_ids_are_all_different(
+    empty_store: Path, tmp_path: Path
+) -> None:
+    first = tmp_path / "first.csv"
+    first.write_text("event_id,patient_id,kind,occurred_at,code\nx,P9,diagnosis,2009-03-01,sJIA\n")
+    second = tmp_path / "second.csv"
+    second.write_text(
+        "event_id,patient_id,kind,occurred_at,code\nx,P9,diagnosis,2009-03-01,sJIA\ny,P9,diagnosis,2009-03-02,sJIA\n"
+    )
+    run_cli("ingest", first, "--store", empty_store, "--author", "t")
+    again = run_cli("ingest", second, "--store", empty_store, "--author", "t")
+    assert again.stdout == f"{second}: 1 event added as batch 2, 1 duplicate skipped (high-water seq 2)\n"
+    assert _seqs(empty_store) == [("x", 1), ("y", 2)]
+
+
 def test_each_file_is_its_own_batch(empty_store: Path, tmp_path: Path) -> None:
     other = tmp_path / "other.csv"
     other.write_text("event_id,patient_id,kind,occurred_at,code\nq-1,P002,diagnosis,2009-03-01,sJIA\n")

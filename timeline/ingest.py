@@ -70,7 +70,8 @@ class IngestResult:
         head = f"{self.source}: {self.added} event{'s' if self.added != 1 else ''} added"
         if self.batch_id is not None:
             head += f" as batch {self.batch_id}"
-        return f"{head}, {self.duplicates} duplicates skipped (high-water seq {self.high_water})"
+        dups = f"{self.duplicates} duplicate{'s' if self.duplicates != 1 else ''} skipped"
+        return f"{head}, {dups} (high-water seq {self.high_water})"
 
 
 # ---- public API --------------------------------------------------------------------
@@ -633,8 +634,10 @@ def _in(values: Iterable[str]) -> str:
     return "(" + ", ".join(_quote(v) for v in values) + ")"
 
 
-def _checks(store: Store, op: str, now_local: datetime) -> list[str]:
-    """SQL queries each yielding (row, field, reason) for one kind of problem."""
+def _checks(store: Store, op: str, now_local: datetime, unique_ids: bool = False) -> list[str]:
+    """SQL queries each yielding (row, field, reason) for one kind of problem. With
+    ``unique_ids`` (no event id appears twice in the batch) the check of rows that share an
+    id with different content is left out: it cannot find any."""
     kinds = list(events.KINDS)
     q: list[str] = []
     simple: list[tuple[str, str, str]] = []  # (field, condition, reason) over one stage row
@@ -750,13 +753,14 @@ def _checks(store: Store, op: str, now_local: datetime) -> list[str]:
              AND (round(s.value * c.scale + c."offset", 9) < rg.lo OR round(s.value * c.scale + c."offset", 9) > rg.hi)"""
     )
     # event ids: conflicts inside the batch and with the store
-    q.append(
-        """SELECT s.__row, 'event_id', 'event id ' || tl_quote(s.eid) || ' also appears in row'
-               || CASE WHEN count(*) > 1 THEN 's ' ELSE ' ' END
-               || string_agg(s2.__row::VARCHAR, ', ' ORDER BY s2.__row) || ' with different content'
-           FROM tl_stage s JOIN tl_stage s2 ON s2.eid = s.eid AND s2.content_hash <> s.content_hash
-           GROUP BY s.__row, s.eid"""
-    )
+    if not unique_ids:
+        q.append(
+            """SELECT s.__row, 'event_id', 'event id ' || tl_quote(s.eid) || ' also appears in row'
+                   || CASE WHEN count(*) > 1 THEN 's ' ELSE ' ' END
+                   || string_agg(s2.__row::VARCHAR, ', ' ORDER BY s2.__row) || ' with different content'
+               FROM tl_stage s JOIN tl_stage s2 ON s2.eid = s.eid AND s2.content_hash <> s.content_hash
+               GROUP BY s.__row, s.eid"""
+        )
     if op == "ingest":
         q.append(
             """SELECT s.__row, 'event_id', 'event id ' || tl_quote(s.eid) || ' is already in the store (seq '
@@ -865,7 +869,19 @@ def _write_batch(
         run("checking", lambda: _stage(con, store.timezone, store.schema_version, ordered_rows))
         _conversions(con)
         now_local = datetime.now(UTC).astimezone(ZoneInfo(store.timezone)).replace(tzinfo=None)
-        errors, total = run("checking", lambda: _collect_errors(con, _checks(store, op, now_local)))
+        shape = con.execute(
+            """SELECT count(*), count(DISTINCT eid), coalesce(min(__row), 0), coalesce(max(__row), -1)
+               FROM tl_stage"""
+        ).fetchone()
+        assert shape is not None
+        n_rows, n_ids, first_row, last_row = (int(c) for c in shape)
+        # every event id appears once in the file: no row can conflict with another, and none
+        # repeats one (the usual file; the self-join and the numbering of first occurrences
+        # below cost 1.3 s of a 12 s ingest of 2M events; counting the ids, 0.5 s)
+        unique = n_ids == n_rows
+        errors, total = run(
+            "checking", lambda: _collect_errors(con, _checks(store, op, now_local, unique_ids=unique))
+        )
         if errors:
             exc = IngestError(source, errors)
             if total > len(errors):
@@ -873,31 +889,37 @@ def _write_batch(
             raise exc
 
         # Rows to insert: first occurrence of each event id, not already in the store.
-        store_join = (
-            "LEFT JOIN (SELECT DISTINCT event_id FROM events WHERE op = 'assert') e ON e.event_id = i.eid"
-            if op == "ingest"
-            else "LEFT JOIN (SELECT NULL::VARCHAR AS event_id) e ON false"
-        )
-        con.execute(
-            # ``ord`` numbers the new rows in file order (their seq less the high-water mark);
-            # numbering them here sorts three narrow columns instead of whole rows at insert.
-            f"""CREATE OR REPLACE TEMP TABLE tl_new AS
-            SELECT __row, eid, row_number() OVER (ORDER BY __row) AS ord FROM (
-                SELECT i.__row, i.eid FROM tl_stage i {store_join}
-                WHERE e.event_id IS NULL
-                QUALIFY row_number() OVER (PARTITION BY i.eid ORDER BY i.__row) = 1)"""
-        )
-        counts = con.execute(
-            """SELECT count(*), coalesce(min(__row), 0), coalesce(max(__row), -1),
-                      (SELECT count(*) FROM tl_new) FROM tl_stage"""
-        ).fetchone()
-        assert counts is not None
-        n_rows, first_row, last_row, n_new = (int(c) for c in counts)
+        known = 0
+        if op == "ingest":
+            found = con.execute(
+                """SELECT count(*) FROM tl_stage
+                   WHERE eid IN (SELECT event_id FROM events WHERE op = 'assert')"""
+            ).fetchone()
+            known = int(found[0]) if found else 0
         # Every row is new and the rows are numbered without gaps (a file of new events):
         # a row's place among the new rows is its own number, so the insert reads the stage
-        # alone instead of joining it to tl_new (20.7M events: a join of two 20.7M-row
-        # relations, the stage spilled under the ingest's memory limit)
-        dense = n_new == n_rows == last_row - first_row + 1
+        # alone, without numbering the new rows in tl_new or joining it (20.7M events: a join
+        # of two 20.7M-row relations, the stage spilled under the ingest's memory limit)
+        dense = unique and known == 0 and n_rows == last_row - first_row + 1
+        n_new = n_rows
+        if not dense:
+            store_join = (
+                "LEFT JOIN (SELECT DISTINCT event_id FROM events WHERE op = 'assert') e ON e.event_id = i.eid"
+                if op == "ingest"
+                else "LEFT JOIN (SELECT NULL::VARCHAR AS event_id) e ON false"
+            )
+            con.execute(
+                # ``ord`` numbers the new rows in file order (their seq less the high-water
+                # mark); numbering them here sorts three narrow columns instead of whole rows
+                # at insert.
+                f"""CREATE OR REPLACE TEMP TABLE tl_new AS
+                SELECT __row, eid, row_number() OVER (ORDER BY __row) AS ord FROM (
+                    SELECT i.__row, i.eid FROM tl_stage i {store_join}
+                    WHERE e.event_id IS NULL
+                    QUALIFY row_number() OVER (PARTITION BY i.eid ORDER BY i.__row) = 1)"""
+            )
+            counted = con.execute("SELECT count(*) FROM tl_new").fetchone()
+            n_new = int(counted[0]) if counted else 0
         duplicates = n_rows - n_new
         if n_new == 0:
             return IngestResult(
