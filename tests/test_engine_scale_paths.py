@@ -1,7 +1,7 @@
 """The engine's paths for many patients give the answers of its path for a few.
 
 A few patients (≤ 50) are evaluated as one WITH query; a cohort is run one relation per
-statement (``_staged``), with condition episodes pre-filtered by a guard item, and every
+statement (``staged``), with condition episodes pre-filtered by a guard item, and every
 patient's history is computed set-based (``Session.histories``). These tests hold each of
 them to the per-patient path on synthetic sJIA timelines (with amendments applied), for the
 whole default rule pack.

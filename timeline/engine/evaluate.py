@@ -240,7 +240,7 @@ class Session:
                 # batches are in patient order, so their rows follow each other in point order
                 rows = []
                 for _ in self._batches("SELECT * FROM tl_given"):
-                    rows += _staged(self.con, comp, roots, final)
+                    rows += staged(self.con, comp, roots, final)
         finally:
             self.con.execute("DROP TABLE IF EXISTS tl_pn")
             self.con.execute("DROP TABLE IF EXISTS tl_given")
@@ -468,7 +468,7 @@ class Session:
         table ``name``; returns its number of rows."""
         for b in self._batches(points_sql):
             head = f"CREATE OR REPLACE TEMP TABLE {name} AS " if b == 0 else f"INSERT INTO {name} "
-            _staged(self.con, comp, roots, head + select, keep)
+            staged(self.con, comp, roots, head + select, keep)
         found = self.con.execute(f"SELECT count(*) FROM {name}").fetchone()
         return int(found[0]) if found else 0
 
@@ -481,7 +481,7 @@ ENGINE_MEMORY_LIMIT = 2 * 2**30
 BATCH_PATIENTS = 20_000
 
 
-def _staged(
+def staged(
     con: duckdb.DuckDBPyConnection,
     comp: Compiler,
     roots: dict[str, str],
