@@ -48,7 +48,7 @@ def test_suite_runs_every_engine_figure_at_a_tiny_size(
         "1",
         "--no-write",
         "--only",
-        "ingest,pack,history,naive",
+        "ingest,pack,history,cohort,naive",
         "--sample",
         "2",
     ]
@@ -59,6 +59,7 @@ def test_suite_runs_every_engine_figure_at_a_tiny_size(
         "ingest (csv)",
         "whole sJIA pack",
         "history intervals",
+        "`timeline cohort run`",
         "naive per-patient",
     ):
         assert f"| {figure}" in out
