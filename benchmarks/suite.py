@@ -124,7 +124,9 @@ def child(job: str, args: argparse.Namespace) -> dict[str, Any]:
         except SystemExit as done:
             if done.code:
                 raise
-        out["cells"] = sum(1 for line in Path(args.file).read_text().splitlines() if not line.startswith("#")) - 1
+        out["cells"] = (
+            sum(1 for line in Path(args.file).read_text().splitlines() if not line.startswith("#")) - 1
+        )
     elif job in ("pack", "history"):
         from timeline.engine.evaluate import Session
         from timeline.language.loader import load_rules
