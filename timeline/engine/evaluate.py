@@ -94,7 +94,7 @@ class Session:
         self.store = store
         self.rules = rules
         self.as_known_at = as_known_at
-        # patients per staged run of a cohort run or of histories (see _batches)
+        # patients per staged run of a cohort run or of histories (see batches)
         self.batch_patients = batch_patients or BATCH_PATIENTS
         # called with (batch, batches) before each batch of a cohort run or of histories
         self.progress: Callable[[int, int], None] | None = None
@@ -113,7 +113,7 @@ class Session:
 
     def _events_sql(self, patients: Sequence[str] | None) -> str:
         """The current events the rules read: of the batch's patients (the view tl_bev, see
-        :meth:`_batches`), or of ``patients``."""
+        :meth:`batches`), or of ``patients``."""
         if patients is None:
             return "SELECT * FROM tl_bev"
         # A few patients: their events are fetched first, by a statement the optimizer
@@ -130,7 +130,7 @@ class Session:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (patient_id VARCHAR, q TIMESTAMP)")
         insert_rows(self.con, name, ("VARCHAR", "TIMESTAMP"), points)
 
-    def _batches(self, points_sql: str) -> Iterator[int]:
+    def batches(self, points_sql: str) -> Iterator[int]:
         """The points of ``points_sql`` (patient_id, q), in batches of ``batch_patients``
         patients, each to be evaluated by one staged run. For each batch, tl_pts holds its
         points and the view tl_bev its patients' current events, read only within the seq
@@ -212,7 +212,7 @@ class Session:
                    patient_id, q FROM (SELECT DISTINCT patient_id, q FROM tl_given)"""
         )
         comp = self._compiler(patients, evidence)
-        # a few patients: all their points at once; else each batch's (see _batches)
+        # a few patients: all their points at once; else each batch's (see batches)
         comp.add(
             "pts",
             "SELECT patient_id, q FROM tl_pn" if patients else "SELECT DISTINCT patient_id, q FROM tl_pts",
@@ -239,7 +239,7 @@ class Session:
                     FROM ({union}) u JOIN tl_pn p USING (patient_id, q) ORDER BY p.pi, u.k"""
                 # batches are in patient order, so their rows follow each other in point order
                 rows = []
-                for _ in self._batches("SELECT * FROM tl_given"):
+                for _ in self.batches("SELECT * FROM tl_given"):
                     rows += staged(self.con, comp, roots, final)
         finally:
             self.con.execute("DROP TABLE IF EXISTS tl_pn")
@@ -412,7 +412,7 @@ class Session:
         :meth:`history` (from each patient's first clinical event to the end of the day of the
         last event), written to the temp table ``name`` (rule_id, patient_id, start, end,
         b, x, why); returns the number of intervals. Each rule is evaluated at its own change
-        points, for a batch of patients at a time (see :meth:`_batches`); a rule that others
+        points, for a batch of patients at a time (see :meth:`batches`); a rule that others
         read, once (see :meth:`Compiler.steps`)."""
         ids = self.rule_ids(rule_ids)
         if not name.startswith("tl_"):
@@ -466,7 +466,7 @@ class Session:
     ) -> int:
         """``select`` over the compiled ``roots`` for every batch of the points, into the temp
         table ``name``; returns its number of rows."""
-        for b in self._batches(points_sql):
+        for b in self.batches(points_sql):
             head = f"CREATE OR REPLACE TEMP TABLE {name} AS " if b == 0 else f"INSERT INTO {name} "
             staged(self.con, comp, roots, head + select, keep)
         found = self.con.execute(f"SELECT count(*) FROM {name}").fetchone()
@@ -477,7 +477,7 @@ _NAME = re.compile(r"\b[a-z]+[0-9]*\b")
 # DuckDB's memory during a staged run: past it, temp tables spill to disk. Its default (80% of
 # RAM) let a 10k-patient cohort run reach 4.4 GB of RSS holding relations it would read once.
 ENGINE_MEMORY_LIMIT = 2 * 2**30
-# Patients per staged run (Session.batch_patients): see Session._batches.
+# Patients per staged run (Session.batch_patients): see Session.batches.
 BATCH_PATIENTS = 20_000
 
 
