@@ -320,7 +320,7 @@ def measure(n: int, runs: int, only: set[str], sample: int, log: Callable[[str],
             got,
             None,
             "the whole pack above" if pack is not None else "–",
-            "peak < 4 GB at 20M events",
+            "peak < 4 GB at 20M events; 200M completes",
             cells=got[0]["cells"],
         )
         if pack is not None:
