@@ -236,3 +236,12 @@ def test_cohort_run_keeps_no_copy_of_the_events(cohort_store: Path) -> None:
         ).fetchall()
         assert n_events is not None
         assert [name for name, rows in left if rows >= n_events[0]] == []
+
+
+def test_cohort_run_leaves_the_connections_memory_limit_as_it_was(cohort_store: Path) -> None:
+    rs = rules()
+    with Store.open(cohort_store) as s:
+        s.con.execute("SET memory_limit = '5GB'")
+        before = s.con.execute("SELECT current_setting('memory_limit')").fetchone()
+        run_cohort(Session(s, rs), load_cohort(COHORT, rs))
+        assert s.con.execute("SELECT current_setting('memory_limit')").fetchone() == before

@@ -475,7 +475,15 @@ def lower_memory_limit(con: duckdb.DuckDBPyConnection, limit: int) -> str:
     if size <= limit:
         return "SELECT 1"
     con.execute("RESET memory_limit")
-    restore = "RESET memory_limit" if current() == before else f"SET memory_limit = {_quote(before)}"
+    if current() == before:
+        restore = "RESET memory_limit"
+    elif unit == "bytes":
+        restore = f"SET memory_limit = '{int(size)}B'"
+    else:
+        # DuckDB shows the limit floored to a tenth of its unit ("4.6 GiB" is 4.6–4.7 GiB):
+        # set back the middle of that range, which shows the same (setting "4.6 GiB" itself
+        # would show "4.5 GiB")
+        restore = f"SET memory_limit = '{int((float(number) + 0.05) * _SIZE_UNITS[unit])}B'"
     con.execute(f"SET memory_limit = '{int(limit)}B'")
     return restore
 

@@ -223,8 +223,36 @@ class Session:
             f"SELECT {i} AS k, patient_id, q, b, x, why{inner} FROM {name}"
             for i, name in enumerate(roots.values())
         )
+        # per rule: (id, bool?, unit); per point: its label — computed once, not per row
+        meta = []
+        for rid in roots:
+            rule = self.rules.rules[rid]
+            num = rule.type.kind == "num"
+            meta.append((rid, rule.type.kind, not num, rule.unit or rule.type.unit if num else None))
+        shown = labels or {}
+        results: list[Result] = []
+        # an unknown reason repeats across many states ("no CRP recorded up to the date"):
+        # each distinct text is kept once, not once per state (a cohort run at 1M patients
+        # holds ~32M states)
+        reasons: dict[str, str] = {}
+
+        def collect(rows: list[tuple[Any, ...]], pts: list[tuple[str, datetime]], at: list[str]) -> None:
+            for k, pi, b, x, why, *extra in rows:  # extra: evidence and note, when asked for
+                rid, kind, is_bool, unit = meta[k]
+                value = b if is_bool else x
+                pid, q = pts[pi]
+                ev, note = extra if extra else (None, None)
+                if value is not None:
+                    why = None
+                elif why is not None:
+                    why = reasons.setdefault(why, why)
+                results.append(
+                    Result(rid, pid, at[pi], q, kind, value, unit, why, sorted(ev) if ev else [], note)
+                )
+
         try:
             pts = self.con.execute("SELECT patient_id, q FROM tl_pn ORDER BY pi").fetchall()
+            at = [shown.get(q) or q.isoformat(sep=" ") for _, q in pts]
             if patients is not None:
                 # a few rows: numbered here (joining tl_pn in a query planned without the
                 # optimizer cost ~0.2 s for one patient)
@@ -233,45 +261,17 @@ class Session:
                     found = self.con.execute(
                         f"{comp.out.with_sql()}\nSELECT * FROM ({union}) ORDER BY patient_id, q, k"
                     ).fetchall()
-                rows = [(k, number[(pid, q)], *rest) for k, pid, q, *rest in found]
+                collect([(k, number[(pid, q)], *rest) for k, pid, q, *rest in found], pts, at)
             else:
                 final = f"""SELECT u.k, p.pi, u.b, u.x, u.why{outer}
                     FROM ({union}) u JOIN tl_pn p USING (patient_id, q) ORDER BY p.pi, u.k"""
-                # batches are in patient order, so their rows follow each other in point order
-                rows = []
+                # batches are in patient order, so their rows follow each other in point order;
+                # each batch's rows become results before the next batch runs
                 for _ in self.batches("SELECT * FROM tl_given"):
-                    rows += staged(self.con, comp, roots, final)
+                    collect(staged(self.con, comp, roots, final), pts, at)
         finally:
             self.con.execute("DROP TABLE IF EXISTS tl_pn")
             self.con.execute("DROP TABLE IF EXISTS tl_given")
-        # per rule: (id, bool?, unit); per point: its label — computed once, not per row
-        meta = []
-        for rid in roots:
-            rule = self.rules.rules[rid]
-            num = rule.type.kind == "num"
-            meta.append((rid, rule.type.kind, not num, rule.unit or rule.type.unit if num else None))
-        shown = labels or {}
-        at = [shown.get(q) or q.isoformat(sep=" ") for _, q in pts]
-        results = []
-        for k, pi, b, x, why, *extra in rows:  # extra: evidence and note, when asked for
-            rid, kind, is_bool, unit = meta[k]
-            value = b if is_bool else x
-            pid, q = pts[pi]
-            ev, note = extra if extra else (None, None)
-            results.append(
-                Result(
-                    rid,
-                    pid,
-                    at[pi],
-                    q,
-                    kind,
-                    value,
-                    unit,
-                    why if value is None else None,
-                    sorted(ev) if ev else [],
-                    note,
-                )
-            )
         return results
 
     def state(self, patient: str, at: str, rule_ids: Sequence[str] | None = None) -> list[Result]:
