@@ -198,6 +198,16 @@ def alternate(
     return out
 
 
+def repeated(job: str, runs: int, log: Callable[[str], None], **kw: Any) -> list[dict[str, Any]]:
+    """Run ``job`` (without an anchor) ``runs`` times, logging each run."""
+    out = []
+    for i in range(runs):
+        report = run_child(job, **kw)
+        out.append(report)
+        log(f"  run {i + 1} {job:<12} {report['seconds']:8.2f} s  peak {report['rss_mib']:7.0f} MiB")
+    return out
+
+
 def med(reports: list[dict[str, Any]], key: str = "seconds") -> float:
     return float(statistics.median(r[key] for r in reports))
 
@@ -295,9 +305,7 @@ def measure(n: int, runs: int, only: set[str], sample: int, log: Callable[[str],
 
     if "history" in only and pack is not None:
         log("every patient's history, whole pack")
-        hist = [run_child("history", db=store) for _ in range(runs)]
-        for i, h in enumerate(hist):
-            log(f"  run {i + 1} history      {h['seconds']:8.2f} s  peak {h['rss_mib']:7.0f} MiB")
+        hist = repeated("history", runs, log, db=store)
         f = figure(
             "history intervals of every patient, whole pack",
             hist,
@@ -312,9 +320,7 @@ def measure(n: int, runs: int, only: set[str], sample: int, log: Callable[[str],
     if "cohort" in only:
         log("timeline cohort run, the study's cohort file (examples/valencia/cohort.yaml)")
         out = root / "cohort.csv"
-        got = [run_child("cohort", db=store, file=out) for _ in range(runs)]
-        for i, c in enumerate(got):
-            log(f"  run {i + 1} cohort run   {c['seconds']:8.2f} s  peak {c['rss_mib']:7.0f} MiB")
+        got = repeated("cohort", runs, log, db=store, file=out)
         f = figure(
             "`timeline cohort run` of the study's cohort file, whole report",
             got,

@@ -133,17 +133,19 @@ def test_a_blank_line_in_json_lines_leaves_no_gap_in_the_seqs(empty_store: Path,
     assert _seqs(empty_store) == [("b", 1), ("a", 2)]
 
 
+def _diagnoses(path: Path, *events: tuple[str, str]) -> Path:
+    """A CSV file of sJIA diagnoses of patient P9, given as (event id, date)."""
+    rows = "".join(f"{eid},P9,diagnosis,{day},sJIA\n" for eid, day in events)
+    path.write_text("event_id,patient_id,kind,occurred_at,code\n" + rows)
+    return path
+
+
 def test_new_events_among_duplicates_take_the_next_seqs_in_file_order(
     empty_store: Path, tmp_path: Path
 ) -> None:
-    first = tmp_path / "first.csv"
-    first.write_text("event_id,patient_id,kind,occurred_at,code\nx,P9,diagnosis,2009-03-01,sJIA\n")
-    second = tmp_path / "second.csv"
-    second.write_text(
-        "event_id,patient_id,kind,occurred_at,code\n"
-        "x,P9,diagnosis,2009-03-01,sJIA\nz,P9,diagnosis,2009-03-03,sJIA\n"
-        "z,P9,diagnosis,2009-03-03,sJIA\ny,P9,diagnosis,2009-03-02,sJIA\n"
-    )
+    x, y, z = ("x", "2009-03-01"), ("y", "2009-03-02"), ("z", "2009-03-03")
+    first = _diagnoses(tmp_path / "first.csv", x)
+    second = _diagnoses(tmp_path / "second.csv", x, z, z, y)
     run_cli("ingest", first, second, "--store", empty_store, "--author", "t")
     assert _seqs(empty_store) == [("x", 1), ("z", 2), ("y", 3)]
 
@@ -151,12 +153,9 @@ def test_new_events_among_duplicates_take_the_next_seqs_in_file_order(
 def test_an_event_already_stored_is_skipped_in_a_file_whose_ids_are_all_different(
     empty_store: Path, tmp_path: Path
 ) -> None:
-    first = tmp_path / "first.csv"
-    first.write_text("event_id,patient_id,kind,occurred_at,code\nx,P9,diagnosis,2009-03-01,sJIA\n")
-    second = tmp_path / "second.csv"
-    second.write_text(
-        "event_id,patient_id,kind,occurred_at,code\nx,P9,diagnosis,2009-03-01,sJIA\ny,P9,diagnosis,2009-03-02,sJIA\n"
-    )
+    x, y = ("x", "2009-03-01"), ("y", "2009-03-02")
+    first = _diagnoses(tmp_path / "first.csv", x)
+    second = _diagnoses(tmp_path / "second.csv", x, y)
     run_cli("ingest", first, "--store", empty_store, "--author", "t")
     again = run_cli("ingest", second, "--store", empty_store, "--author", "t")
     assert again.stdout == f"{second}: 1 event added as batch 2, 1 duplicate skipped (high-water seq 2)\n"
