@@ -78,7 +78,7 @@ class Cell:
         return out
 
 
-@dataclass
+@dataclass(slots=True)
 class TteFacts:
     days: float  # time from the index to the event or the censoring
     event: bool
@@ -88,7 +88,7 @@ class TteFacts:
     window_days: float  # the whole window, from the index to the end of its last day
 
 
-@dataclass
+@dataclass(slots=True)
 class PatientFacts:
     """Everything the report knows about one patient (what `cohort explain` shows)."""
 
@@ -201,6 +201,7 @@ class _Run:
         self.pop: list[str] = []
         self.comp0 = Compiler(session.rules, "SELECT 1")
         self.evidence = True
+        self.keys: dict[tuple[str, str], tuple[str, str]] = {}
 
     def progress(self, stage: str, frac: float) -> None:
         self.stage = (stage, frac)
@@ -219,6 +220,12 @@ class _Run:
         return self.s.store.current_sql(
             self.s.high_water, patients_sql="SELECT patient_id FROM tl_c_pop", columns=ENGINE_COLUMNS
         )
+
+    def key(self, rule_id: str, where: str) -> tuple[str, str]:
+        """The key of a patient's value of a rule at a moment of the report, one tuple shared
+        by every patient (1M patients × 36 values: 2 GB of equal tuples otherwise)."""
+        k = (rule_id, where)
+        return self.keys.setdefault(k, k)
 
     def sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.con.execute(query, list(params)).fetchall()
@@ -344,9 +351,9 @@ class _Run:
             if f.t_index is None:
                 continue
             if end_of(f.t_index.date()) == r.q:
-                f.values[(r.rule_id, "index")] = r
+                f.values[self.key(r.rule_id, "index")] = r
             if f.q_population == r.q:
-                f.values[(r.rule_id, "population")] = r
+                f.values[self.key(r.rule_id, "population")] = r
         for f in self.facts.values():
             if f.t_index is None:
                 f.reasons.append(f"no index event ({spec.index.name}) recorded")
@@ -429,7 +436,7 @@ class _Run:
         rules = [o.rule for o in spec.outcomes] + ([spec.on_drug_rule] if spec.on_drug_rule else [])
         for r in self._evaluate(rules, "SELECT patient_id, q FROM tl_c_tp"):
             for tp in by_q.get((r.patient_id, r.q), []):
-                self.facts[r.patient_id].values[(r.rule_id, tp)] = r
+                self.facts[r.patient_id].values[self.key(r.rule_id, tp)] = r
 
     def _time_to_event(self, tte: TimeToEvent) -> None:
         censor = []  # the first matching name is given as the reason when dates tie
