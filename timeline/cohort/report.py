@@ -176,9 +176,8 @@ def run_cohort(
     run = _Run(session, spec, progress or (lambda stage, frac: None))
     run.evidence = patients is not None  # a whole cohort counts; explaining one patient shows why
     session.progress = run.batch
-    # DuckDB caches the store's blocks up to its memory limit (by default 80% of RAM): the
-    # whole run stays within the engine's limit, as its staged evaluations do (1M patients:
-    # 13.4 GB peak, most of it cached blocks)
+    # DuckDB caches the store's blocks it reads up to its memory limit (by default 80% of
+    # RAM): the whole run stays within the engine's limit, as its staged evaluations do
     restore = lower_memory_limit(session.con, ENGINE_MEMORY_LIMIT)
     try:
         run.load(patients)
