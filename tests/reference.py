@@ -511,7 +511,9 @@ class Reference:
         if at > q:
             return Val(None, f"{off} after the {name} is after the date", (a["seq"],))
         inner = self.evaluate(node.expr, at)
-        return Val(inner.value, inner.why, (a["seq"], *inner.ev))
+        shifted = f" + {off}" if not off.is_zero else ""
+        why = f"at the {name}{shifted} ({at:%Y-%m-%d}): {inner.why}" if inner.why else None
+        return Val(inner.value, why, (a["seq"], *inner.ev))
 
     def _HeldFor(self, node: ast.HeldFor, q: datetime) -> Val:
         d = self.duration(node.duration)

@@ -321,6 +321,36 @@ def test_in_a_leap_year_thirty_first_january_plus_one_month_is_twenty_ninth_febr
     assert bench.values("r", "2008-02-28", "2008-02-29") == [None, 9]
 
 
+def test_an_unknown_at_the_anchor_says_it_is_the_anchor_dates(bench: Bench) -> None:
+    # without the prefix, "no CRP recorded up to the date" reads as if about the date asked
+    # for, where a CRP may well be recorded
+    expr = {"latest": {"select": CRP, "within": "30 days"}}
+    bench.rule("r", {"at_anchor": {"expr": expr, "anchor": {"first": ANAKINRA_START}}})
+    bench.events([anakinra("2009-03-01T09:00"), crp("2009-03-20", 4)])
+    result = bench.state("r", "2009-04-01")
+    assert (result.value, result.why) == (
+        None,
+        "at the anakinra (2009-03-01): no CRP recorded up to the date",
+    )
+
+
+def test_an_unknown_at_a_shifted_anchor_names_the_shift_and_its_date(bench: Bench) -> None:
+    expr = {"latest": {"select": CRP, "within": "30 days"}}
+    bench.rule("r", {"at_anchor": {"expr": expr, "anchor": {"first": ANAKINRA_START}, "offset": "1 month"}})
+    bench.events([anakinra("2009-01-31"), crp("2008-12-01", 4)])
+    assert bench.state("r", "2009-03-15").why == (
+        "at the anakinra + 1 month (2009-02-28): no CRP within 30 days: the latest, on 2008-12-01, is too old"
+    )
+
+
+def test_a_known_value_at_the_anchor_carries_no_reason(bench: Bench) -> None:
+    expr = {"latest": {"select": CRP, "within": "30 days"}}
+    bench.rule("r", {"at_anchor": {"expr": expr, "anchor": {"first": ANAKINRA_START}}})
+    bench.events([crp("2009-02-20", 4), anakinra("2009-03-01")])
+    result = bench.state("r", "2009-04-01")
+    assert (result.value, result.why) == (4, None)
+
+
 def test_a_one_month_validity_at_a_month_end_counts_back_one_calendar_month(bench: Bench) -> None:
     # q − 1 month: 28 Feb − 1 month = 28 Jan, so a value of 31 January is still valid on
     # 28 February and too old from 1 March (1 March − 1 month = 1 February)

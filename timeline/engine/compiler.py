@@ -823,13 +823,14 @@ class Compiler:
         shifted = f" + {off}" if not off.is_zero else ""
         ev = f"""CASE WHEN a.aseq IS NULL THEN {EMPTY} WHEN a.ta + {off.sql()} > a.q THEN [a.aseq]
                      ELSE list_concat([a.aseq], coalesce(e.ev, {EMPTY})) END"""
-        note = f"""CASE WHEN a.ta IS NOT NULL THEN {q_(f"at the {name}{shifted} (")} || strftime(a.ta + {off.sql()}, '%Y-%m-%d') || ')' END"""
+        at = f"""{q_(f"at the {name}{shifted} (")} || strftime(a.ta + {off.sql()}, '%Y-%m-%d') || ')'"""
+        note = f"CASE WHEN a.ta IS NOT NULL THEN {at} END"
         return f"""SELECT a.patient_id, a.q,
                 CASE WHEN a.ta + {off.sql()} <= a.q THEN e.b END AS b,
                 CASE WHEN a.ta + {off.sql()} <= a.q THEN e.x END AS x,
                 CASE WHEN a.ta IS NULL THEN {q_(f"no {name} up to the date")}
                      WHEN a.ta + {off.sql()} > a.q THEN {q_(f"{off} after the {name} is after the date")}
-                     ELSE e.why END AS why,
+                     ELSE {at} || ': ' || e.why END AS why,
                 {self.evs(ev)} AS ev,
                 e.lo, e.hi,
                 {self.note(note)} AS note
