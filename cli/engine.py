@@ -229,10 +229,24 @@ def _label(node: dict[str, Any], top: bool = False) -> str:
         text += f"  [yellow]({escape(node['reason'])})[/]"
     if node.get("window"):
         w = node["window"]
-        text += f"  [dim]window {escape(str(w.get('from')))} → {escape(str(w.get('to')))}[/]"
+        text += f"  [dim]window {escape(instant_text(w.get('from')))} → {escape(instant_text(w.get('to')))}[/]"
     if node.get("events"):
         text += f"  [dim]events seq {', '.join(str(s) for s in node['events'][:12])}{'…' if len(node['events']) > 12 else ''}[/]"
     return text
+
+
+def instant_text(value: str | None) -> str:
+    """A window bound as the terminal shows it: the last microsecond of a day (where a date
+    query's window ends) as "end of DAY", midnight as the date alone, an open bound (a drug's
+    whole history) as "…". ``--json`` keeps the instants as they are."""
+    if value is None:
+        return "…"
+    day, _, time = str(value).partition(" ")
+    if time == "23:59:59.999999":
+        return f"end of {day}"
+    if time in ("00:00:00", ""):
+        return day
+    return str(value)
 
 
 def _grow(tree: Any, node: dict[str, Any]) -> None:

@@ -209,6 +209,29 @@ def test_explain_renders_a_tree_and_the_events_used(example_store: Path) -> None
     assert "CRP 84 mg/L (as given: 8.4 mg/dL)" in result.stdout
 
 
+def test_explain_shows_a_window_without_a_start_as_open_not_none(example_store: Path) -> None:
+    # on_drug looks at the drug's whole history up to the date: its window has no start
+    result = run_cli("explain", "P001", "on_anakinra", "--at", "2008-03-01", "--store", example_store)
+    assert result.exit_code == 0, result.output
+    assert "window … → end of 2008-03-01" in result.stdout
+    assert "None" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("instant", "shown"),
+    [
+        (None, "…"),
+        ("2008-01-12 23:59:59.999999", "end of 2008-01-12"),
+        ("2008-01-12 00:00:00", "2008-01-12"),
+        ("2008-01-12 10:30:00", "2008-01-12 10:30:00"),
+    ],
+)
+def test_explain_text_shows_a_window_bound_by_its_day(instant: str | None, shown: str) -> None:
+    from cli.engine import instant_text
+
+    assert instant_text(instant) == shown
+
+
 # ---- history -----------------------------------------------------------------------------------------
 
 CRP_INTERVALS = [
