@@ -229,7 +229,9 @@ def _label(node: dict[str, Any], top: bool = False) -> str:
         text += f"  [yellow]({escape(node['reason'])})[/]"
     if node.get("window"):
         w = node["window"]
-        text += f"  [dim]window {escape(instant_text(w.get('from')))} → {escape(instant_text(w.get('to')))}[/]"
+        text += (
+            f"  [dim]window {escape(instant_text(w.get('from')))} → {escape(instant_text(w.get('to')))}[/]"
+        )
     if node.get("events"):
         text += f"  [dim]events seq {', '.join(str(s) for s in node['events'][:12])}{'…' if len(node['events']) > 12 else ''}[/]"
     return text
