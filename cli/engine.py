@@ -83,7 +83,21 @@ def _value_text(r: Result, markup: bool = True) -> str:
             return "true" if r.value else "false"
         return "[green]true[/]" if r.value else "[red]false[/]"
     text = "∞" if r.value == float("inf") else f"{r.value:.4g}" if abs(r.value) < 1e6 else f"{r.value:.6g}"
-    return f"{text} {r.unit}" if r.unit and r.unit not in ("1", "{score}") else text
+    unit = unit_text(r.unit)
+    return f"{text} {unit}" if unit else text
+
+
+def unit_text(unit: str | None) -> str | None:
+    """A rule's UCUM unit as the terminal shows it beside a value: none for a pure number
+    (``1``, ``{score}``), an annotation without its braces (``{joints}`` → joints), years for
+    ``a``. ``--json`` keeps the UCUM code."""
+    if not unit or unit in ("1", "{score}"):
+        return None
+    if unit == "a":
+        return "years"
+    if unit.startswith("{") and unit.endswith("}"):
+        return unit[1:-1]
+    return unit
 
 
 def state(
@@ -203,7 +217,8 @@ def _fmt_value(value: Any, unit: str | None = None) -> str:
         return "[red]false[/]"
     if isinstance(value, float):
         text = "∞" if value == float("inf") else f"{value:.4g}"
-        return text + (f" {escape(unit)}" if unit else "")
+        shown = unit_text(unit)
+        return text + (f" {escape(shown)}" if shown else "")
     return escape(str(value))
 
 

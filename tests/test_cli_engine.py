@@ -232,6 +232,28 @@ def test_explain_text_shows_a_window_bound_by_its_day(instant: str | None, shown
     assert instant_text(instant) == shown
 
 
+@pytest.mark.parametrize(
+    ("unit", "shown"),
+    [
+        ("mg/L", "mg/L"),
+        ("{joints}", "joints"),
+        ("a", "years"),
+        ("{score}", None),
+        ("1", None),
+        (None, None),
+    ],
+)
+def test_state_text_shows_a_ucum_unit_as_a_reader_would_write_it(unit: str | None, shown: str | None) -> None:
+    from cli.engine import unit_text
+
+    assert unit_text(unit) == shown
+
+
+def test_state_json_keeps_the_ucum_unit(example_store: Path) -> None:
+    data = by_rule(state_json(example_store, "--at", "2008-03-01", "--rule", "age_years"))
+    assert data["age_years"]["unit"] == "a"
+
+
 # ---- history -----------------------------------------------------------------------------------------
 
 CRP_INTERVALS = [

@@ -254,6 +254,13 @@ def test_a_date_time_value_expires_at_the_same_time_of_day(bench: Bench) -> None
     assert bench.values("r", "2009-03-02T09:59", "2009-03-02T10:00") == [2, None]
 
 
+def test_latest_of_a_count_without_a_unit_reads_value_on_date(bench: Bench) -> None:
+    joints = {"kind": "joint_exam"}
+    bench.rule("r", {"latest": {"select": joints, "within": "90 days", "field": "active_joints"}})
+    bench.events([{"patient_id": "X", "kind": "joint_exam", "occurred_at": "2009-03-01", "active_joints": 3}])
+    assert bench.state("r", "2009-03-10").note == "joint exam 3 on 2009-03-01"
+
+
 def test_latest_with_nothing_recorded_is_unknown(bench: Bench) -> None:
     bench.rule("r", {"latest": {"select": CRP, "within": "30 days"}})
     result = bench.state("r", "2009-03-31")

@@ -368,7 +368,7 @@ class Compiler:
                 END AS why,
                 {self.evs(f"CASE WHEN s.seq IS NULL THEN {EMPTY} ELSE [s.seq] END")} AS ev,
                 p.q - {v.sql()} AS lo, p.q AS hi,
-                {self.note(f"CASE WHEN s.seq IS NOT NULL THEN {q_(name + ' ')} || tl_fmt(s.val) || ' ' || coalesce(s.unit, '') || ' on ' || strftime(s.t, '%Y-%m-%d') END")} AS note
+                {self.note(f"CASE WHEN s.seq IS NOT NULL THEN {q_(name + ' ')} || tl_fmt(s.val) || coalesce(' ' || nullif(s.unit, ''), '') || ' on ' || strftime(s.t, '%Y-%m-%d') END")} AS note
             FROM {points} p ASOF LEFT JOIN {src} s ON s.patient_id = p.patient_id AND s.t <= p.q"""
 
     def bounds(self, window: ast.Window, ref: str) -> tuple[str, str, str]:
