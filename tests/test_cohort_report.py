@@ -17,6 +17,7 @@ The seven patients (events.csv):
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -236,6 +237,32 @@ def test_cohort_run_keeps_no_copy_of_the_events(cohort_store: Path) -> None:
         ).fetchall()
         assert n_events is not None
         assert [name for name, rows in left if rows >= n_events[0]] == []
+
+
+def test_cohort_run_works_without_the_cycle_collector(cohort_store: Path) -> None:
+    """The collector's full passes over a run's millions of acyclic objects cost 17% of a
+    run at 1M patients; it is off while the run works."""
+    rs = rules()
+    seen: list[bool] = []
+    with Store.open(cohort_store) as s:
+        run_cohort(
+            Session(s, rs), load_cohort(COHORT, rs), progress=lambda stage, frac: seen.append(gc.isenabled())
+        )
+    assert seen
+    assert not any(seen)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_cohort_run_leaves_the_cycle_collector_as_it_was(cohort_store: Path, enabled: bool) -> None:
+    rs = rules()
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        with Store.open(cohort_store) as s:
+            run_cohort(Session(s, rs), load_cohort(COHORT, rs))
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
 
 
 def test_cohort_run_leaves_the_connections_memory_limit_as_it_was(cohort_store: Path) -> None:

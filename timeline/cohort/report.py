@@ -10,8 +10,10 @@ Python only aggregates the per-patient answers into cells.
 
 from __future__ import annotations
 
+import gc
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -175,18 +177,34 @@ def run_cohort(
     started = time.perf_counter()
     run = _Run(session, spec, progress or (lambda stage, frac: None))
     run.evidence = patients is not None  # a whole cohort counts; explaining one patient shows why
-    session.progress = run.batch
-    # DuckDB caches the store's blocks it reads up to its memory limit (by default 80% of
-    # RAM): the whole run stays within the engine's limit, as its staged evaluations do
-    restore = lower_memory_limit(session.con, ENGINE_MEMORY_LIMIT)
-    try:
-        run.load(patients)
-    finally:
-        session.progress = None
-        session.con.execute(restore)
-    report = run.report()
+    with _no_cycle_collection():
+        session.progress = run.batch
+        # DuckDB caches the store's blocks it reads up to its memory limit (by default 80% of
+        # RAM): the whole run stays within the engine's limit, as its staged evaluations do
+        restore = lower_memory_limit(session.con, ENGINE_MEMORY_LIMIT)
+        try:
+            run.load(patients)
+        finally:
+            session.progress = None
+            session.con.execute(restore)
+        report = run.report()
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector off for the run, as it was before afterwards. A run keeps
+    millions of objects (a value per patient, rule and moment; the cells' patient lists) that
+    never form cycles, and the collector's full passes traverse all of them again as they
+    grow: at 1M patients 96 s of a 561 s run (same report, same peak memory without it)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class _Run:
