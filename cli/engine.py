@@ -88,16 +88,11 @@ def _value_text(r: Result, markup: bool = True) -> str:
 
 
 def unit_text(unit: str | None) -> str | None:
-    """A rule's UCUM unit as the terminal shows it beside a value: none for a pure number
-    (``1``, ``{score}``), an annotation without its braces (``{joints}`` → joints), years for
-    ``a``. ``--json`` keeps the UCUM code."""
-    if not unit or unit in ("1", "{score}"):
-        return None
-    if unit == "a":
-        return "years"
-    if unit.startswith("{") and unit.endswith("}"):
-        return unit[1:-1]
-    return unit
+    """A rule's UCUM unit as the terminal shows it beside a value (see
+    :func:`timeline.units.display_unit`); ``--json`` keeps the UCUM code."""
+    from timeline.units import display_unit
+
+    return display_unit(unit)
 
 
 def state(

@@ -261,6 +261,21 @@ def test_latest_of_a_count_without_a_unit_reads_value_on_date(bench: Bench) -> N
     assert bench.state("r", "2009-03-10").note == "joint exam 3 on 2009-03-01"
 
 
+def test_a_comparison_note_writes_an_annotation_unit_as_a_word(bench: Bench) -> None:
+    latest = {"latest": {"select": {"kind": "joint_exam"}, "within": "90 days", "field": "active_joints"}}
+    bench.rule("r", {"gt": [latest, 0]})
+    bench.events([{"patient_id": "X", "kind": "joint_exam", "occurred_at": "2009-03-01", "active_joints": 3}])
+    assert bench.state("r", "2009-03-10").note == "3 > 0 joints"
+
+
+def test_explain_lists_an_event_two_clauses_used_once(bench: Bench) -> None:
+    latest = {"latest": {"select": CRP, "within": "30 days"}}
+    bench.rule("r", {"all": [{"gt": [latest, "1 mg/L"]}, {"lt": [latest, "100 mg/L"]}]})
+    bench.events([crp("2009-03-01", 5, event_id="c")])
+    data = bench.session().explain("X", "r", "2009-03-10")
+    assert data["tree"]["derivation"]["events"] == seqs_of(bench.store, "c")
+
+
 def test_latest_with_nothing_recorded_is_unknown(bench: Bench) -> None:
     bench.rule("r", {"latest": {"select": CRP, "within": "30 days"}})
     result = bench.state("r", "2009-03-31")

@@ -217,3 +217,16 @@ def is_valid(unit: str) -> bool:
     except UnitError:
         return False
     return True
+
+
+def display_unit(unit: str | None) -> str | None:
+    """A UCUM unit as a reader writes it beside a number, in notes and on the terminal: none
+    for a pure number (``1``, ``{score}``), an annotation without its braces (``{joints}`` →
+    joints), years for ``a``. Data (JSON, CSV, the store) keeps the UCUM code."""
+    if not unit or unit in ("1", "?", "{score}"):
+        return None
+    if unit == "a":
+        return "years"
+    if unit.startswith("{") and unit.endswith("}"):
+        return unit[1:-1]
+    return unit

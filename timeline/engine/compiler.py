@@ -29,7 +29,7 @@ from timeline.errors import TimelineError
 from timeline.language import ast
 from timeline.language.durations import Duration
 from timeline.language.loader import RuleSet, field_unit
-from timeline.units import conversion
+from timeline.units import conversion, display_unit
 
 COLUMNS = "patient_id, q, b, x, why, ev, lo, hi, note"
 EMPTY = "[]::BIGINT[]"
@@ -683,7 +683,8 @@ class Compiler:
                 FROM {left} l JOIN {right} r USING (patient_id, q)"""
         unit = left_t.unit
         lit = self.literal(node.right)
-        shown = f" {unit}" if unit not in (None, "1", "?") else ""
+        words = display_unit(unit)
+        shown = f" {words}" if words else ""
         if lit is not None:
             rhs = self.threshold(node.right, unit)
             note = self.note(

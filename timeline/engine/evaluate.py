@@ -658,7 +658,7 @@ class _Explainer:
         row = self.row(table, q) or {}
         t = self.session.rules.types[node.nid]
         value = row.get("b") if t.kind == "bool" else row.get("x")
-        ev = [int(s) for s in row.get("ev") or []]
+        ev = list(dict.fromkeys(int(s) for s in row.get("ev") or []))  # a node's events, each once
         self.seqs.update(ev)
         out: dict[str, Any] = {
             "op": _op_name(node),
