@@ -393,3 +393,17 @@ def test_the_schema_accepts_every_built_in_rule_file(path: Path) -> None:
         for e in validator.iter_errors(yaml.safe_load(path.read_text()))
     ]
     assert errors == []
+
+
+# ---- the built-in pack's own examples --------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted((BUILTIN_DIR / "sjia").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_builtin_rule_carries_examples(path: Path) -> None:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert data.get("examples"), f"{path.name} has no examples"
+
+
+def test_every_example_of_the_builtin_pack_passes() -> None:
+    result = run_cli("rules", "test", "--json")
+    assert result.exit_code == 0, result.stdout[-2000:]
