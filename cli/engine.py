@@ -83,16 +83,10 @@ def _value_text(r: Result, markup: bool = True) -> str:
             return "true" if r.value else "false"
         return "[green]true[/]" if r.value else "[red]false[/]"
     text = "∞" if r.value == float("inf") else f"{r.value:.4g}" if abs(r.value) < 1e6 else f"{r.value:.6g}"
-    unit = unit_text(r.unit)
-    return f"{text} {unit}" if unit else text
-
-
-def unit_text(unit: str | None) -> str | None:
-    """A rule's UCUM unit as the terminal shows it beside a value (see
-    :func:`timeline.units.display_unit`); ``--json`` keeps the UCUM code."""
     from timeline.units import display_unit
 
-    return display_unit(unit)
+    unit = display_unit(r.unit)  # --json keeps the UCUM code
+    return f"{text} {unit}" if unit else text
 
 
 def state(
@@ -212,7 +206,9 @@ def _fmt_value(value: Any, unit: str | None = None) -> str:
         return "[red]false[/]"
     if isinstance(value, float):
         text = "∞" if value == float("inf") else f"{value:.4g}"
-        shown = unit_text(unit)
+        from timeline.units import display_unit
+
+        shown = display_unit(unit)
         return text + (f" {escape(shown)}" if shown else "")
     return escape(str(value))
 

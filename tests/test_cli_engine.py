@@ -244,9 +244,9 @@ def test_explain_text_shows_a_window_bound_by_its_day(instant: str | None, shown
     ],
 )
 def test_state_text_shows_a_ucum_unit_as_a_reader_would_write_it(unit: str | None, shown: str | None) -> None:
-    from cli.engine import unit_text
+    from timeline.units import display_unit
 
-    assert unit_text(unit) == shown
+    assert display_unit(unit) == shown
 
 
 def test_state_json_keeps_the_ucum_unit(example_store: Path) -> None:
