@@ -237,10 +237,23 @@ class Reference:
         return visible[-1] if visible else None
 
     @staticmethod
-    def in_window(t: datetime, lo: datetime, hi: datetime | None, w: ast.Window) -> bool:
-        if not (t >= lo if w.start_inclusive else t > lo):
+    def in_window(
+        t: datetime, lo: datetime, hi: datetime | None, w: ast.Window, last: datetime | None = None
+    ) -> bool:
+        """An event at t (lasting to ``last``) overlaps the window."""
+        last = t if last is None else last
+        if not (last >= lo if w.start_inclusive else last > lo):
             return False
         return hi is None or (t <= hi if w.end_inclusive else t < hi)
+
+    @staticmethod
+    def span_end(e: dict[str, Any]) -> datetime:
+        """The instant an event stops lasting: its end (a date-only end covers its whole day), or
+        its own instant."""
+        end = e["ended_at"]
+        if end is None:
+            return e["occurred_at"]
+        return end + timedelta(days=1) - EPS if e["ended_precision"] == "day" else end
 
     # ---- leaves
     def _Age(self, node: ast.Age, q: datetime) -> Val:
@@ -316,7 +329,11 @@ class Reference:
         lo = shift(ref, self.duration(w.start))
         hi = shift(ref, self.duration(w.end)) if w.end is not None else None
         fld = None if node.fn in ("count", "exists") else node.field
-        found = [e for e in self.selected(node.select, q, fld) if self.in_window(e["occurred_at"], lo, hi, w)]
+        found = [
+            e
+            for e in self.selected(node.select, q, fld)
+            if self.in_window(e["occurred_at"], lo, hi, w, self.span_end(e) if node.spans else None)
+        ]
         ev = anchor_ev + tuple(e["seq"] for e in found)
         incomplete = hi is not None and hi > q
         if node.fn == "exists":
@@ -640,6 +657,8 @@ class Reference:
             w = node.window
             if isinstance(node, ast.Aggregate):
                 starts = times(self.selected(node.select))
+                if node.spans:  # an event also leaves the window at its end
+                    starts += [self.span_end(e) for e in self.selected(node.select)]
             else:
                 starts = [ep.s for ep in self.episodes(node.episodes)]
             start = self.duration(w.start)

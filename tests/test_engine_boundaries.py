@@ -230,6 +230,35 @@ def test_an_anchored_aggregate_without_its_anchor_is_unknown(bench: Bench) -> No
     assert (result.value, result.why) == (None, "no anakinra up to the date")
 
 
+def test_with_spans_a_finding_lasting_through_the_window_is_in_it(bench: Bench) -> None:
+    bench.rule("r", {"exists": {"select": FEVER, "window": "90 days", "spans": True}})
+    bench.rule("plain", {"exists": {"select": FEVER, "window": "90 days"}})
+    bench.events([fever("2009-01-01", ended_at="2009-12-31")])
+    assert bench.values("r", "2009-06-01") == [True]
+    assert bench.values("plain", "2009-06-01") == [False]
+
+
+def test_with_spans_a_date_only_end_lasts_its_whole_day_and_no_longer(bench: Bench) -> None:
+    # 7 days up to 16 March start after the end of 9 March: the end of 10 March is inside;
+    # 7 days up to 17 March start after the end of 10 March: outside
+    bench.rule("r", {"exists": {"select": FEVER, "window": "7 days", "spans": True}})
+    bench.events([fever("2009-03-01", ended_at="2009-03-10")])
+    assert bench.values("r", "2009-03-16", "2009-03-17") == [True, False]
+
+
+def test_with_spans_an_event_without_an_end_is_an_instant(bench: Bench) -> None:
+    bench.rule("r", {"count": {"select": FEVER, "window": "7 days", "spans": True}})
+    bench.events([fever("2009-03-01"), fever("2009-03-05", ended_at="2009-03-20T12:00")])
+    # 7 days up to 26 March cover 20 March, when the second ends at noon; up to 27 March, no
+    assert bench.values("r", "2009-03-07", "2009-03-08", "2009-03-26", "2009-03-27") == [2, 1, 1, 0]
+
+
+def test_with_spans_an_event_starting_after_the_date_is_not_counted(bench: Bench) -> None:
+    bench.rule("r", {"exists": {"select": FEVER, "window": "7 days", "spans": True}})
+    bench.events([fever("2009-03-10", ended_at="2009-03-20")])
+    assert bench.values("r", "2009-03-09", "2009-03-10") == [False, True]
+
+
 # ---- validity -----------------------------------------------------------------------------------
 
 

@@ -322,8 +322,13 @@ class Grammar:
         if cls == "count":
             how = self.pick(["count", "count", "count_true", "episode_count"])
             if how == "count":
-                sel = self.pick(["fever_event", "temperature_record", "crp", "high_crp", "afebrile", "rash"])
-                return {"count": {"select": sel, "window": d(window())}}, cls
+                sel = self.pick(
+                    ["fever_event", "temperature_record", "crp", "high_crp", "afebrile", "rash", "mas"]
+                )
+                agg: dict[str, Any] = {"select": sel, "window": d(window())}
+                if d(st.booleans()):
+                    agg["spans"] = True  # events with an end (MAS episodes) last into the window
+                return {"count": agg}, cls
             if how == "count_true" and depth > 0:
                 return {"count_true": [self.bool(depth - 1) for _ in range(d(st.integers(1, 3)))]}, cls
             spec: dict[str, Any] = {"episodes": self.episodes(depth), "window": d(window())}
@@ -439,7 +444,10 @@ class Grammar:
             sel = self.pick(
                 ["fever_event", "temperature_record", "afebrile", "rash", "high_crp", "mas", "anakinra_event"]
             )
-            return {"exists": {"select": sel, "window": d(window())}}
+            spec = {"select": sel, "window": d(window())}
+            if d(st.booleans()):
+                spec["spans"] = True
+            return {"exists": spec}
         if leaf == "normal":
             spec: dict[str, Any] = {"select": "crp", "within": self.pick(DURATIONS)}
             if d(st.booleans()):

@@ -407,3 +407,20 @@ def test_every_builtin_rule_carries_examples(path: Path) -> None:
 def test_every_example_of_the_builtin_pack_passes() -> None:
     result = run_cli("rules", "test", "--json")
     assert result.exit_code == 0, result.stdout[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("spans", "fn", "message"),
+    [
+        (True, "max", "spans applies to exists and count, not to max"),
+        ("yes", "exists", "spans is true or false, not 'yes'"),
+    ],
+)
+def test_spans_is_a_boolean_of_exists_and_count(tmp_path: Path, spans: object, fn: str, message: str) -> None:
+    agg = {"select": {"kind": "finding", "code": "uveitis"}, "window": "90 days", "spans": spans}
+    if fn == "max":
+        agg["field"] = "value"
+    write_rule(tmp_path, "r", {fn: agg})
+    with pytest.raises(RuleError) as info:
+        load_rules([tmp_path])
+    assert any(message in p.message for p in info.value.problems)

@@ -304,6 +304,13 @@ class Compiler:
             self.out.replace(name, f"SELECT {cols}, occurred_at AS t FROM ev WHERE {pred}")
         return name
 
+    def spans(self, sel: ast.Selector) -> str:
+        """The events a selector matches with ``te``, the instant each stops lasting: its
+        ``ended_at`` (a date-only end covers its whole day), or its own instant without one."""
+        src = self.select(sel, ("ended_at", "ended_precision"))
+        end = f"CASE WHEN ended_precision = 'day' THEN ended_at + INTERVAL '1 day' - {_EPS} ELSE ended_at END"
+        return self.add(self.fresh("sp"), f"SELECT patient_id, seq, t, coalesce({end}, t) AS te FROM {src}")
+
     def latest_of(self, sel: ast.Selector, fld: str) -> str:
         """One row per (patient, instant): the latest recorded version wins a tie."""
         src = self.select(sel, (fld, "ref_low", "ref_high", "unit", "orig_value", "orig_unit"))
@@ -371,19 +378,20 @@ class Compiler:
                 {self.note(f"CASE WHEN s.seq IS NOT NULL THEN {q_(name + ' ')} || tl_fmt(s.val) || coalesce(' ' || nullif(s.unit, ''), '') || ' on ' || strftime(s.t, '%Y-%m-%d') END")} AS note
             FROM {points} p ASOF LEFT JOIN {src} s ON s.patient_id = p.patient_id AND s.t <= p.q"""
 
-    def bounds(self, window: ast.Window, ref: str) -> tuple[str, str, str]:
-        """(lo, hi, condition on s.t) of a window relative to the instant ``ref``."""
+    def bounds(self, window: ast.Window, ref: str, last: str = "s.t") -> tuple[str, str, str]:
+        """(lo, hi, condition) of a window relative to the instant ``ref``: an event from s.t
+        to ``last`` (an instant: s.t itself) is in the window when it overlaps it."""
         start = self.duration(window.start)
         lo = f"({ref} + {start.sql()})"
+        after_lo = f"{last} {'>=' if window.start_inclusive else '>'} {lo}"
         if window.end is None:  # up to the evaluation point
-            return lo, "p.q", f"s.t {'>=' if window.start_inclusive else '>'} {lo}"
+            return lo, "p.q", after_lo
         end = self.duration(window.end)
         hi = f"({ref} + {end.sql()})"
-        cond = f"s.t {'>=' if window.start_inclusive else '>'} {lo} AND s.t {'<=' if window.end_inclusive else '<'} {hi}"
-        return lo, hi, cond
+        return lo, hi, f"{after_lo} AND s.t {'<=' if window.end_inclusive else '<'} {hi}"
 
     def _Aggregate(self, node: ast.Aggregate, points: str) -> str:
-        src = self.select(node.select, (node.field,))
+        src = self.spans(node.select) if node.spans else self.select(node.select, (node.field,))
         name = node.select.name
         base = points
         ref = "p.q"
@@ -392,7 +400,7 @@ class Compiler:
             base = self.anchor(node.window.anchor, points)
             ref = "p.ta"
             anchor_cols = ", p.ta, p.aseq"
-        lo, hi, cond = self.bounds(node.window, ref)
+        lo, hi, cond = self.bounds(node.window, ref, "s.te" if node.spans else "s.t")
         fld = "s." + node.field
         agg = {
             "count": "count(s.seq)::DOUBLE",
@@ -1144,10 +1152,13 @@ class Compiler:
             return self._shifted(src, ["", f"+ {self.duration(node.within).sql()}"])
         if isinstance(node, ast.Aggregate | ast.EpisodeCount):
             window = node.window
-            if isinstance(node, ast.Aggregate):
-                src, col = self.select(node.select), "t"
+            cols = ["t"]
+            if isinstance(node, ast.Aggregate) and node.spans:
+                src, cols = self.spans(node.select), ["t", "te"]  # an event also leaves at its end
+            elif isinstance(node, ast.Aggregate):
+                src = self.select(node.select)
             else:
-                src, col = self.episodes(node.episodes), "s"
+                src, cols = self.episodes(node.episodes), ["s"]
             out: list[str] = []
             if window.anchor is not None:
                 asrc = self.select(window.anchor.select)
@@ -1157,9 +1168,11 @@ class Compiler:
                     end = self.duration(window.end)
                     offsets += [f"+ {end.sql()}", f"+ {end.sql()} + {_EPS}"]
                 out += self._shifted(asrc, offsets)
-                out += self._shifted(src, ["", f"+ {_EPS}"], col)
+                for col in cols:
+                    out += self._shifted(src, ["", f"+ {_EPS}"], col)
             else:
-                out += self._shifted(src, self._window_offsets(window), col)
+                for col in cols:
+                    out += self._shifted(src, self._window_offsets(window), col)
             if isinstance(node, ast.EpisodeCount) and node.starting_when is not None:
                 out += self._cp_parts(node.starting_when)
             return out

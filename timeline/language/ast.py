@@ -120,10 +120,15 @@ class Latest(Node):
 
 
 class Aggregate(Node):
+    """``spans`` (exists and count only): an event counts while it lasts, from ``occurred_at``
+    to ``ended_at`` (a date-only end covers its whole day; without an end, an instant), so a
+    finding recorded from January to December is in a window in June."""
+
     fn: Literal["count", "exists", "min", "max", "mean", "sum", "first", "last"]
     select: Selector
     field: str = "value"
     window: Window
+    spans: bool = False
 
 
 class Normal(Node):

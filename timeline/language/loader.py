@@ -525,11 +525,16 @@ class _RuleParser:
                 within=self.duration(a["within"], (*sub, "within")),
             )  # fmt: skip
         if op in AGGREGATES:
-            a = keys(["select", "window"], ["field"])
+            a = keys(["select", "window"], ["field", "spans"])
+            spans = a.get("spans", False)
+            if not isinstance(spans, bool):
+                raise self.fail((*sub, "spans"), f"spans is true or false, not {spans!r}")
+            if spans and op not in ("exists", "count"):
+                raise self.fail((*sub, "spans"), f"spans applies to exists and count, not to {op}")
             return ast.Aggregate(
                 nid=nid, path=sp, fn=op, select=self.selector(a["select"], (*sub, "select")),
                 field=self._field(a.get("field", "value"), (*sub, "field")),
-                window=self.window(a["window"], (*sub, "window")),
+                window=self.window(a["window"], (*sub, "window")), spans=spans,
             )  # fmt: skip
         if op == "normal":
             a = keys(["select", "within"], ["upper", "lower"])

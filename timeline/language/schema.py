@@ -80,7 +80,12 @@ def rule_schema() -> dict[str, Any]:
                 name,
                 _mapping(
                     ["select", "window"],
-                    {"select": sel, "window": window, "field": {"enum": list(NUMERIC_FIELDS)}},
+                    {
+                        "select": sel,
+                        "window": window,
+                        "field": {"enum": list(NUMERIC_FIELDS)},
+                        "spans": {"type": "boolean"},
+                    },
                 ),
                 f"{name} over a window",
             )
