@@ -555,11 +555,7 @@ class Reference:
         raw: list[tuple[datetime, int, datetime, tuple[int, ...]]] = []
         if spec.select is not None:
             for e in self.selected(spec.select):
-                end = e["ended_at"]
-                if end is None:
-                    end = FAR
-                elif e["ended_precision"] == "day":
-                    end = end + timedelta(days=1) - EPS  # a date-only end covers its whole day
+                end = FAR if e["ended_at"] is None else self.span_end(e)
                 raw.append((e["occurred_at"], e["seq"], end, (e["seq"],)))
         else:
             assert spec.when is not None

@@ -240,7 +240,8 @@ class _Run:
 
     def key(self, rule_id: str, where: str) -> tuple[str, str]:
         """The key of a patient's value of a rule at a moment of the report, one tuple shared
-        by every patient (1M patients × 36 values: 2 GB of equal tuples otherwise)."""
+        by every patient (~16 values per patient: 1M patients would otherwise hold ~16M equal
+        tuples, ~1 GB)."""
         k = (rule_id, where)
         return self.keys.setdefault(k, k)
 

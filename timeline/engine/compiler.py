@@ -36,6 +36,8 @@ EMPTY = "[]::BIGINT[]"
 _OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "=", "ne": "<>"}
 _MED_KINDS = ("medication_start", "medication_dose_change", "medication_stop", "discontinuation")
 _EPS = "INTERVAL 1 MICROSECOND"
+# the last instant an event lasts, from its ended_at: a date-only end covers that whole day
+_END = f"CASE WHEN ended_precision = 'day' THEN ended_at + INTERVAL '1 day' - {_EPS} ELSE ended_at END"
 FAR = "TIMESTAMP '9999-12-31 00:00:00'"
 # Before every change point of any patient: a stepwise rule's value from here to its first
 # change point is the value it has before anything was recorded (see Compiler.steps).
@@ -308,8 +310,7 @@ class Compiler:
         """The events a selector matches with ``te``, the instant each stops lasting: its
         ``ended_at`` (a date-only end covers its whole day), or its own instant without one."""
         src = self.select(sel, ("ended_at", "ended_precision"))
-        end = f"CASE WHEN ended_precision = 'day' THEN ended_at + INTERVAL '1 day' - {_EPS} ELSE ended_at END"
-        return self.add(self.fresh("sp"), f"SELECT patient_id, seq, t, coalesce({end}, t) AS te FROM {src}")
+        return self.add(self.fresh("sp"), f"SELECT patient_id, seq, t, coalesce({_END}, t) AS te FROM {src}")
 
     def latest_of(self, sel: ast.Selector, fld: str) -> str:
         """One row per (patient, instant): the latest recorded version wins a tie."""
@@ -963,9 +964,7 @@ class Compiler:
         gap = self.duration(spec.merge_gap)
         if spec.select is not None:
             src = self.select(spec.select, ("ended_at", "ended_precision"))
-            # a date-only end covers that whole day
-            end = f"CASE WHEN ended_precision = 'day' THEN ended_at + INTERVAL '1 day' - {_EPS} ELSE ended_at END"
-            raw = f"SELECT patient_id, t AS s, coalesce({end}, {FAR}) AS e, {self.evs('[seq]')} AS ev, seq FROM {src}"
+            raw = f"SELECT patient_id, t AS s, coalesce({_END}, {FAR}) AS e, {self.evs('[seq]')} AS ev, seq FROM {src}"
         else:
             assert spec.when is not None
             raw = self.condition_intervals(spec.when)

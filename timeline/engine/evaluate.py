@@ -232,8 +232,8 @@ class Session:
         shown = labels or {}
         results: list[Result] = []
         # an unknown reason repeats across many states ("no CRP recorded up to the date"):
-        # each distinct text is kept once, not once per state (a cohort run at 1M patients
-        # holds ~32M states)
+        # each distinct text is kept once, not once per state (a cohort run keeps ~16 states
+        # per patient: ~13M at 1M patients)
         reasons: dict[str, str] = {}
 
         def collect(rows: list[tuple[Any, ...]], pts: list[tuple[str, datetime]], at: list[str]) -> None:
