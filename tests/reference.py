@@ -519,17 +519,27 @@ class Reference:
             return Val(math.inf if x > 0 else -math.inf if x < 0 else 0.0, None, ev)
         return Val(rnd((x - bx) / abs(bx) * 100, 6), None, ev)
 
+    def anchored_at(self, node: ast.AtAnchor, t: datetime) -> datetime:
+        at = shift(t, self.duration(node.offset))
+        return end_of_day(at.date()) if node.whole_day else at
+
     def _AtAnchor(self, node: ast.AtAnchor, q: datetime) -> Val:
         name, off = node.anchor.select.name, self.duration(node.offset)
         a = self.anchor(node.anchor, q)
         if a is None:
             return Val(None, f"no {name} up to the date")
-        at = shift(a["occurred_at"], off)
+        at = self.anchored_at(node, a["occurred_at"])
+        shifted = f"{name} + {off}" if not off.is_zero else name
         if at > q:
-            return Val(None, f"{off} after the {name} is after the date", (a["seq"],))
+            late = (
+                f"the day of the {shifted} ends after the date"
+                if node.whole_day
+                else f"{off} after the {name} is after the date"
+            )
+            return Val(None, late, (a["seq"],))
         inner = self.evaluate(node.expr, at)
-        shifted = f" + {off}" if not off.is_zero else ""
-        why = f"at the {name}{shifted} ({at:%Y-%m-%d}): {inner.why}" if inner.why else None
+        label = f"on the day of the {shifted}" if node.whole_day else f"at the {shifted}"
+        why = f"{label} ({at:%Y-%m-%d}): {inner.why}" if inner.why else None
         return Val(inner.value, why, (a["seq"], *inner.ev))
 
     def _HeldFor(self, node: ast.HeldFor, q: datetime) -> Val:
@@ -675,7 +685,11 @@ class Reference:
                 out |= self._around(weights, [None, self.duration(node.weight_within)])
             return out
         if isinstance(node, ast.AtAnchor):
-            return self._around(times(self.selected(node.anchor.select)), [None, self.duration(node.offset)])
+            anchors = times(self.selected(node.anchor.select))
+            out = self._around(anchors, [None, self.duration(node.offset)])
+            if node.whole_day:
+                out |= self._around([self.anchored_at(node, t) for t in anchors], [None])
+            return out
         if isinstance(node, ast.HeldFor):
             inner = self.candidates(node.expr)
             return self._around(inner, [None, self.duration(node.duration)])

@@ -402,6 +402,98 @@ def test_a_known_value_at_the_anchor_carries_no_reason(bench: Bench) -> None:
     assert (result.value, result.why) == (4, None)
 
 
+# ---- whole_day: "the value at or before the index date" (DOMAIN.md, ACR Pedi baseline) -------
+
+WHOLE_DAY = {"latest": {"select": CRP, "within": "30 days"}}
+
+
+def test_a_whole_day_anchor_counts_a_value_later_on_a_date_only_anchors_day(bench: Bench) -> None:
+    # a date-only start is midnight: without whole_day, a CRP drawn at the start visit is not the baseline
+    bench.rule(
+        "r", {"at_anchor": {"expr": WHOLE_DAY, "anchor": {"first": ANAKINRA_START}, "whole_day": True}}
+    )
+    bench.events([anakinra("2009-03-01"), crp("2009-03-01T15:00", 7)])
+    assert bench.state("r", "2009-04-01").value == 7
+
+
+def test_a_whole_day_anchor_counts_a_value_after_a_timed_dose_up_to_the_days_last_instant(
+    bench: Bench,
+) -> None:
+    bench.rule(
+        "r", {"at_anchor": {"expr": WHOLE_DAY, "anchor": {"first": ANAKINRA_START}, "whole_day": True}}
+    )
+    bench.events(
+        [
+            anakinra("2009-03-01T08:00"),
+            crp("2009-02-27", 3),
+            crp("2009-03-01T23:59:59", 7),
+            crp("2009-03-02", 9),
+        ]
+    )
+    assert bench.state("r", "2009-04-01").value == 7
+
+
+def test_an_anchor_without_whole_day_is_its_instant(bench: Bench) -> None:
+    bench.rule("r", {"at_anchor": {"expr": WHOLE_DAY, "anchor": {"first": ANAKINRA_START}}})
+    bench.events([anakinra("2009-03-01T08:00"), crp("2009-02-27", 3), crp("2009-03-01T09:00", 7)])
+    assert bench.state("r", "2009-04-01").value == 3
+
+
+def test_a_whole_day_anchor_is_unknown_until_its_day_is_over(bench: Bench) -> None:
+    bench.rule(
+        "r", {"at_anchor": {"expr": WHOLE_DAY, "anchor": {"first": ANAKINRA_START}, "whole_day": True}}
+    )
+    bench.events([crp("2009-02-27", 3), anakinra("2009-03-01T08:00")])
+    result = bench.state("r", "2009-03-01T12:00")
+    assert (result.value, result.why) == (None, "the day of the anakinra ends after the date")
+    assert bench.state("r", "2009-03-01").value == 3  # a date is its last instant
+
+
+def test_a_whole_day_anchor_uses_the_day_the_offset_lands_on(bench: Bench) -> None:
+    bench.rule(
+        "r",
+        {
+            "at_anchor": {
+                "expr": WHOLE_DAY,
+                "anchor": {"first": ANAKINRA_START},
+                "offset": "1 month",
+                "whole_day": True,
+            }
+        },
+    )
+    bench.events([anakinra("2009-01-31T08:00"), crp("2009-02-28T20:00", 7), crp("2009-03-01", 9)])
+    assert bench.values("r", "2009-02-28", "2009-04-01") == [7, 7]
+
+
+def test_an_unknown_at_a_whole_day_anchor_names_the_day(bench: Bench) -> None:
+    bench.rule(
+        "r", {"at_anchor": {"expr": WHOLE_DAY, "anchor": {"first": ANAKINRA_START}, "whole_day": True}}
+    )
+    bench.events([anakinra("2009-03-01T09:00"), crp("2009-03-20", 4)])
+    assert bench.state("r", "2009-04-01").why == (
+        "on the day of the anakinra (2009-03-01): no CRP recorded up to the date"
+    )
+
+
+def test_the_history_of_a_whole_day_anchor_changes_at_the_anchor_and_at_the_end_of_its_day(
+    bench: Bench,
+) -> None:
+    bench.rule(
+        "r", {"at_anchor": {"expr": WHOLE_DAY, "anchor": {"first": ANAKINRA_START}, "whole_day": True}}
+    )
+    bench.events([crp("2009-02-27", 3), anakinra("2009-03-01T08:00"), crp("2009-03-01T10:00", 5)])
+    session = bench.session()
+    end_of_day = datetime(2009, 3, 1, 23, 59, 59, 999999)
+    assert [(r[1], r[2]) for r in _history(session, ["r"])] == [
+        (datetime(2009, 2, 27), None),
+        (datetime(2009, 3, 1, 8), None),
+        (end_of_day, 5),
+    ]
+    assert [(r[1], r[2]) for r in _histories(session, ["r"])] == [
+        (r[1], r[2]) for r in _history(session, ["r"])
+    ]
+
+
 def test_a_one_month_validity_at_a_month_end_counts_back_one_calendar_month(bench: Bench) -> None:
     # q − 1 month: 28 Feb − 1 month = 28 Jan, so a value of 31 January is still valid on
     # 28 February and too old from 1 March (1 March − 1 month = 1 February)

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from tests.engine_support import disagreement, store_with, write_rule
-from tests.reference import EPS, Reference, add_months, children, end_of_day, shift
+from tests.reference import EPS, Reference, add_months, children, end_of_day
 from timeline.engine.compiler import Compiler
 from timeline.engine.evaluate import Result, Session
 from timeline.ingest import correct
@@ -363,6 +363,8 @@ class Grammar:
         offset = self.pick([None, "0 days", "7 days", "-1 days", "1 month"])
         if offset is not None:
             spec["offset"] = offset
+        if self.draw(st.booleans()):
+            spec["whole_day"] = True
         return spec
 
     def episodes(self, depth: int) -> dict[str, Any]:
@@ -595,7 +597,7 @@ def assert_explanation(ref: Reference, node: ast.Node, tree: dict[str, Any], q: 
         a = ref.anchor(node.anchor, q)
         if kids:
             assert a is not None
-            assert_explanation(ref, node.expr, kids[0], shift(a["occurred_at"], ref.duration(node.offset)))
+            assert_explanation(ref, node.expr, kids[0], ref.anchored_at(node, a["occurred_at"]))
     elif isinstance(node, ast.HeldFor):
         for check in tree["checked"]:
             at = datetime.fromisoformat(check["at"])

@@ -424,3 +424,12 @@ def test_spans_is_a_boolean_of_exists_and_count(tmp_path: Path, spans: object, f
     with pytest.raises(RuleError) as info:
         load_rules([tmp_path])
     assert any(message in p.message for p in info.value.problems)
+
+
+def test_whole_day_of_an_at_anchor_is_a_boolean(tmp_path: Path) -> None:
+    expr = {"latest": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days"}}
+    anchor = {"first": {"kind": "medication_start", "drug": "anakinra"}}
+    write_rule(tmp_path, "r", {"at_anchor": {"expr": expr, "anchor": anchor, "whole_day": "yes"}})
+    with pytest.raises(RuleError) as info:
+        load_rules([tmp_path])
+    assert any("whole_day is true or false, not 'yes'" in p.message for p in info.value.problems)

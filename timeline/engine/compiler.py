@@ -100,7 +100,7 @@ class Compiler:
         self.selectors: dict[str, str] = {}
         self.seen: dict[str, str] = {}
         # (node id, points) → (anchor CTE, offset) / derived points CTE, for explanations
-        self.anchored: dict[tuple[int, str], tuple[str, Duration]] = {}
+        self.anchored: dict[tuple[int, str], str] = {}
         self.held: dict[tuple[int, str], tuple[str, str]] = {}
         self._cp_memo: dict[int, list[str]] = {}
         self.fields: dict[str, set[str]] = {}
@@ -820,31 +820,42 @@ class Compiler:
                 {self.note(note)} AS note
             FROM {value} v JOIN {base} b USING (patient_id, q)"""
 
+    def anchored_at(self, node: ast.AtAnchor, ta: str) -> str:
+        """The instant an ``at_anchor`` evaluates its expression at, for the anchor time ``ta``:
+        ta + offset, or the last instant of that day with ``whole_day``."""
+        at = f"{ta} + {self.duration(node.offset).sql()}"
+        return f"(CAST({at} AS DATE) + INTERVAL 1 DAY - {_EPS})" if node.whole_day else f"({at})"
+
     def _AtAnchor(self, node: ast.AtAnchor, points: str) -> str:
         a = self.anchor(node.anchor, points)
         off = self.duration(node.offset)
+        at_ta = self.anchored_at(node, "ta")
         pts2 = self.add(
-            self.fresh("p"),
-            f"SELECT DISTINCT patient_id, ta + {off.sql()} AS q FROM {a} WHERE ta IS NOT NULL",
+            self.fresh("p"), f"SELECT DISTINCT patient_id, {at_ta} AS q FROM {a} WHERE ta IS NOT NULL"
         )
         inner = self.node(node.expr, pts2)
-        self.anchored[(node.nid, points)] = (a, off)
+        self.anchored[(node.nid, points)] = a
         name = node.anchor.select.name
-        shifted = f" + {off}" if not off.is_zero else ""
-        ev = f"""CASE WHEN a.aseq IS NULL THEN {EMPTY} WHEN a.ta + {off.sql()} > a.q THEN [a.aseq]
+        shifted = f"{name} + {off}" if not off.is_zero else name
+        at = self.anchored_at(node, "a.ta")
+        if node.whole_day:
+            label, not_yet = f"on the day of the {shifted} (", f"the day of the {shifted} ends after the date"
+        else:
+            label, not_yet = f"at the {shifted} (", f"{off} after the {name} is after the date"
+        ev = f"""CASE WHEN a.aseq IS NULL THEN {EMPTY} WHEN {at} > a.q THEN [a.aseq]
                      ELSE list_concat([a.aseq], coalesce(e.ev, {EMPTY})) END"""
-        at = f"""{q_(f"at the {name}{shifted} (")} || strftime(a.ta + {off.sql()}, '%Y-%m-%d') || ')'"""
-        note = f"CASE WHEN a.ta IS NOT NULL THEN {at} END"
+        at_text = f"""{q_(label)} || strftime({at}, '%Y-%m-%d') || ')'"""
+        note = f"CASE WHEN a.ta IS NOT NULL THEN {at_text} END"
         return f"""SELECT a.patient_id, a.q,
-                CASE WHEN a.ta + {off.sql()} <= a.q THEN e.b END AS b,
-                CASE WHEN a.ta + {off.sql()} <= a.q THEN e.x END AS x,
+                CASE WHEN {at} <= a.q THEN e.b END AS b,
+                CASE WHEN {at} <= a.q THEN e.x END AS x,
                 CASE WHEN a.ta IS NULL THEN {q_(f"no {name} up to the date")}
-                     WHEN a.ta + {off.sql()} > a.q THEN {q_(f"{off} after the {name} is after the date")}
-                     ELSE {at} || ': ' || e.why END AS why,
+                     WHEN {at} > a.q THEN {q_(not_yet)}
+                     ELSE {at_text} || ': ' || e.why END AS why,
                 {self.evs(ev)} AS ev,
                 e.lo, e.hi,
                 {self.note(note)} AS note
-            FROM {a} a LEFT JOIN {inner} e ON e.patient_id = a.patient_id AND e.q = a.ta + {off.sql()}"""
+            FROM {a} a LEFT JOIN {inner} e ON e.patient_id = a.patient_id AND e.q = {at}"""
 
     def _HeldFor(self, node: ast.HeldFor, points: str) -> str:
         if not self.evidence:
@@ -1186,9 +1197,11 @@ class Compiler:
         if isinstance(node, ast.Age | ast.TimeSince):
             return []  # numbers that change continuously: no discrete change points
         if isinstance(node, ast.AtAnchor):
-            off = self.duration(node.offset)
             src = self.select(node.anchor.select)
-            return self._shifted(src, ["", f"+ {off.sql()}"])
+            return [
+                f"SELECT patient_id, t AS c FROM {src}",
+                f"SELECT patient_id, {self.anchored_at(node, 't')} AS c FROM {src}",
+            ]
         if isinstance(node, ast.HeldFor):
             inner = self.change_points(node.expr)
             d = self.duration(node.duration)

@@ -682,9 +682,10 @@ class _Explainer:
         if isinstance(node, ast.RuleRef):
             children.append(self.rule(node.rule, points, q))
         elif isinstance(node, ast.AtAnchor):
-            anchor, off = self.comp.anchored[(node.nid, points)]
+            anchor = self.comp.anchored[(node.nid, points)]
             found = self.session.con.execute(
-                f"SELECT ta + {off.sql()} FROM {anchor} WHERE patient_id = ? AND q = ?", [self.patient, q]
+                f"SELECT {self.comp.anchored_at(node, 'ta')} FROM {anchor} WHERE patient_id = ? AND q = ?",
+                [self.patient, q],
             ).fetchone()
             if found and found[0] is not None:
                 inner_points = self._points_name(node.expr)

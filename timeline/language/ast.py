@@ -230,11 +230,16 @@ class PctChange(Node):
 
 
 class AtAnchor(Node):
-    """``expr`` evaluated at the anchor event's time (+ offset): a baseline."""
+    """``expr`` evaluated at the anchor event's time (+ offset): a baseline.
+
+    ``whole_day``: the anchored moment stands for its whole calendar day, so ``expr`` is
+    evaluated at the last instant of that day ("at or before the index date"); until that day
+    is over the value is unknown."""
 
     expr: Node
     anchor: Anchor
     offset: DurationRef
+    whole_day: bool = False
 
 
 class HeldFor(Node):

@@ -621,11 +621,14 @@ class _RuleParser:
                 baseline=self.expr(a["baseline"], (*sub, "baseline")),
             )  # fmt: skip
         if op == "at_anchor":
-            a = keys(["expr", "anchor"], ["offset"])
+            a = keys(["expr", "anchor"], ["offset", "whole_day"])
+            whole_day = a.get("whole_day", False)
+            if not isinstance(whole_day, bool):
+                raise self.fail((*sub, "whole_day"), f"whole_day is true or false, not {whole_day!r}")
             return ast.AtAnchor(
                 nid=nid, path=sp, expr=self.expr(a["expr"], (*sub, "expr")),
                 anchor=self.anchor(a["anchor"], (*sub, "anchor")),
-                offset=self.duration(a.get("offset", "0 days"), (*sub, "offset")),
+                offset=self.duration(a.get("offset", "0 days"), (*sub, "offset")), whole_day=whole_day,
             )  # fmt: skip
         if op == "held_for":
             a = keys(["expr", "duration"])
