@@ -104,8 +104,10 @@ def check(
 
     Example:
 
-        timeline cohort check examples/valencia/cohort.yaml
-        timeline cohort check my_cohort.yaml --rules site_rules/
+    ```
+    timeline cohort check examples/valencia/cohort.yaml
+    timeline cohort check my_cohort.yaml --rules site_rules/
+    ```
     """
     from timeline.cohort.spec import CohortError
     from timeline.language.loader import RuleError
@@ -168,9 +170,11 @@ def run(
 
     Example:
 
-        timeline cohort run examples/valencia/cohort.yaml
-        timeline cohort run examples/valencia/cohort.yaml --as-known-at 2011-01-31 --json > report.json
-        timeline cohort run examples/valencia/cohort.yaml --csv cells.csv
+    ```
+    timeline cohort run examples/valencia/cohort.yaml
+    timeline cohort run examples/valencia/cohort.yaml --as-known-at 2011-01-31 --json > report.json
+    timeline cohort run examples/valencia/cohort.yaml --csv cells.csv
+    ```
     """
     sess, spec = _session(file, store, rules, param, as_known_at, wait)
     with sess.store:
@@ -368,9 +372,11 @@ def explain(
 
     Example:
 
-        timeline cohort explain examples/valencia/cohort.yaml V07
-        timeline cohort explain examples/valencia/cohort.yaml V07 outcome.active_arthritis.3_months
-        timeline cohort explain examples/valencia/cohort.yaml V07 population.included --json
+    ```
+    timeline cohort explain examples/valencia/cohort.yaml V07
+    timeline cohort explain examples/valencia/cohort.yaml V07 outcome.active_arthritis.3_months
+    timeline cohort explain examples/valencia/cohort.yaml V07 population.included --json
+    ```
     """
     from timeline.cohort.explain import explain_patient
 
@@ -477,8 +483,10 @@ def patients(
 
     Example:
 
-        timeline cohort patients examples/valencia/cohort.yaml --cell outcome.active_arthritis.3_months
-        timeline cohort patients examples/valencia/cohort.yaml --cell subgroup.first_line --json
+    ```
+    timeline cohort patients examples/valencia/cohort.yaml --cell outcome.active_arthritis.3_months
+    timeline cohort patients examples/valencia/cohort.yaml --cell subgroup.first_line --json
+    ```
     """
     sess, spec = _session(file, store, rules, param, as_known_at, wait)
     with sess.store:
@@ -525,8 +533,10 @@ def plot_cohort(
 
     Example:
 
-        timeline cohort plot examples/valencia/cohort.yaml --out valencia.png
-        timeline cohort plot examples/valencia/cohort.yaml --out first_line.svg --group first_line
+    ```
+    timeline cohort plot examples/valencia/cohort.yaml --out valencia.png
+    timeline cohort plot examples/valencia/cohort.yaml --out first_line.svg --group first_line
+    ```
     """
     from timeline.plots import check_out, cohort_plot
 
@@ -568,8 +578,10 @@ def plot(
 
     Example:
 
-        timeline plot P001 --out p001.png
-        timeline plot P001 --out p001.svg --lane fever --lane crp_normal
+    ```
+    timeline plot P001 --out p001.png
+    timeline plot P001 --out p001.svg --lane fever --lane crp_normal
+    ```
     """
     from timeline.plots import check_out, patient_plot
 

@@ -109,8 +109,10 @@ def state(
 
     Example:
 
-        timeline state P001 --at 2008-02-10
-        timeline state P001 --at 2008-02-10 --rule fever_free --rule crp_normal --json
+    ```
+    timeline state P001 --at 2008-02-10
+    timeline state P001 --at 2008-02-10 --rule fever_free --rule crp_normal --json
+    ```
     """
     sess = session(store, rules, param, as_known_at, wait)
     with sess.store:
@@ -154,8 +156,10 @@ def explain(
 
     Example:
 
-        timeline explain P001 fever_free --at 2008-02-10
-        timeline explain P001 crp_normal --at 2008-02-10 --json > audit.json
+    ```
+    timeline explain P001 fever_free --at 2008-02-10
+    timeline explain P001 crp_normal --at 2008-02-10 --json > audit.json
+    ```
     """
     sess = session(store, rules, param, as_known_at, wait)
     with sess.store:
@@ -293,8 +297,10 @@ def history(
 
     Example:
 
-        timeline history P001 --rule fever_free --rule crp_normal --from 2008-01-01 --to 2008-12-31
-        timeline history P001 --csv > p001.csv
+    ```
+    timeline history P001 --rule fever_free --rule crp_normal --from 2008-01-01 --to 2008-12-31
+    timeline history P001 --csv > p001.csv
+    ```
     """
     sess = session(store, rules, param, as_known_at, wait)
     with sess.store:
@@ -380,7 +386,9 @@ def rules_list(
 
     Example:
 
-        timeline rules list --rules site_rules/
+    ```
+    timeline rules list --rules site_rules/
+    ```
     """
     rs = load(rules)
     items: list[dict[str, Any]] = [
@@ -420,7 +428,9 @@ def rules_show(
 
     Example:
 
-        timeline rules show mas_2016
+    ```
+    timeline rules show mas_2016
+    ```
     """
     rs = load(rules, param)
     r = rs.get(rule_id)
@@ -467,7 +477,9 @@ def rules_check(
 
     Example:
 
-        timeline rules check site_rules/
+    ```
+    timeline rules check site_rules/
+    ```
     """
     from timeline.language.loader import RuleError
 
@@ -501,8 +513,10 @@ def rules_test(
 
     Example:
 
-        timeline rules test
-        timeline rules test site_rules/ --rule complete_response
+    ```
+    timeline rules test
+    timeline rules test site_rules/ --rule complete_response
+    ```
     """
     from timeline.engine.ruletest import run_examples
     from timeline.language.loader import rule_dirs
@@ -538,7 +552,9 @@ def rules_schema() -> None:
 
     Example:
 
-        timeline rules schema > rule.schema.json
+    ```
+    timeline rules schema > rule.schema.json
+    ```
     """
     from timeline.language.schema import rule_schema
 

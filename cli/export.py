@@ -56,8 +56,10 @@ def export(
 
     Example:
 
-        timeline export --format meds study-meds/
-        timeline export --format meds study-meds-2024/ --as-known-at 2024-12-31
+    ```
+    timeline export --format meds study-meds/
+    timeline export --format meds study-meds-2024/ --as-known-at 2024-12-31
+    ```
     """
     from timeline.errors import UsageError
     from timeline.meds import export_meds

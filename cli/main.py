@@ -98,7 +98,9 @@ def init(
 
     Example:
 
-        timeline init --store study.duckdb --timezone Europe/Madrid
+    ```
+    timeline init --store study.duckdb --timezone Europe/Madrid
+    ```
     """
     from timeline.store import Store
 
@@ -137,7 +139,9 @@ def ingest(
 
     Example:
 
-        timeline ingest examples/events.csv --author "Dr. Ruiz"
+    ```
+    timeline ingest examples/events.csv --author "Dr. Ruiz"
+    ```
     """
     from timeline.errors import IngestError
     from timeline.ingest import ingest_file
@@ -224,7 +228,9 @@ def correct(
 
     Example:
 
-        timeline correct p1-crp2 --set value=5 --set unit=mg/L --reason "transcription error" --author "Dr. Ruiz"
+    ```
+    timeline correct p1-crp2 --set value=5 --set unit=mg/L --reason "transcription error" --author "Dr. Ruiz"
+    ```
     """
     from timeline.errors import UsageError
     from timeline.ingest import correct as do_correct
@@ -259,7 +265,9 @@ def retract(
 
     Example:
 
-        timeline retract p1-rash1 --reason "entered for the wrong patient" --author "Dr. Ruiz"
+    ```
+    timeline retract p1-rash1 --reason "entered for the wrong patient" --author "Dr. Ruiz"
+    ```
     """
     from timeline.ingest import retract as do_retract
 
@@ -293,8 +301,10 @@ def events(
 
     Example:
 
-        timeline events P001 --from 2008-01-01 --to 2008-12-31 --kind lab
-        timeline events P001 --as-known-at 2024-05-01 --history --json
+    ```
+    timeline events P001 --from 2008-01-01 --to 2008-12-31 --kind lab
+    timeline events P001 --as-known-at 2024-05-01 --history --json
+    ```
     """
     from timeline import events as ev
     from timeline.errors import UsageError
@@ -355,7 +365,9 @@ def patients(
 
     Example:
 
-        timeline patients --json
+    ```
+    timeline patients --json
+    ```
     """
     with _open(store, wait=wait) as s:
         rows = s.patients(_moment(as_known_at))
@@ -387,7 +399,9 @@ def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False)
 
     Example:
 
-        timeline verify --store study.duckdb
+    ```
+    timeline verify --store study.duckdb
+    ```
     """
     from timeline.integrity import verify as do_verify
 
@@ -415,7 +429,9 @@ def info(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False) -
 
     Example:
 
-        timeline info
+    ```
+    timeline info
+    ```
     """
     with _open(store, wait=wait) as s:
         data = s.info()

@@ -43,3 +43,24 @@ def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> Non
     result = run_cli(*command, "--help")
     assert result.exit_code == 0
     assert "Example" in result.stdout
+
+
+def _command(words: tuple[str, ...]) -> Any:
+    command: Any = typer.main.get_command(app)
+    for word in words:
+        command = command.commands[word]
+    return command
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
+def test_every_example_is_shown_on_lines_of_its_own(
+    command: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # typer dedents the text after the first paragraph again: an indented example that
+    # follows a one-paragraph description lost its indentation and ran into one paragraph
+    monkeypatch.setenv("COLUMNS", "400")
+    doc = _command(command).help.split("Example:", 1)[1]
+    examples = [line.strip() for line in doc.splitlines() if line.strip().startswith("timeline ")]
+    assert examples
+    shown = {line.strip(" │") for line in run_cli(*command, "--help").stdout.splitlines()}
+    assert [e for e in examples if e not in shown] == []
