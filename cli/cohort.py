@@ -416,7 +416,11 @@ def explain(
         c.print(cell(f"  follow-up to {fu['end']} ({fu['why']}){stop}"))
     for tp in data["time_points"]:
         vals = ", ".join(f"{k} {_plain(v)}" for k, v in tp["values"].items())
-        c.print(cell(f"  at {tp['time_point']} ({tp['date']}): {vals}"))
+        c.print(
+            cell(
+                f"  at {tp['time_point']} ({tp['date']}): {vals or 'no outcome reported at this time point'}"
+            )
+        )
     for tid, t in data["time_to_event"].items():
         what = (
             f"reached after {t['days']:g} days"

@@ -149,3 +149,25 @@ def test_plot_lane_must_be_a_boolean_rule(cohort_store: Path, tmp_path: Path) ->
                      "--lane", "age_at")  # fmt: skip
     assert result.exit_code == 2
     assert "a swimlane needs a boolean rule" in result.stderr
+
+
+def test_explain_shows_at_a_time_point_only_the_outcomes_reported_there(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    text = (
+        COHORT.read_text(encoding="utf-8")
+        .replace("denominator: all}", "denominator: all, at: [6 months]}")
+        .replace(
+            "  - {id: arthritis_followed, rule: arthritis, label: Active arthritis, denominator: followed}\n",
+            "",
+        )
+    )
+    text = text.replace(
+        "  - {id: arthritis_on_drug, rule: arthritis, label: Active arthritis, denominator: on_drug}\n", ""
+    )
+    spec = tmp_path / "cohort.yaml"
+    spec.write_text(text, encoding="utf-8")
+    code, out, err = cohort("explain", spec, "P1", "--json", store=cohort_store)
+    assert code == 0, err
+    shown = {tp["time_point"]: sorted(tp["values"]) for tp in json.loads(out)["time_points"]}
+    assert shown == {"3 months": [], "6 months": ["arthritis"], "12 months": []}

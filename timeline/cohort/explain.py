@@ -69,7 +69,12 @@ def explain_patient(
             {
                 "time_point": tp.label,
                 "date": f.tp_dates.get(tp.slug),
-                "values": {o.rule: _value(f.values.get((o.rule, tp.slug))) for o in spec.outcomes},
+                # only what the report reads at this time point (an outcome's `at:`)
+                "values": {
+                    o.rule: _value(f.values.get((o.rule, tp.slug)))
+                    for o in spec.outcomes
+                    if tp.slug in o.time_points
+                },
             }
             for tp in spec.time_points
             if tp.slug in f.tp_dates
