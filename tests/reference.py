@@ -238,11 +238,11 @@ class Reference:
 
     @staticmethod
     def in_window(
-        t: datetime, lo: datetime, hi: datetime | None, w: ast.Window, last: datetime | None = None
+        t: datetime, lo: datetime | None, hi: datetime | None, w: ast.Window, last: datetime | None = None
     ) -> bool:
-        """An event at t (lasting to ``last``) overlaps the window."""
+        """An event at t (lasting to ``last``) overlaps the window (``lo`` None: no lower bound)."""
         last = t if last is None else last
-        if not (last >= lo if w.start_inclusive else last > lo):
+        if lo is not None and not (last >= lo if w.start_inclusive else last > lo):
             return False
         return hi is None or (t <= hi if w.end_inclusive else t < hi)
 
@@ -326,7 +326,7 @@ class Reference:
         if ref is None:
             assert w.anchor is not None
             return Val(None, f"no {w.anchor.select.name} up to the date")
-        lo = shift(ref, self.duration(w.start))
+        lo = shift(ref, self.duration(w.start)) if w.start is not None else None
         hi = shift(ref, self.duration(w.end)) if w.end is not None else None
         fld = None if node.fn in ("count", "exists") else node.field
         found = [
@@ -614,7 +614,7 @@ class Reference:
             if a is None:
                 return Val(None, f"no {w.anchor.select.name} up to the date")
             ref, anchor_ev = a["occurred_at"], (a["seq"],)
-        lo = shift(ref, self.duration(w.start))
+        lo = shift(ref, self.duration(w.start)) if w.start is not None else None
         hi = shift(ref, self.duration(w.end)) if w.end is not None else None
         kept = []
         for ep in self.episodes(node.episodes):
@@ -667,13 +667,13 @@ class Reference:
                     starts += [self.span_end(e) for e in self.selected(node.select)]
             else:
                 starts = [ep.s for ep in self.episodes(node.episodes)]
-            start = self.duration(w.start)
+            start = [self.duration(w.start)] if w.start is not None else []  # ever: no lower edge
             end = self.duration(w.end) if w.end is not None else Duration(0, "day")
             if w.anchor is not None:
-                out = self._around(times(self.selected(w.anchor.select)), [None, start, end])
+                out = self._around(times(self.selected(w.anchor.select)), [None, *start, end])
                 out |= self._around(starts, [None])
             else:
-                out = self._around(starts, [None, start.negate(), end.negate()])
+                out = self._around(starts, [None, *(s.negate() for s in start), end.negate()])
             if isinstance(node, ast.EpisodeCount) and node.starting_when is not None:
                 out |= set(self.candidates(node.starting_when))
             return out

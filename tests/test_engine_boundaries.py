@@ -230,6 +230,55 @@ def test_an_anchored_aggregate_without_its_anchor_is_unknown(bench: Bench) -> No
     assert (result.value, result.why) == (None, "no anakinra up to the date")
 
 
+def test_an_ever_window_counts_every_event_up_to_the_date(bench: Bench) -> None:
+    bench.rule("r", {"count": {"select": FEVER, "window": "ever"}})
+    bench.events([fever("1901-01-01"), fever("2009-03-01"), fever("2009-03-02")])
+    assert bench.values("r", "1900-12-31", "2009-03-01", "2030-01-01") == [0, 2, 3]
+
+
+def test_exists_over_an_ever_window_is_false_not_unknown_without_events(bench: Bench) -> None:
+    bench.rule("r", {"exists": {"select": FEVER, "window": "ever"}})
+    bench.events([anakinra("2009-03-01")])
+    assert bench.state("r", "2009-04-01").value is False
+
+
+def test_an_ever_window_has_no_start_in_its_explanation(bench: Bench) -> None:
+    bench.rule("r", {"exists": {"select": FEVER, "window": "ever"}})
+    bench.events([fever("2009-03-01")])
+    tree = bench.session().explain("X", "r", "2009-04-01")["tree"]["derivation"]
+    assert tree["window"] == {"from": None, "to": "2009-04-01 23:59:59.999999"}
+
+
+def test_an_anchored_window_starting_ever_counts_everything_up_to_the_anchor(bench: Bench) -> None:
+    window = {"start": "ever", "end": "0 days", "anchor": {"first": ANAKINRA_START}}
+    bench.rule("r", {"count": {"select": FEVER, "window": window}})
+    bench.events([fever("1990-01-01"), fever("2009-03-01"), anakinra("2009-03-01"), fever("2009-03-02")])
+    assert bench.values("r", "2009-04-01") == [2]
+
+
+def test_an_anchored_window_starting_ever_without_its_anchor_is_unknown(bench: Bench) -> None:
+    window = {"start": "ever", "end": "0 days", "anchor": {"first": ANAKINRA_START}}
+    bench.rule("r", {"exists": {"select": FEVER, "window": window}})
+    bench.rule("total", {"sum": {"select": TEMPERATURE, "window": {**window, "end": "1 day"}}})
+    bench.events([fever("2009-03-01"), temperature("2009-03-01", 38.5)])
+    result = bench.state("r", "2009-04-01")
+    assert (result.value, result.why) == (None, "no anakinra up to the date")
+    assert bench.state("total", "2009-04-01").value is None
+
+
+def test_the_history_of_an_ever_window_changes_only_when_an_event_enters(bench: Bench) -> None:
+    bench.rule("r", {"exists": {"select": FEVER, "window": "ever"}})
+    bench.events([anakinra("2009-01-01"), fever("2009-03-01")])
+    session = bench.session()
+    assert [(r[1], r[2]) for r in _history(session, ["r"])] == [
+        (datetime(2009, 1, 1), False),
+        (datetime(2009, 3, 1), True),
+    ]
+    assert [(r[1], r[2]) for r in _histories(session, ["r"])] == [
+        (r[1], r[2]) for r in _history(session, ["r"])
+    ]
+
+
 def test_with_spans_a_finding_lasting_through_the_window_is_in_it(bench: Bench) -> None:
     bench.rule("r", {"exists": {"select": FEVER, "window": "90 days", "spans": True}})
     bench.rule("plain", {"exists": {"select": FEVER, "window": "90 days"}})

@@ -236,18 +236,20 @@ MEASURED = {"crp": "crp", "esr": "esr", "ferritin": "ferritin", "temperature": "
 
 @st.composite
 def window(draw: st.DrawFn) -> Any:
-    shape = draw(st.sampled_from(["duration", "duration", "explicit", "anchored"]))
+    shape = draw(st.sampled_from(["duration", "duration", "explicit", "anchored", "ever"]))
     if shape == "duration":
         return draw(st.sampled_from(DURATIONS))
+    if shape == "ever":
+        return "ever"
     if shape == "explicit":
         return {
-            "start": draw(st.sampled_from(["-7 days", "-1 month", "-2 days", "-36 hours"])),
+            "start": draw(st.sampled_from(["-7 days", "-1 month", "-2 days", "-36 hours", "ever"])),
             "end": draw(st.sampled_from(["0 days", "0 days", "-1 days", "1 day", "2 days"])),
             "start_inclusive": draw(st.booleans()),
             "end_inclusive": draw(st.booleans()),
         }
     w: dict[str, Any] = {
-        "start": draw(st.sampled_from(["0 days", "-1 days", "1 day"])),
+        "start": draw(st.sampled_from(["0 days", "-1 days", "1 day", "ever"])),
         "start_inclusive": draw(st.booleans()),
         "anchor": {draw(st.sampled_from(["first", "last"])): "anakinra_start"},
     }

@@ -433,3 +433,12 @@ def test_whole_day_of_an_at_anchor_is_a_boolean(tmp_path: Path) -> None:
     with pytest.raises(RuleError) as info:
         load_rules([tmp_path])
     assert any("whole_day is true or false, not 'yes'" in p.message for p in info.value.problems)
+
+
+def test_a_window_that_is_neither_a_duration_nor_ever_names_both_forms(tmp_path: Path) -> None:
+    write_rule(
+        tmp_path, "r", {"exists": {"select": {"kind": "finding", "code": "fever"}, "window": ["ever"]}}
+    )
+    with pytest.raises(RuleError) as info:
+        load_rules([tmp_path])
+    assert any("a window is a duration ('7 days'), ever, or {start" in p.message for p in info.value.problems)

@@ -382,9 +382,11 @@ class Compiler:
     def bounds(self, window: ast.Window, ref: str, last: str = "s.t") -> tuple[str, str, str]:
         """(lo, hi, condition) of a window relative to the instant ``ref``: an event from s.t
         to ``last`` (an instant: s.t itself) is in the window when it overlaps it."""
-        start = self.duration(window.start)
-        lo = f"({ref} + {start.sql()})"
-        after_lo = f"{last} {'>=' if window.start_inclusive else '>'} {lo}"
+        if window.start is None:  # ever: no lower bound
+            lo, after_lo = "NULL::TIMESTAMP", f"{ref} IS NOT NULL"  # an anchored window needs its anchor
+        else:
+            lo = f"({ref} + {self.duration(window.start).sql()})"
+            after_lo = f"{last} {'>=' if window.start_inclusive else '>'} {lo}"
         if window.end is None:  # up to the evaluation point
             return lo, "p.q", after_lo
         end = self.duration(window.end)
@@ -425,13 +427,21 @@ class Compiler:
             else ""
         )
         incomplete = "g.hi > g.q"
+        # an anchored window without its anchor has no bounds
+        unbounded = (
+            "g.lo IS NULL"
+            if node.window.start is not None
+            else "g.ta IS NULL"
+            if node.window.anchor
+            else "FALSE"
+        )
         if node.fn == "exists":
-            value = f"CASE WHEN g.n > 0 THEN true WHEN {incomplete} THEN NULL WHEN g.lo IS NULL THEN NULL ELSE false END"
+            value = f"CASE WHEN g.n > 0 THEN true WHEN {incomplete} THEN NULL WHEN {unbounded} THEN NULL ELSE false END"
             why = f"""CASE WHEN g.n > 0 THEN NULL {no_anchor}
                  WHEN {incomplete} THEN {q_(f"no {name} so far, but the window ends after the date")} END"""
             cols = f"{value} AS b, NULL::DOUBLE AS x"
         elif node.fn == "count":
-            value = f"CASE WHEN {incomplete} OR g.lo IS NULL THEN NULL ELSE g.agg END"
+            value = f"CASE WHEN {incomplete} OR {unbounded} THEN NULL ELSE g.agg END"
             why = f"""CASE WHEN FALSE THEN NULL {no_anchor}
                  WHEN {incomplete} THEN {q_("the window ends after the date")} END"""
             cols = f"NULL::BOOLEAN AS b, {value} AS x"
@@ -1135,10 +1145,12 @@ class Compiler:
                   FROM (SELECT patient_id, {col} {offset} AS y FROM {src} WHERE day({col}) >= 28))"""
 
     def _window_offsets(self, window: ast.Window) -> list[str]:
-        start = self.duration(window.start)
         end = self.duration(window.end) if window.end is not None else Duration(0, "day")
         # an event at t is inside [q+start, q+end] while q runs from t-end to t-start
         enter = f"- {end.sql()}" + ("" if window.end_inclusive else f" + {_EPS}")
+        if window.start is None:  # ever: an event never leaves
+            return ["", enter]
+        start = self.duration(window.start)
         leave = f"- {start.sql()}" + (f" + {_EPS}" if window.start_inclusive else "")
         return ["", enter, leave]
 
@@ -1172,8 +1184,10 @@ class Compiler:
             out: list[str] = []
             if window.anchor is not None:
                 asrc = self.select(window.anchor.select)
-                start = self.duration(window.start)
-                offsets = ["", f"+ {start.sql()}", f"+ {start.sql()} + {_EPS}"]
+                offsets = [""]
+                if window.start is not None:
+                    start = self.duration(window.start)
+                    offsets += [f"+ {start.sql()}", f"+ {start.sql()} + {_EPS}"]
                 if window.end is not None:
                     end = self.duration(window.end)
                     offsets += [f"+ {end.sql()}", f"+ {end.sql()} + {_EPS}"]

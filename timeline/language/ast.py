@@ -97,10 +97,10 @@ class Window(Frozen):
 
     ``start`` and ``end`` are signed offsets: ``-7 days`` .. ``0 days`` is the week up to the
     point. Defaults: start exclusive, end inclusive, so an N-day window ending at a date covers
-    exactly N calendar days.
+    exactly N calendar days. ``start`` None (``ever``): no lower bound, the whole record.
     """
 
-    start: DurationRef
+    start: DurationRef | None
     end: DurationRef | None = None  # None: up to the evaluation point itself
     start_inclusive: bool = False
     end_inclusive: bool = True

@@ -422,6 +422,8 @@ class _RuleParser:
         return ast.Anchor(select=self.selector(sel, (*path, which)), which=which)
 
     def window(self, data: Any, path: Path_) -> ast.Window:
+        if data == "ever":  # the whole record up to the point
+            return ast.Window(start=None, end=ast.DurationRef(value=Duration(0, "day")))
         if isinstance(data, str) or (isinstance(data, dict) and set(data) == {"param"}):
             d = self.duration(data, path)
             start = (
@@ -433,7 +435,7 @@ class _RuleParser:
         if not isinstance(data, dict):
             raise self.fail(
                 path,
-                "a window is a duration ('7 days') or {start, end, start_inclusive, end_inclusive, anchor}",
+                "a window is a duration ('7 days'), ever, or {start, end, start_inclusive, end_inclusive, anchor}",
             )
         allowed = ("start", "end", "start_inclusive", "end_inclusive", "anchor")
         for key in data:
@@ -443,7 +445,7 @@ class _RuleParser:
             raise self.fail(path, "a window needs start and end (signed durations, e.g. -7 days and 0 days)")
         anchor = self.anchor(data["anchor"], (*path, "anchor")) if "anchor" in data else None
         return ast.Window(
-            start=self.duration(data["start"], (*path, "start")),
+            start=None if data["start"] == "ever" else self.duration(data["start"], (*path, "start")),
             end=self.duration(data["end"], (*path, "end")) if "end" in data else None,
             start_inclusive=bool(data.get("start_inclusive", False)),
             end_inclusive=bool(data.get("end_inclusive", True)),

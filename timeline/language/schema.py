@@ -164,7 +164,8 @@ def rule_schema() -> dict[str, Any]:
             "window": {
                 "oneOf": [
                     DURATION,
-                    _mapping(["start"], {"start": DURATION, "end": DURATION, "start_inclusive": {"type": "boolean"},
+                    {"const": "ever"},
+                    _mapping(["start"], {"start": {"oneOf": [DURATION, {"const": "ever"}]}, "end": DURATION, "start_inclusive": {"type": "boolean"},
                                                 "end_inclusive": {"type": "boolean"}, "anchor": anchor}),
                 ]
             },
