@@ -368,7 +368,10 @@ class Reference:
             meds = [
                 e
                 for e in self.events
-                if e["kind"] in MED_KINDS and e["drug"] == drug and e["occurred_at"] <= q
+                if e["kind"] in MED_KINDS
+                and e["drug"] == drug
+                and e["occurred_at"] <= q
+                and e["route"] not in node.except_routes
             ]
             if meds:
                 latest.append(meds[-1])

@@ -827,6 +827,59 @@ def test_held_for_names_each_distinct_unknown_reason_once_in_order(bench: Bench)
 # ---- drugs --------------------------------------------------------------------------------------------
 
 
+def prednisolone(
+    at: str, kind: str = "medication_start", route: str | None = "oral", **extra: Any
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "patient_id": "X",
+        "kind": kind,
+        "drug": "prednisolone",
+        "occurred_at": at,
+        **extra,
+    }
+    if kind != "medication_stop":
+        row.update(dose=1, dose_unit="mg/kg", frequency="daily")
+        if route:
+            row["route"] = route
+    return row
+
+
+SYSTEMIC = {"on_drug": {"drugs": ["prednisolone"], "except_routes": ["topical"]}}
+
+
+def test_on_drug_except_a_route_does_not_read_a_start_by_that_route(bench: Bench) -> None:
+    # prednisolone eye drops for uveitis are not a systemic steroid
+    bench.rule("r", SYSTEMIC)
+    bench.rule("any_route", {"on_drug": "prednisolone"})
+    bench.events([prednisolone("2009-03-01", route="topical")])
+    assert bench.values("r", "2009-03-02") == [False]
+    assert bench.values("any_route", "2009-03-02") == [True]
+
+
+def test_on_drug_except_a_route_keeps_an_oral_course_through_a_later_topical_start(bench: Bench) -> None:
+    bench.rule("r", SYSTEMIC)
+    bench.events(
+        [
+            prednisolone("2009-03-01", event_id="oral"),
+            prednisolone("2009-03-10", route="topical", event_id="drops"),
+        ]
+    )
+    result = bench.state("r", "2009-03-15")
+    assert (result.value, result.evidence) == (True, seqs_of(bench.store, "oral"))
+
+
+def test_on_drug_except_a_route_counts_a_start_without_a_route(bench: Bench) -> None:
+    bench.rule("r", SYSTEMIC)
+    bench.events([prednisolone("2009-03-01", route=None)])
+    assert bench.values("r", "2009-03-02") == [True]
+
+
+def test_on_drug_except_a_route_ends_at_a_stop_which_has_no_route(bench: Bench) -> None:
+    bench.rule("r", SYSTEMIC)
+    bench.events([prednisolone("2009-03-01"), prednisolone("2009-03-09", "medication_stop")])
+    assert bench.values("r", "2009-03-08", "2009-03-09") == [True, False]
+
+
 def test_on_drug_ends_at_the_stop_and_continues_through_a_dose_change(bench: Bench) -> None:
     bench.rule("r", {"on_drug": "anakinra"})
     bench.events(

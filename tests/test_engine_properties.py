@@ -107,6 +107,9 @@ def event(draw: st.DrawFn, patient: str) -> dict[str, Any]:
             )
         )
         row.update(kind=which, drug="anakinra")
+        route = draw(st.sampled_from([None, "sc", "topical"]))
+        if route is not None and which != "medication_stop":  # a stop has no route
+            row["route"] = route
         if which != "medication_stop":
             dose, unit = draw(st.sampled_from(DOSES))
             row.update(dose=dose, dose_unit=unit)
@@ -460,7 +463,10 @@ class Grammar:
                 spec["lower"] = self.pick(["1 mg/L", "0.6 mg/dL"])
             return {"normal": spec}
         if leaf == "on_drug":
-            return {"on_drug": self.pick(["anakinra", ["anakinra", "canakinumab"]])}
+            drugs = self.pick(["anakinra", ["anakinra", "canakinumab"]])
+            if self.draw(st.booleans()):
+                return {"on_drug": {"drugs": drugs, "except_routes": ["topical"]}}
+            return {"on_drug": drugs}
         if leaf == "in_episode":
             return {"in_episode": self.episodes(0)}
         return self.pick([True, False, {"param": "flag"}])

@@ -442,3 +442,29 @@ def test_a_window_that_is_neither_a_duration_nor_ever_names_both_forms(tmp_path:
     with pytest.raises(RuleError) as info:
         load_rules([tmp_path])
     assert any("a window is a duration ('7 days'), ever, or {start" in p.message for p in info.value.problems)
+
+
+@pytest.mark.parametrize(
+    ("routes", "message"),
+    [
+        (
+            ["topicl"],
+            "unknown route 'topicl' (did you mean 'topical'?); routes are sc, iv, oral, im, topical, other",
+        ),
+        (["eye"], "unknown route 'eye'; routes are"),
+    ],
+)
+def test_on_drug_except_routes_are_known_routes(tmp_path: Path, routes: list[str], message: str) -> None:
+    write_rule(tmp_path, "r", {"on_drug": {"drugs": ["prednisolone"], "except_routes": routes}})
+    with pytest.raises(RuleError) as info:
+        load_rules([tmp_path])
+    assert any(message in p.message for p in info.value.problems)
+
+
+def test_the_engine_reads_the_route_column_only_when_a_rule_uses_it(tmp_path: Path) -> None:
+    from timeline.engine.compiler import ENGINE_COLUMNS, engine_columns
+
+    write_rule(tmp_path, "plain", {"on_drug": "prednisolone"})
+    assert engine_columns(load_rules([tmp_path])) == ENGINE_COLUMNS
+    write_rule(tmp_path, "systemic", {"on_drug": {"drugs": "prednisolone", "except_routes": ["topical"]}})
+    assert engine_columns(load_rules([tmp_path])) == (*ENGINE_COLUMNS, "route")

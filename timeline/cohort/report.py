@@ -20,7 +20,7 @@ from typing import Any
 
 from timeline.cohort.km import Curve, kaplan_meier
 from timeline.cohort.spec import CohortSpec, TimeToEvent, slug
-from timeline.engine.compiler import ENGINE_COLUMNS, Compiler, q_
+from timeline.engine.compiler import Compiler, q_
 from timeline.engine.evaluate import ENGINE_MEMORY_LIMIT, Result, Session, staged
 from timeline.errors import UsageError
 from timeline.language import ast
@@ -235,7 +235,7 @@ class _Run:
         compiled query materialises its events relation: all 43 columns of every event of
         100k patients held several GB)."""
         return self.s.store.current_sql(
-            self.s.high_water, patients_sql="SELECT patient_id FROM tl_c_pop", columns=ENGINE_COLUMNS
+            self.s.high_water, patients_sql="SELECT patient_id FROM tl_c_pop", columns=self.s.columns
         )
 
     def key(self, rule_id: str, where: str) -> tuple[str, str]:

@@ -28,7 +28,7 @@ from timeline import codes
 from timeline.errors import TimelineError
 from timeline.language import ast
 from timeline.language.durations import Duration
-from timeline.language.loader import RuleSet, field_unit
+from timeline.language.loader import RuleSet, field_unit, walk
 from timeline.units import conversion, display_unit
 
 COLUMNS = "patient_id, q, b, x, why, ev, lo, hi, note"
@@ -49,6 +49,15 @@ ENGINE_COLUMNS = (
     "ref_low", "ref_high", "orig_value", "orig_unit", "present", "drug", "dose", "dose_unit", "frequency",
     "active_joints", "limited_joints", "grade",
 )  # fmt: skip
+
+
+def engine_columns(rules: RuleSet) -> tuple[str, ...]:
+    """ENGINE_COLUMNS, and ``route`` when a rule reads it (``on_drug`` with ``except_routes``):
+    the engine's copy of the events holds only columns some rule reads."""
+    for rule in rules.rules.values():
+        if any(isinstance(n, ast.OnDrug) and n.except_routes for n in walk(rule.define)):
+            return (*ENGINE_COLUMNS, "route")
+    return ENGINE_COLUMNS
 
 
 class Unsupported(TimelineError):
@@ -482,19 +491,24 @@ class Compiler:
                 {self.note(note)} AS note
             FROM {points} p ASOF LEFT JOIN {src} s ON s.patient_id = p.patient_id AND s.t <= p.q"""
 
-    def medications(self, drugs: tuple[str, ...]) -> str:
-        key = "med:" + ",".join(drugs)
+    def medications(self, drugs: tuple[str, ...], except_routes: tuple[str, ...] = ()) -> str:
+        key = "med:" + ",".join(drugs) + ("|not:" + ",".join(except_routes) if except_routes else "")
         if key not in self.selectors:
+            routes = (
+                f" AND (route IS NULL OR route NOT IN ({', '.join(q_(r) for r in except_routes)}))"
+                if except_routes
+                else ""
+            )
             self.selectors[key] = self.add(
                 self.fresh("m"),
                 f"""SELECT patient_id, occurred_at AS t, seq, kind, drug, dose, dose_unit, frequency FROM ev
-                    WHERE kind IN ({", ".join(q_(k) for k in _MED_KINDS)}) AND drug IN ({", ".join(q_(d) for d in drugs)})
+                    WHERE kind IN ({", ".join(q_(k) for k in _MED_KINDS)}) AND drug IN ({", ".join(q_(d) for d in drugs)}){routes}
                     QUALIFY row_number() OVER (PARTITION BY patient_id, drug, occurred_at ORDER BY seq DESC) = 1""",
             )
         return self.selectors[key]
 
     def _OnDrug(self, node: ast.OnDrug, points: str) -> str:
-        meds = self.medications(node.drugs)
+        meds = self.medications(node.drugs, node.except_routes)
         if not self.evidence:
             # On a drug from each start or dose change until that drug's next event: these
             # intervals, found once, against the points (instead of one as-of lookup per point
@@ -1201,7 +1215,7 @@ class Compiler:
                 out += self._cp_parts(node.starting_when)
             return out
         if isinstance(node, ast.OnDrug):
-            return self._shifted(self.medications(node.drugs), [""])
+            return self._shifted(self.medications(node.drugs, node.except_routes), [""])
         if isinstance(node, ast.DailyDose):
             weight = self.latest_of(ast.Selector(name="weight", kinds=("weight",)), "value")
             v = self.duration(node.weight_within)

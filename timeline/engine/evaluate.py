@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 
 from timeline import __version__
-from timeline.engine.compiler import COLUMNS, ENGINE_COLUMNS, Compiler, q_
+from timeline.engine.compiler import COLUMNS, Compiler, engine_columns, q_
 from timeline.errors import ResourceError, UsageError
 from timeline.language import ast
 from timeline.language.loader import RuleSet
@@ -93,6 +93,7 @@ class Session:
     ) -> None:
         self.store = store
         self.rules = rules
+        self.columns = engine_columns(rules)  # the event columns the rules read
         self.as_known_at = as_known_at
         # patients per staged run of a cohort run or of histories (see batches)
         self.batch_patients = batch_patients or BATCH_PATIENTS
@@ -122,7 +123,7 @@ class Session:
         # every event (one patient, 2M-event store: `timeline state` 1.8 s → see README).
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE tl_ev AS "
-            + self.store.current_sql(self.high_water, patients, columns=ENGINE_COLUMNS)
+            + self.store.current_sql(self.high_water, patients, columns=self.columns)
         )
         return "SELECT * FROM tl_ev"
 
@@ -167,7 +168,7 @@ class Session:
                     + self.store.current_sql(
                         hw,
                         patients_sql="SELECT patient_id FROM tl_pts",
-                        columns=ENGINE_COLUMNS,
+                        columns=self.columns,
                         seq_range=(lo, hi),
                     )
                 )

@@ -143,9 +143,12 @@ class Normal(Node):
 
 class OnDrug(Node):
     """True while the latest start/dose change/stop/discontinuation of any of the drugs at or
-    before the point is a start or dose change."""
+    before the point is a start or dose change. Starts and dose changes given by one of
+    ``except_routes`` are not read; a stop or discontinuation has no route and ends the drug
+    by every route."""
 
     drugs: tuple[str, ...]
+    except_routes: tuple[str, ...] = ()
 
 
 class DailyDose(Node):

@@ -547,8 +547,23 @@ class _RuleParser:
                 lower=self.quantity(a["lower"], (*sub, "lower")) if "lower" in a else None,
             )  # fmt: skip
         if op == "on_drug":
+            routes: list[Any] = []
+            if isinstance(arg, dict):
+                a = keys(["drugs"], ["except_routes"])
+                arg = a["drugs"]
+                routes = a.get("except_routes") or []
+                routes = routes if isinstance(routes, list) else [routes]
+                for i, r in enumerate(routes):
+                    if r not in codes.ROUTES:
+                        raise self.fail(
+                            (*sub, "except_routes", i),
+                            f"unknown route {r!r}{did_you_mean(str(r), codes.ROUTES)}; routes are {', '.join(codes.ROUTES)}",
+                        )
             names = arg if isinstance(arg, list) else [arg]
-            return ast.OnDrug(nid=nid, path=sp, drugs=tuple(str(n).lower() for n in names))
+            return ast.OnDrug(
+                nid=nid, path=sp, drugs=tuple(str(n).lower() for n in names),
+                except_routes=tuple(str(r) for r in routes),
+            )  # fmt: skip
         if op == "daily_dose":
             a = keys(["drug"], ["per_kg", "weight_within"])
             return ast.DailyDose(
