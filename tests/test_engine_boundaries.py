@@ -856,6 +856,15 @@ def test_on_drug_except_a_route_does_not_read_a_start_by_that_route(bench: Bench
     assert bench.values("any_route", "2009-03-02") == [True]
 
 
+def test_on_drug_except_a_route_says_so_when_nothing_else_was_recorded(bench: Bench) -> None:
+    bench.rule("r", SYSTEMIC)
+    bench.events([prednisolone("2009-03-01", route="topical")])
+    assert (
+        bench.state("r", "2009-03-02").note
+        == "none of prednisolone recorded up to the date other than by topical route"
+    )
+
+
 def test_on_drug_except_a_route_keeps_an_oral_course_through_a_later_topical_start(bench: Bench) -> None:
     bench.rule("r", SYSTEMIC)
     bench.events(

@@ -532,11 +532,12 @@ class Compiler:
                 ORDER BY ALL""".replace("d.drug", "p.drug"),
         )
         on = "kind IN ('medication_start', 'medication_dose_change')"
+        not_read = f" other than by {' or '.join(node.except_routes)} route" if node.except_routes else ""
         return f"""SELECT patient_id, q, coalesce(bool_or({on}), false) AS b, NULL::DOUBLE AS x, NULL AS why,
                 coalesce(list(seq ORDER BY t) FILTER (WHERE seq IS NOT NULL), []::BIGINT[]) AS ev,
                 NULL::TIMESTAMP AS lo, q AS hi,
                 coalesce(string_agg(drug || ': ' || replace(kind, '_', ' ') || ' on ' || strftime(t, '%Y-%m-%d'), '; ' ORDER BY drug) FILTER (WHERE seq IS NOT NULL),
-                         'none of {", ".join(node.drugs)} recorded up to the date') AS note
+                         {q_(f"none of {', '.join(node.drugs)} recorded up to the date{not_read}")}) AS note
             FROM {per} GROUP BY patient_id, q"""
 
     def _DailyDose(self, node: ast.DailyDose, points: str) -> str:
