@@ -468,3 +468,12 @@ def test_the_engine_reads_the_route_column_only_when_a_rule_uses_it(tmp_path: Pa
     assert engine_columns(load_rules([tmp_path])) == ENGINE_COLUMNS
     write_rule(tmp_path, "systemic", {"on_drug": {"drugs": "prednisolone", "except_routes": ["topical"]}})
     assert engine_columns(load_rules([tmp_path])) == (*ENGINE_COLUMNS, "route")
+
+
+def test_a_misspelt_ever_window_suggests_ever(tmp_path: Path) -> None:
+    write_rule(tmp_path, "r", {"exists": {"select": {"kind": "finding", "code": "fever"}, "window": "evr"}})
+    with pytest.raises(RuleError) as info:
+        load_rules([tmp_path])
+    assert any(
+        "'evr' is not a duration or ever (did you mean 'ever'?)" in p.message for p in info.value.problems
+    )

@@ -424,6 +424,8 @@ class _RuleParser:
     def window(self, data: Any, path: Path_) -> ast.Window:
         if data == "ever":  # the whole record up to the point
             return ast.Window(start=None, end=ast.DurationRef(value=Duration(0, "day")))
+        if isinstance(data, str) and did_you_mean(data, ["ever"]):
+            raise self.fail(path, f"{data!r} is not a duration or ever{did_you_mean(data, ['ever'])}")
         if isinstance(data, str) or (isinstance(data, dict) and set(data) == {"param"}):
             d = self.duration(data, path)
             start = (
