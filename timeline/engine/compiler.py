@@ -108,7 +108,7 @@ class Compiler:
         self.counter = 0
         self.selectors: dict[str, str] = {}
         self.seen: dict[str, str] = {}
-        # (node id, points) → (anchor CTE, offset) / derived points CTE, for explanations
+        # (node id, points) → anchor CTE / derived points CTEs, for explanations
         self.anchored: dict[tuple[int, str], str] = {}
         self.held: dict[tuple[int, str], tuple[str, str]] = {}
         self._cp_memo: dict[int, list[str]] = {}
@@ -436,14 +436,10 @@ class Compiler:
             else ""
         )
         incomplete = "g.hi > g.q"
-        # an anchored window without its anchor has no bounds
-        unbounded = (
-            "g.lo IS NULL"
-            if node.window.start is not None
-            else "g.ta IS NULL"
-            if node.window.anchor
-            else "FALSE"
-        )
+        # an anchored window without its anchor has no bounds (an ever window never has a lo)
+        unbounded = "g.lo IS NULL"
+        if node.window.start is None:
+            unbounded = "g.ta IS NULL" if node.window.anchor is not None else "FALSE"
         if node.fn == "exists":
             value = f"CASE WHEN g.n > 0 THEN true WHEN {incomplete} THEN NULL WHEN {unbounded} THEN NULL ELSE false END"
             why = f"""CASE WHEN g.n > 0 THEN NULL {no_anchor}
