@@ -248,9 +248,10 @@ def _label(node: dict[str, Any], top: bool = False) -> str:
 
 
 def instant_text(value: str | None) -> str:
-    """A window bound as the terminal shows it: the last microsecond of a day (where a date
-    query's window ends) as "end of DAY", midnight as the date alone, an open bound (a drug's
-    whole history) as "…". ``--json`` keeps the instants as they are."""
+    """A window bound or an interval's edge as the terminal shows it: the last microsecond of a
+    day (where a date query's window ends, where a baseline on the index date is known) as "end
+    of DAY", midnight as the date alone, an open bound (a drug's whole history, an interval
+    still running) as "…". ``--json`` and ``--csv`` keep the instants as they are."""
     if value is None:
         return "…"
     day, _, time = str(value).partition(" ")
@@ -357,18 +358,12 @@ def _swimlanes(patient: str, rows: list[dict[str, Any]]) -> None:
         value = str(r["value"]).lower() if isinstance(r["value"], bool) else r["value"]
         table.add_row(
             cell(r["rule"]),
-            cell(_when(r["start"])),
-            cell(_when(r["end"]) if r["end"] else "…"),
+            cell(instant_text(str(r["start"]))),
+            cell(instant_text(str(r["end"]) if r["end"] else None)),
             cell(value),
             cell(r["reason"] or ""),
         )
     c.print(table)
-
-
-def _when(ts: Any) -> str:
-    if ts.hour == 0 and ts.minute == 0 and ts.second == 0 and ts.microsecond == 0:
-        return str(ts.date())
-    return str(ts.isoformat(sep=" "))
 
 
 # ---- rules group ---------------------------------------------------------------------------

@@ -330,6 +330,14 @@ def test_history_renders_swimlanes_and_a_table(example_store: Path) -> None:
     assert "intervals" in result.stdout
 
 
+def test_history_table_shows_an_edge_at_the_end_of_a_day_by_its_day(example_store: Path) -> None:
+    # the ACR Pedi baseline is known from the last instant of the index day
+    result = run_cli("history", "P001", "--rule", "pedi_change_crp", "--store", example_store)
+    assert result.exit_code == 0, result.output
+    assert "│ end of 2008-01-11 │" in result.stdout
+    assert "23:59:59" not in result.stdout
+
+
 def test_history_of_a_patient_without_events_says_so(example_store: Path) -> None:
     result = run_cli("history", "NOBODY", "--store", example_store)
     assert result.exit_code == 0, result.output
