@@ -477,3 +477,15 @@ def test_a_misspelt_ever_window_suggests_ever(tmp_path: Path) -> None:
     assert any(
         "'evr' is not a duration or ever (did you mean 'ever'?)" in p.message for p in info.value.problems
     )
+
+
+def test_a_product_with_a_plain_number_keeps_the_other_factors_unit(tmp_path: Path) -> None:
+    # ms_score's terms: 2.44 × a 0/1 count read "(1).(1)" in `rules list`
+    write_rule(tmp_path, "count", {"mul": [2.44, {"count_true": [True]}]})
+    write_rule(
+        tmp_path,
+        "crp",
+        {"mul": [2, {"latest": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days"}}]},
+    )
+    rules = load_rules([tmp_path])
+    assert (str(rules.rules["count"].type), str(rules.rules["crp"].type)) == ("number [1]", "number [mg/L]")

@@ -1154,6 +1154,10 @@ class _TypeChecker:
                     self._compatible(item, t, ts[0].unit)
                 return ts[0]
             units = [t.unit or "1" for t in ts]
+            if node.op == "mul":  # a factor of 1 changes nothing: 2.44 × a count is a count
+                units = [u for u in units if u != "1"] or ["1"]
+                if len(units) == 1:
+                    return num(kind="num", unit=units[0])
             joiner = "." if node.op == "mul" else "/"
             return num(kind="num", unit=joiner.join(f"({u})" for u in units))
         if isinstance(node, ast.Clip):
