@@ -489,3 +489,22 @@ def test_a_product_with_a_plain_number_keeps_the_other_factors_unit(tmp_path: Pa
     )
     rules = load_rules([tmp_path])
     assert (str(rules.rules["count"].type), str(rules.rules["crp"].type)) == ("number [1]", "number [mg/L]")
+
+
+@pytest.mark.parametrize(
+    ("define", "message"),
+    [
+        (
+            {"exists": {"select": {"kind": "finding", "code": "fever"},
+                        "window": {"start": "-7 days", "end": "0 days", "start_inclusive": "no"}}},
+            "start_inclusive is true or false, not 'no'",
+        ),
+        ({"daily_dose": {"drug": "anakinra", "per_kg": "yes"}}, "per_kg is true or false, not 'yes'"),
+    ],
+)  # fmt: skip
+def test_a_true_or_false_option_rejects_other_values(tmp_path: Path, define: object, message: str) -> None:
+    # bool("no") is True: the window's start was silently inclusive
+    write_rule(tmp_path, "r", define)
+    with pytest.raises(RuleError) as info:
+        load_rules([tmp_path])
+    assert any(message in p.message for p in info.value.problems)

@@ -436,10 +436,8 @@ class Compiler:
             else ""
         )
         incomplete = "g.hi > g.q"
-        # an anchored window without its anchor has no bounds (an ever window never has a lo)
-        unbounded = "g.lo IS NULL"
-        if node.window.start is None:
-            unbounded = "g.ta IS NULL" if node.window.anchor is not None else "FALSE"
+        # an anchored window without its anchor has no bounds
+        unbounded = "g.ta IS NULL" if node.window.anchor is not None else "FALSE"
         if node.fn == "exists":
             value = f"CASE WHEN g.n > 0 THEN true WHEN {incomplete} THEN NULL WHEN {unbounded} THEN NULL ELSE false END"
             why = f"""CASE WHEN g.n > 0 THEN NULL {no_anchor}

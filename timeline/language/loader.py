@@ -421,6 +421,14 @@ class _RuleParser:
         which, sel = next(iter(data.items()))
         return ast.Anchor(select=self.selector(sel, (*path, which)), which=which)
 
+    def flag(self, data: dict[str, Any], key: str, default: bool, path: Path_) -> bool:
+        """A true/false option of a mapping; anything else is an error, not Python truthiness
+        (``start_inclusive: "no"`` was true)."""
+        value = data.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail((*path, key), f"{key} is true or false, not {value!r}")
+        return value
+
     def window(self, data: Any, path: Path_) -> ast.Window:
         if data == "ever":  # the whole record up to the point
             return ast.Window(start=None, end=ast.DurationRef(value=Duration(0, "day")))
@@ -449,8 +457,8 @@ class _RuleParser:
         return ast.Window(
             start=None if data["start"] == "ever" else self.duration(data["start"], (*path, "start")),
             end=self.duration(data["end"], (*path, "end")) if "end" in data else None,
-            start_inclusive=bool(data.get("start_inclusive", False)),
-            end_inclusive=bool(data.get("end_inclusive", True)),
+            start_inclusive=self.flag(data, "start_inclusive", False, path),
+            end_inclusive=self.flag(data, "end_inclusive", True, path),
             anchor=anchor,
         )
 
@@ -530,9 +538,7 @@ class _RuleParser:
             )  # fmt: skip
         if op in AGGREGATES:
             a = keys(["select", "window"], ["field", "spans"])
-            spans = a.get("spans", False)
-            if not isinstance(spans, bool):
-                raise self.fail((*sub, "spans"), f"spans is true or false, not {spans!r}")
+            spans = self.flag(a, "spans", False, sub)
             if spans and op not in ("exists", "count"):
                 raise self.fail((*sub, "spans"), f"spans applies to exists and count, not to {op}")
             return ast.Aggregate(
@@ -569,7 +575,7 @@ class _RuleParser:
         if op == "daily_dose":
             a = keys(["drug"], ["per_kg", "weight_within"])
             return ast.DailyDose(
-                nid=nid, path=sp, drug=str(a["drug"]).lower(), per_kg=bool(a.get("per_kg", True)),
+                nid=nid, path=sp, drug=str(a["drug"]).lower(), per_kg=self.flag(a, "per_kg", True, sub),
                 weight_within=self.duration(a.get("weight_within", "183 days"), (*sub, "weight_within")),
             )  # fmt: skip
         if op == "age":
@@ -641,13 +647,11 @@ class _RuleParser:
             )  # fmt: skip
         if op == "at_anchor":
             a = keys(["expr", "anchor"], ["offset", "whole_day"])
-            whole_day = a.get("whole_day", False)
-            if not isinstance(whole_day, bool):
-                raise self.fail((*sub, "whole_day"), f"whole_day is true or false, not {whole_day!r}")
             return ast.AtAnchor(
                 nid=nid, path=sp, expr=self.expr(a["expr"], (*sub, "expr")),
                 anchor=self.anchor(a["anchor"], (*sub, "anchor")),
-                offset=self.duration(a.get("offset", "0 days"), (*sub, "offset")), whole_day=whole_day,
+                offset=self.duration(a.get("offset", "0 days"), (*sub, "offset")),
+                whole_day=self.flag(a, "whole_day", False, sub),
             )  # fmt: skip
         if op == "held_for":
             a = keys(["expr", "duration"])
