@@ -271,6 +271,104 @@ def test_rules_test_exits_0_when_every_example_passes(tmp_path: Path) -> None:
     assert "1 passed, 0 failed" in result.stdout
 
 
+HIGH_CRP = {"gt": [{"latest": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days"}}, "6 mg/L"]}
+
+
+def _crp(value: float, **extra: object) -> dict[str, object]:
+    return {"patient_id": "X", "kind": "lab", "code": "1988-5", "occurred_at": "2009-03-01", "value": value,
+            "unit": "mg/L", **extra}  # fmt: skip
+
+
+def test_rules_test_keeps_each_examples_events_to_itself(tmp_path: Path) -> None:
+    # examples run in one store: the second example's patient X must not see the first's CRP
+    write_rule(
+        tmp_path,
+        "high_crp",
+        HIGH_CRP,
+        examples=[
+            {"name": "a high CRP", "events": [_crp(40)], "expect": [{"at": "2009-03-01", "value": True}]},
+            {
+                "name": "no CRP at all",
+                "events": [
+                    {
+                        "patient_id": "X",
+                        "kind": "weight",
+                        "occurred_at": "2009-03-01",
+                        "value": 20,
+                        "unit": "kg",
+                    }
+                ],
+                "expect": [{"at": "2009-03-01", "value": "unknown", "reason_contains": "no CRP recorded"}],
+            },
+        ],
+    )
+    result = run_cli("rules", "test", tmp_path, "--rule", "high_crp")
+    assert result.exit_code == 0, result.output
+    assert "2 passed, 0 failed" in result.stdout
+
+
+def test_rules_test_lets_two_examples_use_the_same_event_id(tmp_path: Path) -> None:
+    write_rule(
+        tmp_path,
+        "high_crp",
+        HIGH_CRP,
+        examples=[
+            {
+                "name": "high",
+                "events": [_crp(40, event_id="e1")],
+                "expect": [{"at": "2009-03-01", "value": True}],
+            },
+            {
+                "name": "low",
+                "events": [_crp(2, event_id="e1")],
+                "expect": [{"at": "2009-03-01", "value": False}],
+            },
+        ],
+    )
+    result = run_cli("rules", "test", tmp_path, "--rule", "high_crp")
+    assert result.exit_code == 0, result.output
+    assert "2 passed, 0 failed" in result.stdout
+
+
+def test_rules_test_reports_an_ingest_error_against_its_own_example(tmp_path: Path) -> None:
+    write_rule(
+        tmp_path,
+        "high_crp",
+        HIGH_CRP,
+        examples=[
+            {"name": "good", "events": [_crp(40)], "expect": [{"at": "2009-03-01", "value": True}]},
+            {
+                "name": "bad unit",
+                "events": [_crp(40, unit="mg/furlong")],
+                "expect": [{"at": "2009-03-01", "value": True}],
+            },
+        ],
+    )
+    result = run_cli("rules", "test", tmp_path, "--rule", "high_crp")
+    assert result.exit_code == 9, result.output
+    assert "PASS high_crp@1: good" in result.stdout
+    assert "FAIL high_crp@1: bad unit" in result.stdout
+    assert "mg/furlong" in result.stdout
+    assert "1 passed, 1 failed" in result.stdout
+
+
+def test_rules_test_gives_each_example_its_own_parameters(tmp_path: Path) -> None:
+    write_rule(
+        tmp_path,
+        "high_crp",
+        {"gt": [{"latest": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days"}}, {"param": "limit"}]},
+        params={"limit": {"default": "6 mg/L"}},
+        examples=[
+            {"name": "default limit", "events": [_crp(8)], "expect": [{"at": "2009-03-01", "value": True}]},
+            {"name": "limit 10", "params": {"limit": "10 mg/L"}, "events": [_crp(8)],
+             "expect": [{"at": "2009-03-01", "value": False}]},
+        ],
+    )  # fmt: skip
+    result = run_cli("rules", "test", tmp_path, "--rule", "high_crp")
+    assert result.exit_code == 0, result.output
+    assert "2 passed, 0 failed" in result.stdout
+
+
 # ---- overrides and parameters ----------------------------------------------------------------------
 
 CRP_NORMAL = {

@@ -1,20 +1,31 @@
 """Run the examples every rule file carries: given events → expected state at given dates.
 
-Each example gets its own throw-away store, so examples go through the same ingest checks
-and the same engine as real data.
+Examples go through the same ingest checks and the same engine as real data. They are run
+together: every example's events go into one throw-away store, each example's patients under
+ids of their own (``ex12/X``) so that no two examples share a patient or an event id, and all
+expectations of the examples that share a rule set (the pack as loaded, or the pack with an
+example's parameters) are evaluated in one engine run. Rules read one patient at a time, so
+an example cannot see another's events. One store and a few runs instead of one store and
+one run per expectation: the built-in pack's 129 examples took 24 s one by one.
+
+When the events of the examples together fail ingest, each example is run alone in its own
+store, so the error is reported against the example that caused it.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from timeline.engine.evaluate import Session
+from timeline.engine.evaluate import Result, Session, parse_at
 from timeline.errors import TimelineError
 from timeline.ingest import append_rows
+from timeline.language import ast
 from timeline.language.loader import RuleSet, load_rules
 from timeline.store import Store
 
@@ -27,6 +38,17 @@ class ExampleResult:
     failures: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Case:
+    """One example of one rule: its result, its rule set, and where its patients live."""
+
+    rid: str
+    example: ast.Example
+    result: ExampleResult
+    rules: RuleSet
+    prefix: str = ""
+
+
 def _matches(expected: Any, actual: Any) -> bool:
     if expected is None or actual is None:
         return expected is None and actual is None
@@ -35,46 +57,106 @@ def _matches(expected: Any, actual: Any) -> bool:
     return math.isclose(float(expected), float(actual), rel_tol=1e-6, abs_tol=1e-9)
 
 
+def _patient(ex: ast.Example, exp: ast.Expectation) -> str:
+    if exp.patient_id:
+        return exp.patient_id
+    return str(ex.events[0].get("patient_id", "X")) if ex.events else "X"
+
+
+def _check(exp: ast.Expectation, got: Result, failures: list[str]) -> None:
+    ok = _matches(exp.value, got.value)
+    if ok and exp.reason_contains and exp.reason_contains not in (got.why or ""):
+        ok = False
+    if not ok:
+        want = "unknown" if exp.value is None else exp.value
+        have = "unknown" if got.value is None else got.value
+        extra = f" (reason: {got.why})" if got.why else ""
+        if exp.reason_contains:
+            extra += f"; wanted a reason containing {exp.reason_contains!r}"
+        failures.append(f"at {exp.at}: expected {want}, got {have}{extra}")
+
+
 def run_examples(rules: RuleSet, dirs: list[Path], rule_ids: list[str] | None = None) -> list[ExampleResult]:
-    results: list[ExampleResult] = []
+    cases: list[_Case] = []
+    with_params: dict[tuple[str, tuple[tuple[str, float | bool | str], ...]], RuleSet] = {}
+    for rid in rule_ids or rules.order:
+        rule = rules.rules[rid]
+        for ex in rule.examples:
+            ruleset = rules
+            if ex.params:
+                key = (rid, tuple(sorted(ex.params)))
+                if key not in with_params:
+                    with_params[key] = load_rules(dirs, params={rid: dict(ex.params)})
+                ruleset = with_params[key]
+            result = ExampleResult(rule=f"{rid}@{rule.version}", example=ex.name, passed=True)
+            cases.append(_Case(rid, ex, result, ruleset))
     with tempfile.TemporaryDirectory(prefix="timeline-examples-") as tmp:
-        for n, rid in enumerate(rule_ids or rules.order):
-            rule = rules.rules[rid]
-            for i, ex in enumerate(rule.examples):
-                ruleset = rules
-                if ex.params:
-                    ruleset = load_rules(dirs, params={rid: dict(ex.params)})
-                path = Path(tmp) / f"{n}-{i}.duckdb"
-                result = ExampleResult(rule=f"{rid}@{rule.version}", example=ex.name, passed=True)
-                try:
-                    with Store.create(path) as store:
-                        if ex.events:
-                            append_rows(
-                                store,
-                                [dict(e) for e in ex.events],
-                                author="rules test",
-                                source=f"{rid} example {ex.name!r}",
-                            )
-                        session = Session(store, ruleset)
-                        for exp in ex.expect:
-                            patient = (
-                                exp.patient_id or str(ex.events[0].get("patient_id", "X"))
-                                if ex.events
-                                else "X"
-                            )
-                            got = session.state(patient, exp.at, [rid])[0]
-                            ok = _matches(exp.value, got.value)
-                            if ok and exp.reason_contains and exp.reason_contains not in (got.why or ""):
-                                ok = False
-                            if not ok:
-                                want = "unknown" if exp.value is None else exp.value
-                                have = "unknown" if got.value is None else got.value
-                                extra = f" (reason: {got.why})" if got.why else ""
-                                if exp.reason_contains:
-                                    extra += f"; wanted a reason containing {exp.reason_contains!r}"
-                                result.failures.append(f"at {exp.at}: expected {want}, got {have}{extra}")
-                except TimelineError as exc:
-                    result.failures.append(f"{exc}: " + "; ".join(exc.details()))
-                result.passed = not result.failures
-                results.append(result)
-    return results
+        try:
+            _run_together(cases, Path(tmp) / "examples.duckdb")
+        except TimelineError:
+            for n, case in enumerate(cases):
+                case.result.failures.clear()
+                _run_alone(case, Path(tmp) / f"{n}.duckdb")
+    for case in cases:
+        case.result.passed = not case.result.failures
+    return [case.result for case in cases]
+
+
+def _run_together(cases: Sequence[_Case], path: Path) -> None:
+    """Every example in one store, each rule set's expectations in one engine run. Raises
+    :class:`TimelineError` when the examples' events together fail ingest."""
+    rows: list[dict[str, Any]] = []
+    for n, case in enumerate(cases):
+        case.prefix = f"ex{n}/"
+        for e in case.example.events:
+            row = dict(e)
+            if row.get("patient_id") not in (None, ""):  # a missing one stays an ingest error
+                row["patient_id"] = case.prefix + str(row["patient_id"])
+            if row.get("event_id") is not None:
+                row["event_id"] = case.prefix + str(row["event_id"])
+            rows.append(row)
+    with Store.create(path) as store:
+        if rows:
+            append_rows(store, rows, author="rules test", source="rule examples")
+        groups: dict[int, list[_Case]] = {}
+        for case in cases:
+            groups.setdefault(id(case.rules), []).append(case)
+        for group in groups.values():
+            wanted: list[tuple[_Case, ast.Expectation, str, datetime]] = []
+            for case in group:
+                for exp in case.example.expect:
+                    try:
+                        q, _ = parse_at(exp.at)
+                    except TimelineError as exc:
+                        case.result.failures.append(f"{exc}: " + "; ".join(exc.details()))
+                        continue
+                    wanted.append((case, exp, case.prefix + _patient(case.example, exp), q))
+            if not wanted:
+                continue
+            ids = sorted({case.rid for case in group})
+            points = sorted({(pid, q) for _, _, pid, q in wanted})
+            found = {
+                (r.rule_id, r.patient_id, r.q): r
+                for r in Session(store, group[0].rules).evaluate(points, ids, evidence=False)
+            }
+            for case, exp, pid, q in wanted:
+                _check(exp, found[(case.rid, pid, q)], case.result.failures)
+
+
+def _run_alone(case: _Case, path: Path) -> None:
+    """One example in a store of its own, each expectation as ``timeline state`` asks it."""
+    ex = case.example
+    try:
+        with Store.create(path) as store:
+            if ex.events:
+                append_rows(
+                    store,
+                    [dict(e) for e in ex.events],
+                    author="rules test",
+                    source=f"{case.rid} example {ex.name!r}",
+                )
+            session = Session(store, case.rules)
+            for exp in ex.expect:
+                _check(exp, session.state(_patient(ex, exp), exp.at, [case.rid])[0], case.result.failures)
+    except TimelineError as exc:
+        case.result.failures.append(f"{exc}: " + "; ".join(exc.details()))
