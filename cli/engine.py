@@ -387,7 +387,7 @@ def rules_list(
     """
     rs = load(rules)
     items: list[dict[str, Any]] = [
-        {"id": r.id, "version": r.version, "status": r.status, "type": str(r.type), "description": r.description,
+        {"id": r.id, "version": r.version, "status": r.status, "type": str(r.value_type), "description": r.description,
          "citation": r.citation, "source": r.source, "overrides": r.overrides}
         for r in (rs.rules[i] for i in sorted(rs.rules))
     ]  # fmt: skip
@@ -432,13 +432,13 @@ def rules_show(
     if json_out:
         dump_json(
             {"id": r.id, "version": r.version, "status": r.status, "description": r.description, "citation": r.citation,
-             "source": r.source, "overrides": r.overrides, "type": str(r.type),
+             "source": r.source, "overrides": r.overrides, "type": str(r.value_type),
              "parameters": {p.name: {"value": str(p.effective), "default": str(p.default), "unit": p.unit, "description": p.description} for p in r.params},
              "uses": [d for d in rs.dependencies(r.id) if d != r.id]}
         )  # fmt: skip
         return
     c = console()
-    c.print(f"[bold]{r.id}@{r.version}[/] ({r.status}) — {r.type}")
+    c.print(f"[bold]{r.id}@{r.version}[/] ({r.status}) — {r.value_type}")
     c.print(f"file: {r.source}" + (f"  [yellow]overrides {r.overrides}[/]" if r.overrides else ""))
     c.print(cell(r.description))
     c.print(cell(f"citation: {r.citation}"))

@@ -146,7 +146,12 @@ class Reference:
 
     # -- entry points
     def rule(self, rule_id: str, q: datetime) -> Val:
-        return self.evaluate(self.rules.rules[rule_id].define, q)
+        """A rule's value, in the unit its file declares."""
+        v = self.evaluate(self.rules.rules[rule_id].define, q)
+        c = self.rules.reported(rule_id)
+        if c is None or v.value is None:
+            return v
+        return Val(rnd(c.apply(float(v.value)), 9), v.why, v.ev)
 
     def evaluate(self, node: ast.Node, q: datetime) -> Val:
         key = (node.nid, q)

@@ -637,6 +637,41 @@ def test_a_threshold_in_mg_per_dl_is_converted_to_the_value_s_unit(bench: Bench)
     assert bench.values("r", "2009-03-01", "2009-03-02") == [True, False]
 
 
+CRP_IN_MG_PER_DL = {"latest": {"select": CRP, "within": "30 days"}}
+
+
+def test_a_rule_reports_its_value_in_the_unit_it_declares(bench: Bench) -> None:
+    # computed in mg/L (the CRP code's unit), declared mg/dL: 4 mg/L is 0.4 mg/dL, not 4 mg/dL
+    bench.rule("crp_dl", CRP_IN_MG_PER_DL, unit="mg/dL")
+    bench.events([crp("2009-03-01", 4)])
+    result = bench.state("crp_dl", "2009-03-01")
+    assert (result.value, result.unit) == (0.4, "mg/dL")
+
+
+def test_a_rule_that_reads_another_reads_it_in_its_declared_unit(bench: Bench) -> None:
+    bench.rule("crp_dl", CRP_IN_MG_PER_DL, unit="mg/dL")
+    bench.rule("above_3_mg_l", {"gt": [{"rule": "crp_dl"}, "3 mg/L"]})
+    bench.rule("above_5_mg_l", {"gt": [{"rule": "crp_dl"}, "5 mg/L"]})
+    bench.events([crp("2009-03-01", 4)])
+    assert bench.values("above_3_mg_l", "2009-03-01") == [True]
+    assert bench.values("above_5_mg_l", "2009-03-01") == [False]
+
+
+def test_explain_shows_a_rule_in_its_declared_unit_and_its_definition_as_computed(bench: Bench) -> None:
+    bench.rule("crp_dl", CRP_IN_MG_PER_DL, unit="mg/dL")
+    bench.events([crp("2009-03-01", 4)])
+    tree = bench.session().explain("X", "crp_dl", "2009-03-01")["tree"]
+    assert (tree["value"], tree["unit"]) == (0.4, "mg/dL")
+    assert (tree["derivation"]["value"], tree["derivation"]["unit"]) == (4.0, "mg/L")
+
+
+def test_a_history_gives_a_rule_in_its_declared_unit(bench: Bench) -> None:
+    bench.rule("crp_dl", CRP_IN_MG_PER_DL, unit="mg/dL")
+    bench.events([crp("2009-03-01", 4), crp("2009-03-02", 12)])
+    values = [r["value"] for r in bench.session().history("X", ["crp_dl"])]
+    assert values[-2:] == [0.4, 1.2]
+
+
 def test_a_fahrenheit_temperature_at_the_fever_threshold_is_fever(bench: Bench) -> None:
     febrile = {"kind": "body_temperature", "where": {"value": {"ge": "38.0 Cel"}}}
     bench.rule("r", {"exists": {"select": febrile, "window": "1 day"}})

@@ -15,7 +15,7 @@ months with either bound inclusive, anchored windows and site parameter override
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -477,12 +477,18 @@ class Rules:
     ids: list[str]
     files: dict[str, dict[str, Any]]
     params: dict[str, dict[str, Any]]
+    units: dict[str, str] = field(default_factory=dict)  # rule → its declared unit
+
+
+# a number rule of these classes may declare a unit other than the one it is computed in
+DECLARED_UNITS = {"crp": "mg/dL", "temperature": "[degF]"}
 
 
 @st.composite
 def rule_sets(draw: st.DrawFn) -> Rules:
     earlier: dict[str, str] = {}
     files: dict[str, dict[str, Any]] = {}
+    units: dict[str, str] = {}
     for i in range(draw(st.integers(2, 5))):
         rid = f"r{i}"
         g = Grammar(draw, earlier)
@@ -492,6 +498,8 @@ def rule_sets(draw: st.DrawFn) -> Rules:
             define, cls = g.bool(draw(st.integers(1, 3))), "bool"
         files[rid] = define
         earlier[rid] = cls
+        if cls in DECLARED_UNITS and draw(st.integers(0, 2)) == 0:
+            units[rid] = DECLARED_UNITS[cls]
     params: dict[str, dict[str, Any]] = {}
     if draw(st.booleans()):
         rid = draw(st.sampled_from(sorted(files)))
@@ -506,12 +514,13 @@ def rule_sets(draw: st.DrawFn) -> Rules:
             )
         )
         params[rid] = {name: value}
-    return Rules(list(files), files, params)
+    return Rules(list(files), files, params, units)
 
 
 def load(directory: Path, rules: Rules) -> RuleSet:
     for rid, define in rules.files.items():
-        write_rule(directory, rid, define, params=PARAMS, events=SELECTORS)
+        unit = {"unit": rules.units[rid]} if rid in rules.units else {}
+        write_rule(directory, rid, define, params=PARAMS, events=SELECTORS, **unit)
     return load_rules([directory], params=rules.params)
 
 
@@ -626,7 +635,7 @@ def assert_explanation(ref: Reference, node: ast.Node, tree: dict[str, Any], q: 
 @PROPERTY
 @given(data=st.data(), tl=timelines(), rules=rule_sets())
 def test_engine_agrees_with_the_reference_evaluator(data: st.DataObject, tl: Timeline, rules: Rules) -> None:
-    note(f"rules: {rules.files} params: {rules.params}")
+    note(f"rules: {rules.files} params: {rules.params} units: {rules.units}")
     with tempfile.TemporaryDirectory() as tmp:
         ruleset = load(Path(tmp) / "rules", rules)
         with build_store(Path(tmp) / "store.duckdb", tl) as store:
@@ -663,7 +672,7 @@ def test_engine_agrees_with_the_reference_evaluator(data: st.DataObject, tl: Tim
 def test_engine_without_evidence_has_the_reference_values_and_reasons(tl: Timeline, rules: Rules) -> None:
     """Cohort runs and histories compile for values only (combinators as joins, no evidence or
     notes): every node must still give the reference's value and reason."""
-    note(f"rules: {rules.files} params: {rules.params}")
+    note(f"rules: {rules.files} params: {rules.params} units: {rules.units}")
     with tempfile.TemporaryDirectory() as tmp:
         ruleset = load(Path(tmp) / "rules", rules)
         with build_store(Path(tmp) / "store.duckdb", tl) as store:
@@ -691,7 +700,7 @@ def test_engine_without_evidence_has_the_reference_values_and_reasons(tl: Timeli
 def test_history_intervals_agree_with_the_state_at_every_day_end_and_every_edge(
     data: st.DataObject, tl: Timeline, rules: Rules
 ) -> None:
-    note(f"rules: {rules.files} params: {rules.params}")
+    note(f"rules: {rules.files} params: {rules.params} units: {rules.units}")
     with tempfile.TemporaryDirectory() as tmp:
         ruleset = load(Path(tmp) / "rules", rules)
         with build_store(Path(tmp) / "store.duckdb", tl) as store:
@@ -732,7 +741,7 @@ def test_every_patients_history_at_once_equals_each_patients_history(tl: Timelin
     """Session.histories reads a rule that other rules use from its values at its own change
     points (an as-of lookup) instead of evaluating it again at theirs: the intervals must be
     those of each patient's own history, which evaluates every rule's whole tree."""
-    note(f"rules: {rules.files} params: {rules.params}")
+    note(f"rules: {rules.files} params: {rules.params} units: {rules.units}")
     with tempfile.TemporaryDirectory() as tmp:
         ruleset = load(Path(tmp) / "rules", rules)
         with build_store(Path(tmp) / "store.duckdb", tl) as store:

@@ -606,3 +606,11 @@ def test_a_true_or_false_option_rejects_other_values(tmp_path: Path, define: obj
     with pytest.raises(RuleError) as info:
         load_rules([tmp_path])
     assert any(message in p.message for p in info.value.problems)
+
+
+def test_rules_list_gives_a_number_in_the_unit_its_rule_declares() -> None:
+    # ms_score computes a dimensionless sum and declares {score}
+    result = run_cli("rules", "list", "--json")
+    assert result.exit_code == 0, result.output
+    listed = {r["id"]: r["type"] for r in json.loads(result.stdout)["rules"]}
+    assert listed["ms_score"] == "number [{score}]"

@@ -111,6 +111,7 @@ class Compiler:
         # (node id, points) → anchor CTE / derived points CTEs, for explanations
         self.anchored: dict[tuple[int, str], str] = {}
         self.held: dict[tuple[int, str], tuple[str, str]] = {}
+        self.converted: dict[tuple[str, str], str] = {}  # (rule, relation) → in its declared unit
         self._cp_memo: dict[int, list[str]] = {}
         self.fields: dict[str, set[str]] = {}
         self._stepwise: dict[str, bool] = {}
@@ -141,7 +142,18 @@ class Compiler:
         return expr if self.evidence else EMPTY
 
     def rule(self, rule_id: str, points: str = "pts") -> str:
-        return self.node(self.rules.rules[rule_id].define, points)
+        """A rule's relation at ``points``: its definition's, in the rule's declared unit."""
+        name = self.node(self.rules.rules[rule_id].define, points)
+        c = self.rules.reported(rule_id)
+        if c is None:
+            return name
+        key = (f"reported:{rule_id}", name)
+        if key not in self.converted:
+            x = f"round(x * {_num(c.scale)} + {_num(c.offset)}, 9)"
+            self.converted[key] = self.add(
+                self.fresh("n"), f"SELECT patient_id, q, b, {x} AS x, why, ev, lo, hi, note FROM {name}"
+            )
+        return self.converted[key]
 
     def rule_at(self, rule_id: str, points: str) -> str:
         """A rule's value at ``points``: evaluated there, or — for dense points (histories) —

@@ -641,6 +641,10 @@ class _Explainer:
         rule = self.session.rules.rules[rule_id]
         tree = self.node(rule.define, points, q)
         unit = rule.unit or rule.type.unit if rule.type.kind == "num" else None
+        value = tree["value"]
+        c = self.session.rules.reported(rule_id)
+        if c is not None and isinstance(value, float):  # the definition's value, in the rule's unit
+            value = round(c.apply(value), 9)
         return {
             "rule": f"{rule.id}@{rule.version}",
             "description": rule.description,
@@ -648,7 +652,7 @@ class _Explainer:
             "status": rule.status,
             "source": rule.source + (f" (overrides {rule.overrides})" if rule.overrides else ""),
             "parameters": {p.name: _param_text(p) for p in rule.params},
-            "value": tree["value"],
+            "value": value,
             "unit": unit,
             "reason": tree.get("reason"),
             "derivation": tree,

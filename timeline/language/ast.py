@@ -324,6 +324,14 @@ class Rule(Frozen):
     overrides: str | None = None  # the file of the built-in rule this one replaces
     type: Type = BOOL
 
+    @property
+    def value_type(self) -> Type:
+        """The type of the rule's value as it is reported: a number in its declared ``unit``,
+        when it declares one (the loader has checked that the computed unit converts to it)."""
+        if self.unit is not None and self.type.kind == "num":
+            return Type(kind="num", unit=self.unit)
+        return self.type
+
     def param(self, name: str) -> ParamSpec:
         for p in self.params:
             if p.name == name:

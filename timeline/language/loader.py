@@ -26,7 +26,7 @@ from timeline import codes, events
 from timeline.errors import TimelineError, UsageError
 from timeline.language import ast
 from timeline.language.durations import Duration, DurationError
-from timeline.units import UnitError, conversion, is_valid
+from timeline.units import Conversion, UnitError, conversion, is_valid
 
 Path_ = tuple[str | int, ...]
 ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -767,6 +767,18 @@ class RuleSet:
         """The rules that the given rules use, directly or through others."""
         return {dep for rid in rule_ids for dep in self.dependencies(rid) if dep != rid}
 
+    def reported(self, rule_id: str) -> Conversion | None:
+        """How a rule's computed value becomes the value it reports, in the unit its file
+        declares (``unit: mg/dL`` on a CRP computed in mg/L divides it by 10); None when the
+        two are the same unit, or differ only by an annotation ({score} and 1). The loader
+        has checked that they convert."""
+        rule = self.rules[rule_id]
+        computed = rule.type.unit or "1"
+        if rule.unit is None or rule.type.kind != "num" or computed in ("?", rule.unit):
+            return None
+        c = conversion(computed, rule.unit)
+        return None if (c.scale, c.offset) == (1.0, 0.0) else c
+
     def manifest(self) -> dict[str, Any]:
         return {
             "rules_digest": self.digest,
@@ -1098,6 +1110,11 @@ class _TypeChecker:
             t = self.types.get(target.define.nid)
             if t is None:  # pragma: no cover - toposort guarantees order
                 return self.fail(node, f"rule {node.rule!r} is not checked yet")
+            if target.unit is not None and t.kind == "num" and t.unit != "?":
+                # another rule's value is read in its declared unit (see RuleSet.reported)
+                with contextlib.suppress(UnitError):  # not convertible: reported on that rule
+                    conversion(t.unit or "1", target.unit)
+                    return ast.Type(kind="num", unit=target.unit)
             return t
         if isinstance(node, ast.Latest):
             unit = field_unit(node.select, node.field)
