@@ -113,6 +113,25 @@ def test_comparing_a_boolean_with_a_number_is_a_type_error(tmp_path: Path) -> No
     located(only(tmp_path), path, 6, "gt compares a boolean with a number [1]")
 
 
+LATEST_CRP = "define:\n  latest: {select: {kind: lab, code: 1988-5}, within: 30 days}\n"
+
+
+@pytest.mark.parametrize(
+    ("unit", "define", "message"),
+    [
+        ("mg/furlong", LATEST_CRP, "unit 'mg/furlong' is not a UCUM unit"),
+        ("kg", LATEST_CRP, "rule declares unit 'kg' but its value is in 'mg/L'"),
+        ("mg/dL", "define: true\n", "rule declares unit 'mg/dL' but its value is a boolean"),
+    ],
+    ids=["not UCUM", "another dimension", "a boolean"],
+)
+def test_a_declared_unit_the_value_cannot_take_is_one_problem_at_its_line(
+    tmp_path: Path, unit: str, define: str, message: str
+) -> None:
+    path = rule_file(tmp_path, "r", f"unit: {unit}\n{define}")
+    located(only(tmp_path), path, 5, message)
+
+
 def test_ordering_booleans_is_a_type_error(tmp_path: Path) -> None:
     rule_file(tmp_path, "r", "define:\n  lt: [{on_drug: anakinra}, true]\n")
     assert only(tmp_path).message == "lt cannot order booleans"

@@ -1054,16 +1054,25 @@ class _TypeChecker:
         self.problems.append(Problem(doc.file, line, col, message))
         return ast.Type(kind="num", unit="?")
 
+    def fail_at_unit(self, message: str) -> None:
+        """A problem with the rule's declared ``unit:``, located at that line."""
+        assert self.rule is not None
+        doc = self.docs[self.rule.id]
+        line, col = doc.where(("unit",))
+        self.problems.append(Problem(doc.file, line, col, message))
+
     def check_rule(self, rule: ast.Rule) -> None:
         self.rule = rule
         result = self.check(rule.define)
-        if rule.unit is not None and result.kind == "num" and result.unit not in (None, "?", rule.unit):
+        if rule.unit is not None and result.kind == "bool":
+            self.fail_at_unit(f"rule declares unit {rule.unit!r} but its value is a boolean")
+        elif rule.unit is not None and not is_valid(rule.unit):
+            pass  # reported where the unit is read
+        elif rule.unit is not None and result.kind == "num" and result.unit not in (None, "?", rule.unit):
             try:
                 conversion(result.unit or "1", rule.unit)
             except UnitError:
-                self.fail(
-                    rule.define, f"rule declares unit {rule.unit!r} but its value is in {result.unit!r}"
-                )
+                self.fail_at_unit(f"rule declares unit {rule.unit!r} but its value is in {result.unit!r}")
         for node in walk(rule.define):
             if isinstance(node, ast.Selector):
                 for cond in node.where:
