@@ -641,7 +641,7 @@ class _Run:
                                  "the group, at the index", yes, ids, unk))  # fmt: skip
                 continue
             known = {p: float(r.value) for p, r in vals.items() if r is not None and r.value is not None}
-            unit = rule.unit or rule.type.unit
+            unit = rule.value_type.unit
             c = _cell(f"baseline.{b.id}{suffix}", "baseline", b.id, "", gid, b.label,
                       "the group, at the index (n: value known)", list(known), ids, unk)  # fmt: skip
             c.stats = {**_summary(list(known.values())), "unit": unit}

@@ -229,7 +229,7 @@ class Session:
         for rid in roots:
             rule = self.rules.rules[rid]
             num = rule.type.kind == "num"
-            meta.append((rid, rule.type.kind, not num, rule.unit or rule.type.unit if num else None))
+            meta.append((rid, rule.type.kind, not num, rule.value_type.unit))
         shown = labels or {}
         results: list[Result] = []
         # an unknown reason repeats across many states ("no CRP recorded up to the date"):
@@ -640,7 +640,7 @@ class _Explainer:
     def rule(self, rule_id: str, points: str, q: datetime) -> dict[str, Any]:
         rule = self.session.rules.rules[rule_id]
         tree = self.node(rule.define, points, q)
-        unit = rule.unit or rule.type.unit if rule.type.kind == "num" else None
+        unit = rule.value_type.unit
         value = tree["value"]
         c = self.session.rules.reported(rule_id)
         if c is not None and isinstance(value, float):  # the definition's value, in the rule's unit
