@@ -436,11 +436,12 @@ def cli_figures(store: Path, runs: int, log: Callable[[str], None]) -> list[dict
 def naive_figure(
     store: Path, sample: int, pack: dict[str, Any], log: Callable[[str], None]
 ) -> dict[str, Any]:
-    """The tests' plain-Python reference replay, per patient, on a sample; checked against the
-    engine on the same points."""
+    """The plain-Python replay (timeline.engine.replay) in its naive mode — every lookup scans
+    the patient's whole event list — per patient, on a sample; checked against the engine on
+    the same points."""
     sys.path.insert(0, str(ROOT))
-    from tests.reference import Reference
     from timeline.engine.evaluate import Session
+    from timeline.engine.replay import Reference
     from timeline.language.loader import load_rules
     from timeline.store import Store
 
@@ -463,7 +464,7 @@ def naive_figure(
         started = time.perf_counter()
         naive: dict[tuple[str, Any, str], Any] = {}
         for pid in chosen:
-            ref = Reference(rules, s.events(pid))
+            ref = Reference(rules, s.events(pid), naive=True)
             for p, q in points:
                 if p != pid:
                     continue

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from tests.reference import Val
-from timeline.engine.evaluate import Result
+from timeline.engine.evaluate import Result, Session
+from timeline.engine.replay import Val
 from timeline.ingest import append_rows
 from timeline.store import Store
 
@@ -45,7 +45,7 @@ def same_number(a: float, b: float) -> bool:
 
 def disagreement(got: Result, want: Val, evidence: bool = True) -> str | None:
     """How the engine's result differs from the reference's, or None when they agree (in
-    value and reason only, without ``evidence``)."""
+    value, reason, evidence and note; in value and reason only, without ``evidence``)."""
     if want.value is None or got.value is None:
         if want.value is not None or got.value is not None:
             return f"value: engine {got.value!r}, reference {want.value!r} ({want.why or got.why})"
@@ -58,8 +58,44 @@ def disagreement(got: Result, want: Val, evidence: bool = True) -> str | None:
         return f"value: engine {got.value!r}, reference {want.value!r}"
     if evidence and set(got.evidence) != set(want.ev):
         return f"evidence: engine {sorted(got.evidence)}, reference {sorted(set(want.ev))}"
+    if evidence and got.note != want.note:
+        return f"note: engine {got.note!r}, reference {want.note!r}"
     return None
 
 
 def moment(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def result_difference(replayed: Result, sql: Result) -> str | None:
+    """How the replay's state differs from the SQL engine's, or None when they agree in every
+    field `timeline state` shows or prints as JSON."""
+    a, b = replayed.value, sql.value
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        same = a is b
+    else:  # numbers: the SQL engine gives an integer field's value as an int, the replay a float
+        same = same_number(float(a), float(b))
+    if not same:
+        return f"value: replay {a!r}, SQL {b!r}"
+    for name in ("rule_id", "patient_id", "at", "q", "type", "unit", "why", "evidence", "note"):
+        if getattr(replayed, name) != getattr(sql, name):
+            return f"{name}: replay {getattr(replayed, name)!r}, SQL {getattr(sql, name)!r}"
+    return None
+
+
+class CheckedSession(Session):
+    """A session whose ``state`` asks both evaluators — the per-patient replay `timeline
+    state` uses and the SQL engine cohort runs use — fails the test unless they agree, and
+    returns the SQL engine's states."""
+
+    def state(self, patient: str, at: str, rule_ids: Sequence[str] | None = None) -> list[Result]:
+        replayed = super().state(patient, at, rule_ids)
+        self.replay = False
+        try:
+            found = super().state(patient, at, rule_ids)
+        finally:
+            self.replay = True
+        for r, f in zip(replayed, found, strict=True):
+            problem = result_difference(r, f)
+            assert problem is None, f"{f.rule_id} for {patient} at {at}: {problem}"
+        return found

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from unittest import mock
 
@@ -91,3 +93,16 @@ def rows_without(rows: Sequence[dict[str, Any]], columns: Sequence[str] = PROVEN
     """Rows with the given columns dropped, ordered by event id (for order-free comparison)."""
     kept = [{k: v for k, v in r.items() if k not in columns} for r in rows]
     return sorted(kept, key=lambda r: (str(r["event_id"]), str(r.get("op"))))
+
+
+VALENCIA = Path(__file__).resolve().parent.parent / "examples" / "valencia"
+
+
+def valencia_module(name: str) -> ModuleType:
+    """A script of examples/valencia (not a package), e.g. ``load`` or ``generate``."""
+    spec = importlib.util.spec_from_file_location(f"valencia_{name}", VALENCIA / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module

@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import EXAMPLES
+from tests.support import EXAMPLES, valencia_module
 from timeline.cohort.report import Report, run_cohort
 from timeline.cohort.spec import load_cohort
 from timeline.engine.evaluate import Session
@@ -22,13 +20,8 @@ VALENCIA = EXAMPLES / "valencia"
 
 
 def _load_valencia(path: Path) -> Any:
-    """Build a store of the Valencia example with examples/valencia/load.py (not a package)."""
-    spec_ = importlib.util.spec_from_file_location("valencia_load", VALENCIA / "load.py")
-    assert spec_ is not None and spec_.loader is not None
-    module = importlib.util.module_from_spec(spec_)
-    sys.modules[spec_.name] = module
-    spec_.loader.exec_module(module)
-    return module.load(path)
+    """Build a store of the Valencia example with examples/valencia/load.py."""
+    return valencia_module("load").load(path)
 
 
 @pytest.fixture(scope="module")

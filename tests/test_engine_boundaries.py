@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.engine_support import store_with, write_rule
+from tests.engine_support import CheckedSession, store_with, write_rule
 from timeline.engine.evaluate import Result, Session
 from timeline.ingest import append_rows, correct
 from timeline.language.loader import load_rules
@@ -92,7 +92,7 @@ class Bench:
         return self._store
 
     def session(self, as_known_at: datetime | None = None, **params: dict[str, Any]) -> Session:
-        return Session(self.store, load_rules([self.rules_dir], params=params or None), as_known_at)
+        return CheckedSession(self.store, load_rules([self.rules_dir], params=params or None), as_known_at)
 
     def state(self, rule_id: str, at: str, **kwargs: Any) -> Result:
         return self.session(**kwargs).state("X", at, [rule_id])[0]

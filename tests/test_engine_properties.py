@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from tests.engine_support import disagreement, store_with, write_rule
-from tests.reference import EPS, Reference, add_months, children, end_of_day
 from timeline.engine.compiler import Compiler
 from timeline.engine.evaluate import Result, Session
+from timeline.engine.replay import EPS, Reference, add_months, children, end_of_day
 from timeline.ingest import correct
 from timeline.language import ast
 from timeline.language.loader import RuleSet, load_rules, walk
@@ -564,22 +564,22 @@ def values(points: list[tuple[str, datetime]]) -> str:
 def every_node(
     session: Session, ruleset: RuleSet, rule_ids: list[str], points_sql: str, evidence: bool = True
 ) -> list[tuple[Any, ...]]:
-    """(node, patient, q, value, why, evidence) of every node of the rules at every point: the
+    """(node, patient, q, value, why, evidence, note) of every node of the rules at every point: the
     compiler's per-node relations, so a wrong inner value is caught even when the root hides it."""
     nodes = {n.nid: n for rid in rule_ids for n in walk(ruleset.rules[rid].define) if isinstance(n, ast.Node)}
     session.con.execute(f"CREATE OR REPLACE TEMP TABLE tl_nodes AS {points_sql}")
     comp = Compiler(ruleset, session.store.current_sql(session.high_water), evidence)
     comp.add("pts", "SELECT DISTINCT patient_id, q FROM tl_nodes")
     parts = [
-        f"SELECT {nid} AS nid, patient_id, q, b, x, why, list_distinct(ev) FROM {comp.node(node, 'pts')}"
+        f"SELECT {nid} AS nid, patient_id, q, b, x, why, list_distinct(ev), note FROM {comp.node(node, 'pts')}"
         for nid, node in nodes.items()
     ]
     rows = session.con.execute(f"{comp.out.with_sql()}\n{' UNION ALL '.join(parts)}").fetchall()
     out = []
-    for nid, patient, q, b, x, why, ev in rows:
+    for nid, patient, q, b, x, why, ev, detail in rows:
         node = nodes[nid]
         value = b if ruleset.types[nid].kind == "bool" else x
-        out.append((node, patient, q, value, why if value is None else None, ev or []))
+        out.append((node, patient, q, value, why if value is None else None, ev or [], detail))
     return out
 
 
@@ -601,9 +601,11 @@ def explained_children(ref: Reference, node: ast.Node) -> list[ast.Node]:
 
 
 def assert_explanation(ref: Reference, node: ast.Node, tree: dict[str, Any], q: datetime) -> None:
-    """Every clause of an explanation has the reference's value, reason and events."""
+    """Every clause of an explanation has the reference's value, reason, events and detail."""
     value = None if tree["value"] == "unknown" else tree["value"]
-    got = Result(node.path, "", "", q, "", value, None, tree.get("reason"), tree.get("events", []))
+    got = Result(
+        node.path, "", "", q, "", value, None, tree.get("reason"), tree.get("events", []), tree.get("detail")
+    )
     problem = disagreement(got, ref.evaluate(node, q))
     assert problem is None, f"explanation of {node.path} ({type(node).__name__}) at {q}: {problem}"
     kids = tree.get("children", [])
@@ -655,8 +657,10 @@ def test_engine_agrees_with_the_reference_evaluator(data: st.DataObject, tl: Tim
             for got in results:
                 problem = disagreement(got, refs[got.patient_id].rule(got.rule_id, got.q))
                 assert problem is None, f"{got.rule_id} for {got.patient_id} at {got.q}: {problem}"
-            for node, patient, q, value, why, ev in every_node(session, ruleset, rules.ids, values(points)):
-                got = Result(node.path, patient, "", q, "", value, None, why, ev)
+            for node, patient, q, value, why, ev, detail in every_node(
+                session, ruleset, rules.ids, values(points)
+            ):
+                got = Result(node.path, patient, "", q, "", value, None, why, ev, detail)
                 problem = disagreement(got, refs[patient].evaluate(node, q))
                 assert problem is None, f"{node.path} ({type(node).__name__}) for {patient} at {q}: {problem}"
             patient, q = data.draw(st.sampled_from(points), label="explained point")
@@ -687,7 +691,7 @@ def test_engine_without_evidence_has_the_reference_values_and_reasons(tl: Timeli
             for got in results:
                 problem = disagreement(got, refs[got.patient_id].rule(got.rule_id, got.q), evidence=False)
                 assert problem is None, f"{got.rule_id} for {got.patient_id} at {got.q}: {problem}"
-            for node, patient, q, value, why, _ in every_node(
+            for node, patient, q, value, why, _, _ in every_node(
                 session, ruleset, rules.ids, values(points), evidence=False
             ):
                 got = Result(node.path, patient, "", q, "", value, None, why, [])

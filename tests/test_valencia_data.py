@@ -7,17 +7,15 @@ unambiguous (a joint exam and a temperature where each time point needs one)."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from tests.support import valencia_module
 from timeline.ingest import ingest_file
 from timeline.integrity import verify
 from timeline.store import Store
@@ -45,15 +43,6 @@ PATIENT_CTE = """
 """
 
 
-def _module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"valencia_{name}", VALENCIA / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def truth() -> dict[str, Any]:
     data: dict[str, Any] = json.loads((VALENCIA / "ground_truth.json").read_text(encoding="utf-8"))
@@ -63,7 +52,7 @@ def truth() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, Any]]:
     path = tmp_path_factory.mktemp("valencia") / "valencia.duckdb"
-    info = _module("load").load(path)
+    info = valencia_module("load").load(path)
     store = Store.open(path)
     yield store, info
     store.close()
@@ -86,7 +75,7 @@ def csv_rows() -> list[dict[str, str]]:
 
 
 def test_regenerating_gives_byte_identical_files(tmp_path: Path) -> None:
-    _module("generate").write_all(tmp_path)
+    valencia_module("generate").write_all(tmp_path)
     for name in ("events.csv", "amendments.json", "ground_truth.json"):
         assert (tmp_path / name).read_bytes() == (VALENCIA / name).read_bytes(), name
 

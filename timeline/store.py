@@ -323,10 +323,13 @@ class Store:
         kinds: Sequence[str] | None = None,
         as_known_at: datetime | None = None,
         history: bool = False,
+        high_water: int | None = None,
     ) -> list[dict[str, Any]]:
         """A patient's events ordered by (occurred_at, seq). With ``history``, every
-        version visible at ``as_known_at``, each marked current, superseded or retracted."""
-        hw = self.high_water(as_known_at)
+        version visible at ``as_known_at``, each marked current, superseded or retracted.
+        ``high_water``: the versions up to this seq instead (a session's, fixed when it
+        began)."""
+        hw = self.high_water(as_known_at) if high_water is None else high_water
         params: list[Any] = [patient_id]
         cond = "patient_id = ?"
         if start is not None:

@@ -911,7 +911,7 @@ class Compiler:
                 list_distinct(flatten(list(e.ev))) AS ev, min(p.q) AS lo, p.q0 AS hi,
                 CASE WHEN count(*) FILTER (WHERE e.b = false) > 0
                      THEN 'not true on ' || strftime(min(p.q) FILTER (WHERE e.b = false), '%Y-%m-%d') || ' (within the last {d})'
-                     ELSE 'checked at ' || count(*) || ' change point(s) over the last {d}' END AS note
+                     ELSE 'checked at every change over the last {d}' END AS note
             FROM {pts2} p JOIN {inner} e ON e.patient_id = p.patient_id AND e.q = p.q
             GROUP BY p.patient_id, p.q0"""
 

@@ -1,17 +1,26 @@
-"""A plain-Python reference evaluator of the rule language, used only by the tests.
+"""A per-patient replay of the rule language in plain Python: the second evaluator.
 
 It replays the current events of ONE patient (dicts as returned by ``Store.events``) and
 evaluates a rule's tree at an instant ``q`` node by node, written from the README ("What
---at means", "The language"), not from the compiler's SQL. It is deliberately naive: every
-node at every instant is computed from the raw event list. Only ``held_for`` and condition
+--at means", "The language"), not from the compiler's SQL. Two uses:
+
+- ``timeline state`` for one patient: a few hundred events, where the SQL engine's fixed cost
+  (parsing, binding and running ~400 relations: ~0.6 s for the sJIA pack) dwarfs the work.
+  With its events indexed per selector the replay takes a few tens of milliseconds.
+- the tests' oracle: the property tests check the SQL engine against it node by node (value,
+  reason, evidence and note), and the benchmark's "naive replay" runs it with ``naive=True``.
+
+Each node at each instant is computed from the patient's events (with ``naive=True`` from the
+raw list, without indexes). Only ``held_for`` and condition
 episodes need the value of a subtree over a stretch of time; they evaluate it at a generous
 superset of the instants where it can change (:meth:`Reference.candidates`) — every event
 time shifted by the durations the subtree uses, with a microsecond either side and, for
 calendar months and years, every day near a month end.
 
-``evaluate`` returns :class:`Val` ``(value, why, ev)``: ``value`` is a bool or float, or
-None for unknown; ``why`` is the reason (the engine's wording) and ``ev`` the sequence
-numbers of the event versions used. The evidence contract (what the engine must report):
+``evaluate`` returns :class:`Val` ``(value, why, ev, note)``: ``value`` is a bool or float, or
+None for unknown; ``why`` is the reason (the engine's wording), ``ev`` the sequence numbers of
+the event versions used and ``note`` the short account of the node the engine shows as a
+state's detail (its ``note`` column). The evidence contract (what the engine must report):
 
 - ``latest`` / ``normal``: the latest matching event, also when it is too old (the reason
   names its date); ``daily_dose``: the latest dose event and, when the dose needs it, the
@@ -37,6 +46,7 @@ from __future__ import annotations
 
 import calendar
 import math
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -46,7 +56,7 @@ from timeline import codes
 from timeline.language import ast
 from timeline.language.durations import Duration
 from timeline.language.loader import RuleSet, field_unit
-from timeline.units import conversion
+from timeline.units import conversion, display_unit
 
 EPS = timedelta(microseconds=1)
 FAR = datetime(9999, 12, 31)
@@ -61,6 +71,11 @@ CMP: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "ne": lambda a, b: a != b,
 }
+SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "=", "ne": "<>"}
+BIRTH = ast.Anchor(select=ast.Selector(name="birth", kinds=("birth",)), which="first")
+WEIGHT = ast.Selector(name="weight", kinds=("weight",))
+
+Event = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,7 @@ class Val:
     value: bool | float | None
     why: str | None = None
     ev: tuple[int, ...] = ()
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +93,7 @@ class Episode:
     ev: tuple[int, ...]
 
 
-# ---- time -----------------------------------------------------------------------------------
+# ---- time and text ----------------------------------------------------------------------------
 
 
 def end_of_day(d: date | str) -> datetime:
@@ -115,6 +131,20 @@ def rnd(x: float, n: int) -> float:
     return math.copysign(r / f, x)
 
 
+def fmt(v: float | None) -> str | None:
+    """A number as the engine's notes write it (the ``tl_fmt`` macro): four decimals at
+    most, trailing zeros dropped."""
+    if v is None:
+        return None
+    if math.isinf(v):
+        return "∞" if v > 0 else "-∞"
+    return f"{v:.4f}".rstrip("0").rstrip(".")
+
+
+def day(t: datetime) -> str:
+    return f"{t:%Y-%m-%d}"
+
+
 def _concat(whys: Iterable[str | None]) -> str | None:
     parts = [w for w in whys if w]
     return "; ".join(parts) if parts else None
@@ -135,11 +165,20 @@ def _flat(vals: Iterable[Val]) -> tuple[int, ...]:
 
 @dataclass
 class Reference:
+    """The rules of a :class:`RuleSet` over the current events of one patient. ``naive``:
+    every lookup scans the whole event list (the benchmark's naive replay); otherwise each
+    selector's events are found once and looked up by time."""
+
     rules: RuleSet
-    events: Sequence[dict[str, Any]]
+    events: Sequence[Event]
+    naive: bool = False
     memo: dict[tuple[int, datetime], Val] = field(default_factory=dict)
     cp_memo: dict[int, list[datetime]] = field(default_factory=dict)
     ep_memo: dict[tuple[int, bool], list[Episode]] = field(default_factory=dict)
+    sel_memo: dict[tuple[int, str | None], tuple[list[Event], list[datetime]]] = field(default_factory=dict)
+    med_memo: dict[tuple[str, tuple[str, ...]], tuple[list[Event], list[datetime]]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         self.events = sorted(self.events, key=lambda e: (e["occurred_at"], e["seq"]))
@@ -151,7 +190,7 @@ class Reference:
         c = self.rules.reported(rule_id)
         if c is None or v.value is None:
             return v
-        return Val(rnd(c.apply(float(v.value)), 9), v.why, v.ev)
+        return Val(rnd(c.apply(float(v.value)), 9), v.why, v.ev, v.note)
 
     def evaluate(self, node: ast.Node, q: datetime) -> Val:
         key = (node.nid, q)
@@ -197,7 +236,7 @@ class Reference:
         assert frm is not None and to is not None
         return conversion(frm, to).apply(x)
 
-    def matches(self, sel: ast.Selector, e: dict[str, Any]) -> bool:
+    def matches(self, sel: ast.Selector, e: Event) -> bool:
         if sel.kinds and e["kind"] not in sel.kinds:
             return False
         if sel.codes and e["code"] not in sel.codes:
@@ -214,23 +253,56 @@ class Reference:
                 return False
         return not sel.any_of or any(self.matches(s, e) for s in sel.any_of)
 
-    def selected(
-        self, sel: ast.Selector, q: datetime | None = None, fld: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Matching events (ordered by occurred_at, seq), visible at q, with the field set."""
-        return [
-            e
-            for e in self.events
-            if self.matches(sel, e)
-            and (q is None or e["occurred_at"] <= q)
-            and (fld is None or e.get(fld) is not None)
-        ]
+    @staticmethod
+    def _upto(found: tuple[list[Event], list[datetime]], q: datetime | None) -> list[Event]:
+        events, times = found
+        return events if q is None else events[: bisect_right(times, q)]
 
-    def latest(self, sel: ast.Selector, q: datetime, fld: str) -> dict[str, Any] | None:
+    def selected(self, sel: ast.Selector, q: datetime | None = None, fld: str | None = None) -> list[Event]:
+        """Matching events (ordered by occurred_at, seq), visible at q, with the field set."""
+        if self.naive:
+            return [
+                e
+                for e in self.events
+                if self.matches(sel, e)
+                and (q is None or e["occurred_at"] <= q)
+                and (fld is None or e.get(fld) is not None)
+            ]
+        key = (id(sel), fld)
+        if key not in self.sel_memo:
+            found = [
+                e for e in self.events if self.matches(sel, e) and (fld is None or e.get(fld) is not None)
+            ]
+            self.sel_memo[key] = (found, [e["occurred_at"] for e in found])
+        return self._upto(self.sel_memo[key], q)
+
+    def medications(self, drug: str, q: datetime, except_routes: tuple[str, ...] = ()) -> list[Event]:
+        """The drug's starts, dose changes, stops and discontinuations up to q, not by the
+        excluded routes."""
+        if self.naive:
+            return [
+                e
+                for e in self.events
+                if e["kind"] in MED_KINDS
+                and e["drug"] == drug
+                and e["occurred_at"] <= q
+                and e["route"] not in except_routes
+            ]
+        key = (drug, except_routes)
+        if key not in self.med_memo:
+            found = [
+                e
+                for e in self.events
+                if e["kind"] in MED_KINDS and e["drug"] == drug and e["route"] not in except_routes
+            ]
+            self.med_memo[key] = (found, [e["occurred_at"] for e in found])
+        return self._upto(self.med_memo[key], q)
+
+    def latest(self, sel: ast.Selector, q: datetime, fld: str) -> Event | None:
         found = self.selected(sel, q, fld)
         return found[-1] if found else None  # the last instant; at a tie the highest seq
 
-    def anchor(self, anchor: ast.Anchor, q: datetime) -> dict[str, Any] | None:
+    def anchor(self, anchor: ast.Anchor, q: datetime) -> Event | None:
         found = self.selected(anchor.select)
         if anchor.which == "first":
             if not found:
@@ -238,7 +310,7 @@ class Reference:
             t0 = found[0]["occurred_at"]
             first = [e for e in found if e["occurred_at"] == t0][-1]  # a tie goes to the highest seq
             return first if t0 <= q else None
-        visible = [e for e in found if e["occurred_at"] <= q]
+        visible = self.selected(anchor.select, q)
         return visible[-1] if visible else None
 
     @staticmethod
@@ -252,18 +324,18 @@ class Reference:
         return hi is None or (t <= hi if w.end_inclusive else t < hi)
 
     @staticmethod
-    def span_end(e: dict[str, Any]) -> datetime:
+    def span_end(e: Event) -> datetime:
         """The instant an event stops lasting: its end (a date-only end covers its whole day), or
         its own instant."""
-        end = e["ended_at"]
+        end: datetime | None = e["ended_at"]
+        start: datetime = e["occurred_at"]
         if end is None:
-            return e["occurred_at"]
+            return start
         return end + timedelta(days=1) - EPS if e["ended_precision"] == "day" else end
 
     # ---- leaves
     def _Age(self, node: ast.Age, q: datetime) -> Val:
-        birth = ast.Anchor(select=ast.Selector(name="birth", kinds=("birth",)), which="first")
-        return self.since(birth, node.unit, q, "birth date")
+        return self.since(BIRTH, node.unit, q, "birth date")
 
     def _TimeSince(self, node: ast.TimeSince, q: datetime) -> Val:
         return self.since(node.anchor, node.unit, q, node.anchor.select.name)
@@ -276,7 +348,7 @@ class Reference:
             return Val(None, f"no {label} recorded up to the date")
         days = (q.date() - found["occurred_at"].date()).days
         per = {"years": 365.25, "months": 30.4375, "days": 1.0}[unit]
-        return Val(rnd(days / per, 6), None, (found["seq"],))
+        return Val(rnd(days / per, 6), None, (found["seq"],), f"{label} on {day(found['occurred_at'])}")
 
     def _Const(self, node: ast.Const, q: datetime) -> Val:
         return Val(node.value)
@@ -284,44 +356,54 @@ class Reference:
     def _Param(self, node: ast.Param, q: datetime) -> Val:
         lit = self.literal(node)
         assert lit is not None
-        return Val(lit[0] if isinstance(lit[0], bool) else float(lit[0]))
+        value, unit = lit
+        if isinstance(value, bool):
+            return Val(value, note=f"parameter {node.name} = {value}")
+        return Val(float(value), note=f"parameter {node.name} = {value:g} {unit or ''}".strip())
 
     def _RuleRef(self, node: ast.RuleRef, q: datetime) -> Val:
         return self.rule(node.rule, q)
 
     # ---- event-derived
-    def _stale(self, name: str, d: Duration, e: dict[str, Any]) -> str:
-        return f"no {name} within {d}: the latest, on {e['occurred_at']:%Y-%m-%d}, is too old"
+    def _stale(self, name: str, d: Duration, e: Event) -> str:
+        return f"no {name} within {d}: the latest, on {day(e['occurred_at'])}, is too old"
 
     def _Latest(self, node: ast.Latest, q: datetime) -> Val:
         name, v = node.select.name, self.duration(node.within)
         e = self.latest(node.select, q, node.field)
         if e is None:
             return Val(None, f"no {name} recorded up to the date")
+        x = float(e[node.field])
+        note = f"{name} {fmt(x)}" + (f" {e['unit']}" if e["unit"] else "") + f" on {day(e['occurred_at'])}"
         if e["occurred_at"] > shift(q, v, -1):
-            return Val(float(e[node.field]), None, (e["seq"],))
-        return Val(None, self._stale(name, v, e), (e["seq"],))
+            return Val(x, None, (e["seq"],), note)
+        return Val(None, self._stale(name, v, e), (e["seq"],), note)
 
     def _Normal(self, node: ast.Normal, q: datetime) -> Val:
         name, v = node.select.name, self.duration(node.within)
         e = self.latest(node.select, q, "value")
         if e is None:
             return Val(None, f"no {name} recorded up to the date")
-        if not e["occurred_at"] > shift(q, v, -1):
-            return Val(None, self._stale(name, v, e), (e["seq"],))
         unit = field_unit(node.select, "value")
-        upper = e["ref_high"] if e["ref_high"] is not None else None
-        lower = e["ref_low"] if e["ref_low"] is not None else None
-        if upper is None and node.upper is not None:
-            upper = self.threshold(node.upper, unit)
-        if lower is None and node.lower is not None:
-            lower = self.threshold(node.lower, unit)
-        x = e["value"]
-        ok = (upper is None or x <= upper) and (lower is None or x >= lower)
-        return Val(ok, None, (e["seq"],))
+        upper = self.threshold(node.upper, unit) if node.upper is not None else None
+        lower = self.threshold(node.lower, unit) if node.lower is not None else None
+        x = float(e["value"])
+        note = f"{name} {fmt(x)} {unit}"
+        if e["ref_high"] is not None or e["ref_low"] is not None:
+            note += f" vs the lab's reference range {fmt(e['ref_low']) or '–'}–{fmt(e['ref_high']) or ''}"
+        else:
+            note += " vs the default limit " + (f"≥ {fmt(float(lower))} " if lower is not None else "")
+            note += f"≤ {fmt(float(upper))}" if upper is not None else ""
+        if not e["occurred_at"] > shift(q, v, -1):
+            return Val(None, self._stale(name, v, e), (e["seq"],), note)
+        hi = e["ref_high"] if e["ref_high"] is not None else upper
+        lo = e["ref_low"] if e["ref_low"] is not None else lower
+        ok = (hi is None or x <= hi) and (lo is None or x >= lo)
+        return Val(ok, None, (e["seq"],), note)
 
     def _Aggregate(self, node: ast.Aggregate, q: datetime) -> Val:
         w, name = node.window, node.select.name
+        note = f"{node.fn} of {name}: 0 event(s) in the window"
         anchor_ev: tuple[int, ...] = ()
         ref: datetime | None = q
         if w.anchor is not None:
@@ -330,7 +412,7 @@ class Reference:
             anchor_ev = (a["seq"],) if a else ()
         if ref is None:
             assert w.anchor is not None
-            return Val(None, f"no {w.anchor.select.name} up to the date")
+            return Val(None, f"no {w.anchor.select.name} up to the date", note=note)
         lo = shift(ref, self.duration(w.start)) if w.start is not None else None
         hi = shift(ref, self.duration(w.end)) if w.end is not None else None
         fld = None if node.fn in ("count", "exists") else node.field
@@ -340,84 +422,89 @@ class Reference:
             if self.in_window(e["occurred_at"], lo, hi, w, self.span_end(e) if node.spans else None)
         ]
         ev = anchor_ev + tuple(e["seq"] for e in found)
+        note = f"{node.fn} of {name}: {len(found)} event(s) in the window"
         incomplete = hi is not None and hi > q
         if node.fn == "exists":
             if found:
-                return Val(True, None, ev)
+                return Val(True, None, ev, note)
             if incomplete:
-                return Val(None, f"no {name} so far, but the window ends after the date", ev)
-            return Val(False, None, ev)
+                return Val(None, f"no {name} so far, but the window ends after the date", ev, note)
+            return Val(False, None, ev, note)
         if node.fn == "count":
             if incomplete:
-                return Val(None, "the window ends after the date", ev)
-            return Val(float(len(found)), None, ev)
+                return Val(None, "the window ends after the date", ev, note)
+            return Val(float(len(found)), None, ev, note)
         if not found:
-            return Val(None, f"no {name} in the window", ev)
+            return Val(None, f"no {name} in the window", ev, note)
         xs = [float(e[node.field]) for e in found]
         if node.fn == "first":
             t0 = found[0]["occurred_at"]
             x = float([e for e in found if e["occurred_at"] == t0][-1][node.field])
         else:
-            x = {
+            fns: dict[str, Callable[[list[float]], float]] = {
                 "min": min,
                 "max": max,
                 "sum": math.fsum,
                 "mean": lambda v: math.fsum(v) / len(v),
                 "last": lambda v: v[-1],
-            }[node.fn](xs)
-        return Val(x, None, ev)
+            }
+            x = fns[node.fn](xs)
+        return Val(x, None, ev, note)
 
     def _OnDrug(self, node: ast.OnDrug, q: datetime) -> Val:
         latest = []
         for drug in node.drugs:
-            meds = [
-                e
-                for e in self.events
-                if e["kind"] in MED_KINDS
-                and e["drug"] == drug
-                and e["occurred_at"] <= q
-                and e["route"] not in node.except_routes
-            ]
+            meds = self.medications(drug, q, node.except_routes)
             if meds:
                 latest.append(meds[-1])
         latest.sort(key=lambda e: (e["occurred_at"], e["seq"]))
-        return Val(any(e["kind"] in ON_KINDS for e in latest), None, tuple(e["seq"] for e in latest))
+        if latest:
+            parts = sorted(latest, key=lambda e: str(e["drug"]))
+            note = "; ".join(
+                f"{e['drug']}: {str(e['kind']).replace('_', ' ')} on {day(e['occurred_at'])}" for e in parts
+            )
+        else:
+            routes = f" other than by {' or '.join(node.except_routes)} route" if node.except_routes else ""
+            note = f"none of {', '.join(node.drugs)} recorded up to the date{routes}"
+        return Val(any(e["kind"] in ON_KINDS for e in latest), None, tuple(e["seq"] for e in latest), note)
 
     def _DailyDose(self, node: ast.DailyDose, q: datetime) -> Val:
         v = self.duration(node.weight_within)
-        meds = [
-            e
-            for e in self.events
-            if e["kind"] in MED_KINDS and e["drug"] == node.drug and e["occurred_at"] <= q
-        ]
-        if not meds or meds[-1]["kind"] not in ON_KINDS:
-            return Val(0.0, None, (meds[-1]["seq"],) if meds else ())
+        unit = "mg/kg/day" if node.per_kg else "mg/day"
+        meds = self.medications(node.drug, q)
+        if not meds:
+            return Val(0.0, None, (), f"no {node.drug} recorded: 0 {unit}")
         m = meds[-1]
-        weights = [
-            e
-            for e in self.events
-            if e["kind"] == "weight" and e["value"] is not None and e["occurred_at"] <= q
-        ]
-        w = weights[-1] if weights else None
+        if m["kind"] not in ON_KINDS:
+            return Val(0.0, None, (m["seq"],), f"{node.drug} stopped on {day(m['occurred_at'])}: 0 {unit}")
+        w = self.latest(WEIGHT, q, "value")
         needs_weight = m["dose_unit"] == ("mg" if node.per_kg else "mg/kg")
         ev = (m["seq"],) + ((w["seq"],) if needs_weight and w is not None else ())
+        note: str | None = None
+        if m["dose"] is not None and m["dose_unit"] is not None:
+            note = f"{node.drug} {fmt(m['dose'])} {m['dose_unit']} {m['frequency'] or '(no frequency)'}"
+            if needs_weight and w is not None:
+                note += f", weight {fmt(w['value'])} kg on {day(w['occurred_at'])}"
         per_day = codes.FREQUENCIES.get(m["frequency"]) if m["frequency"] is not None else None
         if per_day is None:
-            return Val(None, f"frequency of the {node.drug} dose not recorded", ev)
+            return Val(None, f"frequency of the {node.drug} dose not recorded", ev, note)
         if needs_weight and w is None:
-            return Val(None, "no weight recorded up to the date", ev)
+            return Val(None, "no weight recorded up to the date", ev, note)
         if needs_weight and w is not None and not w["occurred_at"] > shift(q, v, -1):
-            return Val(None, self._stale("weight", v, w), ev)
+            return Val(None, self._stale("weight", v, w), ev, note)
         daily = m["dose"] * per_day
         if needs_weight:
             assert w is not None
             daily = daily / w["value"] if node.per_kg else daily * w["value"]
-        return Val(rnd(daily, 6), None, ev)
+        return Val(rnd(daily, 6), None, ev, note)
 
     # ---- combinations
     def _Compare(self, node: ast.Compare, q: datetime) -> Val:
         left_t = self.type(node.left)
         left = self.evaluate(node.left, q)
+        sym = SYMBOLS[node.op]
+        words = display_unit(left_t.unit)
+        shown = f" {words}" if words else ""
         if left_t.kind == "bool":
             right = self.evaluate(node.right, q)
             value = (
@@ -426,26 +513,35 @@ class Reference:
             return Val(value, _concat([left.why, right.why]), left.ev + right.ev)
         if self.literal(node.right) is not None:
             rhs = self.threshold(node.right, left_t.unit)
-            value = None if left.value is None else CMP[node.op](rnd(float(left.value), 9), rhs)
-            return Val(value, left.why, left.ev)
+            if left.value is None:
+                return Val(None, left.why, left.ev)
+            note = f"{fmt(float(left.value))} {sym} {fmt(float(rhs))}{shown}"
+            return Val(CMP[node.op](rnd(float(left.value), 9), rhs), left.why, left.ev, note)
         right = self.evaluate(node.right, q)
         if left.value is None or right.value is None:
-            value = None
-        else:
-            rx = self.scale(float(right.value), self.type(node.right).unit, left_t.unit)
-            value = CMP[node.op](rnd(float(left.value), 9), rnd(rx, 9))
-        return Val(value, _concat([left.why, right.why]), left.ev + right.ev)
+            return Val(None, _concat([left.why, right.why]), left.ev + right.ev)
+        rx = self.scale(float(right.value), self.type(node.right).unit, left_t.unit)
+        value = CMP[node.op](rnd(float(left.value), 9), rnd(rx, 9))
+        note = f"{fmt(float(left.value))} {sym} {fmt(rx)}{shown}"
+        return Val(value, _concat([left.why, right.why]), left.ev + right.ev, note)
+
+    @staticmethod
+    def _counted(vals: list[Val], unknown: str = " unknown") -> str:
+        nt = sum(1 for v in vals if v.value is True)
+        nn = sum(1 for v in vals if v.value is None)
+        return f"{nt} of {len(vals)} true" + (f", {nn}{unknown}" if nn else "")
 
     def _Logic(self, node: ast.Logic, q: datetime) -> Val:
         vals = [self.evaluate(i, q) for i in node.items]
+        note = self._counted(vals)
         decisive = node.op != "all"  # the value that decides: false for all, true for any
         hits = [v for v in vals if v.value is decisive]
         if hits:
-            return Val(decisive, None, _flat(hits))
+            return Val(decisive, None, _flat(hits), note)
         unknown = [v for v in vals if v.value is None]
         if unknown:
-            return Val(None, _distinct(v.why for v in unknown), _flat(vals))
-        return Val(not decisive, None, _flat(vals))
+            return Val(None, _distinct(v.why for v in unknown), _flat(vals), note)
+        return Val(not decisive, None, _flat(vals), note)
 
     def _Not(self, node: ast.Not, q: datetime) -> Val:
         v = self.evaluate(node.item, q)
@@ -455,54 +551,68 @@ class Reference:
         vals = [self.evaluate(i, q) for i in node.items]
         true = [v for v in vals if v.value is True]
         unknown = [v for v in vals if v.value is None]
+        nt, nn = len(true), len(unknown)
+        note = f"{nt} of {len(vals)} true (need {node.n})" + (f", {nn} unknown" if nn else "")
         if len(true) >= node.n:
-            return Val(True, None, _flat(true))
+            return Val(True, None, _flat(true), note)
         if len(true) + len(unknown) < node.n:
-            return Val(False, None, _flat(v for v in vals if v.value is False))
-        return Val(None, _distinct(v.why for v in unknown), _flat(vals))
+            return Val(False, None, _flat(v for v in vals if v.value is False), note)
+        return Val(None, _distinct(v.why for v in unknown), _flat(vals), note)
 
     def _CountTrue(self, node: ast.CountTrue, q: datetime) -> Val:
-        true = [v for v in (self.evaluate(i, q) for i in node.items) if v.value is True]
-        return Val(float(len(true)), None, _flat(true))
+        vals = [self.evaluate(i, q) for i in node.items]
+        true = [v for v in vals if v.value is True]
+        return Val(float(len(true)), None, _flat(true), self._counted(vals, " unknown (not counted)"))
 
     def _Arith(self, node: ast.Arith, q: datetime) -> Val:
         vals = [self.evaluate(i, q) for i in node.items]
         ev = _flat(vals)
+        unit = self.type(node.items[0]).unit
+        xs: list[float | None] = [None if v.value is None else float(v.value) for v in vals]
+        if node.op in ("add", "sub", "min", "max"):
+            xs = [
+                None if x is None else self.scale(x, self.type(i).unit, unit)
+                for x, i in zip(xs, node.items, strict=True)
+            ]
+        note = f"{node.op}(" + ", ".join(fmt(x) or "?" for x in xs) + ")"
         unknown = [v for v in vals if v.value is None]
         if unknown:
-            return Val(None, _concat(v.why for v in unknown), ev)
-        unit = self.type(node.items[0]).unit
-        xs = [float(v.value) for v in vals]  # type: ignore[arg-type]
-        if node.op in ("add", "sub", "min", "max"):
-            xs = [self.scale(x, self.type(i).unit, unit) for x, i in zip(xs, node.items, strict=True)]
+            return Val(None, _concat(v.why for v in unknown), ev, note)
+        known = [x for x in xs if x is not None]
         if node.op == "div":
-            if any(x == 0 for x in xs[1:]):
-                return Val(None, "division by zero", ev)
-            x = xs[0]
-            for d in xs[1:]:
+            if any(x == 0 for x in known[1:]):
+                return Val(None, "division by zero", ev, note)
+            x = known[0]
+            for d in known[1:]:
                 x /= d
         elif node.op == "mul":
-            x = math.prod(xs)
+            x = math.prod(known)
         else:
-            x = {"add": sum, "sub": lambda v: v[0] - sum(v[1:]), "min": min, "max": max}[node.op](xs)
-        return Val(rnd(x, 9), None, ev)
+            ops: dict[str, Callable[[list[float]], float]] = {
+                "add": sum,
+                "sub": lambda v: v[0] - sum(v[1:]),
+                "min": min,
+                "max": max,
+            }
+            x = ops[node.op](known)
+        return Val(rnd(x, 9), None, ev, note)
 
     def _Clip(self, node: ast.Clip, q: datetime) -> Val:
         v = self.evaluate(node.item, q)
         if v.value is None:
-            return v
-        x = float(v.value)
+            return Val(None, v.why, v.ev)
+        x0 = x = float(v.value)
         if node.high is not None:
             x = min(x, node.high)
         if node.low is not None:
             x = max(x, node.low)
-        return Val(x, v.why, v.ev)
+        return Val(x, v.why, v.ev, f"clipped from {fmt(x0)}" if x != x0 else None)
 
     def _Coalesce(self, node: ast.Coalesce, q: datetime) -> Val:
         vals = [self.evaluate(i, q) for i in node.items]
         for v in vals:
             if v.value is not None:
-                return v
+                return Val(v.value, v.why, v.ev)
         return Val(None, _concat(v.why for v in vals))
 
     def _UnknownUnless(self, node: ast.UnknownUnless, q: datetime) -> Val:
@@ -511,7 +621,7 @@ class Reference:
         if c.value is True:
             return v
         why = _concat([node.reason, c.why]) if c.value is None else node.reason
-        return Val(None, why, v.ev + c.ev)
+        return Val(None, why, v.ev + c.ev, v.note)
 
     def _PctChange(self, node: ast.PctChange, q: datetime) -> Val:
         v = self.evaluate(node.value, q)
@@ -523,9 +633,10 @@ class Reference:
             float(v.value),
             self.scale(float(b.value), self.type(node.baseline).unit, self.type(node.value).unit),
         )
+        note = f"from {fmt(bx)} to {fmt(x)}" + (" (baseline 0)" if bx == 0 else "")
         if bx == 0:
-            return Val(math.inf if x > 0 else -math.inf if x < 0 else 0.0, None, ev)
-        return Val(rnd((x - bx) / abs(bx) * 100, 6), None, ev)
+            return Val(math.inf if x > 0 else -math.inf if x < 0 else 0.0, None, ev, note)
+        return Val(rnd((x - bx) / abs(bx) * 100, 6), None, ev, note)
 
     def anchored_at(self, node: ast.AtAnchor, t: datetime) -> datetime:
         at = shift(t, self.duration(node.offset))
@@ -538,17 +649,18 @@ class Reference:
             return Val(None, f"no {name} up to the date")
         at = self.anchored_at(node, a["occurred_at"])
         shifted = f"{name} + {off}" if not off.is_zero else name
+        label = f"on the day of the {shifted}" if node.whole_day else f"at the {shifted}"
+        note = f"{label} ({day(at)})"
         if at > q:
             late = (
                 f"the day of the {shifted} ends after the date"
                 if node.whole_day
                 else f"{off} after the {name} is after the date"
             )
-            return Val(None, late, (a["seq"],))
+            return Val(None, late, (a["seq"],), note)
         inner = self.evaluate(node.expr, at)
-        label = f"on the day of the {shifted}" if node.whole_day else f"at the {shifted}"
-        why = f"{label} ({at:%Y-%m-%d}): {inner.why}" if inner.why else None
-        return Val(inner.value, why, (a["seq"], *inner.ev))
+        why = f"{note}: {inner.why}" if inner.why else None
+        return Val(inner.value, why, (a["seq"], *inner.ev), note)
 
     def _HeldFor(self, node: ast.HeldFor, q: datetime) -> Val:
         d = self.duration(node.duration)
@@ -556,13 +668,15 @@ class Reference:
         moments = [lo, *(c for c in self.candidates(node.expr) if lo < c <= q)]
         vals = [self.evaluate(node.expr, m) for m in moments]
         ev = tuple(sorted({s for v in vals for s in v.ev}))
-        if any(v.value is False for v in vals):
-            return Val(False, None, ev)
+        false = [m for m, v in zip(moments, vals, strict=True) if v.value is False]
+        if false:
+            return Val(False, None, ev, f"not true on {day(min(false))} (within the last {d})")
+        note = f"checked at every change over the last {d}"
         whys = sorted({v.why for v in vals if v.value is None and v.why})
         if any(v.value is None for v in vals):
             why = f"not known at every moment of the last {d}: " + "; ".join(whys) if whys else None
-            return Val(None, why, ev)
-        return Val(True, None, ev)
+            return Val(None, why, ev, note)
+        return Val(True, None, ev, note)
 
     # ---- episodes
     def episodes(self, spec: ast.Episodes, merged_across_gaps: bool = True) -> list[Episode]:
@@ -572,9 +686,9 @@ class Reference:
             return self.ep_memo[key]
         raw: list[tuple[datetime, int, datetime, tuple[int, ...]]] = []
         if spec.select is not None:
-            for e in self.selected(spec.select):
-                end = FAR if e["ended_at"] is None else self.span_end(e)
-                raw.append((e["occurred_at"], e["seq"], end, (e["seq"],)))
+            for found in self.selected(spec.select):
+                end = FAR if found["ended_at"] is None else self.span_end(found)
+                raw.append((found["occurred_at"], found["seq"], end, (found["seq"],)))
         else:
             assert spec.when is not None
             moments = self.candidates(spec.when)
@@ -611,7 +725,13 @@ class Reference:
     def _InEpisode(self, node: ast.InEpisode, q: datetime) -> Val:
         # raw intervals: bridging a gap would need the next episode, after q
         inside = [ep for ep in self.episodes(node.episodes, merged_across_gaps=False) if ep.s <= q <= ep.e]
-        return Val(bool(inside), None, tuple(s for ep in inside for s in ep.ev))
+        note = None
+        if inside:
+            end = max(ep.e for ep in inside)
+            note = f"episode from {day(min(ep.s for ep in inside))}" + (
+                " (open)" if end >= FAR else f" to {day(end)}"
+            )
+        return Val(bool(inside), None, tuple(s for ep in inside for s in ep.ev), note)
 
     def _EpisodeCount(self, node: ast.EpisodeCount, q: datetime) -> Val:
         w = node.window
@@ -620,8 +740,13 @@ class Reference:
         if w.anchor is not None:
             a = self.anchor(w.anchor, q)
             if a is None:
-                return Val(None, f"no {w.anchor.select.name} up to the date")
+                return Val(
+                    None,
+                    f"no {w.anchor.select.name} up to the date",
+                    note="0 episode(s) starting in the window",
+                )
             ref, anchor_ev = a["occurred_at"], (a["seq"],)
+        assert ref is not None
         lo = shift(ref, self.duration(w.start)) if w.start is not None else None
         hi = shift(ref, self.duration(w.end)) if w.end is not None else None
         kept = []
@@ -631,9 +756,10 @@ class Reference:
                 if when is None or self.evaluate(when, ep.s).value is True:
                     kept.append(ep)
         ev = anchor_ev + tuple(s for ep in kept for s in ep.ev)
+        note = f"{len(kept)} episode(s) starting in the window"
         if hi is not None and hi > q:
-            return Val(None, "the window ends after the date", ev)
-        return Val(float(len(kept)), None, ev)
+            return Val(None, "the window ends after the date", ev, note)
+        return Val(float(len(kept)), None, ev, note)
 
     # ---- where values can change
     def candidates(self, node: ast.Node) -> list[datetime]:
@@ -654,13 +780,15 @@ class Reference:
                     # q − months clips the day, so it runs backwards at midnight near a month end
                     first = c.replace(hour=0, minute=0, second=0, microsecond=0)
                     for k in range(-3, 5):
-                        day = first + timedelta(days=k)
-                        out |= {day, day + (c - first), day + (c - first) + EPS}
+                        d0 = first + timedelta(days=k)
+                        out |= {d0, d0 + (c - first), d0 + (c - first) + EPS}
                     out.add(add_months(first.replace(day=1), 1))
         return out
 
     def _candidates(self, node: ast.Node) -> set[datetime]:
-        times = lambda evs: [e["occurred_at"] for e in evs]  # noqa: E731
+        def times(evs: Iterable[Event]) -> list[datetime]:
+            return [e["occurred_at"] for e in evs]
+
         if isinstance(node, ast.Const | ast.Param):
             return set()
         if isinstance(node, ast.RuleRef):
