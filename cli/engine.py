@@ -116,6 +116,7 @@ def state(
     """
     sess = session(store, rules, param, as_known_at, wait)
     with sess.store:
+        sess.require_patient(patient)
         results = sess.state(patient, at, rule)
         if json_out:
             dump_json(
@@ -163,6 +164,7 @@ def explain(
     """
     sess = session(store, rules, param, as_known_at, wait)
     with sess.store:
+        sess.require_patient(patient)
         data = sess.explain(patient, rule_id, at)
     if json_out:
         dump_json(data)

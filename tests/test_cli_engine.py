@@ -389,6 +389,35 @@ def test_an_unknown_rule_is_named_with_a_suggestion(example_store: Path, args: t
     assert NO_TRACEBACK not in result.output
 
 
+@pytest.mark.parametrize(
+    "args",
+    [("state", "p01", "--at", "2008-02-10"), ("explain", "p01", "crp_normal", "--at", "2008-02-10")],
+    ids=["state", "explain"],
+)
+def test_a_patient_without_events_is_named_with_a_suggestion(
+    example_store: Path, args: tuple[str, ...]
+) -> None:
+    result = run_cli(*args, "--store", example_store)
+    assert result.exit_code == 5
+    assert result.stderr.strip() == (
+        f"error: patient 'p01' has no events in {example_store} as known at seq 14 (did you mean 'P001'?)"
+    )
+    assert result.stdout == ""
+    assert NO_TRACEBACK not in result.output
+
+
+def test_a_patient_known_only_later_has_no_state_as_known_before(example_store: Path, tmp_path: Path) -> None:
+    late = tmp_path / "late.csv"
+    late.write_text("patient_id,kind,occurred_at,sex\nP777,birth,2001-01-01,female\n", encoding="utf-8")
+    assert run_cli("ingest", late, "--store", example_store, "--author", "tests").exit_code == 0
+    assert run_cli("state", "P777", "--at", "2008-02-10", "--store", example_store).exit_code == 0
+    result = run_cli(
+        "state", "P777", "--at", "2008-02-10", "--as-known-at", "2000-01-01", "--store", example_store
+    )
+    assert result.exit_code == 5
+    assert "patient 'P777' has no events" in result.stderr
+
+
 def test_a_bad_as_known_at_value_is_a_usage_error(example_store: Path) -> None:
     result = run_cli("state", "P001", "--at", "2008-02-10", "--as-known-at", "soon", "--store", example_store)
     assert result.exit_code == 2

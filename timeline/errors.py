@@ -49,6 +49,12 @@ class UnknownEventError(TimelineError):
     exit_code = 5
 
 
+class UnknownPatientError(TimelineError):
+    """A patient id with no events in the store (as known at the given moment)."""
+
+    exit_code = 5
+
+
 @dataclass(frozen=True)
 class RowError:
     """One problem with one row of an input file."""

@@ -17,7 +17,7 @@ import duckdb
 
 from timeline import __version__
 from timeline.engine.compiler import COLUMNS, Compiler, engine_columns, q_
-from timeline.errors import ResourceError, UsageError
+from timeline.errors import ResourceError, UnknownPatientError, UsageError
 from timeline.language import ast
 from timeline.language.loader import RuleSet
 from timeline.store import Store, insert_rows, lower_memory_limit, out_of_room
@@ -108,6 +108,25 @@ class Session:
 
     def manifest(self) -> dict[str, Any]:
         return manifest(self.store, self.rules, self.high_water, self.as_known_at)
+
+    def require_patient(self, patient: str) -> None:
+        """Raise :class:`UnknownPatientError` when the patient has no current events as this
+        session knows the store — a mistyped id would otherwise get states for nobody — naming
+        the closest id the store holds."""
+        current = self.store.current_sql(self.high_water, [patient], columns=["patient_id"])
+        found = self.con.execute(f"SELECT count(*) FROM ({current})").fetchone()
+        if found and found[0]:
+            return
+        close = self.con.execute(
+            """SELECT patient_id FROM (SELECT DISTINCT patient_id FROM events)
+               WHERE levenshtein(lower(patient_id), lower($p)) <= greatest(2, length($p) // 4)
+               ORDER BY levenshtein(lower(patient_id), lower($p)), patient_id LIMIT 1""",
+            {"p": patient},
+        ).fetchone()
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnknownPatientError(
+            f"patient {patient!r} has no events in {self.store.path} as known at seq {self.high_water}{hint}"
+        )
 
     def _compiler(
         self, patients: Sequence[str] | None, evidence: bool = True, dense: bool = False
