@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from tests.engine_support import disagreement, store_with, write_rule
 from timeline.engine.compiler import Compiler
 from timeline.engine.evaluate import Result, Session
-from timeline.engine.replay import EPS, Reference, add_months, children, end_of_day
+from timeline.engine.replay import EPS, Reference, add_months, end_of_day
 from timeline.ingest import correct
 from timeline.language import ast
 from timeline.language.loader import RuleSet, load_rules, walk
@@ -597,7 +597,7 @@ def explained_children(ref: Reference, node: ast.Node) -> list[ast.Node]:
         return [node.left]
     if isinstance(node, ast.EpisodeCount | ast.Normal):
         return []  # starting_when is evaluated at each episode's start; limits are literals
-    return children(node)
+    return ast.children(node)
 
 
 def assert_explanation(ref: Reference, node: ast.Node, tree: dict[str, Any], q: datetime) -> None:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.engine_support import write_rule
-from tests.support import run_cli
+from tests.support import CliResult, run_cli
 from timeline.language.loader import BUILTIN_DIR, Problem, RuleError, load_rules
 from timeline.language.schema import rule_schema
 
@@ -298,72 +298,42 @@ def _crp(value: float, **extra: object) -> dict[str, object]:
             "unit": "mg/L", **extra}  # fmt: skip
 
 
+def _example(name: str, events: list[dict[str, object]], value: object, **extra: object) -> dict[str, object]:
+    """An example whose one expectation is ``value`` on 2009-03-01."""
+    return {"name": name, **extra, "events": events, "expect": [{"at": "2009-03-01", "value": value}]}
+
+
+def _rules_test(directory: Path, *examples: dict[str, object], **rule: object) -> CliResult:
+    write_rule(directory, "high_crp", rule.pop("define", HIGH_CRP), examples=list(examples), **rule)
+    return run_cli("rules", "test", directory, "--rule", "high_crp")
+
+
 def test_rules_test_keeps_each_examples_events_to_itself(tmp_path: Path) -> None:
     # examples run in one store: the second example's patient X must not see the first's CRP
-    write_rule(
-        tmp_path,
-        "high_crp",
-        HIGH_CRP,
-        examples=[
-            {"name": "a high CRP", "events": [_crp(40)], "expect": [{"at": "2009-03-01", "value": True}]},
-            {
-                "name": "no CRP at all",
-                "events": [
-                    {
-                        "patient_id": "X",
-                        "kind": "weight",
-                        "occurred_at": "2009-03-01",
-                        "value": 20,
-                        "unit": "kg",
-                    }
-                ],
-                "expect": [{"at": "2009-03-01", "value": "unknown", "reason_contains": "no CRP recorded"}],
-            },
-        ],
-    )
-    result = run_cli("rules", "test", tmp_path, "--rule", "high_crp")
+    weight = {"patient_id": "X", "kind": "weight", "occurred_at": "2009-03-01", "value": 20, "unit": "kg"}
+    unknown = _example("no CRP at all", [weight], "unknown")
+    unknown["expect"] = [{"at": "2009-03-01", "value": "unknown", "reason_contains": "no CRP recorded"}]
+    result = _rules_test(tmp_path, _example("a high CRP", [_crp(40)], True), unknown)
     assert result.exit_code == 0, result.output
     assert "2 passed, 0 failed" in result.stdout
 
 
 def test_rules_test_lets_two_examples_use_the_same_event_id(tmp_path: Path) -> None:
-    write_rule(
+    result = _rules_test(
         tmp_path,
-        "high_crp",
-        HIGH_CRP,
-        examples=[
-            {
-                "name": "high",
-                "events": [_crp(40, event_id="e1")],
-                "expect": [{"at": "2009-03-01", "value": True}],
-            },
-            {
-                "name": "low",
-                "events": [_crp(2, event_id="e1")],
-                "expect": [{"at": "2009-03-01", "value": False}],
-            },
-        ],
+        _example("high", [_crp(40, event_id="e1")], True),
+        _example("low", [_crp(2, event_id="e1")], False),
     )
-    result = run_cli("rules", "test", tmp_path, "--rule", "high_crp")
     assert result.exit_code == 0, result.output
     assert "2 passed, 0 failed" in result.stdout
 
 
 def test_rules_test_reports_an_ingest_error_against_its_own_example(tmp_path: Path) -> None:
-    write_rule(
+    result = _rules_test(
         tmp_path,
-        "high_crp",
-        HIGH_CRP,
-        examples=[
-            {"name": "good", "events": [_crp(40)], "expect": [{"at": "2009-03-01", "value": True}]},
-            {
-                "name": "bad unit",
-                "events": [_crp(40, unit="mg/furlong")],
-                "expect": [{"at": "2009-03-01", "value": True}],
-            },
-        ],
+        _example("good", [_crp(40)], True),
+        _example("bad unit", [_crp(40, unit="mg/furlong")], True),
     )
-    result = run_cli("rules", "test", tmp_path, "--rule", "high_crp")
     assert result.exit_code == 9, result.output
     assert "PASS high_crp@1: good" in result.stdout
     assert "FAIL high_crp@1: bad unit" in result.stdout
@@ -372,18 +342,19 @@ def test_rules_test_reports_an_ingest_error_against_its_own_example(tmp_path: Pa
 
 
 def test_rules_test_gives_each_example_its_own_parameters(tmp_path: Path) -> None:
-    write_rule(
+    limit = {
+        "gt": [
+            {"latest": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days"}},
+            {"param": "limit"},
+        ]
+    }
+    result = _rules_test(
         tmp_path,
-        "high_crp",
-        {"gt": [{"latest": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days"}}, {"param": "limit"}]},
+        _example("default limit", [_crp(8)], True),
+        _example("limit 10", [_crp(8)], False, params={"limit": "10 mg/L"}),
+        define=limit,
         params={"limit": {"default": "6 mg/L"}},
-        examples=[
-            {"name": "default limit", "events": [_crp(8)], "expect": [{"at": "2009-03-01", "value": True}]},
-            {"name": "limit 10", "params": {"limit": "10 mg/L"}, "events": [_crp(8)],
-             "expect": [{"at": "2009-03-01", "value": False}]},
-        ],
-    )  # fmt: skip
-    result = run_cli("rules", "test", tmp_path, "--rule", "high_crp")
+    )
     assert result.exit_code == 0, result.output
     assert "2 passed, 0 failed" in result.stdout
 

@@ -184,7 +184,7 @@ class Compiler:
                 elif isinstance(node, ast.RuleRef):
                     found = self.stepwise(node.rule)
                 else:
-                    todo += _node_children(node)
+                    todo += ast.children(node)
             self._stepwise[rule_id] = found
         return found
 
@@ -268,12 +268,7 @@ class Compiler:
         return round(value, 9), None if unit == "?" else unit
 
     def duration(self, ref: ast.DurationRef) -> Duration:
-        if ref.value is not None:
-            return ref.value
-        assert ref.param is not None
-        value = self.rules.rules[ref.param[0]].param(ref.param[1]).effective
-        assert isinstance(value, Duration)
-        return value.negate() if ref.negate else value
+        return self.rules.duration(ref)
 
     def scaled(self, value: float, unit: str | None, target: str | None) -> float:
         if unit is None or target is None or unit == target:
@@ -1077,7 +1072,7 @@ class Compiler:
         """Nodes in a tree, referenced rules included: a cost estimate."""
         if isinstance(node, ast.RuleRef):
             return 1 + self.size(self.rules.rules[node.rule].define)
-        return 1 + sum(self.size(c) for c in _node_children(node))
+        return 1 + sum(self.size(c) for c in ast.children(node))
 
     def _InEpisode(self, node: ast.InEpisode, points: str) -> str:
         # Inside a recorded (or condition) interval. Gaps are not bridged here: bridging a gap
@@ -1247,15 +1242,4 @@ class Compiler:
                 f"SELECT patient_id, s AS c FROM {eps}",
                 f"SELECT patient_id, e + {_EPS} AS c FROM {eps} WHERE e < {FAR}",
             ]
-        return [part for c in _node_children(node) for part in self._cp_parts(c)]
-
-
-def _node_children(node: ast.Node) -> list[ast.Node]:
-    out: list[ast.Node] = []
-    for name in type(node).model_fields:
-        value = getattr(node, name)
-        if isinstance(value, ast.Node):
-            out.append(value)
-        elif isinstance(value, tuple):
-            out.extend(v for v in value if isinstance(v, ast.Node))
-    return out
+        return [part for c in ast.children(node) for part in self._cp_parts(c)]

@@ -756,7 +756,7 @@ class _Explainer:
                 out["children"] = [self.node(node.expr, inner_pts, moments[-1])]
             return out
         else:
-            for sub in _explain_children(node):
+            for sub in ast.children(node):
                 if (sub.nid, points) in self.comp.out.names:
                     children.append(self.node(sub, points, q))
         if children:
@@ -793,12 +793,6 @@ def _op_name(node: ast.Node) -> str:
     if isinstance(node, ast.Param):
         return f"param {node.name}"
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(node).__name__).lower()
-
-
-def _explain_children(node: ast.Node) -> list[ast.Node]:
-    from timeline.engine.compiler import _node_children
-
-    return _node_children(node)
 
 
 def open_session(

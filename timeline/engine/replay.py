@@ -204,12 +204,7 @@ class Reference:
         return self.rules.types[node.nid]
 
     def duration(self, ref: ast.DurationRef) -> Duration:
-        if ref.value is not None:
-            return ref.value
-        assert ref.param is not None
-        value = self.rules.rules[ref.param[0]].param(ref.param[1]).effective
-        assert isinstance(value, Duration)
-        return value.negate() if ref.negate else value
+        return self.rules.duration(ref)
 
     def literal(self, node: ast.Node) -> tuple[float | bool, str | None] | None:
         if isinstance(node, ast.Const):
@@ -836,17 +831,6 @@ class Reference:
                 out |= set(self.candidates(node.episodes.when))
             return out
         out = set()
-        for child in children(node):
+        for child in ast.children(node):
             out |= set(self.candidates(child))
         return out
-
-
-def children(node: ast.Node) -> list[ast.Node]:
-    out: list[ast.Node] = []
-    for name in type(node).model_fields:
-        value = getattr(node, name)
-        if isinstance(value, ast.Node):
-            out.append(value)
-        elif isinstance(value, tuple):
-            out.extend(v for v in value if isinstance(v, ast.Node))
-    return out

@@ -337,3 +337,15 @@ class Rule(Frozen):
             if p.name == name:
                 return p
         raise KeyError(name)
+
+
+def children(node: Node) -> list[Node]:
+    """A node's direct sub-expressions, in field order."""
+    out: list[Node] = []
+    for name in type(node).model_fields:
+        value = getattr(node, name)
+        if isinstance(value, Node):
+            out.append(value)
+        elif isinstance(value, tuple):
+            out.extend(v for v in value if isinstance(v, Node))
+    return out

@@ -767,6 +767,15 @@ class RuleSet:
         """The rules that the given rules use, directly or through others."""
         return {dep for rid in rule_ids for dep in self.dependencies(rid) if dep != rid}
 
+    def duration(self, ref: ast.DurationRef) -> Duration:
+        """A duration as written, or the value of the parameter it names (negated for ``-param``)."""
+        if ref.value is not None:
+            return ref.value
+        assert ref.param is not None
+        value = self.rules[ref.param[0]].param(ref.param[1]).effective
+        assert isinstance(value, Duration)
+        return value.negate() if ref.negate else value
+
     def reported(self, rule_id: str) -> Conversion | None:
         """How a rule's computed value becomes the value it reports, in the unit its file
         declares (``unit: mg/dL`` on a CRP computed in mg/L divides it by 10); None when the
