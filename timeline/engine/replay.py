@@ -6,14 +6,14 @@ evaluates a rule's tree at an instant ``q`` node by node, written from the READM
 
 - ``timeline state`` for one patient: a few hundred events, where the SQL engine's fixed cost
   (parsing, binding and running ~400 relations: ~0.6 s for the sJIA pack) dwarfs the work.
-  With its events indexed per selector the replay takes a few tens of milliseconds.
+  With its events indexed per selector the replay takes ~0.06 s for the 10k cohort's
+  patient with most events.
 - the tests' oracle: the property tests check the SQL engine against it node by node (value,
   reason, evidence and note), and the benchmark's "naive replay" runs it with ``naive=True``.
 
 Each node at each instant is computed from the patient's events (with ``naive=True`` from the
-raw list, without indexes). Only ``held_for`` and condition
-episodes need the value of a subtree over a stretch of time; they evaluate it at a generous
-superset of the instants where it can change (:meth:`Reference.candidates`) — every event
+raw list, without indexes). Only ``held_for`` and condition episodes need the value of a
+subtree over a stretch of time; they evaluate it at a generous superset of the instants where it can change (:meth:`Reference.candidates`) — every event
 time shifted by the durations the subtree uses, with a microsecond either side and, for
 calendar months and years, every day near a month end.
 
