@@ -33,8 +33,6 @@ from timeline.units import conversion, display_unit
 
 COLUMNS = "patient_id, q, b, x, why, ev, lo, hi, note"
 EMPTY = "[]::BIGINT[]"
-_OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "=", "ne": "<>"}
-_MED_KINDS = ("medication_start", "medication_dose_change", "medication_stop", "discontinuation")
 _EPS = "INTERVAL 1 MICROSECOND"
 # the last instant an event lasts, from its ended_at: a date-only end covers that whole day
 _END = f"CASE WHEN ended_precision = 'day' THEN ended_at + INTERVAL '1 day' - {_EPS} ELSE ended_at END"
@@ -299,7 +297,7 @@ class Compiler:
             parts.append(f"coalesce(present, true) = {'true' if sel.present else 'false'}")
         for cond in sel.where:
             unit = field_unit(sel, cond.field)
-            parts.append(f"round({cond.field}, 9) {_OPS[cond.op]} {self.threshold(cond.value, unit)}")
+            parts.append(f"round({cond.field}, 9) {ast.SYMBOLS[cond.op]} {self.threshold(cond.value, unit)}")
         if sel.any_of:
             parts.append("(" + " OR ".join(self.predicate(s) for s in sel.any_of) + ")")
         return " AND ".join(parts) if parts else "true"
@@ -503,7 +501,7 @@ class Compiler:
             self.selectors[key] = self.add(
                 self.fresh("m"),
                 f"""SELECT patient_id, occurred_at AS t, seq, kind, drug, dose, dose_unit, frequency FROM ev
-                    WHERE kind IN ({", ".join(q_(k) for k in _MED_KINDS)}) AND drug IN ({", ".join(q_(d) for d in drugs)}){routes}
+                    WHERE kind IN ({", ".join(q_(k) for k in ast.MEDICATION_KINDS)}) AND drug IN ({", ".join(q_(d) for d in drugs)}){routes}
                     QUALIFY row_number() OVER (PARTITION BY patient_id, drug, occurred_at ORDER BY seq DESC) = 1""",
             )
         return self.selectors[key]
@@ -709,7 +707,7 @@ class Compiler:
     def _Compare(self, node: ast.Compare, points: str) -> str:
         left_t = self.type(node.left)
         left = self.node(node.left, points)
-        sym = _OPS[node.op]
+        sym = ast.SYMBOLS[node.op]
         if left_t.kind == "bool":
             right = self.node(node.right, points)
             return f"""SELECT l.patient_id, l.q, l.b {sym} r.b AS b, NULL::DOUBLE AS x,

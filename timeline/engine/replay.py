@@ -60,7 +60,6 @@ from timeline.units import conversion, display_unit
 
 EPS = timedelta(microseconds=1)
 FAR = datetime(9999, 12, 31)
-MED_KINDS = ("medication_start", "medication_dose_change", "medication_stop", "discontinuation")
 ON_KINDS = ("medication_start", "medication_dose_change")
 
 CMP: dict[str, Callable[[Any, Any], bool]] = {
@@ -71,7 +70,6 @@ CMP: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "ne": lambda a, b: a != b,
 }
-SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "=", "ne": "<>"}
 BIRTH = ast.Anchor(select=ast.Selector(name="birth", kinds=("birth",)), which="first")
 WEIGHT = ast.Selector(name="weight", kinds=("weight",))
 
@@ -278,7 +276,7 @@ class Reference:
             return [
                 e
                 for e in self.events
-                if e["kind"] in MED_KINDS
+                if e["kind"] in ast.MEDICATION_KINDS
                 and e["drug"] == drug
                 and e["occurred_at"] <= q
                 and e["route"] not in except_routes
@@ -288,7 +286,7 @@ class Reference:
             found = [
                 e
                 for e in self.events
-                if e["kind"] in MED_KINDS and e["drug"] == drug and e["route"] not in except_routes
+                if e["kind"] in ast.MEDICATION_KINDS and e["drug"] == drug and e["route"] not in except_routes
             ]
             self.med_memo[key] = (found, [e["occurred_at"] for e in found])
         return self._upto(self.med_memo[key], q)
@@ -497,7 +495,7 @@ class Reference:
     def _Compare(self, node: ast.Compare, q: datetime) -> Val:
         left_t = self.type(node.left)
         left = self.evaluate(node.left, q)
-        sym = SYMBOLS[node.op]
+        sym = ast.SYMBOLS[node.op]
         words = display_unit(left_t.unit)
         shown = f" {words}" if words else ""
         if left_t.kind == "bool":

@@ -14,6 +14,11 @@ from pydantic import BaseModel, ConfigDict
 
 from timeline.language.durations import Duration
 
+# a comparison's operator as notes (and SQL) write it
+SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "=", "ne": "<>"}
+# the events on_drug and daily_dose read: those that start, change or end a drug
+MEDICATION_KINDS = ("medication_start", "medication_dose_change", "medication_stop", "discontinuation")
+
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
