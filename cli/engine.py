@@ -55,7 +55,10 @@ def _params(items: list[str] | None) -> dict[str, dict[str, Any]]:
 
 
 def load(rules: list[Path] | None, params: list[str] | None = None) -> RuleSet:
-    from timeline.language.loader import load_rules, rule_dirs
+    """The rule set of the built-in pack, $TIMELINE_RULES and ``--rules``, through the per-user
+    cache of loaded rule sets (``timeline.language.cache``)."""
+    from timeline.language.cache import load_rules
+    from timeline.language.loader import rule_dirs
 
     return load_rules(rule_dirs([str(p) for p in rules or []]), params=_params(params))
 

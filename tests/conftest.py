@@ -14,11 +14,22 @@ from timeline.ingest import ingest_file
 from timeline.store import Store
 
 
+@pytest.fixture(scope="session")
+def _rule_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tests' own cache of loaded rule sets, never the developer's ~/.cache."""
+    return tmp_path_factory.mktemp("rule-cache")
+
+
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No store, author, debug flag or forced colour from the developer's shell."""
-    for name in ("TIMELINE_STORE", "TIMELINE_AUTHOR", "TIMELINE_DEBUG", "FORCE_COLOR"):
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, _rule_cache: Path) -> None:
+    """No store, author, debug flag, forced colour or rule directories from the developer's
+    shell; rule sets are cached in a directory of the test session's own."""
+    for name in (
+        "TIMELINE_STORE", "TIMELINE_AUTHOR", "TIMELINE_DEBUG", "FORCE_COLOR", "TIMELINE_RULES",
+        "TIMELINE_NO_CACHE",
+    ):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TIMELINE_CACHE_DIR", str(_rule_cache))
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from timeline import codes
 
@@ -52,7 +52,9 @@ def _check_when(value: str | None) -> str | None:
 class EventBase(BaseModel):
     """Fields every event has. The store adds seq, recorded_at and provenance itself."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # validators are built on first use: most commands never validate an event model, and
+    # building the 17 kinds' validators on import costs every command ~10 ms
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     event_id: str | None = Field(
         default=None,
@@ -240,7 +242,6 @@ Event = Annotated[
     ],
     Field(discriminator="kind"),
 ]
-EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
 
 # Native columns, in file order, with the DuckDB type each is cast to.
 COLUMN_TYPES: dict[str, str] = {

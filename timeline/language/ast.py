@@ -21,7 +21,7 @@ MEDICATION_KINDS = ("medication_start", "medication_dose_change", "medication_st
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
 
 class Type(Frozen):

@@ -18,15 +18,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from timeline import codes, events
 from timeline.errors import TimelineError, UsageError
 from timeline.language import ast
 from timeline.language.durations import Duration, DurationError
 from timeline.units import Conversion, UnitError, conversion, is_valid
+
+if TYPE_CHECKING:
+    import yaml
 
 Path_ = tuple[str | int, ...]
 ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -67,9 +68,13 @@ class RuleError(TimelineError):
 # ---- YAML with positions ------------------------------------------------------------------
 
 
-# libyaml's parser (shipped in PyYAML's wheels) is ~10× faster than the pure-Python one and
-# keeps line/column marks; fall back when PyYAML was built without it.
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+def _yaml_loader() -> Any:
+    """libyaml's parser (shipped in PyYAML's wheels) is ~10× faster than the pure-Python one and
+    keeps line/column marks; fall back when PyYAML was built without it. Imported here, not at
+    the top: a rule set read from the cache (``timeline.language.cache``) needs no YAML."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Doc:
@@ -80,8 +85,11 @@ class _Doc:
         self.marks: dict[Path_, tuple[int, int]] = {(): (1, 1)}
         self.problems = problems
         self.data: Any = None
+        import yaml
+
+        self._mapping, self._sequence = yaml.MappingNode, yaml.SequenceNode
         try:
-            loader = _Loader(text)
+            loader = _yaml_loader()(text)
             try:
                 node = loader.get_single_node()
                 if node is not None:
@@ -97,7 +105,7 @@ class _Doc:
 
     def _walk(self, node: yaml.Node, path: Path_, loader: Any) -> Any:
         self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-        if isinstance(node, yaml.MappingNode):
+        if isinstance(node, self._mapping):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 key = str(loader.construct_object(key_node))
@@ -112,7 +120,7 @@ class _Doc:
                     )
                 out[key] = self._walk(value_node, (*path, key), loader)
             return out
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, self._sequence):
             return [self._walk(v, (*path, i), loader) for i, v in enumerate(node.value)]
         value = loader.construct_object(node)
         if isinstance(value, datetime | date):
