@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import calendar
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -172,7 +172,7 @@ class Reference:
     naive: bool = False
     memo: dict[tuple[int, datetime], Val] = field(default_factory=dict)
     cp_memo: dict[int, list[datetime]] = field(default_factory=dict)
-    ep_memo: dict[tuple[int, bool], list[Episode]] = field(default_factory=dict)
+    ep_memo: dict[tuple[int, bool, datetime | None], list[Episode]] = field(default_factory=dict)
     sel_memo: dict[tuple[int, str | None], tuple[list[Event], list[datetime]]] = field(default_factory=dict)
     med_memo: dict[tuple[str, tuple[str, ...]], tuple[list[Event], list[datetime]]] = field(
         default_factory=dict
@@ -180,6 +180,13 @@ class Reference:
 
     def __post_init__(self) -> None:
         self.events = sorted(self.events, key=lambda e: (e["occurred_at"], e["seq"]))
+        # positions of each kind's events in that order: a selector naming its kinds looks
+        # only at those (the events' order kept)
+        self.kind_at: dict[str, list[int]] = {}
+        for i, e in enumerate(self.events):
+            self.kind_at.setdefault(e["kind"], []).append(i)
+        self.dur_memo: dict[int, Duration] = {}
+        self.thr_memo: dict[tuple[int, str | None], float | bool] = {}
 
     # -- entry points
     def rule(self, rule_id: str, q: datetime) -> Val:
@@ -202,7 +209,10 @@ class Reference:
         return self.rules.types[node.nid]
 
     def duration(self, ref: ast.DurationRef) -> Duration:
-        return self.rules.duration(ref)
+        key = id(ref)
+        if key not in self.dur_memo:
+            self.dur_memo[key] = self.rules.duration(ref)
+        return self.dur_memo[key]
 
     def literal(self, node: ast.Node) -> tuple[float | bool, str | None] | None:
         if isinstance(node, ast.Const):
@@ -214,6 +224,12 @@ class Reference:
         return None
 
     def threshold(self, node: ast.Node, target: str | None) -> float | bool:
+        key = (id(node), target)
+        if key not in self.thr_memo:
+            self.thr_memo[key] = self._threshold(node, target)
+        return self.thr_memo[key]
+
+    def _threshold(self, node: ast.Node, target: str | None) -> float | bool:
         lit = self.literal(node)
         assert lit is not None
         value, unit = lit
@@ -263,11 +279,36 @@ class Reference:
             ]
         key = (id(sel), fld)
         if key not in self.sel_memo:
+            candidates = (
+                [self.events[i] for i in sorted(i for k in sel.kinds for i in self.kind_at.get(k, ()))]
+                if sel.kinds
+                else self.events
+            )
             found = [
-                e for e in self.events if self.matches(sel, e) and (fld is None or e.get(fld) is not None)
+                e for e in candidates if self.matches(sel, e) and (fld is None or e.get(fld) is not None)
             ]
             self.sel_memo[key] = (found, [e["occurred_at"] for e in found])
         return self._upto(self.sel_memo[key], q)
+
+    def between(
+        self,
+        sel: ast.Selector,
+        q: datetime,
+        fld: str | None,
+        lo: datetime | None,
+        hi: datetime | None,
+        w: ast.Window,
+    ) -> list[Event]:
+        """The selector's events (of an instant each) visible at q inside the window [lo, hi]
+        (each bound in or out as the window says), found by bisection: ``selected`` filtered
+        by ``in_window``."""
+        self.selected(sel, q, fld)  # fills sel_memo
+        events, times = self.sel_memo[(id(sel), fld)]
+        i0 = 0 if lo is None else (bisect_left if w.start_inclusive else bisect_right)(times, lo)
+        i1 = bisect_right(times, q)
+        if hi is not None:
+            i1 = min(i1, (bisect_right if w.end_inclusive else bisect_left)(times, hi))
+        return events[i0:i1]
 
     def medications(self, drug: str, q: datetime, except_routes: tuple[str, ...] = ()) -> list[Event]:
         """The drug's starts, dose changes, stops and discontinuations up to q, not by the
@@ -409,11 +450,14 @@ class Reference:
         lo = shift(ref, self.duration(w.start)) if w.start is not None else None
         hi = shift(ref, self.duration(w.end)) if w.end is not None else None
         fld = None if node.fn in ("count", "exists") else node.field
-        found = [
-            e
-            for e in self.selected(node.select, q, fld)
-            if self.in_window(e["occurred_at"], lo, hi, w, self.span_end(e) if node.spans else None)
-        ]
+        if node.spans or self.naive:
+            found = [
+                e
+                for e in self.selected(node.select, q, fld)
+                if self.in_window(e["occurred_at"], lo, hi, w, self.span_end(e) if node.spans else None)
+            ]
+        else:
+            found = self.between(node.select, q, fld, lo, hi, w)
         ev = anchor_ev + tuple(e["seq"] for e in found)
         note = f"{node.fn} of {name}: {len(found)} event(s) in the window"
         incomplete = hi is not None and hi > q
@@ -672,9 +716,17 @@ class Reference:
         return Val(True, None, ev, note)
 
     # ---- episodes
-    def episodes(self, spec: ast.Episodes, merged_across_gaps: bool = True) -> list[Episode]:
-        """Episodes over the whole record, merged across gaps or raw (an open episode ends at FAR)."""
-        key = (id(spec), merged_across_gaps)
+    def episodes(
+        self, spec: ast.Episodes, merged_across_gaps: bool = True, upto: datetime | None = None
+    ) -> list[Episode]:
+        """Episodes over the whole record, merged across gaps or raw (an open episode ends at FAR).
+        ``upto`` (raw episodes only): those starting at or before it are enough, so a condition's
+        episodes are evaluated only up to the first moment after it at which the condition is
+        not true (where the episode around ``upto`` ends)."""
+        assert upto is None or not merged_across_gaps
+        if spec.when is None:
+            upto = None  # recorded episodes cost nothing to find
+        key = (id(spec), merged_across_gaps, upto)
         if key in self.ep_memo:
             return self.ep_memo[key]
         raw: list[tuple[datetime, int, datetime, tuple[int, ...]]] = []
@@ -685,7 +737,12 @@ class Reference:
         else:
             assert spec.when is not None
             moments = self.candidates(spec.when)
-            vals = [self.evaluate(spec.when, m) for m in moments]
+            vals = []
+            for m in moments:
+                vals.append(self.evaluate(spec.when, m))
+                if upto is not None and m > upto and vals[-1].value is not True:
+                    break
+            moments = moments[: len(vals)]
             i = 0
             while i < len(moments):
                 if vals[i].value is not True:
@@ -717,7 +774,7 @@ class Reference:
 
     def _InEpisode(self, node: ast.InEpisode, q: datetime) -> Val:
         # raw intervals: bridging a gap would need the next episode, after q
-        inside = [ep for ep in self.episodes(node.episodes, merged_across_gaps=False) if ep.s <= q <= ep.e]
+        inside = [ep for ep in self.episodes(node.episodes, False, q) if ep.s <= q <= ep.e]
         note = None
         if inside:
             end = max(ep.e for ep in inside)
