@@ -32,6 +32,34 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    import platform
+
+    import duckdb
+
+    from timeline import __version__
+
+    print(f"timeline {__version__} (DuckDB {duckdb.__version__}, Python {platform.python_version()})")
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the versions of timeline, DuckDB and Python, and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Event-sourced longitudinal patient timelines: immutable clinical events in DuckDB."""
+
+
 class Exit(Exception):
     """Leave with an exit code after output was already printed."""
 

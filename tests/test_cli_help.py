@@ -64,3 +64,17 @@ def test_every_example_is_shown_on_lines_of_its_own(
     assert examples
     shown = {line.strip(" │") for line in run_cli(*command, "--help").stdout.splitlines()}
     assert [e for e in examples if e not in shown] == []
+
+
+def test_version_prints_the_versions_of_timeline_duckdb_and_python() -> None:
+    import platform
+
+    import duckdb
+
+    from timeline import __version__
+
+    result = run_cli("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == (
+        f"timeline {__version__} (DuckDB {duckdb.__version__}, Python {platform.python_version()})"
+    )
