@@ -20,11 +20,13 @@ alternating with their anchors run by run so both see the same noise:
   on the synthetic store, the whole report written as CSV, beside the pack run when both run
   (goal: the issue's peak memory, < 4 GB at 20M events);
 - ``cli``: ``timeline state`` and ``timeline explain`` for one patient, whole process, vs
-  ``python -c "import duckdb"`` (2×);
+  ``python -c "import duckdb"`` (2×), after one untimed run of each (bytecode and the rule
+  cache written, as after a user's first command); the first run after the rules change, with
+  the cache off, is logged beside them;
 - ``aces``: ``benchmarks.aces_compare`` on the same synthetic data (faster, less memory, same
   answers);
-- ``naive``: the plain-Python per-patient replay (``tests/reference.py``, the tests' reference
-  evaluator) of the whole pack on a sample of patients, extrapolated to all, vs the pack run;
+- ``naive``: the plain-Python per-patient replay (``timeline.engine.replay`` in its naive mode,
+  every lookup scanning the patient's events) of the whole pack on a sample of patients, extrapolated to all, vs the pack run;
   its answers are checked against the engine's on the sample.
 
 Medians of ``--runs`` runs. The figures are saved to ``benchmarks/results/suite-N.json`` and,
@@ -166,9 +168,9 @@ def run_child(job: str, **kw: Any) -> dict[str, Any]:
     return report
 
 
-def _timed_cmd(cmd: list[str]) -> float:
+def _timed_cmd(cmd: list[str], env: dict[str, str] | None = None) -> float:
     started = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr.decode()[-3000:]}")
     return time.perf_counter() - started
@@ -416,10 +418,19 @@ def cli_figures(store: Path, runs: int, log: Callable[[str], None]) -> list[dict
         ],
     }
     log(f"one patient ({patient}, the one with most events, at {day}), whole process")
+    # As a user's installation runs them: Python's bytecode written (pip compiles it at install;
+    # PYTHONDONTWRITEBYTECODE, set on some machines, would make every run compile our modules)
+    # and the rule set in the per-user cache, both by one untimed run of each command first.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "TIMELINE_NO_CACHE")}
+    for cmd in cmds.values():
+        _timed_cmd(cmd, env)
     times: dict[str, list[float]] = {k: [] for k in cmds}
     for i in range(max(runs, 5)):
         for name in cmds if i % 2 == 0 else reversed(list(cmds)):
-            times[name].append(_timed_cmd(cmds[name]))
+            times[name].append(_timed_cmd(cmds[name], env))
+    # the first command after the rule files (or timeline) changed: the cache is rebuilt
+    cold = [_timed_cmd(cmds["timeline state"], {**env, "TIMELINE_NO_CACHE": "1"}) for _ in range(3)]
+    log(f"  (timeline state without the rule cache: median {statistics.median(cold):.3f} s)")
     for name, ts in times.items():
         log(f"  {name:<18} median {statistics.median(ts):.3f} s over {len(ts)} runs")
     base = statistics.median(times["import duckdb"])
