@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,7 +123,12 @@ def test_an_entry_that_another_user_could_have_written_is_not_read(
     entry.chmod(0o666)
     calls: list[object] = []
     real = loader.load_rules
-    monkeypatch.setattr(loader, "load_rules", lambda *a, **k: calls.append(a) or real(*a, **k))
+
+    def counted(*args: Any, **kwargs: Any) -> RuleSet:
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "load_rules", counted)
     cache.load_rules([d])
     assert len(calls) == 1
 
@@ -161,3 +167,13 @@ def test_the_cli_reads_rules_through_the_cache(cache_dir: Path) -> None:
     result = run_cli("rules", "list", "--json")
     assert result.exit_code == 0, result.output
     assert len(entries(cache_dir)) == 1
+
+
+def test_another_pyyaml_version_is_another_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    d = rule_dir(tmp_path)
+    before = cache.cache_key([d], None)
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "0.0" if name == "PyYAML" else real(name))
+    assert cache.cache_key([d], None) != before

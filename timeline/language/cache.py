@@ -9,7 +9,7 @@ command that evaluates rules loads the pack, so for `timeline state` the cache i
 A cached rule set is used only if everything that went into it is unchanged. Its key is a
 SHA-256 over:
 
-- the cache format, timeline's version, Python's and pydantic's versions;
+- the cache format, timeline's version, Python's, pydantic's and PyYAML's versions;
 - the path, size and modification time of every module of the ``timeline`` package (an edited
   checkout invalidates every entry);
 - every rule directory as given, and the path and **contents** of every rule file in it, in the
@@ -59,9 +59,15 @@ def cache_dir() -> Path | None:
 
 
 def _code_fingerprint() -> list[Any]:
+    from importlib import metadata
+
     import pydantic
 
-    out: list[Any] = [FORMAT, timeline.__version__, sys.version, pydantic.VERSION]
+    try:  # from the installed metadata (~0.5 ms): importing yaml is what the cache saves
+        pyyaml = metadata.version("PyYAML")
+    except metadata.PackageNotFoundError:  # pragma: no cover - PyYAML is a dependency
+        pyyaml = None
+    out: list[Any] = [FORMAT, timeline.__version__, sys.version, pydantic.VERSION, pyyaml]
     for path in sorted(_PACKAGE.rglob("*.py")):
         st = path.stat()
         out.append((str(path.relative_to(_PACKAGE)), st.st_size, st.st_mtime_ns))
