@@ -177,3 +177,10 @@ def test_another_pyyaml_version_is_another_key(tmp_path: Path, monkeypatch: pyte
     real = metadata.version
     monkeypatch.setattr(metadata, "version", lambda name: "0.0" if name == "PyYAML" else real(name))
     assert cache.cache_key([d], None) != before
+
+
+def test_nothing_is_written_to_a_directory_that_others_can_write(cache_dir: Path, tmp_path: Path) -> None:
+    cache_dir.mkdir(mode=0o700)
+    cache_dir.chmod(0o777)
+    cache.load_rules([rule_dir(tmp_path)])
+    assert entries(cache_dir) == []

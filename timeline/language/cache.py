@@ -118,6 +118,8 @@ def write(directory: Path, key: str, ruleset: RuleSet) -> None:
     temp: Path | None = None
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not _trusted(directory):  # never read (see read): not worth writing
+            return
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".rules-", suffix=".tmp", delete=False) as f:
             temp = Path(f.name)
             pickle.dump(ruleset, f, protocol=pickle.HIGHEST_PROTOCOL)
