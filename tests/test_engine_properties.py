@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
 from tests.engine_support import disagreement, store_with, write_rule
@@ -739,8 +739,34 @@ def test_history_intervals_agree_with_the_state_at_every_day_end_and_every_edge(
                 )
 
 
+# Found by CI: a rule held for 12 hours, read by another rule, was evaluated at the reader's
+# STEP_ORIGIN and looked back before the inner rule's own STEP_ORIGIN, where the as-of lookup
+# found nothing: unknown, without a reason, for the whole history.
+_BEFORE_STEP_ORIGIN = (
+    Timeline(
+        batches=[
+            [{"patient_id": "P1", "occurred_at": "2009-02-24T08:00", "kind": "finding", "code": "rash", "event_id": "e0"}],
+            [{"patient_id": "P1", "occurred_at": "2009-02-05T00:00", "kind": "lab", "code": "2276-4", "value": 684, "unit": "ng/mL", "event_id": "e1"}],
+        ],
+        corrections=[],
+        patients=["P1"],
+    ),
+    Rules(
+        ids=["r1", "r2", "r3"],
+        files={
+            "r1": {"in_episode": {"select": "mas", "merge_gap": "0 days"}},
+            "r2": {"held_for": {"expr": {"rule": "r1"}, "duration": "12 hours"}},
+            "r3": {"rule": "r2"},
+        },
+        params={},
+        units={},
+    ),
+)  # fmt: skip
+
+
 @HISTORY
 @given(tl=timelines(), rules=rule_sets())
+@example(tl=_BEFORE_STEP_ORIGIN[0], rules=_BEFORE_STEP_ORIGIN[1])
 def test_every_patients_history_at_once_equals_each_patients_history(tl: Timeline, rules: Rules) -> None:
     """Session.histories reads a rule that other rules use from its values at its own change
     points (an as-of lookup) instead of evaluating it again at theirs: the intervals must be

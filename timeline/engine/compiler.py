@@ -161,10 +161,13 @@ class Compiler:
         steps = self.steps(rule_id)
         if points == self.steps_points[rule_id]:
             return steps
+        # An instant before STEP_ORIGIN (a held_for evaluated at another rule's STEP_ORIGIN looks
+        # back from it) has the value at STEP_ORIGIN: no change point lies before either.
         return self.add(
             self.fresh("n"),
             f"""SELECT p.patient_id, p.q, f.b, f.x, f.why, f.ev, f.lo, f.hi, f.note
-                FROM {points} p ASOF LEFT JOIN {steps} f ON f.patient_id = p.patient_id AND f.q <= p.q""",
+                FROM {points} p ASOF LEFT JOIN {steps} f
+                  ON f.patient_id = p.patient_id AND f.q <= greatest(p.q, {STEP_ORIGIN})""",
         )
 
     def stepwise(self, rule_id: str) -> bool:
