@@ -26,8 +26,9 @@ alternating with their anchors run by run so both see the same noise:
 - ``aces``: ``benchmarks.aces_compare`` on the same synthetic data (faster, less memory, same
   answers);
 - ``naive``: the plain-Python per-patient replay (``timeline.engine.replay`` in its naive mode,
-  every lookup scanning the patient's events) of the whole pack on a sample of patients, extrapolated to all, vs the pack run;
-  its answers are checked against the engine's on the sample.
+  every lookup scanning the patient's events) of the whole pack on a sample of patients,
+  extrapolated to all, vs the pack run; its answers are checked against the engine's on the
+  sample.
 
 Medians of ``--runs`` runs. The figures are saved to ``benchmarks/results/suite-N.json`` and,
 unless ``--no-write``, the "Suite" section of ``benchmarks/README.md`` is rewritten from every

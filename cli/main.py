@@ -57,7 +57,7 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    """Event-sourced longitudinal patient timelines: immutable clinical events in DuckDB."""
+    pass  # the options only; the app's help is given to typer.Typer above
 
 
 class Exit(Exception):

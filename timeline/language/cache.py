@@ -77,6 +77,8 @@ def _code_fingerprint() -> list[Any]:
 def cache_key(dirs: Sequence[str | os.PathLike[str]], params: dict[str, dict[str, Any]] | None) -> str | None:
     """The key of a load of ``dirs`` with ``params``; None when it cannot be cached (a directory
     that does not exist: the loader reports it)."""
+    from timeline.language import loader
+
     h = hashlib.sha256()
     h.update(json.dumps(_code_fingerprint()).encode())
     h.update(json.dumps(params or {}, sort_keys=True, default=str).encode())
@@ -85,8 +87,7 @@ def cache_key(dirs: Sequence[str | os.PathLike[str]], params: dict[str, dict[str
         if not directory.is_dir():
             return None
         h.update(b"\0dir\0" + str(directory).encode())
-        # the loader's own order of files
-        for path in sorted(directory.rglob("*.yaml")) + sorted(directory.rglob("*.yml")):
+        for path in loader.rule_files(directory):
             h.update(b"\0file\0" + str(path).encode() + b"\0")
             h.update(path.read_bytes())
     return h.hexdigest()

@@ -841,6 +841,11 @@ def rule_dirs(extra: Sequence[str | os.PathLike[str]] = (), builtin: bool = True
     return dirs
 
 
+def rule_files(directory: Path) -> list[Path]:
+    """The rule files of a directory (``params.yaml`` included), in the order they are read."""
+    return sorted(directory.rglob("*.yaml")) + sorted(directory.rglob("*.yml"))
+
+
 def load_rules(
     dirs: Sequence[str | os.PathLike[str]] | None = None,
     *,
@@ -862,7 +867,7 @@ def load_rules(
         if not directory.is_dir():
             problems.append(Problem(str(directory), 0, 0, "rule directory does not exist"))
             continue
-        for path in sorted(directory.rglob("*.yaml")) + sorted(directory.rglob("*.yml")):
+        for path in rule_files(directory):
             text = path.read_text(encoding="utf-8", errors="replace")
             hasher.update(path.name.encode() + b"\0" + text.encode() + b"\0")
             doc = _Doc(str(path), text, problems)
