@@ -277,6 +277,11 @@ class Reference:
                 and (q is None or e["occurred_at"] <= q)
                 and (fld is None or e.get(fld) is not None)
             ]
+        return self._upto(self.indexed(sel, fld), q)
+
+    def indexed(self, sel: ast.Selector, fld: str | None) -> tuple[list[Event], list[datetime]]:
+        """Every matching event with the field set (ordered by occurred_at, seq) and their
+        times, found once per selector and field."""
         key = (id(sel), fld)
         if key not in self.sel_memo:
             candidates = (
@@ -288,7 +293,7 @@ class Reference:
                 e for e in candidates if self.matches(sel, e) and (fld is None or e.get(fld) is not None)
             ]
             self.sel_memo[key] = (found, [e["occurred_at"] for e in found])
-        return self._upto(self.sel_memo[key], q)
+        return self.sel_memo[key]
 
     def between(
         self,
@@ -302,8 +307,7 @@ class Reference:
         """The selector's events (of an instant each) visible at q inside the window [lo, hi]
         (each bound in or out as the window says), found by bisection: ``selected`` filtered
         by ``in_window``."""
-        self.selected(sel, q, fld)  # fills sel_memo
-        events, times = self.sel_memo[(id(sel), fld)]
+        events, times = self.indexed(sel, fld)
         i0 = 0 if lo is None else (bisect_left if w.start_inclusive else bisect_right)(times, lo)
         i1 = bisect_right(times, q)
         if hi is not None:
