@@ -310,6 +310,7 @@ def history(
     """
     sess = session(store, rules, param, as_known_at, wait)
     with sess.store:
+        sess.require_patient(patient)
         rows = sess.history(patient, rule, start, end)
         manifest = sess.manifest()
     if json_out:

@@ -338,12 +338,6 @@ def test_history_table_shows_an_edge_at_the_end_of_a_day_by_its_day(example_stor
     assert "23:59:59" not in result.stdout
 
 
-def test_history_of_a_patient_without_events_says_so(example_store: Path) -> None:
-    result = run_cli("history", "NOBODY", "--store", example_store)
-    assert result.exit_code == 0, result.output
-    assert "NOBODY: no events, no history" in result.stdout
-
-
 # ---- errors: one clean line, the right exit code, no traceback ------------------------------------------
 
 
@@ -355,6 +349,50 @@ def test_a_bad_at_value_is_a_usage_error(example_store: Path, at: str) -> None:
         f"error: --at {at!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"
     )
     assert NO_TRACEBACK not in result.output
+
+
+@pytest.mark.parametrize("at", ["0001-01-01", "1899-12-31", "9000-01-01", "9999-12-31T23:59"])
+def test_an_at_value_outside_the_supported_years_is_a_usage_error(example_store: Path, at: str) -> None:
+    result = run_cli("state", "P001", "--at", at, "--store", example_store)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: --at {at!r} is out of range: give a date from 1900-01-01 to 8999-12-31"
+    )
+
+
+@pytest.mark.parametrize("at", ["1900-01-01", "8999-12-31"])
+def test_an_at_value_at_the_ends_of_the_supported_years_is_evaluated(example_store: Path, at: str) -> None:
+    result = run_cli("state", "P001", "--at", at, "--store", example_store, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["states"]
+
+
+def test_explain_at_an_out_of_range_date_is_a_usage_error(example_store: Path) -> None:
+    result = run_cli("explain", "P001", "crp_normal", "--at", "0001-01-01", "--store", example_store)
+    assert result.exit_code == 2
+    assert "--at '0001-01-01' is out of range" in result.stderr
+
+
+def test_a_bad_history_bound_is_named_by_its_option(example_store: Path) -> None:
+    result = run_cli("history", "P001", "--from", "notadate", "--store", example_store)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: --from 'notadate' is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"
+    )
+
+
+def test_a_history_from_after_its_to_is_a_usage_error(example_store: Path) -> None:
+    result = run_cli("history", "P001", "--from", "2009-01-01", "--to", "2008-01-01", "--store", example_store)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --from 2009-01-01 is after --to 2008-01-01"
+
+
+def test_a_history_of_a_single_day_is_allowed(example_store: Path) -> None:
+    result = run_cli(
+        "history", "P001", "--from", "2008-02-10", "--to", "2008-02-10", "--json", "--store", example_store
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["intervals"]
 
 
 def test_an_at_value_with_a_time_zone_offset_is_refused(example_store: Path) -> None:
@@ -391,8 +429,12 @@ def test_an_unknown_rule_is_named_with_a_suggestion(example_store: Path, args: t
 
 @pytest.mark.parametrize(
     "args",
-    [("state", "p01", "--at", "2008-02-10"), ("explain", "p01", "crp_normal", "--at", "2008-02-10")],
-    ids=["state", "explain"],
+    [
+        ("state", "p01", "--at", "2008-02-10"),
+        ("explain", "p01", "crp_normal", "--at", "2008-02-10"),
+        ("history", "p01"),
+    ],
+    ids=["state", "explain", "history"],
 )
 def test_a_patient_without_events_is_named_with_a_suggestion(
     example_store: Path, args: tuple[str, ...]
@@ -422,6 +464,19 @@ def test_a_bad_as_known_at_value_is_a_usage_error(example_store: Path) -> None:
     result = run_cli("state", "P001", "--at", "2008-02-10", "--as-known-at", "soon", "--store", example_store)
     assert result.exit_code == 2
     assert "soon" in result.stderr
+    assert NO_TRACEBACK not in result.output
+
+
+def test_an_as_known_at_on_the_last_day_of_the_calendar_sees_the_whole_record(example_store: Path) -> None:
+    result = run_cli("events", "P001", "--as-known-at", "9999-12-31", "--store", example_store, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["high_water"] == 14
+
+
+def test_an_as_known_at_before_year_1_in_utc_is_a_usage_error(example_store: Path) -> None:
+    result = run_cli("events", "P001", "--as-known-at", "0001-01-01T00:00+05:00", "--store", example_store)
+    assert result.exit_code == 2
+    assert "as-known-at '0001-01-01T00:00+05:00' is out of range" in result.stderr
     assert NO_TRACEBACK not in result.output
 
 

@@ -276,6 +276,14 @@ def test_not_a_meds_directory(tmp_path: Path) -> None:
     reject(tmp_path, garbage, "not readable as Parquet")
 
 
+def test_a_data_file_with_a_damaged_page_is_named(exported: Path, tmp_path: Path) -> None:
+    shard = exported / "data" / "0.parquet"
+    data = bytearray(shard.read_bytes())
+    data[4:68] = b"\xff" * 64  # the first page; the footer, read first, is intact
+    shard.write_bytes(bytes(data))
+    reject(tmp_path, exported, "file: data/0.parquet: not readable as Parquet: ")
+
+
 def test_foreign_meds_without_the_native_record(exported: Path, tmp_path: Path) -> None:
     rewrite(exported, "SELECT subject_id, time, code, numeric_value FROM d")
     reject(tmp_path, exported, "field event_id: required MEDS column is missing", "field native")

@@ -9,6 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message, with unprintable characters escaped (a file
+    reader's message can quote the damaged bytes)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
 class TimelineError(Exception):
     """Root of every error the library raises on purpose."""
 

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from timeline import codes, events, meds
-from timeline.errors import IngestError, ResourceError, RowError, UsageError
+from timeline.errors import IngestError, ResourceError, RowError, UsageError, first_line
 from timeline.integrity import row_hash_sql, seal_batch
 from timeline.store import EVENT_COLUMNS, Store, _quote, insert_rows, lower_memory_limit, out_of_room
 from timeline.units import UnitError, conversion
@@ -50,8 +50,13 @@ MAX_REPORTED = 1000
 INGEST_MEMORY_LIMIT = 512 * 10**6
 MEASURED_KINDS = ("weight", "height", "body_temperature", "lab", "assessment")
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
-_DATETIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$"
-_OFFSET = r"(Z|[+-]\d{2}:?\d{2})$"
+# A UTC offset: Z, or ±HH:MM (±HHMM) from -14:00 to +14:00, the offsets in use (a bad one
+# would shift the time it qualifies)
+_ZONE = r"(Z|[+-](0\d|1[0-3]):?[0-5]\d|[+-]14:?00)"
+_DATETIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?" + _ZONE + "?$"
+_OFFSET = _ZONE + "$"
+# what looks like an offset, valid or not (for the message)
+_ANY_OFFSET = r"[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?[+-]\d{2}:?\d{2}$"
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
 _LOWERED = ("kind", "sex", "drug", "route", "frequency", "action", "dose_unit")
@@ -112,6 +117,8 @@ def ingest_file(
     except duckdb.Error as exc:
         if fmt == "csv" and "CSV Error" in str(exc):  # found while _stage parsed the file
             raise IngestError(str(source), [_csv_error(str(exc))]) from exc
+        if fmt == "parquet":
+            _damaged(con, str(source))
         raise
     finally:
         con.execute(restore)  # first: the clean-up may need more than the ingest's limit
@@ -397,9 +404,7 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     try:
         described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_quote(str(path))})").fetchall()
     except duckdb.Error as exc:
-        raise IngestError(
-            str(path), [RowError(None, None, f"not a readable Parquet file: {str(exc).splitlines()[0]}")]
-        ) from exc
+        raise _not_parquet(str(path), exc) from exc
     names = [str(r[0]) for r in described]
     present = _check_columns(str(path), names)
     types = {str(r[0]): str(r[1]) for r in described}
@@ -664,9 +669,15 @@ def _checks(store: Store, op: str, now_local: datetime, unique_ids: bool = False
         add(col, f"{nonnull} AND s.kind IN {_in(refusing)}", "'does not apply to kind ' || s.kind")
     # dates
     for col, ts in (("occurred_at", "occ_ts"), ("ended_at", "end_ts")):
+        bad_offset = f"regexp_matches(s.{col}, '{_ANY_OFFSET}') AND NOT regexp_matches(s.{col}, '{_OFFSET}')"
         add(
             col,
-            f"s.{col} IS NOT NULL AND s.{ts} IS NULL",
+            f"s.{col} IS NOT NULL AND s.{ts} IS NULL AND {bad_offset}",
+            "'has an impossible UTC offset (give Z, or -14:00 to +14:00): ' || tl_quote(s." + col + ")",
+        )
+        add(
+            col,
+            f"s.{col} IS NOT NULL AND s.{ts} IS NULL AND NOT ({bad_offset})",
             "'not a valid date or date-time (YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM]): ' || tl_quote(s."
             + col
             + ")",
@@ -943,6 +954,22 @@ def _write_batch(
                 source_sha256=source_sha256, reason=reason,
             ))  # fmt: skip
         return IngestResult(source, batch_id, n_new, duplicates, hw + n_new, time.perf_counter() - started)
+
+
+def _damaged(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    """After an ingest of a Parquet file failed: reject the file if it cannot be read to the
+    end. The file is read by the stage, through the view ``tl_raw``; only its footer was read
+    before, and a damaged page fails only when read. Reads every value again, so it runs only
+    once something has failed."""
+    try:
+        con.execute("SELECT sum(hash(COLUMNS(*))) FROM tl_raw").fetchall()
+    except duckdb.Error as exc:
+        if not out_of_room(exc):
+            raise _not_parquet(source, exc) from exc
+
+
+def _not_parquet(source: str, exc: duckdb.Error) -> IngestError:
+    return IngestError(source, [RowError(None, None, f"not a readable Parquet file: {first_line(exc)}")])
 
 
 @contextmanager

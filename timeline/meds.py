@@ -42,8 +42,8 @@ from typing import Any
 import duckdb
 
 from timeline import __version__, codes, events
-from timeline.errors import IngestError, RowError, UsageError
-from timeline.store import Store, _quote, utc_now
+from timeline.errors import IngestError, RowError, UsageError, first_line
+from timeline.store import Store, _quote, out_of_room, utc_now
 
 MEDS_VERSION = "0.4.1"  # the schema followed: the `meds` package, 0.4.x
 DATA_DIR = "data"
@@ -412,8 +412,22 @@ def _types(con: duckdb.DuckDBPyConnection, files: list[Path], source: Path) -> d
             f"DESCRIBE SELECT * FROM read_parquet([{', '.join(_quote(str(f)) for f in files)}], union_by_name = true)"
         ).fetchall()
     except duckdb.Error as exc:
-        raise _fail(source, f"not readable as Parquet: {str(exc).splitlines()[0]}") from exc
+        raise _fail(source, f"not readable as Parquet: {first_line(exc)}") from exc
     return {str(r[0]): str(r[1]) for r in described}
+
+
+def _damaged(con: duckdb.DuckDBPyConnection, files: list[Path], source: Path) -> None:
+    """After reading the data files failed: reject the dataset naming the first file that
+    cannot be read to the end (only its footer was read before; a damaged page fails only
+    when read). Reads every value again, so it runs only once something has failed."""
+    for f in files:
+        try:
+            con.execute(f"SELECT sum(hash(COLUMNS(*))) FROM read_parquet({_quote(str(f))})").fetchall()
+        except duckdb.Error as exc:
+            if out_of_room(exc):
+                return
+            name = f.relative_to(source).as_posix()
+            raise _fail(source, f"{name}: not readable as Parquet: {first_line(exc)}") from exc
 
 
 def load_raw(con: duckdb.DuckDBPyConnection, source: Path) -> None:
@@ -484,17 +498,21 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Path) -> None:
         )
         offset += n
     file_list = ", ".join(_quote(str(f)) for f in files)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE tl_meds_primary AS
-        SELECT fl.first + d.file_row_number + 1 AS __row, d.subject_id::BIGINT AS subject_id,
-               d.code, d.event_id::VARCHAR AS event_id, d.native::VARCHAR AS native, m.patient_id,
-               CASE WHEN json_valid(d.native::VARCHAR) THEN json_type(d.native::VARCHAR) = 'OBJECT'
-                    ELSE false END AS is_object
-        FROM read_parquet([{file_list}], filename = true, file_row_number = true, union_by_name = true) d
-        JOIN tl_meds_files fl ON fl.path = d.filename
-        LEFT JOIN tl_meds_map m ON m.subject_id = d.subject_id::BIGINT
-        WHERE d.native IS NOT NULL"""
-    )
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE tl_meds_primary AS
+            SELECT fl.first + d.file_row_number + 1 AS __row, d.subject_id::BIGINT AS subject_id,
+                   d.code, d.event_id::VARCHAR AS event_id, d.native::VARCHAR AS native, m.patient_id,
+                   CASE WHEN json_valid(d.native::VARCHAR) THEN json_type(d.native::VARCHAR) = 'OBJECT'
+                        ELSE false END AS is_object
+            FROM read_parquet([{file_list}], filename = true, file_row_number = true, union_by_name = true) d
+            JOIN tl_meds_files fl ON fl.path = d.filename
+            LEFT JOIN tl_meds_map m ON m.subject_id = d.subject_id::BIGINT
+            WHERE d.native IS NOT NULL"""
+        )
+    except duckdb.Error:
+        _damaged(con, files, source)
+        raise
     kinds = ", ".join(f"({_quote(_SPECIAL_KIND_CODES.get(k, k.upper()))}, {_quote(k)})" for k in events.KINDS)
     con.execute("CREATE OR REPLACE TEMP TABLE tl_meds_kinds (prefix VARCHAR, kind VARCHAR)")
     con.execute(f"INSERT INTO tl_meds_kinds VALUES {kinds}")

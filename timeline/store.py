@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -115,12 +115,16 @@ def parse_moment(text: str) -> datetime:
     s = text.strip()
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
-            return datetime.fromisoformat(s) + timedelta(days=1) - timedelta(microseconds=1)
+            return datetime.combine(date.fromisoformat(s), datetime.max.time())
         dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+        if dt.tzinfo is not None:
+            dt = dt.astimezone(UTC).replace(tzinfo=None)
     except ValueError as exc:
         raise UsageError(f"as-known-at {text!r} is not a date or ISO date-time") from exc
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError as exc:
+        raise UsageError(
+            f"as-known-at {text!r} is out of range (in UTC, before year 1 or after 9999)"
+        ) from exc
     return dt
 
 

@@ -29,22 +29,37 @@ MACROS = [
 ]
 
 
-def parse_at(text: str) -> tuple[datetime, str]:
+# The instants a query can name. No event lies before 1900 (ingest refuses it), and the engine
+# moves an instant by the durations rules use (years, at most), which must stay within
+# Python's calendar (years 1 to 9999).
+AT_MIN, AT_MAX = datetime(1900, 1, 1), datetime(9000, 1, 1)
+
+
+def parse_at(text: str, option: str = "--at") -> tuple[datetime, str]:
     """A query date or date-time → (instant q, label). A date means the whole day: the last
-    microsecond of it, so every event on that date is visible."""
+    microsecond of it, so every event on that date is visible. ``option`` names the text in
+    messages."""
     s = text.strip()
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
             day = datetime.fromisoformat(s)
-            return day + timedelta(days=1, microseconds=-1), s
-        dt = datetime.fromisoformat(s)
+            q = day + timedelta(days=1, microseconds=-1)
+        else:
+            q = datetime.fromisoformat(s)
     except ValueError as exc:
-        raise UsageError(f"--at {text!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)") from exc
-    if dt.tzinfo is not None:
         raise UsageError(
-            f"--at {text!r}: give clinical times without an offset (they are in the store's time zone)"
+            f"{option} {text!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"
+        ) from exc
+    if q.tzinfo is not None:
+        raise UsageError(
+            f"{option} {text!r}: give clinical times without an offset (they are in the store's time zone)"
         )
-    return dt, s
+    if not AT_MIN <= q < AT_MAX:
+        raise UsageError(
+            f"{option} {text!r} is out of range: give a date from {AT_MIN:%Y-%m-%d} to "
+            f"{AT_MAX - timedelta(days=1):%Y-%m-%d}"
+        )
+    return q, s
 
 
 @dataclass(slots=True)
@@ -399,8 +414,10 @@ class Session:
     ) -> list[dict[str, Any]]:
         """Intervals [start, end) over which each rule's value held, exact at change points."""
         ids = self.rule_ids(rule_ids)
-        lo = parse_at(start)[0] - timedelta(days=1) + timedelta(microseconds=1) if start else None
-        hi = parse_at(end)[0] if end else None
+        lo = parse_at(start, "--from")[0] - timedelta(days=1) + timedelta(microseconds=1) if start else None
+        hi = parse_at(end, "--to")[0] if end else None
+        if lo is not None and hi is not None and lo > hi:
+            raise UsageError(f"--from {start} is after --to {end}")
         events_sql = self._events_sql([patient])  # fetched once, read by every rule below
         span = self.con.execute(
             f"SELECT min(occurred_at) FILTER (WHERE kind <> 'birth'), max(occurred_at) FROM ({events_sql})"
