@@ -382,7 +382,9 @@ def test_a_bad_history_bound_is_named_by_its_option(example_store: Path) -> None
 
 
 def test_a_history_from_after_its_to_is_a_usage_error(example_store: Path) -> None:
-    result = run_cli("history", "P001", "--from", "2009-01-01", "--to", "2008-01-01", "--store", example_store)
+    result = run_cli(
+        "history", "P001", "--from", "2009-01-01", "--to", "2008-01-01", "--store", example_store
+    )
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: --from 2009-01-01 is after --to 2008-01-01"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 
 from benchmarks import gen
 from tests.support import run_cli, snapshot
+from timeline import meds
 from timeline.errors import IngestError, UsageError
 from timeline.ingest import ingest_file
 from timeline.meds import ARROW_SCHEMA, DATA_COLUMNS, export_meds, subject_id_sql
@@ -347,6 +349,29 @@ def test_export_refuses_a_bad_target(example_store: Path, tmp_path: Path) -> Non
         export_meds(s, tmp_path / "empty-ok")  # a new directory
     assert (tmp_path / "full" / "x").read_text() == "keep me"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no half-written leftovers
+
+
+def test_export_into_a_directory_that_cannot_be_written_is_an_error_not_a_crash(
+    example_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(meds.tempfile, "mkdtemp", refuse)
+    result = run_cli("export", "--format", "meds", tmp_path / "out", "--store", example_store)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: cannot write {tmp_path / 'out'}: Permission denied"
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_exported_dataset_has_the_users_usual_permissions(example_store: Path, tmp_path: Path) -> None:
+    mask = os.umask(0o022)
+    try:
+        with Store.open(example_store) as s:
+            export_meds(s, tmp_path / "out")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
 
 
 def test_ingest_error_type_for_library_callers(exported: Path, tmp_path: Path) -> None:

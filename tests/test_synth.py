@@ -270,3 +270,16 @@ def test_cli_writes_refuses_to_overwrite_and_applies(tmp_path: Path) -> None:
     counts = json.loads(applied.stdout)
     assert counts["corrections"] + counts["retractions"] == data["amendments"] and counts["skipped"] == 0
     assert "Example" in run_cli("synth", "--help").stdout
+
+
+def test_a_directory_that_cannot_be_written_is_an_error_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(synth.tempfile, "mkdtemp", refuse)
+    result = run_cli("synth", "-n", "5", "-o", tmp_path / "c.csv")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: cannot write {tmp_path / 'c.csv'}: Permission denied"
+    assert list(tmp_path.iterdir()) == []

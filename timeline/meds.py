@@ -42,7 +42,7 @@ from typing import Any
 import duckdb
 
 from timeline import __version__, codes, events
-from timeline.errors import IngestError, RowError, UsageError, first_line
+from timeline.errors import IngestError, RowError, TimelineError, UsageError, first_line
 from timeline.store import Store, _quote, out_of_room, utc_now
 
 MEDS_VERSION = "0.4.1"  # the schema followed: the `meds` package, 0.4.x
@@ -211,8 +211,13 @@ def export_meds(
         raise UsageError(f"directory {target.parent} does not exist")
     hw = store.high_water(as_known_at)
     con = store.con
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
+        work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:
+        raise TimelineError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    try:
+        # mkdtemp makes the directory private; the dataset gets the user's usual permissions
+        os.chmod(work, 0o777 & ~_umask())
         (work / DATA_DIR).mkdir()
         (work / "metadata").mkdir()
         # One row per patient: its subject_id, row count and shard (a light pass: only the
@@ -263,8 +268,10 @@ def export_meds(
         if target.exists():
             target.rmdir()
         os.replace(work, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise TimelineError(f"cannot write {target}: {exc.strerror or exc}") from exc
         raise
     finally:
         for name in ("tl_meds_subjects", "tl_meds_codes"):
@@ -279,6 +286,12 @@ def export_meds(
         as_known_at=as_known_at.isoformat() if as_known_at else None,
         seconds=time.perf_counter() - started,
     )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _write_metadata(

@@ -1051,7 +1051,10 @@ def synthesize(
     chunks = [(lo, min(lo + size, patients + 1)) for lo in range(1, patients + 1, size)]
     n_workers = max(1, min(workers or default_workers(), len(chunks)))
     tmp = target.with_name(f".{target.name}.part-{os.getpid()}")
-    parts = Path(tempfile.mkdtemp(prefix=f".{target.name}.chunks-", dir=target.parent))
+    try:
+        parts = Path(tempfile.mkdtemp(prefix=f".{target.name}.chunks-", dir=target.parent))
+    except OSError as exc:
+        raise TimelineError(f"cannot write {target}: {exc.strerror or exc}") from exc
     events = 0
     try:
         writer: _Appender = _ParquetAppender(tmp) if kind == "parquet" else _CsvAppender(tmp)
