@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.support import ROOT, run_cli, subprocess_env
+from tests.support import ROOT, run_cli, snapshot, subprocess_env
 from timeline import synth
 from timeline.engine.evaluate import Session
 from timeline.ingest import ingest_file
@@ -283,3 +283,41 @@ def test_a_directory_that_cannot_be_written_is_an_error_not_a_crash(
     assert result.exit_code == 1
     assert result.stderr.strip() == f"error: cannot write {tmp_path / 'c.csv'}: Permission denied"
     assert list(tmp_path.iterdir()) == []
+
+
+def _amend(tmp_path: Path, *lines: dict[str, Any]) -> Path:
+    path = tmp_path / "amend.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+RETRACT = {"op": "retract", "event_id": "p1-wt1", "reason": "wrong patient", "author": "a"}
+
+
+def test_an_amendment_of_an_unknown_event_stops_the_file_before_anything_is_applied(
+    example_store: Path, tmp_path: Path
+) -> None:
+    path = _amend(tmp_path, RETRACT, {**RETRACT, "event_id": "nope"})
+    before = snapshot(example_store)
+    result = run_cli("synth", "--apply-amendments", path, "--store", example_store)
+    assert result.exit_code == 5
+    assert result.stderr.strip() == f"error: {path}: line 2: no event with id 'nope'; nothing applied"
+    assert snapshot(example_store) == before
+
+
+def test_a_rejected_amendment_names_its_line_and_what_was_kept(example_store: Path, tmp_path: Path) -> None:
+    bad = {"op": "correct", "event_id": "p1-crp1", "set": {"value": "abc"}, "reason": "typo", "author": "a"}
+    path = _amend(tmp_path, RETRACT, bad)
+    result = run_cli("synth", "--apply-amendments", path, "--store", example_store)
+    assert result.exit_code == 6
+    where = f"{path}: line 2 (correct p1-crp1)"
+    assert result.stderr.splitlines() == [
+        f"error: {where}: batch rejected, nothing written (1 error)",
+        f"  {where}: field value: not a number: 'abc'",
+        "  1 amendment(s) before line 2 applied and kept (0 already applied); applying the file again skips them",
+    ]
+    fixed = _amend(tmp_path, RETRACT, {**bad, "set": {"value": "3"}})
+    again = run_cli("synth", "--apply-amendments", fixed, "--store", example_store, "--json")
+    assert json.loads(again.stdout) == {
+        "store": str(example_store), "corrections": 1, "retractions": 0, "skipped": 1
+    }  # fmt: skip

@@ -52,7 +52,7 @@ from typing import Any
 
 import duckdb
 
-from timeline.errors import TimelineError, UsageError
+from timeline.errors import IngestError, RowError, TimelineError, UnknownEventError, UsageError
 from timeline.events import NATIVE_COLUMNS
 
 Progress = Callable[[float], None]
@@ -1427,8 +1427,24 @@ def _shift_row_group(rg: list[list[Any]], shift: int) -> None:
 # ---- amendments ---------------------------------------------------------------------------
 
 
+@dataclass
+class AmendmentError(IngestError):
+    """One amendment of a file was rejected; those before it stay applied (``kept`` says how
+    many)."""
+
+    kept: str = ""
+
+    def details(self) -> list[str]:
+        return [*super().details(), self.kept]
+
+
 def read_amendments(path: str | Path) -> Iterator[dict[str, Any]]:
     """The amendments of a JSON Lines file, one dict per line (op, event_id, set, reason, author)."""
+    for _, item in _numbered_amendments(path):
+        yield item
+
+
+def _numbered_amendments(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     source = Path(path)
     if not source.is_file():
         raise UsageError(f"no such amendments file: {source}")
@@ -1444,7 +1460,7 @@ def read_amendments(path: str | Path) -> Iterator[dict[str, Any]]:
                 raise UsageError(
                     f"{source}: line {number}: expected an object with op 'correct' or 'retract'"
                 )
-            yield item
+            yield number, item
 
 
 def apply_amendments(
@@ -1458,7 +1474,8 @@ def apply_amendments(
     retractions, skipped)."""
     from timeline.ingest import correct, retract
 
-    items = list(read_amendments(path))
+    numbered = list(_numbered_amendments(path))
+    items = [item for _, item in numbered]
     latest = {
         str(eid): (str(op), reason, author)
         for eid, op, reason, author in store.con.execute(
@@ -1468,18 +1485,33 @@ def apply_amendments(
             [[str(item["event_id"]) for item in items]],
         ).fetchall()
     }
+    # an event the store does not hold stops the file before anything is applied
+    for number, item in numbered:
+        if str(item["event_id"]) not in latest:
+            raise UnknownEventError(
+                f"{path}: line {number}: no event with id {str(item['event_id'])!r}; nothing applied"
+            )
     corrected = retracted = skipped = 0
-    for i, item in enumerate(items, start=1):
-        op, reason, author = latest.get(str(item["event_id"]), ("", None, None))
-        if op == item["op"] and reason == item["reason"] and author == item["author"]:
-            skipped += 1
-        elif item["op"] == "correct":
-            changes = {str(k): str(v) for k, v in dict(item["set"]).items()}
-            correct(store, item["event_id"], changes, reason=item["reason"], author=item["author"])
-            corrected += 1
-        else:
-            retract(store, item["event_id"], reason=item["reason"], author=item["author"])
-            retracted += 1
+    for i, (number, item) in enumerate(numbered, start=1):
+        op, reason, author = latest[str(item["event_id"])]
+        try:
+            if op == item["op"] and reason == item["reason"] and author == item["author"]:
+                skipped += 1
+            elif item["op"] == "correct":
+                changes = {str(k): str(v) for k, v in dict(item["set"]).items()}
+                correct(store, item["event_id"], changes, reason=item["reason"], author=item["author"])
+                corrected += 1
+            else:
+                retract(store, item["event_id"], reason=item["reason"], author=item["author"])
+                retracted += 1
+        except IngestError as exc:
+            # each amendment is its own batch: the ones before this line stay applied
+            raise AmendmentError(
+                f"{path}: line {number} ({item['op']} {item['event_id']})",
+                [RowError(None, e.field, e.reason) for e in exc.errors],
+                kept=f"{corrected + retracted} amendment(s) before line {number} applied and kept "
+                f"({skipped} already applied); applying the file again skips them",
+            ) from exc
         if progress is not None:
             progress(100.0 * i / len(items))
     return corrected, retracted, skipped
