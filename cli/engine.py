@@ -430,7 +430,7 @@ def rules_show(
     Example:
 
     ```
-    timeline rules show mas_2016
+    timeline rules show mas
     ```
     """
     rs = load(rules, param)

@@ -453,7 +453,7 @@ def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False)
 
 @app.command()
 def info(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False) -> None:
-    """Show the store's file, time zone, size and high-water sequence.
+    """Show the store's file, time zone, counts (events, batches, patients) and high-water sequence.
 
     Example:
 

@@ -6,6 +6,7 @@ built-in pack."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -604,3 +605,12 @@ def test_rules_list_gives_a_number_in_the_unit_its_rule_declares() -> None:
     assert result.exit_code == 0, result.output
     listed = {r["id"]: r["type"] for r in json.loads(result.stdout)["rules"]}
     assert listed["ms_score"] == "number [{score}]"
+
+
+def test_the_readmes_example_rule_file_loads_and_its_examples_pass(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"A rule file:\n\n```yaml\n(.*?)```", readme, re.S)
+    assert found is not None
+    (tmp_path / "crp_normal.yaml").write_text(found.group(1), encoding="utf-8")
+    result = run_cli("rules", "test", "--rules", tmp_path, "--rule", "crp_normal")
+    assert result.exit_code == 0, result.output
