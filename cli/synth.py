@@ -90,6 +90,8 @@ def synth(
     if patients is None or out is None:
         raise UsageError("give --patients N and --out FILE (or --apply-amendments FILE --store STORE)")
     for path in (out, amendments):
+        if path is not None and path.is_dir():
+            raise UsageError(f"{path} is a directory")
         if path is not None and path.exists() and not force:
             raise UsageError(f"{path} exists: use --force to overwrite it")
     if amendments is not None and amendments.resolve() == out.resolve():

@@ -614,3 +614,9 @@ def test_the_readmes_example_rule_file_loads_and_its_examples_pass(tmp_path: Pat
     (tmp_path / "crp_normal.yaml").write_text(found.group(1), encoding="utf-8")
     result = run_cli("rules", "test", "--rules", tmp_path, "--rule", "crp_normal")
     assert result.exit_code == 0, result.output
+
+
+def test_a_missing_rule_directory_is_named_without_a_line_and_column(tmp_path: Path) -> None:
+    result = run_cli("rules", "check", "--rules", tmp_path / "nodir")
+    assert result.exit_code == 8
+    assert f"  {tmp_path / 'nodir'}: rule directory does not exist" in result.stderr.splitlines()

@@ -321,3 +321,24 @@ def test_a_rejected_amendment_names_its_line_and_what_was_kept(example_store: Pa
     assert json.loads(again.stdout) == {
         "store": str(example_store), "corrections": 1, "retractions": 0, "skipped": 1
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("-o", "c.csv", "--format", "xml"), "unknown --format 'xml': give parquet or csv"),
+        (("-o", "c.csv", "--amendments", "nodir/a.jsonl"), "no such directory: nodir"),
+        (("-o", "c.csv", "--amendments", "sub", "--force"), "sub is a directory"),
+        (("-o", "sub"), "sub is a directory"),
+    ],
+    ids=["unknown-format", "amendments-in-missing-dir", "amendments-is-a-dir", "out-is-a-dir"],
+)
+def test_a_bad_output_option_is_refused_before_generating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    result = run_cli("synth", "-n", "5", *args)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {message}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]

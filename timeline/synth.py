@@ -1038,14 +1038,17 @@ def synthesize(
         raise UsageError(f"--seed must be a whole number from 0 to 2^63 - 1: {seed}")
     target = Path(out)
     kind = fmt.lower() if fmt else FORMATS.get(target.suffix.lower())
+    if fmt and kind not in ("parquet", "csv"):
+        raise UsageError(f"unknown --format {fmt!r}: give parquet or csv")
     if kind not in ("parquet", "csv"):
         raise UsageError(
             f"cannot tell the format of {str(target)!r}: name it .parquet or .csv (or give --format)"
         )
-    if target.is_dir():
-        raise UsageError(f"{target} is a directory")
-    if not target.parent.is_dir():
-        raise UsageError(f"no such directory: {target.parent}")
+    for path in (target, *([Path(amendments)] if amendments is not None else [])):
+        if path.is_dir():
+            raise UsageError(f"{path} is a directory")
+        if not path.parent.is_dir():
+            raise UsageError(f"no such directory: {path.parent}")
     started = time.perf_counter()
     size = chunk or chunk_size(patients)
     chunks = [(lo, min(lo + size, patients + 1)) for lo in range(1, patients + 1, size)]
@@ -1056,6 +1059,7 @@ def synthesize(
     except OSError as exc:
         raise TimelineError(f"cannot write {target}: {exc.strerror or exc}") from exc
     events = 0
+    writing = target  # the file being written, for an error
     try:
         writer: _Appender = _ParquetAppender(tmp) if kind == "parquet" else _CsvAppender(tmp)
         pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="synth")
@@ -1079,10 +1083,12 @@ def synthesize(
             pool.shutdown(wait=True, cancel_futures=True)  # on an error, drop the queued chunks
         n_amend: int | None = None
         if amendments is not None:
-            n_amend = _write_amendments(seed, patients, Path(amendments))
+            writing = Path(amendments)
+            n_amend = _write_amendments(seed, patients, writing)
+        writing = target
         tmp.replace(target)
     except (duckdb.Error, OSError) as exc:
-        raise TimelineError(f"cannot write {target}: {str(exc).splitlines()[0]}") from exc
+        raise TimelineError(f"cannot write {writing}: {str(exc).splitlines()[0]}") from exc
     finally:
         tmp.unlink(missing_ok=True)
         shutil.rmtree(parts, ignore_errors=True)
