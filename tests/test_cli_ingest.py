@@ -229,6 +229,38 @@ def test_time_with_an_offset_is_converted_into_the_store_time_zone(tmp_path: Pat
     )
 
 
+def _parquet_with_time(tmp_path: Path, time_sql: str) -> Path:
+    path = tmp_path / "t.parquet"
+    con = duckdb.connect()
+    try:
+        con.execute(
+            f"""COPY (SELECT 't-1' AS event_id, 'P001' AS patient_id, 'body_temperature' AS kind,
+                             {time_sql} AS occurred_at, 38.0 AS value, 'Cel' AS unit)
+                TO '{path}' (FORMAT parquet)"""
+        )
+    finally:
+        con.close()
+    return path
+
+
+def test_a_parquet_time_with_a_zone_is_converted_into_the_store_time_zone(tmp_path: Path) -> None:
+    store = tmp_path / "madrid.duckdb"
+    run_cli("init", "--store", store, "--timezone", "Europe/Madrid")
+    path = _parquet_with_time(tmp_path, "TIMESTAMPTZ '2009-03-01 08:00:00+00'")  # pandas' tz-aware
+    assert run_cli("ingest", path, "--store", store, "--author", "t").exit_code == 0
+    [stored] = json.loads(run_cli("events", "P001", "--store", store, "--json").stdout)["events"]
+    assert stored["occurred_at"] == "2009-03-01T09:00:00"
+
+
+def test_a_parquet_time_in_nanoseconds_is_stored_to_the_microsecond(tmp_path: Path) -> None:
+    store = tmp_path / "s.duckdb"
+    run_cli("init", "--store", store)
+    path = _parquet_with_time(tmp_path, "'2009-03-01 08:00:00.123456789'::TIMESTAMP_NS")  # pandas' default
+    assert run_cli("ingest", path, "--store", store, "--author", "t").exit_code == 0
+    [stored] = json.loads(run_cli("events", "P001", "--store", store, "--json").stdout)["events"]
+    assert stored["occurred_at"] == "2009-03-01T08:00:00.123457"
+
+
 def test_jsonl_gives_the_same_timeline_as_csv(
     example_store: Path, empty_store: Path, example_jsonl: Path
 ) -> None:

@@ -408,12 +408,25 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     names = [str(r[0]) for r in described]
     present = _check_columns(str(path), names)
     types = {str(r[0]): str(r[1]) for r in described}
-    cols = ", ".join(c if _passthrough(c, types[c]) else f"{c}::VARCHAR AS {c}" for c in present)
+    cols = ", ".join(_parquet_column(c, types[c]) for c in present)
     con.execute(  # a view: the file is read once, by _stage
         f"""CREATE OR REPLACE TEMP VIEW tl_raw AS
         SELECT file_row_number + 1 AS __row, {cols}
         FROM read_parquet({_quote(str(path))}, file_row_number = true)"""
     )
+
+
+def _parquet_column(col: str, raw_type: str) -> str:
+    """A Parquet column as the stage reads it: as it is (see _passthrough), else as text. A
+    time with a zone (pandas' tz-aware datetimes) becomes its UTC text with ``Z``, which the
+    stage converts to the store's zone; nanoseconds are rounded to the store's microseconds."""
+    if _passthrough(col, raw_type):
+        return col
+    if raw_type == "TIMESTAMP WITH TIME ZONE":
+        return f"strftime(timezone('UTC', {col}), '%Y-%m-%dT%H:%M:%S.%fZ') AS {col}"
+    if raw_type == "TIMESTAMP_NS":
+        return f"{col}::TIMESTAMP::VARCHAR AS {col}"
+    return f"{col}::VARCHAR AS {col}"
 
 
 def _write_rows(
