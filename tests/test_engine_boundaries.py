@@ -859,6 +859,25 @@ def test_held_for_names_each_distinct_unknown_reason_once_in_order(bench: Bench)
     )
 
 
+def test_held_for_names_each_clause_of_its_moments_reasons_once(bench: Bench) -> None:
+    def known_if(kind: str, reason: str) -> dict[str, Any]:
+        value = {"not": {"exists": {"select": FEVER, "window": "1 day"}}}
+        condition = {"exists": {"select": {"kind": kind}, "window": "2 days"}}
+        return {"unknown_unless": {"value": value, "condition": condition, "reason": reason}}
+
+    both = {"all": [known_if("body_temperature", "no temperature"), known_if("weight", "no weight")]}
+    bench.rule("r", {"held_for": {"expr": both, "duration": "5 days"}})
+    # before the weight and after its 2 days: both reasons; in between: the temperature's only
+    bench.events(
+        [{"patient_id": "X", "kind": "weight", "occurred_at": "2009-03-01", "value": 20, "unit": "kg"}]
+    )
+    result = bench.state("r", "2009-03-05")
+    assert (result.value, result.why) == (
+        None,
+        "not known at every moment of the last 5 days: no temperature; no weight",
+    )
+
+
 # ---- drugs --------------------------------------------------------------------------------------------
 
 

@@ -66,6 +66,12 @@ def q_(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _clauses(whys: str) -> str:
+    """SQL: the reasons of the list ``whys`` as one text, each clause ("; "-separated) once,
+    in sorted order, or NULL: the moments of a window repeat most of each other's clauses."""
+    return f"nullif(array_to_string(list_sort(list_distinct(flatten(list_transform(list_filter({whys}, lambda w: w IS NOT NULL), lambda w: string_split(w, '; '))))), '; '), '')"
+
+
 def _num(value: float) -> str:
     return repr(float(value)) if value == value else "'nan'::DOUBLE"
 
@@ -903,7 +909,7 @@ class Compiler:
                 CASE WHEN count(*) FILTER (WHERE e.b = false) > 0 THEN false WHEN count(*) FILTER (WHERE e.b IS NULL) > 0 THEN NULL ELSE true END AS b,
                 NULL::DOUBLE AS x,
                 CASE WHEN count(*) FILTER (WHERE e.b = false) = 0 AND count(*) FILTER (WHERE e.b IS NULL) > 0
-                     THEN 'not known at every moment of the last {d}: ' || string_agg(DISTINCT e.why, '; ' ORDER BY e.why) FILTER (WHERE e.b IS NULL) END AS why,
+                     THEN 'not known at every moment of the last {d}: ' || {_clauses("list(e.why) FILTER (WHERE e.b IS NULL)")} END AS why,
                 list_distinct(flatten(list(e.ev))) AS ev, min(p.q) AS lo, p.q0 AS hi,
                 CASE WHEN count(*) FILTER (WHERE e.b = false) > 0
                      THEN 'not true on ' || strftime(min(p.q) FILTER (WHERE e.b = false), '%Y-%m-%d') || ' (within the last {d})'
@@ -986,7 +992,7 @@ class Compiler:
         )
         reasons = self.add(
             self.fresh("w"),
-            f"""SELECT h.patient_id, h.q, string_agg(DISTINCT u.why, '; ' ORDER BY u.why) AS why
+            f"""SELECT h.patient_id, h.q, {_clauses("list(u.why)")} AS why
                 FROM {held} h JOIN {unknown} u ON u.patient_id = h.patient_id AND u.s <= h.q AND u.e >= h.q - {d.sql()}
                 WHERE h.b IS NULL GROUP BY h.patient_id, h.q""",
         )

@@ -154,6 +154,12 @@ def _distinct(whys: Iterable[str | None]) -> str | None:
     return "; ".join(parts) if parts else None
 
 
+def _clauses(whys: Iterable[str | None]) -> list[str]:
+    """held_for names each clause ("; "-separated) of its moments' reasons once, sorted:
+    the moments of a window repeat most of each other's clauses."""
+    return sorted({c for w in whys if w for c in w.split("; ")})
+
+
 def _flat(vals: Iterable[Val]) -> tuple[int, ...]:
     return tuple(s for v in vals for s in v.ev)
 
@@ -713,7 +719,7 @@ class Reference:
         if false:
             return Val(False, None, ev, f"not true on {day(min(false))} (within the last {d})")
         note = f"checked at every change over the last {d}"
-        whys = sorted({v.why for v in vals if v.value is None and v.why})
+        whys = _clauses(v.why for v in vals if v.value is None)
         if any(v.value is None for v in vals):
             why = f"not known at every moment of the last {d}: " + "; ".join(whys) if whys else None
             return Val(None, why, ev, note)
