@@ -123,3 +123,13 @@ def test_cohort_check_reports_a_missing_file_cleanly(tmp_path: Path) -> None:
     result = run_cli("cohort", "check", tmp_path / "nope.yaml", "--rules", RULES)
     assert result.exit_code == 8
     assert "cannot read the cohort file" in result.stderr
+
+
+def test_aliases_that_expand_past_the_limit_are_refused_not_expanded(tmp_path: Path) -> None:
+    # nine levels of nine aliases: 9**9 values once expanded (the "billion laughs"); the
+    # limit is passed inside a5 (9**6 values), on line 6
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    assert problems(tmp_path, "\n".join(lines) + "\n") == [
+        "FILE:6:5: more than 100,000 values once its aliases (*name) are expanded; not read"
+    ]

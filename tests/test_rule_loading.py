@@ -620,3 +620,14 @@ def test_a_missing_rule_directory_is_named_without_a_line_and_column(tmp_path: P
     result = run_cli("rules", "check", "--rules", tmp_path / "nodir")
     assert result.exit_code == 8
     assert f"  {tmp_path / 'nodir'}: rule directory does not exist" in result.stderr.splitlines()
+
+
+def test_a_rule_file_whose_aliases_expand_past_the_limit_is_one_problem(tmp_path: Path) -> None:
+    lines = ["id: r", 'version: "1"', "a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    (tmp_path / "r.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(RuleError) as info:
+        load_rules([tmp_path])
+    assert [p.message for p in info.value.problems] == [
+        "more than 100,000 values once its aliases (*name) are expanded; not read"
+    ]

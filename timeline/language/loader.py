@@ -79,6 +79,17 @@ def _yaml_loader() -> Any:
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+# Values in one YAML document, aliases expanded. A few nested aliases (`&a [*b, *b, …]`) expand
+# exponentially: nine levels of nine made `cohort check` run out of memory. The sJIA pack's
+# largest file has a few hundred.
+MAX_YAML_VALUES = 100_000
+
+
+class _TooLarge(Exception):
+    def __init__(self, path: Path_) -> None:
+        self.path = path
+
+
 class _Doc:
     """A parsed YAML document and the line/column of every value in it."""
 
@@ -90,6 +101,7 @@ class _Doc:
         import yaml
 
         self._mapping, self._sequence = yaml.MappingNode, yaml.SequenceNode
+        self._budget = MAX_YAML_VALUES
         try:
             loader = _yaml_loader()(text)
             try:
@@ -104,8 +116,20 @@ class _Doc:
             problems.append(Problem(file, line, col, f"YAML syntax error: {exc.problem or exc}"))
         except yaml.YAMLError as exc:
             problems.append(Problem(file, 1, 1, f"YAML error: {exc}"))
+        except _TooLarge as exc:
+            self.data = None
+            line, col = self.where(exc.path[:1])  # the top-level key being read
+            problems.append(
+                Problem(
+                    file, line, col,
+                    f"more than {MAX_YAML_VALUES:,} values once its aliases (*name) are expanded; not read",
+                )
+            )  # fmt: skip
 
     def _walk(self, node: yaml.Node, path: Path_, loader: Any) -> Any:
+        self._budget -= 1
+        if self._budget < 0:
+            raise _TooLarge(path)
         self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, self._mapping):
             out: dict[str, Any] = {}
