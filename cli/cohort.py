@@ -7,6 +7,8 @@ extension); 3 store missing or damaged; 8 the cohort file or a rule file has pro
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -176,13 +178,18 @@ def run(
     timeline cohort run examples/valencia/cohort.yaml --csv cells.csv
     ```
     """
+    for option, target in (("--csv", csv_out), ("--parquet", parquet_out)):
+        if target is not None:  # before the run, which can be long
+            _check_target(option, target)
     sess, spec = _session(file, store, rules, param, as_known_at, wait)
     with sess.store:
         report = _report(sess, spec)
         if parquet_out is not None:
-            _parquet(report, parquet_out, sess)
+            with _writing(parquet_out):
+                _parquet(report, parquet_out, sess)
     if csv_out is not None:
-        _csv(report, csv_out)
+        with _writing(csv_out):
+            _csv(report, csv_out)
     if json_out:
         dump_json(report.to_json(ids))
     elif csv_out is None and parquet_out is None:
@@ -190,6 +197,30 @@ def run(
     else:
         written = ", ".join(str(p) for p in (csv_out, parquet_out) if p is not None)
         console(stderr=True).print(f"wrote {len(report.cells)} cells to {written}")
+
+
+def _check_target(option: str, target: Path) -> None:
+    from timeline.errors import UsageError
+
+    if target.is_dir():
+        raise UsageError(f"{option} {target} is a directory")
+    if not target.parent.is_dir():
+        raise UsageError(f"{option} {target}: directory {target.parent} does not exist")
+
+
+@contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """A file that cannot be written (permissions, a full disk) as an error naming it."""
+    import duckdb
+
+    from timeline.errors import TimelineError, first_line
+
+    try:
+        yield
+    except OSError as exc:
+        raise TimelineError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    except duckdb.IOException as exc:
+        raise TimelineError(f"cannot write {target}: {first_line(exc)}") from exc
 
 
 def _rows(report: Report) -> list[dict[str, Any]]:

@@ -171,3 +171,53 @@ def test_explain_shows_at_a_time_point_only_the_outcomes_reported_there(
     assert code == 0, err
     shown = {tp["time_point"]: sorted(tp["values"]) for tp in json.loads(out)["time_points"]}
     assert shown == {"3 months": [], "6 months": ["arthritis"], "12 months": []}
+
+
+def test_plot_of_a_patient_with_only_a_birth_date_says_there_is_nothing_to_plot(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "s.duckdb"
+    store.write_bytes(cohort_store.read_bytes())
+    born = tmp_path / "b.csv"
+    born.write_text("patient_id,kind,occurred_at,sex\nB1,birth,2001-01-01,female\n", encoding="utf-8")
+    assert run_cli("ingest", born, "--store", store, "--author", "t").exit_code == 0
+    result = run_cli("plot", "B1", "--out", tmp_path / "b.png", "--store", store, "--rules", RULES)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: patient 'B1' has only a birth date in {store}: nothing to plot"
+
+
+def test_plot_of_an_unknown_patient_exits_5(cohort_store: Path, tmp_path: Path) -> None:
+    result = run_cli("plot", "NOPE", "--out", tmp_path / "p.png", "--store", cohort_store, "--rules", RULES)
+    assert result.exit_code == 5
+    assert "patient 'NOPE' has no events" in result.stderr
+
+
+def test_plot_into_a_path_under_a_file_is_an_error_naming_it(cohort_store: Path, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("a file", encoding="utf-8")
+    out = tmp_path / "f" / "p.png"
+    result = run_cli("plot", "P2", "--out", out, "--store", cohort_store, "--rules", RULES)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: cannot write {out}: Not a directory"
+
+
+@pytest.mark.parametrize("option", ["--csv", "--parquet"])
+def test_cohort_run_refuses_an_output_in_a_missing_directory_before_running(
+    cohort_store: Path, tmp_path: Path, option: str
+) -> None:
+    out = tmp_path / "nodir" / "cells"
+    code, _, err = cohort("run", COHORT, option, out, store=cohort_store)
+    assert code == 2
+    assert err.strip() == f"error: {option} {out}: directory {out.parent} does not exist"
+
+
+def test_cohort_run_refuses_a_directory_as_its_output(cohort_store: Path, tmp_path: Path) -> None:
+    code, _, err = cohort("run", COHORT, "--csv", tmp_path, store=cohort_store)
+    assert code == 2
+    assert err.strip() == f"error: --csv {tmp_path} is a directory"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_cohort_run_names_an_output_it_cannot_write(cohort_store: Path) -> None:
+    code, _, err = cohort("run", COHORT, "--csv", "/dev/full", store=cohort_store)
+    assert code == 1
+    assert err.strip() == "error: cannot write /dev/full: No space left on device"

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from timeline.errors import UsageError
+from timeline.errors import TimelineError, UnknownPatientError, UsageError
 
 if TYPE_CHECKING:
     from timeline.cohort.report import Report
@@ -53,6 +53,13 @@ def check_out(out: Path) -> None:
         raise UsageError(f"--out {out}: directory {out.parent} does not exist")
 
 
+def _save(fig: Any, out: Path) -> None:
+    try:
+        fig.savefig(out, dpi=150)
+    except OSError as exc:
+        raise TimelineError(f"cannot write {out}: {exc.strerror or exc}") from exc
+
+
 def _footer(fig: Any, manifest: dict[str, Any]) -> None:
     text = (
         f"{manifest.get('engine')} · store {Path(str(manifest.get('store'))).name} seq {manifest.get('high_water')}"
@@ -87,7 +94,11 @@ def patient_plot(
     check_out(out)
     events = session.store.events(patient, as_known_at=session.as_known_at)
     if not events:
-        raise UsageError(f"patient {patient!r} has no events in {session.store.path}")
+        raise UnknownPatientError(f"patient {patient!r} has no events in {session.store.path}")
+    if all(e["kind"] == "birth" for e in events):
+        raise TimelineError(
+            f"patient {patient!r} has only a birth date in {session.store.path}: nothing to plot"
+        )
     wanted = list(lanes) if lanes else [r for r in DEFAULT_LANES if r in session.rules.rules]
     for rid in wanted:
         rule = session.rules.get(rid)
@@ -210,7 +221,7 @@ def patient_plot(
     axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(axes[-1].xaxis.get_major_locator()))
     _footer(fig, session.manifest())
     fig.tight_layout(rect=(0, 0.02, 1, 0.97))
-    fig.savefig(out, dpi=150)
+    _save(fig, out)
     plt.close(fig)
     return {
         "file": str(out),
@@ -291,7 +302,7 @@ def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]
     fig.suptitle(spec.title, x=0.01, ha="left", fontsize=12, fontweight="bold")
     _footer(fig, report.manifest)
     fig.tight_layout(rect=(0, 0.04, 1, 0.95))
-    fig.savefig(out, dpi=150)
+    _save(fig, out)
     plt.close(fig)
     return {"file": str(out), "time_to_event": [t.id for t in spec.time_to_event], "group": group}
 
