@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import raw_connection, run_cli
+from tests.support import EXAMPLE_CSV, raw_connection, run_cli
 
 
 def test_init_creates_the_store_file(store_path: Path) -> None:
@@ -135,3 +135,33 @@ def test_damaged_store_exits_3_never_with_an_internal_error(example_store: Path,
                 assert result.stderr.endswith("); restore it from a backup\n")
             outcomes.add(result.exit_code)
     assert 3 in outcomes  # at least one block that matters was hit
+
+
+def test_a_store_missing_a_table_is_damaged_not_an_internal_error(example_store: Path) -> None:
+    with raw_connection(example_store) as con:
+        con.execute("DROP TABLE batches")
+    result = run_cli("verify", "--store", example_store)
+    assert result.exit_code == 3
+    assert result.stderr.strip() == f"error: {example_store} is damaged: table batches is missing"
+
+
+def test_a_store_of_an_unknown_schema_version_is_refused(example_store: Path) -> None:
+    with raw_connection(example_store) as con:
+        con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    result = run_cli("ingest", EXAMPLE_CSV, "--store", example_store, "--author", "t")
+    assert result.exit_code == 3
+    assert "has schema version '99', which this timeline" in result.stderr
+
+
+def test_ingest_into_a_store_whose_time_zone_is_unknown_is_refused(
+    example_store: Path, tmp_path: Path
+) -> None:
+    with raw_connection(example_store) as con:
+        con.execute("UPDATE meta SET value = 'Mars/Olympus' WHERE key = 'timezone'")
+    late = tmp_path / "late.csv"
+    late.write_text("patient_id,kind,occurred_at,value,unit\nP001,weight,2009-03-01T10:00+02:00,30,kg\n")
+    result = run_cli("ingest", late, "--store", example_store, "--author", "t")
+    assert result.exit_code == 3
+    assert result.stderr.strip() == (
+        f"error: {example_store} is damaged: its time zone 'Mars/Olympus' is not a known zone"
+    )

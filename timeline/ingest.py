@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import duckdb
 
@@ -887,12 +886,13 @@ def _write_batch(
     ordered_rows: bool = True,
 ) -> IngestResult:
     _require_text(author, "author")
+    zone = store.zone()
     run = _Runner(store.con, progress)
     with _out_of_room(source, lambda: run.stage):
         con = store.con
         run("checking", lambda: _stage(con, store.timezone, store.schema_version, ordered_rows))
         _conversions(con)
-        now_local = datetime.now(UTC).astimezone(ZoneInfo(store.timezone)).replace(tzinfo=None)
+        now_local = datetime.now(UTC).astimezone(zone).replace(tzinfo=None)
         shape = con.execute(
             """SELECT count(*), count(DISTINCT eid), coalesce(min(__row), 0), coalesce(max(__row), -1)
                FROM tl_stage"""

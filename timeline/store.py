@@ -19,9 +19,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 from timeline import __version__
 from timeline.errors import StoreError, StoreLockedError, UnknownEventError, UsageError
@@ -207,7 +210,42 @@ class Store:
         if fmt is None or fmt[0] != STORE_FORMAT:
             con.close()
             raise StoreError(f"{target} is a DuckDB file but not a timeline store")
-        return cls(con, target, writable=write)
+        try:
+            store = cls(con, target, writable=write)
+            store._check_shape()
+        except BaseException:
+            con.close()
+            raise
+        return store
+
+    def _check_shape(self) -> None:
+        """The tables and the metadata every command relies on; a store missing one (or with
+        an unknown schema version) was damaged or edited by hand."""
+        found = {
+            str(r[0])
+            for r in self.con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary"
+            ).fetchall()
+        }
+        missing = [t for t in ("events", "batches", "meta") if t not in found]
+        if missing:
+            raise StoreError(f"{self.path} is damaged: table {', '.join(missing)} is missing")
+        if self.schema_version not in ("1", SCHEMA_VERSION):
+            raise StoreError(
+                f"{self.path} has schema version {self.schema_version!r}, which this timeline "
+                f"({__version__}) does not know: a newer timeline wrote it, or it was edited"
+            )
+
+    def zone(self) -> ZoneInfo:
+        """The store's time zone (checked where it is used: writing events)."""
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            return ZoneInfo(self.timezone)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise StoreError(
+                f"{self.path} is damaged: its time zone {self.timezone!r} is not a known zone"
+            ) from None
 
     def close(self) -> None:
         self.con.close()
