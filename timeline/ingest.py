@@ -500,11 +500,15 @@ def _typed(col: str, raw_type: str = "VARCHAR") -> str:
     text = f"nullif(trim(r.{col}), '')"
     if col in _LOWERED:
         text = f"lower({text})"
+    # DuckDB's cast reads digit separators ('3_0' as 30): a number in a file has none
+    plain = f"NOT contains({text}, '_')"
     if kind == "DOUBLE":
-        return f"CASE WHEN isfinite(TRY_CAST({text} AS DOUBLE)) THEN TRY_CAST({text} AS DOUBLE) END"
+        return (
+            f"CASE WHEN {plain} AND isfinite(TRY_CAST({text} AS DOUBLE)) THEN TRY_CAST({text} AS DOUBLE) END"
+        )
     if kind == "INTEGER":
         d = f"TRY_CAST({text} AS DOUBLE)"
-        return f"CASE WHEN {d} = floor({d}) AND abs({d}) < 2e9 THEN {d}::INTEGER END"
+        return f"CASE WHEN {plain} AND {d} = floor({d}) AND abs({d}) < 2e9 THEN {d}::INTEGER END"
     if kind == "BOOLEAN":
         t = ", ".join(_quote(x) for x in _TRUE)
         f = ", ".join(_quote(x) for x in _FALSE)
