@@ -240,3 +240,17 @@ def test_as_known_at_that_is_not_a_moment_exits_2(corrected_store: Path) -> None
         2,
         "error: as-known-at 'yesterday' is not a date or ISO date-time\n",
     )
+
+
+def test_a_birth_date_cannot_be_corrected_to_after_the_patients_first_event(example_store: Path) -> None:
+    before = snapshot(example_store)
+    result = run_cli(
+        "correct", "p1-birth", "--set", "occurred_at=2010-01-01", "--reason", "typo", "--author", "t",
+        "--store", example_store,
+    )  # fmt: skip
+    assert result.exit_code == 6
+    assert (
+        "row 1, field occurred_at: is after the patient's first recorded event (2007-06-01): 2010-01-01"
+        in (result.stderr)
+    )
+    assert snapshot(example_store) == before

@@ -282,3 +282,18 @@ def test_jsonl_of_events_already_stored_from_csv_adds_nothing(
 ) -> None:
     result = run_cli("ingest", example_jsonl, "--store", example_store, "--author", "t")
     assert result.stdout == f"{example_jsonl}: 0 events added, 14 duplicates skipped (high-water seq 14)\n"
+
+
+def test_a_birth_after_events_already_stored_is_rejected(empty_store: Path, tmp_path: Path) -> None:
+    weight = tmp_path / "w.csv"
+    weight.write_text("event_id,patient_id,kind,occurred_at,value,unit\nw1,P8,weight,2000-01-01,20,kg\n")
+    assert run_cli("ingest", weight, "--store", empty_store, "--author", "t").exit_code == 0
+    birth = tmp_path / "b.csv"
+    birth.write_text("event_id,patient_id,kind,occurred_at,sex\nb1,P8,birth,2005-01-01,female\n")
+    before = snapshot(empty_store)
+    result = run_cli("ingest", birth, "--store", empty_store, "--author", "t")
+    assert result.exit_code == 6
+    assert result.stderr.splitlines()[1] == (
+        f"  {birth}: row 1, field occurred_at: is after the patient's first recorded event (2000-01-01): 2005-01-01"
+    )
+    assert snapshot(empty_store) == before

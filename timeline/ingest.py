@@ -821,6 +821,19 @@ def _checks(store: Store, op: str, now_local: datetime, unique_ids: bool = False
            FROM tl_stage s JOIN (SELECT patient_id, min(born) AS born FROM births GROUP BY 1) b USING (patient_id)
            WHERE s.occ_ts < b.born AND s.kind <> 'birth'"""
     )
+    # ... and no birth after an event already stored (the check above looks the other way)
+    stored = store.current_sql(
+        hw, patients_sql="SELECT DISTINCT patient_id FROM tl_stage WHERE kind = 'birth'",
+        columns=["event_id", "patient_id", "kind", "occurred_at"],
+    )  # fmt: skip
+    q.append(
+        f"""SELECT s.__row, 'occurred_at', 'is after the patient''s first recorded event ('
+               || strftime(f.first, '%Y-%m-%d') || '): ' || s.occurred_at
+           FROM tl_stage s JOIN (
+               SELECT e.patient_id, min(e.occurred_at) AS first FROM ({stored}) e
+               WHERE e.kind <> 'birth' AND e.event_id NOT IN (SELECT eid FROM tl_stage) GROUP BY 1) f USING (patient_id)
+           WHERE s.kind = 'birth' AND s.occ_ts > f.first"""
+    )
     # The single-row checks run as one scan: each row that fails any of them yields a list
     # with one (field, reason) per failed check, unnested.
     items = ", ".join(
