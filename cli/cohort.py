@@ -413,6 +413,7 @@ def explain(
 
     sess, spec = _session(file, store, rules, param, as_known_at, wait)
     with sess.store:
+        sess.require_patient(patient)
         data = explain_patient(sess, spec, patient, cell_id)
     if json_out:
         dump_json(data)

@@ -221,3 +221,10 @@ def test_cohort_run_names_an_output_it_cannot_write(cohort_store: Path) -> None:
     code, _, err = cohort("run", COHORT, "--csv", "/dev/full", store=cohort_store)
     assert code == 1
     assert err.strip() == "error: cannot write /dev/full: No space left on device"
+
+
+def test_cohort_explain_of_an_unknown_patient_exits_5(cohort_store: Path) -> None:
+    code, out, err = cohort("explain", COHORT, "NOPE", store=cohort_store)
+    assert code == 5
+    assert "patient 'NOPE' has no events" in err
+    assert out == ""

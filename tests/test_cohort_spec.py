@@ -133,3 +133,25 @@ def test_aliases_that_expand_past_the_limit_are_refused_not_expanded(tmp_path: P
     assert problems(tmp_path, "\n".join(lines) + "\n") == [
         "FILE:6:5: more than 100,000 values once its aliases (*name) are expanded; not read"
     ]
+
+
+@pytest.mark.parametrize("point", ["100000 years", "99999999999999999999 months", "201 years"])
+def test_a_time_point_longer_than_200_years_is_refused_by_check(tmp_path: Path, point: str) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace("12 months]", f"12 months, {point}]")
+    assert text != COHORT.read_text(encoding="utf-8")
+    assert f"FILE:19:46: time point: {point!r} is longer than 200 years, the longest duration allowed" in (
+        problems(tmp_path, text)
+    )
+
+
+def test_a_time_point_of_200_years_is_allowed(tmp_path: Path) -> None:
+    path = write(tmp_path, COHORT.read_text(encoding="utf-8").replace("12 months]", "12 months, 200 years]"))
+    assert [tp.label for tp in load_cohort(path, rules()).time_points][-1] == "200 years"
+
+
+def test_an_index_threshold_in_a_unit_that_does_not_convert_is_refused_by_check(tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "first: {kind: medication_start, drug: anakinra}",
+        "first: {kind: lab, code: 1988-5, where: {value: {ge: 5 kg}}}",
+    )
+    assert "FILE:7:10: where value: units do not convert: kg vs mg/L" in problems(tmp_path, text)

@@ -25,7 +25,9 @@ from timeline.language.loader import (
     RuleSet,
     YamlDoc,
     did_you_mean,
+    field_unit,
 )
+from timeline.units import UnitError, conversion
 
 Path_ = tuple[str | int, ...]
 ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -233,9 +235,28 @@ class _Parser:
 
     def selector(self, data: Any, path: Path_) -> ast.Selector | None:
         try:
-            return self.selectors.selector(data, path)
+            sel = self.selectors.selector(data, path)
         except ParseFailure:
             return None
+        self._threshold_units(sel, path)
+        return sel
+
+    def _threshold_units(self, sel: ast.Selector, path: Path_) -> None:
+        """A ``where`` threshold must convert to its field's unit (a rule file's selector is
+        checked by the rule loader; a cohort file's, here)."""
+        for cond in sel.where:
+            unit = field_unit(sel, cond.field)
+            if not isinstance(cond.value, ast.Const) or isinstance(cond.value.value, bool):
+                continue
+            have = cond.value.unit
+            if have in (None, "1") or unit in (None, "1"):
+                continue
+            try:
+                conversion(have, unit)
+            except UnitError:
+                self.fail(path, f"where {cond.field}: units do not convert: {have} vs {unit}")
+        for sub in sel.any_of:
+            self._threshold_units(sub, path)
 
     def items(self, data: Any, path: Path_, what: str) -> list[tuple[Path_, dict[str, Any]]]:
         """A list of mappings, or a mapping of id → mapping (the id becomes ``id``)."""

@@ -23,6 +23,13 @@ class DurationError(ValueError):
     pass
 
 
+# The longest duration a rule or cohort file may give: far beyond any clinical window, and
+# short enough that instants moved by it stay within the calendar (years 1 to 9999).
+MAX_YEARS = 200
+_HOURS = {"hour": 1, "day": 24, "week": 24 * 7, "month": 24 * 366 // 12, "year": 24 * 366}
+MAX_HOURS = MAX_YEARS * 24 * 366
+
+
 @dataclass(frozen=True, order=True)
 class Duration:
     amount: int
@@ -37,7 +44,10 @@ class Duration:
             raise DurationError(
                 f"{text!r} is not a duration (e.g. '12 hours', '7 days', '2 weeks', '3 months', '1 year')"
             )
-        return cls(int(m.group(1)), _UNITS[m.group(2).lower()])
+        d = cls(int(m.group(1)), _UNITS[m.group(2).lower()])
+        if abs(d.amount) * _HOURS[d.unit] > MAX_HOURS:
+            raise DurationError(f"{text!r} is longer than {MAX_YEARS} years, the longest duration allowed")
+        return d
 
     def sql(self) -> str:
         """A DuckDB interval literal."""
