@@ -337,15 +337,19 @@ def events(
     from timeline import events as ev
     from timeline.errors import UsageError
 
-    for k in kind or []:
+    kinds = [k.strip().lower() for k in kind or []]  # as ingest reads a kind
+    for k in kinds:
         if k not in ev.KINDS:
             raise UsageError(f"--kind {k!r} is not a kind (kinds: {', '.join(ev.KINDS)})")
+    lo, hi = _date_bound(start, "--from", end=False), _date_bound(end, "--to", end=True)
+    if lo is not None and hi is not None and lo > hi:
+        raise UsageError(f"--from {start} is after --to {end}")
     with _open(store, wait=wait) as s:
         rows = s.events(
             patient,
-            start=_date_bound(start, "--from", end=False),
-            end=_date_bound(end, "--to", end=True),
-            kinds=kind,
+            start=lo,
+            end=hi,
+            kinds=kinds or None,
             as_known_at=_moment(as_known_at),
             history=history,
         )

@@ -498,3 +498,16 @@ def test_a_broken_rule_directory_stops_state_with_exit_8(example_store: Path) ->
     assert result.exit_code == 8
     assert f"{site / 'bad.yaml'}:5:" in result.stderr
     assert NO_TRACEBACK not in result.output
+
+
+def test_events_kind_is_read_in_any_case_as_ingest_reads_it(example_store: Path) -> None:
+    lower = run_cli("events", "P001", "--kind", "lab", "--store", example_store, "--json")
+    upper = run_cli("events", "P001", "--kind", "LAB", "--store", example_store, "--json")
+    assert upper.exit_code == 0, upper.output
+    assert json.loads(upper.stdout)["events"] == json.loads(lower.stdout)["events"] != []
+
+
+def test_events_from_after_to_is_a_usage_error(example_store: Path) -> None:
+    result = run_cli("events", "P001", "--from", "2008-01-01", "--to", "2005-01-01", "--store", example_store)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --from 2008-01-01 is after --to 2005-01-01"

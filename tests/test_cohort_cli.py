@@ -228,3 +228,17 @@ def test_cohort_explain_of_an_unknown_patient_exits_5(cohort_store: Path) -> Non
     assert code == 5
     assert "patient 'NOPE' has no events" in err
     assert out == ""
+
+
+def test_plot_dose_rule_must_be_a_numeric_rule(cohort_store: Path, tmp_path: Path) -> None:
+    result = run_cli("plot", "P2", "--out", tmp_path / "p.png", "--store", cohort_store, "--rules", RULES,
+                     "--dose-rule", "arthritis")  # fmt: skip
+    assert result.exit_code == 2
+    assert "--dose-rule arthritis: the dose panel needs a numeric rule" in result.stderr
+
+
+def test_plot_dose_rule_must_exist(cohort_store: Path, tmp_path: Path) -> None:
+    result = run_cli("plot", "P2", "--out", tmp_path / "p.png", "--store", cohort_store, "--rules", RULES,
+                     "--dose-rule", "nope")  # fmt: skip
+    assert result.exit_code == 2
+    assert "unknown rule 'nope'" in result.stderr

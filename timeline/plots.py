@@ -46,6 +46,9 @@ def _pyplot() -> Any:
     return plt
 
 
+DOSE_RULE = "anakinra_dose_mg_kg_day"  # the default rule of the dose panel
+
+
 def check_out(out: Path) -> None:
     if out.suffix.lower() not in FORMATS:
         raise UsageError(f"--out {out}: give a .png or .svg file name")
@@ -87,7 +90,7 @@ def patient_plot(
     out: Path,
     lanes: Sequence[str] | None = None,
     drug: str = "anakinra",
-    dose_rule: str = "anakinra_dose_mg_kg_day",
+    dose_rule: str = DOSE_RULE,
 ) -> dict[str, Any]:
     """A clinician's view of one patient: state swimlanes, the drug's dose, CRP/ESR/ferritin
     against their limits, adverse events and recorded MAS episodes. Returns what was drawn."""
@@ -98,6 +101,12 @@ def patient_plot(
     if all(e["kind"] == "birth" for e in events):
         raise TimelineError(
             f"patient {patient!r} has only a birth date in {session.store.path}: nothing to plot"
+        )
+    # the default dose rule may be absent from a site's rules (no dose panel); a named one not
+    named = dose_rule != DOSE_RULE or dose_rule in session.rules.rules
+    if named and session.rules.get(dose_rule).type.kind != "num":
+        raise UsageError(
+            f"--dose-rule {dose_rule}: the dose panel needs a numeric rule; {dose_rule} is a boolean"
         )
     wanted = list(lanes) if lanes else [r for r in DEFAULT_LANES if r in session.rules.rules]
     for rid in wanted:
