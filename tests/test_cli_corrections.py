@@ -169,8 +169,8 @@ def test_a_correction_is_validated_like_a_file_row(example_store: Path) -> None:
     assert (result.exit_code, result.stderr.splitlines()) == (
         6,
         [
-            "error: correction: batch rejected, nothing written (1 error)",
-            "  correction: row 1, field value: not a number: 'abc'",
+            "error: correction of p1-crp2: batch rejected, nothing written (1 error)",
+            "  correction of p1-crp2: field value: not a number: 'abc'",
         ],
     )
 
@@ -250,7 +250,7 @@ def test_a_birth_date_cannot_be_corrected_to_after_the_patients_first_event(exam
     )  # fmt: skip
     assert result.exit_code == 6
     assert (
-        "row 1, field occurred_at: is after the patient's first recorded event (2007-06-01): 2010-01-01"
+        "correction of p1-birth: field occurred_at: is after the patient's first recorded event (2007-06-01): 2010-01-01"
         in (result.stderr)
     )
     assert snapshot(example_store) == before

@@ -162,7 +162,12 @@ def correct(
         row[name] = value if value != "" else None
     if _same_native(store.con, before, row):
         raise UsageError(f"the correction changes nothing in event {event_id!r}")
-    return _write_rows(store, [row], author=author, source="correction", op="correct", reason=reason)
+    try:
+        return _write_rows(store, [row], author=author, source="correction", op="correct", reason=reason)
+    except IngestError as exc:  # one row, the event: named by its id, not as "row 1"
+        raise IngestError(
+            f"correction of {event_id}", [RowError(None, e.field, e.reason) for e in exc.errors]
+        ) from exc
 
 
 def retract(store: Store, event_id: str, *, reason: str, author: str) -> IngestResult:
