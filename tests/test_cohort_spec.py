@@ -155,3 +155,11 @@ def test_an_index_threshold_in_a_unit_that_does_not_convert_is_refused_by_check(
         "first: {kind: lab, code: 1988-5, where: {value: {ge: 5 kg}}}",
     )
     assert "FILE:7:10: where value: units do not convert: kg vs mg/L" in problems(tmp_path, text)
+
+
+def test_a_negative_mas_merge_gap_is_refused(tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "  episodes: {select: {kind: mas_episode}}",
+        "  episodes: {select: {kind: mas_episode}}\n  merge_gap: -5 days",
+    )
+    assert "FILE:28:14: merge_gap must be 0 or more, not '-5 days'" in problems(tmp_path, text)

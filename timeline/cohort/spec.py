@@ -554,6 +554,9 @@ class _Parser:
         except DurationError as exc:
             self.fail((*path, "merge_gap"), str(exc))
             gap = Duration(0, "day")
+        if gap.amount < 0:
+            self.fail((*path, "merge_gap"), f"merge_gap must be 0 or more, not {gap_raw!r}")
+            gap = Duration(0, "day")
         on_drug = (
             self.rule(m["on_drug_rule"], (*path, "on_drug_rule"), what="on_drug_rule")
             if m.get("on_drug_rule")
