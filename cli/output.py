@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from datetime import date, datetime
@@ -27,7 +28,21 @@ def _default(value: Any) -> Any:
 
 
 def dump_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, default=_default, indent=2, ensure_ascii=False) + "\n")
+    """``data`` as JSON on stdout. A number that is not finite (a percentage change from 0,
+    an overflow) is written as the string "Infinity", "-Infinity" or "NaN": JSON has no such
+    numbers, and Python's bare tokens break other readers (jq, JavaScript)."""
+    text = json.dumps(_finite(data), default=_default, indent=2, ensure_ascii=False, allow_nan=False)
+    sys.stdout.write(text + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def console(stderr: bool = False) -> Console:

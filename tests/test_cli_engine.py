@@ -511,3 +511,47 @@ def test_events_from_after_to_is_a_usage_error(example_store: Path) -> None:
     result = run_cli("events", "P001", "--from", "2008-01-01", "--to", "2005-01-01", "--store", example_store)
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: --from 2008-01-01 is after --to 2005-01-01"
+
+
+@pytest.mark.parametrize("command", ["state", "explain", "history"])
+def test_an_infinite_value_is_valid_json_in_every_command(
+    example_store: Path, tmp_path: Path, command: str
+) -> None:
+    write_rule(tmp_path / "rules", "huge", {"mul": [1.0e308, 10]})
+    args = {
+        "state": ("state", "P001", "--at", "2008-02-10", "--rule", "huge"),
+        "explain": ("explain", "P001", "huge", "--at", "2008-02-10"),
+        "history": ("history", "P001", "--rule", "huge"),
+    }[command]
+    result = run_cli(*args, "--rules", tmp_path / "rules", "--store", example_store, "--json")
+    assert result.exit_code == 0, result.output
+    assert "Infinity" in result.stdout
+    json.loads(result.stdout, parse_constant=lambda token: pytest.fail(f"bare {token} in JSON"))
+
+
+@pytest.mark.parametrize("threshold", [".nan", ".inf", "-.inf", "1e400 mg/L"])
+def test_a_threshold_that_is_not_a_finite_number_is_a_rule_problem(tmp_path: Path, threshold: str) -> None:
+    (tmp_path / "r.yaml").write_text(
+        'id: r\nversion: "1"\ndescription: d\ncitation: c\n'
+        f"define: {{lt: [{{latest: {{select: {{kind: lab, code: 1988-5}}, within: 90 days}}}}, {threshold}]}}\n",
+        encoding="utf-8",
+    )
+    result = run_cli("rules", "check", "--rules", tmp_path)
+    assert result.exit_code == 8
+    assert "is not a finite number" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400"])
+def test_a_param_that_is_not_a_finite_number_is_a_rule_problem(example_store: Path, value: str) -> None:
+    result = run_cli(
+        "state",
+        "P001",
+        "--at",
+        "2008-02-10",
+        "--param",
+        f"crp_normal.upper={value}",
+        "--store",
+        example_store,
+    )
+    assert result.exit_code == 8
+    assert f"params: crp_normal.upper: {value!r} is not a finite number" in result.stderr

@@ -123,6 +123,8 @@ def rnd(x: float, n: int) -> float:
         return x
     f = 10.0**n
     a = abs(x) * f
+    if not math.isfinite(a):  # |x| near the largest double: no digits after the point to round
+        return x
     r = math.floor(a)
     if a - r >= 0.5:
         r += 1

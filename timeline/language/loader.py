@@ -12,6 +12,7 @@ import contextlib
 import difflib
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -512,6 +513,8 @@ class _RuleParser:
         if isinstance(data, bool):
             return ast.Const(nid=self.nid(), path=p, value=data)
         if isinstance(data, int | float):
+            if not math.isfinite(data):
+                raise self.fail(path, f"{data!r} is not a finite number")
             return ast.Const(nid=self.nid(), path=p, value=float(data))
         if isinstance(data, str):
             m = _QUANTITY.match(data)
@@ -519,6 +522,8 @@ class _RuleParser:
                 unit = m.group(2)
                 if not is_valid(unit):
                     raise self.fail(path, f"{unit!r} is not a UCUM unit")
+                if not math.isfinite(float(m.group(1))):
+                    raise self.fail(path, f"{data!r} is not a finite number")
                 return ast.Const(nid=self.nid(), path=p, value=float(m.group(1)), unit=unit)
             raise self.fail(
                 path, f"{data!r} is not an expression (a number, '6 mg/L', true/false or {{operator: ...}})"
@@ -747,21 +752,32 @@ def parse_param_value(value: Any, unit: Any = None) -> tuple[float | bool | Dura
     if isinstance(value, int | float):
         if unit is not None and not is_valid(str(unit)):
             raise ValueError(f"{unit!r} is not a UCUM unit")
-        return float(value), str(unit) if unit is not None else None
+        return _finite(float(value), value), str(unit) if unit is not None else None
     text = str(value)
     try:
         return Duration.parse(text), None
-    except DurationError:
-        pass
+    except DurationError as exc:
+        if "longest duration" in str(exc):
+            raise ValueError(str(exc)) from None
     m = _QUANTITY.match(text)
     if m and is_valid(m.group(2)):
-        return float(m.group(1)), m.group(2)
+        return _finite(float(m.group(1)), value), m.group(2)
     try:
-        return float(text), None
-    except ValueError:
+        return _finite(float(text), value), None
+    except ValueError as exc:
+        if "finite" in str(exc):
+            raise
         raise ValueError(
             f"{value!r} is not a number, a quantity ('6 mg/L') or a duration ('30 days')"
         ) from None
+
+
+def _finite(x: float, given: Any) -> float:
+    """Thresholds are finite: NaN compares false with everything in Python and above every
+    number in DuckDB, so the two evaluators would disagree."""
+    if not math.isfinite(x):
+        raise ValueError(f"{given!r} is not a finite number")
+    return x
 
 
 # ---- rule sets ----------------------------------------------------------------------------
