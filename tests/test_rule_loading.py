@@ -631,3 +631,55 @@ def test_a_rule_file_whose_aliases_expand_past_the_limit_is_one_problem(tmp_path
     assert [p.message for p in info.value.problems] == [
         "more than 100,000 values once its aliases (*name) are expanded; not read"
     ]
+
+
+PLAIN = 'id: r\nversion: "1"\ndescription: d\ncitation: c\n'
+
+
+def check_problems(directory: Path) -> list[str]:
+    result = run_cli("rules", "check", "--rules", directory)
+    assert result.exit_code == 8, result.output
+    return [line.strip() for line in result.stderr.splitlines()[1:]]
+
+
+def test_a_rule_file_that_is_not_utf8_is_named_at_its_byte(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_bytes(
+        PLAIN.replace("description: d", "description: caf\xe9").encode("latin-1")
+    )
+    assert check_problems(tmp_path) == [
+        f"{tmp_path / 'r.yaml'}:3:17: not UTF-8 (byte 0xe9): save the file as UTF-8"
+    ]
+
+
+def test_a_directory_named_like_a_rule_file_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").mkdir()
+    assert check_problems(tmp_path) == [f"{tmp_path / 'x.yaml'}: cannot read it: Is a directory"]
+
+
+def test_a_dangling_link_named_like_a_rule_file_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "zz.yaml").symlink_to(tmp_path / "gone.yaml")
+    assert check_problems(tmp_path) == [f"{tmp_path / 'zz.yaml'}: cannot read it: No such file or directory"]
+
+
+def test_an_alias_inside_itself_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(PLAIN + "define: &x {not: *x}\n", encoding="utf-8")
+    assert check_problems(tmp_path) == [
+        f"{tmp_path / 'r.yaml'}:1:1: a YAML alias (*name) contains itself, or the file is nested too deeply"
+    ]
+
+
+def test_a_definition_nested_too_deeply_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    expr = "{lt: [1, 2]}"
+    for _ in range(400):
+        expr = "{not: " + expr + "}"
+    (tmp_path / "r.yaml").write_text(PLAIN + f"define: {expr}\n", encoding="utf-8")
+    [problem] = check_problems(tmp_path)
+    assert problem.endswith(": nested more than 150 levels deep")
+
+
+def test_an_operator_with_too_many_items_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    items = ", ".join(["{lt: [1, 2]}"] * 1000)
+    (tmp_path / "r.yaml").write_text(PLAIN + f"define: {{any: [{items}]}}\n", encoding="utf-8")
+    assert check_problems(tmp_path) == [
+        f"{tmp_path / 'r.yaml'}:5:15: any takes at most 250 expressions, not 1000"
+    ]

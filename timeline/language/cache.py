@@ -89,7 +89,10 @@ def cache_key(dirs: Sequence[str | os.PathLike[str]], params: dict[str, dict[str
         h.update(b"\0dir\0" + str(directory).encode())
         for path in loader.rule_files(directory):
             h.update(b"\0file\0" + str(path).encode() + b"\0")
-            h.update(path.read_bytes())
+            try:
+                h.update(path.read_bytes())
+            except OSError:
+                return None  # not a readable file: the loader reports it
     return h.hexdigest()
 
 

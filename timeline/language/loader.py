@@ -86,6 +86,14 @@ def _yaml_loader() -> Any:
 MAX_YAML_VALUES = 100_000
 
 
+# An expression's nesting (keys and list positions from the top of the file) and the items of
+# one operator. The sJIA pack's deepest definition has 6 operators nested, its widest operator 8
+# items; past these the evaluators would exhaust Python's recursion or DuckDB's expression
+# depth (a crash, not a message).
+MAX_DEPTH = 150
+MAX_ITEMS = 250
+
+
 class _TooLarge(Exception):
     def __init__(self, path: Path_) -> None:
         self.path = path
@@ -117,6 +125,11 @@ class _Doc:
             problems.append(Problem(file, line, col, f"YAML syntax error: {exc.problem or exc}"))
         except yaml.YAMLError as exc:
             problems.append(Problem(file, 1, 1, f"YAML error: {exc}"))
+        except RecursionError:  # an alias inside itself (&x {not: *x}), or absurd nesting
+            self.data = None
+            problems.append(
+                Problem(file, 1, 1, "a YAML alias (*name) contains itself, or the file is nested too deeply")
+            )
         except _TooLarge as exc:
             self.data = None
             line, col = self.where(exc.path[:1])  # the top-level key being read
@@ -509,6 +522,8 @@ class _RuleParser:
 
     # -- expressions
     def expr(self, data: Any, path: Path_) -> ast.Node:
+        if len(path) > MAX_DEPTH:
+            raise self.fail(path, f"nested more than {MAX_DEPTH} levels deep")
         p = _fmt(path)
         if isinstance(data, bool):
             return ast.Const(nid=self.nid(), path=p, value=data)
@@ -541,6 +556,8 @@ class _RuleParser:
         def items(min_n: int = 1) -> tuple[ast.Node, ...]:
             if not isinstance(arg, list) or len(arg) < min_n:
                 raise self.fail(sub, f"{op} takes a list of at least {min_n} expressions")
+            if len(arg) > MAX_ITEMS:
+                raise self.fail(sub, f"{op} takes at most {MAX_ITEMS} expressions, not {len(arg)}")
             return self.exprs((x, (*sub, i)) for i, x in enumerate(arg))
 
         def keys(required: Sequence[str], optional: Sequence[str] = ()) -> dict[str, Any]:
@@ -883,6 +900,25 @@ def rule_dirs(extra: Sequence[str | os.PathLike[str]] = (), builtin: bool = True
     return dirs
 
 
+def _read_text(path: Path, problems: list[Problem]) -> str | None:
+    """A rule file's text, or None with the problem recorded (not a readable file, not UTF-8)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        problems.append(Problem(str(path), 0, 0, f"cannot read it: {exc.strerror or exc}"))
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        problems.append(
+            Problem(str(path), line, col, f"not UTF-8 (byte 0x{data[exc.start]:02x}): save the file as UTF-8")
+        )
+        return None
+
+
 def rule_files(directory: Path) -> list[Path]:
     """The rule files of a directory (``params.yaml`` included), in the order they are read."""
     return sorted(directory.rglob("*.yaml")) + sorted(directory.rglob("*.yml"))
@@ -910,7 +946,9 @@ def load_rules(
             problems.append(Problem(str(directory), 0, 0, "rule directory does not exist"))
             continue
         for path in rule_files(directory):
-            text = path.read_text(encoding="utf-8", errors="replace")
+            text = _read_text(path, problems)
+            if text is None:
+                continue
             hasher.update(path.name.encode() + b"\0" + text.encode() + b"\0")
             doc = _Doc(str(path), text, problems)
             if path.stem == "params":
