@@ -683,3 +683,42 @@ def test_an_operator_with_too_many_items_is_a_problem_not_a_crash(tmp_path: Path
     assert check_problems(tmp_path) == [
         f"{tmp_path / 'r.yaml'}:5:15: any takes at most 250 expressions, not 1000"
     ]
+
+
+@pytest.mark.parametrize(
+    ("define", "message"),
+    [
+        (
+            "{held_for: {expr: {lt: [1, 2]}, duration: -5 days}}",
+            "duration is a length: it cannot be negative (-5 days)",
+        ),
+        (
+            "{latest: {select: {kind: weight}, within: -30 days}}",
+            "within is a length: it cannot be negative (-30 days)",
+        ),
+        (
+            "{exists: {select: {kind: weight}, window: -5 days}}",
+            "a window of -5 days is empty: give a positive duration",
+        ),
+        (
+            "{exists: {select: {kind: weight}, window: 0 days}}",
+            "a window of 0 days is empty: give a positive duration",
+        ),
+        (
+            "{exists: {select: {kind: weight}, window: {start: 0 days, end: -90 days}}}",
+            "the window starts (0 days) after it ends (-90 days)",
+        ),
+        (
+            "{in_episode: {select: {kind: mas_episode}, merge_gap: -5 days}}",
+            "merge_gap is a length: it cannot be negative (-5 days)",
+        ),
+        ("{on_drug: []}", "on_drug names one drug or a list of drugs"),
+    ],
+    ids=["held_for", "within", "window", "zero-window", "reversed-window", "merge_gap", "on_drug-empty"],
+)
+def test_a_duration_or_window_that_makes_no_sense_is_a_problem(
+    tmp_path: Path, define: str, message: str
+) -> None:
+    (tmp_path / "r.yaml").write_text(PLAIN + f"define: {define}\n", encoding="utf-8")
+    [problem] = check_problems(tmp_path)
+    assert message in problem

@@ -45,7 +45,7 @@ class Duration:
                 f"{text!r} is not a duration (e.g. '12 hours', '7 days', '2 weeks', '3 months', '1 year')"
             )
         d = cls(int(m.group(1)), _UNITS[m.group(2).lower()])
-        if abs(d.amount) * _HOURS[d.unit] > MAX_HOURS:
+        if abs(d.approx_hours) > MAX_HOURS:
             raise DurationError(f"{text!r} is longer than {MAX_YEARS} years, the longest duration allowed")
         return d
 
@@ -61,6 +61,12 @@ class Duration:
     @property
     def is_zero(self) -> bool:
         return self.amount == 0
+
+    @property
+    def approx_hours(self) -> int:
+        """Its length in hours, a month as 1/12 of a 366-day year: for ordering durations of
+        different units, never for arithmetic."""
+        return self.amount * _HOURS[self.unit]
 
     def __str__(self) -> str:
         n = abs(self.amount)

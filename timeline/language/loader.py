@@ -379,7 +379,14 @@ class _RuleParser:
         return out
 
     # -- durations, quantities, selectors
-    def duration(self, data: Any, path: Path_) -> ast.DurationRef:
+    def duration(self, data: Any, path: Path_, nonneg: bool = False) -> ast.DurationRef:
+        """A duration, literal or {param: name}; ``nonneg``: a length, which cannot be negative."""
+        ref = self._duration(data, path)
+        if nonneg and ref.value is not None and ref.value.amount < 0:
+            raise self.fail(path, f"{path[-1]} is a length: it cannot be negative ({ref.value})")
+        return ref
+
+    def _duration(self, data: Any, path: Path_) -> ast.DurationRef:
         if isinstance(data, dict) and set(data) == {"param"}:
             name = str(data["param"])
             spec = self.params.get(name)
@@ -484,6 +491,11 @@ class _RuleParser:
             raise self.fail(path, f"{data!r} is not a duration or ever{did_you_mean(data, ['ever'])}")
         if isinstance(data, str) or (isinstance(data, dict) and set(data) == {"param"}):
             d = self.duration(data, path)
+            if d.value is not None and d.value.amount <= 0:
+                raise self.fail(
+                    path,
+                    f"a window of {d.value} is empty: give a positive duration (the last 7 days: 7 days)",
+                )
             start = (
                 ast.DurationRef(value=d.value.negate())
                 if d.value is not None
@@ -502,9 +514,14 @@ class _RuleParser:
         if "start" not in data or ("end" not in data and "anchor" not in data):
             raise self.fail(path, "a window needs start and end (signed durations, e.g. -7 days and 0 days)")
         anchor = self.anchor(data["anchor"], (*path, "anchor")) if "anchor" in data else None
+        lower = None if data["start"] == "ever" else self.duration(data["start"], (*path, "start"))
+        upper = self.duration(data["end"], (*path, "end")) if "end" in data else None
+        a, b = (lower.value if lower else None), (upper.value if upper else None)
+        if a is not None and b is not None and a.approx_hours > b.approx_hours:
+            raise self.fail(path, f"the window starts ({a}) after it ends ({b})")
         return ast.Window(
-            start=None if data["start"] == "ever" else self.duration(data["start"], (*path, "start")),
-            end=self.duration(data["end"], (*path, "end")) if "end" in data else None,
+            start=lower,
+            end=upper,
             start_inclusive=self.flag(data, "start_inclusive", False, path),
             end_inclusive=self.flag(data, "end_inclusive", True, path),
             anchor=anchor,
@@ -515,7 +532,7 @@ class _RuleParser:
             raise self.fail(
                 path, "episodes are {select: SELECTOR, merge_gap: D} or {when: CONDITION, merge_gap: D}"
             )
-        gap = self.duration(data.get("merge_gap", "0 days"), (*path, "merge_gap"))
+        gap = self.duration(data.get("merge_gap", "0 days"), (*path, "merge_gap"), nonneg=True)
         if "select" in data:
             return ast.Episodes(select=self.selector(data["select"], (*path, "select")), merge_gap=gap)
         return ast.Episodes(when=self.expr(data["when"], (*path, "when")), merge_gap=gap)
@@ -590,7 +607,7 @@ class _RuleParser:
             return ast.Latest(
                 nid=nid, path=sp, select=self.selector(a["select"], (*sub, "select")),
                 field=self._field(a.get("field", "value"), (*sub, "field")),
-                within=self.duration(a["within"], (*sub, "within")),
+                within=self.duration(a["within"], (*sub, "within"), nonneg=True),
             )  # fmt: skip
         if op in AGGREGATES:
             a = keys(["select", "window"], ["field", "spans"])
@@ -606,7 +623,7 @@ class _RuleParser:
             a = keys(["select", "within"], ["upper", "lower"])
             return ast.Normal(
                 nid=nid, path=sp, select=self.selector(a["select"], (*sub, "select")),
-                within=self.duration(a["within"], (*sub, "within")),
+                within=self.duration(a["within"], (*sub, "within"), nonneg=True),
                 upper=self.quantity(a["upper"], (*sub, "upper")) if "upper" in a else None,
                 lower=self.quantity(a["lower"], (*sub, "lower")) if "lower" in a else None,
             )  # fmt: skip
@@ -624,6 +641,8 @@ class _RuleParser:
                             f"unknown route {r!r}{did_you_mean(str(r), codes.ROUTES)}; routes are {', '.join(codes.ROUTES)}",
                         )
             names = arg if isinstance(arg, list) else [arg]
+            if not names or any(not isinstance(n, str) or not n.strip() for n in names):
+                raise self.fail(sub, "on_drug names one drug or a list of drugs, e.g. on_drug: anakinra")
             return ast.OnDrug(
                 nid=nid, path=sp, drugs=tuple(str(n).lower() for n in names),
                 except_routes=tuple(str(r) for r in routes),
@@ -632,7 +651,7 @@ class _RuleParser:
             a = keys(["drug"], ["per_kg", "weight_within"])
             return ast.DailyDose(
                 nid=nid, path=sp, drug=str(a["drug"]).lower(), per_kg=self.flag(a, "per_kg", True, sub),
-                weight_within=self.duration(a.get("weight_within", "183 days"), (*sub, "weight_within")),
+                weight_within=self.duration(a.get("weight_within", "183 days"), (*sub, "weight_within"), nonneg=True),
             )  # fmt: skip
         if op == "age":
             unit = arg if isinstance(arg, str) else (arg or {}).get("unit", "years")
@@ -713,7 +732,7 @@ class _RuleParser:
             a = keys(["expr", "duration"])
             return ast.HeldFor(
                 nid=nid, path=sp, expr=self.expr(a["expr"], (*sub, "expr")),
-                duration=self.duration(a["duration"], (*sub, "duration")),
+                duration=self.duration(a["duration"], (*sub, "duration"), nonneg=True),
             )  # fmt: skip
         if op == "in_episode":
             return ast.InEpisode(nid=nid, path=sp, episodes=self.episodes(arg, sub))
