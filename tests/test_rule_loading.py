@@ -722,3 +722,61 @@ def test_a_duration_or_window_that_makes_no_sense_is_a_problem(
     (tmp_path / "r.yaml").write_text(PLAIN + f"define: {define}\n", encoding="utf-8")
     [problem] = check_problems(tmp_path)
     assert message in problem
+
+
+@pytest.mark.parametrize(
+    ("define", "message"),
+    [
+        ("{clip: {value: 5, low: 1 kg}}", "clip's low is a plain number, in the value's unit: not '1 kg'"),
+        ("{clip: {value: 5, low: 10, high: 1}}", "clip's low (10) is above its high (1)"),
+    ],
+    ids=["unit", "low-above-high"],
+)
+def test_a_clip_bound_that_makes_no_sense_is_a_problem(tmp_path: Path, define: str, message: str) -> None:
+    (tmp_path / "r.yaml").write_text(PLAIN + f"define: {define}\n", encoding="utf-8")
+    [problem] = check_problems(tmp_path)
+    assert problem.endswith(message)
+
+
+@pytest.mark.parametrize(
+    ("expectation", "message"),
+    [
+        ("{at: '2009-13-01', value: true}", "at must be a date (YYYY-MM-DD) or date-time without an offset"),
+        (
+            "{at: '2009-02-01T10:00+02:00', value: true}",
+            "at must be a date (YYYY-MM-DD) or date-time without an offset",
+        ),
+        ("{at: 2009-02-01, value: true, reason_contains: 42}", "reason_contains is text, not 42"),
+        ("{at: 2009-02-01, value: true, patient_id: 5}", "patient_id is text, not 5"),
+    ],
+    ids=["bad-date", "offset", "reason-number", "patient-number"],
+)
+def test_a_malformed_expectation_is_a_problem_at_its_place(
+    tmp_path: Path, expectation: str, message: str
+) -> None:
+    (tmp_path / "r.yaml").write_text(
+        PLAIN
+        + f"define: {{lt: [1, 2]}}\nexamples:\n  - name: e\n    events: []\n    expect: [{expectation}]\n",
+        encoding="utf-8",
+    )
+    [problem] = check_problems(tmp_path)
+    assert message in problem
+
+
+def test_a_date_yaml_cannot_read_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        PLAIN
+        + "define: {lt: [1, 2]}\nexamples:\n  - {name: e, events: [], expect: [{at: 2009-13-01, value: true}]}\n",
+        encoding="utf-8",
+    )
+    problems = check_problems(tmp_path)
+    assert f"{tmp_path / 'r.yaml'}:7:41: '2009-13-01' is not a valid date: month must be in 1..12" in problems
+
+
+def test_example_params_that_are_not_a_mapping_are_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        PLAIN + "define: {lt: [1, 2]}\nexamples:\n  - {name: e, events: [], expect: [], params: [1]}\n",
+        encoding="utf-8",
+    )
+    [problem] = check_problems(tmp_path)
+    assert problem.endswith("an example's params map a parameter name to its value")

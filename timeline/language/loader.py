@@ -162,7 +162,12 @@ class _Doc:
             return out
         if isinstance(node, self._sequence):
             return [self._walk(v, (*path, i), loader) for i, v in enumerate(node.value)]
-        value = loader.construct_object(node)
+        try:
+            value = loader.construct_object(node)
+        except ValueError as exc:  # YAML read it as a date that does not exist (2009-13-01)
+            line, col = self.marks[path]
+            self.problems.append(Problem(self.file, line, col, f"{node.value!r} is not a valid date: {exc}"))
+            return node.value
         if isinstance(value, datetime | date):
             return value.isoformat()
         return value
@@ -350,6 +355,21 @@ class _RuleParser:
                         "an expectation needs at and value (true, false, a number or unknown)",
                     )
                     continue
+                at, where = exp["at"], (*path, "expect", j)
+                if not _is_moment(at):
+                    self.fail(
+                        (*where, "at"),
+                        f"at must be a date (YYYY-MM-DD) or date-time without an offset, not {at!r}",
+                    )
+                    continue
+                bad = [
+                    k
+                    for k in ("reason_contains", "patient_id")
+                    if exp.get(k) is not None and not isinstance(exp[k], str)
+                ]
+                if bad:
+                    self.fail((*where, bad[0]), f"{bad[0]} is text, not {exp[bad[0]]!r}")
+                    continue
                 value = exp["value"]
                 if value == "unknown":
                     value = None
@@ -368,6 +388,9 @@ class _RuleParser:
                     )
                 )
             params = ex.get("params") or {}
+            if not isinstance(params, dict):
+                self.fail((*path, "params"), "an example's params map a parameter name to its value")
+                continue
             out.append(
                 ast.Example(
                     name=str(ex.get("name", f"example {i + 1}")),
@@ -699,6 +722,16 @@ class _RuleParser:
             return ast.Arith(nid=nid, path=sp, op=ARITH[op], items=items(2))
         if op == "clip":
             a = keys(["value"], ["low", "high"])
+            for bound in ("low", "high"):
+                x = a.get(bound)
+                if x is not None and (
+                    isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x)
+                ):
+                    raise self.fail(
+                        (*sub, bound), f"clip's {bound} is a plain number, in the value's unit: not {x!r}"
+                    )
+            if a.get("low") is not None and a.get("high") is not None and a["low"] > a["high"]:
+                raise self.fail(sub, f"clip's low ({a['low']}) is above its high ({a['high']})")
             return ast.Clip(
                 nid=nid,
                 path=sp,
@@ -917,6 +950,15 @@ def rule_dirs(extra: Sequence[str | os.PathLike[str]] = (), builtin: bool = True
         dirs.extend(Path(p) for p in env.split(os.pathsep) if p)
     dirs.extend(Path(d) for d in extra)
     return dirs
+
+
+def _is_moment(text: object) -> bool:
+    """An example's ``at``: a date or a date-time, without an offset (as ``--at``)."""
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError:
+        return False
+    return moment.tzinfo is None
 
 
 def _read_text(path: Path, problems: list[Problem]) -> str | None:
