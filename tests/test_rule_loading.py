@@ -780,3 +780,11 @@ def test_example_params_that_are_not_a_mapping_are_a_problem(tmp_path: Path) -> 
     )
     [problem] = check_problems(tmp_path)
     assert problem.endswith("an example's params map a parameter name to its value")
+
+
+def test_latest_of_labs_beside_weights_has_no_single_unit(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        PLAIN + "define: {latest: {select: {kind: [lab, weight]}, within: 300 days}}\n", encoding="utf-8"
+    )
+    [problem] = check_problems(tmp_path)
+    assert problem.endswith("the events selected by 'lab or weight' have no single unit: select one code")

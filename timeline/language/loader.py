@@ -1189,6 +1189,8 @@ def field_unit(select: ast.Selector, field_name: str) -> str | None:
             if k in codes.VITALS:
                 units.add(codes.VITALS[k].unit)
                 found = True
+            elif k in ("lab", "assessment") and not sel.codes:
+                return None  # every code of the kind, in its own unit: labs beside weights (kg)
         if not found and sel is not select:
             units.add("?")
     units.discard("?")
