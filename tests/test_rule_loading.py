@@ -788,3 +788,13 @@ def test_latest_of_labs_beside_weights_has_no_single_unit(tmp_path: Path) -> Non
     )
     [problem] = check_problems(tmp_path)
     assert problem.endswith("the events selected by 'lab or weight' have no single unit: select one code")
+
+
+def test_a_python_tag_on_a_collection_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        PLAIN.replace("description: d", 'description: !!python/object/apply:os.system ["echo pwned"]')
+        + "define: {lt: [1, 2]}\n",
+        encoding="utf-8",
+    )
+    [problem] = check_problems(tmp_path)
+    assert problem.endswith("YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed")

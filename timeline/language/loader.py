@@ -94,6 +94,9 @@ MAX_DEPTH = 150
 MAX_ITEMS = 250
 
 
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 class _TooLarge(Exception):
     def __init__(self, path: Path_) -> None:
         self.path = path
@@ -145,6 +148,11 @@ class _Doc:
         if self._budget < 0:
             raise _TooLarge(path)
         self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, self._mapping | self._sequence) and node.tag not in _PLAIN_TAGS:
+            # a scalar's tag is refused by the safe constructor; a collection is walked here
+            line, col = self.marks[path]
+            self.problems.append(Problem(self.file, line, col, f"YAML tag {node.tag!r} is not allowed"))
+            return None
         if isinstance(node, self._mapping):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
