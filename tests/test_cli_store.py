@@ -165,3 +165,11 @@ def test_ingest_into_a_store_whose_time_zone_is_unknown_is_refused(
     assert result.stderr.strip() == (
         f"error: {example_store} is damaged: its time zone 'Mars/Olympus' is not a known zone"
     )
+
+
+def test_the_library_never_lets_duckdb_draw_progress_bars_on_stdout(example_store: Path) -> None:
+    from timeline.store import Store
+
+    with Store.open(example_store) as s:
+        found = s.con.execute("SELECT current_setting('enable_progress_bar_print')").fetchone()
+    assert found == (False,)

@@ -470,7 +470,10 @@ def _connect(path: Path, *, read_only: bool, wait: float) -> duckdb.DuckDBPyConn
     while True:
         try:
             con = duckdb.connect(str(path), read_only=read_only)
-            con.execute("SET TimeZone = 'UTC'")
+            # DuckDB draws its own progress bar on stdout for a query over ~2 s: a library
+            # must not write there (a script's output, a report piped to a file); the
+            # commands show their own bars, on stderr, on a terminal
+            con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar_print = false")
             return con
         except duckdb.IOException as exc:
             msg = str(exc)
