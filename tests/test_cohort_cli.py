@@ -144,11 +144,23 @@ def test_plot_refuses_an_unknown_image_format(cohort_store: Path, tmp_path: Path
     assert "give a .png or .svg file name" in result.stderr
 
 
-def test_plot_lane_must_be_a_boolean_rule(cohort_store: Path, tmp_path: Path) -> None:
-    result = run_cli("plot", "P2", "--out", tmp_path / "p.png", "--store", cohort_store, "--rules", RULES,
-                     "--lane", "age_at")  # fmt: skip
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--lane", "age_at"), "a swimlane needs a boolean rule"),
+        (("--dose-rule", "arthritis"), "--dose-rule arthritis: the dose panel needs a numeric rule"),
+        (("--dose-rule", "nope"), "unknown rule 'nope'"),
+    ],
+    ids=["lane-numeric", "dose-rule-boolean", "dose-rule-unknown"],
+)
+def test_plot_refuses_a_rule_of_the_wrong_kind_for_its_panel(
+    cohort_store: Path, tmp_path: Path, option: tuple[str, str], message: str
+) -> None:
+    result = run_cli(
+        "plot", "P2", "--out", tmp_path / "p.png", "--store", cohort_store, "--rules", RULES, *option
+    )
     assert result.exit_code == 2
-    assert "a swimlane needs a boolean rule" in result.stderr
+    assert message in result.stderr
 
 
 def test_explain_shows_at_a_time_point_only_the_outcomes_reported_there(
@@ -228,17 +240,3 @@ def test_cohort_explain_of_an_unknown_patient_exits_5(cohort_store: Path) -> Non
     assert code == 5
     assert "patient 'NOPE' has no events" in err
     assert out == ""
-
-
-def test_plot_dose_rule_must_be_a_numeric_rule(cohort_store: Path, tmp_path: Path) -> None:
-    result = run_cli("plot", "P2", "--out", tmp_path / "p.png", "--store", cohort_store, "--rules", RULES,
-                     "--dose-rule", "arthritis")  # fmt: skip
-    assert result.exit_code == 2
-    assert "--dose-rule arthritis: the dose panel needs a numeric rule" in result.stderr
-
-
-def test_plot_dose_rule_must_exist(cohort_store: Path, tmp_path: Path) -> None:
-    result = run_cli("plot", "P2", "--out", tmp_path / "p.png", "--store", cohort_store, "--rules", RULES,
-                     "--dose-rule", "nope")  # fmt: skip
-    assert result.exit_code == 2
-    assert "unknown rule 'nope'" in result.stderr
