@@ -163,3 +163,12 @@ def test_a_negative_mas_merge_gap_is_refused(tmp_path: Path) -> None:
         "  episodes: {select: {kind: mas_episode}}\n  merge_gap: -5 days",
     )
     assert "FILE:28:14: merge_gap must be 0 or more, not '-5 days'" in problems(tmp_path, text)
+
+
+def test_an_outcome_at_no_time_point_is_refused(tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace("denominator: all}", "denominator: all, at: []}", 1)
+    assert text != COHORT.read_text(encoding="utf-8")
+    assert any(
+        p.endswith("at lists some of the time_points (leave it out for all of them)")
+        for p in problems(tmp_path, text)
+    )

@@ -798,3 +798,25 @@ def test_a_python_tag_on_a_collection_is_refused(tmp_path: Path) -> None:
     )
     [problem] = check_problems(tmp_path)
     assert problem.endswith("YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed")
+
+
+def test_an_unknown_key_in_a_parameter_is_a_problem_with_a_suggestion(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        PLAIN + "params:\n  upper: {default: 6 mg/L, descripton: typo}\ndefine: {lt: [1, {param: upper}]}\n",
+        encoding="utf-8",
+    )
+    [problem] = check_problems(tmp_path)
+    assert problem.endswith("unknown key 'descripton' for a parameter (did you mean 'description'?)")
+
+
+def test_an_unknown_key_in_an_expectation_is_a_problem_with_a_suggestion(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        PLAIN
+        + "define: {lt: [1, 2]}\nexamples:\n  - name: e\n    events: []\n"
+        + "    expect: [{at: 2009-02-01, value: true, reason_contain: x}]\n",
+        encoding="utf-8",
+    )
+    [problem] = check_problems(tmp_path)
+    assert problem.endswith(
+        "unknown key 'reason_contain' for an expectation (did you mean 'reason_contains'?)"
+    )

@@ -478,7 +478,10 @@ class _Parser:
             oid = self.ident(item.get("id", rid), p, "outcome id") or rid
             self.unique(seen, oid, p, "outcome")
             at: list[str] = []
-            for i, raw in enumerate(item.get("at") or []):
+            if "at" in item and (not isinstance(item["at"], list) or not item["at"]):
+                self.fail((*p, "at"), "at lists some of the time_points (leave it out for all of them)")
+            given = item.get("at")
+            for i, raw in enumerate(given if isinstance(given, list) else []):
                 d = self.duration(raw, (*p, "at", i), "outcome time point")
                 if d is not None and slug(str(d)) not in slugs:
                     self.fail(

@@ -221,6 +221,8 @@ OPERATORS = (
     "coalesce", "unknown_unless", "pct_change", "at_anchor", "held_for", "in_episode", "episode_count",
 )  # fmt: skip
 SELECTOR_KEYS = ("kind", "code", "drug", "present", "where", "any_of")
+PARAM_KEYS = ("default", "unit", "description")
+EXPECTATION_KEYS = ("at", "value", "reason_contains", "patient_id")
 RULE_KEYS = (
     "id",
     "version",
@@ -314,6 +316,12 @@ class _RuleParser:
                 self.fail(path, f"parameter name {name!r} must be lower_snake_case")
             if not isinstance(spec, dict):
                 spec = {"default": spec}
+            for key in spec:
+                if key not in PARAM_KEYS:
+                    self.fail(
+                        (*path, key),
+                        f"unknown key {key!r} for a parameter{did_you_mean(str(key), PARAM_KEYS)}",
+                    )
             if "default" not in spec:
                 self.fail(path, f"parameter {name!r} needs a default")
                 continue
@@ -361,6 +369,14 @@ class _RuleParser:
                     self.fail(
                         (*path, "expect", j),
                         "an expectation needs at and value (true, false, a number or unknown)",
+                    )
+                    continue
+                unknown = [k for k in exp if k not in EXPECTATION_KEYS]
+                if unknown:
+                    k = str(unknown[0])
+                    self.fail(
+                        (*path, "expect", j, k),
+                        f"unknown key {k!r} for an expectation{did_you_mean(k, EXPECTATION_KEYS)}",
                     )
                     continue
                 at, where = exp["at"], (*path, "expect", j)
