@@ -554,4 +554,4 @@ def test_a_param_that_is_not_a_finite_number_is_a_rule_problem(example_store: Pa
         example_store,
     )
     assert result.exit_code == 8
-    assert f"params: crp_normal.upper: {value!r} is not a finite number" in result.stderr
+    assert f"--param: crp_normal.upper: {value!r} is not a finite number" in result.stderr

@@ -1022,6 +1022,7 @@ def load_rules(
     refs: dict[str, list[tuple[str, Path_, _Doc]]] = {}
     docs: dict[str, _Doc] = {}
     site: dict[str, dict[str, Any]] = {}
+    places: _Places = {}
     sources: list[str] = []
     failed: set[str] = set()  # ids of rule files that did not load
     hasher = hashlib.sha256()
@@ -1037,7 +1038,7 @@ def load_rules(
             hasher.update(path.name.encode() + b"\0" + text.encode() + b"\0")
             doc = _Doc(str(path), text, problems)
             if path.stem == "params":
-                _site_params(doc, site)
+                _site_params(doc, site, places)
                 continue
             sources.append(str(path))
             parser = _RuleParser(doc, next_id)
@@ -1063,7 +1064,10 @@ def load_rules(
             docs[rule.id] = doc
     for rid, overrides in (params or {}).items():
         site.setdefault(rid, {}).update(overrides)
-    rules = _apply_site_params(rules, site, problems)
+        for name in overrides:
+            places[(rid, name)] = ("--param", 0, 0)
+        places.setdefault((rid, ""), ("--param", 0, 0))
+    rules = _apply_site_params(rules, site, problems, places)
     for items in refs.values():
         for target, ref_path, doc in items:
             if target not in rules and target not in failed:
@@ -1086,7 +1090,12 @@ def load_rules(
     return RuleSet(rules=rules, order=order, types=types, sources=sources, digest=hasher.hexdigest())
 
 
-def _site_params(doc: _Doc, site: dict[str, dict[str, Any]]) -> None:
+# where each site parameter value was given: (rule id, name) → (file, line, column); the
+# rule id alone under name "" (a params.yaml line, or --param)
+_Places = dict[tuple[str, str], tuple[str, int, int]]
+
+
+def _site_params(doc: _Doc, site: dict[str, dict[str, Any]], places: _Places) -> None:
     if doc.data is None:
         return
     if not isinstance(doc.data, dict) or not all(isinstance(v, dict) for v in doc.data.values()):
@@ -1095,51 +1104,47 @@ def _site_params(doc: _Doc, site: dict[str, dict[str, Any]]) -> None:
         return
     for rid, values in doc.data.items():
         site.setdefault(rid, {}).update(values)
+        places[(rid, "")] = (doc.file, *doc.where((rid,)))
+        for name in values:
+            places[(rid, name)] = (doc.file, *doc.where((rid, name)))
 
 
 def _apply_site_params(
-    rules: dict[str, ast.Rule], site: dict[str, dict[str, Any]], problems: list[Problem]
+    rules: dict[str, ast.Rule], site: dict[str, dict[str, Any]], problems: list[Problem], places: _Places
 ) -> dict[str, ast.Rule]:
+    def problem(rid: str, name: str, message: str) -> None:
+        file, line, col = places.get((rid, name), ("params", 0, 0))
+        problems.append(Problem(file, line, col, message))
+
     out = dict(rules)
     for rid, values in site.items():
         if rid not in rules:
-            problems.append(
-                Problem(
-                    "params", 0, 0, f"parameter override for unknown rule {rid!r}{did_you_mean(rid, rules)}"
-                )
-            )
+            problem(rid, "", f"parameter override for unknown rule {rid!r}{did_you_mean(rid, rules)}")
             continue
         rule = rules[rid]
         specs = {p.name: p for p in rule.params}
         for name, raw in values.items():
             if name not in specs:
-                problems.append(
-                    Problem(
-                        "params", 0, 0, f"rule {rid!r} has no parameter {name!r}{did_you_mean(name, specs)}"
-                    )
-                )
+                problem(rid, name, f"rule {rid!r} has no parameter {name!r}{did_you_mean(name, specs)}")
                 continue
             try:
                 value, unit = parse_param_value(raw)
             except ValueError as exc:
-                problems.append(Problem("params", 0, 0, f"{rid}.{name}: {exc}"))
+                problem(rid, name, f"{rid}.{name}: {exc}")
                 continue
             spec = specs[name]
             if type(value) is not type(spec.default):
-                problems.append(
-                    Problem(
-                        "params",
-                        0,
-                        0,
-                        f"{rid}.{name}: {raw!r} is not the same kind of value as the default {spec.default}",
-                    )
+                problem(
+                    rid,
+                    name,
+                    f"{rid}.{name}: {raw!r} is not the same kind of value as the default {spec.default}",
                 )
                 continue
             if unit is not None and spec.unit is not None and unit != spec.unit:
                 try:
                     value = conversion(unit, spec.unit).apply(float(value))  # type: ignore[arg-type]
                 except UnitError as exc:
-                    problems.append(Problem("params", 0, 0, f"{rid}.{name}: {exc}"))
+                    problem(rid, name, f"{rid}.{name}: {exc}")
                     continue
             specs[name] = spec.model_copy(update={"value": value})
         out[rid] = rule.model_copy(update={"params": tuple(specs.values())})
