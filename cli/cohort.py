@@ -213,14 +213,12 @@ def _writing(target: Path) -> Iterator[None]:
     """A file that cannot be written (permissions, a full disk) as an error naming it."""
     import duckdb
 
-    from timeline.errors import TimelineError, first_line
+    from timeline.errors import cannot_write
 
     try:
         yield
-    except OSError as exc:
-        raise TimelineError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    except duckdb.IOException as exc:
-        raise TimelineError(f"cannot write {target}: {first_line(exc)}") from exc
+    except (OSError, duckdb.IOException) as exc:
+        raise cannot_write(target, exc) from exc
 
 
 def _rows(report: Report) -> list[dict[str, Any]]:

@@ -26,6 +26,13 @@ class TimelineError(Exception):
         return []
 
 
+def cannot_write(target: object, exc: BaseException) -> TimelineError:
+    """An output that could not be written (permissions, a full disk, a path under a file),
+    as an error naming it: the system's reason, or the first line of DuckDB's."""
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+    return TimelineError(f"cannot write {target}: {why}")
+
+
 class UsageError(TimelineError):
     """A command-line value or library argument is wrong."""
 

@@ -42,7 +42,7 @@ from typing import Any
 import duckdb
 
 from timeline import __version__, codes, events
-from timeline.errors import IngestError, RowError, TimelineError, UsageError, first_line
+from timeline.errors import IngestError, RowError, UsageError, cannot_write, first_line
 from timeline.store import Store, _quote, out_of_room, utc_now
 
 MEDS_VERSION = "0.4.1"  # the schema followed: the `meds` package, 0.4.x
@@ -214,7 +214,7 @@ def export_meds(
     try:
         work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     except OSError as exc:
-        raise TimelineError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise cannot_write(target, exc) from exc
     try:
         # mkdtemp makes the directory private; the dataset gets the user's usual permissions
         os.chmod(work, 0o777 & ~_umask())
@@ -271,7 +271,7 @@ def export_meds(
     except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
         if isinstance(exc, OSError):
-            raise TimelineError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise cannot_write(target, exc) from exc
         raise
     finally:
         for name in ("tl_meds_subjects", "tl_meds_codes"):

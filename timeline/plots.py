@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from timeline.errors import TimelineError, UnknownPatientError, UsageError
+from timeline.errors import TimelineError, UnknownPatientError, UsageError, cannot_write
 
 if TYPE_CHECKING:
     from timeline.cohort.report import Report
@@ -60,7 +60,7 @@ def _save(fig: Any, out: Path) -> None:
     try:
         fig.savefig(out, dpi=150)
     except OSError as exc:
-        raise TimelineError(f"cannot write {out}: {exc.strerror or exc}") from exc
+        raise cannot_write(out, exc) from exc
 
 
 def _footer(fig: Any, manifest: dict[str, Any]) -> None:

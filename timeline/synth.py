@@ -52,7 +52,7 @@ from typing import Any
 
 import duckdb
 
-from timeline.errors import IngestError, RowError, TimelineError, UnknownEventError, UsageError
+from timeline.errors import IngestError, RowError, UnknownEventError, UsageError, cannot_write
 from timeline.events import NATIVE_COLUMNS
 
 Progress = Callable[[float], None]
@@ -1057,7 +1057,7 @@ def synthesize(
     try:
         parts = Path(tempfile.mkdtemp(prefix=f".{target.name}.chunks-", dir=target.parent))
     except OSError as exc:
-        raise TimelineError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise cannot_write(target, exc) from exc
     events = 0
     writing = target  # the file being written, for an error
     try:
@@ -1088,7 +1088,7 @@ def synthesize(
         writing = target
         tmp.replace(target)
     except (duckdb.Error, OSError) as exc:
-        raise TimelineError(f"cannot write {writing}: {str(exc).splitlines()[0]}") from exc
+        raise cannot_write(writing, exc) from exc
     finally:
         tmp.unlink(missing_ok=True)
         shutil.rmtree(parts, ignore_errors=True)
