@@ -26,8 +26,8 @@ from timeline.language.loader import (
     YamlDoc,
     did_you_mean,
     field_unit,
+    units_convert,
 )
-from timeline.units import UnitError, conversion
 
 Path_ = tuple[str | int, ...]
 ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -246,14 +246,8 @@ class _Parser:
         checked by the rule loader; a cohort file's, here)."""
         for cond in sel.where:
             unit = field_unit(sel, cond.field)
-            if not isinstance(cond.value, ast.Const) or isinstance(cond.value.value, bool):
-                continue
-            have = cond.value.unit
-            if have in (None, "1") or unit in (None, "1"):
-                continue
-            try:
-                conversion(have, unit)
-            except UnitError:
+            have = cond.value.unit if isinstance(cond.value, ast.Const) else None  # a cohort has no params
+            if not units_convert(have, unit):
                 self.fail(path, f"where {cond.field}: units do not convert: {have} vs {unit}")
         for sub in sel.any_of:
             self._threshold_units(sub, path)

@@ -23,11 +23,15 @@ class DurationError(ValueError):
     pass
 
 
+class DurationTooLong(DurationError):
+    """A well-formed duration past MAX_YEARS."""
+
+
 # The longest duration a rule or cohort file may give: far beyond any clinical window, and
 # short enough that instants moved by it stay within the calendar (years 1 to 9999).
 MAX_YEARS = 200
 _HOURS = {"hour": 1, "day": 24, "week": 24 * 7, "month": 24 * 366 // 12, "year": 24 * 366}
-MAX_HOURS = MAX_YEARS * 24 * 366
+MAX_HOURS = MAX_YEARS * _HOURS["year"]
 
 
 @dataclass(frozen=True, order=True)
@@ -46,7 +50,7 @@ class Duration:
             )
         d = cls(int(m.group(1)), _UNITS[m.group(2).lower()])
         if abs(d.approx_hours) > MAX_HOURS:
-            raise DurationError(f"{text!r} is longer than {MAX_YEARS} years, the longest duration allowed")
+            raise DurationTooLong(f"{text!r} is longer than {MAX_YEARS} years, the longest duration allowed")
         return d
 
     def sql(self) -> str:

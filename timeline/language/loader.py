@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from timeline import codes, events
 from timeline.errors import TimelineError, UsageError
 from timeline.language import ast
-from timeline.language.durations import Duration, DurationError
+from timeline.language.durations import Duration, DurationError, DurationTooLong
 from timeline.units import Conversion, UnitError, conversion, is_valid
 
 if TYPE_CHECKING:
@@ -849,20 +849,20 @@ def parse_param_value(value: Any, unit: Any = None) -> tuple[float | bool | Dura
     text = str(value)
     try:
         return Duration.parse(text), None
-    except DurationError as exc:
-        if "longest duration" in str(exc):
-            raise ValueError(str(exc)) from None
+    except DurationTooLong:
+        raise
+    except DurationError:
+        pass
     m = _QUANTITY.match(text)
     if m and is_valid(m.group(2)):
         return _finite(float(m.group(1)), value), m.group(2)
     try:
-        return _finite(float(text), value), None
-    except ValueError as exc:
-        if "finite" in str(exc):
-            raise
+        number = float(text)
+    except ValueError:
         raise ValueError(
             f"{value!r} is not a number, a quantity ('6 mg/L') or a duration ('30 days')"
         ) from None
+    return _finite(number, value), None
 
 
 def _finite(x: float, given: Any) -> float:
@@ -1194,6 +1194,19 @@ def _toposort(rules: dict[str, ast.Rule], docs: dict[str, _Doc], problems: list[
 # ---- types and units ------------------------------------------------------------------------
 
 
+def units_convert(have: str | None, want: str | None) -> bool:
+    """Whether a threshold in ``have`` can be compared with a field in ``want`` (a missing or
+    dimensionless unit on either side is taken as the other's)."""
+    if have in (None, "1") or want in (None, "1"):
+        return True
+    assert have is not None and want is not None
+    try:
+        conversion(have, want)
+    except UnitError:
+        return False
+    return True
+
+
 def field_unit(select: ast.Selector, field_name: str) -> str | None:
     """The canonical unit of a numeric field of the selected events, or None if they mix."""
     if field_name in ("active_joints", "limited_joints"):
@@ -1275,11 +1288,8 @@ class _TypeChecker:
 
     def _unit_of_threshold(self, value: ast.Const | ast.Param, unit: str | None) -> None:
         t = self.check(value)
-        if t.unit not in (None, "1") and unit not in (None, "1") and t.kind == "num":
-            try:
-                conversion(t.unit or "1", unit or "1")
-            except UnitError:
-                self.fail(value, f"units do not convert: {t.unit} vs {unit}")
+        if t.kind == "num" and not units_convert(t.unit, unit):
+            self.fail(value, f"units do not convert: {t.unit} vs {unit}")
 
     def check(self, node: ast.Node) -> ast.Type:
         t = self._check(node)
