@@ -642,6 +642,12 @@ def check_problems(directory: Path) -> list[str]:
     return [line.strip() for line in result.stderr.splitlines()[1:]]
 
 
+def problems_of(tmp_path: Path, body: str) -> list[str]:
+    """The problems ``rules check`` finds in one rule file: PLAIN's header, then ``body``."""
+    (tmp_path / "r.yaml").write_text(PLAIN + body, encoding="utf-8")
+    return check_problems(tmp_path)
+
+
 def test_a_rule_file_that_is_not_utf8_is_named_at_its_byte(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_bytes(
         PLAIN.replace("description: d", "description: caf\xe9").encode("latin-1")
@@ -662,8 +668,7 @@ def test_a_dangling_link_named_like_a_rule_file_is_a_problem_not_a_crash(tmp_pat
 
 
 def test_an_alias_inside_itself_is_a_problem_not_a_crash(tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(PLAIN + "define: &x {not: *x}\n", encoding="utf-8")
-    assert check_problems(tmp_path) == [
+    assert problems_of(tmp_path, "define: &x {not: *x}\n") == [
         f"{tmp_path / 'r.yaml'}:1:1: a YAML alias (*name) contains itself, or the file is nested too deeply"
     ]
 
@@ -672,15 +677,13 @@ def test_a_definition_nested_too_deeply_is_a_problem_not_a_crash(tmp_path: Path)
     expr = "{lt: [1, 2]}"
     for _ in range(400):
         expr = "{not: " + expr + "}"
-    (tmp_path / "r.yaml").write_text(PLAIN + f"define: {expr}\n", encoding="utf-8")
-    [problem] = check_problems(tmp_path)
+    [problem] = problems_of(tmp_path, f"define: {expr}\n")
     assert problem.endswith(": nested more than 150 levels deep")
 
 
 def test_an_operator_with_too_many_items_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     items = ", ".join(["{lt: [1, 2]}"] * 1000)
-    (tmp_path / "r.yaml").write_text(PLAIN + f"define: {{any: [{items}]}}\n", encoding="utf-8")
-    assert check_problems(tmp_path) == [
+    assert problems_of(tmp_path, f"define: {{any: [{items}]}}\n") == [
         f"{tmp_path / 'r.yaml'}:5:15: any takes at most 250 expressions, not 1000"
     ]
 
@@ -719,8 +722,7 @@ def test_an_operator_with_too_many_items_is_a_problem_not_a_crash(tmp_path: Path
 def test_a_duration_or_window_that_makes_no_sense_is_a_problem(
     tmp_path: Path, define: str, message: str
 ) -> None:
-    (tmp_path / "r.yaml").write_text(PLAIN + f"define: {define}\n", encoding="utf-8")
-    [problem] = check_problems(tmp_path)
+    [problem] = problems_of(tmp_path, f"define: {define}\n")
     assert message in problem
 
 
@@ -733,8 +735,7 @@ def test_a_duration_or_window_that_makes_no_sense_is_a_problem(
     ids=["unit", "low-above-high"],
 )
 def test_a_clip_bound_that_makes_no_sense_is_a_problem(tmp_path: Path, define: str, message: str) -> None:
-    (tmp_path / "r.yaml").write_text(PLAIN + f"define: {define}\n", encoding="utf-8")
-    [problem] = check_problems(tmp_path)
+    [problem] = problems_of(tmp_path, f"define: {define}\n")
     assert problem.endswith(message)
 
 
@@ -754,39 +755,30 @@ def test_a_clip_bound_that_makes_no_sense_is_a_problem(tmp_path: Path, define: s
 def test_a_malformed_expectation_is_a_problem_at_its_place(
     tmp_path: Path, expectation: str, message: str
 ) -> None:
-    (tmp_path / "r.yaml").write_text(
-        PLAIN
-        + f"define: {{lt: [1, 2]}}\nexamples:\n  - name: e\n    events: []\n    expect: [{expectation}]\n",
-        encoding="utf-8",
+    [problem] = problems_of(
+        tmp_path,
+        f"define: {{lt: [1, 2]}}\nexamples:\n  - name: e\n    events: []\n    expect: [{expectation}]\n",
     )
-    [problem] = check_problems(tmp_path)
     assert message in problem
 
 
 def test_a_date_yaml_cannot_read_is_a_problem_not_a_crash(tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(
-        PLAIN
-        + "define: {lt: [1, 2]}\nexamples:\n  - {name: e, events: [], expect: [{at: 2009-13-01, value: true}]}\n",
-        encoding="utf-8",
+    problems = problems_of(
+        tmp_path,
+        "define: {lt: [1, 2]}\nexamples:\n  - {name: e, events: [], expect: [{at: 2009-13-01, value: true}]}\n",
     )
-    problems = check_problems(tmp_path)
     assert f"{tmp_path / 'r.yaml'}:7:41: '2009-13-01' is not a valid date: month must be in 1..12" in problems
 
 
 def test_example_params_that_are_not_a_mapping_are_a_problem(tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(
-        PLAIN + "define: {lt: [1, 2]}\nexamples:\n  - {name: e, events: [], expect: [], params: [1]}\n",
-        encoding="utf-8",
+    [problem] = problems_of(
+        tmp_path, "define: {lt: [1, 2]}\nexamples:\n  - {name: e, events: [], expect: [], params: [1]}\n"
     )
-    [problem] = check_problems(tmp_path)
     assert problem.endswith("an example's params map a parameter name to its value")
 
 
 def test_latest_of_labs_beside_weights_has_no_single_unit(tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(
-        PLAIN + "define: {latest: {select: {kind: [lab, weight]}, within: 300 days}}\n", encoding="utf-8"
-    )
-    [problem] = check_problems(tmp_path)
+    [problem] = problems_of(tmp_path, "define: {latest: {select: {kind: [lab, weight]}, within: 300 days}}\n")
     assert problem.endswith("the events selected by 'lab or weight' have no single unit: select one code")
 
 
@@ -801,22 +793,18 @@ def test_a_python_tag_on_a_collection_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_unknown_key_in_a_parameter_is_a_problem_with_a_suggestion(tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(
-        PLAIN + "params:\n  upper: {default: 6 mg/L, descripton: typo}\ndefine: {lt: [1, {param: upper}]}\n",
-        encoding="utf-8",
+    [problem] = problems_of(
+        tmp_path, "params:\n  upper: {default: 6 mg/L, descripton: typo}\ndefine: {lt: [1, {param: upper}]}\n"
     )
-    [problem] = check_problems(tmp_path)
     assert problem.endswith("unknown key 'descripton' for a parameter (did you mean 'description'?)")
 
 
 def test_an_unknown_key_in_an_expectation_is_a_problem_with_a_suggestion(tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(
-        PLAIN
-        + "define: {lt: [1, 2]}\nexamples:\n  - name: e\n    events: []\n"
+    [problem] = problems_of(
+        tmp_path,
+        "define: {lt: [1, 2]}\nexamples:\n  - name: e\n    events: []\n"
         + "    expect: [{at: 2009-02-01, value: true, reason_contain: x}]\n",
-        encoding="utf-8",
     )
-    [problem] = check_problems(tmp_path)
     assert problem.endswith(
         "unknown key 'reason_contain' for an expectation (did you mean 'reason_contains'?)"
     )
