@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
@@ -147,7 +147,10 @@ def run(
     as_known_at: AsKnownOpt = None,
     json_out: JsonOpt = False,
     csv_out: Annotated[
-        Path | None, typer.Option("--csv", metavar="OUT", help="Write every cell as a CSV row to OUT.")
+        Path | None,
+        typer.Option(
+            "--csv", metavar="OUT", help="Write every cell as a CSV row to OUT (- for standard output)."
+        ),
     ] = None,
     parquet_out: Annotated[
         Path | None,
@@ -176,26 +179,38 @@ def run(
     timeline cohort run examples/valencia/cohort.yaml
     timeline cohort run examples/valencia/cohort.yaml --as-known-at 2011-01-31 --json > report.json
     timeline cohort run examples/valencia/cohort.yaml --csv cells.csv
+    timeline cohort run examples/valencia/cohort.yaml --csv - | head
     ```
     """
+    to_stdout = csv_out is not None and str(csv_out) == "-"
+    if to_stdout and json_out:
+        from timeline.errors import UsageError
+
+        raise UsageError("--csv - and --json both print to standard output; give --csv a file")
     for option, target in (("--csv", csv_out), ("--parquet", parquet_out)):
-        if target is not None:  # before the run, which can be long
-            _check_target(option, target)
+        if target is not None and not (option == "--csv" and to_stdout):
+            _check_target(option, target)  # before the run, which can be long
     sess, spec = _session(file, store, rules, param, as_known_at, wait)
     with sess.store:
         report = _report(sess, spec)
         if parquet_out is not None:
             with _writing(parquet_out):
                 _parquet(report, parquet_out, sess)
-    if csv_out is not None:
-        with _writing(csv_out):
-            _csv(report, csv_out)
+    if to_stdout:
+        _csv(report, sys.stdout)
+    elif csv_out is not None:
+        with _writing(csv_out), open(csv_out, "w", newline="", encoding="utf-8") as fh:
+            _csv(report, fh)
     if json_out:
         dump_json(report.to_json(ids))
     elif csv_out is None and parquet_out is None:
         render(report)
     else:
-        written = ", ".join(str(p) for p in (csv_out, parquet_out) if p is not None)
+        written = ", ".join(
+            "standard output" if to_stdout and p is csv_out else str(p)
+            for p in (csv_out, parquet_out)
+            if p is not None
+        )
         console(stderr=True).print(f"wrote {len(report.cells)} cells to {written}")
 
 
@@ -234,17 +249,16 @@ def _rows(report: Report) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _csv(report: Report, out: Path) -> None:
+def _csv(report: Report, fh: TextIO) -> None:
     import csv
     import json
 
     rows = _rows(report)
-    with open(out, "w", newline="", encoding="utf-8") as fh:
-        for key, value in report.manifest.items():
-            fh.write(f"# {key}: {json.dumps(value, default=str)}\n")
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["cell"])
-        writer.writeheader()
-        writer.writerows(rows)
+    for key, value in report.manifest.items():
+        fh.write(f"# {key}: {json.dumps(value, default=str)}\n")
+    writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["cell"])
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def _parquet(report: Report, out: Path, sess: Session) -> None:

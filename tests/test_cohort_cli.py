@@ -59,6 +59,23 @@ def test_run_writes_csv_with_the_manifest_on_top(cohort_store: Path, tmp_path: P
     assert (row["n"], row["n_denominator"], row["n_unknown"], row["unknown_ids"]) == ("1", "4", "2", "P3 P7")
 
 
+def test_run_csv_dash_prints_the_cells_on_standard_output(cohort_store: Path, tmp_path: Path) -> None:
+    code, out, err = cohort("run", COHORT, "--csv", "-", store=cohort_store)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("# engine: ")
+    rows = {r["cell"]: r for r in csv.DictReader(line for line in lines if not line.startswith("#"))}
+    assert rows["outcome.arthritis_all.6_months"]["n_unknown"] == "2"
+    assert not (Path.cwd() / "-").exists()
+
+
+def test_run_refuses_csv_dash_with_json(cohort_store: Path) -> None:
+    code, out, err = cohort("run", COHORT, "--csv", "-", "--json", store=cohort_store)
+    assert code == 2
+    assert "--csv - and --json" in err
+    assert out == ""
+
+
 def test_run_writes_parquet_with_the_manifest_as_metadata(cohort_store: Path, tmp_path: Path) -> None:
     out = tmp_path / "cells.parquet"
     code, _, err = cohort("run", COHORT, "--parquet", out, store=cohort_store)
