@@ -610,6 +610,88 @@ def test_a_rule_read_before_its_first_change_point_has_its_value_before_any_even
     assert ("held", datetime(2009, 3, 31), True, None) in got
 
 
+# ---- age and time since: counts of days that step at midnight, with no event there -------------
+
+BORN_2000 = {"patient_id": "X", "kind": "birth", "occurred_at": "2000-01-01", "sex": "female"}
+# 5 years of 365.25 days: 1,826 days (2004-12-31) is 4.9993 years, 1,827 (2005-01-01) 5.0021
+
+
+def test_a_comparison_with_age_changes_in_a_history_at_the_midnight_it_crosses(bench: Bench) -> None:
+    bench.rule("five", {"ge": [{"age": "years"}, 5]})
+    bench.events([BORN_2000, crp("2001-06-01", 4), crp("2006-06-01", 4)])
+    session = bench.session()
+    got = _history(session, ["five"])
+    assert [(start, value) for _, start, value, _ in got if start.year >= 2004] == [
+        (datetime(2005, 1, 1), True)
+    ]
+    assert _histories(session, ["five"]) == got
+
+
+def test_held_for_a_condition_on_age_is_false_from_the_midnight_it_stops_holding(bench: Bench) -> None:
+    # the condition's last true moment is 2004-12-31 23:59:59.999999; no event lies near it
+    bench.rule("young", {"held_for": {"expr": {"lt": [{"age": "years"}, 5]}, "duration": "2 days"}})
+    bench.events([BORN_2000, crp("2001-06-01", 4)])
+    assert bench.values("young", "2004-12-31", "2005-01-01T00:00", "2004-12-31T23:59") == [True, False, True]
+
+
+def test_an_episode_of_a_condition_on_age_starts_at_the_midnight_it_first_holds(bench: Bench) -> None:
+    bench.rule("r", {"in_episode": {"when": {"ge": [{"age": "years"}, 5]}, "merge_gap": "0 days"}})
+    bench.events([BORN_2000, crp("2001-06-01", 4)])
+    result = bench.state("r", "2017-03-01")
+    assert (result.value, result.note) == (True, "episode from 2005-01-01 (open)")
+    assert bench.values("r", "2004-12-31") == [False]
+
+
+def test_a_threshold_in_another_unit_is_crossed_on_the_same_day(bench: Bench) -> None:
+    # 60 months = 5 years (UCUM's mean Julian month and year): the same midnight
+    bench.rule("r", {"in_episode": {"when": {"le": ["60 mo", {"age": "years"}]}, "merge_gap": "0 days"}})
+    bench.events([BORN_2000, crp("2001-06-01", 4)])
+    assert bench.state("r", "2006-01-01").note == "episode from 2005-01-01 (open)"
+
+
+def test_a_comparison_through_arithmetic_with_constants_is_crossed_exactly(bench: Bench) -> None:
+    # age in months, 60.0 reached on day 1,827 as well (1,827 / 365.25 × 12 = 60.02)
+    bench.rule("months", {"mul": [{"age": "years"}, 12]})
+    bench.rule("r", {"in_episode": {"when": {"gt": [{"rule": "months"}, 60]}, "merge_gap": "0 days"}})
+    bench.events([BORN_2000, crp("2001-06-01", 4)])
+    assert bench.state("r", "2006-01-01").note == "episode from 2005-01-01 (open)"
+
+
+def test_time_since_a_start_below_a_limit_ends_on_the_day_the_count_reaches_it(bench: Bench) -> None:
+    since = {"time_since": {"first": ANAKINRA_START, "unit": "days"}}
+    bench.rule("r", {"in_episode": {"when": {"lt": [since, "14 d"]}, "merge_gap": "0 days"}})
+    bench.events([anakinra("2009-03-01T10:00"), crp("2009-06-01", 4)])
+    result = bench.state("r", "2009-03-14")
+    assert (result.value, result.note) == (True, "episode from 2009-03-01 to 2009-03-14")
+    assert bench.values("r", "2009-03-01T09:59", "2009-03-15T00:00") == [False, False]
+
+
+def test_time_since_the_last_event_restarts_its_count_at_each_event(bench: Bench) -> None:
+    since = {"time_since": {"last": FEVER, "unit": "days"}}
+    bench.rule("r", {"held_for": {"expr": {"le": [since, 3]}, "duration": "10 days"}})
+    bench.events([fever("2009-03-01"), fever("2009-03-04"), fever("2009-03-07"), fever("2009-03-12")])
+    # counts 0-3 from each fever; 2009-03-11 is day 4 after the fever of the 7th
+    assert bench.values("r", "2009-03-10", "2009-03-11", "2009-03-20") == [None, False, False]
+    assert bench.values("r", "2009-03-10T23:59") == [None]
+
+
+def test_a_condition_true_before_any_event_has_an_episode_from_the_start_of_the_record(bench: Bench) -> None:
+    no_fever_yet = {"not": {"exists": {"select": FEVER, "window": "ever"}}}
+    bench.rule("r", {"in_episode": {"when": no_fever_yet, "merge_gap": "0 days"}})
+    bench.events([crp("2009-02-01", 4), fever("2009-03-01")])
+    result = bench.state("r", "2009-02-15")
+    assert (result.value, result.note) == (True, "episode from the start of the record to 2009-02-28")
+    assert bench.values("r", "2009-03-01") == [False]
+
+
+def test_a_constant_condition_is_one_episode_open_from_the_start_of_the_record(bench: Bench) -> None:
+    bench.rule("r", {"episode_count": {"episodes": {"when": True, "merge_gap": "0 days"}, "window": "ever"}})
+    bench.rule("inside", {"in_episode": {"when": True, "merge_gap": "0 days"}})
+    bench.events([crp("2009-02-01", 4)])
+    assert bench.values("r", "2009-02-15") == [1.0]
+    assert bench.state("inside", "2009-02-15").note == "episode from the start of the record (open)"
+
+
 # ---- comparisons, units, arithmetic ----------------------------------------------------------------
 
 

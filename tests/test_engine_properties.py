@@ -210,6 +210,7 @@ PARAMS: dict[str, Any] = {
     "crp_upper": {"default": "6 mg/L"},
     "validity": {"default": "7 days"},
     "flag": {"default": True},
+    "days": {"default": 5, "unit": "d"},
 }
 DURATIONS = [
     "12 hours",
@@ -233,6 +234,8 @@ THRESHOLDS: dict[str, list[Any]] = {
     "dose_day": [0, 50, 100, 200],
     "pct": [-30, 0, 30],
     "ratio": [0, 0.5, 1],
+    # time since an event: a count of whole days that steps at midnight, with no event there
+    "since": [0, 1, 3, "10 d", "2 wk", "0.5 mo", {"param": "days"}],
 }
 MEASURED = {"crp": "crp", "esr": "esr", "ferritin": "ferritin", "temperature": "temperature"}
 
@@ -288,6 +291,7 @@ class Grammar:
                     "dose_day",
                     "pct",
                     "ratio",
+                    "since",
                 ]
             )
         refs = [r for r, c in self.earlier.items() if c == cls]
@@ -349,6 +353,9 @@ class Grammar:
                     "weight_within": self.pick(["7 days", "1 month"]),
                 }
             }, cls
+        if cls == "since":
+            anchor = {self.pick(["first", "last"]): self.pick(["anakinra_start", "fever_event"])}
+            return {"time_since": {**anchor, "unit": "days"}}, cls
         if cls == "ratio":
             divisor = self.pick([2, 0, {"count": {"select": "crp", "window": "7 days"}}])
             return {self.pick(["div", "mul"]): [self.num(max(depth - 1, 0), "count")[0], divisor]}, cls

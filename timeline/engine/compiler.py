@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from timeline import codes
+from timeline.engine.crossings import crossings
 from timeline.errors import TimelineError
 from timeline.language import ast
 from timeline.language.durations import Duration
@@ -40,6 +41,10 @@ FAR = "TIMESTAMP '9999-12-31 00:00:00'"
 # Before every change point of any patient: a stepwise rule's value from here to its first
 # change point is the value it has before anything was recorded (see Compiler.steps).
 STEP_ORIGIN = "TIMESTAMP '0001-01-01 00:00:00'"
+# Before every change point (events start in 1900; no duration is longer than 200 years): a
+# condition's episodes are found from its value here on, so one that holds before anything
+# happens (a constant, "no fever yet") has an episode from the start of the record.
+ORIGIN = "TIMESTAMP '1000-01-01 00:00:00'"
 # The event columns rules can read (selectors, fields, units, episodes): the engine's copy of
 # the current timeline carries these and leaves hashes, provenance and notes behind.
 ENGINE_COLUMNS = (
@@ -60,6 +65,13 @@ def engine_columns(rules: RuleSet) -> tuple[str, ...]:
 
 class Unsupported(TimelineError):
     """A construct the compiler cannot translate (reported by name, never silently)."""
+
+
+BIRTH = ast.Anchor(select=ast.Selector(name="birth", kinds=("birth",)), which="first")
+
+
+def _since_anchor(node: ast.Age | ast.TimeSince) -> ast.Anchor:
+    return BIRTH if isinstance(node, ast.Age) else node.anchor
 
 
 def q_(text: str) -> str:
@@ -119,6 +131,7 @@ class Compiler:
         self._cp_memo: dict[int, list[str]] = {}
         self.fields: dict[str, set[str]] = {}
         self._stepwise: dict[str, bool] = {}
+        self.crossing = crossings(rules)
         self.steps_points: dict[str, str] = {}
         self.add("ev", events_sql)
 
@@ -588,8 +601,7 @@ class Compiler:
             ASOF LEFT JOIN {weight} w ON w.patient_id = p.patient_id AND w.t <= p.q"""
 
     def _Age(self, node: ast.Age, points: str) -> str:
-        anchor = ast.Anchor(select=ast.Selector(name="birth", kinds=("birth",)), which="first")
-        return self._since(anchor, node.unit, points, "birth date")
+        return self._since(_since_anchor(node), node.unit, points, "birth date")
 
     def _TimeSince(self, node: ast.TimeSince, points: str) -> str:
         return self._since(node.anchor, node.unit, points, node.anchor.select.name)
@@ -1031,7 +1043,11 @@ class Compiler:
     def condition_intervals(self, cond: ast.Node) -> str:
         """Intervals over which a boolean holds, from its value at each of its change points."""
         cp = self.change_points(cond)
-        pts2 = self.add(self.fresh("p"), f"SELECT DISTINCT patient_id, c AS q FROM {cp}")
+        patients = self.add("pa", "SELECT DISTINCT patient_id FROM ev")
+        pts2 = self.add(
+            self.fresh("p"),
+            f"SELECT DISTINCT patient_id, c AS q FROM {cp} WHERE c > {ORIGIN} UNION SELECT patient_id, {ORIGIN} FROM {patients}",
+        )
         guard = self.guard(cond)
         if guard is None:
             inner = self.node(cond, pts2)
@@ -1086,7 +1102,7 @@ class Compiler:
         # needs the next episode, which has not happened yet at a moment inside the gap.
         # Merging across gaps counts episodes (episode_count).
         eps = self.episodes(node.episodes, merged=False)
-        note = f"""CASE WHEN count(e.s) > 0 THEN 'episode from ' || strftime(min(e.s), '%Y-%m-%d')
+        note = f"""CASE WHEN count(e.s) > 0 THEN 'episode from ' || CASE WHEN min(e.s) = {ORIGIN} THEN 'the start of the record' ELSE strftime(min(e.s), '%Y-%m-%d') END
                      || CASE WHEN max(e.e) = {FAR} THEN ' (open)' ELSE ' to ' || strftime(max(e.e), '%Y-%m-%d') END END"""
         return f"""SELECT p.patient_id, p.q, count(e.s) > 0 AS b, NULL::DOUBLE AS x, NULL AS why,
                 {self.evs(f"coalesce(flatten(list(e.ev) FILTER (WHERE e.s IS NOT NULL)), {EMPTY})")} AS ev,
@@ -1232,7 +1248,17 @@ class Compiler:
                 weight, ["", f"+ {v.sql()}"]
             )
         if isinstance(node, ast.Age | ast.TimeSince):
-            return []  # numbers that change continuously: no discrete change points
+            # the anchor event appears (or, for the last one, moves); the count of days then
+            # steps at every midnight, which matters only where it is compared (below)
+            return [f"SELECT patient_id, t AS c FROM {self.select(_since_anchor(node).select)}"]
+        if isinstance(node, ast.Compare) and (found := self.crossing(node)) is not None and found.days:
+            src = self.select(_since_anchor(found.leaf).select)
+            days = ", ".join(str(k) for k in found.days)
+            return [
+                *(part for c in ast.children(node) for part in self._cp_parts(c)),
+                f"""SELECT patient_id, (t::DATE + k)::TIMESTAMP AS c
+                    FROM {src}, (SELECT unnest([{days}]) AS k) WHERE t::DATE + k < {FAR}::DATE""",
+            ]
         if isinstance(node, ast.AtAnchor):
             src = self.select(node.anchor.select)
             return [

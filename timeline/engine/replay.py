@@ -53,6 +53,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from timeline import codes
+from timeline.engine.crossings import Crossing, crossings
 from timeline.language import ast
 from timeline.language.durations import Duration
 from timeline.language.loader import RuleSet, field_unit
@@ -60,6 +61,10 @@ from timeline.units import conversion, display_unit
 
 EPS = timedelta(microseconds=1)
 FAR = datetime(9999, 12, 31)
+# Before every change point (events start in 1900; no duration is longer than 200 years): a
+# condition's episodes are found from its value here on, so one that holds before anything
+# happens (a constant, "no fever yet") has an episode from the start of the record.
+ORIGIN = datetime(1000, 1, 1)
 ON_KINDS = ("medication_start", "medication_dose_change")
 
 CMP: dict[str, Callable[[Any, Any], bool]] = {
@@ -195,6 +200,7 @@ class Reference:
             self.kind_at.setdefault(e["kind"], []).append(i)
         self.dur_memo: dict[int, Duration] = {}
         self.thr_memo: dict[tuple[int, str | None], float | bool] = {}
+        self._crossing: Callable[[ast.Compare], Crossing | None] | None = None
 
     # -- entry points
     def rule(self, rule_id: str, q: datetime) -> Val:
@@ -382,6 +388,10 @@ class Reference:
     # ---- leaves
     def _Age(self, node: ast.Age, q: datetime) -> Val:
         return self.since(BIRTH, node.unit, q, "birth date")
+
+    @staticmethod
+    def since_anchor(node: ast.Age | ast.TimeSince) -> ast.Anchor:
+        return BIRTH if isinstance(node, ast.Age) else node.anchor
 
     def _TimeSince(self, node: ast.TimeSince, q: datetime) -> Val:
         return self.since(node.anchor, node.unit, q, node.anchor.select.name)
@@ -748,7 +758,7 @@ class Reference:
                 raw.append((found["occurred_at"], found["seq"], end, (found["seq"],)))
         else:
             assert spec.when is not None
-            moments = self.candidates(spec.when)
+            moments = [ORIGIN, *(m for m in self.candidates(spec.when) if m > ORIGIN)]
             vals = []
             for m in moments:
                 vals.append(self.evaluate(spec.when, m))
@@ -790,7 +800,8 @@ class Reference:
         note = None
         if inside:
             end = max(ep.e for ep in inside)
-            note = f"episode from {day(min(ep.s for ep in inside))}" + (
+            start = min(ep.s for ep in inside)
+            note = f"episode from {'the start of the record' if start == ORIGIN else day(start)}" + (
                 " (open)" if end >= FAR else f" to {day(end)}"
             )
         return Val(bool(inside), None, tuple(s for ep in inside for s in ep.ev), note)
@@ -897,7 +908,20 @@ class Reference:
             if node.episodes.when is not None:
                 out |= set(self.candidates(node.episodes.when))
             return out
+        if isinstance(node, ast.Age | ast.TimeSince):
+            # the anchor event appears (or, for the last one, moves); the count of days then
+            # steps at every midnight, which matters only where it is compared (below)
+            return set(times(self.selected(self.since_anchor(node).select)))
         out = set()
+        if isinstance(node, ast.Compare):
+            if self._crossing is None:
+                self._crossing = crossings(self.rules)
+            found = self._crossing(node)
+            if found is not None:
+                for e in self.selected(self.since_anchor(found.leaf).select):
+                    midnight = datetime.combine(e["occurred_at"].date(), time())
+                    room = (FAR - midnight).days
+                    out |= {midnight + timedelta(days=k) for k in found.days if k < room}
         for child in ast.children(node):
             out |= set(self.candidates(child))
         return out

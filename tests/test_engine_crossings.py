@@ -1,0 +1,127 @@
+"""Where a comparison of age or time since an event with a constant flips
+(`timeline.engine.crossings`): the days found must include every day on which the
+comparison's value, as the evaluators compute it, changes."""
+
+from __future__ import annotations
+
+import operator
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.engine_support import write_rule
+from timeline.engine.crossings import MAX_DAYS, PER_DAYS, crossings
+from timeline.engine.replay import Reference, rnd
+from timeline.language import ast
+from timeline.language.loader import RuleSet, load_rules
+
+CMP: dict[str, Callable[[float, float], bool]] = {
+    "gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le, "eq": operator.eq, "ne": operator.ne,
+}  # fmt: skip
+BIRTH = datetime(2000, 1, 1)
+
+
+def rules_of(define: Any) -> RuleSet:
+    directory = Path(tempfile.mkdtemp())
+    write_rule(directory, "r", define)
+    return load_rules([directory])
+
+
+def crossing_of(define: Any) -> tuple[RuleSet, ast.Compare, tuple[int, ...] | None]:
+    rules = rules_of(define)
+    node = rules.rules["r"].define
+    assert isinstance(node, ast.Compare)
+    found = crossings(rules)(node)
+    return rules, node, None if found is None else found.days
+
+
+def test_age_reaching_five_years_flips_on_day_1827() -> None:
+    _, _, days = crossing_of({"ge": [{"age": "years"}, 5]})
+    assert days is not None and 1827 in days and 1826 in days
+
+
+def test_a_constant_on_the_left_is_crossed_like_one_on_the_right() -> None:
+    _, _, left = crossing_of({"le": [5, {"age": "years"}]})
+    _, _, right = crossing_of({"ge": [{"age": "years"}, 5]})
+    assert left == right
+
+
+def test_a_threshold_beyond_two_hundred_years_is_never_crossed() -> None:
+    _, _, days = crossing_of({"ge": [{"age": "years"}, 250]})
+    assert days == ()
+
+
+def test_a_comparison_of_two_ages_has_no_crossing_of_its_own() -> None:
+    _, _, days = crossing_of({"gt": [{"age": "years"}, {"age": "years"}]})
+    assert days is None
+
+
+def test_a_comparison_with_a_value_that_depends_on_the_events_has_no_crossing_of_its_own() -> None:
+    at_first_lab = {"at_anchor": {"expr": {"age": "years"}, "anchor": {"first": {"kind": "lab"}}}}
+    _, _, days = crossing_of({"gt": [{"age": "years"}, {"add": [at_first_lab, 1]}]})
+    assert days is None
+
+
+def test_a_constant_divided_by_age_is_kept_on_the_anchor_day_where_it_is_undefined() -> None:
+    _, _, days = crossing_of({"lt": [{"div": [10, {"age": "days"}]}, 1]})
+    assert days is not None and {0, 1, 10, 11}.issubset(days)
+
+
+def _value_on_day(ref: Reference, node: ast.Compare, d: int) -> bool | float | None:
+    return ref.evaluate(node, datetime.combine((BIRTH + timedelta(days=d)).date(), datetime.min.time())).value
+
+
+WRAPPERS = ["none", "mul", "add", "sub_from", "clip", "div"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    unit=st.sampled_from(["years", "months", "days"]),
+    op=st.sampled_from(sorted(CMP)),
+    wrapper=st.sampled_from(WRAPPERS),
+    k=st.sampled_from([2, 12, 0.5, 365.25]),
+    threshold=st.one_of(st.integers(0, 400), st.floats(0, 400, allow_nan=False).map(lambda x: round(x, 3))),
+    left=st.booleans(),
+)
+def test_every_day_the_comparison_changes_is_a_crossing_day(
+    unit: str, op: str, wrapper: str, k: float, threshold: float, left: bool
+) -> None:
+    leaf: Any = {"age": unit}
+    expr: Any = {
+        "none": leaf,
+        "mul": {"mul": [leaf, k]},
+        "add": {"add": [leaf, k]},
+        "sub_from": {"sub": [k * 100, leaf]},
+        "clip": {"clip": {"value": leaf, "low": 1, "high": 300}},
+        "div": {"div": [leaf, k]},
+    }[wrapper]
+    rules, node, days = crossing_of({op: [expr, threshold] if left else [threshold, expr]})
+    assert days is not None
+    # every day's value by the replay's own arithmetic, then the flips checked on the replay
+    per, t = PER_DAYS[unit], rnd(float(threshold), 9)
+    f: Callable[[float], float] = {
+        "none": lambda x: x,
+        "mul": lambda x: x * k,
+        "add": lambda x: x + k,
+        "sub_from": lambda x: k * 100 - x,
+        "clip": lambda x: max(min(x, 300), 1),
+        "div": lambda x: x / k,
+    }[wrapper]
+    compare = CMP[op]
+    values = [
+        compare(rnd(f(rnd(d / per, 6)), 9), t) if left else compare(t, rnd(f(rnd(d / per, 6)), 9))
+        for d in range(MAX_DAYS + 1)
+    ]
+    flips = [d for d in range(1, MAX_DAYS + 1) if values[d] != values[d - 1]]
+    missing = sorted(set(flips) - set(days))
+    ref = Reference(
+        rules, [{"seq": 1, "kind": "birth", "occurred_at": BIRTH, "event_id": "b", "patient_id": "X"}]
+    )
+    for d in flips[:3]:  # the arithmetic above is the replay's
+        assert (_value_on_day(ref, node, d - 1), _value_on_day(ref, node, d)) == (values[d - 1], values[d])
+    assert not missing, f"flips on days {missing[:5]} not among {days}"
