@@ -684,6 +684,14 @@ def test_a_condition_true_before_any_event_has_an_episode_from_the_start_of_the_
     assert bench.values("r", "2009-03-01") == [False]
 
 
+def test_an_episode_from_the_start_of_the_record_has_no_start_in_its_explanation(bench: Bench) -> None:
+    no_fever_yet = {"not": {"exists": {"select": FEVER, "window": "ever"}}}
+    bench.rule("r", {"in_episode": {"when": no_fever_yet, "merge_gap": "0 days"}})
+    bench.events([crp("2009-02-01", 4), fever("2009-03-01")])
+    tree = bench.session().explain("X", "r", "2009-02-15")["tree"]["derivation"]
+    assert tree["window"] == {"from": None, "to": "2009-02-28 23:59:59.999999"}
+
+
 def test_a_constant_condition_is_one_episode_open_from_the_start_of_the_record(bench: Bench) -> None:
     bench.rule("r", {"episode_count": {"episodes": {"when": True, "merge_gap": "0 days"}, "window": "ever"}})
     bench.rule("inside", {"in_episode": {"when": True, "merge_gap": "0 days"}})

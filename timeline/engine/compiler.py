@@ -1106,7 +1106,7 @@ class Compiler:
                      || CASE WHEN max(e.e) = {FAR} THEN ' (open)' ELSE ' to ' || strftime(max(e.e), '%Y-%m-%d') END END"""
         return f"""SELECT p.patient_id, p.q, count(e.s) > 0 AS b, NULL::DOUBLE AS x, NULL AS why,
                 {self.evs(f"coalesce(flatten(list(e.ev) FILTER (WHERE e.s IS NOT NULL)), {EMPTY})")} AS ev,
-                min(e.s) AS lo, CASE WHEN max(e.e) = {FAR} THEN NULL ELSE max(e.e) END AS hi,
+                nullif(min(e.s), {ORIGIN}) AS lo, CASE WHEN max(e.e) = {FAR} THEN NULL ELSE max(e.e) END AS hi,
                 {self.note(note)} AS note
             FROM {points} p LEFT JOIN {eps} e ON e.patient_id = p.patient_id AND e.s <= p.q AND p.q <= e.e
             GROUP BY p.patient_id, p.q"""
