@@ -172,3 +172,10 @@ def test_an_outcome_at_no_time_point_is_refused(tmp_path: Path) -> None:
         p.endswith("at lists some of the time_points (leave it out for all of them)")
         for p in problems(tmp_path, text)
     )
+
+
+def test_an_empty_cohort_version_is_a_problem(tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8")
+    assert '\nversion: "1"\n' in text
+    found = problems(tmp_path, text.replace('\nversion: "1"\n', '\nversion: " "\n'))
+    assert [p for p in found if "version" in p] == ["FILE:4:10: version is empty"]

@@ -816,3 +816,22 @@ def test_a_bad_site_parameter_is_named_at_its_line_in_params_yaml(tmp_path: Path
         f"{tmp_path / 'params.yaml'}:2:10: crp_normal.upper: 'banana' is not a number, a quantity ('6 mg/L') "
         "or a duration ('30 days')"
     ]
+
+
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        ("id: r\nversion:\ndescription: d\ncitation: c\n", "2:9: version must be text, not nothing"),
+        ("id: r\nversion: [1]\ndescription: d\ncitation: c\n", "2:10: version must be text, not a list"),
+        ('id: r\nversion: "1"\ndescription: d\ncitation: " "\n', "4:11: citation is empty"),
+        (
+            'id: r\nversion: "1"\ndescription: {a: 1}\ncitation: c\n',
+            "3:14: description must be text, not a dict",
+        ),
+    ],
+)
+def test_a_rule_files_version_description_and_citation_must_be_text(
+    tmp_path: Path, header: str, problem: str
+) -> None:
+    (tmp_path / "r.yaml").write_text(header + "define: true\n", encoding="utf-8")
+    assert check_problems(tmp_path) == [f"{tmp_path / 'r.yaml'}:{problem}"]

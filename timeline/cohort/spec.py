@@ -295,6 +295,8 @@ class _Parser:
         for key in ("cohort", "version", "index"):
             if key not in data:
                 self.fail((), f"missing required key {key!r}")
+        if "version" in data and not self.text(data["version"], ("version",)):
+            self.fail(("version",), "version is empty")
         cid = self.ident(data.get("cohort", "cohort"), ("cohort",), "cohort id") or "cohort"
         index = self._index(data.get("index"), ("index",))
         drug = self._drug(data.get("drug"), index)

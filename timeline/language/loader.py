@@ -271,6 +271,21 @@ class _RuleParser:
         missing = [k for k in ("id", "version", "description", "citation", "define") if k not in data]
         for key in missing:
             self.fail((), f"missing required key {key!r}")
+        for key in ("version", "description", "citation"):
+            value = data.get(key)
+            if key not in data:
+                continue
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                line, col = self.doc.where((key,))
+                if value is not None or not any(
+                    (p.file, p.line, p.column) == (self.doc.file, line, col) for p in self.doc.problems
+                ):  # a refused YAML tag reads as nothing, and is a problem already
+                    shown = "nothing" if value is None else f"a {type(value).__name__}"
+                    self.fail((key,), f"{key} must be text, not {shown}")
+                missing.append(key)
+            elif not str(value).strip():
+                self.fail((key,), f"{key} is empty")
+                missing.append(key)
         rid = str(data.get("id", "?"))
         self.rule_id = rid
         if "id" in data and not ID_RE.match(rid):
@@ -295,7 +310,7 @@ class _RuleParser:
             return None
         return ast.Rule(
             id=rid,
-            version=str(data["version"]),
+            version=str(data["version"]).strip(),
             description=str(data["description"]).strip(),
             citation=str(data["citation"]).strip(),
             status=status,
