@@ -37,7 +37,20 @@ def crossing_of(define: Any) -> tuple[RuleSet, ast.Compare, tuple[int, ...] | No
     node = rules.rules["r"].define
     assert isinstance(node, ast.Compare)
     found = crossings(rules)(node)
-    return rules, node, None if found is None else found.days
+    return rules, node, None if found is None else tuple(sorted({d for c in found for d in c.days}))
+
+
+def leaves_crossed(define: Any) -> list[tuple[str, tuple[int, ...]]] | None:
+    """Each age / time_since the comparison reads (by its anchor's selector) and its days."""
+    rules = rules_of(define)
+    node = rules.rules["r"].define
+    assert isinstance(node, ast.Compare)
+    found = crossings(rules)(node)
+    if found is None:
+        return None
+    return sorted(
+        ("birth" if isinstance(c.leaf, ast.Age) else c.leaf.anchor.select.name, c.days) for c in found
+    )
 
 
 def test_age_reaching_five_years_flips_on_day_1827() -> None:
@@ -65,6 +78,26 @@ def test_a_comparison_with_a_value_that_depends_on_the_events_has_no_crossing_of
     at_first_lab = {"at_anchor": {"expr": {"age": "years"}, "anchor": {"first": {"kind": "lab"}}}}
     _, _, days = crossing_of({"gt": [{"age": "years"}, {"add": [at_first_lab, 1]}]})
     assert days is None
+
+
+def test_a_sum_of_two_changing_numbers_has_no_crossing_of_its_own() -> None:
+    since = {"time_since": {"first": {"kind": "lab"}, "unit": "days"}}
+    assert leaves_crossed({"gt": [{"add": [{"age": "days"}, since]}, 10]}) is None
+
+
+def test_coalesce_of_two_times_since_crosses_for_each_anchor() -> None:
+    first_lab = {"time_since": {"first": {"kind": "lab"}, "unit": "days"}}
+    last_fever = {"time_since": {"last": {"kind": "finding", "code": "fever"}, "unit": "days"}}
+    found = leaves_crossed({"lt": [{"coalesce": [first_lab, last_fever]}, 10]})
+    assert found is not None and len(found) == 2
+    assert all(10 in days and 9 in days for _, days in found)
+
+
+def test_the_least_of_two_changing_numbers_crosses_where_either_does() -> None:
+    since = {"time_since": {"first": {"kind": "lab"}, "unit": "days"}}
+    found = leaves_crossed({"ge": [{"min_of": [{"age": "days"}, since]}, 30]})
+    assert found is not None and [name for name, _ in found] == ["birth", "lab"]
+    assert all(30 in days for _, days in found)
 
 
 def test_a_constant_divided_by_age_is_kept_on_the_anchor_day_where_it_is_undefined() -> None:

@@ -1251,14 +1251,17 @@ class Compiler:
             # the anchor event appears (or, for the last one, moves); the count of days then
             # steps at every midnight, which matters only where it is compared (below)
             return [f"SELECT patient_id, t AS c FROM {self.select(_since_anchor(node).select)}"]
-        if isinstance(node, ast.Compare) and (found := self.crossing(node)) is not None and found.days:
-            src = self.select(_since_anchor(found.leaf).select)
-            days = ", ".join(str(k) for k in found.days)
-            return [
-                *(part for c in ast.children(node) for part in self._cp_parts(c)),
-                f"""SELECT patient_id, (t::DATE + k)::TIMESTAMP AS c
-                    FROM {src}, (SELECT unnest([{days}]) AS k) WHERE t::DATE + k < {FAR}::DATE""",
-            ]
+        if isinstance(node, ast.Compare) and (found := self.crossing(node)):
+            out = [part for c in ast.children(node) for part in self._cp_parts(c)]
+            for crossing in found:
+                if crossing.days:
+                    src = self.select(_since_anchor(crossing.leaf).select)
+                    days = ", ".join(str(k) for k in crossing.days)
+                    out.append(
+                        f"""SELECT patient_id, (t::DATE + k)::TIMESTAMP AS c
+                            FROM {src}, (SELECT unnest([{days}]) AS k) WHERE t::DATE + k < {FAR}::DATE"""
+                    )
+            return out
         if isinstance(node, ast.AtAnchor):
             src = self.select(node.anchor.select)
             return [

@@ -200,7 +200,7 @@ class Reference:
             self.kind_at.setdefault(e["kind"], []).append(i)
         self.dur_memo: dict[int, Duration] = {}
         self.thr_memo: dict[tuple[int, str | None], float | bool] = {}
-        self._crossing: Callable[[ast.Compare], Crossing | None] | None = None
+        self._crossing: Callable[[ast.Compare], tuple[Crossing, ...] | None] | None = None
 
     # -- entry points
     def rule(self, rule_id: str, q: datetime) -> Val:
@@ -916,8 +916,7 @@ class Reference:
         if isinstance(node, ast.Compare):
             if self._crossing is None:
                 self._crossing = crossings(self.rules)
-            found = self._crossing(node)
-            if found is not None:
+            for found in self._crossing(node) or ():
                 for e in self.selected(self.since_anchor(found.leaf).select):
                     midnight = datetime.combine(e["occurred_at"].date(), time())
                     room = (FAR - midnight).days
