@@ -700,7 +700,21 @@ def test_a_constant_condition_is_one_episode_open_from_the_start_of_the_record(b
     assert bench.state("inside", "2009-02-15").note == "episode from the start of the record (open)"
 
 
+def test_an_episode_over_a_rule_with_a_declared_unit_starts_at_its_crossing(bench: Bench) -> None:
+    bench.rule("age_mo", {"age": "years"}, unit="mo")
+    bench.rule("r", {"in_episode": {"when": {"ge": [{"rule": "age_mo"}, 60]}, "merge_gap": "0 days"}})
+    bench.events([BORN_2000, crp("2001-06-01", 4)])
+    assert bench.state("r", "2006-01-01").note == "episode from 2005-01-01 (open)"
+
+
 # ---- comparisons, units, arithmetic ----------------------------------------------------------------
+
+
+def test_a_negative_zero_threshold_is_written_0_in_the_note(bench: Bench) -> None:
+    # both evaluators write it the same way (the replay wrote "-0", the SQL engine "0")
+    bench.rule("r", {"ge": [{"latest": {"select": CRP, "within": "30 days"}}, -0.0]})
+    bench.events([crp("2009-03-01", 4)])
+    assert bench.state("r", "2009-03-01").note == "4 >= 0 mg/L"
 
 
 @pytest.mark.parametrize(

@@ -48,9 +48,7 @@ def leaves_crossed(define: Any) -> list[tuple[str, tuple[int, ...]]] | None:
     found = crossings(rules)(node)
     if found is None:
         return None
-    return sorted(
-        ("birth" if isinstance(c.leaf, ast.Age) else c.leaf.anchor.select.name, c.days) for c in found
-    )
+    return sorted((c.anchor.select.name, c.days) for c in found)
 
 
 def test_age_reaching_five_years_flips_on_day_1827() -> None:
@@ -103,6 +101,52 @@ def test_the_least_of_two_changing_numbers_crosses_where_either_does() -> None:
 def test_a_constant_divided_by_age_is_kept_on_the_anchor_day_where_it_is_undefined() -> None:
     _, _, days = crossing_of({"lt": [{"div": [10, {"age": "days"}]}, 1]})
     assert days is not None and {0, 1, 10, 11}.issubset(days)
+
+
+def test_a_rule_with_a_declared_unit_is_crossed_in_that_unit() -> None:
+    directory = Path(tempfile.mkdtemp())
+    write_rule(directory, "age_mo", {"age": "years"}, unit="mo")
+    write_rule(directory, "r", {"ge": [{"rule": "age_mo"}, 60]})
+    rules = load_rules([directory])
+    node = rules.rules["r"].define
+    assert isinstance(node, ast.Compare)
+    found = crossings(rules)(node)
+    assert found is not None and [1827 in c.days for c in found] == [True]
+
+
+def test_a_count_that_rises_and_falls_is_crossed_both_ways() -> None:
+    # age × (10 − age) > 16 holds while 2 < age < 8: two flips, not one
+    directory = Path(tempfile.mkdtemp())
+    write_rule(directory, "a", {"age": "years"})
+    write_rule(directory, "r", {"gt": [{"mul": [{"rule": "a"}, {"sub": [10, {"rule": "a"}]}]}, 16]})
+    rules = load_rules([directory])
+    node = rules.rules["r"].define
+    assert isinstance(node, ast.Compare)
+    found = crossings(rules)(node)
+    assert found is not None and {731, 2922}.issubset(found[0].days)
+
+
+def test_a_count_in_a_divisor_is_crossed_on_both_sides_of_its_pole() -> None:
+    # 10 / (days − 30) > 1 holds from day 31 to day 39
+    _, _, days = crossing_of({"gt": [{"div": [10, {"sub": [{"age": "days"}, 30]}]}, 1]})
+    assert days is not None and {30, 31, 40}.issubset(days)
+
+
+def test_a_percent_change_of_age_is_crossed() -> None:
+    # from a baseline of 4 years, +25% is 5 years: day 1827
+    _, _, days = crossing_of({"ge": [{"pct_change": {"value": {"age": "years"}, "baseline": 4}}, 25]})
+    assert days is not None and 1827 in days
+
+
+def test_a_flat_slope_is_crossed_where_the_nine_digit_rounding_flips_it() -> None:
+    # 1e-8 × age rounds to 9 digits: ≥ 5e-8 from 4.95 years (day 1808), not from 5 years
+    rules, node, days = crossing_of({"ge": [{"mul": [{"age": "years"}, 1e-8]}, 5e-8]})
+    assert days is not None
+    ref = Reference(
+        rules, [{"seq": 1, "kind": "birth", "occurred_at": BIRTH, "event_id": "b", "patient_id": "X"}]
+    )
+    first = next(d for d in range(MAX_DAYS) if _value_on_day(ref, node, d) is True)
+    assert first in days
 
 
 def _value_on_day(ref: Reference, node: ast.Compare, d: int) -> bool | float | None:

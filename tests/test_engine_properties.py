@@ -298,7 +298,17 @@ class Grammar:
         if refs and d(st.integers(0, 5)) == 0:
             return {"rule": self.pick(refs)}, cls
         if depth > 0 and cls not in ("pct", "ratio") and d(st.booleans()):
-            ops = ["add", "sub", "min_of", "max_of", "clip", "clip", "coalesce", "unknown_unless", "at_anchor"]
+            ops = [
+                "add",
+                "sub",
+                "min_of",
+                "max_of",
+                "clip",
+                "clip",
+                "coalesce",
+                "unknown_unless",
+                "at_anchor",
+            ]
             if cls == "since":
                 # a sum of two counts of days crosses a threshold on a day that depends on both
                 # anchors' dates: no change point of its own (README, a known limit)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from timeline import codes
-from timeline.engine.crossings import crossings
+from timeline.engine.crossings import anchor_of, crossings
 from timeline.errors import TimelineError
 from timeline.language import ast
 from timeline.language.durations import Duration
@@ -65,13 +65,6 @@ def engine_columns(rules: RuleSet) -> tuple[str, ...]:
 
 class Unsupported(TimelineError):
     """A construct the compiler cannot translate (reported by name, never silently)."""
-
-
-BIRTH = ast.Anchor(select=ast.Selector(name="birth", kinds=("birth",)), which="first")
-
-
-def _since_anchor(node: ast.Age | ast.TimeSince) -> ast.Anchor:
-    return BIRTH if isinstance(node, ast.Age) else node.anchor
 
 
 def q_(text: str) -> str:
@@ -601,7 +594,7 @@ class Compiler:
             ASOF LEFT JOIN {weight} w ON w.patient_id = p.patient_id AND w.t <= p.q"""
 
     def _Age(self, node: ast.Age, points: str) -> str:
-        return self._since(_since_anchor(node), node.unit, points, "birth date")
+        return self._since(anchor_of(node), node.unit, points, "birth date")
 
     def _TimeSince(self, node: ast.TimeSince, points: str) -> str:
         return self._since(node.anchor, node.unit, points, node.anchor.select.name)
@@ -1250,12 +1243,12 @@ class Compiler:
         if isinstance(node, ast.Age | ast.TimeSince):
             # the anchor event appears (or, for the last one, moves); the count of days then
             # steps at every midnight, which matters only where it is compared (below)
-            return [f"SELECT patient_id, t AS c FROM {self.select(_since_anchor(node).select)}"]
+            return [f"SELECT patient_id, t AS c FROM {self.select(anchor_of(node).select)}"]
         if isinstance(node, ast.Compare) and (found := self.crossing(node)):
             out = [part for c in ast.children(node) for part in self._cp_parts(c)]
             for crossing in found:
                 if crossing.days:
-                    src = self.select(_since_anchor(crossing.leaf).select)
+                    src = self.select(crossing.anchor.select)
                     days = ", ".join(str(k) for k in crossing.days)
                     out.append(
                         f"""SELECT patient_id, (t::DATE + k)::TIMESTAMP AS c

@@ -25,7 +25,7 @@ from timeline.store import Store, insert_rows, lower_memory_limit, out_of_room
 MACROS = [
     "CREATE OR REPLACE TEMP MACRO tl_fmt(v) AS "
     "CASE WHEN v IS NULL THEN NULL WHEN isinf(v::DOUBLE) THEN CASE WHEN v > 0 THEN '∞' ELSE '-∞' END "
-    "ELSE regexp_replace(regexp_replace(printf('%.4f', v::DOUBLE), '0+$', ''), '[.]$', '') END",
+    "ELSE regexp_replace(regexp_replace(regexp_replace(printf('%.4f', v::DOUBLE), '0+$', ''), '[.]$', ''), '^-0$', '0') END",
 ]
 
 

@@ -53,7 +53,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from timeline import codes
-from timeline.engine.crossings import Crossing, crossings
+from timeline.engine.crossings import Crossing, anchor_of, crossings
 from timeline.language import ast
 from timeline.language.durations import Duration
 from timeline.language.loader import RuleSet, field_unit
@@ -143,7 +143,8 @@ def fmt(v: float | None) -> str | None:
         return None
     if math.isinf(v):
         return "∞" if v > 0 else "-∞"
-    return f"{v:.4f}".rstrip("0").rstrip(".")
+    text = f"{v:.4f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text  # -0.0, or a negative number that rounds to 0
 
 
 def day(t: datetime) -> str:
@@ -388,10 +389,6 @@ class Reference:
     # ---- leaves
     def _Age(self, node: ast.Age, q: datetime) -> Val:
         return self.since(BIRTH, node.unit, q, "birth date")
-
-    @staticmethod
-    def since_anchor(node: ast.Age | ast.TimeSince) -> ast.Anchor:
-        return BIRTH if isinstance(node, ast.Age) else node.anchor
 
     def _TimeSince(self, node: ast.TimeSince, q: datetime) -> Val:
         return self.since(node.anchor, node.unit, q, node.anchor.select.name)
@@ -911,13 +908,13 @@ class Reference:
         if isinstance(node, ast.Age | ast.TimeSince):
             # the anchor event appears (or, for the last one, moves); the count of days then
             # steps at every midnight, which matters only where it is compared (below)
-            return set(times(self.selected(self.since_anchor(node).select)))
+            return set(times(self.selected(anchor_of(node).select)))
         out = set()
         if isinstance(node, ast.Compare):
             if self._crossing is None:
                 self._crossing = crossings(self.rules)
             for found in self._crossing(node) or ():
-                for e in self.selected(self.since_anchor(found.leaf).select):
+                for e in self.selected(found.anchor.select):
                     midnight = datetime.combine(e["occurred_at"].date(), time())
                     room = (FAR - midnight).days
                     out |= {midnight + timedelta(days=k) for k in found.days if k < room}
