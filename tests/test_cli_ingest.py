@@ -252,6 +252,17 @@ def test_a_parquet_time_with_a_zone_is_converted_into_the_store_time_zone(tmp_pa
     assert stored["occurred_at"] == "2009-03-01T09:00:00"
 
 
+def test_a_parquet_time_with_a_zone_in_nanoseconds_is_converted_too(tmp_path: Path) -> None:
+    # pandas' default for tz-aware datetimes; DuckDB reads it as TIMESTAMPTZ_NS
+    store = tmp_path / "madrid.duckdb"
+    run_cli("init", "--store", store, "--timezone", "Europe/Madrid")
+    path = _parquet_with_time(tmp_path, "'2009-03-01 08:00:00.123456+00'::TIMESTAMPTZ_NS")
+    result = run_cli("ingest", path, "--store", store, "--author", "t")
+    assert result.exit_code == 0, result.output
+    [stored] = json.loads(run_cli("events", "P001", "--store", store, "--json").stdout)["events"]
+    assert stored["occurred_at"] == "2009-03-01T09:00:00.123456"
+
+
 def test_a_parquet_time_in_nanoseconds_is_stored_to_the_microsecond(tmp_path: Path) -> None:
     store = tmp_path / "s.duckdb"
     run_cli("init", "--store", store)

@@ -426,8 +426,8 @@ def _parquet_column(col: str, raw_type: str) -> str:
     stage converts to the store's zone; nanoseconds are rounded to the store's microseconds."""
     if _passthrough(col, raw_type):
         return col
-    if raw_type == "TIMESTAMP WITH TIME ZONE":
-        return f"strftime(timezone('UTC', {col}), '%Y-%m-%dT%H:%M:%S.%fZ') AS {col}"
+    if raw_type in ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ_NS"):  # pandas writes nanoseconds
+        return f"strftime(timezone('UTC', {col}::TIMESTAMPTZ), '%Y-%m-%dT%H:%M:%S.%fZ') AS {col}"
     if raw_type == "TIMESTAMP_NS":
         return f"{col}::TIMESTAMP::VARCHAR AS {col}"
     return f"{col}::VARCHAR AS {col}"
