@@ -103,6 +103,30 @@ def test_rows_without_event_ids_are_recognised_when_ingested_again(empty_store: 
     assert again.stdout == f"{path}: 0 events added, 2 duplicates skipped (high-water seq 2)\n"
 
 
+def test_a_date_only_end_on_the_day_of_a_timed_start_is_accepted(empty_store: Path, tmp_path: Path) -> None:
+    # a date-only end covers its whole day: the fever ends after it began at 10:00
+    path = tmp_path / "same-day.csv"
+    path.write_text(
+        "event_id,patient_id,kind,occurred_at,ended_at,code\nq1,P1,finding,2009-10-25T10:00,2009-10-25,fever\n"
+    )
+    result = run_cli("ingest", path, "--store", empty_store, "--author", "t")
+    assert result.exit_code == 0, result.output
+    [stored] = json.loads(run_cli("events", "P1", "--store", empty_store, "--json").stdout)["events"]
+    assert stored["ended_at"].startswith("2009-10-25")
+
+
+def test_a_date_only_end_on_the_day_before_a_timed_start_is_refused(
+    empty_store: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "day-before.csv"
+    path.write_text(
+        "event_id,patient_id,kind,occurred_at,ended_at,code\nq1,P1,finding,2009-10-25T10:00,2009-10-24,fever\n"
+    )
+    result = run_cli("ingest", path, "--store", empty_store, "--author", "t")
+    assert result.exit_code == 6
+    assert "row 1, field ended_at: ends (2009-10-24) before it starts (2009-10-25T10:00)" in result.stderr
+
+
 def _seqs(store: Path) -> list[tuple[str, int]]:
     with Store.open(store) as s:
         return [

@@ -709,9 +709,9 @@ def _checks(store: Store, op: str, now_local: datetime, unique_ids: bool = False
             "'is in the future: ' || s." + col,
         )
         add(col, f"s.{ts} < TIMESTAMP '1900-01-01'", "'is before 1900: ' || s." + col)
-    add(
+    add(  # a date-only end covers its whole day, as the evaluators read it
         "ended_at",
-        "s.end_ts < s.occ_ts",
+        "CASE WHEN s.end_precision = 'day' THEN s.end_ts + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND ELSE s.end_ts END < s.occ_ts",
         "'ends (' || s.ended_at || ') before it starts (' || s.occurred_at || ')'",
     )
     # enumerations
