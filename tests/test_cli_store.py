@@ -37,6 +37,23 @@ def test_init_refuses_an_unknown_time_zone(store_path: Path) -> None:
     assert not store_path.exists()
 
 
+def test_init_refuses_a_zone_name_in_the_wrong_case_with_the_right_spelling(store_path: Path) -> None:
+    # DuckDB reads zone names case-blind; the store's zone must also open in Python's zoneinfo
+    result = run_cli("init", "--store", store_path, "--timezone", "europe/madrid")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: unknown time zone 'europe/madrid' (did you mean 'Europe/Madrid'?)\n",
+    )
+    assert not store_path.exists()
+
+
+@pytest.mark.parametrize("zone", ["GMT+2", "UTC+2"])
+def test_init_refuses_a_zone_only_duckdb_reads(store_path: Path, zone: str) -> None:
+    result = run_cli("init", "--store", store_path, "--timezone", zone)
+    assert result.exit_code == 2
+    assert f"unknown time zone {zone!r}" in result.stderr
+
+
 def test_init_records_the_time_zone(store_path: Path) -> None:
     run_cli("init", "--store", store_path, "--timezone", "Europe/Madrid")
     info = json.loads(run_cli("info", "--store", store_path, "--json").stdout)

@@ -459,6 +459,16 @@ def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def _check_timezone(tz: str) -> None:
+    """An IANA zone name, spelt exactly: DuckDB (which converts times at ingest) reads names
+    case-blind and takes forms such as GMT+2 that Python's zoneinfo (which checks them when
+    events are written) does not, and a store created with one could never be written to."""
+    from zoneinfo import available_timezones
+
+    known = available_timezones()  # the system's zone files, or the tzdata package
+    if known and tz not in known:
+        same = [k for k in known if k.lower() == tz.lower()]
+        hint = f" (did you mean {same[0]!r}?)" if same else " (use an IANA name such as Europe/Madrid)"
+        raise UsageError(f"unknown time zone {tz!r}{hint}")
     try:
         duckdb.execute("SELECT timezone(?, TIMESTAMPTZ '2000-01-01 00:00:00+00')", [tz]).fetchall()
     except duckdb.Error as exc:
