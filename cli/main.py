@@ -85,14 +85,24 @@ def _date_bound(value: str | None, option: str, end: bool) -> datetime | None:
     from datetime import datetime, timedelta
 
     from timeline.errors import UsageError
+    from timeline.store import DAY_RE, LOCAL_TIME_RE, OFFSET_TIME_RE
 
+    s = value.strip()
+    if OFFSET_TIME_RE.fullmatch(s):
+        raise UsageError(
+            f"{option} {value!r}: give clinical times without an offset (they are in the store's time zone)"
+        )
     try:
-        if len(value.strip()) == 10:
-            day = datetime.fromisoformat(value.strip())
+        if DAY_RE.fullmatch(s):
+            day = datetime.fromisoformat(s)
             return day + timedelta(days=1, microseconds=-1) if end else day
-        return datetime.fromisoformat(value.strip())
+        if LOCAL_TIME_RE.fullmatch(s):
+            return datetime.fromisoformat(s)
+        raise ValueError(s)
     except ValueError as exc:
-        raise UsageError(f"{option} {value!r} is not a date (YYYY-MM-DD) or date-time") from exc
+        raise UsageError(
+            f"{option} {value!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"
+        ) from exc
 
 
 def _author(value: str | None, required: bool) -> str:

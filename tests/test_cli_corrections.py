@@ -234,6 +234,15 @@ def test_as_known_at_before_anything_was_recorded_shows_nothing(corrected_store:
     assert versions(corrected_store, "--as-known-at", "2000-01-01") == []
 
 
+def test_as_known_at_in_iso_basic_form_is_refused(corrected_store: Path) -> None:
+    # Python reads 20261205 as that day's first instant; a date here means its end
+    result = run_cli("events", "P001", "--store", corrected_store, "--as-known-at", "20261205")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: as-known-at '20261205' is not a date or ISO date-time\n",
+    )
+
+
 def test_as_known_at_that_is_not_a_moment_exits_2(corrected_store: Path) -> None:
     result = run_cli("events", "P001", "--store", corrected_store, "--as-known-at", "yesterday")
     assert (result.exit_code, result.stderr) == (

@@ -341,7 +341,7 @@ def test_history_table_shows_an_edge_at_the_end_of_a_day_by_its_day(example_stor
 # ---- errors: one clean line, the right exit code, no traceback ------------------------------------------
 
 
-@pytest.mark.parametrize("at", ["2009-13-01", "01/03/2009", "yesterday", ""])
+@pytest.mark.parametrize("at", ["2009-13-01", "01/03/2009", "yesterday", "", "20090329", "2009-W13-7"])
 def test_a_bad_at_value_is_a_usage_error(example_store: Path, at: str) -> None:
     result = run_cli("state", "P001", "--at", at, "--store", example_store)
     assert result.exit_code == 2
@@ -379,6 +379,23 @@ def test_a_bad_history_bound_is_named_by_its_option(example_store: Path) -> None
     assert result.stderr.strip() == (
         "error: --from 'notadate' is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"
     )
+
+
+@pytest.mark.parametrize("bound", ["2008-02-10T10:00+01:00", "2008-02-10T10:00Z"])
+def test_an_events_bound_with_an_offset_is_refused_as_at_is(example_store: Path, bound: str) -> None:
+    # clinical times are the store's local times; an offset was compared as if it were one
+    result = run_cli("events", "P001", "--from", bound, "--store", example_store)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: --from {bound!r}: give clinical times without an offset (they are in the store's time zone)"
+    )
+
+
+def test_an_events_bound_in_iso_basic_form_is_refused(example_store: Path) -> None:
+    # Python reads 20080210 as midnight; a date here means the whole day
+    result = run_cli("events", "P001", "--to", "20080210", "--store", example_store)
+    assert result.exit_code == 2
+    assert "--to '20080210' is not a date (YYYY-MM-DD)" in result.stderr
 
 
 def test_a_history_from_after_its_to_is_a_usage_error(example_store: Path) -> None:

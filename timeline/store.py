@@ -112,13 +112,22 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+# The forms a user's date or date-time may take on the command line: ISO 8601's extended form
+# only (Python also reads 20090329 and 2009-W13-7, which would mean midnight, not the day)
+DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+LOCAL_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?")
+OFFSET_TIME_RE = re.compile(LOCAL_TIME_RE.pattern + r"(Z|[+-]\d{2}:?\d{2})")
+
+
 def parse_moment(text: str) -> datetime:
     """A user's ``as_known_at``: a date (end of that day, UTC) or an ISO date-time (UTC
     unless it carries an offset)."""
     s = text.strip()
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
+        if DAY_RE.fullmatch(s):
             return datetime.combine(date.fromisoformat(s), datetime.max.time())
+        if not (LOCAL_TIME_RE.fullmatch(s) or OFFSET_TIME_RE.fullmatch(s)):
+            raise ValueError(s)
         dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
         if dt.tzinfo is not None:
             dt = dt.astimezone(UTC).replace(tzinfo=None)

@@ -39,13 +39,17 @@ def parse_at(text: str, option: str = "--at") -> tuple[datetime, str]:
     """A query date or date-time → (instant q, label). A date means the whole day: the last
     microsecond of it, so every event on that date is visible. ``option`` names the text in
     messages."""
+    from timeline.store import DAY_RE, LOCAL_TIME_RE, OFFSET_TIME_RE
+
     s = text.strip()
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
+        if DAY_RE.fullmatch(s):
             day = datetime.fromisoformat(s)
             q = day + timedelta(days=1, microseconds=-1)
+        elif LOCAL_TIME_RE.fullmatch(s) or OFFSET_TIME_RE.fullmatch(s):
+            q = datetime.fromisoformat(s.replace("Z", "+00:00"))
         else:
-            q = datetime.fromisoformat(s)
+            raise ValueError(s)
     except ValueError as exc:
         raise UsageError(
             f"{option} {text!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"
