@@ -18,16 +18,17 @@ The seven patients (events.csv):
 from __future__ import annotations
 
 import gc
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.cohort_support import COHORT, build_store, rules, run, write
+from tests.cohort_support import COHORT, EVENTS, build_store, rules, run, write
 from timeline.cohort.report import Report, run_cohort
 from timeline.cohort.spec import load_cohort
 from timeline.engine.evaluate import Session
-from timeline.ingest import append_rows
-from timeline.store import Store
+from timeline.ingest import append_rows, ingest_file
+from timeline.store import Store, utc_now
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +190,24 @@ def test_follow_up_may_stay_open_to_the_as_known_at_date(cohort_store: Path, tmp
         "open"
     )
     assert "P7" in rep.cell("outcome.arthritis_followed.12_months").denominator_ids
+
+
+def test_an_open_follow_up_ends_on_the_store_zones_date_of_the_as_known_at_moment(tmp_path: Path) -> None:
+    # 23:00 UTC is already the next day in Kiritimati (UTC+14), whatever the machine's TZ
+    path = tmp_path / "kiritimati.duckdb"
+    with Store.create(path, timezone="Pacific/Kiritimati") as s:
+        ingest_file(s, EVENTS, author="cohort tests")
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "  end: [end_of_follow_up, death]", "  end: [end_of_follow_up, death]\n  otherwise: open"
+    )
+    moment = datetime.combine(utc_now().date(), time(23))  # after the ingest: every batch is seen
+    rs = rules()
+    with Store.open(path) as s:
+        rep = run_cohort(Session(s, rs, as_known_at=moment), load_cohort(write(tmp_path, text), rs))
+    assert (
+        rep.patients["P7"].fu_end_reason
+        == f"open: still followed as known at {moment.date() + timedelta(days=1)}"
+    )
 
 
 def _in_batches(cohort_store: Path, progress: list[str] | None = None) -> Report:

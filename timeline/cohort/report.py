@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from timeline.cohort.km import Curve, kaplan_meier
@@ -25,7 +25,7 @@ from timeline.engine.evaluate import ENGINE_MEMORY_LIMIT, Result, Session, stage
 from timeline.errors import UsageError
 from timeline.language import ast
 from timeline.language.loader import did_you_mean
-from timeline.store import lower_memory_limit
+from timeline.store import lower_memory_limit, utc_now
 
 Progress = Callable[[str, float], None]
 DAY = timedelta(days=1)
@@ -296,7 +296,10 @@ class _Run:
         ends = [f"{k}_date" for k in ("end_of_follow_up", "death") if k in spec.end_kinds]
         bound = f"least({', '.join(ends)})" if ends else "NULL::DATE"
         if spec.otherwise == "open":
-            asof = (self.s.as_known_at or datetime.now()).date()
+            # the date in the store's zone (clinical dates are local) of the moment the record
+            # is read as of (UTC): not the date where the machine running the report is
+            moment = (self.s.as_known_at or utc_now()).replace(tzinfo=UTC)
+            asof = moment.astimezone(self.s.store.zone()).date()
             fallback, why = f"DATE '{asof.isoformat()}'", f"open: still followed as known at {asof}"
         else:
             fallback, why = "last_date", "last recorded event"
