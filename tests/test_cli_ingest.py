@@ -287,6 +287,37 @@ def test_a_parquet_time_with_a_zone_in_nanoseconds_is_converted_too(tmp_path: Pa
     assert stored["occurred_at"] == "2009-03-01T09:00:00.123456"
 
 
+def test_a_time_with_an_offset_in_the_repeated_autumn_hour_is_refused(tmp_path: Path) -> None:
+    # 00:45Z and 01:10Z are 02:45 and 02:10 in Madrid on 25 October 2009: kept as clock times
+    # they would swap order
+    store = tmp_path / "madrid.duckdb"
+    run_cli("init", "--store", store, "--timezone", "Europe/Madrid")
+    path = tmp_path / "fold.csv"
+    path.write_text(
+        "event_id,patient_id,kind,occurred_at,code,value,unit\n"
+        "early,P1,lab,2009-10-25T00:45Z,1988-5,3,mg/L\n"
+        "after,P1,lab,2009-10-25T02:10Z,1988-5,5,mg/L\n"
+    )
+    result = run_cli("ingest", path, "--store", store, "--author", "t")
+    assert result.exit_code == 6
+    assert (
+        "row 1, field occurred_at: is 02:45 in Europe/Madrid, in the hour repeated when daylight"
+        in result.stderr
+    )
+    assert "row 2" not in result.stderr  # 03:10 happens once
+
+
+def test_a_time_converted_with_an_offset_of_seconds_keeps_its_seconds(tmp_path: Path) -> None:
+    # Madrid's offset before 1901 was −00:14:44: 12:00Z is 11:45:16 there, stored to the second
+    store = tmp_path / "madrid.duckdb"
+    run_cli("init", "--store", store, "--timezone", "Europe/Madrid")
+    path = tmp_path / "lmt.csv"
+    path.write_text("event_id,patient_id,kind,occurred_at,sex\nB,P1,birth,1900-06-01T12:00Z,male\n")
+    assert run_cli("ingest", path, "--store", store, "--author", "t").exit_code == 0
+    [stored] = json.loads(run_cli("events", "P1", "--store", store, "--json").stdout)["events"]
+    assert (stored["occurred_at"], stored["occurred_precision"]) == ("1900-06-01T11:45:16", "second")
+
+
 def test_a_parquet_time_in_nanoseconds_is_stored_to_the_microsecond(tmp_path: Path) -> None:
     store = tmp_path / "s.duckdb"
     run_cli("init", "--store", store)

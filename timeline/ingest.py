@@ -540,9 +540,24 @@ def _when_sql(col: str, tz: str) -> tuple[str, str]:
                  THEN timezone({_quote(tz)}, TRY_CAST({s} AS TIMESTAMPTZ))
                  ELSE TRY_CAST(replace({s}, 'T', ' ') AS TIMESTAMP) END
         END"""
+    # a time with seconds, or one whose conversion gave seconds (a zone's offset before 1901
+    # had them: Madrid's was −00:14:44)
     precision = f"""CASE WHEN regexp_full_match({s}, '{_DATE[1:-1]}') THEN 'day'
-        WHEN substr({s}, 17, 1) = ':' THEN 'second' ELSE 'minute' END"""
+        WHEN substr({s}, 17, 1) = ':' THEN 'second'
+        WHEN regexp_matches({s}, '{_OFFSET}') AND second({ts}) <> 0 THEN 'second' ELSE 'minute' END"""
     return ts, precision
+
+
+def _repeated_hour_sql(col: str, ts: str, tz: str) -> str:
+    """Whether a time given with an offset lands, in the store's zone, in the hour that repeats
+    when daylight saving time ends: its wall-clock time then names two instants, and the store,
+    which keeps wall-clock times, could not keep it apart from (or in order with) the other."""
+    s = f"s.{col}"
+    instant = f"TRY_CAST({s} AS TIMESTAMPTZ)"
+    return f"""(regexp_full_match({s}, '{_DATETIME[1:-1]}') AND regexp_matches({s}, '{_OFFSET}')
+        AND s.{ts} IS NOT NULL
+        AND (timezone({_quote(tz)}, {instant} - INTERVAL 1 HOUR) = s.{ts}
+             OR timezone({_quote(tz)}, {instant} + INTERVAL 1 HOUR) = s.{ts}))"""
 
 
 def content_hash_sql(schema: str) -> str:
@@ -709,6 +724,14 @@ def _checks(store: Store, op: str, now_local: datetime, unique_ids: bool = False
             "'is in the future: ' || s." + col,
         )
         add(col, f"s.{ts} < TIMESTAMP '1900-01-01'", "'is before 1900: ' || s." + col)
+        if store.timezone not in ("UTC", "Etc/UTC"):  # a zone without daylight saving time has no such hour
+            add(
+                col,
+                _repeated_hour_sql(col, ts, store.timezone),
+                f"'is ' || strftime(s.{ts}, '%H:%M') || ' in {store.timezone}, in the hour repeated when daylight "
+                "saving time ends: the store keeps clock times, which cannot tell the two apart. Give it as the "
+                "local clock read it (no offset), or keep such data in a UTC store'",
+            )
     add(  # a date-only end covers its whole day, as the evaluators read it
         "ended_at",
         "CASE WHEN s.end_precision = 'day' THEN s.end_ts + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND ELSE s.end_ts END < s.occ_ts",
