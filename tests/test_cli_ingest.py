@@ -237,9 +237,15 @@ def test_fahrenheit_temperature_is_stored_in_celsius(example_store: Path) -> Non
     assert (t["value"], t["unit"], t["orig_value"], t["orig_unit"]) == (37.0, "Cel", 98.6, "[degF]")
 
 
-def test_time_with_an_offset_is_converted_into_the_store_time_zone(tmp_path: Path) -> None:
+def madrid_store(tmp_path: Path) -> Path:
+    """A new, empty store in Europe/Madrid (daylight saving time; offsets of seconds before 1901)."""
     store = tmp_path / "madrid.duckdb"
-    run_cli("init", "--store", store, "--timezone", "Europe/Madrid")
+    assert run_cli("init", "--store", store, "--timezone", "Europe/Madrid").exit_code == 0
+    return store
+
+
+def test_time_with_an_offset_is_converted_into_the_store_time_zone(tmp_path: Path) -> None:
+    store = madrid_store(tmp_path)
     path = tmp_path / "t.csv"
     path.write_text(
         "event_id,patient_id,kind,occurred_at,value,unit\nt-1,P001,body_temperature,2009-03-01T10:00+02:00,38,Cel\n"
@@ -268,8 +274,7 @@ def _parquet_with_time(tmp_path: Path, time_sql: str) -> Path:
 
 
 def test_a_parquet_time_with_a_zone_is_converted_into_the_store_time_zone(tmp_path: Path) -> None:
-    store = tmp_path / "madrid.duckdb"
-    run_cli("init", "--store", store, "--timezone", "Europe/Madrid")
+    store = madrid_store(tmp_path)
     path = _parquet_with_time(tmp_path, "TIMESTAMPTZ '2009-03-01 08:00:00+00'")  # pandas' tz-aware
     assert run_cli("ingest", path, "--store", store, "--author", "t").exit_code == 0
     [stored] = json.loads(run_cli("events", "P001", "--store", store, "--json").stdout)["events"]
@@ -278,8 +283,7 @@ def test_a_parquet_time_with_a_zone_is_converted_into_the_store_time_zone(tmp_pa
 
 def test_a_parquet_time_with_a_zone_in_nanoseconds_is_converted_too(tmp_path: Path) -> None:
     # pandas' default for tz-aware datetimes; DuckDB reads it as TIMESTAMPTZ_NS
-    store = tmp_path / "madrid.duckdb"
-    run_cli("init", "--store", store, "--timezone", "Europe/Madrid")
+    store = madrid_store(tmp_path)
     path = _parquet_with_time(tmp_path, "'2009-03-01 08:00:00.123456+00'::TIMESTAMPTZ_NS")
     result = run_cli("ingest", path, "--store", store, "--author", "t")
     assert result.exit_code == 0, result.output
@@ -288,10 +292,9 @@ def test_a_parquet_time_with_a_zone_in_nanoseconds_is_converted_too(tmp_path: Pa
 
 
 def test_a_time_with_an_offset_in_the_repeated_autumn_hour_is_refused(tmp_path: Path) -> None:
-    # 00:45Z and 01:10Z are 02:45 and 02:10 in Madrid on 25 October 2009: kept as clock times
-    # they would swap order
-    store = tmp_path / "madrid.duckdb"
-    run_cli("init", "--store", store, "--timezone", "Europe/Madrid")
+    # 00:45Z is 02:45 in Madrid on 25 October 2009, in the hour that repeats: kept as a clock
+    # time it would sort after 01:10Z (02:10, the second pass); 02:10Z is 03:10, which happens once
+    store = madrid_store(tmp_path)
     path = tmp_path / "fold.csv"
     path.write_text(
         "event_id,patient_id,kind,occurred_at,code,value,unit\n"
@@ -304,13 +307,12 @@ def test_a_time_with_an_offset_in_the_repeated_autumn_hour_is_refused(tmp_path: 
         "row 1, field occurred_at: is 02:45 in Europe/Madrid, in the hour repeated when daylight"
         in result.stderr
     )
-    assert "row 2" not in result.stderr  # 03:10 happens once
+    assert "row 2" not in result.stderr
 
 
 def test_a_time_converted_with_an_offset_of_seconds_keeps_its_seconds(tmp_path: Path) -> None:
     # Madrid's offset before 1901 was −00:14:44: 12:00Z is 11:45:16 there, stored to the second
-    store = tmp_path / "madrid.duckdb"
-    run_cli("init", "--store", store, "--timezone", "Europe/Madrid")
+    store = madrid_store(tmp_path)
     path = tmp_path / "lmt.csv"
     path.write_text("event_id,patient_id,kind,occurred_at,sex\nB,P1,birth,1900-06-01T12:00Z,male\n")
     assert run_cli("ingest", path, "--store", store, "--author", "t").exit_code == 0
