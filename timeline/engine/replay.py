@@ -15,7 +15,10 @@ Each node at each instant is computed from the patient's events (with ``naive=Tr
 raw list, without indexes). Only ``held_for`` and condition episodes need the value of a
 subtree over a stretch of time; they evaluate it at a generous superset of the instants where it can change (:meth:`Reference.candidates`) — every event
 time shifted by the durations the subtree uses, with a microsecond either side and, for
-calendar months and years, every day near a month end.
+calendar months and years, every day near a month end; and the midnights around the days a
+comparison of ``age`` or ``time_since`` with a constant flips (:mod:`timeline.engine.crossings`,
+which the compiler uses too). A condition's episodes are found from ``ORIGIN``, before every
+candidate.
 
 ``evaluate`` returns :class:`Val` ``(value, why, ev, note)``: ``value`` is a bool or float, or
 None for unknown; ``why`` is the reason (the engine's wording), ``ev`` the sequence numbers of
