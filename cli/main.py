@@ -82,27 +82,12 @@ def _moment(value: str | None) -> datetime | None:
 def _date_bound(value: str | None, option: str, end: bool) -> datetime | None:
     if value is None:
         return None
-    from datetime import datetime, timedelta
+    from datetime import timedelta
 
-    from timeline.errors import UsageError
-    from timeline.store import DAY_RE, LOCAL_TIME_RE, OFFSET_TIME_RE
+    from timeline.moments import clinical_moment
 
-    s = value.strip()
-    if OFFSET_TIME_RE.fullmatch(s):
-        raise UsageError(
-            f"{option} {value!r}: give clinical times without an offset (they are in the store's time zone)"
-        )
-    try:
-        if DAY_RE.fullmatch(s):
-            day = datetime.fromisoformat(s)
-            return day + timedelta(days=1, microseconds=-1) if end else day
-        if LOCAL_TIME_RE.fullmatch(s):
-            return datetime.fromisoformat(s)
-        raise ValueError(s)
-    except ValueError as exc:
-        raise UsageError(
-            f"{option} {value!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"
-        ) from exc
+    moment, whole_day = clinical_moment(value, option)
+    return moment + timedelta(days=1, microseconds=-1) if whole_day and end else moment
 
 
 def _author(value: str | None, required: bool) -> str:

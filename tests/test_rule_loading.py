@@ -747,10 +747,11 @@ def test_a_clip_bound_that_makes_no_sense_is_a_problem(tmp_path: Path, define: s
             "{at: '2009-02-01T10:00+02:00', value: true}",
             "at must be a date (YYYY-MM-DD) or date-time without an offset",
         ),
+        ("{at: '20090201', value: true}", "at must be a date (YYYY-MM-DD) or date-time without an offset"),
         ("{at: 2009-02-01, value: true, reason_contains: 42}", "reason_contains is text, not 42"),
         ("{at: 2009-02-01, value: true, patient_id: 5}", "patient_id is text, not 5"),
     ],
-    ids=["bad-date", "offset", "reason-number", "patient-number"],
+    ids=["bad-date", "offset", "compact-date", "reason-number", "patient-number"],
 )
 def test_a_malformed_expectation_is_a_problem_at_its_place(
     tmp_path: Path, expectation: str, message: str

@@ -112,16 +112,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-# The forms a user's date or date-time may take on the command line: ISO 8601's extended form
-# only (Python also reads 20090329 and 2009-W13-7, which would mean midnight, not the day)
-DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
-LOCAL_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?")
-OFFSET_TIME_RE = re.compile(LOCAL_TIME_RE.pattern + r"(Z|[+-]\d{2}:?\d{2})")
-
-
 def parse_moment(text: str) -> datetime:
     """A user's ``as_known_at``: a date (end of that day, UTC) or an ISO date-time (UTC
-    unless it carries an offset)."""
+    unless it carries an offset), in the forms of :mod:`timeline.moments`."""
+    from timeline.moments import DAY_RE, LOCAL_TIME_RE, OFFSET_TIME_RE
+
     s = text.strip()
     try:
         if DAY_RE.fullmatch(s):

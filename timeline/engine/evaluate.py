@@ -20,6 +20,7 @@ from timeline.engine.compiler import COLUMNS, Compiler, engine_columns, q_
 from timeline.errors import ResourceError, UnknownPatientError, UsageError
 from timeline.language import ast
 from timeline.language.loader import RuleSet
+from timeline.moments import clinical_moment
 from timeline.store import Store, insert_rows, lower_memory_limit, out_of_room
 
 MACROS = [
@@ -39,31 +40,15 @@ def parse_at(text: str, option: str = "--at") -> tuple[datetime, str]:
     """A query date or date-time → (instant q, label). A date means the whole day: the last
     microsecond of it, so every event on that date is visible. ``option`` names the text in
     messages."""
-    from timeline.store import DAY_RE, LOCAL_TIME_RE, OFFSET_TIME_RE
-
-    s = text.strip()
-    try:
-        if DAY_RE.fullmatch(s):
-            day = datetime.fromisoformat(s)
-            q = day + timedelta(days=1, microseconds=-1)
-        elif LOCAL_TIME_RE.fullmatch(s) or OFFSET_TIME_RE.fullmatch(s):
-            q = datetime.fromisoformat(s.replace("Z", "+00:00"))
-        else:
-            raise ValueError(s)
-    except ValueError as exc:
-        raise UsageError(
-            f"{option} {text!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"
-        ) from exc
-    if q.tzinfo is not None:
-        raise UsageError(
-            f"{option} {text!r}: give clinical times without an offset (they are in the store's time zone)"
-        )
+    q, whole_day = clinical_moment(text, option)
+    if whole_day:
+        q += timedelta(days=1, microseconds=-1)
     if not AT_MIN <= q < AT_MAX:
         raise UsageError(
             f"{option} {text!r} is out of range: give a date from {AT_MIN:%Y-%m-%d} to "
             f"{AT_MAX - timedelta(days=1):%Y-%m-%d}"
         )
-    return q, s
+    return q, text.strip()
 
 
 @dataclass(slots=True)

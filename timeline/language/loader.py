@@ -25,6 +25,7 @@ from timeline import codes, events
 from timeline.errors import TimelineError, UsageError
 from timeline.language import ast
 from timeline.language.durations import Duration, DurationError, DurationTooLong
+from timeline.moments import clinical_moment
 from timeline.units import Conversion, UnitError, conversion, is_valid
 
 if TYPE_CHECKING:
@@ -992,12 +993,12 @@ def rule_dirs(extra: Sequence[str | os.PathLike[str]] = (), builtin: bool = True
 
 
 def _is_moment(text: object) -> bool:
-    """An example's ``at``: a date or a date-time, without an offset (as ``--at``)."""
+    """An example's ``at``: a date or a date-time, without an offset, as ``--at`` takes it."""
     try:
-        moment = datetime.fromisoformat(str(text))
-    except ValueError:
+        clinical_moment(str(text), "at")
+    except UsageError:
         return False
-    return moment.tzinfo is None
+    return True
 
 
 def _read_text(path: Path, problems: list[Problem]) -> str | None:
