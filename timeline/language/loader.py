@@ -187,6 +187,11 @@ class _Doc:
             p = p[:-1]
         return self.marks.get(p, (1, 1))
 
+    def reported(self, path: Path_) -> bool:
+        """Whether a problem is already recorded at ``path``'s place (a refused YAML tag)."""
+        line, col = self.where(path)
+        return any((p.file, p.line, p.column) == (self.file, line, col) for p in self.problems)
+
 
 def _fmt(path: Path_) -> str:
     out = ""
@@ -272,15 +277,10 @@ class _RuleParser:
         missing = [k for k in ("id", "version", "description", "citation", "define") if k not in data]
         for key in missing:
             self.fail((), f"missing required key {key!r}")
-        for key in ("version", "description", "citation"):
-            value = data.get(key)
-            if key not in data:
-                continue
-            if not isinstance(value, str | int | float) or isinstance(value, bool):
-                line, col = self.doc.where((key,))
-                if value is not None or not any(
-                    (p.file, p.line, p.column) == (self.doc.file, line, col) for p in self.doc.problems
-                ):  # a refused YAML tag reads as nothing, and is a problem already
+        for key in [k for k in ("version", "description", "citation") if k in data]:
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                if not self.doc.reported((key,)):  # a refused YAML tag reads as nothing
                     shown = "nothing" if value is None else f"a {type(value).__name__}"
                     self.fail((key,), f"{key} must be text, not {shown}")
                 missing.append(key)
