@@ -10,6 +10,7 @@ molar mass is known. Temperatures convert affinely. The result is a linear map
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -175,6 +176,19 @@ def parse(unit: str) -> ParsedUnit:
     if parser.peek() is not None:
         raise UnitError(f"{text!r} is not a UCUM unit (unexpected {parser.peek()!r})")
     return result
+
+
+def converter(from_unit: str | None, to_unit: str | None) -> Callable[[float], float]:
+    """A number's conversion between the units of two typed expressions; where a side has no
+    unit (None) or one not known at load time ("?"), nothing is converted."""
+    if from_unit in (None, "?") or to_unit in (None, "?") or from_unit == to_unit:
+        return _identity
+    assert from_unit is not None and to_unit is not None
+    return conversion(from_unit, to_unit).apply
+
+
+def _identity(x: float) -> float:
+    return x
 
 
 @lru_cache(maxsize=1024)

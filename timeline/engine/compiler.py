@@ -1244,17 +1244,6 @@ class Compiler:
             # the anchor event appears (or, for the last one, moves); the count of days then
             # steps at every midnight, which matters only where it is compared (below)
             return [f"SELECT patient_id, t AS c FROM {self.select(anchor_of(node).select)}"]
-        if isinstance(node, ast.Compare) and (found := self.crossing(node)):
-            out = [part for c in ast.children(node) for part in self._cp_parts(c)]
-            for crossing in found:
-                if crossing.days:
-                    src = self.select(crossing.anchor.select)
-                    days = ", ".join(str(k) for k in crossing.days)
-                    out.append(
-                        f"""SELECT patient_id, (t::DATE + k)::TIMESTAMP AS c
-                            FROM {src}, (SELECT unnest([{days}]) AS k) WHERE t::DATE + k < {FAR}::DATE"""
-                    )
-            return out
         if isinstance(node, ast.AtAnchor):
             src = self.select(node.anchor.select)
             return [
@@ -1271,4 +1260,14 @@ class Compiler:
                 f"SELECT patient_id, s AS c FROM {eps}",
                 f"SELECT patient_id, e + {_EPS} AS c FROM {eps} WHERE e < {FAR}",
             ]
-        return [part for c in ast.children(node) for part in self._cp_parts(c)]
+        out = [part for c in ast.children(node) for part in self._cp_parts(c)]
+        if isinstance(node, ast.Compare):  # and the midnights it flips on, for age / time_since
+            for crossing in self.crossing(node) or ():
+                if crossing.days:
+                    src = self.select(crossing.anchor.select)
+                    days = ", ".join(str(k) for k in crossing.days)
+                    out.append(
+                        f"""SELECT patient_id, (t::DATE + k)::TIMESTAMP AS c
+                            FROM {src}, (SELECT unnest([{days}]) AS k) WHERE t::DATE + k < {FAR}::DATE"""
+                    )
+        return out

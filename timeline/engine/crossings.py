@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from timeline.language import ast
 from timeline.language.durations import Duration
 from timeline.language.loader import RuleSet
-from timeline.units import conversion
+from timeline.units import converter
 
 PER_DAYS = {"years": 365.25, "months": 30.4375, "days": 1.0}
 MAX_DAYS = 200 * 366  # no duration is longer than 200 years
@@ -60,13 +60,6 @@ class _Form:
 
 def anchor_of(node: ast.Age | ast.TimeSince) -> ast.Anchor:
     return BIRTH if isinstance(node, ast.Age) else node.anchor
-
-
-def _scale(frm: str | None, to: str | None) -> Callable[[float], float]:
-    if frm in (None, "?") or to in (None, "?") or frm == to:
-        return lambda x: x
-    assert frm is not None and to is not None
-    return conversion(frm, to).apply
 
 
 def _arith(op: str, xs: list[float]) -> float:
@@ -141,7 +134,7 @@ class _Finder:
             return [_Form(f.anchor, _map(f.fn, lambda x: max(min(x, hi), lo)), f.monotone) for f in inner]
         if isinstance(node, ast.Arith):
             scales = [
-                _scale(self.unit(item), self.unit(node.items[0]))
+                converter(self.unit(item), self.unit(node.items[0]))
                 if node.op in ("add", "sub", "min", "max")
                 else (lambda x: x)
                 for item in node.items
@@ -149,7 +142,7 @@ class _Finder:
             op = node.op
             return self.combined(node.items, scales, lambda xs: round(_arith(op, xs), 9), op, depth)
         if isinstance(node, ast.PctChange):
-            to_value = _scale(self.unit(node.baseline), self.unit(node.value))
+            to_value = converter(self.unit(node.baseline), self.unit(node.value))
             return self.combined(
                 (node.value, node.baseline),
                 [lambda x: x, to_value],
@@ -219,7 +212,7 @@ class _Finder:
         constant = right if moving_left else left
         if len(constant) != 1:
             return None
-        to_left = _scale(self.unit(node.right), self.unit(node.left))
+        to_left = converter(self.unit(node.right), self.unit(node.left))
         try:
             c = constant[0].fn(0)
         except (ZeroDivisionError, OverflowError, ValueError):

@@ -60,7 +60,7 @@ from timeline.engine.crossings import Crossing, anchor_of, crossings
 from timeline.language import ast
 from timeline.language.durations import Duration
 from timeline.language.loader import RuleSet, field_unit
-from timeline.units import conversion, display_unit
+from timeline.units import conversion, converter, display_unit
 
 EPS = timedelta(microseconds=1)
 FAR = datetime(9999, 12, 31)
@@ -258,10 +258,7 @@ class Reference:
         return rnd(float(value), 9)
 
     def scale(self, x: float, frm: str | None, to: str | None) -> float:
-        if frm in (None, "?") or to in (None, "?") or frm == to:
-            return x
-        assert frm is not None and to is not None
-        return conversion(frm, to).apply(x)
+        return converter(frm, to)(x)
 
     def matches(self, sel: ast.Selector, e: Event) -> bool:
         if sel.kinds and e["kind"] not in sel.kinds:
