@@ -562,11 +562,30 @@ def _repeated_hour_sql(col: str, ts: str, tz: str) -> str:
 
 def content_hash_sql(schema: str) -> str:
     """SQL for an event's content hash over the stage ``s`` (native columns but the id):
-    sha256 of the JSON array of their typed values (schema 1: of a JSON object)."""
+    sha256 of the JSON array of their typed values (schema 1: of a JSON object).
+
+    Schema 3 hashes each time as read (``occ_ts`` / ``end_ts`` in the store's zone, a date
+    as ``YYYY-MM-DD``, a time to the microsecond), not as written: ``2009-03-01T10:00``,
+    ``…10:00:00`` and, in a UTC store, ``…10:00Z`` and ``…11:00+01:00`` are one event. A
+    time that cannot be read keeps its text (the row is refused anyway). Schemas 1 and 2
+    hashed the text, and their stores keep doing so: their derived ids must not change."""
     cols = [c for c in events.NATIVE_COLUMNS if c != "event_id"]
     if schema == "1":
         return f"sha256(to_json(struct_pack({', '.join(f'{c} := s.{c}' for c in cols)})))"
-    return f"sha256(json_array({', '.join('s.' + c for c in cols)})::VARCHAR)"
+    if schema == "2":
+        return f"sha256(json_array({', '.join('s.' + c for c in cols)})::VARCHAR)"
+    read = {"occurred_at": ("occ_ts", "occ_precision"), "ended_at": ("end_ts", "end_precision")}
+    parts = []
+    for c in cols:
+        if c in read:
+            ts, precision = read[c]
+            parts.append(
+                f"coalesce(CASE WHEN s.{precision} = 'day' THEN strftime(s.{ts}, '%Y-%m-%d') "
+                f"ELSE strftime(s.{ts}, '%Y-%m-%dT%H:%M:%S.%f') END, s.{c})"
+            )
+        else:
+            parts.append(f"s.{c}")
+    return f"sha256(json_array({', '.join(parts)})::VARCHAR)"
 
 
 def _stage(con: duckdb.DuckDBPyConnection, tz: str, schema: str, ordered_rows: bool = True) -> None:
@@ -611,10 +630,10 @@ def _stage(con: duckdb.DuckDBPyConnection, tz: str, schema: str, ordered_rows: b
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE tl_stage AS
             SELECT *, coalesce(event_id, 'ev-' || left(content_hash, 20)) AS eid FROM (
+            SELECT s.*, {content_hash_sql(schema)} AS content_hash FROM (
                 SELECT s.*, {", ".join(flags)}, {occ} AS occ_ts, {occ_p} AS occ_precision,
-                       {end} AS end_ts, CASE WHEN s.ended_at IS NOT NULL THEN {end_p} END AS end_precision,
-                       {content_hash_sql(schema)} AS content_hash
-                FROM (SELECT r.__row, {", ".join(select)} FROM tl_raw r) s)"""
+                       {end} AS end_ts, CASE WHEN s.ended_at IS NOT NULL THEN {end_p} END AS end_precision
+                FROM (SELECT r.__row, {", ".join(select)} FROM tl_raw r) s) s)"""
         )
     finally:
         con.execute(f"SET preserve_insertion_order = {str(keep).lower()}")

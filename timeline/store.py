@@ -30,7 +30,10 @@ from timeline import __version__
 from timeline.errors import StoreError, StoreLockedError, UnknownEventError, UsageError
 
 STORE_FORMAT = "timeline-store"
-SCHEMA_VERSION = "2"  # 2: row and content hashes serialise a JSON array (1: a JSON object)
+# 2: row and content hashes serialise a JSON array (1: a JSON object); 3: the content hash
+# reads times as parsed, not as written (see timeline.ingest.content_hash_sql)
+SCHEMA_VERSION = "3"
+SCHEMA_VERSIONS = ("1", "2", "3")
 DEFAULT_STORE = "timeline.duckdb"
 
 # Stored columns of ``events`` in order. The native columns keep their names; the
@@ -234,7 +237,7 @@ class Store:
         missing = [t for t in ("events", "batches", "meta") if t not in found]
         if missing:
             raise StoreError(f"{self.path} is damaged: table {', '.join(missing)} is missing")
-        if self.schema_version not in ("1", SCHEMA_VERSION):
+        if self.schema_version not in SCHEMA_VERSIONS:
             raise StoreError(
                 f"{self.path} has schema version {self.schema_version!r}, which this timeline "
                 f"({__version__}) does not know: a newer timeline wrote it, or it was edited"
