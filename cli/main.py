@@ -421,7 +421,8 @@ def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False)
     """Recompute every event hash and the batch hash chain; name the first broken link.
 
     Exit code 0 when intact, 7 when anything was altered, deleted, inserted or reordered
-    outside the API. Keep the printed head hash somewhere else to detect a rewrite of the
+    outside the API, including the store's metadata (its time zone, schema version and
+    creation; stores made since schema 3). Keep the printed head hash somewhere else to detect a rewrite of the
     whole chain.
 
     Example:

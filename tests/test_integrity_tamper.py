@@ -154,3 +154,25 @@ def test_removing_the_last_batch_changes_the_head_hash(chained_store: Path) -> N
     tamper(chained_store, "DELETE FROM events WHERE seq = 16", "DELETE FROM batches WHERE batch_id = 3")
     after = json.loads(run_cli("verify", "--store", chained_store, "--json").stdout)["head_hash"]
     assert after != before
+
+
+META_EDIT = (
+    "the store's metadata (format, schema version, time zone or creation) was altered: "
+    "batch 1 no longer links to it"
+)
+
+
+def test_edited_time_zone_breaks_the_link_to_the_first_batch(chained_store: Path) -> None:
+    tamper(chained_store, "UPDATE meta SET value = 'Europe/Madrid' WHERE key = 'timezone'")
+    assert first_broken_link(chained_store) == META_EDIT
+
+
+def test_a_schema_version_edited_back_to_an_older_one_is_caught(chained_store: Path) -> None:
+    """Schema 2 hashes times as written: a store passed off as one would derive other ids."""
+    tamper(chained_store, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    assert first_broken_link(chained_store) == META_EDIT
+
+
+def test_a_second_time_zone_row_is_caught(chained_store: Path) -> None:
+    tamper(chained_store, "INSERT INTO meta VALUES ('timezone', 'Asia/Tokyo')")
+    assert first_broken_link(chained_store) == META_EDIT

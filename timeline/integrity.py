@@ -3,7 +3,9 @@
 ``row_hash = sha256(JSON array of every other column's value, in column order)``. A batch's
 ``events_digest`` is a two-level tree over its rows' hashes in seq order (chunks of
 65,536 rows, so no string grows with the batch), and
-``batch_hash = sha256(prev_hash | batch metadata | events_digest)``. ``verify``
+``batch_hash = sha256(prev_hash | batch metadata | events_digest)``; the first batch's
+``prev_hash`` is, from schema 3, a hash of the store's own metadata (format, schema version,
+time zone, creation), so editing the ``meta`` table breaks the chain too. ``verify``
 recomputes all of it and names the first broken link. Anchor the head hash it prints
 somewhere outside the store to detect a rewrite of the whole chain.
 """
@@ -59,6 +61,25 @@ def events_digest(con: duckdb.DuckDBPyConnection, first_seq: int, last_seq: int)
     return hashlib.sha256("".join(hashes).encode()).hexdigest()
 
 
+# The meta rows the first batch links to (schema 3 on); every one is written by ``init``.
+META_KEYS = ("created_at", "created_by", "format", "schema_version", "timezone")
+
+
+def genesis_hash(con: duckdb.DuckDBPyConnection) -> str:
+    """What the first batch links to: zeros in stores of schema 1 and 2; from schema 3 a
+    hash of the metadata rows in ``META_KEYS`` (read as they are now, so an edit shows)."""
+    row = con.execute("SELECT max(value) FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None or row[0] in (None, "1", "2"):
+        return GENESIS_HASH
+    keys = ", ".join(f"'{k}'" for k in META_KEYS)
+    digest = con.execute(
+        f"""SELECT sha256(coalesce(string_agg(json_array(key, value)::VARCHAR, ',' ORDER BY key, value), ''))
+            FROM meta WHERE key IN ({keys})"""
+    ).fetchone()
+    assert digest is not None
+    return str(digest[0])
+
+
 def batch_hash_sql() -> str:
     """SQL expression for a batch row's hash (columns named as in ``batches``)."""
     meta = ", ".join(
@@ -82,7 +103,7 @@ def seal_batch(
 ) -> str:
     """Insert the batch row for events already inserted in this transaction."""
     prev = con.execute("SELECT batch_hash FROM batches ORDER BY batch_id DESC LIMIT 1").fetchone()
-    prev_hash = prev[0] if prev else GENESIS_HASH
+    prev_hash = prev[0] if prev else genesis_hash(con)
     digest = events_digest(con, first_seq, last_seq)
     con.execute(
         f"""
@@ -172,7 +193,8 @@ def verify(store: Store) -> VerifyReport:
                 )
             )
 
-    prev_hash, prev_last = GENESIS_HASH, 0
+    genesis = genesis_hash(con)
+    prev_hash, prev_last = genesis, 0
     batches = con.execute(
         f"""SELECT batch_id, first_seq, last_seq, n_events, prev_hash, batch_hash,
                    {batch_hash_sql()} AS recomputed, events_digest
@@ -189,7 +211,16 @@ def verify(store: Store) -> VerifyReport:
         digest,
     ) in enumerate(batches, start=1):
         anchor = first_seq
-        if batch_id != position or first_seq != prev_last + 1 or stored_prev != prev_hash:
+        if position == 1 and batch_id == 1 and first_seq == 1 and stored_prev != genesis:
+            found.append(
+                (
+                    anchor,
+                    3,
+                    "the store's metadata (format, schema version, time zone or creation) was altered: "
+                    "batch 1 no longer links to it",
+                )
+            )
+        elif batch_id != position or first_seq != prev_last + 1 or stored_prev != prev_hash:
             in_place = batch_id == position and first_seq == prev_last + 1
             what = "does not link to the batch before it" if in_place else "is out of order"
             found.append(
