@@ -33,7 +33,7 @@ Working definitions the data are designed against (parameters in ground_truth.js
   before T3; the first fever/rash-free record after the last fever comes >= 9 days later.
   The 4 non-resolvers have a fever recorded 0-6 days before T3.
 - Active arthritis at t = ``active_joints`` > 0 at the most recent ``joint_exam`` in
-  [t - 90 days, t]. The 3/6/12-month visits lie 0-6 days before t (one is exactly on T6).
+  (t - 90 days, t]: the 90 calendar days ending at t. The 3/6/12-month visits lie 0-6 days before t (one is exactly on T6).
   Denominator (as treated): patients still followed at t (end_of_follow_up >= t) and still
   on anakinra at t (no anakinra ``medication_stop`` on or before t).
 - Complete response (CR): at some visit D during the anakinra course (T0 <= D < stop), with
@@ -1099,7 +1099,8 @@ def _evaluate_patient(p: Patient, prm: Params) -> dict[str, Any]:
     exams = [(day_of(r["occurred_at"]), int(r["active_joints"])) for r in p.of("joint_exam")]
 
     def latest(items: list[tuple[date, float]], d: date, valid: int) -> tuple[date, float] | None:
-        found = [(w, v) for w, v in items if d - timedelta(days=valid) <= w <= d]
+        # valid N days: the N calendar days ending at d, d included (the engine's `within`)
+        found = [(w, v) for w, v in items if d - timedelta(days=valid) < w <= d]
         return max(found) if found else None
 
     arthritis: dict[str, dict[str, Any]] = {}
@@ -1439,7 +1440,7 @@ def boundary_effects(rows: list[dict[str, str]], base: dict[str, Any]) -> list[d
     alt = evaluate(rows, Params(time_point_inclusive=False))
     assert alt["cohort"]["active_arthritis"]["6"]["n"] == 4
     out.append({"patient": "V14", "case": "6-month visit exactly on T6 with 0 active joints (previous exam: 1)",
-                "rule": "time point inclusive: latest exam in [t - 90 days, t]", "expected": "inactive at 6 months",
+                "rule": "time point inclusive: latest exam in (t - 90 days, t]", "expected": "inactive at 6 months",
                 "if_misread": "an exclusive bound counts 4/21 with active arthritis at 6 months"})  # fmt: skip
     alt = evaluate(rows, Params(window_end_inclusive=False))
     assert not alt["patients"]["V03"]["fever_rash_resolved_within_3m"]
