@@ -92,7 +92,7 @@ def test_denominator_on_drug_drops_discontinued_patients_but_not_interruptions(r
 
 def test_policies_are_defined_in_words_with_the_report(report: Report) -> None:
     assert "follow-up ends at the first end_of_follow_up or death" in report.policies["followed"]
-    assert "no permanent stop of anakinra" in report.policies["on_drug"]
+    assert "anakinra not discontinued on or before the time point date" in report.policies["on_drug"]
     assert report.cell("outcome.arthritis_on_drug.3_months").denominator.startswith("on_drug:")
 
 
@@ -179,6 +179,39 @@ def test_as_known_at_reads_the_record_before_later_batches(tmp_path: Path) -> No
     assert now.cell("discontinuation.any").numerator_ids == ["P1", "P2"]
     assert then.cell("discontinuation.any").numerator_ids == ["P2"]
     assert then.manifest["high_water"] == 55
+
+
+@pytest.fixture(scope="module")
+def restarted(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    """P7 (anakinra from 2010-01-01) with a recorded discontinuation on 2010-02-01 (an adverse
+    event) before its stop on 05-01 and restart on 06-01."""
+    path = build_store(tmp_path_factory.mktemp("restart") / "s.duckdb")
+    with Store.open(path, write=True) as s:
+        append_rows(
+            s,
+            [{"patient_id": "P7", "kind": "discontinuation", "occurred_at": "2010-02-01", "drug": "anakinra",
+              "reason": "injection-site reaction"}],
+            author="t", source="test",
+        )  # fmt: skip
+    return run(path)
+
+
+def test_a_recorded_discontinuation_ends_the_course_though_the_drug_is_restarted(restarted: Report) -> None:
+    p7 = restarted.patients["P7"]
+    assert (str(p7.disc_date), p7.disc_reason) == ("2010-02-01", "injection-site reaction")
+    assert "P7" in restarted.cell("discontinuation.any").numerator_ids
+
+
+def test_a_patient_restarted_after_a_discontinuation_is_off_the_drug_for_the_on_drug_denominator(
+    restarted: Report,
+) -> None:
+    assert "P7" not in restarted.cell("outcome.arthritis_on_drug.3_months").denominator_ids
+
+
+def test_a_discontinuation_lists_its_events_up_to_the_restart(restarted: Report) -> None:
+    """The later stop (05-01) belongs to the discontinued course, the restart begins another."""
+    events = restarted.patients["P7"].disc_events
+    assert len(events) == 2 and events[1] == "p7-stop"
 
 
 def test_follow_up_may_stay_open_to_the_as_known_at_date(cohort_store: Path, tmp_path: Path) -> None:

@@ -330,19 +330,32 @@ class _Run:
         )
         if drug is None:
             return
-        # The stop that begins the final off-drug period after the index: a stop followed by a
-        # restart (or a dose change) was an interruption, not a discontinuation.
+        # The course ends at the first recorded discontinuation on or after the index, or at
+        # the stop that begins the final off-drug period, whichever is first: a stop followed
+        # by a restart (or a dose change) was an interruption, but a discontinuation ends the
+        # course even when the drug is given again later. Its events run up to the next start.
+        d = q_(drug)
         self.con.execute(
             f"""INSERT INTO tl_c_disc
-                WITH lo AS (SELECT patient_id, max(occurred_at) AS last_on FROM tl_c_ev
-                            WHERE drug = {q_(drug)} AND kind IN {_ON} GROUP BY patient_id)
-                SELECT s.patient_id, min(s.occurred_at), min(s.occurred_at)::DATE,
+                WITH ons AS (SELECT patient_id, occurred_at FROM tl_c_ev WHERE drug = {d} AND kind IN {_ON}),
+                lo AS (SELECT patient_id, max(occurred_at) AS last_on FROM ons GROUP BY patient_id),
+                offs AS (SELECT s.* FROM tl_c_ev s JOIN tl_c_idx i USING (patient_id)
+                         WHERE s.drug = {d} AND s.kind IN {_OFF} AND s.occurred_at >= i.t_index),
+                firsts AS (
+                    SELECT o.patient_id, least(
+                        min(o.occurred_at) FILTER (WHERE o.kind = 'discontinuation'),
+                        min(o.occurred_at) FILTER (WHERE lo.last_on IS NULL OR o.occurred_at >= lo.last_on)) AS t_disc
+                    FROM offs o LEFT JOIN lo USING (patient_id) GROUP BY o.patient_id),
+                course AS (
+                    SELECT f.patient_id, f.t_disc,
+                           (SELECT min(n.occurred_at) FROM ons n WHERE n.patient_id = f.patient_id AND n.occurred_at > f.t_disc) AS t_next
+                    FROM firsts f WHERE f.t_disc IS NOT NULL)
+                SELECT c.patient_id, c.t_disc, c.t_disc::DATE,
                        arg_min(s.reason, (s.occurred_at, s.kind <> 'discontinuation', s.seq)) FILTER (WHERE s.reason IS NOT NULL),
                        list(s.event_id ORDER BY s.occurred_at, s.seq)
-                FROM tl_c_ev s JOIN tl_c_idx i USING (patient_id) LEFT JOIN lo USING (patient_id)
-                WHERE s.drug = {q_(drug)} AND s.kind IN {_OFF} AND s.occurred_at >= i.t_index
-                  AND s.occurred_at >= coalesce(lo.last_on, i.t_index)
-                GROUP BY s.patient_id"""
+                FROM course c JOIN offs s USING (patient_id)
+                WHERE s.occurred_at >= c.t_disc AND (c.t_next IS NULL OR s.occurred_at < c.t_next)
+                GROUP BY c.patient_id, c.t_disc"""
         )
         for pid, _t, d, reason, evs in self.sql("SELECT * FROM tl_c_disc"):
             f = self.facts[pid]
@@ -790,7 +803,8 @@ def policies(spec: CohortSpec) -> dict[str, str]:
     on = (
         f"rule {spec.on_drug_rule} true at the time point"
         if spec.on_drug_rule
-        else f"no permanent stop of {spec.drug} on or before the time point date"
+        else f"{spec.drug} not discontinued on or before the time point date (a recorded discontinuation, "
+        "or a stop not followed by a restart; a stop then a restart is an interruption)"
     )
     return {
         "all": "every patient of the group, whatever their follow-up",
