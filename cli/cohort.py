@@ -19,7 +19,7 @@ from cli.options import AsKnownOpt, StoreOpt, WaitOpt
 from cli.output import cell, console, dump_json, error
 
 if TYPE_CHECKING:
-    from timeline.cohort.report import Report
+    from timeline.cohort.report import Cell, Report
     from timeline.cohort.spec import CohortSpec
     from timeline.engine.evaluate import Session
 
@@ -244,7 +244,8 @@ def _rows(report: Report) -> list[dict[str, Any]]:
          "n": c.n, "n_denominator": c.N, "n_unknown": c.unknown, "pct": c.pct, "text": c.text(),
          "denominator": c.denominator,
          "stats": json.dumps(c.stats, default=str), "numerator_ids": " ".join(c.numerator_ids),
-         "unknown_ids": " ".join(c.unknown_ids), "denominator_ids": " ".join(c.denominator_ids)}
+         "unknown_ids": " ".join(c.unknown_ids), "denominator_ids": " ".join(c.denominator_ids),
+         "left_out_ids": "; ".join(f"{why}: {' '.join(ids)}" for why, ids in c.left_out_ids.items())}
         for c in report.cells
     ]  # fmt: skip
 
@@ -276,6 +277,13 @@ def _parquet(report: Report, out: Path, sess: Session) -> None:
     meta = json.dumps(report.manifest, default=str).replace("'", "''")
     target = str(out).replace("'", "''")
     con.execute(f"COPY tl_c_out TO '{target}' (FORMAT parquet, KV_METADATA {{manifest: '{meta}'}})")
+
+
+def _left_out_text(policy: str, c: Cell | None) -> str:
+    """The policy, and who of the whole population it leaves out of N, and why."""
+    if c is None or not c.left_out_ids:
+        return policy
+    return f"{policy}; not in N: " + ", ".join(f"{len(ids)} {why}" for why, ids in c.left_out_ids.items())
 
 
 def render(report: Report) -> None:
@@ -322,7 +330,7 @@ def render(report: Report) -> None:
             for tp in spec.time_points:
                 if tp.slug in o.time_points:
                     t.add_row(cell(o.label), cell(tp.label), *(cell(s) for s in row_cells(f"outcome.{o.id}.{tp.slug}")),
-                              cell(o.denominator))  # fmt: skip
+                              cell(_left_out_text(o.denominator, by_id.get(f"outcome.{o.id}.{tp.slug}"))))  # fmt: skip
         c.print(t)
         c.print("[bold]Denominators[/]")
         for policy in sorted({o.denominator for o in spec.outcomes}):
@@ -545,7 +553,7 @@ def patients(
         dump_json(
             {"manifest": report.manifest, "cell": x.id, "label": x.label, "text": x.text(),
              "denominator": x.denominator, "numerator_ids": x.numerator_ids, "unknown_ids": x.unknown_ids,
-             "other_ids": rest, "denominator_ids": x.denominator_ids}
+             "other_ids": rest, "denominator_ids": x.denominator_ids, "left_out_ids": x.left_out_ids}
         )  # fmt: skip
         return
     c = console()
@@ -557,6 +565,8 @@ def patients(
         ("denominator, not in the numerator", rest),
     ):
         c.print(cell(f"{title} ({len(ids)}): {' '.join(ids) or '—'}"))
+    for why, ids in x.left_out_ids.items():
+        c.print(cell(f"not in the denominator, {why} ({len(ids)}): {' '.join(ids)}"))
 
 
 # ---- plots --------------------------------------------------------------------------------

@@ -59,6 +59,28 @@ def test_run_writes_csv_with_the_manifest_on_top(cohort_store: Path, tmp_path: P
     assert (row["n"], row["n_denominator"], row["n_unknown"], row["unknown_ids"]) == ("1", "4", "2", "P3 P7")
 
 
+def test_run_json_names_the_patients_a_denominator_leaves_out(cohort_store: Path) -> None:
+    code, out, err = cohort("run", COHORT, "--json", store=cohort_store)
+    assert code == 0, err
+    cell = {c["cell"]: c for c in json.loads(out)["cells"]}["outcome.arthritis_on_drug.12_months"]
+    assert cell["left_out_ids"] == {"anakinra discontinued": ["P2"], "follow-up ended": ["P3", "P7"]}
+
+
+def test_run_csv_names_the_patients_a_denominator_leaves_out(cohort_store: Path) -> None:
+    code, out, err = cohort("run", COHORT, "--csv", "-", store=cohort_store)
+    assert code == 0, err
+    rows = {r["cell"]: r for r in csv.DictReader(line for line in out.splitlines() if not line.startswith("#"))}
+    assert rows["outcome.arthritis_on_drug.12_months"]["left_out_ids"] == (
+        "anakinra discontinued: P2; follow-up ended: P3 P7"
+    )
+
+
+def test_run_table_says_how_many_each_denominator_leaves_out(cohort_store: Path) -> None:
+    code, out, err = cohort("run", COHORT, store=cohort_store)
+    assert code == 0, err
+    assert "not in N: 1 anakinra discontinued, 2 follow-up ended" in out
+
+
 def test_run_csv_dash_prints_the_cells_on_standard_output(cohort_store: Path, tmp_path: Path) -> None:
     code, out, err = cohort("run", COHORT, "--csv", "-", store=cohort_store)
     assert code == 0, err
@@ -257,3 +279,17 @@ def test_cohort_explain_of_an_unknown_patient_exits_5(cohort_store: Path) -> Non
     assert code == 5
     assert "patient 'NOPE' has no events" in err
     assert out == ""
+
+
+def test_the_numbers_at_risk_keep_the_last_tick_when_thinned() -> None:
+    from timeline.plots import at_risk_ticks
+
+    ticks = [float(t) for t in range(0, 400, 50)]  # 0 … 350: eight ticks, room for seven
+    kept = at_risk_ticks(ticks)
+    assert kept[0] == 0 and kept[-1] == 350 and len(kept) <= 7
+
+
+def test_the_numbers_at_risk_keep_every_tick_that_fits() -> None:
+    from timeline.plots import at_risk_ticks
+
+    assert at_risk_ticks([0.0, 100.0, 200.0]) == [0.0, 100.0, 200.0]

@@ -90,6 +90,17 @@ def test_denominator_on_drug_drops_discontinued_patients_but_not_interruptions(r
     assert report.cell("outcome.arthritis_on_drug.12_months").denominator_ids == ["P1"]
 
 
+def test_an_outcome_cell_names_who_its_denominator_leaves_out_and_why(report: Report) -> None:
+    # P2 discontinued 2009-10-15; P3 died 2009-08-01; P7's last event (2010-08-01) is before 2011-01-01
+    c = report.cell("outcome.arthritis_on_drug.12_months")
+    assert c.left_out_ids == {"anakinra discontinued": ["P2"], "follow-up ended": ["P3", "P7"]}
+    assert c.stats["left_out"] == {"anakinra discontinued": 1, "follow-up ended": 2}
+
+
+def test_an_outcome_cell_under_the_all_policy_leaves_no_one_out(report: Report) -> None:
+    assert report.cell("outcome.arthritis_all.12_months").left_out_ids == {}
+
+
 def test_policies_are_defined_in_words_with_the_report(report: Report) -> None:
     assert "follow-up ends at the first end_of_follow_up or death" in report.policies["followed"]
     assert "anakinra not discontinued on or before the time point date" in report.policies["on_drug"]
@@ -129,6 +140,8 @@ def test_baseline_numbers_at_the_index(report: Report) -> None:
     assert (c.stats["min"], c.stats["max"]) == (round(min(ages), 2), round(max(ages), 2))
     fu = report.cell("baseline.follow_up").stats
     assert (fu["min"], fu["max"]) == (round(61 / 30.4375, 2), round(670 / 30.4375, 2))
+    # from the days, rounded once: 61, 212, 516 and 670 days
+    assert (fu["mean"], fu["median"]) == (round(1459 / 4 / 30.4375, 2), round(364 / 30.4375, 2))
 
 
 def test_adverse_events_by_term_and_grade_from_the_index(report: Report) -> None:

@@ -240,6 +240,18 @@ def patient_plot(
     }
 
 
+def at_risk_ticks(ticks: list[float], room: int = 7) -> list[float]:
+    """The axis ticks the numbers at risk are printed under: every tick when ``room`` allows,
+    else evenly thinned, always keeping the first and the last (the window's end)."""
+    if len(ticks) <= room:
+        return list(ticks)
+    step = -(-(len(ticks) - 1) // (room - 1))
+    kept = list(ticks[::step])
+    if kept[-1] != ticks[-1]:
+        kept.append(ticks[-1])
+    return kept
+
+
 def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]:
     """Kaplan–Meier curves of the time-to-event outcomes (every group) and the proportion of
     each outcome at each time point with its n/N."""
@@ -278,7 +290,7 @@ def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]
         ax.legend(fontsize=7, loc="lower right", frameon=False)
         ticks = [t for t in ax.get_xticks() if 0 <= t <= (window or float("inf"))]
         curve = report.curves[(tte.id, group)]
-        ax.text(0.0, -0.28, f"at risk ({report.groups[group][0]}): " + "  ".join(f"{t:g}d: {curve.at_risk(t)}" for t in ticks[:7]),
+        ax.text(0.0, -0.28, f"at risk ({report.groups[group][0]}): " + "  ".join(f"{t:g}d: {curve.at_risk(t)}" for t in at_risk_ticks(ticks)),
                 transform=ax.transAxes, fontsize=7, color="#444444")  # fmt: skip
     if not spec.time_to_event:
         axes[0][0].text(0.5, 0.5, "no time-to-event outcomes", ha="center", transform=axes[0][0].transAxes)

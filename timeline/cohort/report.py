@@ -57,6 +57,8 @@ class Cell:
     denominator_ids: list[str] = field(default_factory=list)
     unknown_ids: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    # outcome cells: the group's patients not in N, by why (``stats["left_out"]`` counts them)
+    left_out_ids: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def pct(self) -> float | None:
@@ -77,6 +79,8 @@ class Cell:
             out["numerator_ids"] = self.numerator_ids
             out["denominator_ids"] = self.denominator_ids
             out["unknown_ids"] = self.unknown_ids
+            if self.section == "outcome":
+                out["left_out_ids"] = self.left_out_ids
         return out
 
 
@@ -663,7 +667,7 @@ class _Run:
             c.stats = {**_summary(list(known.values())), "unit": unit}
             out.append(c)
         months = {
-            f.patient_id: round((f.fu_end - f.index_date).days / 30.4375, 2)
+            f.patient_id: (f.fu_end - f.index_date).days / 30.4375  # rounded once, in _summary
             for f in members
             if f.fu_end is not None and f.index_date is not None
         }
@@ -673,19 +677,25 @@ class _Run:
         out.append(c)
         return out
 
-    def _in_denominator(self, f: PatientFacts, policy: str, tp: str) -> bool:
+    def _left_out(self, f: PatientFacts, policy: str, tp: str) -> str | None:
+        """Why the patient is not in the denominator of ``policy`` at ``tp`` (None: in it)."""
         d = f.tp_dates.get(tp)
         if d is None:
-            return False
+            return "no time point date"
         if policy == "all":
-            return True
-        followed = f.fu_end is not None and f.fu_end >= d
-        if policy == "followed" or not followed:
-            return followed
+            return None
+        if f.fu_end is None or f.fu_end < d:
+            return "follow-up ended"
+        if policy == "followed":
+            return None
         if self.spec.on_drug_rule:
             r = f.values.get((self.spec.on_drug_rule, tp))
-            return r is not None and r.value is True
-        return f.disc_date is None or f.disc_date > d
+            if r is not None and r.value is True:
+                return None
+            return f"{self.spec.on_drug_rule} {'unknown' if r is None or r.value is None else 'false'}"
+        if f.disc_date is not None and f.disc_date <= d:
+            return f"{self.spec.drug} discontinued"
+        return None
 
     def _outcomes(self, gid: str, suffix: str, members: list[PatientFacts]) -> list[Cell]:
         out: list[Cell] = []
@@ -693,15 +703,23 @@ class _Run:
             for tp in self.spec.time_points:
                 if tp.slug not in o.time_points:
                     continue
-                den = [f for f in members if self._in_denominator(f, o.denominator, tp.slug)]
+                left_out: dict[str, list[str]] = {}
+                den = []
+                for f in members:
+                    why = self._left_out(f, o.denominator, tp.slug)
+                    if why is None:
+                        den.append(f)
+                    else:
+                        left_out.setdefault(why, []).append(f.patient_id)
                 vals = {f.patient_id: f.values.get((o.rule, tp.slug)) for f in den}
                 yes = [p for p, r in vals.items() if r is not None and r.value is True]
                 unk = [p for p, r in vals.items() if r is None or r.value is None]
-                out.append(
-                    _cell(f"outcome.{o.id}.{tp.slug}{suffix}", "outcome", o.id, tp.label, gid, o.label,
+                c = _cell(f"outcome.{o.id}.{tp.slug}{suffix}", "outcome", o.id, tp.label, gid, o.label,
                           f"{o.denominator}: {POLICY_TEXT[o.denominator]} at {tp.label}",
-                          yes, [f.patient_id for f in den], unk)
-                )  # fmt: skip
+                          yes, [f.patient_id for f in den], unk)  # fmt: skip
+                c.left_out_ids = {why: sorted(ids) for why, ids in sorted(left_out.items())}
+                c.stats = {"left_out": {why: len(ids) for why, ids in c.left_out_ids.items()}}
+                out.append(c)
         return out
 
     def _tte_cell(
