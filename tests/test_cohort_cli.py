@@ -69,7 +69,9 @@ def test_run_json_names_the_patients_a_denominator_leaves_out(cohort_store: Path
 def test_run_csv_names_the_patients_a_denominator_leaves_out(cohort_store: Path) -> None:
     code, out, err = cohort("run", COHORT, "--csv", "-", store=cohort_store)
     assert code == 0, err
-    rows = {r["cell"]: r for r in csv.DictReader(line for line in out.splitlines() if not line.startswith("#"))}
+    rows = {
+        r["cell"]: r for r in csv.DictReader(line for line in out.splitlines() if not line.startswith("#"))
+    }
     assert rows["outcome.arthritis_on_drug.12_months"]["left_out_ids"] == (
         "anakinra discontinued: P2; follow-up ended: P3 P7"
     )
