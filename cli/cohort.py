@@ -16,7 +16,7 @@ import typer
 
 from cli.engine import Exit, ParamOpt, RulesOpt, load, session
 from cli.options import AsKnownOpt, StoreOpt, WaitOpt
-from cli.output import cell, console, dump_json, error
+from cli.output import cell, console, dump_json, error, esc
 
 if TYPE_CHECKING:
     from timeline.cohort.report import Cell, Report
@@ -132,7 +132,7 @@ def check(
         dump_json(summary)
         return
     console().print(
-        f"ok: cohort {spec.id} v{spec.version} uses {len(summary['rules'])} rules; "
+        f"ok: cohort {esc(spec.id)} v{esc(spec.version)} uses {len(summary['rules'])} rules; "
         f"{len(spec.outcomes)} outcomes at {len(spec.time_points)} time points, "
         f"{len(spec.time_to_event)} time-to-event outcomes, {len(spec.subgroups)} sub-groups"
     )
@@ -211,7 +211,7 @@ def run(
             for p in (csv_out, parquet_out)
             if p is not None
         )
-        console(stderr=True).print(f"wrote {len(report.cells)} cells to {written}")
+        console(stderr=True).print(f"wrote {len(report.cells)} cells to {esc(written)}")
 
 
 def _check_target(option: str, target: Path) -> None:
@@ -292,7 +292,7 @@ def render(report: Report) -> None:
 
     c = console()
     spec, m = report.spec, report.manifest
-    c.print(f"[bold]{cell(spec.title)}[/]  (cohort {spec.id} v{spec.version})")
+    c.print(f"[bold]{esc(spec.title)}[/]  (cohort {esc(spec.id)} v{esc(spec.version)})")
     c.print(
         cell(f"store {m['store']} · high-water seq {m['high_water']} · as known at {m['as_known_at'] or 'now'} · "
              f"rules {m['rules_digest'][:12]} · {m['engine']} · {report.seconds:g} s")
@@ -445,7 +445,7 @@ def explain(
     c = console()
     pop = data["population"]
     idx = data["index"]
-    c.print(f"[bold]{cell(patient)}[/] in cohort {spec.id}: [bold]{pop['status'].replace('_', ' ')}[/]")
+    c.print(f"[bold]{esc(patient)}[/] in cohort {esc(spec.id)}: [bold]{pop['status'].replace('_', ' ')}[/]")
     c.print(
         cell(
             f"  index: {idx['event_id']} on {idx['date']}"
@@ -491,7 +491,7 @@ def explain(
         c.print(t)
         return
     x = data["cell"]
-    c.print(f"\n[bold]{cell(x['cell'])}[/]: {cell(x['role'])}")
+    c.print(f"\n[bold]{esc(x['cell'])}[/]: {esc(x['role'])}")
     for key in ("denominator", "denominator_detail", "detail"):
         if x.get(key):
             c.print(cell(f"  {key.replace('_', ' ')}: {x[key]}"))
@@ -557,7 +557,7 @@ def patients(
         )  # fmt: skip
         return
     c = console()
-    c.print(f"[bold]{cell(x.id)}[/]: {cell(x.label)} {cell(x.column)} — {cell(x.text())}")
+    c.print(f"[bold]{esc(x.id)}[/]: {esc(x.label)} {esc(x.column)} — {esc(x.text())}")
     c.print(cell(f"denominator (N={x.N}): {x.denominator}"))
     for title, ids in (
         ("numerator", x.numerator_ids),
@@ -606,7 +606,7 @@ def plot_cohort(
     if json_out:
         dump_json({"manifest": report.manifest, **drawn})
     else:
-        console().print(f"wrote {out}")
+        console().print(f"wrote {esc(out)}")
 
 
 def plot(
@@ -651,7 +651,7 @@ def plot(
     if json_out:
         dump_json({"manifest": manifest, **drawn})
     else:
-        console().print(f"wrote {out}")
+        console().print(f"wrote {esc(out)}")
 
 
 __all__ = ["cohort_app", "plot", "render"]

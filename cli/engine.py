@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.options import AsKnownOpt, StoreOpt, WaitOpt
-from cli.output import cell, console, dump_json, error
+from cli.output import cell, console, dump_json, error, esc
 
 if TYPE_CHECKING:
     from timeline.engine.evaluate import Result, Session
@@ -133,7 +133,7 @@ def state(
             return
     from rich.table import Table
 
-    table = Table(title=f"{patient} at {at} (as known at seq {sess.high_water})", title_justify="left")
+    table = Table(title=f"{esc(patient)} at {at} (as known at seq {sess.high_water})", title_justify="left")
     table.add_column("rule")
     table.add_column("value")
     table.add_column("reason / detail")
@@ -177,7 +177,7 @@ def explain(
     tree = Tree(_label(data["tree"], top=True))
     _grow(tree, data["tree"]["derivation"])
     c = console()
-    c.print(f"[bold]{patient}[/] at {data['at']} (as known at seq {data['manifest']['high_water']})")
+    c.print(f"[bold]{esc(patient)}[/] at {data['at']} (as known at seq {data['manifest']['high_water']})")
     c.print(tree)
     if data["events"]:
         from rich.table import Table
@@ -333,7 +333,7 @@ def _swimlanes(patient: str, rows: list[dict[str, Any]]) -> None:
 
     c = console()
     if not rows:
-        c.print(f"{patient}: no events, no history")
+        c.print(f"{esc(patient)}: no events, no history")
         return
     starts = [r["start"] for r in rows]
     ends = [r["end"] for r in rows if r["end"] is not None]
@@ -353,7 +353,7 @@ def _swimlanes(patient: str, rows: list[dict[str, Any]]) -> None:
         for i in range(a, max(b, a + 1)):
             lane[min(i, width - 1)] = ch
     c.print(
-        f"[bold]{patient}[/]  {t0:%Y-%m-%d} … {t1:%Y-%m-%d}   [green]█ true[/] [red]░ false[/] [yellow]? unknown[/] [blue]▒ number[/]"
+        f"[bold]{esc(patient)}[/]  {t0:%Y-%m-%d} … {t1:%Y-%m-%d}   [green]█ true[/] [red]░ false[/] [yellow]? unknown[/] [blue]▒ number[/]"
     )
     for rid, lane in lanes.items():
         c.print(f"{rid:>34} │{''.join(lane)}│")
@@ -444,8 +444,8 @@ def rules_show(
         )  # fmt: skip
         return
     c = console()
-    c.print(f"[bold]{r.id}@{r.version}[/] ({r.status}) — {r.value_type}")
-    c.print(f"file: {r.source}" + (f"  [yellow]overrides {r.overrides}[/]" if r.overrides else ""))
+    c.print(f"[bold]{esc(r.id)}@{esc(r.version)}[/] ({r.status}) — {esc(r.value_type)}")
+    c.print(f"file: {esc(r.source)}" + (f"  [yellow]overrides {esc(r.overrides)}[/]" if r.overrides else ""))
     c.print(cell(r.description))
     c.print(cell(f"citation: {r.citation}"))
     for p in r.params:

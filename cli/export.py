@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.output import console, dump_json
+from cli.output import console, dump_json, esc
 
 
 def export(
@@ -73,4 +73,4 @@ def export(
     if json_out:
         dump_json(result.__dict__)
     else:
-        console().print(result.message())
+        console().print(esc(result.message()))

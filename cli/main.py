@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from cli.options import AsKnownOpt, JsonOpt, StoreOpt, WaitOpt
-from cli.output import cell, console, dump_json, error
+from cli.output import cell, console, dump_json, error, esc
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -132,7 +132,7 @@ def init(
     if json_out:
         dump_json({"store": info.path, "timezone": info.timezone, "created_at": info.created_at})
     else:
-        console().print(f"created store {info.path} (time zone {info.timezone})")
+        console().print(f"created store {esc(info.path)} (time zone {esc(info.timezone)})")
 
 
 @app.command()
@@ -182,7 +182,7 @@ def ingest(
                 break
             results.append(result)
             if not json_out:
-                console().print(result.message())
+                console().print(esc(result.message()))
     if json_out:
         payload: dict[str, Any] = {"batches": [r.__dict__ for r in results]}
         if failed is not None:
@@ -270,7 +270,7 @@ def correct(
     if json_out:
         dump_json(result.__dict__)
     else:
-        console().print(f"corrected {event_id}: seq {result.high_water} (batch {result.batch_id})")
+        console().print(f"corrected {esc(event_id)}: seq {result.high_water} (batch {result.batch_id})")
 
 
 @app.command()
@@ -300,7 +300,7 @@ def retract(
     if json_out:
         dump_json(result.__dict__)
     else:
-        console().print(f"retracted {event_id}: seq {result.high_water} (batch {result.batch_id})")
+        console().print(f"retracted {esc(event_id)}: seq {result.high_water} (batch {result.batch_id})")
 
 
 @app.command()
@@ -356,7 +356,7 @@ def events(
 
     from timeline.summary import describe, when
 
-    table = Table(title=f"{patient}: {len(rows)} events (as known at seq {hw})", title_justify="left")
+    table = Table(title=f"{esc(patient)}: {len(rows)} events (as known at seq {hw})", title_justify="left")
     for col in ("occurred", "kind", "event", "event id", "seq", "recorded (UTC)", "author"):
         table.add_column(col)
     if history:
@@ -468,7 +468,7 @@ def info(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False) -
     else:
         c = console()
         for k, v in data.__dict__.items():
-            c.print(f"{k:>11}: {v}")
+            c.print(f"{k:>11}: {esc(v)}")
 
 
 from cli import engine as _engine  # noqa: E402 - registers the rule commands

@@ -62,6 +62,14 @@ def cell(text: object) -> Text:
     return Text("" if text is None else str(text))
 
 
+def esc(text: object) -> str:
+    """Text placed inside a markup string (a patient id, a title, a path), never read as markup:
+    ``[/]`` or ``[bold]`` in a patient id is shown as written."""
+    from rich.markup import escape
+
+    return escape("" if text is None else str(text))
+
+
 def error(message: str, details: list[str] | None = None) -> None:
     err = console(stderr=True)
     # One line per error, never wrapped: scripts grep these lines, and a terminal wraps anyway.

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.output import console, dump_json
+from cli.output import console, dump_json, esc
 
 
 def synth(
@@ -114,7 +114,7 @@ def synth(
     if json_out:
         dump_json(result.__dict__)
     else:
-        console().print(result.message())
+        console().print(esc(result.message()))
 
 
 def _apply(path: Path, store: Path | None, wait: float, json_out: bool) -> None:
@@ -130,7 +130,7 @@ def _apply(path: Path, store: Path | None, wait: float, json_out: bool) -> None:
         )
     else:
         console().print(
-            f"{target}: {corrected} corrections and {retracted} retractions applied from {path}"
+            f"{esc(target)}: {corrected} corrections and {retracted} retractions applied from {esc(path)}"
             f" ({skipped} already applied)"
         )
 

@@ -572,3 +572,44 @@ def test_a_param_that_is_not_a_finite_number_is_a_rule_problem(example_store: Pa
     )
     assert result.exit_code == 8
     assert f"--param: crp_normal.upper: {value!r} is not a finite number" in result.stderr
+
+
+# ---- ids that look like markup ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def markup_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two patients whose ids read as rich markup: a stray closing tag and a bold tag."""
+    tmp = tmp_path_factory.mktemp("markup")
+    src = tmp / "m.csv"
+    src.write_text(
+        "patient_id,kind,occurred_at,sex\n[/],birth,2001-01-01,female\n[bold]B[/bold],birth,2001-01-01,male\n",
+        encoding="utf-8",
+    )
+    store = tmp / "m.duckdb"
+    assert run_cli("init", "--store", store).exit_code == 0
+    assert run_cli("ingest", src, "--store", store).exit_code == 0
+    return store
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["events", "[/]"],
+        ["state", "[/]", "--at", "2005-01-01", "--rule", "age_years"],
+        ["explain", "[/]", "age_years", "--at", "2005-01-01"],
+        ["history", "[/]", "--rule", "age_years"],
+    ],
+)
+def test_a_patient_id_with_a_closing_tag_is_shown_as_written(markup_store: Path, command: list[str]) -> None:
+    result = run_cli(*command, "--store", markup_store)
+    assert result.exit_code == 0, result.output
+    assert "[/]" in result.stdout
+
+
+def test_a_patient_id_with_a_bold_tag_keeps_its_tags_in_the_title(markup_store: Path) -> None:
+    result = run_cli(
+        "state", "[bold]B[/bold]", "--at", "2005-01-01", "--rule", "age_years", "--store", markup_store
+    )
+    assert result.exit_code == 0, result.output
+    assert "[bold]B[/bold] at 2005-01-01" in result.stdout
