@@ -162,6 +162,24 @@ def test_a_store_missing_a_table_is_damaged_not_an_internal_error(example_store:
     assert result.stderr.strip() == f"error: {example_store} is damaged: table batches is missing"
 
 
+def test_a_store_missing_a_column_is_damaged_not_an_internal_error(example_store: Path) -> None:
+    with raw_connection(example_store) as con:
+        con.execute("ALTER TABLE events DROP COLUMN note")
+    result = run_cli("verify", "--store", example_store)
+    assert result.exit_code == 3
+    assert (
+        result.stderr.strip() == f"error: {example_store} is damaged: table events's column note is missing"
+    )
+
+
+def test_a_store_with_an_added_column_is_damaged(example_store: Path) -> None:
+    with raw_connection(example_store) as con:
+        con.execute("ALTER TABLE batches ADD COLUMN x INTEGER")
+    result = run_cli("events", "P001", "--store", example_store)
+    assert result.exit_code == 3
+    assert "table batches's column x was added" in result.stderr
+
+
 def test_a_store_of_an_unknown_schema_version_is_refused(example_store: Path) -> None:
     with raw_connection(example_store) as con:
         con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")

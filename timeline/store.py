@@ -228,15 +228,27 @@ class Store:
     def _check_shape(self) -> None:
         """The tables and the metadata every command relies on; a store missing one (or with
         an unknown schema version) was damaged or edited by hand."""
-        found = {
-            str(r[0])
-            for r in self.con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary"
-            ).fetchall()
-        }
-        missing = [t for t in ("events", "batches", "meta") if t not in found]
+        columns: dict[str, list[str]] = {}
+        for table, column in self.con.execute(
+            """SELECT table_name, column_name FROM duckdb_columns()
+               WHERE database_name = current_database() AND schema_name = 'main'
+                 AND table_name IN ('events', 'batches', 'meta')
+               ORDER BY table_name, column_index"""
+        ).fetchall():
+            columns.setdefault(str(table), []).append(str(column))
+        missing = [t for t in ("events", "batches", "meta") if t not in columns]
         if missing:
             raise StoreError(f"{self.path} is damaged: table {', '.join(missing)} is missing")
+        for table, expected in (("events", list(EVENT_COLUMNS)), ("batches", list(BATCH_COLUMNS))):
+            if columns[table] != expected:
+                lost = [c for c in expected if c not in columns[table]]
+                extra = [c for c in columns[table] if c not in expected]
+                what = (
+                    f"column {', '.join(lost)} is missing" if lost
+                    else f"column {', '.join(extra)} was added" if extra
+                    else "its columns were reordered"
+                )  # fmt: skip
+                raise StoreError(f"{self.path} is damaged: table {table}'s {what}")
         if self.schema_version not in SCHEMA_VERSIONS:
             raise StoreError(
                 f"{self.path} has schema version {self.schema_version!r}, which this timeline "
