@@ -156,7 +156,8 @@ def explain(
     ] = False,
 ) -> None:
     """How a state was derived: rule and citation, each clause with the values compared, the
-    windows searched, and the exact events used.
+    windows searched, and the exact events used: the answer's evidence (what `state --json`
+    reports), then any other events the clauses read.
 
     Example:
 
@@ -179,29 +180,27 @@ def explain(
     c = console()
     c.print(f"[bold]{esc(patient)}[/] at {data['at']} (as known at seq {data['manifest']['high_water']})")
     c.print(tree)
-    if data["events"]:
-        from rich.table import Table
+    from rich.table import Table
 
-        table = Table(title="events used", title_justify="left")
+    for key, title in (
+        ("events", "events used (the answer's evidence, as `state --json` reports it)"),
+        ("other_events", "other events the clauses read"),
+    ):
+        if not data[key]:
+            continue
+        table = Table(title=title, title_justify="left")
         for col in ("seq", "event id", "occurred", "recorded (UTC)", "event", "source"):
             table.add_column(col)
-        for e in data["events"]:
+        for e in data[key]:
             table.add_row(
                 *(
-                    cell(x)
-                    for x in (
-                        e["seq"],
-                        e["event_id"],
-                        e["occurred_at"],
-                        e["recorded_at"],
-                        e["description"],
-                        e["source"],
-                    )
+                    cell(e[k])
+                    for k in ("seq", "event_id", "occurred_at", "recorded_at", "description", "source")
                 )
             )
         c.print(table)
-    else:
-        c.print("no events were used")
+    if not data["events"]:
+        c.print("no events are the answer's evidence")
 
 
 def _fmt_value(value: Any, unit: str | None = None) -> str:
@@ -270,11 +269,19 @@ def instant_text(value: str | None) -> str:
 def _grow(tree: Any, node: dict[str, Any]) -> None:
     branch = tree.add(_label(node))
     if "checked" in node:
-        for check in node["checked"][:12]:
+        # the first 12 moments checked, and the one that decided if it is later
+        checked = node["checked"]
+        shown = checked[:12]
+        decided = [x for x in checked[12:] if x["at"] == node.get("decided_at")]
+        for check in shown + decided:
+            if check in decided and len(checked) > 13:
+                branch.add(f"[dim]… {len(checked) - 13} more moments checked (--json lists all)[/]")
             branch.add(
-                f"[dim]at {check['at']}:[/] {_fmt_value(check['value'])}"
-                + (f" ({check['reason']})" if check.get("reason") else "")
+                f"[dim]at {esc(instant_text(check['at']))}:[/] {_fmt_value(check['value'])}"
+                + (f" ({esc(check['reason'])})" if check.get("reason") else "")
             )
+        if not decided and len(checked) > 12:
+            branch.add(f"[dim]… {len(checked) - 12} more moments checked (--json lists all)[/]")
     for child in node.get("children", []):
         if "derivation" in child:
             sub = branch.add(_label(child))

@@ -613,3 +613,28 @@ def test_a_patient_id_with_a_bold_tag_keeps_its_tags_in_the_title(markup_store: 
     )
     assert result.exit_code == 0, result.output
     assert "[bold]B[/bold] at 2005-01-01" in result.stdout
+
+
+# ---- explain's events are state's evidence ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", ["fever_free", "complete_response", "acr_pedi_30", "inactive_disease"])
+def test_explain_lists_as_events_used_exactly_the_evidence_state_reports(
+    example_store: Path, rule: str
+) -> None:
+    state = run_cli("state", "P001", "--at", "2008-02-10", "--rule", rule, "--json", "--store", example_store)
+    explain = run_cli("explain", "P001", rule, "--at", "2008-02-10", "--json", "--store", example_store)
+    evidence = json.loads(state.stdout)["states"][0]["evidence"]
+    data = json.loads(explain.stdout)
+    assert sorted(e["seq"] for e in data["events"]) == sorted(evidence)
+
+
+def test_explain_lists_what_the_clauses_read_besides_the_evidence_apart(example_store: Path) -> None:
+    # fever_free is true through its first branch; the second branch's fever is read, not used
+    data = json.loads(
+        run_cli(
+            "explain", "P001", "fever_free", "--at", "2008-02-10", "--json", "--store", example_store
+        ).stdout
+    )
+    read = {e["seq"] for e in data["other_events"]}
+    assert read and not read & {e["seq"] for e in data["events"]}

@@ -1069,9 +1069,12 @@ class Compiler:
                     CASE WHEN b IS NOT DISTINCT FROM lag(b) OVER (PARTITION BY patient_id ORDER BY q) THEN 0 ELSE 1 END AS chg
                 FROM {inner}""",
         )
+        # evq: the evidence at each moment of the episode, for in_episode at a moment inside it
+        evq = "list({'q': q, 'ev': ev} ORDER BY q)" if self.evidence else "NULL"
         return f"""SELECT patient_id, min(q) AS s,
                     CASE WHEN count(nxt) < count(*) THEN {FAR} ELSE max(nxt) - {_EPS} END AS e,
-                    {self.evs("list_distinct(flatten(list(ev)))")} AS ev, min(q)::VARCHAR AS seq0, 0 AS seq FROM (
+                    {self.evs("list_distinct(flatten(list(ev)))")} AS ev, {evq} AS evq,
+                    min(q)::VARCHAR AS seq0, 0 AS seq FROM (
                 SELECT *, sum(chg) OVER (PARTITION BY patient_id ORDER BY q) AS grp FROM {runs})
             WHERE b GROUP BY patient_id, grp"""
 
@@ -1094,12 +1097,27 @@ class Compiler:
         # Inside a recorded (or condition) interval. Gaps are not bridged here: bridging a gap
         # needs the next episode, which has not happened yet at a moment inside the gap.
         # Merging across gaps counts episodes (episode_count).
+        # A condition's episode ends when the condition stops holding, known only after q: its
+        # end is not shown, and its evidence is the condition's up to q (see replay).
         eps = self.episodes(node.episodes, merged=False)
-        note = f"""CASE WHEN count(e.s) > 0 THEN 'episode from ' || CASE WHEN min(e.s) = {ORIGIN} THEN 'the start of the record' ELSE strftime(min(e.s), '%Y-%m-%d') END
-                     || CASE WHEN max(e.e) = {FAR} THEN ' (open)' ELSE ' to ' || strftime(max(e.e), '%Y-%m-%d') END END"""
+        derived = node.episodes.when is not None
+        start = f"""'episode from ' || CASE WHEN min(e.s) = {ORIGIN} THEN 'the start of the record' ELSE strftime(min(e.s), '%Y-%m-%d') END"""
+        end = (
+            ""
+            if derived
+            else f""" || CASE WHEN max(e.e) = {FAR} THEN ' (open)' ELSE ' to ' || strftime(max(e.e), '%Y-%m-%d') END"""
+        )
+        note = f"CASE WHEN count(e.s) > 0 THEN {start}{end} END"
+        if derived:
+            ev = f"""coalesce(list_sort(list_distinct(flatten(flatten(
+                        list(list_transform(list_filter(e.evq, lambda x: x.q <= p.q), lambda x: x.ev))
+                        FILTER (WHERE e.s IS NOT NULL))))), {EMPTY})"""
+            hi = "NULL::TIMESTAMP"
+        else:
+            ev = f"coalesce(flatten(list(e.ev) FILTER (WHERE e.s IS NOT NULL)), {EMPTY})"
+            hi = f"CASE WHEN max(e.e) = {FAR} THEN NULL ELSE max(e.e) END"
         return f"""SELECT p.patient_id, p.q, count(e.s) > 0 AS b, NULL::DOUBLE AS x, NULL AS why,
-                {self.evs(f"coalesce(flatten(list(e.ev) FILTER (WHERE e.s IS NOT NULL)), {EMPTY})")} AS ev,
-                nullif(min(e.s), {ORIGIN}) AS lo, CASE WHEN max(e.e) = {FAR} THEN NULL ELSE max(e.e) END AS hi,
+                {self.evs(ev)} AS ev, nullif(min(e.s), {ORIGIN}) AS lo, {hi} AS hi,
                 {self.note(note)} AS note
             FROM {points} p LEFT JOIN {eps} e ON e.patient_id = p.patient_id AND e.s <= p.q AND p.q <= e.e
             GROUP BY p.patient_id, p.q"""

@@ -339,8 +339,10 @@ class Session:
         try:
             builder = _Explainer(self, comp, patient)
             tree = builder.rule(rule_id, "pts", q)
-            seqs = sorted(builder.seqs)
-            used = self._events(seqs)
+            # the answer's evidence (what `state` reports), then what the clauses read besides
+            evidence = sorted(tree["derivation"].get("events", []))
+            used = self._events(evidence)
+            read = self._events(sorted(builder.seqs - set(evidence)))
         finally:
             for name, _ in comp.out.ctes:
                 self.con.execute(f"DROP TABLE IF EXISTS {name}")
@@ -351,6 +353,7 @@ class Session:
             "manifest": self.manifest(),
             "tree": tree,
             "events": used,
+            "other_events": read,
         }
 
     def _events(self, seqs: list[int]) -> list[dict[str, Any]]:
@@ -751,15 +754,32 @@ class _Explainer:
                     f"SELECT q FROM {pts2} WHERE patient_id = ? AND q0 = ? ORDER BY q", [self.patient, q]
                 ).fetchall()
             ]
+            # every moment checked, with the value there (one query), and the clause's whole
+            # derivation at the moment that decided: the first not true, else the last
+            inner = self.comp.out.names[(node.expr.nid, inner_pts)]
+            col = "b" if self.session.rules.types[node.expr.nid].kind == "bool" else "x"
+            at_moment = {
+                r[0]: (r[1], r[2], r[3] or [])
+                for r in self.session.con.execute(
+                    f"SELECT q, {col}, why, ev FROM {inner} WHERE patient_id = ?", [self.patient]
+                ).fetchall()
+            }
             checks = []
-            for m in moments[:40]:
-                child = self.node(node.expr, inner_pts, m)
+            for m in moments:
+                value, why, mev = at_moment.get(m, (None, None, []))
+                self.seqs.update(int(x) for x in mev)
                 checks.append(
-                    {"at": m.isoformat(sep=" "), "value": child["value"], "reason": child.get("reason")}
-                )
+                    {"at": m.isoformat(sep=" "), "value": "unknown" if value is None else value,
+                     "reason": why if value is None else None}
+                )  # fmt: skip
+            # held_for is false if false at any moment, else unknown if unknown at any
+            false = [m for m, c in zip(moments, checks, strict=True) if c["value"] is False]
+            unknown = [m for m, c in zip(moments, checks, strict=True) if c["value"] == "unknown"]
+            decided = (false or unknown or moments[-1:] or [None])[0]
             out["checked"] = checks
-            if moments:
-                out["children"] = [self.node(node.expr, inner_pts, moments[-1])]
+            if decided is not None:
+                out["decided_at"] = decided.isoformat(sep=" ")
+                out["children"] = [self.node(node.expr, inner_pts, decided)]
             return out
         else:
             for sub in ast.children(node):

@@ -37,7 +37,8 @@ state's detail (its ``note`` column). The evidence contract (what the engine mus
 - ``at_anchor``: the anchor event, plus the subtree's evidence when the anchored moment is
   at or before ``q`` (never events from after ``q``).
 - ``held_for``: everything used at every moment checked.
-- ``in_episode``: the events of the episode containing ``q``.
+- ``in_episode``: the events of the episode containing ``q``; of a condition's episode, the
+  condition's evidence at the moments from the episode's start up to ``q`` (never after).
 - comparisons, arithmetic, ``not``, ``clip``, ``pct_change``, rule references: the union of
   their operands'.
 
@@ -97,6 +98,9 @@ class Episode:
     s: datetime
     e: datetime  # inclusive end; FAR while open
     ev: tuple[int, ...]
+    # a condition's episode: its evidence at each moment examined, so that ``in_episode`` at
+    # q names only what was used up to q (the moments after q are the episode's future)
+    evq: tuple[tuple[datetime, tuple[int, ...]], ...] = ()
 
 
 # ---- time and text ----------------------------------------------------------------------------
@@ -748,11 +752,13 @@ class Reference:
         key = (id(spec), merged_across_gaps, upto)
         if key in self.ep_memo:
             return self.ep_memo[key]
-        raw: list[tuple[datetime, int, datetime, tuple[int, ...]]] = []
+        raw: list[
+            tuple[datetime, int, datetime, tuple[int, ...], tuple[tuple[datetime, tuple[int, ...]], ...]]
+        ] = []
         if spec.select is not None:
             for found in self.selected(spec.select):
                 end = FAR if found["ended_at"] is None else self.span_end(found)
-                raw.append((found["occurred_at"], found["seq"], end, (found["seq"],)))
+                raw.append((found["occurred_at"], found["seq"], end, (found["seq"],), ()))
         else:
             assert spec.when is not None
             moments = [ORIGIN, *(m for m in self.candidates(spec.when) if m > ORIGIN)]
@@ -772,16 +778,17 @@ class Reference:
                     j += 1
                 end = moments[j + 1] - EPS if j + 1 < len(moments) else FAR  # false from the next moment
                 ev = tuple(sorted({s for v in vals[i : j + 1] for s in v.ev}))
-                raw.append((moments[i], 0, end, ev))
+                evq = tuple((moments[k], vals[k].ev) for k in range(i, j + 1))
+                raw.append((moments[i], 0, end, ev, evq))
                 i = j + 1
         raw.sort(key=lambda r: (r[0], r[1]))
         if not merged_across_gaps:
-            episodes = [Episode(s, e, ev) for s, _, e, ev in raw]
+            episodes = [Episode(s, e, ev, evq) for s, _, e, ev, evq in raw]
             self.ep_memo[key] = episodes
             return episodes
         gap = self.duration(spec.merge_gap)
         merged: list[Episode] = []
-        for s, _, e, ev in raw:
+        for s, _, e, ev, _evq in raw:
             # merged when the uncovered time between them (from the instant after the end) ≤ gap
             if merged and (merged[-1].e >= FAR or s <= shift(merged[-1].e + EPS, gap)):
                 last = merged[-1]
@@ -795,13 +802,20 @@ class Reference:
         # raw intervals: bridging a gap would need the next episode, after q
         inside = [ep for ep in self.episodes(node.episodes, False, q) if ep.s <= q <= ep.e]
         note = None
+        derived = node.episodes.when is not None
         if inside:
             end = max(ep.e for ep in inside)
             start = min(ep.s for ep in inside)
-            note = f"episode from {'the start of the record' if start == ORIGIN else day(start)}" + (
-                " (open)" if end >= FAR else f" to {day(end)}"
-            )
-        return Val(bool(inside), None, tuple(s for ep in inside for s in ep.ev), note)
+            note = f"episode from {'the start of the record' if start == ORIGIN else day(start)}"
+            # a condition's episode ends when the condition stops holding, which is known
+            # only after q: no end is shown (a recorded episode's end is in its event)
+            if not derived:
+                note += " (open)" if end >= FAR else f" to {day(end)}"
+        if derived:
+            ev = tuple(sorted({s for ep in inside for m, mev in ep.evq if m <= q for s in mev}))
+        else:
+            ev = tuple(s for ep in inside for s in ep.ev)
+        return Val(bool(inside), None, ev, note)
 
     def _EpisodeCount(self, node: ast.EpisodeCount, q: datetime) -> Val:
         w = node.window
