@@ -250,6 +250,95 @@ def test_anakinra_doses_stay_within_1_to_4_mg_per_kg_per_day(session: Session) -
     assert all(1.0 <= d <= 4.0 for d in known), (min(known), max(known))
 
 
+# ---- medication courses: a drug is stopped or changed only while it runs -----------------------------
+
+# On one day: a start first, then dose changes, a withdrawing adverse event, the stop and its
+# discontinuation.
+_COURSE_STEP = {
+    "medication_start": 0, "medication_dose_change": 1, "adverse_event": 2, "medication_stop": 3,
+    "discontinuation": 4,
+}  # fmt: skip
+
+
+def _medication_events(seed: int, first: int, last: int) -> list[tuple[str, str, str, str, str]]:
+    """(patient, drug, day, kind, event id) of the medication events of patients first .. last - 1,
+    and of their adverse events that withdraw or interrupt a drug, in each course's order."""
+    rows = _sql(
+        f"""SELECT patient_id, drug, left(occurred_at, 10), kind, event_id FROM ({synth.query(seed, first, last)})
+            WHERE kind IN ('medication_start', 'medication_dose_change', 'medication_stop', 'discontinuation')
+               OR (kind = 'adverse_event' AND action IN ('drug_withdrawn', 'drug_interrupted'))"""
+    ).fetchall()
+    return sorted(rows, key=lambda r: (r[0], r[1], r[2], _COURSE_STEP[r[3]]))
+
+
+def _acting_on_a_drug_not_running(rows: list[tuple[str, str, str, str, str]]) -> list[str]:
+    """Replays each patient's events of each drug in time order and names those that act on a
+    drug that is not running then: a dose change, stop, discontinuation (without the stop just
+    before it) or withdrawal of a drug never started or already stopped, and a start of a drug
+    already running."""
+    wrong = []
+    state: dict[tuple[str, str], str] = {}  # "running", "stopped" (awaiting its discontinuation), "ended"
+    for patient, drug, day, kind, event_id in rows:
+        now = state.get((patient, drug), "never started")
+        if kind == "medication_start":
+            ok, state[(patient, drug)] = now != "running", "running"
+        elif kind == "medication_stop":
+            ok, state[(patient, drug)] = now == "running", "stopped"
+        elif kind == "discontinuation":
+            ok, state[(patient, drug)] = now == "stopped", "ended"
+        else:  # a dose change or an adverse event withdrawing or interrupting the drug
+            ok = now == "running"
+        if not ok:
+            wrong.append(f"{event_id} {kind} of {drug} on {day} while {now}")
+    return wrong
+
+
+@pytest.mark.parametrize("seed", [SEED, 5])
+def test_no_drug_is_stopped_discontinued_or_changed_unless_it_is_running(seed: int) -> None:
+    rows = _medication_events(seed, 1, 401)
+    assert _acting_on_a_drug_not_running(rows) == []
+    # the property is not vacuous: every kind of step occurs, for several drugs
+    steps = {(drug, kind) for _, drug, _, kind, _ in rows}
+    assert {("anakinra", "medication_dose_change"), ("anakinra", "medication_stop"),
+            ("anakinra", "discontinuation"), ("anakinra", "adverse_event"),
+            ("prednisolone", "medication_dose_change"), ("prednisolone", "medication_stop"),
+            ("naproxen", "medication_stop"), ("ciclosporin", "medication_stop")} <= steps  # fmt: skip
+
+
+def test_anakinra_is_stopped_only_in_a_course_and_once() -> None:
+    # the auditor's patients (seed 5): S5-0000036 and S5-0000127 never received anakinra but
+    # were written a stop for sustained remission; S5-0000103 stopped it for inefficacy,
+    # switched to canakinumab, and was then written a second withdrawal for an adverse event
+    rows = _sql(
+        f"""SELECT patient_id, occurred_at, kind, drug, coalesce(reason, action) FROM ({synth.query(5, 1, 201)})
+            WHERE patient_id IN ('S5-0000036', 'S5-0000127', 'S5-0000103')
+              AND (kind IN ('medication_start', 'medication_stop', 'discontinuation')
+                   OR action = 'drug_withdrawn')
+            ORDER BY patient_id, occurred_at, kind"""
+    ).fetchall()
+    assert {p for p, _, _, drug, _ in rows if drug == "anakinra"} == {"S5-0000103"}
+    assert [r[1:] for r in rows if r[0] == "S5-0000103"] == [
+        ("2018-12-31", "medication_start", "prednisolone", None),
+        ("2019-02-17", "medication_start", "anakinra", None),
+        ("2019-05-16", "discontinuation", "anakinra", "inefficacy"),
+        ("2019-05-16", "medication_start", "canakinumab", None),
+        ("2019-05-16", "medication_stop", "anakinra", "inefficacy"),
+        ("2019-06-29", "medication_stop", "prednisolone", "tapered off"),
+    ]
+
+
+def test_ciclosporin_runs_on_through_a_second_mas_that_begins_before_it_is_stopped() -> None:
+    # S2-0009210: MAS at presentation (ciclosporin from the next day) and again four months
+    # later, before the first course's stop; the course goes on to one stop after the second
+    rows = _medication_events(2, 9210, 9211)
+    ciclosporin = [(day, kind) for _, drug, day, kind, _ in rows if drug == "ciclosporin"]
+    assert ciclosporin == [("2017-06-13", "medication_start"), ("2018-02-23", "medication_stop")]
+    masses = _sql(
+        f"SELECT count(*) FROM ({synth.query(2, 9210, 9211)}) WHERE kind = 'mas_episode'"
+    ).fetchone()
+    assert masses == (2,)
+
+
 # ---- the command ---------------------------------------------------------------------------------
 
 

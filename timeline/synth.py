@@ -393,13 +393,14 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
         {vday("kf1")} + 3 + floor(u_fs1 * greatest({vday("kf1 + 1")} - {vday("kf1")} - 6, 1))::INTEGER AS fs1,
         {vday("kf2")} + 3 + floor(u_fs2 * greatest({vday("kf2 + 1")} - {vday("kf2")} - 6, 1))::INTEGER AS fs2,
         {vday("km")} + 2 + floor(u_mo * greatest({vday("km + 1")} - {vday("km")} - 4, 1))::INTEGER AS mo,
-        CASE WHEN remit_p AND resp = 'C' AND NOT f1 AND NOT f2
+        CASE WHEN ana AND remit_p AND resp = 'C' AND NOT f1 AND NOT f2
                   AND k0 + (365 + ivl - 1) // ivl + remit_k <= lastk - 1
              THEN k0 + (365 + ivl - 1) // ivl + remit_k END AS krs,
         CASE WHEN ana AND ae_wd AND t0 + ae_off < dlast - 1 THEN t0 + ae_off END AS tae
     FROM pd"""
 
-    # the anakinra stop: the earliest of inefficacy (a visit), remission (a visit), adverse event
+    # the anakinra stop: the earliest of inefficacy (a visit), remission (a visit), adverse event;
+    # only that one is recorded (a later withdrawal would stop a drug no longer running)
     pf = f"""
     SELECT *,
         least(me0, dlast) AS me,
@@ -417,6 +418,8 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
         {_pick("u_wd", _WITHDRAWALS, 3)} AS wd_serious
     FROM pf"""
 
+    # csa_on: an MAS during follow-up begins while the ciclosporin of the MAS at presentation
+    # is still running; that course goes on (no stop, no second start)
     ph = f"""
     SELECT *,
         CASE WHEN stop_kind = 'inefficacy' THEN kn
@@ -429,6 +432,7 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
         f1 AND ana AND fs1 >= t0 AND (ts IS NULL OR fs1 < ts) AS esc1,
         f2 AND ana AND fs2 >= t0 AND (ts IS NULL OR fs2 < ts) AS esc2,
         masfu AND ana AND mo >= t0 AND (ts IS NULL OR mo < ts) AS escm,
+        csa AND masdx AND masfu AND mo + 1 <= mde + csa_lag AS csa_on,
         CASE WHEN ts IS NULL THEN dlast ELSE least(ts, dlast) END AS ana_end,
         CASE WHEN am_type0 = 4 AND NOT masdx AND NOT masfu THEN 0 ELSE am_type0 END AS am_type,
         1 + floor(u_ka * (lastk - 1))::INTEGER AS ka,
@@ -476,7 +480,7 @@ _EVENT_INPUTS = (
     "sev", "mas_end", "dlast", "birth", "v0", "delay", "ad0", "female", "fh", "units", "has_ref", "crp_dl",
     "temp_f", "wt_lb", "mgkg", "lymph", "organ", "serositis", "u_organ", "u_trig", "u_eofu", "uo2", "uo3",
     "uo6", "k0", "k2", "ka", "am", "am_type", "masdx", "pred", "pred_t", "nsaid", "csa", "csa_lag",
-    "m31", "m32", "m33", "m35", "m36", "m40", "m41", "m42", "m44", "m45", "esc1", "esc2", "escm",
+    "m31", "m32", "m33", "m35", "m36", "m40", "m41", "m42", "m44", "m45", "esc1", "esc2", "escm", "csa_on",
     "dose_k", "dose_esc", "dose_before", "drug2", "mtx_sc", "stop_kind", "wd_term", "wd_grade", "wd_serious",
 )  # fmt: skip
 
@@ -505,7 +509,7 @@ def _occasions_sql() -> str:
         WHEN j = {AE_INF3} THEN ana AND inf3 AND ana_end - t0 > 30
         WHEN j = {AE_NEUT} THEN ana AND neut AND ana_end - t0 > 30
         WHEN j = {AE_ALT} THEN ana AND altae AND ana_end - t0 > 30
-        WHEN j = {AE_WITHDRAW} THEN tae IS NOT NULL END"""
+        WHEN j = {AE_WITHDRAW} THEN stop_kind = 'adverse event' END"""
     s, a = _activity("d")
     esc = str(ANAKINRA_ESCALATED)
     oa = f"""
@@ -713,7 +717,8 @@ def _emit_sql() -> str:
         WHEN 46 THEN am AND j = ka AND am_type = 3 WHEN 47 THEN am AND j = ka AND am_type = 5
         WHEN 48 THEN (j = {FLARE1} AND esc1 OR j = {FLARE2} AND esc2 OR j = {MASFU_ON} AND escm)
                      AND dose_esc <> dose_before
-        WHEN 53 THEN csa WHEN 54 THEN csa AND mas_end + csa_lag <= dlast
+        WHEN 53 THEN csa AND NOT (csa_on AND j = {MASFU_ON})
+        WHEN 54 THEN csa AND mas_end + csa_lag <= dlast AND NOT (csa_on AND j = {MASDX_ON})
         WHEN 55 THEN j = {MASFU_ON}
         WHEN 56 THEN ue1 < 0.05 WHEN 57 THEN ue1 < 0.03
         ELSE true END"""
