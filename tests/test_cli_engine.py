@@ -477,6 +477,25 @@ def test_a_patient_known_only_later_has_no_state_as_known_before(example_store: 
     )
     assert result.exit_code == 5
     assert "patient 'P777' has no events" in result.stderr
+    assert "the store learned of it later (seq 15, recorded " in result.stderr
+    assert "did you mean" not in result.stderr
+
+
+def test_a_patient_whose_events_were_all_retracted_is_told_so(example_store: Path, tmp_path: Path) -> None:
+    late = tmp_path / "late.csv"
+    late.write_text(
+        "event_id,patient_id,kind,occurred_at,sex\nb777,P777,birth,2001-01-01,female\n", encoding="utf-8"
+    )
+    assert run_cli("ingest", late, "--store", example_store, "--author", "tests").exit_code == 0
+    assert (
+        run_cli(
+            "retract", "b777", "--reason", "wrong chart", "--author", "t", "--store", example_store
+        ).exit_code
+        == 0
+    )
+    result = run_cli("state", "P777", "--at", "2008-02-10", "--store", example_store)
+    assert result.exit_code == 5
+    assert result.stderr.strip().endswith("as known at seq 16: its events were retracted")
 
 
 def test_a_bad_as_known_at_value_is_a_usage_error(example_store: Path) -> None:

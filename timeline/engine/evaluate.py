@@ -121,13 +121,23 @@ class Session:
         found = self.con.execute(f"SELECT count(*) FROM ({current})").fetchone()
         if found and found[0]:
             return
-        close = self.con.execute(
-            """SELECT patient_id FROM (SELECT DISTINCT patient_id FROM events)
-               WHERE levenshtein(lower(patient_id), lower($p)) <= greatest(2, length($p) // 4)
-               ORDER BY levenshtein(lower(patient_id), lower($p)), patient_id LIMIT 1""",
-            {"p": patient},
+        later = self.con.execute(
+            "SELECT min(seq), min(recorded_at) FROM events WHERE patient_id = $p", {"p": patient}
         ).fetchone()
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        if later is not None and later[0] is not None:
+            hint = (
+                f": the store learned of it later (seq {later[0]}, recorded {later[1]:%Y-%m-%d %H:%M:%S.%f} UTC)"
+                if later[0] > self.high_water
+                else ": its events were retracted"
+            )
+        else:
+            close = self.con.execute(
+                f"""SELECT patient_id FROM (SELECT DISTINCT patient_id FROM events WHERE seq <= {int(self.high_water)})
+                   WHERE levenshtein(lower(patient_id), lower($p)) <= greatest(2, length($p) // 4)
+                   ORDER BY levenshtein(lower(patient_id), lower($p)), patient_id LIMIT 1""",
+                {"p": patient},
+            ).fetchone()
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UnknownPatientError(
             f"patient {patient!r} has no events in {self.store.path} as known at seq {self.high_water}{hint}"
         )
