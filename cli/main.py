@@ -268,7 +268,7 @@ def correct(
     with _open(store, write=True, wait=wait) as s:
         result = do_correct(s, event_id, changes, reason=reason, author=who)
     if json_out:
-        dump_json(result.__dict__)
+        dump_json({"event_id": event_id, **result.__dict__})
     else:
         console().print(f"corrected {esc(event_id)}: seq {result.high_water} (batch {result.batch_id})")
 
@@ -298,7 +298,7 @@ def retract(
     with _open(store, write=True, wait=wait) as s:
         result = do_retract(s, event_id, reason=reason, author=who)
     if json_out:
-        dump_json(result.__dict__)
+        dump_json({"event_id": event_id, **result.__dict__})
     else:
         console().print(f"retracted {esc(event_id)}: seq {result.high_water} (batch {result.batch_id})")
 
@@ -350,7 +350,11 @@ def events(
         )
         hw = s.high_water(_moment(as_known_at))
     if json_out:
-        dump_json({"patient_id": patient, "high_water": hw, "as_known_at": as_known_at, "events": rows})
+        moment = _moment(as_known_at)  # resolved, as state, explain and cohort run report it
+        dump_json(
+            {"patient_id": patient, "high_water": hw,
+             "as_known_at": moment.isoformat() if moment else None, "events": rows}
+        )  # fmt: skip
         return
     from rich.table import Table
 
@@ -369,7 +373,7 @@ def events(
             describe(r),
             r["event_id"],
             str(r["seq"]),
-            r["recorded_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            r["recorded_at"].isoformat(timespec="microseconds"),  # exact: usable as --as-known-at
             r["author"],
         ]
         if history:
@@ -464,7 +468,7 @@ def info(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False) -
     with _open(store, wait=wait) as s:
         data = s.info()
     if json_out:
-        dump_json(data.__dict__)
+        dump_json({"store": data.path, **data.__dict__})  # "store", as init --json names it
     else:
         c = console()
         for k, v in data.__dict__.items():

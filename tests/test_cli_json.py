@@ -88,6 +88,17 @@ def test_correct_json_reports_the_new_seq(example_store: Path) -> None:
     )
     data = json.loads(result.stdout)
     assert (data["batch_id"], data["added"], data["high_water"]) == (2, 1, 15)
+    assert data["event_id"] == "p1-crp2"
+
+
+def test_events_json_gives_the_as_known_at_moment_it_read_not_the_text_typed(example_store: Path) -> None:
+    result = run_cli("events", "P001", "--as-known-at", "2027-01-01", "--store", example_store, "--json")
+    assert json.loads(result.stdout)["as_known_at"] == "2027-01-01T23:59:59.999999"
+
+
+def test_info_json_names_the_store_as_init_json_does(example_store: Path) -> None:
+    data = json.loads(run_cli("info", "--store", example_store, "--json").stdout)
+    assert data["store"] == str(example_store)
 
 
 def test_piped_output_carries_no_colour_codes(example_store: Path) -> None:
