@@ -263,3 +263,60 @@ def test_a_birth_date_cannot_be_corrected_to_after_the_patients_first_event(exam
         in (result.stderr)
     )
     assert snapshot(example_store) == before
+
+
+# ---- ingesting an event again after its correction or retraction -----------------------------------
+
+
+def _ingest_rows(store: Path, tmp_path: Path, *rows: str) -> Any:
+    src = tmp_path / "again.csv"
+    src.write_text(
+        "event_id,patient_id,kind,occurred_at,code,value,unit,present\n" + "".join(rows), encoding="utf-8"
+    )
+    return run_cli("ingest", src, "--store", store, *AUTHOR)
+
+
+def test_ingesting_a_retracted_event_as_it_was_keeps_it_retracted_and_says_so(
+    corrected_store: Path, tmp_path: Path
+) -> None:
+    result = _ingest_rows(corrected_store, tmp_path, "p1-rash1,P001,finding,2008-01-10,rash,,,true\n")
+    assert result.exit_code == 0, result.output
+    assert "1 duplicate skipped (1 of retracted events, which stay retracted)" in result.stdout
+    assert current(corrected_store, "p1-rash1") is None
+
+
+def test_a_retracted_event_asserted_again_with_other_content_is_current_again(
+    corrected_store: Path, tmp_path: Path
+) -> None:
+    """README: patient_id and kind cannot be corrected: retract the event and ingest it again."""
+    result = _ingest_rows(corrected_store, tmp_path, "p1-rash1,P002,finding,2008-01-10,rash,,,true\n")
+    assert result.exit_code == 0, result.output
+    assert "1 event added" in result.stdout
+    assert current(corrected_store, "p1-rash1") is None  # no longer P001's
+    moved = json.loads(run_cli("events", "P002", "--store", corrected_store, "--json").stdout)["events"]
+    assert [e["event_id"] for e in moved] == ["p1-rash1"]
+
+
+def test_the_original_file_after_an_event_was_asserted_again_adds_nothing(
+    corrected_store: Path, tmp_path: Path
+) -> None:
+    _ingest_rows(corrected_store, tmp_path, "p1-rash1,P002,finding,2008-01-10,rash,,,true\n")
+    result = run_cli("ingest", "examples/events.csv", "--store", corrected_store, *AUTHOR)
+    assert result.exit_code == 0, result.output
+    assert " 0 events added" in result.stdout
+
+
+def test_ingesting_a_corrected_events_current_content_is_a_duplicate_not_a_conflict(
+    corrected_store: Path, tmp_path: Path
+) -> None:
+    result = _ingest_rows(corrected_store, tmp_path, "p1-crp2,P001,lab,2008-02-10,1988-5,5,mg/L,\n")
+    assert result.exit_code == 0, result.output
+    assert "0 events added, 1 duplicate skipped" in result.stdout
+
+
+def test_ingesting_an_event_with_content_it_never_had_is_still_a_conflict(
+    corrected_store: Path, tmp_path: Path
+) -> None:
+    result = _ingest_rows(corrected_store, tmp_path, "p1-crp2,P001,lab,2008-02-10,1988-5,6,mg/L,\n")
+    assert result.exit_code == 6
+    assert "is already in the store (seq 12) with different content" in result.stderr

@@ -69,12 +69,15 @@ class IngestResult:
     duplicates: int
     high_water: int
     seconds: float
+    retracted: int = 0  # of the duplicates, rows of events that stay retracted
 
     def message(self) -> str:
         head = f"{self.source}: {self.added} event{'s' if self.added != 1 else ''} added"
         if self.batch_id is not None:
             head += f" as batch {self.batch_id}"
         dups = f"{self.duplicates} duplicate{'s' if self.duplicates != 1 else ''} skipped"
+        if self.retracted:
+            dups += f" ({self.retracted} of retracted events, which stay retracted)"
         return f"{head}, {dups} (high-water seq {self.high_water})"
 
 
@@ -836,11 +839,16 @@ def _checks(store: Store, op: str, now_local: datetime, unique_ids: bool = False
                GROUP BY s.__row, s.eid"""
         )
     if op == "ingest":
+        # an id in the store with other content than every version it had, unless retracted
+        # (then the row asserts it again: see _versions)
         q.append(
             """SELECT s.__row, 'event_id', 'event id ' || tl_quote(s.eid) || ' is already in the store (seq '
-                   || e.seq || ') with different content; use `timeline correct` to change it'
+                   || max(e.seq) || ') with different content; use `timeline correct` to change it'
                FROM tl_stage s
-               JOIN events e ON e.event_id = s.eid AND e.op = 'assert' AND e.content_hash <> s.content_hash"""
+               JOIN events e ON e.event_id = s.eid AND e.op = 'assert' AND e.content_hash <> s.content_hash
+               LEFT JOIN tl_changed c ON c.event_id = s.eid
+               WHERE c.event_id IS NULL OR (c.cur_op <> 'retract' AND NOT list_contains(c.hashes, s.content_hash))
+               GROUP BY s.__row, s.eid"""
         )
     # birth: one per patient; nothing before it. Only this batch's patients' births are read.
     hw = store.high_water()
@@ -956,6 +964,7 @@ def _write_batch(
         con = store.con
         run("checking", lambda: _stage(con, store.timezone, store.schema_version, ordered_rows))
         _conversions(con)
+        _versions(con, op)
         now_local = datetime.now(UTC).astimezone(zone).replace(tzinfo=None)
         shape = con.execute(
             """SELECT count(*), count(DISTINCT eid), coalesce(min(__row), 0), coalesce(max(__row), -1)
@@ -976,12 +985,14 @@ def _write_batch(
                 exc.errors.append(RowError(None, None, f"… and {total - len(errors)} more errors"))
             raise exc
 
-        # Rows to insert: first occurrence of each event id, not already in the store.
+        # Rows to insert: first occurrence of each event id, not already in the store, or
+        # asserting again with other content an event that was retracted.
         known = 0
         if op == "ingest":
             found = con.execute(
                 """SELECT count(*) FROM tl_stage
-                   WHERE eid IN (SELECT event_id FROM events WHERE op = 'assert')"""
+                   WHERE eid IN (SELECT event_id FROM events WHERE op = 'assert')
+                     AND __row NOT IN (SELECT __row FROM tl_reassert)"""
             ).fetchone()
             known = int(found[0]) if found else 0
         # Every row is new and the rows are numbered without gaps (a file of new events):
@@ -993,6 +1004,7 @@ def _write_batch(
         if not dense:
             store_join = (
                 "LEFT JOIN (SELECT DISTINCT event_id FROM events WHERE op = 'assert') e ON e.event_id = i.eid"
+                " AND i.__row NOT IN (SELECT __row FROM tl_reassert)"
                 if op == "ingest"
                 else "LEFT JOIN (SELECT NULL::VARCHAR AS event_id) e ON false"
             )
@@ -1009,9 +1021,16 @@ def _write_batch(
             counted = con.execute("SELECT count(*) FROM tl_new").fetchone()
             n_new = int(counted[0]) if counted else 0
         duplicates = n_rows - n_new
+        retracted = 0
+        if op == "ingest":
+            found = con.execute(
+                """SELECT count(*) FROM tl_stage s JOIN tl_changed c ON c.event_id = s.eid
+                   WHERE c.cur_op = 'retract' AND c.cur_hash = s.content_hash"""
+            ).fetchone()
+            retracted = int(found[0]) if found else 0
         if n_new == 0:
             return IngestResult(
-                source, None, 0, duplicates, store.high_water(), time.perf_counter() - started
+                source, None, 0, duplicates, store.high_water(), time.perf_counter() - started, retracted
             )
 
         if not store.writable:
@@ -1030,7 +1049,36 @@ def _write_batch(
                 source_file=source if op == "ingest" else None,
                 source_sha256=source_sha256, reason=reason,
             ))  # fmt: skip
-        return IngestResult(source, batch_id, n_new, duplicates, hw + n_new, time.perf_counter() - started)
+        return IngestResult(
+            source, batch_id, n_new, duplicates, hw + n_new, time.perf_counter() - started, retracted
+        )
+
+
+def _versions(con: duckdb.DuckDBPyConnection, op: str) -> None:
+    """``tl_changed``: of the batch's event ids the store has corrected or retracted, the
+    current version's op and content hash and every version's hash; ``tl_reassert``: the rows
+    that assert again, with other content, an event whose current version is a retraction
+    (how a retracted event comes back, e.g. under the right patient). A row with the retracted
+    content stays a duplicate: re-ingesting a file does not undo a retraction."""
+    if op != "ingest":
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE tl_changed (event_id VARCHAR, cur_op VARCHAR, cur_hash VARCHAR, hashes VARCHAR[])"
+        )
+        con.execute("CREATE OR REPLACE TEMP TABLE tl_reassert (__row BIGINT)")
+        return
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE tl_changed AS
+           SELECT event_id, arg_max(op, seq) AS cur_op, arg_max(content_hash, seq) AS cur_hash,
+                  list(content_hash) AS hashes
+           FROM events WHERE event_id IN (SELECT event_id FROM events WHERE op <> 'assert')
+             AND event_id IN (SELECT eid FROM tl_stage)
+           GROUP BY event_id"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE tl_reassert AS
+           SELECT s.__row FROM tl_stage s JOIN tl_changed c ON c.event_id = s.eid
+           WHERE c.cur_op = 'retract' AND c.cur_hash <> s.content_hash"""
+    )
 
 
 def _damaged(con: duckdb.DuckDBPyConnection, source: str) -> None:
