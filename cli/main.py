@@ -138,7 +138,10 @@ def init(
 @app.command()
 def ingest(
     files: Annotated[
-        list[Path], typer.Argument(help="CSV, JSON Lines or Parquet files in the native format.")
+        list[Path],
+        typer.Argument(
+            help="CSV, JSON Lines or Parquet files in the native format; - reads standard input (give --format)."
+        ),
     ],
     store: StoreOpt = None,
     author: Annotated[
@@ -164,6 +167,7 @@ def ingest(
 
     ```
     timeline ingest examples/events.csv --author "Dr. Ruiz"
+    zcat events.csv.gz | timeline ingest - --format csv
     ```
     """
     from timeline.errors import IngestError

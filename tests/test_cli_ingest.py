@@ -365,3 +365,47 @@ def test_a_birth_after_events_already_stored_is_rejected(empty_store: Path, tmp_
         f"  {birth}: row 1, field occurred_at: is after the patient's first recorded event (2000-01-01): 2005-01-01"
     )
     assert snapshot(empty_store) == before
+
+
+# ---- standard input and pipes -------------------------------------------------------------------
+
+
+def _with_stdin(data: bytes, *args: object) -> Any:
+    import io
+    import sys
+    from unittest import mock
+
+    with mock.patch.object(sys, "stdin", io.TextIOWrapper(io.BytesIO(data))):
+        return run_cli(*args)
+
+
+def test_ingest_dash_reads_standard_input_given_its_format(empty_store: Path) -> None:
+    result = _with_stdin(EXAMPLE_CSV.read_bytes(), "ingest", "-", "--format", "csv", "--store", empty_store)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("<stdin>: 14 events added as batch 1")
+
+
+def test_ingest_dash_without_a_format_is_a_usage_error(empty_store: Path) -> None:
+    result = _with_stdin(EXAMPLE_CSV.read_bytes(), "ingest", "-", "--store", empty_store)
+    assert result.exit_code == 2
+    assert "<stdin> is a stream: give its format with --format csv, jsonl or parquet" in result.stderr
+
+
+def test_errors_in_standard_input_are_named_by_it_not_by_a_temporary_copy(empty_store: Path) -> None:
+    result = _with_stdin(b"x,y\n1,2\n", "ingest", "-", "--format", "csv", "--store", empty_store)
+    assert result.exit_code == 6
+    assert all(line.lstrip().startswith(("error: <stdin>", "<stdin>")) for line in result.stderr.splitlines())
+
+
+def test_ingest_reads_a_named_pipe(empty_store: Path, tmp_path: Path) -> None:
+    import os
+    import threading
+
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(EXAMPLE_CSV.read_bytes()), daemon=True)
+    writer.start()
+    result = run_cli("ingest", fifo, "--format", "csv", "--store", empty_store)
+    writer.join(timeout=10)
+    assert result.exit_code == 0, result.output
+    assert "14 events added" in result.stdout

@@ -92,19 +92,68 @@ def ingest_file(
     fmt: str | None = None,
     progress: Progress | None = None,
 ) -> IngestResult:
-    """Ingest one file of native events as one atomic batch."""
-    source = Path(path)
-    fmt = _detect_format(source, fmt)
+    """Ingest one file of native events as one atomic batch. ``-`` reads standard input, and
+    a pipe (``/dev/stdin``, a shell's ``<(…)``) is read once into a temporary file first:
+    the format must then be given, and the batch names the pipe as its source."""
+    if str(path) == "-" or _is_stream(Path(path)):
+        with _spooled(Path(path), fmt) as (copy, name):
+            try:
+                return _ingest_file(store, copy, name, author=author, fmt=fmt, progress=progress)
+            except IngestError as exc:
+                if exc.source == str(copy):  # named by the reader of the copy
+                    raise IngestError(name, exc.errors) from None
+                raise
+    return _ingest_file(store, Path(path), str(path), author=author, fmt=fmt, progress=progress)
+
+
+def _is_stream(path: Path) -> bool:
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+@contextmanager
+def _spooled(path: Path, fmt: str | None) -> Iterator[tuple[Path, str]]:
+    """A stream copied to a temporary file (deleted after), with the name to report."""
+    import shutil
+    import sys
+    import tempfile
+
+    name = "<stdin>" if str(path) == "-" else str(path)
+    if fmt not in ("csv", "jsonl", "parquet"):
+        raise UsageError(f"{name} is a stream: give its format with --format csv, jsonl or parquet")
+    with tempfile.TemporaryDirectory(prefix="timeline-stdin-") as tmp:
+        copy = Path(tmp) / f"input.{fmt}"
+        try:
+            with copy.open("wb") as out:
+                if str(path) == "-":
+                    shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+                else:
+                    with path.open("rb") as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
+        except OSError as exc:
+            raise IngestError(name, [RowError(None, None, f"cannot be read: {exc.strerror or exc}")]) from exc
+        yield copy, name
+
+
+def _ingest_file(
+    store: Store, source: Path, name: str, *, author: str, fmt: str | None, progress: Progress | None
+) -> IngestResult:
+    fmt = _detect_format(source, fmt, name)
     started = time.perf_counter()
     con = store.con
     restore = lower_memory_limit(con, INGEST_MEMORY_LIMIT)
     try:
-        with _out_of_room(str(source), lambda: "reading"):
+        with _out_of_room(name, lambda: "reading"):
             _load_raw(con, source, fmt)
         digest = meds.dataset_digest(source) if fmt == "meds" else _file_sha256(source)
         return _write_batch(
             store,
-            source=str(source),
+            source=name,
             author=author,
             op="ingest",
             source_sha256=digest,
@@ -118,9 +167,9 @@ def ingest_file(
         raise
     except duckdb.Error as exc:
         if fmt == "csv" and "CSV Error" in str(exc):  # found while _stage parsed the file
-            raise IngestError(str(source), [_csv_error(str(exc))]) from exc
+            raise IngestError(name, [_csv_error(str(exc))]) from exc
         if fmt == "parquet":
-            _damaged(con, str(source))
+            _damaged(con, name)
         raise
     finally:
         con.execute(restore)  # first: the clean-up may need more than the ingest's limit
@@ -205,9 +254,9 @@ def retract(store: Store, event_id: str, *, reason: str, author: str) -> IngestR
 # ---- reading sources into the raw table -----------------------------------------------
 
 
-def _detect_format(path: Path, fmt: str | None) -> str:
+def _detect_format(path: Path, fmt: str | None, name: str | None = None) -> str:
     if not path.exists():
-        raise IngestError(str(path), [RowError(None, None, "no such file")])
+        raise IngestError(name or str(path), [RowError(None, None, "no such file")])
     if fmt == "meds" or (fmt is None and meds.is_meds_dir(path)):
         if not path.is_dir():
             raise IngestError(
