@@ -7,8 +7,6 @@ extension); 3 store missing or damaged; 8 the cohort file or a rule file has pro
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
@@ -190,16 +188,18 @@ def run(
     for option, target in (("--csv", csv_out), ("--parquet", parquet_out)):
         if target is not None and not (option == "--csv" and to_stdout):
             _check_target(option, target)  # before the run, which can be long
+    from timeline.errors import replacing
+
     sess, spec = _session(file, store, rules, param, as_known_at, wait)
     with sess.store:
         report = _report(sess, spec)
         if parquet_out is not None:
-            with _writing(parquet_out):
-                _parquet(report, parquet_out, sess)
+            with replacing(parquet_out) as tmp:
+                _parquet(report, tmp, sess)
     if to_stdout:
         _csv(report, sys.stdout)
     elif csv_out is not None:
-        with _writing(csv_out), open(csv_out, "w", newline="", encoding="utf-8") as fh:
+        with replacing(csv_out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
             _csv(report, fh)
     if json_out:
         dump_json(report.to_json(ids))
@@ -217,23 +217,12 @@ def run(
 def _check_target(option: str, target: Path) -> None:
     from timeline.errors import UsageError
 
+    if str(target) == "-":
+        raise UsageError(f"{option} -: only --csv can print to standard output; give a file")
     if target.is_dir():
         raise UsageError(f"{option} {target} is a directory")
     if not target.parent.is_dir():
         raise UsageError(f"{option} {target}: directory {target.parent} does not exist")
-
-
-@contextmanager
-def _writing(target: Path) -> Iterator[None]:
-    """A file that cannot be written (permissions, a full disk) as an error naming it."""
-    import duckdb
-
-    from timeline.errors import cannot_write
-
-    try:
-        yield
-    except (OSError, duckdb.IOException) as exc:
-        raise cannot_write(target, exc) from exc
 
 
 def _rows(report: Report) -> list[dict[str, Any]]:

@@ -67,6 +67,8 @@ def export(
 
     if fmt.lower() != "meds":
         raise UsageError(f"unknown export format {fmt!r} (use meds)")
+    if str(out_dir) == "-":
+        raise UsageError("-: a MEDS dataset is a directory; give its path")
     moment = parse_moment(as_known_at) if as_known_at is not None else None
     with Store.open(store, wait=wait) as s:
         result = export_meds(s, out_dir, as_known_at=moment, shard_rows=shard_rows)

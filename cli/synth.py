@@ -90,6 +90,8 @@ def synth(
     if patients is None or out is None:
         raise UsageError("give --patients N and --out FILE (or --apply-amendments FILE --store STORE)")
     for path in (out, amendments):
+        if path is not None and str(path) == "-":
+            raise UsageError("-: synth writes files (Parquet or CSV, and JSON amendments); give a path")
         if path is not None and path.is_dir():
             raise UsageError(f"{path} is a directory")
         if path is not None and path.exists() and not force:

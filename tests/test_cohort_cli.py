@@ -274,6 +274,7 @@ def test_cohort_run_names_an_output_it_cannot_write(cohort_store: Path) -> None:
     code, _, err = cohort("run", COHORT, "--csv", "/dev/full", store=cohort_store)
     assert code == 1
     assert err.strip() == "error: cannot write /dev/full: No space left on device"
+    assert Path("/dev/full").is_char_device()  # written as it is, never replaced by a file
 
 
 def test_cohort_explain_of_an_unknown_patient_exits_5(cohort_store: Path) -> None:
@@ -295,3 +296,21 @@ def test_the_numbers_at_risk_keep_every_tick_that_fits() -> None:
     from timeline.plots import at_risk_ticks
 
     assert at_risk_ticks([0.0, 100.0, 200.0]) == [0.0, 100.0, 200.0]
+
+
+def test_run_refuses_parquet_to_standard_output(cohort_store: Path) -> None:
+    code, _, err = cohort("run", COHORT, "--parquet", "-", store=cohort_store)
+    assert code == 2
+    assert "--parquet -: only --csv can print to standard output" in err
+    assert not (Path.cwd() / "-").exists()
+
+
+def test_run_replaces_an_existing_csv_whole_and_leaves_no_temporary_file(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "cells.csv"
+    out.write_text("old\n", encoding="utf-8")
+    code, _, err = cohort("run", COHORT, "--csv", out, store=cohort_store)
+    assert code == 0, err
+    assert out.read_text(encoding="utf-8").startswith("# engine: ")
+    assert [p.name for p in tmp_path.iterdir()] == ["cells.csv"]

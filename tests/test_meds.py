@@ -379,3 +379,10 @@ def test_ingest_error_type_for_library_callers(exported: Path, tmp_path: Path) -
     (exported / "data").mkdir()
     with Store.create(tmp_path / "lib.duckdb") as s, pytest.raises(IngestError, match="batch rejected"):
         ingest_file(s, exported, author="x", fmt="meds")
+
+
+def test_export_refuses_a_dash_as_the_dataset_directory(example_store: Path) -> None:
+    result = run_cli("export", "--format", "meds", "-", "--store", example_store)
+    assert result.exit_code == 2
+    assert "a MEDS dataset is a directory" in result.stderr
+    assert not Path("-").exists()

@@ -431,3 +431,10 @@ def test_a_bad_output_option_is_refused_before_generating(
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: {message}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+
+
+def test_cli_refuses_a_dash_as_the_output_file() -> None:
+    result = run_cli("synth", "-n", "2", "-o", "-", "--format", "csv")
+    assert result.exit_code == 2
+    assert "synth writes files" in result.stderr
+    assert not Path("-").exists()

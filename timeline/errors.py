@@ -6,7 +6,11 @@ non-zero exit code; anything else reaching the user is a bug.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def first_line(exc: BaseException) -> str:
@@ -31,6 +35,31 @@ def cannot_write(target: object, exc: BaseException) -> TimelineError:
     as an error naming it: the system's reason, or the first line of DuckDB's."""
     why = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
     return TimelineError(f"cannot write {target}: {why}")
+
+
+@contextmanager
+def replacing(target: Path) -> Iterator[Path]:
+    """A temporary path beside ``target``, moved onto it when the block succeeds: a reader
+    never sees a half-written file, and a failed or interrupted write leaves what was there.
+    A device or a pipe (``/dev/stdout``) is written as it is. A write that fails
+    (permissions, a full disk) is an error naming ``target``."""
+    import duckdb
+
+    if target.exists() and not target.is_file():  # a device or a pipe (/dev/stdout): as it is
+        try:
+            yield target
+        except (OSError, duckdb.IOException) as exc:
+            raise cannot_write(target, exc) from exc
+        return
+    tmp = target.with_name(f".{target.name}.part-{os.getpid()}")
+    try:
+        yield tmp
+        tmp.replace(target)
+    except (OSError, duckdb.IOException) as exc:
+        raise cannot_write(target, exc) from exc
+    finally:
+        with suppress(OSError):  # a path under a file: reported above
+            tmp.unlink(missing_ok=True)
 
 
 class UsageError(TimelineError):

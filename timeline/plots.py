@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from timeline.errors import TimelineError, UnknownPatientError, UsageError, cannot_write
+from timeline.errors import TimelineError, UnknownPatientError, UsageError, replacing
 
 if TYPE_CHECKING:
     from timeline.cohort.report import Report
@@ -57,10 +57,8 @@ def check_out(out: Path) -> None:
 
 
 def _save(fig: Any, out: Path) -> None:
-    try:
-        fig.savefig(out, dpi=150)
-    except OSError as exc:
-        raise cannot_write(out, exc) from exc
+    with replacing(out) as tmp:
+        fig.savefig(tmp, dpi=150, format=out.suffix.lower().lstrip("."))
 
 
 def _footer(fig: Any, manifest: dict[str, Any]) -> None:
