@@ -394,10 +394,10 @@ def _tte_text(x: Any) -> str:
 @cohort_app.command("explain")
 def explain(
     file: FileArg,
-    patient: Annotated[str, typer.Argument(help="Patient id.")],
+    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
     cell_id: Annotated[
         str | None,
-        typer.Argument(metavar="[CELL]", help="A cell id, e.g. outcome.active_arthritis.3_months."),
+        typer.Argument(metavar="CELL", help="A cell id, e.g. outcome.active_arthritis.3_months."),
     ] = None,
     as_known_at: AsKnownOpt = None,
     json_out: JsonOpt = False,
@@ -599,7 +599,7 @@ def plot_cohort(
 
 
 def plot(
-    patient: Annotated[str, typer.Argument(help="Patient id.")],
+    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
     out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Image to write: .png or .svg.")],
     lane: Annotated[
         list[str] | None,

@@ -93,7 +93,7 @@ def _value_text(r: Result, markup: bool = True) -> str:
 
 
 def state(
-    patient: Annotated[str, typer.Argument(help="Patient id.")],
+    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
     at: Annotated[str, typer.Option("--at", help="Date (the whole day) or date-time to evaluate at.")],
     rule: RuleIdOpt = None,
     as_known_at: AsKnownOpt = None,
@@ -143,7 +143,7 @@ def state(
 
 
 def explain(
-    patient: Annotated[str, typer.Argument(help="Patient id.")],
+    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
     rule_id: Annotated[str, typer.Argument(metavar="RULE", help="Rule id.")],
     at: Annotated[str, typer.Option("--at", help="Date (the whole day) or date-time.")],
     as_known_at: AsKnownOpt = None,
@@ -291,10 +291,10 @@ def _grow(tree: Any, node: dict[str, Any]) -> None:
 
 
 def history(
-    patient: Annotated[str, typer.Argument(help="Patient id.")],
+    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
     rule: RuleIdOpt = None,
-    start: Annotated[str | None, typer.Option("--from", help="First date.")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Last date.")] = None,
+    start: Annotated[str | None, typer.Option("--from", metavar="DATE", help="First date.")] = None,
+    end: Annotated[str | None, typer.Option("--to", metavar="DATE", help="Last date.")] = None,
     as_known_at: AsKnownOpt = None,
     rules: RulesOpt = None,
     param: ParamOpt = None,
@@ -427,7 +427,7 @@ def rules_list(
 
 @rules_app.command("show")
 def rules_show(
-    rule_id: Annotated[str, typer.Argument(metavar="ID")],
+    rule_id: Annotated[str, typer.Argument(metavar="RULE", help="Rule id.")],
     rules: RulesOpt = None,
     param: ParamOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -473,7 +473,7 @@ def rules_show(
 def rules_check(
     directory: Annotated[
         list[Path] | None,
-        typer.Argument(metavar="[DIR]...", help="Rule directories to check (with the built-in pack)."),
+        typer.Argument(metavar="DIR", help="Rule directories to check (with the built-in pack)."),
     ] = None,
     rules: RulesOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -509,7 +509,7 @@ def rules_check(
 def rules_test(
     directory: Annotated[
         list[Path] | None,
-        typer.Argument(metavar="[DIR]...", help="Rule directories (with the built-in pack)."),
+        typer.Argument(metavar="DIR", help="Rule directories (with the built-in pack)."),
     ] = None,
     rule: RuleIdOpt = None,
     rules: RulesOpt = None,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cli.options import WaitOpt
 from cli.output import console, dump_json, esc
 
 
@@ -37,12 +38,7 @@ def export(
         Path | None,
         typer.Option("--store", "-s", help="Store file. Default: $TIMELINE_STORE, else ./timeline.duckdb."),
     ] = None,
-    wait: Annotated[
-        float,
-        typer.Option(
-            "--wait", metavar="SECONDS", help="If another process writes to the store, retry this long."
-        ),
-    ] = 0,
+    wait: WaitOpt = 0,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print JSON for scripts instead of a line.")
     ] = False,

@@ -140,7 +140,8 @@ def ingest(
     files: Annotated[
         list[Path],
         typer.Argument(
-            help="CSV, JSON Lines or Parquet files in the native format; - reads standard input (give --format)."
+            metavar="FILE",
+            help="CSV, JSON Lines or Parquet files in the native format; - reads standard input (give --format).",
         ),
     ],
     store: StoreOpt = None,
@@ -237,7 +238,7 @@ class _progress:
 
 @app.command()
 def correct(
-    event_id: Annotated[str, typer.Argument(help="Id of the event to correct.")],
+    event_id: Annotated[str, typer.Argument(metavar="EVENT_ID", help="Id of the event to correct.")],
     set_: Annotated[
         list[str], typer.Option("--set", metavar="FIELD=VALUE", help="New value of a field (repeatable).")
     ],
@@ -279,7 +280,7 @@ def correct(
 
 @app.command()
 def retract(
-    event_id: Annotated[str, typer.Argument(help="Id of the event to retract.")],
+    event_id: Annotated[str, typer.Argument(metavar="EVENT_ID", help="Id of the event to retract.")],
     reason: Annotated[str, typer.Option(help="Why the event is withdrawn (required).")],
     author: Annotated[
         str | None, typer.Option(help="Who retracts it (required; or $TIMELINE_AUTHOR).")
@@ -309,10 +310,16 @@ def retract(
 
 @app.command()
 def events(
-    patient: Annotated[str, typer.Argument(help="Patient id.")],
-    start: Annotated[str | None, typer.Option("--from", help="First date (inclusive).")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Last date (inclusive, the whole day).")] = None,
-    kind: Annotated[list[str] | None, typer.Option("--kind", help="Only this kind (repeatable).")] = None,
+    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
+    start: Annotated[
+        str | None, typer.Option("--from", metavar="DATE", help="First date (inclusive).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", metavar="DATE", help="Last date (inclusive, the whole day).")
+    ] = None,
+    kind: Annotated[
+        list[str] | None, typer.Option("--kind", metavar="KIND", help="Only this kind (repeatable).")
+    ] = None,
     as_known_at: AsKnownOpt = None,
     history: Annotated[
         bool,
@@ -353,6 +360,9 @@ def events(
             history=history,
         )
         hw = s.high_water(_moment(as_known_at))
+        if not rows:  # a mistyped id is an error (exit 5), as in state; a filter, or an
+            # as-known-at before the store learned of the patient, may rightly leave none
+            s.require_patient(patient, s.high_water())
     if json_out:
         moment = _moment(as_known_at)  # resolved, as state, explain and cohort run report it
         dump_json(

@@ -16,11 +16,24 @@ StoreOpt = Annotated[
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _seconds(value: float) -> float:
+    import math
+
+    if not math.isfinite(value) or value < 0:
+        raise typer.BadParameter(f"{value} is not a number of seconds (0 or more)")
+    return value
+
+
 WaitOpt = Annotated[
     float,
     typer.Option(
-        "--wait", metavar="SECONDS", help="If another process writes to the store, retry this long."
+        "--wait",
+        metavar="SECONDS",
+        help="If another process writes to the store, retry this long.",
+        callback=_seconds,
     ),
 ]
 AsKnownOpt = Annotated[

@@ -81,7 +81,10 @@ def error(message: str, details: list[str] | None = None) -> None:
         err.print(f"  … {len(shown) - 50} more (use --json for all)", soft_wrap=True)
 
 
-def _escape(text: str) -> str:
-    from rich.markup import escape
+LONGEST_LINE = 1000  # characters of an error line shown; a file's cell can be megabytes
 
-    return escape(text)
+
+def _escape(text: str) -> str:
+    if len(text) > LONGEST_LINE:
+        text = f"{text[:LONGEST_LINE]}… ({len(text) - LONGEST_LINE:,} more characters)"
+    return esc(text)

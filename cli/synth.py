@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.options import WaitOpt
 from cli.output import console, dump_json, esc
 
 
@@ -55,9 +56,7 @@ def synth(
         Path | None,
         typer.Option("--store", "-s", help="Store for --apply-amendments (default: $TIMELINE_STORE)."),
     ] = None,
-    wait: Annotated[
-        float, typer.Option("--wait", metavar="SECONDS", help="Retry this long if the store is busy.")
-    ] = 0,
+    wait: WaitOpt = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Generate a synthetic sJIA cohort: about 200 events per patient over 1-6 years of

@@ -239,7 +239,7 @@ def test_as_known_at_in_iso_basic_form_is_refused(corrected_store: Path) -> None
     result = run_cli("events", "P001", "--store", corrected_store, "--as-known-at", "20261205")
     assert (result.exit_code, result.stderr) == (
         2,
-        "error: as-known-at '20261205' is not a date or ISO date-time\n",
+        "error: --as-known-at '20261205' is not a date or ISO date-time\n",
     )
 
 
@@ -247,7 +247,7 @@ def test_as_known_at_that_is_not_a_moment_exits_2(corrected_store: Path) -> None
     result = run_cli("events", "P001", "--store", corrected_store, "--as-known-at", "yesterday")
     assert (result.exit_code, result.stderr) == (
         2,
-        "error: as-known-at 'yesterday' is not a date or ISO date-time\n",
+        "error: --as-known-at 'yesterday' is not a date or ISO date-time\n",
     )
 
 

@@ -514,7 +514,7 @@ def test_an_as_known_at_on_the_last_day_of_the_calendar_sees_the_whole_record(ex
 def test_an_as_known_at_before_year_1_in_utc_is_a_usage_error(example_store: Path) -> None:
     result = run_cli("events", "P001", "--as-known-at", "0001-01-01T00:00+05:00", "--store", example_store)
     assert result.exit_code == 2
-    assert "as-known-at '0001-01-01T00:00+05:00' is out of range" in result.stderr
+    assert "--as-known-at '0001-01-01T00:00+05:00' is out of range" in result.stderr
     assert NO_TRACEBACK not in result.output
 
 
@@ -578,7 +578,9 @@ def test_a_threshold_that_is_not_a_finite_number_is_a_rule_problem(tmp_path: Pat
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "1e400"])
-def test_a_param_that_is_not_a_finite_number_is_a_rule_problem(example_store: Path, value: str) -> None:
+def test_a_param_that_is_not_a_finite_number_is_a_command_line_problem(
+    example_store: Path, value: str
+) -> None:
     result = run_cli(
         "state",
         "P001",
@@ -589,7 +591,7 @@ def test_a_param_that_is_not_a_finite_number_is_a_rule_problem(example_store: Pa
         "--store",
         example_store,
     )
-    assert result.exit_code == 8
+    assert result.exit_code == 2
     assert f"--param: crp_normal.upper: {value!r} is not a finite number" in result.stderr
 
 
@@ -657,3 +659,19 @@ def test_explain_lists_what_the_clauses_read_besides_the_evidence_apart(example_
     )
     read = {e["seq"] for e in data["other_events"]}
     assert read and not read & {e["seq"] for e in data["events"]}
+
+
+def test_a_bad_param_value_is_a_command_line_error(example_store: Path) -> None:
+    result = run_cli(
+        "state", "P001", "--at", "2008-02-10", "--param", "crp_normal.upper=banana", "--store", example_store
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "error: --param has 1 problem\n  --param: crp_normal.upper: 'banana' is not"
+    )
+
+
+def test_rules_check_of_a_file_says_it_is_not_a_directory() -> None:
+    result = run_cli("rules", "check", "examples/events.csv")
+    assert result.exit_code == 8
+    assert "examples/events.csv: is a file, not a rule directory" in result.stderr

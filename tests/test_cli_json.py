@@ -104,3 +104,14 @@ def test_info_json_names_the_store_as_init_json_does(example_store: Path) -> Non
 def test_piped_output_carries_no_colour_codes(example_store: Path) -> None:
     result = run_cli("events", "P001", "--store", example_store)
     assert "\x1b[" not in result.output
+
+
+def test_events_of_an_unknown_patient_exits_5_with_a_suggestion(example_store: Path) -> None:
+    result = run_cli("events", "P01", "--store", example_store, "--json")
+    assert result.exit_code == 5
+    assert "(did you mean 'P001'?)" in result.stderr
+
+
+def test_events_filtered_to_nothing_is_an_empty_list_not_an_error(example_store: Path) -> None:
+    result = run_cli("events", "P001", "--kind", "death", "--store", example_store, "--json")
+    assert (result.exit_code, json.loads(result.stdout)["events"]) == (0, [])

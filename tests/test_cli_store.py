@@ -208,3 +208,16 @@ def test_the_library_never_lets_duckdb_draw_progress_bars_on_stdout(example_stor
     with Store.open(example_store) as s:
         found = s.con.execute("SELECT current_setting('enable_progress_bar_print')").fetchone()
     assert found == (False,)
+
+
+def test_init_into_a_directory_says_it_is_one(tmp_path: Path) -> None:
+    result = run_cli("init", "--store", tmp_path)
+    assert result.exit_code == 3
+    assert result.stderr.strip() == f"error: {tmp_path} is a directory: give the store's file name"
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_wait_must_be_a_finite_number_of_seconds(example_store: Path, value: str) -> None:
+    result = run_cli("events", "P001", "--store", example_store, "--wait", value)
+    assert result.exit_code == 2
+    assert "is not a number of seconds" in result.stderr

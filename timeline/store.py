@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
 from timeline import __version__
-from timeline.errors import StoreError, StoreLockedError, UnknownEventError, UsageError
+from timeline.errors import StoreError, StoreLockedError, UnknownEventError, UnknownPatientError, UsageError
 
 STORE_FORMAT = "timeline-store"
 # 2: row and content hashes serialise a JSON array (1: a JSON object); 3: the content hash
@@ -130,10 +130,10 @@ def parse_moment(text: str) -> datetime:
         if dt.tzinfo is not None:
             dt = dt.astimezone(UTC).replace(tzinfo=None)
     except ValueError as exc:
-        raise UsageError(f"as-known-at {text!r} is not a date or ISO date-time") from exc
+        raise UsageError(f"--as-known-at {text!r} is not a date or ISO date-time") from exc
     except OverflowError as exc:
         raise UsageError(
-            f"as-known-at {text!r} is out of range (in UTC, before year 1 or after 9999)"
+            f"--as-known-at {text!r} is out of range (in UTC, before year 1 or after 9999)"
         ) from exc
     return dt
 
@@ -163,6 +163,8 @@ class Store:
     @classmethod
     def create(cls, path: str | os.PathLike[str] | None = None, timezone: str = "UTC") -> Store:
         target = resolve_store_path(path)
+        if target.is_dir():
+            raise StoreError(f"{target} is a directory: give the store's file name")
         if target.exists():
             raise StoreError(f"{target} already exists; not overwriting it")
         if not target.parent.exists():
@@ -422,6 +424,35 @@ class Store:
                 WHERE {cond} ORDER BY occurred_at, seq
             """
         return _dicts(self.con.execute(sql, params))
+
+    def require_patient(self, patient: str, high_water: int) -> None:
+        """Raise :class:`UnknownPatientError` when the patient has no current events as
+        known at ``high_water`` — a mistyped id would otherwise get states for nobody — naming
+        the closest id the store holds."""
+        current = self.current_sql(high_water, [patient], columns=["patient_id"])
+        found = self.con.execute(f"SELECT count(*) FROM ({current})").fetchone()
+        if found and found[0]:
+            return
+        later = self.con.execute(
+            "SELECT min(seq), min(recorded_at) FROM events WHERE patient_id = $p", {"p": patient}
+        ).fetchone()
+        if later is not None and later[0] is not None:
+            hint = (
+                f": the store learned of it later (seq {later[0]}, recorded {later[1]:%Y-%m-%d %H:%M:%S.%f} UTC)"
+                if later[0] > high_water
+                else ": its events were retracted"
+            )
+        else:
+            close = self.con.execute(
+                f"""SELECT patient_id FROM (SELECT DISTINCT patient_id FROM events WHERE seq <= {int(high_water)})
+                   WHERE levenshtein(lower(patient_id), lower($p)) <= greatest(2, length($p) // 4)
+                   ORDER BY levenshtein(lower(patient_id), lower($p)), patient_id LIMIT 1""",
+                {"p": patient},
+            ).fetchone()
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnknownPatientError(
+            f"patient {patient!r} has no events in {self.path} as known at seq {high_water}{hint}"
+        )
 
     def patients(self, as_known_at: datetime | None = None) -> list[dict[str, Any]]:
         hw = self.high_water(as_known_at)

@@ -17,7 +17,7 @@ import duckdb
 
 from timeline import __version__
 from timeline.engine.compiler import COLUMNS, Compiler, engine_columns, q_
-from timeline.errors import ResourceError, UnknownPatientError, UsageError
+from timeline.errors import ResourceError, UsageError
 from timeline.language import ast
 from timeline.language.loader import RuleSet
 from timeline.moments import clinical_moment
@@ -114,33 +114,8 @@ class Session:
         return manifest(self.store, self.rules, self.high_water, self.as_known_at)
 
     def require_patient(self, patient: str) -> None:
-        """Raise :class:`UnknownPatientError` when the patient has no current events as this
-        session knows the store — a mistyped id would otherwise get states for nobody — naming
-        the closest id the store holds."""
-        current = self.store.current_sql(self.high_water, [patient], columns=["patient_id"])
-        found = self.con.execute(f"SELECT count(*) FROM ({current})").fetchone()
-        if found and found[0]:
-            return
-        later = self.con.execute(
-            "SELECT min(seq), min(recorded_at) FROM events WHERE patient_id = $p", {"p": patient}
-        ).fetchone()
-        if later is not None and later[0] is not None:
-            hint = (
-                f": the store learned of it later (seq {later[0]}, recorded {later[1]:%Y-%m-%d %H:%M:%S.%f} UTC)"
-                if later[0] > self.high_water
-                else ": its events were retracted"
-            )
-        else:
-            close = self.con.execute(
-                f"""SELECT patient_id FROM (SELECT DISTINCT patient_id FROM events WHERE seq <= {int(self.high_water)})
-                   WHERE levenshtein(lower(patient_id), lower($p)) <= greatest(2, length($p) // 4)
-                   ORDER BY levenshtein(lower(patient_id), lower($p)), patient_id LIMIT 1""",
-                {"p": patient},
-            ).fetchone()
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UnknownPatientError(
-            f"patient {patient!r} has no events in {self.store.path} as known at seq {self.high_water}{hint}"
-        )
+        """See :meth:`Store.require_patient`, as this session knows the store."""
+        self.store.require_patient(patient, self.high_water)
 
     def _compiler(
         self, patients: Sequence[str] | None, evidence: bool = True, dense: bool = False

@@ -59,6 +59,10 @@ class RuleError(TimelineError):
     subject = "rule files have"
 
     def __post_init__(self) -> None:
+        if self.problems and all(p.file == "--param" for p in self.problems):
+            # a value given on the command line, not a file: a usage error (exit 2)
+            self.exit_code = 2
+            self.subject = "--param has"
         super().__init__(self.summary())
 
     def summary(self) -> str:
@@ -1045,7 +1049,10 @@ def load_rules(
     for d in dirs if dirs is not None else rule_dirs():
         directory = Path(d)
         if not directory.is_dir():
-            problems.append(Problem(str(directory), 0, 0, "rule directory does not exist"))
+            what = (
+                "is a file, not a rule directory" if directory.exists() else "rule directory does not exist"
+            )
+            problems.append(Problem(str(directory), 0, 0, what))
             continue
         for path in rule_files(directory):
             text = _read_text(path, problems)
