@@ -106,7 +106,7 @@ def check(
 
     ```
     timeline cohort check examples/valencia/cohort.yaml
-    timeline cohort check my_cohort.yaml --rules site_rules/
+    timeline cohort check examples/valencia/cohort.yaml --rules examples/site_rules/
     ```
     """
     from timeline.cohort.spec import CohortError

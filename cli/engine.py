@@ -395,7 +395,7 @@ def rules_list(
     Example:
 
     ```
-    timeline rules list --rules site_rules/
+    timeline rules list --rules examples/site_rules/
     ```
     """
     rs = load(rules)
@@ -486,7 +486,7 @@ def rules_check(
     Example:
 
     ```
-    timeline rules check site_rules/
+    timeline rules check examples/site_rules/
     ```
     """
     from timeline.language.loader import RuleError
@@ -523,7 +523,7 @@ def rules_test(
 
     ```
     timeline rules test
-    timeline rules test site_rules/ --rule complete_response
+    timeline rules test examples/site_rules/ --rule ferritin_high
     ```
     """
     from timeline.engine.ruletest import run_examples

@@ -836,3 +836,26 @@ def test_a_rule_files_version_description_and_citation_must_be_text(
 ) -> None:
     (tmp_path / "r.yaml").write_text(header + "define: true\n", encoding="utf-8")
     assert check_problems(tmp_path) == [f"{tmp_path / 'r.yaml'}:{problem}"]
+
+
+# ---- the site rules example and site parameters in rules test ----------------------------------------
+
+
+def test_the_shipped_site_rules_check_and_pass_their_examples() -> None:
+    assert run_cli("rules", "check", "examples/site_rules/").exit_code == 0
+    result = run_cli("rules", "test", "examples/site_rules/", "--rule", "ferritin_high")
+    assert (result.exit_code, result.stdout.splitlines()[-1]) == (0, "3 passed, 0 failed")
+
+
+def test_rules_test_runs_the_examples_at_the_rules_defaults_not_the_sites() -> None:
+    """examples/site_rules/params.yaml sets crp_normal's limit to 10 mg/L; crp_normal's own
+    example ('6.1 mg/L is not normal') is written for the published 6 mg/L."""
+    result = run_cli("rules", "test", "examples/site_rules/", "--rule", "crp_normal")
+    assert result.exit_code == 0, result.output
+
+
+def test_site_parameters_still_apply_outside_rules_test() -> None:
+    site = json.loads(
+        run_cli("rules", "show", "crp_normal", "--rules", "examples/site_rules/", "--json").stdout
+    )
+    assert (site["parameters"]["upper"]["value"], site["parameters"]["upper"]["default"]) == ("10.0", "6.0")

@@ -27,7 +27,8 @@ from timeline.engine.evaluate import Result, Session, parse_at
 from timeline.errors import TimelineError
 from timeline.ingest import append_rows
 from timeline.language import ast
-from timeline.language.loader import RuleSet, load_rules
+from timeline.language.cache import load_rules
+from timeline.language.loader import RuleSet
 from timeline.store import Store
 
 
@@ -80,15 +81,20 @@ def _check(exp: ast.Expectation, got: Result, failures: list[str]) -> None:
 def run_examples(rules: RuleSet, dirs: list[Path], rule_ids: list[str] | None = None) -> list[ExampleResult]:
     cases: list[_Case] = []
     with_params: dict[tuple[str, tuple[tuple[str, float | bool | str], ...]], RuleSet] = {}
+    # Examples are written for the rules' own defaults (the published values), so a site's
+    # params.yaml does not make them fail; an example's own params apply on top.
+    defaults: RuleSet | None = None
     for rid in rule_ids or rules.order:
         rule = rules.rules[rid]
         for ex in rule.examples:
-            ruleset = rules
             if ex.params:
                 key = (rid, tuple(sorted(ex.params)))
                 if key not in with_params:
-                    with_params[key] = load_rules(dirs, params={rid: dict(ex.params)})
+                    with_params[key] = load_rules(dirs, params={rid: dict(ex.params)}, site_params=False)
                 ruleset = with_params[key]
+            else:
+                defaults = defaults or load_rules(dirs, site_params=False)
+                ruleset = defaults
             result = ExampleResult(rule=f"{rid}@{rule.version}", example=ex.name, passed=True)
             cases.append(_Case(rid, ex, result, ruleset))
     with tempfile.TemporaryDirectory(prefix="timeline-examples-") as tmp:

@@ -74,7 +74,9 @@ def _code_fingerprint() -> list[Any]:
     return out
 
 
-def cache_key(dirs: Sequence[str | os.PathLike[str]], params: dict[str, dict[str, Any]] | None) -> str | None:
+def cache_key(
+    dirs: Sequence[str | os.PathLike[str]], params: dict[str, dict[str, Any]] | None, site_params: bool = True
+) -> str | None:
     """The key of a load of ``dirs`` with ``params``; None when it cannot be cached (a directory
     that does not exist: the loader reports it)."""
     from timeline.language import loader
@@ -82,6 +84,8 @@ def cache_key(dirs: Sequence[str | os.PathLike[str]], params: dict[str, dict[str
     h = hashlib.sha256()
     h.update(json.dumps(_code_fingerprint()).encode())
     h.update(json.dumps(params or {}, sort_keys=True, default=str).encode())
+    if not site_params:
+        h.update(b"\0defaults\0")
     for d in dirs:
         directory = Path(d)
         if not directory.is_dir():
@@ -141,6 +145,7 @@ def load_rules(
     dirs: Sequence[str | os.PathLike[str]] | None = None,
     *,
     params: dict[str, dict[str, Any]] | None = None,
+    site_params: bool = True,
 ) -> RuleSet:
     """``timeline.language.loader.load_rules`` through the cache: the same rule set, or the same
     ``RuleError``."""
@@ -148,12 +153,12 @@ def load_rules(
 
     resolved = list(dirs) if dirs is not None else loader.rule_dirs()
     directory = cache_dir()
-    key = cache_key(resolved, params) if directory is not None else None
+    key = cache_key(resolved, params, site_params) if directory is not None else None
     if directory is not None and key is not None:
         hit = read(directory, key)
         if hit is not None:
             return hit
-    ruleset = loader.load_rules(resolved, params=params)
+    ruleset = loader.load_rules(resolved, params=params, site_params=site_params)
     if directory is not None and key is not None:
         write(directory, key, ruleset)
     return ruleset

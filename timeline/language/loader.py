@@ -1033,9 +1033,11 @@ def load_rules(
     dirs: Sequence[str | os.PathLike[str]] | None = None,
     *,
     params: dict[str, dict[str, Any]] | None = None,
+    site_params: bool = True,
 ) -> RuleSet:
     """Load and check every ``*.yaml`` rule file of the directories (later ones override
-    earlier ones by id), plus ``params.yaml`` site overrides found in them."""
+    earlier ones by id), plus ``params.yaml`` site overrides found in them (unless
+    ``site_params`` is false: the rules' own defaults, as their examples are written for)."""
     problems: list[Problem] = []
     next_id = [0]
     rules: dict[str, ast.Rule] = {}
@@ -1061,7 +1063,8 @@ def load_rules(
             hasher.update(path.name.encode() + b"\0" + text.encode() + b"\0")
             doc = _Doc(str(path), text, problems)
             if path.stem == "params":
-                _site_params(doc, site, places)
+                if site_params:
+                    _site_params(doc, site, places)
                 continue
             sources.append(str(path))
             parser = _RuleParser(doc, next_id)
