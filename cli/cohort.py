@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 
 cohort_app = typer.Typer(
     help="Cohort reports from a cohort file: check it, run the n/N table, explain a patient, list a cell's patients, plot.",
+    epilog=(
+        "Example:\n\n```\ntimeline cohort check examples/valencia/cohort.yaml\n"
+        "timeline cohort run examples/valencia/cohort.yaml\n"
+        "timeline cohort explain examples/valencia/cohort.yaml V07\n```\n\nSee docs/cohorts.md."
+    ),
     no_args_is_help=True,
 )
 

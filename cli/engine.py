@@ -382,7 +382,9 @@ def _swimlanes(patient: str, rows: list[dict[str, Any]]) -> None:
 # ---- rules group ---------------------------------------------------------------------------
 
 rules_app = typer.Typer(
-    help="List, show, check, test rule files; print their JSON Schema.", no_args_is_help=True
+    help="List, show, check, test rule files; print their JSON Schema.",
+    epilog="Example:\n\n```\ntimeline rules list\ntimeline rules show crp_normal\ntimeline rules test examples/site_rules/\n```",
+    no_args_is_help=True,
 )
 
 

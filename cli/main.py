@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 app = typer.Typer(
     name="timeline",
     help="Event-sourced longitudinal patient timelines: immutable clinical events in DuckDB.",
+    epilog=(
+        "Example:\n\n```\ntimeline init --store study.duckdb\n"
+        "timeline ingest examples/events.csv --store study.duckdb\n"
+        "timeline state P001 --at 2008-02-10 --store study.duckdb\n```\n\n"
+        "Exit codes and everything else: README.md; each command's --help."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -78,3 +78,10 @@ def test_version_prints_the_versions_of_timeline_duckdb_and_python() -> None:
     assert result.stdout.strip() == (
         f"timeline {__version__} (DuckDB {duckdb.__version__}, Python {platform.python_version()})"
     )
+
+
+@pytest.mark.parametrize("group", [(), ("rules",), ("cohort",)], ids=["timeline", "rules", "cohort"])
+def test_every_command_group_has_help_with_an_example(group: tuple[str, ...]) -> None:
+    result = run_cli(*group, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.stdout

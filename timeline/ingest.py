@@ -72,12 +72,12 @@ class IngestResult:
     retracted: int = 0  # of the duplicates, rows of events that stay retracted
 
     def message(self) -> str:
-        head = f"{self.source}: {self.added} event{'s' if self.added != 1 else ''} added"
+        head = f"{self.source}: {self.added:,} event{'s' if self.added != 1 else ''} added"
         if self.batch_id is not None:
             head += f" as batch {self.batch_id}"
-        dups = f"{self.duplicates} duplicate{'s' if self.duplicates != 1 else ''} skipped"
+        dups = f"{self.duplicates:,} duplicate{'s' if self.duplicates != 1 else ''} skipped"
         if self.retracted:
-            dups += f" ({self.retracted} of retracted events, which stay retracted)"
+            dups += f" ({self.retracted:,} of retracted events, which stay retracted)"
         return f"{head}, {dups} (high-water seq {self.high_water})"
 
 
