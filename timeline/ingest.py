@@ -616,8 +616,8 @@ def content_hash_sql(schema: str) -> str:
     """SQL for an event's content hash over the stage ``s`` (native columns but the id):
     sha256 of the JSON array of their typed values (schema 1: of a JSON object).
 
-    Schema 3 hashes each time as read (``occ_ts`` / ``end_ts`` in the store's zone, a date
-    as ``YYYY-MM-DD``, a time to the microsecond), not as written: ``2009-03-01T10:00``,
+    Schema 3 hashes each time as read (``occ_ts`` / ``end_ts`` in the store's zone, in
+    microseconds, a date marked as one), not as written: ``2009-03-01T10:00``,
     ``…10:00:00`` and, in a UTC store, ``…10:00Z`` and ``…11:00+01:00`` are one event. A
     time that cannot be read keeps its text (the row is refused anyway). Schemas 1 and 2
     hashed the text, and their stores keep doing so: their derived ids must not change."""
@@ -631,9 +631,10 @@ def content_hash_sql(schema: str) -> str:
     for c in cols:
         if c in read:
             ts, precision = read[c]
+            # the instant in microseconds, a date marked as one (a date and its midnight are
+            # two events; 10:00 and 10:00:00 are one)
             parts.append(
-                f"coalesce(CASE WHEN s.{precision} = 'day' THEN strftime(s.{ts}, '%Y-%m-%d') "
-                f"ELSE strftime(s.{ts}, '%Y-%m-%dT%H:%M:%S.%f') END, s.{c})"
+                f"coalesce(CASE WHEN s.{precision} = 'day' THEN 'd' ELSE '' END || epoch_us(s.{ts}), s.{c})"
             )
         else:
             parts.append(f"s.{c}")
