@@ -517,41 +517,10 @@ app.command()(_synth.synth)
 
 
 def main() -> NoReturn:
-    """Entry point: run the app; turn library errors into one clean message."""
-    from timeline.errors import TimelineError
+    """Entry point: run the app; end with one exit code and one clean message (cli/exits.py)."""
+    from cli.exits import run
 
-    try:
-        app()  # click handles its own usage errors (exit 2) and --help
-    except (Exit, _engine.Exit) as done:
-        sys.exit(done.code)
-    except TimelineError as exc:
-        error(str(exc), exc.details())
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        error("interrupted")
-        sys.exit(130)
-    except Exception as exc:  # a bug: still no traceback unless asked for
-        from timeline.store import damage_message, is_damage, resolve_store_path
-
-        if is_damage(exc):  # found while reading rows, after the store opened fine
-            error(damage_message(resolve_store_path(_store_arg()), exc))
-            sys.exit(3)
-        if os.environ.get("TIMELINE_DEBUG"):
-            raise
-        error(f"internal error: {type(exc).__name__}: {exc}", ["set TIMELINE_DEBUG=1 to see the traceback"])
-        sys.exit(70)
-    sys.exit(0)
-
-
-def _store_arg() -> str | None:
-    """The --store value on the command line, if any (for messages outside a command)."""
-    args = sys.argv[1:]
-    for i, arg in enumerate(args):
-        if arg in ("--store", "-s") and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith("--store="):
-            return arg.split("=", 1)[1]
-    return None
+    sys.exit(run(app, (Exit, _engine.Exit)))
 
 
 if __name__ == "__main__":

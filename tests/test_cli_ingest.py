@@ -11,7 +11,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.support import EXAMPLE_CSV, rows_without, run_cli, snapshot
+from tests.support import EXAMPLE_CSV, interrupted_cli, rows_without, run_cli, snapshot
 from timeline import events as ev
 from timeline.store import Store, _dicts
 
@@ -409,3 +409,30 @@ def test_ingest_reads_a_named_pipe(empty_store: Path, tmp_path: Path) -> None:
     writer.join(timeout=10)
     assert result.exit_code == 0, result.output
     assert "14 events added" in result.stdout
+
+
+# The insert of an ingest made to run until it is interrupted: ready() once it starts.
+ENDLESS_INSERT = """
+import timeline.ingest as ingest
+select = ingest._insert_select
+def endless(*args, **kwargs):
+    ready()
+    return f"SELECT * FROM ({select(*args, **kwargs)}) WHERE (SELECT sum(i) FROM range(1000000000000000) t(i)) > 0"
+ingest._insert_select = endless
+"""
+
+
+@pytest.fixture
+def new_events(tmp_path: Path) -> Path:
+    path = tmp_path / "new.csv"
+    path.write_text("event_id,patient_id,kind,occurred_at,value,unit\nw9,P001,weight,2008-03-01,30,kg\n")
+    return path
+
+
+def test_ctrl_c_during_an_ingest_says_interrupted_and_writes_nothing(
+    example_store: Path, new_events: Path
+) -> None:
+    before = snapshot(example_store)
+    result = interrupted_cli(ENDLESS_INSERT, "ingest", new_events, "--store", example_store, "--author", "t")
+    assert (result.exit_code, result.stderr) == (130, "error: interrupted\n")
+    assert snapshot(example_store) == before

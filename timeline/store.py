@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import re
 import time
+import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -102,6 +103,19 @@ BATCH_COLUMNS: dict[str, str] = {
 
 GENESIS_HASH = "0" * 64
 _LOCK_RE = re.compile(r"\(PID (\d+)\)")
+
+# Every connection this process has open to a store, for interrupt_queries.
+_CONNECTIONS: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+
+
+def interrupt_queries() -> None:
+    """Stop the query running on each open store connection (for Ctrl-C: call it from a
+    SIGINT handler). DuckDB notices a SIGINT itself only at some points of a query and may
+    let the query run on; an interrupt of the connection stops it. A connection that is not
+    running a query is not affected: its next query runs."""
+    for con in list(_CONNECTIONS):
+        with suppress(duckdb.Error):  # closed meanwhile
+            con.interrupt()
 
 
 def resolve_store_path(path: str | os.PathLike[str] | None) -> Path:
@@ -269,6 +283,7 @@ class Store:
             ) from None
 
     def close(self) -> None:
+        _CONNECTIONS.discard(self.con)
         self.con.close()
 
     def __enter__(self) -> Store:
@@ -485,7 +500,11 @@ class Store:
         try:
             yield self.con
         except BaseException:
-            self.con.execute("ROLLBACK")
+            # The error to report is the one raised, not a failed rollback: a Ctrl-C that
+            # arrives as the block begins or ends leaves this generator unfinished until it is
+            # collected, after the store closed (and DuckDB rolled the transaction back)
+            with suppress(duckdb.Error):
+                self.con.execute("ROLLBACK")
             raise
         self.con.execute("COMMIT")
 
@@ -530,6 +549,7 @@ def _connect(path: Path, *, read_only: bool, wait: float) -> duckdb.DuckDBPyConn
     while True:
         try:
             con = duckdb.connect(str(path), read_only=read_only)
+            _CONNECTIONS.add(con)
             # DuckDB draws its own progress bar on stdout for a query over ~2 s: a library
             # must not write there (a script's output, a report piped to a file); the
             # commands show their own bars, on stderr, on a terminal

@@ -1,0 +1,123 @@
+"""How a run of the command line ends: one exit code and at most one clean message.
+
+``run`` runs the app and turns every way a command can end into an exit code (README, *Exit
+codes*) and a one-line error on stderr:
+
+- Ctrl-C: ``error: interrupted``, 130, wherever it arrives — in Python code (typer turns it
+  into exit 130 and says nothing), in a DuckDB query (which stops and raises an error of its
+  own instead), or while the command cleans up. A signal handler records it, so it is
+  recognised whatever error it turned into;
+- a library error: its message and exit code;
+- damage found while reading rows: 3;
+- anything else is a bug: 70, with the traceback under ``TIMELINE_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from cli.output import error
+
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+INTERNAL = 70
+
+
+class _State:
+    interrupted = False  # Ctrl-C arrived during this run
+    finishing = False  # the command has ended: a Ctrl-C now only changes the exit code
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    _State.interrupted = True
+    if _State.finishing:
+        return
+    store = sys.modules.get("timeline.store")
+    if store is not None:  # a query of the main thread may not see the KeyboardInterrupt
+        store.interrupt_queries()
+    raise KeyboardInterrupt
+
+
+def run(app: Callable[[], Any], done: tuple[type[Exception], ...]) -> int:
+    """Run ``app`` (the typer app) with the command line in ``sys.argv``; return the exit code.
+    ``done``: exceptions that carry the exit code (``.code``) of a command that has already
+    reported its outcome."""
+    _State.interrupted = _State.finishing = False
+    try:
+        previous: Any = signal.signal(signal.SIGINT, _on_sigint)
+    except ValueError:  # not the main thread (an embedding program): Ctrl-C stays its own
+        previous = None
+    try:
+        try:
+            app()
+            outcome: BaseException | None = None
+        except BaseException as exc:  # typer ends every run with SystemExit
+            outcome = exc
+        _State.finishing = True
+        return _ending(outcome, done)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _ending(exc: BaseException | None, done: tuple[type[Exception], ...]) -> int:
+    from timeline.errors import TimelineError
+
+    if _State.interrupted or _is_interrupt(exc):
+        return _fail("interrupted", [], INTERRUPTED)
+    if exc is None:
+        return 0
+    if isinstance(exc, SystemExit):
+        return _code(exc.code)
+    if isinstance(exc, done):
+        return int(getattr(exc, "code", 1))
+    if isinstance(exc, TimelineError):
+        return _fail(str(exc), exc.details(), exc.exit_code)
+    from timeline.store import damage_message, is_damage, resolve_store_path
+
+    if is_damage(exc):  # found while reading rows, after the store opened fine
+        return _fail(damage_message(resolve_store_path(_store_arg()), exc), [], 3)
+    if os.environ.get("TIMELINE_DEBUG"):
+        raise exc
+    return _fail(
+        f"internal error: {type(exc).__name__}: {exc}",
+        ["set TIMELINE_DEBUG=1 to see the traceback"],
+        INTERNAL,
+    )
+
+
+def _is_interrupt(exc: BaseException | None) -> bool:
+    """Ctrl-C, also as DuckDB reports it: a query it stopped raises ``InterruptException``
+    (a connection interrupted from another thread) or ``RuntimeError('Query interrupted')``."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, RuntimeError) and str(exc) == "Query interrupted":
+        return True
+    duckdb = sys.modules.get("duckdb")
+    return duckdb is not None and isinstance(exc, duckdb.InterruptException)
+
+
+def _code(code: object) -> int:
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
+
+
+def _fail(message: str, details: list[str], exit_code: int) -> int:
+    error(message, details)
+    return exit_code
+
+
+def _store_arg() -> str | None:
+    """The --store value on the command line, if any (for messages outside a command)."""
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg in ("--store", "-s") and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--store="):
+            return arg.split("=", 1)[1]
+    return None
