@@ -436,3 +436,31 @@ def test_ctrl_c_during_an_ingest_says_interrupted_and_writes_nothing(
     result = interrupted_cli(ENDLESS_INSERT, "ingest", new_events, "--store", example_store, "--author", "t")
     assert (result.exit_code, result.stderr) == (130, "error: interrupted\n")
     assert snapshot(example_store) == before
+
+
+def test_ctrl_c_during_an_ingest_with_a_progress_bar_says_interrupted_and_writes_nothing(
+    example_store: Path, new_events: Path
+) -> None:
+    # with a bar, a thread runs each query while the main thread polls its progress: Ctrl-C
+    # reaches the main thread, which closed the store under the running query (exit 70,
+    # "connection is busy", or an abort)
+    with_bar = """
+import cli.main
+import timeline.ingest as ingest
+select = ingest._insert_select
+ingest._insert_select = lambda *args, **kwargs: (
+    f"SELECT * FROM ({select(*args, **kwargs)}) WHERE (SELECT sum(i) FROM range(1000000000000000) t(i)) > 0"
+)
+class Bar:
+    def __init__(self, path):
+        pass
+    def __enter__(self):
+        return lambda stage, pct: ready() if stage == "writing" else None
+    def __exit__(self, *exc):
+        pass
+cli.main._progress = Bar
+"""
+    before = snapshot(example_store)
+    result = interrupted_cli(with_bar, "ingest", new_events, "--store", example_store, "--author", "t")
+    assert (result.exit_code, result.stderr) == (130, "error: interrupted\n")
+    assert snapshot(example_store) == before

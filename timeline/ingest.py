@@ -1221,7 +1221,11 @@ def _insert_select(
 
 
 class _Runner:
-    """Runs a step; with a progress callback, polls DuckDB's query progress meanwhile."""
+    """Runs a step; with a progress callback, runs it in a thread and polls DuckDB's query
+    progress meanwhile. Interrupted while it waits (Ctrl-C), it interrupts the query and
+    waits for the step to end before it raises: nothing else may use the connection, or
+    close it, while the thread's query runs (DuckDB refuses: "connection is busy", or the
+    process aborts as the thread is torn down)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, progress: Progress | None) -> None:
         self.con = con
@@ -1235,23 +1239,42 @@ class _Runner:
         if self.progress is None:
             return step()
         result: dict[str, Any] = {}
+        # The step's end is an event, not Thread.join: a join that a KeyboardInterrupt cuts
+        # short marks the thread as ended while it runs on (Python before 3.13)
+        ended = threading.Event()
 
         def work() -> None:
             try:
                 result["value"] = step()
             except BaseException as exc:  # re-raised in the calling thread
                 result["error"] = exc
+            finally:
+                ended.set()
 
-        thread = threading.Thread(target=work)
-        thread.start()
-        while thread.is_alive():
-            pct = self.con.query_progress()
-            self.progress(stage, max(pct, 0.0))
-            thread.join(0.1)
+        threading.Thread(target=work).start()
+        try:
+            while not ended.is_set():
+                pct = self.con.query_progress()
+                self.progress(stage, max(pct, 0.0))
+                ended.wait(0.1)
+        except BaseException:  # Ctrl-C, or a progress callback that failed
+            self._stop(ended)
+            raise
         self.progress(stage, 100.0)
         if "error" in result:
             raise result["error"]
         return result.get("value")
+
+    def _stop(self, ended: threading.Event) -> None:
+        """Interrupt the step's query and wait until the step has ended. A step may run more
+        queries after the one interrupted: each is interrupted in turn. Another Ctrl-C does
+        not stop the wait."""
+        while not ended.is_set():
+            try:
+                self.con.interrupt()
+                ended.wait(0.1)
+            except KeyboardInterrupt:
+                continue
 
 
 # ---- corrections ----------------------------------------------------------------------
