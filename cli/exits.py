@@ -7,6 +7,11 @@ codes*) and a one-line error on stderr:
   into exit 130 and says nothing), in a DuckDB query (which stops and raises an error of its
   own instead), or while the command cleans up. A signal handler records it, so it is
   recognised whatever error it turned into;
+- a closed standard output (``timeline … | head -1``): nothing said, 141, what a shell
+  reports for a tool that SIGPIPE ended — whether the write that found the pipe closed was
+  the command's own (typer then exits 1), rich's (which exits 1 too), or the last flush
+  before exit (Python then prints "Exception ignored … BrokenPipeError" at exit). Standard
+  output is pointed at /dev/null, so that nothing is flushed into the closed pipe at exit;
 - a library error: its message and exit code;
 - damage found while reading rows: 3;
 - anything else is a bug: 70, with the traceback under ``TIMELINE_DEBUG=1``.
@@ -14,6 +19,7 @@ codes*) and a one-line error on stderr:
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -24,6 +30,7 @@ from typing import Any
 from cli.output import error
 
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+BROKEN_PIPE = 141  # 128 + SIGPIPE
 INTERNAL = 70
 
 
@@ -58,7 +65,15 @@ def run(app: Callable[[], Any], done: tuple[type[Exception], ...]) -> int:
         except BaseException as exc:  # typer ends every run with SystemExit
             outcome = exc
         _State.finishing = True
-        return _ending(outcome, done)
+        code = _ending(outcome, done)
+        try:
+            sys.stdout.flush()  # now, not at exit: a closed pipe is found here
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                return code or _fail(f"cannot write to standard output: {exc.strerror}", [], 1)
+            _drop_stdout()
+            return code or BROKEN_PIPE
+        return code
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -69,6 +84,9 @@ def _ending(exc: BaseException | None, done: tuple[type[Exception], ...]) -> int
 
     if _State.interrupted or _is_interrupt(exc):
         return _fail("interrupted", [], INTERRUPTED)
+    if _broken_pipe(exc):
+        _drop_stdout()
+        return BROKEN_PIPE
     if exc is None:
         return 0
     if isinstance(exc, SystemExit):
@@ -99,6 +117,24 @@ def _is_interrupt(exc: BaseException | None) -> bool:
         return True
     duckdb = sys.modules.get("duckdb")
     return duckdb is not None and isinstance(exc, duckdb.InterruptException)
+
+
+def _broken_pipe(exc: BaseException | None) -> bool:
+    """A write to a closed pipe: raised, or (typer, rich) turned into exit 1."""
+    if isinstance(exc, SystemExit):
+        exc = exc.__context__
+    return isinstance(exc, OSError) and exc.errno == errno.EPIPE
+
+
+def _drop_stdout() -> None:
+    """Point standard output at /dev/null (the Python documentation's recipe for SIGPIPE):
+    what is left in its buffer must not be flushed into the closed pipe at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a file (a test's capture)
+        pass
 
 
 def _code(code: object) -> int:

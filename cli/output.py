@@ -32,7 +32,11 @@ def dump_json(data: Any) -> None:
     an overflow) is written as the string "Infinity", "-Infinity" or "NaN": JSON has no such
     numbers, and Python's bare tokens break other readers (jq, JavaScript)."""
     text = json.dumps(_finite(data), default=_default, indent=2, ensure_ascii=False, allow_nan=False)
-    sys.stdout.write(text + "\n")
+    text += "\n"
+    # In pieces: with an unbuffered stdout (PYTHONUNBUFFERED=1) Python ignores a write that a
+    # pipe took only in part (its reader exited meanwhile); the next piece meets the closed pipe
+    for start in range(0, len(text), 1 << 16):
+        sys.stdout.write(text[start : start + (1 << 16)])
 
 
 def _finite(value: Any) -> Any:

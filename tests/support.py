@@ -109,6 +109,30 @@ def interrupted_cli(setup: str, *args: str | os.PathLike[str]) -> CliResult:
     return CliResult(child.returncode, out, err)
 
 
+def run_cli_into_closed_pipe(*args: str | os.PathLike[str], unbuffered: bool = False) -> CliResult:
+    """Run ``timeline ARGS...`` in a child process whose standard output is a pipe that its
+    reader has already closed (``timeline … | head -1`` once head has exited): every write to
+    it fails. ``unbuffered``: as under PYTHONUNBUFFERED=1, else with Python's usual buffer."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = subprocess_env()
+    env.pop("PYTHONUNBUFFERED", None)
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli.main", *(str(a) for a in args)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    return CliResult(done.returncode, "", done.stderr)
+
+
 @contextlib.contextmanager
 def raw_connection(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """A plain DuckDB connection, bypassing the library (tests may tamper; the library may not)."""

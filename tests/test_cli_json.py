@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support import EXAMPLE_CSV, run_cli
+import pytest
+
+from tests.support import EXAMPLE_CSV, run_cli, run_cli_into_closed_pipe
 
 
 def test_events_json_lists_every_current_event_with_the_high_water(example_store: Path) -> None:
@@ -115,3 +117,21 @@ def test_events_of_an_unknown_patient_exits_5_with_a_suggestion(example_store: P
 def test_events_filtered_to_nothing_is_an_empty_list_not_an_error(example_store: Path) -> None:
     result = run_cli("events", "P001", "--kind", "death", "--store", example_store, "--json")
     assert (result.exit_code, json.loads(result.stdout)["events"]) == (0, [])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("patients", "--json"),  # one JSON document
+        ("events", "P001"),  # a rich table
+        ("history", "P001", "--csv", "--rule", "crp_normal"),  # CSV rows
+    ],
+    ids=["json", "table", "csv"],
+)
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_a_closed_pipe_on_standard_output_ends_silently_with_exit_141(
+    example_store: Path, args: tuple[str, ...], unbuffered: bool
+) -> None:
+    # before: exit 1 (typer, rich), or 120 with "Exception ignored ... BrokenPipeError"
+    result = run_cli_into_closed_pipe(*args, "--store", example_store, unbuffered=unbuffered)
+    assert (result.exit_code, result.stderr) == (141, "")

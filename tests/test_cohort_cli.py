@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from tests.cohort_support import COHORT, RULES, build_store
-from tests.support import run_cli
+from tests.support import run_cli, run_cli_into_closed_pipe
 
 
 @pytest.fixture(scope="module")
@@ -314,3 +314,11 @@ def test_run_replaces_an_existing_csv_whole_and_leaves_no_temporary_file(
     assert code == 0, err
     assert out.read_text(encoding="utf-8").startswith("# engine: ")
     assert [p.name for p in tmp_path.iterdir()] == ["cells.csv"]
+
+
+def test_run_csv_to_a_closed_pipe_ends_silently_with_exit_141(cohort_store: Path) -> None:
+    # `cohort run FILE --csv - | head -1`; before: exit 1
+    result = run_cli_into_closed_pipe(
+        "cohort", "run", COHORT, "--csv", "-", "--store", cohort_store, "--rules", RULES
+    )
+    assert (result.exit_code, result.stderr) == (141, "")
