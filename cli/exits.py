@@ -13,6 +13,10 @@ codes*) and a one-line error on stderr:
   before exit (Python then prints "Exception ignored … BrokenPipeError" at exit). Standard
   output is pointed at /dev/null, so that nothing is flushed into the closed pipe at exit;
 - a library error: its message and exit code;
+- an ``OSError`` that names a file (a path too long, a directory that cannot be searched,
+  met where a command checks its arguments): ``error: PATH: reason``, 2 — a path that
+  cannot be used is a bad command line. Stores, files to ingest and rule directories are
+  checked where they are opened, and get their own codes (3, 6, 8), as when they are missing;
 - damage found while reading rows: 3;
 - anything else is a bug: 70, with the traceback under ``TIMELINE_DEBUG=1``.
 """
@@ -31,6 +35,7 @@ from cli.output import error
 
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 BROKEN_PIPE = 141  # 128 + SIGPIPE
+USAGE = 2
 INTERNAL = 70
 
 
@@ -95,6 +100,9 @@ def _ending(exc: BaseException | None, done: tuple[type[Exception], ...]) -> int
         return int(getattr(exc, "code", 1))
     if isinstance(exc, TimelineError):
         return _fail(str(exc), exc.details(), exc.exit_code)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        name = os.fsdecode(exc.filename) if isinstance(exc.filename, bytes) else str(exc.filename)
+        return _fail(f"{name}: {exc.strerror or exc}", [], USAGE)
     from timeline.store import damage_message, is_damage, resolve_store_path
 
     if is_damage(exc):  # found while reading rows, after the store opened fine

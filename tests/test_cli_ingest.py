@@ -464,3 +464,15 @@ cli.main._progress = Bar
     result = interrupted_cli(with_bar, "ingest", new_events, "--store", example_store, "--author", "t")
     assert (result.exit_code, result.stderr) == (130, "error: interrupted\n")
     assert snapshot(example_store) == before
+
+
+def test_a_file_name_too_long_is_a_rejected_batch_naming_the_reason(
+    example_store: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / ("a" * 300 + ".csv")
+    result = run_cli("ingest", path, "--store", example_store, "--author", "t")
+    # before: "internal error: OSError: [Errno 36] File name too long", exit 70
+    assert (result.exit_code, result.stderr.splitlines()[1:]) == (
+        6,
+        [f"  {path}: file: cannot be read: File name too long"],
+    )

@@ -252,3 +252,19 @@ integrity.verify = verify
 """
     result = interrupted_cli(setup, "verify", "--store", example_store)
     assert (result.exit_code, result.stderr, result.stdout) == (130, "error: interrupted\n", "")
+
+
+@pytest.mark.parametrize(
+    ("command", "verb"), [(("init",), "create"), (("info",), "open"), (("ingest", EXAMPLE_CSV), "open")]
+)
+def test_a_store_name_too_long_is_named_with_the_reason_and_exits_3(
+    tmp_path: Path, command: tuple[str | Path, ...], verb: str
+) -> None:
+    store = tmp_path / ("a" * 300 + ".duckdb")  # longer than a file name may be (255 bytes)
+    result = (
+        run_cli(*command, "--store", store, "--author", "t")
+        if "ingest" in command
+        else run_cli(*command, "--store", store)
+    )
+    # before: "internal error: OSError: [Errno 36] File name too long", exit 70
+    assert (result.exit_code, result.stderr) == (3, f"error: cannot {verb} {store}: File name too long\n")

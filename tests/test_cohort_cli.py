@@ -322,3 +322,18 @@ def test_run_csv_to_a_closed_pipe_ends_silently_with_exit_141(cohort_store: Path
         "cohort", "run", COHORT, "--csv", "-", "--store", cohort_store, "--rules", RULES
     )
     assert (result.exit_code, result.stderr) == (141, "")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("cohort", "run", COHORT, "--csv"), ("cohort", "run", COHORT, "--parquet"), ("plot", "P2", "--out")],
+    ids=["csv", "parquet", "plot"],
+)
+def test_an_output_name_too_long_is_a_bad_command_line_naming_it(
+    cohort_store: Path, tmp_path: Path, command: tuple[str | Path, ...]
+) -> None:
+    out = tmp_path / ("a" * 300 + (".png" if command[0] == "plot" else ".out"))
+    result = run_cli(*command, out, "--store", cohort_store, "--rules", RULES)
+    # before: "internal error: OSError: [Errno 36] File name too long", exit 70 (cohort run);
+    # "cannot write …", exit 1, once the plot was drawn
+    assert (result.exit_code, result.stderr) == (2, f"error: {out}: File name too long\n")

@@ -255,7 +255,13 @@ def retract(store: Store, event_id: str, *, reason: str, author: str) -> IngestR
 
 
 def _detect_format(path: Path, fmt: str | None, name: str | None = None) -> str:
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a path that cannot name a file: too long, a directory not searchable
+        raise IngestError(
+            name or str(path), [RowError(None, None, f"cannot be read: {exc.strerror or exc}")]
+        ) from exc
+    if not exists:
         raise IngestError(name or str(path), [RowError(None, None, "no such file")])
     if fmt == "meds" or (fmt is None and meds.is_meds_dir(path)):
         if not path.is_dir():

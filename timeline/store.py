@@ -177,11 +177,15 @@ class Store:
     @classmethod
     def create(cls, path: str | os.PathLike[str] | None = None, timezone: str = "UTC") -> Store:
         target = resolve_store_path(path)
-        if target.is_dir():
+        try:  # a path that cannot name a file (too long, a directory not searchable) says so
+            is_dir, exists, parent = target.is_dir(), target.exists(), target.parent.exists()
+        except OSError as exc:
+            raise StoreError(f"cannot create {target}: {exc.strerror or exc}") from exc
+        if is_dir:
             raise StoreError(f"{target} is a directory: give the store's file name")
-        if target.exists():
+        if exists:
             raise StoreError(f"{target} already exists; not overwriting it")
-        if not target.parent.exists():
+        if not parent:
             raise StoreError(f"directory {target.parent} does not exist")
         _check_timezone(timezone)
         con = _connect(target, read_only=False, wait=0)
@@ -218,9 +222,13 @@ class Store:
         wait: float = 0,
     ) -> Store:
         target = resolve_store_path(path)
-        if not target.exists():
+        try:  # a path that cannot name a file (too long, a directory not searchable) says so
+            exists, is_dir = target.exists(), target.is_dir()
+        except OSError as exc:
+            raise StoreError(f"cannot open {target}: {exc.strerror or exc}") from exc
+        if not exists:
             raise StoreError(f"no store at {target} (create one with `timeline init`)")
-        if target.is_dir():
+        if is_dir:
             raise StoreError(f"{target} is a directory, not a store file")
         con = _connect(target, read_only=not write, wait=wait)
         try:
