@@ -19,6 +19,12 @@ codes*) and a one-line error on stderr:
   checked where they are opened, and get their own codes (3, 6, 8), as when they are missing;
 - damage found while reading rows: 3;
 - anything else is a bug: 70, with the traceback under ``TIMELINE_DEBUG=1``.
+
+A command given ``--json`` that fails also writes one JSON document on stdout, ``{"ok": false,
+"error": {"message", "details", "exit_code"}}`` — the text error stays on stderr — unless it
+wrote a document of its own (ingest's rejected batch, ``rules check``, ``cohort check``,
+``verify``, ``rules test``: they carry the same ``ok`` and ``error``). A usage error that
+click reports (exit 2) gets one too.
 """
 
 from __future__ import annotations
@@ -28,10 +34,11 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import suppress
 from types import FrameType
 from typing import Any
 
-from cli.output import error
+from cli.output import documents_written, dump_json, error, error_document
 
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 BROKEN_PIPE = 141  # 128 + SIGPIPE
@@ -42,6 +49,8 @@ INTERNAL = 70
 class _State:
     interrupted = False  # Ctrl-C arrived during this run
     finishing = False  # the command has ended: a Ctrl-C now only changes the exit code
+    json = False  # --json was given
+    documents = 0  # JSON documents written before this run
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
@@ -59,6 +68,8 @@ def run(app: Callable[[], Any], done: tuple[type[Exception], ...]) -> int:
     ``done``: exceptions that carry the exit code (``.code``) of a command that has already
     reported its outcome."""
     _State.interrupted = _State.finishing = False
+    _State.json = _json_requested(sys.argv[1:])
+    _State.documents = documents_written()
     try:
         previous: Any = signal.signal(signal.SIGINT, _on_sigint)
     except ValueError:  # not the main thread (an embedding program): Ctrl-C stays its own
@@ -95,6 +106,10 @@ def _ending(exc: BaseException | None, done: tuple[type[Exception], ...]) -> int
     if exc is None:
         return 0
     if isinstance(exc, SystemExit):
+        shown = exc.__context__  # a usage error (click's) that typer has shown: exit 2
+        message = getattr(shown, "format_message", None)
+        if callable(message) and isinstance(getattr(shown, "exit_code", None), int):
+            _json_error(str(message()), [], _code(exc.code))
         return _code(exc.code)
     if isinstance(exc, done):
         return int(getattr(exc, "code", 1))
@@ -153,7 +168,20 @@ def _code(code: object) -> int:
 
 def _fail(message: str, details: list[str], exit_code: int) -> int:
     error(message, details)
+    _json_error(message, details, exit_code)
     return exit_code
+
+
+def _json_requested(args: list[str]) -> bool:
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def _json_error(message: str, details: list[str], exit_code: int) -> None:
+    """The JSON error document on stdout, under --json, unless the command wrote its own."""
+    if not _State.json or documents_written() > _State.documents:
+        return
+    with suppress(OSError):  # a closed pipe: found and reported when stdout is flushed
+        dump_json({"ok": False, "error": error_document(message, details, exit_code)})
 
 
 def _store_arg() -> str | None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from cli.options import AsKnownOpt, JsonOpt, StoreOpt, WaitOpt
-from cli.output import cell, console, dump_json, error, esc
+from cli.output import cell, console, dump_json, error, error_document, esc
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -201,6 +201,8 @@ def ingest(
                 "source": failed.source,
                 "errors": [e.__dict__ for e in failed.errors],
             }
+            payload["ok"] = False
+            payload["error"] = error_document(failed.summary(), failed.details(), failed.exit_code)
         dump_json(payload)
     if failed is not None:
         if not json_out:
@@ -459,18 +461,20 @@ def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False)
 
     with _open(store, wait=wait) as s:
         report = do_verify(s)
+    broken = f"store integrity broken: {report.first_broken_link}"
     if json_out:
         dump_json(
             {"ok": report.ok, "events": report.events, "batches": report.batches,
              "head_hash": report.head_hash, "first_broken_link": report.first_broken_link,
-             "problems": report.problems}
+             "problems": report.problems,
+             **({} if report.ok else {"error": error_document(broken, report.problems[1:], 7)})}
         )  # fmt: skip
     elif report.ok:
         console().print(
             f"ok: {report.events} events in {report.batches} batches; head hash {report.head_hash}"
         )
     else:
-        error(f"store integrity broken: {report.first_broken_link}", report.problems[1:])
+        error(broken, report.problems[1:])
     if not report.ok:
         raise Exit(7)
 
