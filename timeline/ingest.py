@@ -39,7 +39,9 @@ from timeline.store import EVENT_COLUMNS, Store, _quote, insert_rows, lower_memo
 from timeline.units import UnitError, conversion
 
 Progress = Callable[[str, float], None]
-"""Called with (stage, percent 0-100) while a long batch is written."""
+"""Called with (stage, percent 0-100) while a batch is written: the stages ``reading``,
+``checking``, ``writing`` and ``sealing`` in turn, each with a percentage that never goes
+down and ends at 100."""
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 MAX_REPORTED = 1000
@@ -1017,7 +1019,11 @@ def _write_batch(
     run = _Runner(store.con, progress)
     with _out_of_room(source, lambda: run.stage):
         con = store.con
-        run("checking", lambda: _stage(con, store.timezone, store.schema_version, ordered_rows))
+        run(
+            "checking",
+            lambda: _stage(con, store.timezone, store.schema_version, ordered_rows),
+            shown_as="reading",
+        )
         _conversions(con)
         _versions(con, op)
         now_local = datetime.now(UTC).astimezone(zone).replace(tzinfo=None)
@@ -1240,10 +1246,14 @@ class _Runner:
         if progress is not None:
             con.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
 
-    def __call__(self, stage: str, step: Callable[[], Any]) -> Any:
+    def __call__(self, stage: str, step: Callable[[], Any], shown_as: str | None = None) -> Any:
+        """Run ``step``; ``stage`` names it in an error, ``shown_as`` (default: ``stage``) in
+        the progress reported."""
         self.stage = stage
         if self.progress is None:
             return step()
+        label = shown_as or stage
+        meter = _Meter(self.con.query_progress())
         result: dict[str, Any] = {}
         # The step's end is an event, not Thread.join: a join that a KeyboardInterrupt cuts
         # short marks the thread as ended while it runs on (Python before 3.13)
@@ -1260,13 +1270,12 @@ class _Runner:
         threading.Thread(target=work).start()
         try:
             while not ended.is_set():
-                pct = self.con.query_progress()
-                self.progress(stage, max(pct, 0.0))
+                self.progress(label, meter(self.con.query_progress()))
                 ended.wait(0.1)
         except BaseException:  # Ctrl-C, or a progress callback that failed
             self._stop(ended)
             raise
-        self.progress(stage, 100.0)
+        self.progress(label, 100.0)
         if "error" in result:
             raise result["error"]
         return result.get("value")
@@ -1281,6 +1290,30 @@ class _Runner:
                 ended.wait(0.1)
             except KeyboardInterrupt:
                 continue
+
+
+class _Meter:
+    """A step's progress from DuckDB's, which is that of the query running: it starts again
+    at each query of the step, and until the step's first query begins it is the previous
+    step's (100 at the start of "writing"). So the figure seen before the step is left out,
+    and each later query fills the part of the bar that the earlier ones left: the
+    percentage never goes down."""
+
+    def __init__(self, before: float) -> None:
+        self.before: float | None = before  # DuckDB's figure before the step began
+        self.shown = 0.0
+        self.base = 0.0  # what the step's earlier queries filled
+        self.last = -1.0  # DuckDB's last figure in this step
+
+    def __call__(self, pct: float) -> float:
+        if pct < 0 or pct == self.before:  # no query running, or not the step's yet
+            return self.shown
+        self.before = None
+        if pct < self.last:  # the step's next query
+            self.base = self.shown
+        self.last = pct
+        self.shown = max(self.shown, self.base + (100.0 - self.base) * min(pct, 100.0) / 100.0)
+        return self.shown
 
 
 # ---- corrections ----------------------------------------------------------------------
