@@ -5,8 +5,9 @@ codes*) and a one-line error on stderr:
 
 - Ctrl-C: ``error: interrupted``, 130, wherever it arrives — in Python code (typer turns it
   into exit 130 and says nothing), in a DuckDB query (which stops and raises an error of its
-  own instead), or while the command cleans up. A signal handler records it, so it is
-  recognised whatever error it turned into;
+  own instead), or while the command cleans up. A SIGINT handler records it, so that it is
+  recognised whatever error it became, and interrupts the queries of the open stores
+  (DuckDB alone lets some run on);
 - a closed standard output (``timeline … | head -1``): nothing said, 141, what a shell
   reports for a tool that SIGPIPE ended — whether the write that found the pipe closed was
   the command's own (typer then exits 1), rich's (which exits 1 too), or the last flush
