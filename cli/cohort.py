@@ -14,7 +14,7 @@ import typer
 
 from cli.engine import Exit, ParamOpt, RulesOpt, load, session
 from cli.options import AsKnownOpt, StoreOpt, WaitOpt
-from cli.output import cell, console, dump_json, error, esc
+from cli.output import cell, console, dump_json, error, error_document, esc
 
 if TYPE_CHECKING:
     from timeline.cohort.report import Cell, Report
@@ -121,7 +121,10 @@ def check(
         spec = _spec(file, rules, param)
     except (CohortError, RuleError) as exc:
         if json_out:
-            dump_json({"ok": False, "problems": [p.__dict__ for p in exc.problems]})
+            dump_json(
+                {"ok": False, "problems": [p.__dict__ for p in exc.problems],
+                 "error": error_document(exc.summary(), exc.details(), exc.exit_code)}
+            )  # fmt: skip
         else:
             error(exc.summary(), exc.details())
         raise Exit(exc.exit_code) from None

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.options import AsKnownOpt, StoreOpt, WaitOpt
-from cli.output import cell, console, dump_json, error, esc
+from cli.output import cell, console, dump_json, error, error_document, esc
 
 if TYPE_CHECKING:
     from timeline.engine.evaluate import Result, Session
@@ -497,7 +497,10 @@ def rules_check(
         rs = load([*(rules or []), *(directory or [])])
     except RuleError as exc:
         if json_out:
-            dump_json({"ok": False, "problems": [p.__dict__ for p in exc.problems]})
+            dump_json(
+                {"ok": False, "problems": [p.__dict__ for p in exc.problems],
+                 "error": error_document(exc.summary(), exc.details(), exc.exit_code)}
+            )  # fmt: skip
         else:
             error(exc.summary(), exc.details())
         raise Exit(exc.exit_code) from None
@@ -537,11 +540,21 @@ def rules_test(
     results = run_examples(rs, dirs, rule)
     failed = [r for r in results if not r.passed]
     if json_out:
+        outcome: dict[str, Any] = {}
+        if failed:
+            details = [f"{r.rule}: {r.example}" for r in failed]
+            outcome = {
+                "ok": False,
+                "error": error_document(
+                    f"{len(failed)} rule example{'s' if len(failed) != 1 else ''} failed", details, 9
+                ),
+            }
         dump_json(
             {
                 "passed": len(results) - len(failed),
                 "failed": len(failed),
                 "examples": [r.__dict__ for r in results],
+                **outcome,
             }
         )
     else:

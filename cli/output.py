@@ -27,12 +27,34 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+_documents = 0  # JSON documents started on stdout by this process
+
+
 def dump_json(data: Any) -> None:
     """``data`` as JSON on stdout. A number that is not finite (a percentage change from 0,
     an overflow) is written as the string "Infinity", "-Infinity" or "NaN": JSON has no such
     numbers, and Python's bare tokens break other readers (jq, JavaScript)."""
+    global _documents
     text = json.dumps(_finite(data), default=_default, indent=2, ensure_ascii=False, allow_nan=False)
-    sys.stdout.write(text + "\n")
+    _documents += 1  # counted before it is written: a document cut short is still one
+    text += "\n"
+    # In pieces: with an unbuffered stdout (PYTHONUNBUFFERED=1) Python ignores a write that a
+    # pipe took only in part (its reader exited meanwhile); the next piece meets the closed pipe
+    for start in range(0, len(text), 1 << 16):
+        sys.stdout.write(text[start : start + (1 << 16)])
+
+
+def documents_written() -> int:
+    """How many JSON documents ``dump_json`` has begun to write (so that a failing command
+    does not add an error document after its own)."""
+    return _documents
+
+
+def error_document(message: str, details: list[str], exit_code: int) -> dict[str, Any]:
+    """The ``error`` part of the JSON document of a command that failed under ``--json``:
+    the one-line message and every detail line shown on stderr (none cut off), and the exit
+    code."""
+    return {"message": message, "details": details, "exit_code": exit_code}
 
 
 def _finite(value: Any) -> Any:

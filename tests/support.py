@@ -6,6 +6,8 @@ import contextlib
 import importlib.util
 import io
 import os
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -63,6 +65,72 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIMELINE_") and k != "FORCE_COLOR"}
     env.update(extra)
     return env
+
+
+# A child `timeline` process for interrupt tests: ``SETUP`` runs first and may call
+# ``ready()`` at the moment the parent should press Ctrl-C (on a pipe of its own, so that
+# stdout and stderr stay the command's).
+INTERRUPTED_CHILD = """
+import os, sys
+fd, setup = int(sys.argv[1]), sys.argv[2]
+def ready():
+    os.write(fd, b"ready\\n")
+exec(setup, {"ready": ready})
+sys.argv = ["timeline", *sys.argv[3:]]
+from cli.main import main
+main()
+"""
+
+
+def interrupted_cli(setup: str, *args: str | os.PathLike[str]) -> CliResult:
+    """Run ``timeline ARGS...`` in a child process and send it SIGINT, as Ctrl-C does, once
+    ``setup`` (Python run before the command, typically patching a step to call ``ready()``
+    and then take long) says it is ready. Without a call to ``ready()`` the command runs to
+    its end."""
+    read_end, write_end = os.pipe()
+    child = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_CHILD, str(write_end), setup, *(str(a) for a in args)],
+        pass_fds=(write_end,),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end) as signals:
+            if signals.readline():  # "" when the child ended without calling ready()
+                child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return CliResult(child.returncode, out, err)
+
+
+def run_cli_into_closed_pipe(*args: str | os.PathLike[str], unbuffered: bool = False) -> CliResult:
+    """Run ``timeline ARGS...`` in a child process whose standard output is a pipe that its
+    reader has already closed (``timeline … | head -1`` once head has exited): every write to
+    it fails. ``unbuffered``: as under PYTHONUNBUFFERED=1, else with Python's usual buffer."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = subprocess_env()
+    env.pop("PYTHONUNBUFFERED", None)
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli.main", *(str(a) for a in args)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    return CliResult(done.returncode, "", done.stderr)
 
 
 @contextlib.contextmanager

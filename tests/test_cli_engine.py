@@ -675,3 +675,20 @@ def test_rules_check_of_a_file_says_it_is_not_a_directory() -> None:
     result = run_cli("rules", "check", "examples/events.csv")
     assert result.exit_code == 8
     assert "examples/events.csv: is a file, not a rule directory" in result.stderr
+
+
+@pytest.mark.parametrize("command", [("rules", "check"), ("state", "P001", "--at", "2008-02-10", "--rules")])
+def test_a_rule_directory_name_too_long_is_a_rule_problem_naming_the_reason(
+    example_store: Path, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    directory = tmp_path / ("a" * 300)
+    result = (
+        run_cli(*command, directory, "--store", example_store)
+        if command[0] == "state"
+        else run_cli(*command, directory)
+    )
+    # before: "internal error: OSError: [Errno 36] File name too long", exit 70
+    assert (result.exit_code, result.stderr.splitlines()[1:]) == (
+        8,
+        [f"  {directory}: rule directory cannot be read: File name too long"],
+    )

@@ -4,15 +4,18 @@ stored, and that CSV, JSON Lines and Parquet mean the same thing."""
 from __future__ import annotations
 
 import csv
+import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
-from tests.support import EXAMPLE_CSV, rows_without, run_cli, snapshot
+from tests.support import EXAMPLE_CSV, interrupted_cli, rows_without, run_cli, snapshot
 from timeline import events as ev
+from timeline.ingest import ingest_file
 from timeline.store import Store, _dicts
 
 
@@ -409,3 +412,106 @@ def test_ingest_reads_a_named_pipe(empty_store: Path, tmp_path: Path) -> None:
     writer.join(timeout=10)
     assert result.exit_code == 0, result.output
     assert "14 events added" in result.stdout
+
+
+# The insert of an ingest made to run until it is interrupted: ready() once it starts.
+ENDLESS_INSERT = """
+import timeline.ingest as ingest
+select = ingest._insert_select
+def endless(*args, **kwargs):
+    ready()
+    return f"SELECT * FROM ({select(*args, **kwargs)}) WHERE (SELECT sum(i) FROM range(1000000000000000) t(i)) > 0"
+ingest._insert_select = endless
+"""
+
+
+@pytest.fixture
+def new_events(tmp_path: Path) -> Path:
+    path = tmp_path / "new.csv"
+    path.write_text("event_id,patient_id,kind,occurred_at,value,unit\nw9,P001,weight,2008-03-01,30,kg\n")
+    return path
+
+
+def test_ctrl_c_during_an_ingest_says_interrupted_and_writes_nothing(
+    example_store: Path, new_events: Path
+) -> None:
+    before = snapshot(example_store)
+    result = interrupted_cli(ENDLESS_INSERT, "ingest", new_events, "--store", example_store, "--author", "t")
+    assert (result.exit_code, result.stderr) == (130, "error: interrupted\n")
+    assert snapshot(example_store) == before
+
+
+def test_ctrl_c_during_an_ingest_with_a_progress_bar_says_interrupted_and_writes_nothing(
+    example_store: Path, new_events: Path
+) -> None:
+    # with a bar, a thread runs each query while the main thread polls its progress: Ctrl-C
+    # reaches the main thread, which closed the store under the running query (exit 70,
+    # "connection is busy", or an abort)
+    with_bar = """
+import cli.main
+import timeline.ingest as ingest
+select = ingest._insert_select
+ingest._insert_select = lambda *args, **kwargs: (
+    f"SELECT * FROM ({select(*args, **kwargs)}) WHERE (SELECT sum(i) FROM range(1000000000000000) t(i)) > 0"
+)
+class Bar:
+    def __init__(self, path):
+        pass
+    def __enter__(self):
+        return lambda stage, pct: ready() if stage == "writing" else None
+    def __exit__(self, *exc):
+        pass
+cli.main._progress = Bar
+"""
+    before = snapshot(example_store)
+    result = interrupted_cli(with_bar, "ingest", new_events, "--store", example_store, "--author", "t")
+    assert (result.exit_code, result.stderr) == (130, "error: interrupted\n")
+    assert snapshot(example_store) == before
+
+
+def test_a_file_name_too_long_is_a_rejected_batch_naming_the_reason(
+    example_store: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / ("a" * 300 + ".csv")
+    result = run_cli("ingest", path, "--store", example_store, "--author", "t")
+    # before: "internal error: OSError: [Errno 36] File name too long", exit 70
+    assert (result.exit_code, result.stderr.splitlines()[1:]) == (
+        6,
+        [f"  {path}: file: cannot be read: File name too long"],
+    )
+
+
+def test_ingest_progress_never_goes_back_within_a_stage(tmp_path: Path) -> None:
+    # before: each DuckDB query of a stage started its figure again ("checking 100%" → "27%")
+    seen: list[tuple[str, float]] = []
+    with Store.create(tmp_path / "s.duckdb") as store:
+        ingest_file(store, EXAMPLE_CSV, author="t", progress=lambda stage, pct: seen.append((stage, pct)))
+    stages = list(dict.fromkeys(stage for stage, _ in seen))
+    by_stage = {stage: [pct for s, pct in seen if s == stage] for stage in stages}
+    assert all(pcts == sorted(pcts) and pcts[-1] == 100.0 for pcts in by_stage.values()), by_stage
+    assert stages == ["reading", "checking", "writing", "sealing"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_bar_shows_once_an_ingest_has_lasted_a_second_whatever_the_file_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # before: only for files over 5 MB (a 3.6 MB Parquet file of 616k events: 13 s, no bar)
+    from cli.main import _progress
+
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    now = [0.0]
+    bar = _progress(EXAMPLE_CSV)
+    bar.clock = lambda: now[0]
+    with bar as update:
+        assert update is not None
+        update("reading", 10.0)
+        shown_at_first = bar.bar is not None
+        now[0] = 1.5
+        update("reading", 20.0)
+        shown_later = bar.bar is not None
+    assert (shown_at_first, shown_later) == (False, True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support import EXAMPLE_CSV, run_cli
+import pytest
+
+from tests.support import EXAMPLE_CSV, interrupted_cli, run_cli, run_cli_into_closed_pipe
 
 
 def test_events_json_lists_every_current_event_with_the_high_water(example_store: Path) -> None:
@@ -115,3 +117,89 @@ def test_events_of_an_unknown_patient_exits_5_with_a_suggestion(example_store: P
 def test_events_filtered_to_nothing_is_an_empty_list_not_an_error(example_store: Path) -> None:
     result = run_cli("events", "P001", "--kind", "death", "--store", example_store, "--json")
     assert (result.exit_code, json.loads(result.stdout)["events"]) == (0, [])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("patients", "--json"),  # one JSON document
+        ("events", "P001"),  # a rich table
+        ("history", "P001", "--csv", "--rule", "crp_normal"),  # CSV rows
+    ],
+    ids=["json", "table", "csv"],
+)
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_a_closed_pipe_on_standard_output_ends_silently_with_exit_141(
+    example_store: Path, args: tuple[str, ...], unbuffered: bool
+) -> None:
+    # before: exit 1 (typer, rich), or 120 with "Exception ignored ... BrokenPipeError"
+    result = run_cli_into_closed_pipe(*args, "--store", example_store, unbuffered=unbuffered)
+    assert (result.exit_code, result.stderr) == (141, "")
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("state", "NOPE", "--at", "2009-01-01"), 5),
+        (("correct", "nosuch", "--set", "value=1", "--reason", "r", "--author", "a"), 5),
+        (("verify", "--store", "missing.duckdb"), 3),
+    ],
+    ids=["state", "correct", "verify"],
+)
+def test_a_command_that_fails_under_json_writes_one_error_document(
+    example_store: Path, tmp_path: Path, args: tuple[str, ...], code: int
+) -> None:
+    args = tuple(str(tmp_path / a) if a == "missing.duckdb" else a for a in args)
+    result = run_cli(*args, "--json", *(() if "--store" in args else ("--store", example_store)))
+    # before: stdout empty, only the text error on stderr
+    assert result.stdout.startswith("{"), result.output
+    message = result.stderr.removeprefix("error: ").removesuffix("\n")
+    assert json.loads(result.stdout) == {
+        "ok": False,
+        "error": {"message": message, "details": [], "exit_code": code},
+    }
+    assert (result.exit_code, result.stderr) == (code, f"error: {message}\n")
+
+
+def test_a_usage_error_under_json_writes_an_error_document(example_store: Path) -> None:
+    result = run_cli("state", "--json", "--store", example_store)  # no patient, no --at
+    data = json.loads(result.stdout)
+    assert (data["ok"], data["error"]["details"], data["error"]["exit_code"]) == (False, [], 2)
+    assert data["error"]["message"].startswith("Missing argument")
+    assert result.exit_code == 2
+    assert data["error"]["message"] in result.stderr  # as click shows it
+
+
+def test_a_rejected_ingest_under_json_also_carries_ok_and_the_error(
+    example_store: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("patient_id,kind,occurred_at\nP001,weight,2009-13-01\n")
+    result = run_cli("ingest", bad, "--store", example_store, "--author", "t", "--json")
+    data = json.loads(result.stdout)
+    assert (data["ok"], data["batches"], data["rejected"]["source"]) == (False, [], str(bad))
+    assert data["error"] == {
+        "message": f"{bad}: batch rejected, nothing written ({len(data['rejected']['errors'])} errors)",
+        "details": [
+            f"{bad}: row {e['row']}, field {e['field']}: {e['reason']}" for e in data["rejected"]["errors"]
+        ],
+        "exit_code": 6,
+    }
+    assert result.exit_code == 6
+
+
+def test_an_interrupted_command_under_json_writes_an_error_document(example_store: Path) -> None:
+    setup = """
+import time
+import timeline.integrity as integrity
+def verify(store):
+    ready()
+    time.sleep(60)
+integrity.verify = verify
+"""
+    result = interrupted_cli(setup, "verify", "--store", example_store, "--json")
+    assert json.loads(result.stdout) == {
+        "ok": False,
+        "error": {"message": "interrupted", "details": [], "exit_code": 130},
+    }
+    assert (result.exit_code, result.stderr) == (130, "error: interrupted\n")

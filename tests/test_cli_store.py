@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import EXAMPLE_CSV, raw_connection, run_cli
+from tests.support import EXAMPLE_CSV, interrupted_cli, raw_connection, run_cli
 
 
 def test_init_creates_the_store_file(store_path: Path) -> None:
@@ -221,3 +221,50 @@ def test_wait_must_be_a_finite_number_of_seconds(example_store: Path, value: str
     result = run_cli("events", "P001", "--store", example_store, "--wait", value)
     assert result.exit_code == 2
     assert "is not a number of seconds" in result.stderr
+
+
+# A query that runs until it is interrupted.
+ENDLESS_QUERY = "SELECT sum(i) FROM range(1000000000000000) t(i)"
+
+
+def test_ctrl_c_during_a_query_says_interrupted_and_exits_130(example_store: Path) -> None:
+    # DuckDB stops the query and raises an error of its own (RuntimeError: Query interrupted)
+    setup = f"""
+import timeline.integrity as integrity
+def verify(store):
+    ready()
+    store.con.execute("{ENDLESS_QUERY}").fetchall()
+integrity.verify = verify
+"""
+    result = interrupted_cli(setup, "verify", "--store", example_store)
+    assert (result.exit_code, result.stderr, result.stdout) == (130, "error: interrupted\n", "")
+
+
+def test_ctrl_c_between_queries_says_interrupted_and_exits_130(example_store: Path) -> None:
+    # in Python code typer catches the KeyboardInterrupt itself and exits 130 without a word
+    setup = """
+import time
+import timeline.integrity as integrity
+def verify(store):
+    ready()
+    time.sleep(60)
+integrity.verify = verify
+"""
+    result = interrupted_cli(setup, "verify", "--store", example_store)
+    assert (result.exit_code, result.stderr, result.stdout) == (130, "error: interrupted\n", "")
+
+
+@pytest.mark.parametrize(
+    ("command", "verb"), [(("init",), "create"), (("info",), "open"), (("ingest", EXAMPLE_CSV), "open")]
+)
+def test_a_store_name_too_long_is_named_with_the_reason_and_exits_3(
+    tmp_path: Path, command: tuple[str | Path, ...], verb: str
+) -> None:
+    store = tmp_path / ("a" * 300 + ".duckdb")  # longer than a file name may be (255 bytes)
+    result = (
+        run_cli(*command, "--store", store, "--author", "t")
+        if "ingest" in command
+        else run_cli(*command, "--store", store)
+    )
+    # before: "internal error: OSError: [Errno 36] File name too long", exit 70
+    assert (result.exit_code, result.stderr) == (3, f"error: cannot {verb} {store}: File name too long\n")

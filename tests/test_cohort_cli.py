@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from tests.cohort_support import COHORT, RULES, build_store
-from tests.support import run_cli
+from tests.support import run_cli, run_cli_into_closed_pipe
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_run_refuses_csv_dash_with_json(cohort_store: Path) -> None:
     code, out, err = cohort("run", COHORT, "--csv", "-", "--json", store=cohort_store)
     assert code == 2
     assert "--csv - and --json" in err
-    assert out == ""
+    assert json.loads(out)["error"]["exit_code"] == 2  # only --json's error document
 
 
 def test_run_writes_parquet_with_the_manifest_as_metadata(cohort_store: Path, tmp_path: Path) -> None:
@@ -314,3 +314,26 @@ def test_run_replaces_an_existing_csv_whole_and_leaves_no_temporary_file(
     assert code == 0, err
     assert out.read_text(encoding="utf-8").startswith("# engine: ")
     assert [p.name for p in tmp_path.iterdir()] == ["cells.csv"]
+
+
+def test_run_csv_to_a_closed_pipe_ends_silently_with_exit_141(cohort_store: Path) -> None:
+    # `cohort run FILE --csv - | head -1`; before: exit 1
+    result = run_cli_into_closed_pipe(
+        "cohort", "run", COHORT, "--csv", "-", "--store", cohort_store, "--rules", RULES
+    )
+    assert (result.exit_code, result.stderr) == (141, "")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("cohort", "run", COHORT, "--csv"), ("cohort", "run", COHORT, "--parquet"), ("plot", "P2", "--out")],
+    ids=["csv", "parquet", "plot"],
+)
+def test_an_output_name_too_long_is_a_bad_command_line_naming_it(
+    cohort_store: Path, tmp_path: Path, command: tuple[str | Path, ...]
+) -> None:
+    out = tmp_path / ("a" * 300 + (".png" if command[0] == "plot" else ".out"))
+    result = run_cli(*command, out, "--store", cohort_store, "--rules", RULES)
+    # before: "internal error: OSError: [Errno 36] File name too long", exit 70 (cohort run);
+    # "cannot write …", exit 1, once the plot was drawn
+    assert (result.exit_code, result.stderr) == (2, f"error: {out}: File name too long\n")

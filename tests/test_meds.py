@@ -386,3 +386,12 @@ def test_export_refuses_a_dash_as_the_dataset_directory(example_store: Path) -> 
     assert result.exit_code == 2
     assert "a MEDS dataset is a directory" in result.stderr
     assert not Path("-").exists()
+
+
+def test_export_to_a_directory_name_too_long_is_a_bad_command_line_naming_it(tmp_path: Path) -> None:
+    store = tmp_path / "s.duckdb"
+    Store.create(store).close()
+    out = tmp_path / ("a" * 300)
+    result = run_cli("export", "--format", "meds", out, "--store", store)
+    # before: "internal error: OSError: [Errno 36] File name too long", exit 70
+    assert (result.exit_code, result.stderr) == (2, f"error: {out}: File name too long\n")

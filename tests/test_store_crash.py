@@ -132,3 +132,59 @@ def test_store_accepts_a_new_batch_after_a_killed_ingest(crash: Crash, tmp_path:
     verify = run_cli("verify", "--store", store)
     assert (ingest.exit_code, verify.exit_code) == (0, 0)
     assert counts(store)[0] == before[0] + 1
+
+
+# A child that ingests with a progress callback (a thread runs each query while the main
+# thread polls), its insert made to run until interrupted; it says when the insert runs.
+INTERRUPTED_CHILD = """
+import sys
+import timeline.ingest as ingest
+from timeline.store import Store
+
+select = ingest._insert_select
+ingest._insert_select = lambda *args, **kwargs: (
+    f"SELECT * FROM ({select(*args, **kwargs)}) WHERE (SELECT sum(i) FROM range(1000000000000000) t(i)) > 0"
+)
+said = []
+
+def progress(stage, pct):
+    if stage == "writing" and not said:
+        said.append(stage)
+        print("writing", flush=True)
+
+try:
+    with Store.open(sys.argv[1], write=True) as store:
+        ingest.ingest_file(store, sys.argv[2], author="t", progress=progress)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_while_a_thread_runs_the_ingest_query_waits_for_it_and_writes_nothing(
+    example_store_template: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "store.duckdb"
+    shutil.copy(example_store_template, store)
+    extra = tmp_path / "extra.csv"
+    extra.write_text("event_id,patient_id,kind,occurred_at,code\nnew-1,P001,diagnosis,2009-01-01,sJIA\n")
+    before = counts(store)
+    child = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_CHILD, str(store), str(extra)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
+    assert child.stdout is not None
+    try:
+        assert child.stdout.readline() == "writing\n"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    # before: the store closed under the running query (ResourceInUseException, or an abort)
+    assert (child.returncode, out, err) == (0, "interrupted\n", "")
+    assert counts(store) == before
+    assert run_cli("verify", "--store", store).exit_code == 0

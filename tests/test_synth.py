@@ -438,3 +438,12 @@ def test_cli_refuses_a_dash_as_the_output_file() -> None:
     assert result.exit_code == 2
     assert "synth writes files" in result.stderr
     assert not Path("-").exists()
+
+
+@pytest.mark.parametrize("option", ["--out", "--amendments"])
+def test_an_output_name_too_long_is_a_bad_command_line_naming_it(tmp_path: Path, option: str) -> None:
+    long = tmp_path / ("a" * 300 + ".csv")
+    outputs = {"--out": tmp_path / "c.csv", "--amendments": tmp_path / "a.jsonl", option: long}
+    result = run_cli("synth", "--patients", "2", *(x for o, p in outputs.items() for x in (o, p)))
+    # before: "internal error: OSError: [Errno 36] File name too long", exit 70
+    assert (result.exit_code, result.stderr) == (2, f"error: {long}: File name too long\n")

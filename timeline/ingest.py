@@ -39,7 +39,9 @@ from timeline.store import EVENT_COLUMNS, Store, _quote, insert_rows, lower_memo
 from timeline.units import UnitError, conversion
 
 Progress = Callable[[str, float], None]
-"""Called with (stage, percent 0-100) while a long batch is written."""
+"""Called with (stage, percent 0-100) while a batch is written: the stages ``reading``,
+``checking``, ``writing`` and ``sealing`` in turn, each with a percentage that never goes
+down and ends at 100."""
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 MAX_REPORTED = 1000
@@ -255,7 +257,13 @@ def retract(store: Store, event_id: str, *, reason: str, author: str) -> IngestR
 
 
 def _detect_format(path: Path, fmt: str | None, name: str | None = None) -> str:
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a path that cannot name a file: too long, a directory not searchable
+        raise IngestError(
+            name or str(path), [RowError(None, None, f"cannot be read: {exc.strerror or exc}")]
+        ) from exc
+    if not exists:
         raise IngestError(name or str(path), [RowError(None, None, "no such file")])
     if fmt == "meds" or (fmt is None and meds.is_meds_dir(path)):
         if not path.is_dir():
@@ -1012,7 +1020,11 @@ def _write_batch(
     run = _Runner(store.con, progress)
     with _out_of_room(source, lambda: run.stage):
         con = store.con
-        run("checking", lambda: _stage(con, store.timezone, store.schema_version, ordered_rows))
+        run(
+            "checking",
+            lambda: _stage(con, store.timezone, store.schema_version, ordered_rows),
+            shown_as="reading",
+        )
         _conversions(con)
         _versions(con, op)
         now_local = datetime.now(UTC).astimezone(zone).replace(tzinfo=None)
@@ -1222,7 +1234,11 @@ def _insert_select(
 
 
 class _Runner:
-    """Runs a step; with a progress callback, polls DuckDB's query progress meanwhile."""
+    """Runs a step; with a progress callback, runs it in a thread and polls DuckDB's query
+    progress meanwhile. Interrupted while it waits (Ctrl-C), it interrupts the query and
+    waits for the step to end before it raises: nothing else may use the connection, or
+    close it, while the thread's query runs (DuckDB refuses: "connection is busy", or the
+    process aborts as the thread is torn down)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, progress: Progress | None) -> None:
         self.con = con
@@ -1231,28 +1247,74 @@ class _Runner:
         if progress is not None:
             con.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
 
-    def __call__(self, stage: str, step: Callable[[], Any]) -> Any:
+    def __call__(self, stage: str, step: Callable[[], Any], shown_as: str | None = None) -> Any:
+        """Run ``step``; ``stage`` names it in an error, ``shown_as`` (default: ``stage``) in
+        the progress reported."""
         self.stage = stage
         if self.progress is None:
             return step()
+        label = shown_as or stage
+        meter = _Meter(self.con.query_progress())
         result: dict[str, Any] = {}
+        # The step's end is an event, not Thread.join: a join that a KeyboardInterrupt cuts
+        # short marks the thread as ended while it runs on (Python before 3.13)
+        ended = threading.Event()
 
         def work() -> None:
             try:
                 result["value"] = step()
             except BaseException as exc:  # re-raised in the calling thread
                 result["error"] = exc
+            finally:
+                ended.set()
 
-        thread = threading.Thread(target=work)
-        thread.start()
-        while thread.is_alive():
-            pct = self.con.query_progress()
-            self.progress(stage, max(pct, 0.0))
-            thread.join(0.1)
-        self.progress(stage, 100.0)
+        threading.Thread(target=work).start()
+        try:
+            while not ended.is_set():
+                self.progress(label, meter(self.con.query_progress()))
+                ended.wait(0.1)
+        except BaseException:  # Ctrl-C, or a progress callback that failed
+            self._stop(ended)
+            raise
+        self.progress(label, 100.0)
         if "error" in result:
             raise result["error"]
         return result.get("value")
+
+    def _stop(self, ended: threading.Event) -> None:
+        """Interrupt the step's query and wait until the step has ended. A step may run more
+        queries after the one interrupted: each is interrupted in turn. Another Ctrl-C does
+        not stop the wait."""
+        while not ended.is_set():
+            try:
+                self.con.interrupt()
+                ended.wait(0.1)
+            except KeyboardInterrupt:
+                continue
+
+
+class _Meter:
+    """A step's progress from DuckDB's, which is that of the query running: it starts again
+    at each query of the step, and until the step's first query begins it is the previous
+    step's (100 at the start of "writing"). So the figure seen before the step is left out,
+    and each later query fills the part of the bar that the earlier ones left: the
+    percentage never goes down."""
+
+    def __init__(self, before: float) -> None:
+        self.before: float | None = before  # DuckDB's figure before the step began
+        self.shown = 0.0
+        self.base = 0.0  # what the step's earlier queries filled
+        self.last = -1.0  # DuckDB's last figure in this step
+
+    def __call__(self, pct: float) -> float:
+        if pct < 0 or pct == self.before:  # no query running, or not the step's yet
+            return self.shown
+        self.before = None
+        if pct < self.last:  # the step's next query
+            self.base = self.shown
+        self.last = pct
+        self.shown = max(self.shown, self.base + (100.0 - self.base) * min(pct, 100.0) / 100.0)
+        return self.shown
 
 
 # ---- corrections ----------------------------------------------------------------------

@@ -54,6 +54,8 @@ def check_out(out: Path) -> None:
         raise UsageError(f"--out {out}: give a .png or .svg file name")
     if not out.parent.exists():
         raise UsageError(f"--out {out}: directory {out.parent} does not exist")
+    if out.is_dir():  # before the drawing; a name too long raises here too (exit 2)
+        raise UsageError(f"--out {out} is a directory")
 
 
 def _save(fig: Any, out: Path) -> None:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import re
 import time
+import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -103,6 +104,19 @@ BATCH_COLUMNS: dict[str, str] = {
 GENESIS_HASH = "0" * 64
 _LOCK_RE = re.compile(r"\(PID (\d+)\)")
 
+# Every connection this process has open to a store, for interrupt_queries.
+_CONNECTIONS: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+
+
+def interrupt_queries() -> None:
+    """Stop the query running on each open store connection (for Ctrl-C: call it from a
+    SIGINT handler). DuckDB notices a SIGINT itself only at some points of a query and may
+    let the query run on; an interrupt of the connection stops it. A connection that is not
+    running a query is not affected: its next query runs."""
+    for con in list(_CONNECTIONS):
+        with suppress(duckdb.Error):  # closed meanwhile
+            con.interrupt()
+
 
 def resolve_store_path(path: str | os.PathLike[str] | None) -> Path:
     """--store beats $TIMELINE_STORE beats ./timeline.duckdb."""
@@ -163,11 +177,15 @@ class Store:
     @classmethod
     def create(cls, path: str | os.PathLike[str] | None = None, timezone: str = "UTC") -> Store:
         target = resolve_store_path(path)
-        if target.is_dir():
+        try:  # a path that cannot name a file (too long, a directory not searchable) says so
+            is_dir, exists, parent = target.is_dir(), target.exists(), target.parent.exists()
+        except OSError as exc:
+            raise StoreError(f"cannot create {target}: {exc.strerror or exc}") from exc
+        if is_dir:
             raise StoreError(f"{target} is a directory: give the store's file name")
-        if target.exists():
+        if exists:
             raise StoreError(f"{target} already exists; not overwriting it")
-        if not target.parent.exists():
+        if not parent:
             raise StoreError(f"directory {target.parent} does not exist")
         _check_timezone(timezone)
         con = _connect(target, read_only=False, wait=0)
@@ -204,9 +222,13 @@ class Store:
         wait: float = 0,
     ) -> Store:
         target = resolve_store_path(path)
-        if not target.exists():
+        try:  # a path that cannot name a file (too long, a directory not searchable) says so
+            exists, is_dir = target.exists(), target.is_dir()
+        except OSError as exc:
+            raise StoreError(f"cannot open {target}: {exc.strerror or exc}") from exc
+        if not exists:
             raise StoreError(f"no store at {target} (create one with `timeline init`)")
-        if target.is_dir():
+        if is_dir:
             raise StoreError(f"{target} is a directory, not a store file")
         con = _connect(target, read_only=not write, wait=wait)
         try:
@@ -269,6 +291,7 @@ class Store:
             ) from None
 
     def close(self) -> None:
+        _CONNECTIONS.discard(self.con)
         self.con.close()
 
     def __enter__(self) -> Store:
@@ -485,7 +508,11 @@ class Store:
         try:
             yield self.con
         except BaseException:
-            self.con.execute("ROLLBACK")
+            # The error to report is the one raised, not a failed rollback: a Ctrl-C that
+            # arrives as the block begins or ends leaves this generator unfinished until it is
+            # collected, after the store closed (and DuckDB rolled the transaction back)
+            with suppress(duckdb.Error):
+                self.con.execute("ROLLBACK")
             raise
         self.con.execute("COMMIT")
 
@@ -530,6 +557,7 @@ def _connect(path: Path, *, read_only: bool, wait: float) -> duckdb.DuckDBPyConn
     while True:
         try:
             con = duckdb.connect(str(path), read_only=read_only)
+            _CONNECTIONS.add(con)
             # DuckDB draws its own progress bar on stdout for a query over ~2 s: a library
             # must not write there (a script's output, a report piped to a file); the
             # commands show their own bars, on stderr, on a terminal

@@ -78,7 +78,7 @@ def cache_key(
     dirs: Sequence[str | os.PathLike[str]], params: dict[str, dict[str, Any]] | None, site_params: bool = True
 ) -> str | None:
     """The key of a load of ``dirs`` with ``params``; None when it cannot be cached (a directory
-    that does not exist: the loader reports it)."""
+    that does not exist or cannot be read: the loader reports it)."""
     from timeline.language import loader
 
     h = hashlib.sha256()
@@ -88,7 +88,10 @@ def cache_key(
         h.update(b"\0defaults\0")
     for d in dirs:
         directory = Path(d)
-        if not directory.is_dir():
+        try:
+            if not directory.is_dir():
+                return None
+        except OSError:  # a path that cannot name a directory: the loader reports it
             return None
         h.update(b"\0dir\0" + str(directory).encode())
         for path in loader.rule_files(directory):

@@ -1050,7 +1050,14 @@ def load_rules(
     hasher = hashlib.sha256()
     for d in dirs if dirs is not None else rule_dirs():
         directory = Path(d)
-        if not directory.is_dir():
+        try:
+            is_dir = directory.is_dir()
+        except OSError as exc:  # a path that cannot name a file: too long, not searchable
+            problems.append(
+                Problem(str(directory), 0, 0, f"rule directory cannot be read: {exc.strerror or exc}")
+            )
+            continue
+        if not is_dir:
             what = (
                 "is a file, not a rule directory" if directory.exists() else "rule directory does not exist"
             )

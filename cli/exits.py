@@ -1,0 +1,196 @@
+"""How a run of the command line ends: one exit code and at most one clean message.
+
+``run`` runs the app and turns every way a command can end into an exit code (README, *Exit
+codes*) and a one-line error on stderr:
+
+- Ctrl-C: ``error: interrupted``, 130, wherever it arrives — in Python code (typer turns it
+  into exit 130 and says nothing), in a DuckDB query (which stops and raises an error of its
+  own instead), or while the command cleans up. A SIGINT handler records it, so that it is
+  recognised whatever error it became, and interrupts the queries of the open stores
+  (DuckDB alone lets some run on);
+- a closed standard output (``timeline … | head -1``): nothing said, 141, what a shell
+  reports for a tool that SIGPIPE ended — whether the write that found the pipe closed was
+  the command's own (typer then exits 1), rich's (which exits 1 too), or the last flush
+  before exit (Python then prints "Exception ignored … BrokenPipeError" at exit). Standard
+  output is pointed at /dev/null, so that nothing is flushed into the closed pipe at exit;
+- a library error: its message and exit code;
+- an ``OSError`` that names a file (a path too long, a directory that cannot be searched,
+  met where a command checks its arguments): ``error: PATH: reason``, 2 — a path that
+  cannot be used is a bad command line. Stores, files to ingest and rule directories are
+  checked where they are opened, and get their own codes (3, 6, 8), as when they are missing;
+- damage found while reading rows: 3;
+- anything else is a bug: 70, with the traceback under ``TIMELINE_DEBUG=1``.
+
+A command given ``--json`` that fails also writes one JSON document on stdout, ``{"ok": false,
+"error": {"message", "details", "exit_code"}}`` — the text error stays on stderr — unless it
+wrote a document of its own (ingest's rejected batch, ``rules check``, ``cohort check``,
+``verify``, ``rules test``: they carry the same ``ok`` and ``error``). A usage error that
+click reports (exit 2) gets one too.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sys
+from collections.abc import Callable
+from contextlib import suppress
+from types import FrameType
+from typing import Any
+
+from cli.output import documents_written, dump_json, error, error_document
+
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+BROKEN_PIPE = 141  # 128 + SIGPIPE
+USAGE = 2
+INTERNAL = 70
+
+
+class _State:
+    interrupted = False  # Ctrl-C arrived during this run
+    finishing = False  # the command has ended: a Ctrl-C now only changes the exit code
+    json = False  # --json was given
+    documents = 0  # JSON documents written before this run
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    _State.interrupted = True
+    if _State.finishing:
+        return
+    store = sys.modules.get("timeline.store")
+    if store is not None:  # a query of the main thread may not see the KeyboardInterrupt
+        store.interrupt_queries()
+    raise KeyboardInterrupt
+
+
+def run(app: Callable[[], Any], done: tuple[type[Exception], ...]) -> int:
+    """Run ``app`` (the typer app) with the command line in ``sys.argv``; return the exit code.
+    ``done``: exceptions that carry the exit code (``.code``) of a command that has already
+    reported its outcome."""
+    _State.interrupted = _State.finishing = False
+    _State.json = _json_requested(sys.argv[1:])
+    _State.documents = documents_written()
+    try:
+        previous: Any = signal.signal(signal.SIGINT, _on_sigint)
+    except ValueError:  # not the main thread (an embedding program): Ctrl-C stays its own
+        previous = None
+    try:
+        try:
+            app()
+            outcome: BaseException | None = None
+        except BaseException as exc:  # typer ends every run with SystemExit
+            outcome = exc
+        _State.finishing = True
+        code = _ending(outcome, done)
+        try:
+            sys.stdout.flush()  # now, not at exit: a closed pipe is found here
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                return code or _fail(f"cannot write to standard output: {exc.strerror}", [], 1)
+            _drop_stdout()
+            return code or BROKEN_PIPE
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _ending(exc: BaseException | None, done: tuple[type[Exception], ...]) -> int:
+    from timeline.errors import TimelineError
+
+    if _State.interrupted or _is_interrupt(exc):
+        return _fail("interrupted", [], INTERRUPTED)
+    if _broken_pipe(exc):
+        _drop_stdout()
+        return BROKEN_PIPE
+    if exc is None:
+        return 0
+    if isinstance(exc, SystemExit):
+        shown = exc.__context__  # a usage error (click's) that typer has shown: exit 2
+        message = getattr(shown, "format_message", None)
+        if callable(message) and isinstance(getattr(shown, "exit_code", None), int):
+            _json_error(str(message()), [], _code(exc.code))
+        return _code(exc.code)
+    if isinstance(exc, done):
+        return int(getattr(exc, "code", 1))
+    if isinstance(exc, TimelineError):
+        return _fail(str(exc), exc.details(), exc.exit_code)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        name = os.fsdecode(exc.filename) if isinstance(exc.filename, bytes) else str(exc.filename)
+        return _fail(f"{name}: {exc.strerror or exc}", [], USAGE)
+    from timeline.store import damage_message, is_damage, resolve_store_path
+
+    if is_damage(exc):  # found while reading rows, after the store opened fine
+        return _fail(damage_message(resolve_store_path(_store_arg()), exc), [], 3)
+    if os.environ.get("TIMELINE_DEBUG"):
+        raise exc
+    return _fail(
+        f"internal error: {type(exc).__name__}: {exc}",
+        ["set TIMELINE_DEBUG=1 to see the traceback"],
+        INTERNAL,
+    )
+
+
+def _is_interrupt(exc: BaseException | None) -> bool:
+    """Ctrl-C, also as DuckDB reports it: a query it stopped raises ``InterruptException``
+    (a connection interrupted from another thread) or ``RuntimeError('Query interrupted')``."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, RuntimeError) and str(exc) == "Query interrupted":
+        return True
+    duckdb = sys.modules.get("duckdb")
+    return duckdb is not None and isinstance(exc, duckdb.InterruptException)
+
+
+def _broken_pipe(exc: BaseException | None) -> bool:
+    """A write to a closed pipe: raised, or (typer, rich) turned into exit 1."""
+    if isinstance(exc, SystemExit):
+        exc = exc.__context__
+    return isinstance(exc, OSError) and exc.errno == errno.EPIPE
+
+
+def _drop_stdout() -> None:
+    """Point standard output at /dev/null (the Python documentation's recipe for SIGPIPE):
+    what is left in its buffer must not be flushed into the closed pipe at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a file (a test's capture)
+        pass
+
+
+def _code(code: object) -> int:
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
+
+
+def _fail(message: str, details: list[str], exit_code: int) -> int:
+    error(message, details)
+    _json_error(message, details, exit_code)
+    return exit_code
+
+
+def _json_requested(args: list[str]) -> bool:
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def _json_error(message: str, details: list[str], exit_code: int) -> None:
+    """The JSON error document on stdout, under --json, unless the command wrote its own."""
+    if not _State.json or documents_written() > _State.documents:
+        return
+    with suppress(OSError):  # a closed pipe: found and reported when stdout is flushed
+        dump_json({"ok": False, "error": error_document(message, details, exit_code)})
+
+
+def _store_arg() -> str | None:
+    """The --store value on the command line, if any (for messages outside a command)."""
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg in ("--store", "-s") and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--store="):
+            return arg.split("=", 1)[1]
+    return None
