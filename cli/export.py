@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.options import WaitOpt
-from cli.output import console, dump_json, esc
+from cli.output import console, dump_json, esc, working
 
 
 def export(
@@ -66,7 +66,7 @@ def export(
     if str(out_dir) == "-":
         raise UsageError("-: a MEDS dataset is a directory; give its path")
     moment = parse_moment(as_known_at) if as_known_at is not None else None
-    with Store.open(store, wait=wait) as s:
+    with Store.open(store, wait=wait) as s, working(f"writing the MEDS dataset to {out_dir}…"):
         result = export_meds(s, out_dir, as_known_at=moment, shard_rows=shard_rows)
     if json_out:
         dump_json(result.__dict__)

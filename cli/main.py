@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from cli.options import AsKnownOpt, JsonOpt, StoreOpt, WaitOpt
-from cli.output import cell, console, dump_json, error, error_document, esc
+from cli.output import cell, console, dump_json, error, error_document, esc, working
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -470,7 +470,7 @@ def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False)
     """
     from timeline.integrity import verify as do_verify
 
-    with _open(store, wait=wait) as s:
+    with _open(store, wait=wait) as s, working("verifying every event's hash and the batch chain…"):
         report = do_verify(s)
     broken = f"store integrity broken: {report.first_broken_link}"
     if json_out:

@@ -110,3 +110,14 @@ def _escape(text: str) -> str:
     if len(text) > LONGEST_LINE:
         text = f"{text[:LONGEST_LINE]}… ({len(text) - LONGEST_LINE:,} more characters)"
     return esc(text)
+
+
+def working(what: str) -> Any:
+    """A spinner on stderr saying what a long step does, when stderr is a terminal (rich draws
+    nothing live on a dumb one); a do-nothing context otherwise, so pipes and --json stay clean."""
+    import sys
+    from contextlib import nullcontext
+
+    if not sys.stderr.isatty():
+        return nullcontext()
+    return console(stderr=True).status(what)

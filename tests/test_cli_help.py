@@ -85,3 +85,15 @@ def test_every_command_group_has_help_with_an_example(group: tuple[str, ...]) ->
     result = run_cli(*group, "--help")
     assert result.exit_code == 0
     assert "Example" in result.stdout
+
+
+def test_long_steps_show_a_spinner_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    from contextlib import nullcontext
+
+    from cli.output import working
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert isinstance(working("verifying"), nullcontext)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert not isinstance(working("verifying"), nullcontext)
