@@ -115,7 +115,6 @@ def _escape(text: str) -> str:
 def working(what: str) -> Any:
     """A spinner on stderr saying what a long step does, when stderr is a terminal (rich draws
     nothing live on a dumb one); a do-nothing context otherwise, so pipes and --json stay clean."""
-    import sys
     from contextlib import nullcontext
 
     if not sys.stderr.isatty():

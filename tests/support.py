@@ -82,6 +82,17 @@ main()
 """
 
 
+# an interrupted_cli setup: `verify` calls ready() and then sleeps in Python, between queries
+SLEEPING_VERIFY = """
+import time
+import timeline.integrity as integrity
+def verify(store):
+    ready()
+    time.sleep(60)
+integrity.verify = verify
+"""
+
+
 def interrupted_cli(setup: str, *args: str | os.PathLike[str]) -> CliResult:
     """Run ``timeline ARGS...`` in a child process and send it SIGINT, as Ctrl-C does, once
     ``setup`` (Python run before the command, typically patching a step to call ``ready()``

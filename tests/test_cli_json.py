@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import EXAMPLE_CSV, interrupted_cli, run_cli, run_cli_into_closed_pipe
+from tests.support import EXAMPLE_CSV, SLEEPING_VERIFY, interrupted_cli, run_cli, run_cli_into_closed_pipe
 
 
 def test_events_json_lists_every_current_event_with_the_high_water(example_store: Path) -> None:
@@ -189,15 +189,7 @@ def test_a_rejected_ingest_under_json_also_carries_ok_and_the_error(
 
 
 def test_an_interrupted_command_under_json_writes_an_error_document(example_store: Path) -> None:
-    setup = """
-import time
-import timeline.integrity as integrity
-def verify(store):
-    ready()
-    time.sleep(60)
-integrity.verify = verify
-"""
-    result = interrupted_cli(setup, "verify", "--store", example_store, "--json")
+    result = interrupted_cli(SLEEPING_VERIFY, "verify", "--store", example_store, "--json")
     assert json.loads(result.stdout) == {
         "ok": False,
         "error": {"message": "interrupted", "details": [], "exit_code": 130},

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import EXAMPLE_CSV, interrupted_cli, raw_connection, run_cli
+from tests.support import EXAMPLE_CSV, SLEEPING_VERIFY, interrupted_cli, raw_connection, run_cli
 
 
 def test_init_creates_the_store_file(store_path: Path) -> None:
@@ -242,15 +242,7 @@ integrity.verify = verify
 
 def test_ctrl_c_between_queries_says_interrupted_and_exits_130(example_store: Path) -> None:
     # in Python code typer catches the KeyboardInterrupt itself and exits 130 without a word
-    setup = """
-import time
-import timeline.integrity as integrity
-def verify(store):
-    ready()
-    time.sleep(60)
-integrity.verify = verify
-"""
-    result = interrupted_cli(setup, "verify", "--store", example_store)
+    result = interrupted_cli(SLEEPING_VERIFY, "verify", "--store", example_store)
     assert (result.exit_code, result.stderr, result.stdout) == (130, "error: interrupted\n", "")
 
 

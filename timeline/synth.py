@@ -52,7 +52,7 @@ from typing import Any
 
 import duckdb
 
-from timeline.errors import IngestError, RowError, UnknownEventError, UsageError, cannot_write
+from timeline.errors import IngestError, RowError, UnknownEventError, UsageError, cannot_write, replacing
 from timeline.events import NATIVE_COLUMNS
 
 Progress = Callable[[float], None]
@@ -1137,12 +1137,11 @@ def _quote(text: str) -> str:
 
 def _write_amendments(seed: int, patients: int, path: Path) -> int:
     """The amendments of the whole cohort, one JSON object per line, in patient order."""
-    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
     n = 0
     con = _connect()
     try:
         cur = con.execute(query(seed, 1, patients + 1, amendments=True))
-        with tmp.open("w", encoding="utf-8", newline="\n") as fh:
+        with replacing(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as fh:
             while rows := cur.fetchmany(10_000):
                 for op, event_id, changes, reason in rows:
                     item: dict[str, Any] = {"op": op, "event_id": event_id}
@@ -1152,10 +1151,8 @@ def _write_amendments(seed: int, patients: int, path: Path) -> int:
                     item["author"] = AMENDMENT_AUTHOR
                     fh.write(json.dumps(item, ensure_ascii=False) + "\n")
                     n += 1
-        tmp.replace(path)
     finally:
         con.close()
-        tmp.unlink(missing_ok=True)
     return n
 
 

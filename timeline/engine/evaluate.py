@@ -325,9 +325,10 @@ class Session:
             builder = _Explainer(self, comp, patient)
             tree = builder.rule(rule_id, "pts", q)
             # the answer's evidence (what `state` reports), then what the clauses read besides
-            evidence = sorted(tree["derivation"].get("events", []))
-            used = self._events(evidence)
-            read = self._events(sorted(builder.seqs - set(evidence)))
+            evidence = set(tree["derivation"].get("events", []))
+            found = self._events(sorted(builder.seqs | evidence))
+            used = [e for e in found if e["seq"] in evidence]
+            read = [e for e in found if e["seq"] not in evidence]
         finally:
             for name, _ in comp.out.ctes:
                 self.con.execute(f"DROP TABLE IF EXISTS {name}")

@@ -93,7 +93,8 @@ def run_examples(rules: RuleSet, dirs: list[Path], rule_ids: list[str] | None = 
                     with_params[key] = load_rules(dirs, params={rid: dict(ex.params)}, site_params=False)
                 ruleset = with_params[key]
             else:
-                defaults = defaults or load_rules(dirs, site_params=False)
+                if defaults is None:
+                    defaults = load_rules(dirs, site_params=False)
                 ruleset = defaults
             result = ExampleResult(rule=f"{rid}@{rule.version}", example=ex.name, passed=True)
             cases.append(_Case(rid, ex, result, ruleset))
