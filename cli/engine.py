@@ -306,7 +306,8 @@ def history(
     """The intervals over which each state held (true / false / unknown), exact at the
     moments where it changed — event times and the ends of windows and validity periods.
 
-    Each interval runs from its start (inclusive) to the next interval's start (exclusive).
+    Each interval runs from its start (inclusive) to the next interval's start (exclusive);
+    the last one to the midnight after the last day.
 
     Example:
 

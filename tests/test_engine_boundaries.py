@@ -581,6 +581,24 @@ def _history(session: Session, rule_ids: list[str]) -> list[tuple[Any, ...]]:
     return sorted(out, key=lambda r: r[:2])
 
 
+def test_a_history_whose_last_event_is_at_the_last_microsecond_ends_with_an_interval_that_holds_it(
+    bench: Bench,
+) -> None:
+    # intervals are [start, end): the last one runs to the midnight after the last day, so a
+    # value that starts at that day's last instant has an interval, not an empty one
+    bench.rule("r", {"latest": {"select": CRP, "within": "30 days"}})
+    bench.events([crp("2009-03-01T10:00", 4), crp("2009-03-02T23:59:59.999999", 50)])
+    session = bench.session()
+    intervals = session.history("X", ["r"], end="2009-03-02")
+    assert [(i["start"], i["end"], i["value"]) for i in intervals] == [
+        (datetime(2009, 3, 1, 10), datetime(2009, 3, 2, 23, 59, 59, 999999), 4),
+        (datetime(2009, 3, 2, 23, 59, 59, 999999), datetime(2009, 3, 3), 50),
+    ]
+    session.histories(["r"])
+    ends = session.con.execute('SELECT "end" FROM tl_history ORDER BY start').fetchall()
+    assert [e for (e,) in ends] == [i["end"] for i in intervals]
+
+
 def test_a_rule_over_age_has_the_same_history_at_once_as_for_one_patient(bench: Bench) -> None:
     # age changes continuously: a rule that reads it cannot be looked up at its change points
     bench.rule("years", {"age": "years"})

@@ -737,10 +737,11 @@ def test_history_intervals_agree_with_the_state_at_every_day_end_and_every_edge(
             if not intervals:
                 return
             start = min(i["start"] for i in intervals)
-            end = max(i["end"] for i in intervals)
-            moments = {end_of_day(start.date() + timedelta(days=k)) for k in range((end - start).days + 1)}
+            end = max(i["end"] for i in intervals)  # exclusive: the midnight after the last day
+            days = (end - timedelta(microseconds=1)).date() - start.date()
+            moments = {end_of_day(start.date() + timedelta(days=k)) for k in range(days.days + 1)}
             rows = [r for b in tl.batches for r in b if r["patient_id"] == patient]
-            moments |= {q for q in instants(rows) if start <= q <= end}
+            moments |= {q for q in instants(rows) if start <= q < end}
             states = session.evaluate(
                 None, rules.ids, points_sql=values([(patient, q) for q in sorted(moments)])
             )
@@ -756,11 +757,7 @@ def test_history_intervals_agree_with_the_state_at_every_day_end_and_every_edge(
                 if got.rule_id in continuous:
                     continue
                 lane = [i for i in intervals if i["rule"] == got.rule_id]
-                covering = [
-                    i
-                    for i in lane
-                    if i["start"] <= got.q and (got.q < i["end"] or (got.q == i["end"] and i is lane[-1]))
-                ]
+                covering = [i for i in lane if i["start"] <= got.q < i["end"]]
                 assert len(covering) == 1, f"{got.rule_id} at {got.q}: {len(covering)} intervals cover it"
                 interval = covering[0]
                 want = "unknown" if got.value is None else got.value

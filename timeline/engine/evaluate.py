@@ -390,7 +390,10 @@ class Session:
         start: str | None = None,
         end: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Intervals [start, end) over which each rule's value held, exact at change points."""
+        """Intervals [start, end) over which each rule's value held, exact at change points,
+        from ``start`` (the beginning of that day; else the first clinical event) through the
+        whole day ``end`` (else the day of the last event): the last interval ends at the
+        midnight after it."""
         ids = self.rule_ids(rule_ids)
         lo = parse_at(start, "--from")[0] - timedelta(days=1) + timedelta(microseconds=1) if start else None
         hi = parse_at(end, "--to")[0] if end else None
@@ -421,7 +424,10 @@ class Session:
                     f"{comp.out.with_sql()}\nSELECT q, b, x, why FROM {root} ORDER BY q"
                 ).fetchall()
             rule = self.rules.rules[rid]
-            out.extend(_intervals(rid, rule, rows, hi))
+            # the last interval runs to the instant after the window's last one, so that
+            # every interval is [start, end) and one starting at that last instant (an event
+            # at 23:59:59.999999 of the last day) is not empty
+            out.extend(_intervals(rid, rule, rows, hi + timedelta(microseconds=1)))
         return out
 
     def states(self, points_sql: str, rule_ids: Sequence[str] | None = None, name: str = "tl_states") -> int:
@@ -480,7 +486,7 @@ class Session:
             key = f"{value}, CASE WHEN {value} IS NULL THEN why END"
             parts.append(
                 f"""SELECT {q_(rid)} AS rule_id, patient_id, q AS start,
-                        coalesce(lead(q) OVER (PARTITION BY patient_id ORDER BY q), hi) AS "end", b, x, why
+                        coalesce(lead(q) OVER (PARTITION BY patient_id ORDER BY q), hi + INTERVAL 1 MICROSECOND) AS "end", b, x, why
                     FROM (SELECT r.patient_id, r.q, r.b, r.x, CASE WHEN r.{value} IS NULL THEN r.why END AS why, s.hi,
                                  ({key}) IS NOT DISTINCT FROM lag(({key})) OVER (PARTITION BY r.patient_id ORDER BY r.q) AS same
                           FROM {root} r JOIN {span} s ON s.patient_id = r.patient_id)
