@@ -13,6 +13,13 @@ codes*) and a one-line error on stderr:
   the command's own (typer then exits 1), rich's (which exits 1 too), or the last flush
   before exit (Python then prints "Exception ignored … BrokenPipeError" at exit). Standard
   output is pointed at /dev/null, so that nothing is flushed into the closed pipe at exit;
+- an output that standard output cannot take (``> /dev/full``, a full disk): ``error: cannot
+  write to standard output: reason``, 1. Under ``PYTHONUNBUFFERED=1`` (set in many container
+  images) Python's text layer writes straight to the file and drops, without a word, what a
+  write the system took only in part leaves over — the rest of a table when the pipe's reader
+  quits, or the disk fills, mid-write: exit 0 with the output cut. So standard output gets a
+  buffered writer of its own (flushed at each line when unbuffered was asked for), which
+  writes the rest or fails, and its failures are known for what they are;
 - a library error: its message and exit code;
 - an ``OSError`` that names a file (a path too long, a directory that cannot be searched,
   met where a command checks its arguments): ``error: PATH: reason``, 2 — a path that
@@ -31,6 +38,7 @@ click reports (exit 2) gets one too.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import signal
 import sys
@@ -71,6 +79,7 @@ def run(app: Callable[[], Any], done: tuple[type[Exception], ...]) -> int:
     _State.interrupted = _State.finishing = False
     _State.json = _json_requested(sys.argv[1:])
     _State.documents = documents_written()
+    _guard_stdout()
     try:
         previous: Any = signal.signal(signal.SIGINT, _on_sigint)
     except ValueError:  # not the main thread (an embedding program): Ctrl-C stays its own
@@ -86,9 +95,9 @@ def run(app: Callable[[], Any], done: tuple[type[Exception], ...]) -> int:
         try:
             sys.stdout.flush()  # now, not at exit: a closed pipe is found here
         except OSError as exc:
+            _drop_stdout()  # what the buffer holds must not be tried again at exit
             if exc.errno != errno.EPIPE:
                 return code or _fail(f"cannot write to standard output: {exc.strerror}", [], 1)
-            _drop_stdout()
             return code or BROKEN_PIPE
         return code
     finally:
@@ -116,6 +125,9 @@ def _ending(exc: BaseException | None, done: tuple[type[Exception], ...]) -> int
         return int(getattr(exc, "code", 1))
     if isinstance(exc, TimelineError):
         return _fail(str(exc), exc.details(), exc.exit_code)
+    if isinstance(exc, OSError) and getattr(exc, _STDOUT_MARK, False):
+        _drop_stdout()  # and the JSON error document, if any, goes nowhere
+        return _fail(f"cannot write to standard output: {exc.strerror or exc}", [], 1)
     if isinstance(exc, OSError) and exc.filename is not None:
         name = os.fsdecode(exc.filename) if isinstance(exc.filename, bytes) else str(exc.filename)
         return _fail(f"{name}: {exc.strerror or exc}", [], USAGE)
@@ -148,6 +160,50 @@ def _broken_pipe(exc: BaseException | None) -> bool:
     if isinstance(exc, SystemExit):
         exc = exc.__context__
     return isinstance(exc, OSError) and exc.errno == errno.EPIPE
+
+
+_STDOUT_MARK = "timeline_stdout"  # set on an OSError raised by a write to standard output
+
+
+class _Stdout(io.TextIOWrapper):
+    """Standard output whose write errors are marked as such (see the module's docstring)."""
+
+    def write(self, s: str) -> int:
+        try:
+            return super().write(s)
+        except OSError as exc:
+            setattr(exc, _STDOUT_MARK, True)
+            raise
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as exc:
+            setattr(exc, _STDOUT_MARK, True)
+            raise
+
+
+def _guard_stdout() -> None:
+    """Give standard output a buffered writer and mark its write errors (module docstring).
+    Left as it is when it is not Python's own (a test's capture, an embedding program's), or
+    already guarded. The original stays in ``sys.__stdout__``, so it is never closed under us."""
+    out = sys.stdout
+    if type(out) is not io.TextIOWrapper:
+        return
+    try:
+        out.flush()
+    except (OSError, ValueError):
+        return
+    buffer: Any = out.buffer
+    unbuffered = isinstance(buffer, io.RawIOBase)
+    if unbuffered:
+        buffer = io.BufferedWriter(buffer)
+    sys.stdout = _Stdout(
+        buffer,
+        encoding=out.encoding,
+        errors=out.errors,
+        line_buffering=out.line_buffering or unbuffered,
+    )
 
 
 def _drop_stdout() -> None:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,47 @@ def run_cli_into_closed_pipe(*args: str | os.PathLike[str], unbuffered: bool = F
     finally:
         os.close(write_end)
     return CliResult(done.returncode, "", done.stderr)
+
+
+def run_cli_into_pipe_closed_midway(*args: str | os.PathLike[str], unbuffered: bool = False) -> CliResult:
+    """Run ``timeline ARGS...`` with standard output a pipe of one page whose reader takes a
+    few bytes and quits while the command is blocked in the middle of a write (``timeline …
+    | head -c 100`` of an output larger than the pipe): that write is taken only in part and
+    the next one fails. ``unbuffered``: as under PYTHONUNBUFFERED=1."""
+    import fcntl
+    import termios
+
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    env = subprocess_env()
+    env.pop("PYTHONUNBUFFERED", None)
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *(str(a) for a in args)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        os.close(write_end)
+        write_end = -1
+        waited = 0.0
+        pending = bytearray(4)
+        while waited < 60:  # until the pipe is full: the command is blocked writing
+            fcntl.ioctl(read_end, termios.FIONREAD, pending)
+            if int.from_bytes(pending, sys.byteorder) >= 4096 or child.poll() is not None:
+                break
+            time.sleep(0.01)
+            waited += 0.01
+        os.read(read_end, 100)
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+    _, err = child.communicate(timeout=60)
+    return CliResult(child.returncode, "", err)
 
 
 @contextlib.contextmanager

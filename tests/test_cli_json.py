@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import EXAMPLE_CSV, SLEEPING_VERIFY, interrupted_cli, run_cli, run_cli_into_closed_pipe
+from tests.support import (
+    EXAMPLE_CSV,
+    SLEEPING_VERIFY,
+    interrupted_cli,
+    run_cli,
+    run_cli_into_closed_pipe,
+    run_cli_into_pipe_closed_midway,
+    subprocess_env,
+)
 
 
 def test_events_json_lists_every_current_event_with_the_high_water(example_store: Path) -> None:
@@ -135,6 +145,38 @@ def test_a_closed_pipe_on_standard_output_ends_silently_with_exit_141(
     # before: exit 1 (typer, rich), or 120 with "Exception ignored ... BrokenPipeError"
     result = run_cli_into_closed_pipe(*args, "--store", example_store, unbuffered=unbuffered)
     assert (result.exit_code, result.stderr) == (141, "")
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_a_pipe_closed_in_the_middle_of_a_write_ends_with_exit_141(
+    example_store: Path, unbuffered: bool
+) -> None:
+    # before, under PYTHONUNBUFFERED=1: exit 0, the rest of the output dropped without a word
+    args = ("history", "P001", "--json", "--store", example_store)  # ~35 kB: more than the pipe holds
+    result = run_cli_into_pipe_closed_midway(*args, unbuffered=unbuffered)
+    assert (result.exit_code, result.stderr) == (141, "")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("json_out", [False, True], ids=["table", "json"])
+def test_standard_output_on_a_full_device_is_a_clean_error_with_exit_1(
+    example_store: Path, unbuffered: bool, json_out: bool
+) -> None:
+    # before: "internal error: OSError: [Errno 28] No space left on device", exit 70
+    env = subprocess_env()
+    env.pop("PYTHONUNBUFFERED", None)
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    args = ["state", "P001", "--at", "2008-06-01", "--store", str(example_store)] + ["--json"] * json_out
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli.main", *args], stdout=full, stderr=subprocess.PIPE, text=True, env=env
+        )
+    assert (done.returncode, done.stderr) == (
+        1,
+        "error: cannot write to standard output: No space left on device\n",
+    )
 
 
 @pytest.mark.parametrize(
