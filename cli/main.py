@@ -427,16 +427,23 @@ def patients(
 ) -> None:
     """List patients with their event counts and date spans.
 
+    `--json` prints `{"manifest": {...}, "patients": [...]}`: timeline's version, the store,
+    the high-water sequence and as-known-at moment read, then one row per patient.
+
     Example:
 
     ```
     timeline patients --json
     ```
     """
+    from timeline.store import manifest
+
+    moment = _moment(as_known_at)
     with _open(store, wait=wait) as s:
-        rows = s.patients(_moment(as_known_at))
+        rows = s.patients(moment)
+        meta = manifest(s, s.high_water(moment), moment)
     if json_out:
-        dump_json(rows)
+        dump_json({"manifest": meta, "patients": rows})
         return
     from rich.table import Table
 
