@@ -111,7 +111,7 @@ def check(
 
     ```
     timeline cohort check examples/valencia/cohort.yaml
-    timeline cohort check examples/valencia/cohort.yaml --rules examples/site_rules/
+    timeline cohort check examples/valencia/cohort.yaml --json
     ```
     """
     from timeline.cohort.spec import CohortError
@@ -183,7 +183,8 @@ def run(
 
     ```
     timeline cohort run examples/valencia/cohort.yaml
-    timeline cohort run examples/valencia/cohort.yaml --as-known-at 2011-01-31 --json > report.json
+    timeline cohort run examples/valencia/cohort.yaml --as-known-at 2011-01-31
+    timeline cohort run examples/valencia/cohort.yaml --json > report.json
     timeline cohort run examples/valencia/cohort.yaml --csv cells.csv
     timeline cohort run examples/valencia/cohort.yaml --csv - | head
     ```
@@ -422,8 +423,8 @@ def explain(
 
     ```
     timeline cohort explain examples/valencia/cohort.yaml V07
-    timeline cohort explain examples/valencia/cohort.yaml V07 outcome.active_arthritis.3_months
-    timeline cohort explain examples/valencia/cohort.yaml V07 population.included --json
+    timeline cohort explain examples/valencia/cohort.yaml V07 mas.on_drug
+    timeline cohort explain examples/valencia/cohort.yaml V07 --json
     ```
     """
     from timeline.cohort.explain import explain_patient
@@ -537,8 +538,8 @@ def patients(
     Example:
 
     ```
-    timeline cohort patients examples/valencia/cohort.yaml --cell outcome.active_arthritis.3_months
-    timeline cohort patients examples/valencia/cohort.yaml --cell subgroup.first_line --json
+    timeline cohort patients examples/valencia/cohort.yaml --cell mas.on_drug
+    timeline cohort patients examples/valencia/cohort.yaml --cell mas.any --json
     ```
     """
     sess, spec = _session(file, store, rules, param, as_known_at, wait)
@@ -590,7 +591,6 @@ def plot_cohort(
 
     ```
     timeline cohort plot examples/valencia/cohort.yaml --out valencia.png
-    timeline cohort plot examples/valencia/cohort.yaml --out first_line.svg --group first_line
     ```
     """
     from timeline.plots import check_out, cohort_plot

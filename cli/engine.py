@@ -114,7 +114,8 @@ def state(
 
     ```
     timeline state P001 --at 2008-02-10
-    timeline state P001 --at 2008-02-10 --rule fever_free --rule crp_normal --json
+    timeline state P001 --at 2008-02-10 --rule fever_free --rule crp_normal
+    timeline state P001 --at 2008-02-10 --json
     ```
     """
     sess = session(store, rules, param, as_known_at, wait)
@@ -311,7 +312,8 @@ def history(
     Example:
 
     ```
-    timeline history P001 --rule fever_free --rule crp_normal --from 2008-01-01 --to 2008-12-31
+    timeline history P001 --rule fever_free --rule crp_normal
+    timeline history P001 --from 2008-01-01 --to 2008-12-31
     timeline history P001 --csv > p001.csv
     ```
     """

@@ -276,7 +276,7 @@ def correct(
     Example:
 
     ```
-    timeline correct p1-crp2 --set value=5 --set unit=mg/L --reason "transcription error" --author "Dr. Ruiz"
+    timeline correct p1-crp2 --set value=5 --reason typo --author "Dr. Ruiz"
     ```
     """
     from timeline.errors import UsageError
@@ -313,7 +313,7 @@ def retract(
     Example:
 
     ```
-    timeline retract p1-rash1 --reason "entered for the wrong patient" --author "Dr. Ruiz"
+    timeline retract p1-rash1 --reason "wrong patient" --author "Dr. Ruiz"
     ```
     """
     from timeline.ingest import retract as do_retract

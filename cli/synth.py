@@ -72,9 +72,10 @@ def synth(
     Example:
 
     ```
-    timeline synth --patients 10000 --seed 42 --out cohort.parquet --amendments amend.jsonl
-    timeline init --store big.duckdb && timeline ingest cohort.parquet --store big.duckdb
-    timeline synth --apply-amendments amend.jsonl --store big.duckdb
+    timeline synth -n 10000 --seed 42 --out big.parquet --amendments big.jsonl
+    timeline init --store big.duckdb
+    timeline ingest big.parquet --store big.duckdb
+    timeline synth --apply-amendments big.jsonl --store big.duckdb
     ```
     """
     from timeline.errors import UsageError

@@ -66,6 +66,27 @@ def test_every_example_is_shown_on_lines_of_its_own(
     assert [e for e in examples if e not in shown] == []
 
 
+GROUPS: list[tuple[str, ...]] = [(), ("rules",), ("cohort",)]
+
+
+def _example_lines(words: tuple[str, ...]) -> list[str]:
+    """The lines of the example block of a command's (or group's) help text."""
+    command = _command(words)
+    text = f"{command.help or ''}\n{command.epilog or ''}".split("Example", 1)[1]
+    block = text.split("```", 2)[1]
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def test_every_example_line_fits_an_80_column_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a line that wraps is broken when copied: `... --rule crp_normal` and `--json` below it
+    monkeypatch.setenv("COLUMNS", "80")
+    wrapped = []
+    for words in [*GROUPS, *COMMANDS]:
+        shown = {line.strip(" │") for line in run_cli(*words, "--help").stdout.splitlines()}
+        wrapped += [line for line in _example_lines(words) if line not in shown]
+    assert wrapped == []
+
+
 def test_version_prints_the_versions_of_timeline_duckdb_and_python() -> None:
     import platform
 
@@ -80,7 +101,7 @@ def test_version_prints_the_versions_of_timeline_duckdb_and_python() -> None:
     )
 
 
-@pytest.mark.parametrize("group", [(), ("rules",), ("cohort",)], ids=["timeline", "rules", "cohort"])
+@pytest.mark.parametrize("group", GROUPS, ids=["timeline", "rules", "cohort"])
 def test_every_command_group_has_help_with_an_example(group: tuple[str, ...]) -> None:
     result = run_cli(*group, "--help")
     assert result.exit_code == 0
