@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 import typer
 
 from cli.engine import Exit, ParamOpt, RulesOpt, load, session
-from cli.options import AsKnownOpt, StoreOpt, WaitOpt
+from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt
 from cli.output import cell, console, dump_json, error, error_document, esc
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from timeline.engine.evaluate import Session
 
 cohort_app = typer.Typer(
+    cls=Group,
     help="Cohort reports from a cohort file: check it, run the n/N table, explain a patient, list a cell's patients, plot.",
     epilog=(
         "Example:\n\n```\ntimeline cohort check examples/valencia/cohort.yaml\n"
@@ -94,7 +95,7 @@ def _report(sess: Session, spec: CohortSpec) -> Report:
 # ---- check --------------------------------------------------------------------------------
 
 
-@cohort_app.command("check")
+@cohort_app.command("check", cls=Command)
 def check(
     file: FileArg,
     rules: RulesOpt = None,
@@ -147,7 +148,7 @@ def check(
 # ---- run ----------------------------------------------------------------------------------
 
 
-@cohort_app.command("run")
+@cohort_app.command("run", cls=Command)
 def run(
     file: FileArg,
     as_known_at: AsKnownOpt = None,
@@ -400,7 +401,7 @@ def _tte_text(x: Any) -> str:
 # ---- explain ------------------------------------------------------------------------------
 
 
-@cohort_app.command("explain")
+@cohort_app.command("explain", cls=Command)
 def explain(
     file: FileArg,
     patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
@@ -519,7 +520,7 @@ def _plain(value: Any) -> str:
 # ---- patients -----------------------------------------------------------------------------
 
 
-@cohort_app.command("patients")
+@cohort_app.command("patients", cls=Command)
 def patients(
     file: FileArg,
     cell_id: Annotated[
@@ -570,12 +571,13 @@ def patients(
 # ---- plots --------------------------------------------------------------------------------
 
 
-@cohort_app.command("plot")
+@cohort_app.command("plot", cls=Command)
 def plot_cohort(
     file: FileArg,
     out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Image to write: .png or .svg.")],
     group: Annotated[
-        str, typer.Option("--group", help="Group for the outcome proportions (a sub-group id).")
+        str,
+        typer.Option("--group", metavar="GROUP", help="Group for the outcome proportions (a sub-group id)."),
     ] = "all",
     as_known_at: AsKnownOpt = None,
     rules: RulesOpt = None,
@@ -614,7 +616,7 @@ def plot(
         typer.Option("--lane", metavar="RULE", help="A boolean rule to draw as a swimlane (repeatable)."),
     ] = None,
     drug: Annotated[
-        str, typer.Option("--drug", help="The drug whose dose and starts/stops are drawn.")
+        str, typer.Option("--drug", metavar="DRUG", help="The drug whose dose and starts/stops are drawn.")
     ] = "anakinra",
     dose_rule: Annotated[
         str, typer.Option("--dose-rule", metavar="RULE", help="Numeric rule for the dose panel.")

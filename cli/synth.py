@@ -31,7 +31,10 @@ def synth(
         ),
     ] = None,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="parquet or csv (default: from the extension of --out).")
+        str | None,
+        typer.Option(
+            "--format", metavar="FORMAT", help="parquet or csv (default: from the extension of --out)."
+        ),
     ] = None,
     workers: Annotated[
         int | None,
@@ -54,7 +57,9 @@ def synth(
     ] = None,
     store: Annotated[
         Path | None,
-        typer.Option("--store", "-s", help="Store for --apply-amendments (default: $TIMELINE_STORE)."),
+        typer.Option(
+            "--store", "-s", metavar="FILE", help="Store for --apply-amendments (default: $TIMELINE_STORE)."
+        ),
     ] = None,
     wait: WaitOpt = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -85,6 +86,26 @@ def test_every_example_line_fits_an_80_column_terminal(monkeypatch: pytest.Monke
         shown = {line.strip(" │") for line in run_cli(*words, "--help").stdout.splitlines()}
         wrapped += [line for line in _example_lines(words) if line not in shown]
     assert wrapped == []
+
+
+def test_no_flag_is_shown_with_a_value_placeholder() -> None:
+    # typer 0.29 shows `--json <bool>` and `--help -h <bool>`, as if they took `true`
+    shown = [
+        " ".join(("timeline", *w)) for w in [*GROUPS, *COMMANDS] if "<bool>" in run_cli(*w, "--help").stdout
+    ]
+    assert shown == []
+
+
+def test_every_option_that_takes_a_value_names_it() -> None:
+    # a metavar (--at DATE, --store FILE) rather than typer's type placeholder (<str>, <path>)
+    placeholder = re.compile(r"<(?!bool>)[\w\[\]|]+>")  # a flag's <bool>: the test above
+    unnamed = []
+    for words in [*GROUPS, *COMMANDS]:
+        for line in run_cli(*words, "--help").stdout.splitlines():
+            row = line.strip(" │*")
+            if row.startswith("--") and placeholder.search(row):
+                unnamed.append(f"{' '.join(('timeline', *words))} {row.split()[0]}")
+    assert unnamed == []
 
 
 def test_version_prints_the_versions_of_timeline_duckdb_and_python() -> None:
