@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 import typer
 
 from cli.engine import Exit, ParamOpt, RulesOpt, load, session
-from cli.options import AsKnownOpt, StoreOpt, WaitOpt
+from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt
 from cli.output import cell, console, dump_json, error, error_document, esc
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from timeline.engine.evaluate import Session
 
 cohort_app = typer.Typer(
+    cls=Group,
     help="Cohort reports from a cohort file: check it, run the n/N table, explain a patient, list a cell's patients, plot.",
     epilog=(
         "Example:\n\n```\ntimeline cohort check examples/valencia/cohort.yaml\n"
@@ -94,7 +95,7 @@ def _report(sess: Session, spec: CohortSpec) -> Report:
 # ---- check --------------------------------------------------------------------------------
 
 
-@cohort_app.command("check")
+@cohort_app.command("check", cls=Command)
 def check(
     file: FileArg,
     rules: RulesOpt = None,
@@ -111,7 +112,7 @@ def check(
 
     ```
     timeline cohort check examples/valencia/cohort.yaml
-    timeline cohort check examples/valencia/cohort.yaml --rules examples/site_rules/
+    timeline cohort check examples/valencia/cohort.yaml --json
     ```
     """
     from timeline.cohort.spec import CohortError
@@ -147,7 +148,7 @@ def check(
 # ---- run ----------------------------------------------------------------------------------
 
 
-@cohort_app.command("run")
+@cohort_app.command("run", cls=Command)
 def run(
     file: FileArg,
     as_known_at: AsKnownOpt = None,
@@ -183,7 +184,8 @@ def run(
 
     ```
     timeline cohort run examples/valencia/cohort.yaml
-    timeline cohort run examples/valencia/cohort.yaml --as-known-at 2011-01-31 --json > report.json
+    timeline cohort run examples/valencia/cohort.yaml --as-known-at 2011-01-31
+    timeline cohort run examples/valencia/cohort.yaml --json > report.json
     timeline cohort run examples/valencia/cohort.yaml --csv cells.csv
     timeline cohort run examples/valencia/cohort.yaml --csv - | head
     ```
@@ -399,7 +401,7 @@ def _tte_text(x: Any) -> str:
 # ---- explain ------------------------------------------------------------------------------
 
 
-@cohort_app.command("explain")
+@cohort_app.command("explain", cls=Command)
 def explain(
     file: FileArg,
     patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
@@ -422,8 +424,8 @@ def explain(
 
     ```
     timeline cohort explain examples/valencia/cohort.yaml V07
-    timeline cohort explain examples/valencia/cohort.yaml V07 outcome.active_arthritis.3_months
-    timeline cohort explain examples/valencia/cohort.yaml V07 population.included --json
+    timeline cohort explain examples/valencia/cohort.yaml V07 mas.on_drug
+    timeline cohort explain examples/valencia/cohort.yaml V07 --json
     ```
     """
     from timeline.cohort.explain import explain_patient
@@ -518,7 +520,7 @@ def _plain(value: Any) -> str:
 # ---- patients -----------------------------------------------------------------------------
 
 
-@cohort_app.command("patients")
+@cohort_app.command("patients", cls=Command)
 def patients(
     file: FileArg,
     cell_id: Annotated[
@@ -537,8 +539,8 @@ def patients(
     Example:
 
     ```
-    timeline cohort patients examples/valencia/cohort.yaml --cell outcome.active_arthritis.3_months
-    timeline cohort patients examples/valencia/cohort.yaml --cell subgroup.first_line --json
+    timeline cohort patients examples/valencia/cohort.yaml --cell mas.on_drug
+    timeline cohort patients examples/valencia/cohort.yaml --cell mas.any --json
     ```
     """
     sess, spec = _session(file, store, rules, param, as_known_at, wait)
@@ -569,12 +571,13 @@ def patients(
 # ---- plots --------------------------------------------------------------------------------
 
 
-@cohort_app.command("plot")
+@cohort_app.command("plot", cls=Command)
 def plot_cohort(
     file: FileArg,
     out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Image to write: .png or .svg.")],
     group: Annotated[
-        str, typer.Option("--group", help="Group for the outcome proportions (a sub-group id).")
+        str,
+        typer.Option("--group", metavar="GROUP", help="Group for the outcome proportions (a sub-group id)."),
     ] = "all",
     as_known_at: AsKnownOpt = None,
     rules: RulesOpt = None,
@@ -590,7 +593,6 @@ def plot_cohort(
 
     ```
     timeline cohort plot examples/valencia/cohort.yaml --out valencia.png
-    timeline cohort plot examples/valencia/cohort.yaml --out first_line.svg --group first_line
     ```
     """
     from timeline.plots import check_out, cohort_plot
@@ -614,7 +616,7 @@ def plot(
         typer.Option("--lane", metavar="RULE", help="A boolean rule to draw as a swimlane (repeatable)."),
     ] = None,
     drug: Annotated[
-        str, typer.Option("--drug", help="The drug whose dose and starts/stops are drawn.")
+        str, typer.Option("--drug", metavar="DRUG", help="The drug whose dose and starts/stops are drawn.")
     ] = "anakinra",
     dose_rule: Annotated[
         str, typer.Option("--dose-rule", metavar="RULE", help="Numeric rule for the dose panel.")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.options import AsKnownOpt, StoreOpt, WaitOpt
+from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt
 from cli.output import cell, console, dump_json, error, error_document, esc
 
 if TYPE_CHECKING:
@@ -94,7 +94,9 @@ def _value_text(r: Result, markup: bool = True) -> str:
 
 def state(
     patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
-    at: Annotated[str, typer.Option("--at", help="Date (the whole day) or date-time to evaluate at.")],
+    at: Annotated[
+        str, typer.Option("--at", metavar="DATE", help="Date (the whole day) or date-time to evaluate at.")
+    ],
     rule: RuleIdOpt = None,
     as_known_at: AsKnownOpt = None,
     rules: RulesOpt = None,
@@ -114,7 +116,8 @@ def state(
 
     ```
     timeline state P001 --at 2008-02-10
-    timeline state P001 --at 2008-02-10 --rule fever_free --rule crp_normal --json
+    timeline state P001 --at 2008-02-10 --rule fever_free --rule crp_normal
+    timeline state P001 --at 2008-02-10 --json
     ```
     """
     sess = session(store, rules, param, as_known_at, wait)
@@ -145,7 +148,7 @@ def state(
 def explain(
     patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
     rule_id: Annotated[str, typer.Argument(metavar="RULE", help="Rule id.")],
-    at: Annotated[str, typer.Option("--at", help="Date (the whole day) or date-time.")],
+    at: Annotated[str, typer.Option("--at", metavar="DATE", help="Date (the whole day) or date-time.")],
     as_known_at: AsKnownOpt = None,
     rules: RulesOpt = None,
     param: ParamOpt = None,
@@ -312,7 +315,8 @@ def history(
     Example:
 
     ```
-    timeline history P001 --rule fever_free --rule crp_normal --from 2008-01-01 --to 2008-12-31
+    timeline history P001 --rule fever_free --rule crp_normal
+    timeline history P001 --from 2008-01-01 --to 2008-12-31
     timeline history P001 --csv > p001.csv
     ```
     """
@@ -383,13 +387,14 @@ def _swimlanes(patient: str, rows: list[dict[str, Any]]) -> None:
 # ---- rules group ---------------------------------------------------------------------------
 
 rules_app = typer.Typer(
+    cls=Group,
     help="List, show, check, test rule files; print their JSON Schema.",
     epilog="Example:\n\n```\ntimeline rules list\ntimeline rules show crp_normal\ntimeline rules test examples/site_rules/\n```",
     no_args_is_help=True,
 )
 
 
-@rules_app.command("list")
+@rules_app.command("list", cls=Command)
 def rules_list(
     rules: RulesOpt = None, json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
 ) -> None:
@@ -428,7 +433,7 @@ def rules_list(
     console().print(table)
 
 
-@rules_app.command("show")
+@rules_app.command("show", cls=Command)
 def rules_show(
     rule_id: Annotated[str, typer.Argument(metavar="RULE", help="Rule id.")],
     rules: RulesOpt = None,
@@ -472,7 +477,7 @@ def rules_show(
     c.print(cell(Path(r.source).read_text(encoding="utf-8")))
 
 
-@rules_app.command("check")
+@rules_app.command("check", cls=Command)
 def rules_check(
     directory: Annotated[
         list[Path] | None,
@@ -511,7 +516,7 @@ def rules_check(
         console().print(f"ok: {len(rs.rules)} rules in {len(rs.sources)} files (digest {rs.digest[:12]})")
 
 
-@rules_app.command("test")
+@rules_app.command("test", cls=Command)
 def rules_test(
     directory: Annotated[
         list[Path] | None,
@@ -570,7 +575,7 @@ def rules_test(
         raise Exit(9)
 
 
-@rules_app.command("schema")
+@rules_app.command("schema", cls=Command)
 def rules_schema() -> None:
     """Print the JSON Schema of rule files, for editors that validate YAML as you type.
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.options import WaitOpt
+from cli.options import StoreOpt, WaitOpt
 from cli.output import console, dump_json, esc, working
 
 
@@ -16,7 +16,10 @@ def export(
         Path, typer.Argument(metavar="OUT_DIR", help="New (or empty) directory to write the dataset to.")
     ],
     fmt: Annotated[
-        str, typer.Option("--format", help="Output format: meds (Medical Event Data Standard 0.4).")
+        str,
+        typer.Option(
+            "--format", metavar="FORMAT", help="Output format: meds (Medical Event Data Standard 0.4)."
+        ),
     ],
     as_known_at: Annotated[
         str | None,
@@ -34,10 +37,7 @@ def export(
             help="At most about N rows per data file; a patient's rows are never split across files.",
         ),
     ] = 1_000_000,
-    store: Annotated[
-        Path | None,
-        typer.Option("--store", "-s", help="Store file. Default: $TIMELINE_STORE, else ./timeline.duckdb."),
-    ] = None,
+    store: StoreOpt = None,
     wait: WaitOpt = 0,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print JSON for scripts instead of a line.")

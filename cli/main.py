@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from cli.options import AsKnownOpt, JsonOpt, StoreOpt, WaitOpt
+from cli.options import AsKnownOpt, Command, Group, JsonOpt, StoreOpt, WaitOpt
 from cli.output import cell, console, dump_json, error, error_document, esc, working
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from timeline.store import Store
 
 app = typer.Typer(
+    cls=Group,
     name="timeline",
     help="Event-sourced longitudinal patient timelines: immutable clinical events in DuckDB.",
     epilog=(
@@ -115,11 +116,11 @@ def _author(value: str | None, required: bool) -> str:
 # ---- store commands -------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def init(
     store: StoreOpt = None,
     timezone: Annotated[
-        str, typer.Option(help="IANA time zone of clinical times that carry no offset.")
+        str, typer.Option(metavar="ZONE", help="IANA time zone of clinical times that carry no offset.")
     ] = "UTC",
     json_out: JsonOpt = False,
 ) -> None:
@@ -141,7 +142,7 @@ def init(
         console().print(f"created store {esc(info.path)} (time zone {esc(info.timezone)})")
 
 
-@app.command()
+@app.command(cls=Command)
 def ingest(
     files: Annotated[
         list[Path],
@@ -153,12 +154,15 @@ def ingest(
     store: StoreOpt = None,
     author: Annotated[
         str | None,
-        typer.Option(help="Who adds these events. Default: $TIMELINE_AUTHOR, else your user name."),
+        typer.Option(
+            metavar="NAME", help="Who adds these events. Default: $TIMELINE_AUTHOR, else your user name."
+        ),
     ] = None,
     fmt: Annotated[
         str | None,
         typer.Option(
             "--format",
+            metavar="FORMAT",
             help="csv, jsonl, parquet or meds (a MEDS directory from `timeline export`; default: from the extension).",
         ),
     ] = None,
@@ -255,15 +259,15 @@ class _progress:
             self.bar.stop()
 
 
-@app.command()
+@app.command(cls=Command)
 def correct(
     event_id: Annotated[str, typer.Argument(metavar="EVENT_ID", help="Id of the event to correct.")],
     set_: Annotated[
         list[str], typer.Option("--set", metavar="FIELD=VALUE", help="New value of a field (repeatable).")
     ],
-    reason: Annotated[str, typer.Option(help="Why the event is corrected (required).")],
+    reason: Annotated[str, typer.Option(metavar="TEXT", help="Why the event is corrected (required).")],
     author: Annotated[
-        str | None, typer.Option(help="Who corrects it (required; or $TIMELINE_AUTHOR).")
+        str | None, typer.Option(metavar="NAME", help="Who corrects it (required; or $TIMELINE_AUTHOR).")
     ] = None,
     store: StoreOpt = None,
     wait: WaitOpt = 0,
@@ -276,7 +280,7 @@ def correct(
     Example:
 
     ```
-    timeline correct p1-crp2 --set value=5 --set unit=mg/L --reason "transcription error" --author "Dr. Ruiz"
+    timeline correct p1-crp2 --set value=5 --reason typo --author "Dr. Ruiz"
     ```
     """
     from timeline.errors import UsageError
@@ -297,12 +301,12 @@ def correct(
         console().print(f"corrected {esc(event_id)}: seq {result.high_water} (batch {result.batch_id})")
 
 
-@app.command()
+@app.command(cls=Command)
 def retract(
     event_id: Annotated[str, typer.Argument(metavar="EVENT_ID", help="Id of the event to retract.")],
-    reason: Annotated[str, typer.Option(help="Why the event is withdrawn (required).")],
+    reason: Annotated[str, typer.Option(metavar="TEXT", help="Why the event is withdrawn (required).")],
     author: Annotated[
-        str | None, typer.Option(help="Who retracts it (required; or $TIMELINE_AUTHOR).")
+        str | None, typer.Option(metavar="NAME", help="Who retracts it (required; or $TIMELINE_AUTHOR).")
     ] = None,
     store: StoreOpt = None,
     wait: WaitOpt = 0,
@@ -313,7 +317,7 @@ def retract(
     Example:
 
     ```
-    timeline retract p1-rash1 --reason "entered for the wrong patient" --author "Dr. Ruiz"
+    timeline retract p1-rash1 --reason "wrong patient" --author "Dr. Ruiz"
     ```
     """
     from timeline.ingest import retract as do_retract
@@ -327,7 +331,7 @@ def retract(
         console().print(f"retracted {esc(event_id)}: seq {result.high_water} (batch {result.batch_id})")
 
 
-@app.command()
+@app.command(cls=Command)
 def events(
     patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
     start: Annotated[
@@ -418,7 +422,7 @@ def events(
     console().print(table)
 
 
-@app.command()
+@app.command(cls=Command)
 def patients(
     as_known_at: AsKnownOpt = None,
     store: StoreOpt = None,
@@ -427,16 +431,23 @@ def patients(
 ) -> None:
     """List patients with their event counts and date spans.
 
+    `--json` prints `{"manifest": {...}, "patients": [...]}`: timeline's version, the store,
+    the high-water sequence and as-known-at moment read, then one row per patient.
+
     Example:
 
     ```
     timeline patients --json
     ```
     """
+    from timeline.store import manifest
+
+    moment = _moment(as_known_at)
     with _open(store, wait=wait) as s:
-        rows = s.patients(_moment(as_known_at))
+        rows = s.patients(moment)
+        meta = manifest(s, s.high_water(moment), moment)
     if json_out:
-        dump_json(rows)
+        dump_json({"manifest": meta, "patients": rows})
         return
     from rich.table import Table
 
@@ -453,7 +464,7 @@ def patients(
     console().print(table)
 
 
-@app.command()
+@app.command(cls=Command)
 def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False) -> None:
     """Recompute every event hash and the batch hash chain; name the first broken link.
 
@@ -490,7 +501,7 @@ def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False)
         raise Exit(7)
 
 
-@app.command()
+@app.command(cls=Command)
 def info(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False) -> None:
     """Show the store's file, time zone, counts (events, batches, patients) and high-water sequence.
 
@@ -512,23 +523,23 @@ def info(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False) -
 
 from cli import engine as _engine  # noqa: E402 - registers the rule commands
 
-app.command()(_engine.state)
-app.command()(_engine.explain)
-app.command()(_engine.history)
+app.command(cls=Command)(_engine.state)
+app.command(cls=Command)(_engine.explain)
+app.command(cls=Command)(_engine.history)
 app.add_typer(_engine.rules_app, name="rules")
 
 from cli import cohort as _cohort  # noqa: E402 - registers the cohort commands and `plot`
 
-app.command()(_cohort.plot)
+app.command(cls=Command)(_cohort.plot)
 app.add_typer(_cohort.cohort_app, name="cohort")
 
 from cli import export as _export  # noqa: E402 - registers `export`
 
-app.command()(_export.export)
+app.command(cls=Command)(_export.export)
 
 from cli import synth as _synth  # noqa: E402 - registers `synth`
 
-app.command()(_synth.synth)
+app.command(cls=Command)(_synth.synth)
 
 
 def main() -> NoReturn:

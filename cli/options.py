@@ -1,17 +1,56 @@
-"""Command-line options shared by every command (one definition, one help text)."""
+"""Command-line options shared by every command (one definition, one help text), and the
+command classes every command and group is made with (``cls=Command``, ``cls=Group``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup, TyperOption
+
+
+def _bare(option: TyperOption | None) -> TyperOption | None:
+    """``option`` shown without a value placeholder in the help if it is a flag: typer (0.29)
+    writes one after every option that has no metavar, a flag's too (``--json <bool>``,
+    ``--help -h <bool>``), which reads as if the flag took a value (``--json true``). An empty
+    metavar is shown as nothing."""
+    if option is not None and option.is_flag and option.metavar is None:
+        option.metavar = ""
+    return option
+
+
+class Command(TyperCommand):
+    """typer's command, with its flags and ``--help`` shown bare (see ``_bare``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            _bare(param if isinstance(param, TyperOption) else None)
+
+    def get_help_option(self, ctx: Any) -> TyperOption | None:
+        # made by typer when a parse or a help page first needs it, not in __init__
+        return _bare(super().get_help_option(ctx))
+
+
+class Group(TyperGroup):
+    """typer's command group, with its flags (``--version``) and ``--help`` shown bare."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            _bare(param if isinstance(param, TyperOption) else None)
+
+    def get_help_option(self, ctx: Any) -> TyperOption | None:
+        return _bare(super().get_help_option(ctx))
+
 
 StoreOpt = Annotated[
     Path | None,
     typer.Option(
         "--store",
         "-s",
+        metavar="FILE",
         help="Store file. Default: $TIMELINE_STORE, else ./timeline.duckdb.",
         show_default=False,
     ),

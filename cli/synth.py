@@ -31,7 +31,10 @@ def synth(
         ),
     ] = None,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="parquet or csv (default: from the extension of --out).")
+        str | None,
+        typer.Option(
+            "--format", metavar="FORMAT", help="parquet or csv (default: from the extension of --out)."
+        ),
     ] = None,
     workers: Annotated[
         int | None,
@@ -54,7 +57,9 @@ def synth(
     ] = None,
     store: Annotated[
         Path | None,
-        typer.Option("--store", "-s", help="Store for --apply-amendments (default: $TIMELINE_STORE)."),
+        typer.Option(
+            "--store", "-s", metavar="FILE", help="Store for --apply-amendments (default: $TIMELINE_STORE)."
+        ),
     ] = None,
     wait: WaitOpt = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
@@ -72,9 +77,10 @@ def synth(
     Example:
 
     ```
-    timeline synth --patients 10000 --seed 42 --out cohort.parquet --amendments amend.jsonl
-    timeline init --store big.duckdb && timeline ingest cohort.parquet --store big.duckdb
-    timeline synth --apply-amendments amend.jsonl --store big.duckdb
+    timeline synth -n 10000 --seed 42 --out big.parquet --amendments big.jsonl
+    timeline init --store big.duckdb
+    timeline ingest big.parquet --store big.duckdb
+    timeline synth --apply-amendments big.jsonl --store big.duckdb
     ```
     """
     from timeline.errors import UsageError

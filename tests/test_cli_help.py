@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -66,6 +67,47 @@ def test_every_example_is_shown_on_lines_of_its_own(
     assert [e for e in examples if e not in shown] == []
 
 
+GROUPS: list[tuple[str, ...]] = [(), ("rules",), ("cohort",)]
+
+
+def _example_lines(words: tuple[str, ...]) -> list[str]:
+    """The lines of the example block of a command's (or group's) help text."""
+    command = _command(words)
+    text = f"{command.help or ''}\n{command.epilog or ''}".split("Example", 1)[1]
+    block = text.split("```", 2)[1]
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def test_every_example_line_fits_an_80_column_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a line that wraps is broken when copied: `... --rule crp_normal` and `--json` below it
+    monkeypatch.setenv("COLUMNS", "80")
+    wrapped = []
+    for words in [*GROUPS, *COMMANDS]:
+        shown = {line.strip(" │") for line in run_cli(*words, "--help").stdout.splitlines()}
+        wrapped += [line for line in _example_lines(words) if line not in shown]
+    assert wrapped == []
+
+
+def test_no_flag_is_shown_with_a_value_placeholder() -> None:
+    # typer 0.29 shows `--json <bool>` and `--help -h <bool>`, as if they took `true`
+    shown = [
+        " ".join(("timeline", *w)) for w in [*GROUPS, *COMMANDS] if "<bool>" in run_cli(*w, "--help").stdout
+    ]
+    assert shown == []
+
+
+def test_every_option_that_takes_a_value_names_it() -> None:
+    # a metavar (--at DATE, --store FILE) rather than typer's type placeholder (<str>, <path>)
+    placeholder = re.compile(r"<(?!bool>)[\w\[\]|]+>")  # a flag's <bool>: the test above
+    unnamed = []
+    for words in [*GROUPS, *COMMANDS]:
+        for line in run_cli(*words, "--help").stdout.splitlines():
+            row = line.strip(" │*")
+            if row.startswith("--") and placeholder.search(row):
+                unnamed.append(f"{' '.join(('timeline', *words))} {row.split()[0]}")
+    assert unnamed == []
+
+
 def test_version_prints_the_versions_of_timeline_duckdb_and_python() -> None:
     import platform
 
@@ -80,7 +122,7 @@ def test_version_prints_the_versions_of_timeline_duckdb_and_python() -> None:
     )
 
 
-@pytest.mark.parametrize("group", [(), ("rules",), ("cohort",)], ids=["timeline", "rules", "cohort"])
+@pytest.mark.parametrize("group", GROUPS, ids=["timeline", "rules", "cohort"])
 def test_every_command_group_has_help_with_an_example(group: tuple[str, ...]) -> None:
     result = run_cli(*group, "--help")
     assert result.exit_code == 0

@@ -56,7 +56,7 @@ def test_unknown_kind_filter_exits_2(example_store: Path) -> None:
 
 def test_patients_json_counts_events_and_spans(example_store: Path) -> None:
     data = json.loads(run_cli("patients", "--store", example_store, "--json").stdout)
-    assert data == [
+    assert data["patients"] == [
         {
             "patient_id": "P001",
             "events": 14,
@@ -64,6 +64,28 @@ def test_patients_json_counts_events_and_spans(example_store: Path) -> None:
             "last_event": "2008-02-10T00:00:00",
         }
     ]
+
+
+def test_patients_json_carries_the_manifest_of_what_it_read(example_store: Path) -> None:
+    from timeline import __version__
+
+    data = json.loads(run_cli("patients", "--store", example_store, "--json").stdout)
+    assert data["manifest"] == {
+        "engine": f"timeline {__version__}",
+        "store": str(example_store),
+        "high_water": 14,
+        "as_known_at": None,
+    }
+
+
+def test_patients_json_as_known_at_gives_the_moment_and_high_water_it_read(example_store: Path) -> None:
+    result = run_cli("patients", "--as-known-at", "2000-01-01", "--store", example_store, "--json")
+    data = json.loads(result.stdout)
+    assert (data["manifest"]["as_known_at"], data["manifest"]["high_water"], data["patients"]) == (
+        "2000-01-01T23:59:59.999999",
+        0,
+        [],
+    )
 
 
 def test_ingest_json_describes_each_batch(store_path: Path) -> None:

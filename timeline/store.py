@@ -517,6 +517,18 @@ class Store:
         self.con.execute("COMMIT")
 
 
+def manifest(store: Store, high_water: int, as_known_at: datetime | None) -> dict[str, Any]:
+    """The ``manifest`` of a JSON output read from ``store``: timeline's version, the store, the
+    high-water sequence read and the as-known-at moment it stands for (None: now). Outputs of
+    rules add the rule set's (``timeline.engine.evaluate.manifest``)."""
+    return {
+        "engine": f"timeline {__version__}",
+        "store": str(store.path),
+        "high_water": high_water,
+        "as_known_at": as_known_at.isoformat() if as_known_at else None,
+    }
+
+
 def is_damage(exc: BaseException) -> bool:
     """Whether DuckDB found bytes in the file that it did not write (a failed checksum)."""
     return isinstance(exc, duckdb.Error) and "Corrupt database file" in str(exc)

@@ -15,13 +15,13 @@ from typing import Any
 
 import duckdb
 
-from timeline import __version__
 from timeline.engine.compiler import COLUMNS, Compiler, engine_columns, q_
 from timeline.errors import ResourceError, UsageError
 from timeline.language import ast
 from timeline.language.loader import RuleSet
 from timeline.moments import clinical_moment
 from timeline.store import Store, insert_rows, lower_memory_limit, out_of_room
+from timeline.store import manifest as store_manifest
 
 MACROS = [
     "CREATE OR REPLACE TEMP MACRO tl_fmt(v) AS "
@@ -76,13 +76,7 @@ class Result:
 
 
 def manifest(store: Store, rules: RuleSet, high_water: int, as_known_at: datetime | None) -> dict[str, Any]:
-    return {
-        "engine": f"timeline {__version__}",
-        "store": str(store.path),
-        "high_water": high_water,
-        "as_known_at": as_known_at.isoformat() if as_known_at else None,
-        **rules.manifest(),
-    }
+    return {**store_manifest(store, high_water, as_known_at), **rules.manifest()}
 
 
 class Session:
