@@ -20,29 +20,34 @@ def _bare(option: TyperOption | None) -> TyperOption | None:
     return option
 
 
-class Command(TyperCommand):
-    """typer's command, with its flags and ``--help`` shown bare (see ``_bare``)."""
+class _BareFlags:
+    """Shows a command's flags and ``--help`` bare (see ``_bare``); mixed into typer's classes."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    params: list[Any]
+
+    def _bare_flags(self) -> None:
         for param in self.params:
             _bare(param if isinstance(param, TyperOption) else None)
 
     def get_help_option(self, ctx: Any) -> TyperOption | None:
         # made by typer when a parse or a help page first needs it, not in __init__
-        return _bare(super().get_help_option(ctx))
+        return _bare(super().get_help_option(ctx))  # type: ignore[misc]
 
 
-class Group(TyperGroup):
+class Command(_BareFlags, TyperCommand):
+    """typer's command, with its flags and ``--help`` shown bare."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._bare_flags()
+
+
+class Group(_BareFlags, TyperGroup):
     """typer's command group, with its flags (``--version``) and ``--help`` shown bare."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for param in self.params:
-            _bare(param if isinstance(param, TyperOption) else None)
-
-    def get_help_option(self, ctx: Any) -> TyperOption | None:
-        return _bare(super().get_help_option(ctx))
+        self._bare_flags()
 
 
 StoreOpt = Annotated[
