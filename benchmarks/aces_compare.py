@@ -17,11 +17,16 @@ as present.
   no part of the task.
 
 Each side runs in its own child process, alternately, ``--runs`` times; the parent takes the
-wall time of the child (interpreter start and imports included) and its peak resident set size
-(``wait4``), and the child reports the time of the work alone (load + evaluate). Medians are
-printed with the ratios ACES / timeline. The answers are compared per patient: the patients
-for which the rule is true must be exactly the patients ACES returns, with ACES's trigger
-equal to T.
+wall time of the child (interpreter start and imports included), the child reports the time of
+the work alone (its imports, load and evaluate) and its own peak resident set size (VmHWM from
+``/proc/self/status``: the peak since exec; ``ru_maxrss`` from ``wait4`` would start from the
+parent's high-water mark). The medians of each are printed, and the ratios timeline / ACES as
+the median of the per-run ratios (below 1: timeline faster or smaller), as the suite gives
+every ratio. The answers of every run are compared per patient: the patients for which the
+rule is true must be exactly the patients ACES returns, with ACES's trigger equal to T. The
+exit status is 1 when any run's answers disagree (``result.json`` then says which run and
+how), 0 when all agree; ``result.json`` is removed first and written only at the end, so a
+crash leaves none.
 
     python -m benchmarks.aces_compare --patients 10000 --runs 3
     python -m benchmarks.aces_compare --patients 200 --runs 1      # quick
@@ -29,8 +34,10 @@ equal to T.
 Data: ``benchmarks.gen`` writes ``200 × N`` events (a deterministic mix of labs, temperatures,
 findings, medications, ...), or with ``--source synth`` ``timeline.synth`` writes N synthetic
 sJIA patients (seed 1); they are ingested into ``benchmarks/data/aces-v1-[synth-]N/store.duckdb``
-and exported to ``meds/`` beside it (both reused on later runs). Needs the ``bench`` extra:
-``pip install -e '.[bench]'``.
+(or ``--data``) and exported to ``meds/`` beside it. ``prepared.json`` there records what the
+data is made of (:func:`data_version`: the generator's SQL and DuckDB's version, the store's
+schema, the shard size); the data is reused while that matches this code and rebuilt when it
+does not. Needs the ``bench`` extra: ``pip install -e '.[bench]'``.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,12 +117,32 @@ def data_root(patients: int, source: str, base: Path | None) -> Path:
     return base or gen.DATA / f"aces-v{DATA_VERSION}-{tag}{patients}"
 
 
+def data_version(patients: int, source: str, shard_rows: int) -> dict[str, Any]:
+    """What a prepared data directory is made of; it is reused only while this matches."""
+    from timeline import __version__
+    from timeline.store import SCHEMA_VERSION
+
+    events = (
+        gen.fingerprint("synth", patients) if source == "synth" else gen.fingerprint("gen", patients * 200)
+    )
+    return {
+        "layout": DATA_VERSION,
+        "source": source,
+        "patients": patients,
+        "events": events,
+        "shard_rows": shard_rows,
+        "store_schema": SCHEMA_VERSION,
+        "timeline": __version__,
+    }
+
+
 def prepare(
     patients: int, base: Path | None = None, shard_rows: int = 1_000_000, source: str = "gen"
 ) -> dict[str, Any]:
     """Build (or reuse) the store, its MEDS export and the core-column copy for ACES. The
     events come from ``benchmarks.gen`` or, with ``source="synth"``, from
-    ``timeline.synth.synthesize`` (clinic visits, anakinra courses, flares)."""
+    ``timeline.synth.synthesize`` (clinic visits, anakinra courses, flares). What is there is
+    reused only when ``prepared.json`` records the :func:`data_version` of this code."""
     from timeline.ingest import ingest_file
     from timeline.meds import export_meds
     from timeline.store import Store
@@ -123,10 +151,14 @@ def prepare(
     root.mkdir(parents=True, exist_ok=True)
     store, meds, core = root / "store.duckdb", root / "meds", root / "meds-core"
     info_file = root / "prepared.json"
+    version = data_version(patients, source, shard_rows)
     if info_file.exists() and store.exists() and meds.exists() and core.exists():
         info: dict[str, Any] = json.loads(info_file.read_text())
-        return info
-    for p in (store, meds, core):
+        if info.get("version") == version:
+            return info
+    info_file.unlink(missing_ok=True)  # whatever is there is not what this code would build
+    events = root / "events.parquet"
+    for p in (store, meds, core, events):
         if p.is_dir():
             shutil.rmtree(p)
         elif p.exists():
@@ -134,11 +166,9 @@ def prepare(
     if source == "synth":
         from timeline.synth import synthesize
 
-        events = root / "events.parquet"
-        if not events.exists():
-            synthesize(patients=patients, seed=1, out=events)
+        synthesize(patients=patients, seed=1, out=events)
     else:
-        events = gen.generate(patients * 200, "parquet", None if base is None else root / "events.parquet")
+        events = gen.generate(patients * 200, "parquet", events)
     t0 = time.perf_counter()
     with Store.create(store) as s:
         added = ingest_file(s, events, author="aces benchmark").added
@@ -156,6 +186,7 @@ def prepare(
         )
     con.close()
     info = {
+        "version": version,
         "source": source,
         "patients": patients,
         "events": added,
@@ -179,7 +210,8 @@ def _size(path: Path) -> int:
 
 def timeline_answers(store_path: Path, memory_limit: str | None = None) -> list[dict[str, Any]]:
     """Every patient with an anakinra start: the rule's value at T + 120 days. With
-    ``memory_limit``, DuckDB's own limit (default: 80% of RAM) is set first."""
+    ``memory_limit``, DuckDB's own limit (default: 80% of RAM) is set first; while it
+    evaluates, the engine lowers whichever limit is set to its cap (2 GiB) if it is higher."""
     from timeline.engine.evaluate import Session
     from timeline.language.loader import load_rules
     from timeline.store import Store
@@ -254,26 +286,22 @@ def vm_hwm_mib() -> float | None:
     return None
 
 
-def run_child(argv: list[str]) -> tuple[float, float, dict[str, Any]]:
-    """(wall seconds, peak RSS MiB, the child's own report) of one child process. The peak
-    is the child's own VmHWM where Linux has it, else its ru_maxrss from wait4."""
+def run_child(argv: list[str]) -> tuple[float, float | None, dict[str, Any]]:
+    """(wall seconds, peak RSS MiB, the child's own report) of one child process. The peak is
+    the child's own VmHWM (None where the system has none: ``ru_maxrss`` is no substitute, it
+    starts from the parent's high-water mark)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.aces_compare", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=HERE.parent,
+    # both pipes read together (communicate): a child writing more than a pipe holds to
+    # stderr would otherwise block while we wait on its stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.aces_compare", *argv], capture_output=True, cwd=HERE.parent
     )
-    out = proc.stdout.read() if proc.stdout else b""
-    err = proc.stderr.read() if proc.stderr else b""
-    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"child {argv[:2]} failed ({proc.returncode}):\n{err.decode()[-3000:]}")
-    report: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
-    peak = report.get("hwm_mib") or usage.ru_maxrss / 1024.0
-    return wall, float(peak), report
+        raise RuntimeError(f"child {argv[:2]} failed ({proc.returncode}):\n{proc.stderr.decode()[-3000:]}")
+    report: dict[str, Any] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    peak = report.get("hwm_mib")
+    return wall, None if peak is None else float(peak), report
 
 
 # ---- agreement ----------------------------------------------------------------------------
@@ -328,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--timeline-memory-limit",
         metavar="SIZE",
-        help="DuckDB memory_limit for the timeline side, e.g. 800MB (default: DuckDB's, 80%% of RAM)",
+        help="DuckDB memory_limit for the timeline side, e.g. 800MB (default: DuckDB's, 80%% of RAM, "
+        "which the engine lowers to its own cap of 2 GiB while it evaluates)",
     )
     ap.add_argument("--prepare-only", action="store_true", help="only build the store and the exports")
     ap.add_argument("--child", choices=["timeline", "aces"], help=argparse.SUPPRESS)
@@ -345,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         prepare(args.patients, args.data, args.shard_rows, args.source)
         return 0
     root = data_root(args.patients, args.source, args.data)
+    # the previous run's result must not outlive a run that fails: it is written at the end
+    (root / "result.json").unlink(missing_ok=True)
     # Build the data in a child process: the parent stays small, so that nothing of the
     # ingest's memory is counted in the children measured after it.
     prep = [
@@ -368,51 +399,92 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"duckdb {duckdb.__version__}; timeline memory_limit: {args.timeline_memory_limit or 'DuckDB default'}"
+        f"duckdb {duckdb.__version__}; timeline memory_limit: "
+        + (
+            args.timeline_memory_limit
+            or "DuckDB's default, lowered to the engine's 2 GiB cap while it evaluates"
+        )
     )
     sides = {
         "timeline": ["--child", "timeline", "--store", str(root / "store.duckdb")]
         + (["--timeline-memory-limit", args.timeline_memory_limit] if args.timeline_memory_limit else []),
         "aces": ["--child", "aces", "--meds", str(root / "meds-core"), "--task", str(task)],
     }
-    measured: dict[str, dict[str, list[float]]] = {s: {"wall": [], "work": [], "rss": []} for s in sides}
-    answers: dict[str, list[dict[str, Any]]] = {}
-    for run in range(args.runs):
-        for side in sides if run % 2 == 0 else reversed(list(sides)):
+    result = measure_runs(sides, args.runs, root, subject_map(root / "meds"))
+    med = result["median"]
+    for side in sides:
+        m = med[side]
+        print(f"{side:<8} median: wall {m['wall']:.2f} s, work {m['work']:.2f} s, peak RSS {_mib(m['rss'])}")
+    r = result["ratio"]
+    print(
+        "ratio timeline / ACES, median of the per-run ratios (below 1: timeline faster or smaller): "
+        f"wall {r['wall']:.2f}x, work {r['work']:.2f}x, peak RSS "
+        + ("n/a" if r["rss"] is None else f"{r['rss']:.2f}x")
+    )
+    for i, agreement in enumerate(result["agreements"]):
+        print(
+            f"answers, run {i + 1}: {agreement['patients_with_trigger']:,} patients with an anakinra start; "
+            f"true in timeline {agreement['true_timeline']:,}, returned by ACES {agreement['returned_aces']:,}; "
+            + ("agree" if agreement["agree"] else "DISAGREE")
+        )
+        for key in ("unknown_timeline", "only_timeline", "only_aces", "trigger_mismatch"):
+            if agreement[key]:
+                print(f"  {key}: {len(agreement[key])}: {', '.join(agreement[key][:10])}")
+    (root / "result.json").write_text(json.dumps({"data": info, **result}, indent=2))
+    return 0 if result["agree"] else 1
+
+
+def measure_runs(
+    sides: dict[str, list[str]],
+    runs: int,
+    root: Path,
+    subjects: dict[int, str],
+    run: Callable[[list[str]], tuple[float, float | None, dict[str, Any]]] = run_child,
+) -> dict[str, Any]:
+    """Run both sides ``runs`` times, alternating which goes first, and compare the answers of
+    every run (each side's answers of run i against the other's of run i). Returns the runs'
+    wall, work and peak RSS per side, their medians, the medians of the per-run ratios
+    timeline / ACES, each run's agreement and whether all agree."""
+    measured: dict[str, dict[str, list[Any]]] = {s: {"wall": [], "work": [], "rss": []} for s in sides}
+    agreements = []
+    for i in range(runs):
+        answers: dict[str, list[dict[str, Any]]] = {}
+        for side in sides if i % 2 == 0 else reversed(list(sides)):
             out = root / f"answers-{side}.json"
-            wall, rss, report = run_child([*sides[side], "--out", str(out)])
+            out.unlink(missing_ok=True)
+            wall, rss, report = run([*sides[side], "--out", str(out)])
             measured[side]["wall"].append(wall)
             measured[side]["work"].append(float(report["seconds"]))
             measured[side]["rss"].append(rss)
             answers[side] = json.loads(out.read_text())
             print(
-                f"  run {run + 1} {side:<8} wall {wall:7.2f} s  work {report['seconds']:7.2f} s  peak RSS {rss:8.1f} MiB"
+                f"  run {i + 1} {side:<8} wall {wall:7.2f} s  work {report['seconds']:7.2f} s  peak RSS {_mib(rss)}",
+                flush=True,
             )
-    med = {s: {k: statistics.median(v) for k, v in m.items()} for s, m in measured.items()}
-    for side in sides:
-        m = med[side]
-        print(
-            f"{side:<8} median: wall {m['wall']:.2f} s, work {m['work']:.2f} s, peak RSS {m['rss']:.0f} MiB"
-        )
-    print(
-        "ratio ACES / timeline: "
-        f"wall {med['aces']['wall'] / med['timeline']['wall']:.2f}x, "
-        f"work {med['aces']['work'] / med['timeline']['work']:.2f}x, "
-        f"peak RSS {med['aces']['rss'] / med['timeline']['rss']:.2f}x"
-    )
-    agreement = compare(answers["timeline"], answers["aces"], subject_map(root / "meds"))
-    print(
-        f"answers: {agreement['patients_with_trigger']:,} patients with an anakinra start; "
-        f"true in timeline {agreement['true_timeline']:,}, returned by ACES {agreement['returned_aces']:,}; "
-        + ("agree" if agreement["agree"] else "DISAGREE")
-    )
-    for key in ("unknown_timeline", "only_timeline", "only_aces", "trigger_mismatch"):
-        if agreement[key]:
-            print(f"  {key}: {len(agreement[key])}: {', '.join(agreement[key][:10])}")
-    (root / "result.json").write_text(
-        json.dumps({"data": info, "median": med, "agreement": agreement}, indent=2)
-    )
-    return 0 if agreement["agree"] else 1
+        agreements.append(compare(answers["timeline"], answers["aces"], subjects))
+    ours, theirs = measured["timeline"], measured["aces"]
+    return {
+        "runs": measured,
+        "median": {s: {k: _median(v) for k, v in m.items()} for s, m in measured.items()},
+        "max_rss": {s: None if None in m["rss"] else max(m["rss"]) for s, m in measured.items()},
+        "ratio": {k: _median([_div(o, a) for o, a in zip(ours[k], theirs[k], strict=True)]) for k in ours},
+        "agreements": agreements,
+        # the first disagreeing run's, else the last run's: what the suite shows
+        "agreement": next((a for a in agreements if not a["agree"]), agreements[-1]),
+        "agree": all(a["agree"] for a in agreements),
+    }
+
+
+def _median(values: list[float | None]) -> float | None:
+    return None if None in values else float(statistics.median(v for v in values if v is not None))
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _mib(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:8.1f} MiB"
 
 
 if __name__ == "__main__":

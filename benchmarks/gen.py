@@ -19,6 +19,7 @@ Usage: ``python -m benchmarks.gen --events 1000000`` (writes both formats and pr
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 
 import duckdb
@@ -171,6 +172,22 @@ SELECT
     nullif({_pick(list(_NOTES), "VARCHAR", "h // 17")}, '') AS note
 FROM e ORDER BY i
 """
+
+
+def fingerprint(source: str, n: int, seed: int = 1) -> str:
+    """What the data a benchmark keeps under ``DATA`` is made of, so a cached copy can be told
+    apart from what this code would write now: the SQL that generates it (``benchmarks.gen``'s
+    for ``n`` events, or ``timeline synth``'s for ``n`` patients with ``seed``) and the DuckDB
+    that runs it (its functions draw the values). Not covered: the Python that writes the
+    rows to files (synth's appenders), which changes their form, not the rows."""
+    if source == "synth":
+        from timeline.synth import query
+
+        sql = query(seed, 1, n + 1)
+    else:
+        sql = events_sql(n)
+    text = f"{source}\n{n}\n{seed}\n{duckdb.__version__}\n{sql}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def path_for(n: int, fmt: str) -> Path:

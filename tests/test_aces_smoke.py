@@ -77,3 +77,39 @@ def test_aces_side_agrees(tiny: Path, tmp_path: Path) -> None:
     agreement = bench.compare(bench.timeline_answers(tiny), theirs, bench.subject_map(tmp_path / "meds"))
     assert agreement["agree"], agreement
     assert agreement["returned_aces"] == len(EXPECTED_TRUE)
+
+
+def test_aces_compare_checks_the_answers_of_every_run(tmp_path: Path) -> None:
+    """Run 1's answers disagree, run 2's agree: the comparison is not the last run's alone."""
+    import json
+
+    def run(argv: list[str]) -> tuple[float, float, dict[str, object]]:
+        out = Path(argv[argv.index("--out") + 1])
+        calls.append(argv[1])
+        if argv[1] == "timeline":
+            answers: list[dict[str, object]] = [
+                {"patient_id": "A", "trigger": "2009-01-01T00:00:00", "value": True}
+            ]
+        else:  # ACES finds patient A only in its second run
+            answers = (
+                [{"subject_id": 0, "trigger": "2009-01-01T00:00:00"}] if calls.count("aces") == 2 else []
+            )
+        out.write_text(json.dumps(answers))
+        return 1.0, 100.0, {"seconds": 0.5}
+
+    calls: list[str] = []
+    sides = {"timeline": ["--child", "timeline"], "aces": ["--child", "aces"]}
+    result = bench.measure_runs(sides, 2, tmp_path, {0: "A"}, run=run)
+    assert [a["agree"] for a in result["agreements"]] == [False, True]
+    assert result["agree"] is False and result["agreement"]["only_timeline"] == ["A"]
+
+
+def test_aces_compare_rebuilds_data_it_did_not_prepare_itself(tmp_path: Path) -> None:
+    import json
+
+    first = bench.prepare(2, tmp_path / "data")  # 2 patients of benchmarks.gen: 400 events
+    info = tmp_path / "data" / "prepared.json"
+    stale = {k: v for k, v in json.loads(info.read_text()).items() if k != "version"}
+    info.write_text(json.dumps({**stale, "events": 1}))  # as written by code that did not say what it made
+    again = bench.prepare(2, tmp_path / "data")
+    assert again["events"] == first["events"] == 400

@@ -143,3 +143,251 @@ def test_suite_builds_a_large_store_in_parts_in_patient_order(
     assert sorted(stored) == sorted(given)
     assert [p for p, _ in stored] == sorted(p for p, _ in stored)
     assert not (tmp_path / "part.parquet").exists()
+
+
+# ---- what the suite reports is true ---------------------------------------------------------
+
+
+def _suite_result(n: int, figures: list[dict[str, object]], **extra: object) -> dict[str, object]:
+    return {
+        "size": n, "patients": n, "events": 200 * n, "machine": "m", "figures": figures, "runs": 3,
+        "date": "2026-12-05", "measured_at": "2026-12-05T14:00:00+00:00", "commit": "c" * 40, "dirty": False,
+        **extra,
+    }  # fmt: skip
+
+
+def _pack(seconds: float, at: str = "2026-12-05T14:00:00+00:00", rules: int = 43) -> dict[str, object]:
+    return {
+        "figure": "whole sJIA pack, 3 points per patient", "runs": 3, "ours_s": seconds, "anchor": "a",
+        "anchor_s": 0.1, "ratio": seconds / 0.1, "goal": "≤ 10×", "rules": rules, "measured_at": at,
+        "commit": "c" * 40,
+    }  # fmt: skip
+
+
+def _history(relative_to: str, at: str = "2026-12-05T14:00:00+00:00") -> dict[str, object]:
+    return {
+        "figure": "history intervals of every patient, whole pack", "runs": 3, "ours_s": 60.0,
+        "anchor": "the pack's runs", "anchor_s": 6.0, "ratio": 10.0, "goal": "≤ 3×", "rules": 43,
+        "relative_to": relative_to, "measured_at": at, "commit": "c" * 40,
+    }  # fmt: skip
+
+
+def test_suite_marks_a_figure_whose_pack_run_was_replaced() -> None:
+    from benchmarks import suite
+
+    later = "2026-12-05T14:00:00+00:00"
+    earlier = "2026-12-05T09:00:00+00:00"
+    text = suite.render([_suite_result(10, [_pack(5.0, later), _history(earlier, earlier)])])
+    row = next(line for line in text.splitlines() if line.startswith("| history"))
+    assert f"STALE: its ratio is to the pack run of {earlier}, since replaced" in row
+    fresh = suite.render([_suite_result(10, [_pack(5.0, later), _history(later, later)])])
+    assert "STALE" not in fresh
+
+
+def test_suite_marks_a_figure_kept_from_an_earlier_run_of_the_same_day() -> None:
+    from benchmarks import suite
+
+    kept = {**_pack(5.0, "2026-12-05T09:00:00+00:00"), "commit": "abcdef1234" + "0" * 30, "dirty": True}
+    text = suite.render([_suite_result(10, [kept])])
+    assert (
+        "| whole sJIA pack, 3 points per patient (measured 2026-12-05T09:00:00+00:00, "
+        "commit abcdef123 with uncommitted changes) |"
+    ) in text
+
+
+def test_suite_header_names_a_size_once() -> None:
+    from benchmarks import suite
+
+    text = suite.render([_suite_result(1000, [_pack(2.0)])])
+    assert "### 1,000 patients (200,000 events" in text
+
+
+def test_suite_header_says_the_rule_count_of_the_pack() -> None:
+    from benchmarks import suite
+
+    text = suite.render([_suite_result(10, [_pack(2.0, rules=43)])])
+    assert "the sJIA pack of 43 rules" in text.splitlines()[4]
+
+
+def test_suite_growth_names_the_rule_count_where_sizes_ran_different_packs() -> None:
+    from benchmarks import suite
+
+    text = suite.render([_suite_result(1000, [_pack(2.0, rules=36)]), _suite_result(10_000, [_pack(7.0)])])
+    assert "| whole sJIA pack, 3 points per patient | 2.000 (36 rules) | 0.700 (43 rules) |" in text
+
+
+def test_suite_growth_shows_a_figure_the_smallest_size_lacks() -> None:
+    from benchmarks import suite
+
+    results = [
+        _suite_result(1000, [_pack(2.0)]),
+        _suite_result(10_000, [_pack(7.0), _history("2026-12-05T14:00:00+00:00")]),
+        _suite_result(100_000, [_pack(70.0), _history("2026-12-05T14:00:00+00:00")]),
+    ]
+    assert "| history intervals of every patient, whole pack | – | 6.000 | 0.600 |" in suite.render(results)
+
+
+def test_suite_counts_a_missing_engine_state_as_a_difference() -> None:
+    from benchmarks import suite
+
+    key = ("P1", "2020-01-01", "mas")
+    assert suite.answer_differences({key: (None, None)}, {}) == [(key, "no engine state")]
+
+
+def test_suite_compares_the_reason_of_an_unknown_answer() -> None:
+    from benchmarks import suite
+
+    key = ("P1", "2020-01-01", "mas")
+    assert suite.answer_differences({key: (None, "no ferritin")}, {key: (None, "no ferritin")}) == []
+    assert suite.answer_differences({key: (None, "no ferritin")}, {key: (None, "no platelets")}) != []
+
+
+def test_ingest_benchmark_reports_the_childs_own_peak(tmp_path: Path) -> None:
+    """A child's ru_maxrss starts from its parent's high-water mark; the figure must not."""
+    file = gen.generate(500, "parquet", tmp_path / "events.parquet")
+    ballast = bytearray(700 * 2**20)
+    ballast[::4096] = b"\x01" * len(range(0, len(ballast), 4096))  # every page resident
+    peak = bench.peak_rss_mib("ours", file, "parquet", tmp_path)
+    del ballast
+    assert peak is not None and peak < 500, peak
+
+
+# ---- the suite's exit status and its results file, at a tiny size ---------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory the suite fills once (20 patients: files and store) for these tests."""
+    return tmp_path_factory.mktemp("suite-data")
+
+
+@pytest.fixture(scope="module")
+def saved_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """One written run (pack and naive, 2 runs) into a results directory and README of its own."""
+    import json
+
+    from benchmarks import suite
+
+    out = tmp_path_factory.mktemp("suite-results")
+    readme = out / "README.md"
+    readme.write_text("# x\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(suite, "DATA", tiny_data)
+        mp.setattr(suite, "RESULTS", out / "results")
+        mp.setattr(suite, "README", readme)
+        assert suite.main(["--size", "20", "--runs", "2", "--only", "naive", "--sample", "2"]) == 0
+    saved: dict[str, object] = json.loads((out / "results" / "suite-20.json").read_text())
+    return saved
+
+
+def _figure(saved: dict[str, object], prefix: str) -> dict[str, object]:
+    figures = saved["figures"]
+    assert isinstance(figures, list)
+    found: dict[str, object] = next(f for f in figures if f["figure"].startswith(prefix))
+    return found
+
+
+def test_suite_results_record_the_commit_each_figure_was_measured_on(saved_run: dict[str, object]) -> None:
+    import subprocess
+
+    from benchmarks import suite
+
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=suite.ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    for prefix in ("naive", "whole sJIA pack"):
+        f = _figure(saved_run, prefix)
+        assert f["commit"] == head and isinstance(f["dirty"], bool)
+        assert "T" in str(f["measured_at"])  # a time, not only a date
+
+
+def test_suite_reports_the_pack_a_dependent_figure_ran_against(saved_run: dict[str, object]) -> None:
+    naive = _figure(saved_run, "naive")
+    pack = _figure(saved_run, "whole sJIA pack")  # measured for the naive figure, so reported
+    assert naive["relative_to"] == pack["measured_at"] and naive["ours_s"] == pack["ours_s"]
+
+
+def test_suite_records_the_naive_replay_as_one_run(saved_run: dict[str, object]) -> None:
+    assert _figure(saved_run, "naive")["runs"] == 1
+    assert _figure(saved_run, "whole sJIA pack")["runs"] == 2
+
+
+def test_suite_fails_when_the_naive_replay_disagrees_with_the_engine(
+    tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import suite
+    from timeline.engine.replay import Reference, Val
+
+    monkeypatch.setattr(suite, "DATA", tiny_data)
+    monkeypatch.setattr(Reference, "rule", lambda self, rule_id, q: Val(None, "made up"))
+    assert suite.main(["--size", "20", "--runs", "1", "--no-write", "--only", "naive", "--sample", "2"]) == 1
+
+
+def _fake_aces(monkeypatch: pytest.MonkeyPatch, exit_code: int, agree: bool | None) -> list[list[str]]:
+    """benchmarks.aces_compare replaced: it exits with ``exit_code`` after writing a result
+    whose answers ``agree`` (None: it writes none, as a crash)."""
+    import json
+    import subprocess
+
+    real = subprocess.run
+    calls: list[list[str]] = []
+
+    def run(cmd: list[str], *args: object, **kw: object) -> object:
+        if "benchmarks.aces_compare" not in cmd:
+            return real(cmd, *args, **kw)  # type: ignore[call-overload]
+        calls.append(cmd)
+        data = Path(cmd[cmd.index("--data") + 1])
+        if agree is not None:
+            data.mkdir(parents=True, exist_ok=True)
+            side = {"wall": 1.0, "work": 0.5, "rss": 100.0}
+            agreement = {"agree": agree}
+            (data / "result.json").write_text(json.dumps({
+                "median": {"timeline": side, "aces": side}, "ratio": {"wall": 1.0, "work": 1.0, "rss": 1.0},
+                "max_rss": {"timeline": 100.0, "aces": 100.0}, "agreements": [agreement], "agreement": agreement,
+                "agree": agree,
+            }))  # fmt: skip
+        return subprocess.CompletedProcess(cmd, exit_code, "", "Traceback: it broke")
+
+    monkeypatch.setattr(subprocess, "run", run)  # the suite runs aces_compare through it
+    return calls
+
+
+def test_suite_fails_when_the_aces_answers_disagree(tiny_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("aces", reason="ACES is in the optional `bench` extra")
+    from benchmarks import suite
+
+    monkeypatch.setattr(suite, "DATA", tiny_data)
+    calls = _fake_aces(monkeypatch, 1, agree=False)
+    assert suite.main(["--size", "20", "--runs", "1", "--no-write", "--only", "aces"]) == 1
+    assert calls
+
+
+def test_suite_stops_when_aces_compare_fails_rather_than_show_an_earlier_result(
+    tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("aces", reason="ACES is in the optional `bench` extra")
+    from benchmarks import suite
+
+    monkeypatch.setattr(suite, "DATA", tiny_data)
+    _fake_aces(monkeypatch, 0, agree=True)  # an earlier run left its result
+    assert suite.main(["--size", "20", "--runs", "1", "--no-write", "--only", "aces"]) == 0
+    _fake_aces(monkeypatch, 1, agree=None)  # this one crashes
+    with pytest.raises(SystemExit, match="aces_compare failed"):
+        suite.main(["--size", "20", "--runs", "1", "--no-write", "--only", "aces"])
+
+
+def test_suite_rebuilds_data_this_code_would_not_make(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+
+    from benchmarks import suite
+    from timeline.synth import synthesize
+
+    monkeypatch.setattr(suite, "DATA", tmp_path)
+    (tmp_path / "suite-20").mkdir()
+    synthesize(patients=20, seed=2, out=tmp_path / "suite-20" / "events.parquet")  # not the suite's seed
+    assert suite.main(["--size", "20", "--runs", "1", "--no-write", "--only", "pack"]) == 0
+    with duckdb.connect(str(tmp_path / "suite-20" / "store.duckdb"), read_only=True) as con:
+        ids = con.execute("SELECT DISTINCT split_part(patient_id, '-', 1) FROM events").fetchall()
+    assert ids == [("S1",)]
