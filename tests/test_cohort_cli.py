@@ -31,6 +31,28 @@ def test_run_prints_n_over_n_and_the_denominator_policies(cohort_store: Path) ->
     assert "high-water seq 55" in out
 
 
+def test_run_warns_on_stderr_naming_an_index_drug_no_event_records(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace("drug: anakinra}", "drug: anakinar}")
+    path = tmp_path / "typo.yaml"
+    path.write_text(text, encoding="utf-8")
+    code, _, err = cohort("run", path, "--json", store=cohort_store)
+    assert code == 0, err
+    assert (
+        "warning: the index drug 'anakinar' is not recorded for any patient in the store "
+        "(did you mean 'anakinra'?)" in err
+    )
+
+
+def test_run_warns_on_stderr_naming_a_study_drug_no_event_records(cohort_store: Path, tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text(COHORT.read_text(encoding="utf-8") + "drug: anakinnra\n", encoding="utf-8")
+    code, _, err = cohort("run", path, store=cohort_store)
+    assert code == 0, err
+    assert "warning: the study drug 'anakinnra' is not recorded for any patient in the store" in err
+
+
 def test_run_json_carries_the_manifest_and_every_cell(cohort_store: Path) -> None:
     code, out, err = cohort("run", COHORT, "--json", store=cohort_store)
     assert code == 0, err
@@ -130,6 +152,33 @@ def test_explain_says_why_a_patient_is_not_in_the_population(cohort_store: Path)
     assert code == 0, err
     assert "P5 in cohort synthetic_anakinra: not included" in out
     assert "exclude cns_ever at 2009-01-15: true" in out
+
+
+def test_explain_of_a_patient_without_an_index_says_the_population_rules_were_not_evaluated(
+    cohort_store: Path,
+) -> None:
+    code, out, err = cohort("explain", COHORT, "P6", store=cohort_store)
+    assert code == 0, err
+    assert "  include has_sjia: not evaluated (no index event)\n" in out
+    assert "None" not in out
+
+
+def test_explain_says_why_a_patient_outside_the_population_is_in_no_sub_group(cohort_store: Path) -> None:
+    code, out, err = cohort("explain", COHORT, "P5", store=cohort_store)
+    assert code == 0, err
+    assert "sub-group first_line: not a member (not evaluated: not in the population)" in out
+
+
+def test_explain_a_discontinuation_cell_describes_the_stop_in_words(cohort_store: Path) -> None:
+    code, out, err = cohort("explain", COHORT, "P2", "discontinuation.any", store=cohort_store)
+    assert code == 0, err
+    assert "  detail: discontinued 2009-10-15 (severe skin reaction); events p2-stop\n" in out
+
+
+def test_explain_an_adverse_event_cell_lists_each_event_in_words(cohort_store: Path) -> None:
+    code, out, err = cohort("explain", COHORT, "P2", "ae.skin_reaction.grade_3", store=cohort_store)
+    assert code == 0, err
+    assert "  p2-ae1 2009-10-10: skin reaction, grade 3\n" in out
 
 
 def test_explain_a_cell_names_the_rule_explanation(cohort_store: Path) -> None:
