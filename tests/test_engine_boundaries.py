@@ -1125,6 +1125,19 @@ def test_daily_dose_per_kg_uses_the_frequency_and_the_latest_valid_weight(bench:
     )
 
 
+@pytest.mark.parametrize(
+    ("frequency", "days"),
+    [("every_3_days", 3), ("every_10_days", 10), ("every_3_weeks", 21), ("every_6_weeks", 42),
+     ("every_8_weeks", 56), ("every_12_weeks", 84)],
+)  # fmt: skip
+def test_daily_dose_of_a_taper_interval_is_the_dose_over_its_days(
+    bench: Bench, frequency: str, days: int
+) -> None:
+    bench.rule("r", {"daily_dose": {"drug": "canakinumab", "per_kg": False}})
+    bench.events([anakinra("2009-03-01", drug="canakinumab", dose=840, frequency=frequency)])
+    assert bench.values("r", "2009-03-01") == [pytest.approx(840 / days)]
+
+
 def test_daily_dose_without_a_frequency_is_unknown(bench: Bench) -> None:
     bench.rule("r", {"daily_dose": {"drug": "anakinra", "per_kg": False}})
     start = {k: v for k, v in anakinra("2009-03-01").items() if k != "frequency"}

@@ -105,7 +105,11 @@ SEXES = ("female", "male", "other", "unknown")
 ROUTES = ("sc", "iv", "oral", "im", "topical", "other")
 AE_ACTIONS = ("none", "dose_reduced", "drug_interrupted", "drug_withdrawn")
 
-# doses per day for each accepted frequency code
+# Doses per day for each accepted frequency code: a daily dose (`daily_dose`) is the dose
+# times this. `once` is a single dose, not a regimen: its daily dose is 0. The intervals are
+# those of the sJIA biologics and their tapers: anakinra daily, every other day, every 3 days;
+# tocilizumab IV every 2 weeks, SC weekly, every 10 days or every 2-3 weeks by weight;
+# canakinumab every 4 weeks, tapered to every 6, 8 and 12 weeks.
 FREQUENCIES: dict[str, float] = {
     "once": 0.0,
     "daily": 1.0,
@@ -113,11 +117,17 @@ FREQUENCIES: dict[str, float] = {
     "tid": 3.0,
     "qid": 4.0,
     "every_other_day": 0.5,
+    "every_3_days": 1.0 / 3.0,
     "twice_weekly": 2.0 / 7.0,
     "weekly": 1.0 / 7.0,
+    "every_10_days": 1.0 / 10.0,
     "every_2_weeks": 1.0 / 14.0,
+    "every_3_weeks": 1.0 / 21.0,
     "every_4_weeks": 1.0 / 28.0,
     "monthly": 12.0 / 365.25,
+    "every_6_weeks": 1.0 / 42.0,
+    "every_8_weeks": 1.0 / 56.0,
+    "every_12_weeks": 1.0 / 84.0,
 }
 
 DOSE_UNITS = ("mg", "mg/kg")  # canonical; any mass unit converts to mg
