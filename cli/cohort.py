@@ -670,8 +670,9 @@ def plot(
 ) -> None:
     """A clinician's view of one patient (PNG or SVG): state swimlanes (fever, rash, active
     arthritis, MAS episodes, inactive disease, complete response — those of the loaded rules,
-    or --lane), the drug's dose in mg/kg/day, CRP / ESR / ferritin with their limits, and
-    adverse events as markers.
+    or --lane; red when true means disease, green a good state, blue neither), the drug's
+    dose by --dose-rule in the unit that rule declares (default mg/kg/day of anakinra), CRP /
+    ESR / ferritin with their limits, and adverse events as markers.
 
     Example:
 

@@ -228,6 +228,42 @@ def test_patient_plot_writes_a_non_empty_image(cohort_store: Path, tmp_path: Pat
     assert out.stat().st_size > 10_000
 
 
+def test_plot_labels_the_dose_axis_with_the_unit_the_dose_rule_declares(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    rules = tmp_path / "dose"
+    rules.mkdir()
+    (rules / "anakinra_mg_day.yaml").write_text(
+        "id: anakinra_mg_day\nversion: '1'\ndescription: d\ncitation: c\nunit: mg/d\n"
+        "define:\n  daily_dose: {drug: anakinra, per_kg: false}\n",
+        encoding="utf-8",
+    )
+    result = run_cli("plot", "P2", "--out", tmp_path / "p.png", "--store", cohort_store, "--rules", RULES,
+                     "--rules", rules, "--dose-rule", "anakinra_mg_day", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dose_axis"] == "mg/d"
+
+
+def test_plot_draws_a_lane_that_is_not_a_disease_state_in_a_neutral_colour(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    result = run_cli("plot", "P2", "--out", tmp_path / "p.png", "--store", cohort_store, "--rules", RULES,
+                     "--lane", "on_study_drug", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["lane_meanings"] == {"on_study_drug": "other"}
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "meaning"),
+    [("active_arthritis", "disease"), ("in_mas_episode", "disease"), ("rash_free", "good"),
+     ("inactive_disease", "good"), ("on_tocilizumab", "other"), ("under_30kg", "other")],
+)  # fmt: skip
+def test_a_lanes_colour_follows_what_its_truth_means(rule_id: str, meaning: str) -> None:
+    from timeline.plots import lane_meaning
+
+    assert lane_meaning(rule_id) == meaning
+
+
 def test_plot_refuses_an_unknown_image_format(cohort_store: Path, tmp_path: Path) -> None:
     result = run_cli("plot", "P2", "--out", tmp_path / "p2.pdf", "--store", cohort_store, "--rules", RULES)
     assert result.exit_code == 2
