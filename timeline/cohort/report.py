@@ -264,13 +264,8 @@ class _Run:
         wanted = list(dict.fromkeys([*index, *([spec.drug] if spec.drug else [])]))
         if not wanted:
             return []
-        found = {
-            d
-            for (d,) in self.sql(
-                "SELECT DISTINCT drug FROM tl_c_ev WHERE drug IN (SELECT unnest(?))", [wanted]
-            )
-        }
-        missing = [d for d in wanted if d not in found]
+        # one early-stopping probe per drug: a drug that is recorded is found at once
+        missing = [d for d in wanted if not self.sql("SELECT 1 FROM tl_c_ev WHERE drug = ? LIMIT 1", [d])]
         if not missing:
             return []
         present = [d for (d,) in self.sql("SELECT DISTINCT drug FROM tl_c_ev WHERE drug IS NOT NULL")]
