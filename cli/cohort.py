@@ -203,6 +203,8 @@ def run(
     sess, spec = _session(file, store, rules, param, as_known_at, wait)
     with sess.store:
         report = _report(sess, spec)
+        for warning in report.warnings:
+            console(stderr=True).print(cell(f"warning: {warning}"))
         if parquet_out is not None:
             with replacing(parquet_out) as tmp:
                 _parquet(report, tmp, sess)
@@ -352,7 +354,8 @@ def render(report: Report) -> None:
             )
         c.print(t)
 
-    for section, title in (("adverse_event", "Adverse events from the index to the end of follow-up: patients n/N (events)"),
+    for section, title in (("adverse_event", "Adverse events (of any drug) from the index to the end of follow-up, "
+                                         "after a discontinuation too: patients n/N (events)"),
                            ("discontinuation", f"Discontinuations of {spec.drug}: n/N (%)"),
                            ("mas", "MAS episodes: patients n/N (episodes)")):  # fmt: skip
         rows = [x for x in report.cells if x.section == section and x.group == "all"]
@@ -453,6 +456,9 @@ def explain(
         )
     )
     for r in pop["rules"]:
+        if pop["evaluated_at"] is None:
+            c.print(cell(f"  {r['role']} {r['rule']}: {r['value']} ({r['reason']})"))
+            continue
         c.print(cell(f"  {r['role']} {r['rule']} at {pop['evaluated_at']}: {_plain(r['value'])}"
                      + (f" — {r['reason']}" if r["reason"] else "") + (f" [{r['detail']}]" if r["detail"] else "")))  # fmt: skip
     for g in data["subgroups"]:
@@ -493,10 +499,11 @@ def explain(
     c.print(f"\n[bold]{esc(x['cell'])}[/]: {esc(x['role'])}")
     for key in ("denominator", "denominator_detail", "detail"):
         if x.get(key):
-            c.print(cell(f"  {key.replace('_', ' ')}: {x[key]}"))
-    for key in ("events", "episodes"):
-        for item in x.get(key) or []:
-            c.print(cell(f"  {item}"))
+            c.print(cell(f"  {key.replace('_', ' ')}: {_detail_text(x[key])}"))
+    for ae in x.get("events") or []:
+        c.print(cell(f"  {_ae_text(ae)}"))
+    for ep in x.get("episodes") or []:
+        c.print(cell(f"  {_episode_text(ep)}"))
     for e in x["explanations"]:
         c.print(cell(f"\n{e['rule']} — {e['why']}"))
         if e["explanation"] is None:
@@ -507,6 +514,39 @@ def explain(
         c.print(tree)
         for ev in e["explanation"]["events"]:
             c.print(cell(f"  seq {ev['seq']} {ev['event_id']} {ev['occurred_at']}: {ev['description']}"))
+
+
+def _day(t: Any) -> str:
+    """A date or instant as a reader writes it: the date alone at midnight or a day's end."""
+    from datetime import datetime
+
+    if isinstance(t, datetime):
+        return t.date().isoformat() if t.time() in (t.min.time(), t.max.time()) else t.isoformat(" ")
+    return str(t)
+
+
+def _detail_text(detail: Any) -> str:
+    if isinstance(detail, dict):  # a discontinuation
+        if detail.get("date") is None:
+            return "not discontinued"
+        events = ", ".join(detail.get("events") or [])
+        return f"discontinued {_day(detail['date'])} ({detail.get('reason') or 'no reason recorded'}); events {events}"
+    return str(detail)
+
+
+def _ae_text(ae: dict[str, Any]) -> str:
+    extra = [w for w in ("serious" if ae.get("serious") else None, ae.get("action")) if w and w != "none"]
+    return f"{ae['event_id']} {_day(ae['occurred_at'])}: {ae['term']}, grade {ae['grade']}" + (
+        f" ({', '.join(str(w).replace('_', ' ') for w in extra)})" if extra else ""
+    )
+
+
+def _episode_text(ep: dict[str, Any]) -> str:
+    end = _day(ep["end"]) if ep.get("end") is not None else "unresolved"
+    seqs = ", ".join(str(s) for s in ep.get("evidence") or [])
+    return f"episode {_day(ep['start'])} to {end}: {str(ep['relation']).replace('_', ' ')}" + (
+        f"; evidence seq {seqs}" if seqs else ""
+    )
 
 
 def _plain(value: Any) -> str:
@@ -630,8 +670,9 @@ def plot(
 ) -> None:
     """A clinician's view of one patient (PNG or SVG): state swimlanes (fever, rash, active
     arthritis, MAS episodes, inactive disease, complete response — those of the loaded rules,
-    or --lane), the drug's dose in mg/kg/day, CRP / ESR / ferritin with their limits, and
-    adverse events as markers.
+    or --lane; red when true means disease, green a good state, blue neither), the drug's
+    dose by --dose-rule in the unit that rule declares (default mg/kg/day of anakinra), CRP /
+    ESR / ferritin with their limits, and adverse events as markers.
 
     Example:
 

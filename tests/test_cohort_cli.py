@@ -31,6 +31,28 @@ def test_run_prints_n_over_n_and_the_denominator_policies(cohort_store: Path) ->
     assert "high-water seq 55" in out
 
 
+def test_run_warns_on_stderr_naming_an_index_drug_no_event_records(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace("drug: anakinra}", "drug: anakinar}")
+    path = tmp_path / "typo.yaml"
+    path.write_text(text, encoding="utf-8")
+    code, _, err = cohort("run", path, "--json", store=cohort_store)
+    assert code == 0, err
+    assert (
+        "warning: the index drug 'anakinar' is not recorded for any patient in the store "
+        "(did you mean 'anakinra'?)" in err
+    )
+
+
+def test_run_warns_on_stderr_naming_a_study_drug_no_event_records(cohort_store: Path, tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text(COHORT.read_text(encoding="utf-8") + "drug: anakinnra\n", encoding="utf-8")
+    code, _, err = cohort("run", path, store=cohort_store)
+    assert code == 0, err
+    assert "warning: the study drug 'anakinnra' is not recorded for any patient in the store" in err
+
+
 def test_run_json_carries_the_manifest_and_every_cell(cohort_store: Path) -> None:
     code, out, err = cohort("run", COHORT, "--json", store=cohort_store)
     assert code == 0, err
@@ -132,6 +154,33 @@ def test_explain_says_why_a_patient_is_not_in_the_population(cohort_store: Path)
     assert "exclude cns_ever at 2009-01-15: true" in out
 
 
+def test_explain_of_a_patient_without_an_index_says_the_population_rules_were_not_evaluated(
+    cohort_store: Path,
+) -> None:
+    code, out, err = cohort("explain", COHORT, "P6", store=cohort_store)
+    assert code == 0, err
+    assert "  include has_sjia: not evaluated (no index event)\n" in out
+    assert "None" not in out
+
+
+def test_explain_says_why_a_patient_outside_the_population_is_in_no_sub_group(cohort_store: Path) -> None:
+    code, out, err = cohort("explain", COHORT, "P5", store=cohort_store)
+    assert code == 0, err
+    assert "sub-group first_line: not a member (not evaluated: not in the population)" in out
+
+
+def test_explain_a_discontinuation_cell_describes_the_stop_in_words(cohort_store: Path) -> None:
+    code, out, err = cohort("explain", COHORT, "P2", "discontinuation.any", store=cohort_store)
+    assert code == 0, err
+    assert "  detail: discontinued 2009-10-15 (severe skin reaction); events p2-stop\n" in out
+
+
+def test_explain_an_adverse_event_cell_lists_each_event_in_words(cohort_store: Path) -> None:
+    code, out, err = cohort("explain", COHORT, "P2", "ae.skin_reaction.grade_3", store=cohort_store)
+    assert code == 0, err
+    assert "  p2-ae1 2009-10-10: skin reaction, grade 3\n" in out
+
+
 def test_explain_a_cell_names_the_rule_explanation(cohort_store: Path) -> None:
     code, out, err = cohort(
         "explain", COHORT, "P7", "outcome.arthritis_all.6_months", "--json", store=cohort_store
@@ -177,6 +226,42 @@ def test_patient_plot_writes_a_non_empty_image(cohort_store: Path, tmp_path: Pat
                      "--lane", "afebrile_week", "--lane", "arthritis", "--lane", "on_study_drug")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 10_000
+
+
+def test_plot_labels_the_dose_axis_with_the_unit_the_dose_rule_declares(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    rules = tmp_path / "dose"
+    rules.mkdir()
+    (rules / "anakinra_mg_day.yaml").write_text(
+        "id: anakinra_mg_day\nversion: '1'\ndescription: d\ncitation: c\nunit: mg/d\n"
+        "define:\n  daily_dose: {drug: anakinra, per_kg: false}\n",
+        encoding="utf-8",
+    )
+    result = run_cli("plot", "P2", "--out", tmp_path / "p.png", "--store", cohort_store, "--rules", RULES,
+                     "--rules", rules, "--dose-rule", "anakinra_mg_day", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dose_axis"] == "mg/d"
+
+
+def test_plot_draws_a_lane_that_is_not_a_disease_state_in_a_neutral_colour(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    result = run_cli("plot", "P2", "--out", tmp_path / "p.png", "--store", cohort_store, "--rules", RULES,
+                     "--lane", "on_study_drug", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["lane_meanings"] == {"on_study_drug": "other"}
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "meaning"),
+    [("active_arthritis", "disease"), ("in_mas_episode", "disease"), ("rash_free", "good"),
+     ("inactive_disease", "good"), ("on_tocilizumab", "other"), ("under_30kg", "other")],
+)  # fmt: skip
+def test_a_lanes_colour_follows_what_its_truth_means(rule_id: str, meaning: str) -> None:
+    from timeline.plots import lane_meaning
+
+    assert lane_meaning(rule_id) == meaning
 
 
 def test_plot_refuses_an_unknown_image_format(cohort_store: Path, tmp_path: Path) -> None:

@@ -153,6 +153,13 @@ def test_adverse_events_by_term_and_grade_from_the_index(report: Report) -> None
         report.cell("ae.nausea.any_grade")
 
 
+def test_the_adverse_event_cells_say_they_count_any_drug_and_after_a_discontinuation(report: Report) -> None:
+    assert report.cell("ae.any.any_grade").denominator == (
+        "the group (adverse events of any drug, or none named, from the index to the end of follow-up, "
+        "after a discontinuation of the study drug too)"
+    )
+
+
 def test_discontinuations_by_reason(report: Report) -> None:
     assert nN(report, "discontinuation.any") == (1, 4, 0)
     assert report.cell("discontinuation.severe_skin_reaction").numerator_ids == ["P2"]

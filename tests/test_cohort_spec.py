@@ -179,3 +179,45 @@ def test_an_empty_cohort_version_is_a_problem(tmp_path: Path) -> None:
     assert '\nversion: "1"\n' in text
     found = problems(tmp_path, text.replace('\nversion: "1"\n', '\nversion: " "\n'))
     assert [p for p in found if "version" in p] == ["FILE:4:10: version is empty"]
+
+
+# the fixture with an index of two drugs; "on the drug" (its on_drug denominator) by a rule
+TWO_DRUGS = (
+    COHORT.read_text(encoding="utf-8")
+    .replace(
+        "first: {kind: medication_start, drug: anakinra}",
+        "first: {kind: medication_start, drug: [anakinra, tocilizumab]}",
+    )
+    .replace(
+        "  end: [end_of_follow_up, death]\n",
+        "  end: [end_of_follow_up, death]\n  on_drug_rule: on_study_drug\n",
+    )
+)
+
+
+def test_an_index_naming_two_drugs_without_a_study_drug_is_refused_by_check(tmp_path: Path) -> None:
+    assert problems(tmp_path, TWO_DRUGS) == [
+        "FILE:7:41: the index names 2 drugs (anakinra, tocilizumab) and the cohort names no study drug, "
+        "so there would be no discontinuation table: add drug: NAME (the drug whose stops to follow), "
+        "or set discontinuations: false"
+    ]
+
+
+def test_discontinuations_asked_for_without_a_study_drug_are_refused_at_their_line(tmp_path: Path) -> None:
+    assert problems(tmp_path, TWO_DRUGS + "discontinuations: true\n") == [
+        "FILE:29:19: the discontinuation table needs the study drug and the index names 2 drugs "
+        "(anakinra, tocilizumab): add drug: NAME (the drug whose stops to follow), or set discontinuations: false"
+    ]
+
+
+def test_censoring_at_discontinuation_with_only_an_on_drug_rule_is_refused(tmp_path: Path) -> None:
+    text = TWO_DRUGS.replace("window: 3 months}", "window: 3 months, censor: [death, discontinuation]}")
+    assert problems(tmp_path, text + "discontinuations: false\n") == [
+        "FILE:26:98: censoring at discontinuation needs the study drug (drug: NAME), whose discontinuation "
+        "date it censors at (an on_drug_rule has none)"
+    ]
+
+
+def test_without_a_study_drug_the_default_censoring_leaves_out_discontinuation(tmp_path: Path) -> None:
+    spec = load_cohort(write(tmp_path, TWO_DRUGS + "discontinuations: false\n"), rules())
+    assert spec.time_to_event[0].censor == ("end_of_follow_up", "death")

@@ -760,11 +760,42 @@ def test_explain_of_held_for_lists_every_moment_and_explains_the_one_that_decide
 # ---- comparisons, units, arithmetic ----------------------------------------------------------------
 
 
+def test_a_false_comparison_note_states_the_relation_that_holds(bench: Bench) -> None:
+    bench.rule("r", {"lt": [{"latest": {"select": CRP, "within": "30 days"}}, 20]})
+    bench.events([crp("2009-03-01", 35)])
+    assert (bench.state("r", "2009-03-01").value, bench.state("r", "2009-03-01").note) == (
+        False,
+        "35 ≥ 20 mg/L",
+    )
+
+
+def test_a_false_comparison_of_two_expressions_notes_the_relation_that_holds(bench: Bench) -> None:
+    latest = {"latest": {"select": CRP, "within": "30 days"}}
+    bench.rule("r", {"gt": [latest, {"mul": [latest, 2]}]})
+    bench.events([crp("2009-03-01", 35)])
+    assert bench.state("r", "2009-03-01").note == "35 ≤ 70 mg/L"
+
+
+def test_a_negation_keeps_the_note_of_its_item(bench: Bench) -> None:
+    bench.rule("r", {"not": {"exists": {"select": CRP, "window": "30 days"}}})
+    bench.events([crp("2009-03-01", 35)])
+    assert bench.state("r", "2009-03-01").note == "exists of CRP: 1 event(s) in the window"
+
+
+def test_an_unknown_unless_rule_that_is_known_has_the_detail_of_its_value(bench: Bench) -> None:
+    crp_seen = {"exists": {"select": CRP, "window": "30 days"}}
+    bench.rule(
+        "r", {"unknown_unless": {"value": {"not": crp_seen}, "condition": crp_seen, "reason": "no CRP"}}
+    )
+    bench.events([crp("2009-03-01", 35)])
+    assert bench.state("r", "2009-03-01").note == "exists of CRP: 1 event(s) in the window"
+
+
 def test_a_negative_zero_threshold_is_written_0_in_the_note(bench: Bench) -> None:
     # both evaluators write it the same way (the replay wrote "-0", the SQL engine "0")
     bench.rule("r", {"ge": [{"latest": {"select": CRP, "within": "30 days"}}, -0.0]})
     bench.events([crp("2009-03-01", 4)])
-    assert bench.state("r", "2009-03-01").note == "4 >= 0 mg/L"
+    assert bench.state("r", "2009-03-01").note == "4 ≥ 0 mg/L"
 
 
 @pytest.mark.parametrize(
@@ -1123,6 +1154,19 @@ def test_daily_dose_per_kg_uses_the_frequency_and_the_latest_valid_weight(bench:
         bench.state("r", "2009-03-31").why
         == "no weight within 30 days: the latest, on 2009-03-01, is too old"
     )
+
+
+@pytest.mark.parametrize(
+    ("frequency", "days"),
+    [("every_3_days", 3), ("every_10_days", 10), ("every_3_weeks", 21), ("every_6_weeks", 42),
+     ("every_8_weeks", 56), ("every_12_weeks", 84)],
+)  # fmt: skip
+def test_daily_dose_of_a_taper_interval_is_the_dose_over_its_days(
+    bench: Bench, frequency: str, days: int
+) -> None:
+    bench.rule("r", {"daily_dose": {"drug": "canakinumab", "per_kg": False}})
+    bench.events([anakinra("2009-03-01", drug="canakinumab", dose=840, frequency=frequency)])
+    assert bench.values("r", "2009-03-01") == [pytest.approx(840 / days)]
 
 
 def test_daily_dose_without_a_frequency_is_unknown(bench: Bench) -> None:

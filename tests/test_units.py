@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from timeline.units import UnitError, conversion
+from timeline.units import UnitError, conversion, odd_factor
 
 
 def test_crp_mg_per_dl_converts_to_mg_per_l_by_ten() -> None:
@@ -31,6 +31,14 @@ def test_incompatible_dimensions_refuse_to_convert() -> None:
 def test_unknown_symbol_is_reported_by_name() -> None:
     with pytest.raises(UnitError, match="'foo'"):
         conversion("foo/L", "mg/L")
+
+
+def test_a_bare_number_that_is_not_a_power_of_ten_is_an_odd_factor() -> None:
+    assert odd_factor("10.9/L") == 9
+
+
+def test_an_exponent_is_not_an_odd_factor() -> None:
+    assert odd_factor("/mm3") is None
 
 
 @given(

@@ -20,23 +20,51 @@ class Code:
     high: float | None = None
     molar_mass: float | None = None  # g/mol, lets mmol/L convert to mass units
     validity_days: int = 30  # how long a measurement stays valid by default
+    # The units a value may be recorded in, as their factor to the canonical unit: a unit
+    # further off is not one this code is reported in, whatever UCUM says (weight in mg,
+    # neutrophils per litre). Four orders of magnitude either way covers every laboratory
+    # unit of these codes (g/L → mg/dL is 100, mg/L → g/dL 10⁻⁴); counts per µL or mm³ are
+    # 10⁻⁶ of 10⁹/L and widen it for the cell counts.
+    unit_factors: tuple[float, float] = (1e-4, 1e4)
 
 
+# the factors of a cell count's units: /uL and /mm3 are 1e-6 of 10*9/L
+_COUNT = (1e-6, 1e4)
+
+
+# Plausible ranges: wide enough for every value a living patient has been reported with,
+# narrow enough that a unit slip of a factor 1000 (a count per µL entered as 10³/µL, g/L as
+# g/dL) lands outside for ordinary values. A value outside is refused at ingest (row, field,
+# value, unit named); fix the record or its unit.
 LABS: dict[str, Code] = {
     c.code: c
     for c in [
+        # a Westergren tube is 200 mm long (ICSH 2011 ESR recommendations): nothing above
         Code("4537-7", "ESR (Westergren)", "mm/h", 0, 200),
+        # the highest CRPs reported (sepsis, sJIA/MAS) are 500-600 mg/L; assays dilute to ~1000
         Code("1988-5", "CRP", "mg/L", 0, 1000),
         Code("30522-7", "hs-CRP", "mg/L", 0, 1000),
+        # MAS/HLH ferritin reaches the hundreds of thousands (HLH-2004 uses > 500 as a criterion)
         Code("2276-4", "ferritin", "ng/mL", 0, 500000),
-        Code("777-3", "platelets", "10*9/L", 0, 5000),
+        # essential thrombocythaemia can exceed 3000 x 10^9/L; reactive thrombocytosis in sJIA
+        # rarely exceeds 1500
+        Code("777-3", "platelets", "10*9/L", 0, 5000, unit_factors=_COUNT),
+        # ischaemic hepatitis and acute liver failure: AST/ALT in the tens of thousands
         Code("1920-8", "AST", "U/L", 0, 50000),
         Code("1742-6", "ALT", "U/L", 0, 50000),
+        # familial chylomicronaemia: up to ~ 10,000-20,000 mg/dL
         Code("2571-8", "triglycerides", "mg/dL", 0, 20000, molar_mass=885.7),
+        # normal 200-400 mg/dL, acute phase < 1000-1500
         Code("3255-7", "fibrinogen", "mg/dL", 0, 2000),
+        # polycythaemia stays under 30 g/dL; a value in g/L (120) entered as g/dL is refused
         Code("718-7", "haemoglobin", "g/dL", 0, 30),
-        Code("6690-2", "WBC", "10*9/L", 0, 1000),
-        Code("751-8", "neutrophils", "10*9/L", 0, 1000),
+        # hyperleukocytosis of acute leukaemia has been reported up to ~ 1000 x 10^9/L
+        Code("6690-2", "WBC", "10*9/L", 0, 1000, unit_factors=_COUNT),
+        # the neutrophilia of leukaemoid reactions (sepsis, sJIA flares) stays under 100 x 10^9/L;
+        # above it only leukaemias, whose differential reports blasts and precursors, not an
+        # ANC. Any neutropenic count (>= 0.1) entered per µL in 10³/µL lands above 100.
+        Code("751-8", "neutrophils", "10*9/L", 0, 100, unit_factors=_COUNT),
+        # LDH in MAS, haemolysis and tumour lysis: thousands, rarely > 10,000 U/L
         Code("2532-0", "LDH", "U/L", 0, 100000),
     ]
 }
@@ -77,7 +105,11 @@ SEXES = ("female", "male", "other", "unknown")
 ROUTES = ("sc", "iv", "oral", "im", "topical", "other")
 AE_ACTIONS = ("none", "dose_reduced", "drug_interrupted", "drug_withdrawn")
 
-# doses per day for each accepted frequency code
+# Doses per day for each accepted frequency code: a daily dose (`daily_dose`) is the dose
+# times this. `once` is a single dose, not a regimen: its daily dose is 0. The intervals are
+# those of the sJIA biologics and their tapers: anakinra daily, every other day, every 3 days;
+# tocilizumab IV every 2 weeks, SC weekly, every 10 days or every 2-3 weeks by weight;
+# canakinumab every 4 weeks, tapered to every 6, 8 and 12 weeks.
 FREQUENCIES: dict[str, float] = {
     "once": 0.0,
     "daily": 1.0,
@@ -85,11 +117,17 @@ FREQUENCIES: dict[str, float] = {
     "tid": 3.0,
     "qid": 4.0,
     "every_other_day": 0.5,
+    "every_3_days": 1.0 / 3.0,
     "twice_weekly": 2.0 / 7.0,
     "weekly": 1.0 / 7.0,
+    "every_10_days": 1.0 / 10.0,
     "every_2_weeks": 1.0 / 14.0,
+    "every_3_weeks": 1.0 / 21.0,
     "every_4_weeks": 1.0 / 28.0,
     "monthly": 12.0 / 365.25,
+    "every_6_weeks": 1.0 / 42.0,
+    "every_8_weeks": 1.0 / 56.0,
+    "every_12_weeks": 1.0 / 84.0,
 }
 
 DOSE_UNITS = ("mg", "mg/kg")  # canonical; any mass unit converts to mg

@@ -36,7 +36,7 @@ from timeline import codes, events, meds
 from timeline.errors import IngestError, ResourceError, RowError, UsageError, first_line
 from timeline.integrity import row_hash_sql, seal_batch
 from timeline.store import EVENT_COLUMNS, Store, _quote, insert_rows, lower_memory_limit, out_of_room
-from timeline.units import UnitError, conversion
+from timeline.units import UnitError, conversion, odd_factor
 
 Progress = Callable[[str, float], None]
 """Called with (stage, percent 0-100) while a batch is written: the stages ``reading``,
@@ -714,16 +714,29 @@ def _conversions(con: duckdb.DuckDBPyConnection) -> None:
             continue  # the unknown code is reported by its own check
         try:
             conv = conversion(unit, target.unit, target.molar_mass)
-            rows.append((kind, code, unit, target.code, target.unit, conv.scale, conv.offset, None))
+            rows.append(
+                (
+                    kind,
+                    code,
+                    unit,
+                    target.code,
+                    target.unit,
+                    conv.scale,
+                    conv.offset,
+                    None,
+                    _suspect(unit, target),
+                )
+            )
         except UnitError as exc:
             reason = f"unit {unit!r} cannot be converted to {target.unit!r} for {target.name}: {exc}"
-            rows.append((kind, code, unit, target.code, target.unit, None, None, reason))
+            rows.append((kind, code, unit, target.code, target.unit, None, None, reason, None))
     con.execute(
         """CREATE OR REPLACE TEMP TABLE tl_conv (kind VARCHAR, code VARCHAR, unit VARCHAR,
-           canon_code VARCHAR, canon_unit VARCHAR, scale DOUBLE, "offset" DOUBLE, error VARCHAR)"""
+           canon_code VARCHAR, canon_unit VARCHAR, scale DOUBLE, "offset" DOUBLE, error VARCHAR,
+           suspect VARCHAR)"""
     )
     if rows:
-        con.executemany("INSERT INTO tl_conv VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        con.executemany("INSERT INTO tl_conv VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     dose_rows: list[tuple[Any, ...]] = []
     for (unit,) in con.execute(
@@ -749,6 +762,39 @@ def _conversions(con: duckdb.DuckDBPyConnection) -> None:
     )
     if dose_rows:
         con.executemany("INSERT INTO tl_dose VALUES (?, ?, ?, ?)", dose_rows)
+
+
+def _suspect(unit: str, target: codes.Code) -> str | None:
+    """Why a unit that converts is still not one ``target`` is recorded in, or None.
+
+    Valid UCUM is not enough: ``10.9/L`` (a typo for 10*9/L) is 90 per litre and turns an
+    ANC of 0.9 into 8.1e-08 × 10^9/L, inside the plausible range and counted as neutropenia."""
+    if conversion(unit, target.unit, target.molar_mass).offset:
+        return None  # temperatures: Cel, [degF], K are the only units that convert
+    n = odd_factor(unit)
+    if n is not None:
+        return f"a number in a UCUM unit multiplies it (the {n} of {unit!r}){_unit_hint(unit, target)}"
+    scale = conversion(unit, target.unit, target.molar_mass).scale
+    lo, hi = target.unit_factors
+    if not lo <= scale <= hi:
+        return (
+            f"{unit!r} is {scale:.6g} × {target.unit}, and units for {target.name} are "
+            f"{lo:g} to {hi:g} × {target.unit}{_unit_hint(unit, target)}"
+        )
+    return None
+
+
+def _unit_hint(unit: str, target: codes.Code) -> str:
+    """A did-you-mean for the usual slip, 10.9 for 10*9 (a power of ten)."""
+    guess = re.sub(r"10[.](\d+)", r"10*\1", unit)
+    if guess == unit:
+        return ""
+    try:
+        scale = conversion(guess, target.unit, target.molar_mass).scale
+    except UnitError:
+        return ""
+    lo, hi = target.unit_factors
+    return f"; did you mean {guess!r}?" if lo <= scale <= hi and odd_factor(guess) is None else ""
 
 
 def _in(values: Iterable[str]) -> str:
@@ -878,13 +924,25 @@ def _checks(store: Store, op: str, now_local: datetime, unique_ids: bool = False
         f"({_quote(c.code)}, {c.low if c.low is not None else 'NULL'}, {c.high if c.high is not None else 'NULL'}, {_quote(c.name)})"
         for c in ranges
     )
+    canon = """format('{:.6g}', s.value * c.scale + c."offset")"""
+    q.append(
+        f"""SELECT s.__row, 'unit',
+                CASE WHEN s.value IS NULL THEN 'unit ' || s.unit
+                     ELSE 'value ' || {_raw("value")} || ' ' || s.unit || ' would be ' || {canon} || ' ' || c.canon_unit END
+                || ' for ' || rg.name || ': ' || c.suspect
+           FROM tl_stage s JOIN tl_conv c ON s.kind = c.kind AND s.code IS NOT DISTINCT FROM c.code AND s.unit = c.unit
+           JOIN (VALUES {rng}) rg(code, lo, hi, name) ON rg.code = c.canon_code
+           WHERE c.suspect IS NOT NULL"""
+    )
     q.append(
         f"""SELECT s.__row, 'value',
-                'value ' || {_raw("value")} || ' ' || s.unit || ' is outside the plausible range '
+                'value ' || {_raw("value")} || ' ' || s.unit
+                || CASE WHEN s.unit = c.canon_unit THEN '' ELSE ' (' || {canon} || ' ' || c.canon_unit || ')' END
+                || ' is outside the plausible range '
                 || tl_num(rg.lo) || '–' || tl_num(rg.hi) || ' ' || c.canon_unit || ' for ' || rg.name
            FROM tl_stage s JOIN tl_conv c ON s.kind = c.kind AND s.code IS NOT DISTINCT FROM c.code AND s.unit = c.unit
            JOIN (VALUES {rng}) rg(code, lo, hi, name) ON rg.code = c.canon_code
-           WHERE c.error IS NULL AND s.value IS NOT NULL
+           WHERE c.error IS NULL AND c.suspect IS NULL AND s.value IS NOT NULL
              AND (round(s.value * c.scale + c."offset", 9) < rg.lo OR round(s.value * c.scale + c."offset", 9) > rg.hi)"""
     )
     # event ids: conflicts inside the batch and with the store

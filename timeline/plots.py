@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from timeline.errors import TimelineError, UnknownPatientError, UsageError, replacing
+from timeline.units import display_unit
 
 if TYPE_CHECKING:
     from timeline.cohort.report import Report
@@ -33,7 +34,27 @@ LABS = (  # (LOINC, label, unit, rule.param giving the limit, default limit, log
 FORMATS = (".png", ".svg")
 _TRUE, _FALSE, _UNKNOWN = "#b2182b", "#d9d9d9", "#fee08b"
 _GOOD = "#1a9850"  # a state that is good news when true (fever-free, inactive, response)
-_GOOD_WORDS = ("free", "inactive", "response", "remission", "normal")
+_OTHER = "#4575b4"  # true, and neither: on a drug, under 30 kg, a dose in its band
+# A lane's colour says what its truth means, read from the words of its rule id (rules carry
+# no such field): good news first (rash_free, inactive_disease hold a disease word too), then
+# disease activity; any other rule is drawn in a neutral colour, never as disease.
+_GOOD_WORDS = ("free", "afebrile", "inactive", "response", "remission", "normal", "absent", "resolved")
+_DISEASE_WORDS = (
+    "fever", "febrile", "active", "arthritis", "flare", "mas", "rash", "uveitis", "serositis",
+    "neutropenia", "thrombocytopenia",
+)  # fmt: skip
+_COLOURS = {"good": _GOOD, "disease": _TRUE, "other": _OTHER}
+
+
+def lane_meaning(rule_id: str) -> str:
+    """What a swimlane's true means: ``good``, ``disease`` (activity, a complication) or
+    ``other`` (a treatment, a band: no judgement), from the words of the rule id."""
+    words = rule_id.lower().split("_")
+    if any(w in _GOOD_WORDS for w in words):
+        return "good"
+    if any(w in _DISEASE_WORDS for w in words):
+        return "disease"
+    return "other"
 
 
 def _pyplot() -> Any:
@@ -134,14 +155,14 @@ def patient_plot(
 
     # swimlanes: states from the rules, then recorded rash findings, MAS episodes and AEs
     ax = axes[0]
+    meaning = {rid: lane_meaning(rid) for rid in wanted}
     names = [*wanted, "rash (recorded)", "MAS episode (recorded)", "adverse events"]
     for i, rid in enumerate(wanted):
         y = len(names) - 1 - i
         for iv in (iv for iv in intervals if iv["rule"] == rid):
             end = iv["end"] or t1
             v = iv["value"]
-            good = any(w in rid for w in _GOOD_WORDS)
-            color = (_GOOD if good else _TRUE) if v is True else _FALSE if v is False else _UNKNOWN
+            color = _COLOURS[meaning[rid]] if v is True else _FALSE if v is False else _UNKNOWN
             ax.barh(y, mdates.date2num(end) - mdates.date2num(iv["start"]), left=mdates.date2num(iv["start"]),
                     height=0.6, color=color, hatch="//" if v not in (True, False) else None,
                     edgecolor="#bbbbbb" if v not in (True, False) else color, linewidth=0.3)  # fmt: skip
@@ -166,7 +187,10 @@ def patient_plot(
     from matplotlib.patches import Patch
 
     ax.legend(
-        handles=[Patch(color=_TRUE, label="true (disease active)"), Patch(color=_GOOD, label="true (good state)"),
+        handles=[*(Patch(color=_COLOURS[m], label=text) for m, text in
+                   (("disease", "true (disease activity, complication)"), ("good", "true (good state)"),
+                    ("other", "true (no judgement: a drug, a band)"))
+                   if m in meaning.values()),
                  Patch(color=_FALSE, label="false"),
                  Patch(facecolor=_UNKNOWN, hatch="//", edgecolor="#bbbbbb", label="unknown")],
         loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False,
@@ -186,7 +210,8 @@ def patient_plot(
             xs += [iv["start"], iv["end"] or t1]
             ys += [v, v]
         ax.plot(xs, [float("nan") if v is None else v for v in ys], color="#2166ac", lw=1.8)
-        ax.set_ylabel(f"{drug}\nmg/kg/day")
+        # the rule's declared unit: a per-infusion mg/kg rule is not mg/kg/day
+        dose_unit = display_unit(session.rules.rules[dose_rule].value_type.unit) or f"{dose_rule} (no unit)"
     else:
         meds = [e for e in events if e.get("drug") == drug and e["kind"].startswith("medication")]
         for e in meds:
@@ -194,7 +219,9 @@ def patient_plot(
         if meds and dose_rows:
             ax.text(0.5, 0.75, f"{dose_rule} unknown (e.g. no recent weight): doses as recorded",
                     transform=ax.transAxes, ha="center", fontsize=7, color="#888888")  # fmt: skip
-        ax.set_ylabel(f"{drug}\ndose ({meds[0].get('dose_unit') if meds else 'mg'})")
+        recorded = sorted({str(e["dose_unit"]) for e in meds if e.get("dose_unit")})
+        dose_unit = f"dose ({', '.join(recorded) or 'mg'}, as recorded)"
+    ax.set_ylabel(f"{drug}\n{dose_unit}")
     for e in events:
         if e.get("drug") == drug and e["kind"] in ("medication_start", "medication_stop", "discontinuation"):
             style = "-" if e["kind"] == "medication_start" else "--"
@@ -235,7 +262,9 @@ def patient_plot(
     return {
         "file": str(out),
         "lanes": wanted,
+        "lane_meanings": meaning,
         "dose_rule": dose_rule if known_dose else None,
+        "dose_axis": dose_unit,
         "events": len(events),
     }
 

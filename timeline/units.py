@@ -109,6 +109,7 @@ class _Parser:
         if "".join(self.tokens) != text:
             raise UnitError(f"{text!r} is not a UCUM unit")
         self.i = 0
+        self.numbers: list[int] = []  # bare numbers used as factors (10.9/L: [10, 9])
 
     def peek(self) -> str | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -145,6 +146,7 @@ class _Parser:
         if tok[:3] in ("10*", "10^"):
             return ParsedUnit(10.0 ** int(tok[3:]), _ZERO)
         if tok.isdigit():
+            self.numbers.append(int(tok))
             return ParsedUnit(float(tok), _ZERO)
         factor, dim = _atom(tok)
         unit = ParsedUnit(factor, dim)
@@ -176,6 +178,20 @@ def parse(unit: str) -> ParsedUnit:
     if parser.peek() is not None:
         raise UnitError(f"{text!r} is not a UCUM unit (unexpected {parser.peek()!r})")
     return result
+
+
+def odd_factor(unit: str) -> int | None:
+    """A bare number in a unit that is not a power of ten (``10.9/L`` → 9), or None.
+
+    UCUM reads a number in a unit as a factor, so ``10.9/L`` is 90 per litre: valid, and
+    nearly always a typo for ``10*9/L``. Clinical labs' units scale by powers of ten only
+    (``/100{WBCs}``); an exponent (``mm3``) is not a factor."""
+    text = unit.strip()
+    if text in _AFFINE:
+        return None
+    parser = _Parser(text)
+    parser.term()
+    return next((n for n in parser.numbers if n < 1 or 10 ** (len(str(n)) - 1) != n), None)
 
 
 def converter(from_unit: str | None, to_unit: str | None) -> Callable[[float], float]:

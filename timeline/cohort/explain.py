@@ -54,7 +54,7 @@ def explain_patient(
         "index": _index(f),
         "population": _population(spec, f),
         "subgroups": [
-            {"id": g.id, "label": g.label, "member": g.id in f.groups, "why": f.subgroup_detail.get(g.id)}
+            {"id": g.id, "label": g.label, "member": g.id in f.groups, "why": _subgroup_why(f, g.id)}
             for g in spec.subgroups
         ],
         "follow_up": {
@@ -106,11 +106,24 @@ def _index(f: PatientFacts) -> dict[str, Any] | None:
     return {"event_id": f.index_event, "seq": f.index_seq, "occurred_at": f.t_index, "date": f.index_date}
 
 
+def _subgroup_why(f: PatientFacts, group: str) -> str:
+    """Sub-groups are decided for the population only: outside it, say why in words."""
+    if group in f.subgroup_detail:
+        return f.subgroup_detail[group]
+    if f.t_index is None:
+        return "not evaluated: no index event"
+    return "not evaluated: not in the population"
+
+
 def _population(spec: CohortSpec, f: PatientFacts) -> dict[str, Any]:
     rules = []
     for kind, ids in (("include", spec.include), ("exclude", spec.exclude)):
         for rid in ids:
             r = f.values.get((rid, "population"))
+            if f.t_index is None:  # the rules are read at the index: there is no instant
+                rules.append({"rule": rid, "role": kind, "value": "not evaluated", "reason": "no index event",
+                              "detail": None})  # fmt: skip
+                continue
             rules.append(
                 {"rule": rid, "role": kind, "value": _value(r), "reason": r.why if r else None,
                  "detail": r.note if r else None}

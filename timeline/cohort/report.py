@@ -135,6 +135,7 @@ class Report:
     patients: dict[str, PatientFacts]
     policies: dict[str, str]  # denominator policy → its definition
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # worth a look, not wrong (a drug never recorded)
 
     def cell(self, cell_id: str) -> Cell:
         for c in self.cells:
@@ -152,6 +153,7 @@ class Report:
             "groups": {g: {"label": label, "n": len(p)} for g, (label, p) in self.groups.items()},
             "time_points": [tp.label for tp in self.spec.time_points],
             "denominator_policies": self.policies,
+            "warnings": self.warnings,
             "cells": [c.to_json(ids) for c in self.cells],
             "kaplan_meier": {
                 f"{tid}@{g}" if g != "all" else tid: [
@@ -192,6 +194,8 @@ def run_cohort(
             session.progress = None
             session.con.execute(restore)
         report = run.report()
+        if patients is None:  # one patient's record says nothing about the store's drugs
+            report.warnings = run.absent_drugs()
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 
@@ -251,6 +255,25 @@ class _Run:
 
     def sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.con.execute(query, list(params)).fetchall()
+
+    def absent_drugs(self) -> list[str]:
+        """A warning for each drug of the index (or the study drug) that no event records: most
+        often a misspelling, which would otherwise leave the report empty without a word."""
+        spec = self.spec
+        index = _selector_drugs(spec.index)
+        wanted = list(dict.fromkeys([*index, *([spec.drug] if spec.drug else [])]))
+        if not wanted:
+            return []
+        # one early-stopping probe per drug: a drug that is recorded is found at once
+        missing = [d for d in wanted if not self.sql("SELECT 1 FROM tl_c_ev WHERE drug = ? LIMIT 1", [d])]
+        if not missing:
+            return []
+        present = [d for (d,) in self.sql("SELECT DISTINCT drug FROM tl_c_ev WHERE drug IS NOT NULL")]
+        where = {d: "the index drug" if d in index else "the study drug" for d in missing}
+        return [
+            f"{where[d]} {d!r} is not recorded for any patient in the store{did_you_mean(d, present)}"
+            for d in missing
+        ]
 
     # ---- per-patient facts
     def load(self, patients: Sequence[str] | None) -> None:
@@ -762,7 +785,7 @@ class _Run:
         ):
             label = "any adverse event" if term == "any" else f"{term}, {grade}"
             c = _cell(f"ae.{slug(term)}.{slug(grade)}{suffix}", "adverse_event", term, grade, gid, label,
-                      "the group (events from the index to the end of follow-up)", sorted(pts), ids)  # fmt: skip
+                      AE_SCOPE, sorted(pts), ids)  # fmt: skip
             c.stats = {"events": sum(pts.values())}
             out.append(c)
         return out
@@ -807,6 +830,12 @@ class _Run:
         return out
 
 
+# what the AE table counts, in words: the report does not tie an AE to the study drug
+AE_SCOPE = (
+    "the group (adverse events of any drug, or none named, from the index to the end of follow-up, "
+    "after a discontinuation of the study drug too)"
+)
+
 POLICY_TEXT = {
     "all": "every patient of the group",
     "followed": "patients still followed (follow-up end and death on or after the time point date)",
@@ -839,6 +868,10 @@ def _cell(
     return Cell(id=cid, section=section, row=row, column=column, group=group, label=label, denominator=den,
                 n=len(num), N=len(dn), unknown=len(unk), numerator_ids=num, denominator_ids=dn,
                 unknown_ids=unk)  # fmt: skip
+
+
+def _selector_drugs(sel: ast.Selector) -> list[str]:
+    return [*sel.drugs, *(d for sub in sel.any_of for d in _selector_drugs(sub))]
 
 
 def _ae_keys(ae: dict[str, Any]) -> list[tuple[str, str]]:

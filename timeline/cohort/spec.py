@@ -323,6 +323,8 @@ class _Parser:
                       "the on_drug denominator needs the study drug (drug: NAME) or follow_up.on_drug_rule")  # fmt: skip
         ae = self.flag(data.get("adverse_events"), ("adverse_events",), True)
         disc = self.flag(data.get("discontinuations"), ("discontinuations",), True)
+        if disc and drug is None:
+            self._no_study_drug(data, index)
         spec = CohortSpec(
             id=cid,
             version=self.text(data.get("version"), ("version",), "1"),
@@ -354,7 +356,7 @@ class _Parser:
             baseline=self._baseline(data.get("baseline"), ("baseline",)),
             time_points=time_points,
             outcomes=outcomes,
-            time_to_event=self._tte(data.get("time_to_event"), ("time_to_event",), drug or on_drug_rule),
+            time_to_event=self._tte(data.get("time_to_event"), ("time_to_event",), drug),
             adverse_events=ae,
             discontinuations=disc,
             mas=self._mas(data.get("mas"), ("mas",)),
@@ -377,6 +379,23 @@ class _Parser:
         if index is not None and len(index.drugs) == 1:
             return index.drugs[0]
         return None
+
+    def _no_study_drug(self, data: dict[str, Any], index: ast.Selector | None) -> None:
+        """Discontinuations asked for (or left at their default) without a study drug: the
+        report has no drug to follow, so the table would be left out without a word."""
+        drugs = _drugs(index) if index is not None else ()
+        named = f"the index names {len(drugs)} drugs ({', '.join(drugs)})"
+        fix = "add drug: NAME (the drug whose stops to follow), or set discontinuations: false"
+        if "discontinuations" in data:
+            why = named if len(drugs) > 1 else "the cohort names none"
+            self.fail(
+                ("discontinuations",), f"the discontinuation table needs the study drug and {why}: {fix}"
+            )
+        elif len(drugs) > 1:
+            self.fail(
+                ("index", "first", "drug"),  # or the nearest place that has a line
+                f"{named} and the cohort names no study drug, so there would be no discontinuation table: {fix}",
+            )
 
     def _end_kinds(self, data: Any, path: Path_) -> tuple[str, ...]:
         if data is None:
@@ -506,7 +525,9 @@ class _Parser:
             if "window" not in item:
                 self.fail(p, "a time-to-event outcome needs a window (e.g. window: 3 months)")
             window = self.duration(item.get("window"), (*p, "window"), "window") if "window" in item else None
-            raw = item.get("censor", list(CENSORS))
+            # without a study drug there is no discontinuation to censor at: the default is
+            # what the report applies, never a cause it would silently skip
+            raw = item.get("censor", [c for c in CENSORS if drug is not None or c != "discontinuation"])
             raw = raw if isinstance(raw, list) else [raw]
             censor: list[str] = []
             for i, c in enumerate(raw):
@@ -515,9 +536,11 @@ class _Parser:
                         (*p, "censor", i),
                         f"censor at end_of_follow_up, death or discontinuation, not {c!r}{did_you_mean(str(c), CENSORS)}",
                     )
-                elif c == "discontinuation" and drug is None and "censor" in item:
+                elif c == "discontinuation" and drug is None:
                     self.fail(
-                        (*p, "censor", i), "censoring at discontinuation needs the study drug (drug: NAME)"
+                        (*p, "censor", i),
+                        "censoring at discontinuation needs the study drug (drug: NAME), whose "
+                        "discontinuation date it censors at (an on_drug_rule has none)",
                     )
                 else:
                     censor.append(str(c))
@@ -564,6 +587,14 @@ class _Parser:
         if select is None and rule is None:
             return None
         return MasSpec(select=select, rule=rule, merge_gap=gap, on_drug_rule=on_drug)
+
+
+def _drugs(sel: ast.Selector) -> tuple[str, ...]:
+    """Every drug a selector names, its ``any_of`` branches included, once each."""
+    out = list(sel.drugs)
+    for sub in sel.any_of:
+        out += _drugs(sub)
+    return tuple(dict.fromkeys(out))
 
 
 def load_cohort(path: str | Path, rules: RuleSet) -> CohortSpec:

@@ -77,6 +77,13 @@ def _clauses(whys: str) -> str:
     return f"nullif(array_to_string(list_sort(list_distinct(flatten(list_transform(list_filter({whys}, lambda w: w IS NOT NULL), lambda w: string_split(w, '; '))))), '; '), '')"
 
 
+def _holds(op: str, test: str) -> str:
+    """SQL for ' SYMBOL ' of what holds between a comparison's two numbers (``ast.SHOWN``):
+    the operator when ``test`` is true, its opposite when false."""
+    yes, no = ast.SHOWN[op], ast.SHOWN[ast.OPPOSITE[op]]
+    return f"CASE WHEN {test} THEN ' {yes} ' ELSE ' {no} ' END"
+
+
 def _num(value: float) -> str:
     return repr(float(value)) if value == value else "'nan'::DOUBLE"
 
@@ -734,8 +741,9 @@ class Compiler:
         shown = f" {words}" if words else ""
         if lit is not None:
             rhs = self.threshold(node.right, unit)
+            holds = _holds(node.op, f"round(l.x, 9) {sym} {rhs}")
             note = self.note(
-                f"CASE WHEN l.x IS NOT NULL THEN tl_fmt(l.x) || ' {sym} ' || tl_fmt({rhs}) || {q_(shown)} END"
+                f"CASE WHEN l.x IS NOT NULL THEN tl_fmt(l.x) || {holds} || tl_fmt({rhs}) || {q_(shown)} END"
             )
             return f"""SELECT l.patient_id, l.q, round(l.x, 9) {sym} {rhs} AS b, NULL::DOUBLE AS x, l.why, l.ev, l.lo, l.hi,
                     {note} AS note
@@ -747,10 +755,11 @@ class Compiler:
             scale = (c.scale, c.offset)
         right = self.node(node.right, points)
         rx = f"(r.x * {_num(scale[0])} + {_num(scale[1])})" if scale != (1.0, 0.0) else "r.x"
+        holds = _holds(node.op, f"round(l.x, 9) {sym} round({rx}, 9)")
         return f"""SELECT l.patient_id, l.q, round(l.x, 9) {sym} round({rx}, 9) AS b, NULL::DOUBLE AS x,
                 nullif(concat_ws('; ', l.why, r.why), '') AS why, {self.evs("list_concat(l.ev, r.ev)")} AS ev,
                 coalesce(l.lo, r.lo) AS lo, coalesce(l.hi, r.hi) AS hi,
-                {self.note(f"CASE WHEN l.x IS NOT NULL AND r.x IS NOT NULL THEN tl_fmt(l.x) || ' {sym} ' || tl_fmt({rx}) || {q_(shown)} END")} AS note
+                {self.note(f"CASE WHEN l.x IS NOT NULL AND r.x IS NOT NULL THEN tl_fmt(l.x) || {holds} || tl_fmt({rx}) || {q_(shown)} END")} AS note
             FROM {left} l JOIN {right} r USING (patient_id, q)"""
 
     def _Logic(self, node: ast.Logic, points: str) -> str:
@@ -765,7 +774,8 @@ class Compiler:
     def _Not(self, node: ast.Not, points: str) -> str:
         child = self.node(node.item, points)
         return (
-            f"SELECT patient_id, q, NOT b AS b, NULL::DOUBLE AS x, why, ev, lo, hi, NULL AS note FROM {child}"
+            # the item's note states facts (counts, values) that stay true of its negation
+            f"SELECT patient_id, q, NOT b AS b, NULL::DOUBLE AS x, why, ev, lo, hi, note FROM {child}"
         )
 
     def _scales(self, items: tuple[ast.Node, ...], unit: str | None) -> list[tuple[float, float]]:

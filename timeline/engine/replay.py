@@ -158,6 +158,11 @@ def day(t: datetime) -> str:
     return f"{t:%Y-%m-%d}"
 
 
+def _holds(op: str, value: bool) -> str:
+    """The symbol of what holds between a comparison's two numbers (see ``ast.SHOWN``)."""
+    return ast.SHOWN[op if value else ast.OPPOSITE[op]]
+
+
 def _concat(whys: Iterable[str | None]) -> str | None:
     parts = [w for w in whys if w]
     return "; ".join(parts) if parts else None
@@ -562,7 +567,6 @@ class Reference:
     def _Compare(self, node: ast.Compare, q: datetime) -> Val:
         left_t = self.type(node.left)
         left = self.evaluate(node.left, q)
-        sym = ast.SYMBOLS[node.op]
         words = display_unit(left_t.unit)
         shown = f" {words}" if words else ""
         if left_t.kind == "bool":
@@ -575,14 +579,15 @@ class Reference:
             rhs = self.threshold(node.right, left_t.unit)
             if left.value is None:
                 return Val(None, left.why, left.ev)
-            note = f"{fmt(float(left.value))} {sym} {fmt(float(rhs))}{shown}"
-            return Val(CMP[node.op](rnd(float(left.value), 9), rhs), left.why, left.ev, note)
+            value = CMP[node.op](rnd(float(left.value), 9), rhs)
+            note = f"{fmt(float(left.value))} {_holds(node.op, value)} {fmt(float(rhs))}{shown}"
+            return Val(value, left.why, left.ev, note)
         right = self.evaluate(node.right, q)
         if left.value is None or right.value is None:
             return Val(None, _concat([left.why, right.why]), left.ev + right.ev)
         rx = self.scale(float(right.value), self.type(node.right).unit, left_t.unit)
         value = CMP[node.op](rnd(float(left.value), 9), rnd(rx, 9))
-        note = f"{fmt(float(left.value))} {sym} {fmt(rx)}{shown}"
+        note = f"{fmt(float(left.value))} {_holds(node.op, value)} {fmt(rx)}{shown}"
         return Val(value, _concat([left.why, right.why]), left.ev + right.ev, note)
 
     @staticmethod
@@ -604,8 +609,8 @@ class Reference:
         return Val(not decisive, None, _flat(vals), note)
 
     def _Not(self, node: ast.Not, q: datetime) -> Val:
-        v = self.evaluate(node.item, q)
-        return Val(None if v.value is None else not v.value, v.why, v.ev)
+        v = self.evaluate(node.item, q)  # its note states facts (counts, values): still true
+        return Val(None if v.value is None else not v.value, v.why, v.ev, v.note)
 
     def _AtLeast(self, node: ast.AtLeast, q: datetime) -> Val:
         vals = [self.evaluate(i, q) for i in node.items]

@@ -16,6 +16,11 @@ from timeline.language.durations import Duration
 
 # a comparison's operator as notes (and SQL) write it
 SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "=", "ne": "<>"}
+# A comparison's note states what holds between the two numbers: the operator when the
+# comparison is true, its opposite when false ("35 ≥ 20 mm/h" beside a false `lt`), so
+# that the detail never reads as the opposite of the value beside it.
+SHOWN = {"gt": ">", "ge": "≥", "lt": "<", "le": "≤", "eq": "=", "ne": "≠"}
+OPPOSITE = {"gt": "le", "ge": "lt", "lt": "ge", "le": "gt", "eq": "ne", "ne": "eq"}
 # the events on_drug and daily_dose read: those that start, change or end a drug
 MEDICATION_KINDS = ("medication_start", "medication_dose_change", "medication_stop", "discontinuation")
 
