@@ -230,7 +230,7 @@ OPERATORS = (
     "time_since", *COMPARISONS, "all", "any", "not", "at_least", "count_true", *ARITH, "clip",
     "coalesce", "unknown_unless", "pct_change", "at_anchor", "held_for", "in_episode", "episode_count",
 )  # fmt: skip
-SELECTOR_KEYS = ("kind", "code", "drug", "present", "where", "any_of")
+SELECTOR_KEYS = ("kind", "code", "drug", "dose_unit", "present", "where", "any_of")
 PARAM_KEYS = ("default", "unit", "description")
 EXPECTATION_KEYS = ("at", "value", "reason_contains", "patient_id")
 RULE_KEYS = (
@@ -259,6 +259,8 @@ class _RuleParser:
         self.params: dict[str, ast.ParamSpec] = {}
         self.selectors: dict[str, ast.Selector] = {}
         self.refs: list[tuple[str, Path_]] = []
+        # duration parameters used as lengths or windows: name → (length kind, where used)
+        self.lengths: dict[str, tuple[str, str]] = {}
 
     # -- problems
     def fail(self, path: Path_, message: str) -> _Fail:
@@ -295,10 +297,15 @@ class _RuleParser:
         self.rule_id = rid
         if "id" in data and not ID_RE.match(rid):
             self.fail(("id",), f"rule id {rid!r} must be lower_snake_case")
-        status = data.get("status", "checked")
-        if status not in ("checked", "conflict", "working_definition"):
-            self.fail(("status",), f"status must be checked, conflict or working_definition, not {status!r}")
-            status = "checked"
+        # a rule that does not say how far its definition was checked claims nothing
+        status = data.get("status", "unspecified")
+        if "status" in data and status not in ast.STATUSES:
+            self.fail(
+                ("status",),
+                f"status must be checked, conflict or working_definition, not {status!r}"
+                f"{did_you_mean(str(status), ast.STATUSES)}",
+            )
+            status = "unspecified"
         unit = data.get("unit")
         if unit is not None and not is_valid(str(unit)):
             self.fail(("unit",), f"unit {unit!r} is not a UCUM unit")
@@ -310,6 +317,7 @@ class _RuleParser:
                 define = self.expr(data["define"], ("define",))
             except _Fail:
                 define = None
+        self._check_lengths()
         examples = self._examples(data.get("examples") or [])
         if missing or define is None:
             return None
@@ -353,6 +361,16 @@ class _RuleParser:
             self.params[name] = ast.ParamSpec(
                 name=name, default=default, unit=unit, description=str(spec.get("description", ""))
             )
+
+    def _check_lengths(self) -> None:
+        """A duration parameter used as a length or a window: its default is checked as a
+        literal duration there would be, and the use is kept for site overrides."""
+        for name, (kind, use) in self.lengths.items():
+            spec = self.params[name]
+            spec = self.params[name] = spec.model_copy(update={"length": kind, "length_use": use})
+            problem = length_problem(spec, spec.default)
+            if problem:
+                self.fail(("params", name, "default"), f"parameter {name!r} is {spec.default}, but {problem}")
 
     def _selectors(self, data: Any) -> None:
         if not isinstance(data, dict):
@@ -435,6 +453,8 @@ class _RuleParser:
             if not isinstance(params, dict):
                 self.fail((*path, "params"), "an example's params map a parameter name to its value")
                 continue
+            if not self._example_params(params, (*path, "params")):
+                continue
             out.append(
                 ast.Example(
                     name=str(ex.get("name", f"example {i + 1}")),
@@ -445,13 +465,40 @@ class _RuleParser:
             )
         return out
 
+    def _example_params(self, params: dict[str, Any], path: Path_) -> bool:
+        """An example's parameter values: names of this rule's parameters, each a value its
+        default could be (checked here, at their lines, as a site's would be when loaded)."""
+        ok = True
+        for name, raw in params.items():
+            spec = self.params.get(str(name))
+            if spec is None:
+                self.fail(
+                    (*path, name),
+                    f"rule {self.rule_id!r} has no parameter {name!r}{did_you_mean(str(name), self.params)}",
+                )
+                ok = False
+                continue
+            try:
+                override_value(spec, raw)
+            except ValueError as exc:
+                self.fail((*path, name), f"{name}: {exc}")
+                ok = False
+        return ok
+
     # -- durations, quantities, selectors
     def duration(self, data: Any, path: Path_, nonneg: bool = False) -> ast.DurationRef:
         """A duration, literal or {param: name}; ``nonneg``: a length, which cannot be negative."""
         ref = self._duration(data, path)
         if nonneg and ref.value is not None and ref.value.amount < 0:
             raise self.fail(path, f"{path[-1]} is a length: it cannot be negative ({ref.value})")
+        if nonneg and ref.param is not None:
+            self._uses_as_length(ref.param[1], "within", _use_name(path), path)
         return ref
+
+    def _uses_as_length(self, name: str, kind: str, use: str, path: Path_) -> None:
+        line, _ = self.doc.where(path)
+        if self.lengths.get(name, ("",))[0] != "window":  # a window's check is the stricter
+            self.lengths[name] = (kind, f"{use} ({Path(self.doc.file).name}:{line})")
 
     def _duration(self, data: Any, path: Path_) -> ast.DurationRef:
         if isinstance(data, dict) and set(data) == {"param"}:
@@ -526,16 +573,29 @@ class _RuleParser:
         present = data.get("present")
         if present is not None and not isinstance(present, bool):
             raise self.fail((*path, "present"), "present must be true or false")
-        label = name or _describe_selector(kinds, code_list, drugs, present)
-        return ast.Selector(
+        dose_unit = data.get("dose_unit")
+        if dose_unit is not None:
+            dose_unit = str(dose_unit).strip().lower()
+            if dose_unit not in codes.DOSE_UNITS:
+                raise self.fail(
+                    (*path, "dose_unit"),
+                    f"dose_unit is mg or mg/kg (doses are stored in one of them: any mass unit as mg), "
+                    f"not {data['dose_unit']!r}",
+                )
+        label = name or _describe_selector(kinds, code_list, drugs, present, dose_unit)
+        selector = ast.Selector(
             name=label,
             kinds=kinds,
             codes=code_list,
             drugs=drugs,
+            dose_unit=dose_unit,
             present=present,
             where=tuple(where),
             any_of=any_of,
         )
+        if any(c.field == "dose" for c in where) and field_unit(selector, "dose") is None:
+            raise self.fail((*path, "where", "dose"), _mixed_doses(label))
+        return selector
 
     def anchor(self, data: Any, path: Path_) -> ast.Anchor:
         if not isinstance(data, dict) or len(data) != 1 or next(iter(data)) not in ("first", "last"):
@@ -558,6 +618,8 @@ class _RuleParser:
             raise self.fail(path, f"{data!r} is not a duration or ever{did_you_mean(data, ['ever'])}")
         if isinstance(data, str) or (isinstance(data, dict) and set(data) == {"param"}):
             d = self.duration(data, path)
+            if d.param is not None:
+                self._uses_as_length(d.param[1], "window", _use_name(path), path)
             if d.value is not None and d.value.amount <= 0:
                 raise self.fail(
                     path,
@@ -844,7 +906,11 @@ class _RuleParser:
 
 
 def _describe_selector(
-    kinds: Sequence[str], code_list: Sequence[str], drugs: Sequence[str], present: bool | None
+    kinds: Sequence[str],
+    code_list: Sequence[str],
+    drugs: Sequence[str],
+    present: bool | None,
+    dose_unit: str | None = None,
 ) -> str:
     parts: list[str] = []
     for c in code_list:
@@ -853,9 +919,39 @@ def _describe_selector(
     if not parts:
         parts = [k.replace("_", " ") for k in kinds]
     text = " or ".join(parts) or "event"
+    if dose_unit is not None:
+        text += f" in {dose_unit}"  # "no tocilizumab in mg recorded": there may be one in mg/kg
     if present is False:
         text = f"no {text} (recorded absent)"
     return text
+
+
+def _mixed_doses(selector: str) -> str:
+    """Why a dose cannot be read from a selector that does not fix its unit."""
+    return (
+        f"the doses of {selector!r} may be in mg or in mg/kg (as each was recorded): "
+        "add dose_unit: mg or dose_unit: mg/kg to the selector, "
+        "or use daily_dose, which converts one into the other with the weight"
+    )
+
+
+def _use_name(path: Path_) -> str:
+    """How a duration's place reads in a message: "held_for's duration", "count's window"."""
+    names = [p for p in path if isinstance(p, str)]
+    if len(names) >= 2 and names[-2] in OPERATORS:
+        return f"{names[-2]}'s {names[-1]}"
+    return names[-1] if names else "a duration"
+
+
+def length_problem(spec: ast.ParamSpec, value: Any) -> str | None:
+    """Why a value cannot be a duration parameter used as a length or a window, or None."""
+    if not isinstance(value, Duration) or spec.length is None:
+        return None
+    if spec.length == "window" and value.amount <= 0:
+        return f"it is {spec.length_use}, a window, which needs a positive duration (the last 7 days: 7 days)"
+    if value.amount < 0:
+        return f"it is {spec.length_use}, a length, which cannot be negative"
+    return None
 
 
 def parse_param_value(value: Any, unit: Any = None) -> tuple[float | bool | Duration, str | None]:
@@ -1161,27 +1257,30 @@ def _apply_site_params(
                 problem(rid, name, f"rule {rid!r} has no parameter {name!r}{did_you_mean(name, specs)}")
                 continue
             try:
-                value, unit = parse_param_value(raw)
+                value = override_value(specs[name], raw)
             except ValueError as exc:
                 problem(rid, name, f"{rid}.{name}: {exc}")
                 continue
-            spec = specs[name]
-            if type(value) is not type(spec.default):
-                problem(
-                    rid,
-                    name,
-                    f"{rid}.{name}: {raw!r} is not the same kind of value as the default {spec.default}",
-                )
-                continue
-            if unit is not None and spec.unit is not None and unit != spec.unit:
-                try:
-                    value = conversion(unit, spec.unit).apply(float(value))  # type: ignore[arg-type]
-                except UnitError as exc:
-                    problem(rid, name, f"{rid}.{name}: {exc}")
-                    continue
-            specs[name] = spec.model_copy(update={"value": value})
+            specs[name] = specs[name].model_copy(update={"value": value})
         out[rid] = rule.model_copy(update={"params": tuple(specs.values())})
     return out
+
+
+def override_value(spec: ast.ParamSpec, raw: Any) -> float | bool | Duration:
+    """A site's (or an example's) value for a parameter, in the parameter's unit; ValueError
+    when it is not a value the default could be."""
+    value, unit = parse_param_value(raw)
+    if type(value) is not type(spec.default):
+        raise ValueError(f"{raw!r} is not the same kind of value as the default {spec.default}")
+    too_short = length_problem(spec, value)
+    if too_short:
+        raise ValueError(f"{value} cannot be its value: {too_short}")
+    if unit is not None and spec.unit is not None and unit != spec.unit:
+        try:
+            return conversion(unit, spec.unit).apply(float(value))  # type: ignore[arg-type]
+        except UnitError as exc:
+            raise ValueError(str(exc)) from None
+    return value
 
 
 def _checkable(rules: dict[str, ast.Rule]) -> set[str]:
@@ -1247,7 +1346,7 @@ def field_unit(select: ast.Selector, field_name: str) -> str | None:
     if field_name == "grade":
         return "1"
     if field_name == "dose":
-        return "mg"
+        return _dose_unit(select)
     units: set[str] = set()
     for sel in (select, *select.any_of):
         found = False
@@ -1269,6 +1368,17 @@ def field_unit(select: ast.Selector, field_name: str) -> str | None:
         if not found and sel is not select:
             units.add("?")
     units.discard("?")
+    return units.pop() if len(units) == 1 else None
+
+
+def _dose_unit(select: ast.Selector) -> str | None:
+    """The unit of the doses a selector matches: its ``dose_unit``, or the one every branch of
+    its ``any_of`` fixes; None when doses in mg and in mg/kg could both match."""
+    if select.dose_unit is not None:
+        return select.dose_unit
+    if not select.any_of:
+        return None
+    units = {_dose_unit(s) for s in select.any_of}
     return units.pop() if len(units) == 1 else None
 
 
@@ -1364,6 +1474,8 @@ class _TypeChecker:
             return t
         if isinstance(node, ast.Latest):
             unit = field_unit(node.select, node.field)
+            if unit is None and node.field == "dose":
+                return self.fail(node, _mixed_doses(node.select.name))
             if unit is None and node.field == "value":
                 return self.fail(
                     node, f"the events selected by {node.select.name!r} have no single unit: select one code"
@@ -1375,6 +1487,8 @@ class _TypeChecker:
             if node.fn == "count":
                 return num(kind="num", unit="1")
             unit = field_unit(node.select, node.field)
+            if unit is None and node.field == "dose":
+                return self.fail(node, _mixed_doses(node.select.name))
             if unit is None:
                 return self.fail(
                     node, f"the events selected by {node.select.name!r} have no single unit: select one code"
