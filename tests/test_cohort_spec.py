@@ -10,6 +10,7 @@ from tests.cohort_support import COHORT, RULES, rules, write
 from tests.support import run_cli
 from timeline.cohort.spec import CohortError, load_cohort
 from timeline.language.durations import Duration
+from timeline.language.loader import BUILTIN_DIR, load_rules
 
 BAD = """\
 cohort: bad
@@ -179,3 +180,29 @@ def test_an_empty_cohort_version_is_a_problem(tmp_path: Path) -> None:
     assert '\nversion: "1"\n' in text
     found = problems(tmp_path, text.replace('\nversion: "1"\n', '\nversion: " "\n'))
     assert [p for p in found if "version" in p] == ["FILE:4:10: version is empty"]
+
+
+def test_a_rule_of_the_wrong_type_is_named_with_the_unit_it_declares(tmp_path: Path) -> None:
+    own = tmp_path / "rules"
+    own.mkdir()
+    (own / "weeks_on_drug.yaml").write_text(
+        'id: weeks_on_drug\nversion: "1"\ndescription: d\ncitation: c\nunit: wk\n'
+        "define: {time_since: {first: {kind: medication_start, drug: anakinra}, unit: days}}\n",
+        encoding="utf-8",
+    )
+    text = COHORT.read_text(encoding="utf-8").replace("rule: afebrile_week", "rule: weeks_on_drug")
+    path = write(tmp_path, text)
+    with pytest.raises(CohortError) as info:
+        load_cohort(path, load_rules([RULES, own]))
+    assert [p.message for p in info.value.problems] == [
+        "time-to-event rule 'weeks_on_drug' is number [wk]; it must be a boolean (true/false/unknown)"
+    ]
+
+
+def test_unknown_rules_with_only_the_built_in_pack_add_one_note_about_rules_dir(tmp_path: Path) -> None:
+    path = write(tmp_path, COHORT.read_text(encoding="utf-8"))
+    with pytest.raises(CohortError) as info:
+        load_cohort(path, load_rules([BUILTIN_DIR / "sjia"]))
+    assert info.value.details()[-1] == (
+        "note: only the built-in rules were loaded: rules of your own need --rules DIR (or $TIMELINE_RULES)"
+    )

@@ -88,7 +88,13 @@ def test_an_unknown_code_suggests_the_closest_code(tmp_path: Path) -> None:
     path = rule_file(
         tmp_path, "r", "define:\n  exists: {select: {kind: lab, code: 1988-6}, window: 7 days}\n"
     )
-    located(only(tmp_path), path, 6, "unknown code '1988-6' (did you mean '1988-5'?)")
+    located(
+        only(tmp_path),
+        path,
+        6,
+        "unknown code '1988-6' (did you mean '1988-5', CRP?); "
+        "the codes timeline knows are in timeline/codes.py (README: adding a code)",
+    )
 
 
 def test_an_unknown_kind_suggests_the_closest_kind(tmp_path: Path) -> None:
@@ -120,7 +126,7 @@ LATEST_CRP = "define:\n  latest: {select: {kind: lab, code: 1988-5}, within: 30 
 @pytest.mark.parametrize(
     ("unit", "define", "message"),
     [
-        ("mg/furlong", LATEST_CRP, "unit 'mg/furlong' is not a UCUM unit"),
+        ("mg/furlong", LATEST_CRP, "unit 'mg/furlong' is not a UCUM unit: unknown unit symbol 'furlong'"),
         ("kg", LATEST_CRP, "rule declares unit 'kg' but its value is in 'mg/L'"),
         ("mg/dL", "define: true\n", "rule declares unit 'mg/dL' but its value is a boolean"),
     ],
@@ -1011,3 +1017,63 @@ def test_a_failed_expectation_names_its_patient(tmp_path: Path) -> None:
     )
     result = run_cli("rules", "test", tmp_path, "--rule", "r")
     assert "     Y at 2009-03-01: expected True, got False" in result.stdout
+
+
+# ---- messages that point at the cause -------------------------------------------------------------
+
+
+def test_a_reference_to_a_rule_whose_file_is_not_yaml_is_not_also_unknown(tmp_path: Path) -> None:
+    broken = rule_file(tmp_path, "dose_mg_kg", "define:\n  all: [true, false\n")
+    rule_file(tmp_path, "b", "define:\n  not: {rule: dose_mg_kg}\n")
+    assert [p.file for p in problems(tmp_path)] == [str(broken)]
+
+
+def test_a_parameter_default_in_an_unknown_unit_names_the_unknown_symbol(tmp_path: Path) -> None:
+    [problem, *_] = problems_of(tmp_path, "params:\n  below: {default: 20 mm/hr}\ndefine: true\n")
+    assert problem.endswith("'20 mm/hr': 'mm/hr' is not a UCUM unit: unknown unit symbol 'hr'")
+
+
+def test_a_parameter_whose_default_has_a_problem_is_not_also_unknown_where_it_is_used(tmp_path: Path) -> None:
+    found = problems_of(
+        tmp_path, "params:\n  below: {default: 20 mm/hr}\ndefine: {lt: [1, {param: below}]}\n"
+    )
+    assert [p.split(": ", 1)[1] for p in found] == [
+        "'20 mm/hr': 'mm/hr' is not a UCUM unit: unknown unit symbol 'hr'"
+    ]
+
+
+def test_an_unknown_codes_suggestion_names_what_the_suggested_code_is(tmp_path: Path) -> None:
+    [problem] = problems_of(
+        tmp_path, "define: {exists: {select: {kind: lab, code: 26499-4}, window: 90 days}}\n"
+    )
+    assert "unknown code '26499-4' (did you mean '2276-4', ferritin?)" in problem
+
+
+def test_an_unknown_key_source_suggests_citation(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(PLAIN + "source: a paper\ndefine: true\n", encoding="utf-8")
+    assert check_problems(tmp_path) == [
+        f"{tmp_path / 'r.yaml'}:5:9: unknown key 'source' (did you mean 'citation'?)"
+    ]
+
+
+def test_a_fraction_of_a_year_says_durations_are_whole_numbers(tmp_path: Path) -> None:
+    [problem] = problems_of(tmp_path, "define: {held_for: {expr: true, duration: 0.25 years}}\n")
+    assert "a duration is a whole number of hours, days, weeks, months or years" in problem
+
+
+def test_a_rule_file_with_an_upper_case_extension_is_read(tmp_path: Path) -> None:
+    (tmp_path / "r.YAML").write_text(PLAIN + "define: true\n", encoding="utf-8")
+    assert "r" in load_rules([tmp_path]).rules
+
+
+def test_rules_check_of_an_empty_directory_says_it_holds_no_rule_files(tmp_path: Path) -> None:
+    result = run_cli("rules", "check", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (
+        f"note: {tmp_path} holds no rule files (*.yaml or *.yml): no rules were read from it" in result.stderr
+    )
+
+
+def test_rules_show_gives_the_default_beside_a_site_value_with_its_unit() -> None:
+    result = run_cli("rules", "show", "crp_normal", "--rules", "examples/site_rules/")
+    assert "param upper = 10.0 mg/L (default 6.0 mg/L)" in result.stdout
