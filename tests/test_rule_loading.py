@@ -998,13 +998,14 @@ def test_a_rule_without_a_status_is_unspecified_not_checked(tmp_path: Path) -> N
     assert {r["id"]: r["status"] for r in listed["rules"]}["r"] == "unspecified"
 
 
-@pytest.mark.parametrize("path", sorted((BUILTIN_DIR / "sjia").glob("*.yaml")), ids=lambda p: p.stem)
-def test_every_builtin_rule_states_its_status(path: Path) -> None:
-    assert yaml.safe_load(path.read_text(encoding="utf-8")).get("status") in (
-        "checked",
-        "conflict",
-        "working_definition",
-    )
+def test_every_builtin_rule_states_its_status() -> None:
+    unstated = [
+        path.stem
+        for path in sorted((BUILTIN_DIR / "sjia").glob("*.yaml"))
+        if yaml.safe_load(path.read_text(encoding="utf-8")).get("status")
+        not in ("checked", "conflict", "working_definition")
+    ]
+    assert unstated == []
 
 
 def test_a_failed_expectation_names_its_patient(tmp_path: Path) -> None:
