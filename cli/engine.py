@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -60,7 +61,10 @@ def load(rules: list[Path] | None, params: list[str] | None = None) -> RuleSet:
     from timeline.language.cache import load_rules
     from timeline.language.loader import rule_dirs
 
-    return load_rules(rule_dirs([str(p) for p in rules or []]), params=_params(params))
+    rs = load_rules(rule_dirs([str(p) for p in rules or []]), params=_params(params))
+    for note in rs.notes:
+        console(stderr=True).print(f"[yellow]note:[/] {esc(note)}", soft_wrap=True)
+    return rs
 
 
 def session(
@@ -215,7 +219,8 @@ def _fmt_value(value: Any, unit: str | None = None) -> str:
         return "[green]true[/]"
     if value is False:
         return "[red]false[/]"
-    if isinstance(value, float):
+    if isinstance(value, int | float | Decimal):  # a constant's SQL literal reads back as a Decimal
+        value = float(value)
         text = "∞" if value == float("inf") else f"{value:.4g}"
         from timeline.units import display_unit
 
@@ -325,6 +330,15 @@ def history(
         sess.require_patient(patient)
         rows = sess.history(patient, rule, start, end)
         manifest = sess.manifest()
+    # said of the rules asked for by name: a whole history always has age_years
+    growing = [rid for rid in dict.fromkeys(rule or []) if sess.rules.grows_with_time(rid)]
+    if growing:
+        console(stderr=True).print(
+            f"[yellow]note:[/] {esc(', '.join(growing))} {'grows' if len(growing) == 1 else 'grow'} with time"
+            " (age, time_since): each interval shows the value at its start; "
+            "`timeline state --at DATE` gives it on a date",
+            soft_wrap=True,
+        )
     if json_out:
         dump_json({"manifest": manifest, "patient_id": patient, "intervals": rows})
         return
@@ -467,7 +481,7 @@ def rules_show(
         c.print(
             cell(
                 f"  param {p.name} = {p.effective}{' ' + p.unit if p.unit else ''}"
-                + (f" (default {p.default})" if p.value is not None else "")
+                + (f" (default {p.default}{' ' + p.unit if p.unit else ''})" if p.value is not None else "")
                 + (f" — {p.description}" if p.description else "")
             )
         )

@@ -692,3 +692,37 @@ def test_a_rule_directory_name_too_long_is_a_rule_problem_naming_the_reason(
         8,
         [f"  {directory}: rule directory cannot be read: File name too long"],
     )
+
+
+def test_an_unknown_rule_without_rules_says_that_rules_of_ones_own_need_rules_dir(
+    example_store: Path,
+) -> None:
+    result = run_cli(
+        "state", "P001", "--at", "2008-02-10", "--rule", "on_tocilizumab", "--store", example_store
+    )
+    assert (result.exit_code, result.stderr.strip()) == (
+        2,
+        "error: unknown rule 'on_tocilizumab'; only the built-in rules were loaded: "
+        "rules of your own need --rules DIR (or $TIMELINE_RULES)",
+    )
+
+
+def test_explain_shows_a_constant_with_its_unit(example_store: Path, tmp_path: Path) -> None:
+    write_rule(
+        tmp_path, "r", {"mul": [{"latest": {"select": {"kind": "weight"}, "within": "1 year"}}, "14 d"]}
+    )
+    result = run_cli(
+        "explain", "P001", "r", "--at", "2008-02-10", "--rules", tmp_path, "--store", example_store
+    )
+    assert "const = 14 d" in result.stdout
+
+
+def test_history_notes_that_a_number_growing_with_time_shows_its_value_at_each_intervals_start(
+    example_store: Path,
+) -> None:
+    result = run_cli("history", "P001", "--rule", "age_years", "--store", example_store, "--csv")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == (
+        "note: age_years grows with time (age, time_since): each interval shows the value at its start; "
+        "`timeline state --at DATE` gives it on a date"
+    )

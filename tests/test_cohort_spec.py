@@ -10,6 +10,7 @@ from tests.cohort_support import COHORT, RULES, rules, write
 from tests.support import run_cli
 from timeline.cohort.spec import CohortError, load_cohort
 from timeline.language.durations import Duration
+from timeline.language.loader import BUILTIN_DIR, load_rules
 
 BAD = """\
 cohort: bad
@@ -221,3 +222,29 @@ def test_censoring_at_discontinuation_with_only_an_on_drug_rule_is_refused(tmp_p
 def test_without_a_study_drug_the_default_censoring_leaves_out_discontinuation(tmp_path: Path) -> None:
     spec = load_cohort(write(tmp_path, TWO_DRUGS + "discontinuations: false\n"), rules())
     assert spec.time_to_event[0].censor == ("end_of_follow_up", "death")
+
+
+def test_a_rule_of_the_wrong_type_is_named_with_the_unit_it_declares(tmp_path: Path) -> None:
+    own = tmp_path / "rules"
+    own.mkdir()
+    (own / "weeks_on_drug.yaml").write_text(
+        'id: weeks_on_drug\nversion: "1"\ndescription: d\ncitation: c\nunit: wk\n'
+        "define: {time_since: {first: {kind: medication_start, drug: anakinra}, unit: days}}\n",
+        encoding="utf-8",
+    )
+    text = COHORT.read_text(encoding="utf-8").replace("rule: afebrile_week", "rule: weeks_on_drug")
+    path = write(tmp_path, text)
+    with pytest.raises(CohortError) as info:
+        load_cohort(path, load_rules([RULES, own]))
+    assert [p.message for p in info.value.problems] == [
+        "time-to-event rule 'weeks_on_drug' is number [wk]; it must be a boolean (true/false/unknown)"
+    ]
+
+
+def test_unknown_rules_with_only_the_built_in_pack_add_one_note_about_rules_dir(tmp_path: Path) -> None:
+    path = write(tmp_path, COHORT.read_text(encoding="utf-8"))
+    with pytest.raises(CohortError) as info:
+        load_cohort(path, load_rules([BUILTIN_DIR / "sjia"]))
+    assert info.value.details()[-1] == (
+        "note: only the built-in rules were loaded: rules of your own need --rules DIR (or $TIMELINE_RULES)"
+    )

@@ -1177,6 +1177,47 @@ def test_daily_dose_without_a_frequency_is_unknown(bench: Bench) -> None:
     assert (result.value, result.why) == (None, "frequency of the anakinra dose not recorded")
 
 
+def tocilizumab(at: str, dose: float, unit: str, **extra: Any) -> dict[str, Any]:
+    return {"patient_id": "X", "kind": "medication_start", "drug": "tocilizumab", "occurred_at": at,
+            "dose": dose, "dose_unit": unit, "frequency": "every_2_weeks", **extra}  # fmt: skip
+
+
+def test_latest_dose_of_a_selector_in_mg_per_kg_reads_only_doses_recorded_per_kg(bench: Bench) -> None:
+    select = {"kind": "medication_start", "drug": "tocilizumab", "dose_unit": "mg/kg"}
+    bench.rule("r", {"latest": {"select": select, "field": "dose", "within": "90 days"}})
+    bench.events([tocilizumab("2009-03-01", 8, "mg/kg"), tocilizumab("2009-03-15", 160, "mg")])
+    result = bench.state("r", "2009-03-20")
+    assert (result.value, result.unit) == (8, "mg/kg")
+
+
+def test_a_latest_dose_says_its_unit_and_a_missing_one_its_dose_unit(bench: Bench) -> None:
+    select = {"kind": "medication_start", "drug": "tocilizumab", "dose_unit": "mg"}
+    bench.rule("r", {"latest": {"select": select, "field": "dose", "within": "90 days"}})
+    bench.events(
+        [tocilizumab("2009-03-01", 160, "mg"), tocilizumab("2009-03-01", 8, "mg/kg", patient_id="Y")]
+    )
+    assert bench.state("r", "2009-03-20").note == "tocilizumab in mg 160 mg on 2009-03-01"
+    assert (
+        bench.session().state("Y", "2009-03-20", ["r"])[0].why
+        == "no tocilizumab in mg recorded up to the date"
+    )
+
+
+def test_a_dose_recorded_in_grams_is_read_in_mg_by_a_selector_in_mg(bench: Bench) -> None:
+    select = {"kind": "medication_start", "drug": "tocilizumab", "dose_unit": "mg"}
+    bench.rule("r", {"max": {"select": select, "field": "dose", "window": "90 days"}})
+    bench.events([tocilizumab("2009-03-01", 0.16, "g"), tocilizumab("2009-03-15", 12, "mg/kg")])
+    result = bench.state("r", "2009-03-20")
+    assert (result.value, result.unit) == (160, "mg")
+
+
+def test_a_where_condition_on_the_dose_is_in_the_selectors_dose_unit(bench: Bench) -> None:
+    select = {"kind": "medication_start", "dose_unit": "mg/kg", "where": {"dose": {"ge": 10}}}
+    bench.rule("r", {"count": {"select": select, "window": "90 days"}})
+    bench.events([tocilizumab("2009-03-01", 12, "mg/kg"), tocilizumab("2009-03-15", 160, "mg")])
+    assert bench.values("r", "2009-03-20") == [1]
+
+
 # ---- as known at -------------------------------------------------------------------------------------
 
 

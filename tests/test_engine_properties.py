@@ -204,6 +204,14 @@ SELECTORS: dict[str, Any] = {
         "drug": "anakinra",
     },
     "mas": {"kind": "mas_episode"},
+    # doses are stored in mg or mg/kg: a selector whose dose is read fixes which
+    "anakinra_mg": {
+        "kind": ["medication_start", "medication_dose_change"],
+        "drug": "anakinra",
+        "dose_unit": "mg",
+    },
+    "anakinra_mg_kg": {"kind": ["medication_start", "medication_dose_change"], "dose_unit": "mg/kg"},
+    "big_dose": {"kind": "medication_start", "dose_unit": "mg", "where": {"dose": {"ge": 100}}},
 }
 PARAMS: dict[str, Any] = {
     "fever": {"default": "38.0 Cel"},
@@ -232,6 +240,8 @@ THRESHOLDS: dict[str, list[Any]] = {
     "count": [0, 1, 2],
     "dose_kg": [0, 2, 4, 5],
     "dose_day": [0, 50, 100, 200],
+    "dose_mg": [0, 50, 100, "0.1 g"],
+    "dose_mg_kg": [0, 1, 2, 3],
     "pct": [-30, 0, 30],
     "ratio": [0, 0.5, 1],
     # time since an event: a count of whole days that steps at midnight, with no event there
@@ -289,6 +299,8 @@ class Grammar:
                     "count",
                     "dose_kg",
                     "dose_day",
+                    "dose_mg",
+                    "dose_mg_kg",
                     "pct",
                     "ratio",
                     "since",
@@ -345,7 +357,16 @@ class Grammar:
             how = self.pick(["count", "count", "count_true", "episode_count"])
             if how == "count":
                 sel = self.pick(
-                    ["fever_event", "temperature_record", "crp", "high_crp", "afebrile", "rash", "mas"]
+                    [
+                        "fever_event",
+                        "temperature_record",
+                        "crp",
+                        "high_crp",
+                        "afebrile",
+                        "rash",
+                        "mas",
+                        "big_dose",
+                    ]
                 )
                 agg: dict[str, Any] = {"select": sel, "window": d(window())}
                 if d(st.booleans()):
@@ -357,6 +378,12 @@ class Grammar:
             if depth > 0 and d(st.booleans()):
                 spec["starting_when"] = self.bool(depth - 1)
             return {"episode_count": spec}, cls
+        if cls in ("dose_mg", "dose_mg_kg"):
+            sel = "anakinra_mg" if cls == "dose_mg" else "anakinra_mg_kg"
+            fn = self.pick(["latest", "max", "last"])
+            if fn == "latest":
+                return {"latest": {"select": sel, "within": self.pick(DURATIONS), "field": "dose"}}, cls
+            return {fn: {"select": sel, "window": d(window()), "field": "dose"}}, cls
         if cls in ("dose_kg", "dose_day"):
             per_kg = cls == "dose_kg"
             return {
@@ -501,7 +528,7 @@ class Rules:
 
 
 # a number rule of these classes may declare a unit other than the one it is computed in
-DECLARED_UNITS = {"crp": "mg/dL", "temperature": "[degF]"}
+DECLARED_UNITS = {"crp": "mg/dL", "temperature": "[degF]", "dose_mg": "g"}
 
 
 @st.composite

@@ -88,7 +88,13 @@ def test_an_unknown_code_suggests_the_closest_code(tmp_path: Path) -> None:
     path = rule_file(
         tmp_path, "r", "define:\n  exists: {select: {kind: lab, code: 1988-6}, window: 7 days}\n"
     )
-    located(only(tmp_path), path, 6, "unknown code '1988-6' (did you mean '1988-5'?)")
+    located(
+        only(tmp_path),
+        path,
+        6,
+        "unknown code '1988-6' (did you mean '1988-5', CRP?); "
+        "the codes timeline knows are in timeline/codes.py (README: adding a code)",
+    )
 
 
 def test_an_unknown_kind_suggests_the_closest_kind(tmp_path: Path) -> None:
@@ -120,7 +126,7 @@ LATEST_CRP = "define:\n  latest: {select: {kind: lab, code: 1988-5}, within: 30 
 @pytest.mark.parametrize(
     ("unit", "define", "message"),
     [
-        ("mg/furlong", LATEST_CRP, "unit 'mg/furlong' is not a UCUM unit"),
+        ("mg/furlong", LATEST_CRP, "unit 'mg/furlong' is not a UCUM unit: unknown unit symbol 'furlong'"),
         ("kg", LATEST_CRP, "rule declares unit 'kg' but its value is in 'mg/L'"),
         ("mg/dL", "define: true\n", "rule declares unit 'mg/dL' but its value is a boolean"),
     ],
@@ -859,3 +865,216 @@ def test_site_parameters_still_apply_outside_rules_test() -> None:
         run_cli("rules", "show", "crp_normal", "--rules", "examples/site_rules/", "--json").stdout
     )
     assert (site["parameters"]["upper"]["value"], site["parameters"]["upper"]["default"]) == ("10.0", "6.0")
+
+
+# ---- doses: recorded in mg or in mg/kg ----------------------------------------------------------------
+
+TOCILIZUMAB = "{kind: [medication_start, medication_dose_change], drug: tocilizumab}"
+
+
+def test_reading_a_dose_from_a_selector_without_a_dose_unit_is_refused_at_its_line(tmp_path: Path) -> None:
+    # a dose of 8 mg/kg was read as 8 mg: the field's unit depends on how each dose was recorded
+    [problem] = problems_of(
+        tmp_path,
+        f"events:\n  toci: {TOCILIZUMAB}\ndefine:\n  latest: {{select: toci, field: dose, within: 28 days}}\n",
+    )
+    assert problem == (
+        f"{tmp_path / 'r.yaml'}:8:11: the doses of 'toci' may be in mg or in mg/kg (as each was recorded): "
+        "add dose_unit: mg or dose_unit: mg/kg to the selector, "
+        "or use daily_dose, which converts one into the other with the weight"
+    )
+
+
+def test_a_where_condition_on_the_dose_needs_the_selectors_dose_unit(tmp_path: Path) -> None:
+    [problem] = problems_of(
+        tmp_path,
+        "define:\n  exists: {select: {kind: medication_start, where: {dose: {ge: 10}}}, window: 7 days}\n",
+    )
+    assert problem.startswith(f"{tmp_path / 'r.yaml'}:6:59: the doses of 'medication start' may be in mg")
+
+
+def test_a_dose_unit_other_than_mg_or_mg_per_kg_is_refused(tmp_path: Path) -> None:
+    [problem] = problems_of(
+        tmp_path, "define:\n  exists: {select: {kind: medication_start, dose_unit: g}, window: 7 days}\n"
+    )
+    assert problem.endswith(
+        "dose_unit is mg or mg/kg (doses are stored in one of them: any mass unit as mg), not 'g'"
+    )
+
+
+# ---- duration parameters used as lengths and windows ----------------------------------------------
+
+
+def test_a_negative_default_of_a_duration_parameter_used_as_a_length_is_refused_at_its_line(
+    tmp_path: Path,
+) -> None:
+    [problem] = problems_of(
+        tmp_path,
+        "params:\n  duration: {default: -3 months}\n"
+        "define:\n  held_for: {expr: {lt: [1, 2]}, duration: {param: duration}}\n",
+    )
+    assert problem == (
+        f"{tmp_path / 'r.yaml'}:6:23: parameter 'duration' is -3 months, but it is "
+        "held_for's duration (r.yaml:8), a length, which cannot be negative"
+    )
+
+
+def test_a_zero_default_of_a_duration_parameter_used_as_a_window_is_refused(tmp_path: Path) -> None:
+    [problem] = problems_of(
+        tmp_path,
+        "params:\n  window: 0 days\ndefine:\n  exists: {select: {kind: weight}, window: {param: window}}\n",
+    )
+    assert problem.endswith(
+        "parameter 'window' is 0 days, but it is exists's window (r.yaml:8), a window, "
+        "which needs a positive duration (the last 7 days: 7 days)"
+    )
+
+
+CRP_VALIDITY = {"normal": {"select": {"kind": "lab", "code": "1988-5"}, "within": {"param": "validity"}}}
+
+
+def test_a_negative_param_option_for_a_length_names_the_parameter(tmp_path: Path) -> None:
+    write_rule(tmp_path / "site", "my_crp", CRP_VALIDITY, params={"validity": "30 days"})
+    with pytest.raises(RuleError) as caught:
+        load_rules([tmp_path / "site"], params={"my_crp": {"validity": "-30 days"}})
+    assert [str(p) for p in caught.value.problems] == [
+        "--param: my_crp.validity: -30 days cannot be its value: it is normal's within (my_crp.yaml:13), "
+        "a length, which cannot be negative"
+    ]
+
+
+def test_a_negative_length_in_params_yaml_is_refused_at_its_line(tmp_path: Path) -> None:
+    write_rule(tmp_path, "my_crp", CRP_VALIDITY, params={"validity": "30 days"})
+    (tmp_path / "params.yaml").write_text("my_crp:\n  validity: -2 weeks\n", encoding="utf-8")
+    assert check_problems(tmp_path) == [
+        f"{tmp_path / 'params.yaml'}:2:13: my_crp.validity: -2 weeks cannot be its value: "
+        "it is normal's within (my_crp.yaml:13), a length, which cannot be negative"
+    ]
+
+
+# ---- an example's parameters --------------------------------------------------------------------------
+
+
+def test_an_unknown_parameter_in_an_examples_params_is_a_problem_at_its_line(tmp_path: Path) -> None:
+    [problem] = problems_of(
+        tmp_path,
+        "params:\n  below: {default: 20 mm/h}\ndefine: {lt: [1, {param: below}]}\n"
+        "examples:\n  - name: e\n    params: {belw: 10 mm/h}\n    events: []\n    expect: []\n",
+    )
+    assert problem == f"{tmp_path / 'r.yaml'}:10:20: rule 'r' has no parameter 'belw' (did you mean 'below'?)"
+
+
+def test_rules_test_with_an_unknown_example_parameter_exits_8_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        PLAIN + "params:\n  below: 20\ndefine: {lt: [1, {param: below}]}\n"
+        "examples:\n  - {name: e, params: {belw: 10}, events: [], expect: []}\n",
+        encoding="utf-8",
+    )
+    result = run_cli("rules", "test", tmp_path, "--rule", "r")
+    assert (result.exit_code, result.stderr.splitlines()[1].strip()) == (
+        8,
+        f"{tmp_path / 'r.yaml'}:9:30: rule 'r' has no parameter 'belw' (did you mean 'below'?)",
+    )
+
+
+def test_an_examples_negative_length_parameter_is_a_problem_at_its_line(tmp_path: Path) -> None:
+    [problem] = problems_of(
+        tmp_path,
+        "params:\n  gap: 1 day\ndefine: {in_episode: {select: {kind: mas_episode}, merge_gap: {param: gap}}}\n"
+        "examples:\n  - {name: e, params: {gap: -1 day}, events: [], expect: []}\n",
+    )
+    assert problem.endswith(
+        "gap: -1 day cannot be its value: it is in_episode's merge_gap (r.yaml:7), a length, "
+        "which cannot be negative"
+    )
+
+
+# ---- status ---------------------------------------------------------------------------------------------
+
+
+def test_a_rule_without_a_status_is_unspecified_not_checked(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(PLAIN + "define: true\n", encoding="utf-8")
+    listed = json.loads(run_cli("rules", "list", "--rules", tmp_path, "--json").stdout)
+    assert {r["id"]: r["status"] for r in listed["rules"]}["r"] == "unspecified"
+
+
+def test_every_builtin_rule_states_its_status() -> None:
+    unstated = [
+        path.stem
+        for path in sorted((BUILTIN_DIR / "sjia").glob("*.yaml"))
+        if yaml.safe_load(path.read_text(encoding="utf-8")).get("status")
+        not in ("checked", "conflict", "working_definition")
+    ]
+    assert unstated == []
+
+
+def test_a_failed_expectation_names_its_patient(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        PLAIN + "define: {exists: {select: {kind: weight}, window: 7 days}}\n"
+        "examples:\n  - name: e\n    events:\n"
+        "      - {patient_id: X, kind: weight, occurred_at: 2009-03-01, value: 20, unit: kg}\n"
+        "    expect: [{patient_id: Y, at: 2009-03-01, value: true}]\n",
+        encoding="utf-8",
+    )
+    result = run_cli("rules", "test", tmp_path, "--rule", "r")
+    assert "     Y at 2009-03-01: expected True, got False" in result.stdout
+
+
+# ---- messages that point at the cause -------------------------------------------------------------
+
+
+def test_a_reference_to_a_rule_whose_file_is_not_yaml_is_not_also_unknown(tmp_path: Path) -> None:
+    broken = rule_file(tmp_path, "dose_mg_kg", "define:\n  all: [true, false\n")
+    rule_file(tmp_path, "b", "define:\n  not: {rule: dose_mg_kg}\n")
+    assert [p.file for p in problems(tmp_path)] == [str(broken)]
+
+
+def test_a_parameter_default_in_an_unknown_unit_names_the_unknown_symbol(tmp_path: Path) -> None:
+    [problem, *_] = problems_of(tmp_path, "params:\n  below: {default: 20 mm/hr}\ndefine: true\n")
+    assert problem.endswith("'20 mm/hr': 'mm/hr' is not a UCUM unit: unknown unit symbol 'hr'")
+
+
+def test_a_parameter_whose_default_has_a_problem_is_not_also_unknown_where_it_is_used(tmp_path: Path) -> None:
+    found = problems_of(
+        tmp_path, "params:\n  below: {default: 20 mm/hr}\ndefine: {lt: [1, {param: below}]}\n"
+    )
+    assert [p.split(": ", 1)[1] for p in found] == [
+        "'20 mm/hr': 'mm/hr' is not a UCUM unit: unknown unit symbol 'hr'"
+    ]
+
+
+def test_an_unknown_codes_suggestion_names_what_the_suggested_code_is(tmp_path: Path) -> None:
+    [problem] = problems_of(
+        tmp_path, "define: {exists: {select: {kind: lab, code: 26499-4}, window: 90 days}}\n"
+    )
+    assert "unknown code '26499-4' (did you mean '2276-4', ferritin?)" in problem
+
+
+def test_an_unknown_key_source_suggests_citation(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(PLAIN + "source: a paper\ndefine: true\n", encoding="utf-8")
+    assert check_problems(tmp_path) == [
+        f"{tmp_path / 'r.yaml'}:5:9: unknown key 'source' (did you mean 'citation'?)"
+    ]
+
+
+def test_a_fraction_of_a_year_says_durations_are_whole_numbers(tmp_path: Path) -> None:
+    [problem] = problems_of(tmp_path, "define: {held_for: {expr: true, duration: 0.25 years}}\n")
+    assert "a duration is a whole number of hours, days, weeks, months or years" in problem
+
+
+def test_a_rule_file_with_an_upper_case_extension_is_read(tmp_path: Path) -> None:
+    (tmp_path / "r.YAML").write_text(PLAIN + "define: true\n", encoding="utf-8")
+    assert "r" in load_rules([tmp_path]).rules
+
+
+def test_rules_check_of_an_empty_directory_says_it_holds_no_rule_files(tmp_path: Path) -> None:
+    result = run_cli("rules", "check", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (
+        f"note: {tmp_path} holds no rule files (*.yaml or *.yml): no rules were read from it" in result.stderr
+    )
+
+
+def test_rules_show_gives_the_default_beside_a_site_value_with_its_unit() -> None:
+    result = run_cli("rules", "show", "crp_normal", "--rules", "examples/site_rules/")
+    assert "param upper = 10.0 mg/L (default 6.0 mg/L)" in result.stdout

@@ -218,7 +218,7 @@ class _Parser:
         kind = self.rules.rules[data].type.kind
         if want is not None and kind != want:
             need = "a boolean (true/false/unknown)" if want == "bool" else "a number"
-            self.fail(path, f"{what} {data!r} is {self.rules.rules[data].type}; it must be {need}")
+            self.fail(path, f"{what} {data!r} is {self.rules.rules[data].value_type}; it must be {need}")
             return None
         return data
 
@@ -621,7 +621,12 @@ def load_cohort(path: str | Path, rules: RuleSet) -> CohortSpec:
         spec = _Parser(doc, rules).parse(doc.data, hashlib.sha256(raw).hexdigest())
     if problems or spec is None:
         problems.sort(key=lambda p: (p.file, p.line, p.column))
-        raise CohortError(problems or [Problem(str(p), 1, 1, "not a cohort file")])
+        note = rules.only_builtin_note()
+        unknown = note is not None and any(p.message.startswith("unknown rule") for p in problems)
+        raise CohortError(
+            problems or [Problem(str(p), 1, 1, "not a cohort file")],
+            notes=[f"note: {note}"] if unknown and note else [],
+        )
     return spec
 
 

@@ -315,6 +315,8 @@ class Compiler:
                 parts[-1] = f"({parts[-1]} AND kind IN ({', '.join(q_(vitals[c]) for c in sel.codes)}))"
         if sel.drugs:
             parts.append(f"drug IN ({', '.join(q_(d) for d in sel.drugs)})")
+        if sel.dose_unit is not None:
+            parts.append(f"dose_unit = {q_(sel.dose_unit)}")
         if sel.present is not None:
             parts.append(f"coalesce(present, true) = {'true' if sel.present else 'false'}")
         for cond in sel.where:
@@ -405,6 +407,12 @@ class Compiler:
         src = self.latest_of(node.select, node.field)
         v = self.duration(node.within)
         name = node.select.name
+        # a dose carries no unit column: its unit is the one its selector fixes
+        unit = (
+            q_(f" {field_unit(node.select, 'dose')}")
+            if node.field == "dose"
+            else "coalesce(' ' || nullif(s.unit, ''), '')"
+        )
         return f"""SELECT p.patient_id, p.q, NULL::BOOLEAN AS b,
                 CASE WHEN s.t > p.q - {v.sql()} THEN s.val END AS x,
                 CASE WHEN s.seq IS NULL THEN {q_(f"no {name} recorded up to the date")}
@@ -412,7 +420,7 @@ class Compiler:
                 END AS why,
                 {self.evs(f"CASE WHEN s.seq IS NULL THEN {EMPTY} ELSE [s.seq] END")} AS ev,
                 p.q - {v.sql()} AS lo, p.q AS hi,
-                {self.note(f"CASE WHEN s.seq IS NOT NULL THEN {q_(name + ' ')} || tl_fmt(s.val) || coalesce(' ' || nullif(s.unit, ''), '') || ' on ' || strftime(s.t, '%Y-%m-%d') END")} AS note
+                {self.note(f"CASE WHEN s.seq IS NOT NULL THEN {q_(name + ' ')} || tl_fmt(s.val) || {unit} || ' on ' || strftime(s.t, '%Y-%m-%d') END")} AS note
             FROM {points} p ASOF LEFT JOIN {src} s ON s.patient_id = p.patient_id AND s.t <= p.q"""
 
     def bounds(self, window: ast.Window, ref: str, last: str = "s.t") -> tuple[str, str, str]:

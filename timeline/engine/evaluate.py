@@ -788,7 +788,8 @@ def _param_text(p: ast.ParamSpec) -> str:
     if p.unit:
         text += f" {p.unit}"
     if p.value is not None:
-        text += f" (site override; default {p.default})"
+        default = str(p.default) if not isinstance(p.default, float) else f"{p.default:g}"
+        text += f" (site override; default {default}{' ' + p.unit if p.unit else ''})"
     return text
 
 

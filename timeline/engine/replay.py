@@ -276,6 +276,8 @@ class Reference:
             return False
         if sel.drugs and e["drug"] not in sel.drugs:
             return False
+        if sel.dose_unit is not None and e["dose_unit"] != sel.dose_unit:
+            return False
         if sel.present is not None and (True if e["present"] is None else e["present"]) != sel.present:
             return False
         for cond in sel.where:
@@ -436,7 +438,9 @@ class Reference:
         if e is None:
             return Val(None, f"no {name} recorded up to the date")
         x = float(e[node.field])
-        note = f"{name} {fmt(x)}" + (f" {e['unit']}" if e["unit"] else "") + f" on {day(e['occurred_at'])}"
+        # a dose carries no unit column: its unit is the one its selector fixes
+        unit = field_unit(node.select, "dose") if node.field == "dose" else e["unit"]
+        note = f"{name} {fmt(x)}" + (f" {unit}" if unit else "") + f" on {day(e['occurred_at'])}"
         if e["occurred_at"] > shift(q, v, -1):
             return Val(x, None, (e["seq"],), note)
         return Val(None, self._stale(name, v, e), (e["seq"],), note)

@@ -65,7 +65,7 @@ def _patient(ex: ast.Example, exp: ast.Expectation) -> str:
     return str(ex.events[0].get("patient_id", "X")) if ex.events else "X"
 
 
-def _check(exp: ast.Expectation, got: Result, failures: list[str]) -> None:
+def _check(ex: ast.Example, exp: ast.Expectation, got: Result, failures: list[str]) -> None:
     ok = _matches(exp.value, got.value)
     if ok and exp.reason_contains and exp.reason_contains not in (got.why or ""):
         ok = False
@@ -75,7 +75,7 @@ def _check(exp: ast.Expectation, got: Result, failures: list[str]) -> None:
         extra = f" (reason: {got.why})" if got.why else ""
         if exp.reason_contains:
             extra += f"; wanted a reason containing {exp.reason_contains!r}"
-        failures.append(f"at {exp.at}: expected {want}, got {have}{extra}")
+        failures.append(f"{_patient(ex, exp)} at {exp.at}: expected {want}, got {have}{extra}")
 
 
 def run_examples(rules: RuleSet, dirs: list[Path], rule_ids: list[str] | None = None) -> list[ExampleResult]:
@@ -148,7 +148,7 @@ def _run_together(cases: Sequence[_Case], path: Path) -> None:
                 for r in Session(store, group[0].rules).evaluate(points, ids, evidence=True)
             }
             for case, exp, pid, q in wanted:
-                _check(exp, found[(case.rid, pid, q)], case.result.failures)
+                _check(case.example, exp, found[(case.rid, pid, q)], case.result.failures)
 
 
 def _run_alone(case: _Case, path: Path) -> None:
@@ -166,6 +166,6 @@ def _run_alone(case: _Case, path: Path) -> None:
             session = Session(store, case.rules)
             session.replay = False  # examples test the SQL engine, which cohort runs use
             for exp in ex.expect:
-                _check(exp, session.state(_patient(ex, exp), exp.at, [case.rid])[0], case.result.failures)
+                _check(ex, exp, session.state(_patient(ex, exp), exp.at, [case.rid])[0], case.result.failures)
     except TimelineError as exc:
         case.result.failures.append(f"{exc}: " + "; ".join(exc.details()))

@@ -76,12 +76,14 @@ class FieldCondition(Frozen):
 
 
 class Selector(Frozen):
-    """Which events: kinds, codes, drugs, a finding's presence, field conditions."""
+    """Which events: kinds, codes, drugs, a dose unit, a finding's presence, field conditions."""
 
     name: str  # the rule's name for it, or a description of an inline selector
     kinds: tuple[str, ...] = ()
     codes: tuple[str, ...] = ()
     drugs: tuple[str, ...] = ()
+    # doses are stored in mg or in mg/kg: a selector whose events' dose is read names which
+    dose_unit: str | None = None
     present: bool | None = None
     where: tuple[FieldCondition, ...] = ()
     any_of: tuple[Selector, ...] = ()  # union of other selectors
@@ -300,6 +302,11 @@ class ParamSpec(Frozen):
     unit: str | None = None
     description: str = ""
     value: float | bool | Duration | None = None  # a site's override, when given
+    # a duration the definition uses as a length (``within``, ``held_for``'s duration,
+    # ``merge_gap``: "within", never negative) or as a window ("window", positive): every
+    # value, default or site override, is checked as a literal there would be
+    length: Literal["within", "window"] | None = None
+    length_use: str = ""  # where, for messages: "held_for's duration (r.yaml:9)"
 
     @property
     def effective(self) -> float | bool | Duration:
@@ -320,12 +327,18 @@ class Example(Frozen):
     params: tuple[tuple[str, float | bool | str], ...] = ()
 
 
+# What a rule file's ``status:`` may say (DOMAIN.md's tags): its definition was read in a
+# published source; sources disagree (a parameter); or it is a working definition. A file
+# without one is "unspecified": nothing is claimed for it.
+STATUSES = ("checked", "conflict", "working_definition")
+
+
 class Rule(Frozen):
     id: str
     version: str
     description: str
     citation: str
-    status: Literal["checked", "conflict", "working_definition"] = "checked"
+    status: Literal["checked", "conflict", "working_definition", "unspecified"] = "unspecified"
     unit: str | None = None
     params: tuple[ParamSpec, ...] = ()
     define: Node

@@ -17,6 +17,8 @@ _UNITS = {
     "year": "year", "years": "year", "y": "year", "a": "year",
 }  # fmt: skip
 _RE = re.compile(r"^\s*(-?\d+)\s*([A-Za-z]+)\s*$")
+_FRACTION = re.compile(r"^\s*-?\d*\.\d+\s*([A-Za-z]+)\s*$")
+DURATION_WORDS = frozenset(_UNITS)
 
 
 class DurationError(ValueError):
@@ -44,6 +46,14 @@ class Duration:
         if isinstance(text, Duration):
             return text
         m = _RE.match(str(text))
+        fraction = _FRACTION.match(str(text))
+        if fraction and fraction.group(1).lower() in _UNITS:
+            # a month or a year has no fixed length in days: 0.25 years would be a guess
+            raise DurationError(
+                f"{text!r} is not a duration: a duration is a whole number of hours, days, weeks, "
+                "months or years (a calendar month or year has no fixed length to take a fraction "
+                "of); write '3 months' or '91 days'"
+            )
         if not m or m.group(2).lower() not in _UNITS:
             raise DurationError(
                 f"{text!r} is not a duration (e.g. '12 hours', '7 days', '2 weeks', '3 months', '1 year')"

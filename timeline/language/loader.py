@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 from timeline import codes, events
 from timeline.errors import TimelineError, UsageError
 from timeline.language import ast
-from timeline.language.durations import Duration, DurationError, DurationTooLong
+from timeline.language.durations import DURATION_WORDS, Duration, DurationError, DurationTooLong
 from timeline.moments import clinical_moment
 from timeline.units import Conversion, UnitError, conversion, is_valid
+from timeline.units import parse as parse_unit
 
 if TYPE_CHECKING:
     import yaml
@@ -55,6 +56,7 @@ class RuleError(TimelineError):
     """Rule files failed to load; carries every problem found."""
 
     problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # shown after the problems, not counted
     exit_code = 8
     subject = "rule files have"
 
@@ -70,7 +72,7 @@ class RuleError(TimelineError):
         return f"{self.subject} {n} problem{'s' if n != 1 else ''}"
 
     def details(self) -> list[str]:
-        return [str(p) for p in self.problems]
+        return [str(p) for p in self.problems] + self.notes
 
 
 # ---- YAML with positions ------------------------------------------------------------------
@@ -230,7 +232,7 @@ OPERATORS = (
     "time_since", *COMPARISONS, "all", "any", "not", "at_least", "count_true", *ARITH, "clip",
     "coalesce", "unknown_unless", "pct_change", "at_anchor", "held_for", "in_episode", "episode_count",
 )  # fmt: skip
-SELECTOR_KEYS = ("kind", "code", "drug", "present", "where", "any_of")
+SELECTOR_KEYS = ("kind", "code", "drug", "dose_unit", "present", "where", "any_of")
 PARAM_KEYS = ("default", "unit", "description")
 EXPECTATION_KEYS = ("at", "value", "reason_contains", "patient_id")
 RULE_KEYS = (
@@ -245,8 +247,16 @@ RULE_KEYS = (
     "define",
     "examples",
 )
+# keys a rule file's author may write for one of RULE_KEYS that spelling does not suggest
+RULE_KEY_SYNONYMS = {
+    "source": "citation", "sources": "citation", "reference": "citation", "references": "citation",
+    "ref": "citation", "cite": "citation", "definition": "define", "def": "define",
+    "expression": "define", "parameters": "params", "tests": "examples", "selectors": "events",
+    "name": "id", "state": "status",
+}  # fmt: skip
 NUMERIC_FIELDS = ("value", "ref_low", "ref_high", "dose", "active_joints", "limited_joints", "grade")
 _QUANTITY = re.compile(r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s+(\S+)\s*$")
+_WHOLE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*$")  # a number and a word
 
 
 class _RuleParser:
@@ -259,6 +269,9 @@ class _RuleParser:
         self.params: dict[str, ast.ParamSpec] = {}
         self.selectors: dict[str, ast.Selector] = {}
         self.refs: list[tuple[str, Path_]] = []
+        # duration parameters used as lengths or windows: name → (length kind, where used)
+        self.lengths: dict[str, tuple[str, str]] = {}
+        self.bad_params: set[str] = set()  # declared, but with a problem already reported
 
     # -- problems
     def fail(self, path: Path_, message: str) -> _Fail:
@@ -277,7 +290,10 @@ class _RuleParser:
             return None
         for key in data:
             if key not in RULE_KEYS:
-                self.fail((key,), f"unknown key {key!r}{did_you_mean(key, RULE_KEYS)}")
+                hint = did_you_mean(key, RULE_KEYS)
+                if not hint and str(key).lower() in RULE_KEY_SYNONYMS:
+                    hint = f" (did you mean {RULE_KEY_SYNONYMS[str(key).lower()]!r}?)"
+                self.fail((key,), f"unknown key {key!r}{hint}")
         missing = [k for k in ("id", "version", "description", "citation", "define") if k not in data]
         for key in missing:
             self.fail((), f"missing required key {key!r}")
@@ -295,13 +311,19 @@ class _RuleParser:
         self.rule_id = rid
         if "id" in data and not ID_RE.match(rid):
             self.fail(("id",), f"rule id {rid!r} must be lower_snake_case")
-        status = data.get("status", "checked")
-        if status not in ("checked", "conflict", "working_definition"):
-            self.fail(("status",), f"status must be checked, conflict or working_definition, not {status!r}")
-            status = "checked"
+        # a rule that does not say how far its definition was checked claims nothing
+        status = data.get("status", "unspecified")
+        if "status" in data and status not in ast.STATUSES:
+            self.fail(
+                ("status",),
+                f"status must be checked, conflict or working_definition, not {status!r}"
+                f"{did_you_mean(str(status), ast.STATUSES)}",
+            )
+            status = "unspecified"
         unit = data.get("unit")
-        if unit is not None and not is_valid(str(unit)):
-            self.fail(("unit",), f"unit {unit!r} is not a UCUM unit")
+        unit_wrong = unit_problem(str(unit)) if unit is not None else None
+        if unit_wrong:
+            self.fail(("unit",), f"unit {unit_wrong}")
         self._params(data.get("params") or {})
         self._selectors(data.get("events") or {})
         define: ast.Node | None = None
@@ -310,6 +332,7 @@ class _RuleParser:
                 define = self.expr(data["define"], ("define",))
             except _Fail:
                 define = None
+        self._check_lengths()
         examples = self._examples(data.get("examples") or [])
         if missing or define is None:
             return None
@@ -344,15 +367,27 @@ class _RuleParser:
                     )
             if "default" not in spec:
                 self.fail(path, f"parameter {name!r} needs a default")
+                self.bad_params.add(name)
                 continue
             try:
                 default, unit = parse_param_value(spec["default"], spec.get("unit"))
             except ValueError as exc:
                 self.fail((*path, "default"), str(exc))
+                self.bad_params.add(name)
                 continue
             self.params[name] = ast.ParamSpec(
                 name=name, default=default, unit=unit, description=str(spec.get("description", ""))
             )
+
+    def _check_lengths(self) -> None:
+        """A duration parameter used as a length or a window: its default is checked as a
+        literal duration there would be, and the use is kept for site overrides."""
+        for name, (kind, use) in self.lengths.items():
+            spec = self.params[name]
+            spec = self.params[name] = spec.model_copy(update={"length": kind, "length_use": use})
+            problem = length_problem(spec, spec.default)
+            if problem:
+                self.fail(("params", name, "default"), f"parameter {name!r} is {spec.default}, but {problem}")
 
     def _selectors(self, data: Any) -> None:
         if not isinstance(data, dict):
@@ -435,6 +470,8 @@ class _RuleParser:
             if not isinstance(params, dict):
                 self.fail((*path, "params"), "an example's params map a parameter name to its value")
                 continue
+            if not self._example_params(params, (*path, "params")):
+                continue
             out.append(
                 ast.Example(
                     name=str(ex.get("name", f"example {i + 1}")),
@@ -445,18 +482,47 @@ class _RuleParser:
             )
         return out
 
+    def _example_params(self, params: dict[str, Any], path: Path_) -> bool:
+        """An example's parameter values: names of this rule's parameters, each a value its
+        default could be (checked here, at their lines, as a site's would be when loaded)."""
+        ok = True
+        for name, raw in params.items():
+            spec = self.params.get(str(name))
+            if spec is None:
+                self.fail(
+                    (*path, name),
+                    f"rule {self.rule_id!r} has no parameter {name!r}{did_you_mean(str(name), self.params)}",
+                )
+                ok = False
+                continue
+            try:
+                override_value(spec, raw)
+            except ValueError as exc:
+                self.fail((*path, name), f"{name}: {exc}")
+                ok = False
+        return ok
+
     # -- durations, quantities, selectors
     def duration(self, data: Any, path: Path_, nonneg: bool = False) -> ast.DurationRef:
         """A duration, literal or {param: name}; ``nonneg``: a length, which cannot be negative."""
         ref = self._duration(data, path)
         if nonneg and ref.value is not None and ref.value.amount < 0:
             raise self.fail(path, f"{path[-1]} is a length: it cannot be negative ({ref.value})")
+        if nonneg and ref.param is not None:
+            self._uses_as_length(ref.param[1], "within", _use_name(path), path)
         return ref
+
+    def _uses_as_length(self, name: str, kind: str, use: str, path: Path_) -> None:
+        line, _ = self.doc.where(path)
+        if self.lengths.get(name, ("",))[0] != "window":  # a window's check is the stricter
+            self.lengths[name] = (kind, f"{use} ({Path(self.doc.file).name}:{line})")
 
     def _duration(self, data: Any, path: Path_) -> ast.DurationRef:
         if isinstance(data, dict) and set(data) == {"param"}:
             name = str(data["param"])
             spec = self.params.get(name)
+            if name in self.bad_params:
+                raise _Fail()  # its default's problem is reported; it is not also unknown
             if spec is None:
                 raise self.fail(
                     (*path, "param"), f"unknown parameter {name!r}{did_you_mean(name, self.params)}"
@@ -509,7 +575,7 @@ class _RuleParser:
         )
         for c in code_list:
             if c not in known and not (kinds == ("diagnosis",)):
-                raise self.fail((*path, "code"), f"unknown code {c!r}{did_you_mean(c, known)}")
+                raise self.fail((*path, "code"), unknown_code(c, known))
         where: list[ast.FieldCondition] = []
         for fname, cond in (data.get("where") or {}).items():
             fpath: Path_ = (*path, "where", fname)
@@ -526,16 +592,29 @@ class _RuleParser:
         present = data.get("present")
         if present is not None and not isinstance(present, bool):
             raise self.fail((*path, "present"), "present must be true or false")
-        label = name or _describe_selector(kinds, code_list, drugs, present)
-        return ast.Selector(
+        dose_unit = data.get("dose_unit")
+        if dose_unit is not None:
+            dose_unit = str(dose_unit).strip().lower()
+            if dose_unit not in codes.DOSE_UNITS:
+                raise self.fail(
+                    (*path, "dose_unit"),
+                    f"dose_unit is mg or mg/kg (doses are stored in one of them: any mass unit as mg), "
+                    f"not {data['dose_unit']!r}",
+                )
+        label = name or _describe_selector(kinds, code_list, drugs, present, dose_unit)
+        selector = ast.Selector(
             name=label,
             kinds=kinds,
             codes=code_list,
             drugs=drugs,
+            dose_unit=dose_unit,
             present=present,
             where=tuple(where),
             any_of=any_of,
         )
+        if any(c.field == "dose" for c in where) and field_unit(selector, "dose") is None:
+            raise self.fail((*path, "where", "dose"), _mixed_doses(label))
+        return selector
 
     def anchor(self, data: Any, path: Path_) -> ast.Anchor:
         if not isinstance(data, dict) or len(data) != 1 or next(iter(data)) not in ("first", "last"):
@@ -558,6 +637,8 @@ class _RuleParser:
             raise self.fail(path, f"{data!r} is not a duration or ever{did_you_mean(data, ['ever'])}")
         if isinstance(data, str) or (isinstance(data, dict) and set(data) == {"param"}):
             d = self.duration(data, path)
+            if d.param is not None:
+                self._uses_as_length(d.param[1], "window", _use_name(path), path)
             if d.value is not None and d.value.amount <= 0:
                 raise self.fail(
                     path,
@@ -619,8 +700,9 @@ class _RuleParser:
             m = _QUANTITY.match(data)
             if m:
                 unit = m.group(2)
-                if not is_valid(unit):
-                    raise self.fail(path, f"{unit!r} is not a UCUM unit")
+                problem = unit_problem(unit)
+                if problem:
+                    raise self.fail(path, problem)
                 if not math.isfinite(float(m.group(1))):
                     raise self.fail(path, f"{data!r} is not a finite number")
                 return ast.Const(nid=self.nid(), path=p, value=float(m.group(1)), unit=unit)
@@ -663,6 +745,8 @@ class _RuleParser:
             return ast.Const(nid=nid, path=sp, value=a["value"], unit=a.get("unit"))
         if op == "param":
             name = str(arg)
+            if name in self.bad_params:
+                raise _Fail()  # its default's problem is reported; it is not also unknown
             if name not in self.params:
                 raise self.fail(sub, f"unknown parameter {name!r}{did_you_mean(name, self.params)}")
             return ast.Param(nid=nid, path=sp, rule=self.rule_id, name=name)
@@ -843,8 +927,37 @@ class _RuleParser:
         return str(name)
 
 
+def code_name(code: str) -> str | None:
+    """What a known code stands for: "ferritin", "body weight", "recorded fever"."""
+    if code in codes.LABS:
+        return codes.LABS[code].name
+    if code in codes.ASSESSMENTS:
+        return codes.ASSESSMENTS[code].name
+    if code in codes.FINDINGS:
+        return codes.FINDINGS[code]
+    for vital in codes.VITALS.values():
+        if vital.code == code:
+            return vital.name
+    return None
+
+
+def unknown_code(code: str, known: Iterable[str]) -> str:
+    """An unknown code, with the closest known one and what that one stands for: a code
+    close in spelling may be a different test altogether (26499-4 is not 2276-4, ferritin)."""
+    close = difflib.get_close_matches(code, list(known), n=1, cutoff=0.6)
+    text = f"unknown code {code!r}"
+    if close:
+        name = code_name(close[0])
+        text += f" (did you mean {close[0]!r}" + (f", {name}" if name else "") + "?)"
+    return text + "; the codes timeline knows are in timeline/codes.py (README: adding a code)"
+
+
 def _describe_selector(
-    kinds: Sequence[str], code_list: Sequence[str], drugs: Sequence[str], present: bool | None
+    kinds: Sequence[str],
+    code_list: Sequence[str],
+    drugs: Sequence[str],
+    present: bool | None,
+    dose_unit: str | None = None,
 ) -> str:
     parts: list[str] = []
     for c in code_list:
@@ -853,9 +966,52 @@ def _describe_selector(
     if not parts:
         parts = [k.replace("_", " ") for k in kinds]
     text = " or ".join(parts) or "event"
+    if dose_unit is not None:
+        text += f" in {dose_unit}"  # "no tocilizumab in mg recorded": there may be one in mg/kg
     if present is False:
         text = f"no {text} (recorded absent)"
     return text
+
+
+def _mixed_doses(selector: str) -> str:
+    """Why a dose cannot be read from a selector that does not fix its unit."""
+    return (
+        f"the doses of {selector!r} may be in mg or in mg/kg (as each was recorded): "
+        "add dose_unit: mg or dose_unit: mg/kg to the selector, "
+        "or use daily_dose, which converts one into the other with the weight"
+    )
+
+
+def _use_name(path: Path_) -> str:
+    """How a duration's place reads in a message: "held_for's duration", "count's window"."""
+    names = [p for p in path if isinstance(p, str)]
+    if len(names) >= 2 and names[-2] in OPERATORS:
+        return f"{names[-2]}'s {names[-1]}"
+    return names[-1] if names else "a duration"
+
+
+def length_problem(spec: ast.ParamSpec, value: Any) -> str | None:
+    """Why a value cannot be a duration parameter used as a length or a window, or None."""
+    if not isinstance(value, Duration) or spec.length is None:
+        return None
+    if spec.length == "window" and value.amount <= 0:
+        return f"it is {spec.length_use}, a window, which needs a positive duration (the last 7 days: 7 days)"
+    if value.amount < 0:
+        return f"it is {spec.length_use}, a length, which cannot be negative"
+    return None
+
+
+def unit_problem(unit: str) -> str | None:
+    """Why ``unit`` is not a UCUM unit ("'mm/hr' is not a UCUM unit: unknown unit symbol
+    'hr'", as ingest says it), or None when it is one."""
+    if is_valid(unit):
+        return None
+    try:
+        parse_unit(unit)
+    except UnitError as exc:
+        reason = str(exc)
+        return f"{unit!r} is not a UCUM unit" + ("" if unit in reason else f": {reason}")
+    return f"{unit!r} is not a UCUM unit"  # pragma: no cover - is_valid said it was not
 
 
 def parse_param_value(value: Any, unit: Any = None) -> tuple[float | bool | Duration, str | None]:
@@ -863,18 +1019,24 @@ def parse_param_value(value: Any, unit: Any = None) -> tuple[float | bool | Dura
     if isinstance(value, bool):
         return value, None
     if isinstance(value, int | float):
-        if unit is not None and not is_valid(str(unit)):
-            raise ValueError(f"{unit!r} is not a UCUM unit")
+        problem = unit_problem(str(unit)) if unit is not None else None
+        if problem:
+            raise ValueError(problem)
         return _finite(float(value), value), str(unit) if unit is not None else None
     text = str(value)
     try:
         return Duration.parse(text), None
     except DurationTooLong:
         raise
-    except DurationError:
-        pass
+    except DurationError as exc:
+        m = _WHOLE.match(text)
+        if m and m.group(2).lower() in DURATION_WORDS:  # 0.25 years: durations are whole numbers
+            raise ValueError(str(exc)) from None
     m = _QUANTITY.match(text)
-    if m and is_valid(m.group(2)):
+    if m:
+        problem = unit_problem(m.group(2))
+        if problem:
+            raise ValueError(f"{value!r}: {problem}")
         return _finite(float(m.group(1)), value), m.group(2)
     try:
         number = float(text)
@@ -905,12 +1067,22 @@ class RuleSet:
     types: dict[int, ast.Type]  # node id → type
     sources: list[str]
     digest: str
+    notes: list[str] = field(default_factory=list)  # worth saying, not wrong: an empty directory
 
     def get(self, rule_id: str) -> ast.Rule:
         if rule_id not in self.rules:
             # a mistyped id on the command line (exit 2), not a problem in the rule files
-            raise UsageError(f"unknown rule {rule_id!r}{did_you_mean(rule_id, self.rules)}")
+            hint = did_you_mean(rule_id, self.rules)  # a typo, most likely; else perhaps a user rule
+            note = None if hint else self.only_builtin_note()
+            raise UsageError(f"unknown rule {rule_id!r}{hint}" + (f"; {note}" if note else ""))
         return self.rules[rule_id]
+
+    def only_builtin_note(self) -> str | None:
+        """What to say beside an unknown rule when only the built-in pack was loaded: a user's
+        rules are read only from the directories they are given in."""
+        if any(not Path(s).resolve().is_relative_to(BUILTIN_DIR) for s in self.sources):
+            return None
+        return "only the built-in rules were loaded: rules of your own need --rules DIR (or $TIMELINE_RULES)"
 
     def dependencies(self, rule_id: str) -> list[str]:
         """The rule and every rule it uses, in evaluation order."""
@@ -925,6 +1097,24 @@ class RuleSet:
 
         visit(rule_id)
         return [r for r in self.order if r in needed]
+
+    def grows_with_time(self, rule_id: str) -> bool:
+        """Whether a rule's number changes between change points (``age``, ``time_since`` and
+        arithmetic on them): a history shows it at each interval's start."""
+
+        def grows(node: ast.Node) -> bool:
+            if isinstance(node, ast.Age | ast.TimeSince):
+                return True
+            if isinstance(node, ast.RuleRef):
+                return self.grows_with_time(node.rule)
+            if isinstance(node, ast.UnknownUnless):
+                return grows(node.value)
+            if isinstance(node, ast.Arith | ast.Clip | ast.Coalesce | ast.PctChange):
+                return any(grows(child) for child in ast.children(node))
+            return False  # a boolean, an event's value, a baseline at an anchor: a step
+
+        rule = self.rules[rule_id]
+        return rule.type.kind == "num" and grows(rule.define)
 
     def referenced(self, rule_ids: Iterable[str]) -> set[str]:
         """The rules that the given rules use, directly or through others."""
@@ -1024,9 +1214,20 @@ def _read_text(path: Path, problems: list[Problem]) -> str | None:
         return None
 
 
+_ID_LINE = re.compile(r"""^id:\s*["']?([a-z][a-z0-9_]*)["']?\s*(?:#.*)?$""", re.MULTILINE)
+
+
+def _id_line(text: str) -> str | None:
+    """The rule id a file's ``id:`` line gives, read without YAML (for a file it cannot parse)."""
+    m = _ID_LINE.search(text)
+    return m.group(1) if m else None
+
+
 def rule_files(directory: Path) -> list[Path]:
-    """The rule files of a directory (``params.yaml`` included), in the order they are read."""
-    return sorted(directory.rglob("*.yaml")) + sorted(directory.rglob("*.yml"))
+    """The rule files of a directory (``params.yaml`` included), in the order they are read:
+    ``*.yaml``, then ``*.yml``, in any case (``R.YAML`` too, as saved by some editors)."""
+    found = [p for p in directory.rglob("*") if p.suffix.lower() in (".yaml", ".yml")]
+    return sorted(found, key=lambda p: (p.suffix.lower() == ".yml", p))
 
 
 def load_rules(
@@ -1047,6 +1248,7 @@ def load_rules(
     places: _Places = {}
     sources: list[str] = []
     failed: set[str] = set()  # ids of rule files that did not load
+    notes: list[str] = []
     hasher = hashlib.sha256()
     for d in dirs if dirs is not None else rule_dirs():
         directory = Path(d)
@@ -1063,7 +1265,10 @@ def load_rules(
             )
             problems.append(Problem(str(directory), 0, 0, what))
             continue
-        for path in rule_files(directory):
+        files = rule_files(directory)
+        if not files:
+            notes.append(f"{directory} holds no rule files (*.yaml or *.yml): no rules were read from it")
+        for path in files:
             text = _read_text(path, problems)
             if text is None:
                 continue
@@ -1079,7 +1284,10 @@ def load_rules(
             if doc.data is None and not any(p.file == str(path) for p in problems):
                 problems.append(Problem(str(path), 1, 1, "empty rule file"))
             if rule is None:
+                # the rule it defines, so that references to it are not also "unknown": its id
+                # as read, else as written on an `id:` line (the YAML did not parse), else the name
                 failed.add(parser.rule_id)
+                failed.add(_id_line(text) or path.stem)
                 continue
             if rule.id in rules:
                 previous = rules[rule.id]
@@ -1120,7 +1328,9 @@ def load_rules(
     for rid in order:
         rules[rid] = rules[rid].model_copy(update={"type": types[rules[rid].define.nid]})
     hasher.update(json.dumps(site, sort_keys=True, default=str).encode())
-    return RuleSet(rules=rules, order=order, types=types, sources=sources, digest=hasher.hexdigest())
+    return RuleSet(
+        rules=rules, order=order, types=types, sources=sources, digest=hasher.hexdigest(), notes=notes
+    )
 
 
 # where each site parameter value was given: (rule id, name) → (file, line, column); the
@@ -1161,27 +1371,30 @@ def _apply_site_params(
                 problem(rid, name, f"rule {rid!r} has no parameter {name!r}{did_you_mean(name, specs)}")
                 continue
             try:
-                value, unit = parse_param_value(raw)
+                value = override_value(specs[name], raw)
             except ValueError as exc:
                 problem(rid, name, f"{rid}.{name}: {exc}")
                 continue
-            spec = specs[name]
-            if type(value) is not type(spec.default):
-                problem(
-                    rid,
-                    name,
-                    f"{rid}.{name}: {raw!r} is not the same kind of value as the default {spec.default}",
-                )
-                continue
-            if unit is not None and spec.unit is not None and unit != spec.unit:
-                try:
-                    value = conversion(unit, spec.unit).apply(float(value))  # type: ignore[arg-type]
-                except UnitError as exc:
-                    problem(rid, name, f"{rid}.{name}: {exc}")
-                    continue
-            specs[name] = spec.model_copy(update={"value": value})
+            specs[name] = specs[name].model_copy(update={"value": value})
         out[rid] = rule.model_copy(update={"params": tuple(specs.values())})
     return out
+
+
+def override_value(spec: ast.ParamSpec, raw: Any) -> float | bool | Duration:
+    """A site's (or an example's) value for a parameter, in the parameter's unit; ValueError
+    when it is not a value the default could be."""
+    value, unit = parse_param_value(raw)
+    if type(value) is not type(spec.default):
+        raise ValueError(f"{raw!r} is not the same kind of value as the default {spec.default}")
+    too_short = length_problem(spec, value)
+    if too_short:
+        raise ValueError(f"{value} cannot be its value: {too_short}")
+    if unit is not None and spec.unit is not None and unit != spec.unit:
+        try:
+            return conversion(unit, spec.unit).apply(float(value))  # type: ignore[arg-type]
+        except UnitError as exc:
+            raise ValueError(str(exc)) from None
+    return value
 
 
 def _checkable(rules: dict[str, ast.Rule]) -> set[str]:
@@ -1247,7 +1460,7 @@ def field_unit(select: ast.Selector, field_name: str) -> str | None:
     if field_name == "grade":
         return "1"
     if field_name == "dose":
-        return "mg"
+        return _dose_unit(select)
     units: set[str] = set()
     for sel in (select, *select.any_of):
         found = False
@@ -1269,6 +1482,17 @@ def field_unit(select: ast.Selector, field_name: str) -> str | None:
         if not found and sel is not select:
             units.add("?")
     units.discard("?")
+    return units.pop() if len(units) == 1 else None
+
+
+def _dose_unit(select: ast.Selector) -> str | None:
+    """The unit of the doses a selector matches: its ``dose_unit``, or the one every branch of
+    its ``any_of`` fixes; None when doses in mg and in mg/kg could both match."""
+    if select.dose_unit is not None:
+        return select.dose_unit
+    if not select.any_of:
+        return None
+    units = {_dose_unit(s) for s in select.any_of}
     return units.pop() if len(units) == 1 else None
 
 
@@ -1364,6 +1588,8 @@ class _TypeChecker:
             return t
         if isinstance(node, ast.Latest):
             unit = field_unit(node.select, node.field)
+            if unit is None and node.field == "dose":
+                return self.fail(node, _mixed_doses(node.select.name))
             if unit is None and node.field == "value":
                 return self.fail(
                     node, f"the events selected by {node.select.name!r} have no single unit: select one code"
@@ -1375,6 +1601,8 @@ class _TypeChecker:
             if node.fn == "count":
                 return num(kind="num", unit="1")
             unit = field_unit(node.select, node.field)
+            if unit is None and node.field == "dose":
+                return self.fail(node, _mixed_doses(node.select.name))
             if unit is None:
                 return self.fail(
                     node, f"the events selected by {node.select.name!r} have no single unit: select one code"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from timeline import codes, events
+from timeline.language import ast
 from timeline.language.loader import AGGREGATES, ARITH, COMPARISONS, NUMERIC_FIELDS
 
 DURATION = {
@@ -119,7 +120,7 @@ def rule_schema() -> dict[str, Any]:
             "version": {"type": ["string", "integer"]},
             "description": {"type": "string"},
             "citation": {"type": "string"},
-            "status": {"enum": ["checked", "conflict", "working_definition"]},
+            "status": {"enum": list(ast.STATUSES)},
             "unit": {"type": "string"},
             "params": {
                 "type": "object",
@@ -156,6 +157,7 @@ def rule_schema() -> dict[str, Any]:
                     _mapping([], {
                         "kind": one_or_many(list(events.KINDS)), "code": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}], "examples": all_codes},
                         "drug": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                        "dose_unit": {"enum": list(codes.DOSE_UNITS)},
                         "present": {"type": "boolean"},
                         "where": {"type": "object", "propertyNames": {"enum": list(NUMERIC_FIELDS)},
                                   "additionalProperties": {"type": "object", "propertyNames": {"enum": list(COMPARISONS)}, "minProperties": 1, "maxProperties": 1}},
