@@ -206,6 +206,25 @@ def test_without_history_only_current_versions_are_shown(corrected_store: Path) 
     assert (len(rows), {r["status"] for r in rows}) == (13, {"current"})
 
 
+def test_a_corrected_event_keeps_its_place_among_the_events_of_its_instant(example_store: Path) -> None:
+    before = [r["event_id"] for r in versions(example_store)]
+    run_cli(
+        "correct",
+        "p1-crp1",
+        "--set",
+        "ref_high=0.6",
+        "--reason",
+        "lab range",
+        *AUTHOR,
+        "--store",
+        example_store,
+    )
+    rows = versions(example_store)
+    assert [r["event_id"] for r in rows] == before
+    crp = next(r for r in rows if r["event_id"] == "p1-crp1")
+    assert (crp["seq"], crp["asserted_seq"]) == (15, 5)
+
+
 def test_as_known_at_shows_the_record_before_a_correction(corrected_store: Path) -> None:
     before_correction = batch_recorded_at(corrected_store, 1)
     crp = current(corrected_store, "p1-crp2", "--as-known-at", before_correction)

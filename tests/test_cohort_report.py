@@ -27,7 +27,7 @@ from tests.cohort_support import COHORT, EVENTS, build_store, rules, run, write
 from timeline.cohort.report import Report, run_cohort
 from timeline.cohort.spec import load_cohort
 from timeline.engine.evaluate import Session
-from timeline.ingest import append_rows, ingest_file
+from timeline.ingest import append_rows, correct, ingest_file
 from timeline.store import Store, utc_now
 
 
@@ -199,6 +199,20 @@ def test_as_known_at_reads_the_record_before_later_batches(tmp_path: Path) -> No
     assert now.cell("discontinuation.any").numerator_ids == ["P1", "P2"]
     assert then.cell("discontinuation.any").numerator_ids == ["P2"]
     assert then.manifest["high_water"] == 55
+
+
+def test_a_correction_of_the_index_event_keeps_it_the_index_at_a_tie(tmp_path: Path) -> None:
+    """Of two index events at one instant, the one asserted first is the index, corrected or not."""
+    path = build_store(tmp_path / "s.duckdb")
+    with Store.open(path, write=True) as s:
+        append_rows(
+            s,
+            [{"event_id": "p1-ana-again", "patient_id": "P1", "kind": "medication_start", "occurred_at": "2009-01-01",
+              "drug": "anakinra", "dose": 100, "dose_unit": "mg", "frequency": "daily"}],
+            author="later", source="test",
+        )  # fmt: skip
+        correct(s, "p1-ana", {"note": "first dose at the clinic"}, reason="note", author="later")
+    assert run(path).patients["P1"].index_event == "p1-ana"
 
 
 @pytest.fixture(scope="module")

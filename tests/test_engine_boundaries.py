@@ -403,6 +403,93 @@ def test_a_tie_between_first_anchors_goes_to_the_latest_recorded(bench: Bench) -
     assert bench.state("r", "2009-03-05").evidence == seqs_of(bench.store, "a2", "c")
 
 
+def _tied_crps(bench: Bench) -> Store:
+    """Two CRPs at one instant, "first" asserted before "second" (which wins the tie)."""
+    return bench.events(
+        [crp("2009-03-01T10:00", 5, event_id="first")], [crp("2009-03-01T10:00", 8, event_id="second")]
+    )
+
+
+def _recorded_until_now(store: Store) -> datetime:
+    found = store.con.execute("SELECT max(recorded_at) FROM batches").fetchone()
+    assert found is not None
+    return found[0]
+
+
+def test_correcting_the_reference_range_of_the_tie_s_loser_leaves_the_winner_latest(bench: Bench) -> None:
+    bench.rule("r", {"latest": {"select": CRP, "within": "30 days"}})
+    store = _tied_crps(bench)
+    correct(store, "first", {"ref_high": "10"}, reason="range of the lab", author="tests")
+    result = bench.state("r", "2009-03-01")  # the replay and the SQL engine, checked alike
+    assert (result.value, result.evidence) == (8, seqs_of(store, "second"))
+
+
+def test_correcting_the_tie_s_loser_changes_no_state_as_known_before_and_after(bench: Bench) -> None:
+    bench.rule("r", {"normal": {"select": CRP, "within": "30 days", "upper": "6 mg/L"}})
+    store = _tied_crps(bench)
+    before = _recorded_until_now(store)
+    correct(store, "first", {"ref_high": "10"}, reason="range of the lab", author="tests")
+    then = bench.session(as_known_at=before).state("X", "2009-03-01", ["r"])[0]
+    now = bench.session().state("X", "2009-03-01", ["r"])[0]
+    assert (then.value, then.note) == (now.value, now.note) == (False, "CRP 8 mg/L vs the default limit ≤ 6")
+
+
+def test_the_winner_of_a_tie_is_named_by_its_current_version_after_both_were_corrected(
+    bench: Bench,
+) -> None:
+    bench.rule("r", {"latest": {"select": CRP, "within": "30 days"}})
+    store = _tied_crps(bench)
+    correct(store, "second", {"note": "repeated"}, reason="note", author="tests")
+    correct(store, "first", {"note": "haemolysed"}, reason="note", author="tests")
+    result = bench.state("r", "2009-03-01")
+    assert result.value == 8
+    assert result.evidence == seqs_of(store, "second") == [3]  # its correction, not its assertion (2)
+
+
+def test_correcting_the_tie_s_loser_leaves_the_history_unchanged(bench: Bench) -> None:
+    bench.rule("r", {"latest": {"select": CRP, "within": "30 days"}})
+    store = _tied_crps(bench)
+    before = _recorded_until_now(store)
+    correct(store, "first", {"ref_high": "10"}, reason="range of the lab", author="tests")
+    then, now = bench.session(as_known_at=before), bench.session()
+    assert _history(now, ["r"]) == _history(then, ["r"])
+    assert _histories(now, ["r"]) == _histories(then, ["r"])
+    assert _history(now, ["r"])[0][1:3] == (datetime(2009, 3, 1, 10), 8)
+
+
+def test_correcting_a_tied_first_anchor_s_loser_keeps_the_anchor(bench: Bench) -> None:
+    expr = {"latest": {"select": CRP, "within": "30 days"}}
+    bench.rule("r", {"at_anchor": {"expr": expr, "anchor": {"first": ANAKINRA_START}}})
+    store = bench.events(
+        [anakinra("2009-03-01", event_id="a1"), crp("2009-02-20", 5, event_id="c")],
+        [anakinra("2009-03-01", dose=100, event_id="a2")],
+    )
+    correct(store, "a1", {"note": "given at home"}, reason="note", author="tests")
+    assert bench.state("r", "2009-03-05").evidence == seqs_of(store, "a2", "c")
+
+
+def test_correcting_a_tied_event_s_note_keeps_first_and_last_in_a_window(bench: Bench) -> None:
+    bench.rule("first", {"first": {"select": CRP, "window": "7 days"}})
+    bench.rule("last", {"last": {"select": CRP, "window": "7 days"}})
+    store = bench.events(
+        [crp("2009-03-01", 5, event_id="f1"), crp("2009-03-02", 7, event_id="l1")],
+        [crp("2009-03-01", 6, event_id="f2"), crp("2009-03-02", 9, event_id="l2")],
+    )
+    correct(store, "f1", {"note": "repeat"}, reason="note", author="tests")
+    correct(store, "l1", {"note": "repeat"}, reason="note", author="tests")
+    assert (bench.values("first", "2009-03-03"), bench.values("last", "2009-03-03")) == ([6], [9])
+
+
+def test_correcting_a_tied_dose_s_note_keeps_the_daily_dose(bench: Bench) -> None:
+    bench.rule("r", {"daily_dose": {"drug": "anakinra", "per_kg": False}})
+    store = bench.events(
+        [anakinra("2009-03-01", event_id="a1")], [anakinra("2009-03-01", dose=100, event_id="a2")]
+    )
+    correct(store, "a1", {"note": "given at home"}, reason="note", author="tests")
+    result = bench.state("r", "2009-03-02")
+    assert (result.value, result.evidence) == (100, seqs_of(store, "a2"))
+
+
 # ---- calendar months -------------------------------------------------------------------------------
 
 

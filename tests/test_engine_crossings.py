@@ -24,6 +24,14 @@ CMP: dict[str, Callable[[float, float], bool]] = {
     "gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le, "eq": operator.eq, "ne": operator.ne,
 }  # fmt: skip
 BIRTH = datetime(2000, 1, 1)
+BIRTH_EVENT = {
+    "seq": 1,
+    "asserted_seq": 1,
+    "kind": "birth",
+    "occurred_at": BIRTH,
+    "event_id": "b",
+    "patient_id": "X",
+}
 
 
 def rules_of(define: Any) -> RuleSet:
@@ -142,9 +150,7 @@ def test_a_flat_slope_is_crossed_where_the_nine_digit_rounding_flips_it() -> Non
     # 1e-8 × age rounds to 9 digits: ≥ 5e-8 from 4.95 years (day 1808), not from 5 years
     rules, node, days = crossing_of({"ge": [{"mul": [{"age": "years"}, 1e-8]}, 5e-8]})
     assert days is not None
-    ref = Reference(
-        rules, [{"seq": 1, "kind": "birth", "occurred_at": BIRTH, "event_id": "b", "patient_id": "X"}]
-    )
+    ref = Reference(rules, [BIRTH_EVENT])
     first = next(d for d in range(MAX_DAYS) if _value_on_day(ref, node, d) is True)
     assert first in days
 
@@ -196,9 +202,7 @@ def test_every_day_the_comparison_changes_is_a_crossing_day(
     ]
     flips = [d for d in range(1, MAX_DAYS + 1) if values[d] != values[d - 1]]
     missing = sorted(set(flips) - set(days))
-    ref = Reference(
-        rules, [{"seq": 1, "kind": "birth", "occurred_at": BIRTH, "event_id": "b", "patient_id": "X"}]
-    )
+    ref = Reference(rules, [BIRTH_EVENT])
     for d in flips[:3]:  # the arithmetic above is the replay's
         assert (_value_on_day(ref, node, d - 1), _value_on_day(ref, node, d)) == (values[d - 1], values[d])
     assert not missing, f"flips on days {missing[:5]} not among {days}"

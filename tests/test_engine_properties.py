@@ -6,7 +6,8 @@ states at the end of every day and at every event time and window edge.
 
 Timelines sit around month ends and near the thresholds the rules use (CRP 6 mg/L written as
 0.6 mg/dL, 38.0 °C written as 100.4 °F, ferritin 684), with date-only and minute-precision
-times, several events at one instant, batches recorded out of order, corrections, and
+times, several events at one instant, batches recorded out of order, corrections (of events
+that share their instant with another too, of a value or only of a note or reference range), and
 anakinra starts, dose changes and stops with weights. Rules are drawn from a typed grammar
 of the operators with thresholds in several units, windows in hours, days, weeks and
 months with either bound inclusive, anchored windows and site parameter overrides.
@@ -15,6 +16,7 @@ months with either bound inclusive, anchored windows and site parameter override
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -173,7 +175,48 @@ def timelines(draw: st.DrawFn) -> Timeline:
         target = draw(st.sampled_from(labs))
         value = draw(st.sampled_from([v for v in (1, 6, 60) if v != target["value"]]))
         corrections.append((target["event_id"], {"value": str(value)}))
+    # an event that shares its instant with another, corrected: the correction must not move it
+    # past the other (events of one instant are ordered by when they were asserted)
+    untouched = [r for r in tied(rows) if r["event_id"] not in dict(corrections)]
+    if untouched and draw(st.booleans()):
+        target = draw(st.sampled_from(untouched))
+        corrections.append((target["event_id"], draw(changes_of(target))))
     return Timeline(batches, corrections, patients)
+
+
+def tied(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows that share their patient and instant with another row."""
+    at = [(r["patient_id"], datetime.fromisoformat(r["occurred_at"])) for r in rows]
+    return [r for r, key in zip(rows, at, strict=True) if at.count(key) > 1]
+
+
+@st.composite
+def changes_of(draw: st.DrawFn, row: dict[str, Any]) -> dict[str, str]:
+    """A correction of a row: of its note (which no rule reads), its value or its reference range."""
+    options: list[dict[str, str]] = [{"note": "checked again"}]
+    if row["kind"] in ("lab", "body_temperature", "weight"):
+        options.append({"value": str(row["value"] + 1)})
+    if row["kind"] == "lab":
+        options.append({"ref_low": "0", "ref_high": str(row.get("ref_high", 0) + 7)})
+    if row.get("dose") is not None:
+        options.append({"dose": str(row["dose"] * 2)})
+    return draw(st.sampled_from(options))
+
+
+@st.composite
+def noted_ties(draw: st.DrawFn) -> Timeline:
+    """A timeline with events that share their instant, some of which had only their note
+    corrected (and nothing else)."""
+    tl = draw(timelines())
+    rows = [r for b in tl.batches for r in b]
+    if not tied(rows):
+        twin = {**draw(st.sampled_from(rows)), "event_id": f"e{len(rows)}"}
+        tl.batches[draw(st.integers(0, 1))].append(twin)
+        rows.append(twin)
+    noted = draw(
+        st.lists(st.sampled_from(tied(rows)), min_size=1, max_size=3, unique_by=lambda r: r["event_id"])
+    )
+    return Timeline(tl.batches, [(r["event_id"], {"note": "checked again"}) for r in noted], tl.patients)
 
 
 def build_store(path: Path, tl: Timeline) -> Store:
@@ -615,7 +658,7 @@ def every_node(
     compiler's per-node relations, so a wrong inner value is caught even when the root hides it."""
     nodes = {n.nid: n for rid in rule_ids for n in walk(ruleset.rules[rid].define) if isinstance(n, ast.Node)}
     session.con.execute(f"CREATE OR REPLACE TEMP TABLE tl_nodes AS {points_sql}")
-    comp = Compiler(ruleset, session.store.current_sql(session.high_water), evidence)
+    comp = Compiler(ruleset, session.store.current_sql(session.high_water, columns=session.columns), evidence)
     comp.add("pts", "SELECT DISTINCT patient_id, q FROM tl_nodes")
     parts = [
         f"SELECT {nid} AS nid, patient_id, q, b, x, why, list_distinct(ev), note FROM {comp.node(node, 'pts')}"
@@ -794,6 +837,50 @@ def test_history_intervals_agree_with_the_state_at_every_day_end_and_every_edge(
                 assert interval["reason"] == got.why, (
                     f"{got.rule_id} at {got.q}: history {interval}, state {got.why}"
                 )
+
+
+@PROPERTY
+@given(tl=noted_ties(), rules=rule_sets())
+def test_correcting_only_notes_changes_no_state_of_either_evaluator(tl: Timeline, rules: Rules) -> None:
+    """A correction is the same event: one that changes only a note (no rule reads it) changes
+    no value, reason or note of any rule at any instant, as known before it and after, though
+    the event shares its instant with others; the evidence names the same events (by their
+    current versions)."""
+    note(f"rules: {rules.files} params: {rules.params} units: {rules.units}")
+    with tempfile.TemporaryDirectory() as tmp:
+        ruleset = load(Path(tmp) / "rules", rules)
+        with build_store(Path(tmp) / "store.duckdb", tl) as store:
+            found = store.con.execute("SELECT max(recorded_at) FROM batches WHERE op = 'ingest'").fetchone()
+            assert found is not None
+            before = found[0]  # the corrections are the batches after it
+            event_of = dict(store.con.execute("SELECT seq, event_id FROM events").fetchall())
+            points: list[tuple[str, datetime]] = []
+            for p in tl.patients:
+                rows = [r for b in tl.batches for r in b if r["patient_id"] == p]
+                points += [(p, q) for q in instants(rows)]
+
+            def shown(value: Any, why: str | None, ev: Sequence[int], detail: str | None) -> tuple[Any, ...]:
+                return value, why, sorted(event_of[s] for s in ev), detail
+
+            then, now = (
+                Session(store, ruleset, known).evaluate(None, rules.ids, points_sql=values(points))
+                for known in (before, None)
+            )
+            for a, b in zip(then, now, strict=True):
+                assert (a.rule_id, a.patient_id, a.q) == (b.rule_id, b.patient_id, b.q)
+                assert shown(a.value, a.why, a.evidence, a.note) == shown(
+                    b.value, b.why, b.evidence, b.note
+                ), f"{a.rule_id} for {a.patient_id} at {a.q}"
+            for p in tl.patients:
+                old, new = (
+                    Reference(ruleset, store.events(p, as_known_at=known)) for known in (before, None)
+                )
+                for rid in rules.ids:
+                    for q in {q for pid, q in points if pid == p}:
+                        a, b = old.rule(rid, q), new.rule(rid, q)
+                        assert shown(a.value, a.why, a.ev, a.note) == shown(b.value, b.why, b.ev, b.note), (
+                            f"replay: {rid} for {p} at {q}"
+                        )
 
 
 # Found by CI: a rule held for 12 hours, read by another rule, was evaluated at the reader's

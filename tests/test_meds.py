@@ -22,7 +22,7 @@ from benchmarks import gen
 from tests.support import run_cli, snapshot
 from timeline import meds
 from timeline.errors import IngestError, UsageError
-from timeline.ingest import ingest_file
+from timeline.ingest import correct, ingest_file
 from timeline.meds import ARROW_SCHEMA, DATA_COLUMNS, export_meds, subject_id_sql
 from timeline.store import EVENT_COLUMNS, Store
 
@@ -119,6 +119,22 @@ def test_cli_export_and_ingest(example_store: Path, tmp_path: Path) -> None:
     again = run_cli("export", "--store", example_store, "--format", "meds", out)
     assert again.exit_code == 2 and "not overwriting" in again.stderr
     assert run_cli("export", "--store", example_store, "--format", "csv", tmp_path / "x").exit_code == 2
+
+
+def test_a_corrected_event_keeps_its_place_among_the_rows_of_its_time(
+    example_store: Path, tmp_path: Path
+) -> None:
+    def exported_ids(out: Path) -> list[str]:
+        with Store.open(example_store) as s:
+            export_meds(s, out)
+        return [
+            r[0] for r in duckdb.sql(f"SELECT event_id FROM read_parquet('{out}/data/*.parquet')").fetchall()
+        ]
+
+    before = exported_ids(tmp_path / "before")
+    with Store.open(example_store, write=True) as s:
+        correct(s, "p1-crp1", {"ref_high": "0.6"}, reason="lab range", author="tests")
+    assert exported_ids(tmp_path / "after") == before
 
 
 def test_as_known_at_export(valencia: tuple[Path, Any], tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ import duckdb
 
 from timeline import __version__, codes, events
 from timeline.errors import IngestError, RowError, UsageError, cannot_write, first_line
-from timeline.store import Store, _quote, out_of_room, utc_now
+from timeline.store import ASSERTED_SEQ, EVENT_COLUMNS, Store, _quote, out_of_room, utc_now
 
 MEDS_VERSION = "0.4.1"  # the schema followed: the `meds` package, 0.4.x
 DATA_DIR = "data"
@@ -243,7 +243,10 @@ def export_meds(
         # Then one COPY per shard, reading only that shard's patients (pruned before the
         # current-version window): memory follows the shard size, not the store's.
         shards: list[dict[str, Any]] = []
-        empty = f"SELECT * FROM ({store.current_sql(hw)}) WHERE false"  # an empty store: one empty shard
+        # with asserted_seq: the rows of one instant in the order their events were asserted,
+        # which a correction does not change
+        columns = [*EVENT_COLUMNS, ASSERTED_SEQ]
+        empty = f"SELECT * FROM ({store.current_sql(hw, columns=columns)}) WHERE false"  # an empty store: one empty shard
         for _, patients, n_rows in plan or [(0, [], 0)]:
             name = f"{DATA_DIR}/{len(shards)}.parquet"
             con.execute(
@@ -251,11 +254,11 @@ def export_meds(
                     SELECT s.subject_id, r.time, r.code, r.numeric_value::FLOAT AS numeric_value,
                            r.text_value, e.event_id,
                            CASE WHEN r.part = 0 THEN e.native::VARCHAR END AS native
-                    FROM (SELECT e.patient_id, e.seq, e.event_id, {_native_json()} AS native,
+                    FROM (SELECT e.patient_id, e.asserted_seq, e.event_id, {_native_json()} AS native,
                                  unnest({_rows_list()}) AS r
-                          FROM ({store.current_sql(hw, patients) if patients else empty}) e) e
+                          FROM ({store.current_sql(hw, patients, columns=columns) if patients else empty}) e) e
                     JOIN tl_meds_subjects s USING (patient_id)
-                    ORDER BY s.subject_id, r.time NULLS FIRST, e.seq, r.part)
+                    ORDER BY s.subject_id, r.time NULLS FIRST, e.asserted_seq, r.part)
                 TO {_quote(str(work / name))} (FORMAT parquet, COMPRESSION zstd,
                     KV_METADATA {{'ARROW:schema': {_quote(ARROW_SCHEMA)}}})"""
             )

@@ -25,7 +25,7 @@ from timeline.engine.evaluate import ENGINE_MEMORY_LIMIT, Result, Session, stage
 from timeline.errors import UsageError
 from timeline.language import ast
 from timeline.language.loader import did_you_mean
-from timeline.store import lower_memory_limit, utc_now
+from timeline.store import ASSERTED_SEQ, EVENT_COLUMNS, lower_memory_limit, utc_now
 
 Progress = Callable[[str, float], None]
 DAY = timedelta(days=1)
@@ -279,8 +279,12 @@ class _Run:
     def load(self, patients: Sequence[str] | None) -> None:
         spec = self.spec
         self.progress("index events", 0.05)
+        # with asserted_seq: events of one instant in the order they were asserted (the index
+        # event, a course's end), which a correction does not change
+        columns = [*EVENT_COLUMNS, ASSERTED_SEQ]
         self.con.execute(
-            f"CREATE OR REPLACE TEMP VIEW tl_c_ev AS {self.s.store.current_sql(self.s.high_water, patients)}"
+            "CREATE OR REPLACE TEMP VIEW tl_c_ev AS "
+            + self.s.store.current_sql(self.s.high_water, patients, columns=columns)
         )
         for (pid,) in self.sql("SELECT DISTINCT patient_id FROM tl_c_ev ORDER BY 1"):
             self.facts[pid] = PatientFacts(pid)
@@ -293,7 +297,7 @@ class _Run:
                        occurred_at::DATE AS index_date,
                        occurred_at::DATE + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND AS q_index
                 FROM tl_c_ev WHERE {pred}
-                QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY occurred_at, seq) = 1"""
+                QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY occurred_at, asserted_seq) = 1"""
         )
         for pid, eid, seq, t, d, q in self.sql("SELECT * FROM tl_c_idx"):
             f = self.facts[pid]
@@ -334,7 +338,7 @@ class _Run:
             f"""CREATE OR REPLACE TEMP TABLE tl_c_fu AS WITH f AS (
                     SELECT i.patient_id,
                         min(e.occurred_at::DATE) FILTER (WHERE e.kind = 'end_of_follow_up' AND e.occurred_at >= i.index_date) AS end_of_follow_up_date,
-                        arg_min(e.reason, e.occurred_at) FILTER (WHERE e.kind = 'end_of_follow_up' AND e.occurred_at >= i.index_date) AS eofu_reason,
+                        arg_min(e.reason, (e.occurred_at, e.asserted_seq)) FILTER (WHERE e.kind = 'end_of_follow_up' AND e.occurred_at >= i.index_date) AS eofu_reason,
                         min(e.occurred_at::DATE) FILTER (WHERE e.kind = 'death') AS death_date,
                         max(e.occurred_at::DATE) AS last_date
                     FROM tl_c_idx i JOIN tl_c_ev e USING (patient_id) GROUP BY i.patient_id)
@@ -378,8 +382,8 @@ class _Run:
                            (SELECT min(n.occurred_at) FROM ons n WHERE n.patient_id = f.patient_id AND n.occurred_at > f.t_disc) AS t_next
                     FROM firsts f WHERE f.t_disc IS NOT NULL)
                 SELECT c.patient_id, c.t_disc, c.t_disc::DATE,
-                       arg_min(s.reason, (s.occurred_at, s.kind <> 'discontinuation', s.seq)) FILTER (WHERE s.reason IS NOT NULL),
-                       list(s.event_id ORDER BY s.occurred_at, s.seq)
+                       arg_min(s.reason, (s.occurred_at, s.kind <> 'discontinuation', s.asserted_seq)) FILTER (WHERE s.reason IS NOT NULL),
+                       list(s.event_id ORDER BY s.occurred_at, s.asserted_seq)
                 FROM course c JOIN offs s USING (patient_id)
                 WHERE s.occurred_at >= c.t_disc AND (c.t_next IS NULL OR s.occurred_at < c.t_next)
                 GROUP BY c.patient_id, c.t_disc"""
@@ -456,7 +460,7 @@ class _Run:
             found = {
                 pid: evs
                 for pid, evs in self.sql(
-                    f"""SELECT e.patient_id, list(e.event_id || ' (' || strftime(e.occurred_at, '%Y-%m-%d') || ')' ORDER BY e.occurred_at)
+                    f"""SELECT e.patient_id, list(e.event_id || ' (' || strftime(e.occurred_at, '%Y-%m-%d') || ')' ORDER BY e.occurred_at, e.asserted_seq)
                         FROM tl_c_ev e JOIN tl_c_idx i USING (patient_id)
                         WHERE ({pred}) AND e.occurred_at < i.t_index
                           AND e.patient_id IN (SELECT patient_id FROM tl_c_pop)
@@ -556,7 +560,7 @@ class _Run:
                FROM tl_c_ev e JOIN tl_c_idx i USING (patient_id) JOIN tl_c_fu f USING (patient_id)
                WHERE e.kind = 'adverse_event' AND e.occurred_at >= i.t_index AND e.occurred_at::DATE <= f.fu_end
                  AND e.patient_id IN (SELECT patient_id FROM tl_c_pop)
-               ORDER BY e.patient_id, e.occurred_at"""
+               ORDER BY e.patient_id, e.occurred_at, e.asserted_seq"""
         )
         for pid, term, grade, eid, t, serious, action in rows:
             self.facts[pid].adverse_events.append(

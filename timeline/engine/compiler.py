@@ -46,9 +46,13 @@ STEP_ORIGIN = "TIMESTAMP '0001-01-01 00:00:00'"
 # happens (a constant, "no fever yet") has an episode from the start of the record.
 ORIGIN = "TIMESTAMP '1000-01-01 00:00:00'"
 # The event columns rules can read (selectors, fields, units, episodes): the engine's copy of
-# the current timeline carries these and leaves hashes, provenance and notes behind.
+# the current timeline carries these and leaves hashes, provenance and notes behind. Events of
+# one instant are ordered by ``asserted_seq`` (the store's ASSERTED_SEQ: the seq of the
+# event's assertion, which a correction keeps), never by ``seq`` (the version's, which a
+# correction would move past every other event at that instant); ``seq`` names the version
+# used in the evidence.
 ENGINE_COLUMNS = (
-    "patient_id", "seq", "kind", "occurred_at", "ended_at", "ended_precision", "code", "value", "unit",
+    "patient_id", "seq", "asserted_seq", "kind", "occurred_at", "ended_at", "ended_precision", "code", "value", "unit",
     "ref_low", "ref_high", "orig_value", "orig_unit", "present", "drug", "dose", "dose_unit", "frequency",
     "active_joints", "limited_joints", "grade",
 )  # fmt: skip
@@ -328,7 +332,8 @@ class Compiler:
 
     def select(self, sel: ast.Selector, fields: tuple[str, ...] = ()) -> str:
         """The events a selector matches: patient_id, seq, t (occurred_at) and the ``fields``
-        its readers use, gathered over every reader. A selector read twice is a temp table in
+        its readers use, gathered over every reader (``asserted_seq`` for those that order
+        events of one instant). A selector read twice is a temp table in
         a cohort run, and all 21 engine columns of every fever or CRP of 20k patients cost
         most of a small rule set's memory."""
         pred = self.predicate(sel)
@@ -344,30 +349,38 @@ class Compiler:
             self.out.replace(name, f"SELECT {cols}, occurred_at AS t FROM ev WHERE {pred}")
         return name
 
-    def spans(self, sel: ast.Selector) -> str:
+    def spans(self, sel: ast.Selector, ordered: bool = False) -> str:
         """The events a selector matches with ``te``, the instant each stops lasting: its
-        ``ended_at`` (a date-only end covers its whole day), or its own instant without one."""
-        src = self.select(sel, ("ended_at", "ended_precision"))
-        return self.add(self.fresh("sp"), f"SELECT patient_id, seq, t, coalesce({_END}, t) AS te FROM {src}")
+        ``ended_at`` (a date-only end covers its whole day), or its own instant without one;
+        ``ordered``: with ``asserted_seq``."""
+        order = ("asserted_seq",) if ordered else ()
+        src = self.select(sel, ("ended_at", "ended_precision", *order))
+        cols = "seq, asserted_seq" if ordered else "seq"
+        return self.add(
+            self.fresh("sp"), f"SELECT patient_id, {cols}, t, coalesce({_END}, t) AS te FROM {src}"
+        )
 
     def latest_of(self, sel: ast.Selector, fld: str) -> str:
-        """One row per (patient, instant): the latest recorded version wins a tie."""
-        src = self.select(sel, (fld, "ref_low", "ref_high", "unit", "orig_value", "orig_unit"))
+        """One row per (patient, instant): of events at one instant, the last asserted."""
+        src = self.select(
+            sel, (fld, "asserted_seq", "ref_low", "ref_high", "unit", "orig_value", "orig_unit")
+        )
         return self.add(
             self.fresh("l"),
             f"""SELECT patient_id, t, seq, {fld} AS val, ref_low, ref_high, unit, orig_value, orig_unit
                 FROM {src} WHERE {fld} IS NOT NULL
-                QUALIFY row_number() OVER (PARTITION BY patient_id, t ORDER BY seq DESC) = 1""",
+                QUALIFY row_number() OVER (PARTITION BY patient_id, t ORDER BY asserted_seq DESC) = 1""",
         )
 
     def anchor(self, anchor: ast.Anchor, points: str) -> str:
-        """(patient_id, q, ta, aseq): the anchor event at or before each point."""
-        src = self.select(anchor.select)
+        """(patient_id, q, ta, aseq): the anchor event at or before each point (of events at
+        one instant, the last asserted)."""
+        src = self.select(anchor.select, ("asserted_seq",))
         if anchor.which == "first":
             first = self.add(
                 self.fresh("f"),
                 f"""SELECT patient_id, t, seq FROM {src}
-                    QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY t, seq DESC) = 1""",
+                    QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY t, asserted_seq DESC) = 1""",
             )
             sql = f"""SELECT p.patient_id, p.q, CASE WHEN f.t <= p.q THEN f.t END AS ta,
                              CASE WHEN f.t <= p.q THEN f.seq END AS aseq
@@ -376,7 +389,7 @@ class Compiler:
             last = self.add(
                 self.fresh("f"),
                 f"""SELECT patient_id, t, seq FROM {src}
-                    QUALIFY row_number() OVER (PARTITION BY patient_id, t ORDER BY seq DESC) = 1""",
+                    QUALIFY row_number() OVER (PARTITION BY patient_id, t ORDER BY asserted_seq DESC) = 1""",
             )
             sql = f"""SELECT p.patient_id, p.q, f.t AS ta, f.seq AS aseq
                       FROM {points} p ASOF LEFT JOIN {last} f ON f.patient_id = p.patient_id AND f.t <= p.q"""
@@ -438,7 +451,12 @@ class Compiler:
         return lo, hi, f"{after_lo} AND s.t {'<=' if window.end_inclusive else '<'} {hi}"
 
     def _Aggregate(self, node: ast.Aggregate, points: str) -> str:
-        src = self.spans(node.select) if node.spans else self.select(node.select, (node.field,))
+        ordered = self.ordered(node)
+        src = (
+            self.spans(node.select, ordered)
+            if node.spans
+            else self.select(node.select, (node.field, *(("asserted_seq",) if ordered else ())))
+        )
         name = node.select.name
         base = points
         ref = "p.q"
@@ -455,12 +473,12 @@ class Compiler:
             "max": f"max({fld})",
             "mean": f"avg({fld})",
             "sum": f"sum({fld})",
-            "first": f"arg_min({fld}, (s.t, -s.seq))",
-            "last": f"arg_max({fld}, (s.t, s.seq))",
+            "first": f"arg_min({fld}, (s.t, -s.asserted_seq))",
+            "last": f"arg_max({fld}, (s.t, s.asserted_seq))",
             "exists": "count(s.seq)",
         }[node.fn]
         grouped = f"""SELECT p.patient_id, p.q{anchor_cols}, {lo} AS lo, {hi} AS hi, {agg} AS agg, count(s.seq) AS n,
-                {self.evs("list(s.seq ORDER BY s.t, s.seq) FILTER (WHERE s.seq IS NOT NULL)")} AS evs
+                {self.evs("list(s.seq ORDER BY s.t, s.asserted_seq) FILTER (WHERE s.seq IS NOT NULL)")} AS evs
             FROM {base} p LEFT JOIN {src} s ON s.patient_id = p.patient_id AND {cond} AND s.t <= p.q
                 {"AND " + fld + " IS NOT NULL" if node.fn not in ("count", "exists") else ""}
             GROUP BY ALL"""
@@ -494,6 +512,11 @@ class Compiler:
         note = self.note(f"{q_(f'{node.fn} of {name}: ')} || g.n || ' event(s) in the window'")
         evs = self.evs(evs)
         return f"""SELECT g.patient_id, g.q, {cols}, {why} AS why, {evs} AS ev, g.lo, least(g.hi, g.q) AS hi, {note} AS note FROM {g} g"""
+
+    def ordered(self, node: ast.Aggregate) -> bool:
+        """Whether an aggregate orders the events of one instant (by the order they were
+        asserted): for the value of first / last, and for the order of its evidence."""
+        return self.evidence or node.fn in ("first", "last")
 
     def _Normal(self, node: ast.Normal, points: str) -> str:
         src = self.latest_of(node.select, "value")
@@ -530,9 +553,9 @@ class Compiler:
             )
             self.selectors[key] = self.add(
                 self.fresh("m"),
-                f"""SELECT patient_id, occurred_at AS t, seq, kind, drug, dose, dose_unit, frequency FROM ev
+                f"""SELECT patient_id, occurred_at AS t, seq, asserted_seq, kind, drug, dose, dose_unit, frequency FROM ev
                     WHERE kind IN ({", ".join(q_(k) for k in ast.MEDICATION_KINDS)}) AND drug IN ({", ".join(q_(d) for d in drugs)}){routes}
-                    QUALIFY row_number() OVER (PARTITION BY patient_id, drug, occurred_at ORDER BY seq DESC) = 1""",
+                    QUALIFY row_number() OVER (PARTITION BY patient_id, drug, occurred_at ORDER BY asserted_seq DESC) = 1""",
             )
         return self.selectors[key]
 
@@ -555,7 +578,7 @@ class Compiler:
         drugs = ", ".join(f"({q_(d)})" for d in node.drugs)
         per = self.add(
             self.fresh("d"),
-            f"""SELECT p.patient_id, p.q, d.drug, m.kind, m.seq, m.t
+            f"""SELECT p.patient_id, p.q, d.drug, m.kind, m.seq, m.asserted_seq, m.t
                 FROM (SELECT * FROM {points} CROSS JOIN (VALUES {drugs}) d(drug)) p
                 ASOF LEFT JOIN {meds} m ON m.patient_id = p.patient_id AND m.drug = p.drug AND m.t <= p.q
                 ORDER BY ALL""".replace("d.drug", "p.drug"),
@@ -563,7 +586,7 @@ class Compiler:
         on = "kind IN ('medication_start', 'medication_dose_change')"
         not_read = f" other than by {' or '.join(node.except_routes)} route" if node.except_routes else ""
         return f"""SELECT patient_id, q, coalesce(bool_or({on}), false) AS b, NULL::DOUBLE AS x, NULL AS why,
-                coalesce(list(seq ORDER BY t) FILTER (WHERE seq IS NOT NULL), []::BIGINT[]) AS ev,
+                coalesce(list(seq ORDER BY t, asserted_seq) FILTER (WHERE seq IS NOT NULL), []::BIGINT[]) AS ev,
                 NULL::TIMESTAMP AS lo, q AS hi,
                 coalesce(string_agg(drug || ': ' || replace(kind, '_', ' ') || ' on ' || strftime(t, '%Y-%m-%d'), '; ' ORDER BY drug) FILTER (WHERE seq IS NOT NULL),
                          {q_(f"none of {', '.join(node.drugs)} recorded up to the date{not_read}")}) AS note
@@ -1030,8 +1053,8 @@ class Compiler:
         intervals); ``e`` is FAR for an open episode."""
         gap = self.duration(spec.merge_gap)
         if spec.select is not None:
-            src = self.select(spec.select, ("ended_at", "ended_precision"))
-            raw = f"SELECT patient_id, t AS s, coalesce({_END}, {FAR}) AS e, {self.evs('[seq]')} AS ev, seq FROM {src}"
+            src = self.select(spec.select, ("ended_at", "ended_precision", "asserted_seq"))
+            raw = f"SELECT patient_id, t AS s, coalesce({_END}, {FAR}) AS e, {self.evs('[seq]')} AS ev, asserted_seq FROM {src}"
         else:
             assert spec.when is not None
             raw = self.condition_intervals(spec.when)
@@ -1040,14 +1063,14 @@ class Compiler:
             return raw_name
         marked = self.add(
             self.fresh("k"),
-            f"""SELECT *, CASE WHEN s <= max(e) OVER (PARTITION BY patient_id ORDER BY s, seq
+            f"""SELECT *, CASE WHEN s <= max(e) OVER (PARTITION BY patient_id ORDER BY s, asserted_seq
                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) + {_EPS} + {gap.sql()} THEN 0 ELSE 1 END AS new
                 FROM {raw_name}""",
         )
         return self.add(
             self.fresh("e"),
-            f"""SELECT patient_id, min(s) AS s, max(e) AS e, {self.evs("flatten(list(ev ORDER BY s))")} AS ev FROM (
-                    SELECT *, sum(new) OVER (PARTITION BY patient_id ORDER BY s, seq) AS grp FROM {marked})
+            f"""SELECT patient_id, min(s) AS s, max(e) AS e, {self.evs("flatten(list(ev ORDER BY s, asserted_seq))")} AS ev FROM (
+                    SELECT *, sum(new) OVER (PARTITION BY patient_id ORDER BY s, asserted_seq) AS grp FROM {marked})
                 GROUP BY patient_id, grp""",
         )
 
@@ -1092,7 +1115,7 @@ class Compiler:
         return f"""SELECT patient_id, min(q) AS s,
                     CASE WHEN count(nxt) < count(*) THEN {FAR} ELSE max(nxt) - {_EPS} END AS e,
                     {self.evs("list_distinct(flatten(list(ev)))")} AS ev, {evq} AS evq,
-                    min(q)::VARCHAR AS seq0, 0 AS seq FROM (
+                    min(q)::VARCHAR AS seq0, 0 AS asserted_seq FROM (
                 SELECT *, sum(chg) OVER (PARTITION BY patient_id ORDER BY q) AS grp FROM {runs})
             WHERE b GROUP BY patient_id, grp"""
 
@@ -1244,7 +1267,8 @@ class Compiler:
             window = node.window
             cols = ["t"]
             if isinstance(node, ast.Aggregate) and node.spans:
-                src, cols = self.spans(node.select), ["t", "te"]  # an event also leaves at its end
+                # an event also leaves at its end
+                src, cols = self.spans(node.select, self.ordered(node)), ["t", "te"]
             elif isinstance(node, ast.Aggregate):
                 src = self.select(node.select)
             else:

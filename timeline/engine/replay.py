@@ -1,6 +1,7 @@
 """A per-patient replay of the rule language in plain Python: the second evaluator.
 
-It replays the current events of ONE patient (dicts as returned by ``Store.events``) and
+It replays the current events of ONE patient (dicts as returned by ``Store.events``, with
+``seq`` and ``asserted_seq``) and
 evaluates a rule's tree at an instant ``q`` node by node, written from the README ("What
 --at means", "The language"), not from the compiler's SQL. Two uses:
 
@@ -180,6 +181,12 @@ def _clauses(whys: Iterable[str | None]) -> list[str]:
     return sorted({c for w in whys if w for c in w.split("; ")})
 
 
+def timeline_order(e: Event) -> tuple[datetime, int]:
+    """Where an event stands in a patient's timeline: its instant, then (at a tie) the order
+    the events were asserted in, which a correction does not change."""
+    return e["occurred_at"], e["asserted_seq"]
+
+
 def _flat(vals: Iterable[Val]) -> tuple[int, ...]:
     return tuple(s for v in vals for s in v.ev)
 
@@ -205,7 +212,9 @@ class Reference:
     )
 
     def __post_init__(self) -> None:
-        self.events = sorted(self.events, key=lambda e: (e["occurred_at"], e["seq"]))
+        # events of one instant in the order they were asserted: a correction is the same
+        # event and keeps its place (ordered by its own seq it would move past the others)
+        self.events = sorted(self.events, key=timeline_order)
         # positions of each kind's events in that order: a selector naming its kinds looks
         # only at those (the events' order kept)
         self.kind_at: dict[str, list[int]] = {}
@@ -294,7 +303,7 @@ class Reference:
         return events if q is None else events[: bisect_right(times, q)]
 
     def selected(self, sel: ast.Selector, q: datetime | None = None, fld: str | None = None) -> list[Event]:
-        """Matching events (ordered by occurred_at, seq), visible at q, with the field set."""
+        """Matching events (ordered by occurred_at, asserted_seq), visible at q, with the field set."""
         if self.naive:
             return [
                 e
@@ -306,7 +315,7 @@ class Reference:
         return self._upto(self.indexed(sel, fld), q)
 
     def indexed(self, sel: ast.Selector, fld: str | None) -> tuple[list[Event], list[datetime]]:
-        """Every matching event with the field set (ordered by occurred_at, seq) and their
+        """Every matching event with the field set (ordered by occurred_at, asserted_seq) and their
         times, found once per selector and field."""
         key = (id(sel), fld)
         if key not in self.sel_memo:
@@ -364,7 +373,7 @@ class Reference:
 
     def latest(self, sel: ast.Selector, q: datetime, fld: str) -> Event | None:
         found = self.selected(sel, q, fld)
-        return found[-1] if found else None  # the last instant; at a tie the highest seq
+        return found[-1] if found else None  # the last instant; at a tie the last asserted
 
     def anchor(self, anchor: ast.Anchor, q: datetime) -> Event | None:
         found = self.selected(anchor.select)
@@ -372,7 +381,7 @@ class Reference:
             if not found:
                 return None
             t0 = found[0]["occurred_at"]
-            first = [e for e in found if e["occurred_at"] == t0][-1]  # a tie goes to the highest seq
+            first = [e for e in found if e["occurred_at"] == t0][-1]  # a tie goes to the last asserted
             return first if t0 <= q else None
         visible = self.selected(anchor.select, q)
         return visible[-1] if visible else None
@@ -526,7 +535,7 @@ class Reference:
             meds = self.medications(drug, q, node.except_routes)
             if meds:
                 latest.append(meds[-1])
-        latest.sort(key=lambda e: (e["occurred_at"], e["seq"]))
+        latest.sort(key=timeline_order)
         if latest:
             parts = sorted(latest, key=lambda e: str(e["drug"]))
             note = "; ".join(
@@ -767,7 +776,7 @@ class Reference:
         if spec.select is not None:
             for found in self.selected(spec.select):
                 end = FAR if found["ended_at"] is None else self.span_end(found)
-                raw.append((found["occurred_at"], found["seq"], end, (found["seq"],), ()))
+                raw.append((found["occurred_at"], found["asserted_seq"], end, (found["seq"],), ()))
         else:
             assert spec.when is not None
             moments = [ORIGIN, *(m for m in self.candidates(spec.when) if m > ORIGIN)]

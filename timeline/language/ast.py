@@ -124,7 +124,8 @@ class Window(Frozen):
 
 class Latest(Node):
     """The value of the latest matching event at or before the point, if not older than
-    ``within``; ties at the same instant go to the highest sequence (latest recorded)."""
+    ``within``; of events at the same instant, the last asserted wins (the order the events
+    were first recorded in, which a correction does not change)."""
 
     select: Selector
     field: str = "value"
