@@ -121,16 +121,23 @@ def interrupted_cli(setup: str, *args: str | os.PathLike[str]) -> CliResult:
     return CliResult(child.returncode, out, err)
 
 
+def output_env(unbuffered: bool) -> dict[str, str]:
+    """A child's environment with standard output unbuffered (PYTHONUNBUFFERED=1) or with
+    Python's usual buffer, whatever this machine sets."""
+    env = subprocess_env()
+    env.pop("PYTHONUNBUFFERED", None)
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 def run_cli_into_closed_pipe(*args: str | os.PathLike[str], unbuffered: bool = False) -> CliResult:
     """Run ``timeline ARGS...`` in a child process whose standard output is a pipe that its
     reader has already closed (``timeline … | head -1`` once head has exited): every write to
     it fails. ``unbuffered``: as under PYTHONUNBUFFERED=1, else with Python's usual buffer."""
     read_end, write_end = os.pipe()
     os.close(read_end)
-    env = subprocess_env()
-    env.pop("PYTHONUNBUFFERED", None)
-    if unbuffered:
-        env["PYTHONUNBUFFERED"] = "1"
+    env = output_env(unbuffered)
     try:
         done = subprocess.run(
             [sys.executable, "-m", "cli.main", *(str(a) for a in args)],
@@ -155,10 +162,7 @@ def run_cli_into_pipe_closed_midway(*args: str | os.PathLike[str], unbuffered: b
 
     read_end, write_end = os.pipe()
     fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
-    env = subprocess_env()
-    env.pop("PYTHONUNBUFFERED", None)
-    if unbuffered:
-        env["PYTHONUNBUFFERED"] = "1"
+    env = output_env(unbuffered)
     try:
         child = subprocess.Popen(
             [sys.executable, "-m", "cli.main", *(str(a) for a in args)],

@@ -13,10 +13,10 @@ from tests.support import (
     EXAMPLE_CSV,
     SLEEPING_VERIFY,
     interrupted_cli,
+    output_env,
     run_cli,
     run_cli_into_closed_pipe,
     run_cli_into_pipe_closed_midway,
-    subprocess_env,
 )
 
 
@@ -186,10 +186,7 @@ def test_standard_output_on_a_full_device_is_a_clean_error_with_exit_1(
     example_store: Path, unbuffered: bool, json_out: bool
 ) -> None:
     # before: "internal error: OSError: [Errno 28] No space left on device", exit 70
-    env = subprocess_env()
-    env.pop("PYTHONUNBUFFERED", None)
-    if unbuffered:
-        env["PYTHONUNBUFFERED"] = "1"
+    env = output_env(unbuffered)
     args = ["state", "P001", "--at", "2008-06-01", "--store", str(example_store)] + ["--json"] * json_out
     with open("/dev/full", "w") as full:
         done = subprocess.run(
