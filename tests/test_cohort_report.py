@@ -201,8 +201,8 @@ def test_as_known_at_reads_the_record_before_later_batches(tmp_path: Path) -> No
     assert then.manifest["high_water"] == 55
 
 
-def test_a_correction_of_the_index_event_keeps_it_the_index_at_a_tie(tmp_path: Path) -> None:
-    """Of two index events at one instant, the one asserted first is the index, corrected or not."""
+def test_of_two_index_events_at_one_instant_the_one_asserted_later_is_the_index(tmp_path: Path) -> None:
+    """As in the rules (a `first` anchor takes the one asserted later), corrected or not."""
     path = build_store(tmp_path / "s.duckdb")
     with Store.open(path, write=True) as s:
         append_rows(
@@ -212,7 +212,7 @@ def test_a_correction_of_the_index_event_keeps_it_the_index_at_a_tie(tmp_path: P
             author="later", source="test",
         )  # fmt: skip
         correct(s, "p1-ana", {"note": "first dose at the clinic"}, reason="note", author="later")
-    assert run(path).patients["P1"].index_event == "p1-ana"
+    assert run(path).patients["P1"].index_event == "p1-ana-again"
 
 
 @pytest.fixture(scope="module")

@@ -279,8 +279,10 @@ class _Run:
     def load(self, patients: Sequence[str] | None) -> None:
         spec = self.spec
         self.progress("index events", 0.05)
-        # with asserted_seq: events of one instant in the order they were asserted (the index
-        # event, a course's end), which a correction does not change
+        # with asserted_seq: events of one instant in the order they were asserted, which a
+        # correction does not change; at a tie the one asserted later is the index event, the
+        # end of follow-up's or a course's reason, as it wins every tie in the engine (the
+        # rules' `first` anchor on the index selector names the same event)
         columns = [*EVENT_COLUMNS, ASSERTED_SEQ]
         self.con.execute(
             "CREATE OR REPLACE TEMP VIEW tl_c_ev AS "
@@ -297,7 +299,7 @@ class _Run:
                        occurred_at::DATE AS index_date,
                        occurred_at::DATE + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND AS q_index
                 FROM tl_c_ev WHERE {pred}
-                QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY occurred_at, asserted_seq) = 1"""
+                QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY occurred_at, asserted_seq DESC) = 1"""
         )
         for pid, eid, seq, t, d, q in self.sql("SELECT * FROM tl_c_idx"):
             f = self.facts[pid]
@@ -338,7 +340,7 @@ class _Run:
             f"""CREATE OR REPLACE TEMP TABLE tl_c_fu AS WITH f AS (
                     SELECT i.patient_id,
                         min(e.occurred_at::DATE) FILTER (WHERE e.kind = 'end_of_follow_up' AND e.occurred_at >= i.index_date) AS end_of_follow_up_date,
-                        arg_min(e.reason, (e.occurred_at, e.asserted_seq)) FILTER (WHERE e.kind = 'end_of_follow_up' AND e.occurred_at >= i.index_date) AS eofu_reason,
+                        arg_min(e.reason, (e.occurred_at, -e.asserted_seq)) FILTER (WHERE e.kind = 'end_of_follow_up' AND e.occurred_at >= i.index_date) AS eofu_reason,
                         min(e.occurred_at::DATE) FILTER (WHERE e.kind = 'death') AS death_date,
                         max(e.occurred_at::DATE) AS last_date
                     FROM tl_c_idx i JOIN tl_c_ev e USING (patient_id) GROUP BY i.patient_id)
@@ -382,7 +384,7 @@ class _Run:
                            (SELECT min(n.occurred_at) FROM ons n WHERE n.patient_id = f.patient_id AND n.occurred_at > f.t_disc) AS t_next
                     FROM firsts f WHERE f.t_disc IS NOT NULL)
                 SELECT c.patient_id, c.t_disc, c.t_disc::DATE,
-                       arg_min(s.reason, (s.occurred_at, s.kind <> 'discontinuation', s.asserted_seq)) FILTER (WHERE s.reason IS NOT NULL),
+                       arg_min(s.reason, (s.occurred_at, s.kind <> 'discontinuation', -s.asserted_seq)) FILTER (WHERE s.reason IS NOT NULL),
                        list(s.event_id ORDER BY s.occurred_at, s.asserted_seq)
                 FROM course c JOIN offs s USING (patient_id)
                 WHERE s.occurred_at >= c.t_disc AND (c.t_next IS NULL OR s.occurred_at < c.t_next)
