@@ -225,6 +225,19 @@ def test_a_corrected_event_keeps_its_place_among_the_events_of_its_instant(examp
     assert (crp["seq"], crp["asserted_seq"]) == (15, 5)
 
 
+def test_the_history_view_lists_an_instant_s_events_in_the_order_of_the_current_view(
+    corrected_store: Path,
+) -> None:
+    # each event's versions one after another, the events as `events` without --history lists them
+    history = [r["event_id"] for r in versions(corrected_store, "--history")]
+    in_order = list(dict.fromkeys(history))
+    assert all(
+        history[i] == history[i + 1] for i in range(len(history) - 1) if history[i] in history[i + 1 :]
+    )
+    current_ids = [r["event_id"] for r in versions(corrected_store)]
+    assert [e for e in in_order if e in current_ids] == current_ids
+
+
 def test_as_known_at_shows_the_record_before_a_correction(corrected_store: Path) -> None:
     before_correction = batch_recorded_at(corrected_store, 1)
     crp = current(corrected_store, "p1-crp2", "--as-known-at", before_correction)

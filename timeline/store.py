@@ -475,7 +475,7 @@ class Store:
                     CASE WHEN last_op = 'retract' THEN 'retracted'
                          WHEN rn = 1 THEN 'current' ELSE 'superseded' END AS status
                 FROM v WHERE {cond.replace("patient_id = ?", "TRUE", 1)}
-                ORDER BY occurred_at, event_id, seq
+                ORDER BY occurred_at, {ASSERTED_SEQ}, seq
             """
         else:
             sql = f"""
