@@ -952,6 +952,123 @@ def test_a_negative_length_in_params_yaml_is_refused_at_its_line(tmp_path: Path)
     ]
 
 
+# ---- windows whose start or end is a parameter -------------------------------------------------------
+
+# a window from `from` (default 90 days ago) to 30 days ago: line 6 is the default, line 7 the window
+FROM = (
+    "params:\n  from: {default: -90 days}\n"
+    "define: {exists: {select: {kind: weight}, window: {start: {param: from}, end: -30 days}}}\n"
+)
+
+
+def test_a_window_whose_start_parameter_defaults_after_its_end_is_refused_at_the_default(
+    tmp_path: Path,
+) -> None:
+    [problem] = problems_of(tmp_path, FROM.replace("-90 days", "-10 days"))
+    assert problem == (
+        f"{tmp_path / 'r.yaml'}:6:19: parameter 'from' is -10 days, but it is the start of "
+        "exists's window (r.yaml:7), which would then start after it ends (-30 days)"
+    )
+
+
+def test_a_window_whose_end_parameter_defaults_before_its_start_is_refused(tmp_path: Path) -> None:
+    [problem] = problems_of(
+        tmp_path,
+        "params:\n  to: {default: -3 months}\n"
+        "define: {exists: {select: {kind: weight}, window: {start: -30 days, end: {param: to}}}}\n",
+    )
+    assert problem.endswith(
+        "parameter 'to' is -3 months, but it is the end of exists's window (r.yaml:7), "
+        "which would then end before it starts (-30 days)"
+    )
+
+
+def test_a_window_between_two_parameters_with_reversed_defaults_is_one_problem_at_its_start(
+    tmp_path: Path,
+) -> None:
+    assert problems_of(
+        tmp_path,
+        "params:\n  from: -10 days\n  to: -20 days\n"
+        "define: {exists: {select: {kind: weight}, window: {start: {param: from}, end: {param: to}}}}\n",
+    ) == [
+        f"{tmp_path / 'r.yaml'}:6:9: parameter 'from' is -10 days, but it is the start of exists's window "
+        "(r.yaml:8), which would then start after it ends (-20 days, parameter 'to')"
+    ]
+
+
+def test_a_param_option_that_makes_a_window_start_after_it_ends_names_the_parameter(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(PLAIN + FROM, encoding="utf-8")
+    with pytest.raises(RuleError) as caught:
+        load_rules([tmp_path], params={"r": {"from": "-1 week"}})
+    assert [str(p) for p in caught.value.problems] == [
+        "--param: r.from: -1 week cannot be its value: it is the start of exists's window (r.yaml:7), "
+        "which would then start after it ends (-30 days)"
+    ]
+
+
+def test_a_params_yaml_value_that_makes_a_window_start_after_it_ends_is_refused_at_its_line(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "params.yaml").write_text("r:\n  from: 0 days\n", encoding="utf-8")
+    assert problems_of(tmp_path, FROM) == [
+        f"{tmp_path / 'params.yaml'}:2:9: r.from: 0 days cannot be its value: it is the start of "
+        "exists's window (r.yaml:7), which would then start after it ends (-30 days)"
+    ]
+
+
+def test_an_examples_parameter_that_makes_a_window_start_after_it_ends_is_a_problem_at_its_line(
+    tmp_path: Path,
+) -> None:
+    [problem] = problems_of(
+        tmp_path, FROM + "examples:\n  - {name: e, params: {from: -29 days}, events: [], expect: []}\n"
+    )
+    assert problem == (
+        f"{tmp_path / 'r.yaml'}:9:30: from: -29 days cannot be its value: it is the start of "
+        "exists's window (r.yaml:7), which would then start after it ends (-30 days)"
+    )
+
+
+def test_two_window_parameters_given_together_are_checked_with_each_other(tmp_path: Path) -> None:
+    # each value alone fits the other's default (-90 days to 0 days); together they are reversed
+    (tmp_path / "r.yaml").write_text(
+        PLAIN + "params:\n  from: -90 days\n  to: 0 days\n"
+        "define: {exists: {select: {kind: weight}, window: {start: {param: from}, end: {param: to}}}}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(RuleError) as caught:
+        load_rules([tmp_path], params={"r": {"to": "-20 days", "from": "-10 days"}})
+    assert [str(p) for p in caught.value.problems] == [
+        "--param: r.from: -10 days cannot be its value: it is the start of exists's window (r.yaml:8), "
+        "which would then start after it ends (-20 days, parameter 'to')"
+    ]
+
+
+# ---- an example's expected values are of its rule's type ---------------------------------------------
+
+
+def test_a_number_expected_of_a_boolean_rule_is_a_problem_at_its_line(tmp_path: Path) -> None:
+    assert problems_of(
+        tmp_path,
+        "define: {exists: {select: {kind: weight}, window: 7 days}}\n"
+        "examples:\n  - {name: e, events: [], expect: [{at: 2009-03-01, value: 19}]}\n",
+    ) == [
+        f"{tmp_path / 'r.yaml'}:7:60: expected value is a number (19), but rule 'r' is a boolean: "
+        "expect true, false or unknown"
+    ]
+
+
+def test_a_boolean_expected_of_a_number_rule_names_the_rules_unit(tmp_path: Path) -> None:
+    [problem] = problems_of(
+        tmp_path,
+        "unit: mg/L\ndefine: {latest: {select: {kind: lab, code: 1988-5}, within: 30 days}}\n"
+        "examples:\n  - name: e\n    events: []\n    expect:\n      - {at: 2009-03-01, value: true}\n",
+    )
+    assert problem == (
+        f"{tmp_path / 'r.yaml'}:11:33: expected value is a boolean (true), but rule 'r' is a "
+        "number [mg/L]: expect a number in mg/L or unknown"
+    )
+
+
 # ---- an example's parameters --------------------------------------------------------------------------
 
 

@@ -297,6 +297,16 @@ NODE_CLASSES: tuple[type[Node], ...] = (
 # ---- rule files -------------------------------------------------------------------------
 
 
+class WindowBound(Frozen):
+    """A duration parameter that is the start or the end of a window in the mapping form
+    (``{start: {param: from}, end: 0 days}``): with the other bound, a literal or another
+    parameter of the rule, every value must leave the window starting at or before its end."""
+
+    side: Literal["start", "end"]
+    other: Duration | str  # the other bound: a literal, or the name of another parameter
+    use: str  # where, for messages: "exists's window (r.yaml:9)"
+
+
 class ParamSpec(Frozen):
     name: str
     default: float | bool | Duration
@@ -308,6 +318,7 @@ class ParamSpec(Frozen):
     # value, default or site override, is checked as a literal there would be
     length: Literal["within", "window"] | None = None
     length_use: str = ""  # where, for messages: "held_for's duration (r.yaml:9)"
+    bounds: tuple[WindowBound, ...] = ()  # the windows it starts or ends, checked the same way
 
     @property
     def effective(self) -> float | bool | Duration:
@@ -319,6 +330,7 @@ class Expectation(Frozen):
     value: bool | float | None  # None = unknown
     reason_contains: str | None = None
     patient_id: str | None = None
+    where: tuple[str | int, ...] = ()  # its value's place in the rule file, for messages
 
 
 class Example(Frozen):

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -271,6 +271,8 @@ class _RuleParser:
         self.refs: list[tuple[str, Path_]] = []
         # duration parameters used as lengths or windows: name → (length kind, where used)
         self.lengths: dict[str, tuple[str, str]] = {}
+        # duration parameters that start or end a window: name → the windows, with their other bound
+        self.bounds: dict[str, list[ast.WindowBound]] = {}
         self.bad_params: set[str] = set()  # declared, but with a problem already reported
 
     # -- problems
@@ -380,12 +382,16 @@ class _RuleParser:
             )
 
     def _check_lengths(self) -> None:
-        """A duration parameter used as a length or a window: its default is checked as a
-        literal duration there would be, and the use is kept for site overrides."""
-        for name, (kind, use) in self.lengths.items():
-            spec = self.params[name]
-            spec = self.params[name] = spec.model_copy(update={"length": kind, "length_use": use})
-            problem = length_problem(spec, spec.default)
+        """A duration parameter used as a length, a window or a window's start or end: its
+        default is checked as a literal duration there would be, and the uses are kept for
+        site overrides."""
+        defaults = {name: spec.default for name, spec in self.params.items()}
+        for name in dict.fromkeys([*self.lengths, *self.bounds]):
+            kind, use = self.lengths.get(name, (None, ""))
+            bounds = tuple(self.bounds.get(name, ()))
+            spec = self.params[name].model_copy(update={"length": kind, "length_use": use, "bounds": bounds})
+            self.params[name] = spec
+            problem = duration_problem(spec, spec.default, defaults, checked=defaults)
             if problem:
                 self.fail(("params", name, "default"), f"parameter {name!r} is {spec.default}, but {problem}")
 
@@ -464,6 +470,7 @@ class _RuleParser:
                         value=value,
                         reason_contains=exp.get("reason_contains"),
                         patient_id=exp.get("patient_id"),
+                        where=(*where, "value"),
                     )
                 )
             params = ex.get("params") or {}
@@ -486,6 +493,7 @@ class _RuleParser:
         """An example's parameter values: names of this rule's parameters, each a value its
         default could be (checked here, at their lines, as a site's would be when loaded)."""
         ok = True
+        others = values_with(self.params, params)
         for name, raw in params.items():
             spec = self.params.get(str(name))
             if spec is None:
@@ -496,7 +504,7 @@ class _RuleParser:
                 ok = False
                 continue
             try:
-                override_value(spec, raw)
+                override_value(spec, raw, others, params)
             except ValueError as exc:
                 self.fail((*path, name), f"{name}: {exc}")
                 ok = False
@@ -513,9 +521,35 @@ class _RuleParser:
         return ref
 
     def _uses_as_length(self, name: str, kind: str, use: str, path: Path_) -> None:
-        line, _ = self.doc.where(path)
         if self.lengths.get(name, ("",))[0] != "window":  # a window's check is the stricter
-            self.lengths[name] = (kind, f"{use} ({Path(self.doc.file).name}:{line})")
+            self.lengths[name] = (kind, self._use_at(use, path))
+
+    def _use_at(self, use: str, path: Path_) -> str:
+        """A use of a parameter as messages name it: "held_for's duration (r.yaml:9)"."""
+        line, _ = self.doc.where(path)
+        return f"{use} ({Path(self.doc.file).name}:{line})"
+
+    def _window_bounds(
+        self, lower: ast.DurationRef | None, upper: ast.DurationRef | None, path: Path_
+    ) -> None:
+        """A window whose start or end is a parameter: every value of it (default, site,
+        example) is checked with the other bound, as two literals are when the window is read."""
+        if lower is None or upper is None:
+            return
+        start = lower.param[1] if lower.param is not None else None
+        end = upper.param[1] if upper.param is not None else None
+        if start == end:  # two literals (checked where read) or one parameter: never reversed
+            return
+        if start is not None:
+            other: Duration | str | None = upper.value if end is None else end
+            assert other is not None
+            use = self._use_at(_use_name(path), (*path, "start"))
+            self.bounds.setdefault(start, []).append(ast.WindowBound(side="start", other=other, use=use))
+        if end is not None:
+            other = lower.value if start is None else start
+            assert other is not None
+            use = self._use_at(_use_name(path), (*path, "end"))
+            self.bounds.setdefault(end, []).append(ast.WindowBound(side="end", other=other, use=use))
 
     def _duration(self, data: Any, path: Path_) -> ast.DurationRef:
         if isinstance(data, dict) and set(data) == {"param"}:
@@ -667,6 +701,7 @@ class _RuleParser:
         a, b = (lower.value if lower else None), (upper.value if upper else None)
         if a is not None and b is not None and a.approx_hours > b.approx_hours:
             raise self.fail(path, f"the window starts ({a}) after it ends ({b})")
+        self._window_bounds(lower, upper, path)
         return ast.Window(
             start=lower,
             end=upper,
@@ -990,14 +1025,34 @@ def _use_name(path: Path_) -> str:
     return names[-1] if names else "a duration"
 
 
-def length_problem(spec: ast.ParamSpec, value: Any) -> str | None:
-    """Why a value cannot be a duration parameter used as a length or a window, or None."""
-    if not isinstance(value, Duration) or spec.length is None:
+def duration_problem(
+    spec: ast.ParamSpec,
+    value: Any,
+    others: Mapping[str, Any] | None = None,
+    checked: Collection[str] = (),
+) -> str | None:
+    """Why a value cannot be a duration parameter used as a length, a window or a window's
+    start or end, or None. ``others``: the values the rule's other parameters have beside it
+    (a window between two parameters is checked with the other's); ``checked``: those whose
+    values are checked with it, so that a window between two of them is reported once, at
+    its start."""
+    if not isinstance(value, Duration):
         return None
     if spec.length == "window" and value.amount <= 0:
         return f"it is {spec.length_use}, a window, which needs a positive duration (the last 7 days: 7 days)"
-    if value.amount < 0:
+    if spec.length is not None and value.amount < 0:
         return f"it is {spec.length_use}, a length, which cannot be negative"
+    for bound in spec.bounds:
+        if bound.side == "end" and isinstance(bound.other, str) and bound.other in checked:
+            continue  # a window between two parameters checked together: the start's check reports it
+        other = bound.other if isinstance(bound.other, Duration) else (others or {}).get(bound.other)
+        if not isinstance(other, Duration):
+            continue
+        named = f", parameter {bound.other!r}" if isinstance(bound.other, str) else ""
+        if bound.side == "start" and value.approx_hours > other.approx_hours:
+            return f"it is the start of {bound.use}, which would then start after it ends ({other}{named})"
+        if bound.side == "end" and value.approx_hours < other.approx_hours:
+            return f"it is the end of {bound.use}, which would then end before it starts ({other}{named})"
     return None
 
 
@@ -1322,7 +1377,10 @@ def load_rules(
     checkable = _checkable(rules)
     for rid in order:
         if rid in checkable:
+            before = len(problems)
             checker.check_rule(rules[rid])
+            if len(problems) == before:  # its type is known
+                _check_expected(rules[rid], types[rules[rid].define.nid], docs[rid], problems)
     if problems:
         raise RuleError(problems)
     for rid in order:
@@ -1366,12 +1424,13 @@ def _apply_site_params(
             continue
         rule = rules[rid]
         specs = {p.name: p for p in rule.params}
+        others = values_with(specs, values)
         for name, raw in values.items():
             if name not in specs:
                 problem(rid, name, f"rule {rid!r} has no parameter {name!r}{did_you_mean(name, specs)}")
                 continue
             try:
-                value = override_value(specs[name], raw)
+                value = override_value(specs[name], raw, others, values)
             except ValueError as exc:
                 problem(rid, name, f"{rid}.{name}: {exc}")
                 continue
@@ -1380,13 +1439,28 @@ def _apply_site_params(
     return out
 
 
-def override_value(spec: ast.ParamSpec, raw: Any) -> float | bool | Duration:
+def values_with(specs: Mapping[str, ast.ParamSpec], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The value of each parameter once the ``given`` ones are set (one that does not parse
+    keeps its value: its problem is reported), so that two parameters given together are
+    checked with each other, whatever their order."""
+    out: dict[str, Any] = {name: spec.effective for name, spec in specs.items()}
+    for name, raw in given.items():
+        with contextlib.suppress(ValueError):
+            out[str(name)] = parse_param_value(raw)[0]
+    return out
+
+
+def override_value(
+    spec: ast.ParamSpec, raw: Any, others: Mapping[str, Any] | None = None, checked: Collection[str] = ()
+) -> float | bool | Duration:
     """A site's (or an example's) value for a parameter, in the parameter's unit; ValueError
-    when it is not a value the default could be."""
+    when it is not a value the default could be. ``others`` and ``checked``: the values the
+    rule's other parameters take with it, and which of them are given with it (as for
+    :func:`duration_problem`)."""
     value, unit = parse_param_value(raw)
     if type(value) is not type(spec.default):
         raise ValueError(f"{raw!r} is not the same kind of value as the default {spec.default}")
-    too_short = length_problem(spec, value)
+    too_short = duration_problem(spec, value, others, checked)
     if too_short:
         raise ValueError(f"{value} cannot be its value: {too_short}")
     if unit is not None and spec.unit is not None and unit != spec.unit:
@@ -1395,6 +1469,32 @@ def override_value(spec: ast.ParamSpec, raw: Any) -> float | bool | Duration:
         except UnitError as exc:
             raise ValueError(str(exc)) from None
     return value
+
+
+def _check_expected(rule: ast.Rule, t: ast.Type, doc: _Doc, problems: list[Problem]) -> None:
+    """Every expected value of the rule's examples is of its type: a boolean rule's never a
+    number, a number rule's never true or false (rules test would only fail on it)."""
+    if t.kind == "num":
+        t = t.model_copy(update={"unit": rule.unit or t.unit})
+    for example in rule.examples:
+        for exp in example.expect:
+            if exp.value is None or isinstance(exp.value, bool) == (t.kind == "bool"):
+                continue
+            line, col = doc.where(exp.where)
+            if t.kind == "bool":
+                given, wanted = f"a number ({exp.value:.12g})", "true, false or unknown"
+            else:
+                given = f"a boolean ({str(exp.value).lower()})"
+                unit = f" in {t.unit}" if t.unit not in (None, "1") else ""
+                wanted = f"a number{unit} or unknown"
+            problems.append(
+                Problem(
+                    doc.file,
+                    line,
+                    col,
+                    f"expected value is {given}, but rule {rule.id!r} is a {t}: expect {wanted}",
+                )
+            )
 
 
 def _checkable(rules: dict[str, ast.Rule]) -> set[str]:
