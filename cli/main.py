@@ -386,11 +386,14 @@ def events(
         if not rows:  # a mistyped id is an error (exit 5), as in state; a filter, or an
             # as-known-at before the store learned of the patient, may rightly leave none
             s.require_patient(patient, s.high_water())
-    if json_out:
         moment = _moment(as_known_at)  # resolved, as state, explain and cohort run report it
+        from timeline.store import manifest
+
+        meta = manifest(s, hw, moment)
+    if json_out:
         dump_json(
-            {"patient_id": patient, "high_water": hw,
-             "as_known_at": moment.isoformat() if moment else None, "events": rows}
+            {"manifest": meta, "patient_id": patient, "high_water": hw,
+             "as_known_at": meta["as_known_at"], "events": rows}
         )  # fmt: skip
         return
     from rich.table import Table

@@ -25,6 +25,12 @@ def test_events_json_lists_every_current_event_with_the_high_water(example_store
     assert (data["patient_id"], data["high_water"], len(data["events"])) == ("P001", 14, 14)
 
 
+def test_events_json_carries_the_manifest_of_what_it_read(example_store: Path) -> None:
+    data = json.loads(run_cli("events", "P001", "--store", example_store, "--json").stdout)
+    assert (data["manifest"]["store"], data["manifest"]["high_water"]) == (str(example_store), 14)
+    assert data["manifest"]["engine"].startswith("timeline ")
+
+
 def test_events_json_is_ordered_by_occurrence(example_store: Path) -> None:
     data = json.loads(run_cli("events", "P001", "--store", example_store, "--json").stdout)
     times = [e["occurred_at"] for e in data["events"]]
