@@ -373,24 +373,17 @@ def events(
     lo, hi = _date_bound(start, "--from", end=False), _date_bound(end, "--to", end=True)
     if lo is not None and hi is not None and lo > hi:
         raise UsageError(f"--from {start} is after --to {end}")
+    moment = _moment(as_known_at)  # resolved, as state, explain and cohort run report it
     with _open(store, wait=wait) as s:
-        rows = s.events(
-            patient,
-            start=lo,
-            end=hi,
-            kinds=kinds or None,
-            as_known_at=_moment(as_known_at),
-            history=history,
-        )
-        hw = s.high_water(_moment(as_known_at))
+        hw = s.high_water(moment)
+        rows = s.events(patient, start=lo, end=hi, kinds=kinds or None, history=history, high_water=hw)
         if not rows:  # a mistyped id is an error (exit 5), as in state; a filter, or an
             # as-known-at before the store learned of the patient, may rightly leave none
             s.require_patient(patient, s.high_water())
-        moment = _moment(as_known_at)  # resolved, as state, explain and cohort run report it
+    if json_out:
         from timeline.store import manifest
 
         meta = manifest(s, hw, moment)
-    if json_out:
         dump_json(
             {"manifest": meta, "patient_id": patient, "high_water": hw,
              "as_known_at": meta["as_known_at"], "events": rows}

@@ -724,7 +724,7 @@ def _conversions(con: duckdb.DuckDBPyConnection) -> None:
                     conv.scale,
                     conv.offset,
                     None,
-                    _suspect(unit, target),
+                    _suspect(unit, target, conv.scale, conv.offset),
                 )
             )
         except UnitError as exc:
@@ -764,17 +764,17 @@ def _conversions(con: duckdb.DuckDBPyConnection) -> None:
         con.executemany("INSERT INTO tl_dose VALUES (?, ?, ?, ?)", dose_rows)
 
 
-def _suspect(unit: str, target: codes.Code) -> str | None:
+def _suspect(unit: str, target: codes.Code, scale: float, offset: float) -> str | None:
     """Why a unit that converts is still not one ``target`` is recorded in, or None.
 
     Valid UCUM is not enough: ``10.9/L`` (a typo for 10*9/L) is 90 per litre and turns an
-    ANC of 0.9 into 8.1e-08 × 10^9/L, inside the plausible range and counted as neutropenia."""
-    if conversion(unit, target.unit, target.molar_mass).offset:
+    ANC of 0.9 into 8.1e-08 × 10^9/L, inside the plausible range and counted as neutropenia.
+    ``scale`` and ``offset``: the unit's conversion to ``target.unit``."""
+    if offset:
         return None  # temperatures: Cel, [degF], K are the only units that convert
     n = odd_factor(unit)
     if n is not None:
         return f"a number in a UCUM unit multiplies it (the {n} of {unit!r}){_unit_hint(unit, target)}"
-    scale = conversion(unit, target.unit, target.molar_mass).scale
     lo, hi = target.unit_factors
     if not lo <= scale <= hi:
         return (

@@ -446,8 +446,8 @@ class Session:
 
     def histories(self, rule_ids: Sequence[str] | None = None, name: str = "tl_history") -> int:
         """Every patient's history of every requested rule, set-based: the same intervals as
-        :meth:`history` (from each patient's first clinical event to the end of the day of the
-        last event), written to the temp table ``name`` (rule_id, patient_id, start, end,
+        :meth:`history` (from each patient's first clinical event through the day of the last
+        event, the last interval ending at the midnight after it), written to the temp table ``name`` (rule_id, patient_id, start, end,
         b, x, why); returns the number of intervals. Each rule is evaluated at its own change
         points, for a batch of patients at a time (see :meth:`batches`); a rule that others
         read, once (see :meth:`Compiler.steps`)."""
