@@ -330,7 +330,8 @@ def render(report: Report) -> None:
         for o in spec.outcomes:
             for tp in spec.time_points:
                 if tp.slug in o.time_points:
-                    t.add_row(cell(o.label), cell(tp.label), *(cell(s) for s in row_cells(f"outcome.{o.id}.{tp.slug}")),
+                    at = tp.label if o.window is None else f"{tp.label} {o.window}"
+                    t.add_row(cell(o.label), cell(at), *(cell(s) for s in row_cells(f"outcome.{o.id}.{tp.slug}")),
                               cell(_left_out_text(o.denominator, by_id.get(f"outcome.{o.id}.{tp.slug}"))))  # fmt: skip
         c.print(t)
         c.print("[bold]Denominators[/]")
@@ -472,7 +473,11 @@ def explain(
         )
         c.print(cell(f"  follow-up to {fu['end']} ({fu['why']}){stop}"))
     for tp in data["time_points"]:
-        vals = ", ".join(f"{k} {_plain(v)}" for k, v in tp["values"].items())
+        vals = ", ".join(
+            f"{oid} {_plain(o['value'])}"
+            + (f" (assessed on {o['assessed_on']})" if o["assessed_on"] != tp["date"] else "")
+            for oid, o in tp["outcomes"].items()
+        )
         c.print(
             cell(
                 f"  at {tp['time_point']} ({tp['date']}): {vals or 'no outcome reported at this time point'}"
@@ -497,7 +502,7 @@ def explain(
         return
     x = data["cell"]
     c.print(f"\n[bold]{esc(x['cell'])}[/]: {esc(x['role'])}")
-    for key in ("denominator", "denominator_detail", "detail"):
+    for key in ("denominator", "denominator_detail", "assessment", "detail"):
         if x.get(key):
             c.print(cell(f"  {key.replace('_', ' ')}: {_detail_text(x[key])}"))
     for ae in x.get("events") or []:

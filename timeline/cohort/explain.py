@@ -70,8 +70,21 @@ def explain_patient(
                 "time_point": tp.label,
                 "date": f.tp_dates.get(tp.slug),
                 # only what the report reads at this time point (an outcome's `at:`)
+                # rule → value, as the report read it (the first outcome of the rule there)
                 "values": {
-                    o.rule: _value(f.values.get((o.rule, tp.slug)))
+                    o.rule: _value(f.values.get((o.rule, o.where(tp.slug))))
+                    for o in reversed(spec.outcomes)
+                    if tp.slug in o.time_points
+                },
+                # outcome → its rule, value and the day it was assessed on: the time point's
+                # date, or with an assessment window, the day whose state the report took
+                "outcomes": {
+                    o.id: {
+                        "rule": o.rule,
+                        "value": _value(f.values.get((o.rule, o.where(tp.slug)))),
+                        "assessed_on": f.assessed.get((o.id, tp.slug), f.tp_dates[tp.slug]),
+                        "window": o.window.to_json() if o.window else None,
+                    }
                     for o in spec.outcomes
                     if tp.slug in o.time_points
                 },
@@ -184,7 +197,14 @@ def _cell(
         o = next(o for o in spec.outcomes if o.id == oid)
         day = f.tp_dates.get(tp)
         out["denominator_detail"] = _denominator(spec, f, o.denominator, day)
-        if day is not None:
+        if day is not None and (o.id, tp) in f.assessed:
+            other = f.assessed[(o.id, tp)]
+            out["assessment"] = (
+                f"unknown on {day}; assessed on {other}, the nearest day within the assessment "
+                f"window {o.window} with a recorded event on which {o.rule} is known"
+            )
+            explain(o.rule, end_of(other), f"outcome at {tp.replace('_', ' ')} ({day}), assessed on {other}")
+        elif day is not None:
             explain(o.rule, end_of(day), f"outcome at {tp.replace('_', ' ')} ({day})")
             if o.denominator == "on_drug" and spec.on_drug_rule:
                 explain(spec.on_drug_rule, end_of(day), "on the drug (on_drug denominator)")

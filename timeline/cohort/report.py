@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from timeline.cohort.km import Curve, kaplan_meier
-from timeline.cohort.spec import CohortSpec, TimeToEvent, slug
+from timeline.cohort.spec import CohortSpec, Outcome, TimeToEvent, slug
 from timeline.engine.compiler import Compiler, q_
 from timeline.engine.evaluate import ENGINE_MEMORY_LIMIT, Result, Session, staged
 from timeline.errors import UsageError
@@ -116,6 +116,9 @@ class PatientFacts:
     disc_reason: str | None = None
     disc_events: list[str] = field(default_factory=list)
     tp_dates: dict[str, date] = field(default_factory=dict)
+    # (outcome id, time point slug) → the day of its assessment window whose state the report
+    # took, where the time point's date itself was unknown (outcomes with a window only)
+    assessed: dict[tuple[str, str], date] = field(default_factory=dict)
     tte: dict[str, TteFacts] = field(default_factory=dict)
     mas: list[dict[str, Any]] = field(default_factory=list)
     adverse_events: list[dict[str, Any]] = field(default_factory=list)
@@ -504,6 +507,98 @@ class _Run:
         for r in self._evaluate(rules, "SELECT patient_id, q FROM tl_c_tp"):
             for tp in by_q.get((r.patient_id, r.q), []):
                 self.facts[r.patient_id].values[self.key(r.rule_id, tp)] = r
+        windowed = [o for o in spec.outcomes if o.window is not None]
+        if windowed:
+            self._assess(windowed)
+
+    def _assess(self, outcomes: list[Outcome]) -> None:
+        """Outcomes with an assessment window: the rule's state on the day nearest the time
+        point's date on which it is known, among that date and the days of the window with a
+        recorded event (the earlier of two as near; docs/cohorts.md, "Time"). Other days
+        than the date itself count only within follow-up and, for an ``on_drug`` denominator,
+        while the patient is on the drug. The candidates are evaluated values only and the
+        choice made in DuckDB; only a value taken from another day is evaluated again (with
+        evidence, when one patient is explained)."""
+        spec = self.spec
+        parts = []
+        for o in outcomes:
+            assert o.window is not None
+            lo = f"(t.tp_date - {o.window.before.sql()})::DATE"
+            hi = f"(t.tp_date + {o.window.after.sql()})::DATE"
+            on_drug = ""
+            if o.denominator == "on_drug" and not spec.on_drug_rule:
+                on_drug = "AND (x.disc_date IS NULL OR d.day < x.disc_date)"
+            slugs = ", ".join(q_(s) for s in o.time_points)
+            parts.append(
+                f"""SELECT {q_(o.id)} AS oid, {q_(o.rule)} AS rule_id, t.patient_id, t.tp, t.q AS target, d.day
+                    FROM tl_c_tp t
+                    JOIN (SELECT DISTINCT patient_id, occurred_at::DATE AS day FROM tl_c_ev
+                          WHERE kind <> 'birth') d
+                      ON d.patient_id = t.patient_id AND d.day BETWEEN {lo} AND {hi} AND d.day <> t.tp_date
+                    JOIN tl_c_idx i ON i.patient_id = t.patient_id AND d.day >= i.index_date
+                    JOIN tl_c_fu f ON f.patient_id = t.patient_id AND d.day <= f.fu_end
+                    LEFT JOIN tl_c_disc x ON x.patient_id = t.patient_id
+                    WHERE t.tp IN ({slugs}) {on_drug}
+                    UNION ALL
+                    SELECT {q_(o.id)}, {q_(o.rule)}, t.patient_id, t.tp, t.q, t.tp_date
+                    FROM tl_c_tp t WHERE t.tp IN ({slugs})"""
+            )
+        self.con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE tl_c_cand AS
+                SELECT *, day + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND AS q,
+                       abs(datediff('day', target::DATE, day)) AS dist
+                FROM ({" UNION ALL ".join(parts)})"""
+        )
+        rules = {o.rule for o in outcomes}
+        gate = spec.on_drug_rule if any(o.denominator == "on_drug" for o in outcomes) else None
+        self.s.states(
+            "SELECT DISTINCT patient_id, q FROM tl_c_cand",
+            sorted(rules | ({gate} if gate else set())),
+            name="tl_c_wst",
+        )
+        gated = [q_(o.id) for o in outcomes if gate and o.denominator == "on_drug"]
+        gate_join = (
+            f"""LEFT JOIN tl_c_wst g ON g.rule_id = {q_(gate)} AND g.patient_id = c.patient_id AND g.q = c.q"""
+            if gate
+            else ""
+        )
+        gate_ok = f"AND (c.dist = 0 OR c.oid NOT IN ({', '.join(gated)}) OR g.b IS TRUE)" if gated else ""
+        chosen = self.sql(
+            f"""SELECT c.oid, c.patient_id, c.tp, arg_min(c.q, (c.dist, c.day)) AS q, arg_min(c.day, (c.dist, c.day))
+                FROM tl_c_cand c
+                JOIN tl_c_wst s ON s.rule_id = c.rule_id AND s.patient_id = c.patient_id AND s.q = c.q
+                {gate_join}
+                WHERE s.b IS NOT NULL {gate_ok}
+                GROUP BY ALL HAVING min(c.dist) > 0"""
+        )
+        for d in ("tl_c_cand", "tl_c_wst"):
+            self.con.execute(f"DROP TABLE IF EXISTS {d}")
+        by_id = {o.id: o for o in outcomes}
+        # every windowed value starts as the time point's own; a known day of the window
+        # replaces it only where the date itself is unknown
+        for f in self.facts.values():
+            for o in outcomes:
+                for tp in o.time_points:
+                    r = f.values.get((o.rule, tp))
+                    if r is not None:
+                        f.values[self.key(o.rule, o.where(tp))] = r
+        wanted: dict[str, list[tuple[str, str, str, datetime, date]]] = {}
+        for oid, pid, tp, q, day in chosen:
+            wanted.setdefault(by_id[oid].rule, []).append((oid, pid, tp, q, day))
+        for rule, rows in wanted.items():
+            at: dict[tuple[str, datetime], list[tuple[str, str, date]]] = {}
+            for oid, pid, tp, q, day in rows:
+                at.setdefault((pid, q), []).append((oid, tp, day))
+            self.con.execute(
+                "CREATE OR REPLACE TEMP TABLE tl_c_apts AS SELECT unnest(?::VARCHAR[]) AS patient_id, unnest(?::TIMESTAMP[]) AS q",
+                [[p for p, _ in at], [q for _, q in at]],
+            )
+            for r in self._evaluate([rule], "SELECT patient_id, q FROM tl_c_apts"):
+                for oid, tp, day in at.get((r.patient_id, r.q), []):
+                    f = self.facts[r.patient_id]
+                    f.values[self.key(rule, by_id[oid].where(tp))] = r
+                    f.assessed[(oid, tp)] = day
+            self.con.execute("DROP TABLE IF EXISTS tl_c_apts")
 
     def _time_to_event(self, tte: TimeToEvent) -> None:
         censor = []  # the first matching name is given as the reason when dates tie
@@ -740,7 +835,8 @@ class _Run:
                         den.append(f)
                     else:
                         left_out.setdefault(why, []).append(f.patient_id)
-                vals = {f.patient_id: f.values.get((o.rule, tp.slug)) for f in den}
+                where = o.where(tp.slug)
+                vals = {f.patient_id: f.values.get((o.rule, where)) for f in den}
                 yes = [p for p, r in vals.items() if r is not None and r.value is True]
                 unk = [p for p, r in vals.items() if r is None or r.value is None]
                 c = _cell(f"outcome.{o.id}.{tp.slug}{suffix}", "outcome", o.id, tp.label, gid, o.label,
@@ -748,6 +844,10 @@ class _Run:
                           yes, [f.patient_id for f in den], unk)  # fmt: skip
                 c.left_out_ids = {why: sorted(ids) for why, ids in sorted(left_out.items())}
                 c.stats = {"left_out": {why: len(ids) for why, ids in c.left_out_ids.items()}}
+                if o.window is not None:
+                    c.denominator += f"; assessment window {o.window}"
+                    c.stats["assessment_window"] = o.window.to_json()
+                    c.stats["assessed_off_target"] = sum((o.id, tp.slug) in f.assessed for f in den)
                 out.append(c)
         return out
 

@@ -8,10 +8,13 @@ exactly like rule files (and the same exit code, 8). See ``docs/cohorts.md``.
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +39,8 @@ CENSORS = ("end_of_follow_up", "death", "discontinuation")
 END_KINDS = ("end_of_follow_up", "death")
 TOP_KEYS = (
     "cohort", "version", "title", "description", "index", "drug", "population", "subgroups",
-    "follow_up", "baseline", "time_points", "denominator", "outcomes", "time_to_event",
-    "adverse_events", "discontinuations", "mas",
+    "follow_up", "baseline", "time_points", "assessment_window", "denominator", "outcomes",
+    "time_to_event", "adverse_events", "discontinuations", "mas",
 )  # fmt: skip
 
 
@@ -52,6 +55,23 @@ class TimePoint:
     label: str  # "3 months"
     slug: str  # "3_months": used in cell ids
     offset: Duration
+
+
+@dataclass(frozen=True)
+class Window:
+    """An assessment window around a time point: the days from ``before`` before its date to
+    ``after`` after it (both inclusive, either may be zero)."""
+
+    before: Duration
+    after: Duration
+
+    def __str__(self) -> str:
+        if self.before == self.after:
+            return f"±{self.before}"
+        return f"−{self.before} / +{self.after}"
+
+    def to_json(self) -> dict[str, str]:
+        return {"before": str(self.before), "after": str(self.after)}
 
 
 @dataclass(frozen=True)
@@ -77,6 +97,15 @@ class Outcome:
     label: str
     denominator: str  # all | followed | on_drug
     time_points: tuple[str, ...]  # slugs
+    # None: the state at the end of the time point's date; else the nearest day of the
+    # window with a recorded event on which the rule is known (docs/cohorts.md, "Time")
+    window: Window | None = None
+
+    def where(self, tp: str) -> str:
+        """The key under which a patient's value of this outcome at time point ``tp`` is kept:
+        the time point's slug, or with a window, the slug and the outcome's id (two outcomes
+        of one rule with different windows may take different days)."""
+        return tp if self.window is None else f"{tp}@{self.id}"
 
 
 @dataclass(frozen=True)
@@ -316,7 +345,8 @@ class _Parser:
         default_policy = self.choice(
             data.get("denominator"), ("denominator",), POLICIES, "denominator", "all"
         )
-        outcomes = self._outcomes(data.get("outcomes"), ("outcomes",), time_points, default_policy)
+        window = self._window(data.get("assessment_window"), ("assessment_window",))
+        outcomes = self._outcomes(data.get("outcomes"), ("outcomes",), time_points, default_policy, window)
         needs_drug = default_policy == "on_drug" or any(o.denominator == "on_drug" for o in outcomes)
         if needs_drug and drug is None and on_drug_rule is None:
             self.fail(("denominator",) if default_policy == "on_drug" else ("outcomes",),
@@ -479,14 +509,77 @@ class _Parser:
             out.append(Baseline(id=bid, rule=rid, label=self.text(item.get("label"), (*p, "label"), rid)))
         return tuple(out)
 
+    def _window(self, data: Any, path: Path_) -> Window | None:
+        """``30 days`` (either side), ``{before: 30 days, after: 14 days}``, or ``none`` / ``0
+        days`` (the time point's date alone: the default)."""
+        if data is None or data in ("none", False):
+            return None
+        if isinstance(data, dict):
+            m = self.mapping(data, path, ("before", "after"), "assessment_window")
+            for key in ("before", "after"):
+                if key not in m:
+                    self.fail(
+                        path, f"assessment_window needs {key} (e.g. {{before: 30 days, after: 30 days}})"
+                    )
+            before = self._side(m.get("before"), (*path, "before")) if "before" in m else None
+            after = self._side(m.get("after"), (*path, "after")) if "after" in m else None
+        elif isinstance(data, str | int) and not isinstance(data, bool):
+            before = after = self._side(data, path)
+        else:
+            self.fail(
+                path,
+                "assessment_window is a duration either side of each time point (30 days), "
+                "{before: DURATION, after: DURATION}, or none",
+            )
+            return None
+        if before is None or after is None or (before.is_zero and after.is_zero):
+            return None
+        return Window(before, after)
+
+    def _side(self, data: Any, path: Path_) -> Duration | None:
+        try:
+            d = Duration.parse(data)
+        except DurationError as exc:
+            self.fail(path, f"assessment_window: {exc}")
+            return None
+        if d.amount < 0:
+            self.fail(path, f"assessment_window: a length, zero or more, not {data!r}")
+            return None
+        if d.unit == "hour":
+            self.fail(path, f"assessment_window: whole days, weeks, months or years, not {data!r} "
+                            "(the window is made of days)")  # fmt: skip
+            return None
+        return d
+
+    def _overlap(self, window: Window, tps: Sequence[TimePoint], path: Path_) -> None:
+        """Windows around two of an outcome's time points must not share a day: one visit
+        would then count at both."""
+        ordered = sorted(tps, key=lambda t: t.offset.approx_hours)
+        for a, b in pairwise(ordered):
+            day = _first_shared_day(a.offset, b.offset, window)
+            if day is not None:
+                self.fail(
+                    path,
+                    f"assessment window {window} around {a.label} and around {b.label} overlap "
+                    f"(for an index on {day}): one visit would count at both; narrow the window",
+                )
+
     def _outcomes(
-        self, data: Any, path: Path_, tps: tuple[TimePoint, ...], default: str
+        self,
+        data: Any,
+        path: Path_,
+        tps: tuple[TimePoint, ...],
+        default: str,
+        default_window: Window | None = None,
     ) -> tuple[Outcome, ...]:
         out: list[Outcome] = []
         seen: set[str] = set()
         slugs = {tp.slug: tp for tp in tps}
+        checked: set[tuple[Window, tuple[str, ...]]] = set()
         for p, item in self.items(data, path, "outcomes"):
-            self.mapping(item, p, ("id", "rule", "label", "denominator", "at"), "an outcome")
+            self.mapping(
+                item, p, ("id", "rule", "label", "denominator", "at", "assessment_window"), "an outcome"
+            )
             rid = self.rule(item.get("rule"), (*p, "rule"), what="outcome rule")
             if rid is None:
                 continue
@@ -507,11 +600,21 @@ class _Parser:
                     at.append(slug(str(d)))
             if not tps:
                 self.fail(p, "outcomes are reported at time_points: add time_points: [3 months, …]")
+            window = (
+                self._window(item["assessment_window"], (*p, "assessment_window"))
+                if "assessment_window" in item
+                else default_window
+            )
+            at_slugs = tuple(at) or tuple(slugs)
+            if window is not None and (window, at_slugs) not in checked:
+                checked.add((window, at_slugs))
+                where = (*p, "assessment_window") if "assessment_window" in item else ("assessment_window",)
+                self._overlap(window, [slugs[s] for s in at_slugs if s in slugs], where)
             out.append(
                 Outcome(
                     id=oid, rule=rid, label=self.text(item.get("label"), (*p, "label"), rid),
                     denominator=self.choice(item.get("denominator"), (*p, "denominator"), POLICIES, "denominator", default),
-                    time_points=tuple(at) or tuple(slugs),
+                    time_points=at_slugs, window=window,
                 )
             )  # fmt: skip
         return tuple(out)
@@ -630,4 +733,27 @@ def load_cohort(path: str | Path, rules: RuleSet) -> CohortSpec:
     return spec
 
 
-__all__ = ["CohortError", "CohortSpec", "load_cohort", "slug"]
+def shift(day: date, d: Duration, sign: int = 1) -> date:
+    """``day`` moved by ``d`` (backwards with ``sign=-1``) as DuckDB moves a date by an
+    interval: a month or year lands on the same day number, or the month's last day."""
+    n = sign * d.amount
+    if d.unit in ("day", "week"):
+        return day + timedelta(days=n * (7 if d.unit == "week" else 1))
+    months = n * (12 if d.unit == "year" else 1)
+    y, m = divmod(day.year * 12 + day.month - 1 + months, 12)
+    last = calendar.monthrange(y, m + 1)[1]
+    return date(y, m + 1, min(day.day, last))
+
+
+def _first_shared_day(a: Duration, b: Duration, w: Window) -> date | None:
+    """The first index date (over four years: every month length, a leap year) for which the
+    window after time point ``a`` reaches the window before the later ``b``; None if none."""
+    day = date(2000, 1, 1)
+    while day < date(2004, 1, 1):
+        if shift(shift(day, a), w.after) >= shift(shift(day, b), w.before, -1):
+            return day
+        day += timedelta(days=1)
+    return None
+
+
+__all__ = ["CohortError", "CohortSpec", "Window", "load_cohort", "shift", "slug"]
