@@ -36,10 +36,24 @@ FileArg = Annotated[Path, typer.Argument(metavar="FILE", help="Cohort file (YAML
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON with a reproducibility manifest.")]
 
 
+def _dirs(file: Path, rules: list[Path] | None) -> list[Path]:
+    """The cohort file's own rule directories (``rules:``), then ``--rules``. One that is
+    not a directory is left for the cohort check to report at its line."""
+    from timeline.cohort.spec import cohort_rule_dirs
+
+    def usable(d: Path) -> bool:
+        try:
+            return d.is_dir()
+        except OSError:
+            return False
+
+    return [*(d for d in cohort_rule_dirs(file) if usable(d)), *(rules or [])]
+
+
 def _spec(file: Path, rules: list[Path] | None, param: list[str] | None) -> CohortSpec:
     from timeline.cohort.spec import load_cohort
 
-    return load_cohort(file, load(rules, param))
+    return load_cohort(file, load(_dirs(file, rules), param))
 
 
 def _session(
@@ -52,7 +66,7 @@ def _session(
 ) -> tuple[Session, CohortSpec]:
     from timeline.cohort.spec import load_cohort
 
-    sess = session(store, rules, param, as_known_at, wait)
+    sess = session(store, _dirs(file, rules), param, as_known_at, wait)
     try:
         return sess, load_cohort(file, sess.rules)
     except BaseException:

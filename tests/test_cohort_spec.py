@@ -246,5 +246,81 @@ def test_unknown_rules_with_only_the_built_in_pack_add_one_note_about_rules_dir(
     with pytest.raises(CohortError) as info:
         load_cohort(path, load_rules([BUILTIN_DIR / "sjia"]))
     assert info.value.details()[-1] == (
-        "note: only the built-in rules were loaded: rules of your own need --rules DIR (or $TIMELINE_RULES)"
+        "note: only the built-in rules were loaded: rules of your own need --rules DIR (or $TIMELINE_RULES), "
+        "or the cohort file's rules: [DIR]"
     )
+
+
+# ---- a cohort file's own rule directories (rules:)
+
+
+def _study(tmp_path: Path, rules_line: str = "rules: [study_rules]") -> Path:
+    """A study folder: its cohort file names its rule directory (the fixture rules, copied)."""
+    study = tmp_path / "study"
+    (study / "study_rules").mkdir(parents=True)
+    for f in RULES.glob("*.yaml"):
+        (study / "study_rules" / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+    text = COHORT.read_text(encoding="utf-8").replace('version: "1"\n', f'version: "1"\n{rules_line}\n', 1)
+    return write(study, text)
+
+
+def test_a_cohort_file_naming_its_rule_directory_needs_no_rules_option(tmp_path: Path) -> None:
+    result = run_cli("cohort", "check", _study(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("ok: cohort synthetic_anakinra v1")
+
+
+def test_a_cohort_files_rule_directory_is_relative_to_the_file_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _study(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert run_cli("cohort", "check", path).exit_code == 0
+
+
+def test_a_missing_rule_directory_is_reported_at_its_line_without_a_cascade_of_unknown_rules(
+    tmp_path: Path,
+) -> None:
+    path = _study(tmp_path, "rules: [stduy_rules]")
+    result = run_cli("cohort", "check", path)
+    assert result.exit_code == 8
+    line = path.read_text(encoding="utf-8").splitlines().index("rules: [stduy_rules]") + 1
+    assert f"{path}:{line}:9: rule directory 'stduy_rules' does not exist" in result.stderr
+    assert "unknown rule 'has_sjia'" not in result.stderr
+    assert "use(s) of unknown rules not listed: fix the rule directory first" in result.stderr
+
+
+def test_loading_a_cohort_without_its_rule_directory_says_how_to_load_it(tmp_path: Path) -> None:
+    with pytest.raises(CohortError) as info:
+        load_cohort(_study(tmp_path), load_rules([BUILTIN_DIR / "sjia"]))
+    assert [p.message for p in info.value.problems] == [
+        "the rules of 'study_rules' were not loaded: the cohort commands load a cohort file's rule "
+        "directories; from Python, load rule_dirs(cohort_rule_dirs(FILE)) (timeline.cohort.spec)"
+    ]
+
+
+def test_cohort_rule_dirs_names_the_files_directories_for_python(tmp_path: Path) -> None:
+    from timeline.cohort.spec import cohort_rule_dirs
+
+    path = _study(tmp_path)
+    assert cohort_rule_dirs(path) == [path.parent / "study_rules"]
+    assert load_cohort(path, load_rules(cohort_rule_dirs(path))).id == "synthetic_anakinra"
+
+
+def test_the_rules_option_comes_after_the_cohort_files_directories_and_overrides_them(tmp_path: Path) -> None:
+    path = _study(tmp_path)
+    later = tmp_path / "later"
+    later.mkdir()
+    text = (RULES / "has_sjia.yaml").read_text(encoding="utf-8").replace('version: "1"', 'version: "7"')
+    (later / "has_sjia.yaml").write_text(text, encoding="utf-8")
+    from timeline.cohort.spec import cohort_rule_dirs
+    from timeline.language.loader import rule_dirs
+
+    expected = load_rules([*cohort_rule_dirs(path), later]).rules["has_sjia"].version
+    assert expected == "7"
+    from cli.cohort import _dirs
+
+    assert _dirs(path, [later]) == [path.parent / "study_rules", later]
+    assert rule_dirs([str(d) for d in _dirs(path, [later])])[-1] == later

@@ -29,6 +29,7 @@ from timeline.language.loader import (
     YamlDoc,
     did_you_mean,
     field_unit,
+    rule_files,
     units_convert,
 )
 
@@ -38,7 +39,7 @@ POLICIES = ("all", "followed", "on_drug")
 CENSORS = ("end_of_follow_up", "death", "discontinuation")
 END_KINDS = ("end_of_follow_up", "death")
 TOP_KEYS = (
-    "cohort", "version", "title", "description", "index", "drug", "population", "subgroups",
+    "cohort", "version", "title", "description", "rules", "index", "drug", "population", "subgroups",
     "follow_up", "baseline", "time_points", "assessment_window", "denominator", "outcomes",
     "time_to_event", "adverse_events", "discontinuations", "mas",
 )  # fmt: skip
@@ -327,6 +328,7 @@ class _Parser:
         if "version" in data and not self.text(data["version"], ("version",)):
             self.fail(("version",), "version is empty")
         cid = self.ident(data.get("cohort", "cohort"), ("cohort",), "cohort id") or "cohort"
+        self._rule_dirs(data.get("rules"), ("rules",))
         index = self._index(data.get("index"), ("index",))
         drug = self._drug(data.get("drug"), index)
         pop = self.mapping(
@@ -392,6 +394,41 @@ class _Parser:
             mas=self._mas(data.get("mas"), ("mas",)),
         )
         return spec
+
+    def _rule_dirs(self, data: Any, path: Path_) -> None:
+        """``rules:``, the study's own rule directories (relative to the cohort file): each
+        must be a directory, and its rules must be among those the file is checked against
+        (the cohort commands load them; from Python, :func:`cohort_rule_dirs` names them)."""
+        if data is None:
+            return
+        items = data if isinstance(data, list) else [data]
+        loaded = [Path(s).resolve() for s in self.rules.sources]
+        for i, item in enumerate(items):
+            where = (*path, i) if isinstance(data, list) else path
+            if not isinstance(item, str) or not item.strip():
+                self.fail(
+                    where, "rules lists rule directories, relative to the cohort file (rules: [site_rules])"
+                )
+                continue
+            d = _resolve_dir(self.doc.file, item)
+            try:
+                is_dir = d.is_dir()
+            except OSError as exc:
+                self.fail(where, f"rule directory {item!r} cannot be read: {exc.strerror or exc}")
+                continue
+            if not is_dir:
+                what = "is not a directory" if d.exists() else "does not exist"
+                self.fail(where, f"rule directory {item!r} {what} ({d})")
+                continue
+            here = d.resolve()
+            files = [f for f in rule_files(d) if f.name.lower() not in ("params.yaml", "params.yml")]
+            if files and not any(s.is_relative_to(here) for s in loaded):
+                self.fail(
+                    where,
+                    f"the rules of {item!r} were not loaded: the cohort commands load a cohort "
+                    "file's rule directories; from Python, load "
+                    "rule_dirs(cohort_rule_dirs(FILE)) (timeline.cohort.spec)",
+                )
 
     def _index(self, data: Any, path: Path_) -> ast.Selector | None:
         if data is None:
@@ -724,13 +761,44 @@ def load_cohort(path: str | Path, rules: RuleSet) -> CohortSpec:
         spec = _Parser(doc, rules).parse(doc.data, hashlib.sha256(raw).hexdigest())
     if problems or spec is None:
         problems.sort(key=lambda p: (p.file, p.line, p.column))
-        note = rules.only_builtin_note()
-        unknown = note is not None and any(p.message.startswith("unknown rule") for p in problems)
-        raise CohortError(
-            problems or [Problem(str(p), 1, 1, "not a cohort file")],
-            notes=[f"note: {note}"] if unknown and note else [],
-        )
+        notes = []
+        if any(p.message.startswith(_RULE_DIR_PROBLEMS) for p in problems):
+            # a rule directory that is missing or not loaded: its rules' uses follow from it
+            hidden = [p for p in problems if p.message.startswith("unknown rule")]
+            problems = [p for p in problems if p not in hidden]
+            if hidden:
+                notes.append(f"note: {len(hidden)} use(s) of unknown rules not listed: fix the rule directory first")
+        else:
+            note = rules.only_builtin_note()
+            if note is not None and any(p.message.startswith("unknown rule") for p in problems):
+                notes.append(f"note: {note}, or the cohort file's rules: [DIR]")
+        raise CohortError(problems or [Problem(str(p), 1, 1, "not a cohort file")], notes=notes)
     return spec
+
+
+_RULE_DIR_PROBLEMS = ("rule directory ", "the rules of ")
+
+
+def _resolve_dir(cohort_file: str, item: str) -> Path:
+    d = Path(item.strip()).expanduser()
+    return d if d.is_absolute() else Path(cohort_file).parent / d
+
+
+def cohort_rule_dirs(path: str | Path) -> list[Path]:
+    """The rule directories a cohort file names (``rules:``), resolved against the file's
+    folder, to load after the built-in pack and $TIMELINE_RULES and before ``--rules``; none
+    when the file names none or cannot be read or parsed (:func:`load_cohort` then says why)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    problems: list[Problem] = []
+    data = YamlDoc(str(path), text, problems).data
+    if problems or not isinstance(data, dict):
+        return []
+    raw = data.get("rules")
+    items = raw if isinstance(raw, list) else [raw]
+    return [_resolve_dir(str(path), x) for x in items if isinstance(x, str) and x.strip()]
 
 
 def shift(day: date, d: Duration, sign: int = 1) -> date:
@@ -756,4 +824,4 @@ def _first_shared_day(a: Duration, b: Duration, w: Window) -> date | None:
     return None
 
 
-__all__ = ["CohortError", "CohortSpec", "Window", "load_cohort", "shift", "slug"]
+__all__ = ["CohortError", "CohortSpec", "Window", "cohort_rule_dirs", "load_cohort", "shift", "slug"]
