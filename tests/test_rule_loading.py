@@ -574,6 +574,22 @@ def test_a_misspelt_ever_window_suggests_ever(tmp_path: Path) -> None:
     )
 
 
+def test_a_product_that_multiplies_back_a_unit_it_divides_by_cancels_it(tmp_path: Path) -> None:
+    """A daily dose in mg/kg/d times the days on the drug is mg/kg, not "(mg/kg/d).(d)"."""
+    write_rule(
+        tmp_path,
+        "cumulative",
+        {
+            "mul": [
+                {"daily_dose": {"drug": "anakinra"}},
+                {"time_since": {"first": {"kind": "medication_start", "drug": "anakinra"}, "unit": "days"}},
+            ]
+        },
+    )
+    rules = load_rules([tmp_path])
+    assert str(rules.rules["cumulative"].type) == "number [mg/kg]"
+
+
 def test_a_product_with_a_plain_number_keeps_the_other_factors_unit(tmp_path: Path) -> None:
     # ms_score's terms: 2.44 × a 0/1 count read "(1).(1)" in `rules list`
     write_rule(tmp_path, "count", {"mul": [2.44, {"count_true": [True]}]})

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from timeline.units import UnitError, conversion, odd_factor
+from timeline.units import UnitError, combine, conversion, odd_factor, parse
 
 
 def test_crp_mg_per_dl_converts_to_mg_per_l_by_ten() -> None:
@@ -48,3 +48,59 @@ def test_conversion_round_trips(value: float, unit: str) -> None:
     there = conversion(unit, "mg/L").apply(value)
     back = conversion("mg/L", unit).apply(there)
     assert back == pytest.approx(value, rel=1e-9, abs=1e-12)
+
+
+def test_a_product_cancels_a_unit_it_is_multiplied_back_by() -> None:
+    assert combine(["mg/kg/d", "d"], "mul") == "mg/kg"
+
+
+def test_a_quotient_of_two_units_reads_as_one() -> None:
+    assert combine(["mg", "kg"], "div") == "mg/kg"
+
+
+def test_a_quotient_of_a_unit_by_itself_is_a_pure_number() -> None:
+    assert combine(["mg/kg/d", "mg/kg/d"], "div") == "1"
+
+
+def test_a_unit_squared_takes_an_exponent() -> None:
+    assert combine(["m", "m"], "mul") == "m2"
+
+
+def test_units_written_differently_do_not_cancel() -> None:
+    assert combine(["mg/kg/d", "h"], "mul") == "mg.h/kg/d"
+
+
+def test_an_offset_unit_keeps_the_bracketed_form() -> None:
+    assert combine(["Cel", "d"], "mul") == "(Cel).(d)"
+
+
+def test_a_factor_is_repeated_not_given_an_exponent() -> None:
+    assert combine(["10*9/L", "10*9/L"], "mul") == "10*9.10*9/L2"
+
+
+UNITS = [
+    "mg",
+    "kg",
+    "d",
+    "h",
+    "mg/kg/d",
+    "10*9/L",
+    "mg/dL",
+    "m2",
+    "/d",
+    "{joints}",
+    "%",
+    "1",
+    "mg{total}",
+    "U/L",
+]
+
+
+@given(st.lists(st.sampled_from(UNITS), min_size=2, max_size=4), st.sampled_from(["mul", "div"]))
+def test_a_combined_unit_converts_exactly_as_the_bracketed_product(units: list[str], op: str) -> None:
+    """Cancelling changes how the unit reads, never what it is: the same dimension, and a
+    factor of 1 between the two."""
+    bracketed = ("." if op == "mul" else "/").join(f"({u})" for u in units)
+    simple = combine(units, op)
+    assert parse(simple).dim == parse(bracketed).dim
+    assert conversion(simple, bracketed).scale == pytest.approx(1.0, rel=1e-12)

@@ -194,6 +194,80 @@ def odd_factor(unit: str) -> int | None:
     return next((n for n in parser.numbers if n < 1 or 10 ** (len(str(n)) - 1) != n), None)
 
 
+class _Symbols(_Parser):
+    """The same grammar read symbolically: each atom (with its prefix and annotation) or
+    number, to its exponent, so that a product of units can cancel what it divides by."""
+
+    def sym_term(self) -> dict[str, int]:
+        if self.peek() == "/":
+            self.take()
+            result = _scale({}, self.sym_component(), -1)
+        else:
+            result = self.sym_component()
+        while self.peek() in (".", "/"):
+            op = self.take()
+            result = _scale(result, self.sym_component(), 1 if op == "." else -1)
+        return result
+
+    def sym_component(self) -> dict[str, int]:
+        tok = self.peek()
+        if tok is None:
+            raise UnitError(f"{self.text!r} ends too early")
+        self.take()
+        if tok == "(":
+            inner = self.sym_term()
+            if self.peek() != ")":
+                raise UnitError(f"{self.text!r} has an unclosed parenthesis")
+            self.take()
+            return inner
+        if tok == "1":
+            return {}
+        if tok.startswith("{") or tok[:3] in ("10*", "10^") or tok.isdigit():
+            return {tok: 1}
+        _atom(tok)  # a known atom, or UnitError
+        if self.peek() is not None and self.peek().startswith("{"):  # type: ignore[union-attr]
+            tok += self.take()
+        return {tok: self._exponent()}
+
+
+def _scale(a: dict[str, int], b: dict[str, int], sign: int) -> dict[str, int]:
+    out = dict(a)
+    for sym, n in b.items():
+        out[sym] = out.get(sym, 0) + sign * n
+    return out
+
+
+def combine(units: list[str], op: str) -> str:
+    """The unit of a product (``op="mul"``) or quotient (``"div"``, left to right) of numbers
+    in ``units``, as UCUM with what cancels cancelled: mg/kg/d times d is ``mg/kg`` (the same
+    factor and dimension as ``(mg/kg/d).(d)``, which a reader should not have to decode).
+    Symbols cancel only when written alike (``h`` and ``d`` stay apart). A unit this cannot
+    read (an offset unit) keeps the bracketed form."""
+    try:
+        total: dict[str, int] = {}
+        for i, unit in enumerate(units):
+            parser = _Symbols(unit.strip())
+            syms = parser.sym_term()
+            if parser.peek() is not None:
+                raise UnitError(f"{unit!r} is not a UCUM unit")
+            total = _scale(total, syms, 1 if op == "mul" or i == 0 else -1)
+    except UnitError:
+        return ("." if op == "mul" else "/").join(f"({u})" for u in units)
+
+    def power(sym: str, n: int) -> list[str]:
+        if n == 1:
+            return [sym]
+        if sym.startswith("{") or sym[:1].isdigit():  # UCUM gives no exponent to a factor
+            return [sym] * n
+        return [f"{sym}{n}"]
+
+    top = [p for s, n in total.items() if n > 0 for p in power(s, n)]
+    bottom = [p for s, n in total.items() if n < 0 for p in power(s, -n)]
+    if not top and not bottom:
+        return "1"
+    return ".".join(top or ["1"]) + "".join(f"/{b}" for b in bottom)
+
+
 def converter(from_unit: str | None, to_unit: str | None) -> Callable[[float], float]:
     """A number's conversion between the units of two typed expressions; where a side has no
     unit (None) or one not known at load time ("?"), nothing is converted."""

@@ -767,7 +767,9 @@ def load_cohort(path: str | Path, rules: RuleSet) -> CohortSpec:
             hidden = [p for p in problems if p.message.startswith("unknown rule")]
             problems = [p for p in problems if p not in hidden]
             if hidden:
-                notes.append(f"note: {len(hidden)} use(s) of unknown rules not listed: fix the rule directory first")
+                notes.append(
+                    f"note: {len(hidden)} use(s) of unknown rules not listed: fix the rule directory first"
+                )
         else:
             note = rules.only_builtin_note()
             if note is not None and any(p.message.startswith("unknown rule") for p in problems):

@@ -26,7 +26,7 @@ from timeline.errors import TimelineError, UsageError
 from timeline.language import ast
 from timeline.language.durations import DURATION_WORDS, Duration, DurationError, DurationTooLong
 from timeline.moments import clinical_moment
-from timeline.units import Conversion, UnitError, conversion, is_valid
+from timeline.units import Conversion, UnitError, combine, conversion, is_valid
 from timeline.units import parse as parse_unit
 
 if TYPE_CHECKING:
@@ -1753,8 +1753,7 @@ class _TypeChecker:
                 units = [u for u in units if u != "1"] or ["1"]
                 if len(units) == 1:
                     return num(kind="num", unit=units[0])
-            joiner = "." if node.op == "mul" else "/"
-            return num(kind="num", unit=joiner.join(f"({u})" for u in units))
+            return num(kind="num", unit=combine(units, node.op))
         if isinstance(node, ast.Clip):
             return self.want_num(node.item, "clip")
         if isinstance(node, ast.Coalesce):
