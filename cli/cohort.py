@@ -369,8 +369,9 @@ def render(report: Report) -> None:
             )
         c.print(t)
 
-    for section, title in (("adverse_event", "Adverse events (of any drug) from the index to the end of follow-up, "
-                                         "after a discontinuation too: patients n/N (events)"),
+    from timeline.cohort.report import ae_title
+
+    for section, title in (("adverse_event", f"{ae_title(spec)}: patients n/N (events)"),
                            ("discontinuation", f"Discontinuations of {spec.drug}: n/N (%)"),
                            ("mas", "MAS episodes: patients n/N (episodes)")):  # fmt: skip
         rows = [x for x in report.cells if x.section == section and x.group == "all"]

@@ -25,7 +25,7 @@ import pytest
 
 from tests.cohort_support import COHORT, EVENTS, build_store, rules, run, write
 from timeline.cohort.report import Report, run_cohort
-from timeline.cohort.spec import load_cohort
+from timeline.cohort.spec import CohortError, load_cohort
 from timeline.engine.evaluate import Session
 from timeline.ingest import append_rows, correct, ingest_file
 from timeline.store import Store, utc_now
@@ -158,6 +158,66 @@ def test_the_adverse_event_cells_say_they_count_any_drug_and_after_a_discontinua
         "the group (adverse events of any drug, or none named, from the index to the end of follow-up, "
         "after a discontinuation of the study drug too)"
     )
+
+
+@pytest.fixture(scope="module")
+def ae_on_drug(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    """P2 (anakinra from 2009-03-01, discontinued 2009-10-15 after a skin reaction on 10-10)
+    with two more adverse events: one on the day of the discontinuation, one after it."""
+    tmp = tmp_path_factory.mktemp("ae_on_drug")
+    path = build_store(tmp / "s.duckdb")
+    with Store.open(path, write=True) as s:
+        append_rows(
+            s,
+            [{"patient_id": "P2", "kind": "adverse_event", "occurred_at": "2009-10-15", "term": "urticaria", "grade": 2},
+             {"patient_id": "P2", "kind": "adverse_event", "occurred_at": "2009-11-20", "term": "otitis media", "grade": 2}],
+            author="t", source="test",
+        )  # fmt: skip
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "mas:", "drug: anakinra\nadverse_events: on_drug\nmas:", 1
+    )
+    return run(path, write(tmp, text))
+
+
+def test_adverse_events_on_drug_count_up_to_the_discontinuation_day_included(ae_on_drug: Report) -> None:
+    assert ae_on_drug.cell("ae.skin_reaction.grade_3").numerator_ids == ["P2"]
+    assert ae_on_drug.cell("ae.urticaria.grade_2").numerator_ids == ["P2"]
+
+
+def test_adverse_events_on_drug_leave_out_those_after_the_discontinuation(ae_on_drug: Report) -> None:
+    with pytest.raises(Exception, match="no cell"):
+        ae_on_drug.cell("ae.otitis_media.any_grade")
+    assert [ae["term"] for ae in ae_on_drug.patients["P2"].adverse_events] == ["skin reaction", "urticaria"]
+
+
+def test_adverse_events_on_drug_say_so_in_their_denominator(ae_on_drug: Report) -> None:
+    assert ae_on_drug.cell("ae.any.any_grade").denominator == (
+        "the group (adverse events of any drug, or none named, from the index while on anakinra: "
+        "up to its discontinuation, that day included, or the end of follow-up)"
+    )
+
+
+def test_adverse_events_on_drug_need_the_study_drug(tmp_path: Path) -> None:
+    text = (
+        COHORT.read_text(encoding="utf-8")
+        .replace("first: {kind: medication_start, drug: anakinra}", "first: {kind: diagnosis, code: sJIA}")
+        .replace("mas:", "adverse_events: on_drug\ndiscontinuations: false\nmas:", 1)
+    )
+    with pytest.raises(CohortError) as info:
+        load_cohort(write(tmp_path, text), rules())
+    assert (
+        "adverse_events: on_drug counts adverse events up to the study drug's discontinuation, "
+        "and needs the study drug (drug: NAME)"
+    ) in [p.message for p in info.value.problems]
+
+
+def test_adverse_events_take_true_false_or_on_drug(tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace("mas:", "adverse_events: on_durg\nmas:", 1)
+    with pytest.raises(CohortError) as info:
+        load_cohort(write(tmp_path, text), rules())
+    assert [p.message for p in info.value.problems] == [
+        "adverse_events is true, false or on_drug, not 'on_durg' (did you mean 'on_drug'?)"
+    ]
 
 
 def test_discontinuations_by_reason(report: Report) -> None:

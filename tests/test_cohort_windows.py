@@ -287,6 +287,70 @@ def test_cohort_explain_names_the_day_the_outcome_was_assessed_on(windows: tuple
     assert (ex["instant"], ex["tree"]["value"]) == ("2020-04-06 23:59:59.999999", True)
 
 
+def test_cohort_plot_names_each_outcomes_window_in_its_legend(report: Report, tmp_path: Path) -> None:
+    from timeline.plots import cohort_plot
+
+    shown = cohort_plot(report, tmp_path / "c.png")["outcomes"]
+    assert shown == [
+        "afebrile_week [all, ±30 days]",
+        "afebrile_week [on_drug, ±30 days]",
+        "afebrile_week [all]",
+    ]
+
+
+def test_a_window_around_a_time_point_in_hours_is_checked_in_hours(tmp_path: Path) -> None:
+    """72 hours ±1 day and 3 months ±1 day are far apart: 72 hours is not 72 months."""
+    text = COHORT.replace("[3 months, 6 months]", "[72 hours, 3 months]").replace(
+        "assessment_window: 30 days", "assessment_window: 1 day"
+    )
+    spec = load_cohort(write(tmp_path, text), rules())
+    assert [tp.label for tp in spec.time_points] == ["72 hours", "3 months"]
+
+
+def test_a_time_point_listed_twice_in_at_is_refused_as_such(tmp_path: Path) -> None:
+    err = _spec_error(tmp_path, COHORT.replace("at: [3 months]}", "at: [3 months, 3 months]}", 1))
+    assert "'3 months' is listed twice in at" in err
+    assert "overlap" not in err
+
+
+@pytest.mark.parametrize(
+    ("window", "shown"),
+    [
+        ("{before: 0 days, after: 20 days}", "+20 days (after only)"),
+        ("{before: 2 weeks, after: 0 days}", "−2 weeks (before only)"),
+        ("{before: 1 week, after: 7 days}", "±1 week"),
+    ],
+)
+def test_a_window_reads_as_written(tmp_path: Path, window: str, shown: str) -> None:
+    spec = load_cohort(
+        write(tmp_path, COHORT.replace("assessment_window: 30 days", f"assessment_window: {window}")), rules()
+    )
+    assert str(spec.outcomes[0].window) == shown
+
+
+def test_none_turns_a_window_off_whatever_its_case(tmp_path: Path) -> None:
+    spec = load_cohort(
+        write(tmp_path, COHORT.replace("assessment_window: 30 days", "assessment_window: None")), rules()
+    )
+    assert spec.outcomes[0].window is None
+
+
+def test_cohort_explain_of_an_assessed_on_drug_outcome_explains_the_on_drug_rule_too(tmp_path: Path) -> None:
+    """With follow_up.on_drug_rule the denominator is that rule at the date: explained beside
+    the outcome's rule at the day taken, whose choice skipped days off the drug."""
+    store = _store(tmp_path / "s.duckdb", PATIENTS["NEAR"])
+    text = COHORT.replace(
+        "  end: [end_of_follow_up, death]", "  end: [end_of_follow_up, death]\n  on_drug_rule: on_study_drug"
+    )
+    cohort = write(tmp_path, text)
+    res = CliRunner().invoke(app, ["cohort", "explain", str(cohort), "NEAR", "outcome.afebrile_on_drug.3_months",
+                                   "--store", str(store), "--rules", str(RULES), "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    cell = json.loads(res.output)["cell"]
+    assert [e["rule"] for e in cell["explanations"]] == ["afebrile_week", "on_study_drug"]
+    assert cell["assessment"].endswith("on which afebrile_week is known and on_study_drug is true")
+
+
 # ---- the choice, against the rule evaluated day by day
 
 DAYS = [TARGET + timedelta(days=d) for d in range(-40, 41)]

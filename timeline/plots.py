@@ -327,6 +327,7 @@ def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]
     ax = axes[0][n_km]
     suffix = "" if group == "all" else f"@{group}"
     xs = list(range(len(spec.time_points)))
+    series = []
     for i, o in enumerate(spec.outcomes):
         cells = [
             next((oc for oc in report.cells if oc.id == f"outcome.{o.id}.{tp.slug}{suffix}"), None)
@@ -336,7 +337,9 @@ def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]
         col = colors[i % len(colors)]
         shift = (i - (len(spec.outcomes) - 1) / 2) * 0.05  # series that coincide stay apart
         jx = [x + shift for x in xs]
-        ax.plot(jx, ys, "-o", color=col, label=f"{o.label} [{o.denominator}]")
+        within = f", {o.window}" if o.window is not None else ""
+        series.append(f"{o.label} [{o.denominator}{within}]")
+        ax.plot(jx, ys, "-o", color=col, label=series[-1])
         for x, oc in zip(jx, cells, strict=True):
             if oc is not None and oc.pct is not None:
                 note = f"{oc.n}/{oc.N}" + (f" (+{oc.unknown}?)" if oc.unknown else "")
@@ -354,7 +357,12 @@ def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]
     fig.tight_layout(rect=(0, 0.04, 1, 0.95))
     _save(fig, out)
     plt.close(fig)
-    return {"file": str(out), "time_to_event": [t.id for t in spec.time_to_event], "group": group}
+    return {
+        "file": str(out),
+        "time_to_event": [t.id for t in spec.time_to_event],
+        "group": group,
+        "outcomes": series,  # the legend of the outcomes panel
+    }
 
 
 __all__ = ["check_out", "cohort_plot", "patient_plot"]

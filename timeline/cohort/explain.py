@@ -199,15 +199,22 @@ def _cell(
         out["denominator_detail"] = _denominator(spec, f, o.denominator, day)
         if day is not None and (o.id, tp) in f.assessed:
             other = f.assessed[(o.id, tp)]
+            on = ""
+            if o.denominator == "on_drug":
+                on = (
+                    f" and {spec.on_drug_rule} is true"
+                    if spec.on_drug_rule
+                    else f", before {spec.drug} was discontinued"
+                )
             out["assessment"] = (
                 f"unknown on {day}; assessed on {other}, the nearest day within the assessment "
-                f"window {o.window} with a recorded event on which {o.rule} is known"
+                f"window {o.window} with a recorded event on which {o.rule} is known{on}"
             )
             explain(o.rule, end_of(other), f"outcome at {tp.replace('_', ' ')} ({day}), assessed on {other}")
         elif day is not None:
             explain(o.rule, end_of(day), f"outcome at {tp.replace('_', ' ')} ({day})")
-            if o.denominator == "on_drug" and spec.on_drug_rule:
-                explain(spec.on_drug_rule, end_of(day), "on the drug (on_drug denominator)")
+        if day is not None and o.denominator == "on_drug" and spec.on_drug_rule:
+            explain(spec.on_drug_rule, end_of(day), "on the drug (on_drug denominator)")
     elif section == "tte":
         t = next(t for t in spec.time_to_event if t.id == rest)
         facts = f.tte.get(t.id)

@@ -652,10 +652,17 @@ class _Run:
             )  # fmt: skip
 
     def _adverse_events(self) -> None:
+        on_drug = (
+            "AND (x.disc_date IS NULL OR e.occurred_at::DATE <= x.disc_date)"
+            if self.spec.ae_until == "on_drug"
+            else ""
+        )
         rows = self.sql(
-            """SELECT e.patient_id, lower(e.term), e.grade, e.event_id, e.occurred_at, e.serious, e.action
+            f"""SELECT e.patient_id, lower(e.term), e.grade, e.event_id, e.occurred_at, e.serious, e.action
                FROM tl_c_ev e JOIN tl_c_idx i USING (patient_id) JOIN tl_c_fu f USING (patient_id)
+               LEFT JOIN tl_c_disc x USING (patient_id)
                WHERE e.kind = 'adverse_event' AND e.occurred_at >= i.t_index AND e.occurred_at::DATE <= f.fu_end
+                 {on_drug}
                  AND e.patient_id IN (SELECT patient_id FROM tl_c_pop)
                ORDER BY e.patient_id, e.occurred_at, e.asserted_seq"""
         )
@@ -891,7 +898,7 @@ class _Run:
         ):
             label = "any adverse event" if term == "any" else f"{term}, {grade}"
             c = _cell(f"ae.{slug(term)}.{slug(grade)}{suffix}", "adverse_event", term, grade, gid, label,
-                      AE_SCOPE, sorted(pts), ids)  # fmt: skip
+                      ae_scope(self.spec), sorted(pts), ids)  # fmt: skip
             c.stats = {"events": sum(pts.values())}
             out.append(c)
         return out
@@ -941,6 +948,26 @@ AE_SCOPE = (
     "the group (adverse events of any drug, or none named, from the index to the end of follow-up, "
     "after a discontinuation of the study drug too)"
 )
+
+
+def ae_scope(spec: CohortSpec) -> str:
+    """The AE cells' denominator, with the span of time they count in words."""
+    if spec.ae_until != "on_drug":
+        return AE_SCOPE
+    return (
+        "the group (adverse events of any drug, or none named, from the index while on "
+        f"{spec.drug}: up to its discontinuation, that day included, or the end of follow-up)"
+    )
+
+
+def ae_title(spec: CohortSpec) -> str:
+    """The AE table's title."""
+    if spec.ae_until != "on_drug":
+        return (
+            "Adverse events (of any drug) from the index to the end of follow-up, after a discontinuation too"
+        )
+    return f"Adverse events (of any drug) while on {spec.drug}: from the index to its discontinuation"
+
 
 POLICY_TEXT = {
     "all": "every patient of the group",

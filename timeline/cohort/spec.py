@@ -67,8 +67,12 @@ class Window:
     after: Duration
 
     def __str__(self) -> str:
-        if self.before == self.after:
+        if _days(self.before) == _days(self.after):
             return f"±{self.before}"
+        if self.before.is_zero:
+            return f"+{self.after} (after only)"
+        if self.after.is_zero:
+            return f"−{self.before} (before only)"
         return f"−{self.before} / +{self.after}"
 
     def to_json(self) -> dict[str, str]:
@@ -150,6 +154,9 @@ class CohortSpec:
     adverse_events: bool
     discontinuations: bool
     mas: MasSpec | None
+    # the AE table's span: to the end of follow-up, or "on_drug": to the study drug's
+    # discontinuation (that day included) when it comes first
+    ae_until: str = "end_of_follow_up"
 
     def rule_ids(self) -> list[str]:
         """Every rule the cohort uses, once, in file order."""
@@ -353,7 +360,24 @@ class _Parser:
         if needs_drug and drug is None and on_drug_rule is None:
             self.fail(("denominator",) if default_policy == "on_drug" else ("outcomes",),
                       "the on_drug denominator needs the study drug (drug: NAME) or follow_up.on_drug_rule")  # fmt: skip
-        ae = self.flag(data.get("adverse_events"), ("adverse_events",), True)
+        raw_ae = data.get("adverse_events")
+        ae_until = "end_of_follow_up"
+        if raw_ae == "on_drug":
+            ae, ae_until = True, "on_drug"
+            if drug is None:
+                self.fail(
+                    ("adverse_events",),
+                    "adverse_events: on_drug counts adverse events up to the study drug's "
+                    "discontinuation, and needs the study drug (drug: NAME)",
+                )
+        elif isinstance(raw_ae, str):
+            self.fail(
+                ("adverse_events",),
+                f"adverse_events is true, false or on_drug, not {raw_ae!r}{did_you_mean(raw_ae, ['on_drug'])}",
+            )
+            ae = True
+        else:
+            ae = self.flag(raw_ae, ("adverse_events",), True)
         disc = self.flag(data.get("discontinuations"), ("discontinuations",), True)
         if disc and drug is None:
             self._no_study_drug(data, index)
@@ -392,6 +416,7 @@ class _Parser:
             adverse_events=ae,
             discontinuations=disc,
             mas=self._mas(data.get("mas"), ("mas",)),
+            ae_until=ae_until,
         )
         return spec
 
@@ -549,7 +574,7 @@ class _Parser:
     def _window(self, data: Any, path: Path_) -> Window | None:
         """``30 days`` (either side), ``{before: 30 days, after: 14 days}``, or ``none`` / ``0
         days`` (the time point's date alone: the default)."""
-        if data is None or data in ("none", False):
+        if data is None or data is False or (isinstance(data, str) and data.strip().lower() == "none"):
             return None
         if isinstance(data, dict):
             m = self.mapping(data, path, ("before", "after"), "assessment_window")
@@ -576,8 +601,12 @@ class _Parser:
     def _side(self, data: Any, path: Path_) -> Duration | None:
         try:
             d = Duration.parse(data)
-        except DurationError as exc:
-            self.fail(path, f"assessment_window: {exc}")
+        except DurationError:
+            self.fail(
+                path,
+                f"assessment_window: {data!r} is not a length of days, weeks, months or years "
+                "(e.g. 30 days, 2 weeks, 1 month), nor none",
+            )
             return None
         if d.amount < 0:
             self.fail(path, f"assessment_window: a length, zero or more, not {data!r}")
@@ -633,6 +662,8 @@ class _Parser:
                         (*p, "at", i),
                         f"{raw!r} is not one of the time_points ({', '.join(t.label for t in tps)})",
                     )
+                elif d is not None and slug(str(d)) in at:
+                    self.fail((*p, "at", i), f"{raw!r} is listed twice in at")
                 elif d is not None:
                     at.append(slug(str(d)))
             if not tps:
@@ -781,6 +812,12 @@ def load_cohort(path: str | Path, rules: RuleSet) -> CohortSpec:
 _RULE_DIR_PROBLEMS = ("rule directory ", "the rules of ")
 
 
+def _days(d: Duration) -> tuple[int, str]:
+    """A duration to compare with another: weeks as days (1 week is 7 days), months and
+    years as they are (a month has no fixed number of days)."""
+    return (d.amount * 7, "day") if d.unit == "week" else (d.amount, d.unit)
+
+
 def _resolve_dir(cohort_file: str, item: str) -> Path:
     d = Path(item.strip()).expanduser()
     return d if d.is_absolute() else Path(cohort_file).parent / d
@@ -807,6 +844,8 @@ def shift(day: date, d: Duration, sign: int = 1) -> date:
     """``day`` moved by ``d`` (backwards with ``sign=-1``) as DuckDB moves a date by an
     interval: a month or year lands on the same day number, or the month's last day."""
     n = sign * d.amount
+    if d.unit == "hour":  # (date + INTERVAL 'n hour')::DATE
+        return day + timedelta(days=n // 24)
     if d.unit in ("day", "week"):
         return day + timedelta(days=n * (7 if d.unit == "week" else 1))
     months = n * (12 if d.unit == "year" else 1)
