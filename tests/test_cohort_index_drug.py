@@ -305,6 +305,20 @@ def test_check_refuses_drug_index_when_the_index_names_no_drug(tmp_path: Path) -
     assert expected in " ".join(result.stderr.split())
 
 
+def test_check_refuses_drug_index_when_a_branch_of_the_index_names_no_drug(tmp_path: Path) -> None:
+    text = COHORT.replace(
+        "first: {kind: medication_start, drug: [anakinra, canakinumab, tocilizumab]}",
+        "first: {any_of: [{kind: medication_start, drug: anakinra}, {kind: diagnosis, code: sJIA}]}",
+    )
+    with pytest.raises(CohortError) as info:
+        load_cohort(write(tmp_path, text), rules())
+    assert [p.message for p in info.value.problems] == [
+        "drug: index follows the drug of each patient's index event, and a branch of the index "
+        "selector's any_of names no drug: its patients would have no study drug; name a drug in "
+        "every branch"
+    ]
+
+
 def test_a_named_study_drug_behaves_as_before(named: Report) -> None:
     # anakinra for everyone: B's anakinra discontinuation is B's, canakinumab's is not
     assert {p: f.drug for p, f in named.patients.items()} == {

@@ -353,6 +353,13 @@ class _Parser:
                 "names no drug: name its drugs (index: {first: {kind: medication_start, drug: "
                 "[anakinra, canakinumab]}}), or the study drug (drug: NAME)",
             )
+        elif drug == INDEX_DRUG and index is not None and not _always_a_drug(index):
+            self.fail(
+                ("drug",),
+                "drug: index follows the drug of each patient's index event, and a branch of the "
+                "index selector's any_of names no drug: its patients would have no study drug; "
+                "name a drug in every branch",
+            )
         pop = self.mapping(
             data.get("population"), ("population",), ("include", "exclude", "evaluate_at"), "population"
         )
@@ -492,7 +499,10 @@ class _Parser:
         report has no drug to follow, so the table would be left out without a word."""
         drugs = _drugs(index) if index is not None else ()
         named = f"the index names {len(drugs)} drugs ({', '.join(drugs)})"
-        fix = "add drug: NAME (the drug whose stops to follow), or set discontinuations: false"
+        fix = (
+            "add drug: NAME (the drug whose stops to follow), drug: index (each patient's own index "
+            "drug), or set discontinuations: false"
+        )
         if "discontinuations" in data:
             why = named if len(drugs) > 1 else "the cohort names none"
             self.fail(
@@ -781,6 +791,12 @@ def _drugs(sel: ast.Selector) -> tuple[str, ...]:
     for sub in sel.any_of:
         out += _drugs(sub)
     return tuple(dict.fromkeys(out))
+
+
+def _always_a_drug(sel: ast.Selector) -> bool:
+    """Every event the selector matches names one of its drugs: it names drugs itself, or each
+    of its ``any_of`` branches does."""
+    return bool(sel.drugs) or (bool(sel.any_of) and all(_always_a_drug(sub) for sub in sel.any_of))
 
 
 def load_cohort(path: str | Path, rules: RuleSet) -> CohortSpec:
