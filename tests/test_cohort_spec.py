@@ -199,7 +199,8 @@ TWO_DRUGS = (
 def test_an_index_naming_two_drugs_without_a_study_drug_is_refused_by_check(tmp_path: Path) -> None:
     assert problems(tmp_path, TWO_DRUGS) == [
         "FILE:7:41: the index names 2 drugs (anakinra, tocilizumab) and the cohort names no study drug, "
-        "so there would be no discontinuation table: add drug: NAME (the drug whose stops to follow), "
+        "so there would be no discontinuation table: add drug: NAME (the drug whose stops to follow), drug: index (each patient's own index "
+        "drug), "
         "or set discontinuations: false"
     ]
 
@@ -207,7 +208,8 @@ def test_an_index_naming_two_drugs_without_a_study_drug_is_refused_by_check(tmp_
 def test_discontinuations_asked_for_without_a_study_drug_are_refused_at_their_line(tmp_path: Path) -> None:
     assert problems(tmp_path, TWO_DRUGS + "discontinuations: true\n") == [
         "FILE:29:19: the discontinuation table needs the study drug and the index names 2 drugs "
-        "(anakinra, tocilizumab): add drug: NAME (the drug whose stops to follow), or set discontinuations: false"
+        "(anakinra, tocilizumab): add drug: NAME (the drug whose stops to follow), drug: index (each patient's own index "
+        "drug), or set discontinuations: false"
     ]
 
 

@@ -61,6 +61,8 @@ def explain_patient(
             "end": f.fu_end,
             "why": f.fu_end_reason,
             "death": f.death,
+            # the study drug followed for this patient (with `drug: index`, their index event's)
+            "drug": f.drug,
             "discontinued": f.disc_date,
             "discontinuation_reason": f.disc_reason,
             "discontinuation_events": f.disc_events,
@@ -204,7 +206,7 @@ def _cell(
                 on = (
                     f" and {spec.on_drug_rule} is true"
                     if spec.on_drug_rule
-                    else f", before {spec.drug} was discontinued"
+                    else f", before {f.drug} was discontinued"
                 )
             out["assessment"] = (
                 f"unknown on {day}; assessed on {other}, the nearest day within the assessment "
@@ -252,7 +254,8 @@ def _denominator(spec: CohortSpec, f: PatientFacts, policy: str, day: Any) -> st
     stop = (
         f"stopped {f.disc_date} ({f.disc_reason or 'no reason recorded'})" if f.disc_date else "never stopped"
     )
-    return f"policy on_drug: {text}; {spec.drug} {stop}"
+    drug = f"{f.drug} (the index drug)" if spec.drug_from_index else spec.drug
+    return f"policy on_drug: {text}; {drug} {stop}"
 
 
 __all__ = ["explain_patient", "role"]

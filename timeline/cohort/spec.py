@@ -38,6 +38,9 @@ ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 POLICIES = ("all", "followed", "on_drug")
 CENSORS = ("end_of_follow_up", "death", "discontinuation")
 END_KINDS = ("end_of_follow_up", "death")
+# `drug: index`: each patient's study drug is the drug of their own index event (an index of
+# several drugs, "the first IL-1 or IL-6 biologic", follows each patient's own)
+INDEX_DRUG = "index"
 TOP_KEYS = (
     "cohort", "version", "title", "description", "rules", "index", "drug", "population", "subgroups",
     "follow_up", "baseline", "time_points", "assessment_window", "denominator", "outcomes",
@@ -157,6 +160,11 @@ class CohortSpec:
     # the AE table's span: to the end of follow-up, or "on_drug": to the study drug's
     # discontinuation (that day included) when it comes first
     ae_until: str = "end_of_follow_up"
+
+    @property
+    def drug_from_index(self) -> bool:
+        """``drug: index``: the study drug is each patient's own, the drug of their index event."""
+        return self.drug == INDEX_DRUG
 
     def rule_ids(self) -> list[str]:
         """Every rule the cohort uses, once, in file order."""
@@ -338,6 +346,20 @@ class _Parser:
         self._rule_dirs(data.get("rules"), ("rules",))
         index = self._index(data.get("index"), ("index",))
         drug = self._drug(data.get("drug"), index)
+        if drug == INDEX_DRUG and index is not None and not _drugs(index):
+            self.fail(
+                ("drug",),
+                "drug: index follows the drug of each patient's index event, and the index selector "
+                "names no drug: name its drugs (index: {first: {kind: medication_start, drug: "
+                "[anakinra, canakinumab]}}), or the study drug (drug: NAME)",
+            )
+        elif drug == INDEX_DRUG and index is not None and not _always_a_drug(index):
+            self.fail(
+                ("drug",),
+                "drug: index follows the drug of each patient's index event, and a branch of the "
+                "index selector's any_of names no drug: its patients would have no study drug; "
+                "name a drug in every branch",
+            )
         pop = self.mapping(
             data.get("population"), ("population",), ("include", "exclude", "evaluate_at"), "population"
         )
@@ -477,7 +499,10 @@ class _Parser:
         report has no drug to follow, so the table would be left out without a word."""
         drugs = _drugs(index) if index is not None else ()
         named = f"the index names {len(drugs)} drugs ({', '.join(drugs)})"
-        fix = "add drug: NAME (the drug whose stops to follow), or set discontinuations: false"
+        fix = (
+            "add drug: NAME (the drug whose stops to follow), drug: index (each patient's own index "
+            "drug), or set discontinuations: false"
+        )
         if "discontinuations" in data:
             why = named if len(drugs) > 1 else "the cohort names none"
             self.fail(
@@ -766,6 +791,12 @@ def _drugs(sel: ast.Selector) -> tuple[str, ...]:
     for sub in sel.any_of:
         out += _drugs(sub)
     return tuple(dict.fromkeys(out))
+
+
+def _always_a_drug(sel: ast.Selector) -> bool:
+    """Every event the selector matches names one of its drugs: it names drugs itself, or each
+    of its ``any_of`` branches does."""
+    return bool(sel.drugs) or (bool(sel.any_of) and all(_always_a_drug(sub) for sub in sel.any_of))
 
 
 def load_cohort(path: str | Path, rules: RuleSet) -> CohortSpec:
