@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from tests.cohort_support import COHORT, RULES, build_store
+from tests.engine_support import write_rule
 from tests.support import run_cli, run_cli_into_closed_pipe
 
 
@@ -262,6 +263,18 @@ def test_a_lanes_colour_follows_what_its_truth_means(rule_id: str, meaning: str)
     from timeline.plots import lane_meaning
 
     assert lane_meaning(rule_id) == meaning
+
+
+def test_a_rules_declared_meaning_colours_its_lane_whatever_its_id_says(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    """`fever_controlled` reads as disease by its words (fever); it declares good news."""
+    own = tmp_path / "own"
+    write_rule(own, "fever_controlled", {"not": {"rule": "arthritis"}}, meaning="good")
+    result = run_cli("plot", "P2", "--out", tmp_path / "p.png", "--store", cohort_store, "--rules", RULES,
+                     "--rules", own, "--lane", "fever_controlled", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["lane_meanings"] == {"fever_controlled": "good"}
 
 
 def test_plot_refuses_an_unknown_image_format(cohort_store: Path, tmp_path: Path) -> None:

@@ -241,6 +241,7 @@ RULE_KEYS = (
     "description",
     "citation",
     "status",
+    "meaning",
     "unit",
     "params",
     "events",
@@ -322,6 +323,14 @@ class _RuleParser:
                 f"{did_you_mean(str(status), ast.STATUSES)}",
             )
             status = "unspecified"
+        meaning = data.get("meaning")
+        if meaning is not None and meaning not in ast.MEANINGS:
+            self.fail(
+                ("meaning",),
+                f"meaning (of the rule being true, for the patient) is good, bad or neutral, not {meaning!r}"
+                f"{did_you_mean(str(meaning), ast.MEANINGS)}",
+            )
+            meaning = None
         unit = data.get("unit")
         unit_wrong = unit_problem(str(unit)) if unit is not None else None
         if unit_wrong:
@@ -344,6 +353,7 @@ class _RuleParser:
             description=str(data["description"]).strip(),
             citation=str(data["citation"]).strip(),
             status=status,
+            meaning=meaning,
             unit=str(unit) if unit is not None else None,
             params=tuple(self.params.values()),
             define=define,
@@ -1381,6 +1391,10 @@ def load_rules(
             checker.check_rule(rules[rid])
             if len(problems) == before:  # its type is known
                 _check_expected(rules[rid], types[rules[rid].define.nid], docs[rid], problems)
+                if rules[rid].meaning is not None and types[rules[rid].define.nid].kind != "bool":
+                    line, col = docs[rid].where(("meaning",))
+                    problems.append(Problem(rules[rid].source, line, col,
+                                            "meaning says what the rule being true means: a number has no true"))  # fmt: skip
     if problems:
         raise RuleError(problems)
     for rid in order:
