@@ -539,6 +539,18 @@ class _Run:
         choice made in DuckDB; only a value taken from another day is evaluated again (with
         evidence, when one patient is explained)."""
         spec = self.spec
+        # the days with a recorded event around each time point, in the widest of the windows:
+        # one pass over the events, whatever the number of windowed outcomes
+        windows = list(dict.fromkeys(o.window for o in outcomes if o.window is not None))
+        los = [f"(t.tp_date - {w.before.sql()})::DATE" for w in windows]
+        his = [f"(t.tp_date + {w.after.sql()})::DATE" for w in windows]
+        self.con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE tl_c_days AS
+                SELECT DISTINCT t.patient_id, t.tp, e.occurred_at::DATE AS day
+                FROM tl_c_tp t JOIN tl_c_ev e ON e.patient_id = t.patient_id
+                WHERE e.kind <> 'birth'
+                  AND e.occurred_at::DATE BETWEEN least({", ".join(los)}) AND greatest({", ".join(his)})"""
+        )
         parts = []
         for o in outcomes:
             assert o.window is not None
@@ -551,9 +563,8 @@ class _Run:
             parts.append(
                 f"""SELECT {q_(o.id)} AS oid, {q_(o.rule)} AS rule_id, t.patient_id, t.tp, t.q AS target, d.day
                     FROM tl_c_tp t
-                    JOIN (SELECT DISTINCT patient_id, occurred_at::DATE AS day FROM tl_c_ev
-                          WHERE kind <> 'birth') d
-                      ON d.patient_id = t.patient_id AND d.day BETWEEN {lo} AND {hi} AND d.day <> t.tp_date
+                    JOIN tl_c_days d ON d.patient_id = t.patient_id AND d.tp = t.tp
+                      AND d.day BETWEEN {lo} AND {hi} AND d.day <> t.tp_date
                     JOIN tl_c_idx i ON i.patient_id = t.patient_id AND d.day >= i.index_date
                     JOIN tl_c_fu f ON f.patient_id = t.patient_id AND d.day <= f.fu_end
                     LEFT JOIN tl_c_disc x ON x.patient_id = t.patient_id
@@ -590,7 +601,7 @@ class _Run:
                 WHERE s.b IS NOT NULL {gate_ok}
                 GROUP BY ALL HAVING min(c.dist) > 0"""
         )
-        for d in ("tl_c_cand", "tl_c_wst"):
+        for d in ("tl_c_days", "tl_c_cand", "tl_c_wst"):
             self.con.execute(f"DROP TABLE IF EXISTS {d}")
         by_id = {o.id: o for o in outcomes}
         # every windowed value starts as the time point's own; a known day of the window
