@@ -1257,3 +1257,24 @@ def test_a_number_rule_cannot_have_a_meaning(tmp_path: Path) -> None:
 def test_every_boolean_rule_of_the_built_in_pack_says_what_its_truth_means() -> None:
     rules = load_rules([BUILTIN_DIR / "sjia"])
     assert [r.id for r in rules.rules.values() if r.type.kind == "bool" and r.meaning is None] == []
+
+
+def test_a_rule_directory_given_twice_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As $TIMELINE_RULES, a cohort file's rules: and --rules may all name a site's folder,
+    relative or absolute: its rules are not "also defined" in themselves."""
+    write_rule(
+        tmp_path / "site",
+        "flare",
+        {"exists": {"select": {"kind": "finding", "code": "rash"}, "window": "7 days"}},
+    )
+    monkeypatch.chdir(tmp_path)
+    rules = load_rules(["site", tmp_path / "site", "./site"])
+    assert (rules.rules["flare"].overrides, len(rules.sources)) == (None, 1)
+
+
+def test_a_directory_given_twice_is_read_at_its_last_place(tmp_path: Path) -> None:
+    """[A, B, A]: A comes last, so its rules override B's, as the last directory's do."""
+    define = {"exists": {"select": {"kind": "finding", "code": "rash"}, "window": "7 days"}}
+    write_rule(tmp_path / "a", "flare", define, version="1")
+    write_rule(tmp_path / "b", "flare", define, version="2")
+    assert load_rules([tmp_path / "a", tmp_path / "b", tmp_path / "a"]).rules["flare"].version == "1"

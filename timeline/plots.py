@@ -269,6 +269,10 @@ def patient_plot(
         "file": str(out),
         "lanes": wanted,
         "lane_meanings": meaning,
+        # where each lane's meaning came from: the rule's own `meaning:`, or the words of its id
+        "lane_meaning_from": {
+            rid: "meaning" if session.rules.rules[rid].meaning is not None else "rule id" for rid in wanted
+        },
         "dose_rule": dose_rule if known_dose else None,
         "dose_axis": dose_unit,
         "events": len(events),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from timeline.cohort.report import Cell, PatientFacts, Report, end_of, run_cohort
+from timeline.cohort.report import Cell, PatientFacts, Report, _ae_keys, end_of, run_cohort
 from timeline.cohort.spec import CohortSpec
 from timeline.engine.evaluate import Result, Session
 from timeline.errors import UsageError
@@ -232,7 +232,16 @@ def _cell(
                 "first instant the outcome held" if facts.event else "value at the censoring",
             )
     elif section == "ae":
-        out["events"] = f.adverse_events
+        # the patient's adverse events this cell counts (its term and grade), beside the
+        # study drug's discontinuation
+        out["events"] = [ae for ae in f.adverse_events if (cell.row, cell.column) in _ae_keys(ae)]
+        out["detail"] = (
+            f"{f.drug} discontinued {f.disc_date} ({f.disc_reason or 'no reason recorded'})"
+            if f.disc_date
+            else f"{f.drug} not discontinued"
+            if f.drug
+            else "no study drug"
+        )
     elif section == "discontinuation":
         out["detail"] = {"date": f.disc_date, "reason": f.disc_reason, "events": f.disc_events}
     elif section == "mas":

@@ -381,7 +381,7 @@ class _Parser:
         needs_drug = default_policy == "on_drug" or any(o.denominator == "on_drug" for o in outcomes)
         if needs_drug and drug is None and on_drug_rule is None:
             self.fail(("denominator",) if default_policy == "on_drug" else ("outcomes",),
-                      "the on_drug denominator needs the study drug (drug: NAME) or follow_up.on_drug_rule")  # fmt: skip
+                      "the on_drug denominator needs the study drug (drug: NAME, or drug: index for each patient's own) or follow_up.on_drug_rule")  # fmt: skip
         raw_ae = data.get("adverse_events")
         ae_until = "end_of_follow_up"
         if raw_ae == "on_drug":
@@ -390,12 +390,13 @@ class _Parser:
                 self.fail(
                     ("adverse_events",),
                     "adverse_events: on_drug counts adverse events up to the study drug's "
-                    "discontinuation, and needs the study drug (drug: NAME)",
+                    "discontinuation, and needs the study drug (drug: NAME, or drug: index for each "
+                    "patient's own)",
                 )
         elif isinstance(raw_ae, str):
             self.fail(
                 ("adverse_events",),
-                f"adverse_events is true, false or on_drug, not {raw_ae!r}{did_you_mean(raw_ae, ['on_drug'])}",
+                f"adverse_events is true, false or on_drug, not {raw_ae!r}{did_you_mean(raw_ae.lower(), ['on_drug'])}",
             )
             ae = True
         else:
@@ -611,7 +612,7 @@ class _Parser:
             before = self._side(m.get("before"), (*path, "before")) if "before" in m else None
             after = self._side(m.get("after"), (*path, "after")) if "after" in m else None
         elif isinstance(data, str | int) and not isinstance(data, bool):
-            before = after = self._side(data, path)
+            before = after = self._side(data, path, whole=True)
         else:
             self.fail(
                 path,
@@ -623,14 +624,18 @@ class _Parser:
             return None
         return Window(before, after)
 
-    def _side(self, data: Any, path: Path_) -> Duration | None:
+    def _side(self, data: Any, path: Path_, whole: bool = False) -> Duration | None:
         try:
             d = Duration.parse(data)
         except DurationError:
             self.fail(
                 path,
                 f"assessment_window: {data!r} is not a length of days, weeks, months or years "
-                "(e.g. 30 days, 2 weeks, 1 month), nor none",
+                + (
+                    "(e.g. 30 days, 2 weeks, 1 month), nor none"
+                    if whole
+                    else "(e.g. 30 days, 2 weeks; 0 days for none)"
+                ),
             )
             return None
         if d.amount < 0:
@@ -735,8 +740,9 @@ class _Parser:
                 elif c == "discontinuation" and drug is None:
                     self.fail(
                         (*p, "censor", i),
-                        "censoring at discontinuation needs the study drug (drug: NAME), whose "
-                        "discontinuation date it censors at (an on_drug_rule has none)",
+                        "censoring at discontinuation needs the study drug (drug: NAME, or drug: "
+                        "index for each patient's own), whose discontinuation date it censors at "
+                        "(an on_drug_rule has none)",
                     )
                 else:
                     censor.append(str(c))

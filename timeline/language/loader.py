@@ -1288,6 +1288,22 @@ def _id_line(text: str) -> str | None:
     return m.group(1) if m else None
 
 
+def _once(dirs: Sequence[str | os.PathLike[str]]) -> list[str | os.PathLike[str]]:
+    """Each directory once, at the last place it is given: the same folder named twice, the
+    same way or another (``$TIMELINE_RULES``, a cohort file's ``rules:``, ``--rules``, a
+    relative or absolute path, a symlink), would otherwise define each of its rules twice. At
+    its last place its rules override those of the folders before it, as they would."""
+
+    def key(d: str | os.PathLike[str]) -> str:
+        try:
+            return str(Path(d).resolve())
+        except (OSError, RuntimeError):
+            return str(d)
+
+    keys = [key(d) for d in dirs]
+    return [d for i, d in enumerate(dirs) if keys[i] not in keys[i + 1 :]]
+
+
 def rule_files(directory: Path) -> list[Path]:
     """The rule files of a directory (``params.yaml`` included), in the order they are read:
     ``*.yaml``, then ``*.yml``, in any case (``R.YAML`` too, as saved by some editors)."""
@@ -1315,7 +1331,7 @@ def load_rules(
     failed: set[str] = set()  # ids of rule files that did not load
     notes: list[str] = []
     hasher = hashlib.sha256()
-    for d in dirs if dirs is not None else rule_dirs():
+    for d in _once(dirs if dirs is not None else rule_dirs()):
         directory = Path(d)
         try:
             is_dir = directory.is_dir()
