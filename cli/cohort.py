@@ -369,10 +369,10 @@ def render(report: Report) -> None:
             )
         c.print(t)
 
-    from timeline.cohort.report import ae_title
+    from timeline.cohort.report import ae_title, disc_title
 
     for section, title in (("adverse_event", f"{ae_title(spec)}: patients n/N (events)"),
-                           ("discontinuation", f"Discontinuations of {spec.drug}: n/N (%)"),
+                           ("discontinuation", f"{disc_title(spec)}: n/N (%)"),
                            ("mas", "MAS episodes: patients n/N (episodes)")):  # fmt: skip
         rows = [x for x in report.cells if x.section == section and x.group == "all"]
         if not rows:
@@ -482,8 +482,10 @@ def explain(
     fu = data["follow_up"]
     if idx:
         stop = (
-            f"; {spec.drug} stopped {fu['discontinued']} ({fu['discontinuation_reason'] or 'no reason recorded'})"
+            f"; {fu['drug']} stopped {fu['discontinued']} ({fu['discontinuation_reason'] or 'no reason recorded'})"
             if fu["discontinued"]
+            else f"; {fu['drug']} (the index drug) not discontinued"
+            if spec.drug_from_index and fu["drug"]
             else ""
         )
         c.print(cell(f"  follow-up to {fu['end']} ({fu['why']}){stop}"))

@@ -466,14 +466,21 @@ def rules_show(
     r = rs.get(rule_id)
     if json_out:
         dump_json(
-            {"id": r.id, "version": r.version, "status": r.status, "description": r.description, "citation": r.citation,
-             "source": r.source, "overrides": r.overrides, "type": str(r.value_type),
+            {"id": r.id, "version": r.version, "status": r.status, "meaning": r.meaning, "description": r.description,
+             "citation": r.citation, "source": r.source, "overrides": r.overrides, "type": str(r.value_type),
              "parameters": {p.name: {"value": str(p.effective), "default": str(p.default), "unit": p.unit, "description": p.description} for p in r.params},
              "uses": [d for d in rs.dependencies(r.id) if d != r.id]}
         )  # fmt: skip
         return
     c = console()
-    c.print(f"[bold]{esc(r.id)}@{esc(r.version)}[/] ({r.status}) — {esc(r.value_type)}")
+    meaning = (
+        f"; true is {r.meaning} news"
+        if r.meaning in ("good", "bad")
+        else "; true is neither good nor bad news"
+        if r.meaning
+        else ""
+    )
+    c.print(f"[bold]{esc(r.id)}@{esc(r.version)}[/] ({r.status}{meaning}) — {esc(r.value_type)}")
     c.print(f"file: {esc(r.source)}" + (f"  [yellow]overrides {esc(r.overrides)}[/]" if r.overrides else ""))
     c.print(cell(r.description))
     c.print(cell(f"citation: {r.citation}"))

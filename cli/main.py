@@ -132,12 +132,15 @@ def init(
     timeline init --store study.duckdb --timezone Europe/Madrid
     ```
     """
-    from timeline.store import Store
+    from timeline.store import Store, manifest
 
     with Store.create(store, timezone=timezone) as s:
         info = s.info()
+        meta = manifest(s, info.high_water, None)
     if json_out:
-        dump_json({"store": info.path, "timezone": info.timezone, "created_at": info.created_at})
+        dump_json(
+            {"manifest": meta, "store": info.path, "timezone": info.timezone, "created_at": info.created_at}
+        )
     else:
         console().print(f"created store {esc(info.path)} (time zone {esc(info.timezone)})")
 
@@ -476,13 +479,15 @@ def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False)
     ```
     """
     from timeline.integrity import verify as do_verify
+    from timeline.store import manifest
 
     with _open(store, wait=wait) as s, working("verifying every event's hash and the batch chain…"):
         report = do_verify(s)
+        meta = manifest(s, s.high_water(), None)  # the store as it stood when verified
     broken = f"store integrity broken: {report.first_broken_link}"
     if json_out:
         dump_json(
-            {"ok": report.ok, "events": report.events, "batches": report.batches,
+            {"manifest": meta, "ok": report.ok, "events": report.events, "batches": report.batches,
              "head_hash": report.head_hash, "first_broken_link": report.first_broken_link,
              "problems": report.problems,
              **({} if report.ok else {"error": error_document(broken, report.problems[1:], 7)})}
@@ -507,10 +512,13 @@ def info(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False) -
     timeline info
     ```
     """
+    from timeline.store import manifest
+
     with _open(store, wait=wait) as s:
         data = s.info()
+        meta = manifest(s, data.high_water, None)
     if json_out:
-        dump_json({"store": data.path, **data.__dict__})  # "store", as init --json names it
+        dump_json({"manifest": meta, "store": data.path, **data.__dict__})  # "store", as init --json names it
     else:
         c = console()
         for k, v in data.__dict__.items():

@@ -84,6 +84,37 @@ def test_patients_json_carries_the_manifest_of_what_it_read(example_store: Path)
     }
 
 
+def test_info_json_carries_the_manifest_of_what_it_read(example_store: Path) -> None:
+    from timeline import __version__
+
+    data = json.loads(run_cli("info", "--store", example_store, "--json").stdout)
+    assert data["manifest"] == {
+        "engine": f"timeline {__version__}",
+        "store": str(example_store),
+        "high_water": 14,
+        "as_known_at": None,
+    }
+
+
+def test_verify_json_carries_the_manifest_of_the_store_it_verified(example_store: Path) -> None:
+    data = json.loads(run_cli("verify", "--store", example_store, "--json").stdout)
+    assert (data["ok"], data["manifest"]["store"], data["manifest"]["high_water"]) == (
+        True,
+        str(example_store),
+        14,
+    )
+
+
+def test_init_json_carries_the_manifest_of_the_new_empty_store(tmp_path: Path) -> None:
+    path = tmp_path / "new.duckdb"
+    data = json.loads(run_cli("init", "--store", path, "--json").stdout)
+    assert (data["manifest"]["store"], data["manifest"]["high_water"], data["store"]) == (
+        str(path),
+        0,
+        str(path),
+    )
+
+
 def test_patients_json_as_known_at_gives_the_moment_and_high_water_it_read(example_store: Path) -> None:
     result = run_cli("patients", "--as-known-at", "2000-01-01", "--store", example_store, "--json")
     data = json.loads(result.stdout)

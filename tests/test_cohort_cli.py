@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from tests.cohort_support import COHORT, RULES, build_store
+from tests.engine_support import write_rule
 from tests.support import run_cli, run_cli_into_closed_pipe
 
 
@@ -181,6 +182,25 @@ def test_explain_an_adverse_event_cell_lists_each_event_in_words(cohort_store: P
     assert "  p2-ae1 2009-10-10: skin reaction, grade 3\n" in out
 
 
+def test_explain_an_adverse_event_cell_lists_only_the_events_it_counts_beside_the_discontinuation(
+    tmp_path: Path,
+) -> None:
+    """P2 with an otitis media after its skin reaction: the skin reaction's cell lists the skin
+    reaction alone, and says when anakinra was discontinued."""
+    from timeline.ingest import append_rows
+    from timeline.store import Store
+
+    store = build_store(tmp_path / "s.duckdb")
+    with Store.open(store, write=True) as s:
+        append_rows(s, [{"patient_id": "P2", "kind": "adverse_event", "occurred_at": "2009-06-01",
+                         "term": "otitis media", "grade": 2}], author="t", source="test")  # fmt: skip
+    code, out, err = cohort("explain", COHORT, "P2", "ae.skin_reaction.grade_3", "--json", store=store)
+    assert code == 0, err
+    cell = json.loads(out)["cell"]
+    assert [ae["event_id"] for ae in cell["events"]] == ["p2-ae1"]
+    assert cell["detail"] == "anakinra discontinued 2009-10-15 (severe skin reaction)"
+
+
 def test_explain_a_cell_names_the_rule_explanation(cohort_store: Path) -> None:
     code, out, err = cohort(
         "explain", COHORT, "P7", "outcome.arthritis_all.6_months", "--json", store=cohort_store
@@ -262,6 +282,19 @@ def test_a_lanes_colour_follows_what_its_truth_means(rule_id: str, meaning: str)
     from timeline.plots import lane_meaning
 
     assert lane_meaning(rule_id) == meaning
+
+
+def test_a_rules_declared_meaning_colours_its_lane_whatever_its_id_says(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    """`fever_controlled` reads as disease by its words (fever); it declares good news."""
+    own = tmp_path / "own"
+    write_rule(own, "fever_controlled", {"not": {"rule": "arthritis"}}, meaning="good")
+    result = run_cli("plot", "P2", "--out", tmp_path / "p.png", "--store", cohort_store, "--rules", RULES,
+                     "--rules", own, "--lane", "fever_controlled", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["lane_meanings"] == {"fever_controlled": "good"}
+    assert json.loads(result.stdout)["lane_meaning_from"] == {"fever_controlled": "meaning"}
 
 
 def test_plot_refuses_an_unknown_image_format(cohort_store: Path, tmp_path: Path) -> None:

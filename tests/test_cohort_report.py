@@ -207,7 +207,7 @@ def test_adverse_events_on_drug_need_the_study_drug(tmp_path: Path) -> None:
         load_cohort(write(tmp_path, text), rules())
     assert (
         "adverse_events: on_drug counts adverse events up to the study drug's discontinuation, "
-        "and needs the study drug (drug: NAME)"
+        "and needs the study drug (drug: NAME, or drug: index for each patient's own)"
     ) in [p.message for p in info.value.problems]
 
 

@@ -199,7 +199,8 @@ TWO_DRUGS = (
 def test_an_index_naming_two_drugs_without_a_study_drug_is_refused_by_check(tmp_path: Path) -> None:
     assert problems(tmp_path, TWO_DRUGS) == [
         "FILE:7:41: the index names 2 drugs (anakinra, tocilizumab) and the cohort names no study drug, "
-        "so there would be no discontinuation table: add drug: NAME (the drug whose stops to follow), "
+        "so there would be no discontinuation table: add drug: NAME (the drug whose stops to follow), drug: index (each patient's own index "
+        "drug), "
         "or set discontinuations: false"
     ]
 
@@ -207,15 +208,16 @@ def test_an_index_naming_two_drugs_without_a_study_drug_is_refused_by_check(tmp_
 def test_discontinuations_asked_for_without_a_study_drug_are_refused_at_their_line(tmp_path: Path) -> None:
     assert problems(tmp_path, TWO_DRUGS + "discontinuations: true\n") == [
         "FILE:29:19: the discontinuation table needs the study drug and the index names 2 drugs "
-        "(anakinra, tocilizumab): add drug: NAME (the drug whose stops to follow), or set discontinuations: false"
+        "(anakinra, tocilizumab): add drug: NAME (the drug whose stops to follow), drug: index (each patient's own index "
+        "drug), or set discontinuations: false"
     ]
 
 
 def test_censoring_at_discontinuation_with_only_an_on_drug_rule_is_refused(tmp_path: Path) -> None:
     text = TWO_DRUGS.replace("window: 3 months}", "window: 3 months, censor: [death, discontinuation]}")
     assert problems(tmp_path, text + "discontinuations: false\n") == [
-        "FILE:26:98: censoring at discontinuation needs the study drug (drug: NAME), whose discontinuation "
-        "date it censors at (an on_drug_rule has none)"
+        "FILE:26:98: censoring at discontinuation needs the study drug (drug: NAME, or drug: index for each "
+        "patient's own), whose discontinuation date it censors at (an on_drug_rule has none)"
     ]
 
 
@@ -299,6 +301,12 @@ def test_loading_a_cohort_without_its_rule_directory_says_how_to_load_it(tmp_pat
         "the rules of 'study_rules' were not loaded: the cohort commands load a cohort file's rule "
         "directories; from Python, load rule_dirs(cohort_rule_dirs(FILE)) (timeline.cohort.spec)"
     ]
+
+
+def test_a_cohort_files_rule_directory_also_given_with_rules_is_read_once(tmp_path: Path) -> None:
+    path = _study(tmp_path)
+    result = run_cli("cohort", "check", path, "--rules", path.parent / "study_rules")
+    assert result.exit_code == 0, result.output
 
 
 def test_cohort_rule_dirs_names_the_files_directories_for_python(tmp_path: Path) -> None:

@@ -328,6 +328,17 @@ def test_a_window_reads_as_written(tmp_path: Path, window: str, shown: str) -> N
     assert str(spec.outcomes[0].window) == shown
 
 
+def test_a_window_side_given_as_none_is_told_to_write_0_days(tmp_path: Path) -> None:
+    err = _spec_error(
+        tmp_path,
+        COHORT.replace("assessment_window: 30 days", "assessment_window: {before: none, after: 30 days}"),
+    )
+    assert (
+        "'none' is not a length of days, weeks, months or years (e.g. 30 days, 2 weeks; 0 days for none)"
+        in err
+    )
+
+
 def test_none_turns_a_window_off_whatever_its_case(tmp_path: Path) -> None:
     spec = load_cohort(
         write(tmp_path, COHORT.replace("assessment_window: 30 days", "assessment_window: None")), rules()

@@ -1211,3 +1211,70 @@ def test_rules_check_of_an_empty_directory_says_it_holds_no_rule_files(tmp_path:
 def test_rules_show_gives_the_default_beside_a_site_value_with_its_unit() -> None:
     result = run_cli("rules", "show", "crp_normal", "--rules", "examples/site_rules/")
     assert "param upper = 10.0 mg/L (default 6.0 mg/L)" in result.stdout
+
+
+def test_a_rule_may_say_what_its_truth_means_for_the_patient(tmp_path: Path) -> None:
+    write_rule(
+        tmp_path,
+        "flare",
+        {"exists": {"select": {"kind": "finding", "code": "rash"}, "window": "7 days"}},
+        meaning="bad",
+    )
+    assert load_rules([tmp_path]).rules["flare"].meaning == "bad"
+
+
+def test_a_meaning_other_than_good_bad_or_neutral_is_refused_at_its_line(tmp_path: Path) -> None:
+    write_rule(
+        tmp_path,
+        "flare",
+        {"exists": {"select": {"kind": "finding", "code": "rash"}, "window": "7 days"}},
+        meaning="goood",
+    )
+    with pytest.raises(RuleError) as info:
+        load_rules([tmp_path])
+    assert [(p.line, p.message) for p in info.value.problems] == [
+        (
+            5,  # id, version, description, citation, meaning
+            "meaning (of the rule being true, for the patient) is good, bad or neutral, not 'goood' (did you mean 'good'?)",
+        )
+    ]
+
+
+def test_a_number_rule_cannot_have_a_meaning(tmp_path: Path) -> None:
+    write_rule(
+        tmp_path,
+        "crp",
+        {"latest": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days"}},
+        meaning="bad",
+    )
+    with pytest.raises(RuleError) as info:
+        load_rules([tmp_path])
+    assert [p.message for p in info.value.problems] == [
+        "meaning says what the rule being true means: a number has no true"
+    ]
+
+
+def test_every_boolean_rule_of_the_built_in_pack_says_what_its_truth_means() -> None:
+    rules = load_rules([BUILTIN_DIR / "sjia"])
+    assert [r.id for r in rules.rules.values() if r.type.kind == "bool" and r.meaning is None] == []
+
+
+def test_a_rule_directory_given_twice_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As $TIMELINE_RULES, a cohort file's rules: and --rules may all name a site's folder,
+    relative or absolute: its rules are not "also defined" in themselves."""
+    write_rule(
+        tmp_path / "site",
+        "flare",
+        {"exists": {"select": {"kind": "finding", "code": "rash"}, "window": "7 days"}},
+    )
+    monkeypatch.chdir(tmp_path)
+    rules = load_rules(["site", tmp_path / "site", "./site"])
+    assert (rules.rules["flare"].overrides, len(rules.sources)) == (None, 1)
+
+
+def test_a_directory_given_twice_is_read_at_its_last_place(tmp_path: Path) -> None:
+    """[A, B, A]: A comes last, so its rules override B's, as the last directory's do."""
+    define = {"exists": {"select": {"kind": "finding", "code": "rash"}, "window": "7 days"}}
+    write_rule(tmp_path / "a", "flare", define, version="1")
+    write_rule(tmp_path / "b", "flare", define, version="2")
+    assert load_rules([tmp_path / "a", tmp_path / "b", tmp_path / "a"]).rules["flare"].version == "1"

@@ -35,8 +35,8 @@ FORMATS = (".png", ".svg")
 _TRUE, _FALSE, _UNKNOWN = "#b2182b", "#d9d9d9", "#fee08b"
 _GOOD = "#1a9850"  # a state that is good news when true (fever-free, inactive, response)
 _OTHER = "#4575b4"  # true, and neither: on a drug, under 30 kg, a dose in its band
-# A lane's colour says what its truth means, read from the words of its rule id (rules carry
-# no such field): good news first (rash_free, inactive_disease hold a disease word too), then
+# A lane's colour says what its truth means: the rule's `meaning:` (good, bad, neutral), else
+# read from the words of its rule id: good news first (rash_free, inactive_disease hold a disease word too), then
 # disease activity; any other rule is drawn in a neutral colour, never as disease.
 _GOOD_WORDS = ("free", "afebrile", "inactive", "response", "remission", "normal", "absent", "resolved")
 _DISEASE_WORDS = (
@@ -46,9 +46,15 @@ _DISEASE_WORDS = (
 _COLOURS = {"good": _GOOD, "disease": _TRUE, "other": _OTHER}
 
 
-def lane_meaning(rule_id: str) -> str:
+_DECLARED = {"good": "good", "bad": "disease", "neutral": "other"}
+
+
+def lane_meaning(rule_id: str, declared: str | None = None) -> str:
     """What a swimlane's true means: ``good``, ``disease`` (activity, a complication) or
-    ``other`` (a treatment, a band: no judgement), from the words of the rule id."""
+    ``other`` (a treatment, a band: no judgement): the rule's own ``meaning:`` when it
+    declares one, else read from the words of the rule id."""
+    if declared is not None:
+        return _DECLARED[declared]
     words = rule_id.lower().split("_")
     if any(w in _GOOD_WORDS for w in words):
         return "good"
@@ -155,7 +161,7 @@ def patient_plot(
 
     # swimlanes: states from the rules, then recorded rash findings, MAS episodes and AEs
     ax = axes[0]
-    meaning = {rid: lane_meaning(rid) for rid in wanted}
+    meaning = {rid: lane_meaning(rid, session.rules.rules[rid].meaning) for rid in wanted}
     names = [*wanted, "rash (recorded)", "MAS episode (recorded)", "adverse events"]
     for i, rid in enumerate(wanted):
         y = len(names) - 1 - i
@@ -263,6 +269,10 @@ def patient_plot(
         "file": str(out),
         "lanes": wanted,
         "lane_meanings": meaning,
+        # where each lane's meaning came from: the rule's own `meaning:`, or the words of its id
+        "lane_meaning_from": {
+            rid: "meaning" if session.rules.rules[rid].meaning is not None else "rule id" for rid in wanted
+        },
         "dose_rule": dose_rule if known_dose else None,
         "dose_axis": dose_unit,
         "events": len(events),

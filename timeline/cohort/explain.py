@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from timeline.cohort.report import Cell, PatientFacts, Report, end_of, run_cohort
+from timeline.cohort.report import Cell, PatientFacts, Report, _ae_keys, end_of, run_cohort
 from timeline.cohort.spec import CohortSpec
 from timeline.engine.evaluate import Result, Session
 from timeline.errors import UsageError
@@ -61,6 +61,8 @@ def explain_patient(
             "end": f.fu_end,
             "why": f.fu_end_reason,
             "death": f.death,
+            # the study drug followed for this patient (with `drug: index`, their index event's)
+            "drug": f.drug,
             "discontinued": f.disc_date,
             "discontinuation_reason": f.disc_reason,
             "discontinuation_events": f.disc_events,
@@ -204,7 +206,7 @@ def _cell(
                 on = (
                     f" and {spec.on_drug_rule} is true"
                     if spec.on_drug_rule
-                    else f", before {spec.drug} was discontinued"
+                    else f", before {f.drug} was discontinued"
                 )
             out["assessment"] = (
                 f"unknown on {day}; assessed on {other}, the nearest day within the assessment "
@@ -230,7 +232,16 @@ def _cell(
                 "first instant the outcome held" if facts.event else "value at the censoring",
             )
     elif section == "ae":
-        out["events"] = f.adverse_events
+        # the patient's adverse events this cell counts (its term and grade), beside the
+        # study drug's discontinuation
+        out["events"] = [ae for ae in f.adverse_events if (cell.row, cell.column) in _ae_keys(ae)]
+        out["detail"] = (
+            f"{f.drug} discontinued {f.disc_date} ({f.disc_reason or 'no reason recorded'})"
+            if f.disc_date
+            else f"{f.drug} not discontinued"
+            if f.drug
+            else "no study drug"
+        )
     elif section == "discontinuation":
         out["detail"] = {"date": f.disc_date, "reason": f.disc_reason, "events": f.disc_events}
     elif section == "mas":
@@ -252,7 +263,8 @@ def _denominator(spec: CohortSpec, f: PatientFacts, policy: str, day: Any) -> st
     stop = (
         f"stopped {f.disc_date} ({f.disc_reason or 'no reason recorded'})" if f.disc_date else "never stopped"
     )
-    return f"policy on_drug: {text}; {spec.drug} {stop}"
+    drug = f"{f.drug} (the index drug)" if spec.drug_from_index else spec.drug
+    return f"policy on_drug: {text}; {drug} {stop}"
 
 
 __all__ = ["explain_patient", "role"]

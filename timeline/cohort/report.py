@@ -112,6 +112,9 @@ class PatientFacts:
     fu_end: date | None = None
     fu_end_reason: str | None = None
     death: date | None = None
+    # the study drug followed for this patient: the cohort's, or with `drug: index` the drug of
+    # the patient's own index event (None: no study drug, or an index event naming none)
+    drug: str | None = None
     disc_date: date | None = None
     disc_reason: str | None = None
     disc_events: list[str] = field(default_factory=list)
@@ -264,7 +267,9 @@ class _Run:
         often a misspelling, which would otherwise leave the report empty without a word."""
         spec = self.spec
         index = _selector_drugs(spec.index)
-        wanted = list(dict.fromkeys([*index, *([spec.drug] if spec.drug else [])]))
+        # `drug: index` names no drug of its own: the index's drugs are the study drugs
+        study = [spec.drug] if spec.drug and not spec.drug_from_index else []
+        wanted = list(dict.fromkeys([*index, *study]))
         if not wanted:
             return []
         # one early-stopping probe per drug: a drug that is recorded is found at once
@@ -296,17 +301,23 @@ class _Run:
         for pid in patients or []:
             self.facts.setdefault(pid, PatientFacts(pid))
         pred = self.comp0.predicate(spec.index)
+        # index_drug: the drug of the index event, each patient's study drug with `drug: index`
         self.con.execute(
             f"""CREATE OR REPLACE TEMP TABLE tl_c_idx AS
                 SELECT patient_id, event_id AS index_event, seq AS index_seq, occurred_at AS t_index,
                        occurred_at::DATE AS index_date,
-                       occurred_at::DATE + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND AS q_index
+                       occurred_at::DATE + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND AS q_index,
+                       drug AS index_drug
                 FROM tl_c_ev WHERE {pred}
                 QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY occurred_at, asserted_seq DESC) = 1"""
         )
-        for pid, eid, seq, t, d, q in self.sql("SELECT * FROM tl_c_idx"):
+        rows = self.sql(
+            "SELECT patient_id, index_event, index_seq, t_index, index_date, q_index, index_drug FROM tl_c_idx"
+        )
+        for pid, eid, seq, t, d, q, drug in rows:
             f = self.facts[pid]
             f.index_event, f.index_seq, f.t_index, f.index_date, f.q_population = eid, seq, t, d, q
+            f.drug = drug if spec.drug_from_index else spec.drug
             f.status = "not_included"
         self._follow_up()
         self._discontinuation()
@@ -370,13 +381,21 @@ class _Run:
         # the stop that begins the final off-drug period, whichever is first: a stop followed
         # by a restart (or a dose change) was an interruption, but a discontinuation ends the
         # course even when the drug is given again later. Its events run up to the next start.
-        d = q_(drug)
+        # With `drug: index` the drug is each patient's own, the drug of their index event:
+        # another drug's starts and stops are not theirs.
+        if self.spec.drug_from_index:
+            ons = f"""SELECT e.patient_id, e.occurred_at FROM tl_c_ev e JOIN tl_c_idx i USING (patient_id)
+                      WHERE e.drug = i.index_drug AND e.kind IN {_ON}"""
+            is_drug = "s.drug = i.index_drug"
+        else:
+            ons = f"SELECT patient_id, occurred_at FROM tl_c_ev WHERE drug = {q_(drug)} AND kind IN {_ON}"
+            is_drug = f"s.drug = {q_(drug)}"
         self.con.execute(
             f"""INSERT INTO tl_c_disc
-                WITH ons AS (SELECT patient_id, occurred_at FROM tl_c_ev WHERE drug = {d} AND kind IN {_ON}),
+                WITH ons AS ({ons}),
                 lo AS (SELECT patient_id, max(occurred_at) AS last_on FROM ons GROUP BY patient_id),
                 offs AS (SELECT s.* FROM tl_c_ev s JOIN tl_c_idx i USING (patient_id)
-                         WHERE s.drug = {d} AND s.kind IN {_OFF} AND s.occurred_at >= i.t_index),
+                         WHERE {is_drug} AND s.kind IN {_OFF} AND s.occurred_at >= i.t_index),
                 firsts AS (
                     SELECT o.patient_id, least(
                         min(o.occurred_at) FILTER (WHERE o.kind = 'discontinuation'),
@@ -520,6 +539,18 @@ class _Run:
         choice made in DuckDB; only a value taken from another day is evaluated again (with
         evidence, when one patient is explained)."""
         spec = self.spec
+        # the days with a recorded event around each time point, in the widest of the windows:
+        # one pass over the events, whatever the number of windowed outcomes
+        windows = list(dict.fromkeys(o.window for o in outcomes if o.window is not None))
+        los = [f"(t.tp_date - {w.before.sql()})::DATE" for w in windows]
+        his = [f"(t.tp_date + {w.after.sql()})::DATE" for w in windows]
+        self.con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE tl_c_days AS
+                SELECT DISTINCT t.patient_id, t.tp, e.occurred_at::DATE AS day
+                FROM tl_c_tp t JOIN tl_c_ev e ON e.patient_id = t.patient_id
+                WHERE e.kind <> 'birth'
+                  AND e.occurred_at::DATE BETWEEN least({", ".join(los)}) AND greatest({", ".join(his)})"""
+        )
         parts = []
         for o in outcomes:
             assert o.window is not None
@@ -532,9 +563,8 @@ class _Run:
             parts.append(
                 f"""SELECT {q_(o.id)} AS oid, {q_(o.rule)} AS rule_id, t.patient_id, t.tp, t.q AS target, d.day
                     FROM tl_c_tp t
-                    JOIN (SELECT DISTINCT patient_id, occurred_at::DATE AS day FROM tl_c_ev
-                          WHERE kind <> 'birth') d
-                      ON d.patient_id = t.patient_id AND d.day BETWEEN {lo} AND {hi} AND d.day <> t.tp_date
+                    JOIN tl_c_days d ON d.patient_id = t.patient_id AND d.tp = t.tp
+                      AND d.day BETWEEN {lo} AND {hi} AND d.day <> t.tp_date
                     JOIN tl_c_idx i ON i.patient_id = t.patient_id AND d.day >= i.index_date
                     JOIN tl_c_fu f ON f.patient_id = t.patient_id AND d.day <= f.fu_end
                     LEFT JOIN tl_c_disc x ON x.patient_id = t.patient_id
@@ -571,7 +601,7 @@ class _Run:
                 WHERE s.b IS NOT NULL {gate_ok}
                 GROUP BY ALL HAVING min(c.dist) > 0"""
         )
-        for d in ("tl_c_cand", "tl_c_wst"):
+        for d in ("tl_c_days", "tl_c_cand", "tl_c_wst"):
             self.con.execute(f"DROP TABLE IF EXISTS {d}")
         by_id = {o.id: o for o in outcomes}
         # every windowed value starts as the time point's own; a known day of the window
@@ -825,7 +855,7 @@ class _Run:
                 return None
             return f"{self.spec.on_drug_rule} {'unknown' if r is None or r.value is None else 'false'}"
         if f.disc_date is not None and f.disc_date <= d:
-            return f"{self.spec.drug} discontinued"
+            return f"{_drug_label(self.spec)} discontinued"  # with `drug: index`: whichever it was
         return None
 
     def _outcomes(self, gid: str, suffix: str, members: list[PatientFacts]) -> list[Cell]:
@@ -910,8 +940,15 @@ class _Run:
         stopped = [f for f in members if f.disc_date is not None]
         out = [
             _cell(f"discontinuation.any{suffix}", "discontinuation", "any", "", gid,
-                  f"{self.spec.drug} discontinued", "the group", [f.patient_id for f in stopped], ids)
+                  f"{_drug_label(self.spec)} discontinued", "the group", [f.patient_id for f in stopped], ids)
         ]  # fmt: skip
+        if self.spec.drug_from_index:
+            # the row counts stops of different drugs: say how many of each (a stop is of the
+            # patient's index drug, so it names one)
+            by_drug: dict[str, int] = {}
+            for f in stopped:
+                by_drug[str(f.drug)] = by_drug.get(str(f.drug), 0) + 1
+            out[0].stats = {"by_drug": dict(sorted(by_drug.items()))}
         reasons: dict[str, list[str]] = {r: [] for r in all_reasons}
         for f in stopped:
             reasons.setdefault(f.disc_reason or "no reason recorded", []).append(f.patient_id)
@@ -954,6 +991,12 @@ def ae_scope(spec: CohortSpec) -> str:
     """The AE cells' denominator, with the span of time they count in words."""
     if spec.ae_until != "on_drug":
         return AE_SCOPE
+    if spec.drug_from_index:
+        return (
+            "the group (adverse events of any drug, or none named, from the index while on the "
+            "index drug, each patient's own: up to its discontinuation, that day included, or the "
+            "end of follow-up)"
+        )
     return (
         "the group (adverse events of any drug, or none named, from the index while on "
         f"{spec.drug}: up to its discontinuation, that day included, or the end of follow-up)"
@@ -966,7 +1009,25 @@ def ae_title(spec: CohortSpec) -> str:
         return (
             "Adverse events (of any drug) from the index to the end of follow-up, after a discontinuation too"
         )
+    if spec.drug_from_index:
+        return (
+            "Adverse events (of any drug) while on the index drug (each patient's own): "
+            "from the index to its discontinuation"
+        )
     return f"Adverse events (of any drug) while on {spec.drug}: from the index to its discontinuation"
+
+
+def disc_title(spec: CohortSpec) -> str:
+    """The discontinuation table's title."""
+    if spec.drug_from_index:
+        return "Discontinuations of the index drug (each patient's own)"
+    return f"Discontinuations of {spec.drug}"
+
+
+def _drug_label(spec: CohortSpec) -> str:
+    """The study drug in a row or a reason shared by patients: its name, or "index drug"
+    (each patient's own, whichever it was)."""
+    return "index drug" if spec.drug_from_index else str(spec.drug)
 
 
 POLICY_TEXT = {
@@ -983,7 +1044,7 @@ def policies(spec: CohortSpec) -> dict[str, str]:
     on = (
         f"rule {spec.on_drug_rule} true at the time point"
         if spec.on_drug_rule
-        else f"{spec.drug} not discontinued on or before the time point date (a recorded discontinuation, "
+        else f"{_policy_drug(spec)} not discontinued on or before the time point date (a recorded discontinuation, "
         "or a stop not followed by a restart; a stop then a restart is an interruption)"
     )
     return {
@@ -991,6 +1052,14 @@ def policies(spec: CohortSpec) -> dict[str, str]:
         "followed": f"follow-up end on or after the time point date; follow-up ends at the first {ends}, else at {otherwise}",
         "on_drug": f"followed (as above) and on the drug: {on}",
     }
+
+
+def _policy_drug(spec: CohortSpec) -> str:
+    """The study drug in the on_drug policy's definition: with ``drug: index`` it is not one
+    drug, so the definition says whose it is."""
+    if spec.drug_from_index:
+        return "the index drug (each patient's own: the drug of their index event)"
+    return str(spec.drug)
 
 
 def _cell(

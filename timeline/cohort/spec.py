@@ -38,6 +38,9 @@ ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 POLICIES = ("all", "followed", "on_drug")
 CENSORS = ("end_of_follow_up", "death", "discontinuation")
 END_KINDS = ("end_of_follow_up", "death")
+# `drug: index`: each patient's study drug is the drug of their own index event (an index of
+# several drugs, "the first IL-1 or IL-6 biologic", follows each patient's own)
+INDEX_DRUG = "index"
 TOP_KEYS = (
     "cohort", "version", "title", "description", "rules", "index", "drug", "population", "subgroups",
     "follow_up", "baseline", "time_points", "assessment_window", "denominator", "outcomes",
@@ -157,6 +160,11 @@ class CohortSpec:
     # the AE table's span: to the end of follow-up, or "on_drug": to the study drug's
     # discontinuation (that day included) when it comes first
     ae_until: str = "end_of_follow_up"
+
+    @property
+    def drug_from_index(self) -> bool:
+        """``drug: index``: the study drug is each patient's own, the drug of their index event."""
+        return self.drug == INDEX_DRUG
 
     def rule_ids(self) -> list[str]:
         """Every rule the cohort uses, once, in file order."""
@@ -338,6 +346,20 @@ class _Parser:
         self._rule_dirs(data.get("rules"), ("rules",))
         index = self._index(data.get("index"), ("index",))
         drug = self._drug(data.get("drug"), index)
+        if drug == INDEX_DRUG and index is not None and not _drugs(index):
+            self.fail(
+                ("drug",),
+                "drug: index follows the drug of each patient's index event, and the index selector "
+                "names no drug: name its drugs (index: {first: {kind: medication_start, drug: "
+                "[anakinra, canakinumab]}}), or the study drug (drug: NAME)",
+            )
+        elif drug == INDEX_DRUG and index is not None and not _always_a_drug(index):
+            self.fail(
+                ("drug",),
+                "drug: index follows the drug of each patient's index event, and a branch of the "
+                "index selector's any_of names no drug: its patients would have no study drug; "
+                "name a drug in every branch",
+            )
         pop = self.mapping(
             data.get("population"), ("population",), ("include", "exclude", "evaluate_at"), "population"
         )
@@ -359,7 +381,7 @@ class _Parser:
         needs_drug = default_policy == "on_drug" or any(o.denominator == "on_drug" for o in outcomes)
         if needs_drug and drug is None and on_drug_rule is None:
             self.fail(("denominator",) if default_policy == "on_drug" else ("outcomes",),
-                      "the on_drug denominator needs the study drug (drug: NAME) or follow_up.on_drug_rule")  # fmt: skip
+                      "the on_drug denominator needs the study drug (drug: NAME, or drug: index for each patient's own) or follow_up.on_drug_rule")  # fmt: skip
         raw_ae = data.get("adverse_events")
         ae_until = "end_of_follow_up"
         if raw_ae == "on_drug":
@@ -368,12 +390,13 @@ class _Parser:
                 self.fail(
                     ("adverse_events",),
                     "adverse_events: on_drug counts adverse events up to the study drug's "
-                    "discontinuation, and needs the study drug (drug: NAME)",
+                    "discontinuation, and needs the study drug (drug: NAME, or drug: index for each "
+                    "patient's own)",
                 )
         elif isinstance(raw_ae, str):
             self.fail(
                 ("adverse_events",),
-                f"adverse_events is true, false or on_drug, not {raw_ae!r}{did_you_mean(raw_ae, ['on_drug'])}",
+                f"adverse_events is true, false or on_drug, not {raw_ae!r}{did_you_mean(raw_ae.lower(), ['on_drug'])}",
             )
             ae = True
         else:
@@ -477,7 +500,10 @@ class _Parser:
         report has no drug to follow, so the table would be left out without a word."""
         drugs = _drugs(index) if index is not None else ()
         named = f"the index names {len(drugs)} drugs ({', '.join(drugs)})"
-        fix = "add drug: NAME (the drug whose stops to follow), or set discontinuations: false"
+        fix = (
+            "add drug: NAME (the drug whose stops to follow), drug: index (each patient's own index "
+            "drug), or set discontinuations: false"
+        )
         if "discontinuations" in data:
             why = named if len(drugs) > 1 else "the cohort names none"
             self.fail(
@@ -586,7 +612,7 @@ class _Parser:
             before = self._side(m.get("before"), (*path, "before")) if "before" in m else None
             after = self._side(m.get("after"), (*path, "after")) if "after" in m else None
         elif isinstance(data, str | int) and not isinstance(data, bool):
-            before = after = self._side(data, path)
+            before = after = self._side(data, path, whole=True)
         else:
             self.fail(
                 path,
@@ -598,14 +624,18 @@ class _Parser:
             return None
         return Window(before, after)
 
-    def _side(self, data: Any, path: Path_) -> Duration | None:
+    def _side(self, data: Any, path: Path_, whole: bool = False) -> Duration | None:
         try:
             d = Duration.parse(data)
         except DurationError:
             self.fail(
                 path,
                 f"assessment_window: {data!r} is not a length of days, weeks, months or years "
-                "(e.g. 30 days, 2 weeks, 1 month), nor none",
+                + (
+                    "(e.g. 30 days, 2 weeks, 1 month), nor none"
+                    if whole
+                    else "(e.g. 30 days, 2 weeks; 0 days for none)"
+                ),
             )
             return None
         if d.amount < 0:
@@ -710,8 +740,9 @@ class _Parser:
                 elif c == "discontinuation" and drug is None:
                     self.fail(
                         (*p, "censor", i),
-                        "censoring at discontinuation needs the study drug (drug: NAME), whose "
-                        "discontinuation date it censors at (an on_drug_rule has none)",
+                        "censoring at discontinuation needs the study drug (drug: NAME, or drug: "
+                        "index for each patient's own), whose discontinuation date it censors at "
+                        "(an on_drug_rule has none)",
                     )
                 else:
                     censor.append(str(c))
@@ -766,6 +797,12 @@ def _drugs(sel: ast.Selector) -> tuple[str, ...]:
     for sub in sel.any_of:
         out += _drugs(sub)
     return tuple(dict.fromkeys(out))
+
+
+def _always_a_drug(sel: ast.Selector) -> bool:
+    """Every event the selector matches names one of its drugs: it names drugs itself, or each
+    of its ``any_of`` branches does."""
+    return bool(sel.drugs) or (bool(sel.any_of) and all(_always_a_drug(sub) for sub in sel.any_of))
 
 
 def load_cohort(path: str | Path, rules: RuleSet) -> CohortSpec:

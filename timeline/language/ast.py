@@ -345,6 +345,12 @@ class Example(Frozen):
 # without one is "unspecified": nothing is claimed for it.
 STATUSES = ("checked", "conflict", "working_definition")
 
+# What a boolean rule being true means for the patient (a rule file's ``meaning:``): good news
+# (fever-free, inactive disease, a response), bad news (disease activity, a complication), or
+# neither (on a drug, a weight band). Plots colour a state by it; a rule without one is judged
+# by the words of its id.
+MEANINGS = ("good", "bad", "neutral")
+
 
 class Rule(Frozen):
     id: str
@@ -352,6 +358,7 @@ class Rule(Frozen):
     description: str
     citation: str
     status: Literal["checked", "conflict", "working_definition", "unspecified"] = "unspecified"
+    meaning: Literal["good", "bad", "neutral"] | None = None
     unit: str | None = None
     params: tuple[ParamSpec, ...] = ()
     define: Node

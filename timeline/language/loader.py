@@ -241,6 +241,7 @@ RULE_KEYS = (
     "description",
     "citation",
     "status",
+    "meaning",
     "unit",
     "params",
     "events",
@@ -322,6 +323,14 @@ class _RuleParser:
                 f"{did_you_mean(str(status), ast.STATUSES)}",
             )
             status = "unspecified"
+        meaning = data.get("meaning")
+        if meaning is not None and meaning not in ast.MEANINGS:
+            self.fail(
+                ("meaning",),
+                f"meaning (of the rule being true, for the patient) is good, bad or neutral, not {meaning!r}"
+                f"{did_you_mean(str(meaning), ast.MEANINGS)}",
+            )
+            meaning = None
         unit = data.get("unit")
         unit_wrong = unit_problem(str(unit)) if unit is not None else None
         if unit_wrong:
@@ -344,6 +353,7 @@ class _RuleParser:
             description=str(data["description"]).strip(),
             citation=str(data["citation"]).strip(),
             status=status,
+            meaning=meaning,
             unit=str(unit) if unit is not None else None,
             params=tuple(self.params.values()),
             define=define,
@@ -1278,6 +1288,22 @@ def _id_line(text: str) -> str | None:
     return m.group(1) if m else None
 
 
+def _once(dirs: Sequence[str | os.PathLike[str]]) -> list[str | os.PathLike[str]]:
+    """Each directory once, at the last place it is given: the same folder named twice, the
+    same way or another (``$TIMELINE_RULES``, a cohort file's ``rules:``, ``--rules``, a
+    relative or absolute path, a symlink), would otherwise define each of its rules twice. At
+    its last place its rules override those of the folders before it, as they would."""
+
+    def key(d: str | os.PathLike[str]) -> str:
+        try:
+            return str(Path(d).resolve())
+        except (OSError, RuntimeError):
+            return str(d)
+
+    keys = [key(d) for d in dirs]
+    return [d for i, d in enumerate(dirs) if keys[i] not in keys[i + 1 :]]
+
+
 def rule_files(directory: Path) -> list[Path]:
     """The rule files of a directory (``params.yaml`` included), in the order they are read:
     ``*.yaml``, then ``*.yml``, in any case (``R.YAML`` too, as saved by some editors)."""
@@ -1305,7 +1331,7 @@ def load_rules(
     failed: set[str] = set()  # ids of rule files that did not load
     notes: list[str] = []
     hasher = hashlib.sha256()
-    for d in dirs if dirs is not None else rule_dirs():
+    for d in _once(dirs if dirs is not None else rule_dirs()):
         directory = Path(d)
         try:
             is_dir = directory.is_dir()
@@ -1381,6 +1407,10 @@ def load_rules(
             checker.check_rule(rules[rid])
             if len(problems) == before:  # its type is known
                 _check_expected(rules[rid], types[rules[rid].define.nid], docs[rid], problems)
+                if rules[rid].meaning is not None and types[rules[rid].define.nid].kind != "bool":
+                    line, col = docs[rid].where(("meaning",))
+                    problems.append(Problem(rules[rid].source, line, col,
+                                            "meaning says what the rule being true means: a number has no true"))  # fmt: skip
     if problems:
         raise RuleError(problems)
     for rid in order:

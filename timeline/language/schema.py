@@ -121,6 +121,7 @@ def rule_schema() -> dict[str, Any]:
             "description": {"type": "string"},
             "citation": {"type": "string"},
             "status": {"enum": list(ast.STATUSES)},
+            "meaning": {"enum": list(ast.MEANINGS)},
             "unit": {"type": "string"},
             "params": {
                 "type": "object",
