@@ -531,23 +531,44 @@ class _Run:
             self._assess(windowed)
 
     def _assess(self, outcomes: list[Outcome]) -> None:
-        """Outcomes with an assessment window: the rule's state on the day nearest the time
-        point's date on which it is known, among that date and the days of the window with a
-        recorded event (the earlier of two as near; docs/cohorts.md, "Time"). Other days
-        than the date itself count only within follow-up and, for an ``on_drug`` denominator,
-        while the patient is on the drug. The candidates are evaluated values only and the
-        choice made in DuckDB; only a value taken from another day is evaluated again (with
-        evidence, when one patient is explained)."""
+        """Outcomes with an assessment window: where the rule is unknown at the end of the
+        time point's date, its state on the nearest day of the window with a recorded event on
+        which it is known (the earlier of two as near; docs/cohorts.md, "Time"). Those days
+        count only within follow-up and, for an ``on_drug`` denominator, while the patient is
+        on the drug. Only the windows of unknown dates are searched: their days are evaluated
+        values only (:meth:`Session.states`) and the choice made in DuckDB; a value is
+        evaluated again, with its evidence, only when one patient is explained."""
         spec = self.spec
-        # the days with a recorded event around each time point, in the widest of the windows:
-        # one pass over the events, whatever the number of windowed outcomes
+        by_id = {o.id: o for o in outcomes}
+        # every windowed value starts as the time point's own; a known day of the window
+        # replaces it only where the date itself is unknown
+        open_: tuple[list[str], list[str], list[str]] = ([], [], [])
+        for f in self.facts.values():
+            for o in outcomes:
+                for tp in o.time_points:
+                    r = f.values.get((o.rule, tp))
+                    if r is not None:
+                        f.values[self.key(o.rule, o.where(tp))] = r
+                    if tp in f.tp_dates and (r is None or r.value is None):
+                        for column, value in zip(open_, (o.id, f.patient_id, tp), strict=True):
+                            column.append(value)
+        if not open_[0]:
+            return
+        self.con.execute(
+            """CREATE OR REPLACE TEMP TABLE tl_c_open AS SELECT unnest(?::VARCHAR[]) AS oid,
+                   unnest(?::VARCHAR[]) AS patient_id, unnest(?::VARCHAR[]) AS tp""",
+            list(open_),
+        )
+        # the days with a recorded event around each time point still open, in the widest of
+        # the windows: one pass over the events, whatever the number of windowed outcomes
         windows = list(dict.fromkeys(o.window for o in outcomes if o.window is not None))
         los = [f"(t.tp_date - {w.before.sql()})::DATE" for w in windows]
         his = [f"(t.tp_date + {w.after.sql()})::DATE" for w in windows]
         self.con.execute(
             f"""CREATE OR REPLACE TEMP TABLE tl_c_days AS
                 SELECT DISTINCT t.patient_id, t.tp, e.occurred_at::DATE AS day
-                FROM tl_c_tp t JOIN tl_c_ev e ON e.patient_id = t.patient_id
+                FROM tl_c_tp t SEMI JOIN tl_c_open o ON o.patient_id = t.patient_id AND o.tp = t.tp
+                JOIN tl_c_ev e ON e.patient_id = t.patient_id
                 WHERE e.kind <> 'birth'
                   AND e.occurred_at::DATE BETWEEN least({", ".join(los)}) AND greatest({", ".join(his)})"""
         )
@@ -559,24 +580,20 @@ class _Run:
             on_drug = ""
             if o.denominator == "on_drug" and not spec.on_drug_rule:
                 on_drug = "AND (x.disc_date IS NULL OR d.day < x.disc_date)"
-            slugs = ", ".join(q_(s) for s in o.time_points)
             parts.append(
-                f"""SELECT {q_(o.id)} AS oid, {q_(o.rule)} AS rule_id, t.patient_id, t.tp, t.q AS target, d.day
-                    FROM tl_c_tp t
+                f"""SELECT {q_(o.id)} AS oid, {q_(o.rule)} AS rule_id, t.patient_id, t.tp, t.tp_date, d.day
+                    FROM tl_c_open c JOIN tl_c_tp t ON t.patient_id = c.patient_id AND t.tp = c.tp
                     JOIN tl_c_days d ON d.patient_id = t.patient_id AND d.tp = t.tp
                       AND d.day BETWEEN {lo} AND {hi} AND d.day <> t.tp_date
                     JOIN tl_c_idx i ON i.patient_id = t.patient_id AND d.day >= i.index_date
                     JOIN tl_c_fu f ON f.patient_id = t.patient_id AND d.day <= f.fu_end
                     LEFT JOIN tl_c_disc x ON x.patient_id = t.patient_id
-                    WHERE t.tp IN ({slugs}) {on_drug}
-                    UNION ALL
-                    SELECT {q_(o.id)}, {q_(o.rule)}, t.patient_id, t.tp, t.q, t.tp_date
-                    FROM tl_c_tp t WHERE t.tp IN ({slugs})"""
+                    WHERE c.oid = {q_(o.id)} {on_drug}"""
             )
         self.con.execute(
             f"""CREATE OR REPLACE TEMP TABLE tl_c_cand AS
                 SELECT *, day + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND AS q,
-                       abs(datediff('day', target::DATE, day)) AS dist
+                       abs(datediff('day', tp_date, day)) AS dist
                 FROM ({" UNION ALL ".join(parts)})"""
         )
         rules = {o.rule for o in outcomes}
@@ -592,28 +609,31 @@ class _Run:
             if gate
             else ""
         )
-        gate_ok = f"AND (c.dist = 0 OR c.oid NOT IN ({', '.join(gated)}) OR g.b IS TRUE)" if gated else ""
+        gate_ok = f"AND (c.oid NOT IN ({', '.join(gated)}) OR g.b IS TRUE)" if gated else ""
+        order = "(c.dist, c.day)"
         chosen = self.sql(
-            f"""SELECT c.oid, c.patient_id, c.tp, arg_min(c.q, (c.dist, c.day)) AS q, arg_min(c.day, (c.dist, c.day))
+            f"""SELECT c.oid, c.patient_id, c.tp, arg_min(c.q, {order}), arg_min(c.day, {order}),
+                       arg_min(s.b, {order}), arg_min(s.why, {order})
                 FROM tl_c_cand c
                 JOIN tl_c_wst s ON s.rule_id = c.rule_id AND s.patient_id = c.patient_id AND s.q = c.q
                 {gate_join}
                 WHERE s.b IS NOT NULL {gate_ok}
-                GROUP BY ALL HAVING min(c.dist) > 0"""
+                GROUP BY ALL"""
         )
-        for d in ("tl_c_days", "tl_c_cand", "tl_c_wst"):
+        for d in ("tl_c_open", "tl_c_days", "tl_c_cand", "tl_c_wst"):
             self.con.execute(f"DROP TABLE IF EXISTS {d}")
-        by_id = {o.id: o for o in outcomes}
-        # every windowed value starts as the time point's own; a known day of the window
-        # replaces it only where the date itself is unknown
-        for f in self.facts.values():
-            for o in outcomes:
-                for tp in o.time_points:
-                    r = f.values.get((o.rule, tp))
-                    if r is not None:
-                        f.values[self.key(o.rule, o.where(tp))] = r
+        if not self.evidence:
+            # a whole cohort counts values: the state read at the day taken is the result
+            for oid, pid, tp, q, day, b, why in chosen:
+                o = by_id[oid]
+                f = self.facts[pid]
+                f.values[self.key(o.rule, o.where(tp))] = Result(
+                    o.rule, pid, q.isoformat(sep=" "), q, "bool", b, None, why, []
+                )
+                f.assessed[(oid, tp)] = day
+            return
         wanted: dict[str, list[tuple[str, str, str, datetime, date]]] = {}
-        for oid, pid, tp, q, day in chosen:
+        for oid, pid, tp, q, day, _b, _why in chosen:
             wanted.setdefault(by_id[oid].rule, []).append((oid, pid, tp, q, day))
         for rule, rows in wanted.items():
             at: dict[tuple[str, datetime], list[tuple[str, str, date]]] = {}
