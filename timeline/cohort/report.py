@@ -620,8 +620,8 @@ class _Run:
                 WHERE s.b IS NOT NULL {gate_ok}
                 GROUP BY ALL"""
         )
-        for d in ("tl_c_open", "tl_c_days", "tl_c_cand", "tl_c_wst"):
-            self.con.execute(f"DROP TABLE IF EXISTS {d}")
+        for name in ("tl_c_open", "tl_c_days", "tl_c_cand", "tl_c_wst"):
+            self.con.execute(f"DROP TABLE IF EXISTS {name}")
         if not self.evidence:
             # a whole cohort counts values: the state read at the day taken is the result
             for oid, pid, tp, q, day, b, why in chosen:
