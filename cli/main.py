@@ -145,6 +145,24 @@ def init(
         console().print(f"created store {esc(info.path)} (time zone {esc(info.timezone)})")
 
 
+_SIZE_UNITS = {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
+
+
+def _bytes(text: str, option: str) -> int:
+    """``4GB``, ``512 MB``, ``6GiB`` → bytes (at least 64 MB: DuckDB needs room to work)."""
+    import re
+
+    from timeline.errors import UsageError
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*", text, re.IGNORECASE)
+    if not m:
+        raise UsageError(f"{option} {text!r} is not a size: give a number and a unit, e.g. 512MB, 4GB, 6GiB")
+    n = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    if n < 64 * 10**6:
+        raise UsageError(f"{option} {text!r} is too small: DuckDB needs at least 64MB to ingest")
+    return n
+
+
 @app.command(cls=Command)
 def ingest(
     files: Annotated[
@@ -169,6 +187,14 @@ def ingest(
             help="csv, jsonl, parquet or meds (a MEDS directory from `timeline export`; default: from the extension).",
         ),
     ] = None,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SIZE",
+            help="Memory DuckDB may use while checking and writing a file (e.g. 4GB); past it, it "
+            "spills to disk. Default: 512MB. More is faster on files of millions of events.",
+        ),
+    ] = None,
     wait: WaitOpt = 0,
     json_out: JsonOpt = False,
 ) -> None:
@@ -182,10 +208,13 @@ def ingest(
     ```
     timeline ingest examples/events.csv --author "Dr. Ruiz"
     zcat events.csv.gz | timeline ingest - --format csv
+    timeline ingest registry.parquet --memory-limit 6GB
     ```
     """
     from timeline.errors import IngestError
     from timeline.ingest import ingest_file
+
+    limit = _bytes(memory_limit, "--memory-limit") if memory_limit is not None else None
 
     who = _author(author, required=False)
     results = []
@@ -194,7 +223,7 @@ def ingest(
         for path in files:
             try:
                 with _progress(path) as bar:
-                    result = ingest_file(s, path, author=who, fmt=fmt, progress=bar)
+                    result = ingest_file(s, path, author=who, fmt=fmt, progress=bar, memory_limit=limit)
             except IngestError as exc:
                 failed = exc
                 break

@@ -81,3 +81,54 @@ def test_running_out_of_memory_names_the_step_and_writes_nothing(
         store.con.execute("RESET max_temp_directory_size")
         assert store.con.execute("SELECT count(*), max(seq) FROM events").fetchone() == before
         assert integrity.verify(store).ok
+
+
+def _limit_during(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> list[str]:
+    seen: list[str] = []
+    stage = ingest._stage
+
+    def spy(con: Any, *args: Any) -> None:
+        seen.append(str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0]))
+        stage(con, *args)
+
+    monkeypatch.setattr(ingest, "_stage", spy)
+    with Store.create(tmp_path / "s.duckdb") as store:
+        ingest_file(store, EVENTS, author="t", **kwargs)
+    return seen
+
+
+def test_an_ingest_may_be_given_more_memory_than_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _limit_during(tmp_path, monkeypatch, memory_limit=4 * 10**9) == ["3.7 GiB"]
+
+
+def test_cli_ingest_takes_a_memory_limit_as_a_size(tmp_path: Path) -> None:
+    from tests.support import run_cli
+
+    store = tmp_path / "s.duckdb"
+    run_cli("init", "--store", store)
+    result = run_cli("ingest", EVENTS, "--store", store, "--author", "t", "--memory-limit", "1GiB", "--json")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ("lots", "--memory-limit 'lots' is not a size: give a number and a unit, e.g. 512MB, 4GB, 6GiB"),
+        ("4", "--memory-limit '4' is not a size"),
+        ("10MB", "--memory-limit '10MB' is too small: DuckDB needs at least 64MB to ingest"),
+    ],
+)
+def test_cli_ingest_refuses_a_memory_limit_that_is_not_a_usable_size(
+    tmp_path: Path, size: str, message: str
+) -> None:
+    from tests.support import run_cli
+
+    store = tmp_path / "s.duckdb"
+    run_cli("init", "--store", store)
+    result = run_cli("ingest", EVENTS, "--store", store, "--author", "t", "--memory-limit", size)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    with Store.open(store) as s:
+        assert s.high_water() == 0
