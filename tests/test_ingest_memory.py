@@ -38,12 +38,8 @@ def _limit(store: Store) -> str:
     return str(row[0])
 
 
-@pytest.mark.parametrize(
-    ("preset", "during"), [(None, "488.2 MiB"), ("2GB", "488.2 MiB"), ("300MB", "286.1 MiB")]
-)
-def test_memory_limit_lowered_for_the_ingest_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preset: str | None, during: str
-) -> None:
+def _limits_seen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """DuckDB's memory limit as each ingest's stage starts, appended to the list returned."""
     seen: list[str] = []
     stage = ingest._stage
 
@@ -52,6 +48,16 @@ def test_memory_limit_lowered_for_the_ingest_only(
         stage(con, *args)
 
     monkeypatch.setattr(ingest, "_stage", spy)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("preset", "during"), [(None, "488.2 MiB"), ("2GB", "488.2 MiB"), ("300MB", "286.1 MiB")]
+)
+def test_memory_limit_lowered_for_the_ingest_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preset: str | None, during: str
+) -> None:
+    seen = _limits_seen(monkeypatch)
     with Store.create(tmp_path / "s.duckdb") as store:
         if preset:
             store.con.execute(f"SET memory_limit = '{preset}'")
@@ -84,14 +90,7 @@ def test_running_out_of_memory_names_the_step_and_writes_nothing(
 
 
 def _limit_during(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> list[str]:
-    seen: list[str] = []
-    stage = ingest._stage
-
-    def spy(con: Any, *args: Any) -> None:
-        seen.append(str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0]))
-        stage(con, *args)
-
-    monkeypatch.setattr(ingest, "_stage", spy)
+    seen = _limits_seen(monkeypatch)
     with Store.create(tmp_path / "s.duckdb") as store:
         ingest_file(store, EVENTS, author="t", **kwargs)
     return seen

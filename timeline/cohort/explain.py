@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from timeline.cohort.report import Cell, PatientFacts, Report, _ae_keys, end_of, run_cohort
+from timeline.cohort.report import Cell, PatientFacts, Report, ae_keys, end_of, run_cohort
 from timeline.cohort.spec import CohortSpec
 from timeline.engine.evaluate import Result, Session
 from timeline.errors import UsageError
@@ -234,7 +234,7 @@ def _cell(
     elif section == "ae":
         # the patient's adverse events this cell counts (its term and grade), beside the
         # study drug's discontinuation
-        out["events"] = [ae for ae in f.adverse_events if (cell.row, cell.column) in _ae_keys(ae)]
+        out["events"] = [ae for ae in f.adverse_events if (cell.row, cell.column) in ae_keys(ae)]
         out["detail"] = (
             f"{f.drug} discontinued {f.disc_date} ({f.disc_reason or 'no reason recorded'})"
             if f.disc_date

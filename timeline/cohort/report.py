@@ -771,7 +771,7 @@ class _Run:
         curves: dict[tuple[str, str], Curve] = {}
         # every group gets the rows the whole population has, zeros included
         everyone = [self.facts[p] for p in self.pop]
-        ae_rows = {key for f in everyone for ae in f.adverse_events for key in _ae_keys(ae)}
+        ae_rows = {key for f in everyone for ae in f.adverse_events for key in ae_keys(ae)}
         reasons = {f.disc_reason or "no reason recorded" for f in everyone if f.disc_date is not None}
         for gid, (_label, ids) in groups.items():
             suffix = "" if gid == "all" else f"@{gid}"
@@ -940,7 +940,7 @@ class _Run:
         by: dict[tuple[str, str], dict[str, int]] = {key: {} for key in rows}
         for f in members:
             for ae in f.adverse_events:
-                for key in _ae_keys(ae):
+                for key in ae_keys(ae):
                     by[key][f.patient_id] = by[key].get(f.patient_id, 0) + 1
         out = []
         for (term, grade), pts in sorted(
@@ -1096,7 +1096,7 @@ def _selector_drugs(sel: ast.Selector) -> list[str]:
     return [*sel.drugs, *(d for sub in sel.any_of for d in _selector_drugs(sub))]
 
 
-def _ae_keys(ae: dict[str, Any]) -> list[tuple[str, str]]:
+def ae_keys(ae: dict[str, Any]) -> list[tuple[str, str]]:
     return [(ae["term"], f"grade {ae['grade']}"), (ae["term"], "any grade"), ("any", "any grade")]
 
 

@@ -8,18 +8,17 @@ exactly like rule files (and the same exit code, 8). See ``docs/cohorts.md``.
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from timeline.language import ast
-from timeline.language.durations import Duration, DurationError
+from timeline.language.durations import Duration, DurationError, shift
 from timeline.language.loader import (
     ParseFailure,
     Problem,
@@ -877,18 +876,9 @@ def cohort_rule_dirs(path: str | Path) -> list[Path]:
     return [_resolve_dir(str(path), x) for x in items if isinstance(x, str) and x.strip()]
 
 
-def shift(day: date, d: Duration, sign: int = 1) -> date:
-    """``day`` moved by ``d`` (backwards with ``sign=-1``) as DuckDB moves a date by an
-    interval: a month or year lands on the same day number, or the month's last day."""
-    n = sign * d.amount
-    if d.unit == "hour":  # (date + INTERVAL 'n hour')::DATE
-        return day + timedelta(days=n // 24)
-    if d.unit in ("day", "week"):
-        return day + timedelta(days=n * (7 if d.unit == "week" else 1))
-    months = n * (12 if d.unit == "year" else 1)
-    y, m = divmod(day.year * 12 + day.month - 1 + months, 12)
-    last = calendar.monthrange(y, m + 1)[1]
-    return date(y, m + 1, min(day.day, last))
+def _moved(day: date, d: Duration, sign: int = 1) -> date:
+    """The date ``day`` moved by ``d`` falls on, as ``(date + INTERVAL)::DATE`` in DuckDB."""
+    return shift(datetime.combine(day, time()), d, sign).date()
 
 
 def _first_shared_day(a: Duration, b: Duration, w: Window) -> date | None:
@@ -896,10 +886,10 @@ def _first_shared_day(a: Duration, b: Duration, w: Window) -> date | None:
     window after time point ``a`` reaches the window before the later ``b``; None if none."""
     day = date(2000, 1, 1)
     while day < date(2004, 1, 1):
-        if shift(shift(day, a), w.after) >= shift(shift(day, b), w.before, -1):
+        if _moved(_moved(day, a), w.after) >= _moved(_moved(day, b), w.before, -1):
             return day
         day += timedelta(days=1)
     return None
 
 
-__all__ = ["CohortError", "CohortSpec", "Window", "cohort_rule_dirs", "load_cohort", "shift", "slug"]
+__all__ = ["CohortError", "CohortSpec", "Window", "cohort_rule_dirs", "load_cohort", "slug"]

@@ -49,7 +49,6 @@ which lies after ``q``); ``episode_count`` counts episodes merged across gaps â‰
 
 from __future__ import annotations
 
-import calendar
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
@@ -60,7 +59,7 @@ from typing import Any
 from timeline import codes
 from timeline.engine.crossings import Crossing, anchor_of, crossings
 from timeline.language import ast
-from timeline.language.durations import Duration
+from timeline.language.durations import Duration, add_months, shift
 from timeline.language.loader import RuleSet, field_unit
 from timeline.units import conversion, converter, display_unit
 
@@ -110,24 +109,6 @@ class Episode:
 def end_of_day(d: date | str) -> datetime:
     day = date.fromisoformat(d) if isinstance(d, str) else d
     return datetime.combine(day, time()) + timedelta(days=1) - EPS
-
-
-def add_months(t: datetime, n: int) -> datetime:
-    """Calendar months: the day is clipped to the month's length (31 Jan + 1 month = 28 Feb)."""
-    y, m = divmod(t.month - 1 + n, 12)
-    year, month = t.year + y, m + 1
-    return t.replace(year=year, month=month, day=min(t.day, calendar.monthrange(year, month)[1]))
-
-
-def shift(t: datetime, d: Duration, sign: int = 1) -> datetime:
-    n = d.amount * sign
-    if d.unit == "hour":
-        return t + timedelta(hours=n)
-    if d.unit == "day":
-        return t + timedelta(days=n)
-    if d.unit == "week":
-        return t + timedelta(days=7 * n)
-    return add_months(t, n if d.unit == "month" else 12 * n)
 
 
 def rnd(x: float, n: int) -> float:

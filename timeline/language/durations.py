@@ -6,8 +6,10 @@ Months and years are calendar units (DuckDB interval arithmetic: 31 January + 1 
 
 from __future__ import annotations
 
+import calendar
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 _UNITS = {
     "hour": "hour", "hours": "hour", "h": "hour",
@@ -86,3 +88,23 @@ class Duration:
         n = abs(self.amount)
         word = self.unit if n == 1 else self.unit + "s"
         return f"{'-' if self.amount < 0 else ''}{n} {word}"
+
+
+def add_months(t: datetime, n: int) -> datetime:
+    """Calendar months: the day is clipped to the month's length (31 Jan + 1 month = 28 Feb)."""
+    y, m = divmod(t.month - 1 + n, 12)
+    year, month = t.year + y, m + 1
+    return t.replace(year=year, month=month, day=min(t.day, calendar.monthrange(year, month)[1]))
+
+
+def shift(t: datetime, d: Duration, sign: int = 1) -> datetime:
+    """``t`` moved by ``d`` (backwards with ``sign=-1``) as DuckDB moves it by the interval
+    (``Duration.sql``): hours, days and weeks exactly, months and years on the calendar."""
+    n = d.amount * sign
+    if d.unit == "hour":
+        return t + timedelta(hours=n)
+    if d.unit == "day":
+        return t + timedelta(days=n)
+    if d.unit == "week":
+        return t + timedelta(days=7 * n)
+    return add_months(t, n if d.unit == "month" else 12 * n)
