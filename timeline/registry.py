@@ -1,0 +1,204 @@
+"""A store's register of a site's codes: ``timeline codes add FILE`` and what ingest reads.
+
+A site defines its codes in a ``codes.yaml`` (:mod:`timeline.language.sitecodes`): the rules
+beside it may name them, and registering the file in a store lets ingest accept their
+events, convert each value to the code's unit and check it against the code's range. The
+register is append-only, like the events: each registration adds rows (``seq``, when, who,
+the file and its SHA-256), and a code's definition is its last row. A registered code keeps
+its kind, unit and molar mass for good (its stored values are in that unit); its name, range
+and unit factors may be changed by registering it again, for the events ingested after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from timeline import codes
+from timeline.errors import UsageError
+from timeline.store import Store, utc_now
+
+TABLE = "codes"
+CODE_COLUMNS: dict[str, str] = {
+    "seq": "BIGINT NOT NULL",
+    "kind": "VARCHAR NOT NULL",
+    "code": "VARCHAR NOT NULL",
+    "name": "VARCHAR NOT NULL",
+    "unit": "VARCHAR NOT NULL",
+    "low": "DOUBLE",
+    "high": "DOUBLE",
+    "molar_mass": "DOUBLE",
+    "factor_low": "DOUBLE",
+    "factor_high": "DOUBLE",
+    "recorded_at": "TIMESTAMP NOT NULL",
+    "author": "VARCHAR NOT NULL",
+    "source_file": "VARCHAR NOT NULL",
+    "source_line": "INTEGER NOT NULL",
+    "source_sha256": "VARCHAR NOT NULL",
+}
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What a registration did: codes added, changed (name, range, factors) and unchanged."""
+
+    source: str
+    added: list[str]
+    changed: list[str]
+    unchanged: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "added": self.added,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+        }
+
+
+def has_table(store: Store) -> bool:
+    found = store.con.execute(
+        """SELECT count(*) FROM duckdb_tables()
+           WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ?""",
+        [TABLE],
+    ).fetchone()
+    return bool(found and found[0])
+
+
+def create_table(con: Any) -> None:
+    cols = ", ".join(f"{k} {v}" for k, v in CODE_COLUMNS.items())
+    con.execute(f"CREATE TABLE {TABLE} ({cols})")
+
+
+def registered(store: Store) -> list[dict[str, Any]]:
+    """Every registered code as it stands (its last registration), in code order."""
+    if not has_table(store):
+        return []
+    cur = store.con.execute(
+        f"""SELECT * FROM {TABLE} QUALIFY row_number() OVER (PARTITION BY code ORDER BY seq DESC) = 1
+            ORDER BY kind, code"""
+    )
+    names = [d[0] for d in cur.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def site_codes(store: Store) -> list[codes.SiteCode]:
+    out = []
+    for r in registered(store):
+        factors = (
+            (float(r["factor_low"]), float(r["factor_high"]))
+            if r["factor_low"] is not None and r["factor_high"] is not None
+            else codes.Code("", "", "").unit_factors
+        )
+        code = codes.Code(
+            r["code"],
+            r["name"],
+            r["unit"],
+            r["low"],
+            r["high"],
+            molar_mass=r["molar_mass"],
+            unit_factors=factors,
+        )
+        out.append(codes.SiteCode(r["kind"], code, f"{r['source_file']}:{r['source_line']}"))
+    return out
+
+
+def codebook(store: Store) -> codes.CodeBook:
+    """The codes a store's events may name: the built-in ones and those registered."""
+    site = site_codes(store)
+    return codes.BUILTIN.with_site(site) if site else codes.BUILTIN
+
+
+def read_file(path: str | Path) -> list[codes.SiteCode]:
+    """The codes of a ``codes.yaml``; a file with problems raises :class:`RuleError` (exit 8)
+    naming every problem's line."""
+    from timeline.language.loader import Problem, RuleError, _Doc, _read_text
+    from timeline.language.sitecodes import read
+
+    target = Path(path)
+    problems: list[Problem] = []
+    if not target.is_file():
+        what = "is a directory: give the codes file" if target.is_dir() else "does not exist"
+        raise RuleError([Problem(str(target), 0, 0, what)])
+    text = _read_text(target, problems)
+    found: list[codes.SiteCode] = []
+    if text is not None:
+        doc = _Doc(str(target), text, problems)
+        if doc.data is None and not problems:
+            problems.append(Problem(str(target), 1, 1, "empty codes file"))
+        found = read(doc)
+    if problems:
+        raise RuleError(problems)
+    return found
+
+
+def register(store: Store, path: str | Path, author: str) -> Registered:
+    """Register the codes of ``path`` in ``store``: new codes added, codes whose name, range or
+    unit factors differ added again (their new definition), the same definitions left. A code
+    registered with another kind, unit or molar mass is refused at its line (exit 8); nothing
+    is written unless the whole file is accepted."""
+    if not author.strip():
+        raise UsageError("--author must not be empty")
+    target = Path(path)
+    found = read_file(target)
+    return add(store, found, author, str(target), hashlib.sha256(target.read_bytes()).hexdigest())
+
+
+def add(store: Store, found: list[codes.SiteCode], author: str, source: str, digest: str) -> Registered:
+    """Register ``found`` (read from ``source``, whose SHA-256 is ``digest``): see
+    :func:`register`."""
+    from timeline.language.loader import Problem, RuleError
+
+    current = {sc.code.code: sc for sc in site_codes(store)}
+    problems = []
+    added: list[str] = []
+    changed: list[str] = []
+    unchanged: list[str] = []
+    rows: list[tuple[codes.SiteCode, str, int]] = []
+    for sc in found:
+        before = current.get(sc.code.code)
+        file, line = sc.source.rsplit(":", 1)
+        if before is not None and not before.same_meaning(sc):
+            was, now = before.code, sc.code
+            diff = (
+                f"kind {before.kind}, not {sc.kind}" if before.kind != sc.kind
+                else f"unit {was.unit!r}, not {now.unit!r}" if was.unit != now.unit
+                else f"molar mass {was.molar_mass}, not {now.molar_mass}"
+            )  # fmt: skip
+            problems.append(
+                Problem(
+                    file,
+                    int(line),
+                    1,
+                    f"code {sc.code.code!r} is registered in {store.path} with {diff} (from {before.source}); "
+                    "its stored values are in that unit, so it cannot change: define another code",
+                )
+            )
+            continue
+        if before is not None and before.same_definition(sc):
+            unchanged.append(sc.code.code)
+            continue
+        (changed if before is not None else added).append(sc.code.code)
+        rows.append((sc, file, int(line)))
+    if problems:
+        raise RuleError(problems)
+    if not rows:
+        return Registered(source, added, changed, unchanged)
+    recorded_at = utc_now()
+    with store.transaction() as con:
+        if not has_table(store):
+            create_table(con)
+        top = con.execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}").fetchone()
+        seq = int(top[0]) if top else 0
+        values = []
+        for sc, at_file, at_line in rows:
+            seq += 1
+            c = sc.code
+            factors = c.unit_factors if sc.kind != "finding" else (None, None)
+            values.append((seq, sc.kind, c.code, c.name, c.unit, c.low, c.high, c.molar_mass, *factors,
+                           recorded_at, author, at_file, at_line, digest))  # fmt: skip
+        marks = ", ".join("?" * len(CODE_COLUMNS))
+        con.executemany(f"INSERT INTO {TABLE} VALUES ({marks})", values)
+    return Registered(source, added, changed, unchanged)
