@@ -58,7 +58,14 @@ BIRTH = {"patient_id": "A", "kind": "birth", "occurred_at": "2015-01-01", "sex":
 
 
 def anc(value: float, unit: str, day: str = "2020-01-01") -> dict[str, object]:
-    return {"patient_id": "A", "kind": "lab", "code": "26499-4", "occurred_at": day, "value": value, "unit": unit}
+    return {
+        "patient_id": "A",
+        "kind": "lab",
+        "code": "26499-4",
+        "occurred_at": day,
+        "value": value,
+        "unit": unit,
+    }
 
 
 @pytest.fixture
@@ -115,7 +122,9 @@ def test_a_rule_naming_a_code_no_codes_yaml_defines_is_refused_with_where_to_def
 
 
 def test_a_site_codes_unit_is_the_unit_of_the_rules_comparisons(site: Path) -> None:
-    (site / "anc_low.yaml").write_text(ANC_RULE.replace("default: 1.0, unit: 10*9/L", "default: 1000, unit: /uL"))
+    (site / "anc_low.yaml").write_text(
+        ANC_RULE.replace("default: 1.0, unit: 10*9/L", "default: 1000, unit: /uL")
+    )
     rules = load_rules([site])
     results = run_examples(rules, [site], ["anc_low"])
     assert [r.passed for r in results] == [True]
@@ -151,7 +160,9 @@ def test_a_built_in_code_cannot_be_redefined(tmp_path: Path) -> None:
         ("{name: ANC, unit: 10*9/L, low: 0, high: 100, molar_mass: 180}", "not a mass concentration"),
     ],
 )
-def test_a_lab_definition_with_a_problem_is_refused_naming_it(tmp_path: Path, definition: str, message: str) -> None:
+def test_a_lab_definition_with_a_problem_is_refused_naming_it(
+    tmp_path: Path, definition: str, message: str
+) -> None:
     d = codes_dir(tmp_path, f"labs:\n  26499-4: {definition}\n")
     (found,) = problems_of(d)
     assert "codes.yaml:2" in found and message in found
@@ -228,7 +239,11 @@ def test_a_registered_labs_range_refuses_a_value_outside_it(store: Store, site: 
 def test_registering_a_file_again_leaves_its_codes_unchanged(store: Store, site: Path) -> None:
     registry.register(store, site / "codes.yaml", "t")
     again = registry.register(store, site / "codes.yaml", "t")
-    assert (again.added, again.changed, sorted(again.unchanged)) == ([], [], ["26499-4", "jadas10", "pericarditis"])
+    assert (again.added, again.changed, sorted(again.unchanged)) == (
+        [],
+        [],
+        ["26499-4", "jadas10", "pericarditis"],
+    )
 
 
 def test_a_changed_range_is_registered_and_read_by_the_next_ingest(store: Store, site: Path) -> None:
@@ -247,7 +262,9 @@ def test_a_registered_codes_unit_cannot_change_and_the_store_is_left_as_it_was(
     before = snapshot(store_path)
     with raw_connection(store_path, read_only=True) as con:
         codes_before = con.execute("SELECT * FROM codes ORDER BY seq").fetchall()
-    (site / "codes.yaml").write_text(CODES.replace("unit: 10*9/L", "unit: /uL").replace("high: 100", "high: 1e5"))
+    (site / "codes.yaml").write_text(
+        CODES.replace("unit: 10*9/L", "unit: /uL").replace("high: 100", "high: 1e5")
+    )
     with Store.open(store_path, write=True) as s, pytest.raises(RuleError) as info:
         registry.register(s, site / "codes.yaml", "t")
     assert "unit '10*9/L', not '/uL'" in str(info.value.problems[0])
@@ -260,7 +277,9 @@ def test_rules_defining_a_registered_code_in_another_unit_are_refused_at_evaluat
     store: Store, site: Path
 ) -> None:
     registry.register(store, site / "codes.yaml", "t")
-    (site / "codes.yaml").write_text(CODES.replace("unit: 10*9/L", "unit: /uL").replace("high: 100", "high: 1e5"))
+    (site / "codes.yaml").write_text(
+        CODES.replace("unit: 10*9/L", "unit: /uL").replace("high: 100", "high: 1e5")
+    )
     (site / "anc_low.yaml").write_text(ANC_RULE.replace("unit: 10*9/L", "unit: /uL"))
     rules = load_rules([site])
     with pytest.raises(RuleError) as info:
@@ -291,7 +310,11 @@ def test_explain_describes_a_site_lab_by_its_name(store: Store, site: Path) -> N
 def test_codes_add_reports_what_it_added_as_json(store_path: Path, site: Path) -> None:
     run_cli("init", "--store", store_path)
     res = run_cli("codes", "add", site / "codes.yaml", "--author", "t", "--store", store_path, "--json")
-    assert res.exit_code == 0 and sorted(json.loads(res.stdout)["added"]) == ["26499-4", "jadas10", "pericarditis"]
+    assert res.exit_code == 0 and sorted(json.loads(res.stdout)["added"]) == [
+        "26499-4",
+        "jadas10",
+        "pericarditis",
+    ]
 
 
 def test_codes_add_of_a_bad_file_exits_8_naming_its_line(store_path: Path, tmp_path: Path) -> None:
@@ -327,3 +350,12 @@ def test_timeline_events_describes_a_registered_lab_by_its_name(store_path: Path
         append_rows(s, [BIRTH, anc(800, "/uL")], author="t", source="s")
     res = run_cli("events", "A", "--store", store_path)
     assert "neutrophils (absolute count)" in res.stdout
+
+
+def test_codes_add_of_a_bad_file_says_it_is_the_codes_file_that_has_problems(
+    store_path: Path, tmp_path: Path
+) -> None:
+    run_cli("init", "--store", store_path)
+    bad = codes_dir(tmp_path, "labs:\n  26499-5: {name: ANC, unit: 10*9/L, low: 0, high: 100}\n")
+    res = run_cli("codes", "add", bad / "codes.yaml", "--author", "t", "--store", store_path)
+    assert "error: codes file has 1 problem" in res.stderr

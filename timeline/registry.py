@@ -112,16 +112,16 @@ def codebook(store: Store) -> codes.CodeBook:
 
 
 def read_file(path: str | Path) -> list[codes.SiteCode]:
-    """The codes of a ``codes.yaml``; a file with problems raises :class:`RuleError` (exit 8)
+    """The codes of a ``codes.yaml``; a file with problems raises :class:`CodesFileError` (exit 8)
     naming every problem's line."""
-    from timeline.language.loader import Problem, RuleError, _Doc, _read_text
+    from timeline.language.loader import CodesFileError, Problem, _Doc, _read_text
     from timeline.language.sitecodes import read
 
     target = Path(path)
     problems: list[Problem] = []
     if not target.is_file():
         what = "is a directory: give the codes file" if target.is_dir() else "does not exist"
-        raise RuleError([Problem(str(target), 0, 0, what)])
+        raise CodesFileError([Problem(str(target), 0, 0, what)])
     text = _read_text(target, problems)
     found: list[codes.SiteCode] = []
     if text is not None:
@@ -130,7 +130,7 @@ def read_file(path: str | Path) -> list[codes.SiteCode]:
             problems.append(Problem(str(target), 1, 1, "empty codes file"))
         found = read(doc)
     if problems:
-        raise RuleError(problems)
+        raise CodesFileError(problems)
     return found
 
 
@@ -149,7 +149,7 @@ def register(store: Store, path: str | Path, author: str) -> Registered:
 def add(store: Store, found: list[codes.SiteCode], author: str, source: str, digest: str) -> Registered:
     """Register ``found`` (read from ``source``, whose SHA-256 is ``digest``): see
     :func:`register`."""
-    from timeline.language.loader import Problem, RuleError
+    from timeline.language.loader import CodesFileError, Problem
 
     current = {sc.code.code: sc for sc in site_codes(store)}
     problems = []
@@ -183,7 +183,7 @@ def add(store: Store, found: list[codes.SiteCode], author: str, source: str, dig
         (changed if before is not None else added).append(sc.code.code)
         rows.append((sc, file, int(line)))
     if problems:
-        raise RuleError(problems)
+        raise CodesFileError(problems)
     if not rows:
         return Registered(source, added, changed, unchanged)
     recorded_at = utc_now()

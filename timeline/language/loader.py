@@ -75,6 +75,13 @@ class RuleError(TimelineError):
         return [str(p) for p in self.problems] + self.notes
 
 
+@dataclass
+class CodesFileError(RuleError):
+    """A codes file with problems, or codes a store cannot take (exit 8, as a rule file)."""
+
+    subject = "codes file has"
+
+
 # ---- YAML with positions ------------------------------------------------------------------
 
 
