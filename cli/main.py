@@ -520,13 +520,14 @@ def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False)
     if json_out:
         dump_json(
             {"manifest": meta, "ok": report.ok, "events": report.events, "batches": report.batches,
-             "head_hash": report.head_hash, "first_broken_link": report.first_broken_link,
+             "codes": report.codes, "head_hash": report.head_hash, "first_broken_link": report.first_broken_link,
              "problems": report.problems,
              **({} if report.ok else {"error": error_document(broken, report.problems[1:], 7)})}
         )  # fmt: skip
     elif report.ok:
+        codes = f"; {report.codes} code register rows" if report.codes else ""
         console().print(
-            f"ok: {report.events} events in {report.batches} batches; head hash {report.head_hash}"
+            f"ok: {report.events} events in {report.batches} batches{codes}; head hash {report.head_hash}"
         )
     else:
         error(broken, report.problems[1:])

@@ -359,3 +359,43 @@ def test_codes_add_of_a_bad_file_says_it_is_the_codes_file_that_has_problems(
     bad = codes_dir(tmp_path, "labs:\n  26499-5: {name: ANC, unit: 10*9/L, low: 0, high: 100}\n")
     res = run_cli("codes", "add", bad / "codes.yaml", "--author", "t", "--store", store_path)
     assert "error: codes file has 1 problem" in res.stderr
+
+
+# ---- the register's integrity ------------------------------------------------------------------
+
+
+def registered_store(store_path: Path, site: Path) -> Path:
+    with Store.create(store_path) as s:
+        registry.register(s, site / "codes.yaml", "t")
+    return store_path
+
+
+def test_verify_counts_the_code_register_and_finds_it_intact(store_path: Path, site: Path) -> None:
+    res = run_cli("verify", "--store", registered_store(store_path, site), "--json")
+    out = json.loads(res.stdout)
+    assert (res.exit_code, out["ok"], out["codes"]) == (0, True, 3)
+
+
+def test_verify_finds_a_register_row_altered_by_hand(store_path: Path, site: Path) -> None:
+    registered_store(store_path, site)
+    with raw_connection(store_path) as con:
+        con.execute("UPDATE codes SET high = 1000 WHERE code = '26499-4'")
+    res = run_cli("verify", "--store", store_path)
+    assert res.exit_code == 7 and "(26499-4) was altered" in res.stderr
+
+
+def test_verify_finds_a_register_row_deleted_by_hand(store_path: Path, site: Path) -> None:
+    registered_store(store_path, site)
+    with raw_connection(store_path) as con:
+        con.execute("DELETE FROM codes WHERE seq = 1")
+    res = run_cli("verify", "--store", store_path)
+    assert res.exit_code == 7 and "does not link to the row before it" in res.stderr
+
+
+def test_a_second_registration_extends_the_registers_chain(store_path: Path, site: Path) -> None:
+    registered_store(store_path, site)
+    (site / "codes.yaml").write_text(CODES.replace("high: 100", "high: 1000"))
+    with Store.open(store_path, write=True) as s:
+        registry.register(s, site / "codes.yaml", "t")
+    out = json.loads(run_cli("verify", "--store", store_path, "--json").stdout)
+    assert (out["ok"], out["codes"]) == (True, 4)

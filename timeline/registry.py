@@ -12,7 +12,10 @@ and unit factors may be changed by registering it again, for the events ingested
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,40 @@ CODE_COLUMNS: dict[str, str] = {
     "source_file": "VARCHAR NOT NULL",
     "source_line": "INTEGER NOT NULL",
     "source_sha256": "VARCHAR NOT NULL",
+    # a chain, as the batches': each row's hash covers the row and the hash of the row before
+    "prev_hash": "VARCHAR NOT NULL",
+    "row_hash": "VARCHAR NOT NULL",
 }
+HASHED = [c for c in CODE_COLUMNS if c not in ("prev_hash", "row_hash")]
+GENESIS = "0" * 64
+
+
+def row_hash(prev_hash: str, values: Sequence[Any]) -> str:
+    """The hash of a register row: SHA-256 of the previous row's hash and the JSON array of
+    the row's values (``HASHED`` order; times in ISO form)."""
+    text = json.dumps([v.isoformat() if isinstance(v, datetime) else v for v in values])
+    return hashlib.sha256((prev_hash + text).encode()).hexdigest()
+
+
+def broken_links(store: Store) -> tuple[int, list[str]]:
+    """(rows, problems) of the register's chain, for ``timeline verify``: a row altered, or
+    rows deleted, inserted or reordered."""
+    if not has_table(store):
+        return 0, []
+    cols = ", ".join([*HASHED, "prev_hash", "row_hash"])
+    rows = store.con.execute(f"SELECT {cols} FROM {TABLE} ORDER BY seq").fetchall()
+    problems, prev = [], GENESIS
+    for position, row in enumerate(rows, start=1):
+        values, stored_prev, stored = row[: len(HASHED)], row[-2], row[-1]
+        seq, code = values[0], values[2]
+        if seq != position or stored_prev != prev:
+            problems.append(
+                f"code register row {seq} ({code}) does not link to the row before it: rows were deleted, inserted or reordered"
+            )
+        elif row_hash(prev, values) != stored:
+            problems.append(f"code register row {seq} ({code}) was altered: it no longer matches its hash")
+        prev = stored
+    return len(rows), problems
 
 
 @dataclass(frozen=True)
@@ -190,15 +226,17 @@ def add(store: Store, found: list[codes.SiteCode], author: str, source: str, dig
     with store.transaction() as con:
         if not has_table(store):
             create_table(con)
-        top = con.execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}").fetchone()
-        seq = int(top[0]) if top else 0
+        top = con.execute(f"SELECT seq, row_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (int(top[0]), str(top[1])) if top else (0, GENESIS)
         values = []
         for sc, at_file, at_line in rows:
             seq += 1
             c = sc.code
             factors = c.unit_factors if sc.kind != "finding" else (None, None)
-            values.append((seq, sc.kind, c.code, c.name, c.unit, c.low, c.high, c.molar_mass, *factors,
-                           recorded_at, author, at_file, at_line, digest))  # fmt: skip
+            row = (seq, sc.kind, c.code, c.name, c.unit, c.low, c.high, c.molar_mass, *factors,
+                   recorded_at, author, at_file, at_line, digest)  # fmt: skip
+            prev, last = row_hash(prev, row), prev
+            values.append((*row, last, prev))
         marks = ", ".join("?" * len(CODE_COLUMNS))
         con.executemany(f"INSERT INTO {TABLE} VALUES ({marks})", values)
     return Registered(source, added, changed, unchanged)
