@@ -104,18 +104,13 @@ def codes_list(
             rows.append(_row(kind, v.code, v.name, v.unit, v.low, v.high, "built-in"))
         for code, name in codes.FINDINGS.items():
             rows.append(_row("finding", code, name, None, None, None, "built-in"))
+        for code, per_day in codes.FREQUENCIES.items():
+            rows.append(_row("frequency", code, f"{per_day:.4g} doses a day", None, None, None, "built-in"))
     for r in site_rows:
-        unit = None if r["kind"] == "finding" else r["unit"]
+        unit = None if r["kind"] in ("finding", "frequency") else r["unit"]
+        where = f"{r['source_file']}:{r['source_line']}"
         rows.append(
-            _row(
-                r["kind"],
-                r["code"],
-                r["name"],
-                unit,
-                r["low"],
-                r["high"],
-                f"{r['source_file']}:{r['source_line']}",
-            )
+            _row(r["kind"], r["code"], r["name"], unit, r["low"], r["high"], where)
             | {"registered_at": r["recorded_at"].isoformat(), "author": r["author"]}
         )
     if json_out:

@@ -17,7 +17,7 @@ from timeline.engine.evaluate import Session
 from timeline.engine.ruletest import run_examples
 from timeline.errors import IngestError
 from timeline.ingest import append_rows
-from timeline.language.loader import RuleError, load_rules
+from timeline.language.loader import RuleError, load_rules, rule_dirs
 from timeline.store import Store
 
 CODES = """\
@@ -399,3 +399,54 @@ def test_a_second_registration_extends_the_registers_chain(store_path: Path, sit
         registry.register(s, site / "codes.yaml", "t")
     out = json.loads(run_cli("verify", "--store", store_path, "--json").stdout)
     assert (out["ok"], out["codes"]) == (True, 4)
+
+
+# ---- a site's dosing frequencies -------------------------------------------------------------
+
+FREQ = "frequencies:\n  every_5_days: 0.2\n"
+DOSED = [
+    {"patient_id": "A", "kind": "weight", "occurred_at": "2020-01-01", "value": 20, "unit": "kg"},
+    {"patient_id": "A", "kind": "medication_start", "drug": "anakinra", "dose": 100, "dose_unit": "mg",
+     "frequency": "every_5_days", "occurred_at": "2020-01-02"},
+]  # fmt: skip
+
+
+def test_a_site_frequency_is_refused_at_ingest_until_registered(store: Store) -> None:
+    with pytest.raises(IngestError) as info:
+        append_rows(store, DOSED, author="t", source="s")
+    assert "unknown frequency 'every_5_days'" in str(info.value.errors[0]) and "frequencies:" in str(
+        info.value.errors[0]
+    )
+
+
+@pytest.mark.parametrize("replay", [True, False], ids=["replay", "sql"])
+def test_a_registered_site_frequency_gives_the_daily_dose(store: Store, tmp_path: Path, replay: bool) -> None:
+    d = codes_dir(tmp_path, FREQ)
+    registry.register(store, d / "codes.yaml", "t")
+    append_rows(store, DOSED, author="t", source="s")
+    session = Session(store, load_rules([*rule_dirs(), d]))
+    session.replay = replay
+    (result,) = session.state("A", "2020-01-10", ["anakinra_dose_mg_kg_day"])
+    assert result.value == pytest.approx(1.0)  # 100 mg x 0.2 a day / 20 kg
+
+
+@pytest.mark.parametrize("value", ["-1", "often", "{per_day: 1}"])
+def test_a_frequency_that_is_not_doses_per_day_is_refused(tmp_path: Path, value: str) -> None:
+    (found,) = problems_of(codes_dir(tmp_path, f"frequencies:\n  every_5_days: {value}\n"))
+    assert "codes.yaml:2" in found and "give its doses per day" in found
+
+
+def test_a_built_in_frequency_cannot_be_redefined(tmp_path: Path) -> None:
+    (found,) = problems_of(codes_dir(tmp_path, "frequencies:\n  weekly: 0.2\n"))
+    assert "built-in frequency code" in found
+
+
+def test_a_registered_frequency_cannot_change_its_doses_per_day(store: Store, tmp_path: Path) -> None:
+    d = codes_dir(tmp_path, FREQ)
+    registry.register(store, d / "codes.yaml", "t")
+    (d / "codes.yaml").write_text("frequencies:\n  every_5_days: 0.25\n")
+    with pytest.raises(RuleError) as info:
+        registry.register(store, d / "codes.yaml", "t")
+    assert "'every_5_days' is registered" in str(
+        info.value.problems[0]
+    ) and "0.2 doses a day, not 0.25" in str(info.value.problems[0])

@@ -140,26 +140,41 @@ DOSE_UNITS = ("mg", "mg/kg")  # canonical; any mass unit converts to mg
 
 # ---- a site's codes ------------------------------------------------------------------------
 
-SITE_KINDS = ("lab", "assessment", "finding")
+SITE_KINDS = ("lab", "assessment", "finding", "frequency")
 
 
 @dataclass(frozen=True)
 class SiteCode:
-    """A code a site defines (``codes.yaml``): a lab (LOINC), an assessment or a finding.
-    A finding has a name only; ``code`` carries its unit, range and conversions otherwise."""
+    """A code a site defines (``codes.yaml``): a lab (LOINC), an assessment, a finding or a
+    dosing frequency. A finding has a name only; a frequency its doses per day (``per_day``);
+    ``code`` carries a lab's or an assessment's unit, range and conversions."""
 
     kind: str  # one of SITE_KINDS
     code: Code
     source: str = ""  # where it was defined: "site/codes.yaml:4", or the registered file
+    per_day: float | None = None  # a frequency's doses per day (0: a single dose)
 
     def same_meaning(self, other: SiteCode) -> bool:
         """Whether values stored under one are values of the other: same kind, canonical unit
         and molar mass (a name, range or unit factors may differ)."""
         a, b = self.code, other.code
-        return (self.kind, a.unit, a.molar_mass) == (other.kind, b.unit, b.molar_mass)
+        return (self.kind, a.unit, a.molar_mass, self.per_day) == (
+            other.kind,
+            b.unit,
+            b.molar_mass,
+            other.per_day,
+        )
+
+    def meaning(self) -> str:
+        """What its stored values are: "a lab in '10*9/L'", "a frequency of 0.2 doses a day"."""
+        if self.kind == "frequency":
+            return f"a frequency of {self.per_day or 0:g} doses a day"
+        if self.kind == "finding":
+            return "a finding"
+        return f"{'an' if self.kind == 'assessment' else 'a'} {self.kind} in {self.code.unit!r}"
 
     def same_definition(self, other: SiteCode) -> bool:
-        return self.kind == other.kind and self.code == other.code
+        return self.kind == other.kind and self.code == other.code and self.per_day == other.per_day
 
 
 @dataclass(frozen=True)
@@ -170,21 +185,25 @@ class CodeBook:
     assessments: Mapping[str, Code] = field(default_factory=lambda: ASSESSMENTS)
     findings: Mapping[str, str] = field(default_factory=lambda: FINDINGS)
     site: tuple[SiteCode, ...] = ()
+    frequencies: Mapping[str, float] = field(default_factory=lambda: FREQUENCIES)
 
     def with_site(self, site: Iterable[SiteCode]) -> CodeBook:
         """This book with the site's codes added (a later definition of a code replaces an
         earlier one; callers refuse redefinitions of built-in codes before)."""
         labs, assessments, findings = dict(self.labs), dict(self.assessments), dict(self.findings)
+        frequencies = dict(self.frequencies)
         added = list(self.site)
         for sc in site:
             if sc.kind == "lab":
                 labs[sc.code.code] = sc.code
             elif sc.kind == "assessment":
                 assessments[sc.code.code] = sc.code
+            elif sc.kind == "frequency":
+                frequencies[sc.code.code] = sc.per_day or 0.0
             else:
                 findings[sc.code.code] = sc.code.name
             added = [a for a in added if a.code.code != sc.code.code] + [sc]
-        return CodeBook(labs, assessments, findings, tuple(added))
+        return CodeBook(labs, assessments, findings, tuple(added), frequencies)
 
     def measured(self, kind: str, code: str | None) -> Code | None:
         """The code table row for a measurement event, or None if it has none."""
@@ -235,6 +254,8 @@ def builtin_kind(code: str) -> str | None:
         return "assessment"
     if code in FINDINGS:
         return "finding"
+    if code in FREQUENCIES:
+        return "frequency"
     for kind, vital in VITALS.items():
         if vital.code == code:
             return kind

@@ -882,13 +882,19 @@ def _checks(
     # enumerations
     enums = {
         "sex": codes.SEXES, "route": codes.ROUTES, "action": codes.AE_ACTIONS,
-        "frequency": tuple(codes.FREQUENCIES),
+        "frequency": tuple(book.frequencies),
     }  # fmt: skip
     for col, allowed in enums.items():
         add(
             col,
             f"s.{col} IS NOT NULL AND s.{col} NOT IN {_in(allowed)}",
-            f"'unknown {col} ' || tl_quote(s.{col}) || ' (allowed: {', '.join(allowed)})'",
+            f"'unknown {col} ' || tl_quote(s.{col}) || ' (allowed: {', '.join(allowed)})'"
+            + (
+                " || '; a site''s own interval is defined in a codes.yaml (frequencies:) and registered "
+                "with `timeline codes add FILE`'"
+                if col == "frequency"
+                else ""
+            ),
         )
     add(
         "code",

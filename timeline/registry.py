@@ -35,6 +35,7 @@ CODE_COLUMNS: dict[str, str] = {
     "molar_mass": "DOUBLE",
     "factor_low": "DOUBLE",
     "factor_high": "DOUBLE",
+    "per_day": "DOUBLE",  # a dosing frequency's doses per day
     "recorded_at": "TIMESTAMP NOT NULL",
     "author": "VARCHAR NOT NULL",
     "source_file": "VARCHAR NOT NULL",
@@ -137,7 +138,7 @@ def site_codes(store: Store) -> list[codes.SiteCode]:
             molar_mass=r["molar_mass"],
             unit_factors=factors,
         )
-        out.append(codes.SiteCode(r["kind"], code, f"{r['source_file']}:{r['source_line']}"))
+        out.append(codes.SiteCode(r["kind"], code, f"{r['source_file']}:{r['source_line']}", r["per_day"]))
     return out
 
 
@@ -201,6 +202,7 @@ def add(store: Store, found: list[codes.SiteCode], author: str, source: str, dig
             diff = (
                 f"kind {before.kind}, not {sc.kind}" if before.kind != sc.kind
                 else f"unit {was.unit!r}, not {now.unit!r}" if was.unit != now.unit
+                else f"{before.per_day:g} doses a day, not {sc.per_day:g}" if before.per_day != sc.per_day
                 else f"molar mass {was.molar_mass}, not {now.molar_mass}"
             )  # fmt: skip
             problems.append(
@@ -232,8 +234,8 @@ def add(store: Store, found: list[codes.SiteCode], author: str, source: str, dig
         for sc, at_file, at_line in rows:
             seq += 1
             c = sc.code
-            factors = c.unit_factors if sc.kind != "finding" else (None, None)
-            row = (seq, sc.kind, c.code, c.name, c.unit, c.low, c.high, c.molar_mass, *factors,
+            factors = c.unit_factors if sc.kind in ("lab", "assessment") else (None, None)
+            row = (seq, sc.kind, c.code, c.name, c.unit, c.low, c.high, c.molar_mass, *factors, sc.per_day,
                    recorded_at, author, at_file, at_line, digest)  # fmt: skip
             prev, last = row_hash(prev, row), prev
             values.append((*row, last, prev))

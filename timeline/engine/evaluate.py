@@ -823,9 +823,9 @@ def check_codes(store: Store, rules: RuleSet) -> None:
         if there is not None and not there.same_meaning(sc):
             file, line = sc.source.rsplit(":", 1)
             problems.append(Problem(file, int(line), 1,
-                f"code {sc.code.code!r} is registered in {store.path} as a {there.kind} in {there.code.unit!r} "
-                f"(from {there.source}), not as a {sc.kind} in {sc.code.unit!r}: the store's values of it are "
-                "in the registered unit"))  # fmt: skip
+                f"code {sc.code.code!r} is registered in {store.path} as {there.meaning()} "
+                f"(from {there.source}), not as {sc.meaning()}: the store's values of it are "
+                "read as registered"))  # fmt: skip
     if problems:
         raise RuleError(problems)
 

@@ -15,6 +15,8 @@
       jadas10: {name: JADAS-10, unit: "{score}", low: 0, high: 40}
     findings:                   # local codes, with what they stand for
       pericarditis: pericarditis
+    frequencies:                # dosing intervals, as doses per day (a daily dose is dose x this)
+      every_5_days: 0.2
 
 The rule loader reads a ``codes.yaml`` in any rule directory (:func:`read`), so the rules
 of that directory may name its codes; ``timeline codes add FILE`` registers the same file in
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from timeline.language.loader import _Doc
 
 FILE_NAME = "codes.yaml"
-SECTIONS = {"labs": "lab", "assessments": "assessment", "findings": "finding"}
+SECTIONS = {"labs": "lab", "assessments": "assessment", "findings": "finding", "frequencies": "frequency"}
 MEASURED_KEYS = ("name", "unit", "low", "high", "unit_factors", "molar_mass")
 LOINC_RE = re.compile(r"^([0-9]{1,7})-([0-9])$")
 LOCAL_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -69,7 +71,7 @@ def read(doc: _Doc) -> list[codes.SiteCode]:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             fail(
                 (section,),
-                f"unknown section {section!r}{hint}; a codes file has labs, assessments and findings",
+                f"unknown section {section!r}{hint}; a codes file has {', '.join(SECTIONS)}",
             )
             continue
         if value is None:
@@ -85,6 +87,17 @@ def read(doc: _Doc) -> list[codes.SiteCode]:
             problem = _code_problem(kind, code)
             if problem:
                 fail(path, problem)
+                continue
+            if kind == "frequency":
+                per_day = _number(spec)
+                if per_day is None or per_day < 0:
+                    fail(
+                        path,
+                        f"frequency {code!r}: give its doses per day, a number (every 5 days: 0.2), not {spec!r}",
+                    )
+                    continue
+                name = f"{per_day:g} doses a day"
+                found.append(codes.SiteCode(kind, codes.Code(code, name, "1", None, None), where, per_day))
                 continue
             if kind == "finding":
                 if not isinstance(spec, str) or not spec.strip():
