@@ -450,3 +450,82 @@ def test_a_registered_frequency_cannot_change_its_doses_per_day(store: Store, tm
     assert "'every_5_days' is registered" in str(
         info.value.problems[0]
     ) and "0.2 doses a day, not 0.25" in str(info.value.problems[0])
+
+
+# ---- what the audit of the codes file found ---------------------------------------------------
+
+
+def test_an_integer_too_large_for_a_number_is_a_problem_at_its_line(tmp_path: Path) -> None:
+    (found,) = problems_of(
+        codes_dir(tmp_path, f"labs:\n  26499-4: {{name: x, unit: mg/L, low: 0, high: 1{'0' * 400}}}\n")
+    )
+    assert "codes.yaml:2" in found and "high must be a number" in found
+
+
+def test_one_code_in_two_sections_is_refused_at_the_second(tmp_path: Path) -> None:
+    text = 'assessments:\n  foo: {name: x, unit: "{score}", low: 0, high: 4}\nfindings:\n  foo: foo thing\n'
+    (found,) = problems_of(codes_dir(tmp_path, text))
+    assert "codes.yaml:4" in found and "also defined at line 2" in found
+
+
+def test_codes_add_refuses_one_code_in_two_sections(store: Store, tmp_path: Path) -> None:
+    text = 'assessments:\n  foo: {name: x, unit: "{score}", low: 0, high: 4}\nfindings:\n  foo: foo thing\n'
+    with pytest.raises(RuleError):
+        registry.register(store, codes_dir(tmp_path, text) / "codes.yaml", "t")
+    assert registry.registered(store) == []
+
+
+def test_a_range_finer_than_the_stored_precision_is_refused(tmp_path: Path) -> None:
+    (found,) = problems_of(
+        codes_dir(tmp_path, "labs:\n  14749-6: {name: g, unit: mol/L, low: 1e-12, high: 1e-6}\n")
+    )
+    assert "stored to 9 decimal places" in found and "smaller unit" in found
+
+
+def test_a_name_that_is_not_text_is_refused(tmp_path: Path) -> None:
+    (found,) = problems_of(
+        codes_dir(tmp_path, "labs:\n  26499-4: {name: {a: 1}, unit: mg/L, low: 0, high: 1}\n")
+    )
+    assert "name must be text" in found
+
+
+def test_a_loinc_number_with_a_leading_zero_is_refused(tmp_path: Path) -> None:
+    (found,) = problems_of(
+        codes_dir(tmp_path, "labs:\n  0026499-4: {name: x, unit: mg/L, low: 0, high: 1}\n")
+    )
+    assert "is not a LOINC code" in found
+
+
+def test_count_factors_follow_the_codes_unit(store: Store, tmp_path: Path) -> None:
+    d = codes_dir(
+        tmp_path, "labs:\n  26499-4: {name: ANC, unit: /uL, low: 0, high: 100000, unit_factors: count}\n"
+    )
+    registry.register(store, d / "codes.yaml", "t")
+    with pytest.raises(IngestError) as info:
+        append_rows(store, [BIRTH, anc(900, "/L")], author="t", source="s")
+    assert "field unit" in str(info.value.errors[0])
+
+
+def test_count_factors_are_refused_for_a_unit_that_is_not_a_count(tmp_path: Path) -> None:
+    (found,) = problems_of(
+        codes_dir(tmp_path, "labs:\n  26499-4: {name: x, unit: mg/L, low: 0, high: 1, unit_factors: count}\n")
+    )
+    assert "count is for a cell count per volume" in found
+
+
+def test_a_molar_mass_mismatch_with_the_store_is_named(store: Store, tmp_path: Path) -> None:
+    lab = "labs:\n  2345-7: {name: glucose, unit: mg/dL, low: 0, high: 2000, molar_mass: %s}\n"
+    d = codes_dir(tmp_path, lab % "180.16")
+    registry.register(store, d / "codes.yaml", "t")
+    (d / "codes.yaml").write_text(lab % "100")
+    with pytest.raises(RuleError) as info:
+        Session(store, load_rules([d]))
+    assert "molar mass 180.16 g/mol" in str(info.value.problems[0]) and "molar mass 100 g/mol" in str(
+        info.value.problems[0]
+    )
+
+
+def test_codes_add_of_a_device_says_it_is_not_a_regular_file(store_path: Path) -> None:
+    run_cli("init", "--store", store_path)
+    res = run_cli("codes", "add", "/dev/null", "--author", "t", "--store", store_path)
+    assert res.exit_code == 8 and "/dev/null: is not a regular file" in res.stderr

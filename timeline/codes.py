@@ -171,7 +171,8 @@ class SiteCode:
             return f"a frequency of {self.per_day or 0:g} doses a day"
         if self.kind == "finding":
             return "a finding"
-        return f"{'an' if self.kind == 'assessment' else 'a'} {self.kind} in {self.code.unit!r}"
+        molar = f" (molar mass {self.code.molar_mass:g} g/mol)" if self.code.molar_mass is not None else ""
+        return f"{'an' if self.kind == 'assessment' else 'a'} {self.kind} in {self.code.unit!r}{molar}"
 
     def same_definition(self, other: SiteCode) -> bool:
         return self.kind == other.kind and self.code == other.code and self.per_day == other.per_day

@@ -157,7 +157,11 @@ def read_file(path: str | Path) -> list[codes.SiteCode]:
     target = Path(path)
     problems: list[Problem] = []
     if not target.is_file():
-        what = "is a directory: give the codes file" if target.is_dir() else "does not exist"
+        what = (
+            "is a directory: give the codes file" if target.is_dir()
+            else "is not a regular file: give the codes file's path" if target.exists()
+            else "does not exist"
+        )  # fmt: skip
         raise CodesFileError([Problem(str(target), 0, 0, what)])
     text = _read_text(target, problems)
     found: list[codes.SiteCode] = []
@@ -211,7 +215,7 @@ def add(store: Store, found: list[codes.SiteCode], author: str, source: str, dig
                     int(line),
                     1,
                     f"code {sc.code.code!r} is registered in {store.path} with {diff} (from {before.source}); "
-                    "its stored values are in that unit, so it cannot change: define another code",
+                    "its stored values were read as registered, so that cannot change: define another code",
                 )
             )
             continue

@@ -40,7 +40,10 @@ if TYPE_CHECKING:
 FILE_NAME = "codes.yaml"
 SECTIONS = {"labs": "lab", "assessments": "assessment", "findings": "finding", "frequencies": "frequency"}
 MEASURED_KEYS = ("name", "unit", "low", "high", "unit_factors", "molar_mass")
-LOINC_RE = re.compile(r"^([0-9]{1,7})-([0-9])$")
+LOINC_RE = re.compile(r"^([1-9][0-9]{0,6})-([0-9])$")  # a LOINC number has no leading zero
+# values are stored rounded to 9 decimal places of the code's unit (ingest): a range finer than
+# this would be checked and stored as zeros
+SMALLEST_HIGH = 1e-3
 LOCAL_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 Path_ = tuple[str | int, ...]
@@ -54,6 +57,7 @@ def read(doc: _Doc) -> list[codes.SiteCode]:
     """The site codes of a parsed ``codes.yaml``; every problem is recorded on ``doc``
     (file, line, column) and its code left out."""
     found: list[codes.SiteCode] = []
+    seen: dict[str, int] = {}  # code → the line it is defined at
     data = doc.data
     if data is None:
         return found
@@ -88,6 +92,13 @@ def read(doc: _Doc) -> list[codes.SiteCode]:
             if problem:
                 fail(path, problem)
                 continue
+            if code in seen:
+                fail(
+                    path,
+                    f"{code!r} is also defined at line {seen[code]}: a code has one kind and one definition",
+                )
+                continue
+            seen[code] = doc.key_where(path)[0]
             if kind == "frequency":
                 per_day = _number(spec)
                 if per_day is None or per_day < 0:
@@ -171,6 +182,10 @@ def _measured(kind: str, code: str, spec: Any, path: Path_, fail: Any) -> codes.
             ok = False
     if not ok:
         return None
+    for key in ("name", "unit"):
+        if not isinstance(spec[key], str | int | float) or isinstance(spec[key], bool):
+            fail((*path, key), f"{key} must be text, not {spec[key]!r}")
+            return None
     name, unit = str(spec["name"]).strip(), str(spec["unit"]).strip()
     if not is_valid(unit):
         fail((*path, "unit"), f"unit {unit!r} is not a UCUM unit timeline reads (mg/L, 10*9/L, {{score}})")
@@ -185,6 +200,13 @@ def _measured(kind: str, code: str, spec: Any, path: Path_, fail: Any) -> codes.
     if bounds[0] > bounds[1]:
         fail((*path, "low"), f"low {bounds[0]:g} is above high {bounds[1]:g}")
         return None
+    if bounds[1] < SMALLEST_HIGH or 0 < abs(bounds[0]) < SMALLEST_HIGH * 1e-3:
+        fail(
+            (*path, "high" if bounds[1] < SMALLEST_HIGH else "low"),
+            f"values are stored to 9 decimal places of {unit!r}: a range of {bounds[0]:g}–{bounds[1]:g} "
+            "would lose them; give the code a smaller unit (pmol/L for mol/L, ug/L for g/L)",
+        )
+        return None
     molar = spec.get("molar_mass")
     if molar is not None:
         if (number := _number(molar)) is None or not number > 0:
@@ -194,7 +216,15 @@ def _measured(kind: str, code: str, spec: Any, path: Path_, fail: Any) -> codes.
     factors = codes.Code(code, name, unit).unit_factors
     raw = spec.get("unit_factors")
     if raw == "count":
-        factors = codes.COUNT_FACTORS
+        try:  # the built-in counts' factors, from 10*9/L to this unit (per µL: 10⁻⁶…10⁴ of 10*9/L)
+            per = conversion("10*9/L", unit).scale
+        except UnitError:
+            fail(
+                (*path, "unit_factors"),
+                f"unit_factors: count is for a cell count per volume (10*9/L, /uL), not {unit!r}",
+            )
+            return None
+        factors = (codes.COUNT_FACTORS[0] * per, codes.COUNT_FACTORS[1] * per)
     elif raw is not None:
         lo, hi = (
             (_number(raw[0]), _number(raw[1])) if isinstance(raw, list) and len(raw) == 2 else (None, None)
@@ -233,6 +263,10 @@ def _number(value: Any) -> float | None:
             value = float(value.strip())
         except ValueError:
             return None
-    if not isinstance(value, int | float) or not math.isfinite(value):
+    if not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
+    return number if math.isfinite(number) else None
