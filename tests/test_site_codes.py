@@ -529,3 +529,11 @@ def test_codes_add_of_a_device_says_it_is_not_a_regular_file(store_path: Path) -
     run_cli("init", "--store", store_path)
     res = run_cli("codes", "add", "/dev/null", "--author", "t", "--store", store_path)
     assert res.exit_code == 8 and "/dev/null: is not a regular file" in res.stderr
+
+
+def test_a_store_whose_code_register_lost_a_column_is_reported_damaged(store_path: Path, site: Path) -> None:
+    registered_store(store_path, site)
+    with raw_connection(store_path) as con:
+        con.execute("ALTER TABLE codes DROP COLUMN per_day")
+    res = run_cli("codes", "list", "--store", store_path)
+    assert res.exit_code == 3 and "table codes's column per_day is missing" in res.stderr

@@ -21,30 +21,9 @@ from typing import Any
 
 from timeline import codes
 from timeline.errors import UsageError
-from timeline.store import Store, utc_now
+from timeline.store import CODE_COLUMNS, Store, utc_now
 
 TABLE = "codes"
-CODE_COLUMNS: dict[str, str] = {
-    "seq": "BIGINT NOT NULL",
-    "kind": "VARCHAR NOT NULL",
-    "code": "VARCHAR NOT NULL",
-    "name": "VARCHAR NOT NULL",
-    "unit": "VARCHAR NOT NULL",
-    "low": "DOUBLE",
-    "high": "DOUBLE",
-    "molar_mass": "DOUBLE",
-    "factor_low": "DOUBLE",
-    "factor_high": "DOUBLE",
-    "per_day": "DOUBLE",  # a dosing frequency's doses per day
-    "recorded_at": "TIMESTAMP NOT NULL",
-    "author": "VARCHAR NOT NULL",
-    "source_file": "VARCHAR NOT NULL",
-    "source_line": "INTEGER NOT NULL",
-    "source_sha256": "VARCHAR NOT NULL",
-    # a chain, as the batches': each row's hash covers the row and the hash of the row before
-    "prev_hash": "VARCHAR NOT NULL",
-    "row_hash": "VARCHAR NOT NULL",
-}
 HASHED = [c for c in CODE_COLUMNS if c not in ("prev_hash", "row_hash")]
 GENESIS = "0" * 64
 
