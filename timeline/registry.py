@@ -14,18 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from timeline import codes
 from timeline.errors import UsageError
-from timeline.store import CODE_COLUMNS, Store, utc_now
+from timeline.store import CODE_COLUMNS, GENESIS_HASH, Store, utc_now
 
 TABLE = "codes"
 HASHED = [c for c in CODE_COLUMNS if c not in ("prev_hash", "row_hash")]
-GENESIS = "0" * 64
 
 
 def row_hash(prev_hash: str, values: Sequence[Any]) -> str:
@@ -42,7 +41,7 @@ def broken_links(store: Store) -> tuple[int, list[str]]:
         return 0, []
     cols = ", ".join([*HASHED, "prev_hash", "row_hash"])
     rows = store.con.execute(f"SELECT {cols} FROM {TABLE} ORDER BY seq").fetchall()
-    problems, prev = [], GENESIS
+    problems, prev = [], GENESIS_HASH
     for position, row in enumerate(rows, start=1):
         values, stored_prev, stored = row[: len(HASHED)], row[-2], row[-1]
         seq, code = values[0], values[2]
@@ -66,12 +65,7 @@ class Registered:
     unchanged: list[str]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "added": self.added,
-            "changed": self.changed,
-            "unchanged": self.unchanged,
-        }
+        return asdict(self)
 
 
 def has_table(store: Store) -> bool:
@@ -212,7 +206,7 @@ def add(store: Store, found: list[codes.SiteCode], author: str, source: str, dig
         if not has_table(store):
             create_table(con)
         top = con.execute(f"SELECT seq, row_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (int(top[0]), str(top[1])) if top else (0, GENESIS)
+        seq, prev = (int(top[0]), str(top[1])) if top else (0, GENESIS_HASH)
         values = []
         for sc, at_file, at_line in rows:
             seq += 1
