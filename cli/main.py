@@ -409,6 +409,9 @@ def events(
     with _open(store, wait=wait) as s:
         hw = s.high_water(moment)
         rows = s.events(patient, start=lo, end=hi, kinds=kinds or None, history=history, high_water=hw)
+        from timeline import registry
+
+        book = registry.codebook(s)
         if not rows:  # a mistyped id is an error (exit 5), as in state; a filter, or an
             # as-known-at before the store learned of the patient, may rightly leave none
             s.require_patient(patient, s.high_water())
@@ -435,7 +438,7 @@ def events(
         cells = [
             when(r["occurred_at"], r["occurred_precision"]),
             r["kind"],
-            describe(r),
+            describe(r, book),
             r["event_id"],
             str(r["seq"]),
             r["recorded_at"].isoformat(timespec="microseconds"),  # exact: usable as --as-known-at
@@ -517,13 +520,14 @@ def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False)
     if json_out:
         dump_json(
             {"manifest": meta, "ok": report.ok, "events": report.events, "batches": report.batches,
-             "head_hash": report.head_hash, "first_broken_link": report.first_broken_link,
+             "codes": report.codes, "head_hash": report.head_hash, "first_broken_link": report.first_broken_link,
              "problems": report.problems,
              **({} if report.ok else {"error": error_document(broken, report.problems[1:], 7)})}
         )  # fmt: skip
     elif report.ok:
+        codes = f"; {report.codes} code register rows" if report.codes else ""
         console().print(
-            f"ok: {report.events} events in {report.batches} batches; head hash {report.head_hash}"
+            f"ok: {report.events} events in {report.batches} batches{codes}; head hash {report.head_hash}"
         )
     else:
         error(broken, report.problems[1:])
@@ -573,6 +577,10 @@ app.command(cls=Command)(_export.export)
 from cli import synth as _synth  # noqa: E402 - registers `synth`
 
 app.command(cls=Command)(_synth.synth)
+
+from cli import codes as _codes  # noqa: E402 - registers `codes`
+
+app.add_typer(_codes.codes_app, name="codes")
 
 
 def main() -> NoReturn:

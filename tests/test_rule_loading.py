@@ -93,7 +93,7 @@ def test_an_unknown_code_suggests_the_closest_code(tmp_path: Path) -> None:
         path,
         6,
         "unknown code '1988-6' (did you mean '1988-5', CRP?); "
-        "the codes timeline knows are in timeline/codes.py (README: adding a code)",
+        "a site's own codes are defined in a codes.yaml beside its rules (README: adding a code)",
     )
 
 

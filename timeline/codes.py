@@ -3,12 +3,17 @@
 Labs and vital signs are identified by LOINC and measured in UCUM units; every value
 is converted on ingest to its code's canonical unit (the original value and unit are
 kept). Findings and assessments use short local codes. See ``DOMAIN.md`` for sources.
-Adding a code is adding a row here.
+
+A site adds codes of its own without changing this file: a ``codes.yaml`` beside its rules
+(read by the rule loader, :mod:`timeline.language.sitecodes`) and registered in the store with
+``timeline codes add`` (read by ingest). A :class:`CodeBook` is the built-in codes and a
+site's together.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,7 @@ class Code:
 
 
 # the factors of a cell count's units: /uL and /mm3 are 1e-6 of 10*9/L
-_COUNT = (1e-6, 1e4)
+COUNT_FACTORS = (1e-6, 1e4)
 
 
 # Plausible ranges: wide enough for every value a living patient has been reported with,
@@ -48,7 +53,7 @@ LABS: dict[str, Code] = {
         Code("2276-4", "ferritin", "ng/mL", 0, 500000),
         # essential thrombocythaemia can exceed 3000 x 10^9/L; reactive thrombocytosis in sJIA
         # rarely exceeds 1500
-        Code("777-3", "platelets", "10*9/L", 0, 5000, unit_factors=_COUNT),
+        Code("777-3", "platelets", "10*9/L", 0, 5000, unit_factors=COUNT_FACTORS),
         # ischaemic hepatitis and acute liver failure: AST/ALT in the tens of thousands
         Code("1920-8", "AST", "U/L", 0, 50000),
         Code("1742-6", "ALT", "U/L", 0, 50000),
@@ -59,11 +64,11 @@ LABS: dict[str, Code] = {
         # polycythaemia stays under 30 g/dL; a value in g/L (120) entered as g/dL is refused
         Code("718-7", "haemoglobin", "g/dL", 0, 30),
         # hyperleukocytosis of acute leukaemia has been reported up to ~ 1000 x 10^9/L
-        Code("6690-2", "WBC", "10*9/L", 0, 1000, unit_factors=_COUNT),
+        Code("6690-2", "WBC", "10*9/L", 0, 1000, unit_factors=COUNT_FACTORS),
         # the neutrophilia of leukaemoid reactions (sepsis, sJIA flares) stays under 100 x 10^9/L;
         # above it only leukaemias, whose differential reports blasts and precursors, not an
         # ANC. Any neutropenic count (>= 0.1) entered per µL in 10³/µL lands above 100.
-        Code("751-8", "neutrophils", "10*9/L", 0, 100, unit_factors=_COUNT),
+        Code("751-8", "neutrophils", "10*9/L", 0, 100, unit_factors=COUNT_FACTORS),
         # LDH in MAS, haemolysis and tumour lysis: thousands, rarely > 10,000 U/L
         Code("2532-0", "LDH", "U/L", 0, 100000),
     ]
@@ -133,12 +138,143 @@ FREQUENCIES: dict[str, float] = {
 DOSE_UNITS = ("mg", "mg/kg")  # canonical; any mass unit converts to mg
 
 
-def measured_code(kind: str, code: str | None) -> Code | None:
-    """The code table row for a measurement event, or None if it has none."""
-    if kind in VITALS:
-        return VITALS[kind]
-    if kind == "lab" and code is not None:
-        return LABS.get(code)
-    if kind == "assessment" and code is not None:
-        return ASSESSMENTS.get(code)
+# ---- a site's codes ------------------------------------------------------------------------
+
+SITE_KINDS = ("lab", "assessment", "finding", "frequency")
+
+
+@dataclass(frozen=True)
+class SiteCode:
+    """A code a site defines (``codes.yaml``): a lab (LOINC), an assessment, a finding or a
+    dosing frequency. A finding has a name only; a frequency its doses per day (``per_day``);
+    ``code`` carries a lab's or an assessment's unit, range and conversions."""
+
+    kind: str  # one of SITE_KINDS
+    code: Code
+    source: str = ""  # where it was defined: "site/codes.yaml:4", or the registered file
+    per_day: float | None = None  # a frequency's doses per day (0: a single dose)
+
+    def same_meaning(self, other: SiteCode) -> bool:
+        """Whether values stored under one are values of the other: same kind, canonical unit
+        and molar mass (a name, range or unit factors may differ)."""
+        a, b = self.code, other.code
+        return (self.kind, a.unit, a.molar_mass, self.per_day) == (
+            other.kind,
+            b.unit,
+            b.molar_mass,
+            other.per_day,
+        )
+
+    def meaning(self) -> str:
+        """What its stored values are: "a lab in '10*9/L'", "a frequency of 0.2 doses a day"."""
+        if self.kind == "frequency":
+            return f"a frequency of {self.per_day or 0:g} doses a day"
+        if self.kind == "finding":
+            return "a finding"
+        molar = f" (molar mass {self.code.molar_mass:g} g/mol)" if self.code.molar_mass is not None else ""
+        return f"{'an' if self.kind == 'assessment' else 'a'} {self.kind} in {self.code.unit!r}{molar}"
+
+    def same_definition(self, other: SiteCode) -> bool:
+        return self.kind == other.kind and self.code == other.code and self.per_day == other.per_day
+
+
+@dataclass(frozen=True)
+class CodeBook:
+    """The codes events and rules may name: the built-in tables, and a site's codes."""
+
+    labs: Mapping[str, Code] = field(default_factory=lambda: LABS)
+    assessments: Mapping[str, Code] = field(default_factory=lambda: ASSESSMENTS)
+    findings: Mapping[str, str] = field(default_factory=lambda: FINDINGS)
+    site: tuple[SiteCode, ...] = ()
+    frequencies: Mapping[str, float] = field(default_factory=lambda: FREQUENCIES)
+
+    def with_site(self, site: Iterable[SiteCode]) -> CodeBook:
+        """This book with the site's codes added (a later definition of a code replaces an
+        earlier one; callers refuse redefinitions of built-in codes before)."""
+        labs, assessments, findings = dict(self.labs), dict(self.assessments), dict(self.findings)
+        frequencies = dict(self.frequencies)
+        added = list(self.site)
+        for sc in site:
+            if sc.kind == "lab":
+                labs[sc.code.code] = sc.code
+            elif sc.kind == "assessment":
+                assessments[sc.code.code] = sc.code
+            elif sc.kind == "frequency":
+                frequencies[sc.code.code] = sc.per_day or 0.0
+            else:
+                findings[sc.code.code] = sc.code.name
+            added = [a for a in added if a.code.code != sc.code.code] + [sc]
+        return CodeBook(labs, assessments, findings, tuple(added), frequencies)
+
+    def measured(self, kind: str, code: str | None) -> Code | None:
+        """The code table row for a measurement event, or None if it has none."""
+        if kind in VITALS:
+            return VITALS[kind]
+        if kind == "lab" and code is not None:
+            return self.labs.get(code)
+        if kind == "assessment" and code is not None:
+            return self.assessments.get(code)
+        return None
+
+    def known(self) -> set[str]:
+        """Every code a rule may name."""
+        return set(self.labs) | set(self.findings) | set(self.assessments) | {c.code for c in VITALS.values()}
+
+    def name(self, code: str) -> str | None:
+        """What a code stands for: "ferritin", "body weight", "recorded fever"."""
+        if code in self.labs:
+            return self.labs[code].name
+        if code in self.assessments:
+            return self.assessments[code].name
+        if code in self.findings:
+            return self.findings[code]
+        for vital in VITALS.values():
+            if vital.code == code:
+                return vital.name
+        return None
+
+    def unit(self, code: str) -> str | None:
+        """The canonical unit of a measured code (a lab, an assessment, a vital's LOINC)."""
+        for table in (self.labs, self.assessments):
+            if code in table:
+                return table[code].unit
+        for vital in VITALS.values():
+            if vital.code == code:
+                return vital.unit
+        return None
+
+
+BUILTIN = CodeBook()
+
+
+def builtin_kind(code: str) -> str | None:
+    """The kind of a built-in code ("lab", "assessment", "finding", a vital's kind), or None."""
+    if code in LABS:
+        return "lab"
+    if code in ASSESSMENTS:
+        return "assessment"
+    if code in FINDINGS:
+        return "finding"
+    if code in FREQUENCIES:
+        return "frequency"
+    for kind, vital in VITALS.items():
+        if vital.code == code:
+            return kind
     return None
+
+
+def loinc_check_digit(number: str) -> int:
+    """The check digit of a LOINC code's number part (LOINC Users' Guide, "Calculating Mod 10
+    check digits"): the digits in odd places from the right, as one number, doubled; the
+    digits in even places written before it; the check digit takes the sum of all those
+    digits up to the next multiple of ten. ``2276`` → 4 (2276-4, ferritin)."""
+    rev = number[::-1]
+    odd = str(int(rev[0::2]) * 2)
+    even = rev[1::2]
+    total = sum(int(d) for d in even + odd)
+    return (10 - total % 10) % 10
+
+
+def measured_code(kind: str, code: str | None) -> Code | None:
+    """The built-in code table row for a measurement event, or None if it has none."""
+    return BUILTIN.measured(kind, code)

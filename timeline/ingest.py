@@ -32,7 +32,7 @@ from typing import Any
 
 import duckdb
 
-from timeline import codes, events, meds
+from timeline import codes, events, meds, registry
 from timeline.errors import IngestError, ResourceError, RowError, UsageError, first_line
 from timeline.integrity import row_hash_sql, seal_batch
 from timeline.store import EVENT_COLUMNS, Store, _quote, insert_rows, lower_memory_limit, out_of_room
@@ -714,7 +714,7 @@ def _stage(con: duckdb.DuckDBPyConnection, tz: str, schema: str, ordered_rows: b
         con.execute(f"SET preserve_insertion_order = {str(keep).lower()}")
 
 
-def _conversions(con: duckdb.DuckDBPyConnection) -> None:
+def _conversions(con: duckdb.DuckDBPyConnection, book: codes.CodeBook = codes.BUILTIN) -> None:
     """Build ``tl_conv``: the linear map (or the reason it fails) per (kind, code, unit),
     and ``tl_dose``: the same for dose units."""
     pairs = con.execute(
@@ -723,7 +723,7 @@ def _conversions(con: duckdb.DuckDBPyConnection) -> None:
     ).fetchall()
     rows: list[tuple[Any, ...]] = []
     for kind, code, unit in pairs:
-        target = codes.measured_code(kind, code)
+        target = book.measured(kind, code)
         if target is None:
             continue  # the unknown code is reported by its own check
         try:
@@ -815,7 +815,9 @@ def _in(values: Iterable[str]) -> str:
     return "(" + ", ".join(_quote(v) for v in values) + ")"
 
 
-def _checks(store: Store, op: str, now_local: datetime, unique_ids: bool = False) -> list[str]:
+def _checks(
+    store: Store, op: str, now_local: datetime, unique_ids: bool = False, book: codes.CodeBook = codes.BUILTIN
+) -> list[str]:
     """SQL queries each yielding (row, field, reason) for one kind of problem. With
     ``unique_ids`` (no event id appears twice in the batch) the check of rows that share an
     id with different content is left out: it cannot find any."""
@@ -880,27 +882,33 @@ def _checks(store: Store, op: str, now_local: datetime, unique_ids: bool = False
     # enumerations
     enums = {
         "sex": codes.SEXES, "route": codes.ROUTES, "action": codes.AE_ACTIONS,
-        "frequency": tuple(codes.FREQUENCIES),
+        "frequency": tuple(book.frequencies),
     }  # fmt: skip
     for col, allowed in enums.items():
         add(
             col,
             f"s.{col} IS NOT NULL AND s.{col} NOT IN {_in(allowed)}",
-            f"'unknown {col} ' || tl_quote(s.{col}) || ' (allowed: {', '.join(allowed)})'",
+            f"'unknown {col} ' || tl_quote(s.{col}) || ' (allowed: {', '.join(allowed)})'"
+            + (
+                " || '; a site''s own interval is defined in a codes.yaml (frequencies:) and registered "
+                "with `timeline codes add FILE`'"
+                if col == "frequency"
+                else ""
+            ),
         )
     add(
         "code",
-        f"s.kind = 'lab' AND s.code IS NOT NULL AND s.code NOT IN {_in(codes.LABS)}",
+        f"s.kind = 'lab' AND s.code IS NOT NULL AND s.code NOT IN {_in(book.labs)}",
         "'unknown LOINC code ' || tl_quote(s.code) || ' for kind lab'",
     )
     add(
         "code",
-        f"s.kind = 'finding' AND s.code IS NOT NULL AND s.code NOT IN {_in(codes.FINDINGS)}",
+        f"s.kind = 'finding' AND s.code IS NOT NULL AND s.code NOT IN {_in(book.findings)}",
         "'unknown finding ' || tl_quote(s.code)",
     )
     add(
         "code",
-        f"s.kind = 'assessment' AND s.code IS NOT NULL AND s.code NOT IN {_in(codes.ASSESSMENTS)}",
+        f"s.kind = 'assessment' AND s.code IS NOT NULL AND s.code NOT IN {_in(book.assessments)}",
         "'unknown assessment ' || tl_quote(s.code)",
     )
     # numbers
@@ -931,7 +939,7 @@ def _checks(store: Store, op: str, now_local: datetime, unique_ids: bool = False
            WHERE d.error IS NOT NULL"""
     )
     ranges: list[codes.Code] = []
-    for table in (codes.LABS, codes.ASSESSMENTS):
+    for table in (book.labs, book.assessments):
         ranges.extend(table.values())
     ranges.extend(codes.VITALS.values())
     rng = ", ".join(
@@ -1035,7 +1043,9 @@ def _checks(store: Store, op: str, now_local: datetime, unique_ids: bool = False
     return q
 
 
-def _collect_errors(con: duckdb.DuckDBPyConnection, checks: list[str]) -> tuple[list[RowError], int]:
+def _collect_errors(
+    con: duckdb.DuckDBPyConnection, checks: list[str], book: codes.CodeBook = codes.BUILTIN
+) -> tuple[list[RowError], int]:
     union = " UNION ALL ".join(f"({c})" for c in checks)
     con.execute(f"CREATE OR REPLACE TEMP TABLE tl_errors AS SELECT DISTINCT * FROM ({union})")
     total_row = con.execute("SELECT count(*) FROM tl_errors").fetchone()
@@ -1043,20 +1053,23 @@ def _collect_errors(con: duckdb.DuckDBPyConnection, checks: list[str]) -> tuple[
     rows = con.execute(
         f"SELECT row, field, reason FROM tl_errors ORDER BY row NULLS FIRST, field, reason LIMIT {MAX_REPORTED}"
     ).fetchall()
-    return [_suggest(RowError(r, f, str(m))) for r, f, m in rows], total
+    return [_suggest(RowError(r, f, str(m)), book) for r, f, m in rows], total
 
 
-def _suggest(err: RowError) -> RowError:
+def _suggest(err: RowError, book: codes.CodeBook = codes.BUILTIN) -> RowError:
     m = re.match(r"unknown (kind|LOINC code|finding|assessment) '([^']*)'", err.reason)
     if not m:
         return err
     pools: dict[str, list[str]] = {
         "kind": list(events.KINDS),
-        "LOINC code": list(codes.LABS),
-        "finding": list(codes.FINDINGS),
-        "assessment": list(codes.ASSESSMENTS),
+        "LOINC code": list(book.labs),
+        "finding": list(book.findings),
+        "assessment": list(book.assessments),
     }
-    return RowError(err.row, err.field, err.reason + _did_you_mean(m.group(2), pools[m.group(1)]))
+    hint = _did_you_mean(m.group(2), pools[m.group(1)])
+    if m.group(1) != "kind":
+        hint += "; a site's own code is defined in a codes.yaml and registered with `timeline codes add FILE`"
+    return RowError(err.row, err.field, err.reason + hint)
 
 
 def _did_you_mean(word: str, pool: Sequence[str] | Iterable[str]) -> str:
@@ -1097,7 +1110,8 @@ def _write_batch(
             lambda: _stage(con, store.timezone, store.schema_version, ordered_rows),
             shown_as="reading",
         )
-        _conversions(con)
+        book = registry.codebook(store)
+        _conversions(con, book)
         _versions(con, op)
         now_local = datetime.now(UTC).astimezone(zone).replace(tzinfo=None)
         shape = con.execute(
@@ -1111,7 +1125,8 @@ def _write_batch(
         # below cost 1.3 s of a 12 s ingest of 2M events; counting the ids, 0.5 s)
         unique = n_ids == n_rows
         errors, total = run(
-            "checking", lambda: _collect_errors(con, _checks(store, op, now_local, unique_ids=unique))
+            "checking",
+            lambda: _collect_errors(con, _checks(store, op, now_local, unique_ids=unique, book=book), book),
         )
         if errors:
             exc = IngestError(source, errors)

@@ -140,6 +140,7 @@ def seal_batch(
 class VerifyReport:
     events: int = 0
     batches: int = 0
+    codes: int = 0  # rows of the register of a site's codes (timeline codes add)
     head_hash: str = GENESIS_HASH
     problems: list[str] = field(default_factory=list)
 
@@ -253,4 +254,8 @@ def verify(store: Store) -> VerifyReport:
     report.head_hash = prev_hash
     found.sort()
     report.problems = [m for _, _, m in found]
+    from timeline.registry import broken_links
+
+    report.codes, in_register = broken_links(store)
+    report.problems += in_register
     return report

@@ -41,7 +41,7 @@ from typing import Any
 
 import duckdb
 
-from timeline import __version__, codes, events
+from timeline import __version__, codes, events, registry
 from timeline.errors import IngestError, RowError, UsageError, cannot_write, first_line
 from timeline.store import ASSERTED_SEQ, EVENT_COLUMNS, Store, _quote, out_of_room, utc_now
 
@@ -322,7 +322,8 @@ def _write_metadata(
         "CREATE OR REPLACE TEMP TABLE tl_meds_codes (code VARCHAR, description VARCHAR, parent_codes VARCHAR[])"
     )
     if found:
-        con.executemany("INSERT INTO tl_meds_codes VALUES (?, ?, ?)", [describe_code(c) for c in found])
+        book = registry.codebook(store)
+        con.executemany("INSERT INTO tl_meds_codes VALUES (?, ?, ?)", [describe_code(c, book) for c in found])
     con.execute(f"COPY tl_meds_codes TO {_quote(str(work / CODES_PARQUET))} (FORMAT parquet)")
     meta = {
         "dataset_name": store.path.stem,
@@ -347,14 +348,14 @@ def _write_metadata(
     (work / DATASET_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
-def describe_code(code: str) -> tuple[str, str, list[str]]:
+def describe_code(code: str, book: codes.CodeBook = codes.BUILTIN) -> tuple[str, str, list[str]]:
     """(code, description, parent codes) for metadata/codes.parquet."""
     parts = code.split("//")
     head = parts[0]
     parents: list[str] = []
     text = code
     if head == "LAB" and len(parts) >= 3:
-        lab = codes.LABS.get(parts[1])
+        lab = book.labs.get(parts[1])
         text = f"{lab.name if lab else 'lab'} (LOINC {parts[1]}) in {parts[2]}"
         parents = [f"LOINC/{parts[1]}"]
     elif head.lower() in codes.VITALS:
@@ -362,10 +363,10 @@ def describe_code(code: str) -> tuple[str, str, list[str]]:
         text = f"{vital.name} (LOINC {vital.code}) in {parts[-1]}"
         parents = [f"LOINC/{vital.code}"]
     elif head == "ASSESSMENT" and len(parts) >= 3:
-        a = codes.ASSESSMENTS.get(parts[1])
+        a = book.assessments.get(parts[1])
         text = f"{a.name if a else parts[1]} in {parts[2]}"
     elif head == "FINDING" and len(parts) >= 3:
-        name = codes.FINDINGS.get(parts[1], parts[1])
+        name = book.findings.get(parts[1], parts[1])
         text = f"{name}: {'end' if parts[2] == 'END' else parts[2]}"
     elif head in ("MEDICATION_START", "MEDICATION_DOSE_CHANGE") and len(parts) >= 3:
         what = "first dose" if head == "MEDICATION_START" else "dose change"

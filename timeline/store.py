@@ -106,6 +106,29 @@ BATCH_COLUMNS: dict[str, str] = {
     "batch_hash": "VARCHAR NOT NULL",
 }
 
+# The register of a site's codes (timeline.registry), created by its first `timeline codes add`
+CODE_COLUMNS: dict[str, str] = {
+    "seq": "BIGINT NOT NULL",
+    "kind": "VARCHAR NOT NULL",
+    "code": "VARCHAR NOT NULL",
+    "name": "VARCHAR NOT NULL",
+    "unit": "VARCHAR NOT NULL",
+    "low": "DOUBLE",
+    "high": "DOUBLE",
+    "molar_mass": "DOUBLE",
+    "factor_low": "DOUBLE",
+    "factor_high": "DOUBLE",
+    "per_day": "DOUBLE",  # a dosing frequency's doses per day
+    "recorded_at": "TIMESTAMP NOT NULL",
+    "author": "VARCHAR NOT NULL",
+    "source_file": "VARCHAR NOT NULL",
+    "source_line": "INTEGER NOT NULL",
+    "source_sha256": "VARCHAR NOT NULL",
+    # a chain, as the batches': each row's hash covers the row and the hash of the row before
+    "prev_hash": "VARCHAR NOT NULL",
+    "row_hash": "VARCHAR NOT NULL",
+}
+
 GENESIS_HASH = "0" * 64
 _LOCK_RE = re.compile(r"\(PID (\d+)\)")
 
@@ -261,15 +284,17 @@ class Store:
         for table, column in self.con.execute(
             """SELECT table_name, column_name FROM duckdb_columns()
                WHERE database_name = current_database() AND schema_name = 'main'
-                 AND table_name IN ('events', 'batches', 'meta')
+                 AND table_name IN ('events', 'batches', 'meta', 'codes')
                ORDER BY table_name, column_index"""
         ).fetchall():
             columns.setdefault(str(table), []).append(str(column))
         missing = [t for t in ("events", "batches", "meta") if t not in columns]
         if missing:
             raise StoreError(f"{self.path} is damaged: table {', '.join(missing)} is missing")
-        for table, expected in (("events", list(EVENT_COLUMNS)), ("batches", list(BATCH_COLUMNS))):
-            if columns[table] != expected:
+        for table, expected in (
+            ("events", list(EVENT_COLUMNS)), ("batches", list(BATCH_COLUMNS)), ("codes", list(CODE_COLUMNS))
+        ):  # fmt: skip
+            if table in columns and columns[table] != expected:
                 lost = [c for c in expected if c not in columns[table]]
                 extra = [c for c in columns[table] if c not in expected]
                 what = (

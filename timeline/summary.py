@@ -34,7 +34,7 @@ def _measure(e: dict[str, Any]) -> str:
     return text
 
 
-def describe(e: dict[str, Any]) -> str:
+def describe(e: dict[str, Any], book: codes.CodeBook = codes.BUILTIN) -> str:
     kind = e.get("kind")
     if kind == "birth":
         return f"born, sex {e.get('sex')}"
@@ -50,7 +50,7 @@ def describe(e: dict[str, Any]) -> str:
     if kind in codes.VITALS:
         return f"{codes.VITALS[kind].name} {_measure(e)}"
     if kind == "lab":
-        name = codes.LABS[e["code"]].name if e.get("code") in codes.LABS else e.get("code")
+        name = book.labs[e["code"]].name if e.get("code") in book.labs else e.get("code")
         return f"{name} {_measure(e)}"
     if kind == "assessment":
         return f"{e.get('code')} {_measure(e)}"

@@ -190,7 +190,7 @@ class _Parser:
     def __init__(self, doc: YamlDoc, rules: RuleSet) -> None:
         self.doc = doc
         self.rules = rules
-        self.selectors = RuleParser(doc, [0])
+        self.selectors = RuleParser(doc, [0], rules.codebook)
 
     def fail(self, path: Path_, message: str) -> None:
         line, col = self.doc.where(path)

@@ -596,7 +596,7 @@ class Compiler:
         meds = self.medications((node.drug,))
         weight = self.latest_of(ast.Selector(name="weight", kinds=("weight",)), "value")
         v = self.duration(node.weight_within)
-        freq = ", ".join(f"({q_(k)}, {_num(f)})" for k, f in codes.FREQUENCIES.items())
+        freq = ", ".join(f"({q_(k)}, {_num(f)})" for k, f in self.rules.codebook.frequencies.items())
         needs_weight = "(m.dose_unit = 'mg')" if node.per_kg else "(m.dose_unit = 'mg/kg')"
         per_day = "m.dose * fq.per_day"
         value = (

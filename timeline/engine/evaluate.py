@@ -91,6 +91,8 @@ class Session:
     ) -> None:
         self.store = store
         self.rules = rules
+        if rules.codebook.site:
+            check_codes(store, rules)
         self.columns = engine_columns(rules)  # the event columns the rules read
         self.as_known_at = as_known_at
         # patients per staged run of a cohort run or of histories (see batches)
@@ -368,7 +370,7 @@ class Session:
                     "unit": e["unit"],
                     "original_value": e["orig_value"],
                     "original_unit": e["orig_unit"],
-                    "description": describe(e),
+                    "description": describe(e, self.rules.codebook),
                     "source": f"{e['source_file']}:{e['source_row']}"
                     if e["source_file"]
                     else e["change_reason"],
@@ -806,6 +808,26 @@ def _op_name(node: ast.Node) -> str:
     if isinstance(node, ast.Param):
         return f"param {node.name}"
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(node).__name__).lower()
+
+
+def check_codes(store: Store, rules: RuleSet) -> None:
+    """A code the rules' ``codes.yaml`` defines must mean what the store registered under it:
+    its stored values are in the registered unit, and the rules' thresholds are read in theirs."""
+    from timeline import registry
+    from timeline.language.loader import Problem, RuleError
+
+    stored = {sc.code.code: sc for sc in registry.site_codes(store)}
+    problems = []
+    for sc in rules.codebook.site:
+        there = stored.get(sc.code.code)
+        if there is not None and not there.same_meaning(sc):
+            file, line = sc.source.rsplit(":", 1)
+            problems.append(Problem(file, int(line), 1,
+                f"code {sc.code.code!r} is registered in {store.path} as {there.meaning()} "
+                f"(from {there.source}), not as {sc.meaning()}: the store's values of it are "
+                "read as registered"))  # fmt: skip
+    if problems:
+        raise RuleError(problems)
 
 
 def open_session(

@@ -56,7 +56,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from timeline import codes
 from timeline.engine.crossings import Crossing, anchor_of, crossings
 from timeline.language import ast
 from timeline.language.durations import Duration, add_months, shift
@@ -544,7 +543,7 @@ class Reference:
             note = f"{node.drug} {fmt(m['dose'])} {m['dose_unit']} {m['frequency'] or '(no frequency)'}"
             if needs_weight and w is not None:
                 note += f", weight {fmt(w['value'])} kg on {day(w['occurred_at'])}"
-        per_day = codes.FREQUENCIES.get(m["frequency"]) if m["frequency"] is not None else None
+        per_day = self.rules.codebook.frequencies.get(m["frequency"]) if m["frequency"] is not None else None
         if per_day is None:
             return Val(None, f"frequency of the {node.drug} dose not recorded", ev, note)
         if needs_weight and w is None:

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from timeline import registry
 from timeline.engine.evaluate import Result, Session, parse_at
 from timeline.errors import TimelineError
 from timeline.ingest import append_rows
@@ -124,6 +125,8 @@ def _run_together(cases: Sequence[_Case], path: Path) -> None:
                 row["event_id"] = case.prefix + str(row["event_id"])
             rows.append(row)
     with Store.create(path) as store:
+        if cases:
+            _register_codes(store, cases[0].rules)
         if rows:
             append_rows(store, rows, author="rules test", source="rule examples")
         groups: dict[int, list[_Case]] = {}
@@ -156,6 +159,7 @@ def _run_alone(case: _Case, path: Path) -> None:
     ex = case.example
     try:
         with Store.create(path) as store:
+            _register_codes(store, case.rules)
             if ex.events:
                 append_rows(
                     store,
@@ -169,3 +173,10 @@ def _run_alone(case: _Case, path: Path) -> None:
                 _check(ex, exp, session.state(_patient(ex, exp), exp.at, [case.rid])[0], case.result.failures)
     except TimelineError as exc:
         case.result.failures.append(f"{exc}: " + "; ".join(exc.details()))
+
+
+def _register_codes(store: Store, rules: RuleSet) -> None:
+    """The rule directories' own codes (``codes.yaml``), registered in an example's store as a
+    site registers them in its own, so that the examples' events may name them."""
+    if rules.codebook.site:
+        registry.add(store, list(rules.codebook.site), "rules test", "rule directories", "")

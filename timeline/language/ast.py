@@ -87,6 +87,9 @@ class Selector(Frozen):
     present: bool | None = None
     where: tuple[FieldCondition, ...] = ()
     any_of: tuple[Selector, ...] = ()  # union of other selectors
+    # the canonical unit of each measured code named, as the loader's code book had it (a
+    # site's code from its codes.yaml; built-in codes are looked up when absent)
+    units: tuple[tuple[str, str], ...] = ()
 
 
 class DurationRef(Frozen):

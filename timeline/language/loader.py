@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from timeline import codes, events
 from timeline.errors import TimelineError, UsageError
-from timeline.language import ast
+from timeline.language import ast, sitecodes
 from timeline.language.durations import DURATION_WORDS, Duration, DurationError, DurationTooLong
 from timeline.moments import clinical_moment
 from timeline.units import Conversion, UnitError, combine, conversion, is_valid
@@ -75,6 +75,13 @@ class RuleError(TimelineError):
         return [str(p) for p in self.problems] + self.notes
 
 
+@dataclass
+class CodesFileError(RuleError):
+    """A codes file with problems, or codes a store cannot take (exit 8, as a rule file)."""
+
+    subject = "codes file has"
+
+
 # ---- YAML with positions ------------------------------------------------------------------
 
 
@@ -115,6 +122,7 @@ class _Doc:
     def __init__(self, file: str, text: str, problems: list[Problem]) -> None:
         self.file = file
         self.marks: dict[Path_, tuple[int, int]] = {(): (1, 1)}
+        self.key_marks: dict[Path_, tuple[int, int]] = {}  # where a mapping's key is written
         self.problems = problems
         self.data: Any = None
         import yaml
@@ -173,6 +181,7 @@ class _Doc:
                             f"duplicate key {key!r}",
                         )
                     )
+                self.key_marks[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 out[key] = self._walk(value_node, (*path, key), loader)
             return out
         if isinstance(node, self._sequence):
@@ -192,6 +201,10 @@ class _Doc:
         while p and p not in self.marks:
             p = p[:-1]
         return self.marks.get(p, (1, 1))
+
+    def key_where(self, path: Path_) -> tuple[int, int]:
+        """Where the key of ``path`` is written (its value may begin on a later line)."""
+        return self.key_marks.get(tuple(path)) or self.where(path)
 
     def reported(self, path: Path_) -> bool:
         """Whether a problem is already recorded at ``path``'s place (a refused YAML tag)."""
@@ -263,9 +276,10 @@ _WHOLE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*$")  # a number and 
 class _RuleParser:
     """Turns one rule document into a :class:`ast.Rule`, recording problems."""
 
-    def __init__(self, doc: _Doc, next_id: list[int]) -> None:
+    def __init__(self, doc: _Doc, next_id: list[int], book: codes.CodeBook = codes.BUILTIN) -> None:
         self.doc = doc
         self.next_id = next_id
+        self.book = book
         self.rule_id = "?"
         self.params: dict[str, ast.ParamSpec] = {}
         self.selectors: dict[str, ast.Selector] = {}
@@ -611,15 +625,10 @@ class _RuleParser:
         for k in kinds:
             if k not in events.KINDS:
                 raise self.fail((*path, "kind"), f"unknown kind {k!r}{did_you_mean(k, events.KINDS)}")
-        known = (
-            set(codes.LABS)
-            | set(codes.FINDINGS)
-            | set(codes.ASSESSMENTS)
-            | {c.code for c in codes.VITALS.values()}
-        )
+        known = self.book.known()
         for c in code_list:
             if c not in known and not (kinds == ("diagnosis",)):
-                raise self.fail((*path, "code"), unknown_code(c, known))
+                raise self.fail((*path, "code"), unknown_code(c, known, self.book))
         where: list[ast.FieldCondition] = []
         for fname, cond in (data.get("where") or {}).items():
             fpath: Path_ = (*path, "where", fname)
@@ -645,8 +654,9 @@ class _RuleParser:
                     f"dose_unit is mg or mg/kg (doses are stored in one of them: any mass unit as mg), "
                     f"not {data['dose_unit']!r}",
                 )
-        label = name or _describe_selector(kinds, code_list, drugs, present, dose_unit)
+        label = name or _describe_selector(kinds, code_list, drugs, present, dose_unit, self.book)
         selector = ast.Selector(
+            units=tuple((c, u) for c in code_list if (u := self.book.unit(c)) is not None),
             name=label,
             kinds=kinds,
             codes=code_list,
@@ -972,29 +982,17 @@ class _RuleParser:
         return str(name)
 
 
-def code_name(code: str) -> str | None:
-    """What a known code stands for: "ferritin", "body weight", "recorded fever"."""
-    if code in codes.LABS:
-        return codes.LABS[code].name
-    if code in codes.ASSESSMENTS:
-        return codes.ASSESSMENTS[code].name
-    if code in codes.FINDINGS:
-        return codes.FINDINGS[code]
-    for vital in codes.VITALS.values():
-        if vital.code == code:
-            return vital.name
-    return None
-
-
-def unknown_code(code: str, known: Iterable[str]) -> str:
+def unknown_code(code: str, known: Iterable[str], book: codes.CodeBook = codes.BUILTIN) -> str:
     """An unknown code, with the closest known one and what that one stands for: a code
     close in spelling may be a different test altogether (26499-4 is not 2276-4, ferritin)."""
     close = difflib.get_close_matches(code, list(known), n=1, cutoff=0.6)
     text = f"unknown code {code!r}"
     if close:
-        name = code_name(close[0])
+        name = book.name(close[0])
         text += f" (did you mean {close[0]!r}" + (f", {name}" if name else "") + "?)"
-    return text + "; the codes timeline knows are in timeline/codes.py (README: adding a code)"
+    return text + (
+        "; a site's own codes are defined in a codes.yaml beside its rules (README: adding a code)"
+    )
 
 
 def _describe_selector(
@@ -1003,10 +1001,11 @@ def _describe_selector(
     drugs: Sequence[str],
     present: bool | None,
     dose_unit: str | None = None,
+    book: codes.CodeBook = codes.BUILTIN,
 ) -> str:
     parts: list[str] = []
     for c in code_list:
-        parts.append(codes.LABS[c].name if c in codes.LABS else c)
+        parts.append(book.labs[c].name if c in book.labs else c)
     parts += list(drugs)
     if not parts:
         parts = [k.replace("_", " ") for k in kinds]
@@ -1133,6 +1132,8 @@ class RuleSet:
     sources: list[str]
     digest: str
     notes: list[str] = field(default_factory=list)  # worth saying, not wrong: an empty directory
+    # the codes its rules may name: the built-in ones and the directories' codes.yaml
+    codebook: codes.CodeBook = codes.BUILTIN
 
     def get(self, rule_id: str) -> ast.Rule:
         if rule_id not in self.rules:
@@ -1331,6 +1332,7 @@ def load_rules(
     failed: set[str] = set()  # ids of rule files that did not load
     notes: list[str] = []
     hasher = hashlib.sha256()
+    listed: list[list[Path]] = []
     for d in _once(dirs if dirs is not None else rule_dirs()):
         directory = Path(d)
         try:
@@ -1349,41 +1351,47 @@ def load_rules(
         files = rule_files(directory)
         if not files:
             notes.append(f"{directory} holds no rule files (*.yaml or *.yml): no rules were read from it")
-        for path in files:
-            text = _read_text(path, problems)
-            if text is None:
+        listed.append(files)
+    # a directory's codes.yaml first, all of them: a rule may name a code another directory defines
+    texts: dict[Path, str | None] = {p: _read_text(p, problems) for files in listed for p in files}
+    book = _site_codes(
+        [(p, t) for p, t in texts.items() if t is not None and sitecodes.is_codes_file(p.stem)], problems
+    )
+    for path in (p for files in listed for p in files):
+        text = texts[path]
+        if text is None:
+            continue
+        hasher.update(path.name.encode() + b"\0" + text.encode() + b"\0")
+        if sitecodes.is_codes_file(path.stem):
+            continue
+        doc = _Doc(str(path), text, problems)
+        if path.stem == "params":
+            if site_params:
+                _site_params(doc, site, places)
+            continue
+        sources.append(str(path))
+        parser = _RuleParser(doc, next_id, book)
+        rule = parser.rule(doc.data, str(path)) if doc.data is not None else None
+        if doc.data is None and not any(p.file == str(path) for p in problems):
+            problems.append(Problem(str(path), 1, 1, "empty rule file"))
+        if rule is None:
+            # the rule it defines, so that references to it are not also "unknown": its id
+            # as read, else as written on an `id:` line (the YAML did not parse), else the name
+            failed.add(parser.rule_id)
+            failed.add(_id_line(text) or path.stem)
+            continue
+        if rule.id in rules:
+            previous = rules[rule.id]
+            if Path(previous.source).parent == path.parent:
+                line, col = doc.where(("id",))
+                problems.append(
+                    Problem(str(path), line, col, f"rule id {rule.id!r} is also defined in {previous.source}")
+                )
                 continue
-            hasher.update(path.name.encode() + b"\0" + text.encode() + b"\0")
-            doc = _Doc(str(path), text, problems)
-            if path.stem == "params":
-                if site_params:
-                    _site_params(doc, site, places)
-                continue
-            sources.append(str(path))
-            parser = _RuleParser(doc, next_id)
-            rule = parser.rule(doc.data, str(path)) if doc.data is not None else None
-            if doc.data is None and not any(p.file == str(path) for p in problems):
-                problems.append(Problem(str(path), 1, 1, "empty rule file"))
-            if rule is None:
-                # the rule it defines, so that references to it are not also "unknown": its id
-                # as read, else as written on an `id:` line (the YAML did not parse), else the name
-                failed.add(parser.rule_id)
-                failed.add(_id_line(text) or path.stem)
-                continue
-            if rule.id in rules:
-                previous = rules[rule.id]
-                if Path(previous.source).parent == path.parent:
-                    line, col = doc.where(("id",))
-                    problems.append(
-                        Problem(
-                            str(path), line, col, f"rule id {rule.id!r} is also defined in {previous.source}"
-                        )
-                    )
-                    continue
-                rule = rule.model_copy(update={"overrides": previous.source})
-            rules[rule.id] = rule
-            refs[rule.id] = [(r, p, doc) for r, p in parser.refs]
-            docs[rule.id] = doc
+            rule = rule.model_copy(update={"overrides": previous.source})
+        rules[rule.id] = rule
+        refs[rule.id] = [(r, p, doc) for r, p in parser.refs]
+        docs[rule.id] = doc
     for rid, overrides in (params or {}).items():
         site.setdefault(rid, {}).update(overrides)
         for name in overrides:
@@ -1417,8 +1425,26 @@ def load_rules(
         rules[rid] = rules[rid].model_copy(update={"type": types[rules[rid].define.nid]})
     hasher.update(json.dumps(site, sort_keys=True, default=str).encode())
     return RuleSet(
-        rules=rules, order=order, types=types, sources=sources, digest=hasher.hexdigest(), notes=notes
-    )
+        rules=rules, order=order, types=types, sources=sources, digest=hasher.hexdigest(), notes=notes,
+        codebook=book,
+    )  # fmt: skip
+
+
+def _site_codes(files: list[tuple[Path, str]], problems: list[Problem]) -> codes.CodeBook:
+    """The built-in codes and those of the rule directories' ``codes.yaml`` files; a code two
+    files define differently is a problem at the second."""
+    seen: dict[str, codes.SiteCode] = {}
+    for path, text in files:
+        doc = _Doc(str(path), text, problems)
+        for sc in sitecodes.read(doc):
+            first = seen.get(sc.code.code)
+            if first is not None and not first.same_definition(sc):
+                file, line = sc.source.rsplit(":", 1)
+                problems.append(Problem(file, int(line), 1,
+                    f"code {sc.code.code!r} is also defined, differently, at {first.source}"))  # fmt: skip
+                continue
+            seen.setdefault(sc.code.code, sc)
+    return codes.BUILTIN.with_site(seen.values())
 
 
 # where each site parameter value was given: (rule id, name) → (file, line, column); the
@@ -1594,15 +1620,12 @@ def field_unit(select: ast.Selector, field_name: str) -> str | None:
     units: set[str] = set()
     for sel in (select, *select.any_of):
         found = False
+        known = dict(sel.units)
         for c in sel.codes:
-            for table in (codes.LABS, codes.ASSESSMENTS):
-                if c in table:
-                    units.add(table[c].unit)
-                    found = True
-            for vital in codes.VITALS.values():
-                if vital.code == c:
-                    units.add(vital.unit)
-                    found = True
+            unit = known.get(c) or codes.BUILTIN.unit(c)
+            if unit is not None:
+                units.add(unit)
+                found = True
         for k in sel.kinds:
             if k in codes.VITALS:
                 units.add(codes.VITALS[k].unit)

@@ -1,0 +1,539 @@
+"""A site's own codes: a codes.yaml beside its rules, registered in the store with
+`timeline codes add`, read by the rule loader, ingest, the engine, explain and the exports."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.support import raw_connection, run_cli, snapshot
+from timeline import codes, registry
+from timeline.engine.evaluate import Session
+from timeline.engine.ruletest import run_examples
+from timeline.errors import IngestError
+from timeline.ingest import append_rows
+from timeline.language.loader import RuleError, load_rules, rule_dirs
+from timeline.store import Store
+
+CODES = """\
+labs:
+  26499-4:
+    name: neutrophils (absolute count)
+    unit: 10*9/L
+    low: 0
+    high: 100
+    unit_factors: count
+assessments:
+  jadas10: {name: JADAS-10, unit: "{score}", low: 0, high: 40}
+findings:
+  pericarditis: pericarditis
+"""
+
+ANC_RULE = """\
+id: anc_low
+version: 1
+description: absolute neutrophil count at most a limit within 30 days
+citation: CTCAE v5.0, neutrophil count decreased
+params:
+  limit: {default: 1.0, unit: 10*9/L}
+define:
+  le:
+    - latest: {select: {kind: lab, code: 26499-4}, within: 30 days}
+    - param: limit
+examples:
+  - name: 800 per microlitre is 0.8 x 10^9/L
+    events:
+      - {patient_id: A, kind: birth, occurred_at: 2015-01-01, sex: female}
+      - {patient_id: A, kind: lab, code: 26499-4, occurred_at: 2020-01-01, value: 800, unit: /uL}
+    expect:
+      - {at: 2020-01-10, value: true}
+"""
+
+BIRTH = {"patient_id": "A", "kind": "birth", "occurred_at": "2015-01-01", "sex": "female"}
+
+
+def anc(value: float, unit: str, day: str = "2020-01-01") -> dict[str, object]:
+    return {
+        "patient_id": "A",
+        "kind": "lab",
+        "code": "26499-4",
+        "occurred_at": day,
+        "value": value,
+        "unit": unit,
+    }
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    d = tmp_path / "site"
+    d.mkdir()
+    (d / "codes.yaml").write_text(CODES)
+    (d / "anc_low.yaml").write_text(ANC_RULE)
+    return d
+
+
+def problems_of(directory: Path) -> list[str]:
+    with pytest.raises(RuleError) as info:
+        load_rules([directory])
+    return [str(p) for p in info.value.problems]
+
+
+def codes_dir(tmp_path: Path, text: str) -> Path:
+    d = tmp_path / "c"
+    d.mkdir(exist_ok=True)
+    (d / "codes.yaml").write_text(textwrap.dedent(text))
+    return d
+
+
+# ---- the LOINC check digit -------------------------------------------------------------
+
+
+def test_the_check_digit_of_every_built_in_loinc_code_is_right() -> None:
+    loincs = [*codes.LABS, *(v.code for v in codes.VITALS.values())]
+    assert all(codes.loinc_check_digit(c.split("-")[0]) == int(c.split("-")[1]) for c in loincs)
+
+
+@given(st.integers(min_value=1, max_value=9_999_999), st.data())
+def test_the_check_digit_changes_when_any_one_digit_changes(number: int, data: st.DataObject) -> None:
+    digits = str(number)
+    at = data.draw(st.integers(min_value=0, max_value=len(digits) - 1))
+    other = data.draw(st.sampled_from([d for d in "0123456789" if d != digits[at]]))
+    typo = digits[:at] + other + digits[at + 1 :]
+    assert codes.loinc_check_digit(typo) != codes.loinc_check_digit(digits)
+
+
+# ---- codes.yaml in a rule directory ---------------------------------------------------------
+
+
+def test_a_rule_may_name_a_lab_its_directory_defines(site: Path) -> None:
+    rules = load_rules([site])
+    assert rules.codebook.labs["26499-4"].unit == "10*9/L"
+
+
+def test_a_rule_naming_a_code_no_codes_yaml_defines_is_refused_with_where_to_define_it(site: Path) -> None:
+    (site / "codes.yaml").unlink()
+    (found,) = problems_of(site)
+    assert "anc_low.yaml:9" in found and "unknown code '26499-4'" in found and "codes.yaml" in found
+
+
+def test_a_site_codes_unit_is_the_unit_of_the_rules_comparisons(site: Path) -> None:
+    (site / "anc_low.yaml").write_text(
+        ANC_RULE.replace("default: 1.0, unit: 10*9/L", "default: 1000, unit: /uL")
+    )
+    rules = load_rules([site])
+    results = run_examples(rules, [site], ["anc_low"])
+    assert [r.passed for r in results] == [True]
+
+
+def test_a_rule_directorys_examples_may_record_its_codes(site: Path) -> None:
+    rules = load_rules([site])
+    assert [r.passed for r in run_examples(rules, [site], ["anc_low"])] == [True]
+
+
+def test_a_code_with_a_wrong_check_digit_is_refused_at_its_line(tmp_path: Path) -> None:
+    d = codes_dir(tmp_path, "labs:\n  26499-5: {name: ANC, unit: 10*9/L, low: 0, high: 100}\n")
+    (found,) = problems_of(d)
+    assert "codes.yaml:2:" in found and "check digit of 26499 is 4" in found
+
+
+def test_a_built_in_code_cannot_be_redefined(tmp_path: Path) -> None:
+    d = codes_dir(tmp_path, "labs:\n  2276-4: {name: ferritin, unit: ug/L, low: 0, high: 500000}\n")
+    (found,) = problems_of(d)
+    assert "built-in lab code (ferritin)" in found
+
+
+@pytest.mark.parametrize(
+    ("definition", "message"),
+    [
+        ("{name: ANC, unit: 10*9/L, low: 0}", "needs high"),
+        ("{name: ANC, unit: 10*9/L, low: 0, high: 100, unit_factor: count}", "did you mean 'unit_factors'"),
+        ("{name: ANC, unit: tens, low: 0, high: 100}", "unit 'tens' is not a UCUM unit"),
+        ("{name: ANC, unit: 10*9/L, low: 100, high: 0}", "low 100 is above high 0"),
+        ("{name: ANC, unit: 10*9/L, low: 0, high: lots}", "high must be a number"),
+        ("{name: ANC, unit: 10*9/L, low: 0, high: 100, unit_factors: [10, 100]}", "unit_factors is `count`"),
+        ("{name: ANC, unit: 10*9/L, low: 0, high: 100, molar_mass: -1}", "molar_mass is a positive number"),
+        ("{name: ANC, unit: 10*9/L, low: 0, high: 100, molar_mass: 180}", "not a mass concentration"),
+    ],
+)
+def test_a_lab_definition_with_a_problem_is_refused_naming_it(
+    tmp_path: Path, definition: str, message: str
+) -> None:
+    d = codes_dir(tmp_path, f"labs:\n  26499-4: {definition}\n")
+    (found,) = problems_of(d)
+    assert "codes.yaml:2" in found and message in found
+
+
+def test_an_unknown_section_is_refused_with_a_suggestion(tmp_path: Path) -> None:
+    d = codes_dir(tmp_path, "lab:\n  26499-4: {name: ANC, unit: 10*9/L, low: 0, high: 100}\n")
+    (found,) = problems_of(d)
+    assert "codes.yaml:1:1" in found and "did you mean 'labs'" in found
+
+
+def test_a_local_code_must_be_lowercase(tmp_path: Path) -> None:
+    d = codes_dir(tmp_path, "findings:\n  Pericarditis: pericarditis\n")
+    (found,) = problems_of(d)
+    assert "local codes are lowercase" in found
+
+
+def test_a_finding_needs_what_it_stands_for(tmp_path: Path) -> None:
+    d = codes_dir(tmp_path, "findings:\n  pericarditis:\n")
+    (found,) = problems_of(d)
+    assert "give what it stands for" in found
+
+
+def test_two_directories_defining_a_code_differently_is_a_problem_at_the_second(
+    tmp_path: Path, site: Path
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "codes.yaml").write_text(CODES.replace("high: 100", "high: 50"))
+    with pytest.raises(RuleError) as info:
+        load_rules([site, other])
+    (found,) = [str(p) for p in info.value.problems]
+    assert str(other / "codes.yaml") in found and "also defined, differently, at" in found
+
+
+def test_two_directories_defining_a_code_alike_load(tmp_path: Path, site: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "codes.yaml").write_text(CODES)
+    assert "26499-4" in load_rules([site, other]).codebook.labs
+
+
+def test_editing_codes_yaml_changes_the_rule_sets_digest(site: Path) -> None:
+    before = load_rules([site]).digest
+    (site / "codes.yaml").write_text(CODES.replace("high: 100", "high: 90"))
+    assert load_rules([site]).digest != before
+
+
+# ---- the store's register and ingest --------------------------------------------------------
+
+
+def test_ingest_refuses_a_site_code_not_registered_and_says_how_to_register_it(store: Store) -> None:
+    with pytest.raises(IngestError) as info:
+        append_rows(store, [BIRTH, anc(800, "/uL")], author="t", source="s")
+    assert "unknown LOINC code '26499-4'" in str(info.value.errors[0]) and "timeline codes add" in str(
+        info.value.errors[0]
+    )
+
+
+def test_a_registered_labs_values_are_converted_to_its_unit(store: Store, site: Path) -> None:
+    registry.register(store, site / "codes.yaml", "t")
+    append_rows(store, [BIRTH, anc(800, "/uL")], author="t", source="s")
+    (row,) = [e for e in store.events("A") if e["kind"] == "lab"]
+    assert (row["value"], row["unit"], row["orig_value"], row["orig_unit"]) == (0.8, "10*9/L", 800, "/uL")
+
+
+def test_a_registered_labs_range_refuses_a_value_outside_it(store: Store, site: Path) -> None:
+    registry.register(store, site / "codes.yaml", "t")
+    with pytest.raises(IngestError) as info:
+        append_rows(store, [BIRTH, anc(800, "10*9/L")], author="t", source="s")
+    assert "neutrophils (absolute count)" in str(info.value.errors[0])
+
+
+def test_registering_a_file_again_leaves_its_codes_unchanged(store: Store, site: Path) -> None:
+    registry.register(store, site / "codes.yaml", "t")
+    again = registry.register(store, site / "codes.yaml", "t")
+    assert (again.added, again.changed, sorted(again.unchanged)) == (
+        [],
+        [],
+        ["26499-4", "jadas10", "pericarditis"],
+    )
+
+
+def test_a_changed_range_is_registered_and_read_by_the_next_ingest(store: Store, site: Path) -> None:
+    registry.register(store, site / "codes.yaml", "t")
+    (site / "codes.yaml").write_text(CODES.replace("high: 100", "high: 1000"))
+    result = registry.register(store, site / "codes.yaml", "t")
+    append_rows(store, [BIRTH, anc(800, "10*9/L")], author="t", source="s")
+    assert result.changed == ["26499-4"] and registry.codebook(store).labs["26499-4"].high == 1000
+
+
+def test_a_registered_codes_unit_cannot_change_and_the_store_is_left_as_it_was(
+    store_path: Path, site: Path
+) -> None:
+    with Store.create(store_path) as s:
+        registry.register(s, site / "codes.yaml", "t")
+    before = snapshot(store_path)
+    with raw_connection(store_path, read_only=True) as con:
+        codes_before = con.execute("SELECT * FROM codes ORDER BY seq").fetchall()
+    (site / "codes.yaml").write_text(
+        CODES.replace("unit: 10*9/L", "unit: /uL").replace("high: 100", "high: 1e5")
+    )
+    with Store.open(store_path, write=True) as s, pytest.raises(RuleError) as info:
+        registry.register(s, site / "codes.yaml", "t")
+    assert "unit '10*9/L', not '/uL'" in str(info.value.problems[0])
+    assert snapshot(store_path) == before
+    with raw_connection(store_path, read_only=True) as con:
+        assert con.execute("SELECT * FROM codes ORDER BY seq").fetchall() == codes_before
+
+
+def test_rules_defining_a_registered_code_in_another_unit_are_refused_at_evaluation(
+    store: Store, site: Path
+) -> None:
+    registry.register(store, site / "codes.yaml", "t")
+    (site / "codes.yaml").write_text(
+        CODES.replace("unit: 10*9/L", "unit: /uL").replace("high: 100", "high: 1e5")
+    )
+    (site / "anc_low.yaml").write_text(ANC_RULE.replace("unit: 10*9/L", "unit: /uL"))
+    rules = load_rules([site])
+    with pytest.raises(RuleError) as info:
+        Session(store, rules)
+    assert "codes.yaml:2" in str(info.value.problems[0]) and "registered in" in str(info.value.problems[0])
+
+
+def test_the_engine_reads_a_registered_lab_through_a_site_rule(store: Store, site: Path) -> None:
+    registry.register(store, site / "codes.yaml", "t")
+    append_rows(store, [BIRTH, anc(800, "/uL")], author="t", source="s")
+    session = Session(store, load_rules([site]))
+    replayed = session.state("A", "2020-01-10", ["anc_low"])[0]
+    session.replay = False
+    compiled = session.state("A", "2020-01-10", ["anc_low"])[0]
+    assert (replayed.value, compiled.value) == (True, True)
+
+
+def test_explain_describes_a_site_lab_by_its_name(store: Store, site: Path) -> None:
+    registry.register(store, site / "codes.yaml", "t")
+    append_rows(store, [BIRTH, anc(800, "/uL")], author="t", source="s")
+    out = Session(store, load_rules([site])).explain("A", "anc_low", "2020-01-10")
+    assert any("neutrophils (absolute count)" in e["description"] for e in out["events"])
+
+
+# ---- the command line ------------------------------------------------------------------------
+
+
+def test_codes_add_reports_what_it_added_as_json(store_path: Path, site: Path) -> None:
+    run_cli("init", "--store", store_path)
+    res = run_cli("codes", "add", site / "codes.yaml", "--author", "t", "--store", store_path, "--json")
+    assert res.exit_code == 0 and sorted(json.loads(res.stdout)["added"]) == [
+        "26499-4",
+        "jadas10",
+        "pericarditis",
+    ]
+
+
+def test_codes_add_of_a_bad_file_exits_8_naming_its_line(store_path: Path, tmp_path: Path) -> None:
+    run_cli("init", "--store", store_path)
+    bad = codes_dir(tmp_path, "labs:\n  26499-5: {name: ANC, unit: 10*9/L, low: 0, high: 100}\n")
+    res = run_cli("codes", "add", bad / "codes.yaml", "--author", "t", "--store", store_path)
+    assert res.exit_code == 8 and "codes.yaml:2:" in res.stderr
+
+
+def test_codes_add_of_a_missing_file_exits_8_naming_it(store_path: Path, tmp_path: Path) -> None:
+    run_cli("init", "--store", store_path)
+    res = run_cli("codes", "add", tmp_path / "nope.yaml", "--author", "t", "--store", store_path)
+    assert res.exit_code == 8 and "nope.yaml: does not exist" in res.stderr
+
+
+def test_codes_list_site_lists_only_the_registered_codes(store_path: Path, site: Path) -> None:
+    run_cli("init", "--store", store_path)
+    run_cli("codes", "add", site / "codes.yaml", "--author", "t", "--store", store_path)
+    res = run_cli("codes", "list", "--site", "--store", store_path, "--json")
+    listed = json.loads(res.stdout)["codes"]
+    assert sorted(c["code"] for c in listed) == ["26499-4", "jadas10", "pericarditis"]
+
+
+def test_codes_list_includes_the_built_in_codes(store_path: Path) -> None:
+    run_cli("init", "--store", store_path)
+    listed = json.loads(run_cli("codes", "list", "--store", store_path, "--json").stdout)["codes"]
+    assert {"2276-4", "fever", "29463-7"} <= {c["code"] for c in listed}
+
+
+def test_timeline_events_describes_a_registered_lab_by_its_name(store_path: Path, site: Path) -> None:
+    with Store.create(store_path) as s:
+        registry.register(s, site / "codes.yaml", "t")
+        append_rows(s, [BIRTH, anc(800, "/uL")], author="t", source="s")
+    res = run_cli("events", "A", "--store", store_path)
+    assert "neutrophils (absolute count)" in res.stdout
+
+
+def test_codes_add_of_a_bad_file_says_it_is_the_codes_file_that_has_problems(
+    store_path: Path, tmp_path: Path
+) -> None:
+    run_cli("init", "--store", store_path)
+    bad = codes_dir(tmp_path, "labs:\n  26499-5: {name: ANC, unit: 10*9/L, low: 0, high: 100}\n")
+    res = run_cli("codes", "add", bad / "codes.yaml", "--author", "t", "--store", store_path)
+    assert "error: codes file has 1 problem" in res.stderr
+
+
+# ---- the register's integrity ------------------------------------------------------------------
+
+
+def registered_store(store_path: Path, site: Path) -> Path:
+    with Store.create(store_path) as s:
+        registry.register(s, site / "codes.yaml", "t")
+    return store_path
+
+
+def test_verify_counts_the_code_register_and_finds_it_intact(store_path: Path, site: Path) -> None:
+    res = run_cli("verify", "--store", registered_store(store_path, site), "--json")
+    out = json.loads(res.stdout)
+    assert (res.exit_code, out["ok"], out["codes"]) == (0, True, 3)
+
+
+def test_verify_finds_a_register_row_altered_by_hand(store_path: Path, site: Path) -> None:
+    registered_store(store_path, site)
+    with raw_connection(store_path) as con:
+        con.execute("UPDATE codes SET high = 1000 WHERE code = '26499-4'")
+    res = run_cli("verify", "--store", store_path)
+    assert res.exit_code == 7 and "(26499-4) was altered" in res.stderr
+
+
+def test_verify_finds_a_register_row_deleted_by_hand(store_path: Path, site: Path) -> None:
+    registered_store(store_path, site)
+    with raw_connection(store_path) as con:
+        con.execute("DELETE FROM codes WHERE seq = 1")
+    res = run_cli("verify", "--store", store_path)
+    assert res.exit_code == 7 and "does not link to the row before it" in res.stderr
+
+
+def test_a_second_registration_extends_the_registers_chain(store_path: Path, site: Path) -> None:
+    registered_store(store_path, site)
+    (site / "codes.yaml").write_text(CODES.replace("high: 100", "high: 1000"))
+    with Store.open(store_path, write=True) as s:
+        registry.register(s, site / "codes.yaml", "t")
+    out = json.loads(run_cli("verify", "--store", store_path, "--json").stdout)
+    assert (out["ok"], out["codes"]) == (True, 4)
+
+
+# ---- a site's dosing frequencies -------------------------------------------------------------
+
+FREQ = "frequencies:\n  every_5_days: 0.2\n"
+DOSED = [
+    {"patient_id": "A", "kind": "weight", "occurred_at": "2020-01-01", "value": 20, "unit": "kg"},
+    {"patient_id": "A", "kind": "medication_start", "drug": "anakinra", "dose": 100, "dose_unit": "mg",
+     "frequency": "every_5_days", "occurred_at": "2020-01-02"},
+]  # fmt: skip
+
+
+def test_a_site_frequency_is_refused_at_ingest_until_registered(store: Store) -> None:
+    with pytest.raises(IngestError) as info:
+        append_rows(store, DOSED, author="t", source="s")
+    assert "unknown frequency 'every_5_days'" in str(info.value.errors[0]) and "frequencies:" in str(
+        info.value.errors[0]
+    )
+
+
+@pytest.mark.parametrize("replay", [True, False], ids=["replay", "sql"])
+def test_a_registered_site_frequency_gives_the_daily_dose(store: Store, tmp_path: Path, replay: bool) -> None:
+    d = codes_dir(tmp_path, FREQ)
+    registry.register(store, d / "codes.yaml", "t")
+    append_rows(store, DOSED, author="t", source="s")
+    session = Session(store, load_rules([*rule_dirs(), d]))
+    session.replay = replay
+    (result,) = session.state("A", "2020-01-10", ["anakinra_dose_mg_kg_day"])
+    assert result.value == pytest.approx(1.0)  # 100 mg x 0.2 a day / 20 kg
+
+
+@pytest.mark.parametrize("value", ["-1", "often", "{per_day: 1}"])
+def test_a_frequency_that_is_not_doses_per_day_is_refused(tmp_path: Path, value: str) -> None:
+    (found,) = problems_of(codes_dir(tmp_path, f"frequencies:\n  every_5_days: {value}\n"))
+    assert "codes.yaml:2" in found and "give its doses per day" in found
+
+
+def test_a_built_in_frequency_cannot_be_redefined(tmp_path: Path) -> None:
+    (found,) = problems_of(codes_dir(tmp_path, "frequencies:\n  weekly: 0.2\n"))
+    assert "built-in frequency code" in found
+
+
+def test_a_registered_frequency_cannot_change_its_doses_per_day(store: Store, tmp_path: Path) -> None:
+    d = codes_dir(tmp_path, FREQ)
+    registry.register(store, d / "codes.yaml", "t")
+    (d / "codes.yaml").write_text("frequencies:\n  every_5_days: 0.25\n")
+    with pytest.raises(RuleError) as info:
+        registry.register(store, d / "codes.yaml", "t")
+    assert "'every_5_days' is registered" in str(
+        info.value.problems[0]
+    ) and "0.2 doses a day, not 0.25" in str(info.value.problems[0])
+
+
+# ---- what the audit of the codes file found ---------------------------------------------------
+
+
+def test_an_integer_too_large_for_a_number_is_a_problem_at_its_line(tmp_path: Path) -> None:
+    (found,) = problems_of(
+        codes_dir(tmp_path, f"labs:\n  26499-4: {{name: x, unit: mg/L, low: 0, high: 1{'0' * 400}}}\n")
+    )
+    assert "codes.yaml:2" in found and "high must be a number" in found
+
+
+def test_one_code_in_two_sections_is_refused_at_the_second(tmp_path: Path) -> None:
+    text = 'assessments:\n  foo: {name: x, unit: "{score}", low: 0, high: 4}\nfindings:\n  foo: foo thing\n'
+    (found,) = problems_of(codes_dir(tmp_path, text))
+    assert "codes.yaml:4" in found and "also defined at line 2" in found
+
+
+def test_codes_add_refuses_one_code_in_two_sections(store: Store, tmp_path: Path) -> None:
+    text = 'assessments:\n  foo: {name: x, unit: "{score}", low: 0, high: 4}\nfindings:\n  foo: foo thing\n'
+    with pytest.raises(RuleError):
+        registry.register(store, codes_dir(tmp_path, text) / "codes.yaml", "t")
+    assert registry.registered(store) == []
+
+
+def test_a_range_finer_than_the_stored_precision_is_refused(tmp_path: Path) -> None:
+    (found,) = problems_of(
+        codes_dir(tmp_path, "labs:\n  14749-6: {name: g, unit: mol/L, low: 1e-12, high: 1e-6}\n")
+    )
+    assert "stored to 9 decimal places" in found and "smaller unit" in found
+
+
+def test_a_name_that_is_not_text_is_refused(tmp_path: Path) -> None:
+    (found,) = problems_of(
+        codes_dir(tmp_path, "labs:\n  26499-4: {name: {a: 1}, unit: mg/L, low: 0, high: 1}\n")
+    )
+    assert "name must be text" in found
+
+
+def test_a_loinc_number_with_a_leading_zero_is_refused(tmp_path: Path) -> None:
+    (found,) = problems_of(
+        codes_dir(tmp_path, "labs:\n  0026499-4: {name: x, unit: mg/L, low: 0, high: 1}\n")
+    )
+    assert "is not a LOINC code" in found
+
+
+def test_count_factors_follow_the_codes_unit(store: Store, tmp_path: Path) -> None:
+    d = codes_dir(
+        tmp_path, "labs:\n  26499-4: {name: ANC, unit: /uL, low: 0, high: 100000, unit_factors: count}\n"
+    )
+    registry.register(store, d / "codes.yaml", "t")
+    with pytest.raises(IngestError) as info:
+        append_rows(store, [BIRTH, anc(900, "/L")], author="t", source="s")
+    assert "field unit" in str(info.value.errors[0])
+
+
+def test_count_factors_are_refused_for_a_unit_that_is_not_a_count(tmp_path: Path) -> None:
+    (found,) = problems_of(
+        codes_dir(tmp_path, "labs:\n  26499-4: {name: x, unit: mg/L, low: 0, high: 1, unit_factors: count}\n")
+    )
+    assert "count is for a cell count per volume" in found
+
+
+def test_a_molar_mass_mismatch_with_the_store_is_named(store: Store, tmp_path: Path) -> None:
+    lab = "labs:\n  2345-7: {name: glucose, unit: mg/dL, low: 0, high: 2000, molar_mass: %s}\n"
+    d = codes_dir(tmp_path, lab % "180.16")
+    registry.register(store, d / "codes.yaml", "t")
+    (d / "codes.yaml").write_text(lab % "100")
+    with pytest.raises(RuleError) as info:
+        Session(store, load_rules([d]))
+    assert "molar mass 180.16 g/mol" in str(info.value.problems[0]) and "molar mass 100 g/mol" in str(
+        info.value.problems[0]
+    )
+
+
+def test_codes_add_of_a_device_says_it_is_not_a_regular_file(store_path: Path) -> None:
+    run_cli("init", "--store", store_path)
+    res = run_cli("codes", "add", "/dev/null", "--author", "t", "--store", store_path)
+    assert res.exit_code == 8 and "/dev/null: is not a regular file" in res.stderr
+
+
+def test_a_store_whose_code_register_lost_a_column_is_reported_damaged(store_path: Path, site: Path) -> None:
+    registered_store(store_path, site)
+    with raw_connection(store_path) as con:
+        con.execute("ALTER TABLE codes DROP COLUMN per_day")
+    res = run_cli("codes", "list", "--store", store_path)
+    assert res.exit_code == 3 and "table codes's column per_day is missing" in res.stderr

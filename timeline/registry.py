@@ -1,0 +1,221 @@
+"""A store's register of a site's codes: ``timeline codes add FILE`` and what ingest reads.
+
+A site defines its codes in a ``codes.yaml`` (:mod:`timeline.language.sitecodes`): the rules
+beside it may name them, and registering the file in a store lets ingest accept their
+events, convert each value to the code's unit and check it against the code's range. The
+register is append-only, like the events: each registration adds rows (``seq``, when, who,
+the file and its SHA-256), and a code's definition is its last row. A registered code keeps
+its kind, unit and molar mass for good (its stored values are in that unit); its name, range
+and unit factors may be changed by registering it again, for the events ingested after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from timeline import codes
+from timeline.errors import UsageError
+from timeline.store import CODE_COLUMNS, GENESIS_HASH, Store, utc_now
+
+TABLE = "codes"
+HASHED = [c for c in CODE_COLUMNS if c not in ("prev_hash", "row_hash")]
+
+
+def row_hash(prev_hash: str, values: Sequence[Any]) -> str:
+    """The hash of a register row: SHA-256 of the previous row's hash and the JSON array of
+    the row's values (``HASHED`` order; times in ISO form)."""
+    text = json.dumps([v.isoformat() if isinstance(v, datetime) else v for v in values])
+    return hashlib.sha256((prev_hash + text).encode()).hexdigest()
+
+
+def broken_links(store: Store) -> tuple[int, list[str]]:
+    """(rows, problems) of the register's chain, for ``timeline verify``: a row altered, or
+    rows deleted, inserted or reordered."""
+    if not has_table(store):
+        return 0, []
+    cols = ", ".join([*HASHED, "prev_hash", "row_hash"])
+    rows = store.con.execute(f"SELECT {cols} FROM {TABLE} ORDER BY seq").fetchall()
+    problems, prev = [], GENESIS_HASH
+    for position, row in enumerate(rows, start=1):
+        values, stored_prev, stored = row[: len(HASHED)], row[-2], row[-1]
+        seq, code = values[0], values[2]
+        if seq != position or stored_prev != prev:
+            problems.append(
+                f"code register row {seq} ({code}) does not link to the row before it: rows were deleted, inserted or reordered"
+            )
+        elif row_hash(prev, values) != stored:
+            problems.append(f"code register row {seq} ({code}) was altered: it no longer matches its hash")
+        prev = stored
+    return len(rows), problems
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What a registration did: codes added, changed (name, range, factors) and unchanged."""
+
+    source: str
+    added: list[str]
+    changed: list[str]
+    unchanged: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def has_table(store: Store) -> bool:
+    found = store.con.execute(
+        """SELECT count(*) FROM duckdb_tables()
+           WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ?""",
+        [TABLE],
+    ).fetchone()
+    return bool(found and found[0])
+
+
+def create_table(con: Any) -> None:
+    cols = ", ".join(f"{k} {v}" for k, v in CODE_COLUMNS.items())
+    con.execute(f"CREATE TABLE {TABLE} ({cols})")
+
+
+def registered(store: Store) -> list[dict[str, Any]]:
+    """Every registered code as it stands (its last registration), in code order."""
+    if not has_table(store):
+        return []
+    cur = store.con.execute(
+        f"""SELECT * FROM {TABLE} QUALIFY row_number() OVER (PARTITION BY code ORDER BY seq DESC) = 1
+            ORDER BY kind, code"""
+    )
+    names = [d[0] for d in cur.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def site_codes(store: Store) -> list[codes.SiteCode]:
+    out = []
+    for r in registered(store):
+        factors = (
+            (float(r["factor_low"]), float(r["factor_high"]))
+            if r["factor_low"] is not None and r["factor_high"] is not None
+            else codes.Code("", "", "").unit_factors
+        )
+        code = codes.Code(
+            r["code"],
+            r["name"],
+            r["unit"],
+            r["low"],
+            r["high"],
+            molar_mass=r["molar_mass"],
+            unit_factors=factors,
+        )
+        out.append(codes.SiteCode(r["kind"], code, f"{r['source_file']}:{r['source_line']}", r["per_day"]))
+    return out
+
+
+def codebook(store: Store) -> codes.CodeBook:
+    """The codes a store's events may name: the built-in ones and those registered."""
+    site = site_codes(store)
+    return codes.BUILTIN.with_site(site) if site else codes.BUILTIN
+
+
+def read_file(path: str | Path) -> list[codes.SiteCode]:
+    """The codes of a ``codes.yaml``; a file with problems raises :class:`CodesFileError` (exit 8)
+    naming every problem's line."""
+    from timeline.language.loader import CodesFileError, Problem, _Doc, _read_text
+    from timeline.language.sitecodes import read
+
+    target = Path(path)
+    problems: list[Problem] = []
+    if not target.is_file():
+        what = (
+            "is a directory: give the codes file" if target.is_dir()
+            else "is not a regular file: give the codes file's path" if target.exists()
+            else "does not exist"
+        )  # fmt: skip
+        raise CodesFileError([Problem(str(target), 0, 0, what)])
+    text = _read_text(target, problems)
+    found: list[codes.SiteCode] = []
+    if text is not None:
+        doc = _Doc(str(target), text, problems)
+        if doc.data is None and not problems:
+            problems.append(Problem(str(target), 1, 1, "empty codes file"))
+        found = read(doc)
+    if problems:
+        raise CodesFileError(problems)
+    return found
+
+
+def register(store: Store, path: str | Path, author: str) -> Registered:
+    """Register the codes of ``path`` in ``store``: new codes added, codes whose name, range or
+    unit factors differ added again (their new definition), the same definitions left. A code
+    registered with another kind, unit or molar mass is refused at its line (exit 8); nothing
+    is written unless the whole file is accepted."""
+    if not author.strip():
+        raise UsageError("--author must not be empty")
+    target = Path(path)
+    found = read_file(target)
+    return add(store, found, author, str(target), hashlib.sha256(target.read_bytes()).hexdigest())
+
+
+def add(store: Store, found: list[codes.SiteCode], author: str, source: str, digest: str) -> Registered:
+    """Register ``found`` (read from ``source``, whose SHA-256 is ``digest``): see
+    :func:`register`."""
+    from timeline.language.loader import CodesFileError, Problem
+
+    current = {sc.code.code: sc for sc in site_codes(store)}
+    problems = []
+    added: list[str] = []
+    changed: list[str] = []
+    unchanged: list[str] = []
+    rows: list[tuple[codes.SiteCode, str, int]] = []
+    for sc in found:
+        before = current.get(sc.code.code)
+        file, line = sc.source.rsplit(":", 1)
+        if before is not None and not before.same_meaning(sc):
+            was, now = before.code, sc.code
+            diff = (
+                f"kind {before.kind}, not {sc.kind}" if before.kind != sc.kind
+                else f"unit {was.unit!r}, not {now.unit!r}" if was.unit != now.unit
+                else f"{before.per_day:g} doses a day, not {sc.per_day:g}" if before.per_day != sc.per_day
+                else f"molar mass {was.molar_mass}, not {now.molar_mass}"
+            )  # fmt: skip
+            problems.append(
+                Problem(
+                    file,
+                    int(line),
+                    1,
+                    f"code {sc.code.code!r} is registered in {store.path} with {diff} (from {before.source}); "
+                    "its stored values were read as registered, so that cannot change: define another code",
+                )
+            )
+            continue
+        if before is not None and before.same_definition(sc):
+            unchanged.append(sc.code.code)
+            continue
+        (changed if before is not None else added).append(sc.code.code)
+        rows.append((sc, file, int(line)))
+    if problems:
+        raise CodesFileError(problems)
+    if not rows:
+        return Registered(source, added, changed, unchanged)
+    recorded_at = utc_now()
+    with store.transaction() as con:
+        if not has_table(store):
+            create_table(con)
+        top = con.execute(f"SELECT seq, row_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (int(top[0]), str(top[1])) if top else (0, GENESIS_HASH)
+        values = []
+        for sc, at_file, at_line in rows:
+            seq += 1
+            c = sc.code
+            factors = c.unit_factors if sc.kind in ("lab", "assessment") else (None, None)
+            row = (seq, sc.kind, c.code, c.name, c.unit, c.low, c.high, c.molar_mass, *factors, sc.per_day,
+                   recorded_at, author, at_file, at_line, digest)  # fmt: skip
+            prev, last = row_hash(prev, row), prev
+            values.append((*row, last, prev))
+        marks = ", ".join("?" * len(CODE_COLUMNS))
+        con.executemany(f"INSERT INTO {TABLE} VALUES ({marks})", values)
+    return Registered(source, added, changed, unchanged)
