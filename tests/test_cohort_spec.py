@@ -303,6 +303,26 @@ def test_loading_a_cohort_without_its_rule_directory_says_how_to_load_it(tmp_pat
     ]
 
 
+def _site_dir(tmp_path: Path, name: str, text: str) -> Path:
+    """A study folder whose second rule directory holds one file (``params.yaml``, ``codes.yaml``)."""
+    path = _study(tmp_path, "rules: [study_rules, site]")
+    (path.parent / "site").mkdir()
+    (path.parent / "site" / name).write_text(text, encoding="utf-8")
+    return path
+
+
+def test_loading_a_cohort_without_its_params_only_rule_directory_says_how_to_load_it(tmp_path: Path) -> None:
+    path = _site_dir(tmp_path, "params.yaml", "crp_normal: {limit: 10 mg/L}\n")
+    with pytest.raises(CohortError) as info:
+        load_cohort(path, load_rules([path.parent / "study_rules"]))
+    assert [p.message.split(":")[0] for p in info.value.problems] == ["the rules of 'site' were not loaded"]
+
+
+def test_a_cohort_whose_rule_directory_holds_only_codes_checks_when_it_was_loaded(tmp_path: Path) -> None:
+    path = _site_dir(tmp_path, "codes.yaml", "findings:\n  pericarditis: pericarditis\n")
+    assert run_cli("cohort", "check", path).exit_code == 0
+
+
 def test_a_cohort_files_rule_directory_also_given_with_rules_is_read_once(tmp_path: Path) -> None:
     path = _study(tmp_path)
     result = run_cli("cohort", "check", path, "--rules", path.parent / "study_rules")

@@ -449,7 +449,7 @@ class _Parser:
         if data is None:
             return
         items = data if isinstance(data, list) else [data]
-        loaded = [Path(s).resolve() for s in self.rules.sources]
+        loaded = [Path(d) for d in self.rules.directories]
         for i, item in enumerate(items):
             where = (*path, i) if isinstance(data, list) else path
             if not isinstance(item, str) or not item.strip():
@@ -468,8 +468,8 @@ class _Parser:
                 self.fail(where, f"rule directory {item!r} {what} ({d})")
                 continue
             here = d.resolve()
-            files = [f for f in rule_files(d) if f.name.lower() not in ("params.yaml", "params.yml")]
-            if files and not any(s.is_relative_to(here) for s in loaded):
+            # a directory read, or one under it (rule files are found in subdirectories too)
+            if rule_files(d) and not any(here.is_relative_to(r) for r in loaded):
                 self.fail(
                     where,
                     f"the rules of {item!r} were not loaded: the cohort commands load a cohort "

@@ -1134,6 +1134,8 @@ class RuleSet:
     notes: list[str] = field(default_factory=list)  # worth saying, not wrong: an empty directory
     # the codes its rules may name: the built-in ones and the directories' codes.yaml
     codebook: codes.CodeBook = codes.BUILTIN
+    # every rule directory read, resolved (one may hold only params.yaml or codes.yaml)
+    directories: list[str] = field(default_factory=list)
 
     def get(self, rule_id: str) -> ast.Rule:
         if rule_id not in self.rules:
@@ -1333,6 +1335,7 @@ def load_rules(
     notes: list[str] = []
     hasher = hashlib.sha256()
     listed: list[list[Path]] = []
+    read: list[str] = []
     for d in _once(dirs if dirs is not None else rule_dirs()):
         directory = Path(d)
         try:
@@ -1349,6 +1352,7 @@ def load_rules(
             problems.append(Problem(str(directory), 0, 0, what))
             continue
         files = rule_files(directory)
+        read.append(str(directory.resolve()))
         if not files:
             notes.append(f"{directory} holds no rule files (*.yaml or *.yml): no rules were read from it")
         listed.append(files)
@@ -1426,7 +1430,7 @@ def load_rules(
     hasher.update(json.dumps(site, sort_keys=True, default=str).encode())
     return RuleSet(
         rules=rules, order=order, types=types, sources=sources, digest=hasher.hexdigest(), notes=notes,
-        codebook=book,
+        codebook=book, directories=read,
     )  # fmt: skip
 
 
