@@ -135,55 +135,58 @@ def test_a_rule_directorys_examples_may_record_its_codes(site: Path) -> None:
     assert [r.passed for r in run_examples(rules, [site], ["anc_low"])] == [True]
 
 
-def test_a_code_with_a_wrong_check_digit_is_refused_at_its_line(tmp_path: Path) -> None:
-    d = codes_dir(tmp_path, "labs:\n  26499-5: {name: ANC, unit: 10*9/L, low: 0, high: 100}\n")
-    (found,) = problems_of(d)
-    assert "codes.yaml:2:" in found and "check digit of 26499 is 4" in found
-
-
-def test_a_built_in_code_cannot_be_redefined(tmp_path: Path) -> None:
-    d = codes_dir(tmp_path, "labs:\n  2276-4: {name: ferritin, unit: ug/L, low: 0, high: 500000}\n")
-    (found,) = problems_of(d)
-    assert "built-in lab code (ferritin)" in found
+LAB = "labs:\n  26499-4: %s\n"
+TWO_KINDS = 'assessments:\n  foo: {name: x, unit: "{score}", low: 0, high: 4}\nfindings:\n  foo: foo thing\n'
 
 
 @pytest.mark.parametrize(
-    ("definition", "message"),
+    ("text", "line", "message"),
     [
-        ("{name: ANC, unit: 10*9/L, low: 0}", "needs high"),
-        ("{name: ANC, unit: 10*9/L, low: 0, high: 100, unit_factor: count}", "did you mean 'unit_factors'"),
-        ("{name: ANC, unit: tens, low: 0, high: 100}", "unit 'tens' is not a UCUM unit"),
-        ("{name: ANC, unit: 10*9/L, low: 100, high: 0}", "low 100 is above high 0"),
-        ("{name: ANC, unit: 10*9/L, low: 0, high: lots}", "high must be a number"),
-        ("{name: ANC, unit: 10*9/L, low: 0, high: 100, unit_factors: [10, 100]}", "unit_factors is `count`"),
-        ("{name: ANC, unit: 10*9/L, low: 0, high: 100, molar_mass: -1}", "molar_mass is a positive number"),
-        ("{name: ANC, unit: 10*9/L, low: 0, high: 100, molar_mass: 180}", "not a mass concentration"),
+        pytest.param("labs:\n  26499-5: {name: ANC, unit: 10*9/L, low: 0, high: 100}\n", 2,
+                     "the check digit of 26499 is 4", id="wrong-check-digit"),
+        pytest.param("labs:\n  0026499-4: {name: x, unit: mg/L, low: 0, high: 1}\n", 2,
+                     "is not a LOINC code", id="loinc-leading-zero"),
+        pytest.param("labs:\n  2276-4: {name: ferritin, unit: ug/L, low: 0, high: 500000}\n", 2,
+                     "built-in lab code (ferritin)", id="built-in-lab"),
+        pytest.param("frequencies:\n  weekly: 0.2\n", 2, "built-in frequency code", id="built-in-frequency"),
+        pytest.param("lab:\n  26499-4: {name: ANC, unit: 10*9/L, low: 0, high: 100}\n", 1,
+                     "did you mean 'labs'", id="unknown-section"),
+        pytest.param("findings:\n  Pericarditis: pericarditis\n", 2, "local codes are lowercase", id="uppercase"),
+        pytest.param("findings:\n  pericarditis:\n", 2, "give what it stands for", id="finding-without-name"),
+        pytest.param(TWO_KINDS, 4, "also defined at line 2", id="one-code-two-sections"),
+        pytest.param(LAB % "{name: ANC, unit: 10*9/L, low: 0}", 2, "needs high", id="no-high"),
+        pytest.param(LAB % "{name: ANC, unit: 10*9/L, low: 0, high: 100, unit_factor: count}", 2,
+                     "did you mean 'unit_factors'", id="unknown-key"),
+        pytest.param(LAB % "{name: ANC, unit: tens, low: 0, high: 100}", 2, "unit 'tens' is not a UCUM unit",
+                     id="not-ucum"),
+        pytest.param(LAB % "{name: ANC, unit: 10*9/L, low: 100, high: 0}", 2, "low 100 is above high 0",
+                     id="low-above-high"),
+        pytest.param(LAB % "{name: ANC, unit: 10*9/L, low: 0, high: lots}", 2, "high must be a number",
+                     id="high-not-a-number"),
+        pytest.param(LAB % ("{name: x, unit: mg/L, low: 0, high: 1" + "0" * 400 + "}"), 2, "high must be a number",
+                     id="integer-too-large"),
+        pytest.param(LAB % "{name: {a: 1}, unit: mg/L, low: 0, high: 1}", 2, "name must be text", id="name-not-text"),
+        pytest.param("labs:\n  14749-6: {name: g, unit: mol/L, low: 1e-12, high: 1e-6}\n", 2,
+                     "stored to 9 decimal places", id="range-too-fine"),
+        pytest.param(LAB % "{name: ANC, unit: 10*9/L, low: 0, high: 100, unit_factors: [10, 100]}", 2,
+                     "unit_factors is `count`", id="bad-unit-factors"),
+        pytest.param(LAB % "{name: x, unit: mg/L, low: 0, high: 1, unit_factors: count}", 2,
+                     "count is for a cell count per volume", id="count-of-no-count"),
+        pytest.param(LAB % "{name: ANC, unit: 10*9/L, low: 0, high: 100, molar_mass: -1}", 2,
+                     "molar_mass is a positive number", id="negative-molar-mass"),
+        pytest.param(LAB % "{name: ANC, unit: 10*9/L, low: 0, high: 100, molar_mass: 180}", 2,
+                     "not a mass concentration", id="molar-mass-of-no-mass"),
+        pytest.param("frequencies:\n  every_5_days: -1\n", 2, "give its doses per day", id="negative-frequency"),
+        pytest.param("frequencies:\n  every_5_days: often\n", 2, "give its doses per day", id="frequency-text"),
+        pytest.param("frequencies:\n  every_5_days: {per_day: 1}\n", 2, "give its doses per day",
+                     id="frequency-mapping"),
     ],
-)
-def test_a_lab_definition_with_a_problem_is_refused_naming_it(
-    tmp_path: Path, definition: str, message: str
+)  # fmt: skip
+def test_a_codes_file_problem_is_reported_at_its_line(
+    tmp_path: Path, text: str, line: int, message: str
 ) -> None:
-    d = codes_dir(tmp_path, f"labs:\n  26499-4: {definition}\n")
-    (found,) = problems_of(d)
-    assert "codes.yaml:2" in found and message in found
-
-
-def test_an_unknown_section_is_refused_with_a_suggestion(tmp_path: Path) -> None:
-    d = codes_dir(tmp_path, "lab:\n  26499-4: {name: ANC, unit: 10*9/L, low: 0, high: 100}\n")
-    (found,) = problems_of(d)
-    assert "codes.yaml:1:1" in found and "did you mean 'labs'" in found
-
-
-def test_a_local_code_must_be_lowercase(tmp_path: Path) -> None:
-    d = codes_dir(tmp_path, "findings:\n  Pericarditis: pericarditis\n")
-    (found,) = problems_of(d)
-    assert "local codes are lowercase" in found
-
-
-def test_a_finding_needs_what_it_stands_for(tmp_path: Path) -> None:
-    d = codes_dir(tmp_path, "findings:\n  pericarditis:\n")
-    (found,) = problems_of(d)
-    assert "give what it stands for" in found
+    (found,) = problems_of(codes_dir(tmp_path, text))
+    assert f"codes.yaml:{line}:" in found and message in found
 
 
 def test_two_directories_defining_a_code_differently_is_a_problem_at_the_second(
@@ -376,20 +379,23 @@ def test_verify_counts_the_code_register_and_finds_it_intact(store_path: Path, s
     assert (res.exit_code, out["ok"], out["codes"]) == (0, True, 3)
 
 
-def test_verify_finds_a_register_row_altered_by_hand(store_path: Path, site: Path) -> None:
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        pytest.param(
+            "UPDATE codes SET high = 1000 WHERE code = '26499-4'", "(26499-4) was altered", id="altered"
+        ),
+        pytest.param("DELETE FROM codes WHERE seq = 1", "does not link to the row before it", id="deleted"),
+    ],
+)
+def test_verify_finds_a_register_row_changed_by_hand(
+    store_path: Path, site: Path, tamper: str, message: str
+) -> None:
     registered_store(store_path, site)
     with raw_connection(store_path) as con:
-        con.execute("UPDATE codes SET high = 1000 WHERE code = '26499-4'")
+        con.execute(tamper)
     res = run_cli("verify", "--store", store_path)
-    assert res.exit_code == 7 and "(26499-4) was altered" in res.stderr
-
-
-def test_verify_finds_a_register_row_deleted_by_hand(store_path: Path, site: Path) -> None:
-    registered_store(store_path, site)
-    with raw_connection(store_path) as con:
-        con.execute("DELETE FROM codes WHERE seq = 1")
-    res = run_cli("verify", "--store", store_path)
-    assert res.exit_code == 7 and "does not link to the row before it" in res.stderr
+    assert res.exit_code == 7 and message in res.stderr
 
 
 def test_a_second_registration_extends_the_registers_chain(store_path: Path, site: Path) -> None:
@@ -430,17 +436,6 @@ def test_a_registered_site_frequency_gives_the_daily_dose(store: Store, tmp_path
     assert result.value == pytest.approx(1.0)  # 100 mg x 0.2 a day / 20 kg
 
 
-@pytest.mark.parametrize("value", ["-1", "often", "{per_day: 1}"])
-def test_a_frequency_that_is_not_doses_per_day_is_refused(tmp_path: Path, value: str) -> None:
-    (found,) = problems_of(codes_dir(tmp_path, f"frequencies:\n  every_5_days: {value}\n"))
-    assert "codes.yaml:2" in found and "give its doses per day" in found
-
-
-def test_a_built_in_frequency_cannot_be_redefined(tmp_path: Path) -> None:
-    (found,) = problems_of(codes_dir(tmp_path, "frequencies:\n  weekly: 0.2\n"))
-    assert "built-in frequency code" in found
-
-
 def test_a_registered_frequency_cannot_change_its_doses_per_day(store: Store, tmp_path: Path) -> None:
     d = codes_dir(tmp_path, FREQ)
     registry.register(store, d / "codes.yaml", "t")
@@ -455,45 +450,11 @@ def test_a_registered_frequency_cannot_change_its_doses_per_day(store: Store, tm
 # ---- what the audit of the codes file found ---------------------------------------------------
 
 
-def test_an_integer_too_large_for_a_number_is_a_problem_at_its_line(tmp_path: Path) -> None:
-    (found,) = problems_of(
-        codes_dir(tmp_path, f"labs:\n  26499-4: {{name: x, unit: mg/L, low: 0, high: 1{'0' * 400}}}\n")
-    )
-    assert "codes.yaml:2" in found and "high must be a number" in found
-
-
-def test_one_code_in_two_sections_is_refused_at_the_second(tmp_path: Path) -> None:
-    text = 'assessments:\n  foo: {name: x, unit: "{score}", low: 0, high: 4}\nfindings:\n  foo: foo thing\n'
-    (found,) = problems_of(codes_dir(tmp_path, text))
-    assert "codes.yaml:4" in found and "also defined at line 2" in found
-
-
 def test_codes_add_refuses_one_code_in_two_sections(store: Store, tmp_path: Path) -> None:
     text = 'assessments:\n  foo: {name: x, unit: "{score}", low: 0, high: 4}\nfindings:\n  foo: foo thing\n'
     with pytest.raises(RuleError):
         registry.register(store, codes_dir(tmp_path, text) / "codes.yaml", "t")
     assert registry.registered(store) == []
-
-
-def test_a_range_finer_than_the_stored_precision_is_refused(tmp_path: Path) -> None:
-    (found,) = problems_of(
-        codes_dir(tmp_path, "labs:\n  14749-6: {name: g, unit: mol/L, low: 1e-12, high: 1e-6}\n")
-    )
-    assert "stored to 9 decimal places" in found and "smaller unit" in found
-
-
-def test_a_name_that_is_not_text_is_refused(tmp_path: Path) -> None:
-    (found,) = problems_of(
-        codes_dir(tmp_path, "labs:\n  26499-4: {name: {a: 1}, unit: mg/L, low: 0, high: 1}\n")
-    )
-    assert "name must be text" in found
-
-
-def test_a_loinc_number_with_a_leading_zero_is_refused(tmp_path: Path) -> None:
-    (found,) = problems_of(
-        codes_dir(tmp_path, "labs:\n  0026499-4: {name: x, unit: mg/L, low: 0, high: 1}\n")
-    )
-    assert "is not a LOINC code" in found
 
 
 def test_count_factors_follow_the_codes_unit(store: Store, tmp_path: Path) -> None:
@@ -504,13 +465,6 @@ def test_count_factors_follow_the_codes_unit(store: Store, tmp_path: Path) -> No
     with pytest.raises(IngestError) as info:
         append_rows(store, [BIRTH, anc(900, "/L")], author="t", source="s")
     assert "field unit" in str(info.value.errors[0])
-
-
-def test_count_factors_are_refused_for_a_unit_that_is_not_a_count(tmp_path: Path) -> None:
-    (found,) = problems_of(
-        codes_dir(tmp_path, "labs:\n  26499-4: {name: x, unit: mg/L, low: 0, high: 1, unit_factors: count}\n")
-    )
-    assert "count is for a cell count per volume" in found
 
 
 def test_a_molar_mass_mismatch_with_the_store_is_named(store: Store, tmp_path: Path) -> None:
