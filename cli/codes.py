@@ -106,12 +106,14 @@ def codes_list(
             rows.append(_row("finding", code, name, None, None, None, "built-in"))
         for code, per_day in codes.FREQUENCIES.items():
             rows.append(_row("frequency", code, f"{per_day:.4g} doses a day", None, None, None, "built-in"))
+            rows[-1]["per_day"] = per_day
     for r in site_rows:
         unit = None if r["kind"] in ("finding", "frequency") else r["unit"]
         where = f"{r['source_file']}:{r['source_line']}"
         rows.append(
             _row(r["kind"], r["code"], r["name"], unit, r["low"], r["high"], where)
             | {"registered_at": r["recorded_at"].isoformat(), "author": r["author"]}
+            | ({"per_day": r["per_day"]} if r["kind"] == "frequency" else {})
         )
     if json_out:
         dump_json({"store": path, "codes": rows})

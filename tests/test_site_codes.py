@@ -148,7 +148,8 @@ TWO_KINDS = 'assessments:\n  foo: {name: x, unit: "{score}", low: 0, high: 4}\nf
                      "is not a LOINC code", id="loinc-leading-zero"),
         pytest.param("labs:\n  2276-4: {name: ferritin, unit: ug/L, low: 0, high: 500000}\n", 2,
                      "built-in lab code (ferritin)", id="built-in-lab"),
-        pytest.param("frequencies:\n  weekly: 0.2\n", 2, "built-in frequency code", id="built-in-frequency"),
+        pytest.param("frequencies:\n  weekly: 0.2\n", 2, "built-in frequency code (0.1429 doses a day)",
+                     id="built-in-frequency"),
         pytest.param("lab:\n  26499-4: {name: ANC, unit: 10*9/L, low: 0, high: 100}\n", 1,
                      "did you mean 'labs'", id="unknown-section"),
         pytest.param("findings:\n  Pericarditis: pericarditis\n", 2, "local codes are lowercase", id="uppercase"),
@@ -180,6 +181,8 @@ TWO_KINDS = 'assessments:\n  foo: {name: x, unit: "{score}", low: 0, high: 4}\nf
         pytest.param("frequencies:\n  every_5_days: often\n", 2, "give its doses per day", id="frequency-text"),
         pytest.param("frequencies:\n  every_5_days: {per_day: 1}\n", 2, "give its doses per day",
                      id="frequency-mapping"),
+        pytest.param("frequencies:\n  astro: 1.0e308\n", 2, "is not a dosing interval", id="frequency-too-often"),
+        pytest.param("frequencies:\n  tiny: 1e-9\n", 2, "is not a dosing interval", id="frequency-too-rare"),
     ],
 )  # fmt: skip
 def test_a_codes_file_problem_is_reported_at_its_line(
@@ -491,3 +494,86 @@ def test_a_store_whose_code_register_lost_a_column_is_reported_damaged(store_pat
         con.execute("ALTER TABLE codes DROP COLUMN per_day")
     res = run_cli("codes", "list", "--store", store_path)
     assert res.exit_code == 3 and "table codes's column per_day is missing" in res.stderr
+
+
+# ---- what the second audit found ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("replay", [True, False], ids=["replay", "sql"])
+def test_a_frequency_only_the_store_registered_gives_the_daily_dose(
+    store: Store, tmp_path: Path, replay: bool
+) -> None:
+    registry.register(store, codes_dir(tmp_path, FREQ) / "codes.yaml", "t")
+    append_rows(store, DOSED, author="t", source="s")
+    session = Session(store, load_rules())  # the built-in pack alone: no codes.yaml
+    session.replay = replay
+    (result,) = session.state("A", "2020-01-10", ["anakinra_dose_mg_kg_day"])
+    assert result.value == pytest.approx(1.0)
+
+
+def test_verify_finds_events_naming_a_code_whose_register_rows_were_deleted(
+    store_path: Path, site: Path
+) -> None:
+    with Store.create(store_path) as s:
+        registry.register(s, site / "codes.yaml", "t")
+        append_rows(s, [BIRTH, anc(800, "/uL")], author="t", source="s")
+    with raw_connection(store_path) as con:
+        con.execute("DROP TABLE codes")
+    res = run_cli("verify", "--store", store_path)
+    assert (
+        res.exit_code == 7 and "names lab code 26499-4, which the code register does not hold" in res.stderr
+    )
+
+
+def test_verify_finds_a_register_copied_from_another_store(
+    store_path: Path, tmp_path: Path, site: Path
+) -> None:
+    other = registered_store(tmp_path / "other.duckdb", site)
+    with Store.create(store_path) as s:
+        registry.register(s, site / "codes.yaml", "t")
+    with raw_connection(store_path) as con:
+        con.execute("DELETE FROM codes")
+        con.execute(f"INSERT INTO codes SELECT * FROM read_parquet('{_copy_out(other, tmp_path)}')")
+    res = run_cli("verify", "--store", store_path)
+    assert res.exit_code == 7 and "does not link to the row before it" in res.stderr
+
+
+def _copy_out(store_path: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "codes.parquet"
+    with raw_connection(store_path, read_only=True) as con:
+        con.execute(f"COPY codes TO '{out}' (FORMAT parquet)")
+    return out
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param("ALTER TABLE codes ALTER per_day TYPE VARCHAR", id="column-type"),
+        pytest.param(
+            "ALTER TABLE codes RENAME TO codes2; CREATE VIEW codes AS SELECT * FROM codes2", id="view"
+        ),
+    ],
+)
+def test_a_register_that_is_not_the_table_timeline_made_is_a_damaged_store(
+    store_path: Path, site: Path, damage: str
+) -> None:
+    registered_store(store_path, site)
+    with raw_connection(store_path) as con:
+        con.execute(damage)
+    res = run_cli("codes", "add", site / "codes.yaml", "--author", "t", "--store", store_path)
+    assert res.exit_code == 3 and "is damaged: its register of codes" in res.stderr
+
+
+def test_a_cached_rule_set_records_the_directories_it_is_read_from_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two study folders alike: the second load of ``site`` (relative) is a cache hit."""
+    from timeline.language.cache import load_rules as cached
+
+    for folder in ("x", "y"):
+        (tmp_path / folder / "site").mkdir(parents=True)
+        (tmp_path / folder / "site" / "codes.yaml").write_text(CODES)
+    monkeypatch.chdir(tmp_path / "x")
+    cached(["site"])
+    monkeypatch.chdir(tmp_path / "y")
+    assert cached(["site"]).directories == [str((tmp_path / "y" / "site").resolve())]

@@ -231,6 +231,8 @@ class CodeBook:
         for vital in VITALS.values():
             if vital.code == code:
                 return vital.name
+        if code in self.frequencies:
+            return f"{self.frequencies[code]:.4g} doses a day"
         return None
 
     def unit(self, code: str) -> str | None:

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from timeline import codes
-from timeline.errors import UsageError
-from timeline.store import CODE_COLUMNS, GENESIS_HASH, Store, utc_now
+from timeline.errors import StoreError, UsageError
+from timeline.integrity import genesis_hash
+from timeline.store import CODE_COLUMNS, Store, utc_now
 
 TABLE = "codes"
 HASHED = [c for c in CODE_COLUMNS if c not in ("prev_hash", "row_hash")]
@@ -35,13 +36,16 @@ def row_hash(prev_hash: str, values: Sequence[Any]) -> str:
 
 
 def broken_links(store: Store) -> tuple[int, list[str]]:
-    """(rows, problems) of the register's chain, for ``timeline verify``: a row altered, or
-    rows deleted, inserted or reordered."""
+    """(rows, problems) of the register, for ``timeline verify``: a row altered; rows deleted,
+    inserted or reordered, or a register from another store (its chain starts at the store's
+    own genesis hash); a stored event naming a site code the register does not hold (rows
+    deleted from its end, or the register dropped)."""
+    problems = _unregistered(store)
     if not has_table(store):
-        return 0, []
+        return 0, problems
     cols = ", ".join([*HASHED, "prev_hash", "row_hash"])
     rows = store.con.execute(f"SELECT {cols} FROM {TABLE} ORDER BY seq").fetchall()
-    problems, prev = [], GENESIS_HASH
+    prev = genesis_hash(store.con)
     for position, row in enumerate(rows, start=1):
         values, stored_prev, stored = row[: len(HASHED)], row[-2], row[-1]
         seq, code = values[0], values[2]
@@ -53,6 +57,32 @@ def broken_links(store: Store) -> tuple[int, list[str]]:
             problems.append(f"code register row {seq} ({code}) was altered: it no longer matches its hash")
         prev = stored
     return len(rows), problems
+
+
+def _unregistered(store: Store) -> list[str]:
+    """Stored events (every version) naming a code neither built in nor registered."""
+    from timeline.store import _quote
+
+    def listed(values: Iterable[str]) -> str:
+        return "(" + ", ".join(_quote(v) for v in values) + ")"
+
+    held = f"(SELECT code FROM {TABLE})" if has_table(store) else "(SELECT NULL::VARCHAR AS code WHERE false)"
+    found = store.con.execute(
+        f"""SELECT seq, event_id, CASE WHEN frequency IS NOT NULL AND frequency NOT IN {listed(codes.FREQUENCIES)}
+                                       AND frequency NOT IN {held} THEN 'frequency ' || frequency
+                                  ELSE kind || ' code ' || code END
+            FROM events
+            WHERE (kind = 'lab' AND code NOT IN {listed(codes.LABS)} AND code NOT IN {held})
+               OR (kind = 'assessment' AND code NOT IN {listed(codes.ASSESSMENTS)} AND code NOT IN {held})
+               OR (kind = 'finding' AND code NOT IN {listed(codes.FINDINGS)} AND code NOT IN {held})
+               OR (frequency IS NOT NULL AND frequency NOT IN {listed(codes.FREQUENCIES)} AND frequency NOT IN {held})
+            ORDER BY seq LIMIT 20"""
+    ).fetchall()
+    return [
+        f"event seq {seq} ({event_id}) names {what}, which the code register does not hold: "
+        "register rows were deleted or the register dropped"
+        for seq, event_id, what in found
+    ]
 
 
 @dataclass(frozen=True)
@@ -69,12 +99,25 @@ class Registered:
 
 
 def has_table(store: Store) -> bool:
+    """Whether the store has a register (its first ``codes add`` creates it); a register that is
+    not the table it should be (a view, a column of another type) is a damaged store."""
     found = store.con.execute(
-        """SELECT count(*) FROM duckdb_tables()
-           WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ?""",
+        """SELECT c.column_name, c.data_type, t.table_type
+           FROM information_schema.tables t JOIN information_schema.columns c
+             ON c.table_catalog = t.table_catalog AND c.table_schema = t.table_schema AND c.table_name = t.table_name
+           WHERE t.table_catalog = current_database() AND t.table_schema = 'main' AND t.table_name = ?
+           ORDER BY c.ordinal_position""",
         [TABLE],
-    ).fetchone()
-    return bool(found and found[0])
+    ).fetchall()
+    if not found:
+        return False
+    expected = [(name, typ.split()[0]) for name, typ in CODE_COLUMNS.items()]
+    if found[0][2] != "BASE TABLE" or [(str(n), str(t)) for n, t, _ in found] != expected:
+        raise StoreError(
+            f"{store.path} is damaged: its register of codes ({TABLE}) is not the table timeline made "
+            f"(found {found[0][2].lower()} with columns {', '.join(f'{n} {t}' for n, t, _ in found)})"
+        )
+    return True
 
 
 def create_table(con: Any) -> None:
@@ -206,7 +249,7 @@ def add(store: Store, found: list[codes.SiteCode], author: str, source: str, dig
         if not has_table(store):
             create_table(con)
         top = con.execute(f"SELECT seq, row_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (int(top[0]), str(top[1])) if top else (0, GENESIS_HASH)
+        seq, prev = (int(top[0]), str(top[1])) if top else (0, genesis_hash(con))
         values = []
         for sc, at_file, at_line in rows:
             seq += 1

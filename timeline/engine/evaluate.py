@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
 
+from timeline import codes
 from timeline.engine.compiler import COLUMNS, Compiler, engine_columns, q_
 from timeline.errors import ResourceError, UsageError
 from timeline.language import ast
@@ -90,9 +91,7 @@ class Session:
         batch_patients: int | None = None,
     ) -> None:
         self.store = store
-        self.rules = rules
-        if rules.codebook.site:
-            check_codes(store, rules)
+        self.rules = with_store_codes(store, rules)
         self.columns = engine_columns(rules)  # the event columns the rules read
         self.as_known_at = as_known_at
         # patients per staged run of a cohort run or of histories (see batches)
@@ -810,13 +809,27 @@ def _op_name(node: ast.Node) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(node).__name__).lower()
 
 
-def check_codes(store: Store, rules: RuleSet) -> None:
-    """A code the rules' ``codes.yaml`` defines must mean what the store registered under it:
-    its stored values are in the registered unit, and the rules' thresholds are read in theirs."""
+def with_store_codes(store: Store, rules: RuleSet) -> RuleSet:
+    """The rules, evaluated over ``store``: a code the rules' ``codes.yaml`` defines must mean what
+    the store registered under it (its stored values were read that way, and the rules'
+    thresholds are read in theirs), and a code only the store registered is read as registered
+    (a site's dosing frequency gives its events' daily doses whatever the rule directories)."""
     from timeline import registry
+
+    stored = registry.site_codes(store)
+    if rules.codebook.site:
+        check_codes(store, rules, stored)
+    own = {sc.code.code for sc in rules.codebook.site}
+    extra = [sc for sc in stored if sc.code.code not in own]
+    return replace(rules, codebook=rules.codebook.with_site(extra)) if extra else rules
+
+
+def check_codes(store: Store, rules: RuleSet, site: list[codes.SiteCode]) -> None:
+    """Refuse the rules (exit 8, at the codes.yaml line) when a code they define means other
+    than what ``store`` registered (``site``)."""
     from timeline.language.loader import Problem, RuleError
 
-    stored = {sc.code.code: sc for sc in registry.site_codes(store)}
+    stored = {sc.code.code: sc for sc in site}
     problems = []
     for sc in rules.codebook.site:
         there = stored.get(sc.code.code)

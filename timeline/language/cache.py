@@ -160,6 +160,9 @@ def load_rules(
     if directory is not None and key is not None:
         hit = read(directory, key)
         if hit is not None:
+            # the key is the files' names and contents: the same files elsewhere are a hit,
+            # read from where they are now
+            hit.directories = loader.directories_of(resolved)
             return hit
     ruleset = loader.load_rules(resolved, params=params, site_params=site_params)
     if directory is not None and key is not None:

@@ -1307,6 +1307,16 @@ def _once(dirs: Sequence[str | os.PathLike[str]]) -> list[str | os.PathLike[str]
     return [d for i, d in enumerate(dirs) if keys[i] not in keys[i + 1 :]]
 
 
+def directories_of(dirs: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """The rule directories of ``dirs`` as a rule set records them: each read once, resolved."""
+    out = []
+    for d in _once(dirs):
+        with contextlib.suppress(OSError):  # a path that cannot name a directory: reported by the loader
+            if Path(d).is_dir():
+                out.append(str(Path(d).resolve()))
+    return out
+
+
 def rule_files(directory: Path) -> list[Path]:
     """The rule files of a directory (``params.yaml`` included), in the order they are read:
     ``*.yaml``, then ``*.yml``, in any case (``R.YAML`` too, as saved by some editors)."""
@@ -1335,7 +1345,6 @@ def load_rules(
     notes: list[str] = []
     hasher = hashlib.sha256()
     listed: list[list[Path]] = []
-    read: list[str] = []
     for d in _once(dirs if dirs is not None else rule_dirs()):
         directory = Path(d)
         try:
@@ -1352,7 +1361,6 @@ def load_rules(
             problems.append(Problem(str(directory), 0, 0, what))
             continue
         files = rule_files(directory)
-        read.append(str(directory.resolve()))
         if not files:
             notes.append(f"{directory} holds no rule files (*.yaml or *.yml): no rules were read from it")
         listed.append(files)
@@ -1430,7 +1438,7 @@ def load_rules(
     hasher.update(json.dumps(site, sort_keys=True, default=str).encode())
     return RuleSet(
         rules=rules, order=order, types=types, sources=sources, digest=hasher.hexdigest(), notes=notes,
-        codebook=book, directories=read,
+        codebook=book, directories=directories_of(dirs if dirs is not None else rule_dirs()),
     )  # fmt: skip
 
 

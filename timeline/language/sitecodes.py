@@ -44,6 +44,8 @@ LOINC_RE = re.compile(r"^([1-9][0-9]{0,6})-([0-9])$")  # a LOINC number has no l
 # values are stored rounded to 9 decimal places of the code's unit (ingest): a range finer than
 # this would be checked and stored as zeros
 SMALLEST_HIGH = 1e-3
+# a dosing frequency's doses per day: from once a year (zoledronate) to hourly; 0 is a single dose
+MIN_PER_DAY, MAX_PER_DAY = 1 / 366, 24.0
 LOCAL_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 Path_ = tuple[str | int, ...]
@@ -105,6 +107,14 @@ def read(doc: _Doc) -> list[codes.SiteCode]:
                     fail(
                         path,
                         f"frequency {code!r}: give its doses per day, a number (every 5 days: 0.2), not {spec!r}",
+                    )
+                    continue
+                per_day = abs(per_day)  # -0.0
+                if per_day != 0 and not MIN_PER_DAY <= per_day <= MAX_PER_DAY:
+                    fail(
+                        path,
+                        f"frequency {code!r}: {per_day:g} doses a day is not a dosing interval; give 0 (a single "
+                        f"dose) or from {MIN_PER_DAY:.4g} (once a year) to {MAX_PER_DAY:g} (hourly)",
                     )
                     continue
                 name = f"{per_day:g} doses a day"
