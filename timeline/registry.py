@@ -21,7 +21,6 @@ from typing import Any
 
 from timeline import codes
 from timeline.errors import StoreError, UsageError
-from timeline.integrity import genesis_hash
 from timeline.store import CODE_COLUMNS, Store, utc_now
 
 TABLE = "codes"
@@ -45,6 +44,8 @@ def broken_links(store: Store) -> tuple[int, list[str]]:
         return 0, problems
     cols = ", ".join([*HASHED, "prev_hash", "row_hash"])
     rows = store.con.execute(f"SELECT {cols} FROM {TABLE} ORDER BY seq").fetchall()
+    from timeline.integrity import genesis_hash
+
     prev = genesis_hash(store.con)
     for position, row in enumerate(rows, start=1):
         values, stored_prev, stored = row[: len(HASHED)], row[-2], row[-1]
@@ -100,16 +101,9 @@ class Registered:
 
 def has_table(store: Store) -> bool:
     """Whether the store has a register (its first ``codes add`` creates it); a register that is
-    not the table it should be (a view, a column of another type) is a damaged store. Read by
-    every session: the common answer, none, costs one catalogue lookup (~0.5 ms)."""
-    found = store.con.execute(
-        """SELECT 'BASE TABLE' FROM duckdb_tables()
-           WHERE database_name = current_database() AND schema_name = 'main' AND table_name = $1
-           UNION ALL SELECT 'VIEW' FROM duckdb_views()
-           WHERE database_name = current_database() AND schema_name = 'main' AND view_name = $1""",
-        [TABLE],
-    ).fetchall()
-    if not found:
+    not the table it should be (a view, a column of another type) is a damaged store."""
+    kind = store.codes_register()
+    if kind is None:
         return False
     columns = store.con.execute(
         """SELECT column_name, data_type FROM duckdb_columns()
@@ -118,10 +112,10 @@ def has_table(store: Store) -> bool:
         [TABLE],
     ).fetchall()
     expected = [(name, typ.split()[0]) for name, typ in CODE_COLUMNS.items()]
-    if found[0][0] != "BASE TABLE" or [(str(n), str(t)) for n, t in columns] != expected:
+    if kind != "table" or [(str(n), str(t)) for n, t in columns] != expected:
         raise StoreError(
             f"{store.path} is damaged: its register of codes ({TABLE}) is not the table timeline made "
-            f"(found {str(found[0][0]).lower()} with columns {', '.join(f'{n} {t}' for n, t in columns)})"
+            f"(found a {kind} with columns {', '.join(f'{n} {t}' for n, t in columns)})"
         )
     return True
 
@@ -250,6 +244,8 @@ def add(store: Store, found: list[codes.SiteCode], author: str, source: str, dig
         raise CodesFileError(problems)
     if not rows:
         return Registered(source, added, changed, unchanged)
+    from timeline.integrity import genesis_hash
+
     recorded_at = utc_now()
     with store.transaction() as con:
         if not has_table(store):

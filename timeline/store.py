@@ -309,6 +309,17 @@ class Store:
                 f"({__version__}) does not know: a newer timeline wrote it, or it was edited"
             )
 
+    def codes_register(self) -> str | None:
+        """What is named ``codes``: "table" (the register of a site's codes, made by the first
+        ``codes add``; ``timeline.registry`` checks its shape), "view" (a damaged store), or None."""
+        found = self.con.execute(
+            """SELECT 'table' FROM duckdb_tables() WHERE database_name = current_database()
+                 AND schema_name = 'main' AND table_name = 'codes'
+               UNION ALL SELECT 'view' FROM duckdb_views() WHERE database_name = current_database()
+                 AND schema_name = 'main' AND view_name = 'codes'"""
+        ).fetchone()
+        return str(found[0]) if found else None
+
     def zone(self) -> ZoneInfo:
         """The store's time zone (checked where it is used: writing events)."""
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

@@ -814,6 +814,8 @@ def with_store_codes(store: Store, rules: RuleSet) -> RuleSet:
     the store registered under it (its stored values were read that way, and the rules'
     thresholds are read in theirs), and a code only the store registered is read as registered
     (a site's dosing frequency gives its events' daily doses whatever the rule directories)."""
+    if store.codes_register() is None and not rules.codebook.site:
+        return rules  # the common case: no site codes anywhere (one catalogue lookup)
     from timeline import registry
 
     stored = registry.site_codes(store)

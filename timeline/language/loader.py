@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from timeline import codes, events
 from timeline.errors import TimelineError, UsageError
-from timeline.language import ast, sitecodes
+from timeline.language import ast
 from timeline.language.durations import DURATION_WORDS, Duration, DurationError, DurationTooLong
 from timeline.moments import clinical_moment
 from timeline.units import Conversion, UnitError, combine, conversion, is_valid
@@ -1366,15 +1366,13 @@ def load_rules(
         listed.append(files)
     # a directory's codes.yaml first, all of them: a rule may name a code another directory defines
     texts: dict[Path, str | None] = {p: _read_text(p, problems) for files in listed for p in files}
-    book = _site_codes(
-        [(p, t) for p, t in texts.items() if t is not None and sitecodes.is_codes_file(p.stem)], problems
-    )
+    book = _site_codes([(p, t) for p, t in texts.items() if t is not None and _is_codes_file(p)], problems)
     for path in (p for files in listed for p in files):
         text = texts[path]
         if text is None:
             continue
         hasher.update(path.name.encode() + b"\0" + text.encode() + b"\0")
-        if sitecodes.is_codes_file(path.stem):
+        if _is_codes_file(path):
             continue
         doc = _Doc(str(path), text, problems)
         if path.stem == "params":
@@ -1442,13 +1440,22 @@ def load_rules(
     )  # fmt: skip
 
 
+def _is_codes_file(path: Path) -> bool:
+    """A directory's ``codes.yaml`` (``Codes.yml`` too): a site's codes, not a rule."""
+    return path.stem.lower() == "codes"
+
+
 def _site_codes(files: list[tuple[Path, str]], problems: list[Problem]) -> codes.CodeBook:
     """The built-in codes and those of the rule directories' ``codes.yaml`` files; a code two
     files define differently is a problem at the second."""
+    if not files:
+        return codes.BUILTIN
+    from timeline.language.sitecodes import read as read_codes  # read only where a site has codes
+
     seen: dict[str, codes.SiteCode] = {}
     for path, text in files:
         doc = _Doc(str(path), text, problems)
-        for sc in sitecodes.read(doc):
+        for sc in read_codes(doc):
             first = seen.get(sc.code.code)
             if first is not None and not first.same_definition(sc):
                 file, line = sc.source.rsplit(":", 1)

@@ -51,10 +51,6 @@ LOCAL_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 Path_ = tuple[str | int, ...]
 
 
-def is_codes_file(stem: str) -> bool:
-    return stem.lower() == "codes"
-
-
 def read(doc: _Doc) -> list[codes.SiteCode]:
     """The site codes of a parsed ``codes.yaml``; every problem is recorded on ``doc``
     (file, line, column) and its code left out."""
