@@ -37,7 +37,6 @@ from timeline.units import UnitError, conversion, is_valid
 if TYPE_CHECKING:
     from timeline.language.loader import _Doc
 
-FILE_NAME = "codes.yaml"
 SECTIONS = {"labs": "lab", "assessments": "assessment", "findings": "finding", "frequencies": "frequency"}
 MEASURED_KEYS = ("name", "unit", "low", "high", "unit_factors", "molar_mass")
 LOINC_RE = re.compile(r"^([1-9][0-9]{0,6})-([0-9])$")  # a LOINC number has no leading zero
@@ -65,7 +64,7 @@ def read(doc: _Doc) -> list[codes.SiteCode]:
         doc.problems.append(_problem(doc.file, line, col, message))
 
     if not isinstance(data, dict):
-        fail((), "a codes file maps labs, assessments and findings to their codes")
+        fail((), f"a codes file maps its sections ({', '.join(SECTIONS)}) to their codes")
         return found
     for section, value in data.items():
         if section not in SECTIONS:
