@@ -15,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+# A code's unit factors unless it gives its own (see Code.unit_factors)
+DEFAULT_FACTORS = (1e-4, 1e4)
+
 
 @dataclass(frozen=True)
 class Code:
@@ -30,7 +33,7 @@ class Code:
     # neutrophils per litre). Four orders of magnitude either way covers every laboratory
     # unit of these codes (g/L → mg/dL is 100, mg/L → g/dL 10⁻⁴); counts per µL or mm³ are
     # 10⁻⁶ of 10⁹/L and widen it for the cell counts.
-    unit_factors: tuple[float, float] = (1e-4, 1e4)
+    unit_factors: tuple[float, float] = DEFAULT_FACTORS
 
 
 # the factors of a cell count's units: /uL and /mm3 are 1e-6 of 10*9/L
@@ -165,6 +168,11 @@ class SiteCode:
             other.per_day,
         )
 
+    def place(self) -> tuple[str, int]:
+        """(file, line) of ``source``."""
+        file, line = self.source.rsplit(":", 1)
+        return file, int(line)
+
     def meaning(self) -> str:
         """What its stored values are: "a lab in '10*9/L'", "a frequency of 0.2 doses a day"."""
         if self.kind == "frequency":
@@ -275,8 +283,3 @@ def loinc_check_digit(number: str) -> int:
     even = rev[1::2]
     total = sum(int(d) for d in even + odd)
     return (10 - total % 10) % 10
-
-
-def measured_code(kind: str, code: str | None) -> Code | None:
-    """The built-in code table row for a measurement event, or None if it has none."""
-    return BUILTIN.measured(kind, code)

@@ -36,6 +36,7 @@ from timeline import codes, events, meds, registry
 from timeline.errors import IngestError, ResourceError, RowError, UsageError, first_line
 from timeline.integrity import row_hash_sql, seal_batch
 from timeline.store import EVENT_COLUMNS, Store, _quote, insert_rows, lower_memory_limit, out_of_room
+from timeline.store import sql_list as _in
 from timeline.units import UnitError, conversion, odd_factor
 
 Progress = Callable[[str, float], None]
@@ -714,7 +715,7 @@ def _stage(con: duckdb.DuckDBPyConnection, tz: str, schema: str, ordered_rows: b
         con.execute(f"SET preserve_insertion_order = {str(keep).lower()}")
 
 
-def _conversions(con: duckdb.DuckDBPyConnection, book: codes.CodeBook = codes.BUILTIN) -> None:
+def _conversions(con: duckdb.DuckDBPyConnection, book: codes.CodeBook) -> None:
     """Build ``tl_conv``: the linear map (or the reason it fails) per (kind, code, unit),
     and ``tl_dose``: the same for dose units."""
     pairs = con.execute(
@@ -811,12 +812,8 @@ def _unit_hint(unit: str, target: codes.Code) -> str:
     return f"; did you mean {guess!r}?" if lo <= scale <= hi and odd_factor(guess) is None else ""
 
 
-def _in(values: Iterable[str]) -> str:
-    return "(" + ", ".join(_quote(v) for v in values) + ")"
-
-
 def _checks(
-    store: Store, op: str, now_local: datetime, unique_ids: bool = False, book: codes.CodeBook = codes.BUILTIN
+    store: Store, op: str, now_local: datetime, book: codes.CodeBook, unique_ids: bool = False
 ) -> list[str]:
     """SQL queries each yielding (row, field, reason) for one kind of problem. With
     ``unique_ids`` (no event id appears twice in the batch) the check of rows that share an
@@ -888,13 +885,7 @@ def _checks(
         add(
             col,
             f"s.{col} IS NOT NULL AND s.{col} NOT IN {_in(allowed)}",
-            f"'unknown {col} ' || tl_quote(s.{col}) || ' (allowed: {', '.join(allowed)})'"
-            + (
-                " || '; a site''s own interval is defined in a codes.yaml (frequencies:) and registered "
-                "with `timeline codes add FILE`'"
-                if col == "frequency"
-                else ""
-            ),
+            f"'unknown {col} ' || tl_quote(s.{col}) || ' (allowed: {', '.join(allowed)})'",
         )
     add(
         "code",
@@ -1044,7 +1035,7 @@ def _checks(
 
 
 def _collect_errors(
-    con: duckdb.DuckDBPyConnection, checks: list[str], book: codes.CodeBook = codes.BUILTIN
+    con: duckdb.DuckDBPyConnection, checks: list[str], book: codes.CodeBook
 ) -> tuple[list[RowError], int]:
     union = " UNION ALL ".join(f"({c})" for c in checks)
     con.execute(f"CREATE OR REPLACE TEMP TABLE tl_errors AS SELECT DISTINCT * FROM ({union})")
@@ -1056,8 +1047,14 @@ def _collect_errors(
     return [_suggest(RowError(r, f, str(m)), book) for r, f, m in rows], total
 
 
-def _suggest(err: RowError, book: codes.CodeBook = codes.BUILTIN) -> RowError:
-    m = re.match(r"unknown (kind|LOINC code|finding|assessment) '([^']*)'", err.reason)
+_SITE_CODE = "; a site's own code is defined in a codes.yaml and registered with `timeline codes add FILE`"
+_SITE_FREQUENCY = "; a site's own interval is defined in a codes.yaml (frequencies:) and registered with `timeline codes add FILE`"
+
+
+def _suggest(err: RowError, book: codes.CodeBook) -> RowError:
+    """An unknown kind, code or frequency: the closest known one, and where a site's own goes
+    (a frequency's message lists the allowed ones already)."""
+    m = re.match(r"unknown (kind|LOINC code|finding|assessment|frequency) '([^']*)'", err.reason)
     if not m:
         return err
     pools: dict[str, list[str]] = {
@@ -1065,10 +1062,11 @@ def _suggest(err: RowError, book: codes.CodeBook = codes.BUILTIN) -> RowError:
         "LOINC code": list(book.labs),
         "finding": list(book.findings),
         "assessment": list(book.assessments),
+        "frequency": [],
     }
     hint = _did_you_mean(m.group(2), pools[m.group(1)])
     if m.group(1) != "kind":
-        hint += "; a site's own code is defined in a codes.yaml and registered with `timeline codes add FILE`"
+        hint += _SITE_FREQUENCY if m.group(1) == "frequency" else _SITE_CODE
     return RowError(err.row, err.field, err.reason + hint)
 
 

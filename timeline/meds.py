@@ -44,6 +44,7 @@ import duckdb
 from timeline import __version__, codes, events, registry
 from timeline.errors import IngestError, RowError, UsageError, cannot_write, first_line
 from timeline.store import ASSERTED_SEQ, EVENT_COLUMNS, Store, _quote, out_of_room, utc_now
+from timeline.store import sql_list as _in
 
 MEDS_VERSION = "0.4.1"  # the schema followed: the `meds` package, 0.4.x
 DATA_DIR = "data"
@@ -589,7 +590,3 @@ def locate(con: duckdb.DuckDBPyConnection, exc: IngestError) -> IngestError:
 def drop_temps(con: duckdb.DuckDBPyConnection) -> None:
     for name in ("tl_meds_map", "tl_meds_files", "tl_meds_primary", "tl_meds_kinds"):
         con.execute(f"DROP TABLE IF EXISTS {name}")
-
-
-def _in(values: tuple[str, ...]) -> str:
-    return "(" + ", ".join(_quote(v) for v in values) + ")"

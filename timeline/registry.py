@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 
 from timeline import codes
 from timeline.errors import StoreError, UsageError
-from timeline.store import CODE_COLUMNS, Store, utc_now
+from timeline.store import CODE_COLUMNS, Store, sql_list, utc_now
 
 TABLE = "codes"
 HASHED = [c for c in CODE_COLUMNS if c not in ("prev_hash", "row_hash")]
@@ -39,8 +39,9 @@ def broken_links(store: Store) -> tuple[int, list[str]]:
     inserted or reordered, or a register from another store (its chain starts at the store's
     own genesis hash); a stored event naming a site code the register does not hold (rows
     deleted from its end, or the register dropped)."""
-    problems = _unregistered(store)
-    if not has_table(store):
+    present = has_table(store)
+    problems = _unregistered(store, present)
+    if not present:
         return 0, problems
     cols = ", ".join([*HASHED, "prev_hash", "row_hash"])
     rows = store.con.execute(f"SELECT {cols} FROM {TABLE} ORDER BY seq").fetchall()
@@ -60,23 +61,19 @@ def broken_links(store: Store) -> tuple[int, list[str]]:
     return len(rows), problems
 
 
-def _unregistered(store: Store) -> list[str]:
-    """Stored events (every version) naming a code neither built in nor registered."""
-    from timeline.store import _quote
-
-    def listed(values: Iterable[str]) -> str:
-        return "(" + ", ".join(_quote(v) for v in values) + ")"
-
-    held = f"(SELECT code FROM {TABLE})" if has_table(store) else "(SELECT NULL::VARCHAR AS code WHERE false)"
+def _unregistered(store: Store, present: bool) -> list[str]:
+    """Stored events (every version) naming a code neither built in nor registered (``present``:
+    whether the store has a register)."""
+    held = f"(SELECT code FROM {TABLE})" if present else "(SELECT NULL::VARCHAR AS code WHERE false)"
     found = store.con.execute(
-        f"""SELECT seq, event_id, CASE WHEN frequency IS NOT NULL AND frequency NOT IN {listed(codes.FREQUENCIES)}
+        f"""SELECT seq, event_id, CASE WHEN frequency IS NOT NULL AND frequency NOT IN {sql_list(codes.FREQUENCIES)}
                                        AND frequency NOT IN {held} THEN 'frequency ' || frequency
                                   ELSE kind || ' code ' || code END
             FROM events
-            WHERE (kind = 'lab' AND code NOT IN {listed(codes.LABS)} AND code NOT IN {held})
-               OR (kind = 'assessment' AND code NOT IN {listed(codes.ASSESSMENTS)} AND code NOT IN {held})
-               OR (kind = 'finding' AND code NOT IN {listed(codes.FINDINGS)} AND code NOT IN {held})
-               OR (frequency IS NOT NULL AND frequency NOT IN {listed(codes.FREQUENCIES)} AND frequency NOT IN {held})
+            WHERE (kind = 'lab' AND code NOT IN {sql_list(codes.LABS)} AND code NOT IN {held})
+               OR (kind = 'assessment' AND code NOT IN {sql_list(codes.ASSESSMENTS)} AND code NOT IN {held})
+               OR (kind = 'finding' AND code NOT IN {sql_list(codes.FINDINGS)} AND code NOT IN {held})
+               OR (frequency IS NOT NULL AND frequency NOT IN {sql_list(codes.FREQUENCIES)} AND frequency NOT IN {held})
             ORDER BY seq LIMIT 20"""
     ).fetchall()
     return [
@@ -143,7 +140,7 @@ def site_codes(store: Store) -> list[codes.SiteCode]:
         factors = (
             (float(r["factor_low"]), float(r["factor_high"]))
             if r["factor_low"] is not None and r["factor_high"] is not None
-            else codes.Code("", "", "").unit_factors
+            else codes.DEFAULT_FACTORS
         )
         code = codes.Code(
             r["code"],
@@ -213,10 +210,9 @@ def add(store: Store, found: list[codes.SiteCode], author: str, source: str, dig
     added: list[str] = []
     changed: list[str] = []
     unchanged: list[str] = []
-    rows: list[tuple[codes.SiteCode, str, int]] = []
+    rows: list[codes.SiteCode] = []
     for sc in found:
         before = current.get(sc.code.code)
-        file, line = sc.source.rsplit(":", 1)
         if before is not None and not before.same_meaning(sc):
             was, now = before.code, sc.code
             diff = (
@@ -227,8 +223,7 @@ def add(store: Store, found: list[codes.SiteCode], author: str, source: str, dig
             )  # fmt: skip
             problems.append(
                 Problem(
-                    file,
-                    int(line),
+                    *sc.place(),
                     1,
                     f"code {sc.code.code!r} is registered in {store.path} with {diff} (from {before.source}); "
                     "its stored values were read as registered, so that cannot change: define another code",
@@ -239,7 +234,7 @@ def add(store: Store, found: list[codes.SiteCode], author: str, source: str, dig
             unchanged.append(sc.code.code)
             continue
         (changed if before is not None else added).append(sc.code.code)
-        rows.append((sc, file, int(line)))
+        rows.append(sc)
     if problems:
         raise CodesFileError(problems)
     if not rows:
@@ -253,7 +248,8 @@ def add(store: Store, found: list[codes.SiteCode], author: str, source: str, dig
         top = con.execute(f"SELECT seq, row_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (int(top[0]), str(top[1])) if top else (0, genesis_hash(con))
         values = []
-        for sc, at_file, at_line in rows:
+        for sc in rows:
+            at_file, at_line = sc.place()
             seq += 1
             c = sc.code
             factors = c.unit_factors if sc.kind in ("lab", "assessment") else (None, None)

@@ -15,7 +15,7 @@ import os
 import re
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -613,6 +613,11 @@ def damage_message(path: Path | str, exc: BaseException) -> str:
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def sql_list(values: Iterable[str]) -> str:
+    """``('a', 'b')``: quoted values for SQL's ``IN``."""
+    return "(" + ", ".join(_quote(v) for v in values) + ")"
 
 
 def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:

@@ -836,8 +836,7 @@ def check_codes(store: Store, rules: RuleSet, site: list[codes.SiteCode]) -> Non
     for sc in rules.codebook.site:
         there = stored.get(sc.code.code)
         if there is not None and not there.same_meaning(sc):
-            file, line = sc.source.rsplit(":", 1)
-            problems.append(Problem(file, int(line), 1,
+            problems.append(Problem(*sc.place(), 1,
                 f"code {sc.code.code!r} is registered in {store.path} as {there.meaning()} "
                 f"(from {there.source}), not as {sc.meaning()}: the store's values of it are "
                 "read as registered"))  # fmt: skip

@@ -1345,7 +1345,8 @@ def load_rules(
     notes: list[str] = []
     hasher = hashlib.sha256()
     listed: list[list[Path]] = []
-    for d in _once(dirs if dirs is not None else rule_dirs()):
+    given = dirs if dirs is not None else rule_dirs()
+    for d in _once(given):
         directory = Path(d)
         try:
             is_dir = directory.is_dir()
@@ -1436,7 +1437,7 @@ def load_rules(
     hasher.update(json.dumps(site, sort_keys=True, default=str).encode())
     return RuleSet(
         rules=rules, order=order, types=types, sources=sources, digest=hasher.hexdigest(), notes=notes,
-        codebook=book, directories=directories_of(dirs if dirs is not None else rule_dirs()),
+        codebook=book, directories=directories_of(given),
     )  # fmt: skip
 
 
@@ -1458,8 +1459,7 @@ def _site_codes(files: list[tuple[Path, str]], problems: list[Problem]) -> codes
         for sc in read_codes(doc):
             first = seen.get(sc.code.code)
             if first is not None and not first.same_definition(sc):
-                file, line = sc.source.rsplit(":", 1)
-                problems.append(Problem(file, int(line), 1,
+                problems.append(Problem(*sc.place(), 1,
                     f"code {sc.code.code!r} is also defined, differently, at {first.source}"))  # fmt: skip
                 continue
             seen.setdefault(sc.code.code, sc)

@@ -29,13 +29,11 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from timeline import codes
+from timeline.language.loader import Problem, _Doc
 from timeline.units import UnitError, conversion, is_valid
-
-if TYPE_CHECKING:
-    from timeline.language.loader import _Doc
 
 SECTIONS = {"labs": "lab", "assessments": "assessment", "findings": "finding", "frequencies": "frequency"}
 MEASURED_KEYS = ("name", "unit", "low", "high", "unit_factors", "molar_mass")
@@ -61,7 +59,7 @@ def read(doc: _Doc) -> list[codes.SiteCode]:
 
     def fail(path: Path_, message: str) -> None:
         line, col = doc.key_where(path)
-        doc.problems.append(_problem(doc.file, line, col, message))
+        doc.problems.append(Problem(doc.file, line, col, message))
 
     if not isinstance(data, dict):
         fail((), f"a codes file maps its sections ({', '.join(SECTIONS)}) to their codes")
@@ -128,12 +126,6 @@ def read(doc: _Doc) -> list[codes.SiteCode]:
             if site is not None:
                 found.append(codes.SiteCode(kind, site, where))
     return found
-
-
-def _problem(file: str, line: int, col: int, message: str) -> Any:
-    from timeline.language.loader import Problem
-
-    return Problem(file, line, col, message)
 
 
 def _code_problem(kind: str, code: str) -> str | None:
@@ -218,7 +210,7 @@ def _measured(kind: str, code: str, spec: Any, path: Path_, fail: Any) -> codes.
             fail((*path, "molar_mass"), f"molar_mass is a positive number of g/mol, not {molar!r}")
             return None
         molar = number
-    factors = codes.Code(code, name, unit).unit_factors
+    factors = codes.DEFAULT_FACTORS
     raw = spec.get("unit_factors")
     if raw == "count":
         try:  # the built-in counts' factors, from 10*9/L to this unit (per µL: 10⁻⁶…10⁴ of 10*9/L)
