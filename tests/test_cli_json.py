@@ -72,22 +72,13 @@ def test_patients_json_counts_events_and_spans(example_store: Path) -> None:
     ]
 
 
-def test_patients_json_carries_the_manifest_of_what_it_read(example_store: Path) -> None:
+@pytest.mark.parametrize("command", ["patients", "info"])
+def test_a_store_commands_json_carries_the_manifest_of_what_it_read(
+    example_store: Path, command: str
+) -> None:
     from timeline import __version__
 
-    data = json.loads(run_cli("patients", "--store", example_store, "--json").stdout)
-    assert data["manifest"] == {
-        "engine": f"timeline {__version__}",
-        "store": str(example_store),
-        "high_water": 14,
-        "as_known_at": None,
-    }
-
-
-def test_info_json_carries_the_manifest_of_what_it_read(example_store: Path) -> None:
-    from timeline import __version__
-
-    data = json.loads(run_cli("info", "--store", example_store, "--json").stdout)
+    data = json.loads(run_cli(command, "--store", example_store, "--json").stdout)
     assert data["manifest"] == {
         "engine": f"timeline {__version__}",
         "store": str(example_store),
