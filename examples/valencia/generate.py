@@ -1007,7 +1007,7 @@ class Params:
 
 def canonical(kind: str, code: str | None, value: str, unit: str) -> float:
     """A measured value in its code's canonical unit, converted as the store converts it."""
-    target = codes.measured_code(kind, code)
+    target = codes.BUILTIN.measured(kind, code)
     assert target is not None, (kind, code)
     conv = conversion(unit, target.unit, target.molar_mass)
     return round(float(value) * conv.scale + conv.offset, 9)
