@@ -424,7 +424,7 @@ def rules_list(
     items: list[dict[str, Any]] = [
         {"id": r.id, "version": r.version, "status": r.status, "type": str(r.value_type), "description": r.description,
          "citation": r.citation, "source": r.source, "overrides": r.overrides}
-        for r in (rs.rules[i] for i in sorted(rs.rules))
+        for r in (rs.rules[i] for i in sorted(rs.listed()))
     ]  # fmt: skip
     if json_out:
         dump_json({"rules_digest": rs.digest, "rules": items})
@@ -532,9 +532,9 @@ def rules_check(
             error(exc.summary(), exc.details())
         raise Exit(exc.exit_code) from None
     if json_out:
-        dump_json({"ok": True, "rules": len(rs.rules), "rules_digest": rs.digest})
+        dump_json({"ok": True, "rules": len(rs.listed()), "rules_digest": rs.digest})
     else:
-        console().print(f"ok: {len(rs.rules)} rules in {len(rs.sources)} files (digest {rs.digest[:12]})")
+        console().print(f"ok: {len(rs.listed())} rules in {len(rs.sources)} files (digest {rs.digest[:12]})")
 
 
 @rules_app.command("test", cls=Command)

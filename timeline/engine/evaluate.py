@@ -184,7 +184,7 @@ class Session:
 
     def rule_ids(self, wanted: Sequence[str] | None) -> list[str]:
         if not wanted:
-            return list(self.rules.order)
+            return self.rules.listed()
         for rid in wanted:
             self.rules.get(rid)
         return list(wanted)
@@ -688,7 +688,8 @@ class _Explainer:
             "citation": rule.citation,
             "status": rule.status,
             "source": rule.source + (f" (overrides {rule.overrides})" if rule.overrides else ""),
-            "parameters": {p.name: _param_text(p) for p in rule.params},
+            "parameters": {p.name: _param_text(p, p.name in rule.variant_with) for p in rule.params},
+            **({"variant_of": rule.variant_of} if rule.variant_of else {}),
             "value": value,
             "unit": unit,
             "reason": tree.get("reason"),
@@ -783,14 +784,17 @@ class _Explainer:
         return None
 
 
-def _param_text(p: ast.ParamSpec) -> str:
+def _param_text(p: ast.ParamSpec, referenced: bool = False) -> str:
+    """A parameter's value as explain shows it; ``referenced``: given by the rule that reads
+    this one at other parameter values, not by the site."""
     value = p.effective
     text = str(value) if not isinstance(value, float) else f"{value:g}"
     if p.unit:
         text += f" {p.unit}"
     if p.value is not None:
         default = str(p.default) if not isinstance(p.default, float) else f"{p.default:g}"
-        text += f" (site override; default {default}{' ' + p.unit if p.unit else ''})"
+        given = "as the reference gives it" if referenced else "site override"
+        text += f" ({given}; default {default}{' ' + p.unit if p.unit else ''})"
     return text
 
 

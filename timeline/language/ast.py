@@ -369,6 +369,11 @@ class Rule(Frozen):
     source: str  # file path
     overrides: str | None = None  # the file of the built-in rule this one replaces
     type: Type = BOOL
+    # a rule another rule reads at other parameter values (``{rule: {id: crp_normal, with:
+    # {upper: 5 mg/L}}}``): a copy of ``variant_of`` under the id ``crp_normal(upper=5 mg/L)``,
+    # its own parameters with those values. Evaluated where it is read; not listed as a rule.
+    variant_of: str | None = None
+    variant_with: tuple[str, ...] = ()  # the parameters the reference gives values
 
     @property
     def value_type(self) -> Type:

@@ -284,6 +284,8 @@ class _RuleParser:
         self.params: dict[str, ast.ParamSpec] = {}
         self.selectors: dict[str, ast.Selector] = {}
         self.refs: list[tuple[str, Path_]] = []
+        # rules read at other parameter values: (variant id, rule id, values as written, where)
+        self.variants: list[tuple[str, str, dict[str, Any], Path_]] = []
         # duration parameters used as lengths or windows: name → (length kind, where used)
         self.lengths: dict[str, tuple[str, str]] = {}
         # duration parameters that start or end a window: name → the windows, with their other bound
@@ -806,6 +808,8 @@ class _RuleParser:
                 raise self.fail(sub, f"unknown parameter {name!r}{did_you_mean(name, self.params)}")
             return ast.Param(nid=nid, path=sp, rule=self.rule_id, name=name)
         if op == "rule":
+            if isinstance(arg, dict):
+                return ast.RuleRef(nid=nid, path=sp, rule=self._variant(arg, sub))
             self.refs.append((str(arg), sub))
             return ast.RuleRef(nid=nid, path=sp, rule=str(arg))
         if op == "latest":
@@ -961,6 +965,45 @@ class _RuleParser:
             )  # fmt: skip
         raise self.fail(sub, f"operator {op!r} is not supported")  # pragma: no cover
 
+    def _variant(self, arg: dict[Any, Any], path: Path_) -> str:
+        """``{id: crp_normal, with: {upper: 5 mg/L}}``: the rule at other values of its
+        parameters. Returns the variant's id (``crp_normal(upper=5 mg/L)``); the loader makes
+        the variant once every rule is read (:func:`_variants`)."""
+        for key in arg:
+            if key not in ("id", "with"):
+                raise self.fail(
+                    (*path, key), f"unknown key {key!r} for rule{did_you_mean(str(key), ('id', 'with'))}"
+                )
+        if "id" not in arg:
+            raise self.fail(path, "rule takes a rule id, or {id: RULE, with: {PARAMETER: VALUE}}")
+        base = arg["id"]
+        if not isinstance(base, str):
+            raise self.fail((*path, "id"), f"rule's id must be a rule id, not {base!r}")
+        values = arg.get("with")
+        if not isinstance(values, dict) or not values:
+            raise self.fail(
+                (*path, "with") if "with" in arg else path,
+                "rule's with maps parameters of the rule to their values here, e.g. {upper: 5 mg/L}",
+            )
+        shown: dict[str, str] = {}
+        for name, raw in values.items():
+            if not isinstance(name, str) or not ID_RE.match(name):
+                raise self.fail((*path, "with", name), f"parameter name {name!r} must be lower_snake_case")
+            if isinstance(raw, dict | list) or raw is None:
+                raise self.fail(
+                    (*path, "with", name),
+                    f"{name}: a value is a number, a quantity ('5 mg/L'), a duration ('30 days') or true/false",
+                )
+            try:
+                value, unit = parse_param_value(raw)
+            except ValueError as exc:
+                raise self.fail((*path, "with", name), f"{name}: {exc}") from None
+            shown[name] = value_text(value, unit)
+        self.refs.append((base, (*path, "id")))
+        vid = variant_id(base, shown)
+        self.variants.append((vid, base, dict(values), path))
+        return vid
+
     def exprs(self, parts: Iterable[tuple[Any, Path_]]) -> tuple[ast.Node, ...]:
         """Every item of a list, so that a problem in one does not hide those in the others."""
         out: list[ast.Node] = []
@@ -1111,6 +1154,22 @@ def parse_param_value(value: Any, unit: Any = None) -> tuple[float | bool | Dura
     return _finite(number, value), None
 
 
+def value_text(value: float | bool | Duration, unit: str | None = None) -> str:
+    """A parameter value as a variant's id shows it: ``5 mg/L``, ``30 days``, ``true``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Duration):
+        return str(value)
+    text = f"{value:.15g}"
+    return f"{text} {unit}" if unit else text
+
+
+def variant_id(rule_id: str, values: Mapping[str, str]) -> str:
+    """The id of a rule read at other parameter values: ``crp_normal(upper=5 mg/L)``, the
+    parameters in name order."""
+    return f"{rule_id}({', '.join(f'{k}={values[k]}' for k in sorted(values))})"
+
+
 def _finite(x: float, given: Any) -> float:
     """Thresholds are finite: NaN compares false with everything in Python and above every
     number in DuckDB, so the two evaluators would disagree."""
@@ -1144,6 +1203,11 @@ class RuleSet:
             note = None if hint else self.only_builtin_note()
             raise UsageError(f"unknown rule {rule_id!r}{hint}" + (f"; {note}" if note else ""))
         return self.rules[rule_id]
+
+    def listed(self) -> list[str]:
+        """The rules in evaluation order, without the variants (rules read at other parameter
+        values, evaluated where they are read): what "every rule" means to a user."""
+        return [rid for rid in self.order if self.rules[rid].variant_of is None]
 
     def only_builtin_note(self) -> str | None:
         """What to say beside an unknown rule when only the built-in pack was loaded: a user's
@@ -1337,6 +1401,8 @@ def load_rules(
     next_id = [0]
     rules: dict[str, ast.Rule] = {}
     refs: dict[str, list[tuple[str, Path_, _Doc]]] = {}
+    # rules read at other parameter values: variant id → (rule id, values, every place asked)
+    requests: dict[str, tuple[str, dict[str, Any], list[tuple[_Doc, Path_]]]] = {}
     docs: dict[str, _Doc] = {}
     site: dict[str, dict[str, Any]] = {}
     places: _Places = {}
@@ -1403,12 +1469,15 @@ def load_rules(
         rules[rule.id] = rule
         refs[rule.id] = [(r, p, doc) for r, p in parser.refs]
         docs[rule.id] = doc
+        for vid, base, values, where in parser.variants:
+            requests.setdefault(vid, (base, values, []))[2].append((doc, where))
     for rid, overrides in (params or {}).items():
         site.setdefault(rid, {}).update(overrides)
         for name in overrides:
             places[(rid, name)] = ("--param", 0, 0)
         places.setdefault((rid, ""), ("--param", 0, 0))
     rules = _apply_site_params(rules, site, problems, places)
+    rules = _variants(rules, requests, docs, next_id, problems)
     for items in refs.values():
         for target, ref_path, doc in items:
             if target not in rules and target not in failed:
@@ -1431,7 +1500,8 @@ def load_rules(
                     problems.append(Problem(rules[rid].source, line, col,
                                             "meaning says what the rule being true means: a number has no true"))  # fmt: skip
     if problems:
-        raise RuleError(problems)
+        # a variant is checked as a copy of its rule: a problem in the rule is not said twice
+        raise RuleError(list(dict.fromkeys(problems)))
     for rid in order:
         rules[rid] = rules[rid].model_copy(update={"type": types[rules[rid].define.nid]})
     hasher.update(json.dumps(site, sort_keys=True, default=str).encode())
@@ -1512,6 +1582,68 @@ def _apply_site_params(
             specs[name] = specs[name].model_copy(update={"value": value})
         out[rid] = rule.model_copy(update={"params": tuple(specs.values())})
     return out
+
+
+def _variants(
+    rules: dict[str, ast.Rule],
+    requests: Mapping[str, tuple[str, dict[str, Any], list[tuple[_Doc, Path_]]]],
+    docs: dict[str, _Doc],
+    next_id: list[int],
+    problems: list[Problem],
+) -> dict[str, ast.Rule]:
+    """The rules read at other parameter values (``{rule: {id: R, with: {...}}}``), added to
+    ``rules``: each a copy of its rule, with the values given (checked as a site's would be)
+    and the site's values of the others."""
+    out = dict(rules)
+    for vid, (base, values, places) in requests.items():
+        rule = rules.get(base)
+        if rule is None:
+            continue  # reported at the reference as an unknown rule (or its file failed)
+        specs = {p.name: p for p in rule.params}
+        others = values_with(specs, values)
+        wrong: list[tuple[str, str]] = []
+        for name, raw in values.items():
+            if name not in specs:
+                wrong.append((name, f"rule {base!r} has no parameter {name!r}{did_you_mean(name, specs)}"))
+                continue
+            try:
+                value = override_value(specs[name], raw, others, values)
+            except ValueError as exc:
+                wrong.append((name, f"{base}.{name}: {exc}"))
+                continue
+            specs[name] = specs[name].model_copy(update={"value": value})
+        for name, message in wrong:
+            for doc, path in places:
+                line, col = doc.where((*path, "with", name))
+                problems.append(Problem(doc.file, line, col, message))
+        if wrong:
+            continue
+        define = _renamed(rule.define, base, vid, next_id)
+        assert isinstance(define, ast.Node)
+        out[vid] = rule.model_copy(
+            update={"id": vid, "params": tuple(specs.values()), "define": define, "examples": (),
+                    "overrides": None, "variant_of": base, "variant_with": tuple(sorted(values))}
+        )  # fmt: skip
+        docs[vid] = docs[base]
+    return out
+
+
+def _renamed(value: Any, base: str, vid: str, next_id: list[int]) -> Any:
+    """A copy of a rule's definition for its variant: every node a new id (unique in the rule
+    set), the rule's own parameters read from the variant."""
+    if isinstance(value, tuple):
+        return tuple(_renamed(v, base, vid, next_id) for v in value)
+    if not isinstance(value, ast.Frozen):
+        return value
+    update = {name: _renamed(getattr(value, name), base, vid, next_id) for name in type(value).model_fields}
+    if isinstance(value, ast.Node):
+        next_id[0] += 1
+        update["nid"] = next_id[0]
+    if isinstance(value, ast.Param) and value.rule == base:
+        update["rule"] = vid
+    if isinstance(value, ast.DurationRef) and value.param is not None and value.param[0] == base:
+        update["param"] = (vid, value.param[1])
+    return value.model_copy(update=update)
 
 
 def values_with(specs: Mapping[str, ast.ParamSpec], given: Mapping[str, Any]) -> dict[str, Any]:

@@ -48,7 +48,11 @@ def rule_schema() -> dict[str, Any]:
     ops: list[dict[str, Any]] = [
         _op("const", _mapping(["value"], {"value": {"type": ["number", "boolean"]}, "unit": {"type": "string"}}), "a constant"),
         _op("param", {"type": "string"}, "a parameter of this rule"),
-        _op("rule", {"type": "string"}, "the value of another rule at the same moment"),
+        _op("rule", {"oneOf": [{"type": "string"},
+                               _mapping(["id", "with"], {"id": {"type": "string"},
+                                                          "with": {"type": "object", "minProperties": 1,
+                                                                   "additionalProperties": {"type": ["number", "string", "boolean"]}}})]},
+            "the value of another rule at the same moment; {id, with}: at other values of its parameters"),
         _op("latest", _mapping(["select", "within"], {"select": sel, "within": DURATION, "field": {"enum": list(NUMERIC_FIELDS)}}),
             "latest value at or before the moment, no older than within"),
         _op("normal", _mapping(["select", "within"], {"select": sel, "within": DURATION, "upper": expr, "lower": expr}),

@@ -1,0 +1,299 @@
+"""A rule may read another rule at other values of its parameters (``rule: {id, with}``): the
+loader makes a copy of the rule under an id that names the values, checks the values as a
+site's would be, and both engines evaluate the copy exactly as the rule evaluates with those
+values given as site parameters."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.engine_support import result_difference, store_with, write_rule
+from tests.support import run_cli, valencia_module
+from timeline.engine.evaluate import Session
+from timeline.language.loader import Problem, RuleError, load_rules
+from timeline.language.schema import rule_schema
+from timeline.store import Store
+
+# the variants the tests read, each with the site parameters that give its rule the same values
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "crp_strict": ("crp_normal", {"upper": "3 mg/L", "validity": "14 days"}),
+    "fever_free_long": ("fever_free", {"window": "14 days", "threshold": "37.5 Cel"}),
+    "remission_3_months": ("clinical_remission_on_medication", {"duration": "3 months"}),
+    "inactive_without_stiffness": ("inactive_disease", {"require_morning_stiffness": False}),
+}
+
+
+def variant_rules(directory: Path) -> Path:
+    for rid, (base, values) in VARIANTS.items():
+        write_rule(directory, rid, {"rule": {"id": base, "with": values}})
+    return directory
+
+
+@pytest.fixture(scope="module")
+def valencia(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("valencia") / "valencia.duckdb"
+    valencia_module("load").load(path)
+    yield path
+
+
+def _points(store: Store) -> list[tuple[str, datetime]]:
+    """Each patient at the end of every day with an event, and of the day after it."""
+    rows = store.con.execute(
+        "SELECT DISTINCT patient_id, occurred_at::DATE FROM events WHERE kind <> 'birth' ORDER BY ALL"
+    ).fetchall()
+    end = timedelta(days=1, microseconds=-1)
+    return sorted(
+        {
+            (p, datetime.combine(d, datetime.min.time()) + end + extra)
+            for p, d in rows
+            for extra in (timedelta(), timedelta(days=1))
+        }
+    )
+
+
+def test_a_variant_gives_the_states_its_rule_gives_with_those_values_as_site_parameters(
+    valencia: Path, tmp_path: Path
+) -> None:
+    rules = load_rules([*_builtin(), variant_rules(tmp_path / "r")])
+    problems = []
+    with Store.open(valencia) as store:
+        points = _points(store)
+        found = Session(store, rules).evaluate(points, list(VARIANTS))
+        for rid, (base, values) in VARIANTS.items():
+            reference = Session(store, load_rules(params={base: values})).evaluate(points, [base])
+            mine = [r for r in found if r.rule_id == rid]
+            assert len(mine) == len(reference) == len(points)
+            for a, b in zip(mine, reference, strict=True):
+                a.rule_id = b.rule_id
+                if problem := result_difference(a, b):
+                    problems.append(f"{rid} for {a.patient_id} at {a.q}: {problem}")
+    assert not problems, "\n".join(problems[:20])
+
+
+def test_the_replay_of_one_patient_agrees_with_the_sql_engine_on_variants(
+    valencia: Path, tmp_path: Path
+) -> None:
+    rules = load_rules([*_builtin(), variant_rules(tmp_path / "r")])
+    problems = []
+    with Store.open(valencia) as store:
+        session = Session(store, rules)
+        points = _points(store)[::3]
+        sql = session.evaluate(points, list(VARIANTS))
+        assert len(sql) == len(points) * len(VARIANTS)
+        for (patient, q), found in zip(
+            points, [sql[i : i + len(VARIANTS)] for i in range(0, len(sql), len(VARIANTS))], strict=True
+        ):
+            for a, b in zip(session.state(patient, q.isoformat(), list(VARIANTS)), found, strict=True):
+                b.at = a.at  # the label: the instant as given, either way
+                if problem := result_difference(a, b):
+                    problems.append(f"{b.rule_id} for {patient} at {q}: {problem}")
+    assert not problems, "\n".join(problems[:20])
+
+
+def test_a_variant_keeps_the_sites_values_of_the_parameters_it_does_not_give(tmp_path: Path) -> None:
+    write_rule(tmp_path, "crp_strict", {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L"}}})
+    (tmp_path / "params.yaml").write_text("crp_normal: {validity: 14 days}\n", encoding="utf-8")
+    variant = load_rules([*_builtin(), tmp_path]).rules["crp_normal(upper=3 mg/L)"]
+    assert {p.name: str(p.effective) for p in variant.params} == {"upper": "3.0", "validity": "14 days"}
+
+
+def test_a_variants_value_wins_over_the_sites_value_of_that_parameter(tmp_path: Path) -> None:
+    write_rule(tmp_path, "crp_strict", {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L"}}})
+    rules = load_rules([*_builtin(), tmp_path], params={"crp_normal": {"upper": "10 mg/L"}})
+    assert rules.rules["crp_normal(upper=3 mg/L)"].param("upper").effective == 3.0
+    assert rules.rules["crp_normal"].param("upper").effective == 10.0
+
+
+def test_a_value_in_another_unit_is_converted_to_the_parameters_unit(tmp_path: Path) -> None:
+    write_rule(tmp_path, "crp_strict", {"rule": {"id": "crp_normal", "with": {"upper": "0.3 mg/dL"}}})
+    rules = load_rules([*_builtin(), tmp_path])
+    assert rules.rules["crp_normal(upper=0.3 mg/dL)"].param("upper").effective == pytest.approx(3.0)
+
+
+def test_two_rules_reading_the_same_values_share_one_variant(tmp_path: Path) -> None:
+    for rid in ("a", "b"):
+        write_rule(
+            tmp_path, rid, {"rule": {"id": "crp_normal", "with": {"validity": "14 days", "upper": "3 mg/L"}}}
+        )
+    rules = load_rules([*_builtin(), tmp_path])
+    assert [r for r in rules.rules if r.startswith("crp_normal(")] == [
+        "crp_normal(upper=3 mg/L, validity=14 days)"
+    ]
+
+
+def test_a_variant_is_evaluated_before_the_rule_that_reads_it(tmp_path: Path) -> None:
+    write_rule(tmp_path, "crp_strict", {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L"}}})
+    order = load_rules([*_builtin(), tmp_path]).order
+    assert order.index("crp_normal(upper=3 mg/L)") < order.index("crp_strict")
+
+
+def test_variants_are_not_listed_among_the_rules(tmp_path: Path) -> None:
+    variant_rules(tmp_path)
+    rules = load_rules([*_builtin(), tmp_path])
+    assert "crp_normal(upper=3 mg/L, validity=14 days)" in rules.rules
+    assert not [r for r in rules.listed() if "(" in r]
+    assert len(rules.listed()) == len(rules.rules) - len(VARIANTS)
+
+
+def test_state_shows_the_rules_of_the_files_and_not_their_variants(tmp_path: Path) -> None:
+    variant_rules(tmp_path / "r")
+    store_with(tmp_path / "s.duckdb", [{"patient_id": "P", "kind": "lab", "code": "1988-5", "occurred_at": "2009-03-01", "value": 4, "unit": "mg/L"}]).close()  # fmt: skip
+    result = run_cli(
+        "state",
+        "P",
+        "--at",
+        "2009-03-02",
+        "--rules",
+        tmp_path / "r",
+        "--store",
+        tmp_path / "s.duckdb",
+        "--json",
+    )
+    ids = [s["rule"] for s in json.loads(result.stdout)["states"]]
+    assert "crp_strict" in ids
+    assert not [r for r in ids if "(" in r]
+
+
+def test_state_evaluates_a_variant_asked_for_by_its_id(tmp_path: Path) -> None:
+    write_rule(tmp_path / "r", "crp_strict", {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L"}}})
+    store_with(tmp_path / "s.duckdb", [{"patient_id": "P", "kind": "lab", "code": "1988-5", "occurred_at": "2009-03-01", "value": 4, "unit": "mg/L"}]).close()  # fmt: skip
+    result = run_cli("state", "P", "--at", "2009-03-02", "--rules", tmp_path / "r", "--store", tmp_path / "s.duckdb",
+                     "--rule", "crp_normal(upper=3 mg/L)", "--rule", "crp_normal", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    values = {s["rule"]: s["value"] for s in json.loads(result.stdout)["states"]}
+    assert values == {"crp_normal(upper=3 mg/L)": False, "crp_normal": True}
+
+
+def test_explain_marks_the_values_the_reference_gives_and_names_the_rule_copied(tmp_path: Path) -> None:
+    write_rule(tmp_path / "r", "crp_strict", {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L"}}})
+    store_with(tmp_path / "s.duckdb", [{"patient_id": "P", "kind": "lab", "code": "1988-5", "occurred_at": "2009-03-01", "value": 4, "unit": "mg/L"}]).close()  # fmt: skip
+    result = run_cli("explain", "P", "crp_normal(upper=3 mg/L)", "--at", "2009-03-02", "--rules", tmp_path / "r",
+                     "--param", "crp_normal.validity=14 days", "--store", tmp_path / "s.duckdb", "--json")  # fmt: skip
+    tree = json.loads(result.stdout)["tree"]
+    assert tree["variant_of"] == "crp_normal"
+    assert tree["parameters"] == {
+        "upper": "3 mg/L (as the reference gives it; default 6 mg/L)",
+        "validity": "14 days (site override; default 30 days)",
+    }
+
+
+def test_explain_of_the_reading_rule_shows_the_variants_derivation_under_its_id(tmp_path: Path) -> None:
+    write_rule(tmp_path / "r", "crp_strict", {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L"}}})
+    store_with(tmp_path / "s.duckdb", [{"patient_id": "P", "kind": "lab", "code": "1988-5", "occurred_at": "2009-03-01", "value": 4, "unit": "mg/L"}]).close()  # fmt: skip
+    result = run_cli("explain", "P", "crp_strict", "--at", "2009-03-02", "--rules", tmp_path / "r", "--store", tmp_path / "s.duckdb")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "crp_normal(upper=3 mg/L)@1 = false" in result.stdout
+
+
+def test_rule_examples_can_read_a_variant(tmp_path: Path) -> None:
+    write_rule(
+        tmp_path, "crp_strict", {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L"}}},
+        examples=[{"name": "3 mg/L is normal, 3.5 is not",
+                   "events": [{"patient_id": "X", "kind": "lab", "code": "1988-5", "occurred_at": "2009-03-01", "value": 3, "unit": "mg/L"},
+                              {"patient_id": "X", "kind": "lab", "code": "1988-5", "occurred_at": "2009-03-02", "value": 3.5, "unit": "mg/L"}],
+                   "expect": [{"at": "2009-03-01", "value": True}, {"at": "2009-03-02", "value": False}]}],
+    )  # fmt: skip
+    result = run_cli("rules", "test", tmp_path, "--rule", "crp_strict")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "1 passed, 0 failed" in result.stdout
+
+
+def test_the_json_schema_accepts_a_rule_read_at_other_values(tmp_path: Path) -> None:
+    path = write_rule(
+        tmp_path,
+        "crp_strict",
+        {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L", "validity": "14 days"}}},
+    )
+    jsonschema.Draft202012Validator(rule_schema()).validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+# ---- problems, each at its line --------------------------------------------------------------
+
+
+def _problems(directory: Path) -> list[Problem]:
+    with pytest.raises(RuleError) as caught:
+        load_rules([*_builtin(), directory])
+    return caught.value.problems
+
+
+@pytest.mark.parametrize(
+    ("define", "line", "message"),
+    [
+        ("rule: {id: crp_normal, with: {uper: 3 mg/L}}", 6, "rule 'crp_normal' has no parameter 'uper' (did you mean 'upper'?)"),
+        ("rule: {id: crp_normal, with: {upper: 3 days}}", 6, "crp_normal.upper: '3 days' is not the same kind of value as the default 6.0"),
+        ("rule: {id: crp_normal, with: {upper: 3 kg}}", 6, "crp_normal.upper: cannot convert 'kg' to 'mg/L' (different dimensions)"),
+        ("rule: {id: crp_normal, with: {validity: -3 days}}", 6,
+         "crp_normal.validity: -3 days cannot be its value: it is normal's within (crp_normal.yaml:14), a length, which cannot be negative"),
+        ("rule: {id: crp_normal, with: {upper: abc}}", 6, "upper: 'abc' is not a number, a quantity ('6 mg/L') or a duration ('30 days')"),
+        ("rule: {id: crp_normal, with: {upper: [3]}}", 6,
+         "upper: a value is a number, a quantity ('5 mg/L'), a duration ('30 days') or true/false"),
+        ("rule: {id: crp_nrmal, with: {upper: 3 mg/L}}", 6, "unknown rule 'crp_nrmal' (did you mean 'crp_normal'?)"),
+        ("rule: {id: crp_normal}", 6, "rule's with maps parameters of the rule to their values here, e.g. {upper: 5 mg/L}"),
+        ("rule: {id: crp_normal, with: {}}", 6, "rule's with maps parameters of the rule to their values here, e.g. {upper: 5 mg/L}"),
+        ("rule: {id: crp_normal, wth: {upper: 3 mg/L}}", 6, "unknown key 'wth' for rule (did you mean 'with'?)"),
+        ("rule: {with: {upper: 3 mg/L}}", 6, "rule takes a rule id, or {id: RULE, with: {PARAMETER: VALUE}}"),
+        ("rule: {id: 5, with: {upper: 3 mg/L}}", 6, "rule's id must be a rule id, not 5"),
+    ],
+    ids=["unknown-parameter", "other-kind", "unit", "negative-length", "not-a-value", "a-list", "unknown-rule",
+         "no-with", "empty-with", "unknown-key", "no-id", "id-not-text"],
+)  # fmt: skip
+def test_a_wrong_variant_is_reported_at_its_line(
+    tmp_path: Path, define: str, line: int, message: str
+) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        f"id: r\nversion: '1'\ndescription: d\ncitation: c\ndefine:\n  {define}\n", encoding="utf-8"
+    )
+    found = [p for p in _problems(tmp_path) if p.file == str(path)]
+    assert [(p.line, p.message) for p in found] == [(line, message)]
+
+
+def test_a_wrong_value_is_reported_in_every_file_that_gives_it(tmp_path: Path) -> None:
+    for rid in ("a", "b"):
+        write_rule(tmp_path, rid, {"rule": {"id": "crp_normal", "with": {"upper": "3 kg"}}})
+    assert sorted(Path(p.file).name for p in _problems(tmp_path)) == ["a.yaml", "b.yaml"]
+
+
+def test_a_rule_reading_itself_at_other_values_is_a_cycle(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(textwrap.dedent("""\
+        id: r
+        version: '1'
+        description: d
+        citation: c
+        params:
+          limit: {default: 3}
+        define:
+          any: [{rule: {id: r, with: {limit: 4}}}, {gt: [{param: limit}, 1]}]
+        """), encoding="utf-8")  # fmt: skip
+    assert [p.message for p in _problems(tmp_path)] == ["rules form a cycle: r(limit=4) → r(limit=4)"]
+
+
+def test_a_problem_in_the_rule_read_is_not_reported_again_for_its_variant(tmp_path: Path) -> None:
+    write_rule(tmp_path, "base", {"gt": [{"latest": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days"}}, "2 kg"]},
+               params={"limit": {"default": 3}})  # fmt: skip
+    write_rule(tmp_path, "reader", {"rule": {"id": "base", "with": {"limit": 4}}})
+    found = _problems(tmp_path)
+    assert len(found) == 1, [str(p) for p in found]
+    assert found[0].file.endswith("base.yaml")
+
+
+def _builtin() -> list[Path]:
+    from timeline.language.loader import BUILTIN_DIR
+
+    return [BUILTIN_DIR]
+
+
+def test_the_shipped_sensitivity_rule_reads_crp_at_6_mg_per_l_where_the_site_reads_10() -> None:
+    rules = load_rules([*_builtin(), Path("examples/site_rules")])
+    assert rules.rules["crp_normal"].param("upper").effective == 10.0  # the site's params.yaml
+    assert rules.rules["crp_normal(upper=6 mg/L)"].param("upper").effective == 6.0
+    assert rules.dependencies("crp_normal_anajis") == ["crp_normal(upper=6 mg/L)", "crp_normal_anajis"]
