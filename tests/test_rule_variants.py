@@ -297,3 +297,56 @@ def test_the_shipped_sensitivity_rule_reads_crp_at_6_mg_per_l_where_the_site_rea
     assert rules.rules["crp_normal"].param("upper").effective == 10.0  # the site's params.yaml
     assert rules.rules["crp_normal(upper=6 mg/L)"].param("upper").effective == 6.0
     assert rules.dependencies("crp_normal_anajis") == ["crp_normal(upper=6 mg/L)", "crp_normal_anajis"]
+
+
+# ---- cohort files ----------------------------------------------------------------------------
+
+
+def _cohort(path: Path, rule: Any, **item: Any) -> Path:
+    """The Valencia cohort file with one outcome, reading ``rule``, at every time point."""
+    spec = yaml.safe_load(Path("examples/valencia/cohort.yaml").read_text(encoding="utf-8"))
+    spec.pop("time_to_event", None)
+    spec["outcomes"] = [{**item, "rule": rule, "denominator": "all"}]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _outcome_cells(*args: Any) -> dict[str, tuple[list[str], list[str], list[str]]]:
+    result = run_cli("cohort", "run", *args, "--json")
+    assert result.exit_code == 0, result.stderr
+    return {
+        c["column"] + " " + c["group"]: (c["numerator_ids"], c["denominator_ids"], c["unknown_ids"])
+        for c in json.loads(result.stdout)["cells"]
+        if c["section"] == "outcome"
+    }
+
+
+def test_a_cohort_outcome_reads_a_rule_at_other_values_as_the_rule_with_those_site_parameters(
+    valencia: Path, tmp_path: Path
+) -> None:
+    variant = _cohort(tmp_path / "v.yaml", {"id": "crp_normal", "with": {"upper": "2 mg/L"}}, id="crp")
+    plain = _cohort(tmp_path / "p.yaml", "crp_normal", id="crp")
+    mine = _outcome_cells(variant, "--store", valencia)
+    assert mine == _outcome_cells(plain, "--store", valencia, "--param", "crp_normal.upper=2 mg/L")
+    assert mine != _outcome_cells(plain, "--store", valencia)  # the value changes the answer here
+
+
+def test_a_cohort_item_reading_a_rule_at_other_values_names_its_own_id(tmp_path: Path) -> None:
+    path = _cohort(tmp_path / "c.yaml", {"id": "crp_normal", "with": {"upper": "2 mg/L"}})
+    result = run_cli("cohort", "check", path)
+    assert result.exit_code == 8
+    assert (
+        "outcome id needed: the rule is read at other parameter values (crp_normal(upper=2 mg/L)); name the item"
+        in result.stderr
+    )
+
+
+def test_a_wrong_value_in_a_cohort_file_is_reported_at_its_line(tmp_path: Path) -> None:
+    path = _cohort(tmp_path / "c.yaml", {"id": "crp_normal", "with": {"uper": "2 mg/L"}}, id="crp")
+    line = next(
+        i for i, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "uper" in text
+    )
+    result = run_cli("cohort", "check", path)
+    assert result.exit_code == 8
+    assert f"{path}:{line}:" in result.stderr
+    assert "rule 'crp_normal' has no parameter 'uper' (did you mean 'upper'?)" in result.stderr

@@ -25,9 +25,12 @@ from timeline.language.loader import (
     RuleError,
     RuleParser,
     RuleSet,
+    VariantProblem,
+    VariantValuesError,
     YamlDoc,
     did_you_mean,
     field_unit,
+    read_variant,
     rule_files,
     units_convert,
 )
@@ -222,6 +225,16 @@ class _Parser:
             return None
         return data
 
+    def item_id(self, item: dict[str, Any], rid: str, path: Path_, what: str) -> str | None:
+        """An item's id, by default its rule's; a rule read at other parameter values has an id
+        no cell can be named by (``crp_normal(upper=3 mg/L)``): such an item names its own."""
+        if "id" not in item and self.rules.rules[rid].variant_of is not None:
+            self.fail(
+                path, f"{what} needed: the rule is read at other parameter values ({rid}); name the item"
+            )
+            return None
+        return self.ident(item.get("id", rid), path, what)
+
     def choice(self, data: Any, path: Path_, options: Sequence[str], what: str, default: str) -> str:
         if data is None:
             return default
@@ -253,8 +266,14 @@ class _Parser:
         return d
 
     def rule(self, data: Any, path: Path_, want: str | None = "bool", what: str = "rule") -> str | None:
+        if isinstance(data, dict):
+            data = self.variant(data, path)
+            if data is None:
+                return None
         if not isinstance(data, str):
-            self.fail(path, f"{what} must be a rule id, not {data!r}")
+            self.fail(
+                path, f"{what} must be a rule id (or {{id: RULE, with: {{PARAMETER: VALUE}}}}), not {data!r}"
+            )
             return None
         if data not in self.rules.rules:
             self.fail(path, f"unknown rule {data!r}{did_you_mean(data, self.rules.rules)}")
@@ -265,6 +284,25 @@ class _Parser:
             self.fail(path, f"{what} {data!r} is {self.rules.rules[data].value_type}; it must be {need}")
             return None
         return data
+
+    def variant(self, data: dict[Any, Any], path: Path_) -> str | None:
+        """``{id: RULE, with: {PARAMETER: VALUE}}``: the rule at other values of its parameters,
+        added to the rule set as the rule files' own references are (its id, e.g.
+        ``crp_normal(upper=3 mg/L)``, or None when it is reported)."""
+        try:
+            base, values, vid = read_variant(data)
+        except VariantProblem as exc:
+            self.fail((*path, *exc.where), exc.message)
+            return None
+        if base not in self.rules.rules:
+            self.fail((*path, "id"), f"unknown rule {base!r}{did_you_mean(base, self.rules.rules)}")
+            return None
+        try:
+            return self.rules.variant(base, values, vid)
+        except VariantValuesError as exc:
+            for name, message in exc.wrong:
+                self.fail((*path, "with", name), message)
+            return None
 
     def rule_list(self, data: Any, path: Path_, what: str) -> tuple[str, ...]:
         if data is None:
@@ -591,7 +629,7 @@ class _Parser:
             rid = self.rule(item.get("rule"), (*p, "rule"), want=None, what="baseline rule")
             if rid is None:
                 continue
-            bid = self.ident(item.get("id", rid), p, "baseline id") or rid
+            bid = self.item_id(item, rid, p, "baseline id") or rid
             self.unique(seen, bid, p, "baseline")
             out.append(Baseline(id=bid, rule=rid, label=self.text(item.get("label"), (*p, "label"), rid)))
         return tuple(out)
@@ -678,7 +716,7 @@ class _Parser:
             rid = self.rule(item.get("rule"), (*p, "rule"), what="outcome rule")
             if rid is None:
                 continue
-            oid = self.ident(item.get("id", rid), p, "outcome id") or rid
+            oid = self.item_id(item, rid, p, "outcome id") or rid
             self.unique(seen, oid, p, "outcome")
             at: list[str] = []
             if "at" in item and (not isinstance(item["at"], list) or not item["at"]):
@@ -747,7 +785,7 @@ class _Parser:
                     censor.append(str(c))
             if rid is None or window is None:
                 continue
-            tid = self.ident(item.get("id", rid), p, "time-to-event id") or rid
+            tid = self.item_id(item, rid, p, "time-to-event id") or rid
             self.unique(seen, tid, p, "time-to-event")
             out.append(
                 TimeToEvent(id=tid, rule=rid, label=self.text(item.get("label"), (*p, "label"), rid),

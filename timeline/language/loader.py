@@ -969,39 +969,12 @@ class _RuleParser:
         """``{id: crp_normal, with: {upper: 5 mg/L}}``: the rule at other values of its
         parameters. Returns the variant's id (``crp_normal(upper=5 mg/L)``); the loader makes
         the variant once every rule is read (:func:`_variants`)."""
-        for key in arg:
-            if key not in ("id", "with"):
-                raise self.fail(
-                    (*path, key), f"unknown key {key!r} for rule{did_you_mean(str(key), ('id', 'with'))}"
-                )
-        if "id" not in arg:
-            raise self.fail(path, "rule takes a rule id, or {id: RULE, with: {PARAMETER: VALUE}}")
-        base = arg["id"]
-        if not isinstance(base, str):
-            raise self.fail((*path, "id"), f"rule's id must be a rule id, not {base!r}")
-        values = arg.get("with")
-        if not isinstance(values, dict) or not values:
-            raise self.fail(
-                (*path, "with") if "with" in arg else path,
-                "rule's with maps parameters of the rule to their values here, e.g. {upper: 5 mg/L}",
-            )
-        shown: dict[str, str] = {}
-        for name, raw in values.items():
-            if not isinstance(name, str) or not ID_RE.match(name):
-                raise self.fail((*path, "with", name), f"parameter name {name!r} must be lower_snake_case")
-            if isinstance(raw, dict | list) or raw is None:
-                raise self.fail(
-                    (*path, "with", name),
-                    f"{name}: a value is a number, a quantity ('5 mg/L'), a duration ('30 days') or true/false",
-                )
-            try:
-                value, unit = parse_param_value(raw)
-            except ValueError as exc:
-                raise self.fail((*path, "with", name), f"{name}: {exc}") from None
-            shown[name] = value_text(value, unit)
+        try:
+            base, values, vid = read_variant(arg)
+        except VariantProblem as exc:
+            raise self.fail((*path, *exc.where), exc.message) from None
         self.refs.append((base, (*path, "id")))
-        vid = variant_id(base, shown)
-        self.variants.append((vid, base, dict(values), path))
+        self.variants.append((vid, base, values, path))
         return vid
 
     def exprs(self, parts: Iterable[tuple[Any, Path_]]) -> tuple[ast.Node, ...]:
@@ -1154,6 +1127,52 @@ def parse_param_value(value: Any, unit: Any = None) -> tuple[float | bool | Dura
     return _finite(number, value), None
 
 
+class VariantProblem(Exception):
+    """A ``{id, with}`` reference that cannot be read: where in it (keys below it) and why."""
+
+    def __init__(self, where: tuple[Any, ...], message: str) -> None:
+        super().__init__(message)
+        self.where, self.message = where, message
+
+
+def read_variant(arg: Mapping[Any, Any]) -> tuple[str, dict[str, Any], str]:
+    """A reference to a rule at other parameter values, ``{id: crp_normal, with: {upper: 5
+    mg/L}}`` (in a rule file or a cohort file): the rule id, the values as written, and the
+    variant's id (``crp_normal(upper=5 mg/L)``). Whether the rule has those parameters, and
+    the values suit them, is checked where the variant is made."""
+    for key in arg:
+        if key not in ("id", "with"):
+            raise VariantProblem(
+                (key,), f"unknown key {key!r} for rule{did_you_mean(str(key), ('id', 'with'))}"
+            )
+    if "id" not in arg:
+        raise VariantProblem((), "rule takes a rule id, or {id: RULE, with: {PARAMETER: VALUE}}")
+    base = arg["id"]
+    if not isinstance(base, str):
+        raise VariantProblem(("id",), f"rule's id must be a rule id, not {base!r}")
+    values = arg.get("with")
+    if not isinstance(values, dict) or not values:
+        raise VariantProblem(
+            ("with",) if "with" in arg else (),
+            "rule's with maps parameters of the rule to their values here, e.g. {upper: 5 mg/L}",
+        )
+    shown: dict[str, str] = {}
+    for name, raw in values.items():
+        if not isinstance(name, str) or not ID_RE.match(name):
+            raise VariantProblem(("with", name), f"parameter name {name!r} must be lower_snake_case")
+        if isinstance(raw, dict | list) or raw is None:
+            raise VariantProblem(
+                ("with", name),
+                f"{name}: a value is a number, a quantity ('5 mg/L'), a duration ('30 days') or true/false",
+            )
+        try:
+            value, unit = parse_param_value(raw)
+        except ValueError as exc:
+            raise VariantProblem(("with", name), f"{name}: {exc}") from None
+        shown[name] = value_text(value, unit)
+    return base, dict(values), variant_id(base, shown)
+
+
 def value_text(value: float | bool | Duration, unit: str | None = None) -> str:
     """A parameter value as a variant's id shows it: ``5 mg/L``, ``30 days``, ``true``."""
     if isinstance(value, bool):
@@ -1203,6 +1222,22 @@ class RuleSet:
             note = None if hint else self.only_builtin_note()
             raise UsageError(f"unknown rule {rule_id!r}{hint}" + (f"; {note}" if note else ""))
         return self.rules[rule_id]
+
+    def variant(self, rule_id: str, values: Mapping[str, Any], vid: str) -> str:
+        """Add (once) the rule ``rule_id`` at other parameter values under ``vid`` (from
+        :func:`read_variant`), for a reader outside the rule files: a cohort file. Returns
+        ``vid``; :class:`VariantValuesError` for values that do not suit the parameters."""
+        if vid in self.rules:
+            return vid
+        rule = self.get(rule_id)
+        nids: dict[int, int] = {}
+        last = max(n.nid for r in self.rules.values() for n in walk(r.define) if isinstance(n, ast.Node))
+        copy = variant_rule(rule, vid, values, [last], nids)
+        for old, new in nids.items():
+            self.types[new] = self.types[old]
+        self.rules[vid] = copy
+        self.order.insert(self.order.index(rule_id) + 1, vid)  # after everything it reads
+        return vid
 
     def listed(self) -> list[str]:
         """The rules in evaluation order, without the variants (rules read at other parameter
@@ -1599,46 +1634,72 @@ def _variants(
         rule = rules.get(base)
         if rule is None:
             continue  # reported at the reference as an unknown rule (or its file failed)
-        specs = {p.name: p for p in rule.params}
-        others = values_with(specs, values)
-        wrong: list[tuple[str, str]] = []
-        for name, raw in values.items():
-            if name not in specs:
-                wrong.append((name, f"rule {base!r} has no parameter {name!r}{did_you_mean(name, specs)}"))
-                continue
-            try:
-                value = override_value(specs[name], raw, others, values)
-            except ValueError as exc:
-                wrong.append((name, f"{base}.{name}: {exc}"))
-                continue
-            specs[name] = specs[name].model_copy(update={"value": value})
-        for name, message in wrong:
-            for doc, path in places:
-                line, col = doc.where((*path, "with", name))
-                problems.append(Problem(doc.file, line, col, message))
-        if wrong:
+        try:
+            out[vid] = variant_rule(rule, vid, values, next_id)
+        except VariantValuesError as exc:
+            for name, message in exc.wrong:
+                for doc, path in places:
+                    line, col = doc.where((*path, "with", name))
+                    problems.append(Problem(doc.file, line, col, message))
             continue
-        define = _renamed(rule.define, base, vid, next_id)
-        assert isinstance(define, ast.Node)
-        out[vid] = rule.model_copy(
-            update={"id": vid, "params": tuple(specs.values()), "define": define, "examples": (),
-                    "overrides": None, "variant_of": base, "variant_with": tuple(sorted(values))}
-        )  # fmt: skip
         docs[vid] = docs[base]
     return out
 
 
-def _renamed(value: Any, base: str, vid: str, next_id: list[int]) -> Any:
+class VariantValuesError(Exception):
+    """Values a rule cannot be read at: (parameter, why) for each."""
+
+    def __init__(self, wrong: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(message for _, message in wrong))
+        self.wrong = wrong
+
+
+def variant_rule(
+    rule: ast.Rule,
+    vid: str,
+    values: Mapping[str, Any],
+    next_id: list[int],
+    nids: dict[int, int] | None = None,
+) -> ast.Rule:
+    """A copy of ``rule`` under ``vid``, its parameters at ``values`` (checked as a site's
+    would be; the others keep the rule's values), every node a new id from ``next_id``
+    (``nids``: filled with each old id's new one). :class:`VariantValuesError` names every
+    value that does not suit its parameter."""
+    specs = {p.name: p for p in rule.params}
+    others = values_with(specs, values)
+    wrong: list[tuple[str, str]] = []
+    for name, raw in values.items():
+        if name not in specs:
+            wrong.append((name, f"rule {rule.id!r} has no parameter {name!r}{did_you_mean(name, specs)}"))
+            continue
+        try:
+            value = override_value(specs[name], raw, others, values)
+        except ValueError as exc:
+            wrong.append((name, f"{rule.id}.{name}: {exc}"))
+            continue
+        specs[name] = specs[name].model_copy(update={"value": value})
+    if wrong:
+        raise VariantValuesError(wrong)
+    define = _renamed(rule.define, rule.id, vid, next_id, {} if nids is None else nids)
+    return rule.model_copy(
+        update={"id": vid, "params": tuple(specs.values()), "define": define, "examples": (),
+                "overrides": None, "variant_of": rule.id, "variant_with": tuple(sorted(values))}
+    )  # fmt: skip
+
+
+def _renamed(value: Any, base: str, vid: str, next_id: list[int], nids: dict[int, int]) -> Any:
     """A copy of a rule's definition for its variant: every node a new id (unique in the rule
-    set), the rule's own parameters read from the variant."""
+    set; ``nids`` records old → new), the rule's own parameters read from the variant."""
     if isinstance(value, tuple):
-        return tuple(_renamed(v, base, vid, next_id) for v in value)
+        return tuple(_renamed(v, base, vid, next_id, nids) for v in value)
     if not isinstance(value, ast.Frozen):
         return value
-    update = {name: _renamed(getattr(value, name), base, vid, next_id) for name in type(value).model_fields}
+    update = {
+        name: _renamed(getattr(value, name), base, vid, next_id, nids) for name in type(value).model_fields
+    }
     if isinstance(value, ast.Node):
         next_id[0] += 1
-        update["nid"] = next_id[0]
+        update["nid"] = nids[value.nid] = next_id[0]
     if isinstance(value, ast.Param) and value.rule == base:
         update["rule"] = vid
     if isinstance(value, ast.DurationRef) and value.param is not None and value.param[0] == base:
