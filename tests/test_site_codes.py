@@ -336,6 +336,26 @@ def test_codes_add_of_a_missing_file_exits_8_naming_it(store_path: Path, tmp_pat
     assert res.exit_code == 8 and "nope.yaml: does not exist" in res.stderr
 
 
+@pytest.mark.parametrize("text", ["", "# only a comment\n"], ids=["empty", "comment-only"])
+def test_an_empty_codes_file_in_a_rule_directory_is_a_problem_at_its_first_line(
+    tmp_path: Path, text: str
+) -> None:
+    directory = codes_dir(tmp_path, text)
+    res = run_cli("rules", "check", directory)
+    assert res.exit_code == 8
+    assert f"{directory / 'codes.yaml'}:1:1: empty codes file" in res.stderr
+
+
+def test_codes_add_of_an_empty_file_exits_8_and_registers_nothing(store_path: Path, tmp_path: Path) -> None:
+    run_cli("init", "--store", store_path)
+    empty = codes_dir(tmp_path, "")
+    res = run_cli("codes", "add", empty / "codes.yaml", "--author", "t", "--store", store_path)
+    assert res.exit_code == 8 and "codes.yaml:1:1: empty codes file" in res.stderr
+    assert (
+        json.loads(run_cli("codes", "list", "--site", "--json", "--store", store_path).stdout)["codes"] == []
+    )
+
+
 def test_codes_list_site_lists_only_the_registered_codes(store_path: Path, site: Path) -> None:
     run_cli("init", "--store", store_path)
     run_cli("codes", "add", site / "codes.yaml", "--author", "t", "--store", store_path)

@@ -179,10 +179,7 @@ def read_file(path: str | Path) -> list[codes.SiteCode]:
     text = _read_text(target, problems)
     found: list[codes.SiteCode] = []
     if text is not None:
-        doc = _Doc(str(target), text, problems)
-        if doc.data is None and not problems:
-            problems.append(Problem(str(target), 1, 1, "empty codes file"))
-        found = read(doc)
+        found = read(_Doc(str(target), text, problems))
     if problems:
         raise CodesFileError(problems)
     return found

@@ -54,7 +54,16 @@ def read(doc: _Doc) -> list[codes.SiteCode]:
     found: list[codes.SiteCode] = []
     seen: dict[str, int] = {}  # code → the line it is defined at
     data = doc.data
-    if data is None:
+    if data is None:  # nothing in it, or a YAML error (already reported)
+        if not any(p.file == doc.file for p in doc.problems):
+            doc.problems.append(
+                Problem(
+                    doc.file,
+                    1,
+                    1,
+                    "empty codes file: define labs, assessments, findings or frequencies, or remove it",
+                )
+            )
         return found
 
     def fail(path: Path_, message: str) -> None:
