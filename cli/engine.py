@@ -82,6 +82,12 @@ def session(
     return Session(s, ruleset, parse_moment(as_known_at) if as_known_at else None)
 
 
+def _shown(value: object) -> str:
+    """A parameter's value as `rules show` prints it: a number converted from another unit
+    without its float noise (100.4 [degF] is 38.0 Cel, not 38.000000000000014)."""
+    return str(float(f"{value:.12g}")) if isinstance(value, float) else str(value)
+
+
 def _value_text(r: Result, markup: bool = True) -> str:
     if r.value is None:
         return "[yellow]unknown[/]" if markup else "unknown"
@@ -356,6 +362,7 @@ def history(
 
 def _swimlanes(patient: str, rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     c = console()
     if not rows:
@@ -382,7 +389,7 @@ def _swimlanes(patient: str, rows: list[dict[str, Any]]) -> None:
         f"[bold]{esc(patient)}[/]  {t0:%Y-%m-%d} … {t1:%Y-%m-%d}   [green]█ true[/] [red]░ false[/] [yellow]? unknown[/] [blue]▒ number[/]"
     )
     for rid, lane in lanes.items():
-        c.print(f"{rid:>34} │{''.join(lane)}│")
+        c.print(cell(f"{rid:>34} │") + Text.from_markup("".join(lane)) + cell("│"))
     table = Table(title="intervals", title_justify="left")
     for col in ("rule", "from", "until", "value", "reason"):
         table.add_column(col)
@@ -469,7 +476,8 @@ def rules_show(
             {"id": r.id, "version": r.version, "status": r.status, "meaning": r.meaning, "description": r.description,
              "citation": r.citation, "source": r.source, "overrides": r.overrides, "type": str(r.value_type),
              "parameters": {p.name: {"value": str(p.effective), "default": str(p.default), "unit": p.unit, "description": p.description} for p in r.params},
-             "uses": [d for d in rs.dependencies(r.id) if d != r.id]}
+             "uses": [d for d in rs.dependencies(r.id) if d != r.id],
+             **({"variant_of": r.variant_of, "variant_with": list(r.variant_with)} if r.variant_of else {})}
         )  # fmt: skip
         return
     c = console()
@@ -487,14 +495,20 @@ def rules_show(
     for p in r.params:
         c.print(
             cell(
-                f"  param {p.name} = {p.effective}{' ' + p.unit if p.unit else ''}"
+                f"  param {p.name} = {_shown(p.effective)}{' ' + p.unit if p.unit else ''}"
                 + (f" (default {p.default}{' ' + p.unit if p.unit else ''})" if p.value is not None else "")
                 + (f" — {p.description}" if p.description else "")
             )
         )
     uses = [d for d in rs.dependencies(r.id) if d != r.id]
     if uses:
-        c.print(f"uses rules: {', '.join(uses)}")
+        c.print(cell(f"uses rules: {', '.join(uses)}"))
+    if r.variant_of:
+        c.print(
+            cell(
+                f"a copy of {r.variant_of} at the values a rule reading it gives ({', '.join(r.variant_with)}); its file:"
+            )
+        )
     c.print(cell(Path(r.source).read_text(encoding="utf-8")))
 
 

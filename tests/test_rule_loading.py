@@ -836,8 +836,8 @@ def test_an_unknown_key_in_an_expectation_is_a_problem_with_a_suggestion(tmp_pat
 def test_a_bad_site_parameter_is_named_at_its_line_in_params_yaml(tmp_path: Path) -> None:
     (tmp_path / "params.yaml").write_text("crp_normal:\n  upper: banana\n", encoding="utf-8")
     assert check_problems(tmp_path) == [
-        f"{tmp_path / 'params.yaml'}:2:10: crp_normal.upper: 'banana' is not a number, a quantity ('6 mg/L') "
-        "or a duration ('30 days')"
+        f"{tmp_path / 'params.yaml'}:2:10: crp_normal.upper: 'banana' is not a number, a quantity ('6 mg/L'), "
+        "a duration ('30 days') or true/false"
     ]
 
 

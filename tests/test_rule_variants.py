@@ -229,11 +229,11 @@ def _problems(directory: Path) -> list[Problem]:
     ("define", "line", "message"),
     [
         ("rule: {id: crp_normal, with: {uper: 3 mg/L}}", 6, "rule 'crp_normal' has no parameter 'uper' (did you mean 'upper'?)"),
-        ("rule: {id: crp_normal, with: {upper: 3 days}}", 6, "crp_normal.upper: '3 days' is not the same kind of value as the default 6.0"),
+        ("rule: {id: crp_normal, with: {upper: 3 days}}", 6, "crp_normal.upper: '3 days' is not the same kind of value as the default, 6 mg/L"),
         ("rule: {id: crp_normal, with: {upper: 3 kg}}", 6, "crp_normal.upper: cannot convert 'kg' to 'mg/L' (different dimensions)"),
         ("rule: {id: crp_normal, with: {validity: -3 days}}", 6,
          "crp_normal.validity: -3 days cannot be its value: it is normal's within (crp_normal.yaml:14), a length, which cannot be negative"),
-        ("rule: {id: crp_normal, with: {upper: abc}}", 6, "upper: 'abc' is not a number, a quantity ('6 mg/L') or a duration ('30 days')"),
+        ("rule: {id: crp_normal, with: {upper: abc}}", 6, "upper: 'abc' is not a number, a quantity ('6 mg/L'), a duration ('30 days') or true/false"),
         ("rule: {id: crp_normal, with: {upper: [3]}}", 6,
          "upper: a value is a number, a quantity ('5 mg/L'), a duration ('30 days') or true/false"),
         ("rule: {id: crp_nrmal, with: {upper: 3 mg/L}}", 6, "unknown rule 'crp_nrmal' (did you mean 'crp_normal'?)"),
@@ -350,3 +350,106 @@ def test_a_wrong_value_in_a_cohort_file_is_reported_at_its_line(tmp_path: Path) 
     assert result.exit_code == 8
     assert f"{path}:{line}:" in result.stderr
     assert "rule 'crp_normal' has no parameter 'uper' (did you mean 'upper'?)" in result.stderr
+
+
+# ---- what an audit found (helper 32) ---------------------------------------------------------
+
+
+def test_a_copy_read_at_other_values_again_is_refused_at_its_line(tmp_path: Path) -> None:
+    write_rule(tmp_path, "a", {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L"}}})
+    path = write_rule(
+        tmp_path, "b", {"rule": {"id": "crp_normal(upper=3 mg/L)", "with": {"validity": "1 day"}}}
+    )
+    line = next(
+        i for i, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "upper=3" in text
+    )
+    found = _problems(tmp_path)
+    assert [(p.file, p.line) for p in found] == [(str(path), line)]
+    assert found[0].message.startswith(
+        "rule's id must be the id of a rule file, not 'crp_normal(upper=3 mg/L)'"
+    )
+
+
+def test_a_cohort_file_cannot_read_a_copy_at_other_values_again(tmp_path: Path) -> None:
+    write_rule(tmp_path / "r", "a", {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L"}}})
+    path = _cohort(
+        tmp_path / "c.yaml", {"id": "crp_normal(upper=3 mg/L)", "with": {"validity": "1 day"}}, id="crp"
+    )
+    result = run_cli("cohort", "check", path, "--rules", tmp_path / "r")
+    assert result.exit_code == 8
+    assert "rule's id must be the id of a rule file, not 'crp_normal(upper=3 mg/L)'" in result.stderr
+
+
+def test_a_file_overridden_by_a_later_directory_asks_for_no_copies(tmp_path: Path) -> None:
+    for d, name in (("d1", "p"), ("d2", "q")):
+        write_rule(tmp_path / d, "foo", {"gt": [{"param": name}, 1]}, params={name: {"default": 3}})
+    write_rule(tmp_path / "d1", "x", {"rule": {"id": "foo", "with": {"p": 5}}})
+    write_rule(tmp_path / "d2", "x", {"rule": "foo"})
+    rules = load_rules([*_builtin(), tmp_path / "d1", tmp_path / "d2"])
+    assert not [r for r in rules.rules if r.startswith("foo(")]
+
+
+def test_history_and_rules_show_print_a_copys_id_with_brackets_as_written(tmp_path: Path) -> None:
+    write_rule(tmp_path / "r", "ff_us", {"rule": {"id": "fever_free", "with": {"threshold": "100.4 [degF]"}}})
+    rows = [
+        {
+            "patient_id": "P",
+            "kind": "lab",
+            "code": "1988-5",
+            "occurred_at": "2009-03-01",
+            "value": 4,
+            "unit": "mg/L",
+        }
+    ]
+    store_with(tmp_path / "s.duckdb", rows).close()
+    vid = "fever_free(threshold=100.4 [degF])"
+    history = run_cli(
+        "history", "P", "--rule", vid, "--rules", tmp_path / "r", "--store", tmp_path / "s.duckdb"
+    )
+    assert history.exit_code == 0, history.stderr
+    assert f"{vid} │" in history.stdout
+    shown = run_cli("rules", "show", "ff_us", "--rules", tmp_path / "r")
+    assert f"uses rules: {vid}" in shown.stdout
+
+
+def test_rules_show_of_a_copy_says_what_it_copies_and_which_values_it_was_given(tmp_path: Path) -> None:
+    write_rule(tmp_path, "ff_us", {"rule": {"id": "fever_free", "with": {"threshold": "100.4 [degF]"}}})
+    shown = json.loads(
+        run_cli("rules", "show", "fever_free(threshold=100.4 [degF])", "--rules", tmp_path, "--json").stdout
+    )
+    assert (shown["variant_of"], shown["variant_with"]) == ("fever_free", ["threshold"])
+
+
+def test_an_example_whose_params_leave_another_rules_copy_unloadable_fails_alone(tmp_path: Path) -> None:
+    window = {"start": {"param": "start"}, "end": {"param": "end"}}
+    example = {"name": "a narrower window", "params": {"start": "-100 days", "end": "-50 days"},
+               "events": [{"patient_id": "X", "kind": "finding", "code": "fever", "occurred_at": "2009-03-01", "present": True}],
+               "expect": [{"at": "2009-03-01", "value": False}]}  # fmt: skip
+    write_rule(tmp_path, "w", {"exists": {"select": {"kind": "finding", "code": "fever"}, "window": window}},
+               params={"start": {"default": "-30 days"}, "end": {"default": "-10 days"}}, examples=[example])  # fmt: skip
+    write_rule(tmp_path, "reader", {"rule": {"id": "w", "with": {"start": "-40 days"}}})
+    result = run_cli("rules", "test", tmp_path, "--rules", tmp_path, "--json")
+    outcome = {r["example"]: r for r in json.loads(result.stdout)["examples"] if r["rule"] == "w@1"}
+    assert result.exit_code == 9
+    assert outcome["a narrower window"]["passed"] is False
+    assert "with the example's params the rules do not load" in outcome["a narrower window"]["failures"][0]
+
+
+def test_a_unit_given_to_a_plain_number_parameter_is_refused(tmp_path: Path) -> None:
+    write_rule(tmp_path, "r", {"rule": {"id": "ms_score_suggests_mas", "with": {"cutoff": "-2 mg/L"}}})
+    assert [p.message for p in _problems(tmp_path)] == [
+        "ms_score_suggests_mas.cutoff: '-2 mg/L' has a unit; the parameter is a plain number (its default is -2.1)"
+    ]
+
+
+def test_a_boolean_parameter_can_be_set_from_the_command_line() -> None:
+    result = run_cli(
+        "rules",
+        "show",
+        "inactive_disease",
+        "--param",
+        "inactive_disease.require_morning_stiffness=false",
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["parameters"]["require_morning_stiffness"]["value"] == "False"

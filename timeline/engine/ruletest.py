@@ -29,7 +29,7 @@ from timeline.errors import TimelineError
 from timeline.ingest import append_rows
 from timeline.language import ast
 from timeline.language.cache import load_rules
-from timeline.language.loader import RuleSet
+from timeline.language.loader import RuleError, RuleSet
 from timeline.store import Store
 
 
@@ -84,31 +84,46 @@ def run_examples(rules: RuleSet, dirs: list[Path], rule_ids: list[str] | None = 
     with_params: dict[tuple[str, tuple[tuple[str, float | bool | str], ...]], RuleSet] = {}
     # Examples are written for the rules' own defaults (the published values), so a site's
     # params.yaml does not make them fail; an example's own params apply on top.
+    # a rule set the example's params leave unloadable: another rule reads this one at values
+    # that do not go with them (a window from one parameter to another), the example fails
+    refused: dict[tuple[str, tuple[tuple[str, float | bool | str], ...]], RuleError] = {}
     defaults: RuleSet | None = None
+    results: list[ExampleResult] = []
     for rid in rule_ids or rules.order:
         rule = rules.rules[rid]
         for ex in rule.examples:
+            result = ExampleResult(rule=f"{rid}@{rule.version}", example=ex.name, passed=True)
+            results.append(result)
             if ex.params:
                 key = (rid, tuple(sorted(ex.params)))
-                if key not in with_params:
-                    with_params[key] = load_rules(dirs, params={rid: dict(ex.params)}, site_params=False)
+                if key not in with_params and key not in refused:
+                    try:
+                        with_params[key] = load_rules(dirs, params={rid: dict(ex.params)}, site_params=False)
+                    except RuleError as exc:
+                        refused[key] = exc
+                if key in refused:
+                    result.failures.extend(
+                        f"with the example's params the rules do not load: {p}" for p in refused[key].problems
+                    )
+                    continue
                 ruleset = with_params[key]
             else:
                 if defaults is None:
                     defaults = load_rules(dirs, site_params=False)
                 ruleset = defaults
-            result = ExampleResult(rule=f"{rid}@{rule.version}", example=ex.name, passed=True)
             cases.append(_Case(rid, ex, result, ruleset))
     with tempfile.TemporaryDirectory(prefix="timeline-examples-") as tmp:
+        if not cases:
+            return results
         try:
             _run_together(cases, Path(tmp) / "examples.duckdb")
         except TimelineError:
             for n, case in enumerate(cases):
                 case.result.failures.clear()
                 _run_alone(case, Path(tmp) / f"{n}.duckdb")
-    for case in cases:
-        case.result.passed = not case.result.failures
-    return [case.result for case in cases]
+    for result in results:
+        result.passed = not result.failures
+    return results
 
 
 def _run_together(cases: Sequence[_Case], path: Path) -> None:

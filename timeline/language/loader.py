@@ -1104,6 +1104,8 @@ def parse_param_value(value: Any, unit: Any = None) -> tuple[float | bool | Dura
             raise ValueError(problem)
         return _finite(float(value), value), str(unit) if unit is not None else None
     text = str(value)
+    if text.strip().lower() in ("true", "false"):  # as --param and a quoted YAML value give it
+        return text.strip().lower() == "true", None
     try:
         return Duration.parse(text), None
     except DurationTooLong:
@@ -1122,7 +1124,7 @@ def parse_param_value(value: Any, unit: Any = None) -> tuple[float | bool | Dura
         number = float(text)
     except ValueError:
         raise ValueError(
-            f"{value!r} is not a number, a quantity ('6 mg/L') or a duration ('30 days')"
+            f"{value!r} is not a number, a quantity ('6 mg/L'), a duration ('30 days') or true/false"
         ) from None
     return _finite(number, value), None
 
@@ -1150,6 +1152,12 @@ def read_variant(arg: Mapping[Any, Any]) -> tuple[str, dict[str, Any], str]:
     base = arg["id"]
     if not isinstance(base, str):
         raise VariantProblem(("id",), f"rule's id must be a rule id, not {base!r}")
+    if not ID_RE.match(base):
+        raise VariantProblem(
+            ("id",),
+            f"rule's id must be the id of a rule file, not {base!r}: a rule read at other values is read at "
+            "others by giving them all in one with",
+        )
     values = arg.get("with")
     if not isinstance(values, dict) or not values:
         raise VariantProblem(
@@ -1436,8 +1444,9 @@ def load_rules(
     next_id = [0]
     rules: dict[str, ast.Rule] = {}
     refs: dict[str, list[tuple[str, Path_, _Doc]]] = {}
-    # rules read at other parameter values: variant id → (rule id, values, every place asked)
-    requests: dict[str, tuple[str, dict[str, Any], list[tuple[_Doc, Path_]]]] = {}
+    # rules read at other parameter values, by the rule that reads them: (variant id, rule id,
+    # values, where, file)
+    asked: dict[str, list[tuple[str, str, dict[str, Any], Path_, _Doc]]] = {}
     docs: dict[str, _Doc] = {}
     site: dict[str, dict[str, Any]] = {}
     places: _Places = {}
@@ -1504,7 +1513,11 @@ def load_rules(
         rules[rule.id] = rule
         refs[rule.id] = [(r, p, doc) for r, p in parser.refs]
         docs[rule.id] = doc
-        for vid, base, values, where in parser.variants:
+        asked[rule.id] = [(vid, base, values, where, doc) for vid, base, values, where in parser.variants]
+    # the variants the rules read (not those of a file another directory's rule overrides)
+    requests: dict[str, tuple[str, dict[str, Any], list[tuple[_Doc, Path_]]]] = {}
+    for asks in asked.values():
+        for vid, base, values, where, doc in asks:
             requests.setdefault(vid, (base, values, []))[2].append((doc, where))
     for rid, overrides in (params or {}).items():
         site.setdefault(rid, {}).update(overrides)
@@ -1727,7 +1740,13 @@ def override_value(
     :func:`duration_problem`)."""
     value, unit = parse_param_value(raw)
     if type(value) is not type(spec.default):
-        raise ValueError(f"{raw!r} is not the same kind of value as the default {spec.default}")
+        raise ValueError(
+            f"{raw!r} is not the same kind of value as the default, {value_text(spec.default, spec.unit)}"
+        )
+    if unit not in (None, "1") and spec.unit in (None, "1"):
+        raise ValueError(
+            f"{raw!r} has a unit; the parameter is a plain number (its default is {value_text(spec.default)})"
+        )
     too_short = duration_problem(spec, value, others, checked)
     if too_short:
         raise ValueError(f"{value} cannot be its value: {too_short}")
