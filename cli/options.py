@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 
 def _bare(option: TyperOption | None) -> TyperOption | None:
@@ -20,14 +20,25 @@ def _bare(option: TyperOption | None) -> TyperOption | None:
     return option
 
 
+class _NamedArgument(TyperArgument):
+    """An argument with a metavar (``PATIENT``): the help shows the name alone. typer (0.29)
+    adds its type beside it (``PATIENT <str>``), which says nothing the name does not."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
 class _BareFlags:
-    """Shows a command's flags and ``--help`` bare (see ``_bare``); mixed into typer's classes."""
+    """Shows a command's flags and ``--help`` bare (see ``_bare``), and its named arguments
+    without their type; mixed into typer's classes."""
 
     params: list[Any]
 
     def _bare_flags(self) -> None:
         for param in self.params:
             _bare(param if isinstance(param, TyperOption) else None)
+            if type(param) is TyperArgument and param.metavar:
+                param.__class__ = _NamedArgument
 
     def get_help_option(self, ctx: Any) -> TyperOption | None:
         # made by typer when a parse or a help page first needs it, not in __init__

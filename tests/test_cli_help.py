@@ -108,6 +108,24 @@ def test_every_option_that_takes_a_value_names_it() -> None:
     assert unnamed == []
 
 
+def test_no_argument_is_shown_with_its_type_beside_its_name() -> None:
+    # typer 0.29 shows `PATIENT <str>` and `FILE <path>` in the arguments panel
+    panels, shown = 0, []
+    for words in COMMANDS:
+        help_text = run_cli(*words, "--help").stdout
+        if "─ Arguments ─" not in help_text:
+            continue
+        panels += 1
+        panel = help_text.split("─ Arguments ─", 1)[1].split("╰", 1)[0]
+        shown += [
+            f"{' '.join(words)}: {line.strip(' │*')}"
+            for line in panel.splitlines()
+            if re.search(r"<[\w\[\]|]+>", line)
+        ]
+    assert panels > 10
+    assert shown == []
+
+
 def test_version_prints_the_versions_of_timeline_duckdb_and_python() -> None:
     import platform
 
