@@ -580,6 +580,11 @@ def rules_test(
     dirs = [Path(d) for d in rule_dirs([str(p) for p in extra])]
     results = run_examples(rs, dirs, rule)
     failed = [r for r in results if not r.passed]
+    for rid in rule or []:
+        r = rs.get(rid)
+        if not r.examples:
+            copy = f" (a copy of {r.variant_of} at other parameter values)" if r.variant_of else ""
+            console(stderr=True).print(cell(f"note: {rid} has no examples{copy}: nothing of it was tested"))
     if json_out:
         outcome: dict[str, Any] = {}
         if failed:
@@ -602,7 +607,7 @@ def rules_test(
         c = console()
         for r in results:
             mark = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
-            c.print(f"{mark} {cell(r.rule)}: {cell(r.example)}")
+            c.print(f"{mark} {esc(r.rule)}: {esc(r.example)}")
             for f in r.failures:
                 c.print(cell(f"     {f}"))
         c.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")

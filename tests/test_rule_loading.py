@@ -1278,3 +1278,18 @@ def test_a_directory_given_twice_is_read_at_its_last_place(tmp_path: Path) -> No
     write_rule(tmp_path / "a", "flare", define, version="1")
     write_rule(tmp_path / "b", "flare", define, version="2")
     assert load_rules([tmp_path / "a", tmp_path / "b", tmp_path / "a"]).rules["flare"].version == "1"
+
+
+def test_rules_test_prints_a_rule_id_and_example_name_with_brackets_as_written(tmp_path: Path) -> None:
+    example = {"name": "[bold]x[/bold] at 100.4 [degF]", "events": [{"patient_id": "X", "kind": "lab", "code": "1988-5",
+               "occurred_at": "2009-03-01", "value": 3, "unit": "mg/L"}], "expect": [{"at": "2009-03-01", "value": True}]}  # fmt: skip
+    write_rule(tmp_path, "crp_ok", {"rule": "crp_normal"}, examples=[example])
+    result = run_cli("rules", "test", tmp_path, "--rule", "crp_ok")
+    assert "PASS crp_ok@1: [bold]x[/bold] at 100.4 [degF]" in result.stdout
+
+
+def test_rules_test_of_a_rule_without_examples_says_nothing_was_tested(tmp_path: Path) -> None:
+    write_rule(tmp_path, "crp_ok", {"rule": "crp_normal"})
+    result = run_cli("rules", "test", tmp_path, "--rule", "crp_ok")
+    assert (result.exit_code, result.stdout.splitlines()[-1]) == (0, "0 passed, 0 failed")
+    assert "note: crp_ok has no examples: nothing of it was tested" in result.stderr

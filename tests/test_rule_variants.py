@@ -453,3 +453,9 @@ def test_a_boolean_parameter_can_be_set_from_the_command_line() -> None:
     )
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["parameters"]["require_morning_stiffness"]["value"] == "False"
+
+
+def test_rules_test_of_a_copy_says_it_has_no_examples_of_its_own(tmp_path: Path) -> None:
+    write_rule(tmp_path, "crp_strict", {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L"}}})
+    result = run_cli("rules", "test", tmp_path, "--rule", "crp_normal(upper=3 mg/L)")
+    assert "has no examples (a copy of crp_normal at other parameter values)" in result.stderr
