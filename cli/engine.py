@@ -581,9 +581,9 @@ def rules_test(
     results = run_examples(rs, dirs, rule)
     failed = [r for r in results if not r.passed]
     for rid in rule or []:
-        r = rs.get(rid)
-        if not r.examples:
-            copy = f" (a copy of {r.variant_of} at other parameter values)" if r.variant_of else ""
+        asked = rs.get(rid)
+        if not asked.examples:
+            copy = f" (a copy of {asked.variant_of} at other parameter values)" if asked.variant_of else ""
             console(stderr=True).print(cell(f"note: {rid} has no examples{copy}: nothing of it was tested"))
     if json_out:
         outcome: dict[str, Any] = {}
