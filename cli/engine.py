@@ -578,13 +578,15 @@ def rules_test(
     extra = [*(rules or []), *(directory or [])]
     rs = load(extra)
     dirs = [Path(d) for d in rule_dirs([str(p) for p in extra])]
-    results = run_examples(rs, dirs, rule)
+    asked = [rs.get(rid) for rid in rule or []]  # an unknown id: exit 2, with a did-you-mean
+    for one in asked:
+        if not one.examples:
+            copy = f" (a copy of {one.variant_of} at other parameter values)" if one.variant_of else ""
+            console(stderr=True).print(
+                cell(f"note: {one.id} has no examples{copy}: nothing of it was tested")
+            )
+    results = run_examples(rs, dirs, [one.id for one in asked] or None)
     failed = [r for r in results if not r.passed]
-    for rid in rule or []:
-        asked = rs.get(rid)
-        if not asked.examples:
-            copy = f" (a copy of {asked.variant_of} at other parameter values)" if asked.variant_of else ""
-            console(stderr=True).print(cell(f"note: {rid} has no examples{copy}: nothing of it was tested"))
     if json_out:
         outcome: dict[str, Any] = {}
         if failed:

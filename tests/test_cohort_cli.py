@@ -455,3 +455,12 @@ def test_an_output_name_too_long_is_a_bad_command_line_naming_it(
     # before: "internal error: OSError: [Errno 36] File name too long", exit 70 (cohort run);
     # "cannot write …", exit 1, once the plot was drawn
     assert (result.exit_code, result.stderr) == (2, f"error: {out}: File name too long\n")
+
+
+def test_every_one_of_25_series_of_a_cohort_plot_is_drawn_alike_to_no_other() -> None:
+    from timeline.plots import series_style
+
+    styles = [series_style(i) for i in range(25)]
+    assert len({(colour, mark, str(line)) for colour, mark, line in styles}) == 25
+    marks = {(mark, str(line)) for _, mark, line in styles}
+    assert len(marks) == 5  # the series of one colour differ in marker and line

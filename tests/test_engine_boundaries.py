@@ -1256,6 +1256,28 @@ def test_daily_dose_of_a_taper_interval_is_the_dose_over_its_days(
     assert bench.values("r", "2009-03-01") == [pytest.approx(840 / days)]
 
 
+@pytest.mark.parametrize(
+    ("dose", "weight"), [({"dose": 4, "dose_unit": "mg/kg"}, None), ({"dose": 200, "dose_unit": "mg"}, 50)],
+    ids=["in-mg-per-kg", "in-mg-by-weight"],
+)  # fmt: skip
+def test_a_dose_every_4_weeks_times_28_days_is_exactly_the_dose_at_a_threshold(
+    bench: Bench, dose: dict[str, Any], weight: float | None
+) -> None:
+    """canakinumab 4 mg/kg every 4 weeks: its daily dose (1/28 of it) times 28 d is 4 mg/kg,
+    both at and not above a "4 mg/kg" threshold (at 6 decimals it was 3.999996: below)."""
+    per_course = {"mul": [{"daily_dose": {"drug": "canakinumab"}}, "28 d"]}
+    bench.rule("at_least", {"ge": [per_course, "4 mg/kg"]})
+    bench.rule("at_most", {"le": [per_course, "4 mg/kg"]})
+    rows = [anakinra("2009-03-01", drug="canakinumab", frequency="every_4_weeks", **dose)]
+    if weight is not None:
+        rows.append(
+            {"patient_id": "X", "kind": "weight", "occurred_at": "2009-03-01", "value": weight, "unit": "kg"}
+        )
+    bench.events(rows)
+    assert bench.values("at_least", "2009-03-01") == [True]
+    assert bench.values("at_most", "2009-03-01") == [True]
+
+
 def test_daily_dose_without_a_frequency_is_unknown(bench: Bench) -> None:
     bench.rule("r", {"daily_dose": {"drug": "anakinra", "per_kg": False}})
     start = {k: v for k, v in anakinra("2009-03-01").items() if k != "frequency"}

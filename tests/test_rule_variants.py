@@ -459,3 +459,82 @@ def test_rules_test_of_a_copy_says_it_has_no_examples_of_its_own(tmp_path: Path)
     write_rule(tmp_path, "crp_strict", {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L"}}})
     result = run_cli("rules", "test", tmp_path, "--rule", "crp_normal(upper=3 mg/L)")
     assert "has no examples (a copy of crp_normal at other parameter values)" in result.stderr
+
+
+# ---- a copy asked for on the command line ---------------------------------------------------
+
+
+def _one_crp(tmp_path: Path) -> Path:
+    rows = [
+        {
+            "patient_id": "P",
+            "kind": "lab",
+            "code": "1988-5",
+            "occurred_at": "2009-03-01",
+            "value": 4,
+            "unit": "mg/L",
+        }
+    ]
+    store_with(tmp_path / "s.duckdb", rows).close()
+    return tmp_path / "s.duckdb"
+
+
+def test_state_makes_a_copy_no_file_reads_when_asked_for_by_its_id(tmp_path: Path) -> None:
+    store = _one_crp(tmp_path)
+    result = run_cli(
+        "state",
+        "P",
+        "--at",
+        "2009-03-02",
+        "--store",
+        store,
+        "--rule",
+        "crp_normal(upper=0.3 mg/dL, validity=60 d)",
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    [state] = json.loads(result.stdout)["states"]
+    assert (state["rule"], state["value"]) == ("crp_normal(upper=0.3 mg/dL, validity=60 days)", False)
+
+
+def test_explain_reads_a_copys_id_however_its_values_are_spelt(tmp_path: Path) -> None:
+    store = _one_crp(tmp_path)
+    result = run_cli(
+        "explain", "P", "crp_normal(upper = 3.0 mg/L)", "--at", "2009-03-02", "--store", store, "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["tree"]["rule"] == "crp_normal(upper=3 mg/L)@1"
+
+
+@pytest.mark.parametrize(
+    ("asked", "message"),
+    [("crp_normal(uper=3 mg/L)", "rule 'crp_normal(uper=3 mg/L)': rule 'crp_normal' has no parameter 'uper' (did you mean 'upper'?)"),
+     ("crp_normal(3 mg/L)", "rule 'crp_normal(3 mg/L)': give each parameter as NAME=VALUE, e.g. crp_normal(upper=3 mg/L)"),
+     ("crp_normal(upper=3 kg)", "rule 'crp_normal(upper=3 kg)': crp_normal.upper: cannot convert 'kg' to 'mg/L' (different dimensions)")],
+    ids=["unknown-parameter", "no-name", "unit"],
+)  # fmt: skip
+def test_a_wrong_copy_asked_for_on_the_command_line_is_a_usage_error(
+    tmp_path: Path, asked: str, message: str
+) -> None:
+    result = run_cli("state", "P", "--at", "2009-03-02", "--store", _one_crp(tmp_path), "--rule", asked)
+    assert (result.exit_code, result.stderr.strip()) == (2, f"error: {message}")
+
+
+def test_rules_test_of_an_unknown_rule_is_a_usage_error_with_a_did_you_mean() -> None:
+    result = run_cli("rules", "test", "--rule", "acr_pedi_5")
+    assert (result.exit_code, result.stderr.strip()) == (
+        2,
+        "error: unknown rule 'acr_pedi_5' (did you mean 'acr_pedi_50'?)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "minutes"), [("1 h", 60.0), ("0.25 h", 15.0), ("2 days", 2880.0), ("20 min", 20.0)]
+)
+def test_a_time_quantity_parameter_takes_hours_and_days(tmp_path: Path, given: str, minutes: float) -> None:
+    """inactive_disease.morning_stiffness_max is 15 min; 1 h (a duration's word) and 0.25 h
+    (not a whole duration) are quantities of time for it."""
+    write_rule(tmp_path, "r", {"rule": {"id": "inactive_disease", "with": {"morning_stiffness_max": given}}})
+    rules = load_rules([*_builtin(), tmp_path])
+    [copy] = [r for rid, r in rules.rules.items() if rid.startswith("inactive_disease(")]
+    assert copy.param("morning_stiffness_max").effective == pytest.approx(minutes)

@@ -131,11 +131,17 @@ def patient_plot(
         )
     # the default dose rule may be absent from a site's rules (no dose panel); a named one not
     named = dose_rule != DOSE_RULE or dose_rule in session.rules.rules
+    if named:
+        dose_rule = session.rules.get(dose_rule).id  # a copy at other values is made here
     if named and session.rules.get(dose_rule).type.kind != "num":
         raise UsageError(
             f"--dose-rule {dose_rule}: the dose panel needs a numeric rule; {dose_rule} is a boolean"
         )
-    wanted = list(lanes) if lanes else [r for r in DEFAULT_LANES if r in session.rules.rules]
+    wanted = (
+        [session.rules.get(r).id for r in lanes]
+        if lanes
+        else [r for r in DEFAULT_LANES if r in session.rules.rules]
+    )
     for rid in wanted:
         rule = session.rules.get(rid)
         if rule.type.kind != "bool":
@@ -291,6 +297,17 @@ def at_risk_ticks(ticks: list[float], room: int = 7) -> list[float]:
     return kept
 
 
+_SERIES_COLOURS = ("#2166ac", "#b2182b", "#1b7837", "#762a83", "#e08214")
+_SERIES_MARKS = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", (0, (5, 1, 1, 1, 1, 1))))
+
+
+def series_style(i: int) -> tuple[str, str, Any]:
+    """The colour, marker and line of the i-th curve or series: five colours, then each again
+    with another marker and line, so that 25 series are told apart (and by more than colour)."""
+    mark, line = _SERIES_MARKS[(i // len(_SERIES_COLOURS)) % len(_SERIES_MARKS)]
+    return _SERIES_COLOURS[i % len(_SERIES_COLOURS)], mark, line
+
+
 def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]:
     """Kaplan–Meier curves of the time-to-event outcomes (every group) and the proportion of
     each outcome at each time point with its n/N."""
@@ -301,7 +318,6 @@ def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]
     plt = _pyplot()
     n_km = max(len(spec.time_to_event), 1)
     fig, axes = plt.subplots(1, n_km + 1, figsize=(5.2 * (n_km + 1), 4.8), squeeze=False)
-    colors = ["#2166ac", "#b2182b", "#1b7837", "#762a83", "#e08214"]
     for k, tte in enumerate(spec.time_to_event):
         ax = axes[0][k]
         for i, (gid, (label, _ids)) in enumerate(report.groups.items()):
@@ -313,8 +329,8 @@ def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]
             horizon = max((s.time for s in curve.steps), default=0.0)
             xs.append(horizon)
             ys.append(ys[-1])
-            c = colors[i % len(colors)]
-            ax.plot(xs, ys, drawstyle="default", color=c, lw=1.8, label=f"{label} (N={curve.n})")
+            c, _, line = series_style(i)
+            ax.plot(xs, ys, drawstyle="default", color=c, ls=line, lw=1.8, label=f"{label} (N={curve.n})")
             cens = [st for st in curve.steps if st.censored]
             ax.plot([st.time for st in cens], [100 * (1 - st.survival) for st in cens], "|", ms=9, color=c)
         window = max(
@@ -344,12 +360,12 @@ def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]
             for tp in spec.time_points
         ]
         ys = [oc.pct if oc is not None and oc.pct is not None else float("nan") for oc in cells]
-        col = colors[i % len(colors)]
+        col, mark, line = series_style(i)
         shift = (i - (len(spec.outcomes) - 1) / 2) * 0.05  # series that coincide stay apart
         jx = [x + shift for x in xs]
         within = f", {o.window}" if o.window is not None else ""
         series.append(f"{o.label} [{o.denominator}{within}]")
-        ax.plot(jx, ys, "-o", color=col, label=series[-1])
+        ax.plot(jx, ys, color=col, marker=mark, ls=line, label=series[-1])
         for x, oc in zip(jx, cells, strict=True):
             if oc is not None and oc.pct is not None:
                 note = f"{oc.n}/{oc.N}" + (f" (+{oc.unknown}?)" if oc.unknown else "")

@@ -71,6 +71,12 @@ class Unsupported(TimelineError):
     """A construct the compiler cannot translate (reported by name, never silently)."""
 
 
+# A daily dose keeps 12 decimals: 4 mg/kg every 4 weeks is 0.142857142857 mg/kg/d, which times
+# 28 d is 4 mg/kg once a comparison rounds it to 9 decimals (at 6 decimals it was 3.999996,
+# below a "≥ 4 mg/kg" at exactly 4). The rounding makes the two engines give the same digits.
+DOSE_DECIMALS = 12
+
+
 def q_(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -617,7 +623,7 @@ class Compiler:
                      WHEN fq.per_day IS NULL THEN NULL
                      WHEN {needs_weight} AND NOT (w.t > p.q - {v.sql()}) THEN NULL
                      WHEN {needs_weight} AND w.seq IS NULL THEN NULL
-                     ELSE round({value}, 6) END AS x,
+                     ELSE round({value}, {DOSE_DECIMALS}) END AS x,
                 CASE WHEN m.seq IS NULL OR m.kind IN ('medication_stop', 'discontinuation') THEN NULL
                      WHEN fq.per_day IS NULL THEN 'frequency of the {node.drug} dose not recorded'
                      WHEN {needs_weight} AND w.seq IS NULL THEN 'no weight recorded up to the date'

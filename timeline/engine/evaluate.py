@@ -185,9 +185,7 @@ class Session:
     def rule_ids(self, wanted: Sequence[str] | None) -> list[str]:
         if not wanted:
             return self.rules.listed()
-        for rid in wanted:
-            self.rules.get(rid)
-        return list(wanted)
+        return [self.rules.get(rid).id for rid in wanted]  # a copy at other values is made here
 
     # ---- states
     def evaluate(
@@ -308,7 +306,7 @@ class Session:
     def explain(self, patient: str, rule_id: str, at: str) -> dict[str, Any]:
         """The derivation tree of one rule for one patient at one moment, as data."""
         q, label = parse_at(at)
-        self.rules.get(rule_id)
+        rule_id = self.rules.get(rule_id).id
         self._points([(patient, q)])
         comp = self._compiler([patient])
         comp.add("pts", "SELECT DISTINCT patient_id, q FROM tl_pts")

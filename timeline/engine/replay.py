@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from timeline.engine.compiler import DOSE_DECIMALS
 from timeline.engine.crossings import Crossing, anchor_of, crossings
 from timeline.language import ast
 from timeline.language.durations import Duration, add_months, shift
@@ -554,7 +555,7 @@ class Reference:
         if needs_weight:
             assert w is not None
             daily = daily / w["value"] if node.per_kg else daily * w["value"]
-        return Val(rnd(daily, 6), None, ev, note)
+        return Val(rnd(daily, DOSE_DECIMALS), None, ev, note)
 
     # ---- combinations
     def _Compare(self, node: ast.Compare, q: datetime) -> Val:

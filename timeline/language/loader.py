@@ -1176,7 +1176,10 @@ def read_variant(arg: Mapping[Any, Any]) -> tuple[str, dict[str, Any], str]:
         try:
             value, unit = parse_param_value(raw)
         except ValueError as exc:
-            raise VariantProblem(("with", name), f"{name}: {exc}") from None
+            quantity, unit = _as_quantity(raw)  # 0.25 h: for a parameter that is a time quantity
+            if quantity is None:
+                raise VariantProblem(("with", name), f"{name}: {exc}") from None
+            value = quantity
         shown[name] = value_text(value, unit)
     return base, dict(values), variant_id(base, shown)
 
@@ -1208,6 +1211,10 @@ def _finite(x: float, given: Any) -> float:
 # ---- rule sets ----------------------------------------------------------------------------
 
 
+# a rule asked for at other parameter values by its id: crp_normal(upper=3 mg/L, validity=14 days)
+_ASKED_VARIANT = re.compile(r"^([a-z][a-z0-9_]*)\((.+)\)$", re.DOTALL)
+
+
 @dataclass
 class RuleSet:
     """Loaded, checked rules by id, in dependency order (a rule after those it uses)."""
@@ -1224,12 +1231,33 @@ class RuleSet:
     directories: list[str] = field(default_factory=list)
 
     def get(self, rule_id: str) -> ast.Rule:
+        """The rule of an id; a rule at other parameter values (``crp_normal(upper=3 mg/L)``) is
+        made when first asked for, under its id as the loader writes it (the rule's ``id``)."""
+        if rule_id not in self.rules and (m := _ASKED_VARIANT.match(rule_id)) and m.group(1) in self.rules:
+            return self.rules[self._asked_variant(m.group(1), m.group(2), rule_id)]
         if rule_id not in self.rules:
             # a mistyped id on the command line (exit 2), not a problem in the rule files
             hint = did_you_mean(rule_id, self.rules)  # a typo, most likely; else perhaps a user rule
             note = None if hint else self.only_builtin_note()
             raise UsageError(f"unknown rule {rule_id!r}{hint}" + (f"; {note}" if note else ""))
         return self.rules[rule_id]
+
+    def _asked_variant(self, base: str, text: str, asked: str) -> str:
+        values: dict[str, str] = {}
+        for part in text.split(","):
+            name, sep, value = part.partition("=")
+            if not sep or not name.strip():
+                raise UsageError(
+                    f"rule {asked!r}: give each parameter as NAME=VALUE, e.g. crp_normal(upper=3 mg/L)"
+                )
+            values[name.strip()] = value.strip()
+        try:
+            _, given, vid = read_variant({"id": base, "with": values})
+            return self.variant(base, given, vid)
+        except VariantProblem as exc:
+            raise UsageError(f"rule {asked!r}: {exc.message}") from None
+        except VariantValuesError as exc:
+            raise UsageError(f"rule {asked!r}: {exc}") from None
 
     def variant(self, rule_id: str, values: Mapping[str, Any], vid: str) -> str:
         """Add (once) the rule ``rule_id`` at other parameter values under ``vid`` (from
@@ -1738,7 +1766,15 @@ def override_value(
     when it is not a value the default could be. ``others`` and ``checked``: the values the
     rule's other parameters take with it, and which of them are given with it (as for
     :func:`duration_problem`)."""
-    value, unit = parse_param_value(raw)
+    quantity, unit = _as_quantity(raw) if type(spec.default) is float else (None, None)
+    value: float | bool | Duration
+    if quantity is None:
+        value, unit = parse_param_value(raw)
+    else:
+        value = quantity
+    if isinstance(value, Duration) and type(spec.default) is float and spec.unit in _TIME_UNITS:
+        unit = _UCUM_OF[value.unit]  # 1 hour for a quantity in min: 60 min
+        value = float(value.amount)
     if type(value) is not type(spec.default):
         raise ValueError(
             f"{raw!r} is not the same kind of value as the default, {value_text(spec.default, spec.unit)}"
@@ -1756,6 +1792,20 @@ def override_value(
         except UnitError as exc:
             raise ValueError(str(exc)) from None
     return value
+
+
+# a duration word's UCUM unit, and the units of time a quantity parameter may have
+_UCUM_OF = {"hour": "h", "day": "d", "week": "wk", "month": "mo", "year": "a"}
+_TIME_UNITS = frozenset({"s", "min", "h", "d", "wk", "mo", "a"})
+
+
+def _as_quantity(raw: Any) -> tuple[float | None, str | None]:
+    """``raw`` as a number with a UCUM unit when it is written so (``0.25 h``: a quantity, though
+    ``h`` is also a duration word, whose durations are whole), else (None, None)."""
+    m = _QUANTITY.match(raw) if isinstance(raw, str) else None
+    if m is None or unit_problem(m.group(2)) or m.group(2) not in _TIME_UNITS:
+        return None, None
+    return _finite(float(m.group(1)), raw), m.group(2)
 
 
 def _check_expected(rule: ast.Rule, t: ast.Type, doc: _Doc, problems: list[Problem]) -> None:
