@@ -46,7 +46,9 @@ def test_state_table_shows_each_rule_with_its_value_and_detail(example_store: Pa
     )
     assert result.exit_code == 0, result.output
     assert "P001 at 2008-02-10 (as known at seq 14)" in result.stdout
-    assert re.search(r"crp_normal\s*│\s*true\s*│\s*CRP 4 mg/L vs the default limit ≤ 6", result.stdout)
+    assert re.search(
+        r"crp_normal\s*│\s*true\s*│\s*CRP 4 mg/L vs the limit ≤ 6 \(no lab range\)", result.stdout
+    )
     assert re.search(r"on_anakinra\s*│\s*true", result.stdout)
 
 

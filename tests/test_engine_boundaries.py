@@ -431,7 +431,11 @@ def test_correcting_the_tie_s_loser_changes_no_state_as_known_before_and_after(b
     correct(store, "first", {"ref_high": "10"}, reason="range of the lab", author="tests")
     then = bench.session(as_known_at=before).state("X", "2009-03-01", ["r"])[0]
     now = bench.session().state("X", "2009-03-01", ["r"])[0]
-    assert (then.value, then.note) == (now.value, now.note) == (False, "CRP 8 mg/L vs the default limit ≤ 6")
+    assert (
+        (then.value, then.note)
+        == (now.value, now.note)
+        == (False, "CRP 8 mg/L vs the limit ≤ 6 (no lab range)")
+    )
 
 
 def test_the_winner_of_a_tie_is_named_by_its_current_version_after_both_were_corrected(

@@ -534,7 +534,7 @@ class Compiler:
         note = f"""CASE WHEN s.seq IS NOT NULL THEN {q_(name + " ")} || tl_fmt(s.val) || ' {unit}' ||
                     CASE WHEN s.ref_high IS NOT NULL OR s.ref_low IS NOT NULL
                          THEN ' vs the lab''s reference range ' || coalesce(tl_fmt(s.ref_low), '–') || '–' || coalesce(tl_fmt(s.ref_high), '')
-                         ELSE ' vs the default limit ' || coalesce('≥ ' || tl_fmt({lower}) || ' ', '') || coalesce('≤ ' || tl_fmt({upper}), '') END
+                         ELSE ' vs the limit ' || coalesce('≥ ' || tl_fmt({lower}) || ' ', '') || coalesce('≤ ' || tl_fmt({upper}), '') || ' (no lab range)' END
                 END"""
         return f"""SELECT p.patient_id, p.q,
                 CASE WHEN s.t > p.q - {v.sql()} THEN

@@ -448,8 +448,10 @@ class Reference:
         if e["ref_high"] is not None or e["ref_low"] is not None:
             note += f" vs the lab's reference range {fmt(e['ref_low']) or '–'}–{fmt(e['ref_high']) or ''}"
         else:
-            note += " vs the default limit " + (f"≥ {fmt(float(lower))} " if lower is not None else "")
+            # the rule's limit: its default, a site's value or a copy's (not the lab's: it gave none)
+            note += " vs the limit " + (f"≥ {fmt(float(lower))} " if lower is not None else "")
             note += f"≤ {fmt(float(upper))}" if upper is not None else ""
+            note += " (no lab range)"
         if not e["occurred_at"] > shift(q, v, -1):
             return Val(None, self._stale(name, v, e), (e["seq"],), note)
         hi = e["ref_high"] if e["ref_high"] is not None else upper
