@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,21 @@ def store_with(path: Path, *batches: Sequence[dict[str, Any]]) -> Store:
         if rows:
             append_rows(store, list(rows), author="tests", source="tests")
     return store
+
+
+def visit_days(store: Store) -> list[tuple[str, datetime]]:
+    """Each patient at the end of every day with an event, and of the day after it."""
+    rows = store.con.execute(
+        "SELECT DISTINCT patient_id, occurred_at::DATE FROM events WHERE kind <> 'birth' ORDER BY ALL"
+    ).fetchall()
+    end = timedelta(days=1, microseconds=-1)
+    return sorted(
+        {
+            (p, datetime.combine(d, datetime.min.time()) + end + extra)
+            for p, d in rows
+            for extra in (timedelta(), timedelta(days=1))
+        }
+    )
 
 
 def same_number(a: float, b: float) -> bool:

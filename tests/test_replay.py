@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests.engine_support import result_difference
+from tests.engine_support import result_difference, visit_days
 from tests.support import run_cli, valencia_module
 from timeline.engine.evaluate import Session
 from timeline.language.loader import load_rules
@@ -26,25 +26,10 @@ def valencia(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield path
 
 
-def _visit_days(store: Store) -> list[tuple[str, datetime]]:
-    """Each patient at the end of every day with an event, and of the day after it."""
-    rows = store.con.execute(
-        "SELECT DISTINCT patient_id, occurred_at::DATE FROM events WHERE kind <> 'birth' ORDER BY ALL"
-    ).fetchall()
-    end = timedelta(days=1, microseconds=-1)
-    return sorted(
-        {
-            (p, datetime.combine(d, datetime.min.time()) + end + extra)
-            for p, d in rows
-            for extra in (timedelta(), timedelta(days=1))
-        }
-    )
-
-
 def test_state_replays_every_rule_of_the_pack_as_the_sql_engine_evaluates_it(valencia: Path) -> None:
     with Store.open(valencia) as store:
         session = Session(store, load_rules())
-        points = _visit_days(store)
+        points = visit_days(store)
         sql = session.evaluate(points, None)
         assert len(sql) == len(points) * len(session.rules.order) > 10_000
         by_point: dict[tuple[str, datetime], list[object]] = {}

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.engine_support import result_difference, store_with, write_rule
+from tests.engine_support import result_difference, store_with, visit_days, write_rule
 from tests.support import run_cli, valencia_module
 from timeline.engine.evaluate import Session
 from timeline.language.loader import Problem, RuleError, load_rules
@@ -38,26 +37,25 @@ def variant_rules(directory: Path) -> Path:
     return directory
 
 
+def _crp_store(tmp_path: Path) -> Path:
+    """A store at ``tmp_path/s.duckdb`` of one patient, P, with a CRP of 4 mg/L on 1 March 2009."""
+    row = {
+        "patient_id": "P",
+        "kind": "lab",
+        "code": "1988-5",
+        "occurred_at": "2009-03-01",
+        "value": 4,
+        "unit": "mg/L",
+    }
+    store_with(tmp_path / "s.duckdb", [row]).close()
+    return tmp_path / "s.duckdb"
+
+
 @pytest.fixture(scope="module")
 def valencia(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("valencia") / "valencia.duckdb"
     valencia_module("load").load(path)
     yield path
-
-
-def _points(store: Store) -> list[tuple[str, datetime]]:
-    """Each patient at the end of every day with an event, and of the day after it."""
-    rows = store.con.execute(
-        "SELECT DISTINCT patient_id, occurred_at::DATE FROM events WHERE kind <> 'birth' ORDER BY ALL"
-    ).fetchall()
-    end = timedelta(days=1, microseconds=-1)
-    return sorted(
-        {
-            (p, datetime.combine(d, datetime.min.time()) + end + extra)
-            for p, d in rows
-            for extra in (timedelta(), timedelta(days=1))
-        }
-    )
 
 
 def test_a_variant_gives_the_states_its_rule_gives_with_those_values_as_site_parameters(
@@ -66,7 +64,7 @@ def test_a_variant_gives_the_states_its_rule_gives_with_those_values_as_site_par
     rules = load_rules([*_builtin(), variant_rules(tmp_path / "r")])
     problems = []
     with Store.open(valencia) as store:
-        points = _points(store)
+        points = visit_days(store)
         found = Session(store, rules).evaluate(points, list(VARIANTS))
         for rid, (base, values) in VARIANTS.items():
             reference = Session(store, load_rules(params={base: values})).evaluate(points, [base])
@@ -86,7 +84,7 @@ def test_the_replay_of_one_patient_agrees_with_the_sql_engine_on_variants(
     problems = []
     with Store.open(valencia) as store:
         session = Session(store, rules)
-        points = _points(store)[::3]
+        points = visit_days(store)[::3]
         sql = session.evaluate(points, list(VARIANTS))
         assert len(sql) == len(points) * len(VARIANTS)
         for (patient, q), found in zip(
@@ -146,7 +144,7 @@ def test_variants_are_not_listed_among_the_rules(tmp_path: Path) -> None:
 
 def test_state_shows_the_rules_of_the_files_and_not_their_variants(tmp_path: Path) -> None:
     variant_rules(tmp_path / "r")
-    store_with(tmp_path / "s.duckdb", [{"patient_id": "P", "kind": "lab", "code": "1988-5", "occurred_at": "2009-03-01", "value": 4, "unit": "mg/L"}]).close()  # fmt: skip
+    _crp_store(tmp_path)
     result = run_cli(
         "state",
         "P",
@@ -165,7 +163,7 @@ def test_state_shows_the_rules_of_the_files_and_not_their_variants(tmp_path: Pat
 
 def test_state_evaluates_a_variant_asked_for_by_its_id(tmp_path: Path) -> None:
     write_rule(tmp_path / "r", "crp_strict", {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L"}}})
-    store_with(tmp_path / "s.duckdb", [{"patient_id": "P", "kind": "lab", "code": "1988-5", "occurred_at": "2009-03-01", "value": 4, "unit": "mg/L"}]).close()  # fmt: skip
+    _crp_store(tmp_path)
     result = run_cli("state", "P", "--at", "2009-03-02", "--rules", tmp_path / "r", "--store", tmp_path / "s.duckdb",
                      "--rule", "crp_normal(upper=3 mg/L)", "--rule", "crp_normal", "--json")  # fmt: skip
     assert result.exit_code == 0, result.stderr
@@ -175,7 +173,7 @@ def test_state_evaluates_a_variant_asked_for_by_its_id(tmp_path: Path) -> None:
 
 def test_explain_marks_the_values_the_reference_gives_and_names_the_rule_copied(tmp_path: Path) -> None:
     write_rule(tmp_path / "r", "crp_strict", {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L"}}})
-    store_with(tmp_path / "s.duckdb", [{"patient_id": "P", "kind": "lab", "code": "1988-5", "occurred_at": "2009-03-01", "value": 4, "unit": "mg/L"}]).close()  # fmt: skip
+    _crp_store(tmp_path)
     result = run_cli("explain", "P", "crp_normal(upper=3 mg/L)", "--at", "2009-03-02", "--rules", tmp_path / "r",
                      "--param", "crp_normal.validity=14 days", "--store", tmp_path / "s.duckdb", "--json")  # fmt: skip
     tree = json.loads(result.stdout)["tree"]
@@ -188,7 +186,7 @@ def test_explain_marks_the_values_the_reference_gives_and_names_the_rule_copied(
 
 def test_explain_of_the_reading_rule_shows_the_variants_derivation_under_its_id(tmp_path: Path) -> None:
     write_rule(tmp_path / "r", "crp_strict", {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L"}}})
-    store_with(tmp_path / "s.duckdb", [{"patient_id": "P", "kind": "lab", "code": "1988-5", "occurred_at": "2009-03-01", "value": 4, "unit": "mg/L"}]).close()  # fmt: skip
+    _crp_store(tmp_path)
     result = run_cli("explain", "P", "crp_strict", "--at", "2009-03-02", "--rules", tmp_path / "r", "--store", tmp_path / "s.duckdb")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert "crp_normal(upper=3 mg/L)@1 = false" in result.stdout
@@ -391,17 +389,7 @@ def test_a_file_overridden_by_a_later_directory_asks_for_no_copies(tmp_path: Pat
 
 def test_history_and_rules_show_print_a_copys_id_with_brackets_as_written(tmp_path: Path) -> None:
     write_rule(tmp_path / "r", "ff_us", {"rule": {"id": "fever_free", "with": {"threshold": "100.4 [degF]"}}})
-    rows = [
-        {
-            "patient_id": "P",
-            "kind": "lab",
-            "code": "1988-5",
-            "occurred_at": "2009-03-01",
-            "value": 4,
-            "unit": "mg/L",
-        }
-    ]
-    store_with(tmp_path / "s.duckdb", rows).close()
+    _crp_store(tmp_path)
     vid = "fever_free(threshold=100.4 [degF])"
     history = run_cli(
         "history", "P", "--rule", vid, "--rules", tmp_path / "r", "--store", tmp_path / "s.duckdb"
@@ -464,23 +452,8 @@ def test_rules_test_of_a_copy_says_it_has_no_examples_of_its_own(tmp_path: Path)
 # ---- a copy asked for on the command line ---------------------------------------------------
 
 
-def _one_crp(tmp_path: Path) -> Path:
-    rows = [
-        {
-            "patient_id": "P",
-            "kind": "lab",
-            "code": "1988-5",
-            "occurred_at": "2009-03-01",
-            "value": 4,
-            "unit": "mg/L",
-        }
-    ]
-    store_with(tmp_path / "s.duckdb", rows).close()
-    return tmp_path / "s.duckdb"
-
-
 def test_state_makes_a_copy_no_file_reads_when_asked_for_by_its_id(tmp_path: Path) -> None:
-    store = _one_crp(tmp_path)
+    store = _crp_store(tmp_path)
     result = run_cli(
         "state",
         "P",
@@ -498,7 +471,7 @@ def test_state_makes_a_copy_no_file_reads_when_asked_for_by_its_id(tmp_path: Pat
 
 
 def test_explain_reads_a_copys_id_however_its_values_are_spelt(tmp_path: Path) -> None:
-    store = _one_crp(tmp_path)
+    store = _crp_store(tmp_path)
     result = run_cli(
         "explain", "P", "crp_normal(upper = 3.0 mg/L)", "--at", "2009-03-02", "--store", store, "--json"
     )
@@ -516,7 +489,7 @@ def test_explain_reads_a_copys_id_however_its_values_are_spelt(tmp_path: Path) -
 def test_a_wrong_copy_asked_for_on_the_command_line_is_a_usage_error(
     tmp_path: Path, asked: str, message: str
 ) -> None:
-    result = run_cli("state", "P", "--at", "2009-03-02", "--store", _one_crp(tmp_path), "--rule", asked)
+    result = run_cli("state", "P", "--at", "2009-03-02", "--store", _crp_store(tmp_path), "--rule", asked)
     assert (result.exit_code, result.stderr.strip()) == (2, f"error: {message}")
 
 
