@@ -515,3 +515,30 @@ def test_a_bar_shows_once_an_ingest_has_lasted_a_second_whatever_the_file_size(
         update("reading", 20.0)
         shown_later = bar.bar is not None
     assert (shown_at_first, shown_later) == (False, True)
+
+
+def test_a_weight_in_pounds_written_lb_is_refused_naming_ucums_spelling(
+    empty_store: Path, tmp_path: Path
+) -> None:
+    f = tmp_path / "w.csv"
+    f.write_text("patient_id,kind,occurred_at,value,unit\nP,weight,2009-03-01,88,lb\n", encoding="utf-8")
+    result = run_cli("ingest", f, "--store", empty_store, "--author", "t")
+    assert result.exit_code == 6
+    assert (
+        f"{f}: row 1, field unit: unit 'lb' cannot be converted to 'kg' for body weight: unknown unit symbol 'lb'; UCUM writes it '[lb_av]'"
+        in result.stderr
+    )
+
+
+def test_a_semicolon_separated_file_is_refused_saying_it_is_not_comma_separated(
+    empty_store: Path, tmp_path: Path
+) -> None:
+    f = tmp_path / "eu.csv"
+    f.write_text("patient_id;kind;occurred_at;value;unit\nP;weight;2009-03-01;40,5;kg\n", encoding="utf-8")
+    result = run_cli("ingest", f, "--store", empty_store, "--author", "t")
+    assert result.exit_code == 6
+    assert (
+        "the file is separated by semicolons; timeline reads CSV separated by commas, with decimal points"
+        in result.stderr
+    )
+    assert run_cli("patients", "--store", empty_store, "--json").stdout.count("patient_id") == 0

@@ -1164,7 +1164,9 @@ def test_a_reference_to_a_rule_whose_file_is_not_yaml_is_not_also_unknown(tmp_pa
 
 def test_a_parameter_default_in_an_unknown_unit_names_the_unknown_symbol(tmp_path: Path) -> None:
     [problem, *_] = problems_of(tmp_path, "params:\n  below: {default: 20 mm/hr}\ndefine: true\n")
-    assert problem.endswith("'20 mm/hr': 'mm/hr' is not a UCUM unit: unknown unit symbol 'hr'")
+    assert problem.endswith(
+        "'20 mm/hr': 'mm/hr' is not a UCUM unit: unknown unit symbol 'hr'; UCUM writes it 'mm/h'"
+    )
 
 
 def test_a_parameter_whose_default_has_a_problem_is_not_also_unknown_where_it_is_used(tmp_path: Path) -> None:
@@ -1172,7 +1174,7 @@ def test_a_parameter_whose_default_has_a_problem_is_not_also_unknown_where_it_is
         tmp_path, "params:\n  below: {default: 20 mm/hr}\ndefine: {lt: [1, {param: below}]}\n"
     )
     assert [p.split(": ", 1)[1] for p in found] == [
-        "'20 mm/hr': 'mm/hr' is not a UCUM unit: unknown unit symbol 'hr'"
+        "'20 mm/hr': 'mm/hr' is not a UCUM unit: unknown unit symbol 'hr'; UCUM writes it 'mm/h'"
     ]
 
 

@@ -104,3 +104,25 @@ def test_a_combined_unit_converts_exactly_as_the_bracketed_product(units: list[s
     simple = combine(units, op)
     assert parse(simple).dim == parse(bracketed).dim
     assert conversion(simple, bracketed).scale == pytest.approx(1.0, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("unit", "target", "hint"),
+    [("lb", "kg", "'[lb_av]'"), ("degF", "Cel", "'[degF]'"), ("°C", "Cel", "'Cel'"), ("mcg/kg", "mg/kg", "'ug/kg'"),
+     ("mm/hr", "mm/h", "'mm/h'"), ("IU/L", "[IU]/L", "'[IU]/L'")],
+)  # fmt: skip
+def test_a_unit_written_another_way_is_refused_naming_its_ucum_spelling(
+    unit: str, target: str, hint: str
+) -> None:
+    with pytest.raises(UnitError) as caught:
+        conversion(unit, target)
+    assert str(caught.value).endswith(f"; UCUM writes it {hint}")
+
+
+def test_every_ucum_spelling_a_hint_gives_is_a_unit_this_reads() -> None:
+    from timeline.units import _SPELLINGS
+
+    for spelling in set(_SPELLINGS.values()):
+        conversion(spelling, spelling if spelling != "[degF]" else "Cel")
+        if spelling not in ("Cel", "[degF]"):
+            parse(spelling)

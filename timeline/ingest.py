@@ -390,6 +390,11 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             str(path), [RowError(None, None, "empty file: the first line must name the columns")]
         )
     names = [h.strip() for h in header]
+    if len(names) == 1 and (sep := next((c for c in ";\t|" if c in names[0]), None)):
+        shown = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}[sep]
+        raise IngestError(str(path), [RowError(None, None,
+            f"the header is one column, {names[0][:60]!r}: the file is separated by {shown}; timeline reads CSV "
+            "separated by commas, with decimal points (save it as comma-separated CSV)")])  # fmt: skip
     present = _check_columns(str(path), names)
     spec = "{" + ", ".join(f"{_quote(n)}: 'VARCHAR'" for n in names) + "}"
     # A view: the file is parsed once, by _stage. A CSV error found then is reported by

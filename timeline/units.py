@@ -80,6 +80,26 @@ class Conversion:
         return value * self.scale + self.offset
 
 
+# Spellings of units that are not UCUM, as records and habits write them, and UCUM's: the hint
+# an error about one of them gives ("lb": UCUM writes [lb_av]).
+_SPELLINGS = {
+    "degF": "[degF]", "°F": "[degF]", "F°": "[degF]", "degC": "Cel", "°C": "Cel", "C°": "Cel",
+    "lb": "[lb_av]", "lbs": "[lb_av]", "pound": "[lb_av]", "pounds": "[lb_av]", "oz": "[oz_av]",
+    "in": "[in_i]", "inch": "[in_i]", "inches": "[in_i]", "ft": "[ft_i]", "feet": "[ft_i]",
+    "mcg": "ug", "µg": "ug", "μg": "ug", "IU": "[IU]", "iu": "[IU]", "cc": "mL",
+    "hr": "h", "hrs": "h", "hour": "h", "hours": "h", "mins": "min", "sec": "s", "secs": "s",
+    "kgs": "kg", "gm": "g", "gms": "g", "bpm": "/min",
+}  # fmt: skip
+
+
+def ucum_hint(unit: str) -> str:
+    """``; UCUM writes it '[degF]'`` for a unit written another way (each part of a compound
+    unit: ``mcg/kg`` is ``ug/kg``), else ""."""
+    parts = re.split(r"([./])", unit.strip())
+    fixed = "".join(_SPELLINGS.get(p, p) for p in parts)
+    return f"; UCUM writes it {fixed!r}" if fixed != unit.strip() else ""
+
+
 def _atom(sym: str) -> tuple[float, Dim]:
     if sym in _ATOMS:
         f, d, _ = _ATOMS[sym]
@@ -168,6 +188,13 @@ class _Parser:
 @lru_cache(maxsize=1024)
 def parse(unit: str) -> ParsedUnit:
     """Parse a UCUM unit (without offset units) into factor and dimension."""
+    try:
+        return _parse(unit)
+    except UnitError as exc:
+        raise UnitError(f"{exc}{ucum_hint(unit)}") from None
+
+
+def _parse(unit: str) -> ParsedUnit:
     text = unit.strip()
     if not text:
         raise UnitError("empty unit")
@@ -295,7 +322,7 @@ def conversion(from_unit: str, to_unit: str, molar_mass: float | None = None) ->
             s1, o1 = _AFFINE[src]
             s2, o2 = _AFFINE[dst]
             return Conversion(s1 / s2, (o1 - o2) / s2)
-        raise UnitError(f"cannot convert {src!r} to {dst!r}")
+        raise UnitError(f"cannot convert {src!r} to {dst!r}{ucum_hint(src) or ucum_hint(dst)}")
     a, b = parse(src), parse(dst)
     if a.dim != b.dim and molar_mass is not None:
         amount = a.dim[3]
