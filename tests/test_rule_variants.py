@@ -233,7 +233,7 @@ def _problems(directory: Path) -> list[Problem]:
          "crp_normal.validity: -3 days cannot be its value: it is normal's within (crp_normal.yaml:14), a length, which cannot be negative"),
         ("rule: {id: crp_normal, with: {upper: abc}}", 6, "upper: 'abc' is not a number, a quantity ('6 mg/L'), a duration ('30 days') or true/false"),
         ("rule: {id: crp_normal, with: {upper: [3]}}", 6,
-         "upper: a value is a number, a quantity ('5 mg/L'), a duration ('30 days') or true/false"),
+         "upper: a value is a number, a quantity ('5 mg/L'), a duration ('30 days'), true/false or {param: NAME}, a parameter of this rule"),
         ("rule: {id: crp_nrmal, with: {upper: 3 mg/L}}", 6, "unknown rule 'crp_nrmal' (did you mean 'crp_normal'?)"),
         ("rule: {id: crp_normal}", 6, "rule's with maps parameters of the rule to their values here, e.g. {upper: 5 mg/L}"),
         ("rule: {id: crp_normal, with: {}}", 6, "rule's with maps parameters of the rule to their values here, e.g. {upper: 5 mg/L}"),
@@ -293,8 +293,9 @@ def _builtin() -> list[Path]:
 def test_the_shipped_sensitivity_rule_reads_crp_at_6_mg_per_l_where_the_site_reads_10() -> None:
     rules = load_rules([*_builtin(), Path("examples/site_rules")])
     assert rules.rules["crp_normal"].param("upper").effective == 10.0  # the site's params.yaml
-    assert rules.rules["crp_normal(upper=6 mg/L)"].param("upper").effective == 6.0
-    assert rules.dependencies("crp_normal_anajis") == ["crp_normal(upper=6 mg/L)", "crp_normal_anajis"]
+    copy = "crp_normal(upper=crp_normal_anajis.upper)"
+    assert rules.rules[copy].param("upper").effective == 6.0
+    assert rules.dependencies("crp_normal_anajis") == [copy, "crp_normal_anajis"]
 
 
 # ---- cohort files ----------------------------------------------------------------------------
@@ -511,3 +512,73 @@ def test_a_time_quantity_parameter_takes_hours_and_days(tmp_path: Path, given: s
     rules = load_rules([*_builtin(), tmp_path])
     [copy] = [r for rid, r in rules.rules.items() if rid.startswith("inactive_disease(")]
     assert copy.param("morning_stiffness_max").effective == pytest.approx(minutes)
+
+
+# ---- a value given by a parameter of the reading rule -------------------------------------------
+
+STRICT = {"rule": {"id": "crp_normal", "with": {"upper": {"param": "limit"}}}}
+LIMIT = {"limit": {"default": "3 mg/L", "description": "the stricter limit"}}
+
+
+def test_a_value_may_be_a_parameter_of_the_reading_rule(tmp_path: Path) -> None:
+    write_rule(tmp_path, "crp_strict", STRICT, params=LIMIT)
+    rules = load_rules([*_builtin(), tmp_path])
+    assert rules.rules["crp_normal(upper=crp_strict.limit)"].param("upper").effective == 3.0
+
+
+def test_a_site_value_of_the_reading_rules_parameter_reaches_the_copy(tmp_path: Path) -> None:
+    write_rule(tmp_path, "crp_strict", STRICT, params=LIMIT)
+    rules = load_rules([*_builtin(), tmp_path], params={"crp_strict": {"limit": "0.2 mg/dL"}})
+    assert rules.rules["crp_normal(upper=crp_strict.limit)"].param("upper").effective == pytest.approx(2.0)
+
+
+def test_an_examples_value_of_the_reading_rules_parameter_reaches_the_copy(tmp_path: Path) -> None:
+    crp = {
+        "patient_id": "X",
+        "kind": "lab",
+        "code": "1988-5",
+        "occurred_at": "2009-03-01",
+        "value": 3.5,
+        "unit": "mg/L",
+    }
+    examples = [{"name": "3.5 is above 3", "events": [crp], "expect": [{"at": "2009-03-01", "value": False}]},
+                {"name": "3.5 is within 4", "params": {"limit": "4 mg/L"}, "events": [crp], "expect": [{"at": "2009-03-01", "value": True}]}]  # fmt: skip
+    write_rule(tmp_path, "crp_strict", STRICT, params=LIMIT, examples=examples)
+    result = run_cli("rules", "test", tmp_path, "--rule", "crp_strict")
+    assert (result.exit_code, result.stdout.splitlines()[-1]) == (0, "2 passed, 0 failed")
+
+
+def test_an_unknown_parameter_of_the_reading_rule_is_reported_at_its_line(tmp_path: Path) -> None:
+    path = write_rule(
+        tmp_path,
+        "crp_strict",
+        {"rule": {"id": "crp_normal", "with": {"upper": {"param": "limt"}}}},
+        params=LIMIT,
+    )
+    [problem] = _problems(tmp_path)
+    assert (problem.file, problem.message) == (
+        str(path),
+        "unknown parameter 'limt' (did you mean 'limit'?) of 'crp_strict'",
+    )
+
+
+def test_a_reading_rules_parameter_of_another_kind_is_reported_naming_it(tmp_path: Path) -> None:
+    write_rule(
+        tmp_path,
+        "crp_strict",
+        {"rule": {"id": "crp_normal", "with": {"validity": {"param": "limit"}}}},
+        params=LIMIT,
+    )
+    assert [p.message for p in _problems(tmp_path)] == [
+        "crp_normal.validity: '3 mg/L' is not the same kind of value as the default, 30 days (the value of crp_strict.limit)"
+    ]
+
+
+def test_a_cohort_file_gives_values_not_parameters(tmp_path: Path) -> None:
+    path = _cohort(tmp_path / "c.yaml", {"id": "crp_normal", "with": {"upper": {"param": "limit"}}}, id="crp")
+    result = run_cli("cohort", "check", path)
+    assert result.exit_code == 8
+    assert (
+        "upper: a value is a number, a quantity ('5 mg/L'), a duration ('30 days'), true/false"
+        in result.stderr
+    )

@@ -970,9 +970,11 @@ class _RuleParser:
         parameters. Returns the variant's id (``crp_normal(upper=5 mg/L)``); the loader makes
         the variant once every rule is read (:func:`_variants`)."""
         try:
-            base, values, vid = read_variant(arg)
+            base, values, vid = read_variant(arg, (self.rule_id, self.params, self.bad_params))
         except VariantProblem as exc:
-            raise self.fail((*path, *exc.where), exc.message) from None
+            if exc.message:
+                raise self.fail((*path, *exc.where), exc.message) from None
+            raise _Fail() from None  # the parameter's own problem is reported
         self.refs.append((base, (*path, "id")))
         self.variants.append((vid, base, values, path))
         return vid
@@ -1137,11 +1139,17 @@ class VariantProblem(Exception):
         self.where, self.message = where, message
 
 
-def read_variant(arg: Mapping[Any, Any]) -> tuple[str, dict[str, Any], str]:
+def read_variant(
+    arg: Mapping[Any, Any], reader: tuple[str, Mapping[str, ast.ParamSpec], Collection[str]] | None = None
+) -> tuple[str, dict[str, Any], str]:
     """A reference to a rule at other parameter values, ``{id: crp_normal, with: {upper: 5
     mg/L}}`` (in a rule file or a cohort file): the rule id, the values as written, and the
     variant's id (``crp_normal(upper=5 mg/L)``). Whether the rule has those parameters, and
-    the values suit them, is checked where the variant is made."""
+    the values suit them, is checked where the variant is made.
+
+    In a rule file (``reader``: its id, its parameters and those already reported) a value may
+    be one of the reading rule's own parameters, ``{param: limit}``: the copy is then
+    ``crp_normal(upper=crp_strict.limit)``, its value the parameter's (a site's, an example's)."""
     for key in arg:
         if key not in ("id", "with"):
             raise VariantProblem(
@@ -1168,10 +1176,23 @@ def read_variant(arg: Mapping[Any, Any]) -> tuple[str, dict[str, Any], str]:
     for name, raw in values.items():
         if not isinstance(name, str) or not ID_RE.match(name):
             raise VariantProblem(("with", name), f"parameter name {name!r} must be lower_snake_case")
+        if isinstance(raw, dict) and set(raw) == {"param"} and reader is not None:
+            rid, params, reported = reader
+            own = str(raw["param"])
+            if own in reported:
+                raise VariantProblem(("with", name, "param"), "")
+            if own not in params:
+                raise VariantProblem(
+                    ("with", name, "param"),
+                    f"unknown parameter {own!r}{did_you_mean(own, params)} of {rid!r}",
+                )
+            shown[name] = f"{rid}.{own}"
+            continue
         if isinstance(raw, dict | list) or raw is None:
+            own_too = " or {param: NAME}, a parameter of this rule" if reader is not None else ""
             raise VariantProblem(
                 ("with", name),
-                f"{name}: a value is a number, a quantity ('5 mg/L'), a duration ('30 days') or true/false",
+                f"{name}: a value is a number, a quantity ('5 mg/L'), a duration ('30 days'), true/false{own_too}",
             )
         try:
             value, unit = parse_param_value(raw)
@@ -1543,10 +1564,10 @@ def load_rules(
         docs[rule.id] = doc
         asked[rule.id] = [(vid, base, values, where, doc) for vid, base, values, where in parser.variants]
     # the variants the rules read (not those of a file another directory's rule overrides)
-    requests: dict[str, tuple[str, dict[str, Any], list[tuple[_Doc, Path_]]]] = {}
-    for asks in asked.values():
+    requests: dict[str, tuple[str, dict[str, Any], str, list[tuple[_Doc, Path_]]]] = {}
+    for reader, asks in asked.items():
         for vid, base, values, where, doc in asks:
-            requests.setdefault(vid, (base, values, []))[2].append((doc, where))
+            requests.setdefault(vid, (base, values, reader, []))[3].append((doc, where))
     for rid, overrides in (params or {}).items():
         site.setdefault(rid, {}).update(overrides)
         for name in overrides:
@@ -1662,29 +1683,42 @@ def _apply_site_params(
 
 def _variants(
     rules: dict[str, ast.Rule],
-    requests: Mapping[str, tuple[str, dict[str, Any], list[tuple[_Doc, Path_]]]],
+    requests: Mapping[str, tuple[str, dict[str, Any], str, list[tuple[_Doc, Path_]]]],
     docs: dict[str, _Doc],
     next_id: list[int],
     problems: list[Problem],
 ) -> dict[str, ast.Rule]:
     """The rules read at other parameter values (``{rule: {id: R, with: {...}}}``), added to
-    ``rules``: each a copy of its rule, with the values given (checked as a site's would be)
-    and the site's values of the others."""
+    ``rules``: each a copy of its rule, with the values given (checked as a site's would be;
+    ``{param: p}``: the reading rule's parameter, at its site's value) and the site's values
+    of the others."""
     out = dict(rules)
-    for vid, (base, values, places) in requests.items():
+    for vid, (base, values, reader, places) in requests.items():
         rule = rules.get(base)
         if rule is None:
             continue  # reported at the reference as an unknown rule (or its file failed)
+        given = {name: _own_value(rules[reader], raw) for name, raw in values.items()}
         try:
-            out[vid] = variant_rule(rule, vid, values, next_id)
+            out[vid] = variant_rule(rule, vid, given, next_id)
         except VariantValuesError as exc:
             for name, message in exc.wrong:
+                if isinstance(values[name], dict):  # {param: p}: say whose value it was
+                    message += f" (the value of {reader}.{values[name]['param']})"
                 for doc, path in places:
                     line, col = doc.where((*path, "with", name))
                     problems.append(Problem(doc.file, line, col, message))
             continue
         docs[vid] = docs[base]
     return out
+
+
+def _own_value(reader: ast.Rule, raw: Any) -> Any:
+    """A value given to a rule read at other values: as written, or for ``{param: p}`` the
+    reading rule's parameter ``p`` (its site's value) written as a value (``3 mg/L``)."""
+    if not isinstance(raw, dict):
+        return raw
+    spec = reader.param(str(raw["param"]))
+    return value_text(spec.effective, spec.unit)
 
 
 class VariantValuesError(Exception):

@@ -51,7 +51,9 @@ def rule_schema() -> dict[str, Any]:
         _op("rule", {"oneOf": [{"type": "string"},
                                _mapping(["id", "with"], {"id": {"type": "string"},
                                                           "with": {"type": "object", "minProperties": 1,
-                                                                   "additionalProperties": {"type": ["number", "string", "boolean"]}}})]},
+                                                                   "additionalProperties": {"oneOf": [
+                                                                       {"type": ["number", "string", "boolean"]},
+                                                                       {"$ref": "#/$defs/param_ref"}]}}})]},
             "the value of another rule at the same moment; {id, with}: at other values of its parameters"),
         _op("latest", _mapping(["select", "within"], {"select": sel, "within": DURATION, "field": {"enum": list(NUMERIC_FIELDS)}}),
             "latest value at or before the moment, no older than within"),
