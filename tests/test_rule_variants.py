@@ -582,3 +582,42 @@ def test_a_cohort_file_gives_values_not_parameters(tmp_path: Path) -> None:
         "upper: a value is a number, a quantity ('5 mg/L'), a duration ('30 days'), true/false"
         in result.stderr
     )
+
+
+def _strict_rules(tmp_path: Path, **params: dict[str, Any]) -> Any:
+    write_rule(tmp_path / "r", "crp_strict", STRICT, params=LIMIT)
+    write_rule(tmp_path / "r", "stricter", {"rule": {"id": "crp_strict", "with": {"limit": "1 mg/L"}}})
+    return load_rules([*_builtin(), tmp_path / "r"], params=params or None)
+
+
+def test_a_copy_of_a_rule_reading_a_copy_at_its_own_parameter_passes_its_value_on(tmp_path: Path) -> None:
+    rules = _strict_rules(tmp_path)
+    copy = rules.rules["crp_strict(limit=1 mg/L)"]
+    assert rules.dependencies(copy.id)[0] == "crp_normal(upper=crp_strict(limit=1 mg/L).limit)"
+    assert rules.rules["crp_normal(upper=crp_strict(limit=1 mg/L).limit)"].param("upper").effective == 1.0
+
+
+def test_a_copy_passing_its_value_on_gives_the_states_of_the_rule_with_that_site_value(
+    valencia: Path, tmp_path: Path
+) -> None:
+    rules = _strict_rules(tmp_path)
+    reference = load_rules([*_builtin(), tmp_path / "r"], params={"crp_strict": {"limit": "1 mg/L"}})
+    with Store.open(valencia) as store:
+        points = visit_days(store)[::5]
+        mine = Session(store, rules).evaluate(points, ["stricter"])
+        want = Session(store, reference).evaluate(points, ["crp_strict"])
+        replayed = [Session(store, rules).state(p, q.isoformat(), ["stricter"])[0] for p, q in points[::10]]
+    assert [r.value for r in mine] == [r.value for r in want]
+    assert [r.value for r in replayed] == [r.value for r in mine[::10]]
+    assert {r.value for r in mine} == {True, False, None}
+
+
+def test_a_copy_asked_for_on_the_command_line_passes_its_value_on(tmp_path: Path) -> None:
+    write_rule(tmp_path / "r", "crp_strict", STRICT, params=LIMIT)
+    result = run_cli("state", "P", "--at", "2009-03-02", "--store", _crp_store(tmp_path), "--rules", tmp_path / "r",
+                     "--rule", "crp_strict", "--rule", "crp_strict(limit=5 mg/L)", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert [s["value"] for s in json.loads(result.stdout)["states"]] == [
+        False,
+        True,
+    ]  # CRP 4 mg/L: above 3, within 5

@@ -1221,6 +1221,14 @@ def variant_id(rule_id: str, values: Mapping[str, str]) -> str:
     return f"{rule_id}({', '.join(f'{k}={values[k]}' for k in sorted(values))})"
 
 
+def variant_parts(vid: str, rule_id: str) -> dict[str, str]:
+    """The values a variant's id shows, by parameter (the inverse of :func:`variant_id`; a
+    value is a number, a quantity, a duration, true/false or ``reader.param``, none of which
+    holds ``, `` or ``=``)."""
+    inner = vid[len(rule_id) + 1 : -1]
+    return dict(part.split("=", 1) for part in inner.split(", "))
+
+
 def _finite(x: float, given: Any) -> float:
     """Thresholds are finite: NaN compares false with everything in Python and above every
     number in DuckDB, so the two evaluators would disagree."""
@@ -1289,11 +1297,15 @@ class RuleSet:
         rule = self.get(rule_id)
         nids: dict[int, int] = {}
         last = max(n.nid for r in self.rules.values() for n in walk(r.define) if isinstance(n, ast.Node))
-        copy = variant_rule(rule, vid, values, [last], nids)
+        before = set(self.rules)
+        copy = variant_rule(rule, vid, values, [last], nids, self.rules)
         for old, new in nids.items():
             self.types[new] = self.types[old]
         self.rules[vid] = copy
-        self.order.insert(self.order.index(rule_id) + 1, vid)  # after everything it reads
+        for made in [r for r in self.rules if r not in before]:  # the copies it reads first
+            base = self.rules[made].variant_of
+            assert base is not None
+            self.order.insert(self.order.index(base) + 1, made)  # after everything it reads
         return vid
 
     def listed(self) -> list[str]:
@@ -1693,23 +1705,43 @@ def _variants(
     ``{param: p}``: the reading rule's parameter, at its site's value) and the site's values
     of the others."""
     out = dict(rules)
-    for vid, (base, values, reader, places) in requests.items():
-        rule = rules.get(base)
-        if rule is None:
-            continue  # reported at the reference as an unknown rule (or its file failed)
+    pending = dict(requests)
+    while pending:
+        # a copy of a rule that reads copies at its own parameters is made after them (it reads
+        # its own copies of them: variant_rule)
+        ready = [vid for vid, (base, *_) in pending.items()
+                 if base not in rules or not any(t in pending for t in _rule_refs(rules[base].define))]  # fmt: skip
+        for vid in ready or list(pending):  # none ready: a cycle, which the loader reports
+            _variant_request(vid, pending.pop(vid), rules, out, docs, next_id, problems)
+    return out
+
+
+def _variant_request(
+    vid: str,
+    request: tuple[str, dict[str, Any], str, list[tuple[_Doc, Path_]]],
+    rules: dict[str, ast.Rule],
+    out: dict[str, ast.Rule],
+    docs: dict[str, _Doc],
+    next_id: list[int],
+    problems: list[Problem],
+) -> None:
+    base, values, reader, places = request
+    rule = rules.get(base)
+    if rule is not None:  # else reported at the reference as an unknown rule (or its file failed)
         given = {name: _own_value(rules[reader], raw) for name, raw in values.items()}
         try:
-            out[vid] = variant_rule(rule, vid, given, next_id)
+            out[vid] = variant_rule(rule, vid, given, next_id, None, out)
         except VariantValuesError as exc:
             for name, message in exc.wrong:
-                if isinstance(values[name], dict):  # {param: p}: say whose value it was
+                if isinstance(values.get(name), dict):  # {param: p}: say whose value it was
                     message += f" (the value of {reader}.{values[name]['param']})"
                 for doc, path in places:
                     line, col = doc.where((*path, "with", name))
                     problems.append(Problem(doc.file, line, col, message))
-            continue
-        docs[vid] = docs[base]
-    return out
+            return
+        for made, copy in out.items():
+            if made not in docs and copy.variant_of is not None:
+                docs[made] = docs[copy.variant_of]
 
 
 def _own_value(reader: ast.Rule, raw: Any) -> Any:
@@ -1735,11 +1767,16 @@ def variant_rule(
     values: Mapping[str, Any],
     next_id: list[int],
     nids: dict[int, int] | None = None,
+    rules: dict[str, ast.Rule] | None = None,
 ) -> ast.Rule:
     """A copy of ``rule`` under ``vid``, its parameters at ``values`` (checked as a site's
     would be; the others keep the rule's values), every node a new id from ``next_id``
     (``nids``: filled with each old id's new one). :class:`VariantValuesError` names every
-    value that does not suit its parameter."""
+    value that does not suit its parameter.
+
+    A rule that reads another at its own parameters (``crp_normal(upper=crp_strict.limit)``)
+    passes the copy's values on: the copy reads ``crp_normal(upper=<vid>.limit)``, made and
+    added to ``rules`` here if it is not there yet."""
     specs = {p.name: p for p in rule.params}
     others = values_with(specs, values)
     wrong: list[tuple[str, str]] = []
@@ -1755,23 +1792,49 @@ def variant_rule(
         specs[name] = specs[name].model_copy(update={"value": value})
     if wrong:
         raise VariantValuesError(wrong)
-    define = _renamed(rule.define, rule.id, vid, next_id, {} if nids is None else nids)
+    nids = {} if nids is None else nids
+    retarget: dict[str, str] = {}
+    for target in dict.fromkeys(_rule_refs(rule.define)) if rules is not None else ():
+        assert rules is not None
+        read = rules.get(target)
+        if read is None or read.variant_of is None:
+            continue
+        shown = variant_parts(target, read.variant_of)
+        own = {name: text.split(".", 1)[1] for name, text in shown.items() if text.startswith(f"{rule.id}.")}
+        if not own:
+            continue
+        passed = {name: f"{vid}.{own[name]}" if name in own else text for name, text in shown.items()}
+        retarget[target] = copy_id = variant_id(read.variant_of, passed)
+        if copy_id not in rules:
+            given = {
+                name: value_text(specs[own[name]].effective, specs[own[name]].unit) if name in own
+                else value_text(read.param(name).effective, read.param(name).unit)
+                for name in shown
+            }  # fmt: skip
+            rules[copy_id] = variant_rule(rules[read.variant_of], copy_id, given, next_id, nids, rules)
+    define = _renamed(rule.define, rule.id, vid, next_id, nids, retarget)
     return rule.model_copy(
         update={"id": vid, "params": tuple(specs.values()), "define": define, "examples": (),
                 "overrides": None, "variant_of": rule.id, "variant_with": tuple(sorted(values))}
     )  # fmt: skip
 
 
-def _renamed(value: Any, base: str, vid: str, next_id: list[int], nids: dict[int, int]) -> Any:
+def _renamed(
+    value: Any, base: str, vid: str, next_id: list[int], nids: dict[int, int], retarget: Mapping[str, str]
+) -> Any:
     """A copy of a rule's definition for its variant: every node a new id (unique in the rule
-    set; ``nids`` records old → new), the rule's own parameters read from the variant."""
+    set; ``nids`` records old → new), the rule's own parameters read from the variant, and the
+    copies it reads at its own parameters replaced by those at the variant's (``retarget``)."""
     if isinstance(value, tuple):
-        return tuple(_renamed(v, base, vid, next_id, nids) for v in value)
+        return tuple(_renamed(v, base, vid, next_id, nids, retarget) for v in value)
     if not isinstance(value, ast.Frozen):
         return value
     update = {
-        name: _renamed(getattr(value, name), base, vid, next_id, nids) for name in type(value).model_fields
+        name: _renamed(getattr(value, name), base, vid, next_id, nids, retarget)
+        for name in type(value).model_fields
     }
+    if isinstance(value, ast.RuleRef) and value.rule in retarget:
+        update["rule"] = retarget[value.rule]
     if isinstance(value, ast.Node):
         next_id[0] += 1
         update["nid"] = nids[value.nid] = next_id[0]
