@@ -99,6 +99,7 @@ def _value_text(r: Result, markup: bool = True) -> str:
     from timeline.units import display_unit
 
     unit = display_unit(r.unit)  # --json keeps the UCUM code
+    unit = esc(unit) if markup and unit else unit  # [degF] is a unit, not markup
     return f"{text} {unit}" if unit else text
 
 
@@ -475,7 +476,7 @@ def rules_show(
         dump_json(
             {"id": r.id, "version": r.version, "status": r.status, "meaning": r.meaning, "description": r.description,
              "citation": r.citation, "source": r.source, "overrides": r.overrides, "type": str(r.value_type),
-             "parameters": {p.name: {"value": str(p.effective), "default": str(p.default), "unit": p.unit, "description": p.description} for p in r.params},
+             "parameters": {p.name: {"value": _shown(p.effective), "default": str(p.default), "unit": p.unit, "description": p.description} for p in r.params},
              "uses": [d for d in rs.dependencies(r.id) if d != r.id],
              **({"variant_of": r.variant_of, "variant_with": list(r.variant_with)} if r.variant_of else {})}
         )  # fmt: skip

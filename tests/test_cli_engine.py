@@ -728,3 +728,15 @@ def test_history_notes_that_a_number_growing_with_time_shows_its_value_at_each_i
         "note: age_years grows with time (age, time_since): each interval shows the value at its start; "
         "`timeline state --at DATE` gives it on a date"
     )
+
+
+def test_a_number_in_a_bracketed_ucum_unit_is_shown_with_its_unit_in_tables() -> None:
+    from datetime import datetime
+
+    from cli.engine import _value_text
+    from timeline.engine.evaluate import Result
+
+    r = Result("t", "P", "2009-03-01", datetime(2009, 3, 1), "num", 100.4, "[degF]", None, [])
+    from rich.text import Text
+
+    assert Text.from_markup(_value_text(r)).plain == "100.4 [degF]"

@@ -1282,6 +1282,26 @@ def test_a_dose_every_4_weeks_times_28_days_is_exactly_the_dose_at_a_threshold(
     assert bench.values("at_most", "2009-03-01") == [True]
 
 
+def test_normal_with_a_lower_limit_only_names_it_once_in_its_note(bench: Bench) -> None:
+    bench.rule(
+        "r",
+        {"normal": {"select": {"kind": "lab", "code": "777-3"}, "within": "30 days", "lower": "150 10*9/L"}},
+    )
+    bench.events(
+        [
+            {
+                "patient_id": "X",
+                "kind": "lab",
+                "code": "777-3",
+                "occurred_at": "2009-03-01",
+                "value": 140,
+                "unit": "10*9/L",
+            }
+        ]
+    )
+    assert bench.state("r", "2009-03-01").note == "platelets 140 10*9/L vs the limit ≥ 150 (no lab range)"
+
+
 def test_daily_dose_without_a_frequency_is_unknown(bench: Bench) -> None:
     bench.rule("r", {"daily_dose": {"drug": "anakinra", "per_kg": False}})
     start = {k: v for k, v in anakinra("2009-03-01").items() if k != "frequency"}

@@ -621,3 +621,64 @@ def test_a_copy_asked_for_on_the_command_line_passes_its_value_on(tmp_path: Path
         False,
         True,
     ]  # CRP 4 mg/L: above 3, within 5
+
+
+# ---- what a third audit found (helper 34) ----------------------------------------------------
+
+
+def test_a_parameter_in_a_unit_written_another_way_names_its_ucum_spelling() -> None:
+    result = run_cli("rules", "show", "crp_normal", "--param", "crp_normal.upper=3 lb")
+    assert result.exit_code == 2
+    assert "crp_normal.upper: '3 lb': 'lb' is not a UCUM unit; UCUM writes it '[lb_av]'" in result.stderr
+
+
+def test_a_parameter_given_twice_in_a_copys_id_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_cli(
+        "state",
+        "P",
+        "--at",
+        "2009-03-02",
+        "--store",
+        _crp_store(tmp_path),
+        "--rule",
+        "crp_normal(upper=3 mg/L, upper=4 mg/L)",
+    )
+    assert (result.exit_code, result.stderr.strip()) == (
+        2,
+        "error: rule 'crp_normal(upper=3 mg/L, upper=4 mg/L)': upper is given twice",
+    )
+
+
+def test_a_cohort_file_may_name_a_copy_by_its_id(tmp_path: Path) -> None:
+    path = _cohort(tmp_path / "c.yaml", "crp_normal(upper=0.2 mg/dL)", id="crp")
+    result = run_cli("cohort", "check", path)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_rules_show_json_gives_a_converted_value_without_float_noise(tmp_path: Path) -> None:
+    shown = json.loads(run_cli("rules", "show", "fever_free(threshold=100.4 [degF])", "--json").stdout)
+    assert shown["parameters"]["threshold"]["value"] == "38.0"
+
+
+def test_an_unknown_parameter_with_a_reading_rules_value_is_not_said_to_be_a_bad_value(
+    tmp_path: Path,
+) -> None:
+    write_rule(
+        tmp_path,
+        "crp_strict",
+        {"rule": {"id": "crp_normal", "with": {"uper": {"param": "limit"}}}},
+        params=LIMIT,
+    )
+    assert [p.message for p in _problems(tmp_path)] == [
+        "rule 'crp_normal' has no parameter 'uper' (did you mean 'upper'?)"
+    ]
+
+
+def test_a_reading_rules_value_set_by_the_site_says_so_when_it_does_not_suit(tmp_path: Path) -> None:
+    write_rule(tmp_path, "crp_strict", {"rule": {"id": "crp_normal", "with": {"validity": {"param": "window"}}}},
+               params={"window": {"default": "14 days"}})  # fmt: skip
+    with pytest.raises(RuleError) as caught:
+        load_rules([*_builtin(), tmp_path], params={"crp_strict": {"window": "-1 days"}})
+    assert caught.value.problems[0].message.endswith(
+        "(the value of crp_strict.window, as params.yaml or --param sets it)"
+    )

@@ -597,3 +597,9 @@ def test_a_cached_rule_set_records_the_directories_it_is_read_from_now(
     cached(["site"])
     monkeypatch.chdir(tmp_path / "y")
     assert cached(["site"]).directories == [str((tmp_path / "y" / "site").resolve())]
+
+
+def test_a_codes_file_unit_written_another_way_names_its_ucum_spelling(tmp_path: Path) -> None:
+    directory = codes_dir(tmp_path, "labs:\n  26499-4: {name: ANC, unit: mcg/mL, low: 0, high: 100}\n")
+    res = run_cli("rules", "check", directory)
+    assert res.exit_code == 8 and "UCUM writes it 'ug/mL'" in res.stderr

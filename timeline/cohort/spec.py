@@ -17,6 +17,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from timeline.errors import UsageError
 from timeline.language import ast
 from timeline.language.durations import Duration, DurationError, shift
 from timeline.language.loader import (
@@ -275,15 +276,16 @@ class _Parser:
                 path, f"{what} must be a rule id (or {{id: RULE, with: {{PARAMETER: VALUE}}}}), not {data!r}"
             )
             return None
-        if data not in self.rules.rules:
-            self.fail(path, f"unknown rule {data!r}{did_you_mean(data, self.rules.rules)}")
+        try:  # a rule at other values may be named by its id, crp_normal(upper=3 mg/L), as the commands take it
+            rule = self.rules.get(data)
+        except UsageError as exc:
+            self.fail(path, str(exc))
             return None
-        kind = self.rules.rules[data].type.kind
-        if want is not None and kind != want:
+        if want is not None and rule.type.kind != want:
             need = "a boolean (true/false/unknown)" if want == "bool" else "a number"
-            self.fail(path, f"{what} {data!r} is {self.rules.rules[data].value_type}; it must be {need}")
+            self.fail(path, f"{what} {data!r} is {rule.value_type}; it must be {need}")
             return None
-        return data
+        return rule.id
 
     def variant(self, data: dict[Any, Any], path: Path_) -> str | None:
         """``{id: RULE, with: {PARAMETER: VALUE}}``: the rule at other values of its parameters,

@@ -449,9 +449,8 @@ class Reference:
             note += f" vs the lab's reference range {fmt(e['ref_low']) or '–'}–{fmt(e['ref_high']) or ''}"
         else:
             # the rule's limit: its default, a site's value or a copy's (not the lab's: it gave none)
-            note += " vs the limit " + (f"≥ {fmt(float(lower))} " if lower is not None else "")
-            note += f"≤ {fmt(float(upper))}" if upper is not None else ""
-            note += " (no lab range)"
+            bounds = [f"{sign} {fmt(float(b))}" for sign, b in (("≥", lower), ("≤", upper)) if b is not None]
+            note += f" vs the limit {' '.join(bounds)} (no lab range)"
         if not e["occurred_at"] > shift(q, v, -1):
             return Val(None, self._stale(name, v, e), (e["seq"],), note)
         hi = e["ref_high"] if e["ref_high"] is not None else upper

@@ -26,7 +26,7 @@ from timeline.errors import TimelineError, UsageError
 from timeline.language import ast
 from timeline.language.durations import DURATION_WORDS, Duration, DurationError, DurationTooLong
 from timeline.moments import clinical_moment
-from timeline.units import Conversion, UnitError, combine, conversion, is_valid
+from timeline.units import Conversion, UnitError, combine, conversion, is_valid, ucum_hint
 from timeline.units import parse as parse_unit
 
 if TYPE_CHECKING:
@@ -1092,7 +1092,7 @@ def unit_problem(unit: str) -> str | None:
         parse_unit(unit)
     except UnitError as exc:
         reason = str(exc)
-        return f"{unit!r} is not a UCUM unit" + ("" if unit in reason else f": {reason}")
+        return f"{unit!r} is not a UCUM unit" + (ucum_hint(unit) if unit in reason else f": {reason}")
     return f"{unit!r} is not a UCUM unit"  # pragma: no cover - is_valid said it was not
 
 
@@ -1279,6 +1279,8 @@ class RuleSet:
                 raise UsageError(
                     f"rule {asked!r}: give each parameter as NAME=VALUE, e.g. crp_normal(upper=3 mg/L)"
                 )
+            if name.strip() in values:
+                raise UsageError(f"rule {asked!r}: {name.strip()} is given twice")
             values[name.strip()] = value.strip()
         try:
             _, given, vid = read_variant({"id": base, "with": values})
@@ -1733,8 +1735,13 @@ def _variant_request(
             out[vid] = variant_rule(rule, vid, given, next_id, None, out)
         except VariantValuesError as exc:
             for name, message in exc.wrong:
-                if isinstance(values.get(name), dict):  # {param: p}: say whose value it was
-                    message += f" (the value of {reader}.{values[name]['param']})"
+                own = values.get(name)
+                if isinstance(own, dict) and any(
+                    p.name == name for p in rule.params
+                ):  # say whose value it was
+                    spec = rules[reader].param(str(own["param"]))
+                    site = ", as params.yaml or --param sets it" if spec.value is not None else ""
+                    message += f" (the value of {reader}.{own['param']}{site})"
                 for doc, path in places:
                     line, col = doc.where((*path, "with", name))
                     problems.append(Problem(doc.file, line, col, message))
@@ -1863,7 +1870,9 @@ def override_value(
     when it is not a value the default could be. ``others`` and ``checked``: the values the
     rule's other parameters take with it, and which of them are given with it (as for
     :func:`duration_problem`)."""
-    quantity, unit = _as_quantity(raw) if type(spec.default) is float else (None, None)
+    quantity, unit = (
+        _as_quantity(raw) if type(spec.default) is float and spec.unit in _TIME_UNITS else (None, None)
+    )
     value: float | bool | Duration
     if quantity is None:
         value, unit = parse_param_value(raw)
@@ -1896,13 +1905,18 @@ _UCUM_OF = {"hour": "h", "day": "d", "week": "wk", "month": "mo", "year": "a"}
 _TIME_UNITS = frozenset({"s", "min", "h", "d", "wk", "mo", "a"})
 
 
+_TIME_WORDS = {"minute": "min", "minutes": "min", "hour": "h", "hours": "h", "day": "d", "days": "d",
+               "week": "wk", "weeks": "wk"}  # fmt: skip
+
+
 def _as_quantity(raw: Any) -> tuple[float | None, str | None]:
-    """``raw`` as a number with a UCUM unit when it is written so (``0.25 h``: a quantity, though
-    ``h`` is also a duration word, whose durations are whole), else (None, None)."""
+    """``raw`` as a time with a UCUM unit when it is written so (``0.25 h``, ``1.5 hours``: a
+    quantity, though a duration's words are whole numbers), else (None, None)."""
     m = _QUANTITY.match(raw) if isinstance(raw, str) else None
-    if m is None or unit_problem(m.group(2)) or m.group(2) not in _TIME_UNITS:
+    unit = _TIME_WORDS.get(m.group(2), m.group(2)) if m else None
+    if m is None or unit not in _TIME_UNITS:
         return None, None
-    return _finite(float(m.group(1)), raw), m.group(2)
+    return _finite(float(m.group(1)), raw), unit
 
 
 def _check_expected(rule: ast.Rule, t: ast.Type, doc: _Doc, problems: list[Problem]) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 
 from timeline import codes
 from timeline.language.loader import Problem, _Doc
-from timeline.units import UnitError, conversion, is_valid
+from timeline.units import UnitError, conversion, is_valid, ucum_hint
 
 SECTIONS = {"labs": "lab", "assessments": "assessment", "findings": "finding", "frequencies": "frequency"}
 MEASURED_KEYS = ("name", "unit", "low", "high", "unit_factors", "molar_mass")
@@ -194,7 +194,10 @@ def _measured(kind: str, code: str, spec: Any, path: Path_, fail: Any) -> codes.
             return None
     name, unit = str(spec["name"]).strip(), str(spec["unit"]).strip()
     if not is_valid(unit):
-        fail((*path, "unit"), f"unit {unit!r} is not a UCUM unit timeline reads (mg/L, 10*9/L, {{score}})")
+        fail(
+            (*path, "unit"),
+            f"unit {unit!r} is not a UCUM unit timeline reads (mg/L, 10*9/L, {{score}}){ucum_hint(str(unit))}",
+        )
         return None
     bounds: list[float] = []
     for key in ("low", "high"):
