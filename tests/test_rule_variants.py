@@ -682,3 +682,12 @@ def test_a_reading_rules_value_set_by_the_site_says_so_when_it_does_not_suit(tmp
     assert caught.value.problems[0].message.endswith(
         "(the value of crp_strict.window, as params.yaml or --param sets it)"
     )
+
+
+def test_an_unknown_rule_read_at_other_values_in_a_cohort_file_is_reported_with_a_did_you_mean(
+    tmp_path: Path,
+) -> None:
+    path = _cohort(tmp_path / "c.yaml", {"id": "crp_nrmal", "with": {"upper": "2 mg/L"}}, id="crp")
+    result = run_cli("cohort", "check", path)
+    assert result.exit_code == 8
+    assert "unknown rule 'crp_nrmal' (did you mean 'crp_normal'?)" in result.stderr

@@ -296,11 +296,11 @@ class _Parser:
         except VariantProblem as exc:
             self.fail((*path, *exc.where), exc.message)
             return None
-        if base not in self.rules.rules:
-            self.fail((*path, "id"), f"unknown rule {base!r}{did_you_mean(base, self.rules.rules)}")
-            return None
         try:
             return self.rules.variant(base, values, vid)
+        except UsageError as exc:  # an unknown rule, with a did-you-mean
+            self.fail((*path, "id"), str(exc))
+            return None
         except VariantValuesError as exc:
             for name, message in exc.wrong:
                 self.fail((*path, "with", name), message)
