@@ -87,16 +87,22 @@ _SPELLINGS = {
     "lb": "[lb_av]", "lbs": "[lb_av]", "pound": "[lb_av]", "pounds": "[lb_av]", "oz": "[oz_av]",
     "in": "[in_i]", "inch": "[in_i]", "inches": "[in_i]", "ft": "[ft_i]", "feet": "[ft_i]",
     "mcg": "ug", "µg": "ug", "μg": "ug", "IU": "[IU]", "iu": "[IU]", "cc": "mL",
-    "hr": "h", "hrs": "h", "hour": "h", "hours": "h", "mins": "min", "sec": "s", "secs": "s",
+    "hr": "h", "hrs": "h", "hour": "h", "hours": "h", "minute": "min", "minutes": "min", "mins": "min",
+    "sec": "s", "secs": "s", "day": "d", "days": "d", "week": "wk", "weeks": "wk",
     "kgs": "kg", "gm": "g", "gms": "g", "bpm": "/min",
 }  # fmt: skip
+
+
+def ucum_spelling(symbol: str) -> str:
+    """UCUM's spelling of a unit symbol written another way (``hours``: ``h``), else the symbol."""
+    return _SPELLINGS.get(symbol, symbol)
 
 
 def ucum_hint(unit: str) -> str:
     """``; UCUM writes it '[degF]'`` for a unit written another way (each part of a compound
     unit: ``mcg/kg`` is ``ug/kg``), else ""."""
     parts = re.split(r"([./])", unit.strip())
-    fixed = "".join(_SPELLINGS.get(p, p) for p in parts)
+    fixed = "".join(ucum_spelling(p) for p in parts)
     return f"; UCUM writes it {fixed!r}" if fixed != unit.strip() else ""
 
 

@@ -26,7 +26,7 @@ from timeline.errors import TimelineError, UsageError
 from timeline.language import ast
 from timeline.language.durations import DURATION_WORDS, Duration, DurationError, DurationTooLong
 from timeline.moments import clinical_moment
-from timeline.units import Conversion, UnitError, combine, conversion, is_valid, ucum_hint
+from timeline.units import Conversion, UnitError, combine, conversion, is_valid, ucum_hint, ucum_spelling
 from timeline.units import parse as parse_unit
 
 if TYPE_CHECKING:
@@ -1905,15 +1905,11 @@ _UCUM_OF = {"hour": "h", "day": "d", "week": "wk", "month": "mo", "year": "a"}
 _TIME_UNITS = frozenset({"s", "min", "h", "d", "wk", "mo", "a"})
 
 
-_TIME_WORDS = {"minute": "min", "minutes": "min", "hour": "h", "hours": "h", "day": "d", "days": "d",
-               "week": "wk", "weeks": "wk"}  # fmt: skip
-
-
 def _as_quantity(raw: Any) -> tuple[float | None, str | None]:
     """``raw`` as a time with a UCUM unit when it is written so (``0.25 h``, ``1.5 hours``: a
     quantity, though a duration's words are whole numbers), else (None, None)."""
     m = _QUANTITY.match(raw) if isinstance(raw, str) else None
-    unit = _TIME_WORDS.get(m.group(2), m.group(2)) if m else None
+    unit = ucum_spelling(m.group(2)) if m else None
     if m is None or unit not in _TIME_UNITS:
         return None, None
     return _finite(float(m.group(1)), raw), unit
