@@ -517,12 +517,18 @@ def test_a_bar_shows_once_an_ingest_has_lasted_a_second_whatever_the_file_size(
     assert (shown_at_first, shown_later) == (False, True)
 
 
+def _ingest_text(store: Path, path: Path, text: str) -> tuple[Path, Any]:
+    """``text`` written to ``path`` and ingested into ``store``: the file and the command's result."""
+    path.write_text(text, encoding="utf-8")
+    return path, run_cli("ingest", path, "--store", store, "--author", "t")
+
+
 def test_a_weight_in_pounds_written_lb_is_refused_naming_ucums_spelling(
     empty_store: Path, tmp_path: Path
 ) -> None:
-    f = tmp_path / "w.csv"
-    f.write_text("patient_id,kind,occurred_at,value,unit\nP,weight,2009-03-01,88,lb\n", encoding="utf-8")
-    result = run_cli("ingest", f, "--store", empty_store, "--author", "t")
+    f, result = _ingest_text(
+        empty_store, tmp_path / "w.csv", "patient_id,kind,occurred_at,value,unit\nP,weight,2009-03-01,88,lb\n"
+    )
     assert result.exit_code == 6
     assert (
         f"{f}: row 1, field unit: unit 'lb' cannot be converted to 'kg' for body weight: unknown unit symbol 'lb'; UCUM writes it '[lb_av]'"
@@ -533,9 +539,11 @@ def test_a_weight_in_pounds_written_lb_is_refused_naming_ucums_spelling(
 def test_a_semicolon_separated_file_is_refused_saying_it_is_not_comma_separated(
     empty_store: Path, tmp_path: Path
 ) -> None:
-    f = tmp_path / "eu.csv"
-    f.write_text("patient_id;kind;occurred_at;value;unit\nP;weight;2009-03-01;40,5;kg\n", encoding="utf-8")
-    result = run_cli("ingest", f, "--store", empty_store, "--author", "t")
+    _, result = _ingest_text(
+        empty_store,
+        tmp_path / "eu.csv",
+        "patient_id;kind;occurred_at;value;unit\nP;weight;2009-03-01;40,5;kg\n",
+    )
     assert result.exit_code == 6
     assert (
         "the file is separated by semicolons; timeline reads CSV separated by commas, with decimal points"

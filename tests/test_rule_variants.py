@@ -37,17 +37,21 @@ def variant_rules(directory: Path) -> Path:
     return directory
 
 
-def _crp_store(tmp_path: Path) -> Path:
-    """A store at ``tmp_path/s.duckdb`` of one patient, P, with a CRP of 4 mg/L on 1 March 2009."""
-    row = {
-        "patient_id": "P",
+def _crp(patient: str, day: str, mg_per_l: float) -> dict[str, Any]:
+    """A native CRP row."""
+    return {
+        "patient_id": patient,
         "kind": "lab",
         "code": "1988-5",
-        "occurred_at": "2009-03-01",
-        "value": 4,
+        "occurred_at": day,
+        "value": mg_per_l,
         "unit": "mg/L",
     }
-    store_with(tmp_path / "s.duckdb", [row]).close()
+
+
+def _crp_store(tmp_path: Path) -> Path:
+    """A store at ``tmp_path/s.duckdb`` of one patient, P, with a CRP of 4 mg/L on 1 March 2009."""
+    store_with(tmp_path / "s.duckdb", [_crp("P", "2009-03-01", 4)]).close()
     return tmp_path / "s.duckdb"
 
 
@@ -196,8 +200,7 @@ def test_rule_examples_can_read_a_variant(tmp_path: Path) -> None:
     write_rule(
         tmp_path, "crp_strict", {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L"}}},
         examples=[{"name": "3 mg/L is normal, 3.5 is not",
-                   "events": [{"patient_id": "X", "kind": "lab", "code": "1988-5", "occurred_at": "2009-03-01", "value": 3, "unit": "mg/L"},
-                              {"patient_id": "X", "kind": "lab", "code": "1988-5", "occurred_at": "2009-03-02", "value": 3.5, "unit": "mg/L"}],
+                   "events": [_crp("X", "2009-03-01", 3), _crp("X", "2009-03-02", 3.5)],
                    "expect": [{"at": "2009-03-01", "value": True}, {"at": "2009-03-02", "value": False}]}],
     )  # fmt: skip
     result = run_cli("rules", "test", tmp_path, "--rule", "crp_strict")
@@ -533,14 +536,7 @@ def test_a_site_value_of_the_reading_rules_parameter_reaches_the_copy(tmp_path: 
 
 
 def test_an_examples_value_of_the_reading_rules_parameter_reaches_the_copy(tmp_path: Path) -> None:
-    crp = {
-        "patient_id": "X",
-        "kind": "lab",
-        "code": "1988-5",
-        "occurred_at": "2009-03-01",
-        "value": 3.5,
-        "unit": "mg/L",
-    }
+    crp = _crp("X", "2009-03-01", 3.5)
     examples = [{"name": "3.5 is above 3", "events": [crp], "expect": [{"at": "2009-03-01", "value": False}]},
                 {"name": "3.5 is within 4", "params": {"limit": "4 mg/L"}, "events": [crp], "expect": [{"at": "2009-03-01", "value": True}]}]  # fmt: skip
     write_rule(tmp_path, "crp_strict", STRICT, params=LIMIT, examples=examples)
@@ -562,16 +558,22 @@ def test_an_unknown_parameter_of_the_reading_rule_is_reported_at_its_line(tmp_pa
     )
 
 
-def test_a_reading_rules_parameter_of_another_kind_is_reported_naming_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("validity", "crp_normal.validity: '3 mg/L' is not the same kind of value as the default, 30 days (the value of crp_strict.limit)"),
+     ("uper", "rule 'crp_normal' has no parameter 'uper' (did you mean 'upper'?)")],
+    ids=["another-kind-names-whose-value", "unknown-parameter-not-called-a-bad-value"],
+)  # fmt: skip
+def test_a_reading_rules_parameter_that_does_not_suit_is_reported(
+    tmp_path: Path, name: str, message: str
+) -> None:
     write_rule(
         tmp_path,
         "crp_strict",
-        {"rule": {"id": "crp_normal", "with": {"validity": {"param": "limit"}}}},
+        {"rule": {"id": "crp_normal", "with": {name: {"param": "limit"}}}},
         params=LIMIT,
     )
-    assert [p.message for p in _problems(tmp_path)] == [
-        "crp_normal.validity: '3 mg/L' is not the same kind of value as the default, 30 days (the value of crp_strict.limit)"
-    ]
+    assert [p.message for p in _problems(tmp_path)] == [message]
 
 
 def test_a_cohort_file_gives_values_not_parameters(tmp_path: Path) -> None:
@@ -658,20 +660,6 @@ def test_a_cohort_file_may_name_a_copy_by_its_id(tmp_path: Path) -> None:
 def test_rules_show_json_gives_a_converted_value_without_float_noise(tmp_path: Path) -> None:
     shown = json.loads(run_cli("rules", "show", "fever_free(threshold=100.4 [degF])", "--json").stdout)
     assert shown["parameters"]["threshold"]["value"] == "38.0"
-
-
-def test_an_unknown_parameter_with_a_reading_rules_value_is_not_said_to_be_a_bad_value(
-    tmp_path: Path,
-) -> None:
-    write_rule(
-        tmp_path,
-        "crp_strict",
-        {"rule": {"id": "crp_normal", "with": {"uper": {"param": "limit"}}}},
-        params=LIMIT,
-    )
-    assert [p.message for p in _problems(tmp_path)] == [
-        "rule 'crp_normal' has no parameter 'uper' (did you mean 'upper'?)"
-    ]
 
 
 def test_a_reading_rules_value_set_by_the_site_says_so_when_it_does_not_suit(tmp_path: Path) -> None:
