@@ -478,7 +478,7 @@ def rules_show(
              "citation": r.citation, "source": r.source, "overrides": r.overrides, "type": str(r.value_type),
              "parameters": {p.name: {"value": _shown(p.effective), "default": str(p.default), "unit": p.unit, "description": p.description} for p in r.params},
              "uses": [d for d in rs.dependencies(r.id) if d != r.id],
-             **({"variant_of": r.variant_of, "variant_with": list(r.variant_with)} if r.variant_of else {})}
+             **({"variant_of": r.variant_of, "variant_with": [name for name, _ in r.variant_with]} if r.variant_of else {})}
         )  # fmt: skip
         return
     c = console()
@@ -507,7 +507,7 @@ def rules_show(
     if r.variant_of:
         c.print(
             cell(
-                f"a copy of {r.variant_of} at the values a rule reading it gives ({', '.join(r.variant_with)}); its file:"
+                f"a copy of {r.variant_of} at the values a rule reading it gives ({', '.join(name for name, _ in r.variant_with)}); its file:"
             )
         )
     c.print(cell(Path(r.source).read_text(encoding="utf-8")))

@@ -679,3 +679,18 @@ def test_an_unknown_rule_read_at_other_values_in_a_cohort_file_is_reported_with_
     result = run_cli("cohort", "check", path)
     assert result.exit_code == 8
     assert "unknown rule 'crp_nrmal' (did you mean 'crp_normal'?)" in result.stderr
+
+
+def test_a_copy_at_two_values_passes_both_on_to_the_copy_it_reads(tmp_path: Path) -> None:
+    both = {
+        "rule": {"id": "crp_normal", "with": {"upper": {"param": "limit"}, "validity": {"param": "window"}}}
+    }
+    write_rule(tmp_path, "crp_strict", both, params={**LIMIT, "window": {"default": "14 days"}})
+    rules = load_rules([*_builtin(), tmp_path])
+    rules.get("crp_strict(limit=1 mg/L, window=3 days)")
+    [inner] = [r for rid, r in rules.rules.items() if rid.startswith("crp_normal(upper=crp_strict(")]
+    assert (inner.param("upper").effective, str(inner.param("validity").effective)) == (1.0, "3 days")
+    assert dict(inner.variant_with) == {
+        "upper": "crp_strict(limit=1 mg/L, window=3 days).limit",
+        "validity": "crp_strict(limit=1 mg/L, window=3 days).window",
+    }

@@ -686,7 +686,7 @@ class _Explainer:
             "citation": rule.citation,
             "status": rule.status,
             "source": rule.source + (f" (overrides {rule.overrides})" if rule.overrides else ""),
-            "parameters": {p.name: _param_text(p, p.name in rule.variant_with) for p in rule.params},
+            "parameters": {p.name: _param_text(p, p.name in dict(rule.variant_with)) for p in rule.params},
             **({"variant_of": rule.variant_of} if rule.variant_of else {}),
             "value": value,
             "unit": unit,

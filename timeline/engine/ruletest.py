@@ -81,12 +81,11 @@ def _check(ex: ast.Example, exp: ast.Expectation, got: Result, failures: list[st
 
 def run_examples(rules: RuleSet, dirs: list[Path], rule_ids: list[str] | None = None) -> list[ExampleResult]:
     cases: list[_Case] = []
-    with_params: dict[tuple[str, tuple[tuple[str, float | bool | str], ...]], RuleSet] = {}
     # Examples are written for the rules' own defaults (the published values), so a site's
-    # params.yaml does not make them fail; an example's own params apply on top.
-    # a rule set the example's params leave unloadable: another rule reads this one at values
-    # that do not go with them (a window from one parameter to another), the example fails
-    refused: dict[tuple[str, tuple[tuple[str, float | bool | str], ...]], RuleError] = {}
+    # params.yaml does not make them fail; an example's own params apply on top. Its params may
+    # leave the rules unloadable (another rule reads this one at values that do not go with
+    # them: a window from one parameter to another): that example fails.
+    with_params: dict[tuple[str, tuple[tuple[str, float | bool | str], ...]], RuleSet | RuleError] = {}
     defaults: RuleSet | None = None
     results: list[ExampleResult] = []
     for rid in rule_ids or rules.order:
@@ -96,17 +95,18 @@ def run_examples(rules: RuleSet, dirs: list[Path], rule_ids: list[str] | None = 
             results.append(result)
             if ex.params:
                 key = (rid, tuple(sorted(ex.params)))
-                if key not in with_params and key not in refused:
+                if key not in with_params:
                     try:
                         with_params[key] = load_rules(dirs, params={rid: dict(ex.params)}, site_params=False)
                     except RuleError as exc:
-                        refused[key] = exc
-                if key in refused:
+                        with_params[key] = exc
+                loaded = with_params[key]
+                if isinstance(loaded, RuleError):
                     result.failures.extend(
-                        f"with the example's params the rules do not load: {p}" for p in refused[key].problems
+                        f"with the example's params the rules do not load: {p}" for p in loaded.problems
                     )
                     continue
-                ruleset = with_params[key]
+                ruleset = loaded
             else:
                 if defaults is None:
                     defaults = load_rules(dirs, site_params=False)

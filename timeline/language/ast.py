@@ -373,7 +373,8 @@ class Rule(Frozen):
     # {upper: 5 mg/L}}}``): a copy of ``variant_of`` under the id ``crp_normal(upper=5 mg/L)``,
     # its own parameters with those values. Evaluated where it is read; not listed as a rule.
     variant_of: str | None = None
-    variant_with: tuple[str, ...] = ()  # the parameters the reference gives values
+    # each parameter the reference gives a value, and the value as the id shows it
+    variant_with: tuple[tuple[str, str], ...] = ()
 
     @property
     def value_type(self) -> Type:

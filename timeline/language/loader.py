@@ -1222,11 +1222,19 @@ def variant_id(rule_id: str, values: Mapping[str, str]) -> str:
 
 
 def variant_parts(vid: str, rule_id: str) -> dict[str, str]:
-    """The values a variant's id shows, by parameter (the inverse of :func:`variant_id`; a
-    value is a number, a quantity, a duration, true/false or ``reader.param``, none of which
-    holds ``, `` or ``=``)."""
-    inner = vid[len(rule_id) + 1 : -1]
-    return dict(part.split("=", 1) for part in inner.split(", "))
+    """The values a variant's id shows, by parameter (the inverse of :func:`variant_id`). A
+    value is a number, a quantity, a duration, true/false or ``reader.param``, where the reader
+    may itself be a copy, ``crp_strict(limit=1 mg/L, validity=3 days).limit``: the id is split
+    only outside parentheses."""
+    parts: list[str] = [""]
+    depth = 0
+    for ch in vid[len(rule_id) + 1 : -1]:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            parts.append("")
+        else:
+            parts[-1] += ch
+    return dict(part.strip().split("=", 1) for part in parts)
 
 
 def _finite(x: float, given: Any) -> float:
@@ -1806,7 +1814,7 @@ def variant_rule(
         read = rules.get(target)
         if read is None or read.variant_of is None:
             continue
-        shown = variant_parts(target, read.variant_of)
+        shown = dict(read.variant_with)
         own = {name: text.split(".", 1)[1] for name, text in shown.items() if text.startswith(f"{rule.id}.")}
         if not own:
             continue
@@ -1822,7 +1830,7 @@ def variant_rule(
     define = _renamed(rule.define, rule.id, vid, next_id, nids, retarget)
     return rule.model_copy(
         update={"id": vid, "params": tuple(specs.values()), "define": define, "examples": (),
-                "overrides": None, "variant_of": rule.id, "variant_with": tuple(sorted(values))}
+                "overrides": None, "variant_of": rule.id, "variant_with": tuple(variant_parts(vid, rule.id).items())}
     )  # fmt: skip
 
 
