@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -16,8 +17,9 @@ from timeline import codes, registry
 from timeline.engine.evaluate import Session
 from timeline.engine.ruletest import run_examples
 from timeline.errors import IngestError
-from timeline.ingest import append_rows
+from timeline.ingest import append_rows, ingest_file
 from timeline.language.loader import RuleError, load_rules, rule_dirs
+from timeline.meds import export_meds
 from timeline.store import Store
 
 CODES = """\
@@ -603,3 +605,211 @@ def test_a_codes_file_unit_written_another_way_names_its_ucum_spelling(tmp_path:
     directory = codes_dir(tmp_path, "labs:\n  26499-4: {name: ANC, unit: mcg/mL, low: 0, high: 100}\n")
     res = run_cli("rules", "check", directory)
     assert res.exit_code == 8 and "UCUM writes it 'ug/mL'" in res.stderr
+
+
+# ---- the MEDS export carries the register -------------------------------------------------------
+
+SITE_EVENTS = [BIRTH, anc(800, "/uL"), *DOSED]
+
+
+@pytest.fixture
+def site_export(store: Store, site: Path, tmp_path: Path) -> Path:
+    """A MEDS export of a store holding events of registered site codes (a lab, a frequency)."""
+    registry.register(store, site / "codes.yaml", "Dr. Ruiz")
+    registry.register(store, codes_dir(tmp_path, FREQ) / "codes.yaml", "Dr. Ruiz")
+    append_rows(store, SITE_EVENTS, author="t", source="s")
+    export_meds(store, tmp_path / "out")
+    return tmp_path / "out"
+
+
+def other_store(tmp_path: Path) -> Store:
+    return Store.create(tmp_path / "copy.duckdb")
+
+
+def test_a_meds_export_of_site_codes_ingests_into_a_new_store_without_codes_add(
+    store: Store, site_export: Path, tmp_path: Path
+) -> None:
+    with other_store(tmp_path) as target:
+        result = ingest_file(target, site_export, author="t")
+        assert (result.added, sorted(result.codes_registered)) == (
+            len(SITE_EVENTS),
+            ["26499-4", "every_5_days", "jadas10", "pericarditis"],
+        )
+
+
+def test_the_round_tripped_store_holds_the_sources_code_definitions(
+    store: Store, site_export: Path, tmp_path: Path
+) -> None:
+    with other_store(tmp_path) as target:
+        ingest_file(target, site_export, author="t")
+        got = {sc.code.code: sc for sc in registry.site_codes(target)}
+    want = registry.site_codes(store)
+    assert all(got[sc.code.code].same_definition(sc) for sc in want) and len(got) == len(want)
+
+
+def test_the_round_tripped_events_are_converted_as_in_the_source(
+    store: Store, site_export: Path, tmp_path: Path
+) -> None:
+    with other_store(tmp_path) as target:
+        ingest_file(target, site_export, author="t")
+        (lab,) = [e for e in target.events("A") if e["kind"] == "lab"]
+    assert (lab["value"], lab["unit"]) == (0.8, "10*9/L")
+
+
+def test_the_exported_site_codes_file_is_a_codes_file_codes_add_reads(
+    store_path: Path, site_export: Path, tmp_path: Path
+) -> None:
+    Store.create(tmp_path / "copy.duckdb").close()
+    res = run_cli("codes", "add", site_export / "metadata/site_codes.yaml", "--store", tmp_path / "copy.duckdb",
+                  "--author", "t", "--json")  # fmt: skip
+    assert res.exit_code == 0 and sorted(json.loads(res.stdout)["added"]) == [
+        "26499-4",
+        "every_5_days",
+        "jadas10",
+        "pericarditis",
+    ]
+
+
+def test_the_exported_site_codes_file_names_who_registered_each_code_and_from_where(
+    site_export: Path,
+) -> None:
+    text = (site_export / "metadata/site_codes.yaml").read_text()
+    assert "by Dr. Ruiz from " in text and "site/codes.yaml:2" in text
+
+
+def test_an_export_of_a_store_without_site_codes_has_no_site_codes_file(store: Store, tmp_path: Path) -> None:
+    append_rows(store, [BIRTH], author="t", source="s")
+    export_meds(store, tmp_path / "out")
+    meta = json.loads((tmp_path / "out/metadata/dataset.json").read_text())
+    assert not (tmp_path / "out/metadata/site_codes.yaml").exists() and meta["timeline"]["site_codes"] is None
+
+
+def test_an_export_as_known_at_carries_the_register_as_it_stood_then(
+    store: Store, site: Path, tmp_path: Path
+) -> None:
+    registry.register(store, site / "codes.yaml", "t")
+    append_rows(store, [BIRTH, anc(800, "/uL")], author="t", source="s")
+    then = store.next_recorded_at()
+    (site / "codes.yaml").write_text(CODES.replace("high: 100", "high: 1000"))
+    registry.register(store, site / "codes.yaml", "t")
+    export_meds(store, tmp_path / "out", as_known_at=then)
+    (lab,) = [sc for sc in registry.read_file(tmp_path / "out/metadata/site_codes.yaml") if sc.kind == "lab"]
+    assert lab.code.high == 100
+
+
+def test_ingesting_an_export_into_its_own_store_registers_nothing(store: Store, site_export: Path) -> None:
+    result = ingest_file(store, site_export, author="t")
+    assert (result.added, result.codes_registered) == (0, [])
+
+
+def test_ingest_keeps_the_stores_own_definition_of_a_code_it_holds(
+    store: Store, site_export: Path, tmp_path: Path
+) -> None:
+    with other_store(tmp_path) as target:
+        registry.register(
+            target, codes_dir(tmp_path, CODES.replace("high: 100", "high: 1000")) / "codes.yaml", "t"
+        )
+        result = ingest_file(target, site_export, author="t")
+        assert (
+            "26499-4" not in result.codes_registered
+            and registry.codebook(target).labs["26499-4"].high == 1000
+        )
+
+
+def test_ingest_refuses_a_dataset_whose_code_the_store_holds_in_another_unit_naming_the_line(
+    store: Store, site_export: Path, tmp_path: Path
+) -> None:
+    with other_store(tmp_path) as target:
+        registry.register(target, codes_dir(tmp_path, CODES.replace("unit: 10*9/L", "unit: /uL").replace(
+            "high: 100", "high: 100000")) / "codes.yaml", "t")  # fmt: skip
+        with pytest.raises(IngestError) as info:
+            ingest_file(target, site_export, author="t")
+    error = str(info.value.errors[0])
+    assert "metadata/site_codes.yaml line 5" in error and "unit '/uL', not '10*9/L'" in error
+
+
+def test_a_refused_meds_ingest_registers_none_of_the_datasets_codes(
+    store: Store, site_export: Path, tmp_path: Path
+) -> None:
+    # the target's own narrower range refuses the lab event; the frequency it lacks stays unregistered
+    with other_store(tmp_path) as target:
+        registry.register(
+            target, codes_dir(tmp_path, CODES.replace("high: 100", "high: 0.5")) / "codes.yaml", "t"
+        )
+        with pytest.raises(IngestError):
+            ingest_file(target, site_export, author="t")
+        assert ("every_5_days" not in registry.codebook(target).frequencies, target.info().events) == (
+            True,
+            0,
+        )
+
+
+def test_a_hand_edited_site_codes_file_is_refused_naming_its_line(
+    store: Store, site_export: Path, tmp_path: Path
+) -> None:
+    path = site_export / "metadata/site_codes.yaml"
+    path.write_text(path.read_text().replace('unit: "10*9/L"', 'unit: "10*9/lb"'))
+    with other_store(tmp_path) as target, pytest.raises(IngestError) as info:
+        ingest_file(target, site_export, author="t")
+    error = str(info.value.errors[0])
+    assert "metadata/site_codes.yaml line 7" in error and "10*9/lb" in error
+
+
+def test_cli_ingest_of_an_export_reports_the_codes_it_registered(site_export: Path, tmp_path: Path) -> None:
+    Store.create(tmp_path / "copy.duckdb").close()
+    res = run_cli("ingest", site_export, "--store", tmp_path / "copy.duckdb", "--author", "t", "--json")
+    (batch,) = json.loads(res.stdout)["batches"]
+    assert res.exit_code == 0 and sorted(batch["codes_registered"]) == [
+        "26499-4",
+        "every_5_days",
+        "jadas10",
+        "pericarditis",
+    ]
+
+
+def test_verify_finds_the_register_a_meds_ingest_made_intact(site_export: Path, tmp_path: Path) -> None:
+    Store.create(tmp_path / "copy.duckdb").close()
+    run_cli("ingest", site_export, "--store", tmp_path / "copy.duckdb", "--author", "t")
+    out = json.loads(run_cli("verify", "--store", tmp_path / "copy.duckdb", "--json").stdout)
+    assert (out["ok"], out["codes"]) == (True, 4)
+
+
+_NAMES = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20).filter(
+    lambda s: s.strip() == s and s.strip()
+)
+_BOUND = st.floats(min_value=0.001, max_value=1e9, allow_nan=False)
+
+
+@given(
+    name=_NAMES,
+    bounds=st.tuples(st.just(0.0) | st.floats(min_value=1e-6, max_value=1e6), _BOUND).filter(
+        lambda b: b[0] <= b[1]
+    ),
+    factors=st.tuples(st.floats(min_value=1e-9, max_value=1.0), st.floats(min_value=1.0, max_value=1e9)),
+    molar=st.none() | st.floats(min_value=0.01, max_value=1e6),
+    per_day=st.sampled_from([0.0, 0.2, 1 / 7, 1 / 28, 3.0]),
+)
+def test_a_registered_definition_written_as_a_codes_file_reads_back_the_same(
+    name: str, bounds: tuple[float, float], factors: tuple[float, float], molar: float | None, per_day: float
+) -> None:
+    common = {
+        "recorded_at": "2026-01-01T00:00:00",
+        "author": "a\nb #",
+        "source_file": "x.yaml",
+        "source_line": 1,
+    }
+    lab = {"kind": "lab", "code": "26499-4", "name": name, "unit": "mg/L", "low": bounds[0], "high": bounds[1],
+           "molar_mass": molar, "factor_low": factors[0], "factor_high": factors[1], "per_day": None, **common}  # fmt: skip
+    freq = {**lab, "kind": "frequency", "code": "every_x", "name": "", "per_day": per_day}
+    finding = {**lab, "kind": "finding", "code": "pericarditis", "name": name}
+    text = registry.codes_yaml([lab, freq, finding], "heading\nsecond line")
+    from timeline.language.loader import _Doc
+    from timeline.language.sitecodes import read
+
+    problems: list[Any] = []
+    found = {sc.code.code: sc for sc in read(_Doc("f.yaml", text, problems))}
+    assert not problems
+    got = found["26499-4"].code
+    assert (got.name, got.low, got.high, got.unit_factors, got.molar_mass) == (
+        name, bounds[0], bounds[1], factors, molar,
+    ) and (found["every_x"].per_day, found["pericarditis"].code.name) == (per_day, name)  # fmt: skip

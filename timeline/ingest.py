@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,7 @@ class IngestResult:
     high_water: int
     seconds: float
     retracted: int = 0  # of the duplicates, rows of events that stay retracted
+    codes_registered: list[str] = field(default_factory=list)  # a MEDS dataset's site codes added
 
     def message(self) -> str:
         head = f"{self.source}: {self.added:,} event{'s' if self.added != 1 else ''} added"
@@ -81,7 +82,11 @@ class IngestResult:
         dups = f"{self.duplicates:,} duplicate{'s' if self.duplicates != 1 else ''} skipped"
         if self.retracted:
             dups += f" ({self.retracted:,} of retracted events, which stay retracted)"
-        return f"{head}, {dups} (high-water seq {self.high_water})"
+        tail = ""
+        if self.codes_registered:
+            n = len(self.codes_registered)
+            tail = f"; {n} site code{'s' if n != 1 else ''} registered ({', '.join(self.codes_registered)})"
+        return f"{head}, {dups} (high-water seq {self.high_water}){tail}"
 
 
 # ---- public API --------------------------------------------------------------------
@@ -168,6 +173,7 @@ def _ingest_file(
         with _out_of_room(name, lambda: "reading"):
             _load_raw(con, source, fmt)
         digest = meds.dataset_digest(source) if fmt == "meds" else _file_sha256(source)
+        brought, codes_digest = meds.site_codes_to_register(store, source) if fmt == "meds" else ([], "")
         return _write_batch(
             store,
             source=name,
@@ -177,6 +183,8 @@ def _ingest_file(
             progress=progress,
             started=started,
             ordered_rows=fmt == "csv",
+            site_codes=brought,
+            codes_digest=codes_digest,
         )
     except IngestError as exc:
         if fmt == "meds":  # name the data file and its row beside the dataset-wide row number
@@ -1102,7 +1110,12 @@ def _write_batch(
     progress: Progress | None = None,
     started: float,
     ordered_rows: bool = True,
+    site_codes: Sequence[codes.SiteCode] = (),
+    codes_digest: str = "",
 ) -> IngestResult:
+    """Check the staged rows and write the new ones as one batch. ``site_codes`` (a MEDS
+    dataset's codes the store lacks) are registered in the same transaction, and the rows are
+    checked as if they were registered already."""
     _require_text(author, "author")
     zone = store.zone()
     run = _Runner(store.con, progress)
@@ -1114,6 +1127,8 @@ def _write_batch(
             shown_as="reading",
         )
         book = registry.codebook(store)
+        if site_codes:
+            book = book.with_site(site_codes)
         _conversions(con, book)
         _versions(con, op)
         now_local = datetime.now(UTC).astimezone(zone).replace(tzinfo=None)
@@ -1180,14 +1195,21 @@ def _write_batch(
                    WHERE c.cur_op = 'retract' AND c.cur_hash = s.content_hash"""
             ).fetchone()
             retracted = int(found[0]) if found else 0
-        if n_new == 0:
-            return IngestResult(
-                source, None, 0, duplicates, store.high_water(), time.perf_counter() - started, retracted
-            )
-
-        if not store.writable:
+        registered = [sc.code.code for sc in site_codes]
+        if (n_new or registered) and not store.writable:
             raise UsageError("store was opened read-only")
+        if n_new == 0:
+            if registered:
+                with store.transaction():
+                    registry.write(store, con, list(site_codes), author, codes_digest)
+            return IngestResult(
+                source, None, 0, duplicates, store.high_water(), time.perf_counter() - started, retracted,
+                registered,
+            )  # fmt: skip
+
         with store.transaction():
+            if registered:
+                registry.write(store, con, list(site_codes), author, codes_digest)
             hw, batch_id, recorded_at = _next_ids(store)
             select = _insert_select(
                 op, hw, batch_id, recorded_at, author, source, reason, first_row if dense else None
@@ -1202,7 +1224,14 @@ def _write_batch(
                 source_sha256=source_sha256, reason=reason,
             ))  # fmt: skip
         return IngestResult(
-            source, batch_id, n_new, duplicates, hw + n_new, time.perf_counter() - started, retracted
+            source,
+            batch_id,
+            n_new,
+            duplicates,
+            hw + n_new,
+            time.perf_counter() - started,
+            retracted,
+            registered,
         )
 
 

@@ -8,6 +8,8 @@ A MEDS dataset is a directory::
     metadata/codes.parquet                every code with a description and parent codes
     metadata/subject_splits.parquet       every subject in the split "train"
     metadata/subject_ids.parquet          subject_id ↔ patient_id (our ids are text)
+    metadata/site_codes.yaml              the site's own codes the store had registered, as a
+                                          codes.yaml (only when it had some)
 
 Every event becomes one *primary* row (at ``occurred_at``; its code names the kind, see
 docs/meds.md) and, for some kinds, secondary rows (an ``//END`` row at ``ended_at``, a
@@ -52,6 +54,7 @@ DATASET_JSON = "metadata/dataset.json"
 CODES_PARQUET = "metadata/codes.parquet"
 SPLITS_PARQUET = "metadata/subject_splits.parquet"
 SUBJECTS_PARQUET = "metadata/subject_ids.parquet"
+SITE_CODES_YAML = "metadata/site_codes.yaml"  # the store's register of a site's codes, if any
 DEFAULT_SHARD_ROWS = 1_000_000
 
 # The data columns in file order, with their DuckDB types (Parquet: INT64, TIMESTAMP(us),
@@ -98,9 +101,13 @@ class ExportResult:
 
     def message(self) -> str:
         known = f" as known at {self.as_known_at}" if self.as_known_at else ""
+
+        def n(count: int, word: str) -> str:
+            return f"{count:,} {word}{'s' if count != 1 else ''}"
+
         return (
-            f"{self.out_dir}: {self.events} events of {self.subjects} patients{known} as {self.rows} MEDS rows "
-            f"in {len(self.shards)} shard{'s' if len(self.shards) != 1 else ''} (high-water seq {self.high_water})"
+            f"{self.out_dir}: {n(self.events, 'event')} of {n(self.subjects, 'patient')}{known} as "
+            f"{n(self.rows, 'MEDS row')} in {n(len(self.shards), 'shard')} (high-water seq {self.high_water})"
         )
 
 
@@ -323,9 +330,16 @@ def _write_metadata(
         "CREATE OR REPLACE TEMP TABLE tl_meds_codes (code VARCHAR, description VARCHAR, parent_codes VARCHAR[])"
     )
     if found:
-        book = registry.codebook(store)
+        book = registry.codebook(store, as_known_at)
         con.executemany("INSERT INTO tl_meds_codes VALUES (?, ?, ?)", [describe_code(c, book) for c in found])
     con.execute(f"COPY tl_meds_codes TO {_quote(str(work / CODES_PARQUET))} (FORMAT parquet)")
+    register = registry.registered(store, as_known_at)
+    if register:
+        heading = (
+            f"The site's own codes registered in {store.path.name} at seq {hw} (timeline export --format meds).\n"
+            "`timeline ingest` of this dataset registers those the store lacks; `timeline codes add` reads it too."
+        )
+        (work / SITE_CODES_YAML).write_text(registry.codes_yaml(register, heading), encoding="utf-8")
     meta = {
         "dataset_name": store.path.stem,
         "dataset_version": f"seq {hw}",
@@ -341,6 +355,7 @@ def _write_metadata(
             "high_water": hw,
             "as_known_at": as_known_at.isoformat() if as_known_at else None,
             "subject_map": SUBJECTS_PARQUET,
+            "site_codes": SITE_CODES_YAML if register else None,
             "shards": shards,
             "time": "wall-clock time in the store's time zone (no offset)",
             "native": "primary row of each event: the native event as JSON; import reads it",
@@ -408,9 +423,10 @@ def data_files(path: Path) -> list[Path]:
 
 
 def dataset_digest(path: Path) -> str:
-    """SHA-256 over the data files and the subject map (names and contents), in name order."""
+    """SHA-256 over the data files, the subject map and the site's codes (names and contents),
+    in name order."""
     h = hashlib.sha256()
-    for file in [*data_files(path), path / SUBJECTS_PARQUET]:
+    for file in [*data_files(path), path / SUBJECTS_PARQUET, path / SITE_CODES_YAML]:
         if not file.exists():
             continue
         h.update(file.relative_to(path).as_posix().encode() + b"\0")
@@ -418,6 +434,30 @@ def dataset_digest(path: Path) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def site_codes_to_register(store: Store, source: Path) -> tuple[list[codes.SiteCode], str]:
+    """The codes of the dataset's ``metadata/site_codes.yaml`` that ``store`` lacks, and the
+    file's SHA-256 (none and "" without the file). A code the store holds keeps the store's
+    definition; one it holds with another kind, unit or molar mass, and a file with problems,
+    reject the dataset naming the file and line."""
+    from timeline.language.loader import CodesFileError
+
+    path = source / SITE_CODES_YAML
+    if not path.exists():
+        return [], ""
+    try:
+        found = registry.read_file(path)
+        rows, _ = registry.plan(store, found, str(path), keep_changed=True)
+    except CodesFileError as exc:
+        raise IngestError(
+            str(source),
+            [
+                RowError(None, None, f"{SITE_CODES_YAML}{f' line {p.line}' if p.line else ''}: {p.message}")
+                for p in exc.problems
+            ],
+        ) from None
+    return rows, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _fail(source: Path, reason: str, row: int | None = None, field: str | None = None) -> IngestError:

@@ -122,21 +122,25 @@ def create_table(con: Any) -> None:
     con.execute(f"CREATE TABLE {TABLE} ({cols})")
 
 
-def registered(store: Store) -> list[dict[str, Any]]:
-    """Every registered code as it stands (its last registration), in code order."""
+def registered(store: Store, as_known_at: datetime | None = None) -> list[dict[str, Any]]:
+    """Every registered code as it stands (its last registration), in code order; with
+    ``as_known_at``, as it stood then (registrations recorded at or before it)."""
     if not has_table(store):
         return []
+    when = "WHERE recorded_at <= ?" if as_known_at is not None else ""
     cur = store.con.execute(
-        f"""SELECT * FROM {TABLE} QUALIFY row_number() OVER (PARTITION BY code ORDER BY seq DESC) = 1
-            ORDER BY kind, code"""
+        f"""SELECT * FROM {TABLE} {when}
+            QUALIFY row_number() OVER (PARTITION BY code ORDER BY seq DESC) = 1
+            ORDER BY kind, code""",
+        [as_known_at] if as_known_at is not None else [],
     )
     names = [d[0] for d in cur.description or []]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
-def site_codes(store: Store) -> list[codes.SiteCode]:
+def site_codes(store: Store, as_known_at: datetime | None = None) -> list[codes.SiteCode]:
     out = []
-    for r in registered(store):
+    for r in registered(store, as_known_at):
         factors = (
             (float(r["factor_low"]), float(r["factor_high"]))
             if r["factor_low"] is not None and r["factor_high"] is not None
@@ -155,9 +159,10 @@ def site_codes(store: Store) -> list[codes.SiteCode]:
     return out
 
 
-def codebook(store: Store) -> codes.CodeBook:
-    """The codes a store's events may name: the built-in ones and those registered."""
-    site = site_codes(store)
+def codebook(store: Store, as_known_at: datetime | None = None) -> codes.CodeBook:
+    """The codes a store's events may name: the built-in ones and those registered (as they
+    stood at ``as_known_at``)."""
+    site = site_codes(store, as_known_at)
     return codes.BUILTIN.with_site(site) if site else codes.BUILTIN
 
 
@@ -200,6 +205,21 @@ def register(store: Store, path: str | Path, author: str) -> Registered:
 def add(store: Store, found: list[codes.SiteCode], author: str, source: str, digest: str) -> Registered:
     """Register ``found`` (read from ``source``, whose SHA-256 is ``digest``): see
     :func:`register`."""
+    rows, result = plan(store, found, source)
+    if rows:
+        with store.transaction() as con:
+            write(store, con, rows, author, digest)
+    return result
+
+
+def plan(
+    store: Store, found: list[codes.SiteCode], source: str, *, keep_changed: bool = False
+) -> tuple[list[codes.SiteCode], Registered]:
+    """The codes of ``found`` to register in ``store``, and what registering them does: new
+    codes are added; a code whose name, range or unit factors differ is registered again
+    (with ``keep_changed``, it keeps the store's definition and is counted unchanged). A code
+    the store holds with another kind, unit or molar mass raises :class:`CodesFileError` at
+    its line."""
     from timeline.language.loader import CodesFileError, Problem
 
     current = {sc.code.code: sc for sc in site_codes(store)}
@@ -227,33 +247,81 @@ def add(store: Store, found: list[codes.SiteCode], author: str, source: str, dig
                 )
             )
             continue
-        if before is not None and before.same_definition(sc):
+        if before is not None and (keep_changed or before.same_definition(sc)):
             unchanged.append(sc.code.code)
             continue
         (changed if before is not None else added).append(sc.code.code)
         rows.append(sc)
     if problems:
         raise CodesFileError(problems)
-    if not rows:
-        return Registered(source, added, changed, unchanged)
+    return rows, Registered(source, added, changed, unchanged)
+
+
+def write(store: Store, con: Any, rows: list[codes.SiteCode], author: str, digest: str) -> None:
+    """Append ``rows`` to the register (creating it), each linked to the row before; the
+    caller holds the transaction."""
     from timeline.integrity import genesis_hash
 
     recorded_at = utc_now()
-    with store.transaction() as con:
-        if not has_table(store):
-            create_table(con)
-        top = con.execute(f"SELECT seq, row_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (int(top[0]), str(top[1])) if top else (0, genesis_hash(con))
-        values = []
-        for sc in rows:
-            at_file, at_line = sc.place()
-            seq += 1
-            c = sc.code
-            factors = c.unit_factors if sc.kind in ("lab", "assessment") else (None, None)
-            row = (seq, sc.kind, c.code, c.name, c.unit, c.low, c.high, c.molar_mass, *factors, sc.per_day,
-                   recorded_at, author, at_file, at_line, digest)  # fmt: skip
-            prev, last = row_hash(prev, row), prev
-            values.append((*row, last, prev))
-        marks = ", ".join("?" * len(CODE_COLUMNS))
-        con.executemany(f"INSERT INTO {TABLE} VALUES ({marks})", values)
-    return Registered(source, added, changed, unchanged)
+    if not has_table(store):
+        create_table(con)
+    top = con.execute(f"SELECT seq, row_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (int(top[0]), str(top[1])) if top else (0, genesis_hash(con))
+    values = []
+    for sc in rows:
+        at_file, at_line = sc.place()
+        seq += 1
+        c = sc.code
+        factors = c.unit_factors if sc.kind in ("lab", "assessment") else (None, None)
+        row = (seq, sc.kind, c.code, c.name, c.unit, c.low, c.high, c.molar_mass, *factors, sc.per_day,
+               recorded_at, author, at_file, at_line, digest)  # fmt: skip
+        prev, last = row_hash(prev, row), prev
+        values.append((*row, last, prev))
+    marks = ", ".join("?" * len(CODE_COLUMNS))
+    con.executemany(f"INSERT INTO {TABLE} VALUES ({marks})", values)
+
+
+def codes_yaml(rows: Sequence[dict[str, Any]], heading: str) -> str:
+    """A ``codes.yaml`` defining the registered codes ``rows`` (as :func:`registered` gives
+    them), each under a comment naming who registered it, when and from where, after the
+    comment ``heading``. :func:`read_file` reads it back to the same definitions."""
+
+    def text(value: str) -> str:  # a JSON string is a YAML double-quoted scalar
+        return json.dumps(value, ensure_ascii=False)
+
+    def number(value: float) -> str:  # repr round-trips; the reader takes 1e-06 as YAML gives it
+        return repr(float(value))
+
+    out = [f"# {line}".rstrip() for line in heading.splitlines()]
+    for section, kind in (("labs", "lab"), ("assessments", "assessment"), ("findings", "finding"), ("frequencies", "frequency")):  # fmt: skip
+        chosen = [r for r in rows if r["kind"] == kind]
+        if not chosen:
+            continue
+        out.append(f"{section}:")
+        for r in chosen:
+            when = (
+                r["recorded_at"].isoformat(timespec="seconds")
+                if isinstance(r["recorded_at"], datetime)
+                else r["recorded_at"]
+            )
+            out.append(
+                f"  # registered {when} UTC by {r['author']} from {r['source_file']}:{r['source_line']}".replace(
+                    "\n", " "
+                )
+            )
+            code = text(r["code"])
+            if kind == "frequency":
+                out.append(f"  {code}: {number(r['per_day'] or 0.0)}")
+            elif kind == "finding":
+                out.append(f"  {code}: {text(r['name'])}")
+            else:
+                out.append(f"  {code}:")
+                out.append(f"    name: {text(r['name'])}")
+                out.append(f"    unit: {text(r['unit'])}")
+                out.append(f"    low: {number(r['low'])}")
+                out.append(f"    high: {number(r['high'])}")
+                if r["factor_low"] is not None and r["factor_high"] is not None:
+                    out.append(f"    unit_factors: [{number(r['factor_low'])}, {number(r['factor_high'])}]")
+                if r["molar_mass"] is not None:
+                    out.append(f"    molar_mass: {number(r['molar_mass'])}")
+    return "\n".join(out) + "\n"
