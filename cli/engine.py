@@ -28,8 +28,9 @@ ParamOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--param",
-        metavar="RULE.NAME=VALUE",
-        help="Override a rule parameter, e.g. crp_normal.upper=10 mg/L (repeatable).",
+        metavar="[RULE.]NAME=VALUE",
+        help="Override a rule parameter, e.g. crp_normal.upper=10 mg/L; without RULE., every rule "
+        "with that parameter, e.g. index_drug=canakinumab (repeatable).",
     ),
 ]
 RuleIdOpt = Annotated[
@@ -44,13 +45,16 @@ class Exit(Exception):
 
 def _params(items: list[str] | None) -> dict[str, dict[str, Any]]:
     from timeline.errors import UsageError
+    from timeline.language.loader import ALL_RULES
 
     out: dict[str, dict[str, Any]] = {}
     for item in items or []:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise UsageError(f"--param {item!r} must be RULE.NAME=VALUE")
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise UsageError(
+                f"--param {item!r} must be RULE.NAME=VALUE, or NAME=VALUE for every rule with NAME"
+            )
         key, value = item.split("=", 1)
-        rid, name = key.split(".", 1)
+        rid, name = key.split(".", 1) if "." in key else (ALL_RULES, key)
         out.setdefault(rid.strip(), {})[name.strip()] = value.strip()
     return out
 

@@ -261,8 +261,8 @@ class Compiler:
         if isinstance(node, ast.Param):
             spec = self.rules.rules[node.rule].param(node.name)
             value = spec.effective
-            if isinstance(value, Duration):
-                raise Unsupported(f"parameter {node.name!r} is a duration, not a value")
+            if isinstance(value, Duration | str):  # the loader refuses both as values
+                raise Unsupported(f"parameter {node.name!r} is not a value")
             return value, spec.unit
         if isinstance(node, ast.Arith):
             return self._folded(node)
@@ -326,6 +326,8 @@ class Compiler:
                 parts[-1] = f"({parts[-1]} AND kind IN ({', '.join(q_(vitals[c]) for c in sel.codes)}))"
         if sel.drugs:
             parts.append(f"drug IN ({', '.join(q_(d) for d in sel.drugs)})")
+        if sel.not_drugs:  # an event without a drug is of none of them
+            parts.append(f"(drug IS NULL OR drug NOT IN ({', '.join(q_(d) for d in sel.not_drugs)}))")
         if sel.dose_unit is not None:
             parts.append(f"dose_unit = {q_(sel.dose_unit)}")
         if sel.present is not None:

@@ -236,8 +236,9 @@ class Reference:
             return node.value, node.unit
         if isinstance(node, ast.Param):
             spec = self.rules.rules[node.rule].param(node.name)
-            assert not isinstance(spec.effective, Duration)
-            return spec.effective, spec.unit
+            value = spec.effective
+            assert not isinstance(value, Duration | str)  # the loader refuses both as values
+            return value, spec.unit
         return None
 
     def threshold(self, node: ast.Node, target: str | None) -> float | bool:
@@ -265,6 +266,8 @@ class Reference:
         if sel.codes and e["code"] not in sel.codes:
             return False
         if sel.drugs and e["drug"] not in sel.drugs:
+            return False
+        if sel.not_drugs and e["drug"] in sel.not_drugs:
             return False
         if sel.dose_unit is not None and e["dose_unit"] != sel.dose_unit:
             return False

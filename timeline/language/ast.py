@@ -76,7 +76,8 @@ class FieldCondition(Frozen):
 
 
 class Selector(Frozen):
-    """Which events: kinds, codes, drugs, a dose unit, a finding's presence, field conditions."""
+    """Which events: kinds, codes, drugs (and drugs not), a dose unit, a finding's presence,
+    field conditions."""
 
     name: str  # the rule's name for it, or a description of an inline selector
     kinds: tuple[str, ...] = ()
@@ -87,6 +88,13 @@ class Selector(Frozen):
     present: bool | None = None
     where: tuple[FieldCondition, ...] = ()
     any_of: tuple[Selector, ...] = ()  # union of other selectors
+    not_drugs: tuple[str, ...] = ()  # events of these drugs are not selected
+    # the rule's text parameters naming more drugs (``drug: {param: index_drug}``, and for
+    # ``not_drug``): the loader puts their values in ``drugs`` and ``not_drugs`` (the engines
+    # read those alone), from ``written``: the drugs, drugs not and description as written
+    drug_params: tuple[str, ...] = ()
+    not_drug_params: tuple[str, ...] = ()
+    written: tuple[tuple[str, ...], tuple[str, ...], str] | None = None
     # the canonical unit of each measured code named, as the loader's code book had it (a
     # site's code from its codes.yaml; built-in codes are looked up when absent)
     units: tuple[tuple[str, str], ...] = ()
@@ -165,15 +173,18 @@ class OnDrug(Node):
 
     drugs: tuple[str, ...]
     except_routes: tuple[str, ...] = ()
+    drug_params: tuple[str, ...] = ()  # as Selector.drug_params: ``drugs`` holds their values
+    written: tuple[str, ...] = ()  # the drugs as written, when it names some by parameters
 
 
 class DailyDose(Node):
     """Current daily dose of a drug (dose × doses per day), per kg of the latest valid
     weight when ``per_kg``."""
 
-    drug: str
+    drug: str  # with ``drug_param``, the loader sets it to the parameter's value
     per_kg: bool = True
     weight_within: DurationRef
+    drug_param: str | None = None  # as Selector.drug_params
 
 
 class Age(Node):
@@ -311,11 +322,14 @@ class WindowBound(Frozen):
 
 
 class ParamSpec(Frozen):
+    """A rule's parameter: a number or quantity, a boolean, a duration, or text (a drug's
+    name, read where a drug is named: ``drug: {param: index_drug}``)."""
+
     name: str
-    default: float | bool | Duration
+    default: float | bool | Duration | str
     unit: str | None = None
     description: str = ""
-    value: float | bool | Duration | None = None  # a site's override, when given
+    value: float | bool | Duration | str | None = None  # a site's override, when given
     # a duration the definition uses as a length (``within``, ``held_for``'s duration,
     # ``merge_gap``: "within", never negative) or as a window ("window", positive): every
     # value, default or site override, is checked as a literal there would be
@@ -324,7 +338,7 @@ class ParamSpec(Frozen):
     bounds: tuple[WindowBound, ...] = ()  # the windows it starts or ends, checked the same way
 
     @property
-    def effective(self) -> float | bool | Duration:
+    def effective(self) -> float | bool | Duration | str:
         return self.default if self.value is None else self.value
 
 

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 Path_ = tuple[str | int, ...]
 ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+# params.yaml's key (and --param NAME=VALUE's rule) for a value every rule with the parameter takes
+ALL_RULES = "all_rules"
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent.parent / "rules"
 
@@ -245,7 +247,7 @@ OPERATORS = (
     "time_since", *COMPARISONS, "all", "any", "not", "at_least", "count_true", *ARITH, "clip",
     "coalesce", "unknown_unless", "pct_change", "at_anchor", "held_for", "in_episode", "episode_count",
 )  # fmt: skip
-SELECTOR_KEYS = ("kind", "code", "drug", "dose_unit", "present", "where", "any_of")
+SELECTOR_KEYS = ("kind", "code", "drug", "not_drug", "dose_unit", "present", "where", "any_of")
 PARAM_KEYS = ("default", "unit", "description")
 EXPECTATION_KEYS = ("at", "value", "reason_contains", "patient_id")
 RULE_KEYS = (
@@ -291,6 +293,11 @@ class _RuleParser:
         # duration parameters that start or end a window: name → the windows, with their other bound
         self.bounds: dict[str, list[ast.WindowBound]] = {}
         self.bad_params: set[str] = set()  # declared, but with a problem already reported
+        # text parameters (a default that is no number, quantity, duration or boolean): a
+        # drug's name, valid only if the definition names a drug by it; name → why it is not
+        # another kind of value (reported if no drug is named by it)
+        self.text_params: dict[str, str] = {}
+        self.drug_uses: set[str] = set()  # parameters named where a drug is
 
     # -- problems
     def fail(self, path: Path_, message: str) -> _Fail:
@@ -330,6 +337,11 @@ class _RuleParser:
         self.rule_id = rid
         if "id" in data and not ID_RE.match(rid):
             self.fail(("id",), f"rule id {rid!r} must be lower_snake_case")
+        elif rid == ALL_RULES:
+            self.fail(
+                ("id",),
+                f"rule id {ALL_RULES!r} is reserved: params.yaml gives under it values for every rule",
+            )
         # a rule that does not say how far its definition was checked claims nothing
         status = data.get("status", "unspecified")
         if "status" in data and status not in ast.STATUSES:
@@ -360,6 +372,8 @@ class _RuleParser:
             except _Fail:
                 define = None
         self._check_lengths()
+        if define is not None:
+            self._check_text_params()
         examples = self._examples(data.get("examples") or [])
         if missing or define is None:
             return None
@@ -397,15 +411,67 @@ class _RuleParser:
                 self.fail(path, f"parameter {name!r} needs a default")
                 self.bad_params.add(name)
                 continue
+            default: float | bool | Duration | str
             try:
                 default, unit = parse_param_value(spec["default"], spec.get("unit"))
             except ValueError as exc:
-                self.fail((*path, "default"), str(exc))
-                self.bad_params.add(name)
-                continue
+                text = drug_name(spec["default"])
+                if text is None or "unit" in spec:
+                    self.fail((*path, "default"), str(exc))
+                    self.bad_params.add(name)
+                    continue
+                default, unit = text, None  # a drug's name, if the definition uses it as one
+                self.text_params[name] = str(exc)
             self.params[name] = ast.ParamSpec(
                 name=name, default=default, unit=unit, description=str(spec.get("description", ""))
             )
+
+    def _check_text_params(self) -> None:
+        """A text parameter names a drug (``drug: {param: p}``): one the definition never names
+        a drug by is reported as the value its default is not (the type checker refuses one
+        read as a value)."""
+        for name, why in self.text_params.items():
+            if name not in self.drug_uses:
+                self.fail(
+                    ("params", name, "default"),
+                    f"{why}; text is a drug's name, for a parameter the definition names a drug by "
+                    f"(drug: {{param: {name}}})",
+                )
+
+    def drugs(self, data: dict[str, Any], key: str, path: Path_) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """A selector's ``drug`` or ``not_drug``: one drug or a list, each a name or a text
+        parameter; (the names, the parameters)."""
+        if data.get(key) is None:
+            return (), ()
+        listed = isinstance(data[key], list)
+        named = [self.drug(item, (*path, key, i) if listed else (*path, key))
+                 for i, item in enumerate(data[key] if listed else [data[key]])]  # fmt: skip
+        return tuple(d for d, _ in named if d is not None), tuple(p for _, p in named if p is not None)
+
+    def drug(self, data: Any, path: Path_) -> tuple[str | None, str | None]:
+        """A drug as a rule names it: (its name, None), or for ``{param: p}`` (None, p), a text
+        parameter of the rule."""
+        if isinstance(data, dict) and set(data) == {"param"}:
+            name = str(data["param"])
+            spec = self.params.get(name)
+            if name in self.bad_params:
+                raise _Fail()
+            if spec is None:
+                raise self.fail(
+                    (*path, "param"), f"unknown parameter {name!r}{did_you_mean(name, self.params)}"
+                )
+            if not isinstance(spec.default, str):
+                raise self.fail(
+                    (*path, "param"),
+                    f"parameter {name!r} is {value_text(spec.default, spec.unit)}, not a drug's name "
+                    f"(declare it with one: {name}: {{default: anakinra}})",
+                )
+            self.drug_uses.add(name)
+            return None, name
+        text = drug_name(data)
+        if text is None:
+            raise self.fail(path, f"a drug is named by its name (anakinra) or {{param: name}}, not {data!r}")
+        return text, None
 
     def _check_lengths(self) -> None:
         """A duration parameter used as a length, a window or a window's start or end: its
@@ -621,9 +687,11 @@ class _RuleParser:
             if value is None:
                 return ()
             items = value if isinstance(value, list) else [value]
-            return tuple(str(v).lower() if key in ("kind", "drug") else str(v) for v in items)
+            return tuple(str(v).lower() if key == "kind" else str(v) for v in items)
 
-        kinds, code_list, drugs = many("kind"), many("code"), many("drug")
+        kinds, code_list = many("kind"), many("code")
+        drugs, drug_params = self.drugs(data, "drug", path)
+        not_drugs, not_drug_params = self.drugs(data, "not_drug", path)
         for k in kinds:
             if k not in events.KINDS:
                 raise self.fail((*path, "kind"), f"unknown kind {k!r}{did_you_mean(k, events.KINDS)}")
@@ -656,13 +724,27 @@ class _RuleParser:
                     f"dose_unit is mg or mg/kg (doses are stored in one of them: any mass unit as mg), "
                     f"not {data['dose_unit']!r}",
                 )
-        label = name or _describe_selector(kinds, code_list, drugs, present, dose_unit, self.book)
+        shown = (*drugs, *(f"{{{p}}}" for p in drug_params))  # bound_drugs puts the values in
+        label = name or _describe_selector(
+            kinds,
+            code_list,
+            shown,
+            present,
+            dose_unit,
+            self.book,
+            (*not_drugs, *(f"{{{p}}}" for p in not_drug_params)),
+        )
+        written = (drugs, not_drugs, label) if drug_params or not_drug_params else None
         selector = ast.Selector(
             units=tuple((c, u) for c in code_list if (u := self.book.unit(c)) is not None),
             name=label,
             kinds=kinds,
             codes=code_list,
             drugs=drugs,
+            drug_params=drug_params,
+            not_drugs=not_drugs,
+            not_drug_params=not_drug_params,
+            written=written,
             dose_unit=dose_unit,
             present=present,
             where=tuple(where),
@@ -839,7 +921,7 @@ class _RuleParser:
             )  # fmt: skip
         if op == "on_drug":
             routes: list[Any] = []
-            if isinstance(arg, dict):
+            if isinstance(arg, dict) and set(arg) != {"param"}:
                 a = keys(["drugs"], ["except_routes"])
                 arg = a["drugs"]
                 routes = a.get("except_routes") or []
@@ -851,16 +933,22 @@ class _RuleParser:
                             f"unknown route {r!r}{did_you_mean(str(r), codes.ROUTES)}; routes are {', '.join(codes.ROUTES)}",
                         )
             names = arg if isinstance(arg, list) else [arg]
-            if not names or any(not isinstance(n, str) or not n.strip() for n in names):
+            if not names or any(
+                not (isinstance(n, str) and n.strip()) and not isinstance(n, dict) for n in names
+            ):
                 raise self.fail(sub, "on_drug names one drug or a list of drugs, e.g. on_drug: anakinra")
+            named = [self.drug(n, (*sub, i) if isinstance(arg, list) else sub) for i, n in enumerate(names)]
+            literal = tuple(d for d, _ in named if d is not None)
+            by_param = tuple(p for _, p in named if p is not None)
             return ast.OnDrug(
-                nid=nid, path=sp, drugs=tuple(str(n).lower() for n in names),
-                except_routes=tuple(str(r) for r in routes),
+                nid=nid, path=sp, drugs=literal, except_routes=tuple(str(r) for r in routes),
+                drug_params=by_param, written=literal if by_param else (),
             )  # fmt: skip
         if op == "daily_dose":
             a = keys(["drug"], ["per_kg", "weight_within"])
+            drug, drug_param = self.drug(a["drug"], (*sub, "drug"))
             return ast.DailyDose(
-                nid=nid, path=sp, drug=str(a["drug"]).lower(), per_kg=self.flag(a, "per_kg", True, sub),
+                nid=nid, path=sp, drug=drug or "", drug_param=drug_param, per_kg=self.flag(a, "per_kg", True, sub),
                 weight_within=self.duration(a.get("weight_within", "183 days"), (*sub, "weight_within"), nonneg=True),
             )  # fmt: skip
         if op == "age":
@@ -1020,6 +1108,7 @@ def _describe_selector(
     present: bool | None,
     dose_unit: str | None = None,
     book: codes.CodeBook = codes.BUILTIN,
+    not_drugs: Sequence[str] = (),
 ) -> str:
     parts: list[str] = []
     for c in code_list:
@@ -1028,6 +1117,8 @@ def _describe_selector(
     if not parts:
         parts = [k.replace("_", " ") for k in kinds]
     text = " or ".join(parts) or "event"
+    if not_drugs:
+        text += f" other than {' or '.join(not_drugs)}"
     if dose_unit is not None:
         text += f" in {dose_unit}"  # "no tocilizumab in mg recorded": there may be one in mg/kg
     if present is False:
@@ -1094,6 +1185,18 @@ def unit_problem(unit: str) -> str | None:
         reason = str(exc)
         return f"{unit!r} is not a UCUM unit" + (ucum_hint(unit) if unit in reason else f": {reason}")
     return f"{unit!r} is not a UCUM unit"  # pragma: no cover - is_valid said it was not
+
+
+_DRUG = re.compile(r"^[a-z][a-z0-9 ._+/()'-]{0,99}$")
+
+
+def drug_name(value: Any) -> str | None:
+    """A drug's name as events store it (lower case), or None if ``value`` cannot be one: text
+    starting with a letter, no longer than 100 characters, not true or false."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    return text if _DRUG.match(text) and text not in ("true", "false") else None
 
 
 def parse_param_value(value: Any, unit: Any = None) -> tuple[float | bool | Duration, str | None]:
@@ -1192,21 +1295,27 @@ def read_variant(
             own_too = " or {param: NAME}, a parameter of this rule" if reader is not None else ""
             raise VariantProblem(
                 ("with", name),
-                f"{name}: a value is a number, a quantity ('5 mg/L'), a duration ('30 days'), true/false{own_too}",
+                f"{name}: a value is a number, a quantity ('5 mg/L'), a duration ('30 days'), true/false, "
+                f"a drug's name{own_too}",
             )
+        value: float | bool | Duration | str
         try:
             value, unit = parse_param_value(raw)
         except ValueError as exc:
             quantity, unit = _as_quantity(raw)  # 0.25 h: for a parameter that is a time quantity
-            if quantity is None:
+            text = drug_name(raw)  # for a text parameter, a drug's name
+            if quantity is None and text is None:
                 raise VariantProblem(("with", name), f"{name}: {exc}") from None
-            value = quantity
+            value = quantity if quantity is not None else str(text)
         shown[name] = value_text(value, unit)
     return base, dict(values), variant_id(base, shown)
 
 
-def value_text(value: float | bool | Duration, unit: str | None = None) -> str:
-    """A parameter value as a variant's id shows it: ``5 mg/L``, ``30 days``, ``true``."""
+def value_text(value: float | bool | Duration | str, unit: str | None = None) -> str:
+    """A parameter value as a variant's id shows it: ``5 mg/L``, ``30 days``, ``true``,
+    ``canakinumab``."""
+    if isinstance(value, str):
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Duration):
@@ -1595,8 +1704,9 @@ def load_rules(
         for name in overrides:
             places[(rid, name)] = ("--param", 0, 0)
         places.setdefault((rid, ""), ("--param", 0, 0))
-    rules = _apply_site_params(rules, site, problems, places)
+    rules = _apply_site_params(rules, _for_all_rules(rules, site, problems, places), problems, places)
     rules = _variants(rules, requests, docs, next_id, problems)
+    rules = {rid: bound_drugs(rule) for rid, rule in rules.items()}
     for items in refs.values():
         for target, ref_path, doc in items:
             if target not in rules and target not in failed:
@@ -1672,6 +1782,41 @@ def _site_params(doc: _Doc, site: dict[str, dict[str, Any]], places: _Places) ->
         places[(rid, "")] = (doc.file, *doc.where((rid,)))
         for name in values:
             places[(rid, name)] = (doc.file, *doc.where((rid, name)))
+
+
+def _for_all_rules(
+    rules: Mapping[str, ast.Rule], site: dict[str, dict[str, Any]], problems: list[Problem], places: _Places
+) -> dict[str, dict[str, Any]]:
+    """The site's values by rule, with those given for all rules (``all_rules:`` in params.yaml,
+    ``--param NAME=VALUE``) given to every rule with that parameter, unless a value is given
+    for the rule itself. A name no rule has is a problem where it is given."""
+    out = {rid: dict(values) for rid, values in site.items() if rid != ALL_RULES}
+    everyone = site.get(ALL_RULES, {})
+    names = {p.name for r in rules.values() for p in r.params}
+    for name, raw in everyone.items():
+        place = places.get((ALL_RULES, name), ("params", 0, 0))
+        holders = [
+            rid for rid, r in rules.items() if r.variant_of is None and any(p.name == name for p in r.params)
+        ]
+        if not holders:
+            problems.append(
+                Problem(*place, f"no rule has a parameter {name!r}{did_you_mean(str(name), names)}")
+            )
+            continue
+        wrong: dict[str, list[str]] = {}  # why → the rules it does not suit: one problem, not one a rule
+        for rid in holders:
+            if name in out.get(rid, {}):
+                continue
+            try:
+                override_value(rules[rid].param(name), raw)
+            except ValueError as exc:
+                wrong.setdefault(str(exc), []).append(rid)
+                continue
+            out.setdefault(rid, {})[name] = raw
+            places[(rid, name)] = place
+        for why, rids in wrong.items():
+            problems.append(Problem(*place, f"{name} (of {', '.join(rids)}): {why}"))
+    return out
 
 
 def _apply_site_params(
@@ -1828,10 +1973,10 @@ def variant_rule(
             }  # fmt: skip
             rules[copy_id] = variant_rule(rules[read.variant_of], copy_id, given, next_id, nids, rules)
     define = _renamed(rule.define, rule.id, vid, next_id, nids, retarget)
-    return rule.model_copy(
+    return bound_drugs(rule.model_copy(
         update={"id": vid, "params": tuple(specs.values()), "define": define, "examples": (),
                 "overrides": None, "variant_of": rule.id, "variant_with": tuple(variant_parts(vid, rule.id).items())}
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def _renamed(
@@ -1860,6 +2005,41 @@ def _renamed(
     return value.model_copy(update=update)
 
 
+def bound_drugs(rule: ast.Rule) -> ast.Rule:
+    """``rule`` with the drugs it names by its text parameters (``drug: {param: index_drug}``)
+    named by their current values (the site's, an example's, a copy's) where the engines read
+    drug names; the same rule when it names none so. Binding again (a copy at another value)
+    starts from the drugs as written."""
+    values = {p.name: p.effective for p in rule.params if isinstance(p.effective, str)}
+    if not values:
+        return rule
+
+    def bind(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return tuple(bind(v) for v in value)
+        if not isinstance(value, ast.Frozen):
+            return value
+        update = {name: bind(getattr(value, name)) for name in type(value).model_fields}
+        if isinstance(value, ast.Selector) and value.written is not None:
+            drugs, not_drugs, name = value.written
+            for p in (*value.drug_params, *value.not_drug_params):  # an inline selector's description
+                name = name.replace(f"{{{p}}}", str(values[p]))
+            update["drugs"] = tuple(dict.fromkeys([*drugs, *(str(values[p]) for p in value.drug_params)]))
+            update["not_drugs"] = tuple(
+                dict.fromkeys([*not_drugs, *(str(values[p]) for p in value.not_drug_params)])
+            )
+            update["name"] = name
+        if isinstance(value, ast.OnDrug) and value.drug_params:
+            update["drugs"] = tuple(
+                dict.fromkeys([*value.written, *(str(values[p]) for p in value.drug_params)])
+            )
+        if isinstance(value, ast.DailyDose) and value.drug_param is not None:
+            update["drug"] = str(values[value.drug_param])
+        return value.model_copy(update=update)
+
+    return rule.model_copy(update={"define": bind(rule.define)})
+
+
 def values_with(specs: Mapping[str, ast.ParamSpec], given: Mapping[str, Any]) -> dict[str, Any]:
     """The value of each parameter once the ``given`` ones are set (one that does not parse
     keeps its value: its problem is reported), so that two parameters given together are
@@ -1873,11 +2053,18 @@ def values_with(specs: Mapping[str, ast.ParamSpec], given: Mapping[str, Any]) ->
 
 def override_value(
     spec: ast.ParamSpec, raw: Any, others: Mapping[str, Any] | None = None, checked: Collection[str] = ()
-) -> float | bool | Duration:
+) -> float | bool | Duration | str:
     """A site's (or an example's) value for a parameter, in the parameter's unit; ValueError
     when it is not a value the default could be. ``others`` and ``checked``: the values the
     rule's other parameters take with it, and which of them are given with it (as for
     :func:`duration_problem`)."""
+    if isinstance(spec.default, str):
+        text = drug_name(raw)
+        if text is None:
+            raise ValueError(
+                f"{raw!r} is not a drug's name (text starting with a letter), as the default, {spec.default}"
+            )
+        return text
     quantity, unit = (
         _as_quantity(raw) if type(spec.default) is float and spec.unit in _TIME_UNITS else (None, None)
     )
@@ -2119,6 +2306,11 @@ class _TypeChecker:
             return ast.BOOL if isinstance(node.value, bool) else num(kind="num", unit=node.unit)
         if isinstance(node, ast.Param):
             spec = self.rules[node.rule].param(node.name)
+            if isinstance(spec.default, str):
+                return self.fail(
+                    node,
+                    f"parameter {node.name!r} is a drug's name ({spec.default}), not a value to compare or compute with",
+                )
             if isinstance(spec.default, bool):
                 return ast.BOOL
             if isinstance(spec.default, Duration):

@@ -19,6 +19,10 @@ DURATION = {
     ]
 }
 
+# a drug: its name, or a text parameter of the rule naming it
+DRUG = {"oneOf": [{"type": "string"}, {"$ref": "#/$defs/param_ref"}]}
+DRUGS = {"type": "array", "items": DRUG}
+
 
 def _op(name: str, arg: dict[str, Any], description: str) -> dict[str, Any]:
     return {
@@ -59,11 +63,10 @@ def rule_schema() -> dict[str, Any]:
             "latest value at or before the moment, no older than within"),
         _op("normal", _mapping(["select", "within"], {"select": sel, "within": DURATION, "upper": expr, "lower": expr}),
             "latest value within the lab's reference range (or the given limits)"),
-        _op("on_drug", {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}},
-                                  _mapping(["drugs"], {"drugs": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        _op("on_drug", {"oneOf": [DRUG, DRUGS, _mapping(["drugs"], {"drugs": {"oneOf": [DRUG, DRUGS]},
                                                        "except_routes": {"type": "array", "items": {"enum": list(codes.ROUTES)}}})]},
-            "on any of the drugs (except_routes: events given by these routes are not read)"),
-        _op("daily_dose", _mapping(["drug"], {"drug": {"type": "string"}, "per_kg": {"type": "boolean"}, "weight_within": DURATION}),
+            "on any of the drugs (a name, or {param: p}: a text parameter of this rule; except_routes: events given by these routes are not read)"),
+        _op("daily_dose", _mapping(["drug"], {"drug": DRUG, "per_kg": {"type": "boolean"}, "weight_within": DURATION}),
             "current daily dose (per kg of the latest valid weight)"),
         _op("age", {"enum": ["years", "months", "days"]}, "age at the moment"),
         _op("time_since", _mapping([], {"first": sel, "last": sel, "unit": {"enum": ["years", "months", "days"]}}),
@@ -163,7 +166,8 @@ def rule_schema() -> dict[str, Any]:
                     {"type": "string", "description": "a name from this rule's events"},
                     _mapping([], {
                         "kind": one_or_many(list(events.KINDS)), "code": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}], "examples": all_codes},
-                        "drug": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                        "drug": {"oneOf": [DRUG, DRUGS]},
+                        "not_drug": {"oneOf": [DRUG, DRUGS], "description": "events of these drugs are left out"},
                         "dose_unit": {"enum": list(codes.DOSE_UNITS)},
                         "present": {"type": "boolean"},
                         "where": {"type": "object", "propertyNames": {"enum": list(NUMERIC_FIELDS)},

@@ -1,0 +1,287 @@
+"""A drug named by a rule's text parameter (``drug: {param: index_drug}``), ``not_drug``, and a
+value every rule with a parameter takes (``all_rules:`` in params.yaml, ``--param NAME=VALUE``):
+a canakinumab study sets the pack's index drug once, not by overriding rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.engine_support import CheckedSession, result_difference, store_with, visit_days, write_rule
+from tests.support import run_cli
+from timeline.engine.evaluate import Session
+from timeline.language.ast import DailyDose, OnDrug, Selector
+from timeline.language.loader import RuleError, load_rules, rule_dirs, walk
+from timeline.store import Store
+
+INDEX = {"index_drug": {"default": "anakinra", "description": "the study drug"}}
+BIRTH = {"kind": "birth", "occurred_at": "2004-01-01", "sex": "female"}
+
+
+def dose(patient: str, kind: str, drug: str, day: str, **extra: Any) -> dict[str, Any]:
+    row = {"patient_id": patient, "kind": kind, "drug": drug, "occurred_at": day, **extra}
+    if kind in ("medication_start", "medication_dose_change"):
+        row |= {"dose": 120, "dose_unit": "mg", "frequency": "every_4_weeks"}
+    return row
+
+
+# Three patients: one on canakinumab only, one on anakinra then canakinumab (restarted), one on
+# anakinra with methotrexate and tocilizumab after it.
+EVENTS = [
+    {"patient_id": p, **BIRTH} for p in ("A", "B", "C")
+] + [
+    dose("A", "medication_start", "canakinumab", "2010-01-01"),
+    {"patient_id": "A", "kind": "weight", "occurred_at": "2010-01-01", "value": 30, "unit": "kg"},
+    dose("A", "medication_start", "tocilizumab", "2010-06-01"),
+    dose("B", "medication_start", "anakinra", "2010-01-01"),
+    dose("B", "medication_stop", "anakinra", "2010-02-01"),
+    dose("B", "medication_start", "canakinumab", "2010-02-01"),
+    dose("B", "medication_stop", "canakinumab", "2010-04-01"),
+    dose("B", "medication_start", "canakinumab", "2010-05-01"),
+    dose("C", "medication_start", "methotrexate", "2009-06-01"),
+    dose("C", "medication_start", "anakinra", "2010-01-01"),
+    dose("C", "medication_start", "tocilizumab", "2010-03-01"),
+]  # fmt: skip
+
+# the same definition twice: naming the drug by a parameter, and by its name
+ON_INDEX = {"all": [{"on_drug": "{DRUG}"},
+                    {"exists": {"select": {"kind": "medication_start", "drug": "{DRUG}"}, "window": "ever"}}]}  # fmt: skip
+ESCALATED = {"exists": {"select": {"kind": "medication_start", "drug": ["methotrexate", "tocilizumab", "canakinumab"],
+                                   "not_drug": "{DRUG}"},
+                        "window": {"anchor": {"first": {"kind": "medication_start", "drug": "{DRUG}"}},
+                                   "start": "0 days", "start_inclusive": False}}}  # fmt: skip
+DOSE = {"daily_dose": {"drug": "{DRUG}", "per_kg": False}}
+
+
+def spelled(define: Any, drug: Any) -> Any:
+    """``define`` with every "{DRUG}" replaced by ``drug``."""
+    if isinstance(define, dict):
+        return {k: spelled(v, drug) for k, v in define.items()}
+    if isinstance(define, list):
+        return [spelled(v, drug) for v in define]
+    return drug if define == "{DRUG}" else define
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return store_with(tmp_path / "s.duckdb", EVENTS)
+
+
+def rules_dir(tmp_path: Path, define: Any, drug: str) -> Path:
+    d = tmp_path / "rules"
+    write_rule(d, "by_param", spelled(define, {"param": "index_drug"}), params=INDEX)
+    write_rule(d, "by_name", spelled(define, drug))
+    return d
+
+
+@pytest.mark.parametrize("drug", ["anakinra", "canakinumab", "tocilizumab"])
+@pytest.mark.parametrize(
+    "define", [ON_INDEX, ESCALATED, DOSE], ids=["on_drug+selector", "not_drug+anchor", "daily_dose"]
+)
+def test_a_drug_named_by_a_parameter_gives_what_the_drug_named_literally_gives_in_both_engines(
+    store: Store, tmp_path: Path, define: Any, drug: str
+) -> None:
+    rules = load_rules([rules_dir(tmp_path, define, drug)], params={"by_param": {"index_drug": drug}})
+    session = CheckedSession(store, rules)  # fails unless the replay and the SQL engine agree
+    for patient, at in visit_days(store):
+        by_param, by_name = session.state(patient, at.isoformat(), ["by_param", "by_name"])
+        assert (by_param.value, by_param.why, by_param.evidence) == (
+            by_name.value,
+            by_name.why,
+            by_name.evidence,
+        )
+
+
+def test_the_engines_read_the_drug_the_parameter_names(tmp_path: Path) -> None:
+    rules = load_rules(
+        [rules_dir(tmp_path, ESCALATED, "x")], params={"by_param": {"index_drug": "Canakinumab"}}
+    )
+    selectors = [n for n in walk(rules.rules["by_param"].define) if isinstance(n, Selector)]
+    assert {(s.drugs, s.not_drugs) for s in selectors} == {
+        (("methotrexate", "tocilizumab", "canakinumab"), ("canakinumab",)),
+        (("canakinumab",), ()),
+    }
+
+
+def test_on_drug_and_daily_dose_take_the_parameters_value(tmp_path: Path) -> None:
+    d = tmp_path / "rules"
+    write_rule(d, "both", {"all": [{"on_drug": {"param": "index_drug"}},
+                                   {"gt": [{"daily_dose": {"drug": {"param": "index_drug"}, "per_kg": False}}, "0 mg/d"]}]},
+               params=INDEX)  # fmt: skip
+    nodes = list(walk(load_rules([d]).rules["both"].define))
+    assert [n.drugs for n in nodes if isinstance(n, OnDrug)] == [("anakinra",)] and [
+        n.drug for n in nodes if isinstance(n, DailyDose)
+    ] == ["anakinra"]
+
+
+def test_an_inline_selector_is_described_by_the_drug_it_names(tmp_path: Path) -> None:
+    d = tmp_path / "rules"
+    write_rule(d, "r", {"exists": {"select": {"kind": "medication_start", "drug": {"param": "index_drug"}}, "window": "ever"}},
+               params=INDEX)  # fmt: skip
+    (selector,) = [n for n in walk(load_rules([d], params={"r": {"index_drug": "rilonacept"}}).rules["r"].define)
+                   if isinstance(n, Selector)]  # fmt: skip
+    assert selector.name == "rilonacept"
+
+
+def test_not_drug_selects_events_without_a_drug(store: Store, tmp_path: Path) -> None:
+    d = tmp_path / "rules"
+    write_rule(d, "r", {"exists": {"select": {"kind": "weight", "not_drug": "anakinra"}, "window": "ever"}})
+    session = CheckedSession(store, load_rules([d]))
+    (result,) = session.state("A", "2010-01-02", ["r"])
+    assert result.value is True
+
+
+def problems(directory: Path, **params: dict[str, Any]) -> list[str]:
+    with pytest.raises(RuleError) as info:
+        load_rules([directory], params=params or None)
+    return [str(p) for p in info.value.problems]
+
+
+def test_a_text_parameter_no_drug_is_named_by_is_refused_at_its_default(tmp_path: Path) -> None:
+    write_rule(tmp_path / "r", "r", {"on_drug": "anakinra"}, params={"window": {"default": "thirty days"}})
+    (found,) = problems(tmp_path / "r")
+    assert "r.yaml:7:14" in found and "'thirty days' is not a number" in found and "a drug's name" in found
+
+
+def test_a_text_parameter_read_as_a_value_is_refused_where_it_is_read(tmp_path: Path) -> None:
+    write_rule(tmp_path / "r", "r", {"all": [{"on_drug": {"param": "index_drug"}}, {"gt": [{"param": "index_drug"}, 3]}]},
+               params=INDEX)  # fmt: skip
+    (found,) = problems(tmp_path / "r")
+    assert (
+        "parameter 'index_drug' is a drug's name (anakinra), not a value to compare or compute with" in found
+    )
+
+
+def test_a_number_parameter_cannot_name_a_drug(tmp_path: Path) -> None:
+    write_rule(tmp_path / "r", "r", {"on_drug": {"param": "limit"}}, params={"limit": {"default": "3 mg/L"}})
+    (found,) = problems(tmp_path / "r")
+    assert "parameter 'limit' is 3 mg/L, not a drug's name" in found
+
+
+def test_a_site_value_that_is_no_drug_name_is_refused(tmp_path: Path) -> None:
+    (found,) = problems(rules_dir(tmp_path, ON_INDEX, "anakinra"), by_param={"index_drug": "3"})
+    assert "'3' is not a drug's name" in found
+
+
+# ---- the pack -----------------------------------------------------------------------------------
+
+PACK_INDEX = (
+    "anajis_response", "complete_response", "escalated_therapy", "pedi_change_active_joints", "pedi_change_chaq",
+    "pedi_change_crp", "pedi_change_limited_joints", "pedi_change_parent_global", "pedi_change_physician_global",
+)  # fmt: skip
+
+
+def test_the_packs_index_drug_is_anakinra_unless_a_site_says_otherwise() -> None:
+    rules = load_rules()
+    assert {
+        rid for rid in rules.listed() if any(p.name == "index_drug" for p in rules.rules[rid].params)
+    } == set(PACK_INDEX) and {rules.rules[rid].param("index_drug").effective for rid in PACK_INDEX} == {
+        "anakinra"
+    }
+
+
+def test_all_rules_in_params_yaml_sets_every_rule_with_the_parameter(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site/params.yaml").write_text("all_rules: {index_drug: canakinumab}\n")
+    rules = load_rules([*rule_dirs(), tmp_path / "site"])
+    assert {rules.rules[rid].param("index_drug").effective for rid in PACK_INDEX} == {"canakinumab"}
+
+
+def test_a_value_for_one_rule_wins_over_all_rules(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site/params.yaml").write_text(
+        "all_rules: {index_drug: canakinumab}\nescalated_therapy: {index_drug: rilonacept}\n"
+    )
+    rules = load_rules([*rule_dirs(), tmp_path / "site"])
+    assert (rules.rules["escalated_therapy"].param("index_drug").effective,
+            rules.rules["pedi_change_crp"].param("index_drug").effective) == ("rilonacept", "canakinumab")  # fmt: skip
+
+
+def test_all_rules_naming_a_parameter_no_rule_has_is_a_problem_at_its_line(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site/params.yaml").write_text("# the study drug\nall_rules:\n  index_drg: canakinumab\n")
+    (found,) = [str(p) for p in _load_problems([*rule_dirs(), tmp_path / "site"])]
+    assert (
+        "params.yaml:3" in found
+        and "no rule has a parameter 'index_drg' (did you mean 'index_drug'?)" in found
+    )
+
+
+def _load_problems(dirs: list[Any]) -> list[Any]:
+    with pytest.raises(RuleError) as info:
+        load_rules(dirs)
+    return info.value.problems
+
+
+def test_a_value_all_rules_cannot_take_is_one_problem_naming_the_rules(tmp_path: Path) -> None:
+    (found,) = [str(p) for p in _load_problems_with(params={"all_rules": {"index_drug": "42"}})]
+    assert (
+        "index_drug (of anajis_response, complete_response" in found and "'42' is not a drug's name" in found
+    )
+
+
+def _load_problems_with(**kw: Any) -> list[Any]:
+    with pytest.raises(RuleError) as info:
+        load_rules(**kw)
+    return info.value.problems
+
+
+def test_a_rule_cannot_be_called_all_rules(tmp_path: Path) -> None:
+    write_rule(tmp_path / "r", "all_rules", {"on_drug": "anakinra"})
+    (found,) = problems(tmp_path / "r")
+    assert "rule id 'all_rules' is reserved" in found
+
+
+def test_param_without_a_rule_on_the_command_line_sets_every_rule(example_store: Path) -> None:
+    res = run_cli("rules", "show", "pedi_change_crp", "--param", "index_drug=canakinumab", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["parameters"]["index_drug"]["value"] == "canakinumab"
+
+
+def test_param_without_a_name_is_a_usage_error() -> None:
+    res = run_cli("rules", "show", "pedi_change_crp", "--param", "=canakinumab")
+    assert res.exit_code == 2 and "must be RULE.NAME=VALUE, or NAME=VALUE" in res.stderr
+
+
+CANAKINUMAB_STUDY = [
+    {"patient_id": "K", **BIRTH},
+    dose("K", "medication_start", "anakinra", "2009-06-01"),
+    dose("K", "medication_stop", "anakinra", "2009-07-01"),
+    {"patient_id": "K", "kind": "lab", "code": "1988-5", "occurred_at": "2010-01-01", "value": 80, "unit": "mg/L"},
+    dose("K", "medication_start", "canakinumab", "2010-01-01"),
+    {"patient_id": "K", "kind": "lab", "code": "1988-5", "occurred_at": "2010-02-01", "value": 20, "unit": "mg/L"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("replay", [True, False], ids=["replay", "sql"])
+def test_a_canakinumab_study_measures_the_crp_change_from_the_first_canakinumab_dose(
+    tmp_path: Path, replay: bool
+) -> None:
+    store = store_with(tmp_path / "k.duckdb", CANAKINUMAB_STUDY)
+    session = Session(store, load_rules(params={"all_rules": {"index_drug": "canakinumab"}}))
+    session.replay = replay
+    (result,) = session.state("K", "2010-02-01", ["pedi_change_crp"])
+    assert result.value == pytest.approx(-75.0)  # 80 → 20 mg/L; at anakinra's start there was no CRP
+
+
+@pytest.mark.parametrize("rule", ["pedi_change_crp", "complete_response", "escalated_therapy"])
+def test_a_copy_of_a_pack_rule_at_another_index_drug_equals_the_site_value(tmp_path: Path, rule: str) -> None:
+    store = store_with(tmp_path / "k.duckdb", CANAKINUMAB_STUDY)
+    copy_id = f"{rule}(index_drug=canakinumab)"
+    site = CheckedSession(store, load_rules(params={"all_rules": {"index_drug": "canakinumab"}}))
+    copies = CheckedSession(store, load_rules())
+    for patient, at in visit_days(store):
+        (want,) = site.state(patient, at.isoformat(), [rule])
+        (got,) = copies.state(patient, at.isoformat(), [copies.rules.get(copy_id).id])
+        assert result_difference(got, dataclasses.replace(want, rule_id=copy_id)) is None
+
+
+def test_a_copy_asked_for_on_the_command_line_reads_its_own_drug(tmp_path: Path) -> None:
+    store = store_with(tmp_path / "k.duckdb", CANAKINUMAB_STUDY)
+    session = CheckedSession(store, load_rules())
+    copy_id = session.rules.get("pedi_change_crp(index_drug=canakinumab)").id
+    got = {r.rule_id: r.value for r in session.state("K", "2010-02-01", ["pedi_change_crp", copy_id])}
+    assert got == {"pedi_change_crp": None, copy_id: pytest.approx(-75.0)}
