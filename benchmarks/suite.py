@@ -699,7 +699,9 @@ def naive_figure(
             for p, q in points:
                 if p != pid:
                     continue
-                for rid in rules.order:
+                for (
+                    rid
+                ) in rules.listed():  # every rule, as the engine evaluates them (copies are read inside)
                     v = ref.rule(rid, q)
                     naive[(pid, q, rid)] = (v.value, v.why if v.value is None else None)
         seconds = time.perf_counter() - started

@@ -216,7 +216,7 @@ def test_adverse_events_take_true_false_or_on_drug(tmp_path: Path) -> None:
     with pytest.raises(CohortError) as info:
         load_cohort(write(tmp_path, text), rules())
     assert [p.message for p in info.value.problems] == [
-        "adverse_events is true, false or on_drug, not 'on_durg' (did you mean 'on_drug'?)"
+        "adverse_events is true, false, on_drug or {until, drug}, not 'on_durg' (did you mean 'on_drug'?)"
     ]
 
 
@@ -327,7 +327,9 @@ def test_an_open_follow_up_ends_on_the_store_zones_date_of_the_as_known_at_momen
     text = COHORT.read_text(encoding="utf-8").replace(
         "  end: [end_of_follow_up, death]", "  end: [end_of_follow_up, death]\n  otherwise: open"
     )
-    moment = datetime.combine(utc_now().date(), time(23))  # after the ingest: every batch is seen
+    # tomorrow at 23:00 UTC: after the ingest whatever the hour now, so every batch is seen (today
+    # at 23:00 was before an ingest run between 23:00 and midnight UTC: the test failed then)
+    moment = datetime.combine(utc_now().date() + timedelta(days=1), time(23))
     rs = rules()
     with Store.open(path) as s:
         rep = run_cohort(Session(s, rs, as_known_at=moment), load_cohort(write(tmp_path, text), rs))

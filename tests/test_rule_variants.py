@@ -143,7 +143,9 @@ def test_variants_are_not_listed_among_the_rules(tmp_path: Path) -> None:
     rules = load_rules([*_builtin(), tmp_path])
     assert "crp_normal(upper=3 mg/L, validity=14 days)" in rules.rules
     assert not [r for r in rules.listed() if "(" in r]
-    assert len(rules.listed()) == len(rules.rules) - len(VARIANTS)
+    assert len(rules.listed()) == len(rules.rules) - len(VARIANTS) - len(load_rules(_builtin()).rules) + len(
+        load_rules(_builtin()).listed()
+    )  # the pack's own copies too
 
 
 def test_state_shows_the_rules_of_the_files_and_not_their_variants(tmp_path: Path) -> None:
@@ -234,9 +236,10 @@ def _problems(directory: Path) -> list[Problem]:
         ("rule: {id: crp_normal, with: {upper: 3 kg}}", 6, "crp_normal.upper: cannot convert 'kg' to 'mg/L' (different dimensions)"),
         ("rule: {id: crp_normal, with: {validity: -3 days}}", 6,
          "crp_normal.validity: -3 days cannot be its value: it is normal's within (crp_normal.yaml:14), a length, which cannot be negative"),
-        ("rule: {id: crp_normal, with: {upper: abc}}", 6, "upper: 'abc' is not a number, a quantity ('6 mg/L'), a duration ('30 days') or true/false"),
+        ("rule: {id: crp_normal, with: {upper: 3 abc}}", 6, "upper: '3 abc': 'abc' is not a UCUM unit"),
+        ("rule: {id: crp_normal, with: {upper: abc}}", 6, "crp_normal.upper: 'abc' is not a number, a quantity ('6 mg/L'), a duration ('30 days') or true/false"),
         ("rule: {id: crp_normal, with: {upper: [3]}}", 6,
-         "upper: a value is a number, a quantity ('5 mg/L'), a duration ('30 days'), true/false or {param: NAME}, a parameter of this rule"),
+         "upper: a value is a number, a quantity ('5 mg/L'), a duration ('30 days'), true/false, a drug's name or {param: NAME}, a parameter of this rule"),
         ("rule: {id: crp_nrmal, with: {upper: 3 mg/L}}", 6, "unknown rule 'crp_nrmal' (did you mean 'crp_normal'?)"),
         ("rule: {id: crp_normal}", 6, "rule's with maps parameters of the rule to their values here, e.g. {upper: 5 mg/L}"),
         ("rule: {id: crp_normal, with: {}}", 6, "rule's with maps parameters of the rule to their values here, e.g. {upper: 5 mg/L}"),
@@ -244,7 +247,7 @@ def _problems(directory: Path) -> list[Problem]:
         ("rule: {with: {upper: 3 mg/L}}", 6, "rule takes a rule id, or {id: RULE, with: {PARAMETER: VALUE}}"),
         ("rule: {id: 5, with: {upper: 3 mg/L}}", 6, "rule's id must be a rule id, not 5"),
     ],
-    ids=["unknown-parameter", "other-kind", "unit", "negative-length", "not-a-value", "a-list", "unknown-rule",
+    ids=["unknown-parameter", "other-kind", "unit", "negative-length", "not-a-unit", "not-a-value", "a-list", "unknown-rule",
          "no-with", "empty-with", "unknown-key", "no-id", "id-not-text"],
 )  # fmt: skip
 def test_a_wrong_variant_is_reported_at_its_line(

@@ -125,6 +125,8 @@ class PatientFacts:
     tte: dict[str, TteFacts] = field(default_factory=dict)
     mas: list[dict[str, Any]] = field(default_factory=list)
     adverse_events: list[dict[str, Any]] = field(default_factory=list)
+    # with adverse_events drug: study, the AEs in the span not counted: of another drug, of none
+    ae_left_out: dict[str, int] = field(default_factory=lambda: {"another_drug": 0, "no_drug_named": 0})
 
     @property
     def included(self) -> bool:
@@ -708,7 +710,7 @@ class _Run:
             else ""
         )
         rows = self.sql(
-            f"""SELECT e.patient_id, lower(e.term), e.grade, e.event_id, e.occurred_at, e.serious, e.action
+            f"""SELECT e.patient_id, lower(e.term), e.grade, e.event_id, e.occurred_at, e.serious, e.action, e.drug
                FROM tl_c_ev e JOIN tl_c_idx i USING (patient_id) JOIN tl_c_fu f USING (patient_id)
                LEFT JOIN tl_c_disc x USING (patient_id)
                WHERE e.kind = 'adverse_event' AND e.occurred_at >= i.t_index AND e.occurred_at::DATE <= f.fu_end
@@ -716,10 +718,14 @@ class _Run:
                  AND e.patient_id IN (SELECT patient_id FROM tl_c_pop)
                ORDER BY e.patient_id, e.occurred_at, e.asserted_seq"""
         )
-        for pid, term, grade, eid, t, serious, action in rows:
-            self.facts[pid].adverse_events.append(
-                {"term": term, "grade": grade, "event_id": eid, "occurred_at": t, "serious": serious, "action": action}
-            )  # fmt: skip
+        for pid, term, grade, eid, t, serious, action, drug in rows:
+            f = self.facts[pid]
+            ae = {"term": term, "grade": grade, "event_id": eid, "occurred_at": t, "serious": serious,
+                  "action": action, "drug": drug}  # fmt: skip
+            if self.spec.ae_drug == "study" and drug != f.drug:  # attributed to another drug, or to none
+                f.ae_left_out["another_drug" if drug is not None else "no_drug_named"] += 1
+                continue
+            f.adverse_events.append(ae)
 
     def _mas(self) -> None:
         mas = self.spec.mas
@@ -950,6 +956,11 @@ class _Run:
             c = _cell(f"ae.{slug(term)}.{slug(grade)}{suffix}", "adverse_event", term, grade, gid, label,
                       ae_scope(self.spec), sorted(pts), ids)  # fmt: skip
             c.stats = {"events": sum(pts.values())}
+            if self.spec.ae_drug == "study" and (term, grade) == ("any", "any grade"):
+                # what the attribution left out of the group's count, so that it can be checked
+                c.stats["not_counted"] = {
+                    why: sum(f.ae_left_out[why] for f in members) for why in ("another_drug", "no_drug_named")
+                }
             out.append(c)
         return out
 
@@ -1000,41 +1011,42 @@ class _Run:
         return out
 
 
-# what the AE table counts, in words: the report does not tie an AE to the study drug
-AE_SCOPE = (
-    "the group (adverse events of any drug, or none named, from the index to the end of follow-up, "
-    "after a discontinuation of the study drug too)"
-)
+def _ae_which(spec: CohortSpec) -> str:
+    """Which adverse events the table counts, in words."""
+    if spec.ae_drug != "study":
+        return "adverse events of any drug, or none named"
+    if spec.drug_from_index:
+        return "adverse events attributed to the index drug (the AE names it), each patient's own"
+    return f"adverse events attributed to {spec.drug} (the AE names it)"
 
 
 def ae_scope(spec: CohortSpec) -> str:
     """The AE cells' denominator, with the span of time they count in words."""
+    which = _ae_which(spec)
     if spec.ae_until != "on_drug":
-        return AE_SCOPE
+        return f"the group ({which}, from the index to the end of follow-up, after a discontinuation of the study drug too)"
     if spec.drug_from_index:
         return (
-            "the group (adverse events of any drug, or none named, from the index while on the "
+            f"the group ({which}, from the index while on the "
             "index drug, each patient's own: up to its discontinuation, that day included, or the "
             "end of follow-up)"
         )
     return (
-        "the group (adverse events of any drug, or none named, from the index while on "
+        f"the group ({which}, from the index while on "
         f"{spec.drug}: up to its discontinuation, that day included, or the end of follow-up)"
     )
 
 
 def ae_title(spec: CohortSpec) -> str:
     """The AE table's title."""
+    of = "(of any drug)" if spec.ae_drug != "study" else (
+        "attributed to the index drug" if spec.drug_from_index else f"attributed to {spec.drug}"
+    )  # fmt: skip
     if spec.ae_until != "on_drug":
-        return (
-            "Adverse events (of any drug) from the index to the end of follow-up, after a discontinuation too"
-        )
+        return f"Adverse events {of} from the index to the end of follow-up, after a discontinuation too"
     if spec.drug_from_index:
-        return (
-            "Adverse events (of any drug) while on the index drug (each patient's own): "
-            "from the index to its discontinuation"
-        )
-    return f"Adverse events (of any drug) while on {spec.drug}: from the index to its discontinuation"
+        return f"Adverse events {of} while on the index drug (each patient's own): from the index to its discontinuation"
+    return f"Adverse events {of} while on {spec.drug}: from the index to its discontinuation"
 
 
 def disc_title(spec: CohortSpec) -> str:

@@ -40,6 +40,8 @@ Path_ = tuple[str | int, ...]
 ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 POLICIES = ("all", "followed", "on_drug")
 CENSORS = ("end_of_follow_up", "death", "discontinuation")
+AE_UNTIL = ("end_of_follow_up", "on_drug")  # the AE table's span
+AE_DRUGS = ("any", "study")  # the AEs it counts: of any drug (or none named), or of the study drug
 END_KINDS = ("end_of_follow_up", "death")
 # `drug: index`: each patient's study drug is the drug of their own index event (an index of
 # several drugs, "the first IL-1 or IL-6 biologic", follows each patient's own)
@@ -163,6 +165,9 @@ class CohortSpec:
     # the AE table's span: to the end of follow-up, or "on_drug": to the study drug's
     # discontinuation (that day included) when it comes first
     ae_until: str = "end_of_follow_up"
+    # which AEs it counts: "any" drug's (or none named), or "study": those whose drug is the
+    # study drug (each patient's own with drug: index)
+    ae_drug: str = "any"
 
     @property
     def drug_from_index(self) -> bool:
@@ -421,25 +426,7 @@ class _Parser:
         if needs_drug and drug is None and on_drug_rule is None:
             self.fail(("denominator",) if default_policy == "on_drug" else ("outcomes",),
                       "the on_drug denominator needs the study drug (drug: NAME, or drug: index for each patient's own) or follow_up.on_drug_rule")  # fmt: skip
-        raw_ae = data.get("adverse_events")
-        ae_until = "end_of_follow_up"
-        if raw_ae == "on_drug":
-            ae, ae_until = True, "on_drug"
-            if drug is None:
-                self.fail(
-                    ("adverse_events",),
-                    "adverse_events: on_drug counts adverse events up to the study drug's "
-                    "discontinuation, and needs the study drug (drug: NAME, or drug: index for each "
-                    "patient's own)",
-                )
-        elif isinstance(raw_ae, str):
-            self.fail(
-                ("adverse_events",),
-                f"adverse_events is true, false or on_drug, not {raw_ae!r}{did_you_mean(raw_ae.lower(), ['on_drug'])}",
-            )
-            ae = True
-        else:
-            ae = self.flag(raw_ae, ("adverse_events",), True)
+        ae, ae_until, ae_drug = self._adverse_events(data.get("adverse_events"), drug)
         disc = self.flag(data.get("discontinuations"), ("discontinuations",), True)
         if disc and drug is None:
             self._no_study_drug(data, index)
@@ -479,8 +466,41 @@ class _Parser:
             discontinuations=disc,
             mas=self._mas(data.get("mas"), ("mas",)),
             ae_until=ae_until,
+            ae_drug=ae_drug,
         )
         return spec
+
+    def _adverse_events(self, raw: Any, drug: str | None) -> tuple[bool, str, str]:
+        """``adverse_events``: true, false, on_drug, or ``{until: end_of_follow_up | on_drug,
+        drug: any | study}``; (counted, until, which drug's)."""
+        path: Path_ = ("adverse_events",)
+        until, which = "end_of_follow_up", "any"
+        if raw == "on_drug":
+            until = "on_drug"
+        elif isinstance(raw, dict):
+            for key in raw:
+                if key not in ("until", "drug"):
+                    self.fail((*path, key), f"unknown key {key!r} for adverse_events{did_you_mean(str(key), ['until', 'drug'])}; "
+                              "it has until (end_of_follow_up or on_drug) and drug (any or study)")  # fmt: skip
+            until = self.choice(raw.get("until"), (*path, "until"), AE_UNTIL, "adverse_events.until", until)
+            which = self.choice(raw.get("drug"), (*path, "drug"), AE_DRUGS, "adverse_events.drug", which)
+        elif isinstance(raw, str):
+            self.fail(
+                path,
+                f"adverse_events is true, false, on_drug or {{until, drug}}, not {raw!r}{did_you_mean(raw.lower(), ['on_drug'])}",
+            )
+        else:
+            return self.flag(raw, path, True), until, which
+        if drug is None and (until == "on_drug" or which == "study"):
+            what = (
+                "adverse_events: drug: study counts the adverse events attributed to the study drug (the AE's drug)"
+                if which == "study"
+                else "adverse_events: on_drug counts adverse events up to the study drug's discontinuation"
+            )
+            self.fail(
+                path, f"{what}, and needs the study drug (drug: NAME, or drug: index for each patient's own)"
+            )
+        return True, until, which
 
     def _rule_dirs(self, data: Any, path: Path_) -> None:
         """``rules:``, the study's own rule directories (relative to the cohort file): each

@@ -1,0 +1,125 @@
+"""The adverse-event table limited to the AEs attributed to the study drug (``adverse_events:
+{drug: study}``): an AE counts when it names the study drug (each patient's own with ``drug:
+index``); those naming another drug or none are left out, and the group's "any" cell says how
+many. On the synthetic cohort of tests/fixtures/cohort (see test_cohort_report), with three
+more AEs of P2 (anakinra from 2009-03-01, discontinued 2009-10-15): one naming anakinra, one
+methotrexate, and the skin reaction of the fixture, which names no drug."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cohort_support import COHORT, build_store, rules, run, write
+from timeline.cohort.report import Report
+from timeline.cohort.spec import CohortError, load_cohort
+from timeline.ingest import append_rows
+from timeline.store import Store
+
+MORE_AES = [
+    {"patient_id": "P2", "kind": "adverse_event", "occurred_at": "2009-05-01", "term": "neutropenia", "grade": 3,
+     "drug": "Anakinra"},
+    {"patient_id": "P2", "kind": "adverse_event", "occurred_at": "2009-06-01", "term": "transaminitis", "grade": 2,
+     "drug": "methotrexate"},
+    {"patient_id": "P2", "kind": "adverse_event", "occurred_at": "2009-11-20", "term": "otitis media", "grade": 2,
+     "drug": "anakinra"},
+]  # fmt: skip
+
+
+def report_with(tmp: Path, setting: str) -> Report:
+    path = build_store(tmp / "s.duckdb")
+    with Store.open(path, write=True) as s:
+        append_rows(s, MORE_AES, author="t", source="test")
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "mas:", f"drug: anakinra\nadverse_events: {setting}\nmas:", 1
+    )
+    return run(path, write(tmp, text))
+
+
+@pytest.fixture(scope="module")
+def attributed(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    return report_with(tmp_path_factory.mktemp("ae_study"), "{drug: study}")
+
+
+@pytest.fixture(scope="module")
+def attributed_on_drug(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    return report_with(tmp_path_factory.mktemp("ae_study_on_drug"), "{until: on_drug, drug: study}")
+
+
+def test_an_ae_naming_the_study_drug_is_counted(attributed: Report) -> None:
+    assert attributed.cell("ae.neutropenia.grade_3").numerator_ids == ["P2"]
+
+
+def test_an_ae_naming_another_drug_is_not_counted(attributed: Report) -> None:
+    with pytest.raises(Exception, match="no cell"):
+        attributed.cell("ae.transaminitis.any_grade")
+
+
+def test_an_ae_naming_no_drug_is_not_counted(attributed: Report) -> None:
+    with pytest.raises(Exception, match="no cell"):
+        attributed.cell("ae.skin_reaction.grade_3")
+
+
+def test_the_any_cell_says_how_many_aes_the_attribution_left_out(attributed: Report) -> None:
+    # P1's injection-site reaction and P2's skin reaction name no drug; P2's transaminitis names methotrexate
+    assert attributed.cell("ae.any.any_grade").stats == {
+        "events": 2,
+        "not_counted": {"another_drug": 1, "no_drug_named": 2},
+    }
+
+
+def test_attributed_aes_after_the_discontinuation_count_to_the_end_of_follow_up(attributed: Report) -> None:
+    assert attributed.cell("ae.otitis_media.grade_2").numerator_ids == ["P2"]
+
+
+def test_attributed_aes_on_drug_stop_at_the_discontinuation(attributed_on_drug: Report) -> None:
+    assert [ae["term"] for ae in attributed_on_drug.patients["P2"].adverse_events] == ["neutropenia"]
+
+
+def test_the_denominator_says_which_aes_are_counted(attributed_on_drug: Report) -> None:
+    assert attributed_on_drug.cell("ae.any.any_grade").denominator == (
+        "the group (adverse events attributed to anakinra (the AE names it), from the index while on anakinra: "
+        "up to its discontinuation, that day included, or the end of follow-up)"
+    )
+
+
+def test_aes_of_any_drug_carry_no_count_of_left_out_aes(tmp_path: Path) -> None:
+    report = report_with(tmp_path, "{drug: any}")
+    assert report.cell("ae.any.any_grade").stats == {"events": 5}
+
+
+def test_aes_of_the_study_drug_need_the_study_drug(tmp_path: Path) -> None:
+    text = (
+        COHORT.read_text(encoding="utf-8")
+        .replace("first: {kind: medication_start, drug: anakinra}", "first: {kind: diagnosis, code: sJIA}")
+        .replace("mas:", "adverse_events: {drug: study}\ndiscontinuations: false\nmas:", 1)
+    )
+    with pytest.raises(CohortError) as info:
+        load_cohort(write(tmp_path, text), rules())
+    assert any("drug: study counts the adverse events attributed to the study drug" in p.message
+               and "needs the study drug" in p.message for p in info.value.problems)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            "{drug: studdy}",
+            "adverse_events.drug must be one of any, study, not 'studdy' (did you mean 'study'?)",
+        ),
+        (
+            "{until: on_drugs}",
+            "adverse_events.until must be one of end_of_follow_up, on_drug, not 'on_drugs'",
+        ),
+        ("{durg: study}", "unknown key 'durg' for adverse_events (did you mean 'drug'?)"),
+    ],
+    ids=["drug", "until", "key"],
+)
+def test_a_wrong_adverse_events_mapping_is_named(tmp_path: Path, setting: str, message: str) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "mas:", f"drug: anakinra\nadverse_events: {setting}\nmas:", 1
+    )
+    with pytest.raises(CohortError) as info:
+        load_cohort(write(tmp_path, text), rules())
+    assert any(message in p.message for p in info.value.problems)
