@@ -1461,3 +1461,27 @@ def test_in_episode_ignores_an_episode_that_starts_after_the_date(bench: Bench) 
     bench.rule("r", {"in_episode": {"select": {"kind": "mas_episode"}, "merge_gap": "14 days"}})
     bench.events([mas("2009-03-01", "2009-03-05"), mas("2009-03-12", "2009-03-20")])
     assert bench.values("r", "2009-03-08") == [False]
+
+
+def _one_crp(bench: Bench, **ref: float) -> None:
+    bench.rule("r", {"normal": {"select": CRP, "within": "30 days", "upper": "6 mg/L"}})
+    bench.events([{"patient_id": "X", "kind": "lab", "code": "1988-5", "occurred_at": "2009-03-01", "value": 8,
+                   "unit": "mg/L", **ref}])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ref", "value", "note"),
+    [
+        ({"ref_low": 0}, False, "CRP 8 mg/L vs the lab's reference range ≥ 0, the limit ≤ 6"),
+        ({"ref_high": 10}, True, "CRP 8 mg/L vs the lab's reference range ≤ 10"),
+        ({"ref_low": 0, "ref_high": 10}, True, "CRP 8 mg/L vs the lab's reference range 0–10"),
+    ],
+    ids=["lab-low-only", "lab-high-only", "lab-both"],
+)
+def test_normal_names_which_bound_is_the_labs_and_which_the_rules(
+    bench: Bench, ref: dict[str, float], value: bool, note: str
+) -> None:
+    # a lab giving one bound: the rule's limit stands in for the other (a CRP of 8 above the 6 mg/L limit)
+    _one_crp(bench, **ref)
+    result = bench.state("r", "2009-03-01")  # the replay and the SQL engine, checked alike
+    assert (result.value, result.note) == (value, note)

@@ -458,6 +458,23 @@ def test_a_param_for_an_unknown_parameter_is_an_error(tmp_path: Path) -> None:
     ]
 
 
+def test_a_score_parameter_given_in_percent_is_refused() -> None:
+    with pytest.raises(RuleError) as caught:
+        load_rules(params={"jadas10_inactive": {"cutoff": "2 %"}})
+    assert [p.message for p in caught.value.problems] == [
+        "jadas10_inactive.cutoff: '2 %' is not in {score}, the parameter's unit (its default is 1 {score}); "
+        "give the number alone or in {score}"
+    ]
+
+
+def test_a_param_that_converts_to_an_infinite_limit_is_refused() -> None:
+    with pytest.raises(RuleError) as caught:
+        load_rules(params={"crp_normal": {"upper": "1e308 g/L"}})
+    assert [p.message for p in caught.value.problems] == [
+        "crp_normal.upper: '1e308 g/L' in mg/L is too large a number"
+    ]
+
+
 def test_a_param_in_a_unit_that_does_not_convert_is_an_error(tmp_path: Path) -> None:
     write_rule(tmp_path / "site", "my_crp", CRP_NORMAL, params=CRP_PARAMS)
     result = run_cli(

@@ -535,8 +535,12 @@ class Compiler:
         lower = self.threshold(node.lower, unit) if node.lower is not None else "NULL"
         name = node.select.name
         note = f"""CASE WHEN s.seq IS NOT NULL THEN {q_(name + " ")} || tl_fmt(s.val) || ' {unit}' ||
-                    CASE WHEN s.ref_high IS NOT NULL OR s.ref_low IS NOT NULL
-                         THEN ' vs the lab''s reference range ' || coalesce(tl_fmt(s.ref_low), '–') || '–' || coalesce(tl_fmt(s.ref_high), '')
+                    CASE WHEN s.ref_high IS NOT NULL AND s.ref_low IS NOT NULL
+                         THEN ' vs the lab''s reference range ' || tl_fmt(s.ref_low) || '–' || tl_fmt(s.ref_high)
+                         WHEN s.ref_high IS NOT NULL OR s.ref_low IS NOT NULL
+                         THEN ' vs the lab''s reference range ' || coalesce('≥ ' || tl_fmt(s.ref_low), '≤ ' || tl_fmt(s.ref_high))
+                              || coalesce(', the limit ' || CASE WHEN s.ref_low IS NULL THEN '≥ ' || tl_fmt({lower})
+                                                                 ELSE '≤ ' || tl_fmt({upper}) END, '')
                          ELSE ' vs the limit ' || concat_ws(' ', '≥ ' || tl_fmt({lower}), '≤ ' || tl_fmt({upper})) || ' (no lab range)' END
                 END"""
         return f"""SELECT p.patient_id, p.q,

@@ -448,8 +448,17 @@ class Reference:
         lower = self.threshold(node.lower, unit) if node.lower is not None else None
         x = float(e["value"])
         note = f"{name} {fmt(x)} {unit}"
-        if e["ref_high"] is not None or e["ref_low"] is not None:
-            note += f" vs the lab's reference range {fmt(e['ref_low']) or '–'}–{fmt(e['ref_high']) or ''}"
+        lab_lo, lab_hi = e["ref_low"], e["ref_high"]
+        if lab_lo is not None and lab_hi is not None:
+            note += f" vs the lab's reference range {fmt(lab_lo)}–{fmt(lab_hi)}"
+        elif lab_lo is not None or lab_hi is not None:
+            # one bound is the lab's; the other, if any, is the rule's limit
+            note += " vs the lab's reference range " + (
+                f"≥ {fmt(lab_lo)}" if lab_lo is not None else f"≤ {fmt(lab_hi)}"
+            )
+            sign, limit = ("≥", lower) if lab_lo is None else ("≤", upper)
+            if limit is not None:
+                note += f", the limit {sign} {fmt(float(limit))}"
         else:
             # the rule's limit: its default, a site's value or a copy's (not the lab's: it gave none)
             bounds = [f"{sign} {fmt(float(b))}" for sign, b in (("≥", lower), ("≤", upper)) if b is not None]

@@ -2088,10 +2088,16 @@ def override_value(
     if too_short:
         raise ValueError(f"{value} cannot be its value: {too_short}")
     if unit is not None and spec.unit is not None and unit != spec.unit:
+        if "{" in f"{unit}{spec.unit}" and unit != "1":  # a score is not a percentage: 2 % is no 0.02
+            raise ValueError(f"{raw!r} is not in {spec.unit}, the parameter's unit (its default is "
+                             f"{value_text(spec.default, spec.unit)}); give the number alone or in {spec.unit}")  # fmt: skip
         try:
-            return conversion(unit, spec.unit).apply(float(value))  # type: ignore[arg-type]
+            converted = conversion(unit, spec.unit).apply(float(value))  # type: ignore[arg-type]
         except UnitError as exc:
             raise ValueError(str(exc)) from None
+        if not math.isfinite(converted):
+            raise ValueError(f"{raw!r} in {spec.unit} is too large a number")
+        return converted
     return value
 
 
