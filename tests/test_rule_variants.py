@@ -697,3 +697,30 @@ def test_a_copy_at_two_values_passes_both_on_to_the_copy_it_reads(tmp_path: Path
         "upper": "crp_strict(limit=1 mg/L, window=3 days).limit",
         "validity": "crp_strict(limit=1 mg/L, window=3 days).window",
     }
+
+
+def test_a_reading_rules_value_from_the_command_line_that_does_not_suit_is_a_usage_error(
+    tmp_path: Path,
+) -> None:
+    write_rule(tmp_path, "crp_strict", {"rule": {"id": "crp_normal", "with": {"validity": {"param": "window"}}}},
+               params={"window": {"default": "14 days"}})  # fmt: skip
+    result = run_cli(
+        "rules", "show", "crp_strict", "--rules", tmp_path, "--param", "crp_strict.window=-1 days"
+    )
+    assert (
+        result.exit_code == 2 and "--param: crp_normal.validity: -1 day cannot be its value" in result.stderr
+    )
+
+
+def test_a_reading_rules_value_from_params_yaml_that_does_not_suit_is_reported_at_its_line(
+    tmp_path: Path,
+) -> None:
+    write_rule(tmp_path, "crp_strict", {"rule": {"id": "crp_normal", "with": {"validity": {"param": "window"}}}},
+               params={"window": {"default": "14 days"}})  # fmt: skip
+    (tmp_path / "params.yaml").write_text("# the study's window\ncrp_strict:\n  window: -1 days\n")
+    with pytest.raises(RuleError) as caught:
+        load_rules([*_builtin(), tmp_path])
+    assert (caught.value.problems[0].file, caught.value.problems[0].line) == (
+        str(tmp_path / "params.yaml"),
+        3,
+    )

@@ -1705,7 +1705,7 @@ def load_rules(
             places[(rid, name)] = ("--param", 0, 0)
         places.setdefault((rid, ""), ("--param", 0, 0))
     rules = _apply_site_params(rules, _for_all_rules(rules, site, problems, places), problems, places)
-    rules = _variants(rules, requests, docs, next_id, problems)
+    rules = _variants(rules, requests, docs, next_id, problems, places)
     rules = {rid: bound_drugs(rule) for rid, rule in rules.items()}
     for items in refs.values():
         for target, ref_path, doc in items:
@@ -1854,6 +1854,7 @@ def _variants(
     docs: dict[str, _Doc],
     next_id: list[int],
     problems: list[Problem],
+    places: _Places | None = None,
 ) -> dict[str, ast.Rule]:
     """The rules read at other parameter values (``{rule: {id: R, with: {...}}}``), added to
     ``rules``: each a copy of its rule, with the values given (checked as a site's would be;
@@ -1867,7 +1868,7 @@ def _variants(
         ready = [vid for vid, (base, *_) in pending.items()
                  if base not in rules or not any(t in pending for t in _rule_refs(rules[base].define))]  # fmt: skip
         for vid in ready or list(pending):  # none ready: a cycle, which the loader reports
-            _variant_request(vid, pending.pop(vid), rules, out, docs, next_id, problems)
+            _variant_request(vid, pending.pop(vid), rules, out, docs, next_id, problems, places or {})
     return out
 
 
@@ -1879,8 +1880,9 @@ def _variant_request(
     docs: dict[str, _Doc],
     next_id: list[int],
     problems: list[Problem],
+    places: _Places,
 ) -> None:
-    base, values, reader, places = request
+    base, values, reader, where = request
     rule = rules.get(base)
     if rule is not None:  # else reported at the reference as an unknown rule (or its file failed)
         given = {name: _own_value(rules[reader], raw) for name, raw in values.items()}
@@ -1889,13 +1891,18 @@ def _variant_request(
         except VariantValuesError as exc:
             for name, message in exc.wrong:
                 own = values.get(name)
+                given_at = None
                 if isinstance(own, dict) and any(
                     p.name == name for p in rule.params
                 ):  # say whose value it was
                     spec = rules[reader].param(str(own["param"]))
+                    given_at = places.get((reader, str(own["param"])))
                     site = ", as params.yaml or --param sets it" if spec.value is not None else ""
                     message += f" (the value of {reader}.{own['param']}{site})"
-                for doc, path in places:
+                if given_at is not None:  # at the value's own place: params.yaml's line, or --param (exit 2)
+                    problems.append(Problem(*given_at, message))
+                    continue
+                for doc, path in where:
                     line, col = doc.where((*path, "with", name))
                     problems.append(Problem(doc.file, line, col, message))
             return
