@@ -13,6 +13,8 @@ import pytest
 
 from tests.engine_support import CheckedSession, result_difference, store_with, visit_days, write_rule
 from tests.support import run_cli
+from timeline.cohort.report import index_drug_warnings
+from timeline.cohort.spec import load_cohort
 from timeline.engine.evaluate import Session
 from timeline.language.ast import DailyDose, OnDrug, Selector
 from timeline.language.loader import RuleError, load_rules, rule_dirs, walk
@@ -170,6 +172,7 @@ def test_a_site_value_that_is_no_drug_name_is_refused(tmp_path: Path) -> None:
 # ---- the pack -----------------------------------------------------------------------------------
 
 PACK_INDEX = (
+    "acr_pedi_30", "acr_pedi_50", "acr_pedi_70", "acr_pedi_90",
     "anajis_response", "complete_response", "escalated_therapy", "pedi_change_active_joints", "pedi_change_chaq",
     "pedi_change_crp", "pedi_change_limited_joints", "pedi_change_parent_global", "pedi_change_physician_global",
 )  # fmt: skip
@@ -220,7 +223,8 @@ def _load_problems(dirs: list[Any]) -> list[Any]:
 def test_a_value_all_rules_cannot_take_is_one_problem_naming_the_rules(tmp_path: Path) -> None:
     (found,) = [str(p) for p in _load_problems_with(params={"all_rules": {"index_drug": "42"}})]
     assert (
-        "index_drug (of anajis_response, complete_response" in found and "'42' is not a drug's name" in found
+        "index_drug (of acr_pedi_30, acr_pedi_50, acr_pedi_70, acr_pedi_90, anajis_response" in found
+        and "'42' is not a drug's name" in found
     )
 
 
@@ -267,7 +271,9 @@ def test_a_canakinumab_study_measures_the_crp_change_from_the_first_canakinumab_
     assert result.value == pytest.approx(-75.0)  # 80 → 20 mg/L; at anakinra's start there was no CRP
 
 
-@pytest.mark.parametrize("rule", ["pedi_change_crp", "complete_response", "escalated_therapy"])
+@pytest.mark.parametrize(
+    "rule", ["pedi_change_crp", "complete_response", "escalated_therapy", "acr_pedi_30", "anajis_response"]
+)
 def test_a_copy_of_a_pack_rule_at_another_index_drug_equals_the_site_value(tmp_path: Path, rule: str) -> None:
     store = store_with(tmp_path / "k.duckdb", CANAKINUMAB_STUDY)
     copy_id = f"{rule}(index_drug=canakinumab)"
@@ -285,3 +291,119 @@ def test_a_copy_asked_for_on_the_command_line_reads_its_own_drug(tmp_path: Path)
     copy_id = session.rules.get("pedi_change_crp(index_drug=canakinumab)").id
     got = {r.rule_id: r.value for r in session.state("K", "2010-02-01", ["pedi_change_crp", copy_id])}
     assert got == {"pedi_change_crp": None, copy_id: pytest.approx(-75.0)}
+
+
+def test_the_pack_at_one_index_drug_everywhere_evaluates_no_copies() -> None:
+    for params in (None, {"all_rules": {"index_drug": "canakinumab"}}):
+        rules = load_rules(params=params)
+        assert (
+            rules.order == rules.listed()
+        )  # the rules pass index_drug on: at one value, they read each other
+
+
+def test_one_rules_own_index_drug_is_passed_on_to_every_rule_it_reads() -> None:
+    rules = load_rules(params={"anajis_response": {"index_drug": "canakinumab"}})
+    copies = {rid: rules.rules[rid].param("index_drug").effective for rid in rules.order if "(" in rid}
+    assert set(copies.values()) == {"canakinumab"} and {rid.split("(")[0] for rid in copies} == {
+        "acr_pedi_30", "pedi_change_crp", "pedi_change_physician_global", "pedi_change_parent_global",
+        "pedi_change_chaq", "pedi_change_active_joints", "pedi_change_limited_joints",
+    }  # fmt: skip
+
+
+def test_a_rule_may_pass_its_drug_parameter_on_without_naming_a_drug_itself(tmp_path: Path) -> None:
+    write_rule(tmp_path / "r", "my_cr", {"rule": {"id": "complete_response", "with": {"index_drug": {"param": "study"}}}},
+               params={"study": {"default": "canakinumab"}})  # fmt: skip
+    rules = load_rules([*rule_dirs(), tmp_path / "r"])
+    (copy,) = [rid for rid in rules.order if rid.startswith("complete_response(")]
+    assert rules.rules[copy].param("index_drug").effective == "canakinumab"
+
+
+def test_a_drug_parameter_passed_on_to_a_number_is_refused(tmp_path: Path) -> None:
+    write_rule(tmp_path / "r", "r", {"rule": {"id": "crp_normal", "with": {"upper": {"param": "study"}}}},
+               params={"study": {"default": "canakinumab"}})  # fmt: skip
+    found = [str(p) for p in _load_problems([*rule_dirs(), tmp_path / "r"])]
+    assert any("crp_normal.upper: 'canakinumab' is not a number" in f for f in found)
+
+
+def test_a_copy_at_its_rules_own_values_reads_the_rule_itself(tmp_path: Path) -> None:
+    write_rule(tmp_path / "r", "r", {"rule": {"id": "crp_normal", "with": {"upper": "6 mg/L"}}})
+    rules = load_rules([*rule_dirs(), tmp_path / "r"])
+    assert [n.rule for n in walk(rules.rules["r"].define) if hasattr(n, "rule")] == ["crp_normal"]
+    assert "crp_normal(upper=6 mg/L)" not in rules.rules
+
+
+def test_a_drug_name_in_a_daily_dose_is_quoted_in_sql(store: Store, tmp_path: Path) -> None:
+    d = tmp_path / "r"
+    write_rule(d, "dose", spelled(DOSE, {"param": "index_drug"}), params=INDEX)
+    session = CheckedSession(store, load_rules([d], params={"dose": {"index_drug": "st john's wort"}}))
+    (result,) = session.state("A", "2010-02-01", ["dose"])  # the SQL engine ran, and agreed with the replay
+    assert result.note == "no st john's wort recorded: 0 mg/day"
+
+
+def test_an_empty_list_of_drugs_in_a_selector_is_refused(tmp_path: Path) -> None:
+    write_rule(
+        tmp_path / "r",
+        "r",
+        {"exists": {"select": {"kind": "medication_start", "drug": []}, "window": "ever"}},
+    )
+    (found,) = problems(tmp_path / "r")
+    assert "drug names one drug or a list of at least one" in found
+
+
+def _canakinumab_cohort(tmp_path: Path, drug: str = "canakinumab", index: str = "canakinumab") -> Path:
+    path = tmp_path / "cohort.yaml"
+    path.write_text(
+        f"cohort: cana\nversion: '1'\nindex:\n  first: {{kind: medication_start, drug: {index}}}\n"
+        f"drug: {drug}\npopulation:\n  include: [sjia_diagnosis]\ntime_points: [3 months]\n"
+        "outcomes:\n  - {id: acr30, rule: acr_pedi_30, label: ACR Pedi 30}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_a_cohort_whose_study_drug_is_not_the_rules_index_drug_is_warned(tmp_path: Path) -> None:
+    rules = load_rules()
+    (warning,) = index_drug_warnings(load_cohort(_canakinumab_cohort(tmp_path), rules), rules)
+    assert warning.startswith(
+        "the study drug is canakinumab, but acr_pedi_30, pedi_change_active_joints"
+    ) and (
+        "measure from the first dose of anakinra (their index_drug): set all_rules: {index_drug: canakinumab}"
+        in warning
+    )
+
+
+def test_a_cohort_whose_rules_follow_its_study_drug_is_not_warned(tmp_path: Path) -> None:
+    rules = load_rules(params={"all_rules": {"index_drug": "canakinumab"}})
+    assert index_drug_warnings(load_cohort(_canakinumab_cohort(tmp_path), rules), rules) == []
+
+
+def test_a_cohort_of_each_patients_own_index_drug_is_warned_that_baselines_follow_one_drug(
+    tmp_path: Path,
+) -> None:
+    rules = load_rules()
+    spec = load_cohort(_canakinumab_cohort(tmp_path, "index", "[anakinra, canakinumab]"), rules)
+    (warning,) = index_drug_warnings(spec, rules)
+    assert (
+        "own index drug (anakinra, canakinumab), but the rules measure every patient from the first dose of anakinra"
+        in warning
+    )
+
+
+def test_a_command_line_value_for_all_rules_that_a_files_value_for_one_rule_keeps_out_is_noted(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site/params.yaml").write_text("complete_response: {index_drug: tocilizumab}\n")
+    rules = load_rules([*rule_dirs(), tmp_path / "site"], params={"all_rules": {"index_drug": "abatacept"}})
+    assert rules.rules["complete_response"].param("index_drug").effective == "tocilizumab" and any(
+        "--param index_drug=abatacept is not given to complete_response (tocilizumab" in n
+        for n in rules.notes
+    )
+
+
+def test_a_drug_name_may_start_with_a_digit(tmp_path: Path) -> None:
+    rules = load_rules(
+        [rules_dir(tmp_path, ON_INDEX, "x")], params={"by_param": {"index_drug": "6-Mercaptopurine"}}
+    )
+    (on,) = [n for n in walk(rules.rules["by_param"].define) if isinstance(n, OnDrug)]
+    assert on.drugs == ("6-mercaptopurine",)

@@ -514,9 +514,7 @@ def test_rules_test_of_an_unknown_rule_is_a_usage_error_with_a_did_you_mean() ->
 def test_a_time_quantity_parameter_takes_hours_and_days(tmp_path: Path, given: str, minutes: float) -> None:
     """inactive_disease.morning_stiffness_max is 15 min; 1 h (a duration's word) and 0.25 h
     (not a whole duration) are quantities of time for it."""
-    write_rule(tmp_path, "r", {"rule": {"id": "inactive_disease", "with": {"morning_stiffness_max": given}}})
-    rules = load_rules([*_builtin(), tmp_path])
-    [copy] = [r for rid, r in rules.rules.items() if rid.startswith("inactive_disease(")]
+    copy = load_rules(_builtin()).get(f"inactive_disease(morning_stiffness_max={given})")
     assert copy.param("morning_stiffness_max").effective == pytest.approx(minutes)
 
 

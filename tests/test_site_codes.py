@@ -813,3 +813,47 @@ def test_a_registered_definition_written_as_a_codes_file_reads_back_the_same(
     assert (got.name, got.low, got.high, got.unit_factors, got.molar_mass) == (
         name, bounds[0], bounds[1], factors, molar,
     ) and (found["every_x"].per_day, found["pericarditis"].code.name) == (per_day, name)  # fmt: skip
+
+
+def test_a_code_whose_range_was_narrowed_after_its_values_round_trips_with_its_widest_range(
+    store: Store, site: Path, tmp_path: Path
+) -> None:
+    registry.register(store, site / "codes.yaml", "t")
+    append_rows(store, [BIRTH, anc(50, "10*9/L")], author="t", source="s")
+    (site / "codes.yaml").write_text(CODES.replace("high: 100", "high: 20"))
+    registry.register(store, site / "codes.yaml", "t")
+    export_meds(store, tmp_path / "out")
+    with other_store(tmp_path) as target:
+        result = ingest_file(target, tmp_path / "out", author="t")
+        assert (result.added, registry.codebook(target).labs["26499-4"].high) == (2, 100)
+
+
+def test_the_exported_file_says_when_a_codes_range_is_wider_than_its_current_one(
+    store: Store, site: Path, tmp_path: Path
+) -> None:
+    registry.register(store, site / "codes.yaml", "t")
+    (site / "codes.yaml").write_text(CODES.replace("high: 100", "high: 20"))
+    registry.register(store, site / "codes.yaml", "t")
+    export_meds(store, tmp_path / "out")
+    assert (
+        "# now 0.0–20.0, unit factors [1e-06, 10000.0]: widest given here"
+        in (tmp_path / "out/metadata/site_codes.yaml").read_text()
+    )
+
+
+def test_the_export_message_says_it_wrote_the_site_codes(store: Store, site: Path, tmp_path: Path) -> None:
+    registry.register(store, site / "codes.yaml", "t")
+    append_rows(store, [BIRTH], author="t", source="s")
+    assert (
+        export_meds(store, tmp_path / "out").message().endswith("; 3 site codes in metadata/site_codes.yaml")
+    )
+
+
+def test_a_site_codes_path_that_is_a_directory_rejects_the_dataset_naming_it(
+    store: Store, site_export: Path, tmp_path: Path
+) -> None:
+    (site_export / "metadata/site_codes.yaml").unlink()
+    (site_export / "metadata/site_codes.yaml").mkdir()
+    with other_store(tmp_path) as target, pytest.raises(IngestError) as info:
+        ingest_file(target, site_export, author="t")
+    assert "metadata/site_codes.yaml: is a directory" in str(info.value.errors[0])

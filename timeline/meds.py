@@ -98,6 +98,7 @@ class ExportResult:
     high_water: int = 0
     as_known_at: str | None = None
     seconds: float = 0.0
+    site_codes: int = 0  # the site's codes written to metadata/site_codes.yaml
 
     def message(self) -> str:
         known = f" as known at {self.as_known_at}" if self.as_known_at else ""
@@ -108,6 +109,7 @@ class ExportResult:
         return (
             f"{self.out_dir}: {n(self.events, 'event')} of {n(self.subjects, 'patient')}{known} as "
             f"{n(self.rows, 'MEDS row')} in {n(len(self.shards), 'shard')} (high-water seq {self.high_water})"
+            + (f"; {n(self.site_codes, 'site code')} in {SITE_CODES_YAML}" if self.site_codes else "")
         )
 
 
@@ -271,7 +273,7 @@ def export_meds(
                     KV_METADATA {{'ARROW:schema': {_quote(ARROW_SCHEMA)}}})"""
             )
             shards.append({"file": name, "rows": int(n_rows)})
-        _write_metadata(store, con, work, hw, as_known_at, shards)
+        n_codes = _write_metadata(store, con, work, hw, as_known_at, shards)
         totals = con.execute(
             "SELECT coalesce(sum(n_events), 0), coalesce(sum(n_rows), 0), count(*) FROM tl_meds_subjects"
         ).fetchone()
@@ -296,6 +298,7 @@ def export_meds(
         high_water=hw,
         as_known_at=as_known_at.isoformat() if as_known_at else None,
         seconds=time.perf_counter() - started,
+        site_codes=n_codes,
     )
 
 
@@ -312,7 +315,8 @@ def _write_metadata(
     hw: int,
     as_known_at: datetime | None,
     shards: list[dict[str, Any]],
-) -> None:
+) -> int:
+    """Write the metadata files; returns how many site codes ``metadata/site_codes.yaml`` holds."""
     con.execute(
         f"""COPY (SELECT subject_id, patient_id FROM tl_meds_subjects ORDER BY subject_id)
             TO {_quote(str(work / SUBJECTS_PARQUET))} (FORMAT parquet)"""
@@ -333,11 +337,14 @@ def _write_metadata(
         book = registry.codebook(store, as_known_at)
         con.executemany("INSERT INTO tl_meds_codes VALUES (?, ?, ?)", [describe_code(c, book) for c in found])
     con.execute(f"COPY tl_meds_codes TO {_quote(str(work / CODES_PARQUET))} (FORMAT parquet)")
-    register = registry.registered(store, as_known_at)
+    register = registry.widest(store, as_known_at)
     if register:
+        known = f", as known at {as_known_at.isoformat()}" if as_known_at else ""
         heading = (
-            f"The site's own codes registered in {store.path.name} at seq {hw} (timeline export --format meds).\n"
-            "`timeline ingest` of this dataset registers those the store lacks; `timeline codes add` reads it too."
+            f"The site's own codes registered in {store.path.name} at seq {hw}{known} (timeline export --format meds).\n"
+            "`timeline ingest` of this dataset registers those the store lacks; `timeline codes add` reads it too.\n"
+            "A code whose range or unit factors were narrowed by a later registration is given the widest it\n"
+            "had, so that every exported value is read back (its comment gives the current ones)."
         )
         (work / SITE_CODES_YAML).write_text(registry.codes_yaml(register, heading), encoding="utf-8")
     meta = {
@@ -362,6 +369,7 @@ def _write_metadata(
         },
     }
     (work / DATASET_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return len(register)
 
 
 def describe_code(code: str, book: codes.CodeBook = codes.BUILTIN) -> tuple[str, str, list[str]]:
@@ -427,7 +435,7 @@ def dataset_digest(path: Path) -> str:
     in name order."""
     h = hashlib.sha256()
     for file in [*data_files(path), path / SUBJECTS_PARQUET, path / SITE_CODES_YAML]:
-        if not file.exists():
+        if not file.is_file():  # missing; or not a file, which its reader reports
             continue
         h.update(file.relative_to(path).as_posix().encode() + b"\0")
         with file.open("rb") as fh:

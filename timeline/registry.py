@@ -138,6 +138,32 @@ def registered(store: Store, as_known_at: datetime | None = None) -> list[dict[s
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
+def widest(store: Store, as_known_at: datetime | None = None) -> list[dict[str, Any]]:
+    """The registered codes as :func:`registered` gives them, each with the widest range and
+    unit factors it was registered with (up to ``as_known_at``): a store's values were checked
+    against the definition of their day, so a narrower later one may refuse values it holds.
+    ``current`` holds a narrowed code's current (low, high, factor_low, factor_high)."""
+    rows = registered(store, as_known_at)
+    if not rows:
+        return rows
+    when = "WHERE recorded_at <= ?" if as_known_at is not None else ""
+    wide = {
+        str(r[0]): r[1:]
+        for r in store.con.execute(
+            f"SELECT code, min(low), max(high), min(factor_low), max(factor_high) FROM {TABLE} {when} GROUP BY code",
+            [as_known_at] if as_known_at is not None else [],
+        ).fetchall()
+    }
+    out = []
+    for r in rows:
+        now = (r["low"], r["high"], r["factor_low"], r["factor_high"])
+        widest_ = dict(zip(("low", "high", "factor_low", "factor_high"), wide[r["code"]], strict=True))
+        if r["kind"] in ("lab", "assessment") and tuple(widest_.values()) != now:
+            r = {**r, **widest_, "current": now}
+        out.append(r)
+    return out
+
+
 def site_codes(store: Store, as_known_at: datetime | None = None) -> list[codes.SiteCode]:
     out = []
     for r in registered(store, as_known_at):
@@ -309,6 +335,11 @@ def codes_yaml(rows: Sequence[dict[str, Any]], heading: str) -> str:
                     "\n", " "
                 )
             )
+            if r.get("current"):
+                lo, hi, flo, fhi = r["current"]
+                out.append(
+                    f"  # now {number(lo)}–{number(hi)}, unit factors [{number(flo)}, {number(fhi)}]: widest given here"
+                )
             code = text(r["code"])
             if kind == "frequency":
                 out.append(f"  {code}: {number(r['per_day'] or 0.0)}")

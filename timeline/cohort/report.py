@@ -24,7 +24,7 @@ from timeline.engine.compiler import Compiler, q_
 from timeline.engine.evaluate import ENGINE_MEMORY_LIMIT, Result, Session, staged
 from timeline.errors import UsageError
 from timeline.language import ast
-from timeline.language.loader import did_you_mean
+from timeline.language.loader import RuleSet, did_you_mean
 from timeline.store import ASSERTED_SEQ, EVENT_COLUMNS, lower_memory_limit, utc_now
 
 Progress = Callable[[str, float], None]
@@ -204,8 +204,43 @@ def run_cohort(
         report = run.report()
         if patients is None:  # one patient's record says nothing about the store's drugs
             report.warnings = run.absent_drugs()
+        report.warnings += index_drug_warnings(spec, session.rules)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def index_drug_warnings(spec: CohortSpec, rules: RuleSet) -> list[str]:
+    """A warning when rules the cohort reads measure from the first dose of a drug (their
+    ``index_drug`` parameter, the pack's baselines) other than the cohort's study drug: a
+    canakinumab cohort whose ACR Pedi baselines are still at anakinra's first dose."""
+    used: set[str] = set()
+    for rid in spec.rule_ids():
+        if rid in rules.rules:
+            used.update(rules.dependencies(rid))
+    drugs: dict[str, list[str]] = {}  # index_drug value → the rules at it
+    for rid in sorted(used):
+        for p in rules.rules[rid].params:
+            if p.name == "index_drug" and isinstance(p.effective, str):
+                drugs.setdefault(p.effective, []).append(rid)
+    if not drugs:
+        return []
+    if spec.drug_from_index:
+        study = sorted(set(_selector_drugs(spec.index)))
+        if set(study) <= set(drugs) and len(drugs) == 1:
+            return []
+        return [
+            f"each patient's study drug is their own index drug ({', '.join(study) or 'any'}), but the rules "
+            f"measure every patient from the first dose of {' or '.join(sorted(drugs))} (their index_drug): "
+            "a baseline follows one drug for all"
+        ]
+    off = {d: rids for d, rids in drugs.items() if d != spec.drug}
+    if not off or spec.drug is None:
+        return []
+    return [
+        f"the study drug is {spec.drug}, but {', '.join(rids)} measure from the first dose of {d} (their "
+        f"index_drug): set all_rules: {{index_drug: {spec.drug}}} in a params.yaml, or --param index_drug={spec.drug}"
+        for d, rids in sorted(off.items())
+    ]
 
 
 @contextmanager

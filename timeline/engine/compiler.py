@@ -620,9 +620,10 @@ class Compiler:
         unit = "mg/kg/day" if node.per_kg else "mg/day"
         ev = f"""list_concat(CASE WHEN m.seq IS NULL THEN {EMPTY} ELSE [m.seq] END,
                             CASE WHEN {needs_weight} AND w.seq IS NOT NULL THEN [w.seq] ELSE {EMPTY} END)"""
-        note = f"""CASE WHEN m.seq IS NULL THEN 'no {node.drug} recorded: 0 {unit}'
-                     WHEN m.kind IN ('medication_stop', 'discontinuation') THEN '{node.drug} stopped on ' || strftime(m.t, '%Y-%m-%d') || ': 0 {unit}'
-                     ELSE '{node.drug} ' || tl_fmt(m.dose) || ' ' || m.dose_unit || ' ' || coalesce(m.frequency, '(no frequency)')
+        # the drug's name is text from a rule file or a parameter: quoted, never pasted into SQL
+        note = f"""CASE WHEN m.seq IS NULL THEN {q_(f"no {node.drug} recorded: 0 {unit}")}
+                     WHEN m.kind IN ('medication_stop', 'discontinuation') THEN {q_(f"{node.drug} stopped on ")} || strftime(m.t, '%Y-%m-%d') || ': 0 {unit}'
+                     ELSE {q_(f"{node.drug} ")} || tl_fmt(m.dose) || ' ' || m.dose_unit || ' ' || coalesce(m.frequency, '(no frequency)')
                           || CASE WHEN {needs_weight} AND w.seq IS NOT NULL THEN ', weight ' || tl_fmt(w.val) || ' kg on ' || strftime(w.t, '%Y-%m-%d') ELSE '' END
                 END"""
         return f"""SELECT p.patient_id, p.q, NULL::BOOLEAN AS b,
@@ -632,7 +633,7 @@ class Compiler:
                      WHEN {needs_weight} AND w.seq IS NULL THEN NULL
                      ELSE round({value}, {DOSE_DECIMALS}) END AS x,
                 CASE WHEN m.seq IS NULL OR m.kind IN ('medication_stop', 'discontinuation') THEN NULL
-                     WHEN fq.per_day IS NULL THEN 'frequency of the {node.drug} dose not recorded'
+                     WHEN fq.per_day IS NULL THEN {q_(f"frequency of the {node.drug} dose not recorded")}
                      WHEN {needs_weight} AND w.seq IS NULL THEN 'no weight recorded up to the date'
                      WHEN {needs_weight} AND NOT (w.t > p.q - {v.sql()}) THEN 'no weight within {v}: the latest, on ' || strftime(w.t, '%Y-%m-%d') || ', is too old'
                 END AS why,

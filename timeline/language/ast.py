@@ -64,6 +64,10 @@ class Param(Node):
 
 class RuleRef(Node):
     rule: str
+    # a reference that stood for a copy of ``rule`` at values equal to its own (the loader reads
+    # the rule itself then): the copy's (parameter, value as its id shows it), so that a copy of
+    # the reading rule at other values passes them on
+    passes: tuple[tuple[str, str], ...] = ()
 
 
 # ---- event selection -----------------------------------------------------------------

@@ -444,6 +444,8 @@ class _RuleParser:
         if data.get(key) is None:
             return (), ()
         listed = isinstance(data[key], list)
+        if listed and not data[key]:  # it would select every event: drug: [] is a mistake
+            raise self.fail((*path, key), f"{key} names one drug or a list of at least one")
         named = [self.drug(item, (*path, key, i) if listed else (*path, key))
                  for i, item in enumerate(data[key] if listed else [data[key]])]  # fmt: skip
         return tuple(d for d, _ in named if d is not None), tuple(p for _, p in named if p is not None)
@@ -1065,6 +1067,9 @@ class _RuleParser:
             raise _Fail() from None  # the parameter's own problem is reported
         self.refs.append((base, (*path, "id")))
         self.variants.append((vid, base, values, path))
+        for raw in values.values():  # a drug's name passed on to the rule read names a drug
+            if isinstance(raw, dict) and str(raw.get("param")) in self.text_params:
+                self.drug_uses.add(str(raw["param"]))
         return vid
 
     def exprs(self, parts: Iterable[tuple[Any, Path_]]) -> tuple[ast.Node, ...]:
@@ -1187,12 +1192,13 @@ def unit_problem(unit: str) -> str | None:
     return f"{unit!r} is not a UCUM unit"  # pragma: no cover - is_valid said it was not
 
 
-_DRUG = re.compile(r"^[a-z][a-z0-9 ._+/()'-]{0,99}$")
+_DRUG = re.compile(r"^(?=[^a-z]*[a-z])[a-z0-9][a-z0-9 ._+/()'-]{0,99}$")  # with a letter: 6-mercaptopurine
 
 
 def drug_name(value: Any) -> str | None:
     """A drug's name as events store it (lower case), or None if ``value`` cannot be one: text
-    starting with a letter, no longer than 100 characters, not true or false."""
+    starting with a letter or a digit and holding a letter, no longer than 100 characters, not
+    true or false."""
     if not isinstance(value, str):
         return None
     text = value.strip().lower()
@@ -1418,7 +1424,7 @@ class RuleSet:
         last = max(n.nid for r in self.rules.values() for n in walk(r.define) if isinstance(n, ast.Node))
         before = set(self.rules)
         copy = variant_rule(rule, vid, values, [last], nids, self.rules)
-        for old, new in nids.items():
+        for new, old in nids.items():
             self.types[new] = self.types[old]
         self.rules[vid] = copy
         for made in [r for r in self.rules if r not in before]:  # the copies it reads first
@@ -1704,9 +1710,9 @@ def load_rules(
         for name in overrides:
             places[(rid, name)] = ("--param", 0, 0)
         places.setdefault((rid, ""), ("--param", 0, 0))
-    rules = _apply_site_params(rules, _for_all_rules(rules, site, problems, places), problems, places)
+    rules = _apply_site_params(rules, _for_all_rules(rules, site, problems, places, notes), problems, places)
     rules = _variants(rules, requests, docs, next_id, problems, places)
-    rules = {rid: bound_drugs(rule) for rid, rule in rules.items()}
+    rules = _same_as_their_rule({rid: bound_drugs(rule) for rid, rule in rules.items()})
     for items in refs.values():
         for target, ref_path, doc in items:
             if target not in rules and target not in failed:
@@ -1785,7 +1791,11 @@ def _site_params(doc: _Doc, site: dict[str, dict[str, Any]], places: _Places) ->
 
 
 def _for_all_rules(
-    rules: Mapping[str, ast.Rule], site: dict[str, dict[str, Any]], problems: list[Problem], places: _Places
+    rules: Mapping[str, ast.Rule],
+    site: dict[str, dict[str, Any]],
+    problems: list[Problem],
+    places: _Places,
+    notes: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The site's values by rule, with those given for all rules (``all_rules:`` in params.yaml,
     ``--param NAME=VALUE``) given to every rule with that parameter, unless a value is given
@@ -1804,8 +1814,11 @@ def _for_all_rules(
             )
             continue
         wrong: dict[str, list[str]] = {}  # why → the rules it does not suit: one problem, not one a rule
+        kept: list[str] = []  # rules whose own value (a params.yaml's) wins over --param's for all
         for rid in holders:
             if name in out.get(rid, {}):
+                if place[0] == "--param" and places.get((rid, name), place)[0] != "--param":
+                    kept.append(f"{rid} ({out[rid][name]}, {places[(rid, name)][0]})")
                 continue
             try:
                 override_value(rules[rid].param(name), raw)
@@ -1816,6 +1829,9 @@ def _for_all_rules(
             places[(rid, name)] = place
         for why, rids in wrong.items():
             problems.append(Problem(*place, f"{name} (of {', '.join(rids)}): {why}"))
+        if kept and notes is not None:
+            notes.append(f"--param {name}={everyone[name]} is not given to {', '.join(kept)}: a value for one rule wins "
+                         f"over one for all rules; give --param RULE.{name} to change it")  # fmt: skip
     return out
 
 
@@ -1870,6 +1886,40 @@ def _variants(
         for vid in ready or list(pending):  # none ready: a cycle, which the loader reports
             _variant_request(vid, pending.pop(vid), rules, out, docs, next_id, problems, places or {})
     return out
+
+
+def _same_as_their_rule(rules: dict[str, ast.Rule]) -> dict[str, ast.Rule]:
+    """The rules without the copies whose every parameter has its rule's value (a reading rule
+    passing on its own default, or the site's value), each reference to one reading the rule
+    itself: the same answers, evaluated once (the pack's rules pass their ``index_drug`` on to
+    the rules they read; with one value everywhere, no copy is made)."""
+    same = {
+        vid: rule.variant_of
+        for vid, rule in rules.items()
+        if rule.variant_of is not None
+        and rule.variant_of in rules
+        and all(p.effective == rules[rule.variant_of].param(p.name).effective for p in rule.params)
+    }
+    if not same:
+        return rules
+
+    def reread(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return tuple(reread(v) for v in value)
+        if not isinstance(value, ast.Frozen):
+            return value
+        update = {name: reread(getattr(value, name)) for name in type(value).model_fields}
+        if isinstance(value, ast.RuleRef) and value.rule in same:
+            update["rule"], update["passes"] = same[value.rule], rules[value.rule].variant_with
+        return value.model_copy(update=update)
+
+    return {
+        rid: rule.model_copy(update={"define": reread(rule.define)})
+        if any(isinstance(n, ast.RuleRef) and n.rule in same for n in walk(rule.define))
+        else rule
+        for rid, rule in rules.items()
+        if rid not in same
+    }
 
 
 def _variant_request(
@@ -1938,7 +1988,7 @@ def variant_rule(
 ) -> ast.Rule:
     """A copy of ``rule`` under ``vid``, its parameters at ``values`` (checked as a site's
     would be; the others keep the rule's values), every node a new id from ``next_id``
-    (``nids``: filled with each old id's new one). :class:`VariantValuesError` names every
+    (``nids``: filled with each new id's old one; a rule copied twice has two new ids per node). :class:`VariantValuesError` names every
     value that does not suit its parameter.
 
     A rule that reads another at its own parameters (``crp_normal(upper=crp_strict.limit)``)
@@ -1960,25 +2010,33 @@ def variant_rule(
     if wrong:
         raise VariantValuesError(wrong)
     nids = {} if nids is None else nids
-    retarget: dict[str, str] = {}
-    for target in dict.fromkeys(_rule_refs(rule.define)) if rules is not None else ():
+    # the copies it reads at its own parameters (or the rules themselves, read at equal values):
+    # (rule read, values as the reference shows them) → the copy at this copy's values
+    retarget: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+    refs = dict.fromkeys((n.rule, n.passes) for n in walk(rule.define) if isinstance(n, ast.RuleRef))
+    for target, passes in refs if rules is not None else ():
         assert rules is not None
         read = rules.get(target)
-        if read is None or read.variant_of is None:
+        if read is None:
             continue
-        shown = dict(read.variant_with)
+        base, shown = (
+            (read.variant_of, dict(read.variant_with))
+            if read.variant_of is not None
+            else (target, dict(passes))
+        )
         own = {name: text.split(".", 1)[1] for name, text in shown.items() if text.startswith(f"{rule.id}.")}
-        if not own:
+        if base is None or not own:
             continue
         passed = {name: f"{vid}.{own[name]}" if name in own else text for name, text in shown.items()}
-        retarget[target] = copy_id = variant_id(read.variant_of, passed)
+        retarget[(target, passes)] = copy_id = variant_id(base, passed)
         if copy_id not in rules:
+            original = rules[base]
             given = {
                 name: value_text(specs[own[name]].effective, specs[own[name]].unit) if name in own
                 else value_text(read.param(name).effective, read.param(name).unit)
                 for name in shown
             }  # fmt: skip
-            rules[copy_id] = variant_rule(rules[read.variant_of], copy_id, given, next_id, nids, rules)
+            rules[copy_id] = variant_rule(original, copy_id, given, next_id, nids, rules)
     define = _renamed(rule.define, rule.id, vid, next_id, nids, retarget)
     return bound_drugs(rule.model_copy(
         update={"id": vid, "params": tuple(specs.values()), "define": define, "examples": (),
@@ -1987,10 +2045,15 @@ def variant_rule(
 
 
 def _renamed(
-    value: Any, base: str, vid: str, next_id: list[int], nids: dict[int, int], retarget: Mapping[str, str]
+    value: Any,
+    base: str,
+    vid: str,
+    next_id: list[int],
+    nids: dict[int, int],
+    retarget: Mapping[tuple[str, tuple[tuple[str, str], ...]], str],
 ) -> Any:
     """A copy of a rule's definition for its variant: every node a new id (unique in the rule
-    set; ``nids`` records old → new), the rule's own parameters read from the variant, and the
+    set; ``nids`` records new → old), the rule's own parameters read from the variant, and the
     copies it reads at its own parameters replaced by those at the variant's (``retarget``)."""
     if isinstance(value, tuple):
         return tuple(_renamed(v, base, vid, next_id, nids, retarget) for v in value)
@@ -2000,11 +2063,12 @@ def _renamed(
         name: _renamed(getattr(value, name), base, vid, next_id, nids, retarget)
         for name in type(value).model_fields
     }
-    if isinstance(value, ast.RuleRef) and value.rule in retarget:
-        update["rule"] = retarget[value.rule]
+    if isinstance(value, ast.RuleRef) and (value.rule, value.passes) in retarget:
+        update["rule"], update["passes"] = retarget[(value.rule, value.passes)], ()
     if isinstance(value, ast.Node):
         next_id[0] += 1
-        update["nid"] = nids[value.nid] = next_id[0]
+        update["nid"] = next_id[0]
+        nids[next_id[0]] = value.nid
     if isinstance(value, ast.Param) and value.rule == base:
         update["rule"] = vid
     if isinstance(value, ast.DurationRef) and value.param is not None and value.param[0] == base:
@@ -2069,7 +2133,7 @@ def override_value(
         text = drug_name(raw)
         if text is None:
             raise ValueError(
-                f"{raw!r} is not a drug's name (text starting with a letter), as the default, {spec.default}"
+                f"{raw!r} is not a drug's name (text with a letter), as the default, {spec.default}"
             )
         return text
     quantity, unit = (
