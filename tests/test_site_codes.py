@@ -622,6 +622,12 @@ def site_export(store: Store, site: Path, tmp_path: Path) -> Path:
     return tmp_path / "out"
 
 
+def _line_of(export: Path, text: str) -> int:
+    """The line of the export's site_codes.yaml that holds ``text``, from 1."""
+    lines = (export / "metadata/site_codes.yaml").read_text().splitlines()
+    return next(i for i, line in enumerate(lines, start=1) if text in line)
+
+
 def other_store(tmp_path: Path) -> Store:
     return Store.create(tmp_path / "copy.duckdb")
 
@@ -725,7 +731,8 @@ def test_ingest_refuses_a_dataset_whose_code_the_store_holds_in_another_unit_nam
         with pytest.raises(IngestError) as info:
             ingest_file(target, site_export, author="t")
     error = str(info.value.errors[0])
-    assert "metadata/site_codes.yaml line 5" in error and "unit '/uL', not '10*9/L'" in error
+    line = _line_of(site_export, '"26499-4":')
+    assert f"metadata/site_codes.yaml line {line}" in error and "unit '/uL', not '10*9/L'" in error
 
 
 def test_a_refused_meds_ingest_registers_none_of_the_datasets_codes(
@@ -752,7 +759,7 @@ def test_a_hand_edited_site_codes_file_is_refused_naming_its_line(
     with other_store(tmp_path) as target, pytest.raises(IngestError) as info:
         ingest_file(target, site_export, author="t")
     error = str(info.value.errors[0])
-    assert "metadata/site_codes.yaml line 7" in error and "10*9/lb" in error
+    assert f"metadata/site_codes.yaml line {_line_of(site_export, '10*9/lb')}" in error and "10*9/lb" in error
 
 
 def test_cli_ingest_of_an_export_reports_the_codes_it_registered(site_export: Path, tmp_path: Path) -> None:

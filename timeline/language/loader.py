@@ -1198,10 +1198,12 @@ _DRUG = re.compile(r"^(?=[^a-z]*[a-z])[a-z0-9][a-z0-9 ._+/()'-]{0,99}$")  # with
 def drug_name(value: Any) -> str | None:
     """A drug's name as events store it (lower case), or None if ``value`` cannot be one: text
     starting with a letter or a digit and holding a letter, no longer than 100 characters, not
-    true or false."""
+    true or false, not a number and a word (``20 mm/hr`` is a value with a mistyped unit)."""
     if not isinstance(value, str):
         return None
     text = value.strip().lower()
+    if _QUANTITY.match(text) or _WHOLE.match(text):  # 20 mm/hr, 3 dayz: a mistyped value, not a drug
+        return None
     return text if _DRUG.match(text) and text not in ("true", "false") else None
 
 
