@@ -385,6 +385,10 @@ def render(report: Report) -> None:
             base = x.id
             t.add_row(cell(x.label), *(cell(s) for s in row_cells(base)))
         c.print(t)
+        left = rows[0].stats.get("not_counted") if section == "adverse_event" else None
+        if left:  # adverse_events drug: study: what the attribution left out, never silently
+            c.print(f"[dim]not counted (the AE does not name the study drug): {left['another_drug']} naming another "
+                    f"drug, {left['no_drug_named']} naming none[/]")  # fmt: skip
     c.print("[dim]cell ids: --json; patients behind a cell: timeline cohort patients FILE --cell ID[/]")
 
 

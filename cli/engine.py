@@ -342,7 +342,8 @@ def history(
         rows = sess.history(patient, rule, start, end)
         manifest = sess.manifest()
     # said of the rules asked for by name: a whole history always has age_years
-    growing = [rid for rid in dict.fromkeys(rule or []) if sess.rules.grows_with_time(rid)]
+    # (by the id the rule set gives: a copy may be asked for in another spelling)
+    growing = [rid for rid in dict.fromkeys(rule or []) if sess.rules.grows_with_time(sess.rules.get(rid).id)]
     if growing:
         console(stderr=True).print(
             f"[yellow]note:[/] {esc(', '.join(growing))} {'grows' if len(growing) == 1 else 'grow'} with time"

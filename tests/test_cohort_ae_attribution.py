@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cohort_support import COHORT, build_store, rules, run, write
+from tests.cohort_support import COHORT, RULES, build_store, rules, run, write
+from tests.support import run_cli
+from timeline.cohort.explain import explain_patient
 from timeline.cohort.report import Report
 from timeline.cohort.spec import CohortError, load_cohort
+from timeline.engine.evaluate import Session
 from timeline.ingest import append_rows
 from timeline.store import Store
 
@@ -123,3 +126,42 @@ def test_a_wrong_adverse_events_mapping_is_named(tmp_path: Path, setting: str, m
     with pytest.raises(CohortError) as info:
         load_cohort(write(tmp_path, text), rules())
     assert any(message in p.message for p in info.value.problems)
+
+
+def _all_left_out(tmp: Path) -> tuple[Path, Path]:
+    """The fixture store with P2's AEs naming methotrexate only, and a cohort counting those of
+    anakinra: no AE is counted."""
+    path = build_store(tmp / "s.duckdb")
+    with Store.open(path, write=True) as s:
+        append_rows(s, [MORE_AES[1]], author="t", source="test")
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "mas:", "drug: anakinra\nadverse_events: {drug: study}\nmas:", 1
+    )
+    return path, write(tmp, text)
+
+
+def test_when_no_ae_is_attributed_the_any_cell_still_says_how_many_were_left_out(tmp_path: Path) -> None:
+    report = run(*_all_left_out(tmp_path))
+    cell = report.cell("ae.any.any_grade")
+    assert (cell.n, cell.stats) == (0, {"events": 0, "not_counted": {"another_drug": 1, "no_drug_named": 2}})
+
+
+def test_cohort_explain_of_a_term_left_out_says_why_it_is_not_counted(tmp_path: Path) -> None:
+    path, cohort = _all_left_out(tmp_path)
+    rs = rules()
+    with Store.open(path) as s:
+        out = explain_patient(Session(s, rs), load_cohort(cohort, rs), "P2", "ae.transaminitis.any_grade")
+    cell = out["cell"]
+    assert cell["role"] == "not counted: its adverse events of this term do not name the study drug" and [
+        ae["drug"] for ae in cell["not_counted"]
+    ] == ["methotrexate"]
+
+
+def test_cohort_run_prints_what_the_attribution_left_out(tmp_path: Path) -> None:
+    path, cohort = _all_left_out(tmp_path)
+    result = run_cli("cohort", "run", cohort, "--store", path, "--rules", RULES)
+    assert (
+        result.exit_code == 0
+        and "not counted (the AE does not name the study drug): 1 naming another drug, 2 naming none"
+        in " ".join(result.stdout.split())
+    )

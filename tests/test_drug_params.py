@@ -407,3 +407,25 @@ def test_a_drug_name_may_start_with_a_digit(tmp_path: Path) -> None:
     )
     (on,) = [n for n in walk(rules.rules["by_param"].define) if isinstance(n, OnDrug)]
     assert on.drugs == ("6-mercaptopurine",)
+
+
+def test_a_sites_override_without_the_index_drug_the_pack_passes_on_is_one_problem_at_the_override(
+    tmp_path: Path,
+) -> None:
+    write_rule(tmp_path / "site", "pedi_change_crp", {"pct_change": {
+        "value": {"latest": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days"}},
+        "baseline": {"at_anchor": {"expr": {"latest": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days"}},
+                                   "anchor": {"first": {"kind": "medication_start", "drug": "anakinra"}}}}}}, unit="%")  # fmt: skip
+    (found,) = [str(p) for p in _load_problems([*rule_dirs(), tmp_path / "site"])]
+    assert f"{tmp_path / 'site' / 'pedi_change_crp.yaml'}:1" in found and (
+        "without its parameter 'index_drug', which rules reading it give it" in found
+    )
+
+
+def test_a_copy_the_cohort_asks_for_at_its_own_index_drug_is_not_warned_about(tmp_path: Path) -> None:
+    rules = load_rules()
+    path = _canakinumab_cohort(tmp_path)
+    path.write_text(
+        path.read_text().replace("rule: acr_pedi_30,", "rule: 'acr_pedi_30(index_drug=anakinra)',")
+    )
+    assert index_drug_warnings(load_cohort(path, rules), rules) == []

@@ -722,3 +722,20 @@ def test_a_reading_rules_value_from_params_yaml_that_does_not_suit_is_reported_a
         str(tmp_path / "params.yaml"),
         3,
     )
+
+
+def test_history_takes_a_copy_asked_for_in_another_spelling(tmp_path: Path) -> None:
+    store = _crp_store(tmp_path)
+    result = run_cli("history", "P", "--rule", "crp_normal(validity=14 d, upper=3.0 mg/L)", "--store", store)
+    assert result.exit_code == 0 and "crp_normal(upper=3 mg/L, validity=14 days)" in result.stdout
+
+
+def test_a_copy_id_naming_another_rules_parameter_reads_that_parameters_value() -> None:
+    # at the pack's defaults the loader made no such copy (complete_response passes anakinra on):
+    # the id is read back, complete_response.index_drug standing for its value
+    rules = load_rules(_builtin())
+    copy = rules.get("escalated_therapy(index_drug=complete_response.index_drug)")
+    assert (copy.id, copy.param("index_drug").effective) == (
+        "escalated_therapy(index_drug=anakinra)",
+        "anakinra",
+    )

@@ -125,8 +125,9 @@ class PatientFacts:
     tte: dict[str, TteFacts] = field(default_factory=dict)
     mas: list[dict[str, Any]] = field(default_factory=list)
     adverse_events: list[dict[str, Any]] = field(default_factory=list)
-    # with adverse_events drug: study, the AEs in the span not counted: of another drug, of none
-    ae_left_out: dict[str, int] = field(default_factory=lambda: {"another_drug": 0, "no_drug_named": 0})
+    # with adverse_events drug: study, the AEs in the span not counted, each with ``not_counted``:
+    # another_drug or no_drug_named
+    ae_not_counted: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def included(self) -> bool:
@@ -218,7 +219,16 @@ def index_drug_warnings(spec: CohortSpec, rules: RuleSet) -> list[str]:
         if rid in rules.rules:
             used.update(rules.dependencies(rid))
     drugs: dict[str, list[str]] = {}  # index_drug value → the rules at it
+
+    def chosen(rid: str) -> bool:
+        """A copy asked for at its index_drug (or given it by such a copy): all_rules cannot move it."""
+        given = dict(rules.rules[rid].variant_with).get("index_drug", "") if rid in rules.rules else ""
+        source = given.removesuffix(".index_drug")
+        return bool(given) and (source == given or chosen(source))
+
     for rid in sorted(used):
+        if chosen(rid):
+            continue
         for p in rules.rules[rid].params:
             if p.name == "index_drug" and isinstance(p.effective, str):
                 drugs.setdefault(p.effective, []).append(rid)
@@ -758,7 +768,9 @@ class _Run:
             ae = {"term": term, "grade": grade, "event_id": eid, "occurred_at": t, "serious": serious,
                   "action": action, "drug": drug}  # fmt: skip
             if self.spec.ae_drug == "study" and drug != f.drug:  # attributed to another drug, or to none
-                f.ae_left_out["another_drug" if drug is not None else "no_drug_named"] += 1
+                f.ae_not_counted.append(
+                    {**ae, "not_counted": "another_drug" if drug is not None else "no_drug_named"}
+                )
                 continue
             f.adverse_events.append(ae)
 
@@ -813,6 +825,8 @@ class _Run:
         # every group gets the rows the whole population has, zeros included
         everyone = [self.facts[p] for p in self.pop]
         ae_rows = {key for f in everyone for ae in f.adverse_events for key in ae_keys(ae)}
+        if spec.ae_drug == "study":  # its "any" row says how many were left out, even if none was counted
+            ae_rows.add(("any", "any grade"))
         reasons = {f.disc_reason or "no reason recorded" for f in everyone if f.disc_date is not None}
         for gid, (_label, ids) in groups.items():
             suffix = "" if gid == "all" else f"@{gid}"
@@ -994,7 +1008,8 @@ class _Run:
             if self.spec.ae_drug == "study" and (term, grade) == ("any", "any grade"):
                 # what the attribution left out of the group's count, so that it can be checked
                 c.stats["not_counted"] = {
-                    why: sum(f.ae_left_out[why] for f in members) for why in ("another_drug", "no_drug_named")
+                    why: sum(ae["not_counted"] == why for f in members for ae in f.ae_not_counted)
+                    for why in ("another_drug", "no_drug_named")
                 }
             out.append(c)
         return out

@@ -1406,7 +1406,7 @@ class RuleSet:
                 )
             if name.strip() in values:
                 raise UsageError(f"rule {asked!r}: {name.strip()} is given twice")
-            values[name.strip()] = value.strip()
+            values[name.strip()] = self._read_back(value.strip())
         try:
             _, given, vid = read_variant({"id": base, "with": values})
             return self.variant(base, given, vid)
@@ -1414,6 +1414,20 @@ class RuleSet:
             raise UsageError(f"rule {asked!r}: {exc.message}") from None
         except VariantValuesError as exc:
             raise UsageError(f"rule {asked!r}: {exc}") from None
+
+    def _read_back(self, value: str) -> str:
+        """A value as a copy's id shows it, which may name another rule's parameter
+        (``complete_response.index_drug``, ``acr_pedi_30(index_drug=x).index_drug``): that
+        parameter's value, so that an id from explain's output can be asked for again; any other
+        value as it is."""
+        m = re.match(r"^(.+)\.([a-z][a-z0-9_]*)$", value, re.DOTALL)
+        if m is None or not (m.group(1) in self.rules or _ASKED_VARIANT.match(m.group(1))):
+            return value
+        try:
+            spec = self.get(m.group(1)).param(m.group(2))
+        except (KeyError, UsageError):
+            return value
+        return value_text(spec.effective, spec.unit)
 
     def variant(self, rule_id: str, values: Mapping[str, Any], vid: str) -> str:
         """Add (once) the rule ``rule_id`` at other parameter values under ``vid`` (from
@@ -1943,6 +1957,18 @@ def _variant_request(
         except VariantValuesError as exc:
             for name, message in exc.wrong:
                 own = values.get(name)
+                if (
+                    rule.overrides is not None
+                    and base in docs
+                    and not any(p.name == name for p in rule.params)
+                ):
+                    # a site's own version of a rule, without a parameter the rules reading it give
+                    # it (the pack's rules pass index_drug on): said once, at the override
+                    line, col = docs[base].where(("id",))
+                    problems.append(Problem(rule.source, line, col,
+                        f"{base} overrides {rule.overrides} without its parameter {name!r}, which rules "
+                        f"reading it give it (with: {{{name}: …}}): declare {name} here, as the rule it overrides does"))  # fmt: skip
+                    continue
                 given_at = None
                 if isinstance(own, dict) and any(
                     p.name == name for p in rule.params
