@@ -628,6 +628,11 @@ def _line_of(export: Path, text: str) -> int:
     return next(i for i, line in enumerate(lines, start=1) if text in line)
 
 
+def register_changed(target: Store, tmp_path: Path, text: str) -> None:
+    """Register ``text`` (CODES changed) in ``target`` from a codes.yaml of its own."""
+    registry.register(target, codes_dir(tmp_path, text) / "codes.yaml", "t")
+
+
 def other_store(tmp_path: Path) -> Store:
     return Store.create(tmp_path / "copy.duckdb")
 
@@ -712,9 +717,7 @@ def test_ingest_keeps_the_stores_own_definition_of_a_code_it_holds(
     store: Store, site_export: Path, tmp_path: Path
 ) -> None:
     with other_store(tmp_path) as target:
-        registry.register(
-            target, codes_dir(tmp_path, CODES.replace("high: 100", "high: 1000")) / "codes.yaml", "t"
-        )
+        register_changed(target, tmp_path, CODES.replace("high: 100", "high: 1000"))
         result = ingest_file(target, site_export, author="t")
         assert (
             "26499-4" not in result.codes_registered
@@ -726,8 +729,9 @@ def test_ingest_refuses_a_dataset_whose_code_the_store_holds_in_another_unit_nam
     store: Store, site_export: Path, tmp_path: Path
 ) -> None:
     with other_store(tmp_path) as target:
-        registry.register(target, codes_dir(tmp_path, CODES.replace("unit: 10*9/L", "unit: /uL").replace(
-            "high: 100", "high: 100000")) / "codes.yaml", "t")  # fmt: skip
+        register_changed(
+            target, tmp_path, CODES.replace("unit: 10*9/L", "unit: /uL").replace("high: 100", "high: 100000")
+        )
         with pytest.raises(IngestError) as info:
             ingest_file(target, site_export, author="t")
     error = str(info.value.errors[0])
@@ -740,9 +744,7 @@ def test_a_refused_meds_ingest_registers_none_of_the_datasets_codes(
 ) -> None:
     # the target's own narrower range refuses the lab event; the frequency it lacks stays unregistered
     with other_store(tmp_path) as target:
-        registry.register(
-            target, codes_dir(tmp_path, CODES.replace("high: 100", "high: 0.5")) / "codes.yaml", "t"
-        )
+        register_changed(target, tmp_path, CODES.replace("high: 100", "high: 0.5"))
         with pytest.raises(IngestError):
             ingest_file(target, site_export, author="t")
         assert ("every_5_days" not in registry.codebook(target).frequencies, target.info().events) == (

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -1919,18 +1919,12 @@ def _same_as_their_rule(rules: dict[str, ast.Rule]) -> dict[str, ast.Rule]:
     if not same:
         return rules
 
-    def reread(value: Any) -> Any:
-        if isinstance(value, tuple):
-            return tuple(reread(v) for v in value)
-        if not isinstance(value, ast.Frozen):
-            return value
-        update = {name: reread(getattr(value, name)) for name in type(value).model_fields}
+    def reread(value: ast.Frozen, update: dict[str, Any]) -> None:
         if isinstance(value, ast.RuleRef) and value.rule in same:
             update["rule"], update["passes"] = same[value.rule], rules[value.rule].variant_with
-        return value.model_copy(update=update)
 
     return {
-        rid: rule.model_copy(update={"define": reread(rule.define)})
+        rid: rule.model_copy(update={"define": _rebuilt(rule.define, reread)})
         if any(isinstance(n, ast.RuleRef) and n.rule in same for n in walk(rule.define))
         else rule
         for rid, rule in rules.items()
@@ -2113,12 +2107,7 @@ def bound_drugs(rule: ast.Rule) -> ast.Rule:
     if not values:
         return rule
 
-    def bind(value: Any) -> Any:
-        if isinstance(value, tuple):
-            return tuple(bind(v) for v in value)
-        if not isinstance(value, ast.Frozen):
-            return value
-        update = {name: bind(getattr(value, name)) for name in type(value).model_fields}
+    def bind(value: ast.Frozen, update: dict[str, Any]) -> None:
         if isinstance(value, ast.Selector) and value.written is not None:
             drugs, not_drugs, name = value.written
             for p in (*value.drug_params, *value.not_drug_params):  # an inline selector's description
@@ -2134,9 +2123,20 @@ def bound_drugs(rule: ast.Rule) -> ast.Rule:
             )
         if isinstance(value, ast.DailyDose) and value.drug_param is not None:
             update["drug"] = str(values[value.drug_param])
-        return value.model_copy(update=update)
 
-    return rule.model_copy(update={"define": bind(rule.define)})
+    return rule.model_copy(update={"define": _rebuilt(rule.define, bind)})
+
+
+def _rebuilt(value: Any, change: Callable[[ast.Frozen, dict[str, Any]], None]) -> Any:
+    """A copy of a rule's syntax tree (nodes, selectors, windows; node ids kept), each model
+    rebuilt from its rebuilt fields after ``change(model, fields)`` has changed those it changes."""
+    if isinstance(value, tuple):
+        return tuple(_rebuilt(v, change) for v in value)
+    if not isinstance(value, ast.Frozen):
+        return value
+    update = {name: _rebuilt(getattr(value, name), change) for name in type(value).model_fields}
+    change(value, update)
+    return value.model_copy(update=update)
 
 
 def values_with(specs: Mapping[str, ast.ParamSpec], given: Mapping[str, Any]) -> dict[str, Any]:
