@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -429,3 +430,12 @@ def test_a_copy_the_cohort_asks_for_at_its_own_index_drug_is_not_warned_about(tm
         path.read_text().replace("rule: acr_pedi_30,", "rule: 'acr_pedi_30(index_drug=anakinra)',")
     )
     assert index_drug_warnings(load_cohort(path, rules), rules) == []
+
+
+def test_the_readmes_drug_parameter_example_loads_and_its_examples_pass(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"\*\*A drug named by a parameter\.\*\*.*?```yaml\n(.*?)```", readme, re.S)
+    assert found is not None
+    (tmp_path / "on_study_drug_not_escalated.yaml").write_text(found.group(1), encoding="utf-8")
+    result = run_cli("rules", "test", "--rules", tmp_path, "--rule", "on_study_drug_not_escalated")
+    assert result.exit_code == 0 and "1 passed, 0 failed" in result.stdout, result.output
