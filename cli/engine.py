@@ -15,6 +15,7 @@ from cli.output import cell, console, dump_json, error, error_document, esc
 if TYPE_CHECKING:
     from timeline.engine.evaluate import Result, Session
     from timeline.language.loader import RuleSet
+    from timeline.store import Store
 
 RulesOpt = Annotated[
     list[Path] | None,
@@ -83,7 +84,36 @@ def session(
 
     ruleset = load(rules, params)
     s = Store.open(store, wait=wait)
+    for note in unrecorded_drugs(s, ruleset):
+        console(stderr=True).print(f"[yellow]note:[/] {esc(note)}", soft_wrap=True)
     return Session(s, ruleset, parse_moment(as_known_at) if as_known_at else None)
+
+
+def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
+    """A note for each drug a site's value of a text parameter names (``index_drug`` set by
+    params.yaml or --param) that no event of the store records: most often a misspelling,
+    which would leave every rule naming it unknown or false without a word."""
+    from timeline.language.loader import did_you_mean
+
+    given: dict[str, list[str]] = {}
+    for rid in rules.listed():
+        for p in rules.rules[rid].params:
+            if isinstance(p.value, str) and p.value != p.default:
+                given.setdefault(p.value, []).append(f"{rid}.{p.name}")
+    out = []
+    for drug, where in sorted(given.items()):
+        # an early-stopping probe: a drug that is recorded is found at once
+        if store.con.execute("SELECT 1 FROM events WHERE drug = ? LIMIT 1", [drug]).fetchone():
+            continue
+        present = [
+            str(d)
+            for (d,) in store.con.execute(
+                "SELECT DISTINCT drug FROM events WHERE drug IS NOT NULL"
+            ).fetchall()
+        ]
+        shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+        out.append(f"{drug!r} ({shown}) is recorded for no patient in the store{did_you_mean(drug, present)}")
+    return out
 
 
 def _shown(value: object) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from cli.engine import unrecorded_drugs
 from tests.engine_support import CheckedSession, result_difference, store_with, visit_days, write_rule
 from tests.support import run_cli
 from timeline.cohort.report import index_drug_warnings
@@ -439,3 +440,22 @@ def test_the_readmes_drug_parameter_example_loads_and_its_examples_pass(tmp_path
     (tmp_path / "on_study_drug_not_escalated.yaml").write_text(found.group(1), encoding="utf-8")
     result = run_cli("rules", "test", "--rules", tmp_path, "--rule", "on_study_drug_not_escalated")
     assert result.exit_code == 0 and "1 passed, 0 failed" in result.stdout, result.output
+
+
+def test_a_drug_set_by_a_parameter_that_no_event_records_is_noted(example_store: Path) -> None:
+    result = run_cli("state", "P001", "--at", "2008-06-01", "--rule", "pedi_change_crp", "--store", example_store,
+                     "--param", "index_drug=anakinara")  # fmt: skip
+    assert (
+        result.exit_code == 0
+        and "'anakinara' (pedi_change_physician_global.index_drug" in result.stderr
+        and (
+            "is recorded for no patient in the store (did you mean 'anakinra'?)"
+            in " ".join(result.stderr.split())
+        )
+    )
+
+
+def test_a_drug_parameter_at_a_recorded_drug_adds_no_note(tmp_path: Path) -> None:
+    store = store_with(tmp_path / "k.duckdb", CANAKINUMAB_STUDY)
+    rules = load_rules(params={"all_rules": {"index_drug": "canakinumab"}})
+    assert unrecorded_drugs(store, rules) == []
