@@ -386,9 +386,14 @@ def render(report: Report) -> None:
             t.add_row(cell(x.label), *(cell(s) for s in row_cells(base)))
         c.print(t)
         left = rows[0].stats.get("not_counted") if section == "adverse_event" else None
-        if left:  # adverse_events drug: study: what the attribution left out, never silently
-            c.print(f"[dim]not counted (the AE does not name the study drug): {left['another_drug']} naming another "
-                    f"drug, {left['no_drug_named']} naming none[/]")  # fmt: skip
+        if left:  # what the span or the attribution left out, never silently
+            words = {"after_discontinuation": "after the discontinuation", "another_drug": "naming another drug",
+                     "no_drug_named": "naming no drug"}  # fmt: skip
+            c.print(
+                "[dim]adverse events not counted: "
+                + ", ".join(f"{n} {words[k]}" for k, n in left.items())
+                + "[/]"
+            )
     c.print("[dim]cell ids: --json; patients behind a cell: timeline cohort patients FILE --cell ID[/]")
 
 

@@ -152,7 +152,7 @@ def test_cohort_explain_of_a_term_left_out_says_why_it_is_not_counted(tmp_path: 
     with Store.open(path) as s:
         out = explain_patient(Session(s, rs), load_cohort(cohort, rs), "P2", "ae.transaminitis.any_grade")
     cell = out["cell"]
-    assert cell["role"] == "not counted: its adverse events of this term do not name the study drug" and [
+    assert cell["role"] == "not counted: its adverse events of this term are naming another drug" and [
         ae["drug"] for ae in cell["not_counted"]
     ] == ["methotrexate"]
 
@@ -162,6 +162,32 @@ def test_cohort_run_prints_what_the_attribution_left_out(tmp_path: Path) -> None
     result = run_cli("cohort", "run", cohort, "--store", path, "--rules", RULES)
     assert (
         result.exit_code == 0
-        and "not counted (the AE does not name the study drug): 1 naming another drug, 2 naming none"
+        and "adverse events not counted: 1 naming another drug, 2 naming no drug"
         in " ".join(result.stdout.split())
+    )
+
+
+def test_on_drug_the_any_cell_counts_the_aes_after_the_discontinuation_too(
+    attributed_on_drug: Report,
+) -> None:
+    assert attributed_on_drug.cell("ae.any.any_grade").stats == {
+        "events": 1,
+        "not_counted": {"after_discontinuation": 1, "another_drug": 1, "no_drug_named": 2},
+    }
+
+
+def test_cohort_explain_of_an_ae_after_the_discontinuation_says_so(tmp_path: Path) -> None:
+    path = build_store(tmp_path / "s.duckdb")
+    with Store.open(path, write=True) as s:
+        append_rows(s, MORE_AES, author="t", source="test")
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "mas:", "drug: anakinra\nadverse_events: on_drug\nmas:", 1
+    )
+    rs = rules()
+    with Store.open(path) as s:
+        out = explain_patient(
+            Session(s, rs), load_cohort(write(tmp_path, text), rs), "P2", "ae.otitis_media.grade_2"
+        )
+    assert out["cell"]["role"] == (
+        "not counted: its adverse events of this term are after the discontinuation of anakinra (2009-10-15)"
     )

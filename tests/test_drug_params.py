@@ -15,7 +15,7 @@ import pytest
 from cli.engine import unrecorded_drugs
 from tests.engine_support import CheckedSession, result_difference, store_with, visit_days, write_rule
 from tests.support import run_cli
-from timeline.cohort.report import index_drug_warnings
+from timeline.cohort.report import index_drug_warnings, run_cohort
 from timeline.cohort.spec import load_cohort
 from timeline.engine.evaluate import Session
 from timeline.language.ast import DailyDose, OnDrug, Selector
@@ -459,3 +459,27 @@ def test_a_drug_parameter_at_a_recorded_drug_adds_no_note(tmp_path: Path) -> Non
     store = store_with(tmp_path / "k.duckdb", CANAKINUMAB_STUDY)
     rules = load_rules(params={"all_rules": {"index_drug": "canakinumab"}})
     assert unrecorded_drugs(store, rules) == []
+
+
+def test_the_index_drug_warning_names_rules_not_their_copies(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site/params.yaml").write_text(
+        "all_rules: {index_drug: canakinumab}\ncomplete_response: {index_drug: anakinra}\n"
+    )
+    rules = load_rules([*rule_dirs(), tmp_path / "site"])
+    path = _canakinumab_cohort(tmp_path)
+    path.write_text(path.read_text().replace("rule: acr_pedi_30,", "rule: complete_response,"))
+    (warning,) = index_drug_warnings(load_cohort(path, rules), rules)
+    assert warning.startswith(
+        "the study drug is canakinumab, but complete_response, escalated_therapy measure"
+    ) and ("a value a params.yaml gives one rule wins over all_rules" in warning)
+
+
+def test_a_misspelt_study_drug_is_warned_about_once_and_not_echoed_into_advice(tmp_path: Path) -> None:
+    store = store_with(tmp_path / "k.duckdb", CANAKINUMAB_STUDY)
+    rules = load_rules()
+    spec = load_cohort(_canakinumab_cohort(tmp_path, drug="canakinumb"), rules)
+    warnings = run_cohort(Session(store, rules), spec).warnings
+    assert [w for w in warnings if "canakinumb" in w] == [
+        "the study drug 'canakinumb' is not recorded for any patient in the store (did you mean 'canakinumab'?)"
+    ]

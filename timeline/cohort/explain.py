@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from timeline.cohort.report import Cell, PatientFacts, Report, ae_keys, end_of, run_cohort
+from timeline.cohort.report import Cell, PatientFacts, Report, ae_keys, ae_left_out, end_of, run_cohort
 from timeline.cohort.spec import CohortSpec, slug
 from timeline.engine.evaluate import Result, Session
 from timeline.errors import UsageError
@@ -164,7 +164,10 @@ def _cell(
         left = [ae for ae in f.ae_not_counted
                 if section == "ae" and any(f"{slug(t)}.{slug(g)}" == rest for t, g in ae_keys(ae))]  # fmt: skip
         if left:  # attributed to another drug or none: say so rather than "no such events"
-            return {"cell": cell_id, "role": "not counted: its adverse events of this term do not name the study drug",
+            why = {"after_discontinuation": f"after the discontinuation of {f.drug} ({f.disc_date})",
+                   "another_drug": "naming another drug", "no_drug_named": "naming no drug"}  # fmt: skip
+            reasons = ", ".join(dict.fromkeys(why[ae["not_counted"]] for ae in left))
+            return {"cell": cell_id, "role": f"not counted: its adverse events of this term are {reasons}",
                     "not_counted": left, "explanations": []}  # fmt: skip
         return {"cell": cell_id, "role": "not counted: the patient has no such events", "explanations": []}
     out: dict[str, Any] = {"cell": cell_id, "label": cell.label, "role": role(cell, f.patient_id),
@@ -240,7 +243,7 @@ def _cell(
         # the patient's adverse events this cell counts (its term and grade), beside the
         # study drug's discontinuation
         out["events"] = [ae for ae in f.adverse_events if (cell.row, cell.column) in ae_keys(ae)]
-        if spec.ae_drug == "study":  # those of the term the attribution left out, and why
+        if ae_left_out(spec):  # those of the term the span or the attribution left out, and why
             out["not_counted"] = [ae for ae in f.ae_not_counted if (cell.row, cell.column) in ae_keys(ae)]
         out["detail"] = (
             f"{f.drug} discontinued {f.disc_date} ({f.disc_reason or 'no reason recorded'})"

@@ -205,7 +205,8 @@ def run_cohort(
         report = run.report()
         if patients is None:  # one patient's record says nothing about the store's drugs
             report.warnings = run.absent_drugs()
-        report.warnings += index_drug_warnings(spec, session.rules)
+        if spec.drug not in run.missing:  # a misspelt study drug: its warning says so, not this one
+            report.warnings += index_drug_warnings(spec, session.rules)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 
@@ -229,9 +230,14 @@ def index_drug_warnings(spec: CohortSpec, rules: RuleSet) -> list[str]:
     for rid in sorted(used):
         if chosen(rid):
             continue
+        named = rules.rules[rid].variant_of or rid  # a copy by its rule's id: the one a user set
         for p in rules.rules[rid].params:
-            if p.name == "index_drug" and isinstance(p.effective, str):
-                drugs.setdefault(p.effective, []).append(rid)
+            if (
+                p.name == "index_drug"
+                and isinstance(p.effective, str)
+                and named not in drugs.get(p.effective, [])
+            ):
+                drugs.setdefault(p.effective, []).append(named)
     if not drugs:
         return []
     if spec.drug_from_index:
@@ -248,7 +254,8 @@ def index_drug_warnings(spec: CohortSpec, rules: RuleSet) -> list[str]:
         return []
     return [
         f"the study drug is {spec.drug}, but {', '.join(rids)} measure from the first dose of {d} (their "
-        f"index_drug): set all_rules: {{index_drug: {spec.drug}}} in a params.yaml, or --param index_drug={spec.drug}"
+        f"index_drug): set all_rules: {{index_drug: {spec.drug}}} in a params.yaml, or --param index_drug={spec.drug} "
+        "(a value a params.yaml gives one rule wins over all_rules: change or remove it)"
         for d, rids in sorted(off.items())
     ]
 
@@ -270,6 +277,7 @@ def _no_cycle_collection() -> Iterator[None]:
 
 class _Run:
     def __init__(self, session: Session, spec: CohortSpec, progress: Progress) -> None:
+        self.missing: list[str] = []  # drugs of the index or the study that no event records (absent_drugs)
         self.s = session
         self.con = session.con
         self.spec = spec
@@ -321,6 +329,7 @@ class _Run:
             return []
         # one early-stopping probe per drug: a drug that is recorded is found at once
         missing = [d for d in wanted if not self.sql("SELECT 1 FROM tl_c_ev WHERE drug = ? LIMIT 1", [d])]
+        self.missing = missing
         if not missing:
             return []
         present = [d for (d,) in self.sql("SELECT DISTINCT drug FROM tl_c_ev WHERE drug IS NOT NULL")]
@@ -749,28 +758,27 @@ class _Run:
             )  # fmt: skip
 
     def _adverse_events(self) -> None:
-        on_drug = (
-            "AND (x.disc_date IS NULL OR e.occurred_at::DATE <= x.disc_date)"
-            if self.spec.ae_until == "on_drug"
-            else ""
-        )
         rows = self.sql(
-            f"""SELECT e.patient_id, lower(e.term), e.grade, e.event_id, e.occurred_at, e.serious, e.action, e.drug
+            """SELECT e.patient_id, lower(e.term), e.grade, e.event_id, e.occurred_at, e.serious, e.action, e.drug,
+                      coalesce(e.occurred_at::DATE > x.disc_date, false) AS after_disc
                FROM tl_c_ev e JOIN tl_c_idx i USING (patient_id) JOIN tl_c_fu f USING (patient_id)
                LEFT JOIN tl_c_disc x USING (patient_id)
                WHERE e.kind = 'adverse_event' AND e.occurred_at >= i.t_index AND e.occurred_at::DATE <= f.fu_end
-                 {on_drug}
                  AND e.patient_id IN (SELECT patient_id FROM tl_c_pop)
                ORDER BY e.patient_id, e.occurred_at, e.asserted_seq"""
         )
-        for pid, term, grade, eid, t, serious, action, drug in rows:
+        for pid, term, grade, eid, t, serious, action, drug, after_disc in rows:
             f = self.facts[pid]
             ae = {"term": term, "grade": grade, "event_id": eid, "occurred_at": t, "serious": serious,
                   "action": action, "drug": drug}  # fmt: skip
-            if self.spec.ae_drug == "study" and drug != f.drug:  # attributed to another drug, or to none
-                f.ae_not_counted.append(
-                    {**ae, "not_counted": "another_drug" if drug is not None else "no_drug_named"}
-                )
+            why = (
+                "after_discontinuation" if self.spec.ae_until == "on_drug" and after_disc
+                else ("another_drug" if drug is not None else "no_drug_named")
+                if self.spec.ae_drug == "study" and drug != f.drug
+                else None
+            )  # fmt: skip
+            if why is not None:  # outside the span (after the discontinuation), or not the study drug's
+                f.ae_not_counted.append({**ae, "not_counted": why})
                 continue
             f.adverse_events.append(ae)
 
@@ -825,7 +833,7 @@ class _Run:
         # every group gets the rows the whole population has, zeros included
         everyone = [self.facts[p] for p in self.pop]
         ae_rows = {key for f in everyone for ae in f.adverse_events for key in ae_keys(ae)}
-        if spec.ae_drug == "study":  # its "any" row says how many were left out, even if none was counted
+        if ae_left_out(spec):  # its "any" row says how many were left out, even if none was counted
             ae_rows.add(("any", "any grade"))
         reasons = {f.disc_reason or "no reason recorded" for f in everyone if f.disc_date is not None}
         for gid, (_label, ids) in groups.items():
@@ -1005,11 +1013,11 @@ class _Run:
             c = _cell(f"ae.{slug(term)}.{slug(grade)}{suffix}", "adverse_event", term, grade, gid, label,
                       ae_scope(self.spec), sorted(pts), ids)  # fmt: skip
             c.stats = {"events": sum(pts.values())}
-            if self.spec.ae_drug == "study" and (term, grade) == ("any", "any grade"):
-                # what the attribution left out of the group's count, so that it can be checked
+            if ae_left_out(self.spec) and (term, grade) == ("any", "any grade"):
+                # what the span and the attribution left out of the group's count, so that it can be checked
                 c.stats["not_counted"] = {
                     why: sum(ae["not_counted"] == why for f in members for ae in f.ae_not_counted)
-                    for why in ("another_drug", "no_drug_named")
+                    for why in ae_left_out(self.spec)
                 }
             out.append(c)
         return out
@@ -1059,6 +1067,14 @@ class _Run:
             c.stats = {"episodes": sum(1 for f in members for e in f.mas if rel in ("any", e["relation"]))}
             out.append(c)
         return out
+
+
+def ae_left_out(spec: CohortSpec) -> tuple[str, ...]:
+    """Why an adverse event from the index to the end of follow-up may not be counted: after the
+    study drug's discontinuation (``until: on_drug``), naming another drug or none (``drug: study``)."""
+    return (("after_discontinuation",) if spec.ae_until == "on_drug" else ()) + (
+        ("another_drug", "no_drug_named") if spec.ae_drug == "study" else ()
+    )
 
 
 def _ae_which(spec: CohortSpec) -> str:
