@@ -231,3 +231,15 @@ def valencia_module(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
+
+
+def readme_rule_passes(tmp_path: Path, after: str, rule_id: str) -> CliResult:
+    """Write the README's first ```yaml block after the text ``after`` (a regex) as the rule file
+    ``rule_id``.yaml in ``tmp_path`` and run its examples with `timeline rules test`."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(after + r".*?```yaml\n(.*?)```", readme, re.S)
+    assert found is not None, f"no yaml block after {after!r} in the README"
+    (tmp_path / f"{rule_id}.yaml").write_text(found.group(1), encoding="utf-8")
+    return run_cli("rules", "test", "--rules", tmp_path, "--rule", rule_id)

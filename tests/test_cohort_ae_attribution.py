@@ -92,18 +92,6 @@ def test_aes_of_any_drug_carry_no_count_of_left_out_aes(tmp_path: Path) -> None:
     assert report.cell("ae.any.any_grade").stats == {"events": 5}
 
 
-def test_aes_of_the_study_drug_need_the_study_drug(tmp_path: Path) -> None:
-    text = (
-        COHORT.read_text(encoding="utf-8")
-        .replace("first: {kind: medication_start, drug: anakinra}", "first: {kind: diagnosis, code: sJIA}")
-        .replace("mas:", "adverse_events: {drug: study}\ndiscontinuations: false\nmas:", 1)
-    )
-    with pytest.raises(CohortError) as info:
-        load_cohort(write(tmp_path, text), rules())
-    assert any("drug: study counts the adverse events attributed to the study drug" in p.message
-               and "needs the study drug" in p.message for p in info.value.problems)  # fmt: skip
-
-
 @pytest.mark.parametrize(
     ("setting", "message"),
     [

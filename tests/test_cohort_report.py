@@ -197,18 +197,27 @@ def test_adverse_events_on_drug_say_so_in_their_denominator(ae_on_drug: Report) 
     )
 
 
-def test_adverse_events_on_drug_need_the_study_drug(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("setting", "what"),
+    [
+        ("on_drug", "adverse_events: on_drug counts adverse events up to the study drug's discontinuation"),
+        ("{drug: study}", "adverse_events: drug: study counts the adverse events attributed to the study drug (the AE's drug)"),
+    ],
+    ids=["on_drug", "drug-study"],
+)  # fmt: skip
+def test_adverse_events_on_drug_or_of_the_study_drug_need_the_study_drug(
+    tmp_path: Path, setting: str, what: str
+) -> None:
     text = (
         COHORT.read_text(encoding="utf-8")
         .replace("first: {kind: medication_start, drug: anakinra}", "first: {kind: diagnosis, code: sJIA}")
-        .replace("mas:", "adverse_events: on_drug\ndiscontinuations: false\nmas:", 1)
+        .replace("mas:", f"adverse_events: {setting}\ndiscontinuations: false\nmas:", 1)
     )
     with pytest.raises(CohortError) as info:
         load_cohort(write(tmp_path, text), rules())
-    assert (
-        "adverse_events: on_drug counts adverse events up to the study drug's discontinuation, "
-        "and needs the study drug (drug: NAME, or drug: index for each patient's own)"
-    ) in [p.message for p in info.value.problems]
+    assert f"{what}, and needs the study drug (drug: NAME, or drug: index for each patient's own)" in [
+        p.message for p in info.value.problems
+    ]
 
 
 def test_adverse_events_take_true_false_or_on_drug(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 
 from cli.engine import unrecorded_drugs
 from tests.engine_support import CheckedSession, result_difference, store_with, visit_days, write_rule
-from tests.support import run_cli
+from tests.support import readme_rule_passes, run_cli
 from timeline.cohort.report import index_drug_warnings, run_cohort
 from timeline.cohort.spec import load_cohort
 from timeline.engine.evaluate import Session
@@ -434,11 +433,9 @@ def test_a_copy_the_cohort_asks_for_at_its_own_index_drug_is_not_warned_about(tm
 
 
 def test_the_readmes_drug_parameter_example_loads_and_its_examples_pass(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    found = re.search(r"\*\*A drug named by a parameter\.\*\*.*?```yaml\n(.*?)```", readme, re.S)
-    assert found is not None
-    (tmp_path / "on_study_drug_not_escalated.yaml").write_text(found.group(1), encoding="utf-8")
-    result = run_cli("rules", "test", "--rules", tmp_path, "--rule", "on_study_drug_not_escalated")
+    result = readme_rule_passes(
+        tmp_path, r"\*\*A drug named by a parameter\.\*\*", "on_study_drug_not_escalated"
+    )
     assert result.exit_code == 0 and "1 passed, 0 failed" in result.stdout, result.output
 
 

@@ -6,7 +6,6 @@ built-in pack."""
 from __future__ import annotations
 
 import json
-import re
 import textwrap
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from tests.engine_support import write_rule
-from tests.support import CliResult, run_cli
+from tests.support import CliResult, readme_rule_passes, run_cli
 from timeline.language.loader import BUILTIN_DIR, Problem, RuleError, load_rules
 from timeline.language.schema import rule_schema
 
@@ -458,21 +457,21 @@ def test_a_param_for_an_unknown_parameter_is_an_error(tmp_path: Path) -> None:
     ]
 
 
-def test_a_score_parameter_given_in_percent_is_refused() -> None:
+@pytest.mark.parametrize(
+    ("rule", "name", "value", "message"),
+    [
+        ("jadas10_inactive", "cutoff", "2 %", "jadas10_inactive.cutoff: '2 %' is not in {score}, the parameter's unit "
+         "(its default is 1 {score}); give the number alone or in {score}"),
+        ("crp_normal", "upper", "1e308 g/L", "crp_normal.upper: '1e308 g/L' in mg/L is too large a number"),
+    ],
+    ids=["a-score-in-percent", "an-infinite-limit"],
+)  # fmt: skip
+def test_a_site_value_its_parameter_cannot_take_is_refused(
+    rule: str, name: str, value: str, message: str
+) -> None:
     with pytest.raises(RuleError) as caught:
-        load_rules(params={"jadas10_inactive": {"cutoff": "2 %"}})
-    assert [p.message for p in caught.value.problems] == [
-        "jadas10_inactive.cutoff: '2 %' is not in {score}, the parameter's unit (its default is 1 {score}); "
-        "give the number alone or in {score}"
-    ]
-
-
-def test_a_param_that_converts_to_an_infinite_limit_is_refused() -> None:
-    with pytest.raises(RuleError) as caught:
-        load_rules(params={"crp_normal": {"upper": "1e308 g/L"}})
-    assert [p.message for p in caught.value.problems] == [
-        "crp_normal.upper: '1e308 g/L' in mg/L is too large a number"
-    ]
+        load_rules(params={rule: {name: value}})
+    assert [p.message for p in caught.value.problems] == [message]
 
 
 def test_a_param_in_a_unit_that_does_not_convert_is_an_error(tmp_path: Path) -> None:
@@ -647,11 +646,7 @@ def test_rules_list_gives_a_number_in_the_unit_its_rule_declares() -> None:
 
 
 def test_the_readmes_example_rule_file_loads_and_its_examples_pass(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    found = re.search(r"A rule file:\n\n```yaml\n(.*?)```", readme, re.S)
-    assert found is not None
-    (tmp_path / "crp_normal.yaml").write_text(found.group(1), encoding="utf-8")
-    result = run_cli("rules", "test", "--rules", tmp_path, "--rule", "crp_normal")
+    result = readme_rule_passes(tmp_path, r"A rule file:\n\n", "crp_normal")
     assert result.exit_code == 0, result.output
 
 
