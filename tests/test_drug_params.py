@@ -480,3 +480,15 @@ def test_a_misspelt_study_drug_is_warned_about_once_and_not_echoed_into_advice(t
     assert [w for w in warnings if "canakinumb" in w] == [
         "the study drug 'canakinumb' is not recorded for any patient in the store (did you mean 'canakinumab'?)"
     ]
+
+
+def test_an_outcome_reading_a_copy_without_a_label_is_labelled_by_its_own_id(tmp_path: Path) -> None:
+    rules = load_rules()
+    path = _canakinumab_cohort(tmp_path)
+    path.write_text(
+        path.read_text().replace(
+            "rule: acr_pedi_30, label: ACR Pedi 30}", "rule: 'acr_pedi_30(index_drug=canakinumab)'}"
+        )
+    )
+    (outcome,) = load_cohort(path, rules).outcomes
+    assert (outcome.rule, outcome.label) == ("acr_pedi_30(index_drug=canakinumab)", "acr30")

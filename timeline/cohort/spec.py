@@ -189,6 +189,12 @@ class CohortSpec:
         return {"file": self.source, "id": self.id, "version": self.version, "sha256": self.digest}
 
 
+def _label(rule_id: str, item_id: str) -> str:
+    """An item's label when the file gives none: its rule's id, or for a rule read at other
+    values (whose id is long: ``acr_pedi_30(index_drug=canakinumab)``) the item's own id."""
+    return item_id if "(" in rule_id else rule_id
+
+
 def slug(text: str) -> str:
     """A cell-id fragment: lower case, runs of anything else → ``_``."""
     s = re.sub(r"[^a-z0-9]+", "_", text.strip().lower()).strip("_")
@@ -653,7 +659,11 @@ class _Parser:
                 continue
             bid = self.item_id(item, rid, p, "baseline id") or rid
             self.unique(seen, bid, p, "baseline")
-            out.append(Baseline(id=bid, rule=rid, label=self.text(item.get("label"), (*p, "label"), rid)))
+            out.append(
+                Baseline(
+                    id=bid, rule=rid, label=self.text(item.get("label"), (*p, "label"), _label(rid, bid))
+                )
+            )
         return tuple(out)
 
     def _window(self, data: Any, path: Path_) -> Window | None:
@@ -769,7 +779,7 @@ class _Parser:
                 self._overlap(window, [slugs[s] for s in at_slugs if s in slugs], where)
             out.append(
                 Outcome(
-                    id=oid, rule=rid, label=self.text(item.get("label"), (*p, "label"), rid),
+                    id=oid, rule=rid, label=self.text(item.get("label"), (*p, "label"), _label(rid, oid)),
                     denominator=self.choice(item.get("denominator"), (*p, "denominator"), POLICIES, "denominator", default),
                     time_points=at_slugs, window=window,
                 )
@@ -810,7 +820,7 @@ class _Parser:
             tid = self.item_id(item, rid, p, "time-to-event id") or rid
             self.unique(seen, tid, p, "time-to-event")
             out.append(
-                TimeToEvent(id=tid, rule=rid, label=self.text(item.get("label"), (*p, "label"), rid),
+                TimeToEvent(id=tid, rule=rid, label=self.text(item.get("label"), (*p, "label"), _label(rid, tid)),
                             window=window, censor=tuple(censor))
             )  # fmt: skip
         return tuple(out)
