@@ -725,6 +725,17 @@ def test_ingest_keeps_the_stores_own_definition_of_a_code_it_holds(
         )
 
 
+def test_ingest_says_which_codes_it_kept_in_the_stores_own_definition(
+    store: Store, site_export: Path, tmp_path: Path
+) -> None:
+    with other_store(tmp_path) as target:
+        register_changed(target, tmp_path, CODES.replace("high: 100", "high: 1000"))
+        result = ingest_file(target, site_export, author="t")
+    assert result.codes_kept == ["26499-4"] and result.message().endswith(
+        "; 1 site code kept as this store defines it (26499-4)"
+    )
+
+
 def test_ingest_refuses_a_dataset_whose_code_the_store_holds_in_another_unit_naming_the_line(
     store: Store, site_export: Path, tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -74,6 +75,8 @@ class IngestResult:
     seconds: float
     retracted: int = 0  # of the duplicates, rows of events that stay retracted
     codes_registered: list[str] = field(default_factory=list)  # a MEDS dataset's site codes added
+    # a MEDS dataset's site codes this store defines otherwise: its own definition stays
+    codes_kept: list[str] = field(default_factory=list)
 
     def message(self) -> str:
         head = f"{self.source}: {self.added:,} event{'s' if self.added != 1 else ''} added"
@@ -86,6 +89,12 @@ class IngestResult:
         if self.codes_registered:
             n = len(self.codes_registered)
             tail = f"; {n} site code{'s' if n != 1 else ''} registered ({', '.join(self.codes_registered)})"
+        if self.codes_kept:
+            n = len(self.codes_kept)
+            tail += (
+                f"; {n} site code{'s' if n != 1 else ''} kept as this store defines {'them' if n != 1 else 'it'} "
+                f"({', '.join(self.codes_kept)})"
+            )
         return f"{head}, {dups} (high-water seq {self.high_water}){tail}"
 
 
@@ -173,8 +182,10 @@ def _ingest_file(
         with _out_of_room(name, lambda: "reading"):
             _load_raw(con, source, fmt)
         digest = meds.dataset_digest(source) if fmt == "meds" else _file_sha256(source)
-        brought, codes_digest = meds.site_codes_to_register(store, source) if fmt == "meds" else ([], "")
-        return _write_batch(
+        brought, codes_digest, kept = (
+            meds.site_codes_to_register(store, source) if fmt == "meds" else ([], "", [])
+        )
+        result = _write_batch(
             store,
             source=name,
             author=author,
@@ -186,6 +197,7 @@ def _ingest_file(
             site_codes=brought,
             codes_digest=codes_digest,
         )
+        return dataclasses.replace(result, codes_kept=kept) if kept else result
     except IngestError as exc:
         if fmt == "meds":  # name the data file and its row beside the dataset-wide row number
             raise meds.locate(con, exc) from None

@@ -444,19 +444,20 @@ def dataset_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def site_codes_to_register(store: Store, source: Path) -> tuple[list[codes.SiteCode], str]:
-    """The codes of the dataset's ``metadata/site_codes.yaml`` that ``store`` lacks, and the
-    file's SHA-256 (none and "" without the file). A code the store holds keeps the store's
+def site_codes_to_register(store: Store, source: Path) -> tuple[list[codes.SiteCode], str, list[str]]:
+    """The codes of the dataset's ``metadata/site_codes.yaml`` that ``store`` lacks, the file's
+    SHA-256 and the codes the store keeps in a definition of its own (none, "" and none without
+    the file). A code the store holds keeps the store's
     definition; one it holds with another kind, unit or molar mass, and a file with problems,
     reject the dataset naming the file and line."""
     from timeline.language.loader import CodesFileError
 
     path = source / SITE_CODES_YAML
     if not path.exists():
-        return [], ""
+        return [], "", []
     try:
         found = registry.read_file(path)
-        rows, _ = registry.plan(store, found, str(path), keep_changed=True)
+        rows, planned = registry.plan(store, found, str(path), keep_changed=True)
     except CodesFileError as exc:
         raise IngestError(
             str(source),
@@ -465,7 +466,7 @@ def site_codes_to_register(store: Store, source: Path) -> tuple[list[codes.SiteC
                 for p in exc.problems
             ],
         ) from None
-    return rows, hashlib.sha256(path.read_bytes()).hexdigest()
+    return rows, hashlib.sha256(path.read_bytes()).hexdigest(), planned.changed
 
 
 def _fail(source: Path, reason: str, row: int | None = None, field: str | None = None) -> IngestError:

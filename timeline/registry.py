@@ -243,7 +243,7 @@ def plan(
 ) -> tuple[list[codes.SiteCode], Registered]:
     """The codes of ``found`` to register in ``store``, and what registering them does: new
     codes are added; a code whose name, range or unit factors differ is registered again
-    (with ``keep_changed``, it keeps the store's definition and is counted unchanged). A code
+    (with ``keep_changed``, it keeps the store's definition: counted changed, not registered). A code
     the store holds with another kind, unit or molar mass raises :class:`CodesFileError` at
     its line."""
     from timeline.language.loader import CodesFileError, Problem
@@ -273,8 +273,11 @@ def plan(
                 )
             )
             continue
-        if before is not None and (keep_changed or before.same_definition(sc)):
+        if before is not None and before.same_definition(sc):
             unchanged.append(sc.code.code)
+            continue
+        if before is not None and keep_changed:  # counted as changed, but the store's definition stays
+            changed.append(sc.code.code)
             continue
         (changed if before is not None else added).append(sc.code.code)
         rows.append(sc)
