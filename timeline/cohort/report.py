@@ -125,8 +125,8 @@ class PatientFacts:
     tte: dict[str, TteFacts] = field(default_factory=dict)
     mas: list[dict[str, Any]] = field(default_factory=list)
     adverse_events: list[dict[str, Any]] = field(default_factory=list)
-    # with adverse_events drug: study, the AEs in the span not counted, each with ``not_counted``:
-    # another_drug or no_drug_named
+    # the AEs from the index to the end of follow-up the table does not count, each with
+    # ``not_counted``: after_discontinuation (until: on_drug), another_drug or no_drug_named (drug: study)
     ae_not_counted: list[dict[str, Any]] = field(default_factory=list)
 
     @property
