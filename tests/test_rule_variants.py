@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.engine_support import result_difference, store_with, visit_days, write_rule
-from tests.support import run_cli, valencia_module
+from tests.support import CliResult, run_cli, valencia_module
 from timeline.engine.evaluate import Session
 from timeline.language.loader import Problem, RuleError, load_rules
 from timeline.language.schema import rule_schema
@@ -53,6 +53,11 @@ def _crp_store(tmp_path: Path) -> Path:
     """A store at ``tmp_path/s.duckdb`` of one patient, P, with a CRP of 4 mg/L on 1 March 2009."""
     store_with(tmp_path / "s.duckdb", [_crp("P", "2009-03-01", 4)]).close()
     return tmp_path / "s.duckdb"
+
+
+def _state_of_p(tmp_path: Path, *args: str) -> CliResult:
+    """`timeline state P --at 2009-03-02 ARGS…` on the one-CRP store of :func:`_crp_store`."""
+    return run_cli("state", "P", "--at", "2009-03-02", "--store", _crp_store(tmp_path), *args)
 
 
 @pytest.fixture(scope="module")
@@ -460,18 +465,7 @@ def test_rules_test_of_a_copy_says_it_has_no_examples_of_its_own(tmp_path: Path)
 
 
 def test_state_makes_a_copy_no_file_reads_when_asked_for_by_its_id(tmp_path: Path) -> None:
-    store = _crp_store(tmp_path)
-    result = run_cli(
-        "state",
-        "P",
-        "--at",
-        "2009-03-02",
-        "--store",
-        store,
-        "--rule",
-        "crp_normal(upper=0.3 mg/dL, validity=60 d)",
-        "--json",
-    )
+    result = _state_of_p(tmp_path, "--rule", "crp_normal(upper=0.3 mg/dL, validity=60 d)", "--json")
     assert result.exit_code == 0, result.stderr
     [state] = json.loads(result.stdout)["states"]
     assert (state["rule"], state["value"]) == ("crp_normal(upper=0.3 mg/dL, validity=60 days)", False)
@@ -496,7 +490,7 @@ def test_explain_reads_a_copys_id_however_its_values_are_spelt(tmp_path: Path) -
 def test_a_wrong_copy_asked_for_on_the_command_line_is_a_usage_error(
     tmp_path: Path, asked: str, message: str
 ) -> None:
-    result = run_cli("state", "P", "--at", "2009-03-02", "--store", _crp_store(tmp_path), "--rule", asked)
+    result = _state_of_p(tmp_path, "--rule", asked)
     assert (result.exit_code, result.stderr.strip()) == (2, f"error: {message}")
 
 
@@ -636,16 +630,7 @@ def test_a_parameter_in_a_unit_written_another_way_names_its_ucum_spelling() -> 
 
 
 def test_a_parameter_given_twice_in_a_copys_id_is_a_usage_error(tmp_path: Path) -> None:
-    result = run_cli(
-        "state",
-        "P",
-        "--at",
-        "2009-03-02",
-        "--store",
-        _crp_store(tmp_path),
-        "--rule",
-        "crp_normal(upper=3 mg/L, upper=4 mg/L)",
-    )
+    result = _state_of_p(tmp_path, "--rule", "crp_normal(upper=3 mg/L, upper=4 mg/L)")
     assert (result.exit_code, result.stderr.strip()) == (
         2,
         "error: rule 'crp_normal(upper=3 mg/L, upper=4 mg/L)': upper is given twice",

@@ -17,7 +17,7 @@ from timeline import codes, registry
 from timeline.engine.evaluate import Session
 from timeline.engine.ruletest import run_examples
 from timeline.errors import IngestError
-from timeline.ingest import append_rows, ingest_file
+from timeline.ingest import IngestResult, append_rows, ingest_file
 from timeline.language.loader import RuleError, load_rules, rule_dirs
 from timeline.meds import export_meds
 from timeline.store import Store
@@ -713,24 +713,26 @@ def test_ingesting_an_export_into_its_own_store_registers_nothing(store: Store, 
     assert (result.added, result.codes_registered) == (0, [])
 
 
+def _into_a_store_defining_the_lab_wider(tmp_path: Path, export: Path) -> tuple[IngestResult, float | None]:
+    """Ingest ``export`` into a new store that registered the lab up to 1000 (the export: 100);
+    the result and the new store's high end for the lab afterwards."""
+    with other_store(tmp_path) as target:
+        register_changed(target, tmp_path, CODES.replace("high: 100", "high: 1000"))
+        result = ingest_file(target, export, author="t")
+        return result, registry.codebook(target).labs["26499-4"].high
+
+
 def test_ingest_keeps_the_stores_own_definition_of_a_code_it_holds(
     store: Store, site_export: Path, tmp_path: Path
 ) -> None:
-    with other_store(tmp_path) as target:
-        register_changed(target, tmp_path, CODES.replace("high: 100", "high: 1000"))
-        result = ingest_file(target, site_export, author="t")
-        assert (
-            "26499-4" not in result.codes_registered
-            and registry.codebook(target).labs["26499-4"].high == 1000
-        )
+    result, high = _into_a_store_defining_the_lab_wider(tmp_path, site_export)
+    assert "26499-4" not in result.codes_registered and high == 1000
 
 
 def test_ingest_says_which_codes_it_kept_in_the_stores_own_definition(
     store: Store, site_export: Path, tmp_path: Path
 ) -> None:
-    with other_store(tmp_path) as target:
-        register_changed(target, tmp_path, CODES.replace("high: 100", "high: 1000"))
-        result = ingest_file(target, site_export, author="t")
+    result, _ = _into_a_store_defining_the_lab_wider(tmp_path, site_export)
     assert result.codes_kept == ["26499-4"] and result.message().endswith(
         "; 1 site code kept as this store defines it (26499-4)"
     )

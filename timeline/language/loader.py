@@ -1886,7 +1886,7 @@ def _variants(
     docs: dict[str, _Doc],
     next_id: list[int],
     problems: list[Problem],
-    places: _Places | None = None,
+    places: _Places,
 ) -> dict[str, ast.Rule]:
     """The rules read at other parameter values (``{rule: {id: R, with: {...}}}``), added to
     ``rules``: each a copy of its rule, with the values given (checked as a site's would be;
@@ -1900,7 +1900,7 @@ def _variants(
         ready = [vid for vid, (base, *_) in pending.items()
                  if base not in rules or not any(t in pending for t in _rule_refs(rules[base].define))]  # fmt: skip
         for vid in ready or list(pending):  # none ready: a cycle, which the loader reports
-            _variant_request(vid, pending.pop(vid), rules, out, docs, next_id, problems, places or {})
+            _variant_request(vid, pending.pop(vid), rules, out, docs, next_id, problems, places)
     return out
 
 
@@ -2077,25 +2077,20 @@ def _renamed(
     """A copy of a rule's definition for its variant: every node a new id (unique in the rule
     set; ``nids`` records new → old), the rule's own parameters read from the variant, and the
     copies it reads at its own parameters replaced by those at the variant's (``retarget``)."""
-    if isinstance(value, tuple):
-        return tuple(_renamed(v, base, vid, next_id, nids, retarget) for v in value)
-    if not isinstance(value, ast.Frozen):
-        return value
-    update = {
-        name: _renamed(getattr(value, name), base, vid, next_id, nids, retarget)
-        for name in type(value).model_fields
-    }
-    if isinstance(value, ast.RuleRef) and (value.rule, value.passes) in retarget:
-        update["rule"], update["passes"] = retarget[(value.rule, value.passes)], ()
-    if isinstance(value, ast.Node):
-        next_id[0] += 1
-        update["nid"] = next_id[0]
-        nids[next_id[0]] = value.nid
-    if isinstance(value, ast.Param) and value.rule == base:
-        update["rule"] = vid
-    if isinstance(value, ast.DurationRef) and value.param is not None and value.param[0] == base:
-        update["param"] = (vid, value.param[1])
-    return value.model_copy(update=update)
+
+    def rename(model: ast.Frozen, update: dict[str, Any]) -> None:
+        if isinstance(model, ast.RuleRef) and (model.rule, model.passes) in retarget:
+            update["rule"], update["passes"] = retarget[(model.rule, model.passes)], ()
+        if isinstance(model, ast.Node):  # children first: they were rebuilt before their parent
+            next_id[0] += 1
+            update["nid"] = next_id[0]
+            nids[next_id[0]] = model.nid
+        if isinstance(model, ast.Param) and model.rule == base:
+            update["rule"] = vid
+        if isinstance(model, ast.DurationRef) and model.param is not None and model.param[0] == base:
+            update["param"] = (vid, model.param[1])
+
+    return _rebuilt(value, rename)
 
 
 def bound_drugs(rule: ast.Rule) -> ast.Rule:
