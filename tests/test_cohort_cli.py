@@ -201,6 +201,38 @@ def test_explain_an_adverse_event_cell_lists_only_the_events_it_counts_beside_th
     assert cell["detail"] == "anakinra discontinued 2009-10-15 (severe skin reaction)"
 
 
+def test_explain_of_an_adverse_event_row_another_patient_has_says_this_one_has_none(
+    cohort_store: Path,
+) -> None:
+    code, out, err = cohort("explain", COHORT, "P1", "ae.skin_reaction.grade_3", store=cohort_store)
+    assert code == 0, err
+    assert "ae.skin_reaction.grade_3: not counted: the patient has no such events" in out
+
+
+@pytest.mark.parametrize(
+    ("cell_id", "why"),
+    [
+        ("ae.skin_reactoin.grade_3", "no adverse event of the store has this term and grade"),
+        ("ae.skin_reaction.grade_4", "no adverse event of the store has this term and grade"),
+        ("discontinuation.boredom", "no discontinuation or stop in the store gives this reason"),
+        ("mas.during_drug", "not a MAS row"),
+        ("ae.skin_reaction.grade_3@first_lin", "no sub-group 'first_lin'"),
+    ],
+)
+def test_explain_refuses_a_row_no_patient_of_the_store_could_have(
+    cohort_store: Path, cell_id: str, why: str
+) -> None:
+    code, out, err = cohort("explain", COHORT, "P1", cell_id, store=cohort_store)
+    assert code == 2
+    assert f"error: no cell {cell_id!r} in this report: {why}" in err
+    assert out == ""
+
+
+def test_explain_suggests_the_row_a_misspelt_adverse_event_id_meant(cohort_store: Path) -> None:
+    _, _, err = cohort("explain", COHORT, "P1", "ae.skin_reactoin.grade_3", store=cohort_store)
+    assert "(did you mean 'ae.skin_reaction.grade_3'?)" in err
+
+
 def test_explain_a_cell_names_the_rule_explanation(cohort_store: Path) -> None:
     code, out, err = cohort(
         "explain", COHORT, "P7", "outcome.arthritis_all.6_months", "--json", store=cohort_store

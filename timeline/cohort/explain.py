@@ -10,10 +10,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from timeline.cohort.report import Cell, PatientFacts, Report, ae_keys, ae_left_out, end_of, run_cohort
+from timeline.cohort.report import (
+    MAS_ROWS,
+    Cell,
+    PatientFacts,
+    Report,
+    ae_keys,
+    ae_left_out,
+    end_of,
+    run_cohort,
+)
 from timeline.cohort.spec import CohortSpec, slug
 from timeline.engine.evaluate import Result, Session
 from timeline.errors import UsageError
+from timeline.language.loader import did_you_mean
 
 _DYNAMIC = ("ae", "discontinuation", "mas")  # rows that exist only where a patient has events
 
@@ -151,6 +161,51 @@ def _population(spec: CohortSpec, f: PatientFacts) -> dict[str, Any]:
     }
 
 
+def _require_possible(session: Session, spec: CohortSpec, report: Report, cell_id: str) -> None:
+    """A row that exists only where a patient has events (an adverse event's term and grade, a
+    discontinuation's reason, a MAS relation) and that this patient lacks: refused unless some
+    patient of the store, as known at the report's moment, could have it, so that a misspelt
+    id is an error rather than "no such events"."""
+    base, _, group = cell_id.partition("@")
+    section = base.split(".", 1)[0]
+    suffixes = [""] + [f"@{g.id}" for g in spec.subgroups]
+    possible: list[str] = []
+    if section == "ae" and spec.adverse_events:
+        terms = session.con.execute(
+            f"""SELECT DISTINCT lower(term), grade FROM ({
+                session.store.current_sql(
+                    session.high_water, kinds=["adverse_event"], columns=["term", "grade"]
+                )
+            })"""
+        ).fetchall()
+        keys = {key for term, grade in terms for key in ae_keys({"term": term, "grade": grade})}
+        possible = [f"ae.{slug(t)}.{slug(g)}" for t, g in keys | {("any", "any grade")}]
+    elif section == "discontinuation" and spec.discontinuations and spec.drug:
+        reasons = session.con.execute(
+            f"""SELECT DISTINCT reason FROM ({
+                session.store.current_sql(
+                    session.high_water, kinds=["discontinuation", "medication_stop"], columns=["reason"]
+                )
+            }) WHERE reason IS NOT NULL"""
+        ).fetchall()
+        possible = [
+            f"discontinuation.{slug(r)}" for r in ["any", "no reason recorded", *(r for (r,) in reasons)]
+        ]
+    elif section == "mas" and spec.mas is not None:
+        possible = [f"mas.{rel}" for rel in MAS_ROWS]
+    ids = [p + s for p in sorted(possible) for s in suffixes]
+    if cell_id not in ids:
+        known = ids + [c.id for c in report.cells]
+        why = {"ae": "no adverse event of the store has this term and grade",
+               "discontinuation": "no discontinuation or stop in the store gives this reason",
+               "mas": "not a MAS row"}[section]  # fmt: skip
+        if not possible:
+            why = f"this cohort file reports no {section.replace('ae', 'adverse event')} rows"
+        elif group and f"@{group}" not in suffixes:
+            why = f"no sub-group {group!r}"
+        raise UsageError(f"no cell {cell_id!r} in this report: {why}{did_you_mean(cell_id, known)}")
+
+
 def _cell(
     session: Session, spec: CohortSpec, report: Report, f: PatientFacts, cell_id: str
 ) -> dict[str, Any]:
@@ -169,6 +224,7 @@ def _cell(
             reasons = ", ".join(dict.fromkeys(why[ae["not_counted"]] for ae in left))
             return {"cell": cell_id, "role": f"not counted: its adverse events of this term are {reasons}",
                     "not_counted": left, "explanations": []}  # fmt: skip
+        _require_possible(session, spec, report, cell_id)
         return {"cell": cell_id, "role": "not counted: the patient has no such events", "explanations": []}
     out: dict[str, Any] = {"cell": cell_id, "label": cell.label, "role": role(cell, f.patient_id),
                            "denominator": cell.denominator, "explanations": []}  # fmt: skip

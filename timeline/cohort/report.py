@@ -1050,15 +1050,8 @@ class _Run:
 
     def _mas_cells(self, gid: str, suffix: str, members: list[PatientFacts]) -> list[Cell]:
         ids = [f.patient_id for f in members]
-        labels = {
-            "any": "MAS episodes (any)",
-            "before_index": "MAS episodes starting before the index",
-            "on_drug": "MAS episodes starting after the index while on the drug",
-            "off_drug": "MAS episodes starting after the index, off the drug",
-            "unknown_drug_status": "MAS episodes after the index, drug status unknown",
-        }
         out = []
-        for rel, label in labels.items():
+        for rel, label in MAS_ROWS.items():
             pts = [f for f in members if any(rel in ("any", e["relation"]) for e in f.mas)]
             if rel == "unknown_drug_status" and not pts:
                 continue
@@ -1067,6 +1060,17 @@ class _Run:
             c.stats = {"episodes": sum(1 for f in members for e in f.mas if rel in ("any", e["relation"]))}
             out.append(c)
         return out
+
+
+# the MAS rows by the episode's relation to the index and the drug (the last only when a
+# patient has such an episode)
+MAS_ROWS = {
+    "any": "MAS episodes (any)",
+    "before_index": "MAS episodes starting before the index",
+    "on_drug": "MAS episodes starting after the index while on the drug",
+    "off_drug": "MAS episodes starting after the index, off the drug",
+    "unknown_drug_status": "MAS episodes after the index, drug status unknown",
+}
 
 
 def ae_left_out(spec: CohortSpec) -> tuple[str, ...]:
