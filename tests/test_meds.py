@@ -307,6 +307,21 @@ def test_foreign_meds_without_the_native_record(exported: Path, tmp_path: Path) 
     reject(tmp_path, exported, "field event_id: required MEDS column is missing", "field native")
 
 
+def test_meds_whose_rows_carry_no_native_record_is_refused_as_having_no_events(
+    exported: Path, tmp_path: Path
+) -> None:
+    rewrite(exported, "SELECT * REPLACE (NULL::VARCHAR AS native) FROM d")
+    reject(tmp_path, exported, "no events: no data row carries a native record")
+
+
+def test_a_meds_dataset_without_rows_adds_nothing_as_a_csv_file_of_headers_only(tmp_path: Path) -> None:
+    with Store.create(tmp_path / "empty.duckdb") as source:
+        export_meds(source, tmp_path / "out")
+    with Store.create(tmp_path / "target.duckdb") as target:
+        result = ingest_file(target, tmp_path / "out", author="t")
+        assert (result.added, target.high_water()) == (0, 0)
+
+
 def test_missing_subject_map(exported: Path, tmp_path: Path) -> None:
     (exported / "metadata" / "subject_ids.parquet").unlink()
     reject(tmp_path, exported, "metadata/subject_ids.parquet is missing")

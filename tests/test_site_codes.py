@@ -648,6 +648,16 @@ def test_a_meds_export_of_site_codes_ingests_into_a_new_store_without_codes_add(
         )
 
 
+def test_a_meds_export_of_a_store_with_site_codes_but_no_events_registers_the_codes(
+    store: Store, site: Path, tmp_path: Path
+) -> None:
+    registry.register(store, site / "codes.yaml", "Dr. Ruiz")
+    export_meds(store, tmp_path / "out")
+    with other_store(tmp_path) as target:
+        result = ingest_file(target, tmp_path / "out", author="t")
+        assert (result.added, sorted(result.codes_registered)) == (0, ["26499-4", "jadas10", "pericarditis"])
+
+
 def test_the_round_tripped_store_holds_the_sources_code_definitions(
     store: Store, site_export: Path, tmp_path: Path
 ) -> None:

@@ -605,7 +605,10 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Path) -> None:
     if errors:
         raise locate(con, IngestError(str(source), [RowError(int(r), f, str(m)) for r, f, m in errors]))
     n_primary = con.execute("SELECT count(*) FROM tl_meds_primary").fetchone()
-    if n_primary is None or n_primary[0] == 0:
+    if (n_primary is None or n_primary[0] == 0) and offset > 0:
+        # rows, none of them timeline's: a dataset from elsewhere. A dataset without rows (a
+        # store's export before its first event) is read as a CSV file of headers only is
+        # read: nothing to add, though its site codes are registered
         raise _fail(source, "no events: no data row carries a native record")
     cols = ", ".join(f"json_extract_string(p.native, {_quote('$.' + c)}) AS {c}" for c in NATIVE_FIELDS)
     con.execute(
