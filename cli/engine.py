@@ -122,6 +122,18 @@ def _shown(value: object) -> str:
     return str(float(f"{value:.12g}")) if isinstance(value, float) else str(value)
 
 
+def number_text(v: float) -> str:
+    """A number as `state` and `explain` show it: as the engine's notes write it (four decimals
+    at most, trailing zeros dropped), so that a value beside a threshold shows on which side it
+    is (an MS score of -2.1003 is not "-2.1", a ferritin of 684.01 not "684"); a number below 1
+    keeps four significant digits (0.00012, not 0.0001)."""
+    from timeline.engine.replay import fmt
+
+    text = fmt(v)
+    assert text is not None
+    return max(text, f"{v:.4g}", key=len) if 0 < abs(v) < 1 else text
+
+
 def _value_text(r: Result, markup: bool = True) -> str:
     if r.value is None:
         return "[yellow]unknown[/]" if markup else "unknown"
@@ -129,7 +141,7 @@ def _value_text(r: Result, markup: bool = True) -> str:
         if not markup:
             return "true" if r.value else "false"
         return "[green]true[/]" if r.value else "[red]false[/]"
-    text = "∞" if r.value == float("inf") else f"{r.value:.4g}" if abs(r.value) < 1e6 else f"{r.value:.6g}"
+    text = number_text(float(r.value))
     from timeline.units import display_unit
 
     unit = display_unit(r.unit)  # --json keeps the UCUM code
@@ -262,7 +274,7 @@ def _fmt_value(value: Any, unit: str | None = None) -> str:
         return "[red]false[/]"
     if isinstance(value, int | float | Decimal):  # a constant's SQL literal reads back as a Decimal
         value = float(value)
-        text = "∞" if value == float("inf") else f"{value:.4g}"
+        text = number_text(value)
         from timeline.units import display_unit
 
         shown = display_unit(unit)

@@ -256,6 +256,37 @@ def test_state_json_keeps_the_ucum_unit(example_store: Path) -> None:
     assert data["age_years"]["unit"] == "a"
 
 
+@pytest.fixture
+def ms_store(tmp_path: Path) -> Path:
+    """A febrile patient whose MS score is -2.1001, just below the -2.1 cut-off, with a
+    ferritin of 684.01 ng/mL, just above the MAS limit of 684."""
+    rows = tmp_path / "ms.csv"
+    rows.write_text(
+        "patient_id,kind,occurred_at,code,value,unit,active_joints\n"
+        "S1,body_temperature,2009-03-01,,39,Cel,\nS1,joint_exam,2009-03-01,,,,4\n"
+        "S1,lab,2009-03-01,777-3,300,10*9/L,\nS1,lab,2009-03-01,2532-0,500,U/L,\n"
+        "S1,lab,2009-03-01,3255-7,400,mg/dL,\nS1,lab,2009-03-01,2276-4,11999,ng/mL,\n"
+        "S2,lab,2009-03-01,2276-4,684.01,ng/mL,\n",
+        encoding="utf-8",
+    )
+    store = tmp_path / "ms.duckdb"
+    assert run_cli("init", "--store", store).exit_code == 0
+    assert run_cli("ingest", rows, "--store", store, "--author", "t").exit_code == 0
+    return store
+
+
+def test_state_shows_a_number_just_below_a_cut_off_on_its_side_of_it(ms_store: Path) -> None:
+    result = run_cli("state", "S1", "--at", "2009-03-01", "--rule", "ms_score", "--store", ms_store)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"ms_score\s*│\s*-2\.1001\s*│", result.stdout)
+
+
+def test_explain_shows_a_lab_value_just_above_a_limit_on_its_side_of_it(ms_store: Path) -> None:
+    result = run_cli("explain", "S2", "mas", "--at", "2009-03-01", "--store", ms_store)
+    assert result.exit_code == 0, result.output
+    assert "latest = 684.01 ng/mL" in result.stdout
+
+
 # ---- history -----------------------------------------------------------------------------------------
 
 CRP_INTERVALS = [
