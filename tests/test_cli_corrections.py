@@ -317,6 +317,17 @@ def test_ingesting_a_retracted_event_as_it_was_keeps_it_retracted_and_says_so(
     assert current(corrected_store, "p1-rash1") is None
 
 
+def test_the_original_file_keeps_an_event_corrected_then_retracted_retracted(
+    corrected_store: Path, tmp_path: Path
+) -> None:
+    """Helper 38: the file's row is the content the correction replaced, not the retraction's."""
+    run_cli("retract", "p1-crp2", "--reason", "wrong patient", *AUTHOR, "--store", corrected_store)
+    result = run_cli("ingest", "examples/events.csv", "--store", corrected_store, *AUTHOR)
+    assert result.exit_code == 0, result.output
+    assert " 0 events added" in result.stdout and "2 of retracted events, which stay retracted" in result.stdout
+    assert current(corrected_store, "p1-crp2") is None
+
+
 def test_a_retracted_event_asserted_again_with_other_content_is_current_again(
     corrected_store: Path, tmp_path: Path
 ) -> None:
@@ -344,6 +355,17 @@ def test_ingesting_a_corrected_events_current_content_is_a_duplicate_not_a_confl
     result = _ingest_rows(corrected_store, tmp_path, "p1-crp2,P001,lab,2008-02-10,1988-5,5,mg/L,\n")
     assert result.exit_code == 0, result.output
     assert "0 events added, 1 duplicate skipped" in result.stdout
+
+
+def test_a_conflict_under_another_patient_advises_a_retraction_not_a_correction(
+    corrected_store: Path, tmp_path: Path
+) -> None:
+    result = _ingest_rows(corrected_store, tmp_path, "p1-crp2,P002,lab,2008-02-10,1988-5,5,mg/L,\n")
+    assert result.exit_code == 6
+    assert (
+        "its patient differs, which a correction cannot change: `timeline retract` it, then ingest the row again"
+        in result.stderr
+    )
 
 
 def test_ingesting_an_event_with_content_it_never_had_is_still_a_conflict(

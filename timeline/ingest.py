@@ -997,7 +997,11 @@ def _checks(
         # (then the row asserts it again: see _versions)
         q.append(
             """SELECT s.__row, 'event_id', 'event id ' || tl_quote(s.eid) || ' is already in the store (seq '
-                   || max(e.seq) || ') with different content; use `timeline correct` to change it'
+                   || max(e.seq) || ') with different content; '
+                   || CASE WHEN bool_or(e.patient_id <> s.patient_id OR e.kind <> s.kind)
+                           THEN 'its ' || CASE WHEN bool_or(e.patient_id <> s.patient_id) THEN 'patient' ELSE 'kind' END
+                                || ' differs, which a correction cannot change: `timeline retract` it, then ingest the row again'
+                           ELSE 'use `timeline correct` to change it' END
                FROM tl_stage s
                JOIN events e ON e.event_id = s.eid AND e.op = 'assert' AND e.content_hash <> s.content_hash
                LEFT JOIN tl_changed c ON c.event_id = s.eid
@@ -1204,7 +1208,7 @@ def _write_batch(
         if op == "ingest":
             found = con.execute(
                 """SELECT count(*) FROM tl_stage s JOIN tl_changed c ON c.event_id = s.eid
-                   WHERE c.cur_op = 'retract' AND c.cur_hash = s.content_hash"""
+                   WHERE c.cur_op = 'retract' AND list_contains(c.hashes, s.content_hash)"""
             ).fetchone()
             retracted = int(found[0]) if found else 0
         registered = [sc.code.code for sc in site_codes]
@@ -1250,9 +1254,11 @@ def _write_batch(
 def _versions(con: duckdb.DuckDBPyConnection, op: str) -> None:
     """``tl_changed``: of the batch's event ids the store has corrected or retracted, the
     current version's op and content hash and every version's hash; ``tl_reassert``: the rows
-    that assert again, with other content, an event whose current version is a retraction
-    (how a retracted event comes back, e.g. under the right patient). A row with the retracted
-    content stays a duplicate: re-ingesting a file does not undo a retraction."""
+    that assert again, with content none of its versions had, an event whose current version is
+    a retraction (how a retracted event comes back, e.g. under the right patient). A row with
+    the content of any version stays a duplicate: re-ingesting a file does not undo a
+    retraction, even of an event corrected before it was retracted (the file holds the content
+    the correction replaced)."""
     if op != "ingest":
         con.execute(
             "CREATE OR REPLACE TEMP TABLE tl_changed (event_id VARCHAR, cur_op VARCHAR, cur_hash VARCHAR, hashes VARCHAR[])"
@@ -1270,7 +1276,7 @@ def _versions(con: duckdb.DuckDBPyConnection, op: str) -> None:
     con.execute(
         """CREATE OR REPLACE TEMP TABLE tl_reassert AS
            SELECT s.__row FROM tl_stage s JOIN tl_changed c ON c.event_id = s.eid
-           WHERE c.cur_op = 'retract' AND c.cur_hash <> s.content_hash"""
+           WHERE c.cur_op = 'retract' AND NOT list_contains(c.hashes, s.content_hash)"""
     )
 
 
