@@ -324,7 +324,9 @@ def test_the_original_file_keeps_an_event_corrected_then_retracted_retracted(
     run_cli("retract", "p1-crp2", "--reason", "wrong patient", *AUTHOR, "--store", corrected_store)
     result = run_cli("ingest", "examples/events.csv", "--store", corrected_store, *AUTHOR)
     assert result.exit_code == 0, result.output
-    assert " 0 events added" in result.stdout and "2 of retracted events, which stay retracted" in result.stdout
+    assert (
+        " 0 events added" in result.stdout and "2 of retracted events, which stay retracted" in result.stdout
+    )
     assert current(corrected_store, "p1-crp2") is None
 
 
