@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -152,6 +153,42 @@ def test_damaged_store_exits_3_never_with_an_internal_error(example_store: Path,
                 assert result.stderr.endswith("); restore it from a backup\n")
             outcomes.add(result.exit_code)
     assert 3 in outcomes  # at least one block that matters was hit
+
+
+@pytest.mark.parametrize("kept", [20_000, 300_000])
+def test_a_store_cut_short_is_damaged_not_another_kind_of_file(
+    example_store: Path, tmp_path: Path, kept: int
+) -> None:
+    """A half-finished copy (helper 38: was "a DuckDB file but not a timeline store")."""
+    path = tmp_path / "cut.duckdb"
+    path.write_bytes(example_store.read_bytes()[:kept])
+    result = run_cli("verify", "--store", path)
+    assert result.exit_code == 3
+    assert result.stderr.startswith(
+        f"error: {path} is damaged and cannot be read (IO Error: Could not read enough"
+    )
+
+
+def test_writing_to_a_store_in_a_directory_it_cannot_write_is_refused_before_anything_runs(
+    example_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB writes its log beside the store: without the directory the commit failed (exit 70).
+    Tests run as root, for whom every directory is writable: the check is made to see one that is not."""
+    import timeline.store
+
+    real = os.access
+    monkeypatch.setattr(
+        timeline.store.os,
+        "access",
+        lambda p, mode: False if Path(p) == example_store.parent else real(p, mode),
+    )
+    before = example_store.read_bytes()
+    result = run_cli("retract", "p1-crp1", "--reason", "r", "--author", "a", "--store", example_store)
+    assert result.exit_code == 3
+    assert result.stderr == (
+        f"error: cannot write to {example_store.parent}: DuckDB writes its log (example.duckdb.wal) beside the store\n"
+    )
+    assert example_store.read_bytes() == before
 
 
 def test_a_store_missing_a_table_is_damaged_not_an_internal_error(example_store: Path) -> None:

@@ -258,6 +258,10 @@ class Store:
             raise StoreError(f"no store at {target} (create one with `timeline init`)")
         if is_dir:
             raise StoreError(f"{target} is a directory, not a store file")
+        if write and not os.access(target.parent, os.W_OK):  # found only at the commit otherwise
+            raise StoreError(
+                f"cannot write to {target.parent}: DuckDB writes its log ({target.name}.wal) beside the store"
+            )
         con = _connect(target, read_only=not write, wait=wait)
         try:
             fmt = con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
@@ -603,8 +607,11 @@ def manifest(store: Store, high_water: int, as_known_at: datetime | None) -> dic
 
 
 def is_damage(exc: BaseException) -> bool:
-    """Whether DuckDB found bytes in the file that it did not write (a failed checksum)."""
-    return isinstance(exc, duckdb.Error) and "Corrupt database file" in str(exc)
+    """Whether DuckDB found bytes in the file that it did not write (a failed checksum), or
+    fewer than it wrote (a file cut short: a half-finished copy)."""
+    return isinstance(exc, duckdb.Error) and (
+        "Corrupt database file" in str(exc) or "Could not read enough bytes" in str(exc)
+    )
 
 
 def damage_message(path: Path | str, exc: BaseException) -> str:
