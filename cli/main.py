@@ -170,6 +170,7 @@ def ingest(
         typer.Argument(
             metavar="FILE",
             help="CSV, JSON Lines or Parquet files in the native format; - reads standard input (give --format).",
+            readable=False,  # an unreadable file is the ingest's to reject (exit 6), not a usage error
         ),
     ],
     store: StoreOpt = None,

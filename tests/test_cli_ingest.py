@@ -550,3 +550,25 @@ def test_a_semicolon_separated_file_is_refused_saying_it_is_not_comma_separated(
         in result.stderr
     )
     assert run_cli("patients", "--store", empty_store, "--json").stdout.count("patient_id") == 0
+
+
+def test_a_file_that_cannot_be_read_is_rejected_as_the_ingest_rejects_files(
+    example_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 6 naming the file, not Typer's usage error (exit 2). Tests run as root, who can read
+    every file: opening it is made to fail as it does for a user without permission."""
+    locked = tmp_path / "locked.csv"
+    locked.write_text("patient_id,kind,occurred_at\nP9,death,2009-03-02\n", encoding="utf-8")
+    real_open = Path.open
+
+    def no_permission(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", no_permission)
+    before = snapshot(example_store)
+    result = run_cli("ingest", locked, "--store", example_store, "--author", "t")
+    assert result.exit_code == 6
+    assert f"{locked}: file: cannot be read: Permission denied" in result.stderr
+    assert snapshot(example_store) == before

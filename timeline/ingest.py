@@ -308,6 +308,10 @@ def _detect_format(path: Path, fmt: str | None, name: str | None = None) -> str:
         return "meds"
     if path.is_dir():
         raise IngestError(str(path), [RowError(None, None, "is a directory, not a file")])
+    try:
+        path.open("rb").close()
+    except OSError as exc:  # no permission: the file's to reject, as one that cannot be parsed
+        raise IngestError(str(path), [RowError(None, None, f"cannot be read: {exc.strerror or exc}")]) from exc
     if fmt is not None:
         if fmt not in ("csv", "jsonl", "parquet"):
             raise UsageError(f"unknown format {fmt!r} (use csv, jsonl, parquet or meds)")
@@ -371,7 +375,11 @@ def _check_utf8(path: Path) -> None:
 def _check_columns(source: str, found: Sequence[str]) -> list[str]:
     errors: list[RowError] = []
     seen: set[str] = set()
-    for name in found:
+    for i, name in enumerate(found, start=1):
+        if not name.strip():  # most often a header ending in a separator, as spreadsheets write them
+            last = " (the header ends with a separator: remove the trailing comma)" if i == len(found) else ""
+            errors.append(RowError(None, None, f"column {i} of the header has no name{last}"))
+            continue
         if name in seen:
             errors.append(RowError(None, name, "column appears more than once"))
         seen.add(name)
