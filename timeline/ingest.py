@@ -476,6 +476,17 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     ).fetchall()
     if bad:
         raise IngestError(str(path), [RowError(int(r), None, str(m)) for r, m in bad])
+    # a key given twice: JSON leaves it to the reader (DuckDB takes the first, Python the last)
+    twice = con.execute(
+        """SELECT __row, k FROM (
+               SELECT __row, unnest(json_keys(line::JSON)) AS k FROM tl_lines
+               WHERE trim(line) <> '' AND len(json_keys(line::JSON)) <> len(list_distinct(json_keys(line::JSON))))
+           GROUP BY __row, k HAVING count(*) > 1 ORDER BY __row, k LIMIT 1001"""
+    ).fetchall()
+    if twice:
+        raise IngestError(
+            str(path), [RowError(int(r), str(k), "given more than once in the object") for r, k in twice]
+        )
     nonblank = con.execute("SELECT count(*) FROM tl_lines WHERE trim(line) <> ''").fetchone()
     if nonblank is None or nonblank[0] == 0:
         raise IngestError(str(path), [RowError(None, None, "empty file: expected one JSON object per line")])
