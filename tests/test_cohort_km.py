@@ -48,3 +48,13 @@ def test_reached_by_is_one_minus_survival_at_that_time() -> None:
     curve = kaplan_meier(TIMES, EVENTS)
     assert curve.reached_by(0.5) == 0.0
     assert curve.reached_by(3.0) == pytest.approx(1 - 5 / 12)
+
+
+def test_a_censoring_at_the_end_of_a_day_leaves_the_risk_set_before_an_event_at_the_next_midnight() -> None:
+    """Helper 40: censored through the end of day 30 (30.99999999 days), an event at day 31's
+    midnight: two at risk at the event, not three, though both show at day 31."""
+    end_of_day_30 = 31 - 1e-6 / 86400
+    curve = kaplan_meier([end_of_day_30, 31.0, 60.0], [False, True, False])
+    censored, event = curve.steps[0], curve.steps[1]
+    assert (censored.time, censored.censored, event.time, event.at_risk) == (31.0, 1, 31.0, 2)
+    assert event.survival == pytest.approx(0.5)

@@ -429,3 +429,41 @@ def test_cohort_run_leaves_the_connections_memory_limit_as_it_was(cohort_store: 
         before = s.con.execute("SELECT current_setting('memory_limit')").fetchone()
         run_cohort(Session(s, rs), load_cohort(COHORT, rs))
         assert s.con.execute("SELECT current_setting('memory_limit')").fetchone() == before
+
+
+def test_a_patient_censored_the_day_before_another_reaches_the_outcome_is_not_at_risk_then(
+    tmp_path: Path,
+) -> None:
+    """Helper 40: A stops anakinra on day 30 (censored through that day), B's joints are quiet
+    on day 31, C's on day 60: two at risk at B's event, S = 1/2 and the median is day 31."""
+    (tmp_path / "rules").mkdir()
+    write(tmp_path / "rules", """id: joints_quiet
+version: "1"
+description: no active joint at the latest joint examination (test)
+citation: test
+define: {not: {rule: arthritis}}
+""", "joints_quiet.yaml")  # fmt: skip
+    rows = [
+        {"patient_id": p, "kind": "medication_start", "occurred_at": "2020-01-15", "drug": "anakinra",
+         "dose": 100, "dose_unit": "mg", "frequency": "daily"} for p in "ABC"
+    ] + [{"patient_id": p, "kind": "joint_exam", "occurred_at": "2020-01-15", "active_joints": 3} for p in "ABC"] + [
+        {"patient_id": "A", "kind": "discontinuation", "occurred_at": "2020-02-14", "drug": "anakinra", "reason": "intolerance"},
+        {"patient_id": "B", "kind": "joint_exam", "occurred_at": "2020-02-15", "active_joints": 0},
+        {"patient_id": "C", "kind": "joint_exam", "occurred_at": "2020-03-15", "active_joints": 0},
+    ]  # fmt: skip
+    with Store.create(tmp_path / "s.duckdb") as s:
+        append_rows(s, rows, author="t", source="test")
+    cohort = write(tmp_path, """cohort: km_tie
+version: "1"
+index: {first: {kind: medication_start, drug: anakinra}}
+drug: anakinra
+time_to_event: [{id: quiet, rule: joints_quiet, window: 90 days}]
+adverse_events: false
+""")  # fmt: skip
+    from tests.cohort_support import RULES
+    from timeline.language.loader import load_rules
+
+    report = run(tmp_path / "s.duckdb", cohort, load_rules([RULES, tmp_path / "rules"]))
+    event = next(st for st in report.curves[("quiet", "all")].steps if st.events)
+    assert (event.time, event.at_risk, event.survival) == (31.0, 2, 0.5)
+    assert report.cell("tte.quiet").stats["km_median_days"] == 31.0

@@ -1,7 +1,10 @@
 """Kaplan–Meier product-limit estimates: survival steps, number at risk, median.
 
 Times are in days from the index. At a time with both events and censorings, the events
-come first (the usual convention: a patient censored at t was still at risk at t).
+come first (the usual convention: a patient censored at t was still at risk at t). Times are
+ordered and tied by their exact values and shown to 4 decimals: a patient censored at the end
+of day X (1 µs before midnight) shows at X + 1, as an event at that midnight does, yet has left
+the risk set before it.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def kaplan_meier(times: Sequence[float], events: Sequence[bool]) -> Curve:
             i += 1
         if d:
             s *= 1.0 - d / at_risk
-        steps.append(Step(time=t, at_risk=at_risk, events=d, censored=c, survival=s))
+        steps.append(Step(time=round(t, 4), at_risk=at_risk, events=d, censored=c, survival=s))
         at_risk -= d + c
     return Curve(steps=tuple(steps), n=n)
 

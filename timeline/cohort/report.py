@@ -86,7 +86,8 @@ class Cell:
 
 @dataclass(slots=True)
 class TteFacts:
-    days: float  # time from the index to the event or the censoring
+    days: float  # time from the index to the event or the censoring, to 4 decimals (shown)
+    exact: float  # the same unrounded: a censoring at the end of day X comes before an event at X + 1's midnight
     event: bool
     at: datetime  # the event instant, or the censoring instant
     censored_by: str | None  # window | end_of_follow_up | death | discontinuation
@@ -753,8 +754,8 @@ class _Run:
         for pid, t0, t_end, why, hit, unk, span in rows:
             at = hit if hit is not None else t_end
             self.facts[pid].tte[tte.id] = TteFacts(
-                days=_days(at - t0), event=hit is not None, at=at, censored_by=None if hit else why,
-                unknown=hit is None and unk > 0, window_days=_days(span),
+                days=_days(at - t0), exact=(at - t0).total_seconds() / 86400, event=hit is not None, at=at,
+                censored_by=None if hit else why, unknown=hit is None and unk > 0, window_days=_days(span),
             )  # fmt: skip
 
     def _adverse_events(self) -> None:
@@ -975,7 +976,7 @@ class _Run:
         self, tte: TimeToEvent, gid: str, suffix: str, members: list[PatientFacts]
     ) -> tuple[Cell, Curve]:
         facts = [(f.patient_id, f.tte[tte.id]) for f in members if tte.id in f.tte]
-        curve = kaplan_meier([t.days for _, t in facts], [t.event for _, t in facts])
+        curve = kaplan_meier([t.exact for _, t in facts], [t.event for _, t in facts])
         hit = [p for p, t in facts if t.event]
         unk = [p for p, t in facts if t.unknown]
         censored: dict[str, int] = {}
