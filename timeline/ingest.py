@@ -311,7 +311,9 @@ def _detect_format(path: Path, fmt: str | None, name: str | None = None) -> str:
     try:
         path.open("rb").close()
     except OSError as exc:  # no permission: the file's to reject, as one that cannot be parsed
-        raise IngestError(str(path), [RowError(None, None, f"cannot be read: {exc.strerror or exc}")]) from exc
+        raise IngestError(
+            str(path), [RowError(None, None, f"cannot be read: {exc.strerror or exc}")]
+        ) from exc
     if fmt is not None:
         if fmt not in ("csv", "jsonl", "parquet"):
             raise UsageError(f"unknown format {fmt!r} (use csv, jsonl, parquet or meds)")

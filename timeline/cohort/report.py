@@ -87,7 +87,8 @@ class Cell:
 @dataclass(slots=True)
 class TteFacts:
     days: float  # time from the index to the event or the censoring, to 4 decimals (shown)
-    exact: float  # the same unrounded: a censoring at the end of day X comes before an event at X + 1's midnight
+    # the same unrounded: a censoring at the end of day X comes before an event at X + 1's midnight
+    exact: float
     event: bool
     at: datetime  # the event instant, or the censoring instant
     censored_by: str | None  # window | end_of_follow_up | death | discontinuation
