@@ -467,3 +467,42 @@ adverse_events: false
     event = next(st for st in report.curves[("quiet", "all")].steps if st.events)
     assert (event.time, event.at_risk, event.survival) == (31.0, 2, 0.5)
     assert report.cell("tte.quiet").stats["km_median_days"] == 31.0
+
+
+@pytest.fixture
+def spelt_two_ways(tmp_path: Path) -> Report:
+    """Three patients on anakinra with an injection-site reaction and a discontinuation for
+    inefficacy, one of them written 'Injection-site reaction' and 'Inefficacy'."""
+    rows: list[dict[str, object]] = []
+    for p, term, reason in (("A", "Injection-site reaction", "Inefficacy"), ("B", "injection site reaction", "inefficacy"),
+                            ("C", "injection site reaction", "inefficacy")):  # fmt: skip
+        rows += [
+            {"patient_id": p, "kind": "medication_start", "occurred_at": "2020-01-15", "drug": "anakinra",
+             "dose": 100, "dose_unit": "mg", "frequency": "daily"},
+            {"patient_id": p, "kind": "adverse_event", "occurred_at": "2020-02-01", "drug": "anakinra", "term": term,
+             "grade": 1},
+            {"patient_id": p, "kind": "discontinuation", "occurred_at": "2020-03-01", "drug": "anakinra",
+             "reason": reason},
+        ]  # fmt: skip
+    with Store.create(tmp_path / "s.duckdb") as s:
+        append_rows(s, rows, author="t", source="test")
+    cohort = write(
+        tmp_path,
+        'cohort: c\nversion: "1"\nindex: {first: {kind: medication_start, drug: anakinra}}\ndrug: anakinra\n',
+    )
+    return run(tmp_path / "s.duckdb", cohort)
+
+
+def test_terms_written_two_ways_with_one_cell_id_are_one_row_under_the_common_spelling(
+    spelt_two_ways: Report,
+) -> None:
+    """Helper 40: two rows shared the id ae.injection_site_reaction.any_grade (1/3 and 2/3)."""
+    ids = [c.id for c in spelt_two_ways.cells]
+    assert len(ids) == len(set(ids))
+    cell = spelt_two_ways.cell("ae.injection_site_reaction.any_grade")
+    assert (cell.n, cell.N, cell.label) == (3, 3, "injection site reaction, any grade")
+
+
+def test_discontinuation_reasons_differing_in_case_are_one_row(spelt_two_ways: Report) -> None:
+    cell = spelt_two_ways.cell("discontinuation.inefficacy")
+    assert (cell.n, cell.N, cell.label) == (3, 3, "discontinued: inefficacy")

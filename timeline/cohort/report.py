@@ -470,9 +470,11 @@ class _Run:
                 WHERE s.occurred_at >= c.t_disc AND (c.t_next IS NULL OR s.occurred_at < c.t_next)
                 GROUP BY c.patient_id, c.t_disc"""
         )
-        for pid, _t, d, reason, evs in self.sql("SELECT * FROM tl_c_disc"):
+        stops = self.sql("SELECT * FROM tl_c_disc")
+        named = spellings(reason for *_, reason, _ in stops if reason is not None)
+        for pid, _t, d, reason, evs in stops:
             f = self.facts[pid]
-            f.disc_date, f.disc_reason, f.disc_events = d, reason, list(evs)
+            f.disc_date, f.disc_reason, f.disc_events = d, named.get(reason, reason), list(evs)
 
     def _evaluate(self, rule_ids: Iterable[str], points_sql: str) -> list[Result]:
         ids = list(dict.fromkeys(rule_ids))
@@ -769,10 +771,13 @@ class _Run:
                  AND e.patient_id IN (SELECT patient_id FROM tl_c_pop)
                ORDER BY e.patient_id, e.occurred_at, e.asserted_seq"""
         )
+        named = spellings(term for _, term, *_ in rows)
         for pid, term, grade, eid, t, serious, action, drug, after_disc in rows:
             f = self.facts[pid]
-            ae = {"term": term, "grade": grade, "event_id": eid, "occurred_at": t, "serious": serious,
+            ae = {"term": named[term], "grade": grade, "event_id": eid, "occurred_at": t, "serious": serious,
                   "action": action, "drug": drug}  # fmt: skip
+            if named[term] != term:
+                ae["term_as_recorded"] = term
             why = (
                 "after_discontinuation" if self.spec.ae_until == "on_drug" and after_disc
                 else ("another_drug" if drug is not None else "no_drug_named")
@@ -1178,6 +1183,21 @@ def _cell(
 
 def _selector_drugs(sel: ast.Selector) -> list[str]:
     return [*sel.drugs, *(d for sub in sel.any_of for d in _selector_drugs(sub))]
+
+
+def spellings(texts: Iterable[str]) -> dict[str, str]:
+    """Each text (an AE term, a discontinuation reason) → the spelling its row is shown under.
+    Texts whose cell ids would be the same (``Inefficacy`` and ``inefficacy``,
+    ``injection-site reaction`` and ``injection site reaction``) are one row, under the
+    spelling most of its events use (of equally common ones, the first in sorted order): two rows
+    with one id would leave a reader, and ``cohort patients --cell``, one of them."""
+    counts: dict[str, dict[str, int]] = {}
+    for text in texts:
+        written = counts.setdefault(slug(text), {})
+        written[text] = written.get(text, 0) + 1
+    return {
+        text: min(written, key=lambda w: (-written[w], w)) for written in counts.values() for text in written
+    }
 
 
 def ae_keys(ae: dict[str, Any]) -> list[tuple[str, str]]:
