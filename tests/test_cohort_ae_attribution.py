@@ -140,7 +140,7 @@ def test_cohort_explain_of_a_term_left_out_says_why_it_is_not_counted(tmp_path: 
     with Store.open(path) as s:
         out = explain_patient(Session(s, rs), load_cohort(cohort, rs), "P2", "ae.transaminitis.any_grade")
     cell = out["cell"]
-    assert cell["role"] == "not counted: its adverse events of this term are naming another drug" and [
+    assert cell["role"] == "denominator only: its adverse events of this term are naming another drug" and [
         ae["drug"] for ae in cell["not_counted"]
     ] == ["methotrexate"]
 
@@ -177,5 +177,5 @@ def test_cohort_explain_of_an_ae_after_the_discontinuation_says_so(tmp_path: Pat
             Session(s, rs), load_cohort(write(tmp_path, text), rs), "P2", "ae.otitis_media.grade_2"
         )
     assert out["cell"]["role"] == (
-        "not counted: its adverse events of this term are after the discontinuation of anakinra (2009-10-15)"
+        "denominator only: its adverse events of this term are after the discontinuation of anakinra (2009-10-15)"
     )

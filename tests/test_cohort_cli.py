@@ -206,7 +206,18 @@ def test_explain_of_an_adverse_event_row_another_patient_has_says_this_one_has_n
 ) -> None:
     code, out, err = cohort("explain", COHORT, "P1", "ae.skin_reaction.grade_3", store=cohort_store)
     assert code == 0, err
-    assert "ae.skin_reaction.grade_3: not counted: the patient has no such events" in out
+    assert "ae.skin_reaction.grade_3: denominator only: the patient has no such events" in out
+
+
+def test_explain_of_a_sub_groups_adverse_event_row_for_a_non_member_says_not_in_the_denominator(
+    cohort_store: Path,
+) -> None:
+    """P2 started methotrexate before anakinra: not first line."""
+    code, out, err = cohort(
+        "explain", COHORT, "P2", "ae.injection_site_reaction.grade_1@first_line", store=cohort_store
+    )
+    assert code == 0, err
+    assert "@first_line: not in the denominator: the patient has no such events" in out
 
 
 @pytest.mark.parametrize(

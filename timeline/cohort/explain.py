@@ -218,14 +218,19 @@ def _cell(
             raise
         left = [ae for ae in f.ae_not_counted
                 if section == "ae" and any(f"{slug(t)}.{slug(g)}" == rest for t, g in ae_keys(ae))]  # fmt: skip
+        if not left:
+            _require_possible(session, spec, report, cell_id)
+        # the row's denominator is the group: a member without such events is in it, uncounted
+        group = cell_id.partition("@")[2] or "all"
+        member = f.patient_id in report.groups.get(group, ("", []))[1]
+        where = "denominator only" if member else "not in the denominator"
         if left:  # attributed to another drug or none: say so rather than "no such events"
             why = {"after_discontinuation": f"after the discontinuation of {f.drug} ({f.disc_date})",
                    "another_drug": "naming another drug", "no_drug_named": "naming no drug"}  # fmt: skip
             reasons = ", ".join(dict.fromkeys(why[ae["not_counted"]] for ae in left))
-            return {"cell": cell_id, "role": f"not counted: its adverse events of this term are {reasons}",
+            return {"cell": cell_id, "role": f"{where}: its adverse events of this term are {reasons}",
                     "not_counted": left, "explanations": []}  # fmt: skip
-        _require_possible(session, spec, report, cell_id)
-        return {"cell": cell_id, "role": "not counted: the patient has no such events", "explanations": []}
+        return {"cell": cell_id, "role": f"{where}: the patient has no such events", "explanations": []}
     out: dict[str, Any] = {"cell": cell_id, "label": cell.label, "role": role(cell, f.patient_id),
                            "denominator": cell.denominator, "explanations": []}  # fmt: skip
     ex: list[dict[str, Any]] = out["explanations"]
