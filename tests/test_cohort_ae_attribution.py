@@ -179,3 +179,17 @@ def test_cohort_explain_of_an_ae_after_the_discontinuation_says_so(tmp_path: Pat
     assert out["cell"]["role"] == (
         "denominator only: its adverse events of this term are after the discontinuation of anakinra (2009-10-15)"
     )
+
+
+def test_on_drug_an_ae_naming_another_drug_after_the_discontinuation_is_another_drugs(tmp_path: Path) -> None:
+    """Helper 40: 'after_discontinuation' is of the study drug's AEs; methotrexate's is another drug's."""
+    path = build_store(tmp_path / "s.duckdb")
+    with Store.open(path, write=True) as s:
+        append_rows(s, [{"patient_id": "P2", "kind": "adverse_event", "occurred_at": "2009-11-20", "term": "nausea",
+                         "grade": 1, "drug": "methotrexate"}], author="t", source="test")  # fmt: skip
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "mas:", "drug: anakinra\nadverse_events: {until: on_drug, drug: study}\nmas:", 1
+    )
+    report = run(path, write(tmp_path, text))
+    (left,) = [ae for ae in report.patients["P2"].ae_not_counted if ae["term"] == "nausea"]
+    assert left["not_counted"] == "another_drug"

@@ -778,10 +778,12 @@ class _Run:
                   "action": action, "drug": drug}  # fmt: skip
             if named[term] != term:
                 ae["term_as_recorded"] = term
+            # not the study drug's first: an AE of another drug after the discontinuation is
+            # another drug's, "after the discontinuation" being of the study drug's AEs
             why = (
-                "after_discontinuation" if self.spec.ae_until == "on_drug" and after_disc
-                else ("another_drug" if drug is not None else "no_drug_named")
+                ("another_drug" if drug is not None else "no_drug_named")
                 if self.spec.ae_drug == "study" and drug != f.drug
+                else "after_discontinuation" if self.spec.ae_until == "on_drug" and after_disc
                 else None
             )  # fmt: skip
             if why is not None:  # outside the span (after the discontinuation), or not the study drug's
