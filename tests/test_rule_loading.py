@@ -404,6 +404,20 @@ def test_the_override_is_the_rule_that_is_evaluated(tmp_path: Path) -> None:
     assert data["manifest"]["overrides"] == {"crp_normal": str(tmp_path / "site" / "crp_normal.yaml")}
 
 
+def test_the_manifest_records_the_parameter_values_a_run_was_given(tmp_path: Path) -> None:
+    """Helper 40: a sensitivity run at another limit differed from the main one only by its digest."""
+    store = _store_with_crp(tmp_path, 8)
+    args = ("state", "X", "--at", "2009-03-01", "--rule", "crp_normal", "--store", store, "--json")
+    plain = json.loads(run_cli(*args).stdout)["manifest"]["parameters"]
+    given = json.loads(
+        run_cli(*args, "--param", "crp_normal.upper=1 mg/dL", "--param", "crp_normal.validity=60 days").stdout
+    )
+    assert (plain, given["manifest"]["parameters"]) == (
+        {},
+        {"crp_normal": {"upper": "10 mg/L", "validity": "60 days"}},
+    )
+
+
 def test_a_param_option_changes_a_threshold(tmp_path: Path) -> None:
     store = _store_with_crp(tmp_path, 8)
     write_rule(tmp_path / "site", "my_crp", CRP_NORMAL, params=CRP_PARAMS)

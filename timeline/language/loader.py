@@ -1523,7 +1523,28 @@ class RuleSet:
             "rules_digest": self.digest,
             "rules": {rid: self.rules[rid].version for rid in self.order},
             "overrides": {rid: r.source for rid, r in self.rules.items() if r.overrides},
+            # the site's parameter values (params.yaml, --param): a sensitivity run at another
+            # limit says which, where the digest only says that something differs
+            "parameters": {
+                rid: given
+                for rid, r in sorted(self.rules.items())
+                if r.variant_of is None
+                and (given := {p.name: _given(p) for p in r.params if p.value is not None})
+            },
         }
+
+
+def _given(p: ast.ParamSpec) -> str:
+    """A site's value of a parameter as a manifest records it: ``2 mg/L``, ``6 months``, ``true``."""
+    value = p.value
+    text = (
+        str(value).lower()
+        if isinstance(value, bool)
+        else f"{value:.12g}"
+        if isinstance(value, float)
+        else str(value)
+    )
+    return f"{text} {p.unit}" if p.unit and not isinstance(value, bool | str) else text
 
 
 def _children(node: Any) -> Iterable[Any]:
