@@ -49,6 +49,19 @@ def test_the_fixture_cohort_loads() -> None:
     assert [o.denominator for o in spec.outcomes] == ["all", "followed", "on_drug"]
 
 
+def test_outcomes_of_one_rule_without_labels_are_labelled_by_their_ids(tmp_path: Path) -> None:
+    """Helper 40: three rows all named 'arthritis' under three denominators."""
+    text = COHORT.read_text(encoding="utf-8").replace(", label: Active arthritis", "")
+    text = text.replace("time_to_event:", "  - {id: afebrile_at, rule: afebrile_week}\ntime_to_event:")
+    spec = load_cohort(write(tmp_path, text), rules())
+    assert [o.label for o in spec.outcomes] == [
+        "arthritis_all",
+        "arthritis_followed",
+        "arthritis_on_drug",
+        "afebrile_week",
+    ]
+
+
 def test_unknown_rule_id_is_reported_at_its_position_with_a_suggestion(tmp_path: Path) -> None:
     assert "FILE:6:13: unknown rule 'has_sjai' (did you mean 'has_sjia'?)" in problems(tmp_path, BAD)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -741,6 +741,7 @@ class _Parser:
         seen: set[str] = set()
         slugs = {tp.slug: tp for tp in tps}
         checked: set[tuple[Window, tuple[str, ...]]] = set()
+        unlabelled: list[int] = []
         for p, item in self.items(data, path, "outcomes"):
             self.mapping(
                 item, p, ("id", "rule", "label", "denominator", "at", "assessment_window"), "an outcome"
@@ -784,6 +785,13 @@ class _Parser:
                     time_points=at_slugs, window=window,
                 )
             )  # fmt: skip
+            if "label" not in item:
+                unlabelled.append(len(out) - 1)
+        # outcomes of one rule without labels (under other denominators, say) are told apart by id
+        rules = [o.rule for o in out]
+        for i in unlabelled:
+            if rules.count(out[i].rule) > 1:
+                out[i] = replace(out[i], label=out[i].id)
         return tuple(out)
 
     def _tte(self, data: Any, path: Path_, drug: str | None) -> tuple[TimeToEvent, ...]:
