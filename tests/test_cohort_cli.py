@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.cohort_support import COHORT, RULES, build_store
+from tests.cohort_support import COHORT, RULES, build_store, write
 from tests.engine_support import write_rule
 from tests.support import run_cli, run_cli_into_closed_pipe
 
@@ -52,6 +52,14 @@ def test_run_warns_on_stderr_naming_a_study_drug_no_event_records(cohort_store: 
     code, _, err = cohort("run", path, store=cohort_store)
     assert code == 0, err
     assert "warning: the study drug 'anakinnra' is not recorded for any patient in the store" in err
+
+
+def test_run_warns_when_the_population_is_empty_naming_why(cohort_store: Path, tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace("exclude: [cns_ever]", "exclude: [cns_ever, has_sjia]")
+    code, _, err = cohort("run", write(tmp_path, text), store=cohort_store)
+    assert code == 0, err
+    assert "warning: the population is empty: none of the 6 patients with an index event is included (" in err
+    assert "exclusion has_sjia true for 5" in err
 
 
 def test_run_json_carries_the_manifest_and_every_cell(cohort_store: Path) -> None:

@@ -206,7 +206,7 @@ def run_cohort(
             session.con.execute(restore)
         report = run.report()
         if patients is None:  # one patient's record says nothing about the store's drugs
-            report.warnings = run.absent_drugs()
+            report.warnings = run.absent_drugs() + run.empty_population()
         if spec.drug not in run.missing:  # a misspelt study drug: its warning says so, not this one
             report.warnings += index_drug_warnings(spec, session.rules)
     report.seconds = round(time.perf_counter() - started, 3)
@@ -522,6 +522,27 @@ class _Run:
             if not f.reasons:
                 f.status = "included"
                 self.pop.append(f.patient_id)
+
+    def empty_population(self) -> list[str]:
+        """A warning when no patient is in the population: every figure is 0/0, which a table
+        shows without a word (an exclusion that undoes an inclusion, an index nobody has)."""
+        if self.pop:
+            return []
+        indexed = [f for f in self.facts.values() if f.t_index is not None]
+        if not indexed:
+            return [
+                f"the population is empty: no patient of the store has the index event ({self.spec.index.name})"
+            ]
+        reasons: dict[str, int] = {}
+        for f in indexed:
+            for why in dict.fromkeys(r.split(":", 1)[0] for r in f.reasons):
+                reasons[why] = reasons.get(why, 0) + 1
+        common = ", ".join(
+            f"{why} for {n}" for why, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        )
+        return [
+            f"the population is empty: none of the {len(indexed)} patients with an index event is included ({common})"
+        ]
 
     def _subgroups(self) -> None:
         for g in self.spec.subgroups:
