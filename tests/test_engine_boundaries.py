@@ -1236,6 +1236,52 @@ def test_on_drug_ends_at_the_stop_and_continues_through_a_dose_change(bench: Ben
     ]
 
 
+def pulse(at: str, drug: str = "methylprednisolone") -> dict[str, Any]:
+    """A single dose (frequency once): an intravenous steroid pulse."""
+    return {"patient_id": "X", "kind": "medication_start", "drug": drug, "occurred_at": at, "dose": 30,
+            "dose_unit": "mg/kg", "frequency": "once", "route": "iv"}  # fmt: skip
+
+
+def test_on_drug_a_single_dose_is_on_from_its_time_to_the_end_of_its_day(bench: Bench) -> None:
+    """Helper 39: one pulse recorded as a start kept the patient on the drug for ever."""
+    bench.rule("r", {"on_drug": "methylprednisolone"})
+    bench.events([pulse("2009-03-01T10:00")])
+    assert bench.values("r", "2009-03-01T09:59", "2009-03-01T10:00", "2009-03-01", "2009-03-02") == [
+        False,
+        True,
+        True,
+        False,
+    ]
+
+
+def test_on_drug_a_single_dose_neither_starts_nor_ends_a_course(bench: Bench) -> None:
+    bench.rule("r", {"on_drug": "prednisolone"})
+    bench.events([prednisolone("2009-03-01"), pulse("2009-03-05", "prednisolone"),
+                  prednisolone("2009-03-20", "medication_stop"), pulse("2009-03-25", "prednisolone")])  # fmt: skip
+    assert bench.values("r", "2009-03-10", "2009-03-20", "2009-03-25", "2009-03-26") == [
+        True,
+        False,
+        True,
+        False,
+    ]
+
+
+def test_on_drug_names_a_single_dose_as_such(bench: Bench) -> None:
+    bench.rule("r", {"on_drug": "methylprednisolone"})
+    bench.events([pulse("2009-03-01")])
+    assert bench.state("r", "2009-04-01").note == "methylprednisolone: single dose on 2009-03-01"
+
+
+def test_the_history_of_on_drug_ends_a_single_dose_at_the_midnight_after_it(bench: Bench) -> None:
+    bench.rule("r", {"on_drug": "methylprednisolone"})
+    bench.events([pulse("2009-03-01T10:00"), crp("2009-03-05", 3)])
+    spans = [(i["start"], i["end"], i["value"]) for i in bench.session().history("X", ["r"])]
+    assert spans == [
+        (datetime(2009, 3, 1, 10), datetime(2009, 3, 2), True),
+        (datetime(2009, 3, 2), datetime(2009, 3, 6), False),
+    ]
+
+
 def test_daily_dose_per_kg_uses_the_frequency_and_the_latest_valid_weight(bench: Bench) -> None:
     bench.rule("r", {"daily_dose": {"drug": "anakinra", "per_kg": True, "weight_within": "30 days"}})
     weight = {"patient_id": "X", "kind": "weight", "occurred_at": "2009-03-01", "value": 25, "unit": "kg"}

@@ -78,6 +78,10 @@ class Unsupported(TimelineError):
 DOSE_DECIMALS = 12
 
 
+# a medication event that is a single dose, not a course (README, "Frequencies")
+_SINGLE = "(kind IN ('medication_start', 'medication_dose_change') AND frequency IS NOT DISTINCT FROM 'once')"
+
+
 def q_(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -573,7 +577,12 @@ class Compiler:
         return self.selectors[key]
 
     def _OnDrug(self, node: ast.OnDrug, points: str) -> str:
+        # a course runs from a start or dose change to the drug's next start, dose change, stop
+        # or discontinuation; a single dose (frequency once) is on for the rest of its day and
+        # neither starts nor ends a course
         meds = self.medications(node.drugs, node.except_routes)
+        course = self.add(self.fresh("mc"), f"SELECT * FROM {meds} WHERE NOT {_SINGLE}")
+        single = self.add(self.fresh("ms"), f"SELECT * FROM {meds} WHERE {_SINGLE}")
         if not self.evidence:
             # On a drug from each start or dose change until that drug's next event: these
             # intervals, found once, against the points (instead of one as-of lookup per point
@@ -581,8 +590,9 @@ class Compiler:
             spans = self.add(
                 self.fresh("o"),
                 f"""SELECT patient_id, t, nxt FROM (
-                        SELECT patient_id, t, kind, lead(t) OVER (PARTITION BY patient_id, drug ORDER BY t) AS nxt FROM {meds})
-                    WHERE kind IN ('medication_start', 'medication_dose_change')""",
+                        SELECT patient_id, t, kind, lead(t) OVER (PARTITION BY patient_id, drug ORDER BY t) AS nxt FROM {course})
+                    WHERE kind IN ('medication_start', 'medication_dose_change')
+                    UNION ALL SELECT patient_id, t, date_trunc('day', t) + INTERVAL 1 DAY FROM {single}""",
             )
             return f"""SELECT p.patient_id, p.q, EXISTS (SELECT 1 FROM {spans} o WHERE o.patient_id = p.patient_id
                         AND o.t <= p.q AND (o.nxt IS NULL OR o.nxt > p.q)) AS b,
@@ -591,17 +601,22 @@ class Compiler:
         drugs = ", ".join(f"({q_(d)})" for d in node.drugs)
         per = self.add(
             self.fresh("d"),
-            f"""SELECT p.patient_id, p.q, d.drug, m.kind, m.seq, m.asserted_seq, m.t
+            f"""SELECT p.patient_id, p.q, p.drug, m.kind, m.seq, m.asserted_seq, m.t, false AS single
                 FROM (SELECT * FROM {points} CROSS JOIN (VALUES {drugs}) d(drug)) p
-                ASOF LEFT JOIN {meds} m ON m.patient_id = p.patient_id AND m.drug = p.drug AND m.t <= p.q
-                ORDER BY ALL""".replace("d.drug", "p.drug"),
+                ASOF LEFT JOIN {course} m ON m.patient_id = p.patient_id AND m.drug = p.drug AND m.t <= p.q
+                UNION ALL
+                SELECT p.patient_id, p.q, p.drug, m.kind, m.seq, m.asserted_seq, m.t, true AS single
+                FROM (SELECT * FROM {points} CROSS JOIN (VALUES {drugs}) d(drug)) p
+                ASOF JOIN {single} m ON m.patient_id = p.patient_id AND m.drug = p.drug AND m.t <= p.q
+                ORDER BY ALL""",
         )
-        on = "kind IN ('medication_start', 'medication_dose_change')"
+        on = "CASE WHEN single THEN t::DATE = q::DATE ELSE kind IN ('medication_start', 'medication_dose_change') END"
         not_read = f" other than by {' or '.join(node.except_routes)} route" if node.except_routes else ""
+        what = "CASE WHEN single THEN 'single dose' ELSE replace(kind, '_', ' ') END"
         return f"""SELECT patient_id, q, coalesce(bool_or({on}), false) AS b, NULL::DOUBLE AS x, NULL AS why,
                 coalesce(list(seq ORDER BY t, asserted_seq) FILTER (WHERE seq IS NOT NULL), []::BIGINT[]) AS ev,
                 NULL::TIMESTAMP AS lo, q AS hi,
-                coalesce(string_agg(drug || ': ' || replace(kind, '_', ' ') || ' on ' || strftime(t, '%Y-%m-%d'), '; ' ORDER BY drug) FILTER (WHERE seq IS NOT NULL),
+                coalesce(string_agg(drug || ': ' || {what} || ' on ' || strftime(t, '%Y-%m-%d'), '; ' ORDER BY drug, single) FILTER (WHERE seq IS NOT NULL),
                          {q_(f"none of {', '.join(node.drugs)} recorded up to the date{not_read}")}) AS note
             FROM {per} GROUP BY patient_id, q"""
 
@@ -1307,7 +1322,12 @@ class Compiler:
                 out += self._cp_parts(node.starting_when)
             return out
         if isinstance(node, ast.OnDrug):
-            return self._shifted(self.medications(node.drugs, node.except_routes), [""])
+            meds = self.medications(node.drugs, node.except_routes)
+            # a single dose is on until the midnight after it
+            ends = (
+                f"SELECT patient_id, date_trunc('day', t) + INTERVAL 1 DAY AS c FROM {meds} WHERE {_SINGLE}"
+            )
+            return [*self._shifted(meds, [""]), ends]
         if isinstance(node, ast.DailyDose):
             weight = self.latest_of(ast.Selector(name="weight", kinds=("weight",)), "value")
             v = self.duration(node.weight_within)

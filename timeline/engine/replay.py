@@ -106,6 +106,11 @@ class Episode:
 # ---- time and text ----------------------------------------------------------------------------
 
 
+def single_dose(e: Event) -> bool:
+    """A start or dose change of ``frequency: once``: a single dose, not a course."""
+    return e["kind"] in ON_KINDS and e["frequency"] == "once"
+
+
 def end_of_day(d: date | str) -> datetime:
     day = date.fromisoformat(d) if isinstance(d, str) else d
     return datetime.combine(day, time()) + timedelta(days=1) - EPS
@@ -524,21 +529,34 @@ class Reference:
         return Val(x, None, ev, note)
 
     def _OnDrug(self, node: ast.OnDrug, q: datetime) -> Val:
-        latest = []
+        """On a drug from a start or dose change until its next start, dose change, stop or
+        discontinuation; a single dose (``frequency: once``) makes it on for the rest of its
+        day, neither starting nor ending a course."""
+        latest: list[Event] = []
+        on = False
         for drug in node.drugs:
             meds = self.medications(drug, q, node.except_routes)
-            if meds:
-                latest.append(meds[-1])
+            course = [m for m in meds if not single_dose(m)]
+            single = [m for m in meds if single_dose(m)]
+            if course:
+                latest.append(course[-1])
+                on = on or course[-1]["kind"] in ON_KINDS
+            if single:
+                latest.append(single[-1])
+                on = on or single[-1]["occurred_at"].date() == q.date()
         latest.sort(key=timeline_order)
         if latest:
-            parts = sorted(latest, key=lambda e: str(e["drug"]))
+            parts = sorted(latest, key=lambda e: (str(e["drug"]), single_dose(e)))
             note = "; ".join(
-                f"{e['drug']}: {str(e['kind']).replace('_', ' ')} on {day(e['occurred_at'])}" for e in parts
+                f"{e['drug']}: "
+                + ("single dose" if single_dose(e) else str(e["kind"]).replace("_", " "))
+                + f" on {day(e['occurred_at'])}"
+                for e in parts
             )
         else:
             routes = f" other than by {' or '.join(node.except_routes)} route" if node.except_routes else ""
             note = f"none of {', '.join(node.drugs)} recorded up to the date{routes}"
-        return Val(any(e["kind"] in ON_KINDS for e in latest), None, tuple(e["seq"] for e in latest), note)
+        return Val(on, None, tuple(e["seq"] for e in latest), note)
 
     def _DailyDose(self, node: ast.DailyDose, q: datetime) -> Val:
         v = self.duration(node.weight_within)
@@ -912,6 +930,13 @@ class Reference:
         if isinstance(node, ast.OnDrug | ast.DailyDose):
             drugs = node.drugs if isinstance(node, ast.OnDrug) else (node.drug,)
             out = self._around(times(e for e in self.events if e["drug"] in drugs), [None])
+            if isinstance(node, ast.OnDrug):  # a single dose is on until its day ends
+                ends = (
+                    end_of_day(e["occurred_at"].date())
+                    for e in self.events
+                    if e["drug"] in drugs and single_dose(e)
+                )
+                out |= self._around(ends, [None])
             if isinstance(node, ast.DailyDose):
                 weights = times(e for e in self.events if e["kind"] == "weight")
                 out |= self._around(weights, [None, self.duration(node.weight_within)])
