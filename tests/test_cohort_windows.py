@@ -291,10 +291,10 @@ def test_cohort_plot_names_each_outcomes_window_in_its_legend(report: Report, tm
     from timeline.plots import cohort_plot
 
     shown = cohort_plot(report, tmp_path / "c.png")["outcomes"]
-    assert shown == [
-        "afebrile_week [all, ±30 days]",
-        "afebrile_week [on_drug, ±30 days]",
-        "afebrile_week [all]",
+    assert shown == [  # labelled by their ids: the three read one rule (d8d7de8)
+        "afebrile_all [all, ±30 days]",
+        "afebrile_on_drug [on_drug, ±30 days]",
+        "afebrile_exact [all]",
     ]
 
 
