@@ -371,6 +371,15 @@ CRP_NORMAL = {
     "normal": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days", "upper": {"param": "upper"}}
 }
 CRP_PARAMS = {"upper": {"default": "6 mg/L"}}
+# an override of the pack's crp_normal keeps the validity inflammatory_markers_normal gives it
+CRP_OVERRIDE = {
+    "normal": {
+        "select": {"kind": "lab", "code": "1988-5"},
+        "within": {"param": "validity"},
+        "upper": {"param": "upper"},
+    }
+}
+CRP_OVERRIDE_PARAMS = {"upper": {"default": "10 mg/L"}, "validity": {"default": "30 days"}}
 
 
 def _store_with_crp(tmp_path: Path, value: float) -> Path:
@@ -385,7 +394,7 @@ def _store_with_crp(tmp_path: Path, value: float) -> Path:
 def test_a_user_rule_with_a_built_in_id_overrides_it_and_is_marked(tmp_path: Path) -> None:
     builtin = BUILTIN_DIR / "sjia" / "crp_normal.yaml"
     assert builtin.exists()
-    mine = write_rule(tmp_path / "site", "crp_normal", CRP_NORMAL, params={"upper": {"default": "10 mg/L"}})
+    mine = write_rule(tmp_path / "site", "crp_normal", CRP_OVERRIDE, params=CRP_OVERRIDE_PARAMS)
     result = run_cli("rules", "list", "--rules", tmp_path / "site", "--json")
     assert result.exit_code == 0, result.output
     listed = {r["id"]: r for r in json.loads(result.stdout)["rules"]}
@@ -394,9 +403,19 @@ def test_a_user_rule_with_a_built_in_id_overrides_it_and_is_marked(tmp_path: Pat
     assert all(r["overrides"] is None for rid, r in listed.items() if rid != "crp_normal")
 
 
+def test_an_override_of_crp_normal_without_the_validity_the_pack_passes_it_is_refused(tmp_path: Path) -> None:
+    """inflammatory_markers_normal gives crp_normal its validity (clinical remission carries a
+    CRP forward): an override without that parameter could not be read so, and says why."""
+    mine = write_rule(tmp_path / "site", "crp_normal", CRP_NORMAL, params={"upper": {"default": "10 mg/L"}})
+    result = run_cli("rules", "check", tmp_path / "site")
+    assert result.exit_code == 8
+    assert f"{mine}:1:5: crp_normal overrides " in result.stderr
+    assert "without its parameter 'validity', which rules reading it give it" in result.stderr
+
+
 def test_the_override_is_the_rule_that_is_evaluated(tmp_path: Path) -> None:
     store = _store_with_crp(tmp_path, 8)
-    write_rule(tmp_path / "site", "crp_normal", CRP_NORMAL, params={"upper": {"default": "10 mg/L"}})
+    write_rule(tmp_path / "site", "crp_normal", CRP_OVERRIDE, params=CRP_OVERRIDE_PARAMS)
     args = ("state", "X", "--at", "2009-03-01", "--rule", "crp_normal", "--store", store, "--json")
     assert json.loads(run_cli(*args).stdout)["states"][0]["value"] is False
     data = json.loads(run_cli(*args, "--rules", tmp_path / "site").stdout)
