@@ -67,6 +67,9 @@ class Cell:
     def text(self) -> str:
         pct = f" ({self.pct:g}%)" if self.pct is not None else ""
         out = f"{self.n}/{self.N}{pct}"
+        if self.unknown and self.section == "time_to_event":
+            # not "unknown" outcomes: not seen to reach it, with moments the rule was unknown
+            return out + f", {self.unknown} not reached but unknown at times"
         return out + (f", {self.unknown} unknown" if self.unknown else "")
 
     def to_json(self, ids: bool = True) -> dict[str, Any]:
