@@ -419,7 +419,9 @@ def _tte_text(x: Any) -> str:
     st = x.stats
     km = st.get("km_reached_by_window_end")
     med = st.get("km_median_days")
-    parts = [f"{x.n}/{x.N} reached" + (f" ({x.unknown} not reached but unknown at times)" if x.unknown else "")]
+    parts = [
+        f"{x.n}/{x.N} reached" + (f" ({x.unknown} not reached but unknown at times)" if x.unknown else "")
+    ]
     if km is not None:
         parts.append(f"KM {100 * km:.1f}% by the window end")
     parts.append(f"median {med:g} days" if med is not None else "median not reached")
