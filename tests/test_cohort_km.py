@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from timeline.cohort.km import kaplan_meier
 
@@ -58,3 +60,16 @@ def test_a_censoring_at_the_end_of_a_day_leaves_the_risk_set_before_an_event_at_
     censored, event = curve.steps[0], curve.steps[1]
     assert (censored.time, censored.censored, event.time, event.at_risk) == (31.0, 1, 31.0, 2)
     assert event.survival == pytest.approx(0.5)
+
+
+@given(
+    st.integers(min_value=1, max_value=5000).flatmap(lambda big: st.tuples(st.integers(0, big), st.just(big)))
+)
+def test_a_percentage_rounds_a_half_up_to_one_decimal(counts: tuple[int, int]) -> None:
+    """Helper 40: 1/16 printed 6.2% (Python rounds half to even), 3/16 18.8%. Exact integers:
+    tenths of a percent, rounded half up, are (2000 n + N) // 2N."""
+    from timeline.cohort.report import Cell
+
+    n, big = counts
+    cell = Cell(id="x", section="s", row="r", column="c", group="all", label="l", denominator="d", n=n, N=big)
+    assert cell.pct == ((2000 * n + big) // (2 * big)) / 10

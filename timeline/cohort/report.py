@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from timeline.cohort.km import Curve, kaplan_meier
@@ -62,7 +63,11 @@ class Cell:
 
     @property
     def pct(self) -> float | None:
-        return round(100.0 * self.n / self.N, 1) if self.N else None
+        """The percentage to one decimal, a half rounded up as tables print it (1/16 is 6.3%, not
+        Python's 6.2)."""
+        if not self.N:
+            return None
+        return float((Decimal(100 * self.n) / Decimal(self.N)).quantize(Decimal("0.1"), ROUND_HALF_UP))
 
     def text(self) -> str:
         pct = f" ({self.pct:g}%)" if self.pct is not None else ""
