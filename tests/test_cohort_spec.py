@@ -365,3 +365,17 @@ def test_the_rules_option_comes_after_the_cohort_files_directories_and_overrides
 
     assert _dirs(path, [later]) == [path.parent / "study_rules", later]
     assert rule_dirs([str(d) for d in _dirs(path, [later])])[-1] == later
+
+
+SUBGROUP_HEAD = 'cohort: c\nversion: "1"\nindex: {first: {kind: medication_start, drug: anakinra}}\n'
+
+
+def test_a_sub_group_given_by_a_rule_id_alone_is_named_by_that_rule(tmp_path: Path) -> None:
+    spec = load_cohort(write(tmp_path, SUBGROUP_HEAD + "subgroups: [has_sjia]\n"), rules())
+    assert [(g.id, g.rule) for g in spec.subgroups] == [("has_sjia", "has_sjia")]
+
+
+def test_a_sub_group_without_an_id_says_it_needs_one(tmp_path: Path) -> None:
+    """Helper 40: it said "subgroup id None must be lower_snake_case"."""
+    text = SUBGROUP_HEAD + "subgroups: [{none_before_index: {kind: medication_start, drug: methotrexate}}]\n"
+    assert problems(tmp_path, text) == ["FILE:4:13: subgroup id missing: give it an id (e.g. id: first_line)"]

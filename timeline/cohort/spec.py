@@ -232,6 +232,9 @@ class _Parser:
         return str(data).strip()
 
     def ident(self, data: Any, path: Path_, what: str) -> str | None:
+        if data is None:
+            self.fail(path, f"{what} missing: give it an id (e.g. id: first_line)")
+            return None
         if not isinstance(data, str) or not ID_RE.match(data):
             self.fail(path, f"{what} {data!r} must be lower_snake_case")
             return None
@@ -619,7 +622,8 @@ class _Parser:
         allowed = ("id", "label", "rule", "none_before_index", "any_before_index")
         for p, item in self.items(data, path, "subgroups"):
             self.mapping(item, p, allowed, "a subgroup")
-            gid = self.ident(item.get("id"), p, "subgroup id")
+            # a sub-group given by its rule alone (a list of rule ids) is named by that rule
+            gid = self.ident(item.get("id", item.get("rule")), p, "subgroup id")
             if gid is None:
                 continue
             self.unique(seen, gid, p, "subgroup")
