@@ -1068,6 +1068,46 @@ def _checks(
                WHERE e.kind <> 'birth' AND e.event_id NOT IN (SELECT eid FROM tl_stage) GROUP BY 1) f USING (patient_id)
            WHERE s.kind = 'birth' AND s.occ_ts > f.first"""
     )
+    # death: one per patient; nothing on a later day (end of follow-up aside: a registry may close
+    # a record after it), and no death before a day with events already stored
+    deaths_sql = store.current_sql(
+        hw, patients_sql="SELECT DISTINCT patient_id FROM tl_stage", kinds=["death"],
+        columns=["event_id", "patient_id", "kind", "occurred_at"],
+    )  # fmt: skip
+    q.append(
+        f"""SELECT s.__row, 'occurred_at', 'patient ' || tl_quote(s.patient_id) || ' already has death date '
+               || strftime(d.occurred_at, '%Y-%m-%d')
+           FROM tl_stage s JOIN ({deaths_sql}) d ON d.patient_id = s.patient_id
+           WHERE s.kind = 'death' AND d.occurred_at::DATE <> s.occ_ts::DATE AND d.event_id <> s.eid"""
+    )
+    q.append(
+        """SELECT s.__row, 'occurred_at', 'patient ' || tl_quote(s.patient_id) || ' has more than one death date in this file'
+           FROM tl_stage s WHERE s.kind = 'death' AND s.patient_id IN (
+               SELECT patient_id FROM tl_stage WHERE kind = 'death' GROUP BY 1 HAVING count(DISTINCT occ_ts::DATE) > 1)"""
+    )
+    q.append(
+        f"""WITH deaths AS (
+               SELECT patient_id, occurred_at::DATE AS died FROM ({deaths_sql})
+               WHERE event_id NOT IN (SELECT eid FROM tl_stage)
+               UNION ALL SELECT patient_id, occ_ts::DATE FROM tl_stage WHERE kind = 'death')
+           SELECT s.__row, 'occurred_at', 'is after the patient''s death (' || strftime(d.died, '%Y-%m-%d') || '): '
+               || s.occurred_at
+           FROM tl_stage s JOIN (SELECT patient_id, min(died) AS died FROM deaths GROUP BY 1) d USING (patient_id)
+           WHERE s.occ_ts::DATE > d.died AND s.kind NOT IN ('death', 'end_of_follow_up')"""
+    )
+    dying = store.current_sql(
+        hw, patients_sql="SELECT DISTINCT patient_id FROM tl_stage WHERE kind = 'death'",
+        columns=["event_id", "patient_id", "kind", "occurred_at"],
+    )  # fmt: skip
+    q.append(
+        f"""SELECT s.__row, 'occurred_at', 'is before the patient''s last recorded event ('
+               || strftime(l.last, '%Y-%m-%d') || '): ' || s.occurred_at
+           FROM tl_stage s JOIN (
+               SELECT e.patient_id, max(e.occurred_at)::DATE AS last FROM ({dying}) e
+               WHERE e.kind NOT IN ('death', 'end_of_follow_up') AND e.event_id NOT IN (SELECT eid FROM tl_stage)
+               GROUP BY 1) l USING (patient_id)
+           WHERE s.kind = 'death' AND s.occ_ts::DATE < l.last"""
+    )
     # The single-row checks run as one scan: each row that fails any of them yields a list
     # with one (field, reason) per failed check, unnested.
     items = ", ".join(
