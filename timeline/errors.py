@@ -105,11 +105,14 @@ class RowError:
     row: int | None
     field: str | None
     reason: str
+    # the file's line, when it is not the row's number plus one (a CSV file with a quoted
+    # field running over lines, or blank lines, before the row)
+    line: int | None = None
 
     def __str__(self) -> str:
         where = []
         if self.row is not None:
-            where.append(f"row {self.row}")
+            where.append(f"row {self.row}" + (f" (line {self.line})" if self.line is not None else ""))
         if self.field:
             where.append(f"field {self.field}")
         return f"{', '.join(where) or 'file'}: {self.reason}"

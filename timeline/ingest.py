@@ -201,6 +201,8 @@ def _ingest_file(
     except IngestError as exc:
         if fmt == "meds":  # name the data file and its row beside the dataset-wide row number
             raise meds.locate(con, exc) from None
+        if fmt == "csv":
+            raise _with_lines(source, exc) from None
         raise
     except duckdb.Error as exc:
         if fmt == "csv" and "CSV Error" in str(exc):  # found while _stage parsed the file
@@ -289,6 +291,40 @@ def retract(store: Store, event_id: str, *, reason: str, author: str) -> IngestR
 
 
 # ---- reading sources into the raw table -----------------------------------------------
+
+
+def _with_lines(path: Path, exc: IngestError) -> IngestError:
+    """``exc`` with the file's line beside each row number that is not on line row + 1: after
+    a quoted field running over several lines, or blank lines (which rows do not count), a
+    reader looking for "row 2" in an editor would look at the wrong line. Read only when a
+    file is rejected."""
+    wanted = {e.row for e in exc.errors if e.row is not None}
+    if not wanted:
+        return exc
+    lines: dict[int, int] = {}
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            next(reader, None)  # the header
+            row = 0
+            start = reader.line_num + 1
+            for record in reader:
+                if record:  # a blank line is no row
+                    row += 1
+                    if row in wanted:
+                        lines[row] = start
+                        if len(lines) == len(wanted):
+                            break
+                start = reader.line_num + 1
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return exc  # the rows' numbers stand alone
+    located = [
+        dataclasses.replace(e, line=lines[e.row])
+        if e.row is not None and e.row in lines and lines[e.row] != e.row + 1
+        else e
+        for e in exc.errors
+    ]
+    return IngestError(exc.source, located)
 
 
 def _detect_format(path: Path, fmt: str | None, name: str | None = None) -> str:
