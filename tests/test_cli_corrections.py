@@ -330,6 +330,35 @@ def test_the_original_file_keeps_an_event_corrected_then_retracted_retracted(
     assert current(corrected_store, "p1-crp2") is None
 
 
+def test_an_event_moved_to_another_patient_and_retracted_again_comes_back_with_its_first_content(
+    corrected_store: Path, tmp_path: Path
+) -> None:
+    """Helper 42: "any version" counts from the event's last assertion, so the move back works."""
+    _ingest_rows(corrected_store, tmp_path, "p1-rash1,P002,finding,2008-01-10,rash,,,true\n")
+    run_cli("retract", "p1-rash1", "--reason", "was P001 after all", *AUTHOR, "--store", corrected_store)
+    result = _ingest_rows(corrected_store, tmp_path, "p1-rash1,P001,finding,2008-01-10,rash,,,true\n")
+    assert result.exit_code == 0 and "1 event added" in result.stdout
+    assert current(corrected_store, "p1-rash1")["patient_id"] == "P001"
+
+
+def test_the_original_file_is_ingested_again_after_a_death_date_was_corrected(tmp_path: Path) -> None:
+    """Helper 42: its first death date, a duplicate not written, was checked as a death."""
+    store = tmp_path / "s.duckdb"
+    run_cli("init", "--store", store)
+    first = tmp_path / "a.csv"
+    first.write_text("event_id,patient_id,kind,occurred_at,value,unit,reason\nw1,P1,weight,2015-01-01,20,kg,\n"
+                     "d1,P1,death,2016-01-01,,,sepsis\n", encoding="utf-8")  # fmt: skip
+    later = tmp_path / "b.csv"
+    later.write_text(
+        "event_id,patient_id,kind,occurred_at,value,unit\nw2,P1,weight,2016-06-01,21,kg\n", encoding="utf-8"
+    )
+    assert run_cli("ingest", first, "--store", store, *AUTHOR).exit_code == 0
+    run_cli("correct", "d1", "--set", "occurred_at=2017-01-01", "--reason", "year", *AUTHOR, "--store", store)
+    assert run_cli("ingest", later, "--store", store, *AUTHOR).exit_code == 0
+    result = run_cli("ingest", first, "--store", store, *AUTHOR)
+    assert (result.exit_code, "0 events added, 2 duplicates skipped" in result.stdout) == (0, True)
+
+
 def test_a_retracted_event_asserted_again_with_other_content_is_current_again(
     corrected_store: Path, tmp_path: Path
 ) -> None:

@@ -574,15 +574,16 @@ def test_a_file_that_cannot_be_read_is_rejected_as_the_ingest_rejects_files(
     assert snapshot(example_store) == before
 
 
-def _ingest_text(store: Path, tmp_path: Path, text: str, name: str = "in.csv") -> Any:
-    path = tmp_path / name
-    path.write_text("patient_id,kind,occurred_at,reason,value,unit\n" + text, encoding="utf-8")
-    return run_cli("ingest", path, "--store", store, "--author", "t")
+def _ingest_deaths(store: Path, tmp_path: Path, text: str, name: str = "in.csv") -> Any:
+    """Rows of deaths and weights, under their header, ingested: the command's result."""
+    return _ingest_text(store, tmp_path / name, "patient_id,kind,occurred_at,reason,value,unit\n" + text)[1]
 
 
 def test_an_event_on_a_day_after_the_patients_death_is_rejected(example_store: Path, tmp_path: Path) -> None:
     """Helper 38: a weight a year after the death was stored."""
-    result = _ingest_text(example_store, tmp_path, "P11,death,2007-01-01,x,,\nP11,weight,2008-01-01,,12,kg\n")
+    result = _ingest_deaths(
+        example_store, tmp_path, "P11,death,2007-01-01,x,,\nP11,weight,2008-01-01,,12,kg\n"
+    )
     assert result.exit_code == 6
     assert "row 2, field occurred_at: is after the patient's death (2007-01-01): 2008-01-01" in result.stderr
 
@@ -591,11 +592,11 @@ def test_an_event_later_on_the_day_of_death_and_a_later_end_of_follow_up_are_acc
     example_store: Path, tmp_path: Path
 ) -> None:
     text = "P12,death,2008-03-01,y,,\nP12,weight,2008-03-01T10:00,,12,kg\nP12,end_of_follow_up,2008-12-31,registry closed,,\n"
-    assert _ingest_text(example_store, tmp_path, text).exit_code == 0
+    assert _ingest_deaths(example_store, tmp_path, text).exit_code == 0
 
 
 def test_two_death_dates_in_one_file_are_rejected(example_store: Path, tmp_path: Path) -> None:
-    result = _ingest_text(example_store, tmp_path, "P11,death,2007-01-01,x,,\nP11,death,2008-02-01,y,,\n")
+    result = _ingest_deaths(example_store, tmp_path, "P11,death,2007-01-01,x,,\nP11,death,2008-02-01,y,,\n")
     assert result.exit_code == 6
     assert (
         "row 2, field occurred_at: patient 'P11' has more than one death date in this file" in result.stderr
@@ -603,15 +604,15 @@ def test_two_death_dates_in_one_file_are_rejected(example_store: Path, tmp_path:
 
 
 def test_a_death_date_other_than_the_stored_one_is_rejected(example_store: Path, tmp_path: Path) -> None:
-    assert _ingest_text(example_store, tmp_path, "P12,death,2008-03-01,y,,\n").exit_code == 0
+    assert _ingest_deaths(example_store, tmp_path, "P12,death,2008-03-01,y,,\n").exit_code == 0
     before = snapshot(example_store)
-    result = _ingest_text(example_store, tmp_path, "P12,death,2008-04-01,z,,\n", "again.csv")
+    result = _ingest_deaths(example_store, tmp_path, "P12,death,2008-04-01,z,,\n", "again.csv")
     assert result.exit_code == 6
     assert "patient 'P12' already has death date 2008-03-01" in result.stderr
     assert snapshot(example_store) == before
 
 
 def test_a_death_before_the_day_of_a_stored_event_is_rejected(example_store: Path, tmp_path: Path) -> None:
-    result = _ingest_text(example_store, tmp_path, "P001,death,2008-01-01,x,,\n")
+    result = _ingest_deaths(example_store, tmp_path, "P001,death,2008-01-01,x,,\n")
     assert result.exit_code == 6
     assert "is before the patient's last recorded event (" in result.stderr

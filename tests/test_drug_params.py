@@ -304,7 +304,9 @@ def test_the_pack_at_one_index_drug_everywhere_evaluates_no_copies() -> None:
 
 def test_one_rules_own_index_drug_is_passed_on_to_every_rule_it_reads() -> None:
     rules = load_rules(params={"anajis_response": {"index_drug": "canakinumab"}})
-    copies = {rid: rules.rules[rid].param("index_drug").effective for rid in rules.order if "index_drug=" in rid}
+    copies = {
+        rid: rules.rules[rid].param("index_drug").effective for rid in rules.order if "index_drug=" in rid
+    }
     assert set(copies.values()) == {"canakinumab"} and {rid.split("(")[0] for rid in copies} == {
         "acr_pedi_30", "pedi_change_crp", "pedi_change_physician_global", "pedi_change_parent_global",
         "pedi_change_chaq", "pedi_change_active_joints", "pedi_change_limited_joints",

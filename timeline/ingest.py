@@ -1065,6 +1065,9 @@ def _checks(
                WHERE c.event_id IS NULL OR (c.cur_op <> 'retract' AND NOT list_contains(c.hashes, s.content_hash))
                GROUP BY s.__row, s.eid"""
         )
+    # The rows to be written (not those the store has: a file ingested again after a
+    # correction or retraction holds its first versions, which are not written)
+    fresh = "(SELECT * FROM tl_stage WHERE __row NOT IN (SELECT __row FROM tl_stored))"
     # birth: one per patient; nothing before it. Only this batch's patients' births are read.
     hw = store.high_water()
     births_sql = store.current_sql(
@@ -1073,33 +1076,33 @@ def _checks(
     q.append(
         f"""SELECT s.__row, 'occurred_at', 'patient ' || tl_quote(s.patient_id) || ' already has birth date '
                || strftime(b.occurred_at, '%Y-%m-%d')
-           FROM tl_stage s JOIN ({births_sql}) b
+           FROM {fresh} s JOIN ({births_sql}) b
              ON b.kind = 'birth' AND b.patient_id = s.patient_id
            WHERE s.kind = 'birth' AND b.occurred_at <> s.occ_ts AND b.event_id <> s.eid"""
     )
     q.append(
-        """SELECT s.__row, 'occurred_at', 'patient ' || tl_quote(s.patient_id) || ' has more than one birth date in this file'
-           FROM tl_stage s WHERE s.kind = 'birth' AND s.patient_id IN (
-               SELECT patient_id FROM tl_stage WHERE kind = 'birth' GROUP BY 1 HAVING count(DISTINCT occ_ts) > 1)"""
+        f"""SELECT s.__row, 'occurred_at', 'patient ' || tl_quote(s.patient_id) || ' has more than one birth date in this file'
+           FROM {fresh} s WHERE s.kind = 'birth' AND s.patient_id IN (
+               SELECT patient_id FROM {fresh} WHERE kind = 'birth' GROUP BY 1 HAVING count(DISTINCT occ_ts) > 1)"""
     )
     q.append(
         f"""WITH births AS (
                SELECT patient_id, min(occurred_at) AS born FROM ({births_sql}) WHERE kind = 'birth' GROUP BY 1
-               UNION ALL SELECT patient_id, min(occ_ts) FROM tl_stage WHERE kind = 'birth' GROUP BY 1)
+               UNION ALL SELECT patient_id, min(occ_ts) FROM {fresh} WHERE kind = 'birth' GROUP BY 1)
            SELECT s.__row, 'occurred_at', 'is before the patient''s birth (' || strftime(b.born, '%Y-%m-%d') || '): '
                || s.occurred_at
-           FROM tl_stage s JOIN (SELECT patient_id, min(born) AS born FROM births GROUP BY 1) b USING (patient_id)
+           FROM {fresh} s JOIN (SELECT patient_id, min(born) AS born FROM births GROUP BY 1) b USING (patient_id)
            WHERE s.occ_ts < b.born AND s.kind <> 'birth'"""
     )
     # ... and no birth after an event already stored (the check above looks the other way)
     stored = store.current_sql(
-        hw, patients_sql="SELECT DISTINCT patient_id FROM tl_stage WHERE kind = 'birth'",
+        hw, patients_sql=f"SELECT DISTINCT patient_id FROM {fresh} WHERE kind = 'birth'",
         columns=["event_id", "patient_id", "kind", "occurred_at"],
     )  # fmt: skip
     q.append(
         f"""SELECT s.__row, 'occurred_at', 'is after the patient''s first recorded event ('
                || strftime(f.first, '%Y-%m-%d') || '): ' || s.occurred_at
-           FROM tl_stage s JOIN (
+           FROM {fresh} s JOIN (
                SELECT e.patient_id, min(e.occurred_at) AS first FROM ({stored}) e
                WHERE e.kind <> 'birth' AND e.event_id NOT IN (SELECT eid FROM tl_stage) GROUP BY 1) f USING (patient_id)
            WHERE s.kind = 'birth' AND s.occ_ts > f.first"""
@@ -1113,32 +1116,32 @@ def _checks(
     q.append(
         f"""SELECT s.__row, 'occurred_at', 'patient ' || tl_quote(s.patient_id) || ' already has death date '
                || strftime(d.occurred_at, '%Y-%m-%d')
-           FROM tl_stage s JOIN ({deaths_sql}) d ON d.patient_id = s.patient_id
+           FROM {fresh} s JOIN ({deaths_sql}) d ON d.patient_id = s.patient_id
            WHERE s.kind = 'death' AND d.occurred_at::DATE <> s.occ_ts::DATE AND d.event_id <> s.eid"""
     )
     q.append(
-        """SELECT s.__row, 'occurred_at', 'patient ' || tl_quote(s.patient_id) || ' has more than one death date in this file'
-           FROM tl_stage s WHERE s.kind = 'death' AND s.patient_id IN (
-               SELECT patient_id FROM tl_stage WHERE kind = 'death' GROUP BY 1 HAVING count(DISTINCT occ_ts::DATE) > 1)"""
+        f"""SELECT s.__row, 'occurred_at', 'patient ' || tl_quote(s.patient_id) || ' has more than one death date in this file'
+           FROM {fresh} s WHERE s.kind = 'death' AND s.patient_id IN (
+               SELECT patient_id FROM {fresh} WHERE kind = 'death' GROUP BY 1 HAVING count(DISTINCT occ_ts::DATE) > 1)"""
     )
     q.append(
         f"""WITH deaths AS (
                SELECT patient_id, occurred_at::DATE AS died FROM ({deaths_sql})
                WHERE event_id NOT IN (SELECT eid FROM tl_stage)
-               UNION ALL SELECT patient_id, occ_ts::DATE FROM tl_stage WHERE kind = 'death')
+               UNION ALL SELECT patient_id, occ_ts::DATE FROM {fresh} WHERE kind = 'death')
            SELECT s.__row, 'occurred_at', 'is after the patient''s death (' || strftime(d.died, '%Y-%m-%d') || '): '
                || s.occurred_at
-           FROM tl_stage s JOIN (SELECT patient_id, min(died) AS died FROM deaths GROUP BY 1) d USING (patient_id)
+           FROM {fresh} s JOIN (SELECT patient_id, min(died) AS died FROM deaths GROUP BY 1) d USING (patient_id)
            WHERE s.occ_ts::DATE > d.died AND s.kind NOT IN ('death', 'end_of_follow_up')"""
     )
     dying = store.current_sql(
-        hw, patients_sql="SELECT DISTINCT patient_id FROM tl_stage WHERE kind = 'death'",
+        hw, patients_sql=f"SELECT DISTINCT patient_id FROM {fresh} WHERE kind = 'death'",
         columns=["event_id", "patient_id", "kind", "occurred_at"],
     )  # fmt: skip
     q.append(
         f"""SELECT s.__row, 'occurred_at', 'is before the patient''s last recorded event ('
                || strftime(l.last, '%Y-%m-%d') || '): ' || s.occurred_at
-           FROM tl_stage s JOIN (
+           FROM {fresh} s JOIN (
                SELECT e.patient_id, max(e.occurred_at)::DATE AS last FROM ({dying}) e
                WHERE e.kind NOT IN ('death', 'end_of_follow_up') AND e.event_id NOT IN (SELECT eid FROM tl_stage)
                GROUP BY 1) l USING (patient_id)
@@ -1267,14 +1270,8 @@ def _write_batch(
 
         # Rows to insert: first occurrence of each event id, not already in the store, or
         # asserting again with other content an event that was retracted.
-        known = 0
-        if op == "ingest":
-            found = con.execute(
-                """SELECT count(*) FROM tl_stage
-                   WHERE eid IN (SELECT event_id FROM events WHERE op = 'assert')
-                     AND __row NOT IN (SELECT __row FROM tl_reassert)"""
-            ).fetchone()
-            known = int(found[0]) if found else 0
+        found = con.execute("SELECT count(*) FROM tl_stored").fetchone()
+        known = int(found[0]) if found else 0
         # Every row is new and the rows are numbered without gaps (a file of new events):
         # a row's place among the new rows is its own number, so the insert reads the stage
         # alone, without numbering the new rows in tl_new or joining it (20.7M events: a join
@@ -1305,7 +1302,7 @@ def _write_batch(
         if op == "ingest":
             found = con.execute(
                 """SELECT count(*) FROM tl_stage s JOIN tl_changed c ON c.event_id = s.eid
-                   WHERE c.cur_op = 'retract' AND list_contains(c.hashes, s.content_hash)"""
+                   WHERE c.cur_op = 'retract' AND list_contains(c.since, s.content_hash)"""
             ).fetchone()
             retracted = int(found[0]) if found else 0
         registered = [sc.code.code for sc in site_codes]
@@ -1355,25 +1352,37 @@ def _versions(con: duckdb.DuckDBPyConnection, op: str) -> None:
     a retraction (how a retracted event comes back, e.g. under the right patient). A row with
     the content of any version stays a duplicate: re-ingesting a file does not undo a
     retraction, even of an event corrected before it was retracted (the file holds the content
-    the correction replaced)."""
+    the correction replaced). "Any version" counts from the event's last assertion: an event
+    moved to another patient (retracted, asserted again) and retracted again comes back with
+    its first content."""
     if op != "ingest":
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE tl_changed (event_id VARCHAR, cur_op VARCHAR, cur_hash VARCHAR, hashes VARCHAR[])"
+            "CREATE OR REPLACE TEMP TABLE tl_changed (event_id VARCHAR, cur_op VARCHAR, cur_hash VARCHAR, hashes VARCHAR[], since VARCHAR[])"
         )
         con.execute("CREATE OR REPLACE TEMP TABLE tl_reassert (__row BIGINT)")
+        con.execute("CREATE OR REPLACE TEMP TABLE tl_stored (__row BIGINT)")
         return
     con.execute(
         """CREATE OR REPLACE TEMP TABLE tl_changed AS
            SELECT event_id, arg_max(op, seq) AS cur_op, arg_max(content_hash, seq) AS cur_hash,
-                  list(content_hash) AS hashes
-           FROM events WHERE event_id IN (SELECT event_id FROM events WHERE op <> 'assert')
-             AND event_id IN (SELECT eid FROM tl_stage)
+                  list(content_hash) AS hashes, list(content_hash) FILTER (WHERE seq >= asserted) AS since
+           FROM (SELECT *, max(seq) FILTER (WHERE op = 'assert') OVER (PARTITION BY event_id) AS asserted
+                 FROM events WHERE event_id IN (SELECT event_id FROM events WHERE op <> 'assert')
+                   AND event_id IN (SELECT eid FROM tl_stage))
            GROUP BY event_id"""
     )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE tl_reassert AS
            SELECT s.__row FROM tl_stage s JOIN tl_changed c ON c.event_id = s.eid
-           WHERE c.cur_op = 'retract' AND NOT list_contains(c.hashes, s.content_hash)"""
+           WHERE c.cur_op = 'retract' AND NOT list_contains(c.since, s.content_hash)"""
+    )
+    # the rows that are events the store has (duplicates, conflicts), not asserting one again:
+    # the checks of a patient's birth and death read the other rows, those to be written
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE tl_stored AS
+           SELECT __row FROM tl_stage
+           WHERE eid IN (SELECT event_id FROM events WHERE op = 'assert')
+             AND __row NOT IN (SELECT __row FROM tl_reassert)"""
     )
 
 
