@@ -413,6 +413,13 @@ def _cell_text(x: Any) -> str:
     return text
 
 
+def _pct(share: float) -> str:
+    """A share as a percentage to one decimal, a half rounded up as the cells round theirs."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return str(Decimal(repr(100 * share)).quantize(Decimal("0.1"), ROUND_HALF_UP))
+
+
 def _tte_text(x: Any) -> str:
     if x is None:
         return "—"
@@ -423,7 +430,7 @@ def _tte_text(x: Any) -> str:
         f"{x.n}/{x.N} reached" + (f" ({x.unknown} not reached but unknown at times)" if x.unknown else "")
     ]
     if km is not None:
-        parts.append(f"KM {100 * km:.1f}% by the window end")
+        parts.append(f"KM {_pct(km)}% by the window end")
     parts.append(f"median {med:g} days" if med is not None else "median not reached")
     return "; ".join(parts)
 
@@ -629,12 +636,15 @@ def patients(
         )  # fmt: skip
         return
     c = console()
-    c.print(f"[bold]{esc(x.id)}[/]: {esc(x.label)} {esc(x.column)} — {esc(x.text())}")
+    # an AE row's label holds its grade, its column too: shown once
+    shown = x.label if not x.column or x.label.endswith(x.column) else f"{x.label} {x.column}"
+    c.print(f"[bold]{esc(x.id)}[/]: {esc(shown)} — {esc(x.text())}")
     c.print(cell(f"denominator (N={x.N}): {x.denominator}"))
+    tte = x.section == "time_to_event"  # its unknowns did not reach it, with unknown moments
     for title, ids in (
-        ("numerator", x.numerator_ids),
-        ("unknown", x.unknown_ids),
-        ("denominator, not in the numerator", rest),
+        ("reached" if tte else "numerator", x.numerator_ids),
+        ("not reached but unknown at times" if tte else "unknown", x.unknown_ids),
+        ("not reached" if tte else "denominator, not in the numerator", rest),
     ):
         c.print(cell(f"{title} ({len(ids)}): {' '.join(ids) or '—'}"))
     for why, ids in x.left_out_ids.items():
