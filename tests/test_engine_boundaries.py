@@ -1272,6 +1272,34 @@ def test_on_drug_names_a_single_dose_as_such(bench: Bench) -> None:
     assert bench.state("r", "2009-04-01").note == "methylprednisolone: single dose on 2009-03-01"
 
 
+def test_on_drug_a_single_dose_and_a_stop_at_one_instant_are_both_read(bench: Bench) -> None:
+    """Helper 41: the SQL engine kept one medication event per instant, so a pulse given as the
+    course stopped hid the stop (on for ever), or was hidden by it."""
+    bench.rule("r", {"on_drug": "prednisolone"})
+    bench.events([prednisolone("2009-01-01"), prednisolone("2009-02-01", "medication_stop"),
+                  pulse("2009-02-01", "prednisolone")])  # fmt: skip
+    assert bench.values("r", "2009-02-01", "2009-02-02", "2009-03-01") == [True, False, False]
+    spans = [(i["start"], i["value"]) for i in bench.session().history("X", ["r"], end="2009-03-01")]
+    assert spans == [(datetime(2009, 1, 1), True), (datetime(2009, 2, 2), False)]
+
+
+def test_on_drug_a_single_dose_at_a_course_start_keeps_the_course(bench: Bench) -> None:
+    bench.rule("r", {"on_drug": "prednisolone"})
+    bench.events([prednisolone("2009-02-01"), pulse("2009-02-01", "prednisolone")])
+    assert bench.values("r", "2009-03-01") == [True]
+    spans = [(i["start"], i["value"]) for i in bench.session().history("X", ["r"], end="2009-03-01")]
+    assert spans == [(datetime(2009, 2, 1), True)]
+
+
+def test_daily_dose_goes_on_through_a_single_dose_in_the_course(bench: Bench) -> None:
+    """Helper 41: a pulse dose change inside a course made the daily dose 0 while on the drug."""
+    bench.rule("r", {"daily_dose": {"drug": "anakinra", "per_kg": True, "weight_within": "90 days"}})
+    bench.events([{"patient_id": "X", "kind": "weight", "occurred_at": "2009-01-01", "value": 20, "unit": "kg"},
+                  anakinra("2009-01-01", dose=40), anakinra("2009-01-15T09:00", "medication_dose_change", dose=100,
+                  frequency="once")])  # fmt: skip
+    assert bench.values("r", "2009-01-14", "2009-01-15", "2009-01-20") == [2.0, 2.0, 2.0]
+
+
 def test_the_history_of_on_drug_ends_a_single_dose_at_the_midnight_after_it(bench: Bench) -> None:
     bench.rule("r", {"on_drug": "methylprednisolone"})
     bench.events([pulse("2009-03-01T10:00"), crp("2009-03-05", 3)])

@@ -572,7 +572,7 @@ class Compiler:
                 self.fresh("m"),
                 f"""SELECT patient_id, occurred_at AS t, seq, asserted_seq, kind, drug, dose, dose_unit, frequency FROM ev
                     WHERE kind IN ({", ".join(q_(k) for k in ast.MEDICATION_KINDS)}) AND drug IN ({", ".join(q_(d) for d in drugs)}){routes}
-                    QUALIFY row_number() OVER (PARTITION BY patient_id, drug, occurred_at ORDER BY asserted_seq DESC) = 1""",
+                    QUALIFY row_number() OVER (PARTITION BY patient_id, drug, occurred_at, {_SINGLE} ORDER BY asserted_seq DESC) = 1""",
             )
         return self.selectors[key]
 
@@ -621,7 +621,9 @@ class Compiler:
             FROM {per} GROUP BY patient_id, q"""
 
     def _DailyDose(self, node: ast.DailyDose, points: str) -> str:
-        meds = self.medications((node.drug,))
+        # the course's dose: a single dose (frequency once) in it neither changes nor ends it
+        every = self.medications((node.drug,))
+        meds = self.add(self.fresh("mc"), f"SELECT * FROM {every} WHERE NOT {_SINGLE}")
         weight = self.latest_of(ast.Selector(name="weight", kinds=("weight",)), "value")
         v = self.duration(node.weight_within)
         freq = ", ".join(f"({q_(k)}, {_num(f)})" for k, f in self.rules.codebook.frequencies.items())

@@ -561,7 +561,8 @@ class Reference:
     def _DailyDose(self, node: ast.DailyDose, q: datetime) -> Val:
         v = self.duration(node.weight_within)
         unit = "mg/kg/day" if node.per_kg else "mg/day"
-        meds = self.medications(node.drug, q)
+        # the course's dose: a single dose (frequency once) in it neither changes nor ends it
+        meds = [m for m in self.medications(node.drug, q) if not single_dose(m)]
         if not meds:
             return Val(0.0, None, (), f"no {node.drug} recorded: 0 {unit}")
         m = meds[-1]
