@@ -413,6 +413,17 @@ def test_an_override_of_crp_normal_without_the_validity_the_pack_passes_it_is_re
     assert "without its parameter 'validity', which rules reading it give it" in result.stderr
 
 
+def test_an_override_declaring_the_passed_validity_but_not_reading_it_is_refused(tmp_path: Path) -> None:
+    """Helper 41: declared only to pass the check, the value given would change nothing."""
+    write_rule(tmp_path / "site", "crp_normal", CRP_NORMAL, params=CRP_OVERRIDE_PARAMS)
+    result = run_cli("rules", "check", tmp_path / "site")
+    assert result.exit_code == 8
+    assert (
+        "declares 'validity', which rules reading it give it (with: {validity: …}), but never reads it"
+        in result.stderr
+    )
+
+
 def test_the_override_is_the_rule_that_is_evaluated(tmp_path: Path) -> None:
     store = _store_with_crp(tmp_path, 8)
     write_rule(tmp_path / "site", "crp_normal", CRP_OVERRIDE, params=CRP_OVERRIDE_PARAMS)

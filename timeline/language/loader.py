@@ -1967,6 +1967,15 @@ def _variant_request(
     rule = rules.get(base)
     if rule is not None:  # else reported at the reference as an unknown rule (or its file failed)
         given = {name: _own_value(rules[reader], raw) for name, raw in values.items()}
+        if rule.overrides is not None and base in docs:
+            for name in values:
+                if any(p.name == name for p in rule.params) and not _reads_param(rule, name):
+                    # declared to pass the check below, but never read: the value changes nothing
+                    line, col = docs[base].where(("id",))
+                    problems.append(Problem(rule.source, line, col,
+                        f"{base} overrides {rule.overrides} and declares {name!r}, which rules reading it "
+                        f"give it (with: {{{name}: …}}), but never reads it: the value they give would change "
+                        f"nothing; read {name} where the rule it overrides does"))  # fmt: skip
         try:
             out[vid] = variant_rule(rule, vid, given, next_id, None, out)
         except VariantValuesError as exc:
@@ -1982,7 +1991,8 @@ def _variant_request(
                     line, col = docs[base].where(("id",))
                     problems.append(Problem(rule.source, line, col,
                         f"{base} overrides {rule.overrides} without its parameter {name!r}, which rules "
-                        f"reading it give it (with: {{{name}: …}}): declare {name} here, as the rule it overrides does"))  # fmt: skip
+                        f"reading it give it (with: {{{name}: …}}): declare {name} here and read it, "
+                        "as the rule it overrides does"))  # fmt: skip
                     continue
                 given_at = None
                 if isinstance(own, dict) and any(
@@ -2002,6 +2012,26 @@ def _variant_request(
         for made, copy in out.items():
             if made not in docs and copy.variant_of is not None:
                 docs[made] = docs[copy.variant_of]
+
+
+def _reads_param(rule: ast.Rule, name: str) -> bool:
+    """Whether ``rule``'s definition reads its parameter ``name``: as a value or threshold, a
+    duration, a drug's name, or passed on to a rule it reads."""
+    ref = f"{rule.id}.{name}"
+    for n in walk(rule.define):
+        if isinstance(n, ast.Param) and (n.rule, n.name) == (rule.id, name):
+            return True
+        if isinstance(n, ast.DurationRef) and n.param == (rule.id, name):
+            return True
+        if isinstance(n, ast.Selector | ast.OnDrug) and name in n.drug_params:
+            return True
+        if isinstance(n, ast.Selector) and name in n.not_drug_params:
+            return True
+        if isinstance(n, ast.DailyDose) and n.drug_param == name:
+            return True
+        if isinstance(n, ast.RuleRef) and (ref in n.rule or any(ref in v for _, v in n.passes)):
+            return True
+    return False
 
 
 def _own_value(reader: ast.Rule, raw: Any) -> Any:
