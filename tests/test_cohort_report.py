@@ -493,6 +493,23 @@ def spelt_two_ways(tmp_path: Path) -> Report:
     return run(tmp_path / "s.duckdb", cohort)
 
 
+def test_one_patients_explanation_labels_a_row_as_the_whole_report_does(
+    spelt_two_ways: Report, tmp_path: Path
+) -> None:
+    """Helper 42: explaining A alone, who wrote 'Inefficacy', labelled the row by A's spelling."""
+    from timeline.cohort.explain import explain_patient
+
+    rs = rules()
+    with Store.open(tmp_path / "s.duckdb") as s:
+        out = explain_patient(
+            Session(s, rs), load_cohort(tmp_path / "cohort.yaml", rs), "A", "discontinuation.inefficacy"
+        )
+    assert (out["cell"]["label"], out["follow_up"]["discontinuation_reason"]) == (
+        "discontinued: inefficacy",
+        "inefficacy",
+    )
+
+
 def test_terms_written_two_ways_with_one_cell_id_are_one_row_under_the_common_spelling(
     spelt_two_ways: Report,
 ) -> None:

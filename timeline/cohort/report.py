@@ -479,7 +479,7 @@ class _Run:
                 GROUP BY c.patient_id, c.t_disc"""
         )
         stops = self.sql("SELECT * FROM tl_c_disc")
-        named = spellings(reason for *_, reason, _ in stops if reason is not None)
+        named = spellings(self._written("reason", ["discontinuation", "medication_stop"]))
         for pid, _t, d, reason, evs in stops:
             f = self.facts[pid]
             f.disc_date, f.disc_reason, f.disc_events = d, named.get(reason, reason), list(evs)
@@ -790,6 +790,14 @@ class _Run:
                 censored_by=None if hit else why, unknown=hit is None and unk > 0, window_days=_days(span),
             )  # fmt: skip
 
+    def _written(self, text: str, kinds: list[str]) -> dict[str, int]:
+        """How often each spelling of ``text`` is written in the store's events of ``kinds`` (as
+        known at the run's moment): the spelling a row is shown under is chosen over the whole
+        store, so that one patient's `cohort explain` labels it as the whole report does."""
+        current = self.s.store.current_sql(self.s.high_water, kinds=kinds)
+        found = self.sql(f"SELECT {text}, count(*) FROM ({current}) WHERE {text} IS NOT NULL GROUP BY 1")
+        return {str(t): int(n) for t, n in found}
+
     def _adverse_events(self) -> None:
         rows = self.sql(
             """SELECT e.patient_id, lower(e.term), e.grade, e.event_id, e.occurred_at, e.serious, e.action, e.drug,
@@ -800,12 +808,13 @@ class _Run:
                  AND e.patient_id IN (SELECT patient_id FROM tl_c_pop)
                ORDER BY e.patient_id, e.occurred_at, e.asserted_seq"""
         )
-        named = spellings(term for _, term, *_ in rows)
+        named = spellings(self._written("lower(term)", ["adverse_event"]))
         for pid, term, grade, eid, t, serious, action, drug, after_disc in rows:
             f = self.facts[pid]
-            ae = {"term": named[term], "grade": grade, "event_id": eid, "occurred_at": t, "serious": serious,
+            shown = named.get(term, term)
+            ae = {"term": shown, "grade": grade, "event_id": eid, "occurred_at": t, "serious": serious,
                   "action": action, "drug": drug}  # fmt: skip
-            if named[term] != term:
+            if shown != term:
                 ae["term_as_recorded"] = term
             # not the study drug's first: an AE of another drug after the discontinuation is
             # another drug's, "after the discontinuation" being of the study drug's AEs
@@ -1216,16 +1225,16 @@ def _selector_drugs(sel: ast.Selector) -> list[str]:
     return [*sel.drugs, *(d for sub in sel.any_of for d in _selector_drugs(sub))]
 
 
-def spellings(texts: Iterable[str]) -> dict[str, str]:
-    """Each text (an AE term, a discontinuation reason) → the spelling its row is shown under.
-    Texts whose cell ids would be the same (``Inefficacy`` and ``inefficacy``,
-    ``injection-site reaction`` and ``injection site reaction``) are one row, under the
-    spelling most of its events use (of equally common ones, the first in sorted order): two rows
-    with one id would leave a reader, and ``cohort patients --cell``, one of them."""
+def spellings(times: dict[str, int]) -> dict[str, str]:
+    """Each text (an AE term, a discontinuation reason), given with how often it is written, →
+    the spelling its row is shown under. Texts whose cell ids would be the same (``Inefficacy``
+    and ``inefficacy``, ``injection-site reaction`` and ``injection site reaction``) are one row,
+    under the spelling written most often (of equally common ones, the first in sorted order):
+    two rows with one id would leave a reader, and ``cohort patients --cell``, one of them."""
     counts: dict[str, dict[str, int]] = {}
-    for text in texts:
+    for text, n in times.items():
         written = counts.setdefault(slug(text), {})
-        written[text] = written.get(text, 0) + 1
+        written[text] = written.get(text, 0) + n
     return {
         text: min(written, key=lambda w: (-written[w], w)) for written in counts.values() for text in written
     }
