@@ -206,7 +206,7 @@ def _ingest_file(
         raise
     except duckdb.Error as exc:
         if fmt == "csv" and "CSV Error" in str(exc):  # found while _stage parsed the file
-            raise IngestError(name, [_csv_error(str(exc))]) from exc
+            raise IngestError(name, [_csv_error(str(exc), source)]) from exc
         if fmt == "parquet":
             _damaged(con, name)
         raise
@@ -474,10 +474,29 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
                 strict_mode = true, null_padding = false, encoding = 'utf-8')"""
         )
     except duckdb.Error as exc:
-        raise IngestError(str(path), [_csv_error(str(exc))]) from exc
+        raise IngestError(str(path), [_csv_error(str(exc), path)]) from exc
 
 
-def _csv_error(message: str) -> RowError:
+def _record_place(path: Path, record: int) -> tuple[int, int] | None:
+    """The row (blank lines not counted, the header not counted) and the first line of the
+    ``record``-th record of a CSV file as DuckDB numbers them in its errors (the header is 1,
+    a blank line is one, a quoted field over several lines makes one); None if unreadable."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            row, start = 0, 1
+            for k, rec in enumerate(reader, start=1):
+                if k == record:
+                    return (row + 1 if rec else row, start)
+                if rec and k > 1:
+                    row += 1
+                start = reader.line_num + 1
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return None
+
+
+def _csv_error(message: str, path: Path) -> RowError:
     m = re.search(r"CSV Error on Line: (\d+)", message)
     lines = message.splitlines()
     detail = next((ln.strip() for ln in lines[2:] if ln.strip() and "Possible" not in ln), "")
@@ -486,8 +505,10 @@ def _csv_error(message: str) -> RowError:
             r"Expected Number of Columns: (\d+) Found: (\d+)", r"expected \1 fields, found \2", detail
         )
     if m:
-        line = int(m.group(1))
-        return RowError(line - 1, None, f"line {line} is not valid CSV: {detail or lines[0]}")
+        record = int(m.group(1))
+        # DuckDB's "line" counts records, a blank line as one: the row and the file's line
+        row, line = _record_place(path, record) or (record - 1, record)
+        return RowError(row, None, f"line {line} is not valid CSV: {detail or lines[0]}")
     return RowError(None, None, f"not valid CSV: {lines[0]}")
 
 
