@@ -282,11 +282,40 @@ def _fmt_value(value: Any, unit: str | None = None) -> str:
     return escape(str(value))
 
 
+def short_copies(text: str, longest: int = 30) -> str:
+    """A rule read at other values as the terminal shows it: ``inactive_disease(…)`` where its id
+    spells out long values (``inactive_disease(exam_validity=inactive_disease_carried_forward.
+    carried_for, …)``, hundreds of characters nested); its parameters line gives the values, and
+    ``--json`` the whole id."""
+    out, i = [], 0
+    while i < len(text):
+        j = text.find("(", i)
+        if j <= 0 or not (text[j - 1].isalnum() or text[j - 1] == "_"):
+            out.append(text[i:] if j < 0 else text[i : j + 1])
+            i = len(text) if j < 0 else j + 1
+            continue
+        depth, k = 0, j
+        while k < len(text):
+            depth += {"(": 1, ")": -1}.get(text[k], 0)
+            if depth == 0:
+                break
+            k += 1
+        if k == len(text):  # not closed: as it is
+            out.append(text[i:])
+            break
+        inner = text[j + 1 : k]
+        out.append(text[i:j] + ("(…)" if len(inner) > longest else f"({inner})"))
+        i = k + 1
+    return "".join(out)
+
+
 def _label(node: dict[str, Any], top: bool = False) -> str:
     from rich.markup import escape
 
     if "rule" in node and "derivation" in node:
-        text = f"[bold]{escape(node['rule'])}[/] = {_fmt_value(node['value'], node.get('unit'))}"
+        text = (
+            f"[bold]{escape(short_copies(node['rule']))}[/] = {_fmt_value(node['value'], node.get('unit'))}"
+        )
         if node.get("reason"):
             text += f" — {escape(node['reason'])}"
         text += f"\n[dim]{escape(node['citation'])}[/]"
@@ -297,7 +326,7 @@ def _label(node: dict[str, Any], top: bool = False) -> str:
                 + "[/]"
             )
         return text
-    text = f"{escape(node['op'])} = {_fmt_value(node['value'], node.get('unit'))}"
+    text = f"{escape(short_copies(node['op']))} = {_fmt_value(node['value'], node.get('unit'))}"
     if node.get("detail"):
         text += f"  [cyan]{escape(str(node['detail']))}[/]"
     if node.get("reason"):

@@ -771,3 +771,22 @@ def test_a_number_in_a_bracketed_ucum_unit_is_shown_with_its_unit_in_tables() ->
     from rich.text import Text
 
     assert Text.from_markup(_value_text(r)).plain == "100.4 [degF]"
+
+
+def test_explain_shows_a_rule_read_at_long_values_by_its_name_with_its_parameters_line(
+    tmp_path: Path,
+) -> None:
+    """Helper 41: remission's explanation repeated 300-character copy ids on every line."""
+    store = tmp_path / "s.duckdb"
+    rows = tmp_path / "r.csv"
+    rows.write_text(
+        "patient_id,kind,occurred_at,active_joints\nR,joint_exam,2009-01-01,0\n", encoding="utf-8"
+    )
+    run_cli("init", "--store", store)
+    run_cli("ingest", rows, "--store", store, "--author", "t")
+    result = run_cli(
+        "explain", "R", "inactive_disease_carried_forward", "--at", "2009-02-01", "--store", store
+    )
+    assert result.exit_code == 0, result.output
+    assert "inactive_disease(…)@2" in result.stdout and "carried_for," not in result.stdout
+    assert "validity=4 months (as the reference gives it; default 90 days)" in " ".join(result.stdout.split())

@@ -415,7 +415,11 @@ def _check_columns(source: str, found: Sequence[str]) -> list[str]:
     seen: set[str] = set()
     for i, name in enumerate(found, start=1):
         if not name.strip():  # most often a header ending in a separator, as spreadsheets write them
-            last = " (the header ends with a separator: remove the trailing comma)" if i == len(found) else ""
+            last = (
+                " (the header ends with a separator: remove the trailing comma)"
+                if i == len(found) and not name
+                else ""
+            )
             errors.append(RowError(None, None, f"column {i} of the header has no name{last}"))
             continue
         if name in seen:
