@@ -209,23 +209,25 @@ def test_explain_an_adverse_event_cell_lists_only_the_events_it_counts_beside_th
     assert cell["detail"] == "anakinra discontinued 2009-10-15 (severe skin reaction)"
 
 
-def test_explain_of_an_adverse_event_row_another_patient_has_says_this_one_has_none(
-    cohort_store: Path,
+@pytest.mark.parametrize(
+    ("patient", "cell_id", "role"),
+    [
+        # another patient's AE row: P1 is in its denominator, the group
+        ("P1", "ae.skin_reaction.grade_3", "denominator only: the patient has no such events"),
+        # P2 started methotrexate before anakinra: not first line, not in the sub-group's row
+        (
+            "P2",
+            "ae.injection_site_reaction.grade_1@first_line",
+            "not in the denominator: the patient has no such events",
+        ),
+    ],
+)
+def test_explain_of_an_adverse_event_row_the_patient_lacks_gives_their_role_in_it(
+    cohort_store: Path, patient: str, cell_id: str, role: str
 ) -> None:
-    code, out, err = cohort("explain", COHORT, "P1", "ae.skin_reaction.grade_3", store=cohort_store)
+    code, out, err = cohort("explain", COHORT, patient, cell_id, store=cohort_store)
     assert code == 0, err
-    assert "ae.skin_reaction.grade_3: denominator only: the patient has no such events" in out
-
-
-def test_explain_of_a_sub_groups_adverse_event_row_for_a_non_member_says_not_in_the_denominator(
-    cohort_store: Path,
-) -> None:
-    """P2 started methotrexate before anakinra: not first line."""
-    code, out, err = cohort(
-        "explain", COHORT, "P2", "ae.injection_site_reaction.grade_1@first_line", store=cohort_store
-    )
-    assert code == 0, err
-    assert "@first_line: not in the denominator: the patient has no such events" in out
+    assert f"{cell_id}: {role}" in out
 
 
 @pytest.mark.parametrize(

@@ -1120,18 +1120,8 @@ def _checks(
            WHERE s.occ_ts < b.born AND s.kind <> 'birth'"""
     )
     # ... and no birth after an event already stored (the check above looks the other way)
-    stored = store.current_sql(
-        hw, patients_sql=f"SELECT DISTINCT patient_id FROM {fresh} WHERE kind = 'birth'",
-        columns=["event_id", "patient_id", "kind", "occurred_at"],
-    )  # fmt: skip
-    q.append(
-        f"""SELECT s.__row, 'occurred_at', 'is after the patient''s first recorded event ('
-               || strftime(f.first, '%Y-%m-%d') || '): ' || s.occurred_at
-           FROM {fresh} s JOIN (
-               SELECT e.patient_id, min(e.occurred_at) AS first FROM ({stored}) e
-               WHERE e.kind <> 'birth' AND e.event_id NOT IN (SELECT eid FROM tl_stage) GROUP BY 1) f USING (patient_id)
-           WHERE s.kind = 'birth' AND s.occ_ts > f.first"""
-    )
+    q.append(_against_stored(store, hw, fresh, "birth", "min(e.occurred_at)", "'birth'", "s.occ_ts > x.bound",
+                             "is after the patient''s first recorded event"))  # fmt: skip
     # death: one per patient; nothing on a later day (end of follow-up aside: a registry may close
     # a record after it), and no death before a day with events already stored
     deaths_sql = store.current_sql(
@@ -1159,19 +1149,8 @@ def _checks(
            FROM {fresh} s JOIN (SELECT patient_id, min(died) AS died FROM deaths GROUP BY 1) d USING (patient_id)
            WHERE s.occ_ts::DATE > d.died AND s.kind NOT IN ('death', 'end_of_follow_up')"""
     )
-    dying = store.current_sql(
-        hw, patients_sql=f"SELECT DISTINCT patient_id FROM {fresh} WHERE kind = 'death'",
-        columns=["event_id", "patient_id", "kind", "occurred_at"],
-    )  # fmt: skip
-    q.append(
-        f"""SELECT s.__row, 'occurred_at', 'is before the patient''s last recorded event ('
-               || strftime(l.last, '%Y-%m-%d') || '): ' || s.occurred_at
-           FROM {fresh} s JOIN (
-               SELECT e.patient_id, max(e.occurred_at)::DATE AS last FROM ({dying}) e
-               WHERE e.kind NOT IN ('death', 'end_of_follow_up') AND e.event_id NOT IN (SELECT eid FROM tl_stage)
-               GROUP BY 1) l USING (patient_id)
-           WHERE s.kind = 'death' AND s.occ_ts::DATE < l.last"""
-    )
+    q.append(_against_stored(store, hw, fresh, "death", "max(e.occurred_at)::DATE", "'death', 'end_of_follow_up'",
+                             "s.occ_ts::DATE < x.bound", "is before the patient''s last recorded event"))  # fmt: skip
     # The single-row checks run as one scan: each row that fails any of them yields a list
     # with one (field, reason) per failed check, unnested.
     items = ", ".join(
@@ -1186,6 +1165,24 @@ def _checks(
         WHERE e IS NOT NULL""",
     )
     return q
+
+
+def _against_stored(
+    store: Store, hw: int, fresh: str, kind: str, bound: str, others: str, breach: str, says: str
+) -> str:
+    """The check of a birth (death) row against the events the store has of that patient (not
+    this batch's): ``bound`` over those of kinds other than ``others`` (their first or last
+    day), and the row refused where ``breach`` holds of ``s.occ_ts`` and ``x.bound``."""
+    stored = store.current_sql(
+        hw, patients_sql=f"SELECT DISTINCT patient_id FROM {fresh} WHERE kind = '{kind}'",
+        columns=["event_id", "patient_id", "kind", "occurred_at"],
+    )  # fmt: skip
+    return f"""SELECT s.__row, 'occurred_at', '{says} (' || strftime(x.bound, '%Y-%m-%d') || '): ' || s.occurred_at
+           FROM {fresh} s JOIN (
+               SELECT e.patient_id, {bound} AS bound FROM ({stored}) e
+               WHERE e.kind NOT IN ({others}) AND e.event_id NOT IN (SELECT eid FROM tl_stage) GROUP BY 1) x
+             USING (patient_id)
+           WHERE s.kind = '{kind}' AND {breach}"""
 
 
 def _collect_errors(
