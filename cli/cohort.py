@@ -413,6 +413,11 @@ def _cell_text(x: Any) -> str:
     return text
 
 
+def _days(n: float) -> str:
+    """A number of days as a reader writes it: 1 day, 2 days, 1.5 days."""
+    return f"{n:g} day" + ("" if n == 1 else "s")
+
+
 def _pct(share: float) -> str:
     """A share as a percentage to one decimal, a half rounded up as the cells round theirs."""
     from decimal import ROUND_HALF_UP, Decimal
@@ -431,7 +436,7 @@ def _tte_text(x: Any) -> str:
     ]
     if km is not None:
         parts.append(f"KM {_pct(km)}% by the window end")
-    parts.append(f"median {med:g} days" if med is not None else "median not reached")
+    parts.append(f"median {_days(med)}" if med is not None else "median not reached")
     return "; ".join(parts)
 
 
@@ -520,9 +525,9 @@ def explain(
         )
     for tid, t in data["time_to_event"].items():
         what = (
-            f"reached after {t['days']:g} days"
+            f"reached after {_days(t['days'])}"
             if t["reached"]
-            else f"not reached; censored by {t['censored_by']} after {t['days']:g} days"
+            else f"not reached; censored by {t['censored_by']} after {_days(t['days'])}"
         )
         c.print(cell(f"  time to {tid}: {what}"))
     if "cell" not in data:

@@ -86,6 +86,17 @@ def test_foreign_file_is_not_a_timeline_store(tmp_path: Path) -> None:
     )
 
 
+def test_an_empty_store_file_says_it_is_empty(tmp_path: Path) -> None:
+    """Helper 42: a 0-byte file (a copy that never started) was "not a DuckDB file"."""
+    path = tmp_path / "empty.duckdb"
+    path.write_bytes(b"")
+    result = run_cli("verify", "--store", path)
+    assert (result.exit_code, result.stderr) == (
+        3,
+        f"error: {path} is empty (0 bytes), not a timeline store: restore it from a backup\n",
+    )
+
+
 def test_duckdb_file_without_our_meta_table_is_not_a_timeline_store(tmp_path: Path) -> None:
     path = tmp_path / "other.duckdb"
     with raw_connection(path) as con:

@@ -517,3 +517,13 @@ def test_every_one_of_25_series_of_a_cohort_plot_is_drawn_alike_to_no_other() ->
     assert len({(colour, mark, str(line)) for colour, mark, line in styles}) == 25
     marks = {(mark, str(line)) for _, mark, line in styles}
     assert len(marks) == 5  # the series of one colour differ in marker and line
+
+
+def test_a_time_to_event_summary_says_1_day_not_1_days() -> None:
+    """Helper 42: "censored by end_of_follow_up after 1 days"."""
+    from cli.cohort import _tte_text
+    from timeline.cohort.report import Cell
+
+    x = Cell(id="tte.t", section="time_to_event", row="t", column="", group="all", label="t", denominator="d",
+             n=1, N=2, stats={"km_reached_by_window_end": 0.5, "km_median_days": 1.0})  # fmt: skip
+    assert _tte_text(x) == "1/2 reached; KM 50.0% by the window end; median 1 day"

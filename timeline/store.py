@@ -258,6 +258,8 @@ class Store:
             raise StoreError(f"no store at {target} (create one with `timeline init`)")
         if is_dir:
             raise StoreError(f"{target} is a directory, not a store file")
+        if target.stat().st_size == 0:  # a copy that never started, or `touch`: nothing to read
+            raise StoreError(f"{target} is empty (0 bytes), not a timeline store: restore it from a backup")
         if write and not os.access(target.parent, os.W_OK):  # found only at the commit otherwise
             raise StoreError(
                 f"cannot write to {target.parent}: DuckDB writes its log ({target.name}.wal) beside the store"

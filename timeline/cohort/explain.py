@@ -291,9 +291,9 @@ def _cell(
         facts = f.tte.get(t.id)
         if facts is not None:
             out["detail"] = (
-                f"reached {facts.days:g} days after the index ({_at(facts.at)})"
+                f"reached {facts.days:g} day{'' if facts.days == 1 else 's'} after the index ({_at(facts.at)})"
                 if facts.event
-                else f"not reached; censored by {facts.censored_by} at {_at(facts.at)} ({facts.days:g} days)"
+                else f"not reached; censored by {facts.censored_by} at {_at(facts.at)} ({facts.days:g} day{'' if facts.days == 1 else 's'})"
             )
             explain(
                 t.rule,
