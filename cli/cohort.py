@@ -413,16 +413,19 @@ def _cell_text(x: Any) -> str:
     return text
 
 
-def _days(n: float) -> str:
-    """A number of days as a reader writes it: 1 day, 2 days, 1.5 days."""
-    return f"{n:g} day" + ("" if n == 1 else "s")
-
-
 def _pct(share: float) -> str:
     """A share as a percentage to one decimal, a half rounded up as the cells round theirs."""
-    from decimal import ROUND_HALF_UP, Decimal
+    from decimal import Decimal
 
-    return str(Decimal(repr(100 * share)).quantize(Decimal("0.1"), ROUND_HALF_UP))
+    from timeline.cohort.report import one_decimal
+
+    return str(one_decimal(Decimal(repr(100 * share))))
+
+
+def _days(n: float) -> str:
+    from timeline.cohort.report import days_text
+
+    return days_text(n)
 
 
 def _tte_text(x: Any) -> str:

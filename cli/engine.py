@@ -101,16 +101,18 @@ def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
             if isinstance(p.value, str) and p.value != p.default:
                 given.setdefault(p.value, []).append(f"{rid}.{p.name}")
     out = []
+    present: list[str] | None = None  # every recorded drug, read once if any value is missing
     for drug, where in sorted(given.items()):
         # an early-stopping probe: a drug that is recorded is found at once
         if store.con.execute("SELECT 1 FROM events WHERE drug = ? LIMIT 1", [drug]).fetchone():
             continue
-        present = [
-            str(d)
-            for (d,) in store.con.execute(
-                "SELECT DISTINCT drug FROM events WHERE drug IS NOT NULL"
-            ).fetchall()
-        ]
+        if present is None:
+            present = [
+                str(d)
+                for (d,) in store.con.execute(
+                    "SELECT DISTINCT drug FROM events WHERE drug IS NOT NULL"
+                ).fetchall()
+            ]
         shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
         out.append(f"{drug!r} ({shown}) is recorded for no patient in the store{did_you_mean(drug, present)}")
     return out

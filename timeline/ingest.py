@@ -293,29 +293,35 @@ def retract(store: Store, event_id: str, *, reason: str, author: str) -> IngestR
 # ---- reading sources into the raw table -----------------------------------------------
 
 
+def _csv_records(path: Path) -> Iterator[tuple[int, int, int]]:
+    """Each record of a CSV file as DuckDB numbers them in its errors (the header is 1, a blank
+    line is one, a quoted field over several lines makes one): its number, the number of data
+    rows up to it (blank lines and the header not counted: the ingest's row numbers) and its
+    first line. Read only when a file is rejected."""
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh)
+        row, start = 0, 1
+        for k, rec in enumerate(reader, start=1):
+            if rec and k > 1:
+                row += 1
+            yield k, row, start
+            start = reader.line_num + 1
+
+
 def _with_lines(path: Path, exc: IngestError) -> IngestError:
     """``exc`` with the file's line beside each row number that is not on line row + 1: after
     a quoted field running over several lines, or blank lines (which rows do not count), a
-    reader looking for "row 2" in an editor would look at the wrong line. Read only when a
-    file is rejected."""
+    reader looking for "row 2" in an editor would look at the wrong line."""
     wanted = {e.row for e in exc.errors if e.row is not None}
     if not wanted:
         return exc
     lines: dict[int, int] = {}
     try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh)
-            next(reader, None)  # the header
-            row = 0
-            start = reader.line_num + 1
-            for record in reader:
-                if record:  # a blank line is no row
-                    row += 1
-                    if row in wanted:
-                        lines[row] = start
-                        if len(lines) == len(wanted):
-                            break
-                start = reader.line_num + 1
+        for _, row, start in _csv_records(path):
+            if row in wanted:
+                lines.setdefault(row, start)  # the row's own record, not a blank line after it
+                if len(lines) == len(wanted):
+                    break
     except (OSError, UnicodeDecodeError, csv.Error):
         return exc  # the rows' numbers stand alone
     located = [
@@ -482,22 +488,11 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 
 def _record_place(path: Path, record: int) -> tuple[int, int] | None:
-    """The row (blank lines not counted, the header not counted) and the first line of the
-    ``record``-th record of a CSV file as DuckDB numbers them in its errors (the header is 1,
-    a blank line is one, a quoted field over several lines makes one); None if unreadable."""
+    """The row and the first line of DuckDB's ``record``-th record; None if unreadable."""
     try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh)
-            row, start = 0, 1
-            for k, rec in enumerate(reader, start=1):
-                if k == record:
-                    return (row + 1 if rec else row, start)
-                if rec and k > 1:
-                    row += 1
-                start = reader.line_num + 1
+        return next(((row, start) for k, row, start in _csv_records(path) if k == record), None)
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
-    return None
 
 
 def _csv_error(message: str, path: Path) -> RowError:
@@ -1092,7 +1087,12 @@ def _checks(
         )
     # The rows to be written (not those the store has: a file ingested again after a
     # correction or retraction holds its first versions, which are not written)
-    fresh = "(SELECT * FROM tl_stage WHERE __row NOT IN (SELECT __row FROM tl_stored))"
+    stored = store.con.execute("SELECT count(*) FROM tl_stored").fetchone()
+    fresh = (
+        "(SELECT * FROM tl_stage WHERE __row NOT IN (SELECT __row FROM tl_stored))"
+        if stored and stored[0]
+        else "tl_stage"  # a file of new events, the usual: every row is written
+    )
     # birth: one per patient; nothing before it. Only this batch's patients' births are read.
     hw = store.high_water()
     births_sql = store.current_sql(

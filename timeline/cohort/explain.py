@@ -17,6 +17,7 @@ from timeline.cohort.report import (
     Report,
     ae_keys,
     ae_left_out,
+    days_text,
     end_of,
     run_cohort,
 )
@@ -291,9 +292,9 @@ def _cell(
         facts = f.tte.get(t.id)
         if facts is not None:
             out["detail"] = (
-                f"reached {facts.days:g} day{'' if facts.days == 1 else 's'} after the index ({_at(facts.at)})"
+                f"reached {days_text(facts.days)} after the index ({_at(facts.at)})"
                 if facts.event
-                else f"not reached; censored by {facts.censored_by} at {_at(facts.at)} ({facts.days:g} day{'' if facts.days == 1 else 's'})"
+                else f"not reached; censored by {facts.censored_by} at {_at(facts.at)} ({days_text(facts.days)})"
             )
             explain(
                 t.rule,

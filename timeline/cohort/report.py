@@ -67,7 +67,7 @@ class Cell:
         Python's 6.2)."""
         if not self.N:
             return None
-        return float((Decimal(100 * self.n) / Decimal(self.N)).quantize(Decimal("0.1"), ROUND_HALF_UP))
+        return float(one_decimal(Decimal(100 * self.n) / Decimal(self.N)))
 
     def text(self) -> str:
         pct = f" ({self.pct:g}%)" if self.pct is not None else ""
@@ -94,14 +94,19 @@ class Cell:
 
 @dataclass(slots=True)
 class TteFacts:
-    days: float  # time from the index to the event or the censoring, to 4 decimals (shown)
-    # the same unrounded: a censoring at the end of day X comes before an event at X + 1's midnight
+    # time from the index to the event or the censoring, in days, unrounded: a censoring at the
+    # end of day X comes before an event at X + 1's midnight (Kaplan–Meier orders by it)
     exact: float
     event: bool
     at: datetime  # the event instant, or the censoring instant
     censored_by: str | None  # window | end_of_follow_up | death | discontinuation
     unknown: bool  # not reached, and unknown at some moment checked
     window_days: float  # the whole window, from the index to the end of its last day
+
+    @property
+    def days(self) -> float:
+        """``exact`` as shown, to 4 decimals: the end of a day counts as the whole day."""
+        return round(self.exact, 4)
 
 
 @dataclass(slots=True)
@@ -786,7 +791,7 @@ class _Run:
         for pid, t0, t_end, why, hit, unk, span in rows:
             at = hit if hit is not None else t_end
             self.facts[pid].tte[tte.id] = TteFacts(
-                days=_days(at - t0), exact=(at - t0).total_seconds() / 86400, event=hit is not None, at=at,
+                exact=(at - t0).total_seconds() / 86400, event=hit is not None, at=at,
                 censored_by=None if hit else why, unknown=hit is None and unk > 0, window_days=_days(span),
             )  # fmt: skip
 
@@ -1242,6 +1247,16 @@ def spellings(times: dict[str, int]) -> dict[str, str]:
 
 def ae_keys(ae: dict[str, Any]) -> list[tuple[str, str]]:
     return [(ae["term"], f"grade {ae['grade']}"), (ae["term"], "any grade"), ("any", "any grade")]
+
+
+def one_decimal(x: Decimal) -> Decimal:
+    """``x`` to one decimal, a half rounded up, as study tables print percentages."""
+    return x.quantize(Decimal("0.1"), ROUND_HALF_UP)
+
+
+def days_text(n: float) -> str:
+    """A number of days as a reader writes it: 1 day, 2 days, 1.5 days."""
+    return f"{n:g} day" + ("" if n == 1 else "s")
 
 
 def _days(span: timedelta) -> float:
