@@ -308,6 +308,131 @@ def test_with_spans_an_event_starting_after_the_date_is_not_counted(bench: Bench
     assert bench.values("r", "2009-03-09", "2009-03-10") == [False, True]
 
 
+# ---- finding_present: a finding lasts until its end, or `within`, unless recorded absent ------
+
+
+def present_rule(bench: Bench, within: str = "7 days") -> None:
+    bench.rule("r", {"finding_present": {"select": FEVER, "within": within}})
+
+
+def test_a_finding_without_an_end_lasts_exactly_within(bench: Bench) -> None:
+    present_rule(bench)
+    bench.events([fever("2009-03-01T10:00")])
+    assert bench.values("r", "2009-03-01T09:59", "2009-03-08T09:59", "2009-03-08T10:00") == [
+        False,
+        True,
+        False,
+    ]
+
+
+def test_a_date_only_finding_without_an_end_lasts_within_calendar_days(bench: Bench) -> None:
+    present_rule(bench)
+    bench.events([fever("2009-03-01")])
+    assert bench.values("r", "2009-03-07", "2009-03-08") == [True, False]
+
+
+def test_a_finding_with_a_timed_end_lasts_through_that_instant_and_no_longer(bench: Bench) -> None:
+    present_rule(bench)
+    bench.events([fever("2009-03-01", ended_at="2009-03-20T12:00")])
+    assert bench.values("r", "2009-03-20T12:00", "2009-03-20T12:01") == [True, False]
+
+
+def test_a_recorded_end_is_not_extended_by_within(bench: Bench) -> None:
+    present_rule(bench, "90 days")
+    bench.events([fever("2009-03-01", ended_at="2009-03-10")])
+    assert bench.values("r", "2009-03-10", "2009-03-11") == [True, False]
+
+
+def test_a_recorded_end_outlasts_within(bench: Bench) -> None:
+    present_rule(bench, "7 days")
+    bench.events([fever("2009-01-01", ended_at="2009-12-31")])
+    assert bench.values("r", "2009-06-01", "2009-12-31", "2010-01-01") == [True, True, False]
+
+
+def test_a_later_absent_record_ends_a_finding_from_its_instant(bench: Bench) -> None:
+    present_rule(bench, "90 days")
+    bench.events([fever("2009-03-01"), fever("2009-03-05T08:00", present=False)])
+    assert bench.values("r", "2009-03-05T07:59", "2009-03-05T08:00", "2009-04-01") == [True, False, False]
+
+
+def test_an_absent_record_ends_a_finding_before_its_recorded_end(bench: Bench) -> None:
+    present_rule(bench)
+    bench.events([fever("2009-03-01", ended_at="2009-03-31"), fever("2009-03-10", present=False)])
+    assert bench.values("r", "2009-03-09", "2009-03-10") == [True, False]
+
+
+def test_an_absent_record_before_a_finding_does_not_end_it(bench: Bench) -> None:
+    present_rule(bench)
+    bench.events([fever("2009-02-27", present=False), fever("2009-03-01")])
+    assert bench.values("r", "2009-02-28", "2009-03-01") == [False, True]
+
+
+def test_of_present_and_absent_at_one_instant_the_later_asserted_wins(bench: Bench) -> None:
+    present_rule(bench)
+    bench.events([fever("2009-03-01", present=False)], [fever("2009-03-01")])
+    assert bench.values("r", "2009-03-01") == [True]
+
+
+def test_of_absent_and_present_at_one_instant_asserted_in_that_order_absent_wins(bench: Bench) -> None:
+    present_rule(bench)
+    bench.events([fever("2009-03-01")], [fever("2009-03-01", present=False)])
+    assert bench.values("r", "2009-03-01") == [False]
+
+
+def test_an_absent_record_of_another_code_does_not_end_a_finding(bench: Bench) -> None:
+    bench.rule(
+        "r",
+        {"finding_present": {"select": {"kind": "finding", "code": ["fever", "rash"]}, "within": "7 days"}},
+    )
+    bench.events(
+        [
+            fever("2009-03-01"),
+            {
+                "patient_id": "X",
+                "kind": "finding",
+                "code": "rash",
+                "occurred_at": "2009-03-03",
+                "present": False,
+            },
+        ]
+    )
+    assert bench.values("r", "2009-03-03") == [True]
+
+
+def test_a_lasting_finding_is_the_evidence_and_note(bench: Bench) -> None:
+    present_rule(bench)
+    bench.events([fever("2009-03-01", event_id="a"), fever("2009-03-03", event_id="b")])
+    result = bench.state("r", "2009-03-04")
+    assert (result.value, result.evidence, result.note) == (
+        True,
+        seqs_of(bench.store, "a", "b"),
+        "fever: fever since 2009-03-03",
+    )
+
+
+def test_a_finding_ended_by_an_absent_record_shows_both_as_evidence(bench: Bench) -> None:
+    present_rule(bench)
+    bench.events([fever("2009-03-01", event_id="a"), fever("2009-03-03", present=False, event_id="b")])
+    result = bench.state("r", "2009-03-04")
+    assert (result.value, result.evidence, result.note) == (
+        False,
+        seqs_of(bench.store, "a", "b"),
+        "fever: fever recorded absent on 2009-03-03",
+    )
+
+
+def test_a_finding_that_no_longer_lasts_is_false_with_no_evidence(bench: Bench) -> None:
+    present_rule(bench)
+    bench.events([fever("2009-03-01")])
+    result = bench.state("r", "2009-03-20")
+    assert (result.value, result.why, result.evidence, result.note) == (
+        False,
+        None,
+        [],
+        "no fever lasting at the date",
+    )
+
+
 # ---- validity -----------------------------------------------------------------------------------
 
 

@@ -100,6 +100,11 @@ def event(draw: st.DrawFn, patient: str) -> dict[str, Any]:
         present = draw(st.sampled_from([None, True, False]))
         if present is not None:
             row["present"] = present
+        length = draw(st.sampled_from([None, None, None, 0, 2, 10]))  # a finding recorded with an end
+        if length is not None and present is not False:
+            row["ended_at"] = when(day + length, draw(st.sampled_from([None, "12:00"])))
+            if row["ended_at"] < row["occurred_at"]:
+                row["ended_at"] = row["occurred_at"]
     elif kind == "joints":
         row.update(kind="joint_exam", active_joints=draw(st.integers(0, 3)))
     elif kind == "drug":
@@ -239,6 +244,7 @@ SELECTORS: dict[str, Any] = {
     "fever_event": {"any_of": ["febrile", "fever_finding"]},
     "temperature_record": {"any_of": [{"kind": "body_temperature"}, {"kind": "finding", "code": "fever"}]},
     "rash": {"kind": "finding", "code": "rash"},
+    "fever_or_rash": {"kind": "finding", "code": ["fever", "rash"]},
     "high_crp": {"kind": "lab", "code": "1988-5", "where": {"value": {"gt": "0.6 mg/dL"}}},
     "joints": {"kind": "joint_exam"},
     "anakinra_start": {"kind": "medication_start", "drug": "anakinra"},
@@ -525,6 +531,7 @@ class Grammar:
                 "compare2",
                 "exists",
                 "exists",
+                "finding_present",
                 "normal",
                 "on_drug",
                 "in_episode",
@@ -545,6 +552,9 @@ class Grammar:
             if d(st.booleans()):
                 spec["spans"] = True
             return {"exists": spec}
+        if leaf == "finding_present":
+            sel = self.pick(["fever_or_rash", "rash", "mas"])
+            return {"finding_present": {"select": sel, "within": self.pick(DURATIONS)}}
         if leaf == "normal":
             spec: dict[str, Any] = {"select": "crp", "within": self.pick(DURATIONS)}
             if d(st.booleans()):

@@ -565,6 +565,22 @@ def test_every_example_of_the_builtin_pack_passes() -> None:
 
 
 @pytest.mark.parametrize(
+    "select",
+    [
+        {"kind": "finding", "code": "uveitis", "present": True},
+        {"any_of": [{"kind": "finding", "code": "uveitis", "present": True}]},
+    ],
+)
+def test_finding_present_refuses_a_selector_that_gives_present(tmp_path: Path, select: object) -> None:
+    write_rule(tmp_path, "r", {"finding_present": {"select": select, "within": "90 days"}})
+    with pytest.raises(RuleError) as info:
+        load_rules([tmp_path])
+    (problem,) = info.value.problems
+    assert "its selector gives no present" in problem.message
+    assert problem.line > 0
+
+
+@pytest.mark.parametrize(
     ("spans", "fn", "message"),
     [
         (True, "max", "spans applies to exists and count, not to max"),

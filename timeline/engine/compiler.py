@@ -449,6 +449,57 @@ class Compiler:
                 {self.note(f"CASE WHEN s.seq IS NOT NULL THEN {q_(name + ' ')} || tl_fmt(s.val) || {unit} || ' on ' || strftime(s.t, '%Y-%m-%d') END")} AS note
             FROM {points} p ASOF LEFT JOIN {src} s ON s.patient_id = p.patient_id AND s.t <= p.q"""
 
+    def findings(self, sel: ast.Selector) -> str:
+        """The selector's records recorded present, each with ``te``, the last instant it
+        lasts by its recorded end (NULL without one), and the record of the same kind and
+        code recorded absent that ends it (``ct``, ``cseq``: the first after it in the
+        timeline's order, NULL if none)."""
+        src = self.select(sel, ("kind", "code", "present", "ended_at", "ended_precision", "asserted_seq"))
+        absent = "NOT coalesce(present, true)"
+        return self.add(
+            self.fresh("fp"),
+            f"""SELECT patient_id, seq, asserted_seq AS a, t, code, kind, te, cut.t AS ct, cut.a AS ca, cut.s AS cseq FROM (
+                  SELECT patient_id, seq, asserted_seq, t, code, kind, coalesce(present, true) AS present, {_END} AS te,
+                         min(CASE WHEN {absent} THEN {{'t': t, 'a': asserted_seq, 's': seq}} END) OVER (
+                             PARTITION BY patient_id, kind, code ORDER BY t, asserted_seq
+                             ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS cut
+                  FROM {src})
+                WHERE present""",
+        )
+
+    def _FindingPresent(self, node: ast.FindingPresent, points: str) -> str:
+        src = self.findings(node.select)
+        v = self.duration(node.within)
+        # a record lasts by its recorded end, or without one while no older than `within`
+        lasts = f"CASE WHEN s.te IS NOT NULL THEN p.q <= s.te ELSE s.t > p.q - {v.sql()} END"
+        ended = "s.ct IS NOT NULL AND s.ct <= p.q"
+        what = "coalesce(s.code, s.kind)"
+        if not self.evidence:
+            found = f"""SELECT p.patient_id, p.q, count(s.seq) AS n FROM {points} p LEFT JOIN {src} s
+                  ON s.patient_id = p.patient_id AND s.t <= p.q AND {lasts} AND NOT ({ended})
+                GROUP BY ALL"""
+            g = self.add(self.fresh("g"), found)
+            return f"""SELECT patient_id, q, n > 0 AS b, NULL::DOUBLE AS x, NULL AS why, {EMPTY} AS ev,
+                    NULL::TIMESTAMP AS lo, q AS hi, NULL AS note FROM {g}"""
+        found = f"""SELECT p.patient_id, p.q,
+                count(s.seq) FILTER (WHERE NOT ({ended})) AS n,
+                list(s.seq ORDER BY s.t, s.a) FILTER (WHERE s.seq IS NOT NULL AND NOT ({ended})) AS lasting,
+                list_transform(list_sort(list_distinct(flatten(
+                    list([{{'t': s.t, 'a': s.a, 's': s.seq}}, {{'t': s.ct, 'a': s.ca, 's': s.cseq}}]) FILTER (WHERE {ended})
+                ))), lambda e: e.s) AS overruled,
+                arg_max({what} || ' since ' || strftime(s.t, '%Y-%m-%d'), (s.t, s.a)) FILTER (WHERE NOT ({ended})) AS since,
+                arg_max({what} || ' recorded absent on ' || strftime(s.ct, '%Y-%m-%d'), (s.ct, s.ca)) FILTER (WHERE {ended}) AS absent
+            FROM {points} p LEFT JOIN {src} s ON s.patient_id = p.patient_id AND s.t <= p.q AND {lasts}
+            GROUP BY ALL"""
+        g = self.add(self.fresh("g"), found)
+        name = node.select.name
+        note = f"""CASE WHEN g.n > 0 THEN {q_(name + ": ")} || g.since
+                        WHEN g.absent IS NOT NULL THEN {q_(name + ": ")} || g.absent
+                        ELSE {q_(f"no {name} lasting at the date")} END"""
+        return f"""SELECT g.patient_id, g.q, g.n > 0 AS b, NULL::DOUBLE AS x, NULL AS why,
+                CASE WHEN g.n > 0 THEN g.lasting ELSE coalesce(g.overruled, {EMPTY}) END AS ev,
+                NULL::TIMESTAMP AS lo, g.q AS hi, {note} AS note FROM {g} g"""
+
     def bounds(self, window: ast.Window, ref: str, last: str = "s.t") -> tuple[str, str, str]:
         """(lo, hi, condition) of a window relative to the instant ``ref``: an event from s.t
         to ``last`` (an instant: s.t itself) is in the window when it overlaps it."""
@@ -1294,6 +1345,15 @@ class Compiler:
         if isinstance(node, ast.Latest | ast.Normal):
             src = self.latest_of(node.select, node.field if isinstance(node, ast.Latest) else "value")
             return self._shifted(src, ["", f"+ {self.duration(node.within).sql()}"])
+        if isinstance(node, ast.FindingPresent):
+            # a record appears, stops lasting (its end, or `within` after it), or is ended by an
+            # absent record
+            src = self.findings(node.select)
+            return [
+                *self._shifted(src, ["", f"+ {self.duration(node.within).sql()}"]),
+                f"SELECT patient_id, te + {_EPS} AS c FROM {src} WHERE te IS NOT NULL",
+                f"SELECT patient_id, ct AS c FROM {src} WHERE ct IS NOT NULL",
+            ]
         if isinstance(node, ast.Aggregate | ast.EpisodeCount):
             window = node.window
             cols = ["t"]

@@ -443,6 +443,42 @@ class Reference:
             return Val(x, None, (e["seq"],), note)
         return Val(None, self._stale(name, v, e), (e["seq"],), note)
 
+    def _FindingPresent(self, node: ast.FindingPresent, q: datetime) -> Val:
+        name, v = node.select.name, self.duration(node.within)
+        found = self.selected(node.select, q)  # present and absent, in the timeline's order
+        lasting: list[Event] = []
+        overruled: list[tuple[Event, Event]] = []  # (a record still lasting, the absent one ending it)
+        for i, e in enumerate(found):
+            if e["present"] is False:
+                continue
+            lasts = q <= self.span_end(e) if e["ended_at"] is not None else e["occurred_at"] > shift(q, v, -1)
+            if not lasts:
+                continue
+            cut = next(
+                (
+                    a
+                    for a in found[i + 1 :]
+                    if a["present"] is False and (a["kind"], a["code"]) == (e["kind"], e["code"])
+                ),
+                None,
+            )
+            if cut is None:
+                lasting.append(e)
+            else:
+                overruled.append((e, cut))
+        if lasting:
+            last = lasting[-1]
+            what = last["code"] if last["code"] is not None else last["kind"]
+            note = f"{name}: {what} since {day(last['occurred_at'])}"
+            return Val(True, None, tuple(e["seq"] for e in lasting), note)
+        if overruled:
+            cut = max((c for _, c in overruled), key=timeline_order)
+            what = cut["code"] if cut["code"] is not None else cut["kind"]
+            used = sorted({(*timeline_order(x), x["seq"]) for pair in overruled for x in pair})
+            note = f"{name}: {what} recorded absent on {day(cut['occurred_at'])}"
+            return Val(False, None, tuple(s for *_, s in used), note)
+        return Val(False, None, (), f"no {name} lasting at the date")
+
     def _Normal(self, node: ast.Normal, q: datetime) -> Val:
         name, v = node.select.name, self.duration(node.within)
         e = self.latest(node.select, q, "value")
@@ -910,6 +946,12 @@ class Reference:
             return set(self.candidates(self.rules.rules[node.rule].define))
         if isinstance(node, ast.Latest | ast.Normal):
             return self._around(times(self.selected(node.select)), [None, self.duration(node.within)])
+        if isinstance(node, ast.FindingPresent):
+            records = self.selected(node.select)
+            present = [e for e in records if e["present"] is not False]
+            out = self._around(times(present), [None, self.duration(node.within)])
+            out |= self._around((self.span_end(e) for e in present if e["ended_at"] is not None), [None])
+            return out | self._around(times(e for e in records if e["present"] is False), [None])
         if isinstance(node, ast.Aggregate | ast.EpisodeCount):
             w = node.window
             if isinstance(node, ast.Aggregate):

@@ -159,6 +159,19 @@ class Aggregate(Node):
     spans: bool = False
 
 
+class FindingPresent(Node):
+    """True while a record the selector matches, recorded present (``present`` true or not
+    given), still lasts at the point: from its instant until its ``ended_at`` (a date-only end
+    covers its whole day) or, recorded without an end, while it is no older than ``within``
+    (as ``latest``'s). A later record of the same kind and code recorded absent (``present``
+    false) ends it from its own instant (of two records at one instant, the last asserted
+    wins). Never unknown: nothing lasting is false. The selector reads present and absent
+    records alike, so it gives no ``present`` of its own."""
+
+    select: Selector
+    within: DurationRef
+
+
 class Normal(Node):
     """The latest value within ``within`` lies in the lab's own reference range when the
     result carries one, otherwise at or below ``upper`` (and at or above ``lower``)."""
@@ -306,7 +319,7 @@ class EpisodeCount(Node):
 
 
 NODE_CLASSES: tuple[type[Node], ...] = (
-    Const, Param, RuleRef, Latest, Aggregate, Normal, OnDrug, DailyDose, Age, TimeSince,
+    Const, Param, RuleRef, Latest, Aggregate, FindingPresent, Normal, OnDrug, DailyDose, Age, TimeSince,
     Compare, Logic, Not, AtLeast, Arith, Clip, Coalesce, CountTrue, UnknownUnless, PctChange, AtAnchor,
     HeldFor, InEpisode, EpisodeCount,
 )  # fmt: skip

@@ -243,7 +243,7 @@ ARITH: dict[str, Any] = {
     "max_of": "max",
 }
 OPERATORS = (
-    "const", "param", "rule", "latest", *AGGREGATES, "normal", "on_drug", "daily_dose", "age",
+    "const", "param", "rule", "latest", *AGGREGATES, "finding_present", "normal", "on_drug", "daily_dose", "age",
     "time_since", *COMPARISONS, "all", "any", "not", "at_least", "count_true", *ARITH, "clip",
     "coalesce", "unknown_unless", "pct_change", "at_anchor", "held_for", "in_episode", "episode_count",
 )  # fmt: skip
@@ -912,6 +912,19 @@ class _RuleParser:
                 nid=nid, path=sp, fn=op, select=self.selector(a["select"], (*sub, "select")),
                 field=self._field(a.get("field", "value"), (*sub, "field")),
                 window=self.window(a["window"], (*sub, "window")), spans=spans,
+            )  # fmt: skip
+        if op == "finding_present":
+            a = keys(["select", "within"])
+            sel = self.selector(a["select"], (*sub, "select"))
+            if _gives_present(sel):
+                raise self.fail(
+                    (*sub, "select"),
+                    f"finding_present reads the records of {sel.name!r} recorded present and absent "
+                    "(a later absent record ends a present one): its selector gives no present",
+                )
+            return ast.FindingPresent(
+                nid=nid, path=sp, select=sel,
+                within=self.duration(a["within"], (*sub, "within"), nonneg=True),
             )  # fmt: skip
         if op == "normal":
             a = keys(["select", "within"], ["upper", "lower"])
@@ -2343,6 +2356,11 @@ def units_convert(have: str | None, want: str | None) -> bool:
     return True
 
 
+def _gives_present(sel: ast.Selector) -> bool:
+    """Whether a selector, or one of its alternatives, fixes ``present``."""
+    return sel.present is not None or any(_gives_present(s) for s in sel.any_of)
+
+
 def field_unit(select: ast.Selector, field_name: str) -> str | None:
     """The canonical unit of a numeric field of the selected events, or None if they mix."""
     if field_name in ("active_joints", "limited_joints"):
@@ -2500,6 +2518,8 @@ class _TypeChecker:
                     node, f"the events selected by {node.select.name!r} have no single unit: select one code"
                 )
             return num(kind="num", unit=unit)
+        if isinstance(node, ast.FindingPresent):
+            return ast.BOOL
         if isinstance(node, ast.Normal):
             unit = field_unit(node.select, "value")
             if unit is None:
