@@ -419,8 +419,8 @@ def test_an_override_declaring_the_passed_validity_but_not_reading_it_is_refused
     result = run_cli("rules", "check", tmp_path / "site")
     assert result.exit_code == 8
     assert (
-        "declares 'validity', which rules reading it give it (with: {validity: …}), but never reads it"
-        in result.stderr
+        "parameter 'validity' is declared but the definition never reads it: a value given to it "
+        "(params.yaml, --param, with: {validity: …}) would change nothing" in result.stderr
     )
 
 
@@ -836,16 +836,25 @@ def test_a_clip_bound_that_makes_no_sense_is_a_problem(tmp_path: Path, define: s
 @pytest.mark.parametrize(
     ("expectation", "message"),
     [
-        ("{at: '2009-13-01', value: true}", "at must be a date (YYYY-MM-DD) or date-time without an offset"),
-        (
-            "{at: '2009-02-01T10:00+02:00', value: true}",
-            "at must be a date (YYYY-MM-DD) or date-time without an offset",
-        ),
-        ("{at: '20090201', value: true}", "at must be a date (YYYY-MM-DD) or date-time without an offset"),
+        ("{at: '2009-13-01', value: true}", "at '2009-13-01' is not a date (YYYY-MM-DD) or date-time"),
+        ("{at: '2009-02-01T10:00+02:00', value: true}", "give clinical times without an offset"),
+        ("{at: '20090201', value: true}", "at '20090201' is not a date (YYYY-MM-DD) or date-time"),
+        ("{at: '1899-02-01', value: true}", "at '1899-02-01' is out of range: give a date from 1900-01-01"),
+        ("{at: '9999-02-01', value: true}", "at '9999-02-01' is out of range: give a date from 1900-01-01"),
         ("{at: 2009-02-01, value: true, reason_contains: 42}", "reason_contains is text, not 42"),
         ("{at: 2009-02-01, value: true, patient_id: 5}", "patient_id is text, not 5"),
+        ("{at: 2009-02-01, valeu: true}", "unknown key 'valeu' for an expectation (did you mean 'value'?)"),
     ],
-    ids=["bad-date", "offset", "compact-date", "reason-number", "patient-number"],
+    ids=[
+        "bad-date",
+        "offset",
+        "compact-date",
+        "before-1900",
+        "after-8999",
+        "reason-number",
+        "patient-number",
+        "misspelt-value",
+    ],  # fmt: skip
 )
 def test_a_malformed_expectation_is_a_problem_at_its_place(
     tmp_path: Path, expectation: str, message: str
@@ -1367,3 +1376,52 @@ def test_rules_test_of_a_rule_without_examples_says_nothing_was_tested(tmp_path:
     result = run_cli("rules", "test", tmp_path, "--rule", "crp_ok")
     assert (result.exit_code, result.stdout.splitlines()[-1]) == (0, "0 passed, 0 failed")
     assert "note: crp_ok has no examples: nothing of it was tested" in result.stderr
+
+
+def test_a_parameter_the_definition_never_reads_is_a_problem_at_its_line(tmp_path: Path) -> None:
+    """Helper 43: a value given to it (params.yaml, --param, a reading rule's with:) silently
+    changed nothing, while explain showed it as applied."""
+    [problem] = problems_of(
+        tmp_path,
+        "params:\n  validity: {default: 14 days}\n"
+        "define: {lt: [{latest: {select: {kind: lab, code: 1988-5}, within: 14 days}}, 5 mg/L]}\n",
+    )
+    assert problem == (
+        f"{tmp_path / 'r.yaml'}:6:13: parameter 'validity' is declared but the definition never reads it: "
+        "a value given to it (params.yaml, --param, with: {validity: …}) would change nothing; "
+        "read it ({param: validity}) or remove it"
+    )
+
+
+def test_a_parameter_passed_on_to_a_rule_read_at_other_values_is_read(tmp_path: Path) -> None:
+    write_rule(
+        tmp_path, "crp_lt", {"lt": [{"latest": {"select": {"kind": "lab", "code": "1988-5"}, "within": {"param": "validity"}}}, "5 mg/L"]},
+        params={"validity": {"default": "14 days"}},
+    )  # fmt: skip
+    write_rule(
+        tmp_path, "crp_lt_short", {"rule": {"id": "crp_lt", "with": {"validity": {"param": "short"}}}},
+        params={"short": {"default": "7 days"}},
+    )  # fmt: skip
+    assert "crp_lt_short" in load_rules([tmp_path]).rules
+
+
+def test_an_unquoted_decimal_version_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        PLAIN.replace('"1"', "1.10") + "define: {lt: [1, 2]}\n", encoding="utf-8"
+    )
+    [problem] = check_problems(tmp_path)
+    assert problem.startswith(f"{tmp_path / 'r.yaml'}:2:10: write the version in quotes")
+    assert "YAML reads it as the number 1.1" in problem
+
+
+def test_a_tab_indenting_a_rule_file_is_named_as_a_tab(tmp_path: Path) -> None:
+    [problem] = problems_of(tmp_path, "define:\n\tlt: [1, 2]\n")
+    assert problem.startswith(f"{tmp_path / 'r.yaml'}:6:1: YAML syntax error: ")
+    assert problem.endswith("(a tab character: YAML indents with spaces, never tabs)")
+
+
+def test_an_unquoted_bracketed_unit_in_a_flow_list_says_to_quote_it(tmp_path: Path) -> None:
+    [problem] = problems_of(
+        tmp_path, "define: {ge: [{latest: {select: {kind: body_temperature}, within: 1 day}}, 100.4 [degF]]}\n"
+    )
+    assert problem.endswith('(a unit in brackets inside [ ] or { } must be quoted, e.g. "100.4 [degF]")')

@@ -8,7 +8,7 @@ which would mean midnight where a date means the whole day.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from timeline.errors import UsageError
 
@@ -33,3 +33,24 @@ def clinical_moment(text: str, option: str) -> tuple[datetime, bool]:
         raise UsageError(
             f"{option} {text!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"
         ) from exc
+
+
+# The instants a query can name. No event lies before 1900 (ingest refuses it), and the engine
+# moves an instant by the durations rules use (years, at most), which must stay within
+# Python's calendar (years 1 to 9999).
+AT_MIN, AT_MAX = datetime(1900, 1, 1), datetime(9000, 1, 1)
+
+
+def parse_at(text: str, option: str = "--at") -> tuple[datetime, str]:
+    """A query date or date-time → (instant q, label). A date means the whole day: the last
+    microsecond of it, so every event on that date is visible. ``option`` names the text in
+    messages."""
+    q, whole_day = clinical_moment(text, option)
+    if whole_day:
+        q += timedelta(days=1, microseconds=-1)
+    if not AT_MIN <= q < AT_MAX:
+        raise UsageError(
+            f"{option} {text!r} is out of range: give a date from {AT_MIN:%Y-%m-%d} to "
+            f"{AT_MAX - timedelta(days=1):%Y-%m-%d}"
+        )
+    return q, text.strip()

@@ -20,7 +20,7 @@ from timeline.engine.compiler import COLUMNS, Compiler, engine_columns, q_
 from timeline.errors import ResourceError, UsageError
 from timeline.language import ast
 from timeline.language.loader import RuleSet
-from timeline.moments import clinical_moment
+from timeline.moments import parse_at
 from timeline.store import Store, insert_rows, lower_memory_limit, out_of_room
 from timeline.store import manifest as store_manifest
 
@@ -29,27 +29,6 @@ MACROS = [
     "CASE WHEN v IS NULL THEN NULL WHEN isinf(v::DOUBLE) THEN CASE WHEN v > 0 THEN '∞' ELSE '-∞' END "
     "ELSE regexp_replace(regexp_replace(regexp_replace(printf('%.4f', v::DOUBLE), '0+$', ''), '[.]$', ''), '^-0$', '0') END",
 ]
-
-
-# The instants a query can name. No event lies before 1900 (ingest refuses it), and the engine
-# moves an instant by the durations rules use (years, at most), which must stay within
-# Python's calendar (years 1 to 9999).
-AT_MIN, AT_MAX = datetime(1900, 1, 1), datetime(9000, 1, 1)
-
-
-def parse_at(text: str, option: str = "--at") -> tuple[datetime, str]:
-    """A query date or date-time → (instant q, label). A date means the whole day: the last
-    microsecond of it, so every event on that date is visible. ``option`` names the text in
-    messages."""
-    q, whole_day = clinical_moment(text, option)
-    if whole_day:
-        q += timedelta(days=1, microseconds=-1)
-    if not AT_MIN <= q < AT_MAX:
-        raise UsageError(
-            f"{option} {text!r} is out of range: give a date from {AT_MIN:%Y-%m-%d} to "
-            f"{AT_MAX - timedelta(days=1):%Y-%m-%d}"
-        )
-    return q, text.strip()
 
 
 @dataclass(slots=True)

@@ -25,7 +25,7 @@ from timeline import codes, events
 from timeline.errors import TimelineError, UsageError
 from timeline.language import ast
 from timeline.language.durations import DURATION_WORDS, Duration, DurationError, DurationTooLong
-from timeline.moments import clinical_moment
+from timeline.moments import parse_at
 from timeline.units import Conversion, UnitError, combine, conversion, is_valid, ucum_hint, ucum_spelling
 from timeline.units import parse as parse_unit
 
@@ -142,7 +142,7 @@ class _Doc:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-            problems.append(Problem(file, line, col, f"YAML syntax error: {exc.problem or exc}"))
+            problems.append(Problem(file, line, col, f"YAML syntax error: {_yaml_problem(exc, text)}"))
         except yaml.YAMLError as exc:
             problems.append(Problem(file, 1, 1, f"YAML error: {exc}"))
         except RecursionError:  # an alias inside itself (&x {not: *x}), or absurd nesting
@@ -325,7 +325,14 @@ class _RuleParser:
             self.fail((), f"missing required key {key!r}")
         for key in [k for k in ("version", "description", "citation") if k in data]:
             value = data[key]
-            if isinstance(value, bool) or not isinstance(value, str | int | float):
+            if key == "version" and isinstance(value, float):
+                self.fail(
+                    (key,),
+                    f'write the version in quotes (version: "…"): unquoted, YAML reads it as the number '
+                    f"{value:g}, so 1.10 and 1.1 would be one version",
+                )
+                missing.append(key)
+            elif isinstance(value, bool) or not isinstance(value, str | int | float):
                 if not self.doc.reported((key,)):  # a refused YAML tag reads as nothing
                     shown = "nothing" if value is None else f"a {type(value).__name__}"
                     self.fail((key,), f"{key} must be text, not {shown}")
@@ -374,6 +381,14 @@ class _RuleParser:
         self._check_lengths()
         if define is not None:
             self._check_text_params()
+            for name in self.params:
+                if name not in self.bad_params and not _reads(rid, define, name):
+                    self.fail(
+                        ("params", name),
+                        f"parameter {name!r} is declared but the definition never reads it: a value "
+                        f"given to it (params.yaml, --param, with: {{{name}: …}}) would change nothing; "
+                        f"read it ({{param: {name}}}) or remove it",
+                    )
         examples = self._examples(data.get("examples") or [])
         if missing or define is None:
             return None
@@ -520,26 +535,24 @@ class _RuleParser:
                         )
             expects: list[ast.Expectation] = []
             for j, exp in enumerate(ex["expect"] or []):
-                if not isinstance(exp, dict) or "at" not in exp or "value" not in exp:
-                    self.fail(
-                        (*path, "expect", j),
-                        "an expectation needs at and value (true, false, a number or unknown)",
-                    )
-                    continue
-                unknown = [k for k in exp if k not in EXPECTATION_KEYS]
-                if unknown:
+                unknown = [k for k in exp if k not in EXPECTATION_KEYS] if isinstance(exp, dict) else []
+                if unknown:  # before a missing key: `valeu` is the value misspelt
                     k = str(unknown[0])
                     self.fail(
                         (*path, "expect", j, k),
                         f"unknown key {k!r} for an expectation{did_you_mean(k, EXPECTATION_KEYS)}",
                     )
                     continue
-                at, where = exp["at"], (*path, "expect", j)
-                if not _is_moment(at):
+                if not isinstance(exp, dict) or "at" not in exp or "value" not in exp:
                     self.fail(
-                        (*where, "at"),
-                        f"at must be a date (YYYY-MM-DD) or date-time without an offset, not {at!r}",
+                        (*path, "expect", j),
+                        "an expectation needs at and value (true, false, a number or unknown)",
                     )
+                    continue
+                at, where = exp["at"], (*path, "expect", j)
+                wrong = _moment_problem(at)
+                if wrong is not None:
+                    self.fail((*where, "at"), wrong)
                     continue
                 bad = [
                     k
@@ -1597,13 +1610,29 @@ def rule_dirs(extra: Sequence[str | os.PathLike[str]] = (), builtin: bool = True
     return dirs
 
 
-def _is_moment(text: object) -> bool:
-    """An example's ``at``: a date or a date-time, without an offset, as ``--at`` takes it."""
+def _yaml_problem(exc: Any, text: str) -> str:
+    """PyYAML's account of a syntax error, with what usually causes it when that is plain: a
+    tab where it looked for indentation, or an unquoted bracketed unit inside a flow list."""
+    problem = str(exc.problem or exc)
+    mark = exc.problem_mark
+    if mark is None:
+        return problem
+    row = text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""
+    if "\t" in row[: mark.column + 1]:
+        return f"{problem} (a tab character: YAML indents with spaces, never tabs)"
+    if re.search(r"\d\s+\[[^\]]+\]", row) and ("'['" in problem or "',' or ']'" in problem):
+        return f"{problem} (a unit in brackets inside [ ] or {{ }} must be quoted, e.g. \"100.4 [degF]\")"
+    return problem
+
+
+def _moment_problem(text: object) -> str | None:
+    """What is wrong with an example's ``at``, if anything: a date or a date-time, without an
+    offset, in the range ``--at`` takes."""
     try:
-        clinical_moment(str(text), "at")
-    except UsageError:
-        return False
-    return True
+        parse_at(str(text), "at")
+    except UsageError as exc:
+        return str(exc)
+    return None
 
 
 def _read_text(path: Path, problems: list[Problem]) -> str | None:
@@ -1980,15 +2009,7 @@ def _variant_request(
     rule = rules.get(base)
     if rule is not None:  # else reported at the reference as an unknown rule (or its file failed)
         given = {name: _own_value(rules[reader], raw) for name, raw in values.items()}
-        if rule.overrides is not None and base in docs:
-            for name in values:
-                if any(p.name == name for p in rule.params) and not _reads_param(rule, name):
-                    # declared to pass the check below, but never read: the value changes nothing
-                    line, col = docs[base].where(("id",))
-                    problems.append(Problem(rule.source, line, col,
-                        f"{base} overrides {rule.overrides} and declares {name!r}, which rules reading it "
-                        f"give it (with: {{{name}: …}}), but never reads it: the value they give would change "
-                        f"nothing; read {name} where the rule it overrides does"))  # fmt: skip
+        # (a parameter declared but never read is refused with its file: see _RuleParser.rule)
         try:
             out[vid] = variant_rule(rule, vid, given, next_id, None, out)
         except VariantValuesError as exc:
@@ -2027,14 +2048,14 @@ def _variant_request(
                 docs[made] = docs[copy.variant_of]
 
 
-def _reads_param(rule: ast.Rule, name: str) -> bool:
-    """Whether ``rule``'s definition reads its parameter ``name``: as a value or threshold, a
-    duration, a drug's name, or passed on to a rule it reads."""
-    ref = f"{rule.id}.{name}"
-    for n in walk(rule.define):
-        if isinstance(n, ast.Param) and (n.rule, n.name) == (rule.id, name):
+def _reads(rule_id: str, define: ast.Node, name: str) -> bool:
+    """Whether the definition ``define`` of rule ``rule_id`` reads its parameter ``name``: as a
+    value or threshold, a duration, a drug's name, or passed on to a rule it reads."""
+    ref = f"{rule_id}.{name}"
+    for n in walk(define):
+        if isinstance(n, ast.Param) and (n.rule, n.name) == (rule_id, name):
             return True
-        if isinstance(n, ast.DurationRef) and n.param == (rule.id, name):
+        if isinstance(n, ast.DurationRef) and n.param == (rule_id, name):
             return True
         if isinstance(n, ast.Selector | ast.OnDrug) and name in n.drug_params:
             return True

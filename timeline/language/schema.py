@@ -61,6 +61,8 @@ def rule_schema() -> dict[str, Any]:
             "the value of another rule at the same moment; {id, with}: at other values of its parameters"),
         _op("latest", _mapping(["select", "within"], {"select": sel, "within": DURATION, "field": {"enum": list(NUMERIC_FIELDS)}}),
             "latest value at or before the moment, no older than within"),
+        _op("finding_present", _mapping(["select", "within"], {"select": sel, "within": DURATION}),
+            "a finding recorded present lasts until its end, or within without one, unless recorded absent later"),
         _op("normal", _mapping(["select", "within"], {"select": sel, "within": DURATION, "upper": expr, "lower": expr}),
             "latest value within the lab's reference range (or the given limits)"),
         _op("on_drug", {"oneOf": [DRUG, DRUGS, _mapping(["drugs"], {"drugs": {"oneOf": [DRUG, DRUGS]},
