@@ -1422,6 +1422,7 @@ def test_a_tab_indenting_a_rule_file_is_named_as_a_tab(tmp_path: Path) -> None:
 
 def test_an_unquoted_bracketed_unit_in_a_flow_list_says_to_quote_it(tmp_path: Path) -> None:
     [problem] = problems_of(
-        tmp_path, "define: {ge: [{latest: {select: {kind: body_temperature}, within: 1 day}}, 100.4 [degF]]}\n"
+        tmp_path,
+        "define: {ge: [{latest: {select: {kind: body_temperature}, within: 1 day}}, 100.4 [degF]]}\n",
     )
     assert problem.endswith('(a unit in brackets inside [ ] or { } must be quoted, e.g. "100.4 [degF]")')

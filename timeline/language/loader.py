@@ -1621,7 +1621,7 @@ def _yaml_problem(exc: Any, text: str) -> str:
     if "\t" in row[: mark.column + 1]:
         return f"{problem} (a tab character: YAML indents with spaces, never tabs)"
     if re.search(r"\d\s+\[[^\]]+\]", row) and ("'['" in problem or "',' or ']'" in problem):
-        return f"{problem} (a unit in brackets inside [ ] or {{ }} must be quoted, e.g. \"100.4 [degF]\")"
+        return f'{problem} (a unit in brackets inside [ ] or {{ }} must be quoted, e.g. "100.4 [degF]")'
     return problem
 
 
