@@ -854,7 +854,7 @@ def test_a_clip_bound_that_makes_no_sense_is_a_problem(tmp_path: Path, define: s
         "reason-number",
         "patient-number",
         "misspelt-value",
-    ],  # fmt: skip
+    ],
 )
 def test_a_malformed_expectation_is_a_problem_at_its_place(
     tmp_path: Path, expectation: str, message: str
