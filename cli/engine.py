@@ -93,16 +93,36 @@ def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
     """A note for each drug a site's value of a text parameter names (``index_drug`` set by
     params.yaml or --param) that no event of the store records: most often a misspelling,
     which would leave every rule naming it unknown or false without a word."""
-    from timeline.language.loader import did_you_mean
+    from timeline.language import ast
+    from timeline.language.loader import BUILTIN_DIR, did_you_mean, walk
 
     given: dict[str, list[str]] = {}
     for rid in rules.listed():
         for p in rules.rules[rid].params:
             if isinstance(p.value, str) and p.value != p.default:
                 given.setdefault(p.value, []).append(f"{rid}.{p.name}")
+    # the drugs a site's own rule files name (a literal or a parameter's default): noted only
+    # when a recorded drug is spelt nearly so (a misspelling); a rule may well name a drug no
+    # patient of this store had
+    written: dict[str, list[str]] = {}
+    for rid in rules.listed():
+        rule = rules.rules[rid]
+        if Path(rule.source).resolve().is_relative_to(BUILTIN_DIR):
+            continue
+        for n in walk(rule.define):
+            names = (
+                n.drugs
+                if isinstance(n, ast.Selector | ast.OnDrug)
+                else (n.drug,)
+                if isinstance(n, ast.DailyDose)
+                else ()
+            )
+            for drug in names:
+                if drug not in given and rid not in written.get(drug, []):
+                    written.setdefault(drug, []).append(rid)
     out = []
     present: list[str] | None = None  # every recorded drug, read once if any value is missing
-    for drug, where in sorted(given.items()):
+    for drug, where in sorted({**given, **written}.items()):
         # an early-stopping probe: a drug that is recorded is found at once
         if store.con.execute("SELECT 1 FROM events WHERE drug = ? LIMIT 1", [drug]).fetchone():
             continue
@@ -113,8 +133,10 @@ def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
                     "SELECT DISTINCT drug FROM events WHERE drug IS NOT NULL"
                 ).fetchall()
             ]
-        shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
-        out.append(f"{drug!r} ({shown}) is recorded for no patient in the store{did_you_mean(drug, present)}")
+        hint = did_you_mean(drug, present)
+        if drug in given or hint:
+            shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+            out.append(f"{drug!r} ({shown}) is recorded for no patient in the store{hint}")
     return out
 
 

@@ -454,6 +454,22 @@ def test_a_drug_set_by_a_parameter_that_no_event_records_is_noted(example_store:
     )
 
 
+def test_a_misspelt_drug_in_a_site_rule_file_is_noted(tmp_path: Path) -> None:
+    """Helper 43: `on_drug: anakinr` gave false for everyone without a word."""
+    store = store_with(tmp_path / "k.duckdb", CANAKINUMAB_STUDY)
+    write_rule(tmp_path / "site", "on_ana", {"on_drug": "canakinumabb"})
+    rules = load_rules([tmp_path / "site"])
+    assert unrecorded_drugs(store, rules) == [
+        "'canakinumabb' (on_ana) is recorded for no patient in the store (did you mean 'canakinumab'?)"
+    ]
+
+
+def test_a_site_rule_naming_a_drug_no_patient_had_and_none_like_it_adds_no_note(tmp_path: Path) -> None:
+    store = store_with(tmp_path / "k.duckdb", CANAKINUMAB_STUDY)
+    write_rule(tmp_path / "site", "on_toci", {"on_drug": "tocilizumab"})
+    assert unrecorded_drugs(store, load_rules([tmp_path / "site"])) == []
+
+
 def test_a_drug_parameter_at_a_recorded_drug_adds_no_note(tmp_path: Path) -> None:
     store = store_with(tmp_path / "k.duckdb", CANAKINUMAB_STUDY)
     rules = load_rules(params={"all_rules": {"index_drug": "canakinumab"}})

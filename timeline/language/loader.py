@@ -452,6 +452,7 @@ class _RuleParser:
                     f"{why}; text is a drug's name, for a parameter the definition names a drug by "
                     f"(drug: {{param: {name}}})",
                 )
+                self.bad_params.add(name)  # said once: not also "never read"
 
     def drugs(self, data: dict[str, Any], key: str, path: Path_) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """A selector's ``drug`` or ``not_drug``: one drug or a list, each a name or a text
