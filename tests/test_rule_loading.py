@@ -285,7 +285,7 @@ def test_rules_test_exits_9_when_an_example_fails(tmp_path: Path) -> None:
     result = run_cli("rules", "test", tmp_path, "--rule", "high_crp")
     assert result.exit_code == 9, result.output
     assert "FAIL high_crp@1: 0.61 mg/dL is above 6 mg/L" in result.stdout
-    assert "at 2009-03-01: expected False, got True" in result.stdout
+    assert "at 2009-03-01: expected false, got true" in result.stdout
     assert "0 passed, 1 failed" in result.stdout
 
 
@@ -1231,7 +1231,7 @@ def test_a_failed_expectation_names_its_patient(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     result = run_cli("rules", "test", tmp_path, "--rule", "r")
-    assert "     Y at 2009-03-01: expected True, got False" in result.stdout
+    assert "     Y at 2009-03-01: expected true, got false" in result.stdout
 
 
 # ---- messages that point at the cause -------------------------------------------------------------
@@ -1426,3 +1426,22 @@ def test_an_unquoted_bracketed_unit_in_a_flow_list_says_to_quote_it(tmp_path: Pa
         "define: {ge: [{latest: {select: {kind: body_temperature}, within: 1 day}}, 100.4 [degF]]}\n",
     )
     assert problem.endswith('(a unit in brackets inside [ ] or { } must be quoted, e.g. "100.4 [degF]")')
+
+
+def test_an_expectation_for_a_patient_without_events_in_the_example_is_a_problem(tmp_path: Path) -> None:
+    [problem] = problems_of(
+        tmp_path,
+        "define: {lt: [1, 2]}\nexamples:\n  - name: e\n    events: [{patient_id: X, kind: weight, "
+        "occurred_at: 2009-01-01, value: 20, unit: kg}]\n    expect: [{at: 2009-02-01, value: true, patient_id: Y}]\n",
+    )
+    assert problem.endswith("no event of this example is for patient 'Y' (its events are for 'X')")
+
+
+def test_a_duration_parameter_given_a_bare_number_says_to_give_its_unit(tmp_path: Path) -> None:
+    write_rule(
+        tmp_path, "r", {"latest": {"select": {"kind": "weight"}, "within": {"param": "validity"}}},
+        params={"validity": {"default": "30 days"}},
+    )  # fmt: skip
+    with pytest.raises(RuleError) as info:
+        load_rules([tmp_path], params={"r": {"validity": 14}})
+    assert "a duration needs its unit, e.g. '14 days'" in info.value.problems[0].message

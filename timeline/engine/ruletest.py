@@ -66,13 +66,21 @@ def _patient(ex: ast.Example, exp: ast.Expectation) -> str:
     return str(ex.events[0].get("patient_id", "X")) if ex.events else "X"
 
 
+def _shown(value: Any) -> str:
+    """A value as a rule file writes it: true, false, unknown, a number."""
+    if value is None:
+        return "unknown"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:.12g}" if isinstance(value, float) else str(value)
+
+
 def _check(ex: ast.Example, exp: ast.Expectation, got: Result, failures: list[str]) -> None:
     ok = _matches(exp.value, got.value)
     if ok and exp.reason_contains and exp.reason_contains not in (got.why or ""):
         ok = False
     if not ok:
-        want = "unknown" if exp.value is None else exp.value
-        have = "unknown" if got.value is None else got.value
+        want, have = _shown(exp.value), _shown(got.value)
         extra = f" (reason: {got.why})" if got.why else ""
         if exp.reason_contains:
             extra += f"; wanted a reason containing {exp.reason_contains!r}"

@@ -563,6 +563,14 @@ class _RuleParser:
                 if bad:
                     self.fail((*where, bad[0]), f"{bad[0]} is text, not {exp[bad[0]]!r}")
                     continue
+                patients = sorted({str(e["patient_id"]) for e in evs if e.get("patient_id") is not None})
+                if exp.get("patient_id") is not None and exp["patient_id"] not in patients:
+                    self.fail(
+                        (*where, "patient_id"),
+                        f"no event of this example is for patient {exp['patient_id']!r} "
+                        f"(its events are for {', '.join(map(repr, patients)) or 'no patient'})",
+                    )
+                    continue
                 value = exp["value"]
                 if value == "unknown":
                     value = None
@@ -2257,8 +2265,13 @@ def override_value(
         unit = _UCUM_OF[value.unit]  # 1 hour for a quantity in min: 60 min
         value = float(value.amount)
     if type(value) is not type(spec.default):
+        hint = (
+            f": a duration needs its unit, e.g. '{raw} days'"
+            if isinstance(spec.default, Duration) and isinstance(value, float)
+            else ""
+        )
         raise ValueError(
-            f"{raw!r} is not the same kind of value as the default, {value_text(spec.default, spec.unit)}"
+            f"{raw!r} is not the same kind of value as the default, {value_text(spec.default, spec.unit)}{hint}"
         )
     if unit not in (None, "1") and spec.unit in (None, "1"):
         raise ValueError(
