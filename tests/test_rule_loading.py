@@ -1445,3 +1445,28 @@ def test_a_duration_parameter_given_a_bare_number_says_to_give_its_unit(tmp_path
     with pytest.raises(RuleError) as info:
         load_rules([tmp_path], params={"r": {"validity": 14}})
     assert "a duration needs its unit, e.g. '14 days'" in info.value.problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("define", "message"),
+    [
+        (
+            "{last: {select: {kind: weight}, within: 7 days}}",
+            "unknown key 'within' for last (did you mean 'window'? the latest value no older than a "
+            "duration is latest: {select, within})",
+        ),
+        (
+            "{latest: {select: {kind: weight}, window: 7 days}}",
+            "unknown key 'window' for latest (did you mean 'within'?)",
+        ),
+        ("{gte: [1, 2]}", "unknown operator 'gte' (did you mean 'ge'?)"),
+        (
+            "{exists: {select: {kind: weight, where: {value: {'>=': 20 kg}}}, window: 7 days}}",
+            "where: value takes one comparison, e.g. {ge: 38 Cel} (did you mean 'ge'?)",
+        ),
+    ],
+    ids=["within-for-an-aggregate", "window-for-latest", "gte", "where-symbol"],
+)
+def test_a_word_from_another_language_gets_a_did_you_mean(tmp_path: Path, define: str, message: str) -> None:
+    [problem] = problems_of(tmp_path, f"define: {define}\n")
+    assert problem.endswith(message)

@@ -221,8 +221,19 @@ def _fmt(path: Path_) -> str:
     return out
 
 
+# words other languages and tools use for a comparison or a key of this one
+_SPELLINGS = {
+    "gte": "ge", ">=": "ge", "=>": "ge", "lte": "le", "<=": "le", "=<": "le", ">": "gt", "<": "lt",
+    "==": "eq", "=": "eq", "equals": "eq", "!=": "ne", "neq": "ne", "<>": "ne",
+    "within": "window", "window": "within",
+}  # fmt: skip
+
+
 def did_you_mean(word: str, pool: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(pool), n=1, cutoff=0.6)
+    choices = list(pool)
+    if _SPELLINGS.get(word) in choices:
+        return f" (did you mean {_SPELLINGS[word]!r}?)"
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -732,7 +743,12 @@ class _RuleParser:
                     f"where: {fname!r} is not a numeric event field{did_you_mean(fname, NUMERIC_FIELDS)}",
                 )
             if not isinstance(cond, dict) or len(cond) != 1 or next(iter(cond)) not in COMPARISONS:
-                raise self.fail(fpath, f"where: {fname} takes one comparison, e.g. {{ge: 38 Cel}}")
+                op = str(next(iter(cond))) if isinstance(cond, dict) and len(cond) == 1 else ""
+                raise self.fail(
+                    fpath,
+                    f"where: {fname} takes one comparison, e.g. {{ge: 38 Cel}}"
+                    f"{did_you_mean(op, COMPARISONS) if op else ''}",
+                )
             op, value = next(iter(cond.items()))
             where.append(ast.FieldCondition(field=fname, op=op, value=self.quantity(value, (*fpath, op))))
         any_of = tuple(self.selector(s, (*path, "any_of", i)) for i, s in enumerate(data.get("any_of") or []))
@@ -894,10 +910,10 @@ class _RuleParser:
                 raise self.fail(sub, f"{op} takes a mapping with {', '.join(required)}")
             for key in arg:
                 if key not in (*required, *optional):
-                    raise self.fail(
-                        (*sub, key),
-                        f"unknown key {key!r} for {op}{did_you_mean(key, (*required, *optional))}",
-                    )
+                    hint = did_you_mean(key, (*required, *optional))
+                    if key == "within" and op in AGGREGATES:
+                        hint = " (did you mean 'window'? the latest value no older than a duration is latest: {select, within})"
+                    raise self.fail((*sub, key), f"unknown key {key!r} for {op}{hint}")
             for key in required:
                 if key not in arg:
                     raise self.fail(sub, f"{op} needs {key!r}")
