@@ -1227,6 +1227,7 @@ def test_a_failed_expectation_names_its_patient(tmp_path: Path) -> None:
         PLAIN + "define: {exists: {select: {kind: weight}, window: 7 days}}\n"
         "examples:\n  - name: e\n    events:\n"
         "      - {patient_id: X, kind: weight, occurred_at: 2009-03-01, value: 20, unit: kg}\n"
+        "      - {patient_id: Y, kind: weight, occurred_at: 2009-02-01, value: 20, unit: kg}\n"
         "    expect: [{patient_id: Y, at: 2009-03-01, value: true}]\n",
         encoding="utf-8",
     )
@@ -1470,3 +1471,33 @@ def test_a_duration_parameter_given_a_bare_number_says_to_give_its_unit(tmp_path
 def test_a_word_from_another_language_gets_a_did_you_mean(tmp_path: Path, define: str, message: str) -> None:
     [problem] = problems_of(tmp_path, f"define: {define}\n")
     assert problem.endswith(message)
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (
+            "{kind: lab, code: 1988-5, occurred_at: 2009-01-01, value: 3, unit: mg/L}",
+            "an example event needs patient_id",
+        ),
+        ("{patient_id: X, kind: labs, occurred_at: 2009-01-01}", "unknown kind 'labs' (did you mean 'lab'?)"),
+        (
+            "{patient_id: X, kind: lab, occurred_at: 2009-01-01, value: 3, unit: mg/L}",
+            "a lab event needs code",
+        ),
+        (
+            "{patient_id: X, kind: weight, occurred_at: 2009-01-01, value: 20, unit: kg, dose: 5}",
+            "a weight event has no dose",
+        ),
+    ],
+    ids=["no-patient", "unknown-kind", "missing-field", "foreign-field"],
+)
+def test_an_example_event_ingest_would_refuse_is_a_problem_at_its_line(
+    tmp_path: Path, event: str, message: str
+) -> None:
+    [problem] = problems_of(
+        tmp_path,
+        f"define: {{lt: [1, 2]}}\nexamples:\n  - name: e\n    events:\n      - {event}\n    expect: []\n",
+    )
+    assert problem.startswith(f"{tmp_path / 'r.yaml'}:9:")
+    assert message in problem

@@ -287,7 +287,8 @@ def test_a_rule_reading_itself_at_other_values_is_a_cycle(tmp_path: Path) -> Non
 
 
 def test_a_problem_in_the_rule_read_is_not_reported_again_for_its_variant(tmp_path: Path) -> None:
-    write_rule(tmp_path, "base", {"gt": [{"latest": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days"}}, "2 kg"]},
+    write_rule(tmp_path, "base", {"all": [{"gt": [{"latest": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days"}}, "2 kg"]},
+                                          {"gt": [{"param": "limit"}, 1]}]},
                params={"limit": {"default": 3}})  # fmt: skip
     write_rule(tmp_path, "reader", {"rule": {"id": "base", "with": {"limit": 4}}})
     found = _problems(tmp_path)

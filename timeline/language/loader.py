@@ -452,6 +452,31 @@ class _RuleParser:
                 name=name, default=default, unit=unit, description=str(spec.get("description", ""))
             )
 
+    def _example_event(self, e: dict[str, Any], path: Path_) -> None:
+        """What ingest would refuse in an example's event for its shape, said at its line here
+        (its values and units are checked when `rules test` ingests it): a missing core field,
+        an unknown kind, a field its kind needs or does not have."""
+        for key in events.CORE_COLUMNS:
+            if e.get(key) is None or str(e[key]).strip() == "":
+                self.fail(
+                    path, f"an example event needs {key} (every event has patient_id, kind, occurred_at)"
+                )
+                return
+        kind = str(e["kind"])
+        if kind not in events.KINDS:
+            self.fail((*path, "kind"), f"unknown kind {kind!r}{did_you_mean(kind, events.KINDS)}")
+            return
+        required, allowed = events.kind_fields(kind)
+        common = set(events.EventBase.model_fields) | {"kind"}
+        for key in sorted(required - {k for k, v in e.items() if v is not None}):
+            self.fail(path, f"a {kind} event needs {key}")
+        for key in e:
+            if key in events.NATIVE_COLUMNS and key not in allowed | common and e[key] is not None:
+                self.fail(
+                    (*path, key),
+                    f"a {kind} event has no {key} (its fields: {', '.join(sorted(allowed)) or 'none beyond the common ones'})",
+                )
+
     def _check_text_params(self) -> None:
         """A text parameter names a drug (``drug: {param: p}``): one the definition never names
         a drug by is reported as the value its default is not (the type checker refuses one
@@ -545,6 +570,7 @@ class _RuleParser:
                             (*path, "events", j, key),
                             f"unknown event field {key!r}{did_you_mean(key, events.NATIVE_COLUMNS)}",
                         )
+                self._example_event(e, (*path, "events", j))
             expects: list[ast.Expectation] = []
             for j, exp in enumerate(ex["expect"] or []):
                 unknown = [k for k in exp if k not in EXPECTATION_KEYS] if isinstance(exp, dict) else []
@@ -2283,7 +2309,7 @@ def override_value(
     if type(value) is not type(spec.default):
         hint = (
             f": a duration needs its unit, e.g. '{raw} days'"
-            if isinstance(spec.default, Duration) and isinstance(value, float)
+            if isinstance(spec.default, Duration) and isinstance(value, float) and unit in (None, "1")
             else ""
         )
         raise ValueError(
