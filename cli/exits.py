@@ -55,15 +55,22 @@ USAGE = 2
 INTERNAL = 70
 
 
+TERMINATED = 143  # 128 + SIGTERM: what `timeout`, systemd and a cancelled CI job send
+
+
 class _State:
-    interrupted = False  # Ctrl-C arrived during this run
+    interrupted = False  # Ctrl-C (or SIGTERM) arrived during this run
+    signum = signal.SIGINT  # which of the two
     finishing = False  # the command has ended: a Ctrl-C now only changes the exit code
     json = False  # --json was given
     documents = 0  # JSON documents written before this run
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C, and SIGTERM alike: the command stops the same way, its temporary files (a copy
+    of standard input, a half-written export or synth file) removed and the store unchanged."""
     _State.interrupted = True
+    _State.signum = signal.Signals(signum)
     if _State.finishing:
         return
     store = sys.modules.get("timeline.store")
@@ -77,13 +84,16 @@ def run(app: Callable[[], Any], done: tuple[type[Exception], ...]) -> int:
     ``done``: exceptions that carry the exit code (``.code``) of a command that has already
     reported its outcome."""
     _State.interrupted = _State.finishing = False
+    _State.signum = signal.SIGINT
     _State.json = _json_requested(sys.argv[1:])
     _State.documents = documents_written()
+    _closed_streams()
     _guard_stdout()
-    try:
-        previous: Any = signal.signal(signal.SIGINT, _on_sigint)
-    except ValueError:  # not the main thread (an embedding program): Ctrl-C stays its own
-        previous = None
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # not the main thread (an embedding program): signals stay its own
+        with suppress(ValueError):
+            previous[signum] = signal.signal(signum, _on_sigint)
     try:
         try:
             app()
@@ -101,14 +111,16 @@ def run(app: Callable[[], Any], done: tuple[type[Exception], ...]) -> int:
             return code or BROKEN_PIPE
         return code
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _ending(exc: BaseException | None, done: tuple[type[Exception], ...]) -> int:
     from timeline.errors import TimelineError
 
     if _State.interrupted or _is_interrupt(exc):
+        if _State.signum == signal.SIGTERM:
+            return _fail("terminated (SIGTERM)", [], TERMINATED)
         return _fail("interrupted", [], INTERRUPTED)
     if _broken_pipe(exc):
         _drop_stdout()
@@ -183,6 +195,33 @@ class _Stdout(io.TextIOWrapper):
             raise
 
 
+_KEPT: dict[str, Any] = {}
+
+
+def _closed_streams() -> None:
+    """A standard stream the parent closed (``>&-``, ``<&-``) is None in Python: every write
+    or read would fail with an AttributeError (a traceback, after a write had committed).
+    Standard input then reads as empty; standard output and error go to /dev/null, as if
+    redirected there."""
+    # kept open for the rest of the process: _guard_stdout wraps the buffer of the one it finds
+    if sys.stdin is None:
+        sys.stdin = _KEPT.setdefault("stdin", open(os.devnull, encoding="utf-8"))  # noqa: SIM115
+    if sys.stdout is None:
+        sys.stdout = _KEPT.setdefault("stdout", open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = _KEPT.setdefault("stderr", open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+    # an encoding that cannot write what the tables and reasons hold (≤, °, ×, —): escaped
+    # rather than a UnicodeEncodeError (exit 70); JSON is then written in ASCII (output.py)
+    for stream in (sys.stdout, sys.stderr):
+        if not _utf(stream) and isinstance(stream, io.TextIOWrapper):
+            with suppress(ValueError, OSError):
+                stream.reconfigure(errors="backslashreplace")
+
+
+def _utf(stream: Any) -> bool:
+    return str(getattr(stream, "encoding", "utf-8") or "utf-8").lower().replace("_", "-") in ("utf-8", "utf8")
+
+
 def _guard_stdout() -> None:
     """Give standard output a buffered writer and mark its write errors (module docstring).
     Left as it is when it is not Python's own (a test's capture, an embedding program's), or
@@ -201,7 +240,7 @@ def _guard_stdout() -> None:
     sys.stdout = _Stdout(
         buffer,
         encoding=out.encoding,
-        errors=out.errors,
+        errors=out.errors if _utf(out) else "backslashreplace",
         line_buffering=out.line_buffering or unbuffered,
     )
 

@@ -35,7 +35,14 @@ def dump_json(data: Any) -> None:
     an overflow) is written as the string "Infinity", "-Infinity" or "NaN": JSON has no such
     numbers, and Python's bare tokens break other readers (jq, JavaScript)."""
     global _documents
-    text = json.dumps(_finite(data), default=_default, indent=2, ensure_ascii=False, allow_nan=False)
+    encoding = str(getattr(sys.stdout, "encoding", None) or "utf-8").lower().replace("_", "-")
+    text = json.dumps(
+        _finite(data),
+        default=_default,
+        indent=2,
+        ensure_ascii=encoding not in ("utf-8", "utf8"),  # \u2264 where the encoding has no ≤
+        allow_nan=False,
+    )
     _documents += 1  # counted before it is written: a document cut short is still one
     text += "\n"
     # In pieces: with an unbuffered stdout (PYTHONUNBUFFERED=1) Python ignores a write that a

@@ -94,8 +94,11 @@ integrity.verify = verify
 """
 
 
-def interrupted_cli(setup: str, *args: str | os.PathLike[str]) -> CliResult:
-    """Run ``timeline ARGS...`` in a child process and send it SIGINT, as Ctrl-C does, once
+def interrupted_cli(
+    setup: str, *args: str | os.PathLike[str], signum: int = signal.SIGINT, env: dict[str, str] | None = None
+) -> CliResult:
+    """Run ``timeline ARGS...`` in a child process and send it SIGINT, as Ctrl-C does (or
+    ``signum``: SIGTERM, as `timeout` and a cancelled CI job do), once
     ``setup`` (Python run before the command, typically patching a step to call ``ready()``
     and then take long) says it is ready. Without a call to ``ready()`` the command runs to
     its end."""
@@ -106,13 +109,13 @@ def interrupted_cli(setup: str, *args: str | os.PathLike[str]) -> CliResult:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=subprocess_env(),
+        env=env or subprocess_env(),
     )
     os.close(write_end)
     try:
         with os.fdopen(read_end) as signals:
             if signals.readline():  # "" when the child ended without calling ready()
-                child.send_signal(signal.SIGINT)
+                child.send_signal(signum)
         out, err = child.communicate(timeout=60)
     finally:
         if child.poll() is None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.support import EXAMPLE_CSV, interrupted_cli, rows_without, run_cli, snapshot
+from tests.support import EXAMPLE_CSV, interrupted_cli, rows_without, run_cli, snapshot, subprocess_env
 from timeline import events as ev
 from timeline.ingest import ingest_file
 from timeline.store import Store, _dicts
@@ -439,6 +441,61 @@ def test_ctrl_c_during_an_ingest_says_interrupted_and_writes_nothing(
     result = interrupted_cli(ENDLESS_INSERT, "ingest", new_events, "--store", example_store, "--author", "t")
     assert (result.exit_code, result.stderr) == (130, "error: interrupted\n")
     assert snapshot(example_store) == before
+
+
+def test_sigterm_during_an_ingest_says_terminated_exits_143_and_writes_nothing(
+    example_store: Path, new_events: Path
+) -> None:
+    before = snapshot(example_store)
+    result = interrupted_cli(
+        ENDLESS_INSERT, "ingest", new_events, "--store", example_store, "--author", "t", signum=signal.SIGTERM
+    )
+    assert (result.exit_code, result.stderr) == (143, "error: terminated (SIGTERM)\n")
+    assert snapshot(example_store) == before
+
+
+# standard input read from the file named by the last argument (which the command does not see)
+STDIN_FROM_LAST_ARGUMENT = """
+import io, sys
+sys.stdin = io.TextIOWrapper(io.BytesIO(open(sys.argv.pop(), "rb").read()))
+"""
+
+
+def test_sigterm_during_an_ingest_of_standard_input_removes_its_copy(
+    example_store: Path, new_events: Path, tmp_path: Path
+) -> None:
+    """Helper 44: the copy of the patient data piped in was left in the temp directory."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    result = interrupted_cli(
+        ENDLESS_INSERT + STDIN_FROM_LAST_ARGUMENT,
+        "ingest", "-", "--format", "csv", "--store", example_store, "--author", "t", new_events,
+        signum=signal.SIGTERM, env=subprocess_env(TMPDIR=str(temp)),
+    )  # fmt: skip
+    assert result.exit_code == 143, result.stderr
+    assert list(temp.iterdir()) == []
+
+
+def test_an_ingest_with_standard_output_closed_writes_and_exits_0(
+    example_store: Path, new_events: Path
+) -> None:
+    """Helper 44: `>&-` committed the batch, then failed with a traceback (exit 1)."""
+    before = len(snapshot(example_store)["events"])
+    done = subprocess.run(
+        ["bash", "-c", f'"{sys.executable}" -m cli.main ingest "{new_events}" --store "{example_store}" --author t >&-'],
+        capture_output=True, text=True, env=subprocess_env(), timeout=120,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    assert len(snapshot(example_store)["events"]) == before + 1
+
+
+def test_an_ingest_of_standard_input_closed_reads_an_empty_file(example_store: Path) -> None:
+    done = subprocess.run(
+        ["bash", "-c", f'"{sys.executable}" -m cli.main ingest - --format csv --store "{example_store}" <&-'],
+        capture_output=True, text=True, env=subprocess_env(), timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 6
+    assert "empty file" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_ctrl_c_during_an_ingest_with_a_progress_bar_says_interrupted_and_writes_nothing(

@@ -284,3 +284,24 @@ def test_an_interrupted_command_under_json_writes_an_error_document(example_stor
         "error": {"message": "interrupted", "details": [], "exit_code": 130},
     }
     assert (result.exit_code, result.stderr) == (130, "error: interrupted\n")
+
+
+def _with_encoding(encoding: str, *args: str | Path) -> subprocess.CompletedProcess[bytes]:
+    env = {**output_env(False), "PYTHONIOENCODING": encoding}
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *(str(a) for a in args)], capture_output=True, env=env, timeout=120
+    )
+
+
+def test_json_under_an_ascii_output_encoding_is_valid_json_with_escapes(example_store: Path) -> None:
+    """Helper 44: a ≤ in a reason made exit 70 and an empty stdout under PYTHONIOENCODING=ascii."""
+    done = _with_encoding("ascii", "state", "P001", "--at", "2008-06-01", "--store", example_store, "--json")
+    assert done.returncode == 0, done.stderr
+    assert b"\\u2264" in done.stdout  # ≤, in a reason or note
+    assert "≤" in json.dumps(json.loads(done.stdout.decode("ascii")), ensure_ascii=False)
+
+
+def test_a_table_under_an_ascii_output_encoding_is_written(example_store: Path) -> None:
+    done = _with_encoding("ascii", "state", "P001", "--at", "2008-06-01", "--store", example_store)
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert "P001 at 2008-06-01" in done.stdout.decode("ascii")
