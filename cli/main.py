@@ -330,6 +330,8 @@ def correct(
         result = do_correct(s, event_id, changes, reason=reason, author=who)
     if json_out:
         dump_json({"event_id": event_id, **result.__dict__})
+    elif result.batch_id is None:
+        console().print(f"{esc(event_id)} already has these values: nothing written")
     else:
         console().print(f"corrected {esc(event_id)}: seq {result.high_water} (batch {result.batch_id})")
 
@@ -360,6 +362,8 @@ def retract(
         result = do_retract(s, event_id, reason=reason, author=who)
     if json_out:
         dump_json({"event_id": event_id, **result.__dict__})
+    elif result.batch_id is None:
+        console().print(f"{esc(event_id)} is already retracted: nothing written")
     else:
         console().print(f"retracted {esc(event_id)}: seq {result.high_water} (batch {result.batch_id})")
 

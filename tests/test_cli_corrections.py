@@ -149,17 +149,31 @@ def test_correcting_an_unknown_field_suggests_the_right_one(example_store: Path)
 
 
 @pytest.mark.parametrize("change", ["value=4", "value=4.0", "unit=mg/L", "note="])
-def test_a_correction_that_changes_nothing_is_refused(example_store: Path, change: str) -> None:
-    """p1-crp2 is 4 mg/L without a note: the same value written differently is no change."""
+def test_a_correction_that_changes_nothing_writes_nothing_and_exits_0(
+    example_store: Path, change: str
+) -> None:
+    """p1-crp2 is 4 mg/L without a note: the same value written differently is no change. A
+    script run again finds its correction made (helper 44: it exited 2, a bad command line)."""
     before = snapshot(example_store)
     result = run_cli(
         "correct", "p1-crp2", "--set", change, "--reason", "r", *AUTHOR, "--store", example_store
     )
-    assert (result.exit_code, result.stderr) == (
-        2,
-        "error: the correction changes nothing in event 'p1-crp2'\n",
-    )
+    assert (result.exit_code, result.stdout) == (0, "p1-crp2 already has these values: nothing written\n")
     assert snapshot(example_store) == before
+
+
+def test_retracting_a_retracted_event_writes_nothing_and_exits_0(corrected_store: Path) -> None:
+    before = snapshot(corrected_store)
+    result = run_cli("retract", "p1-rash1", "--reason", "r", *AUTHOR, "--store", corrected_store, "--json")
+    assert result.exit_code == 0
+    assert {
+        k: v for k, v in json.loads(result.stdout).items() if k in ("batch_id", "added", "duplicates")
+    } == {
+        "batch_id": None,
+        "added": 0,
+        "duplicates": 1,
+    }
+    assert snapshot(corrected_store) == before
 
 
 def test_a_correction_is_validated_like_a_file_row(example_store: Path) -> None:

@@ -252,7 +252,8 @@ def correct(
     for name, value in changes.items():
         row[name] = value if value != "" else None
     if _same_native(store.con, before, row):
-        raise UsageError(f"the correction changes nothing in event {event_id!r}")
+        # already so (a script run again): nothing to write, as an ingest of duplicates
+        return IngestResult(f"correction of {event_id}", None, 0, 1, store.high_water(), 0.0)
     try:
         return _write_rows(store, [row], author=author, source="correction", op="correct", reason=reason)
     except IngestError as exc:  # one row, the event: named by its id, not as "row 1"
@@ -265,6 +266,12 @@ def retract(store: Store, event_id: str, *, reason: str, author: str) -> IngestR
     """Append a retraction: from now on the event is no longer part of the timeline."""
     _require_text(reason, "reason")
     _require_text(author, "author")
+    last = store.con.execute(
+        "SELECT op FROM events WHERE event_id = ? ORDER BY seq DESC LIMIT 1", [event_id]
+    ).fetchone()
+    if last is not None and last[0] == "retract":
+        # already retracted (a script run again): nothing to write, as an ingest of duplicates
+        return IngestResult(f"retraction of {event_id}", None, 0, 1, store.high_water(), 0.0)
     current = store.current_version(event_id)
     started = time.perf_counter()
     con = store.con
