@@ -462,13 +462,19 @@ def history(
 
 
 def _swimlanes(patient: str, rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
-    from rich.text import Text
 
     c = console()
     if not rows:
         c.print(f"{esc(patient)}: no events, no history")
         return
+    if c.is_terminal:  # a file or a pipe gets the intervals only (README)
+        _lanes(c, patient, rows)
+    _intervals_table(c, rows)
+
+
+def _lanes(c: Any, patient: str, rows: list[dict[str, Any]]) -> None:
+    from rich.text import Text
+
     starts = [r["start"] for r in rows]
     ends = [r["end"] for r in rows if r["end"] is not None]
     t0, t1 = min(starts), max(ends + starts)
@@ -491,6 +497,11 @@ def _swimlanes(patient: str, rows: list[dict[str, Any]]) -> None:
     )
     for rid, lane in lanes.items():
         c.print(cell(f"{rid:>34} │") + Text.from_markup("".join(lane)) + cell("│"))
+
+
+def _intervals_table(c: Any, rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
     table = Table(title="intervals", title_justify="left")
     for col in ("rule", "from", "until", "value", "reason"):
         table.add_column(col)

@@ -356,11 +356,22 @@ def test_history_csv_has_one_row_per_interval(example_store: Path) -> None:
     assert len(rows) == len(CRP_INTERVALS)
 
 
-def test_history_renders_swimlanes_and_a_table(example_store: Path) -> None:
+def test_history_renders_swimlanes_and_a_table_on_a_terminal(
+    example_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich: a terminal
     result = run_cli("history", "P001", "--rule", "crp_normal", "--store", example_store)
     assert result.exit_code == 0, result.output
-    assert "crp_normal │" in result.stdout
+    assert "█" in result.stdout or "░" in result.stdout
     assert "intervals" in result.stdout
+
+
+def test_history_to_a_file_or_pipe_is_the_intervals_table_only(example_store: Path) -> None:
+    """README: swimlanes on a terminal (helper 44: drawn into files)."""
+    result = run_cli("history", "P001", "--rule", "crp_normal", "--store", example_store)
+    assert result.exit_code == 0, result.output
+    assert "█" not in result.stdout and "░" not in result.stdout
+    assert result.stdout.startswith("intervals")
 
 
 def test_history_table_shows_an_edge_at_the_end_of_a_day_by_its_day(example_store: Path) -> None:
