@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from tests.support import EXAMPLE_CSV, SLEEPING_VERIFY, interrupted_cli, raw_connection, run_cli
@@ -82,8 +83,31 @@ def test_foreign_file_is_not_a_timeline_store(tmp_path: Path) -> None:
     result = run_cli("info", "--store", path)
     assert (result.exit_code, result.stderr) == (
         3,
-        f"error: {path} is not a timeline store (not a DuckDB file)\n",
+        f"error: {path} is not a timeline store: it is a text file, not a DuckDB file\n",
     )
+
+
+def test_an_events_file_given_as_the_store_says_what_it_is_and_how_to_load_it(tmp_path: Path) -> None:
+    """Helper 44: a CSV gave DuckDB's 'Cannot launch in-memory database in read-only mode'."""
+    result = run_cli("info", "--store", EXAMPLE_CSV)
+    assert (result.exit_code, result.stderr) == (
+        3,
+        f"error: {EXAMPLE_CSV} is not a timeline store: it is a text file, not a DuckDB file "
+        "(events to load? `timeline ingest events.csv --store STORE`)\n",
+    )
+
+
+def test_a_parquet_file_given_as_the_store_is_named_parquet(tmp_path: Path) -> None:
+    """Helper 44: it was 'a DuckDB file but not a timeline store'."""
+    path = tmp_path / "events.parquet"
+    duckdb.sql(f"COPY (SELECT 1 AS x) TO '{path}' (FORMAT parquet)")
+    before = path.read_bytes()
+    result = run_cli("ingest", EXAMPLE_CSV, "--store", path, "--author", "t")
+    assert (result.exit_code, result.stderr.split(": it is ")[1]) == (
+        3,
+        "a Parquet file (events to load? `timeline ingest events.parquet --store STORE`)\n",
+    )
+    assert path.read_bytes() == before
 
 
 def test_an_empty_store_file_says_it_is_empty(tmp_path: Path) -> None:

@@ -260,6 +260,9 @@ class Store:
             raise StoreError(f"{target} is a directory, not a store file")
         if target.stat().st_size == 0:  # a copy that never started, or `touch`: nothing to read
             raise StoreError(f"{target} is empty (0 bytes), not a timeline store: restore it from a backup")
+        foreign = _foreign_file(target)
+        if foreign is not None:
+            raise StoreError(f"{target} is not a timeline store: {foreign}")
         if write and not os.access(target.parent, os.W_OK):  # found only at the commit otherwise
             raise StoreError(
                 f"cannot write to {target.parent}: DuckDB writes its log ({target.name}.wal) beside the store"
@@ -649,6 +652,30 @@ def _check_timezone(tz: str) -> None:
         duckdb.execute("SELECT timezone(?, TIMESTAMPTZ '2000-01-01 00:00:00+00')", [tz]).fetchall()
     except duckdb.Error as exc:
         raise UsageError(f"unknown time zone {tz!r} (use an IANA name such as Europe/Madrid)") from exc
+
+
+def _foreign_file(path: Path) -> str | None:
+    """What a file given as a store is, when its first bytes say it is no DuckDB file (DuckDB's
+    own message for a Parquet or CSV file is about an in-memory database, or calls a Parquet
+    file a DuckDB one). None for a DuckDB file, or one too short to tell (DuckDB says why)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None  # DuckDB's open says why
+    if len(head) < 12 or head[8:12] == b"DUCK":
+        return None
+    load = f" (events to load? `timeline ingest {path.name} --store STORE`)"
+    if head.startswith(b"PAR1"):
+        return f"it is a Parquet file{load}"
+    if head.startswith(b"SQLite format 3"):
+        return "it is an SQLite database, not a DuckDB file"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not a DuckDB file"
+    events_file = path.suffix.lower() in (".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson")
+    return f"it is a text file, not a DuckDB file{load if events_file else ''}"
 
 
 def _connect(path: Path, *, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
