@@ -231,6 +231,8 @@ def ingest(
             results.append(result)
             if not json_out:
                 console().print(esc(result.message()))
+            for note in result.notes:
+                console(stderr=True).print(f"[yellow]note:[/] {esc(note)}", soft_wrap=True)
     if json_out:
         payload: dict[str, Any] = {"batches": [r.__dict__ for r in results]}
         if failed is not None:

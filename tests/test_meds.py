@@ -77,6 +77,30 @@ def round_trip(src: Path, out: Path, tz: str, **kw: Any) -> tuple[list[Any], lis
     return before, after
 
 
+def test_an_export_ingested_into_a_store_of_another_time_zone_is_noted(
+    valencia: tuple[Path, Any], tmp_path: Path
+) -> None:
+    """Helper 44: a Europe/Madrid dataset went into a UTC store without a word."""
+    with Store.open(valencia[0]) as s:
+        export_meds(s, tmp_path / "meds")
+    with Store.create(tmp_path / "utc.duckdb") as d:
+        notes = ingest_file(d, tmp_path / "meds", author="t").notes
+    assert notes == [
+        "meds's times are wall-clock times in Europe/Madrid (its dataset.json); this store's time zone "
+        "is UTC: they are stored as written. Ingest into a store made with `timeline init --timezone "
+        "Europe/Madrid` to keep the source's instants (docs/meds.md)"
+    ]
+
+
+def test_an_export_ingested_into_a_store_of_its_time_zone_has_no_note(
+    valencia: tuple[Path, Any], tmp_path: Path
+) -> None:
+    with Store.open(valencia[0]) as s:
+        export_meds(s, tmp_path / "meds")
+    with Store.create(tmp_path / "madrid.duckdb", timezone="Europe/Madrid") as d:
+        assert ingest_file(d, tmp_path / "meds", author="t").notes == []
+
+
 def test_round_trip_restores_the_current_timeline(valencia: tuple[Path, Any], tmp_path: Path) -> None:
     before, after = round_trip(valencia[0], tmp_path / "meds", "Europe/Madrid")
     assert after == before

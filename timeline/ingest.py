@@ -77,6 +77,7 @@ class IngestResult:
     codes_registered: list[str] = field(default_factory=list)  # a MEDS dataset's site codes added
     # a MEDS dataset's site codes this store defines otherwise: its own definition stays
     codes_kept: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # said beside the message (a MEDS zone that differs)
 
     def message(self) -> str:
         head = f"{self.source}: {self.added:,} event{'s' if self.added != 1 else ''} added"
@@ -197,7 +198,8 @@ def _ingest_file(
             site_codes=brought,
             codes_digest=codes_digest,
         )
-        return dataclasses.replace(result, codes_kept=kept) if kept else result
+        note = meds.zone_note(store, source) if fmt == "meds" else None
+        return dataclasses.replace(result, codes_kept=kept, notes=[note] if note else [])
     except IngestError as exc:
         if fmt == "meds":  # name the data file and its row beside the dataset-wide row number
             raise meds.locate(con, exc) from None

@@ -430,6 +430,25 @@ def data_files(path: Path) -> list[Path]:
     return sorted((path / DATA_DIR).rglob("*.parquet"), key=lambda p: p.relative_to(path).as_posix())
 
 
+def zone_note(store: Store, path: Path) -> str | None:
+    """A note when the dataset's times were written in another time zone than the store's
+    (``dataset.json``'s ``timeline.timezone``): its wall-clock times are stored as written,
+    so an instant the two zones tell apart (an offset given later, a DST change) reads
+    differently than at the source."""
+    try:
+        meta = json.loads((path / DATASET_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # a dataset from elsewhere, without ours: nothing to compare
+    zone = meta.get("timeline", {}).get("timezone") if isinstance(meta, dict) else None
+    if not isinstance(zone, str) or zone == store.timezone:
+        return None
+    return (
+        f"{path.name}'s times are wall-clock times in {zone} (its dataset.json); this store's time "
+        f"zone is {store.timezone}: they are stored as written. Ingest into a store made with "
+        f"`timeline init --timezone {zone}` to keep the source's instants (docs/meds.md)"
+    )
+
+
 def dataset_digest(path: Path) -> str:
     """SHA-256 over the data files, the subject map and the site's codes (names and contents),
     in name order."""
