@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt
-from cli.output import cell, console, dump_json, error, error_document, esc
+from cli.output import cell, console, dump_json, error, error_document, esc, note
 
 if TYPE_CHECKING:
     from timeline.engine.evaluate import Result, Session
@@ -67,8 +67,8 @@ def load(rules: list[Path] | None, params: list[str] | None = None) -> RuleSet:
     from timeline.language.loader import rule_dirs
 
     rs = load_rules(rule_dirs([str(p) for p in rules or []]), params=_params(params))
-    for note in rs.notes:
-        console(stderr=True).print(f"[yellow]note:[/] {esc(note)}", soft_wrap=True)
+    for text in rs.notes:
+        note(text)
     return rs
 
 
@@ -84,8 +84,8 @@ def session(
 
     ruleset = load(rules, params)
     s = Store.open(store, wait=wait)
-    for note in unrecorded_drugs(s, ruleset):
-        console(stderr=True).print(f"[yellow]note:[/] {esc(note)}", soft_wrap=True)
+    for text in unrecorded_drugs(s, ruleset):
+        note(text)
     return Session(s, ruleset, parse_moment(as_known_at) if as_known_at else None)
 
 
@@ -440,11 +440,10 @@ def history(
     # (by the id the rule set gives: a copy may be asked for in another spelling)
     growing = [rid for rid in dict.fromkeys(rule or []) if sess.rules.grows_with_time(sess.rules.get(rid).id)]
     if growing:
-        console(stderr=True).print(
-            f"[yellow]note:[/] {esc(', '.join(growing))} {'grows' if len(growing) == 1 else 'grow'} with time"
+        note(
+            f"{', '.join(growing)} {'grows' if len(growing) == 1 else 'grow'} with time"
             " (age, time_since): each interval shows the value at its start; "
-            "`timeline state --at DATE` gives it on a date",
-            soft_wrap=True,
+            "`timeline state --at DATE` gives it on a date"
         )
     if json_out:
         dump_json({"manifest": manifest, "patient_id": patient, "intervals": rows})

@@ -47,7 +47,7 @@ from contextlib import suppress
 from types import FrameType
 from typing import Any
 
-from cli.output import documents_written, dump_json, error, error_document
+from cli.output import clear_notes, documents_written, dump_json, error, error_document
 
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 BROKEN_PIPE = 141  # 128 + SIGPIPE
@@ -87,6 +87,7 @@ def run(app: Callable[[], Any], done: tuple[type[Exception], ...]) -> int:
     _State.signum = signal.SIGINT
     _State.json = _json_requested(sys.argv[1:])
     _State.documents = documents_written()
+    clear_notes()
     _closed_streams()
     _guard_stdout()
     previous: dict[int, Any] = {}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from cli.options import AsKnownOpt, Command, Group, JsonOpt, StoreOpt, WaitOpt
-from cli.output import cell, console, dump_json, error, error_document, esc, working
+from cli.output import cell, console, dump_json, error, error_document, esc, note, working
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -231,8 +231,8 @@ def ingest(
             results.append(result)
             if not json_out:
                 console().print(esc(result.message()))
-            for note in result.notes:
-                console(stderr=True).print(f"[yellow]note:[/] {esc(note)}", soft_wrap=True)
+            for text in result.notes:
+                note(text)
     if json_out:
         payload: dict[str, Any] = {"batches": [r.__dict__ for r in results]}
         if failed is not None:

@@ -28,6 +28,19 @@ def _default(value: Any) -> Any:
 
 
 _documents = 0  # JSON documents started on stdout by this process
+_notes: list[str] = []  # notes said on stderr by this run, repeated in its JSON document
+
+
+def note(text: str) -> None:
+    """A note on stderr (`note: …`), and under ``notes`` in the JSON document the command
+    writes, so that a script reading only the JSON sees it too."""
+    console(stderr=True).print(f"[yellow]note:[/] {esc(text)}", soft_wrap=True)
+    _notes.append(text)
+
+
+def clear_notes() -> None:
+    """Forget the notes of an earlier run in this process (tests run many)."""
+    _notes.clear()
 
 
 def dump_json(data: Any) -> None:
@@ -35,6 +48,8 @@ def dump_json(data: Any) -> None:
     an overflow) is written as the string "Infinity", "-Infinity" or "NaN": JSON has no such
     numbers, and Python's bare tokens break other readers (jq, JavaScript)."""
     global _documents
+    if _notes and isinstance(data, dict) and "notes" not in data:
+        data = {**data, "notes": list(_notes)}
     encoding = str(getattr(sys.stdout, "encoding", None) or "utf-8").lower().replace("_", "-")
     text = json.dumps(
         _finite(data),

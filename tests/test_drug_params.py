@@ -470,6 +470,15 @@ def test_a_site_rule_naming_a_drug_no_patient_had_and_none_like_it_adds_no_note(
     assert unrecorded_drugs(store, load_rules([tmp_path / "site"])) == []
 
 
+def test_a_note_on_stderr_is_also_in_the_json_document(example_store: Path) -> None:
+    """Helper 44: a script reading only the JSON missed it."""
+    result = run_cli("state", "P001", "--at", "2008-06-01", "--rule", "pedi_change_crp", "--store", example_store,
+                     "--param", "index_drug=anakinara", "--json")  # fmt: skip
+    notes = json.loads(result.stdout)["notes"]
+    assert len(notes) == 1 and notes[0].startswith("'anakinara' (pedi_change_")
+    assert notes[0].endswith("is recorded for no patient in the store (did you mean 'anakinra'?)")
+
+
 def test_a_drug_parameter_at_a_recorded_drug_adds_no_note(tmp_path: Path) -> None:
     store = store_with(tmp_path / "k.duckdb", CANAKINUMAB_STUDY)
     rules = load_rules(params={"all_rules": {"index_drug": "canakinumab"}})
