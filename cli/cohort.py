@@ -419,7 +419,7 @@ def _pct(share: float) -> str:
 
     from timeline.cohort.report import one_decimal
 
-    return str(one_decimal(Decimal(repr(100 * share))))
+    return f"{float(one_decimal(Decimal(repr(100 * share)))):g}"  # 75, not 75.0, as a cell
 
 
 def _days(n: float) -> str:

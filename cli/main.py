@@ -532,9 +532,12 @@ def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False)
              **({} if report.ok else {"error": error_document(broken, report.problems[1:], 7)})}
         )  # fmt: skip
     elif report.ok:
-        codes = f"; {report.codes} code register rows" if report.codes else ""
+        codes = (
+            f"; {report.codes} code register row{'s' if report.codes != 1 else ''}" if report.codes else ""
+        )
         console().print(
-            f"ok: {report.events} events in {report.batches} batches{codes}; head hash {report.head_hash}"
+            f"ok: {report.events} event{'s' if report.events != 1 else ''} in {report.batches} "
+            f"batch{'es' if report.batches != 1 else ''}{codes}; head hash {report.head_hash}"
         )
     else:
         error(broken, report.problems[1:])
