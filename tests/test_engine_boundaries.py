@@ -1684,3 +1684,29 @@ def test_normal_names_which_bound_is_the_labs_and_which_the_rules(
     _one_crp(bench, **ref)
     result = bench.state("r", "2009-03-01")  # the replay and the SQL engine, checked alike
     assert (result.value, result.note) == (value, note)
+
+
+# ---- anchored windows from a date-only anchor (README, "Anchored windows") ---------------------
+
+
+def _after_start(end: str, end_inclusive: bool) -> dict[str, Any]:
+    window = {"anchor": {"first": ANAKINRA_START}, "start": "0 days", "end": end, "start_inclusive": True}
+    return {
+        "exists": {"select": {"kind": "mas_episode"}, "window": {**window, "end_inclusive": end_inclusive}}
+    }
+
+
+def test_an_anchored_30_day_window_from_a_date_only_start_ends_at_midnight_of_day_30(bench: Bench) -> None:
+    bench.rule("r", _after_start("30 days", True))
+    bench.events([anakinra("2009-03-01"), mas("2009-03-31"), {**mas("2009-03-31T08:00"), "patient_id": "Y"},
+                  {**anakinra("2009-03-01"), "patient_id": "Y"}])  # fmt: skip
+    session = bench.session()
+    assert [session.state(p, "2009-05-01", ["r"])[0].value for p in ("X", "Y")] == [True, False]
+
+
+def test_an_anchored_window_ending_31_days_exclusive_takes_the_30th_day_whole(bench: Bench) -> None:
+    bench.rule("r", _after_start("31 days", False))
+    bench.events([anakinra("2009-03-01"), mas("2009-03-31T08:00"), {**mas("2009-04-01"), "patient_id": "Y"},
+                  {**anakinra("2009-03-01"), "patient_id": "Y"}])  # fmt: skip
+    session = bench.session()
+    assert [session.state(p, "2009-05-01", ["r"])[0].value for p in ("X", "Y")] == [True, False]
