@@ -657,9 +657,15 @@ def rules_check(
             error(exc.summary(), exc.details())
         raise Exit(exc.exit_code) from None
     if json_out:
-        dump_json({"ok": True, "rules": len(rs.listed()), "rules_digest": rs.digest})
+        overriding = sorted(rid for rid in rs.listed() if rs.rules[rid].overrides)
+        dump_json({"ok": True, "rules": len(rs.listed()), "rules_digest": rs.digest, "overrides": overriding})
     else:
         console().print(f"ok: {len(rs.listed())} rules in {len(rs.sources)} files (digest {rs.digest[:12]})")
+        for rid in sorted(r for r in rs.listed() if rs.rules[r].overrides):
+            # a rule id given again in a later directory replaces the earlier rule (README)
+            console().print(
+                f"  {esc(rid)}: {esc(rs.rules[rid].source)} overrides {esc(str(rs.rules[rid].overrides))}"
+            )
 
 
 @rules_app.command("test", cls=Command)

@@ -403,6 +403,16 @@ def test_a_user_rule_with_a_built_in_id_overrides_it_and_is_marked(tmp_path: Pat
     assert all(r["overrides"] is None for rid, r in listed.items() if rid != "crp_normal")
 
 
+def test_rules_check_names_each_rule_a_site_file_overrides(tmp_path: Path) -> None:
+    """Helper 43: an override was silent in `rules check` (only '44 rules in 45 files')."""
+    mine = write_rule(tmp_path / "site", "crp_normal", CRP_OVERRIDE, params=CRP_OVERRIDE_PARAMS)
+    result = run_cli("rules", "check", tmp_path / "site")
+    assert result.exit_code == 0, result.output
+    assert f"  crp_normal: {mine} overrides {BUILTIN_DIR / 'sjia' / 'crp_normal.yaml'}" in result.stdout
+    listed = json.loads(run_cli("rules", "check", tmp_path / "site", "--json").stdout)
+    assert listed["overrides"] == ["crp_normal"]
+
+
 def test_an_override_of_crp_normal_without_the_validity_the_pack_passes_it_is_refused(tmp_path: Path) -> None:
     """inflammatory_markers_normal gives crp_normal its validity (clinical remission carries a
     CRP forward): an override without that parameter could not be read so, and says why."""
