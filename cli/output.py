@@ -100,10 +100,12 @@ def console(stderr: bool = False) -> Console:
 
 
 def cell(text: object) -> Text:
-    """Table cell text, never read as markup (units like [degF] contain brackets)."""
+    """Table cell text, never read as markup (units like [degF] contain brackets). On a narrow
+    terminal a long word (an event id, a date, a rule id) folds onto the next line rather than
+    being cut to `V…`: an identifier shown in part is no identifier."""
     from rich.text import Text
 
-    return Text("" if text is None else str(text))
+    return Text("" if text is None else str(text), overflow="fold")
 
 
 def esc(text: object) -> str:

@@ -305,3 +305,24 @@ def test_a_table_under_an_ascii_output_encoding_is_written(example_store: Path) 
     done = _with_encoding("ascii", "state", "P001", "--at", "2008-06-01", "--store", example_store)
     assert (done.returncode, done.stderr) == (0, b"")
     assert "P001 at 2008-06-01" in done.stdout.decode("ascii")
+
+
+def test_a_table_on_a_narrow_terminal_folds_identifiers_instead_of_cutting_them() -> None:
+    """Helper 44: at 40 columns event ids showed as `V…` and dates as `20…`."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from cli.output import cell
+
+    table = Table()
+    for name in ("event", "when", "value"):
+        table.add_column(name)
+    table.add_row(cell("V09-0057-crp"), cell("2007-04-03T10:00"), cell("3.2 mg/L"))
+    out = io.StringIO()
+    Console(file=out, width=30).print(table)
+    columns = [
+        "".join(line.split("│")[i].strip() for line in out.getvalue().splitlines()[3:-1]) for i in (1, 2)
+    ]
+    assert columns == ["V09-0057-crp", "2007-04-03T10:00"]
