@@ -468,7 +468,7 @@ def _swimlanes(patient: str, rows: list[dict[str, Any]]) -> None:
         return
     if c.is_terminal:  # a file or a pipe gets the intervals only (README)
         _lanes(c, patient, rows)
-    _intervals_table(c, rows)
+    _intervals_table(c, patient, rows)
 
 
 def _lanes(c: Any, patient: str, rows: list[dict[str, Any]]) -> None:
@@ -498,10 +498,10 @@ def _lanes(c: Any, patient: str, rows: list[dict[str, Any]]) -> None:
         c.print(cell(f"{rid:>34} │") + Text.from_markup("".join(lane)) + cell("│"))
 
 
-def _intervals_table(c: Any, rows: list[dict[str, Any]]) -> None:
+def _intervals_table(c: Any, patient: str, rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
-    table = Table(title="intervals", title_justify="left")
+    table = Table(title=cell(f"{patient}: intervals"), title_justify="left")
     for col in ("rule", "from", "until", "value", "reason"):
         table.add_column(col)
     for r in rows:

@@ -371,7 +371,7 @@ def test_history_to_a_file_or_pipe_is_the_intervals_table_only(example_store: Pa
     result = run_cli("history", "P001", "--rule", "crp_normal", "--store", example_store)
     assert result.exit_code == 0, result.output
     assert "█" not in result.stdout and "░" not in result.stdout
-    assert result.stdout.startswith("intervals")
+    assert result.stdout.startswith("P001: intervals")
 
 
 def test_history_table_shows_an_edge_at_the_end_of_a_day_by_its_day(example_store: Path) -> None:
