@@ -421,6 +421,14 @@ def test_a_finding_ended_by_an_absent_record_shows_both_as_evidence(bench: Bench
     )
 
 
+def test_a_finding_never_recorded_is_false_and_says_so(bench: Bench) -> None:
+    """Helper 46: "no uveitis lasting" read as if an eye examination had been recorded."""
+    present_rule(bench)
+    bench.events([fever("2009-03-01")])
+    result = bench.state("r", "2009-02-20")
+    assert (result.value, result.evidence, result.note) == (False, [], "no fever recorded up to the date")
+
+
 def test_a_finding_that_no_longer_lasts_is_false_with_no_evidence(bench: Bench) -> None:
     present_rule(bench)
     bench.events([fever("2009-03-01")])

@@ -492,13 +492,19 @@ class Compiler:
             FROM {points} p LEFT JOIN {src} s ON s.patient_id = p.patient_id AND s.t <= p.q AND {lasts}
             GROUP BY ALL"""
         g = self.add(self.fresh("g"), found)
+        first = self.add(
+            self.fresh("f"),
+            f"SELECT patient_id, min(t) AS t FROM {self.select(node.select)} GROUP BY patient_id",
+        )
         name = node.select.name
+        # "recorded": present or absent; nothing recorded at all is said apart (never examined)
         note = f"""CASE WHEN g.n > 0 THEN {q_(name + ": ")} || g.since
                         WHEN g.absent IS NOT NULL THEN {q_(name + ": ")} || g.absent
+                        WHEN f.t IS NULL OR f.t > g.q THEN {q_(f"no {name} recorded up to the date")}
                         ELSE {q_(f"no {name} lasting at the date")} END"""
         return f"""SELECT g.patient_id, g.q, g.n > 0 AS b, NULL::DOUBLE AS x, NULL AS why,
                 CASE WHEN g.n > 0 THEN g.lasting ELSE coalesce(g.overruled, {EMPTY}) END AS ev,
-                NULL::TIMESTAMP AS lo, g.q AS hi, {note} AS note FROM {g} g"""
+                NULL::TIMESTAMP AS lo, g.q AS hi, {note} AS note FROM {g} g LEFT JOIN {first} f USING (patient_id)"""
 
     def bounds(self, window: ast.Window, ref: str, last: str = "s.t") -> tuple[str, str, str]:
         """(lo, hi, condition) of a window relative to the instant ``ref``: an event from s.t
@@ -962,7 +968,7 @@ class Compiler:
         return f"""SELECT v.patient_id, v.q, CASE WHEN c.b THEN v.b END AS b, CASE WHEN c.b THEN v.x END AS x,
                 CASE WHEN c.b THEN v.why WHEN c.b IS NULL THEN nullif(concat_ws('; ', {q_(node.reason)}, c.why), '')
                      ELSE {q_(node.reason)} END AS why,
-                {self.evs("CASE WHEN c.b THEN v.ev ELSE list_concat(v.ev, c.ev) END")} AS ev, v.lo, v.hi, v.note
+                {self.evs("list_concat(v.ev, c.ev)")} AS ev, v.lo, v.hi, v.note
             FROM {value} v JOIN {cond} c USING (patient_id, q)"""
 
     def _PctChange(self, node: ast.PctChange, points: str) -> str:

@@ -34,7 +34,8 @@ state's detail (its ``note`` column). The evidence contract (what the engine mus
 - ``all``: the false items when false, else every item; ``any``: the true items when true,
   else every item; ``at_least``: the true items when true, the false items when false, else
   every item; ``count_true``: the true items; ``coalesce``: the item whose value was taken.
-- ``unknown_unless``: the value's evidence, plus the condition's when it did not hold.
+- ``unknown_unless``: the value's evidence, plus the condition's (what made the value known,
+  or left it unknown).
 - ``at_anchor``: the anchor event, plus the subtree's evidence when the anchored moment is
   at or before ``q`` (never events from after ``q``).
 - ``held_for``: everything used at every moment checked.
@@ -477,6 +478,8 @@ class Reference:
             used = sorted({(*timeline_order(x), x["seq"]) for pair in overruled for x in pair})
             note = f"{name}: {what} recorded absent on {day(cut['occurred_at'])}"
             return Val(False, None, tuple(s for *_, s in used), note)
+        if not found:  # nothing recorded, present or absent: never examined, as far as the record goes
+            return Val(False, None, (), f"no {name} recorded up to the date")
         return Val(False, None, (), f"no {name} lasting at the date")
 
     def _Normal(self, node: ast.Normal, q: datetime) -> Val:
@@ -745,8 +748,8 @@ class Reference:
     def _UnknownUnless(self, node: ast.UnknownUnless, q: datetime) -> Val:
         v = self.evaluate(node.value, q)
         c = self.evaluate(node.condition, q)
-        if c.value is True:
-            return v
+        if c.value is True:  # the condition's evidence is what made the value known
+            return Val(v.value, v.why, v.ev + c.ev, v.note)
         why = _concat([node.reason, c.why]) if c.value is None else node.reason
         return Val(None, why, v.ev + c.ev, v.note)
 
