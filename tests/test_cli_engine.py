@@ -695,10 +695,10 @@ def test_explain_lists_as_events_used_exactly_the_evidence_state_reports(
 
 
 def test_explain_lists_what_the_clauses_read_besides_the_evidence_apart(example_store: Path) -> None:
-    # fever_free is true through its first branch; the second branch's fever is read, not used
+    # inactive_disease is false by its physician global: the other clauses' events are read, not used
     data = json.loads(
         run_cli(
-            "explain", "P001", "fever_free", "--at", "2008-02-10", "--json", "--store", example_store
+            "explain", "P001", "inactive_disease", "--at", "2008-02-10", "--json", "--store", example_store
         ).stdout
     )
     read = {e["seq"] for e in data["other_events"]}
