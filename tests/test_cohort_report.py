@@ -469,6 +469,58 @@ adverse_events: false
     assert report.cell("tte.quiet").stats["km_median_days"] == 31.0
 
 
+def _relapsing(tmp_path: Path, sustained: bool) -> Report:
+    """Joints quiet 15 Feb, active again 1 Mar, quiet for good 15 Mar (A); quiet 15 Feb and
+    active again 1 Apr, its last record (B)."""
+    (tmp_path / "rules").mkdir()
+    write(tmp_path / "rules", """id: joints_quiet
+version: "1"
+description: no active joint at the latest joint examination (test)
+citation: test
+define: {not: {rule: arthritis}}
+""", "joints_quiet.yaml")  # fmt: skip
+    exams = {
+        "A": [("2020-02-15", 0), ("2020-03-01", 2), ("2020-03-15", 0)],
+        "B": [("2020-02-15", 0), ("2020-04-01", 1)],
+    }
+    rows = [
+        {"patient_id": p, "kind": "medication_start", "occurred_at": "2020-01-15", "drug": "anakinra",
+         "dose": 100, "dose_unit": "mg", "frequency": "daily"} for p in "AB"
+    ] + [{"patient_id": p, "kind": "joint_exam", "occurred_at": "2020-01-15", "active_joints": 3} for p in "AB"] + [
+        {"patient_id": p, "kind": "joint_exam", "occurred_at": at, "active_joints": n} for p, seen in exams.items() for at, n in seen
+    ]  # fmt: skip
+    with Store.create(tmp_path / "s.duckdb") as s:
+        append_rows(s, rows, author="t", source="test")
+    flag = ", sustained: true" if sustained else ""
+    cohort = write(tmp_path, f"""cohort: relapse
+version: "1"
+index: {{first: {{kind: medication_start, drug: anakinra}}}}
+drug: anakinra
+time_to_event: [{{id: quiet, rule: joints_quiet, window: 90 days{flag}}}]
+adverse_events: false
+""")  # fmt: skip
+    from tests.cohort_support import RULES
+    from timeline.language.loader import load_rules
+
+    return run(tmp_path / "s.duckdb", cohort, load_rules([RULES, tmp_path / "rules"]))
+
+
+def test_time_to_event_is_the_first_instant_the_rule_holds_even_if_it_relapses(tmp_path: Path) -> None:
+    report = _relapsing(tmp_path, sustained=False)
+    assert {p: (t.event, t.days) for p, t in ((p, report.patients[p].tte["quiet"]) for p in "AB")} == {
+        "A": (True, 31.0),
+        "B": (True, 31.0),
+    }
+
+
+def test_a_sustained_time_to_event_is_the_first_instant_it_holds_to_the_window_end(tmp_path: Path) -> None:
+    """Helper 46: 'resolved within 3 months' counted a fever-free week that a new fever ended,
+    where the state at 3 months (and the ground truth's resolution date) did not."""
+    report = _relapsing(tmp_path, sustained=True)
+    a, b = report.patients["A"].tte["quiet"], report.patients["B"].tte["quiet"]
+    assert ((a.event, a.days), (b.event, b.censored_by)) == ((True, 60.0), (False, "end_of_follow_up"))
+
+
 @pytest.fixture
 def spelt_two_ways(tmp_path: Path) -> Report:
     """Three patients on anakinra with an injection-site reaction and a discontinuation for

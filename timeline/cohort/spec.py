@@ -128,6 +128,9 @@ class TimeToEvent:
     label: str
     window: Duration
     censor: tuple[str, ...]
+    # the event is the first instant from which the rule stays true to the end of the patient's
+    # window (or censoring), not its first true instant: "resolved, and still so at 3 months"
+    sustained: bool = False
 
 
 @dataclass(frozen=True)
@@ -802,7 +805,10 @@ class _Parser:
         out: list[TimeToEvent] = []
         seen: set[str] = set()
         for p, item in self.items(data, path, "time_to_event"):
-            self.mapping(item, p, ("id", "rule", "label", "window", "censor"), "a time-to-event outcome")
+            self.mapping(
+                item, p, ("id", "rule", "label", "window", "censor", "sustained"), "a time-to-event outcome"
+            )
+            sustained = self.flag(item.get("sustained"), (*p, "sustained"), False)
             rid = self.rule(item.get("rule"), (*p, "rule"), what="time-to-event rule")
             if "window" not in item:
                 self.fail(p, "a time-to-event outcome needs a window (e.g. window: 3 months)")
@@ -833,7 +839,7 @@ class _Parser:
             self.unique(seen, tid, p, "time-to-event")
             out.append(
                 TimeToEvent(id=tid, rule=rid, label=self.text(item.get("label"), (*p, "label"), _label(rid, tid)),
-                            window=window, censor=tuple(censor))
+                            window=window, censor=tuple(censor), sustained=sustained)
             )  # fmt: skip
         return tuple(out)
 
