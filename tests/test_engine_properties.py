@@ -603,24 +603,52 @@ def rule_sets(draw: st.DrawFn) -> Rules:
     params: dict[str, dict[str, Any]] = {}
     if draw(st.booleans()):
         rid = draw(st.sampled_from(sorted(files)))
-        name, value = draw(
-            st.sampled_from(
-                [
-                    ("fever", "100.2 [degF]"),
-                    ("crp_upper", "0.5 mg/dL"),
-                    ("validity", "2 days"),
-                    ("flag", False),
-                ]
-            )
-        )
-        params[rid] = {name: value}
+        read: set[str] = set()
+        _read_by(files[rid], set(), read)
+        options = [
+            (name, value)
+            for name, value in [
+                ("fever", "100.2 [degF]"),
+                ("crp_upper", "0.5 mg/dL"),
+                ("validity", "2 days"),
+                ("flag", False),
+            ]
+            if name in read  # a site value for a parameter the rule reads (it declares no other)
+        ]
+        if options:
+            name, value = draw(st.sampled_from(options))
+            params[rid] = {name: value}
     return Rules(list(files), files, params, units)
+
+
+def _read_by(data: Any, names: set[str], params: set[str]) -> None:
+    """The named selectors (``names``) and parameters (``params``) a definition reads, through
+    the selectors it names: a rule declares only those (one it never reads is refused)."""
+    if isinstance(data, dict):
+        if set(data) == {"param"}:
+            params.add(str(data["param"]))
+        for value in data.values():
+            _read_by(value, names, params)
+    elif isinstance(data, list):
+        for value in data:
+            _read_by(value, names, params)
+    elif isinstance(data, str) and data in SELECTORS and data not in names:
+        names.add(data)
+        _read_by(SELECTORS[data], names, params)
 
 
 def load(directory: Path, rules: Rules) -> RuleSet:
     for rid, define in rules.files.items():
         unit = {"unit": rules.units[rid]} if rid in rules.units else {}
-        write_rule(directory, rid, define, params=PARAMS, events=SELECTORS, **unit)
+        names: set[str] = set()
+        read: set[str] = set()
+        _read_by(define, names, read)
+        extra: dict[str, Any] = {}
+        if read:
+            extra["params"] = {k: v for k, v in PARAMS.items() if k in read}
+        if names:
+            extra["events"] = {k: v for k, v in SELECTORS.items() if k in names}
+        write_rule(directory, rid, define, **extra, **unit)
     return load_rules([directory], params=rules.params)
 
 
