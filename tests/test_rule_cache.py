@@ -20,16 +20,16 @@ version: '1'
 description: a test rule
 citation: the tests
 params:
-  upper: {{default: 6 mg/L, description: upper limit}}
+  upper: {{default: {default}, description: upper limit}}
 define:
   normal: {{select: {{kind: lab, code: 1988-5}}, within: 30 days, upper: {right}}}
 """
 
 
-def rule_dir(tmp_path: Path, right: str = "{param: upper}") -> Path:
+def rule_dir(tmp_path: Path, right: str = "{param: upper}", default: str = "6 mg/L") -> Path:
     d = tmp_path / "rules"
     d.mkdir(exist_ok=True)
-    (d / "r.yaml").write_text(RULE.format(right=right), encoding="utf-8")
+    (d / "r.yaml").write_text(RULE.format(right=right, default=default), encoding="utf-8")
     return d
 
 
@@ -72,7 +72,7 @@ def test_editing_a_rule_file_invalidates_the_cache(cache_dir: Path, tmp_path: Pa
     before = cache.load_rules([d])
     path = d / "r.yaml"
     st = path.stat()
-    rule_dir(tmp_path, right="9 mg/L")  # the same size
+    rule_dir(tmp_path, default="9 mg/L")  # the same size
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # even with the old modification time
     after = cache.load_rules([d])
     assert after.digest != before.digest
