@@ -80,13 +80,18 @@ def session(
     wait: float,
 ) -> Session:
     from timeline.engine.evaluate import Session
-    from timeline.store import Store, parse_moment
+    from timeline.store import Store
 
     ruleset = load(rules, params)
     s = Store.open(store, wait=wait)
     for text in unrecorded_drugs(s, ruleset):
         note(text)
-    return Session(s, ruleset, parse_moment(as_known_at) if as_known_at else None)
+    try:
+        moment = s.known_at(as_known_at)
+    except BaseException:
+        s.close()
+        raise
+    return Session(s, ruleset, moment)
 
 
 def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:

@@ -59,15 +59,16 @@ def export(
     """
     from timeline.errors import UsageError
     from timeline.meds import export_meds
-    from timeline.store import Store, parse_moment
+    from timeline.store import Store
 
     if fmt.lower() != "meds":
         raise UsageError(f"unknown export format {fmt!r} (use meds)")
     if str(out_dir) == "-":
         raise UsageError("-: a MEDS dataset is a directory; give its path")
-    moment = parse_moment(as_known_at) if as_known_at is not None else None
-    with Store.open(store, wait=wait) as s, working(f"writing the MEDS dataset to {out_dir}…"):
-        result = export_meds(s, out_dir, as_known_at=moment, shard_rows=shard_rows)
+    with Store.open(store, wait=wait) as s:
+        moment = s.known_at(as_known_at)
+        with working(f"writing the MEDS dataset to {out_dir}…"):
+            result = export_meds(s, out_dir, as_known_at=moment, shard_rows=shard_rows)
     if json_out:
         dump_json(result.__dict__)
     else:

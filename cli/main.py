@@ -80,12 +80,6 @@ def _open(store: Path | None, *, write: bool = False, wait: float = 0) -> Store:
     return Store.open(store, write=write, wait=wait)
 
 
-def _moment(value: str | None) -> datetime | None:
-    from timeline.store import parse_moment
-
-    return None if value is None else parse_moment(value)
-
-
 def _date_bound(value: str | None, option: str, end: bool) -> datetime | None:
     if value is None:
         return None
@@ -412,8 +406,8 @@ def events(
     lo, hi = _date_bound(start, "--from", end=False), _date_bound(end, "--to", end=True)
     if lo is not None and hi is not None and lo > hi:
         raise UsageError(f"--from {start} is after --to {end}")
-    moment = _moment(as_known_at)  # resolved, as state, explain and cohort run report it
     with _open(store, wait=wait) as s:
+        moment = s.known_at(as_known_at)  # resolved, as state, explain and cohort run report it
         hw = s.high_water(moment)
         rows = s.events(patient, start=lo, end=hi, kinds=kinds or None, history=history, high_water=hw)
         from timeline import registry
@@ -480,8 +474,8 @@ def patients(
     """
     from timeline.store import manifest
 
-    moment = _moment(as_known_at)
     with _open(store, wait=wait) as s:
+        moment = s.known_at(as_known_at)
         rows = s.patients(moment)
         meta = manifest(s, s.high_water(moment), moment)
     if json_out:

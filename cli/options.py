@@ -96,6 +96,7 @@ AsKnownOpt = Annotated[
     typer.Option(
         "--as-known-at",
         metavar="T",
-        help="Show the record as it stood at this moment (UTC date or ISO date-time). Default: now.",
+        help="Show the record as it stood at this moment (UTC date or ISO date-time), or when "
+        "sequence number N was written (seq:N, a manifest's high_water). Default: now.",
     ),
 ]

@@ -276,6 +276,28 @@ def test_as_known_at_reports_the_high_water_of_that_moment(corrected_store: Path
     assert json.loads(result.stdout)["high_water"] == 15
 
 
+def test_as_known_at_a_manifests_high_water_is_the_record_as_it_stood_then(corrected_store: Path) -> None:
+    """Helper 46: a manifest's high_water could not be given back to reproduce a run."""
+    crp = current(corrected_store, "p1-crp2", "--as-known-at", "seq:14")
+    assert crp is not None and (crp["value"], crp["seq"]) == (4.0, 12)
+    result = run_cli("state", "P001", "--at", "2008-06-01", "--json", "--store", corrected_store,
+                     "--as-known-at", "seq:15")  # fmt: skip
+    assert json.loads(result.stdout)["manifest"]["high_water"] == 15
+
+
+def test_as_known_at_a_seq_inside_a_batch_says_which_to_give(example_store: Path) -> None:
+    result = run_cli("events", "P001", "--store", example_store, "--as-known-at", "seq:7")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: --as-known-at 'seq:7': seq 7 is inside batch 1 (seqs 1–14), which was written at once: "
+        "give seq:14 (with it) or seq:0 (before it)\n",
+    )
+
+
+def test_as_known_at_seq_0_is_before_anything_was_written(corrected_store: Path) -> None:
+    assert versions(corrected_store, "--as-known-at", "seq:0") == []
+
+
 def test_as_known_at_before_anything_was_recorded_shows_nothing(corrected_store: Path) -> None:
     assert versions(corrected_store, "--as-known-at", "2000-01-01") == []
 
@@ -285,7 +307,7 @@ def test_as_known_at_in_iso_basic_form_is_refused(corrected_store: Path) -> None
     result = run_cli("events", "P001", "--store", corrected_store, "--as-known-at", "20261205")
     assert (result.exit_code, result.stderr) == (
         2,
-        "error: --as-known-at '20261205' is not a date or ISO date-time\n",
+        "error: --as-known-at '20261205' is not a date, an ISO date-time or seq:N (a manifest's high_water)\n",
     )
 
 
@@ -293,7 +315,7 @@ def test_as_known_at_that_is_not_a_moment_exits_2(corrected_store: Path) -> None
     result = run_cli("events", "P001", "--store", corrected_store, "--as-known-at", "yesterday")
     assert (result.exit_code, result.stderr) == (
         2,
-        "error: --as-known-at 'yesterday' is not a date or ISO date-time\n",
+        "error: --as-known-at 'yesterday' is not a date, an ISO date-time or seq:N (a manifest's high_water)\n",
     )
 
 

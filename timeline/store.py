@@ -157,6 +157,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+_SEQ_RE = re.compile(r"seq\s*[:=]?\s*(\d+)", re.IGNORECASE)
+
+
 def parse_moment(text: str) -> datetime:
     """A user's ``as_known_at``: a date (end of that day, UTC) or an ISO date-time (UTC
     unless it carries an offset), in the forms of :mod:`timeline.moments`."""
@@ -172,7 +175,9 @@ def parse_moment(text: str) -> datetime:
         if dt.tzinfo is not None:
             dt = dt.astimezone(UTC).replace(tzinfo=None)
     except ValueError as exc:
-        raise UsageError(f"--as-known-at {text!r} is not a date or ISO date-time") from exc
+        raise UsageError(
+            f"--as-known-at {text!r} is not a date, an ISO date-time or seq:N (a manifest's high_water)"
+        ) from exc
     except OverflowError as exc:
         raise UsageError(
             f"--as-known-at {text!r} is out of range (in UTC, before year 1 or after 9999)"
@@ -355,6 +360,36 @@ class Store:
         return None if row is None else str(row[0])
 
     # ---- system time -------------------------------------------------------------
+    def known_at(self, text: str | None) -> datetime | None:
+        """A user's ``--as-known-at``: a date or date-time (:func:`parse_moment`), or ``seq:N``
+        — the record as it stood when sequence number N was written, the high-water a manifest
+        records — as the moment its batch was recorded. N must end a batch (a batch is atomic);
+        ``seq:0`` is before anything was written."""
+        if text is None:
+            return None
+        m = _SEQ_RE.fullmatch(text.strip())
+        if m is None:
+            return parse_moment(text)
+        n = int(m.group(1))
+        if n == 0:
+            return datetime(1, 1, 1)
+        row = self.con.execute(
+            "SELECT batch_id, first_seq, last_seq, recorded_at FROM batches WHERE ? BETWEEN first_seq AND last_seq",
+            [n],
+        ).fetchone()
+        if row is None:
+            raise UsageError(
+                f"--as-known-at {text.strip()!r}: no batch holds seq {n} "
+                f"(this store's sequence numbers run from 1 to {self.high_water()})"
+            )
+        batch, first, last, recorded = row
+        if n != last:
+            raise UsageError(
+                f"--as-known-at {text.strip()!r}: seq {n} is inside batch {batch} (seqs {first}–{last}), "
+                f"which was written at once: give seq:{last} (with it) or seq:{first - 1} (before it)"
+            )
+        return recorded  # type: ignore[no-any-return]
+
     def high_water(self, as_known_at: datetime | None = None) -> int:
         """The last sequence number visible at ``as_known_at`` (default: now)."""
         if as_known_at is None:
