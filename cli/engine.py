@@ -281,11 +281,11 @@ def explain(
         for col in ("seq", "event id", "occurred", "recorded (UTC)", "event", "source"):
             table.add_column(col)
         for e in data[key]:
+            remarks = "; ".join(e.get("remarks") or [])
             table.add_row(
-                *(
-                    cell(e[k])
-                    for k in ("seq", "event_id", "occurred_at", "recorded_at", "description", "source")
-                )
+                *(cell(e[k]) for k in ("seq", "event_id", "occurred_at", "recorded_at")),
+                cell(e["description"] + (f" [{remarks}]" if remarks else "")),
+                cell(e["source"]),
             )
         c.print(table)
     if not data["events"]:

@@ -441,3 +441,21 @@ def test_ingesting_an_event_with_content_it_never_had_is_still_a_conflict(
     result = _ingest_rows(corrected_store, tmp_path, "p1-crp2,P001,lab,2008-02-10,1988-5,6,mg/L,\n")
     assert result.exit_code == 6
     assert "is already in the store (seq 12) with different content" in result.stderr
+
+
+def test_explain_as_known_before_a_correction_says_the_event_was_corrected_after(
+    corrected_store: Path,
+) -> None:
+    """Helper 46: the record as it stood showed the old value without a word of the change."""
+    result = run_cli("explain", "P001", "crp_normal", "--at", "2008-02-10", "--json", "--store", corrected_store,
+                     "--as-known-at", "seq:14")  # fmt: skip
+    (crp,) = [e for e in json.loads(result.stdout)["events"] if e["event_id"] == "p1-crp2"]
+    assert crp["remarks"] == ["corrected after this moment (seq 15: transcription error)"]
+
+
+def test_explain_marks_a_corrected_version_as_such(corrected_store: Path) -> None:
+    result = run_cli(
+        "explain", "P001", "crp_normal", "--at", "2008-02-10", "--json", "--store", corrected_store
+    )
+    (crp,) = [e for e in json.loads(result.stdout)["events"] if e["event_id"] == "p1-crp2"]
+    assert (crp["version"], crp["remarks"]) == ("correct", ["a corrected version"])

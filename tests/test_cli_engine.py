@@ -801,3 +801,21 @@ def test_explain_shows_a_rule_read_at_long_values_by_its_name_with_its_parameter
     assert result.exit_code == 0, result.output
     assert "inactive_disease(…)@2" in result.stdout and "carried_for," not in result.stdout
     assert "validity=4 months (as the reference gives it; default 90 days)" in " ".join(result.stdout.split())
+
+
+def test_explain_lists_the_event_a_tie_left_unused(tmp_path: Path) -> None:
+    """Helper 46: of two CRPs at one instant the one asserted first was nowhere in explain."""
+    store = tmp_path / "t.duckdb"
+    run_cli("init", "--store", store)
+    for value in (6, 20):
+        f = tmp_path / f"crp{value}.csv"
+        f.write_text(f"patient_id,kind,code,occurred_at,value,unit\nX,lab,1988-5,2009-03-01,{value},mg/L\n")
+        assert run_cli("ingest", f, "--store", store).exit_code == 0
+    data = json.loads(
+        run_cli("explain", "X", "crp_normal", "--at", "2009-03-01", "--json", "--store", store).stdout
+    )
+    (used,), (tied,) = data["events"], data["other_events"]
+    assert (used["value"], tied["value"]) == (20.0, 6.0)
+    assert tied["remarks"] == [
+        f"at the same instant as seq {used['seq']}, asserted before it: not used (the last asserted wins)"
+    ]

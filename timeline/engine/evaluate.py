@@ -298,7 +298,10 @@ class Session:
             tree = builder.rule(rule_id, "pts", q)
             # the answer's evidence (what `state` reports), then what the clauses read besides
             evidence = set(tree["derivation"].get("events", []))
-            found = self._events(sorted(builder.seqs | evidence))
+            listed = builder.seqs | evidence
+            tied = self._tied(patient, listed)
+            found = self._events(sorted(listed | set(tied)))
+            self._annotate(found, tied)
             used = [e for e in found if e["seq"] in evidence]
             read = [e for e in found if e["seq"] not in evidence]
         finally:
@@ -313,6 +316,50 @@ class Session:
             "events": used,
             "other_events": read,
         }
+
+    def _tied(self, patient: str, seqs: set[int]) -> dict[int, int]:
+        """Current events of the patient at the instant, of the kind and code, of an event
+        listed, that no clause names: the ones a tie left unused (the last asserted wins).
+        Each → the listed event it is tied with."""
+        if not seqs:
+            return {}
+        listed = ", ".join(str(x) for x in sorted(seqs))
+        rows = self.con.execute(
+            f"""SELECT c.seq, min(l.seq) FROM ({self.store.current_sql(self.high_water, [patient])}) c
+                JOIN (SELECT seq, occurred_at, kind, code FROM events WHERE seq IN ({listed})) l
+                  ON c.occurred_at = l.occurred_at AND c.kind = l.kind AND c.code IS NOT DISTINCT FROM l.code
+                WHERE c.seq NOT IN ({listed}) GROUP BY c.seq"""
+        ).fetchall()
+        return {int(a): int(b) for a, b in rows}
+
+    def _annotate(self, found: list[dict[str, Any]], tied: dict[int, int]) -> None:
+        """Say of each event listed what a reader of the record needs beside it: a tie left it
+        unused; it is a corrected version; and — as known at an earlier moment — that it was
+        corrected or retracted after that moment (what changed since)."""
+        ids = [e["event_id"] for e in found]
+        later: dict[str, tuple[int, str, str | None]] = {}
+        if ids and self.as_known_at is not None:
+            marks = ", ".join("?" for _ in ids)
+            for event_id, seq, op, reason in self.con.execute(
+                f"""SELECT event_id, seq, op, change_reason FROM events
+                    WHERE seq > {self.high_water} AND event_id IN ({marks}) AND op <> 'ingest'
+                    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY seq) = 1""",
+                ids,
+            ).fetchall():
+                later[str(event_id)] = (int(seq), str(op), reason)
+        for e in found:
+            notes = []
+            if e["seq"] in tied:
+                notes.append(
+                    f"at the same instant as seq {tied[e['seq']]}, asserted before it: not used (the last asserted wins)"
+                )
+            if e["version"] == "correct":
+                notes.append("a corrected version")
+            if e["event_id"] in later:
+                seq, op, reason = later[e["event_id"]]
+                done = "corrected" if op == "correct" else "retracted"
+                notes.append(f"{done} after this moment (seq {seq}{': ' + reason if reason else ''})")
+            e["remarks"] = notes
 
     def _events(self, seqs: list[int]) -> list[dict[str, Any]]:
         """The events used, in full. The seq range lets DuckDB skip every row group outside it
