@@ -552,6 +552,10 @@ def explain(
         c.print(cell(f"  {_ae_text(ae)}"))
     for ep in x.get("episodes") or []:
         c.print(cell(f"  {_episode_text(ep)}"))
+        if ep.get("decided_by"):
+            c.print(cell(f"    {str(ep['relation']).replace('_', ' ')}: {ep['decided_by']}"))
+        for ev in ep.get("events") or []:
+            c.print(cell(f"    seq {ev['seq']} {ev['event_id']} {ev['occurred_at']}: {ev['description']}"))
     for e in x["explanations"]:
         c.print(cell(f"\n{e['rule']} — {e['why']}"))
         if e["explanation"] is None:

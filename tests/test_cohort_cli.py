@@ -527,3 +527,16 @@ def test_a_time_to_event_summary_says_1_day_not_1_days() -> None:
     x = Cell(id="tte.t", section="time_to_event", row="t", column="", group="all", label="t", denominator="d",
              n=1, N=2, stats={"km_reached_by_window_end": 0.5, "km_median_days": 1.0})  # fmt: skip
     assert _tte_text(x) == "1/2 reached; KM 50% by the window end; median 1 day"
+
+
+def test_explain_a_mas_cell_lists_each_episodes_events_and_how_its_drug_relation_was_decided(
+    cohort_store: Path,
+) -> None:
+    """Helper 46: an episode showed only 'evidence seq 24'."""
+    code, out, err = cohort("explain", COHORT, "P2", "mas.on_drug", store=cohort_store)
+    assert code == 0, err
+    assert "    seq 24 p2-mas1 2009-06-01: MAS episode until 2009-06-20\n" in out
+    assert (
+        "    on drug: after the index (2009-03-01T00:00:00) and before the discontinuation: anakinra discontinued 2009-10-15\n"
+        in out
+    )

@@ -317,7 +317,27 @@ def _cell(
     elif section == "discontinuation":
         out["detail"] = {"date": f.disc_date, "reason": f.disc_reason, "events": f.disc_events}
     elif section == "mas":
-        out["episodes"] = f.mas
+        # each episode with its events in full, and how its relation to the drug was decided
+        rule = (spec.mas.on_drug_rule if spec.mas else None) or spec.on_drug_rule
+        out["episodes"] = []
+        for ep in f.mas:
+            out["episodes"].append({**ep, "events": session.events_of(sorted(ep["evidence"]))})
+            if rest not in ("any", ep["relation"]):
+                continue
+            start = ep["start"]
+            if ep["relation"] == "before_index":
+                ep_why = f"it starts before the index ({_at(f.t_index)})" if f.t_index else "before the index"
+                out["episodes"][-1]["decided_by"] = ep_why
+            elif rule is not None:
+                onset = start.date().isoformat() if start.time() == start.min.time() else _at(start)
+                explain(rule, start, f"on the drug at the onset of the episode of {onset} (rule {rule})")
+            else:
+                stop = f"{f.drug} discontinued {f.disc_date}" if f.disc_date else f"{f.drug} not discontinued"
+                index = _at(f.t_index) if f.t_index else "?"
+                side = "on or after" if ep["relation"] == "off_drug" else "before"
+                out["episodes"][-1]["decided_by"] = (
+                    f"after the index ({index}) and {side} the discontinuation: {stop}"
+                )
     return out
 
 

@@ -1113,7 +1113,7 @@ class _Run:
             if rel == "unknown_drug_status" and not pts:
                 continue
             c = _cell(f"mas.{rel}{suffix}", "mas", rel, "", gid, label,
-                      "the group (patients with ≥ 1 such episode)", [f.patient_id for f in pts], ids)  # fmt: skip
+                      "the group: every patient in it (n: those with ≥ 1 such episode)", [f.patient_id for f in pts], ids)  # fmt: skip
             c.stats = {"episodes": sum(1 for f in members for e in f.mas if rel in ("any", e["relation"]))}
             out.append(c)
         return out

@@ -317,6 +317,10 @@ class Session:
             "other_events": read,
         }
 
+    def events_of(self, seqs: Sequence[int]) -> list[dict[str, Any]]:
+        """The event versions with these sequence numbers, in full, as explain lists them."""
+        return self._events(sorted(seqs))
+
     def _tied(self, patient: str, seqs: set[int]) -> dict[int, int]:
         """Current events of the patient at the instant, of the kind and code, of an event
         listed, that no clause names: the ones a tie left unused (the last asserted wins).
