@@ -578,7 +578,7 @@ class _Run:
             found = {
                 pid: evs
                 for pid, evs in self.sql(
-                    f"""SELECT e.patient_id, list(e.event_id || ' (' || strftime(e.occurred_at, '%Y-%m-%d') || ')' ORDER BY e.occurred_at, e.asserted_seq)
+                    f"""SELECT e.patient_id, list(e.event_id || ' ' || coalesce(e.drug, e.code, e.kind) || ' (' || strftime(e.occurred_at, '%Y-%m-%d') || ')' ORDER BY e.occurred_at, e.asserted_seq)
                         FROM tl_c_ev e JOIN tl_c_idx i USING (patient_id)
                         WHERE ({pred}) AND e.occurred_at < i.t_index
                           AND e.patient_id IN (SELECT patient_id FROM tl_c_pop)
@@ -591,8 +591,7 @@ class _Run:
                 member = (evs is None) if g.none_before_index is not None else (evs is not None)
                 if member:
                     f.groups.append(g.id)
-                name = sel.name if len(sel.name) <= 60 else f"{sel.name[:57]}…"
-                what = f"{name} before the index"
+                what = f"{sel.name} before the index"  # whole: a name cut short hides which drugs
                 f.subgroup_detail[g.id] = (
                     f"{what}: {', '.join(evs[:5])}{' …' if len(evs) > 5 else ''}" if evs else f"no {what}"
                 )
