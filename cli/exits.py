@@ -69,6 +69,14 @@ class _State:
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     """Ctrl-C, and SIGTERM alike: the command stops the same way, its temporary files (a copy
     of standard input, a half-written export or synth file) removed and the store unchanged."""
+    if _importing(frame):
+        # raised inside an import, the exception can reach a C extension's start-up (DuckDB's
+        # bindings abort the process: exit 134 and a C traceback): the signal is sent again
+        # once the import has had a moment to finish
+        import threading
+
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+        return
     _State.interrupted = True
     _State.signum = signal.Signals(signum)
     if _State.finishing:
@@ -77,6 +85,15 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
     if store is not None:  # a query of the main thread may not see the KeyboardInterrupt
         store.interrupt_queries()
     raise KeyboardInterrupt
+
+
+def _importing(frame: FrameType | None) -> bool:
+    """Whether the main thread is inside Python's import machinery."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def run(app: Callable[[], Any], done: tuple[type[Exception], ...]) -> int:

@@ -228,7 +228,10 @@ def ingest(
             for text in result.notes:
                 note(text)
     if json_out:
-        payload: dict[str, Any] = {"batches": [r.__dict__ for r in results]}
+        # a batch's notes are the document's (`notes`, as every command's): not said twice
+        payload: dict[str, Any] = {
+            "batches": [{k: v for k, v in r.__dict__.items() if k != "notes"} for r in results]
+        }
         if failed is not None:
             payload["rejected"] = {
                 "source": failed.source,

@@ -673,3 +673,19 @@ def test_a_death_before_the_day_of_a_stored_event_is_rejected(example_store: Pat
     result = _ingest_deaths(example_store, tmp_path, "P001,death,2008-01-01,x,,\n")
     assert result.exit_code == 6
     assert "is before the patient's last recorded event (" in result.stderr
+
+
+def test_a_signal_inside_an_import_is_known_as_such(tmp_path: Path) -> None:
+    """Helper 45: SIGTERM raised inside DuckDB's import aborted the process (exit 134); the
+    handler sends it again once the import is over, so it must tell an import apart."""
+    from cli.exits import _importing
+
+    (tmp_path / "probe_module_for_import.py").write_text(
+        "import sys\nfrom cli.exits import _importing\nSEEN = _importing(sys._getframe())\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import probe_module_for_import  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert (probe_module_for_import.SEEN, _importing(sys._getframe())) == (True, False)

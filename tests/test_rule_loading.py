@@ -1511,3 +1511,28 @@ def test_an_example_event_ingest_would_refuse_is_a_problem_at_its_line(
     )
     assert problem.startswith(f"{tmp_path / 'r.yaml'}:9:")
     assert message in problem
+
+
+def test_a_parameter_whose_name_begins_anothers_is_not_read_by_passing_on_the_other(tmp_path: Path) -> None:
+    """Helper 45: `win` counted as read because `win2` was passed on."""
+    write_rule(
+        tmp_path, "r", {"rule": {"id": "uveitis_inactive", "with": {"window": {"param": "win2"}}}},
+        params={"win": {"default": "30 days"}, "win2": {"default": "60 days"}},
+    )  # fmt: skip
+    with pytest.raises(RuleError) as info:
+        load_rules([BUILTIN_DIR, tmp_path])
+    assert [p.message.split(":")[0] for p in info.value.problems] == [
+        "parameter 'win' is declared but the definition never reads it"
+    ]
+
+
+def test_finding_present_within_0_days_is_refused(tmp_path: Path) -> None:
+    write_rule(
+        tmp_path,
+        "r",
+        {"finding_present": {"select": {"kind": "finding", "code": "uveitis"}, "within": "0 days"}},
+    )
+    with pytest.raises(RuleError) as info:
+        load_rules([tmp_path])
+    (problem,) = info.value.problems
+    assert "0 would make such a record never present" in problem.message

@@ -198,7 +198,7 @@ def _ingest_file(
             site_codes=brought,
             codes_digest=codes_digest,
         )
-        note = meds.zone_note(store, source) if fmt == "meds" else None
+        note = meds.zone_note(store, source) if fmt == "meds" and result.added else None
         return dataclasses.replace(result, codes_kept=kept, notes=[note] if note else [])
     except IngestError as exc:
         if fmt == "meds":  # name the data file and its row beside the dataset-wide row number
@@ -255,7 +255,7 @@ def correct(
         row[name] = value if value != "" else None
     if _same_native(store.con, before, row):
         # already so (a script run again): nothing to write, as an ingest of duplicates
-        return IngestResult(f"correction of {event_id}", None, 0, 1, store.high_water(), 0.0)
+        return IngestResult("correction", None, 0, 1, store.high_water(), 0.0)
     try:
         return _write_rows(store, [row], author=author, source="correction", op="correct", reason=reason)
     except IngestError as exc:  # one row, the event: named by its id, not as "row 1"

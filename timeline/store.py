@@ -705,9 +705,7 @@ def _foreign_file(path: Path) -> str | None:
         return f"it is a Parquet file{load}"
     if head.startswith(b"SQLite format 3"):
         return "it is an SQLite database, not a DuckDB file"
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError:
+    if b"\0" in head:  # binary (a text file in any 8-bit encoding, or UTF-8 cut mid-character, has none)
         return "not a DuckDB file"
     events_file = path.suffix.lower() in (".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson")
     return f"it is a text file, not a DuckDB file{load if events_file else ''}"

@@ -480,7 +480,7 @@ class Compiler:
                 GROUP BY ALL"""
             g = self.add(self.fresh("g"), found)
             return f"""SELECT patient_id, q, n > 0 AS b, NULL::DOUBLE AS x, NULL AS why, {EMPTY} AS ev,
-                    NULL::TIMESTAMP AS lo, q AS hi, NULL AS note FROM {g}"""
+                    NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, NULL AS note FROM {g}"""
         found = f"""SELECT p.patient_id, p.q,
                 count(s.seq) FILTER (WHERE NOT ({ended})) AS n,
                 list(s.seq ORDER BY s.t, s.a) FILTER (WHERE s.seq IS NOT NULL AND NOT ({ended})) AS lasting,
@@ -504,7 +504,7 @@ class Compiler:
                         ELSE {q_(f"no {name} lasting at the date")} END"""
         return f"""SELECT g.patient_id, g.q, g.n > 0 AS b, NULL::DOUBLE AS x, NULL AS why,
                 CASE WHEN g.n > 0 THEN g.lasting ELSE coalesce(g.overruled, {EMPTY}) END AS ev,
-                NULL::TIMESTAMP AS lo, g.q AS hi, {note} AS note FROM {g} g LEFT JOIN {first} f USING (patient_id)"""
+                NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, {note} AS note FROM {g} g LEFT JOIN {first} f USING (patient_id)"""
 
     def bounds(self, window: ast.Window, ref: str, last: str = "s.t") -> tuple[str, str, str]:
         """(lo, hi, condition) of a window relative to the instant ``ref``: an event from s.t

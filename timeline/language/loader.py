@@ -600,7 +600,9 @@ class _RuleParser:
                 if bad:
                     self.fail((*where, bad[0]), f"{bad[0]} is text, not {exp[bad[0]]!r}")
                     continue
-                patients = sorted({str(e["patient_id"]) for e in evs if e.get("patient_id") is not None})
+                patients = sorted(
+                    {str(e["patient_id"]) for e in evs if str(e.get("patient_id") or "").strip()}
+                )
                 if exp.get("patient_id") is not None and exp["patient_id"] not in patients:
                     self.fail(
                         (*where, "patient_id"),
@@ -983,13 +985,17 @@ class _RuleParser:
             if _gives_present(sel):
                 raise self.fail(
                     (*sub, "select"),
-                    f"finding_present reads the records of {sel.name!r} recorded present and absent "
+                    "finding_present reads the records its selector matches recorded present and absent "
                     "(a later absent record ends a present one): its selector gives no present",
                 )
-            return ast.FindingPresent(
-                nid=nid, path=sp, select=sel,
-                within=self.duration(a["within"], (*sub, "within"), nonneg=True),
-            )  # fmt: skip
+            within = self.duration(a["within"], (*sub, "within"), nonneg=True)
+            if within.value is not None and within.value.amount == 0:
+                raise self.fail(
+                    (*sub, "within"),
+                    "finding_present's within is how long a record without an end lasts: 0 would make "
+                    "such a record never present; give a length (e.g. 90 days)",
+                )
+            return ast.FindingPresent(nid=nid, path=sp, select=sel, within=within)
         if op == "normal":
             a = keys(["select", "within"], ["upper", "lower"])
             return ast.Normal(
@@ -2103,6 +2109,9 @@ def _reads(rule_id: str, define: ast.Node, name: str) -> bool:
     """Whether the definition ``define`` of rule ``rule_id`` reads its parameter ``name``: as a
     value or threshold, a duration, a drug's name, or passed on to a rule it reads."""
     ref = f"{rule_id}.{name}"
+    # passed on to a rule read at other values: `crp_normal(upper=crp_strict.limit)`, the
+    # whole name (a parameter `win` is not read by passing on `win2`)
+    mention = re.compile(rf"(?<![\w.]){re.escape(ref)}(?![\w])")
     for n in walk(define):
         if isinstance(n, ast.Param) and (n.rule, n.name) == (rule_id, name):
             return True
@@ -2114,7 +2123,7 @@ def _reads(rule_id: str, define: ast.Node, name: str) -> bool:
             return True
         if isinstance(n, ast.DailyDose) and n.drug_param == name:
             return True
-        if isinstance(n, ast.RuleRef) and (ref in n.rule or any(ref in v for _, v in n.passes)):
+        if isinstance(n, ast.RuleRef) and any(mention.search(t) for t in (n.rule, *(v for _, v in n.passes))):
             return True
     return False
 
