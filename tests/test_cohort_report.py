@@ -431,18 +431,23 @@ def test_cohort_run_leaves_the_connections_memory_limit_as_it_was(cohort_store: 
         assert s.con.execute("SELECT current_setting('memory_limit')").fetchone() == before
 
 
-def test_a_patient_censored_the_day_before_another_reaches_the_outcome_is_not_at_risk_then(
-    tmp_path: Path,
-) -> None:
-    """Helper 40: A stops anakinra on day 30 (censored through that day), B's joints are quiet
-    on day 31, C's on day 60: two at risk at B's event, S = 1/2 and the median is day 31."""
-    (tmp_path / "rules").mkdir()
-    write(tmp_path / "rules", """id: joints_quiet
+def _joints_quiet_rule(directory: Path) -> None:
+    """A rule directory with `joints_quiet`: no active joint at the latest joint examination."""
+    directory.mkdir()
+    write(directory, """id: joints_quiet
 version: "1"
 description: no active joint at the latest joint examination (test)
 citation: test
 define: {not: {rule: arthritis}}
 """, "joints_quiet.yaml")  # fmt: skip
+
+
+def test_a_patient_censored_the_day_before_another_reaches_the_outcome_is_not_at_risk_then(
+    tmp_path: Path,
+) -> None:
+    """Helper 40: A stops anakinra on day 30 (censored through that day), B's joints are quiet
+    on day 31, C's on day 60: two at risk at B's event, S = 1/2 and the median is day 31."""
+    _joints_quiet_rule(tmp_path / "rules")
     rows = [
         {"patient_id": p, "kind": "medication_start", "occurred_at": "2020-01-15", "drug": "anakinra",
          "dose": 100, "dose_unit": "mg", "frequency": "daily"} for p in "ABC"
@@ -472,13 +477,7 @@ adverse_events: false
 def _relapsing(tmp_path: Path, sustained: bool) -> Report:
     """Joints quiet 15 Feb, active again 1 Mar, quiet for good 15 Mar (A); quiet 15 Feb and
     active again 1 Apr, its last record (B)."""
-    (tmp_path / "rules").mkdir()
-    write(tmp_path / "rules", """id: joints_quiet
-version: "1"
-description: no active joint at the latest joint examination (test)
-citation: test
-define: {not: {rule: arthritis}}
-""", "joints_quiet.yaml")  # fmt: skip
+    _joints_quiet_rule(tmp_path / "rules")
     exams = {
         "A": [("2020-02-15", 0), ("2020-03-01", 2), ("2020-03-15", 0)],
         "B": [("2020-02-15", 0), ("2020-04-01", 1)],
