@@ -3,6 +3,11 @@
 ``run`` runs the app and turns every way a command can end into an exit code (README, *Exit
 codes*) and a one-line error on stderr:
 
+- SIGTERM (``timeout``, systemd, a cancelled CI job): as Ctrl-C, ``error: terminated
+  (SIGTERM)``, 143; a signal that arrives inside an import is sent again once it is over (raised
+  there, it reached DuckDB's C start-up, which aborts the process);
+- a standard stream the caller closed (``>&-``): /dev/null; an output encoding that is not
+  UTF-8: what it cannot write is escaped, and JSON is ASCII;
 - Ctrl-C: ``error: interrupted``, 130, wherever it arrives — in Python code (typer turns it
   into exit 130 and says nothing), in a DuckDB query (which stops and raises an error of its
   own instead), or while the command cleans up. A SIGINT handler records it, so that it is
@@ -47,7 +52,7 @@ from contextlib import suppress
 from types import FrameType
 from typing import Any
 
-from cli.output import clear_notes, documents_written, dump_json, error, error_document
+from cli.output import clear_notes, documents_written, dump_json, error, error_document, is_utf8
 
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 BROKEN_PIPE = 141  # 128 + SIGPIPE
@@ -231,13 +236,9 @@ def _closed_streams() -> None:
     # an encoding that cannot write what the tables and reasons hold (≤, °, ×, —): escaped
     # rather than a UnicodeEncodeError (exit 70); JSON is then written in ASCII (output.py)
     for stream in (sys.stdout, sys.stderr):
-        if not _utf(stream) and isinstance(stream, io.TextIOWrapper):
+        if not is_utf8(stream) and isinstance(stream, io.TextIOWrapper):
             with suppress(ValueError, OSError):
                 stream.reconfigure(errors="backslashreplace")
-
-
-def _utf(stream: Any) -> bool:
-    return str(getattr(stream, "encoding", "utf-8") or "utf-8").lower().replace("_", "-") in ("utf-8", "utf8")
 
 
 def _guard_stdout() -> None:
@@ -258,7 +259,7 @@ def _guard_stdout() -> None:
     sys.stdout = _Stdout(
         buffer,
         encoding=out.encoding,
-        errors=out.errors if _utf(out) else "backslashreplace",
+        errors=out.errors if is_utf8(out) else "backslashreplace",
         line_buffering=out.line_buffering or unbuffered,
     )
 

@@ -50,12 +50,11 @@ def dump_json(data: Any) -> None:
     global _documents
     if _notes and isinstance(data, dict) and "notes" not in data:
         data = {**data, "notes": list(_notes)}
-    encoding = str(getattr(sys.stdout, "encoding", None) or "utf-8").lower().replace("_", "-")
     text = json.dumps(
         _finite(data),
         default=_default,
         indent=2,
-        ensure_ascii=encoding not in ("utf-8", "utf8"),  # \u2264 where the encoding has no ≤
+        ensure_ascii=not is_utf8(sys.stdout),  # \u2264 where the encoding has no ≤
         allow_nan=False,
     )
     _documents += 1  # counted before it is written: a document cut short is still one
@@ -64,6 +63,11 @@ def dump_json(data: Any) -> None:
     # pipe took only in part (its reader exited meanwhile); the next piece meets the closed pipe
     for start in range(0, len(text), 1 << 16):
         sys.stdout.write(text[start : start + (1 << 16)])
+
+
+def is_utf8(stream: Any) -> bool:
+    """Whether a text stream writes UTF-8 (else what it cannot write is escaped)."""
+    return str(getattr(stream, "encoding", None) or "utf-8").lower().replace("_", "-") in ("utf-8", "utf8")
 
 
 def documents_written() -> int:
