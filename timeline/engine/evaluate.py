@@ -352,18 +352,18 @@ class Session:
             ).fetchall():
                 later[str(event_id)] = (int(seq), str(op), reason)
         for e in found:
-            notes = []
+            remarks = []
             if e["seq"] in tied:
-                notes.append(
+                remarks.append(
                     f"at the same instant as seq {tied[e['seq']]}, asserted before it: not used (the last asserted wins)"
                 )
             if e["version"] == "correct":
-                notes.append("a corrected version")
+                remarks.append("a corrected version")
             if e["event_id"] in later:
                 seq, op, reason = later[e["event_id"]]
                 done = "corrected" if op == "correct" else "retracted"
-                notes.append(f"{done} after this moment (seq {seq}{': ' + reason if reason else ''})")
-            e["remarks"] = notes
+                remarks.append(f"{done} after this moment (seq {seq}{': ' + reason if reason else ''})")
+            e["remarks"] = remarks
 
     def _events(self, seqs: list[int]) -> list[dict[str, Any]]:
         """The events used, in full. The seq range lets DuckDB skip every row group outside it
