@@ -572,6 +572,7 @@ class _RuleParser:
                         )
                 self._example_event(e, (*path, "events", j))
             expects: list[ast.Expectation] = []
+            patients = sorted({str(e["patient_id"]) for e in evs if str(e.get("patient_id") or "").strip()})
             for j, exp in enumerate(ex["expect"] or []):
                 unknown = [k for k in exp if k not in EXPECTATION_KEYS] if isinstance(exp, dict) else []
                 if unknown:  # before a missing key: `valeu` is the value misspelt
@@ -600,9 +601,6 @@ class _RuleParser:
                 if bad:
                     self.fail((*where, bad[0]), f"{bad[0]} is text, not {exp[bad[0]]!r}")
                     continue
-                patients = sorted(
-                    {str(e["patient_id"]) for e in evs if str(e.get("patient_id") or "").strip()}
-                )
                 if exp.get("patient_id") is not None and exp["patient_id"] not in patients:
                     self.fail(
                         (*where, "patient_id"),
