@@ -274,8 +274,9 @@ def explain(
     for key, title in (
         ("events", "events used (the answer's evidence, as `state --json` reports it)"),
         ("other_events", "other events the clauses read"),
+        ("retracted_events", "retracted events of the kinds read (no longer in the record)"),
     ):
-        if not data[key]:
+        if not data.get(key):
             continue
         table = Table(title=title, title_justify="left")
         for col in ("seq", "event id", "occurred", "recorded (UTC)", "event", "source"):

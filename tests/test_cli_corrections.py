@@ -459,3 +459,20 @@ def test_explain_marks_a_corrected_version_as_such(corrected_store: Path) -> Non
     )
     (crp,) = [e for e in json.loads(result.stdout)["events"] if e["event_id"] == "p1-crp2"]
     assert (crp["version"], crp["remarks"]) == ("correct", ["a corrected version"])
+
+
+def test_explain_shows_a_retracted_event_the_rule_would_read(corrected_store: Path) -> None:
+    """Helper 46: a retracted fever that flips the answer was nowhere in the explanation."""
+    result = run_cli(
+        "explain", "P001", "rash_free", "--at", "2008-03-01", "--json", "--store", corrected_store
+    )
+    data = json.loads(result.stdout)
+    assert [(e["event_id"], e["remarks"], e["source"]) for e in data["retracted_events"]] == [
+        ("p1-rash1", ["retracted (seq 16)"], "wrong patient")
+    ]
+
+
+def test_explain_as_known_before_a_retraction_lists_no_retracted_event(corrected_store: Path) -> None:
+    result = run_cli("explain", "P001", "rash_free", "--at", "2008-03-01", "--json", "--store", corrected_store,
+                     "--as-known-at", "seq:15")  # fmt: skip
+    assert json.loads(result.stdout)["retracted_events"] == []

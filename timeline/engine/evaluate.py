@@ -304,6 +304,9 @@ class Session:
             self._annotate(found, tied)
             used = [e for e in found if e["seq"] in evidence]
             read = [e for e in found if e["seq"] not in evidence]
+            withdrawn = self._events(self._retracted_read(patient, q, rule_id, comp))
+            for e in withdrawn:
+                e["remarks"] = [f"retracted (seq {e['seq']})"]  # why: its source, the retraction's reason
         finally:
             for name, _ in comp.out.ctes:
                 self.con.execute(f"DROP TABLE IF EXISTS {name}")
@@ -315,11 +318,48 @@ class Session:
             "tree": tree,
             "events": used,
             "other_events": read,
+            "retracted_events": withdrawn,
         }
 
     def events_of(self, seqs: Sequence[int]) -> list[dict[str, Any]]:
         """The event versions with these sequence numbers, in full, as explain lists them."""
         return self._events(sorted(seqs))
+
+    def _retracted_read(self, patient: str, q: datetime, rule_id: str, comp: Compiler) -> list[int]:
+        """The retractions (their rows carry the content withdrawn), as known, of the patient's
+        events up to ``q`` that a selector of the rule (or of a rule it reads) matches: what the
+        record held and no longer does, which a reviewer must see beside the answer (a retracted
+        fever can be why a child now counts as resolved)."""
+        from timeline.language.loader import walk
+
+        preds: dict[str, None] = {}
+        todo, seen = [rule_id], set()
+        while todo:
+            rid = todo.pop()
+            if rid in seen:
+                continue
+            seen.add(rid)
+            for n in walk(self.rules.rules[rid].define):
+                if isinstance(n, ast.Selector) and n.name != "birth":
+                    preds[comp.predicate(n)] = None
+                elif isinstance(n, ast.RuleRef):
+                    todo.append(n.rule)
+                elif isinstance(n, ast.OnDrug | ast.DailyDose):
+                    drugs = n.drugs if isinstance(n, ast.OnDrug) else (n.drug,)
+                    kinds = ", ".join(q_(k) for k in ast.MEDICATION_KINDS)
+                    preds[f"(kind IN ({kinds}) AND drug IN ({', '.join(q_(d) for d in drugs)}))"] = None
+        if not preds:
+            return []
+        rows = self.con.execute(
+            f"""SELECT r.seq FROM events r
+                WHERE r.patient_id = ? AND r.op = 'retract' AND r.seq <= {self.high_water} AND r.occurred_at <= ?
+                  AND NOT EXISTS (SELECT 1 FROM events v WHERE v.event_id = r.event_id AND v.seq > r.seq
+                                  AND v.seq <= {self.high_water})
+                  AND ({" OR ".join(preds)})
+                ORDER BY r.occurred_at, r.seq""",
+            [patient, q],
+        ).fetchall()
+        return [int(r[0]) for r in rows]
 
     def _tied(self, patient: str, seqs: set[int]) -> dict[int, int]:
         """Current events of the patient at the instant, of the kind and code, of an event
