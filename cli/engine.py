@@ -99,7 +99,7 @@ def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
     params.yaml or --param) that no event of the store records: most often a misspelling,
     which would leave every rule naming it unknown or false without a word."""
     from timeline.language import ast
-    from timeline.language.loader import BUILTIN_DIR, did_you_mean, walk
+    from timeline.language.loader import did_you_mean, from_builtin, walk
 
     given: dict[str, list[str]] = {}
     for rid in rules.listed():
@@ -112,7 +112,7 @@ def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
     written: dict[str, list[str]] = {}
     for rid in rules.listed():
         rule = rules.rules[rid]
-        if Path(rule.source).resolve().is_relative_to(BUILTIN_DIR):
+        if from_builtin(rule.source):
             continue
         for n in walk(rule.define):
             names = (

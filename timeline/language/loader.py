@@ -1538,7 +1538,7 @@ class RuleSet:
     def only_builtin_note(self) -> str | None:
         """What to say beside an unknown rule when only the built-in pack was loaded: a user's
         rules are read only from the directories they are given in."""
-        if any(not Path(s).resolve().is_relative_to(BUILTIN_DIR) for s in self.sources):
+        if any(not from_builtin(s) for s in self.sources):
             return None
         return "only the built-in rules were loaded: rules of your own need --rules DIR (or $TIMELINE_RULES)"
 
@@ -2101,6 +2101,11 @@ def _variant_request(
         for made, copy in out.items():
             if made not in docs and copy.variant_of is not None:
                 docs[made] = docs[copy.variant_of]
+
+
+def from_builtin(source: str) -> bool:
+    """Whether a rule file (or rule directory) is the built-in pack's."""
+    return Path(source).resolve().is_relative_to(BUILTIN_DIR)
 
 
 def _reads(rule_id: str, define: ast.Node, name: str) -> bool:
