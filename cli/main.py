@@ -210,6 +210,11 @@ def ingest(
     from timeline.ingest import ingest_file
 
     limit = _bytes(memory_limit, "--memory-limit") if memory_limit is not None else None
+    if sum(str(f) == "-" for f in files) > 1:
+        from timeline.errors import UsageError
+
+        # the second read of a pipe is empty: it would be a failed ingest after a committed one
+        raise UsageError("- (standard input) is given more than once: it can be read only once")
 
     who = _author(author, required=False)
     results = []
