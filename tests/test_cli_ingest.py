@@ -399,7 +399,9 @@ def test_ingest_dash_without_a_format_is_a_usage_error(empty_store: Path) -> Non
 def test_standard_input_given_twice_is_a_usage_error_before_anything_is_written(empty_store: Path) -> None:
     """The second read of a pipe is empty: `ingest - -` committed a batch, then failed (exit 6)."""
     before = snapshot(empty_store)
-    result = _with_stdin(EXAMPLE_CSV.read_bytes(), "ingest", "-", "-", "--format", "csv", "--store", empty_store)
+    result = _with_stdin(
+        EXAMPLE_CSV.read_bytes(), "ingest", "-", "-", "--format", "csv", "--store", empty_store
+    )
     assert result.exit_code == 2
     assert "- (standard input) is given more than once" in result.stderr
     assert snapshot(empty_store) == before

@@ -266,6 +266,12 @@ def test_a_wrong_variant_is_reported_at_its_line(
     assert [(p.line, p.message) for p in found] == [(line, message)]
 
 
+def test_two_wrong_values_of_one_with_are_reported_together(tmp_path: Path) -> None:
+    """Helper 43: the second was reported only once the first was mended."""
+    write_rule(tmp_path, "r", {"rule": {"id": "crp_normal", "with": {"upper": [3], "validity": None}}})
+    assert [p.message.split(":")[0] for p in _problems(tmp_path)] == ["upper", "validity"]
+
+
 def test_a_wrong_value_is_reported_in_every_file_that_gives_it(tmp_path: Path) -> None:
     for rid in ("a", "b"):
         write_rule(tmp_path, rid, {"rule": {"id": "crp_normal", "with": {"upper": "3 kg"}}})
@@ -580,6 +586,30 @@ def test_a_cohort_file_gives_values_not_parameters(tmp_path: Path) -> None:
         "upper: a value is a number, a quantity ('5 mg/L'), a duration ('30 days'), true/false"
         in result.stderr
     )
+
+
+def test_a_cohort_file_s_two_wrong_values_of_one_with_are_reported_together(tmp_path: Path) -> None:
+    path = _cohort(
+        tmp_path / "c.yaml", {"id": "crp_normal", "with": {"upper": [3], "validity": None}}, id="crp"
+    )
+    result = run_cli("cohort", "check", path)
+    assert result.exit_code == 8
+    assert "upper: a value is" in result.stderr and "validity: a value is" in result.stderr
+
+
+def test_a_command_line_copy_s_two_wrong_values_are_reported_together(example_store: Path) -> None:
+    result = run_cli(
+        "state",
+        "P001",
+        "--at",
+        "2008-01-01",
+        "--rule",
+        "crp_normal(upper=[3], validity=[30 days])",
+        "--store",
+        example_store,
+    )
+    assert result.exit_code == 2
+    assert "upper: '[3]'" in result.stderr and "validity: '[30 days]'" in result.stderr
 
 
 def _strict_rules(tmp_path: Path, **params: dict[str, Any]) -> Any:

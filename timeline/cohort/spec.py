@@ -311,7 +311,8 @@ class _Parser:
         try:
             base, values, vid = read_variant(data)
         except VariantProblem as exc:
-            self.fail((*path, *exc.where), exc.message)
+            for where, message in exc.all():
+                self.fail((*path, *where), message)
             return None
         try:
             return self.rules.variant(base, values, vid)

@@ -1143,9 +1143,10 @@ class _RuleParser:
         try:
             base, values, vid = read_variant(arg, (self.rule_id, self.params, self.bad_params))
         except VariantProblem as exc:
-            if exc.message:
-                raise self.fail((*path, *exc.where), exc.message) from None
-            raise _Fail() from None  # the parameter's own problem is reported
+            for where, message in exc.all():
+                if message:  # else the parameter's own problem is reported
+                    self.fail((*path, *where), message)
+            raise _Fail() from None
         self.refs.append((base, (*path, "id")))
         self.variants.append((vid, base, values, path))
         for raw in values.values():  # a drug's name passed on to the rule read names a drug
@@ -1324,11 +1325,19 @@ def parse_param_value(value: Any, unit: Any = None) -> tuple[float | bool | Dura
 
 
 class VariantProblem(Exception):
-    """A ``{id, with}`` reference that cannot be read: where in it (keys below it) and why."""
+    """A ``{id, with}`` reference that cannot be read: where in it (keys below it) and why;
+    ``also``: the problems of its other values (each value of a ``with:`` is read, so that two
+    wrong values are reported together). An empty message: reported already."""
 
-    def __init__(self, where: tuple[Any, ...], message: str) -> None:
+    def __init__(
+        self, where: tuple[Any, ...], message: str, also: Sequence[tuple[tuple[Any, ...], str]] = ()
+    ) -> None:
         super().__init__(message)
-        self.where, self.message = where, message
+        self.where, self.message, self.also = where, message, tuple(also)
+
+    def all(self) -> list[tuple[tuple[Any, ...], str]]:
+        """Every problem: (where, message), the first first."""
+        return [(self.where, self.message), *self.also]
 
 
 def read_variant(
@@ -1365,39 +1374,51 @@ def read_variant(
             "rule's with maps parameters of the rule to their values here, e.g. {upper: 5 mg/L}",
         )
     shown: dict[str, str] = {}
+    wrong: list[tuple[tuple[Any, ...], str]] = []
     for name, raw in values.items():
-        if not isinstance(name, str) or not ID_RE.match(name):
-            raise VariantProblem(("with", name), f"parameter name {name!r} must be lower_snake_case")
-        if isinstance(raw, dict) and set(raw) == {"param"} and reader is not None:
-            rid, params, reported = reader
-            own = str(raw["param"])
-            if own in reported:
-                raise VariantProblem(("with", name, "param"), "")
-            if own not in params:
-                raise VariantProblem(
-                    ("with", name, "param"),
-                    f"unknown parameter {own!r}{did_you_mean(own, params)} of {rid!r}",
-                )
-            shown[name] = f"{rid}.{own}"
-            continue
-        if isinstance(raw, dict | list) or raw is None:
-            own_too = " or {param: NAME}, a parameter of this rule" if reader is not None else ""
-            raise VariantProblem(
-                ("with", name),
-                f"{name}: a value is a number, a quantity ('5 mg/L'), a duration ('30 days'), true/false, "
-                f"a drug's name{own_too}",
-            )
-        value: float | bool | Duration | str
         try:
-            value, unit = parse_param_value(raw)
-        except ValueError as exc:
-            quantity, unit = _as_quantity(raw)  # 0.25 h: for a parameter that is a time quantity
-            text = drug_name(raw)  # for a text parameter, a drug's name
-            if quantity is None and text is None:
-                raise VariantProblem(("with", name), f"{name}: {exc}") from None
-            value = quantity if quantity is not None else str(text)
-        shown[name] = value_text(value, unit)
+            shown[name] = _variant_value(name, raw, reader)
+        except VariantProblem as exc:
+            wrong.append((exc.where, exc.message))
+    if wrong:
+        raise VariantProblem(*wrong[0], also=wrong[1:])
     return base, dict(values), variant_id(base, shown)
+
+
+def _variant_value(
+    name: Any, raw: Any, reader: tuple[str, Mapping[str, ast.ParamSpec], Collection[str]] | None
+) -> str:
+    """One value of a ``with:`` as the copy's id shows it (see :func:`read_variant`)."""
+    if not isinstance(name, str) or not ID_RE.match(name):
+        raise VariantProblem(("with", name), f"parameter name {name!r} must be lower_snake_case")
+    if isinstance(raw, dict) and set(raw) == {"param"} and reader is not None:
+        rid, params, reported = reader
+        own = str(raw["param"])
+        if own in reported:
+            raise VariantProblem(("with", name, "param"), "")
+        if own not in params:
+            raise VariantProblem(
+                ("with", name, "param"),
+                f"unknown parameter {own!r}{did_you_mean(own, params)} of {rid!r}",
+            )
+        return f"{rid}.{own}"
+    if isinstance(raw, dict | list) or raw is None:
+        own_too = " or {param: NAME}, a parameter of this rule" if reader is not None else ""
+        raise VariantProblem(
+            ("with", name),
+            f"{name}: a value is a number, a quantity ('5 mg/L'), a duration ('30 days'), true/false, "
+            f"a drug's name{own_too}",
+        )
+    value: float | bool | Duration | str
+    try:
+        value, unit = parse_param_value(raw)
+    except ValueError as exc:
+        quantity, unit = _as_quantity(raw)  # 0.25 h: for a parameter that is a time quantity
+        text = drug_name(raw)  # for a text parameter, a drug's name
+        if quantity is None and text is None:
+            raise VariantProblem(("with", name), f"{name}: {exc}") from None
+        value = quantity if quantity is not None else str(text)
+    return value_text(value, unit)
 
 
 def value_text(value: float | bool | Duration | str, unit: str | None = None) -> str:
@@ -1492,7 +1513,7 @@ class RuleSet:
             _, given, vid = read_variant({"id": base, "with": values})
             return self.variant(base, given, vid)
         except VariantProblem as exc:
-            raise UsageError(f"rule {asked!r}: {exc.message}") from None
+            raise UsageError("; ".join(f"rule {asked!r}: {message}" for _, message in exc.all())) from None
         except VariantValuesError as exc:
             raise UsageError(f"rule {asked!r}: {exc}") from None
 
