@@ -507,8 +507,17 @@ def _lanes(c: Any, patient: str, rows: list[dict[str, Any]]) -> None:
 def _intervals_table(c: Any, patient: str, rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
-    table = Table(title=cell(f"{patient}: intervals"), title_justify="left")
-    for col in ("rule", "from", "until", "value", "reason"):
+    # a history is evaluated for values and unknown reasons only (no notes, no evidence)
+    first = next((r for r in rows if isinstance(r["value"], bool)), rows[0])
+    caption = (
+        f"why a value holds: timeline explain {patient} {first['rule']} --at {first['start']:%Y-%m-%d}"
+        if " " not in patient + first["rule"]
+        else "why a value holds: `timeline explain PATIENT RULE --at DATE`"
+    )
+    table = Table(
+        title=cell(f"{patient}: intervals"), title_justify="left", caption=caption, caption_justify="left"
+    )
+    for col in ("rule", "from", "until", "value", "reason (unknown)"):
         table.add_column(col)
     for r in rows:
         value = str(r["value"]).lower() if isinstance(r["value"], bool) else r["value"]

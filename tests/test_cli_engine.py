@@ -374,6 +374,17 @@ def test_history_to_a_file_or_pipe_is_the_intervals_table_only(example_store: Pa
     assert result.stdout.startswith("P001: intervals")
 
 
+def test_history_table_says_how_to_see_why_a_true_or_false_holds(example_store: Path) -> None:
+    """A history carries reasons for unknowns only: its caption names the command giving the rest,
+    at the first true or false interval."""
+    data = json.loads(
+        run_cli("history", "P001", "--rule", "crp_normal", "--store", example_store, "--json").stdout
+    )
+    known = next(i for i in data["intervals"] if isinstance(i["value"], bool))
+    result = run_cli("history", "P001", "--rule", "crp_normal", "--store", example_store)
+    assert f"why a value holds: timeline explain P001 crp_normal --at {known['start'][:10]}" in result.stdout
+
+
 def test_history_table_shows_an_edge_at_the_end_of_a_day_by_its_day(example_store: Path) -> None:
     # the ACR Pedi baseline is known from the last instant of the index day
     result = run_cli("history", "P001", "--rule", "pedi_change_crp", "--store", example_store)
