@@ -520,6 +520,35 @@ def test_a_sustained_time_to_event_is_the_first_instant_it_holds_to_the_window_e
     assert ((a.event, a.days), (b.event, b.censored_by)) == ((True, 60.0), (False, "end_of_follow_up"))
 
 
+def test_a_sustained_spell_is_not_ended_by_a_moment_nothing_is_known(tmp_path: Path) -> None:
+    """Helper 49: a state unknown between visits ended the spell, so the Valencia resolutions
+    were dated at the last visit before 3 months. Quiet at a November exam (valid 90 days: the
+    index falls in it), unknown from 14 February, quiet again on 15 March: the spell began at
+    the index."""
+    _joints_quiet_rule(tmp_path / "rules")
+    rows = [
+        {"patient_id": "C", "kind": "joint_exam", "occurred_at": "2019-11-15", "active_joints": 0},
+        {"patient_id": "C", "kind": "medication_start", "occurred_at": "2020-01-15", "drug": "anakinra",
+         "dose": 100, "dose_unit": "mg", "frequency": "daily"},
+        {"patient_id": "C", "kind": "joint_exam", "occurred_at": "2020-03-15", "active_joints": 0},
+    ]  # fmt: skip
+    with Store.create(tmp_path / "s.duckdb") as s:
+        append_rows(s, rows, author="t", source="test")
+    cohort = write(tmp_path, """cohort: gap
+version: "1"
+index: {first: {kind: medication_start, drug: anakinra}}
+drug: anakinra
+time_to_event: [{id: quiet, rule: joints_quiet, window: 90 days, sustained: true}]
+adverse_events: false
+""")  # fmt: skip
+    from tests.cohort_support import RULES
+    from timeline.language.loader import load_rules
+
+    report = run(tmp_path / "s.duckdb", cohort, load_rules([RULES, tmp_path / "rules"]))
+    c = report.patients["C"].tte["quiet"]
+    assert (c.event, c.days) == (True, 0.0)
+
+
 @pytest.fixture
 def spelt_two_ways(tmp_path: Path) -> Report:
     """Three patients on anakinra with an injection-site reaction and a discontinuation for

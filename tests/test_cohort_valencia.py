@@ -31,6 +31,12 @@ def truth() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def valencia_truth() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((VALENCIA / "ground_truth.json").read_text(encoding="utf-8"))
+    return data
+
+
+@pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Report:
     path: Path = tmp_path_factory.mktemp("valencia-cohort") / "valencia.duckdb"
     _load_valencia(path)
@@ -63,6 +69,21 @@ def test_fever_and_rash_resolved_at_3_months(report: Report, truth: dict[str, An
     expected = truth["fever_rash_resolved_within_3m"]
     assert (c.n, c.N) == (expected["n"], expected["N"])
     assert sorted(set(c.denominator_ids) - set(c.numerator_ids)) == expected["not_resolved"]
+
+
+def test_sustained_resolution_is_dated_as_the_ground_truth_dates_it(
+    report: Report, valencia_truth: dict[str, Any]
+) -> None:
+    """Helper 49: an unknown moment between visits ended a spell, so every resolution was dated
+    at the last visit before 3 months (median 88 days against 16)."""
+    got = {
+        pid: str(f.tte["fever_and_rash_resolved"].at.date())
+        if f.tte["fever_and_rash_resolved"].event
+        else None
+        for pid, f in report.patients.items()
+    }
+    want = {pid: p["fever_rash_resolution_date"] for pid, p in valencia_truth["patients"].items()}
+    assert got == want
 
 
 @pytest.mark.parametrize("months", [3, 6, 12])

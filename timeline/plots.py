@@ -338,7 +338,8 @@ def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]
         )
         if window:
             ax.set_xlim(-window * 0.02, window * 1.02)
-        ax.set_title(f"{tte.label}\n(time to first; Kaplan–Meier, within {tte.window})", fontsize=10)
+        first = "start of the spell that lasted" if tte.sustained else "first"
+        ax.set_title(f"{tte.label}\n(time to {first}; Kaplan–Meier, within {tte.window})", fontsize=10)
         ax.set_xlabel("days after the index")
         ax.set_ylabel("% reached (1 − KM survival)")
         ax.set_ylim(0, 100)

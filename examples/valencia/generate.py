@@ -1077,22 +1077,27 @@ def _evaluate_patient(p: Patient, prm: Params) -> dict[str, Any]:
         ]
 
     def free_at(d: date) -> bool | None:
-        """Fever-free and rash-free at d (None: unknown, nothing recorded in the window)."""
+        """Fever-free and rash-free at d: False when a fever or a rash is recorded in the
+        window, else None when a temperature or a rash record is missing from it."""
         t = window(temps, d, prm.fever_window)
         rs = window(rash, d, prm.fever_window)
+        reported = prm.use_fever_findings and any(window(fever_findings, d, prm.fever_window))
+        if any(v >= prm.fever_c for v in t) or reported or any(rs):
+            return False
         if not t or not rs:
             return None
-        reported = prm.use_fever_findings and any(window(fever_findings, d, prm.fever_window))
-        fever = any(v >= prm.fever_c for v in t) or reported
-        return not fever and not any(rs)
+        return True
 
     t3 = add_months(t0, 3)
     resolved = free_at(t3) is True
     resolution = None
     if resolved:
+        # the first day free from which no later day up to T3 has a fever or a rash (a fever on
+        # a day without a rash record ends a spell too: V19's fevers in MAS)
         candidates = sorted({d for d, _ in temps if t0 <= d <= t3} & {d for d, _ in rash})
-        for i, d in enumerate(candidates):
-            if all(free_at(x) for x in candidates[i:]):
+        recorded = sorted({d for d, _ in [*temps, *rash, *fever_findings] if t0 <= d <= t3})
+        for d in candidates:
+            if free_at(d) and all(free_at(x) is not False for x in recorded if x > d):
                 resolution = d
                 break
 

@@ -299,7 +299,13 @@ def _cell(
             explain(
                 t.rule,
                 facts.at,
-                "first instant the outcome held" if facts.event else "value at the censoring",
+                (
+                    "first instant of the spell that lasted"
+                    if t.sustained
+                    else "first instant the outcome held"
+                )
+                if facts.event
+                else "value at the censoring",
             )
     elif section == "ae":
         # the patient's adverse events this cell counts (its term and grade), beside the
