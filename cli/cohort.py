@@ -50,10 +50,14 @@ def _dirs(file: Path, rules: list[Path] | None) -> list[Path]:
     return [*(d for d in cohort_rule_dirs(file) if usable(d)), *(rules or [])]
 
 
-def _spec(file: Path, rules: list[Path] | None, param: list[str] | None) -> CohortSpec:
+def _spec(file: Path, rules: list[Path] | None, param: list[str] | None) -> tuple[CohortSpec, list[str]]:
+    """The cohort file, read against its rules, and the warnings of its design."""
+    from timeline.cohort.report import design_warnings
     from timeline.cohort.spec import load_cohort
 
-    return load_cohort(file, load(_dirs(file, rules), param))
+    ruleset = load(_dirs(file, rules), param)
+    spec = load_cohort(file, ruleset)
+    return spec, design_warnings(spec, ruleset)
 
 
 def _session(
@@ -133,7 +137,7 @@ def check(
     from timeline.language.loader import RuleError
 
     try:
-        spec = _spec(file, rules, param)
+        spec, warnings = _spec(file, rules, param)
     except (CohortError, RuleError) as exc:
         if json_out:
             dump_json(
@@ -147,11 +151,13 @@ def check(
         "ok": True, "cohort": spec.id, "version": spec.version, "sha256": spec.digest,
         "rules": spec.rule_ids(), "time_points": [t.label for t in spec.time_points],
         "outcomes": [o.id for o in spec.outcomes], "time_to_event": [t.id for t in spec.time_to_event],
-        "subgroups": [g.id for g in spec.subgroups],
+        "subgroups": [g.id for g in spec.subgroups], "warnings": warnings,
     }  # fmt: skip
     if json_out:
         dump_json(summary)
         return
+    for warning in warnings:
+        console(stderr=True).print(cell(f"warning: {warning}"))
     console().print(
         f"ok: cohort {esc(spec.id)} v{esc(spec.version)} uses {len(summary['rules'])} rules; "
         f"{len(spec.outcomes)} outcomes at {len(spec.time_points)} time points, "

@@ -603,3 +603,45 @@ def test_terms_written_two_ways_with_one_cell_id_are_one_row_under_the_common_sp
 def test_discontinuation_reasons_differing_in_case_are_one_row(spelt_two_ways: Report) -> None:
     cell = spelt_two_ways.cell("discontinuation.inefficacy")
     assert (cell.n, cell.N, cell.label) == (3, 3, "discontinued: inefficacy")
+
+
+def _died_after_an_exam(tmp_path: Path, follow_up: str = "") -> Report:
+    """D: anakinra from 15 January 2020, 2 active joints on 20 April, died 1 May: the exam is
+    valid for 90 days, to 19 July, past the 6-month time point (15 July)."""
+    rows = [
+        {"patient_id": "D", "kind": "medication_start", "occurred_at": "2020-01-15", "drug": "anakinra",
+         "dose": 100, "dose_unit": "mg", "frequency": "daily"},
+        {"patient_id": "D", "kind": "joint_exam", "occurred_at": "2020-04-20", "active_joints": 2},
+        {"patient_id": "D", "kind": "death", "occurred_at": "2020-05-01"},
+    ]  # fmt: skip
+    with Store.create(tmp_path / "s.duckdb") as s:
+        append_rows(s, rows, author="t", source="test")
+    cohort = write(tmp_path, f"""cohort: died
+version: "1"
+index: {{first: {{kind: medication_start, drug: anakinra}}}}
+drug: anakinra
+{follow_up}time_points: [6 months]
+outcomes: [{{id: arthritis_all, rule: arthritis, denominator: all}}, {{id: arthritis_followed, rule: arthritis, denominator: followed}}]
+adverse_events: false
+""")  # fmt: skip
+    return run(tmp_path / "s.duckdb", cohort)
+
+
+def test_under_all_a_patient_who_died_before_a_time_point_is_unknown_there(tmp_path: Path) -> None:
+    """Helper 49: a child who died counted with active arthritis at 6 months, from an exam
+    still valid after the death."""
+    report = _died_after_an_exam(tmp_path)
+    assert nN(report, "outcome.arthritis_all.6_months") == (0, 1, 1)
+    value = report.patients["D"].values[("arthritis", "6_months")]
+    assert value.why == "after the patient's death on 2020-05-01"
+
+
+def test_a_follow_up_not_ended_by_death_still_reads_nothing_after_it(tmp_path: Path) -> None:
+    report = _died_after_an_exam(tmp_path, "follow_up: {end: [end_of_follow_up], otherwise: open}\n")
+    assert nN(report, "outcome.arthritis_followed.6_months") == (0, 1, 1)
+    assert report.patients["D"].values[("arthritis", "6_months")].why == "after the patient's death on 2020-05-01"
+
+
+def test_a_follow_up_not_ended_by_death_is_warned_of(tmp_path: Path) -> None:
+    report = _died_after_an_exam(tmp_path, "follow_up: {end: [end_of_follow_up], otherwise: open}\n")
+    assert any(w.startswith("follow_up.end does not list death") for w in report.warnings)

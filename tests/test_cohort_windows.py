@@ -173,6 +173,19 @@ def test_no_day_before_the_index_is_an_assessment(tmp_path: Path) -> None:
     assert rep.patients["PRE"].assessed == {}
 
 
+def test_the_index_day_is_not_an_assessment_of_a_later_time_point(tmp_path: Path) -> None:
+    """Helper 49: 'fever at 5 days ±7 days' read 22/22 Valencia children on the index day,
+    before the first dose. A temperature on the index day (1 January) is the baseline's."""
+    store = _store(tmp_path / "s.duckdb", _rows("IDX", {"2020-01-01": 36.9}))
+    text = COHORT.replace("[3 months, 6 months]", "[5 days]").replace("at: [3 months]", "at: [5 days]")
+    text = text.replace("assessment_window: 30 days", "assessment_window: 7 days")
+    rs = rules()
+    with Store.open(store) as s:
+        rep = run_cohort(Session(s, rs), load_cohort(write(tmp_path, text), rs))
+    assert rep.cell("outcome.afebrile_all.5_days").unknown_ids == ["IDX"]
+    assert rep.patients["IDX"].assessed == {}
+
+
 def test_a_state_known_on_the_time_points_date_is_kept(report: Report) -> None:
     assert _value(report, "ON_DATE", "afebrile_all") == (False, None)
 
@@ -381,8 +394,9 @@ def test_the_report_takes_the_nearest_known_candidate_day(
 ) -> None:
     """For any records, stop and end of follow-up: the report's value is the rule's state,
     evaluated on its own (Session.evaluate, one instant at a time), at the end of the nearest
-    candidate day on which it is known — the date itself, or a day of the window with a record,
-    on or before the end of follow-up and, for on_drug, before the stop."""
+    candidate day on which it is known — the date itself (within the follow-up), or a day of
+    the window with a record, on or before the end of follow-up and, for on_drug, before the
+    stop; unknown when there is none."""
     extra = []
     if stop is not None:
         extra.append({"patient_id": "R", "kind": "discontinuation", "occurred_at": stop.isoformat(),
@@ -409,14 +423,15 @@ def test_the_report_takes_the_nearest_known_candidate_day(
             return r.value
 
         for outcome, on_drug in (("afebrile_all", False), ("afebrile_on_drug", True)):
-            cands = [TARGET, *sorted(
+            # past the follow-up's end the date itself is unknown (nothing then is of the study)
+            cands = [*([TARGET] if TARGET <= end else []), *sorted(
                 (d for d in record_days
                  if abs((d - TARGET).days) <= 30 and d != TARGET and date(2020, 1, 1) <= d <= end
                  and not (on_drug and stop is not None and d >= stop)),
                 key=lambda d: (abs((d - TARGET).days), d),
             )]  # fmt: skip
             known = [(d, v) for d in cands if (v := state(d)) is not None]
-            want_day, want_value = known[0] if known else (TARGET, state(TARGET))
+            want_day, want_value = known[0] if known else (TARGET, state(TARGET) if TARGET <= end else None)
             got_value, got_day = _value(rep, "R", outcome)
             assert got_value == want_value, (outcome, cands, known)
             assert (got_day or TARGET) == want_day, (outcome, cands, known)

@@ -25,7 +25,7 @@ from timeline.engine.compiler import Compiler, q_
 from timeline.engine.evaluate import ENGINE_MEMORY_LIMIT, Result, Session, staged
 from timeline.errors import UsageError
 from timeline.language import ast
-from timeline.language.loader import RuleSet, did_you_mean
+from timeline.language.loader import RuleSet, did_you_mean, walk
 from timeline.store import ASSERTED_SEQ, EVENT_COLUMNS, lower_memory_limit, utc_now
 
 Progress = Callable[[str, float], None]
@@ -222,8 +222,34 @@ def run_cohort(
             report.warnings = run.absent_drugs() + run.empty_population()
         if spec.drug not in run.missing:  # a misspelt study drug: its warning says so, not this one
             report.warnings += index_drug_warnings(spec, session.rules)
+        report.warnings += design_warnings(spec, session.rules)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def design_warnings(spec: CohortSpec, rules: RuleSet) -> list[str]:
+    """What a cohort file allows but a reader of its table would not expect (`cohort check` and
+    `cohort run` say it): a follow-up that does not end at death; an on-drug rule reading
+    another drug than the patients' index drugs (helper 49)."""
+    out = []
+    if "death" not in spec.end_kinds:
+        out.append(
+            "follow_up.end does not list death: a patient who died stays followed (in the followed and "
+            "on_drug denominators) until their follow-up ends; their values after death are unknown"
+        )
+    if spec.on_drug_rule and spec.on_drug_rule in rules.rules:
+        read: set[str] = set()
+        for rid in rules.dependencies(spec.on_drug_rule):
+            read.update(d for n in walk(rules.rules[rid].define) if isinstance(n, ast.OnDrug) for d in n.drugs)
+        study = set(_selector_drugs(spec.index)) if spec.drug_from_index else ({spec.drug} if spec.drug else set())
+        other = sorted(study - read) if read else []
+        if other:
+            out.append(
+                f"follow_up.on_drug_rule {spec.on_drug_rule} reads {', '.join(sorted(read))}, not "
+                f"{', '.join(other)}: a patient on {other[0]} is never on the drug by it (the on_drug "
+                "denominator and the MAS relation to the drug follow the rule)"
+            )
+    return out
 
 
 def index_drug_warnings(spec: CohortSpec, rules: RuleSet) -> list[str]:
@@ -339,20 +365,36 @@ class _Run:
         index = _selector_drugs(spec.index)
         # `drug: index` names no drug of its own: the index's drugs are the study drugs
         study = [spec.drug] if spec.drug and not spec.drug_from_index else []
-        wanted = list(dict.fromkeys([*index, *study]))
+        # a sub-group's list names drugs nobody may have had (emapalumab): only one spelt nearly
+        # as a recorded drug is worth a word (helper 49: `metotrexate` made every child first-line)
+        grouped = {
+            d: g.id
+            for g in spec.subgroups
+            for sel in (g.none_before_index, g.any_before_index)
+            if sel is not None
+            for d in _selector_drugs(sel)
+        }
+        wanted = list(dict.fromkeys([*index, *study, *grouped]))
         if not wanted:
             return []
-        # one early-stopping probe per drug: a drug that is recorded is found at once
-        missing = [d for d in wanted if not self.sql("SELECT 1 FROM tl_c_ev WHERE drug = ? LIMIT 1", [d])]
-        self.missing = missing
+
+        def recorded(drug: str) -> bool:  # one early-stopping probe: a recorded drug is found at once
+            return bool(self.sql("SELECT 1 FROM tl_c_ev WHERE drug = ? LIMIT 1", [drug]))
+
+        missing = [d for d in wanted if not recorded(d)]
+        self.missing = [d for d in missing if d in index or d in study]
         if not missing:
             return []
         present = [d for (d,) in self.sql("SELECT DISTINCT drug FROM tl_c_ev WHERE drug IS NOT NULL")]
-        where = {d: "the index drug" if d in index else "the study drug" for d in missing}
-        return [
-            f"{where[d]} {d!r} is not recorded for any patient in the store{did_you_mean(d, present)}"
-            for d in missing
-        ]
+        out = []
+        for d in missing:
+            near = did_you_mean(d, present)
+            if d in index or d in study:
+                where = "the index drug" if d in index else "the study drug"
+                out.append(f"{where} {d!r} is not recorded for any patient in the store{near}")
+            elif near:
+                out.append(f"sub-group {grouped[d]}'s drug {d!r} is not recorded for any patient in the store{near}")
+        return out
 
     # ---- per-patient facts
     def load(self, patients: Sequence[str] | None) -> None:
@@ -619,6 +661,8 @@ class _Run:
         for r in self._evaluate(rules, "SELECT patient_id, q FROM tl_c_tp"):
             for tp in by_q.get((r.patient_id, r.q), []):
                 self.facts[r.patient_id].values[self.key(r.rule_id, tp)] = r
+        for f in self.facts.values():
+            _unknown_past_follow_up(f)
         windowed = [o for o in spec.outcomes if o.window is not None]
         if windowed:
             self._assess(windowed)
@@ -678,7 +722,7 @@ class _Run:
                     FROM tl_c_open c JOIN tl_c_tp t ON t.patient_id = c.patient_id AND t.tp = c.tp
                     JOIN tl_c_days d ON d.patient_id = t.patient_id AND d.tp = t.tp
                       AND d.day BETWEEN {lo} AND {hi} AND d.day <> t.tp_date
-                    JOIN tl_c_idx i ON i.patient_id = t.patient_id AND d.day >= i.index_date
+                    JOIN tl_c_idx i ON i.patient_id = t.patient_id AND d.day > i.index_date
                     JOIN tl_c_fu f ON f.patient_id = t.patient_id AND d.day <= f.fu_end
                     LEFT JOIN tl_c_disc x ON x.patient_id = t.patient_id
                     WHERE c.oid = {q_(o.id)} {on_drug}"""
@@ -1190,9 +1234,27 @@ def _drug_label(spec: CohortSpec) -> str:
     return "index drug" if spec.drug_from_index else str(spec.drug)
 
 
+def _unknown_past_follow_up(f: PatientFacts) -> None:
+    """At a time point after the patient's follow-up ended, or after their death, every value
+    is unknown: nothing recorded then is of the study, and a record still valid then (a joint
+    count's 90 days) says nothing of a patient who died or left (helper 49: under `all`, a
+    child who died counted with active arthritis at 6 months). An assessment window may still
+    find a known day within the follow-up."""
+    for tp, d in f.tp_dates.items():
+        if f.death is not None and f.death < d and (f.fu_end is None or f.death <= f.fu_end):
+            why = f"after the patient's death on {f.death}"
+        elif f.fu_end is not None and f.fu_end < d:
+            why = f"after the end of follow-up on {f.fu_end} ({f.fu_end_reason})"
+        else:
+            continue
+        for (rule, at), r in list(f.values.items()):
+            if at == tp and r.value is not None:
+                f.values[(rule, at)] = Result(r.rule_id, r.patient_id, r.at, r.q, r.type, None, r.unit, why, [])
+
+
 POLICY_TEXT = {
-    "all": "every patient of the group",
-    "followed": "patients still followed (follow-up end and death on or after the time point date)",
+    "all": "every patient of the group (unknown past their follow-up)",
+    "followed": "patients still followed (follow-up end on or after the time point date)",
     "on_drug": "patients still followed and still on the drug at the time point",
 }
 
@@ -1208,7 +1270,8 @@ def policies(spec: CohortSpec) -> dict[str, str]:
         "or a stop not followed by a restart; a stop then a restart is an interruption)"
     )
     return {
-        "all": "every patient of the group, whatever their follow-up",
+        "all": "every patient of the group, whatever their follow-up; at a time point after a patient's follow-up "
+        "ended (or after death) their value is unknown",
         "followed": f"follow-up end on or after the time point date; follow-up ends at the first {ends}, else at {otherwise}",
         "on_drug": f"followed (as above) and on the drug: {on}",
     }
