@@ -54,9 +54,13 @@ def test_run_warns_on_stderr_naming_a_study_drug_no_event_records(cohort_store: 
     assert "warning: the study drug 'anakinnra' is not recorded for any patient in the store" in err
 
 
-def test_run_warns_of_a_sub_group_drug_spelt_nearly_as_a_recorded_one(cohort_store: Path, tmp_path: Path) -> None:
+def test_run_warns_of_a_sub_group_drug_spelt_nearly_as_a_recorded_one(
+    cohort_store: Path, tmp_path: Path
+) -> None:
     """Helper 49: `metotrexate` in none_before_index made every patient first-line, silently."""
-    text = COHORT.read_text(encoding="utf-8").replace("drug: [methotrexate, tocilizumab]", "drug: [metotrexate, emapalumab]")
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "drug: [methotrexate, tocilizumab]", "drug: [metotrexate, emapalumab]"
+    )
     code, _, err = cohort("run", write(tmp_path, text), store=cohort_store)
     assert code == 0, err
     assert (
@@ -67,14 +71,18 @@ def test_run_warns_of_a_sub_group_drug_spelt_nearly_as_a_recorded_one(cohort_sto
 
 
 def test_check_warns_when_death_does_not_end_follow_up(tmp_path: Path) -> None:
-    text = COHORT.read_text(encoding="utf-8").replace("end: [end_of_follow_up, death]", "end: [end_of_follow_up]")
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "end: [end_of_follow_up, death]", "end: [end_of_follow_up]"
+    )
     result = run_cli("cohort", "check", write(tmp_path, text), "--rules", RULES)
     assert result.exit_code == 0, result.stderr
     assert "warning: follow_up.end does not list death" in result.stderr
 
 
 def test_check_json_lists_the_warnings(tmp_path: Path) -> None:
-    text = COHORT.read_text(encoding="utf-8").replace("end: [end_of_follow_up, death]", "end: [end_of_follow_up]")
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "end: [end_of_follow_up, death]", "end: [end_of_follow_up]"
+    )
     result = run_cli("cohort", "check", write(tmp_path, text), "--rules", RULES, "--json")
     assert [w[:35] for w in json.loads(result.stdout)["warnings"]] == ["follow_up.end does not list death: "]
 
@@ -82,12 +90,17 @@ def test_check_json_lists_the_warnings(tmp_path: Path) -> None:
 def test_check_warns_when_the_on_drug_rule_reads_another_drug_than_the_index_drugs(tmp_path: Path) -> None:
     """Helper 49: with drug: index, on_drug_rule: on_anakinra left every tocilizumab patient
     out of the on_drug denominator, and their MAS 'off the drug'."""
-    text = COHORT.read_text(encoding="utf-8").replace(
-        "first: {kind: medication_start, drug: anakinra}",
-        "first: {kind: medication_start, drug: [anakinra, tocilizumab]}",
-    ).replace(
-        "end: [end_of_follow_up, death]", "end: [end_of_follow_up, death]\n  on_drug_rule: on_study_drug"
-    ) + "drug: index\n"
+    text = (
+        COHORT.read_text(encoding="utf-8")
+        .replace(
+            "first: {kind: medication_start, drug: anakinra}",
+            "first: {kind: medication_start, drug: [anakinra, tocilizumab]}",
+        )
+        .replace(
+            "end: [end_of_follow_up, death]", "end: [end_of_follow_up, death]\n  on_drug_rule: on_study_drug"
+        )
+        + "drug: index\n"
+    )
     result = run_cli("cohort", "check", write(tmp_path, text), "--rules", RULES)
     assert result.exit_code == 0, result.stderr
     assert "warning: follow_up.on_drug_rule on_study_drug reads anakinra, not tocilizumab" in result.stderr

@@ -639,7 +639,10 @@ def test_under_all_a_patient_who_died_before_a_time_point_is_unknown_there(tmp_p
 def test_a_follow_up_not_ended_by_death_still_reads_nothing_after_it(tmp_path: Path) -> None:
     report = _died_after_an_exam(tmp_path, "follow_up: {end: [end_of_follow_up], otherwise: open}\n")
     assert nN(report, "outcome.arthritis_followed.6_months") == (0, 1, 1)
-    assert report.patients["D"].values[("arthritis", "6_months")].why == "after the patient's death on 2020-05-01"
+    assert (
+        report.patients["D"].values[("arthritis", "6_months")].why
+        == "after the patient's death on 2020-05-01"
+    )
 
 
 def test_a_follow_up_not_ended_by_death_is_warned_of(tmp_path: Path) -> None:

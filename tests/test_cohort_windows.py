@@ -424,14 +424,14 @@ def test_the_report_takes_the_nearest_known_candidate_day(
 
         for outcome, on_drug in (("afebrile_all", False), ("afebrile_on_drug", True)):
             # past the follow-up's end the date itself is unknown (nothing then is of the study)
-            cands = [*([TARGET] if TARGET <= end else []), *sorted(
+            cands = [*([TARGET] if end >= TARGET else []), *sorted(
                 (d for d in record_days
                  if abs((d - TARGET).days) <= 30 and d != TARGET and date(2020, 1, 1) <= d <= end
                  and not (on_drug and stop is not None and d >= stop)),
                 key=lambda d: (abs((d - TARGET).days), d),
             )]  # fmt: skip
             known = [(d, v) for d in cands if (v := state(d)) is not None]
-            want_day, want_value = known[0] if known else (TARGET, state(TARGET) if TARGET <= end else None)
+            want_day, want_value = known[0] if known else (TARGET, state(TARGET) if end >= TARGET else None)
             got_value, got_day = _value(rep, "R", outcome)
             assert got_value == want_value, (outcome, cands, known)
             assert (got_day or TARGET) == want_day, (outcome, cands, known)

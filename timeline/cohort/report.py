@@ -240,8 +240,14 @@ def design_warnings(spec: CohortSpec, rules: RuleSet) -> list[str]:
     if spec.on_drug_rule and spec.on_drug_rule in rules.rules:
         read: set[str] = set()
         for rid in rules.dependencies(spec.on_drug_rule):
-            read.update(d for n in walk(rules.rules[rid].define) if isinstance(n, ast.OnDrug) for d in n.drugs)
-        study = set(_selector_drugs(spec.index)) if spec.drug_from_index else ({spec.drug} if spec.drug else set())
+            read.update(
+                d for n in walk(rules.rules[rid].define) if isinstance(n, ast.OnDrug) for d in n.drugs
+            )
+        study = (
+            set(_selector_drugs(spec.index))
+            if spec.drug_from_index
+            else ({spec.drug} if spec.drug else set())
+        )
         other = sorted(study - read) if read else []
         if other:
             out.append(
@@ -393,7 +399,9 @@ class _Run:
                 where = "the index drug" if d in index else "the study drug"
                 out.append(f"{where} {d!r} is not recorded for any patient in the store{near}")
             elif near:
-                out.append(f"sub-group {grouped[d]}'s drug {d!r} is not recorded for any patient in the store{near}")
+                out.append(
+                    f"sub-group {grouped[d]}'s drug {d!r} is not recorded for any patient in the store{near}"
+                )
         return out
 
     # ---- per-patient facts
@@ -1249,7 +1257,9 @@ def _unknown_past_follow_up(f: PatientFacts) -> None:
             continue
         for (rule, at), r in list(f.values.items()):
             if at == tp and r.value is not None:
-                f.values[(rule, at)] = Result(r.rule_id, r.patient_id, r.at, r.q, r.type, None, r.unit, why, [])
+                f.values[(rule, at)] = Result(
+                    r.rule_id, r.patient_id, r.at, r.q, r.type, None, r.unit, why, []
+                )
 
 
 POLICY_TEXT = {
