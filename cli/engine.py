@@ -98,8 +98,7 @@ def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
     """A note for each drug a site's value of a text parameter names (``index_drug`` set by
     params.yaml or --param) that no event of the store records: most often a misspelling,
     which would leave every rule naming it unknown or false without a word."""
-    from timeline.language import ast
-    from timeline.language.loader import did_you_mean, from_builtin, walk
+    from timeline.language.loader import did_you_mean, drugs_named, from_builtin, known_drugs
 
     given: dict[str, list[str]] = {}
     for rid in rules.listed():
@@ -110,21 +109,14 @@ def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
     # when a recorded drug is spelt nearly so (a misspelling); a rule may well name a drug no
     # patient of this store had
     written: dict[str, list[str]] = {}
+    known = known_drugs(rules)  # a drug the built-in pack names is no misspelling
     for rid in rules.listed():
         rule = rules.rules[rid]
         if from_builtin(rule.source):
             continue
-        for n in walk(rule.define):
-            names = (
-                n.drugs
-                if isinstance(n, ast.Selector | ast.OnDrug)
-                else (n.drug,)
-                if isinstance(n, ast.DailyDose)
-                else ()
-            )
-            for drug in names:
-                if drug not in given and rid not in written.get(drug, []):
-                    written.setdefault(drug, []).append(rid)
+        for drug in sorted(drugs_named(rule) - known):
+            if drug not in given and rid not in written.get(drug, []):
+                written.setdefault(drug, []).append(rid)
     out = []
     present: list[str] | None = None  # every recorded drug, read once if any value is missing
     for drug, where in sorted({**given, **written}.items()):

@@ -648,3 +648,21 @@ def test_a_follow_up_not_ended_by_death_still_reads_nothing_after_it(tmp_path: P
 def test_a_follow_up_not_ended_by_death_is_warned_of(tmp_path: Path) -> None:
     report = _died_after_an_exam(tmp_path, "follow_up: {end: [end_of_follow_up], otherwise: open}\n")
     assert any(w.startswith("follow_up.end does not list death") for w in report.warnings)
+
+
+def test_an_open_follow_up_report_is_reproduced_as_known_at_the_moment_its_manifest_records(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    """Helper 49: a run as known now recorded as_known_at null, and seq:N of its high-water
+    ended open follow-up at that batch's moment: another follow-up."""
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "end: [end_of_follow_up, death]", "end: [death]\n  otherwise: open"
+    )
+    cohort = write(tmp_path, text)
+    rs = rules()
+    spec = load_cohort(cohort, rs)
+    with Store.open(cohort_store) as s:
+        now = run_cohort(Session(s, rs), spec)
+        moment = datetime.fromisoformat(now.manifest["cohort"]["open_follow_up_as_known_at"])
+        again = run_cohort(Session(s, rs, as_known_at=moment.replace(tzinfo=None)), spec)
+    assert [c.to_json() for c in again.cells] == [c.to_json() for c in now.cells]

@@ -25,7 +25,7 @@ from timeline.engine.compiler import Compiler, q_
 from timeline.engine.evaluate import ENGINE_MEMORY_LIMIT, Result, Session, staged
 from timeline.errors import UsageError
 from timeline.language import ast
-from timeline.language.loader import RuleSet, did_you_mean, walk
+from timeline.language.loader import RuleSet, did_you_mean, known_drugs, walk
 from timeline.store import ASSERTED_SEQ, EVENT_COLUMNS, lower_memory_limit, utc_now
 
 Progress = Callable[[str, float], None]
@@ -325,6 +325,7 @@ def _no_cycle_collection() -> Iterator[None]:
 class _Run:
     def __init__(self, session: Session, spec: CohortSpec, progress: Progress) -> None:
         self.missing: list[str] = []  # drugs of the index or the study that no event records (absent_drugs)
+        self.open_moment: datetime | None = None  # `otherwise: open`: the moment follow-up is open to
         self.s = session
         self.con = session.con
         self.spec = spec
@@ -373,12 +374,14 @@ class _Run:
         study = [spec.drug] if spec.drug and not spec.drug_from_index else []
         # a sub-group's list names drugs nobody may have had (emapalumab): only one spelt nearly
         # as a recorded drug is worth a word (helper 49: `metotrexate` made every child first-line)
+        known = known_drugs(self.s.rules)  # a drug the built-in pack names is no misspelling
         grouped = {
             d: g.id
             for g in spec.subgroups
             for sel in (g.none_before_index, g.any_before_index)
             if sel is not None
             for d in _selector_drugs(sel)
+            if d not in known
         }
         wanted = list(dict.fromkeys([*index, *study, *grouped]))
         if not wanted:
@@ -468,6 +471,9 @@ class _Run:
             # is read as of (UTC): not the date where the machine running the report is
             moment = (self.s.as_known_at or utc_now()).replace(tzinfo=UTC)
             asof = moment.astimezone(self.s.store.zone()).date()
+            # the manifest records it: a run "as known now" is reproduced by --as-known-at it
+            # (helper 49: seq:N of its high-water ended open follow-up at the batch's moment)
+            self.open_moment = moment
             fallback, why = f"DATE '{asof.isoformat()}'", f"open: still followed as known at {asof}"
         else:
             fallback, why = "last_date", "last recorded event"
@@ -962,6 +968,8 @@ class _Run:
             if spec.mas is not None:
                 cells += self._mas_cells(gid, suffix, members)
         manifest = {**self.s.manifest(), "cohort": spec.manifest()}
+        if self.open_moment is not None:
+            manifest["cohort"]["open_follow_up_as_known_at"] = self.open_moment.isoformat()
         return Report(
             spec=spec, manifest=manifest, groups=groups, cells=cells, curves=curves,
             patients=self.facts, policies=policies(spec),

@@ -2129,6 +2129,23 @@ def from_builtin(source: str) -> bool:
     return Path(source).resolve().is_relative_to(BUILTIN_DIR)
 
 
+def drugs_named(rule: ast.Rule) -> set[str]:
+    """The drugs a rule's definition names (selectors, on_drug, daily_dose)."""
+    out: set[str] = set()
+    for n in walk(rule.define):
+        if isinstance(n, ast.Selector | ast.OnDrug):
+            out.update(n.drugs)
+        elif isinstance(n, ast.DailyDose):
+            out.add(n.drug)
+    return out
+
+
+def known_drugs(rules: RuleSet) -> set[str]:
+    """The drugs the built-in pack's rules name: real drugs, never a misspelling to warn of
+    when no patient of a store had them (a list of DMARDs names many)."""
+    return {d for rule in rules.rules.values() if from_builtin(rule.source) for d in drugs_named(rule)}
+
+
 def _reads(rule_id: str, define: ast.Node, name: str) -> bool:
     """Whether the definition ``define`` of rule ``rule_id`` reads its parameter ``name``: as a
     value or threshold, a duration, a drug's name, or passed on to a rule it reads."""
