@@ -184,7 +184,11 @@ def run(
         typer.Option("--parquet", metavar="OUT", help="Write every cell as a Parquet row to OUT."),
     ] = None,
     ids: Annotated[
-        bool, typer.Option("--ids/--no-ids", help="Include each cell's patient ids in JSON output.")
+        bool,
+        typer.Option(
+            "--ids/--no-ids",
+            help="Include each cell's patient ids in JSON, CSV and Parquet output (--no-ids: counts only, to share).",
+        ),
     ] = True,
     rules: RulesOpt = None,
     param: ParamOpt = None,
@@ -227,12 +231,12 @@ def run(
             console(stderr=True).print(cell(f"warning: {warning}"))
         if parquet_out is not None:
             with replacing(parquet_out) as tmp:
-                _parquet(report, tmp, sess)
+                _parquet(report, tmp, sess, ids)
     if to_stdout:
-        _csv(report, sys.stdout)
+        _csv(report, sys.stdout, ids)
     elif csv_out is not None:
         with replacing(csv_out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-            _csv(report, fh)
+            _csv(report, fh, ids)
     if json_out:
         dump_json(report.to_json(ids))
     elif csv_out is None and parquet_out is None:
@@ -257,25 +261,32 @@ def _check_target(option: str, target: Path) -> None:
         raise UsageError(f"{option} {target}: directory {target.parent} does not exist")
 
 
-def _rows(report: Report) -> list[dict[str, Any]]:
+def _rows(report: Report, ids: bool = True) -> list[dict[str, Any]]:
+    """One row per cell; without ``ids`` (``--no-ids``), no patient id (helper 49: CSV and
+    Parquet carried them whatever the option said)."""
     import json
 
-    return [
+    rows = [
         {"cell": c.id, "section": c.section, "row": c.row, "column": c.column, "group": c.group, "label": c.label,
          "n": c.n, "n_denominator": c.N, "n_unknown": c.unknown, "pct": c.pct, "text": c.text(),
          "denominator": c.denominator,
          "stats": json.dumps(c.stats, default=str), "numerator_ids": " ".join(c.numerator_ids),
          "unknown_ids": " ".join(c.unknown_ids), "denominator_ids": " ".join(c.denominator_ids),
-         "left_out_ids": "; ".join(f"{why}: {' '.join(ids)}" for why, ids in c.left_out_ids.items())}
+         "left_out_ids": "; ".join(f"{why}: {' '.join(p)}" for why, p in c.left_out_ids.items())}
         for c in report.cells
     ]  # fmt: skip
+    if not ids:
+        for row in rows:
+            for key in ("numerator_ids", "unknown_ids", "denominator_ids", "left_out_ids"):
+                del row[key]
+    return rows
 
 
-def _csv(report: Report, fh: TextIO) -> None:
+def _csv(report: Report, fh: TextIO, ids: bool = True) -> None:
     import csv
     import json
 
-    rows = _rows(report)
+    rows = _rows(report, ids)
     for key, value in report.manifest.items():
         fh.write(f"# {key}: {json.dumps(value, default=str)}\n")
     writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["cell"])
@@ -283,10 +294,10 @@ def _csv(report: Report, fh: TextIO) -> None:
     writer.writerows(rows)
 
 
-def _parquet(report: Report, out: Path, sess: Session) -> None:
+def _parquet(report: Report, out: Path, sess: Session, ids: bool = True) -> None:
     import json
 
-    rows = _rows(report)
+    rows = _rows(report, ids)
     con = sess.con
     cols = list(rows[0]) if rows else ["cell"]
     con.execute(

@@ -142,6 +142,24 @@ def test_run_writes_csv_with_the_manifest_on_top(cohort_store: Path, tmp_path: P
     assert (row["n"], row["n_denominator"], row["n_unknown"], row["unknown_ids"]) == ("1", "4", "2", "P3 P7")
 
 
+def test_run_csv_without_ids_holds_no_patient_id(cohort_store: Path, tmp_path: Path) -> None:
+    """Helper 49: --no-ids was ignored by CSV and Parquet, which still named every patient."""
+    out = tmp_path / "cells.csv"
+    code, _, err = cohort("run", COHORT, "--csv", out, "--no-ids", store=cohort_store)
+    assert code == 0, err
+    text = out.read_text(encoding="utf-8")
+    assert "n_denominator" in text
+    assert not any(f"P{i}" in text for i in range(1, 8))
+
+
+def test_run_parquet_without_ids_has_no_id_columns(cohort_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cells.parquet"
+    code, _, err = cohort("run", COHORT, "--parquet", out, "--no-ids", store=cohort_store)
+    assert code == 0, err
+    columns = [d[0] for d in duckdb.sql(f"SELECT * FROM '{out}' LIMIT 0").description]
+    assert "n_denominator" in columns and not [c for c in columns if c.endswith("_ids")]
+
+
 def test_run_json_names_the_patients_a_denominator_leaves_out(cohort_store: Path) -> None:
     code, out, err = cohort("run", COHORT, "--json", store=cohort_store)
     assert code == 0, err
