@@ -430,15 +430,6 @@ def _cell_text(x: Any) -> str:
     return text
 
 
-def _pct(share: float) -> str:
-    """A share as a percentage to one decimal, a half rounded up as the cells round theirs."""
-    from decimal import Decimal
-
-    from timeline.cohort.report import one_decimal
-
-    return f"{float(one_decimal(Decimal(repr(100 * share)))):g}"  # 75, not 75.0, as a cell
-
-
 def _days(n: float) -> str:
     from timeline.cohort.report import days_text
 
@@ -449,13 +440,13 @@ def _tte_text(x: Any) -> str:
     if x is None:
         return "—"
     st = x.stats
-    km = st.get("km_reached_by_window_end")
+    km = st.get("km_pct_by_window_end")
     med = st.get("km_median_days")
     parts = [
         f"{x.n}/{x.N} reached" + (f" ({x.unknown} not reached but unknown at times)" if x.unknown else "")
     ]
     if km is not None:
-        parts.append(f"KM {_pct(km)}% by the window end")
+        parts.append(f"KM {km:g}% by the window end")
     parts.append(f"median {_days(med)}" if med is not None else "median not reached")
     return "; ".join(parts)
 

@@ -595,7 +595,7 @@ def test_a_time_to_event_summary_says_1_day_not_1_days() -> None:
     from timeline.cohort.report import Cell
 
     x = Cell(id="tte.t", section="time_to_event", row="t", column="", group="all", label="t", denominator="d",
-             n=1, N=2, stats={"km_reached_by_window_end": 0.5, "km_median_days": 1.0})  # fmt: skip
+             n=1, N=2, stats={"km_pct_by_window_end": 50.0, "km_median_days": 1.0})  # fmt: skip
     assert _tte_text(x) == "1/2 reached; KM 50% by the window end; median 1 day"
 
 

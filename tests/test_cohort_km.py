@@ -34,6 +34,16 @@ def test_median_is_the_first_time_survival_reaches_one_half() -> None:
     assert kaplan_meier(TIMES, EVENTS).median() == 3.0
 
 
+def test_median_where_survival_is_exactly_one_half_is_the_middle_of_that_stretch() -> None:
+    """Helper 49: events at 1, 2 (S = 0.5 from 2) and 4 of four patients: R's survfit and SAS
+    give 3, the middle of [2, 4); the first time S reached 0.5 was given."""
+    assert kaplan_meier([1.0, 2.0, 4.0, 6.0], [True, True, True, False]).median() == 3.0
+
+
+def test_median_at_exactly_one_half_with_no_later_event_is_that_time() -> None:
+    assert kaplan_meier([1.0, 2.0, 3.0, 4.0], [True, True, False, False]).median() == 2.0
+
+
 def test_median_is_none_when_the_curve_stays_above_one_half() -> None:
     assert kaplan_meier([1.0, 2.0, 3.0], [True, False, False]).median() is None
 

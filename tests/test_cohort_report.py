@@ -124,9 +124,10 @@ def test_time_to_event_censors_at_death(report: Report) -> None:
 
 
 def test_kaplan_meier_of_the_cohort(report: Report) -> None:
-    # events at 0, 19, 45 days; P3 censored at 62: S = 3/4, then 3/4·2/3 = 1/2, then 1/4
+    # events at 0, 19, 45 days; P3 censored at 62: S = 3/4, then 3/4·2/3 = 1/2, then 1/4; S is
+    # exactly 1/2 from 19 to 45, whose middle is the median (as R's survfit and SAS take it)
     c = report.cell("tte.afebrile")
-    assert c.stats["km_median_days"] == 19.0
+    assert c.stats["km_median_days"] == 32.0
     assert c.stats["km_reached_by_window_end"] == pytest.approx(0.75)
     steps = report.curves[("afebrile", "all")].steps
     assert [round(s.survival, 4) for s in steps] == [0.75, 0.5, 0.25, 0.25]
@@ -446,7 +447,8 @@ def test_a_patient_censored_the_day_before_another_reaches_the_outcome_is_not_at
     tmp_path: Path,
 ) -> None:
     """Helper 40: A stops anakinra on day 30 (censored through that day), B's joints are quiet
-    on day 31, C's on day 60: two at risk at B's event, S = 1/2 and the median is day 31."""
+    on day 31, C's on day 60: two at risk at B's event, S = 1/2 from day 31 to C's event on day
+    60, and the median is the middle of that stretch."""
     _joints_quiet_rule(tmp_path / "rules")
     rows = [
         {"patient_id": p, "kind": "medication_start", "occurred_at": "2020-01-15", "drug": "anakinra",
@@ -471,7 +473,7 @@ adverse_events: false
     report = run(tmp_path / "s.duckdb", cohort, load_rules([RULES, tmp_path / "rules"]))
     event = next(st for st in report.curves[("quiet", "all")].steps if st.events)
     assert (event.time, event.at_risk, event.survival) == (31.0, 2, 0.5)
-    assert report.cell("tte.quiet").stats["km_median_days"] == 31.0
+    assert report.cell("tte.quiet").stats["km_median_days"] == 45.5
 
 
 def _relapsing(tmp_path: Path, sustained: bool) -> Report:
@@ -648,6 +650,43 @@ def test_a_follow_up_not_ended_by_death_still_reads_nothing_after_it(tmp_path: P
 def test_a_follow_up_not_ended_by_death_is_warned_of(tmp_path: Path) -> None:
     report = _died_after_an_exam(tmp_path, "follow_up: {end: [end_of_follow_up], otherwise: open}\n")
     assert any(w.startswith("follow_up.end does not list death") for w in report.warnings)
+
+
+def test_km_by_the_window_end_reads_each_patients_own_window(tmp_path: Path) -> None:
+    """Helper 49: 3 calendar months are 89-92 days; read at the longest window, the censorings
+    at the end of shorter ones left fewer at risk for a later event (Valencia: 85.9% where
+    81.8% were seen to reach it and no one was lost)."""
+    _joints_quiet_rule(tmp_path / "rules")
+    # X's window (from 31 May) is 92 days, reached on its last; Y's (from 31 January) 89, not
+    # reached; Z and W reach it on day 10: read at day 92 Y was no longer at risk, 100%
+    starts = {"X": "2021-05-31", "Y": "2022-01-31", "Z": "2021-05-31", "W": "2022-01-31"}
+    quiet = {"X": "2021-08-31", "Y": None, "Z": "2021-06-10", "W": "2022-02-10"}
+    rows: list[dict[str, object]] = []
+    for p, day in starts.items():
+        rows += [
+            {"patient_id": p, "kind": "medication_start", "occurred_at": day, "drug": "anakinra",
+             "dose": 100, "dose_unit": "mg", "frequency": "daily"},
+            {"patient_id": p, "kind": "joint_exam", "occurred_at": day, "active_joints": 3},
+        ]  # fmt: skip
+        if quiet[p]:
+            rows.append({"patient_id": p, "kind": "joint_exam", "occurred_at": quiet[p], "active_joints": 0})
+        rows.append({"patient_id": p, "kind": "end_of_follow_up", "occurred_at": "2023-01-01"})
+    with Store.create(tmp_path / "s.duckdb") as s:
+        append_rows(s, rows, author="t", source="test")
+    cohort = write(tmp_path, """cohort: windows
+version: "1"
+index: {first: {kind: medication_start, drug: anakinra}}
+drug: anakinra
+time_to_event: [{id: quiet, rule: joints_quiet, window: 3 months}]
+adverse_events: false
+""")  # fmt: skip
+    from tests.cohort_support import RULES
+    from timeline.language.loader import load_rules
+
+    report = run(tmp_path / "s.duckdb", cohort, load_rules([RULES, tmp_path / "rules"]))
+    c = report.cell("tte.quiet")
+    assert (c.n, c.N) == (3, 4)
+    assert c.stats["km_reached_by_window_end"] == pytest.approx(0.75)
 
 
 def test_an_open_follow_up_report_is_reproduced_as_known_at_the_moment_its_manifest_records(

@@ -46,9 +46,15 @@ class Curve:
         return self.n - gone
 
     def median(self) -> float | None:
-        """The first time at which S(t) ≤ 0.5; None when the curve never gets there."""
-        for step in self.steps:
+        """The first time at which S(t) ≤ 0.5; None when the curve never gets there. Where S is
+        exactly 0.5 until a later event, the middle of that flat stretch (as R's survfit and
+        SAS's LIFETEST take it: helper 49, 62 days where they give 62.5)."""
+        for i, step in enumerate(self.steps):
             if step.survival <= 0.5 + 1e-12:
+                if abs(step.survival - 0.5) <= 1e-12:
+                    later = next((s.time for s in self.steps[i + 1 :] if s.events), None)
+                    if later is not None:
+                        return round((step.time + later) / 2, 4)
                 return step.time
         return None
 
