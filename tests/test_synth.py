@@ -456,3 +456,22 @@ def test_an_output_name_too_long_is_a_bad_command_line_naming_it(tmp_path: Path,
     result = run_cli("synth", "--patients", "2", *(x for o, p in outputs.items() for x in (o, p)))
     # before: "internal error: OSError: [Errno 36] File name too long", exit 70
     assert (result.exit_code, result.stderr) == (2, f"error: {long}: File name too long\n")
+
+
+# ---- clinical realism: what the auditor found (helper 48) ----------------------------------------
+
+
+def test_a_follow_up_mas_episodes_resolution_visit_is_afebrile() -> None:
+    # before: 61 of 75 resolution temperatures of MAS during follow-up were >= 38 °C (seed 1);
+    # the occasion's own temperature (slot 5), not a regular visit's on the same day
+    rows = _sql(
+        f"""WITH q AS ({synth.query(SEED, 1, 1001)})
+            SELECT m.note, CASE WHEN t.unit = '[degF]' THEN (t.value - 32) / 1.8 ELSE t.value END
+            FROM q m JOIN q t ON t.patient_id = m.patient_id AND left(t.occurred_at, 10) = m.ended_at
+            WHERE m.kind = 'mas_episode' AND t.kind = 'body_temperature'
+              AND t.event_id IN (m.patient_id || '-{synth.MASDX_END * 100 + 5}', m.patient_id || '-{synth.MASFU_END * 100 + 5}')"""
+    ).fetchall()
+    follow_up = [c for note, c in rows if note == "MAS during follow-up"]
+    at_presentation = [c for note, c in rows if note == "MAS at presentation"]
+    assert len(follow_up) > 20 and len(at_presentation) > 20
+    assert max(follow_up) < 38.0 and max(at_presentation) < 38.0

@@ -572,7 +572,7 @@ def _occasions_sql() -> str:
     oe = f"""
     SELECT *,
         least(75, floor(aa * jmax * (0.6 + 0.8 * uo5)))::INTEGER AS act,
-        CASE WHEN j BETWEEN {FLARE1} AND {MASFU_2} THEN j <> {MASDX_END}
+        CASE WHEN j IN ({MASDX_END}, {MASFU_END}) THEN false WHEN j BETWEEN {FLARE1} AND {MASFU_2} THEN true
              ELSE uo4 < 0.85 * sa END AS febrile,
         pred AND j = kp1 AS m31, pred AND j = kp1 + 1 AS m32, pred AND j = kp1 + 2 AS m33,
         nsaid AND j = knsaid_stop AS m35,
