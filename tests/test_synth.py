@@ -327,23 +327,25 @@ def test_anakinra_is_stopped_only_in_a_course_and_once() -> None:
     ).fetchall()
     assert {p for p, _, _, drug, _ in rows if drug == "anakinra"} == {"S5-0000103"}
     assert [r[1:] for r in rows if r[0] == "S5-0000103"] == [
-        ("2018-12-31", "medication_start", "prednisolone", None),
-        ("2019-02-17", "medication_start", "anakinra", None),
-        ("2019-05-16", "discontinuation", "anakinra", "inefficacy"),
-        ("2019-05-16", "medication_start", "canakinumab", None),
-        ("2019-05-16", "medication_stop", "anakinra", "inefficacy"),
-        ("2019-06-29", "medication_stop", "prednisolone", "tapered off"),
+        ("2018-10-05", "medication_start", "prednisolone", None),
+        ("2018-11-22", "medication_start", "anakinra", None),
+        ("2019-02-18", "discontinuation", "anakinra", "inefficacy"),
+        ("2019-02-18", "medication_start", "canakinumab", None),
+        ("2019-02-18", "medication_stop", "anakinra", "inefficacy"),
+        ("2019-04-03", "medication_stop", "prednisolone", "tapered off"),
     ]
 
 
 def test_ciclosporin_runs_on_through_a_second_mas_that_begins_before_it_is_stopped() -> None:
-    # S2-0009210: MAS at presentation (ciclosporin from the next day) and again four months
-    # later, before the first course's stop; the course goes on to one stop after the second
-    rows = _medication_events(2, 9210, 9211)
+    # S1-0002892: MAS at presentation (ciclosporin from the next day) and again less than four
+    # months later, before the first course's stop; the course goes on to one stop after the
+    # second (the auditor's patient was S2-0009210, whose dates changed when MAS at
+    # presentation moved before the first clinic visit)
+    rows = _medication_events(1, 2892, 2893)
     ciclosporin = [(day, kind) for _, drug, day, kind, _ in rows if drug == "ciclosporin"]
-    assert ciclosporin == [("2017-06-13", "medication_start"), ("2018-02-23", "medication_stop")]
+    assert ciclosporin == [("2009-11-21", "medication_start"), ("2010-07-12", "medication_stop")]
     masses = _sql(
-        f"SELECT count(*) FROM ({synth.query(2, 9210, 9211)}) WHERE kind = 'mas_episode'"
+        f"SELECT count(*) FROM ({synth.query(1, 2892, 2893)}) WHERE kind = 'mas_episode'"
     ).fetchone()
     assert masses == (2,)
 
@@ -475,3 +477,117 @@ def test_a_follow_up_mas_episodes_resolution_visit_is_afebrile() -> None:
     at_presentation = [c for note, c in rows if note == "MAS at presentation"]
     assert len(follow_up) > 20 and len(at_presentation) > 20
     assert max(follow_up) < 38.0 and max(at_presentation) < 38.0
+
+
+@pytest.fixture(scope="module")
+def thousand() -> dict[str, list[tuple[Any, ...]]]:
+    """Flare onsets, MAS episodes and platelet counts of 1,000 patients (seed SEED), by kind."""
+    rows = _sql(
+        f"""SELECT patient_id, event_id, left(occurred_at, 10)::DATE, left(ended_at, 10)::DATE, note, value
+            FROM ({synth.query(SEED, 1, 1001)})
+            WHERE note IN ('unscheduled visit: flare', 'MAS at presentation', 'MAS during follow-up')
+               OR code = '777-3'"""
+    ).fetchall()
+    return {
+        "flares": [
+            (p, int(e.rsplit("-", 1)[1]) // 100, day)
+            for p, e, day, _, note, _ in rows
+            if note and "flare" in note
+        ],
+        "mas": [(p, day, end) for p, _, day, end, note, _ in rows if note and note.startswith("MAS")],
+        "platelets": [(p, e, day, value) for p, e, day, _, note, value in rows if note is None],
+    }
+
+
+def test_a_second_flare_starts_after_the_first_and_at_least_six_weeks_later(
+    thousand: dict[str, list[tuple[Any, ...]]],
+) -> None:
+    # before: 29 of 81 pairs had the "second" flare first, 14 began within 56 days (seed 7)
+    onsets: dict[str, dict[int, Any]] = {}
+    for patient, occasion, day in thousand["flares"]:
+        onsets.setdefault(patient, {})[occasion] = day
+    pairs = [(o[synth.FLARE1], o[synth.FLARE2]) for o in onsets.values() if len(o) == 2]
+    assert len(pairs) > 30
+    # the first lasts at least 14 days, and 4 weeks pass after it ends
+    assert all((second - first).days >= 14 + 28 for first, second in pairs)
+
+
+def test_no_flare_starts_during_an_mas_episode_or_near_one(
+    thousand: dict[str, list[tuple[Any, ...]]],
+) -> None:
+    episodes: dict[str, list[tuple[Any, Any]]] = {}
+    for patient, onset, end in thousand["mas"]:
+        episodes.setdefault(patient, []).append((onset, end))
+    assert sum(len(e) for e in episodes.values()) > 80
+    near = [
+        (patient, day)
+        for patient, _, day in thousand["flares"]
+        for onset, end in episodes.get(patient, [])
+        if (day - onset).days >= -14 and (day - end).days <= 28
+    ]
+    assert near == []
+
+
+def test_platelets_during_an_mas_episode_are_low_at_every_visit_and_drawn_once_a_day(
+    thousand: dict[str, list[tuple[Any, ...]]],
+) -> None:
+    # before: regular visits inside an MAS episode got ordinary active labs (median platelets
+    # 583), and a flare in an MAS gave platelets of 55 and 573 on one day (S7-0000004)
+    episodes: dict[str, list[tuple[Any, Any]]] = {}
+    for patient, onset, end in thousand["mas"]:
+        episodes.setdefault(patient, []).append((onset, end))
+    during = [
+        (event_id, value)
+        for patient, event_id, day, value in thousand["platelets"]
+        for onset, end in episodes.get(patient, [])
+        if onset <= day < end
+    ]
+    regular = [v for e, v in during if int(e.rsplit("-", 1)[1]) // 100 < 100]
+    assert len(regular) > 20  # regular visits do fall in MAS episodes
+    assert max(v for _, v in during) <= 170
+    days = [(patient, day) for patient, _, day, _ in thousand["platelets"]]
+    assert len(days) == len(set(days))
+
+
+def test_mas_at_presentation_begins_before_the_first_anakinra_dose() -> None:
+    # before: 27 of 71 episodes "at presentation" began on first-line anakinra (seed 7)
+    rows = _sql(
+        f"""WITH q AS ({synth.query(SEED, 1, 1001)})
+            SELECT m.occurred_at < a.occurred_at FROM q m JOIN q a USING (patient_id)
+            WHERE m.note = 'MAS at presentation' AND a.kind = 'medication_start' AND a.drug = 'anakinra'"""
+    ).fetchall()
+    assert len(rows) > 30
+    assert all(before for (before,) in rows)
+
+
+def test_infections_per_patient_year_do_not_depend_on_the_time_on_anakinra() -> None:
+    # before: 1.66 per patient-year for patients on anakinra < 1 year, 0.22 for >= 3 years
+    rates = dict(
+        _sql(
+            f"""WITH q AS ({synth.query(SEED, 1, 2001)}),
+                course AS (SELECT patient_id,
+                    min(occurred_at::DATE) FILTER (WHERE kind = 'medication_start' AND drug = 'anakinra') AS t0,
+                    coalesce(min(occurred_at::DATE) FILTER (WHERE kind = 'medication_stop' AND drug = 'anakinra'),
+                             max(occurred_at::DATE) FILTER (WHERE kind = 'end_of_follow_up')) AS t1,
+                    count(*) FILTER (WHERE kind = 'adverse_event' AND term IN
+                        ('upper respiratory tract infection', 'otitis media', 'gastroenteritis', 'varicella',
+                         'pneumonia', 'cellulitis', 'urinary tract infection')) AS n
+                    FROM q GROUP BY 1)
+                SELECT t1 - t0 >= 3 * 365, sum(n) / sum((t1 - t0) / 365.25) FROM course
+                WHERE t0 IS NOT NULL AND (t1 - t0 < 365 OR t1 - t0 >= 3 * 365) GROUP BY 1"""
+        ).fetchall()
+    )
+    short, long = rates[False], rates[True]
+    assert 0.25 < short < 0.6 and 0.25 < long < 0.6, rates
+
+
+def test_every_patient_is_followed_for_at_least_a_year() -> None:
+    (shortest,) = _sql(
+        f"""SELECT min(last - first) FROM (SELECT patient_id,
+                -- the first regular visit: occasion < 100, so event number < 10000
+                min(occurred_at::DATE) FILTER (WHERE kind = 'body_temperature'
+                    AND split_part(event_id, '-', 3)::INTEGER < 10000) AS first,
+                max(occurred_at::DATE) FILTER (WHERE kind = 'end_of_follow_up') AS last
+            FROM ({synth.query(SEED, 1, 2001)}) GROUP BY 1)"""
+    ).fetchone() or (None,)
+    assert shortest >= 365  # before: 1.6% under a year, the shortest 296 days (seed 7)

@@ -65,9 +65,9 @@ MAX_PATIENTS = 9_999_999
 AMENDMENT_RATE = 0.03
 AMENDMENT_AUTHOR = "synthetic data monitor"
 _DAY0 = date(2000, 1, 1)
-# The first clinic visit falls so that the last one (at most 22 days after the follow-up
-# length) ends before 2025-12-24: no event lies in the future.
-_SPAN = (date(2025, 12, 1) - _DAY0).days
+# The first clinic visit falls so that the last one (the first visit at or after the follow-up
+# length: at most 111 days after it) comes before 2025-12-21: no event lies in the future.
+_SPAN = (date(2025, 9, 1) - _DAY0).days
 
 # Median weight (kg) and girls' height (cm) at ages 0, 1, ..., 26 years.
 _WEIGHT = (3.4, 9.8, 12.3, 14.3, 16.3, 18.4, 20.7, 23.1, 25.8, 28.8, 32.3, 36.3, 40.8, 45.7, 50.6,
@@ -82,6 +82,10 @@ AE_ISR, AE_INF1, AE_INF2, AE_INF3, AE_NEUT, AE_ALT, AE_WITHDRAW = 109, 110, 111,
 SPECIAL = tuple(range(100, 116))
 
 ANAKINRA_ESCALATED = 3.5  # mg/kg/day in flares, MAS and for partial or non-responders
+# Infections per patient-year on anakinra (after its first 15 days). The course is cut into
+# three equal thirds, each holding one infection with probability rate × its length: the
+# expected count is proportional to the exposure (at most 3: exact up to 7.5 years).
+INFECTION_RATE = 0.4
 _INFECTIONS = (  # (cumulative probability, term, grade 1 share, grade, serious, action, days)
     (0.40, "upper respiratory tract infection", 0.65, 2, False, "none", 7),
     (0.55, "otitis media", 0.0, 2, False, "none", 10),
@@ -217,10 +221,10 @@ def _dose(target: str, w: str) -> str:
 
 def _window(d: str) -> str:
     """Whether day d lies in an escalation window (a flare or an MAS during follow-up that
-    began while on anakinra)."""
+    began while on anakinra, or the MAS at presentation during which first-line anakinra starts)."""
     return (
         f"((esc1 AND ({d}) BETWEEN fs1 AND fs1 + fl1) OR (esc2 AND ({d}) BETWEEN fs2 AND fs2 + fl2)"
-        f" OR (escm AND ({d}) BETWEEN mo AND me))"
+        f" OR (escm AND ({d}) BETWEEN mo AND me) OR (masdx AND ({d}) BETWEEN md AND mde))"
     )
 
 
@@ -254,10 +258,15 @@ def _activity(d: str) -> tuple[str, str]:
             CASE resp WHEN 'C' THEN a0 * {decay_a} WHEN 'P' THEN a0 * (0.45 + 0.55 * {decay_a}) ELSE 0.8 END
         ELSE {pre_a} END)"""
     flare = f"((f1 AND ({d}) BETWEEN fs1 AND fs1 + fl1) OR (f2 AND ({d}) BETWEEN fs2 AND fs2 + fl2))"
-    mas = f"((masdx AND ({d}) BETWEEN md AND mde) OR (masfu AND ({d}) BETWEEN mo AND me))"
+    mas = _in_mas(d)
     s = f"(CASE WHEN {mas} THEN 1.0 WHEN {flare} THEN greatest({s}, 0.8) ELSE {s} END)"
     a = f"(CASE WHEN {flare} THEN greatest({a}, 0.6) ELSE {a} END)"
     return s, a
+
+
+def _in_mas(d: str) -> str:
+    """Whether day d lies in an MAS episode, from its onset to the day before its resolution."""
+    return f"((masdx AND ({d}) >= md AND ({d}) < mde) OR (masfu AND ({d}) >= mo AND ({d}) < me))"
 
 
 def _pick(u: str, table: Sequence[tuple[Any, ...]], col: int) -> str:
@@ -331,14 +340,14 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
         floor({_u(40)} * 3)::INTEGER AS remit_k,
         {_u(41)} < 0.35 AS isr,
         1 + floor({_u(42)} * 13)::INTEGER AS isr_off,
-        {_u(43)} < 0.5 AS inf1, {_u(44)} < 0.3 AS inf2, {_u(45)} < 0.15 AS inf3,
+        {_u(43)} AS u_inf1, {_u(44)} AS u_inf2, {_u(45)} AS u_inf3,
         {_u(46)} < 0.04 AS neut, {_u(47)} < 0.05 AS altae,
-        {_u(48)} < 0.4 AS f1p, {_u(49)} < 0.2 AS f2p,
+        {_u(48)} < 0.4 AS f1p, {_u(49)} < 0.35 AS f2p,
         {_u(50)} AS u_kf1, {_u(51)} AS u_kf2,
         {_u(52)} AS u_fs1, {_u(53)} AS u_fs2,
         14 + floor({_u(54)} * 43)::INTEGER AS fl1, 14 + floor({_u(55)} * 43)::INTEGER AS fl2,
         {_u(56)} < 0.08 AS masdx,
-        5 + floor({_u(57)} * 25)::INTEGER AS md,
+        {_u(57)} AS u_md,
         10 + floor({_u(58)} * 21)::INTEGER AS mdur,
         {_u(59)} < 0.06 AS masfu_p,
         {_u(60)} AS u_km, {_u(61)} AS u_mo,
@@ -360,14 +369,15 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
     pb = f"""
     SELECT *,
         DATE '{_DAY0.isoformat()}' + floor({_u(6)} * ({_SPAN} - fu))::INTEGER AS v0,
-        fu // ivl AS lastk,
-        CASE WHEN first_line THEN 0 ELSE 1 + floor(u_k0 * least(4, fu // ivl - 2))::INTEGER END AS k0
+        (fu + ivl - 1) // ivl AS lastk,
+        CASE WHEN first_line THEN 0 ELSE 1 + floor(u_k0 * least(4, (fu + ivl - 1) // ivl - 2))::INTEGER END AS k0
     FROM pa"""
 
     pc = f"""
     SELECT *,
         v0 - delay - floor(age0 * 365.25)::INTEGER AS birth,
         delay + floor(age0 * 365.25)::INTEGER AS ad0,
+        1 - delay + floor(u_md * (delay - 5))::INTEGER AS md,
         {vday("k0")} AS t0,
         {vday("lastk")} AS dlast,
         CASE WHEN ana AND resp = 'N' THEN k0 + 2 + floor(u_kn * 2)::INTEGER
@@ -375,14 +385,15 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
         CASE WHEN ana THEN k0 + 2 ELSE 2 END AS kflo
     FROM pb"""
 
-    # flares (between visit kf and kf + 1), MAS during follow-up (between km and km + 1)
+    # flares (between visit kf and kf + 1), MAS during follow-up (between km and km + 1). The
+    # second flare comes after the first has ended and 4 weeks have passed (35% of those with a
+    # first); a flare near an MAS during follow-up (from 2 weeks before its onset to 4 weeks
+    # after its end, or between the same two visits) is not had: a flare never overlaps an MAS.
     pd = """
     SELECT *,
         CASE WHEN kn0 <= lastk - 1 THEN kn0 END AS kn,
-        f1p AND lastk - 1 - kflo >= 1 AS f1,
-        f2p AND lastk - 1 - kflo >= 1 AS f2,
+        f1p AND lastk - 1 - kflo >= 1 AS f1c,
         kflo + floor(u_kf1 * greatest(lastk - 1 - kflo, 1))::INTEGER AS kf1,
-        kflo + floor(u_kf2 * greatest(lastk - 1 - kflo, 1))::INTEGER AS kf2,
         masfu_p AND lastk >= 4 AS masfu,
         1 + floor(u_km * greatest(lastk - 2, 1))::INTEGER AS km,
         md + mdur AS mde
@@ -391,21 +402,40 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
     pe = f"""
     SELECT *,
         {vday("kf1")} + 3 + floor(u_fs1 * greatest({vday("kf1 + 1")} - {vday("kf1")} - 6, 1))::INTEGER AS fs1,
-        {vday("kf2")} + 3 + floor(u_fs2 * greatest({vday("kf2 + 1")} - {vday("kf2")} - 6, 1))::INTEGER AS fs2,
-        {vday("km")} + 2 + floor(u_mo * greatest({vday("km + 1")} - {vday("km")} - 4, 1))::INTEGER AS mo,
-        CASE WHEN ana AND remit_p AND resp = 'C' AND NOT f1 AND NOT f2
-                  AND k0 + (365 + ivl - 1) // ivl + remit_k <= lastk - 1
-             THEN k0 + (365 + ivl - 1) // ivl + remit_k END AS krs,
-        CASE WHEN ana AND ae_wd AND t0 + ae_off < dlast - 1 THEN t0 + ae_off END AS tae
+        {vday("km")} + 2 + floor(u_mo * greatest({vday("km + 1")} - {vday("km")} - 4, 1))::INTEGER AS mo
     FROM pd"""
+
+    pe2 = f"""
+    SELECT *, {_after("fs1 + fl1 + 28")} AS kf2min, least(mo + mfdur, dlast) AS me
+    FROM pe"""
+
+    pe3 = """
+    SELECT *,
+        kf2min + floor(u_kf2 * greatest(lastk - 1 - kf2min, 1))::INTEGER AS kf2,
+        f1c AND f2p AND kf2min <= lastk - 1 AS f2c
+    FROM pe2"""
+
+    def near_mas(k: str, fs: str, fl: str) -> str:
+        return f"(masfu AND (({k}) = km OR (({fs}) <= me + 28 AND ({fs}) + ({fl}) >= mo - 14)))"
+
+    pe4 = f"""
+    SELECT *,
+        f1c AND NOT {near_mas("kf1", "fs1", "fl1")} AS f1,
+        f2c AND NOT {near_mas("kf2", "fs2", "fl2")} AS f2
+    FROM (SELECT *,
+        {vday("kf2")} + 3 + floor(u_fs2 * greatest({vday("kf2 + 1")} - {vday("kf2")} - 6, 1))::INTEGER AS fs2
+        FROM pe3)"""
 
     # the anakinra stop: the earliest of inefficacy (a visit), remission (a visit), adverse event;
     # only that one is recorded (a later withdrawal would stop a drug no longer running)
     pf = f"""
-    SELECT *,
-        least(me0, dlast) AS me,
-        least(dkn, dkrs, tae) AS ts
-    FROM (SELECT *, mo + mfdur AS me0, {vday("kn")} AS dkn, {vday("krs")} AS dkrs FROM pe)"""
+    SELECT *, least(dkn, dkrs, tae) AS ts
+    FROM (SELECT *, {vday("kn")} AS dkn, {vday("krs")} AS dkrs FROM (SELECT *,
+        CASE WHEN ana AND remit_p AND resp = 'C' AND NOT f1 AND NOT f2
+                  AND k0 + (365 + ivl - 1) // ivl + remit_k <= lastk - 1
+             THEN k0 + (365 + ivl - 1) // ivl + remit_k END AS krs,
+        CASE WHEN ana AND ae_wd AND t0 + ae_off < dlast - 1 THEN t0 + ae_off END AS tae
+        FROM pe4))"""
 
     pg = f"""
     SELECT *,
@@ -453,6 +483,9 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
     pc AS ({pc}),
     pd AS ({pd}),
     pe AS ({pe}),
+    pe2 AS ({pe2}),
+    pe3 AS ({pe3}),
+    pe4 AS ({pe4}),
     pf AS ({pf}),
     pg AS ({pg}),
     ph AS ({ph}),
@@ -477,7 +510,7 @@ def _lst(xs: Sequence[int]) -> str:
 # The columns the event level reads: only these are copied for every candidate event.
 _EVENT_INPUTS = (
     "p", "pid", "j", "d", "ds", "sa", "aa", "act", "lim", "phys", "febrile", "wc", "wc0", "lab_mode",
-    "sev", "mas_end", "dlast", "birth", "v0", "delay", "ad0", "female", "fh", "units", "has_ref", "crp_dl",
+    "sev", "mas_end", "mas_day", "dlast", "birth", "v0", "delay", "ad0", "female", "fh", "units", "has_ref", "crp_dl",
     "temp_f", "wt_lb", "mgkg", "lymph", "organ", "serositis", "u_organ", "u_trig", "u_eofu", "uo2", "uo3",
     "uo6", "k0", "k2", "ka", "am", "am_type", "masdx", "pred", "pred_t", "nsaid", "csa", "csa_lag",
     "m31", "m32", "m33", "m35", "m36", "m40", "m41", "m42", "m44", "m45", "esc1", "esc2", "escm", "csa_on",
@@ -495,7 +528,9 @@ def _occasions_sql() -> str:
         WHEN j = {MASDX_ON} THEN md WHEN j = {MASDX_2} THEN md + 2 WHEN j = {MASDX_END} THEN mde
         WHEN j = {MASFU_ON} THEN mo WHEN j = {MASFU_2} THEN mo + 2 WHEN j = {MASFU_END} THEN me
         WHEN j = {AE_ISR} THEN t0 + isr_off
-        WHEN j BETWEEN {AE_INF1} AND {AE_ALT}
+        WHEN j BETWEEN {AE_INF1} AND {AE_INF3} THEN t0 + 15
+            + floor((j - {AE_INF1} + {_u(81, "j")}) * greatest(ana_end - t0 - 16, 1) / 3.0)::INTEGER
+        WHEN j BETWEEN {AE_NEUT} AND {AE_ALT}
             THEN t0 + 15 + floor({_u(81, "j")} * greatest(ana_end - t0 - 16, 1))::INTEGER
         WHEN j = {AE_WITHDRAW} THEN tae END"""
     applies = f"""CASE WHEN j < 100 THEN true
@@ -504,9 +539,9 @@ def _occasions_sql() -> str:
         WHEN j BETWEEN {MASDX_ON} AND {MASDX_END} THEN masdx
         WHEN j BETWEEN {MASFU_ON} AND {MASFU_END} THEN masfu
         WHEN j = {AE_ISR} THEN ana AND isr AND (ts IS NULL OR ts > t0 + isr_off)
-        WHEN j = {AE_INF1} THEN ana AND inf1 AND ana_end - t0 > 30
-        WHEN j = {AE_INF2} THEN ana AND inf2 AND ana_end - t0 > 30
-        WHEN j = {AE_INF3} THEN ana AND inf3 AND ana_end - t0 > 30
+        WHEN j = {AE_INF1} THEN ana AND u_inf1 < {_f(INFECTION_RATE / 3 / 365.25)} * (ana_end - t0 - 16) AND ana_end - t0 > 30
+        WHEN j = {AE_INF2} THEN ana AND u_inf2 < {_f(INFECTION_RATE / 3 / 365.25)} * (ana_end - t0 - 16) AND ana_end - t0 > 30
+        WHEN j = {AE_INF3} THEN ana AND u_inf3 < {_f(INFECTION_RATE / 3 / 365.25)} * (ana_end - t0 - 16) AND ana_end - t0 > 30
         WHEN j = {AE_NEUT} THEN ana AND neut AND ana_end - t0 > 30
         WHEN j = {AE_ALT} THEN ana AND altae AND ana_end - t0 > 30
         WHEN j = {AE_WITHDRAW} THEN stop_kind = 'adverse event' END"""
@@ -528,11 +563,14 @@ def _occasions_sql() -> str:
             CASE WHEN escm AND km = j - 1 THEN mo WHEN esc2 AND kf2 = j - 1 THEN fs2
                  WHEN esc1 AND kf1 = j - 1 THEN fs1 END END AS onset_prev,
         CASE j WHEN {FLARE1} THEN kf1 WHEN {FLARE2} THEN kf2 WHEN {MASFU_ON} THEN km END AS kb,
-        CASE WHEN j BETWEEN {MASDX_ON} AND {MASDX_END} THEN sev_dx ELSE sev_fu END AS sev,
+        CASE WHEN j BETWEEN {MASDX_ON} AND {MASDX_END} OR (j <= {TWO_WEEK} AND masdx AND d >= md AND d < mde)
+             THEN sev_dx ELSE sev_fu END AS sev,
         CASE WHEN j = {MASDX_ON} THEN mde ELSE me END AS mas_end,
-        CASE WHEN j < {MASDX_ON} OR j > {MASFU_END} THEN 0
+        CASE WHEN j <= {TWO_WEEK} THEN CASE WHEN {_in_mas("d")} THEN 2 ELSE 0 END
+             WHEN j < {MASDX_ON} OR j > {MASFU_END} THEN 0
              WHEN j = {MASDX_ON} OR j = {MASFU_ON} THEN 1 WHEN j = {MASDX_2} OR j = {MASFU_2} THEN 2
              ELSE 3 END AS lab_mode,
+        j <= {TWO_WEEK} AND ((masdx AND d IN (md, md + 2, mde)) OR (masfu AND d IN (mo, mo + 2, me))) AS mas_day,
         hash(sy_seed, p, 82, j) AS ho1,
         hash(sy_seed, p, 83, j) AS ho2,
         hash(sy_seed, p, 84, j) AS ho3
@@ -591,7 +629,8 @@ def _occasions_sql() -> str:
              ELSE {_clip("round((0.5 + 6.0 * sa + 5.0 * aa + 0.7 * zo) * 2) / 2", 0.5, 10)} END AS phys,
         coalesce(m31 OR m32 OR m33 OR m35 OR m36 OR m40 OR m41 OR m42 OR m44 OR m45, false) AS has_med
     FROM oe"""
-    lab_visit = "(j = 0 OR j = k0 OR uo1 < 0.4 OR sa > 0.5 OR (am AND j = ka))"
+    # a regular visit on the day of an MAS occasion leaves the temperature and labs to it
+    lab_visit = "((NOT mas_day AND (j = 0 OR j = k0 OR uo1 < 0.4 OR sa > 0.5)) OR (am AND j = ka))"
     meds = "[31, 32, 33, 35, 36, 40, 41, 42, 43, 44, 45]::INTEGER[]"
     slots = f"""CASE
         WHEN j < 100 THEN list_concat(
@@ -701,7 +740,9 @@ def _emit_sql() -> str:
     """Whether each candidate event is recorded: frequent slots by their probability (blood
     counts and liver tests as panels), the others by their occasion-level condition."""
     frequent = f"""CASE
+        WHEN mas_day AND (slot = 5 OR (j = {TWO_WEEK} AND slot = 16)) THEN false
         WHEN j >= 100 THEN true
+        WHEN lab_mode > 0 AND slot BETWEEN 16 AND 27 THEN true
         WHEN slot = 2 THEN lymph WHEN slot = 3 THEN organ WHEN slot = 4 THEN serositis
         WHEN slot = 7 THEN ue1 < 0.1 + 0.7 * sa
         ELSE {_by_slot(_RECORDED, "DOUBLE")}
