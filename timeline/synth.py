@@ -86,6 +86,7 @@ ANAKINRA_ESCALATED = 3.5  # mg/kg/day in flares, MAS and for partial or non-resp
 # three equal thirds, each holding one infection with probability rate × its length: the
 # expected count is proportional to the exposure (at most 3: exact up to 7.5 years).
 INFECTION_RATE = 0.4
+UVEITIS_RATE = 0.01  # patients with an episode of uveitis (rare in sJIA)
 _INFECTIONS = (  # (cumulative probability, term, grade 1 share, grade, serious, action, days)
     (0.40, "upper respiratory tract infection", 0.65, 2, False, "none", 7),
     (0.55, "otitis media", 0.0, 2, False, "none", 10),
@@ -362,7 +363,9 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
         {_u(72)} < 0.5 AS tcz_only,
         {_u(73)} < 0.6 AS mtx_sc,
         {_u(74)} AS u_k0, {_u(75)} AS u_kn, {_u(76)} AS u_trig, {_u(77)} AS u_organ,
-        {_u(78)} AS sev_dx, {_u(79)} AS sev_fu
+        {_u(78)} AS sev_dx, {_u(79)} AS sev_fu,
+        {_u(86)} < {_f(UVEITIS_RATE)} AS uv, {_u(87)} AS u_kuv,
+        0.005 + 0.06 * {_u(88)} AS pg_thr
     FROM range({first}, {last}) t(p)
     {"WHERE " + _u(66) + f" < {AMENDMENT_RATE}" if only_amended else ""}"""
 
@@ -475,7 +478,8 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
     FROM pg"""
 
     pi = f"""
-    SELECT *, {vday("k2")} AS t2, {_wcurve("0")} AS wc0
+    SELECT *, {vday("k2")} AS t2, {_wcurve("0")} AS wc0,
+        2 + 4 * floor(u_kuv * greatest((lastk - 2) // 4 + 1, 1))::INTEGER AS kuv
     FROM ph"""
     return f"""
     pa AS ({pa}),
@@ -497,8 +501,9 @@ _DX = [0, 1, 2, 3, 4, 30, 34]
 _CLIN = [5, 6, 7, 8, 10, 11, 12, 13, 14, 15]
 _LABS = [16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27]
 _TWO_WEEK = [5, 6, 8, 16]
-_FLARE = [5, 6, 7, 8, 10, 11, 16, 17, 18, 19, 20, 22, 48]
-_MAS_ON = [50, 5, 7, 8, 16, 17, 18, 19, 20, 22, 23, 24, 25, 26, 27, 51, 52, 53, 54, 55, 56, 57, 48]
+# a flare draws the full MAS panel, so that MAS can be told from a flare
+_FLARE = [2, 3, 4, 5, 6, 7, 8, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 48]
+_MAS_ON = [50, 2, 3, 4, 5, 7, 8, 16, 17, 18, 19, 20, 22, 23, 24, 25, 26, 27, 51, 52, 53, 54, 55, 56, 57, 48]
 _MAS_2 = [5, 18, 22, 23, 26, 27]
 _MAS_END = [5, 16, 18, 22, 23, 27]
 
@@ -511,7 +516,7 @@ def _lst(xs: Sequence[int]) -> str:
 _EVENT_INPUTS = (
     "p", "pid", "j", "d", "ds", "sa", "aa", "act", "lim", "phys", "febrile", "wc", "wc0", "lab_mode",
     "sev", "mas_end", "mas_day", "dlast", "birth", "v0", "delay", "ad0", "female", "fh", "units", "has_ref", "crp_dl",
-    "temp_f", "wt_lb", "mgkg", "lymph", "organ", "serositis", "u_organ", "u_trig", "u_eofu", "uo2", "uo3",
+    "temp_f", "wt_lb", "mgkg", "lymph", "organ", "serositis", "u_organ", "uv", "kuv", "fl_len", "u_trig", "u_eofu", "uo2", "uo3",
     "uo6", "k0", "k2", "ka", "am", "am_type", "masdx", "pred", "pred_t", "nsaid", "csa", "csa_lag",
     "m31", "m32", "m33", "m35", "m36", "m40", "m41", "m42", "m44", "m45", "esc1", "esc2", "escm", "csa_on",
     "dose_k", "dose_esc", "dose_before", "drug2", "mtx_sc", "stop_kind", "wd_term", "wd_grade", "wd_serious",
@@ -563,6 +568,7 @@ def _occasions_sql() -> str:
             CASE WHEN escm AND km = j - 1 THEN mo WHEN esc2 AND kf2 = j - 1 THEN fs2
                  WHEN esc1 AND kf1 = j - 1 THEN fs1 END END AS onset_prev,
         CASE j WHEN {FLARE1} THEN kf1 WHEN {FLARE2} THEN kf2 WHEN {MASFU_ON} THEN km END AS kb,
+        CASE j WHEN {FLARE1} THEN fl1 WHEN {FLARE2} THEN fl2 END AS fl_len,
         CASE WHEN j BETWEEN {MASDX_ON} AND {MASDX_END} OR (j <= {TWO_WEEK} AND masdx AND d >= md AND d < mde)
              THEN sev_dx ELSE sev_fu END AS sev,
         CASE WHEN j = {MASDX_ON} THEN mde ELSE me END AS mas_end,
@@ -625,18 +631,22 @@ def _occasions_sql() -> str:
     SELECT *,
         least(75, floor(act * 0.7 * uo6
             + CASE WHEN ana AND resp <> 'C' THEN floor(jmax * 0.25 * least(1.0, d / 730.0)) ELSE 0 END))::INTEGER AS lim,
-        CASE WHEN act = 0 AND sa < 0.08 THEN CASE WHEN uo6 < 0.85 THEN 0.0 ELSE 0.5 END
+        CASE WHEN act = 0 AND sa < 0.08 THEN CASE WHEN sa > pg_thr THEN 0.5 ELSE 0.0 END
              ELSE {_clip("round((0.5 + 6.0 * sa + 5.0 * aa + 0.7 * zo) * 2) / 2", 0.5, 10)} END AS phys,
         coalesce(m31 OR m32 OR m33 OR m35 OR m36 OR m40 OR m41 OR m42 OR m44 OR m45, false) AS has_med
     FROM oe"""
     # a regular visit on the day of an MAS occasion leaves the temperature and labs to it
-    lab_visit = "((NOT mas_day AND (j = 0 OR j = k0 OR uo1 < 0.4 OR sa > 0.5)) OR (am AND j = ka))"
+    lab_visit = (
+        "((NOT mas_day AND (j = 0 OR j = k0 OR uo1 < CASE WHEN d < 365 THEN 0.85 ELSE 0.45 END OR sa > 0.5))"
+        " OR (am AND j = ka))"
+    )
     meds = "[31, 32, 33, 35, 36, 40, 41, 42, 43, 44, 45]::INTEGER[]"
     slots = f"""CASE
         WHEN j < 100 THEN list_concat(
             CASE WHEN j = 0 THEN {_lst(_DX)} ELSE []::INTEGER[] END,
             {_lst(_CLIN)},
-            CASE WHEN j % 4 = 0 THEN [9]::INTEGER[] ELSE []::INTEGER[] END,
+            CASE WHEN j > 0 THEN [2, 3, 4]::INTEGER[] ELSE []::INTEGER[] END,
+            CASE WHEN j % 4 = 0 THEN [9]::INTEGER[] WHEN j % 4 = 2 THEN [28]::INTEGER[] ELSE []::INTEGER[] END,
             CASE WHEN {lab_visit} THEN {_lst(_LABS)} ELSE []::INTEGER[] END,
             CASE WHEN has_med THEN {meds} ELSE []::INTEGER[] END,
             CASE WHEN am AND j = ka AND am_type IN (3, 5) THEN [46, 47]::INTEGER[] ELSE []::INTEGER[] END)
@@ -667,7 +677,7 @@ def _occasions_sql() -> str:
 _KIND_OF: dict[int, str] = {
     0: "birth", 1: "diagnosis", 2: "finding", 3: "finding", 4: "finding", 5: "body_temperature",
     6: "finding", 7: "finding", 8: "weight", 9: "height", 10: "joint_exam",
-    **{i: "assessment" for i in range(11, 16)}, **{i: "lab" for i in range(16, 28)},
+    **{i: "assessment" for i in range(11, 16)}, **{i: "lab" for i in range(16, 28)}, 28: "finding",
     30: "medication_start", 31: "medication_dose_change", 32: "medication_dose_change",
     33: "medication_stop", 34: "medication_start", 35: "medication_stop", 36: "medication_start",
     40: "medication_start", 41: "medication_dose_change", 42: "medication_stop", 43: "discontinuation",
@@ -695,7 +705,7 @@ _FAMILY = {
 # probability that a frequent slot is recorded at a regular visit (labs: at a lab visit)
 _RECORDED = {
     0: 1.0, 1: 1.0, 5: 1.0, 6: 0.97, 8: 0.9, 9: 1.0, 10: 0.93, 11: 0.9, 12: 0.35, 13: 0.25, 14: 0.3,
-    15: 0.15, 16: 0.97, 17: 0.65, 18: 0.75, 19: 0.75, 20: 0.75, 21: 0.75, 22: 0.4, 23: 0.35, 24: 0.35,
+    15: 0.15, 16: 0.97, 17: 0.85, 18: 0.75, 19: 0.75, 20: 0.75, 21: 0.75, 22: 0.4, 23: 0.35, 24: 0.35,
     25: 0.05, 26: 0.05, 27: 0.1,
 }  # fmt: skip
 _LAB_CODE = {
@@ -710,6 +720,7 @@ _FINDING = {
     7: "fever",
     56: "cns_involvement",
     57: "haemorrhage",
+    28: "uveitis",
 }
 _CODE = {1: "sJIA", **_LAB_CODE, **_ASSESSMENT, **_FINDING}
 _DRUG = {
@@ -717,6 +728,18 @@ _DRUG = {
     **{i: "anakinra" for i in (40, 41, 42, 43, 48, 60, 64, 65, 66)},
     51: "methylprednisolone", 52: "methylprednisolone", 53: "ciclosporin", 54: "ciclosporin",
 }  # fmt: skip
+# Systemic features (slots 2-4: lymphadenopathy, the patient's organomegaly, serositis) and
+# uveitis (slot 28, at an eye examination): whether present. At diagnosis as the patient's
+# flags; at later visits while the systemic activity is high (> 0.5) in a patient who had the
+# feature; in a flare (with its end) or at an MAS onset (ending with the episode) by chance.
+# A feature absent is recorded at 60% of examinations (serositis 25%), uveitis absent at half
+# the eye examinations of every fourth visit; a recorded absence ends an earlier presence.
+_FEATURE_PRESENT = f"""CASE
+    WHEN slot = 28 THEN uv AND j = kuv
+    WHEN slot NOT BETWEEN 2 AND 4 THEN NULL
+    WHEN j IN ({FLARE1}, {FLARE2}) THEN ue2 < CASE slot WHEN 2 THEN 0.45 WHEN 3 THEN 0.3 ELSE 0.1 END
+    WHEN j IN ({MASDX_ON}, {MASFU_ON}) THEN ue2 < CASE slot WHEN 2 THEN 0.4 WHEN 3 THEN 0.6 ELSE 0.1 END
+    ELSE CASE slot WHEN 2 THEN lymph WHEN 3 THEN organ ELSE serositis END AND (j = 0 OR sa > 0.5) END"""
 _ROUTE = {30: "oral", 31: "oral", 32: "oral", 34: "oral", 40: "sc", 41: "sc", 48: "sc", 51: "iv", 53: "oral"}
 _FREQUENCY = {30: "daily", 31: "daily", 32: "daily", 34: "bid", 36: "weekly", 40: "daily", 41: "daily",
               48: "daily", 51: "daily", 53: "bid"}  # fmt: skip
@@ -741,9 +764,10 @@ def _emit_sql() -> str:
     counts and liver tests as panels), the others by their occasion-level condition."""
     frequent = f"""CASE
         WHEN mas_day AND (slot = 5 OR (j = {TWO_WEEK} AND slot = 16)) THEN false
+        WHEN slot BETWEEN 2 AND 4 THEN fp OR ue1 < CASE slot WHEN 4 THEN 0.25 ELSE 0.6 END
         WHEN j >= 100 THEN true
         WHEN lab_mode > 0 AND slot BETWEEN 16 AND 27 THEN true
-        WHEN slot = 2 THEN lymph WHEN slot = 3 THEN organ WHEN slot = 4 THEN serositis
+        WHEN slot = 28 THEN fp OR ue1 < 0.5
         WHEN slot = 7 THEN ue1 < 0.1 + 0.7 * sa
         ELSE {_by_slot(_RECORDED, "DOUBLE")}
                 > CASE WHEN slot BETWEEN 18 AND 21 THEN uo2 WHEN slot BETWEEN 23 AND 24 THEN uo3 ELSE ue1 END
@@ -940,7 +964,10 @@ def _events_sql() -> str:
         WHEN 54 THEN {_ds("mas_end + csa_lag")}
         WHEN 55 THEN {_ds("d - 3 - floor(ue2 * 5)")}
         ELSE ds END END"""
-    ended = f"""CASE WHEN slot >= 50 THEN CASE slot
+    ended = f"""CASE WHEN slot BETWEEN 2 AND 4 AND fp THEN CASE
+            WHEN j IN ({FLARE1}, {FLARE2}) THEN {_ds("least(d + fl_len, dlast)")}
+            WHEN j IN ({MASDX_ON}, {MASFU_ON}) THEN {_ds("mas_end")} END
+        WHEN slot >= 50 THEN CASE slot
         WHEN 50 THEN {_ds("mas_end")}
         WHEN 55 THEN {_ds("least(d + 10, dlast)")}
         WHEN 60 THEN {_ds(f"least(d + {ae_days}, dlast)")}
@@ -950,6 +977,7 @@ def _events_sql() -> str:
     present = f"""CASE WHEN fam = 2 THEN CASE slot
         WHEN 6 THEN CASE WHEN j >= {FLARE1} AND j <= {FLARE2} THEN ue2 < 0.7 ELSE ue2 < 0.75 * sa END
         WHEN 7 THEN febrile OR ue2 < 0.6 * sa
+        WHEN 2 THEN fp WHEN 3 THEN fp WHEN 4 THEN fp WHEN 28 THEN fp
         ELSE true END END"""
     note = f"""CASE WHEN slot = 5 AND j >= {FLARE1} AND j <= {FLARE2} THEN 'unscheduled visit: flare'
         WHEN slot = 50 THEN CASE WHEN j = {MASDX_ON} THEN 'MAS at presentation' ELSE 'MAS during follow-up' END END"""
@@ -973,9 +1001,12 @@ def _events_sql() -> str:
             (he & 4294967295)::DOUBLE * 2.3283064365386963e-10 AS ue2,
             {_zh("hz")} AS z
         FROM ev),
+    ef AS (
+        SELECT *, {_FEATURE_PRESENT} AS fp
+        FROM ew),
     ex AS (
         SELECT *, {canon} AS lv, {_by_slot(_FAMILY, "INTEGER")} AS fam
-        FROM ew WHERE {_emit_sql()}),
+        FROM ef WHERE {_emit_sql()}),
     fin AS (
         SELECT
             pid || '-' || (j * 100 + slot)::VARCHAR AS event_id,
