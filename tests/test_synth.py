@@ -430,8 +430,18 @@ def test_a_rejected_amendment_names_its_line_and_what_was_kept(example_store: Pa
         (("-o", "c.csv", "--amendments", "nodir/a.jsonl"), "no such directory: nodir"),
         (("-o", "c.csv", "--amendments", "sub", "--force"), "sub is a directory"),
         (("-o", "sub"), "sub is a directory"),
+        (
+            ("-o", "c.parquet", "--format", "csv"),
+            "--format csv does not match 'c.parquet', a .parquet name: leave out --format or name the file .csv",
+        ),
     ],
-    ids=["unknown-format", "amendments-in-missing-dir", "amendments-is-a-dir", "out-is-a-dir"],
+    ids=[
+        "unknown-format",
+        "amendments-in-missing-dir",
+        "amendments-is-a-dir",
+        "out-is-a-dir",
+        "format-against-name",
+    ],
 )
 def test_a_bad_output_option_is_refused_before_generating(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], message: str
@@ -442,6 +452,29 @@ def test_a_bad_output_option_is_refused_before_generating(
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: {message}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--seed", "-1"), "--seed must be a whole number from 0 to 2^63 - 1: -1"),
+        (
+            ("--format", "csv"),
+            "--format csv does not match 'c.parquet', a .parquet name: leave out --format or name the file .csv",
+        ),
+        (("--workers", "0"), "--workers must be at least 1: 0"),
+    ],
+    ids=["seed", "format", "workers"],
+)
+def test_a_bad_option_is_named_even_when_the_output_file_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], message: str
+) -> None:
+    # before: "c.parquet exists: use --force to overwrite it" hid the bad option
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.parquet").write_bytes(b"old")
+    result = run_cli("synth", "-n", "5", "-o", "c.parquet", *args)
+    assert (result.exit_code, result.stderr.strip()) == (2, f"error: {message}")
+    assert (tmp_path / "c.parquet").read_bytes() == b"old"
 
 
 def test_cli_refuses_a_dash_as_the_output_file() -> None:

@@ -1089,6 +1089,32 @@ def default_workers() -> int:
     return max(1, min(cores, 8))
 
 
+def check_options(*, patients: int, seed: int, out: str | Path, fmt: str | None = None) -> str:
+    """The output format ("parquet" or "csv"), once the number of patients, the seed and the
+    format are known to be valid: the file's extension decides, ``fmt`` is needed only for
+    another extension and must agree with a .parquet or .csv one (as ``timeline ingest``
+    reads a file by its extension unless told). Raises :class:`UsageError`."""
+    if patients < 1 or patients > MAX_PATIENTS:
+        raise UsageError(f"--patients must be from 1 to {MAX_PATIENTS:,}: {patients}")
+    if seed < 0 or seed >= 2**63:
+        raise UsageError(f"--seed must be a whole number from 0 to 2^63 - 1: {seed}")
+    target = Path(out)
+    by_name = FORMATS.get(target.suffix.lower())
+    kind = fmt.lower() if fmt else by_name
+    if fmt and kind not in ("parquet", "csv"):
+        raise UsageError(f"unknown --format {fmt!r}: give parquet or csv")
+    if kind not in ("parquet", "csv"):
+        raise UsageError(
+            f"cannot tell the format of {str(target)!r}: name it .parquet or .csv (or give --format)"
+        )
+    if by_name is not None and kind != by_name:
+        raise UsageError(
+            f"--format {fmt} does not match {str(target)!r}, a .{by_name} name: "
+            f"leave out --format or name the file .{kind}"
+        )
+    return kind
+
+
 def synthesize(
     *,
     patients: int,
@@ -1109,18 +1135,8 @@ def synthesize(
     bytes; Parquet: the row groups, under one footer) and deleted. The output is written under a temporary
     name and renamed when complete. ``chunk`` overrides the chunk size (tests): it changes
     the Parquet row groups, never the events."""
-    if patients < 1 or patients > MAX_PATIENTS:
-        raise UsageError(f"--patients must be from 1 to {MAX_PATIENTS:,}: {patients}")
-    if seed < 0 or seed >= 2**63:
-        raise UsageError(f"--seed must be a whole number from 0 to 2^63 - 1: {seed}")
+    kind = check_options(patients=patients, seed=seed, out=out, fmt=fmt)
     target = Path(out)
-    kind = fmt.lower() if fmt else FORMATS.get(target.suffix.lower())
-    if fmt and kind not in ("parquet", "csv"):
-        raise UsageError(f"unknown --format {fmt!r}: give parquet or csv")
-    if kind not in ("parquet", "csv"):
-        raise UsageError(
-            f"cannot tell the format of {str(target)!r}: name it .parquet or .csv (or give --format)"
-        )
     for path in (target, *([Path(amendments)] if amendments is not None else [])):
         if path.is_dir():
             raise UsageError(f"{path} is a directory")
