@@ -64,7 +64,7 @@ def synth(
     wait: WaitOpt = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Generate a synthetic sJIA cohort: about 200 events per patient over 1-6 years of
+    """Generate a synthetic sJIA cohort: about 270 events per patient over 1-6 years of
     follow-up (visits, labs, growth, anakinra and other drugs, flares, MAS, adverse events),
     with mixed units, in the native event format. See docs/synth.md.
 

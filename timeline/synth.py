@@ -1,8 +1,9 @@
 """Synthetic sJIA cohorts at scale, in the native event format (Parquet or CSV).
 
-``synthesize(patients=N, seed=S, out=FILE)`` writes about 200 events per patient: a birth
+``synthesize(patients=N, seed=S, out=FILE)`` writes about 270 events per patient: a birth
 and a diagnosis, clinic visits every 1-3 months over 1-6 years (temperature, rash, weight,
-height, joint exam, global assessments, CHAQ, morning stiffness, labs), anakinra starts,
+height, joint exam, systemic features and eye examinations present or absent, global
+assessments, CHAQ, morning stiffness, labs), anakinra starts,
 weight-based dose changes, escalations in flares and MAS, switches to canakinumab or
 tocilizumab and stops with their reasons, MAS episodes with labs that meet the 2016
 criteria, adverse events with CTCAE grades, and the end of follow-up. The model, its rates
@@ -10,27 +11,33 @@ and the measured sizes and speeds are in ``docs/synth.md``.
 
 How it is built, and why:
 
-* **One SQL query, one ``COPY``.** The rows come from a single DuckDB query over
-  ``range(first, last)`` of patient numbers, written by one ``COPY ... TO``. Every patient
-  is drawn from closed-form functions of (seed, patient, occasion, slot): no window, sort,
-  join or aggregate crosses patients, so the query is one streaming pipeline that DuckDB
-  runs morsel by morsel on every core, and memory does not grow with N. Parquet therefore
-  comes out as **one file** with row groups of ``ROW_GROUP_SIZE`` rows, CSV as one file.
+* **Chunks of patients, one query each, appended in order.** The patients are cut into
+  chunks whose size depends on N only (:func:`chunk_size`). Each chunk is a single DuckDB
+  query over ``range(first, last)`` of patient numbers, written by one single-threaded
+  ``COPY ... TO`` into a part file; worker threads make the parts, and the main thread
+  appends them to the output in patient order (CSV: the bytes under one header; Parquet:
+  the row groups under one new footer) and deletes them. Every patient is drawn from
+  closed-form functions of (seed, patient, occasion, slot): no window, sort, join or
+  aggregate crosses patients, so a chunk is one streaming pipeline and memory does not grow
+  with N. The output is **one file**: Parquet with row groups of at most ``ROW_GROUP_SIZE``
+  rows (at least one per chunk), CSV with one header.
 * **Determinism.** Every random number is DuckDB's ``hash(seed, patient, a, b)`` mapped to
   [0, 1) (or a sum of four 16-bit pieces of it, for an approximately normal deviate). Only
   IEEE arithmetic, ``sqrt`` and rounding are applied to them: no ``exp``, ``ln`` or ``cos``,
   whose last bits differ between C libraries (a Padé approximant stands in for ``exp``).
-  With ``preserve_insertion_order`` the rows are written in patient order, so the same N
-  and seed give the same bytes on any machine and with any number of threads (for a given
-  DuckDB version: Parquet files name the writer's version). A patient's events depend
+  A chunk is written by one thread with ``preserve_insertion_order``, and chunks are
+  appended in patient order, so the same N and seed give the same bytes on any machine and
+  with any number of workers (for a given DuckDB version: Parquet files name the writer's
+  version). A patient's events depend
   only on the seed and the patient number: the first 1,000 patients of a 10,000-patient
   file are the 1,000-patient file.
 * **Ids.** Patients are ``S{seed}-{patient:07d}``; events ``{patient_id}-{occasion * 100 +
   slot}``: stable, unique, and distinct between seeds, so cohorts of several seeds can share
   a store.
 * **Amendments.** ``amendments=FILE`` also writes a JSON Lines file of corrections and
-  retractions (about 3% of patients get one). The events file carries the erroneous
-  version (a weight with a lost decimal point, CRP in the wrong unit, swapped joint
+  retractions (3% of patients are drawn; about 2.5% get one, as some errors need an event
+  the patient lacks, such as joint counts that differ). The events file carries the erroneous
+  version (a weight entered in pounds in the kilogram field, CRP in the wrong unit, swapped joint
   counts, an MAS episode without its end, a temperature entered in the wrong chart, a lab
   entered twice); :func:`apply_amendments` applies them to a store through
   :func:`timeline.ingest.correct` and :func:`timeline.ingest.retract`.
