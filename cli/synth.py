@@ -64,7 +64,7 @@ def synth(
     wait: WaitOpt = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Generate a synthetic sJIA cohort: about 200 events per patient over 1-6 years of
+    """Generate a synthetic sJIA cohort: about 270 events per patient over 1-6 years of
     follow-up (visits, labs, growth, anakinra and other drugs, flares, MAS, adverse events),
     with mixed units, in the native event format. See docs/synth.md.
 
@@ -94,19 +94,23 @@ def synth(
         return
     if patients is None or out is None:
         raise UsageError("give --patients N and --out FILE (or --apply-amendments FILE --store STORE)")
-    for path in (out, amendments):
-        if path is not None and str(path) == "-":
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1: {workers}")
+    from timeline.synth import check_options, synthesize
+
+    paths = [path for path in (out, amendments) if path is not None]
+    for path in paths:
+        if str(path) == "-":
             raise UsageError("-: synth writes files (Parquet or CSV, and JSON amendments); give a path")
-        if path is not None and path.is_dir():
+        if path.is_dir():
             raise UsageError(f"{path} is a directory")
-        if path is not None and path.exists() and not force:
+    # the options before the files: a bad seed is a bad seed whether or not the file exists
+    check_options(patients=patients, seed=seed, out=out, fmt=fmt)
+    for path in paths:
+        if path.exists() and not force:
             raise UsageError(f"{path} exists: use --force to overwrite it")
     if amendments is not None and amendments.resolve() == out.resolve():
         raise UsageError("--amendments must be another file than --out")
-    if workers is not None and workers < 1:
-        raise UsageError(f"--workers must be at least 1: {workers}")
-
-    from timeline.synth import synthesize
 
     with _Bar(f"{out.name}: generating", show=patients >= 20_000) as bar:
         result = synthesize(

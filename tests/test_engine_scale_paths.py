@@ -84,7 +84,12 @@ def test_states_table_holds_the_values_and_reasons_of_a_cohort_run(session: Sess
 def test_the_condition_episode_guard_changes_no_answer(
     session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    points = _points(session)
+    # and the day after each MAS onset: since MAS at presentation moved before the first
+    # clinic visit (synth), no point 90, 365 or 730 days after the first event falls in one
+    onsets = session.con.execute(
+        "SELECT DISTINCT patient_id, occurred_at + INTERVAL 1 DAY FROM events WHERE kind = 'mas_episode' ORDER BY 1, 2"
+    ).fetchall()
+    points = sorted(_points(session) + [(p, t) for p, t in onsets])
     ids = ["in_mas_episode", "mas"]
     guarded = session.evaluate(points, ids)
     monkeypatch.setattr(compiler.Compiler, "guard", lambda self, cond: None)

@@ -327,23 +327,25 @@ def test_anakinra_is_stopped_only_in_a_course_and_once() -> None:
     ).fetchall()
     assert {p for p, _, _, drug, _ in rows if drug == "anakinra"} == {"S5-0000103"}
     assert [r[1:] for r in rows if r[0] == "S5-0000103"] == [
-        ("2018-12-31", "medication_start", "prednisolone", None),
-        ("2019-02-17", "medication_start", "anakinra", None),
-        ("2019-05-16", "discontinuation", "anakinra", "inefficacy"),
-        ("2019-05-16", "medication_start", "canakinumab", None),
-        ("2019-05-16", "medication_stop", "anakinra", "inefficacy"),
-        ("2019-06-29", "medication_stop", "prednisolone", "tapered off"),
+        ("2018-10-05", "medication_start", "prednisolone", None),
+        ("2018-11-22", "medication_start", "anakinra", None),
+        ("2019-02-18", "discontinuation", "anakinra", "inefficacy"),
+        ("2019-02-18", "medication_start", "canakinumab", None),
+        ("2019-02-18", "medication_stop", "anakinra", "inefficacy"),
+        ("2019-04-03", "medication_stop", "prednisolone", "tapered off"),
     ]
 
 
 def test_ciclosporin_runs_on_through_a_second_mas_that_begins_before_it_is_stopped() -> None:
-    # S2-0009210: MAS at presentation (ciclosporin from the next day) and again four months
-    # later, before the first course's stop; the course goes on to one stop after the second
-    rows = _medication_events(2, 9210, 9211)
+    # S1-0002892: MAS at presentation (ciclosporin from the next day) and again less than four
+    # months later, before the first course's stop; the course goes on to one stop after the
+    # second (the auditor's patient was S2-0009210, whose dates changed when MAS at
+    # presentation moved before the first clinic visit)
+    rows = _medication_events(1, 2892, 2893)
     ciclosporin = [(day, kind) for _, drug, day, kind, _ in rows if drug == "ciclosporin"]
-    assert ciclosporin == [("2017-06-13", "medication_start"), ("2018-02-23", "medication_stop")]
+    assert ciclosporin == [("2009-11-21", "medication_start"), ("2010-07-12", "medication_stop")]
     masses = _sql(
-        f"SELECT count(*) FROM ({synth.query(2, 9210, 9211)}) WHERE kind = 'mas_episode'"
+        f"SELECT count(*) FROM ({synth.query(1, 2892, 2893)}) WHERE kind = 'mas_episode'"
     ).fetchone()
     assert masses == (2,)
 
@@ -428,8 +430,18 @@ def test_a_rejected_amendment_names_its_line_and_what_was_kept(example_store: Pa
         (("-o", "c.csv", "--amendments", "nodir/a.jsonl"), "no such directory: nodir"),
         (("-o", "c.csv", "--amendments", "sub", "--force"), "sub is a directory"),
         (("-o", "sub"), "sub is a directory"),
+        (
+            ("-o", "c.parquet", "--format", "csv"),
+            "--format csv does not match 'c.parquet', a .parquet name: leave out --format or name the file .csv",
+        ),
     ],
-    ids=["unknown-format", "amendments-in-missing-dir", "amendments-is-a-dir", "out-is-a-dir"],
+    ids=[
+        "unknown-format",
+        "amendments-in-missing-dir",
+        "amendments-is-a-dir",
+        "out-is-a-dir",
+        "format-against-name",
+    ],
 )
 def test_a_bad_output_option_is_refused_before_generating(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], message: str
@@ -440,6 +452,29 @@ def test_a_bad_output_option_is_refused_before_generating(
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: {message}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--seed", "-1"), "--seed must be a whole number from 0 to 2^63 - 1: -1"),
+        (
+            ("--format", "csv"),
+            "--format csv does not match 'c.parquet', a .parquet name: leave out --format or name the file .csv",
+        ),
+        (("--workers", "0"), "--workers must be at least 1: 0"),
+    ],
+    ids=["seed", "format", "workers"],
+)
+def test_a_bad_option_is_named_even_when_the_output_file_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], message: str
+) -> None:
+    # before: "c.parquet exists: use --force to overwrite it" hid the bad option
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.parquet").write_bytes(b"old")
+    result = run_cli("synth", "-n", "5", "-o", "c.parquet", *args)
+    assert (result.exit_code, result.stderr.strip()) == (2, f"error: {message}")
+    assert (tmp_path / "c.parquet").read_bytes() == b"old"
 
 
 def test_cli_refuses_a_dash_as_the_output_file() -> None:
@@ -456,3 +491,224 @@ def test_an_output_name_too_long_is_a_bad_command_line_naming_it(tmp_path: Path,
     result = run_cli("synth", "--patients", "2", *(x for o, p in outputs.items() for x in (o, p)))
     # before: "internal error: OSError: [Errno 36] File name too long", exit 70
     assert (result.exit_code, result.stderr) == (2, f"error: {long}: File name too long\n")
+
+
+# ---- clinical realism: what the auditor found (helper 48) ----------------------------------------
+
+
+def test_a_follow_up_mas_episodes_resolution_visit_is_afebrile() -> None:
+    # before: 61 of 75 resolution temperatures of MAS during follow-up were >= 38 °C (seed 1);
+    # the occasion's own temperature (slot 5), not a regular visit's on the same day
+    rows = _sql(
+        f"""WITH q AS ({synth.query(SEED, 1, 1001)})
+            SELECT m.note, CASE WHEN t.unit = '[degF]' THEN (t.value - 32) / 1.8 ELSE t.value END
+            FROM q m JOIN q t ON t.patient_id = m.patient_id AND left(t.occurred_at, 10) = m.ended_at
+            WHERE m.kind = 'mas_episode' AND t.kind = 'body_temperature'
+              AND t.event_id IN (m.patient_id || '-{synth.MASDX_END * 100 + 5}', m.patient_id || '-{synth.MASFU_END * 100 + 5}')"""
+    ).fetchall()
+    follow_up = [c for note, c in rows if note == "MAS during follow-up"]
+    at_presentation = [c for note, c in rows if note == "MAS at presentation"]
+    assert len(follow_up) > 20 and len(at_presentation) > 20
+    assert max(follow_up) < 38.0 and max(at_presentation) < 38.0
+
+
+@pytest.fixture(scope="module")
+def thousand() -> dict[str, list[tuple[Any, ...]]]:
+    """Flare onsets, MAS episodes and platelet counts of 1,000 patients (seed SEED), by kind."""
+    rows = _sql(
+        f"""SELECT patient_id, event_id, left(occurred_at, 10)::DATE, left(ended_at, 10)::DATE, note, value
+            FROM ({synth.query(SEED, 1, 1001)})
+            WHERE note IN ('unscheduled visit: flare', 'MAS at presentation', 'MAS during follow-up')
+               OR code = '777-3'"""
+    ).fetchall()
+    return {
+        "flares": [
+            (p, int(e.rsplit("-", 1)[1]) // 100, day)
+            for p, e, day, _, note, _ in rows
+            if note and "flare" in note
+        ],
+        "mas": [(p, day, end) for p, _, day, end, note, _ in rows if note and note.startswith("MAS")],
+        "platelets": [(p, e, day, value) for p, e, day, _, note, value in rows if note is None],
+    }
+
+
+def test_a_second_flare_starts_after_the_first_and_at_least_six_weeks_later(
+    thousand: dict[str, list[tuple[Any, ...]]],
+) -> None:
+    # before: 29 of 81 pairs had the "second" flare first, 14 began within 56 days (seed 7)
+    onsets: dict[str, dict[int, Any]] = {}
+    for patient, occasion, day in thousand["flares"]:
+        onsets.setdefault(patient, {})[occasion] = day
+    pairs = [(o[synth.FLARE1], o[synth.FLARE2]) for o in onsets.values() if len(o) == 2]
+    assert len(pairs) > 30
+    # the first lasts at least 14 days, and 4 weeks pass after it ends
+    assert all((second - first).days >= 14 + 28 for first, second in pairs)
+
+
+def test_no_flare_starts_during_an_mas_episode_or_near_one(
+    thousand: dict[str, list[tuple[Any, ...]]],
+) -> None:
+    episodes: dict[str, list[tuple[Any, Any]]] = {}
+    for patient, onset, end in thousand["mas"]:
+        episodes.setdefault(patient, []).append((onset, end))
+    assert sum(len(e) for e in episodes.values()) > 80
+    near = [
+        (patient, day)
+        for patient, _, day in thousand["flares"]
+        for onset, end in episodes.get(patient, [])
+        if (day - onset).days >= -14 and (day - end).days <= 28
+    ]
+    assert near == []
+
+
+def test_platelets_during_an_mas_episode_are_low_at_every_visit_and_drawn_once_a_day(
+    thousand: dict[str, list[tuple[Any, ...]]],
+) -> None:
+    # before: regular visits inside an MAS episode got ordinary active labs (median platelets
+    # 583), and a flare in an MAS gave platelets of 55 and 573 on one day (S7-0000004)
+    episodes: dict[str, list[tuple[Any, Any]]] = {}
+    for patient, onset, end in thousand["mas"]:
+        episodes.setdefault(patient, []).append((onset, end))
+    during = [
+        (event_id, value)
+        for patient, event_id, day, value in thousand["platelets"]
+        for onset, end in episodes.get(patient, [])
+        if onset <= day < end
+    ]
+    regular = [v for e, v in during if int(e.rsplit("-", 1)[1]) // 100 < 100]
+    assert len(regular) > 20  # regular visits do fall in MAS episodes
+    assert max(v for _, v in during) <= 170
+    days = [(patient, day) for patient, _, day, _ in thousand["platelets"]]
+    assert len(days) == len(set(days))
+
+
+def test_mas_at_presentation_begins_before_the_first_anakinra_dose() -> None:
+    # before: 27 of 71 episodes "at presentation" began on first-line anakinra (seed 7)
+    rows = _sql(
+        f"""WITH q AS ({synth.query(SEED, 1, 1001)})
+            SELECT m.occurred_at < a.occurred_at FROM q m JOIN q a USING (patient_id)
+            WHERE m.note = 'MAS at presentation' AND a.kind = 'medication_start' AND a.drug = 'anakinra'"""
+    ).fetchall()
+    assert len(rows) > 30
+    assert all(before for (before,) in rows)
+
+
+def test_infections_per_patient_year_do_not_depend_on_the_time_on_anakinra() -> None:
+    # before: 1.66 per patient-year for patients on anakinra < 1 year, 0.22 for >= 3 years
+    rates = dict(
+        _sql(
+            f"""WITH q AS ({synth.query(SEED, 1, 2001)}),
+                course AS (SELECT patient_id,
+                    min(occurred_at::DATE) FILTER (WHERE kind = 'medication_start' AND drug = 'anakinra') AS t0,
+                    coalesce(min(occurred_at::DATE) FILTER (WHERE kind = 'medication_stop' AND drug = 'anakinra'),
+                             max(occurred_at::DATE) FILTER (WHERE kind = 'end_of_follow_up')) AS t1,
+                    count(*) FILTER (WHERE kind = 'adverse_event' AND term IN
+                        ('upper respiratory tract infection', 'otitis media', 'gastroenteritis', 'varicella',
+                         'pneumonia', 'cellulitis', 'urinary tract infection')) AS n
+                    FROM q GROUP BY 1)
+                SELECT t1 - t0 >= 3 * 365, sum(n) / sum((t1 - t0) / 365.25) FROM course
+                WHERE t0 IS NOT NULL AND (t1 - t0 < 365 OR t1 - t0 >= 3 * 365) GROUP BY 1"""
+        ).fetchall()
+    )
+    short, long = rates[False], rates[True]
+    assert 0.25 < short < 0.6 and 0.25 < long < 0.6, rates
+
+
+def test_every_patient_is_followed_for_at_least_a_year() -> None:
+    (shortest,) = _sql(
+        f"""SELECT min(last - first) FROM (SELECT patient_id,
+                -- the first regular visit: occasion < 100, so event number < 10000
+                min(occurred_at::DATE) FILTER (WHERE kind = 'body_temperature'
+                    AND split_part(event_id, '-', 3)::INTEGER < 10000) AS first,
+                max(occurred_at::DATE) FILTER (WHERE kind = 'end_of_follow_up') AS last
+            FROM ({synth.query(SEED, 1, 2001)}) GROUP BY 1)"""
+    ).fetchone() or (None,)
+    assert shortest >= 365  # before: 1.6% under a year, the shortest 296 days (seed 7)
+
+
+@pytest.fixture(scope="module")
+def findings() -> list[tuple[Any, ...]]:
+    """(patient, occasion, code, present, day, end) of the systemic features and eye
+    examinations of 1,000 patients (seed SEED)."""
+    return _sql(
+        f"""SELECT patient_id, split_part(event_id, '-', 3)::INTEGER // 100, code, present,
+                   left(occurred_at, 10)::DATE, left(ended_at, 10)::DATE
+            FROM ({synth.query(SEED, 1, 1001)})
+            WHERE code IN ('lymphadenopathy', 'hepatomegaly', 'splenomegaly', 'organomegaly', 'serositis',
+                           'uveitis')"""
+    ).fetchall()
+
+
+def test_systemic_features_are_recorded_absent_at_later_visits(findings: list[tuple[Any, ...]]) -> None:
+    # before: recorded only at diagnosis and only present, so systemic_features_absent was
+    # true for 95-100% of patients whatever happened
+    absent_later = {p for p, occasion, code, present, _, _ in findings if occasion > 0 and not present}
+    assert len(absent_later) > 0.9 * 1000
+    # a present feature at diagnosis is ended by a later absent record of the same code
+    present_at_dx = {(p, code) for p, occasion, code, present, _, _ in findings if occasion == 0 and present}
+    ended = {(p, code) for p, occasion, code, present, _, _ in findings if occasion > 0 and not present}
+    assert len(present_at_dx) > 300
+    assert len(present_at_dx & ended) > 0.8 * len(present_at_dx)
+
+
+def test_systemic_features_come_back_in_flares_and_mas_with_an_end(findings: list[tuple[Any, ...]]) -> None:
+    flare_or_mas = (synth.FLARE1, synth.FLARE2, synth.MASDX_ON, synth.MASFU_ON)
+    present = [(day, end) for _, occasion, _, p, day, end in findings if occasion in flare_or_mas and p]
+    assert len(present) > 50
+    assert all(end is not None and end > day for day, end in present)
+
+
+def test_eye_examinations_are_recorded_and_uveitis_is_rare(findings: list[tuple[Any, ...]]) -> None:
+    examined = {p for p, _, code, _, _, _ in findings if code == "uveitis"}
+    uveitis = {p for p, _, code, present, _, _ in findings if code == "uveitis" and present}
+    assert len(examined) > 0.8 * 1000
+    assert 0 < len(uveitis) <= 0.03 * 1000  # uveitis is rare in sJIA (under 1% to a few %)
+
+
+def test_crp_and_esr_are_drawn_at_most_visits_in_the_first_year() -> None:
+    # before: CRP at 57% and ESR at 39% of the first year's regular visits (seed 1)
+    crp, esr = _sql(
+        f"""WITH q AS (SELECT *, split_part(event_id, '-', 3)::INTEGER // 100 AS occasion
+                       FROM ({synth.query(SEED, 1, 1001)})),
+            visits AS (SELECT patient_id, occasion, occurred_at::DATE AS day FROM q
+                       WHERE kind = 'joint_exam' AND occasion < 100),
+            first AS (SELECT patient_id, min(day) AS d0 FROM visits GROUP BY 1)
+            SELECT avg((EXISTS (SELECT 1 FROM q WHERE q.patient_id = v.patient_id AND q.occasion = v.occasion
+                                AND q.code = '1988-5'))::INTEGER),
+                   avg((EXISTS (SELECT 1 FROM q WHERE q.patient_id = v.patient_id AND q.occasion = v.occasion
+                                AND q.code = '4537-7'))::INTEGER)
+            FROM visits v JOIN first USING (patient_id) WHERE v.day < first.d0 + 365"""
+    ).fetchone() or (0, 0)
+    assert crp > 0.75 and esr > 0.65, (crp, esr)
+
+
+def test_flares_draw_the_full_mas_panel() -> None:
+    # before: no liver enzymes, LDH, triglycerides or fibrinogen at a flare, so rule mas was
+    # unknown at nearly every flare
+    panels = _sql(
+        f"""WITH q AS (SELECT *, split_part(event_id, '-', 3)::INTEGER // 100 AS occasion
+                       FROM ({synth.query(SEED, 1, 1001)}))
+            SELECT patient_id, occasion, list(DISTINCT code ORDER BY code) FILTER (WHERE kind = 'lab') FROM q
+            WHERE occasion IN ({synth.FLARE1}, {synth.FLARE2}) GROUP BY 1, 2"""
+    ).fetchall()
+    assert len(panels) > 100
+    panel = {"2276-4", "777-3", "1920-8", "2571-8", "3255-7", "2532-0"}  # ferritin ... LDH
+    assert all(panel <= set(codes) for _, _, codes in panels)
+
+
+def test_the_physician_global_of_an_inactive_patient_does_not_flip_back_and_forth() -> None:
+    # before: 0 or 0.5 by an independent 15% draw at every visit without activity, so 688 of
+    # 1,000 patients had both and clinical remission (a year of 0) was out of reach
+    flips = _sql(
+        f"""WITH q AS (SELECT *, split_part(event_id, '-', 3)::INTEGER // 100 AS occasion
+                       FROM ({synth.query(SEED, 1, 1001)})),
+            g AS (SELECT patient_id, occasion, value FROM q
+                  WHERE code = 'physician_global' AND value <= 0.5 AND occasion < 100),
+            steps AS (SELECT patient_id, value,
+                             lag(value) OVER (PARTITION BY patient_id ORDER BY occasion) AS before FROM g)
+            SELECT count(DISTINCT patient_id) FILTER (WHERE before = 0 AND value = 0.5),
+                   count(DISTINCT patient_id) FILTER (WHERE value = 0) FROM steps"""
+    ).fetchone() or (0, 0)
+    zero_then_half, with_zero = flips
+    assert with_zero > 400
+    assert zero_then_half < 0.02 * with_zero, flips

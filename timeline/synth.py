@@ -1,8 +1,9 @@
 """Synthetic sJIA cohorts at scale, in the native event format (Parquet or CSV).
 
-``synthesize(patients=N, seed=S, out=FILE)`` writes about 200 events per patient: a birth
+``synthesize(patients=N, seed=S, out=FILE)`` writes about 270 events per patient: a birth
 and a diagnosis, clinic visits every 1-3 months over 1-6 years (temperature, rash, weight,
-height, joint exam, global assessments, CHAQ, morning stiffness, labs), anakinra starts,
+height, joint exam, systemic features and eye examinations present or absent, global
+assessments, CHAQ, morning stiffness, labs), anakinra starts,
 weight-based dose changes, escalations in flares and MAS, switches to canakinumab or
 tocilizumab and stops with their reasons, MAS episodes with labs that meet the 2016
 criteria, adverse events with CTCAE grades, and the end of follow-up. The model, its rates
@@ -10,27 +11,33 @@ and the measured sizes and speeds are in ``docs/synth.md``.
 
 How it is built, and why:
 
-* **One SQL query, one ``COPY``.** The rows come from a single DuckDB query over
-  ``range(first, last)`` of patient numbers, written by one ``COPY ... TO``. Every patient
-  is drawn from closed-form functions of (seed, patient, occasion, slot): no window, sort,
-  join or aggregate crosses patients, so the query is one streaming pipeline that DuckDB
-  runs morsel by morsel on every core, and memory does not grow with N. Parquet therefore
-  comes out as **one file** with row groups of ``ROW_GROUP_SIZE`` rows, CSV as one file.
+* **Chunks of patients, one query each, appended in order.** The patients are cut into
+  chunks whose size depends on N only (:func:`chunk_size`). Each chunk is a single DuckDB
+  query over ``range(first, last)`` of patient numbers, written by one single-threaded
+  ``COPY ... TO`` into a part file; worker threads make the parts, and the main thread
+  appends them to the output in patient order (CSV: the bytes under one header; Parquet:
+  the row groups under one new footer) and deletes them. Every patient is drawn from
+  closed-form functions of (seed, patient, occasion, slot): no window, sort, join or
+  aggregate crosses patients, so a chunk is one streaming pipeline and memory does not grow
+  with N. The output is **one file**: Parquet with row groups of at most ``ROW_GROUP_SIZE``
+  rows (at least one per chunk), CSV with one header.
 * **Determinism.** Every random number is DuckDB's ``hash(seed, patient, a, b)`` mapped to
   [0, 1) (or a sum of four 16-bit pieces of it, for an approximately normal deviate). Only
   IEEE arithmetic, ``sqrt`` and rounding are applied to them: no ``exp``, ``ln`` or ``cos``,
   whose last bits differ between C libraries (a Padé approximant stands in for ``exp``).
-  With ``preserve_insertion_order`` the rows are written in patient order, so the same N
-  and seed give the same bytes on any machine and with any number of threads (for a given
-  DuckDB version: Parquet files name the writer's version). A patient's events depend
+  A chunk is written by one thread with ``preserve_insertion_order``, and chunks are
+  appended in patient order, so the same N and seed give the same bytes on any machine and
+  with any number of workers (for a given DuckDB version: Parquet files name the writer's
+  version). A patient's events depend
   only on the seed and the patient number: the first 1,000 patients of a 10,000-patient
   file are the 1,000-patient file.
 * **Ids.** Patients are ``S{seed}-{patient:07d}``; events ``{patient_id}-{occasion * 100 +
   slot}``: stable, unique, and distinct between seeds, so cohorts of several seeds can share
   a store.
 * **Amendments.** ``amendments=FILE`` also writes a JSON Lines file of corrections and
-  retractions (about 3% of patients get one). The events file carries the erroneous
-  version (a weight with a lost decimal point, CRP in the wrong unit, swapped joint
+  retractions (3% of patients are drawn; about 2.5% get one, as some errors need an event
+  the patient lacks, such as joint counts that differ). The events file carries the erroneous
+  version (a weight entered in pounds in the kilogram field, CRP in the wrong unit, swapped joint
   counts, an MAS episode without its end, a temperature entered in the wrong chart, a lab
   entered twice); :func:`apply_amendments` applies them to a store through
   :func:`timeline.ingest.correct` and :func:`timeline.ingest.retract`.
@@ -65,9 +72,9 @@ MAX_PATIENTS = 9_999_999
 AMENDMENT_RATE = 0.03
 AMENDMENT_AUTHOR = "synthetic data monitor"
 _DAY0 = date(2000, 1, 1)
-# The first clinic visit falls so that the last one (at most 22 days after the follow-up
-# length) ends before 2025-12-24: no event lies in the future.
-_SPAN = (date(2025, 12, 1) - _DAY0).days
+# The first clinic visit falls so that the last one (the first visit at or after the follow-up
+# length: at most 111 days after it) comes before 2025-12-21: no event lies in the future.
+_SPAN = (date(2025, 9, 1) - _DAY0).days
 
 # Median weight (kg) and girls' height (cm) at ages 0, 1, ..., 26 years.
 _WEIGHT = (3.4, 9.8, 12.3, 14.3, 16.3, 18.4, 20.7, 23.1, 25.8, 28.8, 32.3, 36.3, 40.8, 45.7, 50.6,
@@ -82,6 +89,11 @@ AE_ISR, AE_INF1, AE_INF2, AE_INF3, AE_NEUT, AE_ALT, AE_WITHDRAW = 109, 110, 111,
 SPECIAL = tuple(range(100, 116))
 
 ANAKINRA_ESCALATED = 3.5  # mg/kg/day in flares, MAS and for partial or non-responders
+# Infections per patient-year on anakinra (after its first 15 days). The course is cut into
+# three equal thirds, each holding one infection with probability rate × its length: the
+# expected count is proportional to the exposure (at most 3: exact up to 7.5 years).
+INFECTION_RATE = 0.4
+UVEITIS_RATE = 0.01  # patients with an episode of uveitis (rare in sJIA)
 _INFECTIONS = (  # (cumulative probability, term, grade 1 share, grade, serious, action, days)
     (0.40, "upper respiratory tract infection", 0.65, 2, False, "none", 7),
     (0.55, "otitis media", 0.0, 2, False, "none", 10),
@@ -217,10 +229,10 @@ def _dose(target: str, w: str) -> str:
 
 def _window(d: str) -> str:
     """Whether day d lies in an escalation window (a flare or an MAS during follow-up that
-    began while on anakinra)."""
+    began while on anakinra, or the MAS at presentation during which first-line anakinra starts)."""
     return (
         f"((esc1 AND ({d}) BETWEEN fs1 AND fs1 + fl1) OR (esc2 AND ({d}) BETWEEN fs2 AND fs2 + fl2)"
-        f" OR (escm AND ({d}) BETWEEN mo AND me))"
+        f" OR (escm AND ({d}) BETWEEN mo AND me) OR (masdx AND ({d}) BETWEEN md AND mde))"
     )
 
 
@@ -254,10 +266,15 @@ def _activity(d: str) -> tuple[str, str]:
             CASE resp WHEN 'C' THEN a0 * {decay_a} WHEN 'P' THEN a0 * (0.45 + 0.55 * {decay_a}) ELSE 0.8 END
         ELSE {pre_a} END)"""
     flare = f"((f1 AND ({d}) BETWEEN fs1 AND fs1 + fl1) OR (f2 AND ({d}) BETWEEN fs2 AND fs2 + fl2))"
-    mas = f"((masdx AND ({d}) BETWEEN md AND mde) OR (masfu AND ({d}) BETWEEN mo AND me))"
+    mas = _in_mas(d)
     s = f"(CASE WHEN {mas} THEN 1.0 WHEN {flare} THEN greatest({s}, 0.8) ELSE {s} END)"
     a = f"(CASE WHEN {flare} THEN greatest({a}, 0.6) ELSE {a} END)"
     return s, a
+
+
+def _in_mas(d: str) -> str:
+    """Whether day d lies in an MAS episode, from its onset to the day before its resolution."""
+    return f"((masdx AND ({d}) >= md AND ({d}) < mde) OR (masfu AND ({d}) >= mo AND ({d}) < me))"
 
 
 def _pick(u: str, table: Sequence[tuple[Any, ...]], col: int) -> str:
@@ -331,14 +348,14 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
         floor({_u(40)} * 3)::INTEGER AS remit_k,
         {_u(41)} < 0.35 AS isr,
         1 + floor({_u(42)} * 13)::INTEGER AS isr_off,
-        {_u(43)} < 0.5 AS inf1, {_u(44)} < 0.3 AS inf2, {_u(45)} < 0.15 AS inf3,
+        {_u(43)} AS u_inf1, {_u(44)} AS u_inf2, {_u(45)} AS u_inf3,
         {_u(46)} < 0.04 AS neut, {_u(47)} < 0.05 AS altae,
-        {_u(48)} < 0.4 AS f1p, {_u(49)} < 0.2 AS f2p,
+        {_u(48)} < 0.4 AS f1p, {_u(49)} < 0.35 AS f2p,
         {_u(50)} AS u_kf1, {_u(51)} AS u_kf2,
         {_u(52)} AS u_fs1, {_u(53)} AS u_fs2,
         14 + floor({_u(54)} * 43)::INTEGER AS fl1, 14 + floor({_u(55)} * 43)::INTEGER AS fl2,
         {_u(56)} < 0.08 AS masdx,
-        5 + floor({_u(57)} * 25)::INTEGER AS md,
+        {_u(57)} AS u_md,
         10 + floor({_u(58)} * 21)::INTEGER AS mdur,
         {_u(59)} < 0.06 AS masfu_p,
         {_u(60)} AS u_km, {_u(61)} AS u_mo,
@@ -353,21 +370,24 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
         {_u(72)} < 0.5 AS tcz_only,
         {_u(73)} < 0.6 AS mtx_sc,
         {_u(74)} AS u_k0, {_u(75)} AS u_kn, {_u(76)} AS u_trig, {_u(77)} AS u_organ,
-        {_u(78)} AS sev_dx, {_u(79)} AS sev_fu
+        {_u(78)} AS sev_dx, {_u(79)} AS sev_fu,
+        {_u(86)} < {_f(UVEITIS_RATE)} AS uv, {_u(87)} AS u_kuv,
+        0.005 + 0.06 * {_u(88)} AS pg_thr
     FROM range({first}, {last}) t(p)
     {"WHERE " + _u(66) + f" < {AMENDMENT_RATE}" if only_amended else ""}"""
 
     pb = f"""
     SELECT *,
         DATE '{_DAY0.isoformat()}' + floor({_u(6)} * ({_SPAN} - fu))::INTEGER AS v0,
-        fu // ivl AS lastk,
-        CASE WHEN first_line THEN 0 ELSE 1 + floor(u_k0 * least(4, fu // ivl - 2))::INTEGER END AS k0
+        (fu + ivl - 1) // ivl AS lastk,
+        CASE WHEN first_line THEN 0 ELSE 1 + floor(u_k0 * least(4, (fu + ivl - 1) // ivl - 2))::INTEGER END AS k0
     FROM pa"""
 
     pc = f"""
     SELECT *,
         v0 - delay - floor(age0 * 365.25)::INTEGER AS birth,
         delay + floor(age0 * 365.25)::INTEGER AS ad0,
+        1 - delay + floor(u_md * (delay - 5))::INTEGER AS md,
         {vday("k0")} AS t0,
         {vday("lastk")} AS dlast,
         CASE WHEN ana AND resp = 'N' THEN k0 + 2 + floor(u_kn * 2)::INTEGER
@@ -375,14 +395,15 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
         CASE WHEN ana THEN k0 + 2 ELSE 2 END AS kflo
     FROM pb"""
 
-    # flares (between visit kf and kf + 1), MAS during follow-up (between km and km + 1)
+    # flares (between visit kf and kf + 1), MAS during follow-up (between km and km + 1). The
+    # second flare comes after the first has ended and 4 weeks have passed (35% of those with a
+    # first); a flare near an MAS during follow-up (from 2 weeks before its onset to 4 weeks
+    # after its end, or between the same two visits) is not had: a flare never overlaps an MAS.
     pd = """
     SELECT *,
         CASE WHEN kn0 <= lastk - 1 THEN kn0 END AS kn,
-        f1p AND lastk - 1 - kflo >= 1 AS f1,
-        f2p AND lastk - 1 - kflo >= 1 AS f2,
+        f1p AND lastk - 1 - kflo >= 1 AS f1c,
         kflo + floor(u_kf1 * greatest(lastk - 1 - kflo, 1))::INTEGER AS kf1,
-        kflo + floor(u_kf2 * greatest(lastk - 1 - kflo, 1))::INTEGER AS kf2,
         masfu_p AND lastk >= 4 AS masfu,
         1 + floor(u_km * greatest(lastk - 2, 1))::INTEGER AS km,
         md + mdur AS mde
@@ -391,21 +412,40 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
     pe = f"""
     SELECT *,
         {vday("kf1")} + 3 + floor(u_fs1 * greatest({vday("kf1 + 1")} - {vday("kf1")} - 6, 1))::INTEGER AS fs1,
-        {vday("kf2")} + 3 + floor(u_fs2 * greatest({vday("kf2 + 1")} - {vday("kf2")} - 6, 1))::INTEGER AS fs2,
-        {vday("km")} + 2 + floor(u_mo * greatest({vday("km + 1")} - {vday("km")} - 4, 1))::INTEGER AS mo,
-        CASE WHEN ana AND remit_p AND resp = 'C' AND NOT f1 AND NOT f2
-                  AND k0 + (365 + ivl - 1) // ivl + remit_k <= lastk - 1
-             THEN k0 + (365 + ivl - 1) // ivl + remit_k END AS krs,
-        CASE WHEN ana AND ae_wd AND t0 + ae_off < dlast - 1 THEN t0 + ae_off END AS tae
+        {vday("km")} + 2 + floor(u_mo * greatest({vday("km + 1")} - {vday("km")} - 4, 1))::INTEGER AS mo
     FROM pd"""
+
+    pe2 = f"""
+    SELECT *, {_after("fs1 + fl1 + 28")} AS kf2min, least(mo + mfdur, dlast) AS me
+    FROM pe"""
+
+    pe3 = """
+    SELECT *,
+        kf2min + floor(u_kf2 * greatest(lastk - 1 - kf2min, 1))::INTEGER AS kf2,
+        f1c AND f2p AND kf2min <= lastk - 1 AS f2c
+    FROM pe2"""
+
+    def near_mas(k: str, fs: str, fl: str) -> str:
+        return f"(masfu AND (({k}) = km OR (({fs}) <= me + 28 AND ({fs}) + ({fl}) >= mo - 14)))"
+
+    pe4 = f"""
+    SELECT *,
+        f1c AND NOT {near_mas("kf1", "fs1", "fl1")} AS f1,
+        f2c AND NOT {near_mas("kf2", "fs2", "fl2")} AS f2
+    FROM (SELECT *,
+        {vday("kf2")} + 3 + floor(u_fs2 * greatest({vday("kf2 + 1")} - {vday("kf2")} - 6, 1))::INTEGER AS fs2
+        FROM pe3)"""
 
     # the anakinra stop: the earliest of inefficacy (a visit), remission (a visit), adverse event;
     # only that one is recorded (a later withdrawal would stop a drug no longer running)
     pf = f"""
-    SELECT *,
-        least(me0, dlast) AS me,
-        least(dkn, dkrs, tae) AS ts
-    FROM (SELECT *, mo + mfdur AS me0, {vday("kn")} AS dkn, {vday("krs")} AS dkrs FROM pe)"""
+    SELECT *, least(dkn, dkrs, tae) AS ts
+    FROM (SELECT *, {vday("kn")} AS dkn, {vday("krs")} AS dkrs FROM (SELECT *,
+        CASE WHEN ana AND remit_p AND resp = 'C' AND NOT f1 AND NOT f2
+                  AND k0 + (365 + ivl - 1) // ivl + remit_k <= lastk - 1
+             THEN k0 + (365 + ivl - 1) // ivl + remit_k END AS krs,
+        CASE WHEN ana AND ae_wd AND t0 + ae_off < dlast - 1 THEN t0 + ae_off END AS tae
+        FROM pe4))"""
 
     pg = f"""
     SELECT *,
@@ -445,7 +485,8 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
     FROM pg"""
 
     pi = f"""
-    SELECT *, {vday("k2")} AS t2, {_wcurve("0")} AS wc0
+    SELECT *, {vday("k2")} AS t2, {_wcurve("0")} AS wc0,
+        2 + 4 * floor(u_kuv * greatest((lastk - 2) // 4 + 1, 1))::INTEGER AS kuv
     FROM ph"""
     return f"""
     pa AS ({pa}),
@@ -453,6 +494,9 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
     pc AS ({pc}),
     pd AS ({pd}),
     pe AS ({pe}),
+    pe2 AS ({pe2}),
+    pe3 AS ({pe3}),
+    pe4 AS ({pe4}),
     pf AS ({pf}),
     pg AS ({pg}),
     ph AS ({ph}),
@@ -464,8 +508,9 @@ _DX = [0, 1, 2, 3, 4, 30, 34]
 _CLIN = [5, 6, 7, 8, 10, 11, 12, 13, 14, 15]
 _LABS = [16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27]
 _TWO_WEEK = [5, 6, 8, 16]
-_FLARE = [5, 6, 7, 8, 10, 11, 16, 17, 18, 19, 20, 22, 48]
-_MAS_ON = [50, 5, 7, 8, 16, 17, 18, 19, 20, 22, 23, 24, 25, 26, 27, 51, 52, 53, 54, 55, 56, 57, 48]
+# a flare draws the full MAS panel, so that MAS can be told from a flare
+_FLARE = [2, 3, 4, 5, 6, 7, 8, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 48]
+_MAS_ON = [50, 2, 3, 4, 5, 7, 8, 16, 17, 18, 19, 20, 22, 23, 24, 25, 26, 27, 51, 52, 53, 54, 55, 56, 57, 48]
 _MAS_2 = [5, 18, 22, 23, 26, 27]
 _MAS_END = [5, 16, 18, 22, 23, 27]
 
@@ -477,8 +522,8 @@ def _lst(xs: Sequence[int]) -> str:
 # The columns the event level reads: only these are copied for every candidate event.
 _EVENT_INPUTS = (
     "p", "pid", "j", "d", "ds", "sa", "aa", "act", "lim", "phys", "febrile", "wc", "wc0", "lab_mode",
-    "sev", "mas_end", "dlast", "birth", "v0", "delay", "ad0", "female", "fh", "units", "has_ref", "crp_dl",
-    "temp_f", "wt_lb", "mgkg", "lymph", "organ", "serositis", "u_organ", "u_trig", "u_eofu", "uo2", "uo3",
+    "sev", "mas_end", "mas_day", "dlast", "birth", "v0", "delay", "ad0", "female", "fh", "units", "has_ref", "crp_dl",
+    "temp_f", "wt_lb", "mgkg", "lymph", "organ", "serositis", "u_organ", "uv", "kuv", "fl_len", "u_trig", "u_eofu", "uo2", "uo3",
     "uo6", "k0", "k2", "ka", "am", "am_type", "masdx", "pred", "pred_t", "nsaid", "csa", "csa_lag",
     "m31", "m32", "m33", "m35", "m36", "m40", "m41", "m42", "m44", "m45", "esc1", "esc2", "escm", "csa_on",
     "dose_k", "dose_esc", "dose_before", "drug2", "mtx_sc", "stop_kind", "wd_term", "wd_grade", "wd_serious",
@@ -495,7 +540,9 @@ def _occasions_sql() -> str:
         WHEN j = {MASDX_ON} THEN md WHEN j = {MASDX_2} THEN md + 2 WHEN j = {MASDX_END} THEN mde
         WHEN j = {MASFU_ON} THEN mo WHEN j = {MASFU_2} THEN mo + 2 WHEN j = {MASFU_END} THEN me
         WHEN j = {AE_ISR} THEN t0 + isr_off
-        WHEN j BETWEEN {AE_INF1} AND {AE_ALT}
+        WHEN j BETWEEN {AE_INF1} AND {AE_INF3} THEN t0 + 15
+            + floor((j - {AE_INF1} + {_u(81, "j")}) * greatest(ana_end - t0 - 16, 1) / 3.0)::INTEGER
+        WHEN j BETWEEN {AE_NEUT} AND {AE_ALT}
             THEN t0 + 15 + floor({_u(81, "j")} * greatest(ana_end - t0 - 16, 1))::INTEGER
         WHEN j = {AE_WITHDRAW} THEN tae END"""
     applies = f"""CASE WHEN j < 100 THEN true
@@ -504,9 +551,9 @@ def _occasions_sql() -> str:
         WHEN j BETWEEN {MASDX_ON} AND {MASDX_END} THEN masdx
         WHEN j BETWEEN {MASFU_ON} AND {MASFU_END} THEN masfu
         WHEN j = {AE_ISR} THEN ana AND isr AND (ts IS NULL OR ts > t0 + isr_off)
-        WHEN j = {AE_INF1} THEN ana AND inf1 AND ana_end - t0 > 30
-        WHEN j = {AE_INF2} THEN ana AND inf2 AND ana_end - t0 > 30
-        WHEN j = {AE_INF3} THEN ana AND inf3 AND ana_end - t0 > 30
+        WHEN j = {AE_INF1} THEN ana AND u_inf1 < {_f(INFECTION_RATE / 3 / 365.25)} * (ana_end - t0 - 16) AND ana_end - t0 > 30
+        WHEN j = {AE_INF2} THEN ana AND u_inf2 < {_f(INFECTION_RATE / 3 / 365.25)} * (ana_end - t0 - 16) AND ana_end - t0 > 30
+        WHEN j = {AE_INF3} THEN ana AND u_inf3 < {_f(INFECTION_RATE / 3 / 365.25)} * (ana_end - t0 - 16) AND ana_end - t0 > 30
         WHEN j = {AE_NEUT} THEN ana AND neut AND ana_end - t0 > 30
         WHEN j = {AE_ALT} THEN ana AND altae AND ana_end - t0 > 30
         WHEN j = {AE_WITHDRAW} THEN stop_kind = 'adverse event' END"""
@@ -528,11 +575,15 @@ def _occasions_sql() -> str:
             CASE WHEN escm AND km = j - 1 THEN mo WHEN esc2 AND kf2 = j - 1 THEN fs2
                  WHEN esc1 AND kf1 = j - 1 THEN fs1 END END AS onset_prev,
         CASE j WHEN {FLARE1} THEN kf1 WHEN {FLARE2} THEN kf2 WHEN {MASFU_ON} THEN km END AS kb,
-        CASE WHEN j BETWEEN {MASDX_ON} AND {MASDX_END} THEN sev_dx ELSE sev_fu END AS sev,
+        CASE j WHEN {FLARE1} THEN fl1 WHEN {FLARE2} THEN fl2 END AS fl_len,
+        CASE WHEN j BETWEEN {MASDX_ON} AND {MASDX_END} OR (j <= {TWO_WEEK} AND masdx AND d >= md AND d < mde)
+             THEN sev_dx ELSE sev_fu END AS sev,
         CASE WHEN j = {MASDX_ON} THEN mde ELSE me END AS mas_end,
-        CASE WHEN j < {MASDX_ON} OR j > {MASFU_END} THEN 0
+        CASE WHEN j <= {TWO_WEEK} THEN CASE WHEN {_in_mas("d")} THEN 2 ELSE 0 END
+             WHEN j < {MASDX_ON} OR j > {MASFU_END} THEN 0
              WHEN j = {MASDX_ON} OR j = {MASFU_ON} THEN 1 WHEN j = {MASDX_2} OR j = {MASFU_2} THEN 2
              ELSE 3 END AS lab_mode,
+        j <= {TWO_WEEK} AND ((masdx AND d IN (md, md + 2, mde)) OR (masfu AND d IN (mo, mo + 2, me))) AS mas_day,
         hash(sy_seed, p, 82, j) AS ho1,
         hash(sy_seed, p, 83, j) AS ho2,
         hash(sy_seed, p, 84, j) AS ho3
@@ -572,7 +623,7 @@ def _occasions_sql() -> str:
     oe = f"""
     SELECT *,
         least(75, floor(aa * jmax * (0.6 + 0.8 * uo5)))::INTEGER AS act,
-        CASE WHEN j BETWEEN {FLARE1} AND {MASFU_2} THEN j <> {MASDX_END}
+        CASE WHEN j IN ({MASDX_END}, {MASFU_END}) THEN false WHEN j BETWEEN {FLARE1} AND {MASFU_2} THEN true
              ELSE uo4 < 0.85 * sa END AS febrile,
         pred AND j = kp1 AS m31, pred AND j = kp1 + 1 AS m32, pred AND j = kp1 + 2 AS m33,
         nsaid AND j = knsaid_stop AS m35,
@@ -587,17 +638,22 @@ def _occasions_sql() -> str:
     SELECT *,
         least(75, floor(act * 0.7 * uo6
             + CASE WHEN ana AND resp <> 'C' THEN floor(jmax * 0.25 * least(1.0, d / 730.0)) ELSE 0 END))::INTEGER AS lim,
-        CASE WHEN act = 0 AND sa < 0.08 THEN CASE WHEN uo6 < 0.85 THEN 0.0 ELSE 0.5 END
+        CASE WHEN act = 0 AND sa < 0.08 THEN CASE WHEN sa > pg_thr THEN 0.5 ELSE 0.0 END
              ELSE {_clip("round((0.5 + 6.0 * sa + 5.0 * aa + 0.7 * zo) * 2) / 2", 0.5, 10)} END AS phys,
         coalesce(m31 OR m32 OR m33 OR m35 OR m36 OR m40 OR m41 OR m42 OR m44 OR m45, false) AS has_med
     FROM oe"""
-    lab_visit = "(j = 0 OR j = k0 OR uo1 < 0.4 OR sa > 0.5 OR (am AND j = ka))"
+    # a regular visit on the day of an MAS occasion leaves the temperature and labs to it
+    lab_visit = (
+        "((NOT mas_day AND (j = 0 OR j = k0 OR uo1 < CASE WHEN d < 365 THEN 0.85 ELSE 0.45 END OR sa > 0.5))"
+        " OR (am AND j = ka))"
+    )
     meds = "[31, 32, 33, 35, 36, 40, 41, 42, 43, 44, 45]::INTEGER[]"
     slots = f"""CASE
         WHEN j < 100 THEN list_concat(
             CASE WHEN j = 0 THEN {_lst(_DX)} ELSE []::INTEGER[] END,
             {_lst(_CLIN)},
-            CASE WHEN j % 4 = 0 THEN [9]::INTEGER[] ELSE []::INTEGER[] END,
+            CASE WHEN j > 0 THEN [2, 3, 4]::INTEGER[] ELSE []::INTEGER[] END,
+            CASE WHEN j % 4 = 0 THEN [9]::INTEGER[] WHEN j % 4 = 2 THEN [28]::INTEGER[] ELSE []::INTEGER[] END,
             CASE WHEN {lab_visit} THEN {_lst(_LABS)} ELSE []::INTEGER[] END,
             CASE WHEN has_med THEN {meds} ELSE []::INTEGER[] END,
             CASE WHEN am AND j = ka AND am_type IN (3, 5) THEN [46, 47]::INTEGER[] ELSE []::INTEGER[] END)
@@ -628,7 +684,7 @@ def _occasions_sql() -> str:
 _KIND_OF: dict[int, str] = {
     0: "birth", 1: "diagnosis", 2: "finding", 3: "finding", 4: "finding", 5: "body_temperature",
     6: "finding", 7: "finding", 8: "weight", 9: "height", 10: "joint_exam",
-    **{i: "assessment" for i in range(11, 16)}, **{i: "lab" for i in range(16, 28)},
+    **{i: "assessment" for i in range(11, 16)}, **{i: "lab" for i in range(16, 28)}, 28: "finding",
     30: "medication_start", 31: "medication_dose_change", 32: "medication_dose_change",
     33: "medication_stop", 34: "medication_start", 35: "medication_stop", 36: "medication_start",
     40: "medication_start", 41: "medication_dose_change", 42: "medication_stop", 43: "discontinuation",
@@ -656,7 +712,7 @@ _FAMILY = {
 # probability that a frequent slot is recorded at a regular visit (labs: at a lab visit)
 _RECORDED = {
     0: 1.0, 1: 1.0, 5: 1.0, 6: 0.97, 8: 0.9, 9: 1.0, 10: 0.93, 11: 0.9, 12: 0.35, 13: 0.25, 14: 0.3,
-    15: 0.15, 16: 0.97, 17: 0.65, 18: 0.75, 19: 0.75, 20: 0.75, 21: 0.75, 22: 0.4, 23: 0.35, 24: 0.35,
+    15: 0.15, 16: 0.97, 17: 0.85, 18: 0.75, 19: 0.75, 20: 0.75, 21: 0.75, 22: 0.4, 23: 0.35, 24: 0.35,
     25: 0.05, 26: 0.05, 27: 0.1,
 }  # fmt: skip
 _LAB_CODE = {
@@ -671,6 +727,7 @@ _FINDING = {
     7: "fever",
     56: "cns_involvement",
     57: "haemorrhage",
+    28: "uveitis",
 }
 _CODE = {1: "sJIA", **_LAB_CODE, **_ASSESSMENT, **_FINDING}
 _DRUG = {
@@ -678,6 +735,18 @@ _DRUG = {
     **{i: "anakinra" for i in (40, 41, 42, 43, 48, 60, 64, 65, 66)},
     51: "methylprednisolone", 52: "methylprednisolone", 53: "ciclosporin", 54: "ciclosporin",
 }  # fmt: skip
+# Systemic features (slots 2-4: lymphadenopathy, the patient's organomegaly, serositis) and
+# uveitis (slot 28, at an eye examination): whether present. At diagnosis as the patient's
+# flags; at later visits while the systemic activity is high (> 0.5) in a patient who had the
+# feature; in a flare (with its end) or at an MAS onset (ending with the episode) by chance.
+# A feature absent is recorded at 60% of examinations (serositis 25%), uveitis absent at half
+# the eye examinations of every fourth visit; a recorded absence ends an earlier presence.
+_FEATURE_PRESENT = f"""CASE
+    WHEN slot = 28 THEN uv AND j = kuv
+    WHEN slot NOT BETWEEN 2 AND 4 THEN NULL
+    WHEN j IN ({FLARE1}, {FLARE2}) THEN ue2 < CASE slot WHEN 2 THEN 0.45 WHEN 3 THEN 0.3 ELSE 0.1 END
+    WHEN j IN ({MASDX_ON}, {MASFU_ON}) THEN ue2 < CASE slot WHEN 2 THEN 0.4 WHEN 3 THEN 0.6 ELSE 0.1 END
+    ELSE CASE slot WHEN 2 THEN lymph WHEN 3 THEN organ ELSE serositis END AND (j = 0 OR sa > 0.5) END"""
 _ROUTE = {30: "oral", 31: "oral", 32: "oral", 34: "oral", 40: "sc", 41: "sc", 48: "sc", 51: "iv", 53: "oral"}
 _FREQUENCY = {30: "daily", 31: "daily", 32: "daily", 34: "bid", 36: "weekly", 40: "daily", 41: "daily",
               48: "daily", 51: "daily", 53: "bid"}  # fmt: skip
@@ -701,8 +770,11 @@ def _emit_sql() -> str:
     """Whether each candidate event is recorded: frequent slots by their probability (blood
     counts and liver tests as panels), the others by their occasion-level condition."""
     frequent = f"""CASE
+        WHEN mas_day AND (slot = 5 OR (j = {TWO_WEEK} AND slot = 16)) THEN false
+        WHEN slot BETWEEN 2 AND 4 THEN fp OR ue1 < CASE slot WHEN 4 THEN 0.25 ELSE 0.6 END
         WHEN j >= 100 THEN true
-        WHEN slot = 2 THEN lymph WHEN slot = 3 THEN organ WHEN slot = 4 THEN serositis
+        WHEN lab_mode > 0 AND slot BETWEEN 16 AND 27 THEN true
+        WHEN slot = 28 THEN fp OR ue1 < 0.5
         WHEN slot = 7 THEN ue1 < 0.1 + 0.7 * sa
         ELSE {_by_slot(_RECORDED, "DOUBLE")}
                 > CASE WHEN slot BETWEEN 18 AND 21 THEN uo2 WHEN slot BETWEEN 23 AND 24 THEN uo3 ELSE ue1 END
@@ -899,7 +971,10 @@ def _events_sql() -> str:
         WHEN 54 THEN {_ds("mas_end + csa_lag")}
         WHEN 55 THEN {_ds("d - 3 - floor(ue2 * 5)")}
         ELSE ds END END"""
-    ended = f"""CASE WHEN slot >= 50 THEN CASE slot
+    ended = f"""CASE WHEN slot BETWEEN 2 AND 4 AND fp THEN CASE
+            WHEN j IN ({FLARE1}, {FLARE2}) THEN {_ds("least(d + fl_len, dlast)")}
+            WHEN j IN ({MASDX_ON}, {MASFU_ON}) THEN {_ds("mas_end")} END
+        WHEN slot >= 50 THEN CASE slot
         WHEN 50 THEN {_ds("mas_end")}
         WHEN 55 THEN {_ds("least(d + 10, dlast)")}
         WHEN 60 THEN {_ds(f"least(d + {ae_days}, dlast)")}
@@ -909,6 +984,7 @@ def _events_sql() -> str:
     present = f"""CASE WHEN fam = 2 THEN CASE slot
         WHEN 6 THEN CASE WHEN j >= {FLARE1} AND j <= {FLARE2} THEN ue2 < 0.7 ELSE ue2 < 0.75 * sa END
         WHEN 7 THEN febrile OR ue2 < 0.6 * sa
+        WHEN 2 THEN fp WHEN 3 THEN fp WHEN 4 THEN fp WHEN 28 THEN fp
         ELSE true END END"""
     note = f"""CASE WHEN slot = 5 AND j >= {FLARE1} AND j <= {FLARE2} THEN 'unscheduled visit: flare'
         WHEN slot = 50 THEN CASE WHEN j = {MASDX_ON} THEN 'MAS at presentation' ELSE 'MAS during follow-up' END END"""
@@ -932,9 +1008,12 @@ def _events_sql() -> str:
             (he & 4294967295)::DOUBLE * 2.3283064365386963e-10 AS ue2,
             {_zh("hz")} AS z
         FROM ev),
+    ef AS (
+        SELECT *, {_FEATURE_PRESENT} AS fp
+        FROM ew),
     ex AS (
         SELECT *, {canon} AS lv, {_by_slot(_FAMILY, "INTEGER")} AS fam
-        FROM ew WHERE {_emit_sql()}),
+        FROM ef WHERE {_emit_sql()}),
     fin AS (
         SELECT
             pid || '-' || (j * 100 + slot)::VARCHAR AS event_id,
@@ -1017,6 +1096,32 @@ def default_workers() -> int:
     return max(1, min(cores, 8))
 
 
+def check_options(*, patients: int, seed: int, out: str | Path, fmt: str | None = None) -> str:
+    """The output format ("parquet" or "csv"), once the number of patients, the seed and the
+    format are known to be valid: the file's extension decides, ``fmt`` is needed only for
+    another extension and must agree with a .parquet or .csv one (as ``timeline ingest``
+    reads a file by its extension unless told). Raises :class:`UsageError`."""
+    if patients < 1 or patients > MAX_PATIENTS:
+        raise UsageError(f"--patients must be from 1 to {MAX_PATIENTS:,}: {patients}")
+    if seed < 0 or seed >= 2**63:
+        raise UsageError(f"--seed must be a whole number from 0 to 2^63 - 1: {seed}")
+    target = Path(out)
+    by_name = FORMATS.get(target.suffix.lower())
+    kind = fmt.lower() if fmt else by_name
+    if fmt and kind not in ("parquet", "csv"):
+        raise UsageError(f"unknown --format {fmt!r}: give parquet or csv")
+    if kind not in ("parquet", "csv"):
+        raise UsageError(
+            f"cannot tell the format of {str(target)!r}: name it .parquet or .csv (or give --format)"
+        )
+    if by_name is not None and kind != by_name:
+        raise UsageError(
+            f"--format {fmt} does not match {str(target)!r}, a .{by_name} name: "
+            f"leave out --format or name the file .{kind}"
+        )
+    return kind
+
+
 def synthesize(
     *,
     patients: int,
@@ -1037,18 +1142,8 @@ def synthesize(
     bytes; Parquet: the row groups, under one footer) and deleted. The output is written under a temporary
     name and renamed when complete. ``chunk`` overrides the chunk size (tests): it changes
     the Parquet row groups, never the events."""
-    if patients < 1 or patients > MAX_PATIENTS:
-        raise UsageError(f"--patients must be from 1 to {MAX_PATIENTS:,}: {patients}")
-    if seed < 0 or seed >= 2**63:
-        raise UsageError(f"--seed must be a whole number from 0 to 2^63 - 1: {seed}")
+    kind = check_options(patients=patients, seed=seed, out=out, fmt=fmt)
     target = Path(out)
-    kind = fmt.lower() if fmt else FORMATS.get(target.suffix.lower())
-    if fmt and kind not in ("parquet", "csv"):
-        raise UsageError(f"unknown --format {fmt!r}: give parquet or csv")
-    if kind not in ("parquet", "csv"):
-        raise UsageError(
-            f"cannot tell the format of {str(target)!r}: name it .parquet or .csv (or give --format)"
-        )
     for path in (target, *([Path(amendments)] if amendments is not None else [])):
         if path.is_dir():
             raise UsageError(f"{path} is a directory")
