@@ -355,7 +355,10 @@ def render(report: Report) -> None:
     c.print(t)
 
     if spec.outcomes:
-        t = Table(title="Outcomes at time points: n/N (%), unknowns shown apart", title_justify="left")
+        t = Table(
+            title="Outcomes at time points: n/N (% of N); the unknowns, shown apart, are in N (neither yes nor no)",
+            title_justify="left",
+        )
         for col in ("outcome", "at", *heads, "denominator"):
             t.add_column(col)
         for o in spec.outcomes:
