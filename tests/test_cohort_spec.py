@@ -62,6 +62,26 @@ def test_outcomes_of_one_rule_without_labels_are_labelled_by_their_ids(tmp_path:
     ]
 
 
+def test_time_to_event_items_of_one_rule_without_labels_are_labelled_by_their_ids(tmp_path: Path) -> None:
+    """Helper 49: a sustained and a first-instant item of one rule were both 'joints_quiet'."""
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "time_to_event:\n",
+        "time_to_event:\n  - {id: afebrile_lasting, rule: afebrile_week, window: 3 months, sustained: true}\n",
+    )
+    spec = load_cohort(write(tmp_path, text), rules())
+    assert [t.label for t in spec.time_to_event] == ["afebrile_lasting", "Fever resolved"]
+
+
+def test_an_unquoted_decimal_version_is_refused_at_its_line(tmp_path: Path) -> None:
+    """Helper 49: `version: 1.10` became "1.1" (rule files refuse it)."""
+    text = COHORT.read_text(encoding="utf-8").replace('version: "1"', "version: 1.10")
+    with pytest.raises(CohortError) as caught:
+        load_cohort(write(tmp_path, text), rules())
+    assert [(p.line, p.message[:39]) for p in caught.value.problems] == [
+        (4, 'write the version in quotes (version: "')
+    ]
+
+
 def test_unknown_rule_id_is_reported_at_its_position_with_a_suggestion(tmp_path: Path) -> None:
     assert "FILE:6:13: unknown rule 'has_sjai' (did you mean 'has_sjia'?)" in problems(tmp_path, BAD)
 

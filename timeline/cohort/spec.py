@@ -397,7 +397,13 @@ class _Parser:
         for key in ("cohort", "version", "index"):
             if key not in data:
                 self.fail((), f"missing required key {key!r}")
-        if "version" in data and not self.text(data["version"], ("version",)):
+        if isinstance(data.get("version"), float):
+            self.fail(
+                ("version",),
+                f'write the version in quotes (version: "…"): unquoted, YAML reads it as the number '
+                f"{data['version']:g}, so 1.10 and 1.1 would be one version",
+            )
+        elif "version" in data and not self.text(data["version"], ("version",)):
             self.fail(("version",), "version is empty")
         cid = self.ident(data.get("cohort", "cohort"), ("cohort",), "cohort id") or "cohort"
         self._rule_dirs(data.get("rules"), ("rules",))
@@ -805,6 +811,7 @@ class _Parser:
     def _tte(self, data: Any, path: Path_, drug: str | None) -> tuple[TimeToEvent, ...]:
         out: list[TimeToEvent] = []
         seen: set[str] = set()
+        unlabelled: list[int] = []
         for p, item in self.items(data, path, "time_to_event"):
             self.mapping(
                 item, p, ("id", "rule", "label", "window", "censor", "sustained"), "a time-to-event outcome"
@@ -842,6 +849,13 @@ class _Parser:
                 TimeToEvent(id=tid, rule=rid, label=self.text(item.get("label"), (*p, "label"), _label(rid, tid)),
                             window=window, censor=tuple(censor), sustained=sustained)
             )  # fmt: skip
+            if "label" not in item:
+                unlabelled.append(len(out) - 1)
+        # as outcomes: items of one rule without labels (sustained or not, other windows) by id
+        rules = [t.rule for t in out]
+        for i in unlabelled:
+            if rules.count(out[i].rule) > 1:
+                out[i] = replace(out[i], label=out[i].id)
         return tuple(out)
 
     def _mas(self, data: Any, path: Path_) -> MasSpec | None:
