@@ -705,3 +705,19 @@ def test_an_open_follow_up_report_is_reproduced_as_known_at_the_moment_its_manif
         moment = datetime.fromisoformat(now.manifest["cohort"]["open_follow_up_as_known_at"])
         again = run_cohort(Session(s, rs, as_known_at=moment.replace(tzinfo=None)), spec)
     assert [c.to_json() for c in again.cells] == [c.to_json() for c in now.cells]
+
+
+def test_an_adverse_event_table_without_adverse_events_says_0_of_n(tmp_path: Path) -> None:
+    """Helper 49: with no adverse event the table vanished, as if none had been looked for."""
+    rows = [
+        {"patient_id": p, "kind": "medication_start", "occurred_at": "2020-01-15", "drug": "anakinra",
+         "dose": 100, "dose_unit": "mg", "frequency": "daily"}
+        for p in "AB"
+    ]  # fmt: skip
+    with Store.create(tmp_path / "s.duckdb") as s:
+        append_rows(s, rows, author="t", source="test")
+    cohort = write(
+        tmp_path, 'cohort: c\nversion: "1"\nindex: {first: {kind: medication_start, drug: anakinra}}\n'
+    )
+    report = run(tmp_path / "s.duckdb", cohort)
+    assert nN(report, "ae.any.any_grade") == (0, 2, 0)

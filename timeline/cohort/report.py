@@ -949,8 +949,9 @@ class _Run:
         # every group gets the rows the whole population has, zeros included
         everyone = [self.facts[p] for p in self.pop]
         ae_rows = {key for f in everyone for ae in f.adverse_events for key in ae_keys(ae)}
-        if ae_left_out(spec):  # its "any" row says how many were left out, even if none was counted
-            ae_rows.add(("any", "any grade"))
+        # the "any" row always: a table of no adverse events says 0/N (helper 49: it vanished),
+        # and says how many the span and the attribution left out
+        ae_rows.add(("any", "any grade"))
         reasons = {f.disc_reason or "no reason recorded" for f in everyone if f.disc_date is not None}
         for gid, (_label, ids) in groups.items():
             suffix = "" if gid == "all" else f"@{gid}"
