@@ -311,13 +311,19 @@ def test_cohort_plot_names_each_outcomes_window_in_its_legend(report: Report, tm
     ]
 
 
-def test_a_window_around_a_time_point_in_hours_is_checked_in_hours(tmp_path: Path) -> None:
-    """72 hours ±1 day and 3 months ±1 day are far apart: 72 hours is not 72 months."""
-    text = COHORT.replace("[3 months, 6 months]", "[72 hours, 3 months]").replace(
-        "assessment_window: 30 days", "assessment_window: 1 day"
+def test_a_time_point_in_hours_is_refused(tmp_path: Path) -> None:
+    """Helper 49: a time point is read at the end of its date, so 12 and 23 hours were one."""
+    err = _spec_error(tmp_path, COHORT.replace("[3 months, 6 months]", "[72 hours, 3 months]"))
+    assert (
+        "a time point is a date after the index date: whole days, weeks, months or years, not '72 hours'"
+        in err
     )
-    spec = load_cohort(write(tmp_path, text), rules())
-    assert [tp.label for tp in spec.time_points] == ["72 hours", "3 months"]
+
+
+@pytest.mark.parametrize(("first", "second"), [("7 days", "1 week"), ("12 months", "1 year")])
+def test_two_time_points_of_one_date_are_refused(tmp_path: Path, first: str, second: str) -> None:
+    err = _spec_error(tmp_path, COHORT.replace("[3 months, 6 months]", f"[{first}, {second}]"))
+    assert f"time point {second} is the date of {first}: give it once" in err
 
 
 def test_a_time_point_listed_twice_in_at_is_refused_as_such(tmp_path: Path) -> None:

@@ -617,12 +617,29 @@ class _Parser:
             return ()
         out: list[TimePoint] = []
         seen: set[str] = set()
+        dates: dict[tuple[int, str], str] = {}  # the date's offset, as days or months → its label
         for i, item in enumerate(data):
             d = self.duration(item, (*path, i), "time point")
             if d is None:
                 continue
+            if d.unit == "hour":
+                # helper 49: a time point is read at the end of its date, so 12 and 23 hours
+                # were one time point, and 24 hours another name for 1 day
+                self.fail((*path, i), f"a time point is a date after the index date: whole days, weeks, months "
+                                      f"or years, not {item!r}")  # fmt: skip
+                continue
             tp = TimePoint(label=str(d), slug=slug(str(d)), offset=d)
             self.unique(seen, tp.slug, (*path, i), "time point")
+            key = (
+                (d.amount * 7, "day")
+                if d.unit == "week"
+                else (d.amount * 12, "month")
+                if d.unit == "year"
+                else (d.amount, d.unit)
+            )
+            if key in dates and dates[key] != tp.label:
+                self.fail((*path, i), f"time point {tp.label} is the date of {dates[key]}: give it once")
+            dates.setdefault(key, tp.label)
             out.append(tp)
         return tuple(out)
 
