@@ -104,7 +104,7 @@ def test_an_outcome_cell_under_the_all_policy_leaves_no_one_out(report: Report) 
 def test_policies_are_defined_in_words_with_the_report(report: Report) -> None:
     assert "follow-up ends at the first end_of_follow_up or death" in report.policies["followed"]
     assert "anakinra not discontinued on or before the time point date" in report.policies["on_drug"]
-    assert report.cell("outcome.arthritis_on_drug.3_months").denominator.startswith("on_drug:")
+    assert report.cell("outcome.arthritis_on_drug.3_months").denominator.startswith("on_drug at 3 months: ")
 
 
 def test_subgroup_cells_use_the_subgroup_as_denominator(report: Report) -> None:

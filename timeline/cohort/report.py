@@ -1079,7 +1079,7 @@ class _Run:
                 yes = [p for p, r in vals.items() if r is not None and r.value is True]
                 unk = [p for p, r in vals.items() if r is None or r.value is None]
                 c = _cell(f"outcome.{o.id}.{tp.slug}{suffix}", "outcome", o.id, tp.label, gid, o.label,
-                          f"{o.denominator}: {POLICY_TEXT[o.denominator]} at {tp.label}",
+                          f"{o.denominator} at {tp.label}: {POLICY_TEXT[o.denominator]}",
                           yes, [f.patient_id for f in den], unk)  # fmt: skip
                 c.left_out_ids = {why: sorted(ids) for why, ids in sorted(left_out.items())}
                 c.stats = {"left_out": {why: len(ids) for why, ids in c.left_out_ids.items()}}

@@ -1368,10 +1368,15 @@ def read_variant(
             "others by giving them all in one with",
         )
     values = arg.get("with")
+    if "with" not in arg:
+        raise VariantProblem(
+            (),
+            f"{{id: {base}}} without with: for the rule as it is, write {base} alone; at other values of "
+            "its parameters, give them: {id: RULE, with: {PARAMETER: VALUE}}",
+        )
     if not isinstance(values, dict) or not values:
         raise VariantProblem(
-            ("with",) if "with" in arg else (),
-            "rule's with maps parameters of the rule to their values here, e.g. {upper: 5 mg/L}",
+            ("with",), "rule's with maps parameters of the rule to their values here, e.g. {upper: 5 mg/L}"
         )
     shown: dict[str, str] = {}
     wrong: list[tuple[tuple[Any, ...], str]] = []
