@@ -721,3 +721,12 @@ def test_an_adverse_event_table_without_adverse_events_says_0_of_n(tmp_path: Pat
     )
     report = run(tmp_path / "s.duckdb", cohort)
     assert nN(report, "ae.any.any_grade") == (0, 2, 0)
+
+
+def test_a_plotted_time_point_where_every_answer_is_unknown_is_not_drawn_at_0(tmp_path: Path) -> None:
+    """Helper 49: it was drawn at 0%, as if none had the outcome."""
+    from timeline.plots import cohort_plot
+
+    report = _died_after_an_exam(tmp_path)
+    points = cohort_plot(report, tmp_path / "c.png")["points"]
+    assert points["arthritis_all [all]"] == [None]

@@ -355,23 +355,31 @@ def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]
     suffix = "" if group == "all" else f"@{group}"
     xs = list(range(len(spec.time_points)))
     series = []
+    points: dict[str, list[float | None]] = {}
     for i, o in enumerate(spec.outcomes):
         cells = [
             next((oc for oc in report.cells if oc.id == f"outcome.{o.id}.{tp.slug}{suffix}"), None)
             for tp in spec.time_points
         ]
-        ys = [oc.pct if oc is not None and oc.pct is not None else float("nan") for oc in cells]
+        # a time point where every answer is unknown is no point at 0% (helper 49): a gap, labelled
+        ys = [
+            oc.pct if oc is not None and oc.pct is not None and oc.unknown < oc.N else float("nan")
+            for oc in cells
+        ]
         col, mark, line = series_style(i)
         shift = (i - (len(spec.outcomes) - 1) / 2) * 0.05  # series that coincide stay apart
         jx = [x + shift for x in xs]
         within = f", {o.window}" if o.window is not None else ""
         series.append(f"{o.label} [{o.denominator}{within}]")
+        points[series[-1]] = [None if y != y else y for y in ys]  # NaN: not drawn
         ax.plot(jx, ys, color=col, marker=mark, ls=line, label=series[-1])
         for x, oc in zip(jx, cells, strict=True):
             if oc is not None and oc.pct is not None:
                 note = f"{oc.n}/{oc.N}" + (f" (+{oc.unknown}?)" if oc.unknown else "")
-                ax.annotate(note, (x, oc.pct), xytext=(5, -3 + 9 * (i % 3)), textcoords="offset points",
-                            fontsize=7, color=col)  # fmt: skip
+                if oc.unknown == oc.N:
+                    note = f"all {oc.N} unknown"
+                ax.annotate(note, (x, oc.pct if oc.unknown < oc.N else 0.0), xytext=(5, -3 + 9 * (i % 3)),
+                            textcoords="offset points", fontsize=7, color=col)  # fmt: skip
     ax.set_xticks(xs, [tp.label for tp in spec.time_points])
     ax.set_xlim(-0.4, max(len(xs) - 0.4, 0.6))
     ax.set_ylim(0, 105)
@@ -389,6 +397,7 @@ def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]
         "time_to_event": [t.id for t in spec.time_to_event],
         "group": group,
         "outcomes": series,  # the legend of the outcomes panel
+        "points": points,  # each series' % at each time point; None: not drawn (every answer unknown)
     }
 
 
