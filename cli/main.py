@@ -241,13 +241,14 @@ def ingest(
             payload["rejected"] = {
                 "source": failed.source,
                 "errors": [e.__dict__ for e in failed.errors],
+                "errors_found": failed.found,  # more than listed when the list is capped (1,000)
             }
             payload["ok"] = False
             payload["error"] = error_document(failed.summary(), failed.details(), failed.exit_code)
         dump_json(payload)
     if failed is not None:
         if not json_out:
-            error(failed.summary(), failed.details())
+            error(failed.summary(), failed.details(), failed.found)
         raise Exit(failed.exit_code)
 
 

@@ -126,7 +126,7 @@ def ingest_file(
                 return _ingest_file(store, copy, name, author=author, fmt=fmt, progress=progress, limit=limit)
             except IngestError as exc:
                 if exc.source == str(copy):  # named by the reader of the copy
-                    raise IngestError(name, exc.errors) from None
+                    raise IngestError(name, exc.errors, exc.total) from None
                 raise
     return _ingest_file(store, Path(path), str(path), author=author, fmt=fmt, progress=progress, limit=limit)
 
@@ -339,7 +339,7 @@ def _with_lines(path: Path, exc: IngestError) -> IngestError:
         else e
         for e in exc.errors
     ]
-    return IngestError(exc.source, located)
+    return IngestError(exc.source, located, exc.total)
 
 
 def _detect_format(path: Path, fmt: str | None, name: str | None = None) -> str:
@@ -536,23 +536,26 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             str(path), [RowError(None, None, f"cannot read as JSON Lines: {str(exc).splitlines()[0]}")]
         ) from exc
     bad = con.execute(
-        """SELECT __row, CASE WHEN NOT json_valid(line) THEN 'not valid JSON'
-                              ELSE 'not a JSON object (got ' || lower(json_type(line::JSON)) || ')' END
+        f"""SELECT __row, CASE WHEN NOT json_valid(line) THEN 'not valid JSON'
+                              ELSE 'not a JSON object (got ' || lower(json_type(line::JSON)) || ')' END,
+                  count(*) OVER ()
            FROM tl_lines WHERE trim(line) <> '' AND (NOT json_valid(line) OR json_type(line::JSON) <> 'OBJECT')
-           ORDER BY __row LIMIT 1001"""
+           ORDER BY __row LIMIT {MAX_REPORTED}"""
     ).fetchall()
     if bad:
-        raise IngestError(str(path), [RowError(int(r), None, str(m)) for r, m in bad])
+        raise IngestError(str(path), [RowError(int(r), None, str(m)) for r, m, _ in bad], int(bad[0][2]))
     # a key given twice: JSON leaves it to the reader (DuckDB takes the first, Python the last)
     twice = con.execute(
-        """SELECT __row, k FROM (
+        f"""SELECT __row, k, count(*) OVER () FROM (
                SELECT __row, unnest(json_keys(line::JSON)) AS k FROM tl_lines
                WHERE trim(line) <> '' AND len(json_keys(line::JSON)) <> len(list_distinct(json_keys(line::JSON))))
-           GROUP BY __row, k HAVING count(*) > 1 ORDER BY __row, k LIMIT 1001"""
+           GROUP BY __row, k HAVING count(*) > 1 ORDER BY __row, k LIMIT {MAX_REPORTED}"""
     ).fetchall()
     if twice:
         raise IngestError(
-            str(path), [RowError(int(r), str(k), "given more than once in the object") for r, k in twice]
+            str(path),
+            [RowError(int(r), str(k), "given more than once in the object") for r, k, _ in twice],
+            int(twice[0][2]),
         )
     nonblank = con.execute("SELECT count(*) FROM tl_lines WHERE trim(line) <> ''").fetchone()
     if nonblank is None or nonblank[0] == 0:
@@ -1294,10 +1297,7 @@ def _write_batch(
             lambda: _collect_errors(con, _checks(store, op, now_local, unique_ids=unique, book=book), book),
         )
         if errors:
-            exc = IngestError(source, errors)
-            if total > len(errors):
-                exc.errors.append(RowError(None, None, f"… and {total - len(errors)} more errors"))
-            raise exc
+            raise IngestError(source, errors, total)
 
         # Rows to insert: first occurrence of each event id, not already in the store, or
         # asserting again with other content an event that was retracted.
