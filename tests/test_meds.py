@@ -323,7 +323,7 @@ def test_a_data_file_with_a_damaged_page_is_named(exported: Path, tmp_path: Path
     data = bytearray(shard.read_bytes())
     data[4:68] = b"\xff" * 64  # the first page; the footer, read first, is intact
     shard.write_bytes(bytes(data))
-    reject(tmp_path, exported, "file: data/0.parquet: not readable as Parquet: ")
+    reject(tmp_path, exported, f"  {exported}: data/0.parquet: not readable as Parquet: ")
 
 
 def test_foreign_meds_without_the_native_record(exported: Path, tmp_path: Path) -> None:
@@ -390,7 +390,7 @@ def test_invalid_native_values_go_through_the_usual_checks(generated: Path, tmp_
                  FROM '{last}') TO '{tmp_path}/x.parquet' (FORMAT parquet)"""
     )
     Path(f"{tmp_path}/x.parquet").replace(last)
-    reject(tmp_path, out, f"field value: not a number: 'lots' (data/{last.name} row {victim[1]})")
+    reject(tmp_path, out, f"{out}: data/{last.name} row {victim[1]}, field value: not a number: 'lots'\n")
 
 
 def test_export_refuses_a_bad_target(example_store: Path, tmp_path: Path) -> None:
@@ -450,3 +450,152 @@ def test_export_to_a_directory_name_too_long_is_a_bad_command_line_naming_it(tmp
     result = run_cli("export", "--format", "meds", out, "--store", store)
     # before: "internal error: OSError: [Errno 36] File name too long", exit 70
     assert (result.exit_code, result.stderr) == (2, f"error: {out}: File name too long\n")
+
+
+# ---- a partial or damaged export (helper 47) ---------------------------------------------
+
+
+@pytest.fixture
+def sharded(generated: Path, tmp_path: Path) -> Path:
+    """The generated store's export in several shards."""
+    out = tmp_path / "sharded"
+    with Store.open(generated) as s:
+        export_meds(s, out, shard_rows=1500)
+    return out
+
+
+def copy_shard(shard: Path, select: str) -> None:
+    """Replace ``shard`` by ``select`` over its rows (table ``d``)."""
+    tmp = shard.with_name("new.tmp")
+    duckdb.sql(f"COPY (WITH d AS (SELECT * FROM '{shard}') {select}) TO '{tmp}' (FORMAT parquet)")
+    tmp.replace(shard)
+
+
+def listed_rows(out: Path, name: str) -> int:
+    meta = json.loads((out / "metadata" / "dataset.json").read_text())
+    return next(s["rows"] for s in meta["timeline"]["shards"] if s["file"] == name)
+
+
+def test_a_missing_shard_is_refused_naming_it_and_its_rows(sharded: Path, tmp_path: Path) -> None:
+    """Helper 47 #1: with data/2.parquet deleted, 43,493 of 61,610 events were added, exit 0."""
+    rows = listed_rows(sharded, "data/2.parquet")
+    (sharded / "data" / "2.parquet").unlink()
+    reject(
+        tmp_path, sharded, f"data/2.parquet: is missing: metadata/dataset.json lists it with {rows:,} rows"
+    )
+
+
+def test_a_shard_with_fewer_rows_is_refused_naming_both_counts(sharded: Path, tmp_path: Path) -> None:
+    rows = listed_rows(sharded, "data/1.parquet")
+    copy_shard(sharded / "data" / "1.parquet", "SELECT * FROM d LIMIT 100")
+    reject(tmp_path, sharded, f"data/1.parquet: has 100 rows; metadata/dataset.json lists it with {rows:,}")
+
+
+def test_a_shard_not_listed_in_dataset_json_is_refused(sharded: Path, tmp_path: Path) -> None:
+    shutil.copy(sharded / "data" / "0.parquet", sharded / "data" / "9.parquet")
+    reject(tmp_path, sharded, "data/9.parquet: is not listed in metadata/dataset.json (it lists ")
+
+
+def test_a_shard_without_the_native_column_is_refused_naming_it(sharded: Path, tmp_path: Path) -> None:
+    """Helper 47 #1: native dropped from one shard: 7,182 events and their patients silently
+    missing."""
+    copy_shard(sharded / "data" / "1.parquet", "SELECT * EXCLUDE (native) FROM d")
+    reject(
+        tmp_path,
+        sharded,
+        f"{sharded}: data/1.parquet, field native: required MEDS column is missing (other data files have it)",
+    )
+
+
+def test_rows_whose_events_lost_their_primary_row_are_refused_naming_file_and_count(
+    sharded: Path, tmp_path: Path
+) -> None:
+    shard = sharded / "data" / "1.parquet"
+    n = duckdb.connect().execute(f"SELECT count(*) FROM '{shard}' WHERE native IS NOT NULL").fetchone()
+    assert n is not None
+    copy_shard(shard, "SELECT * REPLACE (NULL::VARCHAR AS native) FROM d")
+    err = reject(
+        tmp_path,
+        sharded,
+        "data/1.parquet row 1, field native: ",
+        f" of {n[0]:,} events without their primary row",
+    )
+    assert "the events cannot be read back" in err
+
+
+def test_a_subject_of_the_map_without_rows_is_refused(exported: Path, tmp_path: Path) -> None:
+    subjects = exported / "metadata" / "subject_ids.parquet"
+    duckdb.sql(
+        f"COPY (SELECT * FROM '{subjects}' UNION ALL SELECT 7, 'P999') TO '{tmp_path}/map.parquet' (FORMAT parquet)"
+    )
+    (tmp_path / "map.parquet").replace(subjects)
+    reject(
+        tmp_path, exported, "1 subject of metadata/subject_ids.parquet has no rows in data/ (patient 'P999')"
+    )
+
+
+def test_a_primary_row_without_an_event_id_is_refused_naming_file_and_row(
+    exported: Path, tmp_path: Path
+) -> None:
+    """Helper 47 #2: it became a new event with an ev-… id, a second copy of V02's joint exam."""
+    rewrite(
+        exported,
+        "SELECT * REPLACE (CASE WHEN event_id = 'p1-dx' THEN NULL ELSE event_id END AS event_id) FROM d",
+    )
+    row = (
+        duckdb.connect()
+        .execute(
+            f"SELECT file_row_number + 1 FROM read_parquet('{exported}/data/0.parquet', file_row_number = true) "
+            "WHERE code = 'DIAGNOSIS//sJIA'"
+        )
+        .fetchone()
+    )
+    assert row is not None
+    reject(tmp_path, exported, f"data/0.parquet row {row[0]}, field event_id: missing value: a primary row")
+
+
+def test_a_subject_missing_from_the_map_is_one_line_with_a_count(exported: Path, tmp_path: Path) -> None:
+    """Helper 47 #7: one subject missing from the map gave 170 identical lines."""
+    rewrite(exported, "SELECT * REPLACE (42 AS subject_id) FROM d")
+    err = reject(
+        tmp_path, exported, "(1 error)", "data/0.parquet row 2, field subject_id: subject_id 42 is not in"
+    )
+    assert "(and 13 more rows)" in err
+
+
+def test_an_error_names_the_file_in_json(exported: Path, tmp_path: Path) -> None:
+    rewrite(
+        exported,
+        "SELECT * REPLACE (CASE WHEN event_id = 'p1-wt1' THEN 'WIEGHT//kg' ELSE code END AS code) FROM d",
+    )
+    reject(tmp_path, exported)
+    result = run_cli("ingest", "--store", tmp_path / "target.duckdb", exported, "--json")
+    (error,) = json.loads(result.stdout)["rejected"]["errors"]
+    assert (error["file"], error["field"]) == ("data/0.parquet", "code")
+    assert isinstance(error["row"], int) and error["row"] > 1
+
+
+def test_a_column_of_the_wrong_type_is_named_with_its_file(sharded: Path, tmp_path: Path) -> None:
+    """Helper 47 #7/#8: "field subject_id: must be BIGINT, not VARCHAR" named no file; a time
+    as text, a date or with a time zone passed."""
+    copy_shard(sharded / "data" / "1.parquet", "SELECT * REPLACE (subject_id::VARCHAR AS subject_id) FROM d")
+    copy_shard(sharded / "data" / "2.parquet", "SELECT * REPLACE (time::DATE AS time) FROM d")
+    copy_shard(sharded / "data" / "3.parquet", "SELECT * REPLACE (time::VARCHAR AS time) FROM d")
+    reject(
+        tmp_path,
+        sharded,
+        "data/1.parquet, field subject_id: must be BIGINT (int64), not VARCHAR",
+        "data/2.parquet, field time: must be TIMESTAMP (timestamp[us], no time zone), not DATE",
+        "data/3.parquet, field time: must be TIMESTAMP (timestamp[us], no time zone), not VARCHAR",
+    )
+
+
+def test_a_native_record_with_a_key_given_twice_is_refused(exported: Path, tmp_path: Path) -> None:
+    """Helper 47 #8: accepted (the first value won) while JSON Lines ingest refuses it."""
+    rewrite(
+        exported,
+        """SELECT * REPLACE (CASE WHEN event_id = 'p1-crp1'
+                   THEN '{"occurred_at": "2008-01-10", "code": "1988-5", "value": 8.4, "value": 9, "unit": "mg/dL"}'
+                   ELSE native END AS native) FROM d""",
+    )
+    reject(tmp_path, exported, "field native: field 'value' given more than once in the object")

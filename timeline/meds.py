@@ -30,6 +30,7 @@ A subject's rows stay in one shard, sorted by time (static rows first); a shard 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -488,18 +489,56 @@ def site_codes_to_register(store: Store, source: Path) -> tuple[list[codes.SiteC
     return rows, hashlib.sha256(path.read_bytes()).hexdigest(), planned.changed
 
 
-def _fail(source: Path, reason: str, row: int | None = None, field: str | None = None) -> IngestError:
-    return IngestError(str(source), [RowError(row, field, reason)])
+def _fail(
+    source: Path, reason: str, row: int | None = None, field: str | None = None, file: str | None = None
+) -> IngestError:
+    return IngestError(str(source), [RowError(row, field, reason, file=file)])
 
 
-def _types(con: duckdb.DuckDBPyConnection, files: list[Path], source: Path) -> dict[str, str]:
-    try:
-        described = con.execute(
-            f"DESCRIBE SELECT * FROM read_parquet([{', '.join(_quote(str(f)) for f in files)}], union_by_name = true)"
-        ).fetchall()
-    except duckdb.Error as exc:
-        raise _fail(source, f"not readable as Parquet: {first_line(exc)}") from exc
-    return {str(r[0]): str(r[1]) for r in described}
+_INTEGERS = (
+    "BIGINT",
+    "INTEGER",
+    "SMALLINT",
+    "TINYINT",
+    "HUGEINT",
+    "UBIGINT",
+    "UINTEGER",
+    "USMALLINT",
+    "UTINYINT",
+)
+_TEXT = ("VARCHAR", "JSON")
+# The columns ingest reads, the DuckDB types it accepts for each and how the message names them.
+_READ_COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
+    "subject_id": (_INTEGERS, "BIGINT (int64)"),
+    # MEDS: timestamp[us] without a time zone; a date, a text or a time with a zone is not one
+    "time": (
+        ("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"),
+        "TIMESTAMP (timestamp[us], no time zone)",
+    ),
+    "code": (("VARCHAR",), "VARCHAR (string)"),
+    "event_id": (_TEXT, "VARCHAR (string)"),
+    "native": (_TEXT, "VARCHAR (string: a JSON object)"),
+}
+_MAX_REPORTED = 1000  # as timeline.ingest.MAX_REPORTED
+
+
+def _file_types(
+    con: duckdb.DuckDBPyConnection, files: list[Path], source: Path
+) -> dict[Path, dict[str, str]]:
+    """Each data file's columns and their DuckDB types (its footer only)."""
+    found: dict[Path, dict[str, str]] = {}
+    problems: list[RowError] = []
+    for f in files:
+        try:
+            described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_quote(str(f))})").fetchall()
+        except duckdb.Error as exc:
+            name = f.relative_to(source).as_posix()
+            problems.append(RowError(None, None, f"not readable as Parquet: {first_line(exc)}", file=name))
+            continue
+        found[f] = {str(r[0]): str(r[1]) for r in described}
+    if problems:
+        raise IngestError(str(source), problems)
+    return found
 
 
 def _damaged(con: duckdb.DuckDBPyConnection, files: list[Path], source: Path) -> None:
@@ -513,21 +552,16 @@ def _damaged(con: duckdb.DuckDBPyConnection, files: list[Path], source: Path) ->
             if out_of_room(exc):
                 return
             name = f.relative_to(source).as_posix()
-            raise _fail(source, f"{name}: not readable as Parquet: {first_line(exc)}") from exc
+            raise _fail(source, f"not readable as Parquet: {first_line(exc)}", file=name) from exc
 
 
-def load_raw(con: duckdb.DuckDBPyConnection, source: Path) -> None:
-    """Build ingest's raw table ``tl_raw`` (native columns as text, ``__row``) from a MEDS
-    dataset written by :func:`export_meds`. Rows are numbered from 1 across the data files
-    in name order; :func:`locate` turns those numbers back into file and row."""
-    files = data_files(source)
-    if not files:
-        raise _fail(source, f"no MEDS data files: expected {DATA_DIR}/*.parquet")
-    found = _types(con, files, source)
+def _column_problems(types: dict[Path, dict[str, str]], source: Path) -> list[RowError]:
+    """Missing columns and columns of the wrong type, each named with its data file (a column
+    no file has, once for the dataset)."""
     problems: list[RowError] = []
-    need = {"subject_id": ("BIGINT", "INTEGER", "HUGEINT", "UBIGINT", "UINTEGER"), "code": ("VARCHAR",)}
-    for name in ("subject_id", "time", "code", "event_id", "native"):
-        if name not in found:
+    for name, (allowed, wanted) in _READ_COLUMNS.items():
+        lacking = [f for f, cols in types.items() if name not in cols]
+        if len(lacking) == len(types):
             hint = (
                 " (only MEDS data exported by `timeline export --format meds` can be ingested: it keeps "
                 "each event's id and native record beside the MEDS columns)"
@@ -535,10 +569,106 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Path) -> None:
                 else ""
             )
             problems.append(RowError(None, name, f"required MEDS column is missing{hint}"))
-        elif name in need and found[name] not in need[name]:
-            problems.append(RowError(None, name, f"must be {need[name][0]}, not {found[name]}"))
-        elif name in ("event_id", "native") and found[name] not in ("VARCHAR", "JSON"):
-            problems.append(RowError(None, name, f"must be VARCHAR, not {found[name]}"))
+            continue
+        for f in lacking:
+            problems.append(
+                RowError(
+                    None,
+                    name,
+                    "required MEDS column is missing (other data files have it)",
+                    file=f.relative_to(source).as_posix(),
+                )
+            )
+        for f, cols in types.items():
+            if name in cols and cols[name] not in allowed:
+                problems.append(
+                    RowError(
+                        None,
+                        name,
+                        f"must be {wanted}, not {cols[name]}",
+                        file=f.relative_to(source).as_posix(),
+                    )
+                )
+    return problems
+
+
+def dataset_metadata(source: Path) -> dict[str, Any] | None:
+    """``metadata/dataset.json`` as a dict; None when there is none. One that is not a JSON
+    object rejects the dataset: the checks it allows would be skipped."""
+    path = source / DATASET_JSON
+    if not path.exists():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _fail(source, f"{DATASET_JSON} is not readable as JSON: {first_line(exc)}") from exc
+    if not isinstance(meta, dict):
+        raise _fail(source, f"{DATASET_JSON} is not a JSON object")
+    return meta
+
+
+def listed_shards(meta: dict[str, Any] | None) -> dict[str, int] | None:
+    """The data files and row counts an export recorded in ``dataset.json``
+    (``timeline.shards``); None for a dataset from elsewhere, which records none."""
+    shards = (
+        (meta or {}).get("timeline", {}).get("shards")
+        if isinstance((meta or {}).get("timeline"), dict)
+        else None
+    )
+    if not isinstance(shards, list):
+        return None
+    listed: dict[str, int] = {}
+    for s in shards:
+        if isinstance(s, dict) and isinstance(s.get("file"), str) and isinstance(s.get("rows"), int):
+            listed[s["file"]] = s["rows"]
+    return listed
+
+
+def _shard_problems(con: duckdb.DuckDBPyConnection, listed: dict[str, int]) -> list[RowError]:
+    """The data files and row counts against those ``dataset.json`` lists."""
+    present = {str(r[0]): int(r[1]) for r in con.execute("SELECT file, n FROM tl_meds_files").fetchall()}
+    problems: list[RowError] = []
+    for name, rows in listed.items():
+        if name not in present:
+            problems.append(
+                RowError(None, None, f"is missing: {DATASET_JSON} lists it with {rows:,} rows", file=name)
+            )
+        elif present[name] != rows:
+            problems.append(
+                RowError(
+                    None,
+                    None,
+                    f"has {present[name]:,} rows; {DATASET_JSON} lists it with {rows:,}",
+                    file=name,
+                )
+            )
+    for name in present:
+        if name not in listed:
+            problems.append(
+                RowError(
+                    None,
+                    None,
+                    f"is not listed in {DATASET_JSON} (it lists {len(listed)} data file{'s' if len(listed) != 1 else ''})",
+                    file=name,
+                )
+            )
+    return problems
+
+
+def load_raw(con: duckdb.DuckDBPyConnection, source: Path) -> list[str]:
+    """Build ingest's raw table ``tl_raw`` (native columns as text, ``__row``) from a MEDS
+    dataset written by :func:`export_meds`; returns notes on what it did not read. Rows are
+    numbered from 1 across the data files in name order; :func:`locate` turns those numbers
+    back into file and row.
+
+    A dataset whose ``dataset.json`` lists its data files (an export's) must be whole: every
+    file listed, with its row count, every row a row of an event whose primary row (with
+    ``native``) is there, every subject of the subject map with rows."""
+    files = data_files(source)
+    if not files:
+        raise _fail(source, f"no MEDS data files: expected {DATA_DIR}/*.parquet")
+    types = _file_types(con, files, source)
+    problems = _column_problems(types, source)
     subjects = source / SUBJECTS_PARQUET
     if not subjects.exists():
         problems.append(
@@ -546,6 +676,7 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Path) -> None:
         )
     if problems:
         raise IngestError(str(source), problems)
+    listed = listed_shards(dataset_metadata(source))
     try:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE tl_meds_map AS
@@ -572,27 +703,32 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Path) -> None:
 
     # Row numbers across the files: each file's rows follow the previous files' rows.
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE tl_meds_files (file VARCHAR, path VARCHAR, n BIGINT, first BIGINT)"
+        "CREATE OR REPLACE TEMP TABLE tl_meds_files (idx INTEGER, file VARCHAR, path VARCHAR, n BIGINT, first BIGINT)"
     )
     offset = 0
-    for f in files:
+    for i, f in enumerate(files):
         row = con.execute(f"SELECT count(*) FROM read_parquet({_quote(str(f))})").fetchone()
         n = int(row[0]) if row else 0
         con.execute(
-            "INSERT INTO tl_meds_files VALUES (?, ?, ?, ?)",
-            [f.relative_to(source).as_posix(), str(f), n, offset],
+            "INSERT INTO tl_meds_files VALUES (?, ?, ?, ?, ?)",
+            [i, f.relative_to(source).as_posix(), str(f), n, offset],
         )
         offset += n
-    file_list = ", ".join(_quote(str(f)) for f in files)
+    if listed is not None and (problems := _shard_problems(con, listed)):
+        raise IngestError(str(source), problems)
+    data = (
+        f"read_parquet([{', '.join(_quote(str(f)) for f in files)}], filename = true, "
+        "file_row_number = true, union_by_name = true) d JOIN tl_meds_files fl ON fl.path = d.filename"
+    )
     try:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE tl_meds_primary AS
-            SELECT fl.first + d.file_row_number + 1 AS __row, d.subject_id::BIGINT AS subject_id,
+            SELECT fl.first + d.file_row_number + 1 AS __row, fl.idx AS file_idx,
+                   d.file_row_number + 1 AS file_row, d.subject_id::BIGINT AS subject_id,
                    d.code, d.event_id::VARCHAR AS event_id, d.native::VARCHAR AS native, m.patient_id,
                    CASE WHEN json_valid(d.native::VARCHAR) THEN json_type(d.native::VARCHAR) = 'OBJECT'
                         ELSE false END AS is_object
-            FROM read_parquet([{file_list}], filename = true, file_row_number = true, union_by_name = true) d
-            JOIN tl_meds_files fl ON fl.path = d.filename
+            FROM {data}
             LEFT JOIN tl_meds_map m ON m.subject_id = d.subject_id::BIGINT
             WHERE d.native IS NOT NULL"""
         )
@@ -603,12 +739,16 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Path) -> None:
     con.execute("CREATE OR REPLACE TEMP TABLE tl_meds_kinds (prefix VARCHAR, kind VARCHAR)")
     con.execute(f"INSERT INTO tl_meds_kinds VALUES {kinds}")
     allowed = ", ".join(_quote(c) for c in NATIVE_FIELDS)
+    # Identical problems (a subject missing from the map, on each of its rows) are one line:
+    # the first row, with how many more rows have it.
     errors = con.execute(
-        f"""SELECT __row, field, reason FROM (
+        f"""WITH e AS (
             SELECT __row, 'subject_id' AS field,
                    'subject_id ' || subject_id || ' is not in {SUBJECTS_PARQUET}' AS reason
             FROM tl_meds_primary WHERE patient_id IS NULL AND subject_id IS NOT NULL
             UNION ALL SELECT __row, 'subject_id', 'missing value' FROM tl_meds_primary WHERE subject_id IS NULL
+            UNION ALL SELECT __row, 'event_id', 'missing value: a primary row (one with a native record) '
+                   || 'is an event and must carry its event id' FROM tl_meds_primary WHERE event_id IS NULL
             UNION ALL SELECT __row, 'code', 'missing value' FROM tl_meds_primary WHERE code IS NULL
             UNION ALL SELECT p.__row, 'code', 'code ' || chr(39) || p.code || chr(39)
                    || ' does not name a timeline event kind (e.g. LAB//, FINDING//, MEDS_BIRTH)'
@@ -616,48 +756,145 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Path) -> None:
             WHERE p.code IS NOT NULL AND k.kind IS NULL
             UNION ALL SELECT __row, 'native', 'not a JSON object: ' || left(native, 60)
             FROM tl_meds_primary WHERE NOT is_object
+            UNION ALL SELECT __row, 'native', 'field ' || chr(39) || k || chr(39)
+                   || ' given more than once in the object' FROM (
+                SELECT __row, unnest(json_keys(native)) AS k FROM tl_meds_primary
+                WHERE is_object AND len(json_keys(native)) <> len(list_distinct(json_keys(native))))
+            GROUP BY __row, k HAVING count(*) > 1
             UNION ALL SELECT __row, 'native', 'unknown field ' || chr(39) || k || chr(39) FROM (
                 SELECT __row, unnest(json_keys(CASE WHEN is_object THEN native ELSE '{{}}' END)) AS k
-                FROM tl_meds_primary) WHERE k NOT IN ({allowed})
-        ) ORDER BY __row, field LIMIT 1001"""
+                FROM tl_meds_primary) WHERE k NOT IN ({allowed})),
+        g AS (SELECT min(__row) AS __row, field, reason, count(*) AS n FROM e GROUP BY field, reason)
+        SELECT fl.file, g.__row - fl.first, g.field, g.reason, g.n, count(*) OVER ()
+        FROM g JOIN tl_meds_files fl ON g.__row > fl.first AND g.__row <= fl.first + fl.n
+        ORDER BY g.__row, g.field, g.reason LIMIT {_MAX_REPORTED}"""
     ).fetchall()
     if errors:
-        raise locate(con, IngestError(str(source), [RowError(int(r), f, str(m)) for r, f, m in errors]))
+        raise IngestError(
+            str(source),
+            [
+                RowError(
+                    int(r),
+                    f,
+                    str(m) + (f" (and {n - 1:,} more row{'s' if n > 2 else ''})" if n > 1 else ""),
+                    file=file,
+                )
+                for file, r, f, m, n, _ in errors
+            ],
+            int(errors[0][5]),
+        )
     n_primary = con.execute("SELECT count(*) FROM tl_meds_primary").fetchone()
     if (n_primary is None or n_primary[0] == 0) and offset > 0:
         # rows, none of them timeline's: a dataset from elsewhere. A dataset without rows (a
         # store's export before its first event) is read as a CSV file of headers only is
         # read: nothing to add, though its site codes are registered
         raise _fail(source, "no events: no data row carries a native record")
+    notes = _unread_rows(con, data, source, whole=listed is not None)
     cols = ", ".join(f"json_extract_string(p.native, {_quote('$.' + c)}) AS {c}" for c in NATIVE_FIELDS)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE tl_raw AS
         SELECT p.__row, p.event_id, p.patient_id, k.kind, {cols}
         FROM tl_meds_primary p JOIN tl_meds_kinds k ON k.prefix = split_part(p.code, '//', 1)"""
     )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE tl_meds_where AS SELECT __row, file_idx, file_row FROM tl_meds_primary"
+    )
     con.execute("DROP TABLE tl_meds_primary")
+    return notes
+
+
+def _unread_rows(con: duckdb.DuckDBPyConnection, data: str, source: Path, *, whole: bool) -> list[str]:
+    """Rows ingest cannot read back: without a native record and not a row of an event whose
+    primary row is in the dataset (an event id without its primary row; no event id), and
+    subjects of the map without rows. In an export (``whole``: its dataset.json lists its
+    files) they are events, or patients, missing: the dataset is refused, naming them. In a
+    dataset from elsewhere, a note says what is skipped."""
+    found = con.execute(
+        f"""SELECT fl.file, count(*), count(d.event_id), count(DISTINCT d.event_id),
+                   min(d.file_row_number) + 1, arg_min(d.event_id, d.file_row_number),
+                   arg_min(d.code, d.file_row_number),
+                   count(*) FILTER (WHERE d.event_id IS NULL),
+                   min(d.file_row_number) FILTER (WHERE d.event_id IS NULL) + 1,
+                   arg_min(d.code, d.file_row_number) FILTER (WHERE d.event_id IS NULL)
+            FROM {data}
+            WHERE d.native IS NULL AND (d.event_id IS NULL OR d.event_id::VARCHAR NOT IN
+                  (SELECT event_id FROM tl_meds_primary WHERE event_id IS NOT NULL))
+            GROUP BY fl.idx, fl.file ORDER BY fl.idx"""
+    ).fetchall()
+    missing = con.execute(
+        f"""SELECT count(*), string_agg(chr(39) || patient_id || chr(39), ', ' ORDER BY patient_id) FILTER (WHERE rn <= 5)
+            FROM (SELECT patient_id, row_number() OVER (ORDER BY patient_id) AS rn FROM tl_meds_map
+                  WHERE subject_id NOT IN (SELECT DISTINCT d.subject_id::BIGINT FROM {data}
+                                           WHERE d.subject_id IS NOT NULL))"""
+    ).fetchone()
+    problems: list[RowError] = []
+    notes: list[str] = []
+    if missing is not None and missing[0]:
+        problems.append(
+            RowError(
+                None,
+                None,
+                f"{missing[0]:,} subject{'s' if missing[0] != 1 else ''} of {SUBJECTS_PARQUET} "
+                f"{'have' if missing[0] != 1 else 'has'} no rows in {DATA_DIR}/ (patient "
+                f"{missing[1]}{', …' if missing[0] > 5 else ''}): a data file is missing or incomplete",
+            )
+        )
+    for file, _n, n_with_id, n_events, first, first_id, first_code, n_no_id, first_no_id, code_no_id in found:
+        if not whole:
+            continue
+        if n_with_id:
+            problems.append(
+                RowError(
+                    int(first),
+                    "native",
+                    f"{n_with_id:,} row{'s' if n_with_id != 1 else ''} of {n_events:,} event"
+                    f"{'s' if n_events != 1 else ''} without {'their' if n_events != 1 else 'its'} primary row "
+                    f"(the row with the native record) in the dataset, from event {first_id!r} "
+                    f"({first_code}): the events cannot be read back",
+                    file=file,
+                )
+            )
+        if n_no_id:
+            problems.append(
+                RowError(
+                    int(first_no_id),
+                    "event_id",
+                    f"{n_no_id:,} row{'s' if n_no_id != 1 else ''} without an event id or a native record, "
+                    f"from code {code_no_id!r}: {'they belong' if n_no_id != 1 else 'it belongs'} to no event",
+                    file=file,
+                )
+            )
+    if problems:
+        raise IngestError(str(source), problems)
+    return notes
 
 
 def locate(con: duckdb.DuckDBPyConnection, exc: IngestError) -> IngestError:
-    """Name the data file and its own row number beside each row number of ``exc``."""
+    """Each error's data file and its row in that file, in place of the dataset-wide row
+    number ``__row`` the checks of ingest give."""
+    rows = sorted({e.row for e in exc.errors if e.row is not None and e.file is None})
+    if not rows:
+        return exc
     try:
-        files = con.execute("SELECT file, first, n FROM tl_meds_files ORDER BY first").fetchall()
+        where = {
+            int(r): (str(f), int(n))
+            for r, f, n in con.execute(
+                f"""SELECT w.__row, fl.file, w.file_row FROM tl_meds_where w
+                    JOIN tl_meds_files fl ON fl.idx = w.file_idx
+                    WHERE w.__row IN ({", ".join(str(int(r)) for r in rows)})"""
+            ).fetchall()
+        }
     except duckdb.Error:
         return exc
-    if len(files) < 1:
-        return exc
-    located: list[RowError] = []
-    for err in exc.errors:
-        where = ""
-        if err.row is not None:
-            for name, first, n in files:
-                if first < err.row <= first + n:
-                    where = f" ({name} row {err.row - first})" if len(files) > 1 else ""
-                    break
-        located.append(RowError(err.row, err.field, err.reason + where))
-    return IngestError(exc.source, located)
+    located = [
+        dataclasses.replace(e, row=where[e.row][1], file=where[e.row][0])
+        if e.row is not None and e.file is None and e.row in where
+        else e
+        for e in exc.errors
+    ]
+    return IngestError(exc.source, located, exc.total)
 
 
 def drop_temps(con: duckdb.DuckDBPyConnection) -> None:
-    for name in ("tl_meds_map", "tl_meds_files", "tl_meds_primary", "tl_meds_kinds"):
+    for name in ("tl_meds_map", "tl_meds_files", "tl_meds_primary", "tl_meds_kinds", "tl_meds_where"):
         con.execute(f"DROP TABLE IF EXISTS {name}")
