@@ -599,3 +599,52 @@ def test_a_native_record_with_a_key_given_twice_is_refused(exported: Path, tmp_p
                    ELSE native END AS native) FROM d""",
     )
     reject(tmp_path, exported, "field native: field 'value' given more than once in the object")
+
+
+def test_meds_columns_edited_apart_from_native_are_noted(exported: Path, tmp_path: Path) -> None:
+    """Helper 47 #4: every time shifted by -100 days and numeric_value doubled gave back the
+    original data without a word."""
+    rewrite(
+        exported,
+        "SELECT * REPLACE (time - INTERVAL 100 DAY AS time, numeric_value * 2 AS numeric_value) FROM d",
+    )
+    with Store.create(tmp_path / "t.duckdb") as s:
+        result = ingest_file(s, exported, author="t")
+    assert result.added == 14
+    (note,) = result.notes
+    assert note.startswith(
+        "meds: 14 primary rows of the events added disagree with their native record (time on 14, "
+    )
+    assert "numeric_value on " in note and "`native`, which is authoritative" in note
+
+
+def test_an_unedited_export_has_no_disagreement_note(exported: Path, tmp_path: Path) -> None:
+    with Store.create(tmp_path / "t.duckdb") as s:
+        assert ingest_file(s, exported, author="t").notes == []
+
+
+def test_rows_skipped_in_a_dataset_from_elsewhere_are_noted_with_counts(
+    exported: Path, tmp_path: Path
+) -> None:
+    """Helper 47 #4: rows without native (unknown codes, a RACE// static row, a subject not in
+    the map) were dropped without a word. A dataset whose dataset.json lists no shards is read
+    as one from elsewhere: what it skips is said."""
+    meta_path = exported / "metadata" / "dataset.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["timeline"]
+    meta_path.write_text(json.dumps(meta))
+    rewrite(
+        exported,
+        """SELECT * FROM d UNION ALL SELECT subject_id, NULL, 'RACE//white', NULL, NULL, NULL, NULL
+           FROM d WHERE code = 'MEDS_BIRTH'
+           UNION ALL SELECT 12345, TIMESTAMP '2006-01-01', 'LAB//1988-5//mg/L', 3.0, NULL, NULL, NULL""",
+    )
+    with Store.create(tmp_path / "t.duckdb") as s:
+        result = ingest_file(s, exported, author="t")
+    assert result.added == 14
+    assert result.notes == [
+        "meds: 2 rows skipped: without a native record, and no primary row in the dataset shares their event id "
+        "(2 without an event id; 1 with a code that names no timeline event kind; 1 of subjects not in "
+        "metadata/subject_ids.parquet); the first is data/0.parquet row 19 (RACE//white). Its metadata/dataset.json "
+        "lists no data files, so it is read as a dataset from elsewhere (docs/meds.md)"
+    ]

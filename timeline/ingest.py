@@ -181,7 +181,7 @@ def _ingest_file(
     restore = lower_memory_limit(con, INGEST_MEMORY_LIMIT if limit is None else limit)
     try:
         with _out_of_room(name, lambda: "reading"):
-            _load_raw(con, source, fmt)
+            notes = _load_raw(con, source, fmt)
         digest = meds.dataset_digest(source) if fmt == "meds" else _file_sha256(source)
         brought, codes_digest, kept = (
             meds.site_codes_to_register(store, source) if fmt == "meds" else ([], "", [])
@@ -198,8 +198,11 @@ def _ingest_file(
             site_codes=brought,
             codes_digest=codes_digest,
         )
-        note = meds.zone_note(store, source) if fmt == "meds" and result.added else None
-        return dataclasses.replace(result, codes_kept=kept, notes=[note] if note else [])
+        if fmt == "meds" and result.added:
+            notes += [meds.zone_note(store, source)]
+            if result.batch_id is not None:
+                notes += [meds.disagreement_note(store, source, result.batch_id)]
+        return dataclasses.replace(result, codes_kept=kept, notes=[n for n in notes if n])
     except IngestError as exc:
         if fmt == "meds":  # name the data file and its row beside the dataset-wide row number
             raise meds.locate(con, exc) from None
@@ -450,15 +453,17 @@ def _check_columns(source: str, found: Sequence[str]) -> list[str]:
     return [c for c in events.NATIVE_COLUMNS if c in seen]
 
 
-def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> None:
+def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> list[str | None]:
+    """Build ``tl_raw``; returns notes on what was not read (a MEDS dataset's rows)."""
     if fmt == "csv":
         _load_csv(con, path)
     elif fmt == "jsonl":
         _load_jsonl(con, path)
     elif fmt == "meds":
-        meds.load_raw(con, path)
+        return list(meds.load_raw(con, path))
     else:
         _load_parquet(con, path)
+    return []
 
 
 def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:

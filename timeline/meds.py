@@ -720,12 +720,18 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Path) -> list[str]:
         f"read_parquet([{', '.join(_quote(str(f)) for f in files)}], filename = true, "
         "file_row_number = true, union_by_name = true) d JOIN tl_meds_files fl ON fl.path = d.filename"
     )
+
+    def optional(name: str, sql_type: str) -> str:  # a MEDS column ingest does not need
+        present = any(name in cols for cols in types.values())
+        return f"{f'TRY_CAST(d.{name} AS {sql_type})' if present else 'NULL'}::{sql_type} AS {name}"
+
     try:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE tl_meds_primary AS
             SELECT fl.first + d.file_row_number + 1 AS __row, fl.idx AS file_idx,
                    d.file_row_number + 1 AS file_row, d.subject_id::BIGINT AS subject_id,
                    d.code, d.event_id::VARCHAR AS event_id, d.native::VARCHAR AS native, m.patient_id,
+                   d.time::TIMESTAMP AS time, {optional("numeric_value", "FLOAT")}, {optional("text_value", "VARCHAR")},
                    CASE WHEN json_valid(d.native::VARCHAR) THEN json_type(d.native::VARCHAR) = 'OBJECT'
                         ELSE false END AS is_object
             FROM {data}
@@ -797,7 +803,8 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Path) -> list[str]:
         FROM tl_meds_primary p JOIN tl_meds_kinds k ON k.prefix = split_part(p.code, '//', 1)"""
     )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE tl_meds_where AS SELECT __row, file_idx, file_row FROM tl_meds_primary"
+        """CREATE OR REPLACE TEMP TABLE tl_meds_where AS
+        SELECT __row, file_idx, file_row, event_id, time, code, numeric_value, text_value FROM tl_meds_primary"""
     )
     con.execute("DROP TABLE tl_meds_primary")
     return notes
@@ -838,6 +845,25 @@ def _unread_rows(con: duckdb.DuckDBPyConnection, data: str, source: Path, *, who
                 f"{'have' if missing[0] != 1 else 'has'} no rows in {DATA_DIR}/ (patient "
                 f"{missing[1]}{', …' if missing[0] > 5 else ''}): a data file is missing or incomplete",
             )
+        )
+    if found and not whole:
+        n = sum(int(r[1]) for r in found)
+        codes_seen = con.execute(
+            f"""SELECT count(*) FILTER (WHERE k.kind IS NULL), count(*) FILTER (WHERE m.patient_id IS NULL),
+                       count(*) FILTER (WHERE d.event_id IS NULL)
+                FROM {data} LEFT JOIN tl_meds_kinds k ON k.prefix = split_part(d.code, '//', 1)
+                LEFT JOIN tl_meds_map m ON m.subject_id = d.subject_id::BIGINT
+                WHERE d.native IS NULL AND (d.event_id IS NULL OR d.event_id::VARCHAR NOT IN
+                      (SELECT event_id FROM tl_meds_primary WHERE event_id IS NOT NULL))"""
+        ).fetchone()
+        unknown, unmapped, no_id = (int(c) for c in codes_seen or (0, 0, 0))
+        first = found[0]
+        notes.append(
+            f"{source.name}: {n:,} row{'s' if n != 1 else ''} skipped: without a native record, and no "
+            f"primary row in the dataset shares {'their' if n != 1 else 'its'} event id ({no_id:,} without an "
+            f"event id; {unknown:,} with a code that names no timeline event kind; {unmapped:,} of subjects "
+            f"not in {SUBJECTS_PARQUET}); the first is {first[0]} row {first[4]} ({first[6]}). Its "
+            f"{DATASET_JSON} lists no data files, so it is read as a dataset from elsewhere (docs/meds.md)"
         )
     for file, _n, n_with_id, n_events, first, first_id, first_code, n_no_id, first_no_id, code_no_id in found:
         if not whole:
@@ -893,6 +919,44 @@ def locate(con: duckdb.DuckDBPyConnection, exc: IngestError) -> IngestError:
         for e in exc.errors
     ]
     return IngestError(exc.source, located, exc.total)
+
+
+def disagreement_note(store: Store, source: Path, batch_id: int) -> str | None:
+    """A note when the MEDS columns of the primary rows of the events a batch added (time,
+    code, numeric_value, text_value) are not what the export of those events writes: ingest
+    reads the native record, so an edit of the MEDS columns alone is not read."""
+    con = store.con
+    row = con.execute(
+        f"""WITH e AS (
+                SELECT e.event_id, e.r.time AS time, e.r.code AS code,
+                       e.r.numeric_value::FLOAT AS numeric_value, e.r.text_value AS text_value
+                FROM (SELECT e.event_id, unnest({_rows_list()}) AS r FROM events e
+                      WHERE e.batch_id = ? AND e.op = 'assert') e
+                WHERE e.r.part = 0),
+            d AS (SELECT w.__row, fl.file, w.file_row,
+                         w.time IS DISTINCT FROM e.time AS t, w.code IS DISTINCT FROM e.code AS c,
+                         w.numeric_value IS DISTINCT FROM e.numeric_value AS v,
+                         w.text_value IS DISTINCT FROM e.text_value AS x
+                  FROM tl_meds_where w JOIN e USING (event_id) JOIN tl_meds_files fl ON fl.idx = w.file_idx)
+            SELECT count(*) FILTER (WHERE t OR c OR v OR x), count(*) FILTER (WHERE t), count(*) FILTER (WHERE c),
+                   count(*) FILTER (WHERE v), count(*) FILTER (WHERE x),
+                   arg_min(file || ' row ' || file_row, __row) FILTER (WHERE t OR c OR v OR x)
+            FROM d""",
+        [batch_id],
+    ).fetchone()
+    if row is None or not row[0]:
+        return None
+    n, t, c, v, x, first = row
+    which = ", ".join(
+        f"{name} on {k:,}"
+        for name, k in (("time", t), ("code", c), ("numeric_value", v), ("text_value", x))
+        if k
+    )
+    return (
+        f"{source.name}: {n:,} primary row{'s' if n != 1 else ''} of the events added disagree{'s' if n == 1 else ''} "
+        f"with {'their' if n != 1 else 'its'} native record ({which}; the first is {first}): ingest reads "
+        "`native`, which is authoritative; the MEDS columns are the analytic view written from it (docs/meds.md)"
+    )
 
 
 def drop_temps(con: duckdb.DuckDBPyConnection) -> None:
