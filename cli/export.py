@@ -44,7 +44,7 @@ def export(
     ] = False,
 ) -> None:
     """Write the current timeline as a MEDS dataset: data/*.parquet (subject_id, time, code,
-    numeric_value, text_value, event_id, native) and metadata/ (dataset.json, codes.parquet,
+    numeric_value, text_value, event_id, native, event_order) and metadata/ (dataset.json, codes.parquet,
     subject_splits.parquet, subject_ids.parquet mapping subject_id to patient id).
 
     Corrections are applied and retracted events left out. `timeline ingest OUT_DIR` reads the

@@ -635,9 +635,9 @@ def test_rows_skipped_in_a_dataset_from_elsewhere_are_noted_with_counts(
     meta_path.write_text(json.dumps(meta))
     rewrite(
         exported,
-        """SELECT * FROM d UNION ALL SELECT subject_id, NULL, 'RACE//white', NULL, NULL, NULL, NULL
+        """SELECT * FROM d UNION ALL SELECT subject_id, NULL, 'RACE//white', NULL, NULL, NULL, NULL, NULL
            FROM d WHERE code = 'MEDS_BIRTH'
-           UNION ALL SELECT 12345, TIMESTAMP '2006-01-01', 'LAB//1988-5//mg/L', 3.0, NULL, NULL, NULL""",
+           UNION ALL SELECT 12345, TIMESTAMP '2006-01-01', 'LAB//1988-5//mg/L', 3.0, NULL, NULL, NULL, NULL""",
     )
     with Store.create(tmp_path / "t.duckdb") as s:
         result = ingest_file(s, exported, author="t")
@@ -647,4 +647,72 @@ def test_rows_skipped_in_a_dataset_from_elsewhere_are_noted_with_counts(
         "(2 without an event id; 1 with a code that names no timeline event kind; 1 of subjects not in "
         "metadata/subject_ids.parquet); the first is data/0.parquet row 19 (RACE//white). Its metadata/dataset.json "
         "lists no data files, so it is read as a dataset from elsewhere (docs/meds.md)"
+    ]
+
+
+def test_rows_reordered_within_a_timestamp_give_the_same_store_order(
+    valencia: tuple[Path, Any], tmp_path: Path
+) -> None:
+    """Helper 47 #3: reversing a subject's same-time rows (still valid MEDS) changed which of
+    two values of one instant was current (ms_score 1.16 -> -2.44). The rows carry each event's
+    place in its patient's assertion order (event_order); ingest keeps it."""
+    out = tmp_path / "meds"
+    with Store.open(valencia[0]) as s:
+        export_meds(s, out)
+    con = duckdb.connect()
+    shard = out / "data" / "0.parquet"
+    ties = con.execute(
+        f"SELECT count(*) FROM (SELECT subject_id, time FROM '{shard}' WHERE native IS NOT NULL "
+        "GROUP BY ALL HAVING count(*) > 1)"
+    ).fetchone()
+    assert ties is not None and ties[0] > 0  # instants with several events
+    reversed_ = tmp_path / "reversed"
+    shutil.copytree(out, reversed_)
+    con.execute(
+        f"""COPY (SELECT * EXCLUDE (file_row_number) FROM read_parquet('{shard}', file_row_number = true)
+                  ORDER BY subject_id, time NULLS FIRST, file_row_number DESC)
+            TO '{reversed_}/data/0.parquet' (FORMAT parquet)"""
+    )
+
+    def order(source: Path) -> list[tuple[str, str]]:
+        target = source.with_suffix(".duckdb")
+        with Store.create(target, timezone="Europe/Madrid") as d:
+            ingest_file(d, source, author="t")
+            return [
+                (r[0], r[1])
+                for r in d.con.execute(
+                    "SELECT patient_id, event_id FROM events ORDER BY patient_id, seq"
+                ).fetchall()
+            ]
+
+    with Store.open(valencia[0]) as s:
+        live = s.current_sql(s.high_water(), columns=["patient_id", "event_id", "asserted_seq"])
+        source_order = [
+            (r[0], r[1])
+            for r in s.con.execute(
+                f"SELECT patient_id, event_id FROM ({live}) ORDER BY patient_id, asserted_seq"
+            ).fetchall()
+        ]
+    assert order(reversed_) == order(out) == source_order
+
+
+@pytest.mark.parametrize("which", ["valencia", "generated"])
+def test_a_round_trip_writes_the_same_data_files(
+    which: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Helper 47 #3: the first round trip moved 148 //END rows within their timestamp."""
+    source = (
+        request.getfixturevalue("valencia")[0]
+        if which == "valencia"
+        else request.getfixturevalue("generated")
+    )
+    with Store.open(source) as s:
+        export_meds(s, tmp_path / "first")
+        zone = s.timezone
+    with Store.create(tmp_path / "copy.duckdb", timezone=zone) as d:
+        ingest_file(d, tmp_path / "first", author="t")
+        export_meds(d, tmp_path / "second")
+    first = sorted((tmp_path / "first" / "data").glob("*.parquet"))
+    assert [f.read_bytes() for f in first] == [
+        (tmp_path / "second" / "data" / f.name).read_bytes() for f in first
     ]

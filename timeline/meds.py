@@ -3,7 +3,7 @@
 A MEDS dataset is a directory::
 
     data/0.parquet, data/1.parquet, ...   subject_id, time, code, numeric_value, text_value,
-                                          + event_id and native (extension columns)
+                                          + event_id, native and event_order (extension columns)
     metadata/dataset.json                 MEDS dataset metadata (+ a "timeline" object)
     metadata/codes.parquet                every code with a description and parent codes
     metadata/subject_splits.parquet       every subject in the split "train"
@@ -59,7 +59,7 @@ SITE_CODES_YAML = "metadata/site_codes.yaml"  # the store's register of a site's
 DEFAULT_SHARD_ROWS = 1_000_000
 
 # The data columns in file order, with their DuckDB types (Parquet: INT64, TIMESTAMP(us),
-# UTF8, FLOAT, UTF8, UTF8, UTF8).
+# UTF8, FLOAT, UTF8, UTF8, UTF8, INT64).
 DATA_COLUMNS: dict[str, str] = {
     "subject_id": "BIGINT",
     "time": "TIMESTAMP",
@@ -68,20 +68,22 @@ DATA_COLUMNS: dict[str, str] = {
     "text_value": "VARCHAR",
     "event_id": "VARCHAR",
     "native": "VARCHAR",
+    "event_order": "BIGINT",
 }
 # Arrow's schema of the data files, stored in each file's key-value metadata as pyarrow does
 # ("ARROW:schema": base64 of the IPC schema message), so that Arrow readers see text_value as
 # large_string as meds 0.4 requires (Parquet itself has one string type). Made with pyarrow:
 # base64.b64encode(pa.schema([("subject_id", pa.int64(), False), ("time", pa.timestamp("us")),
 #   ("code", pa.string(), False), ("numeric_value", pa.float32()), ("text_value", pa.large_string()),
-#   ("event_id", pa.string()), ("native", pa.string())]).serialize().to_pybytes())
+#   ("event_id", pa.string()), ("native", pa.string()), ("event_order", pa.int64())]).serialize().to_pybytes())
 ARROW_SCHEMA = (
-    "/////7gBAAAQAAAAAAAKAAwABgAFAAgACgAAAAABBAAMAAAACAAIAAAABAAIAAAABAAAAAcAAABMAQAACAEAAMgAAACQAAAAYAAAADAAAAAE"
-    "AAAAIP///wAAAQUQAAAAGAAAAAQAAAAAAAAABgAAAG5hdGl2ZQAATP///0j///8AAAEFEAAAABwAAAAEAAAAAAAAAAgAAABldmVudF9pZAAA"
-    "AAB4////dP///wAAARQQAAAAHAAAAAQAAAAAAAAACgAAAHRleHRfdmFsdWUAAKT///+g////AAABAxAAAAAgAAAABAAAAAAAAAANAAAAbnVt"
-    "ZXJpY192YWx1ZQAAAJr///8AAAEAlP///wAAAAUQAAAAHAAAAAQAAAAAAAAABAAAAGNvZGUAAAAABAAEAAQAAAAQABQACAAGAAcADAAAABAA"
-    "EAAAAAAAAQoQAAAAHAAAAAQAAAAAAAAABAAAAHRpbWUAAAYACAAGAAYAAAAAAAIAEAAUAAgAAAAHAAwAAAAQABAAAAAAAAACEAAAACQAAAAE"
-    "AAAAAAAAAAoAAABzdWJqZWN0X2lkAAAIAAwACAAHAAgAAAAAAAABQAAAAA=="
+    "//////ABAAAQAAAAAAAKAAwABgAFAAgACgAAAAABBAAMAAAACAAIAAAABAAIAAAABAAAAAgAAACEAQAAQAEAAAABAADIAAAAmAAAAGgAAAA8"
+    "AAAABAAAAOz+//8AAAECEAAAABwAAAAEAAAAAAAAAAsAAABldmVudF9vcmRlcgCc/v//AAAAAUAAAAAg////AAABBRAAAAAYAAAABAAAAAAA"
+    "AAAGAAAAbmF0aXZlAABM////SP///wAAAQUQAAAAHAAAAAQAAAAAAAAACAAAAGV2ZW50X2lkAAAAAHj///90////AAABFBAAAAAcAAAABAAA"
+    "AAAAAAAKAAAAdGV4dF92YWx1ZQAApP///6D///8AAAEDEAAAACAAAAAEAAAAAAAAAA0AAABudW1lcmljX3ZhbHVlAAAAmv///wAAAQCU////"
+    "AAAABRAAAAAcAAAABAAAAAAAAAAEAAAAY29kZQAAAAAEAAQABAAAABAAFAAIAAYABwAMAAAAEAAQAAAAAAABChAAAAAcAAAABAAAAAAAAAAE"
+    "AAAAdGltZQAABgAIAAYABgAAAAAAAgAQABQACAAAAAcADAAAABAAEAAAAAAAAAIQAAAAJAAAAAQAAAAAAAAACgAAAHN1YmplY3RfaWQAAAgA"
+    "DAAIAAcACAAAAAAAAAFAAAAA"
 )
 NATIVE_FIELDS = tuple(c for c in events.NATIVE_COLUMNS if c not in ("event_id", "patient_id", "kind"))
 _VITALS = tuple(codes.VITALS)
@@ -264,10 +266,12 @@ def export_meds(
                 f"""COPY (
                     SELECT s.subject_id, r.time, r.code, r.numeric_value::FLOAT AS numeric_value,
                            r.text_value, e.event_id,
-                           CASE WHEN r.part = 0 THEN e.native::VARCHAR END AS native
+                           CASE WHEN r.part = 0 THEN e.native::VARCHAR END AS native, e.event_order
                     FROM (SELECT e.patient_id, e.asserted_seq, e.event_id, {_native_json()} AS native,
-                                 unnest({_rows_list()}) AS r
-                          FROM ({store.current_sql(hw, patients, columns=columns) if patients else empty}) e) e
+                                 e.event_order, unnest({_rows_list()}) AS r
+                          FROM (SELECT *, row_number() OVER (PARTITION BY patient_id ORDER BY asserted_seq)::BIGINT
+                                          AS event_order
+                                FROM ({store.current_sql(hw, patients, columns=columns) if patients else empty})) e) e
                     JOIN tl_meds_subjects s USING (patient_id)
                     ORDER BY s.subject_id, r.time NULLS FIRST, e.asserted_seq, r.part)
                 TO {_quote(str(work / name))} (FORMAT parquet, COMPRESSION zstd,
@@ -356,7 +360,7 @@ def _write_metadata(
         "meds_version": MEDS_VERSION,
         "created_at": utc_now().isoformat() + "Z",
         "raw_source_id_columns": ["event_id"],
-        "other_extension_columns": ["native"],
+        "other_extension_columns": ["native", "event_order"],
         "timeline": {
             "store": str(store.path),
             "timezone": store.timezone,
@@ -367,6 +371,8 @@ def _write_metadata(
             "shards": shards,
             "time": "wall-clock time in the store's time zone (no offset)",
             "native": "primary row of each event: the native event as JSON; import reads it",
+            "event_order": "the event's place among its patient's events in the order the store asserted "
+            "them, from 1: at one instant the later asserted is the current value; import keeps the order",
         },
     }
     (work / DATASET_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -589,6 +595,16 @@ def _column_problems(types: dict[Path, dict[str, str]], source: Path) -> list[Ro
                         file=f.relative_to(source).as_posix(),
                     )
                 )
+    for f, cols in types.items():  # event_order may be missing (an older export): file order
+        if "event_order" in cols and cols["event_order"] not in _INTEGERS:
+            problems.append(
+                RowError(
+                    None,
+                    "event_order",
+                    f"must be BIGINT (int64), not {cols['event_order']}",
+                    file=f.relative_to(source).as_posix(),
+                )
+            )
     return problems
 
 
@@ -728,7 +744,8 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Path) -> list[str]:
     try:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE tl_meds_primary AS
-            SELECT fl.first + d.file_row_number + 1 AS __row, fl.idx AS file_idx,
+            SELECT fl.first + d.file_row_number + 1 AS __g, fl.idx AS file_idx,
+                   {optional("event_order", "BIGINT")},
                    d.file_row_number + 1 AS file_row, d.subject_id::BIGINT AS subject_id,
                    d.code, d.event_id::VARCHAR AS event_id, d.native::VARCHAR AS native, m.patient_id,
                    d.time::TIMESTAMP AS time, {optional("numeric_value", "FLOAT")}, {optional("text_value", "VARCHAR")},
@@ -741,6 +758,17 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Path) -> list[str]:
     except duckdb.Error:
         _damaged(con, files, source)
         raise
+    # The batch's order (its seqs): a patient's events in the order the source store asserted
+    # them (event_order), which decides between two values of one instant; without it, file order.
+    order = (
+        "subject_id, event_order NULLS LAST, __g"
+        if any("event_order" in c for c in types.values())
+        else "__g"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE tl_meds_primary AS SELECT *, row_number() OVER (ORDER BY {order}) AS __row "
+        "FROM tl_meds_primary"
+    )
     kinds = ", ".join(f"({_quote(_SPECIAL_KIND_CODES.get(k, k.upper()))}, {_quote(k)})" for k in events.KINDS)
     con.execute("CREATE OR REPLACE TEMP TABLE tl_meds_kinds (prefix VARCHAR, kind VARCHAR)")
     con.execute(f"INSERT INTO tl_meds_kinds VALUES {kinds}")
@@ -749,26 +777,26 @@ def load_raw(con: duckdb.DuckDBPyConnection, source: Path) -> list[str]:
     # the first row, with how many more rows have it.
     errors = con.execute(
         f"""WITH e AS (
-            SELECT __row, 'subject_id' AS field,
+            SELECT __g AS __row, 'subject_id' AS field,
                    'subject_id ' || subject_id || ' is not in {SUBJECTS_PARQUET}' AS reason
             FROM tl_meds_primary WHERE patient_id IS NULL AND subject_id IS NOT NULL
-            UNION ALL SELECT __row, 'subject_id', 'missing value' FROM tl_meds_primary WHERE subject_id IS NULL
-            UNION ALL SELECT __row, 'event_id', 'missing value: a primary row (one with a native record) '
+            UNION ALL SELECT __g AS __row, 'subject_id', 'missing value' FROM tl_meds_primary WHERE subject_id IS NULL
+            UNION ALL SELECT __g AS __row, 'event_id', 'missing value: a primary row (one with a native record) '
                    || 'is an event and must carry its event id' FROM tl_meds_primary WHERE event_id IS NULL
-            UNION ALL SELECT __row, 'code', 'missing value' FROM tl_meds_primary WHERE code IS NULL
-            UNION ALL SELECT p.__row, 'code', 'code ' || chr(39) || p.code || chr(39)
+            UNION ALL SELECT __g AS __row, 'code', 'missing value' FROM tl_meds_primary WHERE code IS NULL
+            UNION ALL SELECT p.__g AS __row, 'code', 'code ' || chr(39) || p.code || chr(39)
                    || ' does not name a timeline event kind (e.g. LAB//, FINDING//, MEDS_BIRTH)'
             FROM tl_meds_primary p LEFT JOIN tl_meds_kinds k ON k.prefix = split_part(p.code, '//', 1)
             WHERE p.code IS NOT NULL AND k.kind IS NULL
-            UNION ALL SELECT __row, 'native', 'not a JSON object: ' || left(native, 60)
+            UNION ALL SELECT __g AS __row, 'native', 'not a JSON object: ' || left(native, 60)
             FROM tl_meds_primary WHERE NOT is_object
             UNION ALL SELECT __row, 'native', 'field ' || chr(39) || k || chr(39)
                    || ' given more than once in the object' FROM (
-                SELECT __row, unnest(json_keys(native)) AS k FROM tl_meds_primary
+                SELECT __g AS __row, unnest(json_keys(native)) AS k FROM tl_meds_primary
                 WHERE is_object AND len(json_keys(native)) <> len(list_distinct(json_keys(native))))
             GROUP BY __row, k HAVING count(*) > 1
             UNION ALL SELECT __row, 'native', 'unknown field ' || chr(39) || k || chr(39) FROM (
-                SELECT __row, unnest(json_keys(CASE WHEN is_object THEN native ELSE '{{}}' END)) AS k
+                SELECT __g AS __row, unnest(json_keys(CASE WHEN is_object THEN native ELSE '{{}}' END)) AS k
                 FROM tl_meds_primary) WHERE k NOT IN ({allowed})),
         g AS (SELECT min(__row) AS __row, field, reason, count(*) AS n FROM e GROUP BY field, reason)
         SELECT fl.file, g.__row - fl.first, g.field, g.reason, g.n, count(*) OVER ()
