@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -716,3 +717,42 @@ def test_a_round_trip_writes_the_same_data_files(
     assert [f.read_bytes() for f in first] == [
         (tmp_path / "second" / "data" / f.name).read_bytes() for f in first
     ]
+
+
+def test_double_slashes_and_line_breaks_in_text_keep_codes_unambiguous(tmp_path: Path) -> None:
+    """Helper 47 #6: `//` in an adverse-event term or a drug made codes ambiguous (the drug
+    `anakinra//x` described as "dose in x" and matched by ^MEDICATION_START//anakinra//; the
+    term's END row described as a CTCAE grade); a line break passed into the code."""
+    from timeline.ingest import append_rows
+
+    with Store.create(tmp_path / "s.duckdb") as s:
+        append_rows(
+            s,
+            [
+                {"event_id": "b", "patient_id": "P1", "kind": "birth", "occurred_at": "2005-01-01", "sex": "female"},
+                {"event_id": "m", "patient_id": "P1", "kind": "medication_start", "occurred_at": "2008-01-01",
+                 "drug": "anakinra//x", "dose": "2", "dose_unit": "mg/kg", "frequency": "daily"},
+                {"event_id": "a", "patient_id": "P1", "kind": "adverse_event", "occurred_at": "2008-01-02",
+                 "ended_at": "2008-01-05", "term": "rash //grade_3\nitchy", "grade": "2"},
+            ],
+            author="t",
+        )  # fmt: skip
+        export_meds(s, tmp_path / "out")
+    con = duckdb.connect()
+    codes = dict(
+        con.execute(f"SELECT code, description FROM '{tmp_path}/out/metadata/codes.parquet'").fetchall()
+    )
+    drug = "MEDICATION_START//anakinra%2F%2Fx//mg/kg"
+    assert codes[drug] == "anakinra//x: first dose, dose in mg/kg (numeric_value)"
+    assert (
+        codes["ADVERSE_EVENT//rash %2F%2Fgrade_3%0Aitchy//END"] == "adverse event rash //grade_3\nitchy: end"
+    )
+    assert (
+        codes["ADVERSE_EVENT//rash %2F%2Fgrade_3%0Aitchy//grade_2"]
+        == "adverse event rash //grade_3\nitchy: CTCAE grade 2"
+    )
+    data = [r[0] for r in con.execute(f"SELECT code FROM '{tmp_path}/out/data/*.parquet'").fetchall()]
+    assert not [c for c in data if re.match("^MEDICATION_START//anakinra//", c) or "\n" in c]
+    with Store.create(tmp_path / "copy.duckdb") as d:  # read back as it was
+        ingest_file(d, tmp_path / "out", author="t")
+        assert d.current_version("m")["drug"] == "anakinra//x"

@@ -147,29 +147,53 @@ def _native_json() -> str:
     return "'{' || concat_ws(',', " + ", ".join(entries) + ") || '}'"
 
 
+def _part(text: str) -> str:
+    """SQL: a field's text as one part of a ``//``-separated code, escaped so that the code
+    splits back into its parts: ``/`` beside another ``/`` or at either end as ``%2F`` (the
+    drug ``anakinra//x`` is ``anakinra%2F%2Fx``: ``^MEDICATION_START//anakinra//`` does not
+    match it), line breaks and tabs as ``%0A``, ``%0D``, ``%09``, and ``%`` followed by two hex
+    digits as ``%25``. Everything else is as stored (``mg/L``, ``%``, ``{score}``);
+    :func:`code_parts` undoes it."""
+    x = f"regexp_replace({text}, '%([0-9A-Fa-f]{{2}})', '%25\\1', 'g')"
+    for char, code in ((10, "%0A"), (13, "%0D"), (9, "%09")):
+        x = f"replace({x}, chr({char}), '{code}')"
+    x = f"regexp_replace(regexp_replace({x}, '^/', '%2F'), '/$', '%2F')"
+    return f"replace({x}, '//', '%2F%2F')"
+
+
+def code_parts(code: str) -> list[str]:
+    """The parts of an exported code, unescaped (see :func:`_part`)."""
+    from urllib.parse import unquote
+
+    return [unquote(p) for p in code.split("//")]
+
+
 def _primary_code() -> str:
+    code, drug, dose_unit, unit, term = (
+        _part(f"e.{c}") for c in ("code", "drug", "dose_unit", "unit", "term")
+    )
     return f"""CASE e.kind
         WHEN 'birth' THEN 'MEDS_BIRTH'
         WHEN 'death' THEN 'MEDS_DEATH'
-        WHEN 'diagnosis' THEN 'DIAGNOSIS//' || e.code
-        WHEN 'medication_start' THEN 'MEDICATION_START//' || e.drug || '//' || e.dose_unit
-        WHEN 'medication_dose_change' THEN 'MEDICATION_DOSE_CHANGE//' || e.drug || '//' || e.dose_unit
-        WHEN 'medication_stop' THEN 'MEDICATION_STOP//' || e.drug
-        WHEN 'discontinuation' THEN 'DISCONTINUATION//' || e.drug
-        WHEN 'lab' THEN 'LAB//' || e.code || '//' || e.unit
-        WHEN 'assessment' THEN 'ASSESSMENT//' || e.code || '//' || e.unit
-        WHEN 'finding' THEN 'FINDING//' || e.code || '//' || CASE WHEN e.present IS FALSE THEN 'absent' ELSE 'present' END
+        WHEN 'diagnosis' THEN 'DIAGNOSIS//' || {code}
+        WHEN 'medication_start' THEN 'MEDICATION_START//' || {drug} || '//' || {dose_unit}
+        WHEN 'medication_dose_change' THEN 'MEDICATION_DOSE_CHANGE//' || {drug} || '//' || {dose_unit}
+        WHEN 'medication_stop' THEN 'MEDICATION_STOP//' || {drug}
+        WHEN 'discontinuation' THEN 'DISCONTINUATION//' || {drug}
+        WHEN 'lab' THEN 'LAB//' || {code} || '//' || {unit}
+        WHEN 'assessment' THEN 'ASSESSMENT//' || {code} || '//' || {unit}
+        WHEN 'finding' THEN 'FINDING//' || {code} || '//' || CASE WHEN e.present IS FALSE THEN 'absent' ELSE 'present' END
         WHEN 'joint_exam' THEN 'JOINT_EXAM//active_joints'
         WHEN 'mas_episode' THEN 'MAS_EPISODE//START'
-        WHEN 'adverse_event' THEN 'ADVERSE_EVENT//' || e.term || '//grade_' || e.grade
-        ELSE CASE WHEN e.kind IN {_in(_VITALS)} THEN upper(e.kind) || '//' || e.unit ELSE upper(e.kind) END
+        WHEN 'adverse_event' THEN 'ADVERSE_EVENT//' || {term} || '//grade_' || e.grade
+        ELSE CASE WHEN e.kind IN {_in(_VITALS)} THEN upper(e.kind) || '//' || {unit} ELSE upper(e.kind) END
     END"""
 
 
 def _end_code() -> str:
-    return """CASE e.kind WHEN 'finding' THEN 'FINDING//' || e.code || '//END'
+    return f"""CASE e.kind WHEN 'finding' THEN 'FINDING//' || {_part("e.code")} || '//END'
         WHEN 'mas_episode' THEN 'MAS_EPISODE//END'
-        ELSE 'ADVERSE_EVENT//' || e.term || '//END' END"""
+        ELSE 'ADVERSE_EVENT//' || {_part("e.term")} || '//END' END"""
 
 
 def _rows_list() -> str:
@@ -381,7 +405,7 @@ def _write_metadata(
 
 def describe_code(code: str, book: codes.CodeBook = codes.BUILTIN) -> tuple[str, str, list[str]]:
     """(code, description, parent codes) for metadata/codes.parquet."""
-    parts = code.split("//")
+    parts = code_parts(code)
     head = parts[0]
     parents: list[str] = []
     text = code
