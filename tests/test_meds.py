@@ -756,3 +756,42 @@ def test_double_slashes_and_line_breaks_in_text_keep_codes_unambiguous(tmp_path:
     with Store.create(tmp_path / "copy.duckdb") as d:  # read back as it was
         ingest_file(d, tmp_path / "out", author="t")
         assert d.current_version("m")["drug"] == "anakinra//x"
+
+
+def test_format_names_are_case_insensitive_as_in_export(exported: Path, tmp_path: Path) -> None:
+    """Helper 47 #8: `--format MEDS` on a directory failed "is a directory, not a file"."""
+    Store.create(tmp_path / "t.duckdb").close()
+    result = run_cli("ingest", "--store", tmp_path / "t.duckdb", "--format", "MEDS", exported)
+    assert result.exit_code == 0, result.output
+    assert "14 events added" in result.stdout
+
+
+def test_an_unknown_format_is_a_usage_error_even_for_a_directory(exported: Path, tmp_path: Path) -> None:
+    Store.create(tmp_path / "t.duckdb").close()
+    result = run_cli("ingest", "--store", tmp_path / "t.duckdb", "--format", "xyz", exported)
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: unknown format 'xyz' (use csv, jsonl, parquet or meds)\n",
+    )
+
+
+def test_a_directory_without_data_says_it_is_not_a_meds_dataset(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    store = tmp_path / "t.duckdb"
+    Store.create(store).close()
+    result = run_cli("ingest", "--store", store, tmp_path / "empty")
+    assert result.exit_code == 6
+    assert (
+        "is a directory, not a file; nor a MEDS dataset: it has no data/ directory of *.parquet files"
+        in result.stderr
+    )
+
+
+def test_a_meds_data_file_given_alone_points_to_its_dataset(exported: Path, tmp_path: Path) -> None:
+    """Helper 47 #8: data/0.parquet itself was met with did-you-means (text_value -> value)."""
+    store = tmp_path / "t.duckdb"
+    Store.create(store).close()
+    result = run_cli("ingest", "--store", store, exported / "data" / "0.parquet")
+    assert result.exit_code == 6
+    assert "a data file of a MEDS dataset: ingest the dataset's directory" in result.stderr
+    assert "did you mean" not in result.stderr

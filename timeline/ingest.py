@@ -120,6 +120,10 @@ def ingest_file(
     larger cap is faster on a large file (20M events: 134.7 s at 512 MB, a 728 MiB peak; 110.1 s
     at 6 GB, a 5.9 GiB peak; benchmarks/README.md), never above a limit already set."""
     limit = INGEST_MEMORY_LIMIT if memory_limit is None else memory_limit
+    if fmt is not None:  # as export: MEDS, CSV are the same formats
+        fmt = fmt.lower()
+        if fmt not in ("csv", "jsonl", "parquet", "meds"):
+            raise UsageError(f"unknown format {fmt!r} (use csv, jsonl, parquet or meds)")
     if str(path) == "-" or _is_stream(Path(path)):
         with _spooled(Path(path), fmt) as (copy, name):
             try:
@@ -361,7 +365,17 @@ def _detect_format(path: Path, fmt: str | None, name: str | None = None) -> str:
             )
         return "meds"
     if path.is_dir():
-        raise IngestError(str(path), [RowError(None, None, "is a directory, not a file")])
+        raise IngestError(
+            str(path),
+            [
+                RowError(
+                    None,
+                    None,
+                    f"is a directory, not a file; nor a MEDS dataset: it has no {meds.DATA_DIR}/ directory "
+                    f"of *.parquet files (give --format meds to have it read as one)",
+                )
+            ],
+        )
     try:
         path.open("rb").close()
     except OSError as exc:  # no permission: the file's to reject, as one that cannot be parsed
@@ -604,6 +618,18 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     except duckdb.Error as exc:
         raise _not_parquet(str(path), exc) from exc
     names = [str(r[0]) for r in described]
+    if {"subject_id", "code", "native"} <= set(names):
+        raise IngestError(
+            str(path),
+            [
+                RowError(
+                    None,
+                    None,
+                    "a data file of a MEDS dataset: ingest the dataset's directory (the one holding "
+                    f"{meds.DATA_DIR}/ and metadata/), which maps its subject_ids to patients",
+                )
+            ],
+        )
     present = _check_columns(str(path), names)
     types = {str(r[0]): str(r[1]) for r in described}
     cols = ", ".join(_parquet_column(c, types[c]) for c in present)
