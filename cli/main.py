@@ -163,7 +163,8 @@ def ingest(
         list[Path],
         typer.Argument(
             metavar="FILE",
-            help="CSV, JSON Lines or Parquet files in the native format; - reads standard input (give --format).",
+            help="CSV, JSON Lines or Parquet files in the native format, or MEDS dataset directories "
+            "(from `timeline export --format meds`); - reads standard input (give --format).",
             readable=False,  # an unreadable file is the ingest's to reject (exit 6), not a usage error
         ),
     ],

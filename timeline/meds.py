@@ -386,7 +386,7 @@ def _write_metadata(
         "raw_source_id_columns": ["event_id"],
         "other_extension_columns": ["native", "event_order"],
         "timeline": {
-            "store": str(store.path),
+            "store": str(Path(store.path).resolve()),
             "timezone": store.timezone,
             "high_water": hw,
             "as_known_at": as_known_at.isoformat() if as_known_at else None,
