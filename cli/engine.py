@@ -451,9 +451,11 @@ def history(
         import sys
 
         writer = csv.writer(sys.stdout)
-        writer.writerow(["rule", "start", "end", "value", "reason"])
+        writer.writerow(["patient_id", "rule", "start", "end", "value", "reason"])
         for r in rows:
-            writer.writerow([r["rule"], r["start"], r["end"] or "", r["value"], r["reason"] or ""])
+            # true/false as the rest of the CLI (and JSON) writes them, not Python's True/False
+            value = str(r["value"]).lower() if isinstance(r["value"], bool) else r["value"]
+            writer.writerow([patient, r["rule"], r["start"], r["end"] or "", value, r["reason"] or ""])
         return
     _swimlanes(patient, rows)
 

@@ -26,7 +26,8 @@ def export(
         typer.Option(
             "--as-known-at",
             metavar="T",
-            help="Export the record as it stood at T (UTC date or ISO date-time). Default: now.",
+            help="Export the record as it stood at T (UTC date or ISO date-time), or when sequence "
+            "number N was written (seq:N, a manifest's high_water). Default: now.",
         ),
     ] = None,
     shard_rows: Annotated[
@@ -44,7 +45,7 @@ def export(
     ] = False,
 ) -> None:
     """Write the current timeline as a MEDS dataset: data/*.parquet (subject_id, time, code,
-    numeric_value, text_value, event_id, native) and metadata/ (dataset.json, codes.parquet,
+    numeric_value, text_value, event_id, native, event_order) and metadata/ (dataset.json, codes.parquet,
     subject_splits.parquet, subject_ids.parquet mapping subject_id to patient id).
 
     Corrections are applied and retracted events left out. `timeline ingest OUT_DIR` reads the
@@ -59,7 +60,7 @@ def export(
     """
     from timeline.errors import UsageError
     from timeline.meds import export_meds
-    from timeline.store import Store
+    from timeline.store import Store, manifest
 
     if fmt.lower() != "meds":
         raise UsageError(f"unknown export format {fmt!r} (use meds)")
@@ -69,7 +70,8 @@ def export(
         moment = s.known_at(as_known_at)
         with working(f"writing the MEDS dataset to {out_dir}…"):
             result = export_meds(s, out_dir, as_known_at=moment, shard_rows=shard_rows)
+        meta = manifest(s, result.high_water, moment)
     if json_out:
-        dump_json(result.__dict__)
+        dump_json({"manifest": meta, **result.__dict__})
     else:
         console().print(esc(result.message()))

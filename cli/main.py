@@ -163,7 +163,8 @@ def ingest(
         list[Path],
         typer.Argument(
             metavar="FILE",
-            help="CSV, JSON Lines or Parquet files in the native format; - reads standard input (give --format).",
+            help="CSV, JSON Lines or Parquet files in the native format, or MEDS dataset directories "
+            "(from `timeline export --format meds`); - reads standard input (give --format).",
             readable=False,  # an unreadable file is the ingest's to reject (exit 6), not a usage error
         ),
     ],
@@ -241,13 +242,14 @@ def ingest(
             payload["rejected"] = {
                 "source": failed.source,
                 "errors": [e.__dict__ for e in failed.errors],
+                "errors_found": failed.found,  # more than listed when the list is capped (1,000)
             }
             payload["ok"] = False
             payload["error"] = error_document(failed.summary(), failed.details(), failed.exit_code)
         dump_json(payload)
     if failed is not None:
         if not json_out:
-            error(failed.summary(), failed.details())
+            error(failed.summary(), failed.details(), failed.found)
         raise Exit(failed.exit_code)
 
 

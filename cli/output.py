@@ -120,14 +120,21 @@ def esc(text: object) -> str:
     return escape("" if text is None else str(text))
 
 
-def error(message: str, details: list[str] | None = None) -> None:
+def error(message: str, details: list[str] | None = None, found: int | None = None) -> None:
+    """``found``: how many problems there are, when ``details`` lists only the first of them
+    (an ingest lists 1,000 errors at most)."""
     err = console(stderr=True)
     # One line per error, never wrapped: scripts grep these lines, and a terminal wraps anyway.
     err.print(f"[bold red]error:[/] {_escape(message)}", soft_wrap=True)
     shown = details or []
     for line in shown[:50]:
         err.print(f"  {_escape(line)}", soft_wrap=True)
-    if len(shown) > 50:
+    total = max(found or 0, len(shown))
+    if total > len(shown) and len(shown) > 50:
+        err.print(f"  … {total - 50:,} more (--json lists the first {len(shown):,})", soft_wrap=True)
+    elif total > len(shown):
+        err.print(f"  … {total - len(shown):,} more, not listed", soft_wrap=True)
+    elif len(shown) > 50:
         err.print(f"  … {len(shown) - 50} more (use --json for all)", soft_wrap=True)
 
 

@@ -348,10 +348,12 @@ def test_history_csv_has_one_row_per_interval(example_store: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert list(rows[0]) == ["rule", "start", "end", "value", "reason"]
+    # helper 47 #10: a patient column, and false as the rest of the CLI writes it (was False)
+    assert list(rows[0]) == ["patient_id", "rule", "start", "end", "value", "reason"]
+    assert {r["patient_id"] for r in rows} == {"P001"}
     assert [(r["start"], r["value"], r["reason"]) for r in rows][:2] == [
         ("2007-06-01 00:00:00", "unknown", "no CRP recorded up to the date"),
-        ("2008-01-10 00:00:00", "False", ""),
+        ("2008-01-10 00:00:00", "false", ""),
     ]
     assert len(rows) == len(CRP_INTERVALS)
 

@@ -700,3 +700,26 @@ def test_a_signal_inside_an_import_is_known_as_such(tmp_path: Path) -> None:
     finally:
         sys.path.remove(str(tmp_path))
     assert (probe_module_for_import.SEEN, _importing(sys._getframe())) == (True, False)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_more_errors_than_listed_are_counted_truly(suffix: str, tmp_path: Path) -> None:
+    """Helper 47 #7: 1,500 bad rows were reported as "(1001 errors)", the 1,001st being a
+    line "… and 500 more errors" counted as an error, and "… 951 more (use --json for all)";
+    --json held 1,001 entries."""
+    bad = tmp_path / f"many.{suffix}"
+    if suffix == "csv":
+        lines = ["event_id,patient_id,kind,occurred_at,code,value,unit"]
+        lines += [f"e{i},P1,lab,2008-01-10,1988-5,lots,mg/L" for i in range(1500)]
+    else:
+        lines = ["[1]"] * 1500
+    bad.write_text("\n".join(lines) + "\n")
+    store = tmp_path / "s.duckdb"
+    Store.create(store).close()
+    result = run_cli("ingest", "--store", store, bad)
+    assert result.exit_code == 6
+    assert f"{bad}: batch rejected, nothing written (1,500 errors, the first 1,000 listed)" in result.stderr
+    assert result.stderr.rstrip().endswith("  … 1,450 more (--json lists the first 1,000)")
+    payload = json.loads(run_cli("ingest", "--store", store, bad, "--json").stdout)
+    assert (len(payload["rejected"]["errors"]), payload["rejected"]["errors_found"]) == (1000, 1500)
+    assert "(1,500 errors, the first 1,000 listed)" in payload["error"]["message"]

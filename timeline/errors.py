@@ -108,10 +108,15 @@ class RowError:
     # the file's line, when it is not the row's number plus one (a CSV file with a quoted
     # field running over lines, or blank lines, before the row)
     line: int | None = None
+    # the file the row is in, when the source is several files (a MEDS dataset's data/3.parquet):
+    # ``row`` is then that file's own row, from 1
+    file: str | None = None
 
     def __str__(self) -> str:
         where = []
-        if self.row is not None:
+        if self.file is not None:
+            where.append(self.file + (f" row {self.row}" if self.row is not None else ""))
+        elif self.row is not None:
             where.append(f"row {self.row}" + (f" (line {self.line})" if self.line is not None else ""))
         if self.field:
             where.append(f"field {self.field}")
@@ -124,14 +129,23 @@ class IngestError(TimelineError):
 
     source: str
     errors: list[RowError] = field(default_factory=list)
+    # how many errors were found, when more than ``errors`` lists (a list is capped at
+    # MAX_REPORTED); None: ``errors`` is all of them
+    total: int | None = None
     exit_code = 6
 
     def __post_init__(self) -> None:
         super().__init__(self.summary())
 
+    @property
+    def found(self) -> int:
+        """How many errors were found (``errors`` may list only the first of them)."""
+        return max(self.total or 0, len(self.errors))
+
     def summary(self) -> str:
-        n = len(self.errors)
-        return f"{self.source}: batch rejected, nothing written ({n} error{'s' if n != 1 else ''})"
+        n, listed = self.found, len(self.errors)
+        first = f", the first {listed:,} listed" if n > listed else ""
+        return f"{self.source}: batch rejected, nothing written ({n:,} error{'s' if n != 1 else ''}{first})"
 
     def details(self) -> list[str]:
         return [f"{self.source}: {e}" for e in self.errors]

@@ -120,13 +120,17 @@ def ingest_file(
     larger cap is faster on a large file (20M events: 134.7 s at 512 MB, a 728 MiB peak; 110.1 s
     at 6 GB, a 5.9 GiB peak; benchmarks/README.md), never above a limit already set."""
     limit = INGEST_MEMORY_LIMIT if memory_limit is None else memory_limit
+    if fmt is not None:  # as export: MEDS, CSV are the same formats
+        fmt = fmt.lower()
+        if fmt not in ("csv", "jsonl", "parquet", "meds"):
+            raise UsageError(f"unknown format {fmt!r} (use csv, jsonl, parquet or meds)")
     if str(path) == "-" or _is_stream(Path(path)):
         with _spooled(Path(path), fmt) as (copy, name):
             try:
                 return _ingest_file(store, copy, name, author=author, fmt=fmt, progress=progress, limit=limit)
             except IngestError as exc:
                 if exc.source == str(copy):  # named by the reader of the copy
-                    raise IngestError(name, exc.errors) from None
+                    raise IngestError(name, exc.errors, exc.total) from None
                 raise
     return _ingest_file(store, Path(path), str(path), author=author, fmt=fmt, progress=progress, limit=limit)
 
@@ -181,7 +185,7 @@ def _ingest_file(
     restore = lower_memory_limit(con, INGEST_MEMORY_LIMIT if limit is None else limit)
     try:
         with _out_of_room(name, lambda: "reading"):
-            _load_raw(con, source, fmt)
+            notes = _load_raw(con, source, fmt)
         digest = meds.dataset_digest(source) if fmt == "meds" else _file_sha256(source)
         brought, codes_digest, kept = (
             meds.site_codes_to_register(store, source) if fmt == "meds" else ([], "", [])
@@ -198,8 +202,11 @@ def _ingest_file(
             site_codes=brought,
             codes_digest=codes_digest,
         )
-        note = meds.zone_note(store, source) if fmt == "meds" and result.added else None
-        return dataclasses.replace(result, codes_kept=kept, notes=[note] if note else [])
+        if fmt == "meds" and result.added:
+            notes += [meds.zone_note(store, source)]
+            if result.batch_id is not None:
+                notes += [meds.disagreement_note(store, source, result.batch_id)]
+        return dataclasses.replace(result, codes_kept=kept, notes=[n for n in notes if n])
     except IngestError as exc:
         if fmt == "meds":  # name the data file and its row beside the dataset-wide row number
             raise meds.locate(con, exc) from None
@@ -339,7 +346,7 @@ def _with_lines(path: Path, exc: IngestError) -> IngestError:
         else e
         for e in exc.errors
     ]
-    return IngestError(exc.source, located)
+    return IngestError(exc.source, located, exc.total)
 
 
 def _detect_format(path: Path, fmt: str | None, name: str | None = None) -> str:
@@ -358,7 +365,17 @@ def _detect_format(path: Path, fmt: str | None, name: str | None = None) -> str:
             )
         return "meds"
     if path.is_dir():
-        raise IngestError(str(path), [RowError(None, None, "is a directory, not a file")])
+        raise IngestError(
+            str(path),
+            [
+                RowError(
+                    None,
+                    None,
+                    f"is a directory, not a file; nor a MEDS dataset: it has no {meds.DATA_DIR}/ directory "
+                    f"of *.parquet files (give --format meds to have it read as one)",
+                )
+            ],
+        )
     try:
         path.open("rb").close()
     except OSError as exc:  # no permission: the file's to reject, as one that cannot be parsed
@@ -450,15 +467,17 @@ def _check_columns(source: str, found: Sequence[str]) -> list[str]:
     return [c for c in events.NATIVE_COLUMNS if c in seen]
 
 
-def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> None:
+def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> list[str | None]:
+    """Build ``tl_raw``; returns notes on what was not read (a MEDS dataset's rows)."""
     if fmt == "csv":
         _load_csv(con, path)
     elif fmt == "jsonl":
         _load_jsonl(con, path)
     elif fmt == "meds":
-        meds.load_raw(con, path)
+        return list(meds.load_raw(con, path))
     else:
         _load_parquet(con, path)
+    return []
 
 
 def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -536,23 +555,26 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             str(path), [RowError(None, None, f"cannot read as JSON Lines: {str(exc).splitlines()[0]}")]
         ) from exc
     bad = con.execute(
-        """SELECT __row, CASE WHEN NOT json_valid(line) THEN 'not valid JSON'
-                              ELSE 'not a JSON object (got ' || lower(json_type(line::JSON)) || ')' END
+        f"""SELECT __row, CASE WHEN NOT json_valid(line) THEN 'not valid JSON'
+                              ELSE 'not a JSON object (got ' || lower(json_type(line::JSON)) || ')' END,
+                  count(*) OVER ()
            FROM tl_lines WHERE trim(line) <> '' AND (NOT json_valid(line) OR json_type(line::JSON) <> 'OBJECT')
-           ORDER BY __row LIMIT 1001"""
+           ORDER BY __row LIMIT {MAX_REPORTED}"""
     ).fetchall()
     if bad:
-        raise IngestError(str(path), [RowError(int(r), None, str(m)) for r, m in bad])
+        raise IngestError(str(path), [RowError(int(r), None, str(m)) for r, m, _ in bad], int(bad[0][2]))
     # a key given twice: JSON leaves it to the reader (DuckDB takes the first, Python the last)
     twice = con.execute(
-        """SELECT __row, k FROM (
+        f"""SELECT __row, k, count(*) OVER () FROM (
                SELECT __row, unnest(json_keys(line::JSON)) AS k FROM tl_lines
                WHERE trim(line) <> '' AND len(json_keys(line::JSON)) <> len(list_distinct(json_keys(line::JSON))))
-           GROUP BY __row, k HAVING count(*) > 1 ORDER BY __row, k LIMIT 1001"""
+           GROUP BY __row, k HAVING count(*) > 1 ORDER BY __row, k LIMIT {MAX_REPORTED}"""
     ).fetchall()
     if twice:
         raise IngestError(
-            str(path), [RowError(int(r), str(k), "given more than once in the object") for r, k in twice]
+            str(path),
+            [RowError(int(r), str(k), "given more than once in the object") for r, k, _ in twice],
+            int(twice[0][2]),
         )
     nonblank = con.execute("SELECT count(*) FROM tl_lines WHERE trim(line) <> ''").fetchone()
     if nonblank is None or nonblank[0] == 0:
@@ -596,6 +618,18 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     except duckdb.Error as exc:
         raise _not_parquet(str(path), exc) from exc
     names = [str(r[0]) for r in described]
+    if {"subject_id", "code", "native"} <= set(names):
+        raise IngestError(
+            str(path),
+            [
+                RowError(
+                    None,
+                    None,
+                    "a data file of a MEDS dataset: ingest the dataset's directory (the one holding "
+                    f"{meds.DATA_DIR}/ and metadata/), which maps its subject_ids to patients",
+                )
+            ],
+        )
     present = _check_columns(str(path), names)
     types = {str(r[0]): str(r[1]) for r in described}
     cols = ", ".join(_parquet_column(c, types[c]) for c in present)
@@ -1294,10 +1328,7 @@ def _write_batch(
             lambda: _collect_errors(con, _checks(store, op, now_local, unique_ids=unique, book=book), book),
         )
         if errors:
-            exc = IngestError(source, errors)
-            if total > len(errors):
-                exc.errors.append(RowError(None, None, f"… and {total - len(errors)} more errors"))
-            raise exc
+            raise IngestError(source, errors, total)
 
         # Rows to insert: first occurrence of each event id, not already in the store, or
         # asserting again with other content an event that was retracted.
