@@ -509,7 +509,10 @@ def _intervals_table(c: Any, patient: str, rows: list[dict[str, Any]]) -> None:
         else "why a value holds: `timeline explain PATIENT RULE --at DATE`"
     )
     table = Table(
-        title=cell(f"{patient}: intervals"), title_justify="left", caption=caption, caption_justify="left"
+        title=cell(f"{patient}: intervals"),
+        title_justify="left",
+        caption=cell(caption),
+        caption_justify="left",
     )
     for col in ("rule", "from", "until", "value", "reason (unknown)"):
         table.add_column(col)
