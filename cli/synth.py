@@ -129,11 +129,22 @@ def synth(
 
 
 def _apply(path: Path, store: Path | None, wait: float, json_out: bool) -> None:
+    from cli.output import note
     from timeline.store import Store
-    from timeline.synth import apply_amendments
+    from timeline.synth import AmendmentsInterrupted, apply_amendments
 
     with Store.open(store, write=True, wait=wait) as s, _Bar(f"{path.name}: applying", show=True) as bar:
-        corrected, retracted, skipped = apply_amendments(s, path, progress=bar)
+        try:
+            corrected, retracted, skipped = apply_amendments(s, path, progress=bar)
+        except AmendmentsInterrupted as exc:  # then "error: interrupted" (or terminated), 130 or 143
+            if exc.committing:
+                note(
+                    f"{path}: stopped as its amendments were committed: all of them may be applied, or none;"
+                    " apply the file again to be sure (what is applied already is skipped)"
+                )
+            else:
+                note(f"{path}: stopped before its amendments were committed: none of them is applied")
+            raise
         target = s.path
     if json_out:
         dump_json(

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.support import ROOT, run_cli, snapshot, subprocess_env
+from tests.support import ROOT, raw_connection, run_cli, snapshot, subprocess_env
 from timeline import synth
 from timeline.engine.evaluate import Session
 from timeline.ingest import ingest_file
@@ -394,33 +397,240 @@ def _amend(tmp_path: Path, *lines: dict[str, Any]) -> Path:
 RETRACT = {"op": "retract", "event_id": "p1-wt1", "reason": "wrong patient", "author": "a"}
 
 
+def _amend_text(tmp_path: Path, *lines: str) -> Path:
+    path = tmp_path / "amend.jsonl"
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def _latest(store: Path, event_id: str) -> dict[str, Any]:
+    """The latest version of an event, as stored (a retraction too)."""
+    with raw_connection(store, read_only=True) as con:
+        cur = con.execute("SELECT * FROM events WHERE event_id = ? ORDER BY seq DESC LIMIT 1", [event_id])
+        names = [d[0] for d in cur.description]
+        row = cur.fetchone()
+    assert row is not None
+    return dict(zip(names, row, strict=True))
+
+
+def _apply(store: Path, path: Path, *extra: str) -> Any:
+    return run_cli("synth", "--apply-amendments", path, "--store", store, *extra)
+
+
+def _correct(event_id: str, reason: str = "typo", author: str = "dm", **changes: Any) -> dict[str, Any]:
+    return {"op": "correct", "event_id": event_id, "set": changes, "reason": reason, "author": author}
+
+
 def test_an_amendment_of_an_unknown_event_stops_the_file_before_anything_is_applied(
     example_store: Path, tmp_path: Path
 ) -> None:
     path = _amend(tmp_path, RETRACT, {**RETRACT, "event_id": "nope"})
     before = snapshot(example_store)
-    result = run_cli("synth", "--apply-amendments", path, "--store", example_store)
+    result = _apply(example_store, path)
     assert result.exit_code == 5
-    assert result.stderr.strip() == f"error: {path}: line 2: no event with id 'nope'; nothing applied"
+    assert result.stderr.splitlines() == [
+        f"error: {path}: amendments rejected, nothing applied (1 error)",
+        f"  {path}: line 2 (retract nope), field event_id: no event with id 'nope'",
+    ]
     assert snapshot(example_store) == before
 
 
-def test_a_rejected_amendment_names_its_line_and_what_was_kept(example_store: Path, tmp_path: Path) -> None:
-    bad = {"op": "correct", "event_id": "p1-crp1", "set": {"value": "abc"}, "reason": "typo", "author": "a"}
-    path = _amend(tmp_path, RETRACT, bad)
-    result = run_cli("synth", "--apply-amendments", path, "--store", example_store)
-    assert result.exit_code == 6
-    where = f"{path}: line 2 (correct p1-crp1)"
-    assert result.stderr.splitlines() == [
-        f"error: {where}: batch rejected, nothing written (1 error)",
-        f"  {where}: field value: not a number: 'abc'",
-        "  1 amendment(s) before line 2 applied and kept (0 already applied); applying the file again skips them",
+def test_every_unknown_event_id_is_named_with_a_near_id(example_store: Path, tmp_path: Path) -> None:
+    path = _amend(tmp_path, {**RETRACT, "event_id": "nope"}, {**RETRACT, "event_id": "P1-CRP1"})
+    result = _apply(example_store, path)
+    assert result.exit_code == 5
+    assert result.stderr.splitlines()[1:] == [
+        f"  {path}: line 1 (retract nope), field event_id: no event with id 'nope'",
+        f"  {path}: line 2 (retract P1-CRP1), field event_id: no event with id 'P1-CRP1'"
+        " (did you mean 'p1-crp1' or 'p1-crp2'?)",
     ]
+
+
+def test_a_correction_the_store_rejects_rejects_the_whole_file(example_store: Path, tmp_path: Path) -> None:
+    bad = _correct("p1-crp1", value="abc")
+    path = _amend(tmp_path, RETRACT, bad, _correct("p1-esr1", value="-5"))
+    before = snapshot(example_store)
+    result = _apply(example_store, path)
+    assert result.exit_code == 6
+    assert result.stderr.splitlines() == [
+        f"error: {path}: amendments rejected, nothing applied (2 errors)",
+        f"  {path}: line 2 (correct p1-crp1), field value: not a number: 'abc'",
+        f"  {path}: line 3 (correct p1-esr1), field value: value -5 mm/h is outside the plausible range"
+        " 0–200 mm/h for ESR (Westergren)",
+    ]
+    assert snapshot(example_store) == before
     fixed = _amend(tmp_path, RETRACT, {**bad, "set": {"value": "3"}})
-    again = run_cli("synth", "--apply-amendments", fixed, "--store", example_store, "--json")
+    again = _apply(example_store, fixed, "--json")
     assert json.loads(again.stdout) == {
-        "store": str(example_store), "corrections": 1, "retractions": 0, "skipped": 1
+        "store": str(example_store), "corrections": 1, "retractions": 1, "skipped": 0
     }  # fmt: skip
+
+
+def test_a_later_correction_with_the_same_reason_and_author_is_applied(
+    example_store: Path, tmp_path: Path
+) -> None:
+    # helper 50: week 3's value 22 was skipped as "already applied" (same op, reason, author)
+    assert _apply(example_store, _amend(tmp_path, _correct("p1-wt1", value="21"))).exit_code == 0
+    week3 = _apply(example_store, _amend(tmp_path, _correct("p1-wt1", value="22")), "--json")
+    assert (json.loads(week3.stdout)["corrections"], _latest(example_store, "p1-wt1")["value"]) == (1, 22.0)
+
+
+def test_a_correction_to_the_content_the_event_has_is_already_applied(
+    example_store: Path, tmp_path: Path
+) -> None:
+    path = _amend(tmp_path, _correct("p1-wt1", reason="another reason", author="another", value="24.50"))
+    before = snapshot(example_store)
+    result = _apply(example_store, path, "--json")
+    assert (json.loads(result.stdout)["skipped"], snapshot(example_store)) == (1, before)
+
+
+def test_a_second_amendment_of_one_event_in_a_file_sees_the_first(
+    example_store: Path, tmp_path: Path
+) -> None:
+    path = _amend(tmp_path, _correct("p1-wt1", value="21"), _correct("p1-wt1", value="21.0"))
+    result = _apply(example_store, path, "--json")
+    assert {k: v for k, v in json.loads(result.stdout).items() if k != "store"} == {
+        "corrections": 1, "retractions": 0, "skipped": 1
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [_correct("p1-wt1", value="21"), _correct("p1-wt1", value="22")],
+        [_correct("p1-wt1", value="21"), RETRACT],
+        [RETRACT, RETRACT],
+    ],
+    ids=["corrected-twice", "corrected-then-retracted", "retracted-twice"],
+)
+def test_a_file_that_amends_one_event_more_than_once_applies_once(
+    example_store: Path, tmp_path: Path, lines: list[dict[str, Any]]
+) -> None:
+    path = _amend(tmp_path, *lines)
+    assert _apply(example_store, path).exit_code == 0
+    applied = snapshot(example_store)
+    again = _apply(example_store, path, "--json")
+    assert (again.exit_code, json.loads(again.stdout)["skipped"]) == (0, len(lines))
+    assert snapshot(example_store) == applied
+
+
+def test_set_null_clears_the_field_as_an_empty_set_value_does(example_store: Path, tmp_path: Path) -> None:
+    noted = _correct("p1-wt1", note="scale B")
+    assert _apply(example_store, _amend(tmp_path, noted)).exit_code == 0
+    assert _apply(example_store, _amend(tmp_path, {**noted, "set": {"note": None}})).exit_code == 0
+    assert _latest(example_store, "p1-wt1")["note"] is None
+
+
+def test_numbers_and_booleans_in_set_are_read_as_a_file_writes_them(
+    example_store: Path, tmp_path: Path
+) -> None:
+    path = _amend(tmp_path, _correct("p1-je1", active_joints=5), _correct("p1-rash1", present=False))
+    assert _apply(example_store, path).exit_code == 0
+    assert (
+        _latest(example_store, "p1-je1")["active_joints"],
+        _latest(example_store, "p1-rash1")["present"],
+    ) == (
+        5,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("not json", ": not valid JSON: Expecting value (column 1)"),
+        ("[1]", ": expected a JSON object, got a list"),
+        ('{"op": "fix", "event_id": "p1-wt1"}', ', field op: expected \'correct\' or \'retract\', got "fix"'),
+        ('{"event_id": "p1-wt1", "reason": "r", "author": "a"}', ", field op: expected 'correct' or 'retract', got nothing"),
+        ('{"op": "retract", "reason": "r", "author": "a"}', ", field event_id: missing"),
+        ('{"op": "retract", "event_id": " ", "reason": "r", "author": "a"}', ", field event_id: must not be empty"),
+        ('{"op": "retract", "event_id": "p1-wt1", "author": "a"}', " (retract p1-wt1), field reason: missing"),
+        ('{"op": "retract", "event_id": "p1-wt1", "reason": "", "author": "a"}', " (retract p1-wt1), field reason: must not be empty"),
+        ('{"op": "retract", "event_id": "p1-wt1", "reason": 5, "author": "a"}', " (retract p1-wt1), field reason: must be text, got a number"),
+        ('{"op": "retract", "event_id": "p1-wt1", "reason": "r"}', " (retract p1-wt1), field author: missing"),
+        ('{"op": "retract", "event_id": "p1-wt1", "reason": "r", "author": "a", "set": {}}', " (retract p1-wt1), field set: unknown key (a retraction takes no set)"),
+        ('{"op": "retract", "event_id": "p1-wt1", "reason": "r", "author": "a", "reasn": "x"}', " (retract p1-wt1), field reasn: unknown key (did you mean 'reason'?)"),
+        ('{"op": "correct", "event_id": "p1-wt1", "reason": "r", "author": "a"}', ' (correct p1-wt1), field set: missing: give the fields to change, {"FIELD": VALUE, ...}'),
+        ('{"op": "correct", "event_id": "p1-wt1", "set": "value=3", "reason": "r", "author": "a"}', ' (correct p1-wt1), field set: must be an object {"FIELD": VALUE, ...}, got text'),
+        ('{"op": "correct", "event_id": "p1-wt1", "set": {}, "reason": "r", "author": "a"}', " (correct p1-wt1), field set: is empty: give at least one field to change"),
+        ('{"op": "correct", "event_id": "p1-je1", "set": {"activ_joints": 3}, "reason": "r", "author": "a"}', " (correct p1-je1), field activ_joints: unknown field (did you mean 'active_joints'?)"),
+        ('{"op": "correct", "event_id": "p1-je1", "set": {"patient_id": "P9"}, "reason": "r", "author": "a"}', " (correct p1-je1), field patient_id: cannot be corrected: retract the event and ingest it again"),
+        ('{"op": "correct", "event_id": "p1-crp1", "set": {"active_joints": 3}, "reason": "r", "author": "a"}', " (correct p1-crp1), field active_joints: does not apply to kind lab"),
+        ('{"op": "correct", "event_id": "p1-wt1", "set": {"value": [3]}, "reason": "r", "author": "a"}', " (correct p1-wt1), field value: must be text, a number, true, false or null, got a list"),
+    ],
+    ids=[
+        "not-json", "not-an-object", "unknown-op", "no-op", "no-event-id", "blank-event-id", "no-reason",
+        "empty-reason", "reason-a-number", "no-author", "set-on-a-retraction", "unknown-key", "no-set",
+        "set-a-string", "set-empty", "unknown-field", "identity-field", "field-of-another-kind", "value-a-list",
+    ],
+)  # fmt: skip
+def test_a_malformed_line_is_named_with_its_field_and_nothing_is_applied(
+    example_store: Path, tmp_path: Path, line: str, problem: str
+) -> None:
+    path = _amend_text(tmp_path, json.dumps(RETRACT), line)
+    before = snapshot(example_store)
+    result = _apply(example_store, path)
+    assert result.exit_code == 6
+    assert result.stderr.splitlines() == [
+        f"error: {path}: amendments rejected, nothing applied (1 error)",
+        f"  {path}: line 2{problem}",
+    ]
+    assert snapshot(example_store) == before
+
+
+def test_every_malformed_line_is_named_not_only_the_first(example_store: Path, tmp_path: Path) -> None:
+    path = _amend_text(
+        tmp_path,
+        '{"op": "retract", "event_id": "p1-wt1", "reason": " ", "author": "a"}',
+        "",
+        '{"op": "retract", "event_id": "nope", "reason": "r", "author": "a"}',
+        "{",
+        '{"op": "correct", "event_id": "p1-crp1", "set": {"value": "abc"}, "reason": "r"}',
+    )
+    result = _apply(example_store, path, "--json")
+    assert result.exit_code == 6
+    assert json.loads(result.stdout)["error"]["details"] == [
+        f"{path}: line 1 (retract p1-wt1), field reason: must not be empty",
+        f"{path}: line 3 (retract nope), field event_id: no event with id 'nope'",
+        f"{path}: line 4: not valid JSON: Expecting property name enclosed in double quotes (column 2)",
+        f"{path}: line 5 (correct p1-crp1), field author: missing",
+    ]
+
+
+def test_correcting_an_event_the_file_retracted_before_is_an_error(
+    example_store: Path, tmp_path: Path
+) -> None:
+    path = _amend(tmp_path, RETRACT, _correct("p1-wt1", value="21"))
+    result = _apply(example_store, path)
+    assert result.exit_code == 6
+    assert result.stderr.splitlines()[1] == (
+        f"  {path}: line 2 (correct p1-wt1): the event is retracted by then and cannot be corrected:"
+        " to bring it back, ingest a row with its event id and the corrected content"
+    )
+
+
+def test_an_interrupted_apply_leaves_nothing_applied_and_says_so(
+    example_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from timeline import ingest
+
+    real = ingest.correct
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:  # Ctrl-C once the first correction is written
+        real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the handler raises in this thread meanwhile
+
+    monkeypatch.setattr(ingest, "correct", interrupted)
+    path = _amend(tmp_path, RETRACT, _correct("p1-crp1", value="3"), _correct("p1-esr1", value="30"))
+    before = snapshot(example_store)
+    result = _apply(example_store, path)
+    assert result.exit_code == 130
+    assert result.stderr.splitlines() == [
+        f"note: {path}: stopped before its amendments were committed: none of them is applied",
+        "error: interrupted",
+    ]
+    assert snapshot(example_store) == before
 
 
 @pytest.mark.parametrize(

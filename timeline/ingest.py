@@ -24,7 +24,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -242,10 +242,10 @@ def append_rows(
 
 
 def correct(
-    store: Store, event_id: str, changes: dict[str, str], *, reason: str, author: str
+    store: Store, event_id: str, changes: Mapping[str, str | None], *, reason: str, author: str
 ) -> IngestResult:
     """Append a corrected version of an event. ``changes`` maps native fields to new
-    values (text, as in a file; an empty string clears a field)."""
+    values (text, as in a file; an empty string or None clears a field)."""
     _require_text(reason, "reason")
     _require_text(author, "author")
     if not changes:
@@ -1623,6 +1623,22 @@ class _Meter:
 
 
 # ---- corrections ----------------------------------------------------------------------
+
+
+def near_event_ids(store: Store, event_id: str) -> str:
+    """A did-you-mean for an event id the store does not hold: the ids that differ only in
+    case, or else by at most two characters (ignoring case), closest first; "" if none."""
+    rows = store.con.execute(
+        """SELECT event_id FROM (SELECT DISTINCT event_id FROM events)
+           WHERE abs(length(event_id) - length($id)) <= 2
+             AND levenshtein(lower(event_id), lower($id)) <= least(2, length($id) // 3)
+           ORDER BY levenshtein(lower(event_id), lower($id)), levenshtein(event_id, $id), event_id
+           LIMIT 3""",
+        {"id": event_id},
+    ).fetchall()
+    if not rows:
+        return ""
+    return f" (did you mean {' or '.join(repr(str(r[0])) for r in rows)}?)"
 
 
 def _native_from_stored(row: dict[str, Any]) -> dict[str, Any]:

@@ -203,6 +203,7 @@ class Store:
         self.con = con
         self.path = path
         self.writable = writable
+        self._depth = 0  # transactions open: an inner one joins the outer
         self.timezone = self._meta("timezone") or "UTC"
         self.schema_version = self._meta("schema_version") or "1"
 
@@ -619,9 +620,19 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction; a transaction opened inside it is part of it (commits with it, or
+        is rolled back with it): several batches can be written atomically."""
         if not self.writable:
             raise StoreError("store was opened read-only")
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.con
+            finally:
+                self._depth -= 1
+            return
         self.con.execute("BEGIN TRANSACTION")
+        self._depth = 1
         try:
             yield self.con
         except BaseException:
@@ -631,6 +642,8 @@ class Store:
             with suppress(duckdb.Error):
                 self.con.execute("ROLLBACK")
             raise
+        finally:
+            self._depth = 0
         self.con.execute("COMMIT")
 
 

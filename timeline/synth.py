@@ -39,8 +39,9 @@ How it is built, and why:
   the patient lacks, such as joint counts that differ). The events file carries the erroneous
   version (a weight entered in pounds in the kilogram field, CRP in the wrong unit, swapped joint
   counts, an MAS episode without its end, a temperature entered in the wrong chart, a lab
-  entered twice); :func:`apply_amendments` applies them to a store through
-  :func:`timeline.ingest.correct` and :func:`timeline.ingest.retract`.
+  entered twice); :func:`apply_amendments` checks such a file whole and applies it to a store
+  through :func:`timeline.ingest.correct` and :func:`timeline.ingest.retract`, in one
+  transaction.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -1529,92 +1530,395 @@ def _shift_row_group(rg: list[list[Any]], shift: int) -> None:
 
 # ---- amendments ---------------------------------------------------------------------------
 
+# the keys of an amendment, by op; ``set`` holds the native fields a correction changes
+_AMENDMENT_KEYS = {
+    "correct": ("op", "event_id", "set", "reason", "author"),
+    "retract": ("op", "event_id", "reason", "author"),
+}
+_IDENTITY = ("event_id", "patient_id", "kind")
+
+
+@dataclass
+class Amendment:
+    """One line of an amendments file, checked: ``changes`` maps native fields to their new
+    value as text (None clears the field; empty for a retraction)."""
+
+    line: int
+    op: str
+    event_id: str
+    reason: str
+    author: str
+    changes: dict[str, str | None]
+
 
 @dataclass
 class AmendmentError(IngestError):
-    """One amendment of a file was rejected; those before it stay applied (``kept`` says how
-    many)."""
+    """An amendments file was rejected: nothing of it was applied. Each error names its line
+    (``RowError.line``); ``labels`` gives a line's amendment (``correct p1-crp1``) when it
+    could be read."""
 
-    kept: str = ""
+    labels: dict[int, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        n = self.found
+        return f"{self.source}: amendments rejected, nothing applied ({n:,} error{'s' if n != 1 else ''})"
 
     def details(self) -> list[str]:
-        return [*super().details(), self.kept]
+        lines = []
+        for e in self.errors:
+            where = f"line {e.line}" if e.line is not None else "file"
+            if e.line in self.labels:
+                where += f" ({self.labels[e.line]})"
+            if e.field:
+                where += f", field {e.field}"
+            lines.append(f"{self.source}: {where}: {e.reason}")
+        return lines
+
+
+@dataclass
+class UnknownAmendedEventError(AmendmentError, UnknownEventError):
+    """Every error of a rejected amendments file is an event id the store does not hold."""
+
+    exit_code = 5
 
 
 def read_amendments(path: str | Path) -> Iterator[dict[str, Any]]:
-    """The amendments of a JSON Lines file, one dict per line (op, event_id, set, reason, author)."""
-    for _, item in _numbered_amendments(path):
-        yield item
+    """The amendments of a JSON Lines file, one dict per line (op, event_id, set, reason,
+    author), as written; :func:`check_amendments` checks them."""
+    for _, item in _lines(path, []):
+        if isinstance(item, dict):
+            yield item
 
 
-def _numbered_amendments(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _lines(path: str | Path, errors: list[RowError]) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON) of each non-blank line; a line that is not UTF-8 or not JSON
+    is added to ``errors``."""
     source = Path(path)
     if not source.is_file():
         raise UsageError(f"no such amendments file: {source}")
-    with source.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
+    with source.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                errors.append(RowError(None, None, f"not valid UTF-8 (byte {exc.start + 1})", line=number))
+                continue
             if not line.strip():
                 continue
             try:
-                item = json.loads(line)
+                yield number, json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as exc:
-                raise UsageError(f"{source}: line {number} is not valid JSON: {exc.msg}") from exc
-            if not isinstance(item, dict) or item.get("op") not in ("correct", "retract"):
-                raise UsageError(
-                    f"{source}: line {number}: expected an object with op 'correct' or 'retract'"
+                errors.append(
+                    RowError(None, None, f"not valid JSON: {exc.msg} (column {exc.colno})", line=number)
                 )
-            yield number, item
+
+
+def _set_value(value: Any) -> str | None:
+    """A value of ``set`` as native text: a number or true/false as a file writes it; null or
+    an empty text clears the field. Raises ValueError for a list or an object."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return value.strip() or None
+    raise ValueError(type(value).__name__)
+
+
+def _label(item: Any) -> str | None:
+    """``correct p1-crp1``: a line's amendment, in a message, when its op and id can be read."""
+    event_id = item.get("event_id") if isinstance(item, dict) else None
+    if (
+        isinstance(item, dict)
+        and item.get("op") in _AMENDMENT_KEYS
+        and isinstance(event_id, str)
+        and event_id.strip()
+    ):
+        return f"{item['op']} {item['event_id'].strip()}"
+    return None
+
+
+def _parse_amendment(number: int, item: Any, errors: list[RowError]) -> Amendment | None:
+    """The amendment of one line, or None with its problems added to ``errors``."""
+    found = len(errors)
+
+    def bad(name: str | None, reason: str) -> None:
+        errors.append(RowError(None, name, reason, line=number))
+
+    if not isinstance(item, dict):
+        bad(None, f"expected a JSON object, got {_json_type(item)}")
+        return None
+    op = item.get("op")
+    if op not in _AMENDMENT_KEYS:
+        bad("op", f"expected 'correct' or 'retract', got {json.dumps(op) if 'op' in item else 'nothing'}")
+        return None
+    keys = _AMENDMENT_KEYS[str(op)]
+    for key in item:
+        if key not in keys:
+            hint = " (a retraction takes no set)" if key == "set" else _did_you_mean(str(key), keys)
+            bad(str(key), f"unknown key{hint}")
+    texts: dict[str, str] = {}
+    for key in ("event_id", "reason", "author"):
+        value = item.get(key)
+        if key not in item:
+            bad(key, "missing")
+        elif not isinstance(value, str):
+            bad(key, f"must be text, got {_json_type(value)}")
+        elif not value.strip():
+            bad(key, "must not be empty")
+        else:
+            texts[key] = value.strip()
+    changes: dict[str, str | None] = {}
+    if op == "correct":
+        fields = item.get("set")
+        if "set" not in item:
+            bad("set", 'missing: give the fields to change, {"FIELD": VALUE, ...}')
+        elif not isinstance(fields, dict):
+            bad("set", f'must be an object {{"FIELD": VALUE, ...}}, got {_json_type(fields)}')
+        elif not fields:
+            bad("set", "is empty: give at least one field to change")
+        else:
+            for name, value in fields.items():
+                if name not in NATIVE_COLUMNS:
+                    bad(name, f"unknown field{_did_you_mean(name, NATIVE_COLUMNS)}")
+                elif name in _IDENTITY:
+                    bad(name, "cannot be corrected: retract the event and ingest it again")
+                else:
+                    try:
+                        changes[name] = _set_value(value)
+                    except ValueError:
+                        bad(name, f"must be text, a number, true, false or null, got {_json_type(value)}")
+    if len(errors) > found:
+        return None
+    return Amendment(number, str(op), texts["event_id"], texts["reason"], texts["author"], changes)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _did_you_mean(word: str, pool: Sequence[str]) -> str:
+    from timeline.ingest import _did_you_mean as suggest
+
+    return suggest(word, pool)
+
+
+def check_amendments(store: Any, path: str | Path) -> tuple[list[Amendment], list[Amendment]]:
+    """Check a whole amendments file against a store, writing nothing: every line's shape,
+    fields and event, each amendment against its event as the amendments before it in the
+    file leave it. Returns (to apply, already applied), in file order. A correction is already
+    applied when the event already has its content, a retraction when the event is already
+    retracted; and the amendments of an event are all already applied when its latest versions
+    are what they would write from an earlier version (a file that corrects an event twice,
+    applied again). Raises :class:`AmendmentError` naming every problem
+    (:class:`UnknownAmendedEventError`, exit 5, when each one is an event the store does not
+    hold)."""
+    from timeline.ingest import _native_from_stored
+
+    errors: list[RowError] = []
+    labels: dict[int, str] = {}
+    by_event: dict[str, list[Amendment]] = {}
+    for number, item in _lines(path, errors):
+        amendment = _parse_amendment(number, item, errors)
+        if amendment is not None:
+            by_event.setdefault(amendment.event_id, []).append(amendment)
+        label = _label(item)
+        if label is not None:
+            labels[number] = label
+    # every version of each event, oldest first: a native row, or None for a retraction
+    versions: dict[str, list[dict[str, Any] | None]] = {}
+    kinds: dict[str, str] = {}
+    cur = store.con.execute(
+        "SELECT * FROM events WHERE event_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY event_id, seq",
+        [sorted(by_event)],
+    )
+    names = [d[0] for d in cur.description]
+    for values in cur.fetchall():
+        row = dict(zip(names, values, strict=True))
+        kinds[row["event_id"]] = row["kind"]
+        versions.setdefault(row["event_id"], []).append(
+            None if row["op"] == "retract" else _native_from_stored(row)
+        )
+    unknown = 0
+    apply: list[Amendment] = []
+    done: list[Amendment] = []
+    for event_id, amendments in by_event.items():
+        if event_id not in versions:
+            unknown += len(amendments)
+            near = _near_ids(store, event_id)
+            errors.extend(
+                RowError(None, "event_id", f"no event with id {event_id!r}{near}", line=a.line)
+                for a in amendments
+            )
+            continue
+        history = versions[event_id]
+        outcome = _simulate(store, kinds[event_id], history[-1], amendments)
+        if (isinstance(outcome, tuple) and not any(outcome[1])) or _applied_before(
+            store, kinds[event_id], history, amendments
+        ):
+            done.extend(amendments)
+        elif isinstance(outcome, tuple):
+            apply.extend(a for a, writes in zip(amendments, outcome[1], strict=True) if writes)
+            done.extend(a for a, writes in zip(amendments, outcome[1], strict=True) if not writes)
+        else:
+            errors.extend(outcome)
+    if errors:
+        errors.sort(key=lambda e: e.line or 0)
+        kind = UnknownAmendedEventError if unknown == len(errors) else AmendmentError
+        raise kind(str(path), errors, labels=labels)
+    return sorted(apply, key=lambda a: a.line), sorted(done, key=lambda a: a.line)
+
+
+def _simulate(
+    store: Any, kind: str, state: dict[str, Any] | None, amendments: list[Amendment]
+) -> tuple[list[dict[str, Any] | None], list[bool]] | list[RowError]:
+    """An event's amendments applied in turn, from ``state`` (a native row; None: retracted),
+    writing nothing: (the versions they write, whether each one writes), or their problems."""
+    from timeline.events import KINDS
+    from timeline.ingest import _same_native
+
+    allowed = set(KINDS[kind].model_fields) if kind in KINDS else set(NATIVE_COLUMNS)
+    written: list[dict[str, Any] | None] = []
+    writes: list[bool] = []
+    errors: list[RowError] = []
+    for a in amendments:
+        if a.op == "retract":
+            writes.append(state is not None)
+            if state is not None:
+                written.append(None)
+            state = None
+            continue
+        wrong = [name for name in a.changes if name not in allowed] if state is not None else []
+        errors.extend(RowError(None, name, f"does not apply to kind {kind}", line=a.line) for name in wrong)
+        if state is None:
+            errors.append(
+                RowError(
+                    None, None,
+                    "the event is retracted by then and cannot be corrected: to bring it back, ingest a row"
+                    " with its event id and the corrected content",
+                    line=a.line,
+                )
+            )  # fmt: skip
+        if wrong or state is None:
+            writes.append(False)
+            continue
+        row = {**state, **a.changes}
+        same = _same_native(store.con, state, row)
+        writes.append(not same)
+        if not same:
+            written.append(row)
+            state = row
+    return errors if errors else (written, writes)
+
+
+def _applied_before(
+    store: Any, kind: str, history: list[dict[str, Any] | None], amendments: list[Amendment]
+) -> bool:
+    """Whether an event's latest versions are what its amendments write from an earlier
+    version (the file was applied already)."""
+    for start in range(len(history) - 2, max(-1, len(history) - 2 - len(amendments)), -1):
+        outcome = _simulate(store, kind, history[start], amendments)
+        if isinstance(outcome, tuple) and _same_states(store, outcome[0], history[start + 1 :]):
+            return True
+    return False
+
+
+def _same_states(store: Any, a: Sequence[dict[str, Any] | None], b: Sequence[dict[str, Any] | None]) -> bool:
+    from timeline.ingest import _same_native
+
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if (x is None) != (y is None):
+            return False
+        if x is not None and y is not None and not _same_native(store.con, x, y):
+            return False
+    return True
+
+
+def _near_ids(store: Any, event_id: str) -> str:
+    from timeline.ingest import near_event_ids
+
+    return near_event_ids(store, event_id)
 
 
 def apply_amendments(
     store: Any, path: str | Path, *, progress: Progress | None = None
 ) -> tuple[int, int, int]:
-    """Apply a synthetic amendments file to a store (after its events were ingested): each
-    correction through :func:`timeline.ingest.correct`, each retraction through
-    :func:`timeline.ingest.retract`, one batch each with its author and reason. An amendment
-    whose event's latest version already is that correction or retraction (same author and
-    reason) is skipped, so applying a file twice changes nothing. Returns (corrections,
-    retractions, skipped)."""
+    """Apply an amendments file (JSON Lines, one correction or retraction per line) to a
+    store. First the whole file is checked (:func:`check_amendments`): a file with any problem
+    is rejected with every problem named, and nothing is applied. Then each correction goes
+    through :func:`timeline.ingest.correct` and each retraction through
+    :func:`timeline.ingest.retract`, each its own batch with its author and reason, all in one
+    transaction: corrections the store's checks reject (a value out of range) reject the file,
+    every one named, and nothing is applied; an interruption (:class:`AmendmentsInterrupted`)
+    leaves nothing applied, or — as the transaction commits — all of it. An amendment already
+    applied (the event already has the correction's content, or is already retracted) is
+    skipped, so applying a file twice changes nothing. Returns (corrections, retractions,
+    skipped)."""
+    errors: list[RowError] = []
+    committing = False
+    try:
+        apply, done = check_amendments(store, path)
+        with store.transaction():
+            counts = _apply_each(store, apply, errors, progress)
+            if errors:
+                raise AmendmentError(
+                    str(path), errors, labels={a.line: f"{a.op} {a.event_id}" for a in apply}
+                )
+            committing = True  # leaving the block commits
+    except BaseException as exc:
+        if _interrupt(exc):  # Ctrl-C, SIGTERM: how far it got
+            raise AmendmentsInterrupted(committing) from exc
+        raise
+    return counts[0], counts[1], len(done) + counts[2]
+
+
+def _interrupt(exc: BaseException) -> bool:
+    """Ctrl-C, also as DuckDB reports a query it stopped."""
+    return isinstance(exc, KeyboardInterrupt | duckdb.InterruptException) or (
+        isinstance(exc, RuntimeError) and str(exc) == "Query interrupted"
+    )
+
+
+class AmendmentsInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) while an amendments file was applied: before the commit, nothing
+    of it is applied; as it was committed (``committing``), all of it may be."""
+
+    def __init__(self, committing: bool) -> None:
+        super().__init__()
+        self.committing = committing
+
+
+def _apply_each(
+    store: Any, apply: list[Amendment], errors: list[RowError], progress: Progress | None
+) -> tuple[int, int, int]:
+    """Write each amendment, in one transaction the caller holds; a correction the store's
+    checks reject adds its errors to ``errors`` and the next is tried. Returns (corrections,
+    retractions, found already applied)."""
     from timeline.ingest import correct, retract
 
-    numbered = list(_numbered_amendments(path))
-    items = [item for _, item in numbered]
-    latest = {
-        str(eid): (str(op), reason, author)
-        for eid, op, reason, author in store.con.execute(
-            """SELECT event_id, op, change_reason, author FROM events
-               WHERE event_id IN (SELECT unnest(?::VARCHAR[]))
-               QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY seq DESC) = 1""",
-            [[str(item["event_id"]) for item in items]],
-        ).fetchall()
-    }
-    # an event the store does not hold stops the file before anything is applied
-    for number, item in numbered:
-        if str(item["event_id"]) not in latest:
-            raise UnknownEventError(
-                f"{path}: line {number}: no event with id {str(item['event_id'])!r}; nothing applied"
-            )
-    corrected = retracted = skipped = 0
-    for i, (number, item) in enumerate(numbered, start=1):
-        op, reason, author = latest[str(item["event_id"])]
+    counts = [0, 0, 0]
+    for i, a in enumerate(apply, start=1):
         try:
-            if op == item["op"] and reason == item["reason"] and author == item["author"]:
-                skipped += 1
-            elif item["op"] == "correct":
-                changes = {str(k): str(v) for k, v in dict(item["set"]).items()}
-                correct(store, item["event_id"], changes, reason=item["reason"], author=item["author"])
-                corrected += 1
+            if a.op == "correct":
+                result = correct(store, a.event_id, a.changes, reason=a.reason, author=a.author)
             else:
-                retract(store, item["event_id"], reason=item["reason"], author=item["author"])
-                retracted += 1
-        except IngestError as exc:
-            # each amendment is its own batch: the ones before this line stay applied
-            raise AmendmentError(
-                f"{path}: line {number} ({item['op']} {item['event_id']})",
-                [RowError(None, e.field, e.reason) for e in exc.errors],
-                kept=f"{corrected + retracted} amendment(s) before line {number} applied and kept "
-                f"({skipped} already applied); applying the file again skips them",
-            ) from exc
+                result = retract(store, a.event_id, reason=a.reason, author=a.author)
+        except IngestError as exc:  # the store's checks of a correction: every one reported
+            errors.extend(RowError(None, e.field, e.reason, line=a.line) for e in exc.errors)
+            continue
+        counts[2 if result.batch_id is None else 0 if a.op == "correct" else 1] += 1
         if progress is not None:
-            progress(100.0 * i / len(items))
-    return corrected, retracted, skipped
+            progress(100.0 * i / len(apply))
+    return counts[0], counts[1], counts[2]
