@@ -107,6 +107,16 @@ def _author(value: str | None, required: bool) -> str:
         return "unknown"
 
 
+def _event_id(value: str) -> str:
+    """An EVENT_ID argument, trimmed as ingest trims the ids it stores (' p1-crp1 ' pasted
+    from a table)."""
+    from timeline.errors import UsageError
+
+    if not value.strip():
+        raise UsageError("EVENT_ID must not be empty")
+    return value.strip()
+
+
 # ---- store commands -------------------------------------------------------------------
 
 
@@ -325,6 +335,7 @@ def correct(
     from timeline.errors import UsageError
     from timeline.ingest import correct as do_correct
 
+    event_id = _event_id(event_id)
     changes: dict[str, str] = {}
     for item in set_:
         if "=" not in item:
@@ -363,6 +374,7 @@ def retract(
     """
     from timeline.ingest import retract as do_retract
 
+    event_id = _event_id(event_id)
     who = _author(author, required=True)
     with _open(store, write=True, wait=wait) as s:
         result = do_retract(s, event_id, reason=reason, author=who)

@@ -125,7 +125,40 @@ def test_correcting_a_retracted_event_exits_5(corrected_store: Path) -> None:
     result = run_cli(
         "correct", "p1-rash1", "--set", "note=x", "--reason", "r", *AUTHOR, "--store", corrected_store
     )
-    assert (result.exit_code, result.stderr) == (5, "error: event 'p1-rash1' was retracted (seq 16)\n")
+    assert (result.exit_code, result.stderr.splitlines()) == (
+        5,
+        [
+            "error: event 'p1-rash1' was retracted (seq 16)",
+            "  a retracted event cannot be corrected: to bring it back, ingest a row with its event id and"
+            " the corrected content (a row with the content of one of its versions keeps it retracted)",
+        ],
+    )
+
+
+@pytest.mark.parametrize("command", ["correct", "retract"])
+def test_an_unknown_event_id_suggests_the_ids_it_may_be_ignoring_case(
+    example_store: Path, command: str
+) -> None:
+    change = ("--set", "value=5") if command == "correct" else ()
+    result = run_cli(command, "P1-CRP1", *change, "--reason", "r", *AUTHOR, "--store", example_store)
+    assert (result.exit_code, result.stderr) == (
+        5,
+        f"error: no event with id 'P1-CRP1' in {example_store} (did you mean 'p1-crp1' or 'p1-crp2'?)\n",
+    )
+
+
+@pytest.mark.parametrize("command", ["correct", "retract"])
+def test_an_event_id_with_spaces_around_it_is_trimmed(example_store: Path, command: str) -> None:
+    change = ("--set", "value=5") if command == "correct" else ()
+    result = run_cli(command, " p1-crp2\t", *change, "--reason", "r", *AUTHOR, "--store", example_store)
+    assert (result.exit_code, result.stdout.split(":")[0]) == (0, f"{command}ed p1-crp2")
+
+
+@pytest.mark.parametrize("command", ["correct", "retract"])
+def test_a_blank_event_id_is_a_usage_error(example_store: Path, command: str) -> None:
+    change = ("--set", "value=5") if command == "correct" else ()
+    result = run_cli(command, "  ", *change, "--reason", "r", *AUTHOR, "--store", example_store)
+    assert (result.exit_code, result.stderr) == (2, "error: EVENT_ID must not be empty\n")
 
 
 @pytest.mark.parametrize("field", ["patient_id", "kind", "event_id"])

@@ -87,9 +87,17 @@ class StoreLockedError(StoreError):
 
 
 class UnknownEventError(TimelineError):
-    """An event id that the store does not hold (as known at the given moment)."""
+    """An event id that the store does not hold (as known at the given moment); ``hint``, a
+    line under the message, says what to do instead."""
 
     exit_code = 5
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def details(self) -> list[str]:
+        return [self.hint] if self.hint else []
 
 
 class UnknownPatientError(TimelineError):

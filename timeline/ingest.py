@@ -34,7 +34,7 @@ from typing import Any
 import duckdb
 
 from timeline import codes, events, meds, registry
-from timeline.errors import IngestError, ResourceError, RowError, UsageError, first_line
+from timeline.errors import IngestError, ResourceError, RowError, UnknownEventError, UsageError, first_line
 from timeline.integrity import row_hash_sql, seal_batch
 from timeline.store import EVENT_COLUMNS, Store, _quote, insert_rows, lower_memory_limit, out_of_room
 from timeline.store import sql_list as _in
@@ -255,7 +255,7 @@ def correct(
             raise UsageError(f"unknown field {name!r}{_did_you_mean(name, events.NATIVE_COLUMNS)}")
         if name in ("event_id", "patient_id", "kind"):
             raise UsageError(f"{name} cannot be corrected: retract the event and ingest it again")
-    current = store.current_version(event_id)
+    current = _live_version(store, event_id)
     row = _native_from_stored(current)
     before = dict(row)
     for name, value in changes.items():
@@ -281,7 +281,7 @@ def retract(store: Store, event_id: str, *, reason: str, author: str) -> IngestR
     if last is not None and last[0] == "retract":
         # already retracted (a script run again): nothing to write, as an ingest of duplicates
         return IngestResult(f"retraction of {event_id}", None, 0, 1, store.high_water(), 0.0)
-    current = store.current_version(event_id)
+    current = _live_version(store, event_id)
     started = time.perf_counter()
     con = store.con
     with store.transaction():
@@ -1623,6 +1623,25 @@ class _Meter:
 
 
 # ---- corrections ----------------------------------------------------------------------
+
+
+def _live_version(store: Store, event_id: str) -> dict[str, Any]:
+    """The current version of an event to correct or retract; an unknown id is an error with
+    the ids it may be a misspelling of, a retracted event one that says how to bring it back."""
+    last = store.con.execute(
+        "SELECT op, seq FROM events WHERE event_id = ? ORDER BY seq DESC LIMIT 1", [event_id]
+    ).fetchone()
+    if last is None:
+        raise UnknownEventError(
+            f"no event with id {event_id!r} in {store.path}{near_event_ids(store, event_id)}"
+        )
+    if last[0] == "retract":
+        raise UnknownEventError(
+            f"event {event_id!r} was retracted (seq {last[1]})",
+            "a retracted event cannot be corrected: to bring it back, ingest a row with its event id"
+            " and the corrected content (a row with the content of one of its versions keeps it retracted)",
+        )
+    return store.current_version(event_id)
 
 
 def near_event_ids(store: Store, event_id: str) -> str:
