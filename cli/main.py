@@ -334,6 +334,7 @@ def correct(
     """
     from timeline.errors import UsageError
     from timeline.ingest import correct as do_correct
+    from timeline.ingest import describe_stored
 
     event_id = _event_id(event_id)
     changes: dict[str, str] = {}
@@ -345,12 +346,15 @@ def correct(
     who = _author(author, required=True)
     with _open(store, write=True, wait=wait) as s:
         result = do_correct(s, event_id, changes, reason=reason, author=who)
+        stored = describe_stored(s.current_version(event_id), changes) if result.batch_id is not None else ""
     if json_out:
         dump_json({"event_id": event_id, **result.__dict__})
     elif result.batch_id is None:
         console().print(f"{esc(event_id)} already has these values: nothing written")
     else:
-        console().print(f"corrected {esc(event_id)}: seq {result.high_water} (batch {result.batch_id})")
+        console().print(
+            f"corrected {esc(event_id)}: {esc(stored)}; seq {result.high_water} (batch {result.batch_id})"
+        )
 
 
 @app.command(cls=Command)

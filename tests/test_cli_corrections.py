@@ -55,20 +55,23 @@ def test_correct_appends_a_new_version_with_the_same_id(example_store: Path) -> 
     result = run_cli(
         "correct", "p1-crp2", "--set", "value=5", "--reason", "typo", *AUTHOR, "--store", example_store
     )
-    assert (result.exit_code, result.stdout) == (0, "corrected p1-crp2: seq 15 (batch 2)\n")
+    assert (result.exit_code, result.stdout) == (0, "corrected p1-crp2: value 5 mg/L; seq 15 (batch 2)\n")
 
 
-def test_corrected_value_is_the_current_one(corrected_store: Path) -> None:
-    crp = current(corrected_store, "p1-crp2")
-    assert crp is not None and (crp["value"], crp["op"], crp["change_reason"]) == (
-        5.0,
-        "correct",
-        "transcription error",
+def test_a_correction_says_the_value_as_given_and_as_stored(example_store: Path) -> None:
+    # helper 50: value=6 on a CRP entered in mg/dL is stored as 60 mg/L, and was not said
+    result = run_cli(
+        "correct", "p1-crp1", "--set", "value=6", "--reason", "typo", *AUTHOR, "--store", example_store
     )
+    assert result.stdout == "corrected p1-crp1: value 6 mg/dL (stored as 60 mg/L); seq 15 (batch 2)\n"
 
 
-def test_retracted_event_leaves_the_current_timeline(corrected_store: Path) -> None:
-    assert current(corrected_store, "p1-rash1") is None
+def test_a_correction_that_clears_a_field_says_so(example_store: Path) -> None:
+    run_cli("correct", "p1-wt1", "--set", "note=scale B", "--reason", "r", *AUTHOR, "--store", example_store)
+    result = run_cli(
+        "correct", "p1-wt1", "--set", "note=", "--reason", "r", *AUTHOR, "--store", example_store
+    )
+    assert result.stdout == "corrected p1-wt1: note cleared; seq 16 (batch 3)\n"
 
 
 def test_correct_requires_an_author(example_store: Path) -> None:

@@ -1625,6 +1625,44 @@ class _Meter:
 # ---- corrections ----------------------------------------------------------------------
 
 
+def describe_stored(row: dict[str, Any], fields: Iterable[str]) -> str:
+    """The stored values of an event's native ``fields``, for a correction's message: a
+    measurement as given and, when converted, as stored (``value 6 mg/dL (stored as 60
+    mg/L)``); a cleared field as ``note cleared``."""
+    native = _native_from_stored(row)
+    measured = {"value": "value", "unit": "value", "ref_low": "ref_low", "ref_high": "ref_high"}
+    measured |= {"dose": "dose", "dose_unit": "dose"}
+    shown: list[str] = []
+    seen: set[str] = set()
+    for name in fields:
+        name = measured.get(name, name)
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in ("value", "ref_low", "ref_high", "dose"):
+            unit = "dose_unit" if name == "dose" else "unit"
+            given = _quantity(row[f"orig_{name}"], row[f"orig_{unit}"])
+            stored = _quantity(row[name], row[unit])
+            if given is None:
+                shown.append(f"{name} cleared")
+            else:
+                shown.append(f"{name} {given}" + (f" (stored as {stored})" if stored != given else ""))
+        elif native.get(name) is None:
+            shown.append(f"{name} cleared")
+        else:
+            value = native[name]
+            text = _as_text(value) if not isinstance(value, str) else repr(value) if name == "note" else value
+            shown.append(f"{name} {text}")
+    return ", ".join(shown)
+
+
+def _quantity(value: Any, unit: str | None) -> str | None:
+    if value is None:
+        return None
+    number = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    return f"{number} {unit}" if unit else number
+
+
 def _live_version(store: Store, event_id: str) -> dict[str, Any]:
     """The current version of an event to correct or retract; an unknown id is an error with
     the ids it may be a misspelling of, a retracted event one that says how to bring it back."""
