@@ -342,7 +342,12 @@ def correct(
         if "=" not in item:
             raise UsageError(f"--set {item!r} must be FIELD=VALUE")
         name, value = item.split("=", 1)
-        changes[name.strip()] = value.strip()
+        name = name.strip()
+        if name in changes:
+            raise UsageError(
+                f"--set {name} given twice ({changes[name]!r} and {value.strip()!r}): give each field once"
+            )
+        changes[name] = value.strip()
     who = _author(author, required=True)
     with _open(store, write=True, wait=wait) as s:
         result = do_correct(s, event_id, changes, reason=reason, author=who)

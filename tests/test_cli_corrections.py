@@ -74,6 +74,19 @@ def test_a_correction_that_clears_a_field_says_so(example_store: Path) -> None:
     assert result.stdout == "corrected p1-wt1: note cleared; seq 16 (batch 3)\n"
 
 
+def test_a_field_set_twice_is_a_usage_error(example_store: Path) -> None:
+    before = snapshot(example_store)
+    result = run_cli(
+        "correct", "p1-crp2", "--set", "value=5", "--set", "value=6", "--reason", "r", *AUTHOR,
+        "--store", example_store,
+    )  # fmt: skip
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: --set value given twice ('5' and '6'): give each field once\n",
+    )
+    assert snapshot(example_store) == before
+
+
 def test_correct_requires_an_author(example_store: Path) -> None:
     result = run_cli("correct", "p1-crp2", "--set", "value=5", "--reason", "typo", "--store", example_store)
     assert (result.exit_code, result.stderr) == (2, "error: --author is required (or set TIMELINE_AUTHOR)\n")
