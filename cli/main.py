@@ -94,6 +94,8 @@ def _date_bound(value: str | None, option: str, end: bool) -> datetime | None:
 def _author(value: str | None, required: bool) -> str:
     from timeline.errors import UsageError
 
+    if value is not None and not value.strip():  # '' as '  ': not a silent fall-back to $TIMELINE_AUTHOR
+        raise UsageError("--author must not be empty")
     author = value or os.environ.get("TIMELINE_AUTHOR")
     if author:
         return author

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import raw_connection, run_cli, snapshot
+from tests.support import ROOT, raw_connection, run_cli, snapshot
 
 AUTHOR = ("--author", "Dr. Ruiz")
 
@@ -85,6 +85,36 @@ def test_a_field_set_twice_is_a_usage_error(example_store: Path) -> None:
         "error: --set value given twice ('5' and '6'): give each field once\n",
     )
     assert snapshot(example_store) == before
+
+
+@pytest.mark.parametrize("command", ["correct", "retract", "ingest", "codes add"])
+def test_an_empty_author_is_refused_not_replaced_by_the_environment(
+    example_store: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.setenv("TIMELINE_AUTHOR", "Dr. Env")
+    args = {
+        "correct": ("correct", "p1-crp2", "--set", "value=5", "--reason", "r"),
+        "retract": ("retract", "p1-crp2", "--reason", "r"),
+        "ingest": ("ingest", ROOT / "examples" / "events.csv"),
+        "codes add": ("codes", "add", ROOT / "examples" / "site_rules" / "codes.yaml"),
+    }[command]
+    before = snapshot(example_store)
+    result = run_cli(*args, "--author", "", "--store", example_store)
+    assert (result.exit_code, result.stderr) == (2, "error: --author must not be empty\n")
+    assert snapshot(example_store) == before
+
+
+def test_corrected_value_is_the_current_one(corrected_store: Path) -> None:
+    crp = current(corrected_store, "p1-crp2")
+    assert crp is not None and (crp["value"], crp["op"], crp["change_reason"]) == (
+        5.0,
+        "correct",
+        "transcription error",
+    )
+
+
+def test_retracted_event_leaves_the_current_timeline(corrected_store: Path) -> None:
+    assert current(corrected_store, "p1-rash1") is None
 
 
 def test_correct_requires_an_author(example_store: Path) -> None:
