@@ -73,7 +73,8 @@ class _State:
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     """Ctrl-C, and SIGTERM alike: the command stops the same way, its temporary files (a copy
-    of standard input, a half-written export or synth file) removed and the store unchanged."""
+    of standard input, a half-written export or synth file) removed and the store unchanged —
+    unless a batch was committing, which may then be kept (README, *Exit codes*)."""
     if _importing(frame):
         # raised inside an import, the exception can reach a C extension's start-up (DuckDB's
         # bindings abort the process: exit 134 and a C traceback): the signal is sent again
