@@ -922,3 +922,15 @@ def test_the_physician_global_of_an_inactive_patient_does_not_flip_back_and_fort
     zero_then_half, with_zero = flips
     assert with_zero > 400
     assert zero_then_half < 0.02 * with_zero, flips
+
+
+def test_batches_written_in_an_outer_transaction_are_rolled_back_with_it(example_store: Path) -> None:
+    # what makes an amendments file atomic: correct/retract's own transactions join the outer one
+    from timeline.ingest import correct, retract
+
+    before = snapshot(example_store)
+    with Store.open(example_store, write=True) as s, pytest.raises(RuntimeError), s.transaction():
+        retract(s, "p1-wt1", reason="r", author="a")
+        correct(s, "p1-crp1", {"value": "3"}, reason="r", author="a")
+        raise RuntimeError("stop")
+    assert snapshot(example_store) == before
