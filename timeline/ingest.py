@@ -214,8 +214,8 @@ def _ingest_file(
             raise _with_lines(source, exc) from None
         raise
     except duckdb.Error as exc:
-        if fmt == "csv" and "CSV Error" in str(exc):  # found while _stage parsed the file
-            raise IngestError(name, [_csv_error(str(exc), source)]) from exc
+        if fmt == "csv" and isinstance(exc, duckdb.InvalidInputException) and "CSV" in str(exc):
+            raise _not_csv(name, source, exc) from exc  # found while _stage parsed the file
         if fmt == "parquet":
             _damaged(con, name)
         raise
@@ -409,8 +409,24 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _check_utf8(path: Path) -> None:
-    """Reject a file that is not UTF-8, naming the line of the first bad byte."""
+@dataclass
+class _Scan:
+    """What the byte scan of a text file (``_check_utf8``) saw on the way."""
+
+    lines: int = 0  # line feeds
+    crlf: int = 0  # of them, ends of lines written CR LF
+
+    @property
+    def mixed_endings(self) -> bool:
+        """Lines ending LF and lines ending CR LF in one file (a header saved on one system and
+        rows on another, a line edited by hand): DuckDB's strict CSV reader refuses the file."""
+        return 0 < self.crlf < self.lines
+
+
+def _check_utf8(path: Path) -> _Scan:
+    """Reject a file that is not UTF-8, naming the line of the first bad byte; count its
+    lines and how they end."""
+    scan = _Scan()
     with path.open("rb") as fh:
         head = fh.read(4)
         if head.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -418,6 +434,7 @@ def _check_utf8(path: Path) -> None:
         fh.seek(0)
         dec = codecs.getincrementaldecoder("utf-8")()
         line = 1
+        cr = False  # the previous chunk ended in CR
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             try:
                 dec.decode(chunk)
@@ -433,13 +450,18 @@ def _check_utf8(path: Path) -> None:
                         )
                     ],
                 ) from exc
-            line += chunk.count(b"\n")
+            n = chunk.count(b"\n")
+            line += n
+            scan.lines += n
+            scan.crlf += chunk.count(b"\r\n") + (cr and chunk.startswith(b"\n"))
+            cr = chunk.endswith(b"\r")
         try:
             dec.decode(b"", final=True)
         except UnicodeDecodeError as exc:
             raise IngestError(
                 str(path), [RowError(None, None, f"line {line}: file ends inside a UTF-8 character")]
             ) from exc
+    return scan
 
 
 def _check_columns(source: str, found: Sequence[str]) -> list[str]:
@@ -481,7 +503,7 @@ def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> list[str 
 
 
 def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    _check_utf8(path)
+    scan = _check_utf8(path)
     with path.open(encoding="utf-8-sig", newline="") as fh:
         try:
             header = next(csv.reader(fh), None)
@@ -501,6 +523,15 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             "separated by commas, with decimal points (save it as comma-separated CSV)")])  # fmt: skip
     present = _check_columns(str(path), names)
     spec = "{" + ", ".join(f"{_quote(n)}: 'VARCHAR'" for n in names) + "}"
+    # DuckDB's strict reader refuses a file whose lines end both LF and CR LF (as "the CSV
+    # Parser state machine reached an invalid state"). Python's reader reads it: if it finds
+    # the file sound, DuckDB reads it without strict mode, which reads it alike.
+    strict = True
+    if scan.mixed_endings:
+        problems, total = _csv_problems(path)
+        if problems:
+            raise IngestError(str(path), problems, total)
+        strict = False
     # A view: the file is parsed once, by _stage. A CSV error found then is reported by
     # ingest_file as it would be here.
     try:
@@ -509,10 +540,90 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             SELECT row_number() OVER () AS __row, {", ".join(present)}
             FROM read_csv({_quote(str(path))}, header = true, columns = {spec},
                 auto_detect = false, delim = ',', quote = '"', escape = '"',
-                strict_mode = true, null_padding = false, encoding = 'utf-8')"""
+                strict_mode = {str(strict).lower()}, null_padding = false, encoding = 'utf-8')"""
         )
     except duckdb.Error as exc:
-        raise IngestError(str(path), [_csv_error(str(exc), path)]) from exc
+        raise _not_csv(str(path), path, exc) from exc
+
+
+def _not_csv(name: str, path: Path, exc: duckdb.Error) -> IngestError:
+    """DuckDB's refusal of a CSV file, as the structural problems Python's reader finds in it
+    (every one, each at its line); DuckDB's own message if Python's reader finds none."""
+    problems, total = _csv_problems(path)
+    return IngestError(name, problems or [_csv_error(str(exc), path)], total or None)
+
+
+def _csv_problems(path: Path) -> tuple[list[RowError], int]:
+    """Every structural problem of a CSV file (a row with too many or too few fields, an
+    unterminated quote, text after a closing quote), at most MAX_REPORTED listed, and how many
+    there are. Read with Python's csv module, only when a file is refused or its lines end
+    in two ways; the values are not checked."""
+    found: list[RowError] = []
+    total = 0
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh, strict=True)
+            width: int | None = None
+            row, start = 0, 1
+            while True:
+                try:
+                    rec = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    row += 1
+                    total += 1
+                    if "unexpected end of data" in str(exc):  # inside a quoted field at the end
+                        opened = _quote_opened(path, start)
+                        reason = (
+                            f"line {opened} is not valid CSV: unterminated quote: a quote opened on line "
+                            f"{opened} is never closed, so the rest of the file would be one value"
+                        )
+                    elif "expected after" in str(exc):
+                        reason = (
+                            f"line {reader.line_num} is not valid CSV: text after the closing quote of a "
+                            'quoted value (a quote inside a quoted value is written twice: "")'
+                        )
+                    else:
+                        reason = f"line {reader.line_num} is not valid CSV: {exc}"
+                    if len(found) < MAX_REPORTED:
+                        found.append(RowError(row, None, reason))
+                    start = reader.line_num + 1
+                    continue
+                if width is None:
+                    width = len(rec)  # the header
+                elif rec:
+                    row += 1
+                    if len(rec) != width:
+                        total += 1
+                        if len(found) < MAX_REPORTED:
+                            found.append(
+                                RowError(
+                                    row,
+                                    None,
+                                    f"line {start} is not valid CSV: expected {width} fields, found {len(rec)}",
+                                )
+                            )
+                start = reader.line_num + 1
+    except (OSError, UnicodeDecodeError):
+        return [], 0
+    return found, total
+
+
+def _quote_opened(path: Path, start: int) -> int:
+    """The line of the quote left open in the record that begins on line ``start`` and runs to
+    the end of the file: the last line after which the record's count of quotes turns odd
+    (a closed quoted value holds an even number of them, its doubled quotes included)."""
+    opened, odd = start, False
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        for n, text in enumerate(fh, start=1):
+            if n < start:
+                continue
+            now = odd ^ (text.count('"') % 2 == 1)
+            if now and not odd:
+                opened = n
+            odd = now
+    return opened
 
 
 def _record_place(path: Path, record: int) -> tuple[int, int] | None:

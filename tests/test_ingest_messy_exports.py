@@ -1,0 +1,79 @@
+"""Files as hospital exports come: line endings of two systems in one file, cells padded with
+tabs, control characters, look-alike patient ids, unit spellings of every habit (helper 50's
+audit). Each test writes a small file, ingests it through the CLI and looks at one outcome."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import CliResult, run_cli, snapshot
+
+
+@pytest.fixture
+def store(store_path: Path) -> Path:
+    run_cli("init", "--store", store_path)
+    return store_path
+
+
+def ingest(store: Path, path: Path, data: str | bytes, *more: str) -> CliResult:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path.write_bytes(data)
+    return run_cli("ingest", path, "--store", store, "--author", "t", *more)
+
+
+def events_of(store: Path, patient: str) -> list[dict[str, Any]]:
+    result = run_cli("events", patient, "--store", store, "--json")
+    assert result.exit_code == 0, result.output
+    events: list[dict[str, Any]] = json.loads(result.stdout)["events"]
+    return events
+
+
+HEAD = "patient_id,kind,occurred_at,value,unit,note"
+
+
+# ---- line endings and CSV structure (HIGH 1, MEDIUM 8) -----------------------------------
+
+
+def test_an_lf_header_on_crlf_rows_is_read(store: Path, tmp_path: Path) -> None:
+    data = f"{HEAD}\nM1,weight,2020-01-01,20,kg,a\r\nM1,weight,2020-01-02,21,kg,b\r\n"
+    result = ingest(store, tmp_path / "m.csv", data)
+    assert (result.exit_code, [e["value"] for e in events_of(store, "M1")]) == (0, [20, 21])
+
+
+def test_one_lf_line_in_a_crlf_file_is_read(store: Path, tmp_path: Path) -> None:
+    data = "patient_id,kind,occurred_at,value,unit\r\nM1,weight,2020-01-01,20,kg\r\nM1,weight,2020-01-02,21,kg\nM1,weight,2020-01-03,22,kg\r\n"
+    result = ingest(store, tmp_path / "m.csv", data)
+    assert (result.exit_code, len(events_of(store, "M1"))) == (0, 3)
+
+
+def test_a_quoted_note_over_two_lines_keeps_its_line_break_in_a_file_of_mixed_endings(
+    store: Path, tmp_path: Path
+) -> None:
+    data = f'{HEAD}\nM1,weight,2020-01-01,20,kg,"a\r\nb"\r\nM1,weight,2020-01-02,21,kg,"c\nd"\n'
+    ingest(store, tmp_path / "m.csv", data)
+    assert [e["note"] for e in events_of(store, "M1")] == ["a\r\nb", "c\nd"]
+
+
+def test_a_bad_value_in_a_file_of_mixed_endings_is_named_by_its_row_and_line(
+    store: Path, tmp_path: Path
+) -> None:
+    """Was ``row 1: line 2 is not valid CSV: y"`` (helper 50's crlfq.csv)."""
+    data = f'{HEAD}\nP,weight,2020-01-01,20,kg,"x\r\ny"\r\nP,weight,2020-01-02,-1,kg,\r\n'
+    result = ingest(store, tmp_path / "m.csv", data)
+    assert result.stderr.splitlines()[1:] == [
+        f"  {tmp_path / 'm.csv'}: row 2 (line 4), field value: value -1 kg is outside the plausible range 0.2–300 kg for body weight"
+    ]
+
+
+def test_a_file_of_mixed_endings_that_is_refused_leaves_the_store_unchanged(
+    store: Path, tmp_path: Path
+) -> None:
+    before = snapshot(store)
+    data = "patient_id,kind,occurred_at,value,unit\nM1,weight,2020-01-01,20,kg\r\nM1,weight,2020-01-02\r\n"
+    result = ingest(store, tmp_path / "m.csv", data)
+    assert (result.exit_code, snapshot(store)) == (6, before)
