@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import CliResult, run_cli, snapshot
+from tests.support import CliResult, raw_connection, run_cli, snapshot
 
 
 @pytest.fixture
@@ -77,3 +77,58 @@ def test_a_file_of_mixed_endings_that_is_refused_leaves_the_store_unchanged(
     data = "patient_id,kind,occurred_at,value,unit\nM1,weight,2020-01-01,20,kg\r\nM1,weight,2020-01-02\r\n"
     result = ingest(store, tmp_path / "m.csv", data)
     assert (result.exit_code, snapshot(store)) == (6, before)
+
+
+# ---- trimming (HIGH 3) --------------------------------------------------------------------
+
+
+def stored(store: Path, column: str) -> list[Any]:
+    with raw_connection(store, read_only=True) as con:
+        return [r[0] for r in con.execute(f"SELECT {column} FROM events ORDER BY seq").fetchall()]
+
+
+def test_a_quoted_drug_ending_in_a_tab_is_stored_trimmed(store: Path, tmp_path: Path) -> None:
+    data = (
+        'patient_id,kind,occurred_at,drug,dose,dose_unit\nP,medication_start,2020-01-01,"anakinra\t",100,mg\n'
+    )
+    ingest(store, tmp_path / "d.csv", data)
+    assert stored(store, "drug") == ["anakinra"]
+
+
+def test_a_patient_id_between_tabs_and_line_breaks_in_json_lines_is_stored_trimmed(
+    store: Path, tmp_path: Path
+) -> None:
+    row = {
+        "patient_id": "\tP050\r\n",
+        "kind": "weight",
+        "occurred_at": "2020-01-01",
+        "value": 20,
+        "unit": "kg",
+    }
+    ingest(store, tmp_path / "d.jsonl", json.dumps(row) + "\n")
+    assert stored(store, "patient_id") == ["P050"]
+
+
+def test_a_code_ending_in_a_tab_in_parquet_is_stored_trimmed(store: Path, tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    with raw_connection(tmp_path / "scratch.duckdb") as con:
+        con.execute(
+            "COPY (SELECT 'P' AS patient_id, 'diagnosis' AS kind, '2020-01-01' AS occurred_at, "
+            f"'sJIA' || chr(9) AS code) TO '{path}' (FORMAT parquet)"
+        )
+    run_cli("ingest", path, "--store", store, "--author", "t")
+    assert stored(store, "code") == ["sJIA"]
+
+
+def test_a_number_padded_with_tabs_is_read_as_the_number(store: Path, tmp_path: Path) -> None:
+    ingest(
+        store, tmp_path / "w.csv", 'patient_id,kind,occurred_at,value,unit\nP,weight,2020-01-01,"\t20\t",kg\n'
+    )
+    assert stored(store, "value") == [20.0]
+
+
+def test_a_cell_of_only_a_tab_is_a_missing_value(store: Path, tmp_path: Path) -> None:
+    result = ingest(
+        store, tmp_path / "w.csv", 'patient_id,kind,occurred_at,value,unit\n"\t",weight,2020-01-01,20,kg\n'
+    )
+    assert f"{tmp_path / 'w.csv'}: row 1, field patient_id: missing value" in result.stderr

@@ -810,6 +810,23 @@ def _as_text(value: Any) -> str | None:
 
 _INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT")
 
+# What a value is trimmed of: every kind of space and line break (Python's str.strip() but
+# its control characters U+001C-U+001F). DuckDB's trim() takes spaces only, Unicode's too,
+# leaving a tab, CR or LF: "anakinra<TAB>" was another drug, "P050<TAB>" another patient.
+_WHITESPACE = (
+    " \t\n\v\f\r\x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def trimmed(expr: str) -> str:
+    """SQL for text ``expr`` trimmed of :data:`_WHITESPACE`. trim() with a set of characters
+    costs nine times trim() alone (1.9 s against 0.2 s for 12 columns of 531k rows), so it
+    runs only on a value that begins or ends with a control character or a space."""
+    return (
+        f"CASE WHEN {expr}[1] < '!' OR {expr}[-1] < '!' THEN trim({expr}, {_quote(_WHITESPACE)}) "
+        f"ELSE trim({expr}) END"
+    )
+
 
 def _passthrough(col: str, raw_type: str) -> bool:
     """Whether a source column of ``raw_type`` (a typed Parquet column) is read as it is
@@ -833,7 +850,7 @@ def _typed(col: str, raw_type: str = "VARCHAR") -> str:
         if kind == "DOUBLE":
             return f"CASE WHEN isfinite({r}) THEN {r} END"
         return f"CASE WHEN {r} = floor({r}) AND abs({r}) < 2e9 THEN {r}::INTEGER END"
-    text = f"nullif(trim(r.{col}), '')"
+    text = f"nullif({trimmed(f'r.{col}')}, '')"
     if col in _LOWERED:
         text = f"lower({text})"
     # DuckDB's cast reads digit separators ('3_0' as 30): a number in a file has none
@@ -947,7 +964,9 @@ def _stage(con: duckdb.DuckDBPyConnection, tz: str, schema: str, ordered_rows: b
                 else:
                     raw = f"CASE WHEN {value} IS NULL THEN r.{col}::VARCHAR END"
                 select.append(f"{raw} AS raw_{col}")
-                flags.append(f"(nullif(trim(s.raw_{col}), '') IS NOT NULL AND s.{col} IS NULL) AS bad_{col}")
+                flags.append(
+                    f"(nullif({trimmed(f's.raw_{col}')}, '') IS NOT NULL AND s.{col} IS NULL) AS bad_{col}"
+                )
         else:
             select.append(f"NULL::{events.COLUMN_TYPES[col]} AS {col}")
             if typed:
