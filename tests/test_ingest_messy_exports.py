@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from cli.output import visible
 from tests.support import CliResult, raw_connection, run_cli, snapshot
 
 
@@ -132,3 +133,103 @@ def test_a_cell_of_only_a_tab_is_a_missing_value(store: Path, tmp_path: Path) ->
         store, tmp_path / "w.csv", 'patient_id,kind,occurred_at,value,unit\n"\t",weight,2020-01-01,20,kg\n'
     )
     assert f"{tmp_path / 'w.csv'}: row 1, field patient_id: missing value" in result.stderr
+
+
+# ---- control and invisible characters (MEDIUM 4) ----------------------------------------------
+
+
+def test_an_escape_character_in_a_patient_id_is_refused_naming_row_field_and_character(
+    store: Path, tmp_path: Path
+) -> None:
+    result = ingest(store, tmp_path / "e.csv", f"{HEAD}\nP\x1b[31m1,weight,2020-01-01,20,kg,\n")
+    assert result.stderr.splitlines()[1] == (
+        f"  {tmp_path / 'e.csv'}: row 1, field patient_id: contains an escape character (U+001B) at character 2 "
+        "of 'P\\x1b[31m1': remove it"
+    )
+
+
+def test_a_zero_width_space_in_a_drug_is_refused(store: Path, tmp_path: Path) -> None:
+    data = "patient_id,kind,occurred_at,drug,dose,dose_unit\nP,medication_start,2020-01-01,ana\u200bkinra,100,mg\n"
+    result = ingest(store, tmp_path / "d.csv", data)
+    assert (
+        "field drug: contains a zero-width space (U+200B) at character 4 of 'ana\\u200bkinra': remove it"
+        in (result.stderr)
+    )
+
+
+def test_a_no_break_space_inside_a_patient_id_is_refused_asking_for_a_plain_space(
+    store: Path, tmp_path: Path
+) -> None:
+    result = ingest(store, tmp_path / "n.csv", f"{HEAD}\nP\u00a0052,weight,2020-01-01,20,kg,\n")
+    assert (
+        "field patient_id: contains a no-break space (U+00A0) at character 2 of 'P\u00a0052': write a plain space"
+        in (result.stderr)
+    )
+
+
+def test_a_line_feed_inside_a_quoted_code_is_refused(store: Path, tmp_path: Path) -> None:
+    result = ingest(
+        store, tmp_path / "c.csv", 'patient_id,kind,occurred_at,code\nP,diagnosis,2020-01-01,"sJ\nIA"\n'
+    )
+    assert (
+        "row 1, field code: contains a line feed (U+000A) at character 3 of 'sJ\\nIA': remove it"
+        in result.stderr
+    )
+
+
+def test_an_escaped_control_character_in_json_lines_is_refused(store: Path, tmp_path: Path) -> None:
+    row = {"patient_id": "P\x07", "kind": "weight", "occurred_at": "2020-01-01", "value": 20, "unit": "kg"}
+    result = ingest(store, tmp_path / "e.jsonl", json.dumps(row) + "\n")
+    assert "row 1, field patient_id: contains a control character (U+0007)" in result.stderr
+
+
+def test_a_control_character_in_parquet_is_refused(store: Path, tmp_path: Path) -> None:
+    path = tmp_path / "e.parquet"
+    with raw_connection(tmp_path / "scratch.duckdb") as con:
+        con.execute(
+            "COPY (SELECT 'P' || chr(27) AS patient_id, 'weight' AS kind, '2020-01-01' AS occurred_at, "
+            f"20.0 AS value, 'kg' AS unit) TO '{path}' (FORMAT parquet)"
+        )
+    result = run_cli("ingest", path, "--store", store, "--author", "t")
+    assert (result.exit_code, "field patient_id: contains an escape character (U+001B)" in result.stderr) == (
+        6,
+        True,
+    )
+
+
+def test_a_control_character_in_a_note_is_stored_as_written(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "n.csv", f'{HEAD}\nP,weight,2020-01-01,20,kg,"\x1b[2Jsee\tchart"\n')
+    assert stored(store, "note") == ["\x1b[2Jsee\tchart"]
+
+
+def test_a_control_character_in_a_correction_reason_is_shown_as_an_escape_in_the_history(
+    store: Path, tmp_path: Path
+) -> None:
+    ingest(
+        store,
+        tmp_path / "w.csv",
+        "event_id,patient_id,kind,occurred_at,value,unit\nw1,P,weight,2020-01-01,20,kg\n",
+    )
+    run_cli(
+        "correct", "w1", "--set", "value=21", "--reason", "typo\x1b[2J", "--author", "a", "--store", store
+    )
+    shown = run_cli("events", "P", "--history", "--store", store).stdout
+    assert ("\x1b" in shown, "typo\\x1b[2J" in shown) == (False, True)
+
+
+def test_visible_shows_control_and_invisible_characters_as_escapes() -> None:
+    assert visible("a\x1b[31mb\tc\nd\u200be\x85") == "a\\x1b[31mb\\tc\\nd\\u200be\\x85"
+
+
+def test_visible_leaves_accents_and_symbols_as_they_are() -> None:
+    assert visible("José µg ≤ 10*9/L °C") == "José µg ≤ 10*9/L °C"
+
+
+def test_an_error_quoting_a_value_with_a_line_break_stays_on_one_line(store: Path, tmp_path: Path) -> None:
+    data = (
+        'patient_id,kind,occurred_at,drug,dose,dose_unit,route\nP,medication_start,2020-01-01,x,1,mg,"s\nc"\n'
+    )
+    result = ingest(store, tmp_path / "r.csv", data)
+    assert result.stderr.splitlines()[1].endswith(
+        "field route: unknown route 's\\nc' (allowed: sc, iv, oral, im, topical, other)"
+    )
