@@ -233,3 +233,73 @@ def test_an_error_quoting_a_value_with_a_line_break_stays_on_one_line(store: Pat
     assert result.stderr.splitlines()[1].endswith(
         "field route: unknown route 's\\nc' (allowed: sc, iv, oral, im, topical, other)"
     )
+
+
+# ---- look-alike patient ids (MEDIUM 5) and re-exports (MEDIUM 10) ---------------------------------
+
+
+def test_a_patient_id_with_a_combining_accent_is_refused_as_not_nfc(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "j.csv", f"{HEAD}\nJose\u0301,weight,2020-01-01,20,kg,\n")
+    assert "row 1, field patient_id: 'Jose\u0301' is not in Unicode's composed form (NFC)" in result.stderr
+
+
+def test_a_composed_accent_in_a_patient_id_is_accepted(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "j.csv", f"{HEAD}\nJos\u00e9,weight,2020-01-01,20,kg,\n")
+    assert result.exit_code == 0
+
+
+def test_a_new_patient_id_differing_only_in_case_from_a_stored_one_gets_a_note(
+    store: Path, tmp_path: Path
+) -> None:
+    ingest(store, tmp_path / "a.csv", f"{HEAD}\nP050,weight,2020-01-01,20,kg,\n")
+    result = ingest(store, tmp_path / "b.csv", f"{HEAD}\np050,weight,2020-01-02,20,kg,\n")
+    assert (
+        "note: patient ids that differ only in case or Unicode form are two patients: 'p050' (new) and 'P050'"
+        in result.stderr
+    )
+
+
+def test_a_new_patient_id_differing_only_in_case_is_still_added(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{HEAD}\nP050,weight,2020-01-01,20,kg,\n")
+    ingest(store, tmp_path / "b.csv", f"{HEAD}\np050,weight,2020-01-02,20,kg,\n")
+    assert stored(store, "patient_id") == ["P050", "p050"]
+
+
+def test_events_of_a_patient_already_stored_get_no_look_alike_note(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{HEAD}\nP050,weight,2020-01-01,20,kg,\n")
+    result = ingest(store, tmp_path / "b.csv", f"{HEAD}\nP050,weight,2020-01-02,20,kg,\n")
+    assert "note:" not in result.stderr
+
+
+LAB = "patient_id,kind,occurred_at,code,value,unit"
+
+
+def test_a_re_export_with_a_changed_value_and_no_event_ids_gets_a_note(store: Path, tmp_path: Path) -> None:
+    ingest(
+        store,
+        tmp_path / "e1.csv",
+        f"{LAB}\nR1,lab,2020-01-01,1988-5,12,mg/L\nR1,lab,2020-02-01,1988-5,3,mg/L\n",
+    )
+    result = ingest(
+        store,
+        tmp_path / "e2.csv",
+        f"{LAB}\nR1,lab,2020-01-01,1988-5,1.2,mg/L\nR1,lab,2020-02-01,1988-5,3,mg/L\n",
+    )
+    assert (
+        "note: 1 event added at the instant of a stored event of the same patient, kind and code"
+        in result.stderr
+    )
+
+
+def test_a_lab_of_another_code_at_the_same_instant_gets_no_note(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "e1.csv", f"{LAB}\nR1,lab,2020-01-01,1988-5,12,mg/L\n")
+    result = ingest(store, tmp_path / "e2.csv", f"{LAB}\nR1,lab,2020-01-01,4537-7,20,mm/h\n")
+    assert "note:" not in result.stderr
+
+
+def test_a_multi_file_ingest_names_the_files_it_did_not_try(store: Path, tmp_path: Path) -> None:
+    bad, later = tmp_path / "bad.csv", tmp_path / "later.csv"
+    bad.write_text(f"{HEAD}\nP,weight,2020-01-01,-1,kg,\n")
+    later.write_text(f"{HEAD}\nP,weight,2020-01-02,20,kg,\n")
+    result = run_cli("ingest", bad, later, "--store", store, "--author", "t")
+    assert f"note: not tried, as {bad} was rejected: {later}" in result.stderr

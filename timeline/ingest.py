@@ -207,7 +207,7 @@ def _ingest_file(
             notes += [meds.zone_note(store, source)]
             if result.batch_id is not None:
                 notes += [meds.disagreement_note(store, source, result.batch_id)]
-        return dataclasses.replace(result, codes_kept=kept, notes=[n for n in notes if n])
+        return dataclasses.replace(result, codes_kept=kept, notes=[n for n in [*result.notes, *notes] if n])
     except IngestError as exc:
         if fmt == "meds":  # name the data file and its row beside the dataset-wide row number
             raise meds.locate(con, exc) from None
@@ -1146,6 +1146,15 @@ def _checks(
     if screen:
         for col in IDENTIFIERS:
             add(col, f"regexp_matches(s.{col}, {_quote(_INVISIBLE)})", _invisible_reason(f"s.{col}"))
+            # 'José' with a combining accent (NFD, as macOS names files) and 'José' composed
+            # (NFC) look alike and are two values. Refused rather than normalised: a store may
+            # already hold the NFD form, and an id changed silently would no longer meet it.
+            add(
+                col,
+                f"s.{col} <> nfc_normalize(s.{col})",
+                f"tl_quote(s.{col}) || ' is not in Unicode''s composed form (NFC): it has a letter and "
+                "its accent written as two characters; save the file with composed characters (NFC)'",
+            )
     # dates
     for col, ts in (("occurred_at", "occ_ts"), ("ended_at", "end_ts")):
         bad_offset = f"regexp_matches(s.{col}, '{_ANY_OFFSET}') AND NOT regexp_matches(s.{col}, '{_OFFSET}')"
@@ -1580,6 +1589,7 @@ def _write_batch(
                 registered,
             )  # fmt: skip
 
+        notes = _lookalike_notes(con, dense) if op == "ingest" and store.high_water() else []
         with store.transaction():
             if registered:
                 registry.write(store, con, list(site_codes), author, codes_digest)
@@ -1605,7 +1615,56 @@ def _write_batch(
             time.perf_counter() - started,
             retracted,
             registered,
+            notes=notes,
         )
+
+
+def _lookalike_notes(con: duckdb.DuckDBPyConnection, dense: bool) -> list[str]:
+    """Notes on the rows about to be added beside what the store holds: a new patient id that
+    differs only in case or Unicode form from another (``p050`` and ``P050`` are two patients),
+    and an event at the very instant of a stored one of the same patient, kind and code (and
+    drug, term) under another event id: a re-export with a changed value and no event_id column
+    adds the new value beside the old one, and the later one wins ties."""
+    new = "tl_stage" if dense else "(SELECT * FROM tl_stage WHERE __row IN (SELECT __row FROM tl_new))"
+    notes: list[str] = []
+    pairs = con.execute(
+        f"""WITH batch AS (SELECT DISTINCT patient_id FROM {new}),
+                known AS (SELECT DISTINCT patient_id FROM events),
+                ids AS (SELECT patient_id, patient_id NOT IN (SELECT patient_id FROM known) AS fresh FROM batch
+                        UNION SELECT patient_id, false FROM known)
+           SELECT list(patient_id ORDER BY patient_id) FILTER (WHERE fresh),
+                  list(patient_id ORDER BY patient_id) FILTER (WHERE NOT fresh)
+           FROM ids GROUP BY lower(nfc_normalize(patient_id))
+           HAVING count(*) > 1 AND bool_or(fresh) ORDER BY 1 LIMIT 6"""
+    ).fetchall()
+    if pairs:
+        shown = [
+            f"{', '.join(repr(p) for p in fresh)} (new) and {', '.join(repr(p) for p in (others or [])) or 'each other'}"
+            for fresh, others in pairs[:5]
+        ]
+        notes.append(
+            "patient ids that differ only in case or Unicode form are two patients: "
+            + "; ".join(shown)
+            + ("; …" if len(pairs) > 5 else "")
+            + " — the same patient? retract the events and ingest them again under one id"
+        )
+    found = con.execute(
+        f"""SELECT count(DISTINCT s.__row), min(s.__row), arg_min(e.event_id, s.__row), arg_min(s.eid, s.__row)
+           FROM {new} s JOIN events e
+             ON e.patient_id = s.patient_id AND e.kind = s.kind AND e.occurred_at = s.occ_ts
+           WHERE e.op <> 'retract' AND e.event_id <> s.eid AND (s.code IS NULL OR e.code = s.code)
+             AND e.drug IS NOT DISTINCT FROM s.drug AND e.term IS NOT DISTINCT FROM s.term
+             AND e.event_id NOT IN (SELECT event_id FROM events WHERE op = 'retract')"""
+    ).fetchone()
+    if found and found[0]:
+        n, row, old, added = int(found[0]), found[1], found[2], found[3]
+        notes.append(
+            f"{n:,} event{'s' if n != 1 else ''} added at the instant of a stored event of the same patient, "
+            f"kind and code under another event id (row {row}: {added!r} beside {old!r}): a re-export with "
+            "changed values? Give the file an event_id column, and `timeline correct` changes an event "
+            "instead of adding another"
+        )
+    return notes
 
 
 def _versions(con: duckdb.DuckDBPyConnection, op: str) -> None:
