@@ -303,3 +303,41 @@ def test_a_multi_file_ingest_names_the_files_it_did_not_try(store: Path, tmp_pat
     later.write_text(f"{HEAD}\nP,weight,2020-01-02,20,kg,\n")
     result = run_cli("ingest", bad, later, "--store", store, "--author", "t")
     assert f"note: not tried, as {bad} was rejected: {later}" in result.stderr
+
+
+# ---- dose units and unit spellings (MEDIUM 6, MEDIUM 9) -------------------------------------------
+
+MED = "patient_id,kind,occurred_at,drug,dose,dose_unit"
+
+
+def test_a_dose_in_kilograms_is_refused(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "d.csv", f"{MED}\nK,medication_start,2020-01-01,anakinra,5,kg\n")
+    assert (
+        "row 1, field dose_unit: dose_unit 'kg' is 1e+06 × mg, not a unit a dose is given in (ng, ug, mg or g)"
+        in result.stderr
+    )
+
+
+def test_a_dose_in_mcg_is_refused_naming_ucums_ug(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "d.csv", f"{MED}\nK,medication_start,2020-01-01,anakinra,500,mcg\n")
+    assert "row 1, field dose_unit: dose_unit 'mcg' is not UCUM; UCUM writes it 'ug'" in result.stderr
+
+
+def test_a_dose_in_grams_per_kilogram_as_ivig_is_given_is_accepted(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "d.csv", f"{MED}\nK,medication_start,2020-01-01,ivig,2,g/kg\n")
+    assert (result.exit_code, stored(store, "dose")) == (0, [2000.0])
+
+
+def test_a_dose_over_a_kilogram_is_refused(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "d.csv", f"{MED}\nK,medication_start,2020-01-01,anakinra,1e9,mg\n")
+    assert "row 1, field dose: dose 1e9 mg is over 1,000,000 mg (1 kg) per dose" in result.stderr
+
+
+def test_a_count_in_k_per_microlitre_gets_the_ucum_spelling(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "p.csv", f"{LAB}\nP,lab,2020-01-01,777-3,250,K/uL\n")
+    assert "(different dimensions); UCUM writes it '10*3/uL'" in result.stderr
+
+
+def test_a_micro_sign_in_a_lab_unit_gets_the_ucum_spelling(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "p.csv", f"{LAB}\nP,lab,2020-01-01,751-8,1,x10³/µL\n")
+    assert "'x10³/µL' is not a UCUM unit; UCUM writes it '10*3/uL'" in result.stderr

@@ -38,7 +38,7 @@ from timeline.errors import IngestError, ResourceError, RowError, UsageError, fi
 from timeline.integrity import row_hash_sql, seal_batch
 from timeline.store import EVENT_COLUMNS, Store, _quote, insert_rows, lower_memory_limit, out_of_room
 from timeline.store import sql_list as _in
-from timeline.units import UnitError, conversion, odd_factor
+from timeline.units import UnitError, conversion, odd_factor, ucum_hint
 
 Progress = Callable[[str, float], None]
 """Called with (stage, percent 0-100) while a batch is written: the stages ``reading``,
@@ -52,6 +52,12 @@ MAX_REPORTED = 1000
 # (``<store>.tmp``), so a 10M-event file peaks under 1 GB of RSS.
 INGEST_MEMORY_LIMIT = 512 * 10**6
 MEASURED_KINDS = ("weight", "height", "body_temperature", "lab", "assessment")
+# The units a dose is given in, as factors to mg (or mg/kg): ng to g. kg is a body weight's.
+DOSE_FACTORS = (1e-6, 1e3)
+# Doses no one gives, whatever the drug: 1 kg in one dose, 10 g/kg (IVIG, among the largest
+# doses, is 2 g/kg, about 140 g at most): a unit or a decimal point gone astray
+MAX_DOSE_MG = 1e6
+MAX_DOSE_MG_KG = 1e4
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 # A UTC offset: Z, or ±HH:MM (±HHMM) from -14:00 to +14:00, the offsets in use (a bad one
 # would shift the time it qualifies)
@@ -1054,17 +1060,28 @@ def _conversions(con: duckdb.DuckDBPyConnection, book: codes.CodeBook) -> None:
     ).fetchall():
         for canon in codes.DOSE_UNITS:
             try:
-                dose_rows.append((unit, canon, conversion(unit, canon).scale, None))
-                break
+                scale = conversion(unit, canon).scale
             except UnitError:
                 continue
+            if DOSE_FACTORS[0] <= scale <= DOSE_FACTORS[1]:
+                dose_rows.append((unit, canon, scale, None))
+            else:  # kg: 5 kg of anakinra was stored as 5,000,000 mg
+                per = canon.removeprefix("mg")
+                dose_rows.append((unit, None, None, (
+                    f"dose_unit {unit!r} is {scale:g} × {canon}, not a unit a dose is given in "
+                    f"(ng{per}, ug{per}, mg{per} or g{per})"
+                )))  # fmt: skip
+            break
         else:
+            hint = ucum_hint(unit)
             dose_rows.append(
                 (
                     unit,
                     None,
                     None,
-                    f"dose_unit {unit!r} is not a mass per dose (mg) or per kg (mg/kg); give the schedule in frequency",
+                    f"dose_unit {unit!r} is not UCUM{hint}"
+                    if hint
+                    else f"dose_unit {unit!r} is not a mass per dose (mg) or per kg (mg/kg); give the schedule in frequency",
                 )
             )
     con.execute(
@@ -1241,6 +1258,16 @@ def _checks(
     q.append(
         """SELECT s.__row, 'dose_unit', d.error FROM tl_stage s JOIN tl_dose d ON s.dose_unit = d.unit
            WHERE d.error IS NOT NULL"""
+    )
+    # a dose no one gives: over 1 kg per dose or 10 g/kg (IVIG, among the largest, is 2 g/kg,
+    # at most about 140 g)
+    q.append(
+        f"""SELECT s.__row, 'dose', 'dose ' || {_raw("dose")} || ' ' || s.dose_unit || CASE WHEN d.scale <> 1
+                THEN ' (' || format('{{:.6g}}', s.dose * d.scale) || ' ' || d.canon || ')' ELSE '' END
+                || ' is over ' || CASE WHEN d.canon = 'mg' THEN '1,000,000 mg (1 kg) per dose'
+                ELSE '10,000 mg/kg (10 g/kg)' END || ': no dose is that large (IVIG, among the largest, is 2 g/kg)'
+           FROM tl_stage s JOIN tl_dose d ON s.dose_unit = d.unit
+           WHERE d.error IS NULL AND s.dose * d.scale > CASE WHEN d.canon = 'mg' THEN {MAX_DOSE_MG:g} ELSE {MAX_DOSE_MG_KG:g} END"""
     )
     ranges: list[codes.Code] = []
     for table in (book.labs, book.assessments):
