@@ -394,6 +394,24 @@ def _detect_format(path: Path, fmt: str | None, name: str | None = None) -> str:
             raise UsageError(f"unknown format {fmt!r} (use csv, jsonl, parquet or meds)")
         return fmt
     found = FORMATS.get(path.suffix.lower())
+    with path.open("rb") as fh:
+        if found in ("csv", "jsonl") and fh.read(4) == b"PAR1":  # Parquet's magic bytes
+            raise IngestError(
+                str(path),
+                [
+                    RowError(
+                        None,
+                        None,
+                        f"is a Parquet file named {path.suffix}: rename it .parquet, or give --format parquet",
+                    )
+                ],
+            )
+    advice = {
+        ".json": "; a file of one JSON object per line is read with --format jsonl (a JSON array is not read)",
+        ".xlsx": "; save the sheet as CSV UTF-8 (comma-separated)",
+        ".xls": "; save the sheet as CSV UTF-8 (comma-separated)",
+        ".ods": "; save the sheet as CSV UTF-8 (comma-separated)",
+    }.get(path.suffix.lower(), "")
     if found is None:
         raise IngestError(
             str(path),
@@ -401,7 +419,8 @@ def _detect_format(path: Path, fmt: str | None, name: str | None = None) -> str:
                 RowError(
                     None,
                     None,
-                    f"unsupported file type {path.suffix or '(none)'!r}: use .csv, .jsonl/.ndjson or .parquet, or --format",
+                    f"unsupported file type {path.suffix or '(none)'!r}: use .csv, .jsonl/.ndjson or .parquet, or --format"
+                    + advice,
                 )
             ],
         )
@@ -540,6 +559,10 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> _Scan:
             str(path), [RowError(None, None, "empty file: the first line must name the columns")]
         )
     names = [h.strip() for h in header]
+    if len(names) <= 2 and re.fullmatch(r"sep=.?", ",".join(header).strip()[:5]):
+        raise IngestError(str(path), [RowError(None, None,
+            f"the first line, {','.join(header)!r}, is a spreadsheet's separator hint, not the header: "
+            "delete that line (the header is the line after it)")])  # fmt: skip
     if len(names) == 1 and (sep := next((c for c in ";\t|" if c in names[0]), None)):
         shown = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}[sep]
         raise IngestError(str(path), [RowError(None, None,
@@ -1148,7 +1171,17 @@ def _checks(
     add("kind", f"s.kind IS NOT NULL AND s.kind NOT IN {_in(kinds)}", "'unknown kind ' || tl_quote(s.kind)")
     for col, typ in events.COLUMN_TYPES.items():
         if typ != "VARCHAR":
-            add(col, f"s.bad_{col}", f"'not {_TYPE_NAMES[typ]}: ' || tl_quote(s.raw_{col})")
+            add(
+                col,
+                f"s.bad_{col}",
+                f"'not {_TYPE_NAMES[typ]}: ' || tl_quote(s.raw_{col})"
+                + (
+                    f" || CASE WHEN regexp_full_match(trim(s.raw_{col}), '-?[0-9]+,[0-9]+') THEN "
+                    f"' (a decimal comma? write ' || replace(trim(s.raw_{col}), ',', '.') || ')' ELSE '' END"
+                    if typ == "DOUBLE"
+                    else ""
+                ),
+            )
     # which kinds require / allow each column
     for col in events.NATIVE_COLUMNS:
         if col in ("event_id", "patient_id", "kind", "occurred_at", "note"):
