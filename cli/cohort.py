@@ -568,7 +568,8 @@ def explain(
         for ev in ep.get("events") or []:
             c.print(cell(f"    seq {ev['seq']} {ev['event_id']} {ev['occurred_at']}: {ev['description']}"))
     for e in x["explanations"]:
-        c.print(cell(f"\n{e['rule']} — {e['why']}"))
+        c.print()
+        c.print(cell(f"{e['rule']} — {e['why']}"))
         if e["explanation"] is None:
             c.print(cell(f"  {e.get('note')}"))
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -286,7 +287,7 @@ def explain(
 
 
 def _fmt_value(value: Any, unit: str | None = None) -> str:
-    from rich.markup import escape
+    escape = partial(esc, lines=True)
 
     if value == "unknown":
         return "[yellow]unknown[/]"
@@ -332,7 +333,7 @@ def short_copies(text: str, longest: int = 30) -> str:
 
 
 def _label(node: dict[str, Any], top: bool = False) -> str:
-    from rich.markup import escape
+    escape = partial(esc, lines=True)
 
     if "rule" in node and "derivation" in node:
         text = (

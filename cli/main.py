@@ -233,12 +233,15 @@ def ingest(
     results = []
     failed: IngestError | None = None
     with _open(store, write=True, wait=wait) as s:
-        for path in files:
+        for i, path in enumerate(files):
             try:
                 with _progress(path) as bar:
                     result = ingest_file(s, path, author=who, fmt=fmt, progress=bar, memory_limit=limit)
             except IngestError as exc:
                 failed = exc
+                if files[i + 1 :]:
+                    untried = ", ".join(str(f) for f in files[i + 1 :])
+                    note(f"not tried, as {exc.source} was rejected: {untried}")
                 break
             results.append(result)
             if not json_out:

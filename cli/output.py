@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from datetime import date, datetime
 from decimal import Decimal
@@ -103,21 +104,50 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, no_color=no_color, highlight=False, soft_wrap=False, width=width)
 
 
+# Characters shown as an escape: control characters (C0, DEL, C1: an ESC sequence in a patient
+# id or a note would drive the terminal, a line break would split a line) and characters that do
+# not show (zero-width, joiners, direction marks and isolates, a byte order mark, a soft
+# hyphen, variation selectors, line and paragraph separators).
+_HIDDEN = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]"
+)
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def visible(text: str, *, lines: bool = False) -> str:
+    """``text`` with each control or invisible character as an escape (``\\x1b``, ``\\n``,
+    ``\\u200b``): data shown on a terminal never drives it, and two values that look alike
+    are told apart. ``lines``: line breaks of text laid out over lines are kept."""
+    if _HIDDEN.search(text) is None:
+        return text
+
+    def shown(m: re.Match[str]) -> str:
+        c = m.group()
+        if lines and c == "\n":
+            return c
+        return _NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+    return _HIDDEN.sub(shown, text)
+
+
 def cell(text: object) -> Text:
-    """Table cell text, never read as markup (units like [degF] contain brackets). On a narrow
-    terminal a long word (an event id, a date, a rule id) folds onto the next line rather than
-    being cut to `V…`: an identifier shown in part is no identifier."""
+    """Table cell text, never read as markup (units like [degF] contain brackets), its control
+    characters shown as escapes (:func:`visible`). On a narrow terminal a long word (an event id,
+    a date, a rule id) folds onto the next line rather than being cut to `V…`: an identifier
+    shown in part is no identifier."""
     from rich.text import Text
 
-    return Text("" if text is None else str(text), overflow="fold")
+    return Text("" if text is None else visible(str(text)), overflow="fold")
 
 
-def esc(text: object) -> str:
+def esc(text: object, *, lines: bool = False) -> str:
     """Text placed inside a markup string (a patient id, a title, a path), never read as markup:
-    ``[/]`` or ``[bold]`` in a patient id is shown as written."""
+    ``[/]`` or ``[bold]`` in a patient id is shown as written, a control character as an escape
+    (``lines``: but for line breaks)."""
     from rich.markup import escape
 
-    return escape("" if text is None else str(text))
+    return escape("" if text is None else visible(str(text), lines=lines))
 
 
 def error(message: str, details: list[str] | None = None, found: int | None = None) -> None:

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from timeline.units import UnitError, combine, conversion, odd_factor, parse
+from timeline.units import UnitError, combine, conversion, odd_factor, parse, ucum_hint
 
 
 def test_crp_mg_per_dl_converts_to_mg_per_l_by_ten() -> None:
@@ -109,7 +109,11 @@ def test_a_combined_unit_converts_exactly_as_the_bracketed_product(units: list[s
 @pytest.mark.parametrize(
     ("unit", "target", "hint"),
     [("lb", "kg", "'[lb_av]'"), ("degF", "Cel", "'[degF]'"), ("°C", "Cel", "'Cel'"), ("mcg/kg", "mg/kg", "'ug/kg'"),
-     ("mm/hr", "mm/h", "'mm/h'"), ("IU/L", "[IU]/L", "'[IU]/L'")],
+     ("mm/hr", "mm/h", "'mm/h'"), ("IU/L", "[IU]/L", "'[IU]/L'"), ("µmol/L", "mmol/L", "'umol/L'"),
+     ("μmol/L", "mmol/L", "'umol/L'"), ("/µL", "10*9/L", "'/uL'"), ("x10³/µL", "10*9/L", "'10*3/uL'"),
+     ("C", "Cel", "'Cel'"), ("cel", "Cel", "'Cel'"), ("℃", "Cel", "'Cel'"), ("deg C", "Cel", "'Cel'"),
+     ("G/L", "10*9/L", "'10*9/L'"), ("cells/uL", "10*9/L", "'/uL'"), ("K/uL", "10*9/L", "'10*3/uL'"),
+     ("MG/DL", "mg/dL", "'mg/dL'"), ("mg / dL", "mg/dL", "'mg/dL'"), ("Kg", "kg", "'kg'")],
 )  # fmt: skip
 def test_a_unit_written_another_way_is_refused_naming_its_ucum_spelling(
     unit: str, target: str, hint: str
@@ -126,3 +130,8 @@ def test_every_ucum_spelling_a_hint_gives_is_a_unit_this_reads() -> None:
         conversion(spelling, spelling if spelling != "[degF]" else "Cel")
         if spelling not in ("Cel", "[degF]"):
             parse(spelling)
+
+
+@pytest.mark.parametrize("unit", ["mg/dL", "10*3/uL", "K", "Cel", "umol/L"])
+def test_a_ucum_unit_gets_no_hint(unit: str) -> None:
+    assert ucum_hint(unit) == ""

@@ -38,7 +38,7 @@ from timeline.errors import IngestError, ResourceError, RowError, UnknownEventEr
 from timeline.integrity import row_hash_sql, seal_batch
 from timeline.store import EVENT_COLUMNS, Store, _quote, insert_rows, lower_memory_limit, out_of_room
 from timeline.store import sql_list as _in
-from timeline.units import UnitError, conversion, odd_factor
+from timeline.units import UnitError, conversion, odd_factor, ucum_hint
 
 Progress = Callable[[str, float], None]
 """Called with (stage, percent 0-100) while a batch is written: the stages ``reading``,
@@ -52,6 +52,12 @@ MAX_REPORTED = 1000
 # (``<store>.tmp``), so a 10M-event file peaks under 1 GB of RSS.
 INGEST_MEMORY_LIMIT = 512 * 10**6
 MEASURED_KINDS = ("weight", "height", "body_temperature", "lab", "assessment")
+# The units a dose is given in, as factors to mg (or mg/kg): ng to g. kg is a body weight's.
+DOSE_FACTORS = (1e-6, 1e3)
+# Doses no one gives, whatever the drug: 1 kg in one dose, 10 g/kg (IVIG, among the largest
+# doses, is 2 g/kg, about 140 g at most): a unit or a decimal point gone astray
+MAX_DOSE_MG = 1e6
+MAX_DOSE_MG_KG = 1e4
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 # A UTC offset: Z, or ±HH:MM (±HHMM) from -14:00 to +14:00, the offsets in use (a bad one
 # would shift the time it qualifies)
@@ -185,7 +191,7 @@ def _ingest_file(
     restore = lower_memory_limit(con, INGEST_MEMORY_LIMIT if limit is None else limit)
     try:
         with _out_of_room(name, lambda: "reading"):
-            notes = _load_raw(con, source, fmt)
+            notes, scan = _load_raw(con, source, fmt)
         digest = meds.dataset_digest(source) if fmt == "meds" else _file_sha256(source)
         brought, codes_digest, kept = (
             meds.site_codes_to_register(store, source) if fmt == "meds" else ([], "", [])
@@ -199,6 +205,7 @@ def _ingest_file(
             progress=progress,
             started=started,
             ordered_rows=fmt == "csv",
+            scan=scan,
             site_codes=brought,
             codes_digest=codes_digest,
         )
@@ -206,7 +213,7 @@ def _ingest_file(
             notes += [meds.zone_note(store, source)]
             if result.batch_id is not None:
                 notes += [meds.disagreement_note(store, source, result.batch_id)]
-        return dataclasses.replace(result, codes_kept=kept, notes=[n for n in notes if n])
+        return dataclasses.replace(result, codes_kept=kept, notes=[n for n in [*result.notes, *notes] if n])
     except IngestError as exc:
         if fmt == "meds":  # name the data file and its row beside the dataset-wide row number
             raise meds.locate(con, exc) from None
@@ -214,8 +221,8 @@ def _ingest_file(
             raise _with_lines(source, exc) from None
         raise
     except duckdb.Error as exc:
-        if fmt == "csv" and "CSV Error" in str(exc):  # found while _stage parsed the file
-            raise IngestError(name, [_csv_error(str(exc), source)]) from exc
+        if fmt == "csv" and isinstance(exc, duckdb.InvalidInputException) and "CSV" in str(exc):
+            raise _not_csv(name, source, exc) from exc  # found while _stage parsed the file
         if fmt == "parquet":
             _damaged(con, name)
         raise
@@ -387,6 +394,24 @@ def _detect_format(path: Path, fmt: str | None, name: str | None = None) -> str:
             raise UsageError(f"unknown format {fmt!r} (use csv, jsonl, parquet or meds)")
         return fmt
     found = FORMATS.get(path.suffix.lower())
+    with path.open("rb") as fh:
+        if found in ("csv", "jsonl") and fh.read(4) == b"PAR1":  # Parquet's magic bytes
+            raise IngestError(
+                str(path),
+                [
+                    RowError(
+                        None,
+                        None,
+                        f"is a Parquet file named {path.suffix}: rename it .parquet, or give --format parquet",
+                    )
+                ],
+            )
+    advice = {
+        ".json": "; a file of one JSON object per line is read with --format jsonl (a JSON array is not read)",
+        ".xlsx": "; save the sheet as CSV UTF-8 (comma-separated)",
+        ".xls": "; save the sheet as CSV UTF-8 (comma-separated)",
+        ".ods": "; save the sheet as CSV UTF-8 (comma-separated)",
+    }.get(path.suffix.lower(), "")
     if found is None:
         raise IngestError(
             str(path),
@@ -394,7 +419,8 @@ def _detect_format(path: Path, fmt: str | None, name: str | None = None) -> str:
                 RowError(
                     None,
                     None,
-                    f"unsupported file type {path.suffix or '(none)'!r}: use .csv, .jsonl/.ndjson or .parquet, or --format",
+                    f"unsupported file type {path.suffix or '(none)'!r}: use .csv, .jsonl/.ndjson or .parquet, or --format"
+                    + advice,
                 )
             ],
         )
@@ -409,8 +435,37 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _check_utf8(path: Path) -> None:
-    """Reject a file that is not UTF-8, naming the line of the first bad byte."""
+@dataclass
+class _Scan:
+    """What the byte scan of a text file (``_check_utf8``) saw on the way."""
+
+    lines: int = 0  # line feeds
+    crlf: int = 0  # of them, ends of lines written CR LF
+    cr: int = 0  # carriage returns
+    # only printable ASCII and line ends (in JSON Lines, no escape either): no value can hold a
+    # character that _checks screens identifiers for, unless a quoted value spans lines
+    plain: bool = True
+
+    @property
+    def mixed_endings(self) -> bool:
+        """Lines ending LF and lines ending CR LF in one file (a header saved on one system and
+        rows on another, a line edited by hand): DuckDB's strict CSV reader refuses the file."""
+        return 0 < self.crlf < self.lines
+
+    def may_hide(self, rows: int) -> bool:
+        """Whether a value of the file's ``rows`` rows may hold a control or invisible
+        character: a byte other than printable ASCII and line ends, a CR that ends no line, or
+        more lines than rows (a quoted value over lines, or blank lines)."""
+        return not self.plain or self.cr > self.crlf or self.lines > rows + 1
+
+
+_PLAIN_BYTES = bytes(range(0x20, 0x7F)) + b"\r\n"
+
+
+def _check_utf8(path: Path, *, json_lines: bool = False) -> _Scan:
+    """Reject a file that is not UTF-8, naming the line of the first bad byte; count its
+    lines and how they end."""
+    scan = _Scan()
     with path.open("rb") as fh:
         head = fh.read(4)
         if head.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -418,6 +473,7 @@ def _check_utf8(path: Path) -> None:
         fh.seek(0)
         dec = codecs.getincrementaldecoder("utf-8")()
         line = 1
+        cr = False  # the previous chunk ended in CR
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             try:
                 dec.decode(chunk)
@@ -433,13 +489,22 @@ def _check_utf8(path: Path) -> None:
                         )
                     ],
                 ) from exc
-            line += chunk.count(b"\n")
+            n = chunk.count(b"\n")
+            line += n
+            scan.lines += n
+            scan.crlf += chunk.count(b"\r\n") + (cr and chunk.startswith(b"\n"))
+            scan.cr += chunk.count(b"\r")
+            cr = chunk.endswith(b"\r")
+            if scan.plain:  # a byte order mark at the start is no character of a value
+                body = chunk[3:] if line == n + 1 and chunk.startswith(codecs.BOM_UTF8) else chunk
+                scan.plain = not body.translate(None, _PLAIN_BYTES) and not (json_lines and b"\\" in body)
         try:
             dec.decode(b"", final=True)
         except UnicodeDecodeError as exc:
             raise IngestError(
                 str(path), [RowError(None, None, f"line {line}: file ends inside a UTF-8 character")]
             ) from exc
+    return scan
 
 
 def _check_columns(source: str, found: Sequence[str]) -> list[str]:
@@ -467,21 +532,21 @@ def _check_columns(source: str, found: Sequence[str]) -> list[str]:
     return [c for c in events.NATIVE_COLUMNS if c in seen]
 
 
-def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> list[str | None]:
-    """Build ``tl_raw``; returns notes on what was not read (a MEDS dataset's rows)."""
+def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> tuple[list[str | None], _Scan | None]:
+    """Build ``tl_raw``; returns notes on what was not read (a MEDS dataset's rows), and what
+    the byte scan of a text file saw."""
     if fmt == "csv":
-        _load_csv(con, path)
-    elif fmt == "jsonl":
-        _load_jsonl(con, path)
-    elif fmt == "meds":
-        return list(meds.load_raw(con, path))
-    else:
-        _load_parquet(con, path)
-    return []
+        return [], _load_csv(con, path)
+    if fmt == "jsonl":
+        return [], _load_jsonl(con, path)
+    if fmt == "meds":
+        return list(meds.load_raw(con, path)), None
+    _load_parquet(con, path)
+    return [], None
 
 
-def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    _check_utf8(path)
+def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> _Scan:
+    scan = _check_utf8(path)
     with path.open(encoding="utf-8-sig", newline="") as fh:
         try:
             header = next(csv.reader(fh), None)
@@ -494,6 +559,10 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             str(path), [RowError(None, None, "empty file: the first line must name the columns")]
         )
     names = [h.strip() for h in header]
+    if len(names) <= 2 and re.fullmatch(r"sep=.?", ",".join(header).strip()[:5]):
+        raise IngestError(str(path), [RowError(None, None,
+            f"the first line, {','.join(header)!r}, is a spreadsheet's separator hint, not the header: "
+            "delete that line (the header is the line after it)")])  # fmt: skip
     if len(names) == 1 and (sep := next((c for c in ";\t|" if c in names[0]), None)):
         shown = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}[sep]
         raise IngestError(str(path), [RowError(None, None,
@@ -501,6 +570,15 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             "separated by commas, with decimal points (save it as comma-separated CSV)")])  # fmt: skip
     present = _check_columns(str(path), names)
     spec = "{" + ", ".join(f"{_quote(n)}: 'VARCHAR'" for n in names) + "}"
+    # DuckDB's strict reader refuses a file whose lines end both LF and CR LF (as "the CSV
+    # Parser state machine reached an invalid state"). Python's reader reads it: if it finds
+    # the file sound, DuckDB reads it without strict mode, which reads it alike.
+    strict = True
+    if scan.mixed_endings:
+        problems, total = _csv_problems(path)
+        if problems:
+            raise IngestError(str(path), problems, total)
+        strict = False
     # A view: the file is parsed once, by _stage. A CSV error found then is reported by
     # ingest_file as it would be here.
     try:
@@ -509,10 +587,91 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             SELECT row_number() OVER () AS __row, {", ".join(present)}
             FROM read_csv({_quote(str(path))}, header = true, columns = {spec},
                 auto_detect = false, delim = ',', quote = '"', escape = '"',
-                strict_mode = true, null_padding = false, encoding = 'utf-8')"""
+                strict_mode = {str(strict).lower()}, null_padding = false, encoding = 'utf-8')"""
         )
     except duckdb.Error as exc:
-        raise IngestError(str(path), [_csv_error(str(exc), path)]) from exc
+        raise _not_csv(str(path), path, exc) from exc
+    return scan
+
+
+def _not_csv(name: str, path: Path, exc: duckdb.Error) -> IngestError:
+    """DuckDB's refusal of a CSV file, as the structural problems Python's reader finds in it
+    (every one, each at its line); DuckDB's own message if Python's reader finds none."""
+    problems, total = _csv_problems(path)
+    return IngestError(name, problems or [_csv_error(str(exc), path)], total or None)
+
+
+def _csv_problems(path: Path) -> tuple[list[RowError], int]:
+    """Every structural problem of a CSV file (a row with too many or too few fields, an
+    unterminated quote, text after a closing quote), at most MAX_REPORTED listed, and how many
+    there are. Read with Python's csv module, only when a file is refused or its lines end
+    in two ways; the values are not checked."""
+    found: list[RowError] = []
+    total = 0
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh, strict=True)
+            width: int | None = None
+            row, start = 0, 1
+            while True:
+                try:
+                    rec = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    row += 1
+                    total += 1
+                    if "unexpected end of data" in str(exc):  # inside a quoted field at the end
+                        opened = _quote_opened(path, start)
+                        reason = (
+                            f"line {opened} is not valid CSV: unterminated quote: a quote opened on line "
+                            f"{opened} is never closed, so the rest of the file would be one value"
+                        )
+                    elif "expected after" in str(exc):
+                        reason = (
+                            f"line {reader.line_num} is not valid CSV: text after the closing quote of a "
+                            'quoted value (a quote inside a quoted value is written twice: "")'
+                        )
+                    else:
+                        reason = f"line {reader.line_num} is not valid CSV: {exc}"
+                    if len(found) < MAX_REPORTED:
+                        found.append(RowError(row, None, reason))
+                    start = reader.line_num + 1
+                    continue
+                if width is None:
+                    width = len(rec)  # the header
+                elif rec:
+                    row += 1
+                    if len(rec) != width:
+                        total += 1
+                        if len(found) < MAX_REPORTED:
+                            found.append(
+                                RowError(
+                                    row,
+                                    None,
+                                    f"line {start} is not valid CSV: expected {width} fields, found {len(rec)}",
+                                )
+                            )
+                start = reader.line_num + 1
+    except (OSError, UnicodeDecodeError):
+        return [], 0
+    return found, total
+
+
+def _quote_opened(path: Path, start: int) -> int:
+    """The line of the quote left open in the record that begins on line ``start`` and runs to
+    the end of the file: the last line after which the record's count of quotes turns odd
+    (a closed quoted value holds an even number of them, its doubled quotes included)."""
+    opened, odd = start, False
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        for n, text in enumerate(fh, start=1):
+            if n < start:
+                continue
+            now = odd ^ (text.count('"') % 2 == 1)
+            if now and not odd:
+                opened = n
+            odd = now
+    return opened
 
 
 def _record_place(path: Path, record: int) -> tuple[int, int] | None:
@@ -539,8 +698,8 @@ def _csv_error(message: str, path: Path) -> RowError:
     return RowError(None, None, f"not valid CSV: {lines[0]}")
 
 
-def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    _check_utf8(path)
+def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Scan:
+    scan = _check_utf8(path, json_lines=True)
     # Read line by line so that row numbers are line numbers, blank lines included.
     try:
         con.execute(
@@ -610,6 +769,7 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE tl_raw AS SELECT __row, {cols} FROM tl_lines WHERE trim(line) <> ''"
     )
+    return scan
 
 
 def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -699,6 +859,23 @@ def _as_text(value: Any) -> str | None:
 
 _INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT")
 
+# What a value is trimmed of: every kind of space and line break (Python's str.strip() but
+# its control characters U+001C-U+001F). DuckDB's trim() takes spaces only, Unicode's too,
+# leaving a tab, CR or LF: "anakinra<TAB>" was another drug, "P050<TAB>" another patient.
+_WHITESPACE = (
+    " \t\n\v\f\r\x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def trimmed(expr: str) -> str:
+    """SQL for text ``expr`` trimmed of :data:`_WHITESPACE`. trim() with a set of characters
+    costs nine times trim() alone (1.9 s against 0.2 s for 12 columns of 531k rows), so it
+    runs only on a value that begins or ends with a control character or a space."""
+    return (
+        f"CASE WHEN {expr}[1] < '!' OR {expr}[-1] < '!' THEN trim({expr}, {_quote(_WHITESPACE)}) "
+        f"ELSE trim({expr}) END"
+    )
+
 
 def _passthrough(col: str, raw_type: str) -> bool:
     """Whether a source column of ``raw_type`` (a typed Parquet column) is read as it is
@@ -722,7 +899,7 @@ def _typed(col: str, raw_type: str = "VARCHAR") -> str:
         if kind == "DOUBLE":
             return f"CASE WHEN isfinite({r}) THEN {r} END"
         return f"CASE WHEN {r} = floor({r}) AND abs({r}) < 2e9 THEN {r}::INTEGER END"
-    text = f"nullif(trim(r.{col}), '')"
+    text = f"nullif({trimmed(f'r.{col}')}, '')"
     if col in _LOWERED:
         text = f"lower({text})"
     # DuckDB's cast reads digit separators ('3_0' as 30): a number in a file has none
@@ -836,7 +1013,9 @@ def _stage(con: duckdb.DuckDBPyConnection, tz: str, schema: str, ordered_rows: b
                 else:
                     raw = f"CASE WHEN {value} IS NULL THEN r.{col}::VARCHAR END"
                 select.append(f"{raw} AS raw_{col}")
-                flags.append(f"(nullif(trim(s.raw_{col}), '') IS NOT NULL AND s.{col} IS NULL) AS bad_{col}")
+                flags.append(
+                    f"(nullif({trimmed(f's.raw_{col}')}, '') IS NOT NULL AND s.{col} IS NULL) AS bad_{col}"
+                )
         else:
             select.append(f"NULL::{events.COLUMN_TYPES[col]} AS {col}")
             if typed:
@@ -904,17 +1083,28 @@ def _conversions(con: duckdb.DuckDBPyConnection, book: codes.CodeBook) -> None:
     ).fetchall():
         for canon in codes.DOSE_UNITS:
             try:
-                dose_rows.append((unit, canon, conversion(unit, canon).scale, None))
-                break
+                scale = conversion(unit, canon).scale
             except UnitError:
                 continue
+            if DOSE_FACTORS[0] <= scale <= DOSE_FACTORS[1]:
+                dose_rows.append((unit, canon, scale, None))
+            else:  # kg: 5 kg of anakinra was stored as 5,000,000 mg
+                per = canon.removeprefix("mg")
+                dose_rows.append((unit, None, None, (
+                    f"dose_unit {unit!r} is {scale:g} × {canon}, not a unit a dose is given in "
+                    f"(ng{per}, ug{per}, mg{per} or g{per})"
+                )))  # fmt: skip
+            break
         else:
+            hint = ucum_hint(unit)
             dose_rows.append(
                 (
                     unit,
                     None,
                     None,
-                    f"dose_unit {unit!r} is not a mass per dose (mg) or per kg (mg/kg); give the schedule in frequency",
+                    f"dose_unit {unit!r} is not UCUM{hint}"
+                    if hint
+                    else f"dose_unit {unit!r} is not a mass per dose (mg) or per kg (mg/kg); give the schedule in frequency",
                 )
             )
     con.execute(
@@ -958,11 +1148,17 @@ def _unit_hint(unit: str, target: codes.Code) -> str:
 
 
 def _checks(
-    store: Store, op: str, now_local: datetime, book: codes.CodeBook, unique_ids: bool = False
+    store: Store,
+    op: str,
+    now_local: datetime,
+    book: codes.CodeBook,
+    unique_ids: bool = False,
+    screen: bool = True,
 ) -> list[str]:
     """SQL queries each yielding (row, field, reason) for one kind of problem. With
     ``unique_ids`` (no event id appears twice in the batch) the check of rows that share an
-    id with different content is left out: it cannot find any."""
+    id with different content is left out: it cannot find any. ``screen``: look for control
+    and invisible characters in identifiers (left out when the file's bytes hold none)."""
     kinds = list(events.KINDS)
     q: list[str] = []
     simple: list[tuple[str, str, str]] = []  # (field, condition, reason) over one stage row
@@ -975,7 +1171,17 @@ def _checks(
     add("kind", f"s.kind IS NOT NULL AND s.kind NOT IN {_in(kinds)}", "'unknown kind ' || tl_quote(s.kind)")
     for col, typ in events.COLUMN_TYPES.items():
         if typ != "VARCHAR":
-            add(col, f"s.bad_{col}", f"'not {_TYPE_NAMES[typ]}: ' || tl_quote(s.raw_{col})")
+            add(
+                col,
+                f"s.bad_{col}",
+                f"'not {_TYPE_NAMES[typ]}: ' || tl_quote(s.raw_{col})"
+                + (
+                    f" || CASE WHEN regexp_full_match(trim(s.raw_{col}), '-?[0-9]+,[0-9]+') THEN "
+                    f"' (a decimal comma? write ' || replace(trim(s.raw_{col}), ',', '.') || ')' ELSE '' END"
+                    if typ == "DOUBLE"
+                    else ""
+                ),
+            )
     # which kinds require / allow each column
     for col in events.NATIVE_COLUMNS:
         if col in ("event_id", "patient_id", "kind", "occurred_at", "note"):
@@ -987,6 +1193,18 @@ def _checks(
             add(col, f"s.{col} IS NULL{bad} AND s.kind IN {_in(requiring)}", "'required for kind ' || s.kind")
         nonnull = f"(s.{col} IS NOT NULL OR s.bad_{col})" if bad else f"s.{col} IS NOT NULL"
         add(col, f"{nonnull} AND s.kind IN {_in(refusing)}", "'does not apply to kind ' || s.kind")
+    if screen:
+        for col in IDENTIFIERS:
+            add(col, f"regexp_matches(s.{col}, {_quote(_INVISIBLE)})", _invisible_reason(f"s.{col}"))
+            # 'José' with a combining accent (NFD, as macOS names files) and 'José' composed
+            # (NFC) look alike and are two values. Refused rather than normalised: a store may
+            # already hold the NFD form, and an id changed silently would no longer meet it.
+            add(
+                col,
+                f"s.{col} <> nfc_normalize(s.{col})",
+                f"tl_quote(s.{col}) || ' is not in Unicode''s composed form (NFC): it has a letter and "
+                "its accent written as two characters; save the file with composed characters (NFC)'",
+            )
     # dates
     for col, ts in (("occurred_at", "occ_ts"), ("ended_at", "end_ts")):
         bad_offset = f"regexp_matches(s.{col}, '{_ANY_OFFSET}') AND NOT regexp_matches(s.{col}, '{_OFFSET}')"
@@ -1073,6 +1291,16 @@ def _checks(
     q.append(
         """SELECT s.__row, 'dose_unit', d.error FROM tl_stage s JOIN tl_dose d ON s.dose_unit = d.unit
            WHERE d.error IS NOT NULL"""
+    )
+    # a dose no one gives: over 1 kg per dose or 10 g/kg (IVIG, among the largest, is 2 g/kg,
+    # at most about 140 g)
+    q.append(
+        f"""SELECT s.__row, 'dose', 'dose ' || {_raw("dose")} || ' ' || s.dose_unit || CASE WHEN d.scale <> 1
+                THEN ' (' || format('{{:.6g}}', s.dose * d.scale) || ' ' || d.canon || ')' ELSE '' END
+                || ' is over ' || CASE WHEN d.canon = 'mg' THEN '1,000,000 mg (1 kg) per dose'
+                ELSE '10,000 mg/kg (10 g/kg)' END || ': no dose is that large (IVIG, among the largest, is 2 g/kg)'
+           FROM tl_stage s JOIN tl_dose d ON s.dose_unit = d.unit
+           WHERE d.error IS NULL AND s.dose * d.scale > CASE WHEN d.canon = 'mg' THEN {MAX_DOSE_MG:g} ELSE {MAX_DOSE_MG_KG:g} END"""
     )
     ranges: list[codes.Code] = []
     for table in (book.labs, book.assessments):
@@ -1210,6 +1438,56 @@ def _checks(
     return q
 
 
+# Characters refused in an identifier: control characters (C0, DEL, C1), characters that do
+# not show (zero-width, joiners, direction marks and isolates, a byte order mark, a soft
+# hyphen, variation selectors, fillers), line and paragraph separators, and every space but
+# the plain one. Each makes a value that looks like another and is not ("P0<ZWSP>50" and
+# "P050" were two patients, shown alike), or writes a terminal escape sequence when shown.
+_INVISIBLE = (
+    r"[\x00-\x1f\x7f-\x9f\x{a0}\x{ad}\x{34f}\x{61c}\x{115f}\x{1160}\x{1680}\x{17b4}\x{17b5}"
+    r"\x{180b}-\x{180f}\x{2000}-\x{200f}\x{2028}-\x{202f}\x{205f}-\x{206f}\x{3000}\x{3164}"
+    r"\x{fe00}-\x{fe0f}\x{feff}\x{ffa0}\x{fff0}-\x{fffb}]"
+)
+# The native columns that identify or classify (an id, a code, a unit, a drug): the
+# enumerations (kind, sex, route, frequency, action) are refused by their own check; an adverse
+# event's term is text as the clinician wrote it, kept as a note is.
+IDENTIFIERS = ("event_id", "patient_id", "code", "unit", "drug", "dose_unit")
+_CHAR_NAMES = {
+    9: "a tab", 10: "a line feed", 13: "a carriage return", 27: "an escape character",
+    127: "a delete character", 160: "a no-break space", 173: "a soft hyphen",
+    8203: "a zero-width space", 8204: "a zero-width non-joiner", 8205: "a zero-width joiner",
+    8206: "a left-to-right mark", 8207: "a right-to-left mark", 8232: "a line separator",
+    8233: "a paragraph separator", 8239: "a narrow no-break space", 8288: "a word joiner",
+    65279: "a zero-width no-break space (byte order mark)",
+}  # fmt: skip
+
+
+def _odd_identifiers(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether an identifier of a staged row holds a character of :data:`_INVISIBLE` or is not
+    in NFC: one pass over the identifiers joined by '|' (which no accent composes with), one
+    regular expression and one normalisation a row (0.1 s for 531k rows; six regular
+    expressions, evaluated in the check's filter and again in its result, cost 0.4 s)."""
+    joined = f"concat_ws('|', {', '.join(IDENTIFIERS)})"
+    found = con.execute(
+        f"""SELECT count(*) FROM (SELECT {joined} AS j FROM tl_stage)
+            WHERE regexp_matches(j, {_quote(_INVISIBLE)}) OR j <> nfc_normalize(j)"""
+    ).fetchone()
+    return bool(found and found[0])
+
+
+def _invisible_reason(value: str) -> str:
+    """SQL for the message about the first refused character of ``value``."""
+    ch = f"regexp_extract({value}, {_quote(_INVISIBLE)})"
+    code = f"unicode({ch})"
+    names = " ".join(f"WHEN {k} THEN {_quote(v)}" for k, v in _CHAR_NAMES.items())
+    space = f"({code} = 5760 OR {code} BETWEEN 8192 AND 8202 OR {code} IN (8239, 8287, 12288))"
+    what = f"""CASE {code} {names} ELSE CASE WHEN {code} < 160 THEN 'a control character'
+        WHEN {space} THEN 'a space other than the plain one' ELSE 'a character that does not show' END END"""
+    return f"""'contains ' || {what} || ' (U+' || format('{{:04X}}', {code}) || ') at character '
+        || strpos({value}, {ch}) || ' of ' || tl_quote({value}) || CASE WHEN {space} OR {code} IN (160, 8239)
+        THEN ': write a plain space' ELSE ': remove it' END"""
+
+
 def _against_stored(
     store: Store, hw: int, fresh: str, kind: str, bound: str, others: str, breach: str, says: str
 ) -> str:
@@ -1293,6 +1571,7 @@ def _write_batch(
     ordered_rows: bool = True,
     site_codes: Sequence[codes.SiteCode] = (),
     codes_digest: str = "",
+    scan: _Scan | None = None,
 ) -> IngestResult:
     """Check the staged rows and write the new ones as one batch. ``site_codes`` (a MEDS
     dataset's codes the store lacks) are registered in the same transaction, and the rows are
@@ -1323,9 +1602,14 @@ def _write_batch(
         # repeats one (the usual file; the self-join and the numbering of first occurrences
         # below cost 1.3 s of a 12 s ingest of 2M events; counting the ids, 0.5 s)
         unique = n_ids == n_rows
+        # identifiers are screened for control and invisible characters and for NFC unless the
+        # file's bytes show it has none; the rows' checks run only if a row has any
+        screen = (scan is None or scan.may_hide(n_rows)) and _odd_identifiers(con)
         errors, total = run(
             "checking",
-            lambda: _collect_errors(con, _checks(store, op, now_local, unique_ids=unique, book=book), book),
+            lambda: _collect_errors(
+                con, _checks(store, op, now_local, unique_ids=unique, book=book, screen=screen), book
+            ),
         )
         if errors:
             raise IngestError(source, errors, total)
@@ -1379,6 +1663,7 @@ def _write_batch(
                 registered,
             )  # fmt: skip
 
+        notes = _lookalike_notes(con, dense) if op == "ingest" and store.high_water() else []
         with store.transaction():
             if registered:
                 registry.write(store, con, list(site_codes), author, codes_digest)
@@ -1404,7 +1689,56 @@ def _write_batch(
             time.perf_counter() - started,
             retracted,
             registered,
+            notes=notes,
         )
+
+
+def _lookalike_notes(con: duckdb.DuckDBPyConnection, dense: bool) -> list[str]:
+    """Notes on the rows about to be added beside what the store holds: a new patient id that
+    differs only in case or Unicode form from another (``p050`` and ``P050`` are two patients),
+    and an event at the very instant of a stored one of the same patient, kind and code (and
+    drug, term) under another event id: a re-export with a changed value and no event_id column
+    adds the new value beside the old one, and the later one wins ties."""
+    new = "tl_stage" if dense else "(SELECT * FROM tl_stage WHERE __row IN (SELECT __row FROM tl_new))"
+    notes: list[str] = []
+    pairs = con.execute(
+        f"""WITH batch AS (SELECT DISTINCT patient_id FROM {new}),
+                known AS (SELECT DISTINCT patient_id FROM events),
+                ids AS (SELECT patient_id, patient_id NOT IN (SELECT patient_id FROM known) AS fresh FROM batch
+                        UNION SELECT patient_id, false FROM known)
+           SELECT list(patient_id ORDER BY patient_id) FILTER (WHERE fresh),
+                  list(patient_id ORDER BY patient_id) FILTER (WHERE NOT fresh)
+           FROM ids GROUP BY lower(nfc_normalize(patient_id))
+           HAVING count(*) > 1 AND bool_or(fresh) ORDER BY 1 LIMIT 6"""
+    ).fetchall()
+    if pairs:
+        shown = [
+            f"{', '.join(repr(p) for p in fresh)} (new) and {', '.join(repr(p) for p in (others or [])) or 'each other'}"
+            for fresh, others in pairs[:5]
+        ]
+        notes.append(
+            "patient ids that differ only in case or Unicode form are two patients: "
+            + "; ".join(shown)
+            + ("; …" if len(pairs) > 5 else "")
+            + " — the same patient? retract the events and ingest them again under one id"
+        )
+    found = con.execute(
+        f"""SELECT count(DISTINCT s.__row), min(s.__row), arg_min(e.event_id, s.__row), arg_min(s.eid, s.__row)
+           FROM {new} s JOIN events e
+             ON e.patient_id = s.patient_id AND e.kind = s.kind AND e.occurred_at = s.occ_ts
+           WHERE e.op <> 'retract' AND e.event_id <> s.eid AND (s.code IS NULL OR e.code = s.code)
+             AND e.drug IS NOT DISTINCT FROM s.drug AND e.term IS NOT DISTINCT FROM s.term
+             AND e.event_id NOT IN (SELECT event_id FROM events WHERE op = 'retract')"""
+    ).fetchone()
+    if found and found[0]:
+        n, row, old, added = int(found[0]), found[1], found[2], found[3]
+        notes.append(
+            f"{n:,} event{'s' if n != 1 else ''} added at the instant of a stored event of the same patient, "
+            f"kind and code under another event id (row {row}: {added!r} beside {old!r}): a re-export with "
+            "changed values? Give the file an event_id column, and `timeline correct` changes an event "
+            "instead of adding another"
+        )
+    return notes
 
 
 def _versions(con: duckdb.DuckDBPyConnection, op: str) -> None:

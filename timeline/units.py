@@ -90,20 +90,44 @@ _SPELLINGS = {
     "hr": "h", "hrs": "h", "hour": "h", "hours": "h", "minute": "min", "minutes": "min", "mins": "min",
     "sec": "s", "secs": "s", "day": "d", "days": "d", "week": "wk", "weeks": "wk",
     "kgs": "kg", "gm": "g", "gms": "g", "bpm": "/min",
+    "C": "Cel", "cel": "Cel", "CEL": "Cel", "℃": "Cel", "deg C": "Cel", "degrees C": "Cel", "°c": "Cel",
+    "F": "[degF]", "℉": "[degF]", "deg F": "[degF]", "degrees F": "[degF]",
+    # a count per volume: G/L (giga per litre, as French labs write it), T/L; "cells" is no unit
+    "G": "10*9", "T": "10*12",
+    # UCUM is case-sensitive (Mg is a megagram)
+    "Kg": "kg", "KG": "kg", "MG": "mg", "DL": "dL", "mg%": "mg/dL",
 }  # fmt: skip
+# words that are no unit, left out of a compound unit's UCUM spelling (cells/uL is /uL)
+_WORDS = {"cells": "", "cell": "", "Cells": ""}
+# in a compound unit, K or k for thousands (K/uL, a count of 10*3 per microlitre: UCUM reads K
+# as kelvin)
+_THOUSANDS = {"K": "10*3", "k": "10*3"}
+# a power of ten as lab reports print it: x10³, ×10^9, 10E3
+_POWER = re.compile(r"^[x×*]?\s*10\s*(?:\^|\*\*|\*|E|e)?\s*([⁰¹²³⁴⁵⁶⁷⁸⁹]+|\d+)$")
+_SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
 
 
 def ucum_spelling(symbol: str) -> str:
-    """UCUM's spelling of a unit symbol written another way (``hours``: ``h``), else the symbol."""
-    return _SPELLINGS.get(symbol, symbol)
+    """UCUM's spelling of a unit symbol written another way (``hours``: ``h``; a micro sign or
+    Greek mu for ``u``: ``µmol`` is ``umol``; ``x10³`` is ``10*3``), else the symbol."""
+    if symbol in _SPELLINGS:
+        return _SPELLINGS[symbol]
+    if symbol[:1] in ("µ", "μ") and len(symbol) > 1:
+        return "u" + ucum_spelling(symbol[1:])
+    m = _POWER.match(symbol)
+    if m and symbol != f"10*{m.group(1)}":
+        return f"10*{m.group(1).translate(_SUPERSCRIPTS)}"
+    return symbol
 
 
 def ucum_hint(unit: str) -> str:
     """``; UCUM writes it '[degF]'`` for a unit written another way (each part of a compound
-    unit: ``mcg/kg`` is ``ug/kg``), else ""."""
-    parts = re.split(r"([./])", unit.strip())
-    fixed = "".join(ucum_spelling(p) for p in parts)
-    return f"; UCUM writes it {fixed!r}" if fixed != unit.strip() else ""
+    unit: ``mcg/kg`` is ``ug/kg``, ``K/µL`` is ``10*3/uL``), else ""."""
+    text = unit.strip()
+    parts = [p.strip() for p in re.split(r"([./])", text)]
+    compound = len(parts) > 1
+    fixed = "".join({**_THOUSANDS, **_WORDS}.get(p, p) if compound else p for p in map(ucum_spelling, parts))
+    return f"; UCUM writes it {fixed!r}" if fixed not in (text, "") else ""
 
 
 def _atom(sym: str) -> tuple[float, Dim]:
@@ -337,8 +361,8 @@ def conversion(from_unit: str, to_unit: str, molar_mass: float | None = None) ->
         moved[3] = 0
         if tuple(moved) == b.dim and amount != 0:
             a = ParsedUnit(a.factor * molar_mass**amount, b.dim)
-    if a.dim != b.dim:
-        raise UnitError(f"cannot convert {src!r} to {dst!r} (different dimensions)")
+    if a.dim != b.dim:  # K/uL: kelvin per microlitre, as UCUM reads it
+        raise UnitError(f"cannot convert {src!r} to {dst!r} (different dimensions){ucum_hint(src)}")
     return Conversion(_tidy(a.factor / b.factor))
 
 

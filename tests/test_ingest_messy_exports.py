@@ -1,0 +1,343 @@
+"""Files as hospital exports come: line endings of two systems in one file, cells padded with
+tabs, control characters, look-alike patient ids, unit spellings of every habit (helper 50's
+audit). Each test writes a small file, ingests it through the CLI and looks at one outcome."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.output import visible
+from tests.support import CliResult, raw_connection, run_cli, snapshot
+
+
+@pytest.fixture
+def store(store_path: Path) -> Path:
+    run_cli("init", "--store", store_path)
+    return store_path
+
+
+def ingest(store: Path, path: Path, data: str | bytes, *more: str) -> CliResult:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path.write_bytes(data)
+    return run_cli("ingest", path, "--store", store, "--author", "t", *more)
+
+
+def events_of(store: Path, patient: str) -> list[dict[str, Any]]:
+    result = run_cli("events", patient, "--store", store, "--json")
+    assert result.exit_code == 0, result.output
+    events: list[dict[str, Any]] = json.loads(result.stdout)["events"]
+    return events
+
+
+HEAD = "patient_id,kind,occurred_at,value,unit,note"
+
+
+# ---- line endings and CSV structure (HIGH 1, MEDIUM 8) -----------------------------------
+
+
+def test_an_lf_header_on_crlf_rows_is_read(store: Path, tmp_path: Path) -> None:
+    data = f"{HEAD}\nM1,weight,2020-01-01,20,kg,a\r\nM1,weight,2020-01-02,21,kg,b\r\n"
+    result = ingest(store, tmp_path / "m.csv", data)
+    assert (result.exit_code, [e["value"] for e in events_of(store, "M1")]) == (0, [20, 21])
+
+
+def test_one_lf_line_in_a_crlf_file_is_read(store: Path, tmp_path: Path) -> None:
+    data = "patient_id,kind,occurred_at,value,unit\r\nM1,weight,2020-01-01,20,kg\r\nM1,weight,2020-01-02,21,kg\nM1,weight,2020-01-03,22,kg\r\n"
+    result = ingest(store, tmp_path / "m.csv", data)
+    assert (result.exit_code, len(events_of(store, "M1"))) == (0, 3)
+
+
+def test_a_quoted_note_over_two_lines_keeps_its_line_break_in_a_file_of_mixed_endings(
+    store: Path, tmp_path: Path
+) -> None:
+    data = f'{HEAD}\nM1,weight,2020-01-01,20,kg,"a\r\nb"\r\nM1,weight,2020-01-02,21,kg,"c\nd"\n'
+    ingest(store, tmp_path / "m.csv", data)
+    assert [e["note"] for e in events_of(store, "M1")] == ["a\r\nb", "c\nd"]
+
+
+def test_a_bad_value_in_a_file_of_mixed_endings_is_named_by_its_row_and_line(
+    store: Path, tmp_path: Path
+) -> None:
+    """Was ``row 1: line 2 is not valid CSV: y"`` (helper 50's crlfq.csv)."""
+    data = f'{HEAD}\nP,weight,2020-01-01,20,kg,"x\r\ny"\r\nP,weight,2020-01-02,-1,kg,\r\n'
+    result = ingest(store, tmp_path / "m.csv", data)
+    assert result.stderr.splitlines()[1:] == [
+        f"  {tmp_path / 'm.csv'}: row 2 (line 4), field value: value -1 kg is outside the plausible range 0.2–300 kg for body weight"
+    ]
+
+
+def test_a_file_of_mixed_endings_that_is_refused_leaves_the_store_unchanged(
+    store: Path, tmp_path: Path
+) -> None:
+    before = snapshot(store)
+    data = "patient_id,kind,occurred_at,value,unit\nM1,weight,2020-01-01,20,kg\r\nM1,weight,2020-01-02\r\n"
+    result = ingest(store, tmp_path / "m.csv", data)
+    assert (result.exit_code, snapshot(store)) == (6, before)
+
+
+# ---- trimming (HIGH 3) --------------------------------------------------------------------
+
+
+def stored(store: Path, column: str) -> list[Any]:
+    with raw_connection(store, read_only=True) as con:
+        return [r[0] for r in con.execute(f"SELECT {column} FROM events ORDER BY seq").fetchall()]
+
+
+def test_a_quoted_drug_ending_in_a_tab_is_stored_trimmed(store: Path, tmp_path: Path) -> None:
+    data = (
+        'patient_id,kind,occurred_at,drug,dose,dose_unit\nP,medication_start,2020-01-01,"anakinra\t",100,mg\n'
+    )
+    ingest(store, tmp_path / "d.csv", data)
+    assert stored(store, "drug") == ["anakinra"]
+
+
+def test_a_patient_id_between_tabs_and_line_breaks_in_json_lines_is_stored_trimmed(
+    store: Path, tmp_path: Path
+) -> None:
+    row = {
+        "patient_id": "\tP050\r\n",
+        "kind": "weight",
+        "occurred_at": "2020-01-01",
+        "value": 20,
+        "unit": "kg",
+    }
+    ingest(store, tmp_path / "d.jsonl", json.dumps(row) + "\n")
+    assert stored(store, "patient_id") == ["P050"]
+
+
+def test_a_code_ending_in_a_tab_in_parquet_is_stored_trimmed(store: Path, tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    with raw_connection(tmp_path / "scratch.duckdb") as con:
+        con.execute(
+            "COPY (SELECT 'P' AS patient_id, 'diagnosis' AS kind, '2020-01-01' AS occurred_at, "
+            f"'sJIA' || chr(9) AS code) TO '{path}' (FORMAT parquet)"
+        )
+    run_cli("ingest", path, "--store", store, "--author", "t")
+    assert stored(store, "code") == ["sJIA"]
+
+
+def test_a_number_padded_with_tabs_is_read_as_the_number(store: Path, tmp_path: Path) -> None:
+    ingest(
+        store, tmp_path / "w.csv", 'patient_id,kind,occurred_at,value,unit\nP,weight,2020-01-01,"\t20\t",kg\n'
+    )
+    assert stored(store, "value") == [20.0]
+
+
+def test_a_cell_of_only_a_tab_is_a_missing_value(store: Path, tmp_path: Path) -> None:
+    result = ingest(
+        store, tmp_path / "w.csv", 'patient_id,kind,occurred_at,value,unit\n"\t",weight,2020-01-01,20,kg\n'
+    )
+    assert f"{tmp_path / 'w.csv'}: row 1, field patient_id: missing value" in result.stderr
+
+
+# ---- control and invisible characters (MEDIUM 4) ----------------------------------------------
+
+
+def test_an_escape_character_in_a_patient_id_is_refused_naming_row_field_and_character(
+    store: Path, tmp_path: Path
+) -> None:
+    result = ingest(store, tmp_path / "e.csv", f"{HEAD}\nP\x1b[31m1,weight,2020-01-01,20,kg,\n")
+    assert result.stderr.splitlines()[1] == (
+        f"  {tmp_path / 'e.csv'}: row 1, field patient_id: contains an escape character (U+001B) at character 2 "
+        "of 'P\\x1b[31m1': remove it"
+    )
+
+
+def test_a_zero_width_space_in_a_drug_is_refused(store: Path, tmp_path: Path) -> None:
+    data = "patient_id,kind,occurred_at,drug,dose,dose_unit\nP,medication_start,2020-01-01,ana\u200bkinra,100,mg\n"
+    result = ingest(store, tmp_path / "d.csv", data)
+    assert (
+        "field drug: contains a zero-width space (U+200B) at character 4 of 'ana\\u200bkinra': remove it"
+        in (result.stderr)
+    )
+
+
+def test_a_no_break_space_inside_a_patient_id_is_refused_asking_for_a_plain_space(
+    store: Path, tmp_path: Path
+) -> None:
+    result = ingest(store, tmp_path / "n.csv", f"{HEAD}\nP\u00a0052,weight,2020-01-01,20,kg,\n")
+    assert (
+        "field patient_id: contains a no-break space (U+00A0) at character 2 of 'P\u00a0052': write a plain space"
+        in (result.stderr)
+    )
+
+
+def test_a_line_feed_inside_a_quoted_code_is_refused(store: Path, tmp_path: Path) -> None:
+    result = ingest(
+        store, tmp_path / "c.csv", 'patient_id,kind,occurred_at,code\nP,diagnosis,2020-01-01,"sJ\nIA"\n'
+    )
+    assert (
+        "row 1, field code: contains a line feed (U+000A) at character 3 of 'sJ\\nIA': remove it"
+        in result.stderr
+    )
+
+
+def test_an_escaped_control_character_in_json_lines_is_refused(store: Path, tmp_path: Path) -> None:
+    row = {"patient_id": "P\x07", "kind": "weight", "occurred_at": "2020-01-01", "value": 20, "unit": "kg"}
+    result = ingest(store, tmp_path / "e.jsonl", json.dumps(row) + "\n")
+    assert "row 1, field patient_id: contains a control character (U+0007)" in result.stderr
+
+
+def test_a_control_character_in_parquet_is_refused(store: Path, tmp_path: Path) -> None:
+    path = tmp_path / "e.parquet"
+    with raw_connection(tmp_path / "scratch.duckdb") as con:
+        con.execute(
+            "COPY (SELECT 'P' || chr(27) AS patient_id, 'weight' AS kind, '2020-01-01' AS occurred_at, "
+            f"20.0 AS value, 'kg' AS unit) TO '{path}' (FORMAT parquet)"
+        )
+    result = run_cli("ingest", path, "--store", store, "--author", "t")
+    assert (result.exit_code, "field patient_id: contains an escape character (U+001B)" in result.stderr) == (
+        6,
+        True,
+    )
+
+
+def test_a_control_character_in_a_note_is_stored_as_written(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "n.csv", f'{HEAD}\nP,weight,2020-01-01,20,kg,"\x1b[2Jsee\tchart"\n')
+    assert stored(store, "note") == ["\x1b[2Jsee\tchart"]
+
+
+def test_a_control_character_in_a_correction_reason_is_shown_as_an_escape_in_the_history(
+    store: Path, tmp_path: Path
+) -> None:
+    ingest(
+        store,
+        tmp_path / "w.csv",
+        "event_id,patient_id,kind,occurred_at,value,unit\nw1,P,weight,2020-01-01,20,kg\n",
+    )
+    run_cli(
+        "correct", "w1", "--set", "value=21", "--reason", "typo\x1b[2J", "--author", "a", "--store", store
+    )
+    shown = run_cli("events", "P", "--history", "--store", store).stdout
+    assert ("\x1b" in shown, "typo\\x1b[2J" in shown) == (False, True)
+
+
+def test_visible_shows_control_and_invisible_characters_as_escapes() -> None:
+    assert visible("a\x1b[31mb\tc\nd\u200be\x85") == "a\\x1b[31mb\\tc\\nd\\u200be\\x85"
+
+
+def test_visible_leaves_accents_and_symbols_as_they_are() -> None:
+    assert visible("José µg ≤ 10*9/L °C") == "José µg ≤ 10*9/L °C"
+
+
+def test_an_error_quoting_a_value_with_a_line_break_stays_on_one_line(store: Path, tmp_path: Path) -> None:
+    data = (
+        'patient_id,kind,occurred_at,drug,dose,dose_unit,route\nP,medication_start,2020-01-01,x,1,mg,"s\nc"\n'
+    )
+    result = ingest(store, tmp_path / "r.csv", data)
+    assert result.stderr.splitlines()[1].endswith(
+        "field route: unknown route 's\\nc' (allowed: sc, iv, oral, im, topical, other)"
+    )
+
+
+# ---- look-alike patient ids (MEDIUM 5) and re-exports (MEDIUM 10) ---------------------------------
+
+
+def test_a_patient_id_with_a_combining_accent_is_refused_as_not_nfc(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "j.csv", f"{HEAD}\nJose\u0301,weight,2020-01-01,20,kg,\n")
+    assert "row 1, field patient_id: 'Jose\u0301' is not in Unicode's composed form (NFC)" in result.stderr
+
+
+def test_a_composed_accent_in_a_patient_id_is_accepted(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "j.csv", f"{HEAD}\nJos\u00e9,weight,2020-01-01,20,kg,\n")
+    assert result.exit_code == 0
+
+
+def test_a_new_patient_id_differing_only_in_case_from_a_stored_one_gets_a_note(
+    store: Path, tmp_path: Path
+) -> None:
+    ingest(store, tmp_path / "a.csv", f"{HEAD}\nP050,weight,2020-01-01,20,kg,\n")
+    result = ingest(store, tmp_path / "b.csv", f"{HEAD}\np050,weight,2020-01-02,20,kg,\n")
+    assert (
+        "note: patient ids that differ only in case or Unicode form are two patients: 'p050' (new) and 'P050'"
+        in result.stderr
+    )
+
+
+def test_a_new_patient_id_differing_only_in_case_is_still_added(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{HEAD}\nP050,weight,2020-01-01,20,kg,\n")
+    ingest(store, tmp_path / "b.csv", f"{HEAD}\np050,weight,2020-01-02,20,kg,\n")
+    assert stored(store, "patient_id") == ["P050", "p050"]
+
+
+def test_events_of_a_patient_already_stored_get_no_look_alike_note(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{HEAD}\nP050,weight,2020-01-01,20,kg,\n")
+    result = ingest(store, tmp_path / "b.csv", f"{HEAD}\nP050,weight,2020-01-02,20,kg,\n")
+    assert "note:" not in result.stderr
+
+
+LAB = "patient_id,kind,occurred_at,code,value,unit"
+
+
+def test_a_re_export_with_a_changed_value_and_no_event_ids_gets_a_note(store: Path, tmp_path: Path) -> None:
+    ingest(
+        store,
+        tmp_path / "e1.csv",
+        f"{LAB}\nR1,lab,2020-01-01,1988-5,12,mg/L\nR1,lab,2020-02-01,1988-5,3,mg/L\n",
+    )
+    result = ingest(
+        store,
+        tmp_path / "e2.csv",
+        f"{LAB}\nR1,lab,2020-01-01,1988-5,1.2,mg/L\nR1,lab,2020-02-01,1988-5,3,mg/L\n",
+    )
+    assert (
+        "note: 1 event added at the instant of a stored event of the same patient, kind and code"
+        in result.stderr
+    )
+
+
+def test_a_lab_of_another_code_at_the_same_instant_gets_no_note(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "e1.csv", f"{LAB}\nR1,lab,2020-01-01,1988-5,12,mg/L\n")
+    result = ingest(store, tmp_path / "e2.csv", f"{LAB}\nR1,lab,2020-01-01,4537-7,20,mm/h\n")
+    assert "note:" not in result.stderr
+
+
+def test_a_multi_file_ingest_names_the_files_it_did_not_try(store: Path, tmp_path: Path) -> None:
+    bad, later = tmp_path / "bad.csv", tmp_path / "later.csv"
+    bad.write_text(f"{HEAD}\nP,weight,2020-01-01,-1,kg,\n")
+    later.write_text(f"{HEAD}\nP,weight,2020-01-02,20,kg,\n")
+    result = run_cli("ingest", bad, later, "--store", store, "--author", "t")
+    assert f"note: not tried, as {bad} was rejected: {later}" in result.stderr
+
+
+# ---- dose units and unit spellings (MEDIUM 6, MEDIUM 9) -------------------------------------------
+
+MED = "patient_id,kind,occurred_at,drug,dose,dose_unit"
+
+
+def test_a_dose_in_kilograms_is_refused(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "d.csv", f"{MED}\nK,medication_start,2020-01-01,anakinra,5,kg\n")
+    assert (
+        "row 1, field dose_unit: dose_unit 'kg' is 1e+06 × mg, not a unit a dose is given in (ng, ug, mg or g)"
+        in result.stderr
+    )
+
+
+def test_a_dose_in_mcg_is_refused_naming_ucums_ug(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "d.csv", f"{MED}\nK,medication_start,2020-01-01,anakinra,500,mcg\n")
+    assert "row 1, field dose_unit: dose_unit 'mcg' is not UCUM; UCUM writes it 'ug'" in result.stderr
+
+
+def test_a_dose_in_grams_per_kilogram_as_ivig_is_given_is_accepted(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "d.csv", f"{MED}\nK,medication_start,2020-01-01,ivig,2,g/kg\n")
+    assert (result.exit_code, stored(store, "dose")) == (0, [2000.0])
+
+
+def test_a_dose_over_a_kilogram_is_refused(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "d.csv", f"{MED}\nK,medication_start,2020-01-01,anakinra,1e9,mg\n")
+    assert "row 1, field dose: dose 1e9 mg is over 1,000,000 mg (1 kg) per dose" in result.stderr
+
+
+def test_a_count_in_k_per_microlitre_gets_the_ucum_spelling(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "p.csv", f"{LAB}\nP,lab,2020-01-01,777-3,250,K/uL\n")
+    assert "(different dimensions); UCUM writes it '10*3/uL'" in result.stderr
+
+
+def test_a_micro_sign_in_a_lab_unit_gets_the_ucum_spelling(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "p.csv", f"{LAB}\nP,lab,2020-01-01,751-8,1,x10³/µL\n")
+    assert "'x10³/µL' is not a UCUM unit; UCUM writes it '10*3/uL'" in result.stderr
