@@ -341,3 +341,15 @@ def test_a_count_in_k_per_microlitre_gets_the_ucum_spelling(store: Path, tmp_pat
 def test_a_micro_sign_in_a_lab_unit_gets_the_ucum_spelling(store: Path, tmp_path: Path) -> None:
     result = ingest(store, tmp_path / "p.csv", f"{LAB}\nP,lab,2020-01-01,751-8,1,x10³/µL\n")
     assert "'x10³/µL' is not a UCUM unit; UCUM writes it '10*3/uL'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("date", "says"),
+    [("2024-02-30", "has no such day: 2024-02 has 29 days"), ("2023-02-29", "has no such day: 2023-02 has 28 days"),
+     ("2024-04-31T10:00", "has no such day: 2024-04 has 30 days")],
+)  # fmt: skip
+def test_a_date_no_calendar_has_is_named_as_such(store: Path, tmp_path: Path, date: str, says: str) -> None:
+    """Helper 50: 2024-02-30 got the message for a date written in another form."""
+    result = ingest(store, tmp_path / "d.csv", f"{HEAD}\nD1,weight,{date},20,kg,\n")
+    assert result.exit_code == 6
+    assert f"row 1, field occurred_at: {says}: '{date}'" in result.stderr

@@ -1213,13 +1213,16 @@ def _checks(
             f"s.{col} IS NOT NULL AND s.{ts} IS NULL AND {bad_offset}",
             "'has an impossible UTC offset (give Z, or -14:00 to +14:00): ' || tl_quote(s." + col + ")",
         )
-        add(
-            col,
-            f"s.{col} IS NOT NULL AND s.{ts} IS NULL AND NOT ({bad_offset})",
-            "'not a valid date or date-time (YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM]): ' || tl_quote(s."
-            + col
-            + ")",
+        # 2024-02-30: a date of the right form that no calendar has is named as such (helper 50)
+        month = f"regexp_extract(s.{col}, '^(\\d{{4}})-(0[1-9]|1[0-2])-(\\d{{2}})', ['y', 'm', 'd'])"
+        no_day = (
+            f"CASE WHEN {month}.m <> '' AND try_cast(left(s.{col}, 10) AS DATE) IS NULL THEN "
+            f"'has no such day: ' || left(s.{col}, 7) || ' has ' || "
+            f"day(last_day(make_date({month}.y::INT, {month}.m::INT, 1)))::VARCHAR || ' days: ' || tl_quote(s.{col}) "
+            "ELSE 'not a valid date or date-time (YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM]): ' || "
+            f"tl_quote(s.{col}) END"
         )
+        add(col, f"s.{col} IS NOT NULL AND s.{ts} IS NULL AND NOT ({bad_offset})", no_day)
         add(
             col,
             f"s.{ts} > {_quote(now_local.isoformat(sep=' '))}::TIMESTAMP",
