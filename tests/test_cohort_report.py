@@ -443,13 +443,34 @@ define: {not: {rule: arthritis}}
 """, "joints_quiet.yaml")  # fmt: skip
 
 
+def _quiet_report(
+    tmp_path: Path, rows: list[dict[str, object]], window: str, sustained: bool = False
+) -> Report:
+    """The report of `joints_quiet`'s time to event within ``window`` from the first anakinra
+    start, over a store of ``rows``."""
+    from tests.cohort_support import RULES
+    from timeline.language.loader import load_rules
+
+    _joints_quiet_rule(tmp_path / "rules")
+    with Store.create(tmp_path / "s.duckdb") as s:
+        append_rows(s, rows, author="t", source="test")
+    flag = ", sustained: true" if sustained else ""
+    cohort = write(tmp_path, f"""cohort: quiet
+version: "1"
+index: {{first: {{kind: medication_start, drug: anakinra}}}}
+drug: anakinra
+time_to_event: [{{id: quiet, rule: joints_quiet, window: {window}{flag}}}]
+adverse_events: false
+""")  # fmt: skip
+    return run(tmp_path / "s.duckdb", cohort, load_rules([RULES, tmp_path / "rules"]))
+
+
 def test_a_patient_censored_the_day_before_another_reaches_the_outcome_is_not_at_risk_then(
     tmp_path: Path,
 ) -> None:
     """Helper 40: A stops anakinra on day 30 (censored through that day), B's joints are quiet
     on day 31, C's on day 60: two at risk at B's event, S = 1/2 from day 31 to C's event on day
     60, and the median is the middle of that stretch."""
-    _joints_quiet_rule(tmp_path / "rules")
     rows = [
         {"patient_id": p, "kind": "medication_start", "occurred_at": "2020-01-15", "drug": "anakinra",
          "dose": 100, "dose_unit": "mg", "frequency": "daily"} for p in "ABC"
@@ -458,19 +479,7 @@ def test_a_patient_censored_the_day_before_another_reaches_the_outcome_is_not_at
         {"patient_id": "B", "kind": "joint_exam", "occurred_at": "2020-02-15", "active_joints": 0},
         {"patient_id": "C", "kind": "joint_exam", "occurred_at": "2020-03-15", "active_joints": 0},
     ]  # fmt: skip
-    with Store.create(tmp_path / "s.duckdb") as s:
-        append_rows(s, rows, author="t", source="test")
-    cohort = write(tmp_path, """cohort: km_tie
-version: "1"
-index: {first: {kind: medication_start, drug: anakinra}}
-drug: anakinra
-time_to_event: [{id: quiet, rule: joints_quiet, window: 90 days}]
-adverse_events: false
-""")  # fmt: skip
-    from tests.cohort_support import RULES
-    from timeline.language.loader import load_rules
-
-    report = run(tmp_path / "s.duckdb", cohort, load_rules([RULES, tmp_path / "rules"]))
+    report = _quiet_report(tmp_path, rows, "90 days")
     event = next(st for st in report.curves[("quiet", "all")].steps if st.events)
     assert (event.time, event.at_risk, event.survival) == (31.0, 2, 0.5)
     assert report.cell("tte.quiet").stats["km_median_days"] == 45.5
@@ -479,7 +488,6 @@ adverse_events: false
 def _relapsing(tmp_path: Path, sustained: bool) -> Report:
     """Joints quiet 15 Feb, active again 1 Mar, quiet for good 15 Mar (A); quiet 15 Feb and
     active again 1 Apr, its last record (B)."""
-    _joints_quiet_rule(tmp_path / "rules")
     exams = {
         "A": [("2020-02-15", 0), ("2020-03-01", 2), ("2020-03-15", 0)],
         "B": [("2020-02-15", 0), ("2020-04-01", 1)],
@@ -490,20 +498,7 @@ def _relapsing(tmp_path: Path, sustained: bool) -> Report:
     ] + [{"patient_id": p, "kind": "joint_exam", "occurred_at": "2020-01-15", "active_joints": 3} for p in "AB"] + [
         {"patient_id": p, "kind": "joint_exam", "occurred_at": at, "active_joints": n} for p, seen in exams.items() for at, n in seen
     ]  # fmt: skip
-    with Store.create(tmp_path / "s.duckdb") as s:
-        append_rows(s, rows, author="t", source="test")
-    flag = ", sustained: true" if sustained else ""
-    cohort = write(tmp_path, f"""cohort: relapse
-version: "1"
-index: {{first: {{kind: medication_start, drug: anakinra}}}}
-drug: anakinra
-time_to_event: [{{id: quiet, rule: joints_quiet, window: 90 days{flag}}}]
-adverse_events: false
-""")  # fmt: skip
-    from tests.cohort_support import RULES
-    from timeline.language.loader import load_rules
-
-    return run(tmp_path / "s.duckdb", cohort, load_rules([RULES, tmp_path / "rules"]))
+    return _quiet_report(tmp_path, rows, "90 days", sustained)
 
 
 def test_time_to_event_is_the_first_instant_the_rule_holds_even_if_it_relapses(tmp_path: Path) -> None:
@@ -527,26 +522,13 @@ def test_a_sustained_spell_is_not_ended_by_a_moment_nothing_is_known(tmp_path: P
     were dated at the last visit before 3 months. Quiet at a November exam (valid 90 days: the
     index falls in it), unknown from 14 February, quiet again on 15 March: the spell began at
     the index."""
-    _joints_quiet_rule(tmp_path / "rules")
     rows = [
         {"patient_id": "C", "kind": "joint_exam", "occurred_at": "2019-11-15", "active_joints": 0},
         {"patient_id": "C", "kind": "medication_start", "occurred_at": "2020-01-15", "drug": "anakinra",
          "dose": 100, "dose_unit": "mg", "frequency": "daily"},
         {"patient_id": "C", "kind": "joint_exam", "occurred_at": "2020-03-15", "active_joints": 0},
     ]  # fmt: skip
-    with Store.create(tmp_path / "s.duckdb") as s:
-        append_rows(s, rows, author="t", source="test")
-    cohort = write(tmp_path, """cohort: gap
-version: "1"
-index: {first: {kind: medication_start, drug: anakinra}}
-drug: anakinra
-time_to_event: [{id: quiet, rule: joints_quiet, window: 90 days, sustained: true}]
-adverse_events: false
-""")  # fmt: skip
-    from tests.cohort_support import RULES
-    from timeline.language.loader import load_rules
-
-    report = run(tmp_path / "s.duckdb", cohort, load_rules([RULES, tmp_path / "rules"]))
+    report = _quiet_report(tmp_path, rows, "90 days", sustained=True)
     c = report.patients["C"].tte["quiet"]
     assert (c.event, c.days) == (True, 0.0)
 
@@ -656,7 +638,6 @@ def test_km_by_the_window_end_reads_each_patients_own_window(tmp_path: Path) -> 
     """Helper 49: 3 calendar months are 89-92 days; read at the longest window, the censorings
     at the end of shorter ones left fewer at risk for a later event (Valencia: 85.9% where
     81.8% were seen to reach it and no one was lost)."""
-    _joints_quiet_rule(tmp_path / "rules")
     # X's window (from 31 May) is 92 days, reached on its last; Y's (from 31 January) 89, not
     # reached; Z and W reach it on day 10: read at day 92 Y was no longer at risk, 100%
     starts = {"X": "2021-05-31", "Y": "2022-01-31", "Z": "2021-05-31", "W": "2022-01-31"}
@@ -671,19 +652,7 @@ def test_km_by_the_window_end_reads_each_patients_own_window(tmp_path: Path) -> 
         if quiet[p]:
             rows.append({"patient_id": p, "kind": "joint_exam", "occurred_at": quiet[p], "active_joints": 0})
         rows.append({"patient_id": p, "kind": "end_of_follow_up", "occurred_at": "2023-01-01"})
-    with Store.create(tmp_path / "s.duckdb") as s:
-        append_rows(s, rows, author="t", source="test")
-    cohort = write(tmp_path, """cohort: windows
-version: "1"
-index: {first: {kind: medication_start, drug: anakinra}}
-drug: anakinra
-time_to_event: [{id: quiet, rule: joints_quiet, window: 3 months}]
-adverse_events: false
-""")  # fmt: skip
-    from tests.cohort_support import RULES
-    from timeline.language.loader import load_rules
-
-    report = run(tmp_path / "s.duckdb", cohort, load_rules([RULES, tmp_path / "rules"]))
+    report = _quiet_report(tmp_path, rows, "3 months")
     c = report.cell("tte.quiet")
     assert (c.n, c.N) == (3, 4)
     assert c.stats["km_reached_by_window_end"] == pytest.approx(0.75)
