@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from timeline.errors import UsageError
 from timeline.language import ast
@@ -190,6 +190,19 @@ class CohortSpec:
 
     def manifest(self) -> dict[str, Any]:
         return {"file": self.source, "id": self.id, "version": self.version, "sha256": self.digest}
+
+
+_Item = TypeVar("_Item", Outcome, TimeToEvent)
+
+
+def _told_apart(items: list[_Item], unlabelled: list[int]) -> tuple[_Item, ...]:
+    """Items of one rule given no label are labelled by their ids: two rows named by one
+    rule's id could not be told apart (helpers 40, 49)."""
+    rules = [item.rule for item in items]
+    return tuple(
+        replace(item, label=item.id) if i in unlabelled and rules.count(item.rule) > 1 else item
+        for i, item in enumerate(items)
+    )
 
 
 def _label(rule_id: str, item_id: str) -> str:
@@ -819,11 +832,7 @@ class _Parser:
             if "label" not in item:
                 unlabelled.append(len(out) - 1)
         # outcomes of one rule without labels (under other denominators, say) are told apart by id
-        rules = [o.rule for o in out]
-        for i in unlabelled:
-            if rules.count(out[i].rule) > 1:
-                out[i] = replace(out[i], label=out[i].id)
-        return tuple(out)
+        return _told_apart(out, unlabelled)
 
     def _tte(self, data: Any, path: Path_, drug: str | None) -> tuple[TimeToEvent, ...]:
         out: list[TimeToEvent] = []
@@ -869,11 +878,7 @@ class _Parser:
             if "label" not in item:
                 unlabelled.append(len(out) - 1)
         # as outcomes: items of one rule without labels (sustained or not, other windows) by id
-        rules = [t.rule for t in out]
-        for i in unlabelled:
-            if rules.count(out[i].rule) > 1:
-                out[i] = replace(out[i], label=out[i].id)
-        return tuple(out)
+        return _told_apart(out, unlabelled)
 
     def _mas(self, data: Any, path: Path_) -> MasSpec | None:
         if data is None or data is False:
