@@ -34,6 +34,14 @@ def events_of(store: Path, patient: str) -> list[dict[str, Any]]:
     return events
 
 
+def parquet(tmp_path: Path, columns: str) -> Path:
+    """A one-row Parquet file of the SQL ``columns`` (``'P' AS patient_id, …``)."""
+    path = tmp_path / "d.parquet"
+    with raw_connection(tmp_path / "scratch.duckdb") as con:
+        con.execute(f"COPY (SELECT {columns}) TO '{path}' (FORMAT parquet)")
+    return path
+
+
 HEAD = "patient_id,kind,occurred_at,value,unit,note"
 
 
@@ -111,12 +119,10 @@ def test_a_patient_id_between_tabs_and_line_breaks_in_json_lines_is_stored_trimm
 
 
 def test_a_code_ending_in_a_tab_in_parquet_is_stored_trimmed(store: Path, tmp_path: Path) -> None:
-    path = tmp_path / "d.parquet"
-    with raw_connection(tmp_path / "scratch.duckdb") as con:
-        con.execute(
-            "COPY (SELECT 'P' AS patient_id, 'diagnosis' AS kind, '2020-01-01' AS occurred_at, "
-            f"'sJIA' || chr(9) AS code) TO '{path}' (FORMAT parquet)"
-        )
+    path = parquet(
+        tmp_path,
+        "'P' AS patient_id, 'diagnosis' AS kind, '2020-01-01' AS occurred_at, 'sJIA' || chr(9) AS code",
+    )
     run_cli("ingest", path, "--store", store, "--author", "t")
     assert stored(store, "code") == ["sJIA"]
 
@@ -184,12 +190,10 @@ def test_an_escaped_control_character_in_json_lines_is_refused(store: Path, tmp_
 
 
 def test_a_control_character_in_parquet_is_refused(store: Path, tmp_path: Path) -> None:
-    path = tmp_path / "e.parquet"
-    with raw_connection(tmp_path / "scratch.duckdb") as con:
-        con.execute(
-            "COPY (SELECT 'P' || chr(27) AS patient_id, 'weight' AS kind, '2020-01-01' AS occurred_at, "
-            f"20.0 AS value, 'kg' AS unit) TO '{path}' (FORMAT parquet)"
-        )
+    path = parquet(
+        tmp_path,
+        "'P' || chr(27) AS patient_id, 'weight' AS kind, '2020-01-01' AS occurred_at, 20.0 AS value, 'kg' AS unit",
+    )
     result = run_cli("ingest", path, "--store", store, "--author", "t")
     assert (result.exit_code, "field patient_id: contains an escape character (U+001B)" in result.stderr) == (
         6,
