@@ -110,12 +110,10 @@ def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
     # when a recorded drug is spelt nearly so (a misspelling); a rule may well name a drug no
     # patient of this store had
     written: dict[str, list[str]] = {}
-    known = known_drugs(rules)  # a drug the built-in pack names is no misspelling
-    for rid in rules.listed():
-        rule = rules.rules[rid]
-        if from_builtin(rule.source):
-            continue
-        for drug in sorted(drugs_named(rule) - known):
+    own = [rid for rid in rules.listed() if not from_builtin(rules.rules[rid].source)]  # a site's rules
+    known = known_drugs(rules) if own else set()  # a drug the built-in pack names is no misspelling
+    for rid in own:
+        for drug in sorted(drugs_named(rules.rules[rid]) - known):
             if drug not in given and rid not in written.get(drug, []):
                 written.setdefault(drug, []).append(rid)
     out = []

@@ -374,15 +374,11 @@ class _Run:
         study = [spec.drug] if spec.drug and not spec.drug_from_index else []
         # a sub-group's list names drugs nobody may have had (emapalumab): only one spelt nearly
         # as a recorded drug is worth a word (helper 49: `metotrexate` made every child first-line)
-        known = known_drugs(self.s.rules)  # a drug the built-in pack names is no misspelling
-        grouped = {
-            d: g.id
-            for g in spec.subgroups
-            for sel in (g.none_before_index, g.any_before_index)
-            if sel is not None
-            for d in _selector_drugs(sel)
-            if d not in known
-        }
+        selectors = [
+            (g.id, sel) for g in spec.subgroups for sel in (g.none_before_index, g.any_before_index) if sel
+        ]
+        known = known_drugs(self.s.rules) if selectors else set()  # the built-in pack's: no misspellings
+        grouped = {d: gid for gid, sel in selectors for d in _selector_drugs(sel) if d not in known}
         wanted = list(dict.fromkeys([*index, *study, *grouped]))
         if not wanted:
             return []

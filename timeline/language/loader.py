@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -2129,8 +2130,10 @@ def _variant_request(
                 docs[made] = docs[copy.variant_of]
 
 
+@functools.lru_cache(maxsize=1024)
 def from_builtin(source: str) -> bool:
-    """Whether a rule file (or rule directory) is the built-in pack's."""
+    """Whether a rule file (or rule directory) is the built-in pack's (a path resolved once:
+    every command's start-up asks it of each rule)."""
     return Path(source).resolve().is_relative_to(BUILTIN_DIR)
 
 
