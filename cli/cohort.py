@@ -183,6 +183,14 @@ def run(
         Path | None,
         typer.Option("--parquet", metavar="OUT", help="Write every cell as a Parquet row to OUT."),
     ] = None,
+    manifest_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest",
+            metavar="OUT",
+            help="With --csv: write the manifest (JSON) to OUT, and no `#` lines at the top of the CSV.",
+        ),
+    ] = None,
     ids: Annotated[
         bool,
         typer.Option(
@@ -201,8 +209,10 @@ def run(
     defined, unknowns counted separately (never as "no").
 
     `--csv` and `--parquet` write one row per cell — n, n_denominator, n_unknown, pct, the
-    denominator's definition, the patient ids behind it — and the manifest (CSV: `#` lines at
-    the top; Parquet: file metadata under the key `manifest`).
+    denominator's definition, the estimates with their confidence limits (Kaplan–Meier,
+    events per 100 patient-years), the patient ids behind it — and the manifest (CSV: `#`
+    lines at the top, or with `--manifest OUT` a JSON file of its own; Parquet: file metadata
+    under the key `manifest`). DuckDB reads the CSV with `read_csv('cells.csv', comment='#')`.
 
     Example:
 
@@ -214,12 +224,18 @@ def run(
     timeline cohort run examples/valencia/cohort.yaml --csv - | head
     ```
     """
+    from timeline.errors import UsageError
+
     to_stdout = csv_out is not None and str(csv_out) == "-"
     if to_stdout and json_out:
-        from timeline.errors import UsageError
-
         raise UsageError("--csv - and --json both print to standard output; give --csv a file")
-    for option, target in (("--csv", csv_out), ("--parquet", parquet_out)):
+    if manifest_out is not None and csv_out is None:
+        raise UsageError(
+            "--manifest writes the CSV's manifest apart: it goes with --csv (JSON and Parquet carry theirs)"
+        )
+    if manifest_out is not None and manifest_out in (csv_out, parquet_out):
+        raise UsageError(f"--manifest {manifest_out} is the file the cells go to: give it a path of its own")
+    for option, target in (("--csv", csv_out), ("--parquet", parquet_out), ("--manifest", manifest_out)):
         if target is not None and not (option == "--csv" and to_stdout):
             _check_target(option, target)  # before the run, which can be long
     from timeline.errors import replacing
@@ -233,10 +249,15 @@ def run(
             with replacing(parquet_out) as tmp:
                 _parquet(report, tmp, sess, ids)
     if to_stdout:
-        _csv(report, sys.stdout, ids)
+        _csv(report, sys.stdout, ids, manifest_lines=manifest_out is None)
     elif csv_out is not None:
         with replacing(csv_out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-            _csv(report, fh, ids)
+            _csv(report, fh, ids, manifest_lines=manifest_out is None)
+    if manifest_out is not None:
+        import json
+
+        with replacing(manifest_out) as tmp:
+            tmp.write_text(json.dumps(report.manifest, indent=2, default=str) + "\n", encoding="utf-8")
     if json_out:
         dump_json(report.to_json(ids))
     elif csv_out is None and parquet_out is None:
@@ -244,7 +265,7 @@ def run(
     else:
         written = ", ".join(
             "standard output" if to_stdout and p is csv_out else str(p)
-            for p in (csv_out, parquet_out)
+            for p in (csv_out, parquet_out, manifest_out)
             if p is not None
         )
         console(stderr=True).print(f"wrote {len(report.cells)} cells to {esc(written)}")
@@ -270,7 +291,7 @@ def _rows(report: Report, ids: bool = True) -> list[dict[str, Any]]:
         {"cell": c.id, "section": c.section, "row": c.row, "column": c.column, "group": c.group, "label": c.label,
          "n": c.n, "n_denominator": c.N, "n_unknown": c.unknown, "pct": c.pct, "text": c.text(),
          "denominator": c.denominator,
-         "stats": json.dumps(c.stats, default=str), "numerator_ids": " ".join(c.numerator_ids),
+         "stats": json.dumps(c.stats, default=str), **_estimates(c), "numerator_ids": " ".join(c.numerator_ids),
          "unknown_ids": " ".join(c.unknown_ids), "denominator_ids": " ".join(c.denominator_ids),
          "left_out_ids": "; ".join(f"{why}: {' '.join(p)}" for why, p in c.left_out_ids.items())}
         for c in report.cells
@@ -282,14 +303,58 @@ def _rows(report: Report, ids: bool = True) -> list[dict[str, Any]]:
     return rows
 
 
-def _csv(report: Report, fh: TextIO, ids: bool = True) -> None:
+# the columns of the estimates with their intervals (empty where a cell has none): Kaplan–Meier
+# (time-to-event cells) and incidence rates (adverse-event and discontinuation cells)
+ESTIMATE_COLUMNS = (
+    "ci_level", "km_pct", "km_pct_lower", "km_pct_upper", "km_median_days", "km_median_days_lower",
+    "km_median_days_upper", "events", "exposure_patient_years", "per_100_patient_years",
+    "per_100_patient_years_lower", "per_100_patient_years_upper",
+)  # fmt: skip
+_INTEGER_COLUMNS = ("n", "n_denominator", "n_unknown", "events")
+_DOUBLE_COLUMNS = ("pct", *(c for c in ESTIMATE_COLUMNS if c != "events"))
+
+
+def _estimates(c: Cell) -> dict[str, Any]:
+    """A cell's estimates and interval limits as columns (None: not of this cell, or no limit)."""
+    st = c.stats
+    out: dict[str, Any] = dict.fromkeys(ESTIMATE_COLUMNS)
+    if "ci_level" not in st:
+        return out
+    out["ci_level"] = st["ci_level"]
+    if c.section == "time_to_event":
+        km = st.get("km_pct_by_window_end_ci") or [None, None]
+        med = st.get("km_median_days_ci") or [None, None]
+        out.update(km_pct=st.get("km_pct_by_window_end"), km_pct_lower=km[0], km_pct_upper=km[1],
+                   km_median_days=st.get("km_median_days"), km_median_days_lower=med[0],
+                   km_median_days_upper=med[1])  # fmt: skip
+    elif "exposure_patient_years" in st:
+        rate = st.get("per_100_patient_years_ci") or [None, None]
+        out.update(events=st.get("events", c.n), exposure_patient_years=st["exposure_patient_years"],
+                   per_100_patient_years=st.get("per_100_patient_years"),
+                   per_100_patient_years_lower=rate[0], per_100_patient_years_upper=rate[1])  # fmt: skip
+    return out
+
+
+def _csv(report: Report, fh: TextIO, ids: bool = True, manifest_lines: bool = True) -> None:
+    """The cells as CSV, the manifest in ``#`` lines on top (unless it goes to a sidecar file).
+
+    Every line ends as the csv module ends rows (CRLF, RFC 4180): DuckDB's sniffer cannot read a
+    file whose comment lines end otherwise (read_csv(..., comment='#') failed on it). Every text
+    field is quoted: a reader skipping comments cuts an unquoted field at a ``#`` (DuckDB kept
+    "1,x " of the row 1,x #2 y,3), never a quoted one."""
     import csv
     import json
 
     rows = _rows(report, ids)
-    for key, value in report.manifest.items():
-        fh.write(f"# {key}: {json.dumps(value, default=str)}\n")
-    writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["cell"])
+    if manifest_lines:
+        for key, value in report.manifest.items():
+            fh.write(f"# {key}: {json.dumps(value, default=str)}\r\n")
+    writer = csv.DictWriter(
+        fh,
+        fieldnames=list(rows[0]) if rows else ["cell"],
+        quoting=csv.QUOTE_NONNUMERIC,
+        lineterminator="\r\n",
+    )
     writer.writeheader()
     writer.writerows(rows)
 
@@ -302,7 +367,7 @@ def _parquet(report: Report, out: Path, sess: Session, ids: bool = True) -> None
     cols = list(rows[0]) if rows else ["cell"]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE tl_c_out AS SELECT * FROM (SELECT "
-        + ", ".join(f"unnest(?::{'INTEGER' if k in ('n', 'n_denominator', 'n_unknown') else 'DOUBLE' if k == 'pct' else 'VARCHAR'}[]) AS \"{k}\"" for k in cols)
+        + ", ".join(f"unnest(?::{'INTEGER' if k in _INTEGER_COLUMNS else 'DOUBLE' if k in _DOUBLE_COLUMNS else 'VARCHAR'}[]) AS \"{k}\"" for k in cols)
         + ")",
         [[r[k] for r in rows] for k in cols],
     )  # fmt: skip
@@ -391,8 +456,10 @@ def render(report: Report) -> None:
 
     from timeline.cohort.report import ae_title, disc_title
 
-    for section, title in (("adverse_event", f"{ae_title(spec)}: patients n/N (events)"),
-                           ("discontinuation", f"{disc_title(spec)}: n/N (%)"),
+    level = f"{spec.ci_level * 100:g}% CI"
+    per = f"events per 100 patient-years ({level}, exact Poisson)"
+    for section, title in (("adverse_event", f"{ae_title(spec)}: patients n/N (events); {per}"),
+                           ("discontinuation", f"{disc_title(spec)}: n/N (%); {per}"),
                            ("mas", "MAS episodes: patients n/N (episodes)")):  # fmt: skip
         rows = [x for x in report.cells if x.section == section and x.group == "all"]
         if not rows:
@@ -401,6 +468,9 @@ def render(report: Report) -> None:
         t.add_column("")
         for h in heads:
             t.add_column(h)
+        if "exposure_patient_years" in rows[0].stats:  # the rates' denominator, stated
+            t.add_row(cell(_EXPOSURE_ROW[rows[0].stats["exposure"]].format(drug=_study(spec))),
+                      *(cell(_exposure_text(by_id.get(rows[0].id + ("" if g == "all" else f"@{g}")))) for g, _ in groups))  # fmt: skip
         for x in rows:
             base = x.id
             t.add_row(cell(x.label), *(cell(s) for s in row_cells(base)))
@@ -427,10 +497,45 @@ def _cell_text(x: Any) -> str:
             return f"no values (n {x.n}/{x.N})"
         unit = {"a": "y", "mo": "mo"}.get(st.get("unit") or "", st.get("unit") or "")
         return f"mean {st['mean']:g}, median {st['median']:g}, range {st['min']:g}–{st['max']:g} {unit} (n {x.n}/{x.N}{f', {x.unknown} unknown' if x.unknown else ''})"
-    for key in ("events", "episodes"):
-        if key in st:
-            return f"{text} ({st[key]})"
+    if "events" in st:
+        text = f"{text} ({st['events']})"
+    elif "episodes" in st:
+        text = f"{text} ({st['episodes']})"
+    if "per_100_patient_years" in st:
+        text += f"; {_rate_text(st)}"
     return text
+
+
+# the exposure row of the AE and discontinuation tables, by the cell's ``stats.exposure``
+_EXPOSURE_ROW = {
+    "follow_up": "exposure: patient-years of follow-up (index to end of follow-up)",
+    "on_drug": "exposure: patient-years on {drug} (index to its discontinuation or the end of follow-up)",
+    "to_discontinuation": "exposure: patient-years on {drug} (index to its discontinuation or the end of follow-up)",
+}
+
+
+def _study(spec: CohortSpec) -> str:
+    return "the index drug" if spec.drug_from_index else str(spec.drug)
+
+
+def _num(x: float) -> str:
+    """A rate as tables print it: three significant figures, never in e-notation."""
+    if x == 0:
+        return "0"
+    return f"{x:.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}" if x >= 1 else f"{x:.2g}"
+
+
+def _rate_text(st: dict[str, Any]) -> str:
+    if st.get("per_100_patient_years") is None:
+        return "rate not defined (no exposure)"
+    lo, hi = st["per_100_patient_years_ci"]
+    return f"{_num(st['per_100_patient_years'])} ({_num(lo)}–{_num(hi)})"
+
+
+def _exposure_text(x: Any) -> str:
+    if x is None:
+        return "—"
+    return f"{x.stats['exposure_patient_years']:.1f} patient-years ({x.N} patients)"
 
 
 def _days(n: float) -> str:
@@ -448,10 +553,20 @@ def _tte_text(x: Any) -> str:
     parts = [
         f"{x.n}/{x.N} reached" + (f" ({x.unknown} not reached but unknown at times)" if x.unknown else "")
     ]
+    level = f"{st['ci_level'] * 100:g}% CI" if "ci_level" in st else None
     if km is not None:
-        parts.append(f"KM {km:g}% by the window end")
-    parts.append(f"median {_days(med)}" if med is not None else "median not reached")
+        ci = st.get("km_pct_by_window_end_ci")
+        within = f" ({level} {ci[0]:g}–{ci[1]:g}%)" if ci and level else f" ({level}: none)" if level else ""
+        parts.append(f"KM {km:g}%{within} by the window end")
+    mci = st.get("km_median_days_ci") or [None, None]
+    limits = f" ({level} {_limit(mci[0])}–{_limit(mci[1])})" if level else ""
+    parts.append(f"median {_days(med)}{limits}" if med is not None else f"median not reached{limits}")
     return "; ".join(parts)
+
+
+def _limit(days: float | None) -> str:
+    """A limit of the median's interval: days, or NA where the data do not bound it."""
+    return "NA" if days is None else f"{days:g}"
 
 
 # ---- explain ------------------------------------------------------------------------------

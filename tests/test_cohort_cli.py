@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -122,13 +123,17 @@ def test_run_json_carries_the_manifest_and_every_cell(cohort_store: Path) -> Non
     assert data["manifest"]["rules"]["arthritis"] == "1"
     cells = {c["cell"]: c for c in data["cells"]}
     assert cells["outcome.arthritis_followed.3_months"]["numerator_ids"] == ["P2", "P7"]
-    assert data["kaplan_meier"]["afebrile"][0] == {
+    first = data["kaplan_meier"]["afebrile"][0]
+    assert {k: first[k] for k in ("days", "at_risk", "events", "censored", "survival")} == {
         "days": 0.0,
         "at_risk": 4,
         "events": 1,
         "censored": 0,
         "survival": 0.75,
     }
+    # Greenwood: 0.75 · √(1 / (4 · 3)); the log-log limits hold S
+    assert first["std_err"] == round(0.75 * (1 / 12) ** 0.5, 6)
+    assert first["lower"] < 0.75 < first["upper"]
 
 
 def test_run_writes_csv_with_the_manifest_on_top(cohort_store: Path, tmp_path: Path) -> None:
@@ -599,6 +604,19 @@ def test_a_time_to_event_summary_says_1_day_not_1_days() -> None:
     assert _tte_text(x) == "1/2 reached; KM 50% by the window end; median 1 day"
 
 
+def test_a_time_to_event_summary_gives_each_limit_or_na() -> None:
+    from cli.cohort import _tte_text
+    from timeline.cohort.report import Cell
+
+    x = Cell(id="tte.t", section="time_to_event", row="t", column="", group="all", label="t", denominator="d",
+             n=1, N=2, stats={"km_pct_by_window_end": 50.0, "km_median_days": 1.0, "ci_level": 0.9,
+                              "km_pct_by_window_end_ci": [10.2, 89.8], "km_median_days_ci": [1.0, None]})  # fmt: skip
+    assert (
+        _tte_text(x)
+        == "1/2 reached; KM 50% (90% CI 10.2–89.8%) by the window end; median 1 day (90% CI 1–NA)"
+    )
+
+
 def test_explain_a_mas_cell_lists_each_episodes_events_and_how_its_drug_relation_was_decided(
     cohort_store: Path,
 ) -> None:
@@ -609,4 +627,99 @@ def test_explain_a_mas_cell_lists_each_episodes_events_and_how_its_drug_relation
     assert (
         "    on drug: after the index (2009-03-01T00:00:00) and before the discontinuation: anakinra discontinued 2009-10-15\n"
         in out
+    )
+
+
+# ---- confidence intervals, rates, and the CSV in DuckDB ---------------------------------------
+
+
+def query(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Column names and rows of ``sql`` on a connection of its own."""
+    with duckdb.connect() as con:
+        cur = con.execute(sql)
+        return [d[0] for d in cur.description], cur.fetchall()
+
+
+def test_run_prints_the_kaplan_meier_intervals_and_the_rates_with_their_exposure(cohort_store: Path) -> None:
+    code, out, err = cohort("run", COHORT, store=cohort_store)
+    assert code == 0, err
+    # the table wraps its cells: pieces that stay on one line
+    assert (
+        "KM 75%" in out
+        and "(95% CI 33.5–99.1%) by the window end; median 32 days" in out
+        and "CI 0–NA)" in out
+    )
+    assert "exposure: patient-years of follow-up (index to end of follow-up)" in out
+    assert "4.0 patient-years (4 patients)" in out
+
+
+def test_run_csv_reads_in_duckdb_with_comment_hash(cohort_store: Path, tmp_path: Path) -> None:
+    """The call docs/cohorts.md gives: DuckDB skips the manifest and reads every cell, typed."""
+    out = tmp_path / "cells.csv"
+    code, _, err = cohort("run", COHORT, "--csv", out, store=cohort_store)
+    assert code == 0, err
+    _, js, _ = cohort("run", COHORT, "--json", store=cohort_store)
+    cells = {c["cell"]: c for c in json.loads(js)["cells"]}
+    columns, found = query(f"SELECT * FROM read_csv('{out}', comment = '#')")
+    rows = {r[0]: dict(zip(columns, r, strict=True)) for r in found}
+    assert rows.keys() == cells.keys()
+    assert all(
+        (r["n"], r["n_denominator"], r["text"]) == (cells[c]["n"], cells[c]["N"], cells[c]["text"])
+        for c, r in rows.items()
+    )
+    tte, ae = rows["tte.afebrile"], rows["ae.any.any_grade"]
+    assert [tte["km_pct_lower"], tte["km_pct_upper"]] == cells["tte.afebrile"]["stats"][
+        "km_pct_by_window_end_ci"
+    ]
+    assert (ae["events"], ae["per_100_patient_years_upper"]) == (
+        2,
+        cells["ae.any.any_grade"]["stats"]["per_100_patient_years_ci"][1],
+    )
+
+
+def test_a_hash_inside_a_csv_text_field_survives_duckdbs_comment_skipping(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    """DuckDB's comment='#' cuts an unquoted field at a '#' (the row 1,x #2 y,3 came back as
+    "1,x "): every text field is quoted."""
+    from cli.cohort import _csv
+    from tests.cohort_support import run
+
+    report = run(cohort_store)
+    report.cells[0].label = "grade #2, or # 3"
+    out = tmp_path / "cells.csv"
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        _csv(report, fh)
+    _, labels = query(f"SELECT label FROM read_csv('{out}', comment = '#')")
+    assert labels[0] == ("grade #2, or # 3",) and len(labels) == len(report.cells)
+
+
+def test_run_csv_manifest_goes_to_a_sidecar_file(cohort_store: Path, tmp_path: Path) -> None:
+    out, manifest = tmp_path / "cells.csv", tmp_path / "cells.manifest.json"
+    code, _, err = cohort("run", COHORT, "--csv", out, "--manifest", manifest, store=cohort_store)
+    assert code == 0, err
+    assert not out.read_text(encoding="utf-8").startswith("#")
+    assert json.loads(manifest.read_text(encoding="utf-8"))["high_water"] == 55
+    assert query(f"SELECT count(*) FROM read_csv('{out}')")[1] == [
+        (len(json.loads(cohort("run", COHORT, "--json", store=cohort_store)[1])["cells"]),)
+    ]
+
+
+def test_run_refuses_a_manifest_file_without_csv(cohort_store: Path, tmp_path: Path) -> None:
+    code, _, err = cohort("run", COHORT, "--manifest", tmp_path / "m.json", store=cohort_store)
+    assert code == 2
+    assert err.strip() == (
+        "error: --manifest writes the CSV's manifest apart: it goes with --csv (JSON and Parquet carry theirs)"
+    )
+
+
+def test_run_parquet_types_the_interval_columns(cohort_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cells.parquet"
+    code, _, err = cohort("run", COHORT, "--parquet", out, store=cohort_store)
+    assert code == 0, err
+    types = dict(query(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM '{out}')")[1])
+    assert (types["km_median_days_lower"], types["per_100_patient_years_upper"], types["events"]) == (
+        "DOUBLE",
+        "DOUBLE",
+        "INTEGER",
     )

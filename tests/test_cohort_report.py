@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cohort_support import COHORT, EVENTS, build_store, rules, run, write
+from tests.cohort_support import COHORT, EVENTS, build_store, counts, rules, run, write
 from timeline.cohort.report import Report, run_cohort
 from timeline.cohort.spec import CohortError, load_cohort
 from timeline.engine.evaluate import Session
@@ -149,7 +149,7 @@ def test_adverse_events_by_term_and_grade_from_the_index(report: Report) -> None
     # P2's nausea (before the index) and P4's headache (not in the population) are not counted
     assert nN(report, "ae.any.any_grade") == (2, 4, 0)
     assert report.cell("ae.skin_reaction.grade_3").numerator_ids == ["P2"]
-    assert report.cell("ae.injection_site_reaction.grade_1").stats == {"events": 1}
+    assert counts(report.cell("ae.injection_site_reaction.grade_1").stats) == {"events": 1}
     with pytest.raises(Exception, match="no cell"):
         report.cell("ae.nausea.any_grade")
 
@@ -699,3 +699,95 @@ def test_a_plotted_time_point_where_every_answer_is_unknown_is_not_drawn_at_0(tm
     report = _died_after_an_exam(tmp_path)
     points = cohort_plot(report, tmp_path / "c.png")["points"]
     assert points["arthritis_all [all]"] == [None]
+
+
+# ---- confidence intervals and incidence rates ------------------------------------------------
+
+
+def test_the_kaplan_meier_estimate_by_the_window_end_carries_its_log_log_interval(report: Report) -> None:
+    """Events at 0, 19 and 45 days of four at risk, then 3, then 2: S = 1/4 at the window end with
+    Greenwood's Σ = 1/(4·3) + 1/(3·2) + 1/(2·1); reached = 1 − S, its limits 1 − S's, swapped."""
+    import math
+
+    total = 1 / 12 + 1 / 6 + 1 / 2
+    power = math.exp(1.959964 * math.sqrt(total) / math.log(4))
+    lower_s, upper_s = 0.25**power, 0.25 ** (1 / power)
+    st = report.cell("tte.afebrile").stats
+    assert st["km_reached_by_window_end_ci"] == [round(1 - upper_s, 4), round(1 - lower_s, 4)]
+    assert (st["ci_level"], st["km_ci"].split(",")[0]) == (0.95, "Greenwood variance")
+
+
+def test_the_median_interval_is_read_off_the_pointwise_limits(report: Report) -> None:
+    """S = 3/4 at 0 days, 1/2 at 19, 1/4 at 45: the lower limit is at or below 1/2 from 0 days
+    (its log-log lower limit at 3/4 of 4 is 0.19), the upper only at 45."""
+    curve = report.curves[("afebrile", "all")]
+    assert report.cell("tte.afebrile").stats["km_median_days_ci"] == list(curve.median_ci()) == [0.0, None]
+
+
+def test_an_adverse_event_rate_is_per_100_patient_years_of_follow_up(report: Report) -> None:
+    """Follow-up from each index day to its last day, both included: P1 517 days, P2 671, P3 62
+    (to the day of death), P7 213 — 1463 days; 2 adverse events."""
+    st = report.cell("ae.any.any_grade").stats
+    years = 1463 / 365.25
+    assert (st["exposure"], st["exposure_patient_years"]) == ("follow_up", round(years, 4))
+    assert st["per_100_patient_years"] == round(2 / years * 100, 4)
+    # Garwood's 95% limits for 2 events: 0.242209 and 7.224688
+    assert st["per_100_patient_years_ci"] == pytest.approx(
+        [0.242209 / years * 100, 7.224688 / years * 100], abs=1e-3
+    )
+
+
+def test_on_drug_the_adverse_event_exposure_ends_with_the_discontinuation_day(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    """P2's anakinra was discontinued on 2009-10-15: 229 days from 2009-03-01, not 671; P7's
+    interruption (stopped 05-01, restarted 06-01) does not end theirs."""
+    text = COHORT.read_text(encoding="utf-8") + "drug: anakinra\nadverse_events: on_drug\n"
+    st = run(cohort_store, write(tmp_path, text)).cell("ae.any.any_grade").stats
+    assert (st["exposure"], st["exposure_patient_years"]) == (
+        "on_drug",
+        round((517 + 229 + 62 + 213) / 365.25, 4),
+    )
+
+
+def test_a_discontinuation_rate_is_per_100_patient_years_on_the_drug(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    text = COHORT.read_text(encoding="utf-8") + "drug: anakinra\n"
+    c = run(cohort_store, write(tmp_path, text)).cell("discontinuation.any")
+    years = (517 + 229 + 62 + 213) / 365.25
+    assert (c.n, c.stats["exposure"], c.stats["exposure_patient_years"]) == (
+        1,
+        "to_discontinuation",
+        round(years, 4),
+    )
+    assert c.stats["per_100_patient_years"] == round(100 / years, 4)
+
+
+def test_exposure_ends_at_death_even_when_follow_up_does_not() -> None:
+    from datetime import date
+
+    from timeline.cohort.report import PatientFacts, exposure_days
+
+    f = PatientFacts("X", t_index=datetime(2020, 1, 1), fu_end=date(2020, 12, 31), death=date(2020, 1, 10))
+    assert exposure_days(f, "follow_up") == 10.0
+
+
+def test_exposure_starts_at_the_index_instant_not_at_midnight() -> None:
+    """An AE earlier on the index day, before the first dose, is not counted: nor is that time."""
+    from datetime import date
+
+    from timeline.cohort.report import PatientFacts, exposure_days
+
+    f = PatientFacts("X", t_index=datetime(2020, 1, 1, 18, 0), fu_end=date(2020, 1, 2))
+    assert exposure_days(f, "follow_up") == 1.25
+
+
+def test_the_confidence_level_of_the_file_sets_every_interval(cohort_store: Path, tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8") + "confidence: {level: 0.9}\n"
+    wide, narrow = run(cohort_store), run(cohort_store, write(tmp_path, text))
+    lo95, hi95 = wide.cell("ae.any.any_grade").stats["per_100_patient_years_ci"]
+    lo90, hi90 = narrow.cell("ae.any.any_grade").stats["per_100_patient_years_ci"]
+    assert lo95 < lo90 and hi90 < hi95
+    assert narrow.cell("tte.afebrile").stats["ci_level"] == 0.9
+    assert narrow.to_json()["methods"]["ci_level"] == 0.9

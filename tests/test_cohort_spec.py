@@ -399,3 +399,31 @@ def test_a_sub_group_without_an_id_says_it_needs_one(tmp_path: Path) -> None:
     """Helper 40: it said "subgroup id None must be lower_snake_case"."""
     text = SUBGROUP_HEAD + "subgroups: [{none_before_index: {kind: medication_start, drug: methotrexate}}]\n"
     assert problems(tmp_path, text) == ["FILE:4:13: subgroup id missing: give it an id (e.g. id: first_line)"]
+
+
+def test_confidence_intervals_default_to_95_percent_on_the_log_log_scale() -> None:
+    spec = load_cohort(COHORT, rules())
+    assert (spec.ci_level, spec.km_transform) == (0.95, "log-log")
+
+
+def test_the_confidence_level_and_the_kaplan_meier_scale_are_read_from_the_file(tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8") + "confidence: {level: 0.9, km_transform: log}\n"
+    spec = load_cohort(write(tmp_path, text), rules())
+    assert (spec.ci_level, spec.km_transform) == (0.9, "log")
+
+
+def test_a_confidence_level_given_as_a_percentage_is_refused_at_its_line(tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8") + "confidence:\n  level: 95\n"
+    lines = text.count("\n")
+    assert problems(tmp_path, text) == [
+        f"FILE:{lines}:10: confidence.level is a proportion between 0 and 1 (0.95), not 95 (95% is level: 0.95)"
+    ]
+
+
+def test_an_unknown_kaplan_meier_scale_is_refused_with_a_suggestion(tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8") + "confidence: {km_transform: loglog}\n"
+    [problem] = problems(tmp_path, text)
+    assert (
+        "confidence.km_transform must be one of log-log, log, not 'loglog' (did you mean 'log-log'?)"
+        in problem
+    )

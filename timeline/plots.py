@@ -15,6 +15,7 @@ from timeline.errors import TimelineError, UnknownPatientError, UsageError, repl
 from timeline.units import display_unit
 
 if TYPE_CHECKING:
+    from timeline.cohort.km import Curve
     from timeline.cohort.report import Report
     from timeline.engine.evaluate import Session
 
@@ -308,6 +309,26 @@ def series_style(i: int) -> tuple[str, str, Any]:
     return _SERIES_COLOURS[i % len(_SERIES_COLOURS)], mark, line
 
 
+def _km_band(
+    curve: Curve, horizon: float, level: float, transform: str
+) -> tuple[list[float], list[float], list[float]] | None:
+    """The pointwise interval of the % reached (1 − S) as a step band: x, lower, upper. NaN
+    where there is none (S = 1 before the first event, S = 0), so nothing is shaded there."""
+    nan = float("nan")
+    xs, lo, hi = [0.0], [nan], [nan]
+    for st in curve.steps:
+        ci = st.ci(level, transform)
+        xs.append(st.time)
+        lo.append(100 * (1 - ci[1]) if ci else nan)
+        hi.append(100 * (1 - ci[0]) if ci else nan)
+    if all(v != v for v in lo):
+        return None
+    xs.append(max(horizon, xs[-1]))
+    lo.append(lo[-1])
+    hi.append(hi[-1])
+    return xs, lo, hi
+
+
 def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]:
     """Kaplan–Meier curves of the time-to-event outcomes (every group) and the proportion of
     each outcome at each time point with its n/N."""
@@ -331,6 +352,9 @@ def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]
             ys.append(ys[-1])
             c, _, line = series_style(i)
             ax.plot(xs, ys, drawstyle="default", color=c, ls=line, lw=1.8, label=f"{label} (N={curve.n})")
+            band = _km_band(curve, horizon, spec.ci_level, spec.km_transform)
+            if band is not None:
+                ax.fill_between(*band, step="post", color=c, alpha=0.12, lw=0)
             cens = [st for st in curve.steps if st.censored]
             ax.plot([st.time for st in cens], [100 * (1 - st.survival) for st in cens], "|", ms=9, color=c)
         window = max(
@@ -339,7 +363,8 @@ def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]
         if window:
             ax.set_xlim(-window * 0.02, window * 1.02)
         first = "start of the spell that lasted" if tte.sustained else "first"
-        ax.set_title(f"{tte.label}\n(time to {first}; Kaplan–Meier, within {tte.window})", fontsize=10)
+        ax.set_title(f"{tte.label}\n(time to {first}; Kaplan–Meier, within {tte.window})\n"
+                     f"shaded: pointwise {spec.ci_level * 100:g}% CI ({spec.km_transform})", fontsize=9)  # fmt: skip
         ax.set_xlabel("days after the index")
         ax.set_ylabel("% reached (1 − KM survival)")
         ax.set_ylim(0, 100)

@@ -20,6 +20,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from timeline.cohort.km import Curve, kaplan_meier
+from timeline.cohort.rates import incidence_rate
 from timeline.cohort.spec import CohortSpec, Outcome, TimeToEvent, slug
 from timeline.engine.compiler import Compiler, q_
 from timeline.engine.evaluate import ENGINE_MEMORY_LIMIT, Result, Session, staged
@@ -187,11 +188,19 @@ class Report:
                         "events": s.events,
                         "censored": s.censored,
                         "survival": round(s.survival, 6),
+                        # Greenwood's standard error and the pointwise interval of S (None: S
+                        # is 1, before any event, or 0; docs/cohorts.md, "Confidence intervals")
+                        "std_err": _r(s.std_err, 6),
+                        "lower": _r(ci[0], 6)
+                        if (ci := s.ci(self.spec.ci_level, self.spec.km_transform))
+                        else None,
+                        "upper": _r(ci[1], 6) if ci else None,
                     }
                     for s in curve.steps
                 ]
                 for (tid, g), curve in self.curves.items()
             },
+            "methods": methods(self.spec),
         }
 
 
@@ -1108,16 +1117,25 @@ class _Run:
             [t.exact / t.window_days if t.window_days else 0.0 for _, t in facts], [t.event for _, t in facts]
         )
         by_end = own.reached_by(1.0) if facts else None
+        level, transform = self.spec.ci_level, self.spec.km_transform
+        # the interval of 1 − S is 1 minus that of S, ends swapped
+        s_ci = own.survival_ci_at(1.0, level, transform) if facts else None
+        by_end_ci = (1.0 - s_ci[1], 1.0 - s_ci[0]) if s_ci is not None else None
         c.stats = {
             "window": str(tte.window),
             "km_median_days": median,
             "km_reached_by_window_end": round(by_end, 4) if by_end is not None else None,
             # the percentage printed, from the unrounded estimate (not rounded twice)
-            "km_pct_by_window_end": float(one_decimal(Decimal(repr(100 * by_end))))
-            if by_end is not None
-            else None,
+            "km_pct_by_window_end": _pct(by_end),
             "observed_median_days": statistics.median([t.days for _, t in facts if t.event]) if hit else None,
             "censored": censored,
+            "ci_level": level,
+            "km_ci": KM_CI_TEXT[transform],
+            # None: no interval (no one reached it yet, S = 1; or everyone at risk did, S = 0)
+            "km_reached_by_window_end_ci": [round(x, 4) for x in by_end_ci] if by_end_ci else None,
+            "km_pct_by_window_end_ci": [_pct(x) for x in by_end_ci] if by_end_ci else None,
+            # Brookmeyer–Crowley; a limit None ("NA") where the data do not bound the median
+            "km_median_days_ci": list(curve.median_ci(level, transform)) if facts else [None, None],
         }
         return c, curve
 
@@ -1125,6 +1143,8 @@ class _Run:
         self, gid: str, suffix: str, members: list[PatientFacts], rows: set[tuple[str, str]]
     ) -> list[Cell]:
         ids = [f.patient_id for f in members]
+        basis = "on_drug" if self.spec.ae_until == "on_drug" else "follow_up"
+        years = exposure_years(members, basis)
         by: dict[tuple[str, str], dict[str, int]] = {key: {} for key in rows}
         for f in members:
             for ae in f.adverse_events:
@@ -1137,7 +1157,8 @@ class _Run:
             label = "any adverse event" if term == "any" else f"{term}, {grade}"
             c = _cell(f"ae.{slug(term)}.{slug(grade)}{suffix}", "adverse_event", term, grade, gid, label,
                       ae_scope(self.spec), sorted(pts), ids)  # fmt: skip
-            c.stats = {"events": sum(pts.values())}
+            events = sum(pts.values())
+            c.stats = {"events": events, **self._rate(events, years, basis)}
             if ae_left_out(self.spec) and (term, grade) == ("any", "any grade"):
                 # what the span and the attribution left out of the group's count, so that it can be checked
                 c.stats["not_counted"] = {
@@ -1152,6 +1173,7 @@ class _Run:
     ) -> list[Cell]:
         ids = [f.patient_id for f in members]
         stopped = [f for f in members if f.disc_date is not None]
+        years = exposure_years(members, "to_discontinuation")
         out = [
             _cell(f"discontinuation.any{suffix}", "discontinuation", "any", "", gid,
                   f"{_drug_label(self.spec)} discontinued", "the group", [f.patient_id for f in stopped], ids)
@@ -1163,6 +1185,7 @@ class _Run:
             for f in stopped:
                 by_drug[str(f.drug)] = by_drug.get(str(f.drug), 0) + 1
             out[0].stats = {"by_drug": dict(sorted(by_drug.items()))}
+        out[0].stats.update(self._rate(out[0].n, years, "to_discontinuation"))
         reasons: dict[str, list[str]] = {r: [] for r in all_reasons}
         for f in stopped:
             reasons.setdefault(f.disc_reason or "no reason recorded", []).append(f.patient_id)
@@ -1171,7 +1194,20 @@ class _Run:
                 _cell(f"discontinuation.{slug(reason)}{suffix}", "discontinuation", reason, "", gid,
                       f"discontinued: {reason}", "the group", pts, ids)
             )  # fmt: skip
+            out[-1].stats = self._rate(len(pts), years, "to_discontinuation")
         return out
+
+    def _rate(self, events: int, years: float, basis: str) -> dict[str, Any]:
+        """A cell's events per 100 patient-years of ``basis`` exposure, with Garwood's exact
+        interval at the cohort's level (None without exposure: an empty group)."""
+        rate = incidence_rate(events, years, self.spec.ci_level)
+        return {
+            "exposure": basis,
+            "exposure_patient_years": round(years, 4),
+            "per_100_patient_years": _r(rate.value if rate else None, 4),
+            "per_100_patient_years_ci": [_r(rate.lower, 4), _r(rate.upper, 4)] if rate else None,
+            "ci_level": self.spec.ci_level,
+        }
 
     def _mas_cells(self, gid: str, suffix: str, members: list[PatientFacts]) -> list[Cell]:
         ids = [f.patient_id for f in members]
@@ -1343,6 +1379,70 @@ def ae_keys(ae: dict[str, Any]) -> list[tuple[str, str]]:
     return [(ae["term"], f"grade {ae['grade']}"), (ae["term"], "any grade"), ("any", "any grade")]
 
 
+KM_CI_TEXT = {
+    "log-log": "Greenwood variance, log(-log S) transform (SAS PROC LIFETEST and Stata default); median: Brookmeyer-Crowley",
+    "log": "Greenwood variance, log S transform (R survfit default); median: Brookmeyer-Crowley",
+}
+RATE_CI_TEXT = "events per 100 patient-years, exact Poisson (Garwood) interval"
+EXPOSURE_TEXT = {
+    "follow_up": "from the index instant to the end of the last day of follow-up (or of the day of death)",
+    "on_drug": "from the index instant to the end of the study drug's discontinuation day, or of the last "
+    "day of follow-up (or of death) if earlier; an interruption does not end it",
+    "to_discontinuation": "from the index instant to the end of the study drug's discontinuation day, or "
+    "for a patient not discontinued of the last day of follow-up (or of death)",
+}
+YEAR_DAYS = 365.25
+
+
+def methods(spec: CohortSpec) -> dict[str, Any]:
+    """How the report's intervals and rates are computed, for its JSON."""
+    return {
+        "ci_level": spec.ci_level,
+        "kaplan_meier_ci": KM_CI_TEXT[spec.km_transform],
+        "rates": RATE_CI_TEXT,
+        "exposure": {
+            "adverse_events": EXPOSURE_TEXT["on_drug" if spec.ae_until == "on_drug" else "follow_up"],
+            "discontinuations": EXPOSURE_TEXT["to_discontinuation"],
+            "year": f"{YEAR_DAYS} days",
+        },
+    }
+
+
+def exposure_days(f: PatientFacts, basis: str) -> float:
+    """A patient's exposure in days: from the index instant to the end of the last day the table
+    counts (that day included, as CDISC ADaM's treatment duration end − start + 1), which is
+    the end of follow-up (``follow_up``), or the study drug's discontinuation day if earlier
+    (``on_drug``, as the AE table's ``until: on_drug``), or the discontinuation day whenever it
+    is (``to_discontinuation``: the time at risk of the discontinuation the table counts). It
+    ends at death in each case, whether or not follow_up.end lists it: no one is exposed after."""
+    if f.t_index is None or f.fu_end is None:
+        return 0.0
+    end = f.fu_end
+    if basis == "to_discontinuation" and f.disc_date is not None:
+        end = f.disc_date
+    elif basis == "on_drug" and f.disc_date is not None:
+        end = min(end, f.disc_date)
+    if f.death is not None:
+        end = min(end, f.death)
+    span = datetime.combine(end, datetime.min.time()) + DAY - f.t_index
+    return max(span.total_seconds() / 86400, 0.0)
+
+
+def exposure_years(members: Iterable[PatientFacts], basis: str) -> float:
+    """The group's exposure in patient-years (365.25 days)."""
+    return sum(exposure_days(f, basis) for f in members) / YEAR_DAYS
+
+
+def _r(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def _pct(p: float | None) -> float | None:
+    """A proportion as the percentage printed: one decimal, a half rounded up, from the unrounded
+    value (not rounded twice)."""
+    return None if p is None else float(one_decimal(Decimal(repr(100 * p))))
+
+
 def one_decimal(x: Decimal) -> Decimal:
     """``x`` to one decimal, a half rounded up, as study tables print percentages."""
     return x.quantize(Decimal("0.1"), ROUND_HALF_UP)
@@ -1369,4 +1469,4 @@ def _summary(values: list[float]) -> dict[str, Any]:
     }
 
 
-__all__ = ["Cell", "PatientFacts", "Report", "end_of", "policies", "run_cohort"]
+__all__ = ["Cell", "PatientFacts", "Report", "end_of", "exposure_days", "methods", "policies", "run_cohort"]

@@ -49,8 +49,9 @@ INDEX_DRUG = "index"
 TOP_KEYS = (
     "cohort", "version", "title", "description", "rules", "index", "drug", "population", "subgroups",
     "follow_up", "baseline", "time_points", "assessment_window", "denominator", "outcomes",
-    "time_to_event", "adverse_events", "discontinuations", "mas",
+    "time_to_event", "adverse_events", "discontinuations", "mas", "confidence",
 )  # fmt: skip
+KM_TRANSFORMS = ("log-log", "log")  # timeline.cohort.km.TRANSFORMS
 
 
 class CohortError(RuleError):
@@ -171,6 +172,10 @@ class CohortSpec:
     # which AEs it counts: "any" drug's (or none named), or "study": those whose drug is the
     # study drug (each patient's own with drug: index)
     ae_drug: str = "any"
+    # confidence intervals: their level (Kaplan–Meier and incidence rates), and the scale of the
+    # Kaplan–Meier ones (log-log: SAS's and Stata's default; log: R survfit's)
+    ci_level: float = 0.95
+    km_transform: str = "log-log"
 
     @property
     def drug_from_index(self) -> bool:
@@ -462,6 +467,7 @@ class _Parser:
         disc = self.flag(data.get("discontinuations"), ("discontinuations",), True)
         if disc and drug is None:
             self._no_study_drug(data, index)
+        ci_level, km_transform = self._confidence(data.get("confidence"), ("confidence",))
         spec = CohortSpec(
             id=cid,
             version=self.text(data.get("version"), ("version",), "1"),
@@ -499,8 +505,29 @@ class _Parser:
             mas=self._mas(data.get("mas"), ("mas",)),
             ae_until=ae_until,
             ae_drug=ae_drug,
+            ci_level=ci_level,
+            km_transform=km_transform,
         )
         return spec
+
+    def _confidence(self, raw: Any, path: Path_) -> tuple[float, str]:
+        """``confidence: {level: 0.95, km_transform: log-log}``: both optional."""
+        m = self.mapping(raw, path, ("level", "km_transform"), "confidence")
+        level = m.get("level", 0.95)
+        if isinstance(level, bool) or not isinstance(level, int | float) or not 0 < level < 1:
+            hint = (
+                f" ({level:g}% is level: {level / 100:g})"
+                if isinstance(level, int | float) and 1 < level < 100 and not isinstance(level, bool)
+                else ""
+            )
+            self.fail(
+                (*path, "level"),
+                f"confidence.level is a proportion between 0 and 1 (0.95), not {level!r}{hint}",
+            )
+            level = 0.95
+        transform = self.choice(m.get("km_transform"), (*path, "km_transform"), KM_TRANSFORMS,
+                                "confidence.km_transform", "log-log")  # fmt: skip
+        return float(level), transform
 
     def _adverse_events(self, raw: Any, drug: str | None) -> tuple[bool, str, str]:
         """``adverse_events``: true, false, on_drug, or ``{until: end_of_follow_up | on_drug,
