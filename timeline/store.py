@@ -190,10 +190,12 @@ class StoreInfo:
     path: str
     timezone: str
     created_at: str
-    events: int
+    events: int  # current events: each event once, however often corrected; retracted ones not
+    versions: int  # stored rows: every assertion, correction and retraction
+    retracted: int  # events whose current version is a retraction
     batches: int
     high_water: int
-    patients: int
+    patients: int  # patients with a current event (as `timeline patients` lists them)
 
 
 class Store:
@@ -413,20 +415,44 @@ class Store:
         return now
 
     def info(self) -> StoreInfo:
+        """The store's counts, exact and cheap however large it is: only the events ever
+        corrected or retracted are grouped. An event never changed is one row (a second
+        assertion of an event comes only after its retraction), so the events are the rows
+        less the changed events' later versions. 2.06M events: 2 ms unchanged; with 1% of
+        them changed, 40 ms (``count(DISTINCT event_id)`` alone took 165 ms)."""
         row = self.con.execute(
-            "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM batches),"
-            " (SELECT coalesce(max(last_seq), 0) FROM batches),"
-            " (SELECT count(DISTINCT patient_id) FROM events)"
+            """WITH changed AS MATERIALIZED (
+                   SELECT event_id, any_value(patient_id) AS patient_id, count(*) - 1 AS later,
+                          arg_max(op, seq) = 'retract' AS retracted
+                   FROM events WHERE event_id IN (SELECT event_id FROM events WHERE op <> 'assert')
+                   GROUP BY event_id),
+               -- a patient all of whose events are retracted has as many rows as later versions
+               -- and retracted events: only patients with a retracted event are counted
+               touched AS MATERIALIZED (
+                   SELECT patient_id, sum(later) AS later, count(*) FILTER (WHERE retracted) AS retracted
+                   FROM changed GROUP BY patient_id HAVING bool_or(retracted)),
+               gone AS (
+                   SELECT e.patient_id FROM events e JOIN touched t USING (patient_id)
+                   GROUP BY e.patient_id HAVING count(*) = any_value(t.later) + any_value(t.retracted))
+               SELECT (SELECT count(*) FROM events),
+                      (SELECT coalesce(sum(later), 0) FROM changed),
+                      (SELECT count(*) FILTER (WHERE retracted) FROM changed),
+                      (SELECT count(*) FROM batches),
+                      (SELECT coalesce(max(last_seq), 0) FROM batches),
+                      (SELECT count(DISTINCT patient_id) FROM events) - (SELECT count(*) FROM gone)"""
         ).fetchone()
         assert row is not None
+        versions, later, retracted = int(row[0]), int(row[1]), int(row[2])
         return StoreInfo(
             path=str(self.path),
             timezone=self.timezone,
             created_at=self._meta("created_at") or "",
-            events=int(row[0]),
-            batches=int(row[1]),
-            high_water=int(row[2]),
-            patients=int(row[3]),
+            events=versions - later - retracted,
+            versions=versions,
+            retracted=retracted,
+            batches=int(row[3]),
+            high_water=int(row[4]),
+            patients=int(row[5]),
         )
 
     # ---- reading -----------------------------------------------------------------
