@@ -415,44 +415,62 @@ class Store:
         return now
 
     def info(self) -> StoreInfo:
-        """The store's counts, exact and cheap however large it is: only the events ever
-        corrected or retracted are grouped. An event never changed is one row (a second
-        assertion of an event comes only after its retraction), so the events are the rows
-        less the changed events' later versions. 2.06M events: 2 ms unchanged; with 1% of
-        them changed, 40 ms (``count(DISTINCT event_id)`` alone took 165 ms)."""
+        """The store's counts, exact and cheap however large it is. An event's versions after
+        its first are its corrections and retractions, and the assertions that bring it back
+        after a retraction (ingest asserts a stored event again only then): the events are the
+        rows less those, and less the events whose last version is a retraction. Only the rows
+        of retracted events from the first retraction on are grouped, and the patients with one
+        counted, which the ``seq`` bound lets DuckDB skip the row groups before. 2.06M events,
+        on a loaded 2-core machine: 15-30 ms unchanged (the counts before, of rows: 9-20 ms);
+        with 1% corrected and 0.3% retracted, over 40% of the patients, 28-88 ms, where
+        ``count(DISTINCT event_id)`` alone took 165-950 ms."""
         row = self.con.execute(
-            """WITH changed AS MATERIALIZED (
-                   SELECT event_id, any_value(patient_id) AS patient_id, count(*) - 1 AS later,
-                          arg_max(op, seq) = 'retract' AS retracted
-                   FROM events WHERE event_id IN (SELECT event_id FROM events WHERE op <> 'assert')
-                   GROUP BY event_id),
-               -- a patient all of whose events are retracted has as many rows as later versions
-               -- and retracted events: only patients with a retracted event are counted
-               touched AS MATERIALIZED (
-                   SELECT patient_id, sum(later) AS later, count(*) FILTER (WHERE retracted) AS retracted
-                   FROM changed GROUP BY patient_id HAVING bool_or(retracted)),
-               gone AS (
-                   SELECT e.patient_id FROM events e JOIN touched t USING (patient_id)
-                   GROUP BY e.patient_id HAVING count(*) = any_value(t.later) + any_value(t.retracted))
-               SELECT (SELECT count(*) FROM events),
-                      (SELECT coalesce(sum(later), 0) FROM changed),
-                      (SELECT count(*) FILTER (WHERE retracted) FROM changed),
-                      (SELECT count(*) FROM batches),
-                      (SELECT coalesce(max(last_seq), 0) FROM batches),
-                      (SELECT count(DISTINCT patient_id) FROM events) - (SELECT count(*) FROM gone)"""
+            """SELECT count(*), count(*) FILTER (WHERE op <> 'assert'), min(seq) FILTER (WHERE op = 'retract'),
+                      count(DISTINCT patient_id), (SELECT count(*) FROM batches),
+                      (SELECT coalesce(max(last_seq), 0) FROM batches)
+               FROM events"""
         ).fetchone()
         assert row is not None
-        versions, later, retracted = int(row[0]), int(row[1]), int(row[2])
+        versions, changes, first_retraction, patients = (int(row[0]), int(row[1]), row[2], int(row[3]))
+        again = retracted = gone = 0
+        if first_retraction is not None:
+            counted = self.con.execute(
+                f"""WITH retractions AS (
+                       SELECT event_id, min(seq) AS first FROM events WHERE op = 'retract' GROUP BY event_id),
+                   since AS MATERIALIZED (
+                       SELECT e.event_id, any_value(e.patient_id) AS patient_id,
+                              count(*) FILTER (WHERE e.op = 'assert') AS again,
+                              arg_max(e.op, e.seq) = 'retract' AS retracted
+                       FROM events e JOIN retractions r ON r.event_id = e.event_id AND e.seq >= r.first
+                       WHERE e.seq >= {int(first_retraction)} GROUP BY e.event_id),
+                   -- a patient all of whose events are retracted: rows less later versions
+                   -- (changes, assertions again) are the retracted events
+                   touched AS (
+                       SELECT patient_id, sum(again) + count(*) FILTER (WHERE retracted) AS known
+                       FROM since GROUP BY patient_id HAVING bool_or(retracted)),
+                   -- every patient's rows and changes: one grouping of the whole table costs
+                   -- less than picking out the touched patients' rows (13 ms against 37 ms)
+                   rows AS (
+                       SELECT patient_id, count(*) AS n, count(*) FILTER (WHERE op <> 'assert') AS changes
+                       FROM events GROUP BY patient_id),
+                   gone AS (
+                       SELECT patient_id FROM rows JOIN touched USING (patient_id) WHERE n - changes = known)
+                   SELECT (SELECT coalesce(sum(again), 0) FROM since),
+                          (SELECT count(*) FILTER (WHERE retracted) FROM since),
+                          (SELECT count(*) FROM gone)"""
+            ).fetchone()
+            assert counted is not None
+            again, retracted, gone = (int(c) for c in counted)
         return StoreInfo(
             path=str(self.path),
             timezone=self.timezone,
             created_at=self._meta("created_at") or "",
-            events=versions - later - retracted,
+            events=versions - changes - again - retracted,
             versions=versions,
             retracted=retracted,
-            batches=int(row[3]),
-            high_water=int(row[4]),
-            patients=int(row[5]),
+            batches=int(row[4]),
+            high_water=int(row[5]),
+            patients=patients - gone,
         )
 
     # ---- reading -----------------------------------------------------------------
