@@ -96,7 +96,8 @@ AsKnownOpt = Annotated[
     typer.Option(
         "--as-known-at",
         metavar="T",
-        help="Show the record as it stood at this moment (UTC date or ISO date-time), or when "
-        "sequence number N was written (seq:N, a manifest's high_water). Default: now.",
+        help="Show the record as the store held it at this moment of recording (UTC date or ISO "
+        "date-time; system time, not a clinical cut-off date), or when sequence number N was written "
+        "(seq:N, a manifest's high_water). Default: now.",
     ),
 ]
