@@ -5,8 +5,10 @@ and a diagnosis, clinic visits every 1-3 months over 1-6 years (temperature, ras
 height, joint exam, systemic features and eye examinations present or absent, global
 assessments, CHAQ, morning stiffness, labs), anakinra starts,
 weight-based dose changes, escalations in flares and MAS, switches to canakinumab or
-tocilizumab and stops with their reasons, MAS episodes with labs that meet the 2016
-criteria, adverse events with CTCAE grades, and the end of follow-up. The model, its rates
+tocilizumab and stops with their reasons (biologics and methotrexate tapered and stopped after
+sustained inactive disease and restarted at a flare, stops for adverse events and inefficacy,
+interruptions for adverse events as a stop and a restart), MAS episodes with labs that meet
+the 2016 criteria, adverse events with CTCAE grades, and the end of follow-up. The model, its rates
 and the measured sizes and speeds are in ``docs/synth.md``.
 
 How it is built, and why:
@@ -98,7 +100,7 @@ ESR_LAGS = ((0, 0.1), (21, 0.4), (56, 0.5))
 ESR_PATIENT_SD = 0.3  # between patients (red cells, immunoglobulins), log scale
 CRP_PATIENT_SD = 0.3  # between patients (CRP production for the same IL-6), log scale
 ESR_POWER = 1.0  # ESR rises less than in proportion at high activity (saturates)
-INFLAMMATION_DRIFT_SD = 0.4  # log scale, per fortnight
+INFLAMMATION_DRIFT = 0.45  # the factor is uniform in 1 ± this, per fortnight
 CRP_INTERCURRENT = 0.04  # share of CRP draws raised by an intercurrent infection
 ANAKINRA_ESCALATED = 3.5  # mg/kg/day in flares, MAS and for partial or non-responders
 # Infections per patient-year on anakinra (after its first 15 days). The course is cut into
@@ -297,9 +299,10 @@ def _activity(d: str) -> tuple[str, str]:
 
 
 def _drift(d: str) -> str:
-    """A factor of the inflammation around day d (exp of 0.4 × a normal deviate), drawn anew
-    for each fortnight of follow-up."""
-    return _exp(f"{_f(INFLAMMATION_DRIFT_SD)} * {_z(102, f'(({d}) // 14)::INTEGER')}")
+    """A factor of the inflammation around day d, uniform in 1 ± INFLAMMATION_DRIFT, drawn
+    anew for each fortnight of follow-up (one hash: it is evaluated three times a visit)."""
+    u = _u(102, f"(({d}) // 14)::INTEGER")
+    return f"({_f(1 - INFLAMMATION_DRIFT)} + {_f(2 * INFLAMMATION_DRIFT)} * {u})"
 
 
 def _tocilizumab(d: str) -> str:
@@ -345,35 +348,26 @@ def _remission_plan(src: str, pre: str, tin: str) -> str:
     again 30 days after its end (two passes over the three). The drug is tapered from the first
     visit after ``sus`` quiet days ({pre}_kt) and stopped at the first visit ``taper_len`` days
     after that ({pre}_ks); {pre}_ok: the patient's clinic stops it (``stop_p``), the stop falls
-    before the last visit and no flare or MAS overlaps the quiet days, the taper or the stop."""
-    prev = f"{pre}_q0"
-    q = f"SELECT *, {tin} AS {prev} FROM {src}"
-    for i, (on, start, end) in enumerate(
-        (
-            ("masfu", "mo", "me"),
-            ("f1", "fs1", "fs1 + fl1"),
-            ("f2", "fs2", "fs2 + fl2"),
-            ("masfu", "mo", "me"),
-        ),
-        start=1,
-    ):
-        q = (
-            f"SELECT *, CASE WHEN {on} AND {start} < {prev} + sus AND {end} + 30 > {prev}"
-            f" THEN {end} + 30 ELSE {prev} END AS {pre}_q{i} FROM ({q})"
-        )
-        prev = f"{pre}_q{i}"
-    q = f"SELECT *, {prev} AS {pre}_q, {_after(f'{prev} + sus')} AS {pre}_kt FROM ({q})"
-    taper_end = _vday(f"{pre}_kt") + " + taper_len"
-    q = f"SELECT *, {_after(taper_end)} AS {pre}_ks FROM ({q})"
-    dks = f"{pre}_dks"
+    before the last visit and no flare or MAS overlaps the quiet days, the taper or the stop.
+    Few query levels (each costs planning time for every column): the passes are nested."""
+    q = f"{pre}_q0"
+    for on, start, end in (
+        ("masfu", "mo", "me"),
+        ("f1", "fs1", "fs1 + fl1"),
+        ("f2", "fs2", "fs2 + fl2"),
+        ("masfu", "mo", "me"),
+    ):  # greatest() skips the NULL of an event that does not restart the count
+        q = f"greatest({q}, CASE WHEN {on} AND {start} < ({q}) + sus THEN {end} + 30 END)"
+    dks = _vday(f"{pre}_ks")
     overlap = (
         f"(f1 AND fs1 <= {dks} AND fs1 + fl1 >= {pre}_q) OR (f2 AND fs2 <= {dks} AND fs2 + fl2 >= {pre}_q)"
         f" OR (masfu AND mo <= {dks} AND me >= {pre}_q)"
     )
-    return (
-        f"SELECT *, coalesce(stop_p AND {pre}_ks <= lastk - 1 AND NOT ({overlap}), false) AS {pre}_ok"
-        f" FROM (SELECT *, {_vday(f'{pre}_ks')} AS {dks} FROM ({q}))"
-    )
+    sql = f"SELECT *, {tin} AS {pre}_q0 FROM {src}"
+    sql = f"SELECT *, {q} AS {pre}_q FROM ({sql})"
+    sql = f"SELECT *, {_after(f'{pre}_q + sus')} AS {pre}_kt FROM ({sql})"
+    sql = f"SELECT *, {_after(_vday(f'{pre}_kt') + ' + taper_len')} AS {pre}_ks FROM ({sql})"
+    return f"SELECT *, coalesce(stop_p AND {pre}_ks <= lastk - 1 AND NOT ({overlap}), false) AS {pre}_ok FROM ({sql})"
 
 
 # Adverse events that interrupt anakinra: the three infections and neutropenia. Their days and
@@ -513,14 +507,16 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
         {_u(93)} < {_f(MTX_AE_RATE)} AS mtx_ae, 2 + floor({_u(94)} * 5)::INTEGER AS mtx_ae_k,
         {_u(95)} AS u_b2ae, 2 + floor({_u(96)} * 10)::INTEGER AS b2_ae_k,
         {_u(97)} < {_f(BIOLOGIC2_INEFFICACY_SHARE)} AS b2_ineff, 3 + floor({_u(98)} * 2)::INTEGER AS b2_in_k,
-        {_clip(_exp(f"{_f(ESR_PATIENT_SD)} * {_z(99)}"), 0.5, 2.0)} AS esr_f,
+        {_z(99)} AS z_esr,
         0.6 * {_z(100)} AS hb_off,
-        {_clip(_exp(f"{_f(CRP_PATIENT_SD)} * {_z(101)}"), 0.4, 2.5)} AS crp_f
+        {_z(101)} AS z_crp
     FROM range({first}, {last}) t(p)
     {"WHERE " + _u(66) + f" < {AMENDMENT_RATE}" if only_amended else ""}"""
 
     pb = f"""
     SELECT *,
+        {_clip(_exp(f"{_f(ESR_PATIENT_SD)} * z_esr"), 0.5, 2.0)} AS esr_f,
+        {_clip(_exp(f"{_f(CRP_PATIENT_SD)} * z_crp"), 0.4, 2.5)} AS crp_f,
         DATE '{_DAY0.isoformat()}' + floor({_u(6)} * ({_SPAN} - fu))::INTEGER AS v0,
         (fu + ivl - 1) // ivl AS lastk,
         CASE WHEN first_line THEN 0 ELSE 1 + floor(u_k0 * least(4, (fu + ivl - 1) // ivl - 2))::INTEGER END AS k0
@@ -856,6 +852,8 @@ def _occasions_sql() -> str:
         CASE WHEN dprev IS NOT NULL THEN {_wcurve("dprev")} END AS wprev,
         CASE WHEN onset_prev IS NOT NULL THEN {_wcurve("onset_prev")} END AS wonset,
         CASE WHEN kb IS NOT NULL THEN {_target("kb", "dkb")} END AS tkb,
+        CASE WHEN hd THEN {_target("k0 + 1", "rday")} END AS rtk,
+        CASE WHEN hd THEN {_wcurve("rday")} END AS rwc,
         CASE WHEN kb IS NOT NULL THEN {_wcurve("dkb")} END AS wkb
     FROM oc2"""
     od = f"""
@@ -866,7 +864,7 @@ def _occasions_sql() -> str:
              WHEN dprev IS NOT NULL THEN {_dose("tprev", "wprev")} END AS dose_prev,
         CASE WHEN kb IS NOT NULL THEN {_dose(esc, "wc")} END AS dose_esc,
         CASE WHEN kb IS NOT NULL THEN {_dose("tkb", "wkb")} END AS dose_before,
-        CASE WHEN hd THEN {_dose(_target("k0 + 1", "rday"), _wcurve("rday"))} END AS dose_r,
+        CASE WHEN hd THEN {_dose("rtk", "rwc")} END AS dose_r,
         coalesce(ana_tap AND rday >= ana_dkt, false) AS r_taper,
         (ho1 >> 32)::DOUBLE * 2.3283064365386963e-10 AS uo1,
         (ho1 & 4294967295)::DOUBLE * 2.3283064365386963e-10 AS uo2,
