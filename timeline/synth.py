@@ -5,8 +5,10 @@ and a diagnosis, clinic visits every 1-3 months over 1-6 years (temperature, ras
 height, joint exam, systemic features and eye examinations present or absent, global
 assessments, CHAQ, morning stiffness, labs), anakinra starts,
 weight-based dose changes, escalations in flares and MAS, switches to canakinumab or
-tocilizumab and stops with their reasons, MAS episodes with labs that meet the 2016
-criteria, adverse events with CTCAE grades, and the end of follow-up. The model, its rates
+tocilizumab and stops with their reasons (biologics and methotrexate tapered and stopped after
+sustained inactive disease and restarted at a flare, stops for adverse events and inefficacy,
+interruptions for adverse events as a stop and a restart), MAS episodes with labs that meet
+the 2016 criteria, adverse events with CTCAE grades, and the end of follow-up. The model, its rates
 and the measured sizes and speeds are in ``docs/synth.md``.
 
 How it is built, and why:
@@ -89,11 +91,34 @@ MASDX_ON, MASDX_2, MASDX_END, MASFU_ON, MASFU_2, MASFU_END = 103, 104, 105, 106,
 AE_ISR, AE_INF1, AE_INF2, AE_INF3, AE_NEUT, AE_ALT, AE_WITHDRAW = 109, 110, 111, 112, 113, 114, 115
 SPECIAL = tuple(range(100, 116))
 
+# Afebrile temperatures (< 38 °C) are low-grade (37.3-37.9 °C) with probability base + S × slope
+LOW_GRADE_BASE = 0.06
+LOW_GRADE_S = 0.4
+# ESR follows the systemic activity of these days before (lag in days, weight): it rises over
+# days and falls over weeks, as fibrinogen and immunoglobulins do
+ESR_LAGS = ((0, 0.1), (21, 0.4), (56, 0.5))
+ESR_PATIENT_SD = 0.3  # between patients (red cells, immunoglobulins), log scale
+CRP_PATIENT_SD = 0.3  # between patients (CRP production for the same IL-6), log scale
+ESR_POWER = 1.0  # ESR rises less than in proportion at high activity (saturates)
+INFLAMMATION_DRIFT = 0.45  # the factor is uniform in 1 ± this, per fortnight
+CRP_INTERCURRENT = 0.04  # share of CRP draws raised by an intercurrent infection
 ANAKINRA_ESCALATED = 3.5  # mg/kg/day in flares, MAS and for partial or non-responders
 # Infections per patient-year on anakinra (after its first 15 days). The course is cut into
 # three equal thirds, each holding one infection with probability rate × its length: the
 # expected count is proportional to the exposure (at most 3: exact up to 7.5 years).
 INFECTION_RATE = 0.4
+# Stopping drugs (docs/synth.md, "Treatment"): the share of patients in sustained inactive
+# disease whose clinic tapers and stops the biologic (the others continue it), and stops for
+# adverse events or inefficacy of the other drugs.
+REMISSION_STOP_SHARE = 0.8
+# Once the disease has been inactive, the clinic assesses remission at each visit: morning
+# stiffness is recorded at this share of visits (30% otherwise), and CRP and ESR are drawn at
+# visits without the full laboratory panel.
+STIFFNESS_QUIET = 0.85
+MTX_AE_RATE = 0.1  # methotrexate stopped for intolerance (of courses)
+TOCILIZUMAB_AE_RATE = 0.06
+CANAKINUMAB_AE_RATE = 0.03
+BIOLOGIC2_INEFFICACY_SHARE = 0.5  # of non-responders to the second biologic: switched to the other
 UVEITIS_RATE = 0.01  # patients with an episode of uveitis (rare in sJIA)
 _INFECTIONS = (  # (cumulative probability, term, grade 1 share, grade, serious, action, days)
     (0.40, "upper respiratory tract infection", 0.65, 2, False, "none", 7),
@@ -273,6 +298,21 @@ def _activity(d: str) -> tuple[str, str]:
     return s, a
 
 
+def _drift(d: str) -> str:
+    """A factor of the inflammation around day d, uniform in 1 ± INFLAMMATION_DRIFT, drawn
+    anew for each fortnight of follow-up (one hash: it is evaluated three times a visit)."""
+    u = _u(102, f"(({d}) // 14)::INTEGER")
+    return f"({_f(1 - INFLAMMATION_DRIFT)} + {_f(2 * INFLAMMATION_DRIFT)} * {u})"
+
+
+def _tocilizumab(d: str) -> str:
+    """Days since the latest tocilizumab start on day d while the patient is on it (or in the
+    4 weeks after its stop, as its effect wears off); NULL when not on it."""
+    return f"""(CASE WHEN drug3 = 'tocilizumab' AND ({d}) >= d2stop THEN ({d}) - d2stop
+        WHEN drug2 = 'tocilizumab' AND trb IS NOT NULL AND ({d}) >= trb THEN ({d}) - trb
+        WHEN drug2 = 'tocilizumab' AND ({d}) >= t2 AND (d2stop IS NULL OR ({d}) < d2stop + 28) THEN ({d}) - t2 END)"""
+
+
 def _in_mas(d: str) -> str:
     """Whether day d lies in an MAS episode, from its onset to the day before its resolution."""
     return f"((masdx AND ({d}) >= md AND ({d}) < mde) OR (masfu AND ({d}) >= mo AND ({d}) < me))"
@@ -299,6 +339,93 @@ def _ds(d: str) -> str:
 
 
 # ---- the query ------------------------------------------------------------------------------
+
+
+def _remission_plan(src: str, pre: str, tin: str) -> str:
+    """SQL over ``src`` adding the remission plan of a drug course: ``tin`` is the day the
+    disease becomes inactive on it (NULL: never). A flare or an MAS during follow-up that begins
+    before the inactivity has lasted ``sus`` days, and ends after it began, starts the count
+    again 30 days after its end (two passes over the three). The drug is tapered from the first
+    visit after ``sus`` quiet days ({pre}_kt) and stopped at the first visit ``taper_len`` days
+    after that ({pre}_ks); {pre}_ok: the patient's clinic stops it (``stop_p``), the stop falls
+    before the last visit and no flare or MAS overlaps the quiet days, the taper or the stop.
+    Few query levels (each costs planning time for every column): the passes are nested."""
+    q = f"{pre}_q0"
+    for on, start, end in (
+        ("masfu", "mo", "me"),
+        ("f1", "fs1", "fs1 + fl1"),
+        ("f2", "fs2", "fs2 + fl2"),
+        ("masfu", "mo", "me"),
+    ):  # greatest() skips the NULL of an event that does not restart the count
+        q = f"greatest({q}, CASE WHEN {on} AND {start} < ({q}) + sus THEN {end} + 30 END)"
+    dks = _vday(f"{pre}_ks")
+    overlap = (
+        f"(f1 AND fs1 <= {dks} AND fs1 + fl1 >= {pre}_q) OR (f2 AND fs2 <= {dks} AND fs2 + fl2 >= {pre}_q)"
+        f" OR (masfu AND mo <= {dks} AND me >= {pre}_q)"
+    )
+    sql = f"SELECT *, {tin} AS {pre}_q0 FROM {src}"
+    sql = f"SELECT *, {q} AS {pre}_q FROM ({sql})"
+    sql = f"SELECT *, {_after(f'{pre}_q + sus')} AS {pre}_kt FROM ({sql})"
+    sql = f"SELECT *, {_after(_vday(f'{pre}_kt') + ' + taper_len')} AS {pre}_ks FROM ({sql})"
+    return f"SELECT *, coalesce(stop_p AND {pre}_ks <= lastk - 1 AND NOT ({overlap}), false) AS {pre}_ok FROM ({sql})"
+
+
+# Adverse events that interrupt anakinra: the three infections and neutropenia. Their days and
+# whether they interrupt are drawn as the occasions draw them (same hashes), so that the plan
+# knows when the drug is off: from the event's day to its restart 14 days later (at the latest
+# the day before the course ends).
+_INTERRUPTING = (AE_INF1, AE_INF2, AE_INF3, AE_NEUT)
+INTERRUPTION_DAYS = 14
+
+
+def _ue2(j: int, slot: int) -> str:
+    return f"((hash(sy_seed, p, {j}, {slot}) & 4294967295)::DOUBLE * 2.3283064365386963e-10)"
+
+
+def _interruptions() -> str:
+    """Per interrupting adverse event i (0-3): its day di{i} and whether it interrupts ii{i}."""
+    span = "greatest(ana_end - t0 - 16, 1)"
+    cols = []
+    for i, j in enumerate(_INTERRUPTING):
+        if j == AE_NEUT:
+            day = f"t0 + 15 + floor({_u(81, j)} * {span})::INTEGER"
+            on = f"ana AND neut AND ana_end - t0 > 30 AND {_ue2(j, 60)} > 0.85"
+        else:
+            k = j - AE_INF1
+            day = f"t0 + 15 + floor(({k} + {_u(81, j)}) * {span} / 3.0)::INTEGER"
+            rate = _f(INFECTION_RATE / 3 / 365.25)
+            lo, hi = _INFECTIONS[2][0], _INFECTIONS[4][0]  # varicella and pneumonia interrupt
+            on = (
+                f"ana AND u_inf{k + 1} < {rate} * (ana_end - t0 - 16) AND ana_end - t0 > 30"
+                f" AND {_ue2(j, 60)} >= {_f(lo)} AND {_ue2(j, 60)} < {_f(hi)}"
+            )
+        cols.append(f"CASE WHEN {on} THEN {day} END AS di{i}")
+    return ",\n        ".join(cols)
+
+
+def _heads() -> str:
+    """hi{i}: interruption i stops the drug (it does not begin while an earlier one runs; of two
+    on one day, the first); ri{i}: its restart day."""
+    cols = []
+    n = len(_INTERRUPTING)
+    for i in range(n):
+        inside = " OR ".join(
+            f"(di{m} IS NOT NULL AND (di{m} < di{i} OR (di{m} = di{i} AND {m} < {i})) AND di{i} <= di{m} + {INTERRUPTION_DAYS})"
+            for m in range(n)
+            if m != i
+        )
+        cols.append(f"coalesce(di{i} IS NOT NULL AND NOT ({inside}), false) AS hi{i}")
+        cols.append(f"least(di{i} + {INTERRUPTION_DAYS}, ana_end - 1) AS ri{i}")
+    return ", ".join(cols)
+
+
+def _interrupted(d: str) -> str:
+    """Whether anakinra is interrupted (stopped for an adverse event, not yet restarted) on day d."""
+    return (
+        "("
+        + " OR ".join(f"(hi{i} AND ({d}) >= di{i} AND ({d}) < ri{i})" for i in range(len(_INTERRUPTING)))
+        + ")"
+    )
 
 
 def _patients_sql(first: int, last: int, only_amended: bool) -> str:
@@ -373,12 +500,23 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
         {_u(74)} AS u_k0, {_u(75)} AS u_kn, {_u(76)} AS u_trig, {_u(77)} AS u_organ,
         {_u(78)} AS sev_dx, {_u(79)} AS sev_fu,
         {_u(86)} < {_f(UVEITIS_RATE)} AS uv, {_u(87)} AS u_kuv,
-        0.005 + 0.06 * {_u(88)} AS pg_thr
+        0.005 + 0.06 * {_u(88)} AS pg_thr,
+        180 + floor({_u(90)} * 186)::INTEGER AS sus,
+        84 + floor({_u(91)} * 99)::INTEGER AS taper_len,
+        {_u(92)} < {_f(REMISSION_STOP_SHARE)} AS stop_p,
+        {_u(93)} < {_f(MTX_AE_RATE)} AS mtx_ae, 2 + floor({_u(94)} * 5)::INTEGER AS mtx_ae_k,
+        {_u(95)} AS u_b2ae, 2 + floor({_u(96)} * 10)::INTEGER AS b2_ae_k,
+        {_u(97)} < {_f(BIOLOGIC2_INEFFICACY_SHARE)} AS b2_ineff, 3 + floor({_u(98)} * 2)::INTEGER AS b2_in_k,
+        {_z(99)} AS z_esr,
+        0.6 * {_z(100)} AS hb_off,
+        {_z(101)} AS z_crp
     FROM range({first}, {last}) t(p)
     {"WHERE " + _u(66) + f" < {AMENDMENT_RATE}" if only_amended else ""}"""
 
     pb = f"""
     SELECT *,
+        {_clip(_exp(f"{_f(ESR_PATIENT_SD)} * z_esr"), 0.5, 2.0)} AS esr_f,
+        {_clip(_exp(f"{_f(CRP_PATIENT_SD)} * z_crp"), 0.4, 2.5)} AS crp_f,
         DATE '{_DAY0.isoformat()}' + floor({_u(6)} * ({_SPAN} - fu))::INTEGER AS v0,
         (fu + ivl - 1) // ivl AS lastk,
         CASE WHEN first_line THEN 0 ELSE 1 + floor(u_k0 * least(4, (fu + ivl - 1) // ivl - 2))::INTEGER END AS k0
@@ -437,16 +575,23 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
         {vday("kf2")} + 3 + floor(u_fs2 * greatest({vday("kf2 + 1")} - {vday("kf2")} - 6, 1))::INTEGER AS fs2
         FROM pe3)"""
 
+    # anakinra in sustained inactive disease: tapered (every other day) from the first visit
+    # after `sus` quiet days, stopped at the first visit `taper_len` days later
+    pr = _remission_plan(
+        "pe4",
+        "ana",
+        "CASE WHEN ana AND resp = 'C' THEN t0 + ceil(greatest(0.0,"
+        " tau_a * (sqrt(1.4 * a0 * jmax) - 1.0), tau_s * (sqrt(s0 / least(pg_thr, 0.02)) - 1.0)))::INTEGER END",
+    )
+
     # the anakinra stop: the earliest of inefficacy (a visit), remission (a visit), adverse event;
     # only that one is recorded (a later withdrawal would stop a drug no longer running)
     pf = f"""
     SELECT *, least(dkn, dkrs, tae) AS ts
     FROM (SELECT *, {vday("kn")} AS dkn, {vday("krs")} AS dkrs FROM (SELECT *,
-        CASE WHEN ana AND remit_p AND resp = 'C' AND NOT f1 AND NOT f2
-                  AND k0 + (365 + ivl - 1) // ivl + remit_k <= lastk - 1
-             THEN k0 + (365 + ivl - 1) // ivl + remit_k END AS krs,
+        CASE WHEN ana_ok THEN ana_ks END AS krs,
         CASE WHEN ana AND ae_wd AND t0 + ae_off < dlast - 1 THEN t0 + ae_off END AS tae
-        FROM pe4))"""
+        FROM pr))"""
 
     pg = f"""
     SELECT *,
@@ -470,9 +615,12 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
              CASE WHEN stop_kind = 'inefficacy' THEN kn ELSE krs END END AS kstop,
         CASE WHEN NOT ana OR (resp = 'P' AND stop_kind = 'inefficacy') OR NOT can2
              THEN 'tocilizumab' ELSE 'canakinumab' END AS drug2,
-        f1 AND ana AND fs1 >= t0 AND (ts IS NULL OR fs1 < ts) AS esc1,
-        f2 AND ana AND fs2 >= t0 AND (ts IS NULL OR fs2 < ts) AS esc2,
-        masfu AND ana AND mo >= t0 AND (ts IS NULL OR mo < ts) AS escm,
+        f1 AND stop_kind = 'sustained remission' AND fs1 > ts AS re1,
+        f2 AND stop_kind = 'sustained remission' AND fs2 > ts AND NOT (f1 AND fs1 > ts) AS re2,
+        f1 AND ana AND fs1 >= t0 AND (ts IS NULL OR fs1 < ts OR stop_kind = 'sustained remission') AS esc1,
+        f2 AND ana AND fs2 >= t0 AND (ts IS NULL OR fs2 < ts OR stop_kind = 'sustained remission') AS esc2,
+        masfu AND ana AND mo >= t0 AND (ts IS NULL OR mo < ts OR (stop_kind = 'sustained remission'
+            AND ((f1 AND fs1 > ts AND mo > fs1) OR (f2 AND fs2 > ts AND mo > fs2)))) AS escm,
         csa AND masdx AND masfu AND mo + 1 <= mde + csa_lag AS csa_on,
         CASE WHEN ts IS NULL THEN dlast ELSE least(ts, dlast) END AS ana_end,
         CASE WHEN am_type0 = 4 AND NOT masdx AND NOT masfu THEN 0 ELSE am_type0 END AS am_type,
@@ -487,8 +635,65 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
 
     pi = f"""
     SELECT *, {vday("k2")} AS t2, {_wcurve("0")} AS wc0,
-        2 + 4 * floor(u_kuv * greatest((lastk - 2) // 4 + 1, 1))::INTEGER AS kuv
+        2 + 4 * floor(u_kuv * greatest((lastk - 2) // 4 + 1, 1))::INTEGER AS kuv,
+        CASE WHEN re1 THEN fs1 WHEN re2 THEN fs2 END AS tre,
+        {vday("ana_kt")} AS ana_dkt,
+        coalesce(ana_ok AND {vday("ana_kt")} < ts, false) AS ana_tap
     FROM ph"""
+
+    # the second biologic in sustained inactive disease (responders), as anakinra above
+    pj = _remission_plan(
+        "pi",
+        "b2",
+        "CASE WHEN k2 IS NOT NULL AND c2 THEN t2 + ceil(greatest(0.0,"
+        " 30.0 * (sqrt(0.84 * jmax) - 1.0), 12.0 * (sqrt(0.45 / least(pg_thr, 0.02)) - 1.0)))::INTEGER END",
+    )
+
+    # its stop: the earliest of an adverse event, inefficacy (non-responders) and remission; after
+    # an adverse event or inefficacy the other IL-1/IL-6 blocker is started at the same visit
+    b2_ae = (
+        f"CASE WHEN drug2 = 'tocilizumab' THEN {_f(TOCILIZUMAB_AE_RATE)} ELSE {_f(CANAKINUMAB_AE_RATE)} END"
+    )
+    pk = f"""
+    SELECT *, least(k2ae, k2in, k2rs) AS kstop2 FROM (SELECT *,
+        CASE WHEN k2 IS NOT NULL AND u_b2ae < {b2_ae} AND k2 + b2_ae_k <= lastk - 1 THEN k2 + b2_ae_k END AS k2ae,
+        CASE WHEN k2 IS NOT NULL AND NOT c2 AND b2_ineff AND k2 + b2_in_k <= lastk - 1 THEN k2 + b2_in_k END AS k2in,
+        CASE WHEN k2 IS NOT NULL AND b2_ok THEN b2_ks END AS k2rs
+        FROM pj)"""
+
+    pl = f"""
+    SELECT *,
+        CASE WHEN kstop2 IS NULL THEN NULL WHEN kstop2 = k2in THEN 'inefficacy'
+             WHEN kstop2 = k2ae THEN 'adverse event: ' || CASE
+                 WHEN drug2 = 'canakinumab' THEN CASE WHEN u_b2ae < {_f(CANAKINUMAB_AE_RATE / 2)}
+                     THEN 'neutrophil count decreased' ELSE 'alanine aminotransferase increased' END
+                 WHEN u_b2ae < {_f(TOCILIZUMAB_AE_RATE / 3)} THEN 'infusion related reaction'
+                 WHEN u_b2ae < {_f(TOCILIZUMAB_AE_RATE * 2 / 3)} THEN 'alanine aminotransferase increased'
+                 ELSE 'neutrophil count decreased' END
+             ELSE 'sustained remission' END AS stop2_kind,
+        {vday("kstop2")} AS d2stop,
+        b2_ok AND b2_kt < coalesce(kstop2, lastk) AS b2_tap,
+        CASE WHEN kmtx IS NOT NULL THEN least(
+            CASE WHEN ana_tap AND ana_kt > kmtx THEN ana_kt END,
+            CASE WHEN b2_ok AND b2_kt < coalesce(kstop2, lastk) AND b2_kt > kmtx THEN b2_kt END,
+            CASE WHEN mtx_ae AND kmtx + mtx_ae_k <= lastk - 1 THEN kmtx + mtx_ae_k END) END AS kmstop
+    FROM pk"""
+
+    pm = f"""
+    SELECT *,
+        CASE WHEN kmstop IS NULL THEN NULL WHEN ana_tap AND kmstop = ana_kt THEN 'sustained remission'
+             WHEN b2_tap AND kmstop = b2_kt THEN 'sustained remission'
+             ELSE 'adverse event: gastrointestinal intolerance' END AS mtx_stop_kind,
+        CASE WHEN stop2_kind <> 'sustained remission' THEN
+             CASE drug2 WHEN 'tocilizumab' THEN 'canakinumab' ELSE 'tocilizumab' END END AS drug3,
+        CASE WHEN stop2_kind = 'sustained remission' THEN
+             CASE WHEN f1 AND fs1 > d2stop THEN fs1 WHEN f2 AND fs2 > d2stop THEN fs2 END END AS trb,
+        {_interruptions()}
+    FROM pl"""
+
+    pn = f"""
+    SELECT *, {_heads()}
+    FROM pm"""
     return f"""
     pa AS ({pa}),
     pb AS ({pb}),
@@ -498,19 +703,24 @@ def _patients_sql(first: int, last: int, only_amended: bool) -> str:
     pe2 AS ({pe2}),
     pe3 AS ({pe3}),
     pe4 AS ({pe4}),
+    pr AS ({pr}),
     pf AS ({pf}),
     pg AS ({pg}),
     ph AS ({ph}),
-    pt AS ({pi})"""
+    pi AS ({pi}),
+    pj AS ({pj}),
+    pk AS ({pk}),
+    pl AS ({pl}),
+    pm AS ({pm}),
+    pt AS ({pn})"""
 
 
 # slots of each occasion (see _event_columns for what each slot is)
 _DX = [0, 1, 2, 3, 4, 30, 34]
-_CLIN = [5, 6, 7, 8, 10, 11, 12, 13, 14, 15]
-_LABS = [16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27]
+_CLIN = [5, 6, 7, 8, 10, 11]  # and the assessments 12-15 drawn per visit (_occasions_sql)
 _TWO_WEEK = [5, 6, 8, 16]
 # a flare draws the full MAS panel, so that MAS can be told from a flare
-_FLARE = [2, 3, 4, 5, 6, 7, 8, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 48]
+_FLARE = [2, 3, 4, 5, 6, 7, 8, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 48, 63]
 _MAS_ON = [50, 2, 3, 4, 5, 7, 8, 16, 17, 18, 19, 20, 22, 23, 24, 25, 26, 27, 51, 52, 53, 54, 55, 56, 57, 48]
 _MAS_2 = [5, 18, 22, 23, 26, 27]
 _MAS_END = [5, 16, 18, 22, 23, 27]
@@ -524,10 +734,12 @@ def _lst(xs: Sequence[int]) -> str:
 _EVENT_INPUTS = (
     "p", "pid", "j", "d", "ds", "sa", "aa", "act", "lim", "phys", "febrile", "wc", "wc0", "lab_mode",
     "sev", "mas_end", "mas_day", "dlast", "birth", "v0", "delay", "ad0", "female", "fh", "units", "has_ref", "crp_dl",
-    "temp_f", "wt_lb", "mgkg", "lymph", "organ", "serositis", "u_organ", "uv", "kuv", "fl_len", "u_trig", "u_eofu", "uo2", "uo3",
+    "temp_f", "wt_lb", "mgkg", "lymph", "organ", "serositis", "u_organ", "uv", "kuv", "fl_len", "u_trig", "u_eofu",
     "uo6", "k0", "k2", "ka", "am", "am_type", "masdx", "pred", "pred_t", "nsaid", "csa", "csa_lag",
     "m31", "m32", "m33", "m35", "m36", "m40", "m41", "m42", "m44", "m45", "esc1", "esc2", "escm", "csa_on",
     "dose_k", "dose_esc", "dose_before", "drug2", "mtx_sc", "stop_kind", "wd_term", "wd_grade", "wd_serious",
+    "crp_m", "esr_m", "hb_m", "intr", "rday", "dose_r", "r_taper", "ra", "ana_taper", "mtx_stop_kind",
+    "stop2_kind", "drug3",
 )  # fmt: skip
 
 
@@ -559,7 +771,33 @@ def _occasions_sql() -> str:
         WHEN j = {AE_ALT} THEN ana AND altae AND ana_end - t0 > 30
         WHEN j = {AE_WITHDRAW} THEN stop_kind = 'adverse event' END"""
     s, a = _activity("d")
+
+    # the inflammation CRP and ESR follow: S times a factor that drifts from one fortnight to
+    # the next (IL-6 drive beyond the clinical score); ESR follows it days and weeks before
+    def infl(lag: int) -> str:
+        if lag == 0:
+            return "sa * dr0"
+        day = f"greatest(d - {lag}, 0)"
+        return f"{_activity(day)[0]} * {_drift(day)}"
+
+    se = " + ".join(f"{_f(w)} * {infl(lag)}" for lag, w in ESR_LAGS)
     esc = str(ANAKINRA_ESCALATED)
+    # CRP follows today's systemic activity, suppressed within 2 weeks of a tocilizumab start;
+    # ESR follows the lagged activity, more slowly damped on tocilizumab, and is higher with
+    # anaemia, with age and in adolescent girls, and per patient (esr_f)
+    crp_h = f"(CASE WHEN tcz_t IS NULL THEN 1.0 ELSE {_sq('greatest(0.0, 1.0 - tcz_t / 14.0)')} END)"
+    esr_g = f"(CASE WHEN tcz_t IS NULL THEN 1.0 ELSE 0.35 + 0.65 * {_sq('42.0 / (42.0 + tcz_t)')} END)"
+    age = _age("d")
+    crp_a, crp_b = _LAB_MODEL[16][:2]
+    esr_a, esr_b = _LAB_MODEL[17][:2]
+    hb_a, hb_b = _LAB_MODEL[19][:2]
+    hb_m = f"({_f(hb_a)} + hb_off + {_f(hb_b)} * sa)"
+    crp_m = f"({_f(crp_a)} + {_f(crp_b)} * sa * dr0 * {crp_h} * crp_f)"
+    esr_m = (
+        f"(({_f(esr_a)} + {_f(esr_b)} * pow(se * {esr_g}, {_f(ESR_POWER)})) * esr_f"
+        f" * (0.9 + 0.015 * {age} + CASE WHEN female AND {age} >= 12 THEN 0.1 ELSE 0.0 END)"
+        f" * (1.0 + 0.1 * greatest(0.0, 12.0 - {hb_m})))"
+    )
     oa = f"""
     SELECT pt.*, unnest(list_concat(range(lastk + 1)::INTEGER[], {specials})) AS j
     FROM pt"""
@@ -571,12 +809,21 @@ def _occasions_sql() -> str:
         {s} AS sa,
         {a} AS aa,
         {_wcurve("d")} AS wc,
-        ana AND d >= t0 AND (ts IS NULL OR d < ts) AS on_ana,
+        ana AND d >= t0 AND (ts IS NULL OR d < ts OR d >= tre) AND NOT {_interrupted("d")} AS on_ana,
+        ana_tap AND j < 100 AND j >= ana_kt AND j < krs AS ana_taper,
+        {_tocilizumab("d")} AS tcz_t,
+        {_drift("d")} AS dr0,
         CASE WHEN j < 100 THEN
             CASE WHEN escm AND km = j - 1 THEN mo WHEN esc2 AND kf2 = j - 1 THEN fs2
                  WHEN esc1 AND kf1 = j - 1 THEN fs1 END END AS onset_prev,
         CASE j WHEN {FLARE1} THEN kf1 WHEN {FLARE2} THEN kf2 WHEN {MASFU_ON} THEN km END AS kb,
         CASE j WHEN {FLARE1} THEN fl1 WHEN {FLARE2} THEN fl2 END AS fl_len,
+        {_interrupted("d")} AS intr,
+        coalesce((d >= ana_q AND (t2 IS NULL OR d < t2)) OR d >= b2_q, false) AS quiet,
+        coalesce(CASE j {" ".join(f"WHEN {j} THEN hi{i}" for i, j in enumerate(_INTERRUPTING))} END, false) AS hd,
+        CASE j {" ".join(f"WHEN {j} THEN ri{i}" for i, j in enumerate(_INTERRUPTING))} END AS rday,
+        coalesce((j = {FLARE1} AND re1) OR (j = {FLARE2} AND re2), false) AS ra,
+        coalesce(j IN ({FLARE1}, {FLARE2}) AND d = trb, false) AS rb,
         CASE WHEN j BETWEEN {MASDX_ON} AND {MASDX_END} OR (j <= {TWO_WEEK} AND masdx AND d >= md AND d < mde)
              THEN sev_dx ELSE sev_fu END AS sev,
         CASE WHEN j = {MASDX_ON} THEN mde ELSE me END AS mas_end,
@@ -587,12 +834,14 @@ def _occasions_sql() -> str:
         j <= {TWO_WEEK} AND ((masdx AND d IN (md, md + 2, mde)) OR (masfu AND d IN (mo, mo + 2, me))) AS mas_day,
         hash(sy_seed, p, 82, j) AS ho1,
         hash(sy_seed, p, 83, j) AS ho2,
-        hash(sy_seed, p, 84, j) AS ho3
+        hash(sy_seed, p, 84, j) AS ho3,
+        hash(sy_seed, p, 85, j) AS ho4
     FROM ob"""
     # the anakinra dose at this visit and the dose in force just before it (the previous
     # visit's, or the escalated dose of a flare or MAS that began since)
     oc2 = f"""
     SELECT *,
+        {se} AS se,
         CASE WHEN j < 100 AND on_ana THEN {_target("j", "d")} END AS tk,
         CASE WHEN j < 100 AND on_ana AND j > k0 AND onset_prev IS NULL THEN {_vday("j - 1")} END AS dprev,
         CASE WHEN kb IS NOT NULL THEN {_vday("kb")} END AS dkb
@@ -603,6 +852,8 @@ def _occasions_sql() -> str:
         CASE WHEN dprev IS NOT NULL THEN {_wcurve("dprev")} END AS wprev,
         CASE WHEN onset_prev IS NOT NULL THEN {_wcurve("onset_prev")} END AS wonset,
         CASE WHEN kb IS NOT NULL THEN {_target("kb", "dkb")} END AS tkb,
+        CASE WHEN hd THEN {_target("k0 + 1", "rday")} END AS rtk,
+        CASE WHEN hd THEN {_wcurve("rday")} END AS rwc,
         CASE WHEN kb IS NOT NULL THEN {_wcurve("dkb")} END AS wkb
     FROM oc2"""
     od = f"""
@@ -613,6 +864,8 @@ def _occasions_sql() -> str:
              WHEN dprev IS NOT NULL THEN {_dose("tprev", "wprev")} END AS dose_prev,
         CASE WHEN kb IS NOT NULL THEN {_dose(esc, "wc")} END AS dose_esc,
         CASE WHEN kb IS NOT NULL THEN {_dose("tkb", "wkb")} END AS dose_before,
+        CASE WHEN hd THEN {_dose("rtk", "rwc")} END AS dose_r,
+        coalesce(ana_tap AND rday >= ana_dkt, false) AS r_taper,
         (ho1 >> 32)::DOUBLE * 2.3283064365386963e-10 AS uo1,
         (ho1 & 4294967295)::DOUBLE * 2.3283064365386963e-10 AS uo2,
         (ho2 >> 32)::DOUBLE * 2.3283064365386963e-10 AS uo3,
@@ -630,8 +883,15 @@ def _occasions_sql() -> str:
         nsaid AND j = knsaid_stop AS m35,
         j = kmtx AS m36,
         ana AND j = k0 AS m40,
-        j < 100 AND on_ana AND j > k0 AND dose_k <> dose_prev AS m41,
+        j < 100 AND on_ana AND j > k0 AND (dose_k <> dose_prev OR (ana_taper AND j = ana_kt)) AS m41,
         j = kstop AS m42,
+        j = kmstop AS m37,
+        b2_tap AND j = b2_kt AS m39,
+        j = kstop2 AS m49,
+        j = kstop2 AND drug3 IS NOT NULL AS m59,
+        {crp_m} AS crp_m,
+        {esr_m} AS esr_m,
+        {hb_m} AS hb_m,
         j = k2 AS m44,
         j = lastk AS m45
     FROM od"""
@@ -648,22 +908,49 @@ def _occasions_sql() -> str:
         "((NOT mas_day AND (j = 0 OR j = k0 OR uo1 < CASE WHEN d < 365 THEN 0.85 ELSE 0.45 END OR sa > 0.5))"
         " OR (am AND j = ka))"
     )
+
+    # Which of the parent global, CHAQ, morning stiffness and pain a visit records, and whether a
+    # lab visit has the blood count and the liver tests, are drawn per visit, so that only the
+    # events recorded become candidates (16-bit pieces of one hash for the assessments).
+    def piece(i: int) -> str:
+        return f"((ho4 >> {16 * i}) & 65535)::DOUBLE * 1.52587890625e-05"
+
+    rate = {12: _f(_RECORDED[12]), 13: _f(_RECORDED[13]), 15: _f(_RECORDED[15])}
+    rate[14] = f"CASE WHEN quiet THEN {_f(STIFFNESS_QUIET)} ELSE {_f(_RECORDED[14])} END"
+    assessments = ", ".join(
+        f"CASE WHEN {piece(i)} < {rate[slot]} THEN [{slot}]::INTEGER[] ELSE []::INTEGER[] END"
+        for i, slot in enumerate((12, 13, 14, 15))
+    )
+    labs = f"""list_concat([16, 17]::INTEGER[],
+                CASE WHEN lab_mode > 0 OR uo2 < {_f(_RECORDED[18])} THEN [18, 19, 20, 21]::INTEGER[] ELSE []::INTEGER[] END,
+                [22]::INTEGER[],
+                CASE WHEN lab_mode > 0 OR uo3 < {_f(_RECORDED[23])} THEN [23, 24]::INTEGER[] ELSE []::INTEGER[] END,
+                [25, 26, 27]::INTEGER[])"""
     meds = "[31, 32, 33, 35, 36, 40, 41, 42, 43, 44, 45]::INTEGER[]"
+    # the stops and switches of methotrexate and the second biologic, only where they happen
+    meds2 = """CASE WHEN m37 THEN [37, 38]::INTEGER[] ELSE []::INTEGER[] END,
+            CASE WHEN m39 THEN [39]::INTEGER[] ELSE []::INTEGER[] END,
+            CASE WHEN m49 THEN [49, 58]::INTEGER[] ELSE []::INTEGER[] END,
+            CASE WHEN m59 THEN [59]::INTEGER[] ELSE []::INTEGER[] END"""
     slots = f"""CASE
         WHEN j < 100 THEN list_concat(
             CASE WHEN j = 0 THEN {_lst(_DX)} ELSE []::INTEGER[] END,
             {_lst(_CLIN)},
+            {assessments},
             CASE WHEN j > 0 THEN [2, 3, 4]::INTEGER[] ELSE []::INTEGER[] END,
             CASE WHEN j % 4 = 0 THEN [9]::INTEGER[] WHEN j % 4 = 2 THEN [28]::INTEGER[] ELSE []::INTEGER[] END,
-            CASE WHEN {lab_visit} THEN {_lst(_LABS)} ELSE []::INTEGER[] END,
+            CASE WHEN {lab_visit} THEN {labs} WHEN quiet AND NOT mas_day THEN [16, 17]::INTEGER[]
+                 ELSE []::INTEGER[] END,
             CASE WHEN has_med THEN {meds} ELSE []::INTEGER[] END,
+            {meds2},
             CASE WHEN am AND j = ka AND am_type IN (3, 5) THEN [46, 47]::INTEGER[] ELSE []::INTEGER[] END)
         WHEN j = {TWO_WEEK} THEN {_lst(_TWO_WEEK)}
-        WHEN j IN ({FLARE1}, {FLARE2}) THEN {_lst(_FLARE)}
+        WHEN j IN ({FLARE1}, {FLARE2}) THEN CASE WHEN rb THEN list_append({_lst(_FLARE)}, 67) ELSE {_lst(_FLARE)} END
         WHEN j IN ({MASDX_ON}, {MASFU_ON}) THEN {_lst(_MAS_ON)}
         WHEN j IN ({MASDX_2}, {MASFU_2}) THEN {_lst(_MAS_2)}
         WHEN j IN ({MASDX_END}, {MASFU_END}) THEN {_lst(_MAS_END)}
         WHEN j = {AE_WITHDRAW} THEN [64, 65, 66]::INTEGER[]
+        WHEN hd THEN [60, 61, 62]::INTEGER[]
         ELSE [60]::INTEGER[] END"""
     og = f"""
     SELECT {", ".join(_EVENT_INPUTS)}, unnest({slots}) AS slot
@@ -690,6 +977,9 @@ _KIND_OF: dict[int, str] = {
     33: "medication_stop", 34: "medication_start", 35: "medication_stop", 36: "medication_start",
     40: "medication_start", 41: "medication_dose_change", 42: "medication_stop", 43: "discontinuation",
     44: "medication_start", 45: "end_of_follow_up", 46: "body_temperature", 47: "lab",
+    37: "medication_stop", 38: "discontinuation", 39: "medication_dose_change", 49: "medication_stop",
+    58: "discontinuation", 59: "medication_start", 61: "medication_stop", 62: "medication_start",
+    63: "medication_start", 67: "medication_start",
     48: "medication_dose_change", 50: "mas_episode", 51: "medication_start", 52: "medication_stop",
     53: "medication_start", 54: "medication_stop", 55: "adverse_event", 56: "finding", 57: "finding",
     60: "adverse_event", 64: "adverse_event", 65: "medication_stop", 66: "discontinuation",
@@ -713,7 +1003,7 @@ _FAMILY = {
 # probability that a frequent slot is recorded at a regular visit (labs: at a lab visit)
 _RECORDED = {
     0: 1.0, 1: 1.0, 5: 1.0, 6: 0.97, 8: 0.9, 9: 1.0, 10: 0.93, 11: 0.9, 12: 0.35, 13: 0.25, 14: 0.3,
-    15: 0.15, 16: 0.97, 17: 0.85, 18: 0.75, 19: 0.75, 20: 0.75, 21: 0.75, 22: 0.4, 23: 0.35, 24: 0.35,
+    15: 0.15, 16: 0.97, 17: 0.85, 18: 0.6, 19: 0.6, 20: 0.6, 21: 0.6, 22: 0.4, 23: 0.35, 24: 0.35,
     25: 0.05, 26: 0.05, 27: 0.1,
 }  # fmt: skip
 _LAB_CODE = {
@@ -733,14 +1023,15 @@ _FINDING = {
 _CODE = {1: "sJIA", **_LAB_CODE, **_ASSESSMENT, **_FINDING}
 _DRUG = {
     **{i: "prednisolone" for i in (30, 31, 32, 33)}, 34: "naproxen", 35: "naproxen", 36: "methotrexate",
-    **{i: "anakinra" for i in (40, 41, 42, 43, 48, 60, 64, 65, 66)},
+    **{i: "anakinra" for i in (40, 41, 42, 43, 48, 60, 61, 62, 63, 64, 65, 66)}, 37: "methotrexate",
+    38: "methotrexate",
     51: "methylprednisolone", 52: "methylprednisolone", 53: "ciclosporin", 54: "ciclosporin",
 }  # fmt: skip
 # Systemic features (slots 2-4: lymphadenopathy, the patient's organomegaly, serositis) and
 # uveitis (slot 28, at an eye examination): whether present. At diagnosis as the patient's
 # flags; at later visits while the systemic activity is high (> 0.5) in a patient who had the
 # feature; in a flare (with its end) or at an MAS onset (ending with the episode) by chance.
-# A feature absent is recorded at 60% of examinations (serositis 25%), uveitis absent at half
+# A feature absent is recorded at 40% of examinations (serositis 20%), uveitis absent at half
 # the eye examinations of every fourth visit; a recorded absence ends an earlier presence.
 _FEATURE_PRESENT = f"""CASE
     WHEN slot = 28 THEN uv AND j = kuv
@@ -748,11 +1039,16 @@ _FEATURE_PRESENT = f"""CASE
     WHEN j IN ({FLARE1}, {FLARE2}) THEN ue2 < CASE slot WHEN 2 THEN 0.45 WHEN 3 THEN 0.3 ELSE 0.1 END
     WHEN j IN ({MASDX_ON}, {MASFU_ON}) THEN ue2 < CASE slot WHEN 2 THEN 0.4 WHEN 3 THEN 0.6 ELSE 0.1 END
     ELSE CASE slot WHEN 2 THEN lymph WHEN 3 THEN organ ELSE serositis END AND (j = 0 OR sa > 0.5) END"""
-_ROUTE = {30: "oral", 31: "oral", 32: "oral", 34: "oral", 40: "sc", 41: "sc", 48: "sc", 51: "iv", 53: "oral"}
+_ROUTE = {30: "oral", 31: "oral", 32: "oral", 34: "oral", 40: "sc", 41: "sc", 48: "sc", 51: "iv", 53: "oral",
+          62: "sc", 63: "sc"}  # fmt: skip
 _FREQUENCY = {30: "daily", 31: "daily", 32: "daily", 34: "bid", 36: "weekly", 40: "daily", 41: "daily",
-              48: "daily", 51: "daily", 53: "bid"}  # fmt: skip
-_DOSE_UNIT = {i: "mg" for i in (30, 31, 32, 34, 36, 40, 41, 44, 48, 51, 53)}
-_REASON = {33: "tapered off", 35: "no longer needed", 52: "pulse completed", 54: "MAS resolved"}
+              48: "daily", 51: "daily", 53: "bid", 63: "daily"}  # fmt: skip
+_DOSE_UNIT = {i: "mg" for i in (30, 31, 32, 34, 36, 39, 40, 41, 44, 48, 51, 53, 59, 62, 63, 67)}
+_REASON = {33: "tapered off", 35: "no longer needed", 52: "pulse completed", 54: "MAS resolved",
+           61: "interrupted: adverse event"}  # fmt: skip
+# slots of the second biologic (its start, taper, stop, discontinuation, restart) and the third
+_BIOLOGIC2 = (44, 39, 49, 58, 67)
+_BIOLOGIC3 = 59
 
 
 def _table(mapping: dict[int, Any], typ: str = "VARCHAR") -> str:
@@ -772,13 +1068,13 @@ def _emit_sql() -> str:
     counts and liver tests as panels), the others by their occasion-level condition."""
     frequent = f"""CASE
         WHEN mas_day AND (slot = 5 OR (j = {TWO_WEEK} AND slot = 16)) THEN false
-        WHEN slot BETWEEN 2 AND 4 THEN fp OR ue1 < CASE slot WHEN 4 THEN 0.25 ELSE 0.6 END
+        WHEN slot BETWEEN 2 AND 4 THEN fp OR ue1 < CASE slot WHEN 4 THEN 0.2 ELSE 0.4 END
         WHEN j >= 100 THEN true
         WHEN lab_mode > 0 AND slot BETWEEN 16 AND 27 THEN true
         WHEN slot = 28 THEN fp OR ue1 < 0.5
         WHEN slot = 7 THEN ue1 < 0.1 + 0.7 * sa
-        ELSE {_by_slot(_RECORDED, "DOUBLE")}
-                > CASE WHEN slot BETWEEN 18 AND 21 THEN uo2 WHEN slot BETWEEN 23 AND 24 THEN uo3 ELSE ue1 END
+        WHEN slot BETWEEN 12 AND 15 OR slot BETWEEN 18 AND 21 OR slot BETWEEN 23 AND 24 THEN true
+        ELSE {_by_slot(_RECORDED, "DOUBLE")} > ue1
             OR (slot = 22 AND sa > 0.5)
             OR (slot = 8 AND (j = 0 OR j = k0 OR j = k2 OR m41))
             OR (am AND j = ka AND (slot = 8 OR slot = 10 OR slot = 16)) END"""
@@ -789,7 +1085,8 @@ def _emit_sql() -> str:
         WHEN 45 THEN m45
         WHEN 46 THEN am AND j = ka AND am_type = 3 WHEN 47 THEN am AND j = ka AND am_type = 5
         WHEN 48 THEN (j = {FLARE1} AND esc1 OR j = {FLARE2} AND esc2 OR j = {MASFU_ON} AND escm)
-                     AND dose_esc <> dose_before
+                     AND dose_esc <> dose_before AND NOT intr AND NOT ra
+        WHEN 63 THEN ra
         WHEN 53 THEN csa AND NOT (csa_on AND j = {MASFU_ON})
         WHEN 54 THEN csa AND mas_end + csa_lag <= dlast AND NOT (csa_on AND j = {MASDX_ON})
         WHEN 55 THEN j = {MASFU_ON}
@@ -801,8 +1098,8 @@ def _emit_sql() -> str:
 # Labs at ordinary occasions: canonical value = clip((a + b·S + c·S²) · exp(σ·z), low, high),
 # S the systemic activity (0-1), z the event's normal deviate.
 _LAB_MODEL = {  # slot: (a, b, c, sigma, low, high)
-    16: (0.8, 130.0, 0.0, 0.45, 0.1, 400.0),  # CRP mg/L
-    17: (6.0, 70.0, 0.0, 0.3, 1.0, 140.0),  # ESR mm/h
+    16: (0.8, 130.0, 0.0, 0.5, 0.1, 400.0),  # CRP mg/L (drift, tocilizumab: see _occasions_sql)
+    17: (5.0, 70.0, 0.0, 0.35, 1.0, 140.0),  # ESR mm/h (lagged activity, see _occasions_sql)
     18: (260.0, 320.0, 0.0, 0.14, 150.0, 1100.0),  # platelets 10*9/L: thrombocytosis when active
     19: (12.8, -3.0, 0.0, 0.05, 6.5, 16.5),  # haemoglobin g/dL: anaemia of inflammation
     20: (7.0, 14.0, 0.0, 0.18, 2.5, 45.0),  # WBC 10*9/L
@@ -842,10 +1139,12 @@ def _lab_sql() -> tuple[str, str, str, str, str]:
     def par(i: int) -> str:
         return _by_slot({k: v[i] for k, v in _LAB_MODEL.items()}, "DOUBLE").replace("slot + 1", "ls + 1")
 
-    ordinary = (
-        f"greatest({par(4)}, least({par(5)}, ({par(0)} + {par(1)} * sa + {par(2)} * sa * sa)"
-        f" * {e(f'{par(3)} * z')}))"
+    # an intercurrent (viral) infection raises CRP at some draws, not ESR (it lags)
+    spike = (
+        f"CASE WHEN ue2 < {_f(CRP_INTERCURRENT)} THEN 5.0 + 35.0 * ue2 / {_f(CRP_INTERCURRENT)} ELSE 0.0 END"
     )
+    mean = f"CASE ls WHEN 16 THEN crp_m + {spike} WHEN 17 THEN esr_m WHEN 19 THEN hb_m ELSE {par(0)} + {par(1)} * sa + {par(2)} * sa * sa END"
+    ordinary = f"greatest({par(4)}, least({par(5)}, ({mean}) * {e(f'{par(3)} * z')}))"
     mas = f"""CASE ls
         WHEN 16 THEN CASE lab_mode WHEN 3 THEN 3 + 10 * ue2 ELSE 30 + 100 * ue2 END
         WHEN 17 THEN CASE lab_mode WHEN 3 THEN 10 + 15 * ue2 ELSE 8 + 25 * ue2 END
@@ -891,9 +1190,10 @@ _AMEND_REASONS = {
 
 def _events_sql() -> str:
     canon, lab_value, lab_unit, ref_low, ref_high = _lab_sql()
-    tc = """round(CASE WHEN slot = 46 THEN 38.4 + round(ue2 * 10) / 10
+    tc = f"""round(CASE WHEN slot = 46 THEN 38.4 + round(ue2 * 10) / 10
         WHEN febrile AND j >= 100 THEN 38.3 + round(ue2 * 17) / 10
         WHEN febrile THEN 38.0 + round(ue2 * 18) / 10
+        WHEN slot = 5 AND ue1 < {_f(LOW_GRADE_BASE)} + {_f(LOW_GRADE_S)} * sa THEN 37.3 + round(ue2 * 6) / 10
         ELSE 36.2 + round(ue2 * 10) / 10 END, 1)"""
     wm = "round(wc * (1.0 + 0.012 * z), 1)"
     value = f"""CASE WHEN fam = 1 THEN CASE
@@ -937,6 +1237,12 @@ def _events_sql() -> str:
     ae_days = f"""CASE j WHEN {AE_ISR} THEN 3 + floor(ue2 * 15)::INTEGER WHEN {AE_NEUT} THEN 14 WHEN {AE_ALT} THEN 21
         ELSE {infection(6)} END"""
     pred0 = "greatest(2.5, least(60.0, round(pred_t * wc0 / 2.5) * 2.5))"
+
+    def bio_dose(drug: str) -> str:
+        return f"""CASE WHEN {drug} = 'canakinumab' THEN least(300.0, round(4 * wc))
+                     ELSE least(800.0, round(CASE WHEN wc < 30 THEN 12 ELSE 8 END * wc)) END"""
+
+    bio2 = ", ".join(str(x) for x in _BIOLOGIC2)
     dose = f"""CASE slot
         WHEN 40 THEN dose_k WHEN 41 THEN dose_k WHEN 48 THEN dose_esc
         WHEN 30 THEN {pred0}
@@ -944,22 +1250,29 @@ def _events_sql() -> str:
         WHEN 32 THEN greatest(2.5, round({pred0} / 4 / 2.5) * 2.5)
         WHEN 34 THEN greatest(25.0, least(500.0, round(10 * wc0 / 25) * 25))
         WHEN 36 THEN greatest(2.5, least(20.0, round(0.4 * wc / 2.5) * 2.5))
-        WHEN 44 THEN CASE WHEN drug2 = 'canakinumab' THEN least(300.0, round(4 * wc))
-                     ELSE least(800.0, round(CASE WHEN wc < 30 THEN 12 ELSE 8 END * wc)) END
+        WHEN 44 THEN {bio_dose("drug2")} WHEN 39 THEN {bio_dose("drug2")} WHEN 67 THEN {bio_dose("drug2")}
+        WHEN 59 THEN {bio_dose("drug3")} WHEN 62 THEN dose_r WHEN 63 THEN dose_esc
         WHEN 51 THEN least(1000.0, round(30 * wc / 10) * 10)
         WHEN 53 THEN greatest(10.0, least(150.0, round(2.5 * wc / 5) * 5)) END"""
-    dose_unit = f"""CASE WHEN mgkg AND (slot BETWEEN 40 AND 41 OR slot = 48) THEN 'mg/kg'
+    dose_unit = f"""CASE WHEN mgkg AND (slot BETWEEN 40 AND 41 OR slot IN (48, 62, 63)) THEN 'mg/kg'
         ELSE {_by_slot(_DOSE_UNIT)} END"""
-    drug = f"CASE WHEN slot = 44 THEN drug2 ELSE {_by_slot(_DRUG)} END"
+    drug = f"CASE WHEN slot IN ({bio2}) THEN drug2 WHEN slot = {_BIOLOGIC3} THEN drug3 ELSE {_by_slot(_DRUG)} END"
     route = f"""CASE WHEN slot = 36 THEN CASE WHEN mtx_sc THEN 'sc' ELSE 'oral' END
-        WHEN slot = 44 THEN CASE WHEN drug2 = 'canakinumab' THEN 'sc' ELSE 'iv' END
+        WHEN slot IN (44, 39, 67) THEN CASE WHEN drug2 = 'canakinumab' THEN 'sc' ELSE 'iv' END
+        WHEN slot = {_BIOLOGIC3} THEN CASE WHEN drug3 = 'canakinumab' THEN 'sc' ELSE 'iv' END
         ELSE {_by_slot(_ROUTE)} END"""
-    frequency = f"""CASE WHEN slot = 44 THEN CASE WHEN drug2 = 'canakinumab' THEN 'every_4_weeks' ELSE 'every_2_weeks' END
+    # a taper: anakinra every other day, tocilizumab every 4 weeks, canakinumab every 8 weeks
+    frequency = f"""CASE WHEN slot IN (44, 67) THEN CASE WHEN drug2 = 'canakinumab' THEN 'every_4_weeks' ELSE 'every_2_weeks' END
+        WHEN slot = 39 THEN CASE WHEN drug2 = 'canakinumab' THEN 'every_8_weeks' ELSE 'every_4_weeks' END
+        WHEN slot = {_BIOLOGIC3} THEN CASE WHEN drug3 = 'canakinumab' THEN 'every_4_weeks' ELSE 'every_2_weeks' END
+        WHEN slot = 41 AND ana_taper THEN 'every_other_day'
+        WHEN slot = 62 THEN CASE WHEN r_taper THEN 'every_other_day' ELSE 'daily' END
         ELSE {_by_slot(_FREQUENCY)} END"""
     eofu = f"""CASE WHEN {_age("dlast")} >= 16 AND u_eofu < 0.7 THEN 'transferred to adult rheumatology'
         WHEN u_eofu < 0.5 THEN 'end of study period' WHEN u_eofu < 0.8 THEN 'lost to follow-up'
         ELSE 'moved to another region' END"""
     reason = f"""CASE slot WHEN 42 THEN stop_kind WHEN 43 THEN stop_kind
+        WHEN 37 THEN mtx_stop_kind WHEN 38 THEN mtx_stop_kind WHEN 49 THEN stop2_kind WHEN 58 THEN stop2_kind
         WHEN 65 THEN 'adverse event: ' || wd_term WHEN 66 THEN 'adverse event: ' || wd_term
         WHEN 45 THEN {eofu} ELSE {_by_slot(_REASON)} END"""
     hhmm = "lpad((8 + hz % 14)::VARCHAR, 2, '0') || ':' || lpad(((hz // 14) % 60)::VARCHAR, 2, '0')"
@@ -971,6 +1284,7 @@ def _events_sql() -> str:
         WHEN 53 THEN {_ds("d + 1")}
         WHEN 54 THEN {_ds("mas_end + csa_lag")}
         WHEN 55 THEN {_ds("d - 3 - floor(ue2 * 5)")}
+        WHEN 62 THEN {_ds("rday")}
         ELSE ds END END"""
     ended = f"""CASE WHEN slot BETWEEN 2 AND 4 AND fp THEN CASE
             WHEN j IN ({FLARE1}, {FLARE2}) THEN {_ds("least(d + fl_len, dlast)")}
