@@ -2919,7 +2919,7 @@ class _TypeChecker:
             known = [t for t in ts if t.unit != UNREAD]
             if len({t.kind for t in known}) > 1:
                 return self.fail(node, "coalesce mixes booleans and numbers")
-            return known[0] if len(known) == len(ts) else ts[0] if not known else known[0]
+            return known[0] if known else ts[0]
         if isinstance(node, ast.UnknownUnless):
             self.want_bool(node.condition, "unknown_unless condition")
             return self.check(node.value)
