@@ -683,24 +683,37 @@ def rules_check(
 def rules_test(
     directory: Annotated[
         list[Path] | None,
-        typer.Argument(metavar="DIR", help="Rule directories (with the built-in pack)."),
+        typer.Argument(
+            metavar="DIR",
+            help="Rule directories whose rules' examples are run (read with the built-in pack); "
+            "without DIR, every rule loaded: the built-in pack's, --rules' and $TIMELINE_RULES'.",
+        ),
     ] = None,
     rule: RuleIdOpt = None,
     rules: RulesOpt = None,
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Run every loaded rule's examples, the built-in pack's too, not only DIR's."
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Run the examples every rule file carries and report pass/fail per example.
+    """Run the examples rule files carry and report pass/fail per example: those of the rules
+    in DIR when it is given, else of every rule loaded (the built-in pack's too); --rule ID
+    runs one rule's, --all every rule's.
 
     Exit code 0 when all pass, 9 when any fails.
 
     Example:
 
     ```
-    timeline rules test
+    timeline rules test examples/site_rules/
     timeline rules test examples/site_rules/ --rule ferritin_high
+    timeline rules test
     ```
     """
-    from timeline.engine.ruletest import run_examples
+    from timeline.engine.ruletest import rules_of, run_examples
     from timeline.language.loader import rule_dirs
 
     extra = [*(rules or []), *(directory or [])]
@@ -713,7 +726,17 @@ def rules_test(
             console(stderr=True).print(
                 cell(f"note: {one.id} has no examples{copy}: nothing of it was tested")
             )
-    results = run_examples(rs, dirs, [one.id for one in asked] or None)
+    chosen: list[str] | None = None  # every rule loaded
+    if asked:
+        chosen = [one.id for one in asked]
+    elif directory and not every:
+        chosen = rules_of(rs, directory)
+        if not any(rs.rules[rid].examples for rid in chosen):
+            console(stderr=True).print(
+                cell(f"note: no rule in {', '.join(map(str, directory))} carries examples: nothing was tested "
+                     "(--all runs the built-in pack's too)")
+            )  # fmt: skip
+    results = run_examples(rs, dirs, chosen)
     failed = [r for r in results if not r.passed]
     if json_out:
         outcome: dict[str, Any] = {}

@@ -563,7 +563,8 @@ def test_an_unknown_parameter_of_the_reading_rule_is_reported_at_its_line(tmp_pa
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("validity", "crp_normal.validity: '3 mg/L' is not the same kind of value as the default, 30 days (the value of crp_strict.limit)"),
+    [("validity", "crp_normal.validity: '3 mg/L' is not a duration (e.g. '12 hours', '7 days', '2 weeks', '3 months', '1 year'); "
+                  "the default is 30 days (the value of crp_strict.limit)"),
      ("uper", "rule 'crp_normal' has no parameter 'uper' (did you mean 'upper'?)")],
     ids=["another-kind-names-whose-value", "unknown-parameter-not-called-a-bad-value"],
 )  # fmt: skip

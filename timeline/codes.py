@@ -254,6 +254,79 @@ class CodeBook:
         return None
 
 
+# What people write for a code instead of the code: a lab's test name and its abbreviations,
+# in British and American spelling (compared ignoring case, spaces and punctuation; each
+# code's own name is also read). A rule or a file naming "CRP" is told "CRP is LOINC 1988-5".
+SPELLINGS: dict[str, tuple[str, ...]] = {
+    "4537-7": ("ESR", "sed rate", "sedimentation rate", "erythrocyte sedimentation rate"),
+    "1988-5": ("CRP", "C-reactive protein"),
+    "30522-7": ("hs-CRP", "high-sensitivity CRP", "high sensitivity C-reactive protein"),
+    "2276-4": ("ferritin", "serum ferritin"),
+    "777-3": ("platelets", "platelet", "platelet count", "PLT", "thrombocytes"),
+    "1920-8": ("AST", "SGOT", "GOT", "aspartate aminotransferase", "aspartate transaminase"),
+    "1742-6": ("ALT", "SGPT", "GPT", "alanine aminotransferase", "alanine transaminase"),
+    "2571-8": ("triglycerides", "triglyceride", "TG", "TGs"),
+    "3255-7": ("fibrinogen",),
+    "718-7": ("haemoglobin", "hemoglobin", "Hb", "Hgb"),
+    "6690-2": ("WBC", "white blood cells", "white cell count", "white blood cell count", "leukocytes",
+               "leucocytes", "WCC"),
+    "751-8": ("neutrophils", "neutrophil count", "ANC", "absolute neutrophil count"),
+    "2532-0": ("LDH", "LD", "lactate dehydrogenase"),
+    "physician_global": ("physician global", "PGA", "MD global"),
+    "parent_global": ("parent global", "patient global", "PtGA"),
+    "chaq": ("CHAQ",),
+}  # fmt: skip
+
+# Labs sJIA studies measure that are not built in: a site defines them in its codes.yaml.
+# (name, spellings, the LOINC codes to define)
+NOT_BUILT_IN: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    (
+        "D-dimer",
+        ("D-dimer", "D dimer", "fibrin D-dimer"),
+        "LOINC 48065-7, D-dimer FEU, or 48066-5, D-dimer DDU",
+    ),
+)
+
+
+def _plain(text: str) -> str:
+    """``text`` as spellings are compared: lower case, letters and digits only (hs-CRP: hscrp)."""
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+def named_code(text: str, book: CodeBook | None = None) -> tuple[str, str | None] | None:
+    """What ``text``, written where a code goes, names when it is not a code but a code's name,
+    an abbreviation of it or the code in other letters ("CRP", "hemoglobin", "CHAQ"): (what
+    to say, the code to write — None for a lab that is not built in), or None.
+
+    ``named_code("crp")`` → ``("crp is LOINC 1988-5 (CRP)", "1988-5")``."""
+    book = BUILTIN if book is None else book
+    word = _plain(text)
+    if not word:
+        return None
+    for kind, vital in VITALS.items():
+        if word in (_plain(kind), _plain(vital.name), _plain(vital.name.removeprefix("body "))):
+            return (
+                f"{text} is an event kind of its own (kind: {kind}; LOINC {vital.code}, {vital.name})",
+                None,
+            )
+    tables: tuple[tuple[str, Mapping[str, object]], ...] = (
+        ("lab", book.labs), ("assessment", book.assessments), ("finding", book.findings),
+    )  # fmt: skip
+    for kind, table in tables:
+        for code in table:
+            name = book.name(code) or code
+            if word in {_plain(code), _plain(name), *(_plain(s) for s in SPELLINGS.get(code, ()))}:
+                if kind == "lab":
+                    shown = "" if _plain(name) == word else f" ({name})"
+                    return f"{text} is LOINC {code}{shown}", code
+                case = " (codes are written in lower case)" if _plain(code) == word else f" ({name})"
+                return f"{text} is the {kind} code {code!r}{case}", code
+    for name, spellings, define in NOT_BUILT_IN:
+        if word in {_plain(s) for s in spellings}:
+            return f"{name} is not a built-in code: define it in a codes.yaml ({define})", None
+    return None
+
+
 BUILTIN = CodeBook()
 
 

@@ -1677,6 +1677,10 @@ def _suggest(err: RowError, book: codes.CodeBook) -> RowError:
         "frequency": [],
     }
     hint = _did_you_mean(m.group(2), pools[m.group(1)])
+    named = codes.named_code(m.group(2), book) if m.group(1) != "kind" else None  # CRP: 1988-5
+    if named is not None and m.group(1) != "frequency":
+        register = ", registered with `timeline codes add FILE`" if "codes.yaml" in named[0] else ""
+        return RowError(err.row, err.field, f"{err.reason}: {named[0]}{register}")
     if m.group(1) != "kind":
         hint += _SITE_FREQUENCY if m.group(1) == "frequency" else _SITE_CODE
     return RowError(err.row, err.field, err.reason + hint)

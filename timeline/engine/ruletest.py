@@ -87,7 +87,20 @@ def _check(ex: ast.Example, exp: ast.Expectation, got: Result, failures: list[st
         failures.append(f"{_patient(ex, exp)} at {exp.at}: expected {want}, got {have}{extra}")
 
 
+def rules_of(rules: RuleSet, dirs: Sequence[Path]) -> list[str]:
+    """The rules whose files lie in ``dirs`` (a directory's own rules, overrides of the pack's
+    included), in evaluation order: what ``rules test DIR`` tests."""
+    roots = [d.resolve() for d in dirs]
+    return [
+        rid
+        for rid in rules.order
+        if rules.rules[rid].variant_of is None
+        and any(Path(rules.rules[rid].source).resolve().is_relative_to(root) for root in roots)
+    ]
+
+
 def run_examples(rules: RuleSet, dirs: list[Path], rule_ids: list[str] | None = None) -> list[ExampleResult]:
+    """The examples of ``rule_ids`` (None: of every rule loaded from ``dirs``), run."""
     cases: list[_Case] = []
     # Examples are written for the rules' own defaults (the published values), so a site's
     # params.yaml does not make them fail; an example's own params apply on top. Its params may
@@ -96,7 +109,7 @@ def run_examples(rules: RuleSet, dirs: list[Path], rule_ids: list[str] | None = 
     with_params: dict[tuple[str, tuple[tuple[str, float | bool | str], ...]], RuleSet | RuleError] = {}
     defaults: RuleSet | None = None
     results: list[ExampleResult] = []
-    for rid in rule_ids or rules.order:
+    for rid in rules.order if rule_ids is None else rule_ids:
         rule = rules.rules[rid]
         for ex in rule.examples:
             result = ExampleResult(rule=f"{rid}@{rule.version}", example=ex.name, passed=True)
@@ -120,11 +133,11 @@ def run_examples(rules: RuleSet, dirs: list[Path], rule_ids: list[str] | None = 
                     defaults = load_rules(dirs, site_params=False)
                 ruleset = defaults
             cases.append(_Case(rid, ex, result, ruleset))
+    # (no case to run: every example failed as its rules were loaded, or there is none)
     with tempfile.TemporaryDirectory(prefix="timeline-examples-") as tmp:
-        if not cases:
-            return results
         try:
-            _run_together(cases, Path(tmp) / "examples.duckdb")
+            if cases:
+                _run_together(cases, Path(tmp) / "examples.duckdb")
         except TimelineError:
             for n, case in enumerate(cases):
                 case.result.failures.clear()

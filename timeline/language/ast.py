@@ -55,6 +55,9 @@ class Node(Frozen):
 class Const(Node):
     value: float | bool
     unit: str | None = None
+    # a duration written where a value goes (``5 days``; UCUM writes ``5 d``): the loader reports
+    # it once it knows what the value is compared with, so no rule that loads carries one
+    written: str | None = None
 
 
 class Param(Node):

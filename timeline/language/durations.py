@@ -7,6 +7,7 @@ Months and years are calendar units (DuckDB interval arithmetic: 31 January + 1 
 from __future__ import annotations
 
 import calendar
+import difflib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,8 +24,32 @@ _FRACTION = re.compile(r"^\s*-?\d*\.\d+\s*([A-Za-z]+)\s*$")
 DURATION_WORDS = frozenset(_UNITS)
 
 
+EXAMPLES = "e.g. '12 hours', '7 days', '2 weeks', '3 months', '1 year'"
+_WORDS = ("hour", "hours", "day", "days", "week", "weeks", "month", "months", "year", "years")
+
+
 class DurationError(ValueError):
     pass
+
+
+def _what_was_meant(text: object) -> str:
+    """A bare number's missing unit (``30``: '30 days'), a misspelt word's duration (``14 dayz``:
+    '14 days'), or nothing."""
+    if isinstance(text, bool):
+        return ""
+    if isinstance(text, int | float) or re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", str(text)):
+        return f": a duration needs its unit, e.g. '{str(text).strip()} days'"
+    m = re.fullmatch(r"\s*(-?\d+)\s*([A-Za-z]+)\s*", str(text))
+    close = difflib.get_close_matches(m.group(2).lower(), _WORDS, n=1, cutoff=0.75) if m else []
+    if not (m and close):
+        return ""
+    word = close[0].removesuffix("s") + ("" if abs(int(m.group(1))) == 1 else "s")
+    return f"; did you mean '{m.group(1)} {word}'?"
+
+
+def misspelt(word: str) -> bool:
+    """Whether ``word`` (after a number) is a misspelt duration word: ``dayz``, ``dias``, ``wks``."""
+    return bool(difflib.get_close_matches(word.lower(), _WORDS, n=1, cutoff=0.75))
 
 
 class DurationTooLong(DurationError):
@@ -57,9 +82,7 @@ class Duration:
                 "of); write '3 months' or '91 days'"
             )
         if not m or m.group(2).lower() not in _UNITS:
-            raise DurationError(
-                f"{text!r} is not a duration (e.g. '12 hours', '7 days', '2 weeks', '3 months', '1 year')"
-            )
+            raise DurationError(f"{text!r} is not a duration ({EXAMPLES}){_what_was_meant(text)}")
         d = cls(int(m.group(1)), _UNITS[m.group(2).lower()])
         if abs(d.approx_hours) > MAX_HOURS:
             raise DurationTooLong(f"{text!r} is longer than {MAX_YEARS} years, the longest duration allowed")

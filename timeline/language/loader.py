@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 from timeline import codes, events
 from timeline.errors import TimelineError, UsageError
 from timeline.language import ast
-from timeline.language.durations import DURATION_WORDS, Duration, DurationError, DurationTooLong
+from timeline.language.durations import (
+    DURATION_WORDS,
+    EXAMPLES,
+    Duration,
+    DurationError,
+    DurationTooLong,
+    misspelt,
+)
 from timeline.moments import parse_at
 from timeline.units import Conversion, UnitError, combine, conversion, is_valid, ucum_hint, ucum_spelling
 from timeline.units import parse as parse_unit
@@ -283,6 +290,9 @@ RULE_KEY_SYNONYMS = {
     "name": "id", "state": "status",
 }  # fmt: skip
 NUMERIC_FIELDS = ("value", "ref_low", "ref_high", "dose", "active_joints", "limited_joints", "grade")
+# the unit of a value whose type is unknown: a sub-expression with a problem (reported), or one
+# whose type is wrong (reported where it is read); nothing built on it is reported again
+UNREAD = "?"
 _QUANTITY = re.compile(r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s+(\S+)\s*$")
 _WHOLE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*$")  # a number and a word
 
@@ -310,6 +320,11 @@ class _RuleParser:
         # another kind of value (reported if no drug is named by it)
         self.text_params: dict[str, str] = {}
         self.drug_uses: set[str] = set()  # parameters named where a drug is
+        # A rule file's definition is read whole: a sub-expression with a problem stands as a
+        # value of no known type (UNREAD), so that the problems of the others, their types
+        # included, are found in the same run (a cohort file's expressions fail as a whole)
+        self.partial = False
+        self.broken = False  # some sub-expression had a problem
 
     # -- problems
     def fail(self, path: Path_, message: str) -> _Fail:
@@ -321,8 +336,33 @@ class _RuleParser:
         self.next_id[0] += 1
         return self.next_id[0]
 
+    def gather(self, *parts: Callable[[], Any]) -> list[Any]:
+        """Each part read, so that a problem in one does not hide those of the others; fails
+        once all are read if any did."""
+        out: list[Any] = []
+        failed = False
+        for part in parts:
+            try:
+                out.append(part())
+            except _Fail:
+                failed = True
+        if failed:
+            raise _Fail()
+        return out
+
+    def sub(self, data: Any, path: Path_) -> ast.Node:
+        """A sub-expression; in a rule file one with a problem (reported) stands as UNREAD."""
+        try:
+            return self.expr(data, path)
+        except _Fail:
+            if not self.partial:
+                raise
+            self.broken = True
+            return ast.Const(nid=self.nid(), path=_fmt(path), value=0.0, unit=UNREAD)
+
     # -- the rule
     def rule(self, data: Any, source: str) -> ast.Rule | None:
+        self.partial = True
         if not isinstance(data, dict):
             self.fail((), "a rule file must be a mapping with id, version, description, citation, define")
             return None
@@ -391,7 +431,7 @@ class _RuleParser:
             except _Fail:
                 define = None
         self._check_lengths()
-        if define is not None:
+        if define is not None and not self.broken:  # a parameter read in a part not read is read
             self._check_text_params()
             for name in self.params:
                 if name not in self.bad_params and not _reads(rid, define, name):
@@ -402,13 +442,14 @@ class _RuleParser:
                         f"read it ({{param: {name}}}) or remove it",
                     )
         examples = self._examples(data.get("examples") or [])
-        if missing or define is None:
+        if "id" in missing or not ID_RE.match(rid) or define is None:
             return None
+        # a rule without its version, description or citation (reported) is still type-checked
         return ast.Rule(
             id=rid,
-            version=str(data["version"]).strip(),
-            description=str(data["description"]).strip(),
-            citation=str(data["citation"]).strip(),
+            version=str(data["version"]).strip() if "version" not in missing else "",
+            description=str(data["description"]).strip() if "description" not in missing else "",
+            citation=str(data["citation"]).strip() if "citation" not in missing else "",
             status=status,
             meaning=meaning,
             unit=str(unit) if unit is not None else None,
@@ -716,7 +757,16 @@ class _RuleParser:
                     (*path, "param"), f"unknown parameter {name!r}{did_you_mean(name, self.params)}"
                 )
             if not isinstance(spec.default, Duration):
-                raise self.fail((*path, "param"), f"parameter {name!r} is not a duration")
+                given = value_text(spec.default, spec.unit)
+                unit = (
+                    f": give its default a unit, e.g. '{given} days'"
+                    if isinstance(spec.default, float) and spec.unit is None
+                    else ""
+                )
+                raise self.fail(
+                    (*path, "param"),
+                    f"{_use_name(path)} needs a duration ({EXAMPLES}), but parameter {name!r} is {given}{unit}",
+                )
             return ast.DurationRef(param=(self.rule_id, name))
         try:
             return ast.DurationRef(value=Duration.parse(data))
@@ -738,11 +788,9 @@ class _RuleParser:
             raise self.fail(
                 path, "a selector is a name from events: or a mapping with kind, code, drug, present, where"
             )
-        for key in data:
-            if key not in SELECTOR_KEYS:
-                raise self.fail(
-                    (*path, key), f"unknown selector key {key!r}{did_you_mean(key, SELECTOR_KEYS)}"
-                )
+        wrong = [key for key in data if key not in SELECTOR_KEYS]
+        for key in wrong:
+            self.fail((*path, key), f"unknown selector key {key!r}{did_you_mean(key, SELECTOR_KEYS)}")
 
         def many(key: str) -> tuple[str, ...]:
             value = data.get(key)
@@ -752,45 +800,71 @@ class _RuleParser:
             return tuple(str(v).lower() if key == "kind" else str(v) for v in items)
 
         kinds, code_list = many("kind"), many("code")
-        drugs, drug_params = self.drugs(data, "drug", path)
-        not_drugs, not_drug_params = self.drugs(data, "not_drug", path)
-        for k in kinds:
-            if k not in events.KINDS:
-                raise self.fail((*path, "kind"), f"unknown kind {k!r}{did_you_mean(k, events.KINDS)}")
-        known = self.book.known()
-        for c in code_list:
-            if c not in known and not (kinds == ("diagnosis",)):
-                raise self.fail((*path, "code"), unknown_code(c, known, self.book))
-        where: list[ast.FieldCondition] = []
-        for fname, cond in (data.get("where") or {}).items():
-            fpath: Path_ = (*path, "where", fname)
-            if fname not in NUMERIC_FIELDS:
-                raise self.fail(
-                    fpath,
-                    f"where: {fname!r} is not a numeric event field{did_you_mean(fname, NUMERIC_FIELDS)}",
-                )
-            if not isinstance(cond, dict) or len(cond) != 1 or next(iter(cond)) not in COMPARISONS:
-                op = str(next(iter(cond))) if isinstance(cond, dict) and len(cond) == 1 else ""
-                raise self.fail(
-                    fpath,
-                    f"where: {fname} takes one comparison, e.g. {{ge: 38 Cel}}"
-                    f"{did_you_mean(op, COMPARISONS) if op else ''}",
-                )
-            op, value = next(iter(cond.items()))
-            where.append(ast.FieldCondition(field=fname, op=op, value=self.quantity(value, (*fpath, op))))
-        any_of = tuple(self.selector(s, (*path, "any_of", i)) for i, s in enumerate(data.get("any_of") or []))
-        present = data.get("present")
-        if present is not None and not isinstance(present, bool):
-            raise self.fail((*path, "present"), "present must be true or false")
-        dose_unit = data.get("dose_unit")
-        if dose_unit is not None:
-            dose_unit = str(dose_unit).strip().lower()
-            if dose_unit not in codes.DOSE_UNITS:
-                raise self.fail(
-                    (*path, "dose_unit"),
-                    f"dose_unit is mg or mg/kg (doses are stored in one of them: any mass unit as mg), "
-                    f"not {data['dose_unit']!r}",
-                )
+
+        def kinds_known() -> None:
+            for k in kinds:
+                if k not in events.KINDS:
+                    raise self.fail((*path, "kind"), f"unknown kind {k!r}{did_you_mean(k, events.KINDS)}")
+
+        def codes_known() -> None:
+            known = self.book.known()
+            unknown = [c for c in code_list if c not in known and kinds != ("diagnosis",)]
+            for c in unknown:
+                self.fail((*path, "code"), unknown_code(c, known, self.book))
+            if unknown:
+                raise _Fail()
+
+        def conditions() -> list[ast.FieldCondition]:
+            where: list[ast.FieldCondition] = []
+            for fname, cond in (data.get("where") or {}).items():
+                fpath: Path_ = (*path, "where", fname)
+                if fname not in NUMERIC_FIELDS:
+                    raise self.fail(
+                        fpath,
+                        f"where: {fname!r} is not a numeric event field{did_you_mean(fname, NUMERIC_FIELDS)}",
+                    )
+                if not isinstance(cond, dict) or len(cond) != 1 or next(iter(cond)) not in COMPARISONS:
+                    op = str(next(iter(cond))) if isinstance(cond, dict) and len(cond) == 1 else ""
+                    raise self.fail(
+                        fpath,
+                        f"where: {fname} takes one comparison, e.g. {{ge: 38 Cel}}"
+                        f"{did_you_mean(op, COMPARISONS) if op else ''}",
+                    )
+                op, value = next(iter(cond.items()))
+                where.append(ast.FieldCondition(field=fname, op=op, value=self.quantity(value, (*fpath, op))))
+            return where
+
+        def present_flag() -> bool | None:
+            present = data.get("present")
+            if present is not None and not isinstance(present, bool):
+                raise self.fail((*path, "present"), "present must be true or false")
+            return present
+
+        def unit_of_doses() -> str | None:
+            dose_unit = data.get("dose_unit")
+            if dose_unit is not None:
+                dose_unit = str(dose_unit).strip().lower()
+                if dose_unit not in codes.DOSE_UNITS:
+                    raise self.fail(
+                        (*path, "dose_unit"),
+                        f"dose_unit is mg or mg/kg (doses are stored in one of them: any mass unit as mg), "
+                        f"not {data['dose_unit']!r}",
+                    )
+            return dose_unit
+
+        (drugs, drug_params), (not_drugs, not_drug_params), _, _, where, any_of, present, dose_unit = self.gather(
+            lambda: self.drugs(data, "drug", path),
+            lambda: self.drugs(data, "not_drug", path),
+            kinds_known,
+            codes_known,
+            conditions,
+            lambda: tuple(self.gather(*(functools.partial(self.selector, s, (*path, "any_of", i))
+                                        for i, s in enumerate(data.get("any_of") or [])))),
+            present_flag,
+            unit_of_doses,
+        )  # fmt: skip
+        if wrong:
+            raise _Fail()
         shown = (*drugs, *(f"{{{p}}}" for p in drug_params))  # bound_drugs puts the values in
         label = name or _describe_selector(
             kinds,
@@ -855,20 +929,32 @@ class _RuleParser:
                 else d.model_copy(update={"negate": True})
             )
             return ast.Window(start=start, end=ast.DurationRef(value=Duration(0, "day")))
+        if isinstance(data, int | float) and not isinstance(data, bool):  # window: 30
+            raise self.fail(
+                path, f"{_not_a_duration(data)} (a window is a duration, ever, or {{start, end, …}})"
+            )
         if not isinstance(data, dict):
             raise self.fail(
                 path,
                 "a window is a duration ('7 days'), ever, or {start, end, start_inclusive, end_inclusive, anchor}",
             )
         allowed = ("start", "end", "start_inclusive", "end_inclusive", "anchor")
-        for key in data:
-            if key not in allowed:
-                raise self.fail((*path, key), f"unknown window key {key!r}{did_you_mean(key, allowed)}")
+        wrong = [key for key in data if key not in allowed]
+        for key in wrong:
+            self.fail((*path, key), f"unknown window key {key!r}{did_you_mean(key, allowed)}")
         if "start" not in data or ("end" not in data and "anchor" not in data):
+            if wrong:  # a misspelt key (ned: 0 days) is not also missing
+                raise _Fail()
             raise self.fail(path, "a window needs start and end (signed durations, e.g. -7 days and 0 days)")
-        anchor = self.anchor(data["anchor"], (*path, "anchor")) if "anchor" in data else None
-        lower = None if data["start"] == "ever" else self.duration(data["start"], (*path, "start"))
-        upper = self.duration(data["end"], (*path, "end")) if "end" in data else None
+        anchor, lower, upper, *_ = self.gather(
+            lambda: self.anchor(data["anchor"], (*path, "anchor")) if "anchor" in data else None,
+            lambda: None if data["start"] == "ever" else self.duration(data["start"], (*path, "start")),
+            lambda: self.duration(data["end"], (*path, "end")) if "end" in data else None,
+            lambda: self.flag(data, "start_inclusive", False, path),
+            lambda: self.flag(data, "end_inclusive", True, path),
+        )
+        if wrong:
+            raise _Fail()
         a, b = (lower.value if lower else None), (upper.value if upper else None)
         if a is not None and b is not None and a.approx_hours > b.approx_hours:
             raise self.fail(path, f"the window starts ({a}) after it ends ({b})")
@@ -886,10 +972,15 @@ class _RuleParser:
             raise self.fail(
                 path, "episodes are {select: SELECTOR, merge_gap: D} or {when: CONDITION, merge_gap: D}"
             )
-        gap = self.duration(data.get("merge_gap", "0 days"), (*path, "merge_gap"), nonneg=True)
         if "select" in data:
-            return ast.Episodes(select=self.selector(data["select"], (*path, "select")), merge_gap=gap)
-        return ast.Episodes(when=self.expr(data["when"], (*path, "when")), merge_gap=gap)
+            select, gap = self.gather(
+                lambda: self.selector(data["select"], (*path, "select")),
+                lambda: self.duration(data.get("merge_gap", "0 days"), (*path, "merge_gap"), nonneg=True),
+            )
+            return ast.Episodes(select=select, merge_gap=gap)
+        when = self.sub(data["when"], (*path, "when"))
+        gap = self.duration(data.get("merge_gap", "0 days"), (*path, "merge_gap"), nonneg=True)
+        return ast.Episodes(when=when, merge_gap=gap)
 
     # -- expressions
     def expr(self, data: Any, path: Path_) -> ast.Node:
@@ -907,13 +998,21 @@ class _RuleParser:
             if m:
                 unit = m.group(2)
                 problem = unit_problem(unit)
+                if problem and self.partial and unit.lower() in DURATION_WORDS:
+                    with contextlib.suppress(DurationError):  # 5 days: said once what it meets is known
+                        time = _UCUM_OF[Duration.parse(data).unit]
+                        return ast.Const(
+                            nid=self.nid(), path=p, value=float(m.group(1)), unit=time, written=data
+                        )
                 if problem:
                     raise self.fail(path, problem)
                 if not math.isfinite(float(m.group(1))):
                     raise self.fail(path, f"{data!r} is not a finite number")
                 return ast.Const(nid=self.nid(), path=p, value=float(m.group(1)), unit=unit)
             raise self.fail(
-                path, f"{data!r} is not an expression (a number, '6 mg/L', true/false or {{operator: ...}})"
+                path,
+                f"{data!r} is not an expression (a number, '6 mg/L', true/false or {{operator: ...}})"
+                f"{self._meant(data)}",
             )
         if not isinstance(data, dict) or len(data) != 1:
             raise self.fail(
@@ -935,15 +1034,18 @@ class _RuleParser:
         def keys(required: Sequence[str], optional: Sequence[str] = ()) -> dict[str, Any]:
             if not isinstance(arg, dict):
                 raise self.fail(sub, f"{op} takes a mapping with {', '.join(required)}")
-            for key in arg:
-                if key not in (*required, *optional):
-                    hint = did_you_mean(key, (*required, *optional))
-                    if key == "within" and op in AGGREGATES:
-                        hint = " (did you mean 'window'? the latest value no older than a duration is latest: {select, within})"
-                    raise self.fail((*sub, key), f"unknown key {key!r} for {op}{hint}")
-            for key in required:
-                if key not in arg:
-                    raise self.fail(sub, f"{op} needs {key!r}")
+            wrong = [k for k in arg if k not in (*required, *optional)]
+            for key in wrong:  # each one said: two misspelt keys are two problems
+                hint = did_you_mean(key, (*required, *optional))
+                if key == "within" and op in AGGREGATES:
+                    hint = " (did you mean 'window'? the latest value no older than a duration is latest: {select, within})"
+                self.fail((*sub, key), f"unknown key {key!r} for {op}{hint}")
+            absent = [k for k in required if k not in arg]
+            for key in absent:
+                if not any(did_you_mean(k, [key]) for k in wrong):  # a misspelt key is not also missing
+                    self.fail(sub, f"{op} needs {key!r}")
+            if wrong or absent:
+                raise _Fail()
             return arg
 
         if op == "const":
@@ -963,46 +1065,64 @@ class _RuleParser:
             return ast.RuleRef(nid=nid, path=sp, rule=str(arg))
         if op == "latest":
             a = keys(["select", "within"], ["field"])
-            return ast.Latest(
-                nid=nid, path=sp, select=self.selector(a["select"], (*sub, "select")),
-                field=self._field(a.get("field", "value"), (*sub, "field")),
-                within=self.duration(a["within"], (*sub, "within"), nonneg=True),
-            )  # fmt: skip
+            select, fname, within = self.gather(
+                lambda: self.selector(a["select"], (*sub, "select")),
+                lambda: self._field(a.get("field", "value"), (*sub, "field")),
+                lambda: self.duration(a["within"], (*sub, "within"), nonneg=True),
+            )
+            return ast.Latest(nid=nid, path=sp, select=select, field=fname, within=within)
         if op in AGGREGATES:
             a = keys(["select", "window"], ["field", "spans"])
-            spans = self.flag(a, "spans", False, sub)
-            if spans and op not in ("exists", "count"):
-                raise self.fail((*sub, "spans"), f"spans applies to exists and count, not to {op}")
+
+            def spanning() -> bool:
+                spans = self.flag(a, "spans", False, sub)
+                if spans and op not in ("exists", "count"):
+                    raise self.fail((*sub, "spans"), f"spans applies to exists and count, not to {op}")
+                return spans
+
+            spans, select, fname, window = self.gather(
+                spanning,
+                lambda: self.selector(a["select"], (*sub, "select")),
+                lambda: self._field(a.get("field", "value"), (*sub, "field")),
+                lambda: self.window(a["window"], (*sub, "window")),
+            )
             return ast.Aggregate(
-                nid=nid, path=sp, fn=op, select=self.selector(a["select"], (*sub, "select")),
-                field=self._field(a.get("field", "value"), (*sub, "field")),
-                window=self.window(a["window"], (*sub, "window")), spans=spans,
-            )  # fmt: skip
+                nid=nid, path=sp, fn=op, select=select, field=fname, window=window, spans=spans
+            )
         if op == "finding_present":
             a = keys(["select", "within"])
-            sel = self.selector(a["select"], (*sub, "select"))
-            if _gives_present(sel):
-                raise self.fail(
-                    (*sub, "select"),
-                    "finding_present reads the records its selector matches recorded present and absent "
-                    "(a later absent record ends a present one): its selector gives no present",
-                )
-            within = self.duration(a["within"], (*sub, "within"), nonneg=True)
-            if within.value is not None and within.value.amount == 0:
-                raise self.fail(
-                    (*sub, "within"),
-                    "finding_present's within is how long a record without an end lasts: 0 would make "
-                    "such a record never present; give a length (e.g. 90 days)",
-                )
+
+            def findings() -> ast.Selector:
+                sel = self.selector(a["select"], (*sub, "select"))
+                if _gives_present(sel):
+                    raise self.fail(
+                        (*sub, "select"),
+                        "finding_present reads the records its selector matches recorded present and absent "
+                        "(a later absent record ends a present one): its selector gives no present",
+                    )
+                return sel
+
+            def lasting() -> ast.DurationRef:
+                within = self.duration(a["within"], (*sub, "within"), nonneg=True)
+                if within.value is not None and within.value.amount == 0:
+                    raise self.fail(
+                        (*sub, "within"),
+                        "finding_present's within is how long a record without an end lasts: 0 would make "
+                        "such a record never present; give a length (e.g. 90 days)",
+                    )
+                return within
+
+            sel, within = self.gather(findings, lasting)
             return ast.FindingPresent(nid=nid, path=sp, select=sel, within=within)
         if op == "normal":
             a = keys(["select", "within"], ["upper", "lower"])
-            return ast.Normal(
-                nid=nid, path=sp, select=self.selector(a["select"], (*sub, "select")),
-                within=self.duration(a["within"], (*sub, "within"), nonneg=True),
-                upper=self.quantity(a["upper"], (*sub, "upper")) if "upper" in a else None,
-                lower=self.quantity(a["lower"], (*sub, "lower")) if "lower" in a else None,
-            )  # fmt: skip
+            select, within, upper, lower = self.gather(
+                lambda: self.selector(a["select"], (*sub, "select")),
+                lambda: self.duration(a["within"], (*sub, "within"), nonneg=True),
+                lambda: self.quantity(a["upper"], (*sub, "upper")) if "upper" in a else None,
+                lambda: self.quantity(a["lower"], (*sub, "lower")) if "lower" in a else None,
+            )
+            return ast.Normal(nid=nid, path=sp, select=select, within=within, upper=upper, lower=lower)
         if op == "on_drug":
             routes: list[Any] = []
             if isinstance(arg, dict) and set(arg) != {"param"}:
@@ -1030,11 +1150,21 @@ class _RuleParser:
             )  # fmt: skip
         if op == "daily_dose":
             a = keys(["drug"], ["per_kg", "weight_within"])
-            drug, drug_param = self.drug(a["drug"], (*sub, "drug"))
+            (drug, drug_param), per_kg, weight_within = self.gather(
+                lambda: self.drug(a["drug"], (*sub, "drug")),
+                lambda: self.flag(a, "per_kg", True, sub),
+                lambda: self.duration(
+                    a.get("weight_within", "183 days"), (*sub, "weight_within"), nonneg=True
+                ),
+            )
             return ast.DailyDose(
-                nid=nid, path=sp, drug=drug or "", drug_param=drug_param, per_kg=self.flag(a, "per_kg", True, sub),
-                weight_within=self.duration(a.get("weight_within", "183 days"), (*sub, "weight_within"), nonneg=True),
-            )  # fmt: skip
+                nid=nid,
+                path=sp,
+                drug=drug or "",
+                drug_param=drug_param,
+                per_kg=per_kg,
+                weight_within=weight_within,
+            )
         if op == "age":
             unit = arg if isinstance(arg, str) else (arg or {}).get("unit", "years")
             if unit not in ("years", "months", "days"):
@@ -1054,12 +1184,12 @@ class _RuleParser:
             if not isinstance(arg, list) or len(arg) != 2:
                 raise self.fail(sub, f"{op} compares exactly two expressions: [left, right]")
             return ast.Compare(
-                nid=nid, path=sp, op=op, left=self.expr(arg[0], (*sub, 0)), right=self.expr(arg[1], (*sub, 1))
+                nid=nid, path=sp, op=op, left=self.sub(arg[0], (*sub, 0)), right=self.sub(arg[1], (*sub, 1))
             )
         if op in ("all", "any"):
             return ast.Logic(nid=nid, path=sp, op=op, items=items())
         if op == "not":
-            return ast.Not(nid=nid, path=sp, item=self.expr(arg, sub))
+            return ast.Not(nid=nid, path=sp, item=self.sub(arg, sub))
         if op == "at_least":
             a = keys(["n", "of"])
             if not isinstance(a["n"], int) or a["n"] < 1:
@@ -1094,7 +1224,7 @@ class _RuleParser:
             return ast.Clip(
                 nid=nid,
                 path=sp,
-                item=self.expr(a["value"], (*sub, "value")),
+                item=self.sub(a["value"], (*sub, "value")),
                 low=a.get("low"),
                 high=a.get("high"),
             )
@@ -1103,39 +1233,62 @@ class _RuleParser:
         if op == "unknown_unless":
             a = keys(["value", "condition", "reason"])
             return ast.UnknownUnless(
-                nid=nid, path=sp, value=self.expr(a["value"], (*sub, "value")),
-                condition=self.expr(a["condition"], (*sub, "condition")), reason=str(a["reason"]),
+                nid=nid, path=sp, value=self.sub(a["value"], (*sub, "value")),
+                condition=self.sub(a["condition"], (*sub, "condition")), reason=str(a["reason"]),
             )  # fmt: skip
         if op == "pct_change":
             a = keys(["value", "baseline"])
             return ast.PctChange(
-                nid=nid, path=sp, value=self.expr(a["value"], (*sub, "value")),
-                baseline=self.expr(a["baseline"], (*sub, "baseline")),
+                nid=nid, path=sp, value=self.sub(a["value"], (*sub, "value")),
+                baseline=self.sub(a["baseline"], (*sub, "baseline")),
             )  # fmt: skip
         if op == "at_anchor":
             a = keys(["expr", "anchor"], ["offset", "whole_day"])
+            expr = self.sub(a["expr"], (*sub, "expr"))
+            anchor, offset, whole_day = self.gather(
+                lambda: self.anchor(a["anchor"], (*sub, "anchor")),
+                lambda: self.duration(a.get("offset", "0 days"), (*sub, "offset")),
+                lambda: self.flag(a, "whole_day", False, sub),
+            )
             return ast.AtAnchor(
-                nid=nid, path=sp, expr=self.expr(a["expr"], (*sub, "expr")),
-                anchor=self.anchor(a["anchor"], (*sub, "anchor")),
-                offset=self.duration(a.get("offset", "0 days"), (*sub, "offset")),
-                whole_day=self.flag(a, "whole_day", False, sub),
+                nid=nid, path=sp, expr=expr, anchor=anchor, offset=offset,
+                whole_day=whole_day,
             )  # fmt: skip
         if op == "held_for":
             a = keys(["expr", "duration"])
+            expr = self.sub(a["expr"], (*sub, "expr"))
             return ast.HeldFor(
-                nid=nid, path=sp, expr=self.expr(a["expr"], (*sub, "expr")),
+                nid=nid,
+                path=sp,
+                expr=expr,
                 duration=self.duration(a["duration"], (*sub, "duration"), nonneg=True),
-            )  # fmt: skip
+            )
         if op == "in_episode":
             return ast.InEpisode(nid=nid, path=sp, episodes=self.episodes(arg, sub))
         if op == "episode_count":
             a = keys(["episodes", "window"], ["starting_when"])
+            when = self.sub(a["starting_when"], (*sub, "starting_when")) if "starting_when" in a else None
+            episodes, window = self.gather(
+                lambda: self.episodes(a["episodes"], (*sub, "episodes")),
+                lambda: self.window(a["window"], (*sub, "window")),
+            )
             return ast.EpisodeCount(
-                nid=nid, path=sp, episodes=self.episodes(a["episodes"], (*sub, "episodes")),
-                window=self.window(a["window"], (*sub, "window")),
-                starting_when=self.expr(a["starting_when"], (*sub, "starting_when")) if "starting_when" in a else None,
+                nid=nid, path=sp, episodes=episodes, window=window,
+                starting_when=when,
             )  # fmt: skip
         raise self.fail(sub, f"operator {op!r} is not supported")  # pragma: no cover
+
+    def _meant(self, text: str) -> str:
+        """What a name written as a value may have meant: a selector's or a test's latest value."""
+        if text in self.selectors:
+            return f"; the latest value of the events {text!r} selects is {{latest: {{select: {text}, within: 30 days}}}}"
+        named = codes.named_code(text, self.book)
+        if named is None:
+            return ""
+        said, code = named
+        if code is not None and code in self.book.labs:
+            return f"; {said}: its latest value is {{latest: {{select: {{kind: lab, code: {code}}}, within: 30 days}}}}"
+        return f"; {said}"
 
     def _variant(self, arg: dict[Any, Any], path: Path_) -> str:
         """``{id: crp_normal, with: {upper: 5 mg/L}}``: the rule at other values of its
@@ -1157,16 +1310,7 @@ class _RuleParser:
 
     def exprs(self, parts: Iterable[tuple[Any, Path_]]) -> tuple[ast.Node, ...]:
         """Every item of a list, so that a problem in one does not hide those in the others."""
-        out: list[ast.Node] = []
-        failed = False
-        for data, path in parts:
-            try:
-                out.append(self.expr(data, path))
-            except _Fail:
-                failed = True
-        if failed:
-            raise _Fail()
-        return tuple(out)
+        return tuple(self.gather(*(functools.partial(self.sub, data, path) for data, path in parts)))
 
     def _field(self, name: Any, path: Path_) -> str:
         if name not in NUMERIC_FIELDS:
@@ -1179,8 +1323,12 @@ class _RuleParser:
 def unknown_code(code: str, known: Iterable[str], book: codes.CodeBook = codes.BUILTIN) -> str:
     """An unknown code, with the closest known one and what that one stands for: a code
     close in spelling may be a different test altogether (26499-4 is not 2276-4, ferritin)."""
-    close = difflib.get_close_matches(code, list(known), n=1, cutoff=0.6)
     text = f"unknown code {code!r}"
+    named = codes.named_code(code, book)  # CRP: a test's name, not its code
+    if named is not None:
+        said, right = named
+        return f"{text}: {said}" + (f" (code: {right})" if right is not None else "")
+    close = difflib.get_close_matches(code, list(known), n=1, cutoff=0.6)
     if close:
         name = book.name(close[0])
         text += f" (did you mean {close[0]!r}" + (f", {name}" if name else "") + "?)"
@@ -1308,7 +1456,10 @@ def parse_param_value(value: Any, unit: Any = None) -> tuple[float | bool | Dura
         raise
     except DurationError as exc:
         m = _WHOLE.match(text)
-        if m and m.group(2).lower() in DURATION_WORDS:  # 0.25 years: durations are whole numbers
+        # 0.25 years: durations are whole numbers; 14 dayz: a duration, misspelt (not a unit)
+        if m and (
+            m.group(2).lower() in DURATION_WORDS or (misspelt(m.group(2)) and unit_problem(m.group(2)))
+        ):
             raise ValueError(str(exc)) from None
     m = _QUANTITY.match(text)
     if m:
@@ -1799,6 +1950,7 @@ def load_rules(
     places: _Places = {}
     sources: list[str] = []
     failed: set[str] = set()  # ids of rule files that did not load
+    orphans: list[tuple[str, str, dict[str, Any], Path_, _Doc]] = []  # what they read at other values
     notes: list[str] = []
     hasher = hashlib.sha256()
     listed: list[list[Path]] = []
@@ -1847,6 +1999,12 @@ def load_rules(
             # as read, else as written on an `id:` line (the YAML did not parse), else the name
             failed.add(parser.rule_id)
             failed.add(_id_line(text) or path.stem)
+            # the rules it reads at other values are still checked (a misspelt with: is said
+            # with the file's other problems); a value that is its own parameter cannot be
+            for vid, base, values, where in parser.variants:
+                plain = {k: v for k, v in values.items() if not isinstance(v, dict)}
+                if plain:
+                    orphans.append((f"{vid}#{path}", base, plain, where, doc))
             continue
         if rule.id in rules:
             previous = rules[rule.id]
@@ -1863,7 +2021,7 @@ def load_rules(
         asked[rule.id] = [(vid, base, values, where, doc) for vid, base, values, where in parser.variants]
     # the variants the rules read (not those of a file another directory's rule overrides)
     requests: dict[str, tuple[str, dict[str, Any], str, list[tuple[_Doc, Path_]]]] = {}
-    for reader, asks in asked.items():
+    for reader, asks in [*asked.items(), ("", orphans)]:
         for vid, base, values, where, doc in asks:
             requests.setdefault(vid, (base, values, reader, []))[3].append((doc, where))
     for rid, overrides in (params or {}).items():
@@ -1873,6 +2031,7 @@ def load_rules(
         places.setdefault((rid, ""), ("--param", 0, 0))
     rules = _apply_site_params(rules, _for_all_rules(rules, site, problems, places, notes), problems, places)
     rules = _variants(rules, requests, docs, next_id, problems, places)
+    rules = {rid: rule for rid, rule in rules.items() if "#" not in rid}  # read for a file that failed
     rules = _same_as_their_rule({rid: bound_drugs(rule) for rid, rule in rules.items()})
     for items in refs.values():
         for target, ref_path, doc in items:
@@ -1889,15 +2048,25 @@ def load_rules(
         if rid in checkable:
             before = len(problems)
             checker.check_rule(rules[rid])
-            if len(problems) == before:  # its type is known
+            if len(problems) == before and types[rules[rid].define.nid].unit != UNREAD:  # its type is known
                 _check_expected(rules[rid], types[rules[rid].define.nid], docs[rid], problems)
                 if rules[rid].meaning is not None and types[rules[rid].define.nid].kind != "bool":
                     line, col = docs[rid].where(("meaning",))
                     problems.append(Problem(rules[rid].source, line, col,
                                             "meaning says what the rule being true means: a number has no true"))  # fmt: skip
+    for rid in rules.keys() - checkable:  # a duration written as a value, in a rule not type-checked
+        for node in walk(rules[rid].define):
+            if isinstance(node, ast.Const) and node.written is not None:
+                line, col = docs[rid].where(_path_of(node))
+                problems.append(Problem(docs[rid].file, line, col, unit_problem(_written_unit(node)) or ""))
     if problems:
-        # a variant is checked as a copy of its rule: a problem in the rule is not said twice
-        raise RuleError(list(dict.fromkeys(problems)))
+        # a variant is checked as a copy of its rule: a problem in the rule is not said twice;
+        # each file's problems in the order of its lines
+        first_at = {found.file: i for i, found in reversed(list(enumerate(problems)))}
+        unique = sorted(
+            dict.fromkeys(problems), key=lambda found: (first_at[found.file], found.line, found.column)
+        )
+        raise RuleError(unique)
     for rid in order:
         rules[rid] = rules[rid].model_copy(update={"type": types[rules[rid].define.nid]})
     hasher.update(json.dumps(site, sort_keys=True, default=str).encode())
@@ -2090,7 +2259,10 @@ def _variant_request(
     base, values, reader, where = request
     rule = rules.get(base)
     if rule is not None:  # else reported at the reference as an unknown rule (or its file failed)
-        given = {name: _own_value(rules[reader], raw) for name, raw in values.items()}
+        given = {
+            name: _own_value(rules[reader], raw) if isinstance(raw, dict) else raw
+            for name, raw in values.items()
+        }
         # (a parameter declared but never read is refused with its file: see _RuleParser.rule)
         try:
             out[vid] = variant_rule(rule, vid, given, next_id, None, out)
@@ -2358,12 +2530,21 @@ def override_value(
     )
     value: float | bool | Duration
     if quantity is None:
-        value, unit = parse_param_value(raw)
+        try:
+            value, unit = parse_param_value(raw)
+        except DurationTooLong:
+            raise
+        except ValueError:
+            if isinstance(spec.default, Duration):  # said as a duration, whatever the text looked like
+                raise ValueError(f"{_not_a_duration(raw)}; the default is {spec.default}") from None
+            raise
     else:
         value = quantity
     if isinstance(value, Duration) and type(spec.default) is float and spec.unit in _TIME_UNITS:
         unit = _UCUM_OF[value.unit]  # 1 hour for a quantity in min: 60 min
         value = float(value.amount)
+    if isinstance(spec.default, Duration) and not isinstance(value, Duration):  # said as a duration
+        raise ValueError(f"{_not_a_duration(raw)}; the default is {spec.default}")
     if type(value) is not type(spec.default):
         hint = (
             f": a duration needs its unit, e.g. '{raw} days'"
@@ -2392,6 +2573,15 @@ def override_value(
             raise ValueError(f"{raw!r} in {spec.unit} is too large a number")
         return converted
     return value
+
+
+def _not_a_duration(raw: Any) -> str:
+    """Why ``raw`` is not a duration, as a literal duration would be told."""
+    try:
+        Duration.parse(raw)
+    except DurationError as exc:
+        return str(exc)
+    return f"{raw!r} is not a duration ({EXAMPLES})"  # pragma: no cover - called for one that is not
 
 
 # a duration word's UCUM unit, and the units of time a quantity parameter may have
@@ -2436,14 +2626,16 @@ def _check_expected(rule: ast.Rule, t: ast.Type, doc: _Doc, problems: list[Probl
 
 
 def _checkable(rules: dict[str, ast.Rule]) -> set[str]:
-    """Rules whose every dependency loaded and that lie on no cycle: safe to type-check
-    while other files have problems."""
+    """Rules that lie on no cycle, nor read one that does: safe to type-check while other
+    files have problems (a rule that did not load is read as a value of unknown type)."""
     memo: dict[str, bool] = {}
 
     def ok(rid: str, stack: frozenset[str]) -> bool:
         if rid in memo:
             return memo[rid]
-        if rid not in rules or rid in stack:
+        if rid not in rules:
+            return True
+        if rid in stack:
             return False
         memo[rid] = all([ok(ref, stack | {rid}) for ref in _rule_refs(rules[rid].define)])
         return memo[rid]
@@ -2549,14 +2741,15 @@ class _TypeChecker:
         self.types = types
         self.problems = problems
         self.rule: ast.Rule | None = None
+        # durations written where a value goes (5 days), not yet met by what they are read with
+        self.durations: dict[int, ast.Const] = {}
 
     def fail(self, node: ast.Node, message: str) -> ast.Type:
         assert self.rule is not None
         doc = self.docs[self.rule.id]
-        path = tuple(int(x) if x.isdigit() else x for x in re.findall(r"[^.\[\]]+", node.path))
-        line, col = doc.where(path)
+        line, col = doc.where(_path_of(node))
         self.problems.append(Problem(doc.file, line, col, message))
-        return ast.Type(kind="num", unit="?")
+        return ast.Type(kind="num", unit=UNREAD)
 
     def fail_at_unit(self, message: str) -> None:
         """A problem with the rule's declared ``unit:``, located at that line."""
@@ -2581,10 +2774,17 @@ class _TypeChecker:
             if isinstance(node, ast.Selector):
                 for cond in node.where:
                     unit = field_unit(node, cond.field)
-                    self._unit_of_threshold(cond.value, unit)
+                    self._unit_of_threshold(
+                        cond.value, unit, f"where {cond.field} {cond.op}", f"{node.name}'s {cond.field}"
+                    )
+        for const in self.durations.values():  # met by nothing that says what it should be
+            self.fail(const, unit_problem(_written_unit(const)) or "")
+        self.durations.clear()
 
-    def _unit_of_threshold(self, value: ast.Const | ast.Param, unit: str | None) -> None:
+    def _unit_of_threshold(self, value: ast.Const | ast.Param, unit: str | None, op: str, what: str) -> None:
         t = self.check(value)
+        if self._duration_met(value, unit, op, what):
+            return
         if t.kind == "num" and not units_convert(t.unit, unit):
             self.fail(value, f"units do not convert: {t.unit} vs {unit}")
 
@@ -2595,7 +2795,7 @@ class _TypeChecker:
 
     def want_bool(self, node: ast.Node, context: str) -> None:
         t = self.check(node)
-        if t.kind != "bool":
+        if t.kind != "bool" and t.unit != UNREAD:
             self.fail(node, f"{context} needs a boolean, but this is a {t}")
 
     def want_num(self, node: ast.Node, context: str) -> ast.Type:
@@ -2607,6 +2807,8 @@ class _TypeChecker:
     def _check(self, node: ast.Node) -> ast.Type:
         num = ast.Type
         if isinstance(node, ast.Const):
+            if node.written is not None:
+                self.durations[node.nid] = node
             return ast.BOOL if isinstance(node.value, bool) else num(kind="num", unit=node.unit)
         if isinstance(node, ast.Param):
             spec = self.rules[node.rule].param(node.name)
@@ -2621,6 +2823,8 @@ class _TypeChecker:
                 return self.fail(node, f"parameter {node.name!r} is a duration and cannot be used as a value")
             return num(kind="num", unit=spec.unit)
         if isinstance(node, ast.RuleRef):
+            if node.rule not in self.rules:  # it did not load: its problems are reported
+                return num(kind="num", unit=UNREAD)
             target = self.rules[node.rule]
             t = self.types.get(target.define.nid)
             if t is None:  # pragma: no cover - toposort guarantees order
@@ -2658,10 +2862,11 @@ class _TypeChecker:
         if isinstance(node, ast.Normal):
             unit = field_unit(node.select, "value")
             if unit is None:
-                return self.fail(node, "normal needs a selector of one lab code")
-            for bound in (node.upper, node.lower):
+                self.fail(node, "normal needs a selector of one lab code")
+                return ast.BOOL
+            for side, bound in (("upper", node.upper), ("lower", node.lower)):
                 if bound is not None:
-                    self._compatible(bound, self.check(bound), unit)
+                    self._compatible(bound, self.check(bound), unit, f"normal's {side}", node)
             return ast.BOOL
         if isinstance(node, ast.OnDrug):
             return ast.BOOL
@@ -2670,13 +2875,17 @@ class _TypeChecker:
         if isinstance(node, ast.Age | ast.TimeSince):
             return num(kind="num", unit={"years": "a", "months": "mo", "days": "d"}[node.unit])
         if isinstance(node, ast.Compare):
+            # a comparison is a boolean whatever its sides: a wrong side is reported once, and
+            # what reads the comparison is not told it is no boolean
             left, right = self.check(node.left), self.check(node.right)
-            if left.kind != right.kind:
-                return self.fail(node, f"{node.op} compares a {left} with a {right}")
-            if left.kind == "bool" and node.op not in ("eq", "ne"):
-                return self.fail(node, f"{node.op} cannot order booleans")
-            if left.kind == "num":
-                self._compatible(node.right, right, left.unit)
+            if UNREAD in (left.unit, right.unit):
+                self._compatible(node.right, right, left.unit, node.op, node.left)  # a duration met
+            elif left.kind != right.kind:
+                self.fail(node, f"{node.op} compares a {left} with a {right}")
+            elif left.kind == "bool" and node.op not in ("eq", "ne"):
+                self.fail(node, f"{node.op} cannot order booleans")
+            elif left.kind == "num":
+                self._compatible(node.right, right, left.unit, node.op, node.left)
             return ast.BOOL
         if isinstance(node, ast.Logic | ast.AtLeast):
             for item in node.items:
@@ -2693,9 +2902,11 @@ class _TypeChecker:
             ts = [self.want_num(i, node.op) for i in node.items]
             if node.op in ("add", "sub", "min", "max"):
                 for item, t in zip(node.items[1:], ts[1:], strict=True):
-                    self._compatible(item, t, ts[0].unit)
+                    self._compatible(item, t, ts[0].unit, node.op, node.items[0])
                 return ts[0]
             units = [t.unit or "1" for t in ts]
+            if UNREAD in units:
+                return num(kind="num", unit=UNREAD)
             if node.op == "mul":  # a factor of 1 changes nothing: 2.44 × a count is a count
                 units = [u for u in units if u != "1"] or ["1"]
                 if len(units) == 1:
@@ -2705,16 +2916,17 @@ class _TypeChecker:
             return self.want_num(node.item, "clip")
         if isinstance(node, ast.Coalesce):
             ts = [self.check(i) for i in node.items]
-            if len({t.kind for t in ts}) > 1:
+            known = [t for t in ts if t.unit != UNREAD]
+            if len({t.kind for t in known}) > 1:
                 return self.fail(node, "coalesce mixes booleans and numbers")
-            return ts[0]
+            return known[0] if known else ts[0]
         if isinstance(node, ast.UnknownUnless):
             self.want_bool(node.condition, "unknown_unless condition")
             return self.check(node.value)
         if isinstance(node, ast.PctChange):
             a = self.want_num(node.value, "pct_change")
             b = self.want_num(node.baseline, "pct_change")
-            self._compatible(node.baseline, b, a.unit)
+            self._compatible(node.baseline, b, a.unit, "pct_change", node.value)
             return num(kind="num", unit="%")
         if isinstance(node, ast.AtAnchor):
             return self.check(node.expr)
@@ -2731,13 +2943,90 @@ class _TypeChecker:
             return ast.BOOL
         return self.fail(node, f"cannot type {type(node).__name__}")  # pragma: no cover
 
-    def _compatible(self, node: ast.Node, t: ast.Type, unit: str | None) -> None:
-        if t.kind != "num" or t.unit in (None, "?") or unit in (None, "?"):
+    def _compatible(
+        self, node: ast.Node, t: ast.Type, unit: str | None, op: str = "", other: ast.Node | None = None
+    ) -> None:
+        """``node``, of type ``t``, is read in ``unit``: that of ``other``, beside it in ``op``."""
+        what = _what(other) if other is not None else "a value"
+        if self._duration_met(node, unit, op, what):
+            return
+        if (
+            other is not None
+            and isinstance(node, ast.Const)
+            and node.unit is not None
+            and self._duration_met(other, node.unit, op, _what(node))
+        ):
+            return
+        if t.kind != "num" or t.unit in (None, UNREAD) or unit in (None, UNREAD):
             return
         try:
             conversion(t.unit, unit)
         except UnitError:
             self.fail(node, f"units do not convert: {t.unit} vs {unit}")
+
+    def _duration_met(self, node: ast.Node, unit: str | None, op: str, what: str) -> bool:
+        """Whether ``node`` is a duration (``5 days``, ``5 d``) read beside ``what``, a value in
+        ``unit`` that is not a time (a CRP): reported so (True). A duration word beside a time
+        (``time_since`` in days) is told its UCUM spelling."""
+        if not isinstance(node, ast.Const) or isinstance(node.value, bool) or not _is_time(node.unit):
+            return False
+        shown = node.written or f"{node.value:g} {node.unit}"
+        if unit == UNREAD:  # what it meets has a problem of its own
+            self.durations.pop(node.nid, None)
+            return node.written is not None
+        if _is_time(unit) or (unit in (None, "1") and node.written is None):
+            if node.written is None:
+                return False
+            self.durations.pop(node.nid, None)
+            self.fail(node, unit_problem(_written_unit(node)) or "")
+            return True
+        self.durations.pop(node.nid, None)
+        verb = "compares" if op in COMPARISONS or op.startswith(("normal", "where")) else "combines"
+        plain = f"{what} [{unit or '1'}]"
+        self.fail(
+            node,
+            f"{op} {verb} {plain} with a duration ({shown}): a value to compare it with is a quantity in "
+            f"{unit or 'its unit'} or a unit that converts to it (e.g. {node.value:g} {unit or ''}".rstrip()
+            + "); a duration says how long or how recent (within:, window:, held_for's duration)",
+        )
+        return True
+
+
+def _path_of(node: ast.Node) -> Path_:
+    """Where a node is written, as a document's marks are keyed ("define.all[2]")."""
+    return tuple(int(x) if x.isdigit() else x for x in re.findall(r"[^.\[\]]+", node.path))
+
+
+def _is_time(unit: str | None) -> bool:
+    """Whether ``unit`` is a unit of time (``d``, ``h``, ``wk``, ``a``)."""
+    if unit in (None, "1", UNREAD):
+        return False
+    assert unit is not None
+    try:
+        conversion(unit, "s")
+    except UnitError:
+        return False
+    return True
+
+
+def _written_unit(node: ast.Const) -> str:
+    """The word of a duration written where a value goes: ``days`` of ``5 days``."""
+    return (node.written or "").split()[-1]
+
+
+def _what(node: ast.Node) -> str:
+    """A value as a message names it: the events it reads ("CRP", "crp"), a rule, a parameter."""
+    if isinstance(node, ast.Latest | ast.Aggregate | ast.Normal):
+        return node.select.name
+    if isinstance(node, ast.RuleRef):
+        return f"rule {node.rule}"
+    if isinstance(node, ast.Param):
+        return f"parameter {node.name}"
+    if isinstance(node, ast.DailyDose):
+        return f"the daily dose of {node.drug}"
+    if isinstance(node, ast.Const):
+        return node.written or f"{node.value:g} {node.unit or ''}".strip()
+    return "a value"
 
 
 # Public names for other YAML formats that reuse this machinery (cohort files): a document
