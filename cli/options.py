@@ -96,7 +96,8 @@ AsKnownOpt = Annotated[
     typer.Option(
         "--as-known-at",
         metavar="T",
-        help="Show the record as it stood at this moment (UTC date or ISO date-time), or when "
-        "sequence number N was written (seq:N, a manifest's high_water). Default: now.",
+        help="Show the record as the store held it at this moment (UTC date or ISO date-time) — "
+        "when it learned of events, not when they occurred — or when sequence number N was "
+        "written (seq:N, a manifest's high_water). Default: now.",
     ),
 ]
