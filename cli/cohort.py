@@ -119,10 +119,24 @@ def check(
     rules: RulesOpt = None,
     param: ParamOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            "-s",
+            metavar="FILE",
+            help="Also run the cohort on this store and give the warnings of its data (an outcome no "
+            "patient could reach, a drug no event records, an empty population). Default: the file alone.",
+            show_default=False,
+        ),
+    ] = None,
+    wait: WaitOpt = 0,
 ) -> None:
     """Validate a cohort file against the rules, before any data is touched: YAML syntax,
     unknown keys and rule ids (with did-you-mean), rules of the wrong type, durations,
     selectors and denominator policies — every problem at once, as file:line:column.
+    With --store, the cohort is then run on that store and the warnings of its data are
+    given too (as `cohort run` gives them).
 
     Exit code 0 when the file is valid, 8 otherwise.
 
@@ -131,6 +145,7 @@ def check(
     ```
     timeline cohort check examples/valencia/cohort.yaml
     timeline cohort check examples/valencia/cohort.yaml --json
+    timeline cohort check examples/valencia/cohort.yaml --store valencia.duckdb
     ```
     """
     from timeline.cohort.spec import CohortError
@@ -147,6 +162,10 @@ def check(
         else:
             error(exc.summary(), exc.details())
         raise Exit(exc.exit_code) from None
+    if store is not None:  # the data's warnings, as the run gives them, each once
+        sess, spec = _session(file, store, rules, param, None, wait)
+        with sess.store:
+            warnings = list(dict.fromkeys([*warnings, *_report(sess, spec).warnings]))
     summary: dict[str, Any] = {
         "ok": True, "cohort": spec.id, "version": spec.version, "sha256": spec.digest,
         "rules": spec.rule_ids(), "time_points": [t.label for t in spec.time_points],
@@ -214,11 +233,15 @@ def run(
     lines at the top, or with `--manifest OUT` a JSON file of its own; Parquet: file metadata
     under the key `manifest`). DuckDB reads the CSV with `read_csv('cells.csv', comment='#')`.
 
+    `--as-known-at` is the moment the store recorded the events (system time), not a clinical
+    cut-off date: `seq:3470` of the Valencia example is its record before the amendments (its
+    ingest batch). To stop a study at a clinical date, end follow-up in the cohort file.
+
     Example:
 
     ```
     timeline cohort run examples/valencia/cohort.yaml
-    timeline cohort run examples/valencia/cohort.yaml --as-known-at 2011-01-31
+    timeline cohort run examples/valencia/cohort.yaml --as-known-at seq:3470
     timeline cohort run examples/valencia/cohort.yaml --json > report.json
     timeline cohort run examples/valencia/cohort.yaml --csv cells.csv
     timeline cohort run examples/valencia/cohort.yaml --csv - | head
@@ -289,16 +312,23 @@ def _rows(report: Report, ids: bool = True) -> list[dict[str, Any]]:
 
     rows = [
         {"cell": c.id, "section": c.section, "row": c.row, "column": c.column, "group": c.group, "label": c.label,
-         "n": c.n, "n_denominator": c.N, "n_unknown": c.unknown, "pct": c.pct, "text": c.text(),
-         "denominator": c.denominator,
+         "n": c.n, "n_denominator": c.N, "n_unknown": c.unknown,
+         # time to event only (empty elsewhere): not reached, and those of them with unknown
+         # moments — never in n_unknown, which counts unknown answers (none here)
+         "n_not_reached": c.not_reached if tte else None,
+         "n_not_reached_with_unknown_moments": len(c.unknown_moment_ids) if tte else None,
+         "pct": c.pct, "text": c.text(), "denominator": c.denominator,
+         "unknown_reasons": "; ".join(f"{r['reason']} ({r['n']})" for r in c.stats.get("unknown_reasons", [])),
          "stats": json.dumps(c.stats, default=str), **_estimates(c), "numerator_ids": " ".join(c.numerator_ids),
          "unknown_ids": " ".join(c.unknown_ids), "denominator_ids": " ".join(c.denominator_ids),
-         "left_out_ids": "; ".join(f"{why}: {' '.join(p)}" for why, p in c.left_out_ids.items())}
+         "left_out_ids": "; ".join(f"{why}: {' '.join(p)}" for why, p in c.left_out_ids.items()),
+         "not_reached_with_unknown_moments_ids": " ".join(c.unknown_moment_ids)}
         for c in report.cells
+        for tte in [c.section == "time_to_event"]
     ]  # fmt: skip
     if not ids:
         for row in rows:
-            for key in ("numerator_ids", "unknown_ids", "denominator_ids", "left_out_ids"):
+            for key in ID_COLUMNS:
                 del row[key]
     return rows
 
@@ -310,7 +340,21 @@ ESTIMATE_COLUMNS = (
     "km_median_days_upper", "events", "exposure_patient_years", "per_100_patient_years",
     "per_100_patient_years_lower", "per_100_patient_years_upper",
 )  # fmt: skip
-_INTEGER_COLUMNS = ("n", "n_denominator", "n_unknown", "events")
+_INTEGER_COLUMNS = (
+    "n",
+    "n_denominator",
+    "n_unknown",
+    "n_not_reached",
+    "n_not_reached_with_unknown_moments",
+    "events",
+)
+ID_COLUMNS = (
+    "numerator_ids",
+    "unknown_ids",
+    "denominator_ids",
+    "left_out_ids",
+    "not_reached_with_unknown_moments_ids",
+)
 _DOUBLE_COLUMNS = ("pct", *(c for c in ESTIMATE_COLUMNS if c != "events"))
 
 
@@ -394,6 +438,8 @@ def render(report: Report) -> None:
         cell(f"store {m['store']} · high-water seq {m['high_water']} · as known at {m['as_known_at'] or 'now'} · "
              f"rules {m['rules_digest'][:12]} · {m['engine']} · {report.seconds:g} s")
     )  # fmt: skip
+    if report.changes:  # a pasted table says at which values it was made, not only its digest
+        c.print(cell(f"rules as changed from the pack's: {'; '.join(report.changes)}"))
     groups = list(report.groups.items())
     by_id = {x.id: x for x in report.cells}
 
@@ -426,13 +472,39 @@ def render(report: Report) -> None:
         )
         for col in ("outcome", "at", *heads, "denominator"):
             t.add_column(col)
+        notes: list[str] = []  # why the unknowns are unknown: a footnote per outcome, or per row
         for o in spec.outcomes:
-            for tp in spec.time_points:
-                if tp.slug in o.time_points:
-                    at = tp.label if o.window is None else f"{tp.label} {o.window}"
-                    t.add_row(cell(o.label), cell(at), *(cell(s) for s in row_cells(f"outcome.{o.id}.{tp.slug}")),
-                              cell(_left_out_text(o.denominator, by_id.get(f"outcome.{o.id}.{tp.slug}"))))  # fmt: skip
+            tps = [tp for tp in spec.time_points if tp.slug in o.time_points]
+            by_tp = {
+                tp.slug: [(glabel, by_id.get(f"outcome.{o.id}.{tp.slug}" + ("" if g == "all" else f"@{g}")))
+                          for g, (glabel, _) in groups]
+                for tp in tps
+            }  # fmt: skip
+            shared = _one_reason_note(o.label, [(tp.label, by_tp[tp.slug]) for tp in tps])
+            if shared:
+                notes.append(f"[{len(notes) + 1}] {shared}")
+            for tp in tps:
+                at = tp.label if o.window is None else f"{tp.label} {o.window}"
+                base = f"outcome.{o.id}.{tp.slug}"
+                label = o.label
+                if shared:
+                    label += (
+                        f" [{len(notes)}]"
+                        if any(x is not None and x.unknown for _, x in by_tp[tp.slug])
+                        else ""
+                    )
+                elif note := _unknown_note(by_tp[tp.slug]):
+                    notes.append(f"[{len(notes) + 1}] {o.label} at {tp.label}: {note}")
+                    label += f" [{len(notes)}]"
+                t.add_row(cell(label), cell(at), *(cell(s) for s in row_cells(base)),
+                          cell(_left_out_text(o.denominator, by_id.get(base))))  # fmt: skip
         c.print(t)
+        if notes:
+            c.print(
+                "[bold]Unknowns[/] (the commonest reasons, patients of N; `cohort explain` gives each one's)"
+            )
+            for note in notes:
+                c.print(cell(f"  {note}"))
         c.print("[bold]Denominators[/]")
         for policy in sorted({o.denominator for o in spec.outcomes}):
             c.print(cell(f"  {policy}: {report.policies[policy]}"))
@@ -443,27 +515,49 @@ def render(report: Report) -> None:
         for h in heads:
             t.add_column(h)
         t.add_column("censoring")
+        handling: list[str] = []  # how each row treats a discontinuation of the study drug: a footnote
         for tte in spec.time_to_event:
             texts = []
             for g, _ in groups:
                 texts.append(_tte_text(by_id.get(f"tte.{tte.id}" + ("" if g == "all" else f"@{g}"))))
+            whole = by_id.get(f"tte.{tte.id}")
+            how = whole.stats.get("discontinuation") if whole is not None else None
+            mark = ""
+            if how is not None and whole is not None:
+                handling.append(f"[{len(handling) + 1}] {tte.label}: {how['text']} ({_stopped_text(whole)})")
+                mark = f" [{len(handling)}]"
             t.add_row(
                 cell(f"{tte.label} within {tte.window}"),
                 *(cell(s) for s in texts),
-                cell(", ".join(tte.censor)),
+                cell((", ".join(tte.censor) or "the window end only") + mark),
             )
         c.print(t)
+        if handling:
+            c.print("[bold]Discontinuation in time to event[/]")
+            for note in handling:
+                c.print(cell(f"  {note}"))
 
     from timeline.cohort.report import ae_title, disc_title
 
     level = f"{spec.ci_level * 100:g}% CI"
     per = f"events per 100 patient-years ({level}, exact Poisson)"
     for section, title in (("adverse_event", f"{ae_title(spec)}: patients n/N (events); {per}"),
+                           ("adverse_event_by", f"The same adverse events by the action taken with the drug "
+                            f"each names, and by seriousness: patients with ≥ 1, n/N (events); {per}"),
                            ("discontinuation", f"{disc_title(spec)}: n/N (%); {per}"),
                            ("mas", "MAS episodes: patients n/N (episodes)")):  # fmt: skip
         rows = [x for x in report.cells if x.section == section and x.group == "all"]
         if not rows:
             continue
+        # long free-text AE terms cut short in the table (whole in --json, CSV, Parquet)
+        labels = [x.label for x in rows]
+        short = dict(
+            zip(
+                [x.id for x in rows],
+                short_labels(labels) if section == "adverse_event" else labels,
+                strict=True,
+            )
+        )
         t = Table(title=title, title_justify="left")
         t.add_column("")
         for h in heads:
@@ -473,8 +567,10 @@ def render(report: Report) -> None:
                       *(cell(_exposure_text(by_id.get(rows[0].id + ("" if g == "all" else f"@{g}")))) for g, _ in groups))  # fmt: skip
         for x in rows:
             base = x.id
-            t.add_row(cell(x.label), *(cell(s) for s in row_cells(base)))
+            t.add_row(cell(short[x.id]), *(cell(s) for s in row_cells(base)))
         c.print(t)
+        if any(short[x.id] != x.label for x in rows):
+            c.print("[dim]labels cut short (…): in full in --json, --csv and --parquet[/]")
         left = rows[0].stats.get("not_counted") if section == "adverse_event" else None
         if left:  # what the span or the attribution left out, never silently
             words = {"after_discontinuation": "after the discontinuation", "another_drug": "naming another drug",
@@ -485,6 +581,91 @@ def render(report: Report) -> None:
                 + "[/]"
             )
     c.print("[dim]cell ids: --json; patients behind a cell: timeline cohort patients FILE --cell ID[/]")
+
+
+LABEL_WIDTH = 48
+
+
+def short_labels(labels: list[str], width: int = LABEL_WIDTH) -> list[str]:
+    """Row labels cut to about ``width`` characters for the terminal: a free-text AE term
+    (``latent tuberculosis infection: positive tuberculin skin test (intradermoreaction 15 mm)
+    after a household contact, grade 2``) at its first ``:`` or ``(`` (the rest is detail),
+    else at a word, with ``…`` and the grade kept; labels cut to one text stay whole (two rows
+    the table could not tell apart)."""
+
+    def cut(label: str) -> str:
+        head, sep, grade = label.rpartition(", ")
+        if not sep or not (grade.startswith("grade ") or grade == "any grade"):
+            head, grade = label, ""
+        if len(head) <= width:
+            return label
+        at = min((i for i in (head.find(":"), head.find(" (")) if i >= 8), default=-1)
+        if at < 0 or at > width:
+            at = head.rfind(" ", 0, width)
+            at = at if at > 0 else width
+        return head[:at].rstrip(" :,") + " …" + (f", {grade}" if grade else "")
+
+    out = [cut(label) for label in labels]
+    return [s if out.count(s) == 1 or s == label else label for s, label in zip(out, labels, strict=True)]
+
+
+def _one_reason_note(label: str, rows: list[tuple[str, list[tuple[str, Cell | None]]]]) -> str:
+    """One footnote for an outcome whose unknowns all have one reason, at every time point and
+    in every group: the reason once, then the counts (empty otherwise)."""
+    cells = [(tp, glabel, x) for tp, row in rows for glabel, x in row if x is not None and x.unknown]
+    whys = {r["reason"] for _, _, x in cells for r in x.stats.get("unknown_reasons") or []}
+    if len(whys) != 1:
+        return ""
+    by_group: dict[str, list[str]] = {}
+    for tp, glabel, x in cells:
+        by_group.setdefault(glabel, []).append(f"{x.unknown} at {tp}")
+    counts = "; ".join(f"{g}: {', '.join(at)}" for g, at in by_group.items())
+    note = f"{label}: every unknown is '{whys.pop()}' ({counts})"
+    flag = cells[0][2].stats.get("unreachable")
+    if flag:
+        note += (
+            f". No patient could be counted in the numerator: no event of the store records {flag['clause']}"
+        )
+    return note
+
+
+def _unknown_note(cells: list[tuple[str, Cell | None]]) -> str:
+    """A row's footnote: the commonest reasons for its unknowns in each group, and whether no
+    patient could reach its numerator (a clause no event of the store records)."""
+    have = [(label, x) for label, x in cells if x is not None and x.unknown]
+    if not have:
+        return ""
+    reasons = [(label, x.stats.get("unknown_reasons") or []) for label, x in have]
+    texts = {tuple(r["reason"] for r in rs) for _, rs in reasons}
+    if len(texts) == 1 and len(next(iter(texts))) == 1:  # one reason for all: said once
+        why = next(iter(texts))[0]
+        counts = "; ".join(f"{label} {rs[0]['n']}" for label, rs in reasons)
+        note = f"unknown: {why} ({counts})"
+    else:
+        parts = []
+        for label, rs in reasons:
+            top = ", ".join(f"{r['reason']} ({r['n']})" for r in rs[:3])
+            rest = rs[3:]
+            more = f", {len(rest)} other reasons ({sum(r['n'] for r in rest)})" if rest else ""
+            parts.append(f"{label}: {top}{more}")
+        note = "unknown — " + "; ".join(parts)
+    flag = have[0][1].stats.get("unreachable")
+    if flag:
+        note += (
+            f". No patient could be counted in the numerator: no event of the store records {flag['clause']}"
+        )
+    return note
+
+
+def _stopped_text(x: Cell) -> str:
+    """How many of the group a time-to-event row's handling of a discontinuation concerns."""
+    n = x.stats.get("discontinued_not_reached", 0)
+    how = x.stats.get("discontinuation", {}).get("handling")
+    if how == "no_study_drug":
+        return f"N={x.N}"
+    if how == "censored":
+        return f"{x.stats.get('censored', {}).get('discontinuation', 0)} of {x.N} censored so"
+    return f"{n} of {x.N} stopped within the window without reaching it"
 
 
 def _cell_text(x: Any) -> str:
@@ -550,9 +731,9 @@ def _tte_text(x: Any) -> str:
     st = x.stats
     km = st.get("km_pct_by_window_end")
     med = st.get("km_median_days")
-    parts = [
-        f"{x.n}/{x.N} reached" + (f" ({x.unknown} not reached but unknown at times)" if x.unknown else "")
-    ]
+    from timeline.cohort.report import tte_not_reached_text
+
+    parts = [f"{x.n}/{x.N} reached{tte_not_reached_text(x.not_reached, len(x.unknown_moment_ids))}"]
     level = f"{st['ci_level'] * 100:g}% CI" if "ci_level" in st else None
     if km is not None:
         ci = st.get("km_pct_by_window_end_ci")
@@ -771,7 +952,9 @@ def patients(
         dump_json(
             {"manifest": report.manifest, "cell": x.id, "label": x.label, "text": x.text(),
              "denominator": x.denominator, "numerator_ids": x.numerator_ids, "unknown_ids": x.unknown_ids,
-             "other_ids": rest, "denominator_ids": x.denominator_ids, "left_out_ids": x.left_out_ids}
+             "other_ids": rest, "denominator_ids": x.denominator_ids, "left_out_ids": x.left_out_ids,
+             **({"not_reached_with_unknown_moments_ids": x.unknown_moment_ids}
+                if x.section == "time_to_event" else {})}
         )  # fmt: skip
         return
     c = console()
@@ -779,12 +962,15 @@ def patients(
     shown = x.label if not x.column or x.label.endswith(x.column) else f"{x.label} {x.column}"
     c.print(f"[bold]{esc(x.id)}[/]: {esc(shown)} — {esc(x.text())}")
     c.print(cell(f"denominator (N={x.N}): {x.denominator}"))
-    tte = x.section == "time_to_event"  # its unknowns did not reach it, with unknown moments
-    for title, ids in (
-        ("reached" if tte else "numerator", x.numerator_ids),
-        ("not reached but unknown at times" if tte else "unknown", x.unknown_ids),
-        ("not reached" if tte else "denominator, not in the numerator", rest),
-    ):
+    tte = x.section == "time_to_event"  # no unknowns: reached or not, some with unknown moments
+    parts = (
+        (("reached", x.numerator_ids), ("not reached", rest),
+         ("of them, with moments the rule was unknown (might have reached it unseen)", x.unknown_moment_ids))
+        if tte
+        else (("numerator", x.numerator_ids), ("unknown", x.unknown_ids),
+              ("denominator, not in the numerator", rest))
+    )  # fmt: skip
+    for title, ids in parts:
         c.print(cell(f"{title} ({len(ids)}): {' '.join(ids) or '—'}"))
     for why, ids in x.left_out_ids.items():
         c.print(cell(f"not in the denominator, {why} ({len(ids)}): {' '.join(ids)}"))

@@ -339,7 +339,7 @@ def correct(
     """
     from timeline.errors import UsageError
     from timeline.ingest import correct as do_correct
-    from timeline.ingest import describe_stored
+    from timeline.ingest import describe_stored, stored_values
 
     event_id = _event_id(event_id)
     changes: dict[str, str] = {}
@@ -356,12 +356,14 @@ def correct(
     who = _author(author, required=True)
     with _open(store, write=True, wait=wait) as s:
         result = do_correct(s, event_id, changes, reason=reason, author=who)
-        stored = describe_stored(s.current_version(event_id), changes) if result.batch_id is not None else ""
+        current = s.current_version(event_id)
     if json_out:
-        dump_json({"event_id": event_id, **result.__dict__})
+        # the fields' values as the event now has them, each measurement as given and as stored
+        dump_json({"event_id": event_id, **result.__dict__, "stored": stored_values(current, changes)})
     elif result.batch_id is None:
         console().print(f"{esc(event_id)} already has these values: nothing written")
     else:
+        stored = describe_stored(current, changes)
         console().print(
             f"corrected {esc(event_id)}: {esc(stored)}; seq {result.high_water} (batch {result.batch_id})"
         )
@@ -583,7 +585,11 @@ def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False)
 
 @app.command(cls=Command)
 def info(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False) -> None:
-    """Show the store's file, time zone, counts (events, batches, patients) and high-water sequence.
+    """Show the store's file, time zone, counts and high-water sequence.
+
+    `events` counts the current events (a corrected event once, a retracted one not),
+    `versions` the rows stored (every ingest, correction and retraction), `retracted` the
+    events whose current version is a retraction, `patients` those with a current event.
 
     Example:
 

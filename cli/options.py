@@ -96,8 +96,8 @@ AsKnownOpt = Annotated[
     typer.Option(
         "--as-known-at",
         metavar="T",
-        help="Show the record as the store held it at this moment (UTC date or ISO date-time) — "
-        "when it learned of events, not when they occurred — or when sequence number N was "
-        "written (seq:N, a manifest's high_water). Default: now.",
+        help="Show the record as the store held it at this moment of recording (UTC date or ISO "
+        "date-time; system time, not a clinical cut-off date), or when sequence number N was written "
+        "(seq:N, a manifest's high_water). Default: now.",
     ),
 ]

@@ -74,6 +74,68 @@ def test_a_correction_that_clears_a_field_says_so(example_store: Path) -> None:
     assert result.stdout == "corrected p1-wt1: note cleared; seq 16 (batch 3)\n"
 
 
+def correct_json(store: Path, event_id: str, *changes: str) -> dict[str, Any]:
+    sets = [a for c in changes for a in ("--set", c)]
+    result = run_cli("correct", event_id, *sets, "--reason", "r", *AUTHOR, "--store", store, "--json")
+    assert result.exit_code == 0, result.output
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def test_correct_json_gives_a_value_as_given_and_as_stored(example_store: Path) -> None:
+    """As the message does: value=6 on a CRP entered in mg/dL is stored as 60 mg/L."""
+    data = correct_json(example_store, "p1-crp1", "value=6")
+    assert data["stored"] == [
+        {"field": "value", "value": 6.0, "unit": "mg/dL", "stored_value": 60.0, "stored_unit": "mg/L"}
+    ]
+
+
+def test_correct_json_gives_a_dose_as_given_and_as_stored(example_store: Path) -> None:
+    data = correct_json(example_store, "p1-ana", "dose_unit=G", "dose=0.05")
+    assert data["stored"] == [
+        {"field": "dose", "value": 0.05, "unit": "g", "stored_value": 50.0, "stored_unit": "mg"}
+    ]
+
+
+def test_correct_json_gives_a_cleared_field_as_null(example_store: Path) -> None:
+    correct_json(example_store, "p1-wt1", "note=scale B")
+    assert correct_json(example_store, "p1-wt1", "note=")["stored"] == [{"field": "note", "value": None}]
+
+
+def test_correct_json_gives_a_field_without_a_unit_as_stored(example_store: Path) -> None:
+    data = correct_json(example_store, "p1-je1", "active_joints=5")
+    assert data["stored"] == [{"field": "active_joints", "value": 5}]
+
+
+def test_correct_json_of_a_correction_made_already_gives_the_values_the_event_has(
+    example_store: Path,
+) -> None:
+    data = correct_json(example_store, "p1-crp2", "value=4.0")
+    assert (data["batch_id"], data["stored"]) == (
+        None,
+        [{"field": "value", "value": 4.0, "unit": "mg/L", "stored_value": 4.0, "stored_unit": "mg/L"}],
+    )
+
+
+def test_a_correction_into_a_clock_time_that_never_happened_is_refused(tmp_path: Path) -> None:
+    """Madrid's clocks went from 02:00 to 03:00 on 29 March 2009: a correction is checked as a
+    file's row is."""
+    store = tmp_path / "madrid.duckdb"
+    run_cli("init", "--store", store, "--timezone", "Europe/Madrid")
+    (tmp_path / "e.csv").write_text(
+        "event_id,patient_id,kind,occurred_at,code,value,unit\nc1,P1,lab,2009-03-29T01:50,1988-5,3,mg/L\n"
+    )
+    run_cli("ingest", tmp_path / "e.csv", "--store", store, "--author", "t")
+    before = snapshot(store)
+    result = run_cli(
+        "correct", "c1", "--set", "occurred_at=2009-03-29T02:50", "--reason", "r", *AUTHOR, "--store", store
+    )
+    assert (result.exit_code, snapshot(store)) == (6, before)
+    assert "correction of c1: field occurred_at: is '2009-03-29T02:50', a clock time that never happened" in (
+        result.stderr
+    )
+
+
 def test_a_field_set_twice_is_a_usage_error(example_store: Path) -> None:
     before = snapshot(example_store)
     result = run_cli(

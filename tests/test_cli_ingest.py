@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,15 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.support import EXAMPLE_CSV, interrupted_cli, rows_without, run_cli, snapshot, subprocess_env
+from tests.support import (
+    EXAMPLE_CSV,
+    CliResult,
+    interrupted_cli,
+    rows_without,
+    run_cli,
+    snapshot,
+    subprocess_env,
+)
 from timeline import events as ev
 from timeline.ingest import ingest_file
 from timeline.store import Store, _dicts
@@ -313,6 +322,97 @@ def test_a_time_with_an_offset_in_the_repeated_autumn_hour_is_refused(tmp_path: 
         in result.stderr
     )
     assert "row 2" not in result.stderr
+
+
+def ingest_times(store: Path, tmp_path: Path, *times: str, column: str = "occurred_at") -> CliResult:
+    """Ingest one lab row a time (``column`` holding it; an ``ended_at`` is a finding's)."""
+    path = tmp_path / "times.csv"
+    if column == "occurred_at":
+        rows = "".join(f"t{i},P1,lab,{t},1988-5,3,mg/L\n" for i, t in enumerate(times))
+        path.write_text("event_id,patient_id,kind,occurred_at,code,value,unit\n" + rows)
+    else:
+        rows = "".join(f"t{i},P1,finding,2009-03-28,{t},fever\n" for i, t in enumerate(times))
+        path.write_text("event_id,patient_id,kind,occurred_at,ended_at,code\n" + rows)
+    return run_cli("ingest", path, "--store", store, "--author", "t")
+
+
+# Madrid's clocks went from 02:00 to 03:00 on 29 March 2009: 02:00 to 02:59:59 never happened
+@pytest.mark.parametrize(
+    "time", ["2009-03-29T02:00", "2009-03-29T02:30", "2009-03-29T02:59", "2009-03-29 02:59:59.999999"]
+)
+def test_a_clock_time_the_spring_forward_gap_skipped_is_refused(tmp_path: Path, time: str) -> None:
+    result = ingest_times(madrid_store(tmp_path), tmp_path, time)
+    assert (result.exit_code, "row 1, field occurred_at: is " in result.stderr) == (6, True)
+
+
+@pytest.mark.parametrize("time", ["2009-03-29T01:59:59", "2009-03-29T03:00", "2009-03-29T03:00:00.000001"])
+def test_a_clock_time_at_the_edge_of_the_spring_forward_gap_is_stored(tmp_path: Path, time: str) -> None:
+    store = madrid_store(tmp_path)
+    assert ingest_times(store, tmp_path, time).exit_code == 0
+
+
+def test_a_time_in_the_spring_forward_gap_is_refused_saying_it_never_happened(tmp_path: Path) -> None:
+    result = ingest_times(madrid_store(tmp_path), tmp_path, "2009-03-29T02:30")
+    assert result.stderr.splitlines()[1:] == [
+        f"  {tmp_path / 'times.csv'}: row 1, field occurred_at: is '2009-03-29T02:30', a clock time that never "
+        "happened in Europe/Madrid: its clocks went forward 1 hour over it (as when daylight saving time begins). "
+        "Check the source's clock; a time given with its UTC offset names one instant"
+    ]
+
+
+def test_a_refused_time_in_the_spring_forward_gap_leaves_the_store_unchanged(tmp_path: Path) -> None:
+    store = madrid_store(tmp_path)
+    before = snapshot(store)
+    ingest_times(store, tmp_path, "2009-03-29T01:00", "2009-03-29T02:30")
+    assert snapshot(store) == before
+
+
+def test_an_end_in_the_spring_forward_gap_is_refused(tmp_path: Path) -> None:
+    result = ingest_times(madrid_store(tmp_path), tmp_path, "2009-03-29T02:15", column="ended_at")
+    assert "row 1, field ended_at: is '2009-03-29T02:15', a clock time that never happened" in result.stderr
+
+
+def test_a_time_with_an_offset_on_the_spring_forward_day_is_stored_at_its_clock_time(tmp_path: Path) -> None:
+    # 02:30+01:00 is 01:30Z, which Madrid's clocks read as 03:30
+    store = madrid_store(tmp_path)
+    ingest_times(store, tmp_path, "2009-03-29T02:30+01:00")
+    [stored] = json.loads(run_cli("events", "P1", "--store", store, "--json").stdout)["events"]
+    assert stored["occurred_at"] == "2009-03-29T03:30:00"
+
+
+def test_the_spring_forward_gap_of_another_year_is_refused(tmp_path: Path) -> None:
+    # 2024: the last Sunday of March is the 31st
+    result = ingest_times(madrid_store(tmp_path), tmp_path, "2024-03-31T02:10", "2024-03-24T02:10")
+    assert re.findall(r"row (\d+), field occurred_at: is", result.stderr) == ["1"]
+
+
+def test_a_date_whose_midnight_a_zone_skipped_is_stored(tmp_path: Path) -> None:
+    # São Paulo's clocks went from 00:00 to 01:00 on 4 November 2018: the day itself happened
+    store = tmp_path / "sp.duckdb"
+    run_cli("init", "--store", store, "--timezone", "America/Sao_Paulo")
+    assert ingest_times(store, tmp_path, "2018-11-04").exit_code == 0
+
+
+def test_a_midnight_time_a_zone_skipped_is_refused(tmp_path: Path) -> None:
+    store = tmp_path / "sp.duckdb"
+    run_cli("init", "--store", store, "--timezone", "America/Sao_Paulo")
+    assert ingest_times(store, tmp_path, "2018-11-04T00:00").exit_code == 6
+
+
+def test_a_half_hour_spring_forward_gap_is_named_in_minutes(tmp_path: Path) -> None:
+    # Lord Howe Island moves its clocks half an hour: 02:00 to 02:30 on 1 October 2023
+    store = tmp_path / "lh.duckdb"
+    run_cli("init", "--store", store, "--timezone", "Australia/Lord_Howe")
+    result = ingest_times(store, tmp_path, "2023-10-01T02:15", "2023-10-01T02:30")
+    assert [line for line in result.stderr.splitlines() if "field" in line] == [
+        f"  {tmp_path / 'times.csv'}: row 1, field occurred_at: is '2023-10-01T02:15', a clock time that never "
+        "happened in Australia/Lord_Howe: its clocks went forward 30 minutes over it (as when daylight saving "
+        "time begins). Check the source's clock; a time given with its UTC offset names one instant"
+    ]
+
+
+def test_a_utc_store_keeps_a_clock_time_madrid_skipped(empty_store: Path, tmp_path: Path) -> None:
+    assert ingest_times(empty_store, tmp_path, "2009-03-29T02:30").exit_code == 0
 
 
 def test_a_time_converted_with_an_offset_of_seconds_keeps_its_seconds(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -164,6 +165,44 @@ def test_default_store_is_timeline_duckdb_in_the_working_directory(
 def test_info_reports_counts_and_high_water(example_store: Path) -> None:
     info = json.loads(run_cli("info", "--store", example_store, "--json").stdout)
     assert (info["events"], info["batches"], info["high_water"], info["patients"]) == (14, 1, 14, 1)
+
+
+def info_of(store: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(run_cli("info", "--store", store, "--json").stdout)
+    return data
+
+
+def test_info_counts_a_corrected_event_once_and_each_of_its_versions(example_store: Path) -> None:
+    """Was 15 events after one correction of the 14: ``events`` counted stored versions."""
+    run_cli(
+        "correct", "p1-crp2", "--set", "value=5", "--reason", "r", "--author", "a", "--store", example_store
+    )
+    info = info_of(example_store)
+    assert (info["events"], info["versions"]) == (14, 15)
+
+
+def test_info_leaves_a_retracted_event_out_and_counts_it_as_retracted(example_store: Path) -> None:
+    run_cli("retract", "p1-rash1", "--reason", "r", "--author", "a", "--store", example_store)
+    info = info_of(example_store)
+    assert (info["events"], info["versions"], info["retracted"]) == (13, 15, 1)
+
+
+def test_info_leaves_out_a_patient_whose_every_event_is_retracted(store_path: Path, tmp_path: Path) -> None:
+    run_cli("init", "--store", store_path)
+    path = tmp_path / "two.csv"
+    path.write_text(
+        "event_id,patient_id,kind,occurred_at,value,unit\nw1,P1,weight,2009-03-01,20,kg\nw2,P2,weight,2009-03-01,20,kg\n"
+    )
+    run_cli("ingest", path, "--store", store_path, "--author", "t")
+    run_cli("retract", "w2", "--reason", "wrong patient", "--author", "a", "--store", store_path)
+    assert info_of(store_path)["patients"] == 1
+
+
+def test_info_names_each_count_on_the_terminal(example_store: Path) -> None:
+    result = run_cli("info", "--store", example_store)
+    assert [line.split(":")[0].strip() for line in result.stdout.splitlines()[3:]] == [
+        "events", "versions", "retracted", "batches", "high_water", "patients",
+    ]  # fmt: skip
 
 
 def test_damaged_store_exits_3_never_with_an_internal_error(example_store: Path, tmp_path: Path) -> None:

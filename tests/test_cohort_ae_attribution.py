@@ -196,3 +196,52 @@ def test_on_drug_an_ae_naming_another_drug_after_the_discontinuation_is_another_
     report = run(path, write(tmp_path, text))
     (left,) = [ae for ae in report.patients["P2"].ae_not_counted if ae["term"] == "nausea"]
     assert left["not_counted"] == "another_drug"
+
+
+ACTED_AES = [
+    {"patient_id": "P2", "kind": "adverse_event", "occurred_at": "2009-05-01", "term": "neutropenia", "grade": 3,
+     "drug": "anakinra", "action": "drug_interrupted", "serious": False},
+    {"patient_id": "P2", "kind": "adverse_event", "occurred_at": "2009-10-15", "term": "pneumonia", "grade": 3,
+     "drug": "anakinra", "action": "drug_withdrawn", "serious": True},
+    {"patient_id": "P1", "kind": "adverse_event", "occurred_at": "2009-04-01", "term": "otitis media", "grade": 2,
+     "drug": "anakinra", "action": "none", "serious": False},
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def acted(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    tmp = tmp_path_factory.mktemp("ae_action")
+    path = build_store(tmp / "s.duckdb")
+    with Store.open(path, write=True) as s:
+        append_rows(s, ACTED_AES, author="t", source="test")
+    return run(path)
+
+
+def test_adverse_events_are_counted_by_the_action_taken_patients_and_events(acted: Report) -> None:
+    assert [(acted.cell(f"ae_action.{a}").n, acted.cell(f"ae_action.{a}").stats["events"])
+            for a in ("drug_withdrawn", "drug_interrupted", "dose_reduced", "none")] == [(1, 1), (1, 1), (0, 0), (1, 1)]  # fmt: skip
+
+
+def test_adverse_events_recording_no_action_have_a_row_of_their_own(acted: Report) -> None:
+    # the fixture's own two AEs (P1's injection-site reaction, P2's skin reaction) record none
+    assert acted.cell("ae_action.not_recorded").numerator_ids == ["P1", "P2"]
+
+
+def test_adverse_events_are_counted_by_seriousness(acted: Report) -> None:
+    assert (acted.cell("ae_serious.yes").numerator_ids, acted.cell("ae_serious.no").numerator_ids) == (
+        ["P2"],
+        ["P1", "P2"],
+    )
+
+
+def test_explain_an_action_row_lists_the_patients_adverse_events_with_that_action(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    tmp = tmp_path_factory.mktemp("ae_action_explain")
+    path = build_store(tmp / "s.duckdb")
+    with Store.open(path, write=True) as s:
+        append_rows(s, ACTED_AES, author="t", source="test")
+    rs = rules()
+    with Store.open(path) as s:
+        out = explain_patient(Session(s, rs), load_cohort(COHORT, rs), "P2", "ae_action.drug_withdrawn")
+    assert [ae["term"] for ae in out["cell"]["events"]] == ["pneumonia"]

@@ -12,7 +12,7 @@ import pytest
 
 from tests.cohort_support import COHORT, RULES, build_store, write
 from tests.engine_support import write_rule
-from tests.support import run_cli, run_cli_into_closed_pipe
+from tests.support import EXAMPLES, run_cli, run_cli_into_closed_pipe, valencia_module
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,11 @@ def test_run_writes_parquet_with_the_manifest_as_metadata(cohort_store: Path, tm
     code, _, err = cohort("run", COHORT, "--parquet", out, store=cohort_store)
     assert code == 0, err
     row = duckdb.execute(f"SELECT n, n_denominator, text FROM '{out}' WHERE cell = 'tte.afebrile'").fetchone()
-    assert row == (3, 4, "3/4 (75%), 1 not reached but unknown at times")  # not an unknown outcome
+    assert row == (
+        3,
+        4,
+        "3/4 (75%) reached; 1 not reached, 1 of them with moments the rule was unknown (might have reached it unseen)",
+    )  # not an unknown outcome
     meta = duckdb.execute(f"SELECT value FROM parquet_kv_metadata('{out}') WHERE key = 'manifest'").fetchone()
     assert meta is not None and json.loads(meta[0])["high_water"] == 55
 
@@ -723,3 +727,95 @@ def test_run_parquet_types_the_interval_columns(cohort_store: Path, tmp_path: Pa
         "DOUBLE",
         "INTEGER",
     )
+
+
+def test_run_csv_counts_no_unknown_in_a_time_to_event_row_but_its_not_reached_apart(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "cells.csv"
+    code, _, err = cohort("run", COHORT, "--csv", out, "--manifest", tmp_path / "m.json", store=cohort_store)
+    assert code == 0, err
+    row = next(r for r in csv.DictReader(out.open(encoding="utf-8")) if r["cell"] == "tte.afebrile")
+    assert (row["n_unknown"], row["n_not_reached"], row["n_not_reached_with_unknown_moments"]) == (
+        "0",
+        "1",
+        "1",
+    )
+    assert row["not_reached_with_unknown_moments_ids"] == "P3"
+
+
+def test_run_csv_gives_an_outcome_rows_reasons_for_unknown(cohort_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cells.csv"
+    code, _, err = cohort("run", COHORT, "--csv", out, "--manifest", tmp_path / "m.json", store=cohort_store)
+    assert code == 0, err
+    row = next(
+        r for r in csv.DictReader(out.open(encoding="utf-8")) if r["cell"] == "outcome.arthritis_all.6_months"
+    )
+    assert row["unknown_reasons"] == "no joint exam within 90 days (an older one recorded) (2)"
+
+
+def test_run_json_gives_a_time_to_event_cells_not_reached_apart_from_unknown(cohort_store: Path) -> None:
+    code, out, err = cohort("run", COHORT, "--json", store=cohort_store)
+    assert code == 0, err
+    c = next(c for c in json.loads(out)["cells"] if c["cell"] == "tte.afebrile")
+    assert (c["unknown"], c["not_reached"], c["not_reached_with_unknown_moments"]) == (0, 1, 1)
+
+
+def test_run_table_footnotes_the_reasons_for_an_outcome_rows_unknowns(cohort_store: Path) -> None:
+    code, out, err = cohort("run", COHORT, store=cohort_store)
+    assert code == 0, err
+    assert (
+        "Active arthritis: every unknown is 'no joint exam within 90 days (an older one recorded)'"
+        in " ".join(out.split())
+    )
+
+
+def test_run_table_says_how_a_time_to_event_row_treats_a_discontinuation(cohort_store: Path) -> None:
+    code, out, err = cohort("run", COHORT, store=cohort_store)
+    assert code == 0, err
+    assert "[1] Fever resolved: a discontinuation of anakinra censors" in " ".join(out.split())
+
+
+def test_run_header_names_a_parameter_set_by_param(tmp_path: Path) -> None:
+    store = tmp_path / "v.duckdb"
+    valencia_module("load").load(store)
+    result = run_cli(
+        "cohort",
+        "run",
+        EXAMPLES / "valencia" / "cohort.yaml",
+        "--store",
+        store,
+        "--param",
+        "crp_normal.upper=10",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "rules as changed from the pack's: crp_normal.upper = 10 mg/L (default 6 mg/L)" in " ".join(
+        result.stdout.split()
+    )
+
+
+def test_run_before_the_stores_first_batch_says_the_store_held_no_events_then(cohort_store: Path) -> None:
+    code, _, err = cohort("run", COHORT, "--as-known-at", "2000-01-31", store=cohort_store)
+    assert code == 0, err
+    assert "the store held no events as known at 2000-01-31" in " ".join(err.split())
+
+
+def test_run_before_the_stores_first_batch_does_not_warn_of_an_absent_drug(cohort_store: Path) -> None:
+    code, _, err = cohort("run", COHORT, "--as-known-at", "seq:0", store=cohort_store)
+    assert code == 0, err
+    assert "not recorded for any patient" not in err and "population is empty" not in err
+
+
+def test_check_with_a_store_gives_the_warnings_of_its_data(cohort_store: Path, tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace("drug: anakinra}", "drug: anakinar}")
+    path = tmp_path / "typo.yaml"
+    path.write_text(text, encoding="utf-8")
+    code, _, err = cohort("check", path, store=cohort_store)
+    assert code == 0, err
+    assert "the index drug 'anakinar' is not recorded for any patient" in err
+
+
+def test_run_help_says_as_known_at_is_the_recording_time_not_a_clinical_date() -> None:
+    result = run_cli("cohort", "run", "--help")
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert "not a clinical cut-off date" in text and "--as-known-at seq:3470" in text

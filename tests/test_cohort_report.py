@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.cohort_support import COHORT, EVENTS, build_store, counts, rules, run, write
+from tests.cohort_support import RULES as RULES_DIR
 from timeline.cohort.report import Report, run_cohort
 from timeline.cohort.spec import CohortError, load_cohort
 from timeline.engine.evaluate import Session
@@ -113,7 +114,7 @@ def test_subgroup_cells_use_the_subgroup_as_denominator(report: Report) -> None:
 
 def test_time_to_event_counts_the_first_instant_the_rule_holds(report: Report) -> None:
     c = report.cell("tte.afebrile")
-    assert (c.n, c.N, c.unknown) == (3, 4, 1)
+    assert (c.n, c.N) == (3, 4)
     days = {p: report.patients[p].tte["afebrile"].days for p in ("P1", "P2", "P3", "P7")}
     assert days == {"P1": 19.0, "P2": 45.0, "P3": 62.0, "P7": 0.0}
 
@@ -791,3 +792,103 @@ def test_the_confidence_level_of_the_file_sets_every_interval(cohort_store: Path
     assert lo95 < lo90 and hi90 < hi95
     assert narrow.cell("tte.afebrile").stats["ci_level"] == 0.9
     assert narrow.to_json()["methods"]["ci_level"] == 0.9
+
+
+def test_an_outcome_cell_gives_the_reasons_for_its_unknowns_commonest_first(report: Report) -> None:
+    c = report.cell("outcome.arthritis_all.6_months")
+    assert c.stats["unknown_reasons"] == [
+        {"reason": "no joint exam within 90 days (an older one recorded)", "n": 2}
+    ]
+    assert c.unknown_reason_ids == {"no joint exam within 90 days (an older one recorded)": ["P3", "P7"]}
+
+
+def test_a_reason_for_unknown_leaves_out_each_patients_own_dates() -> None:
+    from timeline.cohort.report import reason_key
+
+    assert reason_key("after the end of follow-up on 2007-06-19 (moved)") == "after the end of follow-up"
+    assert reason_key("after the patient's death on 2009-08-01") == "after the patient's death"
+    assert (
+        reason_key("no CRP within 30 days: the latest, on 2005-01-02, is too old")
+        == "no CRP within 30 days (an older one recorded)"
+    )
+    assert reason_key(None) == "no reason given"
+
+
+def test_a_time_to_event_cell_has_no_unknown_answers(report: Report) -> None:
+    c = report.cell("tte.afebrile")
+    assert (c.n, c.N, c.unknown, c.unknown_ids) == (3, 4, 0, [])
+
+
+def test_a_time_to_event_cell_counts_apart_the_not_reached_with_unknown_moments(report: Report) -> None:
+    c = report.cell("tte.afebrile")
+    assert (c.not_reached, c.unknown_moment_ids) == (1, ["P3"])
+    assert c.text() == (
+        "3/4 (75%) reached; 1 not reached, 1 of them with moments the rule was unknown (might have reached it unseen)"
+    )
+
+
+def test_a_time_to_event_cell_says_a_discontinuation_censors_when_its_censor_lists_it(report: Report) -> None:
+    assert report.cell("tte.afebrile").stats["discontinuation"]["handling"] == "censored"
+
+
+def test_a_discontinuation_not_censored_is_followed_when_the_rule_does_not_read_the_drug(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "window: 3 months}", "window: 3 months, censor: [death]}"
+    )
+    r = run(cohort_store, write(tmp_path, text))
+    assert r.cell("tte.afebrile").stats["discontinuation"]["handling"] == "followed"
+
+
+def test_a_discontinuation_not_censored_is_a_failure_when_the_rule_requires_the_drug(tmp_path: Path) -> None:
+    from timeline.cohort.report import discontinuation_handling
+    from timeline.language.loader import load_rules
+
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "afebrile_on_drug.yaml").write_text(
+        'id: afebrile_on_drug\nversion: "1"\ndescription: afebrile on anakinra\ncitation: test\n'
+        "define:\n  all: [{rule: afebrile_week}, {on_drug: anakinra}]\n",
+        encoding="utf-8",
+    )
+    rs = load_rules([RULES_DIR, rules_dir])
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "{id: afebrile, rule: afebrile_week, label: Fever resolved, window: 3 months}",
+        "{id: afebrile, rule: afebrile_on_drug, label: Fever resolved, window: 3 months, censor: [death]}",
+    )
+    spec = load_cohort(write(tmp_path, text), rs)
+    assert discontinuation_handling(spec, rs, spec.time_to_event[0])["handling"] == "not_reached"
+
+
+def test_the_report_lists_a_parameter_set_to_another_value_than_its_default(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    from timeline.language.loader import load_rules
+
+    (tmp_path / "arthritis.yaml").write_text(
+        'id: arthritis\nversion: "2"\ndescription: active joints, a parameter of validity\ncitation: test\n'
+        "params:\n  validity: {default: 90 days}\n"
+        "define:\n  gt: [{latest: {select: {kind: joint_exam}, field: active_joints, within: {param: validity}}}, 0]\n",
+        encoding="utf-8",
+    )
+    rs = load_rules([RULES_DIR, tmp_path], params={"arthritis": {"validity": "60 days"}})
+    assert "arthritis.validity = 60 days (default 90 days)" in run(cohort_store, ruleset=rs).changes
+
+
+def test_a_long_adverse_event_term_is_cut_at_its_first_colon_keeping_the_grade() -> None:
+    from cli.cohort import short_labels
+
+    term = "latent tuberculosis infection: positive tuberculin skin test (intradermoreaction 15 mm) after a household contact"
+    assert short_labels([f"{term}, grade 2", "varicella, grade 2"]) == [
+        "latent tuberculosis infection …, grade 2",
+        "varicella, grade 2",
+    ]
+
+
+def test_terms_that_would_be_cut_to_one_label_are_shown_whole() -> None:
+    from cli.cohort import short_labels
+
+    a = "infection: severe pneumonia needing intravenous antibiotics and a week in hospital"
+    b = "infection: positive tuberculin skin test after a household contact with tuberculosis"
+    assert short_labels([a, b]) == [a, b]

@@ -167,3 +167,49 @@ def test_before_the_corrections_one_fewer_complete_responder_at_6_months(
     assert (
         report.cell("outcome.complete_response.6_months").n == differences["complete_response.state_at_6m_n"]
     )
+
+
+def test_children_false_at_3_months_are_definite_non_resolvers_not_unknown(report: Report) -> None:
+    """Helper 61: V06, V08, V11 and V15 were 'not reached but unknown at times' though false at
+    3 months; under sustained resolution an unknown moment before a false one hides nothing."""
+    c = report.cell("tte.fever_and_rash_resolved")
+    assert (c.n, c.not_reached, c.unknown, c.unknown_moment_ids) == (18, 4, 0, [])
+    assert c.text() == "18/22 (81.8%) reached"
+
+
+def test_inactive_disease_is_flagged_as_no_patient_could_reach_it_for_want_of_morning_stiffness(
+    report: Report,
+) -> None:
+    assert (
+        report.cell("outcome.inactive_disease.3_months").stats["unreachable"]["clause"] == "morning_stiffness"
+    )
+    assert any(
+        w.startswith("outcome inactive_disease (Inactive disease (Wallace)) is false or unknown")
+        for w in report.warnings
+    )
+
+
+def test_an_outcome_some_patient_reaches_is_not_flagged(report: Report) -> None:
+    assert "unreachable" not in report.cell("outcome.active_arthritis.3_months").stats
+
+
+def test_inactive_disease_gives_the_reason_for_its_unknowns(report: Report) -> None:
+    assert report.cell("outcome.inactive_disease.3_months").stats["unknown_reasons"] == [
+        {"reason": "no morning_stiffness recorded up to the date", "n": 9}
+    ]
+
+
+def test_complete_response_counts_a_stop_of_anakinra_as_not_reached(report: Report) -> None:
+    """Helper 61: censoring the three children who stopped anakinra gave KM 74% against 16/22."""
+    c = report.cell("tte.complete_response")
+    assert c.stats["discontinuation"]["handling"] == "not_reached"
+    assert (c.stats["km_pct_by_window_end"], c.stats["discontinued_not_reached"]) == (72.7, 3)
+
+
+def test_adverse_events_that_led_to_the_discontinuation_of_anakinra(report: Report) -> None:
+    c = report.cell("ae_action.drug_withdrawn")
+    assert (c.numerator_ids, c.stats["events"], c.stats["by_drug"]) == (
+        ["V06", "V15", "V18"],
+        3,
+        {"anakinra": 3},
+    )

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.engine_support import write_rule
+from timeline.engine.compiler import Compiler
 from timeline.engine.crossings import MAX_DAYS, PER_DAYS, crossings
 from timeline.engine.replay import Reference, rnd
 from timeline.language import ast
@@ -206,3 +207,60 @@ def test_every_day_the_comparison_changes_is_a_crossing_day(
     for d in flips[:3]:  # the arithmetic above is the replay's
         assert (_value_on_day(ref, node, d - 1), _value_on_day(ref, node, d)) == (values[d - 1], values[d])
     assert not missing, f"flips on days {missing[:5]} not among {days}"
+
+
+def _counts(op: str, unit_left: str, unit_right: str) -> dict[str, Any]:
+    return {
+        op: [
+            {"time_since": {"last": {"kind": "lab"}, "unit": unit_left}},
+            {"time_since": {"first": {"kind": "finding", "code": "fever"}, "unit": unit_right}},
+        ]
+    }
+
+
+def test_two_counts_of_days_in_one_unit_compared_are_a_step() -> None:
+    # "the last lab after the first fever": each count grows, their difference does not
+    assert Compiler(rules_of(_counts("lt", "days", "days")), "SELECT 1").stepwise("r")
+
+
+def test_two_counts_in_different_units_compared_are_not_a_step() -> None:
+    assert not Compiler(rules_of(_counts("lt", "days", "months")), "SELECT 1").stepwise("r")
+
+
+def test_a_count_compared_with_a_constant_is_not_taken_for_a_step() -> None:
+    since = {"time_since": {"last": {"kind": "lab"}, "unit": "days"}}
+    assert not Compiler(rules_of({"lt": [since, 10]}), "SELECT 1").stepwise("r")
+
+
+def _event(seq: int, kind: str, at: datetime, code: str | None = None) -> dict[str, Any]:
+    return {
+        "seq": seq, "asserted_seq": seq, "event_id": f"e{seq}", "patient_id": "X", "kind": kind,
+        "occurred_at": at, "ended_at": None, "code": code, "drug": None, "dose_unit": None, "present": None,
+    }  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    lab=st.integers(0, 800),
+    fever=st.integers(0, 800),
+    minutes=st.tuples(st.integers(0, 1439), st.integers(0, 1439)),
+    unit=st.sampled_from(sorted(PER_DAYS)),
+    op=st.sampled_from(sorted(CMP)),
+)
+def test_two_counts_in_one_unit_compare_alike_on_every_later_day(
+    lab: int, fever: int, minutes: tuple[int, int], unit: str, op: str
+) -> None:
+    """What makes such a comparison a step (compiler.counts_compared): once both anchors are
+    recorded, its value is the same on every later day, to 200 years — the replay's value, as
+    both evaluators compute the counts (whole days between dates, divided per unit, rounded)."""
+    rules = rules_of(_counts(op, unit, unit))
+    start = datetime(2008, 1, 30)
+    events = [
+        _event(1, "lab", start + timedelta(days=lab, minutes=minutes[0]), "1988-5"),
+        _event(2, "finding", start + timedelta(days=fever, minutes=minutes[1]), "fever"),
+    ]
+    ref = Reference(rules, events)
+    first = max(e["occurred_at"] for e in events)
+    days = [0, 1, 2, 27, 28, 29, 30, 31, 59, 365, 366, 1461, 3652, MAX_DAYS - 800]
+    values = {ref.rule("r", first + timedelta(days=d)).value for d in days}
+    assert len(values) == 1

@@ -529,6 +529,7 @@ class Grammar:
                 "compare",
                 "compare",
                 "compare2",
+                "counts",
                 "exists",
                 "exists",
                 "finding_present",
@@ -541,6 +542,20 @@ class Grammar:
         if leaf == "compare":
             value, cls = self.num(depth)
             return {self.pick(["gt", "ge", "lt", "le", "eq", "ne"]): [value, self.pick(THRESHOLDS[cls])]}
+        if leaf == "counts":
+            # two counts of days in one unit (the ACR Pedi rules' "measured after the index
+            # date"): a step, though each count grows (compiler.counts_compared)
+            unit = self.pick(["days", "months"])
+            since = [
+                {
+                    "time_since": {
+                        self.pick(["first", "last"]): self.pick(["anakinra_start", "fever_event"]),
+                        "unit": unit,
+                    }
+                }
+                for _ in range(2)
+            ]
+            return {self.pick(["gt", "ge", "lt", "le", "eq", "ne"]): since}
         if leaf == "compare2":
             cls = self.pick(["crp", "temperature", "count"])
             return {self.pick(["gt", "ge", "le", "eq"]): [self.num(depth, cls)[0], self.num(depth, cls)[0]]}

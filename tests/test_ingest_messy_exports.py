@@ -357,3 +357,105 @@ def test_a_date_no_calendar_has_is_named_as_such(store: Path, tmp_path: Path, da
     result = ingest(store, tmp_path / "d.csv", f"{HEAD}\nD1,weight,{date},20,kg,\n")
     assert result.exit_code == 6
     assert f"row 1, field occurred_at: {says}: '{date}'" in result.stderr
+
+
+def test_a_dose_unit_that_is_not_ucum_is_named_as_the_file_wrote_it(store: Path, tmp_path: Path) -> None:
+    """Was "dose_unit 'mcg'" for MCG: ingest reads a dose unit in lower case, and echoed that."""
+    result = ingest(store, tmp_path / "d.csv", f"{MED}\nK,medication_start,2020-01-01,anakinra,500,MCG\n")
+    assert "row 1, field dose_unit: dose_unit 'MCG' is not UCUM; UCUM writes it 'ug'" in result.stderr
+
+
+def test_a_dose_over_the_limit_in_capitals_shows_the_unit_it_is_read_in(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "d.csv", f"{MED}\nK,medication_start,2020-01-01,ivig,20,G/KG\n")
+    assert "row 1, field dose: dose 20 G/KG (20000 mg/kg) is over 10,000 mg/kg (10 g/kg)" in result.stderr
+
+
+# ---- empty rows and files joined with cat -------------------------------------------------
+
+
+def test_empty_rows_at_the_end_of_a_csv_file_are_skipped(store: Path, tmp_path: Path) -> None:
+    data = f"{HEAD}\nG1,weight,2020-01-01,20,kg,\n,,,,,\n,,,,,\r\n"
+    result = ingest(store, tmp_path / "g.csv", data)
+    assert (result.exit_code, [e["value"] for e in events_of(store, "G1")]) == (0, [20])
+
+
+def test_empty_rows_at_the_end_of_a_csv_file_are_named_in_a_note(store: Path, tmp_path: Path) -> None:
+    data = f"{HEAD}\nG1,weight,2020-01-01,20,kg,\n,,,,,\n , ,,,,\n"
+    result = ingest(store, tmp_path / "g.csv", data)
+    assert result.stderr == (
+        "note: 2 empty rows at the end of the file (only separators, as a spreadsheet saves rows it once "
+        "formatted) skipped: rows 2–3\n"
+    )
+
+
+def test_the_note_on_empty_rows_at_the_end_is_in_the_json_document(store: Path, tmp_path: Path) -> None:
+    data = f"{HEAD}\nG1,weight,2020-01-01,20,kg,\n,,,,,\n"
+    result = ingest(store, tmp_path / "g.csv", data, "--json")
+    assert json.loads(result.stdout)["notes"] == [
+        "1 empty row at the end of the file (only separators, as a spreadsheet saves rows it once formatted) "
+        "skipped: row 2"
+    ]
+
+
+def test_a_file_with_no_row_but_empty_ones_adds_nothing(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "g.csv", f"{HEAD}\n,,,,,\n,,,,,\n")
+    assert (result.exit_code, result.stdout) == (
+        0,
+        f"{tmp_path / 'g.csv'}: 0 events added, 0 duplicates skipped (high-water seq 0)\n",
+    )
+
+
+def test_an_empty_row_between_rows_refuses_the_file_and_leaves_the_store_unchanged(
+    store: Path, tmp_path: Path
+) -> None:
+    before = snapshot(store)
+    result = ingest(
+        store,
+        tmp_path / "g.csv",
+        f"{HEAD}\nG1,weight,2020-01-01,20,kg,\n,,,,,\nG1,weight,2020-01-02,21,kg,\n",
+    )
+    assert (result.exit_code, snapshot(store)) == (6, before)
+
+
+def test_an_empty_row_after_a_blank_line_is_named_at_its_line(store: Path, tmp_path: Path) -> None:
+    data = f"{HEAD}\nG1,weight,2020-01-01,20,kg,\n\n,,,,,\nG1,weight,2020-01-02,21,kg,\n"
+    result = ingest(store, tmp_path / "g.csv", data)
+    assert f"{tmp_path / 'g.csv'}: row 2 (line 4): empty, only separators" in result.stderr
+
+
+def test_blank_lines_at_the_end_of_a_csv_file_are_skipped_without_a_note(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "g.csv", f"{HEAD}\nG1,weight,2020-01-01,20,kg,\n\n\n")
+    assert (result.exit_code, result.stderr) == (0, "")
+
+
+def test_blank_lines_of_spaces_in_json_lines_are_skipped(store: Path, tmp_path: Path) -> None:
+    row = json.dumps(
+        {"patient_id": "J1", "kind": "weight", "occurred_at": "2020-01-01", "value": 20, "unit": "kg"}
+    )
+    result = ingest(store, tmp_path / "g.jsonl", f"{row}\n  \n\t\n\n")
+    assert (result.exit_code, len(events_of(store, "J1"))) == (0, 1)
+
+
+def test_a_repeated_header_is_named_and_its_fields_are_not(store: Path, tmp_path: Path) -> None:
+    """Was one error a field: "unknown kind 'kind'", "not a valid date ... 'occurred_at'",
+    "not a number: 'value'"."""
+    result = ingest(
+        store,
+        tmp_path / "j.csv",
+        f"{HEAD}\nG1,weight,2020-01-01,20,kg,\n{HEAD}\nG1,weight,2020-01-02,21,kg,\n",
+    )
+    assert result.stderr.splitlines()[1:] == [
+        f"  {tmp_path / 'j.csv'}: row 2: the header again (two files joined?): delete the line, or ingest the "
+        "files one by one"
+    ]
+
+
+def test_a_repeated_header_as_the_last_line_is_refused(store: Path, tmp_path: Path) -> None:
+    result = ingest(store, tmp_path / "j.csv", f"{HEAD}\nG1,weight,2020-01-01,20,kg,\n{HEAD}\n")
+    assert (result.exit_code, "row 2: the header again" in result.stderr) == (6, True)
+
+
+def test_a_row_naming_one_column_in_a_value_is_not_taken_for_a_header(store: Path, tmp_path: Path) -> None:
+    # a note that reads "kind" is a note: the row is an event
+    result = ingest(store, tmp_path / "j.csv", f"{HEAD}\nG1,weight,2020-01-01,20,kg,kind\n")
+    assert (result.exit_code, [e["note"] for e in events_of(store, "G1")]) == (0, ["kind"])

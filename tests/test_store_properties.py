@@ -3,6 +3,7 @@ and a correction takes effect exactly at its sequence number."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import tempfile
@@ -235,3 +236,59 @@ def test_rows_inserted_at_once_read_back_exactly_and_in_order(rows: list[tuple[A
     con.execute("CREATE TABLE t (n BIGINT, s VARCHAR, q TIMESTAMP)")
     insert_rows(con, "t", ("BIGINT", "VARCHAR", "TIMESTAMP"), rows)
     assert con.execute("SELECT * FROM t").fetchall() == rows
+
+
+# ---- the store's counts ---------------------------------------------------------------------
+
+# as `operation`, and a retracted event asserted again with a note (how one comes back)
+count_operation = st.one_of(
+    operation,
+    st.tuples(st.just("again"), st.sampled_from(EXAMPLE_IDS), st.text("abc", min_size=1, max_size=4)),
+)
+
+
+def assert_again(store: Store, event_id: str, note: str) -> None:
+    """Ingest the event's last content with another note: refused (a conflict) unless the
+    event is retracted, when it makes the event current again."""
+    from timeline.errors import IngestError
+    from timeline.ingest import _native_from_stored
+
+    [last] = _dicts(
+        store.con.execute(
+            "SELECT * FROM events WHERE event_id = ? AND op <> 'retract' ORDER BY seq DESC LIMIT 1",
+            [event_id],
+        )
+    )
+    row = {k: v for k, v in _native_from_stored(last).items() if v is not None} | {"note": f"again {note}"}
+    with contextlib.suppress(IngestError):  # not retracted: a conflict
+        append_rows(store, [row], author="t")
+
+
+@SLOW
+@given(st.lists(count_operation, min_size=1, max_size=6))
+def test_info_counts_the_current_events_the_stored_versions_and_the_retracted_events(
+    example_store_template: Path, ops: list[tuple[str, str, str]]
+) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "s.duckdb"
+        shutil.copy(example_store_template, path)
+        with Store.open(path, write=True) as s:
+            for kind, eid, arg in ops:
+                try:
+                    if kind == "again":
+                        assert_again(s, eid, arg)
+                    elif kind == "retract":
+                        retract(s, eid, reason="test", author="t")
+                    else:
+                        correct(s, eid, {kind: arg}, reason="test", author="t")
+                except UnknownEventError:
+                    continue  # retracted: it cannot be corrected
+            last_ops = s.con.execute("SELECT arg_max(op, seq) FROM events GROUP BY event_id").fetchall()
+            stored = s.con.execute("SELECT count(*) FROM events").fetchone()
+            info = s.info()
+            assert (info.events, info.versions, info.retracted, info.patients) == (
+                len(current(s)),
+                stored[0] if stored else None,
+                sum(1 for (op,) in last_ops if op == "retract"),
+                len(s.patients()),
+            )

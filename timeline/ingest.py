@@ -206,6 +206,7 @@ def _ingest_file(
             started=started,
             ordered_rows=fmt == "csv",
             scan=scan,
+            fmt=fmt,
             site_codes=brought,
             codes_digest=codes_digest,
         )
@@ -649,13 +650,25 @@ def _csv_problems(path: Path) -> tuple[list[RowError], int]:
                                 RowError(
                                     row,
                                     None,
-                                    f"line {start} is not valid CSV: expected {width} fields, found {len(rec)}",
+                                    f"line {start} is not valid CSV: expected {width} fields, found {len(rec)}"
+                                    + _ragged_why(rec),
                                 )
                             )
                 start = reader.line_num + 1
     except (OSError, UnicodeDecodeError):
         return [], 0
     return found, total
+
+
+def _ragged_why(rec: Sequence[str]) -> str:
+    """What a record of the wrong width is, when it says: a header of other columns (two files
+    joined), or an empty row."""
+    values = [v.strip().lstrip("\ufeff").lower() for v in rec]
+    if "kind" in values and all(v in events.NATIVE_COLUMNS for v in values if v):
+        return ": it is a header, of other columns (two files joined?): ingest the files one by one"
+    if not any(values):
+        return ": it is empty, only separators (a spreadsheet's empty row)"
+    return ""
 
 
 def _quote_opened(path: Path, start: int) -> int:
@@ -700,6 +713,9 @@ def _csv_error(message: str, path: Path) -> RowError:
 
 def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Scan:
     scan = _check_utf8(path, json_lines=True)
+    # a line of spaces, tabs or a CR alone is blank, skipped as an empty one (a tab was "not
+    # valid JSON": DuckDB's trim() takes spaces only)
+    filled = f"{trimmed('line')} <> ''"
     # Read line by line so that row numbers are line numbers, blank lines included.
     try:
         con.execute(
@@ -717,7 +733,7 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Scan:
         f"""SELECT __row, CASE WHEN NOT json_valid(line) THEN 'not valid JSON'
                               ELSE 'not a JSON object (got ' || lower(json_type(line::JSON)) || ')' END,
                   count(*) OVER ()
-           FROM tl_lines WHERE trim(line) <> '' AND (NOT json_valid(line) OR json_type(line::JSON) <> 'OBJECT')
+           FROM tl_lines WHERE {filled} AND (NOT json_valid(line) OR json_type(line::JSON) <> 'OBJECT')
            ORDER BY __row LIMIT {MAX_REPORTED}"""
     ).fetchall()
     if bad:
@@ -726,7 +742,7 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Scan:
     twice = con.execute(
         f"""SELECT __row, k, count(*) OVER () FROM (
                SELECT __row, unnest(json_keys(line::JSON)) AS k FROM tl_lines
-               WHERE trim(line) <> '' AND len(json_keys(line::JSON)) <> len(list_distinct(json_keys(line::JSON))))
+               WHERE {filled} AND len(json_keys(line::JSON)) <> len(list_distinct(json_keys(line::JSON))))
            GROUP BY __row, k HAVING count(*) > 1 ORDER BY __row, k LIMIT {MAX_REPORTED}"""
     ).fetchall()
     if twice:
@@ -735,20 +751,20 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Scan:
             [RowError(int(r), str(k), "given more than once in the object") for r, k, _ in twice],
             int(twice[0][2]),
         )
-    nonblank = con.execute("SELECT count(*) FROM tl_lines WHERE trim(line) <> ''").fetchone()
+    nonblank = con.execute(f"SELECT count(*) FROM tl_lines WHERE {filled}").fetchone()
     if nonblank is None or nonblank[0] == 0:
         raise IngestError(str(path), [RowError(None, None, "empty file: expected one JSON object per line")])
     keys = [
         str(k)
         for (k,) in con.execute(
-            "SELECT DISTINCT unnest(json_keys(line::JSON)) FROM tl_lines WHERE trim(line) <> ''"
+            f"SELECT DISTINCT unnest(json_keys(line::JSON)) FROM tl_lines WHERE {filled}"
         ).fetchall()
     ]
     unknown = sorted(k for k in keys if k not in events.NATIVE_COLUMNS)
     if unknown:
         rows = con.execute(
             "SELECT k, min(__row) FROM (SELECT __row, unnest(json_keys(line::JSON)) AS k FROM tl_lines "
-            "WHERE trim(line) <> '') WHERE k IN ("
+            f"WHERE {filled}) WHERE k IN ("
             + ", ".join(_quote(k) for k in unknown)
             + ") GROUP BY k ORDER BY 2"
         ).fetchall()
@@ -766,9 +782,7 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Scan:
     cols = ", ".join(
         f"json_extract_string(line::JSON, '$.{c}') AS {c}" for c in events.NATIVE_COLUMNS if c in present
     )
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE tl_raw AS SELECT __row, {cols} FROM tl_lines WHERE trim(line) <> ''"
-    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE tl_raw AS SELECT __row, {cols} FROM tl_lines WHERE {filled}")
     return scan
 
 
@@ -927,6 +941,46 @@ def _raw(col: str) -> str:
     return f"coalesce(s.raw_{col}, s.{col}::VARCHAR)"
 
 
+def _empty_sql() -> str:
+    """Whether a stage row ``s`` has no value in any column: an empty spreadsheet row saved as
+    CSV (``,,,,``), a JSON object ``{}``. The core columns come first: every other row fails
+    there."""
+    cols = [*events.CORE_COLUMNS, *(c for c in events.NATIVE_COLUMNS if c not in events.CORE_COLUMNS)]
+    return (
+        "("
+        + " AND ".join(
+            f"s.{c} IS NULL" + (f" AND NOT s.bad_{c}" if events.COLUMN_TYPES[c] != "VARCHAR" else "")
+            for c in cols
+        )
+        + ")"
+    )
+
+
+def _header_sql() -> str:
+    """Whether a stage row ``s`` is a header line (two CSV files joined with ``cat``): its
+    patient, kind and time are column names, as no event's are. A byte order mark (a second
+    file saved by Excel as CSV UTF-8) is no part of the name."""
+    names = _in(events.NATIVE_COLUMNS)
+    return " AND ".join(
+        f"lower(ltrim(s.{c}, chr(65279))) IN {names}" for c in ("kind", "occurred_at", "patient_id")
+    )
+
+
+def _header_reason() -> str:
+    """SQL for the message about a row that :func:`_header_sql` finds: the first header again,
+    or a header of other columns, under which the rows after it are read in the wrong ones."""
+    parts = []
+    for c in events.NATIVE_COLUMNS:
+        value = f"trim({_raw(c)})" if events.COLUMN_TYPES[c] != "VARCHAR" else f"s.{c}"
+        parts.append(f"({value} IS NULL OR lower(ltrim({value}, chr(65279))) = {_quote(c)})")
+    same = " AND ".join(parts)
+    return (
+        f"CASE WHEN {same} THEN 'the header again (two files joined?): delete the line, or ingest the files "
+        "one by one' ELSE 'a header line, its columns in another order than the first header''s (two files "
+        "joined?): ingest the files one by one' END"
+    )
+
+
 def _when_sql(col: str, tz: str) -> tuple[str, str]:
     """(timestamp, precision) SQL for a date/date-time text column of the stage."""
     s = f"s.{col}"
@@ -955,6 +1009,48 @@ def _repeated_hour_sql(col: str, ts: str, tz: str) -> str:
         AND s.{ts} IS NOT NULL
         AND (timezone({_quote(tz)}, {instant} - INTERVAL 1 HOUR) = s.{ts}
              OR timezone({_quote(tz)}, {instant} + INTERVAL 1 HOUR) = s.{ts}))"""
+
+
+def _clock_change_days(con: duckdb.DuckDBPyConnection, tz: str) -> None:
+    """``tl_shift_days``: the dates, over the span of the staged times, on which the UTC offset
+    of zone ``tz`` changes between one noon and the next: both days, as a skipped hour may fall
+    on either. A day-by-day scan of at most the years since 1900 (earlier and later times are
+    refused anyway): the exact check of a time, a round trip through the zone, then runs only
+    on the rows of those few days (on every row it cost 0.45 s a 2M-row file; the join, 12 ms).
+    The zone is a column, ``zone``, so that the round trip, which reads it, runs after the join:
+    a condition on the stage's columns alone is pushed below the join, onto every row."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE tl_shift_days AS
+        WITH span AS (
+            SELECT greatest(least(min(occ_ts), min(end_ts))::DATE, DATE '1900-01-01') AS lo,
+                   least(greatest(max(occ_ts), max(end_ts))::DATE, current_date + 2) AS hi
+            FROM tl_stage),
+        days AS (SELECT unnest(generate_series(lo - 1, hi + 1, INTERVAL 1 DAY))::DATE AS day FROM span
+                 WHERE lo <= hi),
+        offsets AS (SELECT day, day + TIME '12:00' - timezone('UTC', timezone({_quote(tz)}, day + TIME '12:00')) AS o
+                    FROM days)
+        SELECT day, {_quote(tz)} AS zone FROM (SELECT day, o, lag(o) OVER (ORDER BY day) AS before, lead(o) OVER (ORDER BY day) AS after
+                         FROM offsets)
+        WHERE o <> before OR o <> after"""
+    )
+
+
+def _skipped_time_sql(col: str, ts: str, precision: str, tz: str) -> str:
+    """The rows whose time ``col``, given without an offset, is a clock time that zone ``tz``
+    skips when its clocks go forward (02:30 on the day Madrid's go from 02:00 to 03:00): it
+    names no instant. The zone reads it as another time (03:30), which the round trip shows. A
+    time given with an offset was read from its instant: it never lands in a skipped hour."""
+    moved = f"timezone(d.zone, timezone(d.zone, s.{ts}))"
+    minutes = f"((epoch({moved}) - epoch(s.{ts})) // 60)::BIGINT"
+    forward = (
+        f"CASE WHEN {minutes} % 60 = 0 THEN ({minutes} // 60)::VARCHAR || ' hour' "
+        f"|| CASE WHEN {minutes} <> 60 THEN 's' ELSE '' END ELSE {minutes}::VARCHAR || ' minutes' END"
+    )
+    return f"""SELECT s.__row, '{col}', 'is ' || tl_quote(s.{col}) || ', a clock time that never happened in {tz}: '
+               || 'its clocks went forward ' || {forward} || ' over it (as when daylight saving time begins). '
+               || 'Check the source''s clock; a time given with its UTC offset names one instant'
+           FROM tl_stage s JOIN tl_shift_days d ON d.day = s.{ts}::DATE
+           WHERE s.{precision} <> 'day' AND {moved} <> s.{ts}"""
 
 
 def content_hash_sql(schema: str) -> str:
@@ -1021,6 +1117,13 @@ def _stage(con: duckdb.DuckDBPyConnection, tz: str, schema: str, ordered_rows: b
             if typed:
                 select.append(f"NULL::VARCHAR AS raw_{col}")
                 flags.append(f"false AS bad_{col}")
+    # a dose unit is read in lower case: a message names it as written ('MCG', not 'mcg'),
+    # kept only where that differs (NULL, and nothing to store, on almost every row)
+    if "dose_unit" in present:
+        written = trimmed("r.dose_unit")
+        select.append(f"CASE WHEN lower({written}) <> {written} THEN {written} END AS raw_dose_unit")
+    else:
+        select.append("NULL::VARCHAR AS raw_dose_unit")
     occ, occ_p = _when_sql("occurred_at", tz)
     end, end_p = _when_sql("ended_at", tz)
     row = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
@@ -1091,7 +1194,7 @@ def _conversions(con: duckdb.DuckDBPyConnection, book: codes.CodeBook) -> None:
             else:  # kg: 5 kg of anakinra was stored as 5,000,000 mg
                 per = canon.removeprefix("mg")
                 dose_rows.append((unit, None, None, (
-                    f"dose_unit {unit!r} is {scale:g} × {canon}, not a unit a dose is given in "
+                    f" is {scale:g} × {canon}, not a unit a dose is given in "
                     f"(ng{per}, ug{per}, mg{per} or g{per})"
                 )))  # fmt: skip
             break
@@ -1102,11 +1205,12 @@ def _conversions(con: duckdb.DuckDBPyConnection, book: codes.CodeBook) -> None:
                     unit,
                     None,
                     None,
-                    f"dose_unit {unit!r} is not UCUM{hint}"
+                    f" is not UCUM{hint}"
                     if hint
-                    else f"dose_unit {unit!r} is not a mass per dose (mg) or per kg (mg/kg); give the schedule in frequency",
+                    else " is not a mass per dose (mg) or per kg (mg/kg); give the schedule in frequency",
                 )
             )
+    # ``error`` follows the unit as the row wrote it: "dose_unit 'MCG'" + " is not UCUM; ..."
     con.execute(
         "CREATE OR REPLACE TEMP TABLE tl_dose (unit VARCHAR, canon VARCHAR, scale DOUBLE, error VARCHAR)"
     )
@@ -1158,7 +1262,9 @@ def _checks(
     """SQL queries each yielding (row, field, reason) for one kind of problem. With
     ``unique_ids`` (no event id appears twice in the batch) the check of rows that share an
     id with different content is left out: it cannot find any. ``screen``: look for control
-    and invisible characters in identifiers (left out when the file's bytes hold none)."""
+    and invisible characters in identifiers (left out when the file's bytes hold none).
+    A row that is no event at all (empty, or a CSV header line) is found by
+    :func:`_collect_errors`, among the rows these find."""
     kinds = list(events.KINDS)
     q: list[str] = []
     simple: list[tuple[str, str, str]] = []  # (field, condition, reason) over one stage row
@@ -1230,6 +1336,11 @@ def _checks(
         )
         add(col, f"s.{ts} < TIMESTAMP '1900-01-01'", "'is before 1900: ' || s." + col)
         if store.timezone not in ("UTC", "Etc/UTC"):  # a zone without daylight saving time has no such hour
+            q.append(
+                _skipped_time_sql(
+                    col, ts, "occ_precision" if ts == "occ_ts" else "end_precision", store.timezone
+                )
+            )
             add(
                 col,
                 _repeated_hour_sql(col, ts, store.timezone),
@@ -1291,14 +1402,15 @@ def _checks(
         """SELECT s.__row, 'unit', c.error FROM tl_stage s JOIN tl_conv c
            ON s.kind = c.kind AND s.code IS NOT DISTINCT FROM c.code AND s.unit = c.unit WHERE c.error IS NOT NULL"""
     )
+    written = "coalesce(s.raw_dose_unit, s.dose_unit)"
     q.append(
-        """SELECT s.__row, 'dose_unit', d.error FROM tl_stage s JOIN tl_dose d ON s.dose_unit = d.unit
-           WHERE d.error IS NOT NULL"""
+        f"""SELECT s.__row, 'dose_unit', 'dose_unit ' || tl_quote({written}) || d.error
+           FROM tl_stage s JOIN tl_dose d ON s.dose_unit = d.unit WHERE d.error IS NOT NULL"""
     )
     # a dose no one gives: over 1 kg per dose or 10 g/kg (IVIG, among the largest, is 2 g/kg,
     # at most about 140 g)
     q.append(
-        f"""SELECT s.__row, 'dose', 'dose ' || {_raw("dose")} || ' ' || s.dose_unit || CASE WHEN d.scale <> 1
+        f"""SELECT s.__row, 'dose', 'dose ' || {_raw("dose")} || ' ' || {written} || CASE WHEN {written} <> d.canon
                 THEN ' (' || format('{{:.6g}}', s.dose * d.scale) || ' ' || d.canon || ')' ELSE '' END
                 || ' is over ' || CASE WHEN d.canon = 'mg' THEN '1,000,000 mg (1 kg) per dose'
                 ELSE '10,000 mg/kg (10 g/kg)' END || ': no dose is that large (IVIG, among the largest, is 2 g/kg)'
@@ -1510,16 +1622,41 @@ def _against_stored(
 
 
 def _collect_errors(
-    con: duckdb.DuckDBPyConnection, checks: list[str], book: codes.CodeBook
+    con: duckdb.DuckDBPyConnection, checks: list[str], book: codes.CodeBook, fmt: str | None = None
 ) -> tuple[list[RowError], int]:
+    """Every problem found, at most MAX_REPORTED listed, and how many there are. ``fmt``:
+    the source's format (csv, jsonl, ...), for the words of a message."""
     union = " UNION ALL ".join(f"({c})" for c in checks)
     con.execute(f"CREATE OR REPLACE TEMP TABLE tl_errors AS SELECT DISTINCT * FROM ({union})")
+    _no_event_rows(con, fmt)
     total_row = con.execute("SELECT count(*) FROM tl_errors").fetchone()
     total = int(total_row[0]) if total_row else 0
     rows = con.execute(
         f"SELECT row, field, reason FROM tl_errors ORDER BY row NULLS FIRST, field, reason LIMIT {MAX_REPORTED}"
     ).fetchall()
     return [_suggest(RowError(r, f, str(m)), book) for r, f, m in rows], total
+
+
+def _no_event_rows(con: duckdb.DuckDBPyConnection, fmt: str | None) -> None:
+    """Name in ``tl_errors`` the rows that are no event at all, an empty row or (CSV) a header
+    line, as such and only so: not also by each field ("missing value", "unknown kind 'kind'").
+    Such a row has no kind, or one that is no kind: only the rows refused for their kind are
+    looked at (a pass over the whole stage's columns cost 0.4 s a 2M-row file)."""
+    if con.execute("SELECT count(*) FROM tl_errors WHERE field = 'kind'").fetchone() == (0,):
+        return
+    whole = _empty_sql() + (f" OR ({_header_sql()})" if fmt == "csv" else "")
+    empty = {
+        "csv": "empty, only separators (a spreadsheet's empty row): delete the line if nothing is missing there",
+        "jsonl": "empty: an object with no field that has a value",
+    }.get(fmt or "", "empty: no field has a value")
+    con.execute(
+        f"""INSERT INTO tl_errors
+           SELECT s.__row, NULL, CASE WHEN {_empty_sql()} THEN {_quote(empty)} ELSE {_header_reason()} END
+           FROM tl_stage s WHERE s.__row IN (SELECT row FROM tl_errors WHERE field = 'kind') AND ({whole})"""
+    )
+    con.execute(
+        "DELETE FROM tl_errors WHERE field IS NOT NULL AND row IN (SELECT row FROM tl_errors WHERE field IS NULL)"
+    )
 
 
 _SITE_CODE = "; a site's own code is defined in a codes.yaml and registered with `timeline codes add FILE`"
@@ -1575,10 +1712,11 @@ def _write_batch(
     site_codes: Sequence[codes.SiteCode] = (),
     codes_digest: str = "",
     scan: _Scan | None = None,
+    fmt: str | None = None,
 ) -> IngestResult:
     """Check the staged rows and write the new ones as one batch. ``site_codes`` (a MEDS
     dataset's codes the store lacks) are registered in the same transaction, and the rows are
-    checked as if they were registered already."""
+    checked as if they were registered already. ``fmt``: the source file's format, if any."""
     _require_text(author, "author")
     zone = store.zone()
     run = _Runner(store.con, progress)
@@ -1589,6 +1727,9 @@ def _write_batch(
             lambda: _stage(con, store.timezone, store.schema_version, ordered_rows),
             shown_as="reading",
         )
+        skipped = _skip_trailing_empty_rows(con) if fmt == "csv" else []
+        if store.timezone not in ("UTC", "Etc/UTC"):
+            _clock_change_days(con, store.timezone)
         book = registry.codebook(store)
         if site_codes:
             book = book.with_site(site_codes)
@@ -1611,7 +1752,7 @@ def _write_batch(
         errors, total = run(
             "checking",
             lambda: _collect_errors(
-                con, _checks(store, op, now_local, unique_ids=unique, book=book, screen=screen), book
+                con, _checks(store, op, now_local, unique_ids=unique, book=book, screen=screen), book, fmt
             ),
         )
         if errors:
@@ -1663,10 +1804,10 @@ def _write_batch(
                     registry.write(store, con, list(site_codes), author, codes_digest)
             return IngestResult(
                 source, None, 0, duplicates, store.high_water(), time.perf_counter() - started, retracted,
-                registered,
+                registered, notes=skipped,
             )  # fmt: skip
 
-        notes = _lookalike_notes(con, dense) if op == "ingest" and store.high_water() else []
+        notes = skipped + (_lookalike_notes(con, dense) if op == "ingest" and store.high_water() else [])
         with store.transaction():
             if registered:
                 registry.write(store, con, list(site_codes), author, codes_digest)
@@ -1694,6 +1835,26 @@ def _write_batch(
             registered,
             notes=notes,
         )
+
+
+def _skip_trailing_empty_rows(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Drop from the stage the empty rows (only separators) that end a CSV file, and say so.
+    A spreadsheet saves rows it once formatted as ``,,,,``, after the last row of data: they
+    carry nothing and stand between no events, as blank lines, which are skipped too. An empty
+    row between rows of data is refused (see :func:`_checks`): something was there."""
+    found = con.execute(
+        f"""SELECT count(*), min(__row) FROM tl_stage s
+            WHERE __row > (SELECT coalesce(max(__row), 0) FROM tl_stage s WHERE NOT {_empty_sql()})"""
+    ).fetchone()
+    if not found or not found[0]:
+        return []
+    n, first = int(found[0]), int(found[1])
+    con.execute(f"DELETE FROM tl_stage WHERE __row >= {first}")
+    rows = f"row {first}" if n == 1 else f"rows {first}–{first + n - 1}"
+    return [
+        f"{n} empty row{'s' if n != 1 else ''} at the end of the file (only separators, as a spreadsheet "
+        f"saves rows it once formatted) skipped: {rows}"
+    ]
 
 
 def _lookalike_notes(con: duckdb.DuckDBPyConnection, dense: bool) -> list[str]:
@@ -1962,14 +2123,15 @@ class _Meter:
 # ---- corrections ----------------------------------------------------------------------
 
 
-def describe_stored(row: dict[str, Any], fields: Iterable[str]) -> str:
-    """The stored values of an event's native ``fields``, for a correction's message: a
-    measurement as given and, when converted, as stored (``value 6 mg/dL (stored as 60
-    mg/L)``); a cleared field as ``note cleared``."""
+def stored_values(row: dict[str, Any], fields: Iterable[str]) -> list[dict[str, Any]]:
+    """The stored values of an event's native ``fields``, as data (a correction's ``--json``):
+    one item a field, ``{"field", "value"}`` (``value`` None: cleared); a measurement (value,
+    ref_low, ref_high, dose: named by its unit too) also has ``unit`` as given and, as stored,
+    converted to its code's unit, ``stored_value`` and ``stored_unit``."""
     native = _native_from_stored(row)
     measured = {"value": "value", "unit": "value", "ref_low": "ref_low", "ref_high": "ref_high"}
     measured |= {"dose": "dose", "dose_unit": "dose"}
-    shown: list[str] = []
+    items: list[dict[str, Any]] = []
     seen: set[str] = set()
     for name in fields:
         name = measured.get(name, name)
@@ -1978,16 +2140,35 @@ def describe_stored(row: dict[str, Any], fields: Iterable[str]) -> str:
         seen.add(name)
         if name in ("value", "ref_low", "ref_high", "dose"):
             unit = "dose_unit" if name == "dose" else "unit"
-            given = _quantity(row[f"orig_{name}"], row[f"orig_{unit}"])
-            stored = _quantity(row[name], row[unit])
-            if given is None:
-                shown.append(f"{name} cleared")
-            else:
-                shown.append(f"{name} {given}" + (f" (stored as {stored})" if stored != given else ""))
-        elif native.get(name) is None:
-            shown.append(f"{name} cleared")
+            given = row[f"orig_{name}"]
+            items.append(
+                {
+                    "field": name,
+                    "value": given,
+                    "unit": row[f"orig_{unit}"] if given is not None else None,
+                    "stored_value": row[name],
+                    "stored_unit": row[unit] if row[name] is not None else None,
+                }
+            )
         else:
-            value = native[name]
+            items.append({"field": name, "value": native.get(name)})
+    return items
+
+
+def describe_stored(row: dict[str, Any], fields: Iterable[str]) -> str:
+    """The stored values of an event's native ``fields`` (:func:`stored_values`), for a
+    correction's message: a measurement as given and, when converted, as stored (``value 6
+    mg/dL (stored as 60 mg/L)``); a cleared field as ``note cleared``."""
+    shown: list[str] = []
+    for item in stored_values(row, fields):
+        name, value = item["field"], item["value"]
+        if value is None:
+            shown.append(f"{name} cleared")
+        elif "stored_value" in item:
+            given = _quantity(value, item["unit"])
+            stored = _quantity(item["stored_value"], item["stored_unit"])
+            shown.append(f"{name} {given}" + (f" (stored as {stored})" if stored != given else ""))
+        else:
             text = _as_text(value) if not isinstance(value, str) else repr(value) if name == "note" else value
             shown.append(f"{name} {text}")
     return ", ".join(shown)
@@ -2085,6 +2266,7 @@ def _drop_temps(con: duckdb.DuckDBPyConnection) -> None:
         "tl_dose",
         "tl_errors",
         "tl_new",
+        "tl_shift_days",
     ):
         con.execute(f"DROP {'VIEW' if name in views else 'TABLE'} IF EXISTS {name}")
 

@@ -190,10 +190,12 @@ class StoreInfo:
     path: str
     timezone: str
     created_at: str
-    events: int
+    events: int  # current events: each event once, however often corrected; retracted ones not
+    versions: int  # stored rows: every assertion, correction and retraction
+    retracted: int  # events whose current version is a retraction
     batches: int
     high_water: int
-    patients: int
+    patients: int  # patients with a current event (as `timeline patients` lists them)
 
 
 class Store:
@@ -413,20 +415,62 @@ class Store:
         return now
 
     def info(self) -> StoreInfo:
+        """The store's counts, exact and cheap however large it is. An event's versions after
+        its first are its corrections and retractions, and the assertions that bring it back
+        after a retraction (ingest asserts a stored event again only then): the events are the
+        rows less those, and less the events whose last version is a retraction. Only the rows
+        of retracted events from the first retraction on are grouped, and the patients with one
+        counted, which the ``seq`` bound lets DuckDB skip the row groups before. 2.06M events,
+        on a loaded 2-core machine: 15-30 ms unchanged (the counts before, of rows: 9-20 ms);
+        with 1% corrected and 0.3% retracted, over 40% of the patients, 28-88 ms, where
+        ``count(DISTINCT event_id)`` alone took 165-950 ms."""
         row = self.con.execute(
-            "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM batches),"
-            " (SELECT coalesce(max(last_seq), 0) FROM batches),"
-            " (SELECT count(DISTINCT patient_id) FROM events)"
+            """SELECT count(*), count(*) FILTER (WHERE op <> 'assert'), min(seq) FILTER (WHERE op = 'retract'),
+                      count(DISTINCT patient_id), (SELECT count(*) FROM batches),
+                      (SELECT coalesce(max(last_seq), 0) FROM batches)
+               FROM events"""
         ).fetchone()
         assert row is not None
+        versions, changes, first_retraction, patients = (int(row[0]), int(row[1]), row[2], int(row[3]))
+        again = retracted = gone = 0
+        if first_retraction is not None:
+            counted = self.con.execute(
+                f"""WITH retractions AS (
+                       SELECT event_id, min(seq) AS first FROM events WHERE op = 'retract' GROUP BY event_id),
+                   since AS MATERIALIZED (
+                       SELECT e.event_id, any_value(e.patient_id) AS patient_id,
+                              count(*) FILTER (WHERE e.op = 'assert') AS again,
+                              arg_max(e.op, e.seq) = 'retract' AS retracted
+                       FROM events e JOIN retractions r ON r.event_id = e.event_id AND e.seq >= r.first
+                       WHERE e.seq >= {int(first_retraction)} GROUP BY e.event_id),
+                   -- a patient all of whose events are retracted: rows less later versions
+                   -- (changes, assertions again) are the retracted events
+                   touched AS (
+                       SELECT patient_id, sum(again) + count(*) FILTER (WHERE retracted) AS known
+                       FROM since GROUP BY patient_id HAVING bool_or(retracted)),
+                   -- every patient's rows and changes: one grouping of the whole table costs
+                   -- less than picking out the touched patients' rows (13 ms against 37 ms)
+                   rows AS (
+                       SELECT patient_id, count(*) AS n, count(*) FILTER (WHERE op <> 'assert') AS changes
+                       FROM events GROUP BY patient_id),
+                   gone AS (
+                       SELECT patient_id FROM rows JOIN touched USING (patient_id) WHERE n - changes = known)
+                   SELECT (SELECT coalesce(sum(again), 0) FROM since),
+                          (SELECT count(*) FILTER (WHERE retracted) FROM since),
+                          (SELECT count(*) FROM gone)"""
+            ).fetchone()
+            assert counted is not None
+            again, retracted, gone = (int(c) for c in counted)
         return StoreInfo(
             path=str(self.path),
             timezone=self.timezone,
             created_at=self._meta("created_at") or "",
-            events=int(row[0]),
-            batches=int(row[1]),
-            high_water=int(row[2]),
-            patients=int(row[3]),
+            events=versions - changes - again - retracted,
+            versions=versions,
+            retracted=retracted,
+            batches=int(row[4]),
+            high_water=int(row[5]),
+            patients=patients - gone,
         )
 
     # ---- reading -----------------------------------------------------------------

@@ -15,6 +15,7 @@ from timeline.cohort.report import (
     Cell,
     PatientFacts,
     Report,
+    ae_by_value,
     ae_keys,
     ae_left_out,
     days_text,
@@ -47,6 +48,8 @@ def role(cell: Cell, patient: str) -> str:
         return "numerator"
     if patient in cell.unknown_ids:
         return "unknown (in the denominator, not in the numerator)"
+    if patient in cell.unknown_moment_ids:
+        return "not reached, with moments the rule was unknown (might have reached it unseen)"
     if patient in cell.denominator_ids:
         return "denominator only"
     return "not in the denominator"
@@ -313,6 +316,16 @@ def _cell(
         out["events"] = [ae for ae in f.adverse_events if (cell.row, cell.column) in ae_keys(ae)]
         if ae_left_out(spec):  # those of the term the span or the attribution left out, and why
             out["not_counted"] = [ae for ae in f.ae_not_counted if (cell.row, cell.column) in ae_keys(ae)]
+        out["detail"] = (
+            f"{f.drug} discontinued {f.disc_date} ({f.disc_reason or 'no reason recorded'})"
+            if f.disc_date
+            else f"{f.drug} not discontinued"
+            if f.drug
+            else "no study drug"
+        )
+    elif section in ("ae_action", "ae_serious"):
+        # the patient's counted adverse events with this action taken, or this seriousness
+        out["events"] = [ae for ae in f.adverse_events if ae_by_value(ae, cell.row) == cell.column]
         out["detail"] = (
             f"{f.drug} discontinued {f.disc_date} ({f.disc_reason or 'no reason recorded'})"
             if f.disc_date

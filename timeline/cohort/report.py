@@ -11,6 +11,7 @@ Python only aggregates the per-patient answers into cells.
 from __future__ import annotations
 
 import gc
+import re
 import statistics
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -61,6 +62,14 @@ class Cell:
     stats: dict[str, Any] = field(default_factory=dict)
     # outcome cells: the group's patients not in N, by why (``stats["left_out"]`` counts them)
     left_out_ids: dict[str, list[str]] = field(default_factory=dict)
+    # time-to-event cells: the patients who did not reach the event and for whom the rule was
+    # unknown at a moment that could have changed that (they might have reached it unseen).
+    # Not ``unknown``: a time-to-event cell has no unknown answers, every patient of N is
+    # reached or not (helper 61: a script summing n_unknown counted definite non-resolvers)
+    unknown_moment_ids: list[str] = field(default_factory=list)
+    # outcome cells: the unknowns by their reason, commonest first (``stats["unknown_reasons"]``
+    # counts them), so a table says why without an explain per patient (helper 61)
+    unknown_reason_ids: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def pct(self) -> float | None:
@@ -70,12 +79,16 @@ class Cell:
             return None
         return float(one_decimal(Decimal(100 * self.n) / Decimal(self.N)))
 
+    @property
+    def not_reached(self) -> int:
+        """Time-to-event cells: the patients of N who did not reach the event."""
+        return self.N - self.n
+
     def text(self) -> str:
         pct = f" ({self.pct:g}%)" if self.pct is not None else ""
         out = f"{self.n}/{self.N}{pct}"
-        if self.unknown and self.section == "time_to_event":
-            # not "unknown" outcomes: not seen to reach it, with moments the rule was unknown
-            return out + f", {self.unknown} not reached but unknown at times"
+        if self.section == "time_to_event":
+            return out + " reached" + tte_not_reached_text(self.not_reached, len(self.unknown_moment_ids))
         return out + (f", {self.unknown} unknown" if self.unknown else "")
 
     def to_json(self, ids: bool = True) -> dict[str, Any]:
@@ -84,13 +97,30 @@ class Cell:
             "group": self.group, "label": self.label, "n": self.n, "N": self.N, "unknown": self.unknown,
             "pct": self.pct, "text": self.text(), "denominator": self.denominator, "stats": self.stats,
         }  # fmt: skip
+        if self.section == "time_to_event":
+            out["not_reached"] = self.not_reached
+            out["not_reached_with_unknown_moments"] = len(self.unknown_moment_ids)
         if ids:
             out["numerator_ids"] = self.numerator_ids
             out["denominator_ids"] = self.denominator_ids
             out["unknown_ids"] = self.unknown_ids
             if self.section == "outcome":
                 out["left_out_ids"] = self.left_out_ids
+                out["unknown_reason_ids"] = self.unknown_reason_ids
+            if self.section == "time_to_event":
+                out["not_reached_with_unknown_moments_ids"] = self.unknown_moment_ids
         return out
+
+
+def tte_not_reached_text(not_reached: int, unknown_moments: int) -> str:
+    """What a time-to-event cell says of the patients who did not reach the event: how many,
+    and how many of them had moments the rule was unknown that could have hidden it."""
+    if not not_reached or not unknown_moments:
+        return ""  # n/N reached says the rest
+    return (
+        f"; {not_reached} not reached, {unknown_moments} of them with moments the rule was unknown "
+        "(might have reached it unseen)"
+    )
 
 
 @dataclass(slots=True)
@@ -161,6 +191,10 @@ class Report:
     policies: dict[str, str]  # denominator policy → its definition
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # worth a look, not wrong (a drug never recorded)
+    # what makes the rules differ from the pack's: parameters set to other values than their
+    # defaults (params.yaml, --param) and rule files replacing built-in ones, for the table's
+    # header (helper 61: a --param run printed only another digest)
+    changes: list[str] = field(default_factory=list)
 
     def cell(self, cell_id: str) -> Cell:
         for c in self.cells:
@@ -179,6 +213,7 @@ class Report:
             "time_points": [tp.label for tp in self.spec.time_points],
             "denominator_policies": self.policies,
             "warnings": self.warnings,
+            "rule_changes": self.changes,
             "cells": [c.to_json(ids) for c in self.cells],
             "kaplan_meier": {
                 f"{tid}@{g}" if g != "all" else tid: [
@@ -228,12 +263,97 @@ def run_cohort(
             session.con.execute(restore)
         report = run.report()
         if patients is None:  # one patient's record says nothing about the store's drugs
-            report.warnings = run.absent_drugs() + run.empty_population()
+            report.warnings = run.nothing_known() or (
+                run.absent_drugs() + run.empty_population() + run.unreachable(report)
+            )
         if spec.drug not in run.missing:  # a misspelt study drug: its warning says so, not this one
             report.warnings += index_drug_warnings(spec, session.rules)
         report.warnings += design_warnings(spec, session.rules)
+        report.changes = rule_changes(spec, session.rules)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def rule_changes(spec: CohortSpec, rules: RuleSet) -> list[str]:
+    """The rules the cohort reads as they differ from the pack's: each parameter set to another
+    value than its default (``crp_normal.upper = 10 mg/L (default 6 mg/L)``) and each built-in
+    rule a site's file replaces. The manifest has every value given; these are what a reader
+    of a pasted table needs to reproduce it."""
+    used: list[str] = []
+    for rid in spec.rule_ids():
+        if rid in rules.rules:
+            used += [r for r in rules.dependencies(rid) if r not in used]
+    out = []
+    for rid in sorted(used):
+        r = rules.rules[rid]
+        if r.variant_of is not None:
+            continue  # a copy at other values: its id says them
+        out += [
+            f"{rid}.{p.name} = {_param_text(p.value, p.unit)} (default {_param_text(p.default, p.unit)})"
+            for p in r.params
+            if p.value is not None and p.value != p.default
+        ]
+        if r.overrides:
+            out.append(f"{rid}: the built-in rule replaced by {r.source}")
+    return out
+
+
+def _param_text(value: Any, unit: str | None) -> str:
+    text = (
+        str(value).lower()
+        if isinstance(value, bool)
+        else f"{value:.12g}"
+        if isinstance(value, float)
+        else str(value)
+    )
+    return f"{text} {unit}" if unit and not isinstance(value, bool | str) else text
+
+
+def discontinuation_handling(spec: CohortSpec, rules: RuleSet, tte: TimeToEvent) -> dict[str, str]:
+    """How a time-to-event item treats a discontinuation of the study drug before the event, in
+    the terms of ICH E9(R1)'s intercurrent-event strategies (helper 61: a clinician expected
+    stopping the drug for an adverse event to count as a failure, the table did not say it
+    was censored). ``handling``: ``censored`` (hypothetical), ``not_reached`` (composite: the
+    rule requires the drug, so it is false once it is stopped), ``followed`` (treatment policy:
+    the rule does not read the drug), ``no_study_drug``."""
+    if spec.drug is None:
+        return {"handling": "no_study_drug", "text": "no study drug: a discontinuation is not followed"}
+    drug = "the index drug" if spec.drug_from_index else spec.drug
+    if "discontinuation" in tte.censor:
+        return {
+            "handling": "censored",
+            "text": f"a discontinuation of {drug} censors: the patient leaves the risk set that day and "
+            "Kaplan–Meier estimates the proportion had no one stopped (ICH E9(R1)'s hypothetical strategy; "
+            "it assumes those who stopped would have fared as those who stayed). The count n/N has them "
+            "as not reached",
+        }
+    drugs = set(_selector_drugs(spec.index)) if spec.drug_from_index else {spec.drug}
+    if tte.rule in rules.rules and _requires_drug(rules, rules.rules[tte.rule].define, drugs, set()):
+        return {
+            "handling": "not_reached",
+            "text": f"a discontinuation of {drug} does not censor: {tte.rule} requires the drug, so once it is "
+            "stopped the rule is false, a stop before the event counts as not reached (a composite: "
+            "stopping is a failure) and the patient stays at risk to the window end; 1 − KM is then the "
+            "cumulative incidence with discontinuation as a competing event (Aalen–Johansen's, where no "
+            "other censoring comes before the window end)",
+        }
+    return {
+        "handling": "followed",
+        "text": f"a discontinuation of {drug} does not censor: {tte.rule} does not require the drug, so the "
+        "patient is followed after a stop and an event then counts (ICH E9(R1)'s treatment-policy strategy)",
+    }
+
+
+def _requires_drug(rules: RuleSet, node: ast.Node, drugs: set[str], seen: set[str]) -> bool:
+    """Whether a boolean definition is false whenever the patient is off ``drugs``: it is an
+    ``on_drug`` of one of them, or an ``all`` one of whose items is (through rule references)."""
+    if isinstance(node, ast.OnDrug):
+        return bool(drugs & set(node.drugs))
+    if isinstance(node, ast.Logic) and node.op == "all":
+        return any(_requires_drug(rules, item, drugs, seen) for item in node.items)
+    if isinstance(node, ast.RuleRef) and node.rule in rules.rules and node.rule not in seen:
+        return _requires_drug(rules, rules.rules[node.rule].define, drugs, seen | {node.rule})
+    return False
 
 
 def design_warnings(spec: CohortSpec, rules: RuleSet) -> list[str]:
@@ -618,6 +738,72 @@ class _Run:
             f"the population is empty: none of the {len(indexed)} patients with an index event is included ({common})"
         ]
 
+    def nothing_known(self) -> list[str]:
+        """A warning when the record read (``--as-known-at``) is from before the store's first
+        batch: it held no events then, so every figure is 0/0 — not a drug nobody received or a
+        population nobody is in, which the other warnings would say (helper 61: `--as-known-at
+        2011-01-31` of a store loaded in 2026, read as a clinical cut-off date)."""
+        if self.s.as_known_at is None or self.s.high_water > 0:
+            return []
+        row = self.sql("SELECT min(recorded_at) FROM batches")
+        first = row[0][0] if row else None
+        if first is None:
+            return []  # an empty store: nothing recorded at any time
+        asked = "before anything was written (seq:0)" if self.s.as_known_at.year == 1 else (
+            f"as known at {self.s.as_known_at.isoformat(sep=' ')} UTC"
+        )  # fmt: skip
+        return [
+            f"the store held no events {asked}: its first batch was recorded on "
+            f"{first.isoformat(sep=' ', timespec='seconds')} UTC, so every figure is 0/0. --as-known-at is "
+            "the time the store recorded the events (system time), not a clinical cut-off date: give a "
+            "moment after the first batch, or seq:N (a manifest's high_water)"
+        ]
+
+    def unreachable(self, report: Report) -> list[str]:
+        """A warning for each outcome no patient could be counted in: false or unknown for every
+        patient of the population at each of its time points, its commonest reason for unknown
+        naming a clause (``no morning_stiffness recorded up to the date``) that no event of the
+        store records. Its cells say so in ``stats["unreachable"]`` (helper 61: inactive disease
+        was 0/22 with 8 unknown, the only explanation a YAML comment)."""
+        out = []
+        for o in self.spec.outcomes:
+            mine = [c for c in report.cells if c.section == "outcome" and c.row == o.id]
+            whole = [c for c in mine if c.group == "all"]
+            if not whole or any(c.n for c in whole) or not sum(c.unknown for c in whole):
+                continue
+            counts: dict[str, int] = {}
+            for c in whole:
+                for why, ids in c.unknown_reason_ids.items():
+                    counts[why] = counts.get(why, 0) + len(ids)
+            why, n = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            name = _clause_name(why)
+            if name is None:
+                continue
+            selectors = [
+                node
+                for rid in self.s.rules.dependencies(o.rule)
+                for node in walk(self.s.rules.rules[rid].define)
+                if isinstance(node, ast.Selector) and node.name == name
+            ]
+            if not selectors or any(
+                self.sql(f"SELECT 1 FROM tl_c_ev WHERE {self.comp0.predicate(sel)} LIMIT 1")
+                for sel in selectors
+            ):
+                continue
+            flag = {"clause": name, "reason": why,
+                    "note": f"no event of the store records {name}: no patient could be counted in the numerator"}  # fmt: skip
+            for c in mine:
+                c.stats["unreachable"] = flag
+            total = sum(counts.values())
+            out.append(
+                f"outcome {o.id} ({o.label}) is false or unknown for every patient at "
+                f"{', '.join(c.column for c in whole)}, and its commonest reason for unknown, "
+                f"'{why}' ({n} of {total} unknowns), names {name}, which no event of the store records: "
+                "no patient could be counted in its numerator (a rule parameter or a site's own rule may "
+                "not require it)"
+            )
+        return out
+
     def _subgroups(self) -> None:
         for g in self.spec.subgroups:
             if g.rule is not None:
@@ -845,10 +1031,14 @@ class _Run:
         # spell: helper 49, every Valencia resolution was dated at the last visit before 3
         # months, a median of 88 days against the ground truth's 16)
         after = "(last_false IS NULL OR q > last_false)" if tte.sustained else "true"
+        # unknown moments that could have hidden the event: before it (or any, not reached);
+        # sustained, only after the last false one — a spell before it ended there, so a
+        # patient false at the window's end did not reach it whatever came before (helper 61:
+        # four children false at 3 months were "not reached but unknown at times")
         final = f"""SELECT b.patient_id, b.t0, b.t_end, b.why, h.hit, coalesce(h.unk, 0), b.w_span
             FROM tl_c_tb b LEFT JOIN (
-                SELECT patient_id, hit, count_if(b IS NULL AND (hit IS NULL OR q < hit)) AS unk FROM (
-                    SELECT patient_id, q, b, min(q) FILTER (WHERE b AND {after}) OVER (PARTITION BY patient_id) AS hit
+                SELECT patient_id, hit, count_if(b IS NULL AND (hit IS NULL OR q < hit) AND {after}) AS unk FROM (
+                    SELECT patient_id, q, b, last_false, min(q) FILTER (WHERE b AND {after}) OVER (PARTITION BY patient_id) AS hit
                     FROM (SELECT patient_id, q, b,
                                  max(q) FILTER (WHERE b = false) OVER (PARTITION BY patient_id) AS last_false
                           FROM {root}))
@@ -1088,6 +1278,14 @@ class _Run:
                           yes, [f.patient_id for f in den], unk)  # fmt: skip
                 c.left_out_ids = {why: sorted(ids) for why, ids in sorted(left_out.items())}
                 c.stats = {"left_out": {why: len(ids) for why, ids in c.left_out_ids.items()}}
+                by_reason: dict[str, list[str]] = {}
+                for p in c.unknown_ids:
+                    r = vals[p]
+                    by_reason.setdefault(reason_key(r.why if r is not None else None), []).append(p)
+                c.unknown_reason_ids = dict(sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+                c.stats["unknown_reasons"] = [
+                    {"reason": why, "n": len(ids)} for why, ids in c.unknown_reason_ids.items()
+                ]
                 if o.window is not None:
                     c.denominator += f"; assessment window {o.window}"
                     c.stats["assessment_window"] = o.window.to_json()
@@ -1108,7 +1306,8 @@ class _Run:
                 censored[t.censored_by] = censored.get(t.censored_by, 0) + 1
         c = _cell(f"tte.{tte.id}{suffix}", "time_to_event", tte.id, f"within {tte.window}", gid, tte.label,
                   f"the group; censored at {', '.join(tte.censor) or 'the window end only'}",
-                  hit, [p for p, _ in facts], unk)  # fmt: skip
+                  hit, [p for p, _ in facts])  # fmt: skip
+        c.unknown_moment_ids = sorted(unk)
         median = curve.median()
         # by the window end: each patient's time as a share of their own window (3 calendar
         # months are 89-92 days), so it estimates "within the window" as the count reads it
@@ -1136,6 +1335,12 @@ class _Run:
             "km_pct_by_window_end_ci": [_pct(x) for x in by_end_ci] if by_end_ci else None,
             # Brookmeyer–Crowley; a limit None ("NA") where the data do not bound the median
             "km_median_days_ci": list(curve.median_ci(level, transform)) if facts else [None, None],
+            "discontinuation": discontinuation_handling(self.spec, self.s.rules, tte),
+            # not reached, and the study drug discontinued within the window (censored there, or
+            # not: the footnote on the handling says how many it concerns)
+            "discontinued_not_reached": sum(
+                1 for p, t in facts if not t.event and _stopped_within(self.facts[p], t)
+            ),
         }
         return c, curve
 
@@ -1166,6 +1371,43 @@ class _Run:
                     for why in ae_left_out(self.spec)
                 }
             out.append(c)
+        return out + self._ae_by_cells(gid, suffix, members, years, basis)
+
+    def _ae_by_cells(
+        self, gid: str, suffix: str, members: list[PatientFacts], years: float, basis: str
+    ) -> list[Cell]:
+        """The counted adverse events by the action taken with the drug the AE names and by
+        seriousness, as a safety table gives them (patients with ≥ 1 such AE, n/N; events
+        counted): "adverse events that stopped the drug" read from the AEs themselves, not
+        from the free text of discontinuation reasons (helper 61). Every action and both
+        seriousness rows always; a row for AEs recording neither only where one does."""
+        ids = [f.patient_id for f in members]
+        everyone = [self.facts[p] for p in self.pop]
+        out = []
+        for row, values in (("action", AE_ACTION_ROWS), ("serious", AE_SERIOUS_ROWS)):
+            present = {ae_by_value(ae, row) for f in everyone for ae in f.adverse_events}
+            for value, label in values.items():
+                if value == "not_recorded" and value not in present:
+                    continue
+                pts: dict[str, int] = {}
+                drugs: dict[str, int] = {}
+                for f in members:
+                    for ae in f.adverse_events:
+                        if ae_by_value(ae, row) == value:
+                            pts[f.patient_id] = pts.get(f.patient_id, 0) + 1
+                            named = str(ae.get("drug") or "no drug named")
+                            drugs[named] = drugs.get(named, 0) + 1
+                c = _cell(f"ae_{row}.{value}{suffix}", "adverse_event_by", row, value, gid, label,
+                          ae_scope(self.spec), sorted(pts), ids)  # fmt: skip
+                events = sum(pts.values())
+                # the action is taken with the drug the AE names: which ones, so that "drug
+                # withdrawn" can be read as a stop of the study drug or not
+                c.stats = {
+                    "events": events,
+                    "by_drug": dict(sorted(drugs.items())),
+                    **self._rate(events, years, basis),
+                }
+                out.append(c)
         return out
 
     def _disc_cells(
@@ -1234,6 +1476,28 @@ MAS_ROWS = {
 }
 
 
+# the adverse-event rows by action taken with the drug the AE names (codes.AE_ACTIONS) and by
+# seriousness; "not_recorded" only where an AE records none
+AE_ACTION_ROWS = {
+    "drug_withdrawn": "action: drug withdrawn (led to its discontinuation)",
+    "drug_interrupted": "action: drug interrupted",
+    "dose_reduced": "action: dose reduced",
+    "none": "action: none",
+    "not_recorded": "action: not recorded",
+}
+AE_SERIOUS_ROWS = {"yes": "serious", "no": "not serious", "not_recorded": "seriousness not recorded"}
+
+
+def ae_by_value(ae: dict[str, Any], row: str) -> str:
+    """An adverse event's row under ``action`` or ``serious``."""
+    value = ae.get(row)
+    if value is None:
+        return "not_recorded"
+    if row == "serious":
+        return "yes" if value else "no"
+    return str(value)
+
+
 def ae_left_out(spec: CohortSpec) -> tuple[str, ...]:
     """Why an adverse event from the index to the end of follow-up may not be counted: after the
     study drug's discontinuation (``until: on_drug``), naming another drug or none (``drug: study``)."""
@@ -1293,6 +1557,13 @@ def _drug_label(spec: CohortSpec) -> str:
     return "index drug" if spec.drug_from_index else str(spec.drug)
 
 
+def _stopped_within(f: PatientFacts, t: TteFacts) -> bool:
+    """The study drug discontinued within the patient's time-to-event window."""
+    if f.disc_date is None or f.t_index is None:
+        return False
+    return (end_of(f.disc_date) - f.t_index).total_seconds() / 86400 <= t.window_days + 1e-6
+
+
 def _unknown_past_follow_up(f: PatientFacts) -> None:
     """At a time point after the patient's follow-up ended, or after their death, every value
     is unknown: nothing recorded then is of the study, and a record still valid then (a joint
@@ -1311,6 +1582,32 @@ def _unknown_past_follow_up(f: PatientFacts) -> None:
                 f.values[(rule, at)] = Result(
                     r.rule_id, r.patient_id, r.at, r.q, r.type, None, r.unit, why, []
                 )
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
+_CLAUSE = re.compile(r"^no (.+?) (?:recorded up to the date|up to the date|within .+)$")
+
+
+def reason_key(why: str | None) -> str:
+    """A reason for unknown as the patients who share it share it: without their own dates
+    (``after the end of follow-up on 2007-06-19 (moved)`` → ``after the end of follow-up``;
+    ``no joint exam within 90 days: the latest, on 2005-01-02, is too old`` → ``no joint exam
+    within 90 days (an older one recorded)``)."""
+    if not why:
+        return "no reason given"
+    if why.startswith("after the end of follow-up on "):
+        return "after the end of follow-up"
+    if why.startswith("after the patient's death on "):
+        return "after the patient's death"
+    why = re.sub(r": the latest, on [^,]+, is too old", " (an older one recorded)", why)
+    return _ISO_DATE.sub("…", why)
+
+
+def _clause_name(reason: str) -> str | None:
+    """The selector a reason for unknown names (``no morning_stiffness recorded up to the date``
+    → ``morning_stiffness``), if it names one."""
+    m = _CLAUSE.match(reason.removesuffix(" (an older one recorded)"))
+    return m.group(1) if m else None
 
 
 POLICY_TEXT = {

@@ -82,6 +82,24 @@ DOSE_DECIMALS = 12
 _SINGLE = "(kind IN ('medication_start', 'medication_dose_change') AND frequency IS NOT DISTINCT FROM 'once')"
 
 
+def counts_compared(node: ast.Node) -> bool:
+    """Whether ``node`` compares two counts of days in one unit (``age`` or ``time_since``,
+    e.g. "the last CRP after the first anakinra dose": ``lt: [time_since last CRP, time_since
+    first dose]``). Each count is the whole days from its anchor's date to the date of q,
+    divided by one per-unit length (and rounded to 6 digits, far finer than 1/365.25 of a unit
+    between two whole days), so the two differ by the days between the anchors' dates
+    whatever q is: the comparison changes only where an anchor event appears or moves, which
+    are change points of both counts — a step, though each count grows."""
+    if not isinstance(node, ast.Compare):
+        return False
+    left, right = node.left, node.right
+    return (
+        isinstance(left, ast.Age | ast.TimeSince)
+        and isinstance(right, ast.Age | ast.TimeSince)
+        and left.unit == right.unit
+    )
+
+
 def q_(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -207,13 +225,16 @@ class Compiler:
     def stepwise(self, rule_id: str) -> bool:
         """Whether a rule's value is a step function of time: it changes only at its change
         points, so its value at any instant is its value at the last change point at or before
-        it. True unless it reads age or time since an event, which change continuously."""
+        it. True unless it reads age or time since an event, which change continuously — except
+        where two such counts in one unit are compared (:func:`counts_compared`)."""
         found = self._stepwise.get(rule_id)
         if found is None:
             todo: list[ast.Node] = [self.rules.rules[rule_id].define]
             found = True
             while todo and found:
                 node = todo.pop()
+                if counts_compared(node):
+                    continue  # a step: see counts_compared
                 if isinstance(node, ast.Age | ast.TimeSince):
                     found = False
                 elif isinstance(node, ast.RuleRef):
