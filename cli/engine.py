@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from decimal import Decimal
 from functools import partial
@@ -11,9 +12,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt
-from cli.output import cell, console, dump_json, error, error_document, esc, note
+from cli.output import cell, console, dump_json, error, error_document, esc, file_text, note
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from timeline.engine.evaluate import Result, Session
     from timeline.language.loader import RuleSet
     from timeline.store import Store
@@ -89,10 +92,28 @@ def session(
         note(text)
     try:
         moment = s.known_at(as_known_at)
+        note_if_before_the_record(s, as_known_at, moment)
     except BaseException:
         s.close()
         raise
     return Session(s, ruleset, moment)
+
+
+def note_if_before_the_record(store: Store, as_known_at: str | None, moment: datetime | None) -> None:
+    """A note when ``--as-known-at`` is before the store's first batch: the record was empty
+    then, which reads as "no events" or an unknown patient unless one knows that the option is
+    the time the store learned of events, not a clinical date (`--as-known-at 2024-05-01` of a
+    store made in 2026)."""
+    if moment is None or as_known_at is None or store.high_water(moment) > 0:
+        return
+    row = store.con.execute("SELECT min(recorded_at) FROM batches").fetchone()
+    if row is None or row[0] is None:  # an empty store: empty at every moment
+        return
+    note(
+        f"as known at {as_known_at.strip()} the store held no events: its first batch was recorded at "
+        f"{row[0].isoformat(timespec='microseconds')} UTC (--as-known-at is when the store learned of "
+        "events, not a clinical date)"
+    )
 
 
 def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
@@ -138,7 +159,10 @@ def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
 
 def _shown(value: object) -> str:
     """A parameter's value as `rules show` prints it: a number converted from another unit
-    without its float noise (100.4 [degF] is 38.0 Cel, not 38.000000000000014)."""
+    without its float noise (100.4 [degF] is 38.0 Cel, not 38.000000000000014), a boolean as
+    YAML writes it (``true``, not Python's ``True``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return str(float(f"{value:.12g}")) if isinstance(value, float) else str(value)
 
 
@@ -154,19 +178,60 @@ def number_text(v: float) -> str:
     return max(text, f"{v:.4g}", key=len) if 0 < abs(v) < 1 else text
 
 
-def _value_text(r: Result, markup: bool = True) -> str:
+# A true or false is coloured by what the rule says it means for the patient (its `meaning:`),
+# as `timeline plot` colours its lanes: red is disease, green a good state. A rule that declares
+# no meaning, or `neutral` (on a drug, a weight band), and a clause of a derivation have true in
+# blue and false uncoloured: never the colours of good or bad news. Colour is a terminal's only.
+_TRUTH_COLOURS: dict[str | None, tuple[str, str]] = {"good": ("green", "red"), "bad": ("red", "green")}
+_NEUTRAL_TRUTH = ("blue", "")
+
+
+def truth_colour(value: bool, meaning: str | None) -> str:
+    """The colour (a rich style, "" for none) of a rule's true or false, by its ``meaning``."""
+    true, false = _TRUTH_COLOURS.get(meaning, _NEUTRAL_TRUTH)
+    return true if value else false
+
+
+def truth_text(value: bool, meaning: str | None) -> str:
+    """``true`` or ``false`` as markup, in the colour of what it means (:func:`truth_colour`)."""
+    text = "true" if value else "false"
+    colour = truth_colour(value, meaning)
+    return f"[{colour}]{text}[/]" if colour else text
+
+
+def csv_value(value: object) -> object:
+    """A value in a CSV cell: true/false as the rest of the CLI (and JSON) writes them, not
+    Python's True/False; a number as `state` shows it (:func:`number_text`: -76.9231, not
+    -76.923077), an infinite one as JSON writes it (Infinity, which CSV readers parse); its
+    unit is a column of its own."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return number_text(float(value))
+    return value
+
+
+def _value_text(r: Result, markup: bool = True, meaning: str | None = None) -> str:
     if r.value is None:
         return "[yellow]unknown[/]" if markup else "unknown"
     if isinstance(r.value, bool):
         if not markup:
             return "true" if r.value else "false"
-        return "[green]true[/]" if r.value else "[red]false[/]"
+        return truth_text(r.value, meaning)
     text = number_text(float(r.value))
     from timeline.units import display_unit
 
     unit = display_unit(r.unit)  # --json keeps the UCUM code
     unit = esc(unit) if markup and unit else unit  # [degF] is a unit, not markup
     return f"{text} {unit}" if unit else text
+
+
+def _meaning(rules: RuleSet, rule_id: str) -> str | None:
+    """The ``meaning:`` a rule declares (good, bad, neutral), None without one."""
+    rule = rules.rules.get(rule_id)
+    return rule.meaning if rule is not None else None
 
 
 def state(
@@ -218,7 +283,8 @@ def state(
     table.add_column("value")
     table.add_column("reason / detail")
     for r in results:
-        table.add_row(cell(r.rule_id), _value_text(r), cell(r.why or r.note or ""))
+        meaning = _meaning(sess.rules, r.rule_id)
+        table.add_row(cell(r.rule_id), _value_text(r, meaning=meaning), cell(r.why or r.note or ""))
     console().print(table)
 
 
@@ -270,29 +336,47 @@ def explain(
         if not data.get(key):
             continue
         table = Table(title=title, title_justify="left")
-        for col in ("seq", "event id", "occurred", "recorded (UTC)", "event", "source"):
+        retracted = key == "retracted_events"
+        # a retraction's row: who withdrew the event, when and why; an event's: where it came
+        # from (the file's row, or the correction that wrote this version)
+        columns = (
+            ("retracted (UTC)", "event", "retracted by", "reason")
+            if retracted
+            else ("recorded (UTC)", "event", "source")
+        )
+        for col in ("seq", "event id", "occurred", *columns):
             table.add_column(col)
         for e in data[key]:
             remarks = "; ".join(e.get("remarks") or [])
-            table.add_row(
-                *(cell(e[k]) for k in ("seq", "event_id", "occurred_at", "recorded_at")),
-                cell(e["description"] + (f" [{remarks}]" if remarks else "")),
-                cell(e["source"]),
-            )
+            cells = [e["seq"], e["event_id"], e["occurred_at"], e["recorded_at"]]
+            cells.append(e["description"] + (f" [{remarks}]" if remarks else ""))
+            cells += [e["author"], e["change_reason"]] if retracted else [_source_text(e)]
+            table.add_row(*(cell(x) for x in cells))
         c.print(table)
     if not data["events"]:
         c.print("no events are the answer's evidence")
 
 
-def _fmt_value(value: Any, unit: str | None = None) -> str:
+def _source_text(event: dict[str, Any]) -> str:
+    """Where an event version listed by explain came from: its file and row ("row N" as
+    ingest's errors number them), or the correction that wrote it, by whom and why."""
+    if event.get("source"):
+        return str(event["source"])
+    if event.get("version") == "correct":
+        why = f": {event['change_reason']}" if event.get("change_reason") else ""
+        return f"corrected by {event['author']}{why}"
+    return ""
+
+
+def _fmt_value(value: Any, unit: str | None = None, meaning: str | None = None) -> str:
+    """A node's value as markup; a true or false coloured by the ``meaning`` of its rule (a
+    clause has none: :func:`truth_colour`)."""
     escape = partial(esc, lines=True)
 
     if value == "unknown":
         return "[yellow]unknown[/]"
-    if value is True:
-        return "[green]true[/]"
-    if value is False:
-        return "[red]false[/]"
+    if isinstance(value, bool):
+        return truth_text(value, meaning)
     if isinstance(value, int | float | Decimal):  # a constant's SQL literal reads back as a Decimal
         value = float(value)
         text = number_text(value)
@@ -334,9 +418,8 @@ def _label(node: dict[str, Any], top: bool = False) -> str:
     escape = partial(esc, lines=True)
 
     if "rule" in node and "derivation" in node:
-        text = (
-            f"[bold]{escape(short_copies(node['rule']))}[/] = {_fmt_value(node['value'], node.get('unit'))}"
-        )
+        value = _fmt_value(node["value"], node.get("unit"), node.get("meaning"))
+        text = f"[bold]{escape(short_copies(node['rule']))}[/] = {value}"
         if node.get("reason"):
             text += f" — {escape(node['reason'])}"
         text += f"\n[dim]{escape(node['citation'])}[/]"
@@ -450,27 +533,49 @@ def history(
         import sys
 
         writer = csv.writer(sys.stdout)
-        writer.writerow(["patient_id", "rule", "start", "end", "value", "reason"])
+        writer.writerow(["patient_id", "rule", "start", "end", "value", "unit", "reason"])
+        # the UCUM code, as --json keeps it; none for a pure number
+        units = {rid: sess.rules.rules[rid].value_type.unit for rid in dict.fromkeys(r["rule"] for r in rows)}
         for r in rows:
-            # true/false as the rest of the CLI (and JSON) writes them, not Python's True/False
-            value = str(r["value"]).lower() if isinstance(r["value"], bool) else r["value"]
-            writer.writerow([patient, r["rule"], r["start"], r["end"] or "", value, r["reason"] or ""])
+            number = isinstance(r["value"], int | float) and not isinstance(r["value"], bool)
+            unit = units[r["rule"]] if number and units[r["rule"]] not in ("1", "?") else None
+            writer.writerow(
+                [
+                    patient,
+                    r["rule"],
+                    r["start"],
+                    r["end"] or "",
+                    csv_value(r["value"]),
+                    unit or "",
+                    r["reason"] or "",
+                ]
+            )
         return
-    _swimlanes(patient, rows)
+    meanings = {rid: _meaning(sess.rules, rid) for rid in dict.fromkeys(r["rule"] for r in rows)}
+    _swimlanes(patient, rows, meanings)
 
 
-def _swimlanes(patient: str, rows: list[dict[str, Any]]) -> None:
+def _swimlanes(patient: str, rows: list[dict[str, Any]], meanings: dict[str, str | None]) -> None:
 
     c = console()
     if not rows:
         c.print(f"{esc(patient)}: no events, no history")
         return
     if c.is_terminal:  # a file or a pipe gets the intervals only (README)
-        _lanes(c, patient, rows)
+        _lanes(c, patient, rows, meanings)
     _intervals_table(c, patient, rows)
 
 
-def _lanes(c: Any, patient: str, rows: list[dict[str, Any]]) -> None:
+def _lane_mark(value: Any, meaning: str | None) -> str:
+    """One character of a swimlane, as markup: true █, false ░ (coloured by what the rule's
+    truth means), unknown ?, a number ▒."""
+    if isinstance(value, bool):
+        mark, colour = ("█" if value else "░"), truth_colour(value, meaning)
+        return f"[{colour}]{mark}[/]" if colour else mark
+    return "[yellow]?[/]" if value == "unknown" else "[blue]▒[/]"
+
+
+def _lanes(c: Any, patient: str, rows: list[dict[str, Any]], meanings: dict[str, str | None]) -> None:
     from rich.text import Text
 
     starts = [r["start"] for r in rows]
@@ -483,15 +588,13 @@ def _lanes(c: Any, patient: str, rows: list[dict[str, Any]]) -> None:
         lane = lanes.setdefault(r["rule"], [" "] * width)
         a = int((r["start"] - t0).total_seconds() / span * (width - 1))
         b = int(((r["end"] or t1) - t0).total_seconds() / span * (width - 1))
-        ch = (
-            {True: "[green]█[/]", False: "[red]░[/]"}.get(r["value"], "[yellow]?[/]")
-            if isinstance(r["value"], bool) or r["value"] == "unknown"
-            else "[blue]▒[/]"
-        )
+        ch = _lane_mark(r["value"], meanings.get(r["rule"]))
         for i in range(a, max(b, a + 1)):
             lane[min(i, width - 1)] = ch
     c.print(
-        f"[bold]{esc(patient)}[/]  {t0:%Y-%m-%d} … {t1:%Y-%m-%d}   [green]█ true[/] [red]░ false[/] [yellow]? unknown[/] [blue]▒ number[/]"
+        f"[bold]{esc(patient)}[/]  {t0:%Y-%m-%d} … {t1:%Y-%m-%d}   █ true  ░ false  [yellow]? unknown[/]  "
+        "[blue]▒ number[/]   [red]red: disease[/], [green]green: a good state[/], "
+        "[blue]blue: neither good nor bad[/]"
     )
     for rid, lane in lanes.items():
         c.print(cell(f"{rid:>34} │") + Text.from_markup("".join(lane)) + cell("│"))
@@ -597,7 +700,7 @@ def rules_show(
         dump_json(
             {"id": r.id, "version": r.version, "status": r.status, "meaning": r.meaning, "description": r.description,
              "citation": r.citation, "source": r.source, "overrides": r.overrides, "type": str(r.value_type),
-             "parameters": {p.name: {"value": _shown(p.effective), "default": str(p.default), "unit": p.unit, "description": p.description} for p in r.params},
+             "parameters": {p.name: {"value": _shown(p.effective), "default": _shown(p.default), "unit": p.unit, "description": p.description} for p in r.params},
              "uses": [d for d in rs.dependencies(r.id) if d != r.id],
              **({"variant_of": r.variant_of, "variant_with": [name for name, _ in r.variant_with]} if r.variant_of else {})}
         )  # fmt: skip
@@ -618,7 +721,11 @@ def rules_show(
         c.print(
             cell(
                 f"  param {p.name} = {_shown(p.effective)}{' ' + p.unit if p.unit else ''}"
-                + (f" (default {p.default}{' ' + p.unit if p.unit else ''})" if p.value is not None else "")
+                + (
+                    f" (default {_shown(p.default)}{' ' + p.unit if p.unit else ''})"
+                    if p.value is not None
+                    else ""
+                )
                 + (f" — {p.description}" if p.description else "")
             )
         )
@@ -631,7 +738,8 @@ def rules_show(
                 f"a copy of {r.variant_of} at the values a rule reading it gives ({', '.join(name for name, _ in r.variant_with)}); its file:"
             )
         )
-    c.print(cell(Path(r.source).read_text(encoding="utf-8")))
+    # the file as written, over its lines (a terminal wraps a long one; a pipe gets it whole)
+    c.print(file_text(Path(r.source).read_text(encoding="utf-8").removesuffix("\n")), soft_wrap=True)
 
 
 @rules_app.command("check", cls=Command)

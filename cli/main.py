@@ -427,11 +427,15 @@ def events(
 ) -> None:
     """A patient's timeline, ordered by when things happened.
 
+    `--as-known-at` is when the store learned of events, not when they occurred: `seq:14` is
+    the record as it stood when sequence number 14 was written (the `seq` column); a date
+    before the store's first batch shows it empty.
+
     Example:
 
     ```
     timeline events P001 --from 2008-01-01 --to 2008-12-31 --kind lab
-    timeline events P001 --as-known-at 2024-05-01 --history --json
+    timeline events P001 --as-known-at seq:14 --history --json
     ```
     """
     from timeline import events as ev
@@ -446,6 +450,7 @@ def events(
         raise UsageError(f"--from {start} is after --to {end}")
     with _open(store, wait=wait) as s:
         moment = s.known_at(as_known_at)  # resolved, as state, explain and cohort run report it
+        _engine.note_if_before_the_record(s, as_known_at, moment)
         hw = s.high_water(moment)
         rows = s.events(patient, start=lo, end=hi, kinds=kinds or None, history=history, high_water=hw)
         from timeline import registry
@@ -514,6 +519,7 @@ def patients(
 
     with _open(store, wait=wait) as s:
         moment = s.known_at(as_known_at)
+        _engine.note_if_before_the_record(s, as_known_at, moment)
         rows = s.patients(moment)
         meta = manifest(s, s.high_water(moment), moment)
     if json_out:

@@ -115,16 +115,17 @@ _HIDDEN = re.compile(
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
-def visible(text: str, *, lines: bool = False) -> str:
+def visible(text: str, *, lines: bool = False, tabs: bool = False) -> str:
     """``text`` with each control or invisible character as an escape (``\\x1b``, ``\\n``,
     ``\\u200b``): data shown on a terminal never drives it, and two values that look alike
-    are told apart. ``lines``: line breaks of text laid out over lines are kept."""
+    are told apart. ``lines``: line breaks of text laid out over lines are kept; ``tabs``:
+    tabs too (a file shown as it is written)."""
     if _HIDDEN.search(text) is None:
         return text
 
     def shown(m: re.Match[str]) -> str:
         c = m.group()
-        if lines and c == "\n":
+        if (lines and c == "\n") or (tabs and c == "\t"):
             return c
         return _NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
 
@@ -139,6 +140,14 @@ def cell(text: object) -> Text:
     from rich.text import Text
 
     return Text("" if text is None else visible(str(text)), overflow="fold")
+
+
+def file_text(text: str) -> Text:
+    """A file's text shown as it is written: over its lines, its tabs kept, never read as
+    markup, any other control or invisible character as an escape (:func:`visible`)."""
+    from rich.text import Text
+
+    return Text(visible(text, lines=True, tabs=True))
 
 
 def esc(text: object, *, lines: bool = False) -> str:

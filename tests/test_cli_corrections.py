@@ -608,7 +608,7 @@ def test_explain_shows_a_retracted_event_the_rule_would_read(corrected_store: Pa
         "explain", "P001", "rash_free", "--at", "2008-03-01", "--json", "--store", corrected_store
     )
     data = json.loads(result.stdout)
-    assert [(e["event_id"], e["remarks"], e["source"]) for e in data["retracted_events"]] == [
+    assert [(e["event_id"], e["remarks"], e["change_reason"]) for e in data["retracted_events"]] == [
         ("p1-rash1", ["retracted (seq 16)"], "wrong patient")
     ]
 
@@ -617,3 +617,32 @@ def test_explain_as_known_before_a_retraction_lists_no_retracted_event(corrected
     result = run_cli("explain", "P001", "rash_free", "--at", "2008-03-01", "--json", "--store", corrected_store,
                      "--as-known-at", "seq:15")  # fmt: skip
     assert json.loads(result.stdout)["retracted_events"] == []
+
+
+def test_explain_lists_a_retracted_event_with_who_retracted_it_and_why(corrected_store: Path) -> None:
+    """Helper 59: the table's "source" column held the retraction's reason, and its author was not shown."""
+    result = run_cli("explain", "P001", "rash_free", "--at", "2008-03-01", "--store", corrected_store)
+    assert result.exit_code == 0, result.output
+    table = result.stdout.split("retracted events of the kinds read", 1)[1]
+    header = next(line for line in table.splitlines() if "seq" in line)
+    assert [c.strip() for c in header.strip("┃ ").split("┃")] == [
+        "seq", "event id", "occurred", "retracted (UTC)", "event", "retracted by", "reason",
+    ]  # fmt: skip
+    row = next(line for line in table.splitlines() if "p1-rash1" in line)
+    assert [c.strip() for c in row.strip("│ ").split("│")][-2:] == ["Dr. Ruiz", "wrong patient"]
+
+
+def test_explain_names_who_corrected_a_corrected_version_and_why_as_its_source(corrected_store: Path) -> None:
+    result = run_cli("explain", "P001", "crp_normal", "--at", "2008-02-10", "--store", corrected_store)
+    assert result.exit_code == 0, result.output
+    assert "corrected by Dr. Ruiz: transcription error" in result.stdout
+
+
+def test_explain_json_gives_a_corrections_reason_apart_from_any_source_file(corrected_store: Path) -> None:
+    result = run_cli(
+        "explain", "P001", "crp_normal", "--at", "2008-02-10", "--json", "--store", corrected_store
+    )
+    (crp,) = [e for e in json.loads(result.stdout)["events"] if e["event_id"] == "p1-crp2"]
+    assert (crp["source"], crp["source_file"], crp["source_row"], crp["change_reason"], crp["author"]) == (
+        None, None, None, "transcription error", "Dr. Ruiz",
+    )  # fmt: skip

@@ -158,7 +158,7 @@ def test_explain_json_gives_the_rule_its_citation_and_the_events_used(example_st
     assert event["recorded_at"].endswith(" UTC")
     assert (event["value"], event["unit"]) == (84, "mg/L")
     assert (event["original_value"], event["original_unit"]) == (8.4, "mg/dL")
-    assert event["source"].endswith("events.csv:5")
+    assert event["source"].endswith("events.csv row 5")
     assert data["manifest"]["high_water"] == 14
 
 
@@ -349,7 +349,7 @@ def test_history_csv_has_one_row_per_interval(example_store: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     # helper 47 #10: a patient column, and false as the rest of the CLI writes it (was False)
-    assert list(rows[0]) == ["patient_id", "rule", "start", "end", "value", "reason"]
+    assert list(rows[0]) == ["patient_id", "rule", "start", "end", "value", "unit", "reason"]
     assert {r["patient_id"] for r in rows} == {"P001"}
     assert [(r["start"], r["value"], r["reason"]) for r in rows][:2] == [
         ("2007-06-01 00:00:00", "unknown", "no CRP recorded up to the date"),
@@ -832,3 +832,206 @@ def test_explain_lists_the_event_a_tie_left_unused(tmp_path: Path) -> None:
     assert tied["remarks"] == [
         f"at the same instant as seq {used['seq']}, asserted before it: not used (the last asserted wins)"
     ]
+
+
+# ---- helper 59: the audit of the CLI's output --------------------------------------------------
+
+ANSI_COLOUR = re.compile(r"\x1b\[3\dm")  # a foreground colour (bold and italics aside)
+
+
+def test_rules_show_prints_the_rule_file_over_its_lines() -> None:
+    """Helper 59: the file came out as one line with literal \\n (a regression)."""
+    result = run_cli("rules", "show", "crp_normal")
+    assert result.exit_code == 0, result.output
+    assert "\\n" not in result.stdout
+    source = (Path(__file__).resolve().parent.parent / "rules" / "sjia" / "crp_normal.yaml").read_text(
+        encoding="utf-8"
+    )
+    assert source.rstrip("\n") in result.stdout
+
+
+def test_a_file_shown_keeps_its_line_breaks_and_tabs_and_escapes_other_control_characters() -> None:
+    from cli.output import file_text
+
+    assert file_text("id: x\n# a\tb \x1b[31mred\n").plain == "id: x\n# a\tb \\x1b[31mred\n"
+
+
+def test_rules_show_writes_a_boolean_parameter_as_yaml_does() -> None:
+    result = run_cli("rules", "show", "inactive_disease")
+    assert "param require_morning_stiffness = true" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("rule", "at", "colour"),
+    [
+        ("active_arthritis", "2008-01-10", "\x1b[31mtrue"),  # meaning: bad — disease, red
+        ("crp_normal", "2008-01-10", "\x1b[31mfalse"),  # meaning: good, false — red
+        ("crp_normal", "2008-02-10", "\x1b[32mtrue"),  # meaning: good — green
+        ("on_anakinra", "2008-02-10", "\x1b[34mtrue"),  # meaning: neutral — blue
+    ],
+    ids=["bad-true-red", "good-false-red", "good-true-green", "neutral-true-blue"],
+)
+def test_state_colours_a_value_by_what_the_rule_says_it_means_on_a_terminal(
+    example_store: Path, monkeypatch: pytest.MonkeyPatch, rule: str, at: str, colour: str
+) -> None:
+    """Helper 59: active arthritis (true is disease) was shown in green."""
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich: a terminal
+    result = run_cli("state", "P001", "--at", at, "--rule", rule, "--store", example_store)
+    assert result.exit_code == 0, result.output
+    assert colour in result.stdout
+
+
+def test_state_has_no_colour_with_no_color_set_even_on_a_terminal(
+    example_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("NO_COLOR", "1")
+    result = run_cli(
+        "state", "P001", "--at", "2008-01-10", "--rule", "active_arthritis", "--store", example_store
+    )
+    assert result.exit_code == 0, result.output
+    assert ANSI_COLOUR.search(result.stdout) is None
+
+
+def test_state_written_to_a_file_has_no_escape_codes(example_store: Path) -> None:
+    result = run_cli("state", "P001", "--at", "2008-01-10", "--store", example_store)
+    assert result.exit_code == 0, result.output
+    assert "\x1b[" not in result.stdout
+
+
+def test_history_swimlane_of_a_rule_whose_truth_is_disease_is_red_where_true(
+    example_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    result = run_cli("history", "P001", "--rule", "active_arthritis", "--store", example_store)
+    assert result.exit_code == 0, result.output
+    lane = next(line for line in result.stdout.splitlines() if "active_arthritis │" in line)
+    assert "\x1b[31m█" in lane and "\x1b[32m░" in lane  # true 4 joints, then false 0 joints
+    assert "\x1b[32m█" not in lane
+
+
+def test_explain_colours_the_rule_by_its_meaning(
+    example_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    result = run_cli("explain", "P001", "active_arthritis", "--at", "2008-01-10", "--store", example_store)
+    assert result.exit_code == 0, result.output
+    top = next(line for line in result.stdout.splitlines() if "active_arthritis@" in line)
+    assert "\x1b[31mtrue" in top
+
+
+def test_explain_json_gives_the_rules_meaning(example_store: Path) -> None:
+    result = run_cli(
+        "explain", "P001", "active_arthritis", "--at", "2008-01-10", "--json", "--store", example_store
+    )
+    assert json.loads(result.stdout)["tree"]["meaning"] == "bad"
+
+
+def test_explain_writes_a_boolean_parameter_as_yaml_does(example_store: Path) -> None:
+    """Helper 59: `require_morning_stiffness=True`, Python's spelling."""
+    result = run_cli("explain", "P001", "inactive_disease", "--at", "2008-02-10", "--store", example_store)
+    assert result.exit_code == 0, result.output
+    assert "require_morning_stiffness=true" in result.stdout
+    data = run_cli(
+        "explain", "P001", "inactive_disease", "--at", "2008-02-10", "--json", "--store", example_store
+    ).stdout
+    assert json.loads(data)["tree"]["parameters"]["require_morning_stiffness"] == "true"
+
+
+def test_explain_names_an_events_source_by_its_row_of_data_not_as_a_line(example_store: Path) -> None:
+    """Helper 59: `events.csv:1474` read as a line number, for an event on line 1475."""
+    result = run_cli("explain", "P001", "crp_normal", "--at", "2008-01-10", "--store", example_store)
+    assert result.exit_code == 0, result.output
+    assert "events.csv row 5" in result.stdout
+    lines = (Path(__file__).resolve().parent.parent / "examples" / "events.csv").read_text().splitlines()
+    assert lines[5].startswith("p1-crp1,")  # row 5 of data is line 6, after the header
+
+
+def test_explain_json_gives_an_events_source_file_and_row(example_store: Path) -> None:
+    result = run_cli(
+        "explain", "P001", "crp_normal", "--at", "2008-01-10", "--json", "--store", example_store
+    )
+    (event,) = json.loads(result.stdout)["events"]
+    assert (Path(event["source_file"]).name, event["source_row"], event["change_reason"]) == (
+        "events.csv", 5, None,
+    )  # fmt: skip
+
+
+def test_history_csv_writes_a_number_as_state_shows_it_with_its_unit_apart(example_store: Path) -> None:
+    """Helper 59: -76.923077 without a unit in the CSV, -76.9231 % in `state`."""
+    result = run_cli(
+        "history",
+        "P001",
+        "--rule",
+        "pedi_change_crp",
+        "--to",
+        "2008-02-10",
+        "--csv",
+        "--store",
+        example_store,
+    )
+    assert result.exit_code == 0, result.output
+    last = list(csv.DictReader(io.StringIO(result.stdout)))[-1]
+    assert (last["value"], last["unit"]) == ("-95.2381", "%")
+    state = run_cli(
+        "state", "P001", "--at", "2008-02-10", "--rule", "pedi_change_crp", "--store", example_store
+    )
+    assert re.search(r"pedi_change_crp\s*│\s*-95\.2381 %", state.stdout)
+
+
+def test_history_csv_leaves_the_unit_of_a_true_or_false_empty(example_store: Path) -> None:
+    result = run_cli("history", "P001", "--rule", "crp_normal", "--csv", "--store", example_store)
+    assert {r["unit"] for r in csv.DictReader(io.StringIO(result.stdout))} == {""}
+
+
+@pytest.mark.parametrize("command", ["state", "history"])
+def test_a_reason_two_parts_of_an_operation_give_is_said_once(example_store: Path, command: str) -> None:
+    """Helper 59: "no index_drug_start recorded up to the date; no index_drug_start up to the
+    date" (the value and its baseline, in two wordings). `state` replays in Python, `history`
+    runs the compiled SQL: both say it once."""
+    args = ["--at", "2007-12-01"] if command == "state" else ["--to", "2007-12-01"]
+    result = run_cli(command, "P001", *args, "--rule", "pedi_change_crp", "--json", "--store", example_store)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    reason = (data["states"] if command == "state" else data["intervals"])[-1]["reason"]
+    assert reason.count("no index_drug_start recorded up to the date") == 1
+    assert "no index_drug_start up to the date" not in reason
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["state", "P001", "--at", "2008-02-10"],
+        ["explain", "P001", "crp_normal", "--at", "2008-02-10"],
+        ["history", "P001", "--rule", "crp_normal"],
+        ["events", "P001"],
+        ["patients"],
+    ],
+    ids=["state", "explain", "history", "events", "patients"],
+)
+def test_an_as_known_at_before_the_first_batch_says_the_store_held_nothing_then(
+    example_store: Path, command: list[str]
+) -> None:
+    """Helper 59: `events --as-known-at 2024-05-01` on a store made later gave an empty list, unexplained."""
+    result = run_cli(*command, "--as-known-at", "2024-05-01", "--store", example_store)
+    with raw_connection(example_store, read_only=True) as con:
+        recorded = con.execute("SELECT min(recorded_at) FROM batches").fetchone()[0]
+    assert (
+        "note: as known at 2024-05-01 the store held no events: its first batch was recorded at "
+        f"{recorded.isoformat(timespec='microseconds')} UTC (--as-known-at is when the store learned of events, "
+        "not a clinical date)"
+    ) in " ".join(result.stderr.split())
+    assert NO_TRACEBACK not in result.output
+
+
+def test_events_json_as_known_before_the_first_batch_carries_the_note(example_store: Path) -> None:
+    result = run_cli("events", "P001", "--as-known-at", "seq:0", "--json", "--store", example_store)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["events"] == []
+    assert [n.split(":", 1)[0] for n in data["notes"]] == ["as known at seq"]
+
+
+def test_an_as_known_at_after_the_first_batch_adds_no_note(example_store: Path) -> None:
+    result = run_cli("events", "P001", "--as-known-at", "seq:14", "--store", example_store)
+    assert (result.exit_code, result.stderr) == (0, "")

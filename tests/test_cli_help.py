@@ -157,3 +157,13 @@ def test_long_steps_show_a_spinner_only_on_a_terminal(monkeypatch: pytest.Monkey
     assert isinstance(working("verifying"), nullcontext)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert not isinstance(working("verifying"), nullcontext)
+
+
+@pytest.mark.parametrize(
+    "command", [("state",), ("explain",), ("events",), ("history",), ("patients",)], ids=" ".join
+)
+def test_no_example_reads_the_record_as_known_at_a_calendar_date(command: tuple[str, ...]) -> None:
+    """Helper 59: `events P001 --as-known-at 2024-05-01` gave nothing on any store made later
+    (it is a recording time): an example that runs on a fresh store names a seq."""
+    shown = [line for line in _example_lines(command) if "--as-known-at" in line]
+    assert [line for line in shown if not re.search(r"--as-known-at seq:\d+", line)] == []

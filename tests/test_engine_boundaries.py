@@ -227,7 +227,7 @@ def test_an_anchored_aggregate_without_its_anchor_is_unknown(bench: Bench) -> No
     bench.rule("r", {"count": {"select": FEVER, "window": window}})
     bench.events([fever("2009-03-01")])
     result = bench.state("r", "2009-04-01")
-    assert (result.value, result.why) == (None, "no anakinra up to the date")
+    assert (result.value, result.why) == (None, "no anakinra recorded up to the date")
 
 
 def test_an_ever_window_counts_every_event_up_to_the_date(bench: Bench) -> None:
@@ -262,7 +262,7 @@ def test_an_anchored_window_starting_ever_without_its_anchor_is_unknown(bench: B
     bench.rule("total", {"sum": {"select": TEMPERATURE, "window": {**window, "end": "1 day"}}})
     bench.events([fever("2009-03-01"), temperature("2009-03-01", 38.5)])
     result = bench.state("r", "2009-04-01")
-    assert (result.value, result.why) == (None, "no anakinra up to the date")
+    assert (result.value, result.why) == (None, "no anakinra recorded up to the date")
     assert bench.state("total", "2009-04-01").value is None
 
 
@@ -1661,7 +1661,7 @@ def test_episode_count_with_an_anchored_window_and_no_anchor_is_unknown(bench: B
     bench.rule("r", {"episode_count": {"episodes": {"select": {"kind": "mas_episode"}}, "window": window}})
     bench.events([mas("2009-03-01", "2009-03-05")])
     result = bench.state("r", "2009-05-01")
-    assert (result.value, result.why) == (None, "no anakinra up to the date")
+    assert (result.value, result.why) == (None, "no anakinra recorded up to the date")
 
 
 def test_in_episode_ignores_an_episode_that_starts_after_the_date(bench: Bench) -> None:

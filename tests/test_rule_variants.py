@@ -460,7 +460,8 @@ def test_a_boolean_parameter_can_be_set_from_the_command_line() -> None:
         "--json",
     )
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["parameters"]["require_morning_stiffness"]["value"] == "False"
+    # as YAML writes it (helper 59: Python's "False" before)
+    assert json.loads(result.stdout)["parameters"]["require_morning_stiffness"]["value"] == "false"
 
 
 def test_rules_test_of_a_copy_says_it_has_no_examples_of_its_own(tmp_path: Path) -> None:

@@ -575,7 +575,7 @@ class Compiler:
             GROUP BY ALL"""
         g = self.add(self.fresh("g"), grouped)
         no_anchor = (
-            f"WHEN g.ta IS NULL THEN {q_('no ' + node.window.anchor.select.name + ' up to the date')}"
+            f"WHEN g.ta IS NULL THEN {q_('no ' + node.window.anchor.select.name + ' recorded up to the date')}"
             if node.window.anchor is not None
             else ""
         )
@@ -781,9 +781,9 @@ class Compiler:
     @staticmethod
     def reasons(picked: list[str], ordered: bool = False) -> str:
         """The reasons of the picked items (NULL where not picked) joined by '; ': distinct and
-        sorted, or in item order; NULL if there are none."""
-        if ordered:
-            return f"nullif(concat_ws('; ', {', '.join(picked)}), '')"
+        sorted, or in item order (each clause once); NULL if there are none."""
+        if ordered:  # each clause once (the tl_whys macro; replay's _concat)
+            return f"tl_whys(list_filter([{', '.join(picked)}], lambda w: w <> ''))"
         return f"nullif(array_to_string(list_sort(list_distinct([{', '.join(picked)}])), '; '), '')"
 
     @staticmethod
@@ -872,7 +872,7 @@ class Compiler:
         if left_t.kind == "bool":
             right = self.node(node.right, points)
             return f"""SELECT l.patient_id, l.q, l.b {sym} r.b AS b, NULL::DOUBLE AS x,
-                    nullif(concat_ws('; ', l.why, r.why), '') AS why, {self.evs("list_concat(l.ev, r.ev)")} AS ev,
+                    tl_why2(l.why, r.why) AS why, {self.evs("list_concat(l.ev, r.ev)")} AS ev,
                     coalesce(l.lo, r.lo) AS lo, coalesce(l.hi, r.hi) AS hi, NULL AS note
                 FROM {left} l JOIN {right} r USING (patient_id, q)"""
         unit = left_t.unit
@@ -897,7 +897,7 @@ class Compiler:
         rx = f"(r.x * {_num(scale[0])} + {_num(scale[1])})" if scale != (1.0, 0.0) else "r.x"
         holds = _holds(node.op, f"round(l.x, 9) {sym} round({rx}, 9)")
         return f"""SELECT l.patient_id, l.q, round(l.x, 9) {sym} round({rx}, 9) AS b, NULL::DOUBLE AS x,
-                nullif(concat_ws('; ', l.why, r.why), '') AS why, {self.evs("list_concat(l.ev, r.ev)")} AS ev,
+                tl_why2(l.why, r.why) AS why, {self.evs("list_concat(l.ev, r.ev)")} AS ev,
                 coalesce(l.lo, r.lo) AS lo, coalesce(l.hi, r.hi) AS hi,
                 {self.note(f"CASE WHEN l.x IS NOT NULL AND r.x IS NOT NULL THEN tl_fmt(l.x) || {holds} || tl_fmt({rx}) || {q_(shown)} END")} AS note
             FROM {left} l JOIN {right} r USING (patient_id, q)"""
@@ -987,7 +987,7 @@ class Compiler:
         value = self.node(node.value, points)
         cond = self.node(node.condition, points)
         return f"""SELECT v.patient_id, v.q, CASE WHEN c.b THEN v.b END AS b, CASE WHEN c.b THEN v.x END AS x,
-                CASE WHEN c.b THEN v.why WHEN c.b IS NULL THEN nullif(concat_ws('; ', {q_(node.reason)}, c.why), '')
+                CASE WHEN c.b THEN v.why WHEN c.b IS NULL THEN tl_why2({q_(node.reason)}, c.why)
                      ELSE {q_(node.reason)} END AS why,
                 {self.evs("list_concat(v.ev, c.ev)")} AS ev, v.lo, v.hi, v.note
             FROM {value} v JOIN {cond} c USING (patient_id, q)"""
@@ -1003,7 +1003,7 @@ class Compiler:
                 CASE WHEN v.x IS NULL OR b.x IS NULL THEN NULL
                      WHEN {bx} = 0 THEN CASE WHEN v.x > 0 THEN 'infinity'::DOUBLE WHEN v.x < 0 THEN '-infinity'::DOUBLE ELSE 0 END
                      ELSE round((v.x - {bx}) / abs({bx}) * 100, 6) END AS x,
-                nullif(concat_ws('; ', v.why, b.why), '') AS why, {self.evs("list_concat(b.ev, v.ev)")} AS ev,
+                tl_why2(v.why, b.why) AS why, {self.evs("list_concat(b.ev, v.ev)")} AS ev,
                 NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi,
                 {self.note(note)} AS note
             FROM {value} v JOIN {base} b USING (patient_id, q)"""
@@ -1037,7 +1037,7 @@ class Compiler:
         return f"""SELECT a.patient_id, a.q,
                 CASE WHEN {at} <= a.q THEN e.b END AS b,
                 CASE WHEN {at} <= a.q THEN e.x END AS x,
-                CASE WHEN a.ta IS NULL THEN {q_(f"no {name} up to the date")}
+                CASE WHEN a.ta IS NULL THEN {q_(f"no {name} recorded up to the date")}
                      WHEN {at} > a.q THEN {q_(not_yet)}
                      ELSE {at_text} || ': ' || e.why END AS why,
                 {self.evs(ev)} AS ev,
@@ -1281,7 +1281,7 @@ class Compiler:
             base = self.anchor(node.window.anchor, points)
             ref, anchor_cols = "p.ta", ", p.ta, p.aseq"
             no_anchor = "WHEN max(c.ta) IS NULL THEN NULL"
-            no_anchor_why = f"WHEN max(c.ta) IS NULL THEN {q_('no ' + node.window.anchor.select.name + ' up to the date')}"
+            no_anchor_why = f"WHEN max(c.ta) IS NULL THEN {q_('no ' + node.window.anchor.select.name + ' recorded up to the date')}"
             anchor_ev = f"CASE WHEN max(c.aseq) IS NULL THEN {EMPTY} ELSE [max(c.aseq)] END"
         lo, hi, cond = self.bounds(node.window, ref)
         cond = cond.replace("s.t", "e.s")

@@ -28,6 +28,19 @@ MACROS = [
     "CREATE OR REPLACE TEMP MACRO tl_fmt(v) AS "
     "CASE WHEN v IS NULL THEN NULL WHEN isinf(v::DOUBLE) THEN CASE WHEN v > 0 THEN '∞' ELSE '-∞' END "
     "ELSE regexp_replace(regexp_replace(regexp_replace(printf('%.4f', v::DOUBLE), '0+$', ''), '[.]$', ''), '^-0$', '0') END",
+    # The reasons of two clauses (replay's ``_concat``): a clause ("; "-separated) of the second
+    # that the first already gives is not said again ("no index_drug_start recorded up to the
+    # date" of a value and of its baseline); without lists for the common case, one side NULL.
+    "CREATE OR REPLACE TEMP MACRO tl_why2(a, b) AS "
+    "CASE WHEN coalesce(b, '') = '' THEN nullif(a, '') WHEN coalesce(a, '') = '' THEN b WHEN a = b THEN a "
+    "ELSE concat_ws('; ', a, nullif(array_to_string(list_filter(string_split(b, '; '), "
+    "lambda c: NOT list_contains(string_split(a, '; '), c)), '; '), '')) END",
+    # The same for a list of reasons, its NULL and empty ones left out: each one's clauses that no
+    # earlier one gives, in order.
+    "CREATE OR REPLACE TEMP MACRO tl_whys(p) AS "
+    "CASE WHEN len(p) < 2 THEN p[1] ELSE array_to_string(flatten(list_transform(p, lambda w, i: "
+    "list_filter(string_split(w, '; '), lambda c: i = 1 OR NOT list_contains(flatten(list_transform("
+    "p[1:i - 1], lambda v: string_split(v, '; '))), c)))), '; ') END",
 ]
 
 
@@ -438,9 +451,12 @@ class Session:
                     "original_value": e["orig_value"],
                     "original_unit": e["orig_unit"],
                     "description": describe(e, self.rules.codebook),
-                    "source": f"{e['source_file']}:{e['source_row']}"
-                    if e["source_file"]
-                    else e["change_reason"],
+                    # "row N" as ingest's errors number rows: a CSV's N-th row after its header
+                    # (line N + 1 unless a quoted field ran over lines), a JSON Lines file's line
+                    "source": f"{e['source_file']} row {e['source_row']}" if e["source_file"] else None,
+                    "source_file": e["source_file"],
+                    "source_row": e["source_row"],
+                    "change_reason": e["change_reason"],  # of a correction or a retraction
                 }
             )
         return out
@@ -755,6 +771,7 @@ class _Explainer:
             "description": rule.description,
             "citation": rule.citation,
             "status": rule.status,
+            "meaning": rule.meaning,
             "source": rule.source + (f" (overrides {rule.overrides})" if rule.overrides else ""),
             "parameters": {p.name: _param_text(p, p.name in dict(rule.variant_with)) for p in rule.params},
             **({"variant_of": rule.variant_of} if rule.variant_of else {}),
@@ -852,15 +869,22 @@ class _Explainer:
         return None
 
 
+def _scalar_text(value: object) -> str:
+    """A parameter's value as a rule file writes it: ``true``/``false`` as YAML does, not
+    Python's ``True``; a float without its noise."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _param_text(p: ast.ParamSpec, referenced: bool = False) -> str:
     """A parameter's value as explain shows it; ``referenced``: given by the rule that reads
     this one at other parameter values, not by the site."""
-    value = p.effective
-    text = str(value) if not isinstance(value, float) else f"{value:g}"
+    text = _scalar_text(p.effective)
     if p.unit:
         text += f" {p.unit}"
     if p.value is not None:
-        default = str(p.default) if not isinstance(p.default, float) else f"{p.default:g}"
+        default = _scalar_text(p.default)
         given = "as the reference gives it" if referenced else "site override"
         text += f" ({given}; default {default}{' ' + p.unit if p.unit else ''})"
     return text

@@ -152,8 +152,18 @@ def _holds(op: str, value: bool) -> str:
 
 
 def _concat(whys: Iterable[str | None]) -> str | None:
-    parts = [w for w in whys if w]
-    return "; ".join(parts) if parts else None
+    """The reasons of the parts of an operation, in order: a clause ("; "-separated) that an
+    earlier part gives is not said again (a value and its baseline both unknown for want of
+    the index drug's start). The compiler's ``tl_why2`` and ``tl_whys`` macros."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for w in whys:
+        if not w:
+            continue
+        clauses = w.split("; ")
+        out += [c for c in clauses if c not in seen]
+        seen.update(clauses)
+    return "; ".join(out) if out else None
 
 
 def _distinct(whys: Iterable[str | None]) -> str | None:
@@ -525,7 +535,7 @@ class Reference:
             anchor_ev = (a["seq"],) if a else ()
         if ref is None:
             assert w.anchor is not None
-            return Val(None, f"no {w.anchor.select.name} up to the date", note=note)
+            return Val(None, f"no {w.anchor.select.name} recorded up to the date", note=note)
         lo = shift(ref, self.duration(w.start)) if w.start is not None else None
         hi = shift(ref, self.duration(w.end)) if w.end is not None else None
         fld = None if node.fn in ("count", "exists") else node.field
@@ -776,7 +786,7 @@ class Reference:
         name, off = node.anchor.select.name, self.duration(node.offset)
         a = self.anchor(node.anchor, q)
         if a is None:
-            return Val(None, f"no {name} up to the date")
+            return Val(None, f"no {name} recorded up to the date")
         at = self.anchored_at(node, a["occurred_at"])
         shifted = f"{name} + {off}" if not off.is_zero else name
         label = f"on the day of the {shifted}" if node.whole_day else f"at the {shifted}"
@@ -896,7 +906,7 @@ class Reference:
             if a is None:
                 return Val(
                     None,
-                    f"no {w.anchor.select.name} up to the date",
+                    f"no {w.anchor.select.name} recorded up to the date",
                     note="0 episode(s) starting in the window",
                 )
             ref, anchor_ev = a["occurred_at"], (a["seq"],)
