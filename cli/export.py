@@ -55,9 +55,10 @@ def export(
 
     ```
     timeline export --format meds study-meds/
-    timeline export --format meds study-meds-2024/ --as-known-at 2024-12-31
+    timeline export --format meds before-fixes/ --as-known-at seq:3470
     ```
     """
+    from cli.engine import note_if_before_the_record
     from timeline.errors import UsageError
     from timeline.meds import export_meds
     from timeline.store import Store, manifest
@@ -68,6 +69,7 @@ def export(
         raise UsageError("-: a MEDS dataset is a directory; give its path")
     with Store.open(store, wait=wait) as s:
         moment = s.known_at(as_known_at)
+        note_if_before_the_record(s, as_known_at, moment)
         with working(f"writing the MEDS dataset to {out_dir}…"):
             result = export_meds(s, out_dir, as_known_at=moment, shard_rows=shard_rows)
         meta = manifest(s, result.high_water, moment)

@@ -160,7 +160,9 @@ def test_long_steps_show_a_spinner_only_on_a_terminal(monkeypatch: pytest.Monkey
 
 
 @pytest.mark.parametrize(
-    "command", [("state",), ("explain",), ("events",), ("history",), ("patients",)], ids=" ".join
+    "command",
+    [("state",), ("explain",), ("events",), ("history",), ("patients",), ("export",), ("cohort", "run")],
+    ids=" ".join,
 )
 def test_no_example_reads_the_record_as_known_at_a_calendar_date(command: tuple[str, ...]) -> None:
     """Helper 59: `events P001 --as-known-at 2024-05-01` gave nothing on any store made later

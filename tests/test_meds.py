@@ -820,3 +820,15 @@ def test_export_json_carries_a_manifest_and_dataset_json_an_absolute_store_path(
 def test_help_names_meds_directories_and_seq_moments() -> None:
     assert "MEDS dataset directories" in " ".join(run_cli("ingest", "--help").stdout.split())
     assert "seq:N" in run_cli("export", "--help").stdout
+
+
+def test_export_as_known_before_the_first_batch_says_the_store_held_nothing_then(
+    example_store: Path, tmp_path: Path
+) -> None:
+    # `--as-known-at 2024-12-31`, the help's example until then, is an empty record on any store
+    # made later: the dataset is written (empty), with the reason
+    result = run_cli(
+        "export", "--store", example_store, "--format", "meds", tmp_path / "m", "--as-known-at", "2024-12-31"
+    )
+    assert result.exit_code == 0, result.output
+    assert "note: as known at 2024-12-31 the store held no events" in " ".join(result.stderr.split())
