@@ -1654,8 +1654,10 @@ def _no_event_rows(con: duckdb.DuckDBPyConnection, fmt: str | None) -> None:
            SELECT s.__row, NULL, CASE WHEN {_empty_sql()} THEN {_quote(empty)} ELSE {_header_reason()} END
            FROM tl_stage s WHERE s.__row IN (SELECT row FROM tl_errors WHERE field = 'kind') AND ({whole})"""
     )
+    # the per-field errors of those rows go (the scratch table rebuilt: the library never deletes rows)
     con.execute(
-        "DELETE FROM tl_errors WHERE field IS NOT NULL AND row IN (SELECT row FROM tl_errors WHERE field IS NULL)"
+        """CREATE OR REPLACE TEMP TABLE tl_errors AS SELECT * FROM tl_errors
+           WHERE (field IS NOT NULL AND row IN (SELECT row FROM tl_errors WHERE field IS NULL)) IS NOT TRUE"""
     )
 
 
@@ -1853,7 +1855,10 @@ def _skip_trailing_empty_rows(con: duckdb.DuckDBPyConnection) -> list[str]:
     if not found or not found[0]:
         return []
     n, first = int(found[0]), int(found[1])
-    con.execute(f"DELETE FROM tl_stage WHERE __row >= {first}")
+    # the stage rebuilt without them, in its order (the library never deletes rows)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE tl_stage AS SELECT * FROM tl_stage WHERE __row < {first} ORDER BY __row"
+    )
     rows = f"row {first}" if n == 1 else f"rows {first}–{first + n - 1}"
     return [
         f"{n} empty row{'s' if n != 1 else ''} at the end of the file (only separators, as a spreadsheet "
