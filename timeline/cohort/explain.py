@@ -316,23 +316,11 @@ def _cell(
         out["events"] = [ae for ae in f.adverse_events if (cell.row, cell.column) in ae_keys(ae)]
         if ae_left_out(spec):  # those of the term the span or the attribution left out, and why
             out["not_counted"] = [ae for ae in f.ae_not_counted if (cell.row, cell.column) in ae_keys(ae)]
-        out["detail"] = (
-            f"{f.drug} discontinued {f.disc_date} ({f.disc_reason or 'no reason recorded'})"
-            if f.disc_date
-            else f"{f.drug} not discontinued"
-            if f.drug
-            else "no study drug"
-        )
+        out["detail"] = _discontinued(f)
     elif section in ("ae_action", "ae_serious"):
         # the patient's counted adverse events with this action taken, or this seriousness
         out["events"] = [ae for ae in f.adverse_events if ae_by_value(ae, cell.row) == cell.column]
-        out["detail"] = (
-            f"{f.drug} discontinued {f.disc_date} ({f.disc_reason or 'no reason recorded'})"
-            if f.disc_date
-            else f"{f.drug} not discontinued"
-            if f.drug
-            else "no study drug"
-        )
+        out["detail"] = _discontinued(f)
     elif section == "discontinuation":
         out["detail"] = {"date": f.disc_date, "reason": f.disc_reason, "events": f.disc_events}
     elif section == "mas":
@@ -376,6 +364,13 @@ def _denominator(spec: CohortSpec, f: PatientFacts, policy: str, day: Any) -> st
     )
     drug = f"{f.drug} (the index drug)" if spec.drug_from_index else spec.drug
     return f"policy on_drug: {text}; {drug} {stop}"
+
+
+def _discontinued(f: PatientFacts) -> str:
+    """Whether and why the patient's study drug was discontinued, as an AE row's detail."""
+    if f.disc_date:
+        return f"{f.drug} discontinued {f.disc_date} ({f.disc_reason or 'no reason recorded'})"
+    return f"{f.drug} not discontinued" if f.drug else "no study drug"
 
 
 __all__ = ["explain_patient", "role"]

@@ -27,7 +27,7 @@ from timeline.engine.compiler import Compiler, q_
 from timeline.engine.evaluate import ENGINE_MEMORY_LIMIT, Result, Session, staged
 from timeline.errors import UsageError
 from timeline.language import ast
-from timeline.language.loader import RuleSet, did_you_mean, known_drugs, walk
+from timeline.language.loader import RuleSet, did_you_mean, known_drugs, param_text, walk
 from timeline.store import ASSERTED_SEQ, EVENT_COLUMNS, lower_memory_limit, utc_now
 
 Progress = Callable[[str, float], None]
@@ -289,24 +289,13 @@ def rule_changes(spec: CohortSpec, rules: RuleSet) -> list[str]:
         if r.variant_of is not None:
             continue  # a copy at other values: its id says them
         out += [
-            f"{rid}.{p.name} = {_param_text(p.value, p.unit)} (default {_param_text(p.default, p.unit)})"
+            f"{rid}.{p.name} = {param_text(p.value, p.unit)} (default {param_text(p.default, p.unit)})"
             for p in r.params
             if p.value is not None and p.value != p.default
         ]
         if r.overrides:
             out.append(f"{rid}: the built-in rule replaced by {r.source}")
     return out
-
-
-def _param_text(value: Any, unit: str | None) -> str:
-    text = (
-        str(value).lower()
-        if isinstance(value, bool)
-        else f"{value:.12g}"
-        if isinstance(value, float)
-        else str(value)
-    )
-    return f"{text} {unit}" if unit and not isinstance(value, bool | str) else text
 
 
 def discontinuation_handling(spec: CohortSpec, rules: RuleSet, tte: TimeToEvent) -> dict[str, str]:

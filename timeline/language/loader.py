@@ -1795,7 +1795,11 @@ class RuleSet:
 
 def _given(p: ast.ParamSpec) -> str:
     """A site's value of a parameter as a manifest records it: ``2 mg/L``, ``6 months``, ``true``."""
-    value = p.value
+    return param_text(p.value, p.unit)
+
+
+def param_text(value: Any, unit: str | None) -> str:
+    """A parameter's value as a rule file would write it: ``2 mg/L``, ``6 months``, ``true``."""
     text = (
         str(value).lower()
         if isinstance(value, bool)
@@ -1803,7 +1807,7 @@ def _given(p: ast.ParamSpec) -> str:
         if isinstance(value, float)
         else str(value)
     )
-    return f"{text} {p.unit}" if p.unit and not isinstance(value, bool | str) else text
+    return f"{text} {unit}" if unit and not isinstance(value, bool | str) else text
 
 
 def _children(node: Any) -> Iterable[Any]:
