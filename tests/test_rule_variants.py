@@ -195,6 +195,19 @@ def test_explain_marks_the_values_the_reference_gives_and_names_the_rule_copied(
     }
 
 
+def test_explain_writes_a_parameter_with_the_digits_the_site_gave_it(tmp_path: Path) -> None:
+    # as the rule file and the cohort report's header write it: 12 significant digits, where
+    # explain's own formatting once kept 6 (6.1234567 mg/L shown as 6.12346, 1234567 as 1.23457e+06)
+    _crp_store(tmp_path)
+    result = run_cli("explain", "P", "crp_normal", "--at", "2009-03-02", "--param", "crp_normal.upper=6.1234567 mg/L",
+                     "--store", tmp_path / "s.duckdb", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert (
+        json.loads(result.stdout)["tree"]["parameters"]["upper"]
+        == "6.1234567 mg/L (site override; default 6 mg/L)"
+    )
+
+
 def test_explain_of_the_reading_rule_shows_the_variants_derivation_under_its_id(tmp_path: Path) -> None:
     write_rule(tmp_path / "r", "crp_strict", {"rule": {"id": "crp_normal", "with": {"upper": "3 mg/L"}}})
     _crp_store(tmp_path)

@@ -19,7 +19,7 @@ from timeline import codes
 from timeline.engine.compiler import COLUMNS, Compiler, engine_columns, q_
 from timeline.errors import ResourceError, UsageError
 from timeline.language import ast
-from timeline.language.loader import RuleSet
+from timeline.language.loader import RuleSet, param_text
 from timeline.moments import parse_at
 from timeline.store import Store, insert_rows, lower_memory_limit, out_of_room
 from timeline.store import manifest as store_manifest
@@ -869,24 +869,14 @@ class _Explainer:
         return None
 
 
-def _scalar_text(value: object) -> str:
-    """A parameter's value as a rule file writes it: ``true``/``false`` as YAML does, not
-    Python's ``True``; a float without its noise."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def _param_text(p: ast.ParamSpec, referenced: bool = False) -> str:
-    """A parameter's value as explain shows it; ``referenced``: given by the rule that reads
+    """A parameter's value as explain shows it, written as the rule file and the cohort
+    report's header write it (:func:`param_text`); ``referenced``: given by the rule that reads
     this one at other parameter values, not by the site."""
-    text = _scalar_text(p.effective)
-    if p.unit:
-        text += f" {p.unit}"
+    text = param_text(p.effective, p.unit)
     if p.value is not None:
-        default = _scalar_text(p.default)
         given = "as the reference gives it" if referenced else "site override"
-        text += f" ({given}; default {default}{' ' + p.unit if p.unit else ''})"
+        text += f" ({given}; default {param_text(p.default, p.unit)})"
     return text
 
 
