@@ -334,10 +334,10 @@ def _rows(report: Report, ids: bool = True) -> list[dict[str, Any]]:
 
 
 # the columns of the estimates with their intervals (empty where a cell has none): Kaplan–Meier
-# (time-to-event cells) and incidence rates (adverse-event and discontinuation cells)
+# (time-to-event cells), Aalen–Johansen (time-to-event items with competing events) and incidence rates (adverse-event and discontinuation cells)
 ESTIMATE_COLUMNS = (
     "ci_level", "km_pct", "km_pct_lower", "km_pct_upper", "km_median_days", "km_median_days_lower",
-    "km_median_days_upper", "events", "exposure_patient_years", "per_100_patient_years",
+    "km_median_days_upper", "cif_pct", "cif_pct_lower", "cif_pct_upper", "cif_median_days", "events", "exposure_patient_years", "per_100_patient_years",
     "per_100_patient_years_lower", "per_100_patient_years_upper",
 )  # fmt: skip
 _INTEGER_COLUMNS = (
@@ -371,6 +371,10 @@ def _estimates(c: Cell) -> dict[str, Any]:
         out.update(km_pct=st.get("km_pct_by_window_end"), km_pct_lower=km[0], km_pct_upper=km[1],
                    km_median_days=st.get("km_median_days"), km_median_days_lower=med[0],
                    km_median_days_upper=med[1])  # fmt: skip
+        if st.get("estimator") == "aalen-johansen":
+            cif = st.get("cif_pct_by_window_end_ci") or [None, None]
+            out.update(cif_pct=st.get("cif_pct_by_window_end"), cif_pct_lower=cif[0], cif_pct_upper=cif[1],
+                       cif_median_days=st.get("cif_median_days"))  # fmt: skip
     elif "exposure_patient_years" in st:
         rate = st.get("per_100_patient_years_ci") or [None, None]
         out.update(events=st.get("events", c.n), exposure_patient_years=st["exposure_patient_years"],
@@ -510,7 +514,12 @@ def render(report: Report) -> None:
             c.print(cell(f"  {policy}: {report.policies[policy]}"))
 
     if spec.time_to_event:
-        t = Table(title="Time to event (from the index; Kaplan–Meier)", title_justify="left")
+        estimators = "Kaplan–Meier" + (
+            "; Aalen–Johansen where there are competing events"
+            if any(x.competing for x in spec.time_to_event)
+            else ""
+        )
+        t = Table(title=f"Time to event (from the index; {estimators})", title_justify="left")
         t.add_column("outcome")
         for h in heads:
             t.add_column(h)
@@ -529,7 +538,11 @@ def render(report: Report) -> None:
             t.add_row(
                 cell(f"{tte.label} within {tte.window}"),
                 *(cell(s) for s in texts),
-                cell((", ".join(tte.censor) or "the window end only") + mark),
+                cell(
+                    (", ".join(tte.censor) or "the window end only")
+                    + (f"; competing: {', '.join(tte.competing)}" if tte.competing else "")
+                    + mark
+                ),
             )
         c.print(t)
         if handling:
@@ -665,6 +678,8 @@ def _stopped_text(x: Cell) -> str:
         return f"N={x.N}"
     if how == "censored":
         return f"{x.stats.get('censored', {}).get('discontinuation', 0)} of {x.N} censored so"
+    if how == "competing":
+        return f"{x.stats.get('competing', {}).get('discontinuation', 0)} of {x.N} stopped before reaching it"
     return f"{n} of {x.N} stopped within the window without reaching it"
 
 
@@ -735,6 +750,16 @@ def _tte_text(x: Any) -> str:
 
     parts = [f"{x.n}/{x.N} reached{tte_not_reached_text(x.not_reached, len(x.unknown_moment_ids))}"]
     level = f"{st['ci_level'] * 100:g}% CI" if "ci_level" in st else None
+    if st.get("estimator") == "aalen-johansen":
+        # competing events: the cumulative incidence is the estimate (1 − KM would treat them as
+        # censorings); its median has no interval here
+        ci = st.get("cif_pct_by_window_end_ci")
+        within = f" ({level} {ci[0]:g}–{ci[1]:g}%)" if ci and level else f" ({level}: none)" if level else ""
+        cif, cmed = st.get("cif_pct_by_window_end"), st.get("cif_median_days")
+        if cif is not None:
+            parts.append(f"cumulative incidence (Aalen–Johansen) {cif:g}%{within} by the window end")
+        parts.append(f"median {_days(cmed)}" if cmed is not None else "median not reached")
+        return "; ".join(parts)
     if km is not None:
         ci = st.get("km_pct_by_window_end_ci")
         within = f" ({level} {ci[0]:g}–{ci[1]:g}%)" if ci and level else f" ({level}: none)" if level else ""
@@ -837,7 +862,8 @@ def explain(
         what = (
             f"reached after {_days(t['days'])}"
             if t["reached"]
-            else f"not reached; censored by {t['censored_by']} after {_days(t['days'])}"
+            else f"not reached; {'a competing event' if t.get('competing') else 'censored by'} {t['censored_by']} "
+            f"after {_days(t['days'])}"
         )
         c.print(cell(f"  time to {tid}: {what}"))
     if "cell" not in data:
@@ -995,7 +1021,8 @@ def plot_cohort(
     json_out: JsonOpt = False,
 ) -> None:
     """Kaplan–Meier curves of the time-to-event outcomes (every group, censorings ticked,
-    numbers at risk) and each outcome's proportion at each time point, labelled n/N.
+    numbers at risk; the cumulative incidence by Aalen–Johansen for an item with competing
+    events) and each outcome's proportion at each time point, labelled n/N.
 
     Example:
 

@@ -427,3 +427,35 @@ def test_an_unknown_kaplan_meier_scale_is_refused_with_a_suggestion(tmp_path: Pa
         "confidence.km_transform must be one of log-log, log, not 'loglog' (did you mean 'log-log'?)"
         in problem
     )
+
+
+def _tte_line(extra: str) -> str:
+    return COHORT.read_text(encoding="utf-8").replace("window: 3 months}", f"window: 3 months, {extra}}}")
+
+
+def test_a_competing_cause_is_left_out_of_the_default_censoring(tmp_path: Path) -> None:
+    spec = load_cohort(write(tmp_path, _tte_line("competing: [death]")), rules())
+    tte = spec.time_to_event[0]
+    assert (tte.competing, tte.censor) == (("death",), ("end_of_follow_up", "discontinuation"))
+
+
+def test_a_cause_both_censored_and_competing_is_refused_at_its_line(tmp_path: Path) -> None:
+    assert problems(tmp_path, _tte_line("censor: [death], competing: [death]")) == [
+        "FILE:25:91: death is listed as competing: a competing event ends the patient's time as an event of its "
+        "own, a censoring as if the patient were lost to follow-up; list it under one of censor and competing"
+    ]
+
+
+def test_an_end_of_follow_up_cannot_compete(tmp_path: Path) -> None:
+    assert problems(tmp_path, _tte_line("competing: [end_of_follow_up]")) == [
+        "FILE:25:94: a competing event is death or discontinuation; an end of follow-up is no event: it "
+        "censors (list it under censor)"
+    ]
+
+
+def test_discontinuation_competing_without_a_study_drug_is_refused(tmp_path: Path) -> None:
+    text = TWO_DRUGS.replace("window: 3 months}", "window: 3 months, competing: [discontinuation]}")
+    assert problems(tmp_path, text + "discontinuations: false\n") == [
+        "FILE:26:94: discontinuation as a competing event needs the study drug (drug: NAME, or drug: index "
+        "for each patient's own), whose discontinuation date ends the patient's time"
+    ]

@@ -15,6 +15,7 @@ from timeline.errors import TimelineError, UnknownPatientError, UsageError, repl
 from timeline.units import display_unit
 
 if TYPE_CHECKING:
+    from timeline.cohort.cif import CifCurve
     from timeline.cohort.km import Curve
     from timeline.cohort.report import Report
     from timeline.engine.evaluate import Session
@@ -309,18 +310,38 @@ def series_style(i: int) -> tuple[str, str, Any]:
     return _SERIES_COLOURS[i % len(_SERIES_COLOURS)], mark, line
 
 
-def _km_band(
-    curve: Curve, horizon: float, level: float, transform: str
-) -> tuple[list[float], list[float], list[float]] | None:
-    """The pointwise interval of the % reached (1 − S) as a step band: x, lower, upper. NaN
-    where there is none (S = 1 before the first event, S = 0), so nothing is shaded there."""
+def _reached(
+    curve: Curve, cif: CifCurve | None, level: float, transform: str
+) -> list[tuple[float, float, float, float, int]]:
+    """Each step of a time-to-event curve as the % reached: (time, %, lower, upper, censored),
+    NaN limits where there is no interval. Kaplan–Meier's 1 − S (its limits 1 minus S's,
+    swapped); with competing events, Aalen–Johansen's cumulative incidence."""
     nan = float("nan")
-    xs, lo, hi = [0.0], [nan], [nan]
+    out = []
+    if cif is not None:
+        for cs in cif.steps:
+            ci = cs.ci(level, transform)
+            out.append((cs.time, 100 * cs.incidence, 100 * ci[0] if ci else nan, 100 * ci[1] if ci else nan,
+                        cs.censored))  # fmt: skip
+        return out
     for st in curve.steps:
         ci = st.ci(level, transform)
-        xs.append(st.time)
-        lo.append(100 * (1 - ci[1]) if ci else nan)
-        hi.append(100 * (1 - ci[0]) if ci else nan)
+        out.append((st.time, 100 * (1 - st.survival), 100 * (1 - ci[1]) if ci else nan,
+                    100 * (1 - ci[0]) if ci else nan, st.censored))  # fmt: skip
+    return out
+
+
+def _km_band(
+    steps: list[tuple[float, float, float, float, int]], horizon: float
+) -> tuple[list[float], list[float], list[float]] | None:
+    """The pointwise interval of the % reached as a step band: x, lower, upper. NaN where there
+    is none (before the first event, or once no one is left), so nothing is shaded there."""
+    nan = float("nan")
+    xs, lo, hi = [0.0], [nan], [nan]
+    for time, _pct, low, high, _c in steps:
+        xs.append(time)
+        lo.append(low)
+        hi.append(high)
     if all(v != v for v in lo):
         return None
     xs.append(max(horizon, xs[-1]))
@@ -330,7 +351,8 @@ def _km_band(
 
 
 def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]:
-    """Kaplan–Meier curves of the time-to-event outcomes (every group) and the proportion of
+    """Kaplan–Meier curves of the time-to-event outcomes (every group; Aalen–Johansen's cumulative
+    incidence for an item with competing events) and the proportion of
     each outcome at each time point with its n/N."""
     check_out(out)
     spec = report.spec
@@ -343,30 +365,32 @@ def cohort_plot(report: Report, out: Path, group: str = "all") -> dict[str, Any]
         ax = axes[0][k]
         for i, (gid, (label, _ids)) in enumerate(report.groups.items()):
             curve = report.curves[(tte.id, gid)]
+            steps = _reached(curve, report.incidence.get((tte.id, gid)), spec.ci_level, spec.km_transform)
             xs, ys = [0.0], [0.0]
-            for st in curve.steps:
-                xs += [st.time, st.time]
-                ys += [ys[-1], 100 * (1 - st.survival)]
-            horizon = max((s.time for s in curve.steps), default=0.0)
+            for time, pct, *_ in steps:
+                xs += [time, time]
+                ys += [ys[-1], pct]
+            horizon = max((st[0] for st in steps), default=0.0)
             xs.append(horizon)
             ys.append(ys[-1])
             c, _, line = series_style(i)
             ax.plot(xs, ys, drawstyle="default", color=c, ls=line, lw=1.8, label=f"{label} (N={curve.n})")
-            band = _km_band(curve, horizon, spec.ci_level, spec.km_transform)
+            band = _km_band(steps, horizon)
             if band is not None:
                 ax.fill_between(*band, step="post", color=c, alpha=0.12, lw=0)
-            cens = [st for st in curve.steps if st.censored]
-            ax.plot([st.time for st in cens], [100 * (1 - st.survival) for st in cens], "|", ms=9, color=c)
+            cens = [st for st in steps if st[4]]
+            ax.plot([st[0] for st in cens], [st[1] for st in cens], "|", ms=9, color=c)
         window = max(
             (f.tte[tte.id].window_days for f in report.patients.values() if tte.id in f.tte), default=0
         )
         if window:
             ax.set_xlim(-window * 0.02, window * 1.02)
         first = "start of the spell that lasted" if tte.sustained else "first"
-        ax.set_title(f"{tte.label}\n(time to {first}; Kaplan–Meier, within {tte.window})\n"
+        method = f"Aalen–Johansen, competing: {', '.join(tte.competing)}" if tte.competing else "Kaplan–Meier"
+        ax.set_title(f"{tte.label}\n(time to {first}; {method}, within {tte.window})\n"
                      f"shaded: pointwise {spec.ci_level * 100:g}% CI ({spec.km_transform})", fontsize=9)  # fmt: skip
         ax.set_xlabel("days after the index")
-        ax.set_ylabel("% reached (1 − KM survival)")
+        ax.set_ylabel("% reached (cumulative incidence)" if tte.competing else "% reached (1 − KM survival)")
         ax.set_ylim(0, 100)
         ax.legend(fontsize=7, loc="lower right", frameon=False)
         ticks = [t for t in ax.get_xticks() if 0 <= t <= (window or float("inf"))]

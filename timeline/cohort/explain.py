@@ -114,6 +114,8 @@ def explain_patient(
                 "at": t.at,
                 "days": t.days,
                 "censored_by": t.censored_by,
+                # censored_by is a competing event (the item lists it under competing)
+                "competing": t.competing,
                 "unknown_on_the_way": t.unknown,
             }
             for tid, t in f.tte.items()
@@ -297,7 +299,8 @@ def _cell(
             out["detail"] = (
                 f"reached {days_text(facts.days)} after the index ({_at(facts.at)})"
                 if facts.event
-                else f"not reached; censored by {facts.censored_by} at {_at(facts.at)} ({days_text(facts.days)})"
+                else f"not reached; {'a competing event' if facts.competing else 'censored by'} {facts.censored_by} "
+                f"at {_at(facts.at)} ({days_text(facts.days)})"
             )
             explain(
                 t.rule,

@@ -79,7 +79,7 @@ def survival_ci(
     return s**power, s ** (1.0 / power)
 
 
-def _first_at_or_below_half(points: Sequence[tuple[float, float]]) -> float | None:
+def first_at_or_below_half(points: Sequence[tuple[float, float]]) -> float | None:
     """The first time whose value is at or below 1/2, of (time, value) pairs in time order at
     which a step function changes; where it is exactly 1/2 until the next change, the middle of
     that stretch (R's survfit, SAS's LIFETEST). None when it never gets there."""
@@ -135,7 +135,7 @@ class Curve:
         """The first time at which S(t) ≤ 0.5; None when the curve never gets there. Where S is
         exactly 0.5 until a later event, the middle of that flat stretch (as R's survfit and
         SAS's LIFETEST take it: helper 49, 62 days where they give 62.5)."""
-        return _first_at_or_below_half([(st.time, st.survival) for st in self.steps if st.events])
+        return first_at_or_below_half([(st.time, st.survival) for st in self.steps if st.events])
 
     def median_ci(self, level: float = 0.95, transform: str = "log-log") -> tuple[float | None, float | None]:
         """Brookmeyer–Crowley limits for the median: the first event time at which the lower
@@ -149,7 +149,7 @@ class Curve:
             if ci is not None:
                 lower.append((st.time, ci[0]))
                 upper.append((st.time, ci[1]))
-        return _first_at_or_below_half(lower), _first_at_or_below_half(upper)
+        return first_at_or_below_half(lower), first_at_or_below_half(upper)
 
 
 def kaplan_meier(times: Sequence[float], events: Sequence[bool]) -> Curve:

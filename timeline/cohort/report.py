@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from timeline.cohort.cif import CENSORED, COMPETING, EVENT, CifCurve, aalen_johansen
 from timeline.cohort.km import Curve, kaplan_meier
 from timeline.cohort.rates import incidence_rate
 from timeline.cohort.spec import CohortSpec, Outcome, TimeToEvent, slug
@@ -133,6 +134,14 @@ class TteFacts:
     censored_by: str | None  # window | end_of_follow_up | death | discontinuation
     unknown: bool  # not reached, and unknown at some moment checked
     window_days: float  # the whole window, from the index to the end of its last day
+    # ``censored_by`` is a competing event (the item lists it under ``competing``): the time
+    # ends there, and Aalen–Johansen counts it as an event of its own, not a censoring
+    competing: bool = False
+
+    @property
+    def status(self) -> int:
+        """For :func:`timeline.cohort.cif.aalen_johansen`: 1 reached, 2 competing, 0 censored."""
+        return EVENT if self.event else COMPETING if self.competing else CENSORED
 
     @property
     def days(self) -> float:
@@ -189,6 +198,8 @@ class Report:
     curves: dict[tuple[str, str], Curve]  # (time-to-event id, group) → KM curve
     patients: dict[str, PatientFacts]
     policies: dict[str, str]  # denominator policy → its definition
+    # (time-to-event id, group) → the Aalen–Johansen curve, for items with competing events
+    incidence: dict[tuple[str, str], CifCurve] = field(default_factory=dict)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # worth a look, not wrong (a drug never recorded)
     # what makes the rules differ from the pack's: parameters set to other values than their
@@ -234,6 +245,27 @@ class Report:
                     for s in curve.steps
                 ]
                 for (tid, g), curve in self.curves.items()
+            },
+            # items with competing events: every step of the cumulative incidence (F, its
+            # delta-method standard error and pointwise limits; docs/cohorts.md, "Competing events")
+            "cumulative_incidence": {
+                f"{tid}@{g}" if g != "all" else tid: [
+                    {
+                        "days": s.time,
+                        "at_risk": s.at_risk,
+                        "events": s.events,
+                        "competing": s.competing,
+                        "censored": s.censored,
+                        "incidence": round(s.incidence, 6),
+                        "std_err": _r(s.std_err, 6),
+                        "lower": _r(ci[0], 6)
+                        if (ci := s.ci(self.spec.ci_level, self.spec.km_transform))
+                        else None,
+                        "upper": _r(ci[1], 6) if ci else None,
+                    }
+                    for s in cif.steps
+                ]
+                for (tid, g), cif in self.incidence.items()
             },
             "methods": methods(self.spec),
         }
@@ -304,10 +336,19 @@ def discontinuation_handling(spec: CohortSpec, rules: RuleSet, tte: TimeToEvent)
     stopping the drug for an adverse event to count as a failure, the table did not say it
     was censored). ``handling``: ``censored`` (hypothetical), ``not_reached`` (composite: the
     rule requires the drug, so it is false once it is stopped), ``followed`` (treatment policy:
-    the rule does not read the drug), ``no_study_drug``."""
+    the rule does not read the drug), ``competing`` (while on treatment: the item lists it under
+    ``competing``), ``no_study_drug``."""
     if spec.drug is None:
         return {"handling": "no_study_drug", "text": "no study drug: a discontinuation is not followed"}
     drug = "the index drug" if spec.drug_from_index else spec.drug
+    if "discontinuation" in tte.competing:
+        return {
+            "handling": "competing",
+            "text": f"a discontinuation of {drug} is a competing event: the patient's time ends at the stop "
+            "without the event, and the Aalen–Johansen cumulative incidence estimates the proportion "
+            "reaching the event before any stop (ICH E9(R1)'s while-on-treatment strategy); those who "
+            "stopped are neither censored nor at risk after it",
+        }
     if "discontinuation" in tte.censor:
         return {
             "handling": "censored",
@@ -982,10 +1023,14 @@ class _Run:
             self.con.execute("DROP TABLE IF EXISTS tl_c_apts")
 
     def _time_to_event(self, tte: TimeToEvent) -> None:
-        censor = []  # the first matching name is given as the reason when dates tie
-        if "death" in tte.censor:
+        # what ends a patient's time before the window's end: a censoring, or a competing event
+        # (the first matching name is given as the reason when dates tie: a death on the day
+        # follow-up ends is a death)
+        causes = {*tte.censor, *tte.competing}
+        censor = []
+        if "death" in causes:
             censor.append(("death", "death"))
-        if "discontinuation" in tte.censor:
+        if "discontinuation" in causes:
             censor.append(("disc_date", "discontinuation"))
         if "end_of_follow_up" in tte.censor:
             censor.append(("fu_end", "end_of_follow_up"))
@@ -1041,6 +1086,7 @@ class _Run:
             self.facts[pid].tte[tte.id] = TteFacts(
                 exact=(at - t0).total_seconds() / 86400, event=hit is not None, at=at,
                 censored_by=None if hit else why, unknown=hit is None and unk > 0, window_days=_days(span),
+                competing=hit is None and why in tte.competing,
             )  # fmt: skip
 
     def _written(self, text: str, kinds: list[str]) -> dict[str, int]:
@@ -1130,6 +1176,7 @@ class _Run:
         cells: list[Cell] = []
         cells += self._flow()
         curves: dict[tuple[str, str], Curve] = {}
+        incidence: dict[tuple[str, str], CifCurve] = {}
         # every group gets the rows the whole population has, zeros included
         everyone = [self.facts[p] for p in self.pop]
         ae_rows = {key for f in everyone for ae in f.adverse_events for key in ae_keys(ae)}
@@ -1143,9 +1190,11 @@ class _Run:
             cells += self._baseline(gid, suffix, members)
             cells += self._outcomes(gid, suffix, members)
             for tte in spec.time_to_event:
-                cell, curve = self._tte_cell(tte, gid, suffix, members)
+                cell, curve, cif = self._tte_cell(tte, gid, suffix, members)
                 cells.append(cell)
                 curves[(tte.id, gid)] = curve
+                if cif is not None:
+                    incidence[(tte.id, gid)] = cif
             if spec.adverse_events:
                 cells += self._ae_cells(gid, suffix, members, ae_rows)
             if spec.discontinuations and spec.drug:
@@ -1157,7 +1206,7 @@ class _Run:
             manifest["cohort"]["open_follow_up_as_known_at"] = self.open_moment.isoformat()
         return Report(
             spec=spec, manifest=manifest, groups=groups, cells=cells, curves=curves,
-            patients=self.facts, policies=policies(spec),
+            patients=self.facts, policies=policies(spec), incidence=incidence,
         )  # fmt: skip
 
     def _flow(self) -> list[Cell]:
@@ -1284,15 +1333,17 @@ class _Run:
 
     def _tte_cell(
         self, tte: TimeToEvent, gid: str, suffix: str, members: list[PatientFacts]
-    ) -> tuple[Cell, Curve]:
+    ) -> tuple[Cell, Curve, CifCurve | None]:
         facts = [(f.patient_id, f.tte[tte.id]) for f in members if tte.id in f.tte]
         curve = kaplan_meier([t.exact for _, t in facts], [t.event for _, t in facts])
         hit = [p for p, t in facts if t.event]
         unk = [p for p, t in facts if t.unknown]
         censored: dict[str, int] = {}
+        competing: dict[str, int] = {}
         for _, t in facts:
             if not t.event and t.censored_by:
-                censored[t.censored_by] = censored.get(t.censored_by, 0) + 1
+                into = competing if t.competing else censored
+                into[t.censored_by] = into.get(t.censored_by, 0) + 1
         c = _cell(f"tte.{tte.id}{suffix}", "time_to_event", tte.id, f"within {tte.window}", gid, tte.label,
                   f"the group; censored at {', '.join(tte.censor) or 'the window end only'}",
                   hit, [p for p, _ in facts])  # fmt: skip
@@ -1331,7 +1382,30 @@ class _Run:
                 1 for p, t in facts if not t.event and _stopped_within(self.facts[p], t)
             ),
         }
-        return c, curve
+        if not tte.competing:
+            return c, curve, None
+        # competing events: the cumulative incidence (Aalen–Johansen), over time and by the
+        # window's end as a share of each patient's own window, as Kaplan–Meier's above; the KM
+        # fields stay, treating the competing events as censorings (the cause-specific estimate
+        # had they not happened, which overstates the incidence)
+        cif = aalen_johansen([t.exact for _, t in facts], [t.status for _, t in facts])
+        own_cif = aalen_johansen(
+            [t.exact / t.window_days if t.window_days else 0.0 for _, t in facts],
+            [t.status for _, t in facts],
+        )
+        f_end = own_cif.incidence_at(1.0) if facts else None
+        f_ci = own_cif.incidence_ci_at(1.0, level, transform) if facts else None
+        c.stats.update({
+            "estimator": "aalen-johansen",
+            "competing": competing,
+            "cif_reached_by_window_end": round(f_end, 4) if f_end is not None else None,
+            "cif_pct_by_window_end": _pct(f_end),
+            "cif_reached_by_window_end_ci": [round(x, 4) for x in f_ci] if f_ci else None,
+            "cif_pct_by_window_end_ci": [_pct(x) for x in f_ci] if f_ci else None,
+            "cif_median_days": cif.median(),
+            "cif_ci": CIF_CI_TEXT[transform],
+        })  # fmt: skip
+        return c, curve, cif
 
     def _ae_cells(
         self, gid: str, suffix: str, members: list[PatientFacts], rows: set[tuple[str, str]]
@@ -1669,6 +1743,11 @@ KM_CI_TEXT = {
     "log-log": "Greenwood variance, log(-log S) transform (SAS PROC LIFETEST and Stata default); median: Brookmeyer-Crowley",
     "log": "Greenwood variance, log S transform (R survfit default); median: Brookmeyer-Crowley",
 }
+CIF_CI_TEXT = {
+    "log-log": "Aalen-Johansen cumulative incidence, delta-method variance (Collett; Marubini-Valsecchi), "
+    "log(-log F) transform",
+    "log": "Aalen-Johansen cumulative incidence, delta-method variance (Collett; Marubini-Valsecchi), log F transform",
+}
 RATE_CI_TEXT = "events per 100 patient-years, exact Poisson (Garwood) interval"
 EXPOSURE_TEXT = {
     "follow_up": "from the index instant to the end of the last day of follow-up (or of the day of death)",
@@ -1685,6 +1764,11 @@ def methods(spec: CohortSpec) -> dict[str, Any]:
     return {
         "ci_level": spec.ci_level,
         "kaplan_meier_ci": KM_CI_TEXT[spec.km_transform],
+        **(
+            {"cumulative_incidence_ci": CIF_CI_TEXT[spec.km_transform]}
+            if any(t.competing for t in spec.time_to_event)
+            else {}
+        ),
         "rates": RATE_CI_TEXT,
         "exposure": {
             "adverse_events": EXPOSURE_TEXT["on_drug" if spec.ae_until == "on_drug" else "follow_up"],

@@ -40,6 +40,7 @@ Path_ = tuple[str | int, ...]
 ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 POLICIES = ("all", "followed", "on_drug")
 CENSORS = ("end_of_follow_up", "death", "discontinuation")
+COMPETING = ("death", "discontinuation")  # an end of follow-up is no event: it censors
 AE_UNTIL = ("end_of_follow_up", "on_drug")  # the AE table's span
 AE_DRUGS = ("any", "study")  # the AEs it counts: of any drug (or none named), or of the study drug
 END_KINDS = ("end_of_follow_up", "death")
@@ -132,6 +133,10 @@ class TimeToEvent:
     # the event is the first instant from which the rule stays true to the end of the patient's
     # window (or censoring), not its first true instant: "resolved, and still so at 3 months"
     sustained: bool = False
+    # events that end a patient's chance of the outcome (death; a stop of the study drug): the
+    # patient's time ends there as a competing event, and the row estimates the cumulative
+    # incidence by Aalen–Johansen's estimator instead of 1 − Kaplan–Meier
+    competing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -861,22 +866,56 @@ class _Parser:
         # outcomes of one rule without labels (under other denominators, say) are told apart by id
         return _told_apart(out, unlabelled)
 
+    def _competing(self, item: dict[str, Any], p: Path_, drug: str | None) -> tuple[str, ...]:
+        """The causes a time-to-event item lists under ``competing``: death and discontinuation of
+        the study drug (which needs one), each once."""
+        raw = item.get("competing", [])
+        raw = raw if isinstance(raw, list) else [raw]
+        out: list[str] = []
+        for i, c in enumerate(raw):
+            if c not in COMPETING:
+                why = (
+                    "an end of follow-up is no event: it censors (list it under censor)"
+                    if c == "end_of_follow_up"
+                    else f"not {c!r}{did_you_mean(str(c), COMPETING)}"
+                )
+                self.fail((*p, "competing", i), f"a competing event is death or discontinuation; {why}")
+            elif c == "discontinuation" and drug is None:
+                self.fail(
+                    (*p, "competing", i),
+                    "discontinuation as a competing event needs the study drug (drug: NAME, or drug: index "
+                    "for each patient's own), whose discontinuation date ends the patient's time",
+                )
+            elif c in out:
+                self.fail((*p, "competing", i), f"{c} is listed twice")
+            else:
+                out.append(str(c))
+        return tuple(out)
+
     def _tte(self, data: Any, path: Path_, drug: str | None) -> tuple[TimeToEvent, ...]:
         out: list[TimeToEvent] = []
         seen: set[str] = set()
         unlabelled: list[int] = []
         for p, item in self.items(data, path, "time_to_event"):
             self.mapping(
-                item, p, ("id", "rule", "label", "window", "censor", "sustained"), "a time-to-event outcome"
+                item,
+                p,
+                ("id", "rule", "label", "window", "censor", "competing", "sustained"),
+                "a time-to-event outcome",
             )
             sustained = self.flag(item.get("sustained"), (*p, "sustained"), False)
             rid = self.rule(item.get("rule"), (*p, "rule"), what="time-to-event rule")
             if "window" not in item:
                 self.fail(p, "a time-to-event outcome needs a window (e.g. window: 3 months)")
             window = self.duration(item.get("window"), (*p, "window"), "window") if "window" in item else None
+            competing = self._competing(item, p, drug)
             # without a study drug there is no discontinuation to censor at: the default is
-            # what the report applies, never a cause it would silently skip
-            raw = item.get("censor", [c for c in CENSORS if drug is not None or c != "discontinuation"])
+            # what the report applies, never a cause it would silently skip; a competing
+            # cause is not also censored
+            raw = item.get(
+                "censor",
+                [c for c in CENSORS if (drug is not None or c != "discontinuation") and c not in competing],
+            )
             raw = raw if isinstance(raw, list) else [raw]
             censor: list[str] = []
             for i, c in enumerate(raw):
@@ -892,6 +931,13 @@ class _Parser:
                         "index for each patient's own), whose discontinuation date it censors at "
                         "(an on_drug_rule has none)",
                     )
+                elif c in competing:
+                    self.fail(
+                        (*p, "censor", i),
+                        f"{c} is listed as competing: a competing event ends the patient's time as an "
+                        "event of its own, a censoring as if the patient were lost to follow-up; list it "
+                        "under one of censor and competing",
+                    )
                 else:
                     censor.append(str(c))
             if rid is None or window is None:
@@ -900,7 +946,7 @@ class _Parser:
             self.unique(seen, tid, p, "time-to-event")
             out.append(
                 TimeToEvent(id=tid, rule=rid, label=self.text(item.get("label"), (*p, "label"), _label(rid, tid)),
-                            window=window, censor=tuple(censor), sustained=sustained)
+                            window=window, censor=tuple(censor), sustained=sustained, competing=competing)
             )  # fmt: skip
             if "label" not in item:
                 unlabelled.append(len(out) - 1)
