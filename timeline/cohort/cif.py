@@ -33,7 +33,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from timeline.cohort.km import TRANSFORMS, first_at_or_below_half, z_value
+from timeline.cohort.km import TRANSFORMS, first_at_or_below_half, last_step_at, z_value
 
 CENSORED, EVENT, COMPETING = 0, 1, 2
 
@@ -83,12 +83,7 @@ class CifCurve:
 
     def step_at(self, t: float) -> CifStep | None:
         """The last step at or before ``t`` (None before the first)."""
-        found = None
-        for step in self.steps:
-            if step.time > t:
-                break
-            found = step
-        return found
+        return last_step_at(self.steps, t)
 
     def incidence_at(self, t: float) -> float:
         """F(t), right-continuous; 0 before the first step, the last step's after the last."""

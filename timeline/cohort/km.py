@@ -19,11 +19,13 @@ R's survfit and SAS do.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
+from typing import Protocol, TypeVar
 
 TRANSFORMS = ("log-log", "log")
 HALF = 0.5 + 1e-12  # S "at or below 1/2", up to rounding (R's tolerance is ~1.5e-8)
@@ -79,6 +81,20 @@ def survival_ci(
     return s**power, s ** (1.0 / power)
 
 
+class _Timed(Protocol):
+    @property
+    def time(self) -> float: ...
+
+
+_S = TypeVar("_S", bound=_Timed)
+
+
+def last_step_at(steps: Sequence[_S], t: float) -> _S | None:
+    """The last of ``steps`` (in time order) at or before ``t``; None before the first."""
+    i = bisect.bisect_right(steps, t, key=lambda step: step.time)
+    return steps[i - 1] if i else None
+
+
 def first_at_or_below_half(points: Sequence[tuple[float, float]]) -> float | None:
     """The first time whose value is at or below 1/2, of (time, value) pairs in time order at
     which a step function changes; where it is exactly 1/2 until the next change, the middle of
@@ -98,21 +114,12 @@ class Curve:
 
     def survival_at(self, t: float) -> float:
         """S(t), right-continuous: steps at exactly ``t`` count."""
-        s = 1.0
-        for step in self.steps:
-            if step.time > t:
-                break
-            s = step.survival
-        return s
+        step = last_step_at(self.steps, t)
+        return step.survival if step is not None else 1.0
 
     def step_at(self, t: float) -> Step | None:
         """The last step at or before ``t`` (None before the first): S(t) and its variance."""
-        found = None
-        for step in self.steps:
-            if step.time > t:
-                break
-            found = step
-        return found
+        return last_step_at(self.steps, t)
 
     def survival_ci_at(
         self, t: float, level: float = 0.95, transform: str = "log-log"
