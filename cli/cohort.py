@@ -7,13 +7,15 @@ extension); 3 store missing or damaged; 8 the cohort file or a rule file has pro
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
 from cli.engine import Exit, ParamOpt, RulesOpt, load, session
-from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt
+from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt, follow_up
 from cli.output import cell, console, dump_json, error, error_document, esc
 
 if TYPE_CHECKING:
@@ -284,7 +286,8 @@ def run(
     if json_out:
         dump_json(report.to_json(ids))
     elif csv_out is None and parquet_out is None:
-        render(report)
+        given: dict[str, Any] = {"store": store, "rules": rules, "params": param, "as_known_at": as_known_at}
+        render(report, partial(follow_up, "cohort", **given), file)
     else:
         written = ", ".join(
             "standard output" if to_stdout and p is csv_out else str(p)
@@ -427,8 +430,11 @@ def _left_out_text(policy: str, c: Cell | None) -> str:
     return f"{policy}; not in N: " + ", ".join(f"{len(ids)} {why}" for why, ids in c.left_out_ids.items())
 
 
-def render(report: Report) -> None:
-    """The report as rich tables, each with its denominator stated."""
+def render(report: Report, command: Callable[..., str] | None = None, file: Path | None = None) -> None:
+    """The report as rich tables, each with its denominator stated. ``command``: the
+    ``timeline cohort …`` command line of a follow-up command (:func:`cli.options.follow_up`,
+    with the run's options) and ``file`` the cohort file, for the commands suggested below
+    the tables."""
     from rich.table import Table
 
     c = console()
@@ -500,8 +506,10 @@ def render(report: Report) -> None:
                           cell(_left_out_text(o.denominator, by_id.get(base))))  # fmt: skip
         c.print(t)
         if notes:
+            explain = command("explain", file, "PATIENT") if command and file else "timeline cohort explain"
             c.print(
-                "[bold]Unknowns[/] (the commonest reasons, patients of N; `cohort explain` gives each one's)"
+                f"[bold]Unknowns[/] (the commonest reasons, patients of N; `{esc(explain)}` gives each one's)",
+                soft_wrap=True,  # a command cut over lines does not paste
             )
             for note in notes:
                 c.print(cell(f"  {note}"))
@@ -580,7 +588,16 @@ def render(report: Report) -> None:
                 + ", ".join(f"{n} {words[k]}" for k, n in left.items())
                 + "[/]"
             )
-    c.print("[dim]cell ids: --json; patients behind a cell: timeline cohort patients FILE --cell ID[/]")
+    # a cell of the report for the example, so that the command works as it is pasted
+    example = next(
+        (x.id for x in report.cells if x.section == "outcome"), report.cells[0].id if report.cells else "ID"
+    )
+    patients = (
+        command("patients", file, "--cell", example)
+        if command and file
+        else f"timeline cohort patients FILE --cell {example}"
+    )
+    c.print(f"[dim]cell ids: --json; patients behind a cell: {esc(patients)}[/]", soft_wrap=True)
 
 
 LABEL_WIDTH = 48

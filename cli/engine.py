@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt
+from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt, follow_up
 from cli.output import cell, console, dump_json, error, error_document, esc, file_text, note
 
 if TYPE_CHECKING:
@@ -519,11 +519,14 @@ def history(
     # said of the rules asked for by name: a whole history always has age_years
     # (by the id the rule set gives: a copy may be asked for in another spelling)
     growing = [rid for rid in dict.fromkeys(rule or []) if sess.rules.grows_with_time(sess.rules.get(rid).id)]
+    # a command suggested next carries the options it needs to give the same answers
+    given: dict[str, Any] = {"store": store, "rules": rules, "params": param, "as_known_at": as_known_at}
     if growing:
+        asked = [w for rid in growing for w in ("--rule", rid)]
         note(
             f"{', '.join(growing)} {'grows' if len(growing) == 1 else 'grow'} with time"
             " (age, time_since): each interval shows the value at its start; "
-            "`timeline state --at DATE` gives it on a date"
+            f"`{follow_up('state', patient, '--at', 'DATE', *asked, **given)}` gives it on a date"
         )
     if json_out:
         dump_json({"manifest": manifest, "patient_id": patient, "intervals": rows})
@@ -552,18 +555,21 @@ def history(
             )
         return
     meanings = {rid: _meaning(sess.rules, rid) for rid in dict.fromkeys(r["rule"] for r in rows)}
-    _swimlanes(patient, rows, meanings)
+    _swimlanes(patient, rows, meanings, given)
 
 
-def _swimlanes(patient: str, rows: list[dict[str, Any]], meanings: dict[str, str | None]) -> None:
-
+def _swimlanes(
+    patient: str, rows: list[dict[str, Any]], meanings: dict[str, str | None], given: dict[str, Any]
+) -> None:
+    """``given``: the options of the command (store, rules, params, as_known_at) that the
+    command its caption suggests needs too (:func:`follow_up`)."""
     c = console()
     if not rows:
         c.print(f"{esc(patient)}: no events, no history")
         return
     if c.is_terminal:  # a file or a pipe gets the intervals only (README)
         _lanes(c, patient, rows, meanings)
-    _intervals_table(c, patient, rows)
+    _intervals_table(c, patient, rows, given)
 
 
 def _lane_mark(value: Any, meaning: str | None) -> str:
@@ -600,22 +606,14 @@ def _lanes(c: Any, patient: str, rows: list[dict[str, Any]], meanings: dict[str,
         c.print(cell(f"{rid:>34} │") + Text.from_markup("".join(lane)) + cell("│"))
 
 
-def _intervals_table(c: Any, patient: str, rows: list[dict[str, Any]]) -> None:
+def _intervals_table(c: Any, patient: str, rows: list[dict[str, Any]], given: dict[str, Any]) -> None:
     from rich.table import Table
 
     # a history is evaluated for values and unknown reasons only (no notes, no evidence)
     first = next((r for r in rows if isinstance(r["value"], bool)), rows[0])
-    caption = (
-        f"why a value holds: timeline explain {patient} {first['rule']} --at {first['start']:%Y-%m-%d}"
-        if " " not in patient + first["rule"]
-        else "why a value holds: `timeline explain PATIENT RULE --at DATE`"
-    )
-    table = Table(
-        title=cell(f"{patient}: intervals"),
-        title_justify="left",
-        caption=cell(caption),
-        caption_justify="left",
-    )
+    at = f"{first['start']:%Y-%m-%d}"
+    caption = f"why a value holds: {follow_up('explain', patient, first['rule'], '--at', at, **given)}"
+    table = Table(title=cell(f"{patient}: intervals"), title_justify="left")
     for col in ("rule", "from", "until", "value", "reason (unknown)"):
         table.add_column(col)
     for r in rows:
@@ -628,6 +626,9 @@ def _intervals_table(c: Any, patient: str, rows: list[dict[str, Any]]) -> None:
             cell(r["reason"] or ""),
         )
     c.print(table)
+    # below the table, on one line (a table's caption is wrapped at the table's width: a
+    # command cut over lines does not paste)
+    c.print(cell(caption), soft_wrap=True)
 
 
 # ---- rules group ---------------------------------------------------------------------------
