@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
-from cli.engine import Exit, ParamOpt, RulesOpt, load, session
+from cli.engine import Exit, ParamOpt, RulesOpt, load, session, unrecorded_drugs
 from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt, follow_up
-from cli.output import cell, console, dump_json, error, error_document, esc
+from cli.output import cell, console, dump_json, error, error_document, esc, note
 
 if TYPE_CHECKING:
     from timeline.cohort.report import Cell, Report
@@ -72,9 +72,14 @@ def _session(
 ) -> tuple[Session, CohortSpec]:
     from timeline.cohort.spec import load_cohort
 
-    sess = session(store, _dirs(file, rules), param, as_known_at, wait)
+    sess = session(store, _dirs(file, rules), param, as_known_at, wait, drugs=False)
     try:
-        return sess, load_cohort(file, sess.rules)
+        spec = load_cohort(file, sess.rules)
+        # the drugs no event records, of the rules the cohort reads: not of every rule loaded
+        reading = {dep for rid in spec.rule_ids() for dep in sess.rules.dependencies(rid)}
+        for text in unrecorded_drugs(sess.store, sess.rules, reading):
+            note(text)
+        return sess, spec
     except BaseException:
         sess.store.close()
         raise

@@ -82,13 +82,16 @@ def session(
     params: list[str] | None,
     as_known_at: str | None,
     wait: float,
+    drugs: bool = True,
 ) -> Session:
+    """``drugs``: note the drugs a site's values name that no event records (:func:`unrecorded_drugs`)
+    of every rule loaded; a cohort notes them of the rules it reads, once it has read its file."""
     from timeline.engine.evaluate import Session
     from timeline.store import Store
 
     ruleset = load(rules, params)
     s = Store.open(store, wait=wait)
-    for text in unrecorded_drugs(s, ruleset):
+    for text in unrecorded_drugs(s, ruleset) if drugs else []:
         note(text)
     try:
         moment = s.known_at(as_known_at)
@@ -116,14 +119,19 @@ def note_if_before_the_record(store: Store, as_known_at: str | None, moment: dat
     )
 
 
-def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
+def unrecorded_drugs(store: Store, rules: RuleSet, reading: set[str] | None = None) -> list[str]:
     """A note for each drug a site's value of a text parameter names (``index_drug`` set by
     params.yaml or --param) that no event of the store records: most often a misspelling,
-    which would leave every rule naming it unknown or false without a word."""
+    which would leave every rule naming it unknown or false without a word. A recorded drug
+    spelt nearly so is suggested, unless the value is itself a drug the built-in pack names
+    (``canakinumab`` is no misspelling of ``anakinra``: helper 62). ``reading``: only the
+    rules of these ids are said to use it (a cohort's and those they read); None: every
+    rule loaded."""
     from timeline.language.loader import did_you_mean, drugs_named, from_builtin, known_drugs
 
+    listed = [rid for rid in rules.listed() if reading is None or rid in reading]
     given: dict[str, list[str]] = {}
-    for rid in rules.listed():
+    for rid in listed:
         for p in rules.rules[rid].params:
             if isinstance(p.value, str) and p.value != p.default:
                 given.setdefault(p.value, []).append(f"{rid}.{p.name}")
@@ -131,8 +139,8 @@ def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
     # when a recorded drug is spelt nearly so (a misspelling); a rule may well name a drug no
     # patient of this store had
     written: dict[str, list[str]] = {}
-    own = [rid for rid in rules.listed() if not from_builtin(rules.rules[rid].source)]  # a site's rules
-    known = known_drugs(rules) if own else set()  # a drug the built-in pack names is no misspelling
+    own = [rid for rid in listed if not from_builtin(rules.rules[rid].source)]  # a site's rules
+    known = known_drugs(rules) if own or given else set()  # a drug the built-in pack names is no misspelling
     for rid in own:
         for drug in sorted(drugs_named(rules.rules[rid]) - known):
             if drug not in given and rid not in written.get(drug, []):
@@ -150,9 +158,11 @@ def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
                     "SELECT DISTINCT drug FROM events WHERE drug IS NOT NULL"
                 ).fetchall()
             ]
-        hint = did_you_mean(drug, present)
-        if drug in given or hint:
-            shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+        hint = "" if drug in known else did_you_mean(drug, present)
+        shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+        if drug in known:  # a real drug no patient of this store had: not a misspelling
+            out.append(f"no event of the store records {drug!r} ({shown})")
+        elif drug in given or hint:
             out.append(f"{drug!r} ({shown}) is recorded for no patient in the store{hint}")
     return out
 

@@ -495,7 +495,7 @@ class _Run:
         selectors = [
             (g.id, sel) for g in spec.subgroups for sel in (g.none_before_index, g.any_before_index) if sel
         ]
-        known = known_drugs(self.s.rules) if selectors else set()  # the built-in pack's: no misspellings
+        known = known_drugs(self.s.rules)  # the built-in pack's: no misspellings
         grouped = {d: gid for gid, sel in selectors for d in _selector_drugs(sel) if d not in known}
         wanted = list(dict.fromkeys([*index, *study, *grouped]))
         if not wanted:
@@ -511,10 +511,16 @@ class _Run:
         present = [d for (d,) in self.sql("SELECT DISTINCT drug FROM tl_c_ev WHERE drug IS NOT NULL")]
         out = []
         for d in missing:
-            near = did_you_mean(d, present)
+            # a drug the pack names is spelt right: no recorded drug is suggested for it
+            # (helper 62: canakinumab got "did you mean 'anakinra'?")
+            near = "" if d in known else did_you_mean(d, present)
             if d in index or d in study:
                 where = "the index drug" if d in index else "the study drug"
-                out.append(f"{where} {d!r} is not recorded for any patient in the store{near}")
+                out.append(
+                    f"no event of the store records {where} {d!r}"
+                    if d in known
+                    else f"{where} {d!r} is not recorded for any patient in the store{near}"
+                )
             elif near:
                 out.append(
                     f"sub-group {grouped[d]}'s drug {d!r} is not recorded for any patient in the store{near}"

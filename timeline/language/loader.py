@@ -2326,8 +2326,26 @@ def drugs_named(rule: ast.Rule) -> set[str]:
 
 def known_drugs(rules: RuleSet) -> set[str]:
     """The drugs the built-in pack's rules name: real drugs, never a misspelling to warn of
-    when no patient of a store had them (a list of DMARDs names many)."""
-    return {d for rule in rules.rules.values() if from_builtin(rule.source) for d in drugs_named(rule)}
+    when no patient of a store had them (a list of DMARDs names many). As its files write
+    them — a drug parameter at its default, not at a value a site or ``--param`` gives
+    (``index_drug=anakinara`` is no known drug)."""
+    out: set[str] = set()
+    for rule in rules.rules.values():
+        if not from_builtin(rule.source):
+            continue
+        by_param: set[str] = set()  # the rule's parameters naming a drug
+        for n in walk(rule.define):
+            if isinstance(n, ast.Selector):
+                out.update(n.written[0] if n.written else n.drugs)
+                by_param.update(n.drug_params, n.not_drug_params)
+            elif isinstance(n, ast.OnDrug):
+                out.update(n.written if n.drug_params else n.drugs)
+                by_param.update(n.drug_params)
+            elif isinstance(n, ast.DailyDose):
+                out.update([n.drug] if n.drug_param is None else [])
+                by_param.update([n.drug_param] if n.drug_param else [])
+        out.update(p.default for p in rule.params if p.name in by_param and isinstance(p.default, str))
+    return out
 
 
 def _reads(rule_id: str, define: ast.Node, name: str) -> bool:
