@@ -832,7 +832,7 @@ def rules_test(
     timeline rules test
     ```
     """
-    from timeline.engine.ruletest import rules_of, run_examples
+    from timeline.engine.ruletest import rules_of, run_examples, where
     from timeline.language.loader import rule_dirs
 
     extra = [*(rules or []), *(directory or [])]
@@ -860,7 +860,7 @@ def rules_test(
     if json_out:
         outcome: dict[str, Any] = {}
         if failed:
-            details = [f"{r.rule}: {r.example}" for r in failed]
+            details = [f"{where(r.file, r.line)}: {r.rule}: {r.example}" for r in failed]
             outcome = {
                 "ok": False,
                 "error": error_document(
@@ -879,9 +879,11 @@ def rules_test(
         c = console()
         for r in results:
             mark = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
-            c.print(f"{mark} {esc(r.rule)}: {esc(r.example)}")
+            # a failing example by its place, as rules check names a problem's
+            place = "" if r.passed else f" ({esc(where(r.file, r.line))})"
+            c.print(f"{mark} {esc(r.rule)}: {esc(r.example)}{place}", soft_wrap=True)
             for f in r.failures:
-                c.print(cell(f"     {f}"))
+                c.print(cell(f"     {f}"), soft_wrap=True)
         c.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
         raise Exit(9)

@@ -33,6 +33,7 @@ from timeline.language.durations import (
     DurationTooLong,
     misspelt,
 )
+from timeline.language.examples import event_problems
 from timeline.moments import parse_at
 from timeline.units import Conversion, UnitError, combine, conversion, is_valid, ucum_hint, ucum_spelling
 from timeline.units import parse as parse_unit
@@ -518,6 +519,8 @@ class _RuleParser:
                     (*path, key),
                     f"a {kind} event has no {key} (its fields: {', '.join(sorted(allowed)) or 'none beyond the common ones'})",
                 )
+        for key, message in event_problems(e, self.book):  # its values, as ingest checks them
+            self.fail((*path, key), message)
 
     def _check_text_params(self) -> None:
         """A text parameter names a drug (``drug: {param: p}``): one the definition never names
@@ -680,6 +683,8 @@ class _RuleParser:
                     events=tuple(evs),
                     expect=tuple(expects),
                     params=tuple((str(k), v) for k, v in params.items()),
+                    line=self.doc.where(path)[0],
+                    event_lines=tuple(self.doc.where((*path, "events", j))[0] for j in range(len(evs))),
                 )
             )
         return out
