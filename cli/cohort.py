@@ -450,7 +450,8 @@ def render(report: Report, command: Callable[..., str] | None = None, file: Path
              f"rules {m['rules_digest'][:12]} · {m['engine']} · {report.seconds:g} s")
     )  # fmt: skip
     if report.changes:  # a pasted table says at which values it was made, not only its digest
-        c.print(cell(f"rules as changed from the pack's: {'; '.join(report.changes)}"))
+        # a site's own rule has no pack's value: its parameter differs from its file's default
+        c.print(cell(f"changed from the rule files: {'; '.join(report.changes)}"), soft_wrap=True)
     groups = list(report.groups.items())
     by_id = {x.id: x for x in report.cells}
 

@@ -666,7 +666,7 @@ def rules_list(
     rs = load(rules)
     items: list[dict[str, Any]] = [
         {"id": r.id, "version": r.version, "status": r.status, "type": str(r.value_type), "description": r.description,
-         "citation": r.citation, "source": r.source, "overrides": r.overrides}
+         "citation": r.citation, "source": r.source, "overrides": r.overrides, "from": rule_origin(r.source)}
         for r in (rs.rules[i] for i in sorted(rs.listed()))
     ]  # fmt: skip
     if json_out:
@@ -675,19 +675,40 @@ def rules_list(
     from rich.table import Table
 
     table = Table(title=f"{len(items)} rules (digest {rs.digest[:12]})", title_justify="left")
-    for col in ("id", "version", "status", "value", "description", "citation"):
+    for col in ("id", "version", "status", "value", "from", "description", "citation"):
         table.add_column(col)
     for r in items:
-        rid = r["id"] + (" (override)" if r["overrides"] else "")
+        origin = r["from"] + (f" (overrides {rule_origin(r['overrides'])})" if r["overrides"] else "")
         table.add_row(
-            cell(rid),
+            cell(r["id"]),
             cell(r["version"]),
             cell(r["status"]),
             cell(r["type"]),
-            cell(r["description"][:90]),
-            cell(r["citation"][:70]),
+            cell(origin),
+            cell(cut_at_word(r["description"], 90)),
+            cell(cut_at_word(r["citation"], 70)),
         )
     console().print(table)
+
+
+def rule_origin(source: str) -> str:
+    """Where a rule comes from, as `rules list` shows it: ``built-in`` (the pack), or the
+    directory of the user's file as the command was given it (``my_rules/``)."""
+    from timeline.language.loader import from_builtin
+
+    if from_builtin(source):
+        return "built-in"
+    return str(Path(source).parent).rstrip("/") + "/"
+
+
+def cut_at_word(text: str, width: int) -> str:
+    """``text`` cut to about ``width`` characters at a word, with an ellipsis (never mid-word:
+    "(the lates" was a word cut in two); whole when it fits."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    at = text.rfind(" ", 0, width)
+    return (text[:at] if at > 0 else text[:width]).rstrip(" ,;:(") + " …"
 
 
 @rules_app.command("show", cls=Command)
