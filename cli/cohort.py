@@ -7,14 +7,16 @@ extension); 3 store missing or damaged; 8 the cohort file or a rule file has pro
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
-from cli.engine import Exit, ParamOpt, RulesOpt, load, session
-from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt
-from cli.output import cell, console, dump_json, error, error_document, esc
+from cli.engine import Exit, ParamOpt, RulesOpt, load, session, unrecorded_drugs
+from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt, follow_up
+from cli.output import cell, console, dump_json, error, error_document, esc, note
 
 if TYPE_CHECKING:
     from timeline.cohort.report import Cell, Report
@@ -70,9 +72,14 @@ def _session(
 ) -> tuple[Session, CohortSpec]:
     from timeline.cohort.spec import load_cohort
 
-    sess = session(store, _dirs(file, rules), param, as_known_at, wait)
+    sess = session(store, _dirs(file, rules), param, as_known_at, wait, drugs=False)
     try:
-        return sess, load_cohort(file, sess.rules)
+        spec = load_cohort(file, sess.rules)
+        # the drugs no event records, of the rules the cohort reads: not of every rule loaded
+        reading = {dep for rid in spec.rule_ids() for dep in sess.rules.dependencies(rid)}
+        for text in unrecorded_drugs(sess.store, sess.rules, reading):
+            note(text)
+        return sess, spec
     except BaseException:
         sess.store.close()
         raise
@@ -176,7 +183,7 @@ def check(
         dump_json(summary)
         return
     for warning in warnings:
-        console(stderr=True).print(cell(f"warning: {warning}"))
+        console(stderr=True).print(cell(f"warning: {warning}"), soft_wrap=True)
     console().print(
         f"ok: cohort {esc(spec.id)} v{esc(spec.version)} uses {len(summary['rules'])} rules; "
         f"{len(spec.outcomes)} outcomes at {len(spec.time_points)} time points, "
@@ -267,7 +274,7 @@ def run(
     with sess.store:
         report = _report(sess, spec)
         for warning in report.warnings:
-            console(stderr=True).print(cell(f"warning: {warning}"))
+            console(stderr=True).print(cell(f"warning: {warning}"), soft_wrap=True)
         if parquet_out is not None:
             with replacing(parquet_out) as tmp:
                 _parquet(report, tmp, sess, ids)
@@ -284,7 +291,8 @@ def run(
     if json_out:
         dump_json(report.to_json(ids))
     elif csv_out is None and parquet_out is None:
-        render(report)
+        given: dict[str, Any] = {"store": store, "rules": rules, "params": param, "as_known_at": as_known_at}
+        render(report, partial(follow_up, "cohort", **given), file)
     else:
         written = ", ".join(
             "standard output" if to_stdout and p is csv_out else str(p)
@@ -431,8 +439,11 @@ def _left_out_text(policy: str, c: Cell | None) -> str:
     return f"{policy}; not in N: " + ", ".join(f"{len(ids)} {why}" for why, ids in c.left_out_ids.items())
 
 
-def render(report: Report) -> None:
-    """The report as rich tables, each with its denominator stated."""
+def render(report: Report, command: Callable[..., str] | None = None, file: Path | None = None) -> None:
+    """The report as rich tables, each with its denominator stated. ``command``: the
+    ``timeline cohort …`` command line of a follow-up command (:func:`cli.options.follow_up`,
+    with the run's options) and ``file`` the cohort file, for the commands suggested below
+    the tables."""
     from rich.table import Table
 
     c = console()
@@ -443,7 +454,8 @@ def render(report: Report) -> None:
              f"rules {m['rules_digest'][:12]} · {m['engine']} · {report.seconds:g} s")
     )  # fmt: skip
     if report.changes:  # a pasted table says at which values it was made, not only its digest
-        c.print(cell(f"rules as changed from the pack's: {'; '.join(report.changes)}"))
+        # a site's own rule has no pack's value: its parameter differs from its file's default
+        c.print(cell(f"changed from the rule files: {'; '.join(report.changes)}"), soft_wrap=True)
     groups = list(report.groups.items())
     by_id = {x.id: x for x in report.cells}
 
@@ -504,8 +516,10 @@ def render(report: Report) -> None:
                           cell(_left_out_text(o.denominator, by_id.get(base))))  # fmt: skip
         c.print(t)
         if notes:
+            explain = command("explain", file, "PATIENT") if command and file else "timeline cohort explain"
             c.print(
-                "[bold]Unknowns[/] (the commonest reasons, patients of N; `cohort explain` gives each one's)"
+                f"[bold]Unknowns[/] (the commonest reasons, patients of N; `{esc(explain)}` gives each one's)",
+                soft_wrap=True,  # a command cut over lines does not paste
             )
             for note in notes:
                 c.print(cell(f"  {note}"))
@@ -593,7 +607,16 @@ def render(report: Report) -> None:
                 + ", ".join(f"{n} {words[k]}" for k, n in left.items())
                 + "[/]"
             )
-    c.print("[dim]cell ids: --json; patients behind a cell: timeline cohort patients FILE --cell ID[/]")
+    # a cell of the report for the example, so that the command works as it is pasted
+    example = next(
+        (x.id for x in report.cells if x.section == "outcome"), report.cells[0].id if report.cells else "ID"
+    )
+    patients = (
+        command("patients", file, "--cell", example)
+        if command and file
+        else f"timeline cohort patients FILE --cell {example}"
+    )
+    c.print(f"[dim]cell ids: --json; patients behind a cell: {esc(patients)}[/]", soft_wrap=True)
 
 
 LABEL_WIDTH = 48

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt
+from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt, follow_up
 from cli.output import cell, console, dump_json, error, error_document, esc, file_text, note
 
 if TYPE_CHECKING:
@@ -82,13 +82,16 @@ def session(
     params: list[str] | None,
     as_known_at: str | None,
     wait: float,
+    drugs: bool = True,
 ) -> Session:
+    """``drugs``: note the drugs a site's values name that no event records (:func:`unrecorded_drugs`)
+    of every rule loaded; a cohort notes them of the rules it reads, once it has read its file."""
     from timeline.engine.evaluate import Session
     from timeline.store import Store
 
     ruleset = load(rules, params)
     s = Store.open(store, wait=wait)
-    for text in unrecorded_drugs(s, ruleset):
+    for text in unrecorded_drugs(s, ruleset) if drugs else []:
         note(text)
     try:
         moment = s.known_at(as_known_at)
@@ -116,14 +119,19 @@ def note_if_before_the_record(store: Store, as_known_at: str | None, moment: dat
     )
 
 
-def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
+def unrecorded_drugs(store: Store, rules: RuleSet, reading: set[str] | None = None) -> list[str]:
     """A note for each drug a site's value of a text parameter names (``index_drug`` set by
     params.yaml or --param) that no event of the store records: most often a misspelling,
-    which would leave every rule naming it unknown or false without a word."""
+    which would leave every rule naming it unknown or false without a word. A recorded drug
+    spelt nearly so is suggested, unless the value is itself a drug the built-in pack names
+    (``canakinumab`` is no misspelling of ``anakinra``: helper 62). ``reading``: only the
+    rules of these ids are said to use it (a cohort's and those they read); None: every
+    rule loaded."""
     from timeline.language.loader import did_you_mean, drugs_named, from_builtin, known_drugs
 
+    listed = [rid for rid in rules.listed() if reading is None or rid in reading]
     given: dict[str, list[str]] = {}
-    for rid in rules.listed():
+    for rid in listed:
         for p in rules.rules[rid].params:
             if isinstance(p.value, str) and p.value != p.default:
                 given.setdefault(p.value, []).append(f"{rid}.{p.name}")
@@ -131,8 +139,8 @@ def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
     # when a recorded drug is spelt nearly so (a misspelling); a rule may well name a drug no
     # patient of this store had
     written: dict[str, list[str]] = {}
-    own = [rid for rid in rules.listed() if not from_builtin(rules.rules[rid].source)]  # a site's rules
-    known = known_drugs(rules) if own else set()  # a drug the built-in pack names is no misspelling
+    own = [rid for rid in listed if not from_builtin(rules.rules[rid].source)]  # a site's rules
+    known = known_drugs(rules) if own or given else set()  # a drug the built-in pack names is no misspelling
     for rid in own:
         for drug in sorted(drugs_named(rules.rules[rid]) - known):
             if drug not in given and rid not in written.get(drug, []):
@@ -150,9 +158,11 @@ def unrecorded_drugs(store: Store, rules: RuleSet) -> list[str]:
                     "SELECT DISTINCT drug FROM events WHERE drug IS NOT NULL"
                 ).fetchall()
             ]
-        hint = did_you_mean(drug, present)
-        if drug in given or hint:
-            shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+        hint = "" if drug in known else did_you_mean(drug, present)
+        shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+        if drug in known:  # a real drug no patient of this store had: not a misspelling
+            out.append(f"no event of the store records {drug!r} ({shown})")
+        elif drug in given or hint:
             out.append(f"{drug!r} ({shown}) is recorded for no patient in the store{hint}")
     return out
 
@@ -519,11 +529,14 @@ def history(
     # said of the rules asked for by name: a whole history always has age_years
     # (by the id the rule set gives: a copy may be asked for in another spelling)
     growing = [rid for rid in dict.fromkeys(rule or []) if sess.rules.grows_with_time(sess.rules.get(rid).id)]
+    # a command suggested next carries the options it needs to give the same answers
+    given: dict[str, Any] = {"store": store, "rules": rules, "params": param, "as_known_at": as_known_at}
     if growing:
+        asked = [w for rid in growing for w in ("--rule", rid)]
         note(
             f"{', '.join(growing)} {'grows' if len(growing) == 1 else 'grow'} with time"
             " (age, time_since): each interval shows the value at its start; "
-            "`timeline state --at DATE` gives it on a date"
+            f"`{follow_up('state', patient, '--at', 'DATE', *asked, **given)}` gives it on a date"
         )
     if json_out:
         dump_json({"manifest": manifest, "patient_id": patient, "intervals": rows})
@@ -552,18 +565,21 @@ def history(
             )
         return
     meanings = {rid: _meaning(sess.rules, rid) for rid in dict.fromkeys(r["rule"] for r in rows)}
-    _swimlanes(patient, rows, meanings)
+    _swimlanes(patient, rows, meanings, given)
 
 
-def _swimlanes(patient: str, rows: list[dict[str, Any]], meanings: dict[str, str | None]) -> None:
-
+def _swimlanes(
+    patient: str, rows: list[dict[str, Any]], meanings: dict[str, str | None], given: dict[str, Any]
+) -> None:
+    """``given``: the options of the command (store, rules, params, as_known_at) that the
+    command its caption suggests needs too (:func:`follow_up`)."""
     c = console()
     if not rows:
         c.print(f"{esc(patient)}: no events, no history")
         return
     if c.is_terminal:  # a file or a pipe gets the intervals only (README)
         _lanes(c, patient, rows, meanings)
-    _intervals_table(c, patient, rows)
+    _intervals_table(c, patient, rows, given)
 
 
 def _lane_mark(value: Any, meaning: str | None) -> str:
@@ -600,22 +616,14 @@ def _lanes(c: Any, patient: str, rows: list[dict[str, Any]], meanings: dict[str,
         c.print(cell(f"{rid:>34} │") + Text.from_markup("".join(lane)) + cell("│"))
 
 
-def _intervals_table(c: Any, patient: str, rows: list[dict[str, Any]]) -> None:
+def _intervals_table(c: Any, patient: str, rows: list[dict[str, Any]], given: dict[str, Any]) -> None:
     from rich.table import Table
 
     # a history is evaluated for values and unknown reasons only (no notes, no evidence)
     first = next((r for r in rows if isinstance(r["value"], bool)), rows[0])
-    caption = (
-        f"why a value holds: timeline explain {patient} {first['rule']} --at {first['start']:%Y-%m-%d}"
-        if " " not in patient + first["rule"]
-        else "why a value holds: `timeline explain PATIENT RULE --at DATE`"
-    )
-    table = Table(
-        title=cell(f"{patient}: intervals"),
-        title_justify="left",
-        caption=cell(caption),
-        caption_justify="left",
-    )
+    at = f"{first['start']:%Y-%m-%d}"
+    caption = f"why a value holds: {follow_up('explain', patient, first['rule'], '--at', at, **given)}"
+    table = Table(title=cell(f"{patient}: intervals"), title_justify="left")
     for col in ("rule", "from", "until", "value", "reason (unknown)"):
         table.add_column(col)
     for r in rows:
@@ -628,6 +636,9 @@ def _intervals_table(c: Any, patient: str, rows: list[dict[str, Any]]) -> None:
             cell(r["reason"] or ""),
         )
     c.print(table)
+    # below the table, on one line (a table's caption is wrapped at the table's width: a
+    # command cut over lines does not paste)
+    c.print(cell(caption), soft_wrap=True)
 
 
 # ---- rules group ---------------------------------------------------------------------------
@@ -655,7 +666,7 @@ def rules_list(
     rs = load(rules)
     items: list[dict[str, Any]] = [
         {"id": r.id, "version": r.version, "status": r.status, "type": str(r.value_type), "description": r.description,
-         "citation": r.citation, "source": r.source, "overrides": r.overrides}
+         "citation": r.citation, "source": r.source, "overrides": r.overrides, "from": rule_origin(r.source)}
         for r in (rs.rules[i] for i in sorted(rs.listed()))
     ]  # fmt: skip
     if json_out:
@@ -664,19 +675,40 @@ def rules_list(
     from rich.table import Table
 
     table = Table(title=f"{len(items)} rules (digest {rs.digest[:12]})", title_justify="left")
-    for col in ("id", "version", "status", "value", "description", "citation"):
+    for col in ("id", "version", "status", "value", "from", "description", "citation"):
         table.add_column(col)
     for r in items:
-        rid = r["id"] + (" (override)" if r["overrides"] else "")
+        origin = r["from"] + (f" (overrides {rule_origin(r['overrides'])})" if r["overrides"] else "")
         table.add_row(
-            cell(rid),
+            cell(r["id"]),
             cell(r["version"]),
             cell(r["status"]),
             cell(r["type"]),
-            cell(r["description"][:90]),
-            cell(r["citation"][:70]),
+            cell(origin),
+            cell(cut_at_word(r["description"], 90)),
+            cell(cut_at_word(r["citation"], 70)),
         )
     console().print(table)
+
+
+def rule_origin(source: str) -> str:
+    """Where a rule comes from, as `rules list` shows it: ``built-in`` (the pack), or the
+    directory of the user's file as the command was given it (``my_rules/``)."""
+    from timeline.language.loader import from_builtin
+
+    if from_builtin(source):
+        return "built-in"
+    return str(Path(source).parent).rstrip("/") + "/"
+
+
+def cut_at_word(text: str, width: int) -> str:
+    """``text`` cut to about ``width`` characters at a word, with an ellipsis (never mid-word:
+    "(the lates" was a word cut in two); whole when it fits."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    at = text.rfind(" ", 0, width)
+    return (text[:at] if at > 0 else text[:width]).rstrip(" ,;:(") + " …"
 
 
 @rules_app.command("show", cls=Command)
@@ -821,7 +853,7 @@ def rules_test(
     timeline rules test
     ```
     """
-    from timeline.engine.ruletest import rules_of, run_examples
+    from timeline.engine.ruletest import rules_of, run_examples, where
     from timeline.language.loader import rule_dirs
 
     extra = [*(rules or []), *(directory or [])]
@@ -849,7 +881,7 @@ def rules_test(
     if json_out:
         outcome: dict[str, Any] = {}
         if failed:
-            details = [f"{r.rule}: {r.example}" for r in failed]
+            details = [f"{where(r.file, r.line)}: {r.rule}: {r.example}" for r in failed]
             outcome = {
                 "ok": False,
                 "error": error_document(
@@ -868,9 +900,11 @@ def rules_test(
         c = console()
         for r in results:
             mark = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
-            c.print(f"{mark} {esc(r.rule)}: {esc(r.example)}")
+            # a failing example by its place, as rules check names a problem's
+            place = "" if r.passed else f" ({esc(where(r.file, r.line))})"
+            c.print(f"{mark} {esc(r.rule)}: {esc(r.example)}{place}", soft_wrap=True)
             for f in r.failures:
-                c.print(cell(f"     {f}"))
+                c.print(cell(f"     {f}"), soft_wrap=True)
         c.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
         raise Exit(9)

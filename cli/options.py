@@ -101,3 +101,31 @@ AsKnownOpt = Annotated[
         "(seq:N, a manifest's high_water). Default: now.",
     ),
 ]
+
+
+def follow_up(
+    *words: str | Path,
+    store: Path | None = None,
+    rules: list[Path] | None = None,
+    params: list[str] | None = None,
+    as_known_at: str | None = None,
+) -> str:
+    """A command a command suggests running next (``timeline explain P001 fever --at DATE``),
+    with the options the user gave that it needs to give the same answer — the store, rule
+    directories, parameter values and the moment of recording — each quoted for the shell, so
+    that it works when pasted (a placeholder the reader replaces is a word in capitals, DATE)."""
+    import shlex
+
+    def quoted(word: str | Path) -> str:
+        return shlex.quote(str(word))
+
+    parts = ["timeline", *(quoted(w) for w in words)]
+    for directory in rules or []:
+        parts += ["--rules", quoted(directory)]
+    for item in params or []:
+        parts += ["--param", quoted(item)]
+    if as_known_at is not None:
+        parts += ["--as-known-at", quoted(as_known_at)]
+    if store is not None:
+        parts += ["--store", quoted(store)]
+    return " ".join(parts)

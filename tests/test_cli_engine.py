@@ -384,7 +384,10 @@ def test_history_table_says_how_to_see_why_a_true_or_false_holds(example_store: 
     )
     known = next(i for i in data["intervals"] if isinstance(i["value"], bool))
     result = run_cli("history", "P001", "--rule", "crp_normal", "--store", example_store)
-    assert f"why a value holds: timeline explain P001 crp_normal --at {known['start'][:10]}" in result.stdout
+    assert (
+        f"why a value holds: timeline explain P001 crp_normal --at {known['start'][:10]} --store {example_store}"
+        in result.stdout
+    )
 
 
 def test_history_table_shows_an_edge_at_the_end_of_a_day_by_its_day(example_store: Path) -> None:
@@ -781,7 +784,7 @@ def test_history_notes_that_a_number_growing_with_time_shows_its_value_at_each_i
     assert result.exit_code == 0, result.output
     assert result.stderr.strip() == (
         "note: age_years grows with time (age, time_since): each interval shows the value at its start; "
-        "`timeline state --at DATE` gives it on a date"
+        f"`timeline state P001 --at DATE --rule age_years --store {example_store}` gives it on a date"
     )
 
 

@@ -68,7 +68,18 @@ def test_missing_store_exits_3_and_says_how_to_create_one(tmp_path: Path) -> Non
     result = run_cli("info", "--store", path)
     assert (result.exit_code, result.stderr) == (
         3,
-        f"error: no store at {path} (create one with `timeline init`)\n",
+        f"error: no store at {path} (create one with `timeline init --store {path}`)\n",
+    )
+
+
+def test_missing_default_store_says_to_create_it_with_a_bare_init(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("info")
+    assert (result.exit_code, result.stderr) == (
+        3,
+        "error: no store at timeline.duckdb (create one with `timeline init`)\n",
     )
 
 

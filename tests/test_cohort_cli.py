@@ -789,7 +789,7 @@ def test_run_header_names_a_parameter_set_by_param(tmp_path: Path) -> None:
         "crp_normal.upper=10",
     )
     assert result.exit_code == 0, result.stderr
-    assert "rules as changed from the pack's: crp_normal.upper = 10 mg/L (default 6 mg/L)" in " ".join(
+    assert "changed from the rule files: crp_normal.upper = 10 mg/L (default 6 mg/L)" in " ".join(
         result.stdout.split()
     )
 

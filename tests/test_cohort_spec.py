@@ -110,8 +110,53 @@ def test_a_time_to_event_outcome_needs_a_window(tmp_path: Path) -> None:
     )
 
 
-def test_an_unknown_top_level_key_is_reported(tmp_path: Path) -> None:
-    assert "FILE:13:14: unknown key 'unknown_key'" in problems(tmp_path, BAD)
+def test_an_unknown_top_level_key_is_reported_at_the_key(tmp_path: Path) -> None:
+    assert "FILE:13:1: unknown key 'unknown_key'" in problems(tmp_path, BAD)
+
+
+# ---- one root problem, not the problems that follow only from it (helper 62, finding 10) ----
+
+
+def test_a_misspelt_time_points_key_is_the_only_problem_reported(tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace("time_points:", "timepoints:")
+    assert problems(tmp_path, text) == ["FILE:19:1: unknown key 'timepoints' (did you mean 'time_points'?)"]
+
+
+def test_outcomes_without_time_points_are_told_so_once(tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace("time_points: [3 months, 6 months, 12 months]\n", "")
+    found = problems(tmp_path, text)
+    assert [p for p in found if "time_points" in p] == [
+        "FILE:20:5: outcomes are reported at time_points: add time_points: [3 months, …]"
+    ]
+
+
+def test_an_outcomes_time_point_is_not_judged_against_time_points_given_wrong(tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace(
+        "[3 months, 6 months, 12 months]", "[3 months, 6 monhts]"
+    )
+    text = text.replace("outcomes:\n", "outcomes:\n  - {id: late, rule: arthritis, at: [6 months]}\n")
+    found = problems(tmp_path, text)
+    assert len(found) == 1 and found[0].startswith("FILE:19:25: time point: "), found
+
+
+def test_no_problem_lists_empty_time_points(tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace("time_points: [3 months, 6 months, 12 months]\n", "")
+    text = text.replace("outcomes:\n", "outcomes:\n  - {id: late, rule: arthritis, at: [6 months]}\n")
+    assert not [p for p in problems(tmp_path, text) if "()" in p]
+
+
+def test_a_time_point_given_as_a_number_alone_is_asked_its_unit_months_first(tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace("[3 months, 6 months, 12 months]", "[3, 6 months]")
+    assert problems(tmp_path, text) == [
+        "FILE:19:15: a time point needs a unit: write 3 months (or weeks, days, years)"
+    ]
+
+
+def test_a_misspelt_required_key_is_not_also_reported_missing(tmp_path: Path) -> None:
+    text = COHORT.read_text(encoding="utf-8").replace("\nindex:", "\nindx:")
+    assert [p for p in problems(tmp_path, text) if "index" in p] == [
+        "FILE:6:1: unknown key 'indx' (did you mean 'index'?)"
+    ]
 
 
 def test_every_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None:

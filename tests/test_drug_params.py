@@ -479,6 +479,48 @@ def test_a_note_on_stderr_is_also_in_the_json_document(example_store: Path) -> N
     assert notes[0].endswith("is recorded for no patient in the store (did you mean 'anakinra'?)")
 
 
+# the canakinumab study's patient without the canakinumab: a store of anakinra patients only
+ANAKINRA_ONLY = [row for row in CANAKINUMAB_STUDY if row.get("drug") != "canakinumab"]
+
+
+def test_a_drug_parameter_at_a_known_drug_no_event_records_suggests_no_other_drug(tmp_path: Path) -> None:
+    """Helper 62: a correctly spelt canakinumab got "did you mean 'anakinra'?"."""
+    store = store_with(tmp_path / "k.duckdb", ANAKINRA_ONLY)
+    rules = load_rules(params={"all_rules": {"index_drug": "canakinumab"}})
+    (text,) = unrecorded_drugs(store, rules)
+    assert text.startswith("no event of the store records 'canakinumab' (") and "did you mean" not in text
+
+
+def test_a_drug_parameter_no_event_records_is_said_only_of_the_rules_read(tmp_path: Path) -> None:
+    store = store_with(tmp_path / "k.duckdb", ANAKINRA_ONLY)
+    rules = load_rules(params={"all_rules": {"index_drug": "canakinumab"}})
+    assert unrecorded_drugs(store, rules, reading={"pedi_change_crp"}) == [
+        "no event of the store records 'canakinumab' (pedi_change_crp.index_drug)"
+    ]
+
+
+def test_a_cohort_reading_no_rule_of_a_drug_parameter_adds_no_note_of_it(tmp_path: Path) -> None:
+    store = tmp_path / "k.duckdb"
+    store_with(store, ANAKINRA_ONLY).close()
+    path = _canakinumab_cohort(tmp_path)
+    path.write_text(path.read_text().replace("rule: acr_pedi_30", "rule: crp_normal"))
+    result = run_cli("cohort", "run", path, "--store", store, "--param", "index_drug=canakinumab")
+    assert result.exit_code == 0, result.output
+    assert "note:" not in result.stderr, result.stderr
+
+
+def test_the_index_drug_warning_of_a_known_drug_no_event_records_suggests_no_other_drug(
+    tmp_path: Path,
+) -> None:
+    store = store_with(tmp_path / "k.duckdb", ANAKINRA_ONLY)
+    rules = load_rules()
+    spec = load_cohort(_canakinumab_cohort(tmp_path), rules)
+    warnings = run_cohort(Session(store, rules), spec).warnings
+    assert [w for w in warnings if "canakinumab" in w and "index drug" in w] == [
+        "no event of the store records the index drug 'canakinumab'"
+    ]
+
+
 def test_a_drug_parameter_at_a_recorded_drug_adds_no_note(tmp_path: Path) -> None:
     store = store_with(tmp_path / "k.duckdb", CANAKINUMAB_STUDY)
     rules = load_rules(params={"all_rules": {"index_drug": "canakinumab"}})

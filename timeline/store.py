@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -263,7 +264,10 @@ class Store:
         except OSError as exc:
             raise StoreError(f"cannot open {target}: {exc.strerror or exc}") from exc
         if not exists:
-            raise StoreError(f"no store at {target} (create one with `timeline init`)")
+            # --store given: the command that creates it names it too ($TIMELINE_STORE and the
+            # default are read by `timeline init` alike)
+            init = "timeline init" if path is None else f"timeline init --store {shlex.quote(str(path))}"
+            raise StoreError(f"no store at {target} (create one with `{init}`)")
         if is_dir:
             raise StoreError(f"{target} is a directory, not a store file")
         if target.stat().st_size == 0:  # a copy that never started, or `touch`: nothing to read

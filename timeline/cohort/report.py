@@ -11,6 +11,7 @@ Python only aggregates the per-patient answers into cells.
 from __future__ import annotations
 
 import gc
+import math
 import re
 import statistics
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,6 +29,7 @@ from timeline.engine.compiler import Compiler, q_
 from timeline.engine.evaluate import ENGINE_MEMORY_LIMIT, Result, Session, staged
 from timeline.errors import UsageError
 from timeline.language import ast
+from timeline.language.durations import Duration, shift
 from timeline.language.loader import RuleSet, did_you_mean, known_drugs, param_text, walk
 from timeline.store import ASSERTED_SEQ, EVENT_COLUMNS, lower_memory_limit, utc_now
 
@@ -414,7 +416,90 @@ def design_warnings(spec: CohortSpec, rules: RuleSet) -> list[str]:
                 f"{', '.join(other)}: a patient on {other[0]} is never on the drug by it (the on_drug "
                 "denominator and the MAS relation to the drug follow the rule)"
             )
+    out += calendar_month_warnings(spec, rules)
     return out
+
+
+# time_since's months and years, in days (the engine's: compiler, crossings, replay)
+_MEAN_DAYS = {"months": 30.4375, "years": 365.25}
+
+
+def calendar_month_warnings(spec: CohortSpec, rules: RuleSet) -> list[str]:
+    """A warning for each outcome (or time-to-event outcome) whose rule compares a
+    ``time_since`` in months or years with a threshold as long as one of its time points (or
+    its window): ``time_since`` counts mean months (days / 30.4375), a time point is a
+    calendar date, so "≥ 6 months since the first dose" is false at the 6-month time point of
+    an index on 7 November (181 days; 6 mean months are 182.6) and true two days later
+    (helper 62). Said once per rule, threshold and time point."""
+    items: list[tuple[str, str, list[Duration]]] = []
+    by_slug = {tp.slug: tp.offset for tp in spec.time_points}
+    for o in spec.outcomes:
+        items.append((f"outcome {o.id}", o.rule, [by_slug[s] for s in o.time_points if s in by_slug]))
+    for t in spec.time_to_event:
+        items.append((f"time-to-event outcome {t.id} (window {t.window})", t.rule, [t.window]))
+    out: list[str] = []
+    said: set[tuple[str, float, str]] = set()
+    for what, rule_id, lengths in items:
+        if rule_id not in rules.rules:
+            continue
+        for rid in rules.dependencies(rule_id):
+            for since, months in _month_thresholds(rules, rid):
+                for d in lengths:
+                    if d.unit not in ("month", "year"):
+                        continue
+                    calendar = d.amount * (12 if d.unit == "year" else 1)
+                    if not math.isclose(months, calendar) or (rid, months, str(d)) in said:
+                        continue
+                    said.add((rid, months, str(d)))
+                    lo, hi = _calendar_days(calendar)
+                    mean = calendar * _MEAN_DAYS["months"]
+                    out.append(
+                        f"{what}: {rid} compares time_since in {since} with {_g(months if since == 'months' else months / 12)}, "
+                        f"as long as {d}; but time_since counts mean months ({d} = {mean:g} days) and "
+                        f"{d} after the index is {lo}–{hi} days on the calendar: at {d} the comparison can "
+                        f"fail for a patient who has reached it. For calendar months, compare time_since "
+                        f"in days with {lo} (docs/cohorts.md, Time)"
+                    )
+    return out
+
+
+def _g(x: float) -> str:
+    return f"{x:g}"
+
+
+def _month_thresholds(rules: RuleSet, rule_id: str) -> Iterator[tuple[str, float]]:
+    """(time_since's unit, the threshold in months) of each comparison of a rule between a
+    ``time_since`` in months or years and a constant or a parameter."""
+    rule = rules.rules[rule_id]
+    params = {p.name: p for p in rule.params}
+    for n in walk(rule.define):
+        if not isinstance(n, ast.Compare):
+            continue
+        for since, other in ((n.left, n.right), (n.right, n.left)):
+            if not isinstance(since, ast.TimeSince) or since.unit not in _MEAN_DAYS:
+                continue
+            value: object = None
+            unit: str | None = None
+            if isinstance(other, ast.Const):
+                value, unit = other.value, other.unit
+            elif isinstance(other, ast.Param) and other.name in params and other.rule == rule_id:
+                value, unit = params[other.name].effective, params[other.name].unit
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            # a threshold is in time_since's unit unless it says another (mo, a)
+            in_months = unit == "mo" or (unit in (None, "1") and since.unit == "months")
+            yield since.unit, float(value) * (1 if in_months else 12)
+
+
+def _calendar_days(months: float) -> tuple[int, int]:
+    """The fewest and the most days ``months`` calendar months span (181 and 184 for 6), over
+    every start day of a four-year cycle."""
+    start = datetime(2001, 1, 1)
+    spans = {
+        (shift(day, Duration(int(months), "month")) - day).days
+        for day in (start + timedelta(days=i) for i in range(4 * 365 + 1))
+    }
+    return min(spans), max(spans)
 
 
 def index_drug_warnings(spec: CohortSpec, rules: RuleSet) -> list[str]:
@@ -536,7 +621,7 @@ class _Run:
         selectors = [
             (g.id, sel) for g in spec.subgroups for sel in (g.none_before_index, g.any_before_index) if sel
         ]
-        known = known_drugs(self.s.rules) if selectors else set()  # the built-in pack's: no misspellings
+        known = known_drugs(self.s.rules)  # the built-in pack's: no misspellings
         grouped = {d: gid for gid, sel in selectors for d in _selector_drugs(sel) if d not in known}
         wanted = list(dict.fromkeys([*index, *study, *grouped]))
         if not wanted:
@@ -552,10 +637,16 @@ class _Run:
         present = [d for (d,) in self.sql("SELECT DISTINCT drug FROM tl_c_ev WHERE drug IS NOT NULL")]
         out = []
         for d in missing:
-            near = did_you_mean(d, present)
+            # a drug the pack names is spelt right: no recorded drug is suggested for it
+            # (helper 62: canakinumab got "did you mean 'anakinra'?")
+            near = "" if d in known else did_you_mean(d, present)
             if d in index or d in study:
                 where = "the index drug" if d in index else "the study drug"
-                out.append(f"{where} {d!r} is not recorded for any patient in the store{near}")
+                out.append(
+                    f"no event of the store records {where} {d!r}"
+                    if d in known
+                    else f"{where} {d!r} is not recorded for any patient in the store{near}"
+                )
             elif near:
                 out.append(
                     f"sub-group {grouped[d]}'s drug {d!r} is not recorded for any patient in the store{near}"

@@ -8,6 +8,7 @@ exactly like rule files (and the same exit code, 8). See ``docs/cohorts.md``.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from collections.abc import Sequence
@@ -414,11 +415,17 @@ class _Parser:
         if not isinstance(data, dict):
             self.fail((), "a cohort file must be a mapping with cohort, version, index, population, …")
             return None
+        meant: set[str] = set()  # the keys an unknown key is a misspelling of (timepoints: time_points)
         for key in data:
             if key not in TOP_KEYS:
-                self.fail((key,), f"unknown key {key!r}{did_you_mean(key, TOP_KEYS)}")
+                # at the key, not its value (a mapping's value begins on the next line)
+                line, col = self.doc.key_where((key,))
+                self.doc.problems.append(
+                    Problem(self.doc.file, line, col, f"unknown key {key!r}{did_you_mean(key, TOP_KEYS)}")
+                )
+                meant.update(difflib.get_close_matches(str(key), TOP_KEYS, n=1, cutoff=0.6))
         for key in ("cohort", "version", "index"):
-            if key not in data:
+            if key not in data and key not in meant:  # a misspelt one is reported as such
                 self.fail((), f"missing required key {key!r}")
         if isinstance(data.get("version"), float):
             self.fail(
@@ -458,19 +465,28 @@ class _Parser:
             if fu.get("on_drug_rule") is not None
             else None
         )
+        before = len(self.doc.problems)
         time_points = self._time_points(data.get("time_points"), ("time_points",))
+        # the time points are reported on already (a misspelt key, a wrong item): the outcomes
+        # are not also told that there are none, or that their `at` is not one of them
+        tps_said = len(self.doc.problems) > before or ("time_points" in meant and "time_points" not in data)
         default_policy = self.choice(
             data.get("denominator"), ("denominator",), POLICIES, "denominator", "all"
         )
         window = self._window(data.get("assessment_window"), ("assessment_window",))
-        outcomes = self._outcomes(data.get("outcomes"), ("outcomes",), time_points, default_policy, window)
+        outcomes = self._outcomes(
+            data.get("outcomes"), ("outcomes",), time_points, default_policy, window, tps_said=tps_said
+        )
         needs_drug = default_policy == "on_drug" or any(o.denominator == "on_drug" for o in outcomes)
-        if needs_drug and drug is None and on_drug_rule is None:
+        # no index (its problem reported: missing, misspelt, wrong): the study drug it would
+        # give is not known, and what needs one is not also told it has none
+        unknown_drug = drug is None and index is None
+        if needs_drug and drug is None and on_drug_rule is None and not unknown_drug:
             self.fail(("denominator",) if default_policy == "on_drug" else ("outcomes",),
                       "the on_drug denominator needs the study drug (drug: NAME, or drug: index for each patient's own) or follow_up.on_drug_rule")  # fmt: skip
-        ae, ae_until, ae_drug = self._adverse_events(data.get("adverse_events"), drug)
+        ae, ae_until, ae_drug = self._adverse_events(data.get("adverse_events"), drug, unknown_drug)
         disc = self.flag(data.get("discontinuations"), ("discontinuations",), True)
-        if disc and drug is None:
+        if disc and drug is None and not unknown_drug:
             self._no_study_drug(data, index)
         ci_level, km_transform = self._confidence(data.get("confidence"), ("confidence",))
         spec = CohortSpec(
@@ -534,9 +550,12 @@ class _Parser:
                                 "confidence.km_transform", "log-log")  # fmt: skip
         return float(level), transform
 
-    def _adverse_events(self, raw: Any, drug: str | None) -> tuple[bool, str, str]:
+    def _adverse_events(
+        self, raw: Any, drug: str | None, unknown_drug: bool = False
+    ) -> tuple[bool, str, str]:
         """``adverse_events``: true, false, on_drug, or ``{until: end_of_follow_up | on_drug,
-        drug: any | study}``; (counted, until, which drug's)."""
+        drug: any | study}``; (counted, until, which drug's). ``unknown_drug``: the index that
+        would name the study drug has a problem reported already."""
         path: Path_ = ("adverse_events",)
         until, which = "end_of_follow_up", "any"
         if raw == "on_drug":
@@ -555,7 +574,7 @@ class _Parser:
             )
         else:
             return self.flag(raw, path, True), until, which
-        if drug is None and (until == "on_drug" or which == "study"):
+        if drug is None and not unknown_drug and (until == "on_drug" or which == "study"):
             what = (
                 "adverse_events: drug: study counts the adverse events attributed to the study drug (the AE's drug)"
                 if which == "study"
@@ -664,6 +683,13 @@ class _Parser:
         seen: set[str] = set()
         dates: dict[tuple[int, str], str] = {}  # the date's offset, as days or months → its label
         for i, item in enumerate(data):
+            if isinstance(item, int | float) and not isinstance(item, bool):
+                # a number alone: most often months in a study's time points, not the days a
+                # duration's hint would suggest (helper 62)
+                self.fail(
+                    (*path, i), f"a time point needs a unit: write {item:g} months (or weeks, days, years)"
+                )
+                continue
             d = self.duration(item, (*path, i), "time point")
             if d is None:
                 continue
@@ -812,7 +838,10 @@ class _Parser:
         tps: tuple[TimePoint, ...],
         default: str,
         default_window: Window | None = None,
+        tps_said: bool = False,
     ) -> tuple[Outcome, ...]:
+        """``tps_said``: a problem of the time points is reported already; none follows from
+        it here (helper 62: a misspelt ``timepoints:`` gave seven problems)."""
         out: list[Outcome] = []
         seen: set[str] = set()
         slugs = {tp.slug: tp for tp in tps}
@@ -834,15 +863,17 @@ class _Parser:
             for i, raw in enumerate(given if isinstance(given, list) else []):
                 d = self.duration(raw, (*p, "at", i), "outcome time point")
                 if d is not None and slug(str(d)) not in slugs:
-                    self.fail(
-                        (*p, "at", i),
-                        f"{raw!r} is not one of the time_points ({', '.join(t.label for t in tps)})",
-                    )
+                    if tps and not tps_said:  # of time points missing or in part wrong: said of them
+                        self.fail(
+                            (*p, "at", i),
+                            f"{raw!r} is not one of the time_points ({', '.join(t.label for t in tps)})",
+                        )
                 elif d is not None and slug(str(d)) in at:
                     self.fail((*p, "at", i), f"{raw!r} is listed twice in at")
                 elif d is not None:
                     at.append(slug(str(d)))
-            if not tps:
+            if not tps and not tps_said:  # once, at the first outcome
+                tps_said = True
                 self.fail(p, "outcomes are reported at time_points: add time_points: [3 months, …]")
             window = (
                 self._window(item["assessment_window"], (*p, "assessment_window"))

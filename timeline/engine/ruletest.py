@@ -25,7 +25,7 @@ from typing import Any
 
 from timeline import registry
 from timeline.engine.evaluate import Result, Session, parse_at
-from timeline.errors import TimelineError
+from timeline.errors import IngestError, TimelineError
 from timeline.ingest import append_rows
 from timeline.language import ast
 from timeline.language.cache import load_rules
@@ -39,6 +39,13 @@ class ExampleResult:
     example: str
     passed: bool
     failures: list[str] = field(default_factory=list)
+    file: str | None = None  # the rule file the example is written in
+    line: int | None = None  # where in it the example begins
+
+
+def where(file: str | None, line: int | None) -> str:
+    """``file:line`` as problems name a place (the file alone without a line)."""
+    return f"{file}:{line}" if file and line else file or "the rule file"
 
 
 @dataclass
@@ -112,7 +119,13 @@ def run_examples(rules: RuleSet, dirs: list[Path], rule_ids: list[str] | None = 
     for rid in rules.order if rule_ids is None else rule_ids:
         rule = rules.rules[rid]
         for ex in rule.examples:
-            result = ExampleResult(rule=f"{rid}@{rule.version}", example=ex.name, passed=True)
+            result = ExampleResult(
+                rule=f"{rid}@{rule.version}",
+                example=ex.name,
+                passed=True,
+                file=rule.source,
+                line=ex.line or None,
+            )
             results.append(result)
             if ex.params:
                 key = (rid, tuple(sorted(ex.params)))
@@ -207,8 +220,25 @@ def _run_alone(case: _Case, path: Path) -> None:
             session.replay = False  # examples test the SQL engine, which cohort runs use
             for exp in ex.expect:
                 _check(ex, exp, session.state(_patient(ex, exp), exp.at, [case.rid])[0], case.result.failures)
+    except IngestError as exc:
+        # each refused value at its event's line; the example is named once, by its result
+        # (helper 62: "batch rejected" named it twice, and its event by a row number)
+        case.result.failures.extend(_refused(case, exc))
     except TimelineError as exc:
         case.result.failures.append(f"{exc}: " + "; ".join(exc.details()))
+
+
+def _refused(case: _Case, exc: IngestError) -> list[str]:
+    """What ingest refused in an example's events, each at the line of its event."""
+    lines = case.example.event_lines
+    out = []
+    for e in exc.errors:
+        n = e.row - 1 if e.row is not None else -1
+        at = where(case.result.file, lines[n] if 0 <= n < len(lines) else case.result.line)
+        out.append(f"{at}: ingest refuses {f'field {e.field}' if e.field else 'the event'}: {e.reason}")
+    if exc.found > len(exc.errors):
+        out.append(f"… {exc.found - len(exc.errors)} more refused values")
+    return out
 
 
 def _register_codes(store: Store, rules: RuleSet) -> None:

@@ -375,6 +375,8 @@ class Example(Frozen):
     events: tuple[dict[str, object], ...]
     expect: tuple[Expectation, ...]
     params: tuple[tuple[str, float | bool | str], ...] = ()
+    line: int = 0  # where it begins in its rule file (0: not read from a file)
+    event_lines: tuple[int, ...] = ()  # where each of its events begins
 
 
 # What a rule file's ``status:`` may say (DOMAIN.md's tags): its definition was read in a

@@ -33,6 +33,7 @@ from timeline.language.durations import (
     DurationTooLong,
     misspelt,
 )
+from timeline.language.examples import event_problems
 from timeline.moments import parse_at
 from timeline.units import Conversion, UnitError, combine, conversion, is_valid, ucum_hint, ucum_spelling
 from timeline.units import parse as parse_unit
@@ -518,6 +519,8 @@ class _RuleParser:
                     (*path, key),
                     f"a {kind} event has no {key} (its fields: {', '.join(sorted(allowed)) or 'none beyond the common ones'})",
                 )
+        for key, message in event_problems(e, self.book):  # its values, as ingest checks them
+            self.fail((*path, key), message)
 
     def _check_text_params(self) -> None:
         """A text parameter names a drug (``drug: {param: p}``): one the definition never names
@@ -680,6 +683,8 @@ class _RuleParser:
                     events=tuple(evs),
                     expect=tuple(expects),
                     params=tuple((str(k), v) for k, v in params.items()),
+                    line=self.doc.where(path)[0],
+                    event_lines=tuple(self.doc.where((*path, "events", j))[0] for j in range(len(evs))),
                 )
             )
         return out
@@ -2326,8 +2331,26 @@ def drugs_named(rule: ast.Rule) -> set[str]:
 
 def known_drugs(rules: RuleSet) -> set[str]:
     """The drugs the built-in pack's rules name: real drugs, never a misspelling to warn of
-    when no patient of a store had them (a list of DMARDs names many)."""
-    return {d for rule in rules.rules.values() if from_builtin(rule.source) for d in drugs_named(rule)}
+    when no patient of a store had them (a list of DMARDs names many). As its files write
+    them — a drug parameter at its default, not at a value a site or ``--param`` gives
+    (``index_drug=anakinara`` is no known drug)."""
+    out: set[str] = set()
+    for rule in rules.rules.values():
+        if not from_builtin(rule.source):
+            continue
+        by_param: set[str] = set()  # the rule's parameters naming a drug
+        for n in walk(rule.define):
+            if isinstance(n, ast.Selector):
+                out.update(n.written[0] if n.written else n.drugs)
+                by_param.update(n.drug_params, n.not_drug_params)
+            elif isinstance(n, ast.OnDrug):
+                out.update(n.written if n.drug_params else n.drugs)
+                by_param.update(n.drug_params)
+            elif isinstance(n, ast.DailyDose):
+                out.update([n.drug] if n.drug_param is None else [])
+                by_param.update([n.drug_param] if n.drug_param else [])
+        out.update(p.default for p in rule.params if p.name in by_param and isinstance(p.default, str))
+    return out
 
 
 def _reads(rule_id: str, define: ast.Node, name: str) -> bool:
