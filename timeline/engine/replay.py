@@ -58,7 +58,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from timeline.engine.compiler import DOSE_DECIMALS
-from timeline.engine.crossings import Crossing, anchor_of, crossings
+from timeline.engine.crossings import BIRTH, Crossing, anchor_of, crossings
 from timeline.language import ast
 from timeline.language.durations import Duration, add_months, shift
 from timeline.language.loader import RuleSet, field_unit
@@ -80,8 +80,7 @@ CMP: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "ne": lambda a, b: a != b,
 }
-BIRTH = ast.Anchor(select=ast.Selector(name="birth", kinds=("birth",)), which="first")
-WEIGHT = ast.Selector(name="weight", kinds=("weight",))
+WEIGHT = ast.Selector.model_construct(name="weight", kinds=("weight",))  # without validation (see ast.BOOL)
 
 Event = dict[str, Any]
 
