@@ -3,11 +3,18 @@ command classes every command and group is made with (``cls=Command``, ``cls=Gro
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+
+try:  # typer 0.2x coerces every value with a pydantic TypeAdapter, built when first parsed
+    from typer._coercion import RuntimeParam, TypeDescriptor, build_runtime_param
+    from typer._param_types import coerce_cli_path
+except ImportError:  # pragma: no cover - another typer: its own coercion throughout
+    RuntimeParam = None  # type: ignore[assignment,misc]
 
 
 def _bare(option: TyperOption | None) -> TyperOption | None:
@@ -28,9 +35,64 @@ class _NamedArgument(TyperArgument):
         return None
 
 
+_NOT_PLAIN = object()
+
+
+def _plain(annotation: Any, value: Any, param: Any, ctx: Any) -> Any:
+    """``value`` as typer's coercion makes it, for the plain values of the plain types our
+    commands take (a str, a float or a bool as given, an int default of a float option, a
+    path, a list of them), or ``_NOT_PLAIN``. A path gets typer's checks, from the Path
+    pydantic would make of the text."""
+    kind = type(value)
+    if annotation in (str, float, bool) and kind is annotation:
+        return value
+    if annotation is float and kind is int:  # a default written as 0: pydantic's lax float
+        return float(value)
+    if annotation is Path and kind is str:
+        info = param.type_descriptor.parameter_info
+        if info.path_type is None and not info.allow_dash:
+            return coerce_cli_path(Path(value), info, path_type=Path, param=param, ctx=ctx)
+    if annotation in (list[str], list[Path]) and kind in (list, tuple):
+        items = [_plain(annotation.__args__[0], v, param, ctx) for v in value]
+        return _NOT_PLAIN if any(v is _NOT_PLAIN for v in items) else items
+    return _NOT_PLAIN
+
+
+if RuntimeParam is not None:
+
+    @dataclass(frozen=True)
+    class _PlainFirst(RuntimeParam):
+        """typer's coercion of one parameter, without building its pydantic TypeAdapter for a
+        value that needs none (see ``_plain``): typer 0.29 builds one for every parameter of
+        the command run, given or not, which imported and set up pydantic's validation
+        machinery at every start (~13 adapters, a fifth of `timeline state`'s start-up
+        beyond importing DuckDB). Any other value goes to typer's own coercion, errors and
+        all."""
+
+        descriptor: TypeDescriptor
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            done = _plain(self.annotation, value, param, ctx)
+            if done is not _NOT_PLAIN:
+                return done
+            return build_runtime_param(self.descriptor)._coerce_value(value, param=param, ctx=ctx)
+
+
+def _plain_first(param: Any) -> None:
+    """Give a parameter the coercion ``_PlainFirst``, when typer is a version whose
+    parameters carry a type descriptor and a runtime coercion not yet built."""
+    descriptor = getattr(param, "type_descriptor", None)
+    if RuntimeParam is None or descriptor is None or getattr(param, "_runtime_param", True) is not None:
+        return
+    info = descriptor.parameter_info
+    if descriptor.file_annotation is None and info.parser is None:
+        param._runtime_param = _PlainFirst(info, descriptor.annotation, descriptor)
+
+
 class _BareFlags:
     """Shows a command's flags and ``--help`` bare (see ``_bare``), and its named arguments
-    without their type; mixed into typer's classes."""
+    without their type; mixed into typer's classes. Coerces plain values without pydantic
+    (``_plain_first``)."""
 
     params: list[Any]
 
@@ -39,10 +101,13 @@ class _BareFlags:
             _bare(param if isinstance(param, TyperOption) else None)
             if type(param) is TyperArgument and param.metavar:
                 param.__class__ = _NamedArgument
+            _plain_first(param)
 
     def get_help_option(self, ctx: Any) -> TyperOption | None:
         # made by typer when a parse or a help page first needs it, not in __init__
-        return _bare(super().get_help_option(ctx))  # type: ignore[misc]
+        option = _bare(super().get_help_option(ctx))  # type: ignore[misc]
+        _plain_first(option)
+        return option
 
 
 class Command(_BareFlags, TyperCommand):

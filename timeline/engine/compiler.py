@@ -157,8 +157,9 @@ class Compiler:
         self.counter = 0
         self.selectors: dict[str, str] = {}
         self.seen: dict[str, str] = {}
-        # (node id, points) → anchor CTE / derived points CTEs, for explanations
-        self.anchored: dict[tuple[int, str], str] = {}
+        # (node id, points) → (anchor CTE, the instant it evaluates at) / derived points CTEs,
+        # for explanations
+        self.anchored: dict[tuple[int, str], tuple[str, str]] = {}
         self.held: dict[tuple[int, str], tuple[str, str]] = {}
         self.converted: dict[tuple[str, str], str] = {}  # (rule, relation) → in its declared unit
         self._cp_memo: dict[int, list[str]] = {}
@@ -1022,7 +1023,7 @@ class Compiler:
             self.fresh("p"), f"SELECT DISTINCT patient_id, {at_ta} AS q FROM {a} WHERE ta IS NOT NULL"
         )
         inner = self.node(node.expr, pts2)
-        self.anchored[(node.nid, points)] = a
+        self.anchored[(node.nid, points)] = (a, at_ta)
         name = node.anchor.select.name
         shifted = f"{name} + {off}" if not off.is_zero else name
         at = self.anchored_at(node, "a.ta")
@@ -1060,12 +1061,14 @@ class Compiler:
         inner_pts = self.add(self.fresh("p"), f"SELECT DISTINCT patient_id, q FROM {pts2}")
         inner = self.node(node.expr, inner_pts)
         self.held[(node.nid, points)] = (pts2, inner_pts)
+        # the evidence in seq order, as the replay gives it: list() collects in the join's order,
+        # which changes with the plan and with DuckDB's threads (explain listed them so)
         return f"""SELECT p.patient_id, p.q0 AS q,
                 CASE WHEN count(*) FILTER (WHERE e.b = false) > 0 THEN false WHEN count(*) FILTER (WHERE e.b IS NULL) > 0 THEN NULL ELSE true END AS b,
                 NULL::DOUBLE AS x,
                 CASE WHEN count(*) FILTER (WHERE e.b = false) = 0 AND count(*) FILTER (WHERE e.b IS NULL) > 0
                      THEN 'not known at every moment of the last {d}: ' || {_clauses("list(e.why) FILTER (WHERE e.b IS NULL)")} END AS why,
-                list_distinct(flatten(list(e.ev))) AS ev, min(p.q) AS lo, p.q0 AS hi,
+                list_sort(list_distinct(flatten(list(e.ev)))) AS ev, min(p.q) AS lo, p.q0 AS hi,
                 CASE WHEN count(*) FILTER (WHERE e.b = false) > 0
                      THEN 'not true on ' || strftime(min(p.q) FILTER (WHERE e.b = false), '%Y-%m-%d') || ' (within the last {d})'
                      ELSE 'checked at every change over the last {d}' END AS note

@@ -58,7 +58,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from timeline.engine.compiler import DOSE_DECIMALS
-from timeline.engine.crossings import Crossing, anchor_of, crossings
+from timeline.engine.crossings import BIRTH, Crossing, anchor_of, crossings
 from timeline.language import ast
 from timeline.language.durations import Duration, add_months, shift
 from timeline.language.loader import RuleSet, field_unit
@@ -80,8 +80,7 @@ CMP: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "ne": lambda a, b: a != b,
 }
-BIRTH = ast.Anchor(select=ast.Selector(name="birth", kinds=("birth",)), which="first")
-WEIGHT = ast.Selector(name="weight", kinds=("weight",))
+WEIGHT = ast.Selector.model_construct(name="weight", kinds=("weight",))  # without validation (see ast.BOOL)
 
 Event = dict[str, Any]
 
@@ -143,7 +142,9 @@ def fmt(v: float | None) -> str | None:
 
 
 def day(t: datetime) -> str:
-    return f"{t:%Y-%m-%d}"
+    # isoformat is strftime's %Y-%m-%d, faster, for years of four digits (strftime does not pad
+    # a year before 1000)
+    return t.date().isoformat() if t.year >= 1000 else f"{t:%Y-%m-%d}"
 
 
 def _holds(op: str, value: bool) -> str:
@@ -215,8 +216,20 @@ class Reference:
         # positions of each kind's events in that order: a selector naming its kinds looks
         # only at those (the events' order kept)
         self.kind_at: dict[str, list[int]] = {}
+        # and of each (kind, code): a selector of a few codes of a kind (a lab's CRP among
+        # every lab) looks at those alone
+        self.code_at: dict[tuple[str, Any], list[int]] = {}
+        self.drug_at: dict[str, list[int]] = {}  # a drug's events (on_drug, daily_dose)
         for i, e in enumerate(self.events):
             self.kind_at.setdefault(e["kind"], []).append(i)
+            self.code_at.setdefault((e["kind"], e.get("code")), []).append(i)
+            if e.get("drug") is not None:
+                self.drug_at.setdefault(e["drug"], []).append(i)
+        # selectors equal in value (a rule and its carried copies name the same events) share
+        # their events, found once: ``sel_memo`` is keyed by the selector's id, this by its value
+        self.sel_by_value: dict[tuple[ast.Selector, str | None], tuple[list[Event], list[datetime]]] = {}
+        self.end_memo: dict[tuple[int, str | None], list[datetime]] = {}
+        self.methods: dict[type, Callable[[Any, datetime], Val]] = {}
         self.dur_memo: dict[int, Duration] = {}
         self.thr_memo: dict[tuple[int, str | None], float | bool] = {}
         self._crossing: Callable[[ast.Compare], tuple[Crossing, ...] | None] | None = None
@@ -232,10 +245,13 @@ class Reference:
 
     def evaluate(self, node: ast.Node, q: datetime) -> Val:
         key = (node.nid, q)
-        if key not in self.memo:
-            method: Callable[[Any, datetime], Val] = getattr(self, "_" + type(node).__name__)
-            self.memo[key] = method(node, q)
-        return self.memo[key]
+        found = self.memo.get(key)
+        if found is None:
+            method = self.methods.get(type(node))
+            if method is None:  # the method of each node class, looked up once
+                method = self.methods[type(node)] = getattr(self, "_" + type(node).__name__)
+            found = self.memo[key] = method(node, q)
+        return found
 
     # -- helpers
     def type(self, node: ast.Node) -> ast.Type:
@@ -318,17 +334,34 @@ class Reference:
         """Every matching event with the field set (ordered by occurred_at, asserted_seq) and their
         times, found once per selector and field."""
         key = (id(sel), fld)
-        if key not in self.sel_memo:
-            candidates = (
-                [self.events[i] for i in sorted(i for k in sel.kinds for i in self.kind_at.get(k, ()))]
-                if sel.kinds
-                else self.events
-            )
-            found = [
-                e for e in candidates if self.matches(sel, e) and (fld is None or e.get(fld) is not None)
-            ]
-            self.sel_memo[key] = (found, [e["occurred_at"] for e in found])
-        return self.sel_memo[key]
+        found = self.sel_memo.get(key)
+        if found is None:
+            found = self.sel_by_value.get((sel, fld))
+            if found is None:
+                at = self.positions(sel)
+                candidates = self.events if at is None else [self.events[i] for i in at]
+                events = [
+                    e for e in candidates if self.matches(sel, e) and (fld is None or e.get(fld) is not None)
+                ]
+                found = self.sel_by_value[(sel, fld)] = (events, [e["occurred_at"] for e in events])
+            self.sel_memo[key] = found
+        return found
+
+    def positions(self, sel: ast.Selector) -> list[int] | None:
+        """The positions (in timeline order) of a superset of the events the selector matches:
+        those of its kinds (and codes), or of the selectors of its ``any_of`` when each names
+        kinds; None: any event may match."""
+        if sel.kinds and sel.codes:
+            codes = set(sel.codes)
+            return sorted(i for k in sel.kinds for c in codes for i in self.code_at.get((k, c), ()))
+        if sel.kinds:
+            return sorted(i for k in sel.kinds for i in self.kind_at.get(k, ()))
+        if not sel.any_of:
+            return None
+        parts = [self.positions(s) for s in sel.any_of]
+        if any(p is None for p in parts):
+            return None
+        return sorted({i for p in parts if p is not None for i in p})
 
     def between(
         self,
@@ -338,16 +371,32 @@ class Reference:
         lo: datetime | None,
         hi: datetime | None,
         w: ast.Window,
+        spans: bool = False,
     ) -> list[Event]:
-        """The selector's events (of an instant each) visible at q inside the window [lo, hi]
-        (each bound in or out as the window says), found by bisection: ``selected`` filtered
-        by ``in_window``."""
+        """The selector's events visible at q inside the window [lo, hi] (each bound in or out
+        as the window says), found by bisection: ``selected`` filtered by ``in_window``.
+        ``spans``: an event lasting to its end overlaps the window if it starts by ``hi`` and
+        ends from ``lo`` on."""
         events, times = self.indexed(sel, fld)
-        i0 = 0 if lo is None else (bisect_left if w.start_inclusive else bisect_right)(times, lo)
         i1 = bisect_right(times, q)
         if hi is not None:
             i1 = min(i1, (bisect_right if w.end_inclusive else bisect_left)(times, hi))
+        if lo is None:
+            return events[:i1]
+        if spans:
+            ends = self.ends(sel, fld)
+            if w.start_inclusive:
+                return [e for e, end in zip(events[:i1], ends[:i1], strict=True) if end >= lo]
+            return [e for e, end in zip(events[:i1], ends[:i1], strict=True) if end > lo]
+        i0 = (bisect_left if w.start_inclusive else bisect_right)(times, lo)
         return events[i0:i1]
+
+    def ends(self, sel: ast.Selector, fld: str | None) -> list[datetime]:
+        """``span_end`` of each of ``indexed(sel, fld)``'s events."""
+        key = (id(sel), fld)
+        if key not in self.end_memo:
+            self.end_memo[key] = [self.span_end(e) for e in self.indexed(sel, fld)[0]]
+        return self.end_memo[key]
 
     def medications(self, drug: str, q: datetime, except_routes: tuple[str, ...] = ()) -> list[Event]:
         """The drug's starts, dose changes, stops and discontinuations up to q, not by the
@@ -365,8 +414,8 @@ class Reference:
         if key not in self.med_memo:
             found = [
                 e
-                for e in self.events
-                if e["kind"] in ast.MEDICATION_KINDS and e["drug"] == drug and e["route"] not in except_routes
+                for e in (self.events[i] for i in self.drug_at.get(drug, ()))
+                if e["kind"] in ast.MEDICATION_KINDS and e["route"] not in except_routes
             ]
             self.med_memo[key] = (found, [e["occurred_at"] for e in found])
         return self._upto(self.med_memo[key], q)
@@ -539,14 +588,14 @@ class Reference:
         lo = shift(ref, self.duration(w.start)) if w.start is not None else None
         hi = shift(ref, self.duration(w.end)) if w.end is not None else None
         fld = None if node.fn in ("count", "exists") else node.field
-        if node.spans or self.naive:
+        if self.naive:
             found = [
                 e
                 for e in self.selected(node.select, q, fld)
                 if self.in_window(e["occurred_at"], lo, hi, w, self.span_end(e) if node.spans else None)
             ]
         else:
-            found = self.between(node.select, q, fld, lo, hi, w)
+            found = self.between(node.select, q, fld, lo, hi, w, node.spans)
         ev = anchor_ev + tuple(e["seq"] for e in found)
         note = f"{node.fn} of {name}: {len(found)} event(s) in the window"
         incomplete = hi is not None and hi > q
@@ -650,7 +699,7 @@ class Reference:
                 None if left.value is None or right.value is None else CMP[node.op](left.value, right.value)
             )
             return Val(value, _concat([left.why, right.why]), left.ev + right.ev)
-        if self.literal(node.right) is not None:
+        if isinstance(node.right, ast.Const | ast.Param):  # a literal (see ``literal``)
             rhs = self.threshold(node.right, left_t.unit)
             if left.value is None:
                 return Val(None, left.why, left.ev)

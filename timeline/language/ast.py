@@ -39,7 +39,11 @@ class Type(Frozen):
         return "boolean" if self.kind == "bool" else f"number [{self.unit or '1'}]"
 
 
-BOOL = Type(kind="bool")
+# Made without validation, as the engine's other constants of the tree (crossings.BIRTH, replay's
+# BIRTH and WEIGHT): validating one builds its class's schema, which loads pydantic's plugin
+# machinery (importlib.metadata, every installed package's entry points): ~15 ms of the start of
+# every command, which otherwise validates nothing when its rules come from the cache.
+BOOL = Type.model_construct(kind="bool")
 
 
 class Node(Frozen):
@@ -417,7 +421,7 @@ class Rule(Frozen):
         """The type of the rule's value as it is reported: a number in its declared ``unit``,
         when it declares one (the loader has checked that the computed unit converts to it)."""
         if self.unit is not None and self.type.kind == "num":
-            return Type(kind="num", unit=self.unit)
+            return Type.model_construct(kind="num", unit=self.unit)  # a validated unit (see BOOL)
         return self.type
 
     def param(self, name: str) -> ParamSpec:
