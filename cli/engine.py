@@ -888,7 +888,7 @@ def rules_schema() -> None:
     """
     from timeline.language.schema import rule_schema
 
-    dump_json(rule_schema())
+    dump_json(rule_schema(), outcome=False)  # a JSON Schema, for editors: no "ok" in it
 
 
 __all__ = ["Exit", "explain", "history", "os", "rules_app", "state"]
