@@ -862,7 +862,7 @@ def explain(
         if ep.get("decided_by"):
             c.print(cell(f"    {str(ep['relation']).replace('_', ' ')}: {ep['decided_by']}"))
         for ev in ep.get("events") or []:
-            c.print(cell(f"    seq {ev['seq']} {ev['event_id']} {ev['occurred_at']}: {ev['description']}"))
+            c.print(cell(f"    {_event_line(ev)}"))
     for e in x["explanations"]:
         c.print()
         c.print(cell(f"{e['rule']} — {e['why']}"))
@@ -873,7 +873,15 @@ def explain(
         _grow(tree, e["explanation"]["tree"]["derivation"])
         c.print(tree)
         for ev in e["explanation"]["events"]:
-            c.print(cell(f"  seq {ev['seq']} {ev['event_id']} {ev['occurred_at']}: {ev['description']}"))
+            c.print(cell(f"  {_event_line(ev)}"))
+
+
+def _event_line(ev: dict[str, Any]) -> str:
+    """An event of the evidence, with its remarks as `timeline explain` gives them (``[corrected
+    after this moment (seq 3482: why)]`` under --as-known-at; ``[a corrected version]``)."""
+    remarks = "; ".join(ev.get("remarks") or [])
+    text = f"seq {ev['seq']} {ev['event_id']} {ev['occurred_at']}: {ev['description']}"
+    return text + (f" [{remarks}]" if remarks else "")
 
 
 def _day(t: Any) -> str:
