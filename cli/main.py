@@ -315,13 +315,29 @@ class _progress:
 
 @app.command(cls=Command)
 def correct(
-    event_id: Annotated[str, typer.Argument(metavar="EVENT_ID", help="Id of the event to correct.")],
+    event_id: Annotated[
+        str | None, typer.Argument(metavar="EVENT_ID", help="Id of the event to correct (not with --file).")
+    ] = None,
     set_: Annotated[
-        list[str], typer.Option("--set", metavar="FIELD=VALUE", help="New value of a field (repeatable).")
-    ],
-    reason: Annotated[str, typer.Option(metavar="TEXT", help="Why the event is corrected (required).")],
+        list[str] | None,
+        typer.Option("--set", metavar="FIELD=VALUE", help="New value of a field (repeatable; required)."),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="Why the event is corrected (required).")
+    ] = None,
     author: Annotated[
         str | None, typer.Option(metavar="NAME", help="Who corrects it (required; or $TIMELINE_AUTHOR).")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            metavar="FILE",
+            help="Instead: apply a JSON Lines file of corrections and retractions, each line with its "
+            "own reason and author (docs/synth.md, *Amendments*); checked whole first, every problem of "
+            "every line listed (exit 6), nothing applied unless all is well, then applied as one "
+            "transaction. The same as `timeline synth --apply-amendments FILE`.",
+        ),
     ] = None,
     store: StoreOpt = None,
     wait: WaitOpt = 0,
@@ -329,18 +345,40 @@ def correct(
 ) -> None:
     """Append a corrected version of an event; the original stays in the history.
 
-    Values are given as in a file, in the same units; an empty value clears a field.
+    Values are given as in a file, in the same units; an empty value clears a field. A month's
+    corrections and retractions at once: `--file`, one JSON object a line,
+    `{"op": "correct", "event_id": "p1-crp2", "set": {"value": 5}, "reason": "typo", "author": "Dr. Ruiz"}`
+    or `{"op": "retract", "event_id": "p1-rash1", "reason": "wrong patient", "author": "Dr. Ruiz"}`.
 
     Example:
 
     ```
     timeline correct p1-crp2 --set value=5 --reason typo --author "Dr. Ruiz"
+    timeline correct --file corrections-2026-03.jsonl
     ```
     """
     from timeline.errors import UsageError
     from timeline.ingest import correct as do_correct
     from timeline.ingest import describe_stored, stored_values
 
+    if file is not None:
+        given = [name for name, value in (("EVENT_ID", event_id), ("--set", set_), ("--reason", reason),
+                                         ("--author", author)) if value is not None]  # fmt: skip
+        if given:
+            raise UsageError(
+                f"--file takes no {', '.join(given)}: each line of the file gives its event id, fields, "
+                "reason and author"
+            )
+        from cli.synth import apply_file
+
+        apply_file(file, store, wait, json_out)
+        return
+    if event_id is None:
+        raise UsageError("Missing argument 'EVENT_ID' (or give --file FILE)")
+    if not set_:
+        raise UsageError("Missing option '--set' (or give --file FILE)")
+    if reason is None:
+        raise UsageError("Missing option '--reason'")
     event_id = _event_id(event_id)
     changes: dict[str, str] = {}
     for item in set_:
@@ -381,6 +419,9 @@ def retract(
     json_out: JsonOpt = False,
 ) -> None:
     """Append a retraction: the event leaves the current timeline but stays in the history.
+
+    Many at once, with other corrections: `timeline correct --file FILE`, a line
+    `{"op": "retract", "event_id": "p1-rash1", "reason": "wrong patient", "author": "Dr. Ruiz"}`.
 
     Example:
 
