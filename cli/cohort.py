@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 import typer
 
 from cli.engine import Exit, ParamOpt, RulesOpt, load, session
-from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt
+from cli.options import AsKnownOpt, Command, Group, PatientArg, StoreOpt, WaitOpt
 from cli.output import cell, console, dump_json, error, error_document, esc
 
 if TYPE_CHECKING:
@@ -195,7 +195,10 @@ def run(
     csv_out: Annotated[
         Path | None,
         typer.Option(
-            "--csv", metavar="OUT", help="Write every cell as a CSV row to OUT (- for standard output)."
+            "--csv",
+            metavar="OUT",
+            help="Write every cell as a CSV row to OUT (- for standard output; `history --csv` and "
+            "`changes --csv` are flags that print on standard output instead).",
         ),
     ] = None,
     parquet_out: Annotated[
@@ -756,7 +759,7 @@ def _limit(days: float | None) -> str:
 @cohort_app.command("explain", cls=Command)
 def explain(
     file: FileArg,
-    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
+    patient: PatientArg,
     cell_id: Annotated[
         str | None,
         typer.Argument(metavar="CELL", help="A cell id, e.g. outcome.active_arthritis.3_months."),
@@ -1025,7 +1028,7 @@ def plot_cohort(
 
 
 def plot(
-    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
+    patient: PatientArg,
     out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Image to write: .png or .svg.")],
     lane: Annotated[
         list[str] | None,

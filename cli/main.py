@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from cli.options import AsKnownOpt, Command, Group, JsonOpt, StoreOpt, WaitOpt
+from cli.options import AsKnownOpt, Command, Group, JsonOpt, PatientArg, StoreOpt, WaitOpt
 from cli.output import cell, console, dump_json, error, error_document, esc, note, working
 
 if TYPE_CHECKING:
@@ -448,7 +448,7 @@ def retract(
 
 @app.command(cls=Command)
 def events(
-    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
+    patient: PatientArg,
     start: Annotated[
         str | None, typer.Option("--from", metavar="DATE", help="First date (inclusive).")
     ] = None,
