@@ -399,7 +399,10 @@ def correct(
         # the fields' values as the event now has them, each measurement as given and as stored
         dump_json({"event_id": event_id, **result.__dict__, "stored": stored_values(current, changes)})
     elif result.batch_id is None:
-        console().print(f"{esc(event_id)} already has these values: nothing written")
+        # the values as the event has them: a unit "corrected" to the one it was given in
+        # (0.15 mg/dL, shown as 1.5 mg/L) is no change, and this says why
+        stored = describe_stored(current, changes)
+        console().print(f"{esc(event_id)} already has these values ({esc(stored)}): nothing written")
     else:
         stored = describe_stored(current, changes)
         console().print(
