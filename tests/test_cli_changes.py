@@ -169,3 +169,11 @@ def test_batches_csv_has_a_line_a_batch(changed_store: Path) -> None:
         csv.DictReader(io.StringIO(run_cli("changes", "--batches", "--csv", "--store", changed_store).stdout))
     )
     assert [(r["batch_id"], r["op"]) for r in rows] == [("1", "ingest"), ("2", "correct"), ("3", "retract")]
+
+
+def test_the_changes_of_two_adjacent_spans_are_those_of_the_whole(changed_store: Path) -> None:
+    whole = changes_json(changed_store, "--since", "seq:14")
+    parts = changes_json(changed_store, "--since", "seq:14", "--until", "seq:15") + changes_json(
+        changed_store, "--since", "seq:15"
+    )
+    assert parts == whole and len(whole) == 2
