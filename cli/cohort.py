@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 import typer
 
 from cli.engine import Exit, ParamOpt, RulesOpt, load, session, unrecorded_drugs
-from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt, follow_up
+from cli.options import AsKnownOpt, Command, Group, PatientArg, StoreOpt, WaitOpt, follow_up
 from cli.output import cell, console, dump_json, error, error_document, esc, note
 
 if TYPE_CHECKING:
@@ -202,7 +202,10 @@ def run(
     csv_out: Annotated[
         Path | None,
         typer.Option(
-            "--csv", metavar="OUT", help="Write every cell as a CSV row to OUT (- for standard output)."
+            "--csv",
+            metavar="OUT",
+            help="Write every cell as a CSV row to OUT (- for standard output; `history --csv` and "
+            "`changes --csv` are flags that print on standard output instead).",
         ),
     ] = None,
     parquet_out: Annotated[
@@ -804,7 +807,7 @@ def _limit(days: float | None) -> str:
 @cohort_app.command("explain", cls=Command)
 def explain(
     file: FileArg,
-    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
+    patient: PatientArg,
     cell_id: Annotated[
         str | None,
         typer.Argument(metavar="CELL", help="A cell id, e.g. outcome.active_arthritis.3_months."),
@@ -911,7 +914,7 @@ def explain(
         if ep.get("decided_by"):
             c.print(cell(f"    {str(ep['relation']).replace('_', ' ')}: {ep['decided_by']}"))
         for ev in ep.get("events") or []:
-            c.print(cell(f"    seq {ev['seq']} {ev['event_id']} {ev['occurred_at']}: {ev['description']}"))
+            c.print(cell(f"    {_event_line(ev)}"))
     for e in x["explanations"]:
         c.print()
         c.print(cell(f"{e['rule']} — {e['why']}"))
@@ -922,7 +925,15 @@ def explain(
         _grow(tree, e["explanation"]["tree"]["derivation"])
         c.print(tree)
         for ev in e["explanation"]["events"]:
-            c.print(cell(f"  seq {ev['seq']} {ev['event_id']} {ev['occurred_at']}: {ev['description']}"))
+            c.print(cell(f"  {_event_line(ev)}"))
+
+
+def _event_line(ev: dict[str, Any]) -> str:
+    """An event of the evidence, with its remarks as `timeline explain` gives them (``[corrected
+    after this moment (seq 3482: why)]`` under --as-known-at; ``[a corrected version]``)."""
+    remarks = "; ".join(ev.get("remarks") or [])
+    text = f"seq {ev['seq']} {ev['event_id']} {ev['occurred_at']}: {ev['description']}"
+    return text + (f" [{remarks}]" if remarks else "")
 
 
 def _day(t: Any) -> str:
@@ -1067,7 +1078,7 @@ def plot_cohort(
 
 
 def plot(
-    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
+    patient: PatientArg,
     out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Image to write: .png or .svg.")],
     lane: Annotated[
         list[str] | None,

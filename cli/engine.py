@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.options import AsKnownOpt, Command, Group, StoreOpt, WaitOpt, follow_up
+from cli.options import AsKnownOpt, Command, Group, PatientArg, StoreOpt, WaitOpt, follow_up
 from cli.output import cell, console, dump_json, error, error_document, esc, file_text, note
 
 if TYPE_CHECKING:
@@ -245,7 +245,7 @@ def _meaning(rules: RuleSet, rule_id: str) -> str | None:
 
 
 def state(
-    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
+    patient: PatientArg,
     at: Annotated[
         str, typer.Option("--at", metavar="DATE", help="Date (the whole day) or date-time to evaluate at.")
     ],
@@ -299,7 +299,7 @@ def state(
 
 
 def explain(
-    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
+    patient: PatientArg,
     rule_id: Annotated[str, typer.Argument(metavar="RULE", help="Rule id.")],
     at: Annotated[str, typer.Option("--at", metavar="DATE", help="Date (the whole day) or date-time.")],
     as_known_at: AsKnownOpt = None,
@@ -495,7 +495,7 @@ def _grow(tree: Any, node: dict[str, Any]) -> None:
 
 
 def history(
-    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
+    patient: PatientArg,
     rule: RuleIdOpt = None,
     start: Annotated[str | None, typer.Option("--from", metavar="DATE", help="First date.")] = None,
     end: Annotated[str | None, typer.Option("--to", metavar="DATE", help="Last date.")] = None,
@@ -505,7 +505,14 @@ def history(
     store: StoreOpt = None,
     wait: WaitOpt = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print intervals as JSON.")] = False,
-    csv_out: Annotated[bool, typer.Option("--csv", help="Print intervals as CSV.")] = False,
+    csv_out: Annotated[
+        bool,
+        typer.Option(
+            "--csv",
+            help="Print intervals as CSV on standard output (a flag: redirect it, `--csv > FILE`; "
+            "`cohort run --csv OUT` takes a file instead).",
+        ),
+    ] = False,
 ) -> None:
     """The intervals over which each state held (true / false / unknown), exact at the
     moments where it changed — event times and the ends of windows and validity periods.
@@ -922,7 +929,7 @@ def rules_schema() -> None:
     """
     from timeline.language.schema import rule_schema
 
-    dump_json(rule_schema())
+    dump_json(rule_schema(), outcome=False)  # a JSON Schema, for editors: no "ok" in it
 
 
 __all__ = ["Exit", "explain", "history", "os", "rules_app", "state"]

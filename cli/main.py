@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from cli.options import AsKnownOpt, Command, Group, JsonOpt, StoreOpt, WaitOpt
+from cli.options import AsKnownOpt, Command, Group, JsonOpt, PatientArg, StoreOpt, WaitOpt
 from cli.output import cell, console, dump_json, error, error_document, esc, note, working
 
 if TYPE_CHECKING:
@@ -315,13 +315,29 @@ class _progress:
 
 @app.command(cls=Command)
 def correct(
-    event_id: Annotated[str, typer.Argument(metavar="EVENT_ID", help="Id of the event to correct.")],
+    event_id: Annotated[
+        str | None, typer.Argument(metavar="EVENT_ID", help="Id of the event to correct (not with --file).")
+    ] = None,
     set_: Annotated[
-        list[str], typer.Option("--set", metavar="FIELD=VALUE", help="New value of a field (repeatable).")
-    ],
-    reason: Annotated[str, typer.Option(metavar="TEXT", help="Why the event is corrected (required).")],
+        list[str] | None,
+        typer.Option("--set", metavar="FIELD=VALUE", help="New value of a field (repeatable; required)."),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="Why the event is corrected (required).")
+    ] = None,
     author: Annotated[
         str | None, typer.Option(metavar="NAME", help="Who corrects it (required; or $TIMELINE_AUTHOR).")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            metavar="FILE",
+            help="Instead: apply a JSON Lines file of corrections and retractions, each line with its "
+            "own reason and author (docs/synth.md, *Amendments*); checked whole first, every problem of "
+            "every line listed (exit 6), nothing applied unless all is well, then applied as one "
+            "transaction. The same as `timeline synth --apply-amendments FILE`.",
+        ),
     ] = None,
     store: StoreOpt = None,
     wait: WaitOpt = 0,
@@ -329,18 +345,40 @@ def correct(
 ) -> None:
     """Append a corrected version of an event; the original stays in the history.
 
-    Values are given as in a file, in the same units; an empty value clears a field.
+    Values are given as in a file, in the same units; an empty value clears a field. A month's
+    corrections and retractions at once: `--file`, one JSON object a line,
+    `{"op": "correct", "event_id": "p1-crp2", "set": {"value": 5}, "reason": "typo", "author": "Dr. Ruiz"}`
+    or `{"op": "retract", "event_id": "p1-rash1", "reason": "wrong patient", "author": "Dr. Ruiz"}`.
 
     Example:
 
     ```
     timeline correct p1-crp2 --set value=5 --reason typo --author "Dr. Ruiz"
+    timeline correct --file corrections-2026-03.jsonl
     ```
     """
     from timeline.errors import UsageError
     from timeline.ingest import correct as do_correct
     from timeline.ingest import describe_stored, stored_values
 
+    if file is not None:
+        given = [name for name, value in (("EVENT_ID", event_id), ("--set", set_), ("--reason", reason),
+                                         ("--author", author)) if value is not None]  # fmt: skip
+        if given:
+            raise UsageError(
+                f"--file takes no {', '.join(given)}: each line of the file gives its event id, fields, "
+                "reason and author"
+            )
+        from cli.synth import apply_file
+
+        apply_file(file, store, wait, json_out)
+        return
+    if event_id is None:
+        raise UsageError("Missing argument 'EVENT_ID' (or give --file FILE)")
+    if not set_:
+        raise UsageError("Missing option '--set' (or give --file FILE)")
+    if reason is None:
+        raise UsageError("Missing option '--reason'")
     event_id = _event_id(event_id)
     changes: dict[str, str] = {}
     for item in set_:
@@ -361,7 +399,10 @@ def correct(
         # the fields' values as the event now has them, each measurement as given and as stored
         dump_json({"event_id": event_id, **result.__dict__, "stored": stored_values(current, changes)})
     elif result.batch_id is None:
-        console().print(f"{esc(event_id)} already has these values: nothing written")
+        # the values as the event has them: a unit "corrected" to the one it was given in
+        # (0.15 mg/dL, shown as 1.5 mg/L) is no change, and this says why
+        stored = describe_stored(current, changes)
+        console().print(f"{esc(event_id)} already has these values ({esc(stored)}): nothing written")
     else:
         stored = describe_stored(current, changes)
         console().print(
@@ -382,6 +423,9 @@ def retract(
 ) -> None:
     """Append a retraction: the event leaves the current timeline but stays in the history.
 
+    Many at once, with other corrections: `timeline correct --file FILE`, a line
+    `{"op": "retract", "event_id": "p1-rash1", "reason": "wrong patient", "author": "Dr. Ruiz"}`.
+
     Example:
 
     ```
@@ -395,7 +439,10 @@ def retract(
     with _open(store, write=True, wait=wait) as s:
         result = do_retract(s, event_id, reason=reason, author=who)
     if json_out:
-        dump_json({"event_id": event_id, **result.__dict__})
+        # ``retracted``: the events this command retracted (1, or 0 when it was already
+        # retracted). In the result, as in ingest's, it counts the duplicates that stay
+        # retracted: a retraction is no duplicate, and read so it said 0 after retracting.
+        dump_json({"event_id": event_id, **result.__dict__, "retracted": 0 if result.batch_id is None else 1})
     elif result.batch_id is None:
         console().print(f"{esc(event_id)} is already retracted: nothing written")
     else:
@@ -404,7 +451,7 @@ def retract(
 
 @app.command(cls=Command)
 def events(
-    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.")],
+    patient: PatientArg,
     start: Annotated[
         str | None, typer.Option("--from", metavar="DATE", help="First date (inclusive).")
     ] = None,
@@ -564,7 +611,7 @@ def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False)
     broken = f"store integrity broken: {report.first_broken_link}"
     if json_out:
         dump_json(
-            {"manifest": meta, "ok": report.ok, "events": report.events, "batches": report.batches,
+            {"manifest": meta, "ok": report.ok, "versions": report.events, "batches": report.batches,
              "codes": report.codes, "head_hash": report.head_hash, "first_broken_link": report.first_broken_link,
              "problems": report.problems,
              **({} if report.ok else {"error": error_document(broken, report.problems[1:], 7)})}
@@ -574,7 +621,7 @@ def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False)
             f"; {report.codes} code register row{'s' if report.codes != 1 else ''}" if report.codes else ""
         )
         console().print(
-            f"ok: {report.events} event{'s' if report.events != 1 else ''} in {report.batches} "
+            f"ok: {report.events} version{'s' if report.events != 1 else ''} in {report.batches} "
             f"batch{'es' if report.batches != 1 else ''}{codes}; head hash {report.head_hash}"
         )
     else:
@@ -590,6 +637,8 @@ def info(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False) -
     `events` counts the current events (a corrected event once, a retracted one not),
     `versions` the rows stored (every ingest, correction and retraction), `retracted` the
     events whose current version is a retraction, `patients` those with a current event.
+    `created_at` is in UTC. `timeline changes --batches` lists the batches: each ingested
+    file's name and SHA-256 (`source_sha256`), each correction and retraction, when, who, why.
 
     Example:
 
@@ -602,12 +651,194 @@ def info(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False) -
     with _open(store, wait=wait) as s:
         data = s.info()
         meta = manifest(s, data.high_water, None)
+    # the file under "store", as init --json and every manifest name it (info --json gave it
+    # twice, under "path" too, before)
+    shown = {"store": data.path, **{k: v for k, v in data.__dict__.items() if k != "path"}}
     if json_out:
-        dump_json({"manifest": meta, "store": data.path, **data.__dict__})  # "store", as init --json names it
+        dump_json({"manifest": meta, **shown})
     else:
         c = console()
-        for k, v in data.__dict__.items():
-            c.print(f"{k:>11}: {esc(v)}")
+        for k, v in shown.items():
+            c.print(f"{k:>11}: {esc(v)}{' UTC' if k == 'created_at' else ''}")
+
+
+@app.command(cls=Command)
+def changes(
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="T",
+            help="After this moment of recording: seq:N (a report's high_water) or a UTC date or "
+            "date-time. Default: the store's beginning.",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", metavar="T", help="Up to this moment (seq:N or a UTC time). Default: now."),
+    ] = None,
+    patient: Annotated[
+        list[str] | None, typer.Option("--patient", metavar="PATIENT", help="Only this patient (repeatable).")
+    ] = None,
+    list_batches: Annotated[
+        bool,
+        typer.Option(
+            "--batches",
+            help="List the batches instead: each ingested file with its name and SHA-256, each "
+            "correction and retraction, with when, who and why.",
+        ),
+    ] = False,
+    store: StoreOpt = None,
+    wait: WaitOpt = 0,
+    csv_out: Annotated[
+        bool, typer.Option("--csv", help="Print CSV on standard output (one line a changed field).")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """What changed in the store, across patients: every correction, retraction and
+    re-assertion (an event retracted, then ingested again) recorded after `--since` and up to
+    `--until`, with its seq, batch, time (UTC), author and reason, the patient and event, and
+    each field that changed, as given: before → after.
+
+    `--since seq:N` with a report's `high_water` lists exactly what the record has learned
+    since that report. `--batches` lists the batches written instead, an ingested file's
+    `source_file` (as it was named on the command line) and `source_sha256` (the SHA-256 of
+    its bytes, to compare with `sha256sum FILE`) among them. `--csv` prints to standard
+    output (redirect it: `> changes.csv`).
+
+    Example:
+
+    ```
+    timeline changes --since seq:3470
+    timeline changes --since 2026-03-01 --until 2026-04-01 --patient V07 --json
+    timeline changes --since seq:3470 --csv > changes.csv
+    timeline changes --batches
+    ```
+    """
+    from timeline import changes as ch
+    from timeline.errors import UsageError
+    from timeline.store import manifest
+
+    if csv_out and json_out:
+        raise UsageError("give --csv or --json, not both")
+    with _open(store, wait=wait) as s:
+        lo = s.high_water(s.known_at(since)) if since is not None else 0
+        until_moment = s.known_at(until)
+        hi = s.high_water(until_moment)
+        if lo > hi:
+            raise UsageError(f"--since {since} (seq {lo}) is after --until {until} (seq {hi})")
+        meta = manifest(s, hi, until_moment)
+        if list_batches:
+            batches = ch.batches(s, lo, hi)
+        else:
+            found = ch.changes(s, lo, hi, [p.strip() for p in patient] if patient else None)
+    if list_batches:
+        _show_batches(batches, lo, hi, meta, csv_out, json_out)
+        return
+    if json_out:
+        dump_json(
+            {"manifest": meta, "since_seq": lo, "until_seq": hi, "changes": [c.to_json() for c in found]}
+        )
+    elif csv_out:
+        _changes_csv(found)
+    else:
+        _changes_table(found, lo, hi)
+
+
+def _shown(value: Any) -> str:
+    """A native value as a table shows it: 4.0 as 4, nothing as (empty)."""
+    if value is None:
+        return "(empty)"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _change_text(c: Any) -> str:
+    diff = "; ".join(f"{f.field}: {_shown(f.before)} → {_shown(f.after)}" for f in c.fields)
+    if c.op == "retract":
+        return "retracted"
+    if c.op == "reassert":
+        return "asserted again after a retraction" + (f": {diff}" if diff else " (same content)")
+    return diff or "corrected (same content as given)"
+
+
+def _changes_table(found: list[Any], lo: int, hi: int) -> None:
+    from rich.table import Table
+
+    n = len(found)
+    title = f"{n} change{'s' if n != 1 else ''} after seq {lo} up to seq {hi}"
+    table = Table(title=title, title_justify="left")
+    for col in ("seq", "batch", "recorded (UTC)", "author", "patient", "event id", "was", "change", "why"):
+        table.add_column(col)
+    for c in found:
+        table.add_row(
+            *(cell(x) for x in (
+                c.seq, c.batch_id, c.recorded_at.isoformat(timespec="microseconds"), c.author, c.patient_id,
+                c.event_id, c.event, _change_text(c), c.reason or "",
+            ))
+        )  # fmt: skip
+    console().print(table)
+
+
+def _changes_csv(found: list[Any]) -> None:
+    import csv
+
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(["seq", "batch_id", "recorded_at", "author", "reason", "op", "patient_id", "event_id",
+                  "kind", "code", "field", "before", "after"])  # fmt: skip
+    for c in found:
+        head = [c.seq, c.batch_id, c.recorded_at.isoformat(), c.author, c.reason or "", c.op, c.patient_id,
+                c.event_id, c.kind, c.code or ""]  # fmt: skip
+        for f in c.fields or [None]:
+            tail = ["", "", ""] if f is None else [f.field, _csv_value(f.before), _csv_value(f.after)]
+            out.writerow(head + tail)
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _shown(value)
+
+
+def _show_batches(
+    batches: list[Any], lo: int, hi: int, meta: dict[str, Any], csv_out: bool, json_out: bool
+) -> None:
+    if json_out:
+        dump_json(
+            {"manifest": meta, "since_seq": lo, "until_seq": hi, "batches": [b.__dict__ for b in batches]}
+        )
+        return
+    cols = ["batch_id", "op", "first_seq", "last_seq", "events", "recorded_at", "author", "source_file",
+            "source_sha256", "reason"]  # fmt: skip
+    if csv_out:
+        import csv
+
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(cols)
+        for b in batches:
+            out.writerow(["" if v is None else v.isoformat() if k == "recorded_at" else v
+                          for k, v in b.__dict__.items()])  # fmt: skip
+        return
+    from rich.table import Table
+
+    n = len(batches)
+    table = Table(
+        title=f"{n} batch{'es' if n != 1 else ''} after seq {lo} up to seq {hi}", title_justify="left"
+    )
+    for col in ("batch", "op", "seqs", "events", "recorded (UTC)", "author", "file", "sha256", "why"):
+        table.add_column(col, min_width=64 if col == "sha256" else None)  # a digest read whole
+    for b in batches:
+        table.add_row(
+            *(cell(x) for x in (
+                b.batch_id, b.op, f"{b.first_seq}–{b.last_seq}", b.events,
+                b.recorded_at.isoformat(timespec="seconds"), b.author, b.source_file or "",
+                b.source_sha256 or "", b.reason or "",
+            ))
+        )  # fmt: skip
+    console().print(table)
 
 
 from cli import engine as _engine  # noqa: E402 - registers the rule commands

@@ -194,3 +194,15 @@ def follow_up(
     if store is not None:
         parts += ["--store", quoted(store)]
     return " ".join(parts)
+
+
+def _patient(value: str) -> str:
+    """A PATIENT argument: an empty one (`timeline state ""`, an unset shell variable) is a bad
+    command line, not a patient to look for (it was answered "no events … did you mean '7'?",
+    exit 5)."""
+    if not value.strip():
+        raise typer.BadParameter("must not be empty: give a patient id", param_hint="'PATIENT'")
+    return value
+
+
+PatientArg = Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.", callback=_patient)]

@@ -44,11 +44,18 @@ def clear_notes() -> None:
     _notes.clear()
 
 
-def dump_json(data: Any) -> None:
+def dump_json(data: Any, *, outcome: bool = True) -> None:
     """``data`` as JSON on stdout. A number that is not finite (a percentage change from 0,
     an overflow) is written as the string "Infinity", "-Infinity" or "NaN": JSON has no such
-    numbers, and Python's bare tokens break other readers (jq, JavaScript)."""
+    numbers, and Python's bare tokens break other readers (jq, JavaScript).
+
+    A command's document (``outcome``) begins with ``"ok": true`` unless it says ``ok``
+    itself (a failure, ``verify``, ``rules check``): a script reads ``.ok`` from every
+    command, whether it succeeded or not. ``outcome=False``: a document that is the command's
+    product as it is (``rules schema``'s JSON Schema)."""
     global _documents
+    if outcome and isinstance(data, dict) and "ok" not in data:
+        data = {"ok": True, **data}
     if _notes and isinstance(data, dict) and "notes" not in data:
         data = {**data, "notes": list(_notes)}
     text = json.dumps(

@@ -90,7 +90,7 @@ def synth(
             raise UsageError(
                 "--apply-amendments does not generate: leave out --patients, --out and --amendments"
             )
-        _apply(apply_amendments, store, wait, json_out)
+        apply_file(apply_amendments, store, wait, json_out)
         return
     if patients is None or out is None:
         raise UsageError("give --patients N and --out FILE (or --apply-amendments FILE --store STORE)")
@@ -128,7 +128,9 @@ def synth(
         console().print(esc(result.message()))
 
 
-def _apply(path: Path, store: Path | None, wait: float, json_out: bool) -> None:
+def apply_file(path: Path, store: Path | None, wait: float, json_out: bool) -> None:
+    """Apply an amendments file to a store and say what was applied (``timeline correct
+    --file`` and ``timeline synth --apply-amendments``)."""
     from cli.output import note
     from timeline.store import Store
     from timeline.synth import AmendmentsInterrupted, apply_amendments

@@ -289,9 +289,17 @@ def test_correcting_an_unknown_field_suggests_the_right_one(example_store: Path)
     assert (result.exit_code, result.stderr) == (2, "error: unknown field 'valeu' (did you mean 'value'?)\n")
 
 
-@pytest.mark.parametrize("change", ["value=4", "value=4.0", "unit=mg/L", "note="])
+@pytest.mark.parametrize(
+    ("change", "values"),
+    [
+        ("value=4", "value 4 mg/L"),
+        ("value=4.0", "value 4 mg/L"),
+        ("unit=mg/L", "value 4 mg/L"),
+        ("note=", "note cleared"),
+    ],
+)
 def test_a_correction_that_changes_nothing_writes_nothing_and_exits_0(
-    example_store: Path, change: str
+    example_store: Path, change: str, values: str
 ) -> None:
     """p1-crp2 is 4 mg/L without a note: the same value written differently is no change. A
     script run again finds its correction made (helper 44: it exited 2, a bad command line)."""
@@ -299,7 +307,10 @@ def test_a_correction_that_changes_nothing_writes_nothing_and_exits_0(
     result = run_cli(
         "correct", "p1-crp2", "--set", change, "--reason", "r", *AUTHOR, "--store", example_store
     )
-    assert (result.exit_code, result.stdout) == (0, "p1-crp2 already has these values: nothing written\n")
+    assert (result.exit_code, result.stdout) == (
+        0,
+        f"p1-crp2 already has these values ({values}): nothing written\n",
+    )
     assert snapshot(example_store) == before
 
 
@@ -646,3 +657,14 @@ def test_explain_json_gives_a_corrections_reason_apart_from_any_source_file(corr
     assert (crp["source"], crp["source_file"], crp["source_row"], crp["change_reason"], crp["author"]) == (
         None, None, None, "transcription error", "Dr. Ruiz",
     )  # fmt: skip
+
+
+def test_a_unit_corrected_to_the_one_given_says_the_value_as_given(example_store: Path) -> None:
+    """Helper 63: `--set unit=mg/dL` on a CRP given as 0.84 mg/dL (shown as 8.4 mg/L) changes
+    nothing; the answer shows the value as given, so the user sees why."""
+    result = run_cli(
+        "correct", "p1-crp1", "--set", "unit=mg/dL", "--reason", "r", *AUTHOR, "--store", example_store
+    )
+    assert result.stdout == (
+        "p1-crp1 already has these values (value 8.4 mg/dL (stored as 84 mg/L)): nothing written\n"
+    )

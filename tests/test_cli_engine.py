@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine_support import write_rule
-from tests.support import raw_connection, run_cli
+from tests.support import EXAMPLES, raw_connection, run_cli
 
 CRP = {"kind": "lab", "code": "1988-5"}
 NO_TRACEBACK = "Traceback"
@@ -1038,3 +1038,23 @@ def test_events_json_as_known_before_the_first_batch_carries_the_note(example_st
 def test_an_as_known_at_after_the_first_batch_adds_no_note(example_store: Path) -> None:
     result = run_cli("events", "P001", "--as-known-at", "seq:14", "--store", example_store)
     assert (result.exit_code, result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("state", "", "--at", "2008-02-10"),
+        ("explain", "  ", "crp_normal", "--at", "2008-02-10"),
+        ("history", ""),
+        ("events", ""),
+        ("cohort", "explain", str(EXAMPLES / "valencia" / "cohort.yaml"), ""),
+    ],
+    ids=["state", "explain", "history", "events", "cohort explain"],
+)
+def test_an_empty_patient_id_is_a_usage_error_naming_the_argument(
+    example_store: Path, args: tuple[str, ...]
+) -> None:
+    """Helper 63: `state ""` was answered "patient '' has no events … (did you mean '7'?)", exit 5."""
+    result = run_cli(*args, "--store", example_store)
+    assert result.exit_code == 2
+    assert "Invalid value for 'PATIENT': must not be empty: give a patient id" in result.stderr

@@ -125,7 +125,7 @@ def test_ingest_json_describes_each_batch(store_path: Path) -> None:
 
 def test_verify_json_reports_ok_and_the_head_hash(example_store: Path) -> None:
     data = json.loads(run_cli("verify", "--store", example_store, "--json").stdout)
-    assert (data["ok"], data["events"], data["batches"], len(data["head_hash"]), data["problems"]) == (
+    assert (data["ok"], data["versions"], data["batches"], len(data["head_hash"]), data["problems"]) == (
         True,
         14,
         1,
@@ -326,3 +326,81 @@ def test_a_table_on_a_narrow_terminal_folds_identifiers_instead_of_cutting_them(
         "".join(line.split("│")[i].strip() for line in out.getvalue().splitlines()[3:-1]) for i in (1, 2)
     ]
     assert columns == ["V09-0057-crp", "2007-04-03T10:00"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("info",),
+        ("patients",),
+        ("events", "P001"),
+        ("state", "P001", "--at", "2008-02-10", "--rule", "crp_normal"),
+        ("correct", "p1-crp2", "--set", "value=5", "--reason", "typo", "--author", "t"),
+        ("retract", "p1-rash1", "--reason", "wrong patient", "--author", "t"),
+        ("changes",),
+    ],
+    ids=["info", "patients", "events", "state", "correct", "retract", "changes"],
+)
+def test_a_successful_commands_json_says_ok_true(example_store: Path, args: tuple[str, ...]) -> None:
+    result = run_cli(*args, "--store", example_store, "--json")
+    assert (result.exit_code, json.loads(result.stdout)["ok"]) == (0, True)
+
+
+def test_ingest_json_says_ok_true_when_every_file_was_added(store_path: Path) -> None:
+    run_cli("init", "--store", store_path)
+    result = run_cli("ingest", EXAMPLE_CSV, "--store", store_path, "--author", "t", "--json")
+    assert json.loads(result.stdout)["ok"] is True
+
+
+def test_rules_schema_is_a_json_schema_without_an_ok_key() -> None:
+    schema = json.loads(run_cli("rules", "schema").stdout)
+    assert "ok" not in schema and "$schema" in schema
+
+
+def test_retract_json_counts_the_event_it_retracted(example_store: Path) -> None:
+    result = run_cli(
+        "retract",
+        "p1-rash1",
+        "--reason",
+        "wrong patient",
+        "--author",
+        "t",
+        "--store",
+        example_store,
+        "--json",
+    )
+    assert json.loads(result.stdout)["retracted"] == 1
+
+
+def test_retract_json_counts_none_when_the_event_was_already_retracted(example_store: Path) -> None:
+    args = (
+        "retract",
+        "p1-rash1",
+        "--reason",
+        "wrong patient",
+        "--author",
+        "t",
+        "--store",
+        example_store,
+        "--json",
+    )
+    run_cli(*args)
+    data = json.loads(run_cli(*args).stdout)
+    assert (data["retracted"], data["batch_id"]) == (0, None)
+
+
+def test_verify_json_counts_the_stored_versions_under_versions_not_events(example_store: Path) -> None:
+    run_cli("retract", "p1-rash1", "--reason", "wrong patient", "--author", "t", "--store", example_store)
+    data = json.loads(run_cli("verify", "--store", example_store, "--json").stdout)
+    assert (data["versions"], "events" in data) == (15, False)
+
+
+def test_info_json_names_the_store_file_once_under_store(example_store: Path) -> None:
+    data = json.loads(run_cli("info", "--store", example_store, "--json").stdout)
+    assert (data["store"], "path" in data) == (str(example_store), False)
+
+
+def test_info_text_says_the_creation_time_is_utc(example_store: Path) -> None:
+    lines = run_cli("info", "--store", example_store).stdout.splitlines()
+    [created] = [line for line in lines if line.strip().startswith("created_at:")]
+    assert created.endswith(" UTC")

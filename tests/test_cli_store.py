@@ -156,7 +156,7 @@ def test_timeline_store_environment_variable_names_the_store(
     monkeypatch.setenv("TIMELINE_STORE", str(path))
     run_cli("init")
     result = run_cli("info", "--json")
-    assert (result.exit_code, json.loads(result.stdout)["path"]) == (0, str(path))
+    assert (result.exit_code, json.loads(result.stdout)["store"]) == (0, str(path))
 
 
 def test_store_option_beats_the_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -819,3 +819,28 @@ def test_run_help_says_as_known_at_is_the_recording_time_not_a_clinical_date() -
     result = run_cli("cohort", "run", "--help")
     text = " ".join(result.stdout.replace("│", " ").split())
     assert "not a clinical cut-off date" in text and "--as-known-at seq:3470" in text
+
+
+def test_explain_as_known_at_marks_evidence_corrected_after_that_moment_as_explain_does(
+    tmp_path: Path,
+) -> None:
+    """Helper 63's finding 2: `cohort explain --as-known-at` listed the evidence without the
+    remark `timeline explain` gives (and its --json carried)."""
+    store = build_store(tmp_path / "s.duckdb")  # seqs 1-55
+    run_cli(
+        "correct",
+        "p1-j3",
+        "--set",
+        "active_joints=2",
+        "--reason",
+        "recount",
+        "--author",
+        "t",
+        "--store",
+        store,
+    )
+    code, out, err = cohort(
+        "explain", COHORT, "P1", "outcome.arthritis_all.6_months", "--as-known-at", "seq:55", store=store
+    )
+    assert code == 0, err
+    assert "seq 10 p1-j3 2009-06-20: 1 active joints [corrected after this moment (seq 56: recount)]" in out

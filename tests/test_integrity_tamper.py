@@ -50,7 +50,7 @@ def inserted_copy(seq: int, *, new_seq: int, batch_id: int, row_hash: str) -> st
 def test_untouched_store_verifies(chained_store: Path) -> None:
     result = run_cli("verify", "--store", chained_store)
     assert result.exit_code == 0
-    assert result.stdout.startswith("ok: 16 events in 3 batches; head hash ")
+    assert result.stdout.startswith("ok: 16 versions in 3 batches; head hash ")
 
 
 def test_edited_row_is_named_by_seq(chained_store: Path) -> None:

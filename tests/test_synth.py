@@ -482,8 +482,65 @@ def test_a_correction_the_store_rejects_rejects_the_whole_file(example_store: Pa
     fixed = _amend(tmp_path, RETRACT, {**bad, "set": {"value": "3"}})
     again = _apply(example_store, fixed, "--json")
     assert json.loads(again.stdout) == {
-        "store": str(example_store), "corrections": 1, "retractions": 1, "skipped": 0
+        "ok": True, "store": str(example_store), "corrections": 1, "retractions": 1, "skipped": 0
     }  # fmt: skip
+
+
+def test_a_value_the_store_rejects_is_named_beside_an_unknown_event_id_in_one_pass(
+    example_store: Path, tmp_path: Path
+) -> None:
+    """Helper 63's finding 11: the value's problem was named only once the unknown id was fixed."""
+    path = _amend(tmp_path, {**RETRACT, "event_id": "nope"}, _correct("p1-crp1", value="2,5"))
+    before = snapshot(example_store)
+    result = _apply(example_store, path)
+    assert (result.exit_code, result.stderr.splitlines()[1:]) == (
+        6,
+        [
+            f"  {path}: line 1 (retract nope), field event_id: no event with id 'nope'",
+            f"  {path}: line 2 (correct p1-crp1), field value: not a number: '2,5' (a decimal comma? write 2.5)",
+        ],
+    )
+    assert snapshot(example_store) == before
+
+
+def test_a_value_the_store_rejects_is_named_beside_an_empty_reason_in_one_pass(
+    example_store: Path, tmp_path: Path
+) -> None:
+    path = _amend(tmp_path, _correct("p1-crp1", value="abc"), {**RETRACT, "reason": ""})
+    result = _apply(example_store, path)
+    assert [line.split(": ", 2)[1:] for line in result.stderr.splitlines()[1:]] == [
+        ["line 1 (correct p1-crp1), field value", "not a number: 'abc'"],
+        ["line 2 (retract p1-wt1), field reason", "must not be empty"],
+    ]
+
+
+def test_correct_file_applies_an_amendments_file(example_store: Path, tmp_path: Path) -> None:
+    path = _amend(tmp_path, RETRACT, _correct("p1-crp1", value="3"))
+    result = run_cli("correct", "--file", path, "--store", example_store, "--json")
+    data = json.loads(result.stdout)
+    assert (result.exit_code, data["corrections"], data["retractions"]) == (0, 1, 1)
+
+
+def test_correct_file_rejects_a_file_as_synth_apply_amendments_does(
+    example_store: Path, tmp_path: Path
+) -> None:
+    path = _amend(tmp_path, _correct("p1-crp1", value="abc"))
+    by_correct = run_cli("correct", "--file", path, "--store", example_store)
+    assert (by_correct.exit_code, by_correct.stderr) == (6, _apply(example_store, path).stderr)
+
+
+def test_correct_file_with_an_event_id_is_a_usage_error(example_store: Path, tmp_path: Path) -> None:
+    path = _amend(tmp_path, RETRACT)
+    result = run_cli("correct", "p1-wt1", "--file", path, "--store", example_store)
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: --file takes no EVENT_ID: each line of the file gives its event id, fields, reason and author\n",
+    )
+
+
+def test_correct_without_set_or_file_names_the_missing_option(example_store: Path) -> None:
+    result = run_cli("correct", "p1-wt1", "--reason", "r", "--author", "a", "--store", example_store)
+    assert (result.exit_code, result.stderr) == (2, "error: Missing option '--set' (or give --file FILE)\n")
 
 
 def test_a_later_correction_with_the_same_reason_and_author_is_applied(
@@ -509,7 +566,7 @@ def test_a_second_amendment_of_one_event_in_a_file_sees_the_first(
 ) -> None:
     path = _amend(tmp_path, _correct("p1-wt1", value="21"), _correct("p1-wt1", value="21.0"))
     result = _apply(example_store, path, "--json")
-    assert {k: v for k, v in json.loads(result.stdout).items() if k != "store"} == {
+    assert {k: v for k, v in json.loads(result.stdout).items() if k not in ("store", "ok")} == {
         "corrections": 1, "retractions": 0, "skipped": 1
     }  # fmt: skip
 

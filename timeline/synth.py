@@ -2037,6 +2037,26 @@ def check_amendments(store: Any, path: str | Path) -> tuple[list[Amendment], lis
     applied again). Raises :class:`AmendmentError` naming every problem
     (:class:`UnknownAmendedEventError`, exit 5, when each one is an event the store does not
     hold)."""
+    apply, done, errors, labels, unknown = _check(store, path)
+    if errors:
+        raise _rejected(str(path), errors, labels, unknown)
+    return apply, done
+
+
+def _rejected(source: str, errors: list[RowError], labels: dict[int, str], unknown: int) -> AmendmentError:
+    """The error of a rejected file: its problems in line order (a line's own in the order
+    found), exit 5 when each one is an event the store does not hold."""
+    errors.sort(key=lambda e: e.line or 0)
+    kind = UnknownAmendedEventError if unknown == len(errors) else AmendmentError
+    return kind(source, errors, labels=labels)
+
+
+def _check(
+    store: Any, path: str | Path
+) -> tuple[list[Amendment], list[Amendment], list[RowError], dict[int, str], int]:
+    """:func:`check_amendments`, the problems returned rather than raised: (to apply, already
+    applied, problems, each line's label, how many problems are unknown event ids). The
+    amendments to apply are those of the events none of whose lines has a problem found here."""
     from timeline.ingest import _native_from_stored
 
     errors: list[RowError] = []
@@ -2086,11 +2106,7 @@ def check_amendments(store: Any, path: str | Path) -> tuple[list[Amendment], lis
             done.extend(a for a, writes in zip(amendments, outcome[1], strict=True) if not writes)
         else:
             errors.extend(outcome)
-    if errors:
-        errors.sort(key=lambda e: e.line or 0)
-        kind = UnknownAmendedEventError if unknown == len(errors) else AmendmentError
-        raise kind(str(path), errors, labels=labels)
-    return sorted(apply, key=lambda a: a.line), sorted(done, key=lambda a: a.line)
+    return sorted(apply, key=lambda a: a.line), sorted(done, key=lambda a: a.line), errors, labels, unknown
 
 
 def _simulate(
@@ -2179,17 +2195,20 @@ def apply_amendments(
     leaves nothing applied, or — as the transaction commits — all of it. An amendment already
     applied (the event already has the correction's content, or is already retracted) is
     skipped, so applying a file twice changes nothing. Returns (corrections, retractions,
-    skipped)."""
-    errors: list[RowError] = []
+    skipped).
+
+    The problems are found in one pass, every line's: the amendments the first check leaves
+    (those of the events whose lines all passed it) are written, and the store's checks of
+    their values run, even when other lines have problems; then, if any line has one, the
+    transaction is rolled back and every problem reported."""
     committing = False
     try:
-        apply, done = check_amendments(store, path)
+        apply, done, errors, labels, unknown = _check(store, path)
         with store.transaction():
             counts = _apply_each(store, apply, errors, progress)
             if errors:
-                raise AmendmentError(
-                    str(path), errors, labels={a.line: f"{a.op} {a.event_id}" for a in apply}
-                )
+                labels = {**labels, **{a.line: f"{a.op} {a.event_id}" for a in apply}}
+                raise _rejected(str(path), errors, labels, unknown)
             committing = True  # leaving the block commits
     except BaseException as exc:
         if _interrupt(exc):  # Ctrl-C, SIGTERM: how far it got
