@@ -1927,10 +1927,27 @@ def directories_of(dirs: Sequence[str | os.PathLike[str]]) -> list[str]:
 
 
 def rule_files(directory: Path) -> list[Path]:
-    """The rule files of a directory (``params.yaml`` included), in the order they are read:
-    ``*.yaml``, then ``*.yml``, in any case (``R.YAML`` too, as saved by some editors)."""
-    found = [p for p in directory.rglob("*") if p.suffix.lower() in (".yaml", ".yml")]
+    """The rule files of a directory and its subfolders (``params.yaml`` included), in the
+    order they are read: ``*.yaml``, then ``*.yml``, in any case (``R.YAML`` too, as saved by
+    some editors). A hidden folder or file (a name starting with ``.``: ``.ipynb_checkpoints/``,
+    ``.git/``, an editor's ``.r.yaml.swp``) is not read."""
+    found = [
+        p
+        for p in directory.rglob("*")
+        if p.suffix.lower() in (".yaml", ".yml")
+        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    ]
     return sorted(found, key=lambda p: (p.suffix.lower() == ".yml", p))
+
+
+_NESTED_PARAMS = (
+    "a params.yaml is read only at the top of a rule directory, not in a subfolder: move the "
+    "values you mean into {top}/params.yaml and this file out of the rule directory"
+)
+_ONCE_PER_DIRECTORY = (
+    " (a rule directory, its subfolders included, defines each rule once; only a later "
+    "directory overrides: move the copy you do not mean out of the rule directory)"
+)
 
 
 def load_rules(
@@ -1958,6 +1975,8 @@ def load_rules(
     notes: list[str] = []
     hasher = hashlib.sha256()
     listed: list[list[Path]] = []
+    roots: list[Path] = []  # the rule directories of listed, as given
+    top: dict[Path, Path] = {}  # each file's rule directory, as given
     given = dirs if dirs is not None else rule_dirs()
     for d in _once(given):
         directory = Path(d)
@@ -1978,6 +1997,13 @@ def load_rules(
         if not files:
             notes.append(f"{directory} holds no rule files (*.yaml or *.yml): no rules were read from it")
         listed.append(files)
+        roots.append(directory)
+    # a file under two directories given (--rules site --rules site/labs) is read once, as the
+    # last one's, as a directory named twice is
+    for i, (root, files) in enumerate(zip(roots, listed, strict=True)):
+        later = {p.resolve() for other in listed[i + 1 :] for p in other}
+        listed[i] = [p for p in files if p.resolve() not in later]
+        top.update((p, root) for p in listed[i])
     # a directory's codes.yaml first, all of them: a rule may name a code another directory defines
     texts: dict[Path, str | None] = {p: _read_text(p, problems) for files in listed for p in files}
     book = _site_codes([(p, t) for p, t in texts.items() if t is not None and _is_codes_file(p)], problems)
@@ -1990,6 +2016,11 @@ def load_rules(
             continue
         doc = _Doc(str(path), text, problems)
         if path.stem == "params":
+            if path.parent != top[path]:
+                # an archived or copied params.yaml (old/params.yaml) would silently decide the
+                # site's values: only the one at the top of a rule directory is read
+                problems.append(Problem(str(path), 1, 1, _NESTED_PARAMS.format(top=top[path])))
+                continue
             if site_params:
                 _site_params(doc, site, places)
             continue
@@ -2012,11 +2043,14 @@ def load_rules(
             continue
         if rule.id in rules:
             previous = rules[rule.id]
-            if Path(previous.source).parent == path.parent:
+            if top[Path(previous.source)] == top[path]:
+                # two files of one rule directory, in one folder or not (an archived copy in
+                # old/ is not an override): only a later directory overrides an earlier one's
                 line, col = doc.where(("id",))
-                problems.append(
-                    Problem(str(path), line, col, f"rule id {rule.id!r} is also defined in {previous.source}")
-                )
+                again = f"rule id {rule.id!r} is also defined in {previous.source}"
+                if Path(previous.source).parent != path.parent:
+                    again += _ONCE_PER_DIRECTORY
+                problems.append(Problem(str(path), line, col, again))
                 continue
             rule = rule.model_copy(update={"overrides": previous.source})
         rules[rule.id] = rule
