@@ -1581,6 +1581,24 @@ def test_a_word_from_another_language_gets_a_did_you_mean(tmp_path: Path, define
 
 
 @pytest.mark.parametrize(
+    ("op", "message"),
+    [
+        ("and", "the language writes AND as all: [...]"),
+        ("AND", "the language writes AND as all: [...]"),
+        ("or", "the language writes OR as any: [...]"),
+        ("either", "the language writes OR as any: [...]"),
+        ("none", "the language writes NONE OF as not: {any: [...]}"),
+        ("ALL", "operators are written in lowercase, 'all'"),
+        ("Any", "operators are written in lowercase, 'any'"),
+    ],
+)
+def test_a_word_of_logic_is_told_how_the_language_writes_it(tmp_path: Path, op: str, message: str) -> None:
+    """Helper 62: by spelling, `and` got "did you mean 'any'?" and `none` "'ne'": the opposite."""
+    [problem] = problems_of(tmp_path, f"define: {{{op}: [true, false]}}\n")
+    assert problem.endswith(f"unknown operator {op!r}: {message}")
+
+
+@pytest.mark.parametrize(
     ("event", "message"),
     [
         (

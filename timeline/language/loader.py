@@ -237,6 +237,29 @@ _SPELLINGS = {
 }  # fmt: skip
 
 
+# the words of logic other languages write, and how this one writes them: "did you mean"
+# by spelling would turn `and` into any and `none` into ne
+_LOGIC = {
+    **dict.fromkeys(("and", "&&", "&", "both", "every", "all_of"), ("AND", "all: [...]")),
+    **dict.fromkeys(("or", "||", "|", "either", "some", "one_of"), ("OR", "any: [...]")),
+    **dict.fromkeys(("none", "none_of", "neither", "nor"), ("NONE OF", "not: {any: [...]}")),
+    **dict.fromkeys(("!", "~", "negate", "false_if", "is_not"), ("NOT", "not: {...}")),
+    **dict.fromkeys(("nand",), ("NOT AND", "not: {all: [...]}")),
+}
+
+
+def _operator_hint(op: str) -> str:
+    """What to write for an unknown operator: the language's way of a word of logic, in any
+    case (``AND``), an operator written in capitals (``ALL``), else a near spelling."""
+    word = op.strip().lower()
+    if word in _LOGIC:
+        name, form = _LOGIC[word]
+        return f": the language writes {name} as {form}"
+    if word in OPERATORS:
+        return f": operators are written in lowercase, {word!r}"
+    return did_you_mean(op, OPERATORS)
+
+
 def did_you_mean(word: str, pool: Iterable[str]) -> str:
     choices = list(pool)
     if _SPELLINGS.get(word) in choices:
@@ -1022,7 +1045,7 @@ class _RuleParser:
         sub: Path_ = (*path, op)
         nid, sp = self.nid(), _fmt(sub)
         if op not in OPERATORS:
-            raise self.fail(sub, f"unknown operator {op!r}{did_you_mean(op, OPERATORS)}")
+            raise self.fail(sub, f"unknown operator {op!r}{_operator_hint(op)}")
 
         def items(min_n: int = 1) -> tuple[ast.Node, ...]:
             if not isinstance(arg, list) or len(arg) < min_n:
