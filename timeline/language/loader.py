@@ -338,6 +338,11 @@ class _RuleParser:
         # duration parameters that start or end a window: name → the windows, with their other bound
         self.bounds: dict[str, list[ast.WindowBound]] = {}
         self.bad_params: set[str] = set()  # declared, but with a problem already reported
+        # parameters read where a value goes ({param: p}: name → where first) and those read
+        # as a duration (within:, window:…) or passed on in a with: — a duration parameter
+        # read only as a value is a quantity of time (6 months: 6 mo)
+        self.value_uses: dict[str, Path_] = {}
+        self.other_uses: set[str] = set()
         # text parameters (a default that is no number, quantity, duration or boolean): a
         # drug's name, valid only if the definition names a drug by it; name → why it is not
         # another kind of value (reported if no drug is named by it)
@@ -454,6 +459,7 @@ class _RuleParser:
             except _Fail:
                 define = None
         self._check_lengths()
+        self._durations_read_as_values()
         if define is not None and not self.broken:  # a parameter read in a part not read is read
             self._check_text_params()
             for name in self.params:
@@ -591,6 +597,21 @@ class _RuleParser:
         if text is None:
             raise self.fail(path, f"a drug is named by its name (anakinra) or {{param: name}}, not {data!r}")
         return text, None
+
+    def _durations_read_as_values(self) -> None:
+        """A duration parameter read only where a value goes (``ge: [{time_since: …, unit:
+        months}, {param: min_time}]``) is a quantity of time in the UCUM unit of its word:
+        ``6 months`` is 6 mo (30.4375 days each, as time_since counts months), ``183 days`` is
+        183 d; compared with a time in another unit it is converted, as any quantity is. One
+        also read as a length or a window, or passed on in a ``with:``, stays a duration and
+        cannot be read as a value (the two would differ: a window's months are calendar months)."""
+        for name in self.value_uses:
+            spec = self.params.get(name)
+            if spec is None or not isinstance(spec.default, Duration) or name in self.other_uses:
+                continue  # one also read as a duration: the type checker says it cannot be both
+            self.params[name] = spec.model_copy(
+                update={"default": float(spec.default.amount), "unit": _UCUM_OF[spec.default.unit]}
+            )
 
     def _check_lengths(self) -> None:
         """A duration parameter used as a length, a window or a window's start or end: its
@@ -790,6 +811,7 @@ class _RuleParser:
                     (*path, "param"),
                     f"{_use_name(path)} needs a duration ({EXAMPLES}), but parameter {name!r} is {given}{unit}",
                 )
+            self.other_uses.add(name)
             return ast.DurationRef(param=(self.rule_id, name))
         try:
             return ast.DurationRef(value=Duration.parse(data))
@@ -1080,6 +1102,7 @@ class _RuleParser:
                 raise _Fail()  # its default's problem is reported; it is not also unknown
             if name not in self.params:
                 raise self.fail(sub, f"unknown parameter {name!r}{did_you_mean(name, self.params)}")
+            self.value_uses.setdefault(name, sub)
             return ast.Param(nid=nid, path=sp, rule=self.rule_id, name=name)
         if op == "rule":
             if isinstance(arg, dict):
@@ -1329,6 +1352,8 @@ class _RuleParser:
         for raw in values.values():  # a drug's name passed on to the rule read names a drug
             if isinstance(raw, dict) and str(raw.get("param")) in self.text_params:
                 self.drug_uses.add(str(raw["param"]))
+            if isinstance(raw, dict) and "param" in raw:
+                self.other_uses.add(str(raw["param"]))
         return vid
 
     def exprs(self, parts: Iterable[tuple[Any, Path_]]) -> tuple[ast.Node, ...]:
@@ -2610,6 +2635,10 @@ def override_value(
         hint = (
             f": a duration needs its unit, e.g. '{raw} days'"
             if isinstance(spec.default, Duration) and isinstance(value, float) and unit in (None, "1")
+            else f": the default is a plain number, read in the unit of what the rule compares it "
+            f"with; write the rule's default with the unit it is meant in (e.g. '{spec.default:g} "
+            f"months' for months), and a duration given for it is converted"
+            if isinstance(value, Duration) and type(spec.default) is float and spec.unit in (None, "1")
             else ""
         )
         raise ValueError(
@@ -2881,7 +2910,13 @@ class _TypeChecker:
             if isinstance(spec.default, bool):
                 return ast.BOOL
             if isinstance(spec.default, Duration):
-                return self.fail(node, f"parameter {node.name!r} is a duration and cannot be used as a value")
+                return self.fail(
+                    node,
+                    f"parameter {node.name!r} is a duration read as a length or a window (or passed on "
+                    f"in a with:) elsewhere in the definition, and cannot also be a value: give the "
+                    f"value a parameter of its own, e.g. {node.name}_value: {{default: "
+                    f"{spec.default.amount} {_UCUM_OF[spec.default.unit]}}}",
+                )
             return num(kind="num", unit=spec.unit)
         if isinstance(node, ast.RuleRef):
             if node.rule not in self.rules:  # it did not load: its problems are reported

@@ -1,0 +1,126 @@
+"""A new site's first rule pack, as helper 62 wrote one (findings in their audit): a duration
+parameter compared with a time, a lab limit in the unit a lab also reports in, counts, and the
+messages an author meets on the way."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.support import run_cli
+from timeline.language.loader import RuleError, load_rules, rule_dirs
+
+HEAD = 'id: r\nversion: "1"\ndescription: d\ncitation: c\n'
+CANA = "{time_since: {first: {kind: medication_start, drug: canakinumab}, unit: months}}"
+CANA_START = (
+    "{patient_id: X, kind: medication_start, drug: canakinumab, dose: 4, dose_unit: mg/kg, "
+    'frequency: every_4_weeks, occurred_at: "2020-01-10"}'
+)
+
+
+def write(tmp_path: Path, body: str, head: str = HEAD, name: str = "r") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(head + textwrap.dedent(body).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def messages(tmp_path: Path, body: str, head: str = HEAD) -> list[str]:
+    """The problems of one rule file (``head``, then ``body``), as ``line: message``."""
+    write(tmp_path, body, head)
+    with pytest.raises(RuleError) as caught:
+        load_rules(rule_dirs([tmp_path]))  # with the built-in pack, whose rules it may read
+    return [f"{p.line}: {p.message}" for p in caught.value.problems]
+
+
+def param(tmp_path: Path, body: str, name: str, **given: str) -> tuple[object, str | None]:
+    """A parameter of rule r as loaded (with ``given`` as --param values): (value, unit)."""
+    write(tmp_path, body)
+    rules = load_rules(rule_dirs([tmp_path]), params={"r": dict(given)} if given else None)
+    spec = rules.rules["r"].param(name)
+    return spec.effective, spec.unit
+
+
+# ---- a duration parameter compared with a time (finding 3) --------------------------------------
+
+MIN_TIME = f"""
+params:
+  min_time: {{default: 6 months}}
+define:
+  ge: [{CANA}, {{param: min_time}}]
+"""
+
+
+def test_a_duration_parameter_read_as_a_value_is_a_quantity_of_time(tmp_path: Path) -> None:
+    assert param(tmp_path, MIN_TIME, "min_time") == (6.0, "mo")
+
+
+@pytest.mark.parametrize(("default", "unit"), [("183 days", "d"), ("6 mo", "mo"), ("26 weeks", "wk")])
+def test_a_duration_parameter_in_any_unit_is_read_in_its_ucum_unit(
+    tmp_path: Path, default: str, unit: str
+) -> None:
+    body = MIN_TIME.replace("6 months", default)
+    assert param(tmp_path, body, "min_time") == (float(default.split()[0]), unit)
+
+
+def test_a_duration_given_for_a_duration_parameter_read_as_a_value_is_accepted(tmp_path: Path) -> None:
+    """Helper 62: `--param cana_6_months.min_time=3 months` was refused."""
+    assert param(tmp_path, MIN_TIME, "min_time", min_time="3 months") == (3.0, "mo")
+
+
+def test_a_duration_parameter_compared_with_time_since_answers_as_months(tmp_path: Path) -> None:
+    """6 months is 6 mo, as time_since counts them: 182 days (5.98 mo) is short of it, 183 past."""
+    example = f"""
+    examples:
+      - name: six months
+        events: [{CANA_START}]
+        expect:
+          - {{at: "2020-07-10", value: false}}
+          - {{at: "2020-07-11", value: true}}
+      - name: at 183 days
+        params: {{min_time: 183 days}}
+        events: [{CANA_START}]
+        expect:
+          - {{at: "2020-07-10", value: false}}
+          - {{at: "2020-07-12", value: true}}
+    """
+    write(tmp_path, MIN_TIME + textwrap.dedent(example))
+    result = run_cli("rules", "test", tmp_path)
+    assert (result.exit_code, result.stdout.splitlines()[-1]) == (0, "2 passed, 0 failed"), result.output
+
+
+def test_a_duration_parameter_read_both_as_a_window_and_a_value_says_to_split_it(tmp_path: Path) -> None:
+    body = f"""
+    params:
+      t: {{default: 6 months}}
+    define:
+      all:
+        - ge: [{CANA}, {{param: t}}]
+        - exists: {{select: {{kind: mas_episode}}, window: {{param: t}}}}
+    """
+    assert messages(tmp_path, body) == [
+        "9: parameter 't' is a duration read as a length or a window (or passed on in a with:) "
+        "elsewhere in the definition, and cannot also be a value: give the value a parameter of "
+        "its own, e.g. t_value: {default: 6 mo}"
+    ]
+
+
+def test_a_duration_given_for_a_plain_number_parameter_says_to_give_the_default_a_unit(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, MIN_TIME.replace("6 months", "6"))
+    with pytest.raises(RuleError) as caught:
+        load_rules(rule_dirs([tmp_path]), params={"r": {"min_time": "3 months"}})
+    assert str(caught.value.problems[0]).endswith(
+        "r.min_time: '3 months' is not the same kind of value as the default, 6: the default is a "
+        "plain number, read in the unit of what the rule compares it with; write the rule's default "
+        "with the unit it is meant in (e.g. '6 months' for months), and a duration given for it is converted"
+    )
+
+
+def test_months_written_where_a_value_goes_is_told_its_ucum_spelling(tmp_path: Path) -> None:
+    """Helper 62: '6 months' got "'months' is not a UCUM unit" with no hint; days and weeks had one."""
+    assert messages(tmp_path, f"define: {{ge: [{CANA}, 6 months]}}\n") == [
+        "5: 'months' is not a UCUM unit; UCUM writes it 'mo'"
+    ]
