@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine_support import CheckedSession, store_with
 from tests.support import run_cli
 from timeline.language.loader import RuleError, load_rules, rule_dirs
 
@@ -123,4 +124,70 @@ def test_months_written_where_a_value_goes_is_told_its_ucum_spelling(tmp_path: P
     """Helper 62: '6 months' got "'months' is not a UCUM unit" with no hint; days and weeks had one."""
     assert messages(tmp_path, f"define: {{ge: [{CANA}, 6 months]}}\n") == [
         "5: 'months' is not a UCUM unit; UCUM writes it 'mo'"
+    ]
+
+
+# ---- a lab limit in a unit ingest converts with the code's molar mass (finding 5) ---------------
+
+TG = "{latest: {select: {kind: lab, code: 2571-8}, within: 3 days}}"
+TG_ROWS = [
+    {"patient_id": "X", "kind": "lab", "code": "2571-8", "occurred_at": "2020-03-01", "value": 155, "unit": "mg/dL"},
+    {"patient_id": "X", "kind": "lab", "code": "2571-8", "occurred_at": "2020-03-02", "value": 157, "unit": "mg/dL"},
+    {"patient_id": "Y", "kind": "lab", "code": "2571-8", "occurred_at": "2020-03-01", "value": 1.8, "unit": "mmol/L"},
+]  # fmt: skip
+
+
+def _tg_answers(tmp_path: Path, define: str) -> list[object]:
+    """rule r's answers for X on 1 and 2 March (155, 157 mg/dL) and Y on 1 March (1.8 mmol/L),
+    each the same in the replay and the SQL engine."""
+    (tmp_path / "rules").mkdir()
+    write(tmp_path / "rules", f"define: {define}\n")
+    store = store_with(tmp_path / "s.duckdb", TG_ROWS)
+    session = CheckedSession(store, load_rules(rule_dirs([tmp_path / "rules"])))
+    at = [("X", "2020-03-01"), ("X", "2020-03-02"), ("Y", "2020-03-01")]
+    return [session.state(p, d, ["r"])[0].value for p, d in at]
+
+
+def test_a_triglyceride_limit_in_mmol_per_litre_is_read_with_its_molar_mass(tmp_path: Path) -> None:
+    """Helper 62: 'units do not convert: mmol/L vs mg/dL', though ingest converts mmol/L of
+    triglycerides (885.7 g/mol): 1.76 mmol/L is 155.9 mg/dL (DOMAIN.md: 156)."""
+    assert _tg_answers(tmp_path, f"{{gt: [{TG}, 1.76 mmol/L]}}") == [False, True, True]
+
+
+def test_a_triglyceride_limit_in_mmol_per_litre_on_the_left_is_read_with_its_molar_mass(
+    tmp_path: Path,
+) -> None:
+    assert _tg_answers(tmp_path, f"{{lt: [1.76 mmol/L, {TG}]}}") == [False, True, True]
+
+
+def test_a_triglyceride_parameter_in_mmol_per_litre_is_read_in_the_labs_unit(tmp_path: Path) -> None:
+    write(
+        tmp_path, f"params: {{above: {{default: 1.76 mmol/L}}}}\ndefine: {{gt: [{TG}, {{param: above}}]}}\n"
+    )
+    spec = load_rules(rule_dirs([tmp_path])).rules["r"].param("above")
+    assert (round(float(spec.effective), 1), spec.unit) == (155.9, "mg/dL")
+
+
+def test_a_site_value_in_mmol_per_litre_for_such_a_parameter_is_converted_too(tmp_path: Path) -> None:
+    write(
+        tmp_path, f"params: {{above: {{default: 1.76 mmol/L}}}}\ndefine: {{gt: [{TG}, {{param: above}}]}}\n"
+    )
+    rules = load_rules(rule_dirs([tmp_path]), params={"r": {"above": "2 mmol/L"}})
+    assert round(float(rules.rules["r"].param("above").effective), 2) == 177.14
+
+
+def test_a_triglyceride_limit_in_mmol_per_litre_in_a_where_is_read_with_its_molar_mass(
+    tmp_path: Path,
+) -> None:
+    define = (
+        "{exists: {select: {kind: lab, code: 2571-8, where: {value: {gt: 1.76 mmol/L}}}, window: 1 days}}"
+    )
+    assert _tg_answers(tmp_path, define) == [False, True, True]
+
+
+def test_a_limit_in_mmol_per_litre_for_a_lab_without_a_molar_mass_is_still_refused(tmp_path: Path) -> None:
+    """CRP has no molar mass in the code table: ingest refuses mmol/L for it, and so do rules."""
+    crp = "{latest: {select: {kind: lab, code: 1988-5}, within: 3 days}}"
+    assert messages(tmp_path, f"define: {{gt: [{crp}, 1 mmol/L]}}\n") == [
+        "5: units do not convert: mmol/L vs mg/L"
     ]

@@ -2128,7 +2128,7 @@ def load_rules(
                 )
     order = _toposort(rules, docs, problems)
     types: dict[int, ast.Type] = {}
-    checker = _TypeChecker(rules, docs, types, problems)
+    checker = _TypeChecker(rules, docs, types, problems, book)
     checkable = _checkable(rules)
     for rid in order:
         if rid in checkable:
@@ -2153,6 +2153,7 @@ def load_rules(
             dict.fromkeys(problems), key=lambda found: (first_at[found.file], found.line, found.column)
         )
         raise RuleError(unique)
+    rules = _molar_converted(rules, checker.molar, types)
     for rid in order:
         rules[rid] = rules[rid].model_copy(update={"type": types[rules[rid].define.nid]})
     hasher.update(json.dumps(site, sort_keys=True, default=str).encode())
@@ -2825,11 +2826,17 @@ class _TypeChecker:
         docs: dict[str, _Doc],
         types: dict[int, ast.Type],
         problems: list[Problem],
+        book: codes.CodeBook = codes.BUILTIN,
     ) -> None:
         self.rules = rules
         self.docs = docs
         self.types = types
         self.problems = problems
+        self.book = book
+        # a value in an amount of substance beside a lab read in a mass unit (1.76 mmol/L of
+        # triglycerides beside their mg/dL), converted with the code's molar mass as ingest
+        # converts it: a constant's node id, or a parameter's (rule, name) → (unit, molar mass)
+        self.molar: dict[int | tuple[str, str], tuple[str, float]] = {}
         self.rule: ast.Rule | None = None
         # durations written where a value goes (5 days), not yet met by what they are read with
         self.durations: dict[int, ast.Const] = {}
@@ -2865,18 +2872,44 @@ class _TypeChecker:
                 for cond in node.where:
                     unit = field_unit(node, cond.field)
                     self._unit_of_threshold(
-                        cond.value, unit, f"where {cond.field} {cond.op}", f"{node.name}'s {cond.field}"
+                        cond.value,
+                        unit,
+                        f"where {cond.field} {cond.op}",
+                        f"{node.name}'s {cond.field}",
+                        _molar_mass(node, self.book) if cond.field == "value" else None,
                     )
         for const in self.durations.values():  # met by nothing that says what it should be
             self.fail(const, unit_problem(_written_unit(const)) or "")
         self.durations.clear()
 
-    def _unit_of_threshold(self, value: ast.Const | ast.Param, unit: str | None, op: str, what: str) -> None:
+    def _unit_of_threshold(
+        self, value: ast.Const | ast.Param, unit: str | None, op: str, what: str, molar: float | None = None
+    ) -> None:
         t = self.check(value)
         if self._duration_met(value, unit, op, what):
             return
-        if t.kind == "num" and not units_convert(t.unit, unit):
+        if (
+            t.kind == "num"
+            and not units_convert(t.unit, unit)
+            and not self._by_molar_mass(value, t, unit, molar)
+        ):
             self.fail(value, f"units do not convert: {t.unit} vs {unit}")
+
+    def _by_molar_mass(self, value: ast.Node, t: ast.Type, unit: str | None, molar: float | None) -> bool:
+        """Whether ``value``, a constant or a parameter of type ``t``, converts to ``unit`` (a
+        lab's) with the lab's molar mass, as ingest converts a value recorded so: recorded to
+        be read in ``unit`` (True)."""
+        if molar is None or t.unit in (None, UNREAD) or unit in (None, UNREAD):
+            return False
+        if not isinstance(value, ast.Const | ast.Param) or (isinstance(value, ast.Const) and value.written):
+            return False
+        assert t.unit is not None and unit is not None
+        try:
+            conversion(t.unit, unit, molar)
+        except UnitError:
+            return False
+        self.molar[value.nid if isinstance(value, ast.Const) else (value.rule, value.name)] = (unit, molar)
+        return True
 
     def check(self, node: ast.Node) -> ast.Type:
         t = self._check(node)
@@ -3058,6 +3091,10 @@ class _TypeChecker:
         try:
             conversion(t.unit, unit)
         except UnitError:
+            if other is not None and self._by_molar_mass(node, t, unit, _molar_mass(other, self.book)):
+                return
+            if other is not None and self._by_molar_mass(other, self.types[other.nid], t.unit, _molar_mass(node, self.book)):  # fmt: skip
+                return
             self.fail(node, f"units do not convert: {t.unit} vs {unit}")
 
     def _duration_met(self, node: ast.Node, unit: str | None, op: str, what: str) -> bool:
@@ -3086,6 +3123,65 @@ class _TypeChecker:
             + "); a duration says how long or how recent (within:, window:, held_for's duration)",
         )
         return True
+
+
+def _molar_mass(node: Any, book: codes.CodeBook) -> float | None:
+    """The molar mass of what ``node`` reads, when it is the value of labs (latest, an
+    aggregate, normal; a selector) all of one molar mass (triglycerides: 885.7 g/mol)."""
+    select = node if isinstance(node, ast.Selector) else getattr(node, "select", None)
+    if not isinstance(select, ast.Selector) or getattr(node, "field", "value") != "value":
+        return None
+    masses: set[float | None] = set()
+    for sel in (select, *select.any_of):
+        if not sel.codes:
+            return None
+        for c in sel.codes:
+            code = book.labs.get(c) or book.assessments.get(c)
+            masses.add(code.molar_mass if code is not None else None)
+    return masses.pop() if len(masses) == 1 and None not in masses else None
+
+
+def _molar_converted(
+    rules: dict[str, ast.Rule],
+    molar: Mapping[int | tuple[str, str], tuple[str, float]],
+    types: dict[int, ast.Type],
+) -> dict[str, ast.Rule]:
+    """The rules with each value the type checker found in an amount of substance beside a
+    lab in a mass unit (``1.76 mmol/L`` of triglycerides) converted to the lab's unit with its
+    molar mass (155.9 mg/dL), as ingest converts a value so recorded: the engines convert
+    units without molar masses. A parameter's default and site value are converted alike."""
+    if not molar:
+        return rules
+
+    def convert(value: float, unit: str, to: tuple[str, float]) -> float:
+        return conversion(unit, to[0], to[1]).apply(value)
+
+    def change(value: ast.Frozen, update: dict[str, Any]) -> None:
+        if isinstance(value, ast.Const) and value.nid in molar and value.unit is not None:
+            to = molar[value.nid]
+            update.update(value=convert(float(value.value), value.unit, to), unit=to[0])
+            types[value.nid] = ast.Type(kind="num", unit=to[0])
+
+    out = dict(rules)
+    for rid, rule in rules.items():
+        if not any((rid, p.name) in molar for p in rule.params) and not any(
+            isinstance(n, ast.Const) and n.nid in molar for n in walk(rule.define)
+        ):
+            continue
+        params = list(rule.params)
+        for i, spec in enumerate(params):
+            to = molar.get((rid, spec.name))
+            if to is None or spec.unit is None or not isinstance(spec.default, float):
+                continue
+            unit = spec.unit
+            value = spec.value if isinstance(spec.value, float) else None
+            params[i] = spec.model_copy(update={"default": convert(spec.default, unit, to), "unit": to[0],
+                                                "value": None if value is None else convert(value, unit, to)})  # fmt: skip
+            for node in walk(rule.define):
+                if isinstance(node, ast.Param) and (node.rule, node.name) == (rid, spec.name):
+                    types[node.nid] = ast.Type(kind="num", unit=to[0])
+        out[rid] = rule.model_copy(update={"define": _rebuilt(rule.define, change), "params": tuple(params)})
+    return out
 
 
 def _path_of(node: ast.Node) -> Path_:
