@@ -191,3 +191,46 @@ def test_a_limit_in_mmol_per_litre_for_a_lab_without_a_molar_mass_is_still_refus
     assert messages(tmp_path, f"define: {{gt: [{crp}, 1 mmol/L]}}\n") == [
         "5: units do not convert: mmol/L vs mg/L"
     ]
+
+
+# ---- the documentation's rule files load as written (finding 14) ---------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _yaml_blocks() -> list[tuple[str, str]]:
+    """Every ```yaml block of the README and docs/ that holds a rule's ``define:``, as
+    (``FILE:LINE``, text). A block beginning ``id:`` is a whole rule file; one that is an
+    excerpt says so on its first line (``# an excerpt``)."""
+    import re
+
+    out = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        for m in re.finditer(r"```ya?ml\n(.*?)```", text, re.S):
+            if re.search(r"^define:", m.group(1), re.M):
+                out.append((f"{doc.name}:{text[: m.start()].count(chr(10)) + 1}", m.group(1)))
+    return out
+
+
+def test_the_documentation_shows_rule_files() -> None:
+    """The test below cannot pass by finding none."""
+    assert len([b for _, b in _yaml_blocks() if b.startswith("id:")]) >= 4
+
+
+@pytest.mark.parametrize(("where", "block"), _yaml_blocks(), ids=[w for w, _ in _yaml_blocks()])
+def test_every_rule_file_the_documentation_shows_loads_as_written(
+    tmp_path: Path, where: str, block: str
+) -> None:
+    """Helper 62: the README's crp_strict lacked version, description and citation."""
+    assert block.startswith(("id:", "# an excerpt")), f"{where}: a whole rule file, or marked as an excerpt"
+    if block.startswith("# an excerpt"):
+        return
+    rule_id = block.split()[1]
+    (tmp_path / f"{rule_id}.yaml").write_text(block, encoding="utf-8")
+    rules = load_rules(rule_dirs([tmp_path]))
+    assert rules.rules[rule_id].source == str(tmp_path / f"{rule_id}.yaml")
+    if rules.rules[rule_id].examples:
+        result = run_cli("rules", "test", tmp_path, "--rule", rule_id)
+        assert result.exit_code == 0, result.output
