@@ -234,3 +234,61 @@ def test_every_rule_file_the_documentation_shows_loads_as_written(
     if rules.rules[rule_id].examples:
         result = run_cli("rules", "test", tmp_path, "--rule", rule_id)
         assert result.exit_code == 0, result.output
+
+
+# ---- counts have no unit (finding 12) ------------------------------------------------------------
+
+EPISODES = "{episode_count: {episodes: {select: {kind: mas_episode}}, window: 1 year}}"
+
+
+def test_a_parameter_in_a_unit_compared_with_a_count_is_told_at_its_default(tmp_path: Path) -> None:
+    """Helper 62: 'units do not convert: mg vs 1', at the {param: n} line."""
+    assert messages(
+        tmp_path, f"params: {{n: {{default: 2 mg}}}}\ndefine: {{ge: [{EPISODES}, {{param: n}}]}}\n"
+    ) == [
+        "5: parameter 'n' is compared with the episode count, a count, which has no unit: write its "
+        "default without 'mg', e.g. 2"
+    ]
+
+
+def test_a_quantity_compared_with_a_count_is_told_to_drop_its_unit(tmp_path: Path) -> None:
+    assert messages(tmp_path, "define: {ge: [{count_true: [{rule: fever}]}, 2 mg]}\n") == [
+        "5: count_true is a count, which has no unit: write 2, without 'mg'"
+    ]
+
+
+def test_a_duration_compared_with_a_count_is_told_to_write_the_plain_number(tmp_path: Path) -> None:
+    """Helper 62: '(e.g. 2 1)'."""
+    assert messages(tmp_path, f"define: {{ge: [{EPISODES}, 2 days]}}\n") == [
+        "5: ge compares the episode count, a count, with a duration (2 days): write the plain number "
+        "(e.g. 2); a duration says how long or how recent (within:, window:, held_for's duration)"
+    ]
+
+
+def test_a_count_written_with_a_counting_word_is_told_to_write_the_plain_number(tmp_path: Path) -> None:
+    assert messages(tmp_path, f"define: {{ge: [{EPISODES}, 2 episodes]}}\n") == [
+        "5: 'episodes' is not a UCUM unit; a count has no unit: write the plain number, 2"
+    ]
+
+
+# ---- durations in other languages (finding 13) -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [("4 semanas", "4 weeks"), ("30 días", "30 days"), ("2 mois", "2 months"), ("1 año", "1 year")],
+)
+def test_a_duration_in_spanish_portuguese_or_french_is_told_the_english_word(
+    tmp_path: Path, written: str, meant: str
+) -> None:
+    """Helper 62: '4 semanas' got "'semanas' is not a UCUM unit", while '30 dias' got a hint."""
+    [problem] = messages(tmp_path, f"params: {{w: {{default: {written}}}}}\n"
+                         "define: {exists: {select: {kind: mas_episode}, window: {param: w}}}\n")  # fmt: skip
+    assert problem.endswith(f"; did you mean '{meant}'?")
+
+
+def test_a_foreign_duration_where_a_value_goes_is_told_its_ucum_spelling(tmp_path: Path) -> None:
+    body = "define: {ge: [{time_since: {first: {kind: mas_episode}, unit: days}}, 4 semanas]}\n"
+    assert messages(tmp_path, body) == [
+        "5: 'semanas' is not a UCUM unit; 4 weeks where a value goes is written in UCUM, '4 wk'"
+    ]

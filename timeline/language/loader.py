@@ -33,6 +33,7 @@ from timeline.language.durations import (
     DurationTooLong,
     misspelt,
 )
+from timeline.language.durations import english as durations_english
 from timeline.moments import parse_at
 from timeline.units import Conversion, UnitError, combine, conversion, is_valid, ucum_hint, ucum_spelling
 from timeline.units import parse as parse_unit
@@ -318,6 +319,7 @@ NUMERIC_FIELDS = ("value", "ref_low", "ref_high", "dose", "active_joints", "limi
 UNREAD = "?"
 _QUANTITY = re.compile(r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s+(\S+)\s*$")
 _WHOLE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*$")  # a number and a word
+_WORDED = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([^\W\d_]+)\s*$")  # ... in any alphabet: 30 días
 
 
 class _RuleParser:
@@ -1050,7 +1052,7 @@ class _RuleParser:
                             nid=self.nid(), path=p, value=float(m.group(1)), unit=time, written=data
                         )
                 if problem:
-                    raise self.fail(path, problem)
+                    raise self.fail(path, problem + _value_hint(m.group(1), unit))
                 if not math.isfinite(float(m.group(1))):
                     raise self.fail(path, f"{data!r} is not a finite number")
                 return ast.Const(nid=self.nid(), path=p, value=float(m.group(1)), unit=unit)
@@ -1503,8 +1505,9 @@ def parse_param_value(value: Any, unit: Any = None) -> tuple[float | bool | Dura
     except DurationTooLong:
         raise
     except DurationError as exc:
-        m = _WHOLE.match(text)
-        # 0.25 years: durations are whole numbers; 14 dayz: a duration, misspelt (not a unit)
+        m = _WHOLE.match(text) or _WORDED.match(text)
+        # 0.25 years: durations are whole numbers; 14 dayz, 30 días: a duration, misspelt or in
+        # another language (not a unit)
         if m and (
             m.group(2).lower() in DURATION_WORDS or (misspelt(m.group(2)) and unit_problem(m.group(2)))
         ):
@@ -3077,13 +3080,13 @@ class _TypeChecker:
     ) -> None:
         """``node``, of type ``t``, is read in ``unit``: that of ``other``, beside it in ``op``."""
         what = _what(other) if other is not None else "a value"
-        if self._duration_met(node, unit, op, what):
+        if self._duration_met(node, unit, op, what, other):
             return
         if (
             other is not None
             and isinstance(node, ast.Const)
             and node.unit is not None
-            and self._duration_met(other, node.unit, op, _what(node))
+            and self._duration_met(other, node.unit, op, _what(node), node)
         ):
             return
         if t.kind != "num" or t.unit in (None, UNREAD) or unit in (None, UNREAD):
@@ -3095,9 +3098,32 @@ class _TypeChecker:
                 return
             if other is not None and self._by_molar_mass(other, self.types[other.nid], t.unit, _molar_mass(node, self.book)):  # fmt: skip
                 return
+            if other is not None and "1" in (t.unit, unit):
+                self._count_has_no_unit(*((node, t.unit, other) if unit == "1" else (other, unit, node)))
+                return
             self.fail(node, f"units do not convert: {t.unit} vs {unit}")
 
-    def _duration_met(self, node: ast.Node, unit: str | None, op: str, what: str) -> bool:
+    def _count_has_no_unit(self, value: ast.Node, unit: str, count: ast.Node) -> None:
+        """``value``, in ``unit``, beside ``count``, a plain number (a count): said so, at the
+        value (a parameter: at its default)."""
+        what = f"{_what(count)}, {_plain(count)},"
+        if isinstance(value, ast.Param):
+            assert self.rule is not None
+            spec = self.rules[value.rule].param(value.name)
+            doc = self.docs[self.rule.id]
+            line, col = doc.where(("params", value.name, "default"))
+            self.problems.append(Problem(doc.file, line, col,
+                f"parameter {value.name!r} is compared with {what} which has no unit: write its "
+                f"default without {unit!r}, e.g. {spec.default:g}"))  # fmt: skip
+        elif isinstance(value, ast.Const) and not isinstance(value.value, bool):
+            self.fail(value, f"{_what(count)} is {_plain(count)}, which has no unit: write "
+                             f"{value.value:g}, without {unit!r}")  # fmt: skip
+        else:
+            self.fail(value, f"units do not convert: {unit} vs 1 ({_what(count)} is {_plain(count)}, which has no unit)")  # fmt: skip
+
+    def _duration_met(
+        self, node: ast.Node, unit: str | None, op: str, what: str, other: ast.Node | None = None
+    ) -> bool:
         """Whether ``node`` is a duration (``5 days``, ``5 d``) read beside ``what``, a value in
         ``unit`` that is not a time (a CRP): reported so (True). A duration word beside a time
         (``time_since`` in days) is told its UCUM spelling."""
@@ -3115,6 +3141,14 @@ class _TypeChecker:
             return True
         self.durations.pop(node.nid, None)
         verb = "compares" if op in COMPARISONS or op.startswith(("normal", "where")) else "combines"
+        if unit in (None, "1"):
+            self.fail(
+                node,
+                f"{op} {verb} {what}, {_plain(other)}, with a duration ({shown}): write the "
+                f"plain number (e.g. {node.value:g}); a duration says how long or how recent (within:, "
+                "window:, held_for's duration)",
+            )
+            return True
         plain = f"{what} [{unit or '1'}]"
         self.fail(
             node,
@@ -3123,6 +3157,27 @@ class _TypeChecker:
             + "); a duration says how long or how recent (within:, window:, held_for's duration)",
         )
         return True
+
+
+# words that count (2 episodes, 3 flares): a count is a plain number, without a unit
+_COUNT_WORDS = frozenset(
+    w + s for w in ("episode", "flare", "time", "event", "dose", "visit", "attack", "occurrence", "count", "relapse")
+    for s in ("", "s")
+)  # fmt: skip
+
+
+def _value_hint(number: str, word: str) -> str:
+    """What a value written with a word that is no UCUM unit meant (after its problem): a
+    count (``2 episodes``: the plain number 2), or a time in another language or misspelt
+    (``4 semanas``: ``4 wk``, as UCUM writes a time where a value goes)."""
+    if ucum_hint(word):
+        return ""  # the problem says UCUM's spelling already
+    if word.lower() in _COUNT_WORDS:
+        return f"; a count has no unit: write the plain number, {number}"
+    meant = durations_english(word)
+    if meant is not None:
+        return f"; {number} {meant}s where a value goes is written in UCUM, '{number} {_UCUM_OF[meant]}'"
+    return ""
 
 
 def _molar_mass(node: Any, book: codes.CodeBook) -> float | None:
@@ -3206,6 +3261,14 @@ def _written_unit(node: ast.Const) -> str:
     return (node.written or "").split()[-1]
 
 
+def _plain(node: ast.Node | None) -> str:
+    """What a value without a unit is, as a message says it: a count, or a plain number."""
+    counts = isinstance(node, ast.EpisodeCount | ast.CountTrue) or (
+        isinstance(node, ast.Aggregate) and node.fn == "count"
+    )
+    return "a count" if counts else "a plain number"
+
+
 def _what(node: ast.Node) -> str:
     """A value as a message names it: the events it reads ("CRP", "crp"), a rule, a parameter."""
     if isinstance(node, ast.Latest | ast.Aggregate | ast.Normal):
@@ -3216,6 +3279,10 @@ def _what(node: ast.Node) -> str:
         return f"parameter {node.name}"
     if isinstance(node, ast.DailyDose):
         return f"the daily dose of {node.drug}"
+    if isinstance(node, ast.EpisodeCount):
+        return "the episode count"
+    if isinstance(node, ast.CountTrue):
+        return "count_true"
     if isinstance(node, ast.Const):
         return node.written or f"{node.value:g} {node.unit or ''}".strip()
     return "a value"
