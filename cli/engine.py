@@ -775,6 +775,9 @@ def rules_check(
         else:
             error(exc.summary(), exc.details())
         raise Exit(exc.exit_code) from None
+    for rid in rs.listed():
+        if Path(rs.rules[rid].source).stem != rid:  # allowed; but the rule is looked for by its name
+            note(f"{rs.rules[rid].source} holds rule {rid!r}: a file named after its rule ({rid}.yaml) is found by its name")  # fmt: skip
     if json_out:
         overriding = sorted(rid for rid in rs.listed() if rs.rules[rid].overrides)
         dump_json({"ok": True, "rules": len(rs.listed()), "rules_digest": rs.digest, "overrides": overriding})

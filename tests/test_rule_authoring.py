@@ -292,3 +292,73 @@ def test_a_foreign_duration_where_a_value_goes_is_told_its_ucum_spelling(tmp_pat
     assert messages(tmp_path, body) == [
         "5: 'semanas' is not a UCUM unit; 4 weeks where a value goes is written in UCUM, '4 wk'"
     ]
+
+
+# ---- smaller authoring messages (finding 13) -------------------------------------------------------
+
+FEVER_EVENT = '[{patient_id: X, kind: finding, code: fever, occurred_at: "2020-01-01"}]'
+
+
+def test_an_example_with_expected_for_expect_gets_a_did_you_mean(tmp_path: Path) -> None:
+    body = f"""
+    define: {{rule: fever}}
+    examples:
+      - name: x
+        events: {FEVER_EVENT}
+        expected: [{{at: "2020-01-01", value: true}}]
+    """
+    assert messages(tmp_path, body) == ["9: unknown key 'expected' for an example (did you mean 'expect'?)"]
+
+
+def test_a_reason_on_an_expected_false_is_a_problem_at_its_line(tmp_path: Path) -> None:
+    """Helper 62: rules test then said 'expected false, got false; wanted a reason'."""
+    body = f"""
+    define: {{rule: fever}}
+    examples:
+      - name: x
+        events: {FEVER_EVENT}
+        expect:
+          - {{at: "2020-01-01", value: false, reason_contains: too old}}
+    """
+    assert messages(tmp_path, body) == [
+        "10: reason_contains is for an expected unknown (an unknown says why); false has no reason: "
+        "remove it, or expect unknown"
+    ]
+
+
+def test_a_second_rule_in_one_file_is_told_one_rule_per_file(tmp_path: Path) -> None:
+    [problem] = messages(tmp_path, "define: {rule: fever}\n---\nid: s\n")
+    assert problem == (
+        "6: YAML syntax error: but found another document (a rule file holds one rule: put the "
+        "rule after --- in a file of its own)"
+    )
+
+
+def test_a_misindented_key_of_an_operator_is_named_with_the_keys_found(tmp_path: Path) -> None:
+    """Helper 62: within: as a sibling of latest: got only 'exactly one operator'."""
+    body = """
+    define:
+      latest: {select: {kind: lab, code: 1988-5}}
+      within: 3 days
+    """
+    assert messages(tmp_path, body) == [
+        "6: an expression is a mapping with exactly one operator, but this one has latest, within: "
+        "the others belong inside latest (indent them under it)"
+    ]
+
+
+def test_rules_check_notes_a_file_not_named_after_its_rule(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "define: {rule: fever}\n", head=HEAD.replace("id: r", "id: on_cana_x"), name="on_cana"
+    )
+    result = run_cli("rules", "check", tmp_path)
+    assert result.exit_code == 0
+    assert (
+        f"note: {path} holds rule 'on_cana_x': a file named after its rule (on_cana_x.yaml) is found by its name"
+        in " ".join(result.stderr.split())
+    )
+
+
+def test_rules_check_of_the_built_in_pack_notes_nothing() -> None:
+    result = run_cli("rules", "check")
+    assert (result.exit_code, result.stderr) == (0, "")

@@ -293,6 +293,7 @@ OPERATORS = (
 SELECTOR_KEYS = ("kind", "code", "drug", "not_drug", "dose_unit", "present", "where", "any_of")
 PARAM_KEYS = ("default", "unit", "description")
 EXPECTATION_KEYS = ("at", "value", "reason_contains", "patient_id")
+EXAMPLE_KEYS = ("name", "events", "expect", "params")
 RULE_KEYS = (
     "id",
     "version",
@@ -645,7 +646,11 @@ class _RuleParser:
         for i, ex in enumerate(data):
             path: Path_ = ("examples", i)
             if not isinstance(ex, dict) or "events" not in ex or "expect" not in ex:
-                self.fail(path, "an example needs name, events and expect")
+                unknown = [str(k) for k in ex if k not in EXAMPLE_KEYS] if isinstance(ex, dict) else []
+                for k in unknown:  # expected: for expect:, event: for events:
+                    self.fail((*path, k), f"unknown key {k!r} for an example{did_you_mean(k, EXAMPLE_KEYS)}")
+                if not unknown:
+                    self.fail(path, "an example needs name, events and expect")
                 continue
             evs = ex["events"] or []
             if not isinstance(evs, list) or not all(isinstance(e, dict) for e in evs):
@@ -703,6 +708,14 @@ class _RuleParser:
                     self.fail(
                         (*path, "expect", j, "value"),
                         f"expected value must be true, false, a number or unknown, not {value!r}",
+                    )
+                    continue
+                elif exp.get("reason_contains") is not None:
+                    # rules test compares a reason only of an unknown: this one could only fail
+                    self.fail(
+                        (*where, "reason_contains"),
+                        f"reason_contains is for an expected unknown (an unknown says why); "
+                        f"{str(value).lower()} has no reason: remove it, or expect unknown",
                     )
                     continue
                 expects.append(
@@ -1060,6 +1073,19 @@ class _RuleParser:
                 path,
                 f"{data!r} is not an expression (a number, '6 mg/L', true/false or {{operator: ...}})"
                 f"{self._meant(data)}",
+            )
+        if isinstance(data, dict) and len(data) > 1:
+            found = ", ".join(map(str, data))
+            ops = [str(k) for k in data if k in OPERATORS]
+            hint = (
+                f": the others belong inside {ops[0]} (indent them under it)"
+                if len(ops) == 1
+                else ": give each its own expression, e.g. in all: [...]"
+                if len(ops) > 1
+                else ""
+            )
+            raise self.fail(
+                path, f"an expression is a mapping with exactly one operator, but this one has {found}{hint}"
             )
         if not isinstance(data, dict) or len(data) != 1:
             raise self.fail(
@@ -1908,6 +1934,8 @@ def _yaml_problem(exc: Any, text: str) -> str:
     row = text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""
     if "\t" in row[: mark.column + 1]:
         return f"{problem} (a tab character: YAML indents with spaces, never tabs)"
+    if "another document" in problem:
+        return f"{problem} (a rule file holds one rule: put the rule after --- in a file of its own)"
     if re.search(r"\d\s+\[[^\]]+\]", row) and ("'['" in problem or "',' or ']'" in problem):
         return f'{problem} (a unit in brackets inside [ ] or {{ }} must be quoted, e.g. "100.4 [degF]")'
     return problem
