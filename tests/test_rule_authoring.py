@@ -4,6 +4,7 @@ messages an author meets on the way."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -362,3 +363,60 @@ def test_rules_check_notes_a_file_not_named_after_its_rule(tmp_path: Path) -> No
 def test_rules_check_of_the_built_in_pack_notes_nothing() -> None:
     result = run_cli("rules", "check")
     assert (result.exit_code, result.stderr) == (0, "")
+
+
+# ---- a number without its unit, a limit no value reaches (finding 11) -----------------------------
+
+CRP = "{latest: {select: {kind: lab, code: 1988-5}, within: 14 days}}"
+
+
+def test_a_parameter_without_a_unit_is_shown_in_the_unit_it_is_read_in(tmp_path: Path) -> None:
+    """Helper 62: `rules show` printed `param limit = 3.0`, no unit."""
+    write(tmp_path, f"params: {{limit: {{default: 3}}}}\ndefine: {{le: [{CRP}, {{param: limit}}]}}\n")
+    result = run_cli("rules", "show", "r", "--rules", tmp_path)
+    assert "param limit = 3.0 mg/L (written without a unit: read in mg/L, the unit of what it is compared with or given to)" in " ".join(result.stdout.split())  # fmt: skip
+
+
+def test_a_parameter_without_a_unit_passed_to_another_rule_is_read_in_its_parameters_unit(
+    tmp_path: Path,
+) -> None:
+    write(
+        tmp_path,
+        "params: {limit: {default: 3}}\ndefine: {rule: {id: crp_normal, with: {upper: {param: limit}}}}\n",
+    )
+    assert load_rules(rule_dirs([tmp_path])).rules["r"].param("limit").read_in == "mg/L"
+
+
+def test_rules_check_warns_of_a_parameter_default_without_its_unit(tmp_path: Path) -> None:
+    path = write(tmp_path, f"params: {{limit: {{default: 3}}}}\ndefine: {{le: [{CRP}, {{param: limit}}]}}\n")
+    result = run_cli("rules", "check", tmp_path)
+    assert result.exit_code == 0
+    assert (
+        f"warning: {path}: parameter 'limit' has a default without a unit (3): it is read in mg/L, the unit "
+        "of what it is compared with or given to, as a site's number for it is; write '3 mg/L'"
+    ) in " ".join(result.stderr.split())
+
+
+def test_a_score_cut_off_without_a_unit_is_not_warned_of() -> None:
+    """A score's number is plain: the pack's MS score cut-off, -2.1, is written so."""
+    rules = load_rules(rule_dirs([]))
+    assert rules.rules["ms_score_suggests_mas"].param("cutoff").unit is None
+    assert rules.warnings == []
+
+
+def test_rules_check_warns_of_a_limit_outside_the_labs_plausible_range(tmp_path: Path) -> None:
+    """Helper 62: 1000 mg/dL of ferritin is 10⁷ ng/mL, past its plausible 500,000: never true."""
+    ferritin = "{latest: {select: {kind: lab, code: 2276-4}, within: 14 days}}"
+    path = write(tmp_path, f"define: {{gt: [{ferritin}, 1000 mg/dL]}}\n")
+    result = run_cli("rules", "check", tmp_path, "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["warnings"] == [
+        f"{path}: 1000 mg/dL is 1e+07 ng/mL, outside the values ferritin can take (0–500000 ng/mL, as "
+        "ingest checks them): the comparison never changes"
+    ]
+
+
+def test_a_limit_inside_the_labs_plausible_range_is_not_warned_of(tmp_path: Path) -> None:
+    ferritin = "{latest: {select: {kind: lab, code: 2276-4}, within: 14 days}}"
+    write(tmp_path, f"define: {{gt: [{ferritin}, 1000 ug/L]}}\n")
+    assert load_rules(rule_dirs([tmp_path])).warnings == []

@@ -1715,6 +1715,9 @@ class RuleSet:
     sources: list[str]
     digest: str
     notes: list[str] = field(default_factory=list)  # worth saying, not wrong: an empty directory
+    # what `rules check` warns of, not wrong in the language but likely not meant: a limit a
+    # lab's values never reach, a quantity parameter's default without its unit
+    warnings: list[str] = field(default_factory=list)
     # the codes its rules may name: the built-in ones and the directories' codes.yaml
     codebook: codes.CodeBook = codes.BUILTIN
     # every rule directory read, resolved (one may hold only params.yaml or codes.yaml)
@@ -2185,12 +2188,19 @@ def load_rules(
         )
         raise RuleError(unique)
     rules = _molar_converted(rules, checker.molar, types)
+    for (rid, name), unit in checker.read_in.items():
+        if rid in rules:
+            specs = tuple(
+                p.model_copy(update={"read_in": unit}) if p.name == name else p for p in rules[rid].params
+            )
+            rules[rid] = rules[rid].model_copy(update={"params": specs})
+    warnings = [*_plain_defaults(rules), *checker.warnings]
     for rid in order:
         rules[rid] = rules[rid].model_copy(update={"type": types[rules[rid].define.nid]})
     hasher.update(json.dumps(site, sort_keys=True, default=str).encode())
     return RuleSet(
         rules=rules, order=order, types=types, sources=sources, digest=hasher.hexdigest(), notes=notes,
-        codebook=book, directories=directories_of(given),
+        codebook=book, directories=directories_of(given), warnings=list(dict.fromkeys(warnings)),
     )  # fmt: skip
 
 
@@ -2384,6 +2394,13 @@ def _variant_request(
         # (a parameter declared but never read is refused with its file: see _RuleParser.rule)
         try:
             out[vid] = variant_rule(rule, vid, given, next_id, None, out)
+            for name, raw in values.items():  # a plain number passed on is read in the unit it is given to
+                target = next((p for p in rule.params if p.name == name), None)
+                if isinstance(raw, dict) and target is not None and target.unit and reader in out:
+                    specs = tuple(p.model_copy(update={"read_in": p.read_in or target.unit})
+                                  if p.name == str(raw.get("param")) and p.unit is None else p
+                                  for p in out[reader].params)  # fmt: skip
+                    out[reader] = out[reader].model_copy(update={"params": specs})
         except VariantValuesError as exc:
             for name, message in exc.wrong:
                 own = values.get(name)
@@ -2868,6 +2885,9 @@ class _TypeChecker:
         # triglycerides beside their mg/dL), converted with the code's molar mass as ingest
         # converts it: a constant's node id, or a parameter's (rule, name) → (unit, molar mass)
         self.molar: dict[int | tuple[str, str], tuple[str, float]] = {}
+        # a plain-number parameter's (rule, name) → the unit of what it is compared with
+        self.read_in: dict[tuple[str, str], str] = {}
+        self.warnings: list[str] = []
         self.rule: ast.Rule | None = None
         # durations written where a value goes (5 days), not yet met by what they are read with
         self.durations: dict[int, ast.Const] = {}
@@ -2919,6 +2939,7 @@ class _TypeChecker:
         t = self.check(value)
         if self._duration_met(value, unit, op, what):
             return
+        self._plain_read_in(value, t, unit, None)
         if (
             t.kind == "num"
             and not units_convert(t.unit, unit)
@@ -3108,6 +3129,9 @@ class _TypeChecker:
     ) -> None:
         """``node``, of type ``t``, is read in ``unit``: that of ``other``, beside it in ``op``."""
         what = _what(other) if other is not None else "a value"
+        self._plain_read_in(node, t, unit, other)
+        if other is not None:
+            self._plain_read_in(other, self.types.get(other.nid), t.unit, node)
         if self._duration_met(node, unit, op, what, other):
             return
         if (
@@ -3130,6 +3154,62 @@ class _TypeChecker:
                 self._count_has_no_unit(*((node, t.unit, other) if unit == "1" else (other, unit, node)))
                 return
             self.fail(node, f"units do not convert: {t.unit} vs {unit}")
+
+    def _plain_read_in(
+        self, node: ast.Node, t: ast.Type | None, unit: str | None, other: ast.Node | None
+    ) -> None:
+        """A parameter without a unit read beside a value in ``unit``: recorded as read in it;
+        a limit beside a lab's value outside the values the lab's code may take (the plausible
+        range ingest checks): a warning, for the rule can then never be true, or always."""
+        if t is None or t.kind != "num" or unit in (None, "1", "?", UNREAD) or self.rule is None:
+            return
+        assert unit is not None
+        if isinstance(node, ast.Param) and t.unit is None:
+            spec = self.rules[node.rule].param(node.name)
+            if isinstance(spec.default, float):
+                self.read_in.setdefault((node.rule, node.name), unit)
+        self._plausible(node, t.unit or unit, other)
+
+    def _plausible(self, node: ast.Node, unit: str, other: ast.Node | None) -> None:
+        """A constant or a parameter's default compared with a lab whose code has a plausible
+        range, outside that range: a warning (1000 mg/dL of ferritin is 10⁷ ng/mL)."""
+        if self.rule is None or other is None or not isinstance(node, ast.Const | ast.Param):
+            return
+        select = getattr(other, "select", None)
+        if (
+            not isinstance(select, ast.Selector)
+            or getattr(other, "field", "value") != "value"
+            or select.any_of
+        ):
+            return
+        if len(select.codes) != 1:
+            return
+        code = self.book.labs.get(select.codes[0]) or self.book.assessments.get(select.codes[0])
+        if code is None or (code.low is None and code.high is None):
+            return
+        value: object
+        if isinstance(node, ast.Const):
+            value, shown = node.value, f"{node.value:g} {node.unit or ''}".strip()
+        else:
+            spec = self.rules[node.rule].param(node.name)
+            if self.rules[node.rule].variant_of is not None:
+                return
+            value, shown = spec.default, f"parameter {node.name!r} ({value_text(spec.default, spec.unit)})"
+        if isinstance(value, bool) or not isinstance(value, float):
+            return
+        try:
+            canonical = conversion(unit, code.unit, code.molar_mass).apply(value)
+        except UnitError:
+            return
+        low, high = code.low, code.high
+        if (low is not None and canonical < low) or (high is not None and canonical > high):
+            plausible = (
+                f"{low:g}–{high:g} {code.unit}" if high is not None else f"at least {low:g} {code.unit}"
+            )
+            self.warnings.append(
+                f"{self.rule.source}: {shown} is {canonical:.6g} {code.unit}, outside the values "
+                f"{code.name} can take ({plausible}, as ingest checks them): the comparison never changes"
+            )
 
     def _count_has_no_unit(self, value: ast.Node, unit: str, count: ast.Node) -> None:
         """``value``, in ``unit``, beside ``count``, a plain number (a count): said so, at the
@@ -3206,6 +3286,22 @@ def _value_hint(number: str, word: str) -> str:
     if meant is not None:
         return f"; {number} {meant}s where a value goes is written in UCUM, '{number} {_UCUM_OF[meant]}'"
     return ""
+
+
+def _plain_defaults(rules: Mapping[str, ast.Rule]) -> list[str]:
+    """A warning for each parameter of a rule file whose default is a number without a unit
+    read in one (3 beside a CRP in mg/L: a US author's 0.3, meant in mg/dL, would be 0.3 mg/L);
+    a score's number is plain (``{score}``)."""
+    out = []
+    for rule in rules.values():
+        for p in rule.params if rule.variant_of is None else ():
+            if p.unit is None and p.read_in and "{" not in p.read_in and type(p.default) is float:
+                out.append(
+                    f"{rule.source}: parameter {p.name!r} has a default without a unit "
+                    f"({p.default:g}): it is read in {p.read_in}, the unit of what it is compared "
+                    f"with or given to, as a site's number for it is; write '{p.default:g} {p.read_in}'"
+                )
+    return out
 
 
 def _molar_mass(node: Any, book: codes.CodeBook) -> float | None:
