@@ -739,7 +739,7 @@ def rules_show(
         dump_json(
             {"id": r.id, "version": r.version, "status": r.status, "meaning": r.meaning, "description": r.description,
              "citation": r.citation, "source": r.source, "overrides": r.overrides, "type": str(r.value_type),
-             "parameters": {p.name: {"value": _shown(p.effective), "default": _shown(p.default), "unit": p.unit, "description": p.description} for p in r.params},
+             "parameters": {p.name: {"value": _shown(p.effective), "default": _shown(p.default), "unit": p.unit, "read_in": p.unit or p.read_in, "description": p.description} for p in r.params},
              "uses": [d for d in rs.dependencies(r.id) if d != r.id],
              **({"variant_of": r.variant_of, "variant_with": [name for name, _ in r.variant_with]} if r.variant_of else {})}
         )  # fmt: skip
@@ -757,12 +757,19 @@ def rules_show(
     c.print(cell(r.description))
     c.print(cell(f"citation: {r.citation}"))
     for p in r.params:
+        # a default written without a unit: shown in the unit it is read in, and said so
+        unit = p.unit or p.read_in
         c.print(
             cell(
-                f"  param {p.name} = {_shown(p.effective)}{' ' + p.unit if p.unit else ''}"
+                f"  param {p.name} = {_shown(p.effective)}{' ' + unit if unit else ''}"
                 + (
-                    f" (default {_shown(p.default)}{' ' + p.unit if p.unit else ''})"
+                    f" (default {_shown(p.default)}{' ' + unit if unit else ''})"
                     if p.value is not None
+                    else ""
+                )
+                + (
+                    f" (written without a unit: read in {p.read_in}, the unit of what it is compared with or given to)"
+                    if p.unit is None and p.read_in
                     else ""
                 )
                 + (f" — {p.description}" if p.description else "")
@@ -814,9 +821,15 @@ def rules_check(
         else:
             error(exc.summary(), exc.details())
         raise Exit(exc.exit_code) from None
+    for text in rs.warnings:  # likely not meant, though the language allows it
+        console(stderr=True).print(cell(f"warning: {text}"))
+    for rid in rs.listed():
+        if Path(rs.rules[rid].source).stem != rid:  # allowed; but the rule is looked for by its name
+            note(f"{rs.rules[rid].source} holds rule {rid!r}: a file named after its rule ({rid}.yaml) is found by its name")  # fmt: skip
     if json_out:
         overriding = sorted(rid for rid in rs.listed() if rs.rules[rid].overrides)
-        dump_json({"ok": True, "rules": len(rs.listed()), "rules_digest": rs.digest, "overrides": overriding})
+        dump_json({"ok": True, "rules": len(rs.listed()), "rules_digest": rs.digest, "overrides": overriding,
+                   "warnings": rs.warnings})  # fmt: skip
     else:
         console().print(f"ok: {len(rs.listed())} rules in {len(rs.sources)} files (digest {rs.digest[:12]})")
         for rid in sorted(r for r in rs.listed() if rs.rules[r].overrides):

@@ -1379,6 +1379,103 @@ def test_a_directory_given_twice_is_read_at_its_last_place(tmp_path: Path) -> No
     assert load_rules([tmp_path / "a", tmp_path / "b", tmp_path / "a"]).rules["flare"].version == "1"
 
 
+RASH_WEEK = {"exists": {"select": {"kind": "finding", "code": "rash"}, "window": "7 days"}}
+
+
+def test_the_same_rule_id_twice_in_one_folder_is_a_problem_naming_both_files(tmp_path: Path) -> None:
+    first = write_rule(tmp_path, "flare", RASH_WEEK)
+    second = tmp_path / "flare_copy.yaml"
+    second.write_text(first.read_text(encoding="utf-8"), encoding="utf-8")
+    assert str(only(tmp_path)) == f"{second}:1:5: rule id 'flare' is also defined in {first}"
+
+
+def test_a_copy_of_a_rule_in_a_subfolder_is_a_problem_not_an_override(tmp_path: Path) -> None:
+    """Helper 62: an archived copy in zz_archive/ silently replaced the current rule (the path
+    sorting last won), with exit 0; in old/ the current one won instead."""
+    current = write_rule(tmp_path, "flare", RASH_WEEK, version="2")
+    archived = write_rule(tmp_path / "zz_archive", "flare", RASH_WEEK, version="1")
+    assert str(only(tmp_path)) == (
+        f"{archived}:1:5: rule id 'flare' is also defined in {current} (a rule directory, its "
+        "subfolders included, defines each rule once; only a later directory overrides: move the "
+        "copy you do not mean out of the rule directory)"
+    )
+
+
+def test_a_copy_of_a_rule_in_a_folder_sorting_first_is_a_problem_too(tmp_path: Path) -> None:
+    """In a_old/ the archived copy is read first: the current file is the one reported."""
+    write_rule(tmp_path, "flare", RASH_WEEK, version="2")
+    archived = write_rule(tmp_path / "a_old", "flare", RASH_WEEK, version="1")
+    found = only(tmp_path)
+    assert found.file == str(tmp_path / "flare.yaml")
+    assert f"is also defined in {archived} (a rule directory" in found.message
+
+
+def test_a_rule_in_a_subfolder_is_read(tmp_path: Path) -> None:
+    write_rule(tmp_path / "findings", "flare", RASH_WEEK)
+    assert load_rules([tmp_path]).rules["flare"].source == str(tmp_path / "findings" / "flare.yaml")
+
+
+def test_a_hidden_folder_of_a_rule_directory_is_not_read(tmp_path: Path) -> None:
+    """A notebook's .ipynb_checkpoints/ (or .git/) holds copies nobody means as rules."""
+    write_rule(tmp_path, "flare", RASH_WEEK, version="2")
+    write_rule(tmp_path / ".ipynb_checkpoints", "flare", RASH_WEEK, version="1")
+    write_rule(tmp_path / ".ipynb_checkpoints", "other", RASH_WEEK)
+    rules = load_rules([tmp_path])
+    assert (rules.rules["flare"].version, "other" in rules.rules) == ("2", False)
+
+
+def test_a_hidden_rule_file_is_not_read(tmp_path: Path) -> None:
+    write_rule(tmp_path, "flare", RASH_WEEK)
+    (tmp_path / ".flare.yaml").write_text("not: [a rule", encoding="utf-8")
+    assert list(load_rules([tmp_path]).rules) == ["flare"]
+
+
+def test_a_params_yaml_in_a_subfolder_is_a_problem_and_never_applied(tmp_path: Path) -> None:
+    """Helper 62: zz_old/params.yaml's 10 mg/L silently won over the site's 8 mg/L."""
+    (tmp_path / "params.yaml").write_text("crp_normal: {upper: 8 mg/L}\n", encoding="utf-8")
+    (tmp_path / "zz_old").mkdir()
+    (tmp_path / "zz_old" / "params.yaml").write_text("crp_normal: {upper: 10 mg/L}\n", encoding="utf-8")
+    with pytest.raises(RuleError) as caught:
+        load_rules([BUILTIN_DIR / "sjia", tmp_path])
+    assert [str(p) for p in caught.value.problems] == [
+        f"{tmp_path / 'zz_old' / 'params.yaml'}:1:1: a params.yaml is read only at the top of a rule "
+        f"directory, not in a subfolder: move the values you mean into {tmp_path}/params.yaml and "
+        "this file out of the rule directory"
+    ]
+
+
+def test_a_params_yaml_only_in_a_subfolder_is_a_problem_too(tmp_path: Path) -> None:
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "params.yaml").write_text("crp_normal: {upper: 10 mg/L}\n", encoding="utf-8")
+    result = run_cli("rules", "check", tmp_path)
+    assert result.exit_code == 8
+    assert f"{tmp_path / 'old' / 'params.yaml'}:1:1: a params.yaml is read only at the top" in result.stderr
+
+
+def test_rules_check_of_a_folder_with_an_archived_copy_exits_8(tmp_path: Path) -> None:
+    write_rule(tmp_path, "flare", RASH_WEEK)
+    write_rule(tmp_path / "zz_archive", "flare", RASH_WEEK)
+    result = run_cli("rules", "check", tmp_path)
+    assert result.exit_code == 8
+    assert "rule id 'flare' is also defined in" in result.stderr
+
+
+def test_a_site_rule_in_a_subfolder_still_overrides_the_built_in_one(tmp_path: Path) -> None:
+    mine = write_rule(tmp_path / "site" / "labs", "crp_normal", CRP_OVERRIDE, params=CRP_OVERRIDE_PARAMS)
+    rules = load_rules([BUILTIN_DIR / "sjia", tmp_path / "site"])
+    assert (rules.rules["crp_normal"].source, rules.rules["crp_normal"].overrides) == (
+        str(mine),
+        str(BUILTIN_DIR / "sjia" / "crp_normal.yaml"),
+    )
+
+
+def test_a_directory_and_its_subfolder_both_given_read_its_files_once(tmp_path: Path) -> None:
+    """--rules site --rules site/labs: the file is the later directory's, read once."""
+    write_rule(tmp_path / "site" / "labs", "flare", RASH_WEEK)
+    rules = load_rules([tmp_path / "site", tmp_path / "site" / "labs"])
+    assert (rules.rules["flare"].overrides, len(rules.sources)) == (None, 1)
+
+
 def test_rules_test_prints_a_rule_id_and_example_name_with_brackets_as_written(tmp_path: Path) -> None:
     example = {"name": "[bold]x[/bold] at 100.4 [degF]", "events": [{"patient_id": "X", "kind": "lab", "code": "1988-5",
                "occurred_at": "2009-03-01", "value": 3, "unit": "mg/L"}], "expect": [{"at": "2009-03-01", "value": True}]}  # fmt: skip
@@ -1486,6 +1583,24 @@ def test_a_duration_parameter_given_a_bare_number_says_to_give_its_unit(tmp_path
 def test_a_word_from_another_language_gets_a_did_you_mean(tmp_path: Path, define: str, message: str) -> None:
     [problem] = problems_of(tmp_path, f"define: {define}\n")
     assert problem.endswith(message)
+
+
+@pytest.mark.parametrize(
+    ("op", "message"),
+    [
+        ("and", "the language writes AND as all: [...]"),
+        ("AND", "the language writes AND as all: [...]"),
+        ("or", "the language writes OR as any: [...]"),
+        ("either", "the language writes OR as any: [...]"),
+        ("none", "the language writes NONE OF as not: {any: [...]}"),
+        ("ALL", "operators are written in lowercase, 'all'"),
+        ("Any", "operators are written in lowercase, 'any'"),
+    ],
+)
+def test_a_word_of_logic_is_told_how_the_language_writes_it(tmp_path: Path, op: str, message: str) -> None:
+    """Helper 62: by spelling, `and` got "did you mean 'any'?" and `none` "'ne'": the opposite."""
+    [problem] = problems_of(tmp_path, f"define: {{{op}: [true, false]}}\n")
+    assert problem.endswith(f"unknown operator {op!r}: {message}")
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,7 @@ _SPELLINGS = {
     "mcg": "ug", "µg": "ug", "μg": "ug", "IU": "[IU]", "iu": "[IU]", "cc": "mL",
     "hr": "h", "hrs": "h", "hour": "h", "hours": "h", "minute": "min", "minutes": "min", "mins": "min",
     "sec": "s", "secs": "s", "day": "d", "days": "d", "week": "wk", "weeks": "wk",
+    "month": "mo", "months": "mo", "year": "a", "years": "a", "yr": "a", "yrs": "a",
     "kgs": "kg", "gm": "g", "gms": "g", "bpm": "/min",
     "C": "Cel", "cel": "Cel", "CEL": "Cel", "℃": "Cel", "deg C": "Cel", "degrees C": "Cel", "°c": "Cel",
     "F": "[degF]", "℉": "[degF]", "deg F": "[degF]", "degrees F": "[degF]",

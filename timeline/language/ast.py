@@ -354,6 +354,9 @@ class ParamSpec(Frozen):
     unit: str | None = None
     description: str = ""
     value: float | bool | Duration | str | None = None  # a site's override, when given
+    # a plain number (a default without a unit) is read in the unit of what the definition
+    # compares it with (3 beside a CRP in mg/L is 3 mg/L): that unit, as the loader found it
+    read_in: str | None = None
     # a duration the definition uses as a length (``within``, ``held_for``'s duration,
     # ``merge_gap``: "within", never negative) or as a window ("window", positive): every
     # value, default or site override, is checked as a literal there would be

@@ -28,6 +28,17 @@ EXAMPLES = "e.g. '12 hours', '7 days', '2 weeks', '3 months', '1 year'"
 _WORDS = ("hour", "hours", "day", "days", "week", "weeks", "month", "months", "year", "years")
 
 
+# duration words of Spanish, Portuguese, French, Italian and German, as a site's author may
+# write them (4 semanas, 30 dias): each told the English word the language reads
+_FOREIGN = {
+    **dict.fromkeys(("hora", "horas", "heure", "heures", "ora", "ore", "stunde", "stunden"), "hour"),
+    **dict.fromkeys(("dia", "dias", "día", "días", "jour", "jours", "giorno", "giorni", "tag", "tage"), "day"),
+    **dict.fromkeys(("semana", "semanas", "semaine", "semaines", "settimana", "settimane", "woche", "wochen"), "week"),
+    **dict.fromkeys(("mes", "meses", "mês", "mois", "mese", "mesi", "monat", "monate"), "month"),
+    **dict.fromkeys(("año", "años", "ano", "anos", "an", "ans", "année", "années", "anno", "anni", "jahr", "jahre"), "year"),
+}  # fmt: skip
+
+
 class DurationError(ValueError):
     pass
 
@@ -39,17 +50,31 @@ def _what_was_meant(text: object) -> str:
         return ""
     if isinstance(text, int | float) or re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", str(text)):
         return f": a duration needs its unit, e.g. '{str(text).strip()} days'"
-    m = re.fullmatch(r"\s*(-?\d+)\s*([A-Za-z]+)\s*", str(text))
-    close = difflib.get_close_matches(m.group(2).lower(), _WORDS, n=1, cutoff=0.75) if m else []
+    m = re.fullmatch(r"\s*(-?\d+)\s*(\w+)\s*", str(text))
+    foreign = _FOREIGN.get(m.group(2).lower()) if m else None
+    close = [foreign] if foreign else []
+    if m and not close and m.group(2).isascii():
+        close = difflib.get_close_matches(m.group(2).lower(), _WORDS, n=1, cutoff=0.75)
     if not (m and close):
         return ""
     word = close[0].removesuffix("s") + ("" if abs(int(m.group(1))) == 1 else "s")
     return f"; did you mean '{m.group(1)} {word}'?"
 
 
+def english(word: str) -> str | None:
+    """The duration word (hour, day, week, month, year) that a misspelt or foreign one
+    means (``dayz``, ``semanas``), else None."""
+    low = word.lower()
+    if low in _FOREIGN:
+        return _FOREIGN[low]
+    close = difflib.get_close_matches(low, _WORDS, n=1, cutoff=0.75) if low.isascii() else []
+    return close[0].removesuffix("s") if close else None
+
+
 def misspelt(word: str) -> bool:
-    """Whether ``word`` (after a number) is a misspelt duration word: ``dayz``, ``dias``, ``wks``."""
-    return bool(difflib.get_close_matches(word.lower(), _WORDS, n=1, cutoff=0.75))
+    """Whether ``word`` (after a number) is a misspelt duration word: ``dayz``, ``dias``, ``wks``,
+    or one of another language: ``semanas``, ``mois``."""
+    return word.lower() in _FOREIGN or bool(difflib.get_close_matches(word.lower(), _WORDS, n=1, cutoff=0.75))
 
 
 class DurationTooLong(DurationError):

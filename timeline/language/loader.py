@@ -33,6 +33,7 @@ from timeline.language.durations import (
     DurationTooLong,
     misspelt,
 )
+from timeline.language.durations import english as durations_english
 from timeline.language.examples import event_problems
 from timeline.moments import parse_at
 from timeline.units import Conversion, UnitError, combine, conversion, is_valid, ucum_hint, ucum_spelling
@@ -238,6 +239,29 @@ _SPELLINGS = {
 }  # fmt: skip
 
 
+# the words of logic other languages write, and how this one writes them: "did you mean"
+# by spelling would turn `and` into any and `none` into ne
+_LOGIC = {
+    **dict.fromkeys(("and", "&&", "&", "both", "every", "all_of"), ("AND", "all: [...]")),
+    **dict.fromkeys(("or", "||", "|", "either", "some", "one_of"), ("OR", "any: [...]")),
+    **dict.fromkeys(("none", "none_of", "neither", "nor"), ("NONE OF", "not: {any: [...]}")),
+    **dict.fromkeys(("!", "~", "negate", "false_if", "is_not"), ("NOT", "not: {...}")),
+    **dict.fromkeys(("nand",), ("NOT AND", "not: {all: [...]}")),
+}
+
+
+def _operator_hint(op: str) -> str:
+    """What to write for an unknown operator: the language's way of a word of logic, in any
+    case (``AND``), an operator written in capitals (``ALL``), else a near spelling."""
+    word = op.strip().lower()
+    if word in _LOGIC:
+        name, form = _LOGIC[word]
+        return f": the language writes {name} as {form}"
+    if word in OPERATORS:
+        return f": operators are written in lowercase, {word!r}"
+    return did_you_mean(op, OPERATORS)
+
+
 def did_you_mean(word: str, pool: Iterable[str]) -> str:
     choices = list(pool)
     if _SPELLINGS.get(word) in choices:
@@ -270,6 +294,7 @@ OPERATORS = (
 SELECTOR_KEYS = ("kind", "code", "drug", "not_drug", "dose_unit", "present", "where", "any_of")
 PARAM_KEYS = ("default", "unit", "description")
 EXPECTATION_KEYS = ("at", "value", "reason_contains", "patient_id")
+EXAMPLE_KEYS = ("name", "events", "expect", "params")
 RULE_KEYS = (
     "id",
     "version",
@@ -296,6 +321,7 @@ NUMERIC_FIELDS = ("value", "ref_low", "ref_high", "dose", "active_joints", "limi
 UNREAD = "?"
 _QUANTITY = re.compile(r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s+(\S+)\s*$")
 _WHOLE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*$")  # a number and a word
+_WORDED = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([^\W\d_]+)\s*$")  # ... in any alphabet: 30 días
 
 
 class _RuleParser:
@@ -316,6 +342,11 @@ class _RuleParser:
         # duration parameters that start or end a window: name → the windows, with their other bound
         self.bounds: dict[str, list[ast.WindowBound]] = {}
         self.bad_params: set[str] = set()  # declared, but with a problem already reported
+        # parameters read where a value goes ({param: p}: name → where first) and those read
+        # as a duration (within:, window:…) or passed on in a with: — a duration parameter
+        # read only as a value is a quantity of time (6 months: 6 mo)
+        self.value_uses: dict[str, Path_] = {}
+        self.other_uses: set[str] = set()
         # text parameters (a default that is no number, quantity, duration or boolean): a
         # drug's name, valid only if the definition names a drug by it; name → why it is not
         # another kind of value (reported if no drug is named by it)
@@ -432,6 +463,7 @@ class _RuleParser:
             except _Fail:
                 define = None
         self._check_lengths()
+        self._durations_read_as_values()
         if define is not None and not self.broken:  # a parameter read in a part not read is read
             self._check_text_params()
             for name in self.params:
@@ -572,6 +604,21 @@ class _RuleParser:
             raise self.fail(path, f"a drug is named by its name (anakinra) or {{param: name}}, not {data!r}")
         return text, None
 
+    def _durations_read_as_values(self) -> None:
+        """A duration parameter read only where a value goes (``ge: [{time_since: …, unit:
+        months}, {param: min_time}]``) is a quantity of time in the UCUM unit of its word:
+        ``6 months`` is 6 mo (30.4375 days each, as time_since counts months), ``183 days`` is
+        183 d; compared with a time in another unit it is converted, as any quantity is. One
+        also read as a length or a window, or passed on in a ``with:``, stays a duration and
+        cannot be read as a value (the two would differ: a window's months are calendar months)."""
+        for name in self.value_uses:
+            spec = self.params.get(name)
+            if spec is None or not isinstance(spec.default, Duration) or name in self.other_uses:
+                continue  # one also read as a duration: the type checker says it cannot be both
+            self.params[name] = spec.model_copy(
+                update={"default": float(spec.default.amount), "unit": _UCUM_OF[spec.default.unit]}
+            )
+
     def _check_lengths(self) -> None:
         """A duration parameter used as a length, a window or a window's start or end: its
         default is checked as a literal duration there would be, and the uses are kept for
@@ -602,7 +649,11 @@ class _RuleParser:
         for i, ex in enumerate(data):
             path: Path_ = ("examples", i)
             if not isinstance(ex, dict) or "events" not in ex or "expect" not in ex:
-                self.fail(path, "an example needs name, events and expect")
+                unknown = [str(k) for k in ex if k not in EXAMPLE_KEYS] if isinstance(ex, dict) else []
+                for k in unknown:  # expected: for expect:, event: for events:
+                    self.fail((*path, k), f"unknown key {k!r} for an example{did_you_mean(k, EXAMPLE_KEYS)}")
+                if not unknown:
+                    self.fail(path, "an example needs name, events and expect")
                 continue
             evs = ex["events"] or []
             if not isinstance(evs, list) or not all(isinstance(e, dict) for e in evs):
@@ -660,6 +711,14 @@ class _RuleParser:
                     self.fail(
                         (*path, "expect", j, "value"),
                         f"expected value must be true, false, a number or unknown, not {value!r}",
+                    )
+                    continue
+                elif exp.get("reason_contains") is not None:
+                    # rules test compares a reason only of an unknown: this one could only fail
+                    self.fail(
+                        (*where, "reason_contains"),
+                        f"reason_contains is for an expected unknown (an unknown says why); "
+                        f"{str(value).lower()} has no reason: remove it, or expect unknown",
                     )
                     continue
                 expects.append(
@@ -772,6 +831,7 @@ class _RuleParser:
                     (*path, "param"),
                     f"{_use_name(path)} needs a duration ({EXAMPLES}), but parameter {name!r} is {given}{unit}",
                 )
+            self.other_uses.add(name)
             return ast.DurationRef(param=(self.rule_id, name))
         try:
             return ast.DurationRef(value=Duration.parse(data))
@@ -1010,7 +1070,7 @@ class _RuleParser:
                             nid=self.nid(), path=p, value=float(m.group(1)), unit=time, written=data
                         )
                 if problem:
-                    raise self.fail(path, problem)
+                    raise self.fail(path, problem + _value_hint(m.group(1), unit))
                 if not math.isfinite(float(m.group(1))):
                     raise self.fail(path, f"{data!r} is not a finite number")
                 return ast.Const(nid=self.nid(), path=p, value=float(m.group(1)), unit=unit)
@@ -1018,6 +1078,19 @@ class _RuleParser:
                 path,
                 f"{data!r} is not an expression (a number, '6 mg/L', true/false or {{operator: ...}})"
                 f"{self._meant(data)}",
+            )
+        if isinstance(data, dict) and len(data) > 1:
+            found = ", ".join(map(str, data))
+            ops = [str(k) for k in data if k in OPERATORS]
+            hint = (
+                f": the others belong inside {ops[0]} (indent them under it)"
+                if len(ops) == 1
+                else ": give each its own expression, e.g. in all: [...]"
+                if len(ops) > 1
+                else ""
+            )
+            raise self.fail(
+                path, f"an expression is a mapping with exactly one operator, but this one has {found}{hint}"
             )
         if not isinstance(data, dict) or len(data) != 1:
             raise self.fail(
@@ -1027,7 +1100,7 @@ class _RuleParser:
         sub: Path_ = (*path, op)
         nid, sp = self.nid(), _fmt(sub)
         if op not in OPERATORS:
-            raise self.fail(sub, f"unknown operator {op!r}{did_you_mean(op, OPERATORS)}")
+            raise self.fail(sub, f"unknown operator {op!r}{_operator_hint(op)}")
 
         def items(min_n: int = 1) -> tuple[ast.Node, ...]:
             if not isinstance(arg, list) or len(arg) < min_n:
@@ -1062,6 +1135,7 @@ class _RuleParser:
                 raise _Fail()  # its default's problem is reported; it is not also unknown
             if name not in self.params:
                 raise self.fail(sub, f"unknown parameter {name!r}{did_you_mean(name, self.params)}")
+            self.value_uses.setdefault(name, sub)
             return ast.Param(nid=nid, path=sp, rule=self.rule_id, name=name)
         if op == "rule":
             if isinstance(arg, dict):
@@ -1311,6 +1385,8 @@ class _RuleParser:
         for raw in values.values():  # a drug's name passed on to the rule read names a drug
             if isinstance(raw, dict) and str(raw.get("param")) in self.text_params:
                 self.drug_uses.add(str(raw["param"]))
+            if isinstance(raw, dict) and "param" in raw:
+                self.other_uses.add(str(raw["param"]))
         return vid
 
     def exprs(self, parts: Iterable[tuple[Any, Path_]]) -> tuple[ast.Node, ...]:
@@ -1460,8 +1536,9 @@ def parse_param_value(value: Any, unit: Any = None) -> tuple[float | bool | Dura
     except DurationTooLong:
         raise
     except DurationError as exc:
-        m = _WHOLE.match(text)
-        # 0.25 years: durations are whole numbers; 14 dayz: a duration, misspelt (not a unit)
+        m = _WHOLE.match(text) or _WORDED.match(text)
+        # 0.25 years: durations are whole numbers; 14 dayz, 30 días: a duration, misspelt or in
+        # another language (not a unit)
         if m and (
             m.group(2).lower() in DURATION_WORDS or (misspelt(m.group(2)) and unit_problem(m.group(2)))
         ):
@@ -1643,6 +1720,9 @@ class RuleSet:
     sources: list[str]
     digest: str
     notes: list[str] = field(default_factory=list)  # worth saying, not wrong: an empty directory
+    # what `rules check` warns of, not wrong in the language but likely not meant: a limit a
+    # lab's values never reach, a quantity parameter's default without its unit
+    warnings: list[str] = field(default_factory=list)
     # the codes its rules may name: the built-in ones and the directories' codes.yaml
     codebook: codes.CodeBook = codes.BUILTIN
     # every rule directory read, resolved (one may hold only params.yaml or codes.yaml)
@@ -1862,6 +1942,8 @@ def _yaml_problem(exc: Any, text: str) -> str:
     row = text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""
     if "\t" in row[: mark.column + 1]:
         return f"{problem} (a tab character: YAML indents with spaces, never tabs)"
+    if "another document" in problem:
+        return f"{problem} (a rule file holds one rule: put the rule after --- in a file of its own)"
     if re.search(r"\d\s+\[[^\]]+\]", row) and ("'['" in problem or "',' or ']'" in problem):
         return f'{problem} (a unit in brackets inside [ ] or {{ }} must be quoted, e.g. "100.4 [degF]")'
     return problem
@@ -1932,10 +2014,27 @@ def directories_of(dirs: Sequence[str | os.PathLike[str]]) -> list[str]:
 
 
 def rule_files(directory: Path) -> list[Path]:
-    """The rule files of a directory (``params.yaml`` included), in the order they are read:
-    ``*.yaml``, then ``*.yml``, in any case (``R.YAML`` too, as saved by some editors)."""
-    found = [p for p in directory.rglob("*") if p.suffix.lower() in (".yaml", ".yml")]
+    """The rule files of a directory and its subfolders (``params.yaml`` included), in the
+    order they are read: ``*.yaml``, then ``*.yml``, in any case (``R.YAML`` too, as saved by
+    some editors). A hidden folder or file (a name starting with ``.``: ``.ipynb_checkpoints/``,
+    ``.git/``, an editor's ``.r.yaml.swp``) is not read."""
+    found = [
+        p
+        for p in directory.rglob("*")
+        if p.suffix.lower() in (".yaml", ".yml")
+        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    ]
     return sorted(found, key=lambda p: (p.suffix.lower() == ".yml", p))
+
+
+_NESTED_PARAMS = (
+    "a params.yaml is read only at the top of a rule directory, not in a subfolder: move the "
+    "values you mean into {top}/params.yaml and this file out of the rule directory"
+)
+_ONCE_PER_DIRECTORY = (
+    " (a rule directory, its subfolders included, defines each rule once; only a later "
+    "directory overrides: move the copy you do not mean out of the rule directory)"
+)
 
 
 def load_rules(
@@ -1963,6 +2062,8 @@ def load_rules(
     notes: list[str] = []
     hasher = hashlib.sha256()
     listed: list[list[Path]] = []
+    roots: list[Path] = []  # the rule directories of listed, as given
+    top: dict[Path, Path] = {}  # each file's rule directory, as given
     given = dirs if dirs is not None else rule_dirs()
     for d in _once(given):
         directory = Path(d)
@@ -1983,6 +2084,13 @@ def load_rules(
         if not files:
             notes.append(f"{directory} holds no rule files (*.yaml or *.yml): no rules were read from it")
         listed.append(files)
+        roots.append(directory)
+    # a file under two directories given (--rules site --rules site/labs) is read once, as the
+    # last one's, as a directory named twice is
+    for i, (root, files) in enumerate(zip(roots, listed, strict=True)):
+        later = {p.resolve() for other in listed[i + 1 :] for p in other}
+        listed[i] = [p for p in files if p.resolve() not in later]
+        top.update((p, root) for p in listed[i])
     # a directory's codes.yaml first, all of them: a rule may name a code another directory defines
     texts: dict[Path, str | None] = {p: _read_text(p, problems) for files in listed for p in files}
     book = _site_codes([(p, t) for p, t in texts.items() if t is not None and _is_codes_file(p)], problems)
@@ -1995,6 +2103,11 @@ def load_rules(
             continue
         doc = _Doc(str(path), text, problems)
         if path.stem == "params":
+            if path.parent != top[path]:
+                # an archived or copied params.yaml (old/params.yaml) would silently decide the
+                # site's values: only the one at the top of a rule directory is read
+                problems.append(Problem(str(path), 1, 1, _NESTED_PARAMS.format(top=top[path])))
+                continue
             if site_params:
                 _site_params(doc, site, places)
             continue
@@ -2017,11 +2130,14 @@ def load_rules(
             continue
         if rule.id in rules:
             previous = rules[rule.id]
-            if Path(previous.source).parent == path.parent:
+            if top[Path(previous.source)] == top[path]:
+                # two files of one rule directory, in one folder or not (an archived copy in
+                # old/ is not an override): only a later directory overrides an earlier one's
                 line, col = doc.where(("id",))
-                problems.append(
-                    Problem(str(path), line, col, f"rule id {rule.id!r} is also defined in {previous.source}")
-                )
+                again = f"rule id {rule.id!r} is also defined in {previous.source}"
+                if Path(previous.source).parent != path.parent:
+                    again += _ONCE_PER_DIRECTORY
+                problems.append(Problem(str(path), line, col, again))
                 continue
             rule = rule.model_copy(update={"overrides": previous.source})
         rules[rule.id] = rule
@@ -2051,7 +2167,7 @@ def load_rules(
                 )
     order = _toposort(rules, docs, problems)
     types: dict[int, ast.Type] = {}
-    checker = _TypeChecker(rules, docs, types, problems)
+    checker = _TypeChecker(rules, docs, types, problems, book)
     checkable = _checkable(rules)
     for rid in order:
         if rid in checkable:
@@ -2076,12 +2192,20 @@ def load_rules(
             dict.fromkeys(problems), key=lambda found: (first_at[found.file], found.line, found.column)
         )
         raise RuleError(unique)
+    rules = _molar_converted(rules, checker.molar, types)
+    for (rid, name), unit in checker.read_in.items():
+        if rid in rules:
+            specs = tuple(
+                p.model_copy(update={"read_in": unit}) if p.name == name else p for p in rules[rid].params
+            )
+            rules[rid] = rules[rid].model_copy(update={"params": specs})
+    warnings = [*_plain_defaults(rules), *checker.warnings]
     for rid in order:
         rules[rid] = rules[rid].model_copy(update={"type": types[rules[rid].define.nid]})
     hasher.update(json.dumps(site, sort_keys=True, default=str).encode())
     return RuleSet(
         rules=rules, order=order, types=types, sources=sources, digest=hasher.hexdigest(), notes=notes,
-        codebook=book, directories=directories_of(given),
+        codebook=book, directories=directories_of(given), warnings=list(dict.fromkeys(warnings)),
     )  # fmt: skip
 
 
@@ -2275,6 +2399,13 @@ def _variant_request(
         # (a parameter declared but never read is refused with its file: see _RuleParser.rule)
         try:
             out[vid] = variant_rule(rule, vid, given, next_id, None, out)
+            for name, raw in values.items():  # a plain number passed on is read in the unit it is given to
+                target = next((p for p in rule.params if p.name == name), None)
+                if isinstance(raw, dict) and target is not None and target.unit and reader in out:
+                    specs = tuple(p.model_copy(update={"read_in": p.read_in or target.unit})
+                                  if p.name == str(raw.get("param")) and p.unit is None else p
+                                  for p in out[reader].params)  # fmt: skip
+                    out[reader] = out[reader].model_copy(update={"params": specs})
         except VariantValuesError as exc:
             for name, message in exc.wrong:
                 own = values.get(name)
@@ -2576,6 +2707,10 @@ def override_value(
         hint = (
             f": a duration needs its unit, e.g. '{raw} days'"
             if isinstance(spec.default, Duration) and isinstance(value, float) and unit in (None, "1")
+            else f": the default is a plain number, read in the unit of what the rule compares it "
+            f"with; write the rule's default with the unit it is meant in (e.g. '{spec.default:g} "
+            f"months' for months), and a duration given for it is converted"
+            if isinstance(value, Duration) and type(spec.default) is float and spec.unit in (None, "1")
             else ""
         )
         raise ValueError(
@@ -2762,11 +2897,20 @@ class _TypeChecker:
         docs: dict[str, _Doc],
         types: dict[int, ast.Type],
         problems: list[Problem],
+        book: codes.CodeBook = codes.BUILTIN,
     ) -> None:
         self.rules = rules
         self.docs = docs
         self.types = types
         self.problems = problems
+        self.book = book
+        # a value in an amount of substance beside a lab read in a mass unit (1.76 mmol/L of
+        # triglycerides beside their mg/dL), converted with the code's molar mass as ingest
+        # converts it: a constant's node id, or a parameter's (rule, name) → (unit, molar mass)
+        self.molar: dict[int | tuple[str, str], tuple[str, float]] = {}
+        # a plain-number parameter's (rule, name) → the unit of what it is compared with
+        self.read_in: dict[tuple[str, str], str] = {}
+        self.warnings: list[str] = []
         self.rule: ast.Rule | None = None
         # durations written where a value goes (5 days), not yet met by what they are read with
         self.durations: dict[int, ast.Const] = {}
@@ -2802,18 +2946,45 @@ class _TypeChecker:
                 for cond in node.where:
                     unit = field_unit(node, cond.field)
                     self._unit_of_threshold(
-                        cond.value, unit, f"where {cond.field} {cond.op}", f"{node.name}'s {cond.field}"
+                        cond.value,
+                        unit,
+                        f"where {cond.field} {cond.op}",
+                        f"{node.name}'s {cond.field}",
+                        _molar_mass(node, self.book) if cond.field == "value" else None,
                     )
         for const in self.durations.values():  # met by nothing that says what it should be
             self.fail(const, unit_problem(_written_unit(const)) or "")
         self.durations.clear()
 
-    def _unit_of_threshold(self, value: ast.Const | ast.Param, unit: str | None, op: str, what: str) -> None:
+    def _unit_of_threshold(
+        self, value: ast.Const | ast.Param, unit: str | None, op: str, what: str, molar: float | None = None
+    ) -> None:
         t = self.check(value)
         if self._duration_met(value, unit, op, what):
             return
-        if t.kind == "num" and not units_convert(t.unit, unit):
+        self._plain_read_in(value, t, unit, None)
+        if (
+            t.kind == "num"
+            and not units_convert(t.unit, unit)
+            and not self._by_molar_mass(value, t, unit, molar)
+        ):
             self.fail(value, f"units do not convert: {t.unit} vs {unit}")
+
+    def _by_molar_mass(self, value: ast.Node, t: ast.Type, unit: str | None, molar: float | None) -> bool:
+        """Whether ``value``, a constant or a parameter of type ``t``, converts to ``unit`` (a
+        lab's) with the lab's molar mass, as ingest converts a value recorded so: recorded to
+        be read in ``unit`` (True)."""
+        if molar is None or t.unit in (None, UNREAD) or unit in (None, UNREAD):
+            return False
+        if not isinstance(value, ast.Const | ast.Param) or (isinstance(value, ast.Const) and value.written):
+            return False
+        assert t.unit is not None and unit is not None
+        try:
+            conversion(t.unit, unit, molar)
+        except UnitError:
+            return False
+        self.molar[value.nid if isinstance(value, ast.Const) else (value.rule, value.name)] = (unit, molar)
+        return True
 
     def check(self, node: ast.Node) -> ast.Type:
         t = self._check(node)
@@ -2847,7 +3018,13 @@ class _TypeChecker:
             if isinstance(spec.default, bool):
                 return ast.BOOL
             if isinstance(spec.default, Duration):
-                return self.fail(node, f"parameter {node.name!r} is a duration and cannot be used as a value")
+                return self.fail(
+                    node,
+                    f"parameter {node.name!r} is a duration read as a length or a window (or passed on "
+                    f"in a with:) elsewhere in the definition, and cannot also be a value: give the "
+                    f"value a parameter of its own, e.g. {node.name}_value: {{default: "
+                    f"{spec.default.amount} {_UCUM_OF[spec.default.unit]}}}",
+                )
             return num(kind="num", unit=spec.unit)
         if isinstance(node, ast.RuleRef):
             if node.rule not in self.rules:  # it did not load: its problems are reported
@@ -2975,13 +3152,16 @@ class _TypeChecker:
     ) -> None:
         """``node``, of type ``t``, is read in ``unit``: that of ``other``, beside it in ``op``."""
         what = _what(other) if other is not None else "a value"
-        if self._duration_met(node, unit, op, what):
+        self._plain_read_in(node, t, unit, other)
+        if other is not None:
+            self._plain_read_in(other, self.types.get(other.nid), t.unit, node)
+        if self._duration_met(node, unit, op, what, other):
             return
         if (
             other is not None
             and isinstance(node, ast.Const)
             and node.unit is not None
-            and self._duration_met(other, node.unit, op, _what(node))
+            and self._duration_met(other, node.unit, op, _what(node), node)
         ):
             return
         if t.kind != "num" or t.unit in (None, UNREAD) or unit in (None, UNREAD):
@@ -2989,9 +3169,92 @@ class _TypeChecker:
         try:
             conversion(t.unit, unit)
         except UnitError:
+            if other is not None and self._by_molar_mass(node, t, unit, _molar_mass(other, self.book)):
+                return
+            if other is not None and self._by_molar_mass(other, self.types[other.nid], t.unit, _molar_mass(node, self.book)):  # fmt: skip
+                return
+            if other is not None and "1" in (t.unit, unit):
+                self._count_has_no_unit(*((node, t.unit, other) if unit == "1" else (other, unit, node)))
+                return
             self.fail(node, f"units do not convert: {t.unit} vs {unit}")
 
-    def _duration_met(self, node: ast.Node, unit: str | None, op: str, what: str) -> bool:
+    def _plain_read_in(
+        self, node: ast.Node, t: ast.Type | None, unit: str | None, other: ast.Node | None
+    ) -> None:
+        """A parameter without a unit read beside a value in ``unit``: recorded as read in it;
+        a limit beside a lab's value outside the values the lab's code may take (the plausible
+        range ingest checks): a warning, for the rule can then never be true, or always."""
+        if t is None or t.kind != "num" or unit in (None, "1", "?", UNREAD) or self.rule is None:
+            return
+        assert unit is not None
+        if isinstance(node, ast.Param) and t.unit is None:
+            spec = self.rules[node.rule].param(node.name)
+            if isinstance(spec.default, float):
+                self.read_in.setdefault((node.rule, node.name), unit)
+        self._plausible(node, t.unit or unit, other)
+
+    def _plausible(self, node: ast.Node, unit: str, other: ast.Node | None) -> None:
+        """A constant or a parameter's default compared with a lab whose code has a plausible
+        range, outside that range: a warning (1000 mg/dL of ferritin is 10⁷ ng/mL)."""
+        if self.rule is None or other is None or not isinstance(node, ast.Const | ast.Param):
+            return
+        select = getattr(other, "select", None)
+        if (
+            not isinstance(select, ast.Selector)
+            or getattr(other, "field", "value") != "value"
+            or select.any_of
+        ):
+            return
+        if len(select.codes) != 1:
+            return
+        code = self.book.labs.get(select.codes[0]) or self.book.assessments.get(select.codes[0])
+        if code is None or (code.low is None and code.high is None):
+            return
+        value: object
+        if isinstance(node, ast.Const):
+            value, shown = node.value, f"{node.value:g} {node.unit or ''}".strip()
+        else:
+            spec = self.rules[node.rule].param(node.name)
+            if self.rules[node.rule].variant_of is not None:
+                return
+            value, shown = spec.default, f"parameter {node.name!r} ({value_text(spec.default, spec.unit)})"
+        if isinstance(value, bool) or not isinstance(value, float):
+            return
+        try:
+            canonical = conversion(unit, code.unit, code.molar_mass).apply(value)
+        except UnitError:
+            return
+        low, high = code.low, code.high
+        if (low is not None and canonical < low) or (high is not None and canonical > high):
+            plausible = (
+                f"{low:g}–{high:g} {code.unit}" if high is not None else f"at least {low:g} {code.unit}"
+            )
+            self.warnings.append(
+                f"{self.rule.source}: {shown} is {canonical:.6g} {code.unit}, outside the values "
+                f"{code.name} can take ({plausible}, as ingest checks them): the comparison never changes"
+            )
+
+    def _count_has_no_unit(self, value: ast.Node, unit: str, count: ast.Node) -> None:
+        """``value``, in ``unit``, beside ``count``, a plain number (a count): said so, at the
+        value (a parameter: at its default)."""
+        what = f"{_what(count)}, {_plain(count)},"
+        if isinstance(value, ast.Param):
+            assert self.rule is not None
+            spec = self.rules[value.rule].param(value.name)
+            doc = self.docs[self.rule.id]
+            line, col = doc.where(("params", value.name, "default"))
+            self.problems.append(Problem(doc.file, line, col,
+                f"parameter {value.name!r} is compared with {what} which has no unit: write its "
+                f"default without {unit!r}, e.g. {spec.default:g}"))  # fmt: skip
+        elif isinstance(value, ast.Const) and not isinstance(value.value, bool):
+            self.fail(value, f"{_what(count)} is {_plain(count)}, which has no unit: write "
+                             f"{value.value:g}, without {unit!r}")  # fmt: skip
+        else:
+            self.fail(value, f"units do not convert: {unit} vs 1 ({_what(count)} is {_plain(count)}, which has no unit)")  # fmt: skip
+
+    def _duration_met(
+        self, node: ast.Node, unit: str | None, op: str, what: str, other: ast.Node | None = None
+    ) -> bool:
         """Whether ``node`` is a duration (``5 days``, ``5 d``) read beside ``what``, a value in
         ``unit`` that is not a time (a CRP): reported so (True). A duration word beside a time
         (``time_since`` in days) is told its UCUM spelling."""
@@ -3009,6 +3272,14 @@ class _TypeChecker:
             return True
         self.durations.pop(node.nid, None)
         verb = "compares" if op in COMPARISONS or op.startswith(("normal", "where")) else "combines"
+        if unit in (None, "1"):
+            self.fail(
+                node,
+                f"{op} {verb} {what}, {_plain(other)}, with a duration ({shown}): write the "
+                f"plain number (e.g. {node.value:g}); a duration says how long or how recent (within:, "
+                "window:, held_for's duration)",
+            )
+            return True
         plain = f"{what} [{unit or '1'}]"
         self.fail(
             node,
@@ -3017,6 +3288,102 @@ class _TypeChecker:
             + "); a duration says how long or how recent (within:, window:, held_for's duration)",
         )
         return True
+
+
+# words that count (2 episodes, 3 flares): a count is a plain number, without a unit
+_COUNT_WORDS = frozenset(
+    w + s for w in ("episode", "flare", "time", "event", "dose", "visit", "attack", "occurrence", "count", "relapse")
+    for s in ("", "s")
+)  # fmt: skip
+
+
+def _value_hint(number: str, word: str) -> str:
+    """What a value written with a word that is no UCUM unit meant (after its problem): a
+    count (``2 episodes``: the plain number 2), or a time in another language or misspelt
+    (``4 semanas``: ``4 wk``, as UCUM writes a time where a value goes)."""
+    if ucum_hint(word):
+        return ""  # the problem says UCUM's spelling already
+    if word.lower() in _COUNT_WORDS:
+        return f"; a count has no unit: write the plain number, {number}"
+    meant = durations_english(word)
+    if meant is not None:
+        return f"; {number} {meant}s where a value goes is written in UCUM, '{number} {_UCUM_OF[meant]}'"
+    return ""
+
+
+def _plain_defaults(rules: Mapping[str, ast.Rule]) -> list[str]:
+    """A warning for each parameter of a rule file whose default is a number without a unit
+    read in one (3 beside a CRP in mg/L: a US author's 0.3, meant in mg/dL, would be 0.3 mg/L);
+    a score's number is plain (``{score}``)."""
+    out = []
+    for rule in rules.values():
+        for p in rule.params if rule.variant_of is None else ():
+            if p.unit is None and p.read_in and "{" not in p.read_in and type(p.default) is float:
+                out.append(
+                    f"{rule.source}: parameter {p.name!r} has a default without a unit "
+                    f"({p.default:g}): it is read in {p.read_in}, the unit of what it is compared "
+                    f"with or given to, as a site's number for it is; write '{p.default:g} {p.read_in}'"
+                )
+    return out
+
+
+def _molar_mass(node: Any, book: codes.CodeBook) -> float | None:
+    """The molar mass of what ``node`` reads, when it is the value of labs (latest, an
+    aggregate, normal; a selector) all of one molar mass (triglycerides: 885.7 g/mol)."""
+    select = node if isinstance(node, ast.Selector) else getattr(node, "select", None)
+    if not isinstance(select, ast.Selector) or getattr(node, "field", "value") != "value":
+        return None
+    masses: set[float | None] = set()
+    for sel in (select, *select.any_of):
+        if not sel.codes:
+            return None
+        for c in sel.codes:
+            code = book.labs.get(c) or book.assessments.get(c)
+            masses.add(code.molar_mass if code is not None else None)
+    return masses.pop() if len(masses) == 1 and None not in masses else None
+
+
+def _molar_converted(
+    rules: dict[str, ast.Rule],
+    molar: Mapping[int | tuple[str, str], tuple[str, float]],
+    types: dict[int, ast.Type],
+) -> dict[str, ast.Rule]:
+    """The rules with each value the type checker found in an amount of substance beside a
+    lab in a mass unit (``1.76 mmol/L`` of triglycerides) converted to the lab's unit with its
+    molar mass (155.9 mg/dL), as ingest converts a value so recorded: the engines convert
+    units without molar masses. A parameter's default and site value are converted alike."""
+    if not molar:
+        return rules
+
+    def convert(value: float, unit: str, to: tuple[str, float]) -> float:
+        return conversion(unit, to[0], to[1]).apply(value)
+
+    def change(value: ast.Frozen, update: dict[str, Any]) -> None:
+        if isinstance(value, ast.Const) and value.nid in molar and value.unit is not None:
+            to = molar[value.nid]
+            update.update(value=convert(float(value.value), value.unit, to), unit=to[0])
+            types[value.nid] = ast.Type(kind="num", unit=to[0])
+
+    out = dict(rules)
+    for rid, rule in rules.items():
+        if not any((rid, p.name) in molar for p in rule.params) and not any(
+            isinstance(n, ast.Const) and n.nid in molar for n in walk(rule.define)
+        ):
+            continue
+        params = list(rule.params)
+        for i, spec in enumerate(params):
+            to = molar.get((rid, spec.name))
+            if to is None or spec.unit is None or not isinstance(spec.default, float):
+                continue
+            unit = spec.unit
+            value = spec.value if isinstance(spec.value, float) else None
+            params[i] = spec.model_copy(update={"default": convert(spec.default, unit, to), "unit": to[0],
+                                                "value": None if value is None else convert(value, unit, to)})  # fmt: skip
+            for node in walk(rule.define):
+                if isinstance(node, ast.Param) and (node.rule, node.name) == (rid, spec.name):
+                    types[node.nid] = ast.Type(kind="num", unit=to[0])
+        out[rid] = rule.model_copy(update={"define": _rebuilt(rule.define, change), "params": tuple(params)})
+    return out
 
 
 def _path_of(node: ast.Node) -> Path_:
@@ -3041,6 +3408,14 @@ def _written_unit(node: ast.Const) -> str:
     return (node.written or "").split()[-1]
 
 
+def _plain(node: ast.Node | None) -> str:
+    """What a value without a unit is, as a message says it: a count, or a plain number."""
+    counts = isinstance(node, ast.EpisodeCount | ast.CountTrue) or (
+        isinstance(node, ast.Aggregate) and node.fn == "count"
+    )
+    return "a count" if counts else "a plain number"
+
+
 def _what(node: ast.Node) -> str:
     """A value as a message names it: the events it reads ("CRP", "crp"), a rule, a parameter."""
     if isinstance(node, ast.Latest | ast.Aggregate | ast.Normal):
@@ -3051,6 +3426,10 @@ def _what(node: ast.Node) -> str:
         return f"parameter {node.name}"
     if isinstance(node, ast.DailyDose):
         return f"the daily dose of {node.drug}"
+    if isinstance(node, ast.EpisodeCount):
+        return "the episode count"
+    if isinstance(node, ast.CountTrue):
+        return "count_true"
     if isinstance(node, ast.Const):
         return node.written or f"{node.value:g} {node.unit or ''}".strip()
     return "a value"
