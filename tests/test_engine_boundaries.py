@@ -852,6 +852,37 @@ def test_a_rule_read_before_its_first_change_point_has_its_value_before_any_even
     assert ("held", datetime(2009, 3, 31), True, None) in got
 
 
+def test_a_rule_others_read_changing_at_the_first_event_has_the_same_history_at_once(bench: Bench) -> None:
+    # Session.histories takes such a rule's intervals from its values at its own change points:
+    # one falls on the first clinical event (the history's origin), which must start the first
+    # interval once, with the value there
+    bench.rule("crp", {"latest": {"select": CRP, "within": "30 days"}})
+    bench.rule("crp_low", {"le": [{"rule": "crp"}, "10 mg/L"]})
+    bench.events([crp("2009-03-01", 4), crp("2009-03-20", 50)])
+    session = bench.session()
+    got = _histories(session, ["crp", "crp_low"])
+    assert got == _history(session, ["crp", "crp_low"])
+    assert [(start, value) for rid, start, value, _ in got if rid == "crp"] == [
+        (datetime(2009, 3, 1), 4),
+        (datetime(2009, 3, 20), 50),
+    ]
+
+
+def test_a_rule_others_read_changing_before_the_first_event_starts_its_history_with_the_value_then(
+    bench: Bench,
+) -> None:
+    # the birth is recorded before the origin (the first clinical event, the CRP) and changes
+    # the rule there: the history starts at the origin with the value taken at the birth
+    bench.rule("born", {"exists": {"select": {"kind": "birth"}, "window": "ever"}})
+    bench.rule("unborn", {"not": {"rule": "born"}})
+    birth = {"patient_id": "X", "kind": "birth", "occurred_at": "2007-03-01", "sex": "female"}
+    bench.events([birth, crp("2009-03-09", 4), crp("2009-03-20", 5)])
+    session = bench.session()
+    got = _histories(session, ["born", "unborn"])
+    assert got == _history(session, ["born", "unborn"])
+    assert got == [("born", datetime(2009, 3, 9), True, None), ("unborn", datetime(2009, 3, 9), False, None)]
+
+
 # ---- age and time since: counts of days that step at midnight, with no event there -------------
 
 BORN_2000 = {"patient_id": "X", "kind": "birth", "occurred_at": "2000-01-01", "sex": "female"}
