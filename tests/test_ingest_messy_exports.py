@@ -258,7 +258,7 @@ def test_a_new_patient_id_differing_only_in_case_from_a_stored_one_gets_a_note(
     ingest(store, tmp_path / "a.csv", f"{HEAD}\nP050,weight,2020-01-01,20,kg,\n")
     result = ingest(store, tmp_path / "b.csv", f"{HEAD}\np050,weight,2020-01-02,20,kg,\n")
     assert (
-        "note: patient ids that differ only in case or Unicode form are two patients: 'p050' (new) and 'P050'"
+        "note: patient ids that differ only in case or Unicode form are different patients: 'p050' (new) and 'P050'"
         in result.stderr
     )
 
@@ -267,6 +267,66 @@ def test_a_new_patient_id_differing_only_in_case_is_still_added(store: Path, tmp
     ingest(store, tmp_path / "a.csv", f"{HEAD}\nP050,weight,2020-01-01,20,kg,\n")
     ingest(store, tmp_path / "b.csv", f"{HEAD}\np050,weight,2020-01-02,20,kg,\n")
     assert stored(store, "patient_id") == ["P050", "p050"]
+
+
+ZEROS = "note: patient ids that differ only in the leading zeros of a number (a spreadsheet drops them) are different patients: "
+
+
+def test_a_new_patient_id_differing_only_in_leading_zeros_from_a_stored_one_gets_a_note(
+    store: Path, tmp_path: Path
+) -> None:
+    ingest(store, tmp_path / "a.csv", f"{HEAD}\n007,weight,2020-01-01,20,kg,\n")
+    result = ingest(store, tmp_path / "b.csv", f"{HEAD}\n7,weight,2020-01-02,20,kg,\n")
+    assert result.exit_code == 0
+    assert ZEROS + "'7' (new) and '007'" in result.stderr
+
+
+def test_ids_differing_only_in_the_zeros_of_their_number_part_get_a_note(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{HEAD}\nV07,weight,2020-01-01,20,kg,\n")
+    result = ingest(store, tmp_path / "b.csv", f"{HEAD}\nV007,weight,2020-01-02,20,kg,\n")
+    assert ZEROS + "'V007' (new) and 'V07'" in result.stderr
+
+
+def test_ids_of_one_file_differing_only_in_leading_zeros_get_a_note_in_an_empty_store(
+    store: Path, tmp_path: Path
+) -> None:
+    result = ingest(
+        store, tmp_path / "a.csv", f"{HEAD}\n007,weight,2020-01-01,20,kg,\n0007,weight,2020-01-01,20,kg,\n"
+    )
+    assert ZEROS + "'0007', '007' (new) and each other" in result.stderr
+
+
+def test_ids_differing_only_in_leading_zeros_are_still_two_patients(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{HEAD}\n007,weight,2020-01-01,20,kg,\n")
+    ingest(store, tmp_path / "b.csv", f"{HEAD}\n7,weight,2020-01-02,20,kg,\n")
+    assert stored(store, "patient_id") == ["007", "7"]
+
+
+def test_ids_differing_in_a_zero_that_is_not_leading_get_no_note(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{HEAD}\nV70,weight,2020-01-01,20,kg,\n")
+    result = ingest(store, tmp_path / "b.csv", f"{HEAD}\nV7,weight,2020-01-02,20,kg,\n")
+    assert "note:" not in result.stderr
+
+
+def test_a_number_typed_patient_id_column_in_parquet_gets_a_note(store: Path, tmp_path: Path) -> None:
+    path = parquet(
+        tmp_path,
+        "7::INTEGER AS patient_id, 'weight' AS kind, '2020-01-01' AS occurred_at, 20 AS value, 'kg' AS unit",
+    )
+    result = run_cli("ingest", path, "--store", store, "--author", "t")
+    assert result.exit_code == 0, result.output
+    assert "note: patient_id is a number column (INTEGER) in this file" in result.stderr
+    assert stored(store, "patient_id") == ["7"]
+
+
+def test_a_text_patient_id_column_in_parquet_gets_no_note(store: Path, tmp_path: Path) -> None:
+    path = parquet(
+        tmp_path,
+        "'7' AS patient_id, 'weight' AS kind, '2020-01-01' AS occurred_at, 20 AS value, 'kg' AS unit",
+    )
+    result = run_cli("ingest", path, "--store", store, "--author", "t")
+    assert result.exit_code == 0, result.output
+    assert "note:" not in result.stderr
 
 
 def test_events_of_a_patient_already_stored_get_no_look_alike_note(store: Path, tmp_path: Path) -> None:

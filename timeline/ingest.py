@@ -542,8 +542,7 @@ def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> tuple[lis
         return [], _load_jsonl(con, path)
     if fmt == "meds":
         return list(meds.load_raw(con, path)), None
-    _load_parquet(con, path)
-    return [], None
+    return [_load_parquet(con, path)], None
 
 
 def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> _Scan:
@@ -786,7 +785,9 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Scan:
     return scan
 
 
-def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
+    """Make ``tl_raw`` a view of the file; returns a note when its ``patient_id`` column is of
+    a number type (ids are text: an id written ``007`` at the source arrives as 7)."""
     try:
         described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_quote(str(path))})").fetchall()
     except duckdb.Error as exc:
@@ -811,6 +812,24 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         f"""CREATE OR REPLACE TEMP VIEW tl_raw AS
         SELECT file_row_number + 1 AS __row, {cols}
         FROM read_parquet({_quote(str(path))}, file_row_number = true)"""
+    )
+    return _numeric_id_note(types.get("patient_id", "VARCHAR"))
+
+
+_NUMBER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                 "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE")  # fmt: skip
+
+
+def _numeric_id_note(raw_type: str) -> str | None:
+    """A note on a Parquet ``patient_id`` column of a number type: the ids are stored as the
+    numbers' text, and a number has no leading zeros to keep."""
+    if raw_type not in _NUMBER_TYPES and not raw_type.startswith("DECIMAL"):
+        return None
+    return (
+        f"patient_id is a number column ({raw_type}) in this file: the ids are stored as the numbers "
+        "read (7 as '7'), and a number keeps no leading zeros — an id written 007 at the source "
+        "arrives as '7', another patient than a stored '007'. Export patient_id as text to keep the "
+        "ids as the site writes them"
     )
 
 
@@ -1813,7 +1832,7 @@ def _write_batch(
                 registered, notes=skipped,
             )  # fmt: skip
 
-        notes = skipped + (_lookalike_notes(con, dense) if op == "ingest" and store.high_water() else [])
+        notes = skipped + (_lookalike_notes(con, dense, bool(store.high_water())) if op == "ingest" else [])
         with store.transaction():
             if registered:
                 registry.write(store, con, list(site_codes), author, codes_digest)
@@ -1866,35 +1885,40 @@ def _skip_trailing_empty_rows(con: duckdb.DuckDBPyConnection) -> list[str]:
     ]
 
 
-def _lookalike_notes(con: duckdb.DuckDBPyConnection, dense: bool) -> list[str]:
-    """Notes on the rows about to be added beside what the store holds: a new patient id that
-    differs only in case or Unicode form from another (``p050`` and ``P050`` are two patients),
-    and an event at the very instant of a stored one of the same patient, kind and code (and
+def _lookalike_notes(con: duckdb.DuckDBPyConnection, dense: bool, stored: bool) -> list[str]:
+    """Notes on the rows about to be added beside what the store holds (and each other): a new
+    patient id that differs only in case or Unicode form from another (``p050`` and ``P050``
+    are two patients), or only in the leading zeros of a number in it (``007``, ``7`` and
+    ``0007``; ``V07`` and ``V007``: a spreadsheet drops leading zeros), and, when the store
+    holds events (``stored``), an event at the very instant of a stored one of the same patient, kind and code (and
     drug, term) under another event id: a re-export with a changed value and no event_id column
     adds the new value beside the old one, and the later one wins ties."""
     new = "tl_stage" if dense else "(SELECT * FROM tl_stage WHERE __row IN (SELECT __row FROM tl_new))"
     notes: list[str] = []
-    pairs = con.execute(
-        f"""WITH batch AS (SELECT DISTINCT patient_id FROM {new}),
-                known AS (SELECT DISTINCT patient_id FROM events),
-                ids AS (SELECT patient_id, patient_id NOT IN (SELECT patient_id FROM known) AS fresh FROM batch
-                        UNION SELECT patient_id, false FROM known)
-           SELECT list(patient_id ORDER BY patient_id) FILTER (WHERE fresh),
-                  list(patient_id ORDER BY patient_id) FILTER (WHERE NOT fresh)
-           FROM ids GROUP BY lower(nfc_normalize(patient_id))
-           HAVING count(*) > 1 AND bool_or(fresh) ORDER BY 1 LIMIT 6"""
-    ).fetchall()
-    if pairs:
-        shown = [
-            f"{', '.join(repr(p) for p in fresh)} (new) and {', '.join(repr(p) for p in (others or [])) or 'each other'}"
-            for fresh, others in pairs[:5]
-        ]
-        notes.append(
-            "patient ids that differ only in case or Unicode form are two patients: "
-            + "; ".join(shown)
-            + ("; …" if len(pairs) > 5 else "")
-            + " — the same patient? retract the events and ingest them again under one id"
-        )
+    spelt = "lower(nfc_normalize(patient_id))"
+    # the same once the leading zeros of every run of digits are dropped ('v007' -> 'v7')
+    unpadded = f"regexp_replace({spelt}, '(^|[^0-9])0+([0-9])', '\\1\\2', 'g')"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE tl_patients AS
+            WITH batch AS (SELECT DISTINCT patient_id FROM {new}),
+                 known AS (SELECT DISTINCT patient_id FROM events)
+            SELECT patient_id, patient_id NOT IN (SELECT patient_id FROM known) AS fresh FROM batch
+            UNION SELECT patient_id, false FROM known"""
+    )
+    for key, other, how in (
+        (spelt, "patient_id", "case or Unicode form"),
+        (unpadded, spelt, "the leading zeros of a number (a spreadsheet drops them)"),
+    ):
+        pairs = con.execute(
+            f"""SELECT list(patient_id ORDER BY patient_id) FILTER (WHERE fresh),
+                       list(patient_id ORDER BY patient_id) FILTER (WHERE NOT fresh)
+                FROM tl_patients GROUP BY {key}
+                HAVING count(DISTINCT {other}) > 1 AND bool_or(fresh) ORDER BY 1 LIMIT 6"""
+        ).fetchall()
+        if pairs:
+            notes.append(_pairs_note(how, pairs))
+    if not stored:
+        return notes
     found = con.execute(
         f"""SELECT count(DISTINCT s.__row), min(s.__row), arg_min(e.event_id, s.__row), arg_min(s.eid, s.__row)
            FROM {new} s JOIN events e
@@ -1912,6 +1936,19 @@ def _lookalike_notes(con: duckdb.DuckDBPyConnection, dense: bool) -> list[str]:
             "instead of adding another"
         )
     return notes
+
+
+def _pairs_note(how: str, pairs: list[tuple[Any, ...]]) -> str:
+    shown = [
+        f"{', '.join(repr(p) for p in fresh)} (new) and {', '.join(repr(p) for p in (others or [])) or 'each other'}"
+        for fresh, others in pairs[:5]
+    ]
+    return (
+        f"patient ids that differ only in {how} are different patients: "
+        + "; ".join(shown)
+        + ("; …" if len(pairs) > 5 else "")
+        + " — the same patient? retract the events and ingest them again under one id"
+    )
 
 
 def _versions(con: duckdb.DuckDBPyConnection, op: str) -> None:
@@ -2271,6 +2308,7 @@ def _drop_temps(con: duckdb.DuckDBPyConnection) -> None:
         "tl_typed",
         "tl_stage",
         "tl_ids",
+        "tl_patients",
         "tl_conv",
         "tl_dose",
         "tl_errors",
