@@ -203,18 +203,28 @@ def ingest(
             "spills to disk. Default: 512MB. More is faster on files of millions of events.",
         ),
     ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TEXT",
+            help="Why these events are added, kept on each file's batch and on every event it writes "
+            "(`events --history` shows it): say why a retracted event is brought back.",
+        ),
+    ] = None,
     wait: WaitOpt = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """Add the events of each file to the store, one atomic batch per file.
 
     Any invalid row rejects the whole file with every error listed (row, field, reason)
-    and nothing written. Events already in the store are skipped as duplicates.
+    and nothing written. Events already in the store are skipped as duplicates. A row with
+    new content for a retracted event brings it back: give `--reason` to say why.
 
     Example:
 
     ```
     timeline ingest examples/events.csv --author "Dr. Ruiz"
+    timeline ingest back.csv --reason "joint exam belongs to this visit after all"
     zcat events.csv.gz | timeline ingest - --format csv
     timeline ingest registry.parquet --memory-limit 6GB
     ```
@@ -236,7 +246,9 @@ def ingest(
         for i, path in enumerate(files):
             try:
                 with _progress(path) as bar:
-                    result = ingest_file(s, path, author=who, fmt=fmt, progress=bar, memory_limit=limit)
+                    result = ingest_file(
+                        s, path, author=who, fmt=fmt, progress=bar, memory_limit=limit, reason=reason
+                    )
             except IngestError as exc:
                 failed = exc
                 if files[i + 1 :]:
@@ -506,10 +518,10 @@ def events(
         if not rows:  # a mistyped id is an error (exit 5), as in state; a filter, or an
             # as-known-at before the store learned of the patient, may rightly leave none
             s.require_patient(patient, s.high_water())
-    if json_out:
         from timeline.store import manifest
 
         meta = manifest(s, hw, moment)
+    if json_out:
         dump_json(
             {"manifest": meta, "patient_id": patient, "high_water": hw,
              "as_known_at": meta["as_known_at"], "events": rows}

@@ -519,3 +519,129 @@ def test_a_row_naming_one_column_in_a_value_is_not_taken_for_a_header(store: Pat
     # a note that reads "kind" is a note: the row is an event
     result = ingest(store, tmp_path / "j.csv", f"{HEAD}\nG1,weight,2020-01-01,20,kg,kind\n")
     assert (result.exit_code, [e["note"] for e in events_of(store, "G1")]) == (0, ["kind"])
+
+
+# ---- hints on numbers and dates a spreadsheet or a lab system writes (h63 finding 6) ---------------
+
+
+def value_error(store: Path, tmp_path: Path, value: str, when: str = "2020-01-01") -> str:
+    result = ingest(store, tmp_path / "v.csv", f"{LAB}\nR1,lab,{when},1988-5,{value},mg/L\n")
+    assert result.exit_code == 6
+    return result.stderr
+
+
+def test_a_comma_before_three_digits_gives_both_readings(store: Path, tmp_path: Path) -> None:
+    assert (
+        "not a number: '1,234' (1,234: a decimal comma (1.234) or a thousands separator (1234)? "
+        "write it with a point as the decimal mark and no separators)"
+    ) in value_error(store, tmp_path, '"1,234"')
+
+
+def test_a_comma_before_other_than_three_digits_is_read_as_a_decimal_comma(
+    store: Path, tmp_path: Path
+) -> None:
+    assert "not a number: '2,5' (a decimal comma? write 2.5: a point as the decimal mark)" in value_error(
+        store, tmp_path, '"2,5"'
+    )
+
+
+def test_thousands_separators_with_a_decimal_point_are_named(store: Path, tmp_path: Path) -> None:
+    assert "not a number: '1,234.5' (thousands separators? write 1234.5: no separators)" in value_error(
+        store, tmp_path, '"1,234.5"'
+    )
+
+
+@pytest.mark.parametrize("value", ["<5", "> 100", "<=0.5"])
+def test_a_value_beyond_an_assay_limit_says_it_cannot_be_stored_as_a_value(
+    store: Path, tmp_path: Path, value: str
+) -> None:
+    assert f"not a number: '{value}' (a result beyond a limit of the assay" in value_error(
+        store, tmp_path, value
+    )
+
+
+def test_a_spreadsheet_day_number_as_a_date_is_read_for_the_user(store: Path, tmp_path: Path) -> None:
+    assert (
+        "'39514' (a spreadsheet's day number? 39514 counted from 1899-12-30 is 2008-03-07: "
+        "save the column as dates, YYYY-MM-DD)"
+    ) in value_error(store, tmp_path, "2", when="39514")
+
+
+def test_a_date_with_day_and_month_both_twelve_or_less_gives_both_readings(
+    store: Path, tmp_path: Path
+) -> None:
+    assert (
+        "'12/03/2007' (day/month or month/day? it reads 2007-03-12 or 2007-12-03: write it as YYYY-MM-DD)"
+        in (value_error(store, tmp_path, "2", when="12/03/2007"))
+    )
+
+
+def test_a_day_first_date_that_is_not_ambiguous_asks_for_year_month_day(store: Path, tmp_path: Path) -> None:
+    assert "'31/03/2007' (write it as YYYY-MM-DD: year, month, day)" in value_error(
+        store, tmp_path, "2", when="31/03/2007"
+    )
+
+
+# ---- what differs: conflicts and events beside stored ones (h63 findings 5 and 9) ------------------
+
+IDS = "event_id,patient_id,kind,occurred_at,code,value,unit"
+
+
+def test_a_conflict_names_the_field_that_differs_with_both_values(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,4.1,mg/L\n")
+    result = ingest(store, tmp_path / "b.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,5,mg/L\n")
+    assert result.exit_code == 6
+    assert (
+        "with different content: value: stored 4.1 mg/L, file 5 mg/L; use `timeline correct`" in result.stderr
+    )
+
+
+def test_a_conflict_in_another_unit_of_the_same_quantity_says_so(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,4.1,mg/L\n")
+    result = ingest(store, tmp_path / "b.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,0.41,mg/dL\n")
+    assert result.exit_code == 6
+    assert (
+        "value: stored 4.1 mg/L, file 0.41 mg/dL (the same quantity, 4.1 mg/L, written in another unit)"
+        in result.stderr
+    )
+
+
+def test_a_conflict_names_a_date_against_a_time_at_its_midnight(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,4.1,mg/L\n")
+    result = ingest(store, tmp_path / "b.csv", f"{IDS}\nM1,R1,lab,2020-01-01T00:00,1988-5,4.1,mg/L\n")
+    assert (
+        "with different content: occurred_at: stored 2020-01-01 (a date), file 2020-01-01T00:00:00 (a time);"
+        in result.stderr
+    )
+
+
+def test_a_conflict_with_a_corrected_event_cites_its_current_version(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,4.1,mg/L\n")
+    run_cli("correct", "M1", "--set", "value=4.2", "--reason", "lab", "--author", "t", "--store", store)
+    result = ingest(store, tmp_path / "b.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,5,mg/L\n")
+    assert (
+        "is already in the store (seq 1, corrected at seq 2) with different content: value: stored 4.2 mg/L, file 5 mg/L"
+        in result.stderr
+    )
+
+
+def test_a_midnight_time_beside_a_stored_date_with_the_same_values_says_only_the_time_differs(
+    store: Path, tmp_path: Path
+) -> None:
+    ingest(store, tmp_path / "a.csv", f"{LAB}\nR1,lab,2020-01-01,1988-5,4.1,mg/L\n")
+    path = parquet(
+        tmp_path,
+        "'R1' AS patient_id, 'lab' AS kind, TIMESTAMP '2020-01-01 00:00' AS occurred_at, "
+        "'1988-5' AS code, 4.1 AS value, 'mg/L' AS unit",
+    )
+    result = run_cli("ingest", path, "--store", store, "--author", "t")
+    assert result.exit_code == 0, result.output
+    assert "with the same values: only how its time is given differs" in result.stderr
+    assert "occurred_at: stored 2020-01-01 (a date), file 2020-01-01T00:00:00 (a time))" in result.stderr
+    assert "changed values?" not in result.stderr
+
+
+def test_a_re_export_note_names_the_value_that_changed(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "e1.csv", f"{LAB}\nR1,lab,2020-01-01,1988-5,12,mg/L\n")
+    result = ingest(store, tmp_path / "e2.csv", f"{LAB}\nR1,lab,2020-01-01,1988-5,1.2,mg/L\n")
+    assert "value: stored 12 mg/L, file 1.2 mg/L): a re-export with changed values?" in result.stderr

@@ -207,6 +207,7 @@ class Store:
         self.path = path
         self.writable = writable
         self._depth = 0  # transactions open: an inner one joins the outer
+        self._heads: dict[int, str] = {}  # head_hash's answers (a batch's hash never changes)
         self.timezone = self._meta("timezone") or "UTC"
         self.schema_version = self._meta("schema_version") or "1"
 
@@ -416,12 +417,17 @@ class Store:
         row, not a hash of the store: it names which record a manifest's ``high_water``
         read, so two stores that share the seq but not the history (one cut and written
         again) give different heads. ``verify`` checks it against the rows."""
-        if high_water <= 0:
-            from timeline.integrity import genesis_hash
+        if high_water not in self._heads:
+            if high_water <= 0:
+                from timeline.integrity import genesis_hash
 
-            return genesis_hash(self.con)
-        row = self.con.execute("SELECT batch_hash FROM batches WHERE last_seq = ?", [high_water]).fetchone()
-        return "" if row is None else str(row[0])
+                self._heads[high_water] = genesis_hash(self.con)
+            else:
+                row = self.con.execute(
+                    "SELECT batch_hash FROM batches WHERE last_seq = ?", [high_water]
+                ).fetchone()
+                self._heads[high_water] = "" if row is None else str(row[0])
+        return self._heads[high_water]
 
     def next_recorded_at(self) -> datetime:
         """Now in UTC, but never earlier than (or equal to) the last batch's time."""
