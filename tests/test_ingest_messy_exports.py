@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cli.output import visible
 from tests.support import CliResult, raw_connection, run_cli, snapshot
@@ -300,6 +302,28 @@ def test_ids_differing_only_in_leading_zeros_are_still_two_patients(store: Path,
     ingest(store, tmp_path / "a.csv", f"{HEAD}\n007,weight,2020-01-01,20,kg,\n")
     ingest(store, tmp_path / "b.csv", f"{HEAD}\n7,weight,2020-01-02,20,kg,\n")
     assert stored(store, "patient_id") == ["007", "7"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    prefix=st.text(alphabet="ABCSV-", max_size=3),
+    number=st.integers(1, 99999),
+    zeros=st.integers(1, 3),
+)
+def test_an_id_and_the_same_id_with_its_number_zero_padded_always_get_the_note(
+    prefix: str, number: int, zeros: int
+) -> None:
+    import tempfile
+
+    from timeline.ingest import ingest_file
+    from timeline.store import Store
+
+    with tempfile.TemporaryDirectory() as d, Store.create(Path(d) / "s.duckdb") as s:
+        path = Path(d) / "a.csv"
+        ids = (f"{prefix}{number}", f"{prefix}{'0' * zeros}{number}")
+        path.write_text(HEAD + "".join(f"\n{i},weight,2020-01-01,20,kg," for i in ids) + "\n")
+        notes = ingest_file(s, path, author="t").notes
+    assert any(n.startswith(ZEROS[len("note: ") :]) for n in notes), notes
 
 
 def test_ids_differing_in_a_zero_that_is_not_leading_get_no_note(store: Path, tmp_path: Path) -> None:
