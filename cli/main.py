@@ -224,7 +224,7 @@ def ingest(
 
     ```
     timeline ingest examples/events.csv --author "Dr. Ruiz"
-    timeline ingest back.csv --reason "joint exam belongs to this visit after all"
+    timeline ingest back.csv --reason "exam of this visit after all"
     zcat events.csv.gz | timeline ingest - --format csv
     timeline ingest registry.parquet --memory-limit 6GB
     ```
@@ -627,7 +627,7 @@ def verify(
     with `--at seq:N` (N the report's high_water) and compare the head with the report's
     `head_hash`: a store cut back and written again reuses the seqs but not the heads.
 
-    Examples:
+    Example:
 
     ```
     timeline verify --store study.duckdb

@@ -592,7 +592,10 @@ def test_ingesting_an_event_with_content_it_never_had_is_still_a_conflict(
 ) -> None:
     result = _ingest_rows(corrected_store, tmp_path, "p1-crp2,P001,lab,2008-02-10,1988-5,6,mg/L,\n")
     assert result.exit_code == 6
-    assert "is already in the store (seq 12) with different content" in result.stderr
+    assert (
+        "is already in the store (seq 12, corrected at seq 15) with different content: value: stored 5 mg/L, file 6 mg/L"
+        in result.stderr
+    )
 
 
 def test_explain_as_known_before_a_correction_says_the_event_was_corrected_after(
