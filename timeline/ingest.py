@@ -1593,7 +1593,9 @@ def _checks(
         # an id in the store with other content than every version it had, unless retracted
         # (then the row asserts it again: see _versions)
         # named by its current version (the one a correction changes), with the fields that
-        # differ from it, as stored and as the file gives them
+        # differ from it, as stored and as the file gives them; the rows in conflict are found
+        # first, so that only their events' versions are looked up (a file ingested again is
+        # millions of ids the store has, and none in conflict)
         q.append(
             f"""SELECT s.__row, 'event_id', 'event id ' || tl_quote(s.eid) || ' is already in the store (seq '
                    || v.asserted || CASE WHEN e.op = 'assert' THEN '' ELSE ', corrected at seq ' || e.seq END
@@ -1602,13 +1604,16 @@ def _checks(
                            THEN 'its ' || CASE WHEN e.patient_id <> s.patient_id THEN 'patient' ELSE 'kind' END
                                 || ' differs, which a correction cannot change: `timeline retract` it, then ingest the row again'
                            ELSE 'use `timeline correct` to change it' END
-               FROM tl_stage s
-               JOIN (SELECT event_id, max(seq) AS seq, max(seq) FILTER (WHERE op = 'assert') AS asserted FROM events
-                     WHERE event_id IN (SELECT eid FROM tl_stage) GROUP BY event_id) v ON v.event_id = s.eid
-               JOIN events e ON e.seq = v.seq AND e.content_hash <> s.content_hash
-               LEFT JOIN tl_conv cv ON s.kind = cv.kind AND s.code IS NOT DISTINCT FROM cv.code AND s.unit = cv.unit
-               LEFT JOIN tl_changed c ON c.event_id = s.eid
-               WHERE c.event_id IS NULL OR (c.cur_op <> 'retract' AND NOT list_contains(c.hashes, s.content_hash))"""
+               FROM (SELECT DISTINCT s.__row FROM tl_stage s
+                     JOIN events e ON e.event_id = s.eid AND e.op = 'assert' AND e.content_hash <> s.content_hash
+                     LEFT JOIN tl_changed c ON c.event_id = s.eid
+                     WHERE c.event_id IS NULL
+                        OR (c.cur_op <> 'retract' AND NOT list_contains(c.hashes, s.content_hash))) k
+               JOIN tl_stage s ON s.__row = k.__row,
+               LATERAL (SELECT max(seq) AS seq, max(seq) FILTER (WHERE op = 'assert') AS asserted
+                        FROM events x WHERE x.event_id = s.eid) v
+               JOIN events e ON e.seq = v.seq
+               LEFT JOIN tl_conv cv ON s.kind = cv.kind AND s.code IS NOT DISTINCT FROM cv.code AND s.unit = cv.unit"""
         )
     # The rows to be written (not those the store has: a file ingested again after a
     # correction or retraction holds its first versions, which are not written)
