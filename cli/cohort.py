@@ -453,7 +453,7 @@ def render(report: Report, command: Callable[..., str] | None = None, file: Path
     spec, m = report.spec, report.manifest
     c.print(f"[bold]{esc(spec.title)}[/]  (cohort {esc(spec.id)} v{esc(spec.version)})")
     c.print(
-        cell(f"store {m['store']} · high-water seq {m['high_water']} · as known at {m['as_known_at'] or 'now'} · "
+        cell(f"store {m['store']} · high-water seq {m['high_water']} (head {m['head_hash'][:12]}) · as known at {m['as_known_at'] or 'now'} · "
              f"rules {m['rules_digest'][:12]} · {m['engine']} · {report.seconds:g} s")
     )  # fmt: skip
     if report.changes:  # a pasted table says at which values it was made, not only its digest

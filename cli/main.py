@@ -203,18 +203,28 @@ def ingest(
             "spills to disk. Default: 512MB. More is faster on files of millions of events.",
         ),
     ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TEXT",
+            help="Why these events are added, kept on each file's batch and on every event it writes "
+            "(`events --history` shows it): say why a retracted event is brought back.",
+        ),
+    ] = None,
     wait: WaitOpt = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """Add the events of each file to the store, one atomic batch per file.
 
     Any invalid row rejects the whole file with every error listed (row, field, reason)
-    and nothing written. Events already in the store are skipped as duplicates.
+    and nothing written. Events already in the store are skipped as duplicates. A row with
+    new content for a retracted event brings it back: give `--reason` to say why.
 
     Example:
 
     ```
     timeline ingest examples/events.csv --author "Dr. Ruiz"
+    timeline ingest back.csv --reason "exam of this visit after all"
     zcat events.csv.gz | timeline ingest - --format csv
     timeline ingest registry.parquet --memory-limit 6GB
     ```
@@ -236,7 +246,9 @@ def ingest(
         for i, path in enumerate(files):
             try:
                 with _progress(path) as bar:
-                    result = ingest_file(s, path, author=who, fmt=fmt, progress=bar, memory_limit=limit)
+                    result = ingest_file(
+                        s, path, author=who, fmt=fmt, progress=bar, memory_limit=limit, reason=reason
+                    )
             except IngestError as exc:
                 failed = exc
                 if files[i + 1 :]:
@@ -506,10 +518,10 @@ def events(
         if not rows:  # a mistyped id is an error (exit 5), as in state; a filter, or an
             # as-known-at before the store learned of the patient, may rightly leave none
             s.require_patient(patient, s.high_water())
-    if json_out:
         from timeline.store import manifest
 
         meta = manifest(s, hw, moment)
+    if json_out:
         dump_json(
             {"manifest": meta, "patient_id": patient, "high_water": hw,
              "as_known_at": meta["as_known_at"], "events": rows}
@@ -588,32 +600,67 @@ def patients(
 
 
 @app.command(cls=Command)
-def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False) -> None:
+def verify(
+    store: StoreOpt = None,
+    wait: WaitOpt = 0,
+    json_out: JsonOpt = False,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="seq:N",
+            help="Also give the chain's head at seq N (a report manifest's high_water), to compare "
+            "with the report's head_hash: equal heads, the same record.",
+        ),
+    ] = None,
+) -> None:
     """Recompute every event hash and the batch hash chain; name the first broken link.
 
     Exit code 0 when intact, 7 when anything was altered, deleted, inserted or reordered
     outside the API, including the store's metadata (its time zone, schema version and
     creation; stores made since schema 3). Keep the printed head hash somewhere else to detect a rewrite of the
-    whole chain.
+    whole chain. When the store is broken no head hash is given (JSON: `head_hash` null):
+    the stored one no longer stands for the rows.
+
+    Every report's manifest carries `high_water` and `head_hash`, the chain's head at that
+    seq. To check that a store still holds the record a report was made from, verify it
+    with `--at seq:N` (N the report's high_water) and compare the head with the report's
+    `head_hash`: a store cut back and written again reuses the seqs but not the heads.
 
     Example:
 
     ```
     timeline verify --store study.duckdb
+    timeline verify --at seq:3485 --json
     ```
     """
+    from timeline.errors import UsageError
     from timeline.integrity import verify as do_verify
     from timeline.store import manifest
 
     with _open(store, wait=wait) as s, working("verifying every event's hash and the batch chain…"):
+        seq_at = None
+        if at is not None:
+            if not at.strip().startswith("seq:"):
+                raise UsageError(f"--at {at!r}: give seq:N, a report manifest's high_water")
+            try:  # refuses a seq no batch ends at, with advice
+                s.known_at(at)
+            except UsageError as exc:
+                raise UsageError(str(exc).replace("--as-known-at", "--at", 1)) from None
+            seq_at = int(at.strip()[4:])
         report = do_verify(s)
         meta = manifest(s, s.high_water(), None)  # the store as it stood when verified
+        head_at = s.head_hash(seq_at) if seq_at is not None else None
+    if not report.ok:  # the stored heads no longer stand for the rows: give none
+        meta["head_hash"] = None
+        head_at = None
     broken = f"store integrity broken: {report.first_broken_link}"
     if json_out:
         dump_json(
             {"manifest": meta, "ok": report.ok, "versions": report.events, "batches": report.batches,
-             "codes": report.codes, "head_hash": report.head_hash, "first_broken_link": report.first_broken_link,
-             "problems": report.problems,
+             "codes": report.codes, "head_hash": report.head_hash if report.ok else None,
+             **({} if seq_at is None else {"at": {"seq": seq_at, "head_hash": head_at}}),
+             "first_broken_link": report.first_broken_link, "problems": report.problems,
              **({} if report.ok else {"error": error_document(broken, report.problems[1:], 7)})}
         )  # fmt: skip
     elif report.ok:
@@ -624,6 +671,8 @@ def verify(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False)
             f"ok: {report.events} version{'s' if report.events != 1 else ''} in {report.batches} "
             f"batch{'es' if report.batches != 1 else ''}{codes}; head hash {report.head_hash}"
         )
+        if seq_at is not None:
+            console().print(f"head hash at seq {seq_at}: {head_at}")
     else:
         error(broken, report.problems[1:])
     if not report.ok:

@@ -592,7 +592,10 @@ def test_ingesting_an_event_with_content_it_never_had_is_still_a_conflict(
 ) -> None:
     result = _ingest_rows(corrected_store, tmp_path, "p1-crp2,P001,lab,2008-02-10,1988-5,6,mg/L,\n")
     assert result.exit_code == 6
-    assert "is already in the store (seq 12) with different content" in result.stderr
+    assert (
+        "is already in the store (seq 12, corrected at seq 15) with different content: value: stored 5 mg/L, file 6 mg/L"
+        in result.stderr
+    )
 
 
 def test_explain_as_known_before_a_correction_says_the_event_was_corrected_after(
@@ -668,3 +671,42 @@ def test_a_unit_corrected_to_the_one_given_says_the_value_as_given(example_store
     assert result.stdout == (
         "p1-crp1 already has these values (value 8.4 mg/dL (stored as 84 mg/L)): nothing written\n"
     )
+
+
+def test_ingest_reason_is_shown_as_why_an_event_came_back_after_a_retraction(
+    example_store: Path, tmp_path: Path
+) -> None:
+    run_cli("retract", "p1-crp2", "--reason", "wrong patient", "--author", "t", "--store", example_store)
+    path = tmp_path / "back.csv"
+    path.write_text(
+        "event_id,patient_id,kind,occurred_at,code,value,unit\np1-crp2,P001,lab,2008-02-10,1988-5,7,mg/L\n"
+    )
+    result = run_cli(
+        "ingest", path, "--reason", "the right patient after all", "--author", "t", "--store", example_store
+    )
+    assert result.exit_code == 0, result.output
+    history = json.loads(run_cli("events", "P001", "--history", "--json", "--store", example_store).stdout)[
+        "events"
+    ]
+    [current] = [e for e in history if e["event_id"] == "p1-crp2" and e["status"] == "current"]
+    assert current["change_reason"] == "the right patient after all"
+
+
+def test_ingest_reason_is_kept_on_the_batch(example_store: Path, tmp_path: Path) -> None:
+    path = tmp_path / "new.csv"
+    path.write_text("patient_id,kind,occurred_at,code,value,unit\nP001,lab,2009-02-10,1988-5,7,mg/L\n")
+    run_cli("ingest", path, "--reason", "late lab report", "--author", "t", "--store", example_store)
+    with raw_connection(example_store, read_only=True) as con:
+        assert con.execute("SELECT reason FROM batches ORDER BY batch_id DESC LIMIT 1").fetchone() == (
+            "late lab report",
+        )
+
+
+def test_an_empty_ingest_reason_is_a_usage_error_writing_nothing(example_store: Path, tmp_path: Path) -> None:
+    path = tmp_path / "new.csv"
+    path.write_text("patient_id,kind,occurred_at,code,value,unit\nP001,lab,2009-02-10,1988-5,7,mg/L\n")
+    before = snapshot(example_store)
+    result = run_cli("ingest", path, "--reason", " ", "--author", "t", "--store", example_store)
+    assert result.exit_code == 2
+    assert "--reason must not be empty" in result.stderr
+    assert snapshot(example_store) == before

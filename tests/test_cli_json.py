@@ -79,10 +79,12 @@ def test_a_store_commands_json_carries_the_manifest_of_what_it_read(
     from timeline import __version__
 
     data = json.loads(run_cli(command, "--store", example_store, "--json").stdout)
+    head = json.loads(run_cli("verify", "--store", example_store, "--json").stdout)["head_hash"]
     assert data["manifest"] == {
         "engine": f"timeline {__version__}",
         "store": str(example_store),
         "high_water": 14,
+        "head_hash": head,
         "as_known_at": None,
     }
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cli.output import visible
 from tests.support import CliResult, raw_connection, run_cli, snapshot
@@ -258,7 +260,7 @@ def test_a_new_patient_id_differing_only_in_case_from_a_stored_one_gets_a_note(
     ingest(store, tmp_path / "a.csv", f"{HEAD}\nP050,weight,2020-01-01,20,kg,\n")
     result = ingest(store, tmp_path / "b.csv", f"{HEAD}\np050,weight,2020-01-02,20,kg,\n")
     assert (
-        "note: patient ids that differ only in case or Unicode form are two patients: 'p050' (new) and 'P050'"
+        "note: patient ids that differ only in case or Unicode form are different patients: 'p050' (new) and 'P050'"
         in result.stderr
     )
 
@@ -267,6 +269,88 @@ def test_a_new_patient_id_differing_only_in_case_is_still_added(store: Path, tmp
     ingest(store, tmp_path / "a.csv", f"{HEAD}\nP050,weight,2020-01-01,20,kg,\n")
     ingest(store, tmp_path / "b.csv", f"{HEAD}\np050,weight,2020-01-02,20,kg,\n")
     assert stored(store, "patient_id") == ["P050", "p050"]
+
+
+ZEROS = "note: patient ids that differ only in the leading zeros of a number (a spreadsheet drops them) are different patients: "
+
+
+def test_a_new_patient_id_differing_only_in_leading_zeros_from_a_stored_one_gets_a_note(
+    store: Path, tmp_path: Path
+) -> None:
+    ingest(store, tmp_path / "a.csv", f"{HEAD}\n007,weight,2020-01-01,20,kg,\n")
+    result = ingest(store, tmp_path / "b.csv", f"{HEAD}\n7,weight,2020-01-02,20,kg,\n")
+    assert result.exit_code == 0
+    assert ZEROS + "'7' (new) and '007'" in result.stderr
+
+
+def test_ids_differing_only_in_the_zeros_of_their_number_part_get_a_note(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{HEAD}\nV07,weight,2020-01-01,20,kg,\n")
+    result = ingest(store, tmp_path / "b.csv", f"{HEAD}\nV007,weight,2020-01-02,20,kg,\n")
+    assert ZEROS + "'V007' (new) and 'V07'" in result.stderr
+
+
+def test_ids_of_one_file_differing_only_in_leading_zeros_get_a_note_in_an_empty_store(
+    store: Path, tmp_path: Path
+) -> None:
+    result = ingest(
+        store, tmp_path / "a.csv", f"{HEAD}\n007,weight,2020-01-01,20,kg,\n0007,weight,2020-01-01,20,kg,\n"
+    )
+    assert ZEROS + "'0007', '007' (new) and each other" in result.stderr
+
+
+def test_ids_differing_only_in_leading_zeros_are_still_two_patients(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{HEAD}\n007,weight,2020-01-01,20,kg,\n")
+    ingest(store, tmp_path / "b.csv", f"{HEAD}\n7,weight,2020-01-02,20,kg,\n")
+    assert stored(store, "patient_id") == ["007", "7"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    prefix=st.text(alphabet="ABCSV-", max_size=3),
+    number=st.integers(1, 99999),
+    zeros=st.integers(1, 3),
+)
+def test_an_id_and_the_same_id_with_its_number_zero_padded_always_get_the_note(
+    prefix: str, number: int, zeros: int
+) -> None:
+    import tempfile
+
+    from timeline.ingest import ingest_file
+    from timeline.store import Store
+
+    with tempfile.TemporaryDirectory() as d, Store.create(Path(d) / "s.duckdb") as s:
+        path = Path(d) / "a.csv"
+        ids = (f"{prefix}{number}", f"{prefix}{'0' * zeros}{number}")
+        path.write_text(HEAD + "".join(f"\n{i},weight,2020-01-01,20,kg," for i in ids) + "\n")
+        notes = ingest_file(s, path, author="t").notes
+    assert any(n.startswith(ZEROS[len("note: ") :]) for n in notes), notes
+
+
+def test_ids_differing_in_a_zero_that_is_not_leading_get_no_note(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{HEAD}\nV70,weight,2020-01-01,20,kg,\n")
+    result = ingest(store, tmp_path / "b.csv", f"{HEAD}\nV7,weight,2020-01-02,20,kg,\n")
+    assert "note:" not in result.stderr
+
+
+def test_a_number_typed_patient_id_column_in_parquet_gets_a_note(store: Path, tmp_path: Path) -> None:
+    path = parquet(
+        tmp_path,
+        "7::INTEGER AS patient_id, 'weight' AS kind, '2020-01-01' AS occurred_at, 20 AS value, 'kg' AS unit",
+    )
+    result = run_cli("ingest", path, "--store", store, "--author", "t")
+    assert result.exit_code == 0, result.output
+    assert "note: patient_id is a number column (INTEGER) in this file" in result.stderr
+    assert stored(store, "patient_id") == ["7"]
+
+
+def test_a_text_patient_id_column_in_parquet_gets_no_note(store: Path, tmp_path: Path) -> None:
+    path = parquet(
+        tmp_path,
+        "'7' AS patient_id, 'weight' AS kind, '2020-01-01' AS occurred_at, 20 AS value, 'kg' AS unit",
+    )
+    result = run_cli("ingest", path, "--store", store, "--author", "t")
+    assert result.exit_code == 0, result.output
+    assert "note:" not in result.stderr
 
 
 def test_events_of_a_patient_already_stored_get_no_look_alike_note(store: Path, tmp_path: Path) -> None:
@@ -459,3 +543,129 @@ def test_a_row_naming_one_column_in_a_value_is_not_taken_for_a_header(store: Pat
     # a note that reads "kind" is a note: the row is an event
     result = ingest(store, tmp_path / "j.csv", f"{HEAD}\nG1,weight,2020-01-01,20,kg,kind\n")
     assert (result.exit_code, [e["note"] for e in events_of(store, "G1")]) == (0, ["kind"])
+
+
+# ---- hints on numbers and dates a spreadsheet or a lab system writes (h63 finding 6) ---------------
+
+
+def value_error(store: Path, tmp_path: Path, value: str, when: str = "2020-01-01") -> str:
+    result = ingest(store, tmp_path / "v.csv", f"{LAB}\nR1,lab,{when},1988-5,{value},mg/L\n")
+    assert result.exit_code == 6
+    return result.stderr
+
+
+def test_a_comma_before_three_digits_gives_both_readings(store: Path, tmp_path: Path) -> None:
+    assert (
+        "not a number: '1,234' (1,234: a decimal comma (1.234) or a thousands separator (1234)? "
+        "write it with a point as the decimal mark and no separators)"
+    ) in value_error(store, tmp_path, '"1,234"')
+
+
+def test_a_comma_before_other_than_three_digits_is_read_as_a_decimal_comma(
+    store: Path, tmp_path: Path
+) -> None:
+    assert "not a number: '2,5' (a decimal comma? write 2.5: a point as the decimal mark)" in value_error(
+        store, tmp_path, '"2,5"'
+    )
+
+
+def test_thousands_separators_with_a_decimal_point_are_named(store: Path, tmp_path: Path) -> None:
+    assert "not a number: '1,234.5' (thousands separators? write 1234.5: no separators)" in value_error(
+        store, tmp_path, '"1,234.5"'
+    )
+
+
+@pytest.mark.parametrize("value", ["<5", "> 100", "<=0.5"])
+def test_a_value_beyond_an_assay_limit_says_it_cannot_be_stored_as_a_value(
+    store: Path, tmp_path: Path, value: str
+) -> None:
+    assert f"not a number: '{value}' (a result beyond a limit of the assay" in value_error(
+        store, tmp_path, value
+    )
+
+
+def test_a_spreadsheet_day_number_as_a_date_is_read_for_the_user(store: Path, tmp_path: Path) -> None:
+    assert (
+        "'39514' (a spreadsheet's day number? 39514 counted from 1899-12-30 is 2008-03-07: "
+        "save the column as dates, YYYY-MM-DD)"
+    ) in value_error(store, tmp_path, "2", when="39514")
+
+
+def test_a_date_with_day_and_month_both_twelve_or_less_gives_both_readings(
+    store: Path, tmp_path: Path
+) -> None:
+    assert (
+        "'12/03/2007' (day/month or month/day? it reads 2007-03-12 or 2007-12-03: write it as YYYY-MM-DD)"
+        in (value_error(store, tmp_path, "2", when="12/03/2007"))
+    )
+
+
+def test_a_day_first_date_that_is_not_ambiguous_asks_for_year_month_day(store: Path, tmp_path: Path) -> None:
+    assert "'31/03/2007' (write it as YYYY-MM-DD: year, month, day)" in value_error(
+        store, tmp_path, "2", when="31/03/2007"
+    )
+
+
+# ---- what differs: conflicts and events beside stored ones (h63 findings 5 and 9) ------------------
+
+IDS = "event_id,patient_id,kind,occurred_at,code,value,unit"
+
+
+def test_a_conflict_names_the_field_that_differs_with_both_values(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,4.1,mg/L\n")
+    result = ingest(store, tmp_path / "b.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,5,mg/L\n")
+    assert result.exit_code == 6
+    assert (
+        "with different content: value: stored 4.1 mg/L, file 5 mg/L; use `timeline correct`" in result.stderr
+    )
+
+
+def test_a_conflict_in_another_unit_of_the_same_quantity_says_so(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,4.1,mg/L\n")
+    result = ingest(store, tmp_path / "b.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,0.41,mg/dL\n")
+    assert result.exit_code == 6
+    assert (
+        "value: stored 4.1 mg/L, file 0.41 mg/dL (the same quantity, 4.1 mg/L, written in another unit)"
+        in result.stderr
+    )
+
+
+def test_a_conflict_names_a_date_against_a_time_at_its_midnight(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,4.1,mg/L\n")
+    result = ingest(store, tmp_path / "b.csv", f"{IDS}\nM1,R1,lab,2020-01-01T00:00,1988-5,4.1,mg/L\n")
+    assert (
+        "with different content: occurred_at: stored 2020-01-01 (a date), file 2020-01-01T00:00:00 (a time);"
+        in result.stderr
+    )
+
+
+def test_a_conflict_with_a_corrected_event_cites_its_current_version(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "a.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,4.1,mg/L\n")
+    run_cli("correct", "M1", "--set", "value=4.2", "--reason", "lab", "--author", "t", "--store", store)
+    result = ingest(store, tmp_path / "b.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,5,mg/L\n")
+    assert (
+        "is already in the store (seq 1, corrected at seq 2) with different content: value: stored 4.2 mg/L, file 5 mg/L"
+        in result.stderr
+    )
+
+
+def test_a_midnight_time_beside_a_stored_date_with_the_same_values_says_only_the_time_differs(
+    store: Path, tmp_path: Path
+) -> None:
+    ingest(store, tmp_path / "a.csv", f"{LAB}\nR1,lab,2020-01-01,1988-5,4.1,mg/L\n")
+    path = parquet(
+        tmp_path,
+        "'R1' AS patient_id, 'lab' AS kind, TIMESTAMP '2020-01-01 00:00' AS occurred_at, "
+        "'1988-5' AS code, 4.1 AS value, 'mg/L' AS unit",
+    )
+    result = run_cli("ingest", path, "--store", store, "--author", "t")
+    assert result.exit_code == 0, result.output
+    assert "with the same values: only how its time is given differs" in result.stderr
+    assert "occurred_at: stored 2020-01-01 (a date), file 2020-01-01T00:00:00 (a time))" in result.stderr
+    assert "changed values?" not in result.stderr
+
+
+def test_a_re_export_note_names_the_value_that_changed(store: Path, tmp_path: Path) -> None:
+    ingest(store, tmp_path / "e1.csv", f"{LAB}\nR1,lab,2020-01-01,1988-5,12,mg/L\n")
+    result = ingest(store, tmp_path / "e2.csv", f"{LAB}\nR1,lab,2020-01-01,1988-5,1.2,mg/L\n")
+    assert "value: stored 12 mg/L, file 1.2 mg/L): a re-export with changed values?" in result.stderr

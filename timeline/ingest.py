@@ -116,6 +116,7 @@ def ingest_file(
     fmt: str | None = None,
     progress: Progress | None = None,
     memory_limit: int | None = None,
+    reason: str | None = None,
 ) -> IngestResult:
     """Ingest one file of native events as one atomic batch. ``-`` reads standard input, and
     a pipe (``/dev/stdin``, a shell's ``<(…)``) is read once into a temporary file first:
@@ -124,8 +125,13 @@ def ingest_file(
     ``memory_limit`` (bytes; default :data:`INGEST_MEMORY_LIMIT`, 512 MB) caps DuckDB's memory
     while the file is checked and written; past it the work spills to DuckDB's temp file. A
     larger cap is faster on a large file (20M events: 134.7 s at 512 MB, a 728 MiB peak; 110.1 s
-    at 6 GB, a 5.9 GiB peak; benchmarks/README.md), never above a limit already set."""
+    at 6 GB, a 5.9 GiB peak; benchmarks/README.md), never above a limit already set.
+
+    ``reason`` (why the file is ingested: a retracted event brought back, a re-export) is
+    stored on the batch and on every event it writes, as a correction's is (``change_reason``)."""
     limit = INGEST_MEMORY_LIMIT if memory_limit is None else memory_limit
+    if reason is not None and not reason.strip():
+        raise UsageError("--reason must not be empty (leave it out to give none)")
     if fmt is not None:  # as export: MEDS, CSV are the same formats
         fmt = fmt.lower()
         if fmt not in ("csv", "jsonl", "parquet", "meds"):
@@ -133,12 +139,16 @@ def ingest_file(
     if str(path) == "-" or _is_stream(Path(path)):
         with _spooled(Path(path), fmt) as (copy, name):
             try:
-                return _ingest_file(store, copy, name, author=author, fmt=fmt, progress=progress, limit=limit)
+                return _ingest_file(
+                    store, copy, name, author=author, fmt=fmt, progress=progress, limit=limit, reason=reason
+                )
             except IngestError as exc:
                 if exc.source == str(copy):  # named by the reader of the copy
                     raise IngestError(name, exc.errors, exc.total) from None
                 raise
-    return _ingest_file(store, Path(path), str(path), author=author, fmt=fmt, progress=progress, limit=limit)
+    return _ingest_file(
+        store, Path(path), str(path), author=author, fmt=fmt, progress=progress, limit=limit, reason=reason
+    )
 
 
 def _is_stream(path: Path) -> bool:
@@ -184,6 +194,7 @@ def _ingest_file(
     fmt: str | None,
     progress: Progress | None,
     limit: int | None = None,
+    reason: str | None = None,
 ) -> IngestResult:
     fmt = _detect_format(source, fmt, name)
     started = time.perf_counter()
@@ -201,6 +212,7 @@ def _ingest_file(
             source=name,
             author=author,
             op="ingest",
+            reason=reason,
             source_sha256=digest,
             progress=progress,
             started=started,
@@ -542,8 +554,7 @@ def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> tuple[lis
         return [], _load_jsonl(con, path)
     if fmt == "meds":
         return list(meds.load_raw(con, path)), None
-    _load_parquet(con, path)
-    return [], None
+    return [_load_parquet(con, path)], None
 
 
 def _load_csv(con: duckdb.DuckDBPyConnection, path: Path) -> _Scan:
@@ -786,7 +797,9 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Scan:
     return scan
 
 
-def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
+    """Make ``tl_raw`` a view of the file; returns a note when its ``patient_id`` column is of
+    a number type (ids are text: an id written ``007`` at the source arrives as 7)."""
     try:
         described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_quote(str(path))})").fetchall()
     except duckdb.Error as exc:
@@ -811,6 +824,24 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         f"""CREATE OR REPLACE TEMP VIEW tl_raw AS
         SELECT file_row_number + 1 AS __row, {cols}
         FROM read_parquet({_quote(str(path))}, file_row_number = true)"""
+    )
+    return _numeric_id_note(types.get("patient_id", "VARCHAR"))
+
+
+_NUMBER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                 "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE")  # fmt: skip
+
+
+def _numeric_id_note(raw_type: str) -> str | None:
+    """A note on a Parquet ``patient_id`` column of a number type: the ids are stored as the
+    numbers' text, and a number has no leading zeros to keep."""
+    if raw_type not in _NUMBER_TYPES and not raw_type.startswith("DECIMAL"):
+        return None
+    return (
+        f"patient_id is a number column ({raw_type}) in this file: the ids are stored as the numbers "
+        "read (7 as '7'), and a number keeps no leading zeros — an id written 007 at the source "
+        "arrives as '7', another patient than a stored '007'. Export patient_id as text to keep the "
+        "ids as the site writes them"
     )
 
 
@@ -1053,6 +1084,74 @@ def _skipped_time_sql(col: str, ts: str, precision: str, tz: str) -> str:
            WHERE s.{precision} <> 'day' AND {moved} <> s.{ts}"""
 
 
+_TIME_TEXT = (
+    "CASE WHEN {p} = 'day' THEN strftime({t}, '%Y-%m-%d') || ' (a date)' "
+    "ELSE strftime({t}, '%Y-%m-%dT%H:%M:%S') || CASE WHEN microsecond({t}) % 1000000 <> 0 "
+    "THEN '.' || lpad((microsecond({t}) % 1000000)::VARCHAR, 6, '0') ELSE '' END "
+    "|| CASE WHEN {t} = {t}::DATE THEN ' (a time)' ELSE '' END END"
+)
+# Fields of a file's row (stage ``s``) and of a stored version (``e``) compared as the source
+# gave them (value and dose apart, with their units): (name, the file's, the stored)
+_COMPARED: tuple[tuple[str, str, str], ...] = (
+    ("ref_low", "s.ref_low", "e.orig_ref_low"),
+    ("ref_high", "s.ref_high", "e.orig_ref_high"),
+    *((c, f"s.{c}", f"e.{c}")
+      for c in ("patient_id", "kind", "code", "present", "sex", "drug", "route", "frequency",
+                "active_joints", "limited_joints", "term", "grade", "serious", "action", "reason", "note")),
+)  # fmt: skip
+
+
+def fields_differ_sql() -> str:
+    """SQL text naming each field in which a row of the stage ``s`` differs from a stored
+    version ``e``, with both values (``value: stored 4.1 mg/L, file 0.41 mg/dL``), ``; ``
+    between them. Values are compared as the source gave them (``orig_*``), as the content
+    hash compares them; a value in another unit that converts (``tl_conv`` as ``cv``) to the
+    stored one says so. A date and a time at its midnight are named as such."""
+
+    def shown(x: str) -> str:
+        return f"coalesce(regexp_replace(({x})::VARCHAR, '\\.0$', ''), 'empty')"
+
+    def one(name: str, differs: str, stored: str, given: str, extra: str = "''") -> str:
+        return (
+            f"CASE WHEN {differs} THEN '{name}: stored ' || {stored} || ', file ' || {given} || {extra} END"
+        )
+
+    parts = []
+    for when, ts, p in (("occurred_at", "occ_ts", "occ_precision"), ("ended_at", "end_ts", "end_precision")):
+        stored_p, stored_t = (
+            ("e.occurred_precision", "e.occurred_at")
+            if when == "occurred_at"
+            else ("e.ended_precision", "e.ended_at")
+        )
+        parts.append(one(
+            when,
+            f"s.{ts} IS DISTINCT FROM {stored_t} OR s.{p} IS DISTINCT FROM {stored_p}",
+            f"coalesce({_TIME_TEXT.format(p=stored_p, t=stored_t)}, 'empty')",
+            f"coalesce({_TIME_TEXT.format(p='s.' + p, t='s.' + ts)}, 'empty')",
+        ))  # fmt: skip
+    for name, unit, canon, canon_unit in (
+        ("value", "unit", "value", "unit"),
+        ("dose", "dose_unit", "dose", "dose_unit"),
+    ):
+        given = f"{shown('s.' + name)} || coalesce(' ' || s.{unit}, '')"
+        stored = f"{shown('e.orig_' + name)} || coalesce(' ' || e.orig_{unit}, '')"
+        same = "''"
+        if name == "value":
+            converted = 'round(s.value * cv.scale + cv."offset", 9)'
+            same = (
+                f"CASE WHEN {converted} = e.{canon} AND cv.canon_unit = e.{canon_unit} "
+                f"THEN ' (the same quantity, ' || {shown('e.' + canon)} || ' ' || e.{canon_unit} || ', written in another unit)' ELSE '' END"
+            )
+        parts.append(one(
+            name,
+            f"s.{name} IS DISTINCT FROM e.orig_{name} OR s.{unit} IS DISTINCT FROM e.orig_{unit}",
+            stored, given, same,
+        ))  # fmt: skip
+    for name, given, stored in _COMPARED:
+        parts.append(one(name, f"{given} IS DISTINCT FROM {stored}", shown(stored), shown(given)))
+    return f"coalesce(nullif(concat_ws('; ', {', '.join(parts)}), ''), 'the way a value is written')"
+
+
 def content_hash_sql(schema: str) -> str:
     """SQL for an event's content hash over the stage ``s`` (native columns but the id):
     sha256 of the JSON array of their typed values (schema 1: of a JSON object).
@@ -1251,6 +1350,46 @@ def _unit_hint(unit: str, target: codes.Code) -> str:
     return f"; did you mean {guess!r}?" if lo <= scale <= hi and odd_factor(guess) is None else ""
 
 
+def _date_hint(t: str) -> str:
+    """SQL: a hint on a date ``t`` that cannot be read: a spreadsheet's serial day number
+    (Excel counts days from 1899-12-30), or day and month in an order only the site knows."""
+    dmy = f"regexp_extract({t}, '^([0-9]{{1,2}})[/.-]([0-9]{{1,2}})[/.-]([0-9]{{4}})$', ['a', 'b', 'y'])"
+    return rf"""CASE
+        WHEN regexp_full_match({t}, '[1-9][0-9]{{4}}(\.[0-9]+)?') AND try_cast({t} AS DOUBLE) BETWEEN 1 AND 73050 THEN
+            ' (a spreadsheet''s day number? ' || {t} || ' counted from 1899-12-30 is '
+            || strftime(DATE '1899-12-30' + floor(try_cast({t} AS DOUBLE))::INTEGER, '%Y-%m-%d')
+            || ': save the column as dates, YYYY-MM-DD)'
+        WHEN {dmy}.a <> '' AND {dmy}.a::INT BETWEEN 1 AND 12 AND {dmy}.b::INT BETWEEN 1 AND 12 AND {dmy}.a <> {dmy}.b THEN
+            ' (day/month or month/day? it reads ' || {dmy}.y || '-' || lpad({dmy}.b, 2, '0') || '-' || lpad({dmy}.a, 2, '0')
+            || ' or ' || {dmy}.y || '-' || lpad({dmy}.a, 2, '0') || '-' || lpad({dmy}.b, 2, '0')
+            || ': write it as YYYY-MM-DD)'
+        WHEN {dmy}.a <> '' THEN
+            ' (write it as YYYY-MM-DD: year, month, day)'
+        ELSE '' END"""
+
+
+def _number_hint(t: str) -> str:
+    """SQL: a hint on the text ``t`` that is not a number, for the usual ways a spreadsheet or a
+    lab system writes one ('' when none fits). ``1,234`` may be a decimal comma or a thousands
+    separator: both readings are given, never one guessed (1.234 for 1234 is 1000 times too
+    small)."""
+    return rf"""CASE
+        WHEN regexp_full_match({t}, '-?[0-9]{{1,3}},[0-9]{{3}}') THEN
+            ' (' || {t} || ': a decimal comma (' || replace({t}, ',', '.') || ') or a thousands separator ('
+            || replace({t}, ',', '') || ')? write it with a point as the decimal mark and no separators)'
+        WHEN regexp_full_match({t}, '-?[0-9]+,[0-9]+') THEN
+            ' (a decimal comma? write ' || replace({t}, ',', '.') || ': a point as the decimal mark)'
+        WHEN regexp_full_match({t}, '-?[0-9]{{1,3}}(,[0-9]{{3}})+(\.[0-9]+)?') THEN
+            ' (thousands separators? write ' || replace({t}, ',', '') || ': no separators)'
+        WHEN regexp_full_match({t}, '-?[0-9]{{1,3}}([  ][0-9]{{3}})+([.,][0-9]+)?') THEN
+            ' (a space between thousands? write ' || regexp_replace({t}, '[  ]', '', 'g') || ' with a point as the decimal mark)'
+        WHEN regexp_full_match({t}, '(<|>|<=|>=|≤|≥)\s*[0-9]+([.,][0-9]+)?') THEN
+            ' (a result beyond a limit of the assay, as a lab reports one below detection: timeline stores '
+            || 'numbers only and has no field for the qualifier, so it cannot be stored as a value; '
+            || 'leave the row out, or keep the result in the source)'
+        ELSE '' END"""
+
+
 def _checks(
     store: Store,
     op: str,
@@ -1281,12 +1420,7 @@ def _checks(
                 col,
                 f"s.bad_{col}",
                 f"'not {_TYPE_NAMES[typ]}: ' || tl_quote(s.raw_{col})"
-                + (
-                    f" || CASE WHEN regexp_full_match(trim(s.raw_{col}), '-?[0-9]+,[0-9]+') THEN "
-                    f"' (a decimal comma? write ' || replace(trim(s.raw_{col}), ',', '.') || ')' ELSE '' END"
-                    if typ == "DOUBLE"
-                    else ""
-                ),
+                + (f" || {_number_hint(f'trim(s.raw_{col})')}" if typ == "DOUBLE" else ""),
             )
     # which kinds require / allow each column
     for col in events.NATIVE_COLUMNS:
@@ -1326,7 +1460,7 @@ def _checks(
             f"'has no such day: ' || left(s.{col}, 7) || ' has ' || "
             f"day(last_day(make_date({month}.y::INT, {month}.m::INT, 1)))::VARCHAR || ' days: ' || tl_quote(s.{col}) "
             "ELSE 'not a valid date or date-time (YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM]): ' || "
-            f"tl_quote(s.{col}) END"
+            f"tl_quote(s.{col}) || {_date_hint(f'trim(s.{col})')} END"
         )
         add(col, f"s.{col} IS NOT NULL AND s.{ts} IS NULL AND NOT ({bad_offset})", no_day)
         add(
@@ -1458,18 +1592,28 @@ def _checks(
     if op == "ingest":
         # an id in the store with other content than every version it had, unless retracted
         # (then the row asserts it again: see _versions)
+        # named by its current version (the one a correction changes), with the fields that
+        # differ from it, as stored and as the file gives them; the rows in conflict are found
+        # first, so that only their events' versions are looked up (a file ingested again is
+        # millions of ids the store has, and none in conflict)
         q.append(
-            """SELECT s.__row, 'event_id', 'event id ' || tl_quote(s.eid) || ' is already in the store (seq '
-                   || max(e.seq) || ') with different content; '
-                   || CASE WHEN bool_or(e.patient_id <> s.patient_id OR e.kind <> s.kind)
-                           THEN 'its ' || CASE WHEN bool_or(e.patient_id <> s.patient_id) THEN 'patient' ELSE 'kind' END
+            f"""SELECT s.__row, 'event_id', 'event id ' || tl_quote(s.eid) || ' is already in the store (seq '
+                   || v.asserted || CASE WHEN e.op = 'assert' THEN '' ELSE ', corrected at seq ' || e.seq END
+                   || ') with different content: ' || {fields_differ_sql()} || '; '
+                   || CASE WHEN e.patient_id <> s.patient_id OR e.kind <> s.kind
+                           THEN 'its ' || CASE WHEN e.patient_id <> s.patient_id THEN 'patient' ELSE 'kind' END
                                 || ' differs, which a correction cannot change: `timeline retract` it, then ingest the row again'
                            ELSE 'use `timeline correct` to change it' END
-               FROM tl_stage s
-               JOIN events e ON e.event_id = s.eid AND e.op = 'assert' AND e.content_hash <> s.content_hash
-               LEFT JOIN tl_changed c ON c.event_id = s.eid
-               WHERE c.event_id IS NULL OR (c.cur_op <> 'retract' AND NOT list_contains(c.hashes, s.content_hash))
-               GROUP BY s.__row, s.eid"""
+               FROM (SELECT DISTINCT s.__row FROM tl_stage s
+                     JOIN events e ON e.event_id = s.eid AND e.op = 'assert' AND e.content_hash <> s.content_hash
+                     LEFT JOIN tl_changed c ON c.event_id = s.eid
+                     WHERE c.event_id IS NULL
+                        OR (c.cur_op <> 'retract' AND NOT list_contains(c.hashes, s.content_hash))) k
+               JOIN tl_stage s ON s.__row = k.__row,
+               LATERAL (SELECT max(seq) AS seq, max(seq) FILTER (WHERE op = 'assert') AS asserted
+                        FROM events x WHERE x.event_id = s.eid) v
+               JOIN events e ON e.seq = v.seq
+               LEFT JOIN tl_conv cv ON s.kind = cv.kind AND s.code IS NOT DISTINCT FROM cv.code AND s.unit = cv.unit"""
         )
     # The rows to be written (not those the store has: a file ingested again after a
     # correction or retraction holds its first versions, which are not written)
@@ -1813,7 +1957,7 @@ def _write_batch(
                 registered, notes=skipped,
             )  # fmt: skip
 
-        notes = skipped + (_lookalike_notes(con, dense) if op == "ingest" and store.high_water() else [])
+        notes = skipped + (_lookalike_notes(con, dense, bool(store.high_water())) if op == "ingest" else [])
         with store.transaction():
             if registered:
                 registry.write(store, con, list(site_codes), author, codes_digest)
@@ -1866,52 +2010,93 @@ def _skip_trailing_empty_rows(con: duckdb.DuckDBPyConnection) -> list[str]:
     ]
 
 
-def _lookalike_notes(con: duckdb.DuckDBPyConnection, dense: bool) -> list[str]:
-    """Notes on the rows about to be added beside what the store holds: a new patient id that
-    differs only in case or Unicode form from another (``p050`` and ``P050`` are two patients),
-    and an event at the very instant of a stored one of the same patient, kind and code (and
+def _lookalike_notes(con: duckdb.DuckDBPyConnection, dense: bool, stored: bool) -> list[str]:
+    """Notes on the rows about to be added beside what the store holds (and each other): a new
+    patient id that differs only in case or Unicode form from another (``p050`` and ``P050``
+    are two patients), or only in the leading zeros of a number in it (``007``, ``7`` and
+    ``0007``; ``V07`` and ``V007``: a spreadsheet drops leading zeros), and, when the store
+    holds events (``stored``), an event at the very instant of a stored one of the same patient, kind and code (and
     drug, term) under another event id: a re-export with a changed value and no event_id column
     adds the new value beside the old one, and the later one wins ties."""
     new = "tl_stage" if dense else "(SELECT * FROM tl_stage WHERE __row IN (SELECT __row FROM tl_new))"
     notes: list[str] = []
-    pairs = con.execute(
-        f"""WITH batch AS (SELECT DISTINCT patient_id FROM {new}),
-                known AS (SELECT DISTINCT patient_id FROM events),
-                ids AS (SELECT patient_id, patient_id NOT IN (SELECT patient_id FROM known) AS fresh FROM batch
-                        UNION SELECT patient_id, false FROM known)
-           SELECT list(patient_id ORDER BY patient_id) FILTER (WHERE fresh),
-                  list(patient_id ORDER BY patient_id) FILTER (WHERE NOT fresh)
-           FROM ids GROUP BY lower(nfc_normalize(patient_id))
-           HAVING count(*) > 1 AND bool_or(fresh) ORDER BY 1 LIMIT 6"""
-    ).fetchall()
-    if pairs:
-        shown = [
-            f"{', '.join(repr(p) for p in fresh)} (new) and {', '.join(repr(p) for p in (others or [])) or 'each other'}"
-            for fresh, others in pairs[:5]
-        ]
-        notes.append(
-            "patient ids that differ only in case or Unicode form are two patients: "
-            + "; ".join(shown)
-            + ("; …" if len(pairs) > 5 else "")
-            + " — the same patient? retract the events and ingest them again under one id"
-        )
+    spelt = "lower(nfc_normalize(patient_id))"
+    # the same once the leading zeros of every run of digits are dropped ('v007' -> 'v7')
+    unpadded = f"regexp_replace({spelt}, '(^|[^0-9])0+([0-9])', '\\1\\2', 'g')"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE tl_patients AS
+            WITH batch AS (SELECT DISTINCT patient_id FROM {new}),
+                 known AS (SELECT DISTINCT patient_id FROM events)
+            SELECT patient_id, patient_id NOT IN (SELECT patient_id FROM known) AS fresh FROM batch
+            UNION SELECT patient_id, false FROM known"""
+    )
+    for key, other, how in (
+        (spelt, "patient_id", "case or Unicode form"),
+        (unpadded, spelt, "the leading zeros of a number (a spreadsheet drops them)"),
+    ):
+        pairs = con.execute(
+            f"""SELECT list(patient_id ORDER BY patient_id) FILTER (WHERE fresh),
+                       list(patient_id ORDER BY patient_id) FILTER (WHERE NOT fresh)
+                FROM tl_patients GROUP BY {key}
+                HAVING count(DISTINCT {other}) > 1 AND bool_or(fresh) ORDER BY 1 LIMIT 6"""
+        ).fetchall()
+        if pairs:
+            notes.append(_pairs_note(how, pairs))
+    if not stored:
+        return notes
+    # each new row beside the current version of such an event, with what differs
     found = con.execute(
-        f"""SELECT count(DISTINCT s.__row), min(s.__row), arg_min(e.event_id, s.__row), arg_min(s.eid, s.__row)
-           FROM {new} s JOIN events e
-             ON e.patient_id = s.patient_id AND e.kind = s.kind AND e.occurred_at = s.occ_ts
-           WHERE e.op <> 'retract' AND e.event_id <> s.eid AND (s.code IS NULL OR e.code = s.code)
-             AND e.drug IS NOT DISTINCT FROM s.drug AND e.term IS NOT DISTINCT FROM s.term
-             AND e.event_id NOT IN (SELECT event_id FROM events WHERE op = 'retract')"""
+        f"""SELECT count(DISTINCT __row), min(__row), arg_min(old, __row), arg_min(eid, __row),
+                   arg_min(differs, __row), count(DISTINCT __row) FILTER (WHERE only_time)
+            FROM (SELECT s.__row, e.event_id AS old, s.eid, d.differs,
+                         d.differs LIKE 'occurred_at: %' AND d.differs NOT LIKE '%; %' AS only_time
+                  FROM {new} s JOIN events e
+                    ON e.patient_id = s.patient_id AND e.kind = s.kind AND e.occurred_at = s.occ_ts
+                  LEFT JOIN tl_conv cv ON s.kind = cv.kind AND s.code IS NOT DISTINCT FROM cv.code AND s.unit = cv.unit,
+                  LATERAL (SELECT {fields_differ_sql()} AS differs) d
+                  WHERE e.op <> 'retract' AND e.event_id <> s.eid AND (s.code IS NULL OR e.code = s.code)
+                    AND e.drug IS NOT DISTINCT FROM s.drug AND e.term IS NOT DISTINCT FROM s.term
+                    AND e.event_id NOT IN (SELECT event_id FROM events WHERE op = 'retract')
+                    AND NOT EXISTS (SELECT 1 FROM events l WHERE l.event_id = e.event_id AND l.seq > e.seq))"""
     ).fetchone()
     if found and found[0]:
-        n, row, old, added = int(found[0]), found[1], found[2], found[3]
-        notes.append(
-            f"{n:,} event{'s' if n != 1 else ''} added at the instant of a stored event of the same patient, "
-            f"kind and code under another event id (row {row}: {added!r} beside {old!r}): a re-export with "
-            "changed values? Give the file an event_id column, and `timeline correct` changes an event "
-            "instead of adding another"
+        n, row, old, added, differs, only_time = (
+            int(found[0]),
+            found[1],
+            found[2],
+            found[3],
+            found[4],
+            int(found[5]),
         )
+        events_ = f"{n:,} event{'s' if n != 1 else ''} added at the instant of a stored event of the same patient, kind and code under another event id"
+        if only_time == n:
+            notes.append(
+                f"{events_}, with the same values: only how its time is given differs (row {row}: {added!r} beside "
+                f"{old!r}: {differs}). A date and a time at its midnight are two events (an event's id is derived "
+                "from its date or time as given): the same events exported with dates and again with times are "
+                "stored twice. Give the times as the store has them (dates), or give the file an event_id column"
+            )
+        else:
+            also = f"; {only_time:,} of them differ only in how the time is given" if only_time else ""
+            notes.append(
+                f"{events_} (row {row}: {added!r} beside {old!r}: {differs}{also}): a re-export with changed "
+                "values? Give the file an event_id column, and `timeline correct` changes an event instead of "
+                "adding another"
+            )
     return notes
+
+
+def _pairs_note(how: str, pairs: list[tuple[Any, ...]]) -> str:
+    shown = [
+        f"{', '.join(repr(p) for p in fresh)} (new) and {', '.join(repr(p) for p in (others or [])) or 'each other'}"
+        for fresh, others in pairs[:5]
+    ]
+    return (
+        f"patient ids that differ only in {how} are different patients: "
+        + "; ".join(shown)
+        + ("; …" if len(pairs) > 5 else "")
+        + " — the same patient? retract the events and ingest them again under one id"
+    )
 
 
 def _versions(con: duckdb.DuckDBPyConnection, op: str) -> None:
@@ -2271,6 +2456,7 @@ def _drop_temps(con: duckdb.DuckDBPyConnection) -> None:
         "tl_typed",
         "tl_stage",
         "tl_ids",
+        "tl_patients",
         "tl_conv",
         "tl_dose",
         "tl_errors",

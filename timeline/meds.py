@@ -389,6 +389,7 @@ def _write_metadata(
             "store": str(Path(store.path).resolve()),
             "timezone": store.timezone,
             "high_water": hw,
+            "head_hash": store.head_hash(hw),
             "as_known_at": as_known_at.isoformat() if as_known_at else None,
             "subject_map": SUBJECTS_PARQUET,
             "site_codes": SITE_CODES_YAML if register else None,

@@ -95,6 +95,7 @@ def _save(fig: Any, out: Path) -> None:
 def _footer(fig: Any, manifest: dict[str, Any]) -> None:
     text = (
         f"{manifest.get('engine')} · store {Path(str(manifest.get('store'))).name} seq {manifest.get('high_water')}"
+        f" (head {str(manifest.get('head_hash'))[:12]})"
         f" · as known at {manifest.get('as_known_at') or 'now'} · rules {str(manifest.get('rules_digest'))[:12]}"
     )
     if "cohort" in manifest:

@@ -207,6 +207,7 @@ class Store:
         self.path = path
         self.writable = writable
         self._depth = 0  # transactions open: an inner one joins the outer
+        self._heads: dict[int, str] = {}  # head_hash's answers (a batch's hash never changes)
         self.timezone = self._meta("timezone") or "UTC"
         self.schema_version = self._meta("schema_version") or "1"
 
@@ -408,6 +409,25 @@ class Store:
             ).fetchone()
         assert row is not None
         return int(row[0])
+
+    def head_hash(self, high_water: int) -> str:
+        """The hash chain's head at ``high_water``: the stored hash of the batch that ends
+        there (what ``timeline verify`` prints as the head when that batch is the newest), or
+        the chain's start (:func:`timeline.integrity.genesis_hash`) at seq 0. One indexed
+        row, not a hash of the store: it names which record a manifest's ``high_water``
+        read, so two stores that share the seq but not the history (one cut and written
+        again) give different heads. ``verify`` checks it against the rows."""
+        if high_water not in self._heads:
+            if high_water <= 0:
+                from timeline.integrity import genesis_hash
+
+                self._heads[high_water] = genesis_hash(self.con)
+            else:
+                row = self.con.execute(
+                    "SELECT batch_hash FROM batches WHERE last_seq = ?", [high_water]
+                ).fetchone()
+                self._heads[high_water] = "" if row is None else str(row[0])
+        return self._heads[high_water]
 
     def next_recorded_at(self) -> datetime:
         """Now in UTC, but never earlier than (or equal to) the last batch's time."""
@@ -697,12 +717,14 @@ class Store:
 
 def manifest(store: Store, high_water: int, as_known_at: datetime | None) -> dict[str, Any]:
     """The ``manifest`` of a JSON output read from ``store``: timeline's version, the store, the
-    high-water sequence read and the as-known-at moment it stands for (None: now). Outputs of
+    high-water sequence read, the hash chain's head there (:meth:`Store.head_hash`: which
+    record that seq named) and the as-known-at moment it stands for (None: now). Outputs of
     rules add the rule set's (``timeline.engine.evaluate.manifest``)."""
     return {
         "engine": f"timeline {__version__}",
         "store": str(store.path),
         "high_water": high_water,
+        "head_hash": store.head_hash(high_water),
         "as_known_at": as_known_at.isoformat() if as_known_at else None,
     }
 

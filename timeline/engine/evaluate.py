@@ -91,6 +91,7 @@ class Session:
         # called with (batch, batches) before each batch of a cohort run or of histories
         self.progress: Callable[[int, int], None] | None = None
         self.high_water = store.high_water(as_known_at)
+        store.head_hash(self.high_water)  # kept: a manifest may be made after the store closes
         # state() replays one patient in Python; False: through the SQL engine, as evaluate()
         self.replay = True
         self.con = store.con
