@@ -497,7 +497,7 @@ def test_a_value_the_store_rejects_is_named_beside_an_unknown_event_id_in_one_pa
         6,
         [
             f"  {path}: line 1 (retract nope), field event_id: no event with id 'nope'",
-            f"  {path}: line 2 (correct p1-crp1), field value: not a number: '2,5' (a decimal comma? write 2.5)",
+            f"  {path}: line 2 (correct p1-crp1), field value: not a number: '2,5' (a decimal comma? write 2.5: a point as the decimal mark)",
         ],
     )
     assert snapshot(example_store) == before
