@@ -795,12 +795,12 @@ def changes(
 
 
 def _shown(value: Any) -> str:
-    """A native value as a table shows it: 4.0 as 4, nothing as (empty)."""
-    if value is None:
-        return "(empty)"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+    """A native value as a table shows it: 4.0 as 4, True as true, nothing as (empty)."""
+    from timeline.language.loader import param_text
+
+    # as a rule file and explain write a value: 12 significant digits (`:g` kept 6, so a
+    # correction of 123456.7 to 123456.9 read "123457 → 123457")
+    return "(empty)" if value is None else param_text(value, None)
 
 
 def _change_text(c: Any) -> str:
@@ -845,11 +845,7 @@ def _changes_csv(found: list[Any]) -> None:
 
 
 def _csv_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return _shown(value)
+    return "" if value is None else _shown(value)
 
 
 def _show_batches(

@@ -72,7 +72,10 @@ if RuntimeParam is not None:
         descriptor: TypeDescriptor
 
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-            done = _plain(self.annotation, value, param, ctx)
+            try:
+                done = _plain(self.annotation, value, param, ctx)
+            except AttributeError:  # a typer whose descriptors read otherwise: its own coercion
+                done = _NOT_PLAIN
             if done is not _NOT_PLAIN:
                 return done
             return build_runtime_param(self.descriptor)._coerce_value(value, param=param, ctx=ctx)
@@ -84,8 +87,10 @@ def _plain_first(param: Any) -> None:
     descriptor = getattr(param, "type_descriptor", None)
     if RuntimeParam is None or descriptor is None or getattr(param, "_runtime_param", True) is not None:
         return
-    info = descriptor.parameter_info
-    if descriptor.file_annotation is None and info.parser is None:
+    info = getattr(descriptor, "parameter_info", None)
+    if info is None or not hasattr(descriptor, "annotation"):
+        return  # a typer whose descriptors differ from 0.29's: its own coercion throughout
+    if getattr(descriptor, "file_annotation", None) is None and getattr(info, "parser", None) is None:
         param._runtime_param = _PlainFirst(info, descriptor.annotation, descriptor)
 
 

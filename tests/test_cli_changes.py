@@ -177,3 +177,13 @@ def test_the_changes_of_two_adjacent_spans_are_those_of_the_whole(changed_store:
         changed_store, "--since", "seq:15"
     )
     assert parts == whole and len(whole) == 2
+
+
+def test_changes_csv_keeps_the_digits_a_corrected_value_has(example_store: Path) -> None:
+    # `:g` wrote 6 significant digits: 4 → 5.1234567 read "4 → 5.12346"
+    run_cli("correct", "p1-crp2", "--set", "value=5.1234567", "--reason", "more digits", "--author", "t",
+            "--store", example_store)  # fmt: skip
+    result = run_cli("changes", "--csv", "--store", example_store)
+    assert [(r["before"], r["after"]) for r in csv.DictReader(io.StringIO(result.stdout))] == [
+        ("4", "5.1234567")
+    ]

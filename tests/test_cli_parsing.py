@@ -101,3 +101,17 @@ def test_a_plain_state_command_builds_no_pydantic_type_adapter(example_store: Pa
     assert done.returncode == 0, done.stderr
     assert "fever_free" in done.stdout
     assert done.stdout.rstrip().endswith("adapters: False")
+
+
+def test_a_typer_whose_descriptors_read_otherwise_falls_back_to_its_own_coercion(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import cli.options
+
+    def unreadable(*_: object) -> object:
+        raise AttributeError("parameter_info")
+
+    monkeypatch.setattr(cli.options, "_plain", unreadable)
+    result = run_cli("state", "P", "--at", "2009-01-01", "--store", tmp_path / "none.duckdb")
+    # typer's own coercion parsed the line: the command ran and named the missing store
+    assert (result.exit_code, "no store at" in result.stderr) == (3, True)
