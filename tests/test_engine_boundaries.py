@@ -8,10 +8,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.engine_support import CheckedSession, store_with, write_rule
 from timeline.engine.evaluate import Result, Session
@@ -1767,3 +1770,137 @@ def test_an_anchored_window_ending_31_days_exclusive_takes_the_30th_day_whole(be
                   {**anakinra("2009-03-01"), "patient_id": "Y"}])  # fmt: skip
     session = bench.session()
     assert [session.state(p, "2009-05-01", ["r"])[0].value for p in ("X", "Y")] == [True, False]
+
+
+# ---- a time compared with a time in another unit, on the boundary day -----------------------------
+# 183 d and a count in months met on day 183: the count was rounded to 6 decimals (6.01232) and
+# 183 d converted by a 12-digit factor (6.012320329), so `ge` was false on the day. The count is
+# now unrounded and units of time convert by their exact ratios (a month is 487/16 days): both
+# are 183 × 16 / 487, the same double. Each case: (the count's unit, the limit, the days at
+# which the count reaches it exactly).
+TIME_BOUNDARIES = [
+    pytest.param("months", "183 d", 183, id="mo-vs-d"),
+    pytest.param("days", "26 wk", 182, id="d-vs-wk"),
+    pytest.param("months", "26 wk", 182, id="mo-vs-wk"),
+    pytest.param("years", "183 d", 183, id="a-vs-d"),
+    pytest.param("years", "48 mo", 1461, id="a-vs-mo"),  # 4 Julian years: 1,461 days
+    pytest.param("months", "4 a", 1461, id="mo-vs-a"),
+    pytest.param("days", "16 mo", 487, id="d-vs-mo"),  # 16 mean months: 487 days
+    pytest.param("years", "1461 d", 1461, id="a-vs-d-4y"),
+]
+START_2009 = "2009-01-01"
+
+
+def _day(n: int) -> str:
+    return (date.fromisoformat(START_2009) + timedelta(days=n)).isoformat()
+
+
+def _since(unit: str) -> dict[str, Any]:
+    return {"time_since": {"first": ANAKINRA_START, "unit": unit}}
+
+
+@pytest.mark.parametrize(("unit", "limit", "days"), TIME_BOUNDARIES)
+def test_a_time_reaches_a_limit_in_another_unit_on_the_boundary_day(
+    bench: Bench, unit: str, limit: str, days: int
+) -> None:
+    bench.rule("r", {"ge": [_since(unit), limit]})
+    bench.events([anakinra(START_2009), crp(_day(days + 5), 4)])
+    # CheckedSession: the replay (timeline state) and the SQL engine agree at each
+    assert bench.values("r", _day(days - 1), _day(days), _day(days + 1)) == [False, True, True]
+
+
+@pytest.mark.parametrize(("unit", "limit", "days"), TIME_BOUNDARIES)
+def test_a_limit_in_another_unit_on_the_left_is_met_on_the_boundary_day(
+    bench: Bench, unit: str, limit: str, days: int
+) -> None:
+    # the count converted to the limit's unit (183 d ≥ 6.0123… months: 183 again, exactly)
+    bench.rule("r", {"ge": [limit, _since(unit)]})
+    bench.events([anakinra(START_2009), crp(_day(days + 5), 4)])
+    assert bench.values("r", _day(days - 1), _day(days), _day(days + 1)) == [True, True, False]
+
+
+@pytest.mark.parametrize(("unit", "limit", "days"), TIME_BOUNDARIES)
+def test_a_time_equals_a_limit_in_another_unit_only_on_the_boundary_day(
+    bench: Bench, unit: str, limit: str, days: int
+) -> None:
+    bench.rule("r", {"eq": [_since(unit), limit]})
+    bench.events([anakinra(START_2009), crp(_day(days + 5), 4)])
+    assert bench.values("r", _day(days - 1), _day(days), _day(days + 1)) == [False, True, False]
+
+
+@pytest.mark.parametrize(("unit", "limit", "days"), TIME_BOUNDARIES)
+def test_a_cohort_evaluation_meets_a_limit_in_another_unit_on_the_boundary_day(
+    bench: Bench, unit: str, limit: str, days: int
+) -> None:
+    # many points at once, as a cohort run evaluates them (the SQL engine), and the history's
+    # change point (found by the crossing search) on the boundary day's midnight
+    bench.rule("r", {"in_episode": {"when": {"ge": [_since(unit), limit]}, "merge_gap": "0 days"}})
+    bench.rule("plain", {"ge": [_since(unit), limit]})
+    bench.events([anakinra(START_2009), crp(_day(days + 5), 4)])
+    session = bench.session()
+    points = [("X", datetime.fromisoformat(_day(days + k) + "T12:00")) for k in (-1, 0, 1)]
+    assert [r.value for r in session.evaluate(points, ["plain"])] == [False, True, True]
+    assert bench.state("r", _day(days + 3)).note == f"episode from {_day(days)}"
+
+
+def test_a_duration_parameter_of_183_days_is_reached_by_a_count_in_months_on_day_183(bench: Bench) -> None:
+    """The audit's rule: `ge: [time_since … months, {param: min_time}]`, min_time 183 days."""
+    bench.rule(
+        "r", {"ge": [_since("months"), {"param": "min_time"}]}, params={"min_time": {"default": "183 days"}}
+    )
+    bench.events([anakinra(START_2009), crp(_day(200), 4)])
+    assert bench.values("r", _day(182), _day(183), _day(184)) == [False, True, True]
+
+
+def test_a_site_value_in_weeks_for_it_is_reached_on_its_day_too(bench: Bench) -> None:
+    bench.rule(
+        "r", {"ge": [_since("months"), {"param": "min_time"}]}, params={"min_time": {"default": "183 days"}}
+    )
+    bench.events([anakinra(START_2009), crp(_day(200), 4)])
+    session = bench.session(r={"min_time": "26 weeks"})
+    assert [session.state("X", _day(n), ["r"])[0].value for n in (181, 182, 183)] == [False, True, True]
+
+
+DAYS_IN = {"d": Fraction(1), "wk": Fraction(7), "mo": Fraction(487, 16), "a": Fraction(1461, 4)}
+COUNTS = {"days": "d", "months": "mo", "years": "a"}
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    count=st.sampled_from(sorted(COUNTS)),
+    # up to 15 years after 2009: no event in the future, which ingest refuses
+    limit=st.sampled_from(sorted(DAYS_IN)).flatmap(
+        lambda u: st.tuples(st.integers(min_value=1, max_value=int(15 * 365.25 / DAYS_IN[u])), st.just(u))
+    ),
+    op=st.sampled_from(["ge", "gt", "le", "lt", "eq"]),
+)
+def test_a_time_compared_with_a_limit_in_any_unit_decides_as_exact_days(
+    tmp_path_factory: pytest.TempPathFactory, count: str, limit: tuple[int, str], op: str
+) -> None:
+    """On the days either side of where the count meets the limit (in days, as an exact
+    rational), each evaluator decides as the exact comparison of the whole days with it."""
+    amount, limit_unit = limit
+    bench = Bench(tmp_path_factory.mktemp("exact"))
+    try:
+        limit_days = amount * DAYS_IN[limit_unit]
+        bench.rule("r", {op: [_since(count), f"{amount} {limit_unit}"]})
+        bench.events([anakinra(START_2009), crp(_day(math.ceil(limit_days) + 5), 4)])
+        days = sorted(
+            {
+                math.floor(limit_days) - 1,
+                math.floor(limit_days),
+                math.ceil(limit_days),
+                math.ceil(limit_days) + 1,
+            }
+        )
+        exact = {
+            "ge": lambda d: d >= limit_days, "gt": lambda d: d > limit_days, "le": lambda d: d <= limit_days,
+            "lt": lambda d: d < limit_days, "eq": lambda d: d == limit_days,
+        }[op]  # fmt: skip
+        assert bench.values("r", *map(_day, days)) == [exact(Fraction(d)) for d in days]
+    finally:
+        bench.close()

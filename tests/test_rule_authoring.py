@@ -177,6 +177,78 @@ def test_a_site_value_in_mmol_per_litre_for_such_a_parameter_is_converted_too(tm
     assert round(float(rules.rules["r"].param("above").effective), 2) == 177.14
 
 
+TG_LIMIT = f"define: {{gt: [{TG}, {{param: above}}]}}\n"
+
+
+def test_a_site_value_in_mg_per_dl_for_a_parameter_in_mmol_per_litre_is_read_by_molar_mass(
+    tmp_path: Path,
+) -> None:
+    """Audit: '156 mg/dL' for a default of 1.76 mmol/L was refused ("cannot convert 'mg/dL' to
+    'mmol/L'"), though the converse of a default in mmol/L was read by the lab's molar mass."""
+    body = f"params: {{above: {{default: 1.76 mmol/L}}}}\n{TG_LIMIT}"
+    assert param(tmp_path, body, "above", above="156 mg/dL") == (156.0, "mg/dL")
+
+
+def test_a_site_value_in_mmol_per_litre_for_a_parameter_in_mg_per_dl_is_read_by_molar_mass(
+    tmp_path: Path,
+) -> None:
+    value, unit = param(
+        tmp_path, f"params: {{above: {{default: 156 mg/dL}}}}\n{TG_LIMIT}", "above", above="1.76 mmol/L"
+    )
+    assert (round(float(value), 4), unit) == (155.8832, "mg/dL")  # 1.76 × 885.7 / 10
+
+
+def test_a_site_value_by_molar_mass_decides_as_the_same_limit_in_the_labs_unit(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    write(tmp_path / "rules", f"params: {{above: {{default: 1.76 mmol/L}}}}\n{TG_LIMIT}")
+    (tmp_path / "rules" / "params.yaml").write_text("r: {above: 156 mg/dL}\n", encoding="utf-8")
+    store = store_with(tmp_path / "s.duckdb", TG_ROWS)
+    session = CheckedSession(store, load_rules(rule_dirs([tmp_path / "rules"])))
+    # 155 and 157 mg/dL beside 156; 1.8 mmol/L is 159.4 mg/dL
+    at = [("X", "2020-03-01"), ("X", "2020-03-02"), ("Y", "2020-03-01")]
+    assert [session.state(p, d, ["r"])[0].value for p, d in at] == [False, True, True]
+
+
+def test_a_site_value_in_a_where_by_molar_mass_is_read_so(tmp_path: Path) -> None:
+    body = (
+        "params: {above: {default: 1.76 mmol/L}}\n"
+        "define: {exists: {select: {kind: lab, code: 2571-8, where: {value: {gt: {param: above}}}}, window: 1 days}}\n"
+    )
+    assert param(tmp_path, body, "above", above="156 mg/dL") == (156.0, "mg/dL")
+
+
+def test_a_site_value_in_an_amount_of_substance_for_a_lab_without_a_molar_mass_names_why(
+    tmp_path: Path,
+) -> None:
+    crp = "{latest: {select: {kind: lab, code: 1988-5}, within: 3 days}}"
+    write(tmp_path, f"params: {{above: {{default: 5 mg/L}}}}\ndefine: {{gt: [{crp}, {{param: above}}]}}\n")
+    with pytest.raises(RuleError) as caught:
+        load_rules(rule_dirs([tmp_path]), params={"r": {"above": "1 mmol/L"}})
+    assert [str(p) for p in caught.value.problems] == [
+        "--param: r.above: '1 mmol/L' is an amount of substance (mmol/L) and the parameter's unit, "
+        "mg/L, a mass: they convert only by the molar mass of what is measured, and it is compared "
+        "with no lab whose code gives one (a site's codes.yaml gives a code's molar_mass); give the "
+        "value in mg/L"
+    ]
+
+
+def test_rules_check_refuses_a_site_value_by_molar_mass_for_no_lab_at_its_line(tmp_path: Path) -> None:
+    crp = "{latest: {select: {kind: lab, code: 1988-5}, within: 3 days}}"
+    write(tmp_path, f"params: {{above: {{default: 5 mg/L}}}}\ndefine: {{gt: [{crp}, {{param: above}}]}}\n")
+    (tmp_path / "params.yaml").write_text("r:\n  above: 1 mmol/L\n", encoding="utf-8")
+    result = run_cli("rules", "check", tmp_path)
+    assert result.exit_code == 8
+    assert f"{tmp_path / 'params.yaml'}:2:" in result.stderr
+    assert "they convert only by the molar mass of what is measured" in " ".join(result.stderr.split())
+
+
+def test_rules_show_gives_a_site_value_by_molar_mass_in_the_labs_unit(tmp_path: Path) -> None:
+    write(tmp_path, f"params: {{above: {{default: 1.76 mmol/L}}}}\n{TG_LIMIT}")
+    result = run_cli("rules", "show", "r", "--rules", tmp_path, "--param", "r.above=156 mg/dL")
+    assert result.exit_code == 0
+    assert "param above = 156.0 mg/dL (default 155.8832 mg/dL)" in " ".join(result.stdout.split())
+
+
 def test_a_triglyceride_limit_in_mmol_per_litre_in_a_where_is_read_with_its_molar_mass(
     tmp_path: Path,
 ) -> None:
@@ -414,6 +486,40 @@ def test_rules_check_warns_of_a_limit_outside_the_labs_plausible_range(tmp_path:
         f"{path}: 1000 mg/dL is 1e+07 ng/mL, outside the values ferritin can take (0–500000 ng/mL, as "
         "ingest checks them): the comparison never changes"
     ]
+
+
+CRP_ABOVE = "{exists: {select: {kind: lab, code: 1988-5, where: {value: {gt: LIMIT}}}, window: 14 days}}"
+
+
+def test_rules_check_warns_of_a_where_limit_outside_the_labs_plausible_range(tmp_path: Path) -> None:
+    """Audit: a limit inside a selector's where: was never checked against the plausible range."""
+    path = write(tmp_path, f"define: {CRP_ABOVE.replace('LIMIT', '2000 mg/L')}\n")
+    result = run_cli("rules", "check", tmp_path, "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["warnings"] == [
+        f"{path}: 2000 mg/L is 2000 mg/L, outside the values CRP can take (0–1000 mg/L, as ingest "
+        "checks them): the where: of selector 'CRP' selects every CRP or none"
+    ]
+
+
+def test_a_where_parameter_outside_the_labs_plausible_range_is_warned_of(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        f"params: {{limit: {{default: 200 mg/dL}}}}\ndefine: {CRP_ABOVE.replace('LIMIT', '{param: limit}')}\n",
+    )
+    (warning,) = load_rules(rule_dirs([tmp_path])).warnings
+    assert "parameter 'limit' (200 mg/dL) is 2000 mg/L, outside the values CRP can take" in warning
+
+
+def test_a_where_limit_without_a_unit_is_read_in_the_labs_unit_for_the_range(tmp_path: Path) -> None:
+    write(tmp_path, f"define: {CRP_ABOVE.replace('LIMIT', '5000')}\n")
+    (warning,) = load_rules(rule_dirs([tmp_path])).warnings
+    assert "5000 is 5000 mg/L, outside the values CRP can take" in warning
+
+
+def test_a_where_limit_inside_the_labs_plausible_range_is_not_warned_of(tmp_path: Path) -> None:
+    write(tmp_path, f"define: {CRP_ABOVE.replace('LIMIT', '50 mg/dL')}\n")  # 500 mg/L
+    assert load_rules(rule_dirs([tmp_path])).warnings == []
 
 
 def test_a_limit_inside_the_labs_plausible_range_is_not_warned_of(tmp_path: Path) -> None:

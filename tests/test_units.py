@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from timeline.units import UnitError, combine, conversion, odd_factor, parse, ucum_hint
+from timeline.units import UnitError, by_molar_mass, combine, conversion, odd_factor, parse, ucum_hint
 
 
 def test_crp_mg_per_dl_converts_to_mg_per_l_by_ten() -> None:
@@ -135,3 +135,59 @@ def test_every_ucum_spelling_a_hint_gives_is_a_unit_this_reads() -> None:
 @pytest.mark.parametrize("unit", ["mg/dL", "10*3/uL", "K", "Cel", "umol/L"])
 def test_a_ucum_unit_gets_no_hint(unit: str) -> None:
     assert ucum_hint(unit) == ""
+
+
+# ---- exact ratios: a time in another unit (183 d is the 183 / 30.4375 months time_since counts) ----
+
+DAYS_OF = {"d": 1, "wk": 7, "mo": 30.4375, "a": 365.25}  # UCUM's week, mean Julian month and year
+
+
+def test_units_of_time_convert_by_their_exact_ratios() -> None:
+    assert conversion("d", "mo").ratio == (16, 487)  # a month is 487/16 days
+    assert conversion("mo", "a").ratio == (1, 12)
+    assert conversion("wk", "d").ratio == (7, 1)
+    assert conversion("a", "d").ratio == (1461, 4)
+
+
+def test_a_decimal_prefix_converts_by_an_exact_ratio() -> None:
+    assert conversion("mg/dL", "mg/L").ratio == (10, 1)
+    assert conversion("10*3/uL", "10*9/L").ratio == (1, 1)
+
+
+def test_an_offset_unit_has_no_ratio() -> None:
+    assert conversion("[degF]", "Cel").ratio is None
+
+
+@given(st.integers(min_value=-73200, max_value=73200), st.sampled_from(["mo", "a", "wk"]))
+def test_a_count_of_days_converts_to_the_number_a_count_in_that_unit_is(days: int, unit: str) -> None:
+    """Whole days in months, years or weeks are the very double the count divides out (days /
+    30.4375), and back in days round to the whole days at 9 decimals, as comparisons round."""
+    per = DAYS_OF[unit]
+    assert conversion("d", unit).apply(days) == days / per
+    assert round(conversion(unit, "d").apply(days / per), 9) == days
+
+
+@given(
+    st.integers(min_value=0, max_value=2000), st.sampled_from(list(DAYS_OF)), st.sampled_from(list(DAYS_OF))
+)
+def test_a_whole_number_of_one_unit_of_time_is_the_same_days_in_another(n: int, a: str, b: str) -> None:
+    """n a-units in b-units, then in days, are n × the a-unit's days (to the 9 decimals a
+    comparison reads): no drift from a rounded factor on the way."""
+    there = conversion(a, b).apply(n)
+    assert round(conversion(b, "d").apply(there), 9) == round(n * DAYS_OF[a], 9)
+
+
+def test_a_mass_concentration_converts_to_an_amount_of_substance_by_molar_mass() -> None:
+    assert round(conversion("mg/dL", "mmol/L", 885.7).apply(156), 4) == 1.7613
+
+
+@given(st.floats(min_value=0, max_value=1e5, allow_nan=False), st.sampled_from(["mg/dL", "g/L", "ug/mL"]))
+def test_a_conversion_by_molar_mass_round_trips(value: float, mass_unit: str) -> None:
+    there = conversion(mass_unit, "mmol/L", 885.7).apply(value)
+    assert conversion("mmol/L", mass_unit, 885.7).apply(there) == pytest.approx(value, rel=1e-12, abs=1e-12)
+
+
+def test_only_a_mass_and_an_amount_of_it_convert_by_molar_mass() -> None:
+    assert by_molar_mass("mg/dL", "mmol/L") and by_molar_mass("umol/L", "g/L")
+    assert not by_molar_mass("mg/dL", "mg/L")  # they convert without one
+    assert not by_molar_mass("mg", "mmol/L")  # nor with one

@@ -5,6 +5,14 @@ A unit string such as ``mg/dL``, ``10*9/L``, ``10*3/uL``, ``mmol/L``, ``[degF]``
 when their dimensions match; amount of substance converts to mass when the analyte's
 molar mass is known. Temperatures convert affinely. The result is a linear map
 ``canonical = value * scale + offset`` so conversions run vectorised in SQL.
+
+Each unit's factor is also kept as an exact rational (a month is 2,629,800 s, 487/16 of a
+day; a milligram 1/1000 of a gram; a molar mass the decimal it is written as), so a
+conversion without an offset is an exact ratio ``num/den`` of two whole numbers. The rule
+engines convert by it (``value * num / den``): 183 days in months is 183 × 16 / 487, the very
+number ``time_since`` counts on day 183 (183 / 30.4375), where the rounded ``scale``
+(0.0328542094456) differs from it in the 13th digit, and a comparison on the boundary day could
+come out the wrong way. Ingest keeps converting by ``scale`` (the values it stores).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 
 # Dimension order: mass, length, time, amount, enzyme activity, temperature.
@@ -56,6 +65,15 @@ _AFFINE: dict[str, tuple[float, float]] = {  # unit -> (scale, offset) to kelvin
     "[degF]": (5.0 / 9.0, 273.15 - 32.0 * 5.0 / 9.0),
 }
 
+# the largest whole number a double holds exactly: a ratio of two such numbers converts exactly
+_EXACT = 2**53
+
+
+def _exact(x: float) -> Fraction:
+    """The decimal a factor above is written as (1e-3: 1/1000, not the double nearest it)."""
+    return Fraction(repr(x))
+
+
 _TOKEN = re.compile(r"\{[^{}]*\}|10[*^][+-]?\d+|\[[^\]]+\]|[A-Za-z%]+|\d+|[./()+-]")
 
 
@@ -67,17 +85,41 @@ class UnitError(ValueError):
 class ParsedUnit:
     factor: float
     dim: Dim
+    exact: Fraction = Fraction(1)  # the factor as an exact rational
 
 
 @dataclass(frozen=True)
 class Conversion:
-    """``to_value = from_value * scale + offset``."""
+    """``to_value = from_value * scale + offset``; where ``ratio`` is given (no offset), exactly
+    ``from_value * num / den`` (``scale`` is that ratio to 12 digits)."""
 
     scale: float
     offset: float = 0.0
+    ratio: tuple[int, int] | None = None
 
     def apply(self, value: float) -> float:
+        if self.ratio is not None:
+            num, den = self.ratio
+            return float(value) * num / den
         return value * self.scale + self.offset
+
+    def sql(self, x: str) -> str:
+        """The conversion of the SQL expression ``x`` (a DOUBLE), computed as :meth:`apply`
+        computes it (DuckDB's doubles round as Python's)."""
+        if self.ratio is not None:
+            num, den = self.ratio
+            if den == 1:
+                return f"({x} * {num}::DOUBLE)"
+            return f"({x} * {num}::DOUBLE / {den}::DOUBLE)"
+        return f"({x} * {_sql_num(self.scale)} + {_sql_num(self.offset)})"
+
+    @property
+    def identity(self) -> bool:
+        return self.ratio == (1, 1) or (self.ratio is None and (self.scale, self.offset) == (1.0, 0.0))
+
+
+def _sql_num(x: float) -> str:
+    return f"{x!r}::DOUBLE"
 
 
 # Spellings of units that are not UCUM, as records and habits write them, and UCUM's: the hint
@@ -131,26 +173,26 @@ def ucum_hint(unit: str) -> str:
     return f"; UCUM writes it {fixed!r}" if fixed not in (text, "") else ""
 
 
-def _atom(sym: str) -> tuple[float, Dim]:
+def _atom(sym: str) -> tuple[float, Dim, Fraction]:
     if sym in _ATOMS:
         f, d, _ = _ATOMS[sym]
-        return f, d
+        return f, d, _exact(f)
     for plen in (2, 1):
         prefix, rest = sym[:plen], sym[plen:]
         if prefix in _PREFIXES and rest in _ATOMS and _ATOMS[rest][2]:
             f, d, _ = _ATOMS[rest]
-            return _PREFIXES[prefix] * f, d
+            return _PREFIXES[prefix] * f, d, _exact(_PREFIXES[prefix]) * _exact(f)
     raise UnitError(f"unknown unit symbol {sym!r}")
 
 
 def _mul(a: ParsedUnit, b: ParsedUnit, sign: int) -> ParsedUnit:
     factor = a.factor * (b.factor if sign > 0 else 1.0 / b.factor)
     dim = tuple(x + sign * y for x, y in zip(a.dim, b.dim, strict=True))
-    return ParsedUnit(factor, dim)  # type: ignore[arg-type]
+    return ParsedUnit(factor, dim, a.exact * (b.exact if sign > 0 else 1 / b.exact))  # type: ignore[arg-type]
 
 
 def _pow(u: ParsedUnit, n: int) -> ParsedUnit:
-    return ParsedUnit(u.factor**n, tuple(x * n for x in u.dim))  # type: ignore[arg-type]
+    return ParsedUnit(u.factor**n, tuple(x * n for x in u.dim), u.exact**n)  # type: ignore[arg-type]
 
 
 class _Parser:
@@ -195,12 +237,12 @@ class _Parser:
         if tok.startswith("{"):
             return ParsedUnit(1.0, _ZERO)
         if tok[:3] in ("10*", "10^"):
-            return ParsedUnit(10.0 ** int(tok[3:]), _ZERO)
+            return ParsedUnit(10.0 ** int(tok[3:]), _ZERO, Fraction(10) ** int(tok[3:]))
         if tok.isdigit():
             self.numbers.append(int(tok))
-            return ParsedUnit(float(tok), _ZERO)
-        factor, dim = _atom(tok)
-        unit = ParsedUnit(factor, dim)
+            return ParsedUnit(float(tok), _ZERO, Fraction(int(tok)))
+        factor, dim, exact = _atom(tok)
+        unit = ParsedUnit(factor, dim, exact)
         # an annotation may follow an atom: mg{total}
         if self.peek() is not None and self.peek().startswith("{"):  # type: ignore[union-attr]
             self.take()
@@ -347,7 +389,7 @@ def conversion(from_unit: str, to_unit: str, molar_mass: float | None = None) ->
     """
     src, dst = from_unit.strip(), to_unit.strip()
     if src == dst:
-        return Conversion(1.0)
+        return Conversion(1.0, ratio=(1, 1))
     if src in _AFFINE or dst in _AFFINE:
         if src in _AFFINE and dst in _AFFINE:
             s1, o1 = _AFFINE[src]
@@ -355,16 +397,40 @@ def conversion(from_unit: str, to_unit: str, molar_mass: float | None = None) ->
             return Conversion(s1 / s2, (o1 - o2) / s2)
         raise UnitError(f"cannot convert {src!r} to {dst!r}{ucum_hint(src) or ucum_hint(dst)}")
     a, b = parse(src), parse(dst)
-    if a.dim != b.dim and molar_mass is not None:
-        amount = a.dim[3]
-        moved = list(a.dim)
-        moved[0] += amount
-        moved[3] = 0
-        if tuple(moved) == b.dim and amount != 0:
-            a = ParsedUnit(a.factor * molar_mass**amount, b.dim)
+    if a.dim != b.dim and molar_mass is not None and (a.dim[3] or b.dim[3]):
+        # either side in an amount of substance: mmol/L to mg/dL, and mg/dL to mmol/L
+        a, b = _as_mass(a, molar_mass), _as_mass(b, molar_mass)
+    ratio: tuple[int, int] | None = None
+    if a.dim == b.dim:
+        exact = a.exact / b.exact
+        if exact.numerator <= _EXACT and exact.denominator <= _EXACT:
+            ratio = (exact.numerator, exact.denominator)
     if a.dim != b.dim:  # K/uL: kelvin per microlitre, as UCUM reads it
         raise UnitError(f"cannot convert {src!r} to {dst!r} (different dimensions){ucum_hint(src)}")
-    return Conversion(_tidy(a.factor / b.factor))
+    return Conversion(_tidy(a.factor / b.factor), ratio=ratio)
+
+
+def _as_mass(u: ParsedUnit, molar_mass: float) -> ParsedUnit:
+    """``u`` with its amount of substance read as the mass of it (1 mol is ``molar_mass`` g)."""
+    amount = u.dim[3]
+    if amount == 0:
+        return u
+    dim: Dim = (u.dim[0] + amount, u.dim[1], u.dim[2], 0, u.dim[4], u.dim[5])
+    return ParsedUnit(u.factor * molar_mass**amount, dim, u.exact * _exact(molar_mass) ** amount)
+
+
+def by_molar_mass(from_unit: str, to_unit: str) -> bool:
+    """Whether the two units convert only by a molar mass: one is an amount of substance
+    (mmol/L) and the other the mass of it (mg/dL)."""
+    try:
+        conversion(from_unit, to_unit)
+    except UnitError:
+        try:
+            conversion(from_unit, to_unit, 1.0)
+        except UnitError:
+            return False
+        return True
+    return False
 
 
 def _tidy(x: float) -> float:

@@ -30,7 +30,7 @@ from timeline.errors import TimelineError
 from timeline.language import ast
 from timeline.language.durations import Duration
 from timeline.language.loader import RuleSet, field_unit, walk
-from timeline.units import conversion, display_unit
+from timeline.units import Conversion, conversion, display_unit
 
 COLUMNS = "patient_id, q, b, x, why, ev, lo, hi, note"
 EMPTY = "[]::BIGINT[]"
@@ -86,9 +86,9 @@ def counts_compared(node: ast.Node) -> bool:
     """Whether ``node`` compares two counts of days in one unit (``age`` or ``time_since``,
     e.g. "the last CRP after the first anakinra dose": ``lt: [time_since last CRP, time_since
     first dose]``). Each count is the whole days from its anchor's date to the date of q,
-    divided by one per-unit length (and rounded to 6 digits, far finer than 1/365.25 of a unit
-    between two whole days), so the two differ by the days between the anchors' dates
-    whatever q is: the comparison changes only where an anchor event appears or moves, which
+    divided by one per-unit length (a division that keeps the order of whole days; comparisons
+    round to 9 digits, far finer than 1/365.25 of a unit between two whole days), so the two
+    differ by the days between the anchors' dates whatever q is: the comparison changes only where an anchor event appears or moves, which
     are change points of both counts — a step, though each count grows."""
     if not isinstance(node, ast.Compare):
         return False
@@ -200,7 +200,7 @@ class Compiler:
             return name
         key = (f"reported:{rule_id}", name)
         if key not in self.converted:
-            x = f"round(x * {_num(c.scale)} + {_num(c.offset)}, 9)"
+            x = f"round({c.sql('x')}, 9)"
             self.converted[key] = self.add(
                 self.fresh("n"), f"SELECT patient_id, q, b, {x} AS x, why, ev, lo, hi, note FROM {name}"
             )
@@ -306,7 +306,7 @@ class Compiler:
             values.append(float(lit[0]))
         if node.op in ("add", "sub", "min", "max"):
             scales = self._scales(node.items, self.type(node.items[0]).unit)
-            values = [v * a + b for v, (a, b) in zip(values, scales, strict=True)]
+            values = [v if c is None else c.apply(v) for v, c in zip(values, scales, strict=True)]
         if node.op == "div" and any(v == 0 for v in values[1:]):
             return None  # unknown at every point ('division by zero'): left to the relation
         if node.op == "add":
@@ -751,7 +751,7 @@ class Compiler:
         a = self.anchor(anchor, points)
         div = {"years": "365.25", "months": "30.4375", "days": "1.0"}[unit]
         return f"""SELECT patient_id, q, NULL::BOOLEAN AS b,
-                CASE WHEN ta IS NOT NULL THEN round(date_diff('day', ta::DATE, q::DATE) / {div}, 6) END AS x,
+                CASE WHEN ta IS NOT NULL THEN date_diff('day', ta::DATE, q::DATE) / {div}::DOUBLE END AS x,
                 CASE WHEN ta IS NULL THEN {q_(f"no {label} recorded up to the date")} END AS why,
                 {self.evs(f"CASE WHEN aseq IS NULL THEN {EMPTY} ELSE [aseq] END")} AS ev, ta AS lo, q AS hi,
                 {self.note(f"CASE WHEN ta IS NOT NULL THEN {q_(label + ' on ')} || strftime(ta, '%Y-%m-%d') END")} AS note
@@ -762,7 +762,7 @@ class Compiler:
         self,
         items: tuple[ast.Node, ...] | list[ast.Node],
         points: str,
-        scales: list[tuple[float, float]] | None = None,
+        scales: list[Conversion | None] | None = None,
     ) -> str:
         """The items side by side: (patient_id, q, b0, x0, why0, ev0, b1, …). Every node has
         exactly one row per point of its points relation, so the items join one to one on
@@ -773,8 +773,9 @@ class Compiler:
         for i, item in enumerate(items):
             child = self.node(item, points)
             x = f"c{i}.x"
-            if scales is not None and scales[i] != (1.0, 0.0):
-                x = f"{x} * {_num(scales[i][0])} + {_num(scales[i][1])}"
+            conv = None if scales is None else scales[i]
+            if conv is not None:
+                x = conv.sql(x)
             cols.append(f"c{i}.b AS b{i}, {x} AS x{i}, c{i}.why AS why{i}, {self.evs(f'c{i}.ev')} AS ev{i}")
             src += f"{child} c{i}" if i == 0 else f" JOIN {child} c{i} USING (patient_id, q)"
         return f"SELECT patient_id, q, {', '.join(cols)} FROM {src}"
@@ -889,13 +890,9 @@ class Compiler:
             return f"""SELECT l.patient_id, l.q, round(l.x, 9) {sym} {rhs} AS b, NULL::DOUBLE AS x, l.why, l.ev, l.lo, l.hi,
                     {note} AS note
                 FROM {left} l"""
-        right_t = self.type(node.right)
-        scale = (1.0, 0.0)
-        if right_t.unit not in (None, "?") and unit not in (None, "?") and right_t.unit != unit:
-            c = conversion(right_t.unit, unit)
-            scale = (c.scale, c.offset)
+        c = self._scales((node.right,), unit)[0]
         right = self.node(node.right, points)
-        rx = f"(r.x * {_num(scale[0])} + {_num(scale[1])})" if scale != (1.0, 0.0) else "r.x"
+        rx = "r.x" if c is None else c.sql("r.x")
         holds = _holds(node.op, f"round(l.x, 9) {sym} round({rx}, 9)")
         return f"""SELECT l.patient_id, l.q, round(l.x, 9) {sym} round({rx}, 9) AS b, NULL::DOUBLE AS x,
                 tl_why2(l.why, r.why) AS why, {self.evs("list_concat(l.ev, r.ev)")} AS ev,
@@ -919,15 +916,17 @@ class Compiler:
             f"SELECT patient_id, q, NOT b AS b, NULL::DOUBLE AS x, why, ev, lo, hi, note FROM {child}"
         )
 
-    def _scales(self, items: tuple[ast.Node, ...], unit: str | None) -> list[tuple[float, float]]:
-        out = []
+    def _scales(self, items: tuple[ast.Node, ...], unit: str | None) -> list[Conversion | None]:
+        """Each item's conversion to ``unit`` (None: none needed), as the replay's ``scale``
+        converts it: by the exact ratio of the units where they have one."""
+        out: list[Conversion | None] = []
         for item in items:
             t = self.type(item)
             if t.unit in (None, "?") or unit in (None, "?") or t.unit == unit:
-                out.append((1.0, 0.0))
+                out.append(None)
             else:
                 c = conversion(t.unit, unit)
-                out.append((c.scale, c.offset))
+                out.append(None if c.identity else c)
         return out
 
     def _Arith(self, node: ast.Arith, points: str) -> str:
@@ -997,7 +996,7 @@ class Compiler:
         value = self.node(node.value, points)
         base = self.node(node.baseline, points)
         scale = self._scales((node.baseline,), self.type(node.value).unit)[0]
-        bx = f"(b.x * {_num(scale[0])} + {_num(scale[1])})" if scale != (1.0, 0.0) else "b.x"
+        bx = "b.x" if scale is None else scale.sql("b.x")
         note = f"""CASE WHEN v.x IS NOT NULL AND b.x IS NOT NULL THEN 'from ' || tl_fmt({bx}) || ' to ' || tl_fmt(v.x)
                      || CASE WHEN {bx} = 0 THEN ' (baseline 0)' ELSE '' END END"""
         return f"""SELECT v.patient_id, v.q, NULL::BOOLEAN AS b,

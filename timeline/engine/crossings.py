@@ -12,8 +12,8 @@ evaluators (the compiler's change points and the replay's candidates) add the mi
 them after each anchor event.
 
 The compared side is held as a function of the count of days ``d`` (one anchor: ``age`` in
-years and in months read the same birth), rounded as the evaluators round (6 digits for the
-count, 9 for arithmetic and comparisons). Most such functions are monotone, so each of
+years and in months read the same birth), rounded as the evaluators round (the count
+unrounded, 9 digits for arithmetic and comparisons). Most such functions are monotone, so each of
 ``h ≥ 0`` and ``h > 0`` (``h``: the compared difference) flips at most once and bisection finds
 it; one that is not (the count twice in a product, a count in a divisor) is read at every day
 from 0 to 200 years. The day before and after each flip are added too, for floating-point
@@ -112,7 +112,7 @@ class _Finder:
             return [_Form(None, lambda _d: v)]
         if isinstance(node, ast.Age | ast.TimeSince):
             per = PER_DAYS[node.unit]
-            return [_Form(anchor_of(node), lambda d: round(d / per, 6))]
+            return [_Form(anchor_of(node), lambda d: d / per)]
         if isinstance(node, ast.RuleRef):
             inner = self.forms(self.rules.rules[node.rule].define, depth + 1)
             reported = self.rules.reported(node.rule)  # the rule's value in its declared unit

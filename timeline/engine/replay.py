@@ -464,13 +464,16 @@ class Reference:
 
     def since(self, anchor: ast.Anchor, unit: str, q: datetime, label: str) -> Val:
         """Whole calendar days from the anchor's date to the date of q, in days, or divided by
-        the mean month (30.4375 days) or year (365.25 days)."""
+        the mean month (30.4375 days) or year (365.25 days), unrounded: day 183 is 183 / 30.4375
+        months, the very number 183 d converts to (``units.Conversion.ratio``), so a comparison
+        of the two is exact on the day (rounded to 6 decimals it read 6.01232, below 183 d's
+        6.012320329)."""
         found = self.anchor(anchor, q)
         if found is None:
             return Val(None, f"no {label} recorded up to the date")
         days = (q.date() - found["occurred_at"].date()).days
         per = {"years": 365.25, "months": 30.4375, "days": 1.0}[unit]
-        return Val(rnd(days / per, 6), None, (found["seq"],), f"{label} on {day(found['occurred_at'])}")
+        return Val(days / per, None, (found["seq"],), f"{label} on {day(found['occurred_at'])}")
 
     def _Const(self, node: ast.Const, q: datetime) -> Val:
         return Val(node.value)

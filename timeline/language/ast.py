@@ -354,6 +354,10 @@ class ParamSpec(Frozen):
     unit: str | None = None
     description: str = ""
     value: float | bool | Duration | str | None = None  # a site's override, when given
+    # a site's value in a mass for a parameter in an amount of substance (156 mg/dL for one in
+    # mmol/L), or the converse: ``value`` is in this unit until the loader converts it by the
+    # molar mass of the lab the parameter is compared with (None in a loaded rule set)
+    value_unit: str | None = None
     # a plain number (a default without a unit) is read in the unit of what the definition
     # compares it with (3 beside a CRP in mg/L is 3 mg/L): that unit, as the loader found it
     read_in: str | None = None

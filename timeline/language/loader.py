@@ -36,7 +36,16 @@ from timeline.language.durations import (
 from timeline.language.durations import english as durations_english
 from timeline.language.examples import event_problems
 from timeline.moments import parse_at
-from timeline.units import Conversion, UnitError, combine, conversion, is_valid, ucum_hint, ucum_spelling
+from timeline.units import (
+    Conversion,
+    UnitError,
+    by_molar_mass,
+    combine,
+    conversion,
+    is_valid,
+    ucum_hint,
+    ucum_spelling,
+)
 from timeline.units import parse as parse_unit
 
 if TYPE_CHECKING:
@@ -764,6 +773,8 @@ class _RuleParser:
                 continue
             try:
                 override_value(spec, raw, others, params)
+            except ByMolarMass:
+                pass  # read when the example runs, by the molar mass of the lab it is compared with
             except ValueError as exc:
                 self.fail((*path, name), f"{name}: {exc}")
                 ok = False
@@ -2179,6 +2190,7 @@ def load_rules(
                     line, col = docs[rid].where(("meaning",))
                     problems.append(Problem(rules[rid].source, line, col,
                                             "meaning says what the rule being true means: a number has no true"))  # fmt: skip
+    rules = _molar_values(rules, checker.param_molar, problems, places)
     for rid in rules.keys() - checkable:  # a duration written as a value, in a rule not type-checked
         for node in walk(rules[rid].define):
             if isinstance(node, ast.Const) and node.written is not None:
@@ -2285,6 +2297,8 @@ def _for_all_rules(
                 continue
             try:
                 override_value(rules[rid].param(name), raw)
+            except ByMolarMass:
+                pass  # read when applied, by the molar mass of the lab it is compared with
             except ValueError as exc:
                 wrong.setdefault(str(exc), []).append(rid)
                 continue
@@ -2319,10 +2333,13 @@ def _apply_site_params(
                 continue
             try:
                 value = override_value(specs[name], raw, others, values)
+            except ByMolarMass as by:  # converted once the checker finds the lab's molar mass
+                specs[name] = by.kept(specs[name])
+                continue
             except ValueError as exc:
                 problem(rid, name, f"{rid}.{name}: {exc}")
                 continue
-            specs[name] = specs[name].model_copy(update={"value": value})
+            specs[name] = specs[name].model_copy(update={"value": value, "value_unit": None})
         out[rid] = rule.model_copy(update={"params": tuple(specs.values())})
     return out
 
@@ -2549,10 +2566,13 @@ def variant_rule(
             continue
         try:
             value = override_value(specs[name], raw, others, values)
+        except ByMolarMass as by:  # converted once the checker finds the lab's molar mass
+            specs[name] = by.kept(specs[name])
+            continue
         except ValueError as exc:
             wrong.append((name, f"{rule.id}.{name}: {exc}"))
             continue
-        specs[name] = specs[name].model_copy(update={"value": value})
+        specs[name] = specs[name].model_copy(update={"value": value, "value_unit": None})
     if wrong:
         raise VariantValuesError(wrong)
     nids = {} if nids is None else nids
@@ -2730,11 +2750,44 @@ def override_value(
         try:
             converted = conversion(unit, spec.unit).apply(float(value))  # type: ignore[arg-type]
         except UnitError as exc:
+            if by_molar_mass(unit, spec.unit):
+                raise ByMolarMass(float(value), unit, spec, raw) from None  # type: ignore[arg-type]
             raise ValueError(str(exc)) from None
         if not math.isfinite(converted):
             raise ValueError(f"{raw!r} in {spec.unit} is too large a number")
         return converted
     return value
+
+
+class ByMolarMass(ValueError):
+    """A site's value in a mass for a parameter in an amount of substance (``156 mg/dL`` for
+    one whose default is ``1.76 mmol/L``), or the converse: it converts by the molar mass of
+    the lab the parameter is compared with, which the type checker finds; kept in its own unit
+    (``ParamSpec.value_unit``) until then. As an error (no such lab): :func:`molar_problem`."""
+
+    def __init__(self, value: float, unit: str, spec: ast.ParamSpec, raw: Any) -> None:
+        super().__init__(molar_problem(raw, unit, spec.unit or "", "it is compared with no lab"))
+        self.value, self.unit = value, unit
+
+    def kept(self, spec: ast.ParamSpec) -> ast.ParamSpec:
+        return spec.model_copy(update={"value": self.value, "value_unit": self.unit})
+
+
+def _substance(unit: str) -> str:
+    try:
+        return "an amount of substance" if parse_unit(unit).dim[3] else "a mass"
+    except UnitError:  # pragma: no cover - the unit converted by a molar mass: it parses
+        return "a quantity"
+
+
+def molar_problem(raw: Any, unit: str, to: str, why: str) -> str:
+    """Why ``raw`` (in ``unit``) cannot be read in ``to``, a parameter's unit that converts
+    to it only by a molar mass: ``why`` there is none to take."""
+    return (
+        f"{raw!r} is {_substance(unit)} ({unit}) and the parameter's unit, {to}, {_substance(to)}: "
+        f"they convert only by the molar mass of what is measured, and {why} whose code gives one "
+        f"(a site's codes.yaml gives a code's molar_mass); give the value in {to}"
+    )
 
 
 def _not_a_duration(raw: Any) -> str:
@@ -2910,6 +2963,10 @@ class _TypeChecker:
         self.molar: dict[int | tuple[str, str], tuple[str, float]] = {}
         # a plain-number parameter's (rule, name) → the unit of what it is compared with
         self.read_in: dict[tuple[str, str], str] = {}
+        # a parameter's (rule, name) → the molar mass of each thing it is compared with (None:
+        # no lab of one molar mass), for a site's value in a mass where it is in an amount of
+        # substance, or the converse
+        self.param_molar: dict[tuple[str, str], set[float | None]] = {}
         self.warnings: list[str] = []
         self.rule: ast.Rule | None = None
         # durations written where a value goes (5 days), not yet met by what they are read with
@@ -2951,18 +3008,31 @@ class _TypeChecker:
                         f"where {cond.field} {cond.op}",
                         f"{node.name}'s {cond.field}",
                         _molar_mass(node, self.book) if cond.field == "value" else None,
+                        (node, cond.field),
                     )
         for const in self.durations.values():  # met by nothing that says what it should be
             self.fail(const, unit_problem(_written_unit(const)) or "")
         self.durations.clear()
 
     def _unit_of_threshold(
-        self, value: ast.Const | ast.Param, unit: str | None, op: str, what: str, molar: float | None = None
+        self,
+        value: ast.Const | ast.Param,
+        unit: str | None,
+        op: str,
+        what: str,
+        molar: float | None = None,
+        read: tuple[ast.Selector, str] | None = None,
     ) -> None:
+        """A limit of a selector's ``where:`` (``read``: the selector and the field it limits)."""
         t = self.check(value)
+        if isinstance(value, ast.Param):
+            self.param_molar.setdefault((value.rule, value.name), set()).add(molar)
         if self._duration_met(value, unit, op, what):
             return
         self._plain_read_in(value, t, unit, None)
+        if read is not None and t.kind == "num" and unit not in (None, "1", "?", UNREAD):
+            assert unit is not None
+            self._plausible_limit(value, t.unit or unit, *read, where=True)
         if (
             t.kind == "num"
             and not units_convert(t.unit, unit)
@@ -3152,6 +3222,10 @@ class _TypeChecker:
     ) -> None:
         """``node``, of type ``t``, is read in ``unit``: that of ``other``, beside it in ``op``."""
         what = _what(other) if other is not None else "a value"
+        for a, b in ((node, other), (other, node)):
+            if isinstance(a, ast.Param):  # the molar mass of what it is read beside (a site's mg/dL)
+                mass = _molar_mass(b, self.book) if b is not None else None
+                self.param_molar.setdefault((a.rule, a.name), set()).add(mass)
         self._plain_read_in(node, t, unit, other)
         if other is not None:
             self._plain_read_in(other, self.types.get(other.nid), t.unit, node)
@@ -3196,16 +3270,21 @@ class _TypeChecker:
     def _plausible(self, node: ast.Node, unit: str, other: ast.Node | None) -> None:
         """A constant or a parameter's default compared with a lab whose code has a plausible
         range, outside that range: a warning (1000 mg/dL of ferritin is 10⁷ ng/mL)."""
-        if self.rule is None or other is None or not isinstance(node, ast.Const | ast.Param):
+        if other is None:
             return
         select = getattr(other, "select", None)
-        if (
-            not isinstance(select, ast.Selector)
-            or getattr(other, "field", "value") != "value"
-            or select.any_of
-        ):
+        if isinstance(select, ast.Selector):
+            self._plausible_limit(node, unit, select, getattr(other, "field", "value"))
+
+    def _plausible_limit(
+        self, node: ast.Node, unit: str, select: ast.Selector, field: str, where: bool = False
+    ) -> None:
+        """A constant or a parameter's default that limits the ``field`` of what ``select``
+        selects (compared with its latest value, or, ``where``, in the selector's ``where:``),
+        outside the plausible range of its code: a warning."""
+        if self.rule is None or not isinstance(node, ast.Const | ast.Param):
             return
-        if len(select.codes) != 1:
+        if field != "value" or select.any_of or len(select.codes) != 1:
             return
         code = self.book.labs.get(select.codes[0]) or self.book.assessments.get(select.codes[0])
         if code is None or (code.low is None and code.high is None):
@@ -3229,9 +3308,14 @@ class _TypeChecker:
             plausible = (
                 f"{low:g}–{high:g} {code.unit}" if high is not None else f"at least {low:g} {code.unit}"
             )
+            outcome = (
+                f"the where: of selector {select.name!r} selects every {code.name} or none"
+                if where
+                else "the comparison never changes"
+            )
             self.warnings.append(
                 f"{self.rule.source}: {shown} is {canonical:.6g} {code.unit}, outside the values "
-                f"{code.name} can take ({plausible}, as ingest checks them): the comparison never changes"
+                f"{code.name} can take ({plausible}, as ingest checks them): {outcome}"
             )
 
     def _count_has_no_unit(self, value: ast.Node, unit: str, count: ast.Node) -> None:
@@ -3341,6 +3425,46 @@ def _molar_mass(node: Any, book: codes.CodeBook) -> float | None:
             code = book.labs.get(c) or book.assessments.get(c)
             masses.add(code.molar_mass if code is not None else None)
     return masses.pop() if len(masses) == 1 and None not in masses else None
+
+
+def _molar_values(
+    rules: dict[str, ast.Rule],
+    masses: Mapping[tuple[str, str], set[float | None]],
+    problems: list[Problem],
+    places: _Places,
+) -> dict[str, ast.Rule]:
+    """The rules with each site value kept in its own unit (``ParamSpec.value_unit``: 156
+    mg/dL for a parameter in mmol/L) converted to its parameter's unit by the molar mass of
+    the labs the parameter is compared with (``masses``: those the type checker found, None
+    for a comparison with anything else); a problem where there is not one such molar mass."""
+    out = dict(rules)
+    for rid, rule in rules.items():
+        if not any(p.value_unit is not None for p in rule.params):
+            continue
+        params = list(rule.params)
+        for i, spec in enumerate(params):
+            if spec.value_unit is None or not isinstance(spec.value, float) or spec.unit is None:
+                continue
+            found = masses.get((rid, spec.name), set())
+            known = sorted(m for m in found if m is not None)
+            shown = f"{spec.value:.12g} {spec.value_unit}"
+            if len(known) == 1:
+                value = conversion(spec.value_unit, spec.unit, known[0]).apply(spec.value)
+                params[i] = spec.model_copy(update={"value": value, "value_unit": None})
+                continue
+            why = (
+                f"it is compared with labs of {len(known)} molar masses "
+                f"({', '.join(f'{m:g}' for m in known)} g/mol), not one"
+                if len(known) > 1
+                else "it is compared with no lab"
+            )
+            base = rule.variant_of or rid
+            file, line, col = (
+                places.get((rid, spec.name)) or places.get((base, spec.name)) or (rule.source, 0, 0)
+            )
+            problems.append(Problem(file, line, col, f"{base}.{spec.name}: {molar_problem(shown, spec.value_unit, spec.unit, why)}"))  # fmt: skip
+        out[rid] = rule.model_copy(update={"params": tuple(params)})
+    return out
 
 
 def _molar_converted(
