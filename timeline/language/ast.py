@@ -99,12 +99,12 @@ def _converter(hint: Any, cls: type, name: str) -> Callable[[Any], Any]:
         return lambda v: dict(v) if isinstance(v, dict) else _check(cls, name, v, hint)
     if hint is float:
         return lambda v: float(v) if type(v) is int else v if type(v) is float else _check(cls, name, v, hint)
-    if hint is int:  # an integral float is its int (pydantic's lax int)
+    if hint is int:  # an integral float is its int (pydantic's lax int, to 64 bits)
         return lambda v: (
             v
             if type(v) is int
             else int(v)
-            if type(v) is float and v.is_integer()
+            if type(v) is float and v.is_integer() and abs(v) < 2**63
             else _check(cls, name, v, hint)
         )
     if hint in (bool, str):
