@@ -4,7 +4,8 @@ same rule files again.
 Loading the built-in pack (43 YAML files: parse, build the syntax trees, check types and
 units) takes ~0.07 s and needs PyYAML imported; reading a cached copy takes ~0.01 s. Every
 command that evaluates rules loads the pack: `timeline state` takes ~0.41 s with the cache
-and ~0.51 s without it (10k benchmark store; the loader also builds the models' validators).
+and ~0.51 s without it (10k benchmark store; the loader also imports PyYAML, and pydantic for
+the example events' models, which a command reading the cache never imports).
 
 A cached rule set is used only if everything that went into it is unchanged. Its key is a
 SHA-256 over:
