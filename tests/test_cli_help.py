@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 import typer.main
+from typer.testing import CliRunner
 
-from cli.main import app
+from cli.main import app, only_command
 from tests.support import run_cli
 
 
@@ -169,3 +170,26 @@ def test_no_example_reads_the_record_as_known_at_a_calendar_date(command: tuple[
     (it is a recording time): an example that runs on a fresh store names a seq."""
     shown = [line for line in _example_lines(command) if "--as-known-at" in line]
     assert [line for line in shown if not re.search(r"--as-known-at seq:\d+", line)] == []
+
+
+TOP_LEVEL = sorted(name for (name, *rest) in COMMANDS if not rest)
+
+
+def test_a_command_line_naming_a_command_builds_that_command_alone() -> None:
+    built = only_command(app, ["state", "P001", "--at", "2008-02-10"])
+    assert [c.callback.__name__ for c in built.registered_commands if c.callback] == ["state"]
+    assert built.registered_groups == []
+    assert len(app.registered_commands) == len(TOP_LEVEL)  # the app itself is left whole
+
+
+@pytest.mark.parametrize("args", [[], ["--help"], ["--version"], ["rules", "list"], ["stat"], ["P001"]])
+def test_a_command_line_naming_no_command_builds_every_command(args: list[str]) -> None:
+    assert only_command(app, args) is app
+
+
+@pytest.mark.parametrize("command", TOP_LEVEL)
+@pytest.mark.parametrize("rest", [["--help"], ["--no-such-option"]], ids=["help", "unknown-option"])
+def test_a_command_built_alone_helps_and_refuses_as_among_the_others(command: str, rest: list[str]) -> None:
+    alone = CliRunner().invoke(only_command(app, [command]), [command, *rest])
+    among = CliRunner().invoke(app, [command, *rest])
+    assert (alone.exit_code, alone.output) == (among.exit_code, among.output)

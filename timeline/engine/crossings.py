@@ -37,10 +37,8 @@ from timeline.units import converter
 
 PER_DAYS = {"years": 365.25, "months": 30.4375, "days": 1.0}
 MAX_DAYS = 200 * 366  # no duration is longer than 200 years
-# without validation (see ast.BOOL)
-BIRTH = ast.Anchor.model_construct(
-    select=ast.Selector.model_construct(name="birth", kinds=("birth",)), which="first"
-)
+# unchecked (see ast.BOOL)
+BIRTH = ast.Anchor.construct(select=ast.Selector.construct(name="birth", kinds=("birth",)), which="first")
 
 Fn = Callable[[int], float]  # the value on the day d days after the anchor's date
 

@@ -898,7 +898,7 @@ def _param_text(p: ast.ParamSpec, referenced: bool = False) -> str:
 
 
 def _op_name(node: ast.Node) -> str:
-    names = {
+    names: dict[type[ast.Node], Callable[[Any], object]] = {
         ast.Logic: lambda n: n.op, ast.Compare: lambda n: n.op, ast.Aggregate: lambda n: n.fn,
         ast.Arith: lambda n: n.op,
     }  # fmt: skip

@@ -80,7 +80,7 @@ CMP: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "ne": lambda a, b: a != b,
 }
-WEIGHT = ast.Selector.model_construct(name="weight", kinds=("weight",))  # without validation (see ast.BOOL)
+WEIGHT = ast.Selector.construct(name="weight", kinds=("weight",))  # unchecked (see ast.BOOL)
 
 Event = dict[str, Any]
 

@@ -1,16 +1,27 @@
-"""The rule language's syntax tree: small frozen models, one class per node kind.
+"""The rule language's syntax tree: small frozen classes, one class per node kind.
 
 A rule file is parsed by :mod:`timeline.language.loader` into a :class:`Rule` whose
 ``define`` is a tree of :class:`Node`. Each node has a load-time type (boolean or a number
 with a unit, see :class:`Type`) and is compiled by :mod:`timeline.engine.compiler` into a
 relation ``(patient_id, q, b, x, why, ev, lo, hi)`` over many evaluation points at once.
+
+The classes are plain Python (:class:`Frozen`), not pydantic models: every command that
+evaluates rules imports this module, and building ~40 pydantic model classes (and importing
+pydantic) took ~0.05 s of each command's start. What the loader gives them is checked as
+pydantic checked it, and converted as it converted it (an int where a float goes is a float:
+``30`` is shown ``30.0`` where a parameter's value is shown), when a tree is first built; the
+cached trees (:mod:`timeline.language.cache`) are unpickled without either.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict
+import inspect
+import operator
+import sys
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal, Self, dataclass_transform
 
 from timeline.language.durations import Duration
 
@@ -25,8 +36,171 @@ OPPOSITE = {"gt": "le", "ge": "lt", "lt": "ge", "le": "gt", "eq": "ne", "ne": "e
 MEDICATION_KINDS = ("medication_start", "medication_dose_change", "medication_stop", "discontinuation")
 
 
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
+def _check(cls: type, name: str, value: Any, expected: object) -> typing.NoReturn:
+    raise TypeError(f"{cls.__name__}.{name}: {value!r} is not {expected}")
+
+
+def _converter(hint: Any, cls: type, name: str) -> Callable[[Any], Any]:
+    """What a field of type ``hint`` makes of a value, as pydantic (lax mode, smart unions)
+    made of the values the loader gives: an int (not a bool) where a float goes and no int
+    does is that float, a list where a tuple goes is a tuple (of its items made), a dict is
+    copied; any other value must be of the type itself."""
+    origin = typing.get_origin(hint)
+    if hint is Any or hint is object:
+        return lambda v: v
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+
+        def literal(v: Any) -> Any:
+            if not any(v == a and type(v) is type(a) for a in allowed):
+                _check(cls, name, v, f"one of {allowed}")
+            return v
+
+        return literal
+    if origin is types.UnionType or origin is typing.Union:
+        members = typing.get_args(hint)
+        plain = tuple(m for m in members if isinstance(m, type) and typing.get_origin(m) is None)
+        made = [_converter(m, cls, name) for m in members if m not in plain]
+        to_float = float in plain and int not in plain
+
+        def union(v: Any) -> Any:
+            if type(v) in plain or (isinstance(v, plain) and not isinstance(v, bool | int | float | str)):
+                return v
+            if to_float and type(v) is int:
+                return float(v)
+            for make in made:
+                try:
+                    return make(v)
+                except TypeError:
+                    pass
+            _check(cls, name, v, hint)
+
+        return union
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = _converter(args[0], cls, name)
+
+            def many(v: Any) -> Any:
+                if not isinstance(v, tuple | list):
+                    _check(cls, name, v, hint)
+                return tuple(item(x) for x in v)
+
+            return many
+        items = [_converter(a, cls, name) for a in args]
+
+        def fixed(v: Any) -> Any:
+            if not isinstance(v, tuple | list) or len(v) != len(items):
+                _check(cls, name, v, hint)
+            return tuple(make(x) for make, x in zip(items, v, strict=True))
+
+        return fixed
+    if origin is dict:
+        return lambda v: dict(v) if isinstance(v, dict) else _check(cls, name, v, hint)
+    if hint is float:
+        return lambda v: float(v) if type(v) is int else v if type(v) is float else _check(cls, name, v, hint)
+    if hint is int:  # an integral float is its int (pydantic's lax int, to 64 bits)
+        return lambda v: (
+            v
+            if type(v) is int
+            else int(v)
+            if type(v) is float and v.is_integer() and abs(v) < 2**63
+            else _check(cls, name, v, hint)
+        )
+    if hint in (bool, str):
+        return lambda v: v if type(v) is hint else _check(cls, name, v, hint)
+    if isinstance(hint, type):
+        return lambda v: v if isinstance(v, hint) else _check(cls, name, v, hint)
+    raise TypeError(f"{cls.__name__}.{name}: no converter for {hint!r}")  # pragma: no cover
+
+
+@dataclass_transform(kw_only_default=True, frozen_default=True)
+class Frozen:
+    """Base of the tree's classes: fields declared by annotations (with their defaults), set
+    once by keyword, immutable; equal when of the same class with equal fields; ``repr``, ``str``
+    and ``hash`` as pydantic's models had them. An instance keeps its fields in its ``__dict__``,
+    so that pickle stores and restores that alone."""
+
+    field_names: ClassVar[tuple[str, ...]] = ()
+    _defaults: ClassVar[dict[str, Any]] = {}
+    _converters: ClassVar[dict[str, Callable[[Any], Any]] | None] = None
+    _values: ClassVar[Callable[[dict[str, Any]], Any]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = inspect.get_annotations(cls)
+        names = list(cls.field_names)
+        defaults = dict(cls._defaults)
+        for name in own:
+            if name not in names:
+                names.append(name)
+            if name in cls.__dict__:
+                defaults[name] = cls.__dict__[name]
+            else:
+                defaults.pop(name, None)
+        cls.field_names = tuple(names)
+        cls._defaults = defaults
+        cls._converters = None  # made when the first instance is (never for cached trees)
+        cls._values = operator.itemgetter(*names) if names else lambda _: 0
+
+    @classmethod
+    def _make_converters(cls) -> dict[str, Callable[[Any], Any]]:
+        out: dict[str, Callable[[Any], Any]] = {}
+        for name in cls.field_names:
+            owner = next(c for c in cls.__mro__ if name in inspect.get_annotations(c))
+            hint = eval(inspect.get_annotations(owner)[name], vars(sys.modules[owner.__module__]))
+            out[name] = _converter(hint, cls, name)
+        cls._converters = out
+        return out
+
+    def __init__(self, **values: Any) -> None:
+        cls = type(self)
+        converters = cls._converters or cls._make_converters()
+        fields = self.__dict__
+        for name in cls.field_names:
+            if name in values:
+                fields[name] = converters[name](values.pop(name))
+            elif name in cls._defaults:
+                fields[name] = cls._defaults[name]
+            else:
+                raise TypeError(f"{cls.__name__}: {name} is required")
+        if values:
+            raise TypeError(f"{cls.__name__}: no field {', '.join(values)}")
+
+    @classmethod
+    def construct(cls, **values: Any) -> Self:
+        """An instance of values known to be right, neither checked nor converted (the
+        engine's constants: no converter is made for them as the engine is imported)."""
+        new = object.__new__(cls)
+        new.__dict__.update({**cls._defaults, **values})
+        return new
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes``, neither checked nor converted (as pydantic's model_copy)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen: cannot set {name}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen: cannot delete {name}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Frozen):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        return hash(type(self)._values(self.__dict__))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{n}={self.__dict__[n]!r}' for n in self.field_names)})"
+
+    def __str__(self) -> str:
+        return " ".join(f"{n}={self.__dict__[n]!r}" for n in self.field_names)
 
 
 class Type(Frozen):
@@ -39,11 +213,10 @@ class Type(Frozen):
         return "boolean" if self.kind == "bool" else f"number [{self.unit or '1'}]"
 
 
-# Made without validation, as the engine's other constants of the tree (crossings.BIRTH, replay's
-# BIRTH and WEIGHT): validating one builds its class's schema, which loads pydantic's plugin
-# machinery (importlib.metadata, every installed package's entry points): ~15 ms of the start of
-# every command, which otherwise validates nothing when its rules come from the cache.
-BOOL = Type.model_construct(kind="bool")
+# Made unchecked, as the engine's other constants of the tree (crossings.BIRTH, replay's WEIGHT):
+# the first checked instance of a class makes its converters (evaluating its annotations), which
+# a command whose rules come from the cache otherwise never needs.
+BOOL = Type.construct(kind="bool")
 
 
 class Node(Frozen):
@@ -428,7 +601,7 @@ class Rule(Frozen):
         """The type of the rule's value as it is reported: a number in its declared ``unit``,
         when it declares one (the loader has checked that the computed unit converts to it)."""
         if self.unit is not None and self.type.kind == "num":
-            return Type.model_construct(kind="num", unit=self.unit)  # a validated unit (see BOOL)
+            return Type.construct(kind="num", unit=self.unit)  # a validated unit (see BOOL)
         return self.type
 
     def param(self, name: str) -> ParamSpec:
@@ -441,7 +614,7 @@ class Rule(Frozen):
 def children(node: Node) -> list[Node]:
     """A node's direct sub-expressions, in field order."""
     out: list[Node] = []
-    for name in type(node).model_fields:
+    for name in type(node).field_names:
         value = getattr(node, name)
         if isinstance(value, Node):
             out.append(value)

@@ -4,12 +4,14 @@ same rule files again.
 Loading the built-in pack (43 YAML files: parse, build the syntax trees, check types and
 units) takes ~0.07 s and needs PyYAML imported; reading a cached copy takes ~0.01 s. Every
 command that evaluates rules loads the pack: `timeline state` takes ~0.41 s with the cache
-and ~0.51 s without it (10k benchmark store; the loader also builds the models' validators).
+and ~0.51 s without it (10k benchmark store; the loader also imports PyYAML, and pydantic for
+the example events' models, which a command reading the cache never imports).
 
 A cached rule set is used only if everything that went into it is unchanged. Its key is a
 SHA-256 over:
 
-- the cache format, timeline's version, Python's, pydantic's and PyYAML's versions;
+- the cache format, timeline's version, Python's and PyYAML's versions (the cached trees are
+  plain Python objects: pydantic's version is not in the key, nor is pydantic imported);
 - the path, size and modification time of every module of the ``timeline`` package (an edited
   checkout invalidates every entry);
 - every rule directory as given, and the path and **contents** of every rule file in it, in the
@@ -42,7 +44,7 @@ import timeline
 if TYPE_CHECKING:
     from timeline.language.loader import RuleSet
 
-FORMAT = 1
+FORMAT = 2  # 2: the syntax tree's classes are no longer pydantic models
 KEEP = 32
 _PACKAGE = Path(timeline.__file__).resolve().parent
 
@@ -61,13 +63,11 @@ def cache_dir() -> Path | None:
 def _code_fingerprint() -> list[Any]:
     from importlib import metadata
 
-    import pydantic
-
     try:  # from the installed metadata (~0.5 ms): importing yaml is what the cache saves
         pyyaml = metadata.version("PyYAML")
     except metadata.PackageNotFoundError:  # pragma: no cover - PyYAML is a dependency
         pyyaml = None
-    out: list[Any] = [FORMAT, timeline.__version__, sys.version, pydantic.VERSION, pyyaml]
+    out: list[Any] = [FORMAT, timeline.__version__, sys.version, pyyaml]
     for path in sorted(_PACKAGE.rglob("*.py")):
         st = path.stat()
         out.append((str(path.relative_to(_PACKAGE)), st.st_size, st.st_mtime_ns))

@@ -15,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from datetime import date
 
-from timeline import codes, events
+from timeline import codes
 from timeline.units import UnitError, conversion
 
 
 def event_problems(event: Mapping[str, object], book: codes.CodeBook) -> Iterator[tuple[str, str]]:
     """(field, message) for each value of an example event that ingest would refuse: a date
     that is no date, a measurement's unit or value (:func:`_measured`)."""
+    from timeline import events
     from timeline.ingest import MEASURED_KINDS  # ingest's (imported only as rule files are read)
 
     for key in ("occurred_at", "ended_at"):

@@ -22,7 +22,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from timeline import codes, events
+from timeline import codes
 from timeline.errors import TimelineError, UsageError
 from timeline.language import ast
 from timeline.language.durations import (
@@ -540,6 +540,8 @@ class _RuleParser:
         """What ingest would refuse in an example's event for its shape, said at its line here
         (its values and units are checked when `rules test` ingests it): a missing core field,
         an unknown kind, a field its kind needs or does not have."""
+        from timeline import events  # pydantic's models: imported only as rule files are read
+
         for key in events.CORE_COLUMNS:
             if e.get(key) is None or str(e[key]).strip() == "":
                 self.fail(
@@ -624,8 +626,8 @@ class _RuleParser:
             spec = self.params.get(name)
             if spec is None or not isinstance(spec.default, Duration) or name in self.other_uses:
                 continue  # one also read as a duration: the type checker says it cannot be both
-            self.params[name] = spec.model_copy(
-                update={"default": float(spec.default.amount), "unit": _UCUM_OF[spec.default.unit]}
+            self.params[name] = spec.replace(
+                default=float(spec.default.amount), unit=_UCUM_OF[spec.default.unit]
             )
 
     def _check_lengths(self) -> None:
@@ -636,7 +638,7 @@ class _RuleParser:
         for name in dict.fromkeys([*self.lengths, *self.bounds]):
             kind, use = self.lengths.get(name, (None, ""))
             bounds = tuple(self.bounds.get(name, ()))
-            spec = self.params[name].model_copy(update={"length": kind, "length_use": use, "bounds": bounds})
+            spec = self.params[name].replace(length=kind, length_use=use, bounds=bounds)
             self.params[name] = spec
             problem = duration_problem(spec, spec.default, defaults, checked=defaults)
             if problem:
@@ -651,6 +653,8 @@ class _RuleParser:
                 self.selectors[name] = self.selector(spec, ("events", name), name=name)
 
     def _examples(self, data: Any) -> list[ast.Example]:
+        from timeline import events  # pydantic's models: imported only as rule files are read
+
         out: list[ast.Example] = []
         if not isinstance(data, list):
             self.fail(("examples",), "examples must be a list")
@@ -856,6 +860,8 @@ class _RuleParser:
         return node
 
     def selector(self, data: Any, path: Path_, name: str | None = None) -> ast.Selector:
+        from timeline import events  # pydantic's models: imported only as rule files are read
+
         if isinstance(data, str):
             if data in self.selectors:
                 return self.selectors[data]
@@ -999,11 +1005,7 @@ class _RuleParser:
                     path,
                     f"a window of {d.value} is empty: give a positive duration (the last 7 days: 7 days)",
                 )
-            start = (
-                ast.DurationRef(value=d.value.negate())
-                if d.value is not None
-                else d.model_copy(update={"negate": True})
-            )
+            start = ast.DurationRef(value=d.value.negate()) if d.value is not None else d.replace(negate=True)
             return ast.Window(start=start, end=ast.DurationRef(value=Duration(0, "day")))
         if isinstance(data, int | float) and not isinstance(data, bool):  # window: 30
             raise self.fail(
@@ -1908,7 +1910,7 @@ def param_text(value: Any, unit: str | None) -> str:
 
 def _children(node: Any) -> Iterable[Any]:
     if isinstance(node, ast.Frozen):
-        for name in type(node).model_fields:
+        for name in type(node).field_names:
             yield from _flatten(getattr(node, name))
 
 
@@ -2150,7 +2152,7 @@ def load_rules(
                     again += _ONCE_PER_DIRECTORY
                 problems.append(Problem(str(path), line, col, again))
                 continue
-            rule = rule.model_copy(update={"overrides": previous.source})
+            rule = rule.replace(overrides=previous.source)
         rules[rule.id] = rule
         refs[rule.id] = [(r, p, doc) for r, p in parser.refs]
         docs[rule.id] = doc
@@ -2207,13 +2209,11 @@ def load_rules(
     rules = _molar_converted(rules, checker.molar, types)
     for (rid, name), unit in checker.read_in.items():
         if rid in rules:
-            specs = tuple(
-                p.model_copy(update={"read_in": unit}) if p.name == name else p for p in rules[rid].params
-            )
-            rules[rid] = rules[rid].model_copy(update={"params": specs})
+            specs = tuple(p.replace(read_in=unit) if p.name == name else p for p in rules[rid].params)
+            rules[rid] = rules[rid].replace(params=specs)
     warnings = [*_plain_defaults(rules), *checker.warnings]
     for rid in order:
-        rules[rid] = rules[rid].model_copy(update={"type": types[rules[rid].define.nid]})
+        rules[rid] = rules[rid].replace(type=types[rules[rid].define.nid])
     hasher.update(json.dumps(site, sort_keys=True, default=str).encode())
     return RuleSet(
         rules=rules, order=order, types=types, sources=sources, digest=hasher.hexdigest(), notes=notes,
@@ -2339,8 +2339,8 @@ def _apply_site_params(
             except ValueError as exc:
                 problem(rid, name, f"{rid}.{name}: {exc}")
                 continue
-            specs[name] = specs[name].model_copy(update={"value": value, "value_unit": None})
-        out[rid] = rule.model_copy(update={"params": tuple(specs.values())})
+            specs[name] = specs[name].replace(value=value, value_unit=None)
+        out[rid] = rule.replace(params=tuple(specs.values()))
     return out
 
 
@@ -2388,7 +2388,7 @@ def _same_as_their_rule(rules: dict[str, ast.Rule]) -> dict[str, ast.Rule]:
             update["rule"], update["passes"] = same[value.rule], rules[value.rule].variant_with
 
     return {
-        rid: rule.model_copy(update={"define": _rebuilt(rule.define, reread)})
+        rid: rule.replace(define=_rebuilt(rule.define, reread))
         if any(isinstance(n, ast.RuleRef) and n.rule in same for n in walk(rule.define))
         else rule
         for rid, rule in rules.items()
@@ -2419,10 +2419,10 @@ def _variant_request(
             for name, raw in values.items():  # a plain number passed on is read in the unit it is given to
                 target = next((p for p in rule.params if p.name == name), None)
                 if isinstance(raw, dict) and target is not None and target.unit and reader in out:
-                    specs = tuple(p.model_copy(update={"read_in": p.read_in or target.unit})
+                    specs = tuple(p.replace(read_in=p.read_in or target.unit)
                                   if p.name == str(raw.get("param")) and p.unit is None else p
                                   for p in out[reader].params)  # fmt: skip
-                    out[reader] = out[reader].model_copy(update={"params": specs})
+                    out[reader] = out[reader].replace(params=specs)
         except VariantValuesError as exc:
             for name, message in exc.wrong:
                 own = values.get(name)
@@ -2572,7 +2572,7 @@ def variant_rule(
         except ValueError as exc:
             wrong.append((name, f"{rule.id}.{name}: {exc}"))
             continue
-        specs[name] = specs[name].model_copy(update={"value": value, "value_unit": None})
+        specs[name] = specs[name].replace(value=value, value_unit=None)
     if wrong:
         raise VariantValuesError(wrong)
     nids = {} if nids is None else nids
@@ -2604,9 +2604,9 @@ def variant_rule(
             }  # fmt: skip
             rules[copy_id] = variant_rule(original, copy_id, given, next_id, nids, rules)
     define = _renamed(rule.define, rule.id, vid, next_id, nids, retarget)
-    return bound_drugs(rule.model_copy(
-        update={"id": vid, "params": tuple(specs.values()), "define": define, "examples": (),
-                "overrides": None, "variant_of": rule.id, "variant_with": tuple(variant_parts(vid, rule.id).items())}
+    return bound_drugs(rule.replace(
+        id=vid, params=tuple(specs.values()), define=define, examples=(), overrides=None, variant_of=rule.id,
+        variant_with=tuple(variant_parts(vid, rule.id).items()),
     ))  # fmt: skip
 
 
@@ -2663,7 +2663,7 @@ def bound_drugs(rule: ast.Rule) -> ast.Rule:
         if isinstance(value, ast.DailyDose) and value.drug_param is not None:
             update["drug"] = str(values[value.drug_param])
 
-    return rule.model_copy(update={"define": _rebuilt(rule.define, bind)})
+    return rule.replace(define=_rebuilt(rule.define, bind))
 
 
 def _rebuilt(value: Any, change: Callable[[ast.Frozen, dict[str, Any]], None]) -> Any:
@@ -2673,9 +2673,9 @@ def _rebuilt(value: Any, change: Callable[[ast.Frozen, dict[str, Any]], None]) -
         return tuple(_rebuilt(v, change) for v in value)
     if not isinstance(value, ast.Frozen):
         return value
-    update = {name: _rebuilt(getattr(value, name), change) for name in type(value).model_fields}
+    update = {name: _rebuilt(getattr(value, name), change) for name in type(value).field_names}
     change(value, update)
-    return value.model_copy(update=update)
+    return value.replace(**update)
 
 
 def values_with(specs: Mapping[str, ast.ParamSpec], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -2770,7 +2770,7 @@ class ByMolarMass(ValueError):
         self.value, self.unit = value, unit
 
     def kept(self, spec: ast.ParamSpec) -> ast.ParamSpec:
-        return spec.model_copy(update={"value": self.value, "value_unit": self.unit})
+        return spec.replace(value=self.value, value_unit=self.unit)
 
 
 def _substance(unit: str) -> str:
@@ -2818,7 +2818,7 @@ def _check_expected(rule: ast.Rule, t: ast.Type, doc: _Doc, problems: list[Probl
     """Every expected value of the rule's examples is of its type: a boolean rule's never a
     number, a number rule's never true or false (rules test would only fail on it)."""
     if t.kind == "num":
-        t = t.model_copy(update={"unit": rule.unit or t.unit})
+        t = t.replace(unit=rule.unit or t.unit)
     for example in rule.examples:
         for exp in example.expect:
             if exp.value is None or isinstance(exp.value, bool) == (t.kind == "bool"):
@@ -3450,7 +3450,7 @@ def _molar_values(
             shown = f"{spec.value:.12g} {spec.value_unit}"
             if len(known) == 1:
                 value = conversion(spec.value_unit, spec.unit, known[0]).apply(spec.value)
-                params[i] = spec.model_copy(update={"value": value, "value_unit": None})
+                params[i] = spec.replace(value=value, value_unit=None)
                 continue
             why = (
                 f"it is compared with labs of {len(known)} molar masses "
@@ -3463,7 +3463,7 @@ def _molar_values(
                 places.get((rid, spec.name)) or places.get((base, spec.name)) or (rule.source, 0, 0)
             )
             problems.append(Problem(file, line, col, f"{base}.{spec.name}: {molar_problem(shown, spec.value_unit, spec.unit, why)}"))  # fmt: skip
-        out[rid] = rule.model_copy(update={"params": tuple(params)})
+        out[rid] = rule.replace(params=tuple(params))
     return out
 
 
@@ -3501,12 +3501,12 @@ def _molar_converted(
                 continue
             unit = spec.unit
             value = spec.value if isinstance(spec.value, float) else None
-            params[i] = spec.model_copy(update={"default": convert(spec.default, unit, to), "unit": to[0],
-                                                "value": None if value is None else convert(value, unit, to)})  # fmt: skip
+            params[i] = spec.replace(default=convert(spec.default, unit, to), unit=to[0],
+                                     value=None if value is None else convert(value, unit, to))  # fmt: skip
             for node in walk(rule.define):
                 if isinstance(node, ast.Param) and (node.rule, node.name) == (rid, spec.name):
                     types[node.nid] = ast.Type(kind="num", unit=to[0])
-        out[rid] = rule.model_copy(update={"define": _rebuilt(rule.define, change), "params": tuple(params)})
+        out[rid] = rule.replace(define=_rebuilt(rule.define, change), params=tuple(params))
     return out
 
 
