@@ -1294,7 +1294,7 @@ class _Run:
                 cells += self._mas_cells(gid, suffix, members)
         manifest = {**self.s.manifest(), "cohort": spec.manifest()}
         if self.open_moment is not None:
-            manifest["cohort"]["open_follow_up_as_known_at"] = self.open_moment.isoformat()
+            manifest["cohort"]["open_follow_up_as_known_at"] = self.open_moment.isoformat() + "Z"  # UTC
         return Report(
             spec=spec, manifest=manifest, groups=groups, cells=cells, curves=curves,
             patients=self.facts, policies=policies(spec), incidence=incidence,
