@@ -112,7 +112,7 @@ def codes_list(
         where = f"{r['source_file']}:{r['source_line']}"
         rows.append(
             _row(r["kind"], r["code"], r["name"], unit, r["low"], r["high"], where)
-            | {"registered_at": r["recorded_at"].isoformat(), "author": r["author"]}
+            | {"registered_at": r["recorded_at"].isoformat() + "Z", "author": r["author"]}
             | ({"per_day": r["per_day"]} if r["kind"] == "frequency" else {})
         )
     if json_out:

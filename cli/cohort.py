@@ -183,7 +183,7 @@ def check(
         dump_json(summary)
         return
     for warning in warnings:
-        console(stderr=True).print(cell(f"warning: {warning}"), soft_wrap=True)
+        console(stderr=True).print(cell(f"warning: {warning}"))
     console().print(
         f"ok: cohort {esc(spec.id)} v{esc(spec.version)} uses {len(summary['rules'])} rules; "
         f"{len(spec.outcomes)} outcomes at {len(spec.time_points)} time points, "
@@ -277,7 +277,7 @@ def run(
     with sess.store:
         report = _report(sess, spec)
         for warning in report.warnings:
-            console(stderr=True).print(cell(f"warning: {warning}"), soft_wrap=True)
+            console(stderr=True).print(cell(f"warning: {warning}"))
         if parquet_out is not None:
             with replacing(parquet_out) as tmp:
                 _parquet(report, tmp, sess, ids)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.options import AsKnownOpt, Command, Group, PatientArg, StoreOpt, WaitOpt, follow_up
-from cli.output import cell, console, dump_json, error, error_document, esc, file_text, note
+from cli.output import cell, console, dump_json, error, error_document, esc, file_text, note, set_store_zone
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -91,6 +91,7 @@ def session(
 
     ruleset = load(rules, params)
     s = Store.open(store, wait=wait)
+    set_store_zone(s.timezone)  # its clinical times carry its offset in --json
     for text in unrecorded_drugs(s, ruleset) if drugs else []:
         note(text)
     try:

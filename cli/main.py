@@ -17,7 +17,19 @@ import typer.main
 import typer.models
 
 from cli.options import AsKnownOpt, Command, Group, JsonOpt, PatientArg, StoreOpt, WaitOpt
-from cli.output import cell, console, dump_json, error, error_document, esc, note, working
+from cli.output import (
+    cell,
+    console,
+    dated,
+    dump_json,
+    error,
+    error_document,
+    esc,
+    note,
+    set_store_zone,
+    utc_text,
+    working,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -80,7 +92,9 @@ class Exit(Exception):
 def _open(store: Path | None, *, write: bool = False, wait: float = 0) -> Store:
     from timeline.store import Store
 
-    return Store.open(store, write=write, wait=wait)
+    s = Store.open(store, write=write, wait=wait)
+    set_store_zone(s.timezone)  # its clinical times carry its offset in --json
+    return s
 
 
 def _date_bound(value: str | None, option: str, end: bool) -> datetime | None:
@@ -148,7 +162,12 @@ def init(
         meta = manifest(s, info.high_water, None)
     if json_out:
         dump_json(
-            {"manifest": meta, "store": info.path, "timezone": info.timezone, "created_at": info.created_at}
+            {
+                "manifest": meta,
+                "store": info.path,
+                "timezone": info.timezone,
+                "created_at": utc_text(info.created_at),
+            }
         )
     else:
         console().print(f"created store {esc(info.path)} (time zone {esc(info.timezone)})")
@@ -219,9 +238,13 @@ def ingest(
 ) -> None:
     """Add the events of each file to the store, one atomic batch per file.
 
-    Any invalid row rejects the whole file with every error listed (row, field, reason)
-    and nothing written. Events already in the store are skipped as duplicates. A row with
-    new content for a retracted event brings it back: give `--reason` to say why.
+    Any invalid row rejects the whole file with every error listed (row, field, reason;
+    in JSON Lines every problem of every line, an unknown key included) and nothing written.
+    A misspelt column or key is told the one it means (PATIENT_ID: did you mean
+    'patient_id'?). Events already in the store are skipped as duplicates, also when given
+    again with the same quantities in another unit (1 mg/dL for a stored 10 mg/L; a note
+    says so). A row with new content for a retracted event brings it back: give `--reason`
+    to say why.
 
     Example:
 
@@ -527,7 +550,7 @@ def events(
     if json_out:
         dump_json(
             {"manifest": meta, "patient_id": patient, "high_water": hw,
-             "as_known_at": meta["as_known_at"], "events": rows}
+             "as_known_at": meta["as_known_at"], "events": [dated(r) for r in rows]}
         )  # fmt: skip
         return
     from rich.table import Table
@@ -585,7 +608,7 @@ def patients(
         rows = s.patients(moment)
         meta = manifest(s, s.high_water(moment), moment)
     if json_out:
-        dump_json({"manifest": meta, "patients": rows})
+        dump_json({"manifest": meta, "patients": [dated(r) for r in rows]})
         return
     from rich.table import Table
 
@@ -707,7 +730,7 @@ def info(store: StoreOpt = None, wait: WaitOpt = 0, json_out: JsonOpt = False) -
     # twice, under "path" too, before)
     shown = {"store": data.path, **{k: v for k, v in data.__dict__.items() if k != "path"}}
     if json_out:
-        dump_json({"manifest": meta, **shown})
+        dump_json({"manifest": meta, **shown, "created_at": utc_text(data.created_at)})
     else:
         c = console()
         for k, v in shown.items():

@@ -141,7 +141,13 @@ StoreOpt = Annotated[
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+JsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print JSON for scripts (times in ISO 8601 with Z, or the store zone's offset for clinical times; dates as dates).",
+    ),
+]
 
 
 def _seconds(value: float) -> float:

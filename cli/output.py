@@ -16,9 +16,62 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 
+# The store's time zone, in which its clinical times (occurred_at, an interval's start) are
+# wall-clock times; set by the command once it opened the store (see :func:`set_store_zone`).
+_zone = "UTC"
+# Keys of system times: when the store learned something, always UTC (recorded_at, ...)
+SYSTEM_TIMES = frozenset({"recorded_at", "created_at", "registered_at", "as_known_at"})
+
+
+def set_store_zone(zone: str) -> None:
+    """The zone of the store a command read: its clinical times are written in JSON with that
+    zone's offset (``Z`` in a UTC store)."""
+    global _zone
+    _zone = zone
+
+
+def json_time(value: datetime, key: str | None = None) -> str:
+    """A time as every ``--json`` output writes it: ISO 8601 with its zone designator, ``Z``
+    for UTC — a system time (``recorded_at``, ``as_known_at``…: UTC by design), or a clinical
+    time in a UTC store — else the store zone's offset at that wall-clock time
+    (``2009-03-01T10:00:00+01:00``). A date stays a date (``2009-03-01``)."""
+    if value.tzinfo is not None:
+        text = value.isoformat()
+        return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
+    if key in SYSTEM_TIMES or _zone in ("UTC", "Etc/UTC"):
+        return value.isoformat() + "Z"
+    from zoneinfo import ZoneInfo
+
+    return value.replace(tzinfo=ZoneInfo(_zone)).isoformat()
+
+
+def utc_text(text: str | None) -> str | None:
+    """A UTC time the library gives as naive ISO text (a store's ``created_at``, a manifest's
+    ``as_known_at``) with its ``Z``, as :func:`json_time` writes one."""
+    if not text or text.endswith("Z") or "+" in text[10:]:
+        return text
+    return text + "Z"
+
+
+def dated(row: dict[str, Any]) -> dict[str, Any]:
+    """An event row for JSON: ``occurred_at`` and ``ended_at`` of day precision as the dates
+    they are (``2009-03-01``, not midnight with a zone: a date is no instant); a patient's row
+    (``first_event``, ``last_event``) alike."""
+    out = dict(row)
+    for key, precision in (("occurred_at", "occurred_precision"), ("ended_at", "ended_precision")):
+        if isinstance(out.get(key), datetime) and out.get(precision) == "day":
+            out[key] = out[key].date()
+    for key in ("first_event", "last_event"):  # a patient's span (patients): its precision said once
+        if key + "_precision" in out:
+            if isinstance(out.get(key), datetime) and out[key + "_precision"] == "day":
+                out[key] = out[key].date()
+            del out[key + "_precision"]
+    return out
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return json_time(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -35,7 +88,7 @@ _notes: list[str] = []  # notes said on stderr by this run, repeated in its JSON
 def note(text: str) -> None:
     """A note on stderr (`note: …`), and under ``notes`` in the JSON document the command
     writes, so that a script reading only the JSON sees it too."""
-    console(stderr=True).print(f"[yellow]note:[/] {esc(text)}", soft_wrap=True)
+    console(stderr=True).print(f"[yellow]note:[/] {esc(text)}")  # wrapped on a terminal only (see console)
     _notes.append(text)
 
 
@@ -91,13 +144,34 @@ def error_document(message: str, details: list[str], exit_code: int) -> dict[str
     return {"message": message, "details": details, "exit_code": exit_code}
 
 
-def _finite(value: Any) -> Any:
+# A time the library gives as text for people (an explanation's instant and window bounds,
+# ``2009-03-01 23:59:59.999999``; an event's time to the minute; its ``recorded_at``, ``… UTC``),
+# under the keys it uses: written in JSON as every other time is
+_TEXT_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?( UTC)?")
+_TEXT_TIME_KEYS = frozenset({"instant", "from", "to", "occurred_at", "ended_at", "recorded_at"})
+
+
+def _text_time(value: str, key: str) -> str:
+    if _TEXT_TIME.fullmatch(value) is None:
+        return value
+    utc = value.endswith(" UTC")
+    parsed = datetime.fromisoformat(value.removesuffix(" UTC"))
+    return json_time(parsed, "recorded_at" if utc else key)
+
+
+def _finite(value: Any, key: str | None = None) -> Any:
+    """``value`` ready for JSON: a number that is not finite as a string, a time as
+    :func:`json_time` writes it (under ``key``: a system time is UTC)."""
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, datetime):
+        return json_time(value, key)
+    if isinstance(value, str) and key in _TEXT_TIME_KEYS:
+        return _text_time(value, key)
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: _finite(v, k if isinstance(k, str) else None) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [_finite(v, key) for v in value]
     return value
 
 
@@ -106,9 +180,14 @@ def console(stderr: bool = False) -> Console:
 
     no_color = bool(os.environ.get("NO_COLOR"))
     stream = sys.stderr if stderr else sys.stdout
-    # Piped output is read by people too: do not squeeze it into 80 columns.
-    width = None if stream.isatty() else 200
-    return Console(stderr=stderr, no_color=no_color, highlight=False, soft_wrap=False, width=width)
+    # On a terminal, text wraps at its width, between words. Piped output is read by people
+    # too, and by scripts: a table is laid out in 200 columns, not squeezed into 80, and a line
+    # of text (a note, a warning, a footnote) is never wrapped at all — it was cut at column
+    # 200, mid-sentence, and a grep for it found half. A call may still ask for soft_wrap.
+    tty = stream.isatty()
+    return Console(
+        stderr=stderr, no_color=no_color, highlight=False, soft_wrap=not tty, width=None if tty else 200
+    )
 
 
 # Characters shown as an escape: control characters (C0, DEL, C1: an ESC sequence in a patient

@@ -118,7 +118,7 @@ def test_state_as_known_at_ignores_a_later_correction_and_says_so(example_store:
     )
     assert (by_rule(then)["crp_normal"]["value"], by_rule(now)["crp_normal"]["value"]) == (True, False)
     assert (then["manifest"]["high_water"], now["manifest"]["high_water"]) == (14, 15)
-    assert then["manifest"]["as_known_at"] == before.isoformat()
+    assert then["manifest"]["as_known_at"] == before.isoformat() + "Z"
     assert by_rule(then)["crp_normal"]["evidence"] == [12]
     assert by_rule(now)["crp_normal"]["evidence"] == [15]
 
@@ -155,7 +155,7 @@ def test_explain_json_gives_the_rule_its_citation_and_the_events_used(example_st
     assert event["seq"] == 5
     assert event["event_id"] == "p1-crp1"
     assert event["occurred_at"] == "2008-01-10"
-    assert event["recorded_at"].endswith(" UTC")
+    assert event["recorded_at"].endswith("Z")  # UTC (" UTC" in the text view)
     assert (event["value"], event["unit"]) == (84, "mg/L")
     assert (event["original_value"], event["original_unit"]) == (8.4, "mg/dL")
     assert event["source"].endswith("events.csv row 5")
@@ -189,7 +189,7 @@ def test_explain_json_shows_each_clause_with_its_value(example_store: Path) -> N
     assert (second["op"], second["value"]) == ("not", False)
     exists = second["children"][0]
     assert (exists["op"], exists["value"], exists["events"]) == ("exists", True, [7])
-    assert exists["window"] == {"from": "2008-01-05 23:59:59.999999", "to": "2008-01-12 23:59:59.999999"}
+    assert exists["window"] == {"from": "2008-01-05T23:59:59.999999Z", "to": "2008-01-12T23:59:59.999999Z"}
 
 
 def test_explain_of_an_unknown_names_the_reason(example_store: Path) -> None:
@@ -290,18 +290,18 @@ def test_explain_shows_a_lab_value_just_above_a_limit_on_its_side_of_it(ms_store
 # ---- history -----------------------------------------------------------------------------------------
 
 CRP_INTERVALS = [
-    ("2007-06-01T00:00:00", "2008-01-10T00:00:00", "unknown", "no CRP recorded up to the date"),
-    ("2008-01-10T00:00:00", "2008-02-09T00:00:00", False, None),
+    ("2007-06-01T00:00:00Z", "2008-01-10T00:00:00Z", "unknown", "no CRP recorded up to the date"),
+    ("2008-01-10T00:00:00Z", "2008-02-09T00:00:00Z", False, None),
     (
-        "2008-02-09T00:00:00",
-        "2008-02-10T00:00:00",
+        "2008-02-09T00:00:00Z",
+        "2008-02-10T00:00:00Z",
         "unknown",
         "no CRP within 30 days: the latest, on 2008-01-10, is too old",
     ),
-    ("2008-02-10T00:00:00", "2008-03-11T00:00:00", True, None),
+    ("2008-02-10T00:00:00Z", "2008-03-11T00:00:00Z", True, None),
     (
-        "2008-03-11T00:00:00",
-        "2008-04-02T00:00:00",
+        "2008-03-11T00:00:00Z",
+        "2008-04-02T00:00:00Z",
         "unknown",
         "no CRP within 30 days: the latest, on 2008-02-10, is too old",
     ),
@@ -336,9 +336,9 @@ def test_history_from_starts_at_the_beginning_of_that_day(example_store: Path) -
     )
     got = [(i["start"], i["value"]) for i in json.loads(result.stdout)["intervals"]]
     assert got == [
-        ("2008-02-01T00:00:00", False),
-        ("2008-02-09T00:00:00", "unknown"),
-        ("2008-02-10T00:00:00", True),
+        ("2008-02-01T00:00:00Z", False),
+        ("2008-02-09T00:00:00Z", "unknown"),
+        ("2008-02-10T00:00:00Z", True),
     ]
 
 

@@ -267,7 +267,7 @@ def test_time_with_an_offset_is_converted_into_the_store_time_zone(tmp_path: Pat
     run_cli("ingest", path, "--store", store, "--author", "t")
     assert (
         run_cli("events", "P001", "--store", store, "--json").stdout.count(
-            '"occurred_at": "2009-03-01T09:00:00"'
+            '"occurred_at": "2009-03-01T09:00:00+01:00"'
         )
         == 1
     )
@@ -292,7 +292,7 @@ def test_a_parquet_time_with_a_zone_is_converted_into_the_store_time_zone(tmp_pa
     path = _parquet_with_time(tmp_path, "TIMESTAMPTZ '2009-03-01 08:00:00+00'")  # pandas' tz-aware
     assert run_cli("ingest", path, "--store", store, "--author", "t").exit_code == 0
     [stored] = json.loads(run_cli("events", "P001", "--store", store, "--json").stdout)["events"]
-    assert stored["occurred_at"] == "2009-03-01T09:00:00"
+    assert stored["occurred_at"] == "2009-03-01T09:00:00+01:00"
 
 
 def test_a_parquet_time_with_a_zone_in_nanoseconds_is_converted_too(tmp_path: Path) -> None:
@@ -302,7 +302,7 @@ def test_a_parquet_time_with_a_zone_in_nanoseconds_is_converted_too(tmp_path: Pa
     result = run_cli("ingest", path, "--store", store, "--author", "t")
     assert result.exit_code == 0, result.output
     [stored] = json.loads(run_cli("events", "P001", "--store", store, "--json").stdout)["events"]
-    assert stored["occurred_at"] == "2009-03-01T09:00:00.123456"
+    assert stored["occurred_at"] == "2009-03-01T09:00:00.123456+01:00"
 
 
 def test_a_time_with_an_offset_in_the_repeated_autumn_hour_is_refused(tmp_path: Path) -> None:
@@ -377,7 +377,7 @@ def test_a_time_with_an_offset_on_the_spring_forward_day_is_stored_at_its_clock_
     store = madrid_store(tmp_path)
     ingest_times(store, tmp_path, "2009-03-29T02:30+01:00")
     [stored] = json.loads(run_cli("events", "P1", "--store", store, "--json").stdout)["events"]
-    assert stored["occurred_at"] == "2009-03-29T03:30:00"
+    assert stored["occurred_at"] == "2009-03-29T03:30:00+02:00"
 
 
 def test_the_spring_forward_gap_of_another_year_is_refused(tmp_path: Path) -> None:
@@ -422,7 +422,7 @@ def test_a_time_converted_with_an_offset_of_seconds_keeps_its_seconds(tmp_path: 
     path.write_text("event_id,patient_id,kind,occurred_at,sex\nB,P1,birth,1900-06-01T12:00Z,male\n")
     assert run_cli("ingest", path, "--store", store, "--author", "t").exit_code == 0
     [stored] = json.loads(run_cli("events", "P1", "--store", store, "--json").stdout)["events"]
-    assert (stored["occurred_at"], stored["occurred_precision"]) == ("1900-06-01T11:45:16", "second")
+    assert (stored["occurred_at"], stored["occurred_precision"]) == ("1900-06-01T11:45:16-00:14:44", "second")
 
 
 def test_a_parquet_time_in_nanoseconds_is_stored_to_the_microsecond(tmp_path: Path) -> None:
@@ -431,7 +431,7 @@ def test_a_parquet_time_in_nanoseconds_is_stored_to_the_microsecond(tmp_path: Pa
     path = _parquet_with_time(tmp_path, "'2009-03-01 08:00:00.123456789'::TIMESTAMP_NS")  # pandas' default
     assert run_cli("ingest", path, "--store", store, "--author", "t").exit_code == 0
     [stored] = json.loads(run_cli("events", "P001", "--store", store, "--json").stdout)["events"]
-    assert stored["occurred_at"] == "2009-03-01T08:00:00.123457"
+    assert stored["occurred_at"] == "2009-03-01T08:00:00.123457Z"
 
 
 def test_jsonl_gives_the_same_timeline_as_csv(

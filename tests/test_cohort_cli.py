@@ -343,7 +343,7 @@ def test_explain_a_cell_names_the_rule_explanation(cohort_store: Path) -> None:
     tree = cell["explanations"][0]["explanation"]["tree"]
     assert tree["rule"] == "arthritis@1"
     assert "too old" in tree["reason"]
-    assert cell["explanations"][0]["explanation"]["instant"] == "2010-07-01 23:59:59.999999"
+    assert cell["explanations"][0]["explanation"]["instant"] == "2010-07-01T23:59:59.999999Z"
 
 
 def test_explain_a_denominator_gives_the_policy_detail(cohort_store: Path) -> None:

@@ -297,7 +297,7 @@ def test_cohort_explain_names_the_day_the_outcome_was_assessed_on(windows: tuple
         data["cell"]["explanations"][0]["why"] == "outcome at 3 months (2020-04-01), assessed on 2020-04-06"
     )
     ex = data["cell"]["explanations"][0]["explanation"]
-    assert (ex["instant"], ex["tree"]["value"]) == ("2020-04-06 23:59:59.999999", True)
+    assert (ex["instant"], ex["tree"]["value"]) == ("2020-04-06T23:59:59.999999Z", True)
 
 
 def test_cohort_plot_names_each_outcomes_window_in_its_legend(report: Report, tmp_path: Path) -> None:

@@ -621,12 +621,23 @@ def test_a_conflict_names_the_field_that_differs_with_both_values(store: Path, t
 
 
 def test_a_conflict_in_another_unit_of_the_same_quantity_says_so(store: Path, tmp_path: Path) -> None:
-    ingest(store, tmp_path / "a.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,4.1,mg/L\n")
-    result = ingest(store, tmp_path / "b.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,0.41,mg/dL\n")
+    ingest(store, tmp_path / "a.csv", f"{IDS},note\nM1,R1,lab,2020-01-01,1988-5,4.1,mg/L,\n")
+    result = ingest(store, tmp_path / "b.csv", f"{IDS},note\nM1,R1,lab,2020-01-01,1988-5,0.41,mg/dL,again\n")
     assert result.exit_code == 6
     assert (
         "value: stored 4.1 mg/L, file 0.41 mg/dL (the same quantity, 4.1 mg/L, written in another unit)"
         in result.stderr
+    )
+
+
+def test_the_same_quantity_in_another_unit_is_skipped_as_a_duplicate_with_a_note(
+    store: Path, tmp_path: Path
+) -> None:
+    ingest(store, tmp_path / "a.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,4.1,mg/L\n")
+    result = ingest(store, tmp_path / "b.csv", f"{IDS}\nM1,R1,lab,2020-01-01,1988-5,0.41,mg/dL\n")
+    assert (result.exit_code, "row 1: M1, 0.41 mg/dL = 4.1 mg/L as stored (seq 1)" in result.stderr) == (
+        0,
+        True,
     )
 
 

@@ -174,7 +174,7 @@ def test_as_known_at_export(valencia: tuple[Path, Any], tmp_path: Path) -> None:
     with Store.open(path) as s:
         assert before == current(s, ingested_at) != current(s)
     meta = json.loads((tmp_path / "then" / "metadata" / "dataset.json").read_text())
-    assert meta["timeline"]["as_known_at"] == ingested_at.isoformat()
+    assert meta["timeline"]["as_known_at"] == ingested_at.isoformat() + "Z"
     # before the amendments the CRP still had its wrong unit: 3.2 mg/dL = 32 mg/L
     row = duckdb.sql(
         f"SELECT code, numeric_value FROM read_parquet('{tmp_path}/then/data/*.parquet') WHERE event_id = 'V16-0071'"

@@ -537,9 +537,15 @@ def _check_columns(source: str, found: Sequence[str]) -> list[str]:
         seen.add(name)
         if name not in events.NATIVE_COLUMNS:
             errors.append(RowError(None, name, f"unknown column{_did_you_mean(name, events.NATIVE_COLUMNS)}"))
+    # a required column missing because the header spells it otherwise: said beside it
+    meant = {
+        n: _closest(n, events.NATIVE_COLUMNS) for n in found if n.strip() and n not in events.NATIVE_COLUMNS
+    }
     for name in events.CORE_COLUMNS:
         if name not in seen:
-            errors.append(RowError(None, name, "required column is missing"))
+            near = next((n for n, m in meant.items() if m == name), None)
+            hint = f" (the header has {near!r}: rename it {name!r})" if near is not None else ""
+            errors.append(RowError(None, name, f"required column is missing{hint}"))
     if errors:
         raise IngestError(source, errors)
     return [c for c in events.NATIVE_COLUMNS if c in seen]
@@ -740,51 +746,52 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Scan:
         raise IngestError(
             str(path), [RowError(None, None, f"cannot read as JSON Lines: {str(exc).splitlines()[0]}")]
         ) from exc
-    bad = con.execute(
-        f"""SELECT __row, CASE WHEN NOT json_valid(line) THEN 'not valid JSON'
-                              ELSE 'not a JSON object (got ' || lower(json_type(line::JSON)) || ')' END,
-                  count(*) OVER ()
-           FROM tl_lines WHERE {filled} AND (NOT json_valid(line) OR json_type(line::JSON) <> 'OBJECT')
-           ORDER BY __row LIMIT {MAX_REPORTED}"""
-    ).fetchall()
-    if bad:
-        raise IngestError(str(path), [RowError(int(r), None, str(m)) for r, m, _ in bad], int(bad[0][2]))
-    # a key given twice: JSON leaves it to the reader (DuckDB takes the first, Python the last)
-    twice = con.execute(
-        f"""SELECT __row, k, count(*) OVER () FROM (
-               SELECT __row, unnest(json_keys(line::JSON)) AS k FROM tl_lines
-               WHERE {filled} AND len(json_keys(line::JSON)) <> len(list_distinct(json_keys(line::JSON))))
-           GROUP BY __row, k HAVING count(*) > 1 ORDER BY __row, k LIMIT {MAX_REPORTED}"""
-    ).fetchall()
-    if twice:
-        raise IngestError(
-            str(path),
-            [RowError(int(r), str(k), "given more than once in the object") for r, k, _ in twice],
-            int(twice[0][2]),
-        )
     nonblank = con.execute(f"SELECT count(*) FROM tl_lines WHERE {filled}").fetchone()
     if nonblank is None or nonblank[0] == 0:
         raise IngestError(str(path), [RowError(None, None, "empty file: expected one JSON object per line")])
+    # Every problem of every line is reported in one pass (as a CSV file's values are): a line
+    # that is no JSON object, or gives a key twice, is named and left out of the checks of
+    # values (``unread``: there is no value to check, or two); a line with an unknown key is
+    # named for it and its other fields are checked. These problems wait in ``tl_early``
+    # (row, field, reason, meant, unread) for _collect_errors.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE tl_early AS
+           SELECT __row AS row, NULL::VARCHAR AS field,
+                  CASE WHEN NOT json_valid(line) THEN 'not valid JSON'
+                       ELSE 'not a JSON object (got ' || lower(json_type(line::JSON)) || ')' END AS reason,
+                  NULL::VARCHAR AS meant, true AS unread
+           FROM tl_lines WHERE {filled} AND (NOT json_valid(line) OR json_type(line::JSON) <> 'OBJECT')"""
+    )
+    objects = (
+        f"(SELECT __row, line::JSON AS obj FROM tl_lines WHERE {filled} AND json_valid(line) "
+        "AND json_type(line::JSON) = 'OBJECT')"
+    )
+    # a key given twice: JSON leaves it to the reader (DuckDB takes the first, Python the last)
+    con.execute(
+        f"""INSERT INTO tl_early
+           SELECT __row, k, 'given more than once in the object', NULL, true FROM (
+               SELECT __row, unnest(json_keys(obj)) AS k FROM {objects}
+               WHERE len(json_keys(obj)) <> len(list_distinct(json_keys(obj))))
+           GROUP BY __row, k HAVING count(*) > 1"""
+    )
     keys = [
-        str(k)
-        for (k,) in con.execute(
-            f"SELECT DISTINCT unnest(json_keys(line::JSON)) FROM tl_lines WHERE {filled}"
-        ).fetchall()
+        str(k) for (k,) in con.execute(f"SELECT DISTINCT unnest(json_keys(obj)) FROM {objects}").fetchall()
     ]
     unknown = sorted(k for k in keys if k not in events.NATIVE_COLUMNS)
     if unknown:
-        rows = con.execute(
-            "SELECT k, min(__row) FROM (SELECT __row, unnest(json_keys(line::JSON)) AS k FROM tl_lines "
-            f"WHERE {filled}) WHERE k IN ("
-            + ", ".join(_quote(k) for k in unknown)
-            + ") GROUP BY k ORDER BY 2"
-        ).fetchall()
-        raise IngestError(
-            str(path),
-            [
-                RowError(int(r), str(k), f"unknown field{_did_you_mean(str(k), events.NATIVE_COLUMNS)}")
-                for k, r in rows
-            ],
+        # each line with each unknown key; ``meant``: the field it is a near miss of, whose
+        # "missing value" on that line the key's message says already
+        known = [(k, _closest(k, events.NATIVE_COLUMNS)) for k in unknown]
+        reasons = ", ".join(
+            f"({_quote(k)}, {_quote('unknown field' + _did_you_mean(k, events.NATIVE_COLUMNS))}, "
+            f"{_quote(m) if m is not None else 'NULL'})"
+            for k, m in known
+        )
+        con.execute(
+            f"""INSERT INTO tl_early
+               SELECT o.__row, o.k, u.reason, u.meant, false FROM
+                   (SELECT __row, unnest(json_keys(obj)) AS k FROM {objects}) o
+               JOIN (VALUES {reasons}) u(k, reason, meant) USING (k)"""
         )
     present = [c for c in events.NATIVE_COLUMNS if c in keys]
     for name in events.CORE_COLUMNS:
@@ -793,7 +800,15 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Scan:
     cols = ", ".join(
         f"json_extract_string(line::JSON, '$.{c}') AS {c}" for c in events.NATIVE_COLUMNS if c in present
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE tl_raw AS SELECT __row, {cols} FROM tl_lines WHERE {filled}")
+    con.execute(
+        # the lines left unread are left out (the usual file has none: no test of each line)
+        f"""CREATE OR REPLACE TEMP TABLE tl_raw AS SELECT __row, {cols} FROM tl_lines WHERE {filled}"""
+        + (
+            " AND __row NOT IN (SELECT row FROM tl_early WHERE unread) AND json_valid(line)"
+            if _any(con, "SELECT 1 FROM tl_early WHERE unread")
+            else ""
+        )
+    )
     return scan
 
 
@@ -870,11 +885,20 @@ def _write_rows(
     started = time.perf_counter()
     con = store.con
     names = list(events.NATIVE_COLUMNS)
-    for i, row in enumerate(rows, start=1):
-        for key in row:
-            if key not in events.NATIVE_COLUMNS:
-                raise IngestError(source, [RowError(i, key, f"unknown field{_did_you_mean(key, names)}")])
+    # every unknown key of every row, reported with the problems of the values (see _collect_errors)
+    unknown = [
+        [i, str(key), f"unknown field{_did_you_mean(str(key), names)}", _closest(str(key), names), False]
+        for i, row in enumerate(rows, start=1)
+        for key in row
+        if key not in events.NATIVE_COLUMNS
+    ]
     try:
+        if unknown:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE tl_early "
+                "(row BIGINT, field VARCHAR, reason VARCHAR, meant VARCHAR, unread BOOLEAN)"
+            )
+            insert_rows(con, "tl_early", ["BIGINT", "VARCHAR", "VARCHAR", "VARCHAR", "BOOLEAN"], unknown)
         cols = ", ".join(f"{n} VARCHAR" for n in names)
         con.execute(f"CREATE OR REPLACE TEMP TABLE tl_raw (__row BIGINT, {cols})")
         if rows:
@@ -1091,12 +1115,15 @@ _TIME_TEXT = (
     "|| CASE WHEN {t} = {t}::DATE THEN ' (a time)' ELSE '' END END"
 )
 # Fields of a file's row (stage ``s``) and of a stored version (``e``) compared as the source
-# gave them (value and dose apart, with their units): (name, the file's, the stored)
+# gave them (value and dose apart, with their units): (name, the file's, the stored). A code
+# left out is stored as the kind's own (a body temperature's 8310-5): compared as stored, with
+# ``tl_conv`` joined as ``cv``.
 _COMPARED: tuple[tuple[str, str, str], ...] = (
     ("ref_low", "s.ref_low", "e.orig_ref_low"),
     ("ref_high", "s.ref_high", "e.orig_ref_high"),
+    ("code", "coalesce(cv.canon_code, s.code)", "e.code"),
     *((c, f"s.{c}", f"e.{c}")
-      for c in ("patient_id", "kind", "code", "present", "sex", "drug", "route", "frequency",
+      for c in ("patient_id", "kind", "present", "sex", "drug", "route", "frequency",
                 "active_joints", "limited_joints", "term", "grade", "serious", "action", "reason", "note")),
 )  # fmt: skip
 
@@ -1607,8 +1634,9 @@ def _checks(
                FROM (SELECT DISTINCT s.__row FROM tl_stage s
                      JOIN events e ON e.event_id = s.eid AND e.op = 'assert' AND e.content_hash <> s.content_hash
                      LEFT JOIN tl_changed c ON c.event_id = s.eid
-                     WHERE c.event_id IS NULL
-                        OR (c.cur_op <> 'retract' AND NOT list_contains(c.hashes, s.content_hash))) k
+                     WHERE (c.event_id IS NULL
+                        OR (c.cur_op <> 'retract' AND NOT list_contains(c.hashes, s.content_hash)))
+                       AND s.__row NOT IN (SELECT __row FROM tl_equiv)) k
                JOIN tl_stage s ON s.__row = k.__row,
                LATERAL (SELECT max(seq) AS seq, max(seq) FILTER (WHERE op = 'assert') AS asserted
                         FROM events x WHERE x.event_id = s.eid) v
@@ -1770,9 +1798,20 @@ def _collect_errors(
 ) -> tuple[list[RowError], int]:
     """Every problem found, at most MAX_REPORTED listed, and how many there are. ``fmt``:
     the source's format (csv, jsonl, ...), for the words of a message."""
+    # the problems found before the stage was built (a JSON line that is no object, a key
+    # unknown or given twice) are reported with those of the values, in one pass
+    early = _temp_table_exists(con, "tl_early")
+    if early:
+        checks = [*checks, "SELECT row, field, reason FROM tl_early"]
     union = " UNION ALL ".join(f"({c})" for c in checks)
     con.execute(f"CREATE OR REPLACE TEMP TABLE tl_errors AS SELECT DISTINCT * FROM ({union})")
-    _no_event_rows(con, fmt)
+    _no_event_rows(con, fmt, early)
+    if early:  # a misspelt key's line lacks the field it meant, as the key's message says
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE tl_errors AS SELECT * FROM tl_errors e
+               WHERE NOT ((e.reason = 'missing value' OR e.reason LIKE 'required for kind %') AND EXISTS (
+                   SELECT 1 FROM tl_early x WHERE x.row = e.row AND x.meant = e.field))"""
+        )
     total_row = con.execute("SELECT count(*) FROM tl_errors").fetchone()
     total = int(total_row[0]) if total_row else 0
     rows = con.execute(
@@ -1781,7 +1820,19 @@ def _collect_errors(
     return [_suggest(RowError(r, f, str(m)), book) for r, f, m in rows], total
 
 
-def _no_event_rows(con: duckdb.DuckDBPyConnection, fmt: str | None) -> None:
+def _any(con: duckdb.DuckDBPyConnection, sql: str) -> bool:
+    """Whether the query yields a row."""
+    return con.execute(f"SELECT EXISTS ({sql})").fetchone() == (True,)
+
+
+def _temp_table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]
+    ).fetchone()
+    return bool(found and found[0])
+
+
+def _no_event_rows(con: duckdb.DuckDBPyConnection, fmt: str | None, early: bool = False) -> None:
     """Name in ``tl_errors`` the rows that are no event at all, an empty row or (CSV) a header
     line, as such and only so: not also by each field ("missing value", "unknown kind 'kind'").
     Such a row has no kind, or one that is no kind: only the rows refused for their kind are
@@ -1789,6 +1840,8 @@ def _no_event_rows(con: duckdb.DuckDBPyConnection, fmt: str | None) -> None:
     if con.execute("SELECT count(*) FROM tl_errors WHERE field = 'kind'").fetchone() == (0,):
         return
     whole = _empty_sql() + (f" OR ({_header_sql()})" if fmt == "csv" else "")
+    if early:  # an object of unknown keys only is not empty: its keys are named
+        whole = f"({whole}) AND s.__row NOT IN (SELECT row FROM tl_early)"
     empty = {
         "csv": "empty, only separators (a spreadsheet's empty row): delete the line if nothing is missing there",
         "jsonl": "empty: an object with no field that has a value",
@@ -1832,9 +1885,33 @@ def _suggest(err: RowError, book: codes.CodeBook) -> RowError:
     return RowError(err.row, err.field, err.reason + hint)
 
 
+def _closest(word: str, pool: Sequence[str] | Iterable[str]) -> str | None:
+    """The name of ``pool`` that ``word`` most likely meant: the same but for case, spaces or
+    hyphens (``PATIENT_ID``, ``Patient ID``, ``patient-id``) first, else the closest spelling
+    (compared in lower case: ``Occured_At`` is a near miss of ``occurred_at``); None if none is
+    close."""
+    names = list(pool)
+    if not names:
+        return None
+
+    def folded(text: str) -> str:
+        return re.sub(r"[\s\-.]+", "_", text.strip().lower())
+
+    same = [n for n in names if folded(n) == folded(word)]
+    if same:
+        return same[0]
+    lowered = {n.lower(): n for n in reversed(names)}  # the first of names differing only by case
+    close = difflib.get_close_matches(folded(word), list(lowered), n=1, cutoff=0.6)
+    return lowered[close[0]] if close else None
+
+
 def _did_you_mean(word: str, pool: Sequence[str] | Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(pool), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = _closest(word, pool)
+    if close is None or close == word:
+        return ""
+    if close == close.lower() and close == word.strip().lower():  # PATIENT_ID
+        return f" (did you mean {close!r}? it is written in lower case)"
+    return f" (did you mean {close!r}?)"
 
 
 # ---- writing --------------------------------------------------------------------------
@@ -1884,6 +1961,7 @@ def _write_batch(
         if site_codes:
             book = book.with_site(site_codes)
         _conversions(con, book)
+        same_quantities = _unit_equivalents(con, op, book)
         _versions(con, op)
         now_local = datetime.now(UTC).astimezone(zone).replace(tzinfo=None)
         shape = con.execute(
@@ -1942,7 +2020,8 @@ def _write_batch(
         if op == "ingest":
             found = con.execute(
                 """SELECT count(*) FROM tl_stage s JOIN tl_changed c ON c.event_id = s.eid
-                   WHERE c.cur_op = 'retract' AND list_contains(c.since, s.content_hash)"""
+                   WHERE c.cur_op = 'retract'
+                     AND (list_contains(c.since, s.content_hash) OR s.__row IN (SELECT __row FROM tl_equiv))"""
             ).fetchone()
             retracted = int(found[0]) if found else 0
         registered = [sc.code.code for sc in site_codes]
@@ -1954,10 +2033,14 @@ def _write_batch(
                     registry.write(store, con, list(site_codes), author, codes_digest)
             return IngestResult(
                 source, None, 0, duplicates, store.high_water(), time.perf_counter() - started, retracted,
-                registered, notes=skipped,
+                registered, notes=skipped + same_quantities,
             )  # fmt: skip
 
-        notes = skipped + (_lookalike_notes(con, dense, bool(store.high_water())) if op == "ingest" else [])
+        notes = (
+            skipped
+            + same_quantities
+            + (_lookalike_notes(con, dense, bool(store.high_water())) if op == "ingest" else [])
+        )
         with store.transaction():
             if registered:
                 registry.write(store, con, list(site_codes), author, codes_digest)
@@ -2099,6 +2182,133 @@ def _pairs_note(how: str, pairs: list[tuple[Any, ...]]) -> str:
     )
 
 
+# The fields a row in another unit shares with a stored version of its event: each given as
+# the stored one, times as read; the quantities (value, the reference range, the dose) apart
+_SAME_BUT_QUANTITIES = " AND ".join(
+    [
+        f"{given} IS NOT DISTINCT FROM {stored}"
+        for name, given, stored in _COMPARED
+        if not name.startswith("ref_")
+    ]
+    + [
+        "s.occ_ts IS NOT DISTINCT FROM e.occurred_at",
+        "s.occ_precision IS NOT DISTINCT FROM e.occurred_precision",
+        "s.end_ts IS NOT DISTINCT FROM e.ended_at",
+        "s.end_precision IS NOT DISTINCT FROM e.ended_precision",
+    ]
+)
+
+
+def _unit_equivalents(con: duckdb.DuckDBPyConnection, op: str, book: codes.CodeBook) -> list[str]:
+    """``tl_equiv (__row, seq, said)``: the rows that give an event the store has in another
+    unit, each quantity equal to a stored version's (``CRP 1 mg/dL`` for ``10 mg/L``): the same
+    content, written otherwise, skipped as duplicates (not conflicts, nor a retracted event
+    brought back). Equal means equal as decimals: the row's value times the unit's factor (to
+    12 significant digits: °C to °F is 1.8, not 1.7999999999999998) is the stored value as
+    given, exactly; the value, the reference range and the dose each. Nothing about the stored
+    event changes (its content hash is over the values as first given). Returns the note that
+    says so, if any row is one."""
+    con.execute("CREATE OR REPLACE TEMP TABLE tl_equiv (__row BIGINT, seq BIGINT, said VARCHAR)")
+    if op != "ingest":
+        return []
+    candidates = con.execute(
+        f"""SELECT s.__row, e.seq, s.kind, s.code, s.eid,
+                   s.unit, e.orig_unit, [s.value, s.ref_low, s.ref_high], [e.orig_value, e.orig_ref_low, e.orig_ref_high],
+                   s.dose_unit, e.orig_dose_unit, s.dose, e.orig_dose
+            FROM tl_stage s
+            JOIN events e ON e.event_id = s.eid AND e.op <> 'retract' AND e.content_hash <> s.content_hash
+             AND (s.unit IS DISTINCT FROM e.orig_unit OR s.dose_unit IS DISTINCT FROM e.orig_dose_unit)
+            LEFT JOIN tl_conv cv ON s.kind = cv.kind AND s.code IS NOT DISTINCT FROM cv.code AND s.unit = cv.unit
+            WHERE {_SAME_BUT_QUANTITIES}
+              AND NOT EXISTS (SELECT 1 FROM events x WHERE x.event_id = s.eid AND x.content_hash = s.content_hash)
+            ORDER BY s.__row, e.seq"""
+    ).fetchall()
+    found: dict[int, tuple[int, str]] = {}
+    for (
+        row,
+        seq,
+        kind,
+        code,
+        eid,
+        unit,
+        e_unit,
+        values,
+        e_values,
+        d_unit,
+        e_d_unit,
+        dose,
+        e_dose,
+    ) in candidates:
+        if row in found:
+            continue
+        target = book.measured(str(kind), code) if kind in MEASURED_KINDS else None
+        molar = target.molar_mass if target is not None else None
+        if _same_quantities(values, unit, e_values, e_unit, molar) and _same_quantities(
+            [dose], d_unit, [e_dose], e_d_unit, None
+        ):
+            shown, stored = (
+                (_quantity(values[0], unit), _quantity(e_values[0], e_unit))
+                if unit != e_unit
+                else (_quantity(dose, d_unit), _quantity(e_dose, e_d_unit))
+            )
+            found[int(row)] = (int(seq), f"row {row}: {eid}, {shown} = {stored} as stored (seq {seq})")
+    if not found:
+        return []
+    insert_rows(
+        con,
+        "tl_equiv",
+        ["BIGINT", "BIGINT", "VARCHAR"],
+        [[row, seq, said] for row, (seq, said) in sorted(found.items())],
+    )
+    n = len(found)
+    listed = [said for _, (_, said) in sorted(found.items())][:5]
+    more = f"; {n - len(listed):,} more" if n > len(listed) else ""
+    return [
+        f"{n:,} row{'s' if n != 1 else ''} skipped as duplicate{'s' if n != 1 else ''}: "
+        f"{'each gives' if n != 1 else 'it gives'} an event the store has with the same quantities in another "
+        f"unit ({'; '.join(listed)}{more}); the store keeps {'them' if n != 1 else 'it'} as first given"
+    ]
+
+
+def _same_quantities(
+    given: Sequence[float | None],
+    unit: str | None,
+    stored: Sequence[float | None],
+    stored_unit: str | None,
+    molar_mass: float | None,
+) -> bool:
+    """Whether each of ``given`` in ``unit`` is, exactly as a decimal, the one of ``stored`` in
+    ``stored_unit`` beside it (both absent counts as equal). Converted either way: °C to °F
+    is 1.8 and 32 (°F to °C, 5/9, has no decimal to be exact in)."""
+    if unit == stored_unit:
+        return list(given) == list(stored)
+    if (
+        unit is None
+        or stored_unit is None
+        or any((a is None) != (b is None) for a, b in zip(given, stored, strict=True))
+    ):
+        return False
+    pairs = [(a, b) for a, b in zip(given, stored, strict=True) if a is not None and b is not None]
+    return _exactly(pairs, unit, stored_unit, molar_mass) or _exactly(
+        [(b, a) for a, b in pairs], stored_unit, unit, molar_mass
+    )
+
+
+def _exactly(pairs: Sequence[tuple[float, float]], unit: str, to: str, molar_mass: float | None) -> bool:
+    """Whether the first of each pair, in ``unit``, converts to the second, in ``to``, exactly
+    as decimals, the unit's factor and offset read to 12 significant digits (10.0, not the
+    9.999999999999998 a float may hold)."""
+    from decimal import Context, Decimal
+
+    try:
+        conv = conversion(unit, to, molar_mass)
+    except UnitError:
+        return False
+    twelve = Context(prec=12)
+    scale, offset = twelve.plus(Decimal(repr(conv.scale))), twelve.plus(Decimal(repr(conv.offset)))
+    return all(Decimal(repr(a)) * scale + offset == Decimal(repr(b)) for a, b in pairs)
+
+
 def _versions(con: duckdb.DuckDBPyConnection, op: str) -> None:
     """``tl_changed``: of the batch's event ids the store has corrected or retracted, the
     current version's op and content hash and every version's hash; ``tl_reassert``: the rows
@@ -2128,7 +2338,8 @@ def _versions(con: duckdb.DuckDBPyConnection, op: str) -> None:
     con.execute(
         """CREATE OR REPLACE TEMP TABLE tl_reassert AS
            SELECT s.__row FROM tl_stage s JOIN tl_changed c ON c.event_id = s.eid
-           WHERE c.cur_op = 'retract' AND NOT list_contains(c.since, s.content_hash)"""
+           WHERE c.cur_op = 'retract' AND NOT list_contains(c.since, s.content_hash)
+             AND s.__row NOT IN (SELECT __row FROM tl_equiv)"""
     )
     # the rows that are events the store has (duplicates, conflicts), not asserting one again:
     # the checks of a patient's birth and death read the other rows, those to be written
@@ -2460,6 +2671,8 @@ def _drop_temps(con: duckdb.DuckDBPyConnection) -> None:
         "tl_conv",
         "tl_dose",
         "tl_errors",
+        "tl_early",
+        "tl_equiv",
         "tl_new",
         "tl_shift_days",
     ):

@@ -325,7 +325,7 @@ def export_meds(
         subjects=int(totals[2]),
         shards=shards,
         high_water=hw,
-        as_known_at=as_known_at.isoformat() if as_known_at else None,
+        as_known_at=as_known_at.isoformat() + "Z" if as_known_at else None,  # UTC
         seconds=time.perf_counter() - started,
         site_codes=n_codes,
     )
@@ -390,7 +390,7 @@ def _write_metadata(
             "timezone": store.timezone,
             "high_water": hw,
             "head_hash": store.head_hash(hw),
-            "as_known_at": as_known_at.isoformat() if as_known_at else None,
+            "as_known_at": as_known_at.isoformat() + "Z" if as_known_at else None,  # UTC, as created_at
             "subject_map": SUBJECTS_PARQUET,
             "site_codes": SITE_CODES_YAML if register else None,
             "shards": shards,

@@ -667,7 +667,9 @@ class Store:
         hw = self.high_water(as_known_at)
         sql = f"""
             SELECT patient_id, count(*) AS events,
-                   min(occurred_at) AS first_event, max(occurred_at) AS last_event
+                   min(occurred_at) AS first_event, max(occurred_at) AS last_event,
+                   arg_min(occurred_precision, occurred_at) AS first_event_precision,
+                   arg_max(occurred_precision, occurred_at) AS last_event_precision
             FROM ({self.current_sql(hw)}) GROUP BY patient_id ORDER BY patient_id
         """
         return _dicts(self.con.execute(sql))
@@ -725,7 +727,8 @@ def manifest(store: Store, high_water: int, as_known_at: datetime | None) -> dic
         "store": str(store.path),
         "high_water": high_water,
         "head_hash": store.head_hash(high_water),
-        "as_known_at": as_known_at.isoformat() if as_known_at else None,
+        # UTC, as every time the store records: with its Z (ISO 8601)
+        "as_known_at": as_known_at.isoformat() + "Z" if as_known_at else None,
     }
 
 

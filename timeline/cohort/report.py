@@ -1294,7 +1294,10 @@ class _Run:
                 cells += self._mas_cells(gid, suffix, members)
         manifest = {**self.s.manifest(), "cohort": spec.manifest()}
         if self.open_moment is not None:
-            manifest["cohort"]["open_follow_up_as_known_at"] = self.open_moment.isoformat()
+            # UTC, written with Z as every system time in JSON (was +00:00)
+            manifest["cohort"]["open_follow_up_as_known_at"] = (
+                self.open_moment.isoformat().removesuffix("+00:00") + "Z"
+            )
         return Report(
             spec=spec, manifest=manifest, groups=groups, cells=cells, curves=curves,
             patients=self.facts, policies=policies(spec), incidence=incidence,
