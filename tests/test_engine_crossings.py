@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.engine_support import write_rule
@@ -172,6 +172,8 @@ WRAPPERS = ["none", "mul", "add", "sub_from", "clip", "div"]
     threshold=st.one_of(st.integers(0, 400), st.floats(0, 400, allow_nan=False).map(lambda x: round(x, 3))),
     left=st.booleans(),
 )
+# age in years × 365.25 > 1: a flip the 6-digit rounding of the count used to hide (age is unrounded)
+@example(unit="years", op="gt", wrapper="mul", k=365.25, threshold=1, left=True)
 def test_every_day_the_comparison_changes_is_a_crossing_day(
     unit: str, op: str, wrapper: str, k: float, threshold: float, left: bool
 ) -> None:
@@ -198,7 +200,7 @@ def test_every_day_the_comparison_changes_is_a_crossing_day(
     }[wrapper]
     compare = CMP[op]
     values = [
-        compare(rnd(f(rnd(d / per, 6)), 9), t) if left else compare(t, rnd(f(rnd(d / per, 6)), 9))
+        compare(rnd(f(d / per), 9), t) if left else compare(t, rnd(f(d / per), 9))
         for d in range(MAX_DAYS + 1)
     ]
     flips = [d for d in range(1, MAX_DAYS + 1) if values[d] != values[d - 1]]
