@@ -1,7 +1,7 @@
 """The engine's paths for many patients give the answers of its path for a few.
 
-A few patients (≤ 50) are evaluated as one WITH query; a cohort is run one relation per
-statement (``staged``), with condition episodes pre-filtered by a guard item, and every
+A few patients (≤ 50) are evaluated as one WITH query; a cohort is run one statement per
+shared relation (``staged``), with condition episodes pre-filtered by a guard item, and every
 patient's history is computed set-based (``Session.histories``). These tests hold each of
 them to the per-patient path on synthetic sJIA timelines (with amendments applied), for the
 whole default rule pack.
@@ -9,6 +9,7 @@ whole default rule pack.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -129,6 +130,41 @@ def test_staged_run_leaves_no_scratch_relations(session: Session) -> None:
     assert (
         set(session.con.execute("SELECT view_name FROM duckdb_views() WHERE temporary").fetchall()) == views
     )
+
+
+class _Recording:
+    """A connection that records the SQL of every statement it runs."""
+
+    def __init__(self, con: Any) -> None:
+        self.con, self.sql = con, []
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        self.sql.append(sql)
+        return self.con.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.con, name)
+
+
+def test_staged_run_makes_a_statement_only_of_relations_read_more_than_once(session: Session) -> None:
+    recording = _Recording(session.con)
+    session.con = recording  # type: ignore[assignment]
+    try:
+        session.states(_points_sql(_points(session)))
+    finally:
+        session.con = recording.con
+    made = [sql.split()[5] for sql in recording.sql if sql.startswith("CREATE OR REPLACE TEMP")]
+    # the events and the batch's own relations are views; every relation of a rule read once
+    # is a CTE of its reader's statement, not a view or a table of its own
+    views = [sql.split()[5] for sql in recording.sql if sql.startswith("CREATE OR REPLACE TEMP VIEW")]
+    assert sorted(views) == ["ev", "tl_bev"]
+    text = "\n".join(recording.sql)
+    final = next(sql for sql in recording.sql if sql.startswith("CREATE OR REPLACE TEMP TABLE tl_states"))
+    roots = set(re.findall(r"FROM (\w+)", final))  # the rules' relations, which the final statement reads
+    shared = [name for name in made if not name.startswith("tl_") and name not in roots | {"ev"}]
+    assert shared
+    for name in shared:  # read by at least two relations, wherever their SQL runs
+        assert len(re.findall(rf"(?:FROM|JOIN)\s+{name}\b", text)) >= 2, name
 
 
 def _batched(session: Session, patients: int) -> Session:
