@@ -240,6 +240,7 @@ class Reference:
     naive: bool = False
     memo: dict[tuple[int, datetime], Val] = field(default_factory=dict)
     cp_memo: dict[int, list[datetime]] = field(default_factory=dict)
+    cs_memo: dict[int, set[datetime]] = field(default_factory=dict)
     ep_memo: dict[tuple[int, bool, datetime | None], list[Episode]] = field(default_factory=dict)
     sel_memo: dict[tuple[int, str | None], tuple[list[Event], list[datetime]]] = field(default_factory=dict)
     med_memo: dict[tuple[str, tuple[str, ...]], tuple[list[Event], list[datetime]]] = field(
@@ -1108,7 +1109,8 @@ class Reference:
     def _HeldFor(self, node: ast.HeldFor, q: datetime) -> Val:
         d = self.duration(node.duration)
         lo = shift(q, d, -1)
-        moments = [lo, *(c for c in self.candidates(node.expr) if lo < c <= q)]
+        inner = self.candidates(node.expr)  # sorted: those in (lo, q]
+        moments = [lo, *inner[bisect_right(inner, lo) : bisect_right(inner, q)]]
         vals = [self.evaluate(node.expr, m) for m in moments]
         ev = tuple(sorted(set(chain.from_iterable(v.ev for v in vals))))
         false = [m for m, v in zip(moments, vals, strict=True) if v.value is False]
@@ -1144,7 +1146,8 @@ class Reference:
                 raw.append((found["occurred_at"], found["asserted_seq"], end, (found["seq"],), ()))
         else:
             assert spec.when is not None
-            moments = [ORIGIN, *(m for m in self.candidates(spec.when) if m > ORIGIN)]
+            inner = self.candidates(spec.when)  # sorted: those after ORIGIN
+            moments = [ORIGIN, *inner[bisect_right(inner, ORIGIN) :]]
             vals = []
             for m in moments:
                 vals.append(self.evaluate(spec.when, m))
@@ -1230,26 +1233,41 @@ class Reference:
 
     # ---- where values can change
     def candidates(self, node: ast.Node) -> list[datetime]:
-        """A superset of the instants at which ``node``'s value or evidence can change."""
-        if node.nid not in self.cp_memo:
-            self.cp_memo[node.nid] = sorted(self._candidates(node))
-        return self.cp_memo[node.nid]
+        """A superset of the instants at which ``node``'s value or evidence can change, in order."""
+        found = self.cp_memo.get(node.nid)
+        if found is None:
+            found = self.cp_memo[node.nid] = sorted(self.candidate_set(node))
+        return found
+
+    def candidate_set(self, node: ast.Node) -> set[datetime]:
+        """:meth:`candidates` as a set (a node's are the union of its parts': only the nodes whose
+        instants are examined in order sort theirs)."""
+        found = self.cs_memo.get(node.nid)
+        if found is None:
+            found = self.cs_memo[node.nid] = self._candidates(node)
+        return found
 
     def _around(self, base: Iterable[datetime], shifts: Sequence[Duration | None]) -> set[datetime]:
         out: set[datetime] = set()
-        for t in base:
-            if t >= FAR:
+        add = out.add
+        times = [t for t in base if t < FAR]
+        for d in shifts:
+            if d is None:
+                out.update(times)
+                out.update(t + EPS for t in times)
                 continue
-            for d in shifts:
-                c = t if d is None else shift(t, d)
-                out |= {c, c + EPS}
-                if d is not None and d.unit in ("month", "year") and t.day >= 28:
+            calendar = d.unit in ("month", "year")
+            for t in times:
+                c = shift(t, d)
+                add(c)
+                add(c + EPS)
+                if calendar and t.day >= 28:
                     # q − months clips the day, so it runs backwards at midnight near a month end
                     first = c.replace(hour=0, minute=0, second=0, microsecond=0)
                     for k in range(-3, 5):
                         d0 = first + timedelta(days=k)
                         out |= {d0, d0 + (c - first), d0 + (c - first) + EPS}
-                    out.add(add_months(first.replace(day=1), 1))
+                    add(add_months(first.replace(day=1), 1))
         return out
 
     def _candidates(self, node: ast.Node) -> set[datetime]:
@@ -1259,7 +1277,7 @@ class Reference:
         if isinstance(node, ast.Const | ast.Param):
             return set()
         if isinstance(node, ast.RuleRef):
-            return set(self.candidates(self.rules.rules[node.rule].define))
+            return set(self.candidate_set(self.rules.rules[node.rule].define))  # a copy: the caller adds
         if isinstance(node, ast.Latest | ast.Normal):
             return self._around(times(self.selected(node.select)), [None, self.duration(node.within)])
         if isinstance(node, ast.FindingPresent):
@@ -1284,7 +1302,7 @@ class Reference:
             else:
                 out = self._around(starts, [None, *(s.negate() for s in start), end.negate()])
             if isinstance(node, ast.EpisodeCount) and node.starting_when is not None:
-                out |= set(self.candidates(node.starting_when))
+                out.update(self.candidate_set(node.starting_when))
             return out
         if isinstance(node, ast.OnDrug | ast.DailyDose):
             drugs = node.drugs if isinstance(node, ast.OnDrug) else (node.drug,)
@@ -1307,13 +1325,13 @@ class Reference:
                 out |= self._around([self.anchored_at(node, t) for t in anchors], [None])
             return out
         if isinstance(node, ast.HeldFor):
-            inner = self.candidates(node.expr)
+            inner = self.candidate_set(node.expr)
             return self._around(inner, [None, self.duration(node.duration)])
         if isinstance(node, ast.InEpisode):
             eps = self.episodes(node.episodes, merged_across_gaps=False)
             out = self._around([ep.s for ep in eps] + [ep.e for ep in eps], [None])
             if node.episodes.when is not None:
-                out |= set(self.candidates(node.episodes.when))
+                out.update(self.candidate_set(node.episodes.when))
             return out
         if isinstance(node, ast.Age | ast.TimeSince):
             # the anchor event appears (or, for the last one, moves); the count of days then
@@ -1329,5 +1347,5 @@ class Reference:
                     room = (FAR - midnight).days
                     out |= {midnight + timedelta(days=k) for k in found.days if k < room}
         for child in ast.children(node):
-            out |= set(self.candidates(child))
+            out.update(self.candidate_set(child))
         return out
