@@ -121,7 +121,7 @@ class Session:
     def _patient_events(self, patient: str) -> list[dict[str, Any]]:
         """The patient's current events as :meth:`state` replays them, read once."""
         if self._events_read is None or self._events_read[0] != patient:
-            self._events_read = (patient, self.store.events(patient, high_water=self.high_water))
+            self._events_read = (patient, self.store.current_events(patient, self.high_water))
         return self._events_read[1]
 
     def _compiler(
