@@ -275,7 +275,7 @@ def state(
     """
     sess = session(store, rules, param, as_known_at, wait)
     with sess.store:
-        sess.require_patient(patient)
+        sess.require_patient(patient, events=sess.replay)  # the events state() replays
         results = sess.state(patient, at, rule)
         if json_out:
             dump_json(

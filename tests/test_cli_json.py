@@ -187,8 +187,10 @@ def test_events_filtered_to_nothing_is_an_empty_list_not_an_error(example_store:
         ("patients", "--json"),  # one JSON document
         ("events", "P001"),  # a rich table
         ("history", "P001", "--csv", "--rule", "crp_normal"),  # CSV rows
+        ("state", "P001", "--at", "2008-06-01"),  # ends without the interpreter's teardown
+        ("explain", "P001", "crp_normal", "--at", "2008-06-01"),  # likewise
     ],
-    ids=["json", "table", "csv"],
+    ids=["json", "table", "csv", "state", "explain"],
 )
 @pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
 def test_a_closed_pipe_on_standard_output_ends_silently_with_exit_141(
@@ -406,3 +408,32 @@ def test_info_text_says_the_creation_time_is_utc(example_store: Path) -> None:
     lines = run_cli("info", "--store", example_store).stdout.splitlines()
     [created] = [line for line in lines if line.strip().startswith("created_at:")]
     assert created.endswith(" UTC")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("state", "P001", "--at", "2008-06-01"),
+        ("state", "P001", "--at", "2008-06-01", "--json"),
+        ("explain", "P001", "crp_normal", "--at", "2008-06-01"),
+        ("explain", "P001", "crp_normal", "--at", "2008-06-01", "--json"),
+        ("state", "NOPE", "--at", "2008-06-01", "--json"),  # exit 5
+        ("explain", "P001", "nosuch", "--at", "2008-06-01"),  # exit 2
+    ],
+    ids=["state", "state-json", "explain", "explain-json", "unknown-patient", "unknown-rule"],
+)
+def test_state_and_explain_in_a_process_of_their_own_end_as_they_do_in_this_one(
+    example_store: Path, args: tuple[str, ...]
+) -> None:
+    # the executable skips Python's teardown after `state` and `explain` (cli.main.entry): the
+    # output and the exit code must be those of main() run in this process
+    env = {**output_env(unbuffered=False), "TIMELINE_NO_CACHE": "1"}  # Python's usual buffer
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args, "--store", str(example_store)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    here = run_cli(*args, "--store", example_store)
+    assert (done.returncode, done.stdout, done.stderr) == (here.exit_code, here.stdout, here.stderr)

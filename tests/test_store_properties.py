@@ -292,3 +292,33 @@ def test_info_counts_the_current_events_the_stored_versions_and_the_retracted_ev
                 sum(1 for (op,) in last_ops if op == "retract"),
                 len(s.patients()),
             )
+
+
+@SLOW
+@given(st.lists(count_operation, min_size=1, max_size=6))
+def test_a_patients_current_events_read_at_once_are_those_the_current_timeline_holds(
+    example_store_template: Path, ops: list[tuple[str, str, str]]
+) -> None:
+    """Store.current_events (what `timeline state` replays) tells current versions in Python
+    from one read of the patient's versions: at every high-water mark of a history of
+    corrections, retractions and events asserted again, the same rows in the same order as
+    Store.events, the current timeline's statement."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "s.duckdb"
+        shutil.copy(example_store_template, path)
+        with Store.open(path, write=True) as s:
+            for kind, eid, arg in ops:
+                try:
+                    if kind == "again":
+                        assert_again(s, eid, arg)
+                    elif kind == "retract":
+                        retract(s, eid, reason="test", author="t")
+                    else:
+                        correct(s, eid, {kind: arg}, reason="test", author="t")
+                except UnknownEventError:
+                    continue  # retracted: it cannot be corrected
+            for high_water in range(s.high_water() + 1):
+                want = s.events("P001", high_water=high_water)
+                got = s.current_events("P001", high_water)
+                assert got == want, f"at seq {high_water}"
+                assert [list(e) for e in got] == [list(e) for e in want]  # the same keys, in order

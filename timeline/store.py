@@ -634,6 +634,45 @@ class Store:
             """
         return _dicts(self.con.execute(sql, params))
 
+    def current_events(self, patient_id: str, high_water: int) -> list[dict[str, Any]]:
+        """``events(patient_id, high_water=high_water)`` — the patient's current events, ordered
+        by (occurred_at, asserted_seq), each with ``asserted_seq`` and ``status`` — from one read
+        of the patient's stored versions, told current as :meth:`current_sql` tells them (its
+        statement reads the events three times: ~0.022 s for the 10k cohort's patient with most
+        events, ~0.009 s this way; `timeline state` reads them so)."""
+        cur = self.con.execute(
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE patient_id = ? AND seq <= {int(high_water)}",
+            [patient_id],
+        )
+        names = [d[0] for d in cur.description or []]
+        rows = cur.fetchall()
+        seq, op, event = names.index("seq"), names.index("op"), names.index("event_id")
+        # each event's last version that is not an assertion (a correction or a retraction):
+        # every version of the event before it is superseded
+        last: dict[Any, int] = {}
+        for r in rows:
+            if r[op] != "assert" and r[seq] > last.get(r[event], -1):
+                last[r[event]] = r[seq]
+        superseded = {r[seq] for r in rows if r[event] in last and r[seq] < last[r[event]]}
+        # a correction that is its event's last such version is current, asserted by the last
+        # assertion it supersedes
+        asserted: dict[int, int] = {}
+        for r in rows:
+            if r[op] == "assert" and r[seq] in superseded:
+                after = last[r[event]]
+                asserted[after] = max(asserted.get(after, -1), r[seq])
+        found: list[dict[str, Any]] = []
+        for r in rows:
+            if r[op] == "assert" and r[seq] not in superseded:
+                by = r[seq]
+            elif r[op] == "correct" and r[seq] in asserted:
+                by = asserted[r[seq]]
+            else:
+                continue
+            found.append({**dict(zip(names, r, strict=True)), ASSERTED_SEQ: by, "status": "current"})
+        found.sort(key=lambda e: (e["occurred_at"], e[ASSERTED_SEQ]))
+        return found
+
     def require_patient(self, patient: str, high_water: int) -> None:
         """Raise :class:`UnknownPatientError` when the patient has no current events as
         known at ``high_water`` — a mistyped id would otherwise get states for nobody — naming

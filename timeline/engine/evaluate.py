@@ -84,7 +84,8 @@ class Session:
     ) -> None:
         self.store = store
         self.rules = with_store_codes(store, rules)
-        self.columns = engine_columns(rules)  # the event columns the rules read
+        self._columns: tuple[str, ...] | None = None
+        self._events_read: tuple[str, list[dict[str, Any]]] | None = None  # see _patient_events
         self.as_known_at = as_known_at
         # patients per staged run of a cohort run or of histories (see batches)
         self.batch_patients = batch_patients or BATCH_PATIENTS
@@ -98,12 +99,30 @@ class Session:
         for macro in MACROS:
             self.con.execute(macro)
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The event columns the rules read (found when first needed: `state`'s replay reads
+        every column and never asks)."""
+        if self._columns is None:
+            self._columns = engine_columns(self.rules)
+        return self._columns
+
     def manifest(self) -> dict[str, Any]:
         return manifest(self.store, self.rules, self.high_water, self.as_known_at)
 
-    def require_patient(self, patient: str) -> None:
-        """See :meth:`Store.require_patient`, as this session knows the store."""
+    def require_patient(self, patient: str, events: bool = False) -> None:
+        """See :meth:`Store.require_patient`, as this session knows the store. ``events``: by
+        reading the patient's current events, kept for :meth:`state` (which would read them
+        next), rather than by counting them."""
+        if events and self._patient_events(patient):
+            return
         self.store.require_patient(patient, self.high_water)
+
+    def _patient_events(self, patient: str) -> list[dict[str, Any]]:
+        """The patient's current events as :meth:`state` replays them, read once."""
+        if self._events_read is None or self._events_read[0] != patient:
+            self._events_read = (patient, self.store.current_events(patient, self.high_water))
+        return self._events_read[1]
 
     def _compiler(
         self, patients: Sequence[str] | None, evidence: bool = True, dense: bool = False
@@ -283,7 +302,7 @@ class Session:
         from timeline.engine.replay import Reference
 
         ids = self.rule_ids(rule_ids)
-        ref = Reference(self.rules, self.store.events(patient, high_water=self.high_water))
+        ref = Reference(self.rules, self._patient_events(patient))
         out = []
         for rid in ids:
             rule = self.rules.rules[rid]
@@ -377,8 +396,10 @@ class Session:
         if not seqs:
             return {}
         listed = ", ".join(str(x) for x in sorted(seqs))
+        # the patient's current events: tl_ev, which the explanation's relations read (made by
+        # _events_sql for this patient), not read from the store again
         rows = self.con.execute(
-            f"""SELECT c.seq, min(l.seq) FROM ({self.store.current_sql(self.high_water, [patient])}) c
+            f"""SELECT c.seq, min(l.seq) FROM tl_ev c
                 JOIN (SELECT seq, occurred_at, kind, code FROM events WHERE seq IN ({listed})) l
                   ON c.occurred_at = l.occurred_at AND c.kind = l.kind AND c.code IS NOT DISTINCT FROM l.code
                 WHERE c.seq NOT IN ({listed}) GROUP BY c.seq"""

@@ -142,17 +142,21 @@ def add_months(t: datetime, n: int) -> datetime:
     """Calendar months: the day is clipped to the month's length (31 Jan + 1 month = 28 Feb)."""
     y, m = divmod(t.month - 1 + n, 12)
     year, month = t.year + y, m + 1
-    return t.replace(year=year, month=month, day=min(t.day, calendar.monthrange(year, month)[1]))
+    day = t.day
+    if day > 28:  # only a day past the 28th can be past the month's end
+        day = min(day, calendar.monthrange(year, month)[1])
+    return t.replace(year=year, month=month, day=day)
+
+
+# the exact units' lengths: an instant is moved by amount × this
+_EXACT = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 
 
 def shift(t: datetime, d: Duration, sign: int = 1) -> datetime:
     """``t`` moved by ``d`` (backwards with ``sign=-1``) as DuckDB moves it by the interval
     (``Duration.sql``): hours, days and weeks exactly, months and years on the calendar."""
+    step = _EXACT.get(d.unit)
+    if step is not None:
+        return t + step * (d.amount * sign)
     n = d.amount * sign
-    if d.unit == "hour":
-        return t + timedelta(hours=n)
-    if d.unit == "day":
-        return t + timedelta(days=n)
-    if d.unit == "week":
-        return t + timedelta(days=7 * n)
     return add_months(t, n if d.unit == "month" else 12 * n)
