@@ -16,11 +16,13 @@ ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "examples" / "events.csv"
 
 
+@pytest.mark.parametrize("per_query", [1, 2, 16])
 @pytest.mark.parametrize("chunk", [1, 3, 4, 65536])
 def test_chunked_digest_equals_the_sql_digest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, per_query: int
 ) -> None:
     monkeypatch.setattr(integrity, "CHUNK", chunk)
+    monkeypatch.setattr(integrity, "CHUNKS_A_QUERY", per_query)
     with Store.create(tmp_path / "s.duckdb") as store:
         ingest_file(store, EVENTS, author="t")
         last = store.high_water()

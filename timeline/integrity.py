@@ -20,6 +20,10 @@ import duckdb
 from timeline.store import BATCH_COLUMNS, EVENT_COLUMNS, GENESIS_HASH, SCHEMA_VERSION, Store
 
 CHUNK = 65536
+# Chunks digested by one query of events_digest: each query reads the batch's rows again
+# while they are not yet committed (one chunk a query was 42 queries for a batch of 2.7M
+# events), and holds its chunks' text (16 chunks: 67 MB, in DuckDB and in Python)
+CHUNKS_A_QUERY = 16
 
 
 def row_hash_sql(alias: str = "", schema: str = SCHEMA_VERSION) -> str:
@@ -48,16 +52,19 @@ def events_digest_sql(where: str) -> str:
 
 def events_digest(con: duckdb.DuckDBPyConnection, first_seq: int, last_seq: int) -> str:
     """The digest :func:`events_digest_sql` computes over ``seq BETWEEN first_seq AND
-    last_seq``, one chunk per query, so memory does not grow with the batch (an ordered
-    ``string_agg`` holds its whole input)."""
+    last_seq``, :data:`CHUNKS_A_QUERY` chunks per query, so memory does not grow with the batch
+    (an ordered ``string_agg`` holds its whole input)."""
     hashes: list[str] = []
-    for chunk in range(first_seq // CHUNK, last_seq // CHUNK + 1):
-        lo, hi = max(first_seq, chunk * CHUNK), min(last_seq, chunk * CHUNK + CHUNK - 1)
-        row = con.execute(
-            f"SELECT sha256(string_agg(row_hash, '' ORDER BY seq)) FROM events WHERE seq BETWEEN {lo} AND {hi}"
-        ).fetchone()
-        if row is not None and row[0] is not None:
-            hashes.append(str(row[0]))
+    for group in range(first_seq // CHUNK, last_seq // CHUNK + 1, CHUNKS_A_QUERY):
+        lo = max(first_seq, group * CHUNK)
+        hi = min(last_seq, (group + CHUNKS_A_QUERY) * CHUNK - 1)
+        # each chunk's text is hashed here: Python's SHA-256 is several times faster than
+        # DuckDB's sha256() (the same digest: the text is the rows' hex hashes, ASCII)
+        rows = con.execute(
+            f"""SELECT seq // {CHUNK} AS chunk, string_agg(row_hash, '' ORDER BY seq) FROM events
+                WHERE seq BETWEEN {lo} AND {hi} GROUP BY 1 ORDER BY 1"""
+        ).fetchall()
+        hashes.extend(hashlib.sha256(str(text).encode()).hexdigest() for _, text in rows if text is not None)
     return hashlib.sha256("".join(hashes).encode()).hexdigest()
 
 
