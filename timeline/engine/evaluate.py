@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 
 from timeline import codes
-from timeline.engine.compiler import COLUMNS, Compiler, engine_columns, q_
+from timeline.engine.compiler import COLUMNS, Compiler, engine_columns, q_, reads_censored
 from timeline.errors import ResourceError, UsageError
 from timeline.language import ast
 from timeline.language.loader import RuleSet, param_text
@@ -56,6 +56,9 @@ class Result:
     why: str | None
     evidence: list[int]
     note: str | None = None
+    # a censored value (a rule that is a lab's latest value, <5): ``value`` is its bound,
+    # this its qualifier (<, <=, >, >=); None for every exact value
+    qualifier: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         value: Any = self.value
@@ -64,7 +67,8 @@ class Result:
         return {
             "rule": self.rule_id, "patient_id": self.patient_id, "at": self.at,
             "value": value if value is not None else "unknown", "known": self.value is not None,
-            "unit": self.unit, "reason": self.why, "note": self.note, "evidence": self.evidence,
+            "qualifier": self.qualifier, "unit": self.unit, "reason": self.why, "note": self.note,
+            "evidence": self.evidence,
         }  # fmt: skip
 
 
@@ -216,9 +220,11 @@ class Session:
         )
         roots = {rid: comp.rule(rid) for rid in ids}
         inner, outer = (", list_distinct(ev) AS ev, note", ", u.ev, u.note") if evidence else ("", "")
+        # a rule that is a censored value: its qualifier and bound (see Compiler.censored_root)
         union = " UNION ALL ".join(
-            f"SELECT {i} AS k, patient_id, q, b, x, why{inner} FROM {name}"
-            for i, name in enumerate(roots.values())
+            f"SELECT {i} AS k, patient_id, q, b, x, why, "
+            f"{'cq, cx' if comp.censored_root(rid) else 'NULL::VARCHAR AS cq, NULL::DOUBLE AS cx'}{inner} FROM {name}"
+            for i, (rid, name) in enumerate(roots.items())
         )
         # per rule: (id, bool?, unit); per point: its label — computed once, not per row
         meta = []
@@ -234,9 +240,9 @@ class Session:
         reasons: dict[str, str] = {}
 
         def collect(rows: list[tuple[Any, ...]], pts: list[tuple[str, datetime]], at: list[str]) -> None:
-            for k, pi, b, x, why, *extra in rows:  # extra: evidence and note, when asked for
+            for k, pi, b, x, why, cq, cx, *extra in rows:  # extra: evidence and note, when asked for
                 rid, kind, is_bool, unit = meta[k]
-                value = b if is_bool else x
+                value = b if is_bool else cx if cq is not None else x
                 pid, q = pts[pi]
                 ev, note = extra if extra else (None, None)
                 if value is not None:
@@ -244,7 +250,7 @@ class Session:
                 elif why is not None:
                     why = reasons.setdefault(why, why)
                 results.append(
-                    Result(rid, pid, at[pi], q, kind, value, unit, why, sorted(ev) if ev else [], note)
+                    Result(rid, pid, at[pi], q, kind, value, unit, why, sorted(ev) if ev else [], note, cq)
                 )
 
         try:
@@ -260,7 +266,7 @@ class Session:
                     ).fetchall()
                 collect([(k, number[(pid, q)], *rest) for k, pid, q, *rest in found], pts, at)
             else:
-                final = f"""SELECT u.k, p.pi, u.b, u.x, u.why{outer}
+                final = f"""SELECT u.k, p.pi, u.b, u.x, u.why, u.cq, u.cx{outer}
                     FROM ({union}) u JOIN tl_pn p USING (patient_id, q) ORDER BY p.pi, u.k"""
                 # batches are in patient order, so their rows follow each other in point order;
                 # each batch's rows become results before the next batch runs
@@ -288,11 +294,15 @@ class Session:
         for rid in ids:
             rule = self.rules.rules[rid]
             v = ref.rule(rid, q)
-            why = v.why if v.value is None else None
+            # a rule that is a censored value shows it: its bound and qualifier (<5 mg/L)
+            shown = reads_censored(rule.define) and v.qualifier is not None
+            value = v.bound if shown else v.value
+            why = v.why if value is None else None
             ev = sorted(set(v.ev))
             out.append(
-                Result(rid, patient, label, q, rule.type.kind, v.value, rule.value_type.unit, why, ev, v.note)
-            )
+                Result(rid, patient, label, q, rule.type.kind, value, rule.value_type.unit, why, ev, v.note,
+                       v.qualifier if shown else None)
+            )  # fmt: skip
         return out
 
     # ---- explanations
@@ -421,9 +431,10 @@ class Session:
             return []
         from timeline.summary import describe, when
 
+        qualifier = "value_qualifier" if self.store.has_qualifier else "NULL::VARCHAR AS value_qualifier"
         rows = self.con.execute(
             f"""SELECT seq, event_id, op, patient_id, kind, occurred_at, occurred_precision, recorded_at, author,
-                       code, value, unit, orig_value, orig_unit, ref_low, ref_high, drug, dose, dose_unit, frequency,
+                       code, value, {qualifier}, unit, orig_value, orig_unit, ref_low, ref_high, drug, dose, dose_unit, frequency,
                        route, active_joints, limited_joints, present, term, grade, serious, action, reason, ended_at,
                        ended_precision, sex, change_reason, source_file, source_row
                 FROM events WHERE seq BETWEEN {min(seqs)} AND {max(seqs)} AND seq IN ({", ".join(str(s) for s in seqs)})
@@ -443,6 +454,7 @@ class Session:
                     "recorded_at": e["recorded_at"].isoformat(sep=" ") + " UTC",
                     "author": e["author"],
                     "value": e["value"],
+                    "qualifier": e["value_qualifier"],  # a censored value's (<, <=, >, >=)
                     "unit": e["unit"],
                     "original_value": e["orig_value"],
                     "original_unit": e["orig_unit"],
@@ -770,7 +782,11 @@ class _Rows:
     def fetch(cls, con: duckdb.DuckDBPyConnection, comp: Compiler, patient: str) -> _Rows:
         mine = f"patient_id = {q_(patient)}"
         tables = list(dict.fromkeys(comp.out.names.values()))
-        reads = [f"(SELECT list(r) FROM (SELECT {COLUMNS} FROM {t} WHERE {mine}) r)" for t in tables]
+        reads = [
+            f"(SELECT list(r) FROM (SELECT {COLUMNS}{', cq, cx' if t in comp.censored_relations else ''} "
+            f"FROM {t} WHERE {mine}) r)"
+            for t in tables
+        ]
         anchors = list(comp.anchored.items())
         reads += [f"(SELECT list([q, {at}]) FROM {a} WHERE {mine})" for _, (a, at) in anchors]
         helds = list(comp.held.items())
@@ -811,6 +827,10 @@ class _Explainer:
         c = self.session.rules.reported(rule_id)
         if c is not None and isinstance(value, float):  # the definition's value, in the rule's unit
             value = round(c.apply(value), 9)
+        # a rule that is a censored value shows it as state does: its bound and qualifier
+        qualifier = tree.get("qualifier") if self.comp.censored_root(rule_id) else None
+        if qualifier is not None:
+            value = tree["bound"] if c is None else round(c.apply(tree["bound"]), 9)
         return {
             "rule": f"{rule.id}@{rule.version}",
             "description": rule.description,
@@ -821,8 +841,9 @@ class _Explainer:
             "parameters": {p.name: _param_text(p, p.name in dict(rule.variant_with)) for p in rule.params},
             **({"variant_of": rule.variant_of} if rule.variant_of else {}),
             "value": value,
+            **({"qualifier": qualifier} if qualifier is not None else {}),
             "unit": unit,
-            "reason": tree.get("reason"),
+            "reason": tree.get("reason") if qualifier is None else None,
             "derivation": tree,
         }
 
@@ -842,6 +863,8 @@ class _Explainer:
             out["unit"] = t.unit
         if value is None and row.get("why"):
             out["reason"] = row["why"]
+        if row.get("cq") is not None:  # a censored value: unknown, its qualifier and bound beside
+            out["qualifier"], out["bound"] = row["cq"], row["cx"]
         if row.get("note"):
             out["detail"] = row["note"]
         if row.get("lo") is not None or row.get("hi") is not None:
