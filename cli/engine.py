@@ -571,7 +571,9 @@ def history(
                     r["rule"],
                     r["start"],
                     r["end"] or "",
-                    csv_value(r["value"]),
+                    f"{r['qualifier']}{csv_value(r['value'])}"
+                    if r.get("qualifier")
+                    else csv_value(r["value"]),
                     unit or "",
                     r["reason"] or "",
                 ]
@@ -641,6 +643,8 @@ def _intervals_table(c: Any, patient: str, rows: list[dict[str, Any]], given: di
         table.add_column(col)
     for r in rows:
         value = str(r["value"]).lower() if isinstance(r["value"], bool) else r["value"]
+        if r.get("qualifier"):  # a censored value: <5
+            value = f"{r['qualifier']}{number_text(float(r['value']))}"
         table.add_row(
             cell(r["rule"]),
             cell(instant_text(str(r["start"]))),

@@ -281,3 +281,23 @@ def test_a_censored_range_is_open_at_a_strict_bound() -> None:
 
 def test_an_undecided_comparison_is_none() -> None:
     assert censored.decide("le", censored.of(5.0, "<"), censored.of(3.0, None)) is None
+
+
+def test_a_history_decides_on_a_censored_value_as_a_state_does(tmp_path: Path) -> None:
+    write_rule(tmp_path / "rules", "r", {"le": [LATEST, "10 mg/L"]})
+    rules = load_rules([tmp_path / "rules"])
+    with store_with(tmp_path / "s.duckdb", [_crp("<5"), _crp("<=20", "2009-03-05")]) as store:
+        found = [
+            (i["start"].date().isoformat(), i["value"]) for i in Session(store, rules).history("P1", ["r"])
+        ]
+    assert found == [("2009-03-01", True), ("2009-03-05", "unknown")]
+
+
+def test_a_history_gives_a_censored_rule_value_as_its_bound_and_qualifier(tmp_path: Path) -> None:
+    write_rule(tmp_path / "rules", "r", LATEST)
+    rules = load_rules([tmp_path / "rules"])
+    with store_with(tmp_path / "s.duckdb", [_crp("<5"), _crp("5", "2009-03-02")]) as store:
+        found = [
+            (i["value"], i["qualifier"], i["reason"]) for i in Session(store, rules).history("P1", ["r"])
+        ]
+    assert found == [(5.0, "<", None), (5.0, None, None)]

@@ -891,8 +891,8 @@ def test_history_intervals_agree_with_the_state_at_every_day_end_and_every_edge(
                 assert len(covering) == 1, f"{got.rule_id} at {got.q}: {len(covering)} intervals cover it"
                 interval = covering[0]
                 want = "unknown" if got.value is None else got.value
-                assert interval["value"] == want, (
-                    f"{got.rule_id} at {got.q}: history {interval}, state {want}"
+                assert (interval["value"], interval["qualifier"]) == (want, got.qualifier), (
+                    f"{got.rule_id} at {got.q}: history {interval}, state {want} {got.qualifier}"
                 )
                 assert interval["reason"] == got.why, (
                     f"{got.rule_id} at {got.q}: history {interval}, state {got.why}"
@@ -982,7 +982,7 @@ def test_every_patients_history_at_once_equals_each_patients_history(tl: Timelin
             session = Session(store, ruleset)
             session.histories(rules.ids)
             rows = session.con.execute(
-                'SELECT rule_id, patient_id, start, "end", b, x, why FROM tl_history'
+                'SELECT rule_id, patient_id, start, "end", b, x, why, qualifier FROM tl_history'
             ).fetchall()
             kinds = {rid: ruleset.rules[rid].type.kind for rid in rules.ids}
             for patient in tl.patients:
@@ -993,18 +993,19 @@ def test_every_patients_history_at_once_equals_each_patients_history(tl: Timelin
                         i["end"],
                         None if i["value"] == "unknown" else i["value"],
                         i["reason"],
+                        i["qualifier"],
                     )
                     for i in session.history(patient, rules.ids)
                 ]
                 got = [
-                    (rid, start, end, b if kinds[rid] == "bool" else x, why)
-                    for rid, p, start, end, b, x, why in rows
+                    (rid, start, end, b if kinds[rid] == "bool" else x, why, qualifier)
+                    for rid, p, start, end, b, x, why, qualifier in rows
                     if p == patient
                 ]
                 # one interval per rule and start; a number to the engine's precision (a mean
                 # computed over a batch of patients and over one may differ in its last bit)
                 got, want = sorted(got, key=lambda r: r[:2]), sorted(want, key=lambda r: r[:2])
-                assert [(*g[:3], g[4]) for g in got] == [(*w[:3], w[4]) for w in want], patient
+                assert [(*g[:3], *g[4:]) for g in got] == [(*w[:3], *w[4:]) for w in want], patient
                 assert all(_same_value(g[3], w[3]) for g, w in zip(got, want, strict=True)), (
                     patient,
                     got,

@@ -2655,8 +2655,8 @@ def stored_values(row: dict[str, Any], fields: Iterable[str]) -> list[dict[str, 
     """The stored values of an event's native ``fields``, as data (a correction's ``--json``):
     one item a field, ``{"field", "value"}`` (``value`` None: cleared); a measurement (value,
     ref_low, ref_high, dose: named by its unit too) also has ``unit`` as given and, as stored,
-    converted to its code's unit, ``stored_value`` and ``stored_unit``; the value, its
-    ``qualifier`` (``<``, ``<=``, ``>``, ``>=`` of a censored value; None: exact)."""
+    converted to its code's unit, ``stored_value`` and ``stored_unit``; a censored value also
+    its ``qualifier`` (``<``, ``<=``, ``>``, ``>=``)."""
     native = _native_from_stored(row)
     measured = {"value": "value", "unit": "value", "ref_low": "ref_low", "ref_high": "ref_high"}
     measured |= {"dose": "dose", "dose_unit": "dose"}
@@ -2677,8 +2677,8 @@ def stored_values(row: dict[str, Any], fields: Iterable[str]) -> list[dict[str, 
                 "stored_value": row[name],
                 "stored_unit": row[unit] if row[name] is not None else None,
             }
-            if name == "value":
-                item["qualifier"] = row.get(QUALIFIER)
+            if name == "value" and row.get(QUALIFIER) is not None:
+                item["qualifier"] = row[QUALIFIER]
             items.append(item)
         else:
             items.append({"field": name, "value": native.get(name)})

@@ -247,12 +247,16 @@ class Compiler:
             return steps
         # An instant before STEP_ORIGIN (a held_for evaluated at another rule's STEP_ORIGIN looks
         # back from it) has the value at STEP_ORIGIN: no change point lies before either.
-        return self.add(
+        bound = ", f.cq, f.cx" if self.censored_root(rule_id) else ""  # see censored_root
+        found = self.add(
             self.fresh("n"),
-            f"""SELECT p.patient_id, p.q, f.b, f.x, f.why, f.ev, f.lo, f.hi, f.note
+            f"""SELECT p.patient_id, p.q, f.b, f.x, f.why, f.ev, f.lo, f.hi, f.note{bound}
                 FROM {points} p ASOF LEFT JOIN {steps} f
                   ON f.patient_id = p.patient_id AND f.q <= greatest(p.q, {STEP_ORIGIN})""",
         )
+        if bound:
+            self.censored_relations.add(found)
+        return found
 
     def stepwise(self, rule_id: str) -> bool:
         """Whether a rule's value is a step function of time: it changes only at its change

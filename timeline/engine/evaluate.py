@@ -506,9 +506,11 @@ class Session:
                 f"UNION SELECT {q_(patient)}, {_ts(origin)}",
             )
             root = comp.rule(rid)
+            # a rule that is a censored value: its qualifier and bound (see Compiler.censored_root)
+            censored = "cq, cx" if comp.censored_root(rid) else "NULL::VARCHAR, NULL::DOUBLE"
             with _small(self.con, True):
                 rows = self.con.execute(
-                    f"{comp.out.with_sql()}\nSELECT q, b, x, why FROM {root} ORDER BY q"
+                    f"{comp.out.with_sql()}\nSELECT q, b, x, why, {censored} FROM {root} ORDER BY q"
                 ).fetchall()
             rule = self.rules.rules[rid]
             # the last interval runs to the instant after the window's last one, so that
@@ -541,7 +543,7 @@ class Session:
         """Every patient's history of every requested rule, set-based: the same intervals as
         :meth:`history` (from each patient's first clinical event through the day of the last
         event, the last interval ending at the midnight after it), written to the temp table ``name`` (rule_id, patient_id, start, end,
-        b, x, why); returns the number of intervals. Each rule is evaluated at its own change
+        b, x, why, qualifier: a censored value's, its bound in x); returns the number of intervals. Each rule is evaluated at its own change
         points, for a batch of patients at a time (see :meth:`batches`); a rule that others
         read, once (see :meth:`Compiler.steps`)."""
         ids = self.rule_ids(rule_ids)
@@ -570,13 +572,18 @@ class Session:
             root = roots[rid] = comp.rule_at(rid, pts) if rid in used else comp.rule(rid, pts)
             rule = self.rules.rules[rid]
             value = "b" if rule.type.kind == "bool" else "x"
-            key = f"{value}, CASE WHEN {value} IS NULL THEN why END"
+            key = f"{value}, qualifier, CASE WHEN {value} IS NULL THEN why END"
+            # a rule that is a censored value: its bound as x, its qualifier (Compiler.censored_root)
+            x, qualifier = (
+                ("coalesce(r.x, r.cx)", "r.cq") if comp.censored_root(rid) else ("r.x", "NULL::VARCHAR")
+            )
             parts.append(
                 f"""SELECT {q_(rid)} AS rule_id, patient_id, q AS start,
-                        coalesce(lead(q) OVER (PARTITION BY patient_id ORDER BY q), hi + INTERVAL 1 MICROSECOND) AS "end", b, x, why
-                    FROM (SELECT r.patient_id, r.q, r.b, r.x, CASE WHEN r.{value} IS NULL THEN r.why END AS why, s.hi,
+                        coalesce(lead(q) OVER (PARTITION BY patient_id ORDER BY q), hi + INTERVAL 1 MICROSECOND) AS "end", b, x, why, qualifier
+                    FROM (SELECT r.patient_id, r.q, r.b, r.x, r.qualifier, CASE WHEN r.{value} IS NULL THEN r.why END AS why, s.hi,
                                  ({key}) IS NOT DISTINCT FROM lag(({key})) OVER (PARTITION BY r.patient_id ORDER BY r.q) AS same
-                          FROM {root} r JOIN {span} s ON s.patient_id = r.patient_id)
+                          FROM (SELECT r.patient_id, r.q, r.b, {x} AS x, r.why, {qualifier} AS qualifier FROM {root} r) r
+                          JOIN {span} s ON s.patient_id = r.patient_id)
                     WHERE NOT same"""
             )
         patients = (
@@ -745,9 +752,9 @@ def _intervals(
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
-    for q, b, x, why in rows:
-        value = b if rule.type.kind == "bool" else x
-        key = (value, why if value is None else None)
+    for q, b, x, why, cq, cx in rows:
+        value = b if rule.type.kind == "bool" else cx if cq is not None else x
+        key = (value, cq, why if value is None else None)
         if current is not None and current["_key"] == key:
             continue
         if current is not None:
@@ -755,7 +762,8 @@ def _intervals(
             out.append(current)
         current = {
             "rule": rid, "start": q, "end": None, "_key": key,
-            "value": "unknown" if value is None else value, "reason": why if value is None else None,
+            "value": "unknown" if value is None else value, "qualifier": cq,
+            "reason": why if value is None else None,
         }  # fmt: skip
     if current is not None:
         current["end"] = end
