@@ -395,7 +395,7 @@ def correct(
 
     ```
     timeline correct p1-crp2 --set value=5 --reason typo --author "Dr. Ruiz"
-    timeline correct p1-crp3 --set value='<5' --reason "below the limit of detection"
+    timeline correct p1-crp3 --set value='<5' --reason "under the limit"
     timeline correct --file corrections-2026-03.jsonl
     ```
     """
