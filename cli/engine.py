@@ -231,7 +231,7 @@ def _value_text(r: Result, markup: bool = True, meaning: str | None = None) -> s
         if not markup:
             return "true" if r.value else "false"
         return truth_text(r.value, meaning)
-    text = number_text(float(r.value))
+    text = (r.qualifier or "") + number_text(float(r.value))  # a censored value: <5 mg/L
     from timeline.units import display_unit
 
     unit = display_unit(r.unit)  # --json keeps the UCUM code
@@ -429,7 +429,9 @@ def _label(node: dict[str, Any], top: bool = False) -> str:
     escape = partial(esc, lines=True)
 
     if "rule" in node and "derivation" in node:
-        value = _fmt_value(node["value"], node.get("unit"), node.get("meaning"))
+        value = (node.get("qualifier") or "") + _fmt_value(
+            node["value"], node.get("unit"), node.get("meaning")
+        )
         text = f"[bold]{escape(short_copies(node['rule']))}[/] = {value}"
         if node.get("reason"):
             text += f" — {escape(node['reason'])}"
@@ -441,7 +443,10 @@ def _label(node: dict[str, Any], top: bool = False) -> str:
                 + "[/]"
             )
         return text
-    text = f"{escape(short_copies(node['op']))} = {_fmt_value(node['value'], node.get('unit'))}"
+    value = _fmt_value(node["value"], node.get("unit"))
+    if node.get("qualifier") is not None:  # a censored value (unknown): <5 mg/L
+        value = node["qualifier"] + _fmt_value(node["bound"], node.get("unit"))
+    text = f"{escape(short_copies(node['op']))} = {value}"
     if node.get("detail"):
         text += f"  [cyan]{escape(str(node['detail']))}[/]"
     if node.get("reason"):
@@ -566,7 +571,9 @@ def history(
                     r["rule"],
                     r["start"],
                     r["end"] or "",
-                    csv_value(r["value"]),
+                    f"{r['qualifier']}{csv_value(r['value'])}"
+                    if r.get("qualifier")
+                    else csv_value(r["value"]),
                     unit or "",
                     r["reason"] or "",
                 ]
@@ -636,6 +643,8 @@ def _intervals_table(c: Any, patient: str, rows: list[dict[str, Any]], given: di
         table.add_column(col)
     for r in rows:
         value = str(r["value"]).lower() if isinstance(r["value"], bool) else r["value"]
+        if r.get("qualifier"):  # a censored value: <5
+            value = f"{r['qualifier']}{number_text(float(r['value']))}"
         table.add_row(
             cell(r["rule"]),
             cell(instant_text(str(r["start"]))),

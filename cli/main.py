@@ -244,7 +244,9 @@ def ingest(
     'patient_id'?). Events already in the store are skipped as duplicates, also when given
     again with the same quantities in another unit (1 mg/dL for a stored 10 mg/L; a note
     says so). A row with new content for a retracted event brings it back: give `--reason`
-    to say why.
+    to say why. A lab value beyond the assay's limit is read as a censored value (<5, <=5,
+    >2000, >=2000, also ≤ and ≥): its bound and qualifier are stored, and a note says how
+    many (README, "Censored values").
 
     Example:
 
@@ -383,7 +385,8 @@ def correct(
 ) -> None:
     """Append a corrected version of an event; the original stays in the history.
 
-    Values are given as in a file, in the same units; an empty value clears a field. A month's
+    Values are given as in a file, in the same units (a lab's censored value as `--set
+    value='<5'`, made exact by `--set value=4`); an empty value clears a field. A month's
     corrections and retractions at once: `--file`, one JSON object a line,
     `{"op": "correct", "event_id": "p1-crp2", "set": {"value": 5}, "reason": "typo", "author": "Dr. Ruiz"}`
     or `{"op": "retract", "event_id": "p1-rash1", "reason": "wrong patient", "author": "Dr. Ruiz"}`.
@@ -392,6 +395,7 @@ def correct(
 
     ```
     timeline correct p1-crp2 --set value=5 --reason typo --author "Dr. Ruiz"
+    timeline correct p1-crp3 --set value='<5' --reason "under the limit"
     timeline correct --file corrections-2026-03.jsonl
     ```
     """

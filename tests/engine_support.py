@@ -60,8 +60,17 @@ def same_number(a: float, b: float) -> bool:
 
 def disagreement(got: Result, want: Val, evidence: bool = True) -> str | None:
     """How the engine's result differs from the reference's, or None when they agree (in
-    value, reason, evidence and note; in value and reason only, without ``evidence``)."""
-    if want.value is None or got.value is None:
+    value, reason, evidence and note; in value and reason only, without ``evidence``). A rule
+    that is a censored value gives its bound and qualifier where the reference keeps them
+    beside its unknown value."""
+    if got.qualifier is not None:
+        if (got.qualifier, got.why) != (want.qualifier, None) or want.bound is None:
+            return (
+                f"censored value: engine {got.qualifier}{got.value}, reference {want.qualifier}{want.bound}"
+            )
+        if not same_number(float(got.value or 0), want.bound):
+            return f"bound: engine {got.value!r}, reference {want.bound!r}"
+    elif want.value is None or got.value is None:
         if want.value is not None or got.value is not None:
             return f"value: engine {got.value!r}, reference {want.value!r} ({want.why or got.why})"
         if got.why != want.why:

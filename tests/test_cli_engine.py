@@ -70,6 +70,7 @@ def test_state_json_gives_values_reasons_and_evidence(example_store: Path) -> No
         "at": "2008-03-11",
         "value": "unknown",
         "known": False,
+        "qualifier": None,  # a censored value's (<, <=, >, >=): none here
         "unit": None,
         "reason": "no CRP within 30 days: the latest, on 2008-02-10, is too old",
         "note": states["crp_normal"]["note"],

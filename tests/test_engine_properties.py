@@ -5,7 +5,8 @@ root) and every clause of an explanation; and a patient's history intervals agre
 states at the end of every day and at every event time and window edge.
 
 Timelines sit around month ends and near the thresholds the rules use (CRP 6 mg/L written as
-0.6 mg/dL, 38.0 °C written as 100.4 °F, ferritin 684), with date-only and minute-precision
+0.6 mg/dL, 38.0 °C written as 100.4 °F, ferritin 684), some lab values censored (``<6``,
+``>=684``: below or above an assay's limit, each qualifier at and around the thresholds), with date-only and minute-precision
 times, several events at one instant, batches recorded out of order, corrections (of events
 that share their instant with another too, of a value or only of a note or reference range), and
 anakinra starts, dose changes and stops with weights. Rules are drawn from a typed grammar
@@ -53,6 +54,8 @@ DAYS = 42
 CLOCK = [None, None, "00:00", "08:00", "23:59"]  # None: a date-only event
 HOT_DAYS = [4, 5, 6, 7, 34, 35, 36, 37]  # 28-31 January, 27 February-2 March
 
+# a lab value's qualifier: most are exact (None), some censored (<6 mg/L, >=684 ng/mL)
+QUALIFIERS = [None, None, None, None, "<", "<=", ">", ">="]
 CRP = [(5.9, "mg/L"), (6, "mg/L"), (6.1, "mg/L"), (0.6, "mg/dL"), (0.61, "mg/dL"), (12, "mg/L"), (0, "mg/L")]
 ESR = [(19, "mm/h"), (20, "mm/h"), (21, "mm/h")]
 FERRITIN = [(683, "ng/mL"), (684, "ng/mL"), (685, "ng/mL"), (684, "ug/L")]
@@ -89,7 +92,10 @@ def event(draw: st.DrawFn, patient: str) -> dict[str, Any]:
     if kind in ("crp", "esr", "ferritin"):
         code = {"crp": "1988-5", "esr": "4537-7", "ferritin": "2276-4"}[kind]
         value, unit = draw(st.sampled_from({"crp": CRP, "esr": ESR, "ferritin": FERRITIN}[kind]))
-        row.update(kind="lab", code=code, value=value, unit=unit)
+        qualifier = draw(st.sampled_from(QUALIFIERS))
+        row.update(
+            kind="lab", code=code, value=value if qualifier is None else f"{qualifier}{value}", unit=unit
+        )
         if kind == "crp" and draw(st.booleans()):
             row.update(ref_low=0, ref_high=10 if unit == "mg/L" else 1)
     elif kind == "temperature":
@@ -178,7 +184,7 @@ def timelines(draw: st.DrawFn) -> Timeline:
     labs = [r for r in rows if r["kind"] == "lab" and r["code"] == "1988-5"]
     if labs and draw(st.booleans()):
         target = draw(st.sampled_from(labs))
-        value = draw(st.sampled_from([v for v in (1, 6, 60) if v != target["value"]]))
+        value = draw(st.sampled_from([v for v in (1, 6, 60, "<6", ">=6") if v != target["value"]]))
         corrections.append((target["event_id"], {"value": str(value)}))
     # an event that shares its instant with another, corrected: the correction must not move it
     # past the other (events of one instant are ordered by when they were asserted)
@@ -200,7 +206,8 @@ def changes_of(draw: st.DrawFn, row: dict[str, Any]) -> dict[str, str]:
     """A correction of a row: of its note (which no rule reads), its value or its reference range."""
     options: list[dict[str, str]] = [{"note": "checked again"}]
     if row["kind"] in ("lab", "body_temperature", "weight"):
-        options.append({"value": str(row["value"] + 1)})
+        exact = float(str(row["value"]).lstrip("<>="))  # a censored value corrected to an exact one
+        options.append({"value": str(exact + 1)})
     if row["kind"] == "lab":
         options.append({"ref_low": "0", "ref_high": str(row.get("ref_high", 0) + 7)})
     if row.get("dose") is not None:
@@ -884,8 +891,8 @@ def test_history_intervals_agree_with_the_state_at_every_day_end_and_every_edge(
                 assert len(covering) == 1, f"{got.rule_id} at {got.q}: {len(covering)} intervals cover it"
                 interval = covering[0]
                 want = "unknown" if got.value is None else got.value
-                assert interval["value"] == want, (
-                    f"{got.rule_id} at {got.q}: history {interval}, state {want}"
+                assert (interval["value"], interval["qualifier"]) == (want, got.qualifier), (
+                    f"{got.rule_id} at {got.q}: history {interval}, state {want} {got.qualifier}"
                 )
                 assert interval["reason"] == got.why, (
                     f"{got.rule_id} at {got.q}: history {interval}, state {got.why}"
@@ -975,7 +982,7 @@ def test_every_patients_history_at_once_equals_each_patients_history(tl: Timelin
             session = Session(store, ruleset)
             session.histories(rules.ids)
             rows = session.con.execute(
-                'SELECT rule_id, patient_id, start, "end", b, x, why FROM tl_history'
+                'SELECT rule_id, patient_id, start, "end", b, x, why, qualifier FROM tl_history'
             ).fetchall()
             kinds = {rid: ruleset.rules[rid].type.kind for rid in rules.ids}
             for patient in tl.patients:
@@ -986,18 +993,19 @@ def test_every_patients_history_at_once_equals_each_patients_history(tl: Timelin
                         i["end"],
                         None if i["value"] == "unknown" else i["value"],
                         i["reason"],
+                        i["qualifier"],
                     )
                     for i in session.history(patient, rules.ids)
                 ]
                 got = [
-                    (rid, start, end, b if kinds[rid] == "bool" else x, why)
-                    for rid, p, start, end, b, x, why in rows
+                    (rid, start, end, b if kinds[rid] == "bool" else x, why, qualifier)
+                    for rid, p, start, end, b, x, why, qualifier in rows
                     if p == patient
                 ]
                 # one interval per rule and start; a number to the engine's precision (a mean
                 # computed over a batch of patients and over one may differ in its last bit)
                 got, want = sorted(got, key=lambda r: r[:2]), sorted(want, key=lambda r: r[:2])
-                assert [(*g[:3], g[4]) for g in got] == [(*w[:3], w[4]) for w in want], patient
+                assert [(*g[:3], *g[4:]) for g in got] == [(*w[:3], *w[4:]) for w in want], patient
                 assert all(_same_value(g[3], w[3]) for g, w in zip(got, want, strict=True)), (
                     patient,
                     got,

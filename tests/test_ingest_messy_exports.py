@@ -575,13 +575,13 @@ def test_thousands_separators_with_a_decimal_point_are_named(store: Path, tmp_pa
     )
 
 
-@pytest.mark.parametrize("value", ["<5", "> 100", "<=0.5"])
-def test_a_value_beyond_an_assay_limit_says_it_cannot_be_stored_as_a_value(
+@pytest.mark.parametrize("value", ["<5 mg/L", "> 100 (high)", "<=0,5"])
+def test_text_that_begins_like_a_censored_value_says_how_one_is_written(
     store: Path, tmp_path: Path, value: str
 ) -> None:
-    assert f"not a number: '{value}' (a result beyond a limit of the assay" in value_error(
-        store, tmp_path, value
-    )
+    """A lab's <5 is stored as a censored value (tests/test_censored_values.py); text that is
+    almost one is refused with how to write it."""
+    assert "a censored value" in value_error(store, tmp_path, f'"{value}"')
 
 
 def test_a_spreadsheet_day_number_as_a_date_is_read_for_the_user(store: Path, tmp_path: Path) -> None:

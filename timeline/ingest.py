@@ -36,7 +36,15 @@ import duckdb
 from timeline import codes, events, meds, registry
 from timeline.errors import IngestError, ResourceError, RowError, UnknownEventError, UsageError, first_line
 from timeline.integrity import row_hash_sql, seal_batch
-from timeline.store import EVENT_COLUMNS, Store, _quote, insert_rows, lower_memory_limit, out_of_room
+from timeline.store import (
+    EVENT_COLUMNS,
+    QUALIFIER,
+    Store,
+    _quote,
+    insert_rows,
+    lower_memory_limit,
+    out_of_room,
+)
 from timeline.store import sql_list as _in
 from timeline.units import UnitError, conversion, odd_factor, ucum_hint
 
@@ -306,16 +314,18 @@ def retract(store: Store, event_id: str, *, reason: str, author: str) -> IngestR
     con = store.con
     with store.transaction():
         hw, batch_id, recorded_at = _next_ids(store)
-        values = {k: current[k] for k in EVENT_COLUMNS if k not in ("row_hash",)}
+        stored = store.event_columns
+        values = {k: current.get(k) for k in stored if k not in ("row_hash",)}
         values.update(
             seq=hw + 1, batch_id=batch_id, op="retract", recorded_at=recorded_at,
             author=author, source_file=None, source_row=None, change_reason=reason,
         )  # fmt: skip
-        cols = [c for c in EVENT_COLUMNS if c != "row_hash"]
-        placeholders = ", ".join(f"?::{EVENT_COLUMNS[c].split()[0]} AS {c}" for c in cols)
+        cols = [c for c in stored if c != "row_hash"]
+        placeholders = ", ".join(f"?::{stored[c].split()[0]} AS {c}" for c in cols)
         con.execute(
-            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
-            f"SELECT *, {row_hash_sql(schema=store.schema_version)} FROM (SELECT {placeholders})",
+            f"INSERT INTO events ({', '.join(stored)}) "
+            f"SELECT *, {row_hash_sql(schema=store.schema_version, qualifier=store.has_qualifier)} "
+            f"FROM (SELECT {placeholders})",
             [values[c] for c in cols],
         )
         seal_batch(
@@ -962,10 +972,49 @@ def _passthrough(col: str, raw_type: str) -> bool:
     )
 
 
+# A censored value: a number after one of these (``<5``, ``< 5``, ``≤5``, ``>=2000``), each
+# stored as the qualifier beside it
+_QUALIFIER_RE = "^(<=|>=|<|>|≤|≥)"
+_QUALIFIER_SPELLINGS = {"≤": "<=", "≥": ">="}
+
+
+def _censored_parts(col: str) -> tuple[str, str, str]:
+    """SQL over raw text column ``col``: (whether it begins as a censored value does, its
+    qualifier as written, the text after the qualifier and any spaces)."""
+    text = f"nullif({trimmed(f'r.{col}')}, '')"
+    begins = f"left({text}, 1) IN ('<', '>', '≤', '≥')"
+    written = f"regexp_extract({text}, '{_QUALIFIER_RE}', 1)"
+    rest = f"ltrim(substr({text}, length({written}) + 1))"
+    return begins, written, rest
+
+
+def _double_sql(text: str) -> str:
+    # DuckDB's cast reads digit separators ('3_0' as 30): a number in a file has none
+    return f"CASE WHEN NOT contains({text}, '_') AND isfinite(TRY_CAST({text} AS DOUBLE)) THEN TRY_CAST({text} AS DOUBLE) END"
+
+
+def _qualifier_sql(raw_type: str = "VARCHAR") -> str:
+    """SQL for the qualifier of a censored value in raw column ``value`` (``<``, ``<=``, ``>``,
+    ``>=``; ``≤`` and ``≥`` read as the two-character forms), NULL for an exact value or text
+    that is no censored value (refused as not a number). A typed (Parquet) column holds none."""
+    if _passthrough("value", raw_type):
+        return "NULL::VARCHAR"
+    begins, written, rest = _censored_parts("value")
+    spelt = "CASE " + " ".join(
+        f"WHEN {written} = {_quote(k)} THEN {_quote(v)}" for k, v in _QUALIFIER_SPELLINGS.items()
+    )
+    return f"CASE WHEN {begins} AND {_double_sql(rest)} IS NOT NULL THEN {spelt} ELSE {written} END END"
+
+
 def _typed(col: str, raw_type: str = "VARCHAR") -> str:
     """SQL that casts raw column ``col`` (text, or a typed column that passes through) to
-    its native type (NULL when it cannot)."""
+    its native type (NULL when it cannot). A censored value (``<5``) has its bound as its
+    value (:func:`_qualifier_sql` gives the qualifier)."""
     kind = events.COLUMN_TYPES[col]
+    if col == "value" and not _passthrough(col, raw_type):
+        begins, _, rest = _censored_parts(col)
+        plain = _double_sql(f"nullif({trimmed(f'r.{col}')}, '')")
+        return f"CASE WHEN {begins} THEN {_double_sql(rest)} ELSE {plain} END"
     if _passthrough(col, raw_type):
         r = f"r.{col}"
         if kind == "BOOLEAN":
@@ -1135,12 +1184,14 @@ _COMPARED: tuple[tuple[str, str, str], ...] = (
 )  # fmt: skip
 
 
-def fields_differ_sql() -> str:
+def fields_differ_sql(qualifier: bool = True) -> str:
     """SQL text naming each field in which a row of the stage ``s`` differs from a stored
     version ``e``, with both values (``value: stored 4.1 mg/L, file 0.41 mg/dL``), ``; ``
     between them. Values are compared as the source gave them (``orig_*``), as the content
     hash compares them; a value in another unit that converts (``tl_conv`` as ``cv``) to the
-    stored one says so. A date and a time at its midnight are named as such."""
+    stored one says so. A date and a time at its midnight are named as such. A censored value
+    is shown with its qualifier (``<5 mg/L``); ``qualifier=False``: the store has no column for
+    one (every stored value is exact)."""
 
     def shown(x: str) -> str:
         return f"coalesce(regexp_replace(({x})::VARCHAR, '\\.0$', ''), 'empty')"
@@ -1163,24 +1214,26 @@ def fields_differ_sql() -> str:
             f"coalesce({_TIME_TEXT.format(p=stored_p, t=stored_t)}, 'empty')",
             f"coalesce({_TIME_TEXT.format(p='s.' + p, t='s.' + ts)}, 'empty')",
         ))  # fmt: skip
+    stored_q = f"e.{QUALIFIER}" if qualifier else "NULL::VARCHAR"
     for name, unit, canon, canon_unit in (
         ("value", "unit", "value", "unit"),
         ("dose", "dose_unit", "dose", "dose_unit"),
     ):
         given = f"{shown('s.' + name)} || coalesce(' ' || s.{unit}, '')"
         stored = f"{shown('e.orig_' + name)} || coalesce(' ' || e.orig_{unit}, '')"
+        differs = f"s.{name} IS DISTINCT FROM e.orig_{name} OR s.{unit} IS DISTINCT FROM e.orig_{unit}"
         same = "''"
         if name == "value":
+            given = f"coalesce(s.{QUALIFIER}, '') || {given}"
+            stored = f"coalesce({stored_q}, '') || {stored}"
+            differs += f" OR s.{QUALIFIER} IS DISTINCT FROM {stored_q}"
             converted = 'round(s.value * cv.scale + cv."offset", 9)'
             same = (
                 f"CASE WHEN {converted} = e.{canon} AND cv.canon_unit = e.{canon_unit} "
+                f"AND s.{QUALIFIER} IS NOT DISTINCT FROM {stored_q} "
                 f"THEN ' (the same quantity, ' || {shown('e.' + canon)} || ' ' || e.{canon_unit} || ', written in another unit)' ELSE '' END"
             )
-        parts.append(one(
-            name,
-            f"s.{name} IS DISTINCT FROM e.orig_{name} OR s.{unit} IS DISTINCT FROM e.orig_{unit}",
-            stored, given, same,
-        ))  # fmt: skip
+        parts.append(one(name, differs, stored, given, same))
     for name, given, stored in _COMPARED:
         parts.append(one(name, f"{given} IS DISTINCT FROM {stored}", shown(stored), shown(given)))
     return f"coalesce(nullif(concat_ws('; ', {', '.join(parts)}), ''), 'the way a value is written')"
@@ -1194,14 +1247,26 @@ def content_hash_sql(schema: str) -> str:
     microseconds, a date marked as one), not as written: ``2009-03-01T10:00``,
     ``…10:00:00`` and, in a UTC store, ``…10:00Z`` and ``…11:00+01:00`` are one event. A
     time that cannot be read keeps its text (the row is refused anyway). Schemas 1 and 2
-    hashed the text, and their stores keep doing so: their derived ids must not change."""
+    hashed the text, and their stores keep doing so: their derived ids must not change.
+
+    A censored value's qualifier (``s.value_qualifier``) is hashed after the rest, and only
+    when set: every exact value's event keeps the hash (and the id) it had before."""
     cols = [c for c in events.NATIVE_COLUMNS if c != "event_id"]
+    q = f"s.{QUALIFIER}"
     if schema == "1":
-        return f"sha256(to_json(struct_pack({', '.join(f'{c} := s.{c}' for c in cols)})))"
+        packed = ", ".join(f"{c} := s.{c}" for c in cols)
+        return (
+            f"CASE WHEN {q} IS NULL THEN sha256(to_json(struct_pack({packed}))) "
+            f"ELSE sha256(to_json(struct_pack({packed}, {QUALIFIER} := {q}))) END"
+        )
     if schema == "2":
-        return f"sha256(json_array({', '.join('s.' + c for c in cols)})::VARCHAR)"
+        values = ", ".join("s." + c for c in cols)
+        return (
+            f"CASE WHEN {q} IS NULL THEN sha256(json_array({values})::VARCHAR) "
+            f"ELSE sha256(json_array({values}, {q})::VARCHAR) END"
+        )
     read = {"occurred_at": ("occ_ts", "occ_precision"), "ended_at": ("end_ts", "end_precision")}
-    parts = []
+    parts: list[str] = []
     for c in cols:
         if c in read:
             ts, precision = read[c]
@@ -1212,7 +1277,11 @@ def content_hash_sql(schema: str) -> str:
             )
         else:
             parts.append(f"s.{c}")
-    return f"sha256(json_array({', '.join(parts)})::VARCHAR)"
+    values = ", ".join(parts)
+    return (
+        f"CASE WHEN {q} IS NULL THEN sha256(json_array({values})::VARCHAR) "
+        f"ELSE sha256(json_array({values}, {q})::VARCHAR) END"
+    )
 
 
 def _stage(con: duckdb.DuckDBPyConnection, tz: str, schema: str, ordered_rows: bool = True) -> None:
@@ -1251,6 +1320,9 @@ def _stage(con: duckdb.DuckDBPyConnection, tz: str, schema: str, ordered_rows: b
             if typed:
                 select.append(f"NULL::VARCHAR AS raw_{col}")
                 flags.append(f"false AS bad_{col}")
+    select.append(
+        f"{_qualifier_sql(present['value']) if 'value' in present else 'NULL::VARCHAR'} AS {QUALIFIER}"
+    )
     # a dose unit is read in lower case: a message names it as written ('MCG', not 'mcg'),
     # kept only where that differs (NULL, and nothing to store, on almost every row)
     if "dose_unit" in present:
@@ -1418,10 +1490,10 @@ def _number_hint(t: str) -> str:
             ' (thousands separators? write ' || replace({t}, ',', '') || ': no separators)'
         WHEN regexp_full_match({t}, '-?[0-9]{{1,3}}([  ][0-9]{{3}})+([.,][0-9]+)?') THEN
             ' (a space between thousands? write ' || regexp_replace({t}, '[  ]', '', 'g') || ' with a point as the decimal mark)'
-        WHEN regexp_full_match({t}, '(<|>|<=|>=|≤|≥)\s*[0-9]+([.,][0-9]+)?') THEN
-            ' (a result beyond a limit of the assay, as a lab reports one below detection: timeline stores '
-            || 'numbers only and has no field for the qualifier, so it cannot be stored as a value; '
-            || 'leave the row out, or keep the result in the source)'
+        WHEN regexp_full_match({t}, '(<|>|<=|>=|≤|≥)\s*-?[0-9]+,[0-9]+') THEN
+            ' (a censored value with a decimal comma? write ' || replace({t}, ',', '.') || ': a point as the decimal mark)'
+        WHEN regexp_matches({t}, '^(<|>|<=|>=|≤|≥)') THEN
+            ' (a censored value is a qualifier and a number: <5, <=5, >2000, >=2000, ≤5 or ≥2000, with no unit or text after it)'
         ELSE '' END"""
 
 
@@ -1563,6 +1635,22 @@ def _checks(
         f"s.kind = 'assessment' AND s.code IS NOT NULL AND s.code NOT IN {_in(book.assessments)}",
         "'unknown assessment ' || tl_quote(s.code)",
     )
+    # censored values (<5): a lab's alone, in a store that has their column
+    censored = f"s.{QUALIFIER} IS NOT NULL"
+    add(
+        "value",
+        f"{censored} AND s.kind IN {_in([k for k in MEASURED_KINDS if k != 'lab'])}",
+        "'is a censored value (' || tl_quote(trim(s.raw_value)) || '): only a lab result may be one; give the '"
+        " || s.kind || '''s measured value'",
+    )
+    if not store.has_qualifier:
+        add(
+            "value",
+            f"{censored} AND s.kind = 'lab'",
+            "'is a censored value (' || tl_quote(trim(s.raw_value)) || '), which this store cannot hold: it was "
+            "made by a timeline from before censored values, and a store''s tables are never altered. Ingest into "
+            "a new store (`timeline init`), or leave the row out'",
+        )
     # numbers
     add("dose", "s.dose < 0", "'must not be negative: ' || " + _raw("dose"))
     add(
@@ -1652,7 +1740,7 @@ def _checks(
         q.append(
             f"""SELECT s.__row, 'event_id', 'event id ' || tl_quote(s.eid) || ' is already in the store (seq '
                    || v.asserted || CASE WHEN e.op = 'assert' THEN '' ELSE ', corrected at seq ' || e.seq END
-                   || ') with different content: ' || {fields_differ_sql()} || '; '
+                   || ') with different content: ' || {fields_differ_sql(store.has_qualifier)} || '; '
                    || CASE WHEN e.patient_id <> s.patient_id OR e.kind <> s.kind
                            THEN 'its ' || CASE WHEN e.patient_id <> s.patient_id THEN 'patient' ELSE 'kind' END
                                 || ' differs, which a correction cannot change: `timeline retract` it, then ingest the row again'
@@ -2036,7 +2124,7 @@ def _write_batch(
         if site_codes:
             book = book.with_site(site_codes)
         _conversions(con, book)
-        same_quantities = _unit_equivalents(con, op, book)
+        same_quantities = _unit_equivalents(con, op, book, store.has_qualifier)
         _versions(con, op)
         now_local = datetime.now(UTC).astimezone(zone).replace(tzinfo=None)
         shape = con.execute(
@@ -2114,17 +2202,24 @@ def _write_batch(
         notes = (
             skipped
             + same_quantities
-            + (_lookalike_notes(con, dense, bool(store.high_water())) if op == "ingest" else [])
+            + _censored_note(con, dense, fmt)
+            + (
+                _lookalike_notes(con, dense, bool(store.high_water()), store.has_qualifier)
+                if op == "ingest"
+                else []
+            )
         )
         with store.transaction():
             if registered:
                 registry.write(store, con, list(site_codes), author, codes_digest)
             hw, batch_id, recorded_at = _next_ids(store)
             select = _insert_select(
-                op, hw, batch_id, recorded_at, author, source, reason, first_row if dense else None
-            )
+                op, hw, batch_id, recorded_at, author, source, reason, first_row if dense else None,
+                store.event_columns,
+            )  # fmt: skip
+            hashed = row_hash_sql(schema=store.schema_version, qualifier=store.has_qualifier)
             run("writing", lambda: con.execute(
-                f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT *, {row_hash_sql(schema=store.schema_version)} FROM ({select})"
+                f"INSERT INTO events ({', '.join(store.event_columns)}) SELECT *, {hashed} FROM ({select})"
             ))  # fmt: skip
             run("sealing", lambda: seal_batch(
                 con, batch_id=batch_id, op=op, first_seq=hw + 1, last_seq=hw + n_new,
@@ -2168,7 +2263,29 @@ def _skip_trailing_empty_rows(con: duckdb.DuckDBPyConnection) -> list[str]:
     ]
 
 
-def _lookalike_notes(con: duckdb.DuckDBPyConnection, dense: bool, stored: bool) -> list[str]:
+def _censored_note(con: duckdb.DuckDBPyConnection, dense: bool, fmt: str | None = None) -> list[str]:
+    """A note saying how many of the rows about to be added hold a censored value (``<5``:
+    below the lab's limit of 5), stored as its bound and qualifier, with the first."""
+    new = "tl_stage" if dense else "(SELECT * FROM tl_stage WHERE __row IN (SELECT __row FROM tl_new))"
+    found = con.execute(
+        f"""SELECT count(*), min(__row), arg_min(trim(raw_value) || coalesce(' ' || unit, ''), __row)
+            FROM {new} WHERE {QUALIFIER} IS NOT NULL"""
+    ).fetchone()
+    if not found or not found[0]:
+        return []
+    n, row, shown = int(found[0]), found[1], found[2]
+    # a MEDS dataset's rows are numbered across its files: its value alone names it
+    first = shown if fmt == "meds" else f"row {row}, {shown}"
+    return [
+        f"{n:,} value{'s' if n != 1 else ''} stored as censored, beyond a limit of the assay (the first: "
+        f"{first}): each keeps its bound and its qualifier, and a rule decides on one only when the "
+        "whole range it stands for lies on one side of the rule's threshold (docs/engine.md)"
+    ]
+
+
+def _lookalike_notes(
+    con: duckdb.DuckDBPyConnection, dense: bool, stored: bool, qualifier: bool = True
+) -> list[str]:
     """Notes on the rows about to be added beside what the store holds (and each other): a new
     patient id that differs only in case or Unicode form from another (``p050`` and ``P050``
     are two patients), or only in the leading zeros of a number in it (``007``, ``7`` and
@@ -2211,7 +2328,7 @@ def _lookalike_notes(con: duckdb.DuckDBPyConnection, dense: bool, stored: bool) 
                   FROM {new} s JOIN events e
                     ON e.patient_id = s.patient_id AND e.kind = s.kind AND e.occurred_at = s.occ_ts
                   LEFT JOIN tl_conv cv ON s.kind = cv.kind AND s.code IS NOT DISTINCT FROM cv.code AND s.unit = cv.unit,
-                  LATERAL (SELECT {fields_differ_sql()} AS differs) d
+                  LATERAL (SELECT {fields_differ_sql(qualifier)} AS differs) d
                   WHERE e.op <> 'retract' AND e.event_id <> s.eid AND (s.code IS NULL OR e.code = s.code)
                     AND e.drug IS NOT DISTINCT FROM s.drug AND e.term IS NOT DISTINCT FROM s.term
                     AND e.event_id NOT IN (SELECT event_id FROM events WHERE op = 'retract')
@@ -2274,7 +2391,9 @@ _SAME_BUT_QUANTITIES = " AND ".join(
 )
 
 
-def _unit_equivalents(con: duckdb.DuckDBPyConnection, op: str, book: codes.CodeBook) -> list[str]:
+def _unit_equivalents(
+    con: duckdb.DuckDBPyConnection, op: str, book: codes.CodeBook, qualifier: bool = True
+) -> list[str]:
     """``tl_equiv (__row, seq, said)``: the rows that give an event the store has in another
     unit, each quantity equal to a stored version's (``CRP 1 mg/dL`` for ``10 mg/L``): the same
     content, written otherwise, skipped as duplicates (not conflicts, nor a retracted event
@@ -2282,19 +2401,21 @@ def _unit_equivalents(con: duckdb.DuckDBPyConnection, op: str, book: codes.CodeB
     12 significant digits: °C to °F is 1.8, not 1.7999999999999998) is the stored value as
     given, exactly; the value, the reference range and the dose each. Nothing about the stored
     event changes (its content hash is over the values as first given). Returns the note that
-    says so, if any row is one."""
+    says so, if any row is one. A censored value is the same only with the same qualifier
+    (``<1 mg/dL`` is ``<10 mg/L``, not ``10 mg/L``)."""
     con.execute("CREATE OR REPLACE TEMP TABLE tl_equiv (__row BIGINT, seq BIGINT, said VARCHAR)")
     if op != "ingest":
         return []
     candidates = con.execute(
         f"""SELECT s.__row, e.seq, s.kind, s.code, s.eid,
                    s.unit, e.orig_unit, [s.value, s.ref_low, s.ref_high], [e.orig_value, e.orig_ref_low, e.orig_ref_high],
-                   s.dose_unit, e.orig_dose_unit, s.dose, e.orig_dose
+                   s.dose_unit, e.orig_dose_unit, s.dose, e.orig_dose, coalesce(s.value_qualifier, '')
             FROM tl_stage s
             JOIN events e ON e.event_id = s.eid AND e.op <> 'retract' AND e.content_hash <> s.content_hash
              AND (s.unit IS DISTINCT FROM e.orig_unit OR s.dose_unit IS DISTINCT FROM e.orig_dose_unit)
             LEFT JOIN tl_conv cv ON s.kind = cv.kind AND s.code IS NOT DISTINCT FROM cv.code AND s.unit = cv.unit
             WHERE {_SAME_BUT_QUANTITIES}
+              AND s.{QUALIFIER} IS NOT DISTINCT FROM {f"e.{QUALIFIER}" if qualifier else "NULL::VARCHAR"}
               AND NOT EXISTS (SELECT 1 FROM events x WHERE x.event_id = s.eid AND x.content_hash = s.content_hash)
             ORDER BY s.__row, e.seq"""
     ).fetchall()
@@ -2313,6 +2434,7 @@ def _unit_equivalents(con: duckdb.DuckDBPyConnection, op: str, book: codes.CodeB
         e_d_unit,
         dose,
         e_dose,
+        qualifier,  # a censored value's, the same in both ('' when exact)
     ) in candidates:
         if row in found:
             continue
@@ -2322,7 +2444,7 @@ def _unit_equivalents(con: duckdb.DuckDBPyConnection, op: str, book: codes.CodeB
             [dose], d_unit, [e_dose], e_d_unit, None
         ):
             shown, stored = (
-                (_quantity(values[0], unit), _quantity(e_values[0], e_unit))
+                (f"{qualifier}{_quantity(values[0], unit)}", f"{qualifier}{_quantity(e_values[0], e_unit)}")
                 if unit != e_unit
                 else (_quantity(dose, d_unit), _quantity(e_dose, e_d_unit))
             )
@@ -2465,8 +2587,9 @@ def _insert_select(
     source: str,
     reason: str | None,
     first_row: int | None = None,
+    columns: Mapping[str, str] = EVENT_COLUMNS,
 ) -> str:
-    """The rows to insert: tl_new's rows of the stage, numbered by ``ord``; or, given
+    """The rows to insert (the store's ``columns``): tl_new's rows of the stage, numbered by ``ord``; or, given
     ``first_row`` (every staged row is new, numbered without gaps from it), every row of the
     stage, numbered by its own row number."""
     value = 'CASE WHEN c.scale IS NOT NULL THEN round(s.value * c.scale + c."offset", 9) ELSE s.value END'
@@ -2506,7 +2629,7 @@ def _insert_select(
         expr["seq"] = f"{hw} + s.__row - {int(first_row) - 1}"
         expr["event_id"] = "s.eid"
     cols = []
-    for col, typ in EVENT_COLUMNS.items():
+    for col, typ in columns.items():
         if col == "row_hash":
             continue
         sql_type = typ.split()[0]
@@ -2607,7 +2730,8 @@ def stored_values(row: dict[str, Any], fields: Iterable[str]) -> list[dict[str, 
     """The stored values of an event's native ``fields``, as data (a correction's ``--json``):
     one item a field, ``{"field", "value"}`` (``value`` None: cleared); a measurement (value,
     ref_low, ref_high, dose: named by its unit too) also has ``unit`` as given and, as stored,
-    converted to its code's unit, ``stored_value`` and ``stored_unit``."""
+    converted to its code's unit, ``stored_value`` and ``stored_unit``; a censored value also
+    its ``qualifier`` (``<``, ``<=``, ``>``, ``>=``)."""
     native = _native_from_stored(row)
     measured = {"value": "value", "unit": "value", "ref_low": "ref_low", "ref_high": "ref_high"}
     measured |= {"dose": "dose", "dose_unit": "dose"}
@@ -2621,15 +2745,16 @@ def stored_values(row: dict[str, Any], fields: Iterable[str]) -> list[dict[str, 
         if name in ("value", "ref_low", "ref_high", "dose"):
             unit = "dose_unit" if name == "dose" else "unit"
             given = row[f"orig_{name}"]
-            items.append(
-                {
-                    "field": name,
-                    "value": given,
-                    "unit": row[f"orig_{unit}"] if given is not None else None,
-                    "stored_value": row[name],
-                    "stored_unit": row[unit] if row[name] is not None else None,
-                }
-            )
+            item = {
+                "field": name,
+                "value": given,
+                "unit": row[f"orig_{unit}"] if given is not None else None,
+                "stored_value": row[name],
+                "stored_unit": row[unit] if row[name] is not None else None,
+            }
+            if name == "value" and row.get(QUALIFIER) is not None:
+                item["qualifier"] = row[QUALIFIER]
+            items.append(item)
         else:
             items.append({"field": name, "value": native.get(name)})
     return items
@@ -2645,8 +2770,9 @@ def describe_stored(row: dict[str, Any], fields: Iterable[str]) -> str:
         if value is None:
             shown.append(f"{name} cleared")
         elif "stored_value" in item:
-            given = _quantity(value, item["unit"])
-            stored = _quantity(item["stored_value"], item["stored_unit"])
+            qualifier = item.get("qualifier") or ""
+            given = qualifier + str(_quantity(value, item["unit"]))
+            stored = qualifier + str(_quantity(item["stored_value"], item["stored_unit"]))
             shown.append(f"{name} {given}" + (f" (stored as {stored})" if stored != given else ""))
         else:
             text = _as_text(value) if not isinstance(value, str) else repr(value) if name == "note" else value
@@ -2702,6 +2828,8 @@ def _native_from_stored(row: dict[str, Any]) -> dict[str, Any]:
     native["occurred_at"] = _when_text(row["occurred_at"], row["occurred_precision"])
     native["ended_at"] = _when_text(row["ended_at"], row["ended_precision"]) if row["ended_at"] else None
     native["value"], native["unit"] = row["orig_value"], row["orig_unit"]
+    if row.get(QUALIFIER) is not None and row["orig_value"] is not None:  # a censored value, as written
+        native["value"] = f"{row[QUALIFIER]}{_quantity(row['orig_value'], None)}"
     native["ref_low"], native["ref_high"] = row["orig_ref_low"], row["orig_ref_high"]
     native["dose"], native["dose_unit"] = row["orig_dose"], row["orig_dose_unit"]
     if row["kind"] in events.KINDS and "code" not in events.kind_fields(row["kind"])[1]:
@@ -2721,7 +2849,8 @@ def _same_native(con: duckdb.DuckDBPyConnection, a: dict[str, Any], b: dict[str,
     """Whether two native rows say the same once typed as ingest types them (4 and 4.0,
     ANAKINRA and anakinra, a blank and nothing), so that a no-op correction is refused."""
     cols = events.NATIVE_COLUMNS
-    sql = f"SELECT {', '.join(_typed(c) for c in cols)} FROM (SELECT {', '.join(f'?::VARCHAR AS {c}' for c in cols)}) r"
+    typed = ", ".join([*(_typed(c) for c in cols), _qualifier_sql()])
+    sql = f"SELECT {typed} FROM (SELECT {', '.join(f'?::VARCHAR AS {c}' for c in cols)}) r"
     typed_a = con.execute(sql, [_as_text(a.get(c)) for c in cols]).fetchone()
     typed_b = con.execute(sql, [_as_text(b.get(c)) for c in cols]).fetchone()
     return typed_a == typed_b

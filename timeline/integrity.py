@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from timeline.store import BATCH_COLUMNS, EVENT_COLUMNS, GENESIS_HASH, SCHEMA_VERSION, Store
+from timeline.store import BATCH_COLUMNS, EVENT_COLUMNS, GENESIS_HASH, QUALIFIER, SCHEMA_VERSION, Store
 
 CHUNK = 65536
 # Chunks digested by one query of events_digest: each query reads the batch's rows again
@@ -26,18 +26,35 @@ CHUNK = 65536
 CHUNKS_A_QUERY = 16
 
 
-def row_hash_sql(alias: str = "", schema: str = SCHEMA_VERSION) -> str:
+def row_hash_sql(alias: str = "", schema: str = SCHEMA_VERSION, qualifier: bool = True) -> str:
     """SQL expression computing a row's hash from its other columns.
 
     The values are serialised as a JSON array in column order (injective: strings are
     quoted and escaped, NULL is ``null``). Stores of schema 1 serialised a JSON object,
-    column names included, which is twice the bytes to hash; they keep doing so."""
+    column names included, which is twice the bytes to hash; they keep doing so.
+
+    A censored value's qualifier (``value_qualifier``) is hashed only when set, after the
+    other columns: a row without one hashes as it did before the column existed, so every
+    existing row's hash, and the chain over them, is unchanged. ``qualifier=False``: the
+    store has no such column (made before it)."""
     p = f"{alias}." if alias else ""
-    cols = [c for c in EVENT_COLUMNS if c != "row_hash"]
+    cols = [c for c in EVENT_COLUMNS if c not in ("row_hash", QUALIFIER)]
+    q = f"{p}{QUALIFIER}"
     if schema == "1":
         parts = ", ".join(f"{c} := {p}{c}" for c in cols)
-        return f"sha256(to_json(struct_pack({parts})))"
-    return f"sha256(json_array({', '.join(p + c for c in cols)})::VARCHAR)"
+        if not qualifier:
+            return f"sha256(to_json(struct_pack({parts})))"
+        return (
+            f"CASE WHEN {q} IS NULL THEN sha256(to_json(struct_pack({parts}))) "
+            f"ELSE sha256(to_json(struct_pack({parts}, {QUALIFIER} := {q}))) END"
+        )
+    values = ", ".join(p + c for c in cols)
+    if not qualifier:
+        return f"sha256(json_array({values})::VARCHAR)"
+    return (
+        f"CASE WHEN {q} IS NULL THEN sha256(json_array({values})::VARCHAR) "
+        f"ELSE sha256(json_array({values}, {q})::VARCHAR) END"
+    )
 
 
 def events_digest_sql(where: str) -> str:
@@ -170,7 +187,7 @@ def verify(store: Store) -> VerifyReport:
     found: list[tuple[int, int, str]] = []  # (seq or batch position, tie, message)
 
     for seq, event_id in con.execute(
-        f"SELECT seq, event_id FROM events WHERE row_hash IS DISTINCT FROM {row_hash_sql(schema=store.schema_version)} ORDER BY seq LIMIT 20"
+        f"SELECT seq, event_id FROM events WHERE row_hash IS DISTINCT FROM {row_hash_sql(schema=store.schema_version, qualifier=store.has_qualifier)} ORDER BY seq LIMIT 20"
     ).fetchall():
         found.append(
             (seq, 0, f"event seq {seq} ({event_id}) was altered: its content no longer matches its hash")

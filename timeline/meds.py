@@ -46,7 +46,7 @@ import duckdb
 
 from timeline import __version__, codes, events, registry
 from timeline.errors import IngestError, RowError, UsageError, cannot_write, first_line
-from timeline.store import ASSERTED_SEQ, EVENT_COLUMNS, Store, _quote, out_of_room, utc_now
+from timeline.store import ASSERTED_SEQ, EVENT_COLUMNS, QUALIFIER, Store, _quote, out_of_room, utc_now
 from timeline.store import sql_list as _in
 
 MEDS_VERSION = "0.4.1"  # the schema followed: the `meds` package, 0.4.x
@@ -143,6 +143,11 @@ def _native_json() -> str:
         value = (
             f"({expr[c]})::VARCHAR" if events.COLUMN_TYPES[c] != "VARCHAR" else f"to_json({expr[c]})::VARCHAR"
         )
+        if c == "value":  # a censored value as a file gives it, text: "<5" (its bound as given)
+            value = (
+                f"CASE WHEN e.{QUALIFIER} IS NULL THEN {value} "
+                f"ELSE to_json(e.{QUALIFIER} || {_number('e.orig_value')})::VARCHAR END"
+            )
         entries.append(f"{_quote(chr(34) + c + chr(34) + ':')} || {value}")
     return "'{' || concat_ws(',', " + ", ".join(entries) + ") || '}'"
 
@@ -196,13 +201,23 @@ def _end_code() -> str:
         ELSE 'ADVERSE_EVENT//' || {_part("e.term")} || '//END' END"""
 
 
-def _rows_list() -> str:
-    """SQL: the MEDS rows of event ``e`` as a list of structs (part 0 is the primary row)."""
+def _number(x: str) -> str:
+    """SQL: a number as text, a whole one without its ``.0`` (5, 0.5)."""
+    return f"regexp_replace(({x})::VARCHAR, '\\.0$', '')"
+
+
+def _rows_list(qualifier: bool = True) -> str:
+    """SQL: the MEDS rows of event ``e`` as a list of structs (part 0 is the primary row).
+    A censored lab value (``<5``) has its bound in ``numeric_value`` and the value with its
+    qualifier in ``text_value``; ``qualifier=False``: ``e`` has no qualifier column (a store
+    made before censored values)."""
     numeric = f"""CASE WHEN e.kind IN {_in(("lab", "assessment", *_VITALS))} THEN e.value
         WHEN e.kind IN ('medication_start', 'medication_dose_change') THEN e.dose
         WHEN e.kind = 'joint_exam' THEN e.active_joints
         WHEN e.kind = 'adverse_event' THEN e.grade END"""
-    text = """CASE WHEN e.kind IN ('medication_start', 'medication_dose_change') THEN e.frequency
+    censored = f"e.{QUALIFIER} || {_number('e.value')}" if qualifier else "NULL"
+    text = f"""CASE WHEN e.kind IN ('medication_start', 'medication_dose_change') THEN e.frequency
+        WHEN e.kind = 'lab' THEN {censored}
         WHEN e.kind IN ('medication_stop', 'discontinuation', 'end_of_follow_up', 'death') THEN e.reason
         WHEN e.kind = 'adverse_event' THEN e.action END"""
 
@@ -983,7 +998,7 @@ def disagreement_note(store: Store, source: Path, batch_id: int) -> str | None:
         f"""WITH e AS (
                 SELECT e.event_id, e.r.time AS time, e.r.code AS code,
                        e.r.numeric_value::FLOAT AS numeric_value, e.r.text_value AS text_value
-                FROM (SELECT e.event_id, unnest({_rows_list()}) AS r FROM events e
+                FROM (SELECT e.event_id, unnest({_rows_list(store.has_qualifier)}) AS r FROM events e
                       WHERE e.batch_id = ? AND e.op = 'assert') e
                 WHERE e.r.part = 0),
             d AS (SELECT w.__row, fl.file, w.file_row,

@@ -53,6 +53,9 @@ EVENT_COLUMNS: dict[str, str] = {
     "ended_precision": "VARCHAR",
     "code": "VARCHAR",
     "value": "DOUBLE",
+    # a censored value's qualifier (<, <=, >, >=: "<5" is below the lab's limit of 5), NULL for
+    # an exact value; the hashes cover it only when set (stores made before it lack the column)
+    "value_qualifier": "VARCHAR",
     "unit": "VARCHAR",
     "ref_low": "DOUBLE",
     "ref_high": "DOUBLE",
@@ -85,6 +88,13 @@ EVENT_COLUMNS: dict[str, str] = {
     "content_hash": "VARCHAR NOT NULL",
     "row_hash": "VARCHAR NOT NULL",
 }
+
+QUALIFIER = "value_qualifier"
+QUALIFIERS = ("<", "<=", ">", ">=")
+# The columns of ``events`` in a store made before censored values: every one but the
+# qualifier. Such a store opens and takes events as before, but no censored value (the
+# library never alters a table: see tests/test_store_immutability.py).
+LEGACY_EVENT_COLUMNS: dict[str, str] = {k: v for k, v in EVENT_COLUMNS.items() if k != QUALIFIER}
 
 # A column current_sql can add to the stored ones: the seq of the version that asserted the
 # event (its first version; an event retracted and asserted again, its new assertion). Events
@@ -210,6 +220,20 @@ class Store:
         self._heads: dict[int, str] = {}  # head_hash's answers (a batch's hash never changes)
         self.timezone = self._meta("timezone") or "UTC"
         self.schema_version = self._meta("schema_version") or "1"
+        found = self.con.execute(
+            """SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database()
+                 AND schema_name = 'main' AND table_name = 'events' AND column_name = ?""",
+            [QUALIFIER],
+        ).fetchone()
+        # whether ``events`` has the column of a censored value's qualifier (a store made before
+        # censored values has not: it reads every value as exact, and takes none censored)
+        self.has_qualifier = bool(found and found[0])
+
+    @property
+    def event_columns(self) -> dict[str, str]:
+        """The stored columns of ``events`` in this store (:data:`EVENT_COLUMNS`, or
+        :data:`LEGACY_EVENT_COLUMNS` in a store made before censored values)."""
+        return EVENT_COLUMNS if self.has_qualifier else LEGACY_EVENT_COLUMNS
 
     # ---- opening -----------------------------------------------------------------
     @classmethod
@@ -314,7 +338,7 @@ class Store:
         if missing:
             raise StoreError(f"{self.path} is damaged: table {', '.join(missing)} is missing")
         for table, expected in (
-            ("events", list(EVENT_COLUMNS)), ("batches", list(BATCH_COLUMNS)), ("codes", list(CODE_COLUMNS))
+            ("events", list(self.event_columns)), ("batches", list(BATCH_COLUMNS)), ("codes", list(CODE_COLUMNS))
         ):  # fmt: skip
             if table in columns and columns[table] != expected:
                 lost = [c for c in expected if c not in columns[table]]
@@ -558,15 +582,21 @@ class Store:
                       WHERE e.op <> 'assert' AND {where} GROUP BY e.event_id) l
                   ON l.event_id = e.event_id AND e.seq < l.last_seq
                 WHERE {where}"""
+
+        def col(c: str) -> str:  # a store without the qualifier column: every value exact
+            return (
+                "NULL::VARCHAR AS value_qualifier" if c == QUALIFIER and not self.has_qualifier else f"e.{c}"
+            )
+
         if columns is None or ASSERTED_SEQ not in columns:
-            cols = ", ".join(f"e.{c}" for c in columns) if columns else "e.*"
+            cols = ", ".join(col(c) for c in columns) if columns else "e.*"
             return f"""
                 SELECT {cols} FROM events e
                 WHERE {where} AND e.op <> 'retract' AND e.seq NOT IN (SELECT seq FROM ({superseded}))
             """
 
         def cols_with(asserted: str) -> str:
-            return ", ".join(f"{asserted} AS {c}" if c == ASSERTED_SEQ else f"e.{c}" for c in columns)
+            return ", ".join(f"{asserted} AS {c}" if c == ASSERTED_SEQ else col(c) for c in columns)
 
         # A current correction's assertion is the last assertion of its event before it: an
         # event retracted and asserted again (under the right patient) begins anew there.
@@ -626,6 +656,8 @@ class Store:
                 FROM v WHERE {cond.replace("patient_id = ?", "TRUE", 1)}
                 ORDER BY occurred_at, {ASSERTED_SEQ}, seq
             """
+            if not self.has_qualifier:  # every row has the key, as a current version's has
+                return [{**r, QUALIFIER: None} for r in _dicts(self.con.execute(sql, params))]
         else:
             sql = f"""
                 SELECT *, 'current' AS status
@@ -640,9 +672,13 @@ class Store:
         of the patient's stored versions, told current as :meth:`current_sql` tells them (its
         statement reads the events three times: ~0.022 s for the 10k cohort's patient with most
         events, ~0.009 s this way; `timeline state` reads them so)."""
+        # a store made before censored values has no qualifier column: every value exact
+        cols = ", ".join(
+            c if c != QUALIFIER or self.has_qualifier else f"NULL::VARCHAR AS {QUALIFIER}"
+            for c in EVENT_COLUMNS
+        )
         cur = self.con.execute(
-            f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE patient_id = ? AND seq <= {int(high_water)}",
-            [patient_id],
+            f"SELECT {cols} FROM events WHERE patient_id = ? AND seq <= {int(high_water)}", [patient_id]
         )
         names = [d[0] for d in cur.description or []]
         rows = cur.fetchall()

@@ -26,9 +26,11 @@ def when(ts: datetime | None, precision: str | None) -> str:
 
 
 def _measure(e: dict[str, Any]) -> str:
-    text = f"{_num(e.get('value'))} {e.get('unit') or ''}".strip()
+    # a censored value with its qualifier: <5 mg/L (below the lab's limit of 5)
+    qualifier = e.get("value_qualifier") or ""
+    text = f"{qualifier}{_num(e.get('value'))} {e.get('unit') or ''}".strip()
     if e.get("orig_unit") and e.get("orig_unit") != e.get("unit"):
-        text += f" (as given: {_num(e.get('orig_value'))} {e['orig_unit']})"
+        text += f" (as given: {qualifier}{_num(e.get('orig_value'))} {e['orig_unit']})"
     if e.get("ref_low") is not None or e.get("ref_high") is not None:
         text += f" [ref {_num(e.get('ref_low'))}–{_num(e.get('ref_high'))}]"
     return text

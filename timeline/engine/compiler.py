@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from timeline import codes
+from timeline.engine import censored
 from timeline.engine.crossings import anchor_of, crossings
 from timeline.errors import TimelineError
 from timeline.language import ast
@@ -52,7 +53,8 @@ ORIGIN = "TIMESTAMP '1000-01-01 00:00:00'"
 # correction would move past every other event at that instant); ``seq`` names the version
 # used in the evidence.
 ENGINE_COLUMNS = (
-    "patient_id", "seq", "asserted_seq", "kind", "occurred_at", "ended_at", "ended_precision", "code", "value", "unit",
+    "patient_id", "seq", "asserted_seq", "kind", "occurred_at", "ended_at", "ended_precision", "code", "value",
+    "value_qualifier", "unit",
     "ref_low", "ref_high", "orig_value", "orig_unit", "present", "drug", "dose", "dose_unit", "frequency",
     "active_joints", "limited_joints", "grade",
 )  # fmt: skip
@@ -98,6 +100,21 @@ def counts_compared(node: ast.Node) -> bool:
         and isinstance(right, ast.Age | ast.TimeSince)
         and left.unit == right.unit
     )
+
+
+def reads_censored(node: ast.Node) -> bool:
+    """Whether a comparison's operand reads a censored value itself: ``latest`` of ``value``,
+    whose relation carries ``cq`` and ``cx``, a censored value's qualifier and bound (its ``x``
+    is NULL: the exact value is not known)."""
+    return isinstance(node, ast.Latest) and node.field == "value"
+
+
+def censored_why(value: str, what: str | None = None) -> str:
+    """SQL: why the censored value described by the SQL text ``value`` leaves a node unknown
+    (the replay's ``_censored_why``)."""
+    if what is None:
+        return f"{value} || ' is censored: its exact value is not known'"
+    return f"{value} || {q_(f' is censored: {what} is not known')}"
 
 
 def q_(text: str) -> str:
@@ -167,6 +184,9 @@ class Compiler:
         self._stepwise: dict[str, bool] = {}
         self.crossing = crossings(rules)
         self.steps_points: dict[str, str] = {}
+        # relations that carry a censored value's qualifier and bound (cq, cx): a ``latest`` of
+        # a ``value``, and a rule's conversion of one (for explanations)
+        self.censored_relations: set[str] = set()
         self.add("ev", events_sql)
 
     # ---- plumbing
@@ -201,10 +221,21 @@ class Compiler:
         key = (f"reported:{rule_id}", name)
         if key not in self.converted:
             x = f"round({c.sql('x')}, 9)"
+            # a censored value's bound too, where the rule is one (see censored_root)
+            bound = f", cq, round({c.sql('cx')}, 9) AS cx" if self.censored_root(rule_id) else ""
             self.converted[key] = self.add(
-                self.fresh("n"), f"SELECT patient_id, q, b, {x} AS x, why, ev, lo, hi, note FROM {name}"
+                self.fresh("n"),
+                f"SELECT patient_id, q, b, {x} AS x, why, ev, lo, hi, note{bound} FROM {name}",
             )
+            if bound:
+                self.censored_relations.add(self.converted[key])
         return self.converted[key]
+
+    def censored_root(self, rule_id: str) -> bool:
+        """Whether a rule's value may be a censored value: it is a ``latest`` of a ``value``
+        itself, so its relation (from :meth:`rule`) carries ``cq`` and ``cx``, which a state
+        shows as ``<5 mg/L``."""
+        return reads_censored(self.rules.rules[rule_id].define)
 
     def rule_at(self, rule_id: str, points: str) -> str:
         """A rule's value at ``points``: evaluated there, or — for dense points (histories) —
@@ -216,12 +247,16 @@ class Compiler:
             return steps
         # An instant before STEP_ORIGIN (a held_for evaluated at another rule's STEP_ORIGIN looks
         # back from it) has the value at STEP_ORIGIN: no change point lies before either.
-        return self.add(
+        bound = ", f.cq, f.cx" if self.censored_root(rule_id) else ""  # see censored_root
+        found = self.add(
             self.fresh("n"),
-            f"""SELECT p.patient_id, p.q, f.b, f.x, f.why, f.ev, f.lo, f.hi, f.note
+            f"""SELECT p.patient_id, p.q, f.b, f.x, f.why, f.ev, f.lo, f.hi, f.note{bound}
                 FROM {points} p ASOF LEFT JOIN {steps} f
                   ON f.patient_id = p.patient_id AND f.q <= greatest(p.q, {STEP_ORIGIN})""",
         )
+        if bound:
+            self.censored_relations.add(found)
+        return found
 
     def stepwise(self, rule_id: str) -> bool:
         """Whether a rule's value is a step function of time: it changes only at its change
@@ -275,6 +310,8 @@ class Compiler:
         sql = method(node, points)
         name = self.add(self.fresh("n"), sql)
         self.out.names[key] = name
+        if reads_censored(node):
+            self.censored_relations.add(name)
         return name
 
     def type(self, node: ast.Node) -> ast.Type:
@@ -360,7 +397,14 @@ class Compiler:
             parts.append(f"coalesce(present, true) = {'true' if sel.present else 'false'}")
         for cond in sel.where:
             unit = field_unit(sel, cond.field)
-            parts.append(f"round({cond.field}, 9) {ast.SYMBOLS[cond.op]} {self.threshold(cond.value, unit)}")
+            limit = self.threshold(cond.value, unit)
+            test = f"round({cond.field}, 9) {ast.SYMBOLS[cond.op]} {limit}"
+            if cond.field == "value":  # a censored value matches when its whole range does
+                whole = censored.decide_sql(
+                    cond.op, censored.of_sql("round(value, 9)", "value_qualifier"), censored.of_sql(limit)
+                )
+                test = f"CASE WHEN value_qualifier IS NULL THEN {test} ELSE coalesce({whole}, false) END"
+            parts.append(test)
         if sel.any_of:
             parts.append("(" + " OR ".join(self.predicate(s) for s in sel.any_of) + ")")
         return " AND ".join(parts) if parts else "true"
@@ -397,12 +441,16 @@ class Compiler:
 
     def latest_of(self, sel: ast.Selector, fld: str) -> str:
         """One row per (patient, instant): of events at one instant, the last asserted."""
+        qualified = fld == "value"  # a censored value's qualifier, as cq
         src = self.select(
-            sel, (fld, "asserted_seq", "ref_low", "ref_high", "unit", "orig_value", "orig_unit")
+            sel,
+            (fld, "asserted_seq", "ref_low", "ref_high", "unit", "orig_value", "orig_unit")
+            + (("value_qualifier",) if qualified else ()),
         )
+        cq = "value_qualifier" if qualified else "NULL::VARCHAR"
         return self.add(
             self.fresh("l"),
-            f"""SELECT patient_id, t, seq, {fld} AS val, ref_low, ref_high, unit, orig_value, orig_unit
+            f"""SELECT patient_id, t, seq, {fld} AS val, {cq} AS cq, ref_low, ref_high, unit, orig_value, orig_unit
                 FROM {src} WHERE {fld} IS NOT NULL
                 QUALIFY row_number() OVER (PARTITION BY patient_id, t ORDER BY asserted_seq DESC) = 1""",
         )
@@ -461,14 +509,24 @@ class Compiler:
             if node.field == "dose"
             else "coalesce(' ' || nullif(s.unit, ''), '')"
         )
+        fresh = f"s.t > p.q - {v.sql()}"
+        # the value as shown: a censored one with its qualifier (<5 mg/L on 2009-03-01)
+        shown = f"{q_(name + ' ')} || coalesce(s.cq, '') || tl_fmt(s.val) || {unit} || ' on ' || strftime(s.t, '%Y-%m-%d')"
+        # a censored value (only ``value`` has one): unknown, its qualifier and bound beside
+        extra = (
+            f", CASE WHEN {fresh} THEN s.cq END AS cq, CASE WHEN {fresh} AND s.cq IS NOT NULL THEN s.val END AS cx"
+            if reads_censored(node)
+            else ""
+        )
         return f"""SELECT p.patient_id, p.q, NULL::BOOLEAN AS b,
-                CASE WHEN s.t > p.q - {v.sql()} THEN s.val END AS x,
+                CASE WHEN {fresh} AND s.cq IS NULL THEN s.val END AS x,
                 CASE WHEN s.seq IS NULL THEN {q_(f"no {name} recorded up to the date")}
                      WHEN s.t <= p.q - {v.sql()} THEN {q_(f"no {name} within {v}: the latest, on ")} || strftime(s.t, '%Y-%m-%d') || ', is too old'
+                     WHEN s.cq IS NOT NULL THEN {censored_why(shown)}
                 END AS why,
                 {self.evs(f"CASE WHEN s.seq IS NULL THEN {EMPTY} ELSE [s.seq] END")} AS ev,
                 p.q - {v.sql()} AS lo, p.q AS hi,
-                {self.note(f"CASE WHEN s.seq IS NOT NULL THEN {q_(name + ' ')} || tl_fmt(s.val) || {unit} || ' on ' || strftime(s.t, '%Y-%m-%d') END")} AS note
+                {self.note(f"CASE WHEN s.seq IS NOT NULL THEN {shown} END")} AS note{extra}
             FROM {points} p ASOF LEFT JOIN {src} s ON s.patient_id = p.patient_id AND s.t <= p.q"""
 
     def findings(self, sel: ast.Selector) -> str:
@@ -544,10 +602,16 @@ class Compiler:
 
     def _Aggregate(self, node: ast.Aggregate, points: str) -> str:
         ordered = self.ordered(node)
+        # a value of the window that is censored leaves min, max, mean, sum, first and last unknown
+        cut = node.field == "value" and node.fn not in ("count", "exists") and not node.spans
         src = (
             self.spans(node.select, ordered)
             if node.spans
-            else self.select(node.select, (node.field, *(("asserted_seq",) if ordered else ())))
+            else self.select(
+                node.select,
+                (node.field, *(("asserted_seq",) if ordered or cut else ()))
+                + (("value_qualifier", "unit") if cut else ()),
+            )
         )
         name = node.select.name
         base = points
@@ -569,7 +633,16 @@ class Compiler:
             "last": f"arg_max({fld}, (s.t, s.asserted_seq))",
             "exists": "count(s.seq)",
         }[node.fn]
-        grouped = f"""SELECT p.patient_id, p.q{anchor_cols}, {lo} AS lo, {hi} AS hi, {agg} AS agg, count(s.seq) AS n,
+        shown = (
+            f"{q_(name + ' ')} || s.value_qualifier || tl_fmt(s.value) || coalesce(' ' || s.unit, '') "
+            "|| ' on ' || strftime(s.t, '%Y-%m-%d')"
+        )
+        censored_col = (
+            f", arg_min({shown}, (s.t, s.asserted_seq)) FILTER (WHERE s.value_qualifier IS NOT NULL) AS cut"
+            if cut
+            else ", NULL::VARCHAR AS cut"
+        )
+        grouped = f"""SELECT p.patient_id, p.q{anchor_cols}, {lo} AS lo, {hi} AS hi, {agg} AS agg, count(s.seq) AS n{censored_col},
                 {self.evs("list(s.seq ORDER BY s.t, s.asserted_seq) FILTER (WHERE s.seq IS NOT NULL)")} AS evs
             FROM {base} p LEFT JOIN {src} s ON s.patient_id = p.patient_id AND {cond} AND s.t <= p.q
                 {"AND " + fld + " IS NOT NULL" if node.fn not in ("count", "exists") else ""}
@@ -594,8 +667,9 @@ class Compiler:
                  WHEN {incomplete} THEN {q_("the window ends after the date")} END"""
             cols = f"NULL::BOOLEAN AS b, {value} AS x"
         else:
-            value = "CASE WHEN g.n > 0 THEN g.agg END"
-            why = f"""CASE WHEN g.n > 0 THEN NULL {no_anchor}
+            value = "CASE WHEN g.n > 0 AND g.cut IS NULL THEN g.agg END"
+            why = f"""CASE WHEN g.n > 0 AND g.cut IS NOT NULL THEN {censored_why("g.cut", f"the {node.fn} of the window")}
+                 WHEN g.n > 0 THEN NULL {no_anchor}
                  ELSE {q_(f"no {name} in the window")} END"""
             cols = f"NULL::BOOLEAN AS b, {value} AS x"
         evs = "coalesce(g.evs, []::BIGINT[])"
@@ -617,7 +691,7 @@ class Compiler:
         upper = self.threshold(node.upper, unit) if node.upper is not None else "NULL"
         lower = self.threshold(node.lower, unit) if node.lower is not None else "NULL"
         name = node.select.name
-        note = f"""CASE WHEN s.seq IS NOT NULL THEN {q_(name + " ")} || tl_fmt(s.val) || ' {unit}' ||
+        note = f"""CASE WHEN s.seq IS NOT NULL THEN {q_(name + " ")} || coalesce(s.cq, '') || tl_fmt(s.val) || ' {unit}' ||
                     CASE WHEN s.ref_high IS NOT NULL AND s.ref_low IS NOT NULL
                          THEN ' vs the lab''s reference range ' || tl_fmt(s.ref_low) || '–' || tl_fmt(s.ref_high)
                          WHEN s.ref_high IS NOT NULL OR s.ref_low IS NOT NULL
@@ -626,13 +700,21 @@ class Compiler:
                                                                  ELSE '≤ ' || tl_fmt({upper}) END, '')
                          ELSE ' vs the limit ' || concat_ws(' ', '≥ ' || tl_fmt({lower}), '≤ ' || tl_fmt({upper})) || ' (no lab range)' END
                 END"""
+        hi, lo = f"coalesce(s.ref_high, {upper})", f"coalesce(s.ref_low, {lower})"
+        # a censored value is normal only if its whole range is, not if none of it is
+        r = censored.of_sql("s.val", "s.cq")
+        whole = f"""(CASE WHEN {hi} IS NULL THEN true ELSE {censored.decide_sql("le", r, censored.of_sql(hi))} END
+                    AND CASE WHEN {lo} IS NULL THEN true ELSE {censored.decide_sql("ge", r, censored.of_sql(lo))} END)"""
+        shown = f"{q_(name + ' ')} || s.cq || tl_fmt(s.val) || ' {unit} on ' || strftime(s.t, '%Y-%m-%d')"
         return f"""SELECT p.patient_id, p.q,
-                CASE WHEN s.t > p.q - {v.sql()} THEN
-                    (coalesce(s.ref_high, {upper}) IS NULL OR s.val <= coalesce(s.ref_high, {upper}))
-                    AND (coalesce(s.ref_low, {lower}) IS NULL OR s.val >= coalesce(s.ref_low, {lower}))
+                CASE WHEN s.t > p.q - {v.sql()} AND s.cq IS NOT NULL THEN {whole}
+                     WHEN s.t > p.q - {v.sql()} THEN
+                    ({hi} IS NULL OR s.val <= {hi})
+                    AND ({lo} IS NULL OR s.val >= {lo})
                 END AS b, NULL::DOUBLE AS x,
                 CASE WHEN s.seq IS NULL THEN {q_(f"no {name} recorded up to the date")}
                      WHEN s.t <= p.q - {v.sql()} THEN {q_(f"no {name} within {v}: the latest, on ")} || strftime(s.t, '%Y-%m-%d') || ', is too old'
+                     WHEN s.cq IS NOT NULL AND {whole} IS NULL THEN {censored_why(shown)}
                 END AS why,
                 {self.evs(f"CASE WHEN s.seq IS NULL THEN {EMPTY} ELSE [s.seq] END")} AS ev,
                 p.q - {v.sql()} AS lo, p.q AS hi,
@@ -881,6 +963,8 @@ class Compiler:
         lit = self.literal(node.right)
         words = display_unit(unit)
         shown = f" {words}" if words else ""
+        if reads_censored(node.left) or (lit is None and reads_censored(node.right)):
+            return self._compare_censored(node, left, points, lit is not None, shown)
         if lit is not None:
             rhs = self.threshold(node.right, unit)
             holds = _holds(node.op, f"round(l.x, 9) {sym} {rhs}")
@@ -899,6 +983,53 @@ class Compiler:
                 coalesce(l.lo, r.lo) AS lo, coalesce(l.hi, r.hi) AS hi,
                 {self.note(f"CASE WHEN l.x IS NOT NULL AND r.x IS NOT NULL THEN tl_fmt(l.x) || {holds} || tl_fmt({rx}) || {q_(shown)} END")} AS note
             FROM {left} l JOIN {right} r USING (patient_id, q)"""
+
+    def _compare_censored(self, node: ast.Compare, left: str, points: str, literal: bool, shown: str) -> str:
+        """A comparison whose operand may be a censored value (a ``latest`` of a lab's
+        ``value``): decided on its range where it can be (see timeline.engine.censored), as
+        usual where no operand is censored. Unknown when undecided, with the reason of the
+        operand that is (it names the censored value)."""
+        unit = self.type(node.left).unit
+        sym = ast.SYMBOLS[node.op]
+
+        def side(alias: str, item: ast.Node, conv: Conversion | None) -> tuple[str, str]:
+            """(the number compared, rounded, and the qualifier) of one operand."""
+            x = f"coalesce({alias}.x, {alias}.cx)" if reads_censored(item) else f"{alias}.x"
+            x = x if conv is None else conv.sql(x)
+            return f"round({x}, 9)", f"{alias}.cq" if reads_censored(item) else "NULL::VARCHAR"
+
+        lx, lq = side("l", node.left, None)
+        if literal:
+            rx, rq = self.threshold(node.right, unit), "NULL::VARCHAR"
+            src = f"FROM {left} l"
+            plain = f"round(l.x, 9) {sym} {rx}"
+            whys, evs, bounds = "l.why", "l.ev", "l.lo, l.hi"
+            plain_note = f"tl_fmt(l.x) || {_holds(node.op, plain)} || tl_fmt({rx}) || {q_(shown)}"
+            known = "l.x IS NOT NULL"
+        else:
+            right = self.node(node.right, points)
+            c = self._scales((node.right,), unit)[0]
+            rx, rq = side("r", node.right, c)
+            rxp = "r.x" if c is None else c.sql("r.x")
+            src = f"FROM {left} l JOIN {right} r USING (patient_id, q)"
+            plain = f"round(l.x, 9) {sym} round({rxp}, 9)"
+            whys, evs = "tl_why2(l.why, r.why)", "list_concat(l.ev, r.ev)"
+            bounds = "coalesce(l.lo, r.lo) AS lo, coalesce(l.hi, r.hi) AS hi"
+            plain_note = f"tl_fmt(l.x) || {_holds(node.op, plain)} || tl_fmt({rxp}) || {q_(shown)}"
+            known = "l.x IS NOT NULL AND r.x IS NOT NULL"
+        decided = censored.decide_sql(node.op, censored.of_sql("_lx", "_lq"), censored.of_sql("_rx", "_rq"))
+        any_q = "(_lq IS NOT NULL OR _rq IS NOT NULL)"
+        holds = f"CASE WHEN b IS NULL THEN ' vs ' ELSE {_holds(node.op, 'b')} END"
+        note = f"""CASE WHEN NOT {any_q} THEN _pnote WHEN _lx IS NOT NULL AND _rx IS NOT NULL THEN
+                        coalesce(_lq, '') || tl_fmt(_lx) || {holds} || coalesce(_rq, '') || tl_fmt(_rx) || {q_(shown)} END"""
+        pnote = self.note(f"CASE WHEN {known} THEN {plain_note} END")
+        return f"""SELECT patient_id, q, b, NULL::DOUBLE AS x,
+                CASE WHEN {any_q} AND b IS NOT NULL THEN NULL ELSE why END AS why, ev, lo, hi,
+                {self.note(note)} AS note
+            FROM (SELECT *, CASE WHEN {any_q} THEN {decided} ELSE _plain END AS b FROM (
+                SELECT l.patient_id, l.q, {lx} AS _lx, {lq} AS _lq, {rx} AS _rx, {rq} AS _rq, {plain} AS _plain,
+                       {pnote} AS _pnote, {whys} AS why, {self.evs(evs)} AS ev, {bounds}
+                {src}))"""
 
     def _Logic(self, node: ast.Logic, points: str) -> str:
         return self._logic(node, points)

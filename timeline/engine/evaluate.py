@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 
 from timeline import codes
-from timeline.engine.compiler import COLUMNS, Compiler, engine_columns, q_
+from timeline.engine.compiler import COLUMNS, Compiler, engine_columns, q_, reads_censored
 from timeline.errors import ResourceError, UsageError
 from timeline.language import ast
 from timeline.language.loader import RuleSet, param_text
@@ -56,6 +56,9 @@ class Result:
     why: str | None
     evidence: list[int]
     note: str | None = None
+    # a censored value (a rule that is a lab's latest value, <5): ``value`` is its bound,
+    # this its qualifier (<, <=, >, >=); None for every exact value
+    qualifier: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         value: Any = self.value
@@ -64,7 +67,8 @@ class Result:
         return {
             "rule": self.rule_id, "patient_id": self.patient_id, "at": self.at,
             "value": value if value is not None else "unknown", "known": self.value is not None,
-            "unit": self.unit, "reason": self.why, "note": self.note, "evidence": self.evidence,
+            "qualifier": self.qualifier, "unit": self.unit, "reason": self.why, "note": self.note,
+            "evidence": self.evidence,
         }  # fmt: skip
 
 
@@ -235,9 +239,11 @@ class Session:
         )
         roots = {rid: comp.rule(rid) for rid in ids}
         inner, outer = (", list_distinct(ev) AS ev, note", ", u.ev, u.note") if evidence else ("", "")
+        # a rule that is a censored value: its qualifier and bound (see Compiler.censored_root)
         union = " UNION ALL ".join(
-            f"SELECT {i} AS k, patient_id, q, b, x, why{inner} FROM {name}"
-            for i, name in enumerate(roots.values())
+            f"SELECT {i} AS k, patient_id, q, b, x, why, "
+            f"{'cq, cx' if comp.censored_root(rid) else 'NULL::VARCHAR AS cq, NULL::DOUBLE AS cx'}{inner} FROM {name}"
+            for i, (rid, name) in enumerate(roots.items())
         )
         # per rule: (id, bool?, unit); per point: its label — computed once, not per row
         meta = []
@@ -253,9 +259,9 @@ class Session:
         reasons: dict[str, str] = {}
 
         def collect(rows: list[tuple[Any, ...]], pts: list[tuple[str, datetime]], at: list[str]) -> None:
-            for k, pi, b, x, why, *extra in rows:  # extra: evidence and note, when asked for
+            for k, pi, b, x, why, cq, cx, *extra in rows:  # extra: evidence and note, when asked for
                 rid, kind, is_bool, unit = meta[k]
-                value = b if is_bool else x
+                value = b if is_bool else cx if cq is not None else x
                 pid, q = pts[pi]
                 ev, note = extra if extra else (None, None)
                 if value is not None:
@@ -263,7 +269,7 @@ class Session:
                 elif why is not None:
                     why = reasons.setdefault(why, why)
                 results.append(
-                    Result(rid, pid, at[pi], q, kind, value, unit, why, sorted(ev) if ev else [], note)
+                    Result(rid, pid, at[pi], q, kind, value, unit, why, sorted(ev) if ev else [], note, cq)
                 )
 
         try:
@@ -279,7 +285,7 @@ class Session:
                     ).fetchall()
                 collect([(k, number[(pid, q)], *rest) for k, pid, q, *rest in found], pts, at)
             else:
-                final = f"""SELECT u.k, p.pi, u.b, u.x, u.why{outer}
+                final = f"""SELECT u.k, p.pi, u.b, u.x, u.why, u.cq, u.cx{outer}
                     FROM ({union}) u JOIN tl_pn p USING (patient_id, q) ORDER BY p.pi, u.k"""
                 # batches are in patient order, so their rows follow each other in point order;
                 # each batch's rows become results before the next batch runs
@@ -307,11 +313,15 @@ class Session:
         for rid in ids:
             rule = self.rules.rules[rid]
             v = ref.rule(rid, q)
-            why = v.why if v.value is None else None
+            # a rule that is a censored value shows it: its bound and qualifier (<5 mg/L)
+            shown = reads_censored(rule.define) and v.qualifier is not None
+            value = v.bound if shown else v.value
+            why = v.why if value is None else None
             ev = sorted(set(v.ev))
             out.append(
-                Result(rid, patient, label, q, rule.type.kind, v.value, rule.value_type.unit, why, ev, v.note)
-            )
+                Result(rid, patient, label, q, rule.type.kind, value, rule.value_type.unit, why, ev, v.note,
+                       v.qualifier if shown else None)
+            )  # fmt: skip
         return out
 
     # ---- explanations
@@ -442,9 +452,10 @@ class Session:
             return []
         from timeline.summary import describe, when
 
+        qualifier = "value_qualifier" if self.store.has_qualifier else "NULL::VARCHAR AS value_qualifier"
         rows = self.con.execute(
             f"""SELECT seq, event_id, op, patient_id, kind, occurred_at, occurred_precision, recorded_at, author,
-                       code, value, unit, orig_value, orig_unit, ref_low, ref_high, drug, dose, dose_unit, frequency,
+                       code, value, {qualifier}, unit, orig_value, orig_unit, ref_low, ref_high, drug, dose, dose_unit, frequency,
                        route, active_joints, limited_joints, present, term, grade, serious, action, reason, ended_at,
                        ended_precision, sex, change_reason, source_file, source_row
                 FROM events WHERE seq BETWEEN {min(seqs)} AND {max(seqs)} AND seq IN ({", ".join(str(s) for s in seqs)})
@@ -464,6 +475,7 @@ class Session:
                     "recorded_at": e["recorded_at"].isoformat(sep=" ") + " UTC",
                     "author": e["author"],
                     "value": e["value"],
+                    "qualifier": e["value_qualifier"],  # a censored value's (<, <=, >, >=)
                     "unit": e["unit"],
                     "original_value": e["orig_value"],
                     "original_unit": e["orig_unit"],
@@ -515,9 +527,11 @@ class Session:
                 f"UNION SELECT {q_(patient)}, {_ts(origin)}",
             )
             root = comp.rule(rid)
+            # a rule that is a censored value: its qualifier and bound (see Compiler.censored_root)
+            censored = "cq, cx" if comp.censored_root(rid) else "NULL::VARCHAR, NULL::DOUBLE"
             with _small(self.con, True):
                 rows = self.con.execute(
-                    f"{comp.out.with_sql()}\nSELECT q, b, x, why FROM {root} ORDER BY q"
+                    f"{comp.out.with_sql()}\nSELECT q, b, x, why, {censored} FROM {root} ORDER BY q"
                 ).fetchall()
             rule = self.rules.rules[rid]
             # the last interval runs to the instant after the window's last one, so that
@@ -550,7 +564,7 @@ class Session:
         """Every patient's history of every requested rule, set-based: the same intervals as
         :meth:`history` (from each patient's first clinical event through the day of the last
         event, the last interval ending at the midnight after it), written to the temp table ``name`` (rule_id, patient_id, start, end,
-        b, x, why); returns the number of intervals. Each rule is evaluated at its own change
+        b, x, why, qualifier: a censored value's, its bound in x); returns the number of intervals. Each rule is evaluated at its own change
         points, for a batch of patients at a time (see :meth:`batches`); a rule that others
         read, once (see :meth:`Compiler.steps`)."""
         ids = self.rule_ids(rule_ids)
@@ -579,13 +593,18 @@ class Session:
             root = roots[rid] = comp.rule_at(rid, pts) if rid in used else comp.rule(rid, pts)
             rule = self.rules.rules[rid]
             value = "b" if rule.type.kind == "bool" else "x"
-            key = f"{value}, CASE WHEN {value} IS NULL THEN why END"
+            key = f"{value}, qualifier, CASE WHEN {value} IS NULL THEN why END"
+            # a rule that is a censored value: its bound as x, its qualifier (Compiler.censored_root)
+            x, qualifier = (
+                ("coalesce(r.x, r.cx)", "r.cq") if comp.censored_root(rid) else ("r.x", "NULL::VARCHAR")
+            )
             parts.append(
                 f"""SELECT {q_(rid)} AS rule_id, patient_id, q AS start,
-                        coalesce(lead(q) OVER (PARTITION BY patient_id ORDER BY q), hi + INTERVAL 1 MICROSECOND) AS "end", b, x, why
-                    FROM (SELECT r.patient_id, r.q, r.b, r.x, CASE WHEN r.{value} IS NULL THEN r.why END AS why, s.hi,
+                        coalesce(lead(q) OVER (PARTITION BY patient_id ORDER BY q), hi + INTERVAL 1 MICROSECOND) AS "end", b, x, why, qualifier
+                    FROM (SELECT r.patient_id, r.q, r.b, r.x, r.qualifier, CASE WHEN r.{value} IS NULL THEN r.why END AS why, s.hi,
                                  ({key}) IS NOT DISTINCT FROM lag(({key})) OVER (PARTITION BY r.patient_id ORDER BY r.q) AS same
-                          FROM {root} r JOIN {span} s ON s.patient_id = r.patient_id)
+                          FROM (SELECT r.patient_id, r.q, r.b, {x} AS x, r.why, {qualifier} AS qualifier FROM {root} r) r
+                          JOIN {span} s ON s.patient_id = r.patient_id)
                     WHERE NOT same"""
             )
         patients = (
@@ -754,9 +773,9 @@ def _intervals(
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
-    for q, b, x, why in rows:
-        value = b if rule.type.kind == "bool" else x
-        key = (value, why if value is None else None)
+    for q, b, x, why, cq, cx in rows:
+        value = b if rule.type.kind == "bool" else cx if cq is not None else x
+        key = (value, cq, why if value is None else None)
         if current is not None and current["_key"] == key:
             continue
         if current is not None:
@@ -764,7 +783,8 @@ def _intervals(
             out.append(current)
         current = {
             "rule": rid, "start": q, "end": None, "_key": key,
-            "value": "unknown" if value is None else value, "reason": why if value is None else None,
+            "value": "unknown" if value is None else value, "qualifier": cq,
+            "reason": why if value is None else None,
         }  # fmt: skip
     if current is not None:
         current["end"] = end
@@ -791,7 +811,11 @@ class _Rows:
     def fetch(cls, con: duckdb.DuckDBPyConnection, comp: Compiler, patient: str) -> _Rows:
         mine = f"patient_id = {q_(patient)}"
         tables = list(dict.fromkeys(comp.out.names.values()))
-        reads = [f"(SELECT list(r) FROM (SELECT {COLUMNS} FROM {t} WHERE {mine}) r)" for t in tables]
+        reads = [
+            f"(SELECT list(r) FROM (SELECT {COLUMNS}{', cq, cx' if t in comp.censored_relations else ''} "
+            f"FROM {t} WHERE {mine}) r)"
+            for t in tables
+        ]
         anchors = list(comp.anchored.items())
         reads += [f"(SELECT list([q, {at}]) FROM {a} WHERE {mine})" for _, (a, at) in anchors]
         helds = list(comp.held.items())
@@ -832,6 +856,10 @@ class _Explainer:
         c = self.session.rules.reported(rule_id)
         if c is not None and isinstance(value, float):  # the definition's value, in the rule's unit
             value = round(c.apply(value), 9)
+        # a rule that is a censored value shows it as state does: its bound and qualifier
+        qualifier = tree.get("qualifier") if self.comp.censored_root(rule_id) else None
+        if qualifier is not None:
+            value = tree["bound"] if c is None else round(c.apply(tree["bound"]), 9)
         return {
             "rule": f"{rule.id}@{rule.version}",
             "description": rule.description,
@@ -842,8 +870,9 @@ class _Explainer:
             "parameters": {p.name: _param_text(p, p.name in dict(rule.variant_with)) for p in rule.params},
             **({"variant_of": rule.variant_of} if rule.variant_of else {}),
             "value": value,
+            **({"qualifier": qualifier} if qualifier is not None else {}),
             "unit": unit,
-            "reason": tree.get("reason"),
+            "reason": tree.get("reason") if qualifier is None else None,
             "derivation": tree,
         }
 
@@ -863,6 +892,8 @@ class _Explainer:
             out["unit"] = t.unit
         if value is None and row.get("why"):
             out["reason"] = row["why"]
+        if row.get("cq") is not None:  # a censored value: unknown, its qualifier and bound beside
+            out["qualifier"], out["bound"] = row["cq"], row["cx"]
         if row.get("note"):
             out["detail"] = row["note"]
         if row.get("lo") is not None or row.get("hi") is not None:

@@ -59,6 +59,7 @@ from datetime import date, datetime, time, timedelta
 from itertools import chain
 from typing import Any, NamedTuple
 
+from timeline.engine import censored
 from timeline.engine.compiler import DOSE_DECIMALS
 from timeline.engine.crossings import BIRTH, Crossing, anchor_of, crossings
 from timeline.language import ast
@@ -97,6 +98,11 @@ class Val(NamedTuple):
     why: str | None = None
     ev: tuple[int, ...] = ()
     note: str | None = None
+    # a censored value (``latest`` of a lab's ``<5``): ``value`` is None (unknown: its exact
+    # value is not known), these its qualifier and bound, which a comparison reading the
+    # ``latest`` directly decides on when it can (timeline.engine.censored)
+    qualifier: str | None = None
+    bound: float | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +162,26 @@ def day(t: datetime) -> str:
 def _holds(op: str, value: bool) -> str:
     """The symbol of what holds between a comparison's two numbers (see ``ast.SHOWN``)."""
     return ast.SHOWN[op if value else ast.OPPOSITE[op]]
+
+
+def _reads_censored(node: ast.Node) -> bool:
+    """Whether a comparison's operand reads a censored value itself: ``latest`` of ``value``."""
+    return isinstance(node, ast.Latest) and node.field == "value"
+
+
+def _censored_why(value: str, what: str | None = None) -> str:
+    """Why a censored value leaves a node unknown (the compiler's ``censored_why``)."""
+    if what is None:
+        return f"{value} is censored: its exact value is not known"
+    return f"{value} is censored: {what} is not known"
+
+
+def _censored_note(op: str, found: bool | None, left: str, right: str, unit: str) -> str:
+    """A comparison's note when a side is censored: decided as usual (``<5 ≤ 10 mg/L``), or
+    ``<5 vs 3 mg/L`` when undecided."""
+    if found is None:
+        return f"{left} vs {right}{unit}"
+    return f"{left} {_holds(op, found)} {right}{unit}"
 
 
 def _concat(whys: Iterable[str | None]) -> str | None:
@@ -293,6 +319,8 @@ class Reference:
             found = self.rule_of[rule_id] = (self.rules.rules[rule_id].define, self.rules.reported(rule_id))
         define, c = found
         v = self.evaluate(define, q)
+        if c is not None and v.bound is not None:  # a censored value's bound, in the rule's unit
+            return Val(None, v.why, v.ev, v.note, v.qualifier, rnd(c.apply(v.bound), 9))
         if c is None or v.value is None:
             return v
         return Val(rnd(c.apply(float(v.value)), 9), v.why, v.ev, v.note)
@@ -410,7 +438,16 @@ class Reference:
             v = e.get(cond.field)
             if v is None:
                 return False
-            if not CMP[cond.op](rnd(float(v), 9), self.threshold(cond.value, field_unit(sel, cond.field))):
+            limit = self.threshold(cond.value, field_unit(sel, cond.field))
+            qualifier = e.get("value_qualifier") if cond.field == "value" else None
+            if qualifier is not None:  # a censored value matches when its whole range does
+                assert not isinstance(limit, bool)
+                found = censored.decide(
+                    cond.op, censored.of(rnd(float(v), 9), qualifier), censored.of(float(limit), None)
+                )
+                if found is not True:
+                    return False
+            elif not CMP[cond.op](rnd(float(v), 9), limit):
                 return False
         return not sel.any_of or any(self.matches(s, e) for s in sel.any_of)
 
@@ -679,11 +716,14 @@ class Reference:
         x = float(e[node.field])
         # a dose carries no unit column: its unit is the one its selector fixes
         unit = field_unit(node.select, "dose") if node.field == "dose" else e["unit"]
-        t = e["occurred_at"]
-        note = f"{name} {fmt(x)}" + (f" {unit}" if unit else "") + f" on {day(t)}"
-        if t > shift(q, v, -1):
-            return Val(x, None, (e["seq"],), note)
-        return Val(None, self._stale(name, v, e), (e["seq"],), note)
+        qualifier = e.get("value_qualifier") if node.field == "value" else None
+        what = f"{name} {censored.shown(str(fmt(x)), qualifier)}" + (f" {unit}" if unit else "")
+        note = f"{what} on {day(e['occurred_at'])}"
+        if not e["occurred_at"] > shift(q, v, -1):
+            return Val(None, self._stale(name, v, e), (e["seq"],), note)
+        if qualifier is not None:
+            return Val(None, _censored_why(note), (e["seq"],), note, qualifier, x)
+        return Val(x, None, (e["seq"],), note)
 
     def _FindingPresent(self, node: ast.FindingPresent, q: datetime) -> Val:
         name, v = node.select.name, self.duration(node.within)
@@ -741,7 +781,8 @@ class Reference:
         upper = self.threshold(node.upper, unit) if node.upper is not None else None
         lower = self.threshold(node.lower, unit) if node.lower is not None else None
         x = float(e["value"])
-        note = f"{name} {fmt(x)} {unit}"
+        qualifier = e.get("value_qualifier")
+        note = f"{name} {censored.shown(str(fmt(x)), qualifier)} {unit}"
         lab_lo, lab_hi = e["ref_low"], e["ref_high"]
         if lab_lo is not None and lab_hi is not None:
             note += f" vs the lab's reference range {fmt(lab_lo)}–{fmt(lab_hi)}"
@@ -761,6 +802,19 @@ class Reference:
             return Val(None, self._stale(name, v, e), (e["seq"],), note)
         hi = e["ref_high"] if e["ref_high"] is not None else upper
         lo = e["ref_low"] if e["ref_low"] is not None else lower
+        if qualifier is not None:  # normal only if the whole range is; not if none of it is
+            r = censored.of(x, qualifier)
+            below = True if hi is None else censored.decide("le", r, censored.of(float(hi), None))
+            above = True if lo is None else censored.decide("ge", r, censored.of(float(lo), None))
+            found = False if False in (below, above) else True if below and above else None
+            why = (
+                None
+                if found is not None
+                else _censored_why(
+                    f"{name} {censored.shown(str(fmt(x)), qualifier)} {unit} on {day(e['occurred_at'])}"
+                )
+            )
+            return Val(found, why, (e["seq"],), note)
         ok = (hi is None or x <= hi) and (lo is None or x >= lo)
         return Val(ok, None, (e["seq"],), note)
 
@@ -828,6 +882,13 @@ class Reference:
             return Val(float(len(found)), None, ev, note)
         if not found:
             return Val(None, f"no {name} in the window", ev, note)
+        censored_values = node.field == "value" and not node.spans
+        cut = next((e for e in found if censored_values and e.get("value_qualifier") is not None), None)
+        if cut is not None:  # a censored value has no exact value to aggregate
+            unit = f" {cut['unit']}" if cut["unit"] else ""
+            what = f"{name} {censored.shown(str(fmt(float(cut['value']))), cut['value_qualifier'])}{unit}"
+            why = _censored_why(f"{what} on {day(cut['occurred_at'])}", f"the {node.fn} of the window")
+            return Val(None, why, ev, note)
         if node.fn == "first":
             t0 = found[0]["occurred_at"]
             x = float([e for e in found if e["occurred_at"] == t0][-1][node.field])
@@ -943,14 +1004,42 @@ class Reference:
                 None if left.value is None or right.value is None else CMP[node.op](left.value, right.value)
             )
             return Val(value, _concat([left.why, right.why]), left.ev + right.ev)
+        # a censored value is compared only where the comparison reads its ``latest`` itself
+        left_q = left.qualifier if _reads_censored(node.left) else None
         if isinstance(node.right, ast.Const | ast.Param):  # a literal (see ``literal``)
             rhs = self.threshold(node.right, left_t.unit)
+            if left_q is not None and left.bound is not None:
+                lx = rnd(left.bound, 9)
+                found = censored.decide(node.op, censored.of(lx, left_q), censored.of(float(rhs), None))
+                text = censored.shown(str(fmt(lx)), left_q)
+                note = _censored_note(node.op, found, text, str(fmt(float(rhs))), shown)
+                return Val(found, left.why if found is None else None, left.ev, note)
             if left.value is None:
                 return Val(None, left.why, left.ev)
             value = CMP[node.op](rnd(float(left.value), 9), rhs)
             note = f"{fmt(float(left.value))} {_holds(node.op, value)} {fmt(float(rhs))}{shown}"
             return Val(value, left.why, left.ev, note)
         right = self.evaluate(node.right, q)
+        right_q = right.qualifier if _reads_censored(node.right) else None
+        if (left_q is not None and left.bound is not None) or (
+            right_q is not None and right.bound is not None
+        ):
+            sides: list[tuple[float, str | None] | None] = []
+            for val, qual, unit in (
+                (left, left_q, left_t.unit),
+                (right, right_q, self.type(node.right).unit),
+            ):
+                x = val.bound if qual is not None else val.value
+                sides.append(None if x is None else (rnd(self.scale(float(x), unit, left_t.unit), 9), qual))
+            why = _concat([left.why, right.why])
+            if sides[0] is None or sides[1] is None:
+                return Val(None, why, left.ev + right.ev)
+            (lx, lq), (rx, rq) = sides[0], sides[1]
+            found = censored.decide(node.op, censored.of(lx, lq), censored.of(rx, rq))
+            note = _censored_note(
+                node.op, found, censored.shown(str(fmt(lx)), lq), censored.shown(str(fmt(rx)), rq), shown
+            )
+            return Val(found, why if found is None else None, left.ev + right.ev, note)
         if left.value is None or right.value is None:
             return Val(None, _concat([left.why, right.why]), left.ev + right.ev)
         rx = self.scale(float(right.value), self.type(node.right).unit, left_t.unit)

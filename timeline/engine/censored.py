@@ -1,0 +1,116 @@
+"""Comparisons with censored values, for both evaluators.
+
+A censored lab value (``<5``: below the lab's limit of 5; ``>2000``: above the assay's range)
+is stored as its bound (5, 2000) and its qualifier (``<``, ``<=``, ``>``, ``>=``). It stands
+for a range of numbers, not one: a comparison with it is decided only when every number of
+the range decides it the same way (``<5`` is ``le 10`` and not ``gt 10``, but ``le 3`` is
+unknown), and is unknown otherwise. An exact value is the range of one number, so the rules
+below give the usual answer for two exact values.
+
+A range is ``(lo, lo_open, hi, hi_open)``: ``<5`` is ``(-inf, False, 5, True)``, ``>=2000``
+``(2000, False, inf, False)``, the exact 7 ``(7, False, 7, False)``.
+
+:func:`decide` computes it in Python (the replay); :func:`decide_sql` writes the same test as
+SQL (the compiler), so the two evaluators agree by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+QUALIFIERS = ("<", "<=", ">", ">=")
+
+
+class Range(NamedTuple):
+    lo: float
+    lo_open: bool
+    hi: float
+    hi_open: bool
+
+
+def of(value: float, qualifier: str | None) -> Range:
+    """The range a value stands for: itself, or the numbers beyond its bound."""
+    if qualifier is None:
+        return Range(value, False, value, False)
+    if qualifier in ("<", "<="):
+        return Range(-math.inf, False, value, qualifier == "<")
+    return Range(value, qualifier == ">", math.inf, False)
+
+
+def _all_lt(a: Range, b: Range) -> bool:
+    """Every number of ``a`` is below every number of ``b``."""
+    return a.hi < b.lo or (a.hi == b.lo and (a.hi_open or b.lo_open))
+
+
+def _all_le(a: Range, b: Range) -> bool:
+    return a.hi <= b.lo
+
+
+def decide(op: str, a: Range, b: Range) -> bool | None:
+    """``a op b`` for every pair of their numbers: True, False, or None when some pairs
+    compare one way and some the other."""
+    yes, no = {
+        "gt": (_all_lt(b, a), _all_le(a, b)),
+        "ge": (_all_le(b, a), _all_lt(a, b)),
+        "lt": (_all_lt(a, b), _all_le(b, a)),
+        "le": (_all_le(a, b), _all_lt(b, a)),
+        "eq": (_all_le(a, b) and _all_le(b, a), _all_lt(a, b) or _all_lt(b, a)),
+        "ne": (_all_lt(a, b) or _all_lt(b, a), _all_le(a, b) and _all_le(b, a)),
+    }[op]
+    return True if yes else False if no else None
+
+
+class RangeSql(NamedTuple):
+    """A range as four SQL expressions."""
+
+    lo: str
+    lo_open: str
+    hi: str
+    hi_open: str
+
+
+def of_sql(value: str, qualifier: str | None = None) -> RangeSql:
+    """SQL of the range of ``value`` (an expression, rounded as the comparison reads it) with
+    the qualifier expression ``qualifier`` (None: always exact)."""
+    if qualifier is None:
+        return RangeSql(value, "false", value, "false")
+    q = qualifier
+    return RangeSql(
+        f"CASE WHEN {q} IS NULL THEN {value} WHEN {q} IN ('<', '<=') THEN '-infinity'::DOUBLE ELSE {value} END",
+        f"coalesce({q} = '>', false)",
+        f"CASE WHEN {q} IS NULL THEN {value} WHEN {q} IN ('>', '>=') THEN 'infinity'::DOUBLE ELSE {value} END",
+        f"coalesce({q} = '<', false)",
+    )
+
+
+def _all_lt_sql(a: RangeSql, b: RangeSql) -> str:
+    return f"({a.hi} < {b.lo} OR ({a.hi} = {b.lo} AND ({a.hi_open} OR {b.lo_open})))"
+
+
+def _all_le_sql(a: RangeSql, b: RangeSql) -> str:
+    return f"({a.hi} <= {b.lo})"
+
+
+def decide_sql(op: str, a: RangeSql, b: RangeSql) -> str:
+    """SQL of :func:`decide`: true, false, or NULL (undecided, or an operand unknown)."""
+    yes, no = {
+        "gt": (_all_lt_sql(b, a), _all_le_sql(a, b)),
+        "ge": (_all_le_sql(b, a), _all_lt_sql(a, b)),
+        "lt": (_all_lt_sql(a, b), _all_le_sql(b, a)),
+        "le": (_all_le_sql(a, b), _all_lt_sql(b, a)),
+        "eq": (
+            f"({_all_le_sql(a, b)} AND {_all_le_sql(b, a)})",
+            f"({_all_lt_sql(a, b)} OR {_all_lt_sql(b, a)})",
+        ),
+        "ne": (
+            f"({_all_lt_sql(a, b)} OR {_all_lt_sql(b, a)})",
+            f"({_all_le_sql(a, b)} AND {_all_le_sql(b, a)})",
+        ),
+    }[op]
+    return f"CASE WHEN {yes} THEN true WHEN {no} THEN false END"
+
+
+def shown(value: str, qualifier: str | None) -> str:
+    """A value as notes and messages write it: ``<5``, ``>=2000``, ``7``."""
+    return f"{qualifier or ''}{value}"
