@@ -546,16 +546,20 @@ class Session:
         roots = {}
         used = self.rules.referenced(ids)
         for rid in ids:
-            cp = comp.change_points(self.rules.rules[rid].define)
-            pts = comp.add(
-                comp.fresh("hp"),
-                f"""SELECT DISTINCT c.patient_id, c.c AS q FROM {cp} c JOIN {span} s ON s.patient_id = c.patient_id
-                       AND c.c >= s.origin AND c.c <= s.hi
-                    UNION SELECT patient_id, origin FROM {span}""",
-            )
-            # a rule other rules read is evaluated once, at its own change points, and read
-            # from there (Compiler.steps); the others are evaluated at their points directly
-            root = roots[rid] = comp.rule_at(rid, pts) if rid in used else comp.rule(rid, pts)
+            if rid in used and comp.stepwise(rid):
+                # a rule other rules read is evaluated once, at its own change points
+                # (Compiler.steps), and its history read from there: its values at those in the
+                # span, and as of the span's origin
+                root = roots[rid] = self._steps_in_span(comp, rid, span)
+            else:
+                cp = comp.change_points(self.rules.rules[rid].define)
+                pts = comp.add(
+                    comp.fresh("hp"),
+                    f"""SELECT DISTINCT c.patient_id, c.c AS q FROM {cp} c JOIN {span} s ON s.patient_id = c.patient_id
+                           AND c.c >= s.origin AND c.c <= s.hi
+                        UNION SELECT patient_id, origin FROM {span}""",
+                )
+                root = roots[rid] = comp.rule_at(rid, pts) if rid in used else comp.rule(rid, pts)
             rule = self.rules.rules[rid]
             value = "b" if rule.type.kind == "bool" else "x"
             key = f"{value}, CASE WHEN {value} IS NULL THEN why END"
@@ -572,6 +576,21 @@ class Session:
             f"FROM ({self.store.current_sql(self.high_water, columns=['patient_id'])})"
         )
         return self._into(name, patients, comp, roots, " UNION ALL ".join(parts), keep={span})
+
+    @staticmethod
+    def _steps_in_span(comp: Compiler, rid: str, span: str) -> str:
+        """A stepwise rule's values at its change points within each patient's span (origin,
+        hi] and the one before or at its origin, moved to it (STEP_ORIGIN, before every origin,
+        is a step of every patient): the very rows of its evaluation at the points a history
+        reads (those change points and the origin), taken from its steps rather than looked up
+        there as of each point (an ASOF join per rule others read)."""
+        steps = comp.steps(rid)
+        return comp.add(
+            comp.fresh("n"),
+            f"""SELECT f.patient_id, greatest(f.q, s.origin) AS q, f.b, f.x, f.why, f.ev, f.lo, f.hi, f.note
+                FROM {steps} f JOIN {span} s ON s.patient_id = f.patient_id AND f.q <= s.hi
+                QUALIFY f.q > s.origin OR f.q = max(CASE WHEN f.q <= s.origin THEN f.q END) OVER (PARTITION BY f.patient_id)""",
+        )
 
     def _into(
         self,
