@@ -31,16 +31,12 @@ MACROS = [
     # The reasons of two clauses (replay's ``_concat``): a clause ("; "-separated) of the second
     # that the first already gives is not said again ("no index_drug_start recorded up to the
     # date" of a value and of its baseline); without lists for the common case, one side NULL.
+    # Each new clause is appended with its separator, so an empty clause is kept as _concat
+    # keeps it. Folded over more reasons by Compiler.ordered_reasons.
     "CREATE OR REPLACE TEMP MACRO tl_why2(a, b) AS "
     "CASE WHEN coalesce(b, '') = '' THEN nullif(a, '') WHEN coalesce(a, '') = '' THEN b WHEN a = b THEN a "
-    "ELSE concat_ws('; ', a, nullif(array_to_string(list_filter(string_split(b, '; '), "
-    "lambda c: NOT list_contains(string_split(a, '; '), c)), '; '), '')) END",
-    # The same for a list of reasons, its NULL and empty ones left out: each one's clauses that no
-    # earlier one gives, in order.
-    "CREATE OR REPLACE TEMP MACRO tl_whys(p) AS "
-    "CASE WHEN len(p) < 2 THEN p[1] ELSE array_to_string(flatten(list_transform(p, lambda w, i: "
-    "list_filter(string_split(w, '; '), lambda c: i = 1 OR NOT list_contains(flatten(list_transform("
-    "p[1:i - 1], lambda v: string_split(v, '; '))), c)))), '; ') END",
+    "ELSE a || array_to_string(list_transform(list_filter(string_split(b, '; '), "
+    "lambda c: NOT list_contains(string_split(a, '; '), c)), lambda c: '; ' || c), '') END",
 ]
 
 
@@ -129,11 +125,17 @@ class Session:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (patient_id VARCHAR, q TIMESTAMP)")
         insert_rows(self.con, name, ("VARCHAR", "TIMESTAMP"), points)
 
-    def batches(self, points_sql: str) -> Iterator[int]:
+    def batches(self, points_sql: str, keyed: bool = False) -> Iterator[int]:
         """The points of ``points_sql`` (patient_id, q), in batches of ``batch_patients``
         patients, each to be evaluated by one staged run. For each batch, tl_pts holds its
         points and the view tl_bev its patients' current events, read only within the seq
         range of their versions; yields the batch's number.
+
+        ``keyed``: in tl_pts and tl_bev a patient is an INTEGER key, its number in patient
+        order, instead of the store's text id, and the table tl_pid (patient_id, pid) maps the
+        batch's keys back. Every join, as-of lookup, window and grouping of the run then
+        partitions and compares integers (DuckDB hashes and sorts them faster than the ids'
+        strings); the final statement must turn the key back into the id through tl_pid.
 
         A staged run holds the rule graph's live relations for every patient it evaluates, so
         memory grows with the cohort: every patient's history at 100k patients ran out of
@@ -143,9 +145,9 @@ class Session:
         patient-ordered files does; otherwise it costs nothing and prunes nothing."""
         hw = self.high_water
         self.con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE tl_all AS SELECT patient_id, q,
-                   (dense_rank() OVER (ORDER BY patient_id) - 1) // {int(self.batch_patients)} AS b
-                FROM ({points_sql})"""
+            f"""CREATE OR REPLACE TEMP TABLE tl_all AS SELECT patient_id, q, pid, pid // {int(self.batch_patients)} AS b
+                FROM (SELECT patient_id, q, (dense_rank() OVER (ORDER BY patient_id) - 1)::INTEGER AS pid
+                      FROM ({points_sql}))"""
         )
         try:
             ranges = self.con.execute(
@@ -158,21 +160,30 @@ class Session:
             for b, lo, hi in ranges:
                 if self.progress is not None:
                     self.progress(b, len(ranges))
-                self.con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE tl_pts AS SELECT patient_id, q FROM tl_all WHERE b = {b}"
+                current = self.store.current_sql(
+                    hw,
+                    patients_sql="SELECT patient_id FROM tl_all WHERE b = " + str(int(b)),
+                    columns=self.columns,
+                    seq_range=(lo, hi),
                 )
-                self.con.execute(
-                    "CREATE OR REPLACE TEMP VIEW tl_bev AS "
-                    + self.store.current_sql(
-                        hw,
-                        patients_sql="SELECT patient_id FROM tl_pts",
-                        columns=self.columns,
-                        seq_range=(lo, hi),
+                if keyed:
+                    self.con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE tl_pid AS SELECT DISTINCT patient_id, pid FROM tl_all WHERE b = {b}"
                     )
-                )
+                    self.con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE tl_pts AS SELECT pid AS patient_id, q FROM tl_all WHERE b = {b}"
+                    )
+                    current = f"""SELECT m.pid AS patient_id, e.* EXCLUDE (patient_id)
+                        FROM ({current}) e JOIN tl_pid m ON m.patient_id = e.patient_id"""
+                else:
+                    self.con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE tl_pts AS SELECT patient_id, q FROM tl_all WHERE b = {b}"
+                    )
+                self.con.execute("CREATE OR REPLACE TEMP VIEW tl_bev AS " + current)
                 yield b
         finally:
             self.con.execute("DROP VIEW IF EXISTS tl_bev")
+            self.con.execute("DROP TABLE IF EXISTS tl_pid")
             self.con.execute("DROP TABLE IF EXISTS tl_all")
 
     def rule_ids(self, wanted: Sequence[str] | None) -> list[str]:
@@ -575,7 +586,10 @@ class Session:
             "SELECT DISTINCT patient_id, NULL::TIMESTAMP AS q "
             f"FROM ({self.store.current_sql(self.high_water, columns=['patient_id'])})"
         )
-        return self._into(name, patients, comp, roots, " UNION ALL ".join(parts), keep={span})
+        # the batch's patients are integer keys (see batches), their ids again here
+        final = f"""SELECT u.rule_id, m.patient_id, u.start, u."end", u.b, u.x, u.why
+            FROM ({" UNION ALL ".join(parts)}) u JOIN tl_pid m ON m.pid = u.patient_id"""
+        return self._into(name, patients, comp, roots, final, keep={span}, keyed=True)
 
     @staticmethod
     def _steps_in_span(comp: Compiler, rid: str, span: str) -> str:
@@ -600,10 +614,11 @@ class Session:
         roots: dict[str, str],
         select: str,
         keep: set[str] | None = None,
+        keyed: bool = False,
     ) -> int:
         """``select`` over the compiled ``roots`` for every batch of the points, into the temp
-        table ``name``; returns its number of rows."""
-        for b in self.batches(points_sql):
+        table ``name``; returns its number of rows. ``keyed``: see :meth:`batches`."""
+        for b in self.batches(points_sql, keyed):
             head = f"CREATE OR REPLACE TEMP TABLE {name} AS " if b == 0 else f"INSERT INTO {name} "
             staged(self.con, comp, roots, head + select, keep)
         found = self.con.execute(f"SELECT count(*) FROM {name}").fetchone()

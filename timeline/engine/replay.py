@@ -155,7 +155,7 @@ def _holds(op: str, value: bool) -> str:
 def _concat(whys: Iterable[str | None]) -> str | None:
     """The reasons of the parts of an operation, in order: a clause ("; "-separated) that an
     earlier part gives is not said again (a value and its baseline both unknown for want of
-    the index drug's start). The compiler's ``tl_why2`` and ``tl_whys`` macros."""
+    the index drug's start). The compiler's ``tl_why2`` macro, folded (``Compiler.ordered_reasons``)."""
     out: list[str] = []
     seen: set[str] = set()
     for w in whys:
