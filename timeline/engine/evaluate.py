@@ -549,20 +549,26 @@ class Session:
         comp = self._compiler(None, evidence=False, dense=True)
         span = comp.add(
             "hspan",
-            """SELECT patient_id, coalesce(min(occurred_at) FILTER (WHERE kind <> 'birth'), max(occurred_at)) AS origin,
-                      date_trunc('day', max(occurred_at)) + INTERVAL '1 day' - INTERVAL 1 MICROSECOND AS hi
-               FROM ev GROUP BY patient_id""",
+            # id: the patient's id in the store (the batch's patients are integer keys, see
+            # batches), which the final statement writes
+            """SELECT s.*, m.patient_id AS id FROM (
+                   SELECT patient_id, coalesce(min(occurred_at) FILTER (WHERE kind <> 'birth'), max(occurred_at)) AS origin,
+                          date_trunc('day', max(occurred_at)) + INTERVAL '1 day' - INTERVAL 1 MICROSECOND AS hi
+                   FROM ev GROUP BY patient_id) s JOIN tl_pid m ON m.pid = s.patient_id""",
         )
         parts = []
         roots = {}
-        used = self.rules.referenced(ids)
         for rid in ids:
-            if rid in used and comp.stepwise(rid):
-                # a rule other rules read is evaluated once, at its own change points
-                # (Compiler.steps), and its history read from there: its values at those in the
-                # span, and as of the span's origin
+            if comp.stepwise(rid):
+                # a stepwise rule is evaluated once, at its own change points (Compiler.steps),
+                # and its history read from there: its values at those in the span, and as of
+                # the span's origin. Another rule reading it looks it up there, and rules of one
+                # family (the four ACR Pedi levels, a score and its threshold) share the
+                # points, so the relations of their common subtrees are one
                 root = roots[rid] = self._steps_in_span(comp, rid, span)
             else:
+                # age or time since an event, which change continuously: evaluated at its
+                # change points within the span, and at the span's origin
                 cp = comp.change_points(self.rules.rules[rid].define)
                 pts = comp.add(
                     comp.fresh("hp"),
@@ -570,14 +576,14 @@ class Session:
                            AND c.c >= s.origin AND c.c <= s.hi
                         UNION SELECT patient_id, origin FROM {span}""",
                 )
-                root = roots[rid] = comp.rule_at(rid, pts) if rid in used else comp.rule(rid, pts)
+                root = roots[rid] = comp.rule(rid, pts)
             rule = self.rules.rules[rid]
             value = "b" if rule.type.kind == "bool" else "x"
             key = f"{value}, CASE WHEN {value} IS NULL THEN why END"
             parts.append(
-                f"""SELECT {q_(rid)} AS rule_id, patient_id, q AS start,
+                f"""SELECT {q_(rid)} AS rule_id, id AS patient_id, q AS start,
                         coalesce(lead(q) OVER (PARTITION BY patient_id ORDER BY q), hi + INTERVAL 1 MICROSECOND) AS "end", b, x, why
-                    FROM (SELECT r.patient_id, r.q, r.b, r.x, CASE WHEN r.{value} IS NULL THEN r.why END AS why, s.hi,
+                    FROM (SELECT r.patient_id, s.id, r.q, r.b, r.x, CASE WHEN r.{value} IS NULL THEN r.why END AS why, s.hi,
                                  ({key}) IS NOT DISTINCT FROM lag(({key})) OVER (PARTITION BY r.patient_id ORDER BY r.q) AS same
                           FROM {root} r JOIN {span} s ON s.patient_id = r.patient_id)
                     WHERE NOT same"""
@@ -586,10 +592,7 @@ class Session:
             "SELECT DISTINCT patient_id, NULL::TIMESTAMP AS q "
             f"FROM ({self.store.current_sql(self.high_water, columns=['patient_id'])})"
         )
-        # the batch's patients are integer keys (see batches), their ids again here
-        final = f"""SELECT u.rule_id, m.patient_id, u.start, u."end", u.b, u.x, u.why
-            FROM ({" UNION ALL ".join(parts)}) u JOIN tl_pid m ON m.pid = u.patient_id"""
-        return self._into(name, patients, comp, roots, final, keep={span}, keyed=True)
+        return self._into(name, patients, comp, roots, " UNION ALL ".join(parts), keep={span}, keyed=True)
 
     @staticmethod
     def _steps_in_span(comp: Compiler, rid: str, span: str) -> str:
