@@ -541,8 +541,8 @@ class Session:
         :meth:`history` (from each patient's first clinical event through the day of the last
         event, the last interval ending at the midnight after it), written to the temp table ``name`` (rule_id, patient_id, start, end,
         b, x, why); returns the number of intervals. Each rule is evaluated at its own change
-        points, for a batch of patients at a time (see :meth:`batches`); a rule that others
-        read, once (see :meth:`Compiler.steps`)."""
+        points, for a batch of patients at a time (see :meth:`batches`), a stepwise rule once
+        (see :meth:`Compiler.steps`), whatever reads it."""
         ids = self.rule_ids(rule_ids)
         if not name.startswith("tl_"):
             raise UsageError(f"history table {name!r}: scratch tables are named tl_*")
@@ -599,8 +599,8 @@ class Session:
         """A stepwise rule's values at its change points within each patient's span (origin,
         hi] and the one before or at its origin, moved to it (STEP_ORIGIN, before every origin,
         is a step of every patient): the very rows of its evaluation at the points a history
-        reads (those change points and the origin), taken from its steps rather than looked up
-        there as of each point (an ASOF join per rule others read)."""
+        reads (those change points and the origin), taken from its steps rather than evaluated
+        again at them (or, for a rule others read, looked up there as of each: an ASOF join)."""
         steps = comp.steps(rid)
         return comp.add(
             comp.fresh("n"),
