@@ -248,12 +248,11 @@ class Compiler:
         # An instant before STEP_ORIGIN (a held_for evaluated at another rule's STEP_ORIGIN looks
         # back from it) has the value at STEP_ORIGIN: no change point lies before either.
         bound = ", f.cq, f.cx" if self.censored_root(rule_id) else ""  # see censored_root
-        found = self.add(
-            self.fresh("n"),
-            f"""SELECT p.patient_id, p.q, f.b, f.x, f.why, f.ev, f.lo, f.hi, f.note{bound}
+        found = f"""SELECT p.patient_id, p.q, f.b, f.x, f.why, f.ev, f.lo, f.hi, f.note{bound}
                 FROM {points} p ASOF LEFT JOIN {steps} f
-                  ON f.patient_id = p.patient_id AND f.q <= greatest(p.q, {STEP_ORIGIN})""",
-        )
+                  ON f.patient_id = p.patient_id AND f.q <= greatest(p.q, {STEP_ORIGIN})"""
+        kind = self.rules.rules[rule_id].type.kind
+        found = self.add(self.fresh("n"), self.values_only(found, kind, censored=bool(bound)))
         if bound:
             self.censored_relations.add(found)
         return found
@@ -283,9 +282,9 @@ class Compiler:
     def steps(self, rule_id: str) -> str:
         """A stepwise rule evaluated once per patient at each of its change points and at
         STEP_ORIGIN, an instant before any of them: every value it takes, each holding from its
-        instant to the next. A history reads a rule used by other rules from here (an as-of
-        lookup), instead of evaluating the rule's whole tree again at every point of each rule
-        that uses it (the sJIA pack: 729 nodes expanded, 366 own)."""
+        instant to the next. A history takes a stepwise rule's intervals from here, and a rule
+        using it reads it here (an as-of lookup) instead of evaluating the rule's whole tree
+        again at every point of its own (the sJIA pack: 729 nodes expanded, 366 own)."""
         if rule_id not in self.steps_points:
             cp = self.change_points(self.rules.rules[rule_id].define)
             patients = self.add("pa", "SELECT DISTINCT patient_id FROM ev")
@@ -307,12 +306,28 @@ class Compiler:
         method: Callable[[Any, str], str] | None = getattr(self, "_" + type(node).__name__, None)
         if method is None:
             raise Unsupported(f"the engine cannot compile {type(node).__name__} nodes")
-        sql = method(node, points)
+        sql = self.values_only(method(node, points), self.type(node).kind, censored=reads_censored(node))
         name = self.add(self.fresh("n"), sql)
         self.out.names[key] = name
         if reads_censored(node):
             self.censored_relations.add(name)
         return name
+
+    def values_only(self, sql: str, kind: str, censored: bool = False) -> str:
+        """A node's relation as its readers see it. Compiling for values, its evidence, window
+        and note are constants and the value column of the other kind is NULL, so DuckDB prunes
+        them from every join, lookup and temp table below (they were carried through each of a
+        history's ~75 rule lookups and hundreds of joins only to be dropped: in a history's
+        ASOF lookups, a third of their time). With evidence, ``sql`` as it is. ``censored``: a
+        relation that carries a censored value's qualifier and bound (``cq``, ``cx``) keeps them."""
+        if self.evidence:
+            return sql
+        b, x = ("b", "NULL::DOUBLE AS x") if kind == "bool" else ("NULL::BOOLEAN AS b", "x")
+        bound = ", cq, cx" if censored else ""
+        return (
+            f"SELECT patient_id, q, {b}, {x}, why, {EMPTY} AS ev, NULL::TIMESTAMP AS lo, "
+            f"NULL::TIMESTAMP AS hi, NULL AS note{bound} FROM ({sql})"
+        )
 
     def type(self, node: ast.Node) -> ast.Type:
         return self.rules.types[node.nid]
@@ -863,12 +878,35 @@ class Compiler:
         return f"SELECT patient_id, q, {', '.join(cols)} FROM {src}"
 
     @staticmethod
-    def reasons(picked: list[str], ordered: bool = False) -> str:
-        """The reasons of the picked items (NULL where not picked) joined by '; ': distinct and
-        sorted, or in item order (each clause once); NULL if there are none."""
-        if ordered:  # each clause once (the tl_whys macro; replay's _concat)
-            return f"tl_whys(list_filter([{', '.join(picked)}], lambda w: w <> ''))"
+    def reasons(picked: list[str]) -> str:
+        """The reasons of the picked items (NULL where not picked) joined by '; ', distinct and
+        sorted; NULL if there are none."""
         return f"nullif(array_to_string(list_sort(list_distinct([{', '.join(picked)}])), '; '), '')"
+
+    @staticmethod
+    def ordered_reasons(src: str, picked: list[str]) -> tuple[str, str]:
+        """The reasons of the picked items (NULL or empty where not picked) in item order, each
+        clause ("; "-separated) once, where an earlier reason gave it (replay's ``_concat``):
+        ``src`` wrapped so that the expression returned can read it, and the expression.
+
+        Folded left with ``tl_why2`` (the reasons so far, then the next one's clauses they lack),
+        one projection per item (columns ``_o0``…, ``_a1``…, so no expression is repeated):
+        a row with at most one reason (every row of a known value) splits no string. The
+        reasons so far hold exactly the clauses of the items before, so the fold keeps the
+        clauses the list form kept (a list per row, each reason's clauses looked up among
+        those of every earlier reason through nested lambdas: ~20 µs a row for the seven
+        items of ms_score)."""
+        k = len(picked)
+        if k == 1:
+            return src, f"nullif({picked[0]}, '')"
+        if k == 2:
+            return src, f"tl_why2({picked[0]}, {picked[1]})"
+        src = f"SELECT *, {', '.join(f'{p} AS _o{i}' for i, p in enumerate(picked))} FROM ({src})"
+        acc = "_o0"
+        for i in range(1, k):
+            src = f"SELECT *, tl_why2({acc}, _o{i}) AS _a{i} FROM ({src})"
+            acc = f"_a{i}"
+        return src, acc
 
     @staticmethod
     def sorted_reasons(src: str, picked: list[str]) -> tuple[str, str]:
@@ -1073,12 +1111,14 @@ class Compiler:
             "min": f"least({', '.join(xs)})",
             "max": f"greatest({', '.join(xs)})",
         }[node.op]
-        why = self.reasons([f"CASE WHEN {x} IS NULL THEN why{i} END" for i, x in enumerate(xs)], ordered=True)
+        unknown = " OR ".join(f"{x} IS NULL" for x in xs)
+        src, why = self.ordered_reasons(
+            src, [f"CASE WHEN {x} IS NULL THEN why{i} END" for i, x in enumerate(xs)]
+        )
         if node.op == "div":
             zero = " OR ".join(f"{x} = 0" for x in xs[1:]) or "false"
             expr = f"CASE WHEN {zero} THEN NULL ELSE {expr} END"
             why = f"coalesce({why}, CASE WHEN {zero} THEN 'division by zero' END)"
-        unknown = " OR ".join(f"{x} IS NULL" for x in xs)
         shown = ", ".join(f"coalesce(tl_fmt({x}), '?')" for x in xs)
         note = f"{node.op!r} || '(' || concat_ws(', ', {shown}) || ')'"
         ev = "flatten([" + ", ".join(f"ev{i}" for i in range(len(xs))) + "])"
@@ -1108,11 +1148,13 @@ class Compiler:
             + " ".join(f"WHEN b{i} IS NOT NULL OR x{i} IS NOT NULL THEN ev{i}" for i in n)
             + f" ELSE {EMPTY} END"
         )
+        src, why = self.ordered_reasons(
+            self.joined(node.items, points), [f"CASE WHEN {none} THEN why{i} END" for i in n]
+        )
         return f"""SELECT patient_id, q, coalesce({", ".join(f"b{i}" for i in n)}) AS b,
-                coalesce({", ".join(f"x{i}" for i in n)}) AS x,
-                CASE WHEN {none} THEN {self.reasons([f"why{i}" for i in n], ordered=True)} END AS why,
+                coalesce({", ".join(f"x{i}" for i in n)}) AS x, {why} AS why,
                 {self.evs(ev)} AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, NULL AS note
-            FROM ({self.joined(node.items, points)})"""
+            FROM ({src})"""
 
     def _UnknownUnless(self, node: ast.UnknownUnless, points: str) -> str:
         value = self.node(node.value, points)

@@ -31,16 +31,12 @@ MACROS = [
     # The reasons of two clauses (replay's ``_concat``): a clause ("; "-separated) of the second
     # that the first already gives is not said again ("no index_drug_start recorded up to the
     # date" of a value and of its baseline); without lists for the common case, one side NULL.
+    # Each new clause is appended with its separator, so an empty clause is kept as _concat
+    # keeps it. Folded over more reasons by Compiler.ordered_reasons.
     "CREATE OR REPLACE TEMP MACRO tl_why2(a, b) AS "
     "CASE WHEN coalesce(b, '') = '' THEN nullif(a, '') WHEN coalesce(a, '') = '' THEN b WHEN a = b THEN a "
-    "ELSE concat_ws('; ', a, nullif(array_to_string(list_filter(string_split(b, '; '), "
-    "lambda c: NOT list_contains(string_split(a, '; '), c)), '; '), '')) END",
-    # The same for a list of reasons, its NULL and empty ones left out: each one's clauses that no
-    # earlier one gives, in order.
-    "CREATE OR REPLACE TEMP MACRO tl_whys(p) AS "
-    "CASE WHEN len(p) < 2 THEN p[1] ELSE array_to_string(flatten(list_transform(p, lambda w, i: "
-    "list_filter(string_split(w, '; '), lambda c: i = 1 OR NOT list_contains(flatten(list_transform("
-    "p[1:i - 1], lambda v: string_split(v, '; '))), c)))), '; ') END",
+    "ELSE a || array_to_string(list_transform(list_filter(string_split(b, '; '), "
+    "lambda c: NOT list_contains(string_split(a, '; '), c)), lambda c: '; ' || c), '') END",
 ]
 
 
@@ -152,11 +148,17 @@ class Session:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (patient_id VARCHAR, q TIMESTAMP)")
         insert_rows(self.con, name, ("VARCHAR", "TIMESTAMP"), points)
 
-    def batches(self, points_sql: str) -> Iterator[int]:
+    def batches(self, points_sql: str, keyed: bool = False) -> Iterator[int]:
         """The points of ``points_sql`` (patient_id, q), in batches of ``batch_patients``
         patients, each to be evaluated by one staged run. For each batch, tl_pts holds its
         points and the view tl_bev its patients' current events, read only within the seq
         range of their versions; yields the batch's number.
+
+        ``keyed``: in tl_pts and tl_bev a patient is an INTEGER key, its number in patient
+        order, instead of the store's text id, and the table tl_pid (patient_id, pid) maps the
+        batch's keys back. Every join, as-of lookup, window and grouping of the run then
+        partitions and compares integers (DuckDB hashes and sorts them faster than the ids'
+        strings); the final statement must turn the key back into the id through tl_pid.
 
         A staged run holds the rule graph's live relations for every patient it evaluates, so
         memory grows with the cohort: every patient's history at 100k patients ran out of
@@ -166,9 +168,9 @@ class Session:
         patient-ordered files does; otherwise it costs nothing and prunes nothing."""
         hw = self.high_water
         self.con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE tl_all AS SELECT patient_id, q,
-                   (dense_rank() OVER (ORDER BY patient_id) - 1) // {int(self.batch_patients)} AS b
-                FROM ({points_sql})"""
+            f"""CREATE OR REPLACE TEMP TABLE tl_all AS SELECT patient_id, q, pid, pid // {int(self.batch_patients)} AS b
+                FROM (SELECT patient_id, q, (dense_rank() OVER (ORDER BY patient_id) - 1)::INTEGER AS pid
+                      FROM ({points_sql}))"""
         )
         try:
             ranges = self.con.execute(
@@ -181,21 +183,30 @@ class Session:
             for b, lo, hi in ranges:
                 if self.progress is not None:
                     self.progress(b, len(ranges))
-                self.con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE tl_pts AS SELECT patient_id, q FROM tl_all WHERE b = {b}"
+                current = self.store.current_sql(
+                    hw,
+                    patients_sql="SELECT patient_id FROM tl_all WHERE b = " + str(int(b)),
+                    columns=self.columns,
+                    seq_range=(lo, hi),
                 )
-                self.con.execute(
-                    "CREATE OR REPLACE TEMP VIEW tl_bev AS "
-                    + self.store.current_sql(
-                        hw,
-                        patients_sql="SELECT patient_id FROM tl_pts",
-                        columns=self.columns,
-                        seq_range=(lo, hi),
+                if keyed:
+                    self.con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE tl_pid AS SELECT DISTINCT patient_id, pid FROM tl_all WHERE b = {b}"
                     )
-                )
+                    self.con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE tl_pts AS SELECT pid AS patient_id, q FROM tl_all WHERE b = {b}"
+                    )
+                    current = f"""SELECT m.pid AS patient_id, e.* EXCLUDE (patient_id)
+                        FROM ({current}) e JOIN tl_pid m ON m.patient_id = e.patient_id"""
+                else:
+                    self.con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE tl_pts AS SELECT patient_id, q FROM tl_all WHERE b = {b}"
+                    )
+                self.con.execute("CREATE OR REPLACE TEMP VIEW tl_bev AS " + current)
                 yield b
         finally:
             self.con.execute("DROP VIEW IF EXISTS tl_bev")
+            self.con.execute("DROP TABLE IF EXISTS tl_pid")
             self.con.execute("DROP TABLE IF EXISTS tl_all")
 
     def rule_ids(self, wanted: Sequence[str] | None) -> list[str]:
@@ -565,32 +576,42 @@ class Session:
         :meth:`history` (from each patient's first clinical event through the day of the last
         event, the last interval ending at the midnight after it), written to the temp table ``name`` (rule_id, patient_id, start, end,
         b, x, why, qualifier: a censored value's, its bound in x); returns the number of intervals. Each rule is evaluated at its own change
-        points, for a batch of patients at a time (see :meth:`batches`); a rule that others
-        read, once (see :meth:`Compiler.steps`)."""
+        points, for a batch of patients at a time (see :meth:`batches`), a stepwise rule once
+        (see :meth:`Compiler.steps`), whatever reads it."""
         ids = self.rule_ids(rule_ids)
         if not name.startswith("tl_"):
             raise UsageError(f"history table {name!r}: scratch tables are named tl_*")
         comp = self._compiler(None, evidence=False, dense=True)
         span = comp.add(
             "hspan",
-            """SELECT patient_id, coalesce(min(occurred_at) FILTER (WHERE kind <> 'birth'), max(occurred_at)) AS origin,
-                      date_trunc('day', max(occurred_at)) + INTERVAL '1 day' - INTERVAL 1 MICROSECOND AS hi
-               FROM ev GROUP BY patient_id""",
+            # id: the patient's id in the store (the batch's patients are integer keys, see
+            # batches), which the final statement writes
+            """SELECT s.*, m.patient_id AS id FROM (
+                   SELECT patient_id, coalesce(min(occurred_at) FILTER (WHERE kind <> 'birth'), max(occurred_at)) AS origin,
+                          date_trunc('day', max(occurred_at)) + INTERVAL '1 day' - INTERVAL 1 MICROSECOND AS hi
+                   FROM ev GROUP BY patient_id) s JOIN tl_pid m ON m.pid = s.patient_id""",
         )
         parts = []
         roots = {}
-        used = self.rules.referenced(ids)
         for rid in ids:
-            cp = comp.change_points(self.rules.rules[rid].define)
-            pts = comp.add(
-                comp.fresh("hp"),
-                f"""SELECT DISTINCT c.patient_id, c.c AS q FROM {cp} c JOIN {span} s ON s.patient_id = c.patient_id
-                       AND c.c >= s.origin AND c.c <= s.hi
-                    UNION SELECT patient_id, origin FROM {span}""",
-            )
-            # a rule other rules read is evaluated once, at its own change points, and read
-            # from there (Compiler.steps); the others are evaluated at their points directly
-            root = roots[rid] = comp.rule_at(rid, pts) if rid in used else comp.rule(rid, pts)
+            if comp.stepwise(rid):
+                # a stepwise rule is evaluated once, at its own change points (Compiler.steps),
+                # and its history read from there: its values at those in the span, and as of
+                # the span's origin. Another rule reading it looks it up there, and rules of one
+                # family (the four ACR Pedi levels, a score and its threshold) share the
+                # points, so the relations of their common subtrees are one
+                root = roots[rid] = self._steps_in_span(comp, rid, span)
+            else:
+                # age or time since an event, which change continuously: evaluated at its
+                # change points within the span, and at the span's origin
+                cp = comp.change_points(self.rules.rules[rid].define)
+                pts = comp.add(
+                    comp.fresh("hp"),
+                    f"""SELECT DISTINCT c.patient_id, c.c AS q FROM {cp} c JOIN {span} s ON s.patient_id = c.patient_id
+                           AND c.c >= s.origin AND c.c <= s.hi
+                        UNION SELECT patient_id, origin FROM {span}""",
+                )
+                root = roots[rid] = comp.rule(rid, pts)
             rule = self.rules.rules[rid]
             value = "b" if rule.type.kind == "bool" else "x"
             key = f"{value}, qualifier, CASE WHEN {value} IS NULL THEN why END"
@@ -599,9 +620,9 @@ class Session:
                 ("coalesce(r.x, r.cx)", "r.cq") if comp.censored_root(rid) else ("r.x", "NULL::VARCHAR")
             )
             parts.append(
-                f"""SELECT {q_(rid)} AS rule_id, patient_id, q AS start,
+                f"""SELECT {q_(rid)} AS rule_id, id AS patient_id, q AS start,
                         coalesce(lead(q) OVER (PARTITION BY patient_id ORDER BY q), hi + INTERVAL 1 MICROSECOND) AS "end", b, x, why, qualifier
-                    FROM (SELECT r.patient_id, r.q, r.b, r.x, r.qualifier, CASE WHEN r.{value} IS NULL THEN r.why END AS why, s.hi,
+                    FROM (SELECT r.patient_id, s.id, r.q, r.b, r.x, r.qualifier, CASE WHEN r.{value} IS NULL THEN r.why END AS why, s.hi,
                                  ({key}) IS NOT DISTINCT FROM lag(({key})) OVER (PARTITION BY r.patient_id ORDER BY r.q) AS same
                           FROM (SELECT r.patient_id, r.q, r.b, {x} AS x, r.why, {qualifier} AS qualifier FROM {root} r) r
                           JOIN {span} s ON s.patient_id = r.patient_id)
@@ -611,7 +632,26 @@ class Session:
             "SELECT DISTINCT patient_id, NULL::TIMESTAMP AS q "
             f"FROM ({self.store.current_sql(self.high_water, columns=['patient_id'])})"
         )
-        return self._into(name, patients, comp, roots, " UNION ALL ".join(parts), keep={span})
+        return self._into(name, patients, comp, roots, " UNION ALL ".join(parts), keep={span}, keyed=True)
+
+    @staticmethod
+    def _steps_in_span(comp: Compiler, rid: str, span: str) -> str:
+        """A stepwise rule's values at its change points within each patient's span (origin,
+        hi] and the one before or at its origin, moved to it (STEP_ORIGIN, before every origin,
+        is a step of every patient): the very rows of its evaluation at the points a history
+        reads (those change points and the origin), taken from its steps rather than evaluated
+        again at them (or, for a rule others read, looked up there as of each: an ASOF join)."""
+        steps = comp.steps(rid)
+        bound = ", f.cq, f.cx" if comp.censored_root(rid) else ""  # see Compiler.censored_root
+        found = comp.add(
+            comp.fresh("n"),
+            f"""SELECT f.patient_id, greatest(f.q, s.origin) AS q, f.b, f.x, f.why, f.ev, f.lo, f.hi, f.note{bound}
+                FROM {steps} f JOIN {span} s ON s.patient_id = f.patient_id AND f.q <= s.hi
+                QUALIFY f.q > s.origin OR f.q = max(CASE WHEN f.q <= s.origin THEN f.q END) OVER (PARTITION BY f.patient_id)""",
+        )
+        if bound:
+            comp.censored_relations.add(found)
+        return found
 
     def _into(
         self,
@@ -621,10 +661,11 @@ class Session:
         roots: dict[str, str],
         select: str,
         keep: set[str] | None = None,
+        keyed: bool = False,
     ) -> int:
         """``select`` over the compiled ``roots`` for every batch of the points, into the temp
-        table ``name``; returns its number of rows."""
-        for b in self.batches(points_sql):
+        table ``name``; returns its number of rows. ``keyed``: see :meth:`batches`."""
+        for b in self.batches(points_sql, keyed):
             head = f"CREATE OR REPLACE TEMP TABLE {name} AS " if b == 0 else f"INSERT INTO {name} "
             staged(self.con, comp, roots, head + select, keep)
         found = self.con.execute(f"SELECT count(*) FROM {name}").fetchone()

@@ -187,7 +187,7 @@ def _censored_note(op: str, found: bool | None, left: str, right: str, unit: str
 def _concat(whys: Iterable[str | None]) -> str | None:
     """The reasons of the parts of an operation, in order: a clause ("; "-separated) that an
     earlier part gives is not said again (a value and its baseline both unknown for want of
-    the index drug's start). The compiler's ``tl_why2`` and ``tl_whys`` macros."""
+    the index drug's start). The compiler's ``tl_why2`` macro, folded (``Compiler.ordered_reasons``)."""
     out: list[str] = []
     seen: set[str] = set()
     for w in whys:

@@ -1850,10 +1850,6 @@ class RuleSet:
         rule = self.rules[rule_id]
         return rule.type.kind == "num" and grows(rule.define)
 
-    def referenced(self, rule_ids: Iterable[str]) -> set[str]:
-        """The rules that the given rules use, directly or through others."""
-        return {dep for rid in rule_ids for dep in self.dependencies(rid) if dep != rid}
-
     def duration(self, ref: ast.DurationRef) -> Duration:
         """A duration as written, or the value of the parameter it names (negated for ``-param``)."""
         if ref.value is not None:
