@@ -300,6 +300,15 @@ def test_an_older_store_shows_events_and_states(tmp_path: Path) -> None:
     assert state.exit_code == 0, state.stderr
 
 
+def test_an_older_store_explains_a_rule_whose_selector_limits_the_value(tmp_path: Path) -> None:
+    # fever's selector reads body temperatures >= 38 °C (a where: on the value); explain also
+    # looks for retracted events it would match, read from the store's own columns
+    path = _older_store(tmp_path / "old.duckdb")
+    shown = run_cli("explain", "P001", "fever", "--at", "2008-01-10T12:00", "--store", str(path), "--json")
+    assert shown.exit_code == 0, shown.stderr
+    assert json.loads(shown.stdout)["tree"]["value"] is True
+
+
 def test_a_new_store_has_the_qualifier_column() -> None:
     assert QUALIFIER in EVENT_COLUMNS and QUALIFIER not in LEGACY_EVENT_COLUMNS
 

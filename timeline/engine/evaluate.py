@@ -399,8 +399,14 @@ class Session:
                     preds[f"(kind IN ({kinds}) AND drug IN ({', '.join(q_(d) for d in drugs)}))"] = None
         if not preds:
             return []
+        # a store made before censored values: every value exact (a selector's where: reads it)
+        events = (
+            "events"
+            if self.store.has_qualifier
+            else "(SELECT *, NULL::VARCHAR AS value_qualifier FROM events)"
+        )
         rows = self.con.execute(
-            f"""SELECT r.seq FROM events r
+            f"""SELECT r.seq FROM {events} r
                 WHERE r.patient_id = ? AND r.op = 'retract' AND r.seq <= {self.high_water} AND r.occurred_at <= ?
                   AND NOT EXISTS (SELECT 1 FROM events v WHERE v.event_id = r.event_id AND v.seq > r.seq
                                   AND v.seq <= {self.high_water})
