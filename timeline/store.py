@@ -229,6 +229,18 @@ class Store:
         # censored values has not: it reads every value as exact, and takes none censored)
         self.has_qualifier = bool(found and found[0])
 
+    def column(self, name: str, alias: str = "") -> str:
+        """A stored column of ``events`` as SQL (``alias`` its table's, with the dot): in a store
+        made before censored values, the qualifier as NULL under its name (every value exact)."""
+        if name == QUALIFIER and not self.has_qualifier:
+            return f"NULL::VARCHAR AS {QUALIFIER}"
+        return alias + name
+
+    @property
+    def events_relation(self) -> str:
+        """``events`` with every column of :data:`EVENT_COLUMNS` (see :meth:`column`)."""
+        return "events" if self.has_qualifier else f"(SELECT *, {self.column(QUALIFIER)} FROM events)"
+
     @property
     def event_columns(self) -> dict[str, str]:
         """The stored columns of ``events`` in this store (:data:`EVENT_COLUMNS`, or
@@ -583,10 +595,8 @@ class Store:
                   ON l.event_id = e.event_id AND e.seq < l.last_seq
                 WHERE {where}"""
 
-        def col(c: str) -> str:  # a store without the qualifier column: every value exact
-            return (
-                "NULL::VARCHAR AS value_qualifier" if c == QUALIFIER and not self.has_qualifier else f"e.{c}"
-            )
+        def col(c: str) -> str:
+            return self.column(c, "e.")
 
         if columns is None or ASSERTED_SEQ not in columns:
             cols = ", ".join(col(c) for c in columns) if columns else "e.*"
@@ -672,11 +682,7 @@ class Store:
         of the patient's stored versions, told current as :meth:`current_sql` tells them (its
         statement reads the events three times: ~0.022 s for the 10k cohort's patient with most
         events, ~0.009 s this way; `timeline state` reads them so)."""
-        # a store made before censored values has no qualifier column: every value exact
-        cols = ", ".join(
-            c if c != QUALIFIER or self.has_qualifier else f"NULL::VARCHAR AS {QUALIFIER}"
-            for c in EVENT_COLUMNS
-        )
+        cols = ", ".join(self.column(c) for c in EVENT_COLUMNS)
         cur = self.con.execute(
             f"SELECT {cols} FROM events WHERE patient_id = ? AND seq <= {int(high_water)}", [patient_id]
         )

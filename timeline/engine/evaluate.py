@@ -21,7 +21,7 @@ from timeline.errors import ResourceError, UsageError
 from timeline.language import ast
 from timeline.language.loader import RuleSet, param_text
 from timeline.moments import parse_at
-from timeline.store import Store, insert_rows, lower_memory_limit, out_of_room
+from timeline.store import QUALIFIER, Store, insert_rows, lower_memory_limit, out_of_room
 from timeline.store import manifest as store_manifest
 
 MACROS = [
@@ -399,14 +399,8 @@ class Session:
                     preds[f"(kind IN ({kinds}) AND drug IN ({', '.join(q_(d) for d in drugs)}))"] = None
         if not preds:
             return []
-        # a store made before censored values: every value exact (a selector's where: reads it)
-        events = (
-            "events"
-            if self.store.has_qualifier
-            else "(SELECT *, NULL::VARCHAR AS value_qualifier FROM events)"
-        )
         rows = self.con.execute(
-            f"""SELECT r.seq FROM {events} r
+            f"""SELECT r.seq FROM {self.store.events_relation} r
                 WHERE r.patient_id = ? AND r.op = 'retract' AND r.seq <= {self.high_water} AND r.occurred_at <= ?
                   AND NOT EXISTS (SELECT 1 FROM events v WHERE v.event_id = r.event_id AND v.seq > r.seq
                                   AND v.seq <= {self.high_water})
@@ -469,10 +463,9 @@ class Session:
             return []
         from timeline.summary import describe, when
 
-        qualifier = "value_qualifier" if self.store.has_qualifier else "NULL::VARCHAR AS value_qualifier"
         rows = self.con.execute(
             f"""SELECT seq, event_id, op, patient_id, kind, occurred_at, occurred_precision, recorded_at, author,
-                       code, value, {qualifier}, unit, orig_value, orig_unit, ref_low, ref_high, drug, dose, dose_unit, frequency,
+                       code, value, {self.store.column(QUALIFIER)}, unit, orig_value, orig_unit, ref_low, ref_high, drug, dose, dose_unit, frequency,
                        route, active_joints, limited_joints, present, term, grade, serious, action, reason, ended_at,
                        ended_precision, sex, change_reason, source_file, source_row
                 FROM events WHERE seq BETWEEN {min(seqs)} AND {max(seqs)} AND seq IN ({", ".join(str(s) for s in seqs)})

@@ -689,6 +689,23 @@ class Reference:
     def _stale(self, name: str, d: Duration, e: Event) -> str:
         return f"no {name} within {d}: the latest, on {day(e['occurred_at'])}, is too old"
 
+    def _leaf_value(
+        self,
+        node: ast.Latest | ast.Normal,
+        q: datetime,
+        fld: str,
+        compute: Callable[[Any, datetime], Val],
+    ) -> Val:
+        """A ``latest`` or ``normal`` node's value at ``q``: ``compute``'s, once per state it
+        depends on (:meth:`_seen`)."""
+        seen = self._seen(node, q, fld)
+        found = self.leaf.get(seen) if seen is not None else None
+        if found is None:
+            found = compute(node, q)
+            if seen is not None:
+                self.leaf[seen] = found
+        return found
+
     def _seen(self, node: ast.Latest | ast.Normal, q: datetime, fld: str) -> tuple[Any, ...] | None:
         """What a ``latest`` or ``normal`` node's value at ``q`` depends on: the position of its
         latest event and whether that event is recent enough (None in the naive replay, which
@@ -700,13 +717,7 @@ class Reference:
         return (node.nid, i, i > 0 and times[i - 1] > shift(q, self.duration(node.within), -1))
 
     def _Latest(self, node: ast.Latest, q: datetime) -> Val:
-        seen = self._seen(node, q, node.field)
-        found = self.leaf.get(seen) if seen is not None else None
-        if found is None:
-            found = self._latest(node, q)
-            if seen is not None:
-                self.leaf[seen] = found
-        return found
+        return self._leaf_value(node, q, node.field, self._latest)
 
     def _latest(self, node: ast.Latest, q: datetime) -> Val:
         name, v = node.select.name, self.duration(node.within)
@@ -764,13 +775,7 @@ class Reference:
         return Val(False, None, (), f"no {name} lasting at the date")
 
     def _Normal(self, node: ast.Normal, q: datetime) -> Val:
-        seen = self._seen(node, q, "value")
-        found = self.leaf.get(seen) if seen is not None else None
-        if found is None:
-            found = self._normal(node, q)
-            if seen is not None:
-                self.leaf[seen] = found
-        return found
+        return self._leaf_value(node, q, "value", self._normal)
 
     def _normal(self, node: ast.Normal, q: datetime) -> Val:
         name, v = node.select.name, self.duration(node.within)
