@@ -715,10 +715,17 @@ def _cell_text(x: Any) -> str:
     text: str = x.text()
     st = x.stats
     if "mean" in st:
-        if st["mean"] is None:
+        if st["min"] is None:
             return f"no values (n {x.n}/{x.N})"
         unit = {"a": "y", "mo": "mo"}.get(st.get("unit") or "", st.get("unit") or "")
-        return f"mean {st['mean']:g}, median {st['median']:g}, range {st['min']:g}–{st['max']:g} {unit} (n {x.n}/{x.N}{f', {x.unknown} unknown' if x.unknown else ''})"
+        unknown = f", {x.unknown} unknown" if x.unknown else ""
+        if "censored" in st:  # censored values (<5): the figures they leave open are not determined
+            mean = "mean not determined" if st["mean"] is None else f"mean {st['mean']:g}"
+            median = "median not determined" if st["median"] is None else f"median {st['median']:g}"
+            low = f"{st['min_qualifier'] or ''}{st['min']:g}"
+            high = f"{st['max_qualifier'] or ''}{st['max']:g}"
+            return f"{mean}, {median}, range {low}–{high} {unit} (n {x.n}/{x.N}, {st['censored']} censored{unknown})"
+        return f"mean {st['mean']:g}, median {st['median']:g}, range {st['min']:g}–{st['max']:g} {unit} (n {x.n}/{x.N}{unknown})"
     if "events" in st:
         text = f"{text} ({st['events']})"
     elif "episodes" in st:

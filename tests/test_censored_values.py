@@ -12,10 +12,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from pydantic import ValidationError
 
 from tests.support import EXAMPLE_CSV, EXAMPLES, raw_connection, run_cli
 from timeline.errors import IngestError
-from timeline.ingest import append_rows, correct, ingest_file
+from timeline.events import Lab, kind_fields
+from timeline.ingest import append_events, append_rows, correct, ingest_file
 from timeline.integrity import verify
 from timeline.meds import export_meds
 from timeline.store import EVENT_COLUMNS, LEGACY_EVENT_COLUMNS, QUALIFIER, Store
@@ -420,3 +422,68 @@ def test_meds_round_trip_brings_the_qualifier_back_with_the_same_event(
     )
     assert after["content_hash"] == before["content_hash"]
     assert any("1 value stored as censored" in n for n in result.notes)
+
+
+# ---- the Python event model -----------------------------------------------------------------------
+
+
+def _lab(**extra: object) -> Lab:
+    return Lab.model_validate(
+        {
+            "patient_id": "P1",
+            "kind": "lab",
+            "code": "1988-5",
+            "occurred_at": "2009-03-01",
+            "value": 5,
+            "unit": "mg/L",
+            **extra,
+        }
+    )
+
+
+def _hashes(store: Store) -> list[tuple[object, ...]]:
+    return store.con.execute(
+        f"SELECT event_id, content_hash, value, {QUALIFIER} FROM events ORDER BY seq"
+    ).fetchall()
+
+
+def test_a_lab_model_with_a_qualifier_is_stored_and_hashed_as_the_file_row(tmp_path: Path) -> None:
+    with Store.create(tmp_path / "a.duckdb") as a, Store.create(tmp_path / "b.duckdb") as b:
+        append_events(a, [_lab(qualifier="<")], author="t")
+        _ingest(b, tmp_path, "P1,lab,2009-03-01,1988-5,<5,mg/L\n")
+        assert _hashes(a) == _hashes(b)
+        assert _hashes(a)[0][2:] == (5.0, "<")
+
+
+def test_a_lab_model_without_a_qualifier_keeps_the_hash_of_an_exact_value(tmp_path: Path) -> None:
+    with Store.create(tmp_path / "a.duckdb") as a, Store.create(tmp_path / "b.duckdb") as b:
+        append_events(a, [_lab()], author="t")
+        _ingest(b, tmp_path, "P1,lab,2009-03-01,1988-5,5,mg/L\n")
+        assert _hashes(a) == _hashes(b)
+        assert _hashes(a)[0][3] is None
+
+
+@pytest.mark.parametrize(("written", "qualifier"), [("≤", "<="), ("≥", ">="), (">=", ">=")])
+def test_a_lab_model_reads_the_qualifier_in_each_spelling_ingest_does(written: str, qualifier: str) -> None:
+    assert _lab(qualifier=written).qualifier == qualifier
+
+
+def test_a_lab_model_refuses_another_qualifier_naming_the_field() -> None:
+    with pytest.raises(ValidationError) as exc:
+        _lab(qualifier="~")
+    assert exc.value.errors()[0]["loc"] == ("qualifier",)
+
+
+def test_a_lab_model_qualifier_is_no_column_of_a_file() -> None:
+    assert "qualifier" not in kind_fields("lab")[1]
+
+
+def test_a_lab_model_with_a_qualifier_is_refused_by_a_store_made_before_censored_values(
+    tmp_path: Path,
+) -> None:
+    with Store.open(_older_store(tmp_path / "old.duckdb"), write=True) as s:
+        before = s.high_water()
+        with pytest.raises(IngestError) as exc:
+            append_events(s, [_lab(qualifier="<")], author="t")
+        assert s.high_water() == before
+    assert "it was made by a timeline from before censored values" in exc.value.errors[0].reason

@@ -301,3 +301,246 @@ def test_a_history_gives_a_censored_rule_value_as_its_bound_and_qualifier(tmp_pa
             (i["value"], i["qualifier"], i["reason"]) for i in Session(store, rules).history("P1", ["r"])
         ]
     assert found == [(5.0, "<", None), (5.0, None, None)]
+
+
+# ---- a censored value read through a rule, at_anchor or coalesce -------------------------------
+
+ANAKINRA_START = {
+    "patient_id": "P1", "kind": "medication_start", "drug": "anakinra", "occurred_at": "2009-03-01T12:00",
+    "dose": 100, "dose_unit": "mg",
+}  # fmt: skip
+AT_START = {
+    "at_anchor": {"expr": LATEST, "anchor": {"first": {"kind": "medication_start", "drug": "anakinra"}}}
+}
+
+
+def _through_rule(tmp_path: Path, value: str, op: str, threshold: str, **crp_rule: Any) -> Result:
+    """``r`` compares the rule ``crp`` (the latest CRP) with the threshold."""
+    write_rule(tmp_path / "rules", "crp", LATEST, **crp_rule)
+    return _both(tmp_path, [_crp(value)], {op: [{"rule": "crp"}, threshold]})
+
+
+def test_a_censored_value_read_through_a_rule_is_decided_as_when_read_directly(tmp_path: Path) -> None:
+    got = _through_rule(tmp_path, "<5", "le", "10 mg/L")
+    assert (got.value, got.why, got.note) == (True, None, "<5 ≤ 10 mg/L")
+
+
+def test_a_censored_value_at_its_bound_read_through_a_rule_is_below_it(tmp_path: Path) -> None:
+    assert _through_rule(tmp_path, "<10", "le", "10 mg/L").value is True
+
+
+def test_a_value_at_most_its_bound_read_through_a_rule_is_not_below_it(tmp_path: Path) -> None:
+    got = _through_rule(tmp_path, "<=10", "lt", "10 mg/L")
+    assert (got.value, got.why) == (
+        None,
+        "CRP <=10 mg/L on 2009-03-01 is censored: its exact value is not known",
+    )
+
+
+def test_a_censored_value_read_through_a_rule_with_its_own_unit_is_compared_in_it(tmp_path: Path) -> None:
+    got = _through_rule(tmp_path, "<5", "le", "0.5 mg/dL", unit="mg/dL")
+    assert (got.value, got.note) == (True, "<0.5 ≤ 0.5 mg/dL")
+
+
+def test_a_rule_reading_a_censored_rule_shows_its_bound_and_qualifier(tmp_path: Path) -> None:
+    write_rule(tmp_path / "rules", "crp", LATEST)
+    got = _both(tmp_path, [_crp("<5")], {"rule": "crp"})
+    assert (got.value, got.qualifier, got.why) == (5.0, "<", None)
+
+
+def test_arithmetic_over_a_censored_rule_stays_unknown(tmp_path: Path) -> None:
+    write_rule(tmp_path / "rules", "crp", LATEST)
+    got = _both(tmp_path, [_crp("<5")], {"le": [{"add": [{"rule": "crp"}, "1 mg/L"]}, "100 mg/L"]})
+    assert (got.value, got.why) == (
+        None,
+        "CRP <5 mg/L on 2009-03-01 is censored: its exact value is not known",
+    )
+
+
+def test_a_censored_value_at_the_anchor_is_decided_by_its_whole_range(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp("<5"), ANAKINRA_START], {"le": [AT_START, "10 mg/L"]})
+    assert (got.value, got.why) == (True, None)
+
+
+def test_an_undecided_censored_value_at_the_anchor_names_the_anchor_and_the_value(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp("<5"), ANAKINRA_START], {"gt": [AT_START, "3 mg/L"]})
+    assert (got.value, got.why) == (
+        None,
+        "at the anakinra (2009-03-01): CRP <5 mg/L on 2009-03-01 is censored: its exact value is not known",
+    )
+
+
+def test_a_censored_value_at_the_anchor_is_shown_with_its_qualifier(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp(">=200"), ANAKINRA_START], AT_START)
+    assert (got.value, got.qualifier) == (200.0, ">=")
+
+
+def test_coalesce_takes_a_censored_value_as_the_first_with_a_value(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp("<5")], {"coalesce": [LATEST, "50 mg/L"]})
+    assert (got.value, got.qualifier, got.why) == (5.0, "<", None)
+
+
+def test_a_censored_value_through_coalesce_is_decided_by_its_whole_range(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp("<10")], {"lt": [{"coalesce": [LATEST, "50 mg/L"]}, "10 mg/L"]})
+    assert got.value is True
+
+
+def test_a_censored_value_through_coalesce_undecided_is_unknown_naming_it(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp("<=10")], {"lt": [{"coalesce": [LATEST, "50 mg/L"]}, "10 mg/L"]})
+    assert (got.value, got.why) == (
+        None,
+        "CRP <=10 mg/L on 2009-03-01 is censored: its exact value is not known",
+    )
+
+
+def test_coalesce_passes_over_a_missing_value_to_a_censored_one(tmp_path: Path) -> None:
+    huge = {"latest": {"select": {**CRP, "where": {"value": {"gt": "1000 mg/L"}}}, "within": "30 days"}}
+    got = _both(tmp_path, [_crp("<5")], {"le": [{"coalesce": [huge, LATEST]}, "10 mg/L"]})
+    assert got.value is True
+
+
+# ---- first, last, min and max over a window holding a censored value ----------------------------
+
+WINDOW = "30 days"
+
+
+def _window(fn: str) -> dict[str, Any]:
+    return {fn: {"select": CRP, "window": WINDOW}}
+
+
+def test_the_last_value_is_exact_when_an_earlier_one_is_censored(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp("<5", "2009-02-20"), _crp("8")], _window("last"))
+    assert (got.value, got.qualifier) == (8.0, None)
+
+
+def test_the_first_value_is_exact_when_a_later_one_is_censored(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp("8", "2009-02-20"), _crp("<5")], _window("first"))
+    assert (got.value, got.qualifier) == (8.0, None)
+
+
+def test_a_censored_last_value_is_decided_by_its_whole_range(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp("8", "2009-02-20"), _crp("<10")], {"le": [_window("last"), "10 mg/L"]})
+    assert (got.value, got.note) == (True, "<10 ≤ 10 mg/L")
+
+
+def test_a_censored_first_value_undecided_is_unknown_naming_it(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp("<=10", "2009-02-20"), _crp("8")], {"lt": [_window("first"), "10 mg/L"]})
+    assert (got.value, got.why) == (
+        None, "CRP <=10 mg/L on 2009-02-20 is censored: the first of the window is not known",
+    )  # fmt: skip
+
+
+def test_a_censored_last_value_is_shown_with_its_qualifier(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp("8", "2009-02-20"), _crp(">200")], _window("last"))
+    assert (got.value, got.qualifier) == (200.0, ">")
+
+
+def test_the_max_of_a_value_below_a_limit_and_a_greater_exact_one_is_that_one(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp("<5", "2009-02-20"), _crp("8")], _window("max"))
+    assert (got.value, got.qualifier, got.why) == (8.0, None, None)
+
+
+def test_the_max_of_a_value_below_a_limit_and_an_exact_one_at_it_is_that_one(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp("<10", "2009-02-20"), _crp("10")], _window("max"))
+    assert (got.value, got.qualifier) == (10.0, None)
+
+
+def test_the_max_of_a_value_above_a_limit_and_an_exact_one_is_at_least_that_one(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp(">5", "2009-02-20"), _crp("8")], _window("max"))
+    assert (got.value, got.qualifier) == (8.0, ">=")
+
+
+@pytest.mark.parametrize(("op", "threshold", "expected"), [("gt", 7, True), ("ge", 8, True), ("gt", 8, None)])
+def test_the_max_of_a_value_above_a_limit_is_decided_by_its_range(
+    tmp_path: Path, op: str, threshold: float, expected: bool | None
+) -> None:
+    got = _both(tmp_path, [_crp(">5", "2009-02-20"), _crp("8")], {op: [_window("max"), f"{threshold} mg/L"]})
+    assert got.value is expected
+
+
+def test_an_undecided_max_names_the_censored_value(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp(">5", "2009-02-20"), _crp("8")], {"gt": [_window("max"), "9 mg/L"]})
+    assert got.why == "CRP >5 mg/L on 2009-02-20 is censored: the max of the window is not known"
+
+
+def test_the_max_bounded_on_both_sides_is_written_as_its_censored_bound(tmp_path: Path) -> None:
+    """max(<10, 5) lies in [5, 10): written <10, a true statement, so ge 5 stays unknown."""
+    rows = [_crp("<10", "2009-02-20"), _crp("5")]
+    got = _both(tmp_path / "value", rows, _window("max"))
+    assert (got.value, got.qualifier) == (10.0, "<")
+    assert _both(tmp_path / "compared", rows, {"ge": [_window("max"), "5 mg/L"]}).value is None
+
+
+def test_the_min_of_a_value_above_a_limit_and_a_smaller_exact_one_is_that_one(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp(">5", "2009-02-20"), _crp("3")], _window("min"))
+    assert (got.value, got.qualifier) == (3.0, None)
+
+
+def test_the_min_of_a_value_below_a_limit_is_below_it(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp("<5", "2009-02-20"), _crp("8")], {"lt": [_window("min"), "5 mg/L"]})
+    assert got.value is True
+
+
+def test_the_sum_of_a_window_holding_a_censored_value_stays_unknown(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp("8", "2009-02-20"), _crp("<5")], {"le": [_window("sum"), "100 mg/L"]})
+    assert got.value is None
+
+
+# ---- the extreme of censored values ---------------------------------------------------------------
+
+VALUES = st.lists(QUALIFIED, min_size=1, max_size=4)
+
+
+def _sql_extreme(con: duckdb.DuckDBPyConnection, fn: str, values: list[tuple[str | None, float]]) -> Any:
+    rows = ", ".join(f"({v}::DOUBLE, {'NULL' if q is None else repr(q)}::VARCHAR)" for q, v in values)
+    exact, q, bound = censored.extreme_sql(fn, "v", "q")
+    row = con.execute(f"SELECT {exact}, {q}, {bound} FROM (VALUES {rows}) t(v, q)").fetchone()
+    assert row is not None
+    return row
+
+
+@settings(max_examples=300, deadline=None)
+@given(fn=st.sampled_from(["min", "max"]), values=VALUES)
+def test_the_sql_extreme_is_the_python_one(fn: str, values: list[tuple[str | None, float]]) -> None:
+    x, q = censored.extreme(fn, [(v, qq) for qq, v in values])
+    with duckdb.connect() as con:
+        assert _sql_extreme(con, fn, values) == ((x, None, None) if q is None else (None, q, x))
+
+
+NUMBERS = [-2.0, -1.0, -0.5, 0.0, 2.5, 5.0, 7.5, 10.0, 12.0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fn=st.sampled_from(["min", "max"]),
+    values=VALUES,
+    picks=st.lists(st.sampled_from(NUMBERS), min_size=4, max_size=4),
+)
+def test_the_extreme_holds_every_extreme_of_numbers_the_values_stand_for(
+    fn: str, values: list[tuple[str | None, float]], picks: list[float]
+) -> None:
+    """Soundness: any numbers the values may be have their min or max inside the range
+    ``extreme`` gives (exact: that very number)."""
+    numbers = []
+    for (q, v), pick in zip(values, picks, strict=False):
+        n = v if q is None else pick
+        r = censored.of(v, q)
+        if not ((n > r.lo if r.lo_open else n >= r.lo) and (n < r.hi if r.hi_open else n <= r.hi)):
+            return  # this pick is not a number the value stands for
+        numbers.append(n)
+    x, q = censored.extreme(fn, [(v, qq) for qq, v in values])
+    got = max(numbers) if fn == "max" else min(numbers)
+    assert censored.decide("eq", censored.of(got, None), censored.of(x, q)) is not False
+
+
+def test_an_exact_extreme_is_the_number_of_the_values() -> None:
+    assert censored.extreme("max", [(5.0, "<"), (8.0, None)]) == (8.0, None)
+    assert censored.extreme("max", [(5.0, "<"), (5.0, None)]) == (5.0, None)
+    assert censored.extreme("min", [(5.0, ">"), (5.0, None)]) == (5.0, None)
+
+
+def test_a_tie_of_a_strict_and_a_closed_bound_gives_the_extreme_its_range() -> None:
+    assert censored.extreme("max", [(5.0, ">"), (5.0, ">=")]) == (5.0, ">")
+    assert censored.extreme("max", [(5.0, "<"), (5.0, "<=")]) == (5.0, "<=")
+    assert censored.extreme("min", [(5.0, "<"), (5.0, "<=")]) == (5.0, "<")
+    assert censored.extreme("min", [(5.0, ">"), (5.0, ">=")]) == (5.0, ">=")

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from tests.engine_support import disagreement, same_number, store_with, write_rule
 from timeline.engine.compiler import Compiler
 from timeline.engine.evaluate import Result, Session
-from timeline.engine.replay import EPS, Reference, add_months, end_of_day
+from timeline.engine.replay import EPS, Reference, Val, add_months, end_of_day
 from timeline.ingest import correct
 from timeline.language import ast
 from timeline.language.loader import RuleSet, load_rules, walk
@@ -714,23 +714,37 @@ def values(points: list[tuple[str, datetime]]) -> str:
 def every_node(
     session: Session, ruleset: RuleSet, rule_ids: list[str], points_sql: str, evidence: bool = True
 ) -> list[tuple[Any, ...]]:
-    """(node, patient, q, value, why, evidence, note) of every node of the rules at every point: the
-    compiler's per-node relations, so a wrong inner value is caught even when the root hides it."""
+    """(node, patient, q, value, why, evidence, note, censored) of every node of the rules at every
+    point: the compiler's per-node relations, so a wrong inner value is caught even when the root
+    hides it. ``censored``: a censored value's (qualifier, bound) where the node keeps one
+    (``Compiler.carries``: a latest, first, last, min or max of a lab's values, and a rule
+    reference, at_anchor or coalesce passing one on), else (None, None)."""
     nodes = {n.nid: n for rid in rule_ids for n in walk(ruleset.rules[rid].define) if isinstance(n, ast.Node)}
     session.con.execute(f"CREATE OR REPLACE TEMP TABLE tl_nodes AS {points_sql}")
     comp = Compiler(ruleset, session.store.current_sql(session.high_water, columns=session.columns), evidence)
     comp.add("pts", "SELECT DISTINCT patient_id, q FROM tl_nodes")
     parts = [
-        f"SELECT {nid} AS nid, patient_id, q, b, x, why, list_distinct(ev), note FROM {comp.node(node, 'pts')}"
+        f"SELECT {nid} AS nid, patient_id, q, b, x, why, list_distinct(ev), note, "
+        f"{'cq, cx' if comp.carries(node) else 'NULL::VARCHAR, NULL::DOUBLE'} FROM {comp.node(node, 'pts')}"
         for nid, node in nodes.items()
     ]
     rows = session.con.execute(f"{comp.out.with_sql()}\n{' UNION ALL '.join(parts)}").fetchall()
     out = []
-    for nid, patient, q, b, x, why, ev, detail in rows:
+    for nid, patient, q, b, x, why, ev, detail, cq, cx in rows:
         node = nodes[nid]
         value = b if ruleset.types[nid].kind == "bool" else x
-        out.append((node, patient, q, value, why if value is None else None, ev or [], detail))
+        out.append((node, patient, q, value, why if value is None else None, ev or [], detail, (cq, cx)))
     return out
+
+
+def censored_disagreement(kept: tuple[str | None, float | None], want: Val) -> str | None:
+    """How a node's censored value (qualifier, bound) in the engine differs from the reference's."""
+    cq, cx = kept
+    if cq != want.qualifier or (cx is None) != (want.bound is None):
+        return f"censored value: engine {cq}{cx}, reference {want.qualifier}{want.bound}"
+    if cx is not None and want.bound is not None and not same_number(cx, want.bound):
+        return f"bound: engine {cx!r}, reference {want.bound!r}"
+    return None
 
 
 def tree_nodes(tree: dict[str, Any]) -> list[dict[str, Any]]:
@@ -807,11 +821,12 @@ def test_engine_agrees_with_the_reference_evaluator(data: st.DataObject, tl: Tim
             for got in results:
                 problem = disagreement(got, refs[got.patient_id].rule(got.rule_id, got.q))
                 assert problem is None, f"{got.rule_id} for {got.patient_id} at {got.q}: {problem}"
-            for node, patient, q, value, why, ev, detail in every_node(
+            for node, patient, q, value, why, ev, detail, kept in every_node(
                 session, ruleset, rules.ids, values(points)
             ):
                 got = Result(node.path, patient, "", q, "", value, None, why, ev, detail)
-                problem = disagreement(got, refs[patient].evaluate(node, q))
+                want = refs[patient].evaluate(node, q)
+                problem = disagreement(got, want) or censored_disagreement(kept, want)
                 assert problem is None, f"{node.path} ({type(node).__name__}) for {patient} at {q}: {problem}"
             patient, q = data.draw(st.sampled_from(points), label="explained point")
             rid = data.draw(st.sampled_from(rules.ids), label="explained rule")
@@ -844,11 +859,12 @@ def test_engine_without_evidence_has_the_reference_values_and_reasons(tl: Timeli
             for got in results:
                 problem = disagreement(got, refs[got.patient_id].rule(got.rule_id, got.q), evidence=False)
                 assert problem is None, f"{got.rule_id} for {got.patient_id} at {got.q}: {problem}"
-            for node, patient, q, value, why, _, _ in every_node(
+            for node, patient, q, value, why, _, _, kept in every_node(
                 session, ruleset, rules.ids, values(points), evidence=False
             ):
                 got = Result(node.path, patient, "", q, "", value, None, why, [])
-                problem = disagreement(got, refs[patient].evaluate(node, q), evidence=False)
+                want = refs[patient].evaluate(node, q)
+                problem = disagreement(got, want, evidence=False) or censored_disagreement(kept, want)
                 assert problem is None, f"{node.path} ({type(node).__name__}) for {patient} at {q}: {problem}"
 
 

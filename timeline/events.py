@@ -160,13 +160,31 @@ class Assessment(_Measurement):
     code: str
 
 
+# how a censored value's qualifier may be written, beside its two-character forms
+_QUALIFIER_SPELLINGS = {"≤": "<=", "≥": ">="}
+
+
+def _spelt_qualifier(value: Any) -> Any:
+    """A qualifier as ingest reads one: ``≤`` and ``≥`` are ``<=`` and ``>=``."""
+    return _QUALIFIER_SPELLINGS.get(value, value) if isinstance(value, str) else value
+
+
 class Lab(_Measurement):
-    """A lab result by LOINC code, in any UCUM unit; optional reference range (same unit)."""
+    """A lab result by LOINC code, in any UCUM unit; optional reference range (same unit).
+
+    ``qualifier``: a censored value (``value=5, qualifier="<"`` is ``<5``: below the lab's
+    limit of 5), as a file's ``value`` writes it: stored as its bound and the qualifier, and
+    hashed with it (an exact value, without one, keeps the hash and id it had before)."""
 
     kind: Literal["lab"]
     code: str
     ref_low: float | None = None
     ref_high: float | None = None
+    qualifier: Literal["<", "<=", ">", ">="] | None = Field(
+        default=None, description="a censored value's: <, <=, >, >= (also ≤, ≥); none for an exact value"
+    )
+
+    _check_qualifier = field_validator("qualifier", mode="before")(_spelt_qualifier)
 
 
 class MasEpisode(EventBase):
@@ -243,6 +261,10 @@ Event = Annotated[
     Field(discriminator="kind"),
 ]
 
+# Fields of a model that are no native column of their own: a lab's ``qualifier`` is written
+# in its ``value`` (``<5``), as a file writes it (see to_native_row).
+MODEL_ONLY = frozenset({"qualifier"})
+
 # Native columns, in file order, with the DuckDB type each is cast to.
 COLUMN_TYPES: dict[str, str] = {
     "event_id": "VARCHAR",
@@ -288,14 +310,20 @@ def kind_fields(kind: str) -> tuple[set[str], set[str]]:
     model = KINDS[kind]
     common = set(EventBase.model_fields) | {"kind"}
     required = {n for n, f in model.model_fields.items() if f.is_required() and n not in common}
-    allowed = set(model.model_fields) - common
+    allowed = set(model.model_fields) - common - MODEL_ONLY
     return required, allowed
 
 
 def to_native_row(event: EventBase) -> dict[str, Any]:
-    """The event as a row of native columns (absent fields are None)."""
+    """The event as a row of native columns (absent fields are None). A censored lab value is
+    written as a file writes it, its qualifier before the number (``<5``), so ingest stores
+    and hashes it exactly as it does a file's."""
     data = event.model_dump()
-    return {col: data.get(col) for col in NATIVE_COLUMNS}
+    row = {col: data.get(col) for col in NATIVE_COLUMNS}
+    qualifier = data.get("qualifier")
+    if qualifier is not None:
+        row["value"] = f"{qualifier}{data['value']!r}"
+    return row
 
 
 def frequency_codes() -> tuple[str, ...]:
@@ -304,5 +332,5 @@ def frequency_codes() -> tuple[str, ...]:
 
 for _model in EVENT_MODELS:
     for _name in _model.model_fields:
-        if _name not in COLUMN_TYPES:  # pragma: no cover - guards future kinds
+        if _name not in COLUMN_TYPES and _name not in MODEL_ONLY:  # pragma: no cover - guards future kinds
             raise RuntimeError(f"{_model.__name__}.{_name} has no native column type")

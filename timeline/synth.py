@@ -2114,10 +2114,10 @@ def _simulate(
 ) -> tuple[list[dict[str, Any] | None], list[bool]] | list[RowError]:
     """An event's amendments applied in turn, from ``state`` (a native row; None: retracted),
     writing nothing: (the versions they write, whether each one writes), or their problems."""
-    from timeline.events import KINDS
+    from timeline.events import KINDS, MODEL_ONLY
     from timeline.ingest import _same_native
 
-    allowed = set(KINDS[kind].model_fields) if kind in KINDS else set(NATIVE_COLUMNS)
+    allowed = set(KINDS[kind].model_fields) - MODEL_ONLY if kind in KINDS else set(NATIVE_COLUMNS)
     written: list[dict[str, Any] | None] = []
     writes: list[bool] = []
     errors: list[RowError] = []

@@ -25,6 +25,8 @@ from timeline.cohort.cif import CENSORED, COMPETING, EVENT, CifCurve, aalen_joha
 from timeline.cohort.km import Curve, kaplan_meier
 from timeline.cohort.rates import incidence_rate
 from timeline.cohort.spec import CohortSpec, Outcome, TimeToEvent, slug
+from timeline.engine.censored import extreme
+from timeline.engine.censored import of as range_of
 from timeline.engine.compiler import Compiler, q_
 from timeline.engine.evaluate import ENGINE_MEMORY_LIMIT, Result, Session, staged
 from timeline.errors import UsageError
@@ -1350,11 +1352,16 @@ class _Run:
                 out.append(_cell(f"baseline.{b.id}{suffix}", "baseline", b.id, "", gid, b.label,
                                  "the group, at the index", yes, ids, unk))  # fmt: skip
                 continue
-            known = {p: float(r.value) for p, r in vals.items() if r is not None and r.value is not None}
+            # a censored value (<5) is known as a range: its bound and qualifier
+            known = {
+                p: (float(r.value), r.qualifier)
+                for p, r in vals.items()
+                if r is not None and r.value is not None
+            }
             unit = rule.value_type.unit
             c = _cell(f"baseline.{b.id}{suffix}", "baseline", b.id, "", gid, b.label,
                       "the group, at the index (n: value known)", list(known), ids, unk)  # fmt: skip
-            c.stats = {**_summary(list(known.values())), "unit": unit}
+            c.stats = {**_censored_summary(list(known.values())), "unit": unit}
             out.append(c)
         months = {
             f.patient_id: (f.fu_end - f.index_date).days / 30.4375  # rounded once, in _summary
@@ -1930,6 +1937,37 @@ def _summary(values: list[float]) -> dict[str, Any]:
         "median": round(statistics.median(values), 2),
         "min": round(min(values), 2),
         "max": round(max(values), 2),
+    }
+
+
+def _censored_summary(values: list[tuple[float, str | None]]) -> dict[str, Any]:
+    """:func:`_summary` of values some of which may be censored (``(5, "<")`` for ``<5``),
+    each standing for the range of numbers beyond its bound. Without one, :func:`_summary`.
+    With one: ``min`` and ``max`` are those of every number the values may be
+    (:func:`timeline.engine.censored.extreme`: exact, or a bound with ``min_qualifier`` /
+    ``max_qualifier``: the max of ``<5`` and 8 is 8, of ``>5`` and 8 ``>=8``); the median is
+    given only where it is the same whatever numbers the censored values stand for (each put
+    at the low end of its range, then at the high end: a median is monotone in every value,
+    so equal medians are it — ``<5``, 6, 8 have the median 6), else None; the mean, which
+    every number moves, is None. ``censored``: how many values are; ``not_determined``: the
+    figures left None by them."""
+    if all(q is None for _, q in values):
+        return _summary([v for v, _ in values])
+    ranges = [range_of(v, q) for v, q in values]
+    low = statistics.median([r.lo for r in ranges])
+    high = statistics.median([r.hi for r in ranges])
+    median = round(low, 2) if low == high and math.isfinite(low) else None
+    lo, lo_q = extreme("min", values)
+    hi, hi_q = extreme("max", values)
+    return {
+        "mean": None,
+        "median": median,
+        "min": round(lo, 2),
+        "min_qualifier": lo_q,
+        "max": round(hi, 2),
+        "max_qualifier": hi_q,
+        "censored": sum(1 for _, q in values if q is not None),
+        "not_determined": ["mean", *(["median"] if median is None else [])],
     }
 
 

@@ -114,3 +114,64 @@ def decide_sql(op: str, a: RangeSql, b: RangeSql) -> str:
 def shown(value: str, qualifier: str | None) -> str:
     """A value as notes and messages write it: ``<5``, ``>=2000``, ``7``."""
     return f"{qualifier or ''}{value}"
+
+
+def extreme(fn: str, values: list[tuple[float, str | None]]) -> tuple[float, str | None]:
+    """The ``min`` or ``max`` of values some of which may be censored, as a value and
+    qualifier: exact where every number of the ranges gives the same extreme (the max of
+    ``<5`` and 8 is 8), else the range of the extreme, written as one bound (the max of
+    ``>5`` and 8 is ``>=8``; of ``<5`` and ``<=7``, ``<=7``). Of the max, the lowest it can be
+    is the greatest low end, the highest the greatest high end (min: the least of each); a
+    tie takes the open end for the low end of a max (``>5`` and 5 give more than 5) and the
+    closed one for its high end (``<5`` and ``<=5`` can give 5), and the converse for a min.
+
+    A range bounded on both sides (the max of ``<10`` and an exact 5 lies in ``[5, 10)``) is
+    written as its bound on the censored side (``<10``): a true statement, less exact than
+    the range, so that a comparison it leaves undecided (``ge 5``) is unknown. ``values``
+    is not empty."""
+    rs = [of(v, q) for v, q in values]
+    top = fn == "max"
+    los = [r.lo for r in rs]
+    his = [r.hi for r in rs]
+    lo = max(los) if top else min(los)
+    hi = max(his) if top else min(his)
+    lo_open = any(r.lo_open for r in rs if r.lo == lo) if top else all(r.lo_open for r in rs if r.lo == lo)
+    hi_open = all(r.hi_open for r in rs if r.hi == hi) if top else any(r.hi_open for r in rs if r.hi == hi)
+    return _written(top, lo, lo_open, hi, hi_open)
+
+
+def _written(top: bool, lo: float, lo_open: bool, hi: float, hi_open: bool) -> tuple[float, str | None]:
+    if lo == hi:
+        return lo, None
+    # the side that reaches infinity is the censored one; bounded on both, the side a
+    # censored value bounds: the high end of a max (a ``<`` value), the low end of a min
+    below = hi != math.inf and (lo == -math.inf or top)
+    if below:
+        return hi, "<" if hi_open else "<="
+    return lo, ">" if lo_open else ">="
+
+
+def extreme_sql(fn: str, value: str, qualifier: str) -> tuple[str, str, str]:
+    """SQL aggregates of :func:`extreme` over the rows' ``value`` and ``qualifier``
+    expressions: (the exact value or NULL, the qualifier or NULL, the bound or NULL)."""
+    r = of_sql(value, qualifier)
+    agg = "max" if fn == "max" else "min"
+    top = fn == "max"
+    lo, hi = f"{agg}({r.lo})", f"{agg}({r.hi})"
+    lo_o = f"{agg}({r.lo}) FILTER (WHERE {r.lo_open})"
+    lo_c = f"{agg}({r.lo}) FILTER (WHERE NOT {r.lo_open})"
+    hi_o = f"{agg}({r.hi}) FILTER (WHERE {r.hi_open})"
+    hi_c = f"{agg}({r.hi}) FILTER (WHERE NOT {r.hi_open})"
+    if top:  # open at a tie of the low end if any is; closed at the high end if any is
+        lo_open = f"coalesce({lo_o} = {lo}, false)"
+        hi_open = f"NOT coalesce({hi_c} = {hi}, false)"
+        below = f"({hi} != 'infinity'::DOUBLE)"
+    else:
+        lo_open = f"NOT coalesce({lo_c} = {lo}, false)"
+        hi_open = f"coalesce({hi_o} = {hi}, false)"
+        below = f"({lo} = '-infinity'::DOUBLE)"
+    exact = f"CASE WHEN {lo} = {hi} THEN {lo} END"
+    q = f"""CASE WHEN {lo} = {hi} THEN NULL WHEN {below} THEN CASE WHEN {hi_open} THEN '<' ELSE '<=' END
+                 ELSE CASE WHEN {lo_open} THEN '>' ELSE '>=' END END"""
+    bound = f"CASE WHEN {lo} = {hi} THEN NULL WHEN {below} THEN {hi} ELSE {lo} END"
+    return exact, q, bound

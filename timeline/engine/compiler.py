@@ -102,11 +102,37 @@ def counts_compared(node: ast.Node) -> bool:
     )
 
 
-def reads_censored(node: ast.Node) -> bool:
-    """Whether a comparison's operand reads a censored value itself: ``latest`` of ``value``,
-    whose relation carries ``cq`` and ``cx``, a censored value's qualifier and bound (its ``x``
-    is NULL: the exact value is not known)."""
-    return isinstance(node, ast.Latest) and node.field == "value"
+def reads_censored(node: ast.Node, rules: RuleSet, memo: dict[int, bool] | None = None) -> bool:
+    """Whether a node's value may be a censored value, kept as one: its relation carries ``cq``
+    and ``cx``, a censored value's qualifier and bound (its ``x`` is NULL: the exact value is
+    not known), which a comparison reading the node decides on where it can. A ``latest`` of
+    ``value``; ``first``, ``last``, ``min`` and ``max`` of a window's values (see
+    :func:`timeline.engine.censored.extreme`); and, where what they pass on may be one, a rule
+    reference (the rule's value), ``at_anchor`` (its expression's) and ``coalesce`` (the
+    first item with a value). Anything else over a censored value (arithmetic, ``clip``,
+    ``pct_change``, ``mean``, ``sum``) is unknown. ``memo``: answers by node id."""
+    if memo is not None and node.nid in memo:
+        return memo[node.nid]
+    if isinstance(node, ast.Latest):
+        found = node.field == "value"
+    elif isinstance(node, ast.Aggregate):
+        found = node.field == "value" and node.fn in CENSORED_AGGREGATES and not node.spans
+    elif isinstance(node, ast.RuleRef):
+        found = reads_censored(rules.rules[node.rule].define, rules, memo)
+    elif isinstance(node, ast.AtAnchor):
+        found = reads_censored(node.expr, rules, memo)
+    elif isinstance(node, ast.Coalesce):
+        found = any(reads_censored(i, rules, memo) for i in node.items)
+    else:
+        found = False
+    if memo is not None:
+        memo[node.nid] = found
+    return found
+
+
+# aggregates whose value is one of the window's values (first, last) or an extreme of them
+# (min, max): over censored values, still a value or a range (timeline.engine.censored.extreme)
+CENSORED_AGGREGATES = ("first", "last", "min", "max")
 
 
 def censored_why(value: str, what: str | None = None) -> str:
@@ -187,6 +213,7 @@ class Compiler:
         # relations that carry a censored value's qualifier and bound (cq, cx): a ``latest`` of
         # a ``value``, and a rule's conversion of one (for explanations)
         self.censored_relations: set[str] = set()
+        self._carries: dict[int, bool] = {}
         self.add("ev", events_sql)
 
     # ---- plumbing
@@ -235,7 +262,11 @@ class Compiler:
         """Whether a rule's value may be a censored value: it is a ``latest`` of a ``value``
         itself, so its relation (from :meth:`rule`) carries ``cq`` and ``cx``, which a state
         shows as ``<5 mg/L``."""
-        return reads_censored(self.rules.rules[rule_id].define)
+        return self.carries(self.rules.rules[rule_id].define)
+
+    def carries(self, node: ast.Node) -> bool:
+        """Whether ``node``'s relation carries a censored value (:func:`reads_censored`)."""
+        return reads_censored(node, self.rules, self._carries)
 
     def rule_at(self, rule_id: str, points: str) -> str:
         """A rule's value at ``points``: evaluated there, or — for dense points (histories) —
@@ -306,10 +337,10 @@ class Compiler:
         method: Callable[[Any, str], str] | None = getattr(self, "_" + type(node).__name__, None)
         if method is None:
             raise Unsupported(f"the engine cannot compile {type(node).__name__} nodes")
-        sql = self.values_only(method(node, points), self.type(node).kind, censored=reads_censored(node))
+        sql = self.values_only(method(node, points), self.type(node).kind, censored=self.carries(node))
         name = self.add(self.fresh("n"), sql)
         self.out.names[key] = name
-        if reads_censored(node):
+        if self.carries(node):
             self.censored_relations.add(name)
         return name
 
@@ -530,7 +561,7 @@ class Compiler:
         # a censored value (only ``value`` has one): unknown, its qualifier and bound beside
         extra = (
             f", CASE WHEN {fresh} THEN s.cq END AS cq, CASE WHEN {fresh} AND s.cq IS NOT NULL THEN s.val END AS cx"
-            if reads_censored(node)
+            if self.carries(node)
             else ""
         )
         return f"""SELECT p.patient_id, p.q, NULL::BOOLEAN AS b,
@@ -657,6 +688,18 @@ class Compiler:
             if cut
             else ", NULL::VARCHAR AS cut"
         )
+        # first, last: the value picked may be censored (the others do not matter); min, max:
+        # the extreme of the ranges, exact or a range (censored.extreme)
+        if cut and node.fn in ("first", "last"):
+            by = "(s.t, -s.asserted_seq)" if node.fn == "first" else "(s.t, s.asserted_seq)"
+            pick = "arg_min" if node.fn == "first" else "arg_max"
+            censored_col += (
+                f", {pick}({{'q': s.value_qualifier, 'v': s.value, 'shown': {shown}}}, {by}) AS pk"
+            )
+        elif cut and node.fn in ("min", "max"):
+            exact, cq, cx = censored.extreme_sql(node.fn, fld, "s.value_qualifier")
+            censored_col += f", {exact} AS ex, {cq} AS ecq, {cx} AS ecx"
+
         grouped = f"""SELECT p.patient_id, p.q{anchor_cols}, {lo} AS lo, {hi} AS hi, {agg} AS agg, count(s.seq) AS n{censored_col},
                 {self.evs("list(s.seq ORDER BY s.t, s.asserted_seq) FILTER (WHERE s.seq IS NOT NULL)")} AS evs
             FROM {base} p LEFT JOIN {src} s ON s.patient_id = p.patient_id AND {cond} AND s.t <= p.q
@@ -671,6 +714,7 @@ class Compiler:
         incomplete = "g.hi > g.q"
         # an anchored window without its anchor has no bounds
         unbounded = "g.ta IS NULL" if node.window.anchor is not None else "FALSE"
+        bound = ""
         if node.fn == "exists":
             value = f"CASE WHEN g.n > 0 THEN true WHEN {incomplete} THEN NULL WHEN {unbounded} THEN NULL ELSE false END"
             why = f"""CASE WHEN g.n > 0 THEN NULL {no_anchor}
@@ -683,7 +727,17 @@ class Compiler:
             cols = f"NULL::BOOLEAN AS b, {value} AS x"
         else:
             value = "CASE WHEN g.n > 0 AND g.cut IS NULL THEN g.agg END"
-            why = f"""CASE WHEN g.n > 0 AND g.cut IS NOT NULL THEN {censored_why("g.cut", f"the {node.fn} of the window")}
+            # a censored value that leaves the value unknown, as SQL text naming it
+            named = "g.cut"
+            if cut and node.fn in ("first", "last"):
+                value = "CASE WHEN g.n > 0 AND (g.cut IS NULL OR g.pk.q IS NULL) THEN g.agg END"
+                named = "CASE WHEN g.pk.q IS NOT NULL THEN g.pk.shown END"
+                bound = ", CASE WHEN g.n > 0 THEN g.pk.q END AS cq, CASE WHEN g.n > 0 AND g.pk.q IS NOT NULL THEN g.pk.v END AS cx"
+            elif cut and node.fn in ("min", "max"):
+                value = "CASE WHEN g.n > 0 THEN CASE WHEN g.cut IS NULL THEN g.agg ELSE g.ex END END"
+                named = "CASE WHEN g.ecq IS NOT NULL THEN g.cut END"
+                bound = ", CASE WHEN g.n > 0 THEN g.ecq END AS cq, CASE WHEN g.n > 0 THEN g.ecx END AS cx"
+            why = f"""CASE WHEN g.n > 0 AND {named} IS NOT NULL THEN {censored_why(named, f"the {node.fn} of the window")}
                  WHEN g.n > 0 THEN NULL {no_anchor}
                  ELSE {q_(f"no {name} in the window")} END"""
             cols = f"NULL::BOOLEAN AS b, {value} AS x"
@@ -692,7 +746,7 @@ class Compiler:
             evs = f"list_concat(CASE WHEN g.aseq IS NULL THEN {EMPTY} ELSE [g.aseq] END, {evs})"
         note = self.note(f"{q_(f'{node.fn} of {name}: ')} || g.n || ' event(s) in the window'")
         evs = self.evs(evs)
-        return f"""SELECT g.patient_id, g.q, {cols}, {why} AS why, {evs} AS ev, g.lo, least(g.hi, g.q) AS hi, {note} AS note FROM {g} g"""
+        return f"""SELECT g.patient_id, g.q, {cols}, {why} AS why, {evs} AS ev, g.lo, least(g.hi, g.q) AS hi, {note} AS note{bound} FROM {g} g"""
 
     def ordered(self, node: ast.Aggregate) -> bool:
         """Whether an aggregate orders the events of one instant (by the order they were
@@ -860,8 +914,10 @@ class Compiler:
         items: tuple[ast.Node, ...] | list[ast.Node],
         points: str,
         scales: list[Conversion | None] | None = None,
+        censored: bool = False,
     ) -> str:
-        """The items side by side: (patient_id, q, b0, x0, why0, ev0, b1, …). Every node has
+        """The items side by side: (patient_id, q, b0, x0, why0, ev0, b1, …); ``censored``:
+        with each item's ``cq`` and ``cx`` too, as ``cq0``, ``cx0``, … (see reads_censored). Every node has
         exactly one row per point of its points relation, so the items join one to one on
         (patient_id, q) — a few hash joins, where a union grouped by point with list and string
         aggregates cost ~1 ms per relation for one patient and ~0.1 s per 40k points."""
@@ -874,6 +930,13 @@ class Compiler:
             if conv is not None:
                 x = conv.sql(x)
             cols.append(f"c{i}.b AS b{i}, {x} AS x{i}, c{i}.why AS why{i}, {self.evs(f'c{i}.ev')} AS ev{i}")
+            if censored:  # a censored value's qualifier and bound (NULL for an item without one)
+                cx = f"c{i}.cx" if conv is None else conv.sql(f"c{i}.cx")
+                cols.append(
+                    f"c{i}.cq AS cq{i}, {cx} AS cx{i}"
+                    if self.carries(item)
+                    else f"NULL::VARCHAR AS cq{i}, NULL::DOUBLE AS cx{i}"
+                )
             src += f"{child} c{i}" if i == 0 else f" JOIN {child} c{i} USING (patient_id, q)"
         return f"SELECT patient_id, q, {', '.join(cols)} FROM {src}"
 
@@ -1001,7 +1064,7 @@ class Compiler:
         lit = self.literal(node.right)
         words = display_unit(unit)
         shown = f" {words}" if words else ""
-        if reads_censored(node.left) or (lit is None and reads_censored(node.right)):
+        if self.carries(node.left) or (lit is None and self.carries(node.right)):
             return self._compare_censored(node, left, points, lit is not None, shown)
         if lit is not None:
             rhs = self.threshold(node.right, unit)
@@ -1032,9 +1095,9 @@ class Compiler:
 
         def side(alias: str, item: ast.Node, conv: Conversion | None) -> tuple[str, str]:
             """(the number compared, rounded, and the qualifier) of one operand."""
-            x = f"coalesce({alias}.x, {alias}.cx)" if reads_censored(item) else f"{alias}.x"
+            x = f"coalesce({alias}.x, {alias}.cx)" if self.carries(item) else f"{alias}.x"
             x = x if conv is None else conv.sql(x)
-            return f"round({x}, 9)", f"{alias}.cq" if reads_censored(item) else "NULL::VARCHAR"
+            return f"round({x}, 9)", f"{alias}.cq" if self.carries(item) else "NULL::VARCHAR"
 
         lx, lq = side("l", node.left, None)
         if literal:
@@ -1140,20 +1203,37 @@ class Compiler:
         return f"SELECT patient_id, q, NULL::BOOLEAN AS b, {x} AS x, why, ev, lo, hi, {note} AS note FROM {child}"
 
     def _Coalesce(self, node: ast.Coalesce, points: str) -> str:
-        """The first item with a value, its evidence; unknown if none has one."""
+        """The first item with a value, its evidence; unknown if none has one. A censored value
+        is a value (only not an exact one): the first item may be one, and is then taken, its
+        qualifier, bound and reason with it (see reads_censored)."""
         n = range(len(node.items))
-        none = " AND ".join(f"b{i} IS NULL AND x{i} IS NULL" for i in n)
-        ev = (
-            "CASE "
-            + " ".join(f"WHEN b{i} IS NOT NULL OR x{i} IS NOT NULL THEN ev{i}" for i in n)
-            + f" ELSE {EMPTY} END"
-        )
+        carries = self.carries(node)
+        has = [
+            f"(b{i} IS NOT NULL OR x{i} IS NOT NULL{f' OR cq{i} IS NOT NULL' if carries else ''})" for i in n
+        ]
+        none = " AND ".join(f"NOT {h}" for h in has)
+        ev = "CASE " + " ".join(f"WHEN {has[i]} THEN ev{i}" for i in n) + f" ELSE {EMPTY} END"
         src, why = self.ordered_reasons(
-            self.joined(node.items, points), [f"CASE WHEN {none} THEN why{i} END" for i in n]
+            self.joined(node.items, points, censored=carries),
+            [f"CASE WHEN {none} THEN why{i} END" for i in n],
         )
+        x = f"coalesce({', '.join(f'x{i}' for i in n)})"
+        bound = ""
+        if carries:  # the picked item's: a censored one has no x, its reason says why
+
+            def pick(col: str) -> str:
+                return "CASE " + " ".join(f"WHEN {has[i]} THEN {col}{i}" for i in n) + " END"
+
+            x = pick("x")
+            why = (
+                f"coalesce({why}, CASE "
+                + " ".join(f"WHEN {has[i]} THEN CASE WHEN cq{i} IS NOT NULL THEN why{i} END" for i in n)
+                + " END)"
+            )
+            bound = f", {pick('cq')} AS cq, {pick('cx')} AS cx"
         return f"""SELECT patient_id, q, coalesce({", ".join(f"b{i}" for i in n)}) AS b,
-                coalesce({", ".join(f"x{i}" for i in n)}) AS x, {why} AS why,
-                {self.evs(ev)} AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, NULL AS note
+                {x} AS x, {why} AS why,
+                {self.evs(ev)} AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, NULL AS note{bound}
             FROM ({src})"""
 
     def _UnknownUnless(self, node: ast.UnknownUnless, points: str) -> str:
@@ -1207,6 +1287,12 @@ class Compiler:
                      ELSE list_concat([a.aseq], coalesce(e.ev, {EMPTY})) END"""
         at_text = f"""{q_(label)} || strftime({at}, '%Y-%m-%d') || ')'"""
         note = f"CASE WHEN a.ta IS NOT NULL THEN {at_text} END"
+        # a censored value at the anchor stays one (see reads_censored)
+        bound = (
+            f", CASE WHEN {at} <= a.q THEN e.cq END AS cq, CASE WHEN {at} <= a.q THEN e.cx END AS cx"
+            if self.carries(node)
+            else ""
+        )
         return f"""SELECT a.patient_id, a.q,
                 CASE WHEN {at} <= a.q THEN e.b END AS b,
                 CASE WHEN {at} <= a.q THEN e.x END AS x,
@@ -1215,7 +1301,7 @@ class Compiler:
                      ELSE {at_text} || ': ' || e.why END AS why,
                 {self.evs(ev)} AS ev,
                 e.lo, e.hi,
-                {self.note(note)} AS note
+                {self.note(note)} AS note{bound}
             FROM {a} a LEFT JOIN {inner} e ON e.patient_id = a.patient_id AND e.q = {at}"""
 
     def _HeldFor(self, node: ast.HeldFor, points: str) -> str:

@@ -325,7 +325,7 @@ class Session:
             rule = self.rules.rules[rid]
             v = ref.rule(rid, q)
             # a rule that is a censored value shows it: its bound and qualifier (<5 mg/L)
-            shown = reads_censored(rule.define) and v.qualifier is not None
+            shown = reads_censored(rule.define, self.rules) and v.qualifier is not None
             value = v.bound if shown else v.value
             why = v.why if value is None else None
             ev = sorted(set(v.ev))

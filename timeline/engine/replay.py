@@ -60,7 +60,7 @@ from itertools import chain
 from typing import Any, NamedTuple
 
 from timeline.engine import censored
-from timeline.engine.compiler import DOSE_DECIMALS
+from timeline.engine.compiler import CENSORED_AGGREGATES, DOSE_DECIMALS, reads_censored
 from timeline.engine.crossings import BIRTH, Crossing, anchor_of, crossings
 from timeline.language import ast
 from timeline.language.durations import Duration, add_months, shift
@@ -164,11 +164,6 @@ def _holds(op: str, value: bool) -> str:
     return ast.SHOWN[op if value else ast.OPPOSITE[op]]
 
 
-def _reads_censored(node: ast.Node) -> bool:
-    """Whether a comparison's operand reads a censored value itself: ``latest`` of ``value``."""
-    return isinstance(node, ast.Latest) and node.field == "value"
-
-
 def _censored_why(value: str, what: str | None = None) -> str:
     """Why a censored value leaves a node unknown (the compiler's ``censored_why``)."""
     if what is None:
@@ -222,7 +217,6 @@ _AGGREGATES: dict[str, Callable[[list[float]], float]] = {
     "max": max,
     "sum": math.fsum,
     "mean": lambda v: math.fsum(v) / len(v),
-    "last": lambda v: v[-1],
 }
 
 
@@ -310,6 +304,8 @@ class Reference:
         # durations, units, threshold), found once per node: the replay evaluates a node at
         # hundreds of instants (held_for, a condition's episodes)
         self.plan: dict[int, Any] = {}
+        # whether a node's value may be a censored value, kept as one (compiler.reads_censored)
+        self.carry: dict[int, bool] = {}
 
     # -- entry points
     def rule(self, rule_id: str, q: datetime) -> Val:
@@ -889,16 +885,33 @@ class Reference:
             return Val(None, f"no {name} in the window", ev, note)
         censored_values = node.field == "value" and not node.spans
         cut = next((e for e in found if censored_values and e.get("value_qualifier") is not None), None)
-        if cut is not None:  # a censored value has no exact value to aggregate
-            unit = f" {cut['unit']}" if cut["unit"] else ""
-            what = f"{name} {censored.shown(str(fmt(float(cut['value']))), cut['value_qualifier'])}{unit}"
-            why = _censored_why(f"{what} on {day(cut['occurred_at'])}", f"the {node.fn} of the window")
-            return Val(None, why, ev, note)
-        if node.fn == "first":
-            t0 = found[0]["occurred_at"]
-            x = float([e for e in found if e["occurred_at"] == t0][-1][node.field])
-        else:
-            x = _AGGREGATES[node.fn]([float(e[node.field]) for e in found])
+
+        def why_of(e: Event) -> str:
+            unit = f" {e['unit']}" if e["unit"] else ""
+            what = f"{name} {censored.shown(str(fmt(float(e['value']))), e['value_qualifier'])}{unit}"
+            return _censored_why(f"{what} on {day(e['occurred_at'])}", f"the {node.fn} of the window")
+
+        if node.fn in ("first", "last"):
+            # the value picked by time; censored or not, the others do not matter
+            if node.fn == "first":
+                t0 = found[0]["occurred_at"]
+                e = [e for e in found if e["occurred_at"] == t0][-1]
+            else:
+                e = found[-1]
+            qualifier = e.get("value_qualifier") if censored_values else None
+            if qualifier is not None:
+                return Val(None, why_of(e), ev, note, qualifier, float(e["value"]))
+            return Val(float(e[node.field]), None, ev, note)
+        if cut is not None and node.fn in CENSORED_AGGREGATES:  # min, max: the extreme of the ranges
+            x, qualifier = censored.extreme(
+                node.fn, [(float(e["value"]), e.get("value_qualifier")) for e in found]
+            )
+            if qualifier is None:
+                return Val(x, None, ev, note)
+            return Val(None, why_of(cut), ev, note, qualifier, x)
+        if cut is not None:  # mean, sum: a censored value has no exact value to add
+            return Val(None, why_of(cut), ev, note)
+        x = _AGGREGATES[node.fn]([float(e[node.field]) for e in found])
         return Val(x, None, ev, note)
 
     def _OnDrug(self, node: ast.OnDrug, q: datetime) -> Val:
@@ -1000,8 +1013,13 @@ class Reference:
         if found is None:
             left_t = self.type(node.left)
             words = display_unit(left_t.unit)
-            found = self.plan[node.nid] = (left_t, f" {words}" if words else "")
-        left_t, shown = found
+            # a censored value is compared only where the operand keeps it (reads_censored)
+            carry = (
+                reads_censored(node.left, self.rules, self.carry),
+                reads_censored(node.right, self.rules, self.carry),
+            )
+            found = self.plan[node.nid] = (left_t, f" {words}" if words else "", carry)
+        left_t, shown, (left_carries, right_carries) = found
         left = self.evaluate(node.left, q)
         if left_t.kind == "bool":
             right = self.evaluate(node.right, q)
@@ -1009,8 +1027,7 @@ class Reference:
                 None if left.value is None or right.value is None else CMP[node.op](left.value, right.value)
             )
             return Val(value, _concat([left.why, right.why]), left.ev + right.ev)
-        # a censored value is compared only where the comparison reads its ``latest`` itself
-        left_q = left.qualifier if _reads_censored(node.left) else None
+        left_q = left.qualifier if left_carries else None
         if isinstance(node.right, ast.Const | ast.Param):  # a literal (see ``literal``)
             rhs = self.threshold(node.right, left_t.unit)
             if left_q is not None and left.bound is not None:
@@ -1025,7 +1042,7 @@ class Reference:
             note = f"{fmt(float(left.value))} {_holds(node.op, value)} {fmt(float(rhs))}{shown}"
             return Val(value, left.why, left.ev, note)
         right = self.evaluate(node.right, q)
-        right_q = right.qualifier if _reads_censored(node.right) else None
+        right_q = right.qualifier if right_carries else None
         if (left_q is not None and left.bound is not None) or (
             right_q is not None and right.bound is not None
         ):
@@ -1148,9 +1165,12 @@ class Reference:
 
     def _Coalesce(self, node: ast.Coalesce, q: datetime) -> Val:
         vals = [self.evaluate(i, q) for i in node.items]
-        for v in vals:
+        for v, item in zip(vals, node.items, strict=True):
             if v.value is not None:
                 return Val(v.value, v.why, v.ev)
+            # a censored value is a value, only not an exact one: taken with its range
+            if v.qualifier is not None and reads_censored(item, self.rules, self.carry):
+                return Val(None, v.why, v.ev, None, v.qualifier, v.bound)
         return Val(None, _concat(v.why for v in vals))
 
     def _UnknownUnless(self, node: ast.UnknownUnless, q: datetime) -> Val:
@@ -1198,6 +1218,8 @@ class Reference:
             return Val(None, late, (a["seq"],), note)
         inner = self.evaluate(node.expr, at)
         why = f"{note}: {inner.why}" if inner.why else None
+        if inner.qualifier is not None and reads_censored(node.expr, self.rules, self.carry):
+            return Val(None, why, (a["seq"], *inner.ev), note, inner.qualifier, inner.bound)
         return Val(inner.value, why, (a["seq"], *inner.ev), note)
 
     def _HeldFor(self, node: ast.HeldFor, q: datetime) -> Val:
