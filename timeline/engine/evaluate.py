@@ -418,10 +418,12 @@ class Session:
             return {}
         listed = ", ".join(str(x) for x in sorted(seqs))
         # the patient's current events: tl_ev, which the explanation's relations read (made by
-        # _events_sql for this patient), not read from the store again
+        # _events_sql for this patient), not read from the store again; the events listed are
+        # among them (every seq a relation gives comes from tl_ev), so they are read there too
+        # (from the store, an IN list scanned its seq column: ~5 ms of `explain` at 2.7M events)
         rows = self.con.execute(
             f"""SELECT c.seq, min(l.seq) FROM tl_ev c
-                JOIN (SELECT seq, occurred_at, kind, code FROM events WHERE seq IN ({listed})) l
+                JOIN (SELECT seq, occurred_at, kind, code FROM tl_ev WHERE seq IN ({listed})) l
                   ON c.occurred_at = l.occurred_at AND c.kind = l.kind AND c.code IS NOT DISTINCT FROM l.code
                 WHERE c.seq NOT IN ({listed}) GROUP BY c.seq"""
         ).fetchall()
