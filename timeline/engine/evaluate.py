@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 
 from timeline import codes
-from timeline.engine.compiler import COLUMNS, Compiler, engine_columns, q_, reads_censored
+from timeline.engine.compiler import COLUMNS, ENGINE_COLUMNS, Compiler, engine_columns, q_, reads_censored
 from timeline.errors import ResourceError, UsageError
 from timeline.language import ast
 from timeline.language.loader import RuleSet, param_text
@@ -121,7 +121,9 @@ class Session:
     def _patient_events(self, patient: str) -> list[dict[str, Any]]:
         """The patient's current events as :meth:`state` replays them, read once."""
         if self._events_read is None or self._events_read[0] != patient:
-            self._events_read = (patient, self.store.current_events(patient, self.high_water))
+            # the columns the rules can read (the SQL engine's, and ``route`` for except_routes)
+            found = self.store.current_events(patient, self.high_water, (*ENGINE_COLUMNS, "route"))
+            self._events_read = (patient, found)
         return self._events_read[1]
 
     def _compiler(
