@@ -965,10 +965,13 @@ def only_command(group: typer.Typer, args: list[str]) -> typer.Typer:
 def main() -> NoReturn:
     """Entry point: run the app; end with one exit code and one clean message (cli/exits.py),
     raised as ``SystemExit`` (a program that runs the command line in its own process catches
-    it: the tests do)."""
+    it: the tests do). A plain `state` or `explain` runs as the executable runs it, parsed by
+    cli.fast; any other command line through typer."""
     from cli.exits import run
+    from cli.fast import plain_command
 
-    sys.exit(run(only_command(app, sys.argv[1:]), (Exit, _engine.Exit)))
+    command = plain_command(sys.argv[1:])
+    sys.exit(run(command or only_command(app, sys.argv[1:]), (Exit, _engine.Exit)))
 
 
 # Commands that only read (their store opened read-only, closed before they return) and leave
@@ -977,36 +980,17 @@ _QUICK_EXIT = ("state", "explain")
 
 
 def entry() -> NoReturn:
-    """The `timeline` executable (and ``python -m cli.main``): :func:`main` in a process of its
-    own. `state` and `explain` then end without Python's teardown of the interpreter (every
-    module's objects freed one by one: ~0.04 s of `timeline state`'s ~0.4 s), once their output
-    is flushed and the exit handlers have run: they only read, and their store is closed, so
-    nothing is left that teardown would finish."""
+    """``python -m cli.main``: :func:`main` in a process of its own (the `timeline` executable
+    is cli.fast's ``entry``, which comes here for what it does not run itself). `state` and
+    `explain` then end without Python's teardown of the interpreter (cli.fast.quick_exit)."""
     try:
         main()
     except SystemExit as stop:
         if sys.argv[1:2] and sys.argv[1] in _QUICK_EXIT and isinstance(stop.code, int):
-            _quick_exit(stop.code)
+            from cli.fast import quick_exit
+
+            quick_exit(stop.code)
         raise
-
-
-def _quick_exit(code: int) -> None:
-    """End the process now with ``code``, after flushing the standard streams and running the
-    exit handlers (DuckDB's own among them); return, to exit as usual, if a stream cannot be
-    flushed (what to say about it is for the usual path) or Python has no ``atexit._run_exitfuncs``."""
-    import atexit
-
-    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
-    if run_exit_handlers is None:  # pragma: no cover - another Python
-        return
-    try:
-        for stream in (sys.stdout, sys.stderr):
-            if stream is not None:
-                stream.flush()
-    except (OSError, ValueError):
-        return
-    run_exit_handlers()
-    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -322,3 +322,10 @@ def test_a_patients_current_events_read_at_once_are_those_the_current_timeline_h
                 got = s.current_events("P001", high_water)
                 assert got == want, f"at seq {high_water}"
                 assert [list(e) for e in got] == [list(e) for e in want]  # the same keys, in order
+                # narrowed to the columns the rules read (what `state` asks): the same events,
+                # each with those columns, the three that tell versions apart, and its order
+                few = s.current_events("P001", high_water, ("kind", "value", "occurred_at"))
+                keep = {"seq", "op", "event_id", "kind", "value", "occurred_at", "asserted_seq", "status"}
+                assert few == [{k: v for k, v in e.items() if k in keep} for e in want], (
+                    f"at seq {high_water}"
+                )
