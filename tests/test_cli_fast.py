@@ -172,3 +172,27 @@ def test_the_executable_ends_as_main_does_in_this_process(example_store: Path, a
     )
     here = run_cli(*args, "--store", example_store)
     assert (done.returncode, done.stdout, done.stderr) == (here.exit_code, here.stdout, here.stderr)
+
+
+@pytest.mark.parametrize("command", ["state", "explain"])
+def test_the_plain_parser_knows_exactly_the_options_typer_declares(command: str) -> None:
+    """Every option of the command as typer declares it (its names, parameter, and whether it
+    takes one value, many, or none) is in cli.fast's table, and nothing else: an option added to
+    one parser and not the other fails here, not in a user's command line."""
+    import typer.core
+    import typer.main
+
+    from cli.fast import _ARGUMENTS, _FLAG, _MANY, _ONE, _OPTIONS
+
+    group = typer.main.get_command(only_command(app, [command]))
+    declared: dict[str, tuple[str, str]] = {}
+    positional: list[str] = []
+    for param in group.commands[command].params:  # type: ignore[attr-defined]
+        if isinstance(param, typer.core.TyperArgument):
+            positional.append(str(param.name))
+            continue
+        assert isinstance(param, typer.core.TyperOption)
+        kind = _FLAG if param.is_flag else _MANY if param.multiple else _ONE
+        for name in param.opts:
+            declared[name] = (str(param.name), kind)
+    assert (_OPTIONS[command], _ARGUMENTS[command]) == (declared, tuple(positional))
