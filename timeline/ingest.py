@@ -1532,8 +1532,9 @@ def _checks(
     screen: bool = True,
 ) -> list[str]:
     """SQL queries each yielding (row, field, reason) for one kind of problem. With
-    ``unique_ids`` (no event id appears twice in the batch) the check of rows that share an
-    id with different content is left out: it cannot find any. ``screen``: look for control
+    ``unique_ids`` (no event id appears twice in the batch, or none on rows of different
+    content) the check of rows that share an id with different content is left out: it cannot
+    find any. ``screen``: look for control
     and invisible characters in identifiers (left out when the file's bytes hold none).
     A row that is no event at all (empty, or a CSV header line) is found by
     :func:`_collect_errors`, among the rows these find."""
@@ -2174,14 +2175,18 @@ def _write_batch(
         # repeats one (the usual file; the self-join and the numbering of first occurrences
         # below cost 1.3 s of a 12 s ingest of 2M events; counting the ids, 0.5 s)
         unique = n_ids == n_rows
-        same_quantities += _file_equivalents(con, book, unique)
+        in_file, split = _file_equivalents(con, book, unique)
+        same_quantities += in_file
         # identifiers are screened for control and invisible characters and for NFC unless the
         # file's bytes show it has none; the rows' checks run only if a row has any
         screen = (scan is None or scan.may_hide(n_rows)) and _odd_identifiers(con)
         errors, total = run(
             "checking",
             lambda: _collect_errors(
-                con, _checks(store, op, now_local, unique_ids=unique, book=book, screen=screen), book, fmt
+                con,
+                _checks(store, op, now_local, unique_ids=unique or not split, book=book, screen=screen),
+                book,
+                fmt,
             ),
         )
         if errors:
@@ -2444,10 +2449,12 @@ _STAGE_AS_STORED = """SELECT t.__row, t.eid, t.content_hash,
         t.limited_joints, t.term, t.grade, t.serious, t.action, t.reason, t.note
     FROM tl_stage t
     LEFT JOIN tl_conv c ON t.kind = c.kind AND t.code IS NOT DISTINCT FROM c.code AND t.unit = c.unit
-    WHERE t.eid IN (SELECT eid FROM tl_stage GROUP BY eid HAVING count(DISTINCT content_hash) > 1)"""
+    WHERE t.eid IN (SELECT eid FROM tl_split_ids)"""
 
 
-def _file_equivalents(con: duckdb.DuckDBPyConnection, book: codes.CodeBook, unique: bool) -> list[str]:
+def _file_equivalents(
+    con: duckdb.DuckDBPyConnection, book: codes.CodeBook, unique: bool
+) -> tuple[list[str], bool]:
     """``tl_file_equiv (first, later)``: the pairs of rows of this file that give one event id
     with the same quantities in two units (``CRP 1 mg/dL`` on row 3, ``10 mg/L`` on row 9),
     every other field alike: one event written twice, not a conflict. Decided as a row in
@@ -2456,10 +2463,18 @@ def _file_equivalents(con: duckdb.DuckDBPyConnection, book: codes.CodeBook, uniq
     qualifier). The file's first row of the id is written, as for an exact duplicate, and the
     later rows count as duplicates. Returns the note naming them (a row the store's note
     names already is left out of it). ``unique``: no id appears twice in the file (nothing to
-    look at)."""
+    look at). Also returns whether any id has rows of different content (``tl_split_ids``):
+    if none, no row can conflict with another (a file that repeats rows exactly)."""
     con.execute("CREATE OR REPLACE TEMP TABLE tl_file_equiv (first BIGINT, later BIGINT)")
+    con.execute("CREATE OR REPLACE TEMP TABLE tl_split_ids (eid VARCHAR)")
     if unique:
-        return []
+        return [], False
+    con.execute(
+        """INSERT INTO tl_split_ids
+           SELECT eid FROM tl_stage GROUP BY eid HAVING count(DISTINCT content_hash) > 1"""
+    )
+    if not _any(con, "SELECT 1 FROM tl_split_ids"):
+        return [], False
 
     def side(expr: str, row: str, conv: str) -> str:
         return re.sub(r"\bcv\.", f"{conv}.", re.sub(r"\bs\.", f"{row}.", expr))
@@ -2484,7 +2499,7 @@ def _file_equivalents(con: duckdb.DuckDBPyConnection, book: codes.CodeBook, uniq
              AND (a.unit IS DISTINCT FROM b.unit OR a.dose_unit IS DISTINCT FROM b.dose_unit)
             LEFT JOIN tl_conv ca ON a.kind = ca.kind AND a.code IS NOT DISTINCT FROM ca.code AND a.unit = ca.unit
             LEFT JOIN tl_conv cb ON b.kind = cb.kind AND b.code IS NOT DISTINCT FROM cb.code AND b.unit = cb.unit
-            WHERE a.eid IN (SELECT eid FROM tl_stage GROUP BY eid HAVING count(DISTINCT content_hash) > 1)
+            WHERE a.eid IN (SELECT eid FROM tl_split_ids)
               AND {alike}
             ORDER BY a.__row, b.__row"""
     ).fetchall()
@@ -2522,19 +2537,19 @@ def _file_equivalents(con: duckdb.DuckDBPyConnection, book: codes.CodeBook, uniq
             )
             said[int(later)] = f"row {later}: {eid}, {shown} = {other} in row {first}"
     if not pairs:
-        return []
+        return [], True
     insert_rows(con, "tl_file_equiv", ["BIGINT", "BIGINT"], [list(p) for p in pairs])
     known = {int(r[0]) for r in con.execute("SELECT __row FROM tl_equiv").fetchall()}
     listed = [text for row, text in sorted(said.items()) if row not in known]
     if not listed:
-        return []
+        return [], True
     n = len(listed)
     more = f"; {n - 5:,} more" if n > 5 else ""
     return [
         f"{n:,} row{'s' if n != 1 else ''} skipped as duplicate{'s' if n != 1 else ''}: "
         f"{'each gives' if n != 1 else 'it gives'} the event of an earlier row of this file with the same "
         f"quantities in another unit ({'; '.join(listed[:5])}{more}); the event is kept as its first row gives it"
-    ]
+    ], True
 
 
 def _unit_equivalents(
@@ -3095,6 +3110,7 @@ def _drop_temps(con: duckdb.DuckDBPyConnection) -> None:
         "tl_early",
         "tl_equiv",
         "tl_file_equiv",
+        "tl_split_ids",
         "tl_new",
         "tl_shift_days",
     ):
