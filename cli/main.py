@@ -143,7 +143,13 @@ def _event_id(value: str) -> str:
 def init(
     store: StoreOpt = None,
     timezone: Annotated[
-        str, typer.Option(metavar="ZONE", help="IANA time zone of clinical times that carry no offset.")
+        str,
+        typer.Option(
+            metavar="ZONE",
+            help="IANA time zone of the store's clinical times: a time given without a UTC offset is read"
+            " as a clock time in it (never in the machine's zone), one with an offset is converted into it."
+            " Default: UTC.",
+        ),
     ] = "UTC",
     json_out: JsonOpt = False,
 ) -> None:
@@ -170,7 +176,10 @@ def init(
             }
         )
     else:
-        console().print(f"created store {esc(info.path)} (time zone {esc(info.timezone)})")
+        console().print(
+            f"created store {esc(info.path)} (time zone {esc(info.timezone)}: a time without a UTC offset is read"
+            " as a clock time there)"
+        )
 
 
 _SIZE_UNITS = {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
@@ -243,10 +252,13 @@ def ingest(
     A misspelt column or key is told the one it means (PATIENT_ID: did you mean
     'patient_id'?). Events already in the store are skipped as duplicates, also when given
     again with the same quantities in another unit (1 mg/dL for a stored 10 mg/L; a note
-    says so). A row with new content for a retracted event brings it back: give `--reason`
-    to say why. A lab value beyond the assay's limit is read as a censored value (<5, <=5,
-    >2000, >=2000, also ≤ and ≥): its bound and qualifier are stored, and a note says how
-    many (README, "Censored values").
+    says so), in the store or in the same file (one event on two rows, in two units: its first
+    row is written). A time without a UTC offset (2009-03-01T10:00) is a clock time in the
+    store's zone (`timeline info`; set by `init --timezone`), never the machine's; one with an
+    offset (…+01:00, …Z) is converted into it. A row with new content for a retracted event
+    brings it back: give `--reason` to say why. A lab value beyond the assay's limit is read
+    as a censored value (<5, <=5, >2000, >=2000, also ≤ and ≥): its bound and qualifier are
+    stored, and a note says how many (README, "Censored values").
 
     Example:
 

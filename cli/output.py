@@ -34,15 +34,25 @@ def json_time(value: datetime, key: str | None = None) -> str:
     """A time as every ``--json`` output writes it: ISO 8601 with its zone designator, ``Z``
     for UTC — a system time (``recorded_at``, ``as_known_at``…: UTC by design), or a clinical
     time in a UTC store — else the store zone's offset at that wall-clock time
-    (``2009-03-01T10:00:00+01:00``). A date stays a date (``2009-03-01``)."""
-    if value.tzinfo is not None:
-        text = value.isoformat()
-        return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
-    if key in SYSTEM_TIMES or _zone in ("UTC", "Etc/UTC"):
-        return value.isoformat() + "Z"
-    from zoneinfo import ZoneInfo
+    (``2009-03-01T10:00:00+01:00``). A date stays a date (``2009-03-01``).
 
-    return value.replace(tzinfo=ZoneInfo(_zone)).isoformat()
+    An offset of seconds (a zone's local mean time before it took a standard offset, before 1901
+    in most zones: Madrid's −00:14:44) is no RFC 3339 offset, which has hours and minutes only:
+    such a time is written as its UTC instant (``1900-06-01T12:00:00Z`` for 11:45:16 in Madrid),
+    the same instant in a form every reader of RFC 3339 takes."""
+    if value.tzinfo is None:
+        if key in SYSTEM_TIMES or _zone in ("UTC", "Etc/UTC"):
+            return value.isoformat() + "Z"
+        from zoneinfo import ZoneInfo
+
+        value = value.replace(tzinfo=ZoneInfo(_zone))
+    offset = value.utcoffset()
+    if offset is not None and (offset.seconds % 60 or offset.microseconds):
+        from datetime import UTC
+
+        value = value.astimezone(UTC)
+    text = value.isoformat()
+    return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
 
 
 def utc_text(text: str | None) -> str | None:

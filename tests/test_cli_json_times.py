@@ -147,3 +147,40 @@ def test_explains_events_recorded_at_ends_in_z_not_utc_in_words(example_store: P
 def test_the_text_view_of_explain_still_says_utc_in_words(example_store: Path) -> None:
     result = run_cli("explain", "P001", "crp_normal", "--at", "2008-01-10", "--store", example_store)
     assert " UTC" in result.stdout
+
+
+# ---- an offset of seconds (a zone's local mean time) is no RFC 3339 offset (helper 81) ----
+
+
+def _madrid_events(tmp_path: Path, rows: str) -> list[dict[str, Any]]:
+    store = tmp_path / "madrid.duckdb"
+    run_cli("init", "--store", store, "--timezone", "Europe/Madrid")
+    data = tmp_path / "e.csv"
+    data.write_text("event_id,patient_id,kind,occurred_at,value,unit\n" + rows, encoding="utf-8")
+    assert run_cli("ingest", data, "--store", store, "--author", "t").exit_code == 0
+    events: list[dict[str, Any]] = json_of("events", "P001", "--store", store)["events"]
+    return events
+
+
+def test_a_time_whose_zone_offset_had_seconds_is_written_as_its_utc_instant(tmp_path: Path) -> None:
+    # 11:45:16 in Madrid in 1900, its offset −00:14:44: 12:00 UTC
+    [e] = _madrid_events(tmp_path, "w1,P001,weight,1900-06-01T11:45:16,20,kg\n")
+    assert e["occurred_at"] == "1900-06-01T12:00:00Z"
+
+
+def test_a_time_whose_zone_offset_had_seconds_is_rfc_3339(tmp_path: Path) -> None:
+    [e] = _madrid_events(tmp_path, "w1,P001,weight,1900-06-01T09:30,20,kg\n")
+    assert ISO_WITH_ZONE.match(e["occurred_at"])
+
+
+def test_a_time_after_the_zone_took_a_standard_offset_keeps_it(tmp_path: Path) -> None:
+    [e] = _madrid_events(tmp_path, "w1,P001,weight,1901-06-01T09:30,20,kg\n")
+    assert e["occurred_at"] == "1901-06-01T09:30:00Z"  # Madrid was on GMT (+00:00) from 1901 to 1940
+
+
+def test_the_events_text_view_keeps_a_time_whose_zone_offset_had_seconds_as_its_clock_read(
+    tmp_path: Path,
+) -> None:
+    _madrid_events(tmp_path, "w1,P001,weight,1900-06-01T11:45:16,20,kg\n")
+    out = run_cli("events", "P001", "--store", tmp_path / "madrid.duckdb").stdout
+    assert "1900-06-01 11:45:16" in out

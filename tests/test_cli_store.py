@@ -18,7 +18,7 @@ def test_init_creates_the_store_file(store_path: Path) -> None:
     result = run_cli("init", "--store", store_path)
     assert (result.exit_code, result.stdout, store_path.is_file()) == (
         0,
-        f"created store {store_path} (time zone UTC)\n",
+        f"created store {store_path} (time zone UTC: a time without a UTC offset is read as a clock time there)\n",
         True,
     )
 

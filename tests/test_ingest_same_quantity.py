@@ -56,7 +56,9 @@ def test_the_hash_chain_verifies_after_a_duplicate_in_another_unit(store: Store)
 
 def test_a_value_in_another_unit_that_differs_in_its_last_decimal_is_a_conflict(store: Store) -> None:
     add(store, value="4.1", unit="mg/L")
-    assert "value: stored 4.1 mg/L, file 0.411 mg/dL;" in conflict(store, value="0.411", unit="mg/dL")
+    assert "value: stored 4.1 mg/L, file 0.411 mg/dL (that is 4.11 mg/L, not the same quantity)" in conflict(
+        store, value="0.411", unit="mg/dL"
+    )
 
 
 def test_a_reference_range_given_in_the_other_unit_too_is_a_duplicate(store: Store) -> None:
@@ -66,7 +68,7 @@ def test_a_reference_range_given_in_the_other_unit_too_is_a_duplicate(store: Sto
 
 def test_a_reference_range_left_in_the_first_unit_is_a_conflict(store: Store) -> None:
     add(store, value="84", unit="mg/L", ref_low="0", ref_high="5")
-    assert "ref_high: stored 5, file 50" in conflict(
+    assert "ref_high: stored 5 mg/L, file 50 mg/dL (that is 500 mg/L, not the same quantity)" in conflict(
         store, value="8.4", unit="mg/dL", ref_low="0", ref_high="50"
     )
 
@@ -133,3 +135,59 @@ def test_any_value_in_mg_per_dl_off_by_a_thousandth_of_a_unit_is_a_conflict(
             add(store, value=str(mg_l / 10 + Decimal("0.001")), unit="mg/dL")
     finally:
         store.close()
+
+
+# ---- what a conflict says of a quantity in another unit (helper 81) -------------------
+
+
+def test_a_value_that_differs_past_the_ninth_decimal_is_not_called_the_same_quantity(store: Store) -> None:
+    add(store, value="4.1", unit="mg/L")
+    message = conflict(store, value="0.4100000000001", unit="mg/dL")
+    assert "the same quantity," not in message
+
+
+def test_a_value_that_differs_past_the_ninth_decimal_is_shown_exactly_in_the_stored_unit(
+    store: Store,
+) -> None:
+    add(store, value="4.1", unit="mg/L")
+    message = conflict(store, value="0.4100000000001", unit="mg/dL")
+    assert "file 0.4100000000001 mg/dL (that is 4.100000000001 mg/L, not the same quantity)" in message
+
+
+def test_a_reference_limit_in_a_conflict_is_named_with_its_unit(store: Store) -> None:
+    add(store, value="8.4", unit="mg/dL", ref_low="0", ref_high="0.5")
+    assert "ref_high: stored 0.5 mg/dL, file 0.6 mg/dL" in conflict(
+        store, value="8.4", unit="mg/dL", ref_low="0", ref_high="0.6"
+    )
+
+
+def test_a_reference_limit_with_the_same_number_in_another_unit_is_a_difference(store: Store) -> None:
+    add(store, value="84", unit="mg/L", ref_low="0", ref_high="5")
+    assert "ref_high: stored 5 mg/L, file 5 mg/dL (that is 50 mg/L, not the same quantity)" in conflict(
+        store, value="8.4", unit="mg/dL", ref_low="0", ref_high="5"
+    )
+
+
+def test_a_reference_limit_that_is_the_same_quantity_in_another_unit_is_not_named(store: Store) -> None:
+    add(store, value="84", unit="mg/L", ref_low="0", ref_high="5")
+    message = conflict(store, value="8.4", unit="mg/dL", ref_low="0", ref_high="0.5", note="again")
+    assert "ref_high" not in message
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    stored=st.decimals(min_value=Decimal("0.001"), max_value=Decimal(100_000), places=3),
+    given_=st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(10_000), places=13),
+)
+def test_a_quantity_hint_calls_two_quantities_the_same_exactly_when_they_are(
+    stored: Decimal, given_: Decimal
+) -> None:
+    from timeline.ingest import _quantity_hint, _same_quantities
+
+    value, stored_value = float(given_), float(stored)
+    hint = _quantity_hint(value, "mg/dL", stored_value, "mg/L", stored_value, "mg/L", None)
+    same = _same_quantities([value], "mg/dL", [stored_value], "mg/L", None)
+    assert ("the same quantity," in hint) == same
+    if not same:  # the file's quantity, shown in the stored unit, never reads as the stored one
+        shown = Decimal(hint.removeprefix(" (that is ").split(" ")[0])
+        assert shown != Decimal(repr(stored_value))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -526,3 +527,53 @@ def test_a_limit_inside_the_labs_plausible_range_is_not_warned_of(tmp_path: Path
     ferritin = "{latest: {select: {kind: lab, code: 2276-4}, within: 14 days}}"
     write(tmp_path, f"define: {{gt: [{ferritin}, 1000 ug/L]}}\n")
     assert load_rules(rule_dirs([tmp_path])).warnings == []
+
+
+# ---- a site value by molar mass for a parameter passed on in a with: (helper 81) ----------------
+
+STRICT_HEAD = 'id: s\nversion: "1"\ndescription: d\ncitation: c\n'
+# rule s reads rule r (a triglyceride limit) at its own parameter: r(above=s.limit)
+STRICT = "params: {limit: {default: 1.5 mmol/L}}\ndefine: {rule: {id: r, with: {above: {param: limit}}}}\n"
+
+
+def _passed_on(tmp_path: Path, r_body: str = TG_LIMIT, **given: str) -> Any:
+    write(tmp_path, f"params: {{above: {{default: 1.76 mmol/L}}}}\n{r_body}")
+    write(tmp_path, STRICT, head=STRICT_HEAD, name="s")
+    return load_rules(rule_dirs([tmp_path]), params={"s": dict(given)} if given else None)
+
+
+def test_a_site_value_in_mg_per_dl_passed_on_in_a_with_is_read_by_the_labs_molar_mass(tmp_path: Path) -> None:
+    rules = _passed_on(tmp_path, limit="133 mg/dL")
+    assert rules.rules["r(above=s.limit)"].param("above").effective == 133.0
+
+
+def test_the_passing_rules_own_value_is_converted_by_the_same_molar_mass(tmp_path: Path) -> None:
+    rules = _passed_on(tmp_path, limit="133 mg/dL")
+    spec = rules.rules["s"].param("limit")
+    assert (round(float(spec.effective), 6), spec.unit) == (1.501637, "mmol/L")  # 133 × 10 / 885.7
+
+
+def test_a_site_value_in_the_parameters_unit_passed_on_is_converted_as_before(tmp_path: Path) -> None:
+    rules = _passed_on(tmp_path, limit="1.2 mmol/L")
+    assert round(float(rules.rules["r(above=s.limit)"].param("above").effective), 4) == 106.284
+
+
+def test_a_site_value_by_molar_mass_passed_on_decides_as_the_same_limit_in_the_labs_unit(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "rules").mkdir()
+    _passed_on(tmp_path / "rules")
+    (tmp_path / "rules" / "params.yaml").write_text("s: {limit: 156 mg/dL}\n", encoding="utf-8")
+    store = store_with(tmp_path / "st.duckdb", TG_ROWS)
+    session = CheckedSession(store, load_rules(rule_dirs([tmp_path / "rules"])))
+    at = [("X", "2020-03-01"), ("X", "2020-03-02"), ("Y", "2020-03-01")]
+    assert [session.state(p, d, ["s"])[0].value for p, d in at] == [False, True, True]
+
+
+def test_a_site_value_by_molar_mass_passed_on_to_a_lab_without_one_is_still_refused(tmp_path: Path) -> None:
+    crp = "{latest: {select: {kind: lab, code: 1988-5}, within: 3 days}}"
+    write(tmp_path, f"params: {{above: {{default: 5 mg/L}}}}\ndefine: {{gt: [{crp}, {{param: above}}]}}\n")
+    write(tmp_path, STRICT.replace("1.5 mmol/L", "3 mg/L"), head=STRICT_HEAD, name="s")
+    with pytest.raises(RuleError) as caught:
+        load_rules(rule_dirs([tmp_path]), params={"s": {"limit": "1 mmol/L"}})
+    assert "it is compared with no lab whose code gives one" in str(caught.value.problems[0])

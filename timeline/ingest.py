@@ -1184,21 +1184,32 @@ _COMPARED: tuple[tuple[str, str, str], ...] = (
 )  # fmt: skip
 
 
-def fields_differ_sql(qualifier: bool = True) -> str:
+def fields_differ_sql(
+    qualifier: bool = True, stored_label: str = "'stored'", given_label: str = "'file'"
+) -> str:
     """SQL text naming each field in which a row of the stage ``s`` differs from a stored
     version ``e``, with both values (``value: stored 4.1 mg/L, file 0.41 mg/dL``), ``; ``
     between them. Values are compared as the source gave them (``orig_*``), as the content
-    hash compares them; a value in another unit that converts (``tl_conv`` as ``cv``) to the
-    stored one says so. A date and a time at its midnight are named as such. A censored value
-    is shown with its qualifier (``<5 mg/L``); ``qualifier=False``: the store has no column for
-    one (every stored value is exact)."""
+    hash compares them; a value or reference limit is named with its unit (``ref_high: stored
+    0.5 mg/dL, file 6 mg/L``; a limit that is the stored one in the file's unit is not named),
+    and one in another unit says what it is in the stored unit,
+    exactly as a duplicate is decided (``tl_quantity_hint``, with ``tl_conv`` as ``cv``): the
+    same quantity, or its exact value (``that is 4.100000000001 mg/L, not the same
+    quantity``). A date and a time at its midnight are named as such. A censored value is
+    shown with its qualifier (``<5 mg/L``); ``qualifier=False``: the store has no column for
+    one (every stored value is exact). ``stored_label`` and ``given_label``: SQL text naming
+    the two sides (another row of the same file: ``'row ' || e.__row``)."""
+
+    def number(x: str) -> str:
+        return f"regexp_replace(({x})::VARCHAR, '\\.0$', '')"
 
     def shown(x: str) -> str:
-        return f"coalesce(regexp_replace(({x})::VARCHAR, '\\.0$', ''), 'empty')"
+        return f"coalesce({number(x)}, 'empty')"
 
     def one(name: str, differs: str, stored: str, given: str, extra: str = "''") -> str:
         return (
-            f"CASE WHEN {differs} THEN '{name}: stored ' || {stored} || ', file ' || {given} || {extra} END"
+            f"CASE WHEN {differs} THEN '{name}: ' || {stored_label} || ' ' || {stored} || ', ' || {given_label} "
+            f"|| ' ' || {given} || {extra} END"
         )
 
     parts = []
@@ -1215,26 +1226,37 @@ def fields_differ_sql(qualifier: bool = True) -> str:
             f"coalesce({_TIME_TEXT.format(p='s.' + p, t='s.' + ts)}, 'empty')",
         ))  # fmt: skip
     stored_q = f"e.{QUALIFIER}" if qualifier else "NULL::VARCHAR"
-    for name, unit, canon, canon_unit in (
-        ("value", "unit", "value", "unit"),
-        ("dose", "dose_unit", "dose", "dose_unit"),
+    for name, unit, canon in (
+        ("value", "unit", "e.value"),
+        ("ref_low", "unit", "e.ref_low"),
+        ("ref_high", "unit", "e.ref_high"),
+        ("dose", "dose_unit", None),
     ):
-        given = f"{shown('s.' + name)} || coalesce(' ' || s.{unit}, '')"
-        stored = f"{shown('e.orig_' + name)} || coalesce(' ' || e.orig_{unit}, '')"
-        differs = f"s.{name} IS DISTINCT FROM e.orig_{name} OR s.{unit} IS DISTINCT FROM e.orig_{unit}"
+        # a quantity is named with its unit (a reference limit: the value's); a missing one is "empty"
+        given = f"coalesce({number('s.' + name)} || coalesce(' ' || s.{unit}, ''), 'empty')"
+        stored = f"coalesce({number('e.orig_' + name)} || coalesce(' ' || e.orig_{unit}, ''), 'empty')"
+        # a reference limit is in the value's unit: it differs in another unit only if given
+        unit_differs = f"s.{unit} IS DISTINCT FROM e.orig_{unit}"
+        if name.startswith("ref_"):
+            unit_differs = f"(s.{name} IS NOT NULL AND {unit_differs})"
+        differs = f"s.{name} IS DISTINCT FROM e.orig_{name} OR {unit_differs}"
         same = "''"
         if name == "value":
             given = f"coalesce(s.{QUALIFIER}, '') || {given}"
             stored = f"coalesce({stored_q}, '') || {stored}"
             differs += f" OR s.{QUALIFIER} IS DISTINCT FROM {stored_q}"
-            converted = 'round(s.value * cv.scale + cv."offset", 9)'
-            same = (
-                f"CASE WHEN {converted} = e.{canon} AND cv.canon_unit = e.{canon_unit} "
-                f"AND s.{QUALIFIER} IS NOT DISTINCT FROM {stored_q} "
-                f"THEN ' (the same quantity, ' || {shown('e.' + canon)} || ' ' || e.{canon_unit} || ', written in another unit)' ELSE '' END"
-            )
+        if canon is not None:
+            hint = f"tl_quantity_hint(s.{name}, s.{unit}, e.orig_{name}, e.orig_{unit}, {canon}, e.unit, cv.molar)"
+            same = f"CASE WHEN s.{QUALIFIER} IS NOT DISTINCT FROM {stored_q} THEN {hint} ELSE '' END"
+            if name != "value":
+                # a limit has no qualifier; the same limit written in the value's other unit is not named
+                same = hint
+                differs = f"({differs}) AND coalesce({hint}, '') NOT LIKE ' (the same quantity,%'"
+            same = f"coalesce({same}, '')"
         parts.append(one(name, differs, stored, given, same))
     for name, given, stored in _COMPARED:
+        if name.startswith("ref_"):
+            continue  # with the quantities above
         parts.append(one(name, f"{given} IS DISTINCT FROM {stored}", shown(stored), shown(given)))
     return f"coalesce(nullif(concat_ws('; ', {', '.join(parts)}), ''), 'the way a value is written')"
 
@@ -1293,6 +1315,7 @@ def _stage(con: duckdb.DuckDBPyConnection, tz: str, schema: str, ordered_rows: b
     explicit) the stage is built without it, which lets DuckDB build it on every thread
     under the ingest memory limit (it falls back to one thread to keep order)."""
     con.execute("CREATE OR REPLACE TEMP MACRO tl_quote(x) AS chr(39) || x || chr(39)")
+    _register_functions(con)
     con.execute("CREATE OR REPLACE TEMP MACRO tl_num(x) AS regexp_replace(x::VARCHAR, '\\.0$', '')")
     present = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE tl_raw").fetchall()}
     select, flags = [], []
@@ -1373,18 +1396,21 @@ def _conversions(con: duckdb.DuckDBPyConnection, book: codes.CodeBook) -> None:
                     conv.offset,
                     None,
                     _suspect(unit, target, conv.scale, conv.offset),
+                    target.molar_mass,
                 )
             )
         except UnitError as exc:
             reason = f"unit {unit!r} cannot be converted to {target.unit!r} for {target.name}: {exc}"
-            rows.append((kind, code, unit, target.code, target.unit, None, None, reason, None))
+            rows.append(
+                (kind, code, unit, target.code, target.unit, None, None, reason, None, target.molar_mass)
+            )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE tl_conv (kind VARCHAR, code VARCHAR, unit VARCHAR,
            canon_code VARCHAR, canon_unit VARCHAR, scale DOUBLE, "offset" DOUBLE, error VARCHAR,
-           suspect VARCHAR)"""
+           suspect VARCHAR, molar DOUBLE)"""
     )
     if rows:
-        con.executemany("INSERT INTO tl_conv VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        con.executemany("INSERT INTO tl_conv VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     dose_rows: list[tuple[Any, ...]] = []
     for (unit,) in con.execute(
@@ -1506,8 +1532,9 @@ def _checks(
     screen: bool = True,
 ) -> list[str]:
     """SQL queries each yielding (row, field, reason) for one kind of problem. With
-    ``unique_ids`` (no event id appears twice in the batch) the check of rows that share an
-    id with different content is left out: it cannot find any. ``screen``: look for control
+    ``unique_ids`` (no event id appears twice in the batch, or none on rows of different
+    content) the check of rows that share an id with different content is left out: it cannot
+    find any. ``screen``: look for control
     and invisible characters in identifiers (left out when the file's bytes hold none).
     A row that is no event at all (empty, or a CSV header line) is found by
     :func:`_collect_errors`, among the rows these find."""
@@ -1720,11 +1747,22 @@ def _checks(
     )
     # event ids: conflicts inside the batch and with the store
     if not unique_ids:
+        # named with the fields that differ from the first other row, each side by its row
+        # (``value: row 9 10.01 mg/L, row 3 1 mg/dL (that is 10 mg/L, not the same quantity)``);
+        # two rows that give the same quantities in two units are one event (tl_file_equiv)
+        differs = fields_differ_sql(
+            store.has_qualifier, stored_label="'row ' || e.__row", given_label="'row ' || s.__row"
+        )
         q.append(
-            """SELECT s.__row, 'event_id', 'event id ' || tl_quote(s.eid) || ' also appears in row'
+            f"""SELECT s.__row, 'event_id', 'event id ' || tl_quote(s.eid) || ' also appears in row'
                    || CASE WHEN count(*) > 1 THEN 's ' ELSE ' ' END
-                   || string_agg(s2.__row::VARCHAR, ', ' ORDER BY s2.__row) || ' with different content'
-               FROM tl_stage s JOIN tl_stage s2 ON s2.eid = s.eid AND s2.content_hash <> s.content_hash
+                   || string_agg(e.__row::VARCHAR, ', ' ORDER BY e.__row) || ' with different content: '
+                   || arg_min(d.differs, e.__row)
+               FROM tl_stage s JOIN ({_STAGE_AS_STORED}) e ON e.eid = s.eid AND e.content_hash <> s.content_hash
+               LEFT JOIN tl_conv cv ON s.kind = cv.kind AND s.code IS NOT DISTINCT FROM cv.code AND s.unit = cv.unit,
+               LATERAL (SELECT {differs} AS differs) d
+               WHERE NOT EXISTS (SELECT 1 FROM tl_file_equiv f
+                                 WHERE f.first = least(s.__row, e.__row) AND f.later = greatest(s.__row, e.__row))
                GROUP BY s.__row, s.eid"""
         )
     # the checks against stored events are left out when the store holds none (a first
@@ -2137,13 +2175,18 @@ def _write_batch(
         # repeats one (the usual file; the self-join and the numbering of first occurrences
         # below cost 1.3 s of a 12 s ingest of 2M events; counting the ids, 0.5 s)
         unique = n_ids == n_rows
+        in_file, split = _file_equivalents(con, book, unique)
+        same_quantities += in_file
         # identifiers are screened for control and invisible characters and for NFC unless the
         # file's bytes show it has none; the rows' checks run only if a row has any
         screen = (scan is None or scan.may_hide(n_rows)) and _odd_identifiers(con)
         errors, total = run(
             "checking",
             lambda: _collect_errors(
-                con, _checks(store, op, now_local, unique_ids=unique, book=book, screen=screen), book, fmt
+                con,
+                _checks(store, op, now_local, unique_ids=unique or not split, book=book, screen=screen),
+                book,
+                fmt,
             ),
         )
         if errors:
@@ -2391,6 +2434,124 @@ _SAME_BUT_QUANTITIES = " AND ".join(
 )
 
 
+# The stage's rows shaped as stored versions (``e`` of :func:`fields_differ_sql`): values as
+# given in ``orig_*``, converted to the code's unit in ``value``, ``unit``, ``ref_*``
+_STAGE_AS_STORED = """SELECT t.__row, t.eid, t.content_hash,
+        t.occ_ts AS occurred_at, t.occ_precision AS occurred_precision,
+        t.end_ts AS ended_at, t.end_precision AS ended_precision,
+        t.value AS orig_value, t.unit AS orig_unit, t.ref_low AS orig_ref_low, t.ref_high AS orig_ref_high,
+        t.dose AS orig_dose, t.dose_unit AS orig_dose_unit, t.value_qualifier,
+        CASE WHEN c.scale IS NOT NULL THEN round(t.value * c.scale + c."offset", 9) ELSE t.value END AS value,
+        CASE WHEN c.scale IS NOT NULL THEN round(t.ref_low * c.scale + c."offset", 9) ELSE t.ref_low END AS ref_low,
+        CASE WHEN c.scale IS NOT NULL THEN round(t.ref_high * c.scale + c."offset", 9) ELSE t.ref_high END AS ref_high,
+        coalesce(c.canon_unit, t.unit) AS unit, coalesce(c.canon_code, t.code) AS code,
+        t.patient_id, t.kind, t.present, t.sex, t.drug, t.route, t.frequency, t.active_joints,
+        t.limited_joints, t.term, t.grade, t.serious, t.action, t.reason, t.note
+    FROM tl_stage t
+    LEFT JOIN tl_conv c ON t.kind = c.kind AND t.code IS NOT DISTINCT FROM c.code AND t.unit = c.unit
+    WHERE t.eid IN (SELECT eid FROM tl_split_ids)"""
+
+
+def _file_equivalents(
+    con: duckdb.DuckDBPyConnection, book: codes.CodeBook, unique: bool
+) -> tuple[list[str], bool]:
+    """``tl_file_equiv (first, later)``: the pairs of rows of this file that give one event id
+    with the same quantities in two units (``CRP 1 mg/dL`` on row 3, ``10 mg/L`` on row 9),
+    every other field alike: one event written twice, not a conflict. Decided as a row in
+    another unit than a stored version's is (:func:`_unit_equivalents`: equal as decimals, the
+    value, the reference range and the dose each; a censored value only with the same
+    qualifier). The file's first row of the id is written, as for an exact duplicate, and the
+    later rows count as duplicates. Returns the note naming them (a row the store's note
+    names already is left out of it). ``unique``: no id appears twice in the file (nothing to
+    look at). Also returns whether any id has rows of different content (``tl_split_ids``):
+    if none, no row can conflict with another (a file that repeats rows exactly)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE tl_file_equiv (first BIGINT, later BIGINT)")
+    con.execute("CREATE OR REPLACE TEMP TABLE tl_split_ids (eid VARCHAR)")
+    if unique:
+        return [], False
+    con.execute(
+        """INSERT INTO tl_split_ids
+           SELECT eid FROM tl_stage GROUP BY eid HAVING count(DISTINCT content_hash) > 1"""
+    )
+    if not _any(con, "SELECT 1 FROM tl_split_ids"):
+        return [], False
+
+    def side(expr: str, row: str, conv: str) -> str:
+        return re.sub(r"\bcv\.", f"{conv}.", re.sub(r"\bs\.", f"{row}.", expr))
+
+    alike = " AND ".join(
+        [
+            f"{side(given, 'a', 'ca')} IS NOT DISTINCT FROM {side(given, 'b', 'cb')}"
+            for name, given, _ in _COMPARED
+            if not name.startswith("ref_")
+        ]
+        + [
+            f"a.{c} IS NOT DISTINCT FROM b.{c}"
+            for c in ("occ_ts", "occ_precision", "end_ts", "end_precision", QUALIFIER)
+        ]
+    )
+    candidates = con.execute(
+        f"""SELECT a.__row, b.__row, a.kind, a.code, a.eid,
+                   a.unit, b.unit, [a.value, a.ref_low, a.ref_high], [b.value, b.ref_low, b.ref_high],
+                   a.dose_unit, b.dose_unit, a.dose, b.dose, coalesce(a.{QUALIFIER}, '')
+            FROM tl_stage a JOIN tl_stage b ON b.eid = a.eid AND b.__row > a.__row
+             AND b.content_hash <> a.content_hash
+             AND (a.unit IS DISTINCT FROM b.unit OR a.dose_unit IS DISTINCT FROM b.dose_unit)
+            LEFT JOIN tl_conv ca ON a.kind = ca.kind AND a.code IS NOT DISTINCT FROM ca.code AND a.unit = ca.unit
+            LEFT JOIN tl_conv cb ON b.kind = cb.kind AND b.code IS NOT DISTINCT FROM cb.code AND b.unit = cb.unit
+            WHERE a.eid IN (SELECT eid FROM tl_split_ids)
+              AND {alike}
+            ORDER BY a.__row, b.__row"""
+    ).fetchall()
+    pairs: list[tuple[int, int]] = []
+    said: dict[int, str] = {}  # a later row: what the note says of it (by its first equal row)
+    for (
+        first,
+        later,
+        kind,
+        code,
+        eid,
+        unit,
+        b_unit,
+        values,
+        b_values,
+        d_unit,
+        b_d_unit,
+        dose,
+        b_dose,
+        q,
+    ) in candidates:
+        target = book.measured(str(kind), code) if kind in MEASURED_KINDS else None
+        molar = target.molar_mass if target is not None else None
+        if not (
+            _same_quantities(b_values, b_unit, values, unit, molar)
+            and _same_quantities([b_dose], b_d_unit, [dose], d_unit, None)
+        ):
+            continue
+        pairs.append((int(first), int(later)))
+        if int(later) not in said:
+            shown, other = (
+                (f"{q}{_quantity(b_values[0], b_unit)}", f"{q}{_quantity(values[0], unit)}")
+                if b_unit != unit
+                else (_quantity(b_dose, b_d_unit), _quantity(dose, d_unit))
+            )
+            said[int(later)] = f"row {later}: {eid}, {shown} = {other} in row {first}"
+    if not pairs:
+        return [], True
+    insert_rows(con, "tl_file_equiv", ["BIGINT", "BIGINT"], [list(p) for p in pairs])
+    known = {int(r[0]) for r in con.execute("SELECT __row FROM tl_equiv").fetchall()}
+    listed = [text for row, text in sorted(said.items()) if row not in known]
+    if not listed:
+        return [], True
+    n = len(listed)
+    more = f"; {n - 5:,} more" if n > 5 else ""
+    return [
+        f"{n:,} row{'s' if n != 1 else ''} skipped as duplicate{'s' if n != 1 else ''}: "
+        f"{'each gives' if n != 1 else 'it gives'} the event of an earlier row of this file with the same "
+        f"quantities in another unit ({'; '.join(listed[:5])}{more}); the event is kept as its first row gives it"
+    ], True
+
+
 def _unit_equivalents(
     con: duckdb.DuckDBPyConnection, op: str, book: codes.CodeBook, qualifier: bool = True
 ) -> list[str]:
@@ -2495,15 +2656,86 @@ def _exactly(pairs: Sequence[tuple[float, float]], unit: str, to: str, molar_mas
     """Whether the first of each pair, in ``unit``, converts to the second, in ``to``, exactly
     as decimals, the unit's factor and offset read to 12 significant digits (10.0, not the
     9.999999999999998 a float may hold)."""
-    from decimal import Context, Decimal
+    from decimal import Decimal
+
+    return all(_converted_exactly(a, unit, to, molar_mass) == Decimal(repr(b)) for a, b in pairs)
+
+
+def _converted_exactly(value: float, unit: str, to: str, molar_mass: float | None) -> Any:
+    """``value`` in ``unit`` converted to ``to`` as a decimal, exactly as :func:`_exactly`
+    compares it (the factor and offset read to 12 significant digits), or None if the units
+    do not convert."""
+    from decimal import Context, Decimal, localcontext
 
     try:
         conv = conversion(unit, to, molar_mass)
     except UnitError:
-        return False
+        return None
     twelve = Context(prec=12)
     scale, offset = twelve.plus(Decimal(repr(conv.scale))), twelve.plus(Decimal(repr(conv.offset)))
-    return all(Decimal(repr(a)) * scale + offset == Decimal(repr(b)) for a, b in pairs)
+    with localcontext() as exact:
+        exact.prec = 60  # a double's 17 digits times the factor's 12: no rounding
+        return Decimal(repr(value)) * scale + offset
+
+
+def _quantity_hint(
+    value: float | None,
+    unit: str | None,
+    stored: float | None,
+    stored_unit: str | None,
+    canon: float | None,
+    canon_unit: str | None,
+    molar_mass: float | None,
+) -> str:
+    """What a conflict says beside a quantity that differs from the stored one and is written
+    in another unit: `` (the same quantity, 4.1 mg/L, written in another unit)`` when it is the
+    stored quantity exactly, as :func:`_same_quantities` decides (another field differs), else
+    the file's quantity in the stored unit, exactly (`` (that is 4.100000000001 mg/L, not the
+    same quantity)``): two quantities that differ never read alike. "" when the units do not
+    convert or one side is missing. The SQL function ``tl_quantity_hint``."""
+    if value is None or stored is None or unit is None or stored_unit is None or unit == stored_unit:
+        return ""
+    try:
+        return _quantity_hint_text(value, unit, stored, stored_unit, canon, canon_unit, molar_mass)
+    except (ArithmeticError, ValueError):  # a hint is no reason to fail a message (an infinite value)
+        return ""
+
+
+def _quantity_hint_text(
+    value: float,
+    unit: str,
+    stored: float,
+    stored_unit: str,
+    canon: float | None,
+    canon_unit: str | None,
+    molar_mass: float | None,
+) -> str:
+    if _same_quantities([value], unit, [stored], stored_unit, molar_mass):
+        return f" (the same quantity, {_quantity(canon, canon_unit)}, written in another unit)"
+    exact = _converted_exactly(value, unit, stored_unit, molar_mass)
+    if exact is None:
+        return ""
+    text = format(exact.normalize(), "f")
+    return f" (that is {text} {stored_unit}, not the same quantity)"
+
+
+def _register_functions(con: duckdb.DuckDBPyConnection) -> None:
+    """The Python functions the checks call in SQL (once per connection)."""
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_functions() WHERE function_name = 'tl_quantity_hint'"
+    ).fetchall()
+    if found[0][0]:
+        return
+    from duckdb.func import SPECIAL  # the function is called with NULLs too (a missing molar mass)
+
+    con.create_function(
+        "tl_quantity_hint",
+        _quantity_hint,
+        ["double", "varchar", "double", "varchar", "double", "varchar", "double"],
+        "varchar",
+        null_handling=SPECIAL,
+        side_effects=False,
+    )
 
 
 def _versions(con: duckdb.DuckDBPyConnection, op: str) -> None:
@@ -2877,6 +3109,8 @@ def _drop_temps(con: duckdb.DuckDBPyConnection) -> None:
         "tl_errors",
         "tl_early",
         "tl_equiv",
+        "tl_file_equiv",
+        "tl_split_ids",
         "tl_new",
         "tl_shift_days",
     ):

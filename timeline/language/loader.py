@@ -2526,7 +2526,10 @@ def _own_value(reader: ast.Rule, raw: Any) -> Any:
     if not isinstance(raw, dict):
         return raw
     spec = reader.param(str(raw["param"]))
-    return value_text(spec.effective, spec.unit)
+    # a site's value kept in its own unit until the molar mass is known (156 mg/dL for a
+    # parameter in mmol/L) is passed on in it: the copy converts it by its own lab's
+    unit = spec.value_unit if spec.value is not None and spec.value_unit is not None else spec.unit
+    return value_text(spec.effective, unit)
 
 
 class VariantValuesError(Exception):
@@ -3432,7 +3435,24 @@ def _molar_values(
     """The rules with each site value kept in its own unit (``ParamSpec.value_unit``: 156
     mg/dL for a parameter in mmol/L) converted to its parameter's unit by the molar mass of
     the labs the parameter is compared with (``masses``: those the type checker found, None
-    for a comparison with anything else); a problem where there is not one such molar mass."""
+    for a comparison with anything else); a problem where there is not one such molar mass.
+    A parameter passed on in a ``with:`` (``tg_high(above=tg_strict.limit)``) is compared with
+    what the copy's parameter is compared with (the copy converts its value alike)."""
+    passed: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (reader, param) → the copies' (id, param)
+    for vid, copy in rules.items():
+        for target, text in copy.variant_with:
+            reader, _, name = str(text).rpartition(".")
+            if reader in rules:
+                passed.setdefault((reader, name), []).append((vid, target))
+
+    def compared(key: tuple[str, str], seen: set[tuple[str, str]]) -> set[float | None]:
+        found = set(masses.get(key, set()))
+        seen.add(key)
+        for other in passed.get(key, []):
+            if other not in seen:
+                found |= compared(other, seen)
+        return found
+
     out = dict(rules)
     for rid, rule in rules.items():
         if not any(p.value_unit is not None for p in rule.params):
@@ -3441,7 +3461,7 @@ def _molar_values(
         for i, spec in enumerate(params):
             if spec.value_unit is None or not isinstance(spec.value, float) or spec.unit is None:
                 continue
-            found = masses.get((rid, spec.name), set())
+            found = compared((rid, spec.name), set())
             known = sorted(m for m in found if m is not None)
             shown = f"{spec.value:.12g} {spec.value_unit}"
             if len(known) == 1:
