@@ -692,10 +692,10 @@ BATCH_PATIENTS = 20_000
 # Patients per staged run of Session.histories (Session.history_batch_patients). A history
 # evaluates each rule at all its change points (~100 times a cohort run's points): at 2k patients
 # its live relations already fill ENGINE_MEMORY_LIMIT (peak RSS ~2.0 GB, 42 MiB spilled), at 10k
-# in one batch 1.9-3.3 GiB of temp files are written from the first fifth of the run on, and the
-# CPU per patient is ~20% above 2k's (5k: 15.2 against 12.4 ms). In batches of 2,500 patients:
-# the same intervals, 5k CPU 75.9 -> 70.9 s, peak RSS 2,299 -> ~2,070 MiB (benchmarks/README.md,
-# helper 80); each batch repeats the ~4 s of the run's ~240 statements' fixed cost.
+# in one batch 1.9-3.3 GiB of temp files are written from the first fifth of the run on. In
+# batches of 2,500 patients: the same intervals, 10k peak RSS ~3.27 -> ~2.2 GB and wall -11 to
+# -24% (CPU within 2%), 5k CPU -7% (benchmarks/README.md, helper 80); each batch repeats the
+# ~4 s of CPU of the run's ~240 statements' fixed cost.
 HISTORY_BATCH_PATIENTS = 2_500
 
 
