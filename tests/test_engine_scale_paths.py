@@ -200,6 +200,25 @@ def test_histories_in_batches_equal_one_batch(session: Session) -> None:
     assert session.con.execute(query).fetchall() == whole
 
 
+def test_histories_run_in_batches_of_history_batch_patients(session: Session) -> None:
+    """A history's batches are its own size (smaller than a cohort run's by default); a cohort
+    run of the same session keeps batch_patients."""
+    query = "SELECT * FROM tl_history ORDER BY ALL"
+    whole_count = session.histories()
+    whole = session.con.execute(query).fetchall()
+    patients = session.con.execute("SELECT count(DISTINCT patient_id) FROM events").fetchone()
+    assert patients is not None
+    small = Session(session.store, session.rules, history_batch_patients=17)
+    seen: list[tuple[int, int]] = []
+    small.progress = lambda batch, batches: seen.append((batch, batches))
+    assert small.histories() == whole_count
+    assert session.con.execute(query).fetchall() == whole
+    assert [batch for batch, _ in seen] == list(range(-(-patients[0] // 17)))
+    seen.clear()
+    small.states(_points_sql(_points(session)))
+    assert len(seen) == 1
+
+
 def test_states_of_no_points_is_an_empty_table(session: Session) -> None:
     count = _batched(session, 5).states(_points_sql(_points(session)) + " WHERE false")
     assert count == 0

@@ -81,14 +81,17 @@ class Session:
         rules: RuleSet,
         as_known_at: datetime | None = None,
         batch_patients: int | None = None,
+        history_batch_patients: int | None = None,
     ) -> None:
         self.store = store
         self.rules = with_store_codes(store, rules)
         self._columns: tuple[str, ...] | None = None
         self._events_read: tuple[str, list[dict[str, Any]]] | None = None  # see _patient_events
         self.as_known_at = as_known_at
-        # patients per staged run of a cohort run or of histories (see batches)
+        # patients per staged run of a cohort run (see batches); histories take at most
+        # history_batch_patients of them per run (see histories)
         self.batch_patients = batch_patients or BATCH_PATIENTS
+        self.history_batch_patients = history_batch_patients or HISTORY_BATCH_PATIENTS
         # called with (batch, batches) before each batch of a cohort run or of histories
         self.progress: Callable[[int, int], None] | None = None
         self.high_water = store.high_water(as_known_at)
@@ -150,11 +153,13 @@ class Session:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (patient_id VARCHAR, q TIMESTAMP)")
         insert_rows(self.con, name, ("VARCHAR", "TIMESTAMP"), points)
 
-    def batches(self, points_sql: str, keyed: bool = False) -> Iterator[int]:
-        """The points of ``points_sql`` (patient_id, q), in batches of ``batch_patients``
-        patients, each to be evaluated by one staged run. For each batch, tl_pts holds its
-        points and the view tl_bev its patients' current events, read only within the seq
-        range of their versions; yields the batch's number.
+    def batches(self, points_sql: str, keyed: bool = False, size: int | None = None) -> Iterator[int]:
+        """The points of ``points_sql`` (patient_id, q), in batches of ``size`` patients
+        (default ``batch_patients``), each to be evaluated by one staged run. For each batch,
+        tl_pts holds its points and the view tl_bev its patients' current events, read only
+        within the seq range of their versions; yields the batch's number.
+
+        ``size``: patients per batch (histories: see HISTORY_BATCH_PATIENTS).
 
         ``keyed``: in tl_pts and tl_bev a patient is an INTEGER key, its number in patient
         order, instead of the store's text id, and the table tl_pid (patient_id, pid) maps the
@@ -170,7 +175,7 @@ class Session:
         patient-ordered files does; otherwise it costs nothing and prunes nothing."""
         hw = self.high_water
         self.con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE tl_all AS SELECT patient_id, q, pid, pid // {int(self.batch_patients)} AS b
+            f"""CREATE OR REPLACE TEMP TABLE tl_all AS SELECT patient_id, q, pid, pid // {int(size or self.batch_patients)} AS b
                 FROM (SELECT patient_id, q, (dense_rank() OVER (ORDER BY patient_id) - 1)::INTEGER AS pid
                       FROM ({points_sql}))"""
         )
@@ -579,7 +584,8 @@ class Session:
         :meth:`history` (from each patient's first clinical event through the day of the last
         event, the last interval ending at the midnight after it), written to the temp table ``name`` (rule_id, patient_id, start, end,
         b, x, why, qualifier: a censored value's, its bound in x); returns the number of intervals. Each rule is evaluated at its own change
-        points, for a batch of patients at a time (see :meth:`batches`), a stepwise rule once
+        points, for a batch of ``history_batch_patients`` patients at a time (at most
+        ``batch_patients``; see :meth:`batches`, HISTORY_BATCH_PATIENTS), a stepwise rule once
         (see :meth:`Compiler.steps`), whatever reads it."""
         ids = self.rule_ids(rule_ids)
         if not name.startswith("tl_"):
@@ -635,7 +641,12 @@ class Session:
             "SELECT DISTINCT patient_id, NULL::TIMESTAMP AS q "
             f"FROM ({self.store.current_sql(self.high_water, columns=['patient_id'])})"
         )
-        return self._into(name, patients, comp, roots, " UNION ALL ".join(parts), keep={span}, keyed=True)
+        # a history evaluates each rule at all its change points (~100 times a cohort run's
+        # points), so its batches are smaller: see HISTORY_BATCH_PATIENTS
+        size = min(self.batch_patients, self.history_batch_patients)
+        return self._into(
+            name, patients, comp, roots, " UNION ALL ".join(parts), keep={span}, keyed=True, size=size
+        )
 
     @staticmethod
     def _steps_in_span(comp: Compiler, rid: str, span: str) -> str:
@@ -665,10 +676,11 @@ class Session:
         select: str,
         keep: set[str] | None = None,
         keyed: bool = False,
+        size: int | None = None,
     ) -> int:
         """``select`` over the compiled ``roots`` for every batch of the points, into the temp
-        table ``name``; returns its number of rows. ``keyed``: see :meth:`batches`."""
-        for b in self.batches(points_sql, keyed):
+        table ``name``; returns its number of rows. ``keyed``, ``size``: see :meth:`batches`."""
+        for b in self.batches(points_sql, keyed, size):
             head = f"CREATE OR REPLACE TEMP TABLE {name} AS " if b == 0 else f"INSERT INTO {name} "
             staged(self.con, comp, roots, head + select, keep)
         found = self.con.execute(f"SELECT count(*) FROM {name}").fetchone()
@@ -681,6 +693,14 @@ _NAME = re.compile(r"\b[a-z]+[0-9]*\b")
 ENGINE_MEMORY_LIMIT = 2 * 2**30
 # Patients per staged run (Session.batch_patients): see Session.batches.
 BATCH_PATIENTS = 20_000
+# Patients per staged run of Session.histories (Session.history_batch_patients). A history
+# evaluates each rule at all its change points (~100 times a cohort run's points): at 2k patients
+# its live relations already fill ENGINE_MEMORY_LIMIT (peak RSS ~2.0 GB, 42 MiB spilled), at 10k
+# in one batch 1.9-3.3 GiB of temp files are written from the first fifth of the run on. In
+# batches of 2,500 patients: the same intervals, 10k peak RSS ~3.27 -> ~2.2 GB and wall -11 to
+# -24% (CPU within 2%), 5k CPU -7% (benchmarks/README.md, helper 80); each batch repeats the
+# ~4 s of CPU of the run's ~240 statements' fixed cost.
+HISTORY_BATCH_PATIENTS = 2_500
 
 
 def staged(
