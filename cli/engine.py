@@ -216,22 +216,46 @@ def history(
                 ]
             )
         return
-    meanings = {rid: _meaning(sess.rules, rid) for rid in dict.fromkeys(r["rule"] for r in rows)}
-    _swimlanes(patient, rows, meanings, given)
+    ids = dict.fromkeys(r["rule"] for r in rows)
+    meanings = {rid: _meaning(sess.rules, rid) for rid in ids}
+    units = {rid: sess.rules.rules[rid].value_type.unit for rid in ids}
+    _swimlanes(patient, rows, meanings, given, units)
 
 
 def _swimlanes(
-    patient: str, rows: list[dict[str, Any]], meanings: dict[str, str | None], given: dict[str, Any]
+    patient: str,
+    rows: list[dict[str, Any]],
+    meanings: dict[str, str | None],
+    given: dict[str, Any],
+    units: dict[str, str | None],
 ) -> None:
     """``given``: the options of the command (store, rules, params, as_known_at) that the
-    command its caption suggests needs too (:func:`follow_up`)."""
+    command its caption suggests needs too (:func:`follow_up`); ``units``: each rule's value
+    unit (UCUM), by rule id."""
     c = console()
     if not rows:
         c.print(f"{esc(patient)}: no events, no history")
         return
     if c.is_terminal:  # a file or a pipe gets the intervals only (README)
         _lanes(c, patient, rows, meanings)
-    _intervals_table(c, patient, rows, given)
+    _intervals_table(c, patient, rows, given, units)
+
+
+def _interval_value(r: dict[str, Any], unit: str | None) -> str:
+    """An interval's value as `state` shows a rule's: true/false, ``unknown``, or a number as the
+    engine's notes write it (:func:`number_text`: ``2.0833``, not ``2.083333333333``; ``0``, not
+    ``0.0``), a censored one with its qualifier (``<5``), and the rule's unit as shown to people
+    (``mg/kg/d``; none for a pure number)."""
+    value = r["value"]
+    if isinstance(value, bool):
+        return str(value).lower()
+    if not isinstance(value, int | float):  # "unknown"
+        return str(value)
+    text = (r.get("qualifier") or "") + number_text(float(value))
+    from timeline.units import display_unit
+
+    shown = display_unit(unit)
+    return f"{text} {shown}" if shown else text
 
 
 def _lane_mark(value: Any, meaning: str | None) -> str:
@@ -268,7 +292,9 @@ def _lanes(c: Any, patient: str, rows: list[dict[str, Any]], meanings: dict[str,
         c.print(cell(f"{rid:>34} │") + Text.from_markup("".join(lane)) + cell("│"))
 
 
-def _intervals_table(c: Any, patient: str, rows: list[dict[str, Any]], given: dict[str, Any]) -> None:
+def _intervals_table(
+    c: Any, patient: str, rows: list[dict[str, Any]], given: dict[str, Any], units: dict[str, str | None]
+) -> None:
     from rich.table import Table
 
     # a history is evaluated for values and unknown reasons only (no notes, no evidence)
@@ -279,14 +305,11 @@ def _intervals_table(c: Any, patient: str, rows: list[dict[str, Any]], given: di
     for col in ("rule", "from", "until", "value", "reason (unknown)"):
         table.add_column(col)
     for r in rows:
-        value = str(r["value"]).lower() if isinstance(r["value"], bool) else r["value"]
-        if r.get("qualifier"):  # a censored value: <5
-            value = f"{r['qualifier']}{number_text(float(r['value']))}"
         table.add_row(
             cell(r["rule"]),
             cell(instant_text(str(r["start"]))),
             cell(instant_text(str(r["end"]) if r["end"] else None)),
-            cell(value),
+            cell(_interval_value(r, units.get(r["rule"]))),
             cell(r["reason"] or ""),
         )
     c.print(table)

@@ -983,6 +983,19 @@ def test_history_csv_writes_a_number_as_state_shows_it_with_its_unit_apart(examp
     assert re.search(r"pedi_change_crp\s*│\s*-95\.2381 %", state.stdout)
 
 
+def test_history_table_writes_a_number_as_state_shows_it_with_its_unit(example_store: Path) -> None:
+    """The table gave the raw number without its unit (-95.238095238095, 0.0); it now shows
+    what `state` shows on that day (-95.2381 %)."""
+    args = ("P001", "--rule", "pedi_change_crp", "--store", example_store)
+    result = run_cli("history", *args, "--to", "2008-02-10")
+    assert result.exit_code == 0, result.output
+    last = [line for line in result.stdout.splitlines() if line.startswith("│ pedi_change_crp")][-1]
+    state = run_cli("state", "P001", "--at", "2008-02-10", *args[1:])
+    shown = re.search(r"pedi_change_crp\s*│\s*(\S+ %)", state.stdout)
+    assert shown is not None and shown.group(1) == "-95.2381 %"
+    assert re.search(r"│\s*-95\.2381 %\s*│", last), last
+
+
 def test_history_csv_leaves_the_unit_of_a_true_or_false_empty(example_store: Path) -> None:
     result = run_cli("history", "P001", "--rule", "crp_normal", "--csv", "--store", example_store)
     assert {r["unit"] for r in csv.DictReader(io.StringIO(result.stdout))} == {""}
