@@ -160,13 +160,14 @@ class Assessment(_Measurement):
     code: str
 
 
-# how a censored value's qualifier may be written, beside its two-character forms
-_QUALIFIER_SPELLINGS = {"≤": "<=", "≥": ">="}
+# how a censored value's qualifier may be written, beside its two-character forms (ingest
+# reads a file's the same way)
+QUALIFIER_SPELLINGS = {"≤": "<=", "≥": ">="}
 
 
 def _spelt_qualifier(value: Any) -> Any:
     """A qualifier as ingest reads one: ``≤`` and ``≥`` are ``<=`` and ``>=``."""
-    return _QUALIFIER_SPELLINGS.get(value, value) if isinstance(value, str) else value
+    return QUALIFIER_SPELLINGS.get(value, value) if isinstance(value, str) else value
 
 
 class Lab(_Measurement):

@@ -975,7 +975,6 @@ def _passthrough(col: str, raw_type: str) -> bool:
 # A censored value: a number after one of these (``<5``, ``< 5``, ``≤5``, ``>=2000``), each
 # stored as the qualifier beside it
 _QUALIFIER_RE = "^(<=|>=|<|>|≤|≥)"
-_QUALIFIER_SPELLINGS = {"≤": "<=", "≥": ">="}
 
 
 def _censored_parts(col: str) -> tuple[str, str, str]:
@@ -1001,7 +1000,7 @@ def _qualifier_sql(raw_type: str = "VARCHAR") -> str:
         return "NULL::VARCHAR"
     begins, written, rest = _censored_parts("value")
     spelt = "CASE " + " ".join(
-        f"WHEN {written} = {_quote(k)} THEN {_quote(v)}" for k, v in _QUALIFIER_SPELLINGS.items()
+        f"WHEN {written} = {_quote(k)} THEN {_quote(v)}" for k, v in events.QUALIFIER_SPELLINGS.items()
     )
     return f"CASE WHEN {begins} AND {_double_sql(rest)} IS NOT NULL THEN {spelt} ELSE {written} END END"
 
