@@ -983,7 +983,15 @@ def main() -> NoReturn:
     from cli.fast import plain_command
 
     command = plain_command(sys.argv[1:])
-    sys.exit(run(command or only_command(app, sys.argv[1:]), (Exit, _engine.Exit)))
+    if command is None:
+        group = only_command(app, sys.argv[1:])
+
+        def command() -> None:
+            # named `timeline` however the process was started (`python -m cli.main`, a test
+            # runner's process): click would otherwise name it after Python's __main__ module
+            group(prog_name="timeline")
+
+    sys.exit(run(command, (Exit, _engine.Exit)))
 
 
 # Commands that only read (their store opened read-only, closed before they return) and leave

@@ -196,3 +196,16 @@ def test_the_plain_parser_knows_exactly_the_options_typer_declares(command: str)
         for name in param.opts:
             declared[name] = (str(param.name), kind)
     assert (_OPTIONS[command], _ARGUMENTS[command]) == (declared, tuple(positional))
+
+
+def test_usage_errors_name_the_program_timeline_however_python_was_started() -> None:
+    # `python -m cli.main` (and a test runner's own __main__) must not leak into the usage line
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "events", "--bad"],
+        capture_output=True,
+        text=True,
+        env=output_env(unbuffered=False),
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("Usage: timeline events ")
