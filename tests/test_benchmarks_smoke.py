@@ -36,6 +36,18 @@ def test_ingest_benchmark_quick(
     assert "ratio" in out and "machine:" in out
 
 
+def test_ingest_profile_gives_each_statements_cpu_and_wall_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    monkeypatch.setattr(gen, "DATA", tmp_path)
+    bench.main(["--quick", "--profile", "--format", "parquet"])
+    out = capsys.readouterr().out
+    assert re.search(r"profile of run 1 \(\d+\.\d{3} s CPU, \d+\.\d{3} s wall in SQL\)", out)
+    assert re.search(r"^ +\d+\.\d{3} +\d+\.\d{3}  INSERT INTO events ", out, re.MULTILINE)
+
+
 def test_suite_runs_every_engine_figure_at_a_tiny_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
