@@ -18,6 +18,8 @@ status is 1 when a goal is missed (never with ``--quick``).
     python -m benchmarks.ingest --quick                          # tiny smoke run
     python -m benchmarks.ingest --events 1000000 --runs 1 --profile --rss-events 0
         # CPU and wall seconds of every SQL statement of one ingest (the most CPU first)
+    python -m benchmarks.ingest --source benchmarks/data/suite-10000/events.parquet --runs 1 \\
+        --rss-events 0 --profile      # the same for a given file (the suite's 10k one)
 """
 
 from __future__ import annotations
@@ -167,7 +169,16 @@ def _row(cells: list[str]) -> str:
     )
 
 
-def run(events: int, runs: int, rss_events: int, formats: tuple[str, ...], profile: bool) -> int:
+def run(
+    events: int,
+    runs: int,
+    rss_events: int,
+    formats: tuple[str, ...],
+    profile: bool,
+    source: Path | None = None,
+) -> int:
+    """The figures for ``events`` generated events of each of ``formats``; or, given ``source``
+    (a CSV or Parquet file of ``events`` rows, of the one format in ``formats``), for that file."""
     print(f"machine: {machine()}")
     print(f"events: {events:,}, runs: {runs} (medians), peak RSS at {rss_events:,} events")
     gen.DATA.mkdir(parents=True, exist_ok=True)
@@ -176,7 +187,7 @@ def run(events: int, runs: int, rss_events: int, formats: tuple[str, ...], profi
     with tempfile.TemporaryDirectory(dir=gen.DATA, prefix="bench-") as tmp:
         work = Path(tmp)
         for fmt in formats:
-            file = gen.generate(events, fmt)
+            file = source if source is not None else gen.generate(events, fmt)
             size = file.stat().st_size / 1e6
             ours_t: list[float] = []
             anchor_t: list[float] = []
@@ -265,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--profile", action="store_true", help="CPU and wall seconds of each SQL statement of the first run"
     )
+    ap.add_argument(
+        "--source",
+        type=Path,
+        help="time this CSV or Parquet file (e.g. the suite's benchmarks/data/suite-10000/events.parquet) "
+        "instead of generated events; with --rss-events 0 unless a generated file's peak is wanted too",
+    )
     ap.add_argument("--child", choices=["ours", "anchor"], help=argparse.SUPPRESS)
     ap.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--fmt", choices=FORMATS, help=argparse.SUPPRESS)
@@ -280,7 +297,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.events, args.runs, args.rss_events = 2000, 1, 2000
     formats = FORMATS if args.format == "both" else (args.format,)
-    status = run(args.events, args.runs, args.rss_events, formats, args.profile)
+    if args.source is not None:
+        fmt = {".csv": "csv", ".parquet": "parquet"}.get(args.source.suffix.lower())
+        if fmt is None or not args.source.is_file():
+            ap.error(f"--source {args.source}: not a .csv or .parquet file")
+        reader = "read_csv" if fmt == "csv" else "read_parquet"
+        quoted = str(args.source).replace("'", "''")
+        with duckdb.connect() as con:
+            counted = con.execute(f"SELECT count(*) FROM {reader}('{quoted}')").fetchone()
+        args.events, formats = int(counted[0]) if counted else 0, (fmt,)
+        if args.rss_events:
+            print(
+                f"the peak RSS figure is of a generated file of {args.rss_events:,} events, not of --source"
+            )
+    status = run(args.events, args.runs, args.rss_events, formats, args.profile, args.source)
     return 0 if args.quick else status  # goals mean nothing at the tiny size
 
 
