@@ -17,7 +17,9 @@ status is 1 when a goal is missed (never with ``--quick``).
     python -m benchmarks.ingest --events 1000000 --runs 3        # the recorded figures
     python -m benchmarks.ingest --quick                          # tiny smoke run
     python -m benchmarks.ingest --events 1000000 --runs 1 --profile --rss-events 0
-        # time every SQL statement of one ingest (slowest first)
+        # CPU and wall seconds of every SQL statement of one ingest (the most CPU first)
+    python -m benchmarks.ingest --source benchmarks/data/suite-10000/events.parquet --runs 1 \\
+        --rss-events 0 --profile      # the same for a given file (the suite's 10k one)
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def bare_load(file: Path, fmt: str, db: Path) -> None:
         con.close()
 
 
-def our_ingest(file: Path, fmt: str, db: Path, profile: list[tuple[float, str]] | None = None) -> int:
+def our_ingest(file: Path, fmt: str, db: Path, profile: list[tuple[float, float, str]] | None = None) -> int:
     """Ours: `timeline ingest` of the file into a fresh store, through the library."""
     from timeline.ingest import ingest_file
     from timeline.store import Store
@@ -75,16 +77,19 @@ def our_ingest(file: Path, fmt: str, db: Path, profile: list[tuple[float, str]] 
 
 
 class _TimedConnection:
-    """Wraps a DuckDB connection and records the time of every statement it runs."""
+    """Wraps a DuckDB connection and records the CPU seconds (this process's, DuckDB's threads
+    included) and wall seconds of every statement it runs. The CPU seconds move much less with
+    other people's load: on a machine shared with 3-8 busy processes, a statement's wall time
+    was 1.5-3.5 times its CPU time, from run to run."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, log: list[tuple[float, str]]) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, log: list[tuple[float, float, str]]) -> None:
         self._con = con
         self._log = log
 
     def _timed(self, fn: Callable[..., Any], sql: str, *args: Any) -> Any:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn(sql, *args)
-        self._log.append((time.perf_counter() - t0, " ".join(sql.split())[:150]))
+        self._log.append((time.process_time() - c0, time.perf_counter() - t0, " ".join(sql.split())[:150]))
         return self
 
     def execute(self, sql: str, *args: Any) -> Any:
@@ -164,7 +169,16 @@ def _row(cells: list[str]) -> str:
     )
 
 
-def run(events: int, runs: int, rss_events: int, formats: tuple[str, ...], profile: bool) -> int:
+def run(
+    events: int,
+    runs: int,
+    rss_events: int,
+    formats: tuple[str, ...],
+    profile: bool,
+    source: Path | None = None,
+) -> int:
+    """The figures for ``events`` generated events of each of ``formats``; or, given ``source``
+    (a CSV or Parquet file of ``events`` rows, of the one format in ``formats``), for that file."""
     print(f"machine: {machine()}")
     print(f"events: {events:,}, runs: {runs} (medians), peak RSS at {rss_events:,} events")
     gen.DATA.mkdir(parents=True, exist_ok=True)
@@ -173,7 +187,7 @@ def run(events: int, runs: int, rss_events: int, formats: tuple[str, ...], profi
     with tempfile.TemporaryDirectory(dir=gen.DATA, prefix="bench-") as tmp:
         work = Path(tmp)
         for fmt in formats:
-            file = gen.generate(events, fmt)
+            file = source if source is not None else gen.generate(events, fmt)
             size = file.stat().st_size / 1e6
             ours_t: list[float] = []
             anchor_t: list[float] = []
@@ -183,7 +197,7 @@ def run(events: int, runs: int, rss_events: int, formats: tuple[str, ...], profi
                 wall, cpu = _timed_run(lambda db, f=file, m=fmt: bare_load(f, m, db), work)
                 anchor_t.append(wall)
                 anchor_c.append(cpu)
-                log: list[tuple[float, str]] | None = [] if profile and i == 0 else None
+                log: list[tuple[float, float, str]] | None = [] if profile and i == 0 else None
                 wall, cpu = _timed_run(lambda db, f=file, m=fmt, lg=log: our_ingest(f, m, db, lg), work)
                 ours_t.append(wall)
                 ours_c.append(cpu)
@@ -194,10 +208,13 @@ def run(events: int, runs: int, rss_events: int, formats: tuple[str, ...], profi
                     flush=True,
                 )
                 if log is not None:
-                    total = sum(t for t, _ in log)
-                    print(f"  profile of run 1 ({total:.3f} s in SQL), slowest statements first:")
-                    for t, sql in sorted(log, reverse=True)[:25]:
-                        print(f"    {t:8.3f} s  {sql}")
+                    cpu, wall = sum(c for c, _, _ in log), sum(w for _, w, _ in log)
+                    print(
+                        f"  profile of run 1 ({cpu:.3f} s CPU, {wall:.3f} s wall in SQL), "
+                        "the most CPU first (CPU s, wall s, statement):"
+                    )
+                    for c, w, sql in sorted(log, reverse=True)[:25]:
+                        print(f"    {c:8.3f} {w:8.3f}  {sql}")
             ours, anchor = statistics.median(ours_t), statistics.median(anchor_t)
             ratio = statistics.median(o / a for o, a in zip(ours_t, anchor_t, strict=True))
             met = ratio <= GOAL_RATIO
@@ -256,7 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--format", choices=[*FORMATS, "both"], default="both")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one run (smoke test)")
-    ap.add_argument("--profile", action="store_true", help="time each SQL statement of the first run")
+    ap.add_argument(
+        "--profile", action="store_true", help="CPU and wall seconds of each SQL statement of the first run"
+    )
+    ap.add_argument(
+        "--source",
+        type=Path,
+        help="time this CSV or Parquet file (e.g. the suite's benchmarks/data/suite-10000/events.parquet) "
+        "instead of generated events; with --rss-events 0 unless a generated file's peak is wanted too",
+    )
     ap.add_argument("--child", choices=["ours", "anchor"], help=argparse.SUPPRESS)
     ap.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--fmt", choices=FORMATS, help=argparse.SUPPRESS)
@@ -272,7 +297,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.events, args.runs, args.rss_events = 2000, 1, 2000
     formats = FORMATS if args.format == "both" else (args.format,)
-    status = run(args.events, args.runs, args.rss_events, formats, args.profile)
+    if args.source is not None:
+        fmt = {".csv": "csv", ".parquet": "parquet"}.get(args.source.suffix.lower())
+        if fmt is None or not args.source.is_file():
+            ap.error(f"--source {args.source}: not a .csv or .parquet file")
+        reader = "read_csv" if fmt == "csv" else "read_parquet"
+        quoted = str(args.source).replace("'", "''")
+        with duckdb.connect() as con:
+            counted = con.execute(f"SELECT count(*) FROM {reader}('{quoted}')").fetchone()
+        args.events, formats = int(counted[0]) if counted else 0, (fmt,)
+        if args.rss_events:
+            print(
+                f"the peak RSS figure is of a generated file of {args.rss_events:,} events, not of --source"
+            )
+    status = run(args.events, args.runs, args.rss_events, formats, args.profile, args.source)
     return 0 if args.quick else status  # goals mean nothing at the tiny size
 
 

@@ -36,6 +36,37 @@ def test_ingest_benchmark_quick(
     assert "ratio" in out and "machine:" in out
 
 
+def test_ingest_profile_gives_each_statements_cpu_and_wall_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    monkeypatch.setattr(gen, "DATA", tmp_path)
+    bench.main(["--quick", "--profile", "--format", "parquet"])
+    out = capsys.readouterr().out
+    assert re.search(r"profile of run 1 \(\d+\.\d{3} s CPU, \d+\.\d{3} s wall in SQL\)", out)
+    assert re.search(r"^ +\d+\.\d{3} +\d+\.\d{3}  INSERT INTO events ", out, re.MULTILINE)
+
+
+def test_ingest_benchmark_times_a_given_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(gen, "DATA", tmp_path / "data")
+    file = gen.generate(700, "parquet", tmp_path / "given.parquet")
+    bench.main(["--source", str(file), "--runs", "1", "--rss-events", "0"])
+    out = capsys.readouterr().out
+    assert "parquet ingest 700 ev" in out
+    assert not list((tmp_path / "data").glob("events-*"))  # nothing generated
+
+
+def test_ingest_benchmark_refuses_a_source_of_another_format(tmp_path: Path) -> None:
+    other = tmp_path / "events.jsonl"
+    other.write_text("{}\n")
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--source", str(other), "--runs", "1", "--rss-events", "0"])
+    assert exc.value.code == 2
+
+
 def test_suite_runs_every_engine_figure_at_a_tiny_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
