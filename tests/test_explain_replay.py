@@ -16,7 +16,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from hypothesis import given, note
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from cli.output import _default, _finite
@@ -37,7 +37,7 @@ from timeline.language.loader import load_rules, rule_dirs
 from timeline.store import Store
 
 # dates before the index drug, around it, in follow-up and after the cohort's last event
-VALENCIA_DATES = ["2003-06-30", "2005-06-30", "2007-04-03T12:00", "2011-01-01"]
+VALENCIA_DATES = ["2003-06-30", "2007-04-03T12:00", "2011-01-01"]
 
 
 def as_json(data: dict[str, Any]) -> str:
@@ -74,12 +74,12 @@ def test_every_rule_but_those_reading_held_for_is_explained_by_the_replay() -> N
 
 
 def test_the_replay_explains_every_valencia_rule_as_the_compiled_relations_do(valencia: Store) -> None:
-    """Each rule for three patients (every patient over the rules) at four dates."""
+    """Each rule for two patients (every patient over the rules) at three dates."""
     session = Session(valencia, load_rules(rule_dirs([])))
     patients = patients_of(valencia)
     differ = []
     for i, rid in enumerate(r for r in session.rules.listed() if replay_explains(session.rules, r)):
-        for patient in (patients[(i + k * 7) % len(patients)] for k in range(3)):
+        for patient in (patients[(i + k * 11) % len(patients)] for k in range(2)):
             for at in VALENCIA_DATES:
                 sql, replayed = both(session, patient, rid, at)
                 if sql != replayed:
@@ -106,7 +106,7 @@ def test_the_replay_explains_as_known_before_the_amendments_as_the_compiled_rela
     differ = []
     remarked = 0
     for patient in amended:
-        for rid in ("complete_response", "acr_pedi_30", "ms_score", "jadas10", "in_mas_episode"):
+        for rid in ("complete_response", "jadas10", "in_mas_episode"):
             sql, replayed = both(session, patient, rid, "2009-01-01")
             remarked += "after this moment" in replayed
             if sql != replayed:
@@ -131,7 +131,7 @@ def test_a_rule_reading_held_for_is_still_explained_by_its_compiled_relations(va
         session.explain(patients_of(valencia)[0], "clinical_remission_on_medication", "2007-04-03")
 
 
-@PROPERTY
+@settings(PROPERTY, max_examples=30)
 @given(data=st.data(), tl=timelines(), rules=rule_sets())
 def test_the_replay_explains_generated_rules_as_the_compiled_relations_do(
     data: st.DataObject, tl: Timeline, rules: Rules

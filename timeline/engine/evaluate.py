@@ -1,7 +1,10 @@
 """Evaluate rules over a store: states at dates, explanations, and state histories.
 
-All three run the SQL the compiler generates; an explanation is built from the very
-intermediate relations that produced the answer, so it cannot disagree with it.
+All three run the SQL the compiler generates, but for one patient: `state` replays the
+patient's events in Python (timeline.engine.replay), and so does an explanation of a rule that
+reads no ``held_for``, node for node the tree the compiled relations give (``_ReplayExplainer``,
+held to :class:`_Explainer` by tests/test_explain_replay.py); other rules are explained from
+the very intermediate relations that produced the answer.
 """
 
 from __future__ import annotations
