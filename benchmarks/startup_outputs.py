@@ -117,6 +117,14 @@ def command_lines(suite: Path | None, valencia: Path, before: str, example: Path
         ["explain", "--help"],
         ["state", "V09", *v],  # --at missing
     ]
+    # every rule of the built-in pack: explain builds each tree from the replay but those of
+    # the rules that read held_for (helper 82), whose windows, types and orders must not change
+    for rule in sorted(p.stem for p in (ROOT / "rules" / "sjia").glob("*.yaml")):
+        lines += [
+            ["explain", "V09", rule, "--at", "2007-04-03", *v],
+            ["explain", "V09", rule, "--at", "2007-04-03", "--json", *v],
+            ["explain", "V17", rule, "--at", "2008-01-15", "--as-known-at", before, "--json", *v],
+        ]
     e = ["--store", str(example)]
     for day in ("2008-02-10", "2008-06-01", "2009-03-01"):
         lines += [["state", "P001", "--at", day, *e], ["state", "P001", "--at", day, "--json", *e]]
@@ -133,7 +141,14 @@ def command_lines(suite: Path | None, valencia: Path, before: str, example: Path
             ("S1-0004242", "2014-07-01"),
         ):
             lines += [["state", patient, "--at", day, *s], ["state", patient, "--at", day, "--json", *s]]
-            for rule in ("complete_response", "inactive_disease", "crp_normal"):
+            for rule in (
+                "complete_response",
+                "inactive_disease",
+                "crp_normal",
+                "jadas10",
+                "acr_pedi_30",
+                "ms_score",
+            ):
                 lines += [
                     ["explain", patient, rule, "--at", day, *s],
                     ["explain", patient, rule, "--at", day, "--json", *s],

@@ -247,7 +247,7 @@ def explain(
     """`timeline explain` (see its help in cli.engine)."""
     sess = session(store, rules, param, as_known_at, wait)
     with sess.store:
-        sess.require_patient(patient)
+        sess.require_patient(patient, events=sess.replay)  # the events explain() replays
         data = sess.explain(patient, rule_id, at)
     if json_out:
         dump_json(data)

@@ -1,7 +1,10 @@
 """Evaluate rules over a store: states at dates, explanations, and state histories.
 
-All three run the SQL the compiler generates; an explanation is built from the very
-intermediate relations that produced the answer, so it cannot disagree with it.
+All three run the SQL the compiler generates, but for one patient: `state` replays the
+patient's events in Python (timeline.engine.replay), and so does an explanation of a rule that
+reads no ``held_for``, node for node the tree the compiled relations give (``_ReplayExplainer``,
+held to :class:`_Explainer` by tests/test_explain_replay.py); other rules are explained from
+the very intermediate relations that produced the answer.
 """
 
 from __future__ import annotations
@@ -347,18 +350,13 @@ class Session:
         """The derivation tree of one rule for one patient at one moment, as data."""
         q, label = parse_at(at)
         rule_id = self.rules.get(rule_id).id
-        self._points([(patient, q)])
-        comp = self._compiler([patient])
-        comp.add("pts", "SELECT DISTINCT patient_id, q FROM tl_pts")
-        comp.rule(rule_id)
-        with _small(self.con, True):
-            rows = _Rows.fetch(self.con, comp, patient)
-        builder = _Explainer(self, comp, patient, rows)
-        tree = builder.rule(rule_id, "pts", q)
+        tree, listed, tied, comp = (
+            self._replay_explanation(patient, rule_id, q)
+            if self.replay and replay_explains(self.rules, rule_id)
+            else self._sql_explanation(patient, rule_id, q)
+        )
         # the answer's evidence (what `state` reports), then what the clauses read besides
         evidence = set(tree["derivation"].get("events", []))
-        listed = builder.seqs | evidence
-        tied = self._tied(patient, listed)
         found = self._events(sorted(listed | set(tied)))
         self._annotate(found, tied)
         used = [e for e in found if e["seq"] in evidence]
@@ -376,6 +374,35 @@ class Session:
             "other_events": read,
             "retracted_events": withdrawn,
         }
+
+    def _sql_explanation(
+        self, patient: str, rule_id: str, q: datetime
+    ) -> tuple[dict[str, Any], set[int], dict[int, int], Compiler]:
+        """The rule's tree, every event its clauses read and the events tied with those (see
+        :meth:`_tied`), from the rule's compiled relations for the patient at ``q``."""
+        self._points([(patient, q)])
+        comp = self._compiler([patient])
+        comp.add("pts", "SELECT DISTINCT patient_id, q FROM tl_pts")
+        comp.rule(rule_id)
+        with _small(self.con, True):
+            rows = _Rows.fetch(self.con, comp, patient)
+        builder = _Explainer(self, comp, patient, rows)
+        tree = builder.rule(rule_id, "pts", q)
+        listed = builder.seqs | set(tree["derivation"].get("events", []))
+        return tree, listed, self._tied(patient, listed), comp
+
+    def _replay_explanation(
+        self, patient: str, rule_id: str, q: datetime
+    ) -> tuple[dict[str, Any], set[int], dict[int, int], Compiler]:
+        """:meth:`_sql_explanation`, from the replay of the patient's events that `state`
+        runs (see :class:`_ReplayExplainer`): no SQL but the reading of the events."""
+        from timeline.engine.replay import Reference
+
+        comp = Compiler(self.rules, "SELECT * FROM tl_ev")  # its literals and predicates only
+        builder = _ReplayExplainer(self, Reference(self.rules, self._patient_events(patient)), comp)
+        tree = builder.rule(rule_id, q)
+        listed = builder.seqs | set(tree["derivation"].get("events", []))
+        return tree, listed, builder.tied(listed), comp
 
     def events_of(self, seqs: Sequence[int]) -> list[dict[str, Any]]:
         """The event versions with these sequence numbers, in full, as explain lists them."""
@@ -913,60 +940,12 @@ class _Explainer:
         return next((r for r in self.rows.nodes[table] if r["q"] == q), None)
 
     def rule(self, rule_id: str, points: str, q: datetime) -> dict[str, Any]:
-        rule = self.session.rules.rules[rule_id]
-        tree = self.node(rule.define, points, q)
-        unit = rule.value_type.unit
-        value = tree["value"]
-        c = self.session.rules.reported(rule_id)
-        if c is not None and isinstance(value, float):  # the definition's value, in the rule's unit
-            value = round(c.apply(value), 9)
-        # a rule that is a censored value shows it as state does: its bound and qualifier
-        qualifier = tree.get("qualifier") if self.comp.censored_root(rule_id) else None
-        if qualifier is not None:
-            value = tree["bound"] if c is None else round(c.apply(tree["bound"]), 9)
-        return {
-            "rule": f"{rule.id}@{rule.version}",
-            "description": rule.description,
-            "citation": rule.citation,
-            "status": rule.status,
-            "meaning": rule.meaning,
-            "source": rule.source + (f" (overrides {rule.overrides})" if rule.overrides else ""),
-            "parameters": {p.name: _param_text(p, p.name in dict(rule.variant_with)) for p in rule.params},
-            **({"variant_of": rule.variant_of} if rule.variant_of else {}),
-            "value": value,
-            **({"qualifier": qualifier} if qualifier is not None else {}),
-            "unit": unit,
-            "reason": tree.get("reason") if qualifier is None else None,
-            "derivation": tree,
-        }
+        tree = self.node(self.session.rules.rules[rule_id].define, points, q)
+        return _rule_entry(self.session.rules, rule_id, tree, self.comp.censored_root(rule_id))
 
     def node(self, node: ast.Node, points: str, q: datetime) -> dict[str, Any]:
         table = self.comp.out.names[(node.nid, points)]
-        row = self.row(table, q) or {}
-        t = self.session.rules.types[node.nid]
-        value = row.get("b") if t.kind == "bool" else row.get("x")
-        ev = list(dict.fromkeys(int(s) for s in row.get("ev") or []))  # a node's events, each once
-        self.seqs.update(ev)
-        out: dict[str, Any] = {
-            "op": _op_name(node),
-            "path": node.path,
-            "value": "unknown" if value is None else value,
-        }
-        if t.kind == "num" and t.unit not in (None, "1", "?"):
-            out["unit"] = t.unit
-        if value is None and row.get("why"):
-            out["reason"] = row["why"]
-        if row.get("cq") is not None:  # a censored value: unknown, its qualifier and bound beside
-            out["qualifier"], out["bound"] = row["cq"], row["cx"]
-        if row.get("note"):
-            out["detail"] = row["note"]
-        if row.get("lo") is not None or row.get("hi") is not None:
-            out["window"] = {
-                "from": row["lo"].isoformat(sep=" ") if row.get("lo") else None,
-                "to": row["hi"].isoformat(sep=" ") if row.get("hi") else None,
-            }
-        if ev:
-            out["events"] = ev
+        out = _node_entry(node, self.session.rules.types[node.nid], self.row(table, q) or {}, self.seqs)
         children: list[dict[str, Any]] = []
         if isinstance(node, ast.RuleRef):
             children.append(self.rule(node.rule, points, q))
@@ -1014,6 +993,290 @@ class _Explainer:
             if nid == node.nid and pts != "pts":
                 return pts
         return None
+
+
+def replay_explains(rules: RuleSet, rule_id: str) -> bool:
+    """Whether :class:`_ReplayExplainer` gives a rule's explanation: every rule but those that
+    read ``held_for`` (the moments it checks are the compiler's change points, which the replay
+    does not find: it evaluates at a superset of them), and those where an ``at_anchor``'s
+    clause is evaluated at other instants in more than one place (the compiler's explanation
+    shows such a clause from the first relation it finds, which the replay does not mimic).
+    Found by walking the rule and the rules it reads."""
+    # the places (chains of the nodes that evaluate a clause at other instants) where each node
+    # is evaluated; () is the explained instant itself
+    contexts: dict[int, set[tuple[int, ...]]] = {}
+    anchors: list[ast.AtAnchor] = []
+    todo: list[tuple[ast.Node, tuple[int, ...]]] = [(rules.rules[rule_id].define, ())]
+    while todo:
+        node, ctx = todo.pop()
+        seen = contexts.setdefault(node.nid, set())
+        if ctx in seen:
+            continue
+        seen.add(ctx)
+        if isinstance(node, ast.HeldFor):
+            return False
+        if isinstance(node, ast.RuleRef):
+            todo.append((rules.rules[node.rule].define, ctx))
+            continue
+        if isinstance(node, ast.AtAnchor):
+            anchors.append(node)
+            todo.append((node.expr, (*ctx, node.nid)))
+            continue
+        for sub in ast.children(node):
+            inner = ctx
+            if isinstance(node, ast.EpisodeCount) and sub is node.starting_when:
+                inner = (*ctx, node.nid)
+            todo.append((sub, inner))
+        if isinstance(node, ast.InEpisode | ast.EpisodeCount) and node.episodes.when is not None:
+            todo.append((node.episodes.when, (*ctx, node.nid, 0)))
+    return all(len(contexts[a.expr.nid] - {()}) <= 1 for a in anchors)
+
+
+@dataclass
+class _ReplayExplainer:
+    """An explanation built from the Python replay of the patient's events (the evaluator
+    `state` runs, :mod:`timeline.engine.replay`) instead of the compiled SQL: the same tree,
+    node for node, as :class:`_Explainer` makes from the relations (each clause's value,
+    reason, events in the same order, detail, window and censored value; the clauses shown
+    are those the compiler evaluates at the same instant), without parsing, planning and
+    running the rule's relations (complete_response of the 10k cohort's patient with most
+    events: ~80 materialized CTEs, 0.13 s). Not for rules that read ``held_for``
+    (:func:`replay_explains`). tests/test_explain_replay.py compares the two."""
+
+    session: Session
+    ref: Any  # timeline.engine.replay.Reference, imported when first needed
+    comp: Compiler  # for its literals only: which clauses it evaluates as relations
+    seqs: set[int] = field(default_factory=set)
+    windows: dict[tuple[int, datetime], tuple[datetime | None, datetime | None]] = field(default_factory=dict)
+    integers: dict[int, bool] = field(default_factory=dict)
+
+    def rule(self, rule_id: str, q: datetime) -> dict[str, Any]:
+        rules = self.session.rules
+        tree = self.node(rules.rules[rule_id].define, q)
+        return _rule_entry(rules, rule_id, tree, self.comp.censored_root(rule_id))
+
+    def row(self, node: ast.Node, q: datetime) -> dict[str, Any]:
+        """The node's row at ``q``, as its relation holds it (see _Rows)."""
+        v = self.ref.evaluate(node, q)
+        value = v.value
+        if value is not None and not isinstance(value, bool):
+            # as the relation's column reads back: an INTEGER (a joint count) or a DOUBLE
+            value = int(value) if self.integer(node) else float(value)
+        lo, hi = self.window(node, q)
+        row = {"b": value, "x": value, "why": v.why, "ev": v.ev, "note": v.note, "lo": lo, "hi": hi}
+        if v.qualifier is not None and self.comp.carries(node):
+            row["cq"], row["cx"] = v.qualifier, v.bound
+        return row
+
+    def node(self, node: ast.Node, q: datetime) -> dict[str, Any]:
+        out = _node_entry(node, self.session.rules.types[node.nid], self.row(node, q), self.seqs)
+        children: list[dict[str, Any]] = []
+        if isinstance(node, ast.RuleRef):
+            children.append(self.rule(node.rule, q))
+        elif isinstance(node, ast.AtAnchor):
+            a = self.ref.anchor(node.anchor, q)
+            if a is not None:  # the clause at the anchored instant, even after q
+                children.append(self.node(node.expr, self.ref.anchored_at(node, a["occurred_at"])))
+        else:
+            children += [self.node(sub, q) for sub in self.shown(node)]
+        if children:
+            out["children"] = children
+        return out
+
+    def integer(self, node: ast.Node) -> bool:
+        """Whether the node's relation has an INTEGER value column (it reads back as an int,
+        written 6 in JSON, not 6.0): a latest, first, last, min, max or sum of an INTEGER
+        column of the events (joint counts, grades), and what passes one on unchanged, or
+        combines only such values by +, -, *, min or max without a conversion of units."""
+        found = self.integers.get(node.nid)
+        if found is None:
+            found = self.integers[node.nid] = self._integer(node)
+        return found
+
+    def _integer(self, node: ast.Node) -> bool:
+        from timeline.store import EVENT_COLUMNS
+
+        def column(field: str) -> bool:
+            return EVENT_COLUMNS.get(field) == "INTEGER"
+
+        if isinstance(node, ast.Latest):
+            return column(node.field)
+        if isinstance(node, ast.Aggregate):
+            return node.fn in ("first", "last", "min", "max", "sum") and column(node.field)
+        if isinstance(node, ast.RuleRef):
+            rules = self.session.rules
+            return rules.reported(node.rule) is None and self.integer(rules.rules[node.rule].define)
+        if isinstance(node, ast.AtAnchor):
+            return self.integer(node.expr)
+        if isinstance(node, ast.UnknownUnless):
+            return self.integer(node.value)
+        if isinstance(node, ast.Coalesce):
+            return all(self.integer(i) for i in node.items)
+        if isinstance(node, ast.Arith):
+            items = node.items
+            if node.op not in ("add", "sub", "mul", "min", "max") or not all(map(self.integer, items)):
+                return False
+            # a conversion of units multiplies by a DOUBLE
+            return node.op == "mul" or not any(
+                self.comp._scales(items, self.session.rules.types[items[0].nid].unit)
+            )
+        return False
+
+    def shown(self, node: ast.Node) -> list[ast.Node]:
+        """The clauses of ``node`` the compiler evaluates at the node's own instants: not a
+        comparison's literal threshold, nor what is evaluated at other instants (an
+        episode_count's starting_when, an episode's condition; a normal's limits are literals)."""
+        if isinstance(node, ast.Compare):
+            numeric = self.session.rules.types[node.left.nid].kind == "num"
+            if numeric and self.comp.literal(node.right) is not None:
+                return [node.left]
+            return [node.left, node.right]
+        if isinstance(node, ast.EpisodeCount | ast.Normal | ast.InEpisode):
+            return []
+        return ast.children(node)
+
+    def window(self, node: ast.Node, q: datetime) -> tuple[datetime | None, datetime | None]:
+        """The node's ``lo`` and ``hi`` at ``q``, as the compiler's relation gives them: the
+        time a clause looked at (a latest's look-back, an aggregate's window, the time since
+        the anchor), passed up through not, clip, unknown_unless, a rule reference and a
+        comparison (its left operand's, else its right's)."""
+        key = (node.nid, q)
+        found = self.windows.get(key)
+        if found is None:
+            found = self.windows[key] = self._window(node, q)
+        return found
+
+    def _window(self, node: ast.Node, q: datetime) -> tuple[datetime | None, datetime | None]:
+        from timeline.engine.crossings import anchor_of
+        from timeline.engine.replay import FAR, ORIGIN
+        from timeline.language.durations import shift
+
+        ref = self.ref
+        if isinstance(node, ast.Latest | ast.Normal):
+            return shift(q, ref.duration(node.within), -1), q
+        if isinstance(node, ast.DailyDose):
+            return shift(q, ref.duration(node.weight_within), -1), q
+        if isinstance(node, ast.OnDrug):
+            return None, q
+        if isinstance(node, ast.Age | ast.TimeSince):
+            a = ref.anchor(anchor_of(node), q)
+            return (a["occurred_at"] if a is not None else None), q
+        if isinstance(node, ast.Aggregate | ast.EpisodeCount):
+            w = node.window
+            at: datetime | None = q
+            if w.anchor is not None:
+                a = ref.anchor(w.anchor, q)
+                at = a["occurred_at"] if a is not None else None
+            lo = shift(at, ref.duration(w.start)) if w.start is not None and at is not None else None
+            if w.end is None or at is None:  # least(NULL, q) is q
+                return lo, q
+            return lo, min(shift(at, ref.duration(w.end)), q)
+        if isinstance(node, ast.InEpisode):
+            inside = [ep for ep in ref.episodes(node.episodes, False, q) if ep.s <= q <= ep.e]
+            if not inside:
+                return None, None
+            start, end = min(ep.s for ep in inside), max(ep.e for ep in inside)
+            lo = None if start == ORIGIN else start
+            return lo, None if node.episodes.when is not None or end == FAR else end
+        if isinstance(node, ast.Compare):
+            shown = self.shown(node)
+            lo, hi = self.window(node.left, q)
+            if len(shown) == 1:
+                return lo, hi
+            rlo, rhi = self.window(node.right, q)
+            return (lo if lo is not None else rlo), (hi if hi is not None else rhi)
+        if isinstance(node, ast.Not | ast.Clip):
+            return self.window(node.item, q)
+        if isinstance(node, ast.UnknownUnless):
+            return self.window(node.value, q)
+        if isinstance(node, ast.RuleRef):
+            return self.window(self.session.rules.rules[node.rule].define, q)
+        if isinstance(node, ast.AtAnchor):
+            a = ref.anchor(node.anchor, q)
+            if a is None:
+                return None, None
+            return self.window(node.expr, ref.anchored_at(node, a["occurred_at"]))
+        return None, None  # constants, parameters, logic, arithmetic, coalesce, pct_change, findings
+
+    def tied(self, listed: set[int]) -> dict[int, int]:
+        """:meth:`Session._tied` over the replayed events: the patient's current events at the
+        instant, of the kind and code, of an event listed, that are not listed, each → the
+        smallest seq listed it is tied with."""
+        if not listed:
+            return {}
+        events = self.ref.events
+        first: dict[tuple[Any, ...], int] = {}
+        for e in events:
+            if e["seq"] in listed:
+                key = (e["occurred_at"], e["kind"], e.get("code"))
+                first[key] = min(first.get(key, e["seq"]), e["seq"])
+        out = {}
+        for e in events:
+            if e["seq"] not in listed:
+                found = first.get((e["occurred_at"], e["kind"], e.get("code")))
+                if found is not None:
+                    out[int(e["seq"])] = int(found)
+        return out
+
+
+def _rule_entry(rules: RuleSet, rule_id: str, tree: dict[str, Any], censored_root: bool) -> dict[str, Any]:
+    """A rule's entry of an explanation: its metadata and value (in the rule's unit, a censored
+    value as state shows it: ``censored_root``) above ``tree``, its definition's derivation."""
+    rule = rules.rules[rule_id]
+    unit = rule.value_type.unit
+    value = tree["value"]
+    c = rules.reported(rule_id)
+    if c is not None and isinstance(value, float):  # the definition's value, in the rule's unit
+        value = round(c.apply(value), 9)
+    # a rule that is a censored value shows it as state does: its bound and qualifier
+    qualifier = tree.get("qualifier") if censored_root else None
+    if qualifier is not None:
+        value = tree["bound"] if c is None else round(c.apply(tree["bound"]), 9)
+    return {
+        "rule": f"{rule.id}@{rule.version}",
+        "description": rule.description,
+        "citation": rule.citation,
+        "status": rule.status,
+        "meaning": rule.meaning,
+        "source": rule.source + (f" (overrides {rule.overrides})" if rule.overrides else ""),
+        "parameters": {p.name: _param_text(p, p.name in dict(rule.variant_with)) for p in rule.params},
+        **({"variant_of": rule.variant_of} if rule.variant_of else {}),
+        "value": value,
+        **({"qualifier": qualifier} if qualifier is not None else {}),
+        "unit": unit,
+        "reason": tree.get("reason") if qualifier is None else None,
+        "derivation": tree,
+    }
+
+
+def _node_entry(node: ast.Node, t: ast.Type, row: dict[str, Any], seqs: set[int]) -> dict[str, Any]:
+    """A clause's entry of an explanation, from its row (``b`` or ``x``, ``why``, ``ev``,
+    ``note``, ``lo``, ``hi`` and, of a censored value, ``cq`` and ``cx``; empty: no row); the
+    clause's events are added to ``seqs``."""
+    value = row.get("b") if t.kind == "bool" else row.get("x")
+    ev = list(dict.fromkeys(int(s) for s in row.get("ev") or []))  # a node's events, each once
+    seqs.update(ev)
+    out: dict[str, Any] = {
+        "op": _op_name(node),
+        "path": node.path,
+        "value": "unknown" if value is None else value,
+    }
+    if t.kind == "num" and t.unit not in (None, "1", "?"):
+        out["unit"] = t.unit
+    if value is None and row.get("why"):
+        out["reason"] = row["why"]
+    if row.get("cq") is not None:  # a censored value: unknown, its qualifier and bound beside
+        out["qualifier"], out["bound"] = row["cq"], row["cx"]
+    if row.get("note"):
+        out["detail"] = row["note"]
+    if row.get("lo") is not None or row.get("hi") is not None:
+        out["window"] = {
+            "from": row["lo"].isoformat(sep=" ") if row.get("lo") else None,
+            "to": row["hi"].isoformat(sep=" ") if row.get("hi") else None,
+        }
+    if ev:
+        out["events"] = ev
+    return out
 
 
 def _param_text(p: ast.ParamSpec, referenced: bool = False) -> str:
