@@ -15,9 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.engine_support import store_with, write_rule
+from tests.support import raw_connection
 from timeline.engine import censored
 from timeline.engine.evaluate import Result, Session
 from timeline.language.loader import load_rules
+from timeline.moments import parse_at
+from timeline.store import QUALIFIER, Store
 
 CRP = {"kind": "lab", "code": "1988-5"}
 LATEST = {"latest": {"select": CRP, "within": "30 days"}}
@@ -301,6 +304,77 @@ def test_a_history_gives_a_censored_rule_value_as_its_bound_and_qualifier(tmp_pa
             (i["value"], i["qualifier"], i["reason"]) for i in Session(store, rules).history("P1", ["r"])
         ]
     assert found == [(5.0, "<", None), (5.0, None, None)]
+
+
+def _states(tmp_path: Path, rows: list[dict[str, Any]], define: Any, **rule: Any) -> tuple[Any, ...]:
+    """The rule's state at 2009-03-02 by :meth:`Session.states` (the table a cohort run leaves
+    in DuckDB): (value, qualifier, reason), its value ``x`` for a number, ``b`` for a boolean."""
+    write_rule(tmp_path / "rules", "r", define, **rule)
+    rules = load_rules([tmp_path / "rules"])
+    with store_with(tmp_path / "s.duckdb", rows) as store:
+        session = Session(store, rules)
+        session.states("SELECT 'P1' AS patient_id, TIMESTAMP '2009-03-02 23:59:59' AS q", ["r"])
+        b, x, qualifier, why = session.con.execute("SELECT b, x, qualifier, why FROM tl_states").fetchone()
+    return (x if b is None else b), qualifier, why
+
+
+def test_the_states_table_gives_a_censored_rule_value_as_its_bound_and_qualifier(tmp_path: Path) -> None:
+    assert _states(tmp_path, [_crp("<5")], LATEST) == (5.0, "<", None)
+
+
+def test_the_states_table_gives_a_censored_bound_in_the_rule_unit(tmp_path: Path) -> None:
+    assert _states(tmp_path, [_crp(">=200")], LATEST, unit="mg/dL") == (20.0, ">=", None)
+
+
+def test_the_states_table_gives_an_exact_value_without_a_qualifier(tmp_path: Path) -> None:
+    assert _states(tmp_path, [_crp("4")], LATEST) == (4.0, None, None)
+
+
+def test_the_states_table_gives_an_undecided_comparison_as_unknown_naming_the_value(tmp_path: Path) -> None:
+    assert _states(tmp_path, [_crp("<5")], {"le": [LATEST, "3 mg/L"]}) == (
+        None,
+        None,
+        "CRP <5 mg/L on 2009-03-01 is censored: its exact value is not known",
+    )
+
+
+def test_the_states_table_of_a_store_made_before_censored_values_has_no_qualifier(tmp_path: Path) -> None:
+    write_rule(tmp_path / "rules", "r", LATEST)
+    rules = load_rules([tmp_path / "rules"])
+    store_with(tmp_path / "s.duckdb", [_crp("4")]).close()
+    with raw_connection(tmp_path / "s.duckdb") as con:
+        con.execute(f"ALTER TABLE events DROP COLUMN {QUALIFIER}")
+    with Store.open(tmp_path / "s.duckdb") as store:
+        session = Session(store, rules)
+        session.states("SELECT 'P1' AS patient_id, TIMESTAMP '2009-03-02 23:59:59' AS q", ["r"])
+        found = session.con.execute("SELECT x, qualifier, why FROM tl_states").fetchall()
+    assert found == [(4.0, None, None)]
+
+
+def test_the_states_table_agrees_with_state_and_evaluate_on_a_censored_rule(tmp_path: Path) -> None:
+    write_rule(tmp_path / "rules", "crp", LATEST)
+    write_rule(tmp_path / "rules", "r", {"rule": "crp"})
+    rules = load_rules([tmp_path / "rules"])
+    days = ["2009-02-27", "2009-03-01", "2009-03-02", "2009-03-04"]
+    rows = [_crp("<5"), _crp("7", "2009-03-02"), _crp(">=9", "2009-03-04")]
+    with store_with(tmp_path / "s.duckdb", rows) as store:
+        session = Session(store, rules)
+        replayed = [
+            (r.rule_id, r.at, r.value, r.qualifier, r.why) for d in days for r in session.state("P1", d)
+        ]
+        evaluated = [
+            (r.rule_id, d, r.value, r.qualifier, r.why)
+            for d in days
+            for r in session.evaluate([("P1", parse_at(d)[0])])
+        ]
+        session.states(
+            " UNION ALL ".join(f"SELECT 'P1' AS patient_id, TIMESTAMP '{parse_at(d)[0]}' AS q" for d in days)
+        )
+        table = session.con.execute(
+            "SELECT rule_id, strftime(q, '%Y-%m-%d'), x, qualifier, why FROM tl_states ORDER BY q, rule_id"
+        ).fetchall()
+    assert replayed == evaluated == table
+    assert [t[2:4] for t in table if t[0] == "r"] == [(None, None), (5.0, "<"), (7.0, None), (9.0, ">=")]
 
 
 # ---- a censored value read through a rule, at_anchor or coalesce -------------------------------

@@ -868,6 +868,42 @@ def test_engine_without_evidence_has_the_reference_values_and_reasons(tl: Timeli
                 assert problem is None, f"{node.path} ({type(node).__name__}) for {patient} at {q}: {problem}"
 
 
+@PROPERTY
+@given(tl=timelines(), rules=rule_sets())
+def test_the_states_table_has_the_values_reasons_and_qualifiers_of_evaluate(
+    tl: Timeline, rules: Rules
+) -> None:
+    """Session.states (a cohort run's table, left in DuckDB) gives every rule at every point as
+    Session.evaluate does: the value (a censored one as its bound, with its qualifier beside),
+    and the reason of an unknown one."""
+    note(f"rules: {rules.files} params: {rules.params} units: {rules.units}")
+    with tempfile.TemporaryDirectory() as tmp:
+        ruleset = load(Path(tmp) / "rules", rules)
+        with build_store(Path(tmp) / "store.duckdb", tl) as store:
+            session = Session(store, ruleset)
+            points: list[tuple[str, datetime]] = []
+            for p in tl.patients:
+                rows = [r for b in tl.batches for r in b if r["patient_id"] == p]
+                points += [(p, q) for q in instants(rows)]
+            results = session.evaluate(None, rules.ids, points_sql=values(points), evidence=False)
+            want = {(r.rule_id, r.patient_id, r.q): (r.value, r.qualifier, r.why) for r in results}
+            assert session.states(values(points), rules.ids) == len(want)
+            kinds = {rid: ruleset.rules[rid].type.kind for rid in rules.ids}
+            table = session.con.execute(
+                "SELECT rule_id, patient_id, q, b, x, qualifier, why FROM tl_states"
+            ).fetchall()
+            got = {
+                (rid, p, q): (b if kinds[rid] == "bool" else x, qualifier, why)
+                for rid, p, q, b, x, qualifier, why in table
+            }
+            assert got.keys() == want.keys()
+            for key, (value, qualifier, why) in got.items():
+                w = want[key]
+                assert (qualifier, why) == w[1:] and _same_value(value, w[0]), (
+                    f"{key}: states {value, qualifier, why}, evaluate {w}"
+                )
+
+
 @HISTORY
 @given(data=st.data(), tl=timelines(), rules=rule_sets())
 def test_history_intervals_agree_with_the_state_at_every_day_end_and_every_edge(
