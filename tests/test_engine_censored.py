@@ -560,6 +560,91 @@ def test_the_sum_of_a_window_holding_a_censored_value_stays_unknown(tmp_path: Pa
     assert got.value is None
 
 
+def test_the_sum_of_a_window_holding_censored_values_names_the_first(tmp_path: Path) -> None:
+    rows = [_crp("8", "2009-02-18"), _crp(">=200", "2009-02-20"), _crp("<5")]
+    got = _both(tmp_path, rows, {"le": [_window("sum"), "100 mg/L"]})
+    assert got.why == "CRP >=200 mg/L on 2009-02-20 is censored: the sum of the window is not known"
+
+
+# ---- min_of, max_of over a censored operand: the extreme of the ranges, as min and max ----------
+
+
+def _of(fn: str, value: str, other: str) -> Any:
+    """``fn`` of the latest CRP (``value``, set by the test) and the constant ``other``."""
+    return {fn: [LATEST, other]}
+
+
+@pytest.mark.parametrize(
+    ("fn", "value", "other", "expected"),
+    [
+        ("max_of", "<5", "8 mg/L", (8.0, None)),
+        ("max_of", "<10", "10 mg/L", (10.0, None)),  # the bound equal to the other: exact
+        ("max_of", "<=10", "10 mg/L", (10.0, None)),
+        ("max_of", "<10", "5 mg/L", (10.0, "<")),  # in [5, 10): written as its censored bound
+        ("max_of", ">5", "8 mg/L", (8.0, ">=")),
+        ("max_of", ">10", "10 mg/L", (10.0, ">")),
+        ("max_of", ">=10", "10 mg/L", (10.0, ">=")),
+        ("min_of", ">5", "3 mg/L", (3.0, None)),
+        ("min_of", ">10", "10 mg/L", (10.0, None)),  # the bound equal to the other: exact
+        ("min_of", ">=10", "10 mg/L", (10.0, None)),
+        ("min_of", "<5", "8 mg/L", (5.0, "<")),
+        ("min_of", "<10", "10 mg/L", (10.0, "<")),
+        ("min_of", "<=10", "10 mg/L", (10.0, "<=")),
+        ("min_of", ">5", "8 mg/L", (5.0, ">")),  # in (5, 8]: written as its censored bound
+    ],
+)
+def test_min_of_and_max_of_a_censored_operand_are_the_extreme_of_the_ranges(
+    tmp_path: Path, fn: str, value: str, other: str, expected: tuple[float, str | None]
+) -> None:
+    got = _both(tmp_path, [_crp(value)], _of(fn, value, other))
+    assert (got.value, got.qualifier) == expected
+    assert got.why is None
+
+
+def test_max_of_a_value_below_a_limit_and_a_greater_one_decides_as_that_one(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp("<5")], {"gt": [_of("max_of", "<5", "8 mg/L"), "7 mg/L"]})
+    assert (got.value, got.why) == (True, None)
+
+
+def test_max_of_a_value_above_a_limit_is_decided_by_its_range(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp(">5")], {"ge": [_of("max_of", ">5", "8 mg/L"), "8 mg/L"]})
+    assert (got.value, got.note) == (True, ">=8 ≥ 8 mg/L")
+
+
+def test_an_undecided_max_of_names_the_censored_operand(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp(">5")], {"gt": [_of("max_of", ">5", "8 mg/L"), "9 mg/L"]})
+    assert (got.value, got.why) == (
+        None,
+        "CRP >5 mg/L on 2009-03-01 is censored: its exact value is not known",
+    )
+
+
+def test_max_of_notes_a_censored_operand_with_its_qualifier(tmp_path: Path) -> None:
+    assert _both(tmp_path, [_crp("<5")], _of("max_of", "<5", "8 mg/L")).note == "max(<5, 8)"
+
+
+def test_max_of_two_censored_operands_is_the_extreme_of_both(tmp_path: Path) -> None:
+    rows = [_crp("<10", "2009-02-20"), _crp(">=12")]
+    got = _both(tmp_path, rows, {"max_of": [LATEST, _window("first")]})
+    assert (got.value, got.qualifier) == (12.0, ">=")
+
+
+def test_max_of_a_censored_and_an_unknown_operand_is_unknown(tmp_path: Path) -> None:
+    recent = {"latest": {"select": CRP, "within": "1 day"}}  # the CRP of 2009-03-01 is too old
+    got = _both(tmp_path, [_crp("<5")], {"max_of": [LATEST, recent]})
+    assert (got.value, got.qualifier, got.why) == (
+        None, None,
+        "CRP <5 mg/L on 2009-03-01 is censored: its exact value is not known; "
+        "no CRP within 1 day: the latest, on 2009-03-01, is too old",
+    )  # fmt: skip
+
+
+def test_max_of_a_censored_rule_in_another_unit_is_given_in_the_first_operands_unit(tmp_path: Path) -> None:
+    write_rule(tmp_path / "rules", "crp", LATEST, unit="mg/dL")
+    got = _both(tmp_path, [_crp("<5")], {"max_of": ["0.8 mg/L", {"rule": "crp"}]})
+    assert (got.value, got.qualifier) == (5.0, "<")
+
+
 # ---- the extreme of censored values ---------------------------------------------------------------
 
 VALUES = st.lists(QUALIFIED, min_size=1, max_size=4)
@@ -579,6 +664,31 @@ def test_the_sql_extreme_is_the_python_one(fn: str, values: list[tuple[str | Non
     x, q = censored.extreme(fn, [(v, qq) for qq, v in values])
     with duckdb.connect() as con:
         assert _sql_extreme(con, fn, values) == ((x, None, None) if q is None else (None, q, x))
+
+
+def _sql_row_extreme(con: duckdb.DuckDBPyConnection, fn: str, values: list[tuple[str | None, float]]) -> Any:
+    """:func:`censored.extreme_row_sql` over one row holding the values as columns v0, q0, …"""
+    cols = ", ".join(
+        f"{v}::DOUBLE AS v{i}, {'NULL' if q is None else repr(q)}::VARCHAR AS q{i}"
+        for i, (q, v) in enumerate(values)
+    )
+    stages, (exact, q, bound) = censored.extreme_row_sql(fn, [(f"v{i}", f"q{i}") for i in range(len(values))])
+    src = f"SELECT {cols}"
+    for stage in stages:
+        src = f"SELECT *, {stage} FROM ({src})"
+    row = con.execute(f"SELECT {exact}, {q}, {bound} FROM ({src})").fetchone()
+    assert row is not None
+    return row
+
+
+@settings(max_examples=300, deadline=None)
+@given(fn=st.sampled_from(["min", "max"]), values=VALUES)
+def test_the_sql_extreme_of_a_rows_operands_is_the_python_one(
+    fn: str, values: list[tuple[str | None, float]]
+) -> None:
+    x, q = censored.extreme(fn, [(v, qq) for qq, v in values])
+    with duckdb.connect() as con:
+        assert _sql_row_extreme(con, fn, values) == ((x, None, None) if q is None else (None, q, x))
 
 
 NUMBERS = [-2.0, -1.0, -0.5, 0.0, 2.5, 5.0, 7.5, 10.0, 12.0]
