@@ -263,9 +263,10 @@ class Compiler:
         return self.converted[key]
 
     def censored_root(self, rule_id: str) -> bool:
-        """Whether a rule's value may be a censored value: it is a ``latest`` of a ``value``
-        itself, so its relation (from :meth:`rule`) carries ``cq`` and ``cx``, which a state
-        shows as ``<5 mg/L``."""
+        """Whether a rule's value may be a censored value: its definition keeps one
+        (:func:`reads_censored`: a ``latest`` of a ``value``, a ``max_of`` over one, …), so its
+        relation (from :meth:`rule`) carries ``cq`` and ``cx``, which a state shows as
+        ``<5 mg/L``."""
         return self.carries(self.rules.rules[rule_id].define)
 
     def carries(self, node: ast.Node) -> bool:
