@@ -207,7 +207,7 @@ def child(job: str, args: argparse.Namespace) -> dict[str, Any]:
                 found = store.con.execute(
                     "SELECT count(*) FILTER (WHERE b IS NOT NULL OR x IS NOT NULL) FROM tl_states"
                 ).fetchone()
-                out["known"] = found[0] if found else 0
+                out["known"] = found[0] if found else 0  # a censored value (<5) is known, as its bound
             store.close()
 
     else:
@@ -670,14 +670,18 @@ def naive_figure(
     """The plain-Python replay (timeline.engine.replay) in its naive mode — every lookup scans
     the patient's whole event list — per patient, on a sample, once, in this process; its
     answers checked against the pack's own path, ``Session.states``, at the same points: the
-    value of every rule at every point, and its reason where it is unknown."""
+    value of every rule at every point (a censored one as its bound and qualifier, as
+    ``Session.state`` shows it), and its reason where it is unknown."""
     sys.path.insert(0, str(ROOT))
+    from timeline.engine.compiler import reads_censored
     from timeline.engine.evaluate import Session
     from timeline.engine.replay import Reference
     from timeline.language.loader import load_rules
     from timeline.store import Store
 
     rules = load_rules()
+    # a rule whose value may be a censored one shows it as its bound and qualifier (Session.state)
+    shown = {rid for rid in rules.order if reads_censored(rules.rules[rid].define, rules)}
     kinds = {rid: rules.rules[rid].type.kind for rid in rules.order}
     with Store.open(store) as s:
         session = Session(s, rules)
@@ -693,7 +697,7 @@ def naive_figure(
         points = s.con.execute(sample_points + " ORDER BY ALL").fetchall()
         log(f"naive per-patient replay of the whole pack: {len(chosen)} patients sampled, one run")
         started = time.perf_counter()
-        naive: dict[tuple[str, Any, str], tuple[Any, str | None]] = {}
+        naive: dict[tuple[str, Any, str], tuple[Any, str | None, str | None]] = {}
         for pid in chosen:
             ref = Reference(rules, s.events(pid), naive=True)
             for p, q in points:
@@ -703,13 +707,16 @@ def naive_figure(
                     rid
                 ) in rules.listed():  # every rule, as the engine evaluates them (copies are read inside)
                     v = ref.rule(rid, q)
-                    naive[(pid, q, rid)] = (v.value, v.why if v.value is None else None)
+                    if rid in shown and v.qualifier is not None:
+                        naive[(pid, q, rid)] = (v.bound, None, v.qualifier)
+                    else:
+                        naive[(pid, q, rid)] = (v.value, v.why if v.value is None else None, None)
         seconds = time.perf_counter() - started
         session.states(sample_points)
         engine = {
-            (p, q, rid): (b if kinds[rid] == "bool" else x, why)
-            for rid, p, q, b, x, why in s.con.execute(
-                "SELECT rule_id, patient_id, q, b, x, why FROM tl_states"
+            (p, q, rid): (b if kinds[rid] == "bool" else x, why, qualifier)
+            for rid, p, q, b, x, why, qualifier in s.con.execute(
+                "SELECT rule_id, patient_id, q, b, x, why, qualifier FROM tl_states"
             ).fetchall()
         }
     differ = answer_differences(naive, engine)
@@ -731,11 +738,13 @@ def naive_figure(
 
 
 def answer_differences(
-    naive: dict[Any, tuple[Any, str | None]], engine: dict[Any, tuple[Any, str | None]]
+    naive: dict[Any, tuple[Any, str | None, str | None]],
+    engine: dict[Any, tuple[Any, str | None, str | None]],
 ) -> list[tuple[Any, str]]:
-    """Every (patient, point, rule) on which the two differ, and how: the value (numbers within
-    1e-9 relative), the reason of an unknown value, or a state one side has and the other
-    lacks (a missing state is no answer, never an unknown one)."""
+    """Every (patient, point, rule) on which the two differ, and how — each side's answer is
+    (value, reason, qualifier): the value (numbers within 1e-9 relative), a censored value's
+    qualifier (<5: the value is its bound), the reason of an unknown value, or a state one side
+    has and the other lacks (a missing state is no answer, never an unknown one)."""
     out = []
     for key in sorted(naive.keys() | engine.keys(), key=lambda k: tuple(map(str, k))):
         if key not in engine:
@@ -743,9 +752,9 @@ def answer_differences(
         elif key not in naive:
             out.append((key, "no replay state"))
         else:
-            (a, why_a), (b, why_b) = naive[key], engine[key]
-            if not _same(a, b):
-                out.append((key, f"value: replay {a!r}, engine {b!r}"))
+            (a, why_a, qa), (b, why_b, qb) = naive[key], engine[key]
+            if not _same(a, b) or qa != qb:
+                out.append((key, f"value: replay {qa or ''}{a!r}, engine {qb or ''}{b!r}"))
             elif a is None and why_a != why_b:
                 out.append((key, f"reason: replay {why_a!r}, engine {why_b!r}"))
     return out

@@ -264,15 +264,29 @@ def test_suite_counts_a_missing_engine_state_as_a_difference() -> None:
     from benchmarks import suite
 
     key = ("P1", "2020-01-01", "mas")
-    assert suite.answer_differences({key: (None, None)}, {}) == [(key, "no engine state")]
+    assert suite.answer_differences({key: (None, None, None)}, {}) == [(key, "no engine state")]
 
 
 def test_suite_compares_the_reason_of_an_unknown_answer() -> None:
     from benchmarks import suite
 
     key = ("P1", "2020-01-01", "mas")
-    assert suite.answer_differences({key: (None, "no ferritin")}, {key: (None, "no ferritin")}) == []
-    assert suite.answer_differences({key: (None, "no ferritin")}, {key: (None, "no platelets")}) != []
+    same = suite.answer_differences({key: (None, "no ferritin", None)}, {key: (None, "no ferritin", None)})
+    assert same == []
+    assert (
+        suite.answer_differences({key: (None, "no ferritin", None)}, {key: (None, "no platelets", None)})
+        != []
+    )
+
+
+def test_suite_compares_the_qualifier_of_a_censored_answer() -> None:
+    from benchmarks import suite
+
+    key = ("P1", "2020-01-01", "crp")
+    assert suite.answer_differences({key: (5.0, None, "<")}, {key: (5.0, None, "<")}) == []
+    assert suite.answer_differences({key: (5.0, None, "<")}, {key: (5.0, None, None)}) == [
+        (key, "value: replay <5.0, engine 5.0")
+    ]
 
 
 def test_ingest_benchmark_reports_the_childs_own_peak(tmp_path: Path) -> None:

@@ -15,9 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.engine_support import store_with, write_rule
+from tests.support import raw_connection
 from timeline.engine import censored
 from timeline.engine.evaluate import Result, Session
 from timeline.language.loader import load_rules
+from timeline.moments import parse_at
+from timeline.store import QUALIFIER, Store
 
 CRP = {"kind": "lab", "code": "1988-5"}
 LATEST = {"latest": {"select": CRP, "within": "30 days"}}
@@ -303,6 +306,77 @@ def test_a_history_gives_a_censored_rule_value_as_its_bound_and_qualifier(tmp_pa
     assert found == [(5.0, "<", None), (5.0, None, None)]
 
 
+def _states(tmp_path: Path, rows: list[dict[str, Any]], define: Any, **rule: Any) -> tuple[Any, ...]:
+    """The rule's state at 2009-03-02 by :meth:`Session.states` (the table a cohort run leaves
+    in DuckDB): (value, qualifier, reason), its value ``x`` for a number, ``b`` for a boolean."""
+    write_rule(tmp_path / "rules", "r", define, **rule)
+    rules = load_rules([tmp_path / "rules"])
+    with store_with(tmp_path / "s.duckdb", rows) as store:
+        session = Session(store, rules)
+        session.states("SELECT 'P1' AS patient_id, TIMESTAMP '2009-03-02 23:59:59' AS q", ["r"])
+        b, x, qualifier, why = session.con.execute("SELECT b, x, qualifier, why FROM tl_states").fetchone()
+    return (x if b is None else b), qualifier, why
+
+
+def test_the_states_table_gives_a_censored_rule_value_as_its_bound_and_qualifier(tmp_path: Path) -> None:
+    assert _states(tmp_path, [_crp("<5")], LATEST) == (5.0, "<", None)
+
+
+def test_the_states_table_gives_a_censored_bound_in_the_rule_unit(tmp_path: Path) -> None:
+    assert _states(tmp_path, [_crp(">=200")], LATEST, unit="mg/dL") == (20.0, ">=", None)
+
+
+def test_the_states_table_gives_an_exact_value_without_a_qualifier(tmp_path: Path) -> None:
+    assert _states(tmp_path, [_crp("4")], LATEST) == (4.0, None, None)
+
+
+def test_the_states_table_gives_an_undecided_comparison_as_unknown_naming_the_value(tmp_path: Path) -> None:
+    assert _states(tmp_path, [_crp("<5")], {"le": [LATEST, "3 mg/L"]}) == (
+        None,
+        None,
+        "CRP <5 mg/L on 2009-03-01 is censored: its exact value is not known",
+    )
+
+
+def test_the_states_table_of_a_store_made_before_censored_values_has_no_qualifier(tmp_path: Path) -> None:
+    write_rule(tmp_path / "rules", "r", LATEST)
+    rules = load_rules([tmp_path / "rules"])
+    store_with(tmp_path / "s.duckdb", [_crp("4")]).close()
+    with raw_connection(tmp_path / "s.duckdb") as con:
+        con.execute(f"ALTER TABLE events DROP COLUMN {QUALIFIER}")
+    with Store.open(tmp_path / "s.duckdb") as store:
+        session = Session(store, rules)
+        session.states("SELECT 'P1' AS patient_id, TIMESTAMP '2009-03-02 23:59:59' AS q", ["r"])
+        found = session.con.execute("SELECT x, qualifier, why FROM tl_states").fetchall()
+    assert found == [(4.0, None, None)]
+
+
+def test_the_states_table_agrees_with_state_and_evaluate_on_a_censored_rule(tmp_path: Path) -> None:
+    write_rule(tmp_path / "rules", "crp", LATEST)
+    write_rule(tmp_path / "rules", "r", {"rule": "crp"})
+    rules = load_rules([tmp_path / "rules"])
+    days = ["2009-02-27", "2009-03-01", "2009-03-02", "2009-03-04"]
+    rows = [_crp("<5"), _crp("7", "2009-03-02"), _crp(">=9", "2009-03-04")]
+    with store_with(tmp_path / "s.duckdb", rows) as store:
+        session = Session(store, rules)
+        replayed = [
+            (r.rule_id, r.at, r.value, r.qualifier, r.why) for d in days for r in session.state("P1", d)
+        ]
+        evaluated = [
+            (r.rule_id, d, r.value, r.qualifier, r.why)
+            for d in days
+            for r in session.evaluate([("P1", parse_at(d)[0])])
+        ]
+        session.states(
+            " UNION ALL ".join(f"SELECT 'P1' AS patient_id, TIMESTAMP '{parse_at(d)[0]}' AS q" for d in days)
+        )
+        table = session.con.execute(
+            "SELECT rule_id, strftime(q, '%Y-%m-%d'), x, qualifier, why FROM tl_states ORDER BY q, rule_id"
+        ).fetchall()
+    assert replayed == evaluated == table
+    assert [t[2:4] for t in table if t[0] == "r"] == [(None, None), (5.0, "<"), (7.0, None), (9.0, ">=")]
+
+
 # ---- a censored value read through a rule, at_anchor or coalesce -------------------------------
 
 ANAKINRA_START = {
@@ -486,6 +560,91 @@ def test_the_sum_of_a_window_holding_a_censored_value_stays_unknown(tmp_path: Pa
     assert got.value is None
 
 
+def test_the_sum_of_a_window_holding_censored_values_names_the_first(tmp_path: Path) -> None:
+    rows = [_crp("8", "2009-02-18"), _crp(">=200", "2009-02-20"), _crp("<5")]
+    got = _both(tmp_path, rows, {"le": [_window("sum"), "100 mg/L"]})
+    assert got.why == "CRP >=200 mg/L on 2009-02-20 is censored: the sum of the window is not known"
+
+
+# ---- min_of, max_of over a censored operand: the extreme of the ranges, as min and max ----------
+
+
+def _of(fn: str, value: str, other: str) -> Any:
+    """``fn`` of the latest CRP (``value``, set by the test) and the constant ``other``."""
+    return {fn: [LATEST, other]}
+
+
+@pytest.mark.parametrize(
+    ("fn", "value", "other", "expected"),
+    [
+        ("max_of", "<5", "8 mg/L", (8.0, None)),
+        ("max_of", "<10", "10 mg/L", (10.0, None)),  # the bound equal to the other: exact
+        ("max_of", "<=10", "10 mg/L", (10.0, None)),
+        ("max_of", "<10", "5 mg/L", (10.0, "<")),  # in [5, 10): written as its censored bound
+        ("max_of", ">5", "8 mg/L", (8.0, ">=")),
+        ("max_of", ">10", "10 mg/L", (10.0, ">")),
+        ("max_of", ">=10", "10 mg/L", (10.0, ">=")),
+        ("min_of", ">5", "3 mg/L", (3.0, None)),
+        ("min_of", ">10", "10 mg/L", (10.0, None)),  # the bound equal to the other: exact
+        ("min_of", ">=10", "10 mg/L", (10.0, None)),
+        ("min_of", "<5", "8 mg/L", (5.0, "<")),
+        ("min_of", "<10", "10 mg/L", (10.0, "<")),
+        ("min_of", "<=10", "10 mg/L", (10.0, "<=")),
+        ("min_of", ">5", "8 mg/L", (5.0, ">")),  # in (5, 8]: written as its censored bound
+    ],
+)
+def test_min_of_and_max_of_a_censored_operand_are_the_extreme_of_the_ranges(
+    tmp_path: Path, fn: str, value: str, other: str, expected: tuple[float, str | None]
+) -> None:
+    got = _both(tmp_path, [_crp(value)], _of(fn, value, other))
+    assert (got.value, got.qualifier) == expected
+    assert got.why is None
+
+
+def test_max_of_a_value_below_a_limit_and_a_greater_one_decides_as_that_one(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp("<5")], {"gt": [_of("max_of", "<5", "8 mg/L"), "7 mg/L"]})
+    assert (got.value, got.why) == (True, None)
+
+
+def test_max_of_a_value_above_a_limit_is_decided_by_its_range(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp(">5")], {"ge": [_of("max_of", ">5", "8 mg/L"), "8 mg/L"]})
+    assert (got.value, got.note) == (True, ">=8 ≥ 8 mg/L")
+
+
+def test_an_undecided_max_of_names_the_censored_operand(tmp_path: Path) -> None:
+    got = _both(tmp_path, [_crp(">5")], {"gt": [_of("max_of", ">5", "8 mg/L"), "9 mg/L"]})
+    assert (got.value, got.why) == (
+        None,
+        "CRP >5 mg/L on 2009-03-01 is censored: its exact value is not known",
+    )
+
+
+def test_max_of_notes_a_censored_operand_with_its_qualifier(tmp_path: Path) -> None:
+    assert _both(tmp_path, [_crp("<5")], _of("max_of", "<5", "8 mg/L")).note == "max(<5, 8)"
+
+
+def test_max_of_two_censored_operands_is_the_extreme_of_both(tmp_path: Path) -> None:
+    rows = [_crp("<10", "2009-02-20"), _crp(">=12")]
+    got = _both(tmp_path, rows, {"max_of": [LATEST, _window("first")]})
+    assert (got.value, got.qualifier) == (12.0, ">=")
+
+
+def test_max_of_a_censored_and_an_unknown_operand_is_unknown(tmp_path: Path) -> None:
+    recent = {"latest": {"select": CRP, "within": "1 day"}}  # the CRP of 2009-03-01 is too old
+    got = _both(tmp_path, [_crp("<5")], {"max_of": [LATEST, recent]})
+    assert (got.value, got.qualifier, got.why) == (
+        None, None,
+        "CRP <5 mg/L on 2009-03-01 is censored: its exact value is not known; "
+        "no CRP within 1 day: the latest, on 2009-03-01, is too old",
+    )  # fmt: skip
+
+
+def test_max_of_a_censored_rule_in_another_unit_is_given_in_the_first_operands_unit(tmp_path: Path) -> None:
+    write_rule(tmp_path / "rules", "crp", LATEST, unit="mg/dL")
+    got = _both(tmp_path, [_crp("<5")], {"max_of": ["0.8 mg/L", {"rule": "crp"}]})
+    assert (got.value, got.qualifier) == (5.0, "<")
+
+
 # ---- the extreme of censored values ---------------------------------------------------------------
 
 VALUES = st.lists(QUALIFIED, min_size=1, max_size=4)
@@ -505,6 +664,31 @@ def test_the_sql_extreme_is_the_python_one(fn: str, values: list[tuple[str | Non
     x, q = censored.extreme(fn, [(v, qq) for qq, v in values])
     with duckdb.connect() as con:
         assert _sql_extreme(con, fn, values) == ((x, None, None) if q is None else (None, q, x))
+
+
+def _sql_row_extreme(con: duckdb.DuckDBPyConnection, fn: str, values: list[tuple[str | None, float]]) -> Any:
+    """:func:`censored.extreme_row_sql` over one row holding the values as columns v0, q0, …"""
+    cols = ", ".join(
+        f"{v}::DOUBLE AS v{i}, {'NULL' if q is None else repr(q)}::VARCHAR AS q{i}"
+        for i, (q, v) in enumerate(values)
+    )
+    stages, (exact, q, bound) = censored.extreme_row_sql(fn, [(f"v{i}", f"q{i}") for i in range(len(values))])
+    src = f"SELECT {cols}"
+    for stage in stages:
+        src = f"SELECT *, {stage} FROM ({src})"
+    row = con.execute(f"SELECT {exact}, {q}, {bound} FROM ({src})").fetchone()
+    assert row is not None
+    return row
+
+
+@settings(max_examples=300, deadline=None)
+@given(fn=st.sampled_from(["min", "max"]), values=VALUES)
+def test_the_sql_extreme_of_a_rows_operands_is_the_python_one(
+    fn: str, values: list[tuple[str | None, float]]
+) -> None:
+    x, q = censored.extreme(fn, [(v, qq) for qq, v in values])
+    with duckdb.connect() as con:
+        assert _sql_row_extreme(con, fn, values) == ((x, None, None) if q is None else (None, q, x))
 
 
 NUMBERS = [-2.0, -1.0, -0.5, 0.0, 2.5, 5.0, 7.5, 10.0, 12.0]

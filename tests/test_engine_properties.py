@@ -868,6 +868,119 @@ def test_engine_without_evidence_has_the_reference_values_and_reasons(tl: Timeli
                 assert problem is None, f"{node.path} ({type(node).__name__}) for {patient} at {q}: {problem}"
 
 
+# ---- min_of / max_of over censored values ------------------------------------------------------
+
+
+@st.composite
+def crp_timelines(draw: st.DrawFn) -> Timeline:
+    """One patient's CRPs, half of them censored, a few days apart: the values a ``min_of`` /
+    ``max_of`` reads are often known at once, censored and exact, equal at their bounds."""
+    rows = []
+    for i in range(draw(st.integers(2, 8))):
+        value, unit = draw(st.sampled_from(CRP))
+        qualifier = draw(st.sampled_from([None, None, "<", "<=", ">", ">="]))
+        day = draw(st.sampled_from([*HOT_DAYS, 10, 20, 30]))
+        rows.append({
+            "patient_id": "P1", "occurred_at": when(day, draw(st.sampled_from(CLOCK))), "event_id": f"e{i}",
+            "kind": "lab", "code": "1988-5", "unit": unit,
+            "value": value if qualifier is None else f"{qualifier}{value}",
+        })  # fmt: skip
+    return Timeline([rows], [], ["P1"])
+
+
+@st.composite
+def extreme_rules(draw: st.DrawFn) -> Rules:
+    """``r0``: a ``min_of`` or ``max_of`` of CRPs (latest, first, last, min, max, mean of a
+    window) and constants, maybe nested, maybe declared in mg/dL; ``r1`` compares it with a
+    threshold at and around the CRPs' values."""
+
+    def operand(depth: int) -> Any:
+        how = draw(
+            st.sampled_from(["latest", "latest", "window", "constant", "nested" if depth else "latest"])
+        )
+        if how == "latest":
+            return {"latest": {"select": "crp", "within": draw(st.sampled_from(DURATIONS))}}
+        if how == "window":
+            fn = draw(st.sampled_from(["first", "last", "min", "max", "mean"]))
+            return {fn: {"select": "crp", "window": draw(window())}}
+        if how == "constant":
+            return draw(st.sampled_from(["6 mg/L", "0.6 mg/dL", "5.9 mg/L", "12 mg/L", "0 mg/L"]))
+        return extreme(depth - 1)
+
+    def extreme(depth: int) -> Any:
+        fn = draw(st.sampled_from(["min_of", "max_of"]))
+        items = [operand(depth) for _ in range(draw(st.integers(2, 3)))]
+        if all(isinstance(i, str) for i in items):  # constants only: folded, no CRP read
+            items[0] = {"latest": {"select": "crp", "within": "30 days"}}
+        return {fn: items}
+
+    op = draw(st.sampled_from(["lt", "le", "gt", "ge", "eq"]))
+    threshold = draw(st.sampled_from(["6 mg/L", "0.6 mg/dL", "5.9 mg/L", "6.1 mg/L", "12 mg/L", "0 mg/L"]))
+    units = {"r0": "mg/dL"} if draw(st.booleans()) else {}
+    files = {"r0": extreme(1), "r1": {op: [{"rule": "r0"}, threshold]}}
+    return Rules(["r0", "r1"], files, {}, units)
+
+
+@PROPERTY
+@given(tl=crp_timelines(), rules=extreme_rules())
+def test_min_of_and_max_of_over_censored_values_agree_with_the_reference(tl: Timeline, rules: Rules) -> None:
+    """min_of / max_of over censored operands (the extreme of their ranges) give the
+    reference's value, qualifier and bound, reason and note at every node, in both engines."""
+    note(f"rules: {rules.files} units: {rules.units}")
+    with tempfile.TemporaryDirectory() as tmp:
+        ruleset = load(Path(tmp) / "rules", rules)
+        with build_store(Path(tmp) / "store.duckdb", tl) as store:
+            session = Session(store, ruleset)
+            points = [("P1", q) for q in instants(tl.batches[0])]
+            ref = Reference(ruleset, store.events("P1"))
+            for got in session.evaluate(None, rules.ids, points_sql=values(points)):
+                problem = disagreement(got, ref.rule(got.rule_id, got.q))
+                assert problem is None, f"{got.rule_id} at {got.q}: {problem}"
+            for node, patient, q, value, why, ev, detail, kept in every_node(
+                session, ruleset, rules.ids, values(points)
+            ):
+                got = Result(node.path, patient, "", q, "", value, None, why, ev, detail)
+                want = ref.evaluate(node, q)
+                problem = disagreement(got, want) or censored_disagreement(kept, want)
+                assert problem is None, f"{node.path} ({type(node).__name__}) at {q}: {problem}"
+
+
+@PROPERTY
+@given(tl=timelines(), rules=rule_sets())
+def test_the_states_table_has_the_values_reasons_and_qualifiers_of_evaluate(
+    tl: Timeline, rules: Rules
+) -> None:
+    """Session.states (a cohort run's table, left in DuckDB) gives every rule at every point as
+    Session.evaluate does: the value (a censored one as its bound, with its qualifier beside),
+    and the reason of an unknown one."""
+    note(f"rules: {rules.files} params: {rules.params} units: {rules.units}")
+    with tempfile.TemporaryDirectory() as tmp:
+        ruleset = load(Path(tmp) / "rules", rules)
+        with build_store(Path(tmp) / "store.duckdb", tl) as store:
+            session = Session(store, ruleset)
+            points: list[tuple[str, datetime]] = []
+            for p in tl.patients:
+                rows = [r for b in tl.batches for r in b if r["patient_id"] == p]
+                points += [(p, q) for q in instants(rows)]
+            results = session.evaluate(None, rules.ids, points_sql=values(points), evidence=False)
+            want = {(r.rule_id, r.patient_id, r.q): (r.value, r.qualifier, r.why) for r in results}
+            assert session.states(values(points), rules.ids) == len(want)
+            kinds = {rid: ruleset.rules[rid].type.kind for rid in rules.ids}
+            table = session.con.execute(
+                "SELECT rule_id, patient_id, q, b, x, qualifier, why FROM tl_states"
+            ).fetchall()
+            got = {
+                (rid, p, q): (b if kinds[rid] == "bool" else x, qualifier, why)
+                for rid, p, q, b, x, qualifier, why in table
+            }
+            assert got.keys() == want.keys()
+            for key, (value, qualifier, why) in got.items():
+                w = want[key]
+                assert (qualifier, why) == w[1:] and _same_value(value, w[0]), (
+                    f"{key}: states {value, qualifier, why}, evaluate {w}"
+                )
+
+
 @HISTORY
 @given(data=st.data(), tl=timelines(), rules=rule_sets())
 def test_history_intervals_agree_with_the_state_at_every_day_end_and_every_edge(

@@ -175,3 +175,43 @@ def extreme_sql(fn: str, value: str, qualifier: str) -> tuple[str, str, str]:
                  ELSE CASE WHEN {lo_open} THEN '>' ELSE '>=' END END"""
     bound = f"CASE WHEN {lo} = {hi} THEN NULL WHEN {below} THEN {hi} ELSE {lo} END"
     return exact, q, bound
+
+
+def extreme_row_sql(fn: str, items: list[tuple[str, str]]) -> tuple[list[str], tuple[str, str, str]]:
+    """SQL of :func:`extreme` over the operands of one row (``min_of``, ``max_of``), each a
+    (value, qualifier) pair of expressions (qualifier NULL: exact; every operand has a value
+    or a bound): the columns to add in turn, each one projection over the previous
+    (``SELECT *, … FROM (…)``, so that no expression is repeated), then (the exact value or
+    NULL, the qualifier or NULL, the bound or NULL) over them."""
+    top = fn == "max"
+    agg = "greatest" if top else "least"
+    n = range(len(items))
+    # each operand's range: _el (low end), _elx (open there), _eh, _ehx
+    ranges = ", ".join(
+        f"{r.lo} AS _el{i}, {r.lo_open} AS _elx{i}, {r.hi} AS _eh{i}, {r.hi_open} AS _ehx{i}"
+        for i, r in enumerate(of_sql(v, q) for v, q in items)
+    )
+    # the extreme's range: its ends, then whether each is open at a tie (see extreme)
+    ends = (
+        f"{agg}({', '.join(f'_el{i}' for i in n)}) AS _elo, {agg}({', '.join(f'_eh{i}' for i in n)}) AS _ehi"
+    )
+
+    def any_at(end: str, col: str, open_: bool) -> str:
+        """Whether an operand whose end ``col`` is the extreme's ``end`` is open (closed) there."""
+        return (
+            "(" + " OR ".join(f"({'' if open_ else 'NOT '}{col}x{i} AND {col}{i} = {end})" for i in n) + ")"
+        )
+
+    if top:  # open at a tie of the low end if any is; closed at the high end if any is
+        lo_open, hi_open = any_at("_elo", "_el", True), f"NOT {any_at('_ehi', '_eh', False)}"
+    else:
+        lo_open, hi_open = f"NOT {any_at('_elo', '_el', False)}", any_at("_ehi", "_eh", True)
+    flags = f"{lo_open} AS _elof, {hi_open} AS _ehif"
+    # as _written: the side that reaches infinity is the censored one; bounded on both, the
+    # high end of a max, the low end of a min
+    below = f"(_ehi != 'infinity'::DOUBLE AND (_elo = '-infinity'::DOUBLE OR {str(top).lower()}))"
+    exact = "CASE WHEN _elo = _ehi THEN _elo END"
+    q = f"""CASE WHEN _elo = _ehi THEN NULL WHEN {below} THEN CASE WHEN _ehif THEN '<' ELSE '<=' END
+                 ELSE CASE WHEN _elof THEN '>' ELSE '>=' END END"""
+    bound = f"CASE WHEN _elo = _ehi THEN NULL WHEN {below} THEN _ehi ELSE _elo END"
+    return [ranges, ends, flags], (exact, q, bound)

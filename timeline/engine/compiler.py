@@ -108,8 +108,9 @@ def reads_censored(node: ast.Node, rules: RuleSet, memo: dict[int, bool] | None 
     not known), which a comparison reading the node decides on where it can. A ``latest`` of
     ``value``; ``first``, ``last``, ``min`` and ``max`` of a window's values (see
     :func:`timeline.engine.censored.extreme`); and, where what they pass on may be one, a rule
-    reference (the rule's value), ``at_anchor`` (its expression's) and ``coalesce`` (the
-    first item with a value). Anything else over a censored value (arithmetic, ``clip``,
+    reference (the rule's value), ``at_anchor`` (its expression's), ``coalesce`` (the
+    first item with a value) and ``min_of`` / ``max_of`` (the extreme of the operands, as
+    ``min`` / ``max``). Anything else over a censored value (other arithmetic, ``clip``,
     ``pct_change``, ``mean``, ``sum``) is unknown. ``memo``: answers by node id."""
     if memo is not None and node.nid in memo:
         return memo[node.nid]
@@ -122,6 +123,9 @@ def reads_censored(node: ast.Node, rules: RuleSet, memo: dict[int, bool] | None 
     elif isinstance(node, ast.AtAnchor):
         found = reads_censored(node.expr, rules, memo)
     elif isinstance(node, ast.Coalesce):
+        found = any(reads_censored(i, rules, memo) for i in node.items)
+    elif isinstance(node, ast.Arith) and node.op in ("min", "max"):
+        # min_of, max_of: the extreme of the operands' ranges, as min and max of a window's
         found = any(reads_censored(i, rules, memo) for i in node.items)
     else:
         found = False
@@ -259,9 +263,10 @@ class Compiler:
         return self.converted[key]
 
     def censored_root(self, rule_id: str) -> bool:
-        """Whether a rule's value may be a censored value: it is a ``latest`` of a ``value``
-        itself, so its relation (from :meth:`rule`) carries ``cq`` and ``cx``, which a state
-        shows as ``<5 mg/L``."""
+        """Whether a rule's value may be a censored value: its definition keeps one
+        (:func:`reads_censored`: a ``latest`` of a ``value``, a ``max_of`` over one, …), so its
+        relation (from :meth:`rule`) carries ``cq`` and ``cx``, which a state shows as
+        ``<5 mg/L``."""
         return self.carries(self.rules.rules[rule_id].define)
 
     def carries(self, node: ast.Node) -> bool:
@@ -1164,7 +1169,10 @@ class Compiler:
     def _Arith(self, node: ast.Arith, points: str) -> str:
         unit = self.type(node.items[0]).unit
         scales = self._scales(node.items, unit) if node.op in ("add", "sub", "min", "max") else None
-        src = self.joined(node.items, points, scales)
+        carries = self.carries(node)  # min_of, max_of over a censored value (reads_censored)
+        src = self.joined(node.items, points, scales, censored=carries)
+        if carries:
+            return self._extreme(node, src)
         xs = [f"x{i}" for i in range(len(node.items))]
         expr = {
             "add": " + ".join(xs),
@@ -1188,6 +1196,32 @@ class Compiler:
         return f"""SELECT patient_id, q, NULL::BOOLEAN AS b,
                 CASE WHEN {unknown} THEN NULL ELSE round({expr}, 9) END AS x,
                 {why} AS why, {self.evs(ev)} AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, {self.note(note)} AS note
+            FROM ({src})"""
+
+    def _extreme(self, node: ast.Arith, src: str) -> str:
+        """``min_of`` / ``max_of`` whose operands may be censored values (``src``: the operands
+        joined, each with its ``cq``, ``cx``): the extreme of their ranges
+        (:func:`censored.extreme`), exact where no censored value moves it (max of ``<5`` and 8
+        is 8), else a bound and qualifier, its reason the first censored operand's (it names
+        the value); unknown where an operand is unknown and not censored, with the reasons of
+        every operand without a value, as any arithmetic (the replay's ``_extreme``)."""
+        n = range(len(node.items))
+        items = [(f"coalesce(x{i}, cx{i})", f"cq{i}") for i in n]
+        unknown = " OR ".join(f"(x{i} IS NULL AND cq{i} IS NULL)" for i in n)
+        stages, (exact, cq, cx) = censored.extreme_row_sql(node.op, items)
+        for stage in stages:
+            src = f"SELECT *, {stage} FROM ({src})"
+        src, why = self.ordered_reasons(src, [f"CASE WHEN x{i} IS NULL THEN why{i} END" for i in n])
+        first = "CASE " + " ".join(f"WHEN cq{i} IS NOT NULL THEN why{i}" for i in n) + " END"
+        shown = ", ".join(f"coalesce(tl_fmt(x{i}), cq{i} || tl_fmt(cx{i}), '?')" for i in n)
+        note = f"{node.op!r} || '(' || concat_ws(', ', {shown}) || ')'"
+        ev = "flatten([" + ", ".join(f"ev{i}" for i in n) + "])"
+        return f"""SELECT patient_id, q, NULL::BOOLEAN AS b,
+                CASE WHEN {unknown} THEN NULL ELSE round({exact}, 9) END AS x,
+                CASE WHEN {unknown} THEN {why} WHEN {cq} IS NOT NULL THEN {first} END AS why,
+                {self.evs(ev)} AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, {self.note(note)} AS note,
+                CASE WHEN NOT ({unknown}) THEN {cq} END AS cq,
+                CASE WHEN NOT ({unknown}) THEN round({cx}, 9) END AS cx
             FROM ({src})"""
 
     def _Clip(self, node: ast.Clip, points: str) -> str:

@@ -589,9 +589,10 @@ class Session:
     def states(self, points_sql: str, rule_ids: Sequence[str] | None = None, name: str = "tl_states") -> int:
         """Every requested rule at every point of ``points_sql`` (patient_id, q), values and
         unknown reasons only, written to the temp table ``name`` (rule_id, patient_id, q, b, x,
-        why); returns the number of states. Nothing becomes a Python object: a cohort at scale
-        (100k patients × 3 points × 36 rules = 10.8M states) stays in DuckDB, to be counted,
-        joined or copied out there. The same values and reasons as :meth:`evaluate`."""
+        why, qualifier: a censored value's, its bound in x, as in :meth:`histories`); returns
+        the number of states. Nothing becomes a Python object: a cohort at scale (100k patients
+        × 3 points × 36 rules = 10.8M states) stays in DuckDB, to be counted, joined or copied
+        out there. The same values, reasons and qualifiers as :meth:`evaluate`."""
         ids = self.rule_ids(rule_ids)
         if not name.startswith("tl_"):
             raise UsageError(f"states table {name!r}: scratch tables are named tl_*")
@@ -600,9 +601,12 @@ class Session:
         roots = {rid: comp.rule(rid) for rid in ids}
         parts = []
         for rid, root in roots.items():
-            value = "b" if self.rules.rules[rid].type.kind == "bool" else "x"
+            # a rule that is a censored value: its bound as x, its qualifier (Compiler.censored_root)
+            x, qualifier = ("coalesce(x, cx)", "cq") if comp.censored_root(rid) else ("x", "NULL::VARCHAR")
+            value = "b" if self.rules.rules[rid].type.kind == "bool" else x
             parts.append(
-                f"SELECT {q_(rid)} AS rule_id, patient_id, q, b, x, CASE WHEN {value} IS NULL THEN why END AS why FROM {root}"
+                f"SELECT {q_(rid)} AS rule_id, patient_id, q, b, {x} AS x, "
+                f"CASE WHEN {value} IS NULL THEN why END AS why, {qualifier} AS qualifier FROM {root}"
             )
         return self._into(name, points_sql, comp, roots, " UNION ALL ".join(parts))
 

@@ -1129,6 +1129,8 @@ class Reference:
                 None if x is None else self.scale(x, self.type(i).unit, unit)
                 for x, i in zip(xs, node.items, strict=True)
             ]
+        if node.op in ("min", "max") and reads_censored(node, self.rules, self.carry):
+            return self._extreme(node, vals, xs, ev)
         note = f"{node.op}(" + ", ".join(fmt(x) or "?" for x in xs) + ")"
         unknown = [v for v in vals if v.value is None]
         if unknown:
@@ -1151,6 +1153,35 @@ class Reference:
             }
             x = ops[node.op](known)
         return Val(rnd(x, 9), None, ev, note)
+
+    def _extreme(self, node: ast.Arith, vals: list[Val], xs: list[float | None], ev: tuple[int, ...]) -> Val:
+        """``min_of`` / ``max_of`` whose operands may be censored values (``xs``: the exact
+        values in the first operand's unit): the extreme of their ranges
+        (:func:`censored.extreme`), exact where no censored value moves it (max of ``<5`` and 8
+        is 8), else a bound and qualifier, its reason the first censored operand's (it names
+        the value); unknown where an operand is unknown and not censored, with the reasons of
+        every operand without a value, as any arithmetic (the compiler's ``_extreme``)."""
+        unit = self.type(node.items[0]).unit
+        ranges: list[tuple[float, str | None] | None] = []
+        for v, x, item in zip(vals, xs, node.items, strict=True):
+            if (
+                v.qualifier is not None
+                and v.bound is not None
+                and reads_censored(item, self.rules, self.carry)
+            ):
+                ranges.append((self.scale(v.bound, self.type(item).unit, unit), v.qualifier))
+            else:
+                ranges.append(None if x is None else (x, None))
+        shown = [("?" if r is None else censored.shown(str(fmt(r[0])), r[1])) for r in ranges]
+        note = f"{node.op}(" + ", ".join(shown) + ")"
+        known = [r for r in ranges if r is not None]
+        if len(known) < len(ranges):
+            return Val(None, _concat(v.why for v in vals if v.value is None), ev, note)
+        x, qualifier = censored.extreme(node.op, known)
+        if qualifier is None:
+            return Val(rnd(x, 9), None, ev, note)
+        first = next(v for v, r in zip(vals, ranges, strict=True) if r is not None and r[1] is not None)
+        return Val(None, first.why, ev, note, qualifier, rnd(x, 9))
 
     def _Clip(self, node: ast.Clip, q: datetime) -> Val:
         v = self.evaluate(node.item, q)
