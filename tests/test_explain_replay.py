@@ -26,6 +26,8 @@ from tests.test_engine_properties import (
     Rules,
     Timeline,
     build_store,
+    crp_timelines,
+    extreme_rules,
     instants,
     load,
     rule_sets,
@@ -154,3 +156,21 @@ def test_the_replay_explains_generated_rules_as_the_compiled_relations_do(
                     continue
                 sql, replayed = both(session, patient, rid, q.isoformat())
                 assert replayed == sql, f"{rid} for {patient} at {q}"
+
+
+@settings(PROPERTY, max_examples=30)
+@given(data=st.data(), tl=crp_timelines(), rules=extreme_rules())
+def test_the_replay_explains_min_of_and_max_of_over_censored_values_as_the_compiled_relations_do(
+    data: st.DataObject, tl: Timeline, rules: Rules
+) -> None:
+    """A min_of / max_of of censored CRPs (the extreme of their ranges) and a comparison of it:
+    each clause's qualifier and bound, value, reason and note as the relations give them."""
+    note(f"rules: {rules.files} units: {rules.units}")
+    with tempfile.TemporaryDirectory() as tmp:
+        ruleset = load(Path(tmp) / "rules", rules)
+        with build_store(Path(tmp) / "store.duckdb", tl) as store:
+            session = Session(store, ruleset)
+            q: datetime = data.draw(st.sampled_from(instants(tl.batches[0])), label="instant")
+            for rid in rules.ids:
+                sql, replayed = both(session, "P1", rid, q.isoformat())
+                assert replayed == sql, f"{rid} at {q}"
