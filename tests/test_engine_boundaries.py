@@ -886,6 +886,46 @@ def test_a_rule_others_read_changing_before_the_first_event_starts_its_history_w
     assert got == [("born", datetime(2009, 3, 9), True, None), ("unborn", datetime(2009, 3, 9), False, None)]
 
 
+def test_each_patients_history_at_once_starts_with_the_step_at_or_before_its_own_origin(bench: Bench) -> None:
+    # Session.histories takes, per patient, a stepwise rule's last step at or before that
+    # patient's origin: a birth before it (X), the origin itself (Y), nothing but STEP_ORIGIN
+    # (Z, no birth) and a birth that is the origin (W, no clinical event) — in one run
+    bench.rule("born", {"exists": {"select": {"kind": "birth"}, "window": "ever"}})
+    bench.rule("crp", {"latest": {"select": CRP, "within": "30 days"}})
+    bench.rule("crp_low", {"le": [{"rule": "crp"}, "10 mg/L"]})
+    birth = {"kind": "birth", "occurred_at": "2007-03-01", "sex": "female"}
+    bench.events(
+        [
+            {"patient_id": "X", **birth},
+            crp("2009-03-09", 4),
+            {**crp("2009-03-01", 50), "patient_id": "Y"},
+            {**crp("2009-03-20", 5), "patient_id": "Y"},
+            {**crp("2009-02-01", 6), "patient_id": "Z"},
+            {"patient_id": "W", **birth},
+        ]
+    )
+    session = bench.session()
+    ids = ["born", "crp", "crp_low"]
+    session.histories(ids)
+    rows = session.con.execute(
+        'SELECT patient_id, rule_id, start, "end", b, x, why FROM tl_history ORDER BY ALL'
+    ).fetchall()
+    kinds = {rid: session.rules.rules[rid].type.kind for rid in ids}
+    want = sorted(
+        (p, i["rule"], i["start"], i["end"], None if i["value"] == "unknown" or kinds[i["rule"]] != "bool" else i["value"],
+         None if i["value"] == "unknown" or kinds[i["rule"]] == "bool" else i["value"], i["reason"])
+        for p in ("W", "X", "Y", "Z")
+        for i in session.history(p, ids)
+    )  # fmt: skip
+    assert rows == want
+    firsts = {(p, rid): start for p, rid, start, *_ in reversed(rows)}
+    assert firsts[("X", "born")] == firsts[("X", "crp")] == datetime(2009, 3, 9)
+    assert firsts[("Y", "crp")] == datetime(2009, 3, 1)
+    assert firsts[("Z", "born")] == datetime(2009, 2, 1)
+    assert firsts[("W", "born")] == datetime(2007, 3, 1)
+    assert ("W", "born", datetime(2007, 3, 1), datetime(2007, 3, 2), True, None, None) in rows
+
+
 # ---- age and time since: counts of days that step at midnight, with no event there -------------
 
 BORN_2000 = {"patient_id": "X", "kind": "birth", "occurred_at": "2000-01-01", "sex": "female"}
