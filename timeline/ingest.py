@@ -2190,6 +2190,7 @@ def _write_batch(
         )
         if errors:
             raise IngestError(source, errors, total)
+        mixed = _mixed_offsets_note(con, source, store.timezone) if op == "ingest" else []
 
         # Rows to insert: first occurrence of each event id, not already in the store, or
         # asserting again with other content an event that was retracted.
@@ -2238,12 +2239,13 @@ def _write_batch(
                     registry.write(store, con, list(site_codes), author, codes_digest)
             return IngestResult(
                 source, None, 0, duplicates, store.high_water(), time.perf_counter() - started, retracted,
-                registered, notes=skipped + same_quantities,
+                registered, notes=skipped + same_quantities + mixed,
             )  # fmt: skip
 
         notes = (
             skipped
             + same_quantities
+            + mixed
             + _censored_note(con, dense, fmt)
             + (
                 _lookalike_notes(con, dense, bool(store.high_water()), store.has_qualifier)
@@ -2303,6 +2305,46 @@ def _skip_trailing_empty_rows(con: duckdb.DuckDBPyConnection) -> list[str]:
         f"{n} empty row{'s' if n != 1 else ''} at the end of the file (only separators, as a spreadsheet "
         f"saves rows it once formatted) skipped: {rows}"
     ]
+
+
+def _mixed_offsets_note(con: duckdb.DuckDBPyConnection, source: str, tz: str) -> list[str]:
+    """A note when the file gives some times (``occurred_at``, ``ended_at``) with a UTC offset
+    and others without one: an export that wrote offsets for some rows only, whose zone-less
+    times are read as clock times in the store's zone (``tz``), which may not be what its writer
+    meant. Says how many rows give each, with the first row and field of each; a date alone is a
+    day, neither. The values are valid (the ingest is unchanged): one aggregate over the stage,
+    run once its rows are checked."""
+
+    def times(zoned: bool) -> list[tuple[str, str]]:
+        """(field, whether a row's field holds a time (not a date) with, or without, an offset)"""
+        has = f"regexp_matches({{c}}, '{_OFFSET}')"
+        return [(c, f"({p} <> 'day' AND {'' if zoned else 'NOT '}{has.format(c=c)})") for c, p in _TIMES]
+
+    def first(zoned: bool) -> str:  # the field and value of the row's first such time
+        return "CASE " + " ".join(f"WHEN {test} THEN '{c} ' || {c}" for c, test in times(zoned)) + " END"
+
+    found = con.execute(
+        f"""SELECT count(*) FILTER (WHERE zoned), count(*) FILTER (WHERE bare),
+                   min(__row) FILTER (WHERE zoned), arg_min({first(True)}, __row) FILTER (WHERE zoned),
+                   min(__row) FILTER (WHERE bare), arg_min({first(False)}, __row) FILTER (WHERE bare)
+            FROM (SELECT __row, occurred_at, ended_at, occ_precision, end_precision,
+                         {" OR ".join(t for _, t in times(True))} AS zoned,
+                         {" OR ".join(t for _, t in times(False))} AS bare FROM tl_stage)"""
+    ).fetchone()
+    if not found or not found[0] or not found[1]:
+        return []
+    n_zoned, n_bare, zoned_row, zoned, bare_row, bare = found
+    return [
+        f"{source} gives some times with a UTC offset and some without: {n_zoned:,} row"
+        f"{'s' if n_zoned != 1 else ''} with one (the first: row {zoned_row}, {zoned}), {n_bare:,} "
+        f"without (the first: row {bare_row}, {bare}). Those without one are read as clock times in the "
+        f"store's zone, {tz}: an export that dropped the offset of some times? If they were meant in "
+        "another zone, they are stored at other instants: retract those events and ingest them with their offsets"
+    ]
+
+
+# The times of a stage row: its text column and the precision read from it
+_TIMES = (("occurred_at", "occ_precision"), ("ended_at", "end_precision"))
 
 
 def _censored_note(con: duckdb.DuckDBPyConnection, dense: bool, fmt: str | None = None) -> list[str]:
