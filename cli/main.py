@@ -255,7 +255,7 @@ def ingest(
     says so), in the store or in the same file (one event on two rows, in two units: its first
     row is written). A time without a UTC offset (2009-03-01T10:00) is a clock time in the
     store's zone (`timeline info`; set by `init --timezone`), never the machine's; one with an
-    offset (…+01:00, …Z) is converted into it. A row with new content for a retracted event
+    offset (…+01:00, …Z) is converted into it; a note says when a file gives both. A row with new content for a retracted event
     brings it back: give `--reason` to say why. A lab value beyond the assay's limit is read
     as a censored value (<5, <=5, >2000, >=2000, also ≤ and ≥): its bound and qualifier are
     stored, and a note says how many (README, "Censored values").
