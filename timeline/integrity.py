@@ -20,10 +20,11 @@ import duckdb
 from timeline.store import BATCH_COLUMNS, EVENT_COLUMNS, GENESIS_HASH, QUALIFIER, SCHEMA_VERSION, Store
 
 CHUNK = 65536
-# Chunks digested by one query of events_digest: each query reads the batch's rows again
-# while they are not yet committed (one chunk a query was 42 queries for a batch of 2.7M
-# events), and holds its chunks' text (16 chunks: 67 MB, in DuckDB and in Python)
-CHUNKS_A_QUERY = 16
+# Chunks digested by one query of events_digest. A query holds its chunks' text (4 MB a
+# chunk) in DuckDB and in Python: 16 a query raised a 2.7M-event ingest's peak RSS from ~640
+# to ~800 MiB for no measurable time (digest CPU 1.0-1.3 s with 1 a query, 1.4-1.5 s with 16;
+# benchmarks/README.md, ingest, round 27)
+CHUNKS_A_QUERY = 1
 
 
 def row_hash_sql(alias: str = "", schema: str = SCHEMA_VERSION, qualifier: bool = True) -> str:
