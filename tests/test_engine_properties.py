@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
@@ -684,6 +684,25 @@ SHIFTS = [
 ]
 
 
+def every_point(tl: Timeline) -> list[tuple[str, datetime]]:
+    """Each patient of the timeline with each instant near their events (:func:`instants`)."""
+    points: list[tuple[str, datetime]] = []
+    for p in tl.patients:
+        rows = [r for b in tl.batches for r in b if r["patient_id"] == p]
+        points += [(p, q) for q in instants(rows)]
+    return points
+
+
+def maybe_before_the_correction(data: st.DataObject, store: Store, tl: Timeline) -> datetime | None:
+    """The moment of the last ingest, before the timeline's corrections, when it has some and
+    hypothesis draws it; else None (the record as it stands now)."""
+    if tl.corrections and data.draw(st.booleans(), label="before the correction"):
+        row = store.con.execute("SELECT max(recorded_at) FROM batches WHERE op = 'ingest'").fetchone()
+        assert row is not None
+        return cast(datetime, row[0])
+    return None
+
+
 def instants(rows: list[dict[str, Any]]) -> list[datetime]:
     """End-of-day instants near the events, and exact instants at event times and window edges
     (evaluating at all of them costs little: the engine answers every point in one query)."""
@@ -805,16 +824,9 @@ def test_engine_agrees_with_the_reference_evaluator(data: st.DataObject, tl: Tim
     with tempfile.TemporaryDirectory() as tmp:
         ruleset = load(Path(tmp) / "rules", rules)
         with build_store(Path(tmp) / "store.duckdb", tl) as store:
-            as_known_at = None
-            if tl.corrections and data.draw(st.booleans(), label="before the correction"):
-                as_known_at = store.con.execute(
-                    "SELECT max(recorded_at) FROM batches WHERE op = 'ingest'"
-                ).fetchone()[0]
+            as_known_at = maybe_before_the_correction(data, store, tl)
             session = Session(store, ruleset, as_known_at)
-            points: list[tuple[str, datetime]] = []
-            for p in tl.patients:
-                rows = [r for b in tl.batches for r in b if r["patient_id"] == p]
-                points += [(p, q) for q in instants(rows)]
+            points = every_point(tl)
             refs = {p: Reference(ruleset, store.events(p, as_known_at=as_known_at)) for p in tl.patients}
             results = session.evaluate(None, rules.ids, points_sql=values(points))
             assert len(results) == len(points) * len(rules.ids)
@@ -849,10 +861,7 @@ def test_engine_without_evidence_has_the_reference_values_and_reasons(tl: Timeli
         ruleset = load(Path(tmp) / "rules", rules)
         with build_store(Path(tmp) / "store.duckdb", tl) as store:
             session = Session(store, ruleset)
-            points: list[tuple[str, datetime]] = []
-            for p in tl.patients:
-                rows = [r for b in tl.batches for r in b if r["patient_id"] == p]
-                points += [(p, q) for q in instants(rows)]
+            points = every_point(tl)
             refs = {p: Reference(ruleset, store.events(p)) for p in tl.patients}
             results = session.evaluate(None, rules.ids, points_sql=values(points), evidence=False)
             assert len(results) == len(points) * len(rules.ids)
@@ -958,10 +967,7 @@ def test_the_states_table_has_the_values_reasons_and_qualifiers_of_evaluate(
         ruleset = load(Path(tmp) / "rules", rules)
         with build_store(Path(tmp) / "store.duckdb", tl) as store:
             session = Session(store, ruleset)
-            points: list[tuple[str, datetime]] = []
-            for p in tl.patients:
-                rows = [r for b in tl.batches for r in b if r["patient_id"] == p]
-                points += [(p, q) for q in instants(rows)]
+            points = every_point(tl)
             results = session.evaluate(None, rules.ids, points_sql=values(points), evidence=False)
             want = {(r.rule_id, r.patient_id, r.q): (r.value, r.qualifier, r.why) for r in results}
             assert session.states(values(points), rules.ids) == len(want)
@@ -1043,10 +1049,7 @@ def test_correcting_only_notes_changes_no_state_of_either_evaluator(tl: Timeline
             assert found is not None
             before = found[0]  # the corrections are the batches after it
             event_of = dict(store.con.execute("SELECT seq, event_id FROM events").fetchall())
-            points: list[tuple[str, datetime]] = []
-            for p in tl.patients:
-                rows = [r for b in tl.batches for r in b if r["patient_id"] == p]
-                points += [(p, q) for q in instants(rows)]
+            points = every_point(tl)
 
             def shown(value: Any, why: str | None, ev: Sequence[int], detail: str | None) -> tuple[Any, ...]:
                 return value, why, sorted(event_of[s] for s in ev), detail

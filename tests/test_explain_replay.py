@@ -30,6 +30,7 @@ from tests.test_engine_properties import (
     extreme_rules,
     instants,
     load,
+    maybe_before_the_correction,
     rule_sets,
     timelines,
 )
@@ -142,11 +143,7 @@ def test_the_replay_explains_generated_rules_as_the_compiled_relations_do(
     with tempfile.TemporaryDirectory() as tmp:
         ruleset = load(Path(tmp) / "rules", rules)
         with build_store(Path(tmp) / "store.duckdb", tl) as store:
-            as_known_at = None
-            if tl.corrections and data.draw(st.booleans(), label="before the correction"):
-                as_known_at = store.con.execute(
-                    "SELECT max(recorded_at) FROM batches WHERE op = 'ingest'"
-                ).fetchone()[0]
+            as_known_at = maybe_before_the_correction(data, store, tl)
             session = Session(store, ruleset, as_known_at)
             patient = data.draw(st.sampled_from(tl.patients), label="patient")
             rows = [r for b in tl.batches for r in b if r["patient_id"] == patient]
