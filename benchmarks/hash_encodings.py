@@ -161,10 +161,10 @@ def main(argv: list[str] | None = None) -> int:
                 con.execute(f"CREATE TABLE w.events AS SELECT * FROM w_{i}")
                 con.execute("DETACH w")
                 writes[name].append((time.process_time() - c0, os.path.getsize(path) / 2**20))
-    for name, v in writes.items():
-        cpu = statistics.median(x[0] for x in v)
+    for name, w in writes.items():
+        cpu = statistics.median(x[0] for x in w)
         print(
-            f"  write with {name:22} CPU {cpu:6.2f} s  file {v[0][1]:5.0f} MiB  (runs {', '.join(f'{x[0]:.2f}' for x in v)})"
+            f"  write with {name:22} CPU {cpu:6.2f} s  file {w[0][1]:5.0f} MiB  (runs {', '.join(f'{x[0]:.2f}' for x in w)})"
         )
     return 0
 
