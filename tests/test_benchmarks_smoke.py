@@ -438,3 +438,40 @@ def test_suite_rebuilds_data_this_code_would_not_make(
     with duckdb.connect(str(tmp_path / "suite-20" / "store.duckdb"), read_only=True) as con:
         ids = con.execute("SELECT DISTINCT split_part(patient_id, '-', 1) FROM events").fetchall()
     assert ids == [("S1",)]
+
+
+def test_hash_encodings_benchmark_times_every_candidate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import hash_encodings
+    from timeline.ingest import ingest_file
+    from timeline.store import Store
+
+    with Store.create(tmp_path / "s.duckdb") as store:
+        ingest_file(store, gen.generate(300, "parquet", tmp_path / "e.parquet"), author="smoke")
+    assert hash_encodings.main(["--store", str(tmp_path / "s.duckdb"), "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    for what in ("row_hash", "content_hash"):
+        for name in hash_encodings.ENCODINGS:
+            assert f"  {what} sha256({name}) " in out
+    assert "  write with 32-byte BLOB " in out
+
+
+def test_hash_encodings_benchmark_measures_the_row_hash_the_store_computes(tmp_path: Path) -> None:
+    """Its ``json`` candidate is today's row hash input (for rows without a qualifier)."""
+    import duckdb
+
+    from benchmarks import hash_encodings
+    from timeline.ingest import ingest_file
+    from timeline.store import EVENT_COLUMNS, QUALIFIER, Store
+
+    with Store.create(tmp_path / "s.duckdb") as store:
+        ingest_file(store, gen.generate(300, "parquet", tmp_path / "e.parquet"), author="smoke")
+    cols = [(c, t.split()[0]) for c, t in EVENT_COLUMNS.items() if c not in ("row_hash", QUALIFIER)]
+    con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
+    row = con.execute(
+        f"""SELECT count(*), count(*) FILTER (WHERE row_hash = sha256({hash_encodings.enc_json(cols)}))
+            FROM events WHERE {QUALIFIER} IS NULL"""
+    ).fetchone()
+    con.close()
+    assert row is not None and row[0] > 0 and row[0] == row[1]
