@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # rich's box HEAVY_HEAD (a table's default) and its tree's guides (rich.tree.Tree.TREE_GUIDES[0])
-_TOP, _HEAD, _HEAD_RULE, _BODY, _BOTTOM = ("┏", "━", "┳", "┓"), "┃", ("┡", "━", "╇", "┩"), "│", ("└", "─", "┴", "┘")
+_TOP, _HEAD, _HEAD_RULE, _BODY, _BOTTOM = (
+    ("┏", "━", "┳", "┓"),
+    "┃",
+    ("┡", "━", "╇", "┩"),
+    "│",
+    ("└", "─", "┴", "┘"),
+)
 _SPACE, _CONTINUE, _FORK, _END = "    ", "│   ", "├── ", "└── "
 WIDTH = 200  # cli.output.console's width when standard output is not a terminal
 
@@ -215,23 +221,29 @@ class Table:
         if self.title_justify != "left" or not self.columns:
             raise NotPlain("layout")
         header = [(markup_text(h), False) for h in self.columns]
-        body = [[_cell_text(c) for c in row] + [("", False)] * (len(self.columns) - len(row)) for row in self.rows]
+        body = [
+            [_cell_text(c) for c in row] + [("", False)] * (len(self.columns) - len(row)) for row in self.rows
+        ]
         widths = self._widths([header, *body], max_width - (len(self.columns) + 1))
-        out = [] if self.title is None else markup_text(self.title).split("\n")  # never wrapped
+        out = markup_text(self.title).split("\n") if self.title else []  # never wrapped
         out.append(_TOP[0] + _TOP[2].join(_TOP[1] * w for w in widths) + _TOP[3])
         for i, row in enumerate([header, *body]):
             cells = [_wrap(text, w - 2, fold) for (text, fold), w in zip(row, widths, strict=True)]
             height = max(len(c) for c in cells)
             # a header's cells are aligned at the bottom, a row's at the top
             cells = [
-                ([" " * (w - 2)] * (height - len(c)) + c) if i == 0 else (c + [" " * (w - 2)] * (height - len(c)))
+                ([" " * (w - 2)] * (height - len(c)) + c)
+                if i == 0
+                else (c + [" " * (w - 2)] * (height - len(c)))
                 for c, w in zip(cells, widths, strict=True)
             ]
             bar = _HEAD if i == 0 else _BODY
             for n in range(height):
                 out.append(bar + bar.join(f" {c[n]} " for c in cells) + bar)
             if i == 0:
-                out.append(_HEAD_RULE[0] + _HEAD_RULE[2].join(_HEAD_RULE[1] * w for w in widths) + _HEAD_RULE[3])
+                out.append(
+                    _HEAD_RULE[0] + _HEAD_RULE[2].join(_HEAD_RULE[1] * w for w in widths) + _HEAD_RULE[3]
+                )
         out.append(_BOTTOM[0] + _BOTTOM[2].join(_BOTTOM[1] * w for w in widths) + _BOTTOM[3])
         return out
 
@@ -318,15 +330,13 @@ class Tree:
             label = markup_text(node.label)
             if label.endswith("\n"):  # rich's last, empty line: not what cli.show makes
                 raise NotPlain(label)
+            if width < 1:
+                raise NotPlain("width")
+            # after a label's first line, and before its children's guides, the node's own
+            # guide continues down (├── → │) or ends (└── → blank)
+            inherited = [*prefix[:-1], _SPACE if prefix[-1] == _END else _CONTINUE] if prefix else []
             for n, line in enumerate(label.split("\n")):
-                if width < 1:
-                    raise NotPlain("width")
-                shown = line[:width]
-                if n == 0:
-                    out.append("".join(prefix) + shown)
-                else:
-                    out.append("".join(prefix[:-1]) + (_SPACE if prefix[-1] == _END else _CONTINUE) + shown if prefix else shown)
-            inherited = prefix[:-1] + [_SPACE if prefix[-1] == _END else _CONTINUE] if prefix else []
+                out.append("".join(prefix if n == 0 else inherited) + line[:width])
             last = len(node.children) - 1
             for i, child in reversed(list(enumerate(node.children))):
                 stack.append((child, [*inherited, _END if i == last else _FORK]))

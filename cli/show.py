@@ -240,7 +240,12 @@ def _renderers() -> tuple[Any, Any, Callable[[object], Any], Any]:
     from cli import plain
 
     if plain.plain_output():
-        return plain.Table, plain.Tree, lambda x: plain.Cell(visible("" if x is None else str(x))), plain.Console()
+        return (
+            plain.Table,
+            plain.Tree,
+            lambda x: plain.Cell(visible("" if x is None else str(x))),
+            plain.Console(),
+        )
     from rich.table import Table
     from rich.tree import Tree
 
