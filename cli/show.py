@@ -266,7 +266,8 @@ def explain(
     """`timeline explain` (see its help in cli.engine)."""
     sess = session(store, rules, param, as_known_at, wait)
     with sess.store:
-        sess.require_patient(patient, events=sess.replay)  # the events explain() replays
+        # the events explain() replays, read with what it lists of them
+        sess.require_patient(patient, events=sess.replay, listing=True)
         data = sess.explain(patient, rule_id, at)
     if json_out:
         dump_json(data)
