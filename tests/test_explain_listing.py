@@ -20,7 +20,9 @@ from timeline.store import Store
 RULES = ("complete_response", "fever_free", "jadas10", "in_mas_episode", "clinical_remission_on_medication")
 
 
-def explained(store: Store, patient: str, rule_id: str, at: str, listing: bool, known: datetime | None = None) -> str:
+def explained(
+    store: Store, patient: str, rule_id: str, at: str, listing: bool, known: datetime | None = None
+) -> str:
     session = Session(store, load_rules(rule_dirs([])), known)
     session.require_patient(patient, events=True, listing=listing)
     return as_json(session.explain(patient, rule_id, at))
@@ -37,7 +39,9 @@ def amended_patients(store: Store, op: str) -> list[str]:
 
 def test_the_events_listed_from_the_one_read_are_those_the_queries_list(valencia: Store) -> None:  # noqa: F811
     patients = patients_of(valencia)
-    chosen = sorted({*patients[::5], *amended_patients(valencia, "correct"), *amended_patients(valencia, "retract")})
+    chosen = sorted(
+        {*patients[::5], *amended_patients(valencia, "correct"), *amended_patients(valencia, "retract")}
+    )
     differ = [
         f"{rid} for {p} at {at}"
         for p in chosen
