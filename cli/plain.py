@@ -5,18 +5,19 @@ Importing rich's console and table and laying a table out through its segments a
 `timeline state` ~0.035 s CPU of its ~0.25 s (the 10k store's patient with most events: ~0.022 s
 of imports, ~0.014 s for its 52 rows); `explain` as much for its tree. On standard output that
 is not a terminal rich writes no colour and no style, only text, the table's box and the tree's
-guides: this module lays them out as rich does (rich 13–15: the same column widths, the same
+guides: this module lays them out as rich does (rich 15, :data:`CHECKED_RICH`: the same column widths, the same
 wrapping of a cell's words, the same cropping of a tree's lines at 200 columns), from the same
 calls (``Table``, ``add_column``, ``add_row``, ``Tree``, ``add``, ``print``).
 
 It is used only where that output is certain (:func:`plain_output`): standard output not a
 terminal, nothing in the environment that makes rich treat it as one (``FORCE_COLOR``,
-``TTY_COMPATIBLE``), UTF-8 (else rich draws an ASCII box), not Windows (rich's legacy console),
+``TTY_COMPATIBLE``), the rich it was checked against, UTF-8 (else rich draws an ASCII box), not Windows (rich's legacy console),
 not Jupyter. Any text it cannot be sure of — a character that is not one cell wide by rich's own
 table of them, a control character, markup it does not read as rich does, an emoji code
 (``:smile:`` becomes 😄 in rich's markup) — makes that one ``print`` go through rich instead:
 each recorded table or tree is handed to rich as the same calls. tests/test_cli_plain.py holds
-the two to each other on generated tables and trees, and on the commands' outputs.
+the two to each other on generated tables, trees and markup (the layout uses rich's own
+``_wrap``, ``_ratio`` and ``cells``: run them before adding a version to :data:`CHECKED_RICH`).
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def plain_output() -> bool:
 
     if sys.platform == "win32" or hasattr(builtins, "get_ipython"):
         return False  # pragma: no cover - rich's legacy Windows console, Jupyter
+    if not _rich_checked():
+        return False
     out = sys.stdout
     if out is None:
         return False
@@ -70,6 +73,20 @@ def plain_output() -> bool:
         return False
     encoding = (getattr(out, "encoding", None) or "utf-8").lower()
     return encoding.startswith("utf")  # else rich draws the box in ASCII
+
+
+# the rich versions whose layout this module was held to (tests/test_cli_plain.py); another
+# rich (pyproject allows 13 and later) writes through itself
+CHECKED_RICH = ("15.",)
+
+
+def _rich_checked() -> bool:
+    from importlib import metadata
+
+    try:  # from the installed metadata (~0.5 ms; importlib.metadata is DuckDB's import already)
+        return metadata.version("rich").startswith(CHECKED_RICH)
+    except metadata.PackageNotFoundError:  # pragma: no cover - rich is a dependency
+        return False
 
 
 def markup_text(markup: str) -> str:

@@ -214,3 +214,10 @@ def test_piped_state_and_explain_do_not_import_rich_console(example_store: Path)
         )
         assert done.stderr.strip().splitlines()[-1] == "False 0", done.stderr
         assert "P001 at 2010-01-01" in done.stdout
+
+
+def test_plain_output_not_with_a_rich_it_was_not_checked_against(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.setattr(sys, "stdout", Pipe())
+    monkeypatch.setattr(plain, "CHECKED_RICH", ("99.",))
+    assert not plain.plain_output()
