@@ -209,3 +209,41 @@ def test_usage_errors_name_the_program_timeline_however_python_was_started() -> 
     )
     assert done.returncode == 2
     assert done.stderr.startswith("Usage: timeline events ")
+
+
+def test_a_plain_command_starts_up_without_the_collector_and_computes_with_it(
+    example_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cli.fast turns Python's collector off for start-up (imports, the rules unpickled) and
+    back on once the session is made, start-up's objects frozen out of its scans."""
+    import gc
+
+    seen: list[tuple[str, bool]] = []
+    made = show.session
+
+    def session(*args: Any, **kwargs: Any) -> Any:
+        seen.append(("before the session", gc.isenabled()))
+        sess = made(*args, **kwargs)
+        seen.append(("after the session", gc.isenabled()))
+        seen.append(("start-up frozen", gc.get_freeze_count() > 0))
+        return sess
+
+    monkeypatch.setattr(show, "session", session)
+    command = plain_command(["state", "P001", "--at", "2010-01-01", "--store", str(example_store)])
+    assert command is not None
+    try:
+        command()
+    finally:
+        gc.unfreeze()
+    assert seen == [("before the session", False), ("after the session", True), ("start-up frozen", True)]
+    assert gc.isenabled()
+
+
+def test_a_plain_command_that_fails_leaves_the_collector_on(tmp_path: Path) -> None:
+    import gc
+
+    command = plain_command(["state", "P001", "--at", "2010-01-01", "--store", str(tmp_path / "none.duckdb")])
+    assert command is not None
+    with pytest.raises(Exception, match="no store"):
+        command()
+    assert gc.isenabled()
