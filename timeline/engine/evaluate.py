@@ -654,19 +654,22 @@ class Session:
                 root = roots[rid] = comp.rule(rid, pts)
             rule = self.rules.rules[rid]
             value = "b" if rule.type.kind == "bool" else "x"
-            key = f"{value}, qualifier, CASE WHEN {value} IS NULL THEN why END"
+            key = f"{value}, qualifier, why"  # why: NULL where the value is known (below)
             # a rule that is a censored value: its bound as x, its qualifier (Compiler.censored_root)
             x, qualifier = (
                 ("coalesce(r.x, r.cx)", "r.cq") if comp.censored_root(rid) else ("r.x", "NULL::VARCHAR")
             )
+            # The span (the patient's id and the end of the last interval) is joined to the
+            # intervals, after both windows: its text id and hi are not carried through them
             parts.append(
-                f"""SELECT {q_(rid)} AS rule_id, id AS patient_id, q AS start,
-                        coalesce(lead(q) OVER (PARTITION BY patient_id ORDER BY q), hi + INTERVAL 1 MICROSECOND) AS "end", b, x, why, qualifier
-                    FROM (SELECT r.patient_id, s.id, r.q, r.b, r.x, r.qualifier, CASE WHEN r.{value} IS NULL THEN r.why END AS why, s.hi,
-                                 ({key}) IS NOT DISTINCT FROM lag(({key})) OVER (PARTITION BY r.patient_id ORDER BY r.q) AS same
-                          FROM (SELECT r.patient_id, r.q, r.b, {x} AS x, r.why, {qualifier} AS qualifier FROM {root} r) r
-                          JOIN {span} s ON s.patient_id = r.patient_id)
-                    WHERE NOT same"""
+                f"""SELECT {q_(rid)} AS rule_id, s.id AS patient_id, w.q AS start,
+                        coalesce(w.next, s.hi + INTERVAL 1 MICROSECOND) AS "end", w.b, w.x, w.why, w.qualifier
+                    FROM (SELECT *, lead(q) OVER (PARTITION BY patient_id ORDER BY q) AS next
+                          FROM (SELECT *, ({key}) IS NOT DISTINCT FROM lag(({key})) OVER (PARTITION BY patient_id ORDER BY q) AS same
+                                FROM (SELECT r.patient_id, r.q, r.b, {x} AS x, CASE WHEN r.{value} IS NULL THEN r.why END AS why,
+                                             {qualifier} AS qualifier FROM {root} r))
+                          WHERE NOT same) w
+                    JOIN {span} s ON s.patient_id = w.patient_id"""
             )
         patients = (
             "SELECT DISTINCT patient_id, NULL::TIMESTAMP AS q "
