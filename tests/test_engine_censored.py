@@ -306,6 +306,24 @@ def test_a_history_gives_a_censored_rule_value_as_its_bound_and_qualifier(tmp_pa
     assert found == [(5.0, "<", None), (5.0, None, None)]
 
 
+def test_every_patients_history_gives_a_censored_value_as_its_bound_and_qualifier_without_a_reason(
+    tmp_path: Path,
+) -> None:
+    """Session.histories (the set-based history of every patient) decides a censored rule's
+    intervals on its bound and qualifier: a censored value is known, so it has no reason, and
+    two results of the same bound and qualifier are one interval."""
+    write_rule(tmp_path / "rules", "r", LATEST)
+    rules = load_rules([tmp_path / "rules"])
+    rows = [_crp("<5"), _crp("<5", "2009-03-02"), _crp("5", "2009-03-03")]
+    with store_with(tmp_path / "s.duckdb", rows) as store:
+        session = Session(store, rules)
+        session.histories(["r"])
+        found = session.con.execute(
+            "SELECT start::DATE::VARCHAR, x, qualifier, why FROM tl_history ORDER BY start"
+        ).fetchall()
+    assert found == [("2009-03-01", 5.0, "<", None), ("2009-03-03", 5.0, None, None)]
+
+
 def _states(tmp_path: Path, rows: list[dict[str, Any]], define: Any, **rule: Any) -> tuple[Any, ...]:
     """The rule's state at 2009-03-02 by :meth:`Session.states` (the table a cohort run leaves
     in DuckDB): (value, qualifier, reason), its value ``x`` for a number, ``b`` for a boolean."""

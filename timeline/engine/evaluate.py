@@ -693,20 +693,29 @@ class Session:
                 )
                 root = roots[rid] = comp.rule(rid, pts)
             rule = self.rules.rules[rid]
-            value = "b" if rule.type.kind == "bool" else "x"
-            key = f"{value}, qualifier, CASE WHEN {value} IS NULL THEN why END"
-            # a rule that is a censored value: its bound as x, its qualifier (Compiler.censored_root)
-            x, qualifier = (
-                ("coalesce(r.x, r.cx)", "r.cq") if comp.censored_root(rid) else ("r.x", "NULL::VARCHAR")
-            )
+            censored = comp.censored_root(rid)
+            # the rule's value: a boolean's b, a number's x (a censored value's bound where it is
+            # one: its qualifier is then cq, see Compiler.censored_root)
+            v = "r.b" if rule.type.kind == "bool" else "coalesce(r.x, r.cx)" if censored else "r.x"
+            # The windows carry the patient's key and what the intervals are made of: the value,
+            # the unknown reason (NULL where the value is known) and a censored rule's qualifier.
+            # The columns that are constants in every row of the rule (the other kind's value
+            # column, NULL in a relation compiled for values, see Compiler.values_only; the
+            # qualifier of a rule that is never censored) are written after them, and the span
+            # (the patient's text id, the end of the last interval) is joined to the intervals.
+            key = "v, why, qualifier" if censored else "v, why"
+            b, x = ("w.v", "NULL::DOUBLE") if rule.type.kind == "bool" else ("NULL::BOOLEAN", "w.v")
+            qualifier = "w.qualifier" if censored else "NULL::VARCHAR"
             parts.append(
-                f"""SELECT {q_(rid)} AS rule_id, id AS patient_id, q AS start,
-                        coalesce(lead(q) OVER (PARTITION BY patient_id ORDER BY q), hi + INTERVAL 1 MICROSECOND) AS "end", b, x, why, qualifier
-                    FROM (SELECT r.patient_id, s.id, r.q, r.b, r.x, r.qualifier, CASE WHEN r.{value} IS NULL THEN r.why END AS why, s.hi,
-                                 ({key}) IS NOT DISTINCT FROM lag(({key})) OVER (PARTITION BY r.patient_id ORDER BY r.q) AS same
-                          FROM (SELECT r.patient_id, r.q, r.b, {x} AS x, r.why, {qualifier} AS qualifier FROM {root} r) r
-                          JOIN {span} s ON s.patient_id = r.patient_id)
-                    WHERE NOT same"""
+                f"""SELECT {q_(rid)} AS rule_id, s.id AS patient_id, w.q AS start,
+                        coalesce(w.next, s.hi + INTERVAL 1 MICROSECOND) AS "end", {b} AS b, {x} AS x, w.why,
+                        {qualifier} AS qualifier
+                    FROM (SELECT *, lead(q) OVER (PARTITION BY patient_id ORDER BY q) AS next
+                          FROM (SELECT *, ({key}) IS NOT DISTINCT FROM lag(({key})) OVER (PARTITION BY patient_id ORDER BY q) AS same
+                                FROM (SELECT r.patient_id, r.q, {v} AS v, CASE WHEN {v} IS NULL THEN r.why END AS why
+                                             {", r.cq AS qualifier" if censored else ""} FROM {root} r))
+                          WHERE NOT same) w
+                    JOIN {span} s ON s.patient_id = w.patient_id"""
             )
         patients = (
             "SELECT DISTINCT patient_id, NULL::TIMESTAMP AS q "
