@@ -2553,15 +2553,15 @@ _SAME_BUT_QUANTITIES = " AND ".join(
 )
 
 
-# The stage's rows shaped as stored versions (``e`` of :func:`fields_differ_sql`): values as
-# given in ``orig_*``, converted to the code's unit in ``value``, ``unit``, ``ref_*``
 # The stored versions of the batch's event ids (every version of each: they share the id), for
 # the queries that look up the stage's ids in the store. A semi-join probes the store's ids
-# against the stage's, where a join to ``events`` itself hashed every stored id (or every
-# stored (id, hash) pair) to look up a few: an increment of 28,800 rows into the suite's 10k
-# store (2.7M events) took 4.4 s of CPU, of which 3.3 s in those lookups; see benchmarks/README.md
+# against the stage's, where a join to ``events`` itself hashed every stored id to look up a
+# few: an increment of 28,700 rows took 4.2 s of CPU into the suite's 10k store (2.7M events),
+# 1.0 s into an empty one, nearly all the difference in these lookups (benchmarks/README.md)
 _HELD = "(SELECT * FROM events WHERE event_id IN (SELECT eid FROM tl_stage))"
 
+# The stage's rows shaped as stored versions (``e`` of :func:`fields_differ_sql`): values as
+# given in ``orig_*``, converted to the code's unit in ``value``, ``unit``, ``ref_*``
 _STAGE_AS_STORED = """SELECT t.__row, t.eid, t.content_hash,
         t.occ_ts AS occurred_at, t.occ_precision AS occurred_precision,
         t.end_ts AS ended_at, t.end_precision AS ended_precision,
