@@ -475,3 +475,48 @@ def test_hash_encodings_benchmark_measures_the_row_hash_the_store_computes(tmp_p
     ).fetchone()
     con.close()
     assert row is not None and row[0] > 0 and row[0] == row[1]
+
+
+def test_ingest_benchmark_into_a_copy_of_a_store_leaves_the_store_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from timeline.ingest import ingest_file
+    from timeline.store import Store
+
+    monkeypatch.setattr(gen, "DATA", tmp_path / "data")
+    file = gen.generate(3000, "parquet", tmp_path / "events.parquet")
+    with Store.create(tmp_path / "store.duckdb") as store:
+        ingest_file(store, file, author="smoke")
+    before = (tmp_path / "store.duckdb").read_bytes()
+    assert bench.main(["--into", str(tmp_path / "store.duckdb"), "--source", str(file), "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "into an empty store, median wall s" in out
+    assert "into 3,000 events, median wall s" in out
+    assert (tmp_path / "store.duckdb").read_bytes() == before
+
+
+def test_an_increment_is_new_events_of_the_same_patients_and_some_stored_rows_again(tmp_path: Path) -> None:
+    import duckdb
+
+    file = gen.generate(3000, "parquet", tmp_path / "events.parquet")
+    rows, repeated = bench.make_increment(
+        file, tmp_path / "inc.parquet", per_mille=100, repeated_per_mille=50
+    )
+    with duckdb.connect() as con:
+        src, inc = f"read_parquet('{file}')", f"read_parquet('{tmp_path / 'inc.parquet'}')"
+        again = con.execute(
+            f"SELECT count(*) FROM (SELECT * FROM {inc} INTERSECT ALL SELECT * FROM {src})"
+        ).fetchone()
+        strangers = con.execute(
+            f"SELECT count(*) FROM {inc} WHERE patient_id NOT IN (SELECT patient_id FROM {src})"
+        ).fetchone()
+    assert again == (repeated,)
+    assert strangers == (0,)
+    assert 0 < repeated < rows
+
+
+def test_ingest_benchmark_into_a_store_needs_the_source_it_was_built_from(tmp_path: Path) -> None:
+    (tmp_path / "store.duckdb").write_bytes(b"")
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--into", str(tmp_path / "store.duckdb"), "--runs", "1"])
+    assert exc.value.code == 2
