@@ -26,7 +26,7 @@ from cli.output import (
     error_document,
     esc,
     note,
-    store_zone,
+    set_store_zone,
     utc_text,
     working,
 )
@@ -93,11 +93,7 @@ def _open(store: Path | None, *, write: bool = False, wait: float = 0) -> Store:
     from timeline.store import Store
 
     s = Store.open(store, write=write, wait=wait)
-    try:
-        store_zone(s)
-    except BaseException:
-        s.close()
-        raise
+    set_store_zone(s.timezone)  # its clinical times carry its offset in --json
     return s
 
 
