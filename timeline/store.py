@@ -229,15 +229,9 @@ class Store:
         self.schema_version = self._meta("schema_version") or "1"
         # whether ``events`` has the column of a censored value's qualifier (a store made before
         # censored values has not: it reads every value as exact, and takes none censored)
-        if columns is not None:
-            self.has_qualifier = QUALIFIER in columns.get("events", [])
-        else:
-            found = self.con.execute(
-                """SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database()
-                     AND schema_name = 'main' AND table_name = 'events' AND column_name = ?""",
-                [QUALIFIER],
-            ).fetchone()
-            self.has_qualifier = bool(found and found[0])
+        if columns is None:
+            columns = _table_columns(con)
+        self.has_qualifier = QUALIFIER in columns.get("events", [])
 
     def column(self, name: str, alias: str = "") -> str:
         """A stored column of ``events`` as SQL (``alias`` its table's, with the dot): in a store
@@ -348,12 +342,10 @@ class Store:
             raise
         return store
 
-    def _check_shape(self, columns: dict[str, list[str]] | None = None) -> None:
+    def _check_shape(self, columns: dict[str, list[str]]) -> None:
         """The tables and the metadata every command relies on; a store missing one (or with
         an unknown schema version) was damaged or edited by hand. ``columns``: the tables'
-        columns (:func:`_table_columns`), when read already."""
-        if columns is None:
-            columns = _table_columns(self.con)
+        columns (:func:`_table_columns`)."""
         missing = [t for t in ("events", "batches", "meta") if t not in columns]
         if missing:
             raise StoreError(f"{self.path} is damaged: table {', '.join(missing)} is missing")
