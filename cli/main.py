@@ -26,7 +26,7 @@ from cli.output import (
     error_document,
     esc,
     note,
-    set_store_zone,
+    store_zone,
     utc_text,
     working,
 )
@@ -93,7 +93,11 @@ def _open(store: Path | None, *, write: bool = False, wait: float = 0) -> Store:
     from timeline.store import Store
 
     s = Store.open(store, write=write, wait=wait)
-    set_store_zone(s.timezone)  # its clinical times carry its offset in --json
+    try:
+        store_zone(s)
+    except BaseException:
+        s.close()
+        raise
     return s
 
 

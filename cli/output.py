@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
+    from timeline.store import Store
+
 
 # The store's time zone, in which its clinical times (occurred_at, an interval's start) are
 # wall-clock times; set by the command once it opened the store (see :func:`set_store_zone`).
@@ -28,6 +30,15 @@ def set_store_zone(zone: str) -> None:
     zone's offset (``Z`` in a UTC store)."""
     global _zone
     _zone = zone
+
+
+def store_zone(store: Store) -> None:
+    """:func:`set_store_zone` of an open store, its zone checked first: a store whose zone is
+    not a known one is damaged (:meth:`Store.zone`'s error), not an internal error when a time
+    is written in its offset. A UTC store's needs no check."""
+    if store.timezone not in ("UTC", "Etc/UTC"):
+        store.zone()
+    set_store_zone(store.timezone)
 
 
 def json_time(value: datetime, key: str | None = None) -> str:

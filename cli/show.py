@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cli.output import cell, console, dump_json, esc, note, set_store_zone, visible
+from cli.output import cell, console, dump_json, esc, note, store_zone, visible
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -65,7 +65,11 @@ def session(
 
     ruleset = load(rules, params)
     s = Store.open(store, wait=wait)
-    set_store_zone(s.timezone)  # its clinical times carry its offset in --json
+    try:
+        store_zone(s)
+    except BaseException:
+        s.close()
+        raise
     for text in unrecorded_drugs(s, ruleset) if drugs else []:
         note(text)
     try:

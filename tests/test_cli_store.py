@@ -310,6 +310,18 @@ def test_a_store_of_an_unknown_schema_version_is_refused(example_store: Path) ->
     assert "has schema version '99', which this timeline" in result.stderr
 
 
+def test_state_of_a_store_whose_time_zone_is_unknown_says_the_store_is_damaged(
+    example_store: Path,
+) -> None:
+    with raw_connection(example_store) as con:
+        con.execute("UPDATE meta SET value = 'Mars/Olympus' WHERE key = 'timezone'")
+    result = run_cli("state", "P001", "--at", "2010-01-01", "--store", example_store)
+    assert result.exit_code == 3
+    assert result.stderr.strip() == (
+        f"error: {example_store} is damaged: its time zone 'Mars/Olympus' is not a known zone"
+    )
+
+
 def test_ingest_into_a_store_whose_time_zone_is_unknown_is_refused(
     example_store: Path, tmp_path: Path
 ) -> None:
