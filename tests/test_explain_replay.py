@@ -171,3 +171,51 @@ def test_the_replay_explains_min_of_and_max_of_over_censored_values_as_the_compi
             for rid in rules.ids:
                 sql, replayed = both(session, "P1", rid, q.isoformat())
                 assert replayed == sql, f"{rid} at {q}"
+
+
+def test_an_explanation_lists_the_events_of_the_episodes_around_a_moment_in_order_of_their_start(
+    tmp_path: Path,
+) -> None:
+    """Two recorded MAS episodes around a moment (an open one, then a later closed one
+    recorded after it, seven temperatures between them): each engine lists their events by the episodes' start, then record
+    order — not in whatever order the compiled join met them (a case hypothesis found)."""
+    tl = Timeline(
+        batches=[
+            [
+                {
+                    "patient_id": "P1",
+                    "occurred_at": "2009-01-24T08:00",
+                    "kind": "mas_episode",
+                    "event_id": "open",
+                },
+                *(
+                    {
+                        "patient_id": "P1",
+                        "occurred_at": f"2009-02-{d:02}",
+                        "kind": "body_temperature",
+                        "value": 37.9,
+                        "unit": "Cel",
+                        "event_id": f"t{d}",
+                    }
+                    for d in range(1, 8)
+                ),
+                {
+                    "patient_id": "P1",
+                    "occurred_at": "2009-01-26",
+                    "ended_at": "2009-01-27",
+                    "kind": "mas_episode",
+                    "event_id": "closed",
+                },
+            ]
+        ],
+        corrections=[],
+        patients=["P1"],
+    )
+    rules = Rules(
+        ids=["r0"], files={"r0": {"in_episode": {"select": "mas", "merge_gap": "12 hours"}}}, params={}
+    )
+    ruleset = load(tmp_path / "rules", rules)
+    with build_store(tmp_path / "store.duckdb", tl) as store:
+        sql, replayed = both(Session(store, ruleset), "P1", "r0", "2009-01-26T20:00")
+    assert json.loads(sql)["tree"]["derivation"]["events"] == [1, 9]
+    assert replayed == sql

@@ -1559,7 +1559,7 @@ class Compiler:
                         FILTER (WHERE e.s IS NOT NULL))))), {EMPTY})"""
             hi = "NULL::TIMESTAMP"
         else:
-            ev = f"coalesce(flatten(list(e.ev) FILTER (WHERE e.s IS NOT NULL)), {EMPTY})"
+            ev = f"coalesce(flatten(list(e.ev ORDER BY e.s, e.asserted_seq) FILTER (WHERE e.s IS NOT NULL)), {EMPTY})"
             hi = f"CASE WHEN max(e.e) = {FAR} THEN NULL ELSE max(e.e) END"
         return f"""SELECT p.patient_id, p.q, count(e.s) > 0 AS b, NULL::DOUBLE AS x, NULL AS why,
                 {self.evs(ev)} AS ev, nullif(min(e.s), {ORIGIN}) AS lo, {hi} AS hi,
@@ -1597,7 +1597,7 @@ class Compiler:
         return f"""SELECT c.patient_id, c.q, NULL::BOOLEAN AS b,
                 CASE {no_anchor} WHEN max(c.hi) > c.q THEN NULL ELSE count(c.s) FILTER (WHERE {keep})::DOUBLE END AS x,
                 CASE {no_anchor_why} WHEN max(c.hi) > c.q THEN 'the window ends after the date' END AS why,
-                {self.evs(f"list_concat({anchor_ev}, coalesce(flatten(list(c.ev) FILTER (WHERE c.s IS NOT NULL AND {keep})), {EMPTY}))")} AS ev,
+                {self.evs(f"list_concat({anchor_ev}, coalesce(flatten(list(c.ev ORDER BY c.s) FILTER (WHERE c.s IS NOT NULL AND {keep})), {EMPTY}))")} AS ev,
                 min(c.lo) AS lo, least(max(c.hi), c.q) AS hi,
                 {self.note(f"count(c.s) FILTER (WHERE {keep}) || ' episode(s) starting in the window'")} AS note
             FROM {starts} c {join} GROUP BY c.patient_id, c.q"""
