@@ -119,6 +119,13 @@ class Duration:
             return f"INTERVAL '{7 * self.amount} day'"
         return f"INTERVAL '{self.amount} {self.unit}'"
 
+    @property
+    def exact(self) -> timedelta | None:
+        """The length of a duration of hours, days or weeks, by which :func:`shift` moves an
+        instant; None for months and years, which it moves on the calendar."""
+        step = _EXACT.get(self.unit)
+        return None if step is None else step * self.amount
+
     def negate(self) -> Duration:
         return Duration(-self.amount, self.unit)
 
