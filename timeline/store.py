@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -314,6 +313,8 @@ class Store:
         if not exists:
             # --store given: the command that creates it names it too ($TIMELINE_STORE and the
             # default are read by `timeline init` alike)
+            import shlex  # for this message only
+
             init = "timeline init" if path is None else f"timeline init --store {shlex.quote(str(path))}"
             raise StoreError(f"no store at {target} (create one with `{init}`)")
         if is_dir:
