@@ -2027,13 +2027,21 @@ def rule_files(directory: Path) -> list[Path]:
     order they are read: ``*.yaml``, then ``*.yml``, in any case (``R.YAML`` too, as saved by
     some editors). A hidden folder or file (a name starting with ``.``: ``.ipynb_checkpoints/``,
     ``.git/``, an editor's ``.r.yaml.swp``) is not read."""
-    found = [
-        p
-        for p in directory.rglob("*")
-        if p.suffix.lower() in (".yaml", ".yml")
-        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
-    ]
+    found: list[Path] = []
+    # os.walk, not Path.rglob: the same files (links to folders not followed, unreadable
+    # folders skipped), without pathlib's cost per path (~0.5 ms of every command's start)
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # a hidden folder is not read
+        for name in (*dirs, *files):  # a folder named x.yaml is listed, as rglob lists it
+            if not name.startswith(".") and _suffix(name).lower() in (".yaml", ".yml"):
+                found.append(Path(root, name))
     return sorted(found, key=lambda p: (p.suffix.lower() == ".yml", p))
+
+
+def _suffix(name: str) -> str:
+    """``Path(name).suffix``."""
+    i = name.rfind(".")
+    return name[i:] if 0 < i < len(name) - 1 else ""
 
 
 _NESTED_PARAMS = (
