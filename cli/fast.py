@@ -112,42 +112,25 @@ def plain_command(args: list[str]) -> Callable[[], None] | None:
     command, kwargs = found
 
     def run() -> None:
-        global _holding
         import gc
 
-        # Python's collector scans the objects of start-up (modules, the rule set unpickled:
-        # long-lived, none of them garbage) dozens of times: ~0.01 s of `state` and of
-        # `explain`. Off until the session is made (cli.show.session calls settled), then on
-        # for what the command computes, those objects frozen out of its scans.
+        # Python's collector would scan the objects of start-up (modules, the rule set
+        # unpickled: long-lived, none of them garbage) dozens of times (~0.01 s of `state` and
+        # of `explain`), then those of the one patient's computation, which reference counting
+        # frees as it goes (Val tuples, lists: a few cycles at most, ~2 ms more of `state`'s
+        # replay). Off for the command, as a cohort run turns it off while it works; on again
+        # after it, whatever happens.
         holding = gc.isenabled()
         gc.disable()
-        _holding = holding
         try:
             from cli import show
 
             getattr(show, command)(**kwargs)
         finally:
-            if _holding:
-                _holding = False
+            if holding:
                 gc.enable()
 
     return run
-
-
-_holding = False  # the collector was turned off for start-up by a command of plain_command
-
-
-def settled() -> None:
-    """Start-up is over (the rules loaded, the store open): the collector, turned off for it by
-    :func:`plain_command`'s command, is on again, every object made so far out of its scans
-    (``gc.freeze``). Nothing when it was not turned off here."""
-    global _holding
-    if _holding:
-        import gc
-
-        _holding = False
-        gc.freeze()
-        gc.enable()
 
 
 def entry() -> NoReturn:

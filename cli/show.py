@@ -78,11 +78,7 @@ def session(
     except BaseException:
         s.close()
         raise
-    made = Session(s, ruleset, moment)
-    from cli.fast import settled
-
-    settled()  # start-up is over: the collector back on (see cli.fast)
-    return made
+    return Session(s, ruleset, moment)
 
 
 def note_if_before_the_record(store: Store, as_known_at: str | None, moment: datetime | None) -> None:

@@ -18,6 +18,7 @@ from cli import show
 from cli.fast import plain_arguments, plain_command
 from cli.main import app, only_command
 from tests.support import output_env, run_cli
+from timeline.engine.evaluate import Session
 
 
 def through_typer(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> tuple[int, dict[str, Any] | None]:
@@ -211,31 +212,25 @@ def test_usage_errors_name_the_program_timeline_however_python_was_started() -> 
     assert done.stderr.startswith("Usage: timeline events ")
 
 
-def test_a_plain_command_starts_up_without_the_collector_and_computes_with_it(
+def test_a_plain_command_runs_without_the_collector_and_turns_it_on_after(
     example_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """cli.fast turns Python's collector off for start-up (imports, the rules unpickled) and
-    back on once the session is made, start-up's objects frozen out of its scans."""
+    """cli.fast turns Python's collector off for the command, start-up (imports, the rules
+    unpickled) and the patient's replay alike, and back on when it is done."""
     import gc
 
     seen: list[tuple[str, bool]] = []
-    made = show.session
+    replayed = Session.state
 
-    def session(*args: Any, **kwargs: Any) -> Any:
-        seen.append(("before the session", gc.isenabled()))
-        sess = made(*args, **kwargs)
-        seen.append(("after the session", gc.isenabled()))
-        seen.append(("start-up frozen", gc.get_freeze_count() > 0))
-        return sess
+    def state(self: Session, *args: Any, **kwargs: Any) -> Any:
+        seen.append(("replaying", gc.isenabled()))
+        return replayed(self, *args, **kwargs)
 
-    monkeypatch.setattr(show, "session", session)
+    monkeypatch.setattr(Session, "state", state)
     command = plain_command(["state", "P001", "--at", "2010-01-01", "--store", str(example_store)])
     assert command is not None
-    try:
-        command()
-    finally:
-        gc.unfreeze()
-    assert seen == [("before the session", False), ("after the session", True), ("start-up frozen", True)]
+    command()
+    assert seen == [("replaying", False)]
     assert gc.isenabled()
 
 

@@ -1180,3 +1180,31 @@ def test_the_replay_gives_at_every_instant_what_the_naive_replay_computes(
                         assert got == want and repr(got.value) == repr(want.value), (
                             f"node {key[0]} at {key[1]}"
                         )
+
+
+@PROPERTY
+@given(data=st.data(), tl=timelines(), rules=rule_sets())
+def test_every_node_asked_at_any_instant_has_the_value_the_naive_replay_computes(
+    data: st.DataObject, tl: Timeline, rules: Rules
+) -> None:
+    """The replay gives a steady node (Reference.steady) the value of its last evaluation at an
+    instant between the same two of its instants of change (those its held_for or episodes
+    found), without looking at its operands: every node of every rule, asked itself at every
+    instant in an order drawn, after the rules there, must have the value, reason, evidence
+    and note the naive replay computes."""
+    note(f"rules: {rules.files} params: {rules.params} units: {rules.units}")
+    with tempfile.TemporaryDirectory() as tmp:
+        ruleset = load(Path(tmp) / "rules", rules)
+        nodes = [n for rid in rules.ids for n in walk(ruleset.rules[rid].define) if isinstance(n, ast.Node)]
+        with build_store(Path(tmp) / "store.duckdb", tl) as store:
+            for p in tl.patients:
+                events = store.events(p)
+                rows = [r for b in tl.batches for r in b if r["patient_id"] == p]
+                moments = data.draw(st.permutations(instants(rows)), label="instants")
+                fast, naive = Reference(ruleset, events), Reference(ruleset, events, naive=True)
+                for q in moments:
+                    for rid in rules.ids:
+                        fast.rule(rid, q)
+                    for node in nodes:
+                        got, want = fast.evaluate(node, q), naive.evaluate(node, q)
+                        assert got == want and repr(got.value) == repr(want.value), f"node {node.nid} at {q}"

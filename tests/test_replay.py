@@ -6,15 +6,18 @@ value, reason, evidence and note."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests.engine_support import result_difference, visit_days
+from tests.engine_support import result_difference, store_with, visit_days, write_rule
 from tests.support import run_cli, valencia_module
 from timeline.engine.evaluate import Session
+from timeline.engine.replay import Reference, Val
+from timeline.language import ast
 from timeline.language.loader import load_rules
 from timeline.store import Store
 
@@ -70,3 +73,40 @@ def test_timeline_state_json_gives_the_sql_engines_states(valencia: Path) -> Non
         session.replay = False
         want = [r.to_json() for r in session.state("V09", "2007-04-03")]
     assert printed == want
+
+
+def test_a_steady_node_is_not_computed_again_between_two_of_its_instants_of_change(tmp_path: Path) -> None:
+    """A held_for reads its expression at every instant one of its parts can change at: the ESR
+    it reads, recorded once, is computed again only where it can change (it was computed at
+    every instant of the CRPs' before), with the naive replay's values."""
+    esr = {"kind": "lab", "code": "4537-7"}
+    crp = {"kind": "lab", "code": "1988-5"}
+    expr = {
+        "all": [
+            {"le": [{"latest": {"select": crp, "within": "30 days"}}, "10 mg/L"]},
+            {"le": [{"latest": {"select": esr, "within": "365 days"}}, "20 mm/h"]},
+        ]
+    }
+    write_rule(tmp_path / "rules", "calm", {"held_for": {"expr": expr, "duration": "60 days"}})
+    rows = [{"patient_id": "X", **esr, "occurred_at": "2009-01-01", "value": 12, "unit": "mm/h"}]
+    rows += [
+        {"patient_id": "X", **crp, "occurred_at": f"2009-{month:02}-{day:02}", "value": 4, "unit": "mg/L"}
+        for month in (1, 2, 3)
+        for day in range(2, 28, 3)
+    ]
+    computed: Counter[str] = Counter()
+
+    class Counting(Reference):
+        def _Latest(self, node: ast.Latest, q: datetime) -> Val:
+            computed[node.select.codes[0]] += 1
+            return super()._Latest(node, q)
+
+    ruleset = load_rules([tmp_path / "rules"])
+    with store_with(tmp_path / "store.duckdb", rows) as store:
+        events = store.events("X")
+    fast, naive = Counting(ruleset, events), Reference(ruleset, events, naive=True)
+    for at in ("2009-03-31", "2009-04-10"):
+        q = datetime.fromisoformat(at)
+        assert fast.rule("calm", q) == naive.rule("calm", q)
+    assert computed["1988-5"] > 20  # every CRP's instants of change, in two windows
+    assert computed["4537-7"] <= 2

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -218,20 +217,27 @@ class Store:
         path: Path,
         writable: bool,
         columns: dict[str, list[str]] | None = None,
+        meta: dict[str, str] | None = None,
     ) -> None:
-        """``columns``: the store's tables' columns (:func:`_table_columns`), when read already."""
+        """``columns``: the store's tables' columns (:func:`_table_columns`), when read already;
+        ``meta``: its ``meta`` table (:func:`_meta_table`), when read already."""
         self.con = con
         self.path = path
         self.writable = writable
         self._depth = 0  # transactions open: an inner one joins the outer
         self._heads: dict[int, str] = {}  # head_hash's answers (a batch's hash never changes)
-        self.timezone = self._meta("timezone") or "UTC"
-        self.schema_version = self._meta("schema_version") or "1"
+        if meta is None:
+            meta = _meta_table(con)
+        self.timezone = meta.get("timezone") or "UTC"
+        self.schema_version = meta.get("schema_version") or "1"
         # whether ``events`` has the column of a censored value's qualifier (a store made before
         # censored values has not: it reads every value as exact, and takes none censored)
         if columns is None:
             columns = _table_columns(con)
         self.has_qualifier = QUALIFIER in columns.get("events", [])
+        # the tables and views of those names it had when opened: what a read-only store has
+        # while it is open (a writer waits for its lock)
+        self._named = frozenset(columns)
 
     def column(self, name: str, alias: str = "") -> str:
         """A stored column of ``events`` as SQL (``alias`` its table's, with the dot): in a store
@@ -307,6 +313,8 @@ class Store:
         if not exists:
             # --store given: the command that creates it names it too ($TIMELINE_STORE and the
             # default are read by `timeline init` alike)
+            import shlex  # for this message only
+
             init = "timeline init" if path is None else f"timeline init --store {shlex.quote(str(path))}"
             raise StoreError(f"no store at {target} (create one with `{init}`)")
         if is_dir:
@@ -322,20 +330,20 @@ class Store:
             )
         con = _connect(target, read_only=not write, wait=wait)
         try:
-            fmt = con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            meta: dict[str, str] | None = _meta_table(con)  # read once: format, zone, schema
         except duckdb.Error as exc:
             if is_damage(exc):
                 con.close()
                 raise StoreError(damage_message(target, exc)) from exc
-            fmt = None
-        if fmt is None or fmt[0] != STORE_FORMAT:
+            meta = None
+        if meta is None or meta.get("format") != STORE_FORMAT:
             con.close()
             raise StoreError(f"{target} is a DuckDB file but not a timeline store")
         try:
             # the tables' columns, read once: whether events has the qualifier, and the shape
             # checked (a query of DuckDB's catalog: ~2–6 ms of `state`'s CPU each)
             columns = _table_columns(con)
-            store = cls(con, target, writable=write, columns=columns)
+            store = cls(con, target, writable=write, columns=columns, meta=meta)
             store._check_shape(columns)
         except BaseException:
             con.close()
@@ -369,7 +377,11 @@ class Store:
 
     def codes_register(self) -> str | None:
         """What is named ``codes``: "table" (the register of a site's codes, made by the first
-        ``codes add``; ``timeline.registry`` checks its shape), "view" (a damaged store), or None."""
+        ``codes add``; ``timeline.registry`` checks its shape), "view" (a damaged store), or None.
+        A store opened read-only without either, as its catalog said when it was opened, has
+        none (no query)."""
+        if not self.writable and "codes" not in self._named:
+            return None
         found = self.con.execute(
             """SELECT 'table' FROM duckdb_tables() WHERE database_name = current_database()
                  AND schema_name = 'main' AND table_name = 'codes'
@@ -865,6 +877,15 @@ def _foreign_file(path: Path) -> str | None:
         return "not a DuckDB file"
     events_file = path.suffix.lower() in (".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson")
     return f"it is a text file, not a DuckDB file{load if events_file else ''}"
+
+
+def _meta_table(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The ``meta`` table in one query: each key's value as text (a key given twice: its first
+    row's, as a query of that key alone would fetch it)."""
+    meta: dict[str, str] = {}
+    for key, value in con.execute("SELECT key, value FROM meta").fetchall():
+        meta.setdefault(str(key), str(value))
+    return meta
 
 
 def _table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:

@@ -113,9 +113,23 @@ class Session:
         store.head_hash(self.high_water)  # kept: a manifest may be made after the store closes
         # state() replays one patient in Python; False: through the SQL engine, as evaluate()
         self.replay = True
-        self.con = store.con
-        for macro in MACROS:
-            self.con.execute(macro)
+        self._con = store.con
+        self._macros = False  # MACROS made on the connection (see con)
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The store's connection, with the macros the compiled SQL calls (:data:`MACROS`),
+        made when it is first asked for: `state`'s replay, which runs no compiled SQL, never
+        asks (two statements, ~1 ms of its start)."""
+        if not self._macros:
+            for macro in MACROS:
+                self._con.execute(macro)
+            self._macros = True
+        return self._con
+
+    @con.setter
+    def con(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
 
     @property
     def columns(self) -> tuple[str, ...]:

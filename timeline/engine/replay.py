@@ -57,7 +57,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from itertools import chain
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from timeline.engine import censored
 from timeline.engine.compiler import CENSORED_AGGREGATES, DOSE_DECIMALS, reads_censored
@@ -74,6 +74,7 @@ FAR = datetime(9999, 12, 31)
 # happens (a constant, "no fever yet") has an episode from the start of the record.
 ORIGIN = datetime(1000, 1, 1)
 ON_KINDS = ("medication_start", "medication_dose_change")
+_NEAR_MONTH_END = tuple(timedelta(days=k) for k in range(-3, 5))  # see Reference._around
 
 CMP: dict[str, Callable[[Any, Any], bool]] = {
     "gt": lambda a, b: a > b,
@@ -229,6 +230,37 @@ _PURE = (
 )  # fmt: skip
 
 
+# how far a node's value is a function of the instants of change :meth:`Reference.candidates`
+# finds (see Reference._steadiness): every part of it, or all but its note
+_STEADY, _VALUE_STEADY = 2, 1
+# nodes whose value, reason, evidence and note are made from their operands' values, reasons and
+# evidence, never from their notes
+_BY_VALUES = (
+    ast.Compare, ast.Logic, ast.AtLeast, ast.CountTrue, ast.Arith, ast.Clip, ast.Coalesce, ast.PctChange,
+)  # fmt: skip
+
+
+class _NodeState:
+    """What :meth:`Reference.evaluate` keeps of a node: its method, its operands
+    (:meth:`Reference._operands`), their values at its last evaluation (None before its second,
+    and for a node without operands) and its value then; the instants of change around that
+    evaluation (see :meth:`Reference._steady_at`: from ``since`` to before ``until`` the node
+    has that value; none while ``since`` is after ``until``) and every instant its value may
+    change at (None: not known yet; False: not steady)."""
+
+    __slots__ = ("before", "changes", "method", "operands", "since", "until", "value")
+
+    def __init__(
+        self, method: Callable[[Any, datetime], Val], operands: tuple[ast.Node, ...] | None, value: Val
+    ) -> None:
+        self.method = method
+        self.operands = operands
+        self.before: list[Val] | None = None
+        self.value = value
+        self.since, self.until = datetime.max, datetime.min
+        self.changes: list[datetime] | Literal[False] | None = None
+
+
 def _same_val(a: Val, b: Val) -> bool:
     """Whether two values are the same in every respect: equal fields, and a value of the same
     type (true is not 1.0) and sign (-0.0 is not 0.0, as JSON writes them)."""
@@ -296,10 +328,9 @@ class Reference:
         self.leaf: dict[tuple[Any, ...], Val] = {}
         self.lasting_memo: dict[tuple[int, str | None], frozenset[int]] = {}
         self.single_memo: dict[tuple[str, tuple[str, ...]], bool] = {}
-        # each node's last evaluation: its operands' values (see _operands; None before its
-        # second evaluation, and for a node without operands) and its value
-        self.last: dict[int, tuple[list[Val] | None, Val]] = {}
-        self.operands: dict[int, tuple[ast.Node, ...] | None] = {}
+        # each node's last evaluation and what is needed to tell whether it holds (see evaluate)
+        self.state: dict[int, _NodeState] = {}
+        self.steady_memo: dict[int, int] = {}
         # what a node's evaluation needs at every instant and depends on the node alone (its
         # durations, units, threshold), found once per node: the replay evaluates a node at
         # hundreds of instants (held_for, a condition's episodes)
@@ -332,40 +363,101 @@ class Reference:
         that evaluation's value without computing it again: the same values, reasons, evidence
         and notes, at a fraction of the cost (leaves, and nodes that read the instant, are
         always computed, a ``latest``, ``normal``, aggregate and ``on_drug`` once per set of
-        events it reads). The naive replay computes every value."""
-        key = (node.nid, q)
+        events it reads). A node whose instants of change are known (:meth:`steady`: those
+        :meth:`candidates` found for a ``held_for`` or a condition's episodes that read it)
+        keeps its value, without looking at its operands, from one of them to the next: at an
+        instant between the same two as its previous evaluation's, that evaluation's value is
+        its value. The naive replay computes every value."""
+        nid = node.nid
+        st = self.state.get(nid)
+        if st is not None and st.since <= q < st.until:
+            return st.value  # between the same two instants of change as its last evaluation
+        key = (nid, q)
         found = self.memo.get(key)
         if found is not None:
             return found
-        nid = node.nid
-        kind = type(node)
-        method = self.methods.get(kind)
-        if method is None:  # the method of each node class, looked up once
-            method = self.methods[kind] = getattr(self, "_" + kind.__name__)
-        if self.naive:  # every value computed from the raw list, none taken from another instant
+        if st is None:  # its first evaluation (most nodes have but one): nothing to compare
+            kind = type(node)
+            method = self.methods.get(kind)
+            if method is None:  # the method of each node class, looked up once
+                method = self.methods[kind] = getattr(self, "_" + kind.__name__)
             found = self.memo[key] = method(node, q)
+            if not self.naive:  # every value computed from the raw list, none taken from another
+                st = self.state[nid] = _NodeState(method, self._operands(node), found)
+                self._steady_at(node, st, q)
             return found
-        last = self.last.get(nid)
-        if last is None:  # its first evaluation (most nodes have but one): nothing to compare
-            found = self.memo[key] = method(node, q)
-            self.last[nid] = (None, found)
-            return found
-        if nid in self.operands:
-            operands = self.operands[nid]
-        else:
-            operands = self.operands[nid] = self._operands(node)
+        operands = st.operands
         vals = None
         if operands is not None:
             vals = [self.evaluate(o, q) for o in operands]
-            before = last[0]
+            before = st.before
             if before is not None and all(map(operator.is_, vals, before)):
-                found = self.memo[key] = last[1]
+                found = self.memo[key] = st.value
+                self._steady_at(node, st, q)
                 return found
-        found = method(node, q)
-        if _same_val(found, last[1]):
-            found = last[1]
-        self.last[nid] = (vals, found)
+        found = st.method(node, q)
+        last = st.value
+        if found is not last and _same_val(found, last):
+            found = last
+        st.before = vals
+        st.value = found
         self.memo[key] = found
+        self._steady_at(node, st, q)
+        return found
+
+    def _steady_at(self, node: ast.Node, st: _NodeState, q: datetime) -> None:
+        """Keep in ``st`` the instants of change of ``node`` around ``q``, where its value was
+        just found (see :meth:`evaluate`): from the last one at or before ``q`` to the next one
+        after it the node has that value. None kept while they are not known."""
+        changes = st.changes
+        if changes is None:  # not known yet: known once a held_for or episodes reading it looked
+            if node.nid not in self.cs_memo:
+                return
+            changes = st.changes = self.candidates(node) if self.steady(node) else False
+        if changes is False:
+            return
+        i = bisect_right(changes, q)
+        st.since = changes[i - 1] if i else datetime.min
+        st.until = changes[i] if i < len(changes) else datetime.max
+
+    def steady(self, node: ast.Node) -> bool:
+        """Whether ``node``'s value, reason, evidence and note change only at the instants
+        :meth:`candidates` finds (see :meth:`_steadiness`)."""
+        return self._steadiness(node) == _STEADY
+
+    def _steadiness(self, node: ast.Node) -> int:
+        """:data:`_STEADY` when ``node``'s value, reason, evidence and note change only at the
+        instants :meth:`candidates` finds; :data:`_VALUE_STEADY` when all but its note do;
+        else 0. ``age`` and ``time_since`` count days up at every midnight (only a comparison
+        with a constant marks where that matters, and its note shows the count), and
+        ``held_for``'s note names the first day of its window it was not true on, a day that
+        moves with the instant: neither, nor what reads one, is steady — but for a comparison
+        of two such counts in one unit, which only their anchor events change (its note shows
+        the counts), and what reads only its value."""
+        found = self.steady_memo.get(node.nid)
+        if found is not None:
+            return found
+        if isinstance(node, ast.Age | ast.TimeSince | ast.HeldFor):
+            found = 0
+        elif isinstance(node, ast.RuleRef):
+            found = self._steadiness(self.rules.rules[node.rule].define)
+        elif isinstance(node, ast.Not):
+            found = self._steadiness(node.item)
+        elif isinstance(node, ast.UnknownUnless):
+            value, condition = self._steadiness(node.value), self._steadiness(node.condition)
+            found = 0 if not condition else value  # the note is the value's
+        elif isinstance(node, _BY_VALUES):  # their notes are made from their operands' values
+            left, right = (node.left, node.right) if isinstance(node, ast.Compare) else (None, None)
+            if isinstance(left, ast.Age | ast.TimeSince) and isinstance(right, ast.Age | ast.TimeSince):
+                found = _VALUE_STEADY if left.unit == right.unit else 0
+            else:
+                found = _STEADY if all(self._steadiness(c) for c in ast.children(node)) else 0
+        else:
+            parts = ast.children(node)
+            if isinstance(node, ast.InEpisode | ast.EpisodeCount) and node.episodes.when is not None:
+                parts.append(node.episodes.when)
+            found = _STEADY if all(self._steadiness(p) == _STEADY for p in parts) else 0
+        self.steady_memo[node.nid] = found
         return found
 
     def _operands(self, node: ast.Node) -> tuple[ast.Node, ...] | None:
@@ -1397,23 +1489,31 @@ class Reference:
     def _around(self, base: Iterable[datetime], shifts: Sequence[Duration | None]) -> set[datetime]:
         out: set[datetime] = set()
         add = out.add
-        times = [t for t in base if t < FAR]
+        times = {t for t in base if t < FAR}  # many events share an instant (a visit's labs)
         for d in shifts:
             if d is None:
                 out.update(times)
-                out.update(t + EPS for t in times)
+                out.update([t + EPS for t in times])
                 continue
-            calendar = d.unit in ("month", "year")
+            step = d.exact
+            if step is not None:  # hours, days, weeks: every instant moved alike (``shift``)
+                moved = [t + step for t in times]
+                out.update(moved)
+                out.update([c + EPS for c in moved])
+                continue
             for t in times:
                 c = shift(t, d)
                 add(c)
                 add(c + EPS)
-                if calendar and t.day >= 28:
+                if t.day >= 28:
                     # q − months clips the day, so it runs backwards at midnight near a month end
                     first = c.replace(hour=0, minute=0, second=0, microsecond=0)
-                    for k in range(-3, 5):
-                        d0 = first + timedelta(days=k)
-                        out |= {d0, d0 + (c - first), d0 + (c - first) + EPS}
+                    offset = c - first
+                    for k in _NEAR_MONTH_END:
+                        d0 = first + k
+                        add(d0)
+                        add(d0 + offset)
+                        add(d0 + offset + EPS)
                     add(add_months(first.replace(day=1), 1))
         return out
 

@@ -68,10 +68,21 @@ def _code_fingerprint() -> list[Any]:
     except metadata.PackageNotFoundError:  # pragma: no cover - PyYAML is a dependency
         pyyaml = None
     out: list[Any] = [FORMAT, timeline.__version__, sys.version, pyyaml]
-    for path in sorted(_PACKAGE.rglob("*.py")):
-        st = path.stat()
-        out.append((str(path.relative_to(_PACKAGE)), st.st_size, st.st_mtime_ns))
+    for parts in _modules(str(_PACKAGE)):
+        st = os.stat(os.path.join(_PACKAGE, *parts))
+        out.append(("/".join(parts), st.st_size, st.st_mtime_ns))
     return out
+
+
+def _modules(top: str) -> list[tuple[str, ...]]:
+    """What ``Path(top).rglob("*.py")`` finds, as parts of its paths below ``top``, in the order
+    of the paths (by their parts), without pathlib's cost per path (~1 ms of every command's
+    start)."""
+    found: list[tuple[str, ...]] = []
+    for root, dirs, files in os.walk(top):
+        below = () if root == top else tuple(os.path.relpath(root, top).split(os.sep))
+        found.extend((*below, name) for name in (*dirs, *files) if name.endswith(".py"))
+    return sorted(found)
 
 
 def cache_key(

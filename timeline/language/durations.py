@@ -7,8 +7,8 @@ Months and years are calendar units (DuckDB interval arithmetic: 31 January + 1 
 from __future__ import annotations
 
 import calendar
-import difflib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -39,6 +39,14 @@ _FOREIGN = {
 }  # fmt: skip
 
 
+def close_matches(word: str, choices: Sequence[str], n: int, cutoff: float) -> list[str]:
+    """``difflib.get_close_matches``, imported when a misspelling is to be named: not at the
+    start of a command that finds nothing misspelt (`timeline state`)."""
+    from difflib import get_close_matches
+
+    return get_close_matches(word, choices, n=n, cutoff=cutoff)
+
+
 class DurationError(ValueError):
     pass
 
@@ -54,7 +62,7 @@ def _what_was_meant(text: object) -> str:
     foreign = _FOREIGN.get(m.group(2).lower()) if m else None
     close = [foreign] if foreign else []
     if m and not close and m.group(2).isascii():
-        close = difflib.get_close_matches(m.group(2).lower(), _WORDS, n=1, cutoff=0.75)
+        close = close_matches(m.group(2).lower(), _WORDS, n=1, cutoff=0.75)
     if not (m and close):
         return ""
     word = close[0].removesuffix("s") + ("" if abs(int(m.group(1))) == 1 else "s")
@@ -67,14 +75,14 @@ def english(word: str) -> str | None:
     low = word.lower()
     if low in _FOREIGN:
         return _FOREIGN[low]
-    close = difflib.get_close_matches(low, _WORDS, n=1, cutoff=0.75) if low.isascii() else []
+    close = close_matches(low, _WORDS, n=1, cutoff=0.75) if low.isascii() else []
     return close[0].removesuffix("s") if close else None
 
 
 def misspelt(word: str) -> bool:
     """Whether ``word`` (after a number) is a misspelt duration word: ``dayz``, ``dias``, ``wks``,
     or one of another language: ``semanas``, ``mois``."""
-    return word.lower() in _FOREIGN or bool(difflib.get_close_matches(word.lower(), _WORDS, n=1, cutoff=0.75))
+    return word.lower() in _FOREIGN or bool(close_matches(word.lower(), _WORDS, n=1, cutoff=0.75))
 
 
 class DurationTooLong(DurationError):
@@ -118,6 +126,13 @@ class Duration:
         if self.unit == "week":
             return f"INTERVAL '{7 * self.amount} day'"
         return f"INTERVAL '{self.amount} {self.unit}'"
+
+    @property
+    def exact(self) -> timedelta | None:
+        """The length of a duration of hours, days or weeks, by which :func:`shift` moves an
+        instant; None for months and years, which it moves on the calendar."""
+        step = _EXACT.get(self.unit)
+        return None if step is None else step * self.amount
 
     def negate(self) -> Duration:
         return Duration(-self.amount, self.unit)
