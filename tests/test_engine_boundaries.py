@@ -1295,7 +1295,9 @@ def test_all_names_each_distinct_unknown_reason_once(bench: Bench) -> None:
     )
 
 
-ESR_UNKNOWN_BOOL = {"gt": [{"latest": {"select": {"kind": "lab", "code": "4537-7"}, "within": "1 day"}}, "20 mm/h"]}
+ESR_UNKNOWN_BOOL = {
+    "gt": [{"latest": {"select": {"kind": "lab", "code": "4537-7"}, "within": "1 day"}}, "20 mm/h"]
+}
 
 
 @pytest.mark.parametrize("op", ["all", "any", "at_least"])

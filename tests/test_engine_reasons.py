@@ -113,13 +113,16 @@ def test_sorted_reasons_name_a_clause_two_reasons_share_once(con: duckdb.DuckDBP
 
 
 @pytest.mark.parametrize("k", [2, 3, 8, 9])
-def test_sorted_reasons_keep_a_shared_clause_where_it_first_appears(con: duckdb.DuckDBPyConnection, k: int) -> None:
+def test_sorted_reasons_keep_a_shared_clause_where_it_first_appears(
+    con: duckdb.DuckDBPyConnection, k: int
+) -> None:
     # the smaller reason first, whole; the other's clauses it lacks after it
     whys: list[str | None] = ["too little; no ESR", "too little; no CRP"] + [None] * (k - 2)
     assert fast_and_list(con, whys)[0] == "too little; no CRP; no ESR"
 
 
 # ---- reasons in item order, each clause once (arithmetic, coalesce) ---------------------------
+
 
 def ordered(con: duckdb.DuckDBPyConnection, whys: list[str | None]) -> str | None:
     cols = ", ".join(f"{sql_text(w)} AS why{i}" for i, w in enumerate(whys))

@@ -995,7 +995,10 @@ class Compiler:
         if k == 2:
             # the smaller first, a NULL last (tl_why2 keeps the other, an empty one neither)
             src = f"SELECT *, {picked[0]} AS _w0, {picked[1]} AS _w1 FROM ({src})"
-            return src, "CASE WHEN _w1 IS NULL OR _w0 <= _w1 THEN tl_why2(_w0, _w1) ELSE tl_why2(_w1, _w0) END"
+            return (
+                src,
+                "CASE WHEN _w1 IS NULL OR _w0 <= _w1 THEN tl_why2(_w0, _w1) ELSE tl_why2(_w1, _w0) END",
+            )
         if k > 8:
             src = f"SELECT *, list_sort(list_distinct([{', '.join(picked)}])) AS _l FROM ({src})"
             return Compiler.ordered_reasons(src, [f"_l[{j + 1}]" for j in range(k)])
