@@ -17,7 +17,7 @@ months with either bound inclusive, anchored windows and site parameter override
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -1152,6 +1152,22 @@ def _same_value(a: object, b: object) -> bool:
     return same_number(float(a), float(b))  # type: ignore[arg-type]
 
 
+def replays(
+    data: st.DataObject, tl: Timeline, rules: Rules
+) -> Iterator[tuple[RuleSet, Reference, Reference, list[datetime]]]:
+    """For each patient of a generated store: the rules, the replay and the naive replay of
+    the patient's events, and the instants of its rows in an order drawn."""
+    note(f"rules: {rules.files} params: {rules.params} units: {rules.units}")
+    with tempfile.TemporaryDirectory() as tmp:
+        ruleset = load(Path(tmp) / "rules", rules)
+        with build_store(Path(tmp) / "store.duckdb", tl) as store:
+            for p in tl.patients:
+                events = store.events(p)
+                rows = [r for b in tl.batches for r in b if r["patient_id"] == p]
+                moments = data.draw(st.permutations(instants(rows)), label="instants")
+                yield ruleset, Reference(ruleset, events), Reference(ruleset, events, naive=True), moments
+
+
 @PROPERTY
 @given(data=st.data(), tl=timelines(), rules=rule_sets())
 def test_the_replay_gives_at_every_instant_what_the_naive_replay_computes(
@@ -1161,25 +1177,15 @@ def test_the_replay_gives_at_every_instant_what_the_naive_replay_computes(
     same (an operand's value, a leaf's events): every rule and every node, at every instant in
     an order drawn, must have the value, reason, evidence and note that the naive replay, which
     computes each from the raw events, gives — true not 1.0, -0.0 not 0.0."""
-    note(f"rules: {rules.files} params: {rules.params} units: {rules.units}")
-    with tempfile.TemporaryDirectory() as tmp:
-        ruleset = load(Path(tmp) / "rules", rules)
-        with build_store(Path(tmp) / "store.duckdb", tl) as store:
-            for p in tl.patients:
-                events = store.events(p)
-                rows = [r for b in tl.batches for r in b if r["patient_id"] == p]
-                moments = data.draw(st.permutations(instants(rows)), label="instants")
-                fast, naive = Reference(ruleset, events), Reference(ruleset, events, naive=True)
-                for q in moments:
-                    for rid in rules.ids:
-                        got, want = fast.rule(rid, q), naive.rule(rid, q)
-                        assert got == want and repr(got.value) == repr(want.value), f"{rid} at {q}"
-                for key, want in naive.memo.items():
-                    got = fast.memo.get(key)
-                    if got is not None:  # every node both evaluated there
-                        assert got == want and repr(got.value) == repr(want.value), (
-                            f"node {key[0]} at {key[1]}"
-                        )
+    for _, fast, naive, moments in replays(data, tl, rules):
+        for q in moments:
+            for rid in rules.ids:
+                got, want = fast.rule(rid, q), naive.rule(rid, q)
+                assert got == want and repr(got.value) == repr(want.value), f"{rid} at {q}"
+        for key, want in naive.memo.items():
+            got = fast.memo.get(key)
+            if got is not None:  # every node both evaluated there
+                assert got == want and repr(got.value) == repr(want.value), f"node {key[0]} at {key[1]}"
 
 
 @PROPERTY
@@ -1192,19 +1198,11 @@ def test_every_node_asked_at_any_instant_has_the_value_the_naive_replay_computes
     found), without looking at its operands: every node of every rule, asked itself at every
     instant in an order drawn, after the rules there, must have the value, reason, evidence
     and note the naive replay computes."""
-    note(f"rules: {rules.files} params: {rules.params} units: {rules.units}")
-    with tempfile.TemporaryDirectory() as tmp:
-        ruleset = load(Path(tmp) / "rules", rules)
+    for ruleset, fast, naive, moments in replays(data, tl, rules):
         nodes = [n for rid in rules.ids for n in walk(ruleset.rules[rid].define) if isinstance(n, ast.Node)]
-        with build_store(Path(tmp) / "store.duckdb", tl) as store:
-            for p in tl.patients:
-                events = store.events(p)
-                rows = [r for b in tl.batches for r in b if r["patient_id"] == p]
-                moments = data.draw(st.permutations(instants(rows)), label="instants")
-                fast, naive = Reference(ruleset, events), Reference(ruleset, events, naive=True)
-                for q in moments:
-                    for rid in rules.ids:
-                        fast.rule(rid, q)
-                    for node in nodes:
-                        got, want = fast.evaluate(node, q), naive.evaluate(node, q)
-                        assert got == want and repr(got.value) == repr(want.value), f"node {node.nid} at {q}"
+        for q in moments:
+            for rid in rules.ids:
+                fast.rule(rid, q)
+            for node in nodes:
+                got, want = fast.evaluate(node, q), naive.evaluate(node, q)
+                assert got == want and repr(got.value) == repr(want.value), f"node {node.nid} at {q}"
