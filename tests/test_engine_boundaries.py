@@ -1295,43 +1295,6 @@ def test_all_names_each_distinct_unknown_reason_once(bench: Bench) -> None:
     )
 
 
-ESR_UNKNOWN_BOOL = {
-    "gt": [{"latest": {"select": {"kind": "lab", "code": "4537-7"}, "within": "1 day"}}, "20 mm/h"]
-}
-
-
-@pytest.mark.parametrize("op", ["all", "any", "at_least"])
-def test_a_composite_whose_two_parts_lack_the_same_lab_names_that_clause_once(bench: Bench, op: str) -> None:
-    # the inner part is unknown for want of CRP and ESR, the other for want of CRP alone
-    inner = {"any": [UNKNOWN_BOOL, ESR_UNKNOWN_BOOL]}
-    items = [inner, UNKNOWN_BOOL]
-    bench.rule("r", {"at_least": {"n": 2, "of": items}} if op == "at_least" else {op: items})
-    assert bench.state("r", "2009-03-01").why == (
-        "no CRP recorded up to the date; no ESR (Westergren) recorded up to the date"
-    )
-
-
-def test_a_composite_keeps_a_shared_clause_where_it_first_appears(bench: Bench) -> None:
-    # each part gives its own reason first, then its condition's: the reasons sort by their
-    # second clause, and the first clause, said by both, stays first (not sorted to the end)
-    def unless(condition: Any) -> dict[str, Any]:
-        return {"unknown_unless": {"value": True, "condition": condition, "reason": "too little recorded"}}
-
-    bench.rule("r", {"all": [unless(ESR_UNKNOWN_BOOL), unless(UNKNOWN_BOOL)]})
-    assert bench.state("r", "2009-03-01").why == (
-        "too little recorded; no CRP recorded up to the date; no ESR (Westergren) recorded up to the date"
-    )
-
-
-def test_a_composite_s_history_names_a_clause_its_parts_share_once(bench: Bench) -> None:
-    inner = {"any": [UNKNOWN_BOOL, ESR_UNKNOWN_BOOL]}
-    bench.rule("r", {"all": [inner, UNKNOWN_BOOL]})
-    session = bench.session()
-    session.histories(["r"])
-    reasons = session.con.execute("SELECT DISTINCT why FROM tl_history").fetchall()
-    assert reasons == [("no CRP recorded up to the date; no ESR (Westergren) recorded up to the date",)]
-
-
 def test_at_least_that_is_false_names_the_events_of_the_false_items(bench: Bench) -> None:
     low_crp = {"gt": [{"latest": {"select": CRP, "within": "30 days"}}, "6 mg/L"]}
     bench.rule("r", {"at_least": {"n": 1, "of": [low_crp]}})

@@ -196,10 +196,9 @@ def _concat(whys: Iterable[str | None]) -> str | None:
 
 
 def _distinct(whys: Iterable[str | None]) -> str | None:
-    """all / any / at_least name each distinct reason once, in sorted order, and each clause
-    once: a clause that an earlier reason gives is not said again (two parts unknown for want
-    of the same CRP). The compiler's ``Compiler.sorted_reasons``."""
-    return _concat(sorted({w for w in whys if w}))
+    """all / any / at_least name each distinct reason once, in sorted order."""
+    parts = sorted({w for w in whys if w})
+    return "; ".join(parts) if parts else None
 
 
 def _clauses(whys: Iterable[str | None]) -> list[str]:
