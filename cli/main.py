@@ -93,11 +93,7 @@ def _open(store: Path | None, *, write: bool = False, wait: float = 0) -> Store:
     from timeline.store import Store
 
     s = Store.open(store, write=write, wait=wait)
-    try:
-        store_zone(s)
-    except BaseException:
-        s.close()
-        raise
+    store_zone(s)  # closes the store when its zone is unknown
     return s
 
 

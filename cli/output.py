@@ -35,9 +35,14 @@ def set_store_zone(zone: str) -> None:
 def store_zone(store: Store) -> None:
     """:func:`set_store_zone` of an open store, its zone checked first: a store whose zone is
     not a known one is damaged (:meth:`Store.zone`'s error), not an internal error when a time
-    is written in its offset. A UTC store's needs no check."""
+    is written in its offset. A UTC store's needs no check. A store whose zone is not known is
+    closed before the error goes on (the command has no store to close)."""
     if store.timezone not in ("UTC", "Etc/UTC"):
-        store.zone()
+        try:
+            store.zone()
+        except BaseException:
+            store.close()
+            raise
     set_store_zone(store.timezone)
 
 

@@ -65,11 +65,7 @@ def session(
 
     ruleset = load(rules, params)
     s = Store.open(store, wait=wait)
-    try:
-        store_zone(s)
-    except BaseException:
-        s.close()
-        raise
+    store_zone(s)  # closes the store when its zone is unknown
     for text in unrecorded_drugs(s, ruleset) if drugs else []:
         note(text)
     try:

@@ -322,6 +322,31 @@ def test_state_of_a_store_whose_time_zone_is_unknown_says_the_store_is_damaged(
     )
 
 
+def test_a_store_whose_time_zone_is_null_reads_its_times_as_utc(example_store: Path) -> None:
+    with raw_connection(example_store) as con:
+        con.execute("UPDATE meta SET value = NULL WHERE key = 'timezone'")
+    result = run_cli("events", "P001", "--store", example_store, "--json")
+    assert result.exit_code == 0, result.stderr
+    times = [e["occurred_at"] for e in json.loads(result.stdout)["events"] if "T" in e["occurred_at"]]
+    assert times and all(t.endswith("Z") for t in times)
+
+
+def test_a_store_whose_time_zone_is_unknown_is_closed_when_the_zone_is_refused(
+    example_store: Path,
+) -> None:
+    from cli.output import store_zone
+    from timeline.errors import StoreError
+    from timeline.store import Store
+
+    with raw_connection(example_store) as con:
+        con.execute("UPDATE meta SET value = 'Mars/Olympus' WHERE key = 'timezone'")
+    s = Store.open(example_store)
+    with pytest.raises(StoreError):
+        store_zone(s)
+    with pytest.raises(duckdb.ConnectionException):
+        s.con.execute("SELECT 1")
+
+
 def test_ingest_into_a_store_whose_time_zone_is_unknown_is_refused(
     example_store: Path, tmp_path: Path
 ) -> None:

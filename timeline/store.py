@@ -881,10 +881,16 @@ def _foreign_file(path: Path) -> str | None:
 
 def _meta_table(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """The ``meta`` table in one query: each key's value as text (a key given twice: its first
-    row's, as a query of that key alone would fetch it)."""
+    row's, as a query of that key alone would fetch it). A NULL value is no value: the key is
+    absent, as its default reads it (a NULL zone is UTC, not a zone named ``'None'``)."""
     meta: dict[str, str] = {}
+    seen: set[object] = set()
     for key, value in con.execute("SELECT key, value FROM meta").fetchall():
-        meta.setdefault(str(key), str(value))
+        if key in seen:
+            continue
+        seen.add(key)
+        if key is not None and value is not None:
+            meta[str(key)] = str(value)
     return meta
 
 
