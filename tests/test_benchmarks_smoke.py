@@ -520,3 +520,52 @@ def test_ingest_benchmark_into_a_store_needs_the_source_it_was_built_from(tmp_pa
     with pytest.raises(SystemExit) as exc:
         bench.main(["--into", str(tmp_path / "store.duckdb"), "--runs", "1"])
     assert exc.value.code == 2
+
+
+@pytest.fixture(scope="module")
+def history_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from timeline.ingest import ingest_file
+    from timeline.store import Store
+
+    tmp = tmp_path_factory.mktemp("history_reasons")
+    with Store.create(tmp / "s.duckdb") as store:
+        ingest_file(store, gen.generate(3000, "parquet", tmp / "e.parquet"), author="smoke")
+    return tmp / "s.duckdb"
+
+
+def test_history_reasons_full_is_the_engines_history(history_store: Path) -> None:
+    from benchmarks import history_reasons
+    from timeline.engine.evaluate import Session
+    from timeline.store import Store
+
+    figures, log = history_reasons.measure(history_store, "full")
+    with Store.open(history_store) as store:
+        n = Session(store, load_rules()).histories()
+        found = store.con.execute(
+            'SELECT bit_xor(hash(rule_id, patient_id, start, "end", b, x, why, qualifier)) FROM tl_history'
+        ).fetchone()
+    assert found is not None
+    assert (figures["intervals"], figures["hash"]) == (n, found[0])
+    assert any("tl_history" in sql for _, sql in log)
+
+
+def test_history_reasons_short_keeps_every_interval_with_other_text(history_store: Path) -> None:
+    from benchmarks import history_reasons
+
+    full, _ = history_reasons.measure(history_store, "full")
+    short, log = history_reasons.measure(history_store, "short")
+    assert short["intervals"] == full["intervals"]
+    assert short["hash"] != full["hash"]
+    assert not any("no physician_global recorded" in sql for _, sql in log)
+
+
+def test_history_reasons_none_drops_the_reasons_and_restores_the_compiler(history_store: Path) -> None:
+    from benchmarks import history_reasons
+    from timeline.engine.compiler import Compiler
+
+    before = Compiler.values_only
+    full, _ = history_reasons.measure(history_store, "full")
+    none, _ = history_reasons.measure(history_store, "none")
+    assert none["intervals"] < full["intervals"]
+    assert Compiler.values_only is before
+    assert history_reasons.measure(history_store, "full")[0]["hash"] == full["hash"]
