@@ -1024,7 +1024,7 @@ def current_of(names: list[str], rows: list[tuple[Any, ...]]) -> list[dict[str, 
             by = asserted[r[seq]]
         else:
             continue
-        # one dict from the row (a dict merged into another cost ~0.002 s of `state`'s 900 events)
+        # one dict from the row, not one merged into another (~0.2 ms of `state`'s 900 events)
         found.append(dict(zip(keys, (*r, by, "current"), strict=True)))
     found.sort(key=itemgetter("occurred_at", ASSERTED_SEQ))
     return found

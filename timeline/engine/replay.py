@@ -1444,12 +1444,13 @@ class Reference:
         return merged
 
     def episodes_at(self, spec: ast.Episodes, q: datetime) -> list[Episode]:
-        """The raw episodes (not merged across gaps) that contain ``q``: those of
-        ``episodes(spec, False, q)`` with ``s <= q <= e``, the same objects' values. A
-        condition's episode is found from ``q`` outwards rather than from ``ORIGIN``: the
-        condition at the last of its instants of change at or before ``q``; if it is true
-        there, back to the first of the run of instants it is true at (the episode's start)
-        and on to the first after ``q`` it is not (its end). So a condition false at ``q``
+        """The raw episodes (not merged across gaps) that contain ``q``: equal to those of
+        ``episodes(spec, False, q)`` with ``s <= q <= e``. A condition's episode (the naive
+        replay, the tests' oracle, finds it as before) is found from ``q`` outwards rather than
+        from ``ORIGIN``: the condition at the last of its instants of change at or before
+        ``q``; if it is true there, back to the first of the run of instants it is true at
+        (the episode's start) and on to the first after ``q`` it is not (its end). So a
+        condition false at ``q``
         (most often) costs one evaluation, not one at every instant of change of the record up
         to ``q`` (a `state` of the 10k cohort's patient with most events: ~0.01 s, the MAS
         criteria at each of their 278 instants)."""
