@@ -1206,3 +1206,27 @@ def test_every_node_asked_at_any_instant_has_the_value_the_naive_replay_computes
             for node in nodes:
                 got, want = fast.evaluate(node, q), naive.evaluate(node, q)
                 assert got == want and repr(got.value) == repr(want.value), f"node {node.nid} at {q}"
+
+
+@PROPERTY
+@given(data=st.data(), tl=timelines(), rules=rule_sets())
+def test_the_episode_found_from_the_date_is_the_one_the_whole_record_gives(
+    data: st.DataObject, tl: Timeline, rules: Rules
+) -> None:
+    """Reference.episodes_at finds a condition's episode around an instant from that instant
+    outwards: at every instant, in an order drawn, after the rules there, it must give the raw
+    episodes containing it — start, end, evidence and evidence by moment — that the naive
+    replay finds from the start of the record."""
+    for ruleset, fast, naive, moments in replays(data, tl, rules):
+        specs = [
+            n.episodes
+            for rid in rules.ids
+            for n in walk(ruleset.rules[rid].define)
+            if isinstance(n, ast.InEpisode | ast.EpisodeCount)
+        ]
+        for q in moments:
+            for rid in rules.ids:
+                fast.rule(rid, q)
+            for spec in specs:
+                want = [ep for ep in naive.episodes(spec, False, q) if ep.s <= q <= ep.e]
+                assert fast.episodes_at(spec, q) == want, f"{spec} at {q}"

@@ -110,3 +110,48 @@ def test_a_steady_node_is_not_computed_again_between_two_of_its_instants_of_chan
         assert fast.rule("calm", q) == naive.rule("calm", q)
     assert computed["1988-5"] > 20  # every CRP's instants of change, in two windows
     assert computed["4537-7"] <= 2
+
+
+def test_a_condition_episode_is_found_from_the_date_outwards_not_from_the_start_of_the_record(
+    tmp_path: Path,
+) -> None:
+    """in_episode of a condition at a date evaluates the condition from that date outwards:
+    false at its last instant of change before the date, once (the whole record up to the date
+    was evaluated before); true there, back to the episode's start and on to its end, and no
+    further — with the naive replay's value, evidence and note, and the episodes the whole
+    record gives."""
+    crp = {"kind": "lab", "code": "1988-5"}
+    high = {"gt": [{"latest": {"select": crp, "within": "10 days"}}, "10 mg/L"]}
+    write_rule(tmp_path / "rules", "flare", {"in_episode": {"when": high, "merge_gap": "0 days"}})
+    # high CRPs in March (an episode), normal ones the rest of the year, one every 5 days
+    rows = [
+        {"patient_id": "X", **crp, "occurred_at": f"2009-{month:02}-{day:02}", "unit": "mg/L",
+         "value": 40 if month == 3 else 2}
+        for month in range(1, 13)
+        for day in range(1, 28, 5)
+    ]  # fmt: skip
+    computed: Counter[datetime] = Counter()
+
+    class Counting(Reference):
+        def _Compare(self, node: ast.Compare, q: datetime) -> Val:
+            computed[q] += 1
+            return super()._Compare(node, q)
+
+    ruleset = load_rules([tmp_path / "rules"])
+    with store_with(tmp_path / "store.duckdb", rows) as store:
+        events = store.events("X")
+    spec = ruleset.rules["flare"].define
+    assert isinstance(spec, ast.InEpisode)
+    for at, inside in (("2009-12-20", False), ("2009-03-20", True)):
+        q = datetime.fromisoformat(at)
+        fast, naive = Counting(ruleset, events), Reference(ruleset, events, naive=True)
+        computed.clear()
+        assert fast.rule("flare", q) == naive.rule("flare", q)
+        assert fast.rule("flare", q).value is inside
+        whole = [ep for ep in naive.episodes(spec.episodes, False, q) if ep.s <= q <= ep.e]
+        assert fast.episodes_at(spec.episodes, q) == whole
+        if inside:  # the episode's instants, from 1 March to its first after 31 March
+            assert whole and min(computed) <= whole[0].s and max(computed) > whole[0].e
+            assert min(computed) >= datetime(2009, 2, 20) and max(computed) < datetime(2009, 4, 20)
+        else:
+            assert not whole and len(computed) == 1 and max(computed) <= q

