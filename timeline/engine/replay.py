@@ -292,6 +292,18 @@ def _months_around(t: datetime, months: int) -> tuple[datetime, ...]:
     return tuple(out)
 
 
+def _run_episode(moments: Sequence[datetime], vals: Sequence[Val], i: int) -> Episode:
+    """The episode of a condition true at ``moments[i]`` and the ``len(vals) - 1`` moments after
+    it (``vals``: its values there, in order), and not true at the next moment, if any: it ends
+    a microsecond before that one, else it is open (FAR); its evidence is every value's, and
+    each moment's apart."""
+    j = i + len(vals) - 1
+    end = moments[j + 1] - EPS if j + 1 < len(moments) else FAR  # false from the next moment
+    ev = tuple(sorted({s for v in vals for s in v.ev}))
+    evq = tuple((moments[i + k], v.ev) for k, v in enumerate(vals))
+    return Episode(moments[i], end, ev, evq)
+
+
 def _flat(vals: Iterable[Val]) -> tuple[int, ...]:
     return tuple(chain.from_iterable(v.ev for v in vals))
 
@@ -1421,10 +1433,8 @@ class Reference:
                 j = i
                 while j + 1 < len(moments) and vals[j + 1].value is True:
                     j += 1
-                end = moments[j + 1] - EPS if j + 1 < len(moments) else FAR  # false from the next moment
-                ev = tuple(sorted({s for v in vals[i : j + 1] for s in v.ev}))
-                evq = tuple((moments[k], vals[k].ev) for k in range(i, j + 1))
-                raw.append((moments[i], 0, end, ev, evq))
+                ep = _run_episode(moments, vals[i : j + 1], i)
+                raw.append((ep.s, 0, ep.e, ep.ev, ep.evq))
                 i = j + 1
         raw.sort(key=lambda r: (r[0], r[1]))
         if not merged_across_gaps:
@@ -1450,10 +1460,9 @@ class Reference:
         from ``ORIGIN``: the condition at the last of its instants of change at or before
         ``q``; if it is true there, back to the first of the run of instants it is true at
         (the episode's start) and on to the first after ``q`` it is not (its end). So a
-        condition false at ``q``
-        (most often) costs one evaluation, not one at every instant of change of the record up
-        to ``q`` (a `state` of the 10k cohort's patient with most events: ~0.01 s, the MAS
-        criteria at each of their 278 instants)."""
+        condition false at ``q`` (most often) costs one evaluation, not one at every instant of
+        change of the record up to ``q`` (a `state` of the 10k cohort's patient with most
+        events: ~0.01 s, the MAS criteria at each of their 278 instants)."""
         when = spec.when
         if when is None or self.naive:  # recorded episodes cost nothing to find
             return [ep for ep in self.episodes(spec, False, q) if ep.s <= q <= ep.e]
@@ -1473,11 +1482,8 @@ class Reference:
         j = k
         while j + 1 < len(moments) and self.evaluate(when, moments[j + 1]).value is True:
             j += 1
-        end = moments[j + 1] - EPS if j + 1 < len(moments) else FAR  # false from the next moment
-        vals = [self.evaluate(when, moments[m]) for m in range(i, j + 1)]
-        ev = tuple(sorted({s for v in vals for s in v.ev}))
-        evq = tuple((moments[m], v.ev) for m, v in zip(range(i, j + 1), vals, strict=True))
-        return [Episode(moments[i], end, ev, evq)]
+        # the values of the run, each evaluated once above (memo)
+        return [_run_episode(moments, [self.evaluate(when, moments[m]) for m in range(i, j + 1)], i)]
 
     def _InEpisode(self, node: ast.InEpisode, q: datetime) -> Val:
         # raw intervals: bridging a gap would need the next episode, after q
