@@ -25,6 +25,7 @@ import hashlib
 import json
 import re
 import resource
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any
 
 from timeline.engine import compiler
 from timeline.engine.evaluate import Session
+from timeline.errors import TimelineError
 from timeline.language.loader import load_rules
 from timeline.store import Store
 
@@ -111,7 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reasons", choices=["full", "short", "none"], default="full")
     parser.add_argument("--statements", type=Path, help="write each statement's CPU and SQL here (JSON)")
     args = parser.parse_args(argv)
-    figures, log = measure(args.store, args.reasons)
+    try:
+        figures, log = measure(args.store, args.reasons)
+    except TimelineError as exc:  # not a store, damaged, locked…: said as the CLI says it
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(figures))
     if args.statements:
         args.statements.write_text(json.dumps(log))

@@ -569,3 +569,15 @@ def test_history_reasons_none_drops_the_reasons_and_restores_the_compiler(histor
     assert none["intervals"] < full["intervals"]
     assert Compiler.values_only is before
     assert history_reasons.measure(history_store, "full")[0]["hash"] == full["hash"]
+
+
+def test_history_reasons_of_a_file_that_is_no_store_says_so_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import history_reasons
+
+    missing = tmp_path / "nothing.duckdb"
+    assert history_reasons.main([str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(missing) in err and "Traceback" not in err
+    assert not missing.exists()
