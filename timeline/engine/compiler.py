@@ -1046,14 +1046,59 @@ class Compiler:
             false = node.op == "all"
             ev = f"CASE WHEN b{' = false' if false else ''} THEN {self._items_evidence(k, false)} ELSE {every} END"
             note = f"{counted} || {unknown}"
+        counted_src = f"SELECT *, {value} AS b FROM (SELECT *, {true} AS nt, {null} AS nn FROM ({src}))"
+        shared = self.unknown_reasons(node.items, points)
+        if shared is not None:
+            # the sorted reasons of the unknown items, made once for every node that has them
+            return f"""SELECT patient_id, q, b, NULL::DOUBLE AS x, CASE WHEN b IS NULL THEN u.why END AS why,
+                    {self.evs(ev)} AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, {self.note(note)} AS note
+                FROM ({counted_src}) JOIN {shared} u USING (patient_id, q)"""
         # only an unknown result has reasons: for a known one every picked item is NULL
         src, why = self.sorted_reasons(
-            f"SELECT *, {value} AS b FROM (SELECT *, {true} AS nt, {null} AS nn FROM ({src}))",
-            [f"CASE WHEN b IS NULL AND b{i} IS NULL THEN why{i} END" for i in n],
+            counted_src, [f"CASE WHEN b IS NULL AND b{i} IS NULL THEN why{i} END" for i in n]
         )
         return f"""SELECT patient_id, q, b, NULL::DOUBLE AS x, {why} AS why,
                 {self.evs(ev)} AS ev, NULL::TIMESTAMP AS lo, NULL::TIMESTAMP AS hi, {self.note(note)} AS note
             FROM ({src})"""
+
+    def unknown_reasons(self, items: tuple[ast.Node, ...], points: str) -> str | None:
+        """A relation (patient_id, q, why) of the sorted, distinct reasons of the unknown ones
+        among ``items`` (:meth:`sorted_reasons`), made from their operands, where there are three
+        or more and each is a comparison of a number with a constant (or the ``not`` of one);
+        else None.
+
+        Such a comparison is unknown exactly when its number is (a constant is never NULL, and
+        a censored number, which a range may decide, is not one of these) and passes on the
+        number's reason, so these reasons depend on the numbers alone, not on the constants:
+        nodes comparing the same numbers with other thresholds (the four ACR Pedi levels'
+        ``at_least 3 of 6`` improvements and their shared worsening test) share one relation
+        (:meth:`add` finds it identical), and its strings are sorted once instead of once per
+        node. A node's reason is this where its own value is unknown (every item its reason
+        could name is then unknown too), exactly the text its items' reasons would make."""
+        if len(items) < 3:
+            return None
+        sources: list[str] = []
+        for item in items:
+            while isinstance(item, ast.Not):
+                item = item.item
+            if not (
+                isinstance(item, ast.Compare)
+                and self.type(item.left).kind != "bool"
+                and not self.carries(item.left)
+                and self.literal(item.right) is not None
+            ):
+                return None
+            sources.append(self.node(item.left, points))
+        found = list(dict.fromkeys(sources))  # a number compared twice gives its reason once
+        cols = ", ".join(f"c{i}.x AS x{i}, c{i}.why AS why{i}" for i in range(len(found)))
+        joins = " JOIN ".join(
+            f"{rel} c{i}" + (" USING (patient_id, q)" if i else "") for i, rel in enumerate(found)
+        )
+        src, why = self.sorted_reasons(
+            f"SELECT patient_id, q, {cols} FROM {joins}",
+            [f"CASE WHEN x{i} IS NULL THEN why{i} END" for i in range(len(found))],
+        )
+        return self.add(self.fresh("ur"), f"SELECT patient_id, q, {why} AS why FROM ({src})")
 
     def _Compare(self, node: ast.Compare, points: str) -> str:
         left_t = self.type(node.left)
