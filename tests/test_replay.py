@@ -155,3 +155,37 @@ def test_a_condition_episode_is_found_from_the_date_outwards_not_from_the_start_
             assert min(computed) >= datetime(2009, 2, 20) and max(computed) < datetime(2009, 4, 20)
         else:
             assert not whole and len(computed) == 1 and max(computed) <= q
+
+
+def test_a_held_for_without_evidence_stops_at_the_first_moment_it_is_false(tmp_path: Path) -> None:
+    """Without evidence (`timeline state` as a table) a held_for checks its window's moments in
+    order up to the first its expression is false at, which gives its value and note: no CRP
+    after that one is looked at, and the value, reason and note are those of the replay that
+    checks every moment (whose evidence is every CRP of the window)."""
+    crp = {"kind": "lab", "code": "1988-5"}
+    expr = {"le": [{"latest": {"select": crp, "within": "30 days"}}, "10 mg/L"]}
+    write_rule(tmp_path / "rules", "calm", {"held_for": {"expr": expr, "duration": "90 days"}})
+    # a high CRP on 2 January, normal ones every 3 days from then to the end of March
+    rows = [{"patient_id": "X", **crp, "occurred_at": "2009-01-02", "value": 40, "unit": "mg/L"}]
+    rows += [
+        {"patient_id": "X", **crp, "occurred_at": f"2009-{month:02}-{day:02}", "value": 4, "unit": "mg/L"}
+        for month in (1, 2, 3)
+        for day in range(5, 28, 3)
+    ]
+    seen: list[datetime] = []
+
+    class Counting(Reference):
+        def _Latest(self, node: ast.Latest, q: datetime) -> Val:
+            seen.append(q)
+            return super()._Latest(node, q)
+
+    ruleset = load_rules([tmp_path / "rules"])
+    with store_with(tmp_path / "store.duckdb", rows) as store:
+        events = store.events("X")
+    q = datetime(2009, 3, 31, 23, 59, 59, 999999)
+    lean, full = Counting(ruleset, events, evidence=False), Reference(ruleset, events)
+    got, want = lean.rule("calm", q), full.rule("calm", q)
+    assert want.value is False and want.note == "not true on 2009-01-02 (within the last 90 days)"
+    assert (got.value, got.why, got.note) == (want.value, want.why, want.note)
+    assert len(want.ev) == len(rows)  # every CRP of the window is evidence of the full replay
+    assert max(seen) < datetime(2009, 1, 5)  # no moment after the high CRP's was checked

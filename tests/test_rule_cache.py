@@ -184,3 +184,15 @@ def test_nothing_is_written_to_a_directory_that_others_can_write(cache_dir: Path
     cache_dir.chmod(0o777)
     cache.load_rules([rule_dir(tmp_path)])
     assert entries(cache_dir) == []
+
+
+def test_a_cached_rules_examples_stay_pickled_until_first_read(cache_dir: Path) -> None:
+    """A rule read from the cache keeps its examples as their pickle (`timeline state` never
+    reads them, and does not pay for unpickling them) until they are read: then they are the
+    examples the loader built."""
+    cache.load_rules([BUILTIN_DIR / "sjia"])
+    cached = cache.load_rules([BUILTIN_DIR / "sjia"]).rules["fever_free"]
+    assert isinstance(cached.__dict__["examples"], bytes)
+    fresh = loader.load_rules([BUILTIN_DIR / "sjia"]).rules["fever_free"]
+    assert fresh.examples and cached.examples == fresh.examples
+    assert cached.__dict__["examples"] is cached.examples  # unpickled once, in place

@@ -320,6 +320,11 @@ class Reference:
     rules: RuleSet
     events: Sequence[Event]
     naive: bool = False
+    # False: only values, reasons and notes are asked for (`timeline state` written as a table,
+    # which shows no evidence), so a ``held_for`` stops at the first moment of its window its
+    # expression is false at, which decides its value and note: the evidence of such a node
+    # (and of what reads it) is then that of the moments checked up to there, not all of them
+    evidence: bool = True
     memo: dict[tuple[int, datetime], Val] = field(default_factory=dict)
     cp_memo: dict[int, list[datetime]] = field(default_factory=dict)
     cs_memo: dict[int, set[datetime]] = field(default_factory=dict)
@@ -1382,7 +1387,15 @@ class Reference:
         lo = shift(q, d, -1)
         inner = self.candidates(node.expr)  # sorted: those in (lo, q]
         moments = [lo, *inner[bisect_right(inner, lo) : bisect_right(inner, q)]]
-        vals = [self.evaluate(node.expr, m) for m in moments]
+        if self.evidence:
+            vals = [self.evaluate(node.expr, m) for m in moments]
+        else:  # the first false moment (in order) gives the value and the note: no more needed
+            vals = []
+            for m in moments:
+                vals.append(self.evaluate(node.expr, m))
+                if vals[-1].value is False:
+                    break
+            moments = moments[: len(vals)]
         ev = tuple(sorted(set(chain.from_iterable(v.ev for v in vals))))
         false = [m for m, v in zip(moments, vals, strict=True) if v.value is False]
         if false:

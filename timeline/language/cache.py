@@ -44,7 +44,7 @@ import timeline
 if TYPE_CHECKING:
     from timeline.language.loader import RuleSet
 
-FORMAT = 2  # 2: the syntax tree's classes are no longer pydantic models
+FORMAT = 3  # 2: the syntax tree's classes are no longer pydantic models; 3: examples pickled apart
 KEEP = 32
 _PACKAGE = Path(timeline.__file__).resolve().parent
 
