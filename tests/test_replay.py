@@ -189,3 +189,47 @@ def test_a_held_for_without_evidence_stops_at_the_first_moment_it_is_false(tmp_p
     assert (got.value, got.why, got.note) == (want.value, want.why, want.note)
     assert len(want.ev) == len(rows)  # every CRP of the window is evidence of the full replay
     assert max(seen) < datetime(2009, 1, 5)  # no moment after the high CRP's was checked
+
+
+def test_selectors_that_match_the_same_events_find_them_once(tmp_path: Path) -> None:
+    """fever_free's carried copies (inactive_disease's, complete_response's…) name fever_event
+    by selectors that differ only in the node of their threshold parameter, of the same value:
+    the pack's replay matches each of the patient's temperatures and findings with fever_event
+    once, not once per copy, and a selector of kinds and codes alone (a joint exam) matches no
+    event one by one: its events are those of its kinds — with the naive replay's values."""
+    rows = [
+        {
+            "patient_id": "X",
+            "kind": "body_temperature",
+            "occurred_at": f"2009-01-{d:02}",
+            "value": v,
+            "unit": "Cel",
+        }
+        for d, v in ((3, 39.1), (10, 37.0), (17, 36.8))
+    ]
+    rows += [
+        {"patient_id": "X", "kind": "finding", "code": "fever", "present": True, "occurred_at": "2009-01-04"},
+        {
+            "patient_id": "X",
+            "kind": "joint_exam",
+            "occurred_at": "2009-01-10",
+            "active_joints": 1,
+            "limited_joints": 0,
+        },
+    ]
+    matched: Counter[str] = Counter()
+
+    class Counting(Reference):
+        def matches(self, sel: ast.Selector, e: dict[str, object]) -> bool:
+            matched[sel.name] += 1
+            return super().matches(sel, e)
+
+    ruleset = load_rules()
+    with store_with(tmp_path / "store.duckdb", rows) as store:
+        events = store.events("X")
+    fast, naive = Counting(ruleset, events), Reference(ruleset, events, naive=True)
+    q = datetime(2009, 1, 20, 23, 59, 59, 999999)
+    for rid in ruleset.listed():
+        assert fast.rule(rid, q) == naive.rule(rid, q), rid
+    assert matched["fever_event"] == 4  # the three temperatures and the finding, once each
+    assert matched["joint exam"] == 0

@@ -181,7 +181,9 @@ def test_another_pyyaml_install_is_another_key(tmp_path: Path, monkeypatch: pyte
     other.write_text("__version__ = '0.0'\n", encoding="utf-8")
     real = importlib.util.find_spec
     spec = importlib.util.spec_from_file_location("yaml", other)
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: spec if name == "yaml" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: spec if name == "yaml" else real(name, *a)
+    )
     assert cache.cache_key([d], None) != before
 
 

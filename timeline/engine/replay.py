@@ -304,6 +304,20 @@ def _run_episode(moments: Sequence[datetime], vals: Sequence[Val], i: int) -> Ep
     return Episode(moments[i], end, ev, evq)
 
 
+def _by_kind_and_code(sel: ast.Selector) -> bool:
+    """Whether the selector names kinds (and codes) and nothing else that :meth:`Reference.matches`
+    checks: the events :meth:`Reference.positions` finds for it by kind (and code) are then its
+    events, without matching each again."""
+    return bool(sel.kinds) and not (
+        sel.drugs
+        or sel.not_drugs
+        or sel.dose_unit is not None
+        or sel.present is not None
+        or sel.where
+        or sel.any_of
+    )
+
+
 def _flat(vals: Iterable[Val]) -> tuple[int, ...]:
     return tuple(chain.from_iterable(v.ev for v in vals))
 
@@ -350,9 +364,13 @@ class Reference:
             self.code_at.setdefault((e["kind"], e.get("code")), []).append(i)
             if e.get("drug") is not None:
                 self.drug_at.setdefault(e["drug"], []).append(i)
-        # selectors equal in value (a rule and its carried copies name the same events) share
-        # their events, found once: ``sel_memo`` is keyed by the selector's id, this by its value
-        self.sel_by_value: dict[tuple[ast.Selector, str | None], tuple[list[Event], list[datetime]]] = {}
+        # selectors that match the same events (a rule and its carried copies name the same
+        # events) share them, found once: ``sel_memo`` is keyed by the selector's id, this by
+        # what decides the events it matches (:meth:`matching`)
+        self.sel_by_value: dict[tuple[tuple[Any, ...], str | None], tuple[list[Event], list[datetime]]] = {}
+        self.matching_memo: dict[int, tuple[Any, ...]] = {}
+        # each selector's field conditions' limits, in the field's unit (see matches)
+        self.limits_memo: dict[int, tuple[float | bool, ...]] = {}
         self.end_memo: dict[tuple[int, str | None], list[datetime]] = {}
         self.methods: dict[type, Callable[[Any, datetime], Val]] = {}
         self.dur_memo: dict[int, Duration] = {}
@@ -559,11 +577,10 @@ class Reference:
             return False
         if sel.present is not None and (True if e["present"] is None else e["present"]) != sel.present:
             return False
-        for cond in sel.where:
+        for cond, limit in zip(sel.where, self.limits(sel), strict=True):
             v = e.get(cond.field)
             if v is None:
                 return False
-            limit = self.threshold(cond.value, field_unit(sel, cond.field))
             qualifier = e.get("value_qualifier") if cond.field == "value" else None
             if qualifier is not None:  # a censored value matches when its whole range does
                 assert not isinstance(limit, bool)
@@ -575,6 +592,36 @@ class Reference:
             elif not CMP[cond.op](rnd(float(v), 9), limit):
                 return False
         return not sel.any_of or any(self.matches(s, e) for s in sel.any_of)
+
+    def limits(self, sel: ast.Selector) -> tuple[float | bool, ...]:
+        """The limit of each of the selector's field conditions, in the unit of its field (a
+        number or a boolean), found once per selector."""
+        found = self.limits_memo.get(id(sel))
+        if found is None:
+            found = self.limits_memo[id(sel)] = tuple(
+                self.threshold(cond.value, field_unit(sel, cond.field)) for cond in sel.where
+            )
+        return found
+
+    def matching(self, sel: ast.Selector) -> tuple[Any, ...]:
+        """What decides which events the selector matches (:meth:`matches`): all it names but its
+        name and the words it was written in, each field condition as its field, operator and
+        limit (a limit by its type too: true is not 1.0), and the same of each selector of its
+        ``any_of``. Selectors equal in this match the same events: a rule's carried copies
+        name the same events by selectors that differ only in the node of a parameter whose
+        value is the same (the 10k cohort's patient with most events: fever_event, in 8
+        copies of fever_free, each ~0.25 ms to find)."""
+        found = self.matching_memo.get(id(sel))
+        if found is None:
+            conditions = tuple(
+                (cond.field, cond.op, type(limit), limit)
+                for cond, limit in zip(sel.where, self.limits(sel), strict=True)
+            )
+            found = self.matching_memo[id(sel)] = (
+                sel.kinds, sel.codes, sel.drugs, sel.not_drugs, sel.dose_unit, sel.present, conditions,
+                tuple(self.matching(s) for s in sel.any_of),
+            )  # fmt: skip
+        return found
 
     @staticmethod
     def _upto(found: tuple[list[Event], list[datetime]], q: datetime | None) -> list[Event]:
@@ -599,14 +646,20 @@ class Reference:
         key = (id(sel), fld)
         found = self.sel_memo.get(key)
         if found is None:
-            found = self.sel_by_value.get((sel, fld))
+            same = (self.matching(sel), fld)
+            found = self.sel_by_value.get(same)
             if found is None:
                 at = self.positions(sel)
                 candidates = self.events if at is None else [self.events[i] for i in at]
-                events = [
-                    e for e in candidates if self.matches(sel, e) and (fld is None or e.get(fld) is not None)
-                ]
-                found = self.sel_by_value[(sel, fld)] = (events, [e["occurred_at"] for e in events])
+                if at is not None and _by_kind_and_code(sel):  # those positions are its events
+                    events = [e for e in candidates if fld is None or e.get(fld) is not None]
+                else:
+                    events = [
+                        e
+                        for e in candidates
+                        if self.matches(sel, e) and (fld is None or e.get(fld) is not None)
+                    ]
+                found = self.sel_by_value[same] = (events, [e["occurred_at"] for e in events])
             self.sel_memo[key] = found
         return found
 
