@@ -233,3 +233,43 @@ def test_selectors_that_match_the_same_events_find_them_once(tmp_path: Path) -> 
         assert fast.rule(rid, q) == naive.rule(rid, q), rid
     assert matched["fever_event"] == 4  # the three temperatures and the finding, once each
     assert matched["joint exam"] == 0
+
+
+def test_equal_sets_of_instants_of_change_are_sorted_once(tmp_path: Path) -> None:
+    """The nodes whose instants of change a held_for reads each keep them in order: nodes with
+    the same instants (a rule's carried copies, a leaf and its comparison with a constant) share
+    one sorted list, which is their set in order."""
+    rows = [
+        {
+            "patient_id": "X",
+            "kind": "lab",
+            "code": "1988-5",
+            "occurred_at": f"2009-0{m}-02",
+            "value": v,
+            "unit": "mg/L",
+        }
+        for m, v in ((1, 40), (3, 2), (5, 3))
+    ]
+    rows += [
+        {
+            "patient_id": "X",
+            "kind": "joint_exam",
+            "occurred_at": f"2009-0{m}-02",
+            "active_joints": 0,
+            "limited_joints": 0,
+        }
+        for m in (2, 4, 6)
+    ]
+    ruleset = load_rules()
+    with store_with(tmp_path / "store.duckdb", rows) as store:
+        events = store.events("X")
+    ref = Reference(ruleset, events)
+    for rid in ruleset.listed():
+        ref.rule(rid, datetime(2009, 9, 1))
+    lists = list(ref.cp_memo.values())
+    assert len(lists) > 20
+    for nid, ordered in ref.cp_memo.items():
+        assert ordered == sorted(ref.cs_memo.get(nid, ordered))
+    for a in lists:
+        for b in lists:
+            assert a is b or a != b

@@ -342,6 +342,8 @@ class Reference:
     memo: dict[tuple[int, datetime], Val] = field(default_factory=dict)
     cp_memo: dict[int, list[datetime]] = field(default_factory=dict)
     cs_memo: dict[int, set[datetime]] = field(default_factory=dict)
+    # the sorted lists of the sets of instants sorted so far, by the sets' sizes (see _in_order)
+    sorted_memo: dict[int, list[tuple[set[datetime], list[datetime]]]] = field(default_factory=dict)
     ep_memo: dict[tuple[int, bool, datetime | None], list[Episode]] = field(default_factory=dict)
     sel_memo: dict[tuple[int, str | None], tuple[list[Event], list[datetime]]] = field(default_factory=dict)
     med_memo: dict[tuple[str, tuple[str, ...]], tuple[list[Event], list[datetime]]] = field(
@@ -1610,13 +1612,26 @@ class Reference:
             elif isinstance(node, ast.Not):
                 found = self.candidates(node.item)
             else:
-                found = sorted(self.candidate_set(node))
+                found = self._in_order(self.candidate_set(node))
             self.cp_memo[node.nid] = found
         return found
 
+    def _in_order(self, instants: set[datetime]) -> list[datetime]:
+        """``instants`` sorted, once per set of them: a set equal to one sorted before (a rule's
+        carried copies, a comparison of a leaf with a constant: the leaf's instants) takes that
+        list (comparing two sets costs a fraction of sorting one)."""
+        alike = self.sorted_memo.setdefault(len(instants), [])
+        for known, ordered in alike:
+            if known is instants or known == instants:
+                return ordered
+        ordered = sorted(instants)
+        alike.append((instants, ordered))
+        return ordered
+
     def candidate_set(self, node: ast.Node) -> set[datetime]:
         """:meth:`candidates` as a set (a node's are the union of its parts': only the nodes whose
-        instants are examined in order sort theirs)."""
+        instants are examined in order sort theirs). Never changed once found: a node whose
+        instants are one part's alone has that very set (a rule reference its rule's)."""
         found = self.cs_memo.get(node.nid)
         if found is None:
             found = self.cs_memo[node.nid] = self._candidates(node)
@@ -1655,7 +1670,7 @@ class Reference:
         if isinstance(node, ast.Const | ast.Param):
             return set()
         if isinstance(node, ast.RuleRef):
-            return set(self.candidate_set(self.rules.rules[node.rule].define))  # a copy: the caller adds
+            return self.candidate_set(self.rules.rules[node.rule].define)  # that set (see candidate_set)
         if isinstance(node, ast.Latest | ast.Normal):
             return self._around(times(self.selected(node.select)), [None, self.duration(node.within)])
         if isinstance(node, ast.FindingPresent):
@@ -1684,16 +1699,22 @@ class Reference:
             return out
         if isinstance(node, ast.OnDrug | ast.DailyDose):
             drugs = node.drugs if isinstance(node, ast.OnDrug) else (node.drug,)
-            out = self._around(times(e for e in self.events if e["drug"] in drugs), [None])
+            # each drug's events (drug_at; the naive replay scans every event)
+            of_drugs = (
+                [e for e in self.events if e["drug"] in drugs]
+                if self.naive
+                else [self.events[i] for d in dict.fromkeys(drugs) for i in self.drug_at.get(d, ())]
+            )
+            out = self._around(times(of_drugs), [None])
             if isinstance(node, ast.OnDrug):  # a single dose is on until its day ends
-                ends = (
-                    end_of_day(e["occurred_at"].date())
-                    for e in self.events
-                    if e["drug"] in drugs and single_dose(e)
-                )
+                ends = (end_of_day(e["occurred_at"].date()) for e in of_drugs if single_dose(e))
                 out |= self._around(ends, [None])
             if isinstance(node, ast.DailyDose):
-                weights = times(e for e in self.events if e["kind"] == "weight")
+                weights = (
+                    times(e for e in self.events if e["kind"] == "weight")
+                    if self.naive
+                    else [self.events[i]["occurred_at"] for i in self.kind_at.get("weight", ())]
+                )
                 out |= self._around(weights, [None, self.duration(node.weight_within)])
             return out
         if isinstance(node, ast.AtAnchor):
@@ -1724,6 +1745,9 @@ class Reference:
                     midnight = datetime.combine(e["occurred_at"].date(), time())
                     room = (FAR - midnight).days
                     out |= {midnight + timedelta(days=k) for k in found.days if k < room}
-        for child in ast.children(node):
-            out.update(self.candidate_set(child))
+        parts = [part for part in map(self.candidate_set, ast.children(node)) if part]
+        if not out and len(parts) == 1:
+            return parts[0]  # that set (see candidate_set): a leaf compared with a constant, a not
+        for part in parts:
+            out.update(part)
         return out
