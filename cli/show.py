@@ -211,7 +211,8 @@ def state(
     sess = session(store, rules, param, as_known_at, wait)
     with sess.store:
         sess.require_patient(patient, events=sess.replay)  # the events state() replays
-        results = sess.state(patient, at, rule)
+        # a table shows no evidence: only --json needs it (see Session.state)
+        results = sess.state(patient, at, rule, evidence=json_out)
         if json_out:
             dump_json(
                 {

@@ -221,3 +221,27 @@ def test_plain_output_not_with_a_rich_it_was_not_checked_against(monkeypatch: py
     monkeypatch.setattr(sys, "stdout", Pipe())
     monkeypatch.setattr(plain, "CHECKED_RICH", ("99.",))
     assert not plain.plain_output()
+
+
+def test_richs_version_is_read_from_its_dist_info_without_importlib_metadata(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The version plain output is checked against comes from the name of rich's dist-info
+    directory beside its package (importlib.metadata's scan of the import path cost ~0.5–2.5
+    ms of `state`'s start): the version importlib.metadata gives."""
+    from importlib import metadata
+
+    installed = metadata.version("rich")
+    monkeypatch.setattr(metadata, "version", lambda name: pytest.fail(f"metadata.version({name!r})"))
+    assert plain._rich_version() == installed
+    assert plain._rich_checked() is installed.startswith(plain.CHECKED_RICH)
+
+
+def test_richs_version_without_its_dist_info_beside_it_is_importlib_metadatas(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from importlib import metadata
+
+    installed = metadata.version("rich")
+    monkeypatch.setattr(plain.os, "listdir", lambda path: [])
+    assert plain._rich_version() == installed

@@ -155,3 +155,121 @@ def test_a_condition_episode_is_found_from_the_date_outwards_not_from_the_start_
             assert min(computed) >= datetime(2009, 2, 20) and max(computed) < datetime(2009, 4, 20)
         else:
             assert not whole and len(computed) == 1 and max(computed) <= q
+
+
+def test_a_held_for_without_evidence_stops_at_the_first_moment_it_is_false(tmp_path: Path) -> None:
+    """Without evidence (`timeline state` as a table) a held_for checks its window's moments in
+    order up to the first its expression is false at, which gives its value and note: no CRP
+    after that one is looked at, and the value, reason and note are those of the replay that
+    checks every moment (whose evidence is every CRP of the window)."""
+    crp = {"kind": "lab", "code": "1988-5"}
+    expr = {"le": [{"latest": {"select": crp, "within": "30 days"}}, "10 mg/L"]}
+    write_rule(tmp_path / "rules", "calm", {"held_for": {"expr": expr, "duration": "90 days"}})
+    # a high CRP on 2 January, normal ones every 3 days from then to the end of March
+    rows = [{"patient_id": "X", **crp, "occurred_at": "2009-01-02", "value": 40, "unit": "mg/L"}]
+    rows += [
+        {"patient_id": "X", **crp, "occurred_at": f"2009-{month:02}-{day:02}", "value": 4, "unit": "mg/L"}
+        for month in (1, 2, 3)
+        for day in range(5, 28, 3)
+    ]
+    seen: list[datetime] = []
+
+    class Counting(Reference):
+        def _Latest(self, node: ast.Latest, q: datetime) -> Val:
+            seen.append(q)
+            return super()._Latest(node, q)
+
+    ruleset = load_rules([tmp_path / "rules"])
+    with store_with(tmp_path / "store.duckdb", rows) as store:
+        events = store.events("X")
+    q = datetime(2009, 3, 31, 23, 59, 59, 999999)
+    lean, full = Counting(ruleset, events, evidence=False), Reference(ruleset, events)
+    got, want = lean.rule("calm", q), full.rule("calm", q)
+    assert want.value is False and want.note == "not true on 2009-01-02 (within the last 90 days)"
+    assert (got.value, got.why, got.note) == (want.value, want.why, want.note)
+    assert len(want.ev) == len(rows)  # every CRP of the window is evidence of the full replay
+    assert max(seen) < datetime(2009, 1, 5)  # no moment after the high CRP's was checked
+
+
+def test_selectors_that_match_the_same_events_find_them_once(tmp_path: Path) -> None:
+    """fever_free's carried copies (inactive_disease's, complete_response's…) name fever_event
+    by selectors that differ only in the node of their threshold parameter, of the same value:
+    the pack's replay matches each of the patient's temperatures and findings with fever_event
+    once, not once per copy, and a selector of kinds and codes alone (a joint exam) matches no
+    event one by one: its events are those of its kinds — with the naive replay's values."""
+    rows = [
+        {
+            "patient_id": "X",
+            "kind": "body_temperature",
+            "occurred_at": f"2009-01-{d:02}",
+            "value": v,
+            "unit": "Cel",
+        }
+        for d, v in ((3, 39.1), (10, 37.0), (17, 36.8))
+    ]
+    rows += [
+        {"patient_id": "X", "kind": "finding", "code": "fever", "present": True, "occurred_at": "2009-01-04"},
+        {
+            "patient_id": "X",
+            "kind": "joint_exam",
+            "occurred_at": "2009-01-10",
+            "active_joints": 1,
+            "limited_joints": 0,
+        },
+    ]
+    matched: Counter[str] = Counter()
+
+    class Counting(Reference):
+        def matches(self, sel: ast.Selector, e: dict[str, object]) -> bool:
+            matched[sel.name] += 1
+            return super().matches(sel, e)
+
+    ruleset = load_rules()
+    with store_with(tmp_path / "store.duckdb", rows) as store:
+        events = store.events("X")
+    fast, naive = Counting(ruleset, events), Reference(ruleset, events, naive=True)
+    q = datetime(2009, 1, 20, 23, 59, 59, 999999)
+    for rid in ruleset.listed():
+        assert fast.rule(rid, q) == naive.rule(rid, q), rid
+    assert matched["fever_event"] == 4  # the three temperatures and the finding, once each
+    assert matched["joint exam"] == 0
+
+
+def test_equal_sets_of_instants_of_change_are_sorted_once(tmp_path: Path) -> None:
+    """The nodes whose instants of change a held_for reads each keep them in order: nodes with
+    the same instants (a rule's carried copies, a leaf and its comparison with a constant) share
+    one sorted list, which is their set in order."""
+    rows = [
+        {
+            "patient_id": "X",
+            "kind": "lab",
+            "code": "1988-5",
+            "occurred_at": f"2009-0{m}-02",
+            "value": v,
+            "unit": "mg/L",
+        }
+        for m, v in ((1, 40), (3, 2), (5, 3))
+    ]
+    rows += [
+        {
+            "patient_id": "X",
+            "kind": "joint_exam",
+            "occurred_at": f"2009-0{m}-02",
+            "active_joints": 0,
+            "limited_joints": 0,
+        }
+        for m in (2, 4, 6)
+    ]
+    ruleset = load_rules()
+    with store_with(tmp_path / "store.duckdb", rows) as store:
+        events = store.events("X")
+    ref = Reference(ruleset, events)
+    for rid in ruleset.listed():
+        ref.rule(rid, datetime(2009, 9, 1))
+    lists = list(ref.cp_memo.values())
+    assert len(lists) > 20
+    for nid, ordered in ref.cp_memo.items():
+        assert ordered == sorted(ref.cs_memo.get(nid, ordered))
+    for a in lists:
+        for b in lists:
+            assert a is b or a != b

@@ -304,6 +304,20 @@ def _run_episode(moments: Sequence[datetime], vals: Sequence[Val], i: int) -> Ep
     return Episode(moments[i], end, ev, evq)
 
 
+def _by_kind_and_code(sel: ast.Selector) -> bool:
+    """Whether the selector names kinds (and codes) and nothing else that :meth:`Reference.matches`
+    checks: the events :meth:`Reference.positions` finds for it by kind (and code) are then its
+    events, without matching each again."""
+    return bool(sel.kinds) and not (
+        sel.drugs
+        or sel.not_drugs
+        or sel.dose_unit is not None
+        or sel.present is not None
+        or sel.where
+        or sel.any_of
+    )
+
+
 def _flat(vals: Iterable[Val]) -> tuple[int, ...]:
     return tuple(chain.from_iterable(v.ev for v in vals))
 
@@ -320,9 +334,16 @@ class Reference:
     rules: RuleSet
     events: Sequence[Event]
     naive: bool = False
+    # False: only values, reasons and notes are asked for (`timeline state` written as a table,
+    # which shows no evidence), so a ``held_for`` stops at the first moment of its window its
+    # expression is false at, which decides its value and note: the evidence of such a node
+    # (and of what reads it) is then that of the moments checked up to there, not all of them
+    evidence: bool = True
     memo: dict[tuple[int, datetime], Val] = field(default_factory=dict)
     cp_memo: dict[int, list[datetime]] = field(default_factory=dict)
     cs_memo: dict[int, set[datetime]] = field(default_factory=dict)
+    # the sorted lists of the sets of instants sorted so far, by the sets' sizes (see _in_order)
+    sorted_memo: dict[int, list[tuple[set[datetime], list[datetime]]]] = field(default_factory=dict)
     ep_memo: dict[tuple[int, bool, datetime | None], list[Episode]] = field(default_factory=dict)
     sel_memo: dict[tuple[int, str | None], tuple[list[Event], list[datetime]]] = field(default_factory=dict)
     med_memo: dict[tuple[str, tuple[str, ...]], tuple[list[Event], list[datetime]]] = field(
@@ -345,9 +366,13 @@ class Reference:
             self.code_at.setdefault((e["kind"], e.get("code")), []).append(i)
             if e.get("drug") is not None:
                 self.drug_at.setdefault(e["drug"], []).append(i)
-        # selectors equal in value (a rule and its carried copies name the same events) share
-        # their events, found once: ``sel_memo`` is keyed by the selector's id, this by its value
-        self.sel_by_value: dict[tuple[ast.Selector, str | None], tuple[list[Event], list[datetime]]] = {}
+        # selectors that match the same events (a rule and its carried copies name the same
+        # events) share them, found once: ``sel_memo`` is keyed by the selector's id, this by
+        # what decides the events it matches (:meth:`matching`)
+        self.sel_by_value: dict[tuple[tuple[Any, ...], str | None], tuple[list[Event], list[datetime]]] = {}
+        self.matching_memo: dict[int, tuple[Any, ...]] = {}
+        # each selector's field conditions' limits, in the field's unit (see matches)
+        self.limits_memo: dict[int, tuple[float | bool, ...]] = {}
         self.end_memo: dict[tuple[int, str | None], list[datetime]] = {}
         self.methods: dict[type, Callable[[Any, datetime], Val]] = {}
         self.dur_memo: dict[int, Duration] = {}
@@ -554,11 +579,10 @@ class Reference:
             return False
         if sel.present is not None and (True if e["present"] is None else e["present"]) != sel.present:
             return False
-        for cond in sel.where:
+        for cond, limit in zip(sel.where, self.limits(sel), strict=True):
             v = e.get(cond.field)
             if v is None:
                 return False
-            limit = self.threshold(cond.value, field_unit(sel, cond.field))
             qualifier = e.get("value_qualifier") if cond.field == "value" else None
             if qualifier is not None:  # a censored value matches when its whole range does
                 assert not isinstance(limit, bool)
@@ -570,6 +594,36 @@ class Reference:
             elif not CMP[cond.op](rnd(float(v), 9), limit):
                 return False
         return not sel.any_of or any(self.matches(s, e) for s in sel.any_of)
+
+    def limits(self, sel: ast.Selector) -> tuple[float | bool, ...]:
+        """The limit of each of the selector's field conditions, in the unit of its field (a
+        number or a boolean), found once per selector."""
+        found = self.limits_memo.get(id(sel))
+        if found is None:
+            found = self.limits_memo[id(sel)] = tuple(
+                self.threshold(cond.value, field_unit(sel, cond.field)) for cond in sel.where
+            )
+        return found
+
+    def matching(self, sel: ast.Selector) -> tuple[Any, ...]:
+        """What decides which events the selector matches (:meth:`matches`): all it names but its
+        name and the words it was written in, each field condition as its field, operator and
+        limit (a limit by its type too: true is not 1.0), and the same of each selector of its
+        ``any_of``. Selectors equal in this match the same events: a rule's carried copies
+        name the same events by selectors that differ only in the node of a parameter whose
+        value is the same (the 10k cohort's patient with most events: fever_event, in 8
+        copies of fever_free, each ~0.25 ms to find)."""
+        found = self.matching_memo.get(id(sel))
+        if found is None:
+            conditions = tuple(
+                (cond.field, cond.op, type(limit), limit)
+                for cond, limit in zip(sel.where, self.limits(sel), strict=True)
+            )
+            found = self.matching_memo[id(sel)] = (
+                sel.kinds, sel.codes, sel.drugs, sel.not_drugs, sel.dose_unit, sel.present, conditions,
+                tuple(self.matching(s) for s in sel.any_of),
+            )  # fmt: skip
+        return found
 
     @staticmethod
     def _upto(found: tuple[list[Event], list[datetime]], q: datetime | None) -> list[Event]:
@@ -594,14 +648,20 @@ class Reference:
         key = (id(sel), fld)
         found = self.sel_memo.get(key)
         if found is None:
-            found = self.sel_by_value.get((sel, fld))
+            same = (self.matching(sel), fld)
+            found = self.sel_by_value.get(same)
             if found is None:
                 at = self.positions(sel)
                 candidates = self.events if at is None else [self.events[i] for i in at]
-                events = [
-                    e for e in candidates if self.matches(sel, e) and (fld is None or e.get(fld) is not None)
-                ]
-                found = self.sel_by_value[(sel, fld)] = (events, [e["occurred_at"] for e in events])
+                if at is not None and _by_kind_and_code(sel):  # those positions are its events
+                    events = [e for e in candidates if fld is None or e.get(fld) is not None]
+                else:
+                    events = [
+                        e
+                        for e in candidates
+                        if self.matches(sel, e) and (fld is None or e.get(fld) is not None)
+                    ]
+                found = self.sel_by_value[same] = (events, [e["occurred_at"] for e in events])
             self.sel_memo[key] = found
         return found
 
@@ -1382,7 +1442,15 @@ class Reference:
         lo = shift(q, d, -1)
         inner = self.candidates(node.expr)  # sorted: those in (lo, q]
         moments = [lo, *inner[bisect_right(inner, lo) : bisect_right(inner, q)]]
-        vals = [self.evaluate(node.expr, m) for m in moments]
+        if self.evidence:
+            vals = [self.evaluate(node.expr, m) for m in moments]
+        else:  # the first false moment (in order) gives the value and the note: no more needed
+            vals = []
+            for m in moments:
+                vals.append(self.evaluate(node.expr, m))
+                if vals[-1].value is False:
+                    break
+            moments = moments[: len(vals)]
         ev = tuple(sorted(set(chain.from_iterable(v.ev for v in vals))))
         false = [m for m, v in zip(moments, vals, strict=True) if v.value is False]
         if false:
@@ -1544,13 +1612,26 @@ class Reference:
             elif isinstance(node, ast.Not):
                 found = self.candidates(node.item)
             else:
-                found = sorted(self.candidate_set(node))
+                found = self._in_order(self.candidate_set(node))
             self.cp_memo[node.nid] = found
         return found
 
+    def _in_order(self, instants: set[datetime]) -> list[datetime]:
+        """``instants`` sorted, once per set of them: a set equal to one sorted before (a rule's
+        carried copies, a comparison of a leaf with a constant: the leaf's instants) takes that
+        list (comparing two sets costs a fraction of sorting one)."""
+        alike = self.sorted_memo.setdefault(len(instants), [])
+        for known, ordered in alike:
+            if known is instants or known == instants:
+                return ordered
+        ordered = sorted(instants)
+        alike.append((instants, ordered))
+        return ordered
+
     def candidate_set(self, node: ast.Node) -> set[datetime]:
         """:meth:`candidates` as a set (a node's are the union of its parts': only the nodes whose
-        instants are examined in order sort theirs)."""
+        instants are examined in order sort theirs). Never changed once found: a node whose
+        instants are one part's alone has that very set (a rule reference its rule's)."""
         found = self.cs_memo.get(node.nid)
         if found is None:
             found = self.cs_memo[node.nid] = self._candidates(node)
@@ -1589,7 +1670,7 @@ class Reference:
         if isinstance(node, ast.Const | ast.Param):
             return set()
         if isinstance(node, ast.RuleRef):
-            return set(self.candidate_set(self.rules.rules[node.rule].define))  # a copy: the caller adds
+            return self.candidate_set(self.rules.rules[node.rule].define)  # that set (see candidate_set)
         if isinstance(node, ast.Latest | ast.Normal):
             return self._around(times(self.selected(node.select)), [None, self.duration(node.within)])
         if isinstance(node, ast.FindingPresent):
@@ -1618,16 +1699,22 @@ class Reference:
             return out
         if isinstance(node, ast.OnDrug | ast.DailyDose):
             drugs = node.drugs if isinstance(node, ast.OnDrug) else (node.drug,)
-            out = self._around(times(e for e in self.events if e["drug"] in drugs), [None])
+            # each drug's events (drug_at; the naive replay scans every event)
+            of_drugs = (
+                [e for e in self.events if e["drug"] in drugs]
+                if self.naive
+                else [self.events[i] for d in dict.fromkeys(drugs) for i in self.drug_at.get(d, ())]
+            )
+            out = self._around(times(of_drugs), [None])
             if isinstance(node, ast.OnDrug):  # a single dose is on until its day ends
-                ends = (
-                    end_of_day(e["occurred_at"].date())
-                    for e in self.events
-                    if e["drug"] in drugs and single_dose(e)
-                )
+                ends = (end_of_day(e["occurred_at"].date()) for e in of_drugs if single_dose(e))
                 out |= self._around(ends, [None])
             if isinstance(node, ast.DailyDose):
-                weights = times(e for e in self.events if e["kind"] == "weight")
+                weights = (
+                    times(e for e in self.events if e["kind"] == "weight")
+                    if self.naive
+                    else [self.events[i]["occurred_at"] for i in self.kind_at.get("weight", ())]
+                )
                 out |= self._around(weights, [None, self.duration(node.weight_within)])
             return out
         if isinstance(node, ast.AtAnchor):
@@ -1658,6 +1745,9 @@ class Reference:
                     midnight = datetime.combine(e["occurred_at"].date(), time())
                     room = (FAR - midnight).days
                     out |= {midnight + timedelta(days=k) for k in found.days if k < room}
-        for child in ast.children(node):
-            out.update(self.candidate_set(child))
+        parts = [part for part in map(self.candidate_set, ast.children(node)) if part]
+        if not out and len(parts) == 1:
+            return parts[0]  # that set (see candidate_set): a leaf compared with a constant, a not
+        for part in parts:
+            out.update(part)
         return out
