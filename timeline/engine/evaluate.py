@@ -16,9 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import duckdb
-
 from timeline import codes
+from timeline.duck import duckdb
 from timeline.engine.compiler import COLUMNS, ENGINE_COLUMNS, Compiler, engine_columns, q_, reads_censored
 from timeline.errors import ResourceError, UsageError
 from timeline.language import ast
