@@ -1,7 +1,9 @@
 """A/B of `timeline state` and `timeline explain` for one patient, as whole processes, between
 two installations of timeline (A: the base, e.g. main's checkout; B: this one), beside the
-anchor ``python -c "import duckdb"``, all alternated in one loop (the machine is shared: each
-round runs every command once, in an order that alternates between rounds).
+anchor ``python -c "import duckdb"`` and, stricter, ``python -c "import _duckdb"`` (DuckDB's
+compiled module alone: what the two commands import of DuckDB since timeline.duck), all
+alternated in one loop (the machine is shared: each round runs every command once, in an order
+that alternates between rounds).
 
     python -m benchmarks.startup_ab --a /path/to/main/.venv/bin/timeline \\
         --b .venv/bin/timeline --store benchmarks/data/suite-10000/store.duckdb --runs 11
@@ -56,6 +58,9 @@ def main() -> None:
     explain = ["explain", patient, "complete_response", "--at", day, "--store", str(args.store)]
     cmds = {
         "import duckdb": [sys.executable, "-c", "import duckdb"],
+        # what `state` and `explain` import of DuckDB since round 32 (timeline.duck): the
+        # compiled module without the package's Python layer, a stricter anchor shown beside
+        "import _duckdb": [sys.executable, "-c", "import _duckdb"],
         "A state": [args.a, *state],
         "B state": [args.b, *state],
         "A explain": [args.a, *explain],
@@ -70,10 +75,14 @@ def main() -> None:
             times[name].append(timed(cmds[name], env))
     for k, label in ((0, "wall"), (1, "CPU")):
         anchor = statistics.median(t[k] for t in times["import duckdb"])
+        compiled = statistics.median(t[k] for t in times["import _duckdb"])
         for name, ts in times.items():
             med = statistics.median(t[k] for t in ts)
             runs = " ".join(f"{t[k]:.3f}" for t in ts)
-            print(f"{label:<4} {name:<14} median {med:.3f} s  {med / anchor:.2f}x the anchor   runs: {runs}")
+            print(
+                f"{label:<4} {name:<14} median {med:.3f} s  {med / anchor:.2f}x the anchor "
+                f"({med / compiled:.2f}x import _duckdb)   runs: {runs}"
+            )
         for what in ("state", "explain"):
             a = statistics.median(t[k] for t in times[f"A {what}"])
             b = statistics.median(t[k] for t in times[f"B {what}"])

@@ -173,7 +173,7 @@ def history(
     """
     sess = session(store, rules, param, as_known_at, wait)
     with sess.store:
-        sess.require_patient(patient)
+        sess.require_patient(patient, events=sess.replay)  # the events history() replays
         rows = sess.history(patient, rule, start, end)
         manifest = sess.manifest()
     # said of the rules asked for by name: a whole history always has age_years
