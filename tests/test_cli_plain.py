@@ -77,7 +77,7 @@ CELL = st.one_of(TEXT.map(plain.Cell), MARKUP)
 @st.composite
 def tables(draw: st.DrawFn) -> plain.Table:
     columns = draw(st.lists(TEXT.map(esc), min_size=1, max_size=7))
-    table = plain.Table(title=draw(st.none() | TEXT.map(esc)), title_justify="left")
+    table = plain.Table(title=draw(st.none() | TEXT.map(esc) | TEXT.map(plain.Cell)), title_justify="left")
     for header in columns:
         table.add_column(header)
     for _ in range(draw(st.integers(0, 6))):
