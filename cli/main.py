@@ -569,10 +569,11 @@ def events(
              "as_known_at": meta["as_known_at"], "events": [dated(r) for r in rows]}
         )  # fmt: skip
         return
-    from rich.table import Table
-
+    # piped, laid out by cli.plain (the same text as rich's table: 900 events ~0.5 s less)
+    from cli.show import _renderers
     from timeline.summary import describe, when
 
+    Table, _, text, out = _renderers()
     table = Table(title=f"{esc(patient)}: {len(rows)} events (as known at seq {hw})", title_justify="left")
     for col in ("occurred", "kind", "event", "event id", "seq", "recorded (UTC)", "author"):
         table.add_column(col)
@@ -594,8 +595,8 @@ def events(
             if r["op"] == "correct":
                 status += " (correction)"
             cells += [status, r.get("change_reason") or ""]
-        table.add_row(*(cell(c) for c in cells), style="dim" if r["status"] != "current" else None)
-    console().print(table)
+        table.add_row(*(text(c) for c in cells), style="dim" if r["status"] != "current" else None)
+    out.print(table)
 
 
 @app.command(cls=Command)

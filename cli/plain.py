@@ -243,7 +243,9 @@ class Table:
     def add_column(self, header: str) -> None:
         self.columns.append(header)
 
-    def add_row(self, *cells: Any) -> None:
+    def add_row(self, *cells: Any, style: str | None = None) -> None:
+        """``style``: a row's style (`events` dims superseded versions), which plain text does
+        not show."""
         self.rows.append(cells)
 
     def to_rich(self) -> Any:
