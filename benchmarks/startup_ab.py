@@ -43,6 +43,11 @@ def main() -> None:
     ap.add_argument("--b", required=True, help="the changed `timeline` executable")
     ap.add_argument("--store", required=True, type=Path)
     ap.add_argument("--runs", type=int, default=11)
+    ap.add_argument(
+        "--history",
+        action="store_true",
+        help="also `timeline history` of the same patient (every rule's intervals), its table piped",
+    )
     args = ap.parse_args()
     import duckdb
 
@@ -66,6 +71,9 @@ def main() -> None:
         "A explain": [args.a, *explain],
         "B explain": [args.b, *explain],
     }
+    if args.history:
+        history = ["history", patient, "--store", str(args.store)]
+        cmds |= {"A history": [args.a, *history], "B history": [args.b, *history]}
     print(f"{patient} at {day}; load average before: {os.getloadavg()}")
     for cmd in cmds.values():
         timed(cmd, env)
@@ -83,7 +91,7 @@ def main() -> None:
                 f"{label:<4} {name:<14} median {med:.3f} s  {med / anchor:.2f}x the anchor "
                 f"({med / compiled:.2f}x import _duckdb)   runs: {runs}"
             )
-        for what in ("state", "explain"):
+        for what in ("state", "explain", *(["history"] if args.history else [])):
             a = statistics.median(t[k] for t in times[f"A {what}"])
             b = statistics.median(t[k] for t in times[f"B {what}"])
             print(f"{label:<4} {what}: B/A {b / a:.2f} ({a:.3f} -> {b:.3f} s)")
