@@ -858,8 +858,10 @@ def _change_text(c: Any) -> str:
 
 
 def _changes_table(found: list[Any], lo: int, hi: int) -> None:
-    from rich.table import Table
+    # piped, laid out by cli.plain (the same text as rich's table, without its cost per row)
+    from cli.show import _renderers
 
+    Table, _, text, out = _renderers()
     n = len(found)
     title = f"{n} change{'s' if n != 1 else ''} after seq {lo} up to seq {hi}"
     table = Table(title=title, title_justify="left")
@@ -867,12 +869,12 @@ def _changes_table(found: list[Any], lo: int, hi: int) -> None:
         table.add_column(col)
     for c in found:
         table.add_row(
-            *(cell(x) for x in (
+            *(text(x) for x in (
                 c.seq, c.batch_id, c.recorded_at.isoformat(timespec="microseconds"), c.author, c.patient_id,
                 c.event_id, c.event, _change_text(c), c.reason or "",
             ))
         )  # fmt: skip
-    console().print(table)
+    out.print(table)
 
 
 def _changes_csv(found: list[Any]) -> None:
