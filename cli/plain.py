@@ -234,7 +234,7 @@ class Table:
     :meth:`lines` lays it out as rich does."""
 
     # markup (cli.show's tables), or a Cell: cli.output.cell's text (`history`'s table), which
-    # rich folds at the table's width and pads to it
+    # rich cuts at the table's width and pads to it
     title: str | Cell | None = None
     title_justify: str = "left"
     columns: list[str] = field(default_factory=list)
@@ -268,11 +268,14 @@ class Table:
             [_cell_text(c) for c in row] + [("", False)] * (len(self.columns) - len(row)) for row in self.rows
         ]
         widths = self._widths([header, *body], max_width - (len(self.columns) + 1))
-        if isinstance(self.title, Cell):  # folded at the table's width, each line padded to it
+        if isinstance(self.title, Cell):
+            # rich's console writes a pipe without wrapping (soft wrap): a text that folds is
+            # cut at the table's width instead, and padded to it
             title = _checked(self.title.text)
             if "\n" in title:  # a title over lines: not what cli.engine makes
                 raise NotPlain(title)
-            out = _wrap(title, sum(widths) + len(widths) + 1, True) if title else []
+            width = sum(widths) + len(widths) + 1
+            out = [title[:width].ljust(width)] if title else []
         else:
             out = markup_text(self.title).split("\n") if self.title else []  # never wrapped
         out.append(_TOP[0] + _TOP[2].join(_TOP[1] * w for w in widths) + _TOP[3])
