@@ -1,7 +1,9 @@
 """A/B of `timeline state` and `timeline explain` for one patient, as whole processes, between
 two installations of timeline (A: the base, e.g. main's checkout; B: this one), beside the
-anchor ``python -c "import duckdb"``, all alternated in one loop (the machine is shared: each
-round runs every command once, in an order that alternates between rounds).
+anchor ``python -c "import duckdb"`` and, stricter, ``python -c "import _duckdb"`` (DuckDB's
+compiled module alone: what the two commands import of DuckDB since timeline.duck), all
+alternated in one loop (the machine is shared: each round runs every command once, in an order
+that alternates between rounds).
 
     python -m benchmarks.startup_ab --a /path/to/main/.venv/bin/timeline \\
         --b .venv/bin/timeline --store benchmarks/data/suite-10000/store.duckdb --runs 11
@@ -41,6 +43,11 @@ def main() -> None:
     ap.add_argument("--b", required=True, help="the changed `timeline` executable")
     ap.add_argument("--store", required=True, type=Path)
     ap.add_argument("--runs", type=int, default=11)
+    ap.add_argument(
+        "--history",
+        action="store_true",
+        help="also `timeline history` of the same patient (every rule's intervals), its table piped",
+    )
     args = ap.parse_args()
     import duckdb
 
@@ -56,11 +63,17 @@ def main() -> None:
     explain = ["explain", patient, "complete_response", "--at", day, "--store", str(args.store)]
     cmds = {
         "import duckdb": [sys.executable, "-c", "import duckdb"],
+        # what `state` and `explain` import of DuckDB since round 32 (timeline.duck): the
+        # compiled module without the package's Python layer, a stricter anchor shown beside
+        "import _duckdb": [sys.executable, "-c", "import _duckdb"],
         "A state": [args.a, *state],
         "B state": [args.b, *state],
         "A explain": [args.a, *explain],
         "B explain": [args.b, *explain],
     }
+    if args.history:
+        history = ["history", patient, "--store", str(args.store)]
+        cmds |= {"A history": [args.a, *history], "B history": [args.b, *history]}
     print(f"{patient} at {day}; load average before: {os.getloadavg()}")
     for cmd in cmds.values():
         timed(cmd, env)
@@ -70,11 +83,15 @@ def main() -> None:
             times[name].append(timed(cmds[name], env))
     for k, label in ((0, "wall"), (1, "CPU")):
         anchor = statistics.median(t[k] for t in times["import duckdb"])
+        compiled = statistics.median(t[k] for t in times["import _duckdb"])
         for name, ts in times.items():
             med = statistics.median(t[k] for t in ts)
             runs = " ".join(f"{t[k]:.3f}" for t in ts)
-            print(f"{label:<4} {name:<14} median {med:.3f} s  {med / anchor:.2f}x the anchor   runs: {runs}")
-        for what in ("state", "explain"):
+            print(
+                f"{label:<4} {name:<14} median {med:.3f} s  {med / anchor:.2f}x the anchor "
+                f"({med / compiled:.2f}x import _duckdb)   runs: {runs}"
+            )
+        for what in ("state", "explain", *(["history"] if args.history else [])):
             a = statistics.median(t[k] for t in times[f"A {what}"])
             b = statistics.median(t[k] for t in times[f"B {what}"])
             print(f"{label:<4} {what}: B/A {b / a:.2f} ({a:.3f} -> {b:.3f} s)")

@@ -13,7 +13,7 @@ import typer
 
 from cli import show
 from cli.options import AsKnownOpt, Command, Group, PatientArg, StoreOpt, WaitOpt, follow_up
-from cli.output import cell, console, dump_json, error, error_document, esc, file_text, note
+from cli.output import cell, console, dump_json, error, error_document, esc, file_text, note, visible
 from cli.show import (
     _grow,
     _label,
@@ -173,7 +173,7 @@ def history(
     """
     sess = session(store, rules, param, as_known_at, wait)
     with sess.store:
-        sess.require_patient(patient)
+        sess.require_patient(patient, events=sess.replay)  # the events history() replays
         rows = sess.history(patient, rule, start, end)
         manifest = sess.manifest()
     # said of the rules asked for by name: a whole history always has age_years
@@ -295,27 +295,45 @@ def _lanes(c: Any, patient: str, rows: list[dict[str, Any]], meanings: dict[str,
 def _intervals_table(
     c: Any, patient: str, rows: list[dict[str, Any]], given: dict[str, Any], units: dict[str, str | None]
 ) -> None:
-    from rich.table import Table
+    from cli import plain
 
     # a history is evaluated for values and unknown reasons only (no notes, no evidence)
     first = next((r for r in rows if isinstance(r["value"], bool)), rows[0])
     at = f"{first['start']:%Y-%m-%d}"
     caption = f"why a value holds: {follow_up('explain', patient, first['rule'], '--at', at, **given)}"
-    table = Table(title=cell(f"{patient}: intervals"), title_justify="left")
+    # Piped, the same text is laid out without rich's table (cli.plain, as `state`'s): the
+    # 10k cohort's patient with most events has 3,135 intervals, ~3 s through rich
+    written = not c.is_terminal and plain.plain_output()
+    table: Any
+
+    def text(x: object) -> Any:  # a cell: cli.output.cell's text, laid out by cli.plain when written
+        return plain.Cell(visible("" if x is None else str(x))) if written else cell(x)
+
+    if written:
+        table = plain.Table(title=text(f"{patient}: intervals"), title_justify="left")
+    else:
+        from rich.table import Table
+
+        table = Table(title=cell(f"{patient}: intervals"), title_justify="left")
     for col in ("rule", "from", "until", "value", "reason (unknown)"):
         table.add_column(col)
     for r in rows:
         table.add_row(
-            cell(r["rule"]),
-            cell(instant_text(str(r["start"]))),
-            cell(instant_text(str(r["end"]) if r["end"] else None)),
-            cell(_interval_value(r, units.get(r["rule"]))),
-            cell(r["reason"] or ""),
+            text(r["rule"]),
+            text(instant_text(str(r["start"]))),
+            text(instant_text(str(r["end"]) if r["end"] else None)),
+            text(_interval_value(r, units.get(r["rule"]))),
+            text(r["reason"] or ""),
         )
-    c.print(table)
     # below the table, on one line (a table's caption is wrapped at the table's width: a
     # command cut over lines does not paste)
-    c.print(cell(caption), soft_wrap=True)
+    if written:
+        out = plain.Console()
+        out.print(table)
+        out.print(esc(caption))
+    else:
+        c.print(table)
+        c.print(cell(caption), soft_wrap=True)
 
 
 # ---- rules group ---------------------------------------------------------------------------

@@ -187,7 +187,9 @@ def _is_interrupt(exc: BaseException | None) -> bool:
         return True
     if isinstance(exc, RuntimeError) and str(exc) == "Query interrupted":
         return True
-    duckdb = sys.modules.get("duckdb")
+    # DuckDB's compiled module defines the exception; its package (imported or not: see
+    # timeline.duck) re-exports the same class
+    duckdb = sys.modules.get("_duckdb") or sys.modules.get("duckdb")
     return duckdb is not None and isinstance(exc, duckdb.InterruptException)
 
 

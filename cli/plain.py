@@ -233,7 +233,9 @@ class Table:
     """The calls of a rich.table.Table as cli.show makes them (a title, columns by name, rows);
     :meth:`lines` lays it out as rich does."""
 
-    title: str | None = None
+    # markup (cli.show's tables), or a Cell: cli.output.cell's text (`history`'s table), which
+    # rich cuts at the table's width and pads to it
+    title: str | Cell | None = None
     title_justify: str = "left"
     columns: list[str] = field(default_factory=list)
     rows: list[tuple[Any, ...]] = field(default_factory=list)
@@ -241,14 +243,17 @@ class Table:
     def add_column(self, header: str) -> None:
         self.columns.append(header)
 
-    def add_row(self, *cells: Any) -> None:
+    def add_row(self, *cells: Any, style: str | None = None) -> None:
+        """``style``: a row's style (`events` dims superseded versions), which plain text does
+        not show."""
         self.rows.append(cells)
 
     def to_rich(self) -> Any:
         from rich.table import Table as RichTable
         from rich.text import Text
 
-        table = RichTable(title=self.title, title_justify=self.title_justify)  # type: ignore[arg-type]
+        title = Text(self.title.text, overflow="fold") if isinstance(self.title, Cell) else self.title
+        table = RichTable(title=title, title_justify=self.title_justify)  # type: ignore[arg-type]
         for header in self.columns:
             table.add_column(header)
         for row in self.rows:
@@ -263,7 +268,16 @@ class Table:
             [_cell_text(c) for c in row] + [("", False)] * (len(self.columns) - len(row)) for row in self.rows
         ]
         widths = self._widths([header, *body], max_width - (len(self.columns) + 1))
-        out = markup_text(self.title).split("\n") if self.title else []  # never wrapped
+        if isinstance(self.title, Cell):
+            # rich's console writes a pipe without wrapping (soft wrap): a text that folds is
+            # cut at the table's width instead, and padded to it
+            title = _checked(self.title.text)
+            if "\n" in title:  # a title over lines: not what cli.engine makes
+                raise NotPlain(title)
+            width = sum(widths) + len(widths) + 1
+            out = [title[:width].ljust(width)] if title else []
+        else:
+            out = markup_text(self.title).split("\n") if self.title else []  # never wrapped
         out.append(_TOP[0] + _TOP[2].join(_TOP[1] * w for w in widths) + _TOP[3])
         for i, row in enumerate([header, *body]):
             cells = [_wrap(text, w - 2, fold) for (text, fold), w in zip(row, widths, strict=True)]

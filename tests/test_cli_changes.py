@@ -187,3 +187,14 @@ def test_changes_csv_keeps_the_digits_a_corrected_value_has(example_store: Path)
     assert [(r["before"], r["after"]) for r in csv.DictReader(io.StringIO(result.stdout))] == [
         ("4", "5.1234567")
     ]
+
+
+def test_changes_to_a_pipe_is_the_table_rich_writes_laid_out_without_it(
+    changed_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli import plain
+
+    written = run_cli("changes", "--store", changed_store)
+    monkeypatch.setattr(plain, "plain_output", lambda: False)
+    assert (written.exit_code, written.stdout) == (0, run_cli("changes", "--store", changed_store).stdout)
+    assert "transcription error" in written.stdout

@@ -154,6 +154,58 @@ def test_the_executable_runs_a_plain_state_without_importing_typer(example_store
 @pytest.mark.parametrize(
     "args",
     [
+        ("state", "P001", "--at", "2008-06-01"),
+        ("explain", "P001", "crp_normal", "--at", "2008-06-01", "--json"),
+    ],
+    ids=["state", "explain-json"],
+)
+def test_a_single_patient_command_uses_duckdbs_compiled_module_without_its_package(
+    example_store: Path, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """timeline.duck: the package's Python layer is ~0.08 s of start-up that `state` and
+    `explain` do not use (the first run fills the rule cache, whose loader reads the ingest)."""
+    probe = (
+        "import sys, atexit; from cli.fast import entry; "
+        "atexit.register(lambda: print([m for m in sys.modules if m.split('.')[0] == 'duckdb'], "
+        "'_duckdb' in sys.modules, file=sys.stderr)); "
+        "sys.argv = ['timeline', *sys.argv[1:]]; entry()"
+    )
+    env = {**output_env(unbuffered=False), "TIMELINE_CACHE_DIR": str(tmp_path / "cache")}
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args, "--store", str(example_store)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    assert (done.returncode, done.stderr.splitlines()[-1]) == (0, "[] True")
+    assert done.stdout == run_cli(*args, "--store", example_store).stdout
+
+
+def test_timeline_duck_gives_the_classes_and_functions_the_duckdb_package_exports() -> None:
+    import duckdb
+
+    from timeline.duck import duckdb as compiled
+
+    names = ["connect", "execute", "DuckDBPyConnection", "Error", "IOException", "InterruptException",
+             "OutOfMemoryException", "InvalidInputException", "CatalogException"]  # fmt: skip
+    assert all(getattr(compiled, n) is getattr(duckdb, n) for n in names)
+
+
+def test_duckdbs_interrupt_is_ctrl_c_when_only_its_compiled_module_is_imported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cli.exits import _is_interrupt
+    from timeline.duck import duckdb as compiled
+
+    monkeypatch.delitem(sys.modules, "duckdb")
+    assert _is_interrupt(compiled.InterruptException("interrupted"))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
         ("state", "P001", "--at", "2008-06-01", "--json"),
         ("explain", "P001", "crp_normal", "--at", "2008-06-01"),
         ("state", "NOPE", "--at", "2008-06-01"),  # exit 5

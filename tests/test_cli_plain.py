@@ -77,7 +77,7 @@ CELL = st.one_of(TEXT.map(plain.Cell), MARKUP)
 @st.composite
 def tables(draw: st.DrawFn) -> plain.Table:
     columns = draw(st.lists(TEXT.map(esc), min_size=1, max_size=7))
-    table = plain.Table(title=draw(st.none() | TEXT.map(esc)), title_justify="left")
+    table = plain.Table(title=draw(st.none() | TEXT.map(esc) | TEXT.map(plain.Cell)), title_justify="left")
     for header in columns:
         table.add_column(header)
     for _ in range(draw(st.integers(0, 6))):
@@ -103,6 +103,16 @@ def test_a_table_wider_than_the_page_wraps_its_widest_column_as_rich_does() -> N
     table.add_row(plain.Cell("x" * 250), "1 ≤ 1", plain.Cell(""))
     assert len(through_plain(table).splitlines()) > 6  # wrapped and folded
     assert through_plain(table) == through_rich(table)
+
+
+def test_a_cell_title_wider_than_its_table_is_cut_at_its_width_and_a_narrower_one_padded() -> None:
+    """As rich writes a cli.output.cell title to a pipe (history's): not wrapped, cut or padded."""
+    for title in ("no no", "P001: intervals"):
+        table = plain.Table(title=plain.Cell(title), title_justify="left")
+        table.add_column("value")
+        table.add_row(plain.Cell("true"))
+        assert through_plain(table) == through_rich(table)
+        assert len(through_plain(table).splitlines()[0]) == len("value") + 4
 
 
 def test_a_markup_word_longer_than_its_column_is_cut_with_an_ellipsis_as_rich_cuts_it() -> None:

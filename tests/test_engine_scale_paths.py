@@ -120,6 +120,32 @@ def test_histories_of_every_patient_equal_each_patients_history(session: Session
         assert sorted(got, key=repr) == sorted(expected, key=repr), pid
 
 
+@pytest.mark.parametrize(
+    ("start", "end"), [(None, None), ("2013-02-10", "2015-08-31")], ids=["whole", "from-to"]
+)
+def test_a_replayed_history_is_the_sql_engines_to_the_type_of_each_value(
+    session: Session, start: str | None, end: str | None
+) -> None:
+    """A patient's history is replayed (as `state` is): the SQL engine's intervals, each value
+    of the same type (a joint count an int, as the SQL's INTEGER column; a score a float)."""
+    patients = [
+        r[0]
+        for r in session.con.execute("SELECT DISTINCT patient_id FROM events ORDER BY 1 LIMIT 6").fetchall()
+    ]
+    try:
+        for pid in patients:
+            session.replay = True
+            replayed = session.history(pid, None, start, end)
+            session.replay = False
+            by_sql = session.history(pid, None, start, end)
+            assert [repr(i) for i in replayed] == [repr(i) for i in by_sql], pid
+    finally:
+        session.replay = True
+    assert any(
+        type(i["value"]) is int for pid in patients for i in session.history(pid, ["active_joint_count"])
+    )
+
+
 def test_staged_run_leaves_no_scratch_relations(session: Session) -> None:
     before = set(session.con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall())
     views = set(session.con.execute("SELECT view_name FROM duckdb_views() WHERE temporary").fetchall())

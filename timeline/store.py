@@ -23,7 +23,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
+from timeline.duck import duckdb
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
