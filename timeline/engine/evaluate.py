@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 import duckdb
@@ -698,9 +697,7 @@ class Session:
                           date_trunc('day', max(occurred_at)) + INTERVAL '1 day' - INTERVAL 1 MICROSECOND AS hi
                    FROM ev GROUP BY patient_id) s JOIN tl_pid m ON m.pid = s.patient_id""",
         )
-        exact: list[str] = []  # each rule's intervals, its reasons compared as texts
-        hashed: list[str] = []  # the same, its reasons compared by their keys (REASON_KEY)
-        reasons: list[str] = []  # the reasons of each rule's unknown values
+        parts = []
         roots = {}
         for rid in ids:
             if comp.stepwise(rid):
@@ -732,40 +729,20 @@ class Session:
             # column, NULL in a relation compiled for values, see Compiler.values_only; the
             # qualifier of a rule that is never censored) are written after them, and the span
             # (the patient's text id, the end of the last interval) is joined to the intervals.
-            #
-            # Compared as texts in the windows, the reasons (~230 characters on average, ~680
-            # for anajis_response) were most of the final statement's CPU: the windows sort
-            # every column they carry. So where no two different reasons of the batch (or a
-            # reason and none) share a key (REASON_KEY, a 64-bit hash: checked for each batch
-            # once its roots are there, see final below), the windows compare the keys and carry
-            # the row's rowid, and each kept row reads its reason from the root by it: the same
-            # intervals, the reasons compared exactly either way (benchmarks/README.md, helper 96).
+            key = "v, why, qualifier" if censored else "v, why"
             b, x = ("w.v", "NULL::DOUBLE") if rule.type.kind == "bool" else ("NULL::BOOLEAN", "w.v")
             qualifier = "w.qualifier" if censored else "NULL::VARCHAR"
-            cq = ", r.cq AS qualifier" if censored else ""
-            head = f"""SELECT {q_(rid)} AS rule_id, s.id AS patient_id, w.q AS start,
-                        coalesce(w.next, s.hi + INTERVAL 1 MICROSECOND) AS "end", {b} AS b, {x} AS x,"""
-
-            def windows(key: str, cols: str, root: str = root, cq: str = cq) -> str:
-                return f"""(SELECT *, lead(q) OVER (PARTITION BY patient_id ORDER BY q) AS next
+            parts.append(
+                f"""SELECT {q_(rid)} AS rule_id, s.id AS patient_id, w.q AS start,
+                        coalesce(w.next, s.hi + INTERVAL 1 MICROSECOND) AS "end", {b} AS b, {x} AS x, w.why,
+                        {qualifier} AS qualifier
+                    FROM (SELECT *, lead(q) OVER (PARTITION BY patient_id ORDER BY q) AS next
                           FROM (SELECT *, ({key}) IS NOT DISTINCT FROM lag(({key})) OVER (PARTITION BY patient_id ORDER BY q) AS same
-                                FROM (SELECT r.patient_id, r.q, {cols}{cq} FROM {root} r))
-                          WHERE NOT same) w"""
-
-            fields = ", qualifier" if censored else ""
-            exact.append(
-                f"""{head} w.why, {qualifier} AS qualifier
-                    FROM {windows("v, why" + fields, f"{v} AS v, CASE WHEN {v} IS NULL THEN r.why END AS why")}
+                                FROM (SELECT r.patient_id, r.q, {v} AS v, CASE WHEN {v} IS NULL THEN r.why END AS why
+                                             {", r.cq AS qualifier" if censored else ""} FROM {root} r))
+                          WHERE NOT same) w
                     JOIN {span} s ON s.patient_id = w.patient_id"""
             )
-            h = REASON_KEY.format("r.why")
-            hashed.append(
-                f"""{head} CASE WHEN w.v IS NULL THEN t.why END AS why, {qualifier} AS qualifier
-                    FROM {windows("v, h" + fields, f"r.rowid AS rid, {v} AS v, CASE WHEN {v} IS NULL THEN {h} END AS h")}
-                    JOIN {root} t ON t.rowid = w.rid
-                    JOIN {span} s ON s.patient_id = w.patient_id"""
-            )
-            reasons.append(f"SELECT r.why FROM {root} r WHERE {v} IS NULL")
         patients = (
             "SELECT DISTINCT patient_id, NULL::TIMESTAMP AS q "
             f"FROM ({self.store.current_sql(self.high_water, columns=['patient_id'])})"
@@ -773,18 +750,9 @@ class Session:
         # a history evaluates each rule at all its change points (~100 times a cohort run's
         # points), so its batches are smaller: see HISTORY_BATCH_PATIENTS
         size = min(self.batch_patients, self.history_batch_patients)
-        distinct = (
-            f"SELECT count(*) FROM (SELECT DISTINCT why FROM ({' UNION ALL '.join(reasons)})) "
-            f"GROUP BY {REASON_KEY.format('why')} HAVING count(*) > 1"
+        return self._into(
+            name, patients, comp, roots, " UNION ALL ".join(parts), keep={span}, keyed=True, size=size
         )
-
-        def final() -> str:
-            """The intervals of this batch's roots: their reasons compared by key where no two
-            different reasons (or a reason and none) of the batch share one, else as texts."""
-            shared = self.con.execute(f"SELECT count(*) FROM ({distinct})").fetchone()
-            return " UNION ALL ".join(hashed if shared == (0,) else exact)
-
-        return self._into(name, patients, comp, roots, final, keep={span}, keyed=True, size=size)
 
     @staticmethod
     def _steps_in_span(comp: Compiler, rid: str, span: str) -> str:
@@ -821,26 +789,18 @@ class Session:
         points_sql: str,
         comp: Compiler,
         roots: dict[str, str],
-        select: str | Callable[[], str],
+        select: str,
         keep: set[str] | None = None,
         keyed: bool = False,
         size: int | None = None,
     ) -> int:
         """``select`` over the compiled ``roots`` for every batch of the points, into the temp
-        table ``name``; returns its number of rows. ``select``: the query, or what makes it
-        once the batch's relations are there. ``keyed``, ``size``: see :meth:`batches`."""
+        table ``name``; returns its number of rows. ``keyed``, ``size``: see :meth:`batches`."""
         for b in self.batches(points_sql, keyed, size):
             head = f"CREATE OR REPLACE TEMP TABLE {name} AS " if b == 0 else f"INSERT INTO {name} "
-            if isinstance(select, str):
-                staged(self.con, comp, roots, head + select, keep)
-            else:
-                staged(self.con, comp, roots, partial(_headed, head, select), keep)
+            staged(self.con, comp, roots, head + select, keep)
         found = self.con.execute(f"SELECT count(*) FROM {name}").fetchone()
         return int(found[0]) if found else 0
-
-
-def _headed(head: str, select: Callable[[], str]) -> str:
-    return head + select()
 
 
 _NAME = re.compile(r"\b[a-z]+[0-9]*\b")
@@ -857,21 +817,17 @@ BATCH_PATIENTS = 20_000
 # -24% (CPU within 2%), 5k CPU -7% (benchmarks/README.md, helper 80); each batch repeats the
 # ~4 s of CPU of the run's ~240 statements' fixed cost.
 HISTORY_BATCH_PATIENTS = 2_500
-# What a history's final windows compare in place of an unknown value's reason (``{}``: the
-# reason), where no two different reasons of the batch share it (Session.histories).
-REASON_KEY = "hash({})"
 
 
 def staged(
     con: duckdb.DuckDBPyConnection,
     comp: Compiler,
     roots: dict[str, str],
-    final: str | Callable[[], str],
+    final: str,
     keep: set[str] | None = None,
 ) -> list[tuple[Any, ...]]:
     """Run a compiled rule set one statement per shared relation, then ``final`` over the
-    roots (``roots``: rule id → its relation; ``keep``: other relations ``final`` reads;
-    ``final`` may be what makes the statement once they are there).
+    roots (``roots``: rule id → its relation; ``keep``: other relations ``final`` reads).
 
     One WITH query of ~400 CTEs is what DuckDB plans worst at scale (whole sJIA pack, 10k
     patients × 3 points: 115 s as one query, 20 s staged; with the shared relations as
@@ -939,7 +895,7 @@ def staged(
                 readers[d] -= 1
             drop([d for d in dict.fromkeys(reads) if readers[d] == 0 and d not in keep and d != "ev"])
         step = "the final statement"
-        return con.execute(final if isinstance(final, str) else final()).fetchall()
+        return con.execute(final).fetchall()
     except duckdb.Error as exc:
         if not out_of_room(exc):
             raise
