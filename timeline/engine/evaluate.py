@@ -730,12 +730,6 @@ class Session:
             # qualifier of a rule that is never censored) are written after them, and the span
             # (the patient's text id, the end of the last interval) is joined to the intervals.
             key = "v, why, qualifier" if censored else "v, why"
-            rows = f"""(SELECT r.patient_id, r.q, {v} AS v, CASE WHEN {v} IS NULL THEN r.why END AS why
-                           {", r.cq AS qualifier" if censored else ""} FROM {root} r)"""
-            if not comp.stepwise(rid):  # a stepwise rule's root holds only its changes (_steps_in_span)
-                rows = f"""(SELECT * FROM (SELECT *, ({key}) IS NOT DISTINCT FROM lag(({key})) OVER (PARTITION BY patient_id ORDER BY q) AS same
-                                           FROM {rows})
-                            WHERE NOT same)"""
             b, x = ("w.v", "NULL::DOUBLE") if rule.type.kind == "bool" else ("NULL::BOOLEAN", "w.v")
             qualifier = "w.qualifier" if censored else "NULL::VARCHAR"
             parts.append(
@@ -743,7 +737,10 @@ class Session:
                         coalesce(w.next, s.hi + INTERVAL 1 MICROSECOND) AS "end", {b} AS b, {x} AS x, w.why,
                         {qualifier} AS qualifier
                     FROM (SELECT *, lead(q) OVER (PARTITION BY patient_id ORDER BY q) AS next
-                          FROM {rows}) w
+                          FROM (SELECT *, ({key}) IS NOT DISTINCT FROM lag(({key})) OVER (PARTITION BY patient_id ORDER BY q) AS same
+                                FROM (SELECT r.patient_id, r.q, {v} AS v, CASE WHEN {v} IS NULL THEN r.why END AS why
+                                             {", r.cq AS qualifier" if censored else ""} FROM {root} r))
+                          WHERE NOT same) w
                     JOIN {span} s ON s.patient_id = w.patient_id"""
             )
         patients = (
@@ -777,20 +774,10 @@ class Session:
                 FROM {span} s JOIN {comp.steps_points[rid]} p ON p.patient_id = s.patient_id AND p.q <= s.origin
                 GROUP BY s.patient_id, s.origin, s.hi""",
         )
-        # Only the rows where what a history's intervals are made of changes: the value, the
-        # unknown reason and a censored value's qualifier (see histories). Found here, as the
-        # rows are made, rather than in the final statement, so that the ~half of them that
-        # repeat the row before are never written (2k patients: 4.1M rows, 2.1M intervals).
-        kind = comp.rules.rules[rid].type.kind
-        v = "b" if kind == "bool" else "coalesce(x, cx)" if bound else "x"
-        key = f"{v}, CASE WHEN {v} IS NULL THEN why END" + (", cq" if bound else "")
         found = comp.add(
             comp.fresh("n"),
-            f"""SELECT * EXCLUDE (_same) FROM (
-                    SELECT *, ({key}) IS NOT DISTINCT FROM lag(({key})) OVER (PARTITION BY patient_id ORDER BY q) AS _same
-                    FROM (SELECT f.patient_id, greatest(f.q, s.origin) AS q, f.b, f.x, f.why, f.ev, f.lo, f.hi, f.note{bound}
-                          FROM {steps} f JOIN {first} s ON s.patient_id = f.patient_id AND f.q >= s.oq AND f.q <= s.hi))
-                WHERE NOT _same""",
+            f"""SELECT f.patient_id, greatest(f.q, s.origin) AS q, f.b, f.x, f.why, f.ev, f.lo, f.hi, f.note{bound}
+                FROM {steps} f JOIN {first} s ON s.patient_id = f.patient_id AND f.q >= s.oq AND f.q <= s.hi""",
         )
         if bound:
             comp.censored_relations.add(found)
