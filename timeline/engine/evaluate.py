@@ -687,8 +687,8 @@ class Session:
             censored = reads_censored(rule.define, self.rules)
             boolean = rule.type.kind == "bool"
             # a number as the SQL engine's relation reads back: an INTEGER (a joint count) or a DOUBLE
-            whole = self.rules.reported(rid) is None and reads_as_integer(self.rules, comp, rule.define, integers)
-            number: Callable[[Any], Any] = int if whole else float
+            whole = reads_as_integer(self.rules, comp, rule.define, integers)
+            number: Callable[[Any], Any] = int if whole and self.rules.reported(rid) is None else float
             rows: list[tuple[Any, ...]] = []
             points = [c for c in ref.candidates(rule.define) if origin < c <= hi]
             for q in (origin, *points):
@@ -1322,6 +1322,7 @@ class _ReplayExplainer:
                     out[int(e["seq"])] = int(found)
         return out
 
+
 def reads_as_integer(rules: RuleSet, comp: Compiler, node: ast.Node, memo: dict[int, bool]) -> bool:
     """Whether the node's relation has an INTEGER value column (it reads back as an int,
     written 6 in JSON, not 6.0): a latest, first, last, min, max or sum of an INTEGER
@@ -1363,7 +1364,6 @@ def _reads_as_integer(rules: RuleSet, comp: Compiler, node: ast.Node, memo: dict
         # a conversion of units multiplies by a DOUBLE
         return node.op == "mul" or not any(comp._scales(items, rules.types[items[0].nid].unit))
     return False
-
 
 
 def _rule_entry(rules: RuleSet, rule_id: str, tree: dict[str, Any], censored_root: bool) -> dict[str, Any]:
