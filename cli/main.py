@@ -574,7 +574,10 @@ def events(
     from timeline.summary import describe, when
 
     Table, _, text, out = _renderers()
-    table = Table(title=f"{esc(patient)}: {len(rows)} events (as known at seq {hw})", title_justify="left")
+    n = len(rows)
+    table = Table(
+        title=f"{esc(patient)}: {n} event{'s' if n != 1 else ''} (as known at seq {hw})", title_justify="left"
+    )
     for col in ("occurred", "kind", "event", "event id", "seq", "recorded (UTC)", "author"):
         table.add_column(col)
     if history:
@@ -631,7 +634,7 @@ def patients(
     from cli.show import _renderers
 
     Table, _, text, out = _renderers()
-    table = Table(title=f"{len(rows)} patients", title_justify="left")
+    table = Table(title=f"{len(rows)} patient{'s' if len(rows) != 1 else ''}", title_justify="left")
     for col in ("patient", "events", "first", "last"):
         table.add_column(col)
     for r in rows:

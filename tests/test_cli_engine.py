@@ -395,7 +395,7 @@ def test_a_table_to_a_pipe_is_the_one_rich_writes_laid_out_without_it(
     written = run_cli(*args)
     monkeypatch.setattr(plain, "plain_output", lambda: False)
     assert (written.exit_code, written.stdout) == (0, run_cli(*args).stdout)
-    assert written.stdout.startswith("P001: " if command[0] != "patients" else "1 patients")
+    assert written.stdout.startswith("P001: " if command[0] != "patients" else "1 patient\n")
 
 
 def test_history_table_says_how_to_see_why_a_true_or_false_holds(example_store: Path) -> None:
@@ -1093,3 +1093,18 @@ def test_an_empty_patient_id_is_a_usage_error_naming_the_argument(
     result = run_cli(*args, "--store", example_store)
     assert result.exit_code == 2
     assert "Invalid value for 'PATIENT': must not be empty: give a patient id" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "title"),
+    [
+        (("events", "P001", "--kind", "birth"), "P001: 1 event (as known at seq 14)"),
+        (("patients",), "1 patient"),
+    ],
+    ids=["one-event", "one-patient"],
+)
+def test_a_table_of_one_row_is_titled_in_the_singular(
+    example_store: Path, args: tuple[str, ...], title: str
+) -> None:
+    result = run_cli(*args, "--store", example_store)
+    assert (result.exit_code, result.stdout.splitlines()[0]) == (0, title)
