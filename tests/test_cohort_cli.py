@@ -380,6 +380,34 @@ def test_patient_plot_writes_a_non_empty_image(cohort_store: Path, tmp_path: Pat
     assert out.stat().st_size > 10_000
 
 
+def test_a_plots_lane_draws_unknown_then_false_then_true_one_call_each(
+    cohort_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lane's bars: one call per kind of value (matplotlib's cost is per call), true drawn last
+    so that a short true stretch is never under its neighbours' edges."""
+    from matplotlib.axes import Axes
+
+    from timeline import plots
+
+    calls: list[tuple[float, str]] = []
+    barh = Axes.barh
+
+    def recording(self: Any, y: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(y, list):  # a lane's (the MAS episodes' bars are one each)
+            calls.append((y[0], kwargs["color"]))
+        return barh(self, y, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "barh", recording)
+    result = run_cli("plot", "P2", "--out", tmp_path / "p.png", "--store", cohort_store, "--rules", RULES,
+                     "--lane", "afebrile_week", "--lane", "arthritis")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rank = {plots._UNKNOWN: 0, plots._FALSE: 1}
+    for lane in {y for y, _ in calls}:
+        kinds = [rank.get(colour, 2) for y, colour in calls if y == lane]
+        assert kinds == sorted(set(kinds)), (lane, kinds)
+    assert len({y for y, _ in calls}) == 2 and any(rank.get(c, 2) == 2 for _, c in calls)
+
+
 def test_plot_labels_the_dose_axis_with_the_unit_the_dose_rule_declares(
     cohort_store: Path, tmp_path: Path
 ) -> None:
