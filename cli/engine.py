@@ -13,7 +13,7 @@ import typer
 
 from cli import show
 from cli.options import AsKnownOpt, Command, Group, PatientArg, StoreOpt, WaitOpt, follow_up
-from cli.output import cell, console, dump_json, error, error_document, esc, file_text, note, visible
+from cli.output import cell, console, dump_json, error, error_document, esc, file_text, note
 from cli.show import (
     _grow,
     _label,
@@ -238,7 +238,7 @@ def _swimlanes(
         return
     if c.is_terminal:  # a file or a pipe gets the intervals only (README)
         _lanes(c, patient, rows, meanings)
-    _intervals_table(c, patient, rows, given, units)
+    _intervals_table(patient, rows, given, units)
 
 
 def _interval_value(r: dict[str, Any], unit: str | None) -> str:
@@ -293,7 +293,7 @@ def _lanes(c: Any, patient: str, rows: list[dict[str, Any]], meanings: dict[str,
 
 
 def _intervals_table(
-    c: Any, patient: str, rows: list[dict[str, Any]], given: dict[str, Any], units: dict[str, str | None]
+    patient: str, rows: list[dict[str, Any]], given: dict[str, Any], units: dict[str, str | None]
 ) -> None:
     from cli import plain
 
@@ -301,20 +301,9 @@ def _intervals_table(
     first = next((r for r in rows if isinstance(r["value"], bool)), rows[0])
     at = f"{first['start']:%Y-%m-%d}"
     caption = f"why a value holds: {follow_up('explain', patient, first['rule'], '--at', at, **given)}"
-    # Piped, the same text is laid out without rich's table (cli.plain, as `state`'s): the
-    # 10k cohort's patient with most events has 3,135 intervals, ~3 s through rich
-    written = not c.is_terminal and plain.plain_output()
-    table: Any
-
-    def text(x: object) -> Any:  # a cell: cli.output.cell's text, laid out by cli.plain when written
-        return plain.Cell(visible("" if x is None else str(x))) if written else cell(x)
-
-    if written:
-        table = plain.Table(title=text(f"{patient}: intervals"), title_justify="left")
-    else:
-        from rich.table import Table
-
-        table = Table(title=cell(f"{patient}: intervals"), title_justify="left")
+    # piped, laid out by cli.plain as `state`'s table is (3,135 intervals: ~3 s through rich)
+    Table, _, text, out = show._renderers()
+    table = Table(title=text(f"{patient}: intervals"), title_justify="left")
     for col in ("rule", "from", "until", "value", "reason (unknown)"):
         table.add_column(col)
     for r in rows:
@@ -327,13 +316,11 @@ def _intervals_table(
         )
     # below the table, on one line (a table's caption is wrapped at the table's width: a
     # command cut over lines does not paste)
-    if written:
-        out = plain.Console()
-        out.print(table)
+    out.print(table)
+    if isinstance(out, plain.Console):
         out.print(esc(caption))
     else:
-        c.print(table)
-        c.print(cell(caption), soft_wrap=True)
+        out.print(cell(caption), soft_wrap=True)
 
 
 # ---- rules group ---------------------------------------------------------------------------
