@@ -264,6 +264,21 @@ def assert_again(store: Store, event_id: str, note: str) -> None:
         append_rows(store, [row], author="t")
 
 
+def apply_count_operations(store: Store, ops: list[tuple[str, str, str]]) -> None:
+    """Apply corrections, retractions and re-assertions in order; a correction of a retracted
+    event is refused and skipped."""
+    for kind, eid, arg in ops:
+        try:
+            if kind == "again":
+                assert_again(store, eid, arg)
+            elif kind == "retract":
+                retract(store, eid, reason="test", author="t")
+            else:
+                correct(store, eid, {kind: arg}, reason="test", author="t")
+        except UnknownEventError:
+            continue  # retracted: it cannot be corrected
+
+
 @SLOW
 @given(st.lists(count_operation, min_size=1, max_size=6))
 def test_info_counts_the_current_events_the_stored_versions_and_the_retracted_events(
@@ -273,16 +288,7 @@ def test_info_counts_the_current_events_the_stored_versions_and_the_retracted_ev
         path = Path(d) / "s.duckdb"
         shutil.copy(example_store_template, path)
         with Store.open(path, write=True) as s:
-            for kind, eid, arg in ops:
-                try:
-                    if kind == "again":
-                        assert_again(s, eid, arg)
-                    elif kind == "retract":
-                        retract(s, eid, reason="test", author="t")
-                    else:
-                        correct(s, eid, {kind: arg}, reason="test", author="t")
-                except UnknownEventError:
-                    continue  # retracted: it cannot be corrected
+            apply_count_operations(s, ops)
             last_ops = s.con.execute("SELECT arg_max(op, seq) FROM events GROUP BY event_id").fetchall()
             stored = s.con.execute("SELECT count(*) FROM events").fetchone()
             info = s.info()
@@ -307,16 +313,7 @@ def test_a_patients_current_events_read_at_once_are_those_the_current_timeline_h
         path = Path(d) / "s.duckdb"
         shutil.copy(example_store_template, path)
         with Store.open(path, write=True) as s:
-            for kind, eid, arg in ops:
-                try:
-                    if kind == "again":
-                        assert_again(s, eid, arg)
-                    elif kind == "retract":
-                        retract(s, eid, reason="test", author="t")
-                    else:
-                        correct(s, eid, {kind: arg}, reason="test", author="t")
-                except UnknownEventError:
-                    continue  # retracted: it cannot be corrected
+            apply_count_operations(s, ops)
             for high_water in range(s.high_water() + 1):
                 want = s.events("P001", high_water=high_water)
                 got = s.current_events("P001", high_water)
@@ -329,3 +326,36 @@ def test_a_patients_current_events_read_at_once_are_those_the_current_timeline_h
                 assert few == [{k: v for k, v in e.items() if k in keep} for e in want], (
                     f"at seq {high_water}"
                 )
+
+
+@SLOW
+@given(st.lists(count_operation, min_size=1, max_size=6), st.data())
+def test_changes_are_every_version_after_an_events_first_in_the_span(
+    example_store_template: Path, ops: list[tuple[str, str, str]], data: st.DataObject
+) -> None:
+    """timeline.changes.changes finds the events with several versions from the rows of
+    corrections and retractions only (a re-assertion needs a retraction before it): over any
+    span of seqs it lists what grouping every stored version by its event finds, each version
+    after its event's first, in seq order, with the version it followed."""
+    from timeline.changes import changes
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "s.duckdb"
+        shutil.copy(example_store_template, path)
+        with Store.open(path, write=True) as s:
+            apply_count_operations(s, ops)
+            top = s.high_water()
+            since = data.draw(st.integers(0, top), label="since")
+            until = data.draw(st.integers(since, top), label="until")
+            stored = s.con.execute(
+                "SELECT seq, event_id, op FROM events WHERE seq <= ? ORDER BY seq", [until]
+            ).fetchall()
+            previous: dict[str, int] = {}
+            want = []
+            for seq, event_id, op in stored:
+                if event_id in previous and seq > since:
+                    kind = op if op in ("correct", "retract") else "reassert"
+                    want.append((seq, event_id, kind, previous[event_id]))
+                previous[event_id] = seq
+            got = [(c.seq, c.event_id, c.op, c.previous_seq) for c in changes(s, since, until)]
+            assert got == want
