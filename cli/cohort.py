@@ -16,7 +16,7 @@ import typer
 
 from cli.engine import Exit, ParamOpt, RulesOpt, load, session, unrecorded_drugs
 from cli.options import AsKnownOpt, Command, Group, PatientArg, StoreOpt, WaitOpt, follow_up
-from cli.output import cell, console, dump_json, error, error_document, esc, note
+from cli.output import ProgressBar, cell, console, dump_json, error, error_document, esc, note
 
 if TYPE_CHECKING:
     from timeline.cohort.report import Cell, Report
@@ -85,35 +85,10 @@ def _session(
         raise
 
 
-class _Bar:
-    """A transient progress bar on stderr, only on a terminal."""
-
-    def __enter__(self) -> Any:
-        if not sys.stderr.isatty():
-            return None
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar: Any = Progress(
-            TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-            console=console(stderr=True), transient=True,
-        )  # fmt: skip
-        self.bar.start()
-        self.task = self.bar.add_task("cohort", total=1.0)
-
-        def update(stage: str, frac: float) -> None:
-            self.bar.update(self.task, description=stage, completed=frac)
-
-        return update
-
-    def __exit__(self, *exc: object) -> None:
-        if getattr(self, "bar", None) is not None:
-            self.bar.stop()
-
-
 def _report(sess: Session, spec: CohortSpec) -> Report:
     from timeline.cohort.report import run_cohort
 
-    with _Bar() as progress:
+    with ProgressBar("cohort") as progress:
         return run_cohort(sess, spec, progress=progress)
 
 

@@ -12,7 +12,16 @@ from typing import Annotated, Any
 import typer
 
 from cli import show
-from cli.options import AsKnownOpt, Command, Group, PatientArg, StoreOpt, WaitOpt, follow_up
+from cli.options import (
+    AsKnownOpt,
+    Command,
+    Group,
+    OptionalPatientArg,
+    PatientArg,
+    StoreOpt,
+    WaitOpt,
+    follow_up,
+)
 from cli.output import cell, console, dump_json, error, error_document, esc, file_text, note
 from cli.show import (
     _grow,
@@ -138,7 +147,7 @@ def explain(
 
 
 def history(
-    patient: PatientArg,
+    patient: OptionalPatientArg = None,
     rule: RuleIdOpt = None,
     start: Annotated[str | None, typer.Option("--from", metavar="DATE", help="First date.")] = None,
     end: Annotated[str | None, typer.Option("--to", metavar="DATE", help="Last date.")] = None,
@@ -156,6 +165,15 @@ def history(
             "`cohort run --csv OUT` takes a file instead).",
         ),
     ] = False,
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every patient's intervals instead of one's, as CSV (with --csv): the same rows "
+            "`history PATIENT --csv` writes, patient by patient in id order, each over the "
+            "patient's whole record (no --from/--to).",
+        ),
+    ] = False,
 ) -> None:
     """The intervals over which each state held (true / false / unknown), exact at the
     moments where it changed — event times and the ends of windows and validity periods.
@@ -169,8 +187,16 @@ def history(
     timeline history P001 --rule fever_free --rule crp_normal
     timeline history P001 --from 2008-01-01 --to 2008-12-31
     timeline history P001 --csv > p001.csv
+    timeline history --all --rule in_mas_episode --csv > mas.csv
     ```
     """
+    if every:
+        _every_history(patient, rule, start, end, as_known_at, rules, param, store, wait, json_out, csv_out)
+        return
+    if patient is None:
+        from timeline.errors import UsageError
+
+        raise UsageError("Missing argument 'PATIENT' (or give --all for every patient)")
     sess = session(store, rules, param, as_known_at, wait)
     with sess.store:
         sess.require_patient(patient, events=sess.replay)  # the events history() replays
@@ -220,6 +246,82 @@ def history(
     meanings = {rid: _meaning(sess.rules, rid) for rid in ids}
     units = {rid: sess.rules.rules[rid].value_type.unit for rid in ids}
     _swimlanes(patient, rows, meanings, given, units)
+
+
+def _every_history(
+    patient: str | None,
+    rule: list[str] | None,
+    start: str | None,
+    end: str | None,
+    as_known_at: str | None,
+    rules: list[Path] | None,
+    param: list[str] | None,
+    store: Path | None,
+    wait: float,
+    json_out: bool,
+    csv_out: bool,
+) -> None:
+    """`history --all --csv`: every patient's intervals, evaluated set-based in DuckDB
+    (:meth:`Session.histories`, in batches of patients) and written as `history PATIENT --csv`
+    writes one patient's, patient by patient in id order, rule by rule as listed."""
+    from timeline.errors import UsageError
+
+    if patient is not None:
+        raise UsageError(f"give a PATIENT ({patient!r}) or --all, not both")
+    if json_out or not csv_out:
+        raise UsageError("--all writes CSV: give --csv and redirect it (`history --all --csv > FILE`)")
+    if start is not None or end is not None:
+        raise UsageError(
+            "--from/--to are for one patient's history: --all writes each patient's whole record"
+        )
+    import csv
+    import sys
+
+    from cli.output import ProgressBar
+
+    sess = session(store, rules, param, as_known_at, wait)
+    with sess.store:
+        ids = sess.rule_ids(rule)
+        growing = [
+            rid for rid in dict.fromkeys(rule or []) if sess.rules.grows_with_time(sess.rules.get(rid).id)
+        ]
+        if growing:
+            note(
+                f"{', '.join(growing)} {'grows' if len(growing) == 1 else 'grow'} with time"
+                " (age, time_since): each interval shows the value at its start"
+            )
+        with ProgressBar("history") as update:
+            if update is not None:
+                sess.progress = lambda b, n: update(f"history: patients, batch {b + 1} of {n}", b / n)
+            sess.histories(ids, name="tl_every_history")
+            sess.progress = None
+        # the UCUM code of a number, as `history PATIENT --csv` writes it; none for a pure number
+        units = {
+            rid: (sess.rules.rules[rid].value_type.unit or "")
+            if sess.rules.rules[rid].value_type.unit not in ("1", "?")
+            else ""
+            for rid in ids
+        }
+        boolean = {rid: sess.rules.rules[rid].type.kind == "bool" for rid in ids}
+        cur = sess.con.execute(
+            """SELECT patient_id, rule_id, start, "end", b, x, qualifier, why FROM tl_every_history
+               ORDER BY patient_id, list_position(?::VARCHAR[], rule_id), start""",
+            [ids],
+        )
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["patient_id", "rule", "start", "end", "value", "unit", "reason"])
+        while rows := cur.fetchmany(100_000):
+            for pid, rid, first, last, b, x, qualifier, why in rows:
+                value = b if boolean[rid] else x
+                if value is None:
+                    writer.writerow([pid, rid, first, last, "unknown", "", why or ""])
+                elif boolean[rid]:
+                    writer.writerow([pid, rid, first, last, csv_value(value), "", ""])
+                else:
+                    writer.writerow(
+                        [pid, rid, first, last, f"{qualifier or ''}{csv_value(value)}", units[rid], ""]
+                    )
+        sess.con.execute("DROP TABLE IF EXISTS tl_every_history")
 
 
 def _swimlanes(

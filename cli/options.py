@@ -217,3 +217,16 @@ def _patient(value: str) -> str:
 
 
 PatientArg = Annotated[str, typer.Argument(metavar="PATIENT", help="Patient id.", callback=_patient)]
+
+
+def _optional_patient(value: str | None) -> str | None:
+    """An optional PATIENT argument (`history` takes --all instead): as :func:`_patient`."""
+    return None if value is None else _patient(value)
+
+
+OptionalPatientArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="[PATIENT]", help="Patient id (or --all).", show_default=False, callback=_optional_patient
+    ),
+]

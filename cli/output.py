@@ -107,6 +107,36 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+class ProgressBar:
+    """A transient progress bar on stderr, only on a terminal: ``with ProgressBar(label) as
+    update`` gives ``update(stage, fraction done)``, or None when stderr is not a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+
+    def __enter__(self) -> Any:
+        if not sys.stderr.isatty():
+            return None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+            console=console(stderr=True), transient=True,
+        )  # fmt: skip
+        self.bar.start()
+        task = self.bar.add_task(self.label, total=1.0)
+
+        def update(stage: str, frac: float) -> None:
+            self.bar.update(task, description=stage, completed=frac)
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 _documents = 0  # JSON documents started on stdout by this process
 _notes: list[str] = []  # notes said on stderr by this run, repeated in its JSON document
 

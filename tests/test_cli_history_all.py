@@ -1,0 +1,135 @@
+"""`timeline history --all --csv`: every patient's intervals, evaluated set-based in DuckDB
+(Session.histories), written as `history PATIENT --csv` writes one patient's."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from tests.engine_support import write_rule
+from tests.support import EXAMPLES, run_cli
+from timeline.ingest import append_rows
+from timeline.store import Store
+
+# rules of every kind a row can hold: true/false, a number with a unit (and a censored one:
+# crp_value, the latest CRP, <5 mg/L for P003), a count without a unit, unknowns with their reasons
+RULES = ("crp_normal", "crp_value", "active_joint_count", "fever_free", "anakinra_dose_mg_kg_day")
+
+
+@pytest.fixture
+def crp_rule(tmp_path: Path) -> Path:
+    """A rule directory with crp_value: the latest CRP within 30 days (a censored value stays one)."""
+    write_rule(
+        tmp_path / "rules",
+        "crp_value",
+        {"latest": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days"}},
+    )
+    return tmp_path / "rules"
+
+
+@pytest.fixture
+def cohort_store(example_store: Path) -> Path:
+    """The example store's P001, and P002 and P003 made of its events with other values (P003's
+    last CRP given as <5 mg/L, a censored value)."""
+    with open(EXAMPLES / "events.csv", newline="") as f:
+        rows = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+    more = []
+    for patient, crp, joints in (("P002", "31", "7"), ("P003", "<5", "1")):
+        for row in rows:
+            copy = dict(row, patient_id=patient, event_id=row["event_id"].replace("p1-", f"{patient}-"))
+            if row["event_id"] == "p1-crp2":
+                copy["value"] = crp
+            if row["event_id"] == "p1-je2":
+                copy["active_joints"] = joints
+            more.append(copy)
+    with Store.open(example_store, write=True) as s:
+        append_rows(s, more, author="t")
+    return example_store
+
+
+def rows_of(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_every_patients_rows_are_those_history_of_that_patient_writes(
+    cohort_store: Path, crp_rule: Path
+) -> None:
+    rules = [w for rid in RULES for w in ("--rule", rid)] + ["--rules", str(crp_rule)]
+    every = run_cli("history", "--all", "--csv", *rules, "--store", cohort_store)
+    assert every.exit_code == 0, every.stderr
+    header, *found = rows_of(every.stdout)
+    want: list[list[str]] = []
+    for patient in ("P001", "P002", "P003"):
+        one = run_cli("history", patient, "--csv", *rules, "--store", cohort_store)
+        assert one.exit_code == 0, one.stderr
+        one_header, *one_rows = rows_of(one.stdout)
+        assert one_header == header
+        want += one_rows
+    assert found == want
+    values = {r[4] for r in found}
+    assert {"true", "false", "unknown", "<5"} <= values  # every kind of value, and a number with its unit
+    assert ["P002", "crp_value", "31", "mg/L"] in [[r[0], r[1], r[4], r[5]] for r in found]
+
+
+def test_every_patients_history_keeps_the_rules_in_the_order_they_are_listed(cohort_store: Path) -> None:
+    result = run_cli("history", "--all", "--csv", "--store", cohort_store)
+    one = run_cli("history", "P002", "--csv", "--store", cohort_store)
+    p002 = [r for r in rows_of(result.stdout)[1:] if r[0] == "P002"]
+    assert p002 == rows_of(one.stdout)[1:]
+
+
+def test_every_patients_history_as_known_at_reads_the_record_as_it_was(cohort_store: Path) -> None:
+    """P002 and P003 were added by the store's second batch: as known at seq 14 (the example's
+    own 14 events), only P001 is there."""
+    result = run_cli(
+        "history",
+        "--all",
+        "--csv",
+        "--rule",
+        "crp_normal",
+        "--as-known-at",
+        "seq:14",
+        "--store",
+        cohort_store,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert {r[0] for r in rows_of(result.stdout)[1:]} == {"P001"}
+
+
+def test_every_patients_history_of_an_empty_store_is_the_header_alone(tmp_path: Path) -> None:
+    store = tmp_path / "empty.duckdb"
+    assert run_cli("init", "--store", store).exit_code == 0
+    result = run_cli("history", "--all", "--csv", "--store", store)
+    assert result.exit_code == 0, result.stderr
+    assert rows_of(result.stdout) == [["patient_id", "rule", "start", "end", "value", "unit", "reason"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--all",), "--all writes CSV: give --csv"),
+        (("--all", "--json"), "--all writes CSV: give --csv"),
+        (("P001", "--all", "--csv"), "give a PATIENT ('P001') or --all, not both"),
+        (("--all", "--csv", "--from", "2008-01-01"), "--from/--to are for one patient's history"),
+        (("--all", "--csv", "--to", "2008-01-01"), "--from/--to are for one patient's history"),
+        ((), "Missing argument 'PATIENT' (or give --all for every patient)"),
+    ],
+    ids=["no-csv", "json", "patient-and-all", "from", "to", "neither"],
+)
+def test_a_history_command_line_that_asks_for_no_one_or_two_things_is_a_usage_error(
+    example_store: Path, args: tuple[str, ...], said: str
+) -> None:
+    result = run_cli("history", *args, "--store", example_store)
+    assert result.exit_code == 2
+    assert said in result.stderr
+    assert "patient_id,rule" not in result.stdout  # no rows (with --json: the error as a document)
+
+
+def test_every_patients_history_of_an_unknown_rule_names_it(example_store: Path) -> None:
+    result = run_cli("history", "--all", "--csv", "--rule", "crp_normall", "--store", example_store)
+    assert result.exit_code != 0
+    assert "crp_normall" in result.stderr
+    assert "Traceback" not in result.stderr
