@@ -226,26 +226,42 @@ def history(
         # the UCUM code, as --json keeps it; none for a pure number
         units = {rid: sess.rules.rules[rid].value_type.unit for rid in dict.fromkeys(r["rule"] for r in rows)}
         for r in rows:
-            number = isinstance(r["value"], int | float) and not isinstance(r["value"], bool)
-            unit = units[r["rule"]] if number and units[r["rule"]] not in ("1", "?") else None
             writer.writerow(
-                [
+                _csv_interval(
                     patient,
                     r["rule"],
                     r["start"],
-                    r["end"] or "",
-                    f"{r['qualifier']}{csv_value(r['value'])}"
-                    if r.get("qualifier")
-                    else csv_value(r["value"]),
-                    unit or "",
-                    r["reason"] or "",
-                ]
+                    r["end"],
+                    r["value"],
+                    r.get("qualifier"),
+                    r["reason"],
+                    units[r["rule"]],
+                )
             )
         return
     ids = dict.fromkeys(r["rule"] for r in rows)
     meanings = {rid: _meaning(sess.rules, rid) for rid in ids}
     units = {rid: sess.rules.rules[rid].value_type.unit for rid in ids}
     _swimlanes(patient, rows, meanings, given, units)
+
+
+def _csv_interval(
+    patient: str,
+    rule_id: str,
+    start: object,
+    end: object,
+    value: object,
+    qualifier: str | None,
+    reason: str | None,
+    unit: str | None,
+) -> list[object]:
+    """One interval as `history --csv` writes it: its value as :func:`csv_value` writes it (a
+    censored number with its qualifier, ``<5``), the rule's UCUM unit beside a number (none for a
+    pure number, a true or false, or an unknown), the reason of an unknown."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    text = f"{qualifier}{csv_value(value)}" if qualifier else csv_value(value)
+    shown = unit if number and unit not in ("1", "?") else None
+    return [patient, rule_id, start, end or "", text, shown or "", reason or ""]
 
 
 def _every_history(
@@ -295,13 +311,7 @@ def _every_history(
                 sess.progress = lambda b, n: update(f"history: patients, batch {b + 1} of {n}", b / n)
             sess.histories(ids, name="tl_every_history")
             sess.progress = None
-        # the UCUM code of a number, as `history PATIENT --csv` writes it; none for a pure number
-        units = {
-            rid: (sess.rules.rules[rid].value_type.unit or "")
-            if sess.rules.rules[rid].value_type.unit not in ("1", "?")
-            else ""
-            for rid in ids
-        }
+        units = {rid: sess.rules.rules[rid].value_type.unit for rid in ids}
         boolean = {rid: sess.rules.rules[rid].type.kind == "bool" for rid in ids}
         cur = sess.con.execute(
             """SELECT patient_id, rule_id, start, "end", b, x, qualifier, why FROM tl_every_history
@@ -313,14 +323,18 @@ def _every_history(
         while rows := cur.fetchmany(100_000):
             for pid, rid, first, last, b, x, qualifier, why in rows:
                 value = b if boolean[rid] else x
-                if value is None:
-                    writer.writerow([pid, rid, first, last, "unknown", "", why or ""])
-                elif boolean[rid]:
-                    writer.writerow([pid, rid, first, last, csv_value(value), "", ""])
-                else:
-                    writer.writerow(
-                        [pid, rid, first, last, f"{qualifier or ''}{csv_value(value)}", units[rid], ""]
+                writer.writerow(
+                    _csv_interval(
+                        pid,
+                        rid,
+                        first,
+                        last,
+                        "unknown" if value is None else value,
+                        qualifier,
+                        why,
+                        units[rid],
                     )
+                )
         sess.con.execute("DROP TABLE IF EXISTS tl_every_history")
 
 
