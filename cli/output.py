@@ -120,9 +120,11 @@ class ProgressBar:
             return None
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+        # rich's live display would otherwise take over standard output while it runs, and
+        # `history --all --csv` writes its rows there under the bar
         self.bar = Progress(
             TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-            console=console(stderr=True), transient=True,
+            console=console(stderr=True), transient=True, redirect_stdout=False, redirect_stderr=False,
         )  # fmt: skip
         self.bar.start()
         task = self.bar.add_task(self.label, total=1.0)

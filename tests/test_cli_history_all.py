@@ -133,3 +133,32 @@ def test_every_patients_history_of_an_unknown_rule_names_it(example_store: Path)
     assert result.exit_code != 0
     assert "crp_normall" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_every_patients_rows_reach_standard_output_under_a_progress_bar_on_the_terminal(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    """On a terminal stderr shows a progress bar; the rows still go to standard output (a file
+    here), not through the bar's live display (rich's, which takes standard output over)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support import subprocess_env
+
+    out = tmp_path / "every.csv"
+    primary, secondary = os.openpty()
+    try:
+        with out.open("w") as f:
+            done = subprocess.run(
+                [sys.executable, "-m", "cli.main", "history", "--all", "--csv", "--rule", "crp_normal",
+                 "--store", str(cohort_store)],
+                stdout=f, stderr=secondary, env=subprocess_env(), timeout=120, check=False,
+            )  # fmt: skip
+    finally:
+        os.close(secondary)
+        os.close(primary)
+    assert done.returncode == 0
+    piped = run_cli("history", "--all", "--csv", "--rule", "crp_normal", "--store", cohort_store)
+    assert out.read_bytes().decode() == piped.stdout
+    assert {r[0] for r in rows_of(piped.stdout)[1:]} == {"P001", "P002", "P003"}
