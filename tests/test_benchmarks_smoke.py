@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -581,3 +582,56 @@ def test_history_reasons_of_a_file_that_is_no_store_says_so_without_a_traceback(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(missing) in err and "Traceback" not in err
     assert not missing.exists()
+
+
+def test_rule_costs_of_the_pack_give_every_rule_a_share_adding_up_to_the_statements(
+    history_store: Path,
+) -> None:
+    from benchmarks import rule_costs
+
+    costs = rule_costs.measure(history_store, "pack")
+    assert set(costs.shared) == set(load_rules().listed())
+    timed = sum(costs.relations.values())
+    assert sum(costs.shared.values()) + costs.unowned == pytest.approx(timed)
+    # a rule's own relations are part of its share; the shares of relations read by several less
+    assert all(costs.own[rid] <= costs.shared[rid] + 1e-9 for rid in costs.shared)
+    assert costs.rows > 0 and costs.rows % len(costs.shared) == 0  # every rule at every point
+
+
+def test_rule_costs_own_is_what_the_relations_one_rule_alone_reads_cost(history_store: Path) -> None:
+    from benchmarks import rule_costs
+
+    costs = rule_costs.measure(history_store, "history")
+    alone = {n: r[0] for n, r in costs.readers.items() if len(r) == 1}
+    for rid, seconds in costs.own.items():
+        assert seconds == pytest.approx(sum(costs.relations[n] for n, owner in alone.items() if owner == rid))
+
+
+def test_rule_costs_writes_its_figures_as_json_and_restores_the_engine(
+    history_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import rule_costs
+    from timeline.engine import evaluate
+
+    before = evaluate.staged
+    assert (
+        rule_costs.main(
+            [str(history_store), "--job", "pack", "--top", "3", "--json", str(tmp_path / "c.json")]
+        )
+        == 0
+    )
+    assert evaluate.staged is before
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["job"] == "pack" and len(data["shared"]) == len(load_rules().listed())
+    assert capsys.readouterr().out.count("\n") == 2 + 3 + 1 + 3
+
+
+def test_rule_costs_of_a_file_that_is_no_store_says_so_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import rule_costs
+
+    missing = tmp_path / "nothing.duckdb"
+    assert rule_costs.main([str(missing)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(missing) in err and "Traceback" not in err
