@@ -4,6 +4,7 @@ other commands are imported from there."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -258,10 +259,27 @@ def _csv_interval(
     """One interval as `history --csv` writes it: its value as :func:`csv_value` writes it (a
     censored number with its qualifier, ``<5``), the rule's UCUM unit beside a number (none for a
     pure number, a true or false, or an unknown), the reason of an unknown."""
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    text = f"{qualifier}{csv_value(value)}" if qualifier else csv_value(value)
+    text, number = _csv_value_text(value, qualifier)
     shown = unit if number and unit not in ("1", "?") else None
     return [patient, rule_id, start, end or "", text, shown or "", reason or ""]
+
+
+@functools.lru_cache(maxsize=1 << 16, typed=True)  # a cohort's values repeat (`history --all`)
+def _csv_value_text(value: object, qualifier: str | None) -> tuple[object, bool]:
+    """An interval's value as `history --csv` writes it (:func:`csv_value`, a censored number with
+    its qualifier: ``<5``), and whether it is a number."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return (f"{qualifier}{csv_value(value)}" if qualifier else csv_value(value)), number
+
+
+def _as_str(column: str) -> str:
+    """SQL: a TIMESTAMP column as ``str()`` writes a datetime (as `history PATIENT --csv` writes
+    it): ``2008-01-10 00:00:00``, six digits of microseconds only where there are any
+    (``23:59:59.999999``). Written by DuckDB, not by Python for each of 10M rows."""
+    return (
+        f"CASE WHEN date_part('microseconds', {column}) % 1000000 = 0 THEN strftime({column}, '%Y-%m-%d %H:%M:%S') "
+        f"ELSE strftime({column}, '%Y-%m-%d %H:%M:%S.%f') END"
+    )
 
 
 def _every_history(
@@ -320,8 +338,8 @@ def _every_history(
             restore = lower_memory_limit(sess.con, ENGINE_MEMORY_LIMIT)
             try:
                 cur = sess.con.execute(
-                    """SELECT patient_id, rule_id, start, "end", b, x, qualifier, why FROM tl_every_history
-                       ORDER BY patient_id, list_position(?::VARCHAR[], rule_id), start""",
+                    f"""SELECT patient_id, rule_id, {_as_str("start")}, {_as_str('"end"')}, b, x, qualifier, why
+                        FROM tl_every_history ORDER BY patient_id, list_position(?::VARCHAR[], rule_id), start""",
                     [ids],
                 )
                 writer = csv.writer(sys.stdout)
