@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.engine_support import write_rule
 from tests.support import EXAMPLES, run_cli
@@ -162,3 +165,17 @@ def test_every_patients_rows_reach_standard_output_under_a_progress_bar_on_the_t
     piped = run_cli("history", "--all", "--csv", "--rule", "crp_normal", "--store", cohort_store)
     assert out.read_bytes().decode() == piped.stdout
     assert {r[0] for r in rows_of(piped.stdout)[1:]} == {"P001", "P002", "P003"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(8999, 12, 31, 23, 59, 59, 999999)))
+def test_duckdb_writes_an_intervals_instant_as_str_writes_the_datetime(instant: datetime) -> None:
+    """`history --all` has DuckDB write start and end (10M rows for the 10k cohort); the text must
+    be what `history PATIENT --csv` writes through str(): microseconds only where there are any."""
+    import duckdb
+
+    from cli.engine import _as_str
+
+    con = duckdb.connect()
+    found = con.execute(f"SELECT {_as_str('t')} FROM (SELECT ?::TIMESTAMP AS t)", [instant]).fetchone()
+    assert found == (str(instant),)
