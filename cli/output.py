@@ -124,7 +124,7 @@ class ProgressBar:
         # `history --all --csv` writes its rows there under the bar
         self.bar = Progress(
             TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-            console=console(stderr=True), transient=True, redirect_stdout=False, redirect_stderr=False,
+            console=console(stderr=True), transient=True, redirect_stdout=False,
         )  # fmt: skip
         self.bar.start()
         task = self.bar.add_task(self.label, total=1.0)
