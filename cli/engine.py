@@ -203,18 +203,12 @@ def history(
         sess.require_patient(patient, events=sess.replay)  # the events history() replays
         rows = sess.history(patient, rule, start, end)
         manifest = sess.manifest()
-    # said of the rules asked for by name: a whole history always has age_years
-    # (by the id the rule set gives: a copy may be asked for in another spelling)
-    growing = [rid for rid in dict.fromkeys(rule or []) if sess.rules.grows_with_time(sess.rules.get(rid).id)]
+    growing, said = _growing(sess, rule)
     # a command suggested next carries the options it needs to give the same answers
     given: dict[str, Any] = {"store": store, "rules": rules, "params": param, "as_known_at": as_known_at}
     if growing:
         asked = [w for rid in growing for w in ("--rule", rid)]
-        note(
-            f"{', '.join(growing)} {'grows' if len(growing) == 1 else 'grow'} with time"
-            " (age, time_since): each interval shows the value at its start; "
-            f"`{follow_up('state', patient, '--at', 'DATE', *asked, **given)}` gives it on a date"
-        )
+        note(f"{said}; `{follow_up('state', patient, '--at', 'DATE', *asked, **given)}` gives it on a date")
     if json_out:
         dump_json({"manifest": manifest, "patient_id": patient, "intervals": rows})
         return
@@ -244,6 +238,18 @@ def history(
     meanings = {rid: _meaning(sess.rules, rid) for rid in ids}
     units = {rid: sess.rules.rules[rid].value_type.unit for rid in ids}
     _swimlanes(patient, rows, meanings, given, units)
+
+
+def _growing(sess: Any, rule: list[str] | None) -> tuple[list[str], str]:
+    """The rules asked for by name that grow with time (age, time_since; a whole history always
+    has age_years, so only those named are said), by the id the rule set gives (a copy may be
+    asked for in another spelling), and what `history` says of them."""
+    growing = [rid for rid in dict.fromkeys(rule or []) if sess.rules.grows_with_time(sess.rules.get(rid).id)]
+    verb = "grows" if len(growing) == 1 else "grow"
+    return (
+        growing,
+        f"{', '.join(growing)} {verb} with time (age, time_since): each interval shows the value at its start",
+    )
 
 
 def _csv_interval(
@@ -318,14 +324,9 @@ def _every_history(
     sess = session(store, rules, param, as_known_at, wait)
     with sess.store:
         ids = sess.rule_ids(rule)
-        growing = [
-            rid for rid in dict.fromkeys(rule or []) if sess.rules.grows_with_time(sess.rules.get(rid).id)
-        ]
+        growing, said = _growing(sess, rule)
         if growing:
-            note(
-                f"{', '.join(growing)} {'grows' if len(growing) == 1 else 'grow'} with time"
-                " (age, time_since): each interval shows the value at its start"
-            )
+            note(said)
         units = {rid: sess.rules.rules[rid].value_type.unit for rid in ids}
         boolean = {rid: sess.rules.rules[rid].type.kind == "bool" for rid in ids}
         with ProgressBar("history") as update:
