@@ -16,7 +16,7 @@ import typer
 
 from cli.engine import Exit, ParamOpt, RulesOpt, load, session, unrecorded_drugs
 from cli.options import AsKnownOpt, Command, Group, PatientArg, StoreOpt, WaitOpt, follow_up
-from cli.output import ProgressBar, cell, console, dump_json, error, error_document, esc, note
+from cli.output import ProgressBar, cell, check_target, console, dump_json, error, error_document, esc, note
 
 if TYPE_CHECKING:
     from timeline.cohort.report import Cell, Report
@@ -245,7 +245,7 @@ def run(
         raise UsageError(f"--manifest {manifest_out} is the file the cells go to: give it a path of its own")
     for option, target in (("--csv", csv_out), ("--parquet", parquet_out), ("--manifest", manifest_out)):
         if target is not None and not (option == "--csv" and to_stdout):
-            _check_target(option, target)  # before the run, which can be long
+            check_target(option, target)  # before the run, which can be long
     from timeline.errors import replacing
 
     sess, spec = _session(file, store, rules, param, as_known_at, wait)
@@ -278,17 +278,6 @@ def run(
             if p is not None
         )
         console(stderr=True).print(f"wrote {len(report.cells)} cells to {esc(written)}")
-
-
-def _check_target(option: str, target: Path) -> None:
-    from timeline.errors import UsageError
-
-    if str(target) == "-":
-        raise UsageError(f"{option} -: only --csv can print to standard output; give a file")
-    if target.is_dir():
-        raise UsageError(f"{option} {target} is a directory")
-    if not target.parent.is_dir():
-        raise UsageError(f"{option} {target}: directory {target.parent} does not exist")
 
 
 def _rows(report: Report, ids: bool = True) -> list[dict[str, Any]]:

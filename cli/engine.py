@@ -23,7 +23,7 @@ from cli.options import (
     WaitOpt,
     follow_up,
 )
-from cli.output import cell, console, dump_json, error, error_document, esc, file_text, note
+from cli.output import cell, check_target, console, dump_json, error, error_document, esc, file_text, note
 from cli.show import (
     _grow,
     _label,
@@ -166,13 +166,22 @@ def history(
             "`cohort run --csv OUT` takes a file instead).",
         ),
     ] = False,
+    parquet_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--parquet",
+            metavar="OUT",
+            help="Write the intervals to the file OUT as Parquet: typed columns (start and end "
+            "timestamps, value_bool, value_number), the manifest in the file's metadata.",
+        ),
+    ] = None,
     every: Annotated[
         bool,
         typer.Option(
             "--all",
-            help="Every patient's intervals instead of one's, as CSV (with --csv): the same rows "
-            "`history PATIENT --csv` writes, patient by patient in id order, each over the "
-            "patient's whole record (no --from/--to).",
+            help="Every patient's intervals instead of one's, as CSV (--csv) or Parquet "
+            "(--parquet OUT): the same intervals `history PATIENT` gives, patient by patient in "
+            "id order, each over the patient's whole record (no --from/--to).",
         ),
     ] = False,
 ) -> None:
@@ -189,10 +198,15 @@ def history(
     timeline history P001 --from 2008-01-01 --to 2008-12-31
     timeline history P001 --csv > p001.csv
     timeline history --all --rule in_mas_episode --csv > mas.csv
+    timeline history --all --parquet history.parquet
     ```
     """
+    if parquet_out is not None:
+        check_target("--parquet", parquet_out)  # before the run, which can be long
     if every:
-        _every_history(patient, rule, start, end, as_known_at, rules, param, store, wait, json_out, csv_out)
+        _every_history(
+            patient, rule, start, end, as_known_at, rules, param, store, wait, json_out, csv_out, parquet_out
+        )
         return
     if patient is None:
         from timeline.errors import UsageError
@@ -203,6 +217,8 @@ def history(
         sess.require_patient(patient, events=sess.replay)  # the events history() replays
         rows = sess.history(patient, rule, start, end)
         manifest = sess.manifest()
+        if parquet_out is not None:
+            _patient_parquet(sess, patient, rows, parquet_out)
     growing, said = _growing(sess, rule)
     # a command suggested next carries the options it needs to give the same answers
     given: dict[str, Any] = {"store": store, "rules": rules, "params": param, "as_known_at": as_known_at}
@@ -233,6 +249,9 @@ def history(
                     units[r["rule"]],
                 )
             )
+        return
+    if parquet_out is not None:
+        console(stderr=True).print(f"wrote {len(rows):,} intervals to {esc(str(parquet_out))}")
         return
     ids = dict.fromkeys(r["rule"] for r in rows)
     meanings = {rid: _meaning(sess.rules, rid) for rid in ids}
@@ -300,23 +319,24 @@ def _every_history(
     wait: float,
     json_out: bool,
     csv_out: bool,
+    parquet_out: Path | None,
 ) -> None:
-    """`history --all --csv`: every patient's intervals, evaluated set-based in DuckDB
-    (:meth:`Session.histories`, in batches of patients) and written as `history PATIENT --csv`
+    """`history --all --csv | --parquet OUT`: every patient's intervals, evaluated set-based in
+    DuckDB (:meth:`Session.histories`, in batches of patients) and written as `history PATIENT`
     writes one patient's, patient by patient in id order, rule by rule as listed."""
     from timeline.errors import UsageError
 
     if patient is not None:
         raise UsageError(f"give a PATIENT ({patient!r}) or --all, not both")
-    if json_out or not csv_out:
-        raise UsageError("--all writes CSV: give --csv and redirect it (`history --all --csv > FILE`)")
+    if json_out or not (csv_out or parquet_out):
+        raise UsageError(
+            "--all writes CSV or Parquet: give --csv and redirect it (`history --all --csv > FILE`) "
+            "or --parquet OUT"
+        )
     if start is not None or end is not None:
         raise UsageError(
             "--from/--to are for one patient's history: --all writes each patient's whole record"
         )
-    import csv
-    import sys
-
     from cli.output import ProgressBar
     from timeline.engine.evaluate import ENGINE_MEMORY_LIMIT
     from timeline.store import lower_memory_limit
@@ -327,8 +347,6 @@ def _every_history(
         growing, said = _growing(sess, rule)
         if growing:
             note(said)
-        units = {rid: sess.rules.rules[rid].value_type.unit for rid in ids}
-        boolean = {rid: sess.rules.rules[rid].type.kind == "bool" for rid in ids}
         with ProgressBar("history") as update:
             if update is not None:
                 sess.progress = lambda b, n: update(f"history: evaluating, batch {b + 1} of {n}", b / n)
@@ -338,37 +356,114 @@ def _every_history(
             # whole pack, 10.5M intervals with their reasons: 5.3 GB of RSS sorted in memory)
             restore = lower_memory_limit(sess.con, ENGINE_MEMORY_LIMIT)
             try:
-                cur = sess.con.execute(
-                    f"""SELECT patient_id, rule_id, {_as_str("start")}, {_as_str('"end"')}, b, x, qualifier, why
-                        FROM tl_every_history ORDER BY patient_id, list_position(?::VARCHAR[], rule_id), start""",
-                    [ids],
-                )
-                writer = csv.writer(sys.stdout)
-                writer.writerow(["patient_id", "rule", "start", "end", "value", "unit", "reason"])
-                written = 0
-                while rows := cur.fetchmany(100_000):
-                    for pid, rid, first, last, b, x, qualifier, why in rows:
-                        value = b if boolean[rid] else x
-                        writer.writerow(
-                            _csv_interval(
-                                pid,
-                                rid,
-                                first,
-                                last,
-                                "unknown" if value is None else value,
-                                qualifier,
-                                why,
-                                units[rid],
-                            )
-                        )
-                    written += len(rows)
+                _history_rules_table(sess, ids)
+                if parquet_out is not None:
                     if update is not None:
-                        update(
-                            f"history: writing, {written:,} of {total:,} intervals", written / max(total, 1)
-                        )
+                        update(f"history: writing {total:,} intervals to {parquet_out}", 1.0)
+                    _history_parquet(sess, "tl_every_history", parquet_out)
+                if csv_out:
+                    _every_history_csv(sess, total, update)
             finally:
                 sess.con.execute(restore)
         sess.con.execute("DROP TABLE IF EXISTS tl_every_history")
+    if parquet_out is not None:
+        console(stderr=True).print(f"wrote {total:,} intervals to {esc(str(parquet_out))}")
+
+
+def _every_history_csv(sess: Any, total: int, update: Any) -> None:
+    """`history --all --csv`: the rows of ``tl_every_history`` on standard output, as
+    `history PATIENT --csv` writes each patient's."""
+    import csv
+    import sys
+
+    rules = {rid: (unit, boolean) for rid, _, unit, boolean in sess.con.execute("FROM tl_h_rules").fetchall()}
+    cur = sess.con.execute(
+        f"""SELECT h.patient_id, h.rule_id, {_as_str("h.start")}, {_as_str('h."end"')}, h.b, h.x, h.qualifier, h.why
+            FROM tl_every_history h JOIN tl_h_rules r ON r.rule_id = h.rule_id ORDER BY h.patient_id, r.ord, h.start"""
+    )
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["patient_id", "rule", "start", "end", "value", "unit", "reason"])
+    written = 0
+    while rows := cur.fetchmany(100_000):
+        for pid, rid, first, last, b, x, qualifier, why in rows:
+            unit, boolean = rules[rid]
+            value = b if boolean else x
+            writer.writerow(
+                _csv_interval(
+                    pid, rid, first, last, "unknown" if value is None else value, qualifier, why, unit
+                )
+            )
+        written += len(rows)
+        if update is not None:
+            update(f"history: writing, {written:,} of {total:,} intervals", written / max(total, 1))
+
+
+def _history_rules_table(sess: Any, ids: list[str]) -> None:
+    """The temp table ``tl_h_rules``: each rule asked for, its place in the order asked, the
+    UCUM unit of its value and whether it is true/false (rather than a number)."""
+    rules = sess.rules.rules
+    sess.con.execute(
+        """CREATE OR REPLACE TEMP TABLE tl_h_rules AS SELECT unnest(?::VARCHAR[]) AS rule_id,
+               unnest(range(len(?::VARCHAR[]))) AS ord, unnest(?::VARCHAR[]) AS unit, unnest(?::BOOLEAN[]) AS boolean""",
+        [ids, ids, [rules[r].value_type.unit for r in ids], [rules[r].type.kind == "bool" for r in ids]],
+    )
+
+
+def _patient_parquet(sess: Any, patient: str, rows: list[dict[str, Any]], out: Path) -> None:
+    """`history PATIENT --parquet OUT`: one patient's intervals, in the order `history` gives
+    them, as `history --all --parquet` writes every patient's."""
+    ids = list(dict.fromkeys(r["rule"] for r in rows))
+    _history_rules_table(sess, ids)
+    values = [r["value"] for r in rows]
+    sess.con.execute(
+        """CREATE OR REPLACE TEMP TABLE tl_h_patient AS SELECT ?::VARCHAR AS patient_id,
+               unnest(?::VARCHAR[]) AS rule_id, unnest(?::TIMESTAMP[]) AS start, unnest(?::TIMESTAMP[]) AS "end",
+               unnest(?::BOOLEAN[]) AS b, unnest(?::DOUBLE[]) AS x, unnest(?::VARCHAR[]) AS qualifier,
+               unnest(?::VARCHAR[]) AS why""",
+        [
+            patient,
+            [r["rule"] for r in rows],
+            [r["start"] for r in rows],
+            [r["end"] for r in rows],
+            [v if isinstance(v, bool) else None for v in values],
+            [v if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values],
+            [r.get("qualifier") for r in rows],
+            [r["reason"] for r in rows],
+        ],
+    )
+    try:
+        _history_parquet(sess, "tl_h_patient", out)
+    finally:
+        sess.con.execute("DROP TABLE IF EXISTS tl_h_patient")
+
+
+def _history_parquet(sess: Any, table: str, out: Path) -> None:
+    """The intervals of ``table`` (patient_id, rule_id, start, end, b, x, qualifier, why; the
+    rules in ``tl_h_rules``) written to ``out`` as Parquet, by patient, then rule as asked, then
+    start: patient_id, rule, start, end (the store zone's wall-clock times, as the CSV's), the
+    value as value_bool (a true/false rule) or value_number (a number: a censored one's bound,
+    its qualifier in qualifier), unit (the number's UCUM unit; none for a pure number), unknown,
+    and reason (an unknown's). The manifest (JSON) and the store's zone are in the file's
+    key-value metadata."""
+    import json
+
+    from timeline.errors import replacing
+
+    meta = json.dumps(sess.manifest(), default=str).replace("'", "''")
+    zone = sess.store.timezone.replace("'", "''")
+    with replacing(out) as tmp:
+        target = str(tmp).replace("'", "''")
+        sess.con.execute(
+            f"""COPY (SELECT h.patient_id, h.rule_id AS rule, h.start, h."end",
+                        CASE WHEN r.boolean THEN h.b END AS value_bool,
+                        CASE WHEN NOT r.boolean THEN h.x END AS value_number, h.qualifier,
+                        CASE WHEN NOT r.boolean AND h.x IS NOT NULL AND r.unit NOT IN ('1', '?') THEN r.unit END AS unit,
+                        CASE WHEN r.boolean THEN h.b IS NULL ELSE h.x IS NULL END AS unknown, h.why AS reason
+                    FROM {table} h JOIN tl_h_rules r ON r.rule_id = h.rule_id
+                    ORDER BY h.patient_id, r.ord, h.start)
+                TO '{target}' (FORMAT parquet, COMPRESSION zstd,
+                    KV_METADATA {{manifest: '{meta}', timezone: '{zone}'}})"""
+        )
 
 
 def _swimlanes(

@@ -12,6 +12,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import Console
     from rich.text import Text
 
@@ -105,6 +107,19 @@ def _default(value: Any) -> Any:
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def check_target(option: str, target: Path) -> None:
+    """A file an option writes (``--parquet OUT``) can be written, checked before a run that can
+    be long: not ``-`` (only ``--csv`` prints), not a directory, in a directory that exists."""
+    from timeline.errors import UsageError
+
+    if str(target) == "-":
+        raise UsageError(f"{option} -: only --csv can print to standard output; give a file")
+    if target.is_dir():
+        raise UsageError(f"{option} {target} is a directory")
+    if not target.parent.is_dir():
+        raise UsageError(f"{option} {target}: directory {target.parent} does not exist")
 
 
 class ProgressBar:

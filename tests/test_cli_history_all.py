@@ -1,5 +1,6 @@
-"""`timeline history --all --csv`: every patient's intervals, evaluated set-based in DuckDB
-(Session.histories), written as `history PATIENT --csv` writes one patient's."""
+"""`timeline history --all --csv | --parquet OUT`: every patient's intervals, evaluated set-based
+in DuckDB (Session.histories), written as `history PATIENT --csv` writes one patient's; and
+`history PATIENT --parquet OUT`."""
 
 from __future__ import annotations
 
@@ -113,8 +114,8 @@ def test_every_patients_history_of_an_empty_store_is_the_header_alone(tmp_path: 
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (("--all",), "--all writes CSV: give --csv"),
-        (("--all", "--json"), "--all writes CSV: give --csv"),
+        (("--all",), "--all writes CSV or Parquet: give --csv"),
+        (("--all", "--json"), "--all writes CSV or Parquet: give --csv"),
         (("P001", "--all", "--csv"), "give a PATIENT ('P001') or --all, not both"),
         (("--all", "--csv", "--from", "2008-01-01"), "--from/--to are for one patient's history"),
         (("--all", "--csv", "--to", "2008-01-01"), "--from/--to are for one patient's history"),
@@ -179,3 +180,162 @@ def test_duckdb_writes_an_intervals_instant_as_str_writes_the_datetime(instant: 
     con = duckdb.connect()
     found = con.execute(f"SELECT {_as_str('t')} FROM (SELECT ?::TIMESTAMP AS t)", [instant]).fetchone()
     assert found == (str(instant),)
+
+
+def parquet_rows(path: Path) -> list[list[str]]:
+    """A history Parquet file's rows as `history --csv` writes them: its typed value (value_bool
+    or value_number, with its qualifier) as text, its unit, the instants through str()."""
+    import duckdb
+
+    from cli.engine import _csv_value_text
+
+    out = []
+    for pid, rule, start, end, b, x, qualifier, unit, unknown, reason in duckdb.sql(
+        f"SELECT * FROM read_parquet('{path}')"
+    ).fetchall():
+        value = "unknown" if unknown else b if b is not None else x
+        text = _csv_value_text(value, qualifier)[0]
+        out.append([pid, rule, str(start), str(end), str(text), unit or "", reason or ""])
+    return out
+
+
+def test_every_patients_parquet_holds_the_rows_history_of_each_patient_writes(
+    cohort_store: Path, crp_rule: Path, tmp_path: Path
+) -> None:
+    rules = [w for rid in RULES for w in ("--rule", rid)] + ["--rules", str(crp_rule)]
+    out = tmp_path / "every.parquet"
+    every = run_cli("history", "--all", "--parquet", out, *rules, "--store", cohort_store)
+    assert every.exit_code == 0, every.stderr
+    want = []
+    for patient in ("P001", "P002", "P003"):
+        want += rows_of(run_cli("history", patient, "--csv", *rules, "--store", cohort_store).stdout)[1:]
+    found = parquet_rows(out)
+    assert found == want
+    assert {"true", "false", "unknown", "<5"} <= {r[4] for r in found}
+    assert f"wrote {len(want):,} intervals to {out}" in every.stderr.replace("\n", "")
+
+
+def test_a_patients_parquet_is_that_patients_rows_of_every_patients_parquet(
+    cohort_store: Path, tmp_path: Path
+) -> None:
+    import duckdb
+
+    every, one = tmp_path / "every.parquet", tmp_path / "p002.parquet"
+    assert run_cli("history", "--all", "--parquet", every, "--store", cohort_store).exit_code == 0
+    result = run_cli("history", "P002", "--parquet", one, "--store", cohort_store)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""  # the file, not the swimlanes
+    found = duckdb.sql(f"SELECT * FROM read_parquet('{one}')").fetchall()
+    assert found == duckdb.sql(f"SELECT * FROM read_parquet('{every}') WHERE patient_id = 'P002'").fetchall()
+    assert len(found) > 1
+
+
+def test_history_parquet_has_typed_columns(cohort_store: Path, crp_rule: Path, tmp_path: Path) -> None:
+    import duckdb
+
+    out = tmp_path / "h.parquet"
+    args = ("--rule", "crp_normal", "--rule", "crp_value", "--rules", crp_rule, "--store", cohort_store)
+    assert run_cli("history", "--all", "--parquet", out, *args).exit_code == 0
+    types = dict(
+        duckdb.sql(f"SELECT column_name, column_type FROM (DESCRIBE FROM read_parquet('{out}'))").fetchall()
+    )
+    assert types == {
+        "patient_id": "VARCHAR", "rule": "VARCHAR", "start": "TIMESTAMP", "end": "TIMESTAMP",
+        "value_bool": "BOOLEAN", "value_number": "DOUBLE", "qualifier": "VARCHAR", "unit": "VARCHAR",
+        "unknown": "BOOLEAN", "reason": "VARCHAR",
+    }  # fmt: skip
+    censored = duckdb.sql(
+        f"SELECT value_number, qualifier, unit FROM read_parquet('{out}') WHERE qualifier IS NOT NULL"
+    ).fetchall()
+    assert (5.0, "<", "mg/L") in censored
+    # a true/false rule's value is value_bool alone; an unknown has neither, and a reason
+    assert duckdb.sql(
+        f"""SELECT count(*) FROM read_parquet('{out}')
+            WHERE (rule = 'crp_normal' AND value_number IS NOT NULL)
+               OR (unknown AND (value_bool IS NOT NULL OR value_number IS NOT NULL OR reason IS NULL))"""
+    ).fetchall() == [(0,)]
+
+
+def test_history_parquet_carries_the_manifest_and_the_store_zone(cohort_store: Path, tmp_path: Path) -> None:
+    import json
+
+    import duckdb
+
+    out = tmp_path / "h.parquet"
+    assert (
+        run_cli(
+            "history", "--all", "--parquet", out, "--rule", "crp_normal", "--store", cohort_store
+        ).exit_code
+        == 0
+    )
+    meta = dict(
+        duckdb.sql(f"SELECT key::VARCHAR, decode(value) FROM parquet_kv_metadata('{out}')").fetchall()
+    )
+    manifest = json.loads(
+        run_cli("history", "P001", "--json", "--rule", "crp_normal", "--store", cohort_store).stdout
+    )["manifest"]
+    assert json.loads(meta["manifest"]) == manifest
+    assert meta["timezone"] == "UTC"
+
+
+def test_history_parquet_of_a_store_in_another_zone_keeps_its_wall_clock_times(tmp_path: Path) -> None:
+    store, out = tmp_path / "madrid.duckdb", tmp_path / "h.parquet"
+    assert run_cli("init", "--store", store, "--timezone", "Europe/Madrid").exit_code == 0
+    assert run_cli("ingest", EXAMPLES / "events.csv", "--store", store).exit_code == 0
+    result = run_cli("history", "--all", "--parquet", out, "--store", store)
+    assert result.exit_code == 0, result.stderr
+    assert parquet_rows(out) == rows_of(run_cli("history", "P001", "--csv", "--store", store).stdout)[1:]
+
+
+def test_every_patients_history_writes_csv_and_parquet_in_one_run(cohort_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "h.parquet"
+    both = run_cli(
+        "history", "--all", "--csv", "--parquet", out, "--rule", "fever_free", "--store", cohort_store
+    )
+    assert both.exit_code == 0, both.stderr
+    alone = run_cli("history", "--all", "--csv", "--rule", "fever_free", "--store", cohort_store)
+    assert both.stdout == alone.stdout
+    assert parquet_rows(out) == rows_of(alone.stdout)[1:]
+
+
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [
+        ("-", "--parquet -: only --csv can print"),
+        (".", "is a directory"),
+        ("no/such/h.parquet", "does not exist"),
+    ],
+    ids=["stdout", "directory", "missing-directory"],
+)
+def test_a_history_parquet_target_that_cannot_be_written_is_a_usage_error(
+    example_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, said: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for args in (("--all",), ("P001",)):
+        result = run_cli("history", *args, "--parquet", target, "--store", example_store)
+        assert result.exit_code == 2
+        assert said in result.stderr
+
+
+def test_a_failed_history_parquet_leaves_the_file_that_was_there(example_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "h.parquet"
+    out.write_bytes(b"before")
+    result = run_cli("history", "--all", "--parquet", out, "--rule", "crp_normall", "--store", example_store)
+    assert result.exit_code != 0
+    assert "crp_normall" in result.stderr
+    assert out.read_bytes() == b"before"
+    assert [p.name for p in tmp_path.iterdir() if p.name != "example.duckdb"] == ["h.parquet"]
+
+
+def test_history_parquet_gives_a_pure_number_no_unit(cohort_store: Path, tmp_path: Path) -> None:
+    """A ratio of two CRPs is a pure number (UCUM 1): no unit, as the CSV writes none."""
+    crp = {"latest": {"select": {"kind": "lab", "code": "1988-5"}, "within": "30 days"}}
+    write_rule(tmp_path / "rules", "crp_ratio", {"div": [crp, crp]})
+    out = tmp_path / "h.parquet"
+    args = ("--rule", "crp_ratio", "--rules", tmp_path / "rules", "--store", cohort_store)
+    assert run_cli("history", "--all", "--parquet", out, *args).exit_code == 0
+    found = parquet_rows(out)
+    assert ["1", ""] in [r[4:6] for r in found]
+    assert found == [
+        r for p in ("P001", "P002", "P003") for r in rows_of(run_cli("history", p, "--csv", *args).stdout)[1:]
+    ]
