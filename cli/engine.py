@@ -330,8 +330,8 @@ def _every_history(
         raise UsageError(f"give a PATIENT ({patient!r}) or --all, not both")
     if json_out or not (csv_out or parquet_out):
         raise UsageError(
-            "--all writes CSV or Parquet: give --csv and redirect it (`history --all --csv > FILE`) "
-            "or --parquet OUT"
+            f"--all writes CSV or Parquet{', not JSON' if json_out else ''}: give --csv and redirect it "
+            "(`history --all --csv > FILE`) or --parquet OUT"
         )
     if start is not None or end is not None:
         raise UsageError(

@@ -115,13 +115,14 @@ def test_every_patients_history_of_an_empty_store_is_the_header_alone(tmp_path: 
     ("args", "said"),
     [
         (("--all",), "--all writes CSV or Parquet: give --csv"),
-        (("--all", "--json"), "--all writes CSV or Parquet: give --csv"),
+        (("--all", "--json"), "--all writes CSV or Parquet, not JSON: give --csv"),
+        (("--all", "--json", "--parquet", "h.parquet"), "--all writes CSV or Parquet, not JSON"),
         (("P001", "--all", "--csv"), "give a PATIENT ('P001') or --all, not both"),
         (("--all", "--csv", "--from", "2008-01-01"), "--from/--to are for one patient's history"),
         (("--all", "--csv", "--to", "2008-01-01"), "--from/--to are for one patient's history"),
         ((), "Missing argument 'PATIENT' (or give --all for every patient)"),
     ],
-    ids=["no-csv", "json", "patient-and-all", "from", "to", "neither"],
+    ids=["no-csv", "json", "json-and-parquet", "patient-and-all", "from", "to", "neither"],
 )
 def test_a_history_command_line_that_asks_for_no_one_or_two_things_is_a_usage_error(
     example_store: Path, args: tuple[str, ...], said: str
