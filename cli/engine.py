@@ -337,65 +337,102 @@ def _every_history(
         raise UsageError(
             "--from/--to are for one patient's history: --all writes each patient's whole record"
         )
+    import contextlib
+    import tempfile
+
     from cli.output import ProgressBar
     from timeline.engine.evaluate import ENGINE_MEMORY_LIMIT
+    from timeline.errors import replacing
     from timeline.store import lower_memory_limit
 
     sess = session(store, rules, param, as_known_at, wait)
-    with sess.store:
+    with sess.store, contextlib.ExitStack() as stack:
         ids = sess.rule_ids(rule)
         growing, said = _growing(sess, rule)
         if growing:
             note(said)
-        with ProgressBar("history") as update:
+        _history_rules_table(sess, ids)
+        # Written batch by batch, as each batch of patients is evaluated (Session.histories'
+        # `each`): the batches are patients in id order, each sorted is the whole sorted, and
+        # only one batch's intervals are ever held (the 10k cohort's whole pack sorted at once:
+        # 10.5M intervals, 2.5 GB peak). Parquet goes to one part file a batch, beside OUT,
+        # then into OUT in their order.
+        parts: list[Path] = []
+        if parquet_out is not None:
+            where = parquet_out.parent if parquet_out.is_file() or not parquet_out.exists() else None
+            folder = Path(
+                stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix=f".{parquet_out.name}.parts-", dir=where)
+                )
+            )
+        rows = _history_csv_writer() if csv_out else None
+        update = stack.enter_context(ProgressBar("history"))
+        batches = [1]
+
+        def evaluating(b: int, n: int) -> None:
+            batches[0] = n
             if update is not None:
-                sess.progress = lambda b, n: update(f"history: evaluating, batch {b + 1} of {n}", b / n)
-            total = sess.histories(ids, name="tl_every_history")
-            sess.progress = None
-            # sorted within the engine's memory limit, spilling to disk past it (the 10k cohort's
-            # whole pack, 10.5M intervals with their reasons: 5.3 GB of RSS sorted in memory)
+                update(f"history: evaluating, batch {b + 1} of {n}", b / n)
+
+        def write(table: str) -> None:
+            if update is not None:
+                update(
+                    f"history: writing, batch {len(parts) + 1} of {batches[0]}",
+                    (len(parts) + 0.5) / batches[0],
+                )
+            # sorted within the engine's memory limit, spilling past it
             restore = lower_memory_limit(sess.con, ENGINE_MEMORY_LIMIT)
             try:
-                _history_rules_table(sess, ids)
                 if parquet_out is not None:
-                    if update is not None:
-                        update(f"history: writing {total:,} intervals to {parquet_out}", 1.0)
-                    _history_parquet(sess, "tl_every_history", parquet_out)
-                if csv_out:
-                    _every_history_csv(sess, total, update)
+                    parts.append(folder / f"{len(parts):06d}.parquet")
+                    _history_parquet(sess, table, parts[-1])
+                if rows is not None:
+                    rows(sess, table)
             finally:
                 sess.con.execute(restore)
+
+        sess.progress = evaluating
+        total = sess.histories(ids, name="tl_every_history", each=write)
+        sess.progress = None
+        if parquet_out is not None:
+            if update is not None:
+                update(f"history: writing {total:,} intervals to {parquet_out}", 1.0)
+            with replacing(parquet_out) as tmp:
+                _parquet_copy(sess, f"SELECT * FROM read_parquet({[str(p) for p in parts]!r})", tmp)
         sess.con.execute("DROP TABLE IF EXISTS tl_every_history")
     if parquet_out is not None:
         console(stderr=True).print(f"wrote {total:,} intervals to {esc(str(parquet_out))}")
 
 
-def _every_history_csv(sess: Any, total: int, update: Any) -> None:
-    """`history --all --csv`: the rows of ``tl_every_history`` on standard output, as
-    `history PATIENT --csv` writes each patient's."""
+def _history_csv_writer() -> Any:
+    """`history --all --csv`: the header on standard output, and a function writing a table of
+    intervals (a batch of patients') under it, as `history PATIENT --csv` writes each
+    patient's."""
     import csv
     import sys
 
-    rules = {rid: (unit, boolean) for rid, _, unit, boolean in sess.con.execute("FROM tl_h_rules").fetchall()}
-    cur = sess.con.execute(
-        f"""SELECT h.patient_id, h.rule_id, {_as_str("h.start")}, {_as_str('h."end"')}, h.b, h.x, h.qualifier, h.why
-            FROM tl_every_history h JOIN tl_h_rules r ON r.rule_id = h.rule_id ORDER BY h.patient_id, r.ord, h.start"""
-    )
     writer = csv.writer(sys.stdout)
     writer.writerow(["patient_id", "rule", "start", "end", "value", "unit", "reason"])
-    written = 0
-    while rows := cur.fetchmany(100_000):
-        for pid, rid, first, last, b, x, qualifier, why in rows:
-            unit, boolean = rules[rid]
-            value = b if boolean else x
-            writer.writerow(
-                _csv_interval(
-                    pid, rid, first, last, "unknown" if value is None else value, qualifier, why, unit
+
+    def rows(sess: Any, table: str) -> None:
+        rules = {
+            rid: (unit, boolean) for rid, _, unit, boolean in sess.con.execute("FROM tl_h_rules").fetchall()
+        }
+        cur = sess.con.execute(
+            f"""SELECT h.patient_id, h.rule_id, {_as_str("h.start")}, {_as_str('h."end"')}, h.b, h.x, h.qualifier, h.why
+                FROM {table} h JOIN tl_h_rules r ON r.rule_id = h.rule_id ORDER BY h.patient_id, r.ord, h.start"""
+        )
+        while found := cur.fetchmany(100_000):
+            for pid, rid, first, last, b, x, qualifier, why in found:
+                unit, boolean = rules[rid]
+                value = b if boolean else x
+                writer.writerow(
+                    _csv_interval(
+                        pid, rid, first, last, "unknown" if value is None else value, qualifier, why, unit
+                    )
                 )
-            )
-        written += len(rows)
-        if update is not None:
-            update(f"history: writing, {written:,} of {total:,} intervals", written / max(total, 1))
+
+    return rows
 
 
 def _history_rules_table(sess: Any, ids: list[str]) -> None:
@@ -431,8 +468,11 @@ def _patient_parquet(sess: Any, patient: str, rows: list[dict[str, Any]], out: P
             [r["reason"] for r in rows],
         ],
     )
+    from timeline.errors import replacing
+
     try:
-        _history_parquet(sess, "tl_h_patient", out)
+        with replacing(out) as tmp:
+            _history_parquet(sess, "tl_h_patient", tmp)
     finally:
         sess.con.execute("DROP TABLE IF EXISTS tl_h_patient")
 
@@ -443,27 +483,40 @@ def _history_parquet(sess: Any, table: str, out: Path) -> None:
     start: patient_id, rule, start, end (the store zone's wall-clock times, as the CSV's), the
     value as value_bool (a true/false rule) or value_number (a number: a censored one's bound,
     its qualifier in qualifier), unit (the number's UCUM unit; none for a pure number), unknown,
-    and reason (an unknown's). The manifest (JSON) and the store's zone are in the file's
+    and reason (an unknown's)."""
+    _parquet_copy(
+        sess,
+        f"""SELECT h.patient_id, h.rule_id AS rule, h.start, h."end",
+                CASE WHEN r.boolean THEN h.b END AS value_bool,
+                CASE WHEN NOT r.boolean THEN h.x END AS value_number, h.qualifier,
+                CASE WHEN NOT r.boolean AND h.x IS NOT NULL AND r.unit NOT IN ('1', '?') THEN r.unit END AS unit,
+                CASE WHEN r.boolean THEN h.b IS NULL ELSE h.x IS NULL END AS unknown, h.why AS reason
+            FROM {table} h JOIN tl_h_rules r ON r.rule_id = h.rule_id
+            ORDER BY h.patient_id, r.ord, h.start""",
+        out,
+    )
+
+
+def _parquet_copy(sess: Any, select: str, out: Path) -> None:
+    """``select`` written to ``out`` as Parquet (zstd), in its order, within the engine's memory
+    limit (spilling past it), with the manifest (JSON) and the store's zone in the file's
     key-value metadata."""
     import json
 
-    from timeline.errors import replacing
+    from timeline.engine.evaluate import ENGINE_MEMORY_LIMIT
+    from timeline.store import lower_memory_limit
 
     meta = json.dumps(sess.manifest(), default=str).replace("'", "''")
     zone = sess.store.timezone.replace("'", "''")
-    with replacing(out) as tmp:
-        target = str(tmp).replace("'", "''")
+    target = str(out).replace("'", "''")
+    restore = lower_memory_limit(sess.con, ENGINE_MEMORY_LIMIT)
+    try:
         sess.con.execute(
-            f"""COPY (SELECT h.patient_id, h.rule_id AS rule, h.start, h."end",
-                        CASE WHEN r.boolean THEN h.b END AS value_bool,
-                        CASE WHEN NOT r.boolean THEN h.x END AS value_number, h.qualifier,
-                        CASE WHEN NOT r.boolean AND h.x IS NOT NULL AND r.unit NOT IN ('1', '?') THEN r.unit END AS unit,
-                        CASE WHEN r.boolean THEN h.b IS NULL ELSE h.x IS NULL END AS unknown, h.why AS reason
-                    FROM {table} h JOIN tl_h_rules r ON r.rule_id = h.rule_id
-                    ORDER BY h.patient_id, r.ord, h.start)
-                TO '{target}' (FORMAT parquet, COMPRESSION zstd,
+            f"""COPY ({select}) TO '{target}' (FORMAT parquet, COMPRESSION zstd,
                     KV_METADATA {{manifest: '{meta}', timezone: '{zone}'}})"""
         )
+    finally:
+        sess.con.execute(restore)
 
 
 def _swimlanes(

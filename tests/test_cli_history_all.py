@@ -340,3 +340,26 @@ def test_history_parquet_gives_a_pure_number_no_unit(cohort_store: Path, tmp_pat
     assert found == [
         r for p in ("P001", "P002", "P003") for r in rows_of(run_cli("history", p, "--csv", *args).stdout)[1:]
     ]
+
+
+def test_every_patients_history_written_batch_by_batch_is_in_patient_order(
+    cohort_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One patient a batch (the 10k cohort's are 2,500): each batch is written as it is
+    evaluated, CSV rows and Parquet part files, and the whole is in patient order; no part file
+    is left beside the output."""
+    from timeline.engine import evaluate
+
+    monkeypatch.setattr(evaluate, "HISTORY_BATCH_PATIENTS", 1)
+    out = tmp_path / "out" / "h.parquet"
+    out.parent.mkdir()
+    result = run_cli("history", "--all", "--csv", "--parquet", out, "--store", cohort_store)
+    assert result.exit_code == 0, result.stderr
+    want = [
+        r
+        for p in ("P001", "P002", "P003")
+        for r in rows_of(run_cli("history", p, "--csv", "--store", cohort_store).stdout)[1:]
+    ]
+    assert rows_of(result.stdout)[1:] == want
+    assert parquet_rows(out) == want
+    assert [p.name for p in out.parent.iterdir()] == ["h.parquet"]

@@ -10,8 +10,10 @@ whole default rule pack.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -243,6 +245,26 @@ def test_histories_run_in_batches_of_history_batch_patients(session: Session) ->
     seen.clear()
     small.states(_points_sql(_points(session)))
     assert len(seen) == 1
+
+
+def test_histories_given_each_batch_hand_over_one_batch_at_a_time_in_patient_order(session: Session) -> None:
+    """With ``each``, the table holds one batch's intervals when it is called; the batches
+    together are the whole history, each batch's patients after the previous batch's."""
+    whole_count = session.histories()
+    whole = session.con.execute("SELECT * FROM tl_history ORDER BY ALL").fetchall()
+    small = Session(session.store, session.rules, history_batch_patients=17)
+    batches: list[list[tuple[object, ...]]] = []
+    total = small.histories(
+        name="tl_batch",
+        each=lambda table: batches.append(
+            small.con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+        ),
+    )
+    assert total == whole_count
+    assert len(batches) > 1
+    assert Counter(row for batch in batches for row in batch) == Counter(whole)
+    patients = [sorted({row[1] for row in batch}) for batch in batches]
+    assert all(earlier[-1] < later[0] for earlier, later in pairwise(patients))
 
 
 def test_states_of_no_points_is_an_empty_table(session: Session) -> None:

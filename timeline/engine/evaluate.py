@@ -726,14 +726,24 @@ class Session:
             )
         return self._into(name, points_sql, comp, roots, " UNION ALL ".join(parts))
 
-    def histories(self, rule_ids: Sequence[str] | None = None, name: str = "tl_history") -> int:
+    def histories(
+        self,
+        rule_ids: Sequence[str] | None = None,
+        name: str = "tl_history",
+        each: Callable[[str], None] | None = None,
+    ) -> int:
         """Every patient's history of every requested rule, set-based: the same intervals as
         :meth:`history` (from each patient's first clinical event through the day of the last
         event, the last interval ending at the midnight after it), written to the temp table ``name`` (rule_id, patient_id, start, end,
         b, x, why, qualifier: a censored value's, its bound in x); returns the number of intervals. Each rule is evaluated at its own change
         points, for a batch of ``history_batch_patients`` patients at a time (at most
         ``batch_patients``; see :meth:`batches`, HISTORY_BATCH_PATIENTS), a stepwise rule once
-        (see :meth:`Compiler.steps`), whatever reads it."""
+        (see :meth:`Compiler.steps`), whatever reads it.
+
+        ``each``: called after each batch with ``name``, which then holds that batch's intervals
+        alone (the next batch replaces them): a caller writing them out as they come holds one
+        batch, never the cohort's (1M patients: ~1B intervals). The batches are patients in id
+        order, so their intervals sorted batch by batch are sorted as a whole."""
         ids = self.rule_ids(rule_ids)
         if not name.startswith("tl_"):
             raise UsageError(f"history table {name!r}: scratch tables are named tl_*")
@@ -801,7 +811,7 @@ class Session:
         # points), so its batches are smaller: see HISTORY_BATCH_PATIENTS
         size = min(self.batch_patients, self.history_batch_patients)
         return self._into(
-            name, patients, comp, roots, " UNION ALL ".join(parts), keep={span}, keyed=True, size=size
+            name, patients, comp, roots, " UNION ALL ".join(parts), keep={span}, keyed=True, size=size, each=each
         )
 
     @staticmethod
@@ -843,13 +853,24 @@ class Session:
         keep: set[str] | None = None,
         keyed: bool = False,
         size: int | None = None,
+        each: Callable[[str], None] | None = None,
     ) -> int:
         """``select`` over the compiled ``roots`` for every batch of the points, into the temp
-        table ``name``; returns its number of rows. ``keyed``, ``size``: see :meth:`batches`."""
+        table ``name``; returns its number of rows (with ``each``, every batch's: ``name`` holds
+        one batch's rows when ``each(name)`` is called after it). ``keyed``, ``size``: see
+        :meth:`batches`."""
+        total = 0
         for b in self.batches(points_sql, keyed, size):
-            head = f"CREATE OR REPLACE TEMP TABLE {name} AS " if b == 0 else f"INSERT INTO {name} "
+            fresh = b == 0 or each is not None
+            head = f"CREATE OR REPLACE TEMP TABLE {name} AS " if fresh else f"INSERT INTO {name} "
             staged(self.con, comp, roots, head + select, keep)
-        found = self.con.execute(f"SELECT count(*) FROM {name}").fetchone()
+            if each is not None:
+                total += self._count(name)
+                each(name)
+        return total if each is not None else self._count(name)
+
+    def _count(self, table: str) -> int:
+        found = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()
         return int(found[0]) if found else 0
 
 
