@@ -353,10 +353,10 @@ def _every_history(
             note(said)
         _history_rules_table(sess, ids)
         # Written batch by batch, as each batch of patients is evaluated (Session.histories'
-        # `each`): the batches are patients in id order, each sorted is the whole sorted, and
-        # only one batch's intervals are ever held (the 10k cohort's whole pack sorted at once:
-        # 10.5M intervals, 2.5 GB peak). Parquet goes to one part file a batch, beside OUT,
-        # then into OUT in their order.
+        # `each`): the batches are patients in id order, so each sorted is the whole sorted, and
+        # only one batch's intervals are ever held (1M patients: ~1B intervals would otherwise
+        # sit in DuckDB's temp storage, to be sorted at once). Parquet goes to one part file a
+        # batch, beside OUT, then into OUT in their order.
         parts: list[Path] = []
         if parquet_out is not None:
             where = parquet_out.parent if parquet_out.is_file() or not parquet_out.exists() else None
@@ -367,19 +367,16 @@ def _every_history(
             )
         rows = _history_csv_writer() if csv_out else None
         update = stack.enter_context(ProgressBar("history"))
-        batches = [1]
+        at = [0, 1]  # the batch evaluated, of how many
 
         def evaluating(b: int, n: int) -> None:
-            batches[0] = n
+            at[:] = [b, n]
             if update is not None:
                 update(f"history: evaluating, batch {b + 1} of {n}", b / n)
 
         def write(table: str) -> None:
             if update is not None:
-                update(
-                    f"history: writing, batch {len(parts) + 1} of {batches[0]}",
-                    (len(parts) + 0.5) / batches[0],
-                )
+                update(f"history: writing, batch {at[0] + 1} of {at[1]}", (at[0] + 0.5) / at[1])
             # sorted within the engine's memory limit, spilling past it
             restore = lower_memory_limit(sess.con, ENGINE_MEMORY_LIMIT)
             try:
@@ -398,7 +395,8 @@ def _every_history(
             if update is not None:
                 update(f"history: writing {total:,} intervals to {parquet_out}", 1.0)
             with replacing(parquet_out) as tmp:
-                _parquet_copy(sess, f"SELECT * FROM read_parquet({[str(p) for p in parts]!r})", tmp)
+                files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
+                _parquet_copy(sess, f"SELECT * FROM read_parquet([{files}])", tmp)
         sess.con.execute("DROP TABLE IF EXISTS tl_every_history")
     if parquet_out is not None:
         console(stderr=True).print(f"wrote {total:,} intervals to {esc(str(parquet_out))}")

@@ -191,9 +191,9 @@ def parquet_rows(path: Path) -> list[list[str]]:
     from cli.engine import _csv_value_text
 
     out = []
-    for pid, rule, start, end, b, x, qualifier, unit, unknown, reason in duckdb.sql(
-        f"SELECT * FROM read_parquet('{path}')"
-    ).fetchall():
+    for pid, rule, start, end, b, x, qualifier, unit, unknown, reason in (
+        duckdb.connect().execute("SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
+    ):
         value = "unknown" if unknown else b if b is not None else x
         text = _csv_value_text(value, qualifier)[0]
         out.append([pid, rule, str(start), str(end), str(text), unit or "", reason or ""])
@@ -363,3 +363,18 @@ def test_every_patients_history_written_batch_by_batch_is_in_patient_order(
     assert rows_of(result.stdout)[1:] == want
     assert parquet_rows(out) == want
     assert [p.name for p in out.parent.iterdir()] == ["h.parquet"]
+
+
+def test_every_patients_parquet_goes_to_a_folder_whose_name_has_a_quote(
+    cohort_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The part files (one a batch) are read back by a DuckDB query naming them: a quote in the
+    folder's name is quoted there."""
+    from timeline.engine import evaluate
+
+    monkeypatch.setattr(evaluate, "HISTORY_BATCH_PATIENTS", 2)
+    out = tmp_path / "it's here" / "h.parquet"
+    out.parent.mkdir()
+    result = run_cli("history", "--all", "--parquet", out, "--rule", "crp_normal", "--store", cohort_store)
+    assert result.exit_code == 0, result.stderr
+    assert {r[0] for r in parquet_rows(out)} == {"P001", "P002", "P003"}
